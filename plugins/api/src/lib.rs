@@ -1,0 +1,27 @@
+//! The API Gatehouse plugins build against.
+//!
+//! A plugin is a value implementing [`Plugin`]: it declares the routes it serves
+//! ([`RouteSpec`]: a method and a path template such as `/api/jwt/refresh/{tokenId}`) and
+//! handles a matched request ([`PluginRequest`]) with the [`PluginContext`] the host gives it:
+//! the [`Store`], the [`TokenService`], the [`ApiKeyRing`] and a [`Clock`].
+//!
+//! Nothing here depends on the proxy engine, so a plugin can be unit-tested with plain values.
+//! Errors are [`ApiError`], which renders FusionAuth's Errors JSON.
+#![warn(missing_docs)]
+
+pub mod apikeys;
+pub mod clock;
+pub mod error;
+pub mod model;
+pub mod plugin;
+pub mod request;
+pub mod store;
+pub mod tokens;
+
+pub use apikeys::{ApiKeyGrant, ApiKeyRing};
+pub use clock::{Clock, SystemClock};
+pub use error::{ApiError, ErrorItem, Errors};
+pub use plugin::{Plugin, PluginContext, RouteSpec};
+pub use request::{Cookie, PluginRequest, PluginResponse};
+pub use store::{Store, StoreError};
+pub use tokens::{AccessTokenRequest, IssuedToken, TokenError, TokenService, VerifiedClaims};

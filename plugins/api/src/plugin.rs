@@ -1,0 +1,75 @@
+//! The plugin trait and the context a plugin is handed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Method;
+use serde_json::Value;
+
+use crate::apikeys::ApiKeyRing;
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::request::{PluginRequest, PluginResponse};
+use crate::store::Store;
+use crate::tokens::TokenService;
+
+/// One route a plugin serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// The method.
+    pub method: Method,
+    /// The path template: literal segments and `{name}` segments, e.g. `/api/jwt/refresh/{tokenId}`.
+    pub path: &'static str,
+    /// A name the plugin uses to tell its routes apart in [`Plugin::handle`].
+    pub name: &'static str,
+}
+
+impl RouteSpec {
+    /// A route.
+    pub fn new(method: Method, path: &'static str, name: &'static str) -> Self {
+        RouteSpec { method, path, name }
+    }
+}
+
+/// What the host gives a plugin for each request.
+#[derive(Clone)]
+pub struct PluginContext {
+    /// Persistent state.
+    pub store: Arc<dyn Store>,
+    /// Signing and verifying.
+    pub tokens: Arc<dyn TokenService>,
+    /// API-key authentication.
+    pub api_keys: Arc<ApiKeyRing>,
+    /// The current time.
+    pub clock: Arc<dyn Clock>,
+    /// Set `Secure` on cookies even when the request came over plain HTTP (e.g. behind a TLS
+    /// terminator).
+    pub secure_cookies: bool,
+}
+
+/// An in-process extension serving part of the REST API.
+#[async_trait]
+pub trait Plugin: Send + Sync {
+    /// The plugin's name, as written under `plugins:` in the configuration.
+    fn name(&self) -> &'static str;
+
+    /// The routes it serves. Called once at start; the host refuses two plugins claiming the
+    /// same method and path.
+    fn routes(&self) -> Vec<RouteSpec>;
+
+    /// Handles a request that matched `route`. The body was read within the configured limit
+    /// and `request.path_params` holds the template's `{name}` values.
+    ///
+    /// Returns the response to send; an `Err` is rendered as FusionAuth's Errors JSON with the
+    /// status of [`ApiError::status`].
+    async fn handle(
+        &self,
+        route: &RouteSpec,
+        request: PluginRequest,
+        context: &PluginContext,
+    ) -> Result<PluginResponse, ApiError>;
+}
+
+/// Builds a plugin from its `plugins:` settings; an `Err` names the problem (the host adds the
+/// path `plugins.<name>`).
+pub type PluginFactory = fn(settings: &Value) -> Result<Arc<dyn Plugin>, String>;

@@ -1,0 +1,360 @@
+//! The request a plugin receives and the response it returns: plain values, no proxy types.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use http::{HeaderMap, Method};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// An HTTP request routed to a plugin, with its body already read (within the size limit).
+#[derive(Debug, Clone)]
+pub struct PluginRequest {
+    /// The request method.
+    pub method: Method,
+    /// The path, without the query string.
+    pub path: String,
+    /// The raw query string, without `?`.
+    pub query: String,
+    /// The request headers as the client sent them.
+    pub headers: HeaderMap,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The peer address of the client connection.
+    pub peer_ip: Option<IpAddr>,
+    /// True when the request arrived over TLS.
+    pub tls: bool,
+    /// Values of the `{name}` segments of the matched route template.
+    pub path_params: HashMap<String, String>,
+}
+
+impl PluginRequest {
+    /// A request with the given method and path (query string split off), no headers, no body.
+    pub fn new(method: Method, path_and_query: &str) -> Self {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (path_and_query.to_string(), String::new()),
+        };
+        PluginRequest {
+            method,
+            path,
+            query,
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+            peer_ip: None,
+            tls: false,
+            path_params: HashMap::new(),
+        }
+    }
+
+    /// The value of header `name` as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The first value of query parameter `name`, percent-decoded. Empty values count as absent.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        parse_form(&self.query)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The body parsed as `application/x-www-form-urlencoded`, when that is its Content-Type.
+    pub fn form_params(&self) -> Vec<(String, String)> {
+        let is_form = self
+            .header("content-type")
+            .map(|ct| {
+                ct.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
+            .unwrap_or(false);
+        if !is_form {
+            return Vec::new();
+        }
+        parse_form(&String::from_utf8_lossy(&self.body))
+    }
+
+    /// A parameter from the query string, else from a form-encoded body.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query_param(name).or_else(|| {
+            self.form_params()
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// The value of a `{name}` path segment.
+    pub fn path_param(&self, name: &str) -> Option<&str> {
+        self.path_params.get(name).map(String::as_str)
+    }
+
+    /// The value of cookie `name`, from any `Cookie` header.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|header| cookie_value(header, name))
+    }
+
+    /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.header("authorization").and_then(bearer_of)
+    }
+
+    /// The JWT of the request: the `Authorization: Bearer` token, else the `access_token` cookie.
+    pub fn jwt(&self) -> Option<&str> {
+        self.bearer_token().or_else(|| self.cookie("access_token"))
+    }
+
+    /// The body parsed as JSON into `T`; a 400 with Errors JSON when it is malformed or mistyped.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::general(
+                "[invalid]",
+                "The request body is empty but this API requires a JSON body.",
+            ));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            let kind = if e.is_syntax() || e.is_eof() {
+                "Invalid JSON in the request body"
+            } else {
+                "The request body does not match the expected structure"
+            };
+            // serde_json messages name the offending field and position but never echo strings
+            // beyond the type, which keeps secrets out of the response.
+            ApiError::general("[invalidJSON]", format!("{kind}: {e}"))
+        })
+    }
+
+    /// The body parsed as JSON when there is one, else `T::default()`.
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
+    }
+
+    /// The client address: first hop of `X-Forwarded-For` when present, else the peer.
+    pub fn client_ip(&self) -> Option<String> {
+        self.header("x-forwarded-for")
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.peer_ip.map(|ip| ip.to_string()))
+    }
+}
+
+/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive).
+pub fn bearer_of(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let token = rest.trim();
+        (!token.is_empty()).then_some(token)
+    } else {
+        None
+    }
+}
+
+/// The value of cookie `name` in one `Cookie` header value.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// Parses `a=1&b=two` with `+` and percent-decoding.
+pub fn parse_form(input: &str) -> Vec<(String, String)> {
+    input
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A cookie to set on the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    /// Cookie name.
+    pub name: String,
+    /// Cookie value (URL-safe; not quoted).
+    pub value: String,
+    /// `Max-Age` in seconds; `None` for a session cookie.
+    pub max_age: Option<i64>,
+    /// `HttpOnly`.
+    pub http_only: bool,
+    /// `Secure`.
+    pub secure: bool,
+    /// `Path`.
+    pub path: String,
+    /// `SameSite` value.
+    pub same_site: &'static str,
+}
+
+impl Cookie {
+    /// An HttpOnly, `Path=/`, `SameSite=Lax` cookie (Lax so the cookie survives a redirect back from a login page).
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Cookie {
+            name: name.into(),
+            value: value.into(),
+            max_age: None,
+            http_only: true,
+            secure: false,
+            path: "/".into(),
+            same_site: "Lax",
+        }
+    }
+
+    /// A cookie that deletes `name` in the browser.
+    pub fn cleared(name: impl Into<String>) -> Self {
+        let mut c = Cookie::new(name, "");
+        c.max_age = Some(0);
+        c
+    }
+
+    /// The `Set-Cookie` header value.
+    pub fn to_header_value(&self) -> String {
+        let mut s = format!("{}={}; Path={}", self.name, self.value, self.path);
+        if let Some(age) = self.max_age {
+            s.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure {
+            s.push_str("; Secure");
+        }
+        if self.http_only {
+            s.push_str("; HttpOnly");
+        }
+        s.push_str("; SameSite=");
+        s.push_str(self.same_site);
+        s
+    }
+}
+
+/// The response a plugin returns; the host writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, in order; `Set-Cookie` may repeat.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes; empty for none.
+    pub body: Vec<u8>,
+}
+
+impl PluginResponse {
+    /// A response with a JSON body and `Content-Type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Self {
+        // Serializing our own model types cannot fail (no non-string map keys); fall back to an
+        // empty object rather than panic if it ever did.
+        let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+        PluginResponse {
+            status,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/json; charset=UTF-8".into(),
+            )],
+            body: bytes,
+        }
+    }
+
+    /// A response with no body.
+    pub fn empty(status: u16) -> Self {
+        PluginResponse {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Adds a `Set-Cookie` header.
+    pub fn with_cookie(self, cookie: &Cookie) -> Self {
+        self.with_header("Set-Cookie", cookie.to_header_value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_of("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_of("bEaReR abc"), Some("abc"));
+        assert_eq!(bearer_of("Basic abc"), None);
+        assert_eq!(bearer_of("Bearer "), None);
+        assert_eq!(bearer_of("abc"), None);
+    }
+
+    #[test]
+    fn cookies_and_query_are_parsed() {
+        assert_eq!(cookie_value("a=1; access_token=xyz; b=2", "access_token"), Some("xyz"));
+        assert_eq!(cookie_value("a=1", "access_token"), None);
+        let req = PluginRequest::new(Method::GET, "/x?applicationId=a%2Db&x=1+2&empty=");
+        assert_eq!(req.query_param("applicationId").as_deref(), Some("a-b"));
+        assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(req.query_param("empty"), None);
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn malformed_json_is_a_400() {
+        let mut req = PluginRequest::new(Method::POST, "/x");
+        req.body = b"{not json".to_vec();
+        let err = req.json::<serde_json::Value>().unwrap_err();
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn cookie_header_value() {
+        let mut c = Cookie::new("refresh_token", "v");
+        c.max_age = Some(60);
+        c.secure = true;
+        assert_eq!(
+            c.to_header_value(),
+            "refresh_token=v; Path=/; Max-Age=60; Secure; HttpOnly; SameSite=Lax"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The storage trait. One implementation per backend lives in the host (`src/store/`); plugins
+//! and the proxy see only this trait, so a backend can be added without changing callers.
+//!
+//! Every method is one transaction: a multi-row change is applied whole or not at all.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::{
+    ApiKey, Application, EventLog, IdentityProviderLink, KeyMaterial, RefreshToken, Registration,
+    Tenant, User,
+};
+
+/// What a store operation can fail with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The addressed record does not exist.
+    NotFound,
+    /// A uniqueness rule or a conditional update failed; the message is safe to show.
+    Conflict(String),
+    /// The backend cannot be reached (locked, down); the detail is for the log.
+    Unavailable(String),
+    /// Anything else the backend reported; the detail is for the log.
+    Backend(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound => write!(f, "not found"),
+            StoreError::Conflict(m) => write!(f, "conflict: {m}"),
+            StoreError::Unavailable(m) => write!(f, "store unavailable: {m}"),
+            StoreError::Backend(m) => write!(f, "store error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which refresh tokens a revocation addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeScope {
+    /// One token by id.
+    Id(Uuid),
+    /// One token by value.
+    Token(String),
+    /// All tokens of a user.
+    User(Uuid),
+    /// All tokens of an application.
+    Application(Uuid),
+    /// All tokens of a user for one application.
+    UserApplication(Uuid, Uuid),
+}
+
+/// The outcome of a one-time-use rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// This call replaced the token; the new value is live and the old one is dead.
+    Rotated(RefreshToken),
+    /// The old value was already rotated (by a concurrent request or earlier); carries the
+    /// token that replaced it and when, so callers can apply a grace period.
+    AlreadyRotated {
+        /// The token now live for this id.
+        current: RefreshToken,
+        /// When the old value was replaced (ms).
+        rotated_at: i64,
+    },
+}
+
+/// Persistent state of the gateway.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Checks the backend answers; used by `/health`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- tenants and applications (applied from the config file at start) ---
+
+    /// Inserts or replaces a tenant.
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    /// The tenant with this id, or `None`.
+    async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>>;
+    /// All tenants.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Inserts or replaces an application.
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()>;
+    /// The application with this id, or `None`.
+    async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>>;
+    /// All applications.
+    async fn list_applications(&self) -> StoreResult<Vec<Application>>;
+
+    // --- keys ---
+
+    /// Stored material for a key id, or `None` when none was stored yet.
+    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>>;
+    /// Stores material for a key id unless some is already stored; returns what is stored
+    /// afterwards (the existing material wins a race between two starting gateways).
+    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial>;
+
+    // --- API keys ---
+
+    /// Replaces the set of API keys declared by configuration with `keys`.
+    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()>;
+    /// All API keys.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+
+    // --- users and registrations ---
+
+    /// Creates a user; `Conflict` when the email or username is taken in the tenant.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    /// Replaces a user; `NotFound` when absent, `Conflict` on a taken email/username.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// The user (without registrations), or `None`.
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    /// The user with this email in the tenant (case-insensitive), or `None`.
+    async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>>;
+    /// The user with this username in the tenant (case-insensitive), or `None`.
+    async fn find_user_by_username(
+        &self,
+        tenant_id: Uuid,
+        username: &str,
+    ) -> StoreResult<Option<User>>;
+    /// Inserts or replaces the registration of `registration.user_id` to its application.
+    async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()>;
+    /// The user's registration to the application, or `None`.
+    async fn get_registration(
+        &self,
+        user_id: Uuid,
+        application_id: Uuid,
+    ) -> StoreResult<Option<Registration>>;
+    /// All of a user's registrations.
+    async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>>;
+
+    // --- refresh tokens ---
+
+    /// Stores a new refresh token; durable when this returns.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// The live token with this value (compared in constant time), or `None`.
+    async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>>;
+    /// The live token with this id, or `None`.
+    async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
+    /// A user's live tokens.
+    async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>>;
+    /// Records a use: last access instant/address and (for sliding windows) the new start and
+    /// expiration. `NotFound` when the token is no longer live.
+    async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Replaces the value of `old_value` with `next` (same id) if `old_value` is still the live
+    /// value; otherwise reports what replaced it. One conditional update: two concurrent callers
+    /// cannot both rotate.
+    async fn rotate_refresh_token(
+        &self,
+        old_value: &str,
+        next: &RefreshToken,
+    ) -> StoreResult<Rotation>;
+    /// Revokes the addressed tokens; returns the revoked tokens (empty when none matched).
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>>;
+
+    // --- identity providers, links, lambdas (JSON documents keyed by id) ---
+
+    /// Inserts or replaces an identity provider document.
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()>;
+    /// The identity provider document, or `None`.
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>>;
+    /// All identity provider documents.
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>>;
+    /// Deletes a provider and its links; `NotFound` when absent.
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()>;
+    /// Inserts or replaces a link (keyed by provider and provider user id).
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()>;
+    /// Links matching every given filter.
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>>;
+    /// Deletes one link; returns it, or `NotFound`.
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink>;
+
+    // --- event log ---
+
+    /// Appends an event; returns its id.
+    async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64>;
+    /// The newest `limit` events, newest first.
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>>;
+}

@@ -1,0 +1,194 @@
+//! The token service plugins and the proxy share: signs access tokens, vends arbitrary JWTs,
+//! verifies tokens against the key ring, and lists public keys. Implemented by the host.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::model::{Application, Registration, Tenant, User};
+
+/// Why a token was not accepted, or could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenError {
+    /// Not three base64url parts, bad JSON, or a header without `kid`.
+    Malformed,
+    /// No key with the token's `kid`.
+    UnknownKey,
+    /// The header's `alg` is not the algorithm bound to the key (this includes `none`).
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iss` is not the issuer of the token's tenant.
+    InvalidIssuer,
+    /// The token's session or user was revoked after it was issued.
+    Revoked,
+    /// The key cannot sign (public-only) or signing failed.
+    CannotSign,
+}
+
+impl TokenError {
+    /// A short, stable name for logs and metrics labels.
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::AlgorithmMismatch => "algorithm_mismatch",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::InvalidIssuer => "invalid_issuer",
+            TokenError::Revoked => "revoked",
+            TokenError::CannotSign => "cannot_sign",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// The claims of a verified token, with the ones policy needs already parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedClaims {
+    /// Every claim, as decoded.
+    pub claims: Map<String, Value>,
+    /// `kid` of the key that verified it.
+    pub key_id: String,
+    /// `exp`, seconds.
+    pub exp: i64,
+    /// `iat`, seconds (0 when absent).
+    pub iat: i64,
+    /// `sub` as a UUID, when it is one.
+    pub subject: Option<Uuid>,
+    /// `applicationId`, when present and a UUID.
+    pub application_id: Option<Uuid>,
+    /// `tid`, when present and a UUID.
+    pub tenant_id: Option<Uuid>,
+    /// `sid`: the refresh token id the token was minted from, when present.
+    pub session_id: Option<Uuid>,
+    /// `roles`, empty when absent.
+    pub roles: Vec<String>,
+}
+
+impl VerifiedClaims {
+    /// A claim rendered as header text: strings as they are, arrays joined with `,`, numbers and
+    /// booleans in JSON form; `None` when absent or an object.
+    pub fn claim_text(&self, name: &str) -> Option<String> {
+        match self.claims.get(name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Null | Value::Object(_) => None,
+        }
+    }
+}
+
+/// What to put in a new access token.
+#[derive(Debug, Clone)]
+pub struct AccessTokenRequest<'a> {
+    /// The subject.
+    pub user: &'a User,
+    /// The user's tenant (issuer, default key and lifetime).
+    pub tenant: &'a Tenant,
+    /// The application, when the token is for one.
+    pub application: Option<&'a Application>,
+    /// The registration to that application; without one, no application claims are added.
+    pub registration: Option<&'a Registration>,
+    /// `authenticationType`, e.g. `JWT_SSO`, `REFRESH_TOKEN`, `FEDERATED_JWT`.
+    pub authentication_type: &'a str,
+    /// A fixed `exp` (seconds) instead of now + TTL, e.g. for `/api/jwt/issue`.
+    pub expires_at: Option<i64>,
+    /// `sid`: the refresh token id this token belongs to.
+    pub session_id: Option<Uuid>,
+}
+
+/// A signed token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The compact JWT.
+    pub token: String,
+    /// `exp` in milliseconds (FusionAuth's `tokenExpirationInstant`).
+    pub expiration_instant: i64,
+    /// `jti`.
+    pub jti: Uuid,
+}
+
+/// A public key as published by `/api/jwt/public-key` and the JWKS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicKeyInfo {
+    /// `kid`.
+    pub key_id: String,
+    /// Algorithm, e.g. `RS256`.
+    pub algorithm: String,
+    /// SubjectPublicKeyInfo PEM.
+    pub pem: String,
+    /// The JWK (with `kid`, `alg`, `use`).
+    pub jwk: Value,
+}
+
+/// Signs and verifies tokens with the gateway's keys.
+pub trait TokenService: Send + Sync {
+    /// Signs an access token with FusionAuth's claims, using the application's JWT settings
+    /// when they are enabled, else the tenant's.
+    fn issue_access_token(&self, request: &AccessTokenRequest<'_>)
+        -> Result<IssuedToken, TokenError>;
+
+    /// Signs `claims` as given (except `exp`, `iat`, `iss`, `jti`, which it sets), with key
+    /// `key_id` or the tenant's access-token key, valid for `ttl_seconds`.
+    fn vend(
+        &self,
+        tenant: &Tenant,
+        key_id: Option<Uuid>,
+        claims: Map<String, Value>,
+        ttl_seconds: i64,
+    ) -> Result<IssuedToken, TokenError>;
+
+    /// Verifies a token's signature (with the key's own algorithm), `exp`/`nbf` and issuer.
+    /// Returns the parsed claims, shared with the verified-token cache.
+    fn verify(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError>;
+
+    /// Public keys of every asymmetric key; HMAC secrets are never included.
+    fn public_keys(&self) -> Vec<PublicKeyInfo>;
+
+    /// True when `key_id` names a key of the ring (of any kind).
+    fn has_key(&self, key_id: &str) -> bool;
+
+    /// A new opaque refresh token value: 256 bits from a CSPRNG, URL-safe base64.
+    fn new_refresh_token_value(&self) -> String;
+
+    /// Records that tokens of `scope` issued before `instant_seconds` are revoked, so that
+    /// [`TokenService::verify`] refuses them from now on.
+    fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64);
+}
+
+/// What a revocation cuts off at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevocationScope {
+    /// Every token of a user.
+    User(Uuid),
+    /// Every token of an application.
+    Application(Uuid),
+    /// Every token of a user for one application.
+    UserApplication(Uuid, Uuid),
+    /// Tokens minted from one refresh token (`sid`).
+    Session(Uuid),
+}
