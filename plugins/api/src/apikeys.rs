@@ -66,12 +66,14 @@ impl ApiKeyRing {
         }
         let key = found.ok_or(ApiError::Unauthorized)?;
         let header_tenant = match request.header("x-fusionauth-tenantid") {
-            Some(raw) if !raw.trim().is_empty() => Some(Uuid::parse_str(raw.trim()).map_err(|_| {
-                ApiError::general(
-                    "[invalid]X-FusionAuth-TenantId",
-                    "The X-FusionAuth-TenantId header is not a valid UUID.",
-                )
-            })?),
+            Some(raw) if !raw.trim().is_empty() => {
+                Some(Uuid::parse_str(raw.trim()).map_err(|_| {
+                    ApiError::general(
+                        "[invalid]X-FusionAuth-TenantId",
+                        "The X-FusionAuth-TenantId header is not a valid UUID.",
+                    )
+                })?)
+            }
             _ => None,
         };
         let tenant_id = match (key.tenant_id, header_tenant) {
@@ -113,7 +115,8 @@ mod tests {
     fn request(key: Option<&str>, tenant: Option<&str>) -> PluginRequest {
         let mut req = PluginRequest::new(Method::GET, "/api/jwt/refresh");
         if let Some(k) = key {
-            req.headers.insert("authorization", k.parse().expect("header"));
+            req.headers
+                .insert("authorization", k.parse().expect("header"));
         }
         if let Some(t) = tenant {
             req.headers
@@ -127,10 +130,16 @@ mod tests {
         let (ring, tenant) = ring();
         assert!(ring.authenticate(&request(None, None)).is_err());
         assert!(ring.authenticate(&request(Some("nope"), None)).is_err());
-        assert!(ring.authenticate(&request(Some("global-ke"), None)).is_err());
-        let grant = ring.authenticate(&request(Some("global-key"), None)).expect("ok");
+        assert!(ring
+            .authenticate(&request(Some("global-ke"), None))
+            .is_err());
+        let grant = ring
+            .authenticate(&request(Some("global-key"), None))
+            .expect("ok");
         assert_eq!(grant.tenant_id, None);
-        let grant = ring.authenticate(&request(Some("tenant-key"), None)).expect("ok");
+        let grant = ring
+            .authenticate(&request(Some("tenant-key"), None))
+            .expect("ok");
         assert_eq!(grant.tenant_id, Some(tenant));
         assert!(grant.allows_tenant(tenant));
         assert!(!grant.allows_tenant(Uuid::new_v4()));

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod model;
 pub mod plugin;
+pub mod refresh;
 pub mod request;
 pub mod store;
 pub mod tokens;
@@ -22,6 +23,11 @@ pub use apikeys::{ApiKeyGrant, ApiKeyRing};
 pub use clock::{Clock, SystemClock};
 pub use error::{ApiError, ErrorItem, Errors};
 pub use plugin::{Plugin, PluginContext, RouteSpec};
+pub use refresh::{
+    exchange_refresh_token, exchange_refresh_token_scoped, issue_refresh_token,
+    issue_sso_refresh_token, resolve_refresh_policy, RefreshEnv, RefreshError, RefreshOutcome,
+    RefreshPolicy,
+};
 pub use request::{Cookie, PluginRequest, PluginResponse};
 pub use store::{Store, StoreError};
 pub use tokens::{AccessTokenRequest, IssuedToken, TokenError, TokenService, VerifiedClaims};

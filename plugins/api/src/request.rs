@@ -328,7 +328,10 @@ mod tests {
 
     #[test]
     fn cookies_and_query_are_parsed() {
-        assert_eq!(cookie_value("a=1; access_token=xyz; b=2", "access_token"), Some("xyz"));
+        assert_eq!(
+            cookie_value("a=1; access_token=xyz; b=2", "access_token"),
+            Some("xyz")
+        );
         assert_eq!(cookie_value("a=1", "access_token"), None);
         let req = PluginRequest::new(Method::GET, "/x?applicationId=a%2Db&x=1+2&empty=");
         assert_eq!(req.query_param("applicationId").as_deref(), Some("a-b"));

@@ -149,8 +149,10 @@ pub struct PublicKeyInfo {
 pub trait TokenService: Send + Sync {
     /// Signs an access token with FusionAuth's claims, using the application's JWT settings
     /// when they are enabled, else the tenant's.
-    fn issue_access_token(&self, request: &AccessTokenRequest<'_>)
-        -> Result<IssuedToken, TokenError>;
+    fn issue_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<IssuedToken, TokenError>;
 
     /// Signs `claims` as given (except `exp`, `iat`, `iss`, `jti`, which it sets), with key
     /// `key_id` or the tenant's access-token key, valid for `ttl_seconds`.

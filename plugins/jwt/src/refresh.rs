@@ -1,0 +1,426 @@
+//! The Refresh Token API: exchange (`POST /api/jwt/refresh`), retrieve
+//! (`GET /api/jwt/refresh/{tokenId}`, `GET /api/jwt/refresh?userId=`) and revoke
+//! (`DELETE /api/jwt/refresh?…`, `DELETE /api/jwt/refresh/{tokenId}`).
+//!
+//! The exchange itself is [`exchange_refresh_token_scoped`]; this module handles the HTTP side:
+//! where the token comes from (the `refresh_token` cookie wins over the body), the response body
+//! and cookies, authentication and tenant scoping.
+//!
+//! A tenant-scoped request (tenant-locked API key or `X-FusionAuth-TenantId`) never sees or
+//! revokes another tenant's tokens: they answer as if they did not exist (404 or an empty list).
+//! Every revocation is also recorded with the token service, so access tokens minted from the
+//! revoked tokens (or, for user/application revocations, all of them) stop working at the edge.
+
+use gatehouse_plugin_api::refresh::exchange_refresh_token_scoped;
+use gatehouse_plugin_api::store::RevokeScope;
+use gatehouse_plugin_api::tokens::RevocationScope;
+use gatehouse_plugin_api::{
+    ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse, RefreshEnv,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::common::{
+    authenticate, expiring_cookie, parse_uuid, secure_cookies, tenant_header, token_id_path,
+    uuid_param, Accept, Caller,
+};
+
+/// The name of the access-token cookie.
+pub const ACCESS_TOKEN_COOKIE: &str = "access_token";
+/// The name of the refresh-token cookie.
+pub const REFRESH_TOKEN_COOKIE: &str = "refresh_token";
+
+// ---------------------------------------------------------------------------------------------
+// POST /api/jwt/refresh
+// ---------------------------------------------------------------------------------------------
+
+/// The RefreshRequest body. Unknown fields (`eventInfo`, `timeToLiveInSeconds`) are ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    /// The refresh token.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// The previous access token (relayed to webhooks by FusionAuth; unused here).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// The JWTRefreshResponse body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtRefreshResponse {
+    /// The refresh token: the same value (`Reusable`) or the new one (`OneTimeUse`).
+    pub refresh_token: String,
+    /// The refresh token's persistent id.
+    pub refresh_token_id: Uuid,
+    /// The new access token.
+    pub token: String,
+}
+
+/// True when the request body is form-encoded.
+fn is_form(request: &PluginRequest) -> bool {
+    request.header("content-type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+/// True when the request body is declared JSON.
+fn is_json(request: &PluginRequest) -> bool {
+    request
+        .header("content-type")
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
+}
+
+/// The refresh token to exchange: the `refresh_token` cookie, else `refreshToken` from the body
+/// (JSON, or a form). The body is only parsed when there is no cookie.
+pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>, ApiError> {
+    if let Some(cookie) = request
+        .cookie(REFRESH_TOKEN_COOKIE)
+        .filter(|c| !c.is_empty())
+    {
+        return Ok(Some(cookie.to_string()));
+    }
+    if is_form(request) {
+        return Ok(request.param("refreshToken"));
+    }
+    let body: RefreshRequest = request.json_or_default()?;
+    Ok(body.refresh_token.filter(|v| !v.trim().is_empty()))
+}
+
+/// Handles `POST /api/jwt/refresh`: 200 with `token`, `refreshToken` and `refreshTokenId`, and
+/// the `access_token` (Max-Age: the access token's lifetime) and `refresh_token` (Max-Age: the
+/// refresh token's remaining lifetime) HttpOnly cookies; 400 `[blank]refreshToken` when none was
+/// given and `[invalid]refreshToken` when it is unknown, expired or revoked.
+pub async fn exchange(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    let tenant_scope = tenant_header(request)?;
+    let value = presented_refresh_token(request)?.ok_or_else(|| {
+        ApiError::field(
+            "refreshToken",
+            "blank",
+            "You must specify the refreshToken in the request body or the refresh_token cookie.",
+        )
+    })?;
+    let client_ip = request.client_ip();
+    let outcome = exchange_refresh_token_scoped(
+        RefreshEnv::from(context),
+        &value,
+        client_ip.as_deref(),
+        tenant_scope,
+    )
+    .await?;
+
+    let now = context.clock.now_millis();
+    let secure = secure_cookies(request, context);
+    let access_cookie = expiring_cookie(
+        ACCESS_TOKEN_COOKIE,
+        &outcome.access_token.token,
+        outcome.access_token.expiration_instant,
+        now,
+        secure,
+    );
+    let refresh_cookie = expiring_cookie(
+        REFRESH_TOKEN_COOKIE,
+        &outcome.refresh_token.token,
+        outcome.refresh_token.expiration_instant,
+        now,
+        secure,
+    );
+    let body = JwtRefreshResponse {
+        refresh_token: outcome.refresh_token.token,
+        refresh_token_id: outcome.refresh_token.id,
+        token: outcome.access_token.token,
+    };
+    Ok(PluginResponse::json(200, &body)
+        .with_cookie(&access_cookie)
+        .with_cookie(&refresh_cookie))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/jwt/refresh/{tokenId}, GET /api/jwt/refresh?userId=
+// ---------------------------------------------------------------------------------------------
+
+/// The API-key grant of the request; a JWT is refused.
+fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKeyGrant, ApiError> {
+    match authenticate(request, context, Accept::ApiKey)? {
+        Caller::ApiKey(grant) => Ok(grant),
+        Caller::User { .. } => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Handles `GET /api/jwt/refresh/{tokenId}` (API key): `{"refreshToken": {…}}`; 404 when the
+/// token does not exist, was revoked, or is outside the request's tenant.
+pub async fn retrieve_by_id(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let id = token_id_path(request)?;
+    let token = context
+        .store
+        .get_refresh_token(id)
+        .await?
+        .filter(|t| grant.allows_tenant(t.tenant_id))
+        .ok_or(ApiError::NotFound)?;
+    Ok(PluginResponse::json(200, &json!({ "refreshToken": token })))
+}
+
+/// Handles `GET /api/jwt/refresh?userId=`: `{"refreshTokens": […]}`.
+///
+/// With an API key, `userId` is required and a tenant-scoped key sees only its tenant's tokens
+/// (an empty list otherwise). A user's own JWT (as some client libraries send) lists that user's
+/// tokens; a `userId` naming someone else is a 401.
+pub async fn retrieve_for_user(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    let caller = authenticate(request, context, Accept::ApiKeyOrJwt)?;
+    let asked = uuid_param(request, "userId")?;
+    let (user_id, tenant_scope) = match caller {
+        Caller::ApiKey(grant) => {
+            let user_id = asked.ok_or_else(|| {
+                ApiError::field("userId", "blank", "You must specify the userId.")
+            })?;
+            (user_id, grant.tenant_id)
+        }
+        Caller::User { user_id, .. } => {
+            if asked.is_some_and(|asked| asked != user_id) {
+                return Err(ApiError::Unauthorized);
+            }
+            (user_id, None)
+        }
+    };
+    let tokens: Vec<_> = context
+        .store
+        .list_refresh_tokens(user_id)
+        .await?
+        .into_iter()
+        .filter(|t| tenant_scope.is_none_or(|scope| scope == t.tenant_id))
+        .collect();
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "refreshTokens": tokens }),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// DELETE /api/jwt/refresh, DELETE /api/jwt/refresh/{tokenId}
+// ---------------------------------------------------------------------------------------------
+
+/// What a `DELETE /api/jwt/refresh` addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// One token, by value (`token`; wins over the others).
+    Token(String),
+    /// All tokens of a user (`userId`).
+    User(Uuid),
+    /// All tokens of an application (`applicationId`).
+    Application(Uuid),
+    /// All tokens of a user for an application (`userId` and `applicationId`).
+    UserApplication {
+        /// The user.
+        user_id: Uuid,
+        /// The application.
+        application_id: Uuid,
+    },
+}
+
+/// The RefreshTokenRevokeRequest JSON body (`DELETE` with a body, as
+/// `revoke_refresh_tokens_with_request` sends).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokeBody {
+    #[serde(default)]
+    application_id: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// Chooses the revocation from the parameters; 400 when none is given.
+pub fn revoke_target(
+    token: Option<String>,
+    user_id: Option<Uuid>,
+    application_id: Option<Uuid>,
+) -> Result<RevokeTarget, ApiError> {
+    match (token, user_id, application_id) {
+        (Some(token), _, _) => Ok(RevokeTarget::Token(token)),
+        (None, Some(user_id), Some(application_id)) => Ok(RevokeTarget::UserApplication {
+            user_id,
+            application_id,
+        }),
+        (None, Some(user_id), None) => Ok(RevokeTarget::User(user_id)),
+        (None, None, Some(application_id)) => Ok(RevokeTarget::Application(application_id)),
+        (None, None, None) => Err(ApiError::general(
+            "[missing]",
+            "You must specify a token, a userId, an applicationId, or a userId and an applicationId.",
+        )),
+    }
+}
+
+/// Reads `token`, `userId` and `applicationId` from the query string or a form body, filling
+/// gaps from a JSON body when the request declares one.
+pub fn revoke_request_target(request: &PluginRequest) -> Result<RevokeTarget, ApiError> {
+    let mut token = request.param("token");
+    let mut user_id = uuid_param(request, "userId")?;
+    let mut application_id = uuid_param(request, "applicationId")?;
+    if is_json(request) && !request.body.iter().all(u8::is_ascii_whitespace) {
+        let body: RevokeBody = request.json()?;
+        let non_empty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        if token.is_none() {
+            token = non_empty(body.token);
+        }
+        if user_id.is_none() {
+            user_id = non_empty(body.user_id)
+                .map(|v| parse_uuid("userId", &v))
+                .transpose()?;
+        }
+        if application_id.is_none() {
+            application_id = non_empty(body.application_id)
+                .map(|v| parse_uuid("applicationId", &v))
+                .transpose()?;
+        }
+    }
+    revoke_target(token, user_id, application_id)
+}
+
+/// Handles `DELETE /api/jwt/refresh` with `token`, `userId`, `applicationId`, or `userId` and
+/// `applicationId` (query string, form body or JSON body): 200 with no body.
+///
+/// API keys may use every form; a user's JWT only `token`, for a token the user owns (else 401).
+/// 404 when the token, user or application does not exist or is outside the request's tenant.
+pub async fn revoke(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    let caller = authenticate(request, context, Accept::ApiKeyOrJwt)?;
+    let (scope, revocation) = match revoke_request_target(request)? {
+        RevokeTarget::Token(value) => {
+            let token = context
+                .store
+                .find_refresh_token(&value)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            authorize_single(&caller, token.user_id, token.tenant_id)?;
+            revoke_one(context, token.id).await?;
+            return Ok(PluginResponse::empty(200));
+        }
+        RevokeTarget::User(user_id) => {
+            ensure_user(context, api_key_of(&caller)?, user_id).await?;
+            (RevokeScope::User(user_id), RevocationScope::User(user_id))
+        }
+        RevokeTarget::Application(application_id) => {
+            ensure_application(context, api_key_of(&caller)?, application_id).await?;
+            (
+                RevokeScope::Application(application_id),
+                RevocationScope::Application(application_id),
+            )
+        }
+        RevokeTarget::UserApplication {
+            user_id,
+            application_id,
+        } => {
+            let grant = api_key_of(&caller)?;
+            ensure_user(context, grant, user_id).await?;
+            ensure_application(context, grant, application_id).await?;
+            (
+                RevokeScope::UserApplication(user_id, application_id),
+                RevocationScope::UserApplication(user_id, application_id),
+            )
+        }
+    };
+    let now = context.clock.now_seconds();
+    context.store.revoke_refresh_tokens(&scope).await?;
+    context.tokens.record_revocation(revocation, now);
+    Ok(PluginResponse::empty(200))
+}
+
+/// Handles `DELETE /api/jwt/refresh/{tokenId}`: an API key, or the owner's JWT; 200 with no
+/// body, 404 when the token does not exist or is outside the request's tenant, 401 when a JWT's
+/// user does not own it.
+pub async fn revoke_by_id(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    let caller = authenticate(request, context, Accept::ApiKeyOrJwt)?;
+    let id = token_id_path(request)?;
+    let token = context
+        .store
+        .get_refresh_token(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    authorize_single(&caller, token.user_id, token.tenant_id)?;
+    revoke_one(context, token.id).await?;
+    Ok(PluginResponse::empty(200))
+}
+
+/// The API-key grant of `caller`; a JWT may not revoke more than one token (401).
+fn api_key_of(caller: &Caller) -> Result<&ApiKeyGrant, ApiError> {
+    match caller {
+        Caller::ApiKey(grant) => Ok(grant),
+        Caller::User { .. } => Err(ApiError::Unauthorized),
+    }
+}
+
+/// May `caller` revoke a token of `owner` in `tenant_id`? A scoped API key outside the tenant
+/// gets 404 (the token "does not exist" for it); a JWT of another user gets 401.
+fn authorize_single(caller: &Caller, owner: Uuid, tenant_id: Uuid) -> Result<(), ApiError> {
+    match caller {
+        Caller::ApiKey(grant) if grant.allows_tenant(tenant_id) => Ok(()),
+        Caller::ApiKey(_) => Err(ApiError::NotFound),
+        Caller::User { user_id, .. } if *user_id == owner => Ok(()),
+        Caller::User { .. } => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Revokes one token (by id, so a concurrent one-time-use rotation cannot dodge it) and cuts off
+/// the access tokens minted from it.
+async fn revoke_one(context: &PluginContext, id: Uuid) -> Result<(), ApiError> {
+    context
+        .store
+        .revoke_refresh_tokens(&RevokeScope::Id(id))
+        .await?;
+    context
+        .tokens
+        .record_revocation(RevocationScope::Session(id), context.clock.now_seconds());
+    Ok(())
+}
+
+/// 404 unless the user exists in the grant's tenant.
+async fn ensure_user(
+    context: &PluginContext,
+    grant: &ApiKeyGrant,
+    user_id: Uuid,
+) -> Result<(), ApiError> {
+    context
+        .store
+        .get_user(user_id)
+        .await?
+        .filter(|u| grant.allows_tenant(u.tenant_id))
+        .map(|_| ())
+        .ok_or(ApiError::NotFound)
+}
+
+/// 404 unless the application exists in the grant's tenant.
+async fn ensure_application(
+    context: &PluginContext,
+    grant: &ApiKeyGrant,
+    application_id: Uuid,
+) -> Result<(), ApiError> {
+    context
+        .store
+        .get_application(application_id)
+        .await?
+        .filter(|a| grant.allows_tenant(a.tenant_id))
+        .map(|_| ())
+        .ok_or(ApiError::NotFound)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,672 @@
+//! Tests of the Refresh Token API handlers against the in-memory test kit.
+
+use super::*;
+use crate::testkit::{block_on, Kit};
+use gatehouse_plugin_api::model::{
+    RefreshTokenExpirationPolicy, RefreshTokenOneTimeUseConfiguration, RefreshTokenUsagePolicy,
+};
+use gatehouse_plugin_api::{Clock, TokenService};
+use http::Method;
+use serde_json::Value;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn body(res: &PluginResponse) -> Value {
+    serde_json::from_slice(&res.body).expect("json")
+}
+
+fn error_code(err: &ApiError, field: &str) -> Value {
+    let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
+    body["fieldErrors"][field][0]["code"].clone()
+}
+
+fn cookies(res: &PluginResponse) -> Vec<String> {
+    res.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+fn refresh_request(json_body: Option<Value>, cookie: Option<&str>) -> PluginRequest {
+    let mut req = PluginRequest::new(Method::POST, "/api/jwt/refresh");
+    if let Some(b) = json_body {
+        req.headers
+            .insert("content-type", "application/json".parse().expect("header"));
+        req.body = serde_json::to_vec(&b).expect("body");
+    }
+    if let Some(c) = cookie {
+        req.headers.insert("cookie", c.parse().expect("header"));
+    }
+    req.peer_ip = Some([10, 0, 0, 7].into());
+    req
+}
+
+fn with_auth(mut req: PluginRequest, authorization: &str) -> PluginRequest {
+    req.headers
+        .insert("authorization", authorization.parse().expect("header"));
+    req
+}
+
+fn use_one_time_tokens(kit: &Kit, grace_seconds: i64, revoke_on_reuse: bool) {
+    kit.store.update_tenant(kit.tenant.id, |t| {
+        t.jwt_configuration.refresh_token_usage_policy = Some(RefreshTokenUsagePolicy::OneTimeUse);
+        t.jwt_configuration.refresh_token_one_time_use_configuration =
+            Some(RefreshTokenOneTimeUseConfiguration {
+                grace_period_in_seconds: grace_seconds,
+            });
+        if revoke_on_reuse {
+            t.jwt_configuration.refresh_token_revocation_policy =
+                Some(serde_json::json!({"onOneTimeTokenReuse": true}));
+        }
+    });
+}
+
+// --- exchange --------------------------------------------------------------------------------
+
+#[test]
+fn response_shape() {
+    let id = Uuid::nil();
+    let body = JwtRefreshResponse {
+        refresh_token: "r".into(),
+        refresh_token_id: id,
+        token: "t".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&body).expect("json"),
+        serde_json::json!({"refreshToken": "r", "refreshTokenId": id, "token": "t"})
+    );
+}
+
+#[test]
+fn reusable_exchange_returns_the_same_token_and_cookies() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let res = block_on(exchange(&req, &kit.context)).expect("ok");
+    assert_eq!(res.status, 200);
+    let b = body(&res);
+    assert_eq!(b["refreshToken"], rt.token.as_str());
+    assert_eq!(b["refreshTokenId"], rt.id.to_string());
+    let claims = kit
+        .tokens
+        .claims_of(b["token"].as_str().expect("token"))
+        .expect("issued");
+    assert_eq!(claims.claims["authenticationType"], "REFRESH_TOKEN");
+    assert_eq!(claims.session_id, Some(rt.id));
+    assert_eq!(claims.application_id, Some(kit.app.id));
+
+    let cookies = cookies(&res);
+    assert_eq!(cookies.len(), 2);
+    assert!(cookies[0].starts_with(&format!(
+        "access_token={};",
+        b["token"].as_str().unwrap_or("")
+    )));
+    assert!(cookies[0].contains("Max-Age=3600"), "{}", cookies[0]);
+    assert!(cookies[0].contains("HttpOnly"));
+    assert!(!cookies[0].contains("Secure"));
+    assert!(cookies[1].starts_with(&format!("refresh_token={};", rt.token)));
+    assert!(cookies[1].contains("Max-Age=2592000"), "{}", cookies[1]);
+
+    let stored = kit.store.token_by_value(&rt.token).expect("still live");
+    assert_eq!(
+        stored.meta_data.device.last_accessed_address.as_deref(),
+        Some("10.0.0.7")
+    );
+    assert_eq!(
+        stored.meta_data.device.last_accessed_instant,
+        Some(kit.clock.now_millis())
+    );
+}
+
+#[test]
+fn cookies_are_secure_over_tls_or_when_configured() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let mut req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    req.tls = true;
+    let res = block_on(exchange(&req, &kit.context)).expect("ok");
+    assert!(cookies(&res).iter().all(|c| c.contains("; Secure")));
+
+    let mut context = kit.context.clone();
+    context.secure_cookies = true;
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let res = block_on(exchange(&req, &context)).expect("ok");
+    assert!(cookies(&res).iter().all(|c| c.contains("; Secure")));
+}
+
+#[test]
+fn cookie_wins_over_body_and_forms_work() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(
+        Some(serde_json::json!({"refreshToken": "wrong"})),
+        Some(&format!("refresh_token={}", rt.token)),
+    );
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).expect("ok").status,
+        200
+    );
+
+    let mut req = PluginRequest::new(Method::POST, "/api/jwt/refresh");
+    req.headers.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().expect("header"),
+    );
+    req.body = format!("refreshToken={}", rt.token).into_bytes();
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).expect("ok").status,
+        200
+    );
+}
+
+#[test]
+fn missing_unknown_and_expired_tokens_are_400() {
+    let kit = Kit::new();
+    let err = block_on(exchange(&refresh_request(None, None), &kit.context)).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(error_code(&err, "refreshToken"), "[blank]refreshToken");
+
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": "nope"})), None);
+    let err = block_on(exchange(&req, &kit.context)).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(error_code(&err, "refreshToken"), "[invalid]refreshToken");
+
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    kit.clock.advance_millis(30 * DAY_MS);
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let err = block_on(exchange(&req, &kit.context)).unwrap_err();
+    assert_eq!(error_code(&err, "refreshToken"), "[invalid]refreshToken");
+
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": 5})), None);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+}
+
+#[test]
+fn inactive_user_unregistered_user_or_other_tenant_cannot_refresh() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+
+    let mut scoped = req.clone();
+    scoped.headers.insert(
+        "x-fusionauth-tenantid",
+        kit.other_tenant.id.to_string().parse().expect("header"),
+    );
+    assert_eq!(
+        block_on(exchange(&scoped, &kit.context))
+            .unwrap_err()
+            .status(),
+        400
+    );
+
+    kit.store.update_user(kit.user.id, |u| u.active = false);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    kit.store.update_user(kit.user.id, |u| u.active = true);
+
+    let orphan = kit.refresh_token_for(&kit.user, Some(&kit.app3));
+    let req = refresh_request(
+        Some(serde_json::json!({"refreshToken": orphan.token})),
+        None,
+    );
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+}
+
+#[test]
+fn sliding_window_moves_the_start() {
+    let kit = Kit::new();
+    kit.store.update_tenant(kit.tenant.id, |t| {
+        t.jwt_configuration.refresh_token_expiration_policy =
+            Some(RefreshTokenExpirationPolicy::SlidingWindow);
+        t.jwt_configuration.refresh_token_time_to_live_in_minutes = Some(60);
+    });
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    for _ in 0..3 {
+        kit.clock.advance_millis(45 * 60 * 1000);
+        assert_eq!(
+            block_on(exchange(&req, &kit.context)).expect("ok").status,
+            200
+        );
+    }
+    let stored = kit.store.token_by_value(&rt.token).expect("live");
+    assert_eq!(stored.start_instant, kit.clock.now_millis());
+    kit.clock.advance_millis(61 * 60 * 1000);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+}
+
+#[test]
+fn one_time_use_rotates_and_the_old_value_dies() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, false);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let b = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    let next = b["refreshToken"].as_str().expect("value").to_string();
+    assert_ne!(next, rt.token);
+    assert_eq!(b["refreshTokenId"], rt.id.to_string());
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": next})), None);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).expect("ok").status,
+        200
+    );
+}
+
+#[test]
+fn grace_period_returns_the_current_token() {
+    let kit = Kit::new();
+    kit.store
+        .find_rotated
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    use_one_time_tokens(&kit, 10, false);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let first = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    kit.clock.advance_millis(5_000);
+    let again = body(&block_on(exchange(&req, &kit.context)).expect("within grace"));
+    assert_eq!(again["refreshToken"], first["refreshToken"]);
+    kit.clock.advance_millis(6_000);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    // without the revocation policy the current token survives the reuse
+    assert_eq!(kit.store.token_count(), 1);
+}
+
+#[test]
+fn reuse_after_grace_revokes_when_the_policy_says_so() {
+    let kit = Kit::new();
+    kit.store
+        .find_rotated
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let first = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    assert_eq!(kit.store.token_count(), 0);
+    assert!(kit
+        .tokens
+        .revocations()
+        .contains(&(RevocationScope::Session(rt.id), kit.clock.now_seconds())));
+    let req = refresh_request(
+        Some(serde_json::json!({"refreshToken": first["refreshToken"]})),
+        None,
+    );
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+}
+
+#[test]
+fn a_signing_failure_does_not_burn_a_one_time_token() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, false);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    kit.tokens
+        .fail_signing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        500
+    );
+    kit.tokens
+        .fail_signing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).expect("ok").status,
+        200
+    );
+}
+
+// --- retrieve --------------------------------------------------------------------------------
+
+fn get_by_id(id: &str, authorization: Option<&str>) -> PluginRequest {
+    let mut req = PluginRequest::new(Method::GET, &format!("/api/jwt/refresh/{id}"));
+    req.path_params.insert("tokenId".into(), id.into());
+    match authorization {
+        Some(a) => with_auth(req, a),
+        None => req,
+    }
+}
+
+#[test]
+fn retrieve_one_by_id() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let id = rt.id.to_string();
+    let res = block_on(retrieve_by_id(
+        &get_by_id(&id, Some(Kit::GLOBAL_KEY)),
+        &kit.context,
+    ))
+    .expect("ok");
+    let b = body(&res);
+    assert_eq!(b["refreshToken"]["id"], id);
+    assert_eq!(b["refreshToken"]["token"], rt.token.as_str());
+    assert_eq!(b["refreshToken"]["userId"], kit.user.id.to_string());
+    assert_eq!(b["refreshToken"]["applicationId"], kit.app.id.to_string());
+    assert!(b["refreshToken"]["startInstant"].is_i64());
+
+    let status = |req: PluginRequest| {
+        block_on(retrieve_by_id(&req, &kit.context))
+            .map(|r| r.status)
+            .unwrap_or_else(|e| e.status())
+    };
+    assert_eq!(status(get_by_id(&id, Some(Kit::TENANT_KEY))), 200);
+    assert_eq!(status(get_by_id(&id, Some(Kit::OTHER_TENANT_KEY))), 404);
+    assert_eq!(status(get_by_id(&id, None)), 401);
+    assert_eq!(status(get_by_id(&id, Some("wrong-key"))), 401);
+    let jwt = format!("Bearer {}", kit.access_token_for(&kit.user));
+    assert_eq!(status(get_by_id(&id, Some(&jwt))), 401);
+    assert_eq!(status(get_by_id("nope", Some(Kit::GLOBAL_KEY))), 400);
+    let unknown = Uuid::new_v4().to_string();
+    assert_eq!(status(get_by_id(&unknown, Some(Kit::GLOBAL_KEY))), 404);
+}
+
+#[test]
+fn retrieve_all_of_a_user() {
+    let kit = Kit::new();
+    kit.refresh_token_for(&kit.user, Some(&kit.app));
+    kit.refresh_token_for(&kit.user, Some(&kit.app2));
+    kit.refresh_token_for(&kit.user2, Some(&kit.app));
+    let list = |query: &str, authorization: &str| {
+        let req = with_auth(
+            PluginRequest::new(Method::GET, &format!("/api/jwt/refresh?{query}")),
+            authorization,
+        );
+        block_on(retrieve_for_user(&req, &kit.context))
+    };
+    let user = format!("userId={}", kit.user.id);
+    let b = body(&list(&user, Kit::GLOBAL_KEY).expect("ok"));
+    assert_eq!(b["refreshTokens"].as_array().map(Vec::len), Some(2));
+    let b = body(&list(&user, Kit::OTHER_TENANT_KEY).expect("ok"));
+    assert_eq!(b["refreshTokens"], serde_json::json!([]));
+    assert_eq!(list("", Kit::GLOBAL_KEY).unwrap_err().status(), 400);
+    let err = list("userId=bad", Kit::GLOBAL_KEY).unwrap_err();
+    assert_eq!(error_code(&err, "userId"), "[invalid]userId");
+
+    // a user's own JWT lists that user's tokens
+    let jwt = format!("Bearer {}", kit.access_token_for(&kit.user));
+    let b = body(&list("", &jwt).expect("ok"));
+    assert_eq!(b["refreshTokens"].as_array().map(Vec::len), Some(2));
+    let other = format!("userId={}", kit.user2.id);
+    assert_eq!(list(&other, &jwt).unwrap_err().status(), 401);
+}
+
+// --- revoke ----------------------------------------------------------------------------------
+
+fn delete(query: &str, authorization: &str) -> PluginRequest {
+    with_auth(
+        PluginRequest::new(Method::DELETE, &format!("/api/jwt/refresh?{query}")),
+        authorization,
+    )
+}
+
+#[test]
+fn revoke_target_selection() {
+    let (u, a) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(
+        revoke_target(Some("t".into()), Some(u), Some(a)).expect("ok"),
+        RevokeTarget::Token("t".into())
+    );
+    assert_eq!(
+        revoke_target(None, Some(u), Some(a)).expect("ok"),
+        RevokeTarget::UserApplication {
+            user_id: u,
+            application_id: a
+        }
+    );
+    assert_eq!(
+        revoke_target(None, Some(u), None).expect("ok"),
+        RevokeTarget::User(u)
+    );
+    assert_eq!(
+        revoke_target(None, None, Some(a)).expect("ok"),
+        RevokeTarget::Application(a)
+    );
+    assert_eq!(revoke_target(None, None, None).unwrap_err().status(), 400);
+}
+
+#[test]
+fn revoke_by_token_value_in_query_form_or_json() {
+    let kit = Kit::new();
+    let a = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let res = block_on(revoke(
+        &delete(&format!("token={}", a.token), Kit::GLOBAL_KEY),
+        &kit.context,
+    ))
+    .expect("ok");
+    assert_eq!(res.status, 200);
+    assert!(res.body.is_empty());
+    assert!(kit.store.token_by_value(&a.token).is_none());
+    assert!(kit
+        .tokens
+        .revocations()
+        .contains(&(RevocationScope::Session(a.id), kit.clock.now_seconds())));
+
+    let b = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let mut req = delete("", Kit::GLOBAL_KEY);
+    req.headers.insert(
+        "content-type",
+        "application/x-www-form-urlencoded".parse().expect("header"),
+    );
+    req.body = format!("token={}", b.token).into_bytes();
+    assert_eq!(
+        block_on(revoke(&req, &kit.context)).expect("ok").status,
+        200
+    );
+    assert!(kit.store.token_by_value(&b.token).is_none());
+
+    let c = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let mut req = delete("", Kit::GLOBAL_KEY);
+    req.headers
+        .insert("content-type", "application/json".parse().expect("header"));
+    req.body = serde_json::to_vec(&serde_json::json!({"token": c.token})).expect("body");
+    assert_eq!(
+        block_on(revoke(&req, &kit.context)).expect("ok").status,
+        200
+    );
+    assert!(kit.store.token_by_value(&c.token).is_none());
+
+    let err = block_on(revoke(
+        &delete("token=unknown", Kit::GLOBAL_KEY),
+        &kit.context,
+    ))
+    .unwrap_err();
+    assert_eq!(err.status(), 404);
+    let err = block_on(revoke(&delete("", Kit::GLOBAL_KEY), &kit.context)).unwrap_err();
+    assert_eq!(err.status(), 400);
+}
+
+#[test]
+fn revoke_single_tokens_with_the_owners_jwt() {
+    let kit = Kit::new();
+    let mine = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let theirs = kit.refresh_token_for(&kit.user2, Some(&kit.app));
+    let jwt = format!("Bearer {}", kit.access_token_for(&kit.user));
+
+    let err = block_on(revoke(
+        &delete(&format!("token={}", theirs.token), &jwt),
+        &kit.context,
+    ))
+    .unwrap_err();
+    assert_eq!(err.status(), 401);
+    assert!(kit.store.token_by_value(&theirs.token).is_some());
+
+    let mut by_id = PluginRequest::new(Method::DELETE, &format!("/api/jwt/refresh/{}", theirs.id));
+    by_id
+        .path_params
+        .insert("tokenId".into(), theirs.id.to_string());
+    let by_id = with_auth(by_id, &jwt);
+    assert_eq!(
+        block_on(revoke_by_id(&by_id, &kit.context))
+            .unwrap_err()
+            .status(),
+        401
+    );
+
+    let mut mine_by_id =
+        PluginRequest::new(Method::DELETE, &format!("/api/jwt/refresh/{}", mine.id));
+    mine_by_id
+        .path_params
+        .insert("tokenId".into(), mine.id.to_string());
+    // the access_token cookie works too
+    mine_by_id.headers.insert(
+        "cookie",
+        format!("access_token={}", kit.access_token_for(&kit.user))
+            .parse()
+            .expect("header"),
+    );
+    assert_eq!(
+        block_on(revoke_by_id(&mine_by_id, &kit.context))
+            .expect("ok")
+            .status,
+        200
+    );
+    assert!(kit.store.token_by_value(&mine.token).is_none());
+    assert_eq!(
+        block_on(revoke_by_id(&mine_by_id, &kit.context))
+            .unwrap_err()
+            .status(),
+        404
+    );
+
+    // a JWT may not revoke in bulk
+    let bulk = delete(&format!("userId={}", kit.user.id), &jwt);
+    assert_eq!(
+        block_on(revoke(&bulk, &kit.context)).unwrap_err().status(),
+        401
+    );
+}
+
+#[test]
+fn revoke_by_id_with_api_keys_respects_tenants() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let request = |authorization: &str, id: &str| {
+        let mut req = PluginRequest::new(Method::DELETE, &format!("/api/jwt/refresh/{id}"));
+        req.path_params.insert("tokenId".into(), id.into());
+        with_auth(req, authorization)
+    };
+    let id = rt.id.to_string();
+    let err = block_on(revoke_by_id(
+        &request(Kit::OTHER_TENANT_KEY, &id),
+        &kit.context,
+    ))
+    .unwrap_err();
+    assert_eq!(err.status(), 404);
+    assert!(kit.store.token_by_value(&rt.token).is_some());
+    let err = block_on(revoke_by_id(&request(Kit::GLOBAL_KEY, "x"), &kit.context)).unwrap_err();
+    assert_eq!(error_code(&err, "tokenId"), "[invalid]tokenId");
+    let res = block_on(revoke_by_id(&request(Kit::TENANT_KEY, &id), &kit.context)).expect("ok");
+    assert_eq!(res.status, 200);
+    assert!(kit.store.token_by_value(&rt.token).is_none());
+}
+
+#[test]
+fn revoke_in_bulk() {
+    let kit = Kit::new();
+    let now = kit.clock.now_seconds();
+    let u_a = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let u_a2 = kit.refresh_token_for(&kit.user, Some(&kit.app2));
+    let u2_a = kit.refresh_token_for(&kit.user2, Some(&kit.app));
+    let other = kit.refresh_token_for(&kit.other_user, Some(&kit.other_app));
+
+    // user + application
+    let q = format!("userId={}&applicationId={}", kit.user.id, kit.app.id);
+    assert_eq!(
+        block_on(revoke(&delete(&q, Kit::GLOBAL_KEY), &kit.context))
+            .expect("ok")
+            .status,
+        200
+    );
+    assert!(kit.store.token_by_value(&u_a.token).is_none());
+    assert!(kit.store.token_by_value(&u_a2.token).is_some());
+    assert!(kit.tokens.revocations().contains(&(
+        RevocationScope::UserApplication(kit.user.id, kit.app.id),
+        now
+    )));
+
+    // application
+    let q = format!("applicationId={}", kit.app.id);
+    block_on(revoke(&delete(&q, Kit::GLOBAL_KEY), &kit.context)).expect("ok");
+    assert!(kit.store.token_by_value(&u2_a.token).is_none());
+    assert!(kit
+        .tokens
+        .revocations()
+        .contains(&(RevocationScope::Application(kit.app.id), now)));
+
+    // user
+    let q = format!("userId={}", kit.user.id);
+    block_on(revoke(&delete(&q, Kit::TENANT_KEY), &kit.context)).expect("ok");
+    assert!(kit.store.token_by_value(&u_a2.token).is_none());
+    assert!(kit
+        .tokens
+        .revocations()
+        .contains(&(RevocationScope::User(kit.user.id), now)));
+
+    // another tenant's user or application is out of reach of a tenant-locked key
+    for q in [
+        format!("userId={}", kit.other_user.id),
+        format!("applicationId={}", kit.other_app.id),
+        format!(
+            "userId={}&applicationId={}",
+            kit.other_user.id, kit.other_app.id
+        ),
+    ] {
+        let err = block_on(revoke(&delete(&q, Kit::TENANT_KEY), &kit.context)).unwrap_err();
+        assert_eq!(err.status(), 404, "{q}");
+    }
+    assert!(kit.store.token_by_value(&other.token).is_some());
+
+    let q = format!("userId={}", Uuid::new_v4());
+    let err = block_on(revoke(&delete(&q, Kit::GLOBAL_KEY), &kit.context)).unwrap_err();
+    assert_eq!(err.status(), 404);
+    let err = block_on(revoke(
+        &delete("applicationId=zzz", Kit::GLOBAL_KEY),
+        &kit.context,
+    ))
+    .unwrap_err();
+    assert_eq!(error_code(&err, "applicationId"), "[invalid]applicationId");
+    let err = block_on(revoke(
+        &delete(&format!("userId={}", kit.user.id), "bad-key"),
+        &kit.context,
+    ))
+    .unwrap_err();
+    assert_eq!(err.status(), 401);
+}
+
+#[test]
+fn revoked_sessions_stop_their_access_tokens() {
+    let kit = Kit::new();
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let b = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    let access = b["token"].as_str().expect("token").to_string();
+    assert!(kit.tokens.verify(&access).is_ok());
+    let q = format!("token={}", rt.token);
+    block_on(revoke(&delete(&q, Kit::GLOBAL_KEY), &kit.context)).expect("ok");
+    assert!(kit.tokens.verify(&access).is_err());
+}

@@ -1,0 +1,747 @@
+//! Test doubles for handler tests: an in-memory [`Store`], a [`TokenService`] that "signs" by
+//! remembering claims (no crypto), a settable [`Clock`], and a [`Kit`] with two tenants, a few
+//! applications, users and API keys. Also a minimal `block_on`, the fakes never being pending.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use async_trait::async_trait;
+use gatehouse_plugin_api::model::{
+    ApiKey, Application, EventLog, IdentityProviderLink, JwtConfiguration, KeyMaterial,
+    LoginConfiguration, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
+};
+use gatehouse_plugin_api::refresh::issue_refresh_token;
+use gatehouse_plugin_api::store::{RevokeScope, Rotation, StoreResult};
+use gatehouse_plugin_api::tokens::{PublicKeyInfo, RevocationScope};
+use gatehouse_plugin_api::{
+    AccessTokenRequest, ApiKeyRing, Clock, IssuedToken, PluginContext, RefreshEnv, Store,
+    StoreError, TokenError, TokenService, VerifiedClaims,
+};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+/// Runs a future that never waits (the fakes answer at once).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// --- clock -----------------------------------------------------------------------------------
+
+/// A clock tests move by hand.
+#[derive(Debug)]
+pub struct FakeClock(AtomicI64);
+
+impl FakeClock {
+    /// Moves time forward.
+    pub fn advance_millis(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+// --- store -----------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct State {
+    tenants: Vec<Tenant>,
+    applications: Vec<Application>,
+    users: Vec<User>,
+    registrations: Vec<Registration>,
+    tokens: Vec<RefreshToken>,
+    /// Rotated-away values: (old value, token id, rotated at).
+    rotated: Vec<(String, Uuid, i64)>,
+}
+
+/// An in-memory store with the semantics the trait documents.
+#[derive(Default)]
+pub struct FakeStore {
+    state: Mutex<State>,
+    /// When set, `find_refresh_token` also returns tokens for values rotated away (as they were),
+    /// as a store keeping old values for the grace period would.
+    pub find_rotated: std::sync::atomic::AtomicBool,
+    clock: Option<Arc<FakeClock>>,
+}
+
+impl FakeStore {
+    fn now(&self) -> i64 {
+        self.clock.as_ref().map(|c| c.now_millis()).unwrap_or(0)
+    }
+
+    /// The live token with this value.
+    pub fn token_by_value(&self, value: &str) -> Option<RefreshToken> {
+        lock(&self.state)
+            .tokens
+            .iter()
+            .find(|t| t.token == value)
+            .cloned()
+    }
+
+    /// Number of live tokens.
+    pub fn token_count(&self) -> usize {
+        lock(&self.state).tokens.len()
+    }
+
+    /// Changes an application in place.
+    pub fn update_application(&self, id: Uuid, f: impl FnOnce(&mut Application)) {
+        if let Some(a) = lock(&self.state)
+            .applications
+            .iter_mut()
+            .find(|a| a.id == id)
+        {
+            f(a);
+        }
+    }
+
+    /// Changes a tenant in place.
+    pub fn update_tenant(&self, id: Uuid, f: impl FnOnce(&mut Tenant)) {
+        if let Some(t) = lock(&self.state).tenants.iter_mut().find(|t| t.id == id) {
+            f(t);
+        }
+    }
+
+    /// Changes a user in place.
+    pub fn update_user(&self, id: Uuid, f: impl FnOnce(&mut User)) {
+        if let Some(u) = lock(&self.state).users.iter_mut().find(|u| u.id == id) {
+            f(u);
+        }
+    }
+}
+
+fn unsupported<T>() -> StoreResult<T> {
+    Err(StoreError::Backend(
+        "not supported by the fake store".into(),
+    ))
+}
+
+#[async_trait]
+impl Store for FakeStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.tenants.retain(|t| t.id != tenant.id);
+        s.tenants.push(tenant.clone());
+        Ok(())
+    }
+    async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
+        Ok(lock(&self.state)
+            .tenants
+            .iter()
+            .find(|t| t.id == id)
+            .cloned())
+    }
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        Ok(lock(&self.state).tenants.clone())
+    }
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.applications.retain(|a| a.id != application.id);
+        s.applications.push(application.clone());
+        Ok(())
+    }
+    async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
+        Ok(lock(&self.state)
+            .applications
+            .iter()
+            .find(|a| a.id == id)
+            .cloned())
+    }
+    async fn list_applications(&self) -> StoreResult<Vec<Application>> {
+        Ok(lock(&self.state).applications.clone())
+    }
+    async fn get_key_material(&self, _id: Uuid) -> StoreResult<Option<KeyMaterial>> {
+        Ok(None)
+    }
+    async fn insert_key_material(&self, _material: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        unsupported()
+    }
+    async fn replace_api_keys(&self, _keys: &[ApiKey]) -> StoreResult<()> {
+        unsupported()
+    }
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        Ok(Vec::new())
+    }
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        lock(&self.state).users.push(user.clone());
+        Ok(())
+    }
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        match s.users.iter_mut().find(|u| u.id == user.id) {
+            Some(u) => {
+                *u = user.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        Ok(lock(&self.state).users.iter().find(|u| u.id == id).cloned())
+    }
+    async fn find_user_by_email(
+        &self,
+        _tenant_id: Uuid,
+        _email: &str,
+    ) -> StoreResult<Option<User>> {
+        Ok(None)
+    }
+    async fn find_user_by_username(
+        &self,
+        _tenant_id: Uuid,
+        _username: &str,
+    ) -> StoreResult<Option<User>> {
+        Ok(None)
+    }
+    async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.registrations.retain(|r| {
+            !(r.user_id == registration.user_id && r.application_id == registration.application_id)
+        });
+        s.registrations.push(registration.clone());
+        Ok(())
+    }
+    async fn get_registration(
+        &self,
+        user_id: Uuid,
+        application_id: Uuid,
+    ) -> StoreResult<Option<Registration>> {
+        Ok(lock(&self.state)
+            .registrations
+            .iter()
+            .find(|r| r.user_id == Some(user_id) && r.application_id == application_id)
+            .cloned())
+    }
+    async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>> {
+        Ok(lock(&self.state)
+            .registrations
+            .iter()
+            .filter(|r| r.user_id == Some(user_id))
+            .cloned()
+            .collect())
+    }
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        lock(&self.state).tokens.push(token.clone());
+        Ok(())
+    }
+    async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>> {
+        let s = lock(&self.state);
+        if let Some(t) = s.tokens.iter().find(|t| t.token == value) {
+            return Ok(Some(t.clone()));
+        }
+        if self.find_rotated.load(Ordering::SeqCst) {
+            if let Some((old, id, _)) = s.rotated.iter().find(|(old, _, _)| old == value) {
+                if let Some(t) = s.tokens.iter().find(|t| t.id == *id) {
+                    let mut as_was = t.clone();
+                    as_was.token = old.clone();
+                    return Ok(Some(as_was));
+                }
+            }
+        }
+        Ok(None)
+    }
+    async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
+        Ok(lock(&self.state)
+            .tokens
+            .iter()
+            .find(|t| t.id == id)
+            .cloned())
+    }
+    async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>> {
+        Ok(lock(&self.state)
+            .tokens
+            .iter()
+            .filter(|t| t.user_id == user_id)
+            .cloned()
+            .collect())
+    }
+    async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        match s.tokens.iter_mut().find(|t| t.id == token.id) {
+            Some(t) => {
+                t.start_instant = token.start_instant;
+                t.expiration_instant = token.expiration_instant;
+                t.meta_data = token.meta_data.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+    async fn rotate_refresh_token(
+        &self,
+        old_value: &str,
+        next: &RefreshToken,
+    ) -> StoreResult<Rotation> {
+        let now = self.now();
+        let mut s = lock(&self.state);
+        if let Some(t) = s.tokens.iter_mut().find(|t| t.token == old_value) {
+            *t = next.clone();
+            s.rotated.push((old_value.to_string(), next.id, now));
+            return Ok(Rotation::Rotated(next.clone()));
+        }
+        let rotated = s
+            .rotated
+            .iter()
+            .find(|(old, _, _)| old == old_value)
+            .map(|(_, id, at)| (*id, *at));
+        match rotated {
+            Some((id, rotated_at)) => match s.tokens.iter().find(|t| t.id == id) {
+                Some(current) => Ok(Rotation::AlreadyRotated {
+                    current: current.clone(),
+                    rotated_at,
+                }),
+                None => Err(StoreError::NotFound),
+            },
+            None => Err(StoreError::NotFound),
+        }
+    }
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
+        let mut s = lock(&self.state);
+        let matches = |t: &RefreshToken| match scope {
+            RevokeScope::Id(id) => t.id == *id,
+            RevokeScope::Token(v) => t.token == *v,
+            RevokeScope::User(u) => t.user_id == *u,
+            RevokeScope::Application(a) => t.application_id == Some(*a),
+            RevokeScope::UserApplication(u, a) => t.user_id == *u && t.application_id == Some(*a),
+        };
+        let (revoked, kept): (Vec<_>, Vec<_>) = s.tokens.drain(..).partition(|t| matches(t));
+        s.tokens = kept;
+        Ok(revoked)
+    }
+    async fn put_identity_provider(&self, _id: Uuid, _provider: &Value) -> StoreResult<()> {
+        unsupported()
+    }
+    async fn get_identity_provider(&self, _id: Uuid) -> StoreResult<Option<Value>> {
+        Ok(None)
+    }
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
+        Ok(Vec::new())
+    }
+    async fn delete_identity_provider(&self, _id: Uuid) -> StoreResult<()> {
+        unsupported()
+    }
+    async fn put_link(&self, _link: &IdentityProviderLink) -> StoreResult<()> {
+        unsupported()
+    }
+    async fn find_links(
+        &self,
+        _identity_provider_id: Option<Uuid>,
+        _user_id: Option<Uuid>,
+        _identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>> {
+        Ok(Vec::new())
+    }
+    async fn delete_link(
+        &self,
+        _identity_provider_id: Uuid,
+        _identity_provider_user_id: &str,
+        _user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink> {
+        unsupported()
+    }
+    async fn add_event(&self, _log_type: &str, _message: &str) -> StoreResult<i64> {
+        Ok(0)
+    }
+    async fn list_events(&self, _limit: u32) -> StoreResult<Vec<EventLog>> {
+        Ok(Vec::new())
+    }
+}
+
+// --- tokens ----------------------------------------------------------------------------------
+
+/// A vended token, as the fake recorded it.
+#[derive(Debug, Clone)]
+pub struct Vended {
+    /// The tenant it was vended in.
+    pub tenant_id: Uuid,
+    /// Its lifetime.
+    pub ttl: i64,
+    /// The claims given.
+    pub claims: Map<String, Value>,
+}
+
+/// A token service that "signs" by remembering the claims of each token it hands out.
+pub struct FakeTokens {
+    clock: Arc<FakeClock>,
+    issued: Mutex<HashMap<String, Arc<VerifiedClaims>>>,
+    vended: Mutex<HashMap<String, Vended>>,
+    revocations: Mutex<Vec<(RevocationScope, i64)>>,
+    key_id: String,
+    /// When set, signing fails.
+    pub fail_signing: std::sync::atomic::AtomicBool,
+}
+
+impl FakeTokens {
+    /// The claims of an issued token.
+    pub fn claims_of(&self, token: &str) -> Option<Arc<VerifiedClaims>> {
+        lock(&self.issued).get(token).cloned()
+    }
+
+    /// A vended token's record.
+    pub fn vended(&self, token: &str) -> Option<Vended> {
+        lock(&self.vended).get(token).cloned()
+    }
+
+    /// Every recorded revocation.
+    pub fn revocations(&self) -> Vec<(RevocationScope, i64)> {
+        lock(&self.revocations).clone()
+    }
+}
+
+impl TokenService for FakeTokens {
+    fn issue_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<IssuedToken, TokenError> {
+        if self.fail_signing.load(Ordering::SeqCst) {
+            return Err(TokenError::CannotSign);
+        }
+        let now = self.clock.now_seconds();
+        let exp = request.expires_at.unwrap_or(
+            now + request
+                .tenant
+                .jwt_configuration
+                .time_to_live_in_seconds
+                .unwrap_or(3600),
+        );
+        let jti = Uuid::new_v4();
+        let registered = request.registration.is_some();
+        let application_id = request.application.filter(|_| registered).map(|a| a.id);
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(request.user.id));
+        claims.insert("exp".into(), json!(exp));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("iss".into(), json!(request.tenant.issuer));
+        claims.insert("tid".into(), json!(request.tenant.id));
+        claims.insert("jti".into(), json!(jti));
+        claims.insert(
+            "authenticationType".into(),
+            json!(request.authentication_type),
+        );
+        if let Some(app) = application_id {
+            claims.insert("applicationId".into(), json!(app));
+            claims.insert("aud".into(), json!(app));
+        }
+        if let Some(sid) = request.session_id {
+            claims.insert("sid".into(), json!(sid));
+        }
+        let token = format!("at-{jti}");
+        let verified = VerifiedClaims {
+            claims,
+            key_id: self.key_id.clone(),
+            exp,
+            iat: now,
+            subject: Some(request.user.id),
+            application_id,
+            tenant_id: Some(request.tenant.id),
+            session_id: request.session_id,
+            roles: Vec::new(),
+        };
+        lock(&self.issued).insert(token.clone(), Arc::new(verified));
+        Ok(IssuedToken {
+            token,
+            expiration_instant: exp * 1000,
+            jti,
+        })
+    }
+
+    fn vend(
+        &self,
+        tenant: &Tenant,
+        _key_id: Option<Uuid>,
+        claims: Map<String, Value>,
+        ttl_seconds: i64,
+    ) -> Result<IssuedToken, TokenError> {
+        let jti = Uuid::new_v4();
+        let token = format!("vt-{jti}");
+        lock(&self.vended).insert(
+            token.clone(),
+            Vended {
+                tenant_id: tenant.id,
+                ttl: ttl_seconds,
+                claims,
+            },
+        );
+        Ok(IssuedToken {
+            token,
+            expiration_instant: (self.clock.now_seconds() + ttl_seconds) * 1000,
+            jti,
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError> {
+        let claims = self.claims_of(token).ok_or(TokenError::BadSignature)?;
+        if claims.exp <= self.clock.now_seconds() {
+            return Err(TokenError::Expired);
+        }
+        let revoked = lock(&self.revocations).iter().any(|(scope, at)| {
+            claims.iat <= *at
+                && match scope {
+                    RevocationScope::User(u) => claims.subject == Some(*u),
+                    RevocationScope::Application(a) => claims.application_id == Some(*a),
+                    RevocationScope::UserApplication(u, a) => {
+                        claims.subject == Some(*u) && claims.application_id == Some(*a)
+                    }
+                    RevocationScope::Session(s) => claims.session_id == Some(*s),
+                }
+        });
+        if revoked {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    fn public_keys(&self) -> Vec<PublicKeyInfo> {
+        vec![PublicKeyInfo {
+            key_id: self.key_id.clone(),
+            algorithm: "RS256".into(),
+            pem: "PEM-1".into(),
+            jwk: json!({"kid": self.key_id, "kty": "RSA", "alg": "RS256", "use": "sig"}),
+        }]
+    }
+
+    fn has_key(&self, key_id: &str) -> bool {
+        key_id == self.key_id || key_id == "hmac-key"
+    }
+
+    fn new_refresh_token_value(&self) -> String {
+        format!("rt-{}", Uuid::new_v4().simple())
+    }
+
+    fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64) {
+        lock(&self.revocations).push((scope, instant_seconds));
+    }
+}
+
+// --- kit -------------------------------------------------------------------------------------
+
+/// A populated world: `tenant` (named Default) with `app` and `app2` (both generate refresh
+/// tokens; `user` registered to both) and `app3` (nobody registered); `other_tenant` with
+/// `other_app` and `other_user`; `user2` in `tenant`, registered to `app`.
+pub struct Kit {
+    /// The context handed to handlers.
+    pub context: PluginContext,
+    /// The store behind it.
+    pub store: Arc<FakeStore>,
+    /// The token service behind it.
+    pub tokens: Arc<FakeTokens>,
+    /// The clock behind it.
+    pub clock: Arc<FakeClock>,
+    /// The key id of the (only) public key.
+    pub key_id: String,
+    /// The default tenant.
+    pub tenant: Tenant,
+    /// Another tenant.
+    pub other_tenant: Tenant,
+    /// An application of `tenant`.
+    pub app: Application,
+    /// Another application of `tenant`.
+    pub app2: Application,
+    /// An application of `tenant` `user` is not registered to.
+    pub app3: Application,
+    /// An application of `other_tenant`.
+    pub other_app: Application,
+    /// A user of `tenant`.
+    pub user: User,
+    /// Another user of `tenant`.
+    pub user2: User,
+    /// A user of `other_tenant`.
+    pub other_user: User,
+}
+
+impl Kit {
+    /// An API key for every tenant.
+    pub const GLOBAL_KEY: &'static str = "global-api-key";
+    /// An API key locked to `tenant`.
+    pub const TENANT_KEY: &'static str = "tenant-api-key";
+    /// An API key locked to `other_tenant`.
+    pub const OTHER_TENANT_KEY: &'static str = "other-tenant-api-key";
+
+    /// The world, at 1,000,000,000,000 ms.
+    pub fn new() -> Kit {
+        let clock = Arc::new(FakeClock(AtomicI64::new(1_000_000_000_000)));
+        let key_id = Uuid::new_v4().to_string();
+        let tokens = Arc::new(FakeTokens {
+            clock: clock.clone(),
+            issued: Mutex::default(),
+            vended: Mutex::default(),
+            revocations: Mutex::default(),
+            key_id: key_id.clone(),
+            fail_signing: Default::default(),
+        });
+        let store = Arc::new(FakeStore {
+            clock: Some(clock.clone()),
+            ..FakeStore::default()
+        });
+        let key_uuid = Uuid::parse_str(&key_id).ok();
+        let tenant_of = |name: &str| Tenant {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            issuer: format!("{}.example.com", name.to_lowercase()),
+            jwt_configuration: JwtConfiguration {
+                access_token_key_id: key_uuid,
+                ..Default::default()
+            },
+            data: None,
+        };
+        let other_tenant = tenant_of("Other");
+        let tenant = tenant_of("Default");
+        let app_of = |tenant: &Tenant, name: &str| Application {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            name: name.into(),
+            roles: vec![],
+            login_configuration: LoginConfiguration {
+                generate_refresh_tokens: true,
+                ..Default::default()
+            },
+            jwt_configuration: JwtConfiguration::default(),
+            active: true,
+            data: None,
+        };
+        let app = app_of(&tenant, "app");
+        let app2 = app_of(&tenant, "app2");
+        let app3 = app_of(&tenant, "app3");
+        let other_app = app_of(&other_tenant, "other");
+        let user_of = |tenant: &Tenant, email: &str| User {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            email: Some(email.into()),
+            active: true,
+            ..Default::default()
+        };
+        let user = user_of(&tenant, "user@example.com");
+        let user2 = user_of(&tenant, "user2@example.com");
+        let other_user = user_of(&other_tenant, "other@example.com");
+        let registration = |user: &User, app: &Application| Registration {
+            id: Uuid::new_v4(),
+            application_id: app.id,
+            user_id: Some(user.id),
+            ..Default::default()
+        };
+        block_on(async {
+            // the other tenant first, so "first" and "Default" differ
+            for t in [&other_tenant, &tenant] {
+                let _ = store.upsert_tenant(t).await;
+            }
+            for a in [&app, &app2, &app3, &other_app] {
+                let _ = store.upsert_application(a).await;
+            }
+            for u in [&user, &user2, &other_user] {
+                let _ = store.create_user(u).await;
+            }
+            for (u, a) in [
+                (&user, &app),
+                (&user, &app2),
+                (&user2, &app),
+                (&other_user, &other_app),
+            ] {
+                let _ = store.upsert_registration(&registration(u, a)).await;
+            }
+        });
+        let api_keys = ApiKeyRing::new(vec![
+            ApiKey {
+                id: Uuid::new_v4(),
+                key: Self::GLOBAL_KEY.into(),
+                tenant_id: None,
+                description: None,
+            },
+            ApiKey {
+                id: Uuid::new_v4(),
+                key: Self::TENANT_KEY.into(),
+                tenant_id: Some(tenant.id),
+                description: None,
+            },
+            ApiKey {
+                id: Uuid::new_v4(),
+                key: Self::OTHER_TENANT_KEY.into(),
+                tenant_id: Some(other_tenant.id),
+                description: None,
+            },
+        ]);
+        let context = PluginContext {
+            store: store.clone(),
+            tokens: tokens.clone(),
+            api_keys: Arc::new(api_keys),
+            clock: clock.clone(),
+            secure_cookies: false,
+        };
+        Kit {
+            context,
+            store,
+            tokens,
+            clock,
+            key_id,
+            tenant,
+            other_tenant,
+            app,
+            app2,
+            app3,
+            other_app,
+            user,
+            user2,
+            other_user,
+        }
+    }
+
+    /// An access token for `user` (no application), issued now.
+    pub fn access_token_for(&self, user: &User) -> String {
+        let tenant = if user.tenant_id == self.other_tenant.id {
+            &self.other_tenant
+        } else {
+            &self.tenant
+        };
+        self.tokens
+            .issue_access_token(&AccessTokenRequest {
+                user,
+                tenant,
+                application: None,
+                registration: None,
+                authentication_type: "PASSWORD",
+                expires_at: None,
+                session_id: None,
+            })
+            .map(|t| t.token)
+            .unwrap_or_default()
+    }
+
+    /// A stored refresh token for `user` and `application`, under the current policy.
+    pub fn refresh_token_for(
+        &self,
+        user: &User,
+        application: Option<&Application>,
+    ) -> RefreshToken {
+        let tenant = block_on(self.store.get_tenant(user.tenant_id))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.tenant.clone());
+        let application =
+            application.and_then(|a| block_on(self.store.get_application(a.id)).ok().flatten());
+        block_on(issue_refresh_token(
+            RefreshEnv::from(&self.context),
+            user,
+            &tenant,
+            application.as_ref(),
+            RefreshTokenMetaData::default(),
+        ))
+        .unwrap_or_else(|e| panic!("issue_refresh_token: {e}"))
+    }
+}

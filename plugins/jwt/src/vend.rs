@@ -1,0 +1,251 @@
+//! `POST /api/jwt/vend`: signs a free-form JWT with caller-chosen claims (API key required).
+//!
+//! The reserved claims `exp` and `iat` given by the caller are ignored (the token service sets
+//! them, with `iss` and `jti`). The tenant is the API key's lock or `X-FusionAuth-TenantId`, else
+//! the default tenant; it supplies the default lifetime and signing key.
+
+use gatehouse_plugin_api::{
+    ApiError, Errors, PluginContext, PluginRequest, PluginResponse, TokenError,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::common::{authenticate, scoped_tenant, signing_error, Accept, Caller};
+
+/// The default access-token lifetime when neither the request nor the tenant sets one
+/// (FusionAuth's default `timeToLiveInSeconds`).
+pub const DEFAULT_TIME_TO_LIVE_IN_SECONDS: i64 = 3600;
+
+/// The largest `timeToLiveInSeconds` accepted: FusionAuth reads the field as a Java `Integer`.
+pub const MAX_TIME_TO_LIVE_IN_SECONDS: i64 = i32::MAX as i64;
+
+/// Claims the caller may not set.
+const RESERVED_CLAIMS: [&str; 2] = ["exp", "iat"];
+
+/// The JWTVendRequest body. Unknown fields (e.g. `eventInfo`) are ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VendRequest {
+    /// Claims to sign.
+    #[serde(default)]
+    pub claims: Option<Map<String, Value>>,
+    /// The signing key id (a UUID); the tenant's access-token key when absent.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Lifetime in seconds, > 0; the tenant's when absent.
+    #[serde(default)]
+    pub time_to_live_in_seconds: Option<i64>,
+}
+
+/// A vend request that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidVend {
+    /// Claims without the reserved ones.
+    pub claims: Map<String, Value>,
+    /// The signing key.
+    pub key_id: Option<Uuid>,
+    /// The requested lifetime, if any.
+    pub time_to_live_in_seconds: Option<i64>,
+}
+
+/// Validates the request: `keyId` a UUID of a known key, `timeToLiveInSeconds` within
+/// 1..=[`MAX_TIME_TO_LIVE_IN_SECONDS`]; field errors otherwise. Drops reserved claims.
+pub fn validate_vend(
+    request: VendRequest,
+    has_key: impl Fn(&str) -> bool,
+) -> Result<ValidVend, ApiError> {
+    let mut errors = Errors::new();
+    if let Some(ttl) = request.time_to_live_in_seconds {
+        if ttl <= 0 {
+            errors.field(
+                "timeToLiveInSeconds",
+                "invalid",
+                "The timeToLiveInSeconds must be greater than 0.",
+            );
+        } else if ttl > MAX_TIME_TO_LIVE_IN_SECONDS {
+            errors.field(
+                "timeToLiveInSeconds",
+                "invalid",
+                format!("The timeToLiveInSeconds must be at most {MAX_TIME_TO_LIVE_IN_SECONDS}."),
+            );
+        }
+    }
+    let key_id = match request.key_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => match Uuid::parse_str(raw) {
+            Ok(id) if has_key(&id.to_string()) || has_key(raw) => Some(id),
+            Ok(_) => {
+                errors.field("keyId", "invalid", "No key exists with this keyId.");
+                None
+            }
+            Err(_) => {
+                errors.field("keyId", "invalid", "The keyId is not a valid UUID.");
+                None
+            }
+        },
+    };
+    errors.into_result()?;
+    let mut claims = request.claims.unwrap_or_default();
+    for reserved in RESERVED_CLAIMS {
+        claims.remove(reserved);
+    }
+    Ok(ValidVend {
+        claims,
+        key_id,
+        time_to_live_in_seconds: request.time_to_live_in_seconds,
+    })
+}
+
+/// Handles `POST /api/jwt/vend`: `{"token": …}`.
+pub async fn vend(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    let grant = match authenticate(request, context, Accept::ApiKey)? {
+        Caller::ApiKey(grant) => grant,
+        Caller::User { .. } => return Err(ApiError::Unauthorized),
+    };
+    let body: VendRequest = request.json_or_default()?;
+    let valid = validate_vend(body, |kid| context.tokens.has_key(kid))?;
+    let tenant = scoped_tenant(context, grant.tenant_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::general(
+                "[invalid]tenantId",
+                "The tenant of this request does not exist.",
+            )
+        })?;
+    let ttl = valid
+        .time_to_live_in_seconds
+        .or(tenant.jwt_configuration.time_to_live_in_seconds)
+        .filter(|t| *t > 0)
+        .unwrap_or(DEFAULT_TIME_TO_LIVE_IN_SECONDS);
+    let issued = context
+        .tokens
+        .vend(&tenant, valid.key_id, valid.claims, ttl)
+        .map_err(|e| match (e, valid.key_id) {
+            (TokenError::CannotSign | TokenError::UnknownKey, Some(_)) => ApiError::field(
+                "keyId",
+                "invalid",
+                "The key with this keyId cannot sign tokens.",
+            ),
+            (other, _) => signing_error(other),
+        })?;
+    Ok(PluginResponse::json(200, &json!({ "token": issued.token })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{block_on, Kit};
+    use http::Method;
+
+    fn parse(body: Value) -> VendRequest {
+        serde_json::from_value(body).expect("request")
+    }
+
+    fn field_code(err: &ApiError, field: &str) -> Value {
+        let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
+        body["fieldErrors"][field][0]["code"].clone()
+    }
+
+    #[test]
+    fn reserved_claims_are_dropped() {
+        let valid = validate_vend(
+            parse(json!({"claims": {"exp": 1, "iat": 2, "iss": "p", "id": "x"}})),
+            |_| true,
+        )
+        .expect("valid");
+        assert_eq!(valid.claims.get("exp"), None);
+        assert_eq!(valid.claims.get("iat"), None);
+        assert_eq!(valid.claims.get("iss"), Some(&json!("p")));
+        assert_eq!(valid.claims.get("id"), Some(&json!("x")));
+    }
+
+    #[test]
+    fn ttl_must_be_positive() {
+        for ttl in [0, -1, i64::MAX] {
+            let err =
+                validate_vend(parse(json!({"timeToLiveInSeconds": ttl})), |_| true).unwrap_err();
+            assert_eq!(
+                field_code(&err, "timeToLiveInSeconds"),
+                "[invalid]timeToLiveInSeconds"
+            );
+        }
+        assert!(validate_vend(parse(json!({"timeToLiveInSeconds": 1})), |_| true).is_ok());
+    }
+
+    #[test]
+    fn key_id_must_name_a_key() {
+        let err = validate_vend(parse(json!({"keyId": "nope"})), |_| true).unwrap_err();
+        assert_eq!(field_code(&err, "keyId"), "[invalid]keyId");
+        let id = Uuid::new_v4();
+        let err = validate_vend(parse(json!({"keyId": id})), |_| false).unwrap_err();
+        assert_eq!(field_code(&err, "keyId"), "[invalid]keyId");
+        let ok = validate_vend(parse(json!({"keyId": id})), |_| true).expect("valid");
+        assert_eq!(ok.key_id, Some(id));
+    }
+
+    fn vend_request(key: Option<&str>, body: Value) -> PluginRequest {
+        let mut req = PluginRequest::new(Method::POST, "/api/jwt/vend");
+        if let Some(key) = key {
+            req.headers
+                .insert("authorization", key.parse().expect("header"));
+        }
+        req.headers
+            .insert("content-type", "application/json".parse().expect("header"));
+        req.body = serde_json::to_vec(&body).expect("body");
+        req
+    }
+
+    #[test]
+    fn vends_with_the_api_key_tenant() {
+        let kit = Kit::new();
+        let req = vend_request(
+            Some(Kit::GLOBAL_KEY),
+            json!({"claims": {"foo": "bar", "exp": 5}, "timeToLiveInSeconds": 300}),
+        );
+        let res = block_on(vend(&req, &kit.context)).expect("ok");
+        assert_eq!(res.status, 200);
+        let body: Value = serde_json::from_slice(&res.body).expect("json");
+        let token = body["token"].as_str().expect("token");
+        let vended = kit.tokens.vended(token).expect("vended");
+        assert_eq!(vended.tenant_id, kit.tenant.id);
+        assert_eq!(vended.ttl, 300);
+        assert_eq!(vended.claims.get("foo"), Some(&json!("bar")));
+        assert_eq!(vended.claims.get("exp"), None);
+
+        // a tenant-locked key vends in its tenant, with that tenant's default lifetime
+        let req = vend_request(Some(Kit::OTHER_TENANT_KEY), json!({}));
+        let res = block_on(vend(&req, &kit.context)).expect("ok");
+        let body: Value = serde_json::from_slice(&res.body).expect("json");
+        let vended = kit
+            .tokens
+            .vended(body["token"].as_str().expect("token"))
+            .expect("vended");
+        assert_eq!(vended.tenant_id, kit.other_tenant.id);
+        assert_eq!(vended.ttl, DEFAULT_TIME_TO_LIVE_IN_SECONDS);
+    }
+
+    #[test]
+    fn vend_needs_an_api_key() {
+        let kit = Kit::new();
+        let req = vend_request(None, json!({}));
+        assert_eq!(
+            block_on(vend(&req, &kit.context)).unwrap_err().status(),
+            401
+        );
+        let token = kit.access_token_for(&kit.user);
+        let req = vend_request(Some(&format!("Bearer {token}")), json!({}));
+        assert_eq!(
+            block_on(vend(&req, &kit.context)).unwrap_err().status(),
+            401
+        );
+        let req = vend_request(Some(Kit::GLOBAL_KEY), json!({"timeToLiveInSeconds": 0}));
+        assert_eq!(
+            block_on(vend(&req, &kit.context)).unwrap_err().status(),
+            400
+        );
+    }
+}

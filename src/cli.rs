@@ -1,0 +1,192 @@
+//! Command-line interface: `serve` (the default), `check`, and `token` (a development helper
+//! that signs an access token with the configured keys).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use gatehouse_plugin_api::model::{Registration, User};
+use gatehouse_plugin_api::{AccessTokenRequest, Clock, SystemClock, TokenService};
+use tracing_subscriber::EnvFilter;
+use uuid::Uuid;
+
+use crate::config::{self, Config, LogFormat};
+
+/// Gatehouse, an authentication gateway.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The configuration file (for the default `serve`).
+    #[arg(long, short, global = true, default_value = "config.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Validate a configuration file without starting; prints every problem with its path.
+    Check,
+    /// Development helper: print an access token for a user of an application, signed with the
+    /// configured keys (uses the same store, so generated keys match the running gateway).
+    Token {
+        /// The application (its tenant's issuer and key are used).
+        #[arg(long)]
+        application_id: Uuid,
+        /// The user id (`sub`); random when absent.
+        #[arg(long)]
+        user_id: Option<Uuid>,
+        /// The email claim.
+        #[arg(long, default_value = "dev@example.com")]
+        email: String,
+        /// Roles, comma-separated; the application's default roles when absent.
+        #[arg(long)]
+        roles: Option<String>,
+    },
+}
+
+fn init_logging(config: Option<&Config>) {
+    let level = config
+        .map(|c| c.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match config.map(|c| c.log_format) {
+        Some(LogFormat::Json) => builder.json().try_init(),
+        _ => builder.try_init(),
+    };
+    if result.is_err() {
+        eprintln!("logging was already initialised");
+    }
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let loaded = config::load(&cli.config);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Check => match loaded {
+            Ok(_) => {
+                println!("{}: ok", cli.config.display());
+                0
+            }
+            Err(errors) => {
+                eprintln!("{}: invalid configuration", cli.config.display());
+                for e in &errors.0 {
+                    eprintln!("  {e}");
+                }
+                1
+            }
+        },
+        Command::Serve => {
+            let config = match loaded {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{}: invalid configuration", cli.config.display());
+                    for e in &errors.0 {
+                        eprintln!("  {e}");
+                    }
+                    return 1;
+                }
+            };
+            init_logging(Some(&config));
+            match crate::server::run(config) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("cannot start: {e}");
+                    eprintln!("cannot start: {e}");
+                    1
+                }
+            }
+        }
+        Command::Token {
+            application_id,
+            user_id,
+            email,
+            roles,
+        } => {
+            let config = match loaded {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return 1;
+                }
+            };
+            match dev_token(&config, application_id, user_id, email, roles) {
+                Ok(token) => {
+                    println!("{token}");
+                    0
+                }
+                Err(message) => {
+                    eprintln!("{message}");
+                    1
+                }
+            }
+        }
+    }
+}
+
+fn dev_token(
+    config: &Config,
+    application_id: Uuid,
+    user_id: Option<Uuid>,
+    email: String,
+    roles: Option<String>,
+) -> Result<String, String> {
+    let application = config
+        .applications
+        .iter()
+        .find(|a| a.id == application_id)
+        .ok_or("--application-id: no application with this id in the configuration")?;
+    let tenant = config
+        .tenants
+        .iter()
+        .find(|t| t.id == application.tenant_id)
+        .ok_or("the application's tenant is not declared")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let prepared = runtime
+        .block_on(crate::server::prepare(config))
+        .map_err(|e| e.to_string())?;
+    let user = User {
+        id: user_id.unwrap_or_else(Uuid::new_v4),
+        tenant_id: tenant.id,
+        email: Some(email),
+        verified: true,
+        insert_instant: SystemClock.now_millis(),
+        ..Default::default()
+    };
+    let registration = Registration {
+        id: Uuid::new_v4(),
+        application_id,
+        user_id: Some(user.id),
+        roles: roles
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| application.default_roles()),
+        ..Default::default()
+    };
+    prepared
+        .tokens
+        .issue_access_token(&AccessTokenRequest {
+            user: &user,
+            tenant,
+            application: Some(application),
+            registration: Some(&registration),
+            authentication_type: "PASSWORD",
+            expires_at: None,
+            session_id: None,
+        })
+        .map(|t| t.token)
+        .map_err(|e| format!("cannot sign: {e}"))
+}

@@ -1,0 +1,217 @@
+//! The configuration file as written: serde structs that mirror `config.yaml` one to one,
+//! rejecting unknown keys. They are turned into the validated [`super::Config`] by
+//! [`super::validate`]; nothing else reads them.
+
+use std::collections::BTreeMap;
+
+use gatehouse_plugin_api::model::{Application, Tenant};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawConfig {
+    /// `host:port` of the proxy and API listener.
+    pub listen: String,
+    /// TLS on the listener.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Worker threads.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// `sqlite://path` (default `sqlite://data/gatehouse.db`) or `postgres://…`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// API keys for the REST API.
+    #[serde(default)]
+    pub api_keys: Vec<RawApiKey>,
+    /// Signing and verifying keys.
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    /// Tenants (FusionAuth JSON shape).
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    /// Applications (FusionAuth JSON shape).
+    #[serde(default)]
+    pub applications: Vec<Application>,
+    /// Identity providers (FusionAuth JSON shape), kept as documents.
+    #[serde(default)]
+    pub identity_providers: Vec<serde_json::Value>,
+    /// Plugins to enable, by name, with their settings.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, serde_json::Value>,
+    /// Proxied routes.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Request size limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Token validation settings.
+    #[serde(default)]
+    pub validation: RawValidation,
+    /// Cookie settings.
+    #[serde(default)]
+    pub cookies: RawCookies,
+    /// Logging.
+    #[serde(default)]
+    pub log: RawLog,
+    /// The built-in echo upstream for demos and tests.
+    #[serde(default)]
+    pub demo_upstream: Option<RawDemoUpstream>,
+    /// Seconds to let in-flight requests finish on SIGTERM.
+    #[serde(default)]
+    pub shutdown_timeout_seconds: Option<u64>,
+}
+
+/// `tls:`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub certificate_file: String,
+    /// PEM private key.
+    pub private_key_file: String,
+}
+
+/// One `apiKeys:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Key id; derived from the key when absent.
+    #[serde(default)]
+    pub id: Option<Uuid>,
+    /// The key value.
+    pub key: String,
+    /// Lock to this tenant.
+    #[serde(default)]
+    pub tenant_id: Option<Uuid>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One `keys:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawKey {
+    /// `kid`.
+    pub id: Uuid,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `RS256`, `ES256`, `EdDSA`, `HS256`, …
+    pub algorithm: String,
+    /// HMAC secret.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Inline PEM private key (PKCS#8, or PKCS#1 for RSA).
+    #[serde(default)]
+    pub private_key: Option<String>,
+    /// PEM private key file.
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// Inline PEM public key (verify-only when no private key).
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// PEM public key file.
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+}
+
+/// One `routes:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRoute {
+    /// Path prefix.
+    pub path: String,
+    /// Host to match (without port); any host when absent.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// One upstream URL.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Several upstream URLs, used round-robin.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    /// Authentication policy; a route without one requires a valid token.
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    /// Headers to set upstream from claims: header name → claim name.
+    #[serde(default)]
+    pub identity_headers: BTreeMap<String, String>,
+}
+
+/// `routes[].auth`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAuth {
+    /// Refuse requests without a valid token (default true).
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// The token's `applicationId` must be this.
+    #[serde(default)]
+    pub application_id: Option<Uuid>,
+    /// The token must carry one of these roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Browsers are redirected here instead of getting a 401.
+    #[serde(default)]
+    pub login_url: Option<String>,
+    /// Refresh expired access tokens from the `refresh_token` cookie.
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// `limits:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest request body (bytes) for API and proxied requests; default 1 MiB.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Largest total size of request headers (bytes); default 32 KiB.
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+}
+
+/// `validation:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawValidation {
+    /// Clock-skew allowance for `exp`/`nbf` (seconds); default 5.
+    #[serde(default)]
+    pub leeway_seconds: Option<u64>,
+    /// How many verified tokens to cache; default 100 000; 0 disables the cache.
+    #[serde(default)]
+    pub cache_capacity: Option<u64>,
+}
+
+/// `cookies:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawCookies {
+    /// Mark cookies `Secure` even on plain HTTP (set this behind a TLS terminator).
+    #[serde(default)]
+    pub secure: bool,
+}
+
+/// `log:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// A `tracing` filter such as `info` or `gatehouse=debug`; `RUST_LOG` wins when set.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// `demoUpstream:`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawDemoUpstream {
+    /// `host:port` of the echo service.
+    pub listen: String,
+}

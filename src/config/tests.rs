@@ -1,0 +1,159 @@
+//! Unit tests of configuration validation: paths in messages, defaults, secrecy.
+
+use super::*;
+
+const TENANT: &str = "11111111-1111-1111-1111-111111111111";
+const APP: &str = "22222222-2222-2222-2222-222222222222";
+const KEY: &str = "33333333-3333-3333-3333-333333333333";
+
+fn base() -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+store: sqlite://test.db
+apiKeys:
+  - key: ${{API_KEY}}
+keys:
+  - {{id: {KEY}, algorithm: HS256, secret: ${{SECRET}}}}
+tenants:
+  - {{id: {TENANT}, name: Default, issuer: acme.com}}
+applications:
+  - id: {APP}
+    tenantId: {TENANT}
+    name: App
+    roles: [{{name: user, isDefault: true}}, {{name: admin}}]
+routes:
+  - path: /
+    upstream: http://127.0.0.1:9
+    auth: {{applicationId: {APP}, roles: [admin]}}
+    identityHeaders: {{X-User-Id: sub}}
+"#
+    )
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "API_KEY" => Some("an-api-key-of-enough-length".into()),
+        "SECRET" => Some("0123456789abcdef0123456789abcdef-very-secret".into()),
+        _ => None,
+    }
+}
+
+fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
+    parse(text, Path::new("/tmp"), env)
+}
+
+#[test]
+fn a_valid_file_is_accepted_with_defaults_filled_in() {
+    let config = parse_str(&base()).expect("valid");
+    assert_eq!(config.routes.len(), 1);
+    assert!(config.routes[0].auth.required);
+    let jwt = &config.tenants[0].jwt_configuration;
+    assert_eq!(
+        jwt.access_token_key_id.map(|k| k.to_string()).as_deref(),
+        Some(KEY)
+    );
+    assert_eq!(jwt.time_to_live_in_seconds, Some(3600));
+    assert_eq!(
+        config.store,
+        StoreLocation::Sqlite(PathBuf::from("/tmp/test.db"))
+    );
+    assert!(!config.uses_demo_api_key);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let text = base()
+        .replace(
+            &format!("applicationId: {APP}"),
+            "applicationId: 44444444-4444-4444-4444-444444444444",
+        )
+        .replace("http://127.0.0.1:9", "ftp://x")
+        .replace("listen: 127.0.0.1:0", "listen: nowhere");
+    let errors = parse_str(&text).unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("routes[0].auth.applicationId: no application with this id"),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[0].upstream: scheme `ftp` is not http or https"),
+        "{text}"
+    );
+    assert!(text.contains("listen: must be an address"), "{text}");
+    assert_eq!(errors.0.len(), 3, "{text}");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_path() {
+    let text = base().replace("    auth: {", "    auth: {bogus: 1, ");
+    let errors = parse_str(&text).unwrap_err().to_string();
+    assert!(errors.contains("routes[0].auth"), "{errors}");
+    assert!(errors.contains("unknown field `bogus`"), "{errors}");
+}
+
+#[test]
+fn unknown_roles_and_short_secrets_are_reported() {
+    let text = base()
+        .replace("roles: [admin]", "roles: [root]")
+        .replace("secret: ${SECRET}", "secret: short");
+    let errors = parse_str(&text).unwrap_err().to_string();
+    assert!(errors.contains("routes[0].auth.roles[0]"), "{errors}");
+    assert!(
+        errors.contains("keys[0].secret: must be at least 32 bytes"),
+        "{errors}"
+    );
+    assert!(!errors.contains("short"), "the secret leaked: {errors}");
+}
+
+#[test]
+fn substituted_secrets_never_appear_in_messages() {
+    // A secret put where a number is expected would be echoed by the YAML parser.
+    let text = base().replace(
+        "listen: 127.0.0.1:0",
+        "listen: 127.0.0.1:0\nthreads: ${SECRET}",
+    );
+    let errors = parse_str(&text).unwrap_err().to_string();
+    assert!(errors.contains("threads"), "{errors}");
+    assert!(
+        !errors.contains("very-secret"),
+        "the secret leaked: {errors}"
+    );
+}
+
+#[test]
+fn literal_values_are_not_echoed_by_type_errors() {
+    let text = base().replace(
+        "listen: 127.0.0.1:0",
+        "listen: 127.0.0.1:0\nthreads: hunter2-password",
+    );
+    let errors = parse_str(&text).unwrap_err().to_string();
+    assert!(!errors.contains("hunter2"), "{errors}");
+}
+
+#[test]
+fn reserved_identity_headers_are_refused() {
+    let text = base().replace("X-User-Id: sub", "Authorization: sub");
+    let errors = parse_str(&text).unwrap_err().to_string();
+    assert!(
+        errors.contains("routes[0].identityHeaders.Authorization"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn demo_key_is_flagged() {
+    let text = base().replace("${API_KEY}", DEMO_API_KEY);
+    assert!(parse_str(&text).expect("valid").uses_demo_api_key);
+}
+
+#[test]
+fn upstream_urls_are_parsed() {
+    let u = parse_upstream("https://example.com").expect("ok");
+    assert_eq!(u.address, "example.com:443");
+    assert!(u.tls);
+    let u = parse_upstream("http://127.0.0.1:8080/").expect("ok");
+    assert_eq!(u.address, "127.0.0.1:8080");
+    assert!(parse_upstream("http://h/path").is_err());
+    assert!(parse_upstream("http://h:notaport").is_err());
+}

@@ -1,0 +1,22 @@
+//! Gatehouse: an authentication gateway. A Pingora reverse proxy that validates access tokens
+//! inline and applies per-route policy, with FusionAuth's REST API hosted in-process by plugins.
+//!
+//! Layout:
+//! - [`config`]: the file as written, substitution, validation into [`config::Config`];
+//! - [`store`]: the storage backends behind the plugin API's `Store` trait;
+//! - [`keys`] and [`tokens`]: the key ring and the token service;
+//! - [`proxy`]: the Pingora `ProxyHttp` implementation; [`plugins`]: the plugin host;
+//! - [`server`]: start-up (store, keys, plugins, listeners) and shutdown; [`cli`]: commands.
+#![deny(clippy::unwrap_used, clippy::todo, clippy::unimplemented)]
+
+pub mod cli;
+pub mod config;
+pub mod echo;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod plugins;
+pub mod proxy;
+pub mod server;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,221 @@
+//! The plugin host: the registry of plugins by name (the one place plugins are wired in) and
+//! the router that maps a method and path to a plugin route.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_plugin_api::{Plugin, RouteSpec};
+use http::Method;
+use serde_json::Value;
+
+/// Builds the plugin called `name` from its settings. The error names the problem.
+pub fn build(name: &str, settings: &Value) -> Result<Arc<dyn Plugin>, String> {
+    match name {
+        "jwt" => gatehouse_plugin_jwt::factory(settings),
+        other => Err(format!("no plugin called `{other}` (available: jwt)")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+fn parse_template(template: &str) -> Vec<Segment> {
+    template
+        .trim_start_matches('/')
+        .split('/')
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name.to_string()),
+                None => Segment::Literal(s.to_string()),
+            },
+        )
+        .collect()
+}
+
+struct Entry {
+    segments: Vec<Segment>,
+    literals: usize,
+    spec: RouteSpec,
+    plugin: Arc<dyn Plugin>,
+}
+
+/// What the router found for a request.
+pub enum RouteMatch<'a> {
+    /// A plugin route, with the values of its `{name}` segments.
+    Found {
+        /// The plugin.
+        plugin: &'a Arc<dyn Plugin>,
+        /// The route.
+        spec: &'a RouteSpec,
+        /// Path parameter values.
+        params: HashMap<String, String>,
+    },
+    /// A plugin serves this path, but not with this method.
+    MethodNotAllowed,
+    /// No plugin serves this path.
+    None,
+}
+
+/// Maps requests to plugin routes; literal segments win over `{param}` segments.
+#[derive(Default)]
+pub struct PluginRouter {
+    entries: Vec<Entry>,
+}
+
+impl PluginRouter {
+    /// A router over these plugins. Two routes with the same method and template are refused.
+    pub fn new(plugins: &[Arc<dyn Plugin>]) -> Result<Self, String> {
+        let mut entries: Vec<Entry> = Vec::new();
+        for plugin in plugins {
+            for spec in plugin.routes() {
+                if let Some(existing) = entries
+                    .iter()
+                    .find(|e| e.spec.method == spec.method && e.spec.path == spec.path)
+                {
+                    return Err(format!(
+                        "plugins {} and {} both serve {} {}",
+                        existing.plugin.name(),
+                        plugin.name(),
+                        spec.method,
+                        spec.path
+                    ));
+                }
+                let segments = parse_template(spec.path);
+                let literals = segments
+                    .iter()
+                    .filter(|s| matches!(s, Segment::Literal(_)))
+                    .count();
+                entries.push(Entry {
+                    segments,
+                    literals,
+                    spec,
+                    plugin: plugin.clone(),
+                });
+            }
+        }
+        // Most literal segments first, so `/link` beats `/{id}`.
+        entries.sort_by(|a, b| b.literals.cmp(&a.literals));
+        Ok(PluginRouter { entries })
+    }
+
+    /// True when no plugin route exists.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Finds the route for `method` and `path`.
+    pub fn find(&self, method: &Method, path: &str) -> RouteMatch<'_> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let mut path_matched = false;
+        for entry in &self.entries {
+            if entry.segments.len() != parts.len() {
+                continue;
+            }
+            let literal_match = entry.segments.iter().zip(&parts).all(|(s, p)| match s {
+                Segment::Literal(l) => l == p,
+                Segment::Param(_) => !p.is_empty(),
+            });
+            if !literal_match {
+                continue;
+            }
+            if &entry.spec.method != method {
+                path_matched = true;
+                continue;
+            }
+            let params = entry
+                .segments
+                .iter()
+                .zip(&parts)
+                .filter_map(|(s, p)| match s {
+                    Segment::Param(name) => Some((name.clone(), (*p).to_string())),
+                    Segment::Literal(_) => None,
+                })
+                .collect();
+            return RouteMatch::Found {
+                plugin: &entry.plugin,
+                spec: &entry.spec,
+                params,
+            };
+        }
+        if path_matched {
+            RouteMatch::MethodNotAllowed
+        } else {
+            RouteMatch::None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginResponse};
+
+    struct Fake;
+
+    #[async_trait]
+    impl Plugin for Fake {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn routes(&self) -> Vec<RouteSpec> {
+            vec![
+                RouteSpec::new(Method::GET, "/api/x/{id}", "by-id"),
+                RouteSpec::new(Method::GET, "/api/x/link", "link"),
+                RouteSpec::new(Method::DELETE, "/api/x/{id}", "delete"),
+            ]
+        }
+        async fn handle(
+            &self,
+            _route: &RouteSpec,
+            _request: PluginRequest,
+            _context: &PluginContext,
+        ) -> Result<PluginResponse, ApiError> {
+            Ok(PluginResponse::empty(200))
+        }
+    }
+
+    #[test]
+    fn literals_win_and_params_are_extracted() {
+        let plugins: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fake)];
+        let router = PluginRouter::new(&plugins).expect("router");
+        match router.find(&Method::GET, "/api/x/link") {
+            RouteMatch::Found { spec, .. } => assert_eq!(spec.name, "link"),
+            _ => panic!("expected a match"),
+        }
+        match router.find(&Method::GET, "/api/x/42") {
+            RouteMatch::Found { spec, params, .. } => {
+                assert_eq!(spec.name, "by-id");
+                assert_eq!(params["id"], "42");
+            }
+            _ => panic!("expected a match"),
+        }
+        assert!(matches!(
+            router.find(&Method::POST, "/api/x/42"),
+            RouteMatch::MethodNotAllowed
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, "/api/x"),
+            RouteMatch::None
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, "/api/x/"),
+            RouteMatch::None
+        ));
+    }
+
+    #[test]
+    fn duplicate_routes_are_refused() {
+        let plugins: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fake), Arc::new(Fake)];
+        assert!(PluginRouter::new(&plugins).is_err());
+    }
+
+    #[test]
+    fn unknown_plugins_are_named() {
+        let err = build("nope", &Value::Null).err().expect("error");
+        assert!(err.contains("nope"));
+    }
+}

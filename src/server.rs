@@ -1,0 +1,264 @@
+//! Start-up and shutdown: open the store and apply the declared entities, load or generate the
+//! keys, build the token service and the plugins, then run the Pingora server (proxy listener,
+//! optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT (fast).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_plugin_api::{
+    ApiKeyRing, Clock, PluginContext, Store, StoreError, SystemClock, TokenService,
+};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use pingora::services::listening::Service;
+
+use crate::config::{Config, KeySource};
+use crate::echo::Echo;
+use crate::keys::{generate_material, KeyRing, SigningKey};
+use crate::metrics::Metrics;
+use crate::plugins::PluginRouter;
+use crate::proxy::routes::RouteTable;
+use crate::proxy::{Gateway, ProxySettings};
+use crate::tokens::Tokens;
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The store could not be opened or written.
+    Store(StoreError),
+    /// A problem with a named configuration path.
+    Setup {
+        /// The configuration path, e.g. `keys[1]`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The listener cannot be bound.
+    Listen(String),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Store(e) => write!(f, "store: {e}"),
+            StartError::Setup { path, message } => write!(f, "{path}: {message}"),
+            StartError::Listen(m) => write!(f, "listen: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        StartError::Store(e)
+    }
+}
+
+/// Everything the proxy needs, ready to serve.
+pub struct Prepared {
+    /// The proxy.
+    pub gateway: Gateway,
+    /// The token service (for background pruning).
+    pub tokens: Arc<Tokens>,
+}
+
+/// Loads the key ring: declared material as is, generated keys from the store (generating and
+/// persisting them on first start).
+pub async fn load_keys(
+    config: &Config,
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> Result<KeyRing, StartError> {
+    let mut keys = Vec::with_capacity(config.keys.len());
+    for (index, spec) in config.keys.iter().enumerate() {
+        let path = format!("keys[{index}]");
+        let material = if spec.source == KeySource::Generate {
+            let stored = match store.get_key_material(spec.id).await? {
+                Some(m) => m,
+                None => {
+                    let generated =
+                        generate_material(spec, clock.now_millis()).map_err(|message| {
+                            StartError::Setup {
+                                path: path.clone(),
+                                message,
+                            }
+                        })?;
+                    store.insert_key_material(&generated).await?
+                }
+            };
+            let wanted = crate::keys::algorithm_name(spec.algorithm);
+            if stored.algorithm != wanted {
+                return Err(StartError::Setup {
+                    path: format!("{path}.algorithm"),
+                    message: format!(
+                        "the key generated earlier under this id is {}, not {wanted}; give the key a new id",
+                        stored.algorithm
+                    ),
+                });
+            }
+            Some(stored)
+        } else {
+            None
+        };
+        let key = SigningKey::from_spec(spec, material.as_ref(), config.leeway_seconds)
+            .map_err(|message| StartError::Setup { path, message })?;
+        keys.push(key);
+    }
+    Ok(KeyRing::new(keys))
+}
+
+/// Opens the store, applies the declared entities, and builds the gateway.
+pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
+    let store = crate::store::open(&config.store)?;
+    // The file is the source of truth for what it declares.
+    for tenant in &config.tenants {
+        store.upsert_tenant(tenant).await?;
+    }
+    for application in &config.applications {
+        store.upsert_application(application).await?;
+    }
+    store.replace_api_keys(&config.api_keys).await?;
+    for provider in &config.identity_providers {
+        if let Some(id) = provider
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        {
+            store.put_identity_provider(id, provider).await?;
+        }
+    }
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ring = load_keys(config, store.as_ref(), clock.as_ref()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let tokens = Arc::new(Tokens::new(
+        ring,
+        &config.tenants,
+        &config.applications,
+        config.leeway_seconds,
+        config.token_cache_capacity,
+        clock.clone(),
+        metrics.clone(),
+    ));
+
+    let mut plugins = Vec::new();
+    for (name, settings) in &config.plugins {
+        let plugin =
+            crate::plugins::build(name, settings).map_err(|message| StartError::Setup {
+                path: format!("plugins.{name}"),
+                message,
+            })?;
+        plugins.push(plugin);
+    }
+    let router = PluginRouter::new(&plugins).map_err(|message| StartError::Setup {
+        path: "plugins".into(),
+        message,
+    })?;
+    let routes = RouteTable::new(config.routes.clone()).map_err(|message| StartError::Setup {
+        path: "routes".into(),
+        message,
+    })?;
+    let context = PluginContext {
+        store,
+        tokens: tokens.clone() as Arc<dyn TokenService>,
+        api_keys: Arc::new(ApiKeyRing::new(config.api_keys.clone())),
+        clock,
+        secure_cookies: config.secure_cookies,
+    };
+    let gateway = Gateway::new(
+        routes,
+        router,
+        context,
+        tokens.clone(),
+        metrics,
+        ProxySettings {
+            max_body_bytes: config.max_body_bytes,
+            max_header_bytes: config.max_header_bytes,
+            tls: config.tls.is_some(),
+        },
+    );
+    Ok(Prepared { gateway, tokens })
+}
+
+/// Fails early, with a clear message, when an address cannot be bound.
+fn check_bindable(addr: SocketAddr, what: &str) -> Result<(), StartError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| StartError::Listen(format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+/// Runs the gateway until it is told to stop.
+pub fn run(config: Config) -> Result<(), StartError> {
+    check_bindable(config.listen, "gateway")?;
+    if let Some(demo) = config.demo_upstream {
+        check_bindable(demo, "demo upstream")?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Setup {
+            path: "threads".into(),
+            message: format!("cannot start a runtime: {e}"),
+        })?;
+    let prepared = runtime.block_on(prepare(&config))?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    if config.uses_demo_api_key {
+        tracing::warn!(
+            "!!! An API key is the demo key shipped in config.yaml. Anyone who has read the README can call the API. \
+             Set GATEHOUSE_API_KEY (or edit apiKeys) before exposing this gateway. !!!"
+        );
+    }
+
+    let conf = ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout_seconds),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = config.listen.to_string();
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, prepared.gateway);
+    match &config.tls {
+        Some((cert, key)) => proxy
+            .add_tls(&listen, &cert.to_string_lossy(), &key.to_string_lossy())
+            .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?,
+        None => proxy.add_tcp(&listen),
+    }
+    server.add_service(proxy);
+    if let Some(demo) = config.demo_upstream {
+        let mut echo = Service::new("demo upstream".to_string(), Echo);
+        echo.add_tcp(&demo.to_string());
+        server.add_service(echo);
+        tracing::info!(address = %demo, "demo upstream (echo) listening");
+    }
+
+    let tokens = prepared.tokens;
+    std::thread::Builder::new()
+        .name("revocation-pruner".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(60));
+            tokens.prune_revocations();
+        })
+        .map_err(|e| StartError::Setup {
+            path: String::new(),
+            message: format!("cannot start the pruning thread: {e}"),
+        })?;
+
+    tracing::info!(
+        address = %config.listen,
+        tls = config.tls.is_some(),
+        routes = config.routes.len(),
+        plugins = config.plugins.len(),
+        "gatehouse listening"
+    );
+    server.run(RunArgs::default());
+    tracing::info!("gatehouse stopped");
+    Ok(())
+}

@@ -1,0 +1,882 @@
+//! The SQLite backend: one database file in WAL mode with `synchronous=FULL`, so an
+//! acknowledged write survives a crash or power loss. Schema migrations are SQL files under
+//! `migrations/`, applied in order inside one transaction each and recorded in
+//! `schema_migrations`.
+//!
+//! rusqlite is synchronous: each call runs on tokio's blocking pool against a connection
+//! behind a mutex (SQLite has one writer at a time anyway). Every trait method is one
+//! transaction.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use gatehouse_plugin_api::model::{
+    ApiKey, Application, EventLog, IdentityProviderLink, KeyMaterial, RefreshToken,
+    RefreshTokenMetaData, Registration, Tenant, User,
+};
+use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError, StoreResult};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::token_hash;
+
+/// Migrations in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// A SQLite database file.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::DiskFull
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict("a record with the same unique value already exists".into())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn uuid_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(index)?;
+    Uuid::parse_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn opt_uuid_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Uuid>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| {
+        Uuid::parse_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
+    })
+    .transpose()
+}
+
+const TOKEN_COLUMNS: &str = "id, token, user_id, application_id, tenant_id, insert_instant, \
+     start_instant, first_issued_instant, expiration_instant, meta_data";
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
+    let meta: String = row.get(9)?;
+    Ok(RefreshToken {
+        id: uuid_col(row, 0)?,
+        token: row.get(1)?,
+        user_id: uuid_col(row, 2)?,
+        application_id: opt_uuid_col(row, 3)?,
+        tenant_id: uuid_col(row, 4)?,
+        insert_instant: row.get(5)?,
+        start_instant: row.get(6)?,
+        first_issued_instant: row.get(7)?,
+        expiration_instant: row.get(8)?,
+        meta_data: from_json::<RefreshTokenMetaData>(&meta)?,
+    })
+}
+
+fn select_tokens(
+    tx: &Connection,
+    filter: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<RefreshToken>> {
+    let sql = format!(
+        "SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE {filter} ORDER BY insert_instant"
+    );
+    let mut stmt = tx.prepare(&sql)?;
+    let rows = stmt.query_map(args, token_from_row)?;
+    rows.collect()
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens or creates the database file (and its directory), sets WAL and durability
+    /// pragmas, and applies pending migrations.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let mut conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` in one immediate (write-locking) transaction on the blocking pool, committing
+    /// when it returns `Ok`.
+    async fn tx<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection mutex poisoned".into()))?;
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(backend)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if current as usize > MIGRATIONS.len() {
+        return Err(StoreError::Unavailable(format!(
+            "the database is at schema version {current}, newer than this gatehouse ({}); upgrade gatehouse",
+            MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![index as i64 + 1, now_millis()],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn get_body<T: DeserializeOwned>(tx: &Connection, sql: &str, id: String) -> StoreResult<Option<T>> {
+    let body: Option<String> = tx
+        .query_row(sql, [id], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    body.map(|b| from_json(&b).map_err(backend)).transpose()
+}
+
+fn list_bodies<T: DeserializeOwned>(
+    tx: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Vec<T>> {
+    let mut stmt = tx.prepare(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(args, |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(from_json(&row.map_err(backend)?).map_err(backend)?);
+    }
+    Ok(out)
+}
+
+fn user_row_args(user: &User) -> (String, String, Option<String>, Option<String>) {
+    (
+        user.id.to_string(),
+        user.tenant_id.to_string(),
+        user.email.as_ref().map(|e| e.to_lowercase()),
+        user.username.as_ref().map(|u| u.to_lowercase()),
+    )
+}
+
+fn user_conflict(e: rusqlite::Error) -> StoreError {
+    match backend(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(
+            "a user with this email or username already exists in the tenant".into(),
+        ),
+        other => other,
+    }
+}
+
+fn find_live_token(tx: &Connection, value: &str) -> StoreResult<Option<RefreshToken>> {
+    let found = select_tokens(tx, "token_hash = ?1", &[&token_hash(value)])
+        .map_err(backend)?
+        .into_iter()
+        .next();
+    // The hash found the row; compare the value itself in constant time as well.
+    Ok(found.filter(|t| bool::from(t.token.as_bytes().ct_eq(value.as_bytes()))))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let (id, body) = (tenant.id.to_string(), to_json(tenant)?);
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
+        self.tx(move |tx| get_body(tx, "SELECT body FROM tenants WHERE id = ?1", id.to_string()))
+            .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.tx(|tx| list_bodies(tx, "SELECT body FROM tenants ORDER BY id", &[]))
+            .await
+    }
+
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
+        let (id, tenant, body) = (
+            application.id.to_string(),
+            application.tenant_id.to_string(),
+            to_json(application)?,
+        );
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO applications (id, tenant_id, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
+                params![id, tenant, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
+        self.tx(move |tx| {
+            get_body(
+                tx,
+                "SELECT body FROM applications WHERE id = ?1",
+                id.to_string(),
+            )
+        })
+        .await
+    }
+
+    async fn list_applications(&self) -> StoreResult<Vec<Application>> {
+        self.tx(|tx| list_bodies(tx, "SELECT body FROM applications ORDER BY id", &[]))
+            .await
+    }
+
+    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
+        self.tx(move |tx| {
+            tx.query_row(
+                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = ?1",
+                [id.to_string()],
+                |r| {
+                    Ok(KeyMaterial {
+                        id: uuid_col(r, 0)?,
+                        algorithm: r.get(1)?,
+                        private_key: r.get(2)?,
+                        secret: r.get(3)?,
+                        insert_instant: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        let m = material.clone();
+        let id = m.id;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO key_material (id, algorithm, private_key, secret, insert_instant) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                params![
+                    m.id.to_string(),
+                    m.algorithm,
+                    m.private_key,
+                    m.secret,
+                    m.insert_instant
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        self.get_key_material(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
+        let keys = keys.to_vec();
+        self.tx(move |tx| {
+            tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        k.id.to_string(),
+                        k.key,
+                        k.tenant_id.map(|t| t.to_string()),
+                        k.description
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, key, tenant_id, description FROM api_keys ORDER BY id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(ApiKey {
+                        id: uuid_col(r, 0)?,
+                        key: r.get(1)?,
+                        tenant_id: opt_uuid_col(r, 2)?,
+                        description: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        let mut stored = user.clone();
+        stored.registrations.clear();
+        let body = to_json(&stored)?;
+        let (id, tenant, email, username) = user_row_args(user);
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, tenant, email, username, body],
+            )
+            .map_err(user_conflict)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &User) -> StoreResult<()> {
+        let mut stored = user.clone();
+        stored.registrations.clear();
+        let body = to_json(&stored)?;
+        let (id, tenant, email, username) = user_row_args(user);
+        self.tx(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 WHERE id = ?1",
+                    params![id, tenant, email, username, body],
+                )
+                .map_err(user_conflict)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
+        self.tx(move |tx| get_body(tx, "SELECT body FROM users WHERE id = ?1", id.to_string()))
+            .await
+    }
+
+    async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
+        let email = email.to_lowercase();
+        self.tx(move |tx| {
+            let users: Vec<User> = list_bodies(
+                tx,
+                "SELECT body FROM users WHERE tenant_id = ?1 AND email_lower = ?2",
+                &[&tenant_id.to_string(), &email],
+            )?;
+            Ok(users.into_iter().next())
+        })
+        .await
+    }
+
+    async fn find_user_by_username(
+        &self,
+        tenant_id: Uuid,
+        username: &str,
+    ) -> StoreResult<Option<User>> {
+        let username = username.to_lowercase();
+        self.tx(move |tx| {
+            let users: Vec<User> = list_bodies(
+                tx,
+                "SELECT body FROM users WHERE tenant_id = ?1 AND username_lower = ?2",
+                &[&tenant_id.to_string(), &username],
+            )?;
+            Ok(users.into_iter().next())
+        })
+        .await
+    }
+
+    async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
+        let user_id = registration
+            .user_id
+            .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
+        let body = to_json(registration)?;
+        let (id, app) = (
+            registration.id.to_string(),
+            registration.application_id.to_string(),
+        );
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO registrations (id, user_id, application_id, body) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
+                params![id, user_id.to_string(), app, body],
+            )
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::NotFound,
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_registration(
+        &self,
+        user_id: Uuid,
+        application_id: Uuid,
+    ) -> StoreResult<Option<Registration>> {
+        self.tx(move |tx| {
+            let found: Vec<Registration> = list_bodies(
+                tx,
+                "SELECT body FROM registrations WHERE user_id = ?1 AND application_id = ?2",
+                &[&user_id.to_string(), &application_id.to_string()],
+            )?;
+            Ok(found.into_iter().next())
+        })
+        .await
+    }
+
+    async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>> {
+        self.tx(move |tx| {
+            list_bodies(
+                tx,
+                "SELECT body FROM registrations WHERE user_id = ?1 ORDER BY application_id",
+                &[&user_id.to_string()],
+            )
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let t = token.clone();
+        let meta = to_json(&t.meta_data)?;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO refresh_tokens (id, token_hash, token, user_id, application_id, tenant_id, \
+                 insert_instant, start_instant, first_issued_instant, expiration_instant, meta_data) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    t.id.to_string(),
+                    token_hash(&t.token),
+                    t.token,
+                    t.user_id.to_string(),
+                    t.application_id.map(|a| a.to_string()),
+                    t.tenant_id.to_string(),
+                    t.insert_instant,
+                    t.start_instant,
+                    t.first_issued_instant,
+                    t.expiration_instant,
+                    meta
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>> {
+        let value = value.to_string();
+        self.tx(move |tx| find_live_token(tx, &value)).await
+    }
+
+    async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
+        self.tx(move |tx| {
+            Ok(select_tokens(tx, "id = ?1", &[&id.to_string()])
+                .map_err(backend)?
+                .into_iter()
+                .next())
+        })
+        .await
+    }
+
+    async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>> {
+        self.tx(move |tx| {
+            select_tokens(tx, "user_id = ?1", &[&user_id.to_string()]).map_err(backend)
+        })
+        .await
+    }
+
+    async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let t = token.clone();
+        let meta = to_json(&t.meta_data)?;
+        self.tx(move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE refresh_tokens SET start_instant = ?2, expiration_instant = ?3, meta_data = ?4 \
+                     WHERE id = ?1 AND token_hash = ?5",
+                    params![
+                        t.id.to_string(),
+                        t.start_instant,
+                        t.expiration_instant,
+                        meta,
+                        token_hash(&t.token)
+                    ],
+                )
+                .map_err(backend)?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old_value: &str,
+        next: &RefreshToken,
+    ) -> StoreResult<Rotation> {
+        let old = old_value.to_string();
+        let next = next.clone();
+        let meta = to_json(&next.meta_data)?;
+        self.tx(move |tx| {
+            let old_hash = token_hash(&old);
+            if let Some(live) = find_live_token(tx, &old)? {
+                if live.id != next.id {
+                    return Err(StoreError::Conflict("rotation must keep the token id".into()));
+                }
+                // Conditional on the old value still being live: a concurrent rotation that
+                // committed first makes this match nothing.
+                let changed = tx
+                    .execute(
+                        "UPDATE refresh_tokens SET token_hash = ?2, token = ?3, insert_instant = ?4, \
+                         start_instant = ?5, expiration_instant = ?6, meta_data = ?7 \
+                         WHERE id = ?1 AND token_hash = ?8",
+                        params![
+                            next.id.to_string(),
+                            token_hash(&next.token),
+                            next.token,
+                            next.insert_instant,
+                            next.start_instant,
+                            next.expiration_instant,
+                            meta,
+                            old_hash
+                        ],
+                    )
+                    .map_err(backend)?;
+                if changed == 1 {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO rotated_refresh_tokens (token_hash, token_id, rotated_at) VALUES (?1, ?2, ?3)",
+                        params![old_hash, next.id.to_string(), next.insert_instant],
+                    )
+                    .map_err(backend)?;
+                    return Ok(Rotation::Rotated(next));
+                }
+            }
+            let rotated: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT token_id, rotated_at FROM rotated_refresh_tokens WHERE token_hash = ?1",
+                    [&old_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((token_id, rotated_at)) = rotated else {
+                return Err(StoreError::NotFound);
+            };
+            let current = select_tokens(tx, "id = ?1", &[&token_id])
+                .map_err(backend)?
+                .into_iter()
+                .next()
+                .ok_or(StoreError::NotFound)?;
+            Ok(Rotation::AlreadyRotated { current, rotated_at })
+        })
+        .await
+    }
+
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
+        let scope = scope.clone();
+        self.tx(move |tx| {
+            let (filter, args): (&str, Vec<String>) = match &scope {
+                RevokeScope::Id(id) => ("id = ?1", vec![id.to_string()]),
+                RevokeScope::Token(value) => {
+                    let live = find_live_token(tx, value)?;
+                    match live {
+                        Some(t) => ("id = ?1", vec![t.id.to_string()]),
+                        None => return Ok(Vec::new()),
+                    }
+                }
+                RevokeScope::User(user) => ("user_id = ?1", vec![user.to_string()]),
+                RevokeScope::Application(app) => ("application_id = ?1", vec![app.to_string()]),
+                RevokeScope::UserApplication(user, app) => (
+                    "user_id = ?1 AND application_id = ?2",
+                    vec![user.to_string(), app.to_string()],
+                ),
+            };
+            let params: Vec<&dyn rusqlite::ToSql> =
+                args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
+            let revoked = select_tokens(tx, filter, &params).map_err(backend)?;
+            for t in &revoked {
+                tx.execute(
+                    "DELETE FROM refresh_tokens WHERE id = ?1",
+                    [t.id.to_string()],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM rotated_refresh_tokens WHERE token_id = ?1",
+                    [t.id.to_string()],
+                )
+                .map_err(backend)?;
+            }
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
+        let body = to_json(provider)?;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO identity_providers (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![id.to_string(), body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.tx(move |tx| {
+            get_body(
+                tx,
+                "SELECT body FROM identity_providers WHERE id = ?1",
+                id.to_string(),
+            )
+        })
+        .await
+    }
+
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
+        self.tx(|tx| list_bodies(tx, "SELECT body FROM identity_providers ORDER BY id", &[]))
+            .await
+    }
+
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1",
+                [id.to_string()],
+            )
+            .map_err(backend)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM identity_providers WHERE id = ?1",
+                    [id.to_string()],
+                )
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+        let body = to_json(link)?;
+        let (idp, idp_user, user) = (
+            link.identity_provider_id.to_string(),
+            link.identity_provider_user_id.clone(),
+            link.user_id.to_string(),
+        );
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+                 DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+                params![idp, idp_user, user, body],
+            )
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::NotFound,
+                other => other,
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>> {
+        let idp = identity_provider_id.map(|i| i.to_string());
+        let user = user_id.map(|u| u.to_string());
+        let idp_user = identity_provider_user_id.map(str::to_string);
+        self.tx(move |tx| {
+            list_bodies(
+                tx,
+                "SELECT body FROM identity_provider_links WHERE (?1 IS NULL OR identity_provider_id = ?1) \
+                 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR identity_provider_user_id = ?3) \
+                 ORDER BY identity_provider_id, identity_provider_user_id",
+                &[&idp, &user, &idp_user],
+            )
+        })
+        .await
+    }
+
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink> {
+        let (idp, idp_user, user) = (
+            identity_provider_id.to_string(),
+            identity_provider_user_id.to_string(),
+            user_id.to_string(),
+        );
+        self.tx(move |tx| {
+            let found: Vec<IdentityProviderLink> = list_bodies(
+                tx,
+                "SELECT body FROM identity_provider_links WHERE identity_provider_id = ?1 \
+                 AND identity_provider_user_id = ?2 AND user_id = ?3",
+                &[&idp, &idp_user, &user],
+            )?;
+            let link = found.into_iter().next().ok_or(StoreError::NotFound)?;
+            tx.execute(
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1 AND identity_provider_user_id = ?2",
+                params![idp, idp_user],
+            )
+            .map_err(backend)?;
+            Ok(link)
+        })
+        .await
+    }
+
+    async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
+        let (log_type, message) = (log_type.to_string(), message.to_string());
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO event_logs (insert_instant, type, message) VALUES (?1, ?2, ?3)",
+                params![now_millis(), log_type, message],
+            )
+            .map_err(backend)?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>> {
+        self.tx(move |tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, insert_instant, type, message FROM event_logs ORDER BY id DESC LIMIT ?1")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([limit], |r| {
+                    Ok(EventLog {
+                        id: r.get(0)?,
+                        insert_instant: r.get(1)?,
+                        log_type: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_shared_suite_passes_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested").join("g.db");
+        let store = SqliteStore::open(&path).expect("open");
+        crate::store::suite::run(&store).await;
+        drop(store);
+        // Reopening applies no migration twice and keeps the data.
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        crate::store::suite::check_persisted(&reopened).await;
+    }
+}

@@ -1,0 +1,544 @@
+//! The token service: the one place that signs and verifies tokens, used by the REST plugins
+//! and the proxy alike.
+//!
+//! Verification is inline and cached: a token seen before costs one cache lookup and a few
+//! comparisons, no signature check. The cache never serves a token past its `exp` (entries
+//! expire at `exp`, and `exp`/`nbf` are re-checked on every hit) and revocations recorded
+//! after a token was cached still apply.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use dashmap::DashMap;
+use gatehouse_plugin_api::clock::Clock;
+use gatehouse_plugin_api::model::{Application, Tenant};
+use gatehouse_plugin_api::tokens::{
+    AccessTokenRequest, IssuedToken, PublicKeyInfo, RevocationScope, TokenError, TokenService,
+    VerifiedClaims,
+};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+
+/// Expires each cached token at its own `exp`.
+struct ExpireAtExp;
+
+impl moka::Expiry<Arc<str>, Arc<VerifiedClaims>> for ExpireAtExp {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Arc<VerifiedClaims>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Some(Duration::from_secs(
+            value.exp.saturating_sub(now).max(0) as u64
+        ))
+    }
+}
+
+/// The token service over the gateway's key ring and configured tenants.
+pub struct Tokens {
+    ring: KeyRing,
+    /// Tenant id → issuer, for checking `iss` against the token's `tid`.
+    issuers: HashMap<Uuid, String>,
+    cache: Option<moka::sync::Cache<Arc<str>, Arc<VerifiedClaims>>>,
+    /// Tokens of a scope issued at or before the instant (seconds) are refused.
+    revocations: DashMap<RevocationScope, i64>,
+    /// The longest access-token lifetime (seconds): revocations older than this are pruned.
+    max_access_ttl: i64,
+    leeway: i64,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl Tokens {
+    /// A token service over `ring`, checking issuers of `tenants`.
+    pub fn new(
+        ring: KeyRing,
+        tenants: &[Tenant],
+        applications: &[Application],
+        leeway_seconds: u64,
+        cache_capacity: u64,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let cache = (cache_capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(cache_capacity)
+                .expire_after(ExpireAtExp)
+                .build()
+        });
+        let max_access_ttl = tenants
+            .iter()
+            .map(|t| &t.jwt_configuration)
+            .chain(applications.iter().map(|a| &a.jwt_configuration))
+            .filter_map(|j| j.time_to_live_in_seconds)
+            .max()
+            .unwrap_or(3600);
+        Tokens {
+            ring,
+            issuers: tenants.iter().map(|t| (t.id, t.issuer.clone())).collect(),
+            cache,
+            revocations: DashMap::new(),
+            max_access_ttl,
+            leeway: leeway_seconds as i64,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The key ring.
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    fn check_times(&self, claims: &VerifiedClaims, now: i64) -> Result<(), TokenError> {
+        if claims.exp + self.leeway < now {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = claims.claims.get("nbf").and_then(Value::as_i64) {
+            if nbf - self.leeway > now {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_revoked(&self, claims: &VerifiedClaims) -> Result<(), TokenError> {
+        if self.revocations.is_empty() {
+            return Ok(());
+        }
+        let revoked_at = |scope: RevocationScope| self.revocations.get(&scope).map(|v| *v);
+        let mut scopes = Vec::with_capacity(4);
+        if let Some(user) = claims.subject {
+            scopes.push(RevocationScope::User(user));
+            if let Some(app) = claims.application_id {
+                scopes.push(RevocationScope::UserApplication(user, app));
+            }
+        }
+        if let Some(app) = claims.application_id {
+            scopes.push(RevocationScope::Application(app));
+        }
+        if let Some(session) = claims.session_id {
+            scopes.push(RevocationScope::Session(session));
+        }
+        for scope in scopes {
+            if revoked_at(scope).is_some_and(|at| claims.iat <= at) {
+                return Err(TokenError::Revoked);
+            }
+        }
+        Ok(())
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<VerifiedClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self.ring.get(&kid).ok_or(TokenError::UnknownKey)?;
+        if header.alg != key.algorithm {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let claims = key.verify(token)?;
+        let parsed = parse_claims(claims, kid)?;
+        self.check_times(&parsed, now)?;
+        // The issuer must be the issuer of the token's tenant; without `tid`, any tenant's.
+        let iss = parsed.claims.get("iss").and_then(Value::as_str);
+        let issuer_ok = match (parsed.tenant_id, iss) {
+            (Some(tid), Some(iss)) => self.issuers.get(&tid).is_some_and(|i| i == iss),
+            (None, Some(iss)) => self.issuers.values().any(|i| i == iss),
+            (_, None) => false,
+        };
+        if !issuer_ok {
+            return Err(TokenError::InvalidIssuer);
+        }
+        Ok(parsed)
+    }
+
+    fn signing_key_for(
+        &self,
+        key_id: Option<Uuid>,
+    ) -> Result<&Arc<crate::keys::SigningKey>, TokenError> {
+        let kid = key_id.ok_or(TokenError::CannotSign)?.to_string();
+        let key = self.ring.get(&kid).ok_or(TokenError::CannotSign)?;
+        if !key.can_sign() {
+            return Err(TokenError::CannotSign);
+        }
+        Ok(key)
+    }
+
+    /// Drops revocations older than the longest access-token lifetime: every token they
+    /// could refuse has expired.
+    pub fn prune_revocations(&self) {
+        let horizon = self.clock.now_seconds() - self.max_access_ttl - self.leeway;
+        self.revocations.retain(|_, at| *at >= horizon);
+        self.metrics.revocations.set(self.revocations.len() as i64);
+    }
+}
+
+/// Extracts the claims policy needs; `exp` is required and must be a number.
+fn parse_claims(claims: Map<String, Value>, key_id: String) -> Result<VerifiedClaims, TokenError> {
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(TokenError::Malformed)?;
+    let uuid_claim = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    let roles = match claims.get("roles") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(VerifiedClaims {
+        exp,
+        iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
+        subject: uuid_claim("sub"),
+        application_id: uuid_claim("applicationId"),
+        tenant_id: uuid_claim("tid"),
+        session_id: uuid_claim("sid"),
+        roles,
+        key_id,
+        claims,
+    })
+}
+
+/// The JWT settings that apply: the application's when enabled, else the tenant's, field by
+/// field falling back to the tenant's.
+pub fn access_token_settings(
+    tenant: &Tenant,
+    application: Option<&Application>,
+) -> (Option<Uuid>, i64) {
+    let tenant_jwt = &tenant.jwt_configuration;
+    let app_jwt = application
+        .map(|a| &a.jwt_configuration)
+        .filter(|j| j.enabled == Some(true));
+    let key = app_jwt
+        .and_then(|j| j.access_token_key_id)
+        .or(tenant_jwt.access_token_key_id);
+    let ttl = app_jwt
+        .and_then(|j| j.time_to_live_in_seconds)
+        .or(tenant_jwt.time_to_live_in_seconds)
+        .unwrap_or(3600);
+    (key, ttl)
+}
+
+impl TokenService for Tokens {
+    fn issue_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<IssuedToken, TokenError> {
+        let now = self.clock.now_seconds();
+        let (key_id, ttl) = access_token_settings(request.tenant, request.application);
+        let key = self.signing_key_for(key_id)?;
+        let exp = request.expires_at.unwrap_or(now + ttl);
+        let jti = Uuid::new_v4();
+        let user = request.user;
+        let mut claims = Map::new();
+        if let Some(app) = request.application {
+            claims.insert("aud".into(), json!(app.id));
+        }
+        claims.insert("exp".into(), json!(exp));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("iss".into(), json!(request.tenant.issuer));
+        claims.insert("sub".into(), json!(user.id));
+        claims.insert("jti".into(), json!(jti));
+        claims.insert(
+            "authenticationType".into(),
+            json!(request.authentication_type),
+        );
+        if let Some(email) = &user.email {
+            claims.insert("email".into(), json!(email));
+            claims.insert("email_verified".into(), json!(user.verified));
+        }
+        if let Some(username) = &user.username {
+            claims.insert("preferred_username".into(), json!(username));
+        }
+        if let (Some(app), Some(registration)) = (request.application, request.registration) {
+            claims.insert("applicationId".into(), json!(app.id));
+            claims.insert("roles".into(), json!(registration.roles));
+        }
+        claims.insert("auth_time".into(), json!(now));
+        claims.insert("tid".into(), json!(request.tenant.id));
+        if let Some(sid) = request.session_id {
+            claims.insert("sid".into(), json!(sid));
+        }
+        let token = key.sign(&claims)?;
+        Ok(IssuedToken {
+            token,
+            expiration_instant: exp * 1000,
+            jti,
+        })
+    }
+
+    fn vend(
+        &self,
+        tenant: &Tenant,
+        key_id: Option<Uuid>,
+        mut claims: Map<String, Value>,
+        ttl_seconds: i64,
+    ) -> Result<IssuedToken, TokenError> {
+        let now = self.clock.now_seconds();
+        let key = self.signing_key_for(key_id.or(tenant.jwt_configuration.access_token_key_id))?;
+        let exp = now + ttl_seconds;
+        claims.insert("exp".into(), json!(exp));
+        claims.insert("iat".into(), json!(now));
+        claims.entry("iss").or_insert_with(|| json!(tenant.issuer));
+        let jti = match claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+        {
+            Some(j) => j,
+            None => {
+                let j = Uuid::new_v4();
+                claims.insert("jti".into(), json!(j));
+                j
+            }
+        };
+        let token = key.sign(&claims)?;
+        Ok(IssuedToken {
+            token,
+            expiration_instant: exp * 1000,
+            jti,
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError> {
+        let now = self.clock.now_seconds();
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(token) {
+                self.check_times(&hit, now)?;
+                self.check_revoked(&hit)?;
+                return Ok(hit);
+            }
+        }
+        let verified = Arc::new(self.verify_uncached(token, now)?);
+        self.check_revoked(&verified)?;
+        if let Some(cache) = &self.cache {
+            cache.insert(Arc::from(token), verified.clone());
+        }
+        Ok(verified)
+    }
+
+    fn public_keys(&self) -> Vec<PublicKeyInfo> {
+        self.ring
+            .iter()
+            .filter_map(|k| k.public().cloned())
+            .collect()
+    }
+
+    fn has_key(&self, key_id: &str) -> bool {
+        self.ring.get(key_id).is_some()
+    }
+
+    fn new_refresh_token_value(&self) -> String {
+        let mut bytes = [0u8; 32];
+        // aws-lc's CSPRNG only fails if the OS entropy source is broken; fall back to two v4
+        // UUIDs (also CSPRNG-backed, 244 random bits) rather than panic.
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+            bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64) {
+        self.revocations
+            .entry(scope)
+            .and_modify(|at| *at = (*at).max(instant_seconds))
+            .or_insert(instant_seconds);
+        self.metrics.revocations.set(self.revocations.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KeySource, KeySpec};
+    use crate::keys::{generate_material, SigningKey};
+    use gatehouse_plugin_api::model::{JwtConfiguration, Registration, User};
+    use gatehouse_plugin_api::SystemClock;
+    use jsonwebtoken::Algorithm;
+
+    fn fixture(algorithm: Algorithm) -> (Tokens, Tenant, Application, User, Registration) {
+        let spec = KeySpec {
+            id: Uuid::new_v4(),
+            name: "k".into(),
+            algorithm,
+            source: KeySource::Generate,
+        };
+        let key = SigningKey::from_spec(&spec, Some(&generate_material(&spec, 0).expect("g")), 0)
+            .expect("key");
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: "t".into(),
+            issuer: "acme.com".into(),
+            jwt_configuration: JwtConfiguration {
+                access_token_key_id: Some(spec.id),
+                time_to_live_in_seconds: Some(60),
+                ..Default::default()
+            },
+            data: None,
+        };
+        let app = Application {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            name: "a".into(),
+            roles: vec![],
+            login_configuration: Default::default(),
+            jwt_configuration: JwtConfiguration {
+                enabled: Some(true),
+                time_to_live_in_seconds: Some(300),
+                ..Default::default()
+            },
+            active: true,
+            data: None,
+        };
+        let user = User {
+            id: Uuid::new_v4(),
+            tenant_id: tenant.id,
+            email: Some("a@b.c".into()),
+            username: Some("ann".into()),
+            verified: true,
+            ..Default::default()
+        };
+        let registration = Registration {
+            id: Uuid::new_v4(),
+            application_id: app.id,
+            roles: vec!["admin".into()],
+            ..Default::default()
+        };
+        let tokens = Tokens::new(
+            KeyRing::new(vec![key]),
+            std::slice::from_ref(&tenant),
+            std::slice::from_ref(&app),
+            0,
+            100,
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+        );
+        (tokens, tenant, app, user, registration)
+    }
+
+    #[test]
+    fn issued_tokens_carry_fusionauth_claims_and_verify() {
+        let (tokens, tenant, app, user, registration) = fixture(Algorithm::RS256);
+        let issued = tokens
+            .issue_access_token(&AccessTokenRequest {
+                user: &user,
+                tenant: &tenant,
+                application: Some(&app),
+                registration: Some(&registration),
+                authentication_type: "PASSWORD",
+                expires_at: None,
+                session_id: None,
+            })
+            .expect("issue");
+        let claims = tokens.verify(&issued.token).expect("verify");
+        for name in [
+            "aud",
+            "applicationId",
+            "authenticationType",
+            "email",
+            "email_verified",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "preferred_username",
+            "roles",
+            "sub",
+            "tid",
+        ] {
+            assert!(claims.claims.contains_key(name), "missing {name}");
+        }
+        assert_eq!(claims.roles, vec!["admin".to_string()]);
+        assert_eq!(
+            claims.exp - claims.iat,
+            300,
+            "the application's TTL applies"
+        );
+        // Second verification is a cache hit returning the same value.
+        let again = tokens.verify(&issued.token).expect("verify");
+        assert!(Arc::ptr_eq(&claims, &again));
+    }
+
+    #[test]
+    fn tampered_expired_and_unsigned_tokens_are_refused() {
+        let (tokens, tenant, _, _, _) = fixture(Algorithm::ES256);
+        let vended = tokens
+            .vend(&tenant, None, Map::new(), 60)
+            .expect("vend")
+            .token;
+        assert!(tokens.verify(&vended).is_ok());
+        let mut parts: Vec<String> = vended.split('.').map(str::to_string).collect();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"exp":4000000000,"iss":"acme.com","sub":"x"}"#);
+        parts[1] = payload;
+        assert_eq!(
+            tokens.verify(&parts.join(".")),
+            Err(TokenError::BadSignature)
+        );
+        let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let unsigned = format!("{none_header}.{}.", parts[1]);
+        assert!(tokens.verify(&unsigned).is_err());
+        let expired = tokens
+            .vend(&tenant, None, Map::new(), -100)
+            .expect("vend")
+            .token;
+        assert_eq!(tokens.verify(&expired), Err(TokenError::Expired));
+        assert_eq!(tokens.verify("garbage"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn foreign_issuers_are_refused() {
+        let (tokens, tenant, _, _, _) = fixture(Algorithm::HS256);
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!("evil.example"));
+        let token = tokens.vend(&tenant, None, claims, 60).expect("vend").token;
+        assert_eq!(tokens.verify(&token), Err(TokenError::InvalidIssuer));
+    }
+
+    #[test]
+    fn revocation_applies_to_cached_tokens_issued_before_it() {
+        let (tokens, tenant, app, user, registration) = fixture(Algorithm::HS256);
+        let request = AccessTokenRequest {
+            user: &user,
+            tenant: &tenant,
+            application: Some(&app),
+            registration: Some(&registration),
+            authentication_type: "PASSWORD",
+            expires_at: None,
+            session_id: None,
+        };
+        let token = tokens.issue_access_token(&request).expect("issue").token;
+        assert!(tokens.verify(&token).is_ok());
+        tokens.record_revocation(RevocationScope::User(user.id), SystemClock.now_seconds());
+        assert_eq!(tokens.verify(&token), Err(TokenError::Revoked));
+    }
+
+    #[test]
+    fn refresh_token_values_are_long_and_url_safe() {
+        let (tokens, ..) = fixture(Algorithm::HS256);
+        let a = tokens.new_refresh_token_value();
+        let b = tokens.new_refresh_token_value();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}
