@@ -43,6 +43,10 @@ enum Command {
         /// Roles, comma-separated; the application's default roles when absent.
         #[arg(long)]
         roles: Option<String>,
+        /// Also store the user and registration and issue a refresh token; prints JSON
+        /// `{"token", "refreshToken", "refreshTokenId", "userId"}`.
+        #[arg(long)]
+        refresh: bool,
     },
 }
 
@@ -108,6 +112,7 @@ pub fn main() -> i32 {
             user_id,
             email,
             roles,
+            refresh,
         } => {
             let config = match loaded {
                 Ok(c) => c,
@@ -116,7 +121,7 @@ pub fn main() -> i32 {
                     return 1;
                 }
             };
-            match dev_token(&config, application_id, user_id, email, roles) {
+            match dev_token(&config, application_id, user_id, email, roles, refresh) {
                 Ok(token) => {
                     println!("{token}");
                     0
@@ -136,6 +141,7 @@ fn dev_token(
     user_id: Option<Uuid>,
     email: String,
     roles: Option<String>,
+    refresh: bool,
 ) -> Result<String, String> {
     let application = config
         .applications
@@ -151,42 +157,99 @@ fn dev_token(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let prepared = runtime
-        .block_on(crate::server::prepare(config))
-        .map_err(|e| e.to_string())?;
-    let user = User {
-        id: user_id.unwrap_or_else(Uuid::new_v4),
-        tenant_id: tenant.id,
-        email: Some(email),
-        verified: true,
-        insert_instant: SystemClock.now_millis(),
-        ..Default::default()
-    };
-    let registration = Registration {
-        id: Uuid::new_v4(),
-        application_id,
-        user_id: Some(user.id),
-        roles: roles
-            .map(|r| {
-                r.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
+    runtime.block_on(async {
+        let prepared = crate::server::prepare(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let store = prepared.store.clone();
+        let now = SystemClock.now_millis();
+        let existing = if refresh {
+            store
+                .find_user_by_email(tenant.id, &email)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        let user = match existing {
+            Some(user) => user,
+            None => {
+                let user = User {
+                    id: user_id.unwrap_or_else(Uuid::new_v4),
+                    tenant_id: tenant.id,
+                    email: Some(email),
+                    verified: true,
+                    insert_instant: now,
+                    last_update_instant: now,
+                    ..Default::default()
+                };
+                if refresh {
+                    store.create_user(&user).await.map_err(|e| e.to_string())?;
+                }
+                user
+            }
+        };
+        let registration = Registration {
+            id: Uuid::new_v4(),
+            application_id,
+            user_id: Some(user.id),
+            roles: roles
+                .map(|r| {
+                    r.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_else(|| application.default_roles()),
+            insert_instant: now,
+            last_update_instant: now,
+            ..Default::default()
+        };
+        let refresh_token = if refresh {
+            store
+                .upsert_registration(&registration)
+                .await
+                .map_err(|e| e.to_string())?;
+            let env = gatehouse_plugin_api::refresh::RefreshEnv {
+                store: store.as_ref(),
+                tokens: prepared.tokens.as_ref(),
+                clock: &SystemClock,
+            };
+            Some(
+                gatehouse_plugin_api::refresh::issue_refresh_token(
+                    env,
+                    &user,
+                    tenant,
+                    Some(application),
+                    Default::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
+        let issued = prepared
+            .tokens
+            .issue_access_token(&AccessTokenRequest {
+                user: &user,
+                tenant,
+                application: Some(application),
+                registration: Some(&registration),
+                authentication_type: "PASSWORD",
+                expires_at: None,
+                session_id: refresh_token.as_ref().map(|t| t.id),
             })
-            .unwrap_or_else(|| application.default_roles()),
-        ..Default::default()
-    };
-    prepared
-        .tokens
-        .issue_access_token(&AccessTokenRequest {
-            user: &user,
-            tenant,
-            application: Some(application),
-            registration: Some(&registration),
-            authentication_type: "PASSWORD",
-            expires_at: None,
-            session_id: None,
+            .map_err(|e| format!("cannot sign: {e}"))?;
+        Ok(match refresh_token {
+            Some(rt) => serde_json::json!({
+                "token": issued.token,
+                "refreshToken": rt.token,
+                "refreshTokenId": rt.id,
+                "userId": user.id,
+            })
+            .to_string(),
+            None => issued.token,
         })
-        .map(|t| t.token)
-        .map_err(|e| format!("cannot sign: {e}"))
+    })
 }

@@ -63,6 +63,8 @@ pub struct Prepared {
     pub gateway: Gateway,
     /// The token service (for background pruning).
     pub tokens: Arc<Tokens>,
+    /// The store.
+    pub store: Arc<dyn Store>,
 }
 
 /// Loads the key ring: declared material as is, generated keys from the store (generating and
@@ -162,7 +164,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         message,
     })?;
     let context = PluginContext {
-        store,
+        store: store.clone(),
         tokens: tokens.clone() as Arc<dyn TokenService>,
         api_keys: Arc::new(ApiKeyRing::new(config.api_keys.clone())),
         clock,
@@ -180,7 +182,11 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             tls: config.tls.is_some(),
         },
     );
-    Ok(Prepared { gateway, tokens })
+    Ok(Prepared {
+        gateway,
+        tokens,
+        store,
+    })
 }
 
 /// Fails early, with a clear message, when an address cannot be bound.

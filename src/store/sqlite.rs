@@ -16,6 +16,7 @@ use gatehouse_plugin_api::model::{
     RefreshTokenMetaData, Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError, StoreResult};
+use gatehouse_plugin_api::tokens::RevocationScope;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,7 +27,10 @@ use uuid::Uuid;
 use super::token_hash;
 
 /// Migrations in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_lambdas_revocations.sql"),
+];
 
 /// A SQLite database file.
 pub struct SqliteStore {
@@ -260,6 +264,32 @@ fn find_live_token(tx: &Connection, value: &str) -> StoreResult<Option<RefreshTo
     Ok(found.filter(|t| bool::from(t.token.as_bytes().ct_eq(value.as_bytes()))))
 }
 
+/// The row form of a revocation scope: kind and up to two ids.
+fn revocation_row(scope: &RevocationScope) -> (&'static str, String, String) {
+    match scope {
+        RevocationScope::User(u) => ("user", u.to_string(), String::new()),
+        RevocationScope::Application(a) => ("application", a.to_string(), String::new()),
+        RevocationScope::UserApplication(u, a) => {
+            ("user_application", u.to_string(), a.to_string())
+        }
+        RevocationScope::Session(s) => ("session", s.to_string(), String::new()),
+    }
+}
+
+/// The scope of a revocation row; `None` for a row this version does not know.
+fn revocation_scope(kind: &str, first: &str, second: &str) -> Option<RevocationScope> {
+    let first = Uuid::parse_str(first).ok()?;
+    Some(match kind {
+        "user" => RevocationScope::User(first),
+        "application" => RevocationScope::Application(first),
+        "user_application" => {
+            RevocationScope::UserApplication(first, Uuid::parse_str(second).ok()?)
+        }
+        "session" => RevocationScope::Session(first),
+        _ => return None,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -447,6 +477,18 @@ impl Store for SqliteStore {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         self.tx(move |tx| get_body(tx, "SELECT body FROM users WHERE id = ?1", id.to_string()))
             .await
+    }
+
+    async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
+        let email = email.to_lowercase();
+        self.tx(move |tx| {
+            list_bodies(
+                tx,
+                "SELECT body FROM users WHERE email_lower = ?1 ORDER BY tenant_id",
+                &[&email],
+            )
+        })
+        .await
     }
 
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
@@ -826,6 +868,90 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             Ok(link)
+        })
+        .await
+    }
+
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
+        let body = to_json(lambda)?;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO lambdas (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![id.to_string(), body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.tx(move |tx| get_body(tx, "SELECT body FROM lambdas WHERE id = ?1", id.to_string()))
+            .await
+    }
+
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
+        self.tx(|tx| list_bodies(tx, "SELECT body FROM lambdas ORDER BY id", &[]))
+            .await
+    }
+
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
+        self.tx(move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM lambdas WHERE id = ?1", [id.to_string()])
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_revocation(
+        &self,
+        scope: &RevocationScope,
+        instant_seconds: i64,
+    ) -> StoreResult<()> {
+        let (kind, first, second) = revocation_row(scope);
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO revocations (scope, first_id, second_id, instant) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (scope, first_id, second_id) DO UPDATE SET instant = MAX(instant, excluded.instant)",
+                params![kind, first, second, instant_seconds],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_revocations(
+        &self,
+        since_seconds: i64,
+    ) -> StoreResult<Vec<(RevocationScope, i64)>> {
+        self.tx(move |tx| {
+            let mut stmt = tx
+                .prepare("SELECT scope, first_id, second_id, instant FROM revocations WHERE instant >= ?1")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([since_seconds], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (kind, first, second, instant) = row.map_err(backend)?;
+                if let Some(scope) = revocation_scope(&kind, &first, &second) {
+                    out.push((scope, instant));
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -5,6 +5,7 @@ use gatehouse_plugin_api::model::{
     User,
 };
 use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError};
+use gatehouse_plugin_api::tokens::RevocationScope;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -321,6 +322,56 @@ pub async fn run(store: &dyn Store) {
     assert_eq!(
         store.delete_identity_provider(idp).await,
         Err(StoreError::NotFound)
+    );
+
+    // Lambdas.
+    let lambda = Uuid::from_u128(0x9999);
+    store
+        .put_lambda(lambda, &json!({"id": lambda, "name": "reconcile"}))
+        .await
+        .expect("lambda");
+    assert_eq!(
+        store
+            .get_lambda(lambda)
+            .await
+            .expect("get")
+            .map(|l| l["name"].clone()),
+        Some(json!("reconcile"))
+    );
+    assert_eq!(store.list_lambdas().await.expect("list").len(), 1);
+    store.delete_lambda(lambda).await.expect("delete");
+    assert_eq!(store.delete_lambda(lambda).await, Err(StoreError::NotFound));
+
+    // Revocations: the latest instant per scope wins; old ones are filtered out.
+    let session = Uuid::from_u128(0xaaaa);
+    store
+        .add_revocation(&RevocationScope::Session(session), 100)
+        .await
+        .expect("revoke");
+    store
+        .add_revocation(&RevocationScope::Session(session), 50)
+        .await
+        .expect("revoke");
+    store
+        .add_revocation(&RevocationScope::UserApplication(USER, APP), 10)
+        .await
+        .expect("revoke");
+    let all = store.list_revocations(0).await.expect("list");
+    assert!(
+        all.contains(&(RevocationScope::Session(session), 100)),
+        "{all:?}"
+    );
+    assert!(all.contains(&(RevocationScope::UserApplication(USER, APP), 10)));
+    assert_eq!(store.list_revocations(60).await.expect("list").len(), 1);
+
+    // Users by email across tenants.
+    assert_eq!(
+        store
+            .find_users_by_email_any_tenant("ANN@example.com")
+            .await
+            .expect("find")
+            .len(),
+        1
     );
 
     // Event log: newest first.

@@ -13,6 +13,7 @@ use crate::model::{
     ApiKey, Application, EventLog, IdentityProviderLink, KeyMaterial, RefreshToken, Registration,
     Tenant, User,
 };
+use crate::tokens::RevocationScope;
 
 /// What a store operation can fail with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,8 @@ pub trait Store: Send + Sync {
     async fn update_user(&self, user: &User) -> StoreResult<()>;
     /// The user (without registrations), or `None`.
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
+    /// Users with this email in any tenant (case-insensitive).
+    async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>>;
     /// The user with this email in the tenant (case-insensitive), or `None`.
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>>;
     /// The user with this username in the tenant (case-insensitive), or `None`.
@@ -186,6 +189,31 @@ pub trait Store: Send + Sync {
         identity_provider_user_id: &str,
         user_id: Uuid,
     ) -> StoreResult<IdentityProviderLink>;
+
+    // --- lambdas (JSON documents keyed by id) ---
+
+    /// Inserts or replaces a lambda document.
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()>;
+    /// The lambda document, or `None`.
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>>;
+    /// All lambda documents.
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>>;
+    /// Deletes a lambda; `NotFound` when absent.
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- revocations of access tokens at the edge ---
+
+    /// Records that tokens of `scope` issued at or before `instant_seconds` are revoked.
+    async fn add_revocation(
+        &self,
+        scope: &RevocationScope,
+        instant_seconds: i64,
+    ) -> StoreResult<()>;
+    /// Revocations recorded at or after `since_seconds` (older ones cannot matter any more).
+    async fn list_revocations(
+        &self,
+        since_seconds: i64,
+    ) -> StoreResult<Vec<(RevocationScope, i64)>>;
 
     // --- event log ---
 

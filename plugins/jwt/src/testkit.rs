@@ -360,6 +360,27 @@ impl Store for FakeStore {
     async fn add_event(&self, _log_type: &str, _message: &str) -> StoreResult<i64> {
         Ok(0)
     }
+    async fn find_users_by_email_any_tenant(&self, _email: &str) -> StoreResult<Vec<User>> {
+        Ok(Vec::new())
+    }
+    async fn put_lambda(&self, _id: Uuid, _lambda: &Value) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn get_lambda(&self, _id: Uuid) -> StoreResult<Option<Value>> {
+        Ok(None)
+    }
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
+        Ok(Vec::new())
+    }
+    async fn delete_lambda(&self, _id: Uuid) -> StoreResult<()> {
+        Err(StoreError::NotFound)
+    }
+    async fn add_revocation(&self, _scope: &RevocationScope, _instant: i64) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn list_revocations(&self, _since: i64) -> StoreResult<Vec<(RevocationScope, i64)>> {
+        Ok(Vec::new())
+    }
     async fn list_events(&self, _limit: u32) -> StoreResult<Vec<EventLog>> {
         Ok(Vec::new())
     }

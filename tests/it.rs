@@ -1,0 +1,11 @@
+//! The integration tests: one binary, one module per area. Each test starts the real
+//! `gatehouse` binary on ephemeral ports with a temporary config and SQLite file, and drives it
+//! over HTTP.
+
+mod it {
+    pub mod config;
+    pub mod jwt_api;
+    pub mod kit;
+    pub mod proxy;
+    pub mod restart;
+}

@@ -1,0 +1,1 @@
+//! The JWT API through the real binary.

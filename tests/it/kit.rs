@@ -1,0 +1,383 @@
+//! The test kit: [`TestGateway`] writes a config with free ports and a temp store, starts the
+//! real binary, waits for `/health`, and stops it on drop. [`Keys`] holds key material the
+//! tests sign tokens with.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gatehouse::config::{KeySource, KeySpec};
+use gatehouse::keys::generate_material;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const TENANT: &str = "0a6a8d1e-3f2b-4c5d-8e9f-1a2b3c4d5e6f";
+pub const OTHER_TENANT: &str = "0b6a8d1e-3f2b-4c5d-8e9f-1a2b3c4d5e6f";
+pub const APP: &str = "3c219e58-ed0e-4b18-ad48-f4f92793ae32";
+pub const OTHER_APP: &str = "4c219e58-ed0e-4b18-ad48-f4f92793ae32";
+pub const API_KEY: &str = "test-api-key-0123456789abcdef";
+pub const TENANT_API_KEY: &str = "tenant-locked-api-key-0123456789";
+pub const ISSUER: &str = "acme.test";
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Key material per algorithm, as PEM text or secrets the tests also sign with.
+pub struct Keys {
+    pub entries: Vec<(Uuid, Algorithm, String)>,
+}
+
+impl Keys {
+    /// One key per algorithm family (and then some): RS256, PS384, ES256, ES384, EdDSA, HS256.
+    pub fn generate() -> Keys {
+        let algorithms = [
+            Algorithm::RS256,
+            Algorithm::PS384,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+            Algorithm::HS256,
+        ];
+        let entries = algorithms
+            .iter()
+            .map(|&algorithm| {
+                let spec = KeySpec {
+                    id: Uuid::new_v4(),
+                    name: "t".into(),
+                    algorithm,
+                    source: KeySource::Generate,
+                };
+                let material = generate_material(&spec, 0).expect("generate");
+                let text = material.private_key.or(material.secret).expect("material");
+                (spec.id, algorithm, text)
+            })
+            .collect();
+        Keys { entries }
+    }
+
+    pub fn get(&self, algorithm: Algorithm) -> &(Uuid, Algorithm, String) {
+        self.entries
+            .iter()
+            .find(|(_, a, _)| *a == algorithm)
+            .expect("key for algorithm")
+    }
+
+    /// YAML for the `keys:` section (private keys inline as block scalars).
+    fn yaml(&self) -> String {
+        let mut out = String::from("keys:\n");
+        for (id, algorithm, text) in &self.entries {
+            let name = gatehouse::keys::algorithm_name(*algorithm);
+            if *algorithm == Algorithm::HS256 {
+                out.push_str(&format!(
+                    "  - {{id: {id}, algorithm: {name}, secret: \"{text}\"}}\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "  - id: {id}\n    algorithm: {name}\n    privateKey: |\n"
+                ));
+                for line in text.lines() {
+                    out.push_str(&format!("      {line}\n"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Signs `claims` with the key of `algorithm`, setting `kid`.
+    pub fn sign(&self, algorithm: Algorithm, claims: &Value) -> String {
+        let (id, _, text) = self.get(algorithm);
+        let key = match algorithm {
+            Algorithm::HS256 => EncodingKey::from_secret(text.as_bytes()),
+            Algorithm::ES256 | Algorithm::ES384 => {
+                EncodingKey::from_ec_pem(text.as_bytes()).expect("ec")
+            }
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(text.as_bytes()).expect("ed"),
+            _ => EncodingKey::from_rsa_pem(text.as_bytes()).expect("rsa"),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(id.to_string());
+        jsonwebtoken::encode(&header, claims, &key).expect("sign")
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// FusionAuth-like access-token claims for the test user.
+pub fn claims(user: Uuid, application: &str, roles: &[&str]) -> Value {
+    json!({
+        "sub": user,
+        "aud": application,
+        "applicationId": application,
+        "roles": roles,
+        "email": "ann@example.com",
+        "iss": ISSUER,
+        "tid": TENANT,
+        "iat": now(),
+        "exp": now() + 600,
+    })
+}
+
+/// Options for the generated configuration.
+pub struct Options {
+    /// Extra YAML appended to the `routes:` list.
+    pub extra_routes: String,
+    /// Extra top-level YAML.
+    pub extra: String,
+    /// Upstream for the main routes; the demo upstream when `None`.
+    pub upstream: Option<String>,
+    /// JWT settings of the main application (YAML flow mapping body).
+    pub app_jwt: String,
+    /// JWT settings of the tenant (YAML flow mapping body, without accessTokenKeyId).
+    pub tenant_jwt: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            extra_routes: String::new(),
+            extra: String::new(),
+            upstream: None,
+            app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable"
+                .into(),
+            tenant_jwt: "timeToLiveInSeconds: 3600".into(),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub demo_port: u16,
+    pub keys: std::sync::Arc<Keys>,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestGateway {
+    /// Starts a gateway with default options and fresh keys.
+    pub fn start() -> TestGateway {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> TestGateway {
+        let keys = std::sync::Arc::new(Keys::generate());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut gateway = TestGateway {
+            port: free_port(),
+            demo_port: free_port(),
+            config_path: dir.path().join("config.yaml"),
+            dir,
+            keys,
+            child: None,
+        };
+        gateway.write_config(&options);
+        gateway.spawn();
+        gateway
+    }
+
+    /// The configuration text for these options.
+    pub fn config_text(&self, options: &Options) -> String {
+        let rs = self.keys.get(Algorithm::RS256).0;
+        let upstream = options
+            .upstream
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.demo_port));
+        format!(
+            r#"listen: 127.0.0.1:{port}
+threads: 2
+store: sqlite://{store}
+apiKeys:
+  - key: {API_KEY}
+  - key: {TENANT_API_KEY}
+    tenantId: {OTHER_TENANT}
+{keys}
+tenants:
+  - id: {TENANT}
+    name: Default
+    issuer: {ISSUER}
+    jwtConfiguration: {{accessTokenKeyId: {rs}, {tenant_jwt}}}
+  - id: {OTHER_TENANT}
+    name: Other
+    issuer: other.test
+    jwtConfiguration: {{accessTokenKeyId: {rs}}}
+applications:
+  - id: {APP}
+    tenantId: {TENANT}
+    name: App
+    roles: [{{name: user, isDefault: true}}, {{name: admin}}]
+    loginConfiguration: {{generateRefreshTokens: true}}
+    jwtConfiguration: {{{app_jwt}}}
+  - id: {OTHER_APP}
+    tenantId: {TENANT}
+    name: Other app
+    roles: [{{name: viewer, isDefault: true}}]
+    loginConfiguration: {{generateRefreshTokens: true}}
+plugins:
+  jwt: {{}}
+demoUpstream:
+  listen: 127.0.0.1:{demo}
+limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192}}
+validation: {{leewaySeconds: 0}}
+{extra}
+routes:
+  - path: /
+    upstream: {upstream}
+    auth: {{applicationId: {APP}}}
+    identityHeaders: {{X-User-Id: sub, X-User-Email: email, X-User-Roles: roles}}
+  - path: /admin
+    upstream: {upstream}
+    auth: {{applicationId: {APP}, roles: [admin], loginUrl: "https://login.example/login"}}
+    identityHeaders: {{X-User-Id: sub, X-User-Roles: roles}}
+  - path: /public
+    upstream: {upstream}
+    auth: {{required: false}}
+    identityHeaders: {{X-User-Id: sub}}
+  - path: /down
+    upstream: http://127.0.0.1:{closed}
+    auth: {{required: false}}
+{extra_routes}"#,
+            port = self.port,
+            store = self.store_path().display(),
+            keys = self.keys.yaml(),
+            tenant_jwt = options.tenant_jwt,
+            app_jwt = options.app_jwt,
+            demo = self.demo_port,
+            extra = options.extra,
+            extra_routes = options.extra_routes,
+            closed = free_port(),
+        )
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("gatehouse.db")
+    }
+
+    pub fn write_config(&self, options: &Options) {
+        std::fs::write(&self.config_path, self.config_text(options)).expect("write config");
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("gatehouse.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gatehouse");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = client();
+        loop {
+            if let Ok(r) = client.get(self.url("/health")).send() {
+                if r.status().as_u16() == 200 {
+                    return;
+                }
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("gatehouse exited with {status}:\n{}", self.log());
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("gatehouse did not become healthy:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the process (SIGTERM, then kill) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY-free: `kill` by pid via the command line keeps the kit dependency-free.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops and starts again on the same config and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("gatehouse.log")) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Signs a token for `user` with the key of `algorithm`.
+    pub fn token(&self, algorithm: Algorithm, claims: &Value) -> String {
+        self.keys.sign(algorithm, claims)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// Asserts the status, printing the body when it is wrong; returns the body as JSON (or Null).
+pub fn check_status(response: reqwest::blocking::Response, expected: u16) -> Value {
+    let status = response.status().as_u16();
+    let text = response.text().unwrap_or_default();
+    assert_eq!(status, expected, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Runs `gatehouse` with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run gatehouse");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

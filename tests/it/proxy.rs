@@ -1,0 +1,361 @@
+//! The proxy through the real binary: refusals, identity headers, policy, limits, upstreams.
+
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::kit::*;
+
+#[test]
+fn no_token_is_refused_with_json_and_www_authenticate() {
+    let gw = TestGateway::start();
+    let response = client().get(gw.url("/anything")).send().expect("send");
+    assert_eq!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .expect("header"),
+        "Bearer error=\"invalid_token\""
+    );
+    let body = check_status(response, 401);
+    assert_eq!(body["generalErrors"][0]["code"], "[MissingToken]");
+}
+
+#[test]
+fn every_algorithm_family_reaches_the_upstream_with_identity_headers() {
+    let gw = TestGateway::start();
+    let http = client();
+    for algorithm in [
+        Algorithm::RS256,
+        Algorithm::PS384,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+        Algorithm::HS256,
+    ] {
+        let user = Uuid::new_v4();
+        let token = gw.token(algorithm, &claims(user, APP, &["user", "admin"]));
+        let body = check_status(
+            http.get(gw.url("/hello?x=1"))
+                .bearer_auth(&token)
+                .send()
+                .expect("send"),
+            200,
+        );
+        assert_eq!(body["path"], "/hello", "{algorithm:?}");
+        assert_eq!(body["query"], "x=1");
+        assert_eq!(
+            body["headers"]["x-user-id"],
+            user.to_string(),
+            "{algorithm:?}"
+        );
+        assert_eq!(body["headers"]["x-user-email"], "ann@example.com");
+        assert_eq!(body["headers"]["x-user-roles"], "user,admin");
+    }
+}
+
+#[test]
+fn the_access_token_cookie_and_any_scheme_case_are_accepted() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::ES256, &claims(user, APP, &["user"]));
+    let body = check_status(
+        client()
+            .get(gw.url("/c"))
+            .header(
+                "Cookie",
+                format!("theme=dark; access_token={token}; refresh_token=secret-value"),
+            )
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-id"], user.to_string());
+    // The refresh token never reaches the upstream.
+    let cookie = body["headers"]["cookie"].as_str().expect("cookie");
+    assert!(!cookie.contains("refresh_token"), "{cookie}");
+    assert!(cookie.contains("theme=dark"));
+    let body = check_status(
+        client()
+            .get(gw.url("/c"))
+            .header("Authorization", format!("bEaReR {token}"))
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-id"], user.to_string());
+}
+
+#[test]
+fn expired_tampered_unsigned_and_unknown_key_tokens_are_refused() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let http = client();
+    let mut expired = claims(user, APP, &["user"]);
+    expired["exp"] = json!(now() - 10);
+    let expired = gw.token(Algorithm::RS256, &expired);
+
+    let good = gw.token(Algorithm::RS256, &claims(user, APP, &["user"]));
+    let parts: Vec<&str> = good.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut forged_claims = claims(Uuid::new_v4(), APP, &["admin"]);
+    forged_claims["sub"] = json!("someone-else");
+    let forged_payload = b64.encode(forged_claims.to_string());
+    let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+
+    let kid = gw.keys.get(Algorithm::RS256).0;
+    let none_header = b64.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
+    let unsigned = format!("{none_header}.{}.", parts[1]);
+    let none_upper = b64.encode(json!({"alg": "NONE", "kid": kid}).to_string());
+    let unsigned_upper = format!("{none_upper}.{}.", parts[1]);
+
+    // HS256 token whose "secret" is the RSA public key: the algorithm-confusion attack.
+    let public_pem: serde_json::Value = http
+        .get(gw.url(&format!("/api/jwt/public-key?kid={kid}")))
+        .send()
+        .expect("send")
+        .json()
+        .expect("json");
+    let pem = public_pem["publicKey"].as_str().expect("pem").to_string();
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_string());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims(user, APP, &["user"]),
+        &jsonwebtoken::EncodingKey::from_secret(pem.as_bytes()),
+    )
+    .expect("encode");
+
+    let mut unknown_kid_header = jsonwebtoken::Header::new(Algorithm::HS256);
+    unknown_kid_header.kid = Some(Uuid::new_v4().to_string());
+    let unknown_kid = jsonwebtoken::encode(
+        &unknown_kid_header,
+        &claims(user, APP, &["user"]),
+        &jsonwebtoken::EncodingKey::from_secret(b"whatever-secret-of-enough-length-000"),
+    )
+    .expect("encode");
+
+    let mut foreign_issuer = claims(user, APP, &["user"]);
+    foreign_issuer["iss"] = json!("evil.example");
+    let foreign_issuer = gw.token(Algorithm::RS256, &foreign_issuer);
+
+    for (name, token) in [
+        ("expired", expired.as_str()),
+        ("tampered", &tampered),
+        ("alg none", &unsigned),
+        ("alg NONE", &unsigned_upper),
+        ("alg confusion", &confused),
+        ("unknown kid", &unknown_kid),
+        ("foreign issuer", &foreign_issuer),
+        ("garbage", "not.a.jwt"),
+        ("empty parts", ".."),
+    ] {
+        let response = http
+            .get(gw.url("/x"))
+            .bearer_auth(token)
+            .send()
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 401, "{name} was not refused");
+        let body: serde_json::Value = response.json().expect("json body");
+        assert_eq!(body["generalErrors"][0]["code"], "[InvalidToken]", "{name}");
+    }
+    // The good token still works.
+    check_status(
+        http.get(gw.url("/x"))
+            .bearer_auth(&good)
+            .send()
+            .expect("send"),
+        200,
+    );
+}
+
+#[test]
+fn wrong_application_or_missing_role_is_forbidden() {
+    let gw = TestGateway::start();
+    let http = client();
+    let user = Uuid::new_v4();
+    let other_app = gw.token(Algorithm::RS256, &claims(user, OTHER_APP, &["viewer"]));
+    check_status(
+        http.get(gw.url("/"))
+            .bearer_auth(&other_app)
+            .send()
+            .expect("send"),
+        403,
+    );
+    let plain_user = gw.token(Algorithm::RS256, &claims(user, APP, &["user"]));
+    check_status(
+        http.get(gw.url("/"))
+            .bearer_auth(&plain_user)
+            .send()
+            .expect("send"),
+        200,
+    );
+    let body = check_status(
+        http.get(gw.url("/admin/panel"))
+            .bearer_auth(&plain_user)
+            .send()
+            .expect("send"),
+        403,
+    );
+    assert_eq!(body["generalErrors"][0]["code"], "[Forbidden]");
+    let admin = gw.token(Algorithm::RS256, &claims(user, APP, &["admin"]));
+    let body = check_status(
+        http.get(gw.url("/admin/panel"))
+            .bearer_auth(&admin)
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-roles"], "admin");
+    // Prefix matching is on segment boundaries: /administrator is the `/` route.
+    check_status(
+        http.get(gw.url("/administrator"))
+            .bearer_auth(&plain_user)
+            .send()
+            .expect("send"),
+        200,
+    );
+}
+
+#[test]
+fn spoofed_identity_headers_are_replaced_or_removed() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::HS256, &claims(user, APP, &["user"]));
+    let body = check_status(
+        client()
+            .get(gw.url("/x"))
+            .bearer_auth(&token)
+            .header("X-User-Id", "admin-user")
+            .header("X-User-Roles", "admin")
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-id"], user.to_string());
+    assert_eq!(body["headers"]["x-user-roles"], "user");
+    // On the public route without a token, the spoofed headers are dropped, not forwarded.
+    let body = check_status(
+        client()
+            .get(gw.url("/public/page"))
+            .header("X-User-Id", "admin-user")
+            .header("X-User-Email", "boss@example.com")
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert!(body["headers"].get("x-user-id").is_none(), "{body}");
+    assert!(body["headers"].get("x-user-email").is_none(), "{body}");
+}
+
+#[test]
+fn optional_routes_forward_identity_when_present_and_never_refuse() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let http = client();
+    let token = gw.token(Algorithm::EdDSA, &claims(user, APP, &["user"]));
+    let body = check_status(
+        http.get(gw.url("/public"))
+            .bearer_auth(&token)
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-id"], user.to_string());
+    check_status(
+        http.get(gw.url("/public"))
+            .bearer_auth("garbage")
+            .send()
+            .expect("send"),
+        200,
+    );
+    check_status(http.get(gw.url("/public")).send().expect("send"), 200);
+}
+
+#[test]
+fn browsers_are_redirected_to_the_login_page() {
+    let gw = TestGateway::start();
+    let response = client()
+        .get(gw.url("/admin"))
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 302);
+    assert_eq!(
+        response.headers()["location"],
+        "https://login.example/login"
+    );
+    // API clients on the same route get the 401.
+    check_status(client().get(gw.url("/admin")).send().expect("send"), 401);
+}
+
+#[test]
+fn an_unreachable_upstream_is_a_502_with_json() {
+    let gw = TestGateway::start();
+    let body = check_status(client().get(gw.url("/down/x")).send().expect("send"), 502);
+    assert_eq!(body["generalErrors"][0]["code"], "[BadGateway]");
+    // The gateway is still healthy afterwards.
+    check_status(client().get(gw.url("/health")).send().expect("send"), 200);
+}
+
+#[test]
+fn oversized_bodies_and_headers_are_refused() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::RS256, &claims(user, APP, &["user"]));
+    let http = client();
+    let big = vec![b'a'; 70_000];
+    let body = check_status(
+        http.post(gw.url("/upload"))
+            .bearer_auth(&token)
+            .body(big.clone())
+            .send()
+            .expect("send"),
+        413,
+    );
+    assert_eq!(body["generalErrors"][0]["code"], "[TooLarge]");
+    // The same limit applies to API bodies.
+    let response = http
+        .post(gw.url("/api/jwt/refresh"))
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 413);
+    let response = http
+        .get(gw.url("/x"))
+        .bearer_auth(&token)
+        .header("X-Padding", "p".repeat(9000))
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 431);
+    // A small body passes and reaches the upstream.
+    let body = check_status(
+        http.post(gw.url("/upload"))
+            .bearer_auth(&token)
+            .body("hello")
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["body"], "hello");
+    assert_eq!(body["method"], "POST");
+}
+
+#[test]
+fn health_and_metrics_answer() {
+    let gw = TestGateway::start();
+    let body = check_status(client().get(gw.url("/health")).send().expect("send"), 200);
+    assert_eq!(body["status"], "ok");
+    client().get(gw.url("/x")).send().expect("send");
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .expect("send")
+        .text()
+        .expect("text");
+    assert!(
+        text.contains("gatehouse_proxy_requests_total{outcome=\"unauthenticated\"}"),
+        "{text}"
+    );
+}
