@@ -146,6 +146,11 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         metrics.clone(),
     ));
 
+    // Revocations recorded earlier (by this node or another sharing the store) still apply.
+    for (scope, at) in store.list_revocations(tokens.revocation_horizon()).await? {
+        tokens.record_revocation(scope, at);
+    }
+
     let mut plugins = Vec::new();
     for (name, settings) in &config.plugins {
         let plugin =
@@ -180,6 +185,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             max_body_bytes: config.max_body_bytes,
             max_header_bytes: config.max_header_bytes,
             tls: config.tls.is_some(),
+            secure_cookies: config.secure_cookies,
         },
     );
     Ok(Prepared {
@@ -194,6 +200,50 @@ fn check_bindable(addr: SocketAddr, what: &str) -> Result<(), StartError> {
     std::net::TcpListener::bind(addr)
         .map(drop)
         .map_err(|e| StartError::Listen(format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+/// How often revocations written to the store by other nodes are picked up.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// Starts the thread that keeps the in-memory revocation set in step with the store (other
+/// nodes, direct store changes) and prunes entries no unexpired token can match any more.
+fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Setup {
+            path: String::new(),
+            message: format!("cannot start the revocation runtime: {e}"),
+        })?;
+    std::thread::Builder::new()
+        .name("revocation-sync".into())
+        .spawn(move || {
+            let mut since = tokens.revocation_horizon();
+            let mut polls: u64 = 0;
+            loop {
+                std::thread::sleep(REVOCATION_POLL);
+                let polled_at = SystemClock.now_seconds();
+                match runtime.block_on(store.list_revocations(since)) {
+                    Ok(revocations) => {
+                        for (scope, at) in revocations {
+                            tokens.record_revocation(scope, at);
+                        }
+                        // Overlap a little: rows are stamped with the writer's clock.
+                        since = polled_at - 5;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read revocations from the store"),
+                }
+                polls += 1;
+                if polls % 60 == 0 {
+                    tokens.prune_revocations();
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| StartError::Setup {
+            path: String::new(),
+            message: format!("cannot start the revocation thread: {e}"),
+        })
 }
 
 /// Runs the gateway until it is told to stop.
@@ -245,17 +295,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tracing::info!(address = %demo, "demo upstream (echo) listening");
     }
 
-    let tokens = prepared.tokens;
-    std::thread::Builder::new()
-        .name("revocation-pruner".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(60));
-            tokens.prune_revocations();
-        })
-        .map_err(|e| StartError::Setup {
-            path: String::new(),
-            message: format!("cannot start the pruning thread: {e}"),
-        })?;
+    spawn_revocation_sync(prepared.tokens, prepared.store)?;
 
     tracing::info!(
         address = %config.listen,

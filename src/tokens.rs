@@ -173,10 +173,33 @@ impl Tokens {
         Ok(key)
     }
 
+    /// The newest revocation (seconds) that would refuse a token of `user` for `application`
+    /// issued now, if any.
+    fn latest_revocation(&self, user: uuid::Uuid, application: Option<uuid::Uuid>) -> Option<i64> {
+        if self.revocations.is_empty() {
+            return None;
+        }
+        let mut scopes = vec![RevocationScope::User(user)];
+        if let Some(app) = application {
+            scopes.push(RevocationScope::Application(app));
+            scopes.push(RevocationScope::UserApplication(user, app));
+        }
+        scopes
+            .into_iter()
+            .filter_map(|s| self.revocations.get(&s).map(|v| *v))
+            .max()
+    }
+
+    /// The horizon before which revocations cannot matter (seconds): every token they could
+    /// refuse has expired.
+    pub fn revocation_horizon(&self) -> i64 {
+        self.clock.now_seconds() - self.max_access_ttl - self.leeway
+    }
+
     /// Drops revocations older than the longest access-token lifetime: every token they
     /// could refuse has expired.
     pub fn prune_revocations(&self) {
-        let horizon = self.clock.now_seconds() - self.max_access_ttl - self.leeway;
+        let horizon = self.revocation_horizon();
         self.revocations.retain(|_, at| *at >= horizon);
         self.metrics.revocations.set(self.revocations.len() as i64);
     }
@@ -245,12 +268,19 @@ impl TokenService for Tokens {
         let exp = request.expires_at.unwrap_or(now + ttl);
         let jti = Uuid::new_v4();
         let user = request.user;
+        // Revocations refuse tokens issued at or before their second; a token issued in the
+        // same second as a revocation of its user (a new login right after "log out
+        // everywhere") is dated just after it, so it is not refused for its whole life.
+        let iat = match self.latest_revocation(user.id, request.application.map(|a| a.id)) {
+            Some(at) if at >= now => at + 1,
+            _ => now,
+        };
         let mut claims = Map::new();
         if let Some(app) = request.application {
             claims.insert("aud".into(), json!(app.id));
         }
         claims.insert("exp".into(), json!(exp));
-        claims.insert("iat".into(), json!(now));
+        claims.insert("iat".into(), json!(iat));
         claims.insert("iss".into(), json!(request.tenant.issuer));
         claims.insert("sub".into(), json!(user.id));
         claims.insert("jti".into(), json!(jti));

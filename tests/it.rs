@@ -4,8 +4,10 @@
 
 mod it {
     pub mod config;
+    pub mod edge;
     pub mod jwt_api;
     pub mod kit;
     pub mod proxy;
+    pub mod python_client;
     pub mod restart;
 }

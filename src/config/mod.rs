@@ -127,6 +127,8 @@ pub struct RouteAuth {
     pub login_url: Option<String>,
     /// Transparent refresh from the `refresh_token` cookie.
     pub refresh: bool,
+    /// Refresh a valid token this many seconds before its expiry (0: only once expired).
+    pub refresh_before_expiry_seconds: i64,
 }
 
 /// A proxied route.
@@ -711,8 +713,23 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                 roles: Vec::new(),
                 login_url: None,
                 refresh: false,
+                refresh_before_expiry_seconds: 0,
             },
             Some(a) => {
+                if a.refresh_before_expiry_seconds
+                    .is_some_and(|s| !(0..=86_400).contains(&s))
+                {
+                    p.add(
+                        format!("{path}.auth.refreshBeforeExpirySeconds"),
+                        "must be between 0 and 86400",
+                    );
+                }
+                if a.refresh_before_expiry_seconds.is_some() && !a.refresh {
+                    p.add(
+                        format!("{path}.auth.refreshBeforeExpirySeconds"),
+                        "only applies with refresh: true",
+                    );
+                }
                 if let Some(app_id) = a.application_id {
                     match raw.applications.iter().find(|app| app.id == app_id) {
                         None => p.add(
@@ -751,6 +768,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                     roles: a.roles.clone(),
                     login_url: a.login_url.clone(),
                     refresh: a.refresh,
+                    refresh_before_expiry_seconds: a.refresh_before_expiry_seconds.unwrap_or(0),
                 }
             }
         };

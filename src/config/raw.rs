@@ -161,6 +161,9 @@ pub struct RawAuth {
     /// Refresh expired access tokens from the `refresh_token` cookie.
     #[serde(default)]
     pub refresh: bool,
+    /// Also refresh a still-valid token this many seconds before it expires.
+    #[serde(default)]
+    pub refresh_before_expiry_seconds: Option<i64>,
 }
 
 /// `limits:`

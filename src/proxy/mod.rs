@@ -6,6 +6,7 @@
 //! The hot path (a proxied request with a token seen before) does no store read, no key
 //! parsing and no signature check: one cache lookup, a few comparisons, and the header writes.
 
+pub mod refresh;
 pub mod routes;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginRouter, RouteMatch};
 use crate::tokens::Tokens;
+use refresh::{Refreshed, Refresher};
 use routes::RouteTable;
 
 /// Per-request state carried between the proxy phases.
@@ -40,6 +42,20 @@ pub struct RequestContext {
     identity: Option<Arc<VerifiedClaims>>,
     /// Request body bytes seen so far (for the size limit on streamed bodies).
     body_bytes: usize,
+    /// The outcome of a transparent refresh done for this request.
+    refreshed: Option<Arc<Refreshed>>,
+    /// A refresh failed: clear both cookies on the response.
+    clear_cookies: bool,
+}
+
+/// What the request's access token amounts to, before policy.
+enum TokenState {
+    /// No token was presented.
+    Absent,
+    /// A token was presented and refused.
+    Invalid(gatehouse_plugin_api::TokenError),
+    /// A valid token.
+    Valid(Arc<VerifiedClaims>),
 }
 
 /// Settings the proxy needs at request time.
@@ -50,6 +66,8 @@ pub struct ProxySettings {
     pub max_header_bytes: usize,
     /// The listener is TLS.
     pub tls: bool,
+    /// Mark cookies `Secure` even without TLS.
+    pub secure_cookies: bool,
 }
 
 /// The gateway's [`ProxyHttp`] implementation.
@@ -60,6 +78,7 @@ pub struct Gateway {
     tokens: Arc<Tokens>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    refresher: Refresher,
     /// Every identity header any route sets: stripped from every client request.
     controlled_headers: Vec<HeaderName>,
     settings: ProxySettings,
@@ -84,6 +103,12 @@ impl Gateway {
         Gateway {
             routes,
             plugins,
+            refresher: Refresher::new(
+                context.store.clone(),
+                tokens.clone(),
+                context.clock.clone(),
+                metrics.clone(),
+            ),
             store: context.store.clone(),
             context,
             tokens,
@@ -134,20 +159,20 @@ impl Gateway {
             .inc();
         let status = error.status();
         if status == 401 {
+            let cleared = ctx.clear_cookies.then(cleared_cookies);
+            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4);
+            if let Some([access, refresh]) = &cleared {
+                headers.push(("Set-Cookie", access));
+                headers.push(("Set-Cookie", refresh));
+            }
             let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
             if let (Some(url), true) = (login_url, wants_html(session)) {
-                return Self::respond(session, 302, &[("Location", url)], Vec::new()).await;
+                headers.push(("Location", url));
+                return Self::respond(session, 302, &headers, Vec::new()).await;
             }
-            return Self::respond(
-                session,
-                401,
-                &[
-                    ("Content-Type", "application/json"),
-                    ("WWW-Authenticate", "Bearer error=\"invalid_token\""),
-                ],
-                error.body(),
-            )
-            .await;
+            headers.push(("Content-Type", "application/json"));
+            headers.push(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
+            return Self::respond(session, 401, &headers, error.body()).await;
         }
         Self::respond(
             session,
@@ -244,57 +269,163 @@ impl Gateway {
         }
     }
 
-    /// Applies the route's policy to the request's token. `Ok(())` lets the request through
-    /// (with `ctx.identity` set when a valid token was presented).
-    fn authorize(
-        &self,
-        session: &Session,
-        ctx: &mut RequestContext,
-        route: &Route,
-    ) -> std::result::Result<(), GatewayError> {
-        let token = request_token(session);
-        let verified = match token {
+    /// Verifies the request's token, counting the outcome.
+    fn token_state(&self, session: &Session) -> TokenState {
+        match request_token(session) {
             None => {
                 self.metrics
                     .validations
                     .with_label_values(&["absent"])
                     .inc();
-                return if route.auth.required {
-                    Err(GatewayError::MissingToken)
-                } else {
-                    Ok(())
-                };
+                TokenState::Absent
             }
-            Some(token) => self.tokens.verify(token),
-        };
-        let claims = match verified {
-            Ok(claims) => {
-                self.metrics.validations.with_label_values(&["valid"]).inc();
-                claims
-            }
-            Err(reason) => {
-                self.metrics
-                    .validations
-                    .with_label_values(&[reason.reason()])
-                    .inc();
-                return if route.auth.required {
-                    Err(GatewayError::InvalidToken(reason))
-                } else {
-                    Ok(())
-                };
-            }
-        };
-        let policy = check_policy(route, &claims);
-        match (policy, route.auth.required) {
-            (Ok(()), _) => {
-                ctx.identity = Some(claims);
-                Ok(())
-            }
-            (Err(e), true) => Err(e),
-            // Optional routes never refuse: forward without an identity.
-            (Err(_), false) => Ok(()),
+            Some(token) => match self.tokens.verify(token) {
+                Ok(claims) => {
+                    self.metrics.validations.with_label_values(&["valid"]).inc();
+                    TokenState::Valid(claims)
+                }
+                Err(reason) => {
+                    self.metrics
+                        .validations
+                        .with_label_values(&[reason.reason()])
+                        .inc();
+                    TokenState::Invalid(reason)
+                }
+            },
         }
     }
+
+    /// On a refresh route with a `refresh_token` cookie: exchanges it when the access token is
+    /// missing, expired, or (if configured) about to expire. A failed refresh leaves a valid
+    /// token in place, and otherwise marks both cookies for clearing.
+    async fn refresh_if_needed(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+        route: &Route,
+        state: TokenState,
+    ) -> TokenState {
+        if !route.auth.refresh {
+            return state;
+        }
+        let wanted = match &state {
+            TokenState::Absent | TokenState::Invalid(gatehouse_plugin_api::TokenError::Expired) => {
+                true
+            }
+            TokenState::Valid(claims) => {
+                route.auth.refresh_before_expiry_seconds > 0
+                    && claims.exp - self.context.clock.now_seconds()
+                        <= route.auth.refresh_before_expiry_seconds
+            }
+            TokenState::Invalid(_) => false,
+        };
+        if !wanted {
+            return state;
+        }
+        let Some(value) = request_cookie(session, "refresh_token") else {
+            return state;
+        };
+        let client_ip = client_ip(session);
+        match self.refresher.refresh(value, client_ip.as_deref()).await {
+            Ok(refreshed) => {
+                let claims = refreshed.claims.clone();
+                ctx.refreshed = Some(refreshed);
+                TokenState::Valid(claims)
+            }
+            Err(error) => {
+                if let gatehouse_plugin_api::refresh::RefreshError::Store(e) = &error {
+                    tracing::warn!(error = %e, "transparent refresh failed on the store");
+                }
+                if matches!(state, TokenState::Valid(_)) {
+                    state
+                } else {
+                    ctx.clear_cookies = true;
+                    state
+                }
+            }
+        }
+    }
+
+    /// Applies the route's policy. `Ok(())` lets the request through, with `ctx.identity` set
+    /// when a valid token passed the policy.
+    fn apply_policy(
+        &self,
+        ctx: &mut RequestContext,
+        route: &Route,
+        state: TokenState,
+    ) -> std::result::Result<(), GatewayError> {
+        let required = route.auth.required;
+        match state {
+            TokenState::Absent if required => Err(GatewayError::MissingToken),
+            TokenState::Invalid(reason) if required => Err(GatewayError::InvalidToken(reason)),
+            TokenState::Absent | TokenState::Invalid(_) => Ok(()),
+            TokenState::Valid(claims) => match check_policy(route, &claims) {
+                Ok(()) => {
+                    ctx.identity = Some(claims);
+                    Ok(())
+                }
+                Err(e) if required => Err(e),
+                // Optional routes never refuse: forward without an identity.
+                Err(_) => Ok(()),
+            },
+        }
+    }
+}
+
+/// The `Set-Cookie` values that delete both token cookies.
+fn cleared_cookies() -> [String; 2] {
+    [
+        gatehouse_plugin_api::Cookie::cleared("access_token").to_header_value(),
+        gatehouse_plugin_api::Cookie::cleared("refresh_token").to_header_value(),
+    ]
+}
+
+/// A cookie of the request by name (non-empty).
+fn request_cookie<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| cookie_value(h, name))
+        .filter(|v| !v.is_empty())
+}
+
+/// The client address: the first `X-Forwarded-For` hop, else the peer.
+fn client_ip(session: &Session) -> Option<String> {
+    session
+        .req_header()
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            session
+                .client_addr()
+                .and_then(SocketAddr::as_inet)
+                .map(|a| a.ip().to_string())
+        })
+}
+
+/// `cookie` with `name`'s value replaced (or added).
+fn with_cookie(cookie: Option<&str>, name: &str, value: &str) -> String {
+    let mut pairs: Vec<String> = cookie
+        .unwrap_or("")
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            pair.split_once('=')
+                .map(|(k, _)| k.trim() != name)
+                .unwrap_or(true)
+        })
+        .map(str::to_string)
+        .collect();
+    pairs.push(format!("{name}={value}"));
+    pairs.join("; ")
 }
 
 /// The application and role checks of a route against verified claims.
@@ -342,12 +473,7 @@ fn request_token(session: &Session) -> Option<&str> {
     {
         return Some(token);
     }
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| cookie_value(h, "access_token"))
-        .filter(|t| !t.is_empty())
+    request_cookie(session, "access_token")
 }
 
 /// True when the client is a browser asking for a page.
@@ -474,7 +600,9 @@ impl ProxyHttp for Gateway {
             self.deny(session, ctx, GatewayError::NoRoute).await?;
             return Ok(true);
         };
-        if let Err(error) = self.authorize(session, ctx, route) {
+        let state = self.token_state(session);
+        let state = self.refresh_if_needed(session, ctx, route, state).await;
+        if let Err(error) = self.apply_policy(ctx, route, state) {
             self.deny(session, ctx, error).await?;
             return Ok(true);
         }
@@ -524,6 +652,20 @@ impl ProxyHttp for Gateway {
         for name in &self.controlled_headers {
             upstream_request.remove_header(name);
         }
+        if let Some(refreshed) = &ctx.refreshed {
+            // The upstream sees the new token wherever the client carried one.
+            upstream_request
+                .insert_header(AUTHORIZATION, format!("Bearer {}", refreshed.access_token))?;
+            let cookie = with_cookie(
+                upstream_request
+                    .headers
+                    .get(COOKIE)
+                    .and_then(|v| v.to_str().ok()),
+                "access_token",
+                &refreshed.access_token,
+            );
+            upstream_request.insert_header(COOKIE, cookie)?;
+        }
         if let Some(cookie) = upstream_request
             .headers
             .get(COOKIE)
@@ -558,6 +700,44 @@ impl ProxyHttp for Gateway {
                 if let Some(value) = claims.claim_text(claim) {
                     upstream_request.insert_header(header.clone(), value)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        if let Some(refreshed) = &ctx.refreshed {
+            let now = self.context.clock.now_millis();
+            let secure = self.settings.tls || self.settings.secure_cookies;
+            let access = gatehouse_plugin_api::Cookie::expiring(
+                "access_token",
+                &refreshed.access_token,
+                refreshed.access_expiration_ms,
+                now,
+                secure,
+            );
+            upstream_response.append_header("Set-Cookie", access.to_header_value())?;
+            if refreshed.set_refresh_cookie {
+                let refresh = gatehouse_plugin_api::Cookie::expiring(
+                    "refresh_token",
+                    &refreshed.refresh_token,
+                    refreshed.refresh_expiration_ms,
+                    now,
+                    secure,
+                );
+                upstream_response.append_header("Set-Cookie", refresh.to_header_value())?;
+            }
+        } else if ctx.clear_cookies {
+            for cookie in cleared_cookies() {
+                upstream_response.append_header("Set-Cookie", cookie)?;
             }
         }
         Ok(())

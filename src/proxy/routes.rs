@@ -134,6 +134,7 @@ mod tests {
                 roles: vec![],
                 login_url: None,
                 refresh: false,
+                refresh_before_expiry_seconds: 0,
             },
             identity_headers: vec![],
         }

@@ -30,7 +30,11 @@ use super::token_hash;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_lambdas_revocations.sql"),
+    include_str!("migrations/0003_rotation_outcome.sql"),
 ];
+
+/// Rotated values are remembered this long (the longest grace period configuration allows).
+const ROTATION_MEMORY_MS: i64 = 86_400_000;
 
 /// A SQLite database file.
 pub struct SqliteStore {
@@ -262,6 +266,45 @@ fn find_live_token(tx: &Connection, value: &str) -> StoreResult<Option<RefreshTo
         .next();
     // The hash found the row; compare the value itself in constant time as well.
     Ok(found.filter(|t| bool::from(t.token.as_bytes().ct_eq(value.as_bytes()))))
+}
+
+fn insert_revocation(
+    tx: &Connection,
+    scope: &RevocationScope,
+    instant_seconds: i64,
+) -> StoreResult<()> {
+    let (kind, first, second) = revocation_row(scope);
+    tx.execute(
+        "INSERT INTO revocations (scope, first_id, second_id, instant) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (scope, first_id, second_id) DO UPDATE SET instant = MAX(instant, excluded.instant)",
+        params![kind, first, second, instant_seconds],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// What replaced a rotated value, by the value's hash.
+fn find_rotated(tx: &Connection, old_hash: &str) -> StoreResult<Option<Rotation>> {
+    let rotated: Option<(String, i64, Option<String>)> = tx
+        .query_row(
+            "SELECT token_id, rotated_at, access_token FROM rotated_refresh_tokens WHERE token_hash = ?1",
+            [old_hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    let Some((token_id, rotated_at, access_token)) = rotated else {
+        return Ok(None);
+    };
+    let current = select_tokens(tx, "id = ?1", &[&token_id])
+        .map_err(backend)?
+        .into_iter()
+        .next();
+    Ok(current.map(|current| Rotation::AlreadyRotated {
+        current,
+        rotated_at,
+        access_token,
+    }))
 }
 
 /// The row form of a revocation scope: kind and up to two ids.
@@ -651,9 +694,11 @@ impl Store for SqliteStore {
         &self,
         old_value: &str,
         next: &RefreshToken,
+        access_token: Option<&str>,
     ) -> StoreResult<Rotation> {
         let old = old_value.to_string();
         let next = next.clone();
+        let access_token = access_token.map(str::to_string);
         let meta = to_json(&next.meta_data)?;
         self.tx(move |tx| {
             let old_hash = token_hash(&old);
@@ -682,32 +727,27 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
                 if changed == 1 {
                     tx.execute(
-                        "INSERT OR REPLACE INTO rotated_refresh_tokens (token_hash, token_id, rotated_at) VALUES (?1, ?2, ?3)",
-                        params![old_hash, next.id.to_string(), next.insert_instant],
+                        "INSERT OR REPLACE INTO rotated_refresh_tokens (token_hash, token_id, rotated_at, access_token) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![old_hash, next.id.to_string(), next.insert_instant, access_token],
+                    )
+                    .map_err(backend)?;
+                    tx.execute(
+                        "DELETE FROM rotated_refresh_tokens WHERE rotated_at < ?1",
+                        [next.insert_instant - ROTATION_MEMORY_MS],
                     )
                     .map_err(backend)?;
                     return Ok(Rotation::Rotated(next));
                 }
             }
-            let rotated: Option<(String, i64)> = tx
-                .query_row(
-                    "SELECT token_id, rotated_at FROM rotated_refresh_tokens WHERE token_hash = ?1",
-                    [&old_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            let Some((token_id, rotated_at)) = rotated else {
-                return Err(StoreError::NotFound);
-            };
-            let current = select_tokens(tx, "id = ?1", &[&token_id])
-                .map_err(backend)?
-                .into_iter()
-                .next()
-                .ok_or(StoreError::NotFound)?;
-            Ok(Rotation::AlreadyRotated { current, rotated_at })
+            find_rotated(tx, &old_hash)?.ok_or(StoreError::NotFound)
         })
         .await
+    }
+
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
+        let old_hash = token_hash(old_value);
+        self.tx(move |tx| find_rotated(tx, &old_hash)).await
     }
 
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
@@ -732,6 +772,19 @@ impl Store for SqliteStore {
             let params: Vec<&dyn rusqlite::ToSql> =
                 args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
             let revoked = select_tokens(tx, filter, &params).map_err(backend)?;
+            let now_seconds = now_millis() / 1000;
+            let mut edge: Vec<RevocationScope> = match &scope {
+                RevokeScope::User(u) => vec![RevocationScope::User(*u)],
+                RevokeScope::Application(a) => vec![RevocationScope::Application(*a)],
+                RevokeScope::UserApplication(u, a) => {
+                    vec![RevocationScope::UserApplication(*u, *a)]
+                }
+                RevokeScope::Id(_) | RevokeScope::Token(_) => Vec::new(),
+            };
+            edge.extend(revoked.iter().map(|t| RevocationScope::Session(t.id)));
+            for s in &edge {
+                insert_revocation(tx, s, now_seconds)?;
+            }
             for t in &revoked {
                 tx.execute(
                     "DELETE FROM refresh_tokens WHERE id = ?1",
@@ -913,17 +966,9 @@ impl Store for SqliteStore {
         scope: &RevocationScope,
         instant_seconds: i64,
     ) -> StoreResult<()> {
-        let (kind, first, second) = revocation_row(scope);
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO revocations (scope, first_id, second_id, instant) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (scope, first_id, second_id) DO UPDATE SET instant = MAX(instant, excluded.instant)",
-                params![kind, first, second, instant_seconds],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        let scope = *scope;
+        self.tx(move |tx| insert_revocation(tx, &scope, instant_seconds))
+            .await
     }
 
     async fn list_revocations(

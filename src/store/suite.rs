@@ -202,7 +202,7 @@ pub async fn run(store: &dyn Store) {
     next.insert_instant = 50;
     assert_eq!(
         store
-            .rotate_refresh_token("value-one", &next)
+            .rotate_refresh_token("value-one", &next, Some("access-one"))
             .await
             .expect("rotate"),
         Rotation::Rotated(next.clone())
@@ -210,16 +210,18 @@ pub async fn run(store: &dyn Store) {
     let mut late = token(first.id, "value-three");
     late.insert_instant = 60;
     match store
-        .rotate_refresh_token("value-one", &late)
+        .rotate_refresh_token("value-one", &late, None)
         .await
         .expect("rotate again")
     {
         Rotation::AlreadyRotated {
             current,
             rotated_at,
+            access_token,
         } => {
             assert_eq!(current.token, "value-two");
             assert_eq!(rotated_at, 50);
+            assert_eq!(access_token.as_deref(), Some("access-one"));
         }
         other => panic!("expected AlreadyRotated, got {other:?}"),
     }
@@ -228,12 +230,28 @@ pub async fn run(store: &dyn Store) {
         None
     );
     assert_eq!(
-        store.rotate_refresh_token("never-issued", &late).await,
+        store
+            .rotate_refresh_token("never-issued", &late, None)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
         store.list_refresh_tokens(USER).await.expect("list").len(),
         1
+    );
+    assert!(matches!(
+        store
+            .find_rotated_refresh_token("value-one")
+            .await
+            .expect("find"),
+        Some(Rotation::AlreadyRotated { .. })
+    ));
+    assert_eq!(
+        store
+            .find_rotated_refresh_token("value-two")
+            .await
+            .expect("find"),
+        None
     );
 
     let other = token(Uuid::from_u128(0x7777), "value-other");
@@ -259,6 +277,18 @@ pub async fn run(store: &dyn Store) {
         .await
         .expect("list")
         .is_empty());
+    // Revoking refresh tokens records the edge revocations in the same transaction.
+    let edge = store.list_revocations(0).await.expect("list");
+    assert!(
+        edge.iter()
+            .any(|(s, _)| *s == RevocationScope::Session(first.id)),
+        "{edge:?}"
+    );
+    assert!(
+        edge.iter()
+            .any(|(s, _)| *s == RevocationScope::UserApplication(USER, APP)),
+        "{edge:?}"
+    );
 
     // Identity providers and links.
     let idp = Uuid::from_u128(0x8888);
@@ -361,8 +391,15 @@ pub async fn run(store: &dyn Store) {
         all.contains(&(RevocationScope::Session(session), 100)),
         "{all:?}"
     );
-    assert!(all.contains(&(RevocationScope::UserApplication(USER, APP), 10)));
-    assert_eq!(store.list_revocations(60).await.expect("list").len(), 1);
+    // (USER, APP) was revoked "now" by the refresh-token revocation above: later than 10.
+    assert!(all
+        .iter()
+        .any(|(s, at)| *s == RevocationScope::UserApplication(USER, APP) && *at > 10));
+    assert!(store
+        .list_revocations(i64::MAX / 2)
+        .await
+        .expect("list")
+        .is_empty());
 
     // Users by email across tenants.
     assert_eq!(

@@ -165,6 +165,8 @@ pub struct TestGateway {
     pub demo_port: u16,
     pub keys: std::sync::Arc<Keys>,
     pub config_path: PathBuf,
+    /// The SQLite file; shared when the gateway is a peer of another (see `start_peer`).
+    store: PathBuf,
     child: Option<Child>,
 }
 
@@ -175,17 +177,41 @@ impl TestGateway {
     }
 
     pub fn start_with(options: Options) -> TestGateway {
-        let keys = std::sync::Arc::new(Keys::generate());
+        Self::start_with_keys(options, Keys::generate())
+    }
+
+    /// Starts a gateway with these keys, so `options` can name their ids (e.g. an
+    /// application's `accessTokenKeyId`).
+    pub fn start_with_keys(options: Options, keys: Keys) -> TestGateway {
+        let keys = std::sync::Arc::new(keys);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut gateway = TestGateway {
             port: free_port(),
             demo_port: free_port(),
             config_path: dir.path().join("config.yaml"),
+            store: dir.path().join("data").join("gatehouse.db"),
             dir,
             keys,
             child: None,
         };
         gateway.write_config(&options);
+        gateway.spawn();
+        gateway
+    }
+
+    /// Starts a second gateway (another node) with the same keys and the same SQLite store.
+    pub fn start_peer(&self, options: &Options) -> TestGateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut gateway = TestGateway {
+            port: free_port(),
+            demo_port: free_port(),
+            config_path: dir.path().join("config.yaml"),
+            store: self.store.clone(),
+            dir,
+            keys: self.keys.clone(),
+            child: None,
+        };
+        gateway.write_config(options);
         gateway.spawn();
         gateway
     }
@@ -258,13 +284,14 @@ routes:
             app_jwt = options.app_jwt,
             demo = self.demo_port,
             extra = options.extra,
-            extra_routes = options.extra_routes,
+            // `$UPSTREAM` in extra routes stands for this gateway's upstream.
+            extra_routes = options.extra_routes.replace("$UPSTREAM", &upstream),
             closed = free_port(),
         )
     }
 
     pub fn store_path(&self) -> PathBuf {
-        self.dir.path().join("data").join("gatehouse.db")
+        self.store.clone()
     }
 
     pub fn write_config(&self, options: &Options) {
@@ -342,6 +369,88 @@ routes:
     /// Signs a token for `user` with the key of `algorithm`.
     pub fn token(&self, algorithm: Algorithm, claims: &Value) -> String {
         self.keys.sign(algorithm, claims)
+    }
+}
+
+/// A user session made by the dev command `gatehouse token --refresh`: an access token (with
+/// `sid` = the refresh token id) and a refresh token, both stored like a login would.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub refresh_token: String,
+    pub refresh_token_id: String,
+    pub user_id: String,
+}
+
+impl TestGateway {
+    /// Logs `email` in to the main application [`APP`]; see [`TestGateway::login_to`].
+    pub fn login(&self, email: &str, roles: &[&str]) -> Session {
+        self.login_to(APP, email, roles)
+    }
+
+    /// Stores the user `email` (the same user again when the email was used before), registers
+    /// it to `application_id` with `roles` (the application's default roles when empty) and
+    /// issues a refresh token, with `gatehouse token --refresh` on the gateway's config and store.
+    pub fn login_to(&self, application_id: &str, email: &str, roles: &[&str]) -> Session {
+        let config = self.config_path.to_str().expect("utf-8 config path");
+        let joined = roles.join(",");
+        let mut args = vec![
+            "token",
+            "--config",
+            config,
+            "--application-id",
+            application_id,
+            "--email",
+            email,
+            "--refresh",
+        ];
+        if !roles.is_empty() {
+            args.extend(["--roles", joined.as_str()]);
+        }
+        let (code, stdout, stderr) = run_cli(&args, self.dir.path());
+        assert_eq!(code, 0, "gatehouse token failed:\n{stdout}\n{stderr}");
+        let json: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("gatehouse token printed no JSON ({e}): {stdout}"));
+        let field = |name: &str| {
+            json[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no `{name}` in {json}"))
+                .to_string()
+        };
+        Session {
+            token: field("token"),
+            refresh_token: field("refreshToken"),
+            refresh_token_id: field("refreshTokenId"),
+            user_id: field("userId"),
+        }
+    }
+
+    /// Moves the window of stored refresh token `id` (its start and expiration instants)
+    /// `millis` into the past, as if that much time had passed since it was issued or last
+    /// used. Refresh lifetimes are configured in minutes, so expiry tests age tokens instead of
+    /// waiting.
+    pub fn age_refresh_token(&self, id: &str, millis: i64) {
+        use gatehouse_plugin_api::Store;
+        let id = Uuid::parse_str(id).expect("refresh token id is a UUID");
+        let store = gatehouse::store::sqlite::SqliteStore::open(&self.store_path())
+            .expect("open the store");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut token = store
+                .get_refresh_token(id)
+                .await
+                .expect("read the refresh token")
+                .expect("the refresh token exists");
+            token.start_instant -= millis;
+            token.expiration_instant -= millis;
+            store
+                .touch_refresh_token(&token)
+                .await
+                .expect("write the refresh token");
+        });
     }
 }
 

@@ -181,7 +181,7 @@ impl Application {
 
 /// A user. Fields follow FusionAuth's User object; unknown input fields are rejected by callers
 /// that parse user input, and `data` holds free-form values.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// User id (`sub`).
@@ -245,6 +245,35 @@ pub struct User {
     /// FusionAuth's password-change flag, always false here (no passwords).
     #[serde(default)]
     pub password_change_required: bool,
+}
+
+impl Default for User {
+    /// An active, unverified user with nil ids and no data; callers set what they know.
+    fn default() -> Self {
+        User {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            email: None,
+            username: None,
+            verified: false,
+            active: true,
+            first_name: None,
+            middle_name: None,
+            last_name: None,
+            full_name: None,
+            birth_date: None,
+            image_url: None,
+            mobile_phone: None,
+            timezone: None,
+            preferred_languages: Vec::new(),
+            data: BTreeMap::new(),
+            registrations: Vec::new(),
+            insert_instant: 0,
+            last_update_instant: 0,
+            last_login_instant: None,
+            password_change_required: false,
+        }
+    }
 }
 
 /// A user's registration to an application.

@@ -510,48 +510,15 @@ pub async fn exchange_refresh_token_scoped(
     if value.is_empty() {
         return Err(RefreshError::NotFound);
     }
-    let token = env
-        .store
-        .find_refresh_token(value)
-        .await?
-        .ok_or(RefreshError::NotFound)?;
+    let token = match env.store.find_refresh_token(value).await? {
+        Some(token) => token,
+        // Not live: maybe a one-time-use value retired by a rotation within the grace period.
+        None => return exchange_retired_value(env, value, tenant_id).await,
+    };
     if tenant_id.is_some_and(|t| t != token.tenant_id) {
         return Err(RefreshError::NotFound);
     }
-
-    let user = env
-        .store
-        .get_user(token.user_id)
-        .await?
-        .ok_or(RefreshError::UserNotFound)?;
-    if !user.active {
-        return Err(RefreshError::UserInactive);
-    }
-    let tenant = env
-        .store
-        .get_tenant(user.tenant_id)
-        .await?
-        .ok_or(RefreshError::UserNotFound)?;
-    let (application, registration) = match token.application_id {
-        None => (None, None),
-        Some(application_id) => {
-            let application = env
-                .store
-                .get_application(application_id)
-                .await?
-                .filter(|a| a.active)
-                .ok_or(RefreshError::ApplicationUnavailable)?;
-            if application.login_configuration.allow_token_refresh == Some(false) {
-                return Err(RefreshError::RefreshNotAllowed);
-            }
-            let registration = env
-                .store
-                .get_registration(user.id, application_id)
-                .await?
-                .ok_or(RefreshError::NotRegistered)?;
-            (Some(application), Some(registration))
-        }
-    };
+    let (user, tenant, application, registration) = load_subject(env, &token).await?;
 
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
@@ -591,7 +558,7 @@ pub async fn exchange_refresh_token_scoped(
             );
             match env
                 .store
-                .rotate_refresh_token(value, &next)
+                .rotate_refresh_token(value, &next, Some(&access_token.token))
                 .await
                 .map_err(not_found_is_invalid)?
             {
@@ -599,6 +566,7 @@ pub async fn exchange_refresh_token_scoped(
                 Rotation::AlreadyRotated {
                     current,
                     rotated_at,
+                    ..
                 } => {
                     if policy.grace_covers(rotated_at, now) {
                         (current, true)
@@ -628,6 +596,119 @@ pub async fn exchange_refresh_token_scoped(
 
 /// A store `NotFound` during touch/rotate means the token died meanwhile (revoked): an invalid
 /// token, not a missing resource.
+/// The user, tenant, application and registration a refresh token belongs to, each checked:
+/// the user active, the application active and allowing refresh, the user registered to it.
+async fn load_subject(
+    env: RefreshEnv<'_>,
+    token: &RefreshToken,
+) -> Result<(User, Tenant, Option<Application>, Option<Registration>), RefreshError> {
+    let user = env
+        .store
+        .get_user(token.user_id)
+        .await?
+        .ok_or(RefreshError::UserNotFound)?;
+    if !user.active {
+        return Err(RefreshError::UserInactive);
+    }
+    let tenant = env
+        .store
+        .get_tenant(user.tenant_id)
+        .await?
+        .ok_or(RefreshError::UserNotFound)?;
+    let Some(application_id) = token.application_id else {
+        return Ok((user, tenant, None, None));
+    };
+    let application = env
+        .store
+        .get_application(application_id)
+        .await?
+        .filter(|a| a.active)
+        .ok_or(RefreshError::ApplicationUnavailable)?;
+    if application.login_configuration.allow_token_refresh == Some(false) {
+        return Err(RefreshError::RefreshNotAllowed);
+    }
+    let registration = env
+        .store
+        .get_registration(user.id, application_id)
+        .await?
+        .ok_or(RefreshError::NotRegistered)?;
+    Ok((user, tenant, Some(application), Some(registration)))
+}
+
+/// A late request with a value a one-time-use rotation retired: inside the grace period it gets
+/// the pair the rotation produced (the access token recorded with it, when still valid, else a
+/// fresh one for the same session); outside it the request is refused and, when the policy says
+/// so, the whole token is revoked as a stolen-token signal.
+async fn exchange_retired_value(
+    env: RefreshEnv<'_>,
+    value: &str,
+    tenant_id: Option<Uuid>,
+) -> Result<RefreshOutcome, RefreshError> {
+    let Some(Rotation::AlreadyRotated {
+        current,
+        rotated_at,
+        access_token,
+    }) = env.store.find_rotated_refresh_token(value).await?
+    else {
+        return Err(RefreshError::NotFound);
+    };
+    if tenant_id.is_some_and(|t| t != current.tenant_id) {
+        return Err(RefreshError::NotFound);
+    }
+    let (user, tenant, application, registration) = load_subject(env, &current).await?;
+    let policy = resolve_refresh_policy(&tenant, application.as_ref());
+    let now = env.clock.now_millis();
+    if !policy.grace_covers(rotated_at, now) {
+        if policy.revoke_on_one_time_token_reuse {
+            revoke_reused(env, current.id, now).await?;
+        }
+        return Err(RefreshError::AlreadyRotated);
+    }
+    if token_expiration_instant(&policy, &current) <= now {
+        return Err(RefreshError::Expired);
+    }
+    let recorded = access_token.and_then(|token| {
+        let claims = env.tokens.verify(&token).ok()?;
+        Some(IssuedToken {
+            expiration_instant: claims.exp * 1000,
+            jti: claims
+                .claims
+                .get("jti")
+                .and_then(|v| v.as_str())
+                .and_then(|s| Uuid::parse_str(s).ok())
+                .unwrap_or_default(),
+            token,
+        })
+    });
+    let access_token = match recorded {
+        Some(token) => token,
+        None => env
+            .tokens
+            .issue_access_token(&AccessTokenRequest {
+                user: &user,
+                tenant: &tenant,
+                application: application.as_ref(),
+                registration: registration.as_ref(),
+                authentication_type: REFRESH_TOKEN_AUTHENTICATION_TYPE,
+                expires_at: None,
+                session_id: Some(current.id),
+            })
+            .map_err(RefreshError::Token)?,
+    };
+    let mut refresh_token = current;
+    refresh_token.expiration_instant = token_expiration_instant(&policy, &refresh_token);
+    Ok(RefreshOutcome {
+        access_token,
+        refresh_token,
+        user,
+        tenant,
+        application,
+        registration,
+        policy,
+        rotated: true,
+    })
+}
+
 fn not_found_is_invalid(e: StoreError) -> RefreshError {
     match e {
         StoreError::NotFound => RefreshError::NotFound,

@@ -240,6 +240,22 @@ impl Cookie {
         }
     }
 
+    /// An HttpOnly cookie living until `expiration_ms` (`Max-Age` counted from `now_ms`, at
+    /// least 0): the attributes of the `access_token` and `refresh_token` cookies the gateway
+    /// sets.
+    pub fn expiring(
+        name: &str,
+        value: &str,
+        expiration_ms: i64,
+        now_ms: i64,
+        secure: bool,
+    ) -> Self {
+        let mut cookie = Cookie::new(name, value);
+        cookie.max_age = Some(expiration_ms.saturating_sub(now_ms).max(0) / 1000);
+        cookie.secure = secure;
+        cookie
+    }
+
     /// A cookie that deletes `name` in the browser.
     pub fn cleared(name: impl Into<String>) -> Self {
         let mut c = Cookie::new(name, "");

@@ -65,12 +65,15 @@ pub enum Rotation {
     /// This call replaced the token; the new value is live and the old one is dead.
     Rotated(RefreshToken),
     /// The old value was already rotated (by a concurrent request or earlier); carries the
-    /// token that replaced it and when, so callers can apply a grace period.
+    /// token that replaced it, when, and the access token issued with the rotation, so callers
+    /// can answer a late request inside the grace period with the same pair.
     AlreadyRotated {
         /// The token now live for this id.
         current: RefreshToken,
         /// When the old value was replaced (ms).
         rotated_at: i64,
+        /// The access token issued by the rotation, when it was recorded.
+        access_token: Option<String>,
     },
 }
 
@@ -153,14 +156,22 @@ pub trait Store: Send + Sync {
     /// expiration. `NotFound` when the token is no longer live.
     async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Replaces the value of `old_value` with `next` (same id) if `old_value` is still the live
-    /// value; otherwise reports what replaced it. One conditional update: two concurrent callers
-    /// cannot both rotate.
+    /// value, remembering `access_token` as the outcome for late requests; otherwise reports
+    /// what replaced it. One conditional update: two concurrent callers cannot both rotate.
+    /// `NotFound` when the value was never issued or its token was revoked.
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
         next: &RefreshToken,
+        access_token: Option<&str>,
     ) -> StoreResult<Rotation>;
-    /// Revokes the addressed tokens; returns the revoked tokens (empty when none matched).
+    /// What replaced a value that one-time-use rotation retired: `Some(Rotation::AlreadyRotated
+    /// {..})`, or `None` when the value was never rotated (or its token is gone).
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>>;
+    /// Revokes the addressed tokens and, in the same transaction, records the revocation for the
+    /// edge (see [`Store::list_revocations`]): by user, application or both for those scopes,
+    /// by session (`sid`) for each token revoked by id or value. Returns the revoked tokens
+    /// (empty when none matched; the scope's revocation is recorded all the same).
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>>;
 
     // --- identity providers, links, lambdas (JSON documents keyed by id) ---

@@ -285,10 +285,15 @@ impl Store for FakeStore {
             None => Err(StoreError::NotFound),
         }
     }
+    async fn find_rotated_refresh_token(&self, _old_value: &str) -> StoreResult<Option<Rotation>> {
+        Ok(None)
+    }
+
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
         next: &RefreshToken,
+        _access_token: Option<&str>,
     ) -> StoreResult<Rotation> {
         let now = self.now();
         let mut s = lock(&self.state);
@@ -307,6 +312,7 @@ impl Store for FakeStore {
                 Some(current) => Ok(Rotation::AlreadyRotated {
                     current: current.clone(),
                     rotated_at,
+                    access_token: None,
                 }),
                 None => Err(StoreError::NotFound),
             },

@@ -1,0 +1,167 @@
+//! Helpers every REST plugin needs: UUID parameters with FusionAuth's field errors, the tenant
+//! header, the default tenant, and the cookies a login or refresh sets.
+//!
+//! Shared so that plugins do not each carry their own copy; pure functions except
+//! [`scoped_tenant`], which reads the store.
+
+use crate::error::ApiError;
+use crate::model::Tenant;
+use crate::plugin::PluginContext;
+use crate::request::{Cookie, PluginRequest};
+use crate::tokens::TokenError;
+use uuid::Uuid;
+
+/// Parses `value` as the UUID parameter `name`; a 400 `[invalid]name` otherwise.
+pub fn parse_uuid(name: &str, value: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(value.trim())
+        .map_err(|_| ApiError::field(name, "invalid", format!("Invalid {name}: not a UUID.")))
+}
+
+/// The optional UUID parameter `name` (query string, else form body).
+pub fn uuid_param(request: &PluginRequest, name: &str) -> Result<Option<Uuid>, ApiError> {
+    request
+        .param(name)
+        .map(|value| parse_uuid(name, &value))
+        .transpose()
+}
+
+/// The `{name}` path segment as a UUID; a 400 `[invalid]name` when it is not one.
+pub fn path_uuid(request: &PluginRequest, name: &str) -> Result<Uuid, ApiError> {
+    parse_uuid(name, request.path_param(name).unwrap_or_default())
+}
+
+/// The `X-FusionAuth-TenantId` header, for endpoints without API-key authentication (which
+/// reads it itself); 400 when it is not a UUID.
+pub fn tenant_header(request: &PluginRequest) -> Result<Option<Uuid>, ApiError> {
+    match request.header("x-fusionauth-tenantid").map(str::trim) {
+        Some(raw) if !raw.is_empty() => Uuid::parse_str(raw).map(Some).map_err(|_| {
+            ApiError::general(
+                "[invalid]X-FusionAuth-TenantId",
+                "The X-FusionAuth-TenantId header is not a valid UUID.",
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// The tenant a request is scoped to: `tenant_id` when given (`None` if it does not exist),
+/// else the default tenant — the one named `Default` (FusionAuth's), else the first the store
+/// lists.
+pub async fn scoped_tenant(
+    context: &PluginContext,
+    tenant_id: Option<Uuid>,
+) -> Result<Option<Tenant>, ApiError> {
+    if let Some(id) = tenant_id {
+        return Ok(context.store.get_tenant(id).await?);
+    }
+    let tenants = context.store.list_tenants().await?;
+    Ok(default_tenant(tenants))
+}
+
+/// The default tenant of a list: named `Default` (case-insensitive), else the first.
+pub fn default_tenant(tenants: Vec<Tenant>) -> Option<Tenant> {
+    let named = tenants
+        .iter()
+        .position(|t| t.name.eq_ignore_ascii_case("default"));
+    let index = named.unwrap_or(0);
+    tenants.into_iter().nth(index)
+}
+
+/// True when cookies must carry `Secure`: the request came over TLS or the host is configured
+/// to always set it.
+pub fn secure_cookies(request: &PluginRequest, context: &PluginContext) -> bool {
+    request.tls || context.secure_cookies
+}
+
+/// An HttpOnly cookie living until `expiration_ms` (a `Max-Age` from `now_ms`, at least 0).
+pub fn expiring_cookie(
+    name: &str,
+    value: &str,
+    expiration_ms: i64,
+    now_ms: i64,
+    secure: bool,
+) -> Cookie {
+    let mut cookie = Cookie::new(name, value);
+    cookie.max_age = Some(max_age_seconds(expiration_ms, now_ms));
+    cookie.secure = secure;
+    cookie
+}
+
+/// An HttpOnly session cookie (no `Max-Age`): gone when the browser closes.
+pub fn session_cookie(name: &str, value: &str, secure: bool) -> Cookie {
+    let mut cookie = Cookie::new(name, value);
+    cookie.secure = secure;
+    cookie
+}
+
+/// Whole seconds from `now_ms` to `expiration_ms`, never negative.
+pub fn max_age_seconds(expiration_ms: i64, now_ms: i64) -> i64 {
+    expiration_ms.saturating_sub(now_ms).max(0) / 1000
+}
+
+/// A server-side signing failure as an API error.
+pub fn signing_error(e: TokenError) -> ApiError {
+    ApiError::internal(format!("signing failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    fn tenant(name: &str) -> Tenant {
+        Tenant {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            issuer: format!("{name}.example"),
+            jwt_configuration: Default::default(),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn uuid_parameters_are_validated() {
+        let req = PluginRequest::new(Method::GET, "/x?userId=nope&applicationId=");
+        let err = uuid_param(&req, "userId").unwrap_err();
+        let body: serde_json::Value =
+            serde_json::from_slice(&err.to_response().body).expect("json");
+        assert_eq!(body["fieldErrors"]["userId"][0]["code"], "[invalid]userId");
+        assert_eq!(uuid_param(&req, "applicationId").expect("ok"), None);
+        let id = Uuid::new_v4();
+        let mut req = PluginRequest::new(Method::GET, &format!("/x?userId={id}"));
+        assert_eq!(uuid_param(&req, "userId").expect("ok"), Some(id));
+        req.path_params.insert("lambdaId".into(), id.to_string());
+        assert_eq!(path_uuid(&req, "lambdaId").expect("ok"), id);
+        assert_eq!(path_uuid(&req, "other").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn tenant_header_is_validated() {
+        let mut req = PluginRequest::new(Method::GET, "/x");
+        assert_eq!(tenant_header(&req).expect("ok"), None);
+        req.headers
+            .insert("x-fusionauth-tenantid", "bad".parse().expect("header"));
+        assert_eq!(tenant_header(&req).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn default_tenant_prefers_the_one_named_default() {
+        assert!(default_tenant(vec![]).is_none());
+        let picked = default_tenant(vec![tenant("a"), tenant("Default")]).expect("some");
+        assert_eq!(picked.name, "Default");
+        let picked = default_tenant(vec![tenant("a"), tenant("b")]).expect("some");
+        assert_eq!(picked.name, "a");
+    }
+
+    #[test]
+    fn cookies_and_max_age() {
+        assert_eq!(max_age_seconds(10_999, 1_000), 9);
+        assert_eq!(max_age_seconds(1_000, 5_000), 0);
+        assert_eq!(max_age_seconds(i64::MIN, i64::MAX), 0);
+        let c = session_cookie("access_token", "v", true);
+        assert_eq!(c.max_age, None);
+        assert!(c.secure && c.http_only);
+        let c = expiring_cookie("refresh_token", "v", 61_000, 1_000, false);
+        assert_eq!(c.max_age, Some(60));
+    }
+}

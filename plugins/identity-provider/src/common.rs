@@ -1,0 +1,155 @@
+//! Helpers of this plugin's endpoint modules: API-key authentication, JSON bodies, tenant
+//! visibility of documents, and the plugin's settings. Helpers shared with other plugins live in
+//! [`gatehouse_plugin_api::helpers`].
+
+use std::time::Duration;
+
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::engine::Limits;
+
+/// Authenticates the request's API key (401 without a valid one).
+pub fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKeyGrant, ApiError> {
+    context.api_keys.authenticate(request)
+}
+
+/// The request body as a JSON value (400 when missing or malformed).
+pub fn json_body(request: &PluginRequest) -> Result<Value, ApiError> {
+    request.json::<Value>()
+}
+
+/// The member `name` of a request body that must be an object (`identityProvider`, `lambda`…);
+/// a 400 `[blank]name` when absent.
+pub fn wrapped(body: &Value, name: &str) -> Result<Value, ApiError> {
+    match body.get(name) {
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        Some(_) => Err(ApiError::field(name, "invalid", format!("The {name} must be an object."))),
+        None => Err(ApiError::field(
+            name,
+            "blank",
+            format!("You must specify the {name} object in the request body."),
+        )),
+    }
+}
+
+/// The `tenantId` member of a document, when it is a UUID.
+pub fn document_tenant(doc: &Value) -> Option<Uuid> {
+    doc.get("tenantId")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// True when a request scoped as `grant` may see `doc`: unscoped requests see everything, scoped
+/// ones see global documents (no `tenantId`) and their tenant's.
+pub fn visible(grant: &ApiKeyGrant, doc: &Value) -> bool {
+    match (grant.tenant_id, document_tenant(doc)) {
+        (None, _) | (_, None) => true,
+        (Some(t), Some(d)) => t == d,
+    }
+}
+
+/// True when a request scoped as `grant` may change `doc`: unscoped requests change anything,
+/// scoped ones only their tenant's documents.
+pub fn writable(grant: &ApiKeyGrant, doc: &Value) -> bool {
+    match grant.tenant_id {
+        None => true,
+        Some(t) => document_tenant(doc) == Some(t),
+    }
+}
+
+/// A 400 carrying `errors`, or `Ok` when there are none.
+pub fn errors_result(errors: Errors) -> Result<(), ApiError> {
+    errors.into_result()
+}
+
+/// The plugin's settings (`plugins.identity-provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Lambda limits.
+    pub lambda: Limits,
+    /// How long a pending link lives.
+    pub pending_link_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lambda: Limits::default(),
+            pending_link_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Settings {
+    /// Parses the settings mapping: `lambdaTimeLimitMillis` (1–60000), `lambdaMemoryLimitBytes`
+    /// (1 MiB–1 GiB), `pendingLinkTimeToLiveInSeconds` (1–86400); unknown keys are refused.
+    pub fn parse(settings: &Value) -> Result<Settings, String> {
+        let mut out = Settings::default();
+        let map = match settings {
+            Value::Null => return Ok(out),
+            Value::Object(map) => map,
+            _ => return Err("expected a mapping (or nothing)".into()),
+        };
+        for (key, value) in map {
+            let number = |min: u64, max: u64| {
+                value
+                    .as_u64()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| format!("`{key}` must be an integer from {min} to {max}"))
+            };
+            match key.as_str() {
+                "lambdaTimeLimitMillis" => {
+                    out.lambda.time = Duration::from_millis(number(1, 60_000)?)
+                }
+                "lambdaMemoryLimitBytes" => {
+                    out.lambda.memory_bytes =
+                        usize::try_from(number(1 << 20, 1 << 30)?).map_err(|e| e.to_string())?
+                }
+                "pendingLinkTimeToLiveInSeconds" => {
+                    out.pending_link_ttl = Duration::from_secs(number(1, 86_400)?)
+                }
+                other => {
+                    return Err(format!(
+                        "unknown setting `{other}` (known: lambdaTimeLimitMillis, lambdaMemoryLimitBytes, pendingLinkTimeToLiveInSeconds)"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn settings_are_checked() {
+        assert_eq!(Settings::parse(&Value::Null).expect("ok"), Settings::default());
+        let s = Settings::parse(&json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60}))
+            .expect("ok");
+        assert_eq!(s.lambda.time, Duration::from_millis(250));
+        assert_eq!(s.pending_link_ttl, Duration::from_secs(60));
+        assert!(Settings::parse(&json!({"lambdaTimeLimitMillis": 0})).is_err());
+        assert!(Settings::parse(&json!({"nope": 1})).unwrap_err().contains("nope"));
+        assert!(Settings::parse(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn tenant_visibility() {
+        let t = Uuid::new_v4();
+        let scoped = ApiKeyGrant { key_id: Uuid::new_v4(), tenant_id: Some(t) };
+        let global = ApiKeyGrant { key_id: Uuid::new_v4(), tenant_id: None };
+        let mine = json!({"tenantId": t});
+        let other = json!({"tenantId": Uuid::new_v4()});
+        let shared = json!({});
+        assert!(visible(&scoped, &mine) && visible(&scoped, &shared) && !visible(&scoped, &other));
+        assert!(writable(&scoped, &mine) && !writable(&scoped, &shared) && !writable(&scoped, &other));
+        assert!(visible(&global, &other) && writable(&global, &other));
+        assert!(wrapped(&json!({"lambda": 1}), "lambda").is_err());
+        assert!(wrapped(&json!({}), "lambda").is_err());
+    }
+}

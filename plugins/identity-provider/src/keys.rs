@@ -1,0 +1,618 @@
+//! Verifying external JWTs with a provider's keys.
+//!
+//! A provider's `keys` map holds, per key identifier, one of:
+//! - a PEM public key (`PUBLIC KEY`, SubjectPublicKeyInfo; or `RSA PUBLIC KEY`, PKCS#1),
+//! - a PEM X.509 certificate (`CERTIFICATE`; its subject public key is used),
+//! - anything else: an HMAC secret (its UTF-8 bytes).
+//!
+//! Each parsed key is bound to the algorithms its type allows — RSA: `RS*`/`PS*`; EC P-256:
+//! `ES256`; EC P-384: `ES384`; Ed25519: `EdDSA`; HMAC: `HS*` — and a token whose header `alg` is
+//! not among them is refused before any signature check, so `alg` alone is never trusted
+//! (algorithm confusion, `none`).
+//!
+//! Key selection ([`select_key`]): the header parameter the provider names
+//! (`headerKeyParameter`, e.g. `kid` or `x5t`) when the header carries it (an unknown value is
+//! refused); otherwise `defaultKeyId`; otherwise the entry with the empty key.
+//!
+//! The DER reader here is deliberately small: it walks TLV structures only as far as needed to
+//! find the algorithm identifier and the public key bits.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+/// How many seconds of clock skew `exp` and `nbf` allow.
+pub const LEEWAY_SECONDS: i64 = 5;
+
+/// An EC curve Gatehouse can verify on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    /// NIST P-256 (`ES256`).
+    P256,
+    /// NIST P-384 (`ES384`).
+    P384,
+}
+
+/// A parsed verification key.
+#[derive(Clone, PartialEq, Eq)]
+pub enum VerifyingKey {
+    /// An HMAC secret.
+    Hmac(Vec<u8>),
+    /// An RSA public key (PKCS#1 `RSAPublicKey` DER).
+    Rsa(Vec<u8>),
+    /// An EC public key (uncompressed point).
+    Ec(Curve, Vec<u8>),
+    /// An Ed25519 public key (32 bytes).
+    Ed25519(Vec<u8>),
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    // Never print key bytes: HMAC secrets are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+impl VerifyingKey {
+    /// The algorithms this key may verify.
+    pub fn allowed_algorithms(&self) -> &'static [Algorithm] {
+        match self {
+            VerifyingKey::Hmac(_) => &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+            VerifyingKey::Rsa(_) => &[
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ],
+            VerifyingKey::Ec(Curve::P256, _) => &[Algorithm::ES256],
+            VerifyingKey::Ec(Curve::P384, _) => &[Algorithm::ES384],
+            VerifyingKey::Ed25519(_) => &[Algorithm::EdDSA],
+        }
+    }
+
+    /// A short name of the key type, for messages and debug events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VerifyingKey::Hmac(_) => "HMAC secret",
+            VerifyingKey::Rsa(_) => "RSA public key",
+            VerifyingKey::Ec(Curve::P256, _) => "EC P-256 public key",
+            VerifyingKey::Ec(Curve::P384, _) => "EC P-384 public key",
+            VerifyingKey::Ed25519(_) => "Ed25519 public key",
+        }
+    }
+
+    fn decoding_key(&self) -> DecodingKey {
+        match self {
+            VerifyingKey::Hmac(secret) => DecodingKey::from_secret(secret),
+            VerifyingKey::Rsa(der) => DecodingKey::from_rsa_der(der),
+            VerifyingKey::Ec(_, point) => DecodingKey::from_ec_der(point),
+            VerifyingKey::Ed25519(raw) => DecodingKey::from_ed_der(raw),
+        }
+    }
+}
+
+/// Parses one entry of a provider's `keys` map: PEM public key, PEM certificate, or HMAC secret.
+/// The error is a message safe to show (it never contains the key text).
+pub fn parse_key(text: &str) -> Result<VerifyingKey, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("the key is empty".into());
+    }
+    if !trimmed.starts_with("-----BEGIN ") {
+        return Ok(VerifyingKey::Hmac(text.as_bytes().to_vec()));
+    }
+    let (label, der) = pem_block(trimmed)?;
+    match label.as_str() {
+        "PUBLIC KEY" => parse_spki(&der),
+        "RSA PUBLIC KEY" => {
+            // Check it is a SEQUENCE of two INTEGERs.
+            let (tag, body, _) = read_tlv(&der)?;
+            let (t1, _, rest) = read_tlv(body)?;
+            let (t2, _, _) = read_tlv(rest)?;
+            if tag != 0x30 || t1 != 0x02 || t2 != 0x02 {
+                return Err("the RSA public key is malformed".into());
+            }
+            Ok(VerifyingKey::Rsa(der))
+        }
+        "CERTIFICATE" => parse_spki(&certificate_spki(&der)?),
+        l if l.contains("PRIVATE KEY") => {
+            Err("a private key was given; give the public key or certificate".into())
+        }
+        other => Err(format!("unsupported PEM type `{other}`")),
+    }
+}
+
+/// The label and decoded body of the first PEM block of `text`.
+fn pem_block(text: &str) -> Result<(String, Vec<u8>), String> {
+    let bad = || "the PEM text is malformed".to_string();
+    let rest = text.strip_prefix("-----BEGIN ").ok_or_else(bad)?;
+    let (label, rest) = rest.split_once("-----").ok_or_else(bad)?;
+    let end = format!("-----END {label}-----");
+    let (body, _) = rest.split_once(end.as_str()).ok_or_else(bad)?;
+    let cleaned: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(cleaned)
+        .map_err(|_| bad())?;
+    Ok((label.to_string(), der))
+}
+
+/// Reads one DER TLV: `(tag, contents, rest)`.
+fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let bad = || "the DER structure is malformed".to_string();
+    let (&tag, rest) = input.split_first().ok_or_else(bad)?;
+    let (&first, mut rest) = rest.split_first().ok_or_else(bad)?;
+    let length = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return Err(bad());
+        }
+        let mut length = 0usize;
+        for &b in &rest[..count] {
+            length = (length << 8) | usize::from(b);
+        }
+        rest = &rest[count..];
+        length
+    };
+    if rest.len() < length {
+        return Err(bad());
+    }
+    Ok((tag, &rest[..length], &rest[length..]))
+}
+
+const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+
+/// Parses a SubjectPublicKeyInfo.
+fn parse_spki(der: &[u8]) -> Result<VerifyingKey, String> {
+    let bad = || "the public key is malformed".to_string();
+    let (tag, spki, _) = read_tlv(der)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    let (tag, algorithm, rest) = read_tlv(spki)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    let (tag, oid, params) = read_tlv(algorithm)?;
+    if tag != 0x06 {
+        return Err(bad());
+    }
+    let (tag, bits, _) = read_tlv(rest)?;
+    if tag != 0x03 || bits.first() != Some(&0) {
+        return Err(bad());
+    }
+    let key = bits[1..].to_vec();
+    if oid == OID_RSA {
+        Ok(VerifyingKey::Rsa(key))
+    } else if oid == OID_EC {
+        let (tag, curve, _) = read_tlv(params)?;
+        if tag != 0x06 {
+            return Err(bad());
+        }
+        if curve == OID_P256 {
+            Ok(VerifyingKey::Ec(Curve::P256, key))
+        } else if curve == OID_P384 {
+            Ok(VerifyingKey::Ec(Curve::P384, key))
+        } else {
+            Err("unsupported EC curve: use P-256 or P-384".into())
+        }
+    } else if oid == OID_ED25519 {
+        if key.len() != 32 {
+            return Err(bad());
+        }
+        Ok(VerifyingKey::Ed25519(key))
+    } else {
+        Err("unsupported public key algorithm: use RSA, EC P-256/P-384 or Ed25519".into())
+    }
+}
+
+/// The SubjectPublicKeyInfo (whole TLV) of an X.509 certificate.
+fn certificate_spki(der: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = || "the certificate is malformed".to_string();
+    let (tag, certificate, _) = read_tlv(der)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    let (tag, mut tbs, _) = read_tlv(certificate)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    // [0] version (optional), serial, signature, issuer, validity, subject, then the SPKI.
+    let (tag, _, rest) = read_tlv(tbs)?;
+    if tag == 0xa0 {
+        tbs = rest;
+        let (_, _, rest) = read_tlv(tbs)?; // serial
+        tbs = rest;
+    } else {
+        tbs = rest; // that was the serial
+    }
+    for _ in 0..4 {
+        let (_, _, rest) = read_tlv(tbs)?;
+        tbs = rest;
+    }
+    let before = tbs;
+    let (tag, _, after) = read_tlv(tbs)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    Ok(before[..before.len() - after.len()].to_vec())
+}
+
+/// Why an external JWT was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// Not a compact JWS, or its header/payload is not JSON.
+    Malformed,
+    /// The header names a key the provider does not have, or no key applies.
+    UnknownKey(String),
+    /// The key cannot be used (unparseable).
+    BadKey(String),
+    /// The header's `alg` is not one the selected key allows (this includes `none`).
+    AlgorithmMismatch(String),
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` is past.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyError::Malformed => f.write_str("the JWT is malformed"),
+            VerifyError::UnknownKey(m) => write!(f, "no key to verify the JWT: {m}"),
+            VerifyError::BadKey(m) => write!(f, "the verification key is unusable: {m}"),
+            VerifyError::AlgorithmMismatch(m) => write!(f, "algorithm refused: {m}"),
+            VerifyError::BadSignature => f.write_str("the JWT signature is invalid"),
+            VerifyError::Expired => f.write_str("the JWT has expired"),
+            VerifyError::NotYetValid => f.write_str("the JWT is not valid yet (nbf)"),
+        }
+    }
+}
+
+/// Where the verifying key came from, for debug events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The header parameter named by `headerKeyParameter`, with its value.
+    Header(String),
+    /// `defaultKeyId` (a key of the provider's map or of the gateway's key ring).
+    DefaultKeyId(String),
+    /// The entry with the empty key.
+    EmptyKey,
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Header(id) => write!(f, "header key [{id}]"),
+            KeySource::DefaultKeyId(id) => write!(f, "defaultKeyId [{id}]"),
+            KeySource::EmptyKey => f.write_str("the empty-key entry"),
+        }
+    }
+}
+
+/// The inputs of key selection for one provider.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyChoice<'a> {
+    /// `headerKeyParameter`.
+    pub header_key_parameter: &'a str,
+    /// `keys`.
+    pub keys: &'a BTreeMap<String, String>,
+    /// `defaultKeyId`.
+    pub default_key_id: Option<&'a str>,
+}
+
+/// Picks the key text for a token header: see the module documentation. `ring` resolves a
+/// `defaultKeyId` that is not in the provider's map to a key of the gateway's ring (PEM).
+pub fn select_key(
+    choice: KeyChoice<'_>,
+    header: &Map<String, Value>,
+    ring: &dyn Fn(&str) -> Option<String>,
+) -> Result<(KeySource, String), VerifyError> {
+    let named = header
+        .get(choice.header_key_parameter)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if let Some(id) = named {
+        return choice
+            .keys
+            .get(id)
+            .map(|k| (KeySource::Header(id.to_string()), k.clone()))
+            .ok_or_else(|| {
+                VerifyError::UnknownKey(format!(
+                    "the provider has no key [{id}] (header parameter [{}])",
+                    choice.header_key_parameter
+                ))
+            });
+    }
+    if let Some(id) = choice.default_key_id.filter(|s| !s.is_empty()) {
+        if let Some(k) = choice.keys.get(id) {
+            return Ok((KeySource::DefaultKeyId(id.to_string()), k.clone()));
+        }
+        if let Some(pem) = ring(id) {
+            return Ok((KeySource::DefaultKeyId(id.to_string()), pem));
+        }
+        return Err(VerifyError::UnknownKey(format!(
+            "defaultKeyId [{id}] names no key"
+        )));
+    }
+    choice
+        .keys
+        .get("")
+        .map(|k| (KeySource::EmptyKey, k.clone()))
+        .ok_or_else(|| {
+            VerifyError::UnknownKey(format!(
+                "the JWT header has no [{}] and the provider has neither a defaultKeyId nor an empty-key entry",
+                choice.header_key_parameter
+            ))
+        })
+}
+
+/// A verified external JWT.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// The decoded header.
+    pub header: Map<String, Value>,
+    /// The claims.
+    pub claims: Map<String, Value>,
+    /// Where the key came from.
+    pub source: KeySource,
+    /// The key type.
+    pub key_kind: &'static str,
+    /// The algorithm used.
+    pub algorithm: Algorithm,
+}
+
+/// Decodes the JSON header of a compact JWS without verifying anything.
+pub fn decode_header(token: &str) -> Result<Map<String, Value>, VerifyError> {
+    let mut parts = token.trim().split('.');
+    let header = parts.next().ok_or(VerifyError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .map_err(|_| VerifyError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)
+}
+
+/// Verifies `token` for a provider: selects the key, checks `alg` against it, the signature,
+/// then `exp` and `nbf` against `now_seconds` (with [`LEEWAY_SECONDS`]).
+pub fn verify(
+    token: &str,
+    choice: KeyChoice<'_>,
+    ring: &dyn Fn(&str) -> Option<String>,
+    now_seconds: i64,
+) -> Result<Verified, VerifyError> {
+    let token = token.trim();
+    if token.split('.').count() != 3 {
+        return Err(VerifyError::Malformed);
+    }
+    let header = decode_header(token)?;
+    let alg_name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::Malformed)?
+        .to_string();
+    let (source, text) = select_key(choice, &header, ring)?;
+    let key = parse_key(&text).map_err(VerifyError::BadKey)?;
+    let algorithm = key
+        .allowed_algorithms()
+        .iter()
+        .copied()
+        .find(|a| format!("{a:?}") == alg_name)
+        .ok_or_else(|| {
+            VerifyError::AlgorithmMismatch(format!(
+                "[{alg_name}] cannot be used with the selected {}",
+                key.kind()
+            ))
+        })?;
+    let mut validation = Validation::new(algorithm);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key(), &validation)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmMismatch(
+                format!("[{alg_name}] does not match the selected key"),
+            ),
+            jsonwebtoken::errors::ErrorKind::InvalidKeyFormat
+            | jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey
+            | jsonwebtoken::errors::ErrorKind::InvalidRsaKey(_) => {
+                VerifyError::BadKey("the key does not fit the algorithm".into())
+            }
+            _ => VerifyError::Malformed,
+        })?;
+    check_times(&data.claims, now_seconds)?;
+    Ok(Verified {
+        header,
+        claims: data.claims,
+        source,
+        key_kind: key.kind(),
+        algorithm,
+    })
+}
+
+/// Checks `exp` and `nbf` (numeric seconds; absent claims are not required).
+pub fn check_times(claims: &Map<String, Value>, now_seconds: i64) -> Result<(), VerifyError> {
+    let number = |name: &str| -> Result<Option<i64>, VerifyError> {
+        match claims.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(|f| Some(f as i64))
+                .ok_or(VerifyError::Malformed),
+        }
+    };
+    if let Some(exp) = number("exp")? {
+        if now_seconds > exp.saturating_add(LEEWAY_SECONDS) {
+            return Err(VerifyError::Expired);
+        }
+    }
+    if let Some(nbf) = number("nbf")? {
+        if now_seconds.saturating_add(LEEWAY_SECONDS) < nbf {
+            return Err(VerifyError::NotYetValid);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    fn b64(data: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(data)
+    }
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", b64(der))
+    }
+
+    fn no_ring(_: &str) -> Option<String> {
+        None
+    }
+
+    fn hs(secret: &str, header: Header, claims: &Value) -> String {
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret.as_bytes()))
+            .expect("sign")
+    }
+
+    #[test]
+    fn secrets_and_malformed_pem_are_told_apart() {
+        assert!(matches!(parse_key("s3cret"), Ok(VerifyingKey::Hmac(_))));
+        assert!(parse_key("   ").is_err());
+        assert!(parse_key("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----")
+            .is_err());
+        let err = parse_key(&pem("PRIVATE KEY", &[0x30, 0x00])).unwrap_err();
+        assert!(err.contains("private key"), "{err}");
+        assert!(parse_key(&pem("PUBLIC KEY", &[0x30, 0x00])).is_err());
+        // debug output never shows the secret
+        assert_eq!(format!("{:?}", parse_key("s3cret")), "Ok(HMAC secret)");
+    }
+
+    #[test]
+    fn spki_algorithms_are_recognised() {
+        // Ed25519 SPKI: SEQ { SEQ { OID 1.3.101.112 }, BIT STRING (0, 32 bytes) }
+        let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        der.extend_from_slice(&[7u8; 32]);
+        let key = parse_key(&pem("PUBLIC KEY", &der)).expect("ed25519");
+        assert_eq!(key.allowed_algorithms(), &[Algorithm::EdDSA]);
+        // the same key inside a minimal certificate
+        let mut tbs = vec![0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01];
+        for _ in 0..4 {
+            tbs.extend_from_slice(&[0x30, 0x00]);
+        }
+        tbs.extend_from_slice(&der);
+        let mut inner = vec![0x30, tbs.len() as u8];
+        inner.extend_from_slice(&tbs);
+        let mut cert = vec![0x30, inner.len() as u8];
+        cert.extend_from_slice(&inner);
+        let key = parse_key(&pem("CERTIFICATE", &cert)).expect("certificate");
+        assert!(matches!(key, VerifyingKey::Ed25519(_)));
+    }
+
+    #[test]
+    fn key_selection_order() {
+        let keys: BTreeMap<String, String> = [
+            ("k1".to_string(), "one".to_string()),
+            ("".to_string(), "empty".to_string()),
+            ("d".to_string(), "default".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let choice = KeyChoice {
+            header_key_parameter: "kid",
+            keys: &keys,
+            default_key_id: Some("d"),
+        };
+        let header = |v: Value| v.as_object().cloned().expect("object");
+        let (s, k) = select_key(choice, &header(json!({"kid": "k1"})), &no_ring).expect("kid");
+        assert_eq!((s, k.as_str()), (KeySource::Header("k1".into()), "one"));
+        assert!(matches!(
+            select_key(choice, &header(json!({"kid": "zz"})), &no_ring),
+            Err(VerifyError::UnknownKey(_))
+        ));
+        let (s, k) = select_key(choice, &header(json!({})), &no_ring).expect("default");
+        assert_eq!((s, k.as_str()), (KeySource::DefaultKeyId("d".into()), "default"));
+        let no_default = KeyChoice {
+            default_key_id: None,
+            ..choice
+        };
+        let (s, _) = select_key(no_default, &header(json!({"x5t": "k1"})), &no_ring).expect("e");
+        assert_eq!(s, KeySource::EmptyKey);
+        let ring_default = KeyChoice {
+            default_key_id: Some("ring-key"),
+            ..choice
+        };
+        let ring = |id: &str| (id == "ring-key").then(|| "PEM".to_string());
+        let (s, k) = select_key(ring_default, &header(json!({})), &ring).expect("ring");
+        assert_eq!((s, k.as_str()), (KeySource::DefaultKeyId("ring-key".into()), "PEM"));
+    }
+
+    #[test]
+    fn hmac_tokens_verify_and_alg_is_bound_to_the_key() {
+        let keys: BTreeMap<String, String> =
+            [("k".to_string(), "secret".to_string())].into_iter().collect();
+        let choice = KeyChoice {
+            header_key_parameter: "kid",
+            keys: &keys,
+            default_key_id: None,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k".into());
+        let token = hs("secret", header.clone(), &json!({"sub": "a", "exp": 2_000}));
+        let ok = verify(&token, choice, &no_ring, 1_000).expect("valid");
+        assert_eq!(ok.claims["sub"], "a");
+        assert_eq!(ok.algorithm, Algorithm::HS256);
+        assert_eq!(
+            verify(&token, choice, &no_ring, 3_000).unwrap_err(),
+            VerifyError::Expired
+        );
+        let wrong = hs("other", header.clone(), &json!({"sub": "a"}));
+        assert_eq!(
+            verify(&wrong, choice, &no_ring, 1_000).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let early = hs("secret", header.clone(), &json!({"nbf": 5_000}));
+        assert_eq!(
+            verify(&early, choice, &no_ring, 1_000).unwrap_err(),
+            VerifyError::NotYetValid
+        );
+        // alg none, and an RSA alg on an HMAC key, are refused before any signature check
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            engine.encode(json!({"alg": "none", "kid": "k"}).to_string()),
+            engine.encode(json!({"sub": "a"}).to_string())
+        );
+        assert!(matches!(
+            verify(&none, choice, &no_ring, 1_000),
+            Err(VerifyError::AlgorithmMismatch(_))
+        ));
+        let rs = format!(
+            "{}.{}.c2ln",
+            engine.encode(json!({"alg": "RS256", "kid": "k"}).to_string()),
+            engine.encode(json!({"sub": "a"}).to_string())
+        );
+        assert!(matches!(
+            verify(&rs, choice, &no_ring, 1_000),
+            Err(VerifyError::AlgorithmMismatch(_))
+        ));
+        assert_eq!(
+            verify("abc", choice, &no_ring, 0).unwrap_err(),
+            VerifyError::Malformed
+        );
+    }
+}

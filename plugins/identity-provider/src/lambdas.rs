@@ -1,0 +1,291 @@
+//! The Lambda API for reconcile lambdas: `POST /api/lambda[/{lambdaId}]`,
+//! `GET /api/lambda[/{lambdaId}]` (all, or `?type=`), `PUT` and `PATCH /api/lambda/{lambdaId}`,
+//! `DELETE /api/lambda/{lambdaId}`.
+//!
+//! Gatehouse runs one lambda type, `ExternalJWTReconcile`; a lambda of another type is refused
+//! rather than stored and silently never run. The body is compiled when saved, so a syntax error
+//! or a missing `reconcile` function is a 400 naming `lambda.body`. Lambdas are global: a
+//! request scoped to a tenant may read them but not change them (401). A lambda that a provider
+//! uses cannot be deleted.
+
+use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::common::{api_key, json_body, wrapped};
+use crate::engine::{check, Limits};
+use crate::patch::{apply, PatchFormat};
+
+/// The lambda type this plugin runs.
+pub const RECONCILE_TYPE: &str = "ExternalJWTReconcile";
+
+const KNOWN_FIELDS: &[&str] = &[
+    "body",
+    "debug",
+    "enabled",
+    "engineType",
+    "id",
+    "insertInstant",
+    "lastUpdateInstant",
+    "name",
+    "type",
+];
+
+/// The `type` of a lambda document.
+pub fn lambda_type(doc: &Value) -> Option<&str> {
+    doc.get("type").and_then(Value::as_str)
+}
+
+/// Validates a lambda document; `prefix` is prepended to field names (`lambda.` for the API).
+pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut Errors) {
+    let f = |n: &str| format!("{prefix}{n}");
+    let Some(obj) = doc.as_object() else {
+        errors.field(prefix.trim_end_matches('.'), "invalid", "Expected an object.");
+        return;
+    };
+    for key in obj.keys() {
+        if !KNOWN_FIELDS.contains(&key.as_str()) {
+            errors.field(&f(key), "unknown", "This is not a field of a lambda.");
+        }
+    }
+    match obj.get("name").and_then(Value::as_str) {
+        Some(n) if !n.trim().is_empty() => {}
+        _ => {
+            errors.field(&f("name"), "blank", "You must specify the name of the lambda.");
+        }
+    }
+    match obj.get("type").and_then(Value::as_str) {
+        Some(RECONCILE_TYPE) => {}
+        Some(t) if !t.trim().is_empty() => {
+            errors.field(
+                &f("type"),
+                "invalid",
+                format!("The lambda type [{t}] is not supported; Gatehouse runs ExternalJWTReconcile lambdas."),
+            );
+        }
+        _ => {
+            errors.field(&f("type"), "blank", "You must specify the type: ExternalJWTReconcile.");
+        }
+    }
+    for name in ["debug", "enabled"] {
+        if let Some(v) = obj.get(name) {
+            if !v.is_boolean() && !v.is_null() {
+                errors.field(&f(name), "invalid", "Expected a boolean.");
+            }
+        }
+    }
+    if let Some(v) = obj.get("engineType") {
+        if !v.is_null() && !matches!(v.as_str(), Some("GraalJS") | Some("Nashorn")) {
+            errors.field(&f("engineType"), "invalid", "The engineType must be GraalJS or Nashorn.");
+        }
+    }
+    match obj.get("body").and_then(Value::as_str) {
+        Some(b) if !b.trim().is_empty() => {
+            if let Err(e) = check(b, limits) {
+                errors.field(&f("body"), "invalid", e.to_string());
+            }
+        }
+        _ => {
+            errors.field(&f("body"), "blank", "You must specify the body of the lambda.");
+        }
+    }
+}
+
+/// Fills defaults (`debug` false, `engineType` GraalJS) and drops `null` members.
+pub fn normalize_lambda(doc: &mut Value) {
+    if let Some(obj) = doc.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+        obj.entry("debug").or_insert(Value::Bool(false));
+        obj.entry("engineType").or_insert(json!("GraalJS"));
+    }
+}
+
+/// For the host: validates and normalises a lambda declared in `config.yaml` (same JSON shape
+/// as the API's `lambda`, with an `id`). Returns the document to store with `put_lambda`, or
+/// `(field path relative to the entry, message)` pairs.
+pub fn validate_config_lambda(doc: &Value) -> Result<Value, Vec<(String, String)>> {
+    let mut errors = Errors::new();
+    validate_lambda(doc, "", Limits::default(), &mut errors);
+    if doc
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .is_none()
+    {
+        errors.field("id", "invalid", "A lambda declared in the configuration needs a UUID id.");
+    }
+    if errors.is_empty() {
+        let mut doc = doc.clone();
+        normalize_lambda(&mut doc);
+        Ok(doc)
+    } else {
+        Err(errors
+            .field_errors
+            .into_iter()
+            .flat_map(|(field, items)| items.into_iter().map(move |i| (field.clone(), i.message)))
+            .collect())
+    }
+}
+
+fn one(doc: &Value) -> PluginResponse {
+    PluginResponse::json(200, &json!({ "lambda": doc }))
+}
+
+fn unscoped(grant: &ApiKeyGrant) -> Result<(), ApiError> {
+    match grant.tenant_id {
+        None => Ok(()),
+        Some(_) => Err(ApiError::Unauthorized),
+    }
+}
+
+async fn save(
+    id: Uuid,
+    mut doc: Value,
+    insert: Option<i64>,
+    limits: Limits,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("id".into(), json!(id));
+        obj.remove("insertInstant");
+        obj.remove("lastUpdateInstant");
+    }
+    let mut errors = Errors::new();
+    validate_lambda(&doc, "lambda.", limits, &mut errors);
+    errors.into_result()?;
+    normalize_lambda(&mut doc);
+    let now = context.clock.now_millis();
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("insertInstant".into(), json!(insert.unwrap_or(now)));
+        obj.insert("lastUpdateInstant".into(), json!(now));
+    }
+    context.store.put_lambda(id, &doc).await?;
+    Ok(one(&doc))
+}
+
+/// `POST /api/lambda[/{lambdaId}]`.
+pub async fn create(
+    request: &PluginRequest,
+    context: &PluginContext,
+    path_id: Option<Uuid>,
+    limits: Limits,
+) -> Result<PluginResponse, ApiError> {
+    unscoped(&api_key(request, context)?)?;
+    let doc = wrapped(&json_body(request)?, "lambda")?;
+    let id = match path_id {
+        Some(id) => id,
+        None => match doc.get("id").and_then(Value::as_str) {
+            Some(s) => parse_uuid("lambda.id", s)?,
+            None => Uuid::new_v4(),
+        },
+    };
+    if context.store.get_lambda(id).await?.is_some() {
+        return Err(ApiError::field("lambdaId", "duplicate", "A lambda with this id already exists."));
+    }
+    save(id, doc, None, limits, context).await
+}
+
+async fn load(request: &PluginRequest, context: &PluginContext) -> Result<(Uuid, Value), ApiError> {
+    let id = path_uuid(request, "lambdaId")?;
+    let doc = context.store.get_lambda(id).await?.ok_or(ApiError::NotFound)?;
+    Ok((id, doc))
+}
+
+/// `GET /api/lambda/{lambdaId}`.
+pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    api_key(request, context)?;
+    Ok(one(&load(request, context).await?.1))
+}
+
+/// `GET /api/lambda` (optionally `?type=`).
+pub async fn retrieve_all(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    api_key(request, context)?;
+    let wanted = request.query_param("type");
+    let mut docs: Vec<Value> = context
+        .store
+        .list_lambdas()
+        .await?
+        .into_iter()
+        .filter(|d| wanted.as_deref().is_none_or(|t| lambda_type(d) == Some(t)))
+        .collect();
+    docs.sort_by_key(|d| d.get("name").and_then(Value::as_str).unwrap_or_default().to_lowercase());
+    Ok(PluginResponse::json(200, &json!({ "lambdas": docs })))
+}
+
+/// `PUT /api/lambda/{lambdaId}`.
+pub async fn update(request: &PluginRequest, context: &PluginContext, limits: Limits) -> Result<PluginResponse, ApiError> {
+    unscoped(&api_key(request, context)?)?;
+    let (id, existing) = load(request, context).await?;
+    let doc = wrapped(&json_body(request)?, "lambda")?;
+    save(id, doc, existing.get("insertInstant").and_then(Value::as_i64), limits, context).await
+}
+
+/// `PATCH /api/lambda/{lambdaId}` in any of the three formats.
+pub async fn patch(request: &PluginRequest, context: &PluginContext, limits: Limits) -> Result<PluginResponse, ApiError> {
+    unscoped(&api_key(request, context)?)?;
+    let format = PatchFormat::from_content_type(request.header("content-type"))
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let (id, existing) = load(request, context).await?;
+    let patched = apply(format, &json!({ "lambda": existing }), &json_body(request)?)
+        .map_err(|e| ApiError::general(e.code, e.message))?;
+    let doc = wrapped(&patched, "lambda")?;
+    save(id, doc, existing.get("insertInstant").and_then(Value::as_i64), limits, context).await
+}
+
+/// `DELETE /api/lambda/{lambdaId}`; 400 while a provider uses it.
+pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    unscoped(&api_key(request, context)?)?;
+    let (id, _) = load(request, context).await?;
+    let users: Vec<String> = context
+        .store
+        .list_identity_providers()
+        .await?
+        .iter()
+        .filter(|p| {
+            p.get("lambdaConfiguration")
+                .and_then(|l| l.get("reconcileId"))
+                .and_then(Value::as_str)
+                == Some(id.to_string().as_str())
+        })
+        .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    if !users.is_empty() {
+        return Err(ApiError::general(
+            "[InUse]",
+            format!(
+                "The lambda is used by the identity provider(s) [{}]; remove it from them first.",
+                users.join(", ")
+            ),
+        ));
+    }
+    context.store.delete_lambda(id).await?;
+    Ok(PluginResponse::empty(200))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambdas_are_validated() {
+        let mut errors = Errors::new();
+        validate_lambda(
+            &json!({"type": "JWTPopulate", "body": "function reconcile( {", "debug": 1, "x": 1}),
+            "lambda.",
+            Limits::default(),
+            &mut errors,
+        );
+        let codes: Vec<&str> = errors.field_errors.values().flatten().map(|e| e.code.as_str()).collect();
+        for c in ["[blank]lambda.name", "[invalid]lambda.type", "[invalid]lambda.body", "[invalid]lambda.debug", "[unknown]lambda.x"] {
+            assert!(codes.contains(&c), "{c} not in {codes:?}");
+        }
+        let ok = validate_config_lambda(&json!({
+            "id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE,
+            "body": "function reconcile(user, registration, jwt) { user.firstName = jwt.name; }"
+        }))
+        .expect("valid");
+        assert_eq!(ok["engineType"], "GraalJS");
+        assert!(validate_config_lambda(&json!({"name": "r"})).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! The Link API: `GET /api/identity-provider/link` (one link by provider, provider user id and
+//! user; or a user's links, optionally for one provider), `POST /api/identity-provider/link`
+//! (link a user, or complete a pending link), `DELETE /api/identity-provider/link`, and
+//! `GET /api/identity-provider/link/pending/{pendingLinkId}`; plus the pending-link store.
+//!
+//! Pending links (from the `CreatePendingLink` strategy) live in memory, keyed by a 256-bit
+//! random id, for a limited time (one hour by default): they are short-lived hand-offs between a
+//! login and the Link API call that completes it, so they are not written to the store and do not
+//! survive a restart (the user simply logs in again).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gatehouse_plugin_api::helpers::{parse_uuid, uuid_param};
+use gatehouse_plugin_api::model::IdentityProviderLink;
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse};
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::common::{api_key, json_body};
+use crate::provider::{Provider, EXTERNAL_JWT};
+
+/// A login that found no link under the `CreatePendingLink` strategy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingLink {
+    /// The provider.
+    pub identity_provider_id: Uuid,
+    /// Its name.
+    pub identity_provider_name: String,
+    /// Always `ExternalJWT`.
+    pub identity_provider_type: &'static str,
+    /// The provider's user id.
+    pub identity_provider_user_id: String,
+    /// Display name for the link.
+    pub display_name: String,
+    /// The token's email, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The token's username, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The tenant of the application the login was for.
+    #[serde(skip)]
+    pub tenant_id: Uuid,
+    /// The provider's refresh token, stored on the link when it is made.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+/// Pending links in memory, each with an expiry.
+#[derive(Debug)]
+pub struct PendingLinks {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, PendingLink)>>,
+}
+
+impl PendingLinks {
+    /// An empty store whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        PendingLinks {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, PendingLink)>> {
+        // A panic while holding the lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores `link` under `id` (dropping expired entries).
+    pub fn insert(&self, id: String, link: PendingLink) {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        entries.retain(|_, (expires, _)| *expires > now);
+        entries.insert(id, (now + self.ttl, link));
+    }
+
+    /// The live pending link `id`.
+    pub fn get(&self, id: &str) -> Option<PendingLink> {
+        let now = Instant::now();
+        self.lock()
+            .get(id)
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, l)| l.clone())
+    }
+
+    /// Removes and returns the live pending link `id`.
+    pub fn take(&self, id: &str) -> Option<PendingLink> {
+        let now = Instant::now();
+        self.lock()
+            .remove(id)
+            .filter(|(expires, _)| *expires > now)
+            .map(|(_, l)| l)
+    }
+}
+
+fn visible_link(grant: &ApiKeyGrant, link: &IdentityProviderLink) -> bool {
+    grant.allows_tenant(link.tenant_id)
+}
+
+/// `GET /api/identity-provider/link`.
+pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let provider_id = uuid_param(request, "identityProviderId")?;
+    let user_id = uuid_param(request, "userId")?;
+    let provider_user_id = request.query_param("identityProviderUserId");
+    if provider_user_id.is_none() && user_id.is_none() {
+        return Err(ApiError::field("userId", "blank", "You must specify the userId (or identityProviderId and identityProviderUserId)."));
+    }
+    let links: Vec<IdentityProviderLink> = context
+        .store
+        .find_links(provider_id, user_id, provider_user_id.as_deref())
+        .await?
+        .into_iter()
+        .filter(|l| visible_link(&grant, l))
+        .collect();
+    if provider_user_id.is_some() {
+        let link = links.into_iter().next().ok_or(ApiError::NotFound)?;
+        return Ok(PluginResponse::json(200, &json!({ "identityProviderLink": link })));
+    }
+    Ok(PluginResponse::json(200, &json!({ "identityProviderLinks": links })))
+}
+
+/// The link limit error of the Link API.
+fn limit_error(max: i64) -> ApiError {
+    ApiError::general(
+        "[LinkLimitReached]",
+        format!("The user already has the maximum of {max} links to this identity provider."),
+    )
+}
+
+/// `POST /api/identity-provider/link`: `{"identityProviderLink": {identityProviderId,
+/// identityProviderUserId, userId, displayName, token}}` or, to complete a pending link,
+/// `{"pendingIdPLinkId": …, "identityProviderLink": {"userId": …}}` (the older top-level
+/// `identityProviderId`/`identityProviderUserId`/`userId`/`displayName` are accepted too).
+pub async fn create(
+    request: &PluginRequest,
+    context: &PluginContext,
+    pending: &PendingLinks,
+) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let body = json_body(request)?;
+    let inner = body.get("identityProviderLink").cloned().unwrap_or(Value::Null);
+    let field = |name: &str| -> Option<String> {
+        inner
+            .get(name)
+            .or_else(|| body.get(name))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let user_id = field("userId")
+        .map(|s| parse_uuid("identityProviderLink.userId", &s))
+        .transpose()?
+        .ok_or_else(|| ApiError::field("identityProviderLink.userId", "blank", "You must specify the userId."))?;
+    let pending_id = body.get("pendingIdPLinkId").and_then(Value::as_str).filter(|s| !s.is_empty());
+
+    let (provider_id, provider_user_id, display_name, token, pending_link) = match pending_id {
+        Some(pid) => {
+            let p = pending.get(pid).ok_or_else(|| {
+                ApiError::field("pendingIdPLinkId", "invalid", "The pending link does not exist or has expired.")
+            })?;
+            (p.identity_provider_id, p.identity_provider_user_id.clone(), Some(p.display_name.clone()), p.token.clone(), Some((pid.to_string(), p)))
+        }
+        None => {
+            let provider_id = field("identityProviderId")
+                .map(|s| parse_uuid("identityProviderLink.identityProviderId", &s))
+                .transpose()?
+                .ok_or_else(|| ApiError::field("identityProviderLink.identityProviderId", "blank", "You must specify the identityProviderId."))?;
+            let provider_user_id = field("identityProviderUserId").ok_or_else(|| {
+                ApiError::field("identityProviderLink.identityProviderUserId", "blank", "You must specify the identityProviderUserId.")
+            })?;
+            (provider_id, provider_user_id, field("displayName"), field("token"), None)
+        }
+    };
+
+    let provider = context
+        .store
+        .get_identity_provider(provider_id)
+        .await?
+        .as_ref()
+        .and_then(Provider::from_document)
+        .ok_or_else(|| ApiError::field("identityProviderLink.identityProviderId", "invalid", "No identity provider exists with this id."))?;
+    let user = context
+        .store
+        .get_user(user_id)
+        .await?
+        .filter(|u| grant.allows_tenant(u.tenant_id))
+        .ok_or_else(|| ApiError::field("identityProviderLink.userId", "invalid", "No user exists with this id."))?;
+    if provider.tenant_id.is_some_and(|t| t != user.tenant_id)
+        || pending_link.as_ref().is_some_and(|(_, p)| p.tenant_id != user.tenant_id)
+    {
+        return Err(ApiError::field("identityProviderLink.userId", "invalid", "The user is not in the identity provider's tenant."));
+    }
+    let existing = context
+        .store
+        .find_links(Some(provider_id), None, Some(&provider_user_id))
+        .await?
+        .into_iter()
+        .find(|l| l.tenant_id == user.tenant_id);
+    if let Some(existing) = existing {
+        if existing.user_id == user.id {
+            return Err(ApiError::general("[duplicate]identityProviderLink", "This link already exists."));
+        }
+        return Err(ApiError::general(
+            "[duplicate]identityProviderLink",
+            "This identity provider user is already linked to another user.",
+        ));
+    }
+    if let Some(max) = provider.link_limit(user.tenant_id) {
+        let count = context.store.find_links(Some(provider_id), Some(user.id), None).await?.len();
+        if count as i64 >= max {
+            return Err(limit_error(max));
+        }
+    }
+    let now = context.clock.now_millis();
+    let link = IdentityProviderLink {
+        data: Default::default(),
+        display_name: display_name.or_else(|| Some(provider_user_id.clone())),
+        identity_provider_id: provider_id,
+        identity_provider_name: Some(provider.name.clone()),
+        identity_provider_type: Some(EXTERNAL_JWT.into()),
+        identity_provider_user_id: provider_user_id,
+        insert_instant: now,
+        last_login_instant: now,
+        tenant_id: user.tenant_id,
+        token,
+        user_id: user.id,
+    };
+    context.store.put_link(&link).await?;
+    if let Some((pid, _)) = pending_link {
+        pending.take(&pid);
+    }
+    Ok(PluginResponse::json(200, &json!({ "identityProviderLink": link })))
+}
+
+/// `DELETE /api/identity-provider/link?identityProviderId=&identityProviderUserId=&userId=`.
+pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let provider_id = uuid_param(request, "identityProviderId")?
+        .ok_or_else(|| ApiError::field("identityProviderId", "blank", "You must specify the identityProviderId."))?;
+    let user_id = uuid_param(request, "userId")?
+        .ok_or_else(|| ApiError::field("userId", "blank", "You must specify the userId."))?;
+    let provider_user_id = request.query_param("identityProviderUserId").ok_or_else(|| {
+        ApiError::field("identityProviderUserId", "blank", "You must specify the identityProviderUserId.")
+    })?;
+    let found = context
+        .store
+        .find_links(Some(provider_id), Some(user_id), Some(&provider_user_id))
+        .await?
+        .into_iter()
+        .any(|l| visible_link(&grant, &l));
+    if !found {
+        return Err(ApiError::NotFound);
+    }
+    let link = context.store.delete_link(provider_id, &provider_user_id, user_id).await?;
+    Ok(PluginResponse::json(200, &json!({ "identityProviderLink": link })))
+}
+
+/// `GET /api/identity-provider/link/pending/{pendingLinkId}[?userId=]`: the pending link, and
+/// with `userId` how many links that user has to the provider.
+pub async fn retrieve_pending(
+    request: &PluginRequest,
+    context: &PluginContext,
+    pending: &PendingLinks,
+) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let id = request.path_param("pendingLinkId").unwrap_or_default();
+    let link = pending
+        .get(id)
+        .filter(|l| grant.allows_tenant(l.tenant_id))
+        .ok_or(ApiError::NotFound)?;
+    let provider = context
+        .store
+        .get_identity_provider(link.identity_provider_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let tenant_configuration = provider
+        .get("tenantConfiguration")
+        .and_then(|t| t.get(link.tenant_id.to_string()))
+        .cloned();
+    let mut body = json!({ "pendingIdPLink": link });
+    if let Some(config) = &tenant_configuration {
+        body["identityProviderTenantConfiguration"] = config.clone();
+        body["pendingIdPLink"]["identityProviderTenantConfiguration"] = config.clone();
+    }
+    if let Some(user_id) = uuid_param(request, "userId")? {
+        let links = context
+            .store
+            .find_links(Some(link.identity_provider_id), Some(user_id), None)
+            .await?;
+        body["linkCount"] = json!(links.len());
+        body["pendingIdPLink"]["identityProviderLinks"] = json!(links);
+        if let Some(user) = context.store.get_user(user_id).await?.filter(|u| grant.allows_tenant(u.tenant_id)) {
+            body["pendingIdPLink"]["user"] = json!(user);
+        }
+    }
+    Ok(PluginResponse::json(200, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> PendingLink {
+        PendingLink {
+            identity_provider_id: Uuid::new_v4(),
+            identity_provider_name: "p".into(),
+            identity_provider_type: EXTERNAL_JWT,
+            identity_provider_user_id: "u".into(),
+            display_name: "d".into(),
+            email: None,
+            username: None,
+            tenant_id: Uuid::new_v4(),
+            token: Some("secret".into()),
+        }
+    }
+
+    #[test]
+    fn pending_links_expire_and_are_taken_once() {
+        let store = PendingLinks::new(Duration::from_secs(60));
+        store.insert("a".into(), link());
+        assert!(store.get("a").is_some());
+        assert!(store.take("a").is_some());
+        assert!(store.take("a").is_none());
+        let short = PendingLinks::new(Duration::from_millis(1));
+        short.insert("b".into(), link());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(short.get("b").is_none());
+        // the provider's token never appears in the JSON of a pending link
+        let text = serde_json::to_string(&link()).expect("json");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

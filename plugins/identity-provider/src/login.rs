@@ -1,0 +1,708 @@
+//! Login with an external JWT: `POST /api/identity-provider/login` and `POST /api/jwt/reconcile`
+//! (no authentication; a tenant-locked API key or `X-FusionAuth-TenantId` scopes the request).
+//!
+//! The JWT is `encodedJWT` or `data.token` on either endpoint. The flow:
+//! 1. the provider (ExternalJWT, enabled, enabled for the application) and the application
+//!    (active, in the request's tenant scope) — else 401;
+//! 2. the JWT, verified with the provider's keys ([`crate::keys`]) — else 401;
+//! 3. the identity ([`crate::reconcile::identity`]): unique id, email (its domain must be one of
+//!    `domains` when any are set), username — else 401;
+//! 4. the user: the linked one, else (`noLink` → 404) the linking strategy's decision
+//!    ([`crate::reconcile::decide`]); `CreatePendingLink` answers 200 with `pendingIdPLinkId`
+//!    and nothing else; strategies that cannot link answer 404; an unverified email, a link
+//!    limit, or a missing claim answer 401;
+//! 5. `claimMap`, then the reconcile lambda (not for `LinkAnonymously`); a failing lambda is a
+//!    401 `[LambdaInvocationFailed]` and nothing is saved;
+//! 6. the user (created or updated, `lastLoginInstant`), the registration (created with the
+//!    application's default roles when `createRegistration`), the link (`lastLoginInstant`, and
+//!    the provider's refresh token from `refresh_token`/`data.refresh_token` in `token`);
+//! 7. unless `noJWT`: a refresh token (when registered and the application generates them) and
+//!    an access token (`authenticationType` `FEDERATED_JWT`, `sid` = the refresh token id), in
+//!    the body and in the `access_token` (session) and `refresh_token` cookies.
+//!
+//! 200 when the user is registered to the application, 202 when not. Refusals carry an Errors
+//! body with a general error naming the reason (never token content). With `debug: true` on the
+//! provider every attempt writes a `Debug` event-log entry.
+
+use gatehouse_plugin_api::helpers::{expiring_cookie, parse_uuid, secure_cookies, session_cookie, signing_error, tenant_header};
+use gatehouse_plugin_api::model::{Application, DeviceInfo, IdentityProviderLink, RefreshTokenMetaData, Registration, Tenant, User};
+use gatehouse_plugin_api::refresh::issue_refresh_token;
+use gatehouse_plugin_api::{AccessTokenRequest, ApiError, Errors, PluginContext, PluginRequest, PluginResponse};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::common::json_body;
+use crate::engine::{run_reconcile, Limits};
+use crate::events::DebugLog;
+use crate::keys::{verify, KeyChoice};
+use crate::links::{PendingLink, PendingLinks};
+use crate::provider::{LinkingStrategy, Provider, EXTERNAL_JWT};
+use crate::reconcile::{apply_claim_map, decide, identity, Decision, Identity, Refusal};
+use crate::users::full_user;
+
+/// The `authenticationType` of access tokens issued here.
+pub const FEDERATED_JWT: &str = "FEDERATED_JWT";
+
+/// Which endpoint was called (it names the missing-token field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/identity-provider/login`.
+    Login,
+    /// `POST /api/jwt/reconcile`.
+    Reconcile,
+}
+
+/// The parsed request body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginRequest {
+    /// `applicationId`.
+    pub application_id: Uuid,
+    /// `identityProviderId`.
+    pub identity_provider_id: Uuid,
+    /// `encodedJWT` or `data.token`.
+    pub token: String,
+    /// `ipAddress`.
+    pub ip_address: Option<String>,
+    /// `metaData.device`.
+    pub device: DeviceInfo,
+    /// `noJWT`.
+    pub no_jwt: bool,
+    /// `noLink`.
+    pub no_link: bool,
+    /// The provider's refresh token (`refresh_token` or `data.refresh_token`).
+    pub provider_refresh_token: Option<String>,
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+/// Parses and checks the body; every problem is a field error of one 400.
+pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, ApiError> {
+    let mut errors = Errors::new();
+    let mut uuid = |name: &str| -> Option<Uuid> {
+        match text(body.get(name)) {
+            None => {
+                errors.field(name, "blank", format!("You must specify the {name}."));
+                None
+            }
+            Some(s) => match Uuid::parse_str(&s) {
+                Ok(id) => Some(id),
+                Err(_) => {
+                    errors.field(name, "invalid", format!("The {name} must be a UUID."));
+                    None
+                }
+            },
+        }
+    };
+    let application_id = uuid("applicationId");
+    let identity_provider_id = uuid("identityProviderId");
+    let data = body.get("data");
+    let token = text(data.and_then(|d| d.get("token"))).or_else(|| text(body.get("encodedJWT")));
+    if token.is_none() {
+        let field = match endpoint {
+            Endpoint::Login => "encodedJWT",
+            Endpoint::Reconcile => "data.token",
+        };
+        errors.field(field, "blank", "You must specify the JWT issued by the identity provider.");
+    }
+    let flag = |errors: &mut Errors, name: &str| match body.get(name) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.field(name, "invalid", "Expected a boolean.");
+            false
+        }
+    };
+    let no_jwt = flag(&mut errors, "noJWT");
+    let no_link = flag(&mut errors, "noLink");
+    let mut device = DeviceInfo::default();
+    if let Some(d) = body.get("metaData").and_then(|m| m.get("device")) {
+        match serde_json::from_value::<DeviceInfo>(d.clone()) {
+            Ok(parsed) => device = parsed,
+            Err(_) => {
+                errors.field("metaData.device", "invalid", "Expected description, lastAccessedAddress, name and type as strings.");
+            }
+        }
+    }
+    if let Some(v) = body.get("ipAddress") {
+        if !v.is_string() && !v.is_null() {
+            errors.field("ipAddress", "invalid", "Expected a string.");
+        }
+    }
+    errors.into_result()?;
+    match (application_id, identity_provider_id, token) {
+        (Some(application_id), Some(identity_provider_id), Some(token)) => Ok(LoginRequest {
+            application_id,
+            identity_provider_id,
+            token,
+            ip_address: text(body.get("ipAddress")),
+            device,
+            no_jwt,
+            no_link,
+            provider_refresh_token: text(body.get("refresh_token"))
+                .or_else(|| text(data.and_then(|d| d.get("refresh_token")))),
+        }),
+        _ => Err(ApiError::general("[invalid]", "The request is incomplete.")),
+    }
+}
+
+/// The LoginResponse body.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// The access token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Its expiry (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expiration_instant: Option<i64>,
+    /// The refresh token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_id: Option<Uuid>,
+    /// The pending link id (`CreatePendingLink`).
+    #[serde(rename = "pendingIdPLinkId", skip_serializing_if = "Option::is_none")]
+    pub pending_idp_link_id: Option<String>,
+    /// The user, with registrations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+}
+
+/// Why a login did not complete.
+enum Failure {
+    /// A refusal with a status and a general error.
+    Refused { status: u16, code: &'static str, message: String },
+    /// Any other API error (store, 400…).
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<gatehouse_plugin_api::StoreError> for Failure {
+    fn from(e: gatehouse_plugin_api::StoreError) -> Self {
+        Failure::Api(e.into())
+    }
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::Refused {
+            status: r.status(),
+            code: r.code(),
+            message: r.message(),
+        }
+    }
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> Failure {
+    Failure::Refused {
+        status: 401,
+        code,
+        message: message.into(),
+    }
+}
+
+/// What the plugin passes to a login besides the request.
+pub struct LoginEnv<'a> {
+    /// The context.
+    pub context: &'a PluginContext,
+    /// Pending links.
+    pub pending: &'a PendingLinks,
+    /// Lambda limits.
+    pub limits: Limits,
+}
+
+/// The tenant a login is scoped to: a presented API key's (a wrong key is a 401), else the
+/// `X-FusionAuth-TenantId` header.
+fn tenant_scope(request: &PluginRequest, context: &PluginContext) -> Result<Option<Uuid>, ApiError> {
+    if request.header("authorization").is_some_and(|h| !h.trim().is_empty()) && request.bearer_token().is_none() {
+        return Ok(context.api_keys.authenticate(request)?.tenant_id);
+    }
+    tenant_header(request)
+}
+
+/// Handles both login endpoints.
+pub async fn login(request: &PluginRequest, env: &LoginEnv<'_>, endpoint: Endpoint) -> Result<PluginResponse, ApiError> {
+    let body = json_body(request)?;
+    let parsed = parse_request(&body, endpoint)?;
+    let scope = tenant_scope(request, env.context)?;
+    let mut debug = DebugLog::new(false);
+    let heading = format!(
+        "External JWT login with identity provider [{}] for application [{}]",
+        parsed.identity_provider_id, parsed.application_id
+    );
+    let outcome = run(request, env, &parsed, scope, &mut debug).await;
+    let response = match outcome {
+        Ok(response) => Ok(response),
+        Err(Failure::Refused { status, code, message }) => {
+            debug.line(format!("Refused with {status} {code}: {message}"));
+            if status == 404 {
+                Ok(PluginResponse::empty(404))
+            } else {
+                let mut errors = Errors::new();
+                errors.general(code, message);
+                Ok(PluginResponse::json(status, &errors))
+            }
+        }
+        Err(Failure::Api(e)) => {
+            debug.line(format!("Failed with status {}", e.status()));
+            Err(e)
+        }
+    };
+    debug.flush(env.context, &heading).await;
+    response
+}
+
+async fn run(
+    request: &PluginRequest,
+    env: &LoginEnv<'_>,
+    req: &LoginRequest,
+    scope: Option<Uuid>,
+    debug: &mut DebugLog,
+) -> Result<PluginResponse, Failure> {
+    let context = env.context;
+    let now = context.clock.now_millis();
+
+    // 1. provider and application
+    let doc = context.store.get_identity_provider(req.identity_provider_id).await?;
+    let provider = doc
+        .as_ref()
+        .and_then(Provider::from_document)
+        .ok_or_else(|| refused("[InvalidIdentityProvider]", "No ExternalJWT identity provider exists with this identityProviderId."))?;
+    debug.set_enabled(provider.debug);
+    debug.line(format!("Provider [{}] linking strategy [{}]", provider.name, provider.linking_strategy.name()));
+    let application = context
+        .store
+        .get_application(req.application_id)
+        .await?
+        .filter(|a| a.active)
+        .filter(|a| scope.is_none_or(|t| t == a.tenant_id))
+        .ok_or_else(|| refused("[InvalidApplication]", "No active application exists with this applicationId."))?;
+    if provider.tenant_id.is_some_and(|t| t != application.tenant_id) {
+        return Err(refused("[InvalidApplication]", "The application is not in the identity provider's tenant."));
+    }
+    if !provider.enabled {
+        return Err(refused("[IdentityProviderDisabled]", "The identity provider is disabled."));
+    }
+    if !provider.enabled_for(application.id) {
+        return Err(refused(
+            "[IdentityProviderDisabledForApplication]",
+            "The identity provider is not enabled for this application.",
+        ));
+    }
+    let tenant = context
+        .store
+        .get_tenant(application.tenant_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the application's tenant is missing"))?;
+
+    // 2. the JWT
+    let ring = |id: &str| {
+        context
+            .tokens
+            .public_keys()
+            .into_iter()
+            .find(|k| k.key_id == id)
+            .map(|k| k.pem)
+    };
+    let choice = KeyChoice {
+        header_key_parameter: &provider.header_key_parameter,
+        keys: &provider.keys,
+        default_key_id: provider.default_key_id.as_deref(),
+    };
+    let verified = verify(&req.token, choice, &ring, context.clock.now_seconds()).map_err(|e| {
+        debug.line(format!("JWT verification failed: {e}"));
+        refused("[InvalidJWT]", format!("The JWT could not be verified: {e}."))
+    })?;
+    debug.line(format!(
+        "JWT verified with {} ({}, {:?}); claims present: [{}]",
+        verified.source,
+        verified.key_kind,
+        verified.algorithm,
+        verified.claims.keys().cloned().collect::<Vec<_>>().join(", ")
+    ));
+
+    // 3. identity
+    let who = identity(&provider, &verified.claims)?;
+    debug.line(format!("Unique id claim [{}] = [{}]", provider.unique_id_claim, who.unique_id));
+
+    // 4. the user
+    let existing_link = context
+        .store
+        .find_links(Some(provider.id), None, Some(&who.unique_id))
+        .await?
+        .into_iter()
+        .find(|l| l.tenant_id == application.tenant_id);
+    let linked_user = match &existing_link {
+        Some(link) => context.store.get_user(link.user_id).await?,
+        None => None,
+    };
+    let (mut user, created) = match linked_user {
+        Some(user) => {
+            debug.line(format!("Existing link to user [{}]", user.id));
+            (user, false)
+        }
+        None => {
+            if req.no_link {
+                debug.line("No link exists and noLink was requested");
+                return Err(Refusal::NotLinked.into());
+            }
+            match resolve(env, &provider, &application, &who, req, now, debug).await? {
+                Resolved::User(user, created) => (*user, created),
+                Resolved::Pending(id) => {
+                    let body = LoginResponse {
+                        pending_idp_link_id: Some(id),
+                        ..Default::default()
+                    };
+                    return Ok(PluginResponse::json(200, &body));
+                }
+            }
+        }
+    };
+    if !user.active {
+        return Err(refused("[UserInactive]", "The user is deactivated."));
+    }
+
+    // 5. claim map and lambda
+    let app_config = provider.applications.get(&application.id).copied();
+    let mut registration = context.store.get_registration(user.id, application.id).await?;
+    let registering = registration.is_none() && app_config.is_some_and(|c| c.create_registration);
+    let mut working_registration = registration.clone().unwrap_or_else(|| Registration {
+        id: Uuid::new_v4(),
+        application_id: application.id,
+        user_id: Some(user.id),
+        roles: application.default_roles(),
+        insert_instant: now,
+        verified: true,
+        ..Default::default()
+    });
+    let applied = apply_claim_map(&provider.claim_map, &verified.claims, &mut user, &mut working_registration.data);
+    if !applied.is_empty() {
+        debug.line(format!("claimMap applied claims [{}]", applied.join(", ")));
+    }
+    if let Some(lambda_id) = provider.reconcile_lambda_id {
+        if provider.linking_strategy != LinkingStrategy::LinkAnonymously {
+            let (u, r) = run_lambda(env, lambda_id, &user, &working_registration, &verified.claims, debug).await?;
+            user = u;
+            working_registration = r;
+        }
+    }
+
+    // 6. persist
+    user.last_login_instant = Some(now);
+    user.last_update_instant = now;
+    if created {
+        context.store.create_user(&user).await?;
+        debug.line(format!("Created user [{}]", user.id));
+    } else {
+        context.store.update_user(&user).await?;
+    }
+    if registration.is_some() || registering {
+        working_registration.last_login_instant = Some(now);
+        working_registration.last_update_instant = now;
+        context.store.upsert_registration(&working_registration).await?;
+        if registering {
+            debug.line(format!(
+                "Registered the user to the application with roles [{}]",
+                working_registration.roles.join(", ")
+            ));
+        }
+        registration = Some(working_registration);
+    }
+    let mut link = existing_link.unwrap_or_else(|| IdentityProviderLink {
+        data: Default::default(),
+        display_name: Some(who.display_name()),
+        identity_provider_id: provider.id,
+        identity_provider_name: Some(provider.name.clone()),
+        identity_provider_type: Some(EXTERNAL_JWT.into()),
+        identity_provider_user_id: who.unique_id.clone(),
+        insert_instant: now,
+        last_login_instant: now,
+        tenant_id: application.tenant_id,
+        token: None,
+        user_id: user.id,
+    });
+    if link.insert_instant == now {
+        debug.line(format!("Linked the provider user to user [{}]", user.id));
+    }
+    link.last_login_instant = now;
+    link.identity_provider_name = Some(provider.name.clone());
+    if let Some(token) = &req.provider_refresh_token {
+        link.token = Some(token.clone());
+    }
+    context.store.put_link(&link).await?;
+
+    // 7. tokens
+    let ip = req.ip_address.clone().or_else(|| request.client_ip());
+    debug.line(format!("Login from [{}]", ip.as_deref().unwrap_or("unknown")));
+    let mut body = LoginResponse::default();
+    let mut response_cookies = Vec::new();
+    if !req.no_jwt {
+        let secure = secure_cookies(request, context);
+        let refresh = match &registration {
+            Some(_) if application.login_configuration.generate_refresh_tokens => {
+                let mut device = req.device.clone();
+                if device.last_accessed_address.is_none() {
+                    device.last_accessed_address = ip.clone();
+                }
+                device.last_accessed_instant = Some(now);
+                let meta = RefreshTokenMetaData {
+                    device,
+                    scopes: Vec::new(),
+                };
+                Some(issue_refresh_token(context.refresh_env(), &user, &tenant, Some(&application), meta).await?)
+            }
+            _ => None,
+        };
+        let issued = issue(context, &user, &tenant, &application, registration.as_ref(), refresh.as_ref().map(|r| r.id))?;
+        response_cookies.push(session_cookie("access_token", &issued.token, secure));
+        if let Some(r) = &refresh {
+            response_cookies.push(expiring_cookie("refresh_token", &r.token, r.expiration_instant, now, secure));
+        }
+        body.token = Some(issued.token);
+        body.token_expiration_instant = Some(issued.expiration_instant);
+        body.refresh_token_id = refresh.as_ref().map(|r| r.id);
+        body.refresh_token = refresh.map(|r| r.token);
+    }
+    let status = if registration.is_some() { 200 } else { 202 };
+    debug.line(format!("Answered {status} for user [{}]", user.id));
+    body.user = Some(full_user(context, user).await?);
+    let mut response = PluginResponse::json(status, &body);
+    for cookie in &response_cookies {
+        response = response.with_cookie(cookie);
+    }
+    Ok(response)
+}
+
+fn issue(
+    context: &PluginContext,
+    user: &User,
+    tenant: &Tenant,
+    application: &Application,
+    registration: Option<&Registration>,
+    session_id: Option<Uuid>,
+) -> Result<gatehouse_plugin_api::IssuedToken, Failure> {
+    context
+        .tokens
+        .issue_access_token(&AccessTokenRequest {
+            user,
+            tenant,
+            application: Some(application),
+            registration,
+            authentication_type: FEDERATED_JWT,
+            expires_at: None,
+            session_id,
+        })
+        .map_err(|e| Failure::Api(signing_error(e)))
+}
+
+enum Resolved {
+    User(Box<User>, bool),
+    Pending(String),
+}
+
+/// The user for a provider user without a link, per the linking strategy.
+async fn resolve(
+    env: &LoginEnv<'_>,
+    provider: &Provider,
+    application: &Application,
+    who: &Identity,
+    req: &LoginRequest,
+    now: i64,
+    debug: &mut DebugLog,
+) -> Result<Resolved, Failure> {
+    let context = env.context;
+    let tenant_id = application.tenant_id;
+    let strategy = provider.linking_strategy;
+    let found = if strategy.by_email() {
+        match &who.email {
+            Some(email) => context.store.find_user_by_email(tenant_id, email).await?,
+            None => None,
+        }
+    } else if strategy.by_username() {
+        match &who.username {
+            Some(username) => context.store.find_user_by_username(tenant_id, username).await?,
+            None => None,
+        }
+    } else {
+        None
+    };
+    match decide(strategy, provider, who, found) {
+        Decision::Pending => {
+            let id = context.tokens.new_refresh_token_value();
+            env.pending.insert(
+                id.clone(),
+                PendingLink {
+                    identity_provider_id: provider.id,
+                    identity_provider_name: provider.name.clone(),
+                    identity_provider_type: EXTERNAL_JWT,
+                    identity_provider_user_id: who.unique_id.clone(),
+                    display_name: who.display_name(),
+                    email: who.email.clone(),
+                    username: who.username.clone(),
+                    tenant_id,
+                    token: req.provider_refresh_token.clone(),
+                },
+            );
+            debug.line("Created a pending link");
+            Ok(Resolved::Pending(id))
+        }
+        Decision::Refuse(r) => Err(r.into()),
+        Decision::Link(user) => {
+            if let Some(max) = provider.link_limit(tenant_id) {
+                let count = context.store.find_links(Some(provider.id), Some(user.id), None).await?.len();
+                if count as i64 >= max {
+                    return Err(Refusal::LinkLimitReached(max).into());
+                }
+            }
+            debug.line(format!("Found existing user [{}] by {}", user.id, if strategy.by_email() { "email" } else { "username" }));
+            Ok(Resolved::User(user, false))
+        }
+        Decision::Create { email, username } => {
+            // A username-linked user keeps the token's email when no one else has it.
+            let email = match (email, strategy.by_username(), &who.email) {
+                (Some(e), _, _) => Some(e),
+                (None, true, Some(e)) if context.store.find_user_by_email(tenant_id, e).await?.is_none() => Some(e.clone()),
+                _ => None,
+            };
+            let verified = email.is_some() && who.email_verified != Some(false);
+            let user = User {
+                id: Uuid::new_v4(),
+                tenant_id,
+                email,
+                username,
+                verified,
+                active: true,
+                insert_instant: now,
+                last_update_instant: now,
+                ..Default::default()
+            };
+            Ok(Resolved::User(Box::new(user), true))
+        }
+    }
+}
+
+/// Runs the reconcile lambda and merges its result; identifiers cannot be changed by it.
+async fn run_lambda(
+    env: &LoginEnv<'_>,
+    lambda_id: Uuid,
+    user: &User,
+    registration: &Registration,
+    claims: &Map<String, Value>,
+    debug: &mut DebugLog,
+) -> Result<(User, Registration), Failure> {
+    let lambda = env
+        .context
+        .store
+        .get_lambda(lambda_id)
+        .await?
+        .ok_or_else(|| refused("[LambdaInvocationFailed]", "The reconcile lambda of the identity provider does not exist."))?;
+    let body = lambda.get("body").and_then(Value::as_str).unwrap_or_default().to_string();
+    let lambda_debug = lambda.get("debug").and_then(Value::as_bool).unwrap_or(false);
+    let name = lambda.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let user_json = serde_json::to_value(user).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut registration_json = serde_json::to_value(registration).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(obj) = registration_json.as_object_mut() {
+        obj.remove("userId");
+    }
+    let jwt = Value::Object(claims.clone());
+    let limits = env.limits;
+    let job = move || run_reconcile(&body, &user_json, &registration_json, &jwt, limits);
+    let result = match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(job)
+            .await
+            .map_err(|e| ApiError::internal(format!("lambda task failed: {e}")))?,
+        Err(_) => job(),
+    };
+    let reconciled = match result {
+        Ok(r) => r,
+        Err(e) => {
+            debug.line(format!("Reconcile lambda [{lambda_id}] failed: {e}"));
+            return Err(refused("[LambdaInvocationFailed]", format!("The reconcile lambda [{name}] failed: {e}.")));
+        }
+    };
+    if lambda_debug && !reconciled.logs.is_empty() {
+        let message = format!(
+            "Reconcile lambda [{name}] ({lambda_id}) console output:\n  {}",
+            reconciled.logs.join("\n  ")
+        );
+        let _ = env.context.store.add_event("Debug", &message).await;
+    }
+    debug.line(format!("Reconcile lambda [{lambda_id}] ran"));
+    let bad = |what: &str, e: serde_json::Error| {
+        refused("[LambdaInvocationFailed]", format!("The reconcile lambda [{name}] left an invalid {what}: {e}."))
+    };
+    let mut new_user: User = serde_json::from_value(strip_nulls(reconciled.user)).map_err(|e| bad("user", e))?;
+    new_user.id = user.id;
+    new_user.tenant_id = user.tenant_id;
+    new_user.insert_instant = user.insert_instant;
+    new_user.registrations = Vec::new();
+    let mut new_registration: Registration =
+        serde_json::from_value(strip_nulls(reconciled.registration)).map_err(|e| bad("registration", e))?;
+    new_registration.id = registration.id;
+    new_registration.application_id = registration.application_id;
+    new_registration.user_id = registration.user_id;
+    new_registration.insert_instant = registration.insert_instant;
+    Ok((new_user, new_registration))
+}
+
+/// Drops `null` members of an object (a lambda may set `user.middleName = null`).
+fn strip_nulls(mut value: Value) -> Value {
+    if let Some(obj) = value.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_parsed_with_field_errors() {
+        let app = Uuid::new_v4();
+        let idp = Uuid::new_v4();
+        let ok = parse_request(
+            &json!({"applicationId": app, "identityProviderId": idp, "data": {"token": "t", "refresh_token": "r"},
+                    "ipAddress": "10.0.0.1", "noJWT": true, "metaData": {"device": {"name": "n", "type": "BROWSER"}}}),
+            Endpoint::Reconcile,
+        )
+        .expect("ok");
+        assert_eq!(ok.token, "t");
+        assert_eq!(ok.provider_refresh_token.as_deref(), Some("r"));
+        assert!(ok.no_jwt && !ok.no_link);
+        assert_eq!(ok.device.device_type.as_deref(), Some("BROWSER"));
+        let legacy = parse_request(&json!({"applicationId": app, "identityProviderId": idp, "encodedJWT": "e"}), Endpoint::Login)
+            .expect("ok");
+        assert_eq!(legacy.token, "e");
+
+        let err = parse_request(&json!({"applicationId": "x", "noLink": "yes"}), Endpoint::Login).unwrap_err();
+        let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
+        for field in ["applicationId", "identityProviderId", "encodedJWT", "noLink"] {
+            assert!(body["fieldErrors"][field].is_array(), "{field}: {body}");
+        }
+        let err = parse_request(&json!({}), Endpoint::Reconcile).unwrap_err();
+        let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
+        assert!(body["fieldErrors"]["data.token"].is_array());
+    }
+
+    #[test]
+    fn the_login_response_omits_what_it_lacks() {
+        let body = serde_json::to_value(LoginResponse {
+            pending_idp_link_id: Some("p".into()),
+            ..Default::default()
+        })
+        .expect("json");
+        assert_eq!(body, json!({"pendingIdPLinkId": "p"}));
+        assert_eq!(strip_nulls(json!({"a": null, "b": 1})), json!({"b": 1}));
+    }
+}

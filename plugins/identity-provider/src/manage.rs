@@ -1,0 +1,346 @@
+//! Provider management: `POST /api/identity-provider[/{identityProviderId}]`,
+//! `GET /api/identity-provider[/{identityProviderId}]` (all, or `?type=`), `PUT` and `PATCH`
+//! (`application/json`, `application/merge-patch+json`, `application/json-patch+json`)
+//! `/api/identity-provider/{identityProviderId}`, `DELETE` (links go with the provider), and
+//! `GET /api/identity-provider/lookup?domain=`.
+//!
+//! All need an API key. A request scoped to a tenant (tenant-locked key or
+//! `X-FusionAuth-TenantId`) sees global providers and its tenant's, and changes only its tenant's;
+//! a provider it creates is scoped to its tenant.
+
+use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::common::{api_key, document_tenant, json_body, visible, wrapped, writable};
+use crate::lambdas::{lambda_type, RECONCILE_TYPE};
+use crate::patch::{apply, PatchFormat};
+use crate::provider::{
+    normalize, redact, restore_redacted, validate_document, Provider, EXTERNAL_JWT,
+};
+
+const PREFIX: &str = "identityProvider.";
+
+/// `{"identityProvider": doc}`.
+fn one(doc: &Value) -> PluginResponse {
+    PluginResponse::json(200, &json!({ "identityProvider": redact(doc) }))
+}
+
+/// Validates `doc` fully (content and references) for provider `id`; `errors` collects.
+async fn validate_all(
+    doc: &Value,
+    id: Uuid,
+    grant: &ApiKeyGrant,
+    context: &PluginContext,
+) -> Result<(), ApiError> {
+    let mut errors = Errors::new();
+    validate_document(doc, PREFIX, &mut errors);
+    if let Some(t) = document_tenant(doc) {
+        if context.store.get_tenant(t).await?.is_none() {
+            errors.field("identityProvider.tenantId", "invalid", "No tenant exists with this tenantId.");
+        }
+        if !grant.allows_tenant(t) {
+            errors.field("identityProvider.tenantId", "invalid", "The request is scoped to another tenant.");
+        }
+    }
+    if let Some(apps) = doc.get("applicationConfiguration").and_then(Value::as_object) {
+        for key in apps.keys() {
+            let Ok(app_id) = Uuid::parse_str(key) else { continue };
+            let found = context.store.get_application(app_id).await?;
+            let ok = found.is_some_and(|a| {
+                grant.allows_tenant(a.tenant_id) && document_tenant(doc).is_none_or(|t| t == a.tenant_id)
+            });
+            if !ok {
+                errors.field(
+                    &format!("identityProvider.applicationConfiguration[{key}]"),
+                    "invalid",
+                    "No application exists with this id (in the tenants this provider and request can reach).",
+                );
+            }
+        }
+    }
+    if let Some(tenants) = doc.get("tenantConfiguration").and_then(Value::as_object) {
+        for key in tenants.keys() {
+            let Ok(tenant_id) = Uuid::parse_str(key) else { continue };
+            if context.store.get_tenant(tenant_id).await?.is_none() {
+                errors.field(
+                    &format!("identityProvider.tenantConfiguration[{key}]"),
+                    "invalid",
+                    "No tenant exists with this id.",
+                );
+            }
+        }
+    }
+    if let Some(reconcile) = doc
+        .get("lambdaConfiguration")
+        .and_then(|l| l.get("reconcileId"))
+        .and_then(Value::as_str)
+    {
+        if let Ok(lambda_id) = Uuid::parse_str(reconcile) {
+            match context.store.get_lambda(lambda_id).await? {
+                None => {
+                    errors.field("identityProvider.lambdaConfiguration.reconcileId", "invalid", "No lambda exists with this id.");
+                }
+                Some(l) if lambda_type(&l) != Some(RECONCILE_TYPE) => {
+                    errors.field(
+                        "identityProvider.lambdaConfiguration.reconcileId",
+                        "invalid",
+                        "The lambda must be of type ExternalJWTReconcile.",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if let Some(default_key) = doc.get("defaultKeyId").and_then(Value::as_str) {
+        let in_map = doc
+            .get("keys")
+            .and_then(|k| k.get(default_key))
+            .is_some();
+        let in_ring = context
+            .tokens
+            .public_keys()
+            .iter()
+            .any(|k| k.key_id == default_key);
+        if !default_key.is_empty() && !in_map && !in_ring {
+            errors.field(
+                "identityProvider.defaultKeyId",
+                "invalid",
+                "The defaultKeyId names neither a key of this provider nor a public key of the gateway.",
+            );
+        }
+    }
+    if let Some(domains) = doc.get("domains").and_then(Value::as_array) {
+        let others: Vec<Provider> = context
+            .store
+            .list_identity_providers()
+            .await?
+            .iter()
+            .filter_map(Provider::from_document)
+            .filter(|p| p.id != id)
+            .collect();
+        for (i, d) in domains.iter().enumerate() {
+            let Some(d) = d.as_str() else { continue };
+            if let Some(owner) = others.iter().find(|p| p.manages_domain(d)) {
+                errors.field(
+                    &format!("identityProvider.domains[{i}]"),
+                    "duplicate",
+                    format!("The domain [{d}] is already managed by the identity provider [{}].", owner.id),
+                );
+            }
+        }
+    }
+    errors.into_result()
+}
+
+/// Finishes a document for storage: id, tenant of a scoped request, defaults, instants.
+fn finish(mut doc: Value, id: Uuid, grant: &ApiKeyGrant, insert: i64, now: i64) -> Value {
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("id".into(), json!(id));
+        if let (Some(t), None) = (grant.tenant_id, obj.get("tenantId")) {
+            obj.insert("tenantId".into(), json!(t));
+        }
+    }
+    normalize(&mut doc);
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("insertInstant".into(), json!(insert));
+        obj.insert("lastUpdateInstant".into(), json!(now));
+    }
+    doc
+}
+
+/// `POST /api/identity-provider[/{identityProviderId}]`.
+pub async fn create(
+    request: &PluginRequest,
+    context: &PluginContext,
+    path_id: Option<Uuid>,
+) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let mut doc = wrapped(&json_body(request)?, "identityProvider")?;
+    let id = match path_id {
+        Some(id) => id,
+        None => match doc.get("id").and_then(Value::as_str) {
+            Some(s) => parse_uuid("identityProvider.id", s)?,
+            None => Uuid::new_v4(),
+        },
+    };
+    if let (Some(t), Some(obj)) = (grant.tenant_id, doc.as_object_mut()) {
+        obj.entry("tenantId").or_insert(json!(t));
+    }
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("id".into(), json!(id));
+    }
+    if context.store.get_identity_provider(id).await?.is_some() {
+        return Err(ApiError::field(
+            "identityProviderId",
+            "duplicate",
+            "An identity provider with this id already exists.",
+        ));
+    }
+    validate_all(&doc, id, &grant, context).await?;
+    let now = context.clock.now_millis();
+    let doc = finish(doc, id, &grant, now, now);
+    context.store.put_identity_provider(id, &doc).await?;
+    Ok(one(&doc))
+}
+
+/// The stored provider `id`, when the request may see it.
+async fn load(id: Uuid, grant: &ApiKeyGrant, context: &PluginContext) -> Result<Value, ApiError> {
+    context
+        .store
+        .get_identity_provider(id)
+        .await?
+        .filter(|doc| visible(grant, doc))
+        .ok_or(ApiError::NotFound)
+}
+
+/// `GET /api/identity-provider/{identityProviderId}`.
+pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let id = path_uuid(request, "identityProviderId")?;
+    Ok(one(&load(id, &grant, context).await?))
+}
+
+/// `GET /api/identity-provider` (optionally `?type=`).
+pub async fn retrieve_all(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let wanted = request.query_param("type");
+    let mut docs: Vec<Value> = context
+        .store
+        .list_identity_providers()
+        .await?
+        .into_iter()
+        .filter(|d| visible(&grant, d))
+        .filter(|d| {
+            wanted
+                .as_deref()
+                .is_none_or(|t| d.get("type").and_then(Value::as_str) == Some(t))
+        })
+        .map(|d| redact(&d))
+        .collect();
+    docs.sort_by_key(|d| d.get("name").and_then(Value::as_str).unwrap_or_default().to_lowercase());
+    Ok(PluginResponse::json(200, &json!({ "identityProviders": docs })))
+}
+
+async fn replace(
+    id: Uuid,
+    existing: &Value,
+    mut doc: Value,
+    grant: &ApiKeyGrant,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("id".into(), json!(id));
+        obj.remove("insertInstant");
+        obj.remove("lastUpdateInstant");
+        if let Some(t) = document_tenant(existing) {
+            obj.entry("tenantId").or_insert(json!(t));
+        }
+    }
+    restore_redacted(&mut doc, existing);
+    validate_all(&doc, id, grant, context).await?;
+    let insert = existing
+        .get("insertInstant")
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| context.clock.now_millis());
+    let doc = finish(doc, id, grant, insert, context.clock.now_millis());
+    context.store.put_identity_provider(id, &doc).await?;
+    Ok(one(&doc))
+}
+
+/// `PUT /api/identity-provider/{identityProviderId}`: full replacement.
+pub async fn update(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let id = path_uuid(request, "identityProviderId")?;
+    let existing = load(id, &grant, context).await?;
+    if !writable(&grant, &existing) {
+        return Err(ApiError::NotFound);
+    }
+    let doc = wrapped(&json_body(request)?, "identityProvider")?;
+    replace(id, &existing, doc, &grant, context).await
+}
+
+/// `PATCH /api/identity-provider/{identityProviderId}` in any of the three formats.
+pub async fn patch(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let format = PatchFormat::from_content_type(request.header("content-type"))
+        .ok_or(ApiError::UnsupportedMediaType)?;
+    let id = path_uuid(request, "identityProviderId")?;
+    let existing = load(id, &grant, context).await?;
+    if !writable(&grant, &existing) {
+        return Err(ApiError::NotFound);
+    }
+    let body = json_body(request)?;
+    let patched = apply(format, &json!({ "identityProvider": existing }), &body)
+        .map_err(|e| ApiError::general(e.code, e.message))?;
+    let doc = wrapped(&patched, "identityProvider")?;
+    if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
+        return Err(ApiError::field(
+            "identityProvider.type",
+            "invalid",
+            "The type of an identity provider cannot be changed.",
+        ));
+    }
+    replace(id, &existing, doc, &grant, context).await
+}
+
+/// `DELETE /api/identity-provider/{identityProviderId}`: the provider and its links.
+pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let id = path_uuid(request, "identityProviderId")?;
+    let existing = load(id, &grant, context).await?;
+    if !writable(&grant, &existing) {
+        return Err(ApiError::NotFound);
+    }
+    context.store.delete_identity_provider(id).await?;
+    Ok(PluginResponse::empty(200))
+}
+
+/// `GET /api/identity-provider/lookup?domain=` (a domain or an email address; optional
+/// `tenantId` prefers that tenant's providers over global ones): 200 with the provider's
+/// details, 404 when no enabled provider manages the domain.
+pub async fn lookup(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+    let grant = api_key(request, context)?;
+    let raw = request
+        .query_param("domain")
+        .ok_or_else(|| ApiError::field("domain", "blank", "You must specify the domain or an email address."))?;
+    let domain = raw.rsplit_once('@').map(|(_, d)| d).unwrap_or(&raw).to_string();
+    let tenant = match request.query_param("tenantId") {
+        Some(t) => Some(parse_uuid("tenantId", &t)?),
+        None => grant.tenant_id,
+    };
+    let docs = context.store.list_identity_providers().await?;
+    let candidates: Vec<(&Value, Provider)> = docs
+        .iter()
+        .filter(|d| visible(&grant, d))
+        .filter_map(|d| Provider::from_document(d).map(|p| (d, p)))
+        .filter(|(_, p)| p.enabled && p.manages_domain(&domain))
+        .filter(|(_, p)| p.tenant_id.is_none() || p.tenant_id == tenant)
+        .collect();
+    let chosen = candidates
+        .iter()
+        .find(|(_, p)| tenant.is_some() && p.tenant_id == tenant)
+        .or_else(|| candidates.first())
+        .ok_or(ApiError::NotFound)?;
+    let (doc, provider) = chosen;
+    let application_ids: Vec<Uuid> = provider
+        .applications
+        .iter()
+        .filter(|(_, c)| c.enabled)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut details = json!({
+        "applicationIds": application_ids,
+        "id": provider.id,
+        "name": provider.name,
+        "type": EXTERNAL_JWT,
+    });
+    if let Some(oauth2) = redact(doc).get("oauth2") {
+        details["oauth2"] = oauth2.clone();
+    }
+    if let Some(t) = provider.tenant_id {
+        details["tenantId"] = json!(t);
+    }
+    Ok(PluginResponse::json(200, &json!({ "identityProvider": details })))
+}

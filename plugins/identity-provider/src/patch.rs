@@ -1,0 +1,407 @@
+//! The three PATCH formats FusionAuth accepts, as pure functions over JSON documents.
+//!
+//! - `application/json`: FusionAuth's merge — objects merge recursively, `null` removes a
+//!   member, and arrays are *appended* to (the documented limitation).
+//! - `application/merge-patch+json`: RFC 7396 — like the above, but arrays are replaced.
+//! - `application/json-patch+json`: RFC 6902 — `add`, `remove`, `replace`, `move`, `copy` and
+//!   `test`, applied in order to a copy; any failing operation (including a `test` whose value
+//!   differs) leaves the document untouched and reports which operation failed.
+//!
+//! Patches apply to the request shape (`{"identityProvider": {...}}`, `{"lambda": {...}}`).
+
+use serde_json::Value;
+
+/// The PATCH format named by a Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchFormat {
+    /// `application/json`.
+    FusionAuthMerge,
+    /// `application/merge-patch+json`.
+    MergePatch,
+    /// `application/json-patch+json`.
+    JsonPatch,
+}
+
+impl PatchFormat {
+    /// The format of a Content-Type header (parameters such as `charset` ignored); `None` for
+    /// anything else (a 415). A missing header means `application/json`.
+    pub fn from_content_type(content_type: Option<&str>) -> Option<PatchFormat> {
+        let Some(ct) = content_type else {
+            return Some(PatchFormat::FusionAuthMerge);
+        };
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" | "" => Some(PatchFormat::FusionAuthMerge),
+            "application/merge-patch+json" => Some(PatchFormat::MergePatch),
+            "application/json-patch+json" => Some(PatchFormat::JsonPatch),
+            _ => None,
+        }
+    }
+}
+
+/// Why a patch could not be applied; the message names the operation and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchError {
+    /// FusionAuth-style code, e.g. `[invalid]` or `[TestFailed]`.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn error(code: &'static str, message: impl Into<String>) -> PatchError {
+    PatchError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Applies `patch` in `format` to `target`, returning the patched document.
+pub fn apply(format: PatchFormat, target: &Value, patch: &Value) -> Result<Value, PatchError> {
+    match format {
+        PatchFormat::FusionAuthMerge => {
+            let mut doc = target.clone();
+            fusionauth_merge(&mut doc, patch);
+            Ok(doc)
+        }
+        PatchFormat::MergePatch => {
+            let mut doc = target.clone();
+            merge_patch(&mut doc, patch);
+            Ok(doc)
+        }
+        PatchFormat::JsonPatch => json_patch(target, patch),
+    }
+}
+
+/// FusionAuth's `application/json` PATCH merge: arrays are appended to.
+pub fn fusionauth_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(key);
+                } else if let Some(existing) = t.get_mut(key) {
+                    fusionauth_merge(existing, value);
+                } else {
+                    t.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(p)) => t.extend(p.iter().cloned()),
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// RFC 7396 JSON Merge Patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(t) = target {
+        for (key, value) in p {
+            if value.is_null() {
+                t.remove(key);
+            } else {
+                merge_patch(t.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// Splits an RFC 6901 JSON pointer into unescaped tokens.
+fn pointer_tokens(pointer: &str) -> Result<Vec<String>, PatchError> {
+    if pointer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/').ok_or_else(|| {
+        error(
+            "[invalid]",
+            format!("The path [{pointer}] is not a JSON pointer (it must start with /)."),
+        )
+    })?;
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+fn array_index(token: &str, len: usize, allow_end: bool) -> Option<usize> {
+    if allow_end && token == "-" {
+        return Some(len);
+    }
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    let index: usize = token.parse().ok()?;
+    let limit = if allow_end { len } else { len.saturating_sub(1) };
+    (index <= limit && (allow_end || len > 0)).then_some(index)
+}
+
+fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String], path: &str) -> Result<&'a mut Value, PatchError> {
+    let mut current = doc;
+    for token in tokens {
+        current = match current {
+            Value::Object(map) => map.get_mut(token),
+            Value::Array(items) => {
+                let len = items.len();
+                array_index(token, len, false).and_then(move |i| items.get_mut(i))
+            }
+            _ => None,
+        }
+        .ok_or_else(|| error("[invalid]", format!("The path [{path}] does not exist.")))?;
+    }
+    Ok(current)
+}
+
+fn get<'a>(doc: &'a Value, path: &str) -> Result<&'a Value, PatchError> {
+    let tokens = pointer_tokens(path)?;
+    let mut current = doc;
+    for token in &tokens {
+        current = match current {
+            Value::Object(map) => map.get(token),
+            Value::Array(items) => array_index(token, items.len(), false).and_then(|i| items.get(i)),
+            _ => None,
+        }
+        .ok_or_else(|| error("[invalid]", format!("The path [{path}] does not exist.")))?;
+    }
+    Ok(current)
+}
+
+fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
+    let tokens = pointer_tokens(path)?;
+    let Some((last, parents)) = tokens.split_last() else {
+        *doc = value;
+        return Ok(());
+    };
+    match parent_mut(doc, parents, path)? {
+        Value::Object(map) => {
+            map.insert(last.clone(), value);
+            Ok(())
+        }
+        Value::Array(items) => {
+            let index = array_index(last, items.len(), true).ok_or_else(|| {
+                error("[invalid]", format!("The index in [{path}] is out of bounds."))
+            })?;
+            items.insert(index, value);
+            Ok(())
+        }
+        _ => Err(error(
+            "[invalid]",
+            format!("The parent of [{path}] is neither an object nor an array."),
+        )),
+    }
+}
+
+fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
+    let tokens = pointer_tokens(path)?;
+    let Some((last, parents)) = tokens.split_last() else {
+        return Err(error("[invalid]", "The whole document cannot be removed."));
+    };
+    let missing = || error("[invalid]", format!("The path [{path}] does not exist."));
+    match parent_mut(doc, parents, path)? {
+        Value::Object(map) => map.remove(last).ok_or_else(missing),
+        Value::Array(items) => {
+            let index = array_index(last, items.len(), false).ok_or_else(missing)?;
+            Ok(items.remove(index))
+        }
+        _ => Err(missing()),
+    }
+}
+
+fn op_string<'a>(op: &'a Value, name: &str, index: usize) -> Result<&'a str, PatchError> {
+    op.get(name).and_then(Value::as_str).ok_or_else(|| {
+        error(
+            "[invalid]",
+            format!("Operation {index} needs a string member [{name}]."),
+        )
+    })
+}
+
+/// RFC 6902 JSON Patch, all or nothing.
+pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let ops = patch.as_array().ok_or_else(|| {
+        error(
+            "[invalid]",
+            "A JSON Patch (application/json-patch+json) body must be an array of operations.",
+        )
+    })?;
+    let mut doc = target.clone();
+    for (index, op) in ops.iter().enumerate() {
+        let name = op_string(op, "op", index)?;
+        let path = op_string(op, "path", index)?;
+        let value = || {
+            op.get("value").cloned().ok_or_else(|| {
+                error(
+                    "[invalid]",
+                    format!("Operation {index} ({name}) needs a [value]."),
+                )
+            })
+        };
+        match name {
+            "add" => add(&mut doc, path, value()?)?,
+            "remove" => {
+                remove(&mut doc, path)?;
+            }
+            "replace" => {
+                let v = value()?;
+                get(&doc, path)?;
+                if path.is_empty() {
+                    doc = v;
+                } else {
+                    remove(&mut doc, path)?;
+                    add(&mut doc, path, v)?;
+                }
+            }
+            "move" => {
+                let from = op_string(op, "from", index)?;
+                if path.starts_with(&format!("{from}/")) {
+                    return Err(error(
+                        "[invalid]",
+                        format!("Operation {index} moves [{from}] into its own child."),
+                    ));
+                }
+                let v = remove(&mut doc, from)?;
+                add(&mut doc, path, v)?;
+            }
+            "copy" => {
+                let from = op_string(op, "from", index)?;
+                let v = get(&doc, from)?.clone();
+                add(&mut doc, path, v)?;
+            }
+            "test" => {
+                let expected = value()?;
+                let actual = get(&doc, path).map_err(|_| {
+                    error(
+                        "[TestFailed]",
+                        format!("Operation {index} (test) failed: [{path}] does not exist."),
+                    )
+                })?;
+                if *actual != expected {
+                    return Err(error(
+                        "[TestFailed]",
+                        format!("Operation {index} (test) failed: the value at [{path}] differs."),
+                    ));
+                }
+            }
+            other => {
+                return Err(error(
+                    "[invalid]",
+                    format!("Operation {index} has an unknown op [{other}]."),
+                ))
+            }
+        }
+    }
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_types_pick_the_format() {
+        use PatchFormat::*;
+        assert_eq!(PatchFormat::from_content_type(None), Some(FusionAuthMerge));
+        assert_eq!(
+            PatchFormat::from_content_type(Some("application/json; charset=UTF-8")),
+            Some(FusionAuthMerge)
+        );
+        assert_eq!(
+            PatchFormat::from_content_type(Some("Application/Merge-Patch+JSON")),
+            Some(MergePatch)
+        );
+        assert_eq!(
+            PatchFormat::from_content_type(Some("application/json-patch+json")),
+            Some(JsonPatch)
+        );
+        assert_eq!(PatchFormat::from_content_type(Some("text/plain")), None);
+    }
+
+    #[test]
+    fn fusionauth_merge_appends_arrays_and_null_removes() {
+        let target = json!({"a": {"b": 1, "c": 2}, "list": ["x"], "gone": 1});
+        let patch = json!({"a": {"b": 5}, "list": ["y"], "gone": null, "new": true});
+        let out = apply(PatchFormat::FusionAuthMerge, &target, &patch).expect("ok");
+        assert_eq!(
+            out,
+            json!({"a": {"b": 5, "c": 2}, "list": ["x", "y"], "new": true})
+        );
+    }
+
+    #[test]
+    fn rfc7396_replaces_arrays() {
+        // RFC 7396 appendix A examples
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+            (json!([1, 2]), json!({"a": "b", "c": null}), json!({"a": "b"})),
+        ];
+        for (target, patch, expected) in cases {
+            assert_eq!(
+                apply(PatchFormat::MergePatch, &target, &patch).expect("ok"),
+                expected
+            );
+        }
+    }
+
+    #[test]
+    fn rfc6902_operations() {
+        let target = json!({"foo": "bar", "list": [1, 2], "a/b": 0, "m~n": 1});
+        let patch = json!([
+            {"op": "test", "path": "/foo", "value": "bar"},
+            {"op": "add", "path": "/list/1", "value": 9},
+            {"op": "add", "path": "/list/-", "value": 3},
+            {"op": "replace", "path": "/foo", "value": "baz"},
+            {"op": "remove", "path": "/a~1b"},
+            {"op": "copy", "from": "/foo", "path": "/copy"},
+            {"op": "move", "from": "/m~0n", "path": "/moved"}
+        ]);
+        let out = apply(PatchFormat::JsonPatch, &target, &patch).expect("ok");
+        assert_eq!(
+            out,
+            json!({"foo": "baz", "list": [1, 9, 2, 3], "copy": "baz", "moved": 1})
+        );
+    }
+
+    #[test]
+    fn rfc6902_failures_are_clean() {
+        let target = json!({"foo": "bar", "list": [1]});
+        let failed = apply(
+            PatchFormat::JsonPatch,
+            &target,
+            &json!([{"op": "replace", "path": "/foo", "value": 1}, {"op": "test", "path": "/foo", "value": "bar"}]),
+        )
+        .unwrap_err();
+        assert_eq!(failed.code, "[TestFailed]");
+        for bad in [
+            json!({"op": "add"}),
+            json!([{"op": "remove", "path": "/nope"}]),
+            json!([{"op": "add", "path": "/list/5", "value": 1}]),
+            json!([{"op": "add", "path": "/list/01", "value": 1}]),
+            json!([{"op": "jump", "path": "/foo"}]),
+            json!([{"op": "add", "path": "foo", "value": 1}]),
+            json!([{"op": "replace", "path": "/missing", "value": 1}]),
+            json!([{"op": "move", "from": "/list", "path": "/list/0"}]),
+            json!([{"op": "test", "path": "/nope", "value": 1}]),
+            json!([{"op": "add", "path": "/foo/x", "value": 1}]),
+        ] {
+            assert!(apply(PatchFormat::JsonPatch, &target, &bad).is_err(), "{bad}");
+        }
+    }
+}

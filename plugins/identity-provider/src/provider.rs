@@ -1,0 +1,934 @@
+//! The External JWT identity provider: its document, validation and typed view.
+//!
+//! Providers are stored as JSON documents (FusionAuth's shape, see the module's tests). Input is
+//! validated field by field ([`validate_document`]), naming each bad field with FusionAuth's
+//! codes (`[blank]identityProvider.name`, `[invalid]identityProvider.keys.kid-1`…), then
+//! normalised ([`normalize`]) so defaults are explicit in what is stored and returned.
+//! Checks that need the store (known applications, tenants, lambdas, ring keys, domains taken by
+//! another provider) are in [`crate::manage`].
+//!
+//! [`Provider`] is the typed view the login code works with, with defaults applied.
+
+use std::collections::BTreeMap;
+
+use gatehouse_plugin_api::Errors;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::keys::parse_key;
+
+/// The only provider type this plugin manages.
+pub const EXTERNAL_JWT: &str = "ExternalJWT";
+
+/// The `claimMap` targets FusionAuth documents.
+pub const CLAIM_MAP_TARGETS: &[&str] = &[
+    "birthDate",
+    "firstName",
+    "lastName",
+    "fullName",
+    "middleName",
+    "mobilePhone",
+    "imageUrl",
+    "timezone",
+    "UserData",
+    "RegistrationData",
+];
+
+/// FusionAuth's default `limitUserLinkCount.maximumLinks`.
+pub const DEFAULT_MAXIMUM_LINKS: i64 = 42;
+
+/// What happens when a login finds no link for the provider's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkingStrategy {
+    /// Answer with a pending link id; the Link API completes it.
+    CreatePendingLink,
+    /// Never link automatically (links are made with the Link API).
+    Disabled,
+    /// Create a user without email or username and link it.
+    LinkAnonymously,
+    /// Link the user with the token's email; create one when none exists.
+    LinkByEmail,
+    /// Link the user with the token's email; never create one.
+    LinkByEmailForExistingUser,
+    /// Link the user with the token's username; create one when none exists.
+    LinkByUsername,
+    /// Link the user with the token's username; never create one.
+    LinkByUsernameForExistingUser,
+}
+
+impl LinkingStrategy {
+    /// Every strategy, in FusionAuth's order.
+    pub const ALL: [LinkingStrategy; 7] = [
+        LinkingStrategy::CreatePendingLink,
+        LinkingStrategy::Disabled,
+        LinkingStrategy::LinkAnonymously,
+        LinkingStrategy::LinkByEmail,
+        LinkingStrategy::LinkByEmailForExistingUser,
+        LinkingStrategy::LinkByUsername,
+        LinkingStrategy::LinkByUsernameForExistingUser,
+    ];
+
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkingStrategy::CreatePendingLink => "CreatePendingLink",
+            LinkingStrategy::Disabled => "Disabled",
+            LinkingStrategy::LinkAnonymously => "LinkAnonymously",
+            LinkingStrategy::LinkByEmail => "LinkByEmail",
+            LinkingStrategy::LinkByEmailForExistingUser => "LinkByEmailForExistingUser",
+            LinkingStrategy::LinkByUsername => "LinkByUsername",
+            LinkingStrategy::LinkByUsernameForExistingUser => "LinkByUsernameForExistingUser",
+        }
+    }
+
+    /// Parses a JSON name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// True for the two strategies that link by email.
+    pub fn by_email(self) -> bool {
+        matches!(
+            self,
+            LinkingStrategy::LinkByEmail | LinkingStrategy::LinkByEmailForExistingUser
+        )
+    }
+
+    /// True for the two strategies that link by username.
+    pub fn by_username(self) -> bool {
+        matches!(
+            self,
+            LinkingStrategy::LinkByUsername | LinkingStrategy::LinkByUsernameForExistingUser
+        )
+    }
+
+    /// True when the strategy may create a user.
+    pub fn creates_users(self) -> bool {
+        matches!(
+            self,
+            LinkingStrategy::LinkAnonymously
+                | LinkingStrategy::LinkByEmail
+                | LinkingStrategy::LinkByUsername
+        )
+    }
+}
+
+/// `applicationConfiguration[applicationId]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplicationConfiguration {
+    /// The provider may be used to log into the application.
+    pub enabled: bool,
+    /// Register users to the application at login.
+    pub create_registration: bool,
+}
+
+/// `tenantConfiguration[tenantId].limitUserLinkCount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkLimit {
+    /// The limit is enforced.
+    pub enabled: bool,
+    /// Links a user may have to this provider.
+    pub maximum_links: i64,
+}
+
+/// The typed view of a stored provider document, defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Globally enabled.
+    pub enabled: bool,
+    /// Write an event-log entry for each login.
+    pub debug: bool,
+    /// The tenant the provider is scoped to (absent: global).
+    pub tenant_id: Option<Uuid>,
+    /// The header parameter naming the key (`kid`, `x5t`…).
+    pub header_key_parameter: String,
+    /// The key used when the header has no key parameter.
+    pub default_key_id: Option<String>,
+    /// Verification keys by identifier (`""`: the empty-key entry).
+    pub keys: BTreeMap<String, String>,
+    /// Incoming claim → target.
+    pub claim_map: BTreeMap<String, String>,
+    /// Managed email domains (lower case).
+    pub domains: Vec<String>,
+    /// Linking strategy.
+    pub linking_strategy: LinkingStrategy,
+    /// `oauth2.emailClaim` (default `email`).
+    pub email_claim: String,
+    /// `oauth2.emailVerifiedClaim` (default `email_verified`).
+    pub email_verified_claim: String,
+    /// `oauth2.uniqueIdClaim`, else the deprecated `uniqueIdentityClaim`, else `sub`.
+    pub unique_id_claim: String,
+    /// `oauth2.usernameClaim` (default `preferred_username`).
+    pub username_claim: String,
+    /// Per application.
+    pub applications: BTreeMap<Uuid, ApplicationConfiguration>,
+    /// Per tenant link limits.
+    pub link_limits: BTreeMap<Uuid, LinkLimit>,
+    /// `lambdaConfiguration.reconcileId`.
+    pub reconcile_lambda_id: Option<Uuid>,
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Provider {
+    /// The typed view of a (validated) document; `None` when it is not an ExternalJWT provider
+    /// with an id.
+    pub fn from_document(doc: &Value) -> Option<Provider> {
+        if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
+            return None;
+        }
+        let id = str_at(doc, "id").and_then(|s| Uuid::parse_str(s).ok())?;
+        let oauth2 = doc.get("oauth2").cloned().unwrap_or(Value::Null);
+        let applications = doc
+            .get("applicationConfiguration")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        Some((
+                            Uuid::parse_str(k).ok()?,
+                            ApplicationConfiguration {
+                                enabled: v.get("enabled").and_then(Value::as_bool).unwrap_or(false),
+                                create_registration: v
+                                    .get("createRegistration")
+                                    .and_then(Value::as_bool)
+                                    .unwrap_or(true),
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let link_limits = doc
+            .get("tenantConfiguration")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        let limit = v.get("limitUserLinkCount");
+                        Some((
+                            Uuid::parse_str(k).ok()?,
+                            LinkLimit {
+                                enabled: limit
+                                    .and_then(|l| l.get("enabled"))
+                                    .and_then(Value::as_bool)
+                                    .unwrap_or(false),
+                                maximum_links: limit
+                                    .and_then(|l| l.get("maximumLinks"))
+                                    .and_then(Value::as_i64)
+                                    .unwrap_or(DEFAULT_MAXIMUM_LINKS),
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Provider {
+            id,
+            name: str_at(doc, "name").unwrap_or_default().to_string(),
+            enabled: doc.get("enabled").and_then(Value::as_bool).unwrap_or(false),
+            debug: doc.get("debug").and_then(Value::as_bool).unwrap_or(false),
+            tenant_id: str_at(doc, "tenantId").and_then(|s| Uuid::parse_str(s).ok()),
+            header_key_parameter: str_at(doc, "headerKeyParameter")
+                .unwrap_or("kid")
+                .to_string(),
+            default_key_id: str_at(doc, "defaultKeyId").map(str::to_string),
+            keys: string_map(doc.get("keys")),
+            claim_map: string_map(doc.get("claimMap")),
+            domains: doc
+                .get("domains")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(|d| d.trim().to_ascii_lowercase())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            linking_strategy: str_at(doc, "linkingStrategy")
+                .and_then(LinkingStrategy::parse)
+                .unwrap_or(LinkingStrategy::LinkByEmail),
+            email_claim: str_at(&oauth2, "emailClaim").unwrap_or("email").to_string(),
+            email_verified_claim: str_at(&oauth2, "emailVerifiedClaim")
+                .unwrap_or("email_verified")
+                .to_string(),
+            unique_id_claim: str_at(&oauth2, "uniqueIdClaim")
+                .or_else(|| str_at(doc, "uniqueIdentityClaim"))
+                .unwrap_or("sub")
+                .to_string(),
+            username_claim: str_at(&oauth2, "usernameClaim")
+                .unwrap_or("preferred_username")
+                .to_string(),
+            applications,
+            link_limits,
+            reconcile_lambda_id: doc
+                .get("lambdaConfiguration")
+                .and_then(|l| str_at(l, "reconcileId"))
+                .and_then(|s| Uuid::parse_str(s).ok()),
+        })
+    }
+
+    /// True when the provider may log users into `application_id`.
+    pub fn enabled_for(&self, application_id: Uuid) -> bool {
+        self.applications
+            .get(&application_id)
+            .is_some_and(|c| c.enabled)
+    }
+
+    /// The link limit in force for `tenant_id`, when one is enabled.
+    pub fn link_limit(&self, tenant_id: Uuid) -> Option<i64> {
+        self.link_limits
+            .get(&tenant_id)
+            .filter(|l| l.enabled)
+            .map(|l| l.maximum_links)
+    }
+
+    /// True when `domains` is empty or manages the domain of `email`.
+    pub fn manages_email(&self, email: &str) -> bool {
+        if self.domains.is_empty() {
+            return true;
+        }
+        match email.rsplit_once('@') {
+            Some((_, domain)) => self.manages_domain(domain),
+            None => false,
+        }
+    }
+
+    /// True when `domain` is one of `domains` (case-insensitive).
+    pub fn manages_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim().to_ascii_lowercase();
+        self.domains.iter().any(|d| *d == domain)
+    }
+}
+
+/// The fields a provider document may carry (FusionAuth's `ExternalJWTIdentityProvider`).
+const KNOWN_FIELDS: &[&str] = &[
+    "applicationConfiguration",
+    "attributeMappings",
+    "claimMap",
+    "data",
+    "debug",
+    "defaultKeyId",
+    "domains",
+    "enabled",
+    "headerKeyParameter",
+    "id",
+    "insertInstant",
+    "keys",
+    "lambdaConfiguration",
+    "lastUpdateInstant",
+    "linkingStrategy",
+    "name",
+    "oauth2",
+    "source",
+    "tenantConfiguration",
+    "tenantId",
+    "type",
+    "uniqueIdentityClaim",
+];
+
+const OAUTH2_STRING_FIELDS: &[&str] = &[
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "issuer",
+    "client_id",
+    "client_secret",
+    "scope",
+    "clientAuthenticationMethod",
+    "emailClaim",
+    "emailVerifiedClaim",
+    "uniqueIdClaim",
+    "usernameClaim",
+];
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Validates a provider document's content (not references). `prefix` is prepended to field
+/// names (`identityProvider.` for the API, empty for the host's configuration check).
+pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
+    let f = |name: &str| format!("{prefix}{name}");
+    let Some(obj) = doc.as_object() else {
+        errors.field(
+            prefix.trim_end_matches('.'),
+            "invalid",
+            format!("Expected an object, found {}.", kind(doc)),
+        );
+        return;
+    };
+    for key in obj.keys() {
+        if !KNOWN_FIELDS.contains(&key.as_str()) {
+            errors.field(&f(key), "unknown", "This is not a field of an ExternalJWT identity provider.");
+        }
+    }
+
+    // --- required strings ---
+    for (name, message) in [
+        ("name", "You must specify the name of the identity provider."),
+        ("type", "You must specify the type: ExternalJWT."),
+        ("headerKeyParameter", "You must specify the headerKeyParameter, e.g. kid or x5t."),
+    ] {
+        match obj.get(name) {
+            None | Some(Value::Null) => {
+                errors.field(&f(name), "blank", message);
+            }
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                errors.field(&f(name), "blank", message);
+            }
+            Some(Value::String(_)) => {}
+            Some(other) => {
+                errors.field(&f(name), "invalid", format!("Expected a string, found {}.", kind(other)));
+            }
+        }
+    }
+    if let Some(Value::String(t)) = obj.get("type") {
+        if !t.trim().is_empty() && t != EXTERNAL_JWT {
+            errors.field(
+                &f("type"),
+                "invalid",
+                format!("The type [{t}] is not supported; Gatehouse manages ExternalJWT providers."),
+            );
+        }
+    }
+
+    // --- optional scalars ---
+    for name in ["enabled", "debug"] {
+        if let Some(v) = obj.get(name) {
+            if !v.is_boolean() && !v.is_null() {
+                errors.field(&f(name), "invalid", format!("Expected a boolean, found {}.", kind(v)));
+            }
+        }
+    }
+    for name in ["defaultKeyId", "uniqueIdentityClaim", "source"] {
+        if let Some(v) = obj.get(name) {
+            if !v.is_string() && !v.is_null() {
+                errors.field(&f(name), "invalid", format!("Expected a string, found {}.", kind(v)));
+            }
+        }
+    }
+    if let Some(v) = obj.get("id") {
+        if !v.is_null() && v.as_str().and_then(|s| Uuid::parse_str(s).ok()).is_none() {
+            errors.field(&f("id"), "invalid", "The id must be a UUID.");
+        }
+    }
+    if let Some(v) = obj.get("tenantId") {
+        if !v.is_null() && v.as_str().and_then(|s| Uuid::parse_str(s).ok()).is_none() {
+            errors.field(&f("tenantId"), "invalid", "The tenantId must be a UUID.");
+        }
+    }
+    if let Some(v) = obj.get("linkingStrategy") {
+        match v {
+            Value::Null => {}
+            Value::String(s) if LinkingStrategy::parse(s).is_some() => {}
+            other => {
+                let names: Vec<&str> = LinkingStrategy::ALL.iter().map(|s| s.name()).collect();
+                errors.field(
+                    &f("linkingStrategy"),
+                    "invalid",
+                    format!(
+                        "The linkingStrategy {} is not one of {}.",
+                        other,
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    for name in ["data", "attributeMappings"] {
+        if let Some(v) = obj.get(name) {
+            if !v.is_object() && !v.is_null() {
+                errors.field(&f(name), "invalid", format!("Expected an object, found {}.", kind(v)));
+            }
+        }
+    }
+
+    // --- keys ---
+    match obj.get("keys") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(keys)) => {
+            for (id, text) in keys {
+                let field = f(&format!("keys.{id}"));
+                match text {
+                    Value::String(text) if text == REDACTED => {
+                        errors.field(&field, "invalid", "No stored secret can be kept for this key id; give the secret.");
+                    }
+                    Value::String(text) => {
+                        if let Err(message) = parse_key(text) {
+                            errors.field(&field, "invalid", format!("The key cannot be used: {message}."));
+                        }
+                    }
+                    other => {
+                        errors.field(&field, "invalid", format!("Expected a PEM key, certificate or HMAC secret string, found {}.", kind(other)));
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("keys"), "invalid", format!("Expected an object of key id to key, found {}.", kind(other)));
+        }
+    }
+
+    // --- claimMap ---
+    match obj.get("claimMap") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (claim, target) in map {
+                let field = f(&format!("claimMap.{claim}"));
+                match target.as_str() {
+                    Some(t) if CLAIM_MAP_TARGETS.contains(&t) => {}
+                    _ => {
+                        errors.field(
+                            &field,
+                            "invalid",
+                            format!(
+                                "The claim [{claim}] maps to {target}, which is not one of {}.",
+                                CLAIM_MAP_TARGETS.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("claimMap"), "invalid", format!("Expected an object of claim to target, found {}.", kind(other)));
+        }
+    }
+
+    // --- domains ---
+    match obj.get("domains") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, d) in items.iter().enumerate() {
+                match d.as_str() {
+                    Some(s) if !s.trim().is_empty() && !s.contains('@') && !s.contains(char::is_whitespace) => {}
+                    _ => {
+                        errors.field(&f(&format!("domains[{i}]")), "invalid", format!("The domain {d} is not a valid domain name."));
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("domains"), "invalid", format!("Expected an array of domains, found {}.", kind(other)));
+        }
+    }
+
+    // --- oauth2 ---
+    match obj.get("oauth2") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(o)) => {
+            for name in OAUTH2_STRING_FIELDS {
+                if let Some(v) = o.get(*name) {
+                    if !v.is_string() && !v.is_null() {
+                        errors.field(&f(&format!("oauth2.{name}")), "invalid", format!("Expected a string, found {}.", kind(v)));
+                    }
+                }
+            }
+            for name in ["authorization_endpoint", "token_endpoint", "userinfo_endpoint"] {
+                if let Some(Value::String(s)) = o.get(name) {
+                    if !s.is_empty() && !(s.starts_with("https://") || s.starts_with("http://")) {
+                        errors.field(&f(&format!("oauth2.{name}")), "invalid", "Expected an http(s) URL.");
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("oauth2"), "invalid", format!("Expected an object, found {}.", kind(other)));
+        }
+    }
+
+    // --- lambdaConfiguration ---
+    match obj.get("lambdaConfiguration") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(l)) => {
+            if let Some(v) = l.get("reconcileId") {
+                if !v.is_null() && v.as_str().and_then(|s| Uuid::parse_str(s).ok()).is_none() {
+                    errors.field(&f("lambdaConfiguration.reconcileId"), "invalid", "The reconcileId must be a UUID.");
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("lambdaConfiguration"), "invalid", format!("Expected an object, found {}.", kind(other)));
+        }
+    }
+
+    // --- applicationConfiguration ---
+    match obj.get("applicationConfiguration") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(apps)) => {
+            for (id, config) in apps {
+                let base = format!("applicationConfiguration[{id}]");
+                if Uuid::parse_str(id).is_err() {
+                    errors.field(&f(&base), "invalid", "The key must be an application id (UUID).");
+                }
+                match config {
+                    Value::Object(c) => {
+                        for name in ["enabled", "createRegistration"] {
+                            if let Some(v) = c.get(name) {
+                                if !v.is_boolean() && !v.is_null() {
+                                    errors.field(&f(&format!("{base}.{name}")), "invalid", format!("Expected a boolean, found {}.", kind(v)));
+                                }
+                            }
+                        }
+                    }
+                    other => {
+                        errors.field(&f(&base), "invalid", format!("Expected an object, found {}.", kind(other)));
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("applicationConfiguration"), "invalid", format!("Expected an object keyed by application id, found {}.", kind(other)));
+        }
+    }
+
+    // --- tenantConfiguration ---
+    match obj.get("tenantConfiguration") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(tenants)) => {
+            for (id, config) in tenants {
+                let base = format!("tenantConfiguration[{id}]");
+                if Uuid::parse_str(id).is_err() {
+                    errors.field(&f(&base), "invalid", "The key must be a tenant id (UUID).");
+                }
+                let limit = config.get("limitUserLinkCount");
+                match limit {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Object(l)) => {
+                        if let Some(v) = l.get("enabled") {
+                            if !v.is_boolean() && !v.is_null() {
+                                errors.field(&f(&format!("{base}.limitUserLinkCount.enabled")), "invalid", format!("Expected a boolean, found {}.", kind(v)));
+                            }
+                        }
+                        if let Some(v) = l.get("maximumLinks") {
+                            if !v.is_null() && !v.as_i64().is_some_and(|n| n >= 1) {
+                                errors.field(&f(&format!("{base}.limitUserLinkCount.maximumLinks")), "invalid", "The maximumLinks must be an integer of at least 1.");
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        errors.field(&f(&format!("{base}.limitUserLinkCount")), "invalid", format!("Expected an object, found {}.", kind(other)));
+                    }
+                }
+                if !config.is_object() {
+                    errors.field(&f(&base), "invalid", format!("Expected an object, found {}.", kind(config)));
+                }
+            }
+        }
+        Some(other) => {
+            errors.field(&f("tenantConfiguration"), "invalid", format!("Expected an object keyed by tenant id, found {}.", kind(other)));
+        }
+    }
+
+    // --- defaultKeyId must name a key of the map (ring keys are checked by the caller) ---
+}
+
+/// Fills the defaults FusionAuth reports (`enabled`, `debug`, `linkingStrategy`, each
+/// application's `enabled`/`createRegistration`, each tenant's link limit), lower-cases domains
+/// and drops `null` members, so the stored document says what is in force.
+pub fn normalize(doc: &mut Value) {
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
+    obj.retain(|_, v| !v.is_null());
+    obj.entry("enabled").or_insert(Value::Bool(false));
+    obj.entry("debug").or_insert(Value::Bool(false));
+    obj.entry("linkingStrategy")
+        .or_insert_with(|| Value::String(LinkingStrategy::LinkByEmail.name().into()));
+    if let Some(Value::Array(domains)) = obj.get_mut("domains") {
+        let mut seen: Vec<Value> = Vec::new();
+        for d in domains.iter() {
+            if let Some(s) = d.as_str() {
+                let v = Value::String(s.trim().to_ascii_lowercase());
+                if !seen.contains(&v) {
+                    seen.push(v);
+                }
+            }
+        }
+        *domains = seen;
+    }
+    if let Some(Value::Object(apps)) = obj.get_mut("applicationConfiguration") {
+        for config in apps.values_mut() {
+            if let Some(c) = config.as_object_mut() {
+                c.retain(|_, v| !v.is_null());
+                c.entry("enabled").or_insert(Value::Bool(false));
+                c.entry("createRegistration").or_insert(Value::Bool(true));
+            }
+        }
+    }
+    if let Some(Value::Object(tenants)) = obj.get_mut("tenantConfiguration") {
+        for config in tenants.values_mut() {
+            if let Some(c) = config.as_object_mut() {
+                let limit = c
+                    .entry("limitUserLinkCount")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Some(l) = limit.as_object_mut() {
+                    l.retain(|_, v| !v.is_null());
+                    l.entry("enabled").or_insert(Value::Bool(false));
+                    l.entry("maximumLinks")
+                        .or_insert(Value::from(DEFAULT_MAXIMUM_LINKS));
+                }
+            }
+        }
+    }
+    for name in ["oauth2", "lambdaConfiguration", "keys", "claimMap"] {
+        if let Some(Value::Object(o)) = obj.get_mut(name) {
+            o.retain(|_, v| !v.is_null());
+        }
+    }
+}
+
+/// What responses show instead of a secret (HMAC keys, `oauth2.client_secret`).
+pub const REDACTED: &str = "********";
+
+/// The document as responses show it: HMAC secrets in `keys` and `oauth2.client_secret`
+/// replaced by [`REDACTED`]. Public keys and certificates are shown as stored.
+pub fn redact(doc: &Value) -> Value {
+    let mut out = doc.clone();
+    if let Some(Value::Object(keys)) = out.get_mut("keys") {
+        for value in keys.values_mut() {
+            if value
+                .as_str()
+                .is_some_and(|s| matches!(parse_key(s), Ok(crate::keys::VerifyingKey::Hmac(_))))
+            {
+                *value = Value::String(REDACTED.into());
+            }
+        }
+    }
+    if let Some(Value::Object(oauth2)) = out.get_mut("oauth2") {
+        if let Some(secret) = oauth2.get_mut("client_secret") {
+            if secret.is_string() {
+                *secret = Value::String(REDACTED.into());
+            }
+        }
+    }
+    out
+}
+
+/// Puts back into `doc` the stored secrets that a client sent back as [`REDACTED`] (a retrieve,
+/// edit, update round trip), so a redacted value never replaces a secret.
+pub fn restore_redacted(doc: &mut Value, existing: &Value) {
+    if let Some(Value::Object(keys)) = doc.get_mut("keys") {
+        for (id, value) in keys.iter_mut() {
+            if value.as_str() == Some(REDACTED) {
+                if let Some(stored) = existing.get("keys").and_then(|k| k.get(id)) {
+                    *value = stored.clone();
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(oauth2)) = doc.get_mut("oauth2") {
+        if let Some(secret) = oauth2.get_mut("client_secret") {
+            if secret.as_str() == Some(REDACTED) {
+                if let Some(stored) = existing.get("oauth2").and_then(|o| o.get("client_secret")) {
+                    *secret = stored.clone();
+                }
+            }
+        }
+    }
+}
+
+/// For the host: validates and normalises a provider declared in `config.yaml`
+/// (`identityProviders[i]`, the same JSON shape as the API's `identityProvider`).
+///
+/// Returns the document to store, or `(field path relative to the entry, message)` pairs.
+/// References (applications, tenants, lambdas) are checked at login, not here.
+pub fn validate_config_provider(doc: &Value) -> Result<Value, Vec<(String, String)>> {
+    let mut errors = Errors::new();
+    validate_document(doc, "", &mut errors);
+    if let Some(id) = doc.get("id") {
+        if id.is_null() {
+            errors.field("id", "blank", "A provider declared in the configuration needs an id.");
+        }
+    } else {
+        errors.field("id", "blank", "A provider declared in the configuration needs an id.");
+    }
+    if errors.is_empty() {
+        let mut doc = doc.clone();
+        normalize(&mut doc);
+        Ok(doc)
+    } else {
+        Err(errors
+            .field_errors
+            .into_iter()
+            .flat_map(|(field, items)| {
+                items
+                    .into_iter()
+                    .map(move |i| (field.clone(), i.message))
+            })
+            .chain(errors.general_errors.into_iter().map(|i| (String::new(), i.message)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn valid() -> Value {
+        json!({
+            "name": "Acme Corp. ADFS",
+            "type": "ExternalJWT",
+            "headerKeyParameter": "kid",
+            "claimMap": {"first_name": "firstName", "dept": "RegistrationData"},
+            "domains": ["Acme.com", "acme.org"],
+            "keys": {"k1": "secret", "": "other-secret"},
+            "oauth2": {"authorization_endpoint": "https://acme.com/authorize", "emailClaim": "mail"},
+            "tenantConfiguration": {"e872a880-b14f-6d62-c312-cb40f22af465": {"limitUserLinkCount": {"enabled": true}}},
+            "applicationConfiguration": {"3c219e58-ed0e-4b18-ad48-f4f92793ae32": {"enabled": true}},
+            "uniqueIdentityClaim": "email"
+        })
+    }
+
+    fn codes(doc: &Value) -> Vec<String> {
+        let mut errors = Errors::new();
+        validate_document(doc, "identityProvider.", &mut errors);
+        errors
+            .field_errors
+            .values()
+            .flatten()
+            .map(|e| e.code.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_document_passes_and_normalises() {
+        let mut doc = valid();
+        assert!(codes(&doc).is_empty(), "{:?}", codes(&doc));
+        normalize(&mut doc);
+        assert_eq!(doc["enabled"], false);
+        assert_eq!(doc["linkingStrategy"], "LinkByEmail");
+        assert_eq!(doc["domains"], json!(["acme.com", "acme.org"]));
+        assert_eq!(
+            doc["applicationConfiguration"]["3c219e58-ed0e-4b18-ad48-f4f92793ae32"]["createRegistration"],
+            true
+        );
+        assert_eq!(
+            doc["tenantConfiguration"]["e872a880-b14f-6d62-c312-cb40f22af465"]["limitUserLinkCount"]["maximumLinks"],
+            42
+        );
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let doc = json!({
+            "type": "OpenIDConnect",
+            "name": "",
+            "enabled": "yes",
+            "keys": {"k1": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", "k2": 5},
+            "claimMap": {"x": "email"},
+            "linkingStrategy": "Unsupported",
+            "domains": ["ok.com", "bad domain"],
+            "oauth2": {"emailClaim": 3, "token_endpoint": "ftp://x"},
+            "tenantConfiguration": {"nope": {"limitUserLinkCount": {"maximumLinks": 0}}},
+            "applicationConfiguration": {"x": {"enabled": 1}},
+            "lambdaConfiguration": {"reconcileId": "nope"},
+            "surprise": true
+        });
+        let codes = codes(&doc);
+        for expected in [
+            "[invalid]identityProvider.type",
+            "[blank]identityProvider.name",
+            "[blank]identityProvider.headerKeyParameter",
+            "[invalid]identityProvider.enabled",
+            "[invalid]identityProvider.keys.k1",
+            "[invalid]identityProvider.keys.k2",
+            "[invalid]identityProvider.claimMap.x",
+            "[invalid]identityProvider.linkingStrategy",
+            "[invalid]identityProvider.domains[1]",
+            "[invalid]identityProvider.oauth2.emailClaim",
+            "[invalid]identityProvider.oauth2.token_endpoint",
+            "[invalid]identityProvider.tenantConfiguration[nope]",
+            "[invalid]identityProvider.tenantConfiguration[nope].limitUserLinkCount.maximumLinks",
+            "[invalid]identityProvider.applicationConfiguration[x]",
+            "[invalid]identityProvider.applicationConfiguration[x].enabled",
+            "[invalid]identityProvider.lambdaConfiguration.reconcileId",
+            "[unknown]identityProvider.surprise",
+        ] {
+            assert!(codes.contains(&expected.to_string()), "{expected} missing from {codes:?}");
+        }
+    }
+
+    #[test]
+    fn typed_view_applies_defaults_and_the_deprecated_alias() {
+        let mut doc = valid();
+        doc["id"] = json!(Uuid::new_v4());
+        let p = Provider::from_document(&doc).expect("provider");
+        assert_eq!(p.unique_id_claim, "email");
+        assert_eq!(p.email_claim, "mail");
+        assert_eq!(p.username_claim, "preferred_username");
+        assert_eq!(p.email_verified_claim, "email_verified");
+        assert_eq!(p.linking_strategy, LinkingStrategy::LinkByEmail);
+        assert!(p.manages_email("ann@ACME.com"));
+        assert!(!p.manages_email("ann@evil.com"));
+        assert!(!p.manages_email("no-at-sign"));
+        let app = Uuid::parse_str("3c219e58-ed0e-4b18-ad48-f4f92793ae32").expect("uuid");
+        assert!(p.enabled_for(app));
+        assert!(!p.enabled_for(Uuid::new_v4()));
+        let tenant = Uuid::parse_str("e872a880-b14f-6d62-c312-cb40f22af465").expect("uuid");
+        assert_eq!(p.link_limit(tenant), Some(42));
+        doc["oauth2"]["uniqueIdClaim"] = json!("oid");
+        assert_eq!(
+            Provider::from_document(&doc).expect("p").unique_id_claim,
+            "oid"
+        );
+        doc["type"] = json!("Google");
+        assert!(Provider::from_document(&doc).is_none());
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_restored() {
+        let mut doc = valid();
+        doc["oauth2"]["client_secret"] = json!("cs");
+        doc["keys"]["pem"] = json!("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----");
+        let shown = redact(&doc);
+        assert_eq!(shown["keys"]["k1"], REDACTED);
+        assert_eq!(shown["keys"][""], REDACTED);
+        assert_eq!(shown["oauth2"]["client_secret"], REDACTED);
+        assert_eq!(shown["keys"]["pem"], doc["keys"]["pem"]);
+        let mut back = shown.clone();
+        back["keys"]["k2"] = json!(REDACTED);
+        restore_redacted(&mut back, &doc);
+        assert_eq!(back["keys"]["k1"], "secret");
+        assert_eq!(back["oauth2"]["client_secret"], "cs");
+        assert_eq!(back["keys"]["k2"], REDACTED);
+    }
+
+    #[test]
+    fn config_providers_need_an_id() {
+        let errs = validate_config_provider(&valid()).unwrap_err();
+        assert!(errs.iter().any(|(f, _)| f == "id"), "{errs:?}");
+        let mut doc = valid();
+        doc["id"] = json!(Uuid::new_v4());
+        let stored = validate_config_provider(&doc).expect("valid");
+        assert_eq!(stored["debug"], false);
+        for s in LinkingStrategy::ALL {
+            assert_eq!(LinkingStrategy::parse(s.name()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The pure part of reconciling an external JWT: who the token names ([`identity`]), what the
+//! linking strategy does when no link exists yet ([`decide`]), and how `claimMap` updates the
+//! user and registration ([`apply_claim_map`]). The endpoint in [`crate::login`] does the I/O.
+
+use std::collections::BTreeMap;
+
+use gatehouse_plugin_api::model::User;
+use serde_json::{Map, Value};
+
+use crate::provider::{LinkingStrategy, Provider};
+
+/// A refusal: the general error code and message of the 401 (or the 404 of [`Refusal::NotLinked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The unique id claim is missing.
+    MissingUniqueId(String),
+    /// The email claim the strategy needs is missing.
+    MissingEmail(String),
+    /// The username claim the strategy needs is missing.
+    MissingUsername(String),
+    /// `email_verified` is false and the strategy links by email.
+    UnverifiedEmail,
+    /// The email's domain is not one of the provider's `domains`.
+    DomainNotManaged,
+    /// The user already has `limitUserLinkCount.maximumLinks` links to this provider.
+    LinkLimitReached(i64),
+    /// No link exists and none may be made automatically (404).
+    NotLinked,
+}
+
+impl Refusal {
+    /// The HTTP status: 404 for [`Refusal::NotLinked`], else 401.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::NotLinked => 404,
+            _ => 401,
+        }
+    }
+
+    /// FusionAuth-style general error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::MissingUniqueId(_) => "[MissingUniqueIdClaim]",
+            Refusal::MissingEmail(_) => "[MissingEmailClaim]",
+            Refusal::MissingUsername(_) => "[MissingUsernameClaim]",
+            Refusal::UnverifiedEmail => "[UnverifiedEmail]",
+            Refusal::DomainNotManaged => "[DomainNotManaged]",
+            Refusal::LinkLimitReached(_) => "[LinkLimitReached]",
+            Refusal::NotLinked => "[NotLinked]",
+        }
+    }
+
+    /// A message for humans (no token content beyond claim names).
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::MissingUniqueId(c) => format!("The JWT has no [{c}] claim to identify the user."),
+            Refusal::MissingEmail(c) => format!("The JWT has no [{c}] claim, which the linking strategy needs."),
+            Refusal::MissingUsername(c) => format!("The JWT has no [{c}] claim, which the linking strategy needs."),
+            Refusal::UnverifiedEmail => "A link cannot be established using an unverified email address.".into(),
+            Refusal::DomainNotManaged => "The domain of the email address is not managed by this identity provider.".into(),
+            Refusal::LinkLimitReached(n) => format!("The user already has the maximum of {n} links to this identity provider."),
+            Refusal::NotLinked => "No link exists for this user and none can be made automatically.".into(),
+        }
+    }
+}
+
+/// Who the token names, per the provider's claim settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The provider's user id (`uniqueIdClaim`).
+    pub unique_id: String,
+    /// `emailClaim`, trimmed, when present.
+    pub email: Option<String>,
+    /// `emailVerifiedClaim` when present as a boolean (or `"true"`/`"false"`).
+    pub email_verified: Option<bool>,
+    /// `usernameClaim`, when present.
+    pub username: Option<String>,
+}
+
+impl Identity {
+    /// The link's display name: email, else username, else the unique id.
+    pub fn display_name(&self) -> String {
+        self.email
+            .clone()
+            .or_else(|| self.username.clone())
+            .unwrap_or_else(|| self.unique_id.clone())
+    }
+}
+
+/// A claim as text: strings as they are, numbers and booleans in JSON form.
+pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads the identity from verified claims, checking the unique id and the email domain.
+pub fn identity(provider: &Provider, claims: &Map<String, Value>) -> Result<Identity, Refusal> {
+    let unique_id = claim_text(claims, &provider.unique_id_claim)
+        .ok_or_else(|| Refusal::MissingUniqueId(provider.unique_id_claim.clone()))?;
+    let email = claim_text(claims, &provider.email_claim);
+    let email_verified = match claims.get(&provider.email_verified_claim) {
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    };
+    let username = claim_text(claims, &provider.username_claim);
+    if let Some(email) = &email {
+        if !provider.manages_email(email) {
+            return Err(Refusal::DomainNotManaged);
+        }
+    }
+    Ok(Identity {
+        unique_id,
+        email,
+        email_verified,
+        username,
+    })
+}
+
+/// What to do for a login whose provider user has no link yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Answer with a pending link id.
+    Pending,
+    /// Link this existing user.
+    Link(Box<User>),
+    /// Create a user (with this email / username) and link it.
+    Create {
+        /// Email of the new user.
+        email: Option<String>,
+        /// Username of the new user.
+        username: Option<String>,
+    },
+    /// Refuse the login.
+    Refuse(Refusal),
+}
+
+/// The linking strategy's decision, given the user found by email or username (the caller
+/// looks up the one the strategy uses, in the application's tenant).
+pub fn decide(strategy: LinkingStrategy, provider: &Provider, who: &Identity, found: Option<User>) -> Decision {
+    match strategy {
+        LinkingStrategy::CreatePendingLink => Decision::Pending,
+        LinkingStrategy::Disabled => Decision::Refuse(Refusal::NotLinked),
+        LinkingStrategy::LinkAnonymously => Decision::Create {
+            email: None,
+            username: None,
+        },
+        s if s.by_email() => {
+            let Some(email) = who.email.clone() else {
+                return Decision::Refuse(Refusal::MissingEmail(provider.email_claim.clone()));
+            };
+            if who.email_verified == Some(false) {
+                return Decision::Refuse(Refusal::UnverifiedEmail);
+            }
+            match found {
+                Some(user) => Decision::Link(Box::new(user)),
+                None if s.creates_users() => Decision::Create {
+                    email: Some(email),
+                    username: None,
+                },
+                None => Decision::Refuse(Refusal::NotLinked),
+            }
+        }
+        s => {
+            let Some(username) = who.username.clone() else {
+                return Decision::Refuse(Refusal::MissingUsername(provider.username_claim.clone()));
+            };
+            match found {
+                Some(user) => Decision::Link(Box::new(user)),
+                None if s.creates_users() => Decision::Create {
+                    email: None,
+                    username: Some(username),
+                },
+                None => Decision::Refuse(Refusal::NotLinked),
+            }
+        }
+    }
+}
+
+/// Applies `claimMap`: user fields take the claim as text; `UserData` and `RegistrationData`
+/// take the claim's JSON value under the claim's name. Claims absent from the token are left
+/// alone. Returns the names of the claims applied (for the debug log).
+pub fn apply_claim_map(
+    claim_map: &BTreeMap<String, String>,
+    claims: &Map<String, Value>,
+    user: &mut User,
+    registration_data: &mut BTreeMap<String, Value>,
+) -> Vec<String> {
+    let mut applied = Vec::new();
+    for (claim, target) in claim_map {
+        let Some(value) = claims.get(claim).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let text = || claim_text(claims, claim);
+        let field = match target.as_str() {
+            "UserData" => {
+                user.data.insert(claim.clone(), value.clone());
+                applied.push(claim.clone());
+                continue;
+            }
+            "RegistrationData" => {
+                registration_data.insert(claim.clone(), value.clone());
+                applied.push(claim.clone());
+                continue;
+            }
+            "birthDate" => &mut user.birth_date,
+            "firstName" => &mut user.first_name,
+            "lastName" => &mut user.last_name,
+            "fullName" => &mut user.full_name,
+            "middleName" => &mut user.middle_name,
+            "mobilePhone" => &mut user.mobile_phone,
+            "imageUrl" => &mut user.image_url,
+            "timezone" => &mut user.timezone,
+            _ => continue,
+        };
+        if let Some(t) = text() {
+            *field = Some(t);
+            applied.push(claim.clone());
+        }
+    }
+    applied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    fn provider(strategy: &str) -> Provider {
+        Provider::from_document(&json!({
+            "id": Uuid::new_v4(), "type": "ExternalJWT", "name": "p", "headerKeyParameter": "kid",
+            "linkingStrategy": strategy, "domains": ["acme.com"],
+            "oauth2": {"usernameClaim": "upn"}
+        }))
+        .expect("provider")
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().expect("object")
+    }
+
+    fn user() -> User {
+        User {
+            id: Uuid::new_v4(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn identity_reads_the_configured_claims() {
+        let p = provider("LinkByEmail");
+        let who = identity(&p, &claims(json!({"sub": 42, "email": "a@ACME.com", "email_verified": "false", "upn": "ann"}))).expect("ok");
+        assert_eq!(who.unique_id, "42");
+        assert_eq!(who.email.as_deref(), Some("a@ACME.com"));
+        assert_eq!(who.email_verified, Some(false));
+        assert_eq!(who.username.as_deref(), Some("ann"));
+        assert_eq!(who.display_name(), "a@ACME.com");
+        assert_eq!(identity(&p, &claims(json!({"email": "a@acme.com"}))).unwrap_err(), Refusal::MissingUniqueId("sub".into()));
+        assert_eq!(identity(&p, &claims(json!({"sub": "x", "email": "a@evil.com"}))).unwrap_err(), Refusal::DomainNotManaged);
+        assert_eq!(identity(&p, &claims(json!({"sub": "x"}))).expect("ok").display_name(), "x");
+    }
+
+    #[test]
+    fn every_strategy_decides() {
+        let who = Identity {
+            unique_id: "u".into(),
+            email: Some("a@acme.com".into()),
+            email_verified: None,
+            username: Some("ann".into()),
+        };
+        let d = |s: &str, found: Option<User>| decide(LinkingStrategy::parse(s).expect("s"), &provider(s), &who, found);
+        assert_eq!(d("CreatePendingLink", None), Decision::Pending);
+        assert_eq!(d("Disabled", Some(user())), Decision::Refuse(Refusal::NotLinked));
+        assert_eq!(d("LinkAnonymously", Some(user())), Decision::Create { email: None, username: None });
+        assert_eq!(d("LinkByEmail", None), Decision::Create { email: Some("a@acme.com".into()), username: None });
+        assert!(matches!(d("LinkByEmail", Some(user())), Decision::Link(_)));
+        assert_eq!(d("LinkByEmailForExistingUser", None), Decision::Refuse(Refusal::NotLinked));
+        assert!(matches!(d("LinkByEmailForExistingUser", Some(user())), Decision::Link(_)));
+        assert_eq!(d("LinkByUsername", None), Decision::Create { email: None, username: Some("ann".into()) });
+        assert_eq!(d("LinkByUsernameForExistingUser", None), Decision::Refuse(Refusal::NotLinked));
+        assert!(matches!(d("LinkByUsernameForExistingUser", Some(user())), Decision::Link(_)));
+
+        let unverified = Identity { email_verified: Some(false), ..who.clone() };
+        for s in ["LinkByEmail", "LinkByEmailForExistingUser"] {
+            let strategy = LinkingStrategy::parse(s).expect("s");
+            assert_eq!(decide(strategy, &provider(s), &unverified, Some(user())), Decision::Refuse(Refusal::UnverifiedEmail));
+        }
+        // an unverified email does not matter when linking by username
+        assert!(matches!(decide(LinkingStrategy::LinkByUsername, &provider("LinkByUsername"), &unverified, Some(user())), Decision::Link(_)));
+        let nobody = Identity { email: None, username: None, ..who };
+        assert_eq!(
+            decide(LinkingStrategy::LinkByEmail, &provider("LinkByEmail"), &nobody, None),
+            Decision::Refuse(Refusal::MissingEmail("email".into()))
+        );
+        assert_eq!(
+            decide(LinkingStrategy::LinkByUsername, &provider("LinkByUsername"), &nobody, None),
+            Decision::Refuse(Refusal::MissingUsername("upn".into()))
+        );
+        assert_eq!(Refusal::NotLinked.status(), 404);
+        assert_eq!(Refusal::UnverifiedEmail.status(), 401);
+    }
+
+    #[test]
+    fn claim_map_targets_fields_and_data() {
+        let map: BTreeMap<String, String> = [
+            ("given", "firstName"),
+            ("family", "lastName"),
+            ("dob", "birthDate"),
+            ("phone", "mobilePhone"),
+            ("dept", "RegistrationData"),
+            ("groups", "UserData"),
+            ("missing", "fullName"),
+            ("obj", "middleName"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let mut u = user();
+        let mut reg = BTreeMap::new();
+        let applied = apply_claim_map(
+            &map,
+            &claims(json!({"given": "Ann", "family": "Lee", "dob": "1980-01-02", "phone": 5551234,
+                           "dept": "ops", "groups": ["a", "b"], "obj": {"x": 1}})),
+            &mut u,
+            &mut reg,
+        );
+        assert_eq!(u.first_name.as_deref(), Some("Ann"));
+        assert_eq!(u.last_name.as_deref(), Some("Lee"));
+        assert_eq!(u.birth_date.as_deref(), Some("1980-01-02"));
+        assert_eq!(u.mobile_phone.as_deref(), Some("5551234"));
+        assert_eq!(u.data["groups"], json!(["a", "b"]));
+        assert_eq!(reg["dept"], "ops");
+        assert_eq!(u.full_name, None);
+        assert_eq!(u.middle_name, None);
+        assert_eq!(applied.len(), 6);
+    }
+}

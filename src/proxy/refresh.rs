@@ -1,0 +1,150 @@
+//! Transparent refresh at the edge: an expired (or missing) access token plus a
+//! `refresh_token` cookie is exchanged through the same refresh logic as
+//! `POST /api/jwt/refresh`, and the request goes on with the new token.
+//!
+//! Parallel requests presenting the same refresh token cause exactly one exchange: the first
+//! runs it, the others wait for its result (one in flight per token). The result is kept for a
+//! short window — at least [`MIN_RETAIN`], or the one-time-use grace period when longer — so a
+//! request arriving just after the rotation gets the same new pair instead of being logged out.
+//! Across nodes, and after a restart, the store's record of the rotation serves the same purpose
+//! within the grace period.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse_plugin_api::refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
+use gatehouse_plugin_api::{Clock, Store, TokenService, VerifiedClaims};
+use tokio::sync::OnceCell;
+
+use crate::metrics::Metrics;
+use crate::tokens::Tokens;
+
+/// The shortest time a refresh outcome is kept for requests that arrive after it completed.
+pub const MIN_RETAIN: Duration = Duration::from_secs(2);
+
+/// The outcome of a refresh, shared by every request that presented the same token.
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The new access token.
+    pub access_token: String,
+    /// Its expiry (ms).
+    pub access_expiration_ms: i64,
+    /// The refresh token to keep (the same value unless it rotated).
+    pub refresh_token: String,
+    /// Its expiry (ms).
+    pub refresh_expiration_ms: i64,
+    /// Whether the refresh cookie must be set again (rotated, or a sliding window moved).
+    pub set_refresh_cookie: bool,
+    /// The new token's verified claims.
+    pub claims: Arc<VerifiedClaims>,
+}
+
+type Shared = Arc<OnceCell<Result<Arc<Refreshed>, RefreshError>>>;
+
+/// Exchanges refresh tokens for the proxy, coalescing concurrent requests.
+pub struct Refresher {
+    store: Arc<dyn Store>,
+    tokens: Arc<Tokens>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    in_flight: Mutex<HashMap<String, Shared>>,
+    /// Recent outcomes by the refresh token value presented, with the instant they lapse.
+    recent: moka::sync::Cache<String, (Arc<Refreshed>, Instant)>,
+}
+
+impl Refresher {
+    /// A refresher over the store and token service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: Arc<Tokens>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Refresher {
+            store,
+            tokens,
+            clock,
+            metrics,
+            in_flight: Mutex::new(HashMap::new()),
+            recent: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(86_400))
+                .build(),
+        }
+    }
+
+    /// Exchanges `value`, or joins the exchange already running for it, or returns the outcome
+    /// of one that just completed. `client_ip` is recorded on the token's device metadata.
+    pub async fn refresh(
+        &self,
+        value: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Arc<Refreshed>, RefreshError> {
+        if let Some((outcome, until)) = self.recent.get(value) {
+            if Instant::now() < until {
+                self.metrics.refreshes.with_label_values(&["grace"]).inc();
+                return Ok(outcome);
+            }
+        }
+        let cell = {
+            let mut in_flight = self.in_flight.lock().map_err(|_| {
+                RefreshError::Store(gatehouse_plugin_api::StoreError::Backend(
+                    "refresh map poisoned".into(),
+                ))
+            })?;
+            in_flight.entry(value.to_string()).or_default().clone()
+        };
+        let mut ran_here = false;
+        let result = cell
+            .get_or_init(|| {
+                ran_here = true;
+                self.exchange(value, client_ip)
+            })
+            .await
+            .clone();
+        if ran_here {
+            if let Ok(mut in_flight) = self.in_flight.lock() {
+                in_flight.remove(value);
+            }
+        }
+        let label = match (&result, ran_here) {
+            (Ok(_), true) => "done",
+            (Ok(_), false) => "coalesced",
+            (Err(_), _) => "failed",
+        };
+        self.metrics.refreshes.with_label_values(&[label]).inc();
+        result
+    }
+
+    async fn exchange(
+        &self,
+        value: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Arc<Refreshed>, RefreshError> {
+        let env = RefreshEnv {
+            store: self.store.as_ref(),
+            tokens: self.tokens.as_ref(),
+            clock: self.clock.as_ref(),
+        };
+        let outcome = exchange_refresh_token(env, value, client_ip).await?;
+        let claims = self
+            .tokens
+            .verify(&outcome.access_token.token)
+            .map_err(RefreshError::Token)?;
+        let refreshed = Arc::new(Refreshed {
+            access_token: outcome.access_token.token,
+            access_expiration_ms: outcome.access_token.expiration_instant,
+            refresh_token: outcome.refresh_token.token,
+            refresh_expiration_ms: outcome.refresh_token.expiration_instant,
+            set_refresh_cookie: outcome.rotated || outcome.policy.slides(),
+            claims,
+        });
+        let grace = Duration::from_secs(outcome.policy.grace_period_in_seconds.max(0) as u64);
+        self.recent.insert(
+            value.to_string(),
+            (refreshed.clone(), Instant::now() + grace.max(MIN_RETAIN)),
+        );
+        Ok(refreshed)
+    }
+}

@@ -1,0 +1,446 @@
+//! At the edge: transparent refresh, coalescing of parallel refreshes, the one-time-use grace
+//! period (on one node and across nodes sharing the store), and revocation honoured before the
+//! access token expires.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::kit::*;
+
+/// A route with transparent refresh, plus the given application JWT settings.
+fn options(app_jwt: &str) -> Options {
+    Options {
+        app_jwt: app_jwt.into(),
+        extra_routes: format!(
+            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, loginUrl: /login}}\n    identityHeaders: {{X-User-Id: sub}}\n"
+        ),
+        ..Default::default()
+    }
+}
+
+/// Starts a gateway whose /app route refreshes, with `app_jwt` settings; returns the options
+/// too, for starting peers.
+fn gateway(app_jwt: &str) -> (TestGateway, Options) {
+    let gw = TestGateway::start_with(options(app_jwt));
+    (gw, options(app_jwt))
+}
+
+fn set_cookies(response: &reqwest::blocking::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect()
+}
+
+fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        let first = c.split(';').next()?;
+        let (k, v) = first.split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+fn expired_token(gw: &TestGateway, user: &str) -> String {
+    let mut claims = claims(Uuid::parse_str(user).expect("uuid"), APP, &["user"]);
+    claims["exp"] = json!(now() - 30);
+    claims["iat"] = json!(now() - 330);
+    gw.token(Algorithm::RS256, &claims)
+}
+
+#[test]
+fn an_expired_token_with_a_refresh_cookie_reaches_the_upstream_with_a_fresh_one() {
+    let (gw, _) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse");
+    let session = gw.login("edge-refresh@example.com", &["user"]);
+    let expired = expired_token(&gw, &session.user_id);
+    let response = client()
+        .get(gw.url("/app/page"))
+        .header(
+            "Cookie",
+            format!(
+                "access_token={expired}; refresh_token={}",
+                session.refresh_token
+            ),
+        )
+        .send()
+        .expect("send");
+    let cookies = set_cookies(&response);
+    let body = check_status(response, 200);
+    assert_eq!(body["headers"]["x-user-id"], session.user_id);
+    let new_access = cookie_value(&cookies, "access_token").expect("access_token cookie set");
+    let new_refresh =
+        cookie_value(&cookies, "refresh_token").expect("rotated refresh_token cookie set");
+    assert_ne!(new_access, expired);
+    assert_ne!(new_refresh, session.refresh_token, "OneTimeUse rotates");
+    assert!(
+        cookies.iter().all(|c| c.contains("HttpOnly")),
+        "{cookies:?}"
+    );
+    // The upstream saw the new token, in the header and the cookie, and never the refresh token.
+    assert_eq!(
+        body["headers"]["authorization"],
+        format!("Bearer {new_access}")
+    );
+    let upstream_cookie = body["headers"]["cookie"].as_str().expect("cookie");
+    assert!(upstream_cookie.contains(&format!("access_token={new_access}")));
+    assert!(!upstream_cookie.contains("refresh_token"));
+    // The new access token is a real one: valid at the API, minted from the refresh token.
+    let validated = check_status(
+        client()
+            .get(gw.url("/api/jwt/validate"))
+            .bearer_auth(&new_access)
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(validated["jwt"]["authenticationType"], "REFRESH_TOKEN");
+    assert_eq!(validated["jwt"]["sid"], session.refresh_token_id);
+    // A missing access token refreshes too.
+    let response = client()
+        .get(gw.url("/app/page"))
+        .header("Cookie", format!("refresh_token={new_refresh}"))
+        .send()
+        .expect("send");
+    check_status(response, 200);
+}
+
+#[test]
+fn parallel_requests_with_one_one_time_token_cause_exactly_one_rotation() {
+    let (gw, _) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse");
+    let session = gw.login("edge-parallel@example.com", &["user"]);
+    let expired = expired_token(&gw, &session.user_id);
+    let url = gw.url("/app/parallel");
+    let cookie = format!(
+        "access_token={expired}; refresh_token={}",
+        session.refresh_token
+    );
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, cookie) = (url.clone(), cookie.clone());
+            std::thread::spawn(move || {
+                let response = client()
+                    .get(url)
+                    .header("Cookie", cookie)
+                    .send()
+                    .expect("send");
+                let status = response.status().as_u16();
+                (status, set_cookies(&response))
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Vec<String>)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    assert!(
+        results.iter().all(|(s, _)| *s == 200),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let pairs: std::collections::HashSet<(Option<String>, Option<String>)> = results
+        .iter()
+        .map(|(_, c)| {
+            (
+                cookie_value(c, "access_token"),
+                cookie_value(c, "refresh_token"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs.len(),
+        1,
+        "every request got the same new pair: {pairs:?}"
+    );
+    // The store shows exactly one rotation of the token.
+    let db = rusqlite::Connection::open(gw.store_path()).expect("open store");
+    let rotations: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM rotated_refresh_tokens WHERE token_id = ?1",
+            [&session.refresh_token_id],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(rotations, 1);
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .expect("send")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("gatehouse_refreshes_total{outcome=\"done\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_grace_period_serves_late_requests_on_any_node_then_refuses() {
+    let jwt = "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse, \
+               refreshTokenOneTimeUseConfiguration: {gracePeriodInSeconds: 4}";
+    let (node_a, options) = gateway(jwt);
+    let node_b = node_a.start_peer(&options);
+    // Node B's refresh route must point at an upstream: node A's demo upstream works for both.
+    let session = node_a.login("edge-grace@example.com", &["user"]);
+    let old = format!("refresh_token={}", session.refresh_token);
+
+    let first = client()
+        .get(node_a.url("/app/1"))
+        .header("Cookie", &old)
+        .send()
+        .expect("send");
+    let first_cookies = set_cookies(&first);
+    check_status(first, 200);
+    let pair = (
+        cookie_value(&first_cookies, "access_token"),
+        cookie_value(&first_cookies, "refresh_token"),
+    );
+    assert!(pair.1.is_some());
+
+    // On the other node, through the store: the same new pair.
+    let late = client()
+        .get(node_b.url("/app/2"))
+        .header("Cookie", &old)
+        .send()
+        .expect("send");
+    let late_cookies = set_cookies(&late);
+    check_status(late, 200);
+    assert_eq!(cookie_value(&late_cookies, "refresh_token"), pair.1);
+    assert_eq!(cookie_value(&late_cookies, "access_token"), pair.0);
+    // And through the API on node B.
+    let api = client()
+        .post(node_b.url("/api/jwt/refresh"))
+        .json(&json!({"refreshToken": session.refresh_token}))
+        .send()
+        .expect("send");
+    let api_body = check_status(api, 200);
+    assert_eq!(api_body["refreshToken"].as_str(), pair.1.as_deref());
+
+    std::thread::sleep(Duration::from_millis(4500));
+    for node in [&node_a, &node_b] {
+        let response = client()
+            .get(node.url("/app/3"))
+            .header("Cookie", &old)
+            .send()
+            .expect("send");
+        let cookies = set_cookies(&response);
+        check_status(response, 401);
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("refresh_token=;") && c.contains("Max-Age=0")),
+            "{cookies:?}"
+        );
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("access_token=;") && c.contains("Max-Age=0")),
+            "{cookies:?}"
+        );
+    }
+    // The rotated token itself still works.
+    let current = format!("refresh_token={}", pair.1.expect("refresh"));
+    check_status(
+        client()
+            .get(node_b.url("/app/4"))
+            .header("Cookie", current)
+            .send()
+            .expect("send"),
+        200,
+    );
+}
+
+#[test]
+fn reuse_after_the_grace_period_can_revoke_the_family() {
+    let jwt = "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse, \
+               refreshTokenRevocationPolicy: {onOneTimeTokenReuse: true}";
+    let (gw, _) = gateway(jwt);
+    let session = gw.login("edge-family@example.com", &["user"]);
+    let first = client()
+        .post(gw.url("/api/jwt/refresh"))
+        .json(&json!({"refreshToken": session.refresh_token}))
+        .send()
+        .expect("send");
+    let rotated = check_status(first, 200);
+    let successor = rotated["refreshToken"].as_str().expect("token").to_string();
+    let successor_access = rotated["token"].as_str().expect("token").to_string();
+    // Presenting the retired value again is a stolen-token signal: the whole token dies.
+    std::thread::sleep(Duration::from_millis(2100));
+    check_status(
+        client()
+            .post(gw.url("/api/jwt/refresh"))
+            .json(&json!({"refreshToken": session.refresh_token}))
+            .send()
+            .expect("send"),
+        400,
+    );
+    check_status(
+        client()
+            .post(gw.url("/api/jwt/refresh"))
+            .json(&json!({"refreshToken": successor}))
+            .send()
+            .expect("send"),
+        400,
+    );
+    // And the access token minted from it is refused at once.
+    check_status(
+        client()
+            .get(gw.url("/api/jwt/validate"))
+            .bearer_auth(&successor_access)
+            .send()
+            .expect("send"),
+        401,
+    );
+}
+
+#[test]
+fn revoking_a_users_tokens_cuts_their_access_tokens_at_once_on_every_node() {
+    let (node_a, options) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable");
+    let node_b = node_a.start_peer(&options);
+    let session = node_a.login("edge-revoke@example.com", &["user"]);
+    for node in [&node_a, &node_b] {
+        check_status(
+            client()
+                .get(node.url("/x"))
+                .bearer_auth(&session.token)
+                .send()
+                .expect("send"),
+            200,
+        );
+    }
+    check_status(
+        client()
+            .get(node_a.url("/api/jwt/validate"))
+            .bearer_auth(&session.token)
+            .send()
+            .expect("send"),
+        200,
+    );
+    let revoked = client()
+        .delete(node_a.url(&format!("/api/jwt/refresh?userId={}", session.user_id)))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("send");
+    assert_eq!(revoked.status().as_u16(), 200);
+    // This node: at once, at the proxy and the API.
+    check_status(
+        client()
+            .get(node_a.url("/x"))
+            .bearer_auth(&session.token)
+            .send()
+            .expect("send"),
+        401,
+    );
+    check_status(
+        client()
+            .get(node_a.url("/api/jwt/validate"))
+            .bearer_auth(&session.token)
+            .send()
+            .expect("send"),
+        401,
+    );
+    // The other node picks the revocation up from the store within its poll interval.
+    let mut refused = false;
+    for _ in 0..40 {
+        let status = client()
+            .get(node_b.url("/x"))
+            .bearer_auth(&session.token)
+            .send()
+            .expect("send")
+            .status()
+            .as_u16();
+        if status == 401 {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused, "node B still accepts the revoked token");
+    // A new login right after is not caught by the revocation.
+    let again = node_a.login("edge-revoke@example.com", &["user"]);
+    check_status(
+        client()
+            .get(node_a.url("/x"))
+            .bearer_auth(&again.token)
+            .send()
+            .expect("send"),
+        200,
+    );
+    // After a restart the revocation still holds.
+    let mut node_a = node_a;
+    node_a.restart();
+    check_status(
+        client()
+            .get(node_a.url("/x"))
+            .bearer_auth(&session.token)
+            .send()
+            .expect("send"),
+        401,
+    );
+    check_status(
+        client()
+            .get(node_a.url("/x"))
+            .bearer_auth(&again.token)
+            .send()
+            .expect("send"),
+        200,
+    );
+}
+
+#[test]
+fn a_revoked_refresh_cookie_is_a_401_with_cleared_cookies_or_a_redirect() {
+    let (gw, _) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable");
+    let session = gw.login("edge-revoked@example.com", &["user"]);
+    let response = client()
+        .delete(gw.url(&format!("/api/jwt/refresh/{}", session.refresh_token_id)))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    let expired = expired_token(&gw, &session.user_id);
+    let cookie = format!(
+        "access_token={expired}; refresh_token={}",
+        session.refresh_token
+    );
+    let response = client()
+        .get(gw.url("/app"))
+        .header("Cookie", &cookie)
+        .send()
+        .expect("send");
+    let cookies = set_cookies(&response);
+    let body = check_status(response, 401);
+    assert_eq!(body["generalErrors"][0]["code"], "[InvalidToken]");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("access_token=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("refresh_token=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+    let response = client()
+        .get(gw.url("/app"))
+        .header("Cookie", &cookie)
+        .header("Accept", "text/html")
+        .send()
+        .expect("send");
+    let cookies = set_cookies(&response);
+    assert_eq!(response.status().as_u16(), 302);
+    assert_eq!(response.headers()["location"], "/login");
+    assert!(
+        cookies.iter().any(|c| c.starts_with("refresh_token=;")),
+        "{cookies:?}"
+    );
+}
