@@ -47,6 +47,9 @@ enum Command {
         /// `{"token", "refreshToken", "refreshTokenId", "userId"}`.
         #[arg(long)]
         refresh: bool,
+        /// With `--refresh`: this many users (`0.EMAIL`, `1.EMAIL`, …), one JSON line each.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
     },
 }
 
@@ -113,6 +116,7 @@ pub fn main() -> i32 {
             email,
             roles,
             refresh,
+            count,
         } => {
             let config = match loaded {
                 Ok(c) => c,
@@ -121,7 +125,15 @@ pub fn main() -> i32 {
                     return 1;
                 }
             };
-            match dev_token(&config, application_id, user_id, email, roles, refresh) {
+            let request = TokenRequest {
+                application_id,
+                user_id,
+                email,
+                roles,
+                refresh,
+                count,
+            };
+            match dev_token(&config, request) {
                 Ok(token) => {
                     println!("{token}");
                     0
@@ -135,24 +147,30 @@ pub fn main() -> i32 {
     }
 }
 
-fn dev_token(
-    config: &Config,
+/// What `gatehouse token` was asked for.
+struct TokenRequest {
     application_id: Uuid,
     user_id: Option<Uuid>,
     email: String,
     roles: Option<String>,
     refresh: bool,
-) -> Result<String, String> {
+    count: u32,
+}
+
+fn dev_token(config: &Config, request: TokenRequest) -> Result<String, String> {
     let application = config
         .applications
         .iter()
-        .find(|a| a.id == application_id)
+        .find(|a| a.id == request.application_id)
         .ok_or("--application-id: no application with this id in the configuration")?;
     let tenant = config
         .tenants
         .iter()
         .find(|t| t.id == application.tenant_id)
         .ok_or("the application's tenant is not declared")?;
+    if request.count > 1 && (!request.refresh || request.user_id.is_some()) {
+        return Err("--count needs --refresh and no --user-id".into());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -161,95 +179,117 @@ fn dev_token(
         let prepared = crate::server::prepare(config)
             .await
             .map_err(|e| e.to_string())?;
-        let store = prepared.store.clone();
-        let now = SystemClock.now_millis();
-        let existing = if refresh {
-            store
-                .find_user_by_email(tenant.id, &email)
-                .await
-                .map_err(|e| e.to_string())?
-        } else {
-            None
-        };
-        let user = match existing {
-            Some(user) => user,
-            None => {
-                let user = User {
-                    id: user_id.unwrap_or_else(Uuid::new_v4),
-                    tenant_id: tenant.id,
-                    email: Some(email),
-                    verified: true,
-                    insert_instant: now,
-                    last_update_instant: now,
-                    ..Default::default()
-                };
-                if refresh {
-                    store.create_user(&user).await.map_err(|e| e.to_string())?;
-                }
-                user
-            }
-        };
-        let registration = Registration {
-            id: Uuid::new_v4(),
-            application_id,
-            user_id: Some(user.id),
-            roles: roles
-                .map(|r| {
-                    r.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_else(|| application.default_roles()),
-            insert_instant: now,
-            last_update_instant: now,
-            ..Default::default()
-        };
-        let refresh_token = if refresh {
-            store
-                .upsert_registration(&registration)
-                .await
-                .map_err(|e| e.to_string())?;
-            let env = gatehouse_plugin_api::refresh::RefreshEnv {
-                store: store.as_ref(),
-                tokens: prepared.tokens.as_ref(),
-                clock: &SystemClock,
+        let mut lines = Vec::with_capacity(request.count as usize);
+        for index in 0..request.count.max(1) {
+            let email = if request.count > 1 {
+                format!("{index}.{}", request.email)
+            } else {
+                request.email.clone()
             };
-            Some(
-                gatehouse_plugin_api::refresh::issue_refresh_token(
-                    env,
-                    &user,
-                    tenant,
-                    Some(application),
-                    Default::default(),
-                )
-                .await
-                .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
+            lines.push(mint(&prepared, tenant, application, &request, email).await?);
+        }
+        Ok(lines.join("\n"))
+    })
+}
+
+/// One user's token (and, with `--refresh`, stored user, registration and refresh token).
+async fn mint(
+    prepared: &crate::server::Prepared,
+    tenant: &gatehouse_plugin_api::model::Tenant,
+    application: &gatehouse_plugin_api::model::Application,
+    request: &TokenRequest,
+    email: String,
+) -> Result<String, String> {
+    let store = prepared.store.clone();
+    let now = SystemClock.now_millis();
+    let existing = if request.refresh {
+        store
+            .find_user_by_email(tenant.id, &email)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        None
+    };
+    let user = match existing {
+        Some(user) => user,
+        None => {
+            let user = User {
+                id: request.user_id.unwrap_or_else(Uuid::new_v4),
+                tenant_id: tenant.id,
+                email: Some(email),
+                verified: true,
+                insert_instant: now,
+                last_update_instant: now,
+                ..Default::default()
+            };
+            if request.refresh {
+                store.create_user(&user).await.map_err(|e| e.to_string())?;
+            }
+            user
+        }
+    };
+    let registration = Registration {
+        id: Uuid::new_v4(),
+        application_id: application.id,
+        user_id: Some(user.id),
+        roles: request
+            .roles
+            .as_ref()
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_else(|| application.default_roles()),
+        insert_instant: now,
+        last_update_instant: now,
+        ..Default::default()
+    };
+    let refresh_token = if request.refresh {
+        store
+            .upsert_registration(&registration)
+            .await
+            .map_err(|e| e.to_string())?;
+        let env = gatehouse_plugin_api::refresh::RefreshEnv {
+            store: store.as_ref(),
+            tokens: prepared.tokens.as_ref(),
+            clock: &SystemClock,
         };
-        let issued = prepared
-            .tokens
-            .issue_access_token(&AccessTokenRequest {
-                user: &user,
+        Some(
+            gatehouse_plugin_api::refresh::issue_refresh_token(
+                env,
+                &user,
                 tenant,
-                application: Some(application),
-                registration: Some(&registration),
-                authentication_type: "PASSWORD",
-                expires_at: None,
-                session_id: refresh_token.as_ref().map(|t| t.id),
-            })
-            .map_err(|e| format!("cannot sign: {e}"))?;
-        Ok(match refresh_token {
-            Some(rt) => serde_json::json!({
-                "token": issued.token,
-                "refreshToken": rt.token,
-                "refreshTokenId": rt.id,
-                "userId": user.id,
-            })
-            .to_string(),
-            None => issued.token,
+                Some(application),
+                Default::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    let issued = prepared
+        .tokens
+        .issue_access_token(&AccessTokenRequest {
+            user: &user,
+            tenant,
+            application: Some(application),
+            registration: Some(&registration),
+            authentication_type: "PASSWORD",
+            expires_at: None,
+            session_id: refresh_token.as_ref().map(|t| t.id),
         })
+        .map_err(|e| format!("cannot sign: {e}"))?;
+    Ok(match refresh_token {
+        Some(rt) => serde_json::json!({
+            "token": issued.token,
+            "refreshToken": rt.token,
+            "refreshTokenId": rt.id,
+            "userId": user.id,
+        })
+        .to_string(),
+        None => issued.token,
     })
 }

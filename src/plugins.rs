@@ -12,7 +12,10 @@ use serde_json::Value;
 pub fn build(name: &str, settings: &Value) -> Result<Arc<dyn Plugin>, String> {
     match name {
         "jwt" => gatehouse_plugin_jwt::factory(settings),
-        other => Err(format!("no plugin called `{other}` (available: jwt)")),
+        "identity-provider" => gatehouse_plugin_identity_provider::factory(settings),
+        other => Err(format!(
+            "no plugin called `{other}` (available: jwt, identity-provider)"
+        )),
     }
 }
 
@@ -63,6 +66,9 @@ pub enum RouteMatch<'a> {
 #[derive(Default)]
 pub struct PluginRouter {
     entries: Vec<Entry>,
+    /// The first path segment of every template (`api`, `.well-known`): a request whose first
+    /// segment is not among them is not a plugin request, decided without allocating.
+    first_segments: Vec<String>,
 }
 
 impl PluginRouter {
@@ -98,7 +104,19 @@ impl PluginRouter {
         }
         // Most literal segments first, so `/link` beats `/{id}`.
         entries.sort_by(|a, b| b.literals.cmp(&a.literals));
-        Ok(PluginRouter { entries })
+        let mut first_segments: Vec<String> = entries
+            .iter()
+            .filter_map(|e| match e.segments.first() {
+                Some(Segment::Literal(l)) => Some(l.clone()),
+                _ => None,
+            })
+            .collect();
+        first_segments.sort();
+        first_segments.dedup();
+        Ok(PluginRouter {
+            entries,
+            first_segments,
+        })
     }
 
     /// True when no plugin route exists.
@@ -108,7 +126,14 @@ impl PluginRouter {
 
     /// Finds the route for `method` and `path`.
     pub fn find(&self, method: &Method, path: &str) -> RouteMatch<'_> {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // `/api/jwt/validate/` is `/api/jwt/validate`.
+        let trimmed = path.trim_start_matches('/');
+        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        let first = trimmed.split('/').next().unwrap_or("");
+        if !self.first_segments.iter().any(|s| s == first) {
+            return RouteMatch::None;
+        }
+        let parts: Vec<&str> = trimmed.split('/').collect();
         let mut path_matched = false;
         for entry in &self.entries {
             if entry.segments.len() != parts.len() {
@@ -203,6 +228,14 @@ mod tests {
         ));
         assert!(matches!(
             router.find(&Method::GET, "/api/x/"),
+            RouteMatch::None
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, "/api/x/link/"),
+            RouteMatch::Found { .. }
+        ));
+        assert!(matches!(
+            router.find(&Method::GET, "/other/x"),
             RouteMatch::None
         ));
     }

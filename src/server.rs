@@ -123,6 +123,15 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         store.upsert_application(application).await?;
     }
     store.replace_api_keys(&config.api_keys).await?;
+    for lambda in &config.lambdas {
+        if let Some(id) = lambda
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        {
+            store.put_lambda(id, lambda).await?;
+        }
+    }
     for provider in &config.identity_providers {
         if let Some(id) = provider
             .get("id")

@@ -5,9 +5,12 @@
 mod it {
     pub mod config;
     pub mod edge;
+    pub mod identity_provider;
     pub mod jwt_api;
     pub mod kit;
     pub mod proxy;
     pub mod python_client;
+    pub mod python_idp;
+    pub mod readme;
     pub mod restart;
 }

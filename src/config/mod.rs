@@ -117,10 +117,14 @@ pub struct Upstream {
 /// A route's authentication policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteAuth {
+    /// Read and validate tokens at all (`false`: a public passthrough).
+    pub enabled: bool,
     /// Refuse requests without a valid token.
     pub required: bool,
     /// Required `applicationId`.
     pub application_id: Option<Uuid>,
+    /// The tenant of that application.
+    pub application_tenant_id: Option<Uuid>,
     /// Any of these roles is required (empty: no role check).
     pub roles: Vec<String>,
     /// Browsers get a 302 here instead of a 401.
@@ -129,6 +133,17 @@ pub struct RouteAuth {
     pub refresh: bool,
     /// Refresh a valid token this many seconds before its expiry (0: only once expired).
     pub refresh_before_expiry_seconds: i64,
+}
+
+/// A header the gateway sets upstream from a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeader {
+    /// The header name.
+    pub name: HeaderName,
+    /// The name as written in the configuration (its case is kept on the wire).
+    pub written: bytes::Bytes,
+    /// The claim whose value it carries.
+    pub claim: String,
 }
 
 /// A proxied route.
@@ -144,8 +159,8 @@ pub struct Route {
     pub upstreams: Vec<Upstream>,
     /// Policy.
     pub auth: RouteAuth,
-    /// Header → claim.
-    pub identity_headers: Vec<(HeaderName, String)>,
+    /// Header (lower-case name, and the name as written, for the wire) → claim.
+    pub identity_headers: Vec<IdentityHeader>,
 }
 
 /// Logging output format.
@@ -176,8 +191,10 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     /// Applications.
     pub applications: Vec<Application>,
-    /// Identity provider documents.
+    /// Identity provider documents, validated and normalised.
     pub identity_providers: Vec<serde_json::Value>,
+    /// Lambda documents, validated and normalised.
+    pub lambdas: Vec<serde_json::Value>,
     /// Enabled plugins with their settings, in name order.
     pub plugins: Vec<(String, serde_json::Value)>,
     /// Routes, longest prefix first.
@@ -647,15 +664,39 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         });
     }
 
-    // --- identity providers (documents; the plugin validates their content) ---
-    for (i, idp) in raw.identity_providers.iter().enumerate() {
-        let id_ok = idp
-            .get("id")
-            .and_then(|v| v.as_str())
-            .is_some_and(|s| Uuid::parse_str(s).is_ok());
-        if !id_ok {
-            p.add(format!("identityProviders[{i}].id"), "must be a UUID");
+    // --- lambdas and identity providers (the identity-provider plugin validates them) ---
+    let mut lambdas = Vec::new();
+    for (i, lambda) in raw.lambdas.iter().enumerate() {
+        match gatehouse_plugin_identity_provider::validate_config_lambda(lambda) {
+            Ok(normalised) => lambdas.push(normalised),
+            Err(errors) => {
+                for (field, message) in errors {
+                    p.add(join_path(&format!("lambdas[{i}]"), &field), message);
+                }
+            }
         }
+    }
+    let mut identity_providers = Vec::new();
+    for (i, idp) in raw.identity_providers.iter().enumerate() {
+        match gatehouse_plugin_identity_provider::validate_config_provider(idp) {
+            Ok(normalised) => identity_providers.push(normalised),
+            Err(errors) => {
+                for (field, message) in errors {
+                    p.add(
+                        join_path(&format!("identityProviders[{i}]"), &field),
+                        message,
+                    );
+                }
+            }
+        }
+    }
+    if (!identity_providers.is_empty() || !lambdas.is_empty())
+        && !raw.plugins.contains_key("identity-provider")
+    {
+        p.add(
+            "plugins",
+            "identityProviders and lambdas need the identity-provider plugin: add `identity-provider: {}`",
+        );
     }
 
     // --- plugins ---
@@ -708,14 +749,28 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         }
         let auth = match &r.auth {
             None => RouteAuth {
+                enabled: true,
                 required: true,
                 application_id: None,
+                application_tenant_id: None,
                 roles: Vec::new(),
                 login_url: None,
                 refresh: false,
                 refresh_before_expiry_seconds: 0,
             },
             Some(a) => {
+                if a.enabled == Some(false)
+                    && (a.required == Some(true)
+                        || a.application_id.is_some()
+                        || !a.roles.is_empty()
+                        || a.login_url.is_some()
+                        || a.refresh)
+                {
+                    p.add(
+                        format!("{path}.auth.enabled"),
+                        "a route with enabled: false validates nothing: remove required, applicationId, roles, loginUrl and refresh",
+                    );
+                }
                 if a.refresh_before_expiry_seconds
                     .is_some_and(|s| !(0..=86_400).contains(&s))
                 {
@@ -762,9 +817,17 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                         );
                     }
                 }
+                let enabled = a.enabled.unwrap_or(true);
                 RouteAuth {
-                    required: a.required.unwrap_or(true),
+                    enabled,
+                    required: enabled && a.required.unwrap_or(true),
                     application_id: a.application_id,
+                    application_tenant_id: a.application_id.and_then(|id| {
+                        raw.applications
+                            .iter()
+                            .find(|app| app.id == id)
+                            .map(|app| app.tenant_id)
+                    }),
                     roles: a.roles.clone(),
                     login_url: a.login_url.clone(),
                     refresh: a.refresh,
@@ -779,7 +842,11 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                 Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
                     p.add(hpath, "this header cannot be set from a claim")
                 }
-                Ok(name) => identity_headers.push((name, claim.clone())),
+                Ok(name) => identity_headers.push(IdentityHeader {
+                    name,
+                    written: bytes::Bytes::copy_from_slice(header.as_bytes()),
+                    claim: claim.clone(),
+                }),
                 Err(_) => p.add(hpath, "not a valid header name"),
             }
             if claim.trim().is_empty() {
@@ -855,7 +922,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         keys,
         tenants,
         applications,
-        identity_providers: raw.identity_providers,
+        identity_providers,
+        lambdas,
         plugins,
         routes,
         max_body_bytes,
@@ -869,6 +937,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
         uses_demo_api_key,
     })
+}
+
+/// `base.field`, or `base` when the field path is empty.
+fn join_path(base: &str, field: &str) -> String {
+    if field.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{field}")
+    }
 }
 
 fn check_jwt_configuration(

@@ -38,6 +38,9 @@ pub struct RawConfig {
     /// Identity providers (FusionAuth JSON shape), kept as documents.
     #[serde(default)]
     pub identity_providers: Vec<serde_json::Value>,
+    /// Reconcile lambdas (FusionAuth JSON shape, with an `id`).
+    #[serde(default)]
+    pub lambdas: Vec<serde_json::Value>,
     /// Plugins to enable, by name, with their settings.
     #[serde(default)]
     pub plugins: BTreeMap<String, serde_json::Value>,
@@ -146,6 +149,10 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawAuth {
+    /// `false`: a public passthrough; no token is read or validated (identity headers are
+    /// still stripped from the request). Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// Refuse requests without a valid token (default true).
     #[serde(default)]
     pub required: Option<bool>,

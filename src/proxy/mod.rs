@@ -79,6 +79,9 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     refresher: Refresher,
+    /// Counters of the hot path, resolved once (a label lookup hashes on every call).
+    allowed_requests: prometheus::IntCounter,
+    valid_tokens: prometheus::IntCounter,
     /// Every identity header any route sets: stripped from every client request.
     controlled_headers: Vec<HeaderName>,
     settings: ProxySettings,
@@ -96,7 +99,7 @@ impl Gateway {
     ) -> Self {
         let mut controlled_headers: Vec<HeaderName> = routes
             .iter()
-            .flat_map(|r| r.identity_headers.iter().map(|(h, _)| h.clone()))
+            .flat_map(|r| r.identity_headers.iter().map(|h| h.name.clone()))
             .collect();
         controlled_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         controlled_headers.dedup();
@@ -110,6 +113,8 @@ impl Gateway {
                 metrics.clone(),
             ),
             store: context.store.clone(),
+            allowed_requests: metrics.requests.with_label_values(&["allowed"]),
+            valid_tokens: metrics.validations.with_label_values(&["valid"]),
             context,
             tokens,
             metrics,
@@ -281,7 +286,7 @@ impl Gateway {
             }
             Some(token) => match self.tokens.verify(token) {
                 Ok(claims) => {
-                    self.metrics.validations.with_label_values(&["valid"]).inc();
+                    self.valid_tokens.inc();
                     TokenState::Valid(claims)
                 }
                 Err(reason) => {
@@ -400,8 +405,7 @@ fn client_ip(session: &Session) -> Option<String> {
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+        .and_then(gatehouse_plugin_api::refresh::ip_address)
         .or_else(|| {
             session
                 .client_addr()
@@ -432,6 +436,14 @@ fn with_cookie(cookie: Option<&str>, name: &str, value: &str) -> String {
 fn check_policy(route: &Route, claims: &VerifiedClaims) -> std::result::Result<(), GatewayError> {
     if let Some(app) = route.auth.application_id {
         if claims.application_id != Some(app) {
+            return Err(GatewayError::WrongApplication);
+        }
+        // The application belongs to one tenant: a token of another tenant naming it is not
+        // for this application.
+        if claims
+            .tenant_id
+            .is_some_and(|tid| Some(tid) != route.auth.application_tenant_id)
+        {
             return Err(GatewayError::WrongApplication);
         }
     }
@@ -600,13 +612,18 @@ impl ProxyHttp for Gateway {
             self.deny(session, ctx, GatewayError::NoRoute).await?;
             return Ok(true);
         };
+        if !route.auth.enabled {
+            // A public passthrough: no token work at all.
+            self.allowed_requests.inc();
+            return Ok(false);
+        }
         let state = self.token_state(session);
         let state = self.refresh_if_needed(session, ctx, route, state).await;
         if let Err(error) = self.apply_policy(ctx, route, state) {
             self.deny(session, ctx, error).await?;
             return Ok(true);
         }
-        self.metrics.requests.with_label_values(&["allowed"]).inc();
+        self.allowed_requests.inc();
         Ok(false)
     }
 
@@ -696,9 +713,9 @@ impl ProxyHttp for Gateway {
         if let (Some(claims), Some(route)) =
             (&ctx.identity, ctx.route.and_then(|i| self.routes.get(i)))
         {
-            for (header, claim) in &route.identity_headers {
-                if let Some(value) = claims.claim_text(claim) {
-                    upstream_request.insert_header(header.clone(), value)?;
+            for header in &route.identity_headers {
+                if let Some(value) = claims.header_value(&header.claim) {
+                    upstream_request.insert_header(header.written.clone(), value)?;
                 }
             }
         }

@@ -129,8 +129,10 @@ mod tests {
                 },
             ],
             auth: RouteAuth {
+                enabled: true,
                 required: true,
                 application_id: None,
+                application_tenant_id: None,
                 roles: vec![],
                 login_url: None,
                 refresh: false,

@@ -184,6 +184,29 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Inserts or replaces the JSON document `id` of a `(id, body)` table.
+    async fn put_document(
+        &self,
+        table: &'static str,
+        id: Uuid,
+        document: &Value,
+    ) -> StoreResult<()> {
+        let body = to_json(document)?;
+        self.tx(move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+                ),
+                params![id.to_string(), body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
@@ -803,16 +826,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
-        let body = to_json(provider)?;
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO identity_providers (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                params![id.to_string(), body],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.put_document("identity_providers", id, provider).await
     }
 
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
@@ -926,16 +940,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
-        let body = to_json(lambda)?;
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO lambdas (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                params![id.to_string(), body],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
+        self.put_document("lambdas", id, lambda).await
     }
 
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {

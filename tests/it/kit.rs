@@ -167,6 +167,8 @@ pub struct TestGateway {
     pub config_path: PathBuf,
     /// The SQLite file; shared when the gateway is a peer of another (see `start_peer`).
     store: PathBuf,
+    /// The listener speaks TLS (the options' `extra` configures `tls:`).
+    pub tls: bool,
     child: Option<Child>,
 }
 
@@ -190,6 +192,7 @@ impl TestGateway {
             demo_port: free_port(),
             config_path: dir.path().join("config.yaml"),
             store: dir.path().join("data").join("gatehouse.db"),
+            tls: options.extra.contains("tls:"),
             dir,
             keys,
             child: None,
@@ -207,6 +210,7 @@ impl TestGateway {
             demo_port: free_port(),
             config_path: dir.path().join("config.yaml"),
             store: self.store.clone(),
+            tls: options.extra.contains("tls:"),
             dir,
             keys: self.keys.clone(),
             child: None,
@@ -255,6 +259,7 @@ applications:
     loginConfiguration: {{generateRefreshTokens: true}}
 plugins:
   jwt: {{}}
+  identity-provider: {{}}
 demoUpstream:
   listen: 127.0.0.1:{demo}
 limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192}}
@@ -363,7 +368,8 @@ routes:
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{}", self.port, path)
     }
 
     /// Signs a token for `user` with the key of `algorithm`.
@@ -460,10 +466,12 @@ impl Drop for TestGateway {
     }
 }
 
-/// An HTTP client that does not follow redirects.
+/// An HTTP client that does not follow redirects (and accepts the test's self-signed TLS
+/// certificate).
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(20))
         .build()
         .expect("client")
@@ -489,4 +497,41 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The Python of `target/pyenv` with FusionAuth's official client, running `scripts/bootstrap`
+/// first when it is not usable yet (once per test run, even with tests in parallel).
+pub fn fusionauth_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let python = repo.join("target/pyenv/bin/python");
+            let usable = python.exists()
+                && Command::new(&python)
+                    .args(["-c", "import fusionauth.fusionauth_client"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !usable {
+                let output = Command::new("bash")
+                    .arg("scripts/bootstrap")
+                    .current_dir(repo)
+                    .output()
+                    .expect("run scripts/bootstrap");
+                assert!(
+                    output.status.success(),
+                    "scripts/bootstrap failed ({}):\n{}\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                assert!(
+                    python.exists(),
+                    "scripts/bootstrap did not create {}",
+                    python.display()
+                );
+            }
+            python
+        })
+        .clone()
 }

@@ -359,3 +359,52 @@ fn health_and_metrics_answer() {
         "{text}"
     );
 }
+
+#[test]
+fn the_listener_speaks_tls_and_cookies_are_secure_over_it() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    let gw = TestGateway::start_with(Options {
+        extra: format!(
+            "tls: {{certificateFile: {}, privateKeyFile: {}}}\n",
+            fixtures.join("idp_cert.pem").display(),
+            fixtures.join("idp_cert_key.pem").display()
+        ),
+        ..Default::default()
+    });
+    assert!(gw.url("/").starts_with("https://"));
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::ES256, &claims(user, APP, &["user"]));
+    let body = check_status(
+        client()
+            .get(gw.url("/tls"))
+            .bearer_auth(&token)
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-id"], user.to_string());
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = client()
+        .get(format!("http://127.0.0.1:{}/health", gw.port))
+        .send();
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status().as_u16() != 200));
+    // Cookies set over TLS are Secure.
+    let session = gw.login("tls@example.com", &["user"]);
+    let response = client()
+        .post(gw.url("/api/jwt/refresh"))
+        .json(&json!({"refreshToken": session.refresh_token}))
+        .send()
+        .expect("send");
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        !cookies.is_empty() && cookies.iter().all(|c| c.contains("; Secure")),
+        "{cookies:?}"
+    );
+}

@@ -3,43 +3,13 @@
 //! codes and response fields. The venv is `target/pyenv`, made by `scripts/bootstrap` when
 //! missing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use super::kit::*;
-
-/// The venv's Python, running `scripts/bootstrap` first when it is not there yet.
-fn python(repo: &Path) -> PathBuf {
-    let python = repo.join("target/pyenv/bin/python");
-    let usable = python.exists()
-        && Command::new(&python)
-            .args(["-c", "import fusionauth.fusionauth_client"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !usable {
-        let output = Command::new("bash")
-            .arg("scripts/bootstrap")
-            .current_dir(repo)
-            .output()
-            .expect("run scripts/bootstrap");
-        assert!(
-            output.status.success(),
-            "scripts/bootstrap failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            python.exists(),
-            "scripts/bootstrap did not create {}",
-            python.display()
-        );
-    }
-    python
-}
 
 fn session_json(session: &Session) -> serde_json::Value {
     json!({
@@ -53,7 +23,7 @@ fn session_json(session: &Session) -> serde_json::Value {
 #[test]
 fn the_official_python_client_drives_the_jwt_api() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = python(repo);
+    let python = fusionauth_python();
     let gw = TestGateway::start();
 
     let main = gw.login("py-main@example.com", &["user", "admin"]);

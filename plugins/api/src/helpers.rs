@@ -81,10 +81,7 @@ pub fn expiring_cookie(
     now_ms: i64,
     secure: bool,
 ) -> Cookie {
-    let mut cookie = Cookie::new(name, value);
-    cookie.max_age = Some(max_age_seconds(expiration_ms, now_ms));
-    cookie.secure = secure;
-    cookie
+    Cookie::expiring(name, value, expiration_ms, now_ms, secure)
 }
 
 /// An HttpOnly session cookie (no `Max-Age`): gone when the browser closes.

@@ -290,10 +290,21 @@ pub fn after_use(
         token_expiration_instant(policy, token)
     };
     next.meta_data.device.last_accessed_instant = Some(now);
-    if let Some(ip) = client_ip.filter(|ip| !ip.is_empty()) {
-        next.meta_data.device.last_accessed_address = Some(ip.to_string());
+    if let Some(ip) = client_ip.and_then(ip_address) {
+        next.meta_data.device.last_accessed_address = Some(ip);
     }
     next
+}
+
+/// `text` as an IP address in canonical form (a `host:port` or `[v6]:port` form gives its
+/// address), or `None`: only addresses are recorded as `lastAccessedAddress`, never arbitrary
+/// text a client put in `X-Forwarded-For`.
+pub fn ip_address(text: &str) -> Option<String> {
+    let text = text.trim();
+    text.parse::<std::net::IpAddr>()
+        .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_string())
 }
 
 /// The one-time-use successor of `token`: same id, new `value`, issued now, window per
@@ -526,18 +537,11 @@ pub async fn exchange_refresh_token_scoped(
         return Err(RefreshError::Expired);
     }
 
-    let access_token = env
-        .tokens
-        .issue_access_token(&AccessTokenRequest {
-            user: &user,
-            tenant: &tenant,
-            application: application.as_ref(),
-            registration: registration.as_ref(),
-            authentication_type: REFRESH_TOKEN_AUTHENTICATION_TYPE,
-            expires_at: None,
-            session_id: Some(token.id),
-        })
-        .map_err(RefreshError::Token)?;
+    let access_token = session_access_token(
+        env,
+        (&user, &tenant, application.as_ref(), registration.as_ref()),
+        token.id,
+    )?;
 
     let (mut refresh_token, rotated) = match policy.usage_policy {
         RefreshTokenUsagePolicy::Reusable => {
@@ -594,8 +598,31 @@ pub async fn exchange_refresh_token_scoped(
     })
 }
 
-/// A store `NotFound` during touch/rotate means the token died meanwhile (revoked): an invalid
-/// token, not a missing resource.
+/// A new access token for the session of refresh token `session_id` (`sid`), authentication
+/// type `REFRESH_TOKEN`.
+fn session_access_token(
+    env: RefreshEnv<'_>,
+    (user, tenant, application, registration): (
+        &User,
+        &Tenant,
+        Option<&Application>,
+        Option<&Registration>,
+    ),
+    session_id: Uuid,
+) -> Result<IssuedToken, RefreshError> {
+    env.tokens
+        .issue_access_token(&AccessTokenRequest {
+            user,
+            tenant,
+            application,
+            registration,
+            authentication_type: REFRESH_TOKEN_AUTHENTICATION_TYPE,
+            expires_at: None,
+            session_id: Some(session_id),
+        })
+        .map_err(RefreshError::Token)
+}
+
 /// The user, tenant, application and registration a refresh token belongs to, each checked:
 /// the user active, the application active and allowing refresh, the user registered to it.
 async fn load_subject(
@@ -682,18 +709,11 @@ async fn exchange_retired_value(
     });
     let access_token = match recorded {
         Some(token) => token,
-        None => env
-            .tokens
-            .issue_access_token(&AccessTokenRequest {
-                user: &user,
-                tenant: &tenant,
-                application: application.as_ref(),
-                registration: registration.as_ref(),
-                authentication_type: REFRESH_TOKEN_AUTHENTICATION_TYPE,
-                expires_at: None,
-                session_id: Some(current.id),
-            })
-            .map_err(RefreshError::Token)?,
+        None => session_access_token(
+            env,
+            (&user, &tenant, application.as_ref(), registration.as_ref()),
+            current.id,
+        )?,
     };
     let mut refresh_token = current;
     refresh_token.expiration_instant = token_expiration_instant(&policy, &refresh_token);
@@ -709,6 +729,8 @@ async fn exchange_retired_value(
     })
 }
 
+/// A store `NotFound` during touch/rotate means the token died meanwhile (revoked): an invalid
+/// token, not a missing resource.
 fn not_found_is_invalid(e: StoreError) -> RefreshError {
     match e {
         StoreError::NotFound => RefreshError::NotFound,
@@ -1011,6 +1033,38 @@ mod tests {
         assert_eq!(next.token, "new");
         assert_eq!(next.insert_instant, 5 * MINUTE);
         assert_eq!(next.first_issued_instant, 0);
+    }
+
+    #[test]
+    fn only_ip_addresses_are_recorded_as_the_last_address() {
+        assert_eq!(ip_address(" 10.0.0.1 ").as_deref(), Some("10.0.0.1"));
+        assert_eq!(
+            ip_address("203.0.113.9:4711").as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(ip_address("2001:DB8::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            ip_address("[2001:db8::1]:443").as_deref(),
+            Some("2001:db8::1")
+        );
+        for bad in [
+            "",
+            "unknown",
+            "<script>alert(1)</script>",
+            "10.0.0.1, 10.0.0.2",
+        ] {
+            assert_eq!(ip_address(bad), None, "{bad}");
+        }
+        let policy = RefreshPolicy::default();
+        let mut original = token(0, 0, 0);
+        original.meta_data.device.last_accessed_address = Some("10.0.0.1".into());
+        let used = after_use(&policy, &original, MINUTE, Some("<b>not an address</b>"));
+        assert_eq!(
+            used.meta_data.device.last_accessed_address.as_deref(),
+            Some("10.0.0.1"),
+            "garbage is not recorded"
+        );
+        assert_eq!(used.meta_data.device.last_accessed_instant, Some(MINUTE));
     }
 
     #[test]

@@ -142,12 +142,12 @@ impl PluginRequest {
         }
     }
 
-    /// The client address: first hop of `X-Forwarded-For` when present, else the peer.
+    /// The client address: first hop of `X-Forwarded-For` when it is an IP address, else the
+    /// peer.
     pub fn client_ip(&self) -> Option<String> {
         self.header("x-forwarded-for")
             .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+            .and_then(crate::refresh::ip_address)
             .or_else(|| self.peer_ip.map(|ip| ip.to_string()))
     }
 }
@@ -356,6 +356,21 @@ mod tests {
         assert_eq!(percent_decode("%"), "%");
         assert_eq!(percent_decode("%4"), "%4");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn client_ip_is_the_first_forwarded_hop_when_it_is_an_address() {
+        let mut req = PluginRequest::new(Method::GET, "/x");
+        req.peer_ip = Some("127.0.0.1".parse().expect("ip"));
+        assert_eq!(req.client_ip().as_deref(), Some("127.0.0.1"));
+        req.headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 10.0.0.1".parse().expect("header"),
+        );
+        assert_eq!(req.client_ip().as_deref(), Some("203.0.113.9"));
+        req.headers
+            .insert("x-forwarded-for", "<script>".parse().expect("header"));
+        assert_eq!(req.client_ip().as_deref(), Some("127.0.0.1"));
     }
 
     #[test]

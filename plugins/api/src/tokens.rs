@@ -77,9 +77,60 @@ pub struct VerifiedClaims {
     pub session_id: Option<Uuid>,
     /// `roles`, empty when absent.
     pub roles: Vec<String>,
+    /// Header values of the claims, rendered once on first use (see
+    /// [`VerifiedClaims::header_value`]); a cached token renders nothing again.
+    pub header_values: std::sync::OnceLock<std::collections::HashMap<String, http::HeaderValue>>,
 }
 
 impl VerifiedClaims {
+    /// The claims the policy needs, parsed from `claims`; `None` without a numeric `exp`.
+    pub fn from_claims(claims: Map<String, Value>, key_id: String) -> Option<VerifiedClaims> {
+        let exp = claims.get("exp").and_then(Value::as_i64)?;
+        let uuid_claim = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::parse_str(s).ok())
+        };
+        let roles = match claims.get("roles") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(VerifiedClaims {
+            exp,
+            iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
+            subject: uuid_claim("sub"),
+            application_id: uuid_claim("applicationId"),
+            tenant_id: uuid_claim("tid"),
+            session_id: uuid_claim("sid"),
+            roles,
+            key_id,
+            claims,
+            header_values: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; every claim is
+    /// rendered once, the first time any is asked for, so the proxy's hot path only clones.
+    pub fn header_value(&self, name: &str) -> Option<http::HeaderValue> {
+        self.header_values
+            .get_or_init(|| {
+                self.claims
+                    .keys()
+                    .filter_map(|k| {
+                        let text = self.claim_text(k)?;
+                        let value = http::HeaderValue::from_bytes(text.as_bytes()).ok()?;
+                        Some((k.clone(), value))
+                    })
+                    .collect()
+            })
+            .get(name)
+            .cloned()
+    }
+
     /// A claim rendered as header text: strings as they are, arrays joined with `,`, numbers and
     /// booleans in JSON form; `None` when absent or an object.
     pub fn claim_text(&self, name: &str) -> Option<String> {
@@ -167,6 +218,13 @@ pub trait TokenService: Send + Sync {
     /// Verifies a token's signature (with the key's own algorithm), `exp`/`nbf` and issuer.
     /// Returns the parsed claims, shared with the verified-token cache.
     fn verify(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError>;
+
+    /// Like [`TokenService::verify`] but accepting any `iss`: the signature (with the key's own
+    /// algorithm), `exp`/`nbf` and revocations. For `/api/jwt/validate`, which answers for any
+    /// token the gateway signed (vended tokens may carry a custom issuer). Defaults to `verify`.
+    fn verify_any_issuer(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError> {
+        self.verify(token)
+    }
 
     /// Public keys of every asymmetric key; HMAC secrets are never included.
     fn public_keys(&self) -> Vec<PublicKeyInfo>;

@@ -25,7 +25,11 @@ pub fn json_body(request: &PluginRequest) -> Result<Value, ApiError> {
 pub fn wrapped(body: &Value, name: &str) -> Result<Value, ApiError> {
     match body.get(name) {
         Some(v @ Value::Object(_)) => Ok(v.clone()),
-        Some(_) => Err(ApiError::field(name, "invalid", format!("The {name} must be an object."))),
+        Some(_) => Err(ApiError::field(
+            name,
+            "invalid",
+            format!("The {name} must be an object."),
+        )),
         None => Err(ApiError::field(
             name,
             "blank",
@@ -128,26 +132,41 @@ mod tests {
 
     #[test]
     fn settings_are_checked() {
-        assert_eq!(Settings::parse(&Value::Null).expect("ok"), Settings::default());
-        let s = Settings::parse(&json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60}))
-            .expect("ok");
+        assert_eq!(
+            Settings::parse(&Value::Null).expect("ok"),
+            Settings::default()
+        );
+        let s = Settings::parse(
+            &json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60}),
+        )
+        .expect("ok");
         assert_eq!(s.lambda.time, Duration::from_millis(250));
         assert_eq!(s.pending_link_ttl, Duration::from_secs(60));
         assert!(Settings::parse(&json!({"lambdaTimeLimitMillis": 0})).is_err());
-        assert!(Settings::parse(&json!({"nope": 1})).unwrap_err().contains("nope"));
+        assert!(Settings::parse(&json!({"nope": 1}))
+            .unwrap_err()
+            .contains("nope"));
         assert!(Settings::parse(&json!([1])).is_err());
     }
 
     #[test]
     fn tenant_visibility() {
         let t = Uuid::new_v4();
-        let scoped = ApiKeyGrant { key_id: Uuid::new_v4(), tenant_id: Some(t) };
-        let global = ApiKeyGrant { key_id: Uuid::new_v4(), tenant_id: None };
+        let scoped = ApiKeyGrant {
+            key_id: Uuid::new_v4(),
+            tenant_id: Some(t),
+        };
+        let global = ApiKeyGrant {
+            key_id: Uuid::new_v4(),
+            tenant_id: None,
+        };
         let mine = json!({"tenantId": t});
         let other = json!({"tenantId": Uuid::new_v4()});
         let shared = json!({});
         assert!(visible(&scoped, &mine) && visible(&scoped, &shared) && !visible(&scoped, &other));
-        assert!(writable(&scoped, &mine) && !writable(&scoped, &shared) && !writable(&scoped, &other));
+        assert!(
+            writable(&scoped, &mine) && !writable(&scoped, &shared) && !writable(&scoped, &other)
+        );
         assert!(visible(&global, &other) && writable(&global, &other));
         assert!(wrapped(&json!({"lambda": 1}), "lambda").is_err());
         assert!(wrapped(&json!({}), "lambda").is_err());

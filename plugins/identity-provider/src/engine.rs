@@ -57,9 +57,9 @@ impl std::fmt::Display for LambdaError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LambdaError::Compile(m) => write!(f, "the lambda body is invalid: {m}"),
-            LambdaError::MissingFunction => {
-                f.write_str("the lambda body does not define function reconcile(user, registration, jwt)")
-            }
+            LambdaError::MissingFunction => f.write_str(
+                "the lambda body does not define function reconcile(user, registration, jwt)",
+            ),
             LambdaError::Thrown(m) => write!(f, "the lambda threw an exception: {m}"),
             LambdaError::Timeout => f.write_str("the lambda exceeded its time limit"),
             LambdaError::OutOfMemory => f.write_str("the lambda exceeded its memory limit"),
@@ -134,7 +134,8 @@ fn classify(ctx: &Ctx<'_>, error: rquickjs::Error, timed_out: &AtomicBool) -> (b
         rquickjs::Error::Exception => {
             let value = ctx.catch();
             if let Some(ex) = value.as_exception() {
-                ex.message().unwrap_or_else(|| "an exception without a message".into())
+                ex.message()
+                    .unwrap_or_else(|| "an exception without a message".into())
             } else if let Some(s) = value.as_string() {
                 s.to_string().unwrap_or_default()
             } else {
@@ -156,7 +157,7 @@ fn classify(ctx: &Ctx<'_>, error: rquickjs::Error, timed_out: &AtomicBool) -> (b
 
 fn is_memory(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("out of memory") || m.contains("stack overflow")
+    m.contains("out of memory") || m.contains("stack overflow") || m.contains("call stack size")
 }
 
 fn failure(
@@ -188,9 +189,7 @@ fn load<'js>(
         .globals()
         .get("reconcile")
         .map_err(|_| LambdaError::MissingFunction)?;
-    value
-        .into_function()
-        .ok_or(LambdaError::MissingFunction)
+    value.into_function().ok_or(LambdaError::MissingFunction)
 }
 
 /// Checks that `body` compiles and defines `reconcile` (used when a lambda is saved).
@@ -202,7 +201,11 @@ pub fn check(body: &str, limits: Limits) -> Result<(), LambdaError> {
         .with(|ctx| load(&ctx, body, &timed_out).map(|_| ()))
 }
 
-fn to_json(ctx: &Ctx<'_>, value: rquickjs::Value<'_>, what: &str) -> Result<Value, LambdaError> {
+fn to_json<'js>(
+    ctx: &Ctx<'js>,
+    value: rquickjs::Value<'js>,
+    what: &str,
+) -> Result<Value, LambdaError> {
     let text = ctx
         .json_stringify(value)
         .map_err(|e| LambdaError::Engine(format!("cannot read back the {what}: {e}")))?
@@ -300,7 +303,10 @@ mod tests {
             run("function reconcile(u, r, j) { throw 'plain'; }"),
             Err(LambdaError::Thrown("plain".into()))
         );
-        assert_eq!(run("function reconcile(u, r, j) { while (true) {} }"), Err(LambdaError::Timeout));
+        assert_eq!(
+            run("function reconcile(u, r, j) { while (true) {} }"),
+            Err(LambdaError::Timeout)
+        );
         assert_eq!(run("while (true) {}"), Err(LambdaError::Timeout));
         assert_eq!(
             run("function reconcile(u, r, j) { var a = []; while (true) { a.push(new Array(100000).fill(1)); } }"),
@@ -310,7 +316,10 @@ mod tests {
             run("function reconcile(u, r, j) { return reconcile(u, r, j); }"),
             Err(LambdaError::OutOfMemory)
         );
-        assert!(matches!(run("function reconcile(u, r, j) {"), Err(LambdaError::Compile(_))));
+        assert!(matches!(
+            run("function reconcile(u, r, j) {"),
+            Err(LambdaError::Compile(_))
+        ));
         assert_eq!(run("var x = 1;"), Err(LambdaError::MissingFunction));
         assert_eq!(run("var reconcile = 5;"), Err(LambdaError::MissingFunction));
         assert!(matches!(

@@ -87,7 +87,11 @@ pub struct Criteria {
 
 impl Criteria {
     fn from_lookup(get: &dyn Fn(&str) -> Option<Value>) -> Result<Criteria, ApiError> {
-        let text = |name: &str| get(name).and_then(|v| v.as_str().map(str::to_string)).filter(|s| !s.is_empty());
+        let text = |name: &str| {
+            get(name)
+                .and_then(|v| v.as_str().map(str::to_string))
+                .filter(|s| !s.is_empty())
+        };
         let number = |name: &str| -> Result<Option<i64>, ApiError> {
             match get(name) {
                 None | Some(Value::Null) => Ok(None),
@@ -99,7 +103,9 @@ impl Criteria {
         };
         let order = text("orderBy").unwrap_or_default().to_ascii_lowercase();
         Ok(Criteria {
-            message: text("message").map(|m| m.replace('*', "").to_lowercase()).filter(|m| !m.is_empty()),
+            message: text("message")
+                .map(|m| m.replace('*', "").to_lowercase())
+                .filter(|m| !m.is_empty()),
             log_type: text("type"),
             start: number("start")?,
             end: number("end")?,
@@ -112,8 +118,13 @@ impl Criteria {
     /// Applies the criteria: `(page, total matching)`.
     pub fn apply(&self, mut events: Vec<EventLog>) -> (Vec<EventLog>, usize) {
         events.retain(|e| {
-            self.message.as_ref().is_none_or(|m| e.message.to_lowercase().contains(m))
-                && self.log_type.as_ref().is_none_or(|t| e.log_type.eq_ignore_ascii_case(t))
+            self.message
+                .as_ref()
+                .is_none_or(|m| e.message.to_lowercase().contains(m))
+                && self
+                    .log_type
+                    .as_ref()
+                    .is_none_or(|t| e.log_type.eq_ignore_ascii_case(t))
                 && self.start.is_none_or(|s| e.insert_instant >= s)
                 && self.end.is_none_or(|s| e.insert_instant <= s)
         });
@@ -122,7 +133,11 @@ impl Criteria {
             events.reverse();
         }
         let total = events.len();
-        let page = events.into_iter().skip(self.start_row).take(self.number_of_results).collect();
+        let page = events
+            .into_iter()
+            .skip(self.start_row)
+            .take(self.number_of_results)
+            .collect();
         (page, total)
     }
 }
@@ -132,7 +147,10 @@ fn bad(name: &str) -> ApiError {
 }
 
 /// `POST /api/system/event-log/search` (`{"search": {...}}`) or `GET` with query parameters.
-pub async fn search(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn search(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     let criteria = if request.method == http::Method::POST {
         let body: Value = request.json_or_default()?;
@@ -143,16 +161,22 @@ pub async fn search(request: &PluginRequest, context: &PluginContext) -> Result<
     };
     let events = context.store.list_events(SEARCH_WINDOW).await?;
     let (page, total) = criteria.apply(events);
-    Ok(PluginResponse::json(200, &json!({ "eventLogs": page, "total": total })))
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "eventLogs": page, "total": total }),
+    ))
 }
 
 /// `GET /api/system/event-log/{eventLogId}`.
-pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     let raw = request.path_param("eventLogId").unwrap_or_default();
-    let id: i64 = raw
-        .parse()
-        .map_err(|_| ApiError::field("eventLogId", "invalid", "The eventLogId must be a number."))?;
+    let id: i64 = raw.parse().map_err(|_| {
+        ApiError::field("eventLogId", "invalid", "The eventLogId must be a number.")
+    })?;
     let event = context
         .store
         .list_events(SEARCH_WINDOW)

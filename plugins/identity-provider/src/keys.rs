@@ -477,7 +477,10 @@ mod tests {
     }
 
     fn pem(label: &str, der: &[u8]) -> String {
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", b64(der))
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            b64(der)
+        )
     }
 
     fn no_ring(_: &str) -> Option<String> {
@@ -485,16 +488,21 @@ mod tests {
     }
 
     fn hs(secret: &str, header: Header, claims: &Value) -> String {
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret.as_bytes()))
-            .expect("sign")
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("sign")
     }
 
     #[test]
     fn secrets_and_malformed_pem_are_told_apart() {
         assert!(matches!(parse_key("s3cret"), Ok(VerifyingKey::Hmac(_))));
         assert!(parse_key("   ").is_err());
-        assert!(parse_key("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----")
-            .is_err());
+        assert!(
+            parse_key("-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----").is_err()
+        );
         let err = parse_key(&pem("PRIVATE KEY", &[0x30, 0x00])).unwrap_err();
         assert!(err.contains("private key"), "{err}");
         assert!(parse_key(&pem("PUBLIC KEY", &[0x30, 0x00])).is_err());
@@ -505,7 +513,9 @@ mod tests {
     #[test]
     fn spki_algorithms_are_recognised() {
         // Ed25519 SPKI: SEQ { SEQ { OID 1.3.101.112 }, BIT STRING (0, 32 bytes) }
-        let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
         der.extend_from_slice(&[7u8; 32]);
         let key = parse_key(&pem("PUBLIC KEY", &der)).expect("ed25519");
         assert_eq!(key.allowed_algorithms(), &[Algorithm::EdDSA]);
@@ -545,7 +555,10 @@ mod tests {
             Err(VerifyError::UnknownKey(_))
         ));
         let (s, k) = select_key(choice, &header(json!({})), &no_ring).expect("default");
-        assert_eq!((s, k.as_str()), (KeySource::DefaultKeyId("d".into()), "default"));
+        assert_eq!(
+            (s, k.as_str()),
+            (KeySource::DefaultKeyId("d".into()), "default")
+        );
         let no_default = KeyChoice {
             default_key_id: None,
             ..choice
@@ -558,13 +571,17 @@ mod tests {
         };
         let ring = |id: &str| (id == "ring-key").then(|| "PEM".to_string());
         let (s, k) = select_key(ring_default, &header(json!({})), &ring).expect("ring");
-        assert_eq!((s, k.as_str()), (KeySource::DefaultKeyId("ring-key".into()), "PEM"));
+        assert_eq!(
+            (s, k.as_str()),
+            (KeySource::DefaultKeyId("ring-key".into()), "PEM")
+        );
     }
 
     #[test]
     fn hmac_tokens_verify_and_alg_is_bound_to_the_key() {
-        let keys: BTreeMap<String, String> =
-            [("k".to_string(), "secret".to_string())].into_iter().collect();
+        let keys: BTreeMap<String, String> = [("k".to_string(), "secret".to_string())]
+            .into_iter()
+            .collect();
         let choice = KeyChoice {
             header_key_parameter: "kid",
             keys: &keys,

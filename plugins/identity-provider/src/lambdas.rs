@@ -9,7 +9,9 @@
 //! uses cannot be deleted.
 
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
-use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{
+    ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -41,7 +43,11 @@ pub fn lambda_type(doc: &Value) -> Option<&str> {
 pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut Errors) {
     let f = |n: &str| format!("{prefix}{n}");
     let Some(obj) = doc.as_object() else {
-        errors.field(prefix.trim_end_matches('.'), "invalid", "Expected an object.");
+        errors.field(
+            prefix.trim_end_matches('.'),
+            "invalid",
+            "Expected an object.",
+        );
         return;
     };
     for key in obj.keys() {
@@ -52,7 +58,11 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
     match obj.get("name").and_then(Value::as_str) {
         Some(n) if !n.trim().is_empty() => {}
         _ => {
-            errors.field(&f("name"), "blank", "You must specify the name of the lambda.");
+            errors.field(
+                &f("name"),
+                "blank",
+                "You must specify the name of the lambda.",
+            );
         }
     }
     match obj.get("type").and_then(Value::as_str) {
@@ -65,7 +75,11 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
             );
         }
         _ => {
-            errors.field(&f("type"), "blank", "You must specify the type: ExternalJWTReconcile.");
+            errors.field(
+                &f("type"),
+                "blank",
+                "You must specify the type: ExternalJWTReconcile.",
+            );
         }
     }
     for name in ["debug", "enabled"] {
@@ -77,7 +91,11 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
     }
     if let Some(v) = obj.get("engineType") {
         if !v.is_null() && !matches!(v.as_str(), Some("GraalJS") | Some("Nashorn")) {
-            errors.field(&f("engineType"), "invalid", "The engineType must be GraalJS or Nashorn.");
+            errors.field(
+                &f("engineType"),
+                "invalid",
+                "The engineType must be GraalJS or Nashorn.",
+            );
         }
     }
     match obj.get("body").and_then(Value::as_str) {
@@ -87,7 +105,11 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
             }
         }
         _ => {
-            errors.field(&f("body"), "blank", "You must specify the body of the lambda.");
+            errors.field(
+                &f("body"),
+                "blank",
+                "You must specify the body of the lambda.",
+            );
         }
     }
 }
@@ -113,7 +135,11 @@ pub fn validate_config_lambda(doc: &Value) -> Result<Value, Vec<(String, String)
         .and_then(|s| Uuid::parse_str(s).ok())
         .is_none()
     {
-        errors.field("id", "invalid", "A lambda declared in the configuration needs a UUID id.");
+        errors.field(
+            "id",
+            "invalid",
+            "A lambda declared in the configuration needs a UUID id.",
+        );
     }
     if errors.is_empty() {
         let mut doc = doc.clone();
@@ -181,25 +207,39 @@ pub async fn create(
         },
     };
     if context.store.get_lambda(id).await?.is_some() {
-        return Err(ApiError::field("lambdaId", "duplicate", "A lambda with this id already exists."));
+        return Err(ApiError::field(
+            "lambdaId",
+            "duplicate",
+            "A lambda with this id already exists.",
+        ));
     }
     save(id, doc, None, limits, context).await
 }
 
 async fn load(request: &PluginRequest, context: &PluginContext) -> Result<(Uuid, Value), ApiError> {
     let id = path_uuid(request, "lambdaId")?;
-    let doc = context.store.get_lambda(id).await?.ok_or(ApiError::NotFound)?;
+    let doc = context
+        .store
+        .get_lambda(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok((id, doc))
 }
 
 /// `GET /api/lambda/{lambdaId}`.
-pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     Ok(one(&load(request, context).await?.1))
 }
 
 /// `GET /api/lambda` (optionally `?type=`).
-pub async fn retrieve_all(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve_all(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     let wanted = request.query_param("type");
     let mut docs: Vec<Value> = context
@@ -209,20 +249,40 @@ pub async fn retrieve_all(request: &PluginRequest, context: &PluginContext) -> R
         .into_iter()
         .filter(|d| wanted.as_deref().is_none_or(|t| lambda_type(d) == Some(t)))
         .collect();
-    docs.sort_by_key(|d| d.get("name").and_then(Value::as_str).unwrap_or_default().to_lowercase());
+    docs.sort_by_key(|d| {
+        d.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase()
+    });
     Ok(PluginResponse::json(200, &json!({ "lambdas": docs })))
 }
 
 /// `PUT /api/lambda/{lambdaId}`.
-pub async fn update(request: &PluginRequest, context: &PluginContext, limits: Limits) -> Result<PluginResponse, ApiError> {
+pub async fn update(
+    request: &PluginRequest,
+    context: &PluginContext,
+    limits: Limits,
+) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let (id, existing) = load(request, context).await?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
-    save(id, doc, existing.get("insertInstant").and_then(Value::as_i64), limits, context).await
+    save(
+        id,
+        doc,
+        existing.get("insertInstant").and_then(Value::as_i64),
+        limits,
+        context,
+    )
+    .await
 }
 
 /// `PATCH /api/lambda/{lambdaId}` in any of the three formats.
-pub async fn patch(request: &PluginRequest, context: &PluginContext, limits: Limits) -> Result<PluginResponse, ApiError> {
+pub async fn patch(
+    request: &PluginRequest,
+    context: &PluginContext,
+    limits: Limits,
+) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
@@ -230,11 +290,21 @@ pub async fn patch(request: &PluginRequest, context: &PluginContext, limits: Lim
     let patched = apply(format, &json!({ "lambda": existing }), &json_body(request)?)
         .map_err(|e| ApiError::general(e.code, e.message))?;
     let doc = wrapped(&patched, "lambda")?;
-    save(id, doc, existing.get("insertInstant").and_then(Value::as_i64), limits, context).await
+    save(
+        id,
+        doc,
+        existing.get("insertInstant").and_then(Value::as_i64),
+        limits,
+        context,
+    )
+    .await
 }
 
 /// `DELETE /api/lambda/{lambdaId}`; 400 while a provider uses it.
-pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn delete(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let (id, _) = load(request, context).await?;
     let users: Vec<String> = context
@@ -276,8 +346,19 @@ mod tests {
             Limits::default(),
             &mut errors,
         );
-        let codes: Vec<&str> = errors.field_errors.values().flatten().map(|e| e.code.as_str()).collect();
-        for c in ["[blank]lambda.name", "[invalid]lambda.type", "[invalid]lambda.body", "[invalid]lambda.debug", "[unknown]lambda.x"] {
+        let codes: Vec<&str> = errors
+            .field_errors
+            .values()
+            .flatten()
+            .map(|e| e.code.as_str())
+            .collect();
+        for c in [
+            "[blank]lambda.name",
+            "[invalid]lambda.type",
+            "[invalid]lambda.body",
+            "[invalid]lambda.debug",
+            "[unknown]lambda.x",
+        ] {
             assert!(codes.contains(&c), "{c} not in {codes:?}");
         }
         let ok = validate_config_lambda(&json!({

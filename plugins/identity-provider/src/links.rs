@@ -104,13 +104,20 @@ fn visible_link(grant: &ApiKeyGrant, link: &IdentityProviderLink) -> bool {
 }
 
 /// `GET /api/identity-provider/link`.
-pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let provider_id = uuid_param(request, "identityProviderId")?;
     let user_id = uuid_param(request, "userId")?;
     let provider_user_id = request.query_param("identityProviderUserId");
     if provider_user_id.is_none() && user_id.is_none() {
-        return Err(ApiError::field("userId", "blank", "You must specify the userId (or identityProviderId and identityProviderUserId)."));
+        return Err(ApiError::field(
+            "userId",
+            "blank",
+            "You must specify the userId (or identityProviderId and identityProviderUserId).",
+        ));
     }
     let links: Vec<IdentityProviderLink> = context
         .store
@@ -121,9 +128,15 @@ pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Resul
         .collect();
     if provider_user_id.is_some() {
         let link = links.into_iter().next().ok_or(ApiError::NotFound)?;
-        return Ok(PluginResponse::json(200, &json!({ "identityProviderLink": link })));
+        return Ok(PluginResponse::json(
+            200,
+            &json!({ "identityProviderLink": link }),
+        ));
     }
-    Ok(PluginResponse::json(200, &json!({ "identityProviderLinks": links })))
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "identityProviderLinks": links }),
+    ))
 }
 
 /// The link limit error of the Link API.
@@ -145,7 +158,10 @@ pub async fn create(
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let body = json_body(request)?;
-    let inner = body.get("identityProviderLink").cloned().unwrap_or(Value::Null);
+    let inner = body
+        .get("identityProviderLink")
+        .cloned()
+        .unwrap_or(Value::Null);
     let field = |name: &str| -> Option<String> {
         inner
             .get(name)
@@ -158,25 +174,60 @@ pub async fn create(
     let user_id = field("userId")
         .map(|s| parse_uuid("identityProviderLink.userId", &s))
         .transpose()?
-        .ok_or_else(|| ApiError::field("identityProviderLink.userId", "blank", "You must specify the userId."))?;
-    let pending_id = body.get("pendingIdPLinkId").and_then(Value::as_str).filter(|s| !s.is_empty());
+        .ok_or_else(|| {
+            ApiError::field(
+                "identityProviderLink.userId",
+                "blank",
+                "You must specify the userId.",
+            )
+        })?;
+    let pending_id = body
+        .get("pendingIdPLinkId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
 
     let (provider_id, provider_user_id, display_name, token, pending_link) = match pending_id {
         Some(pid) => {
             let p = pending.get(pid).ok_or_else(|| {
-                ApiError::field("pendingIdPLinkId", "invalid", "The pending link does not exist or has expired.")
+                ApiError::field(
+                    "pendingIdPLinkId",
+                    "invalid",
+                    "The pending link does not exist or has expired.",
+                )
             })?;
-            (p.identity_provider_id, p.identity_provider_user_id.clone(), Some(p.display_name.clone()), p.token.clone(), Some((pid.to_string(), p)))
+            (
+                p.identity_provider_id,
+                p.identity_provider_user_id.clone(),
+                Some(p.display_name.clone()),
+                p.token.clone(),
+                Some((pid.to_string(), p)),
+            )
         }
         None => {
             let provider_id = field("identityProviderId")
                 .map(|s| parse_uuid("identityProviderLink.identityProviderId", &s))
                 .transpose()?
-                .ok_or_else(|| ApiError::field("identityProviderLink.identityProviderId", "blank", "You must specify the identityProviderId."))?;
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "identityProviderLink.identityProviderId",
+                        "blank",
+                        "You must specify the identityProviderId.",
+                    )
+                })?;
             let provider_user_id = field("identityProviderUserId").ok_or_else(|| {
-                ApiError::field("identityProviderLink.identityProviderUserId", "blank", "You must specify the identityProviderUserId.")
+                ApiError::field(
+                    "identityProviderLink.identityProviderUserId",
+                    "blank",
+                    "You must specify the identityProviderUserId.",
+                )
             })?;
-            (provider_id, provider_user_id, field("displayName"), field("token"), None)
+            (
+                provider_id,
+                provider_user_id,
+                field("displayName"),
+                field("token"),
+                None,
+            )
         }
     };
 
@@ -186,17 +237,35 @@ pub async fn create(
         .await?
         .as_ref()
         .and_then(Provider::from_document)
-        .ok_or_else(|| ApiError::field("identityProviderLink.identityProviderId", "invalid", "No identity provider exists with this id."))?;
+        .ok_or_else(|| {
+            ApiError::field(
+                "identityProviderLink.identityProviderId",
+                "invalid",
+                "No identity provider exists with this id.",
+            )
+        })?;
     let user = context
         .store
         .get_user(user_id)
         .await?
         .filter(|u| grant.allows_tenant(u.tenant_id))
-        .ok_or_else(|| ApiError::field("identityProviderLink.userId", "invalid", "No user exists with this id."))?;
+        .ok_or_else(|| {
+            ApiError::field(
+                "identityProviderLink.userId",
+                "invalid",
+                "No user exists with this id.",
+            )
+        })?;
     if provider.tenant_id.is_some_and(|t| t != user.tenant_id)
-        || pending_link.as_ref().is_some_and(|(_, p)| p.tenant_id != user.tenant_id)
+        || pending_link
+            .as_ref()
+            .is_some_and(|(_, p)| p.tenant_id != user.tenant_id)
     {
-        return Err(ApiError::field("identityProviderLink.userId", "invalid", "The user is not in the identity provider's tenant."));
+        return Err(ApiError::field(
+            "identityProviderLink.userId",
+            "invalid",
+            "The user is not in the identity provider's tenant.",
+        ));
     }
     let existing = context
         .store
@@ -206,7 +275,10 @@ pub async fn create(
         .find(|l| l.tenant_id == user.tenant_id);
     if let Some(existing) = existing {
         if existing.user_id == user.id {
-            return Err(ApiError::general("[duplicate]identityProviderLink", "This link already exists."));
+            return Err(ApiError::general(
+                "[duplicate]identityProviderLink",
+                "This link already exists.",
+            ));
         }
         return Err(ApiError::general(
             "[duplicate]identityProviderLink",
@@ -214,7 +286,11 @@ pub async fn create(
         ));
     }
     if let Some(max) = provider.link_limit(user.tenant_id) {
-        let count = context.store.find_links(Some(provider_id), Some(user.id), None).await?.len();
+        let count = context
+            .store
+            .find_links(Some(provider_id), Some(user.id), None)
+            .await?
+            .len();
         if count as i64 >= max {
             return Err(limit_error(max));
         }
@@ -237,19 +313,36 @@ pub async fn create(
     if let Some((pid, _)) = pending_link {
         pending.take(&pid);
     }
-    Ok(PluginResponse::json(200, &json!({ "identityProviderLink": link })))
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "identityProviderLink": link }),
+    ))
 }
 
 /// `DELETE /api/identity-provider/link?identityProviderId=&identityProviderUserId=&userId=`.
-pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn delete(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
-    let provider_id = uuid_param(request, "identityProviderId")?
-        .ok_or_else(|| ApiError::field("identityProviderId", "blank", "You must specify the identityProviderId."))?;
+    let provider_id = uuid_param(request, "identityProviderId")?.ok_or_else(|| {
+        ApiError::field(
+            "identityProviderId",
+            "blank",
+            "You must specify the identityProviderId.",
+        )
+    })?;
     let user_id = uuid_param(request, "userId")?
         .ok_or_else(|| ApiError::field("userId", "blank", "You must specify the userId."))?;
-    let provider_user_id = request.query_param("identityProviderUserId").ok_or_else(|| {
-        ApiError::field("identityProviderUserId", "blank", "You must specify the identityProviderUserId.")
-    })?;
+    let provider_user_id = request
+        .query_param("identityProviderUserId")
+        .ok_or_else(|| {
+            ApiError::field(
+                "identityProviderUserId",
+                "blank",
+                "You must specify the identityProviderUserId.",
+            )
+        })?;
     let found = context
         .store
         .find_links(Some(provider_id), Some(user_id), Some(&provider_user_id))
@@ -259,8 +352,14 @@ pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<
     if !found {
         return Err(ApiError::NotFound);
     }
-    let link = context.store.delete_link(provider_id, &provider_user_id, user_id).await?;
-    Ok(PluginResponse::json(200, &json!({ "identityProviderLink": link })))
+    let link = context
+        .store
+        .delete_link(provider_id, &provider_user_id, user_id)
+        .await?;
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "identityProviderLink": link }),
+    ))
 }
 
 /// `GET /api/identity-provider/link/pending/{pendingLinkId}[?userId=]`: the pending link, and
@@ -297,7 +396,12 @@ pub async fn retrieve_pending(
             .await?;
         body["linkCount"] = json!(links.len());
         body["pendingIdPLink"]["identityProviderLinks"] = json!(links);
-        if let Some(user) = context.store.get_user(user_id).await?.filter(|u| grant.allows_tenant(u.tenant_id)) {
+        if let Some(user) = context
+            .store
+            .get_user(user_id)
+            .await?
+            .filter(|u| grant.allows_tenant(u.tenant_id))
+        {
             body["pendingIdPLink"]["user"] = json!(user);
         }
     }

@@ -24,12 +24,18 @@
 //! body with a general error naming the reason (never token content). With `debug: true` on the
 //! provider every attempt writes a `Debug` event-log entry.
 
-use gatehouse_plugin_api::helpers::{expiring_cookie, parse_uuid, secure_cookies, session_cookie, signing_error, tenant_header};
-use gatehouse_plugin_api::model::{Application, DeviceInfo, IdentityProviderLink, RefreshTokenMetaData, Registration, Tenant, User};
+use gatehouse_plugin_api::helpers::{
+    expiring_cookie, secure_cookies, session_cookie, signing_error, tenant_header,
+};
+use gatehouse_plugin_api::model::{
+    Application, DeviceInfo, IdentityProviderLink, RefreshTokenMetaData, Registration, Tenant, User,
+};
 use gatehouse_plugin_api::refresh::issue_refresh_token;
-use gatehouse_plugin_api::{AccessTokenRequest, ApiError, Errors, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{
+    AccessTokenRequest, ApiError, Errors, PluginContext, PluginRequest, PluginResponse,
+};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::common::json_body;
@@ -75,7 +81,10 @@ pub struct LoginRequest {
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// Parses and checks the body; every problem is a field error of one 400.
@@ -105,7 +114,11 @@ pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, A
             Endpoint::Login => "encodedJWT",
             Endpoint::Reconcile => "data.token",
         };
-        errors.field(field, "blank", "You must specify the JWT issued by the identity provider.");
+        errors.field(
+            field,
+            "blank",
+            "You must specify the JWT issued by the identity provider.",
+        );
     }
     let flag = |errors: &mut Errors, name: &str| match body.get(name) {
         None | Some(Value::Null) => false,
@@ -122,7 +135,11 @@ pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, A
         match serde_json::from_value::<DeviceInfo>(d.clone()) {
             Ok(parsed) => device = parsed,
             Err(_) => {
-                errors.field("metaData.device", "invalid", "Expected description, lastAccessedAddress, name and type as strings.");
+                errors.field(
+                    "metaData.device",
+                    "invalid",
+                    "Expected description, lastAccessedAddress, name and type as strings.",
+                );
             }
         }
     }
@@ -175,7 +192,11 @@ pub struct LoginResponse {
 /// Why a login did not complete.
 enum Failure {
     /// A refusal with a status and a general error.
-    Refused { status: u16, code: &'static str, message: String },
+    Refused {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
     /// Any other API error (store, 400…).
     Api(ApiError),
 }
@@ -222,15 +243,26 @@ pub struct LoginEnv<'a> {
 
 /// The tenant a login is scoped to: a presented API key's (a wrong key is a 401), else the
 /// `X-FusionAuth-TenantId` header.
-fn tenant_scope(request: &PluginRequest, context: &PluginContext) -> Result<Option<Uuid>, ApiError> {
-    if request.header("authorization").is_some_and(|h| !h.trim().is_empty()) && request.bearer_token().is_none() {
+fn tenant_scope(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<Option<Uuid>, ApiError> {
+    if request
+        .header("authorization")
+        .is_some_and(|h| !h.trim().is_empty())
+        && request.bearer_token().is_none()
+    {
         return Ok(context.api_keys.authenticate(request)?.tenant_id);
     }
     tenant_header(request)
 }
 
 /// Handles both login endpoints.
-pub async fn login(request: &PluginRequest, env: &LoginEnv<'_>, endpoint: Endpoint) -> Result<PluginResponse, ApiError> {
+pub async fn login(
+    request: &PluginRequest,
+    env: &LoginEnv<'_>,
+    endpoint: Endpoint,
+) -> Result<PluginResponse, ApiError> {
     let body = json_body(request)?;
     let parsed = parse_request(&body, endpoint)?;
     let scope = tenant_scope(request, env.context)?;
@@ -242,7 +274,11 @@ pub async fn login(request: &PluginRequest, env: &LoginEnv<'_>, endpoint: Endpoi
     let outcome = run(request, env, &parsed, scope, &mut debug).await;
     let response = match outcome {
         Ok(response) => Ok(response),
-        Err(Failure::Refused { status, code, message }) => {
+        Err(Failure::Refused {
+            status,
+            code,
+            message,
+        }) => {
             debug.line(format!("Refused with {status} {code}: {message}"));
             if status == 404 {
                 Ok(PluginResponse::empty(404))
@@ -272,25 +308,51 @@ async fn run(
     let now = context.clock.now_millis();
 
     // 1. provider and application
-    let doc = context.store.get_identity_provider(req.identity_provider_id).await?;
+    let doc = context
+        .store
+        .get_identity_provider(req.identity_provider_id)
+        .await?;
     let provider = doc
         .as_ref()
         .and_then(Provider::from_document)
-        .ok_or_else(|| refused("[InvalidIdentityProvider]", "No ExternalJWT identity provider exists with this identityProviderId."))?;
+        .ok_or_else(|| {
+            refused(
+                "[InvalidIdentityProvider]",
+                "No ExternalJWT identity provider exists with this identityProviderId.",
+            )
+        })?;
     debug.set_enabled(provider.debug);
-    debug.line(format!("Provider [{}] linking strategy [{}]", provider.name, provider.linking_strategy.name()));
+    debug.line(format!(
+        "Provider [{}] linking strategy [{}]",
+        provider.name,
+        provider.linking_strategy.name()
+    ));
     let application = context
         .store
         .get_application(req.application_id)
         .await?
         .filter(|a| a.active)
         .filter(|a| scope.is_none_or(|t| t == a.tenant_id))
-        .ok_or_else(|| refused("[InvalidApplication]", "No active application exists with this applicationId."))?;
-    if provider.tenant_id.is_some_and(|t| t != application.tenant_id) {
-        return Err(refused("[InvalidApplication]", "The application is not in the identity provider's tenant."));
+        .ok_or_else(|| {
+            refused(
+                "[InvalidApplication]",
+                "No active application exists with this applicationId.",
+            )
+        })?;
+    if provider
+        .tenant_id
+        .is_some_and(|t| t != application.tenant_id)
+    {
+        return Err(refused(
+            "[InvalidApplication]",
+            "The application is not in the identity provider's tenant.",
+        ));
     }
     if !provider.enabled {
-        return Err(refused("[IdentityProviderDisabled]", "The identity provider is disabled."));
+        return Err(refused(
+            "[IdentityProviderDisabled]",
+            "The identity provider is disabled.",
+        ));
     }
     if !provider.enabled_for(application.id) {
         return Err(refused(
@@ -320,19 +382,30 @@ async fn run(
     };
     let verified = verify(&req.token, choice, &ring, context.clock.now_seconds()).map_err(|e| {
         debug.line(format!("JWT verification failed: {e}"));
-        refused("[InvalidJWT]", format!("The JWT could not be verified: {e}."))
+        refused(
+            "[InvalidJWT]",
+            format!("The JWT could not be verified: {e}."),
+        )
     })?;
     debug.line(format!(
         "JWT verified with {} ({}, {:?}); claims present: [{}]",
         verified.source,
         verified.key_kind,
         verified.algorithm,
-        verified.claims.keys().cloned().collect::<Vec<_>>().join(", ")
+        verified
+            .claims
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
     // 3. identity
     let who = identity(&provider, &verified.claims)?;
-    debug.line(format!("Unique id claim [{}] = [{}]", provider.unique_id_claim, who.unique_id));
+    debug.line(format!(
+        "Unique id claim [{}] = [{}]",
+        provider.unique_id_claim, who.unique_id
+    ));
 
     // 4. the user
     let existing_link = context
@@ -373,7 +446,10 @@ async fn run(
 
     // 5. claim map and lambda
     let app_config = provider.applications.get(&application.id).copied();
-    let mut registration = context.store.get_registration(user.id, application.id).await?;
+    let mut registration = context
+        .store
+        .get_registration(user.id, application.id)
+        .await?;
     let registering = registration.is_none() && app_config.is_some_and(|c| c.create_registration);
     let mut working_registration = registration.clone().unwrap_or_else(|| Registration {
         id: Uuid::new_v4(),
@@ -384,13 +460,26 @@ async fn run(
         verified: true,
         ..Default::default()
     });
-    let applied = apply_claim_map(&provider.claim_map, &verified.claims, &mut user, &mut working_registration.data);
+    let applied = apply_claim_map(
+        &provider.claim_map,
+        &verified.claims,
+        &mut user,
+        &mut working_registration.data,
+    );
     if !applied.is_empty() {
         debug.line(format!("claimMap applied claims [{}]", applied.join(", ")));
     }
     if let Some(lambda_id) = provider.reconcile_lambda_id {
         if provider.linking_strategy != LinkingStrategy::LinkAnonymously {
-            let (u, r) = run_lambda(env, lambda_id, &user, &working_registration, &verified.claims, debug).await?;
+            let (u, r) = run_lambda(
+                env,
+                lambda_id,
+                &user,
+                &working_registration,
+                &verified.claims,
+                debug,
+            )
+            .await?;
             user = u;
             working_registration = r;
         }
@@ -408,7 +497,10 @@ async fn run(
     if registration.is_some() || registering {
         working_registration.last_login_instant = Some(now);
         working_registration.last_update_instant = now;
-        context.store.upsert_registration(&working_registration).await?;
+        context
+            .store
+            .upsert_registration(&working_registration)
+            .await?;
         if registering {
             debug.line(format!(
                 "Registered the user to the application with roles [{}]",
@@ -417,6 +509,7 @@ async fn run(
         }
         registration = Some(working_registration);
     }
+    let new_link = existing_link.is_none();
     let mut link = existing_link.unwrap_or_else(|| IdentityProviderLink {
         data: Default::default(),
         display_name: Some(who.display_name()),
@@ -430,7 +523,7 @@ async fn run(
         token: None,
         user_id: user.id,
     });
-    if link.insert_instant == now {
+    if new_link {
         debug.line(format!("Linked the provider user to user [{}]", user.id));
     }
     link.last_login_instant = now;
@@ -442,7 +535,10 @@ async fn run(
 
     // 7. tokens
     let ip = req.ip_address.clone().or_else(|| request.client_ip());
-    debug.line(format!("Login from [{}]", ip.as_deref().unwrap_or("unknown")));
+    debug.line(format!(
+        "Login from [{}]",
+        ip.as_deref().unwrap_or("unknown")
+    ));
     let mut body = LoginResponse::default();
     let mut response_cookies = Vec::new();
     if !req.no_jwt {
@@ -458,14 +554,36 @@ async fn run(
                     device,
                     scopes: Vec::new(),
                 };
-                Some(issue_refresh_token(context.refresh_env(), &user, &tenant, Some(&application), meta).await?)
+                Some(
+                    issue_refresh_token(
+                        context.refresh_env(),
+                        &user,
+                        &tenant,
+                        Some(&application),
+                        meta,
+                    )
+                    .await?,
+                )
             }
             _ => None,
         };
-        let issued = issue(context, &user, &tenant, &application, registration.as_ref(), refresh.as_ref().map(|r| r.id))?;
+        let issued = issue(
+            context,
+            &user,
+            &tenant,
+            &application,
+            registration.as_ref(),
+            refresh.as_ref().map(|r| r.id),
+        )?;
         response_cookies.push(session_cookie("access_token", &issued.token, secure));
         if let Some(r) = &refresh {
-            response_cookies.push(expiring_cookie("refresh_token", &r.token, r.expiration_instant, now, secure));
+            response_cookies.push(expiring_cookie(
+                "refresh_token",
+                &r.token,
+                r.expiration_instant,
+                now,
+                secure,
+            ));
         }
         body.token = Some(issued.token);
         body.token_expiration_instant = Some(issued.expiration_instant);
@@ -529,7 +647,12 @@ async fn resolve(
         }
     } else if strategy.by_username() {
         match &who.username {
-            Some(username) => context.store.find_user_by_username(tenant_id, username).await?,
+            Some(username) => {
+                context
+                    .store
+                    .find_user_by_username(tenant_id, username)
+                    .await?
+            }
             None => None,
         }
     } else {
@@ -558,19 +681,39 @@ async fn resolve(
         Decision::Refuse(r) => Err(r.into()),
         Decision::Link(user) => {
             if let Some(max) = provider.link_limit(tenant_id) {
-                let count = context.store.find_links(Some(provider.id), Some(user.id), None).await?.len();
+                let count = context
+                    .store
+                    .find_links(Some(provider.id), Some(user.id), None)
+                    .await?
+                    .len();
                 if count as i64 >= max {
                     return Err(Refusal::LinkLimitReached(max).into());
                 }
             }
-            debug.line(format!("Found existing user [{}] by {}", user.id, if strategy.by_email() { "email" } else { "username" }));
+            debug.line(format!(
+                "Found existing user [{}] by {}",
+                user.id,
+                if strategy.by_email() {
+                    "email"
+                } else {
+                    "username"
+                }
+            ));
             Ok(Resolved::User(user, false))
         }
         Decision::Create { email, username } => {
             // A username-linked user keeps the token's email when no one else has it.
             let email = match (email, strategy.by_username(), &who.email) {
                 (Some(e), _, _) => Some(e),
-                (None, true, Some(e)) if context.store.find_user_by_email(tenant_id, e).await?.is_none() => Some(e.clone()),
+                (None, true, Some(e))
+                    if context
+                        .store
+                        .find_user_by_email(tenant_id, e)
+                        .await?
+                        .is_none() =>
+                {
+                    Some(e.clone())
+                }
                 _ => None,
             };
             let verified = email.is_some() && who.email_verified != Some(false);
@@ -604,12 +747,29 @@ async fn run_lambda(
         .store
         .get_lambda(lambda_id)
         .await?
-        .ok_or_else(|| refused("[LambdaInvocationFailed]", "The reconcile lambda of the identity provider does not exist."))?;
-    let body = lambda.get("body").and_then(Value::as_str).unwrap_or_default().to_string();
-    let lambda_debug = lambda.get("debug").and_then(Value::as_bool).unwrap_or(false);
-    let name = lambda.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        .ok_or_else(|| {
+            refused(
+                "[LambdaInvocationFailed]",
+                "The reconcile lambda of the identity provider does not exist.",
+            )
+        })?;
+    let body = lambda
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let lambda_debug = lambda
+        .get("debug")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let name = lambda
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let user_json = serde_json::to_value(user).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut registration_json = serde_json::to_value(registration).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut registration_json =
+        serde_json::to_value(registration).map_err(|e| ApiError::internal(e.to_string()))?;
     if let Some(obj) = registration_json.as_object_mut() {
         obj.remove("userId");
     }
@@ -627,7 +787,10 @@ async fn run_lambda(
         Ok(r) => r,
         Err(e) => {
             debug.line(format!("Reconcile lambda [{lambda_id}] failed: {e}"));
-            return Err(refused("[LambdaInvocationFailed]", format!("The reconcile lambda [{name}] failed: {e}.")));
+            return Err(refused(
+                "[LambdaInvocationFailed]",
+                format!("The reconcile lambda [{name}] failed: {e}."),
+            ));
         }
     };
     if lambda_debug && !reconciled.logs.is_empty() {
@@ -639,15 +802,20 @@ async fn run_lambda(
     }
     debug.line(format!("Reconcile lambda [{lambda_id}] ran"));
     let bad = |what: &str, e: serde_json::Error| {
-        refused("[LambdaInvocationFailed]", format!("The reconcile lambda [{name}] left an invalid {what}: {e}."))
+        refused(
+            "[LambdaInvocationFailed]",
+            format!("The reconcile lambda [{name}] left an invalid {what}: {e}."),
+        )
     };
-    let mut new_user: User = serde_json::from_value(strip_nulls(reconciled.user)).map_err(|e| bad("user", e))?;
+    let mut new_user: User =
+        serde_json::from_value(strip_nulls(reconciled.user)).map_err(|e| bad("user", e))?;
     new_user.id = user.id;
     new_user.tenant_id = user.tenant_id;
     new_user.insert_instant = user.insert_instant;
     new_user.registrations = Vec::new();
     let mut new_registration: Registration =
-        serde_json::from_value(strip_nulls(reconciled.registration)).map_err(|e| bad("registration", e))?;
+        serde_json::from_value(strip_nulls(reconciled.registration))
+            .map_err(|e| bad("registration", e))?;
     new_registration.id = registration.id;
     new_registration.application_id = registration.application_id;
     new_registration.user_id = registration.user_id;
@@ -666,6 +834,7 @@ fn strip_nulls(mut value: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn requests_are_parsed_with_field_errors() {
@@ -681,13 +850,25 @@ mod tests {
         assert_eq!(ok.provider_refresh_token.as_deref(), Some("r"));
         assert!(ok.no_jwt && !ok.no_link);
         assert_eq!(ok.device.device_type.as_deref(), Some("BROWSER"));
-        let legacy = parse_request(&json!({"applicationId": app, "identityProviderId": idp, "encodedJWT": "e"}), Endpoint::Login)
-            .expect("ok");
+        let legacy = parse_request(
+            &json!({"applicationId": app, "identityProviderId": idp, "encodedJWT": "e"}),
+            Endpoint::Login,
+        )
+        .expect("ok");
         assert_eq!(legacy.token, "e");
 
-        let err = parse_request(&json!({"applicationId": "x", "noLink": "yes"}), Endpoint::Login).unwrap_err();
+        let err = parse_request(
+            &json!({"applicationId": "x", "noLink": "yes"}),
+            Endpoint::Login,
+        )
+        .unwrap_err();
         let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
-        for field in ["applicationId", "identityProviderId", "encodedJWT", "noLink"] {
+        for field in [
+            "applicationId",
+            "identityProviderId",
+            "encodedJWT",
+            "noLink",
+        ] {
             assert!(body["fieldErrors"][field].is_array(), "{field}: {body}");
         }
         let err = parse_request(&json!({}), Endpoint::Reconcile).unwrap_err();

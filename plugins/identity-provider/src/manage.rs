@@ -9,7 +9,9 @@
 //! a provider it creates is scoped to its tenant.
 
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
-use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{
+    ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -38,18 +40,32 @@ async fn validate_all(
     validate_document(doc, PREFIX, &mut errors);
     if let Some(t) = document_tenant(doc) {
         if context.store.get_tenant(t).await?.is_none() {
-            errors.field("identityProvider.tenantId", "invalid", "No tenant exists with this tenantId.");
+            errors.field(
+                "identityProvider.tenantId",
+                "invalid",
+                "No tenant exists with this tenantId.",
+            );
         }
         if !grant.allows_tenant(t) {
-            errors.field("identityProvider.tenantId", "invalid", "The request is scoped to another tenant.");
+            errors.field(
+                "identityProvider.tenantId",
+                "invalid",
+                "The request is scoped to another tenant.",
+            );
         }
     }
-    if let Some(apps) = doc.get("applicationConfiguration").and_then(Value::as_object) {
+    if let Some(apps) = doc
+        .get("applicationConfiguration")
+        .and_then(Value::as_object)
+    {
         for key in apps.keys() {
-            let Ok(app_id) = Uuid::parse_str(key) else { continue };
+            let Ok(app_id) = Uuid::parse_str(key) else {
+                continue;
+            };
             let found = context.store.get_application(app_id).await?;
             let ok = found.is_some_and(|a| {
-                grant.allows_tenant(a.tenant_id) && document_tenant(doc).is_none_or(|t| t == a.tenant_id)
+                grant.allows_tenant(a.tenant_id)
+                    && document_tenant(doc).is_none_or(|t| t == a.tenant_id)
             });
             if !ok {
                 errors.field(
@@ -62,7 +78,9 @@ async fn validate_all(
     }
     if let Some(tenants) = doc.get("tenantConfiguration").and_then(Value::as_object) {
         for key in tenants.keys() {
-            let Ok(tenant_id) = Uuid::parse_str(key) else { continue };
+            let Ok(tenant_id) = Uuid::parse_str(key) else {
+                continue;
+            };
             if context.store.get_tenant(tenant_id).await?.is_none() {
                 errors.field(
                     &format!("identityProvider.tenantConfiguration[{key}]"),
@@ -80,7 +98,11 @@ async fn validate_all(
         if let Ok(lambda_id) = Uuid::parse_str(reconcile) {
             match context.store.get_lambda(lambda_id).await? {
                 None => {
-                    errors.field("identityProvider.lambdaConfiguration.reconcileId", "invalid", "No lambda exists with this id.");
+                    errors.field(
+                        "identityProvider.lambdaConfiguration.reconcileId",
+                        "invalid",
+                        "No lambda exists with this id.",
+                    );
                 }
                 Some(l) if lambda_type(&l) != Some(RECONCILE_TYPE) => {
                     errors.field(
@@ -94,10 +116,7 @@ async fn validate_all(
         }
     }
     if let Some(default_key) = doc.get("defaultKeyId").and_then(Value::as_str) {
-        let in_map = doc
-            .get("keys")
-            .and_then(|k| k.get(default_key))
-            .is_some();
+        let in_map = doc.get("keys").and_then(|k| k.get(default_key)).is_some();
         let in_ring = context
             .tokens
             .public_keys()
@@ -126,7 +145,10 @@ async fn validate_all(
                 errors.field(
                     &format!("identityProvider.domains[{i}]"),
                     "duplicate",
-                    format!("The domain [{d}] is already managed by the identity provider [{}].", owner.id),
+                    format!(
+                        "The domain [{d}] is already managed by the identity provider [{}].",
+                        owner.id
+                    ),
                 );
             }
         }
@@ -196,14 +218,20 @@ async fn load(id: Uuid, grant: &ApiKeyGrant, context: &PluginContext) -> Result<
 }
 
 /// `GET /api/identity-provider/{identityProviderId}`.
-pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
     Ok(one(&load(id, &grant, context).await?))
 }
 
 /// `GET /api/identity-provider` (optionally `?type=`).
-pub async fn retrieve_all(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve_all(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let wanted = request.query_param("type");
     let mut docs: Vec<Value> = context
@@ -219,8 +247,16 @@ pub async fn retrieve_all(request: &PluginRequest, context: &PluginContext) -> R
         })
         .map(|d| redact(&d))
         .collect();
-    docs.sort_by_key(|d| d.get("name").and_then(Value::as_str).unwrap_or_default().to_lowercase());
-    Ok(PluginResponse::json(200, &json!({ "identityProviders": docs })))
+    docs.sort_by_key(|d| {
+        d.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_lowercase()
+    });
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "identityProviders": docs }),
+    ))
 }
 
 async fn replace(
@@ -250,7 +286,10 @@ async fn replace(
 }
 
 /// `PUT /api/identity-provider/{identityProviderId}`: full replacement.
-pub async fn update(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn update(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
     let existing = load(id, &grant, context).await?;
@@ -262,7 +301,10 @@ pub async fn update(request: &PluginRequest, context: &PluginContext) -> Result<
 }
 
 /// `PATCH /api/identity-provider/{identityProviderId}` in any of the three formats.
-pub async fn patch(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn patch(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
@@ -286,7 +328,10 @@ pub async fn patch(request: &PluginRequest, context: &PluginContext) -> Result<P
 }
 
 /// `DELETE /api/identity-provider/{identityProviderId}`: the provider and its links.
-pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn delete(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
     let existing = load(id, &grant, context).await?;
@@ -300,12 +345,23 @@ pub async fn delete(request: &PluginRequest, context: &PluginContext) -> Result<
 /// `GET /api/identity-provider/lookup?domain=` (a domain or an email address; optional
 /// `tenantId` prefers that tenant's providers over global ones): 200 with the provider's
 /// details, 404 when no enabled provider manages the domain.
-pub async fn lookup(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn lookup(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
-    let raw = request
-        .query_param("domain")
-        .ok_or_else(|| ApiError::field("domain", "blank", "You must specify the domain or an email address."))?;
-    let domain = raw.rsplit_once('@').map(|(_, d)| d).unwrap_or(&raw).to_string();
+    let raw = request.query_param("domain").ok_or_else(|| {
+        ApiError::field(
+            "domain",
+            "blank",
+            "You must specify the domain or an email address.",
+        )
+    })?;
+    let domain = raw
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or(&raw)
+        .to_string();
     let tenant = match request.query_param("tenantId") {
         Some(t) => Some(parse_uuid("tenantId", &t)?),
         None => grant.tenant_id,
@@ -342,5 +398,8 @@ pub async fn lookup(request: &PluginRequest, context: &PluginContext) -> Result<
     if let Some(t) = provider.tenant_id {
         details["tenantId"] = json!(t);
     }
-    Ok(PluginResponse::json(200, &json!({ "identityProvider": details })))
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "identityProvider": details }),
+    ))
 }

@@ -141,11 +141,19 @@ fn array_index(token: &str, len: usize, allow_end: bool) -> Option<usize> {
         return None;
     }
     let index: usize = token.parse().ok()?;
-    let limit = if allow_end { len } else { len.saturating_sub(1) };
+    let limit = if allow_end {
+        len
+    } else {
+        len.saturating_sub(1)
+    };
     (index <= limit && (allow_end || len > 0)).then_some(index)
 }
 
-fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String], path: &str) -> Result<&'a mut Value, PatchError> {
+fn parent_mut<'a>(
+    doc: &'a mut Value,
+    tokens: &[String],
+    path: &str,
+) -> Result<&'a mut Value, PatchError> {
     let mut current = doc;
     for token in tokens {
         current = match current {
@@ -167,7 +175,9 @@ fn get<'a>(doc: &'a Value, path: &str) -> Result<&'a Value, PatchError> {
     for token in &tokens {
         current = match current {
             Value::Object(map) => map.get(token),
-            Value::Array(items) => array_index(token, items.len(), false).and_then(|i| items.get(i)),
+            Value::Array(items) => {
+                array_index(token, items.len(), false).and_then(|i| items.get(i))
+            }
             _ => None,
         }
         .ok_or_else(|| error("[invalid]", format!("The path [{path}] does not exist.")))?;
@@ -188,7 +198,10 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
         }
         Value::Array(items) => {
             let index = array_index(last, items.len(), true).ok_or_else(|| {
-                error("[invalid]", format!("The index in [{path}] is out of bounds."))
+                error(
+                    "[invalid]",
+                    format!("The index in [{path}] is out of bounds."),
+                )
             })?;
             items.insert(index, value);
             Ok(())
@@ -342,15 +355,35 @@ mod tests {
         // RFC 7396 appendix A examples
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
             (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
             (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
-            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
-            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
             (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
-            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
-            (json!([1, 2]), json!({"a": "b", "c": null}), json!({"a": "b"})),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!([1, 2]),
+                json!({"a": "b", "c": null}),
+                json!({"a": "b"}),
+            ),
         ];
         for (target, patch, expected) in cases {
             assert_eq!(
@@ -401,7 +434,10 @@ mod tests {
             json!([{"op": "test", "path": "/nope", "value": 1}]),
             json!([{"op": "add", "path": "/foo/x", "value": 1}]),
         ] {
-            assert!(apply(PatchFormat::JsonPatch, &target, &bad).is_err(), "{bad}");
+            assert!(
+                apply(PatchFormat::JsonPatch, &target, &bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }

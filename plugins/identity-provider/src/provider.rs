@@ -173,7 +173,9 @@ pub struct Provider {
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
 }
 
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
@@ -313,7 +315,7 @@ impl Provider {
     /// True when `domain` is one of `domains` (case-insensitive).
     pub fn manages_domain(&self, domain: &str) -> bool {
         let domain = domain.trim().to_ascii_lowercase();
-        self.domains.iter().any(|d| *d == domain)
+        self.domains.contains(&domain)
     }
 }
 
@@ -383,15 +385,25 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
     };
     for key in obj.keys() {
         if !KNOWN_FIELDS.contains(&key.as_str()) {
-            errors.field(&f(key), "unknown", "This is not a field of an ExternalJWT identity provider.");
+            errors.field(
+                &f(key),
+                "unknown",
+                "This is not a field of an ExternalJWT identity provider.",
+            );
         }
     }
 
     // --- required strings ---
     for (name, message) in [
-        ("name", "You must specify the name of the identity provider."),
+        (
+            "name",
+            "You must specify the name of the identity provider.",
+        ),
         ("type", "You must specify the type: ExternalJWT."),
-        ("headerKeyParameter", "You must specify the headerKeyParameter, e.g. kid or x5t."),
+        (
+            "headerKeyParameter",
+            "You must specify the headerKeyParameter, e.g. kid or x5t.",
+        ),
     ] {
         match obj.get(name) {
             None | Some(Value::Null) => {
@@ -402,7 +414,11 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             }
             Some(Value::String(_)) => {}
             Some(other) => {
-                errors.field(&f(name), "invalid", format!("Expected a string, found {}.", kind(other)));
+                errors.field(
+                    &f(name),
+                    "invalid",
+                    format!("Expected a string, found {}.", kind(other)),
+                );
             }
         }
     }
@@ -411,7 +427,9 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             errors.field(
                 &f("type"),
                 "invalid",
-                format!("The type [{t}] is not supported; Gatehouse manages ExternalJWT providers."),
+                format!(
+                    "The type [{t}] is not supported; Gatehouse manages ExternalJWT providers."
+                ),
             );
         }
     }
@@ -420,14 +438,22 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
     for name in ["enabled", "debug"] {
         if let Some(v) = obj.get(name) {
             if !v.is_boolean() && !v.is_null() {
-                errors.field(&f(name), "invalid", format!("Expected a boolean, found {}.", kind(v)));
+                errors.field(
+                    &f(name),
+                    "invalid",
+                    format!("Expected a boolean, found {}.", kind(v)),
+                );
             }
         }
     }
     for name in ["defaultKeyId", "uniqueIdentityClaim", "source"] {
         if let Some(v) = obj.get(name) {
             if !v.is_string() && !v.is_null() {
-                errors.field(&f(name), "invalid", format!("Expected a string, found {}.", kind(v)));
+                errors.field(
+                    &f(name),
+                    "invalid",
+                    format!("Expected a string, found {}.", kind(v)),
+                );
             }
         }
     }
@@ -462,7 +488,11 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
     for name in ["data", "attributeMappings"] {
         if let Some(v) = obj.get(name) {
             if !v.is_object() && !v.is_null() {
-                errors.field(&f(name), "invalid", format!("Expected an object, found {}.", kind(v)));
+                errors.field(
+                    &f(name),
+                    "invalid",
+                    format!("Expected an object, found {}.", kind(v)),
+                );
             }
         }
     }
@@ -475,21 +505,43 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
                 let field = f(&format!("keys.{id}"));
                 match text {
                     Value::String(text) if text == REDACTED => {
-                        errors.field(&field, "invalid", "No stored secret can be kept for this key id; give the secret.");
+                        errors.field(
+                            &field,
+                            "invalid",
+                            "No stored secret can be kept for this key id; give the secret.",
+                        );
                     }
                     Value::String(text) => {
                         if let Err(message) = parse_key(text) {
-                            errors.field(&field, "invalid", format!("The key cannot be used: {message}."));
+                            errors.field(
+                                &field,
+                                "invalid",
+                                format!("The key cannot be used: {message}."),
+                            );
                         }
                     }
                     other => {
-                        errors.field(&field, "invalid", format!("Expected a PEM key, certificate or HMAC secret string, found {}.", kind(other)));
+                        errors.field(
+                            &field,
+                            "invalid",
+                            format!(
+                                "Expected a PEM key, certificate or HMAC secret string, found {}.",
+                                kind(other)
+                            ),
+                        );
                     }
                 }
             }
         }
         Some(other) => {
-            errors.field(&f("keys"), "invalid", format!("Expected an object of key id to key, found {}.", kind(other)));
+            errors.field(
+                &f("keys"),
+                "invalid",
+                format!(
+                    "Expected an object of key id to key, found {}.",
+                    kind(other)
+                ),
+            );
         }
     }
 
@@ -515,7 +567,14 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             }
         }
         Some(other) => {
-            errors.field(&f("claimMap"), "invalid", format!("Expected an object of claim to target, found {}.", kind(other)));
+            errors.field(
+                &f("claimMap"),
+                "invalid",
+                format!(
+                    "Expected an object of claim to target, found {}.",
+                    kind(other)
+                ),
+            );
         }
     }
 
@@ -525,15 +584,26 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
         Some(Value::Array(items)) => {
             for (i, d) in items.iter().enumerate() {
                 match d.as_str() {
-                    Some(s) if !s.trim().is_empty() && !s.contains('@') && !s.contains(char::is_whitespace) => {}
+                    Some(s)
+                        if !s.trim().is_empty()
+                            && !s.contains('@')
+                            && !s.contains(char::is_whitespace) => {}
                     _ => {
-                        errors.field(&f(&format!("domains[{i}]")), "invalid", format!("The domain {d} is not a valid domain name."));
+                        errors.field(
+                            &f(&format!("domains[{i}]")),
+                            "invalid",
+                            format!("The domain {d} is not a valid domain name."),
+                        );
                     }
                 }
             }
         }
         Some(other) => {
-            errors.field(&f("domains"), "invalid", format!("Expected an array of domains, found {}.", kind(other)));
+            errors.field(
+                &f("domains"),
+                "invalid",
+                format!("Expected an array of domains, found {}.", kind(other)),
+            );
         }
     }
 
@@ -544,20 +614,36 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             for name in OAUTH2_STRING_FIELDS {
                 if let Some(v) = o.get(*name) {
                     if !v.is_string() && !v.is_null() {
-                        errors.field(&f(&format!("oauth2.{name}")), "invalid", format!("Expected a string, found {}.", kind(v)));
+                        errors.field(
+                            &f(&format!("oauth2.{name}")),
+                            "invalid",
+                            format!("Expected a string, found {}.", kind(v)),
+                        );
                     }
                 }
             }
-            for name in ["authorization_endpoint", "token_endpoint", "userinfo_endpoint"] {
+            for name in [
+                "authorization_endpoint",
+                "token_endpoint",
+                "userinfo_endpoint",
+            ] {
                 if let Some(Value::String(s)) = o.get(name) {
-                    if !s.is_empty() && !(s.starts_with("https://") || s.starts_with("http://")) {
-                        errors.field(&f(&format!("oauth2.{name}")), "invalid", "Expected an http(s) URL.");
+                    if !(s.is_empty() || s.starts_with("https://") || s.starts_with("http://")) {
+                        errors.field(
+                            &f(&format!("oauth2.{name}")),
+                            "invalid",
+                            "Expected an http(s) URL.",
+                        );
                     }
                 }
             }
         }
         Some(other) => {
-            errors.field(&f("oauth2"), "invalid", format!("Expected an object, found {}.", kind(other)));
+            errors.field(
+                &f("oauth2"),
+                "invalid",
+                format!("Expected an object, found {}.", kind(other)),
+            );
         }
     }
 
@@ -567,12 +653,20 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
         Some(Value::Object(l)) => {
             if let Some(v) = l.get("reconcileId") {
                 if !v.is_null() && v.as_str().and_then(|s| Uuid::parse_str(s).ok()).is_none() {
-                    errors.field(&f("lambdaConfiguration.reconcileId"), "invalid", "The reconcileId must be a UUID.");
+                    errors.field(
+                        &f("lambdaConfiguration.reconcileId"),
+                        "invalid",
+                        "The reconcileId must be a UUID.",
+                    );
                 }
             }
         }
         Some(other) => {
-            errors.field(&f("lambdaConfiguration"), "invalid", format!("Expected an object, found {}.", kind(other)));
+            errors.field(
+                &f("lambdaConfiguration"),
+                "invalid",
+                format!("Expected an object, found {}.", kind(other)),
+            );
         }
     }
 
@@ -583,26 +677,45 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             for (id, config) in apps {
                 let base = format!("applicationConfiguration[{id}]");
                 if Uuid::parse_str(id).is_err() {
-                    errors.field(&f(&base), "invalid", "The key must be an application id (UUID).");
+                    errors.field(
+                        &f(&base),
+                        "invalid",
+                        "The key must be an application id (UUID).",
+                    );
                 }
                 match config {
                     Value::Object(c) => {
                         for name in ["enabled", "createRegistration"] {
                             if let Some(v) = c.get(name) {
                                 if !v.is_boolean() && !v.is_null() {
-                                    errors.field(&f(&format!("{base}.{name}")), "invalid", format!("Expected a boolean, found {}.", kind(v)));
+                                    errors.field(
+                                        &f(&format!("{base}.{name}")),
+                                        "invalid",
+                                        format!("Expected a boolean, found {}.", kind(v)),
+                                    );
                                 }
                             }
                         }
                     }
                     other => {
-                        errors.field(&f(&base), "invalid", format!("Expected an object, found {}.", kind(other)));
+                        errors.field(
+                            &f(&base),
+                            "invalid",
+                            format!("Expected an object, found {}.", kind(other)),
+                        );
                     }
                 }
             }
         }
         Some(other) => {
-            errors.field(&f("applicationConfiguration"), "invalid", format!("Expected an object keyed by application id, found {}.", kind(other)));
+            errors.field(
+                &f("applicationConfiguration"),
+                "invalid",
+                format!(
+                    "Expected an object keyed by application id, found {}.",
+                    kind(other)
+                ),
+            );
         }
     }
 
@@ -621,26 +734,49 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
                     Some(Value::Object(l)) => {
                         if let Some(v) = l.get("enabled") {
                             if !v.is_boolean() && !v.is_null() {
-                                errors.field(&f(&format!("{base}.limitUserLinkCount.enabled")), "invalid", format!("Expected a boolean, found {}.", kind(v)));
+                                errors.field(
+                                    &f(&format!("{base}.limitUserLinkCount.enabled")),
+                                    "invalid",
+                                    format!("Expected a boolean, found {}.", kind(v)),
+                                );
                             }
                         }
                         if let Some(v) = l.get("maximumLinks") {
-                            if !v.is_null() && !v.as_i64().is_some_and(|n| n >= 1) {
-                                errors.field(&f(&format!("{base}.limitUserLinkCount.maximumLinks")), "invalid", "The maximumLinks must be an integer of at least 1.");
+                            if !v.is_null() && v.as_i64().is_none_or(|n| n < 1) {
+                                errors.field(
+                                    &f(&format!("{base}.limitUserLinkCount.maximumLinks")),
+                                    "invalid",
+                                    "The maximumLinks must be an integer of at least 1.",
+                                );
                             }
                         }
                     }
                     Some(other) => {
-                        errors.field(&f(&format!("{base}.limitUserLinkCount")), "invalid", format!("Expected an object, found {}.", kind(other)));
+                        errors.field(
+                            &f(&format!("{base}.limitUserLinkCount")),
+                            "invalid",
+                            format!("Expected an object, found {}.", kind(other)),
+                        );
                     }
                 }
                 if !config.is_object() {
-                    errors.field(&f(&base), "invalid", format!("Expected an object, found {}.", kind(config)));
+                    errors.field(
+                        &f(&base),
+                        "invalid",
+                        format!("Expected an object, found {}.", kind(config)),
+                    );
                 }
             }
         }
         Some(other) => {
-            errors.field(&f("tenantConfiguration"), "invalid", format!("Expected an object keyed by tenant id, found {}.", kind(other)));
+            errors.field(
+                &f("tenantConfiguration"),
+                "invalid",
+                format!(
+                    "Expected an object keyed by tenant id, found {}.",
+                    kind(other)
+                ),
+            );
         }
     }
 
@@ -762,10 +898,18 @@ pub fn validate_config_provider(doc: &Value) -> Result<Value, Vec<(String, Strin
     validate_document(doc, "", &mut errors);
     if let Some(id) = doc.get("id") {
         if id.is_null() {
-            errors.field("id", "blank", "A provider declared in the configuration needs an id.");
+            errors.field(
+                "id",
+                "blank",
+                "A provider declared in the configuration needs an id.",
+            );
         }
     } else {
-        errors.field("id", "blank", "A provider declared in the configuration needs an id.");
+        errors.field(
+            "id",
+            "blank",
+            "A provider declared in the configuration needs an id.",
+        );
     }
     if errors.is_empty() {
         let mut doc = doc.clone();
@@ -775,12 +919,13 @@ pub fn validate_config_provider(doc: &Value) -> Result<Value, Vec<(String, Strin
         Err(errors
             .field_errors
             .into_iter()
-            .flat_map(|(field, items)| {
-                items
+            .flat_map(|(field, items)| items.into_iter().map(move |i| (field.clone(), i.message)))
+            .chain(
+                errors
+                    .general_errors
                     .into_iter()
-                    .map(move |i| (field.clone(), i.message))
-            })
-            .chain(errors.general_errors.into_iter().map(|i| (String::new(), i.message)))
+                    .map(|i| (String::new(), i.message)),
+            )
             .collect())
     }
 }
@@ -825,11 +970,13 @@ mod tests {
         assert_eq!(doc["linkingStrategy"], "LinkByEmail");
         assert_eq!(doc["domains"], json!(["acme.com", "acme.org"]));
         assert_eq!(
-            doc["applicationConfiguration"]["3c219e58-ed0e-4b18-ad48-f4f92793ae32"]["createRegistration"],
+            doc["applicationConfiguration"]["3c219e58-ed0e-4b18-ad48-f4f92793ae32"]
+                ["createRegistration"],
             true
         );
         assert_eq!(
-            doc["tenantConfiguration"]["e872a880-b14f-6d62-c312-cb40f22af465"]["limitUserLinkCount"]["maximumLinks"],
+            doc["tenantConfiguration"]["e872a880-b14f-6d62-c312-cb40f22af465"]
+                ["limitUserLinkCount"]["maximumLinks"],
             42
         );
     }
@@ -870,7 +1017,10 @@ mod tests {
             "[invalid]identityProvider.lambdaConfiguration.reconcileId",
             "[unknown]identityProvider.surprise",
         ] {
-            assert!(codes.contains(&expected.to_string()), "{expected} missing from {codes:?}");
+            assert!(
+                codes.contains(&expected.to_string()),
+                "{expected} missing from {codes:?}"
+            );
         }
     }
 

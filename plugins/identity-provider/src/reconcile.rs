@@ -53,13 +53,27 @@ impl Refusal {
     /// A message for humans (no token content beyond claim names).
     pub fn message(&self) -> String {
         match self {
-            Refusal::MissingUniqueId(c) => format!("The JWT has no [{c}] claim to identify the user."),
-            Refusal::MissingEmail(c) => format!("The JWT has no [{c}] claim, which the linking strategy needs."),
-            Refusal::MissingUsername(c) => format!("The JWT has no [{c}] claim, which the linking strategy needs."),
-            Refusal::UnverifiedEmail => "A link cannot be established using an unverified email address.".into(),
-            Refusal::DomainNotManaged => "The domain of the email address is not managed by this identity provider.".into(),
-            Refusal::LinkLimitReached(n) => format!("The user already has the maximum of {n} links to this identity provider."),
-            Refusal::NotLinked => "No link exists for this user and none can be made automatically.".into(),
+            Refusal::MissingUniqueId(c) => {
+                format!("The JWT has no [{c}] claim to identify the user.")
+            }
+            Refusal::MissingEmail(c) => {
+                format!("The JWT has no [{c}] claim, which the linking strategy needs.")
+            }
+            Refusal::MissingUsername(c) => {
+                format!("The JWT has no [{c}] claim, which the linking strategy needs.")
+            }
+            Refusal::UnverifiedEmail => {
+                "A link cannot be established using an unverified email address.".into()
+            }
+            Refusal::DomainNotManaged => {
+                "The domain of the email address is not managed by this identity provider.".into()
+            }
+            Refusal::LinkLimitReached(n) => {
+                format!("The user already has the maximum of {n} links to this identity provider.")
+            }
+            Refusal::NotLinked => {
+                "No link exists for this user and none can be made automatically.".into()
+            }
         }
     }
 }
@@ -142,7 +156,12 @@ pub enum Decision {
 
 /// The linking strategy's decision, given the user found by email or username (the caller
 /// looks up the one the strategy uses, in the application's tenant).
-pub fn decide(strategy: LinkingStrategy, provider: &Provider, who: &Identity, found: Option<User>) -> Decision {
+pub fn decide(
+    strategy: LinkingStrategy,
+    provider: &Provider,
+    who: &Identity,
+    found: Option<User>,
+) -> Decision {
     match strategy {
         LinkingStrategy::CreatePendingLink => Decision::Pending,
         LinkingStrategy::Disabled => Decision::Refuse(Refusal::NotLinked),
@@ -255,15 +274,32 @@ mod tests {
     #[test]
     fn identity_reads_the_configured_claims() {
         let p = provider("LinkByEmail");
-        let who = identity(&p, &claims(json!({"sub": 42, "email": "a@ACME.com", "email_verified": "false", "upn": "ann"}))).expect("ok");
+        let who = identity(
+            &p,
+            &claims(
+                json!({"sub": 42, "email": "a@ACME.com", "email_verified": "false", "upn": "ann"}),
+            ),
+        )
+        .expect("ok");
         assert_eq!(who.unique_id, "42");
         assert_eq!(who.email.as_deref(), Some("a@ACME.com"));
         assert_eq!(who.email_verified, Some(false));
         assert_eq!(who.username.as_deref(), Some("ann"));
         assert_eq!(who.display_name(), "a@ACME.com");
-        assert_eq!(identity(&p, &claims(json!({"email": "a@acme.com"}))).unwrap_err(), Refusal::MissingUniqueId("sub".into()));
-        assert_eq!(identity(&p, &claims(json!({"sub": "x", "email": "a@evil.com"}))).unwrap_err(), Refusal::DomainNotManaged);
-        assert_eq!(identity(&p, &claims(json!({"sub": "x"}))).expect("ok").display_name(), "x");
+        assert_eq!(
+            identity(&p, &claims(json!({"email": "a@acme.com"}))).unwrap_err(),
+            Refusal::MissingUniqueId("sub".into())
+        );
+        assert_eq!(
+            identity(&p, &claims(json!({"sub": "x", "email": "a@evil.com"}))).unwrap_err(),
+            Refusal::DomainNotManaged
+        );
+        assert_eq!(
+            identity(&p, &claims(json!({"sub": "x"})))
+                .expect("ok")
+                .display_name(),
+            "x"
+        );
     }
 
     #[test]
@@ -274,32 +310,100 @@ mod tests {
             email_verified: None,
             username: Some("ann".into()),
         };
-        let d = |s: &str, found: Option<User>| decide(LinkingStrategy::parse(s).expect("s"), &provider(s), &who, found);
+        let d = |s: &str, found: Option<User>| {
+            decide(
+                LinkingStrategy::parse(s).expect("s"),
+                &provider(s),
+                &who,
+                found,
+            )
+        };
         assert_eq!(d("CreatePendingLink", None), Decision::Pending);
-        assert_eq!(d("Disabled", Some(user())), Decision::Refuse(Refusal::NotLinked));
-        assert_eq!(d("LinkAnonymously", Some(user())), Decision::Create { email: None, username: None });
-        assert_eq!(d("LinkByEmail", None), Decision::Create { email: Some("a@acme.com".into()), username: None });
+        assert_eq!(
+            d("Disabled", Some(user())),
+            Decision::Refuse(Refusal::NotLinked)
+        );
+        assert_eq!(
+            d("LinkAnonymously", Some(user())),
+            Decision::Create {
+                email: None,
+                username: None
+            }
+        );
+        assert_eq!(
+            d("LinkByEmail", None),
+            Decision::Create {
+                email: Some("a@acme.com".into()),
+                username: None
+            }
+        );
         assert!(matches!(d("LinkByEmail", Some(user())), Decision::Link(_)));
-        assert_eq!(d("LinkByEmailForExistingUser", None), Decision::Refuse(Refusal::NotLinked));
-        assert!(matches!(d("LinkByEmailForExistingUser", Some(user())), Decision::Link(_)));
-        assert_eq!(d("LinkByUsername", None), Decision::Create { email: None, username: Some("ann".into()) });
-        assert_eq!(d("LinkByUsernameForExistingUser", None), Decision::Refuse(Refusal::NotLinked));
-        assert!(matches!(d("LinkByUsernameForExistingUser", Some(user())), Decision::Link(_)));
+        assert_eq!(
+            d("LinkByEmailForExistingUser", None),
+            Decision::Refuse(Refusal::NotLinked)
+        );
+        assert!(matches!(
+            d("LinkByEmailForExistingUser", Some(user())),
+            Decision::Link(_)
+        ));
+        assert_eq!(
+            d("LinkByUsername", None),
+            Decision::Create {
+                email: None,
+                username: Some("ann".into())
+            }
+        );
+        assert_eq!(
+            d("LinkByUsernameForExistingUser", None),
+            Decision::Refuse(Refusal::NotLinked)
+        );
+        assert!(matches!(
+            d("LinkByUsernameForExistingUser", Some(user())),
+            Decision::Link(_)
+        ));
 
-        let unverified = Identity { email_verified: Some(false), ..who.clone() };
+        let unverified = Identity {
+            email_verified: Some(false),
+            ..who.clone()
+        };
         for s in ["LinkByEmail", "LinkByEmailForExistingUser"] {
             let strategy = LinkingStrategy::parse(s).expect("s");
-            assert_eq!(decide(strategy, &provider(s), &unverified, Some(user())), Decision::Refuse(Refusal::UnverifiedEmail));
+            assert_eq!(
+                decide(strategy, &provider(s), &unverified, Some(user())),
+                Decision::Refuse(Refusal::UnverifiedEmail)
+            );
         }
         // an unverified email does not matter when linking by username
-        assert!(matches!(decide(LinkingStrategy::LinkByUsername, &provider("LinkByUsername"), &unverified, Some(user())), Decision::Link(_)));
-        let nobody = Identity { email: None, username: None, ..who };
+        assert!(matches!(
+            decide(
+                LinkingStrategy::LinkByUsername,
+                &provider("LinkByUsername"),
+                &unverified,
+                Some(user())
+            ),
+            Decision::Link(_)
+        ));
+        let nobody = Identity {
+            email: None,
+            username: None,
+            ..who
+        };
         assert_eq!(
-            decide(LinkingStrategy::LinkByEmail, &provider("LinkByEmail"), &nobody, None),
+            decide(
+                LinkingStrategy::LinkByEmail,
+                &provider("LinkByEmail"),
+                &nobody,
+                None
+            ),
             Decision::Refuse(Refusal::MissingEmail("email".into()))
         );
         assert_eq!(
-            decide(LinkingStrategy::LinkByUsername, &provider("LinkByUsername"), &nobody, None),
+            decide(
+                LinkingStrategy::LinkByUsername,
+                &provider("LinkByUsername"),
+                &nobody,
+                None
+            ),
             Decision::Refuse(Refusal::MissingUsername("upn".into()))
         );
         assert_eq!(Refusal::NotLinked.status(), 404);
@@ -325,8 +429,10 @@ mod tests {
         let mut reg = BTreeMap::new();
         let applied = apply_claim_map(
             &map,
-            &claims(json!({"given": "Ann", "family": "Lee", "dob": "1980-01-02", "phone": 5551234,
-                           "dept": "ops", "groups": ["a", "b"], "obj": {"x": 1}})),
+            &claims(
+                json!({"given": "Ann", "family": "Lee", "dob": "1980-01-02", "phone": 5551234,
+                           "dept": "ops", "groups": ["a", "b"], "obj": {"x": 1}}),
+            ),
             &mut u,
             &mut reg,
         );

@@ -24,7 +24,10 @@ fn one(user: &User) -> PluginResponse {
 }
 
 /// `GET /api/user/{userId}`.
-pub async fn retrieve(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "userId")?;
     let user = context
@@ -44,7 +47,10 @@ fn ambiguous() -> ApiError {
 }
 
 /// `GET /api/user?email=` or `GET /api/user?username=`.
-pub async fn retrieve_by_query(request: &PluginRequest, context: &PluginContext) -> Result<PluginResponse, ApiError> {
+pub async fn retrieve_by_query(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let user = if let Some(email) = request.query_param("email") {
         match grant.tenant_id {
@@ -60,7 +66,13 @@ pub async fn retrieve_by_query(request: &PluginRequest, context: &PluginContext)
     } else if let Some(username) = request.query_param("username") {
         let tenants = match grant.tenant_id {
             Some(t) => vec![t],
-            None => context.store.list_tenants().await?.into_iter().map(|t| t.id).collect(),
+            None => context
+                .store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .map(|t| t.id)
+                .collect(),
         };
         let mut found = Vec::new();
         for t in tenants {
@@ -73,7 +85,11 @@ pub async fn retrieve_by_query(request: &PluginRequest, context: &PluginContext)
         }
         found.pop()
     } else {
-        return Err(ApiError::field("email", "blank", "You must specify the email (or username) of the user."));
+        return Err(ApiError::field(
+            "email",
+            "blank",
+            "You must specify the email (or username) of the user.",
+        ));
     };
     let user = user.ok_or(ApiError::NotFound)?;
     Ok(one(&full_user(context, user).await?))

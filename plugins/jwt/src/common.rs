@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use gatehouse_plugin_api::model::Tenant;
-use gatehouse_plugin_api::{
-    ApiError, ApiKeyGrant, Cookie, PluginContext, PluginRequest, TokenError, VerifiedClaims,
+pub use gatehouse_plugin_api::helpers::{
+    default_tenant, expiring_cookie, max_age_seconds, parse_uuid, path_uuid, scoped_tenant,
+    secure_cookies, signing_error, tenant_header, uuid_param,
 };
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, VerifiedClaims};
 use uuid::Uuid;
 
 /// Who made an authenticated request.
@@ -65,96 +66,49 @@ pub fn verified_user(jwt: &str, context: &PluginContext) -> Result<Caller, ApiEr
     Ok(Caller::User { user_id, claims })
 }
 
-/// Parses `value` as the UUID parameter `name`; a 400 `[invalid]name` otherwise.
-pub fn parse_uuid(name: &str, value: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(value.trim())
-        .map_err(|_| ApiError::field(name, "invalid", format!("Invalid {name}: not a UUID.")))
-}
-
-/// The optional UUID parameter `name` (query string, else form body).
-pub fn uuid_param(request: &PluginRequest, name: &str) -> Result<Option<Uuid>, ApiError> {
-    request
-        .param(name)
-        .map(|value| parse_uuid(name, &value))
-        .transpose()
-}
-
 /// The `{tokenId}` path segment.
 pub fn token_id_path(request: &PluginRequest) -> Result<Uuid, ApiError> {
-    let raw = request.path_param("tokenId").unwrap_or_default();
-    parse_uuid("tokenId", raw)
+    path_uuid(request, "tokenId")
 }
 
-/// The `X-FusionAuth-TenantId` header, for endpoints without API-key authentication (which
-/// reads it itself); 400 when it is not a UUID.
-pub fn tenant_header(request: &PluginRequest) -> Result<Option<Uuid>, ApiError> {
-    match request.header("x-fusionauth-tenantid").map(str::trim) {
-        Some(raw) if !raw.is_empty() => Uuid::parse_str(raw).map(Some).map_err(|_| {
-            ApiError::general(
-                "[invalid]X-FusionAuth-TenantId",
-                "The X-FusionAuth-TenantId header is not a valid UUID.",
-            )
-        }),
-        _ => Ok(None),
-    }
-}
-
-/// The tenant a request is scoped to: `tenant_id` when given (`None` if it does not exist),
-/// else the default tenant — the one named `Default` (FusionAuth's), else the first the store
-/// lists.
-pub async fn scoped_tenant(
+/// The tenant an endpoint without API-key authentication is scoped to: the lock of a
+/// tenant-locked API key presented in `Authorization` (FusionAuth: "the tenant Id may be
+/// provided through this header or by using a tenant locked API key"), else the
+/// `X-FusionAuth-TenantId` header.
+///
+/// A key locked to another tenant than the header names is a 401, as on API-key endpoints. A
+/// `Bearer` value is a JWT, not a key; a value that is no key at all is ignored (the endpoint
+/// needs no credentials).
+pub fn request_tenant_scope(
+    request: &PluginRequest,
     context: &PluginContext,
-    tenant_id: Option<Uuid>,
-) -> Result<Option<Tenant>, ApiError> {
-    if let Some(id) = tenant_id {
-        return Ok(context.store.get_tenant(id).await?);
+) -> Result<Option<Uuid>, ApiError> {
+    let header = tenant_header(request)?;
+    let lock = match request.header("authorization") {
+        Some(value) if request.bearer_token().is_none() => {
+            let mut probe = PluginRequest::new(request.method.clone(), "/");
+            if let Ok(value) = http::HeaderValue::from_str(value) {
+                probe.headers.insert(http::header::AUTHORIZATION, value);
+            }
+            context
+                .api_keys
+                .authenticate(&probe)
+                .ok()
+                .and_then(|grant| grant.tenant_id)
+        }
+        _ => None,
+    };
+    match (lock, header) {
+        (Some(lock), Some(asked)) if lock != asked => Err(ApiError::Unauthorized),
+        (Some(lock), _) => Ok(Some(lock)),
+        (None, asked) => Ok(asked),
     }
-    let tenants = context.store.list_tenants().await?;
-    Ok(default_tenant(tenants))
-}
-
-/// The default tenant of a list: named `Default` (case-insensitive), else the first.
-pub fn default_tenant(tenants: Vec<Tenant>) -> Option<Tenant> {
-    let named = tenants
-        .iter()
-        .position(|t| t.name.eq_ignore_ascii_case("default"));
-    let index = named.unwrap_or(0);
-    tenants.into_iter().nth(index)
-}
-
-/// True when cookies must carry `Secure`: the request came over TLS or the host is configured
-/// to always set it.
-pub fn secure_cookies(request: &PluginRequest, context: &PluginContext) -> bool {
-    request.tls || context.secure_cookies
-}
-
-/// An HttpOnly cookie living until `expiration_ms` (a `Max-Age` from `now_ms`, at least 0).
-pub fn expiring_cookie(
-    name: &str,
-    value: &str,
-    expiration_ms: i64,
-    now_ms: i64,
-    secure: bool,
-) -> Cookie {
-    let mut cookie = Cookie::new(name, value);
-    cookie.max_age = Some(max_age_seconds(expiration_ms, now_ms));
-    cookie.secure = secure;
-    cookie
-}
-
-/// Whole seconds from `now_ms` to `expiration_ms`, never negative.
-pub fn max_age_seconds(expiration_ms: i64, now_ms: i64) -> i64 {
-    expiration_ms.saturating_sub(now_ms).max(0) / 1000
-}
-
-/// A server-side signing failure as an API error.
-pub fn signing_error(e: TokenError) -> ApiError {
-    ApiError::internal(format!("signing failed: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gatehouse_plugin_api::model::Tenant;
     use http::Method;
 
     fn tenant(name: &str) -> Tenant {
@@ -187,6 +141,57 @@ mod tests {
         req.headers
             .insert("x-fusionauth-tenantid", "bad".parse().expect("header"));
         assert_eq!(tenant_header(&req).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn a_tenant_locked_key_scopes_endpoints_without_authentication() {
+        use crate::testkit::Kit;
+        let kit = Kit::new();
+        let scope = |authorization: Option<&str>, header: Option<String>| {
+            let mut req = PluginRequest::new(Method::POST, "/api/jwt/refresh");
+            if let Some(a) = authorization {
+                req.headers
+                    .insert("authorization", a.parse().expect("header"));
+            }
+            if let Some(h) = header {
+                req.headers
+                    .insert("x-fusionauth-tenantid", h.parse().expect("header"));
+            }
+            request_tenant_scope(&req, &kit.context)
+        };
+        let other = kit.other_tenant.id;
+        let mine = kit.tenant.id;
+        assert_eq!(scope(None, None).expect("ok"), None);
+        assert_eq!(scope(None, Some(mine.to_string())).expect("ok"), Some(mine));
+        assert_eq!(
+            scope(Some(Kit::OTHER_TENANT_KEY), None).expect("ok"),
+            Some(other)
+        );
+        assert_eq!(
+            scope(Some(Kit::OTHER_TENANT_KEY), Some(other.to_string())).expect("ok"),
+            Some(other)
+        );
+        assert_eq!(
+            scope(Some(Kit::OTHER_TENANT_KEY), Some(mine.to_string()))
+                .unwrap_err()
+                .status(),
+            401
+        );
+        // An unlocked key, a JWT or a value that is no key leave the header in charge.
+        for authorization in [Kit::GLOBAL_KEY, "Bearer x.y.z", "not-a-key"] {
+            assert_eq!(
+                scope(Some(authorization), Some(mine.to_string())).expect("ok"),
+                Some(mine),
+                "{authorization}"
+            );
+            assert_eq!(scope(Some(authorization), None).expect("ok"), None);
+        }
+        assert_eq!(
+            scope(Some(Kit::OTHER_TENANT_KEY), Some("bad".into()))
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 
     #[test]

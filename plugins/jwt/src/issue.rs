@@ -16,7 +16,7 @@ use gatehouse_plugin_api::{
 };
 use serde::Serialize;
 
-use crate::common::{signing_error, tenant_header, uuid_param};
+use crate::common::{request_tenant_scope, signing_error, uuid_param};
 
 /// The `authenticationType` of tokens issued here.
 pub const JWT_SSO: &str = "JWT_SSO";
@@ -59,7 +59,7 @@ pub async fn issue(
             "You must specify the applicationId.",
         )
     })?;
-    let tenant_scope = tenant_header(request)?;
+    let tenant_scope = request_tenant_scope(request, context)?;
 
     let user = context
         .store

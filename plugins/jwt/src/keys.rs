@@ -12,7 +12,7 @@ use gatehouse_plugin_api::tokens::PublicKeyInfo;
 use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 
-use crate::common::{scoped_tenant, tenant_header, uuid_param};
+use crate::common::{request_tenant_scope, scoped_tenant, uuid_param};
 
 /// Handles `GET /api/jwt/public-key`.
 ///
@@ -36,7 +36,7 @@ pub async fn public_key(
         return Ok(PluginResponse::json(200, &json!({ "publicKey": key.pem })));
     }
     if let Some(application_id) = uuid_param(request, "applicationId")? {
-        let tenant_id = tenant_header(request)?;
+        let tenant_id = request_tenant_scope(request, context)?;
         let application = context
             .store
             .get_application(application_id)
@@ -92,7 +92,7 @@ pub async fn openid_configuration(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let tenant = scoped_tenant(context, tenant_header(request)?)
+    let tenant = scoped_tenant(context, request_tenant_scope(request, context)?)
         .await?
         .ok_or(ApiError::NotFound)?;
     let host = request_host(request)?;

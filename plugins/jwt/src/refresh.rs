@@ -22,7 +22,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::{
-    authenticate, expiring_cookie, parse_uuid, secure_cookies, tenant_header, token_id_path,
+    authenticate, expiring_cookie, parse_uuid, request_tenant_scope, secure_cookies, token_id_path,
     uuid_param, Accept, Caller,
 };
 
@@ -98,7 +98,7 @@ pub async fn exchange(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let tenant_scope = tenant_header(request)?;
+    let tenant_scope = request_tenant_scope(request, context)?;
     let value = presented_refresh_token(request)?.ok_or_else(|| {
         ApiError::field(
             "refreshToken",

@@ -481,6 +481,7 @@ impl TokenService for FakeTokens {
             tenant_id: Some(request.tenant.id),
             session_id: request.session_id,
             roles: Vec::new(),
+            header_values: Default::default(),
         };
         lock(&self.issued).insert(token.clone(), Arc::new(verified));
         Ok(IssuedToken {

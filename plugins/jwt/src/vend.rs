@@ -3,7 +3,13 @@
 //! The reserved claims `exp` and `iat` given by the caller are ignored (the token service sets
 //! them, with `iss` and `jti`). The tenant is the API key's lock or `X-FusionAuth-TenantId`, else
 //! the default tenant; it supplies the default lifetime and signing key.
+//!
+//! A request scoped to a tenant (a tenant-locked key, or the header) vends tokens of that tenant
+//! only: `tid` is set to it (another `tid` is refused) and `applicationId`/`aud` may not name an
+//! application of another tenant. The edge trusts every key of the ring, so without this a key
+//! locked to one tenant could mint tokens that pass another tenant's routes.
 
+use gatehouse_plugin_api::model::Tenant;
 use gatehouse_plugin_api::{
     ApiError, Errors, PluginContext, PluginRequest, PluginResponse, TokenError,
 };
@@ -121,9 +127,13 @@ pub async fn vend(
         .or(tenant.jwt_configuration.time_to_live_in_seconds)
         .filter(|t| *t > 0)
         .unwrap_or(DEFAULT_TIME_TO_LIVE_IN_SECONDS);
+    let mut claims = valid.claims;
+    if grant.tenant_id.is_some() {
+        bind_to_tenant(&mut claims, &tenant, context).await?;
+    }
     let issued = context
         .tokens
-        .vend(&tenant, valid.key_id, valid.claims, ttl)
+        .vend(&tenant, valid.key_id, claims, ttl)
         .map_err(|e| match (e, valid.key_id) {
             (TokenError::CannotSign | TokenError::UnknownKey, Some(_)) => ApiError::field(
                 "keyId",
@@ -133,6 +143,57 @@ pub async fn vend(
             (other, _) => signing_error(other),
         })?;
     Ok(PluginResponse::json(200, &json!({ "token": issued.token })))
+}
+
+/// The application ids a claim names: a UUID string, or the UUID strings of an array.
+fn application_ids(value: Option<&Value>) -> Vec<Uuid> {
+    let parse = |v: &Value| v.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok());
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(parse).collect(),
+        Some(other) => parse(other).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Binds the claims of a tenant-scoped vend to `tenant`: `tid` set to it (400 for another one),
+/// and 400 when `applicationId` or `aud` names an application of another tenant.
+pub async fn bind_to_tenant(
+    claims: &mut Map<String, Value>,
+    tenant: &Tenant,
+    context: &PluginContext,
+) -> Result<(), ApiError> {
+    let mut errors = Errors::new();
+    match claims.get("tid") {
+        None | Some(Value::Null) => {
+            claims.insert("tid".into(), json!(tenant.id));
+        }
+        Some(Value::String(s)) if Uuid::parse_str(s.trim()).ok() == Some(tenant.id) => {}
+        Some(_) => {
+            errors.field(
+                "claims.tid",
+                "invalid",
+                "A request scoped to a tenant can only vend tokens of that tenant.",
+            );
+        }
+    }
+    for name in ["applicationId", "aud"] {
+        for id in application_ids(claims.get(name)) {
+            let foreign = context
+                .store
+                .get_application(id)
+                .await?
+                .is_some_and(|a| a.tenant_id != tenant.id);
+            if foreign {
+                errors.field(
+                    &format!("claims.{name}"),
+                    "invalid",
+                    "A request scoped to a tenant cannot vend tokens for another tenant's application.",
+                );
+                break;
+            }
+        }
+    }
+    errors.into_result()
 }
 
 #[cfg(test)]
@@ -226,6 +287,64 @@ mod tests {
             .expect("vended");
         assert_eq!(vended.tenant_id, kit.other_tenant.id);
         assert_eq!(vended.ttl, DEFAULT_TIME_TO_LIVE_IN_SECONDS);
+    }
+
+    #[test]
+    fn a_tenant_scoped_vend_stays_in_its_tenant() {
+        let kit = Kit::new();
+        let vend_body = |key: &str, claims: Value| {
+            let req = vend_request(Some(key), json!({ "claims": claims }));
+            block_on(vend(&req, &kit.context))
+        };
+        let refused = [
+            (json!({"applicationId": kit.app.id}), "claims.applicationId"),
+            (json!({"aud": kit.app.id}), "claims.aud"),
+            (json!({"aud": ["x", kit.app.id]}), "claims.aud"),
+            (json!({"tid": kit.tenant.id}), "claims.tid"),
+            (json!({"tid": 5}), "claims.tid"),
+        ];
+        for (claims, field) in refused {
+            let err = vend_body(Kit::OTHER_TENANT_KEY, claims.clone()).unwrap_err();
+            assert_eq!(err.status(), 400, "{claims}");
+            assert_eq!(
+                field_code(&err, field),
+                format!("[invalid]{field}"),
+                "{claims}"
+            );
+        }
+        // Its own tenant's application: fine, and `tid` names the tenant.
+        let res = vend_body(
+            Kit::OTHER_TENANT_KEY,
+            json!({"applicationId": kit.other_app.id, "aud": kit.other_app.id}),
+        )
+        .expect("ok");
+        let body: Value = serde_json::from_slice(&res.body).expect("json");
+        let vended = kit
+            .tokens
+            .vended(body["token"].as_str().expect("token"))
+            .expect("vended");
+        assert_eq!(vended.claims["tid"], json!(kit.other_tenant.id));
+        // Unknown application ids and a matching tid are left alone.
+        let unknown = Uuid::new_v4();
+        let res = vend_body(
+            Kit::OTHER_TENANT_KEY,
+            json!({"applicationId": unknown, "tid": kit.other_tenant.id.to_string().to_uppercase()}),
+        )
+        .expect("ok");
+        assert_eq!(res.status, 200);
+        // An unscoped key vends what it is given.
+        let res = vend_body(
+            Kit::GLOBAL_KEY,
+            json!({"applicationId": kit.other_app.id, "tid": kit.other_tenant.id}),
+        )
+        .expect("ok");
+        let body: Value = serde_json::from_slice(&res.body).expect("json");
+        let vended = kit
+            .tokens
+            .vended(body["token"].as_str().expect("token"))
+            .expect("vended");
+        assert_eq!(vended.tenant_id, kit.tenant.id);
+        assert_eq!(vended.claims["applicationId"], json!(kit.other_app.id));
     }
 
     #[test]

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The cost of authentication on the hot path in CPU instructions, counted by valgrind's
+# callgrind: deterministic, unlike throughput on a shared machine. The gateway runs under
+# callgrind; N requests go to a passthrough route, then N to a protected route (repeated RS256
+# token, application and role checked, identity headers set), both carrying the same
+# Authorization header, twice each; it prints the gateway's user-space instructions per
+# request and the ratio. Needs valgrind and nginx. Run by hand (a few minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-2000}
+for tool in valgrind callgrind_control nginx python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
+done
+cargo build --release -q
+bin=$PWD/target/release/gatehouse
+work=$(mktemp -d)
+cleanup() {
+  pkill -f "callgrind-out-file=$work" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(free_port); gw=$(free_port)
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$up; location / { return 200 'ok'; } } }
+NGINX
+nginx -c "$work/nginx.conf"
+app=3c219e58-ed0e-4b18-ad48-f4f92793ae32
+cat > "$work/config.yaml" <<YAML
+listen: 127.0.0.1:$gw
+threads: 1
+store: sqlite://$work/gatehouse.db
+log: {level: warn}
+keys:
+  - {id: 5d8f4b8e-1c8a-4a5e-9d6b-2f3a1c4e5b60, algorithm: RS256}
+tenants:
+  - {id: 0a6a8d1e-3f2b-4c5d-8e9f-1a2b3c4d5e6f, name: Default, issuer: bench.test}
+applications:
+  - id: $app
+    tenantId: 0a6a8d1e-3f2b-4c5d-8e9f-1a2b3c4d5e6f
+    name: Bench
+    roles: [{name: user, isDefault: true}]
+routes:
+  - path: /open
+    upstream: http://127.0.0.1:$up
+    auth: {enabled: false}
+    identityHeaders: {X-User-Id: sub}
+  - path: /protected
+    upstream: http://127.0.0.1:$up
+    auth: {applicationId: $app, roles: [user]}
+    identityHeaders: {X-User-Id: sub, X-User-Roles: roles}
+YAML
+token=$("$bin" token --config "$work/config.yaml" --application-id "$app")
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p.out" "$bin" serve --config "$work/config.yaml" \
+  >"$work/valgrind.log" 2>&1 &
+for _ in $(seq 240); do curl -sf "http://127.0.0.1:$gw/health" >/dev/null && break; sleep 0.5; done
+pid=$(pgrep -f "callgrind-out-file=$work" | head -1)
+
+cat > "$work/load.py" <<'PY'
+import http.client, sys
+port, path, n, token = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("GET", path, headers={"Authorization": "Bearer " + token})
+    r = c.getresponse(); r.read()
+    if r.status != 200:
+        sys.exit(f"{path}: HTTP {r.status}")
+PY
+python3 "$work/load.py" "$gw" /open/ 200 "$token"       # warm-up: pools, token cache
+python3 "$work/load.py" "$gw" /protected/ 200 "$token"
+declare -A total=([open]=0 [protected]=0)
+part=0
+for round in 1 2; do
+  for route in open protected; do
+    callgrind_control -z "$pid" >/dev/null
+    python3 "$work/load.py" "$gw" "/$route/" "$N" "$token"
+    callgrind_control -d "$route" "$pid" >/dev/null
+    part=$((part + 1))
+    ir=$(awk '/^summary:/ {print $2}' "$work"/cg.*.out."$part")
+    echo "round $round, $route: $((ir / N)) instructions per request" >&2
+    total[$route]=$((total[$route] + ir))
+  done
+done
+open=$((total[open] / (2 * N))); protected=$((total[protected] / (2 * N)))
+echo "passthrough route: $open instructions per request"
+echo "protected route:   $protected instructions per request (+$((protected - open)) for authentication)"
+python3 -c "print('instruction ratio passthrough/protected: %.3f' % ($open / $protected))"
