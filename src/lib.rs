@@ -8,6 +8,7 @@
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation; [`plugins`]: the plugin host;
 //! - [`server`]: start-up (store, keys, plugins, listeners) and shutdown; [`cli`]: commands.
 #![deny(clippy::unwrap_used, clippy::todo, clippy::unimplemented)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
 pub mod config;

@@ -103,7 +103,7 @@ impl PluginRouter {
             }
         }
         // Most literal segments first, so `/link` beats `/{id}`.
-        entries.sort_by(|a, b| b.literals.cmp(&a.literals));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.literals));
         let mut first_segments: Vec<String> = entries
             .iter()
             .filter_map(|e| match e.segments.first() {
@@ -146,7 +146,7 @@ impl PluginRouter {
             if !literal_match {
                 continue;
             }
-            if &entry.spec.method != method {
+            if entry.spec.method != method {
                 path_matched = true;
                 continue;
             }

@@ -243,7 +243,7 @@ fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(
                     Err(e) => tracing::warn!(error = %e, "cannot read revocations from the store"),
                 }
                 polls += 1;
-                if polls % 60 == 0 {
+                if polls.is_multiple_of(60) {
                     tokens.prune_revocations();
                 }
             }
