@@ -114,7 +114,7 @@ pub async fn load_keys(
 
 /// Opens the store, applies the declared entities, and builds the gateway.
 pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
-    let store = crate::store::open(&config.store)?;
+    let store = crate::store::open(&config.store).await?;
     // The file is the source of truth for what it declares.
     for tenant in &config.tenants {
         store.upsert_tenant(tenant).await?;

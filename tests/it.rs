@@ -8,6 +8,7 @@ mod it {
     pub mod identity_provider;
     pub mod jwt_api;
     pub mod kit;
+    pub mod postgres;
     pub mod proxy;
     pub mod python_client;
     pub mod python_idp;

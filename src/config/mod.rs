@@ -9,7 +9,7 @@
 pub mod env;
 pub mod raw;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -995,15 +995,6 @@ fn fill_tenant_defaults(jwt: &mut JwtConfiguration) {
         .get_or_insert(RefreshTokenExpirationPolicy::Fixed);
     jwt.refresh_token_usage_policy
         .get_or_insert(RefreshTokenUsagePolicy::Reusable);
-}
-
-/// The enabled plugins' settings by name, for lookups.
-pub fn plugin_settings(config: &Config) -> BTreeMap<&str, &serde_json::Value> {
-    config
-        .plugins
-        .iter()
-        .map(|(n, s)| (n.as_str(), s))
-        .collect()
 }
 
 #[cfg(test)]

@@ -241,12 +241,16 @@ impl Gateway {
             }
             Err(error) => render_api_error(&error),
         };
-        let headers: Vec<(&str, &str)> = response
-            .headers
+        let PluginResponse {
+            status,
+            headers,
+            body,
+        } = response;
+        let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        Self::respond(session, response.status, &headers, response.body.clone()).await
+        Self::respond(session, status, &headers, body).await
     }
 
     async fn serve_health(&self, session: &mut Session) -> Result<()> {

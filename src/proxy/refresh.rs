@@ -82,10 +82,13 @@ impl Refresher {
         client_ip: Option<&str>,
     ) -> Result<Arc<Refreshed>, RefreshError> {
         if let Some((outcome, until)) = self.recent.get(value) {
-            if Instant::now() < until {
+            // Served again only while its access token still verifies: a revocation since
+            // (of the session, user or application) ends the reuse at once.
+            if Instant::now() < until && self.tokens.verify(&outcome.access_token).is_ok() {
                 self.metrics.refreshes.with_label_values(&["grace"]).inc();
                 return Ok(outcome);
             }
+            self.recent.invalidate(value);
         }
         let cell = {
             let mut in_flight = self.in_flight.lock().map_err(|_| {

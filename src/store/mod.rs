@@ -1,8 +1,10 @@
 //! Storage: the [`Store`] trait (defined in the plugin API crate, so plugins can use it) and one
-//! module per backend. [`open`] picks the backend from the configured location.
+//! module per backend ([`sqlite`] for one gateway, [`postgres`] for a cluster of gateways
+//! sharing one database). [`open`] picks the backend from the configured location.
 //!
 //! The shared test suite in `suite.rs` runs against every backend.
 
+pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -13,13 +15,12 @@ use gatehouse_plugin_api::store::{Store, StoreError};
 
 use crate::config::StoreLocation;
 
-/// Opens (creating and migrating when needed) the store at `location`.
-pub fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens (creating and migrating when needed) the store at `location`. For PostgreSQL this
+/// connects the pool, checks the server answers and applies pending migrations.
+pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
     match location {
         StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreLocation::Postgres(_) => Err(StoreError::Unavailable(
-            "the PostgreSQL backend is not part of this build yet; use sqlite://".into(),
-        )),
+        StoreLocation::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
     }
 }
 

@@ -444,3 +444,34 @@ fn a_revoked_refresh_cookie_is_a_401_with_cleared_cookies_or_a_redirect() {
         "{cookies:?}"
     );
 }
+
+#[test]
+fn a_refresh_revoked_right_after_it_ran_is_not_served_again() {
+    let (gw, _) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable");
+    let session = gw.login("edge-recent@example.com", &["user"]);
+    let cookie = format!("refresh_token={}", session.refresh_token);
+    check_status(
+        client()
+            .get(gw.url("/app/1"))
+            .header("Cookie", &cookie)
+            .send()
+            .expect("send"),
+        200,
+    );
+    let response = client()
+        .delete(gw.url(&format!("/api/jwt/refresh/{}", session.refresh_token_id)))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+    // Within the in-memory retention window, the revoked token's earlier outcome is not reused.
+    check_status(
+        client()
+            .get(gw.url("/app/2"))
+            .header("Cookie", &cookie)
+            .send()
+            .expect("send"),
+        401,
+    );
+}

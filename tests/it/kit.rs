@@ -143,6 +143,8 @@ pub struct Options {
     pub app_jwt: String,
     /// JWT settings of the tenant (YAML flow mapping body, without accessTokenKeyId).
     pub tenant_jwt: String,
+    /// The `store:` URL (e.g. `postgres://...`); the gateway's SQLite file when `None`.
+    pub store_url: Option<String>,
 }
 
 impl Default for Options {
@@ -154,6 +156,7 @@ impl Default for Options {
             app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable"
                 .into(),
             tenant_jwt: "timeToLiveInSeconds: 3600".into(),
+            store_url: None,
         }
     }
 }
@@ -230,7 +233,7 @@ impl TestGateway {
         format!(
             r#"listen: 127.0.0.1:{port}
 threads: 2
-store: sqlite://{store}
+store: {store}
 apiKeys:
   - key: {API_KEY}
   - key: {TENANT_API_KEY}
@@ -283,7 +286,10 @@ routes:
     auth: {{required: false}}
 {extra_routes}"#,
             port = self.port,
-            store = self.store_path().display(),
+            store = options
+                .store_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", self.store_path().display())),
             keys = self.keys.yaml(),
             tenant_jwt = options.tenant_jwt,
             app_jwt = options.app_jwt,
