@@ -12,6 +12,8 @@ mod suite;
 use std::sync::Arc;
 
 use gatehouse_plugin_api::store::{Store, StoreError};
+use gatehouse_plugin_api::tokens::RevocationScope;
+use uuid::Uuid;
 
 use crate::config::StoreLocation;
 
@@ -22,6 +24,32 @@ pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError
         StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
         StoreLocation::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
     }
+}
+
+/// The row form of a revocation scope: kind and up to two ids.
+pub(crate) fn revocation_row(scope: &RevocationScope) -> (&'static str, String, String) {
+    match scope {
+        RevocationScope::User(u) => ("user", u.to_string(), String::new()),
+        RevocationScope::Application(a) => ("application", a.to_string(), String::new()),
+        RevocationScope::UserApplication(u, a) => {
+            ("user_application", u.to_string(), a.to_string())
+        }
+        RevocationScope::Session(s) => ("session", s.to_string(), String::new()),
+    }
+}
+
+/// The scope of a revocation row; `None` for a row this version does not know.
+pub(crate) fn revocation_scope(kind: &str, first: &str, second: &str) -> Option<RevocationScope> {
+    let first = Uuid::parse_str(first).ok()?;
+    Some(match kind {
+        "user" => RevocationScope::User(first),
+        "application" => RevocationScope::Application(first),
+        "user_application" => {
+            RevocationScope::UserApplication(first, Uuid::parse_str(second).ok()?)
+        }
+        "session" => RevocationScope::Session(first),
+        _ => return None,
+    })
 }
 
 /// SHA-256 of a refresh token value, hex: the lookup key, so the index never holds values

@@ -50,7 +50,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::token_hash;
+use super::{revocation_row, revocation_scope, token_hash};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
@@ -291,32 +291,6 @@ async fn insert_revocation<C: GenericClient>(
     )
     .await?;
     Ok(())
-}
-
-/// The row form of a revocation scope: kind and up to two ids.
-fn revocation_row(scope: &RevocationScope) -> (&'static str, String, String) {
-    match scope {
-        RevocationScope::User(u) => ("user", u.to_string(), String::new()),
-        RevocationScope::Application(a) => ("application", a.to_string(), String::new()),
-        RevocationScope::UserApplication(u, a) => {
-            ("user_application", u.to_string(), a.to_string())
-        }
-        RevocationScope::Session(s) => ("session", s.to_string(), String::new()),
-    }
-}
-
-/// The scope of a revocation row; `None` for a row this version does not know.
-fn revocation_scope(kind: &str, first: &str, second: &str) -> Option<RevocationScope> {
-    let first = Uuid::parse_str(first).ok()?;
-    Some(match kind {
-        "user" => RevocationScope::User(first),
-        "application" => RevocationScope::Application(first),
-        "user_application" => {
-            RevocationScope::UserApplication(first, Uuid::parse_str(second).ok()?)
-        }
-        "session" => RevocationScope::Session(first),
-        _ => return None,
-    })
 }
 
 fn user_conflict(e: StoreError) -> StoreError {

@@ -15,7 +15,7 @@ fn options(app_jwt: &str) -> Options {
     Options {
         app_jwt: app_jwt.into(),
         extra_routes: format!(
-            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, loginUrl: /login}}\n    identityHeaders: {{X-User-Id: sub}}\n"
+            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, loginUrl: /login}}\n    identityHeaders: {{X-User-Id: sub}}\n  - path: /soon\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, refreshBeforeExpirySeconds: 600}}\n"
         ),
         ..Default::default()
     }
@@ -473,5 +473,38 @@ fn a_refresh_revoked_right_after_it_ran_is_not_served_again() {
             .send()
             .expect("send"),
         401,
+    );
+}
+
+#[test]
+fn a_token_close_to_expiry_is_refreshed_ahead_when_configured() {
+    let (gw, _) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable");
+    let session = gw.login("edge-soon@example.com", &["user"]);
+    let cookie = format!(
+        "access_token={}; refresh_token={}",
+        session.token, session.refresh_token
+    );
+    // /soon refreshes tokens with less than 600 s left: this 300 s token is refreshed.
+    let response = client()
+        .get(gw.url("/soon"))
+        .header("Cookie", &cookie)
+        .send()
+        .expect("send");
+    let cookies = set_cookies(&response);
+    check_status(response, 200);
+    let fresh = cookie_value(&cookies, "access_token").expect("a new access token");
+    assert_ne!(fresh, session.token);
+    // /app only refreshes expired tokens: the same valid token passes untouched.
+    let response = client()
+        .get(gw.url("/app"))
+        .header("Cookie", &cookie)
+        .send()
+        .expect("send");
+    let cookies = set_cookies(&response);
+    check_status(response, 200);
+    assert!(
+        cookie_value(&cookies, "access_token").is_none(),
+        "{cookies:?}"
     );
 }
