@@ -218,6 +218,7 @@ impl Gateway {
         spec: &gatehouse_plugin_api::RouteSpec,
         params: std::collections::HashMap<String, String>,
     ) -> Result<()> {
+        let mut refused_body = false;
         let response = match self.read_body(session).await {
             Ok(body) => {
                 let header = session.req_header();
@@ -239,8 +240,20 @@ impl Gateway {
                     Err(error) => render_api_error(&error),
                 }
             }
-            Err(error) => render_api_error(&error),
+            Err(error) => {
+                refused_body = matches!(error, ApiError::PayloadTooLarge);
+                render_api_error(&error)
+            }
         };
+        if refused_body {
+            let declared = session
+                .req_header()
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            drain_refused_body(session, declared).await;
+        }
         let PluginResponse {
             status,
             headers,
@@ -379,6 +392,21 @@ impl Gateway {
             },
         }
     }
+}
+
+/// The most of a refused body the gateway reads (and discards) after answering 413.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+/// How long it keeps reading it.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Before answering 413, reads and discards the rest of a body the client is still sending, so
+/// closing the connection does not reset it before the client has read the answer. Bodies
+/// declared larger than [`DRAIN_LIMIT_BYTES`] are not read: the connection is just closed.
+async fn drain_refused_body(session: &mut Session, declared_length: Option<usize>) {
+    if declared_length.is_some_and(|len| len > DRAIN_LIMIT_BYTES) {
+        return;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, session.drain_request_body()).await;
 }
 
 /// The `Set-Cookie` values that delete both token cookies.
@@ -609,6 +637,7 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared_length.is_some_and(|len| len > self.settings.max_body_bytes) {
+            drain_refused_body(session, declared_length).await;
             self.deny(session, ctx, GatewayError::BodyTooLarge).await?;
             return Ok(true);
         }
@@ -773,6 +802,9 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
+        // The connection is not reused after a failure: say so in the answer (`Connection:
+        // close`), so clients do not send their next request on a socket about to close.
+        session.set_keepalive(None);
         let error = match e.etype() {
             HTTPStatus(413) => GatewayError::BodyTooLarge,
             HTTPStatus(431) => GatewayError::HeadersTooLarge,

@@ -329,6 +329,8 @@ fn oversized_bodies_and_headers_are_refused() {
         .send()
         .expect("send");
     assert_eq!(response.status().as_u16(), 431);
+    // The connection closes after the refusal, and the answer says so.
+    assert_eq!(response.headers()["connection"], "close");
     // A small body passes and reaches the upstream.
     let body = check_status(
         http.post(gw.url("/upload"))
