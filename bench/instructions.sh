@@ -78,9 +78,9 @@ declare -A total=([open]=0 [protected]=0)
 part=0
 for round in 1 2; do
   for route in open protected; do
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
     python3 "$work/load.py" "$gw" "/$route/" "$N" "$token"
-    callgrind_control -d "$route" "$pid" >/dev/null
+    callgrind_control -d "$route" "$pid" >/dev/null 2>&1
     part=$((part + 1))
     ir=$(awk '/^summary:/ {print $2}' "$work"/cg.*.out."$part")
     echo "round $round, $route: $((ir / N)) instructions per request" >&2
