@@ -3,8 +3,8 @@
 #   1. an unprotected route (a passthrough: no token read) vs a protected route with a repeated
 #      RS256 token (application and role checked, identity headers set), both in front of nginx,
 #      both requests carrying the same Authorization header: the ratio is the cost of
-#      authentication on the hot path. Short runs alternate, ROUNDS pairs of DURATION seconds, so
-#      bursts of noise from a shared machine hit both routes alike; it reports the ratio of all
+#      authentication on the hot path. Short runs alternate, ROUNDS pairs of DURATION seconds (in
+#      turn A-B and B-A), so bursts of noise from a shared machine hit both routes alike; it reports the ratio of all
 #      requests served in the pairs, the median of the per-pair ratios, and medians per route;
 #   2. transparent refreshes per second (each request carries a different refresh token and no
 #      access token), in the same run, next to the plain protected figure.
@@ -147,8 +147,15 @@ measure() {
 
 open_rates=(); protected_rates=(); open_cpu=(); protected_cpu=()
 for round in $(seq "$ROUNDS"); do
-  read -r o_rate o_cpu < <(measure open)
-  read -r p_rate p_cpu < <(measure protected)
+  # Odd rounds measure the unprotected route first, even rounds the protected one: a trend in
+  # the machine's speed over a pair then favours neither route.
+  if [ $((round % 2)) = 1 ]; then
+    read -r o_rate o_cpu < <(measure open)
+    read -r p_rate p_cpu < <(measure protected)
+  else
+    read -r p_rate p_cpu < <(measure protected)
+    read -r o_rate o_cpu < <(measure open)
+  fi
   open_rates+=("$o_rate"); open_cpu+=("$o_cpu"); protected_rates+=("$p_rate"); protected_cpu+=("$p_cpu")
   printf 'round %s: unprotected %s req/s (%.1f us CPU/req), protected %s req/s (%.1f us CPU/req)\n' \
     "$round" "$o_rate" "$o_cpu" "$p_rate" "$p_cpu" >&2

@@ -27,10 +27,10 @@ use crate::metrics::Metrics;
 /// Expires each cached token at its own `exp`.
 struct ExpireAtExp;
 
-impl moka::Expiry<Arc<str>, Arc<VerifiedClaims>> for ExpireAtExp {
+impl moka::Expiry<Arc<[u8]>, Arc<VerifiedClaims>> for ExpireAtExp {
     fn expire_after_create(
         &self,
-        _key: &Arc<str>,
+        _key: &Arc<[u8]>,
         value: &Arc<VerifiedClaims>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -51,7 +51,8 @@ pub struct Tokens {
     issuers: HashMap<Uuid, String>,
     /// Verified tokens by their text. aHash (keyed per process) instead of SipHash: tokens are
     /// long, and this lookup is on every proxied request.
-    cache: Option<moka::sync::Cache<Arc<str>, Arc<VerifiedClaims>, ahash::RandomState>>,
+    /// Verified tokens by their bytes.
+    cache: Option<moka::sync::Cache<Arc<[u8]>, Arc<VerifiedClaims>, ahash::RandomState>>,
     /// Tokens of a scope issued at or before the instant (seconds) are refused.
     revocations: DashMap<RevocationScope, i64>,
     /// The number of entries in `revocations`: checked on every verification, and cheaper than
@@ -101,6 +102,27 @@ impl Tokens {
         }
     }
 
+    /// [`TokenService::verify`] for a token given as the bytes of a header: a cached token is
+    /// found without validating its text first (only a token that is not cached is decoded,
+    /// and then it must be UTF-8). The verified claims, or why the token is refused.
+    pub fn verify_bytes(&self, token: &[u8]) -> Result<Arc<VerifiedClaims>, TokenError> {
+        let now = self.clock.now_seconds();
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(token) {
+                self.check_times(&hit, now)?;
+                self.check_revoked(&hit)?;
+                return Ok(hit);
+            }
+        }
+        let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+        let verified = Arc::new(self.verify_uncached(text, now, true)?);
+        self.check_revoked(&verified)?;
+        if let Some(cache) = &self.cache {
+            cache.insert(Arc::from(token), verified.clone());
+        }
+        Ok(verified)
+    }
+
     /// The key ring.
     pub fn ring(&self) -> &KeyRing {
         &self.ring
@@ -110,7 +132,7 @@ impl Tokens {
         if claims.exp + self.leeway < now {
             return Err(TokenError::Expired);
         }
-        if let Some(nbf) = claims.claims.get("nbf").and_then(Value::as_i64) {
+        if let Some(nbf) = claims.not_before {
             if nbf - self.leeway > now {
                 return Err(TokenError::NotYetValid);
             }
@@ -346,20 +368,7 @@ impl TokenService for Tokens {
     }
 
     fn verify(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError> {
-        let now = self.clock.now_seconds();
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(token) {
-                self.check_times(&hit, now)?;
-                self.check_revoked(&hit)?;
-                return Ok(hit);
-            }
-        }
-        let verified = Arc::new(self.verify_uncached(token, now, true)?);
-        self.check_revoked(&verified)?;
-        if let Some(cache) = &self.cache {
-            cache.insert(Arc::from(token), verified.clone());
-        }
-        Ok(verified)
+        self.verify_bytes(token.as_bytes())
     }
 
     fn verify_any_issuer(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError> {
@@ -517,6 +526,18 @@ mod tests {
         // Second verification is a cache hit returning the same value.
         let again = tokens.verify(&issued.token).expect("verify");
         assert!(Arc::ptr_eq(&claims, &again));
+        // The proxy looks the same token up by its header bytes: the same cache entry.
+        let by_bytes = tokens
+            .verify_bytes(issued.token.as_bytes())
+            .expect("verify");
+        assert!(Arc::ptr_eq(&claims, &by_bytes));
+        // Bytes that are not text are refused, not decoded.
+        let mut garbled = issued.token.clone().into_bytes();
+        garbled[10] = 0xff;
+        assert_eq!(
+            tokens.verify_bytes(&garbled).err(),
+            Some(TokenError::Malformed)
+        );
     }
 
     #[test]

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gatehouse_plugin_api::request::{bearer_of, cookie_value};
+use gatehouse_plugin_api::request::{bearer_of_bytes, cookie_value};
 use gatehouse_plugin_api::{
-    ApiError, PluginContext, PluginRequest, PluginResponse, Store, TokenService, VerifiedClaims,
+    ApiError, PluginContext, PluginRequest, PluginResponse, Store, VerifiedClaims,
 };
 use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, COOKIE};
 use pingora::http::ResponseHeader;
@@ -301,7 +301,7 @@ impl Gateway {
                     .inc();
                 TokenState::Absent
             }
-            Some(token) => match self.tokens.verify(token) {
+            Some(token) => match self.tokens.verify_bytes(token) {
                 Ok(claims) => {
                     self.valid_tokens.inc();
                     TokenState::Valid(claims)
@@ -506,18 +506,18 @@ fn render_api_error(error: &ApiError) -> PluginResponse {
     error.to_response()
 }
 
-/// The access token of a request: `Authorization: Bearer` (scheme case-insensitive), else the
-/// `access_token` cookie.
-fn request_token(session: &Session) -> Option<&str> {
+/// The access token of a request, as bytes: `Authorization: Bearer` (scheme
+/// case-insensitive), else the `access_token` cookie. Bytes, not text: a cached token is found
+/// without validating it as text first (see [`Tokens::verify_bytes`]).
+fn request_token(session: &Session) -> Option<&[u8]> {
     let headers = &session.req_header().headers;
     if let Some(token) = headers
         .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_of)
+        .and_then(|v| bearer_of_bytes(v.as_bytes()))
     {
         return Some(token);
     }
-    request_cookie(session, "access_token")
+    request_cookie(session, "access_token").map(str::as_bytes)
 }
 
 /// True when the client is a browser asking for a page.

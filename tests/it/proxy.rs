@@ -159,6 +159,19 @@ fn expired_tampered_unsigned_and_unknown_key_tokens_are_refused() {
         let body: serde_json::Value = response.json().expect("json body");
         assert_eq!(body["generalErrors"][0]["code"], "[InvalidToken]", "{name}");
     }
+    // A header that is not text (obs-text bytes) is a clean 401 too.
+    let mut raw = b"Bearer ".to_vec();
+    raw.extend_from_slice(&good.as_bytes()[..20]);
+    raw.extend_from_slice(&[0xff, 0xfe]);
+    let response = http
+        .get(gw.url("/x"))
+        .header(
+            "Authorization",
+            reqwest::header::HeaderValue::from_bytes(&raw).expect("obs-text is a valid value"),
+        )
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 401, "non-UTF-8 token");
     // The good token still works.
     check_status(
         http.get(gw.url("/x"))

@@ -67,6 +67,8 @@ pub struct VerifiedClaims {
     pub exp: i64,
     /// `iat`, seconds (0 when absent).
     pub iat: i64,
+    /// `nbf`, seconds, when present.
+    pub not_before: Option<i64>,
     /// `sub` as a UUID, when it is one.
     pub subject: Option<Uuid>,
     /// `applicationId`, when present and a UUID.
@@ -77,9 +79,9 @@ pub struct VerifiedClaims {
     pub session_id: Option<Uuid>,
     /// `roles`, empty when absent.
     pub roles: Vec<String>,
-    /// Header values of the claims, rendered once on first use (see
+    /// Header values of the claims, sorted by claim name, rendered once on first use (see
     /// [`VerifiedClaims::header_value`]); a cached token renders nothing again.
-    pub header_values: std::sync::OnceLock<std::collections::HashMap<String, http::HeaderValue>>,
+    pub header_values: std::sync::OnceLock<Vec<(String, http::HeaderValue)>>,
 }
 
 impl VerifiedClaims {
@@ -102,6 +104,7 @@ impl VerifiedClaims {
         Some(VerifiedClaims {
             exp,
             iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
+            not_before: claims.get("nbf").and_then(Value::as_i64),
             subject: uuid_claim("sub"),
             application_id: uuid_claim("applicationId"),
             tenant_id: uuid_claim("tid"),
@@ -116,19 +119,23 @@ impl VerifiedClaims {
     /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; every claim is
     /// rendered once, the first time any is asked for, so the proxy's hot path only clones.
     pub fn header_value(&self, name: &str) -> Option<http::HeaderValue> {
-        self.header_values
-            .get_or_init(|| {
-                self.claims
-                    .keys()
-                    .filter_map(|k| {
-                        let text = self.claim_text(k)?;
-                        let value = http::HeaderValue::from_bytes(text.as_bytes()).ok()?;
-                        Some((k.clone(), value))
-                    })
-                    .collect()
-            })
-            .get(name)
-            .cloned()
+        let values = self.header_values.get_or_init(|| {
+            let mut values: Vec<(String, http::HeaderValue)> = self
+                .claims
+                .keys()
+                .filter_map(|k| {
+                    let text = self.claim_text(k)?;
+                    let value = http::HeaderValue::from_bytes(text.as_bytes()).ok()?;
+                    Some((k.clone(), value))
+                })
+                .collect();
+            values.sort_by(|a, b| a.0.cmp(&b.0));
+            values
+        });
+        values
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| values[i].1.clone())
     }
 
     /// A claim rendered as header text: strings as they are, arrays joined with `,`, numbers and

@@ -476,6 +476,7 @@ impl TokenService for FakeTokens {
             key_id: self.key_id.clone(),
             exp,
             iat: now,
+            not_before: None,
             subject: Some(request.user.id),
             application_id,
             tenant_id: Some(request.tenant.id),
