@@ -91,7 +91,7 @@ pub async fn load_keys(
                     store.insert_key_material(&generated).await?
                 }
             };
-            let wanted = crate::keys::algorithm_name(spec.algorithm);
+            let wanted = spec.algorithm.name();
             if stored.algorithm != wanted {
                 return Err(StartError::Setup {
                     path: format!("{path}.algorithm"),

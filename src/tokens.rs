@@ -180,10 +180,10 @@ impl Tokens {
         now: i64,
         strict_issuer: bool,
     ) -> Result<VerifiedClaims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let header = crate::keys::TokenHeader::parse(token)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.ring.get(&kid).ok_or(TokenError::UnknownKey)?;
-        if header.alg != key.algorithm {
+        if header.alg != key.algorithm.name() {
             return Err(TokenError::AlgorithmMismatch);
         }
         let claims = key.verify(token)?;
@@ -420,10 +420,10 @@ impl TokenService for Tokens {
 mod tests {
     use super::*;
     use crate::config::{KeySource, KeySpec};
+    use crate::keys::KeyAlgorithm as Algorithm;
     use crate::keys::{generate_material, SigningKey};
     use gatehouse_plugin_api::model::{JwtConfiguration, Registration, User};
     use gatehouse_plugin_api::SystemClock;
-    use jsonwebtoken::Algorithm;
 
     fn fixture(algorithm: Algorithm) -> (Tokens, Tenant, Application, User, Registration) {
         let spec = KeySpec {

@@ -14,12 +14,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::keys::KeyAlgorithm;
 use gatehouse_plugin_api::model::{
     ApiKey, Application, JwtConfiguration, RefreshTokenExpirationPolicy, RefreshTokenUsagePolicy,
     Tenant,
 };
 use http::HeaderName;
-use jsonwebtoken::Algorithm;
 use uuid::Uuid;
 
 use crate::keys;
@@ -98,7 +98,7 @@ pub struct KeySpec {
     /// Display name.
     pub name: String,
     /// The one algorithm this key signs and verifies with.
-    pub algorithm: Algorithm,
+    pub algorithm: KeyAlgorithm,
     /// The material.
     pub source: KeySource,
 }
@@ -307,29 +307,11 @@ impl Problems {
     }
 }
 
-fn parse_algorithm(name: &str) -> Option<Algorithm> {
-    Some(match name {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
-}
-
 /// Minimum HMAC secret length in bytes: the hash output size (RFC 7518 §3.2).
-fn hmac_min_len(algorithm: Algorithm) -> usize {
+fn hmac_min_len(algorithm: KeyAlgorithm) -> usize {
     match algorithm {
-        Algorithm::HS384 => 48,
-        Algorithm::HS512 => 64,
+        KeyAlgorithm::HS384 => 48,
+        KeyAlgorithm::HS512 => 64,
         _ => 32,
     }
 }
@@ -458,24 +440,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         if !key_ids.insert(k.id) {
             p.add(format!("{path}.id"), "another key has this id");
         }
-        if k.algorithm == "ES512" {
+        let Some(algorithm) = KeyAlgorithm::from_name(&k.algorithm) else {
+            let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.name()).collect();
             p.add(
                 format!("{path}.algorithm"),
-                "ES512 is not supported (the JWT library has no P-521 curve); use ES384 or ES256",
-            );
-            continue;
-        }
-        let Some(algorithm) = parse_algorithm(&k.algorithm) else {
-            p.add(
-                format!("{path}.algorithm"),
-                "must be one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512",
+                format!("must be one of {}", names.join(" ")),
             );
             continue;
         };
-        let hmac = matches!(
-            algorithm,
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-        );
+        let hmac = algorithm.is_hmac();
         let mut private = k.private_key.clone();
         let mut public = k.public_key.clone();
         if k.private_key.is_some() && k.private_key_file.is_some() {

@@ -36,7 +36,7 @@ impl ExternalKey {
         let spec = KeySpec {
             id: Uuid::new_v4(),
             name: "external".into(),
-            algorithm,
+            algorithm: key_algorithm(algorithm),
             source: KeySource::Generate,
         };
         let material = generate_material(&spec, 0).expect("generate");

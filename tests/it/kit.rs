@@ -30,9 +30,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The gateway's algorithm for one of the JWT library's (same JOSE name).
+pub fn key_algorithm(algorithm: Algorithm) -> gatehouse::keys::KeyAlgorithm {
+    gatehouse::keys::KeyAlgorithm::from_name(&format!("{algorithm:?}")).expect("a JOSE name")
+}
+
 /// Key material per algorithm, as PEM text or secrets the tests also sign with.
 pub struct Keys {
     pub entries: Vec<(Uuid, Algorithm, String)>,
+    /// More keys, by JOSE algorithm name, with a private-key PEM made outside the gateway
+    /// (e.g. ES512, which the JWT library above cannot sign with).
+    pub pem_keys: Vec<(Uuid, &'static str, String)>,
 }
 
 impl Keys {
@@ -52,7 +60,7 @@ impl Keys {
                 let spec = KeySpec {
                     id: Uuid::new_v4(),
                     name: "t".into(),
-                    algorithm,
+                    algorithm: key_algorithm(algorithm),
                     source: KeySource::Generate,
                 };
                 let material = generate_material(&spec, 0).expect("generate");
@@ -60,7 +68,16 @@ impl Keys {
                 (spec.id, algorithm, text)
             })
             .collect();
-        Keys { entries }
+        Keys {
+            entries,
+            pem_keys: Vec::new(),
+        }
+    }
+
+    /// These keys and one more: `private_pem` for `algorithm`, as the key `id`.
+    pub fn with_pem_key(mut self, id: Uuid, algorithm: &'static str, private_pem: &str) -> Keys {
+        self.pem_keys.push((id, algorithm, private_pem.to_string()));
+        self
     }
 
     pub fn get(&self, algorithm: Algorithm) -> &(Uuid, Algorithm, String) {
@@ -74,7 +91,7 @@ impl Keys {
     fn yaml(&self) -> String {
         let mut out = String::from("keys:\n");
         for (id, algorithm, text) in &self.entries {
-            let name = gatehouse::keys::algorithm_name(*algorithm);
+            let name = key_algorithm(*algorithm).name();
             if *algorithm == Algorithm::HS256 {
                 out.push_str(&format!(
                     "  - {{id: {id}, algorithm: {name}, secret: \"{text}\"}}\n"
@@ -86,6 +103,14 @@ impl Keys {
                 for line in text.lines() {
                     out.push_str(&format!("      {line}\n"));
                 }
+            }
+        }
+        for (id, name, pem) in &self.pem_keys {
+            out.push_str(&format!(
+                "  - id: {id}\n    algorithm: {name}\n    privateKey: |\n"
+            ));
+            for line in pem.lines() {
+                out.push_str(&format!("      {line}\n"));
             }
         }
         out
@@ -515,7 +540,10 @@ pub fn fusionauth_python() -> PathBuf {
             let python = repo.join("target/pyenv/bin/python");
             let usable = python.exists()
                 && Command::new(&python)
-                    .args(["-c", "import fusionauth.fusionauth_client"])
+                    .args([
+                        "-c",
+                        "import fusionauth.fusionauth_client, jwt, cryptography",
+                    ])
                     .status()
                     .is_ok_and(|s| s.success());
             if !usable {
