@@ -6,7 +6,8 @@
 //! - anything else: an HMAC secret (its UTF-8 bytes).
 //!
 //! Each parsed key is bound to the algorithms its type allows — RSA: `RS*`/`PS*`; EC P-256:
-//! `ES256`; EC P-384: `ES384`; Ed25519: `EdDSA`; HMAC: `HS*` — and a token whose header `alg` is
+//! `ES256`; EC P-384: `ES384`; EC P-521: `ES512`; Ed25519: `EdDSA`; HMAC: `HS*` — and a token
+//! whose header `alg` is
 //! not among them is refused before any signature check, so `alg` alone is never trusted
 //! (algorithm confusion, `none`).
 //!
@@ -33,6 +34,8 @@ pub enum Curve {
     P256,
     /// NIST P-384 (`ES384`).
     P384,
+    /// NIST P-521 (`ES512`): verified with aws-lc directly, the JWT library has no P-521.
+    P521,
 }
 
 /// A parsed verification key.
@@ -57,20 +60,14 @@ impl std::fmt::Debug for VerifyingKey {
 
 impl VerifyingKey {
     /// The algorithms this key may verify.
-    pub fn allowed_algorithms(&self) -> &'static [Algorithm] {
+    pub fn allowed_algorithms(&self) -> &'static [&'static str] {
         match self {
-            VerifyingKey::Hmac(_) => &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-            VerifyingKey::Rsa(_) => &[
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ],
-            VerifyingKey::Ec(Curve::P256, _) => &[Algorithm::ES256],
-            VerifyingKey::Ec(Curve::P384, _) => &[Algorithm::ES384],
-            VerifyingKey::Ed25519(_) => &[Algorithm::EdDSA],
+            VerifyingKey::Hmac(_) => &["HS256", "HS384", "HS512"],
+            VerifyingKey::Rsa(_) => &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+            VerifyingKey::Ec(Curve::P256, _) => &["ES256"],
+            VerifyingKey::Ec(Curve::P384, _) => &["ES384"],
+            VerifyingKey::Ec(Curve::P521, _) => &["ES512"],
+            VerifyingKey::Ed25519(_) => &["EdDSA"],
         }
     }
 
@@ -81,6 +78,7 @@ impl VerifyingKey {
             VerifyingKey::Rsa(_) => "RSA public key",
             VerifyingKey::Ec(Curve::P256, _) => "EC P-256 public key",
             VerifyingKey::Ec(Curve::P384, _) => "EC P-384 public key",
+            VerifyingKey::Ec(Curve::P521, _) => "EC P-521 public key",
             VerifyingKey::Ed25519(_) => "Ed25519 public key",
         }
     }
@@ -169,6 +167,7 @@ const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
 const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
 /// Parses a SubjectPublicKeyInfo.
@@ -202,8 +201,15 @@ fn parse_spki(der: &[u8]) -> Result<VerifyingKey, String> {
             Ok(VerifyingKey::Ec(Curve::P256, key))
         } else if curve == OID_P384 {
             Ok(VerifyingKey::Ec(Curve::P384, key))
+        } else if curve == OID_P521 {
+            aws_lc_rs::signature::ParsedPublicKey::new(
+                &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
+                &key,
+            )
+            .map_err(|_| "the P-521 public key is not a point on the curve".to_string())?;
+            Ok(VerifyingKey::Ec(Curve::P521, key))
         } else {
-            Err("unsupported EC curve: use P-256 or P-384".into())
+            Err("unsupported EC curve: use P-256, P-384 or P-521".into())
         }
     } else if oid == OID_ED25519 {
         if key.len() != 32 {
@@ -211,7 +217,7 @@ fn parse_spki(der: &[u8]) -> Result<VerifyingKey, String> {
         }
         Ok(VerifyingKey::Ed25519(key))
     } else {
-        Err("unsupported public key algorithm: use RSA, EC P-256/P-384 or Ed25519".into())
+        Err("unsupported public key algorithm: use RSA, EC P-256/P-384/P-521 or Ed25519".into())
     }
 }
 
@@ -369,8 +375,8 @@ pub struct Verified {
     pub source: KeySource,
     /// The key type.
     pub key_kind: &'static str,
-    /// The algorithm used.
-    pub algorithm: Algorithm,
+    /// The algorithm used (its JOSE name).
+    pub algorithm: &'static str,
 }
 
 /// Decodes the JSON header of a compact JWS without verifying anything.
@@ -407,23 +413,51 @@ pub fn verify(
         .allowed_algorithms()
         .iter()
         .copied()
-        .find(|a| format!("{a:?}") == alg_name)
+        .find(|a| *a == alg_name)
         .ok_or_else(|| {
             VerifyError::AlgorithmMismatch(format!(
                 "[{alg_name}] cannot be used with the selected {}",
                 key.kind()
             ))
         })?;
+    let claims = match (&key, algorithm.parse::<Algorithm>()) {
+        (VerifyingKey::Ec(Curve::P521, point), _) => verify_es512(token, point)?,
+        (_, Ok(library_algorithm)) => verify_with_library(token, &key, library_algorithm)?,
+        (_, Err(_)) => {
+            return Err(VerifyError::AlgorithmMismatch(format!(
+                "[{alg_name}] cannot be used with the selected {}",
+                key.kind()
+            )))
+        }
+    };
+    check_times(&claims, now_seconds)?;
+    Ok(Verified {
+        header,
+        claims,
+        source,
+        key_kind: key.kind(),
+        algorithm,
+    })
+}
+
+/// The signature check of the JWT library, with `algorithm` (the key's) alone allowed; times
+/// are checked by the caller. The claims.
+fn verify_with_library(
+    token: &str,
+    key: &VerifyingKey,
+    algorithm: Algorithm,
+) -> Result<Map<String, Value>, VerifyError> {
     let mut validation = Validation::new(algorithm);
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key(), &validation)
+    jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key(), &validation)
+        .map(|data| data.claims)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => VerifyError::BadSignature,
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmMismatch(
-                format!("[{alg_name}] does not match the selected key"),
+                format!("[{algorithm:?}] does not match the selected key"),
             ),
             jsonwebtoken::errors::ErrorKind::InvalidKeyFormat
             | jsonwebtoken::errors::ErrorKind::InvalidEcdsaKey
@@ -431,15 +465,26 @@ pub fn verify(
                 VerifyError::BadKey("the key does not fit the algorithm".into())
             }
             _ => VerifyError::Malformed,
-        })?;
-    check_times(&data.claims, now_seconds)?;
-    Ok(Verified {
-        header,
-        claims: data.claims,
-        source,
-        key_kind: key.kind(),
-        algorithm,
-    })
+        })
+}
+
+/// The ES512 signature (fixed-size `R ‖ S`, RFC 7518 §3.4) of a compact JWS, checked with the
+/// P-521 `point` by aws-lc; the claims.
+fn verify_es512(token: &str, point: &[u8]) -> Result<Map<String, Value>, VerifyError> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
+    let (_, payload) = signing_input
+        .split_once('.')
+        .ok_or(VerifyError::Malformed)?;
+    let signature = b64.decode(signature).map_err(|_| VerifyError::Malformed)?;
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
+        point,
+    )
+    .verify(signing_input.as_bytes(), &signature)
+    .map_err(|_| VerifyError::BadSignature)?;
+    let payload = b64.decode(payload).map_err(|_| VerifyError::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)
 }
 
 /// Checks `exp` and `nbf` (numeric seconds; absent claims are not required).
@@ -518,7 +563,7 @@ mod tests {
         ];
         der.extend_from_slice(&[7u8; 32]);
         let key = parse_key(&pem("PUBLIC KEY", &der)).expect("ed25519");
-        assert_eq!(key.allowed_algorithms(), &[Algorithm::EdDSA]);
+        assert_eq!(key.allowed_algorithms(), &["EdDSA"]);
         // the same key inside a minimal certificate
         let mut tbs = vec![0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01];
         for _ in 0..4 {
@@ -592,7 +637,7 @@ mod tests {
         let token = hs("secret", header.clone(), &json!({"sub": "a", "exp": 2_000}));
         let ok = verify(&token, choice, &no_ring, 1_000).expect("valid");
         assert_eq!(ok.claims["sub"], "a");
-        assert_eq!(ok.algorithm, Algorithm::HS256);
+        assert_eq!(ok.algorithm, "HS256");
         assert_eq!(
             verify(&token, choice, &no_ring, 3_000).unwrap_err(),
             VerifyError::Expired
@@ -631,5 +676,69 @@ mod tests {
             verify("abc", choice, &no_ring, 0).unwrap_err(),
             VerifyError::Malformed
         );
+    }
+
+    #[test]
+    fn p521_keys_verify_es512_and_nothing_else() {
+        use aws_lc_rs::encoding::AsDer;
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P521_SHA512_FIXED_SIGNING};
+        let pair = EcdsaKeyPair::generate(&ECDSA_P521_SHA512_FIXED_SIGNING).expect("p521");
+        let spki = pair.public_key().as_der().expect("der");
+        let public_pem = pem("PUBLIC KEY", spki.as_ref());
+        let key = parse_key(&public_pem).expect("a P-521 key");
+        assert_eq!(key.kind(), "EC P-521 public key");
+        assert_eq!(key.allowed_algorithms(), &["ES512"]);
+        let keys: BTreeMap<String, String> = [("k".to_string(), public_pem)].into_iter().collect();
+        let choice = KeyChoice {
+            header_key_parameter: "kid",
+            keys: &keys,
+            default_key_id: None,
+        };
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let sign = |header: Value, claims: Value| {
+            let input = format!(
+                "{}.{}",
+                engine.encode(header.to_string()),
+                engine.encode(claims.to_string())
+            );
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let signature = pair.sign(&rng, input.as_bytes()).expect("sign");
+            format!("{input}.{}", engine.encode(signature.as_ref()))
+        };
+        let token = sign(
+            json!({"alg": "ES512", "kid": "k"}),
+            json!({"sub": "a", "exp": 2_000}),
+        );
+        let ok = verify(&token, choice, &no_ring, 1_000).expect("valid");
+        assert_eq!(
+            (ok.claims["sub"].as_str(), ok.algorithm),
+            (Some("a"), "ES512")
+        );
+        assert_eq!(
+            verify(&token, choice, &no_ring, 3_000).unwrap_err(),
+            VerifyError::Expired
+        );
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = engine.encode(json!({"sub": "b", "exp": 2_000}).to_string());
+        assert_eq!(
+            verify(
+                &format!("{}.{forged}.{}", parts[0], parts[2]),
+                choice,
+                &no_ring,
+                1_000
+            )
+            .unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let relabelled = sign(json!({"alg": "ES384", "kid": "k"}), json!({"sub": "a"}));
+        assert!(matches!(
+            verify(&relabelled, choice, &no_ring, 1_000),
+            Err(VerifyError::AlgorithmMismatch(_))
+        ));
+        // A P-521 curve id with bytes that are no point on it is refused when the key is read.
+        let mut bad = spki.as_ref().to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        assert!(parse_key(&pem("PUBLIC KEY", &bad)).is_err());
     }
 }

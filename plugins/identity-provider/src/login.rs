@@ -388,7 +388,7 @@ async fn run(
         )
     })?;
     debug.line(format!(
-        "JWT verified with {} ({}, {:?}); claims present: [{}]",
+        "JWT verified with {} ({}, {}); claims present: [{}]",
         verified.source,
         verified.key_kind,
         verified.algorithm,
