@@ -19,7 +19,7 @@ use crate::echo::Echo;
 use crate::keys::{generate_material, KeyRing, SigningKey};
 use crate::metrics::Metrics;
 use crate::plugins::PluginRouter;
-use crate::proxy::routes::RouteTable;
+use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, ProxySettings};
 use crate::tokens::Tokens;
 
@@ -65,6 +65,8 @@ pub struct Prepared {
     pub tokens: Arc<Tokens>,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// What resolves upstream host names again; `None` when every upstream is an IP address.
+    pub upstream_resolver: Option<UpstreamResolver>,
 }
 
 /// Loads the key ring: declared material as is, generated keys from the store (generating and
@@ -184,6 +186,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         clock,
         secure_cookies: config.secure_cookies,
     };
+    let upstream_resolver = routes.resolver();
     let gateway = Gateway::new(
         routes,
         router,
@@ -201,6 +204,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         gateway,
         tokens,
         store,
+        upstream_resolver,
     })
 }
 
@@ -255,6 +259,23 @@ fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(
         })
 }
 
+/// Starts the thread that resolves upstream host names again every [`DNS_REFRESH_INTERVAL`].
+fn spawn_upstream_dns(resolver: UpstreamResolver) -> Result<(), StartError> {
+    std::thread::Builder::new()
+        .name("upstream-dns".into())
+        .spawn(move || loop {
+            std::thread::sleep(DNS_REFRESH_INTERVAL);
+            for failure in resolver.refresh() {
+                tracing::warn!(error = %failure, "upstream lookup failed; keeping the last address");
+            }
+        })
+        .map(drop)
+        .map_err(|e| StartError::Setup {
+            path: String::new(),
+            message: format!("cannot start the upstream DNS thread: {e}"),
+        })
+}
+
 /// Runs the gateway until it is told to stop.
 pub fn run(config: Config) -> Result<(), StartError> {
     check_bindable(config.listen, "gateway")?;
@@ -305,6 +326,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
 
     spawn_revocation_sync(prepared.tokens, prepared.store)?;
+    if let Some(resolver) = prepared.upstream_resolver {
+        spawn_upstream_dns(resolver)?;
+    }
 
     tracing::info!(
         address = %config.listen,

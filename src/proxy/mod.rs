@@ -685,7 +685,7 @@ impl ProxyHttp for Gateway {
             .route
             .and_then(|i| self.routes.next_upstream(i))
             .ok_or_else(|| Error::explain(InternalError, "no upstream for the route"))?;
-        let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni.clone());
+        let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni);
         peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(std::time::Duration::from_secs(10));
         peer.options.read_timeout = Some(std::time::Duration::from_secs(60));

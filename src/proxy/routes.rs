@@ -1,24 +1,47 @@
 //! Route matching: longest path prefix on segment boundaries, host-specific routes before
 //! any-host routes of the same length; round-robin over a route's upstreams.
+//!
+//! Upstream host names are resolved at start (an unresolvable name is a start error), and again
+//! every [`DNS_REFRESH_INTERVAL`] by [`UpstreamResolver`] on a background thread, so a service
+//! whose address changes is followed; requests never wait on DNS. A failed lookup keeps the last
+//! good address.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::config::{Route, Upstream};
 
-/// An upstream with its address resolved at start, so no request waits on DNS.
+/// How often upstream host names are resolved again.
+pub const DNS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// An upstream with its address resolved, so no request waits on DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedUpstream {
     /// The socket address.
-    pub addr: std::net::SocketAddr,
+    pub addr: SocketAddr,
     /// Connect with TLS.
     pub tls: bool,
     /// SNI and certificate name.
     pub sni: String,
 }
 
-/// The routes, in match order, each with its resolved upstreams and a round-robin counter.
+/// One route's upstream addresses, replaced whole when a lookup changes them.
+type Addresses = Arc<ArcSwap<Vec<ResolvedUpstream>>>;
+
+/// A route with its resolved upstreams and its round-robin counter.
+struct RouteEntry {
+    route: Route,
+    upstreams: Addresses,
+    next: AtomicUsize,
+}
+
+/// The routes, in match order.
 pub struct RouteTable {
-    routes: Vec<(Route, Vec<ResolvedUpstream>, AtomicUsize)>,
+    routes: Vec<RouteEntry>,
 }
 
 /// `host` without a `:port` suffix and without IPv6 brackets.
@@ -32,22 +55,34 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-fn resolve(upstream: &Upstream) -> Result<ResolvedUpstream, String> {
+/// The first address `host:port` resolves to, by the system resolver.
+fn system_lookup(address: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    let addr = upstream
-        .address
+    address
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", upstream.address))?
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
         .next()
-        .ok_or_else(|| format!("{} resolves to no address", upstream.address))?;
-    Ok(ResolvedUpstream {
-        addr,
-        tls: upstream.tls,
-        sni: upstream.sni.clone(),
-    })
+        .ok_or_else(|| format!("{address} resolves to no address"))
 }
 
-/// True when `path` is `prefix` or continues it at a `/` boundary.
+/// Resolves every upstream of a route with `lookup`.
+fn resolve_all(
+    upstreams: &[Upstream],
+    lookup: &dyn Fn(&str) -> Result<SocketAddr, String>,
+) -> Result<Vec<ResolvedUpstream>, String> {
+    upstreams
+        .iter()
+        .map(|upstream| {
+            Ok(ResolvedUpstream {
+                addr: lookup(&upstream.address)?,
+                tls: upstream.tls,
+                sni: upstream.sni.clone(),
+            })
+        })
+        .collect()
+}
+
+/// True when `prefix` matches `path` on a segment boundary.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     path.starts_with(prefix)
         && (prefix.ends_with('/')
@@ -56,31 +91,38 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl RouteTable {
-    /// A table of `routes` (already sorted longest prefix first by the config), resolving
-    /// upstream host names once. The error names the route and the upstream.
+    /// Resolves every upstream; the routes must already be in match order. The error names the
+    /// route whose upstream does not resolve.
     pub fn new(routes: Vec<Route>) -> Result<Self, String> {
+        Self::with_lookup(routes, &system_lookup)
+    }
+
+    fn with_lookup(
+        routes: Vec<Route>,
+        lookup: &dyn Fn(&str) -> Result<SocketAddr, String>,
+    ) -> Result<Self, String> {
         let mut table = Vec::with_capacity(routes.len());
         for route in routes {
-            let resolved = route
-                .upstreams
-                .iter()
-                .map(resolve)
-                .collect::<Result<Vec<_>, _>>()
+            let resolved = resolve_all(&route.upstreams, lookup)
                 .map_err(|e| format!("routes[{}].upstream: {e}", route.index))?;
-            table.push((route, resolved, AtomicUsize::new(0)));
+            table.push(RouteEntry {
+                route,
+                upstreams: Arc::new(ArcSwap::from_pointee(resolved)),
+                next: AtomicUsize::new(0),
+            });
         }
         Ok(RouteTable { routes: table })
     }
 
-    /// All routes.
+    /// The routes in match order.
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter().map(|(r, _, _)| r)
+        self.routes.iter().map(|e| &e.route)
     }
 
-    /// The position of the first route matching `host` (port and case ignored) and `path`.
+    /// The first route matching `host` (port ignored) and `path`.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(strip_port);
-        self.routes.iter().position(|(route, _, _)| {
+        self.routes.iter().position(|RouteEntry { route, .. }| {
             let host_ok = match (&route.host, host) {
                 (None, _) => true,
                 (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
@@ -92,17 +134,72 @@ impl RouteTable {
 
     /// The route at `index`.
     pub fn get(&self, index: usize) -> Option<&Route> {
-        self.routes.get(index).map(|(r, _, _)| r)
+        self.routes.get(index).map(|e| &e.route)
     }
 
-    /// The next upstream of the route at `index`, round-robin.
-    pub fn next_upstream(&self, index: usize) -> Option<&ResolvedUpstream> {
-        let (_, upstreams, counter) = self.routes.get(index)?;
+    /// The next upstream of the route at `index`, round-robin, with its current address.
+    pub fn next_upstream(&self, index: usize) -> Option<ResolvedUpstream> {
+        let entry = self.routes.get(index)?;
+        let upstreams = entry.upstreams.load();
         if upstreams.is_empty() {
             return None;
         }
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        upstreams.get(n % upstreams.len())
+        let n = entry.next.fetch_add(1, Ordering::Relaxed);
+        upstreams.get(n % upstreams.len()).cloned()
+    }
+
+    /// What re-resolves this table's host names; `None` when every upstream is an IP address.
+    pub fn resolver(&self) -> Option<UpstreamResolver> {
+        let routes: Vec<(usize, Vec<Upstream>, Addresses)> = self
+            .routes
+            .iter()
+            .filter(|e| {
+                e.route
+                    .upstreams
+                    .iter()
+                    .any(|u| u.address.parse::<SocketAddr>().is_err())
+            })
+            .map(|e| {
+                (
+                    e.route.index,
+                    e.route.upstreams.clone(),
+                    e.upstreams.clone(),
+                )
+            })
+            .collect();
+        (!routes.is_empty()).then_some(UpstreamResolver { routes })
+    }
+}
+
+/// Resolves the upstream host names of a [`RouteTable`] again; it shares the table's addresses.
+pub struct UpstreamResolver {
+    /// Per route with a host name: its index in the configuration, its upstreams, its addresses.
+    routes: Vec<(usize, Vec<Upstream>, Addresses)>,
+}
+
+impl UpstreamResolver {
+    /// Resolves again with the system resolver: see [`UpstreamResolver::refresh_with`].
+    pub fn refresh(&self) -> Vec<String> {
+        self.refresh_with(&system_lookup)
+    }
+
+    /// Resolves every route's upstreams with `lookup` and swaps in the new addresses of a route
+    /// when all of them resolved and one changed. Returns one message per route whose lookup
+    /// failed (its last good addresses stay in use).
+    pub fn refresh_with(&self, lookup: &dyn Fn(&str) -> Result<SocketAddr, String>) -> Vec<String> {
+        let mut failures = Vec::new();
+        for (index, upstreams, addresses) in &self.routes {
+            match resolve_all(upstreams, lookup) {
+                Ok(resolved) => {
+                    if **addresses.load() != resolved {
+                        tracing::info!(route = index, "upstream addresses changed");
+                        addresses.store(Arc::new(resolved));
+                    }
+                }
+                Err(e) => failures.push(format!("routes[{index}].upstream: {e}")),
+            }
+        }
+        failures
     }
 }
 
@@ -171,5 +268,62 @@ mod tests {
         let b = table.next_upstream(0).expect("b").addr;
         assert_ne!(a, b);
         assert_eq!(table.next_upstream(0).expect("a").addr, a);
+    }
+
+    #[test]
+    fn host_names_are_resolved_again_and_a_failed_lookup_keeps_the_last_address() {
+        let mut named = route("/", None);
+        named.upstreams[0].address = "app.internal:8080".into();
+        let answer = std::sync::Mutex::new(Ok("10.0.0.1:8080".parse::<SocketAddr>().unwrap()));
+        let lookup = |address: &str| -> Result<SocketAddr, String> {
+            match address {
+                "app.internal:8080" => answer
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .map_err(|e: String| e.clone()),
+                other => other.parse().map_err(|_| format!("no {other}")),
+            }
+        };
+        let table =
+            RouteTable::with_lookup(vec![named, route("/ip", None)], &lookup).expect("table");
+        let resolver = table.resolver().expect("a route has a host name");
+        assert_eq!(
+            resolver.routes.len(),
+            1,
+            "IP-only routes are not looked up again"
+        );
+        assert_eq!(
+            table.next_upstream(0).expect("up").addr.to_string(),
+            "10.0.0.1:8080"
+        );
+
+        *answer.lock().unwrap() = Ok("10.0.0.2:8080".parse().unwrap());
+        assert!(resolver.refresh_with(&lookup).is_empty());
+        let addresses: Vec<String> = (0..2)
+            .map(|_| table.next_upstream(0).expect("up").addr.to_string())
+            .collect();
+        assert!(
+            addresses.contains(&"10.0.0.2:8080".to_string()),
+            "{addresses:?}"
+        );
+
+        *answer.lock().unwrap() = Err("NXDOMAIN".into());
+        let failures = resolver.refresh_with(&lookup);
+        assert_eq!(failures.len(), 1);
+        assert!(
+            failures[0].starts_with("routes[0].upstream"),
+            "{failures:?}"
+        );
+        let addresses: Vec<String> = (0..2)
+            .map(|_| table.next_upstream(0).expect("up").addr.to_string())
+            .collect();
+        assert!(
+            addresses.contains(&"10.0.0.2:8080".to_string()),
+            "{addresses:?}"
+        );
+
+        let ip_only = RouteTable::new(vec![route("/", None)]).expect("table");
+        assert!(ip_only.resolver().is_none());
     }
 }

@@ -158,7 +158,8 @@ pub fn claims(user: Uuid, application: &str, roles: &[&str]) -> Value {
 
 /// Options for the generated configuration.
 pub struct Options {
-    /// Extra YAML appended to the `routes:` list.
+    /// Extra YAML appended to the `routes:` list; in it `$UPSTREAM` is the main upstream and
+    /// `DEMO_PORT` the demo upstream's port.
     pub extra_routes: String,
     /// Extra top-level YAML.
     pub extra: String,
@@ -321,7 +322,10 @@ routes:
             demo = self.demo_port,
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
-            extra_routes = options.extra_routes.replace("$UPSTREAM", &upstream),
+            extra_routes = options
+                .extra_routes
+                .replace("$UPSTREAM", &upstream)
+                .replace("DEMO_PORT", &self.demo_port.to_string()),
             closed = free_port(),
         )
     }

@@ -303,6 +303,17 @@ fn browsers_are_redirected_to_the_login_page() {
 }
 
 #[test]
+fn an_upstream_named_by_host_name_is_resolved_and_proxied() {
+    let gw = TestGateway::start_with(Options {
+        extra_routes: "  - path: /named\n    upstream: http://localhost:DEMO_PORT\n    auth: {enabled: false}\n"
+            .into(),
+        ..Options::default()
+    });
+    let body = check_status(client().get(gw.url("/named/x")).send().expect("send"), 200);
+    assert_eq!(body["path"], "/named/x");
+}
+
+#[test]
 fn an_unreachable_upstream_is_a_502_with_json() {
     let gw = TestGateway::start();
     let body = check_status(client().get(gw.url("/down/x")).send().expect("send"), 502);
