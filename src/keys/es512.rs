@@ -124,7 +124,8 @@ impl Es512Key {
     }
 
     /// Verifies `token`: its `alg` must be ES512, the signature this key's, `exp` present and
-    /// not past (with the leeway), `nbf` (when present) not ahead. The claims, or why not.
+    /// not past (with the leeway), `nbf` (when present) not ahead; both must be non-negative
+    /// integers, as the JWT library requires for the other algorithms. The claims, or why not.
     pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, TokenError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -145,18 +146,22 @@ impl Es512Key {
             .verify_sig(signed.as_bytes(), &signature)
             .map_err(|_| TokenError::BadSignature)?;
         let claims = decode_json(payload_b64)?;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .ok_or(TokenError::Malformed)?;
-        if exp < (now - self.leeway) as f64 {
+        let seconds = |name: &str| -> Result<Option<i64>, TokenError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_u64()
+                    .and_then(|v| i64::try_from(v).ok())
+                    .map(Some)
+                    .ok_or(TokenError::Malformed),
+            }
+        };
+        let exp = seconds("exp")?.ok_or(TokenError::Malformed)?;
+        if exp < now - self.leeway {
             return Err(TokenError::Expired);
         }
-        if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_f64().ok_or(TokenError::Malformed)?;
-            if nbf > (now + self.leeway) as f64 {
-                return Err(TokenError::NotYetValid);
-            }
+        if seconds("nbf")?.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(TokenError::NotYetValid);
         }
         Ok(claims)
     }
@@ -250,6 +255,20 @@ mod tests {
         assert!(key.verify(&later, 196).is_ok());
         let no_exp = key.sign("k", &json!({"sub": "x"})).expect("sign");
         assert_eq!(key.verify(&no_exp, 0), Err(TokenError::Malformed));
+        for claims in [
+            json!({"exp": -1}),
+            json!({"exp": 1.5}),
+            json!({"exp": "4000000000"}),
+            json!({"exp": FAR, "nbf": -5}),
+            json!({"exp": FAR, "nbf": null}),
+        ] {
+            let token = key.sign("k", &claims).expect("sign");
+            assert_eq!(
+                key.verify(&token, 0),
+                Err(TokenError::Malformed),
+                "{claims}"
+            );
+        }
     }
 
     #[test]

@@ -137,9 +137,12 @@ pub struct TokenHeader {
 }
 
 impl TokenHeader {
-    /// The header of a compact JWS, without verifying anything; `Malformed` when it is not a
-    /// base64url JSON object with a string `alg`.
+    /// The header of a compact JWS, without verifying anything; `Malformed` when the token is
+    /// not three segments or its header not a base64url JSON object with a string `alg`.
     pub fn parse(token: &str) -> Result<TokenHeader, TokenError> {
+        if token.split('.').count() != 3 {
+            return Err(TokenError::Malformed);
+        }
         let segment = token.split('.').next().ok_or(TokenError::Malformed)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(segment)
@@ -659,6 +662,34 @@ mod tests {
             assert_eq!(
                 TokenHeader::parse(&token).expect("header").alg,
                 algorithm.name()
+            );
+        }
+    }
+
+    #[test]
+    fn token_headers_need_three_segments_and_a_string_alg() {
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let header = b64(serde_json::json!({"alg": "none", "kid": "k"}));
+        let parsed = TokenHeader::parse(&format!("{header}.e30.")).expect("three segments");
+        assert_eq!(
+            (parsed.alg.as_str(), parsed.kid.as_deref()),
+            ("none", Some("k"))
+        );
+        for token in [
+            header.clone(),
+            format!("{header}.e30"),
+            format!("{header}.e30.x.y"),
+            format!("{header}.e30.x.y.z"),
+            format!("{}.e30.x", b64(serde_json::json!({"kid": "k"}))),
+            format!("{}.e30.x", b64(serde_json::json!({"alg": 1}))),
+            "!!.e30.x".to_string(),
+        ] {
+            assert_eq!(
+                TokenHeader::parse(&token).err(),
+                Some(TokenError::Malformed),
+                "{token}"
             );
         }
     }

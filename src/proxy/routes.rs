@@ -119,7 +119,7 @@ impl RouteTable {
         self.routes.iter().map(|e| &e.route)
     }
 
-    /// The first route matching `host` (port ignored) and `path`.
+    /// The first route matching `host` (case-insensitive, port ignored) and `path`.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(strip_port);
         self.routes.iter().position(|RouteEntry { route, .. }| {
@@ -183,20 +183,30 @@ impl UpstreamResolver {
         self.refresh_with(&system_lookup)
     }
 
-    /// Resolves every route's upstreams with `lookup` and swaps in the new addresses of a route
-    /// when all of them resolved and one changed. Returns one message per route whose lookup
-    /// failed (its last good addresses stay in use).
+    /// Resolves every upstream with `lookup` and swaps in a route's addresses when one changed;
+    /// an upstream whose lookup fails keeps its last good address. Returns one message per
+    /// failed lookup.
     pub fn refresh_with(&self, lookup: &dyn Fn(&str) -> Result<SocketAddr, String>) -> Vec<String> {
         let mut failures = Vec::new();
         for (index, upstreams, addresses) in &self.routes {
-            match resolve_all(upstreams, lookup) {
-                Ok(resolved) => {
-                    if **addresses.load() != resolved {
-                        tracing::info!(route = index, "upstream addresses changed");
-                        addresses.store(Arc::new(resolved));
+            let current = addresses.load();
+            let resolved: Vec<ResolvedUpstream> = upstreams
+                .iter()
+                .zip(current.iter())
+                .map(|(upstream, last)| match lookup(&upstream.address) {
+                    Ok(addr) => ResolvedUpstream {
+                        addr,
+                        ..last.clone()
+                    },
+                    Err(e) => {
+                        failures.push(format!("routes[{index}].upstream: {e}"));
+                        last.clone()
                     }
-                }
-                Err(e) => failures.push(format!("routes[{index}].upstream: {e}")),
+                })
+                .collect();
+            if **current != resolved {
+                tracing::info!(route = index, "upstream addresses changed");
+                addresses.store(Arc::new(resolved));
             }
         }
         failures
@@ -274,14 +284,13 @@ mod tests {
     fn host_names_are_resolved_again_and_a_failed_lookup_keeps_the_last_address() {
         let mut named = route("/", None);
         named.upstreams[0].address = "app.internal:8080".into();
+        named.upstreams[1].address = "api.internal:9090".into();
         let answer = std::sync::Mutex::new(Ok("10.0.0.1:8080".parse::<SocketAddr>().unwrap()));
+        let api_answer = std::sync::Mutex::new("10.0.1.1:9090".parse::<SocketAddr>().unwrap());
         let lookup = |address: &str| -> Result<SocketAddr, String> {
             match address {
-                "app.internal:8080" => answer
-                    .lock()
-                    .unwrap()
-                    .clone()
-                    .map_err(|e: String| e.clone()),
+                "app.internal:8080" => answer.lock().unwrap().clone(),
+                "api.internal:9090" => Ok(*api_answer.lock().unwrap()),
                 other => other.parse().map_err(|_| format!("no {other}")),
             }
         };
@@ -317,6 +326,11 @@ mod tests {
             "{failures:?}"
         );
         assert_serves(&table, "10.0.0.2:8080");
+        // One upstream failing does not hold back another's new address.
+        *api_answer.lock().unwrap() = "10.0.1.2:9090".parse().unwrap();
+        assert_eq!(resolver.refresh_with(&lookup).len(), 1);
+        assert_serves(&table, "10.0.0.2:8080");
+        assert_serves(&table, "10.0.1.2:9090");
 
         let ip_only = RouteTable::new(vec![route("/", None)]).expect("table");
         assert!(ip_only.resolver().is_none());
