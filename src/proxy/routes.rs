@@ -55,26 +55,44 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The first address `host:port` resolves to, by the system resolver.
-fn system_lookup(address: &str) -> Result<SocketAddr, String> {
+/// Resolves `host:port` to its addresses (never none), in the resolver's order of preference.
+type Lookup<'a> = dyn Fn(&str) -> Result<Vec<SocketAddr>, String> + 'a;
+
+/// [`Lookup`] by the system resolver.
+fn system_lookup(address: &str) -> Result<Vec<SocketAddr>, String> {
     use std::net::ToSocketAddrs;
-    address
+    let addresses: Vec<SocketAddr> = address
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {address}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{address} resolves to no address"))
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("{address} resolves to no address"));
+    }
+    Ok(addresses)
+}
+
+/// The address to use among `answers`: `last` while it is still among them (so a name whose
+/// answers rotate does not move the upstream, and its pooled connections, at every lookup),
+/// else the first.
+fn pick(answers: &[SocketAddr], last: Option<SocketAddr>) -> Option<SocketAddr> {
+    match last {
+        Some(last) if answers.contains(&last) => Some(last),
+        _ => answers.first().copied(),
+    }
 }
 
 /// Resolves every upstream of a route with `lookup`.
 fn resolve_all(
     upstreams: &[Upstream],
-    lookup: &dyn Fn(&str) -> Result<SocketAddr, String>,
+    lookup: &Lookup<'_>,
 ) -> Result<Vec<ResolvedUpstream>, String> {
     upstreams
         .iter()
         .map(|upstream| {
+            let answers = lookup(&upstream.address)?;
             Ok(ResolvedUpstream {
-                addr: lookup(&upstream.address)?,
+                addr: pick(&answers, None)
+                    .ok_or_else(|| format!("{} resolves to no address", upstream.address))?,
                 tls: upstream.tls,
                 sni: upstream.sni.clone(),
             })
@@ -97,10 +115,7 @@ impl RouteTable {
         Self::with_lookup(routes, &system_lookup)
     }
 
-    fn with_lookup(
-        routes: Vec<Route>,
-        lookup: &dyn Fn(&str) -> Result<SocketAddr, String>,
-    ) -> Result<Self, String> {
+    fn with_lookup(routes: Vec<Route>, lookup: &Lookup<'_>) -> Result<Self, String> {
         let mut table = Vec::with_capacity(routes.len());
         for route in routes {
             let resolved = resolve_all(&route.upstreams, lookup)
@@ -184,9 +199,9 @@ impl UpstreamResolver {
     }
 
     /// Resolves every upstream with `lookup` and swaps in a route's addresses when one changed;
-    /// an upstream whose lookup fails keeps its last good address. Returns one message per
-    /// failed lookup.
-    pub fn refresh_with(&self, lookup: &dyn Fn(&str) -> Result<SocketAddr, String>) -> Vec<String> {
+    /// an upstream keeps its address while the name still resolves to it, and keeps its last
+    /// good address when the lookup fails. Returns one message per failed lookup.
+    fn refresh_with(&self, lookup: &Lookup<'_>) -> Vec<String> {
         let mut failures = Vec::new();
         for (index, upstreams, addresses) in &self.routes {
             let current = addresses.load();
@@ -194,8 +209,8 @@ impl UpstreamResolver {
                 .iter()
                 .zip(current.iter())
                 .map(|(upstream, last)| match lookup(&upstream.address) {
-                    Ok(addr) => ResolvedUpstream {
-                        addr,
+                    Ok(answers) => ResolvedUpstream {
+                        addr: pick(&answers, Some(last.addr)).unwrap_or(last.addr),
                         ..last.clone()
                     },
                     Err(e) => {
@@ -285,13 +300,17 @@ mod tests {
         let mut named = route("/", None);
         named.upstreams[0].address = "app.internal:8080".into();
         named.upstreams[1].address = "api.internal:9090".into();
-        let answer = std::sync::Mutex::new(Ok("10.0.0.1:8080".parse::<SocketAddr>().unwrap()));
-        let api_answer = std::sync::Mutex::new("10.0.1.1:9090".parse::<SocketAddr>().unwrap());
-        let lookup = |address: &str| -> Result<SocketAddr, String> {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let answer = std::sync::Mutex::new(Ok(vec![addr("10.0.0.1:8080")]));
+        let api_answer = std::sync::Mutex::new(vec![addr("10.0.1.1:9090")]);
+        let lookup = |address: &str| -> Result<Vec<SocketAddr>, String> {
             match address {
                 "app.internal:8080" => answer.lock().unwrap().clone(),
-                "api.internal:9090" => Ok(*api_answer.lock().unwrap()),
-                other => other.parse().map_err(|_| format!("no {other}")),
+                "api.internal:9090" => Ok(api_answer.lock().unwrap().clone()),
+                other => other
+                    .parse()
+                    .map(|a| vec![a])
+                    .map_err(|_| format!("no {other}")),
             }
         };
         let table =
@@ -314,7 +333,11 @@ mod tests {
             "10.0.0.1:8080"
         );
 
-        *answer.lock().unwrap() = Ok("10.0.0.2:8080".parse().unwrap());
+        // Rotating answers that still hold the address in use do not move it.
+        *answer.lock().unwrap() = Ok(vec![addr("10.0.0.9:8080"), addr("10.0.0.1:8080")]);
+        assert!(resolver.refresh_with(&lookup).is_empty());
+        assert_serves(&table, "10.0.0.1:8080");
+        *answer.lock().unwrap() = Ok(vec![addr("10.0.0.2:8080")]);
         assert!(resolver.refresh_with(&lookup).is_empty());
         assert_serves(&table, "10.0.0.2:8080");
 
@@ -327,7 +350,7 @@ mod tests {
         );
         assert_serves(&table, "10.0.0.2:8080");
         // One upstream failing does not hold back another's new address.
-        *api_answer.lock().unwrap() = "10.0.1.2:9090".parse().unwrap();
+        *api_answer.lock().unwrap() = vec![addr("10.0.1.2:9090")];
         assert_eq!(resolver.refresh_with(&lookup).len(), 1);
         assert_serves(&table, "10.0.0.2:8080");
         assert_serves(&table, "10.0.1.2:9090");
