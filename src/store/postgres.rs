@@ -460,6 +460,34 @@ impl PostgresStore {
         })
         .await
     }
+
+    /// The JSON document with this id in `table` (a table of `id`, `body` rows), if any.
+    async fn get_document<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+        id: Uuid,
+    ) -> StoreResult<Option<T>> {
+        self.run(move |c| async move {
+            get_body(
+                &c,
+                &format!("SELECT body FROM {table} WHERE id = $1"),
+                &[&id],
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Every JSON document in `table`, by id.
+    async fn list_documents<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        self.run(move |c| async move {
+            list_bodies(&c, &format!("SELECT body FROM {table} ORDER BY id"), &[]).await
+        })
+        .await
+    }
 }
 
 /// Applies pending migrations, one transaction each, under the migration lock.
@@ -534,17 +562,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
-        self.run(move |c| async move {
-            get_body(&c, "SELECT body FROM tenants WHERE id = $1", &[&id]).await
-        })
-        .await
+        self.get_document("tenants", id).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        self.run(
-            |c| async move { list_bodies(&c, "SELECT body FROM tenants ORDER BY id", &[]).await },
-        )
-        .await
+        self.list_documents("tenants").await
     }
 
     async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
@@ -563,17 +585,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
-        self.run(move |c| async move {
-            get_body(&c, "SELECT body FROM applications WHERE id = $1", &[&id]).await
-        })
-        .await
+        self.get_document("applications", id).await
     }
 
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
-        self.run(|c| async move {
-            list_bodies(&c, "SELECT body FROM applications ORDER BY id", &[]).await
-        })
-        .await
+        self.list_documents("applications").await
     }
 
     async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
@@ -725,10 +741,7 @@ impl Store for PostgresStore {
     }
 
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
-        self.run(move |c| async move {
-            get_body(&c, "SELECT body FROM users WHERE id = $1", &[&id]).await
-        })
-        .await
+        self.get_document("users", id).await
     }
 
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
@@ -1037,22 +1050,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.run(move |c| async move {
-            get_body(
-                &c,
-                "SELECT body FROM identity_providers WHERE id = $1",
-                &[&id],
-            )
-            .await
-        })
-        .await
+        self.get_document("identity_providers", id).await
     }
 
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
-        self.run(|c| async move {
-            list_bodies(&c, "SELECT body FROM identity_providers ORDER BY id", &[]).await
-        })
-        .await
+        self.list_documents("identity_providers").await
     }
 
     async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
@@ -1145,17 +1147,11 @@ impl Store for PostgresStore {
     }
 
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.run(move |c| async move {
-            get_body(&c, "SELECT body FROM lambdas WHERE id = $1", &[&id]).await
-        })
-        .await
+        self.get_document("lambdas", id).await
     }
 
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
-        self.run(
-            |c| async move { list_bodies(&c, "SELECT body FROM lambdas ORDER BY id", &[]).await },
-        )
-        .await
+        self.list_documents("lambdas").await
     }
 
     async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {

@@ -205,6 +205,31 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// The JSON document with this id in `table` (a table of `id`, `body` rows), if any.
+    async fn get_document<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+        id: Uuid,
+    ) -> StoreResult<Option<T>> {
+        self.tx(move |tx| {
+            get_body(
+                tx,
+                &format!("SELECT body FROM {table} WHERE id = ?1"),
+                id.to_string(),
+            )
+        })
+        .await
+    }
+
+    /// Every JSON document in `table`, by id.
+    async fn list_documents<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        self.tx(move |tx| list_bodies(tx, &format!("SELECT body FROM {table} ORDER BY id"), &[]))
+            .await
+    }
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -351,13 +376,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
-        self.tx(move |tx| get_body(tx, "SELECT body FROM tenants WHERE id = ?1", id.to_string()))
-            .await
+        self.get_document("tenants", id).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
-        self.tx(|tx| list_bodies(tx, "SELECT body FROM tenants ORDER BY id", &[]))
-            .await
+        self.list_documents("tenants").await
     }
 
     async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
@@ -379,19 +402,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
-        self.tx(move |tx| {
-            get_body(
-                tx,
-                "SELECT body FROM applications WHERE id = ?1",
-                id.to_string(),
-            )
-        })
-        .await
+        self.get_document("applications", id).await
     }
 
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
-        self.tx(|tx| list_bodies(tx, "SELECT body FROM applications ORDER BY id", &[]))
-            .await
+        self.list_documents("applications").await
     }
 
     async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
@@ -515,8 +530,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
-        self.tx(move |tx| get_body(tx, "SELECT body FROM users WHERE id = ?1", id.to_string()))
-            .await
+        self.get_document("users", id).await
     }
 
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
@@ -804,19 +818,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.tx(move |tx| {
-            get_body(
-                tx,
-                "SELECT body FROM identity_providers WHERE id = ?1",
-                id.to_string(),
-            )
-        })
-        .await
+        self.get_document("identity_providers", id).await
     }
 
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
-        self.tx(|tx| list_bodies(tx, "SELECT body FROM identity_providers ORDER BY id", &[]))
-            .await
+        self.list_documents("identity_providers").await
     }
 
     async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
@@ -918,13 +924,11 @@ impl Store for SqliteStore {
     }
 
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.tx(move |tx| get_body(tx, "SELECT body FROM lambdas WHERE id = ?1", id.to_string()))
-            .await
+        self.get_document("lambdas", id).await
     }
 
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
-        self.tx(|tx| list_bodies(tx, "SELECT body FROM lambdas ORDER BY id", &[]))
-            .await
+        self.list_documents("lambdas").await
     }
 
     async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {

@@ -91,14 +91,7 @@ fn an_expired_token_with_a_refresh_cookie_reaches_the_upstream_with_a_fresh_one(
     assert!(upstream_cookie.contains(&format!("access_token={new_access}")));
     assert!(!upstream_cookie.contains("refresh_token"));
     // The new access token is a real one: valid at the API, minted from the refresh token.
-    let validated = check_status(
-        client()
-            .get(gw.url("/api/jwt/validate"))
-            .bearer_auth(&new_access)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let validated = check_status(gw.get_as("/api/jwt/validate", &new_access), 200);
     assert_eq!(validated["jwt"]["authenticationType"], "REFRESH_TOKEN");
     assert_eq!(validated["jwt"]["sid"], session.refresh_token_id);
     // A missing access token refreshes too.
@@ -289,14 +282,7 @@ fn reuse_after_the_grace_period_can_revoke_the_family() {
         400,
     );
     // And the access token minted from it is refused at once.
-    check_status(
-        client()
-            .get(gw.url("/api/jwt/validate"))
-            .bearer_auth(&successor_access)
-            .send()
-            .expect("send"),
-        401,
-    );
+    check_status(gw.get_as("/api/jwt/validate", &successor_access), 401);
 }
 
 #[test]
@@ -306,23 +292,9 @@ fn revoking_a_users_tokens_cuts_their_access_tokens_at_once_on_every_node() {
     let node_b = node_a.start_peer(&options);
     let session = node_a.login("edge-revoke@example.com", &["user"]);
     for node in [&node_a, &node_b] {
-        check_status(
-            client()
-                .get(node.url("/x"))
-                .bearer_auth(&session.token)
-                .send()
-                .expect("send"),
-            200,
-        );
+        check_status(node.get_as("/x", &session.token), 200);
     }
-    check_status(
-        client()
-            .get(node_a.url("/api/jwt/validate"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(node_a.get_as("/api/jwt/validate", &session.token), 200);
     let revoked = client()
         .delete(node_a.url(&format!("/api/jwt/refresh?userId={}", session.user_id)))
         .header("Authorization", API_KEY)
@@ -330,32 +302,12 @@ fn revoking_a_users_tokens_cuts_their_access_tokens_at_once_on_every_node() {
         .expect("send");
     assert_eq!(revoked.status().as_u16(), 200);
     // This node: at once, at the proxy and the API.
-    check_status(
-        client()
-            .get(node_a.url("/x"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
-        401,
-    );
-    check_status(
-        client()
-            .get(node_a.url("/api/jwt/validate"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
-        401,
-    );
+    check_status(node_a.get_as("/x", &session.token), 401);
+    check_status(node_a.get_as("/api/jwt/validate", &session.token), 401);
     // The other node picks the revocation up from the store within its poll interval.
     let mut refused = false;
     for _ in 0..40 {
-        let status = client()
-            .get(node_b.url("/x"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send")
-            .status()
-            .as_u16();
+        let status = node_b.get_as("/x", &session.token).status().as_u16();
         if status == 401 {
             refused = true;
             break;
@@ -365,33 +317,12 @@ fn revoking_a_users_tokens_cuts_their_access_tokens_at_once_on_every_node() {
     assert!(refused, "node B still accepts the revoked token");
     // A new login right after is not caught by the revocation.
     let again = node_a.login("edge-revoke@example.com", &["user"]);
-    check_status(
-        client()
-            .get(node_a.url("/x"))
-            .bearer_auth(&again.token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(node_a.get_as("/x", &again.token), 200);
     // After a restart the revocation still holds.
     let mut node_a = node_a;
     node_a.restart();
-    check_status(
-        client()
-            .get(node_a.url("/x"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
-        401,
-    );
-    check_status(
-        client()
-            .get(node_a.url("/x"))
-            .bearer_auth(&again.token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(node_a.get_as("/x", &session.token), 401);
+    check_status(node_a.get_as("/x", &again.token), 200);
 }
 
 #[test]

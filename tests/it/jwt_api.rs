@@ -110,24 +110,12 @@ fn assert_refresh_refused(response: Response, code: &str) {
 
 /// The status of `GET /api/jwt/validate` for `token`.
 fn validate_status(gw: &TestGateway, token: &str) -> u16 {
-    client()
-        .get(gw.url("/api/jwt/validate"))
-        .bearer_auth(token)
-        .send()
-        .expect("send")
-        .status()
-        .as_u16()
+    gw.get_as("/api/jwt/validate", token).status().as_u16()
 }
 
 /// The status of a proxied request to the main application's route with `token`.
 fn proxied_status(gw: &TestGateway, token: &str) -> u16 {
-    client()
-        .get(gw.url("/orders"))
-        .bearer_auth(token)
-        .send()
-        .expect("send")
-        .status()
-        .as_u16()
+    gw.get_as("/orders", token).status().as_u16()
 }
 
 /// `GET /api/jwt/refresh/{id}` with the main API key.
@@ -208,11 +196,10 @@ fn issue_for_a_registered_application_keeps_exp_and_is_jwt_sso() {
     assert_eq!(other.user_id, session.user_id, "same user by email");
 
     let body = check_status(
-        client()
-            .get(gw.url(&format!("/api/jwt/issue?applicationId={OTHER_APP}")))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
+        gw.get_as(
+            &format!("/api/jwt/issue?applicationId={OTHER_APP}"),
+            &session.token,
+        ),
         200,
     );
     assert!(body.get("refreshToken").is_none(), "{body}");
@@ -250,14 +237,13 @@ fn issue_for_an_unregistered_application_is_202_without_application_claims() {
     let gw = TestGateway::start();
     let session = gw.login("lonely@example.com", &[]);
     let body = check_status(
-        client()
-            .get(gw.url(&format!(
+        gw.get_as(
+            &format!(
                 "/api/jwt/issue?applicationId={OTHER_APP}&refreshToken={}",
                 session.refresh_token
-            )))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
+            ),
+            &session.token,
+        ),
         202,
     );
     // Not registered: no refresh token either.
@@ -343,13 +329,10 @@ fn issue_gives_no_refresh_token_for_someone_elses_an_expired_one_or_another_poli
     let bob = gw.login_to(OTHER_APP, "bob@example.com", &[]);
     let issue = |target: &str, refresh_token: &str| {
         check_status(
-            client()
-                .get(gw.url(&format!(
-                    "/api/jwt/issue?applicationId={target}&refreshToken={refresh_token}"
-                )))
-                .bearer_auth(&ann.token)
-                .send()
-                .expect("send"),
+            gw.get_as(
+                &format!("/api/jwt/issue?applicationId={target}&refreshToken={refresh_token}"),
+                &ann.token,
+            ),
             200,
         )
     };
@@ -408,10 +391,7 @@ fn issue_refuses_missing_invalid_and_expired_tokens_and_bad_parameters() {
 
     // 400: applicationId missing, not a UUID, unknown.
     let body = assert_errors_json(
-        http.get(gw.url("/api/jwt/issue"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
+        gw.get_as("/api/jwt/issue", &session.token),
         "no applicationId",
     );
     assert_eq!(
@@ -423,10 +403,7 @@ fn issue_refuses_missing_invalid_and_expired_tokens_and_bad_parameters() {
         format!("applicationId={}", Uuid::new_v4()),
     ] {
         let body = assert_errors_json(
-            http.get(gw.url(&format!("/api/jwt/issue?{query}")))
-                .bearer_auth(&session.token)
-                .send()
-                .expect("send"),
+            gw.get_as(&format!("/api/jwt/issue?{query}"), &session.token),
             &query,
         );
         assert!(body["fieldErrors"]["applicationId"].is_array(), "{body}");
@@ -1045,23 +1022,15 @@ fn the_users_own_jwt_lists_only_its_own_tokens() {
     let gw = TestGateway::start();
     let ann = gw.login("ann@example.com", &[]);
     let bob = gw.login("bob@example.com", &[]);
-    let body = check_status(
-        client()
-            .get(gw.url("/api/jwt/refresh"))
-            .bearer_auth(&ann.token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let body = check_status(gw.get_as("/api/jwt/refresh", &ann.token), 200);
     let tokens = body["refreshTokens"].as_array().expect("array");
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0]["id"], ann.refresh_token_id);
     check_status(
-        client()
-            .get(gw.url(&format!("/api/jwt/refresh?userId={}", bob.user_id)))
-            .bearer_auth(&ann.token)
-            .send()
-            .expect("send"),
+        gw.get_as(
+            &format!("/api/jwt/refresh?userId={}", bob.user_id),
+            &ann.token,
+        ),
         401,
     );
 }
@@ -1342,11 +1311,7 @@ fn revoked_refresh_tokens_cut_off_the_access_tokens_minted_from_them() {
     );
     for token in [&ann.token, &minted] {
         assert_eq!(validate_status(&gw, token), 401);
-        let response = client()
-            .get(gw.url("/orders"))
-            .bearer_auth(token)
-            .send()
-            .expect("send");
+        let response = gw.get_as("/orders", token);
         let body = check_status(response, 401);
         assert_eq!(body["generalErrors"][0]["code"], "[InvalidToken]");
     }
@@ -1414,13 +1379,7 @@ fn validate_by_header_or_cookie_and_401_for_bad_tokens() {
     });
     let session = gw.login("validate@example.com", &["admin"]);
     let http = client();
-    let body = check_status(
-        http.get(gw.url("/api/jwt/validate"))
-            .bearer_auth(&session.token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let body = check_status(gw.get_as("/api/jwt/validate", &session.token), 200);
     let jwt = &body["jwt"];
     assert_eq!(jwt["sub"], session.user_id);
     assert_eq!(jwt["applicationId"], APP);
@@ -1517,14 +1476,7 @@ fn vend_keeps_claims_and_sets_exp_iat_itself() {
     let header = header_of(token);
     assert_eq!(header["kid"], gw.keys.get(Algorithm::RS256).0.to_string());
     assert_eq!(header["alg"], "RS256");
-    let validated = check_status(
-        client()
-            .get(gw.url("/api/jwt/validate"))
-            .bearer_auth(token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let validated = check_status(gw.get_as("/api/jwt/validate", token), 200);
     assert_eq!(validated["jwt"]["foo"], "bar");
 
     // Without a lifetime: the tenant's (3600 s here).
@@ -1840,14 +1792,7 @@ fn a_tenant_locked_key_cannot_vend_tokens_for_another_tenants_applications() {
     let token = body["token"].as_str().expect("token");
     assert_eq!(claims_of(token)["tid"], OTHER_TENANT);
     assert_eq!(validate_status(&gw, token), 401);
-    check_status(
-        client()
-            .get(gw.url("/admin/x"))
-            .bearer_auth(token)
-            .send()
-            .expect("send"),
-        401,
-    );
+    check_status(gw.get_as("/admin/x", token), 401);
     // The global key is not scoped: it vends what it is given.
     let body = check_status(vend(&gw, API_KEY, json!({ "claims": forged })), 200);
     let token = body["token"].as_str().expect("token");

@@ -402,6 +402,15 @@ routes:
         text
     }
 
+    /// `GET path` with `Authorization: Bearer token`, on a fresh [`client`].
+    pub fn get_as(&self, path: &str, token: impl std::fmt::Display) -> reqwest::blocking::Response {
+        client()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .expect("send")
+    }
+
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}{}", self.port, path)

@@ -150,13 +150,7 @@ fn refresh(node: &TestGateway, refresh_token: &str) -> reqwest::blocking::Respon
 }
 
 fn status_with_token(node: &TestGateway, token: &str) -> u16 {
-    client()
-        .get(node.url("/x"))
-        .bearer_auth(token)
-        .send()
-        .expect("send")
-        .status()
-        .as_u16()
+    node.get_as("/x", token).status().as_u16()
 }
 
 fn cookie_value(response: &reqwest::blocking::Response, name: &str) -> Option<String> {

@@ -24,7 +24,6 @@ fn no_token_is_refused_with_json_and_www_authenticate() {
 #[test]
 fn every_algorithm_family_reaches_the_upstream_with_identity_headers() {
     let gw = TestGateway::start();
-    let http = client();
     for algorithm in [
         Algorithm::RS256,
         Algorithm::PS384,
@@ -35,13 +34,7 @@ fn every_algorithm_family_reaches_the_upstream_with_identity_headers() {
     ] {
         let user = Uuid::new_v4();
         let token = gw.token(algorithm, &claims(user, APP, &["user", "admin"]));
-        let body = check_status(
-            http.get(gw.url("/hello?x=1"))
-                .bearer_auth(&token)
-                .send()
-                .expect("send"),
-            200,
-        );
+        let body = check_status(gw.get_as("/hello?x=1", &token), 200);
         assert_eq!(body["path"], "/hello", "{algorithm:?}");
         assert_eq!(body["query"], "x=1");
         assert_eq!(
@@ -150,11 +143,7 @@ fn expired_tampered_unsigned_and_unknown_key_tokens_are_refused() {
         ("garbage", "not.a.jwt"),
         ("empty parts", ".."),
     ] {
-        let response = http
-            .get(gw.url("/x"))
-            .bearer_auth(token)
-            .send()
-            .expect("send");
+        let response = gw.get_as("/x", token);
         assert_eq!(response.status().as_u16(), 401, "{name} was not refused");
         let body: serde_json::Value = response.json().expect("json body");
         assert_eq!(body["generalErrors"][0]["code"], "[InvalidToken]", "{name}");
@@ -173,61 +162,24 @@ fn expired_tampered_unsigned_and_unknown_key_tokens_are_refused() {
         .expect("send");
     assert_eq!(response.status().as_u16(), 401, "non-UTF-8 token");
     // The good token still works.
-    check_status(
-        http.get(gw.url("/x"))
-            .bearer_auth(&good)
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(gw.get_as("/x", &good), 200);
 }
 
 #[test]
 fn wrong_application_or_missing_role_is_forbidden() {
     let gw = TestGateway::start();
-    let http = client();
     let user = Uuid::new_v4();
     let other_app = gw.token(Algorithm::RS256, &claims(user, OTHER_APP, &["viewer"]));
-    check_status(
-        http.get(gw.url("/"))
-            .bearer_auth(&other_app)
-            .send()
-            .expect("send"),
-        403,
-    );
+    check_status(gw.get_as("/", &other_app), 403);
     let plain_user = gw.token(Algorithm::RS256, &claims(user, APP, &["user"]));
-    check_status(
-        http.get(gw.url("/"))
-            .bearer_auth(&plain_user)
-            .send()
-            .expect("send"),
-        200,
-    );
-    let body = check_status(
-        http.get(gw.url("/admin/panel"))
-            .bearer_auth(&plain_user)
-            .send()
-            .expect("send"),
-        403,
-    );
+    check_status(gw.get_as("/", &plain_user), 200);
+    let body = check_status(gw.get_as("/admin/panel", &plain_user), 403);
     assert_eq!(body["generalErrors"][0]["code"], "[Forbidden]");
     let admin = gw.token(Algorithm::RS256, &claims(user, APP, &["admin"]));
-    let body = check_status(
-        http.get(gw.url("/admin/panel"))
-            .bearer_auth(&admin)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let body = check_status(gw.get_as("/admin/panel", &admin), 200);
     assert_eq!(body["headers"]["x-user-roles"], "admin");
     // Prefix matching is on segment boundaries: /administrator is the `/` route.
-    check_status(
-        http.get(gw.url("/administrator"))
-            .bearer_auth(&plain_user)
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(gw.get_as("/administrator", &plain_user), 200);
 }
 
 #[test]
@@ -267,21 +219,9 @@ fn optional_routes_forward_identity_when_present_and_never_refuse() {
     let user = Uuid::new_v4();
     let http = client();
     let token = gw.token(Algorithm::EdDSA, &claims(user, APP, &["user"]));
-    let body = check_status(
-        http.get(gw.url("/public"))
-            .bearer_auth(&token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let body = check_status(gw.get_as("/public", &token), 200);
     assert_eq!(body["headers"]["x-user-id"], user.to_string());
-    check_status(
-        http.get(gw.url("/public"))
-            .bearer_auth("garbage")
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(gw.get_as("/public", "garbage"), 200);
     check_status(http.get(gw.url("/public")).send().expect("send"), 200);
 }
 
@@ -400,14 +340,7 @@ fn the_listener_speaks_tls_and_cookies_are_secure_over_it() {
     assert!(gw.url("/").starts_with("https://"));
     let user = Uuid::new_v4();
     let token = gw.token(Algorithm::ES256, &claims(user, APP, &["user"]));
-    let body = check_status(
-        client()
-            .get(gw.url("/tls"))
-            .bearer_auth(&token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let body = check_status(gw.get_as("/tls", &token), 200);
     assert_eq!(body["headers"]["x-user-id"], user.to_string());
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
     // Plain HTTP on the TLS port gets no HTTP answer.

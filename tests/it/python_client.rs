@@ -139,20 +139,8 @@ fn es512_tokens_interoperate_with_an_independent_jose_library() {
         200,
     );
     let gateway_token = vended["token"].as_str().expect("token").to_string();
-    check_status(
-        http.get(gw.url("/api/jwt/validate"))
-            .bearer_auth(&gateway_token)
-            .send()
-            .expect("send"),
-        200,
-    );
-    let through_proxy = check_status(
-        http.get(gw.url("/p521"))
-            .bearer_auth(&gateway_token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    check_status(gw.get_as("/api/jwt/validate", &gateway_token), 200);
+    let through_proxy = check_status(gw.get_as("/p521", &gateway_token), 200);
     assert_eq!(through_proxy["headers"]["x-user-id"], user.to_string());
 
     // ... PyJWT verifies that token with the JWKS and PEM the gateway serves, and signs one
@@ -172,13 +160,7 @@ fn es512_tokens_interoperate_with_an_independent_jose_library() {
         "{stdout}"
     );
     let python_token = stdout.lines().last().expect("a token").trim().to_string();
-    let body = check_status(
-        http.get(gw.url("/p521"))
-            .bearer_auth(&python_token)
-            .send()
-            .expect("send"),
-        200,
-    );
+    let body = check_status(gw.get_as("/p521", &python_token), 200);
     assert_eq!(body["headers"]["x-user-email"], "p521@example.com");
     assert_eq!(body["headers"]["x-user-roles"], "user");
 
@@ -212,11 +194,7 @@ fn es512_tokens_interoperate_with_an_independent_jose_library() {
         ("alg none", format!("{none}.{}.", parts[1])),
         ("expired", expired),
     ] {
-        let response = http
-            .get(gw.url("/p521"))
-            .bearer_auth(&token)
-            .send()
-            .expect("send");
+        let response = gw.get_as("/p521", &token);
         assert_eq!(response.status().as_u16(), 401, "{name}");
     }
 }

@@ -63,6 +63,20 @@ impl Errors {
         self.general_errors.is_empty() && self.field_errors.is_empty()
     }
 
+    /// Every message with its field path (empty for general errors), field errors first: for
+    /// reporting problems outside an HTTP answer, e.g. in the configuration.
+    pub fn into_messages(self) -> Vec<(String, String)> {
+        self.field_errors
+            .into_iter()
+            .flat_map(|(field, items)| items.into_iter().map(move |i| (field.clone(), i.message)))
+            .chain(
+                self.general_errors
+                    .into_iter()
+                    .map(|i| (String::new(), i.message)),
+            )
+            .collect()
+    }
+
     /// `Ok(())` when empty, else the errors as a 400.
     pub fn into_result(self) -> Result<(), ApiError> {
         if self.is_empty() {

@@ -146,11 +146,7 @@ pub fn validate_config_lambda(doc: &Value) -> Result<Value, Vec<(String, String)
         normalize_lambda(&mut doc);
         Ok(doc)
     } else {
-        Err(errors
-            .field_errors
-            .into_iter()
-            .flat_map(|(field, items)| items.into_iter().map(move |i| (field.clone(), i.message)))
-            .collect())
+        Err(errors.into_messages())
     }
 }
 

@@ -916,17 +916,7 @@ pub fn validate_config_provider(doc: &Value) -> Result<Value, Vec<(String, Strin
         normalize(&mut doc);
         Ok(doc)
     } else {
-        Err(errors
-            .field_errors
-            .into_iter()
-            .flat_map(|(field, items)| items.into_iter().map(move |i| (field.clone(), i.message)))
-            .chain(
-                errors
-                    .general_errors
-                    .into_iter()
-                    .map(|i| (String::new(), i.message)),
-            )
-            .collect())
+        Err(errors.into_messages())
     }
 }
 
