@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use gatehouse_plugin_api::model::{Registration, User};
 use gatehouse_plugin_api::{AccessTokenRequest, Clock, SystemClock, TokenService};
-use tracing_subscriber::EnvFilter;
 use uuid::Uuid;
 
 use crate::config::{self, Config, LogFormat};
@@ -54,21 +53,9 @@ enum Command {
 }
 
 fn init_logging(config: Option<&Config>) {
-    let level = config
-        .map(|c| c.log_level.clone())
-        .unwrap_or_else(|| "info".into());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let result = match config.map(|c| c.log_format) {
-        Some(LogFormat::Json) => builder.json().try_init(),
-        _ => builder.try_init(),
-    };
-    if result.is_err() {
-        eprintln!("logging was already initialised");
-    }
+    let level = config.map_or("info", |c| c.log_level.as_str());
+    let format = config.map_or(LogFormat::Text, |c| c.log_format);
+    crate::logging::init(level, format);
 }
 
 /// Runs the CLI; returns the process exit code.

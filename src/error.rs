@@ -3,15 +3,30 @@
 
 use gatehouse_plugin_api::{Errors, TokenError};
 
+use crate::request::canonical::PathRefusal;
+use crate::request::credentials::Ambiguity;
+
+/// The realm of the gateway's `WWW-Authenticate` challenges.
+const REALM: &str = "gatehouse";
+
 /// Why the proxy answered a request itself instead of forwarding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
+    /// The request target has no canonical form.
+    InvalidPath(PathRefusal),
+    /// The request could be read in more than one way (credentials, `Host`).
+    Ambiguous(Ambiguity),
+    /// An absolute-form request target names another host than the `Host` header, or the
+    /// request has several `Host` headers.
+    AmbiguousHost,
     /// No route matches the host and path.
     NoRoute,
     /// A required route got no token.
     MissingToken,
     /// The token was presented and refused.
     InvalidToken(TokenError),
+    /// The token carries a claim the route forwards whose value cannot be a header value.
+    UnforwardableClaim,
     /// The token is valid but for another application.
     WrongApplication,
     /// The token lacks every role the route accepts.
@@ -22,6 +37,9 @@ pub enum GatewayError {
     HeadersTooLarge,
     /// The upstream could not be reached or failed mid-response.
     UpstreamUnavailable,
+    /// The store could not be reached to refresh the session: try again shortly (the
+    /// cookies are kept).
+    StoreUnavailable,
     /// Anything else; logged with this correlation id.
     Internal(String),
 }
@@ -30,19 +48,54 @@ impl GatewayError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
+            GatewayError::InvalidPath(_)
+            | GatewayError::Ambiguous(_)
+            | GatewayError::AmbiguousHost => 400,
             GatewayError::NoRoute => 404,
-            GatewayError::MissingToken | GatewayError::InvalidToken(_) => 401,
+            GatewayError::MissingToken
+            | GatewayError::InvalidToken(_)
+            | GatewayError::UnforwardableClaim => 401,
             GatewayError::WrongApplication | GatewayError::MissingRole => 403,
             GatewayError::BodyTooLarge => 413,
             GatewayError::HeadersTooLarge => 431,
             GatewayError::UpstreamUnavailable => 502,
+            GatewayError::StoreUnavailable => 503,
             GatewayError::Internal(_) => 500,
         }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3): no error code when no credentials were
+    /// given, `invalid_token` for a refused token, `insufficient_scope` for a valid token
+    /// without the route's application or role.
+    pub fn challenge(&self) -> Option<String> {
+        let error = match self {
+            GatewayError::MissingToken => return Some(format!("Bearer realm=\"{REALM}\"")),
+            GatewayError::InvalidToken(_) | GatewayError::UnforwardableClaim => "invalid_token",
+            GatewayError::WrongApplication | GatewayError::MissingRole => "insufficient_scope",
+            GatewayError::InvalidPath(_)
+            | GatewayError::Ambiguous(_)
+            | GatewayError::AmbiguousHost
+            | GatewayError::NoRoute
+            | GatewayError::BodyTooLarge
+            | GatewayError::HeadersTooLarge
+            | GatewayError::UpstreamUnavailable
+            | GatewayError::StoreUnavailable
+            | GatewayError::Internal(_) => return None,
+        };
+        Some(format!("Bearer realm=\"{REALM}\", error=\"{error}\""))
     }
 
     /// The Errors JSON body.
     pub fn body(&self) -> Vec<u8> {
         let (code, message) = match self {
+            GatewayError::InvalidPath(refusal) => ("[InvalidPath]", refusal.message().to_string()),
+            GatewayError::Ambiguous(ambiguity) => {
+                ("[AmbiguousRequest]", ambiguity.message().to_string())
+            }
+            GatewayError::AmbiguousHost => (
+                "[AmbiguousRequest]",
+                "The request names more than one host.".to_string(),
+            ),
             GatewayError::NoRoute => ("[NotFound]", "No route matches this request.".to_string()),
             GatewayError::MissingToken => (
                 "[MissingToken]",
@@ -51,6 +104,10 @@ impl GatewayError {
             GatewayError::InvalidToken(reason) => (
                 "[InvalidToken]",
                 format!("The access token is not valid ({}).", reason.reason()),
+            ),
+            GatewayError::UnforwardableClaim => (
+                "[InvalidToken]",
+                "The access token carries a claim that cannot be passed on.".to_string(),
             ),
             GatewayError::WrongApplication => (
                 "[Forbidden]",
@@ -72,6 +129,10 @@ impl GatewayError {
                 "[BadGateway]",
                 "The upstream service is not reachable.".to_string(),
             ),
+            GatewayError::StoreUnavailable => (
+                "[ServiceUnavailable]",
+                "The session cannot be refreshed right now; try again shortly.".to_string(),
+            ),
             GatewayError::Internal(id) => (
                 "[InternalError]",
                 format!("An internal error occurred. Correlation id: {id}"),
@@ -85,11 +146,17 @@ impl GatewayError {
     /// A short label for metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
+            GatewayError::InvalidPath(_)
+            | GatewayError::Ambiguous(_)
+            | GatewayError::AmbiguousHost => "bad_request",
             GatewayError::NoRoute => "no_route",
-            GatewayError::MissingToken | GatewayError::InvalidToken(_) => "unauthenticated",
+            GatewayError::MissingToken
+            | GatewayError::InvalidToken(_)
+            | GatewayError::UnforwardableClaim => "unauthenticated",
             GatewayError::WrongApplication | GatewayError::MissingRole => "forbidden",
             GatewayError::BodyTooLarge | GatewayError::HeadersTooLarge => "too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::StoreUnavailable => "store_unavailable",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -102,6 +169,11 @@ mod tests {
     #[test]
     fn statuses_and_bodies() {
         let cases = [
+            (GatewayError::InvalidPath(PathRefusal::AboveRoot), 400),
+            (GatewayError::Ambiguous(Ambiguity::TwoCredentials), 400),
+            (GatewayError::AmbiguousHost, 400),
+            (GatewayError::UnforwardableClaim, 401),
+            (GatewayError::StoreUnavailable, 503),
             (GatewayError::NoRoute, 404),
             (GatewayError::MissingToken, 401),
             (GatewayError::InvalidToken(TokenError::Expired), 401),
@@ -117,5 +189,20 @@ mod tests {
             let body: serde_json::Value = serde_json::from_slice(&error.body()).expect("json");
             assert!(body["generalErrors"][0]["code"].is_string());
         }
+        assert_eq!(
+            GatewayError::MissingToken.challenge().as_deref(),
+            Some("Bearer realm=\"gatehouse\"")
+        );
+        assert_eq!(
+            GatewayError::InvalidToken(TokenError::Expired)
+                .challenge()
+                .as_deref(),
+            Some("Bearer realm=\"gatehouse\", error=\"invalid_token\"")
+        );
+        assert_eq!(
+            GatewayError::MissingRole.challenge().as_deref(),
+            Some("Bearer realm=\"gatehouse\", error=\"insufficient_scope\"")
+        );
+        assert_eq!(GatewayError::NoRoute.challenge(), None);
     }
 }

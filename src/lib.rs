@@ -5,19 +5,24 @@
 //! - [`config`]: the file as written, substitution, validation into [`config::Config`];
 //! - [`store`]: the storage backends behind the plugin API's `Store` trait;
 //! - [`keys`] and [`tokens`]: the key ring and the token service;
+//! - [`request`]: a client request read once: canonical target, credentials;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation; [`plugins`]: the plugin host;
+//! - [`admin`]: the admin listener (`/metrics`, `/health` with details);
 //! - [`server`]: start-up (store, keys, plugins, listeners) and shutdown; [`cli`]: commands.
 #![deny(clippy::unwrap_used, clippy::todo, clippy::unimplemented)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod echo;
 pub mod error;
 pub mod keys;
+pub mod logging;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy;
+pub mod request;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
+use crate::admin::Admin;
 use crate::config::{Config, KeySource};
 use crate::echo::Echo;
 use crate::keys::{generate_material, KeyRing, SigningKey};
@@ -21,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::plugins::PluginRouter;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, ProxySettings};
-use crate::tokens::Tokens;
+use crate::tokens::{CacheLimits, Tokens};
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -67,6 +68,8 @@ pub struct Prepared {
     pub store: Arc<dyn Store>,
     /// What resolves upstream host names again; `None` when every upstream is an IP address.
     pub upstream_resolver: Option<UpstreamResolver>,
+    /// The admin service (`/metrics`, `/health`).
+    pub admin: Admin,
 }
 
 /// Loads the key ring: declared material as is, generated keys from the store (generating and
@@ -107,7 +110,7 @@ pub async fn load_keys(
         } else {
             None
         };
-        let key = SigningKey::from_spec(spec, material.as_ref(), config.leeway_seconds)
+        let key = SigningKey::from_spec(spec, material.as_ref())
             .map_err(|message| StartError::Setup { path, message })?;
         keys.push(key);
     }
@@ -152,7 +155,10 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         &config.tenants,
         &config.applications,
         config.leeway_seconds,
-        config.token_cache_capacity,
+        CacheLimits {
+            entries: config.token_cache_capacity,
+            bytes: config.token_cache_max_bytes,
+        },
         clock.clone(),
         metrics.clone(),
     ));
@@ -187,6 +193,10 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         secure_cookies: config.secure_cookies,
     };
     let upstream_resolver = routes.resolver();
+    let admin = Admin {
+        metrics: metrics.clone(),
+        store: store.clone(),
+    };
     let gateway = Gateway::new(
         routes,
         router,
@@ -198,6 +208,8 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             max_header_bytes: config.max_header_bytes,
             tls: config.tls.is_some(),
             secure_cookies: config.secure_cookies,
+            path_options: config.path_options,
+            idle_timeout_seconds: config.idle_timeout_seconds,
         },
     );
     Ok(Prepared {
@@ -205,6 +217,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         tokens,
         store,
         upstream_resolver,
+        admin,
     })
 }
 
@@ -282,6 +295,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     if let Some(demo) = config.demo_upstream {
         check_bindable(demo, "demo upstream")?;
     }
+    if let Some(admin) = config.admin_listen {
+        check_bindable(admin, "admin")?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -325,6 +341,15 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tracing::info!(address = %demo, "demo upstream (echo) listening");
     }
 
+    if let Some(address) = config.admin_listen {
+        if !address.ip().is_loopback() {
+            tracing::warn!(address = %address, "the admin listener (/metrics, /health) is not on loopback: keep it on a private network");
+        }
+        let mut admin = Service::new("admin".to_string(), prepared.admin);
+        admin.add_tcp(&address.to_string());
+        server.add_service(admin);
+        tracing::info!(address = %address, "admin listener (/metrics, /health)");
+    }
     spawn_revocation_sync(prepared.tokens, prepared.store)?;
     if let Some(resolver) = prepared.upstream_resolver {
         spawn_upstream_dns(resolver)?;

@@ -44,14 +44,48 @@ impl moka::Expiry<Arc<[u8]>, Arc<VerifiedClaims>> for ExpireAtExp {
     }
 }
 
+/// The bounds of the verified-token cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// The most tokens it holds; 0 disables the cache.
+    pub entries: u64,
+    /// The most memory (bytes, as [`estimated_entry_bytes`] counts it) it holds.
+    pub bytes: u64,
+}
+
+/// Roughly what one cached token costs in memory: the token's bytes, and its decoded claims
+/// twice (the JSON tree, and the rendered header values and roles), with per-allocation
+/// overhead. An estimate on the high side, so the byte bound holds.
+pub fn estimated_entry_bytes(token: &[u8], claims: &VerifiedClaims) -> u64 {
+    fn tree(value: &Value) -> usize {
+        const NODE: usize = 48;
+        match value {
+            Value::String(s) => NODE + s.len(),
+            Value::Array(items) => NODE + items.iter().map(tree).sum::<usize>(),
+            Value::Object(map) => {
+                NODE + map
+                    .iter()
+                    .map(|(k, v)| NODE + k.len() + tree(v))
+                    .sum::<usize>()
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
+        }
+    }
+    let claims_tree: usize = claims
+        .claims
+        .iter()
+        .map(|(k, v)| 48 + k.len() + tree(v))
+        .sum();
+    (token.len() + 2 * claims_tree + 512) as u64
+}
+
 /// The token service over the gateway's key ring and configured tenants.
 pub struct Tokens {
     ring: KeyRing,
     /// Tenant id → issuer, for checking `iss` against the token's `tid`.
     issuers: HashMap<Uuid, String>,
-    /// Verified tokens by their text. aHash (keyed per process) instead of SipHash: tokens are
-    /// long, and this lookup is on every proxied request.
-    /// Verified tokens by their bytes.
+    /// Verified tokens by their bytes. aHash (keyed per process) instead of SipHash: tokens are
+    /// long, and this lookup is on every proxied request. Bounded in entries and in bytes.
     cache: Option<moka::sync::Cache<Arc<[u8]>, Arc<VerifiedClaims>, ahash::RandomState>>,
     /// Tokens of a scope issued at or before the instant (seconds) are refused.
     revocations: DashMap<RevocationScope, i64>,
@@ -72,13 +106,20 @@ impl Tokens {
         tenants: &[Tenant],
         applications: &[Application],
         leeway_seconds: u64,
-        cache_capacity: u64,
+        cache: CacheLimits,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let cache = (cache_capacity > 0).then(|| {
+        // Weighed in bytes; every entry weighs at least its share of the byte bound under the
+        // entry bound, so both hold.
+        let least_weight = cache.bytes.checked_div(cache.entries).unwrap_or(0);
+        let cache = (cache.entries > 0).then(|| {
             moka::sync::Cache::builder()
-                .max_capacity(cache_capacity)
+                .max_capacity(cache.bytes)
+                .weigher(move |token: &Arc<[u8]>, claims: &Arc<VerifiedClaims>| {
+                    let weight = estimated_entry_bytes(token, claims).max(least_weight);
+                    u32::try_from(weight).unwrap_or(u32::MAX)
+                })
                 .expire_after(ExpireAtExp)
                 .build_with_hasher(ahash::RandomState::new())
         });
@@ -128,8 +169,10 @@ impl Tokens {
         &self.ring
     }
 
+    /// `exp` and `nbf` against `now`, with the clock-skew leeway: a token is expired from its
+    /// `exp` second on (RFC 7519 §4.1.4: "on or after"), valid from its `nbf` second.
     fn check_times(&self, claims: &VerifiedClaims, now: i64) -> Result<(), TokenError> {
-        if claims.exp + self.leeway < now {
+        if now >= claims.exp + self.leeway {
             return Err(TokenError::Expired);
         }
         if let Some(nbf) = claims.not_before {
@@ -432,7 +475,7 @@ mod tests {
             algorithm,
             source: KeySource::Generate,
         };
-        let key = SigningKey::from_spec(&spec, Some(&generate_material(&spec, 0).expect("g")), 0)
+        let key = SigningKey::from_spec(&spec, Some(&generate_material(&spec, 0).expect("g")))
             .expect("key");
         let tenant = Tenant {
             id: Uuid::new_v4(),
@@ -478,7 +521,10 @@ mod tests {
             std::slice::from_ref(&tenant),
             std::slice::from_ref(&app),
             0,
-            100,
+            CacheLimits {
+                entries: 100,
+                bytes: 1 << 20,
+            },
             Arc::new(SystemClock),
             Arc::new(Metrics::new()),
         );
@@ -566,6 +612,178 @@ mod tests {
             .token;
         assert_eq!(tokens.verify(&expired), Err(TokenError::Expired));
         assert_eq!(tokens.verify("garbage"), Err(TokenError::Malformed));
+    }
+
+    const SECRET: &str = "a-test-secret-of-at-least-thirty-two-bytes";
+
+    /// A token service with one HS256 key of secret [`SECRET`], its kid, and a signer of raw
+    /// headers and claims.
+    fn raw_fixture() -> (Tokens, String) {
+        let spec = KeySpec {
+            id: Uuid::new_v4(),
+            name: "k".into(),
+            algorithm: Algorithm::HS256,
+            source: KeySource::Secret(SECRET.into()),
+        };
+        let key = SigningKey::from_spec(&spec, None).expect("key");
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: "t".into(),
+            issuer: "acme.com".into(),
+            jwt_configuration: JwtConfiguration::default(),
+            data: None,
+        };
+        let limits = CacheLimits {
+            entries: 100,
+            bytes: 1 << 20,
+        };
+        let tokens = Tokens::new(
+            KeyRing::new(vec![key]),
+            std::slice::from_ref(&tenant),
+            &[],
+            0,
+            limits,
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+        );
+        (tokens, spec.id.to_string())
+    }
+
+    /// `header.claims` signed with HS256 and [`SECRET`], as written.
+    fn signed(header: &Value, claims: &Value) -> String {
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let input = format!("{}.{}", b64(header), b64(claims));
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref());
+        format!("{input}.{signature}")
+    }
+
+    fn now() -> i64 {
+        SystemClock.now_seconds()
+    }
+
+    #[test]
+    fn crit_and_foreign_typ_headers_are_refused() {
+        let (tokens, kid) = raw_fixture();
+        let claims = json!({"iss": "acme.com", "exp": now() + 60});
+        let accepted = [
+            json!({"alg": "HS256", "kid": kid}),
+            json!({"alg": "HS256", "kid": kid, "typ": "JWT"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "jwt"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "at+jwt"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "AT+JWT"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "application/at+jwt"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "Application/JWT"}),
+        ];
+        for header in accepted {
+            assert!(tokens.verify(&signed(&header, &claims)).is_ok(), "{header}");
+        }
+        let refused = [
+            json!({"alg": "HS256", "kid": kid, "crit": ["exp"]}),
+            json!({"alg": "HS256", "kid": kid, "crit": []}),
+            json!({"alg": "HS256", "kid": kid, "crit": ["b64"], "b64": false}),
+            json!({"alg": "HS256", "kid": kid, "typ": "id_token+jwt"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "secevent+jwt"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "JOSE"}),
+            json!({"alg": "HS256", "kid": kid, "typ": "application/jwtx"}),
+            json!({"alg": "HS256", "kid": kid, "typ": ""}),
+            json!({"alg": "HS256", "kid": kid, "typ": 1}),
+            json!({"alg": "HS256", "kid": kid, "typ": ["JWT"]}),
+        ];
+        for header in refused {
+            assert_eq!(
+                tokens.verify(&signed(&header, &claims)),
+                Err(TokenError::UnsupportedHeader),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_are_numeric_dates_integer_or_not() {
+        let (tokens, kid) = raw_fixture();
+        let header = json!({"alg": "HS256", "kid": kid});
+        let verify = |claims: Value| {
+            let mut claims = claims;
+            claims["iss"] = json!("acme.com");
+            tokens
+                .verify(&signed(&header, &claims))
+                .map(|c| (c.exp, c.not_before, c.iat))
+        };
+        let t = now();
+        let later = (t + 60) as f64 + 0.5;
+        assert_eq!(verify(json!({"exp": later})), Ok((t + 60, None, 0)));
+        assert_eq!(
+            verify(
+                json!({"exp": t + 60, "nbf": (t - 10) as f64 + 0.25, "iat": (t - 10) as f64 + 0.75})
+            ),
+            Ok((t + 60, Some(t - 9), t - 10))
+        );
+        assert_eq!(
+            verify(json!({"exp": (t - 1) as f64 + 0.5})),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify(json!({"exp": t})),
+            Err(TokenError::Expired),
+            "expired from exp on"
+        );
+        assert_eq!(
+            verify(json!({"exp": t + 60, "nbf": (t + 30) as f64 + 0.5})),
+            Err(TokenError::NotYetValid)
+        );
+        assert_eq!(
+            verify(json!({"exp": t + 60, "nbf": 1e300})),
+            Err(TokenError::Malformed)
+        );
+        for bad in [
+            json!("4000000000"),
+            json!(true),
+            json!([t + 60]),
+            json!({"t": 1}),
+            json!(null),
+        ] {
+            assert_eq!(
+                verify(json!({"exp": bad})),
+                Err(TokenError::Malformed),
+                "exp {bad}"
+            );
+            assert_eq!(
+                verify(json!({"exp": t + 60, "nbf": bad})),
+                Err(TokenError::Malformed),
+                "nbf {bad}"
+            );
+            assert_eq!(
+                verify(json!({"exp": t + 60, "iat": bad})),
+                Err(TokenError::Malformed),
+                "iat {bad}"
+            );
+        }
+        assert_eq!(
+            verify(json!({"sub": "x"})),
+            Err(TokenError::Malformed),
+            "exp is required"
+        );
+    }
+
+    #[test]
+    fn the_cache_weighs_large_tokens_by_their_size() {
+        let (tokens, kid) = raw_fixture();
+        let header = json!({"alg": "HS256", "kid": kid});
+        let roles: Vec<String> = (0..1000).map(|i| format!("role-{i:05}")).collect();
+        let big = signed(
+            &header,
+            &json!({"iss": "acme.com", "exp": now() + 60, "roles": roles}),
+        );
+        let small = signed(&header, &json!({"iss": "acme.com", "exp": now() + 60}));
+        let weigh = |token: &str| {
+            let claims = tokens.verify(token).expect("verify");
+            estimated_entry_bytes(token.as_bytes(), &claims)
+        };
+        assert!(weigh(&big) > 100_000, "{}", weigh(&big));
+        assert!(weigh(&small) < 2_000, "{}", weigh(&small));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::keys::KeyAlgorithm;
+use crate::request::canonical::{canonical_path, PathOptions};
 use gatehouse_plugin_api::model::{
     ApiKey, Application, JwtConfiguration, RefreshTokenExpirationPolicy, RefreshTokenUsagePolicy,
     Tenant,
@@ -161,6 +162,8 @@ pub struct Route {
     pub auth: RouteAuth,
     /// Header (lower-case name, and the name as written, for the wire) → claim.
     pub identity_headers: Vec<IdentityHeader>,
+    /// `path` matches case-sensitively (the default).
+    pub case_sensitive: bool,
 }
 
 /// Logging output format.
@@ -207,6 +210,14 @@ pub struct Config {
     pub leeway_seconds: u64,
     /// Verified-token cache size.
     pub token_cache_capacity: u64,
+    /// The most memory (bytes, estimated) the verified-token cache holds.
+    pub token_cache_max_bytes: u64,
+    /// Seconds an idle keep-alive client connection stays open.
+    pub idle_timeout_seconds: u64,
+    /// How request paths are put into their canonical form.
+    pub path_options: PathOptions,
+    /// The admin listener (`/metrics`, `/health`), when configured.
+    pub admin_listen: Option<SocketAddr>,
     /// Always mark cookies `Secure`.
     pub secure_cookies: bool,
     /// Log format.
@@ -514,7 +525,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             source,
         };
         if spec.source != KeySource::Generate {
-            if let Err(e) = keys::SigningKey::from_spec(&spec, None, 0) {
+            if let Err(e) = keys::SigningKey::from_spec(&spec, None) {
                 p.add(&path, e);
                 continue;
             }
@@ -682,15 +693,17 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     }
 
     // --- routes ---
+    let path_options = PathOptions {
+        merge_slashes: raw.paths.merge_slashes.unwrap_or(true),
+        allow_semicolons: raw.paths.allow_semicolons.unwrap_or(false),
+    };
     let mut routes = Vec::new();
     let mut seen_routes = HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
-        if !r.path.starts_with('/') {
-            p.add(format!("{path}.path"), "must start with /");
-        }
+        let route_path = canonical_route_path(&mut p, &path, &r.path, path_options);
         let host = r.host.as_ref().map(|h| h.to_ascii_lowercase());
-        if !seen_routes.insert((host.clone(), r.path.clone())) {
+        if !seen_routes.insert((host.clone(), route_path.clone())) {
             p.add(
                 format!("{path}.path"),
                 "another route has the same host and path",
@@ -815,6 +828,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                 Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
                     p.add(hpath, "this header cannot be set from a claim")
                 }
+                Ok(name) if name.as_str().contains('_') => p.add(
+                    hpath,
+                    "header names with _ are dropped on the way upstream: use -",
+                ),
                 Ok(name) => identity_headers.push(IdentityHeader {
                     name,
                     written: bytes::Bytes::copy_from_slice(header.as_bytes()),
@@ -831,11 +848,12 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         }
         routes.push(Route {
             index: i,
-            path: r.path.clone(),
+            path: route_path,
             host,
             upstreams,
             auth,
             identity_headers,
+            case_sensitive: r.case_sensitive.unwrap_or(true),
         });
     }
     // Longest prefix first; host-specific before any-host at equal length.
@@ -854,6 +872,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     if max_header_bytes < 1024 {
         p.add("limits.maxHeaderBytes", "must be at least 1024");
     }
+    let idle_timeout_seconds = raw.limits.idle_timeout_seconds.unwrap_or(60);
+    if !(1..=3600).contains(&idle_timeout_seconds) {
+        p.add("limits.idleTimeoutSeconds", "must be between 1 and 3600");
+    }
+    let token_cache_max_bytes = raw.validation.cache_max_bytes.unwrap_or(64 * 1024 * 1024);
+    if token_cache_max_bytes < 1024 * 1024 {
+        p.add(
+            "validation.cacheMaxBytes",
+            "must be at least 1048576 (1 MiB)",
+        );
+    }
+    let admin_listen = admin_listener(&mut p, raw.admin.as_ref(), listen);
     let leeway_seconds = raw.validation.leeway_seconds.unwrap_or(5);
     if leeway_seconds > 300 {
         p.add("validation.leewaySeconds", "must be at most 300");
@@ -903,6 +933,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         max_header_bytes,
         leeway_seconds,
         token_cache_capacity: raw.validation.cache_capacity.unwrap_or(100_000),
+        token_cache_max_bytes,
+        idle_timeout_seconds,
+        path_options,
+        admin_listen,
         secure_cookies: raw.cookies.secure,
         log_format,
         log_level: raw.log.level.unwrap_or_else(|| "info".into()),
@@ -910,6 +944,45 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
         uses_demo_api_key,
     })
+}
+
+/// The admin listener's address: a socket address other than the main listener's.
+fn admin_listener(
+    p: &mut Problems,
+    admin: Option<&raw::RawAdmin>,
+    listen: SocketAddr,
+) -> Option<SocketAddr> {
+    let address = admin?.listen.parse::<SocketAddr>();
+    match address {
+        Ok(address) if address == listen => {
+            p.add("admin.listen", "must differ from listen");
+            None
+        }
+        Ok(address) => Some(address),
+        Err(_) => {
+            p.add("admin.listen", "must be an address such as 127.0.0.1:9013");
+            None
+        }
+    }
+}
+
+/// The canonical form of a route's path, or a problem at `path`: a route must name a path
+/// requests can have, or it would never match (or match more than it says).
+fn canonical_route_path(p: &mut Problems, path: &str, raw: &str, options: PathOptions) -> String {
+    if !raw.starts_with('/') {
+        p.add(format!("{path}.path"), "must start with /");
+        return raw.to_string();
+    }
+    match canonical_path(raw.as_bytes(), options) {
+        Ok(canonical) => canonical.into_owned(),
+        Err(refusal) => {
+            p.add(
+                format!("{path}.path"),
+                format!("has no canonical form: {}", refusal.message()),
+            );
+            raw.to_string()
+        }
+    }
 }
 
 /// `base.field`, or `base` when the field path is empty.

@@ -47,9 +47,15 @@ pub struct RawConfig {
     /// Proxied routes.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
-    /// Request size limits.
+    /// Request size limits and timeouts.
     #[serde(default)]
     pub limits: RawLimits,
+    /// How request paths are put into their canonical form on the listener.
+    #[serde(default)]
+    pub paths: RawPaths,
+    /// The admin listener (`/metrics`, `/health`); none when absent.
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
     /// Token validation settings.
     #[serde(default)]
     pub validation: RawValidation,
@@ -143,6 +149,10 @@ pub struct RawRoute {
     /// Headers to set upstream from claims: header name → claim name.
     #[serde(default)]
     pub identity_headers: BTreeMap<String, String>,
+    /// Match `path` case-sensitively (default true); `false` for upstreams that treat paths
+    /// case-insensitively.
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
 }
 
 /// `routes[].auth`
@@ -183,6 +193,29 @@ pub struct RawLimits {
     /// Largest total size of request headers (bytes); default 32 KiB.
     #[serde(default)]
     pub max_header_bytes: Option<usize>,
+    /// Seconds an idle keep-alive connection is kept open; default 60.
+    #[serde(default)]
+    pub idle_timeout_seconds: Option<u64>,
+}
+
+/// `paths:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawPaths {
+    /// Merge runs of `/` into one (default true).
+    #[serde(default)]
+    pub merge_slashes: Option<bool>,
+    /// Accept `;` path parameters (default false: refused).
+    #[serde(default)]
+    pub allow_semicolons: Option<bool>,
+}
+
+/// `admin:`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `host:port` of the admin listener; keep it on loopback or a private network.
+    pub listen: String,
 }
 
 /// `validation:`
@@ -195,6 +228,9 @@ pub struct RawValidation {
     /// How many verified tokens to cache; default 100 000; 0 disables the cache.
     #[serde(default)]
     pub cache_capacity: Option<u64>,
+    /// The most memory (bytes, estimated) the verified-token cache may hold; default 64 MiB.
+    #[serde(default)]
+    pub cache_max_bytes: Option<u64>,
 }
 
 /// `cookies:`

@@ -2,8 +2,8 @@
 //! the JWT library has no P-521 curve, so this module writes and reads the compact JWS form
 //! (RFC 7515 §7.1) itself. The signature is the fixed-size `R ‖ S`, 66 bytes each (RFC 7518
 //! §3.4). Keys are parsed once into an aws-lc key pair and a parsed public key; a token's
-//! `alg` must be `ES512` (the key's algorithm), and `exp`/`nbf` are checked with the ring's
-//! leeway, as for every other key.
+//! `alg` must be `ES512` (the key's algorithm). Times (`exp`, `nbf`) are checked by the token
+//! service, in one place for every key.
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{
@@ -28,8 +28,6 @@ pub struct Es512Key {
     public: ParsedPublicKey,
     /// SubjectPublicKeyInfo DER of the public key.
     public_der: Vec<u8>,
-    /// Allowance (seconds) on `exp` and `nbf`.
-    leeway: i64,
 }
 
 /// A new P-521 private key, PKCS#8 DER.
@@ -46,7 +44,6 @@ impl Es512Key {
     pub fn from_private_der(
         private_der: &[u8],
         public_der: Option<&[u8]>,
-        leeway: u64,
     ) -> Result<Es512Key, String> {
         let pair =
             EcdsaKeyPair::from_private_key_der(&ECDSA_P521_SHA512_FIXED_SIGNING, private_der)
@@ -56,15 +53,15 @@ impl Es512Key {
             .as_der()
             .map_err(|_| "cannot derive the public key from privateKey".to_string())?;
         let mut key = match public_der {
-            Some(der) => Es512Key::from_public_der(der, leeway)?,
-            None => Es512Key::from_public_der(derived.as_ref(), leeway)?,
+            Some(der) => Es512Key::from_public_der(der)?,
+            None => Es512Key::from_public_der(derived.as_ref())?,
         };
         key.pair = Some(pair);
         Ok(key)
     }
 
     /// A verify-only key from a SubjectPublicKeyInfo DER.
-    pub fn from_public_der(public_der: &[u8], leeway: u64) -> Result<Es512Key, String> {
+    pub fn from_public_der(public_der: &[u8]) -> Result<Es512Key, String> {
         let bad = || "publicKey is not a P-521 EC public key".to_string();
         let public =
             ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, public_der).map_err(|_| bad())?;
@@ -77,7 +74,6 @@ impl Es512Key {
             pair: None,
             public,
             public_der,
-            leeway: leeway as i64,
         })
     }
 
@@ -123,10 +119,9 @@ impl Es512Key {
         Ok(token)
     }
 
-    /// Verifies `token`: its `alg` must be ES512, the signature this key's, `exp` present and
-    /// not past (with the leeway), `nbf` (when present) not ahead; both must be non-negative
-    /// integers, as the JWT library requires for the other algorithms. The claims, or why not.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, TokenError> {
+    /// Verifies `token`: its `alg` must be ES512 and the signature this key's. The claims, or
+    /// why not; times are the caller's to check.
+    pub fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -145,25 +140,7 @@ impl Es512Key {
         self.public
             .verify_sig(signed.as_bytes(), &signature)
             .map_err(|_| TokenError::BadSignature)?;
-        let claims = decode_json(payload_b64)?;
-        let seconds = |name: &str| -> Result<Option<i64>, TokenError> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(value) => value
-                    .as_u64()
-                    .and_then(|v| i64::try_from(v).ok())
-                    .map(Some)
-                    .ok_or(TokenError::Malformed),
-            }
-        };
-        let exp = seconds("exp")?.ok_or(TokenError::Malformed)?;
-        if exp < now - self.leeway {
-            return Err(TokenError::Expired);
-        }
-        if seconds("nbf")?.is_some_and(|nbf| nbf > now + self.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(claims)
+        decode_json(payload_b64)
     }
 }
 
@@ -182,7 +159,7 @@ mod tests {
     const FAR: i64 = 4_000_000_000;
 
     fn key() -> Es512Key {
-        Es512Key::from_private_der(&generate_pkcs8().expect("generate"), None, 5).expect("load")
+        Es512Key::from_private_der(&generate_pkcs8().expect("generate"), None).expect("load")
     }
 
     #[test]
@@ -200,7 +177,7 @@ mod tests {
         let header = decode_json(parts[0]).expect("header");
         assert_eq!(header["alg"], "ES512");
         assert_eq!(header["kid"], "k1");
-        let claims = key.verify(&token, 1_000).expect("verify");
+        let claims = key.verify(&token).expect("verify");
         assert_eq!(claims["sub"], "x");
         let jwk = key.jwk("k1");
         assert_eq!(jwk["crv"], "P-521");
@@ -222,52 +199,20 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"exp":4000000000,"sub":"admin"}"#);
         let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert_eq!(key.verify(&tampered, 0), Err(TokenError::BadSignature));
+        assert_eq!(key.verify(&tampered), Err(TokenError::BadSignature));
         assert_eq!(
-            self::key().verify(&token, 0),
+            self::key().verify(&token),
             Err(TokenError::BadSignature),
             "another key's signature"
         );
         let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","kid":"k1"}"#);
         let unsigned = format!("{none}.{}.", parts[1]);
-        assert_eq!(key.verify(&unsigned, 0), Err(TokenError::AlgorithmMismatch));
+        assert_eq!(key.verify(&unsigned), Err(TokenError::AlgorithmMismatch));
         let es256 = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","kid":"k1"}"#);
         let relabelled = format!("{es256}.{}.{}", parts[1], parts[2]);
-        assert_eq!(
-            key.verify(&relabelled, 0),
-            Err(TokenError::AlgorithmMismatch)
-        );
+        assert_eq!(key.verify(&relabelled), Err(TokenError::AlgorithmMismatch));
         for garbage in ["", "a.b", "a.b.c.d", "!!.!!.!!", &format!("{}..", parts[0])] {
-            assert!(key.verify(garbage, 0).is_err(), "{garbage:?}");
-        }
-    }
-
-    #[test]
-    fn exp_is_required_and_times_are_checked_with_the_leeway() {
-        let key = key();
-        let expired = key.sign("k", &json!({"exp": 100})).expect("sign");
-        assert!(key.verify(&expired, 104).is_ok(), "within the leeway");
-        assert_eq!(key.verify(&expired, 106), Err(TokenError::Expired));
-        let later = key
-            .sign("k", &json!({"exp": FAR, "nbf": 200}))
-            .expect("sign");
-        assert_eq!(key.verify(&later, 100), Err(TokenError::NotYetValid));
-        assert!(key.verify(&later, 196).is_ok());
-        let no_exp = key.sign("k", &json!({"sub": "x"})).expect("sign");
-        assert_eq!(key.verify(&no_exp, 0), Err(TokenError::Malformed));
-        for claims in [
-            json!({"exp": -1}),
-            json!({"exp": 1.5}),
-            json!({"exp": "4000000000"}),
-            json!({"exp": FAR, "nbf": -5}),
-            json!({"exp": FAR, "nbf": null}),
-        ] {
-            let token = key.sign("k", &claims).expect("sign");
-            assert_eq!(
-                key.verify(&token, 0),
-                Err(TokenError::Malformed),
-                "{claims}"
-            );
+            assert!(key.verify(garbage).is_err(), "{garbage:?}");
         }
     }
 
@@ -275,9 +220,9 @@ mod tests {
     fn a_public_key_verifies_but_cannot_sign_and_a_wrong_curve_is_refused() {
         let key = key();
         let token = key.sign("k", &json!({"exp": FAR})).expect("sign");
-        let public = Es512Key::from_public_der(key.public_der(), 0).expect("public");
+        let public = Es512Key::from_public_der(key.public_der()).expect("public");
         assert!(!public.can_sign());
-        assert!(public.verify(&token, 0).is_ok());
+        assert!(public.verify(&token).is_ok());
         assert_eq!(
             public.sign("k", &json!({"exp": FAR})),
             Err(TokenError::CannotSign)
@@ -285,8 +230,8 @@ mod tests {
         let p256 = EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING)
             .expect("p256");
         let p256_der = p256.to_pkcs8v1().expect("der");
-        assert!(Es512Key::from_private_der(p256_der.as_ref(), None, 0).is_err());
+        assert!(Es512Key::from_private_der(p256_der.as_ref(), None).is_err());
         let p256_public = p256.public_key().as_der().expect("der");
-        assert!(Es512Key::from_public_der(p256_public.as_ref(), 0).is_err());
+        assert!(Es512Key::from_public_der(p256_public.as_ref()).is_err());
     }
 }

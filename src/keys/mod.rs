@@ -134,11 +134,29 @@ pub struct TokenHeader {
     pub alg: String,
     /// `kid`, when present.
     pub kid: Option<String>,
+    /// `typ`, when present (any JSON value: a non-string is refused).
+    #[serde(default)]
+    typ: Option<Value>,
+    /// `crit`, when present (no extension is implemented: any value is refused).
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// True when `typ` declares a JWT access token: `JWT` or `at+jwt`, in any case, with or
+/// without the `application/` prefix (RFC 7515 §4.1.9, RFC 9068 §2.1).
+fn is_access_token_type(typ: &str) -> bool {
+    let bare = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    bare.eq_ignore_ascii_case("jwt") || bare.eq_ignore_ascii_case("at+jwt")
 }
 
 impl TokenHeader {
     /// The header of a compact JWS, without verifying anything; `Malformed` when the token is
-    /// not three segments or its header not a base64url JSON object with a string `alg`.
+    /// not three segments or its header not a base64url JSON object with a string `alg`;
+    /// `UnsupportedHeader` when it has a `crit` parameter (no extension is implemented, RFC
+    /// 7515 §4.1.11) or a `typ` that is not a JWT access token's (RFC 8725 §3.11).
     pub fn parse(token: &str) -> Result<TokenHeader, TokenError> {
         if token.split('.').count() != 3 {
             return Err(TokenError::Malformed);
@@ -147,7 +165,16 @@ impl TokenHeader {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(segment)
             .map_err(|_| TokenError::Malformed)?;
-        serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+        let header: TokenHeader =
+            serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(TokenError::UnsupportedHeader);
+        }
+        match &header.typ {
+            None => Ok(header),
+            Some(Value::String(typ)) if is_access_token_type(typ) => Ok(header),
+            Some(_) => Err(TokenError::UnsupportedHeader),
+        }
     }
 }
 
@@ -327,11 +354,7 @@ fn public_pem_from_private(algorithm: Algorithm, encoding: &EncodingKey) -> Resu
 }
 
 /// An ES512 key from PEM: a private key (PKCS#8 or SEC1), a public key, or both.
-fn es512_from_pem(
-    private: Option<&str>,
-    public: Option<&str>,
-    leeway: u64,
-) -> Result<Es512Key, String> {
+fn es512_from_pem(private: Option<&str>, public: Option<&str>) -> Result<Es512Key, String> {
     let public_der = public
         .map(|pem| {
             pem_decode(pem, &["PUBLIC KEY"])
@@ -343,10 +366,10 @@ fn es512_from_pem(
             let der = pem_decode(pem, &["PRIVATE KEY", "EC PRIVATE KEY"]).ok_or_else(|| {
                 "privateKey is not a valid EC private key in PEM (PKCS#8 or SEC1)".to_string()
             })?;
-            Es512Key::from_private_der(&der, public_der.as_deref(), leeway)
+            Es512Key::from_private_der(&der, public_der.as_deref())
         }
         None => match public_der {
-            Some(der) => Es512Key::from_public_der(&der, leeway),
+            Some(der) => Es512Key::from_public_der(&der),
             None => Err("a PEM key needs privateKey or publicKey".into()),
         },
     }
@@ -354,19 +377,14 @@ fn es512_from_pem(
 
 impl SigningKey {
     /// Builds a key from its spec; `material` supplies generated keys (from the store).
-    /// `leeway` is the `exp`/`nbf` allowance used when verifying.
     ///
     /// Returns a message (no key material in it) when the material is unusable, including a
     /// private/public pair that do not match or a key on the wrong curve.
-    pub fn from_spec(
-        spec: &KeySpec,
-        material: Option<&KeyMaterial>,
-        leeway: u64,
-    ) -> Result<SigningKey, String> {
+    pub fn from_spec(spec: &KeySpec, material: Option<&KeyMaterial>) -> Result<SigningKey, String> {
         let kid = spec.id.to_string();
         let (engine, public) = match spec.algorithm.jwt() {
             Some(algorithm) => {
-                let (engine, public) = jwt_engine(spec, algorithm, material, leeway)?;
+                let (engine, public) = jwt_engine(spec, algorithm, material)?;
                 let public = match public {
                     Some((pem, mut jwk)) => {
                         jwk.common.key_id = Some(kid.clone());
@@ -391,13 +409,13 @@ impl SigningKey {
                             .private_key
                             .as_deref()
                             .ok_or("stored key has no private key")?;
-                        es512_from_pem(Some(pem), None, leeway)?
+                        es512_from_pem(Some(pem), None)?
                     }
                     (KeySource::Generate, None) => {
                         return Err("no material: the key is generated on first start".into())
                     }
                     (KeySource::Pem { private, public }, _) => {
-                        es512_from_pem(private.as_deref(), public.as_deref(), leeway)?
+                        es512_from_pem(private.as_deref(), public.as_deref())?
                     }
                     (KeySource::Secret(_), _) => {
                         return Err("ES512 keys take PEM keys, not a secret".into())
@@ -469,8 +487,8 @@ impl SigningKey {
         }
     }
 
-    /// Verifies signature, `exp` and `nbf` with this key's algorithm (never the token's alone)
-    /// and returns the claims.
+    /// Verifies the signature with this key's algorithm (never the token's alone) and returns
+    /// the claims; times are checked by the token service.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         use jsonwebtoken::errors::ErrorKind;
         match &self.engine {
@@ -487,12 +505,7 @@ impl SigningKey {
                     ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
                     _ => TokenError::Malformed,
                 }),
-            Engine::Es512(key) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
-                key.verify(token, now)
-            }
+            Engine::Es512(key) => key.verify(token),
         }
     }
 }
@@ -505,7 +518,6 @@ fn jwt_engine(
     spec: &KeySpec,
     algorithm: Algorithm,
     material: Option<&KeyMaterial>,
-    leeway: u64,
 ) -> Result<(Engine, PublicParts), String> {
     let (encoding, decoding, public) = match (&spec.source, material) {
         (KeySource::Secret(secret), _) => (
@@ -562,11 +574,13 @@ fn jwt_engine(
             _,
         ) => return Err("a PEM key needs privateKey or publicKey".into()),
     };
+    // The library checks the signature and the algorithm; times (`exp`, `nbf`, `iat` as
+    // NumericDates, integer or not) are checked by the token service for every key alike.
     let mut validation = Validation::new(algorithm);
-    validation.leeway = leeway;
     validation.validate_aud = false;
-    validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp"]);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.set_required_spec_claims::<&str>(&[]);
     Ok((
         Engine::Jwt {
             encoding,
@@ -652,7 +666,7 @@ mod tests {
         for algorithm in KeyAlgorithm::ALL {
             let spec = spec(algorithm, KeySource::Generate);
             let material = generate_material(&spec, 0).expect("generate");
-            let key = SigningKey::from_spec(&spec, Some(&material), 0).expect("load");
+            let key = SigningKey::from_spec(&spec, Some(&material)).expect("load");
             let token = key
                 .sign(&serde_json::json!({"exp": 4_000_000_000i64, "sub": "x"}))
                 .expect("sign");
@@ -697,7 +711,7 @@ mod tests {
     #[test]
     fn a_key_rejects_tokens_of_another_algorithm() {
         let rsa = spec(KeyAlgorithm::RS256, KeySource::Generate);
-        let rsa_key = SigningKey::from_spec(&rsa, Some(&generate_material(&rsa, 0).expect("g")), 0)
+        let rsa_key = SigningKey::from_spec(&rsa, Some(&generate_material(&rsa, 0).expect("g")))
             .expect("rsa");
         // An HS256 token whose secret is the RSA public key PEM: the classic confusion attack.
         let pem = rsa_key.public().expect("public").pem.clone();
@@ -715,7 +729,7 @@ mod tests {
     #[test]
     fn public_only_keys_verify_but_cannot_sign() {
         let full = spec(KeyAlgorithm::ES256, KeySource::Generate);
-        let key = SigningKey::from_spec(&full, Some(&generate_material(&full, 0).expect("g")), 0)
+        let key = SigningKey::from_spec(&full, Some(&generate_material(&full, 0).expect("g")))
             .expect("key");
         let token = key
             .sign(&serde_json::json!({"exp": 4_000_000_000i64}))
@@ -727,7 +741,7 @@ mod tests {
                 public: Some(key.public().expect("pub").pem.clone()),
             },
         );
-        let verifier = SigningKey::from_spec(&public, None, 0).expect("public key");
+        let verifier = SigningKey::from_spec(&public, None).expect("public key");
         assert!(!verifier.can_sign());
         assert!(verifier.verify(&token).is_ok());
     }
@@ -738,7 +752,7 @@ mod tests {
         let b = spec(KeyAlgorithm::RS256, KeySource::Generate);
         let ma = generate_material(&a, 0).expect("g");
         let mb = generate_material(&b, 0).expect("g");
-        let kb = SigningKey::from_spec(&b, Some(&mb), 0).expect("b");
+        let kb = SigningKey::from_spec(&b, Some(&mb)).expect("b");
         let mismatched = spec(
             KeyAlgorithm::RS256,
             KeySource::Pem {
@@ -746,7 +760,7 @@ mod tests {
                 public: Some(kb.public().expect("pub").pem.clone()),
             },
         );
-        assert!(SigningKey::from_spec(&mismatched, None, 0).is_err());
+        assert!(SigningKey::from_spec(&mismatched, None).is_err());
         let garbage = spec(
             KeyAlgorithm::ES256,
             KeySource::Pem {
@@ -756,15 +770,15 @@ mod tests {
                 public: None,
             },
         );
-        let message = SigningKey::from_spec(&garbage, None, 0).unwrap_err();
+        let message = SigningKey::from_spec(&garbage, None).unwrap_err();
         assert!(message.contains("privateKey"), "{message}");
     }
 
     #[test]
     fn es512_keys_load_from_pem_publish_a_jwk_and_refuse_mismatched_halves() {
         let a = spec(KeyAlgorithm::ES512, KeySource::Generate);
-        let key = SigningKey::from_spec(&a, Some(&generate_material(&a, 0).expect("g")), 0)
-            .expect("es512");
+        let key =
+            SigningKey::from_spec(&a, Some(&generate_material(&a, 0).expect("g"))).expect("es512");
         let public = key.public().expect("public half");
         assert_eq!(public.algorithm, "ES512");
         assert_eq!(public.jwk["crv"], "P-521");
@@ -781,7 +795,6 @@ mod tests {
                 },
             ),
             None,
-            0,
         )
         .expect("public-only key");
         assert!(!verifier.can_sign());
@@ -794,7 +807,7 @@ mod tests {
                 public: Some(public.pem.clone()),
             },
         );
-        let message = SigningKey::from_spec(&mismatched, None, 0).unwrap_err();
+        let message = SigningKey::from_spec(&mismatched, None).unwrap_err();
         assert!(message.contains("does not match"), "{message}");
         // A P-384 key declared as ES512, and an ES512 key declared as ES384.
         let p384 = spec(KeyAlgorithm::ES384, KeySource::Generate);
@@ -806,7 +819,7 @@ mod tests {
                 public: None,
             },
         );
-        assert!(SigningKey::from_spec(&wrong, None, 0).is_err());
+        assert!(SigningKey::from_spec(&wrong, None).is_err());
         let wrong = spec(
             KeyAlgorithm::ES384,
             KeySource::Pem {
@@ -814,7 +827,7 @@ mod tests {
                 public: None,
             },
         );
-        assert!(SigningKey::from_spec(&wrong, None, 0).is_err());
+        assert!(SigningKey::from_spec(&wrong, None).is_err());
     }
 
     #[test]
@@ -828,6 +841,6 @@ mod tests {
                 public: None,
             },
         );
-        assert!(SigningKey::from_spec(&wrong, None, 0).is_err());
+        assert!(SigningKey::from_spec(&wrong, None).is_err());
     }
 }

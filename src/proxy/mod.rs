@@ -1,23 +1,30 @@
-//! The reverse proxy: a Pingora [`ProxyHttp`] that, for each request, answers built-in
-//! endpoints (`/health`, `/metrics`), hands plugin paths to the plugin host, and otherwise
-//! matches a route, validates the access token inline, applies the route's policy, and
-//! forwards the request with identity headers the gateway controls.
+//! The reverse proxy: a Pingora [`ProxyHttp`] that, for each request, reads the request once
+//! into its canonical form ([`crate::request`]: target path, credentials), refusing what is
+//! ambiguous; answers the public `/health`; hands plugin paths to the plugin host; and
+//! otherwise matches a route on the canonical path, validates the access token inline, applies
+//! the route's policy, and forwards exactly the request it judged — the canonical target, the
+//! verified credential, and identity headers the gateway controls.
 //!
 //! The hot path (a proxied request with a token seen before) does no store read, no key
-//! parsing and no signature check: one cache lookup, a few comparisons, and the header writes.
+//! parsing and no signature check: one path scan, one cache lookup, a few comparisons, and the
+//! header writes.
 
+mod answer;
 pub mod refresh;
 pub mod routes;
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gatehouse_plugin_api::request::{bearer_of_bytes, cookie_value};
+use gatehouse_plugin_api::refresh::RefreshError;
 use gatehouse_plugin_api::{
-    ApiError, PluginContext, PluginRequest, PluginResponse, Store, VerifiedClaims,
+    ApiError, ClaimHeader, PluginContext, PluginRequest, PluginResponse, Store, TokenError,
+    VerifiedClaims,
 };
-use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, COOKIE};
+use http::header::{HeaderName, AUTHORIZATION, COOKIE, HOST};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr;
@@ -29,6 +36,8 @@ use crate::config::Route;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginRouter, RouteMatch};
+use crate::request::canonical::{canonical_path, PathOptions};
+use crate::request::credentials::{self, Credentials};
 use crate::tokens::Tokens;
 use refresh::{Refreshed, Refresher};
 use routes::RouteTable;
@@ -38,7 +47,13 @@ use routes::RouteTable;
 pub struct RequestContext {
     /// The matched route's position in the table.
     route: Option<usize>,
-    /// The verified token, when one was presented and accepted.
+    /// The request target to send upstream (canonical path and the query as sent), when it
+    /// differs from the target the client wrote.
+    target: Option<String>,
+    /// The `Host` to send upstream, when the client named the host only in an absolute-form
+    /// target.
+    host: Option<String>,
+    /// The verified token, when one was presented and passed the route's policy.
     identity: Option<Arc<VerifiedClaims>>,
     /// Request body bytes seen so far (for the size limit on streamed bodies).
     body_bytes: usize,
@@ -53,7 +68,7 @@ enum TokenState {
     /// No token was presented.
     Absent,
     /// A token was presented and refused.
-    Invalid(gatehouse_plugin_api::TokenError),
+    Invalid(TokenError),
     /// A valid token.
     Valid(Arc<VerifiedClaims>),
 }
@@ -68,6 +83,10 @@ pub struct ProxySettings {
     pub tls: bool,
     /// Mark cookies `Secure` even without TLS.
     pub secure_cookies: bool,
+    /// How request paths are put into their canonical form.
+    pub path_options: PathOptions,
+    /// Seconds an idle keep-alive client connection stays open.
+    pub idle_timeout_seconds: u64,
 }
 
 /// The gateway's [`ProxyHttp`] implementation.
@@ -127,31 +146,9 @@ impl Gateway {
         ctx.route.and_then(|i| self.routes.get(i))
     }
 
-    /// Writes a complete response and ends the request.
-    async fn respond(
-        session: &mut Session,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<()> {
-        let mut header = ResponseHeader::build(status, Some(headers.len() + 2))?;
-        for (name, value) in headers {
-            header.append_header(name.to_string(), *value)?;
-        }
-        header.insert_header(CONTENT_LENGTH, body.len().to_string())?;
-        session
-            .write_response_header(Box::new(header), body.is_empty())
-            .await?;
-        if !body.is_empty() {
-            session
-                .write_response_body(Some(Bytes::from(body)), true)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Answers with a gateway error: JSON body, and for 401 the `WWW-Authenticate` header, or a
-    /// redirect to the route's login page for browsers.
+    /// Answers with a gateway error: Errors JSON, the `WWW-Authenticate` challenge where one
+    /// applies, `Retry-After` for 503, cleared cookies after a failed refresh, or a redirect to
+    /// the route's login page for browsers.
     async fn deny(
         &self,
         session: &mut Session,
@@ -163,29 +160,48 @@ impl Gateway {
             .with_label_values(&[error.outcome()])
             .inc();
         let status = error.status();
-        if status == 401 {
-            let cleared = ctx.clear_cookies.then(cleared_cookies);
-            let mut headers: Vec<(&str, &str)> = Vec::with_capacity(4);
-            if let Some([access, refresh]) = &cleared {
-                headers.push(("Set-Cookie", access));
-                headers.push(("Set-Cookie", refresh));
-            }
-            let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
-            if let (Some(url), true) = (login_url, wants_html(session)) {
-                headers.push(("Location", url));
-                return Self::respond(session, 302, &headers, Vec::new()).await;
-            }
-            headers.push(("Content-Type", "application/json"));
-            headers.push(("WWW-Authenticate", "Bearer error=\"invalid_token\""));
-            return Self::respond(session, 401, &headers, error.body()).await;
+        if status == 400 || status == 413 {
+            // The rest of this connection cannot be trusted to be read the same way.
+            session.set_keepalive(None);
         }
-        Self::respond(
-            session,
-            status,
-            &[("Content-Type", "application/json")],
-            error.body(),
-        )
-        .await
+        let cleared = (status == 401 && ctx.clear_cookies).then(answer::cleared_cookies);
+        let challenge = error.challenge();
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(5);
+        if let Some([access, refresh]) = &cleared {
+            headers.push(("Set-Cookie", access));
+            headers.push(("Set-Cookie", refresh));
+        }
+        let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
+        if let (401, Some(url), true) = (status, login_url, answer::wants_html(session)) {
+            headers.push(("Location", url));
+            return answer::respond(session, 302, &headers, Vec::new()).await;
+        }
+        headers.push(("Content-Type", "application/json"));
+        if let Some(challenge) = &challenge {
+            headers.push(("WWW-Authenticate", challenge));
+        }
+        if status == 503 {
+            headers.push(("Retry-After", "2"));
+        }
+        answer::respond(session, status, &headers, error.body()).await
+    }
+
+    /// Refuses a request whose declared body is over the limit, at once, without reading it,
+    /// and closes the connection after a short, bounded discard.
+    async fn refuse_declared_body(
+        &self,
+        session: &mut Session,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        self.deny(session, ctx, GatewayError::BodyTooLarge).await?;
+        answer::discard_refused_body(session).await;
+        Ok(())
+    }
+
+    /// True when the request declares a body over the limit.
+    fn declares_oversized_body(&self, session: &Session) -> bool {
+        answer::declared_length(session)
+            .is_some_and(|len| len > self.settings.max_body_bytes as u64)
     }
 
     /// Reads the whole request body, refusing more than the limit.
@@ -210,160 +226,163 @@ impl Gateway {
         }
     }
 
-    /// Serves a plugin route: reads the body, calls the plugin, writes its response.
+    /// Serves a plugin route: reads the body, calls the plugin, writes its response. `path` is
+    /// the canonical path.
     async fn serve_plugin(
         &self,
         session: &mut Session,
         plugin: &Arc<dyn gatehouse_plugin_api::Plugin>,
         spec: &gatehouse_plugin_api::RouteSpec,
+        path: String,
         params: std::collections::HashMap<String, String>,
     ) -> Result<()> {
-        let mut refused_body = false;
-        let response = match self.read_body(session).await {
+        let body = if self.declares_oversized_body(session) {
+            Err(ApiError::PayloadTooLarge)
+        } else {
+            self.read_body(session).await
+        };
+        let response = match body {
             Ok(body) => {
-                let header = session.req_header();
-                let request = PluginRequest {
-                    method: header.method.clone(),
-                    path: header.uri.path().to_string(),
-                    query: header.uri.query().unwrap_or("").to_string(),
-                    headers: header.headers.clone(),
-                    body,
-                    peer_ip: session
-                        .client_addr()
-                        .and_then(SocketAddr::as_inet)
-                        .map(|a| a.ip()),
-                    tls: self.settings.tls,
-                    path_params: params,
-                };
+                let request = self.plugin_request(session, path, body, params);
                 match plugin.handle(spec, request, &self.context).await {
                     Ok(response) => response,
                     Err(error) => render_api_error(&error),
                 }
             }
             Err(error) => {
-                refused_body = matches!(error, ApiError::PayloadTooLarge);
-                render_api_error(&error)
+                // A refused body: answer now, and do not read the rest of this connection.
+                session.set_keepalive(None);
+                let response = render_api_error(&error);
+                write_plugin_response(session, response).await?;
+                answer::discard_refused_body(session).await;
+                return Ok(());
             }
         };
-        if refused_body {
-            let declared = session
-                .req_header()
-                .headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok());
-            drain_refused_body(session, declared).await;
-        }
-        let PluginResponse {
-            status,
-            headers,
-            body,
-        } = response;
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        Self::respond(session, status, &headers, body).await
+        write_plugin_response(session, response).await
     }
 
-    async fn serve_health(&self, session: &mut Session) -> Result<()> {
-        match self.store.ping().await {
-            Ok(()) => {
-                Self::respond(
-                    session,
-                    200,
-                    &[("Content-Type", "application/json")],
-                    br#"{"status":"ok"}"#.to_vec(),
-                )
-                .await
-            }
-            Err(e) => {
-                let id = Uuid::new_v4();
-                tracing::error!(correlation_id = %id, error = %e, "health check: store unreachable");
-                Self::respond(
-                    session,
-                    503,
-                    &[("Content-Type", "application/json")],
-                    format!(r#"{{"status":"unavailable","correlationId":"{id}"}}"#).into_bytes(),
-                )
-                .await
-            }
+    /// The plugin's view of the request: the canonical path, the query as sent.
+    fn plugin_request(
+        &self,
+        session: &Session,
+        path: String,
+        body: Vec<u8>,
+        path_params: std::collections::HashMap<String, String>,
+    ) -> PluginRequest {
+        let header = session.req_header();
+        PluginRequest {
+            method: header.method.clone(),
+            path,
+            query: header.uri.query().unwrap_or("").to_string(),
+            headers: header.headers.clone(),
+            body,
+            peer_ip: session
+                .client_addr()
+                .and_then(SocketAddr::as_inet)
+                .map(|a| a.ip()),
+            tls: self.settings.tls,
+            path_params,
         }
+    }
+
+    /// The public health check: the status and nothing about internals (details are on the
+    /// admin listener).
+    async fn serve_health(&self, session: &mut Session) -> Result<()> {
+        let (status, body) = match self.store.ping().await {
+            Ok(()) => (200, &br#"{"status":"ok"}"#[..]),
+            Err(e) => {
+                tracing::warn!(error = %e, "health check: store unreachable");
+                (503, &br#"{"status":"unavailable"}"#[..])
+            }
+        };
+        answer::respond(
+            session,
+            status,
+            &[("Content-Type", "application/json")],
+            body.to_vec(),
+        )
+        .await
     }
 
     /// Verifies the request's token, counting the outcome.
-    fn token_state(&self, session: &Session) -> TokenState {
-        match request_token(session) {
-            None => {
+    fn token_state(&self, token: Option<&[u8]>) -> TokenState {
+        let Some(token) = token else {
+            self.metrics
+                .validations
+                .with_label_values(&["absent"])
+                .inc();
+            return TokenState::Absent;
+        };
+        match self.tokens.verify_bytes(token) {
+            Ok(claims) => {
+                self.valid_tokens.inc();
+                TokenState::Valid(claims)
+            }
+            Err(reason) => {
                 self.metrics
                     .validations
-                    .with_label_values(&["absent"])
+                    .with_label_values(&[reason.reason()])
                     .inc();
-                TokenState::Absent
+                TokenState::Invalid(reason)
             }
-            Some(token) => match self.tokens.verify_bytes(token) {
-                Ok(claims) => {
-                    self.valid_tokens.inc();
-                    TokenState::Valid(claims)
-                }
-                Err(reason) => {
-                    self.metrics
-                        .validations
-                        .with_label_values(&[reason.reason()])
-                        .inc();
-                    TokenState::Invalid(reason)
-                }
-            },
         }
     }
 
     /// On a refresh route with a `refresh_token` cookie: exchanges it when the access token is
-    /// missing, expired, or (if configured) about to expire. A failed refresh leaves a valid
-    /// token in place, and otherwise marks both cookies for clearing.
+    /// missing, past its `exp` (whatever the leeway: the upstream never gets an expired
+    /// token when a refresh is possible), or (if configured) about to expire.
+    ///
+    /// Returns the token state to judge. A refresh token that is unknown, expired or revoked
+    /// marks both cookies for clearing, and an access token past its `exp` then counts as
+    /// expired; a store that cannot be reached is `Err(StoreUnavailable)` (503, cookies kept,
+    /// nothing consumed) unless the access token is still valid.
     async fn refresh_if_needed(
         &self,
         session: &Session,
         ctx: &mut RequestContext,
         route: &Route,
         state: TokenState,
-    ) -> TokenState {
-        if !route.auth.refresh {
-            return state;
-        }
+        refresh_token: Option<&[u8]>,
+    ) -> std::result::Result<TokenState, GatewayError> {
+        let now = self.context.clock.now_seconds();
         let wanted = match &state {
-            TokenState::Absent | TokenState::Invalid(gatehouse_plugin_api::TokenError::Expired) => {
-                true
-            }
+            TokenState::Absent | TokenState::Invalid(TokenError::Expired) => true,
             TokenState::Valid(claims) => {
-                route.auth.refresh_before_expiry_seconds > 0
-                    && claims.exp - self.context.clock.now_seconds()
-                        <= route.auth.refresh_before_expiry_seconds
+                now >= claims.exp
+                    || (route.auth.refresh_before_expiry_seconds > 0
+                        && claims.exp - now <= route.auth.refresh_before_expiry_seconds)
             }
             TokenState::Invalid(_) => false,
         };
-        if !wanted {
-            return state;
-        }
-        let Some(value) = request_cookie(session, "refresh_token") else {
-            return state;
+        let Some(value) = refresh_token.filter(|_| route.auth.refresh && wanted) else {
+            return Ok(state);
         };
-        let client_ip = client_ip(session);
-        match self.refresher.refresh(value, client_ip.as_deref()).await {
+        let outcome = match std::str::from_utf8(value) {
+            Ok(value) => {
+                self.refresher
+                    .refresh(value, client_ip(session).as_deref())
+                    .await
+            }
+            Err(_) => Err(RefreshError::NotFound),
+        };
+        let still_valid = matches!(&state, TokenState::Valid(claims) if now < claims.exp);
+        match outcome {
             Ok(refreshed) => {
                 let claims = refreshed.claims.clone();
                 ctx.refreshed = Some(refreshed);
-                TokenState::Valid(claims)
+                Ok(TokenState::Valid(claims))
             }
-            Err(error) => {
-                if let gatehouse_plugin_api::refresh::RefreshError::Store(e) = &error {
-                    tracing::warn!(error = %e, "transparent refresh failed on the store");
-                }
-                if matches!(state, TokenState::Valid(_)) {
-                    state
-                } else {
-                    ctx.clear_cookies = true;
-                    state
-                }
+            Err(_) if still_valid => Ok(state),
+            Err(error) if !error.is_invalid_token() => {
+                tracing::warn!(error = %error.reason(), "transparent refresh failed on the store");
+                Err(GatewayError::StoreUnavailable)
+            }
+            Err(_) => {
+                ctx.clear_cookies = true;
+                Ok(match state {
+                    TokenState::Valid(_) => TokenState::Invalid(TokenError::Expired),
+                    other => other,
+                })
             }
         }
     }
@@ -387,46 +406,206 @@ impl Gateway {
                     Ok(())
                 }
                 Err(e) if required => Err(e),
-                // Optional routes never refuse: forward without an identity.
+                // Optional routes never refuse: forward without an identity (or credential).
                 Err(_) => Ok(()),
             },
         }
     }
+
+    /// Reads the request target into its canonical form (see [`crate::request`]): sets
+    /// `ctx.target` when the upstream must get another target than the one the client wrote,
+    /// and `ctx.host` for an absolute-form target without `Host`.
+    fn read_target(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+    ) -> std::result::Result<(), GatewayError> {
+        let header = session.req_header();
+        let mut hosts = header.headers.get_all(HOST).iter();
+        let has_host = hosts.next().is_some();
+        if hosts.next().is_some() {
+            return Err(GatewayError::AmbiguousHost);
+        }
+        let raw = header.raw_path();
+        let absolute_form = !raw.starts_with(b"/");
+        if absolute_form && !has_host {
+            ctx.host = Some(
+                authority_of(raw)
+                    .ok_or(GatewayError::AmbiguousHost)?
+                    .to_string(),
+            );
+        }
+        let path = canonical_path(header.uri.path().as_bytes(), self.settings.path_options)
+            .map_err(GatewayError::InvalidPath)?;
+        let as_sent = header
+            .uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().as_bytes() == raw);
+        if matches!(path, Cow::Borrowed(_)) && as_sent {
+            return Ok(());
+        }
+        let mut target = path.into_owned();
+        if let Some(query) = header.uri.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        ctx.target = Some(target);
+        Ok(())
+    }
+
+    /// Serves the request when a plugin route or the health check matches its canonical path.
+    /// True when it was answered.
+    async fn serve_builtin(&self, session: &mut Session, ctx: &RequestContext) -> Result<bool> {
+        let path = canonical_path_of(session, ctx).to_string();
+        if path == "/health" {
+            self.serve_health(session).await?;
+            return Ok(true);
+        }
+        let method = session.req_header().method.clone();
+        match self.plugins.find(&method, &path) {
+            RouteMatch::Found {
+                plugin,
+                spec,
+                params,
+            } => {
+                let (plugin, spec) = (plugin.clone(), spec.clone());
+                self.serve_plugin(session, &plugin, &spec, path, params)
+                    .await?;
+                Ok(true)
+            }
+            RouteMatch::MethodNotAllowed => {
+                let mut errors = gatehouse_plugin_api::Errors::new();
+                errors.general(
+                    "[MethodNotAllowed]",
+                    format!("{method} is not allowed on this path."),
+                );
+                let body = serde_json::to_vec(&errors).unwrap_or_default();
+                answer::respond(session, 405, &[("Content-Type", "application/json")], body)
+                    .await?;
+                Ok(true)
+            }
+            RouteMatch::None => Ok(false),
+        }
+    }
+
+    /// Authenticates a request on an auth-enabled route: credentials, transparent refresh,
+    /// policy. `Ok` lets it through.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+        route: &Route,
+    ) -> std::result::Result<(), GatewayError> {
+        let Credentials {
+            access_token,
+            refresh_token,
+        } = credentials::read(&session.req_header().headers).map_err(GatewayError::Ambiguous)?;
+        let state = self.token_state(access_token);
+        let state = self
+            .refresh_if_needed(session, ctx, route, state, refresh_token)
+            .await?;
+        self.apply_policy(ctx, route, state)
+    }
+
+    /// The request's credentials for the upstream: `Authorization` and `Cookie` as the route's
+    /// verdict allows. A token reaches the upstream only when it passed the policy, and then
+    /// only the one that was verified (or its refreshed successor).
+    fn forward_credentials(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestContext,
+        route: &Route,
+    ) -> Result<()> {
+        let verified = !route.auth.enabled || ctx.identity.is_some();
+        let access = match (&ctx.refreshed, verified) {
+            (_, false) => credentials::AccessCookie::Remove,
+            (Some(refreshed), true) => credentials::AccessCookie::Replace(&refreshed.access_token),
+            (None, true) => credentials::AccessCookie::Keep,
+        };
+        match access {
+            credentials::AccessCookie::Replace(token) => {
+                upstream_request.insert_header(AUTHORIZATION, format!("Bearer {token}"))?;
+            }
+            credentials::AccessCookie::Remove if is_bearer(upstream_request) => {
+                upstream_request.remove_header(&AUTHORIZATION);
+            }
+            _ => {}
+        }
+        if credentials::cookie_needs_rewrite(&upstream_request.headers, access) {
+            match credentials::upstream_cookie(&upstream_request.headers, access) {
+                Some(cookie) => {
+                    let value = http::HeaderValue::from_bytes(&cookie)
+                        .map_err(|_| Error::explain(InternalError, "cookie header"))?;
+                    upstream_request.insert_header(COOKIE, value)?;
+                }
+                None => {
+                    upstream_request.remove_header(&COOKIE);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// The most of a refused body the gateway reads (and discards) after answering 413.
-const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
-/// How long it keeps reading it.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The authority of an absolute-form request target (`http://host:port/path`).
+fn authority_of(target: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(target).ok()?;
+    let (_, rest) = text.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
+}
 
-/// Before answering 413, reads and discards the rest of a body the client is still sending, so
-/// closing the connection does not reset it before the client has read the answer. Bodies
-/// declared larger than [`DRAIN_LIMIT_BYTES`] are not read: the connection is just closed.
-async fn drain_refused_body(session: &mut Session, declared_length: Option<usize>) {
-    if declared_length.is_some_and(|len| len > DRAIN_LIMIT_BYTES) {
+/// The canonical path of the request: from `ctx.target` when the target was rewritten, else
+/// the path as sent (already canonical).
+fn canonical_path_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> &'a str {
+    match &ctx.target {
+        Some(target) => target
+            .split_once('?')
+            .map_or(target.as_str(), |(path, _)| path),
+        None => session.req_header().uri.path(),
+    }
+}
+
+/// True when the request's `Authorization` header uses the Bearer scheme.
+fn is_bearer(request: &RequestHeader) -> bool {
+    request
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().get(..7))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+}
+
+/// Removes every client header whose name has an `_`: CGI, PHP, Django, Rails and nginx read
+/// `X_User_Id` as `X-User-Id`, so such a header could pass for an identity header. nginx drops
+/// them by default (`underscores_in_headers off`); so does the gateway, on every route.
+fn drop_underscore_headers(request: &mut RequestHeader) {
+    if !request.headers.keys().any(|n| n.as_str().contains('_')) {
         return;
     }
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, session.drain_request_body()).await;
-}
-
-/// The `Set-Cookie` values that delete both token cookies.
-fn cleared_cookies() -> [String; 2] {
-    [
-        gatehouse_plugin_api::Cookie::cleared("access_token").to_header_value(),
-        gatehouse_plugin_api::Cookie::cleared("refresh_token").to_header_value(),
-    ]
-}
-
-/// A cookie of the request by name (non-empty).
-fn request_cookie<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
-    session
-        .req_header()
+    let names: Vec<HeaderName> = request
         .headers
-        .get_all(COOKIE)
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in names {
+        request.remove_header(&name);
+    }
+}
+
+/// Writes a plugin's response.
+async fn write_plugin_response(session: &mut Session, response: PluginResponse) -> Result<()> {
+    let PluginResponse {
+        status,
+        headers,
+        body,
+    } = response;
+    let headers: Vec<(&str, &str)> = headers
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| cookie_value(h, name))
-        .filter(|v| !v.is_empty())
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    answer::respond(session, status, &headers, body).await
 }
 
 /// The client address: the first `X-Forwarded-For` hop, else the peer.
@@ -446,28 +625,11 @@ fn client_ip(session: &Session) -> Option<String> {
         })
 }
 
-/// `cookie` with `name`'s value replaced (or added).
-fn with_cookie(cookie: Option<&str>, name: &str, value: &str) -> String {
-    let mut pairs: Vec<String> = cookie
-        .unwrap_or("")
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            pair.split_once('=')
-                .map(|(k, _)| k.trim() != name)
-                .unwrap_or(true)
-        })
-        .map(str::to_string)
-        .collect();
-    pairs.push(format!("{name}={value}"));
-    pairs.join("; ")
-}
-
-/// The application and role checks of a route against verified claims.
+/// The route's checks against verified claims: application (its `applicationId`, its tenant,
+/// and `aud` when present), roles, and that every claim the route forwards can be a header.
 fn check_policy(route: &Route, claims: &VerifiedClaims) -> std::result::Result<(), GatewayError> {
     if let Some(app) = route.auth.application_id {
-        if claims.application_id != Some(app) {
+        if claims.application_id != Some(app) || !claims.audience_allows(app) {
             return Err(GatewayError::WrongApplication);
         }
         // The application belongs to one tenant: a token of another tenant naming it is not
@@ -486,6 +648,13 @@ fn check_policy(route: &Route, claims: &VerifiedClaims) -> std::result::Result<(
             .any(|r| route.auth.roles.iter().any(|w| w == r))
     {
         return Err(GatewayError::MissingRole);
+    }
+    if route
+        .identity_headers
+        .iter()
+        .any(|h| claims.header_value(&h.claim) == ClaimHeader::Unrepresentable)
+    {
+        return Err(GatewayError::UnforwardableClaim);
     }
     Ok(())
 }
@@ -506,46 +675,13 @@ fn render_api_error(error: &ApiError) -> PluginResponse {
     error.to_response()
 }
 
-/// The access token of a request, as bytes: `Authorization: Bearer` (scheme
-/// case-insensitive), else the `access_token` cookie. Bytes, not text: a cached token is found
-/// without validating it as text first (see [`Tokens::verify_bytes`]).
-fn request_token(session: &Session) -> Option<&[u8]> {
-    let headers = &session.req_header().headers;
-    if let Some(token) = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| bearer_of_bytes(v.as_bytes()))
-    {
-        return Some(token);
+/// True for failures that are the client's doing (a malformed request, a connection it
+/// closed): logged at debug level, never as errors, so bad traffic cannot fill a disk.
+fn is_client_failure(e: &Error) -> bool {
+    match e.etype() {
+        HTTPStatus(code) => *code < 500,
+        _ => matches!(e.esource(), ErrorSource::Downstream),
     }
-    request_cookie(session, "access_token").map(str::as_bytes)
-}
-
-/// True when the client is a browser asking for a page.
-fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"))
-}
-
-/// The `Cookie` header without the `refresh_token` cookie (upstreams never need it).
-fn without_refresh_cookie(cookie: &str) -> Option<String> {
-    if !cookie.contains("refresh_token") {
-        return None;
-    }
-    let kept: Vec<&str> = cookie
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| {
-            pair.split_once('=')
-                .map(|(k, _)| k.trim() != "refresh_token")
-                .unwrap_or(true)
-        })
-        .filter(|pair| !pair.is_empty())
-        .collect();
-    Some(kept.join("; "))
 }
 
 #[async_trait]
@@ -561,17 +697,20 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // A client that half-closes after its request still gets the answer.
+        session.set_abort_on_close(false);
+        // An idle keep-alive connection is closed after the timeout (never re-enabling
+        // keep-alive the engine turned off).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.settings.idle_timeout_seconds));
+        }
         let header_bytes: usize = session
             .req_header()
             .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum::<usize>()
-            + session
-                .req_header()
-                .uri
-                .path_and_query()
-                .map_or(0, |p| p.as_str().len());
+            + session.req_header().raw_path().len();
         if header_bytes > self.settings.max_header_bytes {
             return Error::e_explain(HTTPStatus(431), "request headers over the limit");
         }
@@ -579,82 +718,37 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        let path = session.req_header().uri.path();
-        if path == "/health" {
-            self.serve_health(session).await?;
+        if let Err(error) = self.read_target(session, ctx) {
+            self.deny(session, ctx, error).await?;
             return Ok(true);
         }
-        if path == "/metrics" {
-            let body = self.metrics.render();
-            Self::respond(
-                session,
-                200,
-                &[("Content-Type", "text/plain; version=0.0.4")],
-                body,
-            )
-            .await?;
+        if self.serve_builtin(session, ctx).await? {
             return Ok(true);
         }
-        let method = session.req_header().method.clone();
-        match self.plugins.find(&method, path) {
-            RouteMatch::Found {
-                plugin,
-                spec,
-                params,
-            } => {
-                let (plugin, spec) = (plugin.clone(), spec.clone());
-                self.serve_plugin(session, &plugin, &spec, params).await?;
-                return Ok(true);
-            }
-            RouteMatch::MethodNotAllowed => {
-                let mut errors = gatehouse_plugin_api::Errors::new();
-                errors.general(
-                    "[MethodNotAllowed]",
-                    format!("{method} is not allowed on this path."),
-                );
-                let body = serde_json::to_vec(&errors).unwrap_or_default();
-                Self::respond(session, 405, &[("Content-Type", "application/json")], body).await?;
-                return Ok(true);
-            }
-            RouteMatch::None => {}
-        }
-
         let host = session
             .req_header()
             .headers
-            .get(http::header::HOST)
+            .get(HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| session.req_header().uri.host());
-        let Some(index) = self.routes.find(host, path) else {
+            .or(ctx.host.as_deref());
+        let Some(index) = self.routes.find(host, canonical_path_of(session, ctx)) else {
             self.deny(session, ctx, GatewayError::NoRoute).await?;
             return Ok(true);
         };
         ctx.route = Some(index);
-        let declared_length = session
-            .req_header()
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared_length.is_some_and(|len| len > self.settings.max_body_bytes) {
-            drain_refused_body(session, declared_length).await;
-            self.deny(session, ctx, GatewayError::BodyTooLarge).await?;
+        if self.declares_oversized_body(session) {
+            self.refuse_declared_body(session, ctx).await?;
             return Ok(true);
         }
         let Some(route) = self.routes.get(index) else {
             self.deny(session, ctx, GatewayError::NoRoute).await?;
             return Ok(true);
         };
-        if !route.auth.enabled {
-            // A public passthrough: no token work at all.
-            self.allowed_requests.inc();
-            return Ok(false);
-        }
-        let state = self.token_state(session);
-        let state = self.refresh_if_needed(session, ctx, route, state).await;
-        if let Err(error) = self.apply_policy(ctx, route, state) {
-            self.deny(session, ctx, error).await?;
-            return Ok(true);
+        if route.auth.enabled {
+            if let Err(error) = self.authenticate(session, ctx, route).await {
+                self.deny(session, ctx, error).await?;
+                return Ok(true);
+            }
         }
         self.allowed_requests.inc();
         Ok(false)
@@ -686,9 +780,9 @@ impl ProxyHttp for Gateway {
             .and_then(|i| self.routes.next_upstream(i))
             .ok_or_else(|| Error::explain(InternalError, "no upstream for the route"))?;
         let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni);
-        peer.options.connection_timeout = Some(std::time::Duration::from_secs(5));
-        peer.options.total_connection_timeout = Some(std::time::Duration::from_secs(10));
-        peer.options.read_timeout = Some(std::time::Duration::from_secs(60));
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        peer.options.total_connection_timeout = Some(Duration::from_secs(10));
+        peer.options.read_timeout = Some(Duration::from_secs(60));
         Ok(Box::new(peer))
     }
 
@@ -698,36 +792,25 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // Exactly the target the policy judged, in origin form.
+        if let Some(target) = &ctx.target {
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|_| Error::explain(InternalError, "canonical target"))?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(host) = &ctx.host {
+            upstream_request.insert_header(HOST, host.as_str())?;
+        }
         // Headers the gateway controls never pass through from the client.
         for name in &self.controlled_headers {
             upstream_request.remove_header(name);
         }
-        if let Some(refreshed) = &ctx.refreshed {
-            // The upstream sees the new token wherever the client carried one.
-            upstream_request
-                .insert_header(AUTHORIZATION, format!("Bearer {}", refreshed.access_token))?;
-            let cookie = with_cookie(
-                upstream_request
-                    .headers
-                    .get(COOKIE)
-                    .and_then(|v| v.to_str().ok()),
-                "access_token",
-                &refreshed.access_token,
-            );
-            upstream_request.insert_header(COOKIE, cookie)?;
-        }
-        if let Some(cookie) = upstream_request
-            .headers
-            .get(COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(without_refresh_cookie)
-        {
-            if cookie.is_empty() {
-                upstream_request.remove_header(&COOKIE);
-            } else {
-                upstream_request.insert_header(COOKIE, cookie)?;
-            }
-        }
+        drop_underscore_headers(upstream_request);
+        let Some(route) = self.route(ctx) else {
+            return Error::e_explain(InternalError, "no route");
+        };
+        self.forward_credentials(upstream_request, ctx, route)?;
         if let Some(addr) = session.client_addr().and_then(SocketAddr::as_inet) {
             let forwarded = match upstream_request
                 .headers
@@ -743,12 +826,10 @@ impl ProxyHttp for Gateway {
             "X-Forwarded-Proto",
             if self.settings.tls { "https" } else { "http" },
         )?;
-        if let (Some(claims), Some(route)) =
-            (&ctx.identity, ctx.route.and_then(|i| self.routes.get(i)))
-        {
+        if let Some(claims) = &ctx.identity {
             for header in &route.identity_headers {
-                if let Some(value) = claims.header_value(&header.claim) {
-                    upstream_request.insert_header(header.written.clone(), value)?;
+                if let ClaimHeader::Value(value) = claims.header_value(&header.claim) {
+                    upstream_request.insert_header(header.written.clone(), value.clone())?;
                 }
             }
         }
@@ -786,11 +867,19 @@ impl ProxyHttp for Gateway {
                 upstream_response.append_header("Set-Cookie", refresh.to_header_value())?;
             }
         } else if ctx.clear_cookies {
-            for cookie in cleared_cookies() {
+            for cookie in answer::cleared_cookies() {
                 upstream_response.append_header("Set-Cookie", cookie)?;
             }
         }
         Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        let client = is_client_failure(error);
+        if client {
+            tracing::debug!(error = %error, "client request failed");
+        }
+        client
     }
 
     async fn fail_to_proxy(
@@ -805,64 +894,21 @@ impl ProxyHttp for Gateway {
         // The connection is not reused after a failure: say so in the answer (`Connection:
         // close`), so clients do not send their next request on a socket about to close.
         session.set_keepalive(None);
+        let failed = |error_code| FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        };
         let error = match e.etype() {
             HTTPStatus(413) => GatewayError::BodyTooLarge,
             HTTPStatus(431) => GatewayError::HeadersTooLarge,
-            HTTPStatus(code) if *code < 500 => {
-                // Other client errors raised by the engine (malformed requests).
-                let code = *code;
-                let mut errors = gatehouse_plugin_api::Errors::new();
-                errors.general("[BadRequest]", "The request could not be processed.");
-                let body = serde_json::to_vec(&errors).unwrap_or_default();
-                let _ = Self::respond(session, code, &[("Content-Type", "application/json")], body)
-                    .await;
-                return FailToProxy {
-                    error_code: code,
-                    can_reuse_downstream: false,
-                };
-            }
+            HTTPStatus(code) if *code < 500 => return failed(bad_request(session, *code).await),
             _ => match e.esource() {
                 ErrorSource::Upstream => GatewayError::UpstreamUnavailable,
                 ErrorSource::Downstream => match e.etype() {
-                    WriteError | ReadError | ConnectionClosed => {
-                        return FailToProxy {
-                            error_code: 0,
-                            can_reuse_downstream: false,
-                        };
-                    }
-                    _ => {
-                        let mut errors = gatehouse_plugin_api::Errors::new();
-                        errors.general("[BadRequest]", "The request could not be processed.");
-                        let body = serde_json::to_vec(&errors).unwrap_or_default();
-                        let _ = Self::respond(
-                            session,
-                            400,
-                            &[("Content-Type", "application/json")],
-                            body,
-                        )
-                        .await;
-                        return FailToProxy {
-                            error_code: 400,
-                            can_reuse_downstream: false,
-                        };
-                    }
+                    WriteError | ReadError | ConnectionClosed => return failed(0),
+                    _ => return failed(bad_request(session, 400).await),
                 },
-                ErrorSource::Internal | ErrorSource::Unset => {
-                    if matches!(
-                        e.etype(),
-                        ConnectTimedout
-                            | ConnectRefused
-                            | ConnectError
-                            | ConnectNoRoute
-                            | TLSHandshakeFailure
-                    ) {
-                        GatewayError::UpstreamUnavailable
-                    } else {
-                        let id = Uuid::new_v4().to_string();
-                        tracing::error!(correlation_id = %id, error = %e, "proxy failure");
-                        GatewayError::Internal(id)
-                    }
-                }
+                ErrorSource::Internal | ErrorSource::Unset => internal_failure(e),
             },
         };
         if matches!(error, GatewayError::UpstreamUnavailable) {
@@ -874,11 +920,31 @@ impl ProxyHttp for Gateway {
         if session.response_written().is_none() {
             let _ = self.deny(session, ctx, error).await;
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        failed(code)
     }
+}
+
+/// Answers a malformed request the engine refused with `code`; the status written.
+async fn bad_request(session: &mut Session, code: u16) -> u16 {
+    let mut errors = gatehouse_plugin_api::Errors::new();
+    errors.general("[BadRequest]", "The request could not be processed.");
+    let body = serde_json::to_vec(&errors).unwrap_or_default();
+    let _ = answer::respond(session, code, &[("Content-Type", "application/json")], body).await;
+    code
+}
+
+/// The gateway error of an internal proxy failure: an upstream that cannot be reached, or an
+/// internal error logged with its correlation id.
+fn internal_failure(e: &Error) -> GatewayError {
+    if matches!(
+        e.etype(),
+        ConnectTimedout | ConnectRefused | ConnectError | ConnectNoRoute | TLSHandshakeFailure
+    ) {
+        return GatewayError::UpstreamUnavailable;
+    }
+    let id = Uuid::new_v4().to_string();
+    tracing::error!(correlation_id = %id, error = %e, "proxy failure");
+    GatewayError::Internal(id)
 }
 
 #[cfg(test)]
@@ -886,15 +952,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refresh_cookie_is_removed_and_others_kept() {
-        assert_eq!(without_refresh_cookie("a=1; b=2"), None);
+    fn absolute_form_targets_name_their_authority() {
+        assert_eq!(authority_of(b"http://app.example/x"), Some("app.example"));
         assert_eq!(
-            without_refresh_cookie("a=1; refresh_token=secret; access_token=x").as_deref(),
-            Some("a=1; access_token=x")
+            authority_of(b"http://app.example:8080?q"),
+            Some("app.example:8080")
         );
-        assert_eq!(
-            without_refresh_cookie("refresh_token=secret").as_deref(),
-            Some("")
-        );
+        assert_eq!(authority_of(b"http://user@evil/x"), None);
+        assert_eq!(authority_of(b"http:///x"), None);
+        assert_eq!(authority_of(b"garbage"), None);
     }
 }

@@ -100,9 +100,16 @@ fn resolve_all(
         .collect()
 }
 
-/// True when `prefix` matches `path` on a segment boundary.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    path.starts_with(prefix)
+/// True when `prefix` matches `path` on a segment boundary (ignoring ASCII case unless
+/// `case_sensitive`).
+fn prefix_matches(prefix: &str, path: &str, case_sensitive: bool) -> bool {
+    let head = path.as_bytes().get(..prefix.len());
+    let starts = match head {
+        Some(head) if case_sensitive => head == prefix.as_bytes(),
+        Some(head) => head.eq_ignore_ascii_case(prefix.as_bytes()),
+        None => false,
+    };
+    starts
         && (prefix.ends_with('/')
             || path.len() == prefix.len()
             || path.as_bytes().get(prefix.len()) == Some(&b'/'))
@@ -134,7 +141,8 @@ impl RouteTable {
         self.routes.iter().map(|e| &e.route)
     }
 
-    /// The first route matching `host` (case-insensitive, port ignored) and `path`.
+    /// The first route matching `host` (case-insensitive, port ignored) and `path`, which must
+    /// be the request's canonical path.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
         let host = host.map(strip_port);
         self.routes.iter().position(|RouteEntry { route, .. }| {
@@ -143,7 +151,7 @@ impl RouteTable {
                 (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
                 (Some(_), None) => false,
             };
-            host_ok && prefix_matches(&route.path, path)
+            host_ok && prefix_matches(&route.path, path, route.case_sensitive)
         })
     }
 
@@ -261,6 +269,7 @@ mod tests {
                 refresh_before_expiry_seconds: 0,
             },
             identity_headers: vec![],
+            case_sensitive: true,
         }
     }
 
@@ -282,8 +291,25 @@ mod tests {
         assert_eq!(table.find(None, "/api/administrator"), Some(2));
         assert_eq!(table.find(None, "/apix"), Some(3));
         assert_eq!(table.find(None, "/"), Some(3));
+        assert_eq!(
+            table.find(None, "/API/admin"),
+            Some(3),
+            "case-sensitive by default"
+        );
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("host"), "host");
+    }
+
+    #[test]
+    fn case_insensitive_routes_match_any_case() {
+        let mut admin = route("/admin", None);
+        admin.case_sensitive = false;
+        let table = RouteTable::new(vec![admin, route("/", None)]).expect("table");
+        for path in ["/admin", "/ADMIN", "/Admin/x", "/aDmIn/"] {
+            assert_eq!(table.find(None, path), Some(0), "{path}");
+        }
+        assert_eq!(table.find(None, "/adminx"), Some(1));
+        assert_eq!(table.find(None, "/adm"), Some(1));
     }
 
     #[test]

@@ -162,7 +162,7 @@ fn parallel_requests_with_one_one_time_token_cause_exactly_one_rotation() {
         .expect("count");
     assert_eq!(rotations, 1);
     let metrics = client()
-        .get(gw.url("/metrics"))
+        .get(gw.admin_url("/metrics"))
         .send()
         .expect("send")
         .text()

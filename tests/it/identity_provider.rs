@@ -47,7 +47,7 @@ impl ExternalKey {
                 verifying: secret,
             };
         }
-        let key = SigningKey::from_spec(&spec, Some(&material), 0).expect("key");
+        let key = SigningKey::from_spec(&spec, Some(&material)).expect("key");
         let public = key.public().expect("public half").pem.clone();
         ExternalKey {
             algorithm,

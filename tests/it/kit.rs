@@ -192,6 +192,8 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub demo_port: u16,
+    /// The admin listener's port (`/metrics`, `/health` with details).
+    pub admin_port: u16,
     pub keys: std::sync::Arc<Keys>,
     pub config_path: PathBuf,
     /// The SQLite file; shared when the gateway is a peer of another (see `start_peer`).
@@ -219,6 +221,7 @@ impl TestGateway {
         let mut gateway = TestGateway {
             port: free_port(),
             demo_port: free_port(),
+            admin_port: free_port(),
             config_path: dir.path().join("config.yaml"),
             store: dir.path().join("data").join("gatehouse.db"),
             tls: options.extra.contains("tls:"),
@@ -237,6 +240,7 @@ impl TestGateway {
         let mut gateway = TestGateway {
             port: free_port(),
             demo_port: free_port(),
+            admin_port: free_port(),
             config_path: dir.path().join("config.yaml"),
             store: self.store.clone(),
             tls: options.extra.contains("tls:"),
@@ -291,6 +295,8 @@ plugins:
   identity-provider: {{}}
 demoUpstream:
   listen: 127.0.0.1:{demo}
+admin:
+  listen: 127.0.0.1:{admin}
 limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192}}
 validation: {{leewaySeconds: 0}}
 {extra}
@@ -320,6 +326,7 @@ routes:
             tenant_jwt = options.tenant_jwt,
             app_jwt = options.app_jwt,
             demo = self.demo_port,
+            admin = self.admin_port,
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options
@@ -409,6 +416,11 @@ routes:
             .bearer_auth(token)
             .send()
             .expect("send")
+    }
+
+    /// A URL on the admin listener (plain HTTP).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
     }
 
     pub fn url(&self, path: &str) -> String {

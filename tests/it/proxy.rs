@@ -8,17 +8,34 @@ use uuid::Uuid;
 use super::kit::*;
 
 #[test]
-fn no_token_is_refused_with_json_and_www_authenticate() {
+fn refusals_carry_the_rfc_6750_challenge() {
     let gw = TestGateway::start();
-    let response = client().get(gw.url("/anything")).send().expect("send");
-    assert_eq!(
+    let challenge = |response: &reqwest::blocking::Response| {
         response.headers()["www-authenticate"]
             .to_str()
-            .expect("header"),
-        "Bearer error=\"invalid_token\""
-    );
+            .expect("header")
+            .to_string()
+    };
+    // No credentials: a challenge without an error code (RFC 6750 §3.1).
+    let response = client().get(gw.url("/anything")).send().expect("send");
+    assert_eq!(challenge(&response), "Bearer realm=\"gatehouse\"");
     let body = check_status(response, 401);
     assert_eq!(body["generalErrors"][0]["code"], "[MissingToken]");
+    // A token that does not verify.
+    let response = gw.get_as("/anything", "not.a.token");
+    assert_eq!(
+        challenge(&response),
+        "Bearer realm=\"gatehouse\", error=\"invalid_token\""
+    );
+    check_status(response, 401);
+    // A valid token without the route's role.
+    let token = gw.token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, &["user"]));
+    let response = gw.get_as("/admin", &token);
+    assert_eq!(
+        challenge(&response),
+        "Bearer realm=\"gatehouse\", error=\"insufficient_scope\""
+    );
+    check_status(response, 403);
 }
 
 #[test]
@@ -309,13 +326,13 @@ fn oversized_bodies_and_headers_are_refused() {
 }
 
 #[test]
-fn health_and_metrics_answer() {
+fn metrics_are_on_the_admin_listener_and_public_health_tells_only_the_status() {
     let gw = TestGateway::start();
     let body = check_status(client().get(gw.url("/health")).send().expect("send"), 200);
-    assert_eq!(body["status"], "ok");
+    assert_eq!(body, json!({"status": "ok"}));
     client().get(gw.url("/x")).send().expect("send");
     let text = client()
-        .get(gw.url("/metrics"))
+        .get(gw.admin_url("/metrics"))
         .send()
         .expect("send")
         .text()
@@ -324,6 +341,32 @@ fn health_and_metrics_answer() {
         text.contains("gatehouse_proxy_requests_total{outcome=\"unauthenticated\"}"),
         "{text}"
     );
+    let admin_health = check_status(
+        client().get(gw.admin_url("/health")).send().expect("send"),
+        200,
+    );
+    assert_eq!(admin_health["store"], "ok");
+    assert_eq!(
+        client()
+            .get(gw.admin_url("/nope"))
+            .send()
+            .expect("send")
+            .status(),
+        404
+    );
+    // On the public listener /metrics is an upstream path like any other: here the catch-all
+    // route wants a token, and with one the upstream answers.
+    assert_eq!(
+        client()
+            .get(gw.url("/metrics"))
+            .send()
+            .expect("send")
+            .status(),
+        401
+    );
+    let token = gw.token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, &["user"]));
+    let echoed = check_status(gw.get_as("/metrics", &token), 200);
+    assert_eq!(echoed["path"], "/metrics");
 }
 
 #[test]

@@ -29,7 +29,7 @@ fn external_token(email: &str) -> String {
 fn the_readme_flow_works_on_the_shipped_config() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("dir");
-    let (port, demo) = (free_port(), free_port());
+    let (port, demo, admin) = (free_port(), free_port(), free_port());
     let config = std::fs::read_to_string(repo.join("config.yaml"))
         .expect("config")
         .replace(
@@ -39,6 +39,10 @@ fn the_readme_flow_works_on_the_shipped_config() {
         .replace(
             "${GATEHOUSE_DEMO_LISTEN:-127.0.0.1:9012}",
             &format!("127.0.0.1:{demo}"),
+        )
+        .replace(
+            "${GATEHOUSE_ADMIN_LISTEN:-127.0.0.1:9013}",
+            &format!("127.0.0.1:{admin}"),
         );
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).expect("write");

@@ -31,4 +31,6 @@ pub use refresh::{
 };
 pub use request::{Cookie, PluginRequest, PluginResponse};
 pub use store::{Store, StoreError};
-pub use tokens::{AccessTokenRequest, IssuedToken, TokenError, TokenService, VerifiedClaims};
+pub use tokens::{
+    AccessTokenRequest, ClaimHeader, IssuedToken, TokenError, TokenService, VerifiedClaims,
+};

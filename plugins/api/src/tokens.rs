@@ -11,8 +11,12 @@ use crate::model::{Application, Registration, Tenant, User};
 /// Why a token was not accepted, or could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenError {
-    /// Not three base64url parts, bad JSON, or a header without `kid`.
+    /// Not three base64url parts, bad JSON, a header without `kid`, or a time claim (`exp`,
+    /// `nbf`, `iat`) that is not a number.
     Malformed,
+    /// The header names a `crit` extension (none is implemented) or a `typ` other than a JWT
+    /// access token (RFC 7515 §4.1.11, RFC 8725 §3.11).
+    UnsupportedHeader,
     /// No key with the token's `kid`.
     UnknownKey,
     /// The header's `alg` is not the algorithm bound to the key (this includes `none`).
@@ -36,6 +40,7 @@ impl TokenError {
     pub fn reason(self) -> &'static str {
         match self {
             TokenError::Malformed => "malformed",
+            TokenError::UnsupportedHeader => "unsupported_header",
             TokenError::UnknownKey => "unknown_key",
             TokenError::AlgorithmMismatch => "algorithm_mismatch",
             TokenError::BadSignature => "bad_signature",
@@ -79,15 +84,58 @@ pub struct VerifiedClaims {
     pub session_id: Option<Uuid>,
     /// `roles`, empty when absent.
     pub roles: Vec<String>,
+    /// `aud` when present: the UUIDs it names (a string or an array; other values name no
+    /// application). `None` when the token has no `aud`.
+    pub audience: Option<Vec<Uuid>>,
     /// Header values of the claims, sorted by claim name, rendered once on first use (see
     /// [`VerifiedClaims::header_value`]); a cached token renders nothing again.
-    pub header_values: std::sync::OnceLock<Vec<(String, http::HeaderValue)>>,
+    pub header_values: std::sync::OnceLock<Vec<(String, Option<http::HeaderValue>)>>,
+}
+
+/// A claim as the value of an identity header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimHeader<'a> {
+    /// The token has no such claim (or it is `null` or an object): no header is set.
+    Absent,
+    /// The claim's header value.
+    Value(&'a http::HeaderValue),
+    /// The claim holds bytes no header value may carry (CR, LF, NUL, other controls): a token
+    /// with it cannot be forwarded with its identity.
+    Unrepresentable,
+}
+
+/// A NumericDate claim (RFC 7519 §2) in whole seconds: any JSON number, integer or not,
+/// `round`ed to an integer; `Ok(None)` when absent; `Err` for any other type or a value out of
+/// range.
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+    round: fn(f64) -> f64,
+) -> Result<Option<i64>, ()> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    if let Some(seconds) = value.as_i64() {
+        return Ok(Some(seconds));
+    }
+    let seconds = value.as_f64().filter(|_| value.is_f64()).ok_or(())?;
+    let rounded = round(seconds);
+    // ±2^53: every integer in range is exact, and far beyond any real date.
+    const LIMIT: f64 = 9_007_199_254_740_992.0;
+    if !(-LIMIT..=LIMIT).contains(&rounded) {
+        return Err(());
+    }
+    Ok(Some(rounded as i64))
 }
 
 impl VerifiedClaims {
-    /// The claims the policy needs, parsed from `claims`; `None` without a numeric `exp`.
+    /// The claims the policy needs, parsed from `claims`; `None` without `exp`, or when `exp`,
+    /// `nbf` or `iat` is not a number. A fractional time is valid: `exp` and `iat` are rounded
+    /// down and `nbf` up, so rounding never extends a token's life.
     pub fn from_claims(claims: Map<String, Value>, key_id: String) -> Option<VerifiedClaims> {
-        let exp = claims.get("exp").and_then(Value::as_i64)?;
+        let exp = numeric_date(&claims, "exp", f64::floor).ok()??;
+        let not_before = numeric_date(&claims, "nbf", f64::ceil).ok()?;
+        let iat = numeric_date(&claims, "iat", f64::floor).ok()?;
         let uuid_claim = |name: &str| {
             claims
                 .get(name)
@@ -103,8 +151,9 @@ impl VerifiedClaims {
         };
         Some(VerifiedClaims {
             exp,
-            iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
-            not_before: claims.get("nbf").and_then(Value::as_i64),
+            iat: iat.unwrap_or(0),
+            not_before,
+            audience: claims.get("aud").map(audience_of),
             subject: uuid_claim("sub"),
             application_id: uuid_claim("applicationId"),
             tenant_id: uuid_claim("tid"),
@@ -116,26 +165,36 @@ impl VerifiedClaims {
         })
     }
 
+    /// True when the token may be used for `application`: its `aud`, when present, names it.
+    pub fn audience_allows(&self, application: Uuid) -> bool {
+        self.audience
+            .as_ref()
+            .is_none_or(|audience| audience.contains(&application))
+    }
+
     /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; every claim is
-    /// rendered once, the first time any is asked for, so the proxy's hot path only clones.
-    pub fn header_value(&self, name: &str) -> Option<http::HeaderValue> {
+    /// rendered once, the first time any is asked for, so the proxy's hot path only looks up.
+    pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
         let values = self.header_values.get_or_init(|| {
-            let mut values: Vec<(String, http::HeaderValue)> = self
+            let mut values: Vec<(String, Option<http::HeaderValue>)> = self
                 .claims
                 .keys()
                 .filter_map(|k| {
                     let text = self.claim_text(k)?;
-                    let value = http::HeaderValue::from_bytes(text.as_bytes()).ok()?;
+                    let value = http::HeaderValue::from_bytes(text.as_bytes()).ok();
                     Some((k.clone(), value))
                 })
                 .collect();
             values.sort_by(|a, b| a.0.cmp(&b.0));
             values
         });
-        values
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .ok()
-            .map(|i| values[i].1.clone())
+        match values.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+            Err(_) => ClaimHeader::Absent,
+            Ok(i) => match &values[i].1 {
+                Some(value) => ClaimHeader::Value(value),
+                None => ClaimHeader::Unrepresentable,
+            },
+        }
     }
 
     /// A claim rendered as header text: strings as they are, arrays joined with `,`, numbers and
@@ -157,6 +216,15 @@ impl VerifiedClaims {
             Value::Number(n) => Some(n.to_string()),
             Value::Null | Value::Object(_) => None,
         }
+    }
+}
+
+/// The application ids an `aud` claim names: a UUID string, or the UUID strings of an array.
+fn audience_of(aud: &Value) -> Vec<Uuid> {
+    let parse = |v: &Value| v.as_str().and_then(|s| Uuid::parse_str(s).ok());
+    match aud {
+        Value::Array(items) => items.iter().filter_map(parse).collect(),
+        other => parse(other).into_iter().collect(),
     }
 }
 

@@ -482,6 +482,7 @@ impl TokenService for FakeTokens {
             tenant_id: Some(request.tenant.id),
             session_id: request.session_id,
             roles: Vec::new(),
+            audience: application_id.map(|app| vec![app]),
             header_values: Default::default(),
         };
         lock(&self.issued).insert(token.clone(), Arc::new(verified));

@@ -1,6 +1,7 @@
 //! `GET /api/jwt/validate`: verifies the request's access token (the `Authorization: Bearer`
 //! header, else the `access_token` cookie) and returns its claims as `{"jwt": {…}}`; 401 with an
-//! empty body when it is missing or not valid (bad signature, expired, revoked, …).
+//! empty body when it is missing or not valid (bad signature, expired — from `exp` on, with no
+//! leeway —, revoked, …).
 
 use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginResponse};
 use serde_json::{json, Map, Value};
@@ -17,6 +18,11 @@ pub fn validate(
         .tokens
         .verify_any_issuer(jwt)
         .map_err(|_| ApiError::Unauthorized)?;
+    // FusionAuth answers 401 from `exp` on: the proxy's clock-skew leeway does not apply here.
+    let now = context.clock.now_seconds();
+    if now >= claims.exp || claims.not_before.is_some_and(|nbf| nbf > now) {
+        return Err(ApiError::Unauthorized);
+    }
     Ok(PluginResponse::json(200, &validate_body(&claims.claims)))
 }
 

@@ -1,0 +1,104 @@
+//! Logging set-up: `tracing` to stderr, as text or JSON, with the proxy engine's own log lines
+//! (it logs through the `log` crate) rate-limited, so a flood of malformed client traffic
+//! cannot fill a disk. Client mistakes the gateway sees itself are logged at debug level.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+use crate::config::LogFormat;
+
+/// At most this many warning or error lines of the proxy engine are written per window.
+const ENGINE_LINES_PER_WINDOW: u64 = 20;
+/// The window.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// The current window's number and how many engine lines it let through.
+static WINDOW_NUMBER: AtomicU64 = AtomicU64::new(0);
+static WINDOW_LINES: AtomicU64 = AtomicU64::new(0);
+/// Engine lines dropped since the last report.
+static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+/// True when an event of `target` at `level` may be written: everything but the proxy engine's
+/// warnings and errors, and of those at most [`ENGINE_LINES_PER_WINDOW`] per [`WINDOW`].
+fn admit(target: &str, level: &tracing::Level) -> bool {
+    if !target.starts_with("pingora") || *level > tracing::Level::WARN {
+        return true;
+    }
+    let window = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / WINDOW.as_secs());
+    if WINDOW_NUMBER.swap(window, Ordering::Relaxed) != window {
+        WINDOW_LINES.store(0, Ordering::Relaxed);
+    }
+    if WINDOW_LINES.fetch_add(1, Ordering::Relaxed) < ENGINE_LINES_PER_WINDOW {
+        return true;
+    }
+    SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+    false
+}
+
+/// Installs the subscriber: `level` (a `tracing` filter; `RUST_LOG` wins when set) in `format`.
+pub fn init(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let output = output.with_filter(filter_fn(|meta| admit(meta.target(), meta.level())));
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .is_err()
+    {
+        eprintln!("logging was already initialised");
+        return;
+    }
+    let reporter = std::thread::Builder::new()
+        .name("log-report".into())
+        .spawn(report_suppressed);
+    if let Err(e) = reporter {
+        tracing::warn!(error = %e, "cannot start the log reporter");
+    }
+}
+
+/// Says, once per window, how many engine lines were dropped.
+fn report_suppressed() {
+    loop {
+        std::thread::sleep(WINDOW);
+        let dropped = SUPPRESSED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(dropped, "proxy engine log lines suppressed (rate limit)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_warnings_are_rate_limited_and_the_rest_is_not() {
+        let admitted = (0..1000)
+            .filter(|_| admit("pingora_proxy", &tracing::Level::ERROR))
+            .count() as u64;
+        // Near a window boundary the count can restart once.
+        assert!(admitted <= 2 * ENGINE_LINES_PER_WINDOW, "{admitted}");
+        assert!(admitted >= 1);
+        assert!(SUPPRESSED.load(Ordering::Relaxed) > 0);
+        assert!((0..1000).all(|_| admit("gatehouse::proxy", &tracing::Level::ERROR)));
+        assert!((0..1000).all(|_| admit("pingora_core", &tracing::Level::INFO)));
+    }
+}

@@ -1,0 +1,455 @@
+//! The credentials of a proxied request, read once and refused when ambiguous.
+//!
+//! A request carries at most one access token (the `Authorization: Bearer` header, or the
+//! `access_token` cookie, or both with the same value) and at most one refresh token (the
+//! `refresh_token` cookie). Anything that could make the gateway verify one credential while
+//! the upstream reads another is refused with 400, before any policy runs:
+//!
+//! - more than one `Authorization` header;
+//! - an `access_token` (or `refresh_token`) cookie given more than once with different values;
+//! - a Bearer token and an `access_token` cookie that differ;
+//! - an `Authorization` header of another scheme next to an `access_token` cookie (two
+//!   credentials, and the upstream could take either);
+//! - a cookie whose name a framework could read as one of those two (`Access_Token`,
+//!   `access%5Ftoken`, `access.token` — PHP turns `.` and spaces into `_`).
+//!
+//! Cookies are read as bytes: another cookie holding bytes outside ASCII never hides the
+//! credentials. The rewritten `Cookie` header for the upstream keeps every other cookie, in
+//! order, and never the refresh token.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+/// The name of the access-token cookie.
+pub const ACCESS_COOKIE: &[u8] = b"access_token";
+/// The name of the refresh-token cookie.
+pub const REFRESH_COOKIE: &[u8] = b"refresh_token";
+
+/// Why a request's credentials are ambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// More than one `Authorization` header.
+    SeveralAuthorizationHeaders,
+    /// One token cookie given twice with different values.
+    ConflictingCookies,
+    /// A Bearer token and an `access_token` cookie that differ.
+    HeaderAndCookieDiffer,
+    /// An `Authorization` header of another scheme next to an `access_token` cookie.
+    TwoCredentials,
+    /// A cookie name that a framework could read as a token cookie's.
+    LookalikeCookie,
+}
+
+impl Ambiguity {
+    /// A sentence for the client (it names no value).
+    pub fn message(self) -> &'static str {
+        match self {
+            Ambiguity::SeveralAuthorizationHeaders => {
+                "The request has more than one Authorization header."
+            }
+            Ambiguity::ConflictingCookies => "A token cookie appears twice with different values.",
+            Ambiguity::HeaderAndCookieDiffer => {
+                "The Bearer token and the access_token cookie differ."
+            }
+            Ambiguity::TwoCredentials => {
+                "The request carries an Authorization header and an access_token cookie."
+            }
+            Ambiguity::LookalikeCookie => {
+                "A cookie name could be read as access_token or refresh_token."
+            }
+        }
+    }
+}
+
+/// The credentials of a request, as bytes of its headers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// The access token: the Bearer token, else the `access_token` cookie (non-empty).
+    pub access_token: Option<&'a [u8]>,
+    /// The `refresh_token` cookie (non-empty).
+    pub refresh_token: Option<&'a [u8]>,
+}
+
+/// Reads the request's credentials; `Err` when they are ambiguous (see the module header).
+pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
+    let mut authorizations = headers.get_all(AUTHORIZATION).iter();
+    let authorization = authorizations.next().map(|v| v.as_bytes());
+    if authorizations.next().is_some() {
+        return Err(Ambiguity::SeveralAuthorizationHeaders);
+    }
+    let bearer = authorization.and_then(bearer_of);
+    let cookies = token_cookies(headers)?;
+    let access_token = match (bearer, cookies.access_token) {
+        (Some(header), Some(cookie)) if header != cookie => {
+            return Err(Ambiguity::HeaderAndCookieDiffer)
+        }
+        (None, Some(_)) if authorization.is_some() => return Err(Ambiguity::TwoCredentials),
+        (header, cookie) => header.or(cookie),
+    };
+    Ok(Credentials {
+        access_token,
+        refresh_token: cookies.refresh_token,
+    })
+}
+
+/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive); `None`
+/// for another scheme. A `Bearer` value with no token is an empty (and so invalid) token.
+fn bearer_of(value: &[u8]) -> Option<&[u8]> {
+    let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
+    if !value[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    Some(value[scheme_end..].trim_ascii())
+}
+
+/// The name and value of each cookie of every `Cookie` header, in order, as bytes: pairs are
+/// split on `;`, trimmed, and split at the first `=` (a pair without one has an empty value);
+/// a value's surrounding double quotes are removed.
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
+            let value = pair.get(eq + 1..).unwrap_or_default().trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            (pair[..eq].trim_ascii(), value)
+        })
+}
+
+/// The token cookies of a request, each given once (or several times with one value).
+fn token_cookies(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
+    let mut found = Credentials::default();
+    for (name, value) in cookie_pairs(headers) {
+        let slot = if name == ACCESS_COOKIE {
+            &mut found.access_token
+        } else if name == REFRESH_COOKIE {
+            &mut found.refresh_token
+        } else if is_lookalike(name) {
+            return Err(Ambiguity::LookalikeCookie);
+        } else {
+            continue;
+        };
+        if value.is_empty() {
+            // A cleared cookie: no credential.
+            continue;
+        }
+        match slot {
+            Some(seen) if *seen != value => return Err(Ambiguity::ConflictingCookies),
+            _ => *slot = Some(value),
+        }
+    }
+    Ok(found)
+}
+
+/// True when `name` is not a token cookie's name but a framework could read it as one: equal
+/// to one after percent-decoding, lower-casing, and turning `.` and spaces into `_`.
+fn is_lookalike(name: &[u8]) -> bool {
+    // Fast exit: every lookalike is at least as long as `access_token` once decoded, and longer
+    // names than 3 × `refresh_token` cannot decode to it.
+    if name.len() < ACCESS_COOKIE.len() || name.len() > 3 * REFRESH_COOKIE.len() {
+        return false;
+    }
+    let mut folded = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let mut byte = name[i];
+        if byte == b'%' {
+            if let Some(decoded) = name.get(i + 1..i + 3).and_then(hex_byte) {
+                byte = decoded;
+                i += 2;
+            }
+        }
+        folded.push(match byte.to_ascii_lowercase() {
+            b'.' | b' ' => b'_',
+            other => other,
+        });
+        i += 1;
+    }
+    folded == ACCESS_COOKIE || folded == REFRESH_COOKIE
+}
+
+/// The byte of two hex digits.
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(digits).ok()?;
+    u8::from_str_radix(text, 16).ok()
+}
+
+/// What becomes of the `access_token` cookie on the way upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessCookie<'a> {
+    /// Forwarded as the client sent it.
+    Keep,
+    /// Replaced by (or, when absent, added with) this token.
+    Replace(&'a str),
+    /// Removed: the token did not pass the route's policy.
+    Remove,
+}
+
+/// The `Cookie` header for the upstream: every cookie of every `Cookie` line in order, joined
+/// into one line, never the `refresh_token` cookie, and `access_token` as `access` says.
+/// `None` when no cookie is left.
+pub fn upstream_cookie(headers: &HeaderMap, access: AccessCookie<'_>) -> Option<Vec<u8>> {
+    let mut line: Vec<u8> = Vec::new();
+    let mut push = |pair: &[&[u8]]| {
+        if !line.is_empty() {
+            line.extend_from_slice(b"; ");
+        }
+        pair.iter().for_each(|part| line.extend_from_slice(part));
+    };
+    let mut replaced = false;
+    for pair in headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+    {
+        let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
+        match (pair[..eq].trim_ascii(), access) {
+            (REFRESH_COOKIE, _) | (ACCESS_COOKIE, AccessCookie::Remove) => {}
+            (ACCESS_COOKIE, AccessCookie::Replace(token)) => {
+                if !replaced {
+                    push(&[ACCESS_COOKIE, b"=", token.as_bytes()]);
+                    replaced = true;
+                }
+            }
+            _ => push(&[pair]),
+        }
+    }
+    if let (AccessCookie::Replace(token), false) = (access, replaced) {
+        push(&[ACCESS_COOKIE, b"=", token.as_bytes()]);
+    }
+    (!line.is_empty()).then_some(line)
+}
+
+/// True when the request's `Cookie` headers must be rewritten for the upstream: `access` is not
+/// [`AccessCookie::Keep`], or they hold a refresh token, or there is more than one line to join.
+pub fn cookie_needs_rewrite(headers: &HeaderMap, access: AccessCookie<'_>) -> bool {
+    let mut lines = headers.get_all(COOKIE).iter();
+    let Some(first) = lines.next() else {
+        return matches!(access, AccessCookie::Replace(_));
+    };
+    access != AccessCookie::Keep
+        || lines.next().is_some()
+        || contains(first.as_bytes(), REFRESH_COOKIE)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_bytes(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    type Read = Result<(Option<String>, Option<String>), Ambiguity>;
+    type Case<'a> = (Vec<(&'a str, &'a [u8])>, Read);
+
+    fn read_of(pairs: &[(&str, &[u8])]) -> Read {
+        let map = headers(pairs);
+        let text = |v: Option<&[u8]>| v.map(|b| String::from_utf8_lossy(b).into_owned());
+        read(&map).map(|c| (text(c.access_token), text(c.refresh_token)))
+    }
+
+    fn ok(
+        access: Option<&str>,
+        refresh: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>), Ambiguity> {
+        Ok((access.map(str::to_string), refresh.map(str::to_string)))
+    }
+
+    #[test]
+    fn credentials_are_read_or_refused_as_ambiguous() {
+        let cases: Vec<Case<'_>> = vec![
+            (vec![], ok(None, None)),
+            (
+                vec![("authorization", b"Bearer abc")],
+                ok(Some("abc"), None),
+            ),
+            (
+                vec![("authorization", b"bEaReR  abc ")],
+                ok(Some("abc"), None),
+            ),
+            (vec![("authorization", b"Bearer")], ok(Some(""), None)),
+            (vec![("authorization", b"Basic xyz")], ok(None, None)),
+            (
+                vec![
+                    ("authorization", b"Bearer a"),
+                    ("authorization", b"Bearer a"),
+                ],
+                Err(Ambiguity::SeveralAuthorizationHeaders),
+            ),
+            (
+                vec![
+                    ("authorization", b"Basic x"),
+                    ("authorization", b"Bearer a"),
+                ],
+                Err(Ambiguity::SeveralAuthorizationHeaders),
+            ),
+            (vec![("cookie", b"access_token=abc")], ok(Some("abc"), None)),
+            (
+                vec![("cookie", b"access_token=\"abc\"")],
+                ok(Some("abc"), None),
+            ),
+            (
+                vec![(
+                    "cookie",
+                    b"a=1; access_token=abc; theme=\xc3\xa9; refresh_token=r",
+                )],
+                ok(Some("abc"), Some("r")),
+            ),
+            (
+                vec![("cookie", b"theme=\xff"), ("cookie", b"access_token=abc")],
+                ok(Some("abc"), None),
+            ),
+            (
+                vec![("cookie", b"access_token=a; access_token=a")],
+                ok(Some("a"), None),
+            ),
+            (
+                vec![("cookie", b"access_token=a; access_token=b")],
+                Err(Ambiguity::ConflictingCookies),
+            ),
+            (
+                vec![("cookie", b"access_token=a"), ("cookie", b"access_token=b")],
+                Err(Ambiguity::ConflictingCookies),
+            ),
+            (
+                vec![("cookie", b"refresh_token=a; refresh_token=b")],
+                Err(Ambiguity::ConflictingCookies),
+            ),
+            (
+                vec![("cookie", b"access_token=; access_token=b")],
+                ok(Some("b"), None),
+            ),
+            (
+                vec![
+                    ("authorization", b"Bearer a"),
+                    ("cookie", b"access_token=a"),
+                ],
+                ok(Some("a"), None),
+            ),
+            (
+                vec![
+                    ("authorization", b"Bearer a"),
+                    ("cookie", b"access_token=b"),
+                ],
+                Err(Ambiguity::HeaderAndCookieDiffer),
+            ),
+            (
+                vec![("authorization", b"Basic x"), ("cookie", b"access_token=b")],
+                Err(Ambiguity::TwoCredentials),
+            ),
+            (
+                vec![("cookie", b"Access_Token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access%5Ftoken=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access.token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"refresh token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"REFRESH_TOKEN=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access_tokens=b; my_access_token=c")],
+                ok(None, None),
+            ),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(read_of(&pairs), expected, "{pairs:?}");
+        }
+    }
+
+    fn rewritten(pairs: &[(&str, &[u8])], token: Option<&str>) -> Option<String> {
+        let access = token.map_or(AccessCookie::Keep, AccessCookie::Replace);
+        upstream_cookie(&headers(pairs), access).map(|l| String::from_utf8_lossy(&l).into_owned())
+    }
+
+    #[test]
+    fn the_upstream_cookie_keeps_every_other_cookie_in_order() {
+        assert_eq!(
+            rewritten(&[("cookie", b"a=1; refresh_token=s; b=2")], None).as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(
+            rewritten(
+                &[
+                    ("cookie", b"a=1; refresh_token=s"),
+                    ("cookie", b"refresh_token=s; b=\xc3\xa9; flag")
+                ],
+                None
+            )
+            .as_deref(),
+            Some("a=1; b=é; flag")
+        );
+        assert_eq!(rewritten(&[("cookie", b"refresh_token=s")], None), None);
+        assert_eq!(
+            rewritten(&[("cookie", b"access_token=old; a=1")], Some("new")).as_deref(),
+            Some("access_token=new; a=1")
+        );
+        assert_eq!(
+            rewritten(&[("cookie", b"a=1; refresh_token=s")], Some("new")).as_deref(),
+            Some("a=1; access_token=new")
+        );
+        assert_eq!(
+            rewritten(&[], Some("new")).as_deref(),
+            Some("access_token=new")
+        );
+        assert_eq!(
+            upstream_cookie(
+                &headers(&[("cookie", b"a=1; access_token=t; b=2")]),
+                AccessCookie::Remove
+            )
+            .as_deref(),
+            Some(&b"a=1; b=2"[..])
+        );
+        let keep = AccessCookie::Keep;
+        assert!(cookie_needs_rewrite(
+            &headers(&[("cookie", b"x=1; refresh_token=s")]),
+            keep
+        ));
+        assert!(cookie_needs_rewrite(
+            &headers(&[("cookie", b"x=1"), ("cookie", b"y=2")]),
+            keep
+        ));
+        assert!(!cookie_needs_rewrite(
+            &headers(&[("cookie", b"x=1; access_token=a")]),
+            keep
+        ));
+        assert!(!cookie_needs_rewrite(&headers(&[]), keep));
+        assert!(!cookie_needs_rewrite(&headers(&[]), AccessCookie::Remove));
+        assert!(cookie_needs_rewrite(
+            &headers(&[]),
+            AccessCookie::Replace("t")
+        ));
+    }
+}
