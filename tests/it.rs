@@ -3,6 +3,7 @@
 //! over HTTP.
 
 mod it {
+    pub mod boundary;
     pub mod config;
     pub mod edge;
     pub mod identity_provider;

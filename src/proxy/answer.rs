@@ -51,9 +51,15 @@ pub fn declared_length(session: &Session) -> Option<u64> {
 
 /// After a refusal has been written: reads and discards what the client still sends of its
 /// body, up to [`DISCARD_LIMIT_BYTES`] or [`DISCARD_TIMEOUT`], so closing the connection does
-/// not reset it before the client has read the answer. The connection is closed afterwards
-/// (the caller turned keep-alive off before answering).
-pub async fn discard_refused_body(session: &mut Session) {
+/// not reset it before the client has read the answer. A body declared far over the limit
+/// (more than `max_body_bytes` + [`DISCARD_LIMIT_BYTES`]) is not read at all: the connection
+/// closes at once. It is closed afterwards in any case (the caller turned keep-alive off
+/// before answering).
+pub async fn discard_refused_body(session: &mut Session, max_body_bytes: usize) {
+    let far_over = (max_body_bytes + DISCARD_LIMIT_BYTES) as u64;
+    if declared_length(session).is_some_and(|len| len > far_over) {
+        return;
+    }
     let deadline = Instant::now() + DISCARD_TIMEOUT;
     let mut read = 0usize;
     while read < DISCARD_LIMIT_BYTES {

@@ -194,7 +194,7 @@ impl Gateway {
         ctx: &RequestContext,
     ) -> Result<()> {
         self.deny(session, ctx, GatewayError::BodyTooLarge).await?;
-        answer::discard_refused_body(session).await;
+        answer::discard_refused_body(session, self.settings.max_body_bytes).await;
         Ok(())
     }
 
@@ -254,7 +254,7 @@ impl Gateway {
                 session.set_keepalive(None);
                 let response = render_api_error(&error);
                 write_plugin_response(session, response).await?;
-                answer::discard_refused_body(session).await;
+                answer::discard_refused_body(session, self.settings.max_body_bytes).await;
                 return Ok(());
             }
         };

@@ -101,18 +101,20 @@ fn resolve_all(
 }
 
 /// True when `prefix` matches `path` on a segment boundary (ignoring ASCII case unless
-/// `case_sensitive`).
+/// `case_sensitive`). A `;` ends a segment too: with path parameters allowed, `/admin;x` is
+/// `/admin` to Tomcat and others, so it must meet `/admin`'s policy.
 fn prefix_matches(prefix: &str, path: &str, case_sensitive: bool) -> bool {
-    let head = path.as_bytes().get(..prefix.len());
-    let starts = match head {
-        Some(head) if case_sensitive => head == prefix.as_bytes(),
-        Some(head) => head.eq_ignore_ascii_case(prefix.as_bytes()),
-        None => false,
+    let Some(head) = path.as_bytes().get(..prefix.len()) else {
+        return false;
+    };
+    let starts = if case_sensitive {
+        head == prefix.as_bytes()
+    } else {
+        head.eq_ignore_ascii_case(prefix.as_bytes())
     };
     starts
         && (prefix.ends_with('/')
-            || path.len() == prefix.len()
-            || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+            || matches!(path.as_bytes().get(prefix.len()), None | Some(b'/' | b';')))
 }
 
 impl RouteTable {
@@ -310,6 +312,7 @@ mod tests {
         }
         assert_eq!(table.find(None, "/adminx"), Some(1));
         assert_eq!(table.find(None, "/adm"), Some(1));
+        assert_eq!(table.find(None, "/ADMIN;jsessionid=1"), Some(0));
     }
 
     #[test]

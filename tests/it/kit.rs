@@ -171,6 +171,10 @@ pub struct Options {
     pub tenant_jwt: String,
     /// The `store:` URL (e.g. `postgres://...`); the gateway's SQLite file when `None`.
     pub store_url: Option<String>,
+    /// `validation.leewaySeconds`.
+    pub leeway_seconds: u64,
+    /// `limits.idleTimeoutSeconds`.
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for Options {
@@ -183,6 +187,8 @@ impl Default for Options {
                 .into(),
             tenant_jwt: "timeToLiveInSeconds: 3600".into(),
             store_url: None,
+            leeway_seconds: 0,
+            idle_timeout_seconds: 60,
         }
     }
 }
@@ -297,8 +303,8 @@ demoUpstream:
   listen: 127.0.0.1:{demo}
 admin:
   listen: 127.0.0.1:{admin}
-limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192}}
-validation: {{leewaySeconds: 0}}
+limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
+validation: {{leewaySeconds: {leeway}}}
 {extra}
 routes:
   - path: /
@@ -327,6 +333,8 @@ routes:
             app_jwt = options.app_jwt,
             demo = self.demo_port,
             admin = self.admin_port,
+            leeway = options.leeway_seconds,
+            idle = options.idle_timeout_seconds,
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options
@@ -593,4 +601,170 @@ pub fn fusionauth_python() -> PathBuf {
             python
         })
         .clone()
+}
+
+/// An upstream that records the request target of every request it receives and answers 200
+/// with it and with the path a typical web framework would serve for it
+/// ([`framework_path`]), as JSON: `{"target": …, "served": …, "headers": {…}}`.
+pub struct RecordingUpstream {
+    pub port: u16,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RecordingUpstream {
+    pub fn start() -> RecordingUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_recorded(stream, &seen));
+            }
+        });
+        RecordingUpstream { port, targets }
+    }
+
+    /// The request targets received so far, in order.
+    pub fn received(&self) -> Vec<String> {
+        self.targets.lock().expect("lock").clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Serves requests on one connection until the peer closes it.
+fn serve_recorded(mut stream: std::net::TcpStream, seen: &std::sync::Mutex<Vec<String>>) {
+    use std::io::Write;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let target = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("")
+            .to_string();
+        let mut headers = serde_json::Map::new();
+        let mut length = 0usize;
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(0);
+                }
+                let entry = headers.entry(name).or_insert_with(|| json!([]));
+                if let Some(values) = entry.as_array_mut() {
+                    values.push(json!(value));
+                }
+            }
+        }
+        let mut body_read = buffer.len() - end - 4;
+        while body_read < length {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body_read += n,
+            }
+        }
+        buffer.drain(..(end + 4 + length).min(buffer.len()));
+        seen.lock().expect("lock").push(target.clone());
+        let body = json!({"target": target, "served": framework_path(&target), "headers": headers})
+            .to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The path a lenient web framework or file server would serve for `target`: the query
+/// dropped, `\` read as `/`, every percent-encoding decoded (twice, as some stacks do),
+/// `;` parameters stripped from each segment, runs of `/` merged, dot-segments resolved, and
+/// lower-cased (case-insensitive file systems).
+pub fn framework_path(target: &str) -> String {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let path = match path.find("://") {
+        Some(i) => path[i + 3..]
+            .find('/')
+            .map_or("/", |j| &path[i + 3 + j..])
+            .to_string(),
+        None => path.to_string(),
+    };
+    let decoded = percent_decode_lossy(&percent_decode_lossy(&path.replace('\\', "/")));
+    let decoded = decoded.replace('\\', "/");
+    let mut out: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/")).to_ascii_lowercase()
+}
+
+fn percent_decode_lossy(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `request` as raw bytes and reads the whole answer (the request should say
+/// `Connection: close`). The status (0 when there is none) and the raw response.
+pub fn raw_http(port: u16, request: &[u8]) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The JSON body of a raw response.
+pub fn raw_body(response: &str) -> Value {
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
 }

@@ -1,0 +1,667 @@
+//! The edge as an authentication boundary, through the real binary and an upstream that reads
+//! paths the way lenient frameworks do ([`framework_path`]): no request target, header or
+//! cookie gets a request around a route's policy, and the upstream receives exactly the
+//! request that was judged — the canonical target, the verified credential, the gateway's
+//! identity headers.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::kit::*;
+
+/// A gateway whose routes all lead to `upstream`.
+fn gateway_to(upstream: &RecordingUpstream, options: Options) -> TestGateway {
+    TestGateway::start_with(Options {
+        upstream: Some(upstream.url()),
+        ..options
+    })
+}
+
+fn user_token(gw: &TestGateway, roles: &[&str]) -> String {
+    gw.token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, roles))
+}
+
+/// `GET target` with extra header lines, as raw bytes.
+fn get(gw: &TestGateway, target: &str, headers: &[String]) -> (u16, String) {
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    raw_http(gw.port, request.as_bytes())
+}
+
+/// Request targets that an upstream reading paths leniently would serve as `/admin` (or that
+/// are malformed), in every encoding class the canonical form handles.
+const ADMIN_TRICKS: &[&str] = &[
+    "/admin",
+    "/admin/",
+    "/admin/x",
+    "/public/../admin",
+    "/public/../admin/",
+    "/public/%2e%2e/admin",
+    "/public/%2E%2E/admin",
+    "/public/.%2e/admin",
+    "/public/%2e./admin",
+    "/public/%2E./admin",
+    "/public/./../admin",
+    "/public/x/../../admin",
+    "/public/..//admin",
+    "/public//../admin",
+    "/%61dmin",
+    "/%61%64%6d%69%6e",
+    "/adm%69n",
+    "/ad%6Din/x",
+    "//admin",
+    "///admin/x",
+    "/./admin",
+    "/admin/.",
+    "/admin/./x",
+    "/.%2fadmin",
+    "/public%2F..%2Fadmin",
+    "/public%2f..%2fadmin",
+    "/public/..%2fadmin",
+    "/%2fadmin",
+    "/public\\..\\admin",
+    "/public%5C..%5Cadmin",
+    "/public%5c..%5cadmin",
+    "/%2561dmin",
+    "/public/%252e%252e/admin",
+    "/public/.%252e/admin",
+    "/public/%25%32%65%25%32%65/admin",
+    "/admin;x",
+    "/admin;",
+    "/admin;jsessionid=1/x",
+    "/public/..;/admin",
+    "/public/.;/../admin",
+    "/admin%3bx",
+    "/admin%00",
+    "/admin%0a",
+    "/admin%0d%0a",
+    "/public/..%00/admin",
+    "/public/../../admin",
+    "/..",
+    "/../admin",
+    "/%2e%2e/admin",
+    "http://127.0.0.1/public/../admin",
+    "http://127.0.0.1/%61dmin",
+    "http://127.0.0.1//admin",
+];
+
+#[test]
+fn path_tricks_never_reach_a_route_that_refuses_them() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let user = format!("Authorization: Bearer {}", user_token(&gw, &["user"]));
+    for target in ADMIN_TRICKS {
+        for headers in [vec![user.clone()], vec![]] {
+            let before = upstream.received().len();
+            let (status, response) = get(&gw, target, &headers);
+            let received = upstream.received();
+            assert!(
+                [400, 401, 403].contains(&status),
+                "{target} {headers:?}: {status}\n{response}"
+            );
+            assert_eq!(
+                received.len(),
+                before,
+                "{target}: a refused request reached the upstream"
+            );
+            let code = raw_body(&response)["generalErrors"][0]["code"].clone();
+            assert!(code.is_string(), "{target}: no Errors JSON: {response}");
+        }
+    }
+    // The same user reaches everything else, canonical, and never /admin.
+    let (status, response) = get(&gw, "/public/../app/./x", &[user.clone()]);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(raw_body(&response)["target"], "/app/x");
+}
+
+#[test]
+fn anonymous_requests_through_optional_routes_stay_there() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    for target in [
+        "/public/../app",
+        "/public/%2e%2e/app",
+        "/public/..%2fapp",
+        "/public%2f..%2fapp",
+        "/public\\..\\app",
+        "/public;/../app",
+        "/public/..;/app",
+        "/public/%252e%252e/app",
+        "http://127.0.0.1/public/../app",
+    ] {
+        let (status, response) = get(&gw, target, &[]);
+        if status == 200 {
+            let served = raw_body(&response)["served"].clone();
+            assert!(
+                served.as_str().is_some_and(|s| s.starts_with("/public")),
+                "{target} was served as {served}"
+            );
+        } else {
+            assert!(
+                [400, 401].contains(&status),
+                "{target}: {status}\n{response}"
+            );
+        }
+    }
+    for received in upstream.received() {
+        assert!(
+            framework_path(&received).starts_with("/public"),
+            "{received} reached the upstream anonymously"
+        );
+    }
+}
+
+#[test]
+fn allowed_requests_arrive_in_their_canonical_form() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let admin = format!("Authorization: Bearer {}", user_token(&gw, &["admin"]));
+    let cases: &[(&str, &str)] = &[
+        ("/x/./y", "/x/y"),
+        ("/%61pp", "/app"),
+        ("//a//b/", "/a/b/"),
+        ("/a/b/..", "/a/"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+        ("/caf\u{e9}", "/caf%C3%A9"),
+        ("/a|b{c}", "/a%7Cb%7Bc%7D"),
+        ("/%7Euser", "/~user"),
+        ("/a%20b", "/a%20b"),
+        ("/100%25", "/100%25"),
+        ("/q?x=%2F..%2F&y=/../admin", "/q?x=%2F..%2F&y=/../admin"),
+        ("/a/./b?", "/a/b?"),
+        ("/admin/../admin/x?z=1", "/admin/x?z=1"),
+        ("http://127.0.0.1/abs/./x?q=1", "/abs/x?q=1"),
+        ("/frag#/../../etc", "/frag"),
+    ];
+    for (sent, expected) in cases {
+        let (status, response) = get(&gw, sent, &[admin.clone()]);
+        assert_eq!(status, 200, "{sent}: {response}");
+        assert_eq!(raw_body(&response)["target"], *expected, "{sent}");
+    }
+}
+
+#[test]
+fn path_options_semicolons_slashes_and_case() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra: "paths: {allowSemicolons: true, mergeSlashes: false}\n".into(),
+            extra_routes: format!(
+                "  - path: /Secret\n    upstream: $UPSTREAM\n    caseSensitive: false\n    auth: {{applicationId: {APP}, roles: [admin]}}\n"
+            ),
+            ..Default::default()
+        },
+    );
+    let user = format!("Authorization: Bearer {}", user_token(&gw, &["user"]));
+    let admin = format!("Authorization: Bearer {}", user_token(&gw, &["admin"]));
+    // `;` parameters allowed: `/admin;x` is still /admin's.
+    assert_eq!(get(&gw, "/admin;jsessionid=1", &[user.clone()]).0, 403);
+    let (status, response) = get(&gw, "/admin;jsessionid=1", &[admin.clone()]);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(raw_body(&response)["target"], "/admin;jsessionid=1");
+    // …but a dot-segment or empty segment with parameters stays ambiguous.
+    for target in ["/public/..;/admin", "/public/;/../admin", "/.;/admin"] {
+        assert_eq!(get(&gw, target, &[admin.clone()]).0, 400, "{target}");
+    }
+    // Slashes kept as sent.
+    let (status, response) = get(&gw, "/x//y", &[user.clone()]);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(raw_body(&response)["target"], "/x//y");
+    // A case-insensitive route meets its policy in any case.
+    for target in ["/secret", "/SECRET/x", "/sEcReT;a=b", "/%53ecret"] {
+        assert_eq!(get(&gw, target, &[user.clone()]).0, 403, "{target}");
+    }
+    assert_eq!(get(&gw, "/SECRET/x", &[admin]).0, 200);
+    let secret: Vec<String> = upstream
+        .received()
+        .into_iter()
+        .filter(|t| t.to_ascii_lowercase().contains("secret"))
+        .collect();
+    assert_eq!(secret, vec!["/SECRET/x".to_string()]);
+}
+
+#[test]
+fn one_credential_reaches_the_upstream_and_it_is_the_verified_one() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let token = user_token(&gw, &["user"]);
+    let other = user_token(&gw, &["admin"]);
+    let refused: Vec<Vec<String>> = vec![
+        vec![
+            format!("Authorization: Bearer {token}"),
+            format!("Authorization: Bearer {token}"),
+        ],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            format!("Authorization: Bearer {other}"),
+        ],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            format!("Cookie: access_token={other}"),
+        ],
+        vec![format!(
+            "Cookie: access_token={token}; access_token={other}"
+        )],
+        vec![
+            format!("Cookie: access_token={token}"),
+            format!("Cookie: access_token={other}"),
+        ],
+        vec![
+            "Authorization: Basic dXNlcjpwYXNz".into(),
+            format!("Cookie: access_token={token}"),
+        ],
+        vec![format!(
+            "Cookie: Access_Token={other}; access_token={token}"
+        )],
+        vec![format!(
+            "Cookie: access%5Ftoken={other}; access_token={token}"
+        )],
+        vec![format!(
+            "Cookie: access.token={other}; access_token={token}"
+        )],
+        vec![format!(
+            "Cookie: access_token={token}; refresh_token=a; refresh_token=b"
+        )],
+    ];
+    for headers in &refused {
+        for target in ["/app", "/public", "/admin"] {
+            let before = upstream.received().len();
+            let (status, response) = get(&gw, target, headers);
+            assert_eq!(status, 400, "{target} {headers:?}: {response}");
+            assert_eq!(upstream.received().len(), before, "{headers:?}");
+            assert_eq!(
+                raw_body(&response)["generalErrors"][0]["code"],
+                "[AmbiguousRequest]"
+            );
+        }
+    }
+    // The same token twice (header and cookie, or two cookies) is one credential.
+    for headers in [
+        vec![
+            format!("Authorization: Bearer {token}"),
+            format!("Cookie: access_token={token}"),
+        ],
+        vec![format!(
+            "Cookie: access_token={token}; access_token={token}"
+        )],
+    ] {
+        assert_eq!(get(&gw, "/app", &headers).0, 200, "{headers:?}");
+    }
+}
+
+#[test]
+fn cookies_are_read_whatever_the_other_cookies_hold() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::RS256, &claims(user, APP, &["user"]));
+    // A byte outside ASCII in another cookie does not hide the credentials.
+    let mut request =
+        format!("GET /app HTTP/1.1\r\nHost: x\r\nCookie: access_token={token}; theme=")
+            .into_bytes();
+    request.extend_from_slice("é; lang=\u{fc}\r\nConnection: close\r\n\r\n".as_bytes());
+    let (status, response) = raw_http(gw.port, &request);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        raw_body(&response)["headers"]["x-user-id"][0],
+        user.to_string()
+    );
+    // The refresh token is removed from every Cookie line; the rest arrives, in order.
+    let (status, response) = get(
+        &gw,
+        "/app",
+        &[
+            format!("Authorization: Bearer {token}"),
+            "Cookie: a=1; refresh_token=secret-one".into(),
+            "Cookie: refresh_token=secret-one; b=2; c".into(),
+        ],
+    );
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        raw_body(&response)["headers"]["cookie"],
+        json!(["a=1; b=2; c"])
+    );
+    assert!(!response.contains("secret-one"));
+}
+
+#[test]
+fn a_token_that_did_not_pass_is_not_forwarded_on_optional_routes() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let other_app = gw.token(
+        Algorithm::RS256,
+        &claims(Uuid::new_v4(), OTHER_APP, &["viewer"]),
+    );
+    let mut expired = claims(Uuid::new_v4(), APP, &["user"]);
+    expired["exp"] = json!(now() - 60);
+    let expired = gw.token(Algorithm::RS256, &expired);
+    for token in ["garbage.token.here", expired.as_str()] {
+        for header in [
+            format!("Authorization: Bearer {token}"),
+            format!("Cookie: a=1; access_token={token}; b=2"),
+        ] {
+            let (status, response) = get(&gw, "/public", &[header.clone()]);
+            assert_eq!(status, 200, "{header}: {response}");
+            let headers = &raw_body(&response)["headers"];
+            assert!(headers.get("authorization").is_none(), "{headers}");
+            assert!(headers.get("x-user-id").is_none(), "{headers}");
+            if header.starts_with("Cookie") {
+                assert_eq!(headers["cookie"], json!(["a=1; b=2"]));
+            }
+        }
+    }
+    // A valid token of another application on /public: verified, but not this route's: no
+    // identity and no token upstream either (the /public route asks no application, so it
+    // passes — check the /app route instead, which refuses it).
+    let (status, _) = get(&gw, "/app", &[format!("Authorization: Bearer {other_app}")]);
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn claims_that_cannot_be_header_values_refuse_the_token_where_forwarded() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let user = Uuid::new_v4();
+    for (claim, value) in [
+        ("email", json!("ann@example.com\r\nX-User-Roles: admin")),
+        ("email", json!("ann\nexample.com")),
+        ("email", json!("ann\u{0}@example.com")),
+        ("roles", json!(["user", "ad\r\nmin"])),
+    ] {
+        let mut token_claims = claims(user, APP, &["user"]);
+        token_claims[claim] = value.clone();
+        let token = gw.token(Algorithm::RS256, &token_claims);
+        let before = upstream.received().len();
+        // `/` forwards email and roles: refused, never forwarded without identity.
+        let (status, response) = get(&gw, "/app", &[format!("Authorization: Bearer {token}")]);
+        assert_eq!(status, 401, "{claim}={value}: {response}");
+        assert!(response.contains("error=\"invalid_token\""), "{response}");
+        assert_eq!(upstream.received().len(), before);
+        // `/public` forwards only `sub`: the token is fine there.
+        let (status, response) = get(&gw, "/public", &[format!("Authorization: Bearer {token}")]);
+        assert_eq!(status, 200, "{response}");
+        assert_eq!(
+            raw_body(&response)["headers"]["x-user-id"][0],
+            user.to_string()
+        );
+    }
+}
+
+#[test]
+fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let (status, response) = get(
+        &gw,
+        "/public",
+        &[
+            "X_User_Id: spoofed-1".into(),
+            "x-user-id: spoofed-2".into(),
+            "X-USER-ID: spoofed-3".into(),
+            "X-User_Id: spoofed-4".into(),
+            "x_user_roles: admin".into(),
+            "X-Request-Id: kept".into(),
+        ],
+    );
+    assert_eq!(status, 200, "{response}");
+    assert!(!response.contains("spoofed"), "{response}");
+    assert!(!response.contains("x_user_roles"), "{response}");
+    assert_eq!(
+        raw_body(&response)["headers"]["x-request-id"],
+        json!(["kept"])
+    );
+}
+
+/// A token signed with the RS256 test key, with this header.
+fn token_with_header(gw: &TestGateway, header: Value, claims: &Value) -> String {
+    use base64::Engine;
+    let (id, _, pem) = gw.keys.get(Algorithm::RS256);
+    let mut header = header;
+    header["alg"] = json!("RS256");
+    header["kid"] = json!(id.to_string());
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!("{}.{}", b64(&header), b64(claims));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("rsa");
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::RS256).expect("sign");
+    format!("{input}.{signature}")
+}
+
+#[test]
+fn token_headers_audience_and_numeric_dates_are_checked() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let base = claims(user, APP, &["user"]);
+    let status_of = |token: &str| gw.get_as("/app", token).status().as_u16();
+    for (header, expected) in [
+        (json!({}), 200),
+        (json!({"typ": "JWT"}), 200),
+        (json!({"typ": "at+jwt"}), 200),
+        (json!({"typ": "application/at+JWT"}), 200),
+        (json!({"crit": ["exp"]}), 401),
+        (
+            json!({"crit": ["https://example.com/ext"], "https://example.com/ext": 1}),
+            401,
+        ),
+        (json!({"typ": "id_token+jwt"}), 401),
+        (json!({"typ": "logout+jwt"}), 401),
+        (json!({"typ": 7}), 401),
+    ] {
+        let token = token_with_header(&gw, header.clone(), &base);
+        assert_eq!(status_of(&token), expected, "{header}");
+    }
+    let with = |name: &str, value: Value| {
+        let mut c = base.clone();
+        c[name] = value;
+        gw.token(Algorithm::RS256, &c)
+    };
+    // `aud` must name the route's application when present.
+    assert_eq!(status_of(&with("aud", json!(OTHER_APP))), 403);
+    assert_eq!(status_of(&with("aud", json!([OTHER_APP, "x"]))), 403);
+    assert_eq!(status_of(&with("aud", json!([OTHER_APP, APP]))), 200);
+    assert_eq!(status_of(&with("aud", json!([]))), 403);
+    let mut no_aud = base.clone();
+    no_aud.as_object_mut().expect("object").remove("aud");
+    assert_eq!(status_of(&gw.token(Algorithm::RS256, &no_aud)), 200);
+    // NumericDate: any number, compared as a number; other types refused.
+    assert_eq!(status_of(&with("exp", json!(now() as f64 + 600.5))), 200);
+    assert_eq!(status_of(&with("nbf", json!(now() as f64 - 10.5))), 200);
+    assert_eq!(status_of(&with("iat", json!(now() as f64 - 0.5))), 200);
+    assert_eq!(status_of(&with("exp", json!(now() as f64 - 1.5))), 401);
+    assert_eq!(status_of(&with("nbf", json!(now() as f64 + 100.5))), 401);
+    for bad in [
+        json!("9999999999"),
+        json!(true),
+        json!([1]),
+        json!({"a": 1}),
+    ] {
+        for claim in ["exp", "nbf", "iat"] {
+            assert_eq!(status_of(&with(claim, bad.clone())), 401, "{claim}={bad}");
+        }
+    }
+}
+
+/// Sends a request declaring a 10 GiB body and no body; the status, the time to the answer,
+/// and whether the gateway closed the connection.
+fn declare_huge_body(gw: &TestGateway, target: &str) -> (u16, Duration, bool) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let started = Instant::now();
+    let request = format!(
+        "POST {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 10737418240\r\n\r\n{{\"claims\":"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    let closed = stream.read_to_end(&mut response).is_ok();
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, elapsed, closed)
+}
+
+#[test]
+fn a_body_declared_far_over_the_limit_is_refused_at_once() {
+    let gw = TestGateway::start();
+    for target in ["/app/upload", "/public/upload", "/api/jwt/vend"] {
+        let (status, elapsed, closed) = declare_huge_body(&gw, target);
+        assert_eq!(status, 413, "{target}");
+        assert!(closed, "{target}: the connection stays open");
+        assert!(
+            elapsed < Duration::from_millis(500),
+            "{target}: {elapsed:?}"
+        );
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_and_half_closed_clients_answered() {
+    let gw = TestGateway::start_with(Options {
+        idle_timeout_seconds: 1,
+        ..Default::default()
+    });
+    let token = user_token(&gw, &["user"]);
+    // A keep-alive connection that goes quiet is closed after the idle timeout.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!("GET /app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let closed_after = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break started.elapsed(),
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    };
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    assert!(closed_after < Duration::from_secs(5), "{closed_after:?}");
+    // A client that half-closes after sending its request still gets the answer.
+    for target in ["/app", "/health", "/api/jwt/validate"] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("write");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with("HTTP/1.1 200"), "{target}: {text}");
+    }
+}
+
+#[test]
+fn malformed_traffic_does_not_flood_the_log() {
+    let gw = TestGateway::start();
+    let garbage: [&[u8]; 5] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+        b"GET /a\x01b HTTP/1.1\r\n\r\n",
+        b"GET /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+    ];
+    for round in 0..60 {
+        let request = garbage[round % garbage.len()];
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        let _ = stream.write_all(request);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+    }
+    let log = gw.log();
+    let loud = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .count();
+    assert!(loud <= 25, "{loud} loud lines:\n{log}");
+}
+
+#[test]
+fn an_access_token_past_exp_is_refreshed_whatever_the_leeway() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            leeway_seconds: 60,
+            extra_routes: format!(
+                "  - path: /fresh\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true}}\n    identityHeaders: {{X-User-Id: sub}}\n"
+            ),
+            ..Default::default()
+        },
+    );
+    let session = gw.login("leeway@example.com", &["user"]);
+    let mut past = claims(
+        Uuid::parse_str(&session.user_id).expect("uuid"),
+        APP,
+        &["user"],
+    );
+    past["exp"] = json!(now() - 3);
+    let past = gw.token(Algorithm::RS256, &past);
+    // Within the leeway, with a refresh cookie: refreshed; the upstream gets the new token.
+    let (status, response) = get(
+        &gw,
+        "/fresh",
+        &[format!(
+            "Cookie: access_token={past}; refresh_token={}",
+            session.refresh_token
+        )],
+    );
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.contains("Set-Cookie: access_token=")
+            || response.contains("set-cookie: access_token="),
+        "{response}"
+    );
+    let headers = &raw_body(&response)["headers"];
+    let forwarded = headers["authorization"][0].as_str().expect("authorization");
+    assert!(
+        !forwarded.contains(&past),
+        "the expired token was forwarded"
+    );
+    // A refresh cookie that no longer works: refused, cookies cleared, not forwarded.
+    let before = upstream.received().len();
+    let (status, response) = get(
+        &gw,
+        "/fresh",
+        &[format!(
+            "Cookie: access_token={past}; refresh_token=unknown-value"
+        )],
+    );
+    assert_eq!(status, 401, "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("set-cookie: refresh_token=;"),
+        "{response}"
+    );
+    assert_eq!(upstream.received().len(), before);
+    // No refresh cookie at all: the leeway tolerates clock skew.
+    let (status, response) = get(&gw, "/fresh", &[format!("Authorization: Bearer {past}")]);
+    assert_eq!(status, 200, "{response}");
+}
