@@ -17,8 +17,13 @@ pub enum GatewayError {
     /// The request could be read in more than one way (credentials, `Host`).
     Ambiguous(Ambiguity),
     /// An absolute-form request target names another host than the `Host` header, or the
-    /// request has several `Host` headers.
+    /// request has several `Host` headers, or none (HTTP/1.1), or one that is not a host.
     AmbiguousHost,
+    /// The path matches a more specific route's path in all but case.
+    AmbiguousPathCase,
+    /// The request's framing could be read in more than one way (several or malformed
+    /// `Content-Length` headers).
+    AmbiguousFraming,
     /// No route matches the host and path.
     NoRoute,
     /// A required route got no token.
@@ -50,7 +55,9 @@ impl GatewayError {
         match self {
             GatewayError::InvalidPath(_)
             | GatewayError::Ambiguous(_)
-            | GatewayError::AmbiguousHost => 400,
+            | GatewayError::AmbiguousHost
+            | GatewayError::AmbiguousPathCase
+            | GatewayError::AmbiguousFraming => 400,
             GatewayError::NoRoute => 404,
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
@@ -75,6 +82,8 @@ impl GatewayError {
             GatewayError::InvalidPath(_)
             | GatewayError::Ambiguous(_)
             | GatewayError::AmbiguousHost
+            | GatewayError::AmbiguousPathCase
+            | GatewayError::AmbiguousFraming
             | GatewayError::NoRoute
             | GatewayError::BodyTooLarge
             | GatewayError::HeadersTooLarge
@@ -94,7 +103,15 @@ impl GatewayError {
             }
             GatewayError::AmbiguousHost => (
                 "[AmbiguousRequest]",
-                "The request names more than one host.".to_string(),
+                "The request must name exactly one valid host.".to_string(),
+            ),
+            GatewayError::AmbiguousPathCase => (
+                "[AmbiguousRequest]",
+                "The request path differs from a route's path only in case.".to_string(),
+            ),
+            GatewayError::AmbiguousFraming => (
+                "[AmbiguousRequest]",
+                "The request must have at most one valid Content-Length.".to_string(),
             ),
             GatewayError::NoRoute => ("[NotFound]", "No route matches this request.".to_string()),
             GatewayError::MissingToken => (
@@ -148,7 +165,9 @@ impl GatewayError {
         match self {
             GatewayError::InvalidPath(_)
             | GatewayError::Ambiguous(_)
-            | GatewayError::AmbiguousHost => "bad_request",
+            | GatewayError::AmbiguousHost
+            | GatewayError::AmbiguousPathCase
+            | GatewayError::AmbiguousFraming => "bad_request",
             GatewayError::NoRoute => "no_route",
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)

@@ -58,6 +58,9 @@ pub enum RouteMatch<'a> {
     },
     /// A plugin serves this path, but not with this method.
     MethodNotAllowed,
+    /// The path is under a plugin's API prefix (`/api/jwt/…`) but no route serves it: FusionAuth
+    /// answers 404, and such a path is never proxied.
+    UnknownApiPath,
     /// No plugin serves this path.
     None,
 }
@@ -69,6 +72,9 @@ pub struct PluginRouter {
     /// The first path segment of every template (`api`, `.well-known`): a request whose first
     /// segment is not among them is not a plugin request, decided without allocating.
     first_segments: Vec<String>,
+    /// The first two segments of every `/api/…` template (`api/jwt`, `api/user`): the API
+    /// prefixes the plugins own, under which an unknown path is a 404.
+    api_prefixes: Vec<String>,
 }
 
 impl PluginRouter {
@@ -113,9 +119,21 @@ impl PluginRouter {
             .collect();
         first_segments.sort();
         first_segments.dedup();
+        let mut api_prefixes: Vec<String> = entries
+            .iter()
+            .filter_map(|e| match e.segments.get(..2) {
+                Some([Segment::Literal(api), Segment::Literal(second)]) if api == "api" => {
+                    Some(format!("api/{second}"))
+                }
+                _ => None,
+            })
+            .collect();
+        api_prefixes.sort();
+        api_prefixes.dedup();
         Ok(PluginRouter {
             entries,
             first_segments,
+            api_prefixes,
         })
     }
 
@@ -167,6 +185,11 @@ impl PluginRouter {
         }
         if path_matched {
             RouteMatch::MethodNotAllowed
+        } else if parts.len() >= 2
+            && parts[0] == "api"
+            && self.api_prefixes.iter().any(|p| p[4..] == *parts[1])
+        {
+            RouteMatch::UnknownApiPath
         } else {
             RouteMatch::None
         }
@@ -222,12 +245,19 @@ mod tests {
             router.find(&Method::POST, "/api/x/42"),
             RouteMatch::MethodNotAllowed
         ));
+        // Under a plugin's API prefix, an unknown path is the plugin's 404, never proxied.
+        for path in ["/api/x", "/api/x/", "/api/x/nope/deeper", "/api/x/42/more"] {
+            assert!(
+                matches!(router.find(&Method::GET, path), RouteMatch::UnknownApiPath),
+                "{path}"
+            );
+        }
         assert!(matches!(
-            router.find(&Method::GET, "/api/x"),
+            router.find(&Method::GET, "/api/y/1"),
             RouteMatch::None
         ));
         assert!(matches!(
-            router.find(&Method::GET, "/api/x/"),
+            router.find(&Method::GET, "/api"),
             RouteMatch::None
         ));
         assert!(matches!(

@@ -262,6 +262,10 @@ fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(
                 polls += 1;
                 if polls.is_multiple_of(60) {
                     tokens.prune_revocations();
+                    let now_ms = SystemClock.now_millis();
+                    if let Err(e) = runtime.block_on(store.prune_rotations(now_ms)) {
+                        tracing::warn!(error = %e, "cannot prune rotated refresh tokens");
+                    }
                 }
             }
         })

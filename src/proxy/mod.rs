@@ -24,7 +24,7 @@ use gatehouse_plugin_api::{
     ApiError, ClaimHeader, PluginContext, PluginRequest, PluginResponse, Store, TokenError,
     VerifiedClaims,
 };
-use http::header::{HeaderName, AUTHORIZATION, COOKIE, HOST};
+use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, COOKIE, HOST};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr;
@@ -36,11 +36,11 @@ use crate::config::Route;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginRouter, RouteMatch};
-use crate::request::canonical::{canonical_path, PathOptions};
+use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
 use crate::request::credentials::{self, Credentials};
 use crate::tokens::Tokens;
 use refresh::{Refreshed, Refresher};
-use routes::RouteTable;
+use routes::{RouteLookup, RouteTable};
 
 /// Per-request state carried between the proxy phases.
 #[derive(Default)]
@@ -101,7 +101,8 @@ pub struct Gateway {
     /// Counters of the hot path, resolved once (a label lookup hashes on every call).
     allowed_requests: prometheus::IntCounter,
     valid_tokens: prometheus::IntCounter,
-    /// Every identity header any route sets: stripped from every client request.
+    /// Every identity header any route sets, and the [`RESERVED_HEADERS`]: stripped from every
+    /// client request.
     controlled_headers: Vec<HeaderName>,
     settings: ProxySettings,
 }
@@ -119,6 +120,7 @@ impl Gateway {
         let mut controlled_headers: Vec<HeaderName> = routes
             .iter()
             .flat_map(|r| r.identity_headers.iter().map(|h| h.name.clone()))
+            .chain(RESERVED_HEADERS.iter().map(|h| HeaderName::from_static(h)))
             .collect();
         controlled_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         controlled_headers.dedup();
@@ -414,26 +416,34 @@ impl Gateway {
 
     /// Reads the request target into its canonical form (see [`crate::request`]): sets
     /// `ctx.target` when the upstream must get another target than the one the client wrote,
-    /// and `ctx.host` for an absolute-form target without `Host`.
+    /// and `ctx.host` when the client named the host only in the target. Refuses a request
+    /// with several, invalid, or (HTTP/1.1) no `Host`, a target that is neither origin-form
+    /// nor an absolute `http(s)` URI, and several or malformed `Content-Length` headers.
     fn read_target(
         &self,
         session: &Session,
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), GatewayError> {
         let header = session.req_header();
-        let mut hosts = header.headers.get_all(HOST).iter();
-        let has_host = hosts.next().is_some();
-        if hosts.next().is_some() {
-            return Err(GatewayError::AmbiguousHost);
-        }
+        check_framing(&header.headers)?;
+        let host = single_host(&header.headers)?;
         let raw = header.raw_path();
         let absolute_form = !raw.starts_with(b"/");
-        if absolute_form && !has_host {
-            ctx.host = Some(
-                authority_of(raw)
-                    .ok_or(GatewayError::AmbiguousHost)?
-                    .to_string(),
-            );
+        let authority = if absolute_form {
+            Some(authority_of(raw).ok_or(GatewayError::InvalidPath(PathRefusal::NotAbsolute))?)
+        } else {
+            header.uri.authority().map(|a| a.as_str())
+        };
+        match (host, authority) {
+            (Some(_), _) => {}
+            (None, Some(authority)) if is_valid_host(authority) => {
+                ctx.host = Some(authority.to_string());
+            }
+            (None, Some(_)) => return Err(GatewayError::AmbiguousHost),
+            (None, None) if header.version >= http::Version::HTTP_11 => {
+                return Err(GatewayError::AmbiguousHost)
+            }
+            (None, None) => {}
         }
         let path = canonical_path(header.uri.path().as_bytes(), self.settings.path_options)
             .map_err(GatewayError::InvalidPath)?;
@@ -484,6 +494,10 @@ impl Gateway {
                     .await?;
                 Ok(true)
             }
+            RouteMatch::UnknownApiPath => {
+                write_plugin_response(session, ApiError::NotFound.to_response()).await?;
+                Ok(true)
+            }
             RouteMatch::None => Ok(false),
         }
     }
@@ -509,14 +523,14 @@ impl Gateway {
 
     /// The request's credentials for the upstream: `Authorization` and `Cookie` as the route's
     /// verdict allows. A token reaches the upstream only when it passed the policy, and then
-    /// only the one that was verified (or its refreshed successor).
+    /// only the one that was verified (or its refreshed successor); never on a public
+    /// passthrough, which verifies nothing.
     fn forward_credentials(
         &self,
         upstream_request: &mut RequestHeader,
         ctx: &RequestContext,
-        route: &Route,
     ) -> Result<()> {
-        let verified = !route.auth.enabled || ctx.identity.is_some();
+        let verified = ctx.identity.is_some();
         let access = match (&ctx.refreshed, verified) {
             (_, false) => credentials::AccessCookie::Remove,
             (Some(refreshed), true) => credentials::AccessCookie::Replace(&refreshed.access_token),
@@ -547,13 +561,125 @@ impl Gateway {
     }
 }
 
-/// The authority of an absolute-form request target (`http://host:port/path`).
+impl Gateway {
+    /// `X-Forwarded-For` and `X-Real-IP` (the peer: the edge trusts no client's claim of an
+    /// address), `X-Forwarded-Proto` and `X-Forwarded-Host` (what the route judged).
+    fn set_forwarding_headers(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+    ) -> Result<()> {
+        if let Some(addr) = session.client_addr().and_then(SocketAddr::as_inet) {
+            let ip = addr.ip().to_string();
+            upstream_request.insert_header("X-Forwarded-For", ip.as_str())?;
+            upstream_request.insert_header("X-Real-IP", ip)?;
+        }
+        upstream_request.insert_header(
+            "X-Forwarded-Proto",
+            if self.settings.tls { "https" } else { "http" },
+        )?;
+        if let Some(host) = upstream_request.headers.get(HOST).cloned() {
+            upstream_request.insert_header("X-Forwarded-Host", host)?;
+        }
+        Ok(())
+    }
+}
+
+/// Client headers never forwarded on any route, besides the routes' identity headers: headers
+/// some upstreams take as the request's path (`X-Original-URL`, `X-Rewrite-URL`: IIS, Symfony),
+/// as the authenticated user (what other auth proxies set), or as the client's address or
+/// the original request (the gateway sets its own).
+const RESERVED_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+    "x-remote-user",
+    "remote-user",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// The authority of an absolute-form `http` or `https` request target
+/// (`http://host:port/path`), when it is a valid host.
 fn authority_of(target: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(target).ok()?;
-    let (_, rest) = text.split_once("://")?;
+    let (scheme, rest) = text.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
-    (!authority.is_empty() && !authority.contains('@')).then_some(authority)
+    is_valid_host(authority).then_some(authority)
+}
+
+/// The request's one `Host`, when it has one; several, or one that is not a valid host, are
+/// refused.
+fn single_host(headers: &http::HeaderMap) -> std::result::Result<Option<&str>, GatewayError> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Ok(None);
+    };
+    if hosts.next().is_some() {
+        return Err(GatewayError::AmbiguousHost);
+    }
+    match host.to_str() {
+        Ok(host) if is_valid_host(host) => Ok(Some(host)),
+        _ => Err(GatewayError::AmbiguousHost),
+    }
+}
+
+/// True for `name[:port]` or `[v6]:port`: a DNS name or IPv4 address (letters, digits, `-`,
+/// `.`, `_`) or an IPv6 literal, and a port of 1–5 digits up to 65535.
+fn is_valid_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, port)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => ("v6", port),
+            _ => return false,
+        },
+        None => match host.find(':') {
+            Some(colon) => host.split_at(colon),
+            None => (host, ""),
+        },
+    };
+    let port_ok = match port {
+        "" => true,
+        _ => port
+            .strip_prefix(':')
+            .filter(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|p| p.parse::<u16>().is_ok()),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    port_ok && name_ok
+}
+
+/// Refuses framing two readers could take differently: more than one `Content-Length`
+/// header, or one that is not a plain decimal number (`4,4`, `+4`, ` 4 `).
+fn check_framing(headers: &http::HeaderMap) -> std::result::Result<(), GatewayError> {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(length) = lengths.next() else {
+        return Ok(());
+    };
+    let digits = !length.is_empty() && length.as_bytes().iter().all(u8::is_ascii_digit);
+    if lengths.next().is_some() || !digits {
+        return Err(GatewayError::AmbiguousFraming);
+    }
+    Ok(())
 }
 
 /// The canonical path of the request: from `ctx.target` when the target was rewritten, else
@@ -731,9 +857,17 @@ impl ProxyHttp for Gateway {
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or(ctx.host.as_deref());
-        let Some(index) = self.routes.find(host, canonical_path_of(session, ctx)) else {
-            self.deny(session, ctx, GatewayError::NoRoute).await?;
-            return Ok(true);
+        let index = match self.routes.find(host, canonical_path_of(session, ctx)) {
+            RouteLookup::Route(index) => index,
+            RouteLookup::NoRoute => {
+                self.deny(session, ctx, GatewayError::NoRoute).await?;
+                return Ok(true);
+            }
+            RouteLookup::AmbiguousCase => {
+                self.deny(session, ctx, GatewayError::AmbiguousPathCase)
+                    .await?;
+                return Ok(true);
+            }
         };
         ctx.route = Some(index);
         if self.declares_oversized_body(session) {
@@ -744,11 +878,18 @@ impl ProxyHttp for Gateway {
             self.deny(session, ctx, GatewayError::NoRoute).await?;
             return Ok(true);
         };
-        if route.auth.enabled {
-            if let Err(error) = self.authenticate(session, ctx, route).await {
-                self.deny(session, ctx, error).await?;
-                return Ok(true);
-            }
+        let verdict = if route.auth.enabled {
+            self.authenticate(session, ctx, route).await
+        } else {
+            // A public passthrough verifies nothing; ambiguous credentials are refused all the
+            // same, and the credentials are not forwarded (see `forward_credentials`).
+            credentials::read(&session.req_header().headers)
+                .map(drop)
+                .map_err(GatewayError::Ambiguous)
+        };
+        if let Err(error) = verdict {
+            self.deny(session, ctx, error).await?;
+            return Ok(true);
         }
         self.allowed_requests.inc();
         Ok(false)
@@ -810,22 +951,8 @@ impl ProxyHttp for Gateway {
         let Some(route) = self.route(ctx) else {
             return Error::e_explain(InternalError, "no route");
         };
-        self.forward_credentials(upstream_request, ctx, route)?;
-        if let Some(addr) = session.client_addr().and_then(SocketAddr::as_inet) {
-            let forwarded = match upstream_request
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {}", addr.ip()),
-                None => addr.ip().to_string(),
-            };
-            upstream_request.insert_header("X-Forwarded-For", forwarded)?;
-        }
-        upstream_request.insert_header(
-            "X-Forwarded-Proto",
-            if self.settings.tls { "https" } else { "http" },
-        )?;
+        self.forward_credentials(upstream_request, ctx)?;
+        self.set_forwarding_headers(session, upstream_request)?;
         if let Some(claims) = &ctx.identity {
             for header in &route.identity_headers {
                 if let ClaimHeader::Value(value) = claims.header_value(&header.claim) {
@@ -961,5 +1088,37 @@ mod tests {
         assert_eq!(authority_of(b"http://user@evil/x"), None);
         assert_eq!(authority_of(b"http:///x"), None);
         assert_eq!(authority_of(b"garbage"), None);
+        assert_eq!(authority_of(b"ftp://host/x"), None);
+        assert_eq!(authority_of(b"HTTPS://[::1]:8443/x"), Some("[::1]:8443"));
+    }
+
+    #[test]
+    fn hosts_must_be_hosts() {
+        for good in [
+            "a",
+            "app.example",
+            "127.0.0.1:9011",
+            "[::1]",
+            "[::1]:80",
+            "a_b-c.d:65535",
+        ] {
+            assert!(is_valid_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "127.0.0.1/admin",
+            ":99999",
+            "a:99999",
+            "a:",
+            "a:+1",
+            "[zz]:1",
+            "[::1",
+            "a@b",
+            "a:1:2",
+            "é.example",
+        ] {
+            assert!(!is_valid_host(bad), "{bad}");
+        }
     }
 }

@@ -39,6 +39,17 @@ struct RouteEntry {
     next: AtomicUsize,
 }
 
+/// What a request's host and path select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteLookup {
+    /// The route at this position.
+    Route(usize),
+    /// No route matches.
+    NoRoute,
+    /// The path matches a more specific route in all but case: refused as ambiguous.
+    AmbiguousCase,
+}
+
 /// The routes, in match order.
 pub struct RouteTable {
     routes: Vec<RouteEntry>,
@@ -145,16 +156,30 @@ impl RouteTable {
 
     /// The first route matching `host` (case-insensitive, port ignored) and `path`, which must
     /// be the request's canonical path.
-    pub fn find(&self, host: Option<&str>, path: &str) -> Option<usize> {
+    ///
+    /// A path that a more specific case-sensitive route matches in all but case (`/Admin` with
+    /// a route `/admin`) is [`RouteLookup::AmbiguousCase`]: an upstream that treats paths
+    /// case-insensitively would serve that route's resource under another route's policy.
+    pub fn find(&self, host: Option<&str>, path: &str) -> RouteLookup {
         let host = host.map(strip_port);
-        self.routes.iter().position(|RouteEntry { route, .. }| {
-            let host_ok = match (&route.host, host) {
-                (None, _) => true,
-                (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
-                (Some(_), None) => false,
-            };
-            host_ok && prefix_matches(&route.path, path, route.case_sensitive)
-        })
+        let host_ok = |route: &Route| match (&route.host, host) {
+            (None, _) => true,
+            (Some(want), Some(got)) => want.eq_ignore_ascii_case(got),
+            (Some(_), None) => false,
+        };
+        let Some(index) = self.routes.iter().position(|RouteEntry { route, .. }| {
+            host_ok(route) && prefix_matches(&route.path, path, route.case_sensitive)
+        }) else {
+            return RouteLookup::NoRoute;
+        };
+        let shadowed = self.routes[..index].iter().any(|RouteEntry { route, .. }| {
+            host_ok(route) && prefix_matches(&route.path, path, false)
+        });
+        if shadowed {
+            RouteLookup::AmbiguousCase
+        } else {
+            RouteLookup::Route(index)
+        }
     }
 
     /// The route at `index`.
@@ -286,16 +311,25 @@ mod tests {
         .expect("table");
         assert_eq!(
             table.find(Some("admin.example:8080"), "/api/admin/x"),
-            Some(0)
+            RouteLookup::Route(0)
         );
-        assert_eq!(table.find(Some("ADMIN.example"), "/api/admin"), Some(0));
-        assert_eq!(table.find(Some("other"), "/api/admin/x"), Some(1));
-        assert_eq!(table.find(None, "/api/administrator"), Some(2));
-        assert_eq!(table.find(None, "/apix"), Some(3));
-        assert_eq!(table.find(None, "/"), Some(3));
+        assert_eq!(
+            table.find(Some("ADMIN.example"), "/api/admin"),
+            RouteLookup::Route(0)
+        );
+        assert_eq!(
+            table.find(Some("other"), "/api/admin/x"),
+            RouteLookup::Route(1)
+        );
+        assert_eq!(
+            table.find(None, "/api/administrator"),
+            RouteLookup::Route(2)
+        );
+        assert_eq!(table.find(None, "/apix"), RouteLookup::Route(3));
+        assert_eq!(table.find(None, "/"), RouteLookup::Route(3));
         assert_eq!(
             table.find(None, "/API/admin"),
-            Some(3),
+            RouteLookup::AmbiguousCase,
             "case-sensitive by default"
         );
         assert_eq!(strip_port("[::1]:80"), "::1");
@@ -308,11 +342,21 @@ mod tests {
         admin.case_sensitive = false;
         let table = RouteTable::new(vec![admin, route("/", None)]).expect("table");
         for path in ["/admin", "/ADMIN", "/Admin/x", "/aDmIn/"] {
-            assert_eq!(table.find(None, path), Some(0), "{path}");
+            assert_eq!(table.find(None, path), RouteLookup::Route(0), "{path}");
         }
-        assert_eq!(table.find(None, "/adminx"), Some(1));
-        assert_eq!(table.find(None, "/adm"), Some(1));
-        assert_eq!(table.find(None, "/ADMIN;jsessionid=1"), Some(0));
+        assert_eq!(table.find(None, "/adminx"), RouteLookup::Route(1));
+        assert_eq!(table.find(None, "/adm"), RouteLookup::Route(1));
+        assert_eq!(
+            table.find(None, "/ADMIN;jsessionid=1"),
+            RouteLookup::Route(0)
+        );
+        // A case-sensitive route shadows the case variants of its path.
+        let table = RouteTable::new(vec![route("/admin", None), route("/", None)]).expect("t");
+        for path in ["/Admin", "/ADMIN/x", "/aDMIN;x"] {
+            assert_eq!(table.find(None, path), RouteLookup::AmbiguousCase, "{path}");
+        }
+        assert_eq!(table.find(None, "/Administrator"), RouteLookup::Route(1));
+        assert_eq!(table.find(None, "/other"), RouteLookup::Route(1));
     }
 
     #[test]

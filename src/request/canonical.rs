@@ -76,6 +76,12 @@ pub enum PathRefusal {
     Semicolon,
     /// A `..` segment climbing above the root.
     AboveRoot,
+    /// An encoded `?` or `#` (`%3F`, `%23`): an upstream that decodes twice would split the
+    /// path there.
+    EncodedDelimiter,
+    /// A segment that ends with a dot or a space (`/admin.`, `/admin%20`): Windows servers
+    /// and some frameworks drop them, so the path would name another resource upstream.
+    TrailingDotOrSpace,
 }
 
 impl PathRefusal {
@@ -91,6 +97,8 @@ impl PathRefusal {
             Self::DoubleEncoding => "The request path contains a double percent-encoding.",
             Self::Semicolon => "The request path contains a semicolon that is not allowed.",
             Self::AboveRoot => "The request path climbs above the root.",
+            Self::EncodedDelimiter => "The request path contains an encoded '?' or '#'.",
+            Self::TrailingDotOrSpace => "A segment of the request path ends with a dot or a space.",
         }
     }
 }
@@ -152,6 +160,7 @@ fn encoded_emit(byte: u8, options: PathOptions) -> Emit {
         b'\\' => Emit::Refuse(PathRefusal::Backslash),
         0x00..=0x1F | 0x7F => Emit::Refuse(PathRefusal::ControlCharacter),
         b';' if !options.allow_semicolons => Emit::Refuse(PathRefusal::Semicolon),
+        b'?' | b'#' => Emit::Refuse(PathRefusal::EncodedDelimiter),
         b'-' | b'.' | b'_' | b'~' => Emit::Literal,
         _ if byte.is_ascii_alphanumeric() => Emit::Literal,
         _ => Emit::Encoded,
@@ -192,6 +201,17 @@ fn is_parameter_dot_segment(segment: &[u8]) -> bool {
     head.len() < segment.len() && matches!(head, b"" | b"." | b"..")
 }
 
+/// Whether a segment other than `.` and `..` ends (before its path parameters, when they are
+/// allowed) with a dot or an encoded space.
+fn has_trailing_dot_or_space(segment: &[u8], options: PathOptions) -> bool {
+    let head = if options.allow_semicolons {
+        before_parameters(segment)
+    } else {
+        segment
+    };
+    !matches!(head, b"." | b"..") && (head.ends_with(b".") || head.ends_with(b"%20"))
+}
+
 /// The fast path: whether `raw` already is canonical. May answer `false` for a canonical
 /// path (the slow path then finds it unchanged); never answers `true` for another one.
 fn is_canonical(raw: &[u8], options: PathOptions) -> bool {
@@ -204,7 +224,11 @@ fn is_canonical(raw: &[u8], options: PathOptions) -> bool {
         let merged = options.merge_slashes && segment.is_empty() && !is_last;
         let dotted = matches!(segment, b"." | b"..")
             || (options.allow_semicolons && is_parameter_dot_segment(segment));
-        if merged || dotted || !is_canonical_segment(segment, options) {
+        if merged
+            || dotted
+            || has_trailing_dot_or_space(segment, options)
+            || !is_canonical_segment(segment, options)
+        {
             return false;
         }
     }
@@ -306,6 +330,9 @@ fn resolve_segments(decoded: &str, options: PathOptions) -> Result<String, PathR
             _ if options.allow_semicolons && is_parameter_dot_segment(segment.as_bytes()) => {
                 return Err(PathRefusal::Semicolon);
             }
+            _ if has_trailing_dot_or_space(segment.as_bytes(), options) => {
+                return Err(PathRefusal::TrailingDotOrSpace);
+            }
             _ => kept.push(segment),
         }
         if is_last && matches!(segment, "." | "..") {
@@ -377,11 +404,19 @@ mod tests {
         (b"/a/../..", D, Err(AboveRoot)),
         (b"/a/../../b", D, Err(AboveRoot)),
         (b"/%2e%2e/x", D, Err(AboveRoot)),
-        (b"/.../x", D, Ok("/.../x")),
+        (b"/.../x", D, Err(TrailingDotOrSpace)),
         (b"/.hidden", D, Ok("/.hidden")),
-        (b"/a./b", D, Ok("/a./b")),
-        (b"/..a/b..", D, Ok("/..a/b..")),
-        (b"/%2e%2e%2e/x", D, Ok("/.../x")),
+        (b"/a./b", D, Err(TrailingDotOrSpace)),
+        (b"/..a/b..", D, Err(TrailingDotOrSpace)),
+        (b"/..a/b", D, Ok("/..a/b")),
+        (b"/admin.", D, Err(TrailingDotOrSpace)),
+        (b"/admin%2e/x", D, Err(TrailingDotOrSpace)),
+        (b"/admin%20", D, Err(TrailingDotOrSpace)),
+        (b"/admin%20/x", D, Err(TrailingDotOrSpace)),
+        (b"/admin.;x", S, Err(TrailingDotOrSpace)),
+        (b"/a%20b", D, Ok("/a%20b")),
+        (b"/v1.2/x", D, Ok("/v1.2/x")),
+        (b"/%2e%2e%2e/x", D, Err(TrailingDotOrSpace)),
         // Percent-encoding.
         (b"/%61dmin", D, Ok("/admin")),
         (b"/%41%42", D, Ok("/AB")),
@@ -390,12 +425,15 @@ mod tests {
         (b"/%2d%2E%5f%7e%30%39%7a", D, Ok("/-._~09z")),
         (b"/caf%c3%a9", D, Ok("/caf%C3%A9")),
         (b"/caf%C3%A9", D, Ok("/caf%C3%A9")),
-        (b"/%20", D, Ok("/%20")),
+        (b"/%20", D, Err(TrailingDotOrSpace)),
         (b"/100%25", D, Ok("/100%25")),
         (b"/a%25/b", D, Ok("/a%25/b")),
         (b"/%25zz", D, Ok("/%25zz")),
         (b"/%25a", D, Ok("/%25a")),
-        (b"/a%23b%3f", D, Ok("/a%23b%3F")),
+        (b"/a%23b", D, Err(EncodedDelimiter)),
+        (b"/admin%3Fx", D, Err(EncodedDelimiter)),
+        (b"/admin%3f", D, Err(EncodedDelimiter)),
+        (b"/static/..%3F", D, Err(EncodedDelimiter)),
         (b"/%5b%5D%7c", D, Ok("/%5B%5D%7C")),
         (b"/%21%40%3a", D, Ok("/%21%40%3A")),
         (b"/%", D, Err(InvalidEncoding)),
@@ -421,7 +459,7 @@ mod tests {
         (b"/%2541", D, Err(DoubleEncoding)),
         (b"/%25%32%65", D, Err(DoubleEncoding)),
         (b"/%25%32e", D, Err(DoubleEncoding)),
-        (b"/%25%2e", D, Ok("/%25.")),
+        (b"/%25%2e", D, Err(TrailingDotOrSpace)),
         (b"/%25%C3%A9", D, Ok("/%25%C3%A9")),
         // Raw bytes.
         (b"/a\\b", D, Err(Backslash)),
@@ -451,7 +489,7 @@ mod tests {
         (b"/a/;x/../admin", S, Err(Semicolon)),
         (b"/a;x/../b", S, Ok("/b")),
         (b"/a;x/.;y", S, Err(Semicolon)),
-        (b"/a/...;x", S, Ok("/a/...;x")),
+        (b"/a/...;x", S, Err(TrailingDotOrSpace)),
         (b"/a;jsessionid=1/b;v=2", S, Ok("/a;jsessionid=1/b;v=2")),
         // Slashes.
         (b"//admin", D, Ok("/admin")),
@@ -527,10 +565,10 @@ mod tests {
             (b"/", D),
             (b"/admin", D),
             (b"/a/b/", D),
-            (b"/.hidden/.../x.y", D),
+            (b"/.hidden/x.y", D),
             (b"/caf%C3%A9", D),
             (b"/100%25", D),
-            (b"/a%20b%3F", D),
+            (b"/a%20b%C3%A9", D),
             (b"/admin;x", S),
             (b"/a%3Bb", S),
             (b"//a//", K),

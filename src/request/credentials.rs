@@ -11,7 +11,10 @@
 //! - an `Authorization` header of another scheme next to an `access_token` cookie (two
 //!   credentials, and the upstream could take either);
 //! - a cookie whose name a framework could read as one of those two (`Access_Token`,
-//!   `access%5Ftoken`, `access.token` — PHP turns `.` and spaces into `_`).
+//!   `access%5Ftoken`, `access.token` — PHP turns `.` and spaces into `_`);
+//! - a cookie that holds another one after a `,` or whitespace (`a=1, access_token=…`, RFC
+//!   2965 parsers such as Python's `SimpleCookie` split there; RFC 6265 values never hold
+//!   either).
 //!
 //! Cookies are read as bytes: another cookie holding bytes outside ASCII never hides the
 //! credentials. The rewritten `Cookie` header for the upstream keeps every other cookie, in
@@ -38,6 +41,8 @@ pub enum Ambiguity {
     TwoCredentials,
     /// A cookie name that a framework could read as a token cookie's.
     LookalikeCookie,
+    /// A cookie that holds another cookie after a `,` or whitespace.
+    HiddenCookie,
 }
 
 impl Ambiguity {
@@ -57,6 +62,7 @@ impl Ambiguity {
             Ambiguity::LookalikeCookie => {
                 "A cookie name could be read as access_token or refresh_token."
             }
+            Ambiguity::HiddenCookie => "A cookie holds another cookie after a comma or a space.",
         }
     }
 }
@@ -127,6 +133,9 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])>
 fn token_cookies(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
     let mut found = Credentials::default();
     for (name, value) in cookie_pairs(headers) {
+        if hides_a_cookie(name, value) {
+            return Err(Ambiguity::HiddenCookie);
+        }
         let slot = if name == ACCESS_COOKIE {
             &mut found.access_token
         } else if name == REFRESH_COOKIE {
@@ -146,6 +155,17 @@ fn token_cookies(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
         }
     }
     Ok(found)
+}
+
+/// True when a cookie pair could be read as more than one cookie: its name holds a `,` or
+/// whitespace, or its value holds one with an `=` after it.
+fn hides_a_cookie(name: &[u8], value: &[u8]) -> bool {
+    let separator = |b: &u8| matches!(b, b',' | b' ' | b'\t');
+    name.iter().any(separator)
+        || value
+            .iter()
+            .position(separator)
+            .is_some_and(|at| value[at..].contains(&b'='))
 }
 
 /// True when `name` is not a token cookie's name but a framework could read it as one: equal
@@ -373,7 +393,7 @@ mod tests {
             ),
             (
                 vec![("cookie", b"refresh token=b")],
-                Err(Ambiguity::LookalikeCookie),
+                Err(Ambiguity::HiddenCookie),
             ),
             (
                 vec![("cookie", b"REFRESH_TOKEN=b")],
@@ -381,6 +401,27 @@ mod tests {
             ),
             (
                 vec![("cookie", b"access_tokens=b; my_access_token=c")],
+                ok(None, None),
+            ),
+            (
+                vec![("cookie", b"a=1, access_token=x, refresh_token=y")],
+                Err(Ambiguity::HiddenCookie),
+            ),
+            (
+                vec![("cookie", b"a=1 refresh_token=y")],
+                Err(Ambiguity::HiddenCookie),
+            ),
+            (
+                vec![("cookie", b"a=1\trefresh_token=y")],
+                Err(Ambiguity::HiddenCookie),
+            ),
+            (
+                vec![("cookie", b"$Version=1; a=1, b=2")],
+                Err(Ambiguity::HiddenCookie),
+            ),
+            (vec![("cookie", b"a, b=1")], Err(Ambiguity::HiddenCookie)),
+            (
+                vec![("cookie", b"json={\"a\":1,\"b\":2}; c=x==")],
                 ok(None, None),
             ),
         ];

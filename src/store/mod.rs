@@ -52,6 +52,20 @@ pub(crate) fn revocation_scope(kind: &str, first: &str, second: &str) -> Option<
     })
 }
 
+/// Decodes a stored JSON document whatever its depth: the reader's recursion limit is off and
+/// the stack grows as needed, so a record written before the document limits existed (or by
+/// another tool) stays readable, and can be repaired or deleted through the API. New writes are
+/// held to the limits of `gatehouse_plugin_api::json` before they reach the store.
+pub(crate) fn decode_document<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<T, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer))?;
+    deserializer.end()?;
+    Ok(value)
+}
+
 /// SHA-256 of a refresh token value, hex: the lookup key, so the index never holds values
 /// that could be compared byte by byte.
 pub fn token_hash(value: &str) -> String {

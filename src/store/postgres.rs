@@ -53,7 +53,10 @@ use uuid::Uuid;
 use super::{revocation_row, revocation_scope, token_hash};
 
 /// Migrations in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/0001_init.sql"),
+    include_str!("migrations/postgres/0002_rotation_retention.sql"),
+];
 
 /// The advisory lock key migrations run under ("gatehous" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
@@ -64,6 +67,8 @@ const API_KEYS_LOCK: i64 = MIGRATION_LOCK + 1;
 
 /// Rotated values are remembered this long (the longest grace period configuration allows).
 const ROTATION_MEMORY_MS: i64 = 86_400_000;
+/// The most rows one background prune changes per kind.
+const PRUNE_BATCH: i64 = 1_000;
 
 /// Connections per gateway.
 const POOL_SIZE: usize = 16;
@@ -145,7 +150,7 @@ fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
 }
 
 fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("decode: {e}")))
+    super::decode_document(text).map_err(|e| StoreError::Backend(format!("decode: {e}")))
 }
 
 /// Column `index` of `row`.
@@ -914,18 +919,20 @@ impl Store for PostgresStore {
         &self,
         old_value: &str,
         next: &RefreshToken,
-        access_token: Option<&str>,
+        outcome: Option<(&str, i64)>,
     ) -> StoreResult<Rotation> {
         let old = old_value.to_string();
         let next = next.clone();
-        let access_token = access_token.map(str::to_string);
+        let (access_token, outcome_until) = outcome.map(|(t, u)| (t.to_string(), u)).unzip();
         let meta = to_json(&next.meta_data)?;
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             let old_hash = token_hash(&old);
             if let Some(live) = find_live_token(&tx, &old).await? {
                 if live.id != next.id {
-                    return Err(StoreError::Conflict("rotation must keep the token id".into()));
+                    return Err(StoreError::Conflict(
+                        "rotation must keep the token id".into(),
+                    ));
                 }
                 // Conditional on the old value still being live: a concurrent rotation (on this
                 // node or another) that got the row first makes this wait for its commit, then
@@ -950,17 +957,19 @@ impl Store for PostgresStore {
                 if changed == 1 {
                     execute(
                         &tx,
-                        "INSERT INTO rotated_refresh_tokens (token_hash, token_id, rotated_at, access_token) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO UPDATE SET \
+                        "INSERT INTO rotated_refresh_tokens \
+                         (token_hash, token_id, rotated_at, access_token, outcome_until) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token_hash) DO UPDATE SET \
                          token_id = excluded.token_id, rotated_at = excluded.rotated_at, \
-                         access_token = excluded.access_token",
-                        &[&old_hash, &next.id, &next.insert_instant, &access_token],
-                    )
-                    .await?;
-                    execute(
-                        &tx,
-                        "DELETE FROM rotated_refresh_tokens WHERE rotated_at < $1",
-                        &[&(next.insert_instant - ROTATION_MEMORY_MS)],
+                         access_token = excluded.access_token, \
+                         outcome_until = excluded.outcome_until",
+                        &[
+                            &old_hash,
+                            &next.id,
+                            &next.insert_instant,
+                            &access_token,
+                            &outcome_until,
+                        ],
                     )
                     .await?;
                     tx.commit().await.map_err(pg)?;
@@ -982,6 +991,28 @@ impl Store for PostgresStore {
             let rotated = find_rotated(&tx, &old_hash).await?;
             tx.commit().await.map_err(pg)?;
             Ok(rotated)
+        })
+        .await
+    }
+
+    async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64> {
+        self.run(move |c| async move {
+            let cleared = execute(
+                &c,
+                "UPDATE rotated_refresh_tokens SET access_token = NULL, outcome_until = NULL \
+                 WHERE token_hash IN (SELECT token_hash FROM rotated_refresh_tokens \
+                 WHERE access_token IS NOT NULL AND outcome_until < $1 LIMIT $2)",
+                &[&now_ms, &PRUNE_BATCH],
+            )
+            .await?;
+            let deleted = execute(
+                &c,
+                "DELETE FROM rotated_refresh_tokens WHERE token_hash IN \
+                 (SELECT token_hash FROM rotated_refresh_tokens WHERE rotated_at < $1 LIMIT $2)",
+                &[&(now_ms - ROTATION_MEMORY_MS), &PRUNE_BATCH],
+            )
+            .await?;
+            Ok(cleared + deleted)
         })
         .await
     }
@@ -1340,6 +1371,7 @@ mod tests {
             .await
             .expect("open");
         crate::store::suite::run(&store).await;
+        crate::store::suite::rotations_are_pruned(&store).await;
         drop(store);
         // Reopening applies no migration twice and keeps the data.
         let reopened = PostgresStore::open_config(db.config.clone())
@@ -1408,7 +1440,11 @@ mod tests {
                 next.insert_instant = 100 + i;
                 tokio::spawn(async move {
                     store
-                        .rotate_refresh_token("shared-value", &next, Some(&format!("access-{i}")))
+                        .rotate_refresh_token(
+                            "shared-value",
+                            &next,
+                            Some((&format!("access-{i}"), i64::MAX)),
+                        )
                         .await
                 })
             })

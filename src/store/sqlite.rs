@@ -31,16 +31,22 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_lambdas_revocations.sql"),
     include_str!("migrations/0003_rotation_outcome.sql"),
+    include_str!("migrations/0004_rotation_retention.sql"),
 ];
 
 /// Rotated values are remembered this long (the longest grace period configuration allows).
 const ROTATION_MEMORY_MS: i64 = 86_400_000;
+/// The most rows one background prune changes per kind.
+const PRUNE_BATCH: i64 = 1_000;
 
 /// A SQLite database file.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
+/// The store error of a SQLite failure: a file that cannot be used (busy, locked, unreadable,
+/// unwritable, full, damaged) is `Unavailable` (503, nothing lost: try again), a broken
+/// uniqueness rule `Conflict`, anything else `Backend`.
 fn backend(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -51,6 +57,11 @@ fn backend(e: rusqlite::Error) -> StoreError {
                     | rusqlite::ErrorCode::CannotOpen
                     | rusqlite::ErrorCode::ReadOnly
                     | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::PermissionDenied
+                    | rusqlite::ErrorCode::NotADatabase
+                    | rusqlite::ErrorCode::DatabaseCorrupt
+                    | rusqlite::ErrorCode::FileLockingProtocolFailed
             ) =>
         {
             StoreError::Unavailable(e.to_string())
@@ -69,7 +80,7 @@ fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
 }
 
 fn from_json<T: DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(text).map_err(|e| {
+    super::decode_document(text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
@@ -705,11 +716,11 @@ impl Store for SqliteStore {
         &self,
         old_value: &str,
         next: &RefreshToken,
-        access_token: Option<&str>,
+        outcome: Option<(&str, i64)>,
     ) -> StoreResult<Rotation> {
         let old = old_value.to_string();
         let next = next.clone();
-        let access_token = access_token.map(str::to_string);
+        let (access_token, outcome_until) = outcome.map(|(t, u)| (t.to_string(), u)).unzip();
         let meta = to_json(&next.meta_data)?;
         self.tx(move |tx| {
             let old_hash = token_hash(&old);
@@ -738,14 +749,16 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
                 if changed == 1 {
                     tx.execute(
-                        "INSERT OR REPLACE INTO rotated_refresh_tokens (token_hash, token_id, rotated_at, access_token) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                        params![old_hash, next.id.to_string(), next.insert_instant, access_token],
-                    )
-                    .map_err(backend)?;
-                    tx.execute(
-                        "DELETE FROM rotated_refresh_tokens WHERE rotated_at < ?1",
-                        [next.insert_instant - ROTATION_MEMORY_MS],
+                        "INSERT OR REPLACE INTO rotated_refresh_tokens \
+                         (token_hash, token_id, rotated_at, access_token, outcome_until) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            old_hash,
+                            next.id.to_string(),
+                            next.insert_instant,
+                            access_token,
+                            outcome_until
+                        ],
                     )
                     .map_err(backend)?;
                     return Ok(Rotation::Rotated(next));
@@ -759,6 +772,28 @@ impl Store for SqliteStore {
     async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
         let old_hash = token_hash(old_value);
         self.tx(move |tx| find_rotated(tx, &old_hash)).await
+    }
+
+    async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64> {
+        self.tx(move |tx| {
+            let cleared = tx
+                .execute(
+                    "UPDATE rotated_refresh_tokens SET access_token = NULL, outcome_until = NULL \
+                     WHERE rowid IN (SELECT rowid FROM rotated_refresh_tokens \
+                     WHERE access_token IS NOT NULL AND outcome_until < ?1 LIMIT ?2)",
+                    params![now_ms, PRUNE_BATCH],
+                )
+                .map_err(backend)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM rotated_refresh_tokens WHERE rowid IN \
+                     (SELECT rowid FROM rotated_refresh_tokens WHERE rotated_at < ?1 LIMIT ?2)",
+                    params![now_ms - ROTATION_MEMORY_MS, PRUNE_BATCH],
+                )
+                .map_err(backend)?;
+            Ok((cleared + deleted) as u64)
+        })
+        .await
     }
 
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
@@ -1028,6 +1063,7 @@ mod tests {
         let path = dir.path().join("nested").join("g.db");
         let store = SqliteStore::open(&path).expect("open");
         crate::store::suite::run(&store).await;
+        crate::store::suite::rotations_are_pruned(&store).await;
         drop(store);
         // Reopening applies no migration twice and keeps the data.
         let reopened = SqliteStore::open(&path).expect("reopen");

@@ -202,7 +202,7 @@ pub async fn run(store: &dyn Store) {
     next.insert_instant = 50;
     assert_eq!(
         store
-            .rotate_refresh_token("value-one", &next, Some("access-one"))
+            .rotate_refresh_token("value-one", &next, Some(("access-one", i64::MAX)))
             .await
             .expect("rotate"),
         Rotation::Rotated(next.clone())
@@ -445,4 +445,60 @@ pub async fn check_persisted(store: &dyn Store) {
         Some("first")
     );
     assert_eq!(store.list_events(10).await.expect("events").len(), 2);
+}
+
+/// Rotation outcomes are kept until their `outcome_until`, retired values for the backend's
+/// memory of them; pruning clears and deletes past those, in bounded batches.
+pub async fn rotations_are_pruned(store: &dyn Store) {
+    let id = Uuid::from_u128(0x5555);
+    store
+        .insert_refresh_token(&token(id, "prune-one"))
+        .await
+        .expect("insert");
+    let mut next = token(id, "prune-two");
+    next.insert_instant = 1_000;
+    store
+        .rotate_refresh_token("prune-one", &next, Some(("access-kept", 5_000)))
+        .await
+        .expect("rotate");
+    let mut last = token(id, "prune-three");
+    last.insert_instant = 2_000;
+    store
+        .rotate_refresh_token("prune-two", &last, None)
+        .await
+        .expect("rotate without an outcome");
+    let outcome = |value: &'static str| async move {
+        match store.find_rotated_refresh_token(value).await.expect("find") {
+            Some(Rotation::AlreadyRotated { access_token, .. }) => Some(access_token),
+            _ => None,
+        }
+    };
+    assert_eq!(outcome("prune-one").await, Some(Some("access-kept".into())));
+    assert_eq!(
+        outcome("prune-two").await,
+        Some(None),
+        "no outcome was given"
+    );
+    // Before outcome_until nothing changes; after it, the access token is gone but the retired
+    // value is still known (a replay is still recognised as one).
+    store.prune_rotations(4_999).await.expect("prune");
+    assert_eq!(outcome("prune-one").await, Some(Some("access-kept".into())));
+    assert!(store.prune_rotations(5_001).await.expect("prune") >= 1);
+    assert_eq!(outcome("prune-one").await, Some(None));
+    // A day later, the retired values are forgotten.
+    store
+        .prune_rotations(2_000 + 86_400_001)
+        .await
+        .expect("prune");
+    assert_eq!(outcome("prune-one").await, None);
+    assert_eq!(outcome("prune-two").await, None);
+    assert_eq!(
+        store
+            .find_refresh_token("prune-three")
+            .await
+            .expect("find")
+            .map(|t| t.id),
+        Some(id),
+        "the live token is untouched"
+    );
 }

@@ -91,6 +91,21 @@ const ADMIN_TRICKS: &[&str] = &[
     "http://127.0.0.1/public/../admin",
     "http://127.0.0.1/%61dmin",
     "http://127.0.0.1//admin",
+    // Case variants (case-insensitive upstreams), Windows trailing dots and spaces, and
+    // delimiters that a second decoding would split on.
+    "/Admin",
+    "/ADMIN/x",
+    "//Admin",
+    "/x/../ADMIN",
+    "/%41dmin",
+    "/admin.",
+    "/admin./x",
+    "/admin%2e/x",
+    "/admin%20",
+    "/admin%20/x",
+    "/admin%3Fx",
+    "/admin%3f",
+    "/admin%23x",
 ];
 
 #[test]
@@ -127,6 +142,9 @@ fn anonymous_requests_through_optional_routes_stay_there() {
     let upstream = RecordingUpstream::start();
     let gw = gateway_to(&upstream, Options::default());
     for target in [
+        "/public/..%3F",
+        "/public/..%23",
+        "/public/%2e%2e%3F",
         "/public/../app",
         "/public/%2e%2e/app",
         "/public/..%2fapp",
@@ -282,6 +300,18 @@ fn one_credential_reaches_the_upstream_and_it_is_the_verified_one() {
         vec![format!(
             "Cookie: access_token={token}; refresh_token=a; refresh_token=b"
         )],
+        vec![format!("Cookie: a=1, access_token={other}")],
+        vec![format!(
+            "Cookie: access_token={token}; a=1, access_token={other}"
+        )],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            format!("Cookie: a=1, access_token={other}"),
+        ],
+        vec!["Cookie: a=1, refresh_token=SECRET".into()],
+        vec!["Cookie: a=1 refresh_token=SECRET".into()],
+        vec!["Cookie: a=1\trefresh_token=SECRET".into()],
+        vec!["Cookie: $Version=1; a=1, refresh_token=SECRET".into()],
     ];
     for headers in &refused {
         for target in ["/app", "/public", "/admin"] {
@@ -421,6 +451,7 @@ fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
             "X-User_Id: spoofed-4".into(),
             "x_user_roles: admin".into(),
             "X-Request-Id: kept".into(),
+            "X.User.Id: dotted".into(),
         ],
     );
     assert_eq!(status, 200, "{response}");
@@ -674,5 +705,116 @@ fn an_access_token_past_exp_is_refreshed_whatever_the_leeway() {
     assert_eq!(upstream.received().len(), before);
     // No refresh cookie at all: the leeway tolerates clock skew.
     let (status, response) = get(&gw, "/fresh", &[format!("Authorization: Bearer {past}")]);
+    assert_eq!(status, 200, "{response}");
+}
+
+#[test]
+fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra_routes:
+                "  - path: /static\n    upstream: $UPSTREAM\n    auth: {enabled: false}\n".into(),
+            ..Default::default()
+        },
+    );
+    let token = user_token(&gw, &["user"]);
+    let (status, response) = get(
+        &gw,
+        "/static/a",
+        &[
+            format!("Authorization: Bearer {token}"),
+            format!("Cookie: a=1; access_token={token}; refresh_token=r; b=2"),
+            "X-Original-URL: /admin".into(),
+            "X-Rewrite-URL: /admin".into(),
+            "X-Forwarded-User: admin".into(),
+            "X-Remote-User: admin".into(),
+            "Remote-User: admin".into(),
+            "X-Auth-Request-User: admin".into(),
+            "X-Forwarded-Host: evil.example".into(),
+            "Forwarded: for=1.2.3.4;host=evil.example".into(),
+            "X-Forwarded-For: 1.2.3.4".into(),
+            "X-Real-IP: 1.2.3.4".into(),
+        ],
+    );
+    assert_eq!(status, 200, "{response}");
+    let headers = &raw_body(&response)["headers"];
+    assert!(headers.get("authorization").is_none(), "{headers}");
+    assert_eq!(headers["cookie"], json!(["a=1; b=2"]));
+    for name in [
+        "x-original-url",
+        "x-rewrite-url",
+        "x-forwarded-user",
+        "x-remote-user",
+        "remote-user",
+        "x-auth-request-user",
+        "forwarded",
+    ] {
+        assert!(headers.get(name).is_none(), "{name}: {headers}");
+    }
+    assert_eq!(headers["x-forwarded-for"], json!(["127.0.0.1"]));
+    assert_eq!(headers["x-real-ip"], json!(["127.0.0.1"]));
+    assert_eq!(headers["x-forwarded-host"], json!(["127.0.0.1"]));
+    // Ambiguous credentials are refused on a passthrough too.
+    let (status, _) = get(
+        &gw,
+        "/static/a",
+        &["Cookie: a=1, refresh_token=SECRET".into()],
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn role_claims_that_would_read_as_other_roles_refuse_the_token_where_forwarded() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    for roles in [
+        json!(["user,admin"]),
+        json!(["user", " admin"]),
+        json!(["user", ""]),
+        json!("admin"),
+        json!(["user", ["admin"]]),
+        json!(["user", 1]),
+    ] {
+        let mut token_claims = claims(Uuid::new_v4(), APP, &["user"]);
+        token_claims["roles"] = roles.clone();
+        let token = gw.token(Algorithm::RS256, &token_claims);
+        // `/` forwards X-User-Roles: refused, never forwarded with roles the policy did not see.
+        let (status, response) = get(&gw, "/app", &[format!("Authorization: Bearer {token}")]);
+        assert!([401, 403].contains(&status), "{roles}: {response}");
+        // `/admin` never lets it in.
+        let (status, _) = get(&gw, "/admin", &[format!("Authorization: Bearer {token}")]);
+        assert!([401, 403].contains(&status), "{roles}");
+    }
+    assert!(!upstream.received().iter().any(|t| t.starts_with("/admin")));
+}
+
+#[test]
+fn hosts_targets_and_lengths_that_read_two_ways_are_refused() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let token = user_token(&gw, &["user"]);
+    let auth = format!("Authorization: Bearer {token}");
+    let requests: Vec<String> = vec![
+        format!("GET /app HTTP/1.1\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET /app HTTP/1.1\r\nHost: a b\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET /app HTTP/1.1\r\nHost: 127.0.0.1/admin\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET /app HTTP/1.1\r\nHost: x:99999\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET app/x?q=1 HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET ftp://x/app HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("POST /app HTTP/1.1\r\nHost: x\r\n{auth}\r\nContent-Length: 4,4\r\nConnection: close\r\n\r\nabcd"),
+        format!("POST /app HTTP/1.1\r\nHost: x\r\n{auth}\r\nContent-Length: 4\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd"),
+    ];
+    for request in &requests {
+        let (status, response) = raw_http(gw.port, request.as_bytes());
+        assert_eq!(status, 400, "{request}\n{response}");
+    }
+    assert!(upstream.received().is_empty(), "{:?}", upstream.received());
+    // HTTP/1.0 without Host is fine, and so is a normal request.
+    let (status, response) = raw_http(
+        gw.port,
+        format!("GET /app HTTP/1.0\r\n{auth}\r\n\r\n").as_bytes(),
+    );
     assert_eq!(status, 200, "{response}");
 }

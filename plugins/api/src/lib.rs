@@ -13,6 +13,7 @@ pub mod apikeys;
 pub mod clock;
 pub mod error;
 pub mod helpers;
+pub mod json;
 pub mod model;
 pub mod plugin;
 pub mod refresh;

@@ -38,6 +38,10 @@ pub const DEFAULT_MAXIMUM_TIME_TO_LIVE_IN_MINUTES: i64 = 43_200;
 /// The `authenticationType` of access tokens minted from a refresh token.
 pub const REFRESH_TOKEN_AUTHENTICATION_TYPE: &str = "REFRESH_TOKEN";
 
+/// How long past the grace period a rotation's access token is kept (ms): clock skew between
+/// nodes sharing the store.
+pub const OUTCOME_MARGIN_MS: i64 = 5_000;
+
 /// The services refresh-token logic needs: borrowed, so the plugin and the proxy can both build
 /// one from what they hold.
 #[derive(Clone, Copy)]
@@ -560,9 +564,16 @@ pub async fn exchange_refresh_token_scoped(
                 now,
                 client_ip,
             );
+            // The access token is kept with the retired value only while the grace period can
+            // hand it out again (and a margin for clock skew between nodes).
+            let outcome = (policy.grace_period_in_seconds > 0).then(|| {
+                let until =
+                    now + policy.grace_period_in_seconds.saturating_mul(1000) + OUTCOME_MARGIN_MS;
+                (access_token.token.as_str(), until)
+            });
             match env
                 .store
-                .rotate_refresh_token(value, &next, Some(&access_token.token))
+                .rotate_refresh_token(value, &next, outcome)
                 .await
                 .map_err(not_found_is_invalid)?
             {

@@ -113,23 +113,40 @@ impl PluginRequest {
         self.bearer_token().or_else(|| self.cookie("access_token"))
     }
 
-    /// The body parsed as JSON into `T`; a 400 with Errors JSON when it is malformed or mistyped.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.is_empty() {
+    /// The body as a JSON value of any shape (a JSON Patch is an array), parsed and checked
+    /// against the document limits ([`crate::json`]); a 400 with Errors JSON otherwise.
+    pub fn json_value(&self) -> Result<serde_json::Value, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::general(
                 "[invalid]",
                 "The request body is empty but this API requires a JSON body.",
             ));
         }
-        serde_json::from_slice(&self.body).map_err(|e| {
-            let kind = if e.is_syntax() || e.is_eof() {
-                "Invalid JSON in the request body"
-            } else {
-                "The request body does not match the expected structure"
+        crate::json::parse(&self.body)
+    }
+
+    /// The body parsed as a JSON object into `T`; a 400 with Errors JSON when it is malformed,
+    /// not an object (`[]`, `"x"`, `1`, `null`), over the limits, or mistyped — naming the
+    /// property at fault, never echoing a value the client sent.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let value = self.json_value()?;
+        if !value.is_object() {
+            return Err(ApiError::general(
+                "[invalidJSON]",
+                "Invalid JSON in the request body. The body must be a JSON object.",
+            ));
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let error = crate::json::sanitized(&e.inner().to_string());
+            let message = match e.path().to_string() {
+                path if path == "." => {
+                    format!("Invalid JSON in the request body. The error was [{error}].")
+                }
+                path => format!(
+                    "Invalid JSON in the request body. The property was [{path}]. The error was [{error}]."
+                ),
             };
-            // serde_json messages name the offending field and position but never echo strings
-            // beyond the type, which keeps secrets out of the response.
-            ApiError::general("[invalidJSON]", format!("{kind}: {e}"))
+            ApiError::general("[invalidJSON]", message)
         })
     }
 

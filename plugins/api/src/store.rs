@@ -156,15 +156,20 @@ pub trait Store: Send + Sync {
     /// expiration. `NotFound` when the token is no longer live.
     async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// Replaces the value of `old_value` with `next` (same id) if `old_value` is still the live
-    /// value, remembering `access_token` as the outcome for late requests; otherwise reports
-    /// what replaced it. One conditional update: two concurrent callers cannot both rotate.
-    /// `NotFound` when the value was never issued or its token was revoked.
+    /// value, remembering `outcome` — the access token issued with the rotation and until when
+    /// (ms) late requests may be handed it — when given; otherwise reports what replaced it.
+    /// One conditional update: two concurrent callers cannot both rotate. `NotFound` when the
+    /// value was never issued or its token was revoked.
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
         next: &RefreshToken,
-        access_token: Option<&str>,
+        outcome: Option<(&str, i64)>,
     ) -> StoreResult<Rotation>;
+    /// Background upkeep, in bounded batches: clears rotation outcomes past their
+    /// `outcome_until` and deletes retired values older than the backend's memory of them.
+    /// Returns how many rows it changed.
+    async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64>;
     /// What replaced a value that one-time-use rotation retired: `Some(Rotation::AlreadyRotated
     /// {..})`, or `None` when the value was never rotated (or its token is gone).
     async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>>;

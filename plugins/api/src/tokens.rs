@@ -174,15 +174,20 @@ impl VerifiedClaims {
 
     /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; every claim is
     /// rendered once, the first time any is asked for, so the proxy's hot path only looks up.
+    /// A claim that cannot be told apart from another in header form is unrepresentable: an
+    /// array element with a `,` or surrounding whitespace (`["user,admin"]` would read as two
+    /// roles), a nested array or object, or a `roles` claim that is not an array of strings (the
+    /// policy sees no roles in it, so the upstream must not see any either).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
         let values = self.header_values.get_or_init(|| {
             let mut values: Vec<(String, Option<http::HeaderValue>)> = self
                 .claims
-                .keys()
-                .filter_map(|k| {
-                    let text = self.claim_text(k)?;
-                    let value = http::HeaderValue::from_bytes(text.as_bytes()).ok();
-                    Some((k.clone(), value))
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Null | Value::Object(_)))
+                .map(|(k, v)| {
+                    let text = header_text(k, v);
+                    let value = text.and_then(|t| http::HeaderValue::from_bytes(t.as_bytes()).ok());
+                    (k.clone(), value)
                 })
                 .collect();
             values.sort_by(|a, b| a.0.cmp(&b.0));
@@ -216,6 +221,31 @@ impl VerifiedClaims {
             Value::Number(n) => Some(n.to_string()),
             Value::Null | Value::Object(_) => None,
         }
+    }
+}
+
+/// The header text of claim `name` with value `value` (not null, not an object), or `None`
+/// when it cannot be rendered unambiguously (see [`VerifiedClaims::header_value`]).
+fn header_text(name: &str, value: &Value) -> Option<String> {
+    match value {
+        Value::Array(items) => {
+            let texts: Option<Vec<String>> = items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) if !s.contains(',') && s.trim() == s && !s.is_empty() => {
+                        Some(s.clone())
+                    }
+                    Value::Number(_) | Value::Bool(_) if name != "roles" => Some(item.to_string()),
+                    _ => None,
+                })
+                .collect();
+            texts.map(|t| t.join(","))
+        }
+        _ if name == "roles" => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Null | Value::Object(_) => None,
     }
 }
 

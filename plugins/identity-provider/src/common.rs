@@ -15,9 +15,15 @@ pub fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKe
     context.api_keys.authenticate(request)
 }
 
-/// The request body as a JSON value (400 when missing or malformed).
+/// The request body as a JSON object (400 when missing, malformed, not an object, or over
+/// the document limits).
 pub fn json_body(request: &PluginRequest) -> Result<Value, ApiError> {
     request.json::<Value>()
+}
+
+/// The body of a PATCH: an object (merge patches) or an array (JSON Patch), within the limits.
+pub fn patch_body(request: &PluginRequest) -> Result<Value, ApiError> {
+    request.json_value()
 }
 
 /// The member `name` of a request body that must be an object (`identityProvider`, `lambda`…);

@@ -15,7 +15,7 @@ use gatehouse_plugin_api::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, json_body, wrapped};
+use crate::common::{api_key, json_body, patch_body, wrapped};
 use crate::engine::{check, Limits};
 use crate::patch::{apply, PatchFormat};
 
@@ -283,8 +283,12 @@ pub async fn patch(
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
     let (id, existing) = load(request, context).await?;
-    let patched = apply(format, &json!({ "lambda": existing }), &json_body(request)?)
-        .map_err(|e| ApiError::general(e.code, e.message))?;
+    let patched = apply(
+        format,
+        &json!({ "lambda": existing }),
+        &patch_body(request)?,
+    )
+    .map_err(|e| ApiError::general(e.code, e.message))?;
     let doc = wrapped(&patched, "lambda")?;
     save(
         id,

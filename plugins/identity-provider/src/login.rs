@@ -485,7 +485,10 @@ async fn run(
         }
     }
 
-    // 6. persist
+    // 6. persist (nothing is written when what the claims and the lambda made is over the
+    // document limits: it could not be read back)
+    check_document("user", &user)?;
+    check_document("registration", &working_registration)?;
     user.last_login_instant = Some(now);
     user.last_update_instant = now;
     if created {
@@ -821,6 +824,12 @@ async fn run_lambda(
     new_registration.user_id = registration.user_id;
     new_registration.insert_instant = registration.insert_instant;
     Ok((new_user, new_registration))
+}
+
+/// A 400 naming `field` when `value` is over the document limits.
+fn check_document<T: serde::Serialize>(field: &str, value: &T) -> Result<(), ApiError> {
+    let json = serde_json::to_value(value).map_err(ApiError::internal)?;
+    gatehouse_plugin_api::json::check_field(&json, field)
 }
 
 /// Drops `null` members of an object (a lambda may set `user.middleName = null`).

@@ -15,7 +15,7 @@ use gatehouse_plugin_api::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, document_tenant, json_body, visible, wrapped, writable};
+use crate::common::{api_key, document_tenant, json_body, patch_body, visible, wrapped, writable};
 use crate::lambdas::{lambda_type, RECONCILE_TYPE};
 use crate::patch::{apply, PatchFormat};
 use crate::provider::{
@@ -313,7 +313,7 @@ pub async fn patch(
     if !writable(&grant, &existing) {
         return Err(ApiError::NotFound);
     }
-    let body = json_body(request)?;
+    let body = patch_body(request)?;
     let patched = apply(format, &json!({ "identityProvider": existing }), &body)
         .map_err(|e| ApiError::general(e.code, e.message))?;
     let doc = wrapped(&patched, "identityProvider")?;

@@ -62,19 +62,22 @@ fn error(code: &'static str, message: impl Into<String>) -> PatchError {
 
 /// Applies `patch` in `format` to `target`, returning the patched document.
 pub fn apply(format: PatchFormat, target: &Value, patch: &Value) -> Result<Value, PatchError> {
-    match format {
+    let doc = match format {
         PatchFormat::FusionAuthMerge => {
             let mut doc = target.clone();
             fusionauth_merge(&mut doc, patch);
-            Ok(doc)
+            doc
         }
         PatchFormat::MergePatch => {
             let mut doc = target.clone();
             merge_patch(&mut doc, patch);
-            Ok(doc)
+            doc
         }
-        PatchFormat::JsonPatch => json_patch(target, patch),
-    }
+        PatchFormat::JsonPatch => json_patch(target, patch)?,
+    };
+    gatehouse_plugin_api::json::check(&doc)
+        .map_err(|limit| error("[tooLarge]", format!("The patched document is {limit}.")))?;
+    Ok(doc)
 }
 
 /// FusionAuth's `application/json` PATCH merge: arrays are appended to.
@@ -124,7 +127,7 @@ fn pointer_tokens(pointer: &str) -> Result<Vec<String>, PatchError> {
     let rest = pointer.strip_prefix('/').ok_or_else(|| {
         error(
             "[invalid]",
-            format!("The path [{pointer}] is not a JSON pointer (it must start with /)."),
+            "A path is not a JSON pointer (it must start with /).",
         )
     })?;
     Ok(rest
@@ -149,11 +152,7 @@ fn array_index(token: &str, len: usize, allow_end: bool) -> Option<usize> {
     (index <= limit && (allow_end || len > 0)).then_some(index)
 }
 
-fn parent_mut<'a>(
-    doc: &'a mut Value,
-    tokens: &[String],
-    path: &str,
-) -> Result<&'a mut Value, PatchError> {
+fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Result<&'a mut Value, PatchError> {
     let mut current = doc;
     for token in tokens {
         current = match current {
@@ -164,7 +163,7 @@ fn parent_mut<'a>(
             }
             _ => None,
         }
-        .ok_or_else(|| error("[invalid]", format!("The path [{path}] does not exist.")))?;
+        .ok_or_else(|| error("[invalid]", "A path does not exist in the document."))?;
     }
     Ok(current)
 }
@@ -180,7 +179,7 @@ fn get<'a>(doc: &'a Value, path: &str) -> Result<&'a Value, PatchError> {
             }
             _ => None,
         }
-        .ok_or_else(|| error("[invalid]", format!("The path [{path}] does not exist.")))?;
+        .ok_or_else(|| error("[invalid]", "A path does not exist in the document."))?;
     }
     Ok(current)
 }
@@ -191,24 +190,20 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
         *doc = value;
         return Ok(());
     };
-    match parent_mut(doc, parents, path)? {
+    match parent_mut(doc, parents)? {
         Value::Object(map) => {
             map.insert(last.clone(), value);
             Ok(())
         }
         Value::Array(items) => {
-            let index = array_index(last, items.len(), true).ok_or_else(|| {
-                error(
-                    "[invalid]",
-                    format!("The index in [{path}] is out of bounds."),
-                )
-            })?;
+            let index = array_index(last, items.len(), true)
+                .ok_or_else(|| error("[invalid]", "An array index is out of bounds."))?;
             items.insert(index, value);
             Ok(())
         }
         _ => Err(error(
             "[invalid]",
-            format!("The parent of [{path}] is neither an object nor an array."),
+            "The parent of a path is neither an object nor an array.",
         )),
     }
 }
@@ -218,8 +213,8 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
     let Some((last, parents)) = tokens.split_last() else {
         return Err(error("[invalid]", "The whole document cannot be removed."));
     };
-    let missing = || error("[invalid]", format!("The path [{path}] does not exist."));
-    match parent_mut(doc, parents, path)? {
+    let missing = || error("[invalid]", "A path does not exist in the document.");
+    match parent_mut(doc, parents)? {
         Value::Object(map) => map.remove(last).ok_or_else(missing),
         Value::Array(items) => {
             let index = array_index(last, items.len(), false).ok_or_else(missing)?;
@@ -246,73 +241,93 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
             "A JSON Patch (application/json-patch+json) body must be an array of operations.",
         )
     })?;
+    if ops.len() > MAX_OPERATIONS {
+        return Err(error(
+            "[invalid]",
+            format!("A JSON Patch may have at most {MAX_OPERATIONS} operations."),
+        ));
+    }
     let mut doc = target.clone();
     for (index, op) in ops.iter().enumerate() {
-        let name = op_string(op, "op", index)?;
-        let path = op_string(op, "path", index)?;
-        let value = || {
-            op.get("value").cloned().ok_or_else(|| {
-                error(
-                    "[invalid]",
-                    format!("Operation {index} ({name}) needs a [value]."),
-                )
-            })
-        };
-        match name {
-            "add" => add(&mut doc, path, value()?)?,
-            "remove" => {
-                remove(&mut doc, path)?;
-            }
-            "replace" => {
-                let v = value()?;
-                get(&doc, path)?;
-                if path.is_empty() {
-                    doc = v;
-                } else {
-                    remove(&mut doc, path)?;
-                    add(&mut doc, path, v)?;
-                }
-            }
-            "move" => {
-                let from = op_string(op, "from", index)?;
-                if path.starts_with(&format!("{from}/")) {
-                    return Err(error(
-                        "[invalid]",
-                        format!("Operation {index} moves [{from}] into its own child."),
-                    ));
-                }
-                let v = remove(&mut doc, from)?;
-                add(&mut doc, path, v)?;
-            }
-            "copy" => {
-                let from = op_string(op, "from", index)?;
-                let v = get(&doc, from)?.clone();
-                add(&mut doc, path, v)?;
-            }
-            "test" => {
-                let expected = value()?;
-                let actual = get(&doc, path).map_err(|_| {
-                    error(
-                        "[TestFailed]",
-                        format!("Operation {index} (test) failed: [{path}] does not exist."),
-                    )
-                })?;
-                if *actual != expected {
-                    return Err(error(
-                        "[TestFailed]",
-                        format!("Operation {index} (test) failed: the value at [{path}] differs."),
-                    ));
-                }
-            }
-            other => {
-                return Err(error(
-                    "[invalid]",
-                    format!("Operation {index} has an unknown op [{other}]."),
-                ))
-            }
+        apply_operation(&mut doc, op, index)?;
+        // The work is bounded while it is done: a result over the document limits stops here.
+        if let Err(limit) = gatehouse_plugin_api::json::check(&doc) {
+            return Err(error(
+                "[tooLarge]",
+                format!("Operation {index} makes the document {limit}."),
+            ));
         }
     }
     Ok(doc)
+}
+
+/// The most operations one JSON Patch may have.
+pub const MAX_OPERATIONS: usize = 1000;
+
+/// Applies operation `index` of a JSON Patch to `doc`.
+fn apply_operation(doc: &mut Value, op: &Value, index: usize) -> Result<(), PatchError> {
+    let name = op_string(op, "op", index)?;
+    let path = op_string(op, "path", index)?;
+    let value = || {
+        op.get("value").cloned().ok_or_else(|| {
+            error(
+                "[invalid]",
+                format!("Operation {index} ({name}) needs a [value]."),
+            )
+        })
+    };
+    match name {
+        "add" => add(doc, path, value()?),
+        "remove" => remove(doc, path).map(drop),
+        "replace" => {
+            let v = value()?;
+            get(doc, path)?;
+            if path.is_empty() {
+                *doc = v;
+                return Ok(());
+            }
+            remove(doc, path)?;
+            add(doc, path, v)
+        }
+        "move" => {
+            let from = op_string(op, "from", index)?;
+            if path.starts_with(&format!("{from}/")) {
+                return Err(error(
+                    "[invalid]",
+                    format!("Operation {index} moves a value into its own child."),
+                ));
+            }
+            let v = remove(doc, from)?;
+            add(doc, path, v)
+        }
+        "copy" => {
+            let from = op_string(op, "from", index)?;
+            let v = get(doc, from)?.clone();
+            add(doc, path, v)
+        }
+        "test" => test(doc, path, &value()?, index),
+        _ => Err(error(
+            "[invalid]",
+            format!("Operation {index} has an unknown op."),
+        )),
+    }
+}
+
+/// The `test` operation: the value at `path` must equal `expected`.
+fn test(doc: &Value, path: &str, expected: &Value, index: usize) -> Result<(), PatchError> {
+    let actual = get(doc, path).map_err(|_| {
+        error(
+            "[TestFailed]",
+            format!("Operation {index} (test) failed: the path does not exist."),
+        )
+    })?;
+    if actual != expected {
+        return Err(error(
+            "[TestFailed]",
+            format!("Operation {index} (test) failed: the value differs."),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

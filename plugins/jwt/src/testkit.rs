@@ -289,11 +289,15 @@ impl Store for FakeStore {
         Ok(None)
     }
 
+    async fn prune_rotations(&self, _now_ms: i64) -> StoreResult<u64> {
+        Ok(0)
+    }
+
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
         next: &RefreshToken,
-        _access_token: Option<&str>,
+        _outcome: Option<(&str, i64)>,
     ) -> StoreResult<Rotation> {
         let now = self.now();
         let mut s = lock(&self.state);
