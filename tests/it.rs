@@ -7,6 +7,7 @@ mod it {
     pub mod config;
     pub mod edge;
     pub mod identity_provider;
+    pub mod integrity;
     pub mod jwt_api;
     pub mod kit;
     pub mod postgres;

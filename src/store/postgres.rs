@@ -466,6 +466,37 @@ impl PostgresStore {
         .await
     }
 
+    /// Replaces document `id` of `table` with `document` only while its stored body is still
+    /// `expected`: true when it was replaced, false when it changed meanwhile (nothing
+    /// written); `NotFound` when it is gone.
+    async fn replace_document(
+        &self,
+        table: &'static str,
+        id: Uuid,
+        expected: &Value,
+        document: &Value,
+    ) -> StoreResult<bool> {
+        let (expected, body) = (to_json(expected)?, to_json(document)?);
+        self.run(move |c| async move {
+            let changed = execute(
+                &c,
+                &format!("UPDATE {table} SET body = $2 WHERE id = $1 AND body = $3"),
+                &[&id, &body, &expected],
+            )
+            .await?;
+            if changed == 1 {
+                return Ok(true);
+            }
+            let exists =
+                execute(&c, &format!("SELECT 1 FROM {table} WHERE id = $1"), &[&id]).await?;
+            if exists == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(false)
+        })
+        .await
+    }
+
     /// The JSON document with this id in `table` (a table of `id`, `body` rows), if any.
     async fn get_document<T: DeserializeOwned + Send + 'static>(
         &self,
@@ -1084,6 +1115,16 @@ impl Store for PostgresStore {
         self.get_document("identity_providers", id).await
     }
 
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("identity_providers", id, expected, provider)
+            .await
+    }
+
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
         self.list_documents("identity_providers").await
     }
@@ -1179,6 +1220,15 @@ impl Store for PostgresStore {
 
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
         self.get_document("lambdas", id).await
+    }
+
+    async fn replace_lambda(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        lambda: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("lambdas", id, expected, lambda).await
     }
 
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {

@@ -217,6 +217,40 @@ impl SqliteStore {
         .await
     }
 
+    /// Replaces document `id` of `table` with `document` only while its stored body is still
+    /// `expected`: true when it was replaced, false when it changed meanwhile (nothing
+    /// written); `NotFound` when it is gone.
+    async fn replace_document(
+        &self,
+        table: &'static str,
+        id: Uuid,
+        expected: &Value,
+        document: &Value,
+    ) -> StoreResult<bool> {
+        let (expected, body) = (to_json(expected)?, to_json(document)?);
+        self.tx(move |tx| {
+            let changed = tx
+                .execute(
+                    &format!("UPDATE {table} SET body = ?2 WHERE id = ?1 AND body = ?3"),
+                    params![id.to_string(), body, expected],
+                )
+                .map_err(backend)?;
+            if changed == 1 {
+                return Ok(true);
+            }
+            let exists = tx
+                .query_row(
+                    &format!("SELECT 1 FROM {table} WHERE id = ?1"),
+                    [id.to_string()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(backend)?;
+            exists.map(|()| false).ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
     /// The JSON document with this id in `table` (a table of `id`, `body` rows), if any.
     async fn get_document<T: DeserializeOwned + Send + 'static>(
         &self,
@@ -368,6 +402,8 @@ fn find_rotated(tx: &Connection, old_hash: &str) -> StoreResult<Option<Rotation>
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Healthy means writable: like every call, the check runs in an immediate transaction,
+    /// which takes the write lock (a file locked by another process is `Unavailable`).
     async fn ping(&self) -> StoreResult<()> {
         self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
             .await
@@ -856,6 +892,16 @@ impl Store for SqliteStore {
         self.get_document("identity_providers", id).await
     }
 
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("identity_providers", id, expected, provider)
+            .await
+    }
+
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
         self.list_documents("identity_providers").await
     }
@@ -960,6 +1006,15 @@ impl Store for SqliteStore {
 
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
         self.get_document("lambdas", id).await
+    }
+
+    async fn replace_lambda(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        lambda: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("lambdas", id, expected, lambda).await
     }
 
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {

@@ -67,15 +67,15 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 /// A database of its own on the test server, dropped when this is dropped.
-struct Database {
+pub struct Database {
     admin_url: String,
     name: String,
     /// The `store:` URL of the database.
-    url: String,
+    pub url: String,
 }
 
 impl Database {
-    fn create() -> Database {
+    pub fn create() -> Database {
         let admin_url = server_url();
         let name = format!("gh_test_{}", Uuid::new_v4().simple());
         block_on(async {

@@ -185,6 +185,15 @@ pub trait Store: Send + Sync {
     async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()>;
     /// The identity provider document, or `None`.
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>>;
+    /// Replaces provider `id` with `provider` only while the stored document is still
+    /// `expected` (one conditional update): `false` when a concurrent change came first and
+    /// nothing was written; `NotFound` when it is gone.
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool>;
     /// All identity provider documents.
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>>;
     /// Deletes a provider and its links; `NotFound` when absent.
@@ -212,6 +221,9 @@ pub trait Store: Send + Sync {
     async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()>;
     /// The lambda document, or `None`.
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>>;
+    /// Replaces lambda `id` as [`Store::replace_identity_provider`] replaces a provider.
+    async fn replace_lambda(&self, id: Uuid, expected: &Value, lambda: &Value)
+        -> StoreResult<bool>;
     /// All lambda documents.
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>>;
     /// Deletes a lambda; `NotFound` when absent.

@@ -71,7 +71,7 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
             errors.field(
                 &f("type"),
                 "invalid",
-                format!("The lambda type [{t}] is not supported; Gatehouse runs ExternalJWTReconcile lambdas."),
+                "This lambda type is not supported; Gatehouse runs ExternalJWTReconcile lambdas.",
             );
         }
         _ => {
@@ -161,13 +161,14 @@ fn unscoped(grant: &ApiKeyGrant) -> Result<(), ApiError> {
     }
 }
 
-async fn save(
+/// `doc` validated and ready to store as lambda `id`: the id and instants set.
+fn prepared(
     id: Uuid,
     mut doc: Value,
     insert: Option<i64>,
     limits: Limits,
     context: &PluginContext,
-) -> Result<PluginResponse, ApiError> {
+) -> Result<Value, ApiError> {
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
         obj.remove("insertInstant");
@@ -182,8 +183,35 @@ async fn save(
         obj.insert("insertInstant".into(), json!(insert.unwrap_or(now)));
         obj.insert("lastUpdateInstant".into(), json!(now));
     }
-    context.store.put_lambda(id, &doc).await?;
-    Ok(one(&doc))
+    Ok(doc)
+}
+
+/// How often a read-modify-write is tried again after a concurrent change won the race.
+const MAX_ATTEMPTS: usize = 32;
+
+/// Reads the lambda of the request's path, turns it into the replacement `change` makes of
+/// it, and writes that back only if nobody changed it meanwhile (else starts over): concurrent
+/// updates are serialized, never merged or lost.
+async fn update_with(
+    request: &PluginRequest,
+    context: &PluginContext,
+    limits: Limits,
+    change: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<PluginResponse, ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (id, existing) = load(request, context).await?;
+        let insert = existing.get("insertInstant").and_then(Value::as_i64);
+        let doc = prepared(id, change(&existing)?, insert, limits, context)?;
+        if context.store.replace_lambda(id, &existing, &doc).await? {
+            return Ok(one(&doc));
+        }
+    }
+    let mut errors = Errors::new();
+    errors.general(
+        "[Conflict]",
+        "The lambda kept changing while this request updated it; try again.",
+    );
+    Err(ApiError::Conflict(errors))
 }
 
 /// `POST /api/lambda[/{lambdaId}]`.
@@ -209,7 +237,9 @@ pub async fn create(
             "A lambda with this id already exists.",
         ));
     }
-    save(id, doc, None, limits, context).await
+    let doc = prepared(id, doc, None, limits, context)?;
+    context.store.put_lambda(id, &doc).await?;
+    Ok(one(&doc))
 }
 
 async fn load(request: &PluginRequest, context: &PluginContext) -> Result<(Uuid, Value), ApiError> {
@@ -261,16 +291,8 @@ pub async fn update(
     limits: Limits,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
-    let (id, existing) = load(request, context).await?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
-    save(
-        id,
-        doc,
-        existing.get("insertInstant").and_then(Value::as_i64),
-        limits,
-        context,
-    )
-    .await
+    update_with(request, context, limits, |_| Ok(doc.clone())).await
 }
 
 /// `PATCH /api/lambda/{lambdaId}` in any of the three formats.
@@ -282,21 +304,12 @@ pub async fn patch(
     unscoped(&api_key(request, context)?)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
-    let (id, existing) = load(request, context).await?;
-    let patched = apply(
-        format,
-        &json!({ "lambda": existing }),
-        &patch_body(request)?,
-    )
-    .map_err(|e| ApiError::general(e.code, e.message))?;
-    let doc = wrapped(&patched, "lambda")?;
-    save(
-        id,
-        doc,
-        existing.get("insertInstant").and_then(Value::as_i64),
-        limits,
-        context,
-    )
+    let body = patch_body(request)?;
+    update_with(request, context, limits, |existing| {
+        let patched = apply(format, &json!({ "lambda": existing }), &body)
+            .map_err(|e| ApiError::general(e.code, e.message))?;
+        wrapped(&patched, "lambda")
+    })
     .await
 }
 

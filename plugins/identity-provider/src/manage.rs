@@ -259,13 +259,50 @@ pub async fn retrieve_all(
     ))
 }
 
-async fn replace(
+/// How often a read-modify-write is tried again after a concurrent change won the race.
+const MAX_ATTEMPTS: usize = 32;
+
+/// Reads provider `id`, turns it into the replacement `change` makes of it, and writes that
+/// back only if nobody changed the provider meanwhile; on a concurrent change it starts over
+/// from the new version. Concurrent updates are so serialized, never merged into one (nor
+/// lost), on one gateway or many sharing the store.
+async fn update_with(
+    id: Uuid,
+    grant: &ApiKeyGrant,
+    context: &PluginContext,
+    change: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<PluginResponse, ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let existing = load(id, grant, context).await?;
+        if !writable(grant, &existing) {
+            return Err(ApiError::NotFound);
+        }
+        let doc = replacement(id, &existing, change(&existing)?, grant, context).await?;
+        if context
+            .store
+            .replace_identity_provider(id, &existing, &doc)
+            .await?
+        {
+            return Ok(one(&doc));
+        }
+    }
+    let mut errors = Errors::new();
+    errors.general(
+        "[Conflict]",
+        "The identity provider kept changing while this request updated it; try again.",
+    );
+    Err(ApiError::Conflict(errors))
+}
+
+/// The validated replacement of `existing` by `doc`: the id, tenant, redacted secrets and
+/// instants carried over.
+async fn replacement(
     id: Uuid,
     existing: &Value,
     mut doc: Value,
     grant: &ApiKeyGrant,
     context: &PluginContext,
-) -> Result<PluginResponse, ApiError> {
+) -> Result<Value, ApiError> {
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
         obj.remove("insertInstant");
@@ -280,9 +317,7 @@ async fn replace(
         .get("insertInstant")
         .and_then(Value::as_i64)
         .unwrap_or_else(|| context.clock.now_millis());
-    let doc = finish(doc, id, grant, insert, context.clock.now_millis());
-    context.store.put_identity_provider(id, &doc).await?;
-    Ok(one(&doc))
+    Ok(finish(doc, id, grant, insert, context.clock.now_millis()))
 }
 
 /// `PUT /api/identity-provider/{identityProviderId}`: full replacement.
@@ -292,12 +327,8 @@ pub async fn update(
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
-    let existing = load(id, &grant, context).await?;
-    if !writable(&grant, &existing) {
-        return Err(ApiError::NotFound);
-    }
     let doc = wrapped(&json_body(request)?, "identityProvider")?;
-    replace(id, &existing, doc, &grant, context).await
+    update_with(id, &grant, context, |_| Ok(doc.clone())).await
 }
 
 /// `PATCH /api/identity-provider/{identityProviderId}` in any of the three formats.
@@ -309,22 +340,21 @@ pub async fn patch(
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
     let id = path_uuid(request, "identityProviderId")?;
-    let existing = load(id, &grant, context).await?;
-    if !writable(&grant, &existing) {
-        return Err(ApiError::NotFound);
-    }
     let body = patch_body(request)?;
-    let patched = apply(format, &json!({ "identityProvider": existing }), &body)
-        .map_err(|e| ApiError::general(e.code, e.message))?;
-    let doc = wrapped(&patched, "identityProvider")?;
-    if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
-        return Err(ApiError::field(
-            "identityProvider.type",
-            "invalid",
-            "The type of an identity provider cannot be changed.",
-        ));
-    }
-    replace(id, &existing, doc, &grant, context).await
+    update_with(id, &grant, context, |existing| {
+        let patched = apply(format, &json!({ "identityProvider": existing }), &body)
+            .map_err(|e| ApiError::general(e.code, e.message))?;
+        let doc = wrapped(&patched, "identityProvider")?;
+        if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
+            return Err(ApiError::field(
+                "identityProvider.type",
+                "invalid",
+                "The type of an identity provider cannot be changed.",
+            ));
+        }
+        Ok(doc)
+    })
+    .await
 }
 
 /// `DELETE /api/identity-provider/{identityProviderId}`: the provider and its links.

@@ -427,9 +427,7 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             errors.field(
                 &f("type"),
                 "invalid",
-                format!(
-                    "The type [{t}] is not supported; Gatehouse manages ExternalJWT providers."
-                ),
+                "This type is not supported; Gatehouse manages ExternalJWT providers.",
             );
         }
     }
@@ -675,7 +673,11 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
         None | Some(Value::Null) => {}
         Some(Value::Object(apps)) => {
             for (id, config) in apps {
-                let base = format!("applicationConfiguration[{id}]");
+                // A key that is not an id is not echoed back in the field path.
+                let base = match Uuid::parse_str(id) {
+                    Ok(_) => format!("applicationConfiguration[{id}]"),
+                    Err(_) => "applicationConfiguration".to_string(),
+                };
                 if Uuid::parse_str(id).is_err() {
                     errors.field(
                         &f(&base),
@@ -724,7 +726,10 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
         None | Some(Value::Null) => {}
         Some(Value::Object(tenants)) => {
             for (id, config) in tenants {
-                let base = format!("tenantConfiguration[{id}]");
+                let base = match Uuid::parse_str(id) {
+                    Ok(_) => format!("tenantConfiguration[{id}]"),
+                    Err(_) => "tenantConfiguration".to_string(),
+                };
                 if Uuid::parse_str(id).is_err() {
                     errors.field(&f(&base), "invalid", "The key must be a tenant id (UUID).");
                 }
@@ -1000,10 +1005,11 @@ mod tests {
             "[invalid]identityProvider.domains[1]",
             "[invalid]identityProvider.oauth2.emailClaim",
             "[invalid]identityProvider.oauth2.token_endpoint",
-            "[invalid]identityProvider.tenantConfiguration[nope]",
-            "[invalid]identityProvider.tenantConfiguration[nope].limitUserLinkCount.maximumLinks",
-            "[invalid]identityProvider.applicationConfiguration[x]",
-            "[invalid]identityProvider.applicationConfiguration[x].enabled",
+            // Keys that are not ids are not echoed in the field paths.
+            "[invalid]identityProvider.tenantConfiguration",
+            "[invalid]identityProvider.tenantConfiguration.limitUserLinkCount.maximumLinks",
+            "[invalid]identityProvider.applicationConfiguration",
+            "[invalid]identityProvider.applicationConfiguration.enabled",
             "[invalid]identityProvider.lambdaConfiguration.reconcileId",
             "[unknown]identityProvider.surprise",
         ] {

@@ -342,6 +342,15 @@ impl Store for FakeStore {
     async fn get_identity_provider(&self, _id: Uuid) -> StoreResult<Option<Value>> {
         Ok(None)
     }
+    async fn replace_identity_provider(
+        &self,
+        _id: Uuid,
+        _expected: &Value,
+        _provider: &Value,
+    ) -> StoreResult<bool> {
+        // This store keeps no providers: there is nothing to replace.
+        Err(StoreError::NotFound)
+    }
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
         Ok(Vec::new())
     }
@@ -378,6 +387,14 @@ impl Store for FakeStore {
     }
     async fn get_lambda(&self, _id: Uuid) -> StoreResult<Option<Value>> {
         Ok(None)
+    }
+    async fn replace_lambda(
+        &self,
+        _id: Uuid,
+        _expected: &Value,
+        _lambda: &Value,
+    ) -> StoreResult<bool> {
+        Err(StoreError::NotFound)
     }
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
         Ok(Vec::new())

@@ -1,0 +1,535 @@
+//! API and store integrity through the binary: concurrent updates serialized (none lost) on
+//! SQLite and PostgreSQL, bad input a 400 that echoes nothing and writes nothing, store
+//! outages a 503 that logs no one out, and FusionAuth's semantics (validate without leeway,
+//! users by login id, 404 under the plugins' prefixes).
+
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::Algorithm;
+use reqwest::blocking::Response;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::kit::*;
+
+/// A request with the API key.
+fn api(method: reqwest::Method, gw: &TestGateway, path: &str) -> reqwest::blocking::RequestBuilder {
+    client()
+        .request(method, gw.url(path))
+        .header("Authorization", API_KEY)
+}
+
+/// Creates an ExternalJWT provider for the kit's application; its id.
+fn provider(gw: &TestGateway) -> Uuid {
+    let doc = json!({"identityProvider": {
+        "name": format!("idp {}", Uuid::new_v4()),
+        "type": "ExternalJWT",
+        "enabled": true,
+        "headerKeyParameter": "kid",
+        "keys": {"k": "a-secret-of-at-least-thirty-two-bytes-0123"},
+        "applicationConfiguration": {APP: {"enabled": true}},
+    }});
+    let body = check_status(
+        api(reqwest::Method::POST, gw, "/api/identity-provider")
+            .json(&doc)
+            .send()
+            .expect("send"),
+        200,
+    );
+    Uuid::parse_str(body["identityProvider"]["id"].as_str().expect("id")).expect("uuid")
+}
+
+/// Ten parallel PATCHes adding a domain each, and one turning `debug` on, twenty times over:
+/// every one answers 200 and every change is kept.
+fn concurrent_patches_are_all_kept(gw: &TestGateway) {
+    let id = provider(gw);
+    let path = format!("/api/identity-provider/{id}");
+    let mut expected: Vec<String> = Vec::new();
+    for round in 0..20 {
+        let domains: Vec<String> = (0..10).map(|i| format!("r{round}-{i}.example")).collect();
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for domain in &domains {
+                let path = path.clone();
+                handles.push(scope.spawn(move || {
+                    api(reqwest::Method::PATCH, gw, &path)
+                        .json(&json!({"identityProvider": {"domains": [domain]}}))
+                        .send()
+                        .expect("send")
+                        .status()
+                        .as_u16()
+                }));
+            }
+            let debug = scope.spawn(|| {
+                api(reqwest::Method::PATCH, gw, &path)
+                    .header("Content-Type", "application/merge-patch+json")
+                    .body(json!({"identityProvider": {"debug": round % 2 == 0}}).to_string())
+                    .send()
+                    .expect("send")
+                    .status()
+                    .as_u16()
+            });
+            for handle in handles {
+                assert_eq!(handle.join().expect("join"), 200);
+            }
+            assert_eq!(debug.join().expect("join"), 200);
+        });
+        expected.extend(domains);
+        let body = check_status(
+            api(reqwest::Method::GET, gw, &path).send().expect("send"),
+            200,
+        );
+        let mut stored: Vec<String> = body["identityProvider"]["domains"]
+            .as_array()
+            .expect("domains")
+            .iter()
+            .map(|d| d.as_str().expect("text").to_string())
+            .collect();
+        stored.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(stored, want, "round {round}: an update was lost");
+        assert_eq!(body["identityProvider"]["debug"], json!(round % 2 == 0));
+    }
+}
+
+#[test]
+fn concurrent_patches_lose_nothing_on_sqlite() {
+    let gw = TestGateway::start();
+    concurrent_patches_are_all_kept(&gw);
+}
+
+#[test]
+fn concurrent_patches_lose_nothing_on_postgres() {
+    let db = super::postgres::Database::create();
+    let gw = TestGateway::start_with(Options {
+        store_url: Some(db.url.clone()),
+        ..Default::default()
+    });
+    concurrent_patches_are_all_kept(&gw);
+}
+
+/// A value that must never come back in an answer.
+const SECRET: &str = "hunter2-SECRET-a9f3";
+
+/// Sends `body` (raw bytes) with `method` to `path`, with the API key.
+fn send_raw(
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    api(method, gw, path)
+        .header("Content-Type", content_type)
+        .body(body.to_vec())
+        .send()
+        .expect("send")
+}
+
+#[test]
+fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing() {
+    let gw = TestGateway::start();
+    let id = provider(&gw);
+    let lambda = check_status(
+        api(reqwest::Method::POST, &gw, "/api/lambda")
+            .json(
+                &json!({"lambda": {"name": "l", "type": "ExternalJWTReconcile",
+                "body": "function reconcile(user, registration, jwt) {}"}}),
+            )
+            .send()
+            .expect("send"),
+        200,
+    )["lambda"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let before_provider = gw_get(&gw, &format!("/api/identity-provider/{id}"));
+    let before_lambda = gw_get(&gw, &format!("/api/lambda/{lambda}"));
+    // Bodies wrong for every route: not an object, duplicate keys, not UTF-8, not JSON, too
+    // deep, a number out of range.
+    let deep = "[".repeat(300) + &"]".repeat(300);
+    let generic: Vec<Vec<u8>> = vec![
+        b"[]".to_vec(),
+        format!("\"{SECRET}\"").into_bytes(),
+        b"1".to_vec(),
+        b"null".to_vec(),
+        b"true".to_vec(),
+        format!("{{\"{SECRET}\": 1, \"{SECRET}\": 2}}").into_bytes(),
+        b"{\"claims\": {\"sub\": \"\xff\xfe\"}}".to_vec(),
+        format!("{{\"{SECRET}\": ").into_bytes(),
+        deep.into_bytes(),
+        b"{\"timeToLiveInSeconds\": 1e999}".to_vec(),
+    ];
+    // Fields of the wrong type, per route, each holding the secret-looking value somewhere.
+    let s = SECRET;
+    let routes: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "POST",
+            "/api/jwt/vend".into(),
+            vec![
+                format!(r#"{{"claims": "{s}"}}"#),
+                format!(r#"{{"timeToLiveInSeconds": "{s}"}}"#),
+                format!(r#"{{"keyId": "{s}"}}"#),
+            ],
+        ),
+        (
+            "POST",
+            "/api/jwt/refresh".into(),
+            vec![
+                format!(r#"{{"refreshToken": ["{s}"]}}"#),
+                format!(r#"{{"refreshToken": 5, "token": "{s}"}}"#),
+            ],
+        ),
+        (
+            "POST",
+            "/api/jwt/reconcile".into(),
+            vec![format!(
+                r#"{{"identityProviderId": "{s}", "encodedJWT": 5, "applicationId": "{APP}"}}"#
+            )],
+        ),
+        (
+            "POST",
+            "/api/identity-provider".into(),
+            vec![
+                format!(r#"{{"identityProvider": "{s}"}}"#),
+                format!(r#"{{"identityProvider": {{"name": 5, "type": "{s}"}}}}"#),
+            ],
+        ),
+        (
+            "PUT",
+            format!("/api/identity-provider/{id}"),
+            vec![
+                format!(r#"{{"identityProvider": "{s}"}}"#),
+                format!(
+                    r#"{{"identityProvider": {{"name": ["x"], "type": "ExternalJWT", "keys": "{s}"}}}}"#
+                ),
+            ],
+        ),
+        (
+            "PATCH",
+            format!("/api/identity-provider/{id}"),
+            vec![
+                format!(r#"{{"identityProvider": "{s}"}}"#),
+                format!(r#"{{"identityProvider": {{"type": "{s}"}}}}"#),
+                format!(r#"{{"identityProvider": {{"domains": "{s}"}}}}"#),
+            ],
+        ),
+        (
+            "POST",
+            "/api/identity-provider/login".into(),
+            vec![
+                format!(r#"{{"identityProviderId": "{s}", "encodedJWT": 5}}"#),
+                format!(
+                    r#"{{"applicationId": ["{s}"], "identityProviderId": "{id}", "encodedJWT": "{s}"}}"#
+                ),
+            ],
+        ),
+        (
+            "POST",
+            "/api/identity-provider/link".into(),
+            vec![format!(r#"{{"identityProviderId": "{s}", "userId": 5}}"#)],
+        ),
+        (
+            "POST",
+            "/api/lambda".into(),
+            vec![
+                format!(r#"{{"lambda": "{s}"}}"#),
+                format!(r#"{{"lambda": {{"body": 5, "type": "{s}"}}}}"#),
+            ],
+        ),
+        (
+            "PUT",
+            format!("/api/lambda/{lambda}"),
+            vec![format!(r#"{{"lambda": {{"name": 5, "body": ["{s}"]}}}}"#)],
+        ),
+        (
+            "PATCH",
+            format!("/api/lambda/{lambda}"),
+            vec![
+                format!(r#"{{"lambda": {{"body": ["{s}"]}}}}"#),
+                format!(r#"{{"lambda": {{"type": "{s}"}}}}"#),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, specific) in &routes {
+        let specific = specific.iter().map(|b| b.clone().into_bytes());
+        for body in generic.iter().cloned().chain(specific) {
+            let body = &body;
+            let response = send_raw(&gw, method, path, "application/json", body);
+            let status = response.status().as_u16();
+            let text = response.text().unwrap_or_default();
+            let shown = String::from_utf8_lossy(body);
+            let errors: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let has_errors =
+                errors.get("generalErrors").is_some() || errors.get("fieldErrors").is_some();
+            if status != 400 || !has_errors || text.contains(SECRET) {
+                failures.push(format!("{method} {path} {shown}: {status} {text}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Ids that are not UUIDs.
+    for path in [
+        "/api/jwt/refresh/not-a-uuid",
+        "/api/identity-provider/not-a-uuid",
+        "/api/lambda/not-a-uuid",
+        "/api/user/not-a-uuid",
+    ] {
+        let response = api(reqwest::Method::GET, &gw, path).send().expect("send");
+        assert_eq!(response.status().as_u16(), 400, "{path}");
+    }
+    // Nothing was written.
+    assert_eq!(
+        gw_get(&gw, &format!("/api/identity-provider/{id}")),
+        before_provider
+    );
+    assert_eq!(gw_get(&gw, &format!("/api/lambda/{lambda}")), before_lambda);
+}
+
+/// `GET path` with the API key, as JSON (200 expected).
+fn gw_get(gw: &TestGateway, path: &str) -> Value {
+    check_status(
+        api(reqwest::Method::GET, gw, path).send().expect("send"),
+        200,
+    )
+}
+
+#[test]
+fn json_patch_work_is_bounded_and_deep_documents_are_refused() {
+    let gw = TestGateway::start();
+    let id = provider(&gw);
+    let path = format!("/api/identity-provider/{id}");
+    let before = gw_get(&gw, &path);
+    // Twenty copies doubling a document: refused as it grows, quickly, nothing written.
+    let mut ops = vec![
+        json!({"op": "add", "path": "/identityProvider/data", "value": {"a": "x".repeat(2000)}}),
+    ];
+    for i in 0..20 {
+        ops.push(json!({"op": "copy", "from": "/identityProvider/data", "path": format!("/identityProvider/data/c{i}")}));
+    }
+    let started = Instant::now();
+    let response = send_raw(
+        &gw,
+        "PATCH",
+        &path,
+        "application/json-patch+json",
+        json!(ops).to_string().as_bytes(),
+    );
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A patch that deepens `data` past the limit.
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!({ "d": deep });
+    }
+    let ops = json!([{"op": "add", "path": "/identityProvider/data", "value": deep}]);
+    let response = send_raw(
+        &gw,
+        "PATCH",
+        &path,
+        "application/json-patch+json",
+        ops.to_string().as_bytes(),
+    );
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(gw_get(&gw, &path), before);
+    // Listing and lookup still work.
+    gw_get(&gw, "/api/identity-provider");
+}
+
+#[test]
+fn validate_has_no_leeway_while_the_proxy_has() {
+    let gw = TestGateway::start_with(Options {
+        leeway_seconds: 30,
+        ..Default::default()
+    });
+    let mut just_expired = claims(Uuid::new_v4(), APP, &["user"]);
+    just_expired["exp"] = json!(now() - 1);
+    let token = gw.token(Algorithm::RS256, &just_expired);
+    assert_eq!(
+        gw.get_as("/app", &token).status().as_u16(),
+        200,
+        "proxy leeway"
+    );
+    let response = gw.get_as("/api/jwt/validate", &token);
+    assert_eq!(response.status().as_u16(), 401);
+    let fresh = gw.token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, &["user"]));
+    assert_eq!(
+        gw.get_as("/api/jwt/validate", &fresh).status().as_u16(),
+        200
+    );
+}
+
+#[test]
+fn users_are_found_by_login_id() {
+    let gw = TestGateway::start();
+    let session = gw.login("login-id@example.com", &["user"]);
+    for query in [
+        "loginId=login-id@example.com",
+        "loginId=LOGIN-ID@example.com",
+        "loginId=login-id@example.com&loginIdTypes=email",
+        "loginId=login-id@example.com&loginIdTypes=email,username",
+        "loginId=login-id@example.com&loginIdTypes=username&loginIdTypes=email",
+    ] {
+        let body = gw_get(&gw, &format!("/api/user?{query}"));
+        assert_eq!(body["user"]["id"], session.user_id, "{query}");
+    }
+    let response = api(
+        reqwest::Method::GET,
+        &gw,
+        "/api/user?loginId=login-id@example.com&loginIdTypes=username",
+    )
+    .send()
+    .expect("send");
+    assert_eq!(response.status().as_u16(), 404);
+    let response = api(
+        reqwest::Method::GET,
+        &gw,
+        "/api/user?loginId=x&loginIdTypes=shoeSize",
+    )
+    .send()
+    .expect("send");
+    assert_eq!(response.status().as_u16(), 400);
+}
+
+#[test]
+fn unknown_paths_under_the_plugins_prefixes_are_404_and_never_proxied() {
+    let gw = TestGateway::start();
+    for path in [
+        "/api/jwt/nope",
+        "/api/jwt",
+        "/api/jwt/refresh/a/b",
+        "/api/identity-provider/a/b/c",
+        "/api/user/x/y",
+        "/api/lambda/x/y",
+        "/api/system/nope",
+    ] {
+        let response = client().get(gw.url(path)).send().expect("send");
+        assert_eq!(response.status().as_u16(), 404, "{path}");
+    }
+    // Other paths are the routes' business.
+    let response = client().get(gw.url("/apix")).send().expect("send");
+    assert_eq!(response.status().as_u16(), 401);
+}
+
+/// A gateway whose `/app` route refreshes one-time-use tokens, on `store_url` (its SQLite file
+/// when `None`).
+fn refreshing_gateway(store_url: Option<String>) -> TestGateway {
+    TestGateway::start_with(Options {
+        app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse"
+            .into(),
+        extra_routes: format!(
+            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true}}\n"
+        ),
+        store_url,
+        ..Default::default()
+    })
+}
+
+/// While the store is out: a refresh at the edge is a 503 with `Retry-After` that keeps the
+/// cookies, `POST /api/jwt/refresh` a 503, a valid access token still passes, `/health` says
+/// so. Then `restore`, and the same refresh token works: nothing was consumed.
+fn outage_logs_no_one_out(gw: &TestGateway, cut: impl FnOnce(), restore: impl FnOnce()) {
+    let session = gw.login("outage@example.com", &["user"]);
+    let mut expired = claims(
+        Uuid::parse_str(&session.user_id).expect("uuid"),
+        APP,
+        &["user"],
+    );
+    expired["exp"] = json!(now() - 30);
+    let expired = gw.token(Algorithm::RS256, &expired);
+    let valid = gw.token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, &["user"]));
+    let cookie = format!(
+        "access_token={expired}; refresh_token={}",
+        session.refresh_token
+    );
+    let refresh_at_edge = || {
+        client()
+            .get(gw.url("/app/page"))
+            .header("Cookie", &cookie)
+            .send()
+            .expect("send")
+    };
+    cut();
+    let response = refresh_at_edge();
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    assert!(
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .next()
+            .is_none(),
+        "cookies were touched during an outage"
+    );
+    let response = client()
+        .post(gw.url("/api/jwt/refresh"))
+        .json(&json!({"refreshToken": session.refresh_token}))
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 503);
+    let errors: Value = response.json().expect("Errors JSON");
+    assert!(errors["generalErrors"].is_array(), "{errors}");
+    assert_eq!(gw.get_as("/app/page", &valid).status().as_u16(), 200);
+    assert_eq!(
+        client()
+            .get(gw.url("/health"))
+            .send()
+            .expect("send")
+            .status()
+            .as_u16(),
+        503
+    );
+    restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = loop {
+        let response = refresh_at_edge();
+        if response.status().as_u16() != 503 || Instant::now() > deadline {
+            break response;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "the session survived the outage"
+    );
+}
+
+#[test]
+fn a_locked_sqlite_store_is_an_outage_not_a_logout() {
+    let gw = refreshing_gateway(None);
+    let lock = std::sync::Mutex::new(None);
+    outage_logs_no_one_out(
+        &gw,
+        || {
+            let conn = rusqlite::Connection::open(gw.store_path()).expect("open");
+            conn.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+            *lock.lock().expect("lock") = Some(conn);
+        },
+        || {
+            if let Some(conn) = lock.lock().expect("lock").take() {
+                conn.execute_batch("ROLLBACK").expect("unlock");
+            }
+        },
+    );
+}
+
+#[test]
+fn a_postgres_outage_is_not_a_logout() {
+    let db = super::postgres::Database::create();
+    let link = CuttableLink::start("127.0.0.1:5432".parse().expect("addr"));
+    let url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", link.port));
+    assert_ne!(url, db.url, "the test database is on 127.0.0.1:5432");
+    let gw = refreshing_gateway(Some(url));
+    outage_logs_no_one_out(&gw, || link.cut(), || link.restore());
+}
