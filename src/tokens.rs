@@ -230,6 +230,7 @@ impl Tokens {
             return Err(TokenError::AlgorithmMismatch);
         }
         let claims = key.verify(token)?;
+        refuse_duplicate_claims(token)?;
         let parsed = parse_claims(claims, kid)?;
         self.check_times(&parsed, now)?;
         // The issuer must be the issuer of the token's tenant; without `tid`, any tenant's.
@@ -295,6 +296,18 @@ impl Tokens {
             .store(count, std::sync::atomic::Ordering::Relaxed);
         self.metrics.revocations.set(count as i64);
     }
+}
+
+/// Refuses a payload that names a claim twice: the gateway would read one value and an
+/// upstream that parses the token itself perhaps the other (RFC 7515 §5.2 allows refusing).
+fn refuse_duplicate_claims(token: &str) -> Result<(), TokenError> {
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    gatehouse_plugin_api::json::parse(&bytes)
+        .map(drop)
+        .map_err(|_| TokenError::Malformed)
 }
 
 /// Extracts the claims policy needs; `exp` is required and must be a number.
@@ -651,9 +664,13 @@ mod tests {
 
     /// `header.claims` signed with HS256 and [`SECRET`], as written.
     fn signed(header: &Value, claims: &Value) -> String {
-        let b64 =
-            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-        let input = format!("{}.{}", b64(header), b64(claims));
+        signed_text(header, &claims.to_string())
+    }
+
+    /// `header.payload` signed with HS256 and [`SECRET`], the payload as this text.
+    fn signed_text(header: &Value, payload: &str) -> String {
+        let b64 = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+        let input = format!("{}.{}", b64(&header.to_string()), b64(payload));
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
         let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
         let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref());
@@ -766,6 +783,27 @@ mod tests {
             Err(TokenError::Malformed),
             "exp is required"
         );
+    }
+
+    #[test]
+    fn a_claim_named_twice_is_refused() {
+        let (tokens, kid) = raw_fixture();
+        let header = json!({"alg": "HS256", "kid": kid});
+        let exp = now() + 60;
+        let once = format!(r#"{{"iss":"acme.com","exp":{exp},"roles":["user"]}}"#);
+        assert!(tokens.verify(&signed_text(&header, &once)).is_ok());
+        for payload in [
+            format!(r#"{{"iss":"acme.com","exp":{exp},"roles":["user"],"roles":["admin"]}}"#),
+            format!(r#"{{"iss":"acme.com","exp":{exp},"roles":["user"],"r\u006fles":["admin"]}}"#),
+            format!(r#"{{"iss":"acme.com","exp":{exp},"exp":{exp}}}"#),
+            format!(r#"{{"iss":"acme.com","exp":{exp},"data":{{"a":1,"a":2}}}}"#),
+        ] {
+            assert_eq!(
+                tokens.verify(&signed_text(&header, &payload)),
+                Err(TokenError::Malformed),
+                "{payload}"
+            );
+        }
     }
 
     #[test]

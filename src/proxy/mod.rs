@@ -536,14 +536,16 @@ impl Gateway {
             (Some(refreshed), true) => credentials::AccessCookie::Replace(&refreshed.access_token),
             (None, true) => credentials::AccessCookie::Keep,
         };
+        // `Authorization` reaches the upstream only as the verified Bearer token: any other
+        // scheme (Basic, Digest…) is a credential the gateway did not verify.
         match access {
             credentials::AccessCookie::Replace(token) => {
                 upstream_request.insert_header(AUTHORIZATION, format!("Bearer {token}"))?;
             }
-            credentials::AccessCookie::Remove if is_bearer(upstream_request) => {
+            credentials::AccessCookie::Keep if is_bearer(upstream_request) => {}
+            _ => {
                 upstream_request.remove_header(&AUTHORIZATION);
             }
-            _ => {}
         }
         if credentials::cookie_needs_rewrite(&upstream_request.headers, access) {
             match credentials::upstream_cookie(&upstream_request.headers, access) {
@@ -702,17 +704,27 @@ fn is_bearer(request: &RequestHeader) -> bool {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
 }
 
-/// Removes every client header whose name has an `_`: CGI, PHP, Django, Rails and nginx read
-/// `X_User_Id` as `X-User-Id`, so such a header could pass for an identity header. nginx drops
-/// them by default (`underscores_in_headers off`); so does the gateway, on every route.
-fn drop_underscore_headers(request: &mut RequestHeader) {
-    if !request.headers.keys().any(|n| n.as_str().contains('_')) {
+/// True for a header name other than letters, digits and `-`: CGI, PHP, Django and Rails map
+/// every other character (`_`, `.`, …) to `_`, so `X_User_Id` or `X.User.Id` reads as
+/// `X-User-Id` there and could pass for an identity header.
+fn is_unconventional_name(name: &HeaderName) -> bool {
+    !name
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Removes every client header whose name is not made of letters, digits and `-` (see
+/// [`is_unconventional_name`]). nginx drops names with `_` by default
+/// (`underscores_in_headers off`); the gateway drops all such names, on every route.
+fn drop_unconventional_headers(request: &mut RequestHeader) {
+    if !request.headers.keys().any(is_unconventional_name) {
         return;
     }
     let names: Vec<HeaderName> = request
         .headers
         .keys()
-        .filter(|n| n.as_str().contains('_'))
+        .filter(|n| is_unconventional_name(n))
         .cloned()
         .collect();
     for name in names {
@@ -878,7 +890,16 @@ impl ProxyHttp for Gateway {
             self.deny(session, ctx, GatewayError::NoRoute).await?;
             return Ok(true);
         };
-        let verdict = if route.auth.enabled {
+        let token_in_query = session
+            .req_header()
+            .uri
+            .query()
+            .is_some_and(credentials::query_has_token);
+        let verdict = if token_in_query {
+            Err(GatewayError::Ambiguous(
+                credentials::Ambiguity::TokenInQuery,
+            ))
+        } else if route.auth.enabled {
             self.authenticate(session, ctx, route).await
         } else {
             // A public passthrough verifies nothing; ambiguous credentials are refused all the
@@ -947,7 +968,7 @@ impl ProxyHttp for Gateway {
         for name in &self.controlled_headers {
             upstream_request.remove_header(name);
         }
-        drop_underscore_headers(upstream_request);
+        drop_unconventional_headers(upstream_request);
         let Some(route) = self.route(ctx) else {
             return Error::e_explain(InternalError, "no route");
         };

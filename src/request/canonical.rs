@@ -16,7 +16,11 @@
 //!    [`PathRefusal::ControlCharacter`], `%3B` [`PathRefusal::Semicolon`] unless semicolons are
 //!    allowed; every other triplet stays encoded with upper-case hex digits.
 //! 3. An encoded `%` (`%25`) followed in the decoded path by two hex digits (`%252e`,
-//!    `%25%32%65`) is [`PathRefusal::DoubleEncoding`].
+//!    `%25%32%65`) is [`PathRefusal::DoubleEncoding`]; an encoded `?` or `#` is
+//!    [`PathRefusal::EncodedDelimiter`]. Percent-encoded bytes of non-ASCII characters must be
+//!    valid UTF-8 ([`PathRefusal::InvalidUtf8`]: overlong `%C0%AE` is not `.`), and no character
+//!    may turn into ASCII by case mapping or NFKC ([`PathRefusal::Confusable`]: `ſ`, `ı`,
+//!    fullwidth forms).
 //! 4. Raw bytes: `\` is [`PathRefusal::Backslash`]; `0x00`–`0x1F` and `0x7F` are
 //!    [`PathRefusal::ControlCharacter`]; space, `#` and `?` are [`PathRefusal::InvalidCharacter`];
 //!    `;` is [`PathRefusal::Semicolon`] unless semicolons are allowed; bytes `>= 0x80` and
@@ -27,7 +31,8 @@
 //! 6. With semicolons allowed, a segment whose part before its first `;` (or `%3B`) is empty,
 //!    `.` or `..` (`/..;/admin`) is [`PathRefusal::Semicolon`]: Tomcat strips path parameters
 //!    before resolving dot-segments, so such a path would mean something else upstream.
-//! 7. With `merge_slashes`, runs of `/` become one; without it, empty segments are kept.
+//! 7. With `merge_slashes`, runs of `/` become one; without it, empty segments are kept. A
+//!    segment ending with a dot or an encoded space is [`PathRefusal::TrailingDotOrSpace`].
 //! 8. A trailing `/` is kept; case is kept (it is the router's business).
 //!
 //! The result is a fixed point: the canonical form of a canonical path is the path itself,
@@ -82,6 +87,13 @@ pub enum PathRefusal {
     /// A segment that ends with a dot or a space (`/admin.`, `/admin%20`): Windows servers
     /// and some frameworks drop them, so the path would name another resource upstream.
     TrailingDotOrSpace,
+    /// Percent-encoded bytes that are not valid UTF-8 (overlong forms such as `%C0%AE`,
+    /// surrogates, stray bytes): lenient decoders read them as `.` or `/`.
+    InvalidUtf8,
+    /// A character that case mapping or Unicode compatibility normalization (NFKC) turns into
+    /// ASCII (`ſ` → `S`, `ı` → `I`, fullwidth `ａ` → `a`, `．` → `.`): servers that fold case or
+    /// normalize would read another path.
+    Confusable,
 }
 
 impl PathRefusal {
@@ -99,6 +111,12 @@ impl PathRefusal {
             Self::AboveRoot => "The request path climbs above the root.",
             Self::EncodedDelimiter => "The request path contains an encoded '?' or '#'.",
             Self::TrailingDotOrSpace => "A segment of the request path ends with a dot or a space.",
+            Self::InvalidUtf8 => {
+                "The request path contains percent-encoded bytes that are not UTF-8."
+            }
+            Self::Confusable => {
+                "The request path contains a character other servers may read as ASCII."
+            }
         }
     }
 }
@@ -262,14 +280,63 @@ fn is_canonical_triplet(segment: &[u8], at: usize, options: PathOptions) -> bool
     };
     let upper = !segment[at + 1..at + 3].iter().any(u8::is_ascii_lowercase);
     let hex_follows = segment.get(at + 3).is_some_and(u8::is_ascii_hexdigit);
-    upper && encoded_emit(value, options) == Emit::Encoded && !(value == b'%' && hex_follows)
+    // Bytes of non-ASCII characters are left to the slow path's UTF-8 and confusable checks.
+    value < 0x80
+        && upper
+        && encoded_emit(value, options) == Emit::Encoded
+        && !(value == b'%' && hex_follows)
 }
 
 /// The slow path: decoding, the double-encoding check, then segment resolution.
 fn rewrite(raw: &[u8], options: PathOptions) -> Result<String, PathRefusal> {
     let decoded = decode(raw, options)?;
     check_double_encoding(&decoded)?;
+    check_non_ascii(&decoded)?;
     resolve_segments(&decoded, options)
+}
+
+/// The non-ASCII characters of a decoded path (its `%XX` triplets of bytes ≥ 0x80) must be
+/// valid UTF-8, and none may be a [`PathRefusal::Confusable`].
+fn check_non_ascii(decoded: &str) -> Result<(), PathRefusal> {
+    let bytes = decoded.as_bytes();
+    let mut run: Vec<u8> = Vec::new();
+    let mut at = 0;
+    while at <= bytes.len() {
+        let high = (bytes.get(at) == Some(&b'%'))
+            .then(|| triplet(bytes, at).ok())
+            .flatten()
+            .filter(|&b| b >= 0x80);
+        match high {
+            Some(byte) => {
+                run.push(byte);
+                at += 3;
+            }
+            None => {
+                if !run.is_empty() {
+                    check_characters(&run)?;
+                    run.clear();
+                }
+                at += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One run of percent-decoded non-ASCII bytes: valid UTF-8 of no confusable character.
+fn check_characters(run: &[u8]) -> Result<(), PathRefusal> {
+    use unicode_normalization::UnicodeNormalization;
+    let text = std::str::from_utf8(run).map_err(|_| PathRefusal::InvalidUtf8)?;
+    let confusable = text.chars().any(|c| {
+        c.to_lowercase().any(|m| m.is_ascii())
+            || c.to_uppercase().any(|m| m.is_ascii())
+            || std::iter::once(c).nfkc().any(|m| m.is_ascii())
+    });
+    if confusable {
+        Err(PathRefusal::Confusable)
+    } else {
+        Ok(())
+    }
 }
 
 /// Applies the byte and percent-encoding rules: every byte of the result is ASCII and every
@@ -431,6 +498,27 @@ mod tests {
         (b"/%25zz", D, Ok("/%25zz")),
         (b"/%25a", D, Ok("/%25a")),
         (b"/a%23b", D, Err(EncodedDelimiter)),
+        // Non-ASCII: valid UTF-8, and nothing that folds or normalizes to ASCII.
+        (b"/public/%c0%ae%c0%ae/admin", D, Err(InvalidUtf8)),
+        (b"/public/..%c0%afadmin", D, Err(InvalidUtf8)),
+        (b"/public/%e0%80%ae/admin", D, Err(InvalidUtf8)),
+        (b"/public/%ff/admin", D, Err(InvalidUtf8)),
+        (b"/public/%ED%A0%80", D, Err(InvalidUtf8)),
+        (b"/%C3", D, Err(InvalidUtf8)),
+        (b"/%C3a", D, Err(InvalidUtf8)),
+        (b"/Doc%C5%BF/secret", D, Err(Confusable)),
+        (b"/adm%C4%B1n", D, Err(Confusable)),
+        (b"/%E2%84%AAelvin", D, Err(Confusable)),
+        (b"/%C4%B0", D, Err(Confusable)),
+        (b"/public/%EF%BC%8E%EF%BC%8E/admin", D, Err(Confusable)),
+        (b"/%EF%BD%81dmin", D, Err(Confusable)),
+        (b"/%E2%80%A4%E2%80%A4/x", D, Err(Confusable)),
+        (
+            b"/caf%C3%A9/%E6%97%A5%E6%9C%AC",
+            D,
+            Ok("/caf%C3%A9/%E6%97%A5%E6%9C%AC"),
+        ),
+        (b"/%D0%B0%D0%B1", D, Ok("/%D0%B0%D0%B1")),
         (b"/admin%3Fx", D, Err(EncodedDelimiter)),
         (b"/admin%3f", D, Err(EncodedDelimiter)),
         (b"/static/..%3F", D, Err(EncodedDelimiter)),
@@ -471,7 +559,7 @@ mod tests {
         (b"/a#b", D, Err(InvalidCharacter)),
         (b"/a?b", D, Err(InvalidCharacter)),
         (b"/caf\xc3\xa9", D, Ok("/caf%C3%A9")),
-        (b"/\xff\x80", D, Ok("/%FF%80")),
+        (b"/\xff\x80", D, Err(InvalidUtf8)),
         (b"/a|b", D, Ok("/a%7Cb")),
         (b"/a\"b<c>d", D, Ok("/a%22b%3Cc%3Ed")),
         (b"/a^b`c{d}e", D, Ok("/a%5Eb%60c%7Bd%7De")),
@@ -560,15 +648,27 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_paths_take_the_slow_path_and_come_back_borrowed() {
+        for input in [&b"/caf%C3%A9"[..], b"/a%20b%C3%A9", b"/%E6%97%A5"] {
+            assert!(!is_canonical(input, D), "{}", shown(input));
+            let got = canonical_path(input, D);
+            assert!(
+                matches!(got, Ok(Cow::Borrowed(_))),
+                "{} -> {got:?}",
+                shown(input)
+            );
+        }
+    }
+
+    #[test]
     fn canonical_inputs_come_back_borrowed() {
         let canonical: &[(&[u8], PathOptions)] = &[
             (b"/", D),
             (b"/admin", D),
             (b"/a/b/", D),
             (b"/.hidden/x.y", D),
-            (b"/caf%C3%A9", D),
             (b"/100%25", D),
-            (b"/a%20b%C3%A9", D),
+            (b"/a%20b", D),
             (b"/admin;x", S),
             (b"/a%3Bb", S),
             (b"//a//", K),

@@ -43,6 +43,8 @@ pub enum Ambiguity {
     LookalikeCookie,
     /// A cookie that holds another cookie after a `,` or whitespace.
     HiddenCookie,
+    /// A query parameter that a framework could take as a token.
+    TokenInQuery,
 }
 
 impl Ambiguity {
@@ -63,6 +65,9 @@ impl Ambiguity {
                 "A cookie name could be read as access_token or refresh_token."
             }
             Ambiguity::HiddenCookie => "A cookie holds another cookie after a comma or a space.",
+            Ambiguity::TokenInQuery => {
+                "The query string carries a token; send it in the Authorization header."
+            }
         }
     }
 }
@@ -169,13 +174,24 @@ fn hides_a_cookie(name: &[u8], value: &[u8]) -> bool {
 }
 
 /// True when `name` is not a token cookie's name but a framework could read it as one: equal
-/// to one after percent-decoding, lower-casing, and turning `.` and spaces into `_`.
+/// to one after percent-decoding, lower-casing and turning every byte other than a letter or a
+/// digit into `_` (PHP turns `.`, spaces and a lone `[` into `_`), or whose part before a `[`
+/// is one (PHP reads `access_token[]` and `access_token[x]` as an array named `access_token`).
 fn is_lookalike(name: &[u8]) -> bool {
-    // Fast exit: every lookalike is at least as long as `access_token` once decoded, and longer
-    // names than 3 × `refresh_token` cannot decode to it.
-    if name.len() < ACCESS_COOKIE.len() || name.len() > 3 * REFRESH_COOKIE.len() {
+    if name.len() < ACCESS_COOKIE.len() {
         return false;
     }
+    let folded = fold(name);
+    let base = name
+        .iter()
+        .position(|&b| b == b'[')
+        .map(|bracket| fold(&name[..bracket]));
+    let is_token_name = |n: &[u8]| n == ACCESS_COOKIE || n == REFRESH_COOKIE;
+    is_token_name(&folded) || base.as_deref().is_some_and(is_token_name)
+}
+
+/// `name` percent-decoded, lower-cased, every byte but a letter or a digit made `_`.
+fn fold(name: &[u8]) -> Vec<u8> {
     let mut folded = Vec::with_capacity(name.len());
     let mut i = 0;
     while i < name.len() {
@@ -187,12 +203,22 @@ fn is_lookalike(name: &[u8]) -> bool {
             }
         }
         folded.push(match byte.to_ascii_lowercase() {
-            b'.' | b' ' => b'_',
-            other => other,
+            b @ (b'a'..=b'z' | b'0'..=b'9') => b,
+            _ => b'_',
         });
         i += 1;
     }
-    folded == ACCESS_COOKIE || folded == REFRESH_COOKIE
+    folded
+}
+
+/// True when the query string has a parameter a framework could take as a token
+/// (`access_token`, RFC 6750 §2.3, or `refresh_token`, or a lookalike of either): the gateway
+/// reads tokens from headers only, so such a request is ambiguous.
+pub fn query_has_token(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or(pair).as_bytes();
+        name == ACCESS_COOKIE || name == REFRESH_COOKIE || is_lookalike(name)
+    })
 }
 
 /// The byte of two hex digits.
@@ -400,6 +426,34 @@ mod tests {
                 Err(Ambiguity::LookalikeCookie),
             ),
             (
+                vec![("cookie", b"access[token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"refresh[token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"refresh_token[=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access_token[]=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access_token[x]=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access-token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access+token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
                 vec![("cookie", b"access_tokens=b; my_access_token=c")],
                 ok(None, None),
             ),
@@ -433,6 +487,23 @@ mod tests {
     fn rewritten(pairs: &[(&str, &[u8])], token: Option<&str>) -> Option<String> {
         let access = token.map_or(AccessCookie::Keep, AccessCookie::Replace);
         upstream_cookie(&headers(pairs), access).map(|l| String::from_utf8_lossy(&l).into_owned())
+    }
+
+    #[test]
+    fn tokens_in_the_query_are_found() {
+        for query in [
+            "access_token=x",
+            "a=1&access_token=x",
+            "refresh_token",
+            "Access_Token=x",
+            "access%5Ftoken=x",
+            "access_token[]=x",
+        ] {
+            assert!(query_has_token(query), "{query}");
+        }
+        for query in ["", "a=access_token", "token=x", "my_access_token=x"] {
+            assert!(!query_has_token(query), "{query}");
+        }
     }
 
     #[test]

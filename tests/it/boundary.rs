@@ -106,6 +106,17 @@ const ADMIN_TRICKS: &[&str] = &[
     "/admin%3Fx",
     "/admin%3f",
     "/admin%23x",
+    // Non-ASCII that folds, normalizes or decodes (leniently) to ASCII.
+    "/adm%C4%B1n",
+    "/ADM%C4%B1N",
+    "/%EF%BD%81dmin",
+    "/public/%c0%ae%c0%ae/admin",
+    "/public/..%c0%afadmin",
+    "/public/%e0%80%ae%e0%80%ae/admin",
+    "/public/%EF%BC%8E%EF%BC%8E/admin",
+    "/public/%ff/admin",
+    // Tokens in the query (RFC 6750 §2.3): the gateway reads headers only.
+    "/admin?access_token=x",
 ];
 
 #[test]
@@ -142,6 +153,10 @@ fn anonymous_requests_through_optional_routes_stay_there() {
     let upstream = RecordingUpstream::start();
     let gw = gateway_to(&upstream, Options::default());
     for target in [
+        "/public/%c0%ae%c0%ae/app",
+        "/public/%EF%BC%8E%EF%BC%8E/app",
+        "/public/%E2%80%A5/app",
+        "/public?access_token=forged",
         "/public/..%3F",
         "/public/..%23",
         "/public/%2e%2e%3F",
@@ -312,6 +327,22 @@ fn one_credential_reaches_the_upstream_and_it_is_the_verified_one() {
         vec!["Cookie: a=1 refresh_token=SECRET".into()],
         vec!["Cookie: a=1\trefresh_token=SECRET".into()],
         vec!["Cookie: $Version=1; a=1, refresh_token=SECRET".into()],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            "Cookie: access[token=EVIL".into(),
+        ],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            "Cookie: refresh[token=EVIL".into(),
+        ],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            "Cookie: access_token[]=EVIL".into(),
+        ],
+        vec![
+            format!("Authorization: Bearer {token}"),
+            "Cookie: refresh_token[x]=EVIL".into(),
+        ],
     ];
     for headers in &refused {
         for target in ["/app", "/public", "/admin"] {
@@ -451,7 +482,9 @@ fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
             "X-User_Id: spoofed-4".into(),
             "x_user_roles: admin".into(),
             "X-Request-Id: kept".into(),
-            "X.User.Id: dotted".into(),
+            "X.User.Id: spoofed-5".into(),
+            "X.User.Roles: spoofed-6".into(),
+            "X~User~Id: spoofed-7".into(),
         ],
     );
     assert_eq!(status, 200, "{response}");
@@ -817,4 +850,64 @@ fn hosts_targets_and_lengths_that_read_two_ways_are_refused() {
         format!("GET /app HTTP/1.0\r\n{auth}\r\n\r\n").as_bytes(),
     );
     assert_eq!(status, 200, "{response}");
+}
+
+#[test]
+fn authorization_reaches_the_upstream_only_as_the_verified_bearer_token() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra_routes:
+                "  - path: /static\n    upstream: $UPSTREAM\n    auth: {enabled: false}\n".into(),
+            ..Default::default()
+        },
+    );
+    for target in ["/public/x", "/static/x"] {
+        for scheme in [
+            "Basic YWRtaW46c2VjcmV0",
+            "Digest username=\"admin\"",
+            "Negotiate abc",
+        ] {
+            let (status, response) = get(&gw, target, &[format!("Authorization: {scheme}")]);
+            assert_eq!(status, 200, "{target} {scheme}: {response}");
+            let headers = &raw_body(&response)["headers"];
+            assert!(
+                headers.get("authorization").is_none(),
+                "{target} {scheme}: {headers}"
+            );
+        }
+    }
+    let token = user_token(&gw, &["user"]);
+    let (status, response) = get(
+        &gw,
+        "/public/x",
+        &[format!("Authorization: Bearer {token}")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        raw_body(&response)["headers"]["authorization"],
+        json!([format!("Bearer {token}")])
+    );
+}
+
+#[test]
+fn a_token_naming_a_claim_twice_is_refused() {
+    use base64::Engine;
+    let gw = TestGateway::start();
+    let (id, _, pem) = gw.keys.get(Algorithm::RS256);
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": id.to_string()}).to_string();
+    let user = Uuid::new_v4();
+    let exp = now() + 600;
+    let payload = format!(
+        r#"{{"sub":"{user}","aud":"{APP}","applicationId":"{APP}","iss":"{ISSUER}","tid":"{TENANT}","exp":{exp},"roles":["user"],"roles":["admin"]}}"#
+    );
+    let b64 = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+    let input = format!("{}.{}", b64(&header), b64(&payload));
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("rsa");
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::RS256).expect("sign");
+    let token = format!("{input}.{signature}");
+    assert_eq!(gw.get_as("/admin", &token).status().as_u16(), 401);
+    assert_eq!(gw.get_as("/app", &token).status().as_u16(), 401);
 }
