@@ -316,6 +316,101 @@ fn conflict_is_not_found(e: StoreError) -> StoreError {
     }
 }
 
+/// A user as its row: the lower-cased login ids, the body without registrations.
+struct UserRow {
+    id: Uuid,
+    tenant: Uuid,
+    email: Option<String>,
+    username: Option<String>,
+    body: String,
+}
+
+impl UserRow {
+    fn of(user: &User) -> StoreResult<UserRow> {
+        let mut stored = user.clone();
+        stored.registrations.clear();
+        Ok(UserRow {
+            id: user.id,
+            tenant: user.tenant_id,
+            email: user.email.as_ref().map(|e| e.to_lowercase()),
+            username: user.username.as_ref().map(|u| u.to_lowercase()),
+            body: to_json(&stored)?,
+        })
+    }
+}
+
+/// Inserts the user (`expected` is `None`), or replaces it while its stored
+/// `lastUpdateInstant` is still `expected`: false when it changed meanwhile (nothing written).
+async fn write_user<C: GenericClient>(
+    c: &C,
+    row: &UserRow,
+    expected: Option<i64>,
+) -> StoreResult<bool> {
+    let Some(expected) = expected else {
+        execute(
+            c,
+            "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&row.id, &row.tenant, &row.email, &row.username, &row.body],
+        )
+        .await
+        .map_err(user_conflict)?;
+        return Ok(true);
+    };
+    let changed = execute(
+        c,
+        "UPDATE users SET tenant_id = $2, email_lower = $3, username_lower = $4, body = $5 \
+         WHERE id = $1 AND (body::jsonb ->> 'lastUpdateInstant')::bigint = $6",
+        &[
+            &row.id,
+            &row.tenant,
+            &row.email,
+            &row.username,
+            &row.body,
+            &expected,
+        ],
+    )
+    .await
+    .map_err(user_conflict)?;
+    Ok(changed == 1)
+}
+
+/// Inserts or replaces the user's registration to its application.
+async fn write_registration<C: GenericClient>(
+    c: &C,
+    registration: &Registration,
+) -> StoreResult<()> {
+    let user_id = registration
+        .user_id
+        .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
+    let body = to_json(registration)?;
+    let (id, app) = (registration.id, registration.application_id);
+    execute(
+        c,
+        "INSERT INTO registrations (id, user_id, application_id, body) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
+        &[&id, &user_id, &app, &body],
+    )
+    .await
+    .map_err(conflict_is_not_found)?;
+    Ok(())
+}
+
+/// Inserts or replaces a link.
+async fn write_link<C: GenericClient>(c: &C, link: &IdentityProviderLink) -> StoreResult<()> {
+    let body = to_json(link)?;
+    execute(
+        c,
+        "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+         DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+        &[&link.identity_provider_id, &link.identity_provider_user_id, &link.user_id, &body],
+    )
+    .await
+    .map_err(conflict_is_not_found)?;
+    Ok(())
+}
+
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -732,22 +827,33 @@ impl Store for PostgresStore {
     }
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        let mut stored = user.clone();
-        stored.registrations.clear();
-        let body = to_json(&stored)?;
-        let (id, tenant) = (user.id, user.tenant_id);
-        let email = user.email.as_ref().map(|e| e.to_lowercase());
-        let username = user.username.as_ref().map(|u| u.to_lowercase());
-        self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[&id, &tenant, &email, &username, &body],
-            )
+        let row = UserRow::of(user)?;
+        self.run(move |c| async move { write_user(&c, &row, None).await.map(drop) })
             .await
-            .map_err(user_conflict)?;
-            Ok(())
+    }
+
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        let row = UserRow::of(user)?;
+        let expected = expected_user.map(|u| u.last_update_instant);
+        let registration = registration.cloned();
+        let link = link.clone();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            if !write_user(&tx, &row, expected).await? {
+                return Ok(false);
+            }
+            if let Some(registration) = &registration {
+                write_registration(&tx, registration).await?;
+            }
+            write_link(&tx, &link).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(true)
         })
         .await
     }
@@ -824,23 +930,9 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
-        let user_id = registration
-            .user_id
-            .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
-        let body = to_json(registration)?;
-        let (id, app) = (registration.id, registration.application_id);
-        self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO registrations (id, user_id, application_id, body) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
-                &[&id, &user_id, &app, &body],
-            )
+        let registration = registration.clone();
+        self.run(move |c| async move { write_registration(&c, &registration).await })
             .await
-            .map_err(conflict_is_not_found)?;
-            Ok(())
-        })
-        .await
     }
 
     async fn get_registration(
@@ -1150,25 +1242,9 @@ impl Store for PostgresStore {
     }
 
     async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
-        let body = to_json(link)?;
-        let (idp, idp_user, user) = (
-            link.identity_provider_id,
-            link.identity_provider_user_id.clone(),
-            link.user_id,
-        );
-        self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
-                 DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-                &[&idp, &idp_user, &user, &body],
-            )
+        let link = link.clone();
+        self.run(move |c| async move { write_link(&c, &link).await })
             .await
-            .map_err(conflict_is_not_found)?;
-            Ok(())
-        })
-        .await
     }
 
     async fn find_links(

@@ -334,13 +334,127 @@ fn list_bodies<T: DeserializeOwned>(
     Ok(out)
 }
 
-fn user_row_args(user: &User) -> (String, String, Option<String>, Option<String>) {
-    (
-        user.id.to_string(),
-        user.tenant_id.to_string(),
-        user.email.as_ref().map(|e| e.to_lowercase()),
-        user.username.as_ref().map(|u| u.to_lowercase()),
+/// A user as its row: ids as text, the lower-cased login ids, the body without registrations.
+struct UserRow {
+    id: String,
+    tenant: String,
+    email: Option<String>,
+    username: Option<String>,
+    body: String,
+}
+
+impl UserRow {
+    fn of(user: &User) -> StoreResult<UserRow> {
+        let mut stored = user.clone();
+        stored.registrations.clear();
+        Ok(UserRow {
+            id: user.id.to_string(),
+            tenant: user.tenant_id.to_string(),
+            email: user.email.as_ref().map(|e| e.to_lowercase()),
+            username: user.username.as_ref().map(|u| u.to_lowercase()),
+            body: to_json(&stored)?,
+        })
+    }
+}
+
+/// Inserts the user (`expected` is `None`), or replaces it while its stored
+/// `lastUpdateInstant` is still `expected`: false when it changed meanwhile (nothing written).
+fn write_user(tx: &Connection, row: &UserRow, expected: Option<i64>) -> StoreResult<bool> {
+    let Some(expected) = expected else {
+        tx.execute(
+            "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![row.id, row.tenant, row.email, row.username, row.body],
+        )
+        .map_err(user_conflict)?;
+        return Ok(true);
+    };
+    let changed = tx
+        .execute(
+            "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 \
+             WHERE id = ?1 AND json_extract(body, '$.lastUpdateInstant') = ?6",
+            params![
+                row.id,
+                row.tenant,
+                row.email,
+                row.username,
+                row.body,
+                expected
+            ],
+        )
+        .map_err(user_conflict)?;
+    Ok(changed == 1)
+}
+
+/// A registration as its row.
+struct RegistrationRow {
+    id: String,
+    user_id: String,
+    application_id: String,
+    body: String,
+}
+
+impl RegistrationRow {
+    fn of(registration: &Registration) -> StoreResult<RegistrationRow> {
+        let user_id = registration
+            .user_id
+            .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
+        Ok(RegistrationRow {
+            id: registration.id.to_string(),
+            user_id: user_id.to_string(),
+            application_id: registration.application_id.to_string(),
+            body: to_json(registration)?,
+        })
+    }
+}
+
+/// Inserts or replaces the user's registration to its application.
+fn write_registration(tx: &Connection, row: &RegistrationRow) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO registrations (id, user_id, application_id, body) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
+        params![row.id, row.user_id, row.application_id, row.body],
     )
+    .map_err(conflict_is_not_found)?;
+    Ok(())
+}
+
+/// A link as its row.
+struct LinkRow {
+    provider: String,
+    provider_user: String,
+    user: String,
+    body: String,
+}
+
+impl LinkRow {
+    fn of(link: &IdentityProviderLink) -> StoreResult<LinkRow> {
+        Ok(LinkRow {
+            provider: link.identity_provider_id.to_string(),
+            provider_user: link.identity_provider_user_id.clone(),
+            user: link.user_id.to_string(),
+            body: to_json(link)?,
+        })
+    }
+}
+
+/// Inserts or replaces a link.
+fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+         DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+        params![row.provider, row.provider_user, row.user, row.body],
+    )
+    .map_err(conflict_is_not_found)?;
+    Ok(())
+}
+
+/// A foreign-key failure (the user or provider is gone) is `NotFound`.
+fn conflict_is_not_found(e: rusqlite::Error) -> StoreError {
+    match backend(e) {
+        StoreError::Conflict(_) => StoreError::NotFound,
+        other => other,
+    }
 }
 
 fn user_conflict(e: rusqlite::Error) -> StoreError {
@@ -541,37 +655,48 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        let mut stored = user.clone();
-        stored.registrations.clear();
-        let body = to_json(&stored)?;
-        let (id, tenant, email, username) = user_row_args(user);
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, tenant, email, username, body],
-            )
-            .map_err(user_conflict)?;
-            Ok(())
-        })
-        .await
+        let row = UserRow::of(user)?;
+        self.tx(move |tx| write_user(tx, &row, None).map(drop))
+            .await
     }
 
     async fn update_user(&self, user: &User) -> StoreResult<()> {
-        let mut stored = user.clone();
-        stored.registrations.clear();
-        let body = to_json(&stored)?;
-        let (id, tenant, email, username) = user_row_args(user);
+        let row = UserRow::of(user)?;
         self.tx(move |tx| {
             let changed = tx
                 .execute(
                     "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 WHERE id = ?1",
-                    params![id, tenant, email, username, body],
+                    params![row.id, row.tenant, row.email, row.username, row.body],
                 )
                 .map_err(user_conflict)?;
             if changed == 0 {
                 return Err(StoreError::NotFound);
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        let row = UserRow::of(user)?;
+        let expected = expected_user.map(|u| u.last_update_instant);
+        let registration = registration.map(RegistrationRow::of).transpose()?;
+        let link = LinkRow::of(link)?;
+        self.tx(move |tx| {
+            if !write_user(tx, &row, expected)? {
+                return Ok(false);
+            }
+            if let Some(registration) = &registration {
+                write_registration(tx, registration)?;
+            }
+            write_link(tx, &link)?;
+            Ok(true)
         })
         .await
     }
@@ -623,27 +748,8 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
-        let user_id = registration
-            .user_id
-            .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
-        let body = to_json(registration)?;
-        let (id, app) = (
-            registration.id.to_string(),
-            registration.application_id.to_string(),
-        );
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO registrations (id, user_id, application_id, body) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
-                params![id, user_id.to_string(), app, body],
-            )
-            .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::NotFound,
-                other => other,
-            })?;
-            Ok(())
-        })
-        .await
+        let row = RegistrationRow::of(registration)?;
+        self.tx(move |tx| write_registration(tx, &row)).await
     }
 
     async fn get_registration(
@@ -928,26 +1034,8 @@ impl Store for SqliteStore {
     }
 
     async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
-        let body = to_json(link)?;
-        let (idp, idp_user, user) = (
-            link.identity_provider_id.to_string(),
-            link.identity_provider_user_id.clone(),
-            link.user_id.to_string(),
-        );
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
-                 DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-                params![idp, idp_user, user, body],
-            )
-            .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::NotFound,
-                other => other,
-            })?;
-            Ok(())
-        })
-        .await
+        let row = LinkRow::of(link)?;
+        self.tx(move |tx| write_link(tx, &row)).await
     }
 
     async fn find_links(

@@ -533,3 +533,60 @@ fn a_postgres_outage_is_not_a_logout() {
     let gw = refreshing_gateway(Some(url));
     outage_logs_no_one_out(&gw, || link.cut(), || link.restore());
 }
+
+/// Concurrent logins of one external user, each bringing other claims into the user's data:
+/// every one succeeds, one user and one link come of them, and the user's data is one
+/// login's whole (never a mix, never a lost write of a half-finished login).
+#[test]
+fn concurrent_logins_of_one_user_are_serialized() {
+    use super::identity_provider::{ext_claims, ExternalKey, Idp};
+    let t = Idp::start();
+    let key = ExternalKey::generate(Algorithm::ES256);
+    let idp = t.provider(json!({
+        "keys": {"k": key.verifying},
+        "linkingStrategy": "LinkByEmail",
+        "claimMap": {"nonce": "UserData"},
+    }));
+    for round in 0..5 {
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let token = key.sign(
+                        Some("k"),
+                        None,
+                        &ext_claims(
+                            "ext-race",
+                            Some("race@example.com"),
+                            json!({"nonce": format!("{round}-{i}")}),
+                        ),
+                    );
+                    let t = &t;
+                    scope.spawn(move || t.login(idp, &token, json!({})).status().as_u16())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        });
+        assert!(
+            statuses.iter().all(|&s| s == 200),
+            "round {round}: {statuses:?}"
+        );
+    }
+    let users = check_status(t.get("/api/user?email=race@example.com"), 200);
+    let user_id = users["user"]["id"].as_str().expect("id").to_string();
+    let nonce = users["user"]["data"]["nonce"].as_str().expect("nonce");
+    assert!(nonce.starts_with("4-"), "the last round's data: {nonce}");
+    let links = check_status(
+        t.get(&format!("/api/identity-provider/link?userId={user_id}")),
+        200,
+    );
+    assert_eq!(
+        links["identityProviderLinks"]
+            .as_array()
+            .expect("links")
+            .len(),
+        1
+    );
+}

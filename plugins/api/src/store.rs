@@ -141,6 +141,18 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Option<Registration>>;
     /// All of a user's registrations.
     async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>>;
+    /// Writes what a login changed, in one transaction, whole or not at all: the user (created
+    /// when `expected_user` is `None`, else replaced only while the stored user still has
+    /// `expected_user`'s `lastUpdateInstant`, its version: a writer must move it forward), the
+    /// registration when given, and the link. `Ok(false)` when the user changed meanwhile:
+    /// nothing was written, and the login should start over.
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool>;
 
     // --- refresh tokens ---
 

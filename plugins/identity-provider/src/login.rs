@@ -199,6 +199,9 @@ enum Failure {
     },
     /// Any other API error (store, 400…).
     Api(ApiError),
+    /// The user changed (or was created) by a concurrent request while this login ran: the
+    /// login starts over.
+    Concurrent,
 }
 
 impl From<ApiError> for Failure {
@@ -257,6 +260,9 @@ fn tenant_scope(
     tenant_header(request)
 }
 
+/// How often a login starts over after a concurrent change of its user.
+const MAX_ATTEMPTS: usize = 16;
+
 /// Handles both login endpoints.
 pub async fn login(
     request: &PluginRequest,
@@ -271,7 +277,14 @@ pub async fn login(
         "External JWT login with identity provider [{}] for application [{}]",
         parsed.identity_provider_id, parsed.application_id
     );
-    let outcome = run(request, env, &parsed, scope, &mut debug).await;
+    let mut outcome = Err(Failure::Concurrent);
+    for _ in 0..MAX_ATTEMPTS {
+        outcome = run(request, env, &parsed, scope, &mut debug).await;
+        if !matches!(outcome, Err(Failure::Concurrent)) {
+            break;
+        }
+        debug.line("The user changed during the login; starting over");
+    }
     let response = match outcome {
         Ok(response) => Ok(response),
         Err(Failure::Refused {
@@ -291,6 +304,14 @@ pub async fn login(
         Err(Failure::Api(e)) => {
             debug.line(format!("Failed with status {}", e.status()));
             Err(e)
+        }
+        Err(Failure::Concurrent) => {
+            let mut errors = Errors::new();
+            errors.general(
+                "[Conflict]",
+                "The user kept changing while this login ran; try again.",
+            );
+            Err(ApiError::Conflict(errors))
         }
     };
     debug.flush(env.context, &heading).await;
@@ -443,6 +464,8 @@ async fn run(
     if !user.active {
         return Err(refused("[UserInactive]", "The user is deactivated."));
     }
+    // The user as stored, to write back only if no one changed it meanwhile.
+    let read_user = (!created).then(|| user.clone());
 
     // 5. claim map and lambda
     let app_config = provider.applications.get(&application.id).copied();
@@ -485,32 +508,20 @@ async fn run(
         }
     }
 
-    // 6. persist (nothing is written when what the claims and the lambda made is over the
-    // document limits: it could not be read back)
+    // 6. persist, in one transaction (nothing is written when what the claims and the lambda
+    // made is over the document limits: it could not be read back; nor when the user changed
+    // since it was read: the login then starts over)
     check_document("user", &user)?;
     check_document("registration", &working_registration)?;
     user.last_login_instant = Some(now);
-    user.last_update_instant = now;
-    if created {
-        context.store.create_user(&user).await?;
-        debug.line(format!("Created user [{}]", user.id));
-    } else {
-        context.store.update_user(&user).await?;
-    }
-    if registration.is_some() || registering {
+    // The user's version moves forward, even within one millisecond.
+    user.last_update_instant = read_user
+        .as_ref()
+        .map_or(now, |read| now.max(read.last_update_instant + 1));
+    let registered = registration.is_some() || registering;
+    if registered {
         working_registration.last_login_instant = Some(now);
         working_registration.last_update_instant = now;
-        context
-            .store
-            .upsert_registration(&working_registration)
-            .await?;
-        if registering {
-            debug.line(format!(
-                "Registered the user to the application with roles [{}]",
-                working_registration.roles.join(", ")
-            ));
-        }
-        registration = Some(working_registration);
     }
     let new_link = existing_link.is_none();
     let mut link = existing_link.unwrap_or_else(|| IdentityProviderLink {
@@ -526,15 +537,43 @@ async fn run(
         token: None,
         user_id: user.id,
     });
-    if new_link {
-        debug.line(format!("Linked the provider user to user [{}]", user.id));
-    }
     link.last_login_instant = now;
     link.identity_provider_name = Some(provider.name.clone());
     if let Some(token) = &req.provider_refresh_token {
         link.token = Some(token.clone());
     }
-    context.store.put_link(&link).await?;
+    let saved = context
+        .store
+        .save_login(
+            &user,
+            read_user.as_ref(),
+            registered.then_some(&working_registration),
+            &link,
+        )
+        .await;
+    match saved {
+        Ok(true) => {}
+        // Changed meanwhile, or created by a concurrent login: start over.
+        Ok(false) | Err(gatehouse_plugin_api::StoreError::Conflict(_)) => {
+            return Err(Failure::Concurrent)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if created {
+        debug.line(format!("Created user [{}]", user.id));
+    }
+    if registering {
+        debug.line(format!(
+            "Registered the user to the application with roles [{}]",
+            working_registration.roles.join(", ")
+        ));
+    }
+    if registered {
+        registration = Some(working_registration);
+    }
+    if new_link {
+        debug.line(format!("Linked the provider user to user [{}]", user.id));
+    }
 
     // 7. tokens
     let ip = req.ip_address.clone().or_else(|| request.client_ip());

@@ -360,6 +360,16 @@ impl Store for FakeStore {
     async fn put_link(&self, _link: &IdentityProviderLink) -> StoreResult<()> {
         unsupported()
     }
+    async fn save_login(
+        &self,
+        _user: &User,
+        _expected_user: Option<&User>,
+        _registration: Option<&Registration>,
+        _link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        // Logins are the identity-provider plugin's, tested against the real stores.
+        unsupported()
+    }
     async fn find_links(
         &self,
         _identity_provider_id: Option<Uuid>,
