@@ -8,6 +8,7 @@
 
 pub mod env;
 pub mod raw;
+mod read;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -271,28 +272,29 @@ pub fn parse(
         }
         message
     };
-    let raw: RawConfig = serde_yaml::from_str(&substituted.text).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            path: String::new(),
-            message: scrub(redact_serde_message(&e.to_string())),
-        }])
-    })?;
-    validate(raw, base_dir).map_err(|errors| {
-        ConfigErrors(
-            errors
-                .into_iter()
-                .map(|e| ConfigError {
-                    path: e.path,
-                    message: scrub(e.message),
-                })
-                .collect(),
-        )
-    })
+    // Every problem in one run: the file's shape first (unknown keys, wrong types), then
+    // what the rest of it means.
+    let (raw, mut problems) = read::read_all::<RawConfig>(&substituted.text);
+    let config = match raw.map(|raw| validate(raw, base_dir)) {
+        Some(Ok(config)) if problems.is_empty() => return Ok(config),
+        Some(Ok(_)) | None => None,
+        Some(Err(errors)) => Some(errors),
+    };
+    problems.extend(config.into_iter().flatten());
+    Err(ConfigErrors(
+        problems
+            .into_iter()
+            .map(|e| ConfigError {
+                path: e.path,
+                message: scrub(e.message),
+            })
+            .collect(),
+    ))
 }
 
 /// Removes the literal value from serde's "invalid type/value" messages, which would echo
 /// whatever was written (possibly a secret), keeping the path, the kind and the position.
-fn redact_serde_message(message: &str) -> String {
+pub(crate) fn redact_serde_message(message: &str) -> String {
     for marker in ["invalid type: ", "invalid value: "] {
         if let Some(start) = message.find(marker) {
             let after = &message[start + marker.len()..];

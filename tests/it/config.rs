@@ -114,3 +114,36 @@ fn a_busy_port_is_a_clear_error() {
     assert_ne!(code, 0);
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+#[test]
+fn check_reports_unknown_keys_wrong_types_and_meaning_in_one_run() {
+    let gw = TestGateway::start();
+    let text = gw.config_text(&Options::default());
+    let broken = text
+        .replace(
+            &format!("auth: {{applicationId: {APP}}}"),
+            "auth: {applicationId: 99999999-9999-4999-8999-999999999999}",
+        )
+        .replace("  - path: /admin\n", "  - path: /admin\n    bogus: 1\n")
+        .replace("threads: 2", "threads: many\nunknownTop: 3");
+    let path = gw.dir.path().join("broken.yaml");
+    std::fs::write(&path, broken).expect("write");
+    let (code, _, stderr) = run_cli(
+        &["check", "--config", path.to_str().expect("path")],
+        gw.dir.path(),
+    );
+    assert_ne!(code, 0);
+    for expected in [
+        "routes[1].bogus: unknown field",
+        "unknownTop: unknown field",
+        "threads: invalid type",
+        "routes[0].auth.applicationId: no application with this id",
+    ] {
+        assert!(stderr.contains(expected), "{expected} missing:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("(line "),
+        "the first problem has its position:\n{stderr}"
+    );
+    assert!(!stderr.contains("many"), "{stderr}");
+}
