@@ -242,6 +242,8 @@ async fn mint(
             store: store.as_ref(),
             tokens: prepared.tokens.as_ref(),
             clock: &SystemClock,
+            // Issuing only: no rotation happens here.
+            race_window_ms: gatehouse_plugin_api::refresh::DEFAULT_RACE_WINDOW_MS,
         };
         Some(
             gatehouse_plugin_api::refresh::issue_refresh_token(

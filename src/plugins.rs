@@ -148,7 +148,11 @@ impl PluginRouter {
         let trimmed = path.trim_start_matches('/');
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
         let first = trimmed.split('/').next().unwrap_or("");
-        if !self.first_segments.iter().any(|s| s == first) {
+        if !self
+            .first_segments
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(first))
+        {
             return RouteMatch::None;
         }
         let parts: Vec<&str> = trimmed.split('/').collect();
@@ -186,8 +190,11 @@ impl PluginRouter {
         if path_matched {
             RouteMatch::MethodNotAllowed
         } else if parts.len() >= 2
-            && parts[0] == "api"
-            && self.api_prefixes.iter().any(|p| p[4..] == *parts[1])
+            && parts[0].eq_ignore_ascii_case("api")
+            && self
+                .api_prefixes
+                .iter()
+                .any(|p| p[4..].eq_ignore_ascii_case(parts[1]))
         {
             RouteMatch::UnknownApiPath
         } else {
@@ -246,7 +253,14 @@ mod tests {
             RouteMatch::MethodNotAllowed
         ));
         // Under a plugin's API prefix, an unknown path is the plugin's 404, never proxied.
-        for path in ["/api/x", "/api/x/", "/api/x/nope/deeper", "/api/x/42/more"] {
+        for path in [
+            "/api/x",
+            "/api/x/",
+            "/api/x/nope/deeper",
+            "/api/x/42/more",
+            "/API/x/link",
+            "/api/X/42",
+        ] {
             assert!(
                 matches!(router.find(&Method::GET, path), RouteMatch::UnknownApiPath),
                 "{path}"

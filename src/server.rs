@@ -191,6 +191,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         api_keys: Arc::new(ApiKeyRing::new(config.api_keys.clone())),
         clock,
         secure_cookies: config.secure_cookies,
+        race_window_ms: config.race_window_ms,
     };
     let upstream_resolver = routes.resolver();
     let admin = Admin {

@@ -219,6 +219,8 @@ pub struct Config {
     pub path_options: PathOptions,
     /// The admin listener (`/metrics`, `/health`), when configured.
     pub admin_listen: Option<SocketAddr>,
+    /// The race window (ms) of one-time-use rotations.
+    pub race_window_ms: i64,
     /// Always mark cookies `Secure`.
     pub secure_cookies: bool,
     /// Log format.
@@ -886,6 +888,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         );
     }
     let admin_listen = admin_listener(&mut p, raw.admin.as_ref(), listen);
+    let race_window_seconds = raw.rotation.race_window_seconds.unwrap_or(10);
+    if race_window_seconds > 60 {
+        p.add("rotation.raceWindowSeconds", "must be at most 60");
+    }
     let leeway_seconds = raw.validation.leeway_seconds.unwrap_or(5);
     if leeway_seconds > 300 {
         p.add("validation.leewaySeconds", "must be at most 300");
@@ -939,6 +945,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         idle_timeout_seconds,
         path_options,
         admin_listen,
+        race_window_ms: race_window_seconds.min(60) as i64 * 1000,
         secure_cookies: raw.cookies.secure,
         log_format,
         log_level: raw.log.level.unwrap_or_else(|| "info".into()),

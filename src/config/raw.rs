@@ -56,6 +56,9 @@ pub struct RawConfig {
     /// The admin listener (`/metrics`, `/health`); none when absent.
     #[serde(default)]
     pub admin: Option<RawAdmin>,
+    /// One-time-use refresh token rotation across requests and nodes.
+    #[serde(default)]
+    pub rotation: RawRotation,
     /// Token validation settings.
     #[serde(default)]
     pub validation: RawValidation,
@@ -208,6 +211,16 @@ pub struct RawPaths {
     /// Accept `;` path parameters (default false: refused).
     #[serde(default)]
     pub allow_semicolons: Option<bool>,
+}
+
+/// `rotation:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRotation {
+    /// Seconds after a rotation during which the retired value still yields its outcome;
+    /// default 10, 0 to follow FusionAuth's grace period alone.
+    #[serde(default)]
+    pub race_window_seconds: Option<u64>,
 }
 
 /// `admin:`

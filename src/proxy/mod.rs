@@ -132,6 +132,7 @@ impl Gateway {
                 tokens.clone(),
                 context.clock.clone(),
                 metrics.clone(),
+                context.race_window_ms,
             ),
             store: context.store.clone(),
             allowed_requests: metrics.requests.with_label_values(&["allowed"]),

@@ -48,6 +48,8 @@ pub struct Refresher {
     tokens: Arc<Tokens>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// The race window (ms) of one-time-use rotations.
+    race_window_ms: i64,
     in_flight: Mutex<HashMap<String, Shared>>,
     /// Recent outcomes by the refresh token value presented, with the instant they lapse.
     recent: moka::sync::Cache<String, (Arc<Refreshed>, Instant)>,
@@ -60,12 +62,14 @@ impl Refresher {
         tokens: Arc<Tokens>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
+        race_window_ms: i64,
     ) -> Self {
         Refresher {
             store,
             tokens,
             clock,
             metrics,
+            race_window_ms,
             in_flight: Mutex::new(HashMap::new()),
             recent: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -129,6 +133,7 @@ impl Refresher {
             store: self.store.as_ref(),
             tokens: self.tokens.as_ref(),
             clock: self.clock.as_ref(),
+            race_window_ms: self.race_window_ms,
         };
         let outcome = exchange_refresh_token(env, value, client_ip).await?;
         let claims = self

@@ -79,6 +79,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call waits for a free connection (or for a new one) before it is `Unavailable`.
 const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one call (its queries and its commit) may take before it is `Unavailable`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A PostgreSQL database shared by every gateway of a cluster.
 pub struct PostgresStore {
     pool: Pool,
@@ -360,7 +363,7 @@ async fn write_user<C: GenericClient>(
     let changed = execute(
         c,
         "UPDATE users SET tenant_id = $2, email_lower = $3, username_lower = $4, body = $5 \
-         WHERE id = $1 AND (body::jsonb ->> 'lastUpdateInstant')::bigint = $6",
+         WHERE id = $1 AND (body::json ->> 'lastUpdateInstant')::bigint = $6",
         &[
             &row.id,
             &row.tenant,
@@ -492,8 +495,10 @@ impl PostgresStore {
         let manager = Manager::from_config(
             config,
             NoTls,
+            // Verified: a connection is tested before reuse (one round trip), so one left
+            // behind by a call that timed out on a stalled link is replaced, not reused.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -532,7 +537,15 @@ impl PostgresStore {
         self.runtime
             .spawn(async move {
                 let client = pool.get().await.map_err(pool_error)?;
-                f(client).await
+                // A call that hangs (a stalled link, a COMMIT that never returns) is an outage,
+                // not a request held forever; its connection is checked before any reuse.
+                tokio::time::timeout(CALL_TIMEOUT, f(client))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable(
+                            "a PostgreSQL call timed out".into(),
+                        ))
+                    })
             })
             .await
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?

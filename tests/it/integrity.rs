@@ -590,3 +590,76 @@ fn concurrent_logins_of_one_user_are_serialized() {
         1
     );
 }
+
+/// Within the race window a retired one-time-use value yields the rotation's outcome — the same
+/// refresh token and the same access token — on this node and on another sharing the store;
+/// after it, with a grace period of 0, it is refused as FusionAuth refuses it.
+#[test]
+fn the_race_window_answers_a_retired_value_with_the_same_pair_then_refuses() {
+    let options = || {
+        Options {
+        app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse"
+            .into(),
+        race_window_seconds: 3,
+        extra_routes: format!(
+            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true}}\n"
+        ),
+        ..Default::default()
+    }
+    };
+    let gw = TestGateway::start_with(options());
+    let peer = gw.start_peer(&options());
+    let session = gw.login("race-window@example.com", &["user"]);
+    let refresh = |node: &TestGateway, value: &str| {
+        client()
+            .post(node.url("/api/jwt/refresh"))
+            .json(&json!({"refreshToken": value}))
+            .send()
+            .expect("send")
+    };
+    let first = check_status(refresh(&gw, &session.refresh_token), 200);
+    assert_ne!(first["refreshToken"], session.refresh_token);
+    // The same value again, on this node and on the other: the same pair.
+    for node in [&gw, &peer] {
+        let again = check_status(refresh(node, &session.refresh_token), 200);
+        assert_eq!(again["refreshToken"], first["refreshToken"]);
+        assert_eq!(again["token"], first["token"]);
+    }
+    // At the edge of the other node, with the retired value as a cookie: the same pair.
+    let mut expired = claims(
+        Uuid::parse_str(&session.user_id).expect("uuid"),
+        APP,
+        &["user"],
+    );
+    expired["exp"] = json!(now() - 30);
+    let expired = gw.token(Algorithm::RS256, &expired);
+    let response = client()
+        .get(peer.url("/app/x"))
+        .header(
+            "Cookie",
+            format!(
+                "access_token={expired}; refresh_token={}",
+                session.refresh_token
+            ),
+        )
+        .send()
+        .expect("send");
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    assert_eq!(response.status().as_u16(), 200);
+    let new_refresh = first["refreshToken"].as_str().expect("refresh");
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("refresh_token={new_refresh};"))),
+        "{cookies:?}"
+    );
+    // After the window: refused (grace 0), and the new value still works.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(refresh(&gw, &session.refresh_token).status().as_u16(), 400);
+    check_status(refresh(&gw, new_refresh), 200);
+}

@@ -175,6 +175,9 @@ pub struct Options {
     pub leeway_seconds: u64,
     /// `limits.idleTimeoutSeconds`.
     pub idle_timeout_seconds: u64,
+    /// `rotation.raceWindowSeconds`: 0 by default in the tests, which check FusionAuth's
+    /// grace-period rule on its own; the race window has tests of its own.
+    pub race_window_seconds: u64,
 }
 
 impl Default for Options {
@@ -189,6 +192,7 @@ impl Default for Options {
             store_url: None,
             leeway_seconds: 0,
             idle_timeout_seconds: 60,
+            race_window_seconds: 0,
         }
     }
 }
@@ -305,6 +309,7 @@ admin:
   listen: 127.0.0.1:{admin}
 limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
 validation: {{leewaySeconds: {leeway}}}
+rotation: {{raceWindowSeconds: {race}}}
 {extra}
 routes:
   - path: /
@@ -335,6 +340,7 @@ routes:
             admin = self.admin_port,
             leeway = options.leeway_seconds,
             idle = options.idle_timeout_seconds,
+            race = options.race_window_seconds,
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options

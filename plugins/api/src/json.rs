@@ -22,9 +22,11 @@ pub const MAX_VALUES: usize = 100_000;
 /// The largest a document may be, as JSON text (bytes, estimated from its values).
 pub const MAX_BYTES: usize = 1024 * 1024;
 
-/// Why a JSON value is over the limits.
+/// Why a JSON value is over the limits (or holds what no store can keep).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitExceeded {
+    /// A string or key holds U+0000, which PostgreSQL cannot store in text.
+    Nul,
     /// Nested deeper than [`MAX_DEPTH`].
     Depth,
     /// More than [`MAX_VALUES`] values.
@@ -36,6 +38,7 @@ pub enum LimitExceeded {
 impl fmt::Display for LimitExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LimitExceeded::Nul => write!(f, "holding a NUL character"),
             LimitExceeded::Depth => write!(f, "nested deeper than {MAX_DEPTH} levels"),
             LimitExceeded::Values => write!(f, "more than {MAX_VALUES} values"),
             LimitExceeded::Bytes => write!(f, "larger than {MAX_BYTES} bytes"),
@@ -59,6 +62,14 @@ pub fn check(value: &Value) -> Result<(), LimitExceeded> {
             Value::Array(items) => 2 + items.len(),
             Value::Object(map) => 2 + map.keys().map(|k| k.len() + 4).sum::<usize>(),
         };
+        let has_nul = match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Object(map) => map.keys().any(|k| k.contains('\0')),
+            _ => false,
+        };
+        if has_nul {
+            return Err(LimitExceeded::Nul);
+        }
         if bytes > MAX_BYTES {
             return Err(LimitExceeded::Bytes);
         }
@@ -208,6 +219,8 @@ mod tests {
         let big = Value::Array(vec![json!("x".repeat(1024)); 1100]);
         assert_eq!(check(&big), Err(LimitExceeded::Bytes));
         assert_eq!(check(&json!({"a": [1, "two", null, {"b": true}]})), Ok(()));
+        assert_eq!(check(&json!({"a": "x\0y"})), Err(LimitExceeded::Nul));
+        assert_eq!(check(&json!({"a\0": 1})), Err(LimitExceeded::Nul));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct PluginContext {
     /// Set `Secure` on cookies even when the request came over plain HTTP (e.g. behind a TLS
     /// terminator).
     pub secure_cookies: bool,
+    /// The race window (ms) of one-time-use rotations: see
+    /// [`crate::refresh::DEFAULT_RACE_WINDOW_MS`].
+    pub race_window_ms: i64,
 }
 
 /// An in-process extension serving part of the REST API.

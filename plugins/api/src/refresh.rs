@@ -42,6 +42,15 @@ pub const REFRESH_TOKEN_AUTHENTICATION_TYPE: &str = "REFRESH_TOKEN";
 /// nodes sharing the store.
 pub const OUTCOME_MARGIN_MS: i64 = 5_000;
 
+/// The default race window (ms): for this long after a one-time-use rotation, a request presenting the
+/// value it retired gets the rotation's outcome — the same refresh token and the same access
+/// token — instead of a refusal, whatever the grace period (even 0). It covers parallel
+/// requests of one browser spread over several gateways, and a client that retries after its
+/// answer was lost (a store link cut after the commit). It gives a thief nothing they would not
+/// get by racing the owner: the same pair the owner gets, and only in the seconds right after
+/// the owner's own rotation. After it (and the grace period), the value is refused as before.
+pub const DEFAULT_RACE_WINDOW_MS: i64 = 10_000;
+
 /// The services refresh-token logic needs: borrowed, so the plugin and the proxy can both build
 /// one from what they hold.
 #[derive(Clone, Copy)]
@@ -52,6 +61,8 @@ pub struct RefreshEnv<'a> {
     pub tokens: &'a dyn TokenService,
     /// The current time.
     pub clock: &'a dyn Clock,
+    /// The race window (ms) of one-time-use rotations (see [`DEFAULT_RACE_WINDOW_MS`]).
+    pub race_window_ms: i64,
 }
 
 impl<'a> From<&'a PluginContext> for RefreshEnv<'a> {
@@ -60,6 +71,7 @@ impl<'a> From<&'a PluginContext> for RefreshEnv<'a> {
             store: context.store.as_ref(),
             tokens: context.tokens.as_ref(),
             clock: context.clock.as_ref(),
+            race_window_ms: context.race_window_ms,
         }
     }
 }
@@ -142,6 +154,20 @@ impl RefreshPolicy {
         } else {
             current_start
         }
+    }
+
+    /// True when a one-time-use value rotated at `rotated_at` may still be exchanged at `now`
+    /// for the rotation's outcome: within the race window (`race_window_ms`, see
+    /// [`DEFAULT_RACE_WINDOW_MS`]) or the grace period.
+    pub fn reuse_allowed(&self, rotated_at: i64, now: i64, race_window_ms: i64) -> bool {
+        now.saturating_sub(rotated_at) < race_window_ms || self.grace_covers(rotated_at, now)
+    }
+
+    /// How long after a rotation at `now` its outcome must be kept (ms): the race window or
+    /// the grace period, whichever is longer, and a margin for clock skew.
+    pub fn outcome_until(&self, now: i64, race_window_ms: i64) -> i64 {
+        let grace = self.grace_period_in_seconds.max(0).saturating_mul(1000);
+        now + grace.max(race_window_ms) + OUTCOME_MARGIN_MS
     }
 
     /// True when a one-time-use value rotated at `rotated_at` may still be exchanged at `now`
@@ -512,8 +538,9 @@ pub async fn exchange_refresh_token(
 /// one-time-use value) and:
 /// - `Reusable`: records the use (last access, sliding window) and returns the same token;
 /// - `OneTimeUse`: rotates to a new value with the same id. A rotation that lost a race, or a
-///   value presented again, is refused unless the grace period covers it, in which case the token
-///   that replaced it is returned. Outside the grace period, when the revocation policy says
+///   value presented again, is refused unless the race window ([`RefreshEnv::race_window_ms`]) or the grace
+///   period covers it, in which case the rotation's outcome is returned: the token that replaced
+///   it and the access token the rotation issued. Outside both, when the revocation policy says
 ///   `onOneTimeTokenReuse`, the token is revoked.
 pub async fn exchange_refresh_token_scoped(
     env: RefreshEnv<'_>,
@@ -564,13 +591,10 @@ pub async fn exchange_refresh_token_scoped(
                 now,
                 client_ip,
             );
-            // The access token is kept with the retired value only while the grace period can
-            // hand it out again (and a margin for clock skew between nodes).
-            let outcome = (policy.grace_period_in_seconds > 0).then(|| {
-                let until =
-                    now + policy.grace_period_in_seconds.saturating_mul(1000) + OUTCOME_MARGIN_MS;
-                (access_token.token.as_str(), until)
-            });
+            // The access token is kept with the retired value while the race window or the
+            // grace period can hand it out again.
+            let until = policy.outcome_until(now, env.race_window_ms);
+            let outcome = Some((access_token.token.as_str(), until));
             match env
                 .store
                 .rotate_refresh_token(value, &next, outcome)
@@ -578,19 +602,10 @@ pub async fn exchange_refresh_token_scoped(
                 .map_err(not_found_is_invalid)?
             {
                 Rotation::Rotated(rotated) => (rotated, true),
-                Rotation::AlreadyRotated {
-                    current,
-                    rotated_at,
-                    ..
-                } => {
-                    if policy.grace_covers(rotated_at, now) {
-                        (current, true)
-                    } else {
-                        if policy.revoke_on_one_time_token_reuse {
-                            revoke_reused(env, token.id, now).await?;
-                        }
-                        return Err(RefreshError::AlreadyRotated);
-                    }
+                // A concurrent request rotated this value first: answer with its outcome
+                // (the same pair), as for any value presented again.
+                Rotation::AlreadyRotated { .. } => {
+                    return exchange_retired_value(env, value, tenant_id).await;
                 }
             }
         }
@@ -696,7 +711,7 @@ async fn exchange_retired_value(
     let (user, tenant, application, registration) = load_subject(env, &current).await?;
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
-    if !policy.grace_covers(rotated_at, now) {
+    if !policy.reuse_allowed(rotated_at, now, env.race_window_ms) {
         if policy.revoke_on_one_time_token_reuse {
             revoke_reused(env, current.id, now).await?;
         }

@@ -261,7 +261,7 @@ fn tenant_scope(
 }
 
 /// How often a login starts over after a concurrent change of its user.
-const MAX_ATTEMPTS: usize = 16;
+const MAX_ATTEMPTS: usize = 64;
 
 /// Handles both login endpoints.
 pub async fn login(
@@ -284,6 +284,9 @@ pub async fn login(
             break;
         }
         debug.line("The user changed during the login; starting over");
+        // A short random pause, so logins that keep colliding spread out.
+        let pause = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8) + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
     }
     let response = match outcome {
         Ok(response) => Ok(response),
@@ -420,6 +423,14 @@ async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     ));
+
+    // What a login may copy into the store must be storable (no NUL, within the limits).
+    if gatehouse_plugin_api::json::check(&Value::Object(verified.claims.clone())).is_err() {
+        return Err(refused(
+            "[InvalidJWT]",
+            "The JWT carries claims that cannot be stored.",
+        ));
+    }
 
     // 3. identity
     let who = identity(&provider, &verified.claims)?;

@@ -146,7 +146,7 @@ async fn validate_all(
                     &format!("identityProvider.domains[{i}]"),
                     "duplicate",
                     format!(
-                        "The domain [{d}] is already managed by the identity provider [{}].",
+                        "This domain is already managed by the identity provider [{}].",
                         owner.id
                     ),
                 );

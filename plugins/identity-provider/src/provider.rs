@@ -469,16 +469,12 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
         match v {
             Value::Null => {}
             Value::String(s) if LinkingStrategy::parse(s).is_some() => {}
-            other => {
+            _ => {
                 let names: Vec<&str> = LinkingStrategy::ALL.iter().map(|s| s.name()).collect();
                 errors.field(
                     &f("linkingStrategy"),
                     "invalid",
-                    format!(
-                        "The linkingStrategy {} is not one of {}.",
-                        other,
-                        names.join(", ")
-                    ),
+                    format!("The linkingStrategy must be one of {}.", names.join(", ")),
                 );
             }
         }
@@ -556,7 +552,7 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
                             &field,
                             "invalid",
                             format!(
-                                "The claim [{claim}] maps to {target}, which is not one of {}.",
+                                "A claim must map to one of {}.",
                                 CLAIM_MAP_TARGETS.join(", ")
                             ),
                         );

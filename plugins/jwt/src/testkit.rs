@@ -125,6 +125,17 @@ impl FakeStore {
     }
 }
 
+/// What replaced a retired value, as the real stores answer it (without a recorded outcome).
+fn retired(s: &State, old_value: &str) -> Option<Rotation> {
+    let (_, id, rotated_at) = s.rotated.iter().find(|(old, _, _)| old == old_value)?;
+    let current = s.tokens.iter().find(|t| t.id == *id)?;
+    Some(Rotation::AlreadyRotated {
+        current: current.clone(),
+        rotated_at: *rotated_at,
+        access_token: None,
+    })
+}
+
 fn unsupported<T>() -> StoreResult<T> {
     Err(StoreError::Backend(
         "not supported by the fake store".into(),
@@ -285,8 +296,8 @@ impl Store for FakeStore {
             None => Err(StoreError::NotFound),
         }
     }
-    async fn find_rotated_refresh_token(&self, _old_value: &str) -> StoreResult<Option<Rotation>> {
-        Ok(None)
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
+        Ok(retired(&lock(&self.state), old_value))
     }
 
     async fn prune_rotations(&self, _now_ms: i64) -> StoreResult<u64> {
@@ -306,22 +317,7 @@ impl Store for FakeStore {
             s.rotated.push((old_value.to_string(), next.id, now));
             return Ok(Rotation::Rotated(next.clone()));
         }
-        let rotated = s
-            .rotated
-            .iter()
-            .find(|(old, _, _)| old == old_value)
-            .map(|(_, id, at)| (*id, *at));
-        match rotated {
-            Some((id, rotated_at)) => match s.tokens.iter().find(|t| t.id == id) {
-                Some(current) => Ok(Rotation::AlreadyRotated {
-                    current: current.clone(),
-                    rotated_at,
-                    access_token: None,
-                }),
-                None => Err(StoreError::NotFound),
-            },
-            None => Err(StoreError::NotFound),
-        }
+        retired(&s, old_value).ok_or(StoreError::NotFound)
     }
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
         let mut s = lock(&self.state);
@@ -744,6 +740,9 @@ impl Kit {
             api_keys: Arc::new(api_keys),
             clock: clock.clone(),
             secure_cookies: false,
+            // FusionAuth's rule alone: a retired value is refused at once without a grace
+            // period (the race window is tested on its own).
+            race_window_ms: 0,
         };
         Kit {
             context,

@@ -670,3 +670,23 @@ fn revoked_sessions_stop_their_access_tokens() {
     block_on(revoke(&delete(&q, Kit::GLOBAL_KEY), &kit.context)).expect("ok");
     assert!(kit.tokens.verify(&access).is_err());
 }
+
+#[test]
+fn the_race_window_serves_the_same_pair_without_a_grace_period_then_refuses() {
+    let mut kit = Kit::new();
+    kit.context.race_window_ms = 5_000;
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let first = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    kit.clock.advance_millis(4_000);
+    let again = body(&block_on(exchange(&req, &kit.context)).expect("within the window"));
+    assert_eq!(again["refreshToken"], first["refreshToken"]);
+    kit.clock.advance_millis(2_000);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    // Past the window a replay is a reuse: the policy revokes the token.
+    assert_eq!(kit.store.token_count(), 0);
+}
