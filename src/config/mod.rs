@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::keys::KeyAlgorithm;
+/// Declared keys: defined beside the key ring that reads them (`config` uses `keys`, never
+/// the other way).
+pub use crate::keys::{KeySource, KeySpec};
 use crate::request::canonical::{canonical_path, PathOptions};
 use gatehouse_plugin_api::model::{
     ApiKey, Application, JwtConfiguration, RefreshTokenExpirationPolicy, RefreshTokenUsagePolicy,
@@ -74,35 +77,6 @@ pub enum StoreLocation {
     Sqlite(PathBuf),
     /// A PostgreSQL connection URL.
     Postgres(String),
-}
-
-/// Where key material comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// Generated on first start and persisted in the store.
-    Generate,
-    /// An HMAC secret.
-    Secret(String),
-    /// PEM text: a private key (public derived), a public key (verify only), or both.
-    Pem {
-        /// Private key PEM.
-        private: Option<String>,
-        /// Public key PEM.
-        public: Option<String>,
-    },
-}
-
-/// A declared key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySpec {
-    /// `kid`.
-    pub id: Uuid,
-    /// Display name.
-    pub name: String,
-    /// The one algorithm this key signs and verifies with.
-    pub algorithm: KeyAlgorithm,
-    /// The material.
-    pub source: KeySource,
 }
 
 /// One upstream server.

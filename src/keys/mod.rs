@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::config::{KeySource, KeySpec};
 use es512::Es512Key;
 
 /// The algorithm a key is bound to.
@@ -125,6 +124,35 @@ fn family_name(family: AlgorithmFamily) -> &'static str {
         AlgorithmFamily::Ed => "Ed25519",
         AlgorithmFamily::Hmac => "HMAC",
     }
+}
+
+/// Where key material comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// Generated on first start and persisted in the store.
+    Generate,
+    /// An HMAC secret.
+    Secret(String),
+    /// PEM text: a private key (public derived), a public key (verify only), or both.
+    Pem {
+        /// Private key PEM.
+        private: Option<String>,
+        /// Public key PEM.
+        public: Option<String>,
+    },
+}
+
+/// A declared key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// `kid`.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// The one algorithm this key signs and verifies with.
+    pub algorithm: KeyAlgorithm,
+    /// The material.
+    pub source: KeySource,
 }
 
 /// The parts of a token's header that pick and check its key.

@@ -565,25 +565,21 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// `X-Forwarded-For` and `X-Real-IP` (the peer: the edge trusts no client's claim of an
-    /// address), `X-Forwarded-Proto` and `X-Forwarded-Host` (what the route judged).
+    /// `X-Forwarded-For` (the peer: the edge trusts no client's claim of an address) and
+    /// `X-Forwarded-Proto`. The client's `X-Real-IP`, `X-Forwarded-Host` and `Forwarded` were
+    /// removed with the [`RESERVED_HEADERS`]; `Host` is the host the route judged.
     fn set_forwarding_headers(
         &self,
         session: &Session,
         upstream_request: &mut RequestHeader,
     ) -> Result<()> {
         if let Some(addr) = session.client_addr().and_then(SocketAddr::as_inet) {
-            let ip = addr.ip().to_string();
-            upstream_request.insert_header("X-Forwarded-For", ip.as_str())?;
-            upstream_request.insert_header("X-Real-IP", ip)?;
+            upstream_request.insert_header("X-Forwarded-For", addr.ip().to_string())?;
         }
         upstream_request.insert_header(
             "X-Forwarded-Proto",
             if self.settings.tls { "https" } else { "http" },
         )?;
-        if let Some(host) = upstream_request.headers.get(HOST).cloned() {
-            upstream_request.insert_header("X-Forwarded-Host", host)?;
-        }
         Ok(())
     }
 }
@@ -715,17 +711,24 @@ fn is_unconventional_name(name: &HeaderName) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Removes every client header whose name is not made of letters, digits and `-` (see
-/// [`is_unconventional_name`]). nginx drops names with `_` by default
-/// (`underscores_in_headers off`); the gateway drops all such names, on every route.
-fn drop_unconventional_headers(request: &mut RequestHeader) {
-    if !request.headers.keys().any(is_unconventional_name) {
+/// Removes the client headers that never pass: the gateway's own (`controlled`, sorted by
+/// name) and every name that is not made of letters, digits and `-` (see
+/// [`is_unconventional_name`]; nginx drops names with `_` by default, `underscores_in_headers
+/// off`). One pass over the request's headers; nothing is allocated when none is present.
+fn strip_client_headers(request: &mut RequestHeader, controlled: &[HeaderName]) {
+    let doomed = |name: &HeaderName| {
+        is_unconventional_name(name)
+            || controlled
+                .binary_search_by(|c| c.as_str().cmp(name.as_str()))
+                .is_ok()
+    };
+    if !request.headers.keys().any(doomed) {
         return;
     }
     let names: Vec<HeaderName> = request
         .headers
         .keys()
-        .filter(|n| is_unconventional_name(n))
+        .filter(|n| doomed(n))
         .cloned()
         .collect();
     for name in names {
@@ -966,10 +969,7 @@ impl ProxyHttp for Gateway {
             upstream_request.insert_header(HOST, host.as_str())?;
         }
         // Headers the gateway controls never pass through from the client.
-        for name in &self.controlled_headers {
-            upstream_request.remove_header(name);
-        }
-        drop_unconventional_headers(upstream_request);
+        strip_client_headers(upstream_request, &self.controlled_headers);
         let Some(route) = self.route(ctx) else {
             return Error::e_explain(InternalError, "no route");
         };

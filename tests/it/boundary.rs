@@ -790,8 +790,8 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
         assert!(headers.get(name).is_none(), "{name}: {headers}");
     }
     assert_eq!(headers["x-forwarded-for"], json!(["127.0.0.1"]));
-    assert_eq!(headers["x-real-ip"], json!(["127.0.0.1"]));
-    assert_eq!(headers["x-forwarded-host"], json!(["127.0.0.1"]));
+    assert!(headers.get("x-real-ip").is_none(), "{headers}");
+    assert!(headers.get("x-forwarded-host").is_none(), "{headers}");
     // Ambiguous credentials are refused on a passthrough too.
     let (status, _) = get(
         &gw,

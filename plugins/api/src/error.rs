@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::PluginResponse;
+use crate::response::PluginResponse;
 
 /// One error entry: a machine-readable code and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

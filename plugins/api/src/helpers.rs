@@ -7,7 +7,8 @@
 use crate::error::ApiError;
 use crate::model::Tenant;
 use crate::plugin::PluginContext;
-use crate::request::{Cookie, PluginRequest};
+use crate::request::PluginRequest;
+use crate::response::Cookie;
 use crate::tokens::TokenError;
 use uuid::Uuid;
 

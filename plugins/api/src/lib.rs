@@ -18,6 +18,7 @@ pub mod model;
 pub mod plugin;
 pub mod refresh;
 pub mod request;
+pub mod response;
 pub mod store;
 pub mod tokens;
 
@@ -30,7 +31,8 @@ pub use refresh::{
     issue_sso_refresh_token, resolve_refresh_policy, RefreshEnv, RefreshError, RefreshOutcome,
     RefreshPolicy,
 };
-pub use request::{Cookie, PluginRequest, PluginResponse};
+pub use request::PluginRequest;
+pub use response::{Cookie, PluginResponse};
 pub use store::{Store, StoreError};
 pub use tokens::{
     AccessTokenRequest, ClaimHeader, IssuedToken, TokenError, TokenService, VerifiedClaims,

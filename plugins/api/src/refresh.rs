@@ -24,7 +24,6 @@ use crate::model::{
     Application, JwtConfiguration, RefreshToken, RefreshTokenExpirationPolicy,
     RefreshTokenMetaData, RefreshTokenUsagePolicy, Registration, Tenant, User,
 };
-use crate::plugin::PluginContext;
 use crate::store::{RevokeScope, Rotation, Store, StoreError};
 use crate::tokens::{AccessTokenRequest, IssuedToken, RevocationScope, TokenError, TokenService};
 
@@ -63,24 +62,6 @@ pub struct RefreshEnv<'a> {
     pub clock: &'a dyn Clock,
     /// The race window (ms) of one-time-use rotations (see [`DEFAULT_RACE_WINDOW_MS`]).
     pub race_window_ms: i64,
-}
-
-impl<'a> From<&'a PluginContext> for RefreshEnv<'a> {
-    fn from(context: &'a PluginContext) -> Self {
-        RefreshEnv {
-            store: context.store.as_ref(),
-            tokens: context.tokens.as_ref(),
-            clock: context.clock.as_ref(),
-            race_window_ms: context.race_window_ms,
-        }
-    }
-}
-
-impl PluginContext {
-    /// The [`RefreshEnv`] of this context.
-    pub fn refresh_env(&self) -> RefreshEnv<'_> {
-        RefreshEnv::from(self)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,16 +307,7 @@ pub fn after_use(
     next
 }
 
-/// `text` as an IP address in canonical form (a `host:port` or `[v6]:port` form gives its
-/// address), or `None`: only addresses are recorded as `lastAccessedAddress`, never arbitrary
-/// text a client put in `X-Forwarded-For`.
-pub fn ip_address(text: &str) -> Option<String> {
-    let text = text.trim();
-    text.parse::<std::net::IpAddr>()
-        .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()))
-        .ok()
-        .map(|ip| ip.to_string())
-}
+pub use crate::request::ip_address;
 
 /// The one-time-use successor of `token`: same id, new `value`, issued now, window per
 /// [`after_use`].
