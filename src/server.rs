@@ -263,10 +263,9 @@ fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(
                 polls += 1;
                 if polls.is_multiple_of(60) {
                     tokens.prune_revocations();
-                    let now_ms = SystemClock.now_millis();
-                    if let Err(e) = runtime.block_on(store.prune_rotations(now_ms)) {
-                        tracing::warn!(error = %e, "cannot prune rotated refresh tokens");
-                    }
+                }
+                if polls.is_multiple_of(PRUNE_EVERY_POLLS) {
+                    prune_rotations(&runtime, store.as_ref());
                 }
             }
         })
@@ -275,6 +274,26 @@ fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(
             path: String::new(),
             message: format!("cannot start the revocation thread: {e}"),
         })
+}
+
+/// How often (in revocation polls, about a second each) rotation records are pruned.
+const PRUNE_EVERY_POLLS: u64 = 5;
+/// The most prune batches one tick runs (each changes at most a thousand rows per kind).
+const PRUNE_BATCHES_PER_TICK: usize = 50;
+
+/// Clears rotation outcomes past their time and deletes old retired values, batch after batch
+/// until none is left (or the tick's bound), so the store keeps up with any rotation rate.
+fn prune_rotations(runtime: &tokio::runtime::Runtime, store: &dyn Store) {
+    for _ in 0..PRUNE_BATCHES_PER_TICK {
+        match runtime.block_on(store.prune_rotations(SystemClock.now_millis())) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune rotated refresh tokens");
+                return;
+            }
+        }
+    }
 }
 
 /// Starts the thread that resolves upstream host names again every [`DNS_REFRESH_INTERVAL`].

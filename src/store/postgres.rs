@@ -264,7 +264,8 @@ async fn find_live_token<C: GenericClient>(
 async fn find_rotated<C: GenericClient>(c: &C, old_hash: &str) -> StoreResult<Option<Rotation>> {
     let Some(row) = query_opt(
         c,
-        "SELECT token_id, rotated_at, access_token FROM rotated_refresh_tokens WHERE token_hash = $1",
+        "SELECT r.token_id, r.rotated_at, o.access_token FROM rotated_refresh_tokens r \
+         LEFT JOIN rotation_outcomes o ON o.token_hash = r.token_hash WHERE r.token_hash = $1",
         &[&old_hash],
     )
     .await?
@@ -1093,21 +1094,22 @@ impl Store for PostgresStore {
                 if changed == 1 {
                     execute(
                         &tx,
-                        "INSERT INTO rotated_refresh_tokens \
-                         (token_hash, token_id, rotated_at, access_token, outcome_until) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token_hash) DO UPDATE SET \
-                         token_id = excluded.token_id, rotated_at = excluded.rotated_at, \
-                         access_token = excluded.access_token, \
-                         outcome_until = excluded.outcome_until",
-                        &[
-                            &old_hash,
-                            &next.id,
-                            &next.insert_instant,
-                            &access_token,
-                            &outcome_until,
-                        ],
+                        "INSERT INTO rotated_refresh_tokens (token_hash, token_id, rotated_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO UPDATE SET \
+                         token_id = excluded.token_id, rotated_at = excluded.rotated_at",
+                        &[&old_hash, &next.id, &next.insert_instant],
                     )
                     .await?;
+                    if let (Some(token), Some(until)) = (&access_token, outcome_until) {
+                        execute(
+                            &tx,
+                            "INSERT INTO rotation_outcomes (token_hash, access_token, until) \
+                             VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO UPDATE SET \
+                             access_token = excluded.access_token, until = excluded.until",
+                            &[&old_hash, token, &until],
+                        )
+                        .await?;
+                    }
                     tx.commit().await.map_err(pg)?;
                     return Ok(Rotation::Rotated(next));
                 }
@@ -1135,9 +1137,8 @@ impl Store for PostgresStore {
         self.run(move |c| async move {
             let cleared = execute(
                 &c,
-                "UPDATE rotated_refresh_tokens SET access_token = NULL, outcome_until = NULL \
-                 WHERE token_hash IN (SELECT token_hash FROM rotated_refresh_tokens \
-                 WHERE access_token IS NOT NULL AND outcome_until < $1 LIMIT $2)",
+                "DELETE FROM rotation_outcomes WHERE token_hash IN \
+                 (SELECT token_hash FROM rotation_outcomes WHERE until < $1 LIMIT $2)",
                 &[&now_ms, &PRUNE_BATCH],
             )
             .await?;

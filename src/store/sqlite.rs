@@ -494,7 +494,8 @@ fn insert_revocation(
 fn find_rotated(tx: &Connection, old_hash: &str) -> StoreResult<Option<Rotation>> {
     let rotated: Option<(String, i64, Option<String>)> = tx
         .query_row(
-            "SELECT token_id, rotated_at, access_token FROM rotated_refresh_tokens WHERE token_hash = ?1",
+            "SELECT r.token_id, r.rotated_at, o.access_token FROM rotated_refresh_tokens r \
+             LEFT JOIN rotation_outcomes o ON o.token_hash = r.token_hash WHERE r.token_hash = ?1",
             [old_hash],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
@@ -892,17 +893,18 @@ impl Store for SqliteStore {
                 if changed == 1 {
                     tx.execute(
                         "INSERT OR REPLACE INTO rotated_refresh_tokens \
-                         (token_hash, token_id, rotated_at, access_token, outcome_until) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            old_hash,
-                            next.id.to_string(),
-                            next.insert_instant,
-                            access_token,
-                            outcome_until
-                        ],
+                         (token_hash, token_id, rotated_at) VALUES (?1, ?2, ?3)",
+                        params![old_hash, next.id.to_string(), next.insert_instant],
                     )
                     .map_err(backend)?;
+                    if let (Some(token), Some(until)) = (&access_token, outcome_until) {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO rotation_outcomes (token_hash, access_token, until) \
+                             VALUES (?1, ?2, ?3)",
+                            params![old_hash, token, until],
+                        )
+                        .map_err(backend)?;
+                    }
                     return Ok(Rotation::Rotated(next));
                 }
             }
@@ -920,9 +922,8 @@ impl Store for SqliteStore {
         self.tx(move |tx| {
             let cleared = tx
                 .execute(
-                    "UPDATE rotated_refresh_tokens SET access_token = NULL, outcome_until = NULL \
-                     WHERE rowid IN (SELECT rowid FROM rotated_refresh_tokens \
-                     WHERE access_token IS NOT NULL AND outcome_until < ?1 LIMIT ?2)",
+                    "DELETE FROM rotation_outcomes WHERE rowid IN \
+                     (SELECT rowid FROM rotation_outcomes WHERE until < ?1 LIMIT ?2)",
                     params![now_ms, PRUNE_BATCH],
                 )
                 .map_err(backend)?;

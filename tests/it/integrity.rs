@@ -128,12 +128,31 @@ fn send_raw(
         .expect("send")
 }
 
+/// A gateway on a database of its own on the test PostgreSQL server, with these options.
+fn on_postgres(options: Options) -> (TestGateway, super::postgres::Database) {
+    let db = super::postgres::Database::create();
+    let gw = TestGateway::start_with(Options {
+        store_url: Some(db.url.clone()),
+        ..options
+    });
+    (gw, db)
+}
+
 #[test]
-fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing() {
-    let gw = TestGateway::start();
-    let id = provider(&gw);
+fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing_on_sqlite() {
+    bad_input_is_a_400_that_echoes_nothing_and_writes_nothing(&TestGateway::start());
+}
+
+#[test]
+fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing_on_postgres() {
+    let (gw, _db) = on_postgres(Options::default());
+    bad_input_is_a_400_that_echoes_nothing_and_writes_nothing(&gw);
+}
+
+fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing(gw: &TestGateway) {
+    let id = provider(gw);
     let lambda = check_status(
-        api(reqwest::Method::POST, &gw, "/api/lambda")
+        api(reqwest::Method::POST, gw, "/api/lambda")
             .json(
                 &json!({"lambda": {"name": "l", "type": "ExternalJWTReconcile",
                 "body": "function reconcile(user, registration, jwt) {}"}}),
@@ -145,8 +164,8 @@ fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing() {
         .as_str()
         .expect("id")
         .to_string();
-    let before_provider = gw_get(&gw, &format!("/api/identity-provider/{id}"));
-    let before_lambda = gw_get(&gw, &format!("/api/lambda/{lambda}"));
+    let before_provider = gw_get(gw, &format!("/api/identity-provider/{id}"));
+    let before_lambda = gw_get(gw, &format!("/api/lambda/{lambda}"));
     // Bodies wrong for every route: not an object, duplicate keys, not UTF-8, not JSON, too
     // deep, a number out of range.
     let deep = "[".repeat(300) + &"]".repeat(300);
@@ -258,7 +277,7 @@ fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing() {
         let specific = specific.iter().map(|b| b.clone().into_bytes());
         for body in generic.iter().cloned().chain(specific) {
             let body = &body;
-            let response = send_raw(&gw, method, path, "application/json", body);
+            let response = send_raw(gw, method, path, "application/json", body);
             let status = response.status().as_u16();
             let text = response.text().unwrap_or_default();
             let shown = String::from_utf8_lossy(body);
@@ -278,15 +297,15 @@ fn bad_input_is_a_400_that_echoes_nothing_and_writes_nothing() {
         "/api/lambda/not-a-uuid",
         "/api/user/not-a-uuid",
     ] {
-        let response = api(reqwest::Method::GET, &gw, path).send().expect("send");
+        let response = api(reqwest::Method::GET, gw, path).send().expect("send");
         assert_eq!(response.status().as_u16(), 400, "{path}");
     }
     // Nothing was written.
     assert_eq!(
-        gw_get(&gw, &format!("/api/identity-provider/{id}")),
+        gw_get(gw, &format!("/api/identity-provider/{id}")),
         before_provider
     );
-    assert_eq!(gw_get(&gw, &format!("/api/lambda/{lambda}")), before_lambda);
+    assert_eq!(gw_get(gw, &format!("/api/lambda/{lambda}")), before_lambda);
 }
 
 /// `GET path` with the API key, as JSON (200 expected).
@@ -344,11 +363,23 @@ fn json_patch_work_is_bounded_and_deep_documents_are_refused() {
 }
 
 #[test]
-fn validate_has_no_leeway_while_the_proxy_has() {
-    let gw = TestGateway::start_with(Options {
+fn validate_has_no_leeway_while_the_proxy_has_on_sqlite() {
+    validate_has_no_leeway_while_the_proxy_has(&TestGateway::start_with(Options {
+        leeway_seconds: 30,
+        ..Default::default()
+    }));
+}
+
+#[test]
+fn validate_has_no_leeway_while_the_proxy_has_on_postgres() {
+    let (gw, _db) = on_postgres(Options {
         leeway_seconds: 30,
         ..Default::default()
     });
+    validate_has_no_leeway_while_the_proxy_has(&gw);
+}
+
+fn validate_has_no_leeway_while_the_proxy_has(gw: &TestGateway) {
     let mut just_expired = claims(Uuid::new_v4(), APP, &["user"]);
     just_expired["exp"] = json!(now() - 1);
     let token = gw.token(Algorithm::RS256, &just_expired);
@@ -367,8 +398,17 @@ fn validate_has_no_leeway_while_the_proxy_has() {
 }
 
 #[test]
-fn users_are_found_by_login_id() {
-    let gw = TestGateway::start();
+fn users_are_found_by_login_id_on_sqlite() {
+    users_are_found_by_login_id(&TestGateway::start());
+}
+
+#[test]
+fn users_are_found_by_login_id_on_postgres() {
+    let (gw, _db) = on_postgres(Options::default());
+    users_are_found_by_login_id(&gw);
+}
+
+fn users_are_found_by_login_id(gw: &TestGateway) {
     let session = gw.login("login-id@example.com", &["user"]);
     for query in [
         "loginId=login-id@example.com",
@@ -377,12 +417,12 @@ fn users_are_found_by_login_id() {
         "loginId=login-id@example.com&loginIdTypes=email,username",
         "loginId=login-id@example.com&loginIdTypes=username&loginIdTypes=email",
     ] {
-        let body = gw_get(&gw, &format!("/api/user?{query}"));
+        let body = gw_get(gw, &format!("/api/user?{query}"));
         assert_eq!(body["user"]["id"], session.user_id, "{query}");
     }
     let response = api(
         reqwest::Method::GET,
-        &gw,
+        gw,
         "/api/user?loginId=login-id@example.com&loginIdTypes=username",
     )
     .send()
@@ -390,7 +430,7 @@ fn users_are_found_by_login_id() {
     assert_eq!(response.status().as_u16(), 404);
     let response = api(
         reqwest::Method::GET,
-        &gw,
+        gw,
         "/api/user?loginId=x&loginIdTypes=shoeSize",
     )
     .send()
