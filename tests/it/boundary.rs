@@ -387,6 +387,15 @@ fn cookies_are_read_whatever_the_other_cookies_hold() {
         raw_body(&response)["headers"]["x-user-id"][0],
         user.to_string()
     );
+    // The API reads cookies the same way: /api/jwt/validate finds the token too.
+    let mut request = "GET /api/jwt/validate HTTP/1.1\r\nHost: x\r\nCookie: theme=é"
+        .as_bytes()
+        .to_vec();
+    request.extend_from_slice(b"\xff; access_token=");
+    request.extend_from_slice(token.as_bytes());
+    request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    let (status, response) = raw_http(gw.port, &request);
+    assert_eq!(status, 200, "{response}");
     // The refresh token is removed from every Cookie line; the rest arrives, in order.
     let (status, response) = get(
         &gw,
