@@ -66,6 +66,32 @@ pub(crate) fn decode_document<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// A user as its row, for every backend: the lower-cased login ids (the unique keys within a
+/// tenant) and the body, without registrations (they have rows of their own).
+pub(crate) struct UserRow {
+    pub id: Uuid,
+    pub tenant: Uuid,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub body: String,
+}
+
+impl UserRow {
+    /// The row of `user`.
+    pub fn of(user: &gatehouse_plugin_api::model::User) -> Result<UserRow, StoreError> {
+        let mut stored = user.clone();
+        stored.registrations.clear();
+        Ok(UserRow {
+            id: user.id,
+            tenant: user.tenant_id,
+            email: user.email.as_ref().map(|e| e.to_lowercase()),
+            username: user.username.as_ref().map(|u| u.to_lowercase()),
+            body: serde_json::to_string(&stored)
+                .map_err(|e| StoreError::Backend(format!("encode: {e}")))?,
+        })
+    }
+}
+
 /// SHA-256 of a refresh token value, hex: the lookup key, so the index never holds values
 /// that could be compared byte by byte.
 pub fn token_hash(value: &str) -> String {

@@ -50,7 +50,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{revocation_row, revocation_scope, token_hash};
+use super::{revocation_row, revocation_scope, token_hash, UserRow};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -317,29 +317,6 @@ fn conflict_is_not_found(e: StoreError) -> StoreError {
     match e {
         StoreError::Conflict(_) => StoreError::NotFound,
         other => other,
-    }
-}
-
-/// A user as its row: the lower-cased login ids, the body without registrations.
-struct UserRow {
-    id: Uuid,
-    tenant: Uuid,
-    email: Option<String>,
-    username: Option<String>,
-    body: String,
-}
-
-impl UserRow {
-    fn of(user: &User) -> StoreResult<UserRow> {
-        let mut stored = user.clone();
-        stored.registrations.clear();
-        Ok(UserRow {
-            id: user.id,
-            tenant: user.tenant_id,
-            email: user.email.as_ref().map(|e| e.to_lowercase()),
-            username: user.username.as_ref().map(|u| u.to_lowercase()),
-            body: to_json(&stored)?,
-        })
     }
 }
 

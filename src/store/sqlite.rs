@@ -24,7 +24,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{revocation_row, revocation_scope, token_hash};
+use super::{revocation_row, revocation_scope, token_hash, UserRow};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -334,36 +334,19 @@ fn list_bodies<T: DeserializeOwned>(
     Ok(out)
 }
 
-/// A user as its row: ids as text, the lower-cased login ids, the body without registrations.
-struct UserRow {
-    id: String,
-    tenant: String,
-    email: Option<String>,
-    username: Option<String>,
-    body: String,
-}
-
-impl UserRow {
-    fn of(user: &User) -> StoreResult<UserRow> {
-        let mut stored = user.clone();
-        stored.registrations.clear();
-        Ok(UserRow {
-            id: user.id.to_string(),
-            tenant: user.tenant_id.to_string(),
-            email: user.email.as_ref().map(|e| e.to_lowercase()),
-            username: user.username.as_ref().map(|u| u.to_lowercase()),
-            body: to_json(&stored)?,
-        })
-    }
-}
-
 /// Inserts the user (`expected` is `None`), or replaces it while its stored
 /// `lastUpdateInstant` is still `expected`: false when it changed meanwhile (nothing written).
 fn write_user(tx: &Connection, row: &UserRow, expected: Option<i64>) -> StoreResult<bool> {
     let Some(expected) = expected else {
         tx.execute(
             "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![row.id, row.tenant, row.email, row.username, row.body],
+            params![
+                row.id.to_string(),
+                row.tenant.to_string(),
+                row.email,
+                row.username,
+                row.body
+            ],
         )
         .map_err(user_conflict)?;
         return Ok(true);
@@ -373,8 +356,8 @@ fn write_user(tx: &Connection, row: &UserRow, expected: Option<i64>) -> StoreRes
             "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 \
              WHERE id = ?1 AND json_extract(body, '$.lastUpdateInstant') = ?6",
             params![
-                row.id,
-                row.tenant,
+                row.id.to_string(),
+                row.tenant.to_string(),
                 row.email,
                 row.username,
                 row.body,
@@ -667,7 +650,13 @@ impl Store for SqliteStore {
             let changed = tx
                 .execute(
                     "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 WHERE id = ?1",
-                    params![row.id, row.tenant, row.email, row.username, row.body],
+                    params![
+                row.id.to_string(),
+                row.tenant.to_string(),
+                row.email,
+                row.username,
+                row.body
+            ],
                 )
                 .map_err(user_conflict)?;
             if changed == 0 {
