@@ -92,6 +92,27 @@ impl UserRow {
     }
 }
 
+/// How a user row is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserWrite {
+    /// A new user (`Conflict` when its email or username is taken in the tenant).
+    Insert,
+    /// Replaces the stored user, whatever it is now.
+    Replace,
+    /// Replaces the stored user only while its `lastUpdateInstant` is still this.
+    ReplaceIf(i64),
+}
+
+impl UserWrite {
+    /// The version an update must find, when it must find one.
+    pub fn expected(self) -> Option<i64> {
+        match self {
+            UserWrite::ReplaceIf(version) => Some(version),
+            UserWrite::Insert | UserWrite::Replace => None,
+        }
+    }
+}
+
 /// SHA-256 of a refresh token value, hex: the lookup key, so the index never holds values
 /// that could be compared byte by byte.
 pub fn token_hash(value: &str) -> String {

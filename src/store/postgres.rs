@@ -50,7 +50,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{revocation_row, revocation_scope, token_hash, UserRow};
+use super::{revocation_row, revocation_scope, token_hash, UserRow, UserWrite};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -320,38 +320,35 @@ fn conflict_is_not_found(e: StoreError) -> StoreError {
     }
 }
 
-/// Inserts the user (`expected` is `None`), or replaces it while its stored
-/// `lastUpdateInstant` is still `expected`: false when it changed meanwhile (nothing written).
-async fn write_user<C: GenericClient>(
-    c: &C,
-    row: &UserRow,
-    expected: Option<i64>,
-) -> StoreResult<bool> {
-    let Some(expected) = expected else {
-        execute(
-            c,
-            "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) \
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&row.id, &row.tenant, &row.email, &row.username, &row.body],
-        )
-        .await
-        .map_err(user_conflict)?;
-        return Ok(true);
-    };
-    let changed = execute(
-        c,
-        "UPDATE users SET tenant_id = $2, email_lower = $3, username_lower = $4, body = $5 \
-         WHERE id = $1 AND (body::json ->> 'lastUpdateInstant')::bigint = $6",
-        &[
-            &row.id,
-            &row.tenant,
-            &row.email,
-            &row.username,
-            &row.body,
-            &expected,
-        ],
-    )
-    .await
+/// Writes the user row as `how` says: true when it was written, false when no row matched an
+/// update (gone, or changed since the expected version).
+async fn write_user<C: GenericClient>(c: &C, row: &UserRow, how: UserWrite) -> StoreResult<bool> {
+    let fields: [&(dyn ToSql + Sync); 5] =
+        [&row.id, &row.tenant, &row.email, &row.username, &row.body];
+    let expected = how.expected();
+    let changed = match how {
+        UserWrite::Insert => {
+            execute(
+                c,
+                "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &fields,
+            )
+            .await
+        }
+        UserWrite::Replace | UserWrite::ReplaceIf(_) => {
+            let mut params = fields.to_vec();
+            params.push(&expected);
+            execute(
+                c,
+                "UPDATE users SET tenant_id = $2, email_lower = $3, username_lower = $4, body = $5 \
+                 WHERE id = $1 AND ($6::bigint IS NULL \
+                 OR (body::json ->> 'lastUpdateInstant')::bigint = $6)",
+                &params,
+            )
+            .await
+        }
+    }
     .map_err(user_conflict)?;
     Ok(changed == 1)
 }
@@ -819,7 +816,7 @@ impl Store for PostgresStore {
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
-        self.run(move |c| async move { write_user(&c, &row, None).await.map(drop) })
+        self.run(move |c| async move { write_user(&c, &row, UserWrite::Insert).await.map(drop) })
             .await
     }
 
@@ -831,12 +828,14 @@ impl Store for PostgresStore {
         link: &IdentityProviderLink,
     ) -> StoreResult<bool> {
         let row = UserRow::of(user)?;
-        let expected = expected_user.map(|u| u.last_update_instant);
+        let how = expected_user.map_or(UserWrite::Insert, |u| {
+            UserWrite::ReplaceIf(u.last_update_instant)
+        });
         let registration = registration.cloned();
         let link = link.clone();
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
-            if !write_user(&tx, &row, expected).await? {
+            if !write_user(&tx, &row, how).await? {
                 return Ok(false);
             }
             if let Some(registration) = &registration {
@@ -850,25 +849,12 @@ impl Store for PostgresStore {
     }
 
     async fn update_user(&self, user: &User) -> StoreResult<()> {
-        let mut stored = user.clone();
-        stored.registrations.clear();
-        let body = to_json(&stored)?;
-        let (id, tenant) = (user.id, user.tenant_id);
-        let email = user.email.as_ref().map(|e| e.to_lowercase());
-        let username = user.username.as_ref().map(|u| u.to_lowercase());
+        let row = UserRow::of(user)?;
         self.run(move |c| async move {
-            let changed = execute(
-                &c,
-                "UPDATE users SET tenant_id = $2, email_lower = $3, username_lower = $4, body = $5 \
-                 WHERE id = $1",
-                &[&id, &tenant, &email, &username, &body],
-            )
-            .await
-            .map_err(user_conflict)?;
-            if changed == 0 {
-                return Err(StoreError::NotFound);
+            match write_user(&c, &row, UserWrite::Replace).await? {
+                true => Ok(()),
+                false => Err(StoreError::NotFound),
             }
-            Ok(())
         })
         .await
     }

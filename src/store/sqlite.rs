@@ -24,7 +24,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{revocation_row, revocation_scope, token_hash, UserRow};
+use super::{revocation_row, revocation_scope, token_hash, UserRow, UserWrite};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -334,37 +334,37 @@ fn list_bodies<T: DeserializeOwned>(
     Ok(out)
 }
 
-/// Inserts the user (`expected` is `None`), or replaces it while its stored
-/// `lastUpdateInstant` is still `expected`: false when it changed meanwhile (nothing written).
-fn write_user(tx: &Connection, row: &UserRow, expected: Option<i64>) -> StoreResult<bool> {
-    let Some(expected) = expected else {
-        tx.execute(
-            "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                row.id.to_string(),
-                row.tenant.to_string(),
-                row.email,
-                row.username,
-                row.body
-            ],
-        )
-        .map_err(user_conflict)?;
-        return Ok(true);
-    };
-    let changed = tx
-        .execute(
+/// Writes the user row as `how` says: true when it was written, false when no row matched an
+/// update (gone, or changed since the expected version).
+fn write_user(tx: &Connection, row: &UserRow, how: UserWrite) -> StoreResult<bool> {
+    let sql = match how {
+        UserWrite::Insert => {
+            "INSERT INTO users (id, tenant_id, email_lower, username_lower, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5)"
+        }
+        UserWrite::Replace | UserWrite::ReplaceIf(_) => {
             "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 \
-             WHERE id = ?1 AND json_extract(body, '$.lastUpdateInstant') = ?6",
+             WHERE id = ?1 AND (?6 IS NULL OR json_extract(body, '$.lastUpdateInstant') = ?6)"
+        }
+    };
+    let (id, tenant) = (row.id.to_string(), row.tenant.to_string());
+    let changed = match how {
+        UserWrite::Insert => {
+            tx.execute(sql, params![id, tenant, row.email, row.username, row.body])
+        }
+        _ => tx.execute(
+            sql,
             params![
-                row.id.to_string(),
-                row.tenant.to_string(),
+                id,
+                tenant,
                 row.email,
                 row.username,
                 row.body,
-                expected
+                how.expected()
             ],
-        )
-        .map_err(user_conflict)?;
+        ),
+    }
+    .map_err(user_conflict)?;
     Ok(changed == 1)
 }
 
@@ -640,29 +640,15 @@ impl Store for SqliteStore {
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
-        self.tx(move |tx| write_user(tx, &row, None).map(drop))
+        self.tx(move |tx| write_user(tx, &row, UserWrite::Insert).map(drop))
             .await
     }
 
     async fn update_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
-        self.tx(move |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE users SET tenant_id = ?2, email_lower = ?3, username_lower = ?4, body = ?5 WHERE id = ?1",
-                    params![
-                row.id.to_string(),
-                row.tenant.to_string(),
-                row.email,
-                row.username,
-                row.body
-            ],
-                )
-                .map_err(user_conflict)?;
-            if changed == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
+        self.tx(move |tx| match write_user(tx, &row, UserWrite::Replace)? {
+            true => Ok(()),
+            false => Err(StoreError::NotFound),
         })
         .await
     }
@@ -675,11 +661,13 @@ impl Store for SqliteStore {
         link: &IdentityProviderLink,
     ) -> StoreResult<bool> {
         let row = UserRow::of(user)?;
-        let expected = expected_user.map(|u| u.last_update_instant);
+        let how = expected_user.map_or(UserWrite::Insert, |u| {
+            UserWrite::ReplaceIf(u.last_update_instant)
+        });
         let registration = registration.map(RegistrationRow::of).transpose()?;
         let link = LinkRow::of(link)?;
         self.tx(move |tx| {
-            if !write_user(tx, &row, expected)? {
+            if !write_user(tx, &row, how)? {
                 return Ok(false);
             }
             if let Some(registration) = &registration {
