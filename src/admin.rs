@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::store::GatewayStore;
 use async_trait::async_trait;
-use gatehouse_plugin_api::Store;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use uuid::Uuid;
@@ -17,7 +17,7 @@ pub struct Admin {
     /// The gateway's metrics.
     pub metrics: Arc<Metrics>,
     /// The store, for the health check.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn GatewayStore>,
 }
 
 impl Admin {

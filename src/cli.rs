@@ -238,15 +238,15 @@ async fn mint(
             .upsert_registration(&registration)
             .await
             .map_err(|e| e.to_string())?;
-        let env = gatehouse_plugin_api::refresh::RefreshEnv {
+        let env = gatehouse_refresh::RefreshEnv {
             store: store.as_ref(),
             tokens: prepared.tokens.as_ref(),
             clock: &SystemClock,
             // Issuing only: no rotation happens here.
-            race_window_ms: gatehouse_plugin_api::refresh::DEFAULT_RACE_WINDOW_MS,
+            race_window_ms: gatehouse_refresh::DEFAULT_RACE_WINDOW_MS,
         };
         Some(
-            gatehouse_plugin_api::refresh::issue_refresh_token(
+            gatehouse_refresh::issue_refresh_token(
                 env,
                 &user,
                 tenant,

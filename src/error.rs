@@ -4,7 +4,7 @@
 use gatehouse_plugin_api::{Errors, TokenError};
 
 use crate::request::canonical::PathRefusal;
-use crate::request::credentials::Ambiguity;
+use gatehouse_plugin_api::credentials::Ambiguity;
 
 /// The realm of the gateway's `WWW-Authenticate` challenges.
 const REALM: &str = "gatehouse";

@@ -15,14 +15,16 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, KeySpec};
 use crate::echo::Echo;
 use crate::keys::{generate_material, KeyRing, SigningKey};
 use crate::metrics::Metrics;
 use crate::plugins::PluginRouter;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, ProxySettings};
+use crate::store::GatewayStore;
 use crate::tokens::{CacheLimits, Tokens};
+use gatehouse_plugin_api::model::KeyMaterial;
 
 /// Why the gateway could not start.
 #[derive(Debug)]
@@ -65,7 +67,7 @@ pub struct Prepared {
     /// The token service (for background pruning).
     pub tokens: Arc<Tokens>,
     /// The store.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn GatewayStore>,
     /// What resolves upstream host names again; `None` when every upstream is an IP address.
     pub upstream_resolver: Option<UpstreamResolver>,
     /// The admin service (`/metrics`, `/health`).
@@ -76,37 +78,14 @@ pub struct Prepared {
 /// persisting them on first start).
 pub async fn load_keys(
     config: &Config,
-    store: &dyn Store,
+    store: &dyn GatewayStore,
     clock: &dyn Clock,
 ) -> Result<KeyRing, StartError> {
     let mut keys = Vec::with_capacity(config.keys.len());
     for (index, spec) in config.keys.iter().enumerate() {
         let path = format!("keys[{index}]");
         let material = if spec.source == KeySource::Generate {
-            let stored = match store.get_key_material(spec.id).await? {
-                Some(m) => m,
-                None => {
-                    let generated =
-                        generate_material(spec, clock.now_millis()).map_err(|message| {
-                            StartError::Setup {
-                                path: path.clone(),
-                                message,
-                            }
-                        })?;
-                    store.insert_key_material(&generated).await?
-                }
-            };
-            let wanted = spec.algorithm.name();
-            if stored.algorithm != wanted {
-                return Err(StartError::Setup {
-                    path: format!("{path}.algorithm"),
-                    message: format!(
-                        "the key generated earlier under this id is {}, not {wanted}; give the key a new id",
-                        stored.algorithm
-                    ),
-                });
-            }
-            Some(stored)
+            Some(generated_material(spec, &path, store, clock).await?)
         } else {
             None
         };
@@ -115,6 +94,39 @@ pub async fn load_keys(
         keys.push(key);
     }
     Ok(KeyRing::new(keys))
+}
+
+/// The material of a generated key: as stored, or generated and stored on first start. An
+/// error when the stored key has another algorithm than the declared one.
+async fn generated_material(
+    spec: &KeySpec,
+    path: &str,
+    store: &dyn GatewayStore,
+    clock: &dyn Clock,
+) -> Result<KeyMaterial, StartError> {
+    let stored = match store.get_key_material(spec.id).await? {
+        Some(m) => m,
+        None => {
+            let generated = generate_material(spec, clock.now_millis()).map_err(|message| {
+                StartError::Setup {
+                    path: path.to_string(),
+                    message,
+                }
+            })?;
+            store.insert_key_material(&generated).await?
+        }
+    };
+    let wanted = spec.algorithm.name();
+    if stored.algorithm != wanted {
+        return Err(StartError::Setup {
+            path: format!("{path}.algorithm"),
+            message: format!(
+                "the key generated earlier under this id is {}, not {wanted}; give the key a new id",
+                stored.algorithm
+            ),
+        });
+    }
+    Ok(stored)
 }
 
 /// Opens the store, applies the declared entities, and builds the gateway.
@@ -186,7 +198,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         message,
     })?;
     let context = PluginContext {
-        store: store.clone(),
+        store: store.clone() as Arc<dyn Store>,
         tokens: tokens.clone() as Arc<dyn TokenService>,
         api_keys: Arc::new(ApiKeyRing::new(config.api_keys.clone())),
         clock,
@@ -201,6 +213,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let gateway = Gateway::new(
         routes,
         router,
+        store.clone(),
         context,
         tokens.clone(),
         metrics,
@@ -234,7 +247,10 @@ const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
 /// Starts the thread that keeps the in-memory revocation set in step with the store (other
 /// nodes, direct store changes) and prunes entries no unexpired token can match any more.
-fn spawn_revocation_sync(tokens: Arc<Tokens>, store: Arc<dyn Store>) -> Result<(), StartError> {
+fn spawn_revocation_sync(
+    tokens: Arc<Tokens>,
+    store: Arc<dyn GatewayStore>,
+) -> Result<(), StartError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -283,7 +299,7 @@ const PRUNE_BATCHES_PER_TICK: usize = 50;
 
 /// Clears rotation outcomes past their time and deletes old retired values, batch after batch
 /// until none is left (or the tick's bound), so the store keeps up with any rotation rate.
-fn prune_rotations(runtime: &tokio::runtime::Runtime, store: &dyn Store) {
+fn prune_rotations(runtime: &tokio::runtime::Runtime, store: &dyn GatewayStore) {
     for _ in 0..PRUNE_BATCHES_PER_TICK {
         match runtime.block_on(store.prune_rotations(SystemClock.now_millis())) {
             Ok(0) => return,

@@ -129,7 +129,7 @@ impl Tokens {
             .chain(applications.iter().map(|a| &a.jwt_configuration))
             .filter_map(|j| j.time_to_live_in_seconds)
             .max()
-            .unwrap_or(3600);
+            .unwrap_or(gatehouse_refresh::DEFAULT_TIME_TO_LIVE_IN_SECONDS);
         Tokens {
             ring,
             issuers: tenants.iter().map(|t| (t.id, t.issuer.clone())).collect(),
@@ -321,18 +321,11 @@ pub fn access_token_settings(
     tenant: &Tenant,
     application: Option<&Application>,
 ) -> (Option<Uuid>, i64) {
-    let tenant_jwt = &tenant.jwt_configuration;
-    let app_jwt = application
-        .map(|a| &a.jwt_configuration)
-        .filter(|j| j.enabled == Some(true));
-    let key = app_jwt
-        .and_then(|j| j.access_token_key_id)
-        .or(tenant_jwt.access_token_key_id);
-    let ttl = app_jwt
-        .and_then(|j| j.time_to_live_in_seconds)
-        .or(tenant_jwt.time_to_live_in_seconds)
-        .unwrap_or(3600);
-    (key, ttl)
+    let settings = gatehouse_refresh::JwtSettings::resolve(tenant, application);
+    (
+        settings.access_token_key_id,
+        settings.time_to_live_in_seconds,
+    )
 }
 
 impl TokenService for Tokens {

@@ -26,56 +26,73 @@ pub fn substitute(
     for (index, line) in input.split_inclusive('\n').enumerate() {
         if line.trim_start().starts_with('#') {
             out.text.push_str(line);
-            continue;
+        } else {
+            substitute_line(line, index + 1, &lookup, &mut out, &mut errors);
         }
-        let mut rest = line;
-        while let Some(start) = rest.find("${") {
-            out.text.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let Some(end) = after.find('}') else {
-                errors.push(format!(
-                    "line {}: unterminated `${{` (write `${{NAME}}`)",
-                    index + 1
-                ));
-                out.text.push_str(&rest[start..]);
-                rest = "";
-                break;
-            };
-            let expression = &after[..end];
-            let (name, default) = match expression.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expression, None),
-            };
-            let valid_name =
-                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid_name {
-                errors.push(format!(
-                    "line {}: `${{{name}}}` is not a valid variable name",
-                    index + 1
-                ));
-            } else {
-                match lookup(name).or_else(|| default.map(str::to_string)) {
-                    Some(value) => {
-                        if value.len() >= 4 {
-                            out.values.push(value.clone());
-                        }
-                        out.text.push_str(&value);
-                    }
-                    None => errors.push(format!(
-                        "line {}: environment variable {name} is not set and has no default (write ${{{name}:-default}})",
-                        index + 1
-                    )),
-                }
-            }
-            rest = &after[end + 1..];
-        }
-        out.text.push_str(rest);
     }
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
     }
+}
+
+/// Substitutes the expressions of one line (number `line_number`) into `out`, adding a
+/// message to `errors` for each one that cannot be substituted.
+fn substitute_line(
+    line: &str,
+    line_number: usize,
+    lookup: &impl Fn(&str) -> Option<String>,
+    out: &mut Substituted,
+    errors: &mut Vec<String>,
+) {
+    let mut rest = line;
+    while let Some(start) = rest.find("${") {
+        out.text.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            errors.push(format!(
+                "line {line_number}: unterminated `${{` (write `${{NAME}}`)"
+            ));
+            out.text.push_str(&rest[start..]);
+            return;
+        };
+        match expression_value(&after[..end], lookup) {
+            Ok(value) => {
+                if value.len() >= 4 {
+                    out.values.push(value.clone());
+                }
+                out.text.push_str(&value);
+            }
+            Err(message) => errors.push(format!("line {line_number}: {message}")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.text.push_str(rest);
+}
+
+/// The value of one `NAME` or `NAME:-default` expression, or why there is none (naming the
+/// variable, never a value).
+fn expression_value(
+    expression: &str,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let (name, default) = match expression.split_once(":-") {
+        Some((n, d)) => (n, Some(d)),
+        None => (expression, None),
+    };
+    let valid_name =
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_name {
+        return Err(format!("`${{{name}}}` is not a valid variable name"));
+    }
+    lookup(name)
+        .or_else(|| default.map(str::to_string))
+        .ok_or_else(|| {
+            format!(
+            "environment variable {name} is not set and has no default (write ${{{name}:-default}})"
+        )
+        })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Unit tests of configuration validation: paths in messages, defaults, secrecy.
 
+use super::routes::parse_upstream;
 use super::*;
 
 const TENANT: &str = "11111111-1111-1111-1111-111111111111";

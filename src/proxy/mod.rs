@@ -19,11 +19,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gatehouse_plugin_api::refresh::RefreshError;
 use gatehouse_plugin_api::{
-    ApiError, ClaimHeader, PluginContext, PluginRequest, PluginResponse, Store, TokenError,
-    VerifiedClaims,
+    ApiError, ClaimHeader, PluginContext, PluginRequest, PluginResponse, TokenError, VerifiedClaims,
 };
+use gatehouse_refresh::RefreshError;
 use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, COOKIE, HOST};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -37,8 +36,9 @@ use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginRouter, RouteMatch};
 use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
-use crate::request::credentials::{self, Credentials};
+use crate::store::GatewayStore;
 use crate::tokens::Tokens;
+use gatehouse_plugin_api::credentials::{self, Credentials};
 use refresh::{Refreshed, Refresher};
 use routes::{RouteLookup, RouteTable};
 
@@ -95,7 +95,7 @@ pub struct Gateway {
     plugins: PluginRouter,
     context: PluginContext,
     tokens: Arc<Tokens>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn GatewayStore>,
     metrics: Arc<Metrics>,
     refresher: Refresher,
     /// Counters of the hot path, resolved once (a label lookup hashes on every call).
@@ -112,6 +112,7 @@ impl Gateway {
     pub fn new(
         routes: RouteTable,
         plugins: PluginRouter,
+        store: Arc<dyn GatewayStore>,
         context: PluginContext,
         tokens: Arc<Tokens>,
         metrics: Arc<Metrics>,
@@ -134,7 +135,7 @@ impl Gateway {
                 metrics.clone(),
                 context.race_window_ms,
             ),
-            store: context.store.clone(),
+            store,
             allowed_requests: metrics.requests.with_label_values(&["allowed"]),
             valid_tokens: metrics.validations.with_label_values(&["valid"]),
             context,
@@ -758,7 +759,7 @@ fn client_ip(session: &Session) -> Option<String> {
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
-        .and_then(gatehouse_plugin_api::refresh::ip_address)
+        .and_then(gatehouse_plugin_api::credentials::ip_address)
         .or_else(|| {
             session
                 .client_addr()

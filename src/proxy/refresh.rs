@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_plugin_api::refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use gatehouse_plugin_api::{Clock, Store, TokenService, VerifiedClaims};
+use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;

@@ -1,6 +1,8 @@
-//! Storage: the [`Store`] trait (defined in the plugin API crate, so plugins can use it) and one
-//! module per backend ([`sqlite`] for one gateway, [`postgres`] for a cluster of gateways
-//! sharing one database). [`open`] picks the backend from the configured location.
+//! Storage: the ports (small traits beside their domains: the plugin API's [`Directory`],
+//! `UserStore` and `RefreshTokenStore`, the host's [`DirectoryStore`] here), one module per
+//! backend ([`sqlite`] for one gateway, [`postgres`] for a cluster of gateways sharing one
+//! database) implementing all of them, and the row logic both backends share. [`open`] picks the
+//! backend from the configured location and hands it out as a [`GatewayStore`].
 //!
 //! The shared test suite in `suite.rs` runs against every backend.
 
@@ -11,15 +13,50 @@ mod suite;
 
 use std::sync::Arc;
 
-use gatehouse_plugin_api::store::{Store, StoreError};
+use async_trait::async_trait;
+use gatehouse_plugin_api::model::{ApiKey, Application, KeyMaterial, Tenant};
+use gatehouse_plugin_api::store::{Directory, Store, StoreError, StoreResult};
 use gatehouse_plugin_api::tokens::RevocationScope;
 use uuid::Uuid;
 
 use crate::config::StoreLocation;
 
+/// The host's side of the directory: writes of tenants and applications (applied from the
+/// configuration file at start), key material, API keys, and the health check.
+#[async_trait]
+pub trait DirectoryStore: Directory {
+    /// Checks the backend answers; used by `/health`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Inserts or replaces a tenant.
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+
+    /// Inserts or replaces an application.
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()>;
+
+    /// Stored material for a key id, or `None` when none was stored yet.
+    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>>;
+
+    /// Stores material for a key id unless some is already stored; returns what is stored
+    /// afterwards (the existing material wins a race between two starting gateways).
+    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial>;
+
+    /// Replaces the set of API keys declared by configuration with `keys`.
+    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()>;
+
+    /// All API keys.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+}
+
+/// Every port a backend implements: what the plugins and the refresh rules use ([`Store`]) and
+/// the host's [`DirectoryStore`].
+pub trait GatewayStore: Store + DirectoryStore {}
+
+impl<T: Store + DirectoryStore + ?Sized> GatewayStore for T {}
+
 /// Opens (creating and migrating when needed) the store at `location`. For PostgreSQL this
 /// connects the pool, checks the server answers and applies pending migrations.
-pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open(location: &StoreLocation) -> Result<Arc<dyn GatewayStore>, StoreError> {
     match location {
         StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
         StoreLocation::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),

@@ -39,7 +39,12 @@ use gatehouse_plugin_api::model::{
     ApiKey, Application, EventLog, IdentityProviderLink, KeyMaterial, RefreshToken,
     RefreshTokenMetaData, Registration, Tenant, User,
 };
-use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError, StoreResult};
+use gatehouse_plugin_api::store::{
+    Directory, IdentityProviderStore, RefreshTokenStore, RevokeScope, Rotation, StoreError,
+    StoreResult, UserStore, RETIRED_VALUE_MEMORY_MS,
+};
+
+use super::DirectoryStore;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -65,8 +70,6 @@ const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
 /// replace the set one after the other instead of clashing on its unique keys.
 const API_KEYS_LOCK: i64 = MIGRATION_LOCK + 1;
 
-/// Rotated values are remembered this long (the longest grace period configuration allows).
-const ROTATION_MEMORY_MS: i64 = 86_400_000;
 /// The most rows one background prune changes per kind.
 const PRUNE_BATCH: i64 = 1_000;
 
@@ -656,198 +659,28 @@ async fn migrate(mut c: Object) -> StoreResult<()> {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
-    async fn ping(&self) -> StoreResult<()> {
-        self.run(|c| async move {
-            query(&c, "SELECT 1", &[]).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let (id, body) = (tenant.id, to_json(tenant)?);
-        self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO tenants (id, body) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                &[&id, &body],
-            )
-            .await?;
-            Ok(())
-        })
-        .await
-    }
-
+impl Directory for PostgresStore {
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
         self.get_document("tenants", id).await
     }
-
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.list_documents("tenants").await
     }
-
-    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
-        let (id, tenant, body) = (application.id, application.tenant_id, to_json(application)?);
-        self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO applications (id, tenant_id, body) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
-                &[&id, &tenant, &body],
-            )
-            .await?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
         self.get_document("applications", id).await
     }
-
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
         self.list_documents("applications").await
     }
+}
 
-    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
-        self.run(move |c| async move {
-            let Some(row) = query_opt(
-                &c,
-                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = $1",
-                &[&id],
-            )
-            .await?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(KeyMaterial {
-                id: col(&row, 0)?,
-                algorithm: col(&row, 1)?,
-                private_key: col(&row, 2)?,
-                secret: col(&row, 3)?,
-                insert_instant: col(&row, 4)?,
-            }))
-        })
-        .await
-    }
-
-    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        let m = material.clone();
-        self.run(move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            // A concurrent insert of the same id makes this wait for it, then do nothing; the
-            // select below (a new snapshot) then reads the winner's material.
-            execute(
-                &tx,
-                "INSERT INTO key_material (id, algorithm, private_key, secret, insert_instant) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                &[
-                    &m.id,
-                    &m.algorithm,
-                    &m.private_key,
-                    &m.secret,
-                    &m.insert_instant,
-                ],
-            )
-            .await?;
-            let row = query_opt(
-                &tx,
-                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = $1",
-                &[&m.id],
-            )
-            .await?
-            .ok_or(StoreError::NotFound)?;
-            let stored = KeyMaterial {
-                id: col(&row, 0)?,
-                algorithm: col(&row, 1)?,
-                private_key: col(&row, 2)?,
-                secret: col(&row, 3)?,
-                insert_instant: col(&row, 4)?,
-            };
-            tx.commit().await.map_err(pg)?;
-            Ok(stored)
-        })
-        .await
-    }
-
-    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
-        let keys = keys.to_vec();
-        self.run(move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&API_KEYS_LOCK]).await?;
-            execute(&tx, "DELETE FROM api_keys", &[]).await?;
-            for k in &keys {
-                execute(
-                    &tx,
-                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES ($1, $2, $3, $4)",
-                    &[&k.id, &k.key, &k.tenant_id, &k.description],
-                )
-                .await?;
-            }
-            tx.commit().await.map_err(pg)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        self.run(|c| async move {
-            query(
-                &c,
-                "SELECT id, key, tenant_id, description FROM api_keys ORDER BY id",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(ApiKey {
-                    id: col(r, 0)?,
-                    key: col(r, 1)?,
-                    tenant_id: col(r, 2)?,
-                    description: col(r, 3)?,
-                })
-            })
-            .collect()
-        })
-        .await
-    }
-
+#[async_trait]
+impl UserStore for PostgresStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
         self.run(move |c| async move { write_user(&c, &row, UserWrite::Insert).await.map(drop) })
             .await
     }
-
-    async fn save_login(
-        &self,
-        user: &User,
-        expected_user: Option<&User>,
-        registration: Option<&Registration>,
-        link: &IdentityProviderLink,
-    ) -> StoreResult<bool> {
-        let row = UserRow::of(user)?;
-        let how = expected_user.map_or(UserWrite::Insert, |u| {
-            UserWrite::ReplaceIf(u.last_update_instant)
-        });
-        let registration = registration.cloned();
-        let link = link.clone();
-        self.run(move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            if !write_user(&tx, &row, how).await? {
-                return Ok(false);
-            }
-            if let Some(registration) = &registration {
-                write_registration(&tx, registration).await?;
-            }
-            write_link(&tx, &link).await?;
-            tx.commit().await.map_err(pg)?;
-            Ok(true)
-        })
-        .await
-    }
-
     async fn update_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
         self.run(move |c| async move {
@@ -858,11 +691,9 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         self.get_document("users", id).await
     }
-
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
         let email = email.to_lowercase();
         self.run(move |c| async move {
@@ -875,7 +706,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
         let email = email.to_lowercase();
         self.run(move |c| async move {
@@ -888,7 +718,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn find_user_by_username(
         &self,
         tenant_id: Uuid,
@@ -905,13 +734,11 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
         let registration = registration.clone();
         self.run(move |c| async move { write_registration(&c, &registration).await })
             .await
     }
-
     async fn get_registration(
         &self,
         user_id: Uuid,
@@ -927,7 +754,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>> {
         self.run(move |c| async move {
             list_bodies(
@@ -939,7 +765,10 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl RefreshTokenStore for PostgresStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
         let meta = to_json(&t.meta_data)?;
@@ -968,13 +797,11 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>> {
         let value = value.to_string();
         self.run(move |c| async move { find_live_token(&c, &value).await })
             .await
     }
-
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
         self.run(move |c| async move {
             Ok(select_tokens(&c, "id = $1", &[&id])
@@ -984,12 +811,10 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>> {
         self.run(move |c| async move { select_tokens(&c, "user_id = $1", &[&user_id]).await })
             .await
     }
-
     async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
         let meta = to_json(&t.meta_data)?;
@@ -1014,7 +839,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
@@ -1084,18 +908,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
-    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
-        let old_hash = token_hash(old_value);
-        self.run(move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            let rotated = find_rotated(&tx, &old_hash).await?;
-            tx.commit().await.map_err(pg)?;
-            Ok(rotated)
-        })
-        .await
-    }
-
     async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64> {
         self.run(move |c| async move {
             let cleared = execute(
@@ -1109,14 +921,23 @@ impl Store for PostgresStore {
                 &c,
                 "DELETE FROM rotated_refresh_tokens WHERE token_hash IN \
                  (SELECT token_hash FROM rotated_refresh_tokens WHERE rotated_at < $1 LIMIT $2)",
-                &[&(now_ms - ROTATION_MEMORY_MS), &PRUNE_BATCH],
+                &[&(now_ms - RETIRED_VALUE_MEMORY_MS), &PRUNE_BATCH],
             )
             .await?;
             Ok(cleared + deleted)
         })
         .await
     }
-
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
+        let old_hash = token_hash(old_value);
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            let rotated = find_rotated(&tx, &old_hash).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(rotated)
+        })
+        .await
+    }
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
         let scope = scope.clone();
         self.run(move |mut c| async move {
@@ -1149,15 +970,7 @@ impl Store for PostgresStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             revoked.sort_by_key(|t| t.insert_instant);
             let now_seconds = now_millis() / 1000;
-            let mut edge: Vec<RevocationScope> = match &scope {
-                RevokeScope::User(u) => vec![RevocationScope::User(*u)],
-                RevokeScope::Application(a) => vec![RevocationScope::Application(*a)],
-                RevokeScope::UserApplication(u, a) => {
-                    vec![RevocationScope::UserApplication(*u, *a)]
-                }
-                RevokeScope::Id(_) | RevokeScope::Token(_) => Vec::new(),
-            };
-            edge.extend(revoked.iter().map(|t| RevocationScope::Session(t.id)));
+            let edge = scope.edge_scopes(&revoked);
             for s in &edge {
                 insert_revocation(&tx, s, now_seconds).await?;
             }
@@ -1175,130 +988,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
-    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
-        self.put_document("identity_providers", id, provider).await
-    }
-
-    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.get_document("identity_providers", id).await
-    }
-
-    async fn replace_identity_provider(
-        &self,
-        id: Uuid,
-        expected: &Value,
-        provider: &Value,
-    ) -> StoreResult<bool> {
-        self.replace_document("identity_providers", id, expected, provider)
-            .await
-    }
-
-    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
-        self.list_documents("identity_providers").await
-    }
-
-    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
-        self.run(move |mut c| async move {
-            let tx = c.transaction().await.map_err(pg)?;
-            execute(
-                &tx,
-                "DELETE FROM identity_provider_links WHERE identity_provider_id = $1",
-                &[&id],
-            )
-            .await?;
-            let deleted =
-                execute(&tx, "DELETE FROM identity_providers WHERE id = $1", &[&id]).await?;
-            if deleted == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.commit().await.map_err(pg)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
-        let link = link.clone();
-        self.run(move |c| async move { write_link(&c, &link).await })
-            .await
-    }
-
-    async fn find_links(
-        &self,
-        identity_provider_id: Option<Uuid>,
-        user_id: Option<Uuid>,
-        identity_provider_user_id: Option<&str>,
-    ) -> StoreResult<Vec<IdentityProviderLink>> {
-        let idp_user = identity_provider_user_id.map(str::to_string);
-        self.run(move |c| async move {
-            list_bodies(
-                &c,
-                "SELECT body FROM identity_provider_links \
-                 WHERE ($1::uuid IS NULL OR identity_provider_id = $1) \
-                 AND ($2::uuid IS NULL OR user_id = $2) \
-                 AND ($3::text IS NULL OR identity_provider_user_id = $3) \
-                 ORDER BY identity_provider_id, identity_provider_user_id",
-                &[&identity_provider_id, &user_id, &idp_user],
-            )
-            .await
-        })
-        .await
-    }
-
-    async fn delete_link(
-        &self,
-        identity_provider_id: Uuid,
-        identity_provider_user_id: &str,
-        user_id: Uuid,
-    ) -> StoreResult<IdentityProviderLink> {
-        let idp_user = identity_provider_user_id.to_string();
-        self.run(move |c| async move {
-            // One statement: the row is deleted only when it links this user.
-            let link: Option<IdentityProviderLink> = get_body(
-                &c,
-                "DELETE FROM identity_provider_links WHERE identity_provider_id = $1 \
-                 AND identity_provider_user_id = $2 AND user_id = $3 RETURNING body",
-                &[&identity_provider_id, &idp_user, &user_id],
-            )
-            .await?;
-            link.ok_or(StoreError::NotFound)
-        })
-        .await
-    }
-
-    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
-        self.put_document("lambdas", id, lambda).await
-    }
-
-    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.get_document("lambdas", id).await
-    }
-
-    async fn replace_lambda(
-        &self,
-        id: Uuid,
-        expected: &Value,
-        lambda: &Value,
-    ) -> StoreResult<bool> {
-        self.replace_document("lambdas", id, expected, lambda).await
-    }
-
-    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
-        self.list_documents("lambdas").await
-    }
-
-    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
-        self.run(move |c| async move {
-            let deleted = execute(&c, "DELETE FROM lambdas WHERE id = $1", &[&id]).await?;
-            if deleted == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        })
-        .await
-    }
-
     async fn add_revocation(
         &self,
         scope: &RevocationScope,
@@ -1308,7 +997,6 @@ impl Store for PostgresStore {
         self.run(move |c| async move { insert_revocation(&c, &scope, instant_seconds).await })
             .await
     }
-
     async fn list_revocations(
         &self,
         since_seconds: i64,
@@ -1332,7 +1020,285 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl DirectoryStore for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(|c| async move {
+            query(&c, "SELECT 1", &[]).await?;
+            Ok(())
+        })
+        .await
+    }
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let (id, body) = (tenant.id, to_json(tenant)?);
+        self.run(move |c| async move {
+            execute(
+                &c,
+                "INSERT INTO tenants (id, body) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                &[&id, &body],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
+        let (id, tenant, body) = (application.id, application.tenant_id, to_json(application)?);
+        self.run(move |c| async move {
+            execute(
+                &c,
+                "INSERT INTO applications (id, tenant_id, body) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
+                &[&id, &tenant, &body],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
+        self.run(move |c| async move {
+            let Some(row) = query_opt(
+                &c,
+                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(KeyMaterial {
+                id: col(&row, 0)?,
+                algorithm: col(&row, 1)?,
+                private_key: col(&row, 2)?,
+                secret: col(&row, 3)?,
+                insert_instant: col(&row, 4)?,
+            }))
+        })
+        .await
+    }
+    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        let m = material.clone();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            // A concurrent insert of the same id makes this wait for it, then do nothing; the
+            // select below (a new snapshot) then reads the winner's material.
+            execute(
+                &tx,
+                "INSERT INTO key_material (id, algorithm, private_key, secret, insert_instant) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &m.id,
+                    &m.algorithm,
+                    &m.private_key,
+                    &m.secret,
+                    &m.insert_instant,
+                ],
+            )
+            .await?;
+            let row = query_opt(
+                &tx,
+                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = $1",
+                &[&m.id],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            let stored = KeyMaterial {
+                id: col(&row, 0)?,
+                algorithm: col(&row, 1)?,
+                private_key: col(&row, 2)?,
+                secret: col(&row, 3)?,
+                insert_instant: col(&row, 4)?,
+            };
+            tx.commit().await.map_err(pg)?;
+            Ok(stored)
+        })
+        .await
+    }
+    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
+        let keys = keys.to_vec();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&API_KEYS_LOCK]).await?;
+            execute(&tx, "DELETE FROM api_keys", &[]).await?;
+            for k in &keys {
+                execute(
+                    &tx,
+                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES ($1, $2, $3, $4)",
+                    &[&k.id, &k.key, &k.tenant_id, &k.description],
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.run(|c| async move {
+            query(
+                &c,
+                "SELECT id, key, tenant_id, description FROM api_keys ORDER BY id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ApiKey {
+                    id: col(r, 0)?,
+                    key: col(r, 1)?,
+                    tenant_id: col(r, 2)?,
+                    description: col(r, 3)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl IdentityProviderStore for PostgresStore {
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        let row = UserRow::of(user)?;
+        let how = expected_user.map_or(UserWrite::Insert, |u| {
+            UserWrite::ReplaceIf(u.last_update_instant)
+        });
+        let registration = registration.cloned();
+        let link = link.clone();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            if !write_user(&tx, &row, how).await? {
+                return Ok(false);
+            }
+            if let Some(registration) = &registration {
+                write_registration(&tx, registration).await?;
+            }
+            write_link(&tx, &link).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
+        self.put_document("identity_providers", id, provider).await
+    }
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("identity_providers", id).await
+    }
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("identity_providers", id, expected, provider)
+            .await
+    }
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("identity_providers").await
+    }
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            execute(
+                &tx,
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = $1",
+                &[&id],
+            )
+            .await?;
+            let deleted =
+                execute(&tx, "DELETE FROM identity_providers WHERE id = $1", &[&id]).await?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+        let link = link.clone();
+        self.run(move |c| async move { write_link(&c, &link).await })
+            .await
+    }
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>> {
+        let idp_user = identity_provider_user_id.map(str::to_string);
+        self.run(move |c| async move {
+            list_bodies(
+                &c,
+                "SELECT body FROM identity_provider_links \
+                 WHERE ($1::uuid IS NULL OR identity_provider_id = $1) \
+                 AND ($2::uuid IS NULL OR user_id = $2) \
+                 AND ($3::text IS NULL OR identity_provider_user_id = $3) \
+                 ORDER BY identity_provider_id, identity_provider_user_id",
+                &[&identity_provider_id, &user_id, &idp_user],
+            )
+            .await
+        })
+        .await
+    }
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink> {
+        let idp_user = identity_provider_user_id.to_string();
+        self.run(move |c| async move {
+            // One statement: the row is deleted only when it links this user.
+            let link: Option<IdentityProviderLink> = get_body(
+                &c,
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = $1 \
+                 AND identity_provider_user_id = $2 AND user_id = $3 RETURNING body",
+                &[&identity_provider_id, &idp_user, &user_id],
+            )
+            .await?;
+            link.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
+        self.put_document("lambdas", id, lambda).await
+    }
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("lambdas", id).await
+    }
+    async fn replace_lambda(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        lambda: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("lambdas", id, expected, lambda).await
+    }
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("lambdas").await
+    }
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
+        self.run(move |c| async move {
+            let deleted = execute(&c, "DELETE FROM lambdas WHERE id = $1", &[&id]).await?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
     async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
         let (log_type, message) = (log_type.to_string(), message.to_string());
         self.run(move |c| async move {
@@ -1347,7 +1313,6 @@ impl Store for PostgresStore {
         })
         .await
     }
-
     async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>> {
         let limit = i64::from(limit);
         self.run(move |c| async move {
@@ -1467,14 +1432,46 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_shared_suite_passes_on_postgres() {
+    use crate::store::suite::{host_store_suite, suite_store_via_directory, HostFixture};
+    use gatehouse_plugin_api::store_suite::{SuiteFixture, SuiteStore};
+
+    /// A store on a database of its own (dropped with the fixture).
+    struct Fixture {
+        store: PostgresStore,
+        _db: TestDatabase,
+    }
+
+    async fn fixture() -> Fixture {
         let db = TestDatabase::create().await;
         let store = PostgresStore::open_config(db.config.clone())
             .await
             .expect("open");
-        crate::store::suite::run(&store).await;
-        crate::store::suite::rotations_are_pruned(&store).await;
+        Fixture { store, _db: db }
+    }
+
+    impl SuiteFixture for Fixture {
+        fn store(&self) -> &dyn SuiteStore {
+            &self.store
+        }
+    }
+
+    impl HostFixture for Fixture {
+        fn gateway_store(&self) -> &dyn crate::store::GatewayStore {
+            &self.store
+        }
+    }
+
+    suite_store_via_directory!(PostgresStore);
+    gatehouse_plugin_api::store_port_suite!(fixture);
+    host_store_suite!(fixture);
+
+    #[tokio::test]
+    async fn what_was_written_is_there_after_a_reopen() {
+        let db = TestDatabase::create().await;
+        let store = PostgresStore::open_config(db.config.clone())
+            .await
+            .expect("open");
+        crate::store::suite::write_for_reopen(&store).await;
         drop(store);
         // Reopening applies no migration twice and keeps the data.
         let reopened = PostgresStore::open_config(db.config.clone())

@@ -15,7 +15,12 @@ use gatehouse_plugin_api::model::{
     ApiKey, Application, EventLog, IdentityProviderLink, KeyMaterial, RefreshToken,
     RefreshTokenMetaData, Registration, Tenant, User,
 };
-use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError, StoreResult};
+use gatehouse_plugin_api::store::{
+    Directory, IdentityProviderStore, RefreshTokenStore, RevokeScope, Rotation, StoreError,
+    StoreResult, UserStore, RETIRED_VALUE_MEMORY_MS,
+};
+
+use super::DirectoryStore;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
@@ -34,8 +39,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_rotation_retention.sql"),
 ];
 
-/// Rotated values are remembered this long (the longest grace period configuration allows).
-const ROTATION_MEMORY_MS: i64 = 86_400_000;
 /// The most rows one background prune changes per kind.
 const PRUNE_BATCH: i64 = 1_000;
 
@@ -499,151 +502,28 @@ fn find_rotated(tx: &Connection, old_hash: &str) -> StoreResult<Option<Rotation>
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    /// Healthy means writable: like every call, the check runs in an immediate transaction,
-    /// which takes the write lock (a file locked by another process is `Unavailable`).
-    async fn ping(&self) -> StoreResult<()> {
-        self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
-            .await
-    }
-
-    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let (id, body) = (tenant.id.to_string(), to_json(tenant)?);
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                params![id, body],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
+impl Directory for SqliteStore {
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
         self.get_document("tenants", id).await
     }
-
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.list_documents("tenants").await
     }
-
-    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
-        let (id, tenant, body) = (
-            application.id.to_string(),
-            application.tenant_id.to_string(),
-            to_json(application)?,
-        );
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO applications (id, tenant_id, body) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
-                params![id, tenant, body],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
         self.get_document("applications", id).await
     }
-
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
         self.list_documents("applications").await
     }
+}
 
-    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
-        self.tx(move |tx| {
-            tx.query_row(
-                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = ?1",
-                [id.to_string()],
-                |r| {
-                    Ok(KeyMaterial {
-                        id: uuid_col(r, 0)?,
-                        algorithm: r.get(1)?,
-                        private_key: r.get(2)?,
-                        secret: r.get(3)?,
-                        insert_instant: r.get(4)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
-    }
-
-    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        let m = material.clone();
-        let id = m.id;
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO key_material (id, algorithm, private_key, secret, insert_instant) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
-                params![
-                    m.id.to_string(),
-                    m.algorithm,
-                    m.private_key,
-                    m.secret,
-                    m.insert_instant
-                ],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
-        .await?;
-        self.get_key_material(id).await?.ok_or(StoreError::NotFound)
-    }
-
-    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
-        let keys = keys.to_vec();
-        self.tx(move |tx| {
-            tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
-            for k in &keys {
-                tx.execute(
-                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        k.id.to_string(),
-                        k.key,
-                        k.tenant_id.map(|t| t.to_string()),
-                        k.description
-                    ],
-                )
-                .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        self.tx(|tx| {
-            let mut stmt = tx
-                .prepare("SELECT id, key, tenant_id, description FROM api_keys ORDER BY id")
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(ApiKey {
-                        id: uuid_col(r, 0)?,
-                        key: r.get(1)?,
-                        tenant_id: opt_uuid_col(r, 2)?,
-                        description: r.get(3)?,
-                    })
-                })
-                .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
-        })
-        .await
-    }
-
+#[async_trait]
+impl UserStore for SqliteStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
         self.tx(move |tx| write_user(tx, &row, UserWrite::Insert).map(drop))
             .await
     }
-
     async fn update_user(&self, user: &User) -> StoreResult<()> {
         let row = UserRow::of(user)?;
         self.tx(move |tx| match write_user(tx, &row, UserWrite::Replace)? {
@@ -652,37 +532,9 @@ impl Store for SqliteStore {
         })
         .await
     }
-
-    async fn save_login(
-        &self,
-        user: &User,
-        expected_user: Option<&User>,
-        registration: Option<&Registration>,
-        link: &IdentityProviderLink,
-    ) -> StoreResult<bool> {
-        let row = UserRow::of(user)?;
-        let how = expected_user.map_or(UserWrite::Insert, |u| {
-            UserWrite::ReplaceIf(u.last_update_instant)
-        });
-        let registration = registration.map(RegistrationRow::of).transpose()?;
-        let link = LinkRow::of(link)?;
-        self.tx(move |tx| {
-            if !write_user(tx, &row, how)? {
-                return Ok(false);
-            }
-            if let Some(registration) = &registration {
-                write_registration(tx, registration)?;
-            }
-            write_link(tx, &link)?;
-            Ok(true)
-        })
-        .await
-    }
-
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         self.get_document("users", id).await
     }
-
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
         let email = email.to_lowercase();
         self.tx(move |tx| {
@@ -694,7 +546,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
         let email = email.to_lowercase();
         self.tx(move |tx| {
@@ -707,7 +558,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn find_user_by_username(
         &self,
         tenant_id: Uuid,
@@ -724,12 +574,10 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
         let row = RegistrationRow::of(registration)?;
         self.tx(move |tx| write_registration(tx, &row)).await
     }
-
     async fn get_registration(
         &self,
         user_id: Uuid,
@@ -745,7 +593,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>> {
         self.tx(move |tx| {
             list_bodies(
@@ -756,7 +603,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl RefreshTokenStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
         let meta = to_json(&t.meta_data)?;
@@ -784,12 +634,10 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>> {
         let value = value.to_string();
         self.tx(move |tx| find_live_token(tx, &value)).await
     }
-
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
         self.tx(move |tx| {
             Ok(select_tokens(tx, "id = ?1", &[&id.to_string()])
@@ -799,14 +647,12 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>> {
         self.tx(move |tx| {
             select_tokens(tx, "user_id = ?1", &[&user_id.to_string()]).map_err(backend)
         })
         .await
     }
-
     async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
         let meta = to_json(&t.meta_data)?;
@@ -831,7 +677,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
@@ -889,12 +734,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
-    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
-        let old_hash = token_hash(old_value);
-        self.tx(move |tx| find_rotated(tx, &old_hash)).await
-    }
-
     async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64> {
         self.tx(move |tx| {
             let cleared = tx
@@ -908,14 +747,17 @@ impl Store for SqliteStore {
                 .execute(
                     "DELETE FROM rotated_refresh_tokens WHERE rowid IN \
                      (SELECT rowid FROM rotated_refresh_tokens WHERE rotated_at < ?1 LIMIT ?2)",
-                    params![now_ms - ROTATION_MEMORY_MS, PRUNE_BATCH],
+                    params![now_ms - RETIRED_VALUE_MEMORY_MS, PRUNE_BATCH],
                 )
                 .map_err(backend)?;
             Ok((cleared + deleted) as u64)
         })
         .await
     }
-
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
+        let old_hash = token_hash(old_value);
+        self.tx(move |tx| find_rotated(tx, &old_hash)).await
+    }
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
         let scope = scope.clone();
         self.tx(move |tx| {
@@ -939,15 +781,7 @@ impl Store for SqliteStore {
                 args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
             let revoked = select_tokens(tx, filter, &params).map_err(backend)?;
             let now_seconds = now_millis() / 1000;
-            let mut edge: Vec<RevocationScope> = match &scope {
-                RevokeScope::User(u) => vec![RevocationScope::User(*u)],
-                RevokeScope::Application(a) => vec![RevocationScope::Application(*a)],
-                RevokeScope::UserApplication(u, a) => {
-                    vec![RevocationScope::UserApplication(*u, *a)]
-                }
-                RevokeScope::Id(_) | RevokeScope::Token(_) => Vec::new(),
-            };
-            edge.extend(revoked.iter().map(|t| RevocationScope::Session(t.id)));
+            let edge = scope.edge_scopes(&revoked);
             for s in &edge {
                 insert_revocation(tx, s, now_seconds)?;
             }
@@ -967,139 +801,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
-    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
-        self.put_document("identity_providers", id, provider).await
-    }
-
-    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.get_document("identity_providers", id).await
-    }
-
-    async fn replace_identity_provider(
-        &self,
-        id: Uuid,
-        expected: &Value,
-        provider: &Value,
-    ) -> StoreResult<bool> {
-        self.replace_document("identity_providers", id, expected, provider)
-            .await
-    }
-
-    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
-        self.list_documents("identity_providers").await
-    }
-
-    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
-        self.tx(move |tx| {
-            tx.execute(
-                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1",
-                [id.to_string()],
-            )
-            .map_err(backend)?;
-            let deleted = tx
-                .execute(
-                    "DELETE FROM identity_providers WHERE id = ?1",
-                    [id.to_string()],
-                )
-                .map_err(backend)?;
-            if deleted == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
-        let row = LinkRow::of(link)?;
-        self.tx(move |tx| write_link(tx, &row)).await
-    }
-
-    async fn find_links(
-        &self,
-        identity_provider_id: Option<Uuid>,
-        user_id: Option<Uuid>,
-        identity_provider_user_id: Option<&str>,
-    ) -> StoreResult<Vec<IdentityProviderLink>> {
-        let idp = identity_provider_id.map(|i| i.to_string());
-        let user = user_id.map(|u| u.to_string());
-        let idp_user = identity_provider_user_id.map(str::to_string);
-        self.tx(move |tx| {
-            list_bodies(
-                tx,
-                "SELECT body FROM identity_provider_links WHERE (?1 IS NULL OR identity_provider_id = ?1) \
-                 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR identity_provider_user_id = ?3) \
-                 ORDER BY identity_provider_id, identity_provider_user_id",
-                &[&idp, &user, &idp_user],
-            )
-        })
-        .await
-    }
-
-    async fn delete_link(
-        &self,
-        identity_provider_id: Uuid,
-        identity_provider_user_id: &str,
-        user_id: Uuid,
-    ) -> StoreResult<IdentityProviderLink> {
-        let (idp, idp_user, user) = (
-            identity_provider_id.to_string(),
-            identity_provider_user_id.to_string(),
-            user_id.to_string(),
-        );
-        self.tx(move |tx| {
-            let found: Vec<IdentityProviderLink> = list_bodies(
-                tx,
-                "SELECT body FROM identity_provider_links WHERE identity_provider_id = ?1 \
-                 AND identity_provider_user_id = ?2 AND user_id = ?3",
-                &[&idp, &idp_user, &user],
-            )?;
-            let link = found.into_iter().next().ok_or(StoreError::NotFound)?;
-            tx.execute(
-                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1 AND identity_provider_user_id = ?2",
-                params![idp, idp_user],
-            )
-            .map_err(backend)?;
-            Ok(link)
-        })
-        .await
-    }
-
-    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
-        self.put_document("lambdas", id, lambda).await
-    }
-
-    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
-        self.get_document("lambdas", id).await
-    }
-
-    async fn replace_lambda(
-        &self,
-        id: Uuid,
-        expected: &Value,
-        lambda: &Value,
-    ) -> StoreResult<bool> {
-        self.replace_document("lambdas", id, expected, lambda).await
-    }
-
-    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
-        self.list_documents("lambdas").await
-    }
-
-    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
-        self.tx(move |tx| {
-            let deleted = tx
-                .execute("DELETE FROM lambdas WHERE id = ?1", [id.to_string()])
-                .map_err(backend)?;
-            if deleted == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
-        })
-        .await
-    }
-
     async fn add_revocation(
         &self,
         scope: &RevocationScope,
@@ -1109,7 +810,6 @@ impl Store for SqliteStore {
         self.tx(move |tx| insert_revocation(tx, &scope, instant_seconds))
             .await
     }
-
     async fn list_revocations(
         &self,
         since_seconds: i64,
@@ -1139,7 +839,273 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    /// Healthy means writable: like every call, the check runs in an immediate transaction,
+    /// which takes the write lock (a file locked by another process is `Unavailable`).
+    async fn ping(&self) -> StoreResult<()> {
+        self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let (id, body) = (tenant.id.to_string(), to_json(tenant)?);
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
+        let (id, tenant, body) = (
+            application.id.to_string(),
+            application.tenant_id.to_string(),
+            to_json(application)?,
+        );
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO applications (id, tenant_id, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
+                params![id, tenant, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
+        self.tx(move |tx| {
+            tx.query_row(
+                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = ?1",
+                [id.to_string()],
+                |r| {
+                    Ok(KeyMaterial {
+                        id: uuid_col(r, 0)?,
+                        algorithm: r.get(1)?,
+                        private_key: r.get(2)?,
+                        secret: r.get(3)?,
+                        insert_instant: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        let m = material.clone();
+        let id = m.id;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO key_material (id, algorithm, private_key, secret, insert_instant) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                params![
+                    m.id.to_string(),
+                    m.algorithm,
+                    m.private_key,
+                    m.secret,
+                    m.insert_instant
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        self.get_key_material(id).await?.ok_or(StoreError::NotFound)
+    }
+    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
+        let keys = keys.to_vec();
+        self.tx(move |tx| {
+            tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        k.id.to_string(),
+                        k.key,
+                        k.tenant_id.map(|t| t.to_string()),
+                        k.description
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, key, tenant_id, description FROM api_keys ORDER BY id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(ApiKey {
+                        id: uuid_col(r, 0)?,
+                        key: r.get(1)?,
+                        tenant_id: opt_uuid_col(r, 2)?,
+                        description: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl IdentityProviderStore for SqliteStore {
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        let row = UserRow::of(user)?;
+        let how = expected_user.map_or(UserWrite::Insert, |u| {
+            UserWrite::ReplaceIf(u.last_update_instant)
+        });
+        let registration = registration.map(RegistrationRow::of).transpose()?;
+        let link = LinkRow::of(link)?;
+        self.tx(move |tx| {
+            if !write_user(tx, &row, how)? {
+                return Ok(false);
+            }
+            if let Some(registration) = &registration {
+                write_registration(tx, registration)?;
+            }
+            write_link(tx, &link)?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
+        self.put_document("identity_providers", id, provider).await
+    }
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("identity_providers", id).await
+    }
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("identity_providers", id, expected, provider)
+            .await
+    }
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("identity_providers").await
+    }
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1",
+                [id.to_string()],
+            )
+            .map_err(backend)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM identity_providers WHERE id = ?1",
+                    [id.to_string()],
+                )
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+        let row = LinkRow::of(link)?;
+        self.tx(move |tx| write_link(tx, &row)).await
+    }
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>> {
+        let idp = identity_provider_id.map(|i| i.to_string());
+        let user = user_id.map(|u| u.to_string());
+        let idp_user = identity_provider_user_id.map(str::to_string);
+        self.tx(move |tx| {
+            list_bodies(
+                tx,
+                "SELECT body FROM identity_provider_links WHERE (?1 IS NULL OR identity_provider_id = ?1) \
+                 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR identity_provider_user_id = ?3) \
+                 ORDER BY identity_provider_id, identity_provider_user_id",
+                &[&idp, &user, &idp_user],
+            )
+        })
+        .await
+    }
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink> {
+        let (idp, idp_user, user) = (
+            identity_provider_id.to_string(),
+            identity_provider_user_id.to_string(),
+            user_id.to_string(),
+        );
+        self.tx(move |tx| {
+            let found: Vec<IdentityProviderLink> = list_bodies(
+                tx,
+                "SELECT body FROM identity_provider_links WHERE identity_provider_id = ?1 \
+                 AND identity_provider_user_id = ?2 AND user_id = ?3",
+                &[&idp, &idp_user, &user],
+            )?;
+            let link = found.into_iter().next().ok_or(StoreError::NotFound)?;
+            tx.execute(
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1 AND identity_provider_user_id = ?2",
+                params![idp, idp_user],
+            )
+            .map_err(backend)?;
+            Ok(link)
+        })
+        .await
+    }
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
+        self.put_document("lambdas", id, lambda).await
+    }
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("lambdas", id).await
+    }
+    async fn replace_lambda(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        lambda: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("lambdas", id, expected, lambda).await
+    }
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("lambdas").await
+    }
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
+        self.tx(move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM lambdas WHERE id = ?1", [id.to_string()])
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
     async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
         let (log_type, message) = (log_type.to_string(), message.to_string());
         self.tx(move |tx| {
@@ -1152,7 +1118,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-
     async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>> {
         self.tx(move |tx| {
             let mut stmt = tx
@@ -1178,13 +1143,43 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
+    use crate::store::suite::{host_store_suite, suite_store_via_directory, HostFixture};
+    use gatehouse_plugin_api::store_suite::{SuiteFixture, SuiteStore};
+
+    /// A store on a file of its own, in a nested directory the store creates.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: SqliteStore,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("nested").join("g.db")).expect("open");
+        Fixture { _dir: dir, store }
+    }
+
+    impl SuiteFixture for Fixture {
+        fn store(&self) -> &dyn SuiteStore {
+            &self.store
+        }
+    }
+
+    impl HostFixture for Fixture {
+        fn gateway_store(&self) -> &dyn crate::store::GatewayStore {
+            &self.store
+        }
+    }
+
+    suite_store_via_directory!(SqliteStore);
+    gatehouse_plugin_api::store_port_suite!(fixture);
+    host_store_suite!(fixture);
+
     #[tokio::test]
-    async fn the_shared_suite_passes_on_sqlite() {
+    async fn what_was_written_is_there_after_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested").join("g.db");
         let store = SqliteStore::open(&path).expect("open");
-        crate::store::suite::run(&store).await;
-        crate::store::suite::rotations_are_pruned(&store).await;
+        crate::store::suite::write_for_reopen(&store).await;
         drop(store);
         // Reopening applies no migration twice and keeps the data.
         let reopened = SqliteStore::open(&path).expect("reopen");

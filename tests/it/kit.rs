@@ -506,7 +506,7 @@ impl TestGateway {
     /// used. Refresh lifetimes are configured in minutes, so expiry tests age tokens instead of
     /// waiting.
     pub fn age_refresh_token(&self, id: &str, millis: i64) {
-        use gatehouse_plugin_api::Store;
+        use gatehouse_plugin_api::store::RefreshTokenStore;
         let id = Uuid::parse_str(id).expect("refresh token id is a UUID");
         let store = gatehouse::store::sqlite::SqliteStore::open(&self.store_path())
             .expect("open the store");

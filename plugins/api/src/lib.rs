@@ -11,26 +11,23 @@
 
 pub mod apikeys;
 pub mod clock;
+pub mod credentials;
 pub mod error;
 pub mod helpers;
 pub mod json;
 pub mod model;
 pub mod plugin;
-pub mod refresh;
 pub mod request;
 pub mod response;
 pub mod store;
+#[cfg(feature = "store-suite")]
+pub mod store_suite;
 pub mod tokens;
 
 pub use apikeys::{ApiKeyGrant, ApiKeyRing};
 pub use clock::{Clock, SystemClock};
 pub use error::{ApiError, ErrorItem, Errors};
 pub use plugin::{Plugin, PluginContext, RouteSpec};
-pub use refresh::{
-    exchange_refresh_token, exchange_refresh_token_scoped, issue_refresh_token,
-    issue_sso_refresh_token, resolve_refresh_policy, RefreshEnv, RefreshError, RefreshOutcome,
-    RefreshPolicy,
-};
 pub use request::PluginRequest;
 pub use response::{Cookie, PluginResponse};
 pub use store::{Store, StoreError};

@@ -9,7 +9,6 @@ use serde_json::Value;
 use crate::apikeys::ApiKeyRing;
 use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::refresh::RefreshEnv;
 use crate::request::PluginRequest;
 use crate::response::PluginResponse;
 use crate::store::Store;
@@ -48,7 +47,7 @@ pub struct PluginContext {
     /// terminator).
     pub secure_cookies: bool,
     /// The race window (ms) of one-time-use rotations: see
-    /// [`crate::refresh::DEFAULT_RACE_WINDOW_MS`].
+    /// `gatehouse_refresh::DEFAULT_RACE_WINDOW_MS`.
     pub race_window_ms: i64,
 }
 
@@ -78,21 +77,3 @@ pub trait Plugin: Send + Sync {
 /// Builds a plugin from its `plugins:` settings; an `Err` names the problem (the host adds the
 /// path `plugins.<name>`).
 pub type PluginFactory = fn(settings: &Value) -> Result<Arc<dyn Plugin>, String>;
-
-impl<'a> From<&'a PluginContext> for RefreshEnv<'a> {
-    fn from(context: &'a PluginContext) -> Self {
-        RefreshEnv {
-            store: context.store.as_ref(),
-            tokens: context.tokens.as_ref(),
-            clock: context.clock.as_ref(),
-            race_window_ms: context.race_window_ms,
-        }
-    }
-}
-
-impl PluginContext {
-    /// The [`RefreshEnv`] of this context.
-    pub fn refresh_env(&self) -> RefreshEnv<'_> {
-        RefreshEnv::from(self)
-    }
-}

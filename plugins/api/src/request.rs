@@ -1,5 +1,6 @@
 //! The request a plugin receives: a plain value, no proxy types, and the readers of its parts
-//! (JSON body, query and form parameters, cookies, bearer token, client address).
+//! (JSON body, query and form parameters; cookies, bearer token and client address through
+//! [`crate::credentials`], the readers the proxy uses too).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -7,6 +8,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 
+use crate::credentials::{bearer_of, cookie_value, ip_address};
 use crate::error::ApiError;
 
 /// An HTTP request routed to a plugin, with its body already read (within the size limit).
@@ -167,41 +169,6 @@ impl PluginRequest {
             .and_then(ip_address)
             .or_else(|| self.peer_ip.map(|ip| ip.to_string()))
     }
-}
-
-/// `text` as an IP address in canonical form (a `host:port` or `[v6]:port` form gives its
-/// address), or `None`: only addresses are recorded as `lastAccessedAddress`, never arbitrary
-/// text a client put in `X-Forwarded-For`.
-pub fn ip_address(text: &str) -> Option<String> {
-    let text = text.trim();
-    text.parse::<std::net::IpAddr>()
-        .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()))
-        .ok()
-        .map(|ip| ip.to_string())
-}
-
-/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive).
-pub fn bearer_of(value: &str) -> Option<&str> {
-    let (scheme, rest) = value.split_once(' ')?;
-    if scheme.eq_ignore_ascii_case("bearer") {
-        let token = rest.trim();
-        (!token.is_empty()).then_some(token)
-    } else {
-        None
-    }
-}
-
-/// The value of cookie `name` in one `Cookie` header value, when it is text; the other
-/// cookies may hold any bytes.
-pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
-        if key != name.as_bytes() {
-            return None;
-        }
-        std::str::from_utf8(value).ok().map(|v| v.trim_matches('"'))
-    })
 }
 
 /// Parses `a=1&b=two` with `+` and percent-decoding.

@@ -1,5 +1,7 @@
-//! The storage trait. One implementation per backend lives in the host (`src/store/`); plugins
-//! and the proxy see only this trait, so a backend can be added without changing callers.
+//! The storage ports plugins build against, one small trait per domain: [`Directory`] (tenants
+//! and applications, read), [`UserStore`], [`RefreshTokenStore`]; [`Store`] is all of them. One
+//! implementation per backend lives in the host (`src/store/`), so a backend can be added
+//! without changing callers.
 //!
 //! Every method is one transaction: a multi-row change is applied whole or not at all.
 
@@ -10,8 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model::{
-    ApiKey, Application, EventLog, IdentityProviderLink, KeyMaterial, RefreshToken, Registration,
-    Tenant, User,
+    Application, EventLog, IdentityProviderLink, RefreshToken, Registration, Tenant, User,
 };
 use crate::tokens::RevocationScope;
 
@@ -59,6 +60,26 @@ pub enum RevokeScope {
     UserApplication(Uuid, Uuid),
 }
 
+impl RevokeScope {
+    /// What the edge must refuse once this revocation has revoked `revoked`: the scope itself
+    /// for a user, an application or both, and the session (`sid`) of each revoked token. Every
+    /// backend records exactly these, in the revocation's transaction.
+    pub fn edge_scopes(&self, revoked: &[RefreshToken]) -> Vec<RevocationScope> {
+        let mut edge = match self {
+            RevokeScope::User(u) => vec![RevocationScope::User(*u)],
+            RevokeScope::Application(a) => vec![RevocationScope::Application(*a)],
+            RevokeScope::UserApplication(u, a) => vec![RevocationScope::UserApplication(*u, *a)],
+            RevokeScope::Id(_) | RevokeScope::Token(_) => Vec::new(),
+        };
+        edge.extend(revoked.iter().map(|t| RevocationScope::Session(t.id)));
+        edge
+    }
+}
+
+/// How long a store remembers a value that one-time-use rotation retired (ms): a day, so a
+/// replay is recognised as one (and `onOneTimeTokenReuse` can act) long after the race window.
+pub const RETIRED_VALUE_MEMORY_MS: i64 = 86_400_000;
+
 /// The outcome of a one-time-use rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -77,70 +98,127 @@ pub enum Rotation {
     },
 }
 
-/// Persistent state of the gateway.
+/// The directory as plugins read it: tenants and applications (the host writes them from the
+/// configuration file at start, see the host's `DirectoryStore`).
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// Checks the backend answers; used by `/health`.
-    async fn ping(&self) -> StoreResult<()>;
-
-    // --- tenants and applications (applied from the config file at start) ---
-
-    /// Inserts or replaces a tenant.
-    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+pub trait Directory: Send + Sync {
     /// The tenant with this id, or `None`.
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>>;
+
     /// All tenants.
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
-    /// Inserts or replaces an application.
-    async fn upsert_application(&self, application: &Application) -> StoreResult<()>;
+
     /// The application with this id, or `None`.
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>>;
+
     /// All applications.
     async fn list_applications(&self) -> StoreResult<Vec<Application>>;
+}
 
-    // --- keys ---
-
-    /// Stored material for a key id, or `None` when none was stored yet.
-    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>>;
-    /// Stores material for a key id unless some is already stored; returns what is stored
-    /// afterwards (the existing material wins a race between two starting gateways).
-    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial>;
-
-    // --- API keys ---
-
-    /// Replaces the set of API keys declared by configuration with `keys`.
-    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()>;
-    /// All API keys.
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
-
-    // --- users and registrations ---
-
+/// Users and their registrations.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Creates a user; `Conflict` when the email or username is taken in the tenant.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
+
     /// Replaces a user; `NotFound` when absent, `Conflict` on a taken email/username.
     async fn update_user(&self, user: &User) -> StoreResult<()>;
+
     /// The user (without registrations), or `None`.
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>>;
+
     /// Users with this email in any tenant (case-insensitive).
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>>;
+
     /// The user with this email in the tenant (case-insensitive), or `None`.
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>>;
+
     /// The user with this username in the tenant (case-insensitive), or `None`.
     async fn find_user_by_username(
         &self,
         tenant_id: Uuid,
         username: &str,
     ) -> StoreResult<Option<User>>;
+
     /// Inserts or replaces the registration of `registration.user_id` to its application.
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()>;
+
     /// The user's registration to the application, or `None`.
     async fn get_registration(
         &self,
         user_id: Uuid,
         application_id: Uuid,
     ) -> StoreResult<Option<Registration>>;
+
     /// All of a user's registrations.
     async fn list_registrations(&self, user_id: Uuid) -> StoreResult<Vec<Registration>>;
+}
+
+/// Refresh tokens, their one-time-use rotations, and the revocations the edge applies to access
+/// tokens.
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    /// Stores a new refresh token; durable when this returns.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+
+    /// The live token with this value (compared in constant time), or `None`.
+    async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>>;
+
+    /// The live token with this id, or `None`.
+    async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
+
+    /// A user's live tokens.
+    async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>>;
+
+    /// Records a use: last access instant/address and (for sliding windows) the new start and
+    /// expiration. `NotFound` when the token is no longer live.
+    async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+
+    /// Replaces the value of `old_value` with `next` (same id) if `old_value` is still the live
+    /// value, remembering `outcome` — the access token issued with the rotation and until when
+    /// (ms) late requests may be handed it — when given; otherwise reports what replaced it.
+    /// One conditional update: two concurrent callers cannot both rotate. `NotFound` when the
+    /// value was never issued or its token was revoked.
+    async fn rotate_refresh_token(
+        &self,
+        old_value: &str,
+        next: &RefreshToken,
+        outcome: Option<(&str, i64)>,
+    ) -> StoreResult<Rotation>;
+
+    /// Background upkeep, in bounded batches: clears rotation outcomes past their
+    /// `outcome_until` and deletes retired values older than the backend's memory of them.
+    /// Returns how many rows it changed.
+    async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64>;
+
+    /// What replaced a value that one-time-use rotation retired: `Some(Rotation::AlreadyRotated
+    /// {..})`, or `None` when the value was never rotated (or its token is gone).
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>>;
+
+    /// Revokes the addressed tokens and, in the same transaction, records the revocation for the
+    /// edge (see [`RefreshTokenStore::list_revocations`]): by user, application or both for those scopes,
+    /// by session (`sid`) for each token revoked by id or value. Returns the revoked tokens
+    /// (empty when none matched; the scope's revocation is recorded all the same).
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>>;
+
+    /// Records that tokens of `scope` issued at or before `instant_seconds` are revoked.
+    async fn add_revocation(
+        &self,
+        scope: &RevocationScope,
+        instant_seconds: i64,
+    ) -> StoreResult<()>;
+
+    /// Revocations recorded at or after `since_seconds` (older ones cannot matter any more).
+    async fn list_revocations(
+        &self,
+        since_seconds: i64,
+    ) -> StoreResult<Vec<(RevocationScope, i64)>>;
+}
+
+/// The identity-provider plugin's records: providers, links, lambdas, the event log, and a
+/// login's write of user, registration and link in one transaction.
+#[async_trait]
+pub trait IdentityProviderStore: Send + Sync {
     /// Writes what a login changed, in one transaction, whole or not at all: the user (created
     /// when `expected_user` is `None`, else replaced only while the stored user still has
     /// `expected_user`'s `lastUpdateInstant`, its version: a writer must move it forward), the
@@ -154,49 +232,12 @@ pub trait Store: Send + Sync {
         link: &IdentityProviderLink,
     ) -> StoreResult<bool>;
 
-    // --- refresh tokens ---
-
-    /// Stores a new refresh token; durable when this returns.
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
-    /// The live token with this value (compared in constant time), or `None`.
-    async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>>;
-    /// The live token with this id, or `None`.
-    async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
-    /// A user's live tokens.
-    async fn list_refresh_tokens(&self, user_id: Uuid) -> StoreResult<Vec<RefreshToken>>;
-    /// Records a use: last access instant/address and (for sliding windows) the new start and
-    /// expiration. `NotFound` when the token is no longer live.
-    async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
-    /// Replaces the value of `old_value` with `next` (same id) if `old_value` is still the live
-    /// value, remembering `outcome` — the access token issued with the rotation and until when
-    /// (ms) late requests may be handed it — when given; otherwise reports what replaced it.
-    /// One conditional update: two concurrent callers cannot both rotate. `NotFound` when the
-    /// value was never issued or its token was revoked.
-    async fn rotate_refresh_token(
-        &self,
-        old_value: &str,
-        next: &RefreshToken,
-        outcome: Option<(&str, i64)>,
-    ) -> StoreResult<Rotation>;
-    /// Background upkeep, in bounded batches: clears rotation outcomes past their
-    /// `outcome_until` and deletes retired values older than the backend's memory of them.
-    /// Returns how many rows it changed.
-    async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64>;
-    /// What replaced a value that one-time-use rotation retired: `Some(Rotation::AlreadyRotated
-    /// {..})`, or `None` when the value was never rotated (or its token is gone).
-    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>>;
-    /// Revokes the addressed tokens and, in the same transaction, records the revocation for the
-    /// edge (see [`Store::list_revocations`]): by user, application or both for those scopes,
-    /// by session (`sid`) for each token revoked by id or value. Returns the revoked tokens
-    /// (empty when none matched; the scope's revocation is recorded all the same).
-    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>>;
-
-    // --- identity providers, links, lambdas (JSON documents keyed by id) ---
-
     /// Inserts or replaces an identity provider document.
     async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()>;
+
     /// The identity provider document, or `None`.
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>>;
+
     /// Replaces provider `id` with `provider` only while the stored document is still
     /// `expected` (one conditional update): `false` when a concurrent change came first and
     /// nothing was written; `NotFound` when it is gone.
@@ -206,12 +247,16 @@ pub trait Store: Send + Sync {
         expected: &Value,
         provider: &Value,
     ) -> StoreResult<bool>;
+
     /// All identity provider documents.
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>>;
+
     /// Deletes a provider and its links; `NotFound` when absent.
     async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()>;
+
     /// Inserts or replaces a link (keyed by provider and provider user id).
     async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()>;
+
     /// Links matching every given filter.
     async fn find_links(
         &self,
@@ -219,6 +264,7 @@ pub trait Store: Send + Sync {
         user_id: Option<Uuid>,
         identity_provider_user_id: Option<&str>,
     ) -> StoreResult<Vec<IdentityProviderLink>>;
+
     /// Deletes one link; returns it, or `NotFound`.
     async fn delete_link(
         &self,
@@ -227,38 +273,31 @@ pub trait Store: Send + Sync {
         user_id: Uuid,
     ) -> StoreResult<IdentityProviderLink>;
 
-    // --- lambdas (JSON documents keyed by id) ---
-
     /// Inserts or replaces a lambda document.
     async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()>;
+
     /// The lambda document, or `None`.
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>>;
-    /// Replaces lambda `id` as [`Store::replace_identity_provider`] replaces a provider.
+
+    /// Replaces lambda `id` as [`IdentityProviderStore::replace_identity_provider`] replaces a provider.
     async fn replace_lambda(&self, id: Uuid, expected: &Value, lambda: &Value)
         -> StoreResult<bool>;
+
     /// All lambda documents.
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>>;
+
     /// Deletes a lambda; `NotFound` when absent.
     async fn delete_lambda(&self, id: Uuid) -> StoreResult<()>;
 
-    // --- revocations of access tokens at the edge ---
-
-    /// Records that tokens of `scope` issued at or before `instant_seconds` are revoked.
-    async fn add_revocation(
-        &self,
-        scope: &RevocationScope,
-        instant_seconds: i64,
-    ) -> StoreResult<()>;
-    /// Revocations recorded at or after `since_seconds` (older ones cannot matter any more).
-    async fn list_revocations(
-        &self,
-        since_seconds: i64,
-    ) -> StoreResult<Vec<(RevocationScope, i64)>>;
-
-    // --- event log ---
-
     /// Appends an event; returns its id.
     async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64>;
+
     /// The newest `limit` events, newest first.
     async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>>;
 }
+
+/// Everything the refresh-token rules and the plugins read and write, as one object: a value
+/// implementing the three ports is a `Store`.
+pub trait Store: Directory + UserStore + RefreshTokenStore + IdentityProviderStore {}
+
+impl<T: Directory + UserStore + RefreshTokenStore + IdentityProviderStore + ?Sized> Store for T {}

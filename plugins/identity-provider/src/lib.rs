@@ -51,60 +51,174 @@ use login::{Endpoint, LoginEnv};
 /// The plugin's name under `plugins:`.
 pub const NAME: &str = "identity-provider";
 
-/// Route names, as given to [`RouteSpec::name`] and matched in [`IdentityProviderPlugin::handle`].
-pub mod route {
+const IDP: &str = "/api/identity-provider";
+const IDP_ID: &str = "/api/identity-provider/{identityProviderId}";
+const LINK: &str = "/api/identity-provider/link";
+const LAMBDA: &str = "/api/lambda";
+const LAMBDA_ID: &str = "/api/lambda/{lambdaId}";
+const EVENT_SEARCH: &str = "/api/system/event-log/search";
+
+/// The plugin's endpoints. [`Route::spec`] gives each its method, path template and name (the
+/// name is what [`IdentityProviderPlugin::handle`] receives back in [`RouteSpec::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
     /// `POST /api/identity-provider`
-    pub const CREATE: &str = "idp_create";
+    Create,
     /// `POST /api/identity-provider/{identityProviderId}`
-    pub const CREATE_WITH_ID: &str = "idp_create_with_id";
+    CreateWithId,
     /// `GET /api/identity-provider`
-    pub const RETRIEVE_ALL: &str = "idp_retrieve_all";
+    RetrieveAll,
     /// `GET /api/identity-provider/{identityProviderId}`
-    pub const RETRIEVE: &str = "idp_retrieve";
+    Retrieve,
     /// `PUT /api/identity-provider/{identityProviderId}`
-    pub const UPDATE: &str = "idp_update";
+    Update,
     /// `PATCH /api/identity-provider/{identityProviderId}`
-    pub const PATCH: &str = "idp_patch";
+    Patch,
     /// `DELETE /api/identity-provider/{identityProviderId}`
-    pub const DELETE: &str = "idp_delete";
+    Delete,
     /// `GET /api/identity-provider/lookup`
-    pub const LOOKUP: &str = "idp_lookup";
+    Lookup,
     /// `POST /api/identity-provider/login`
-    pub const LOGIN: &str = "idp_login";
+    Login,
     /// `POST /api/jwt/reconcile`
-    pub const RECONCILE: &str = "jwt_reconcile";
+    Reconcile,
     /// `GET /api/identity-provider/link`
-    pub const LINK_RETRIEVE: &str = "link_retrieve";
+    LinkRetrieve,
     /// `POST /api/identity-provider/link`
-    pub const LINK_CREATE: &str = "link_create";
+    LinkCreate,
     /// `DELETE /api/identity-provider/link`
-    pub const LINK_DELETE: &str = "link_delete";
+    LinkDelete,
     /// `GET /api/identity-provider/link/pending/{pendingLinkId}`
-    pub const LINK_PENDING: &str = "link_pending";
+    LinkPending,
     /// `GET /api/user/{userId}`
-    pub const USER: &str = "user_retrieve";
+    User,
     /// `GET /api/user`
-    pub const USER_QUERY: &str = "user_query";
+    UserQuery,
     /// `POST /api/lambda`
-    pub const LAMBDA_CREATE: &str = "lambda_create";
+    LambdaCreate,
     /// `POST /api/lambda/{lambdaId}`
-    pub const LAMBDA_CREATE_WITH_ID: &str = "lambda_create_with_id";
+    LambdaCreateWithId,
     /// `GET /api/lambda`
-    pub const LAMBDA_RETRIEVE_ALL: &str = "lambda_retrieve_all";
+    LambdaRetrieveAll,
     /// `GET /api/lambda/{lambdaId}`
-    pub const LAMBDA_RETRIEVE: &str = "lambda_retrieve";
+    LambdaRetrieve,
     /// `PUT /api/lambda/{lambdaId}`
-    pub const LAMBDA_UPDATE: &str = "lambda_update";
+    LambdaUpdate,
     /// `PATCH /api/lambda/{lambdaId}`
-    pub const LAMBDA_PATCH: &str = "lambda_patch";
+    LambdaPatch,
     /// `DELETE /api/lambda/{lambdaId}`
-    pub const LAMBDA_DELETE: &str = "lambda_delete";
+    LambdaDelete,
     /// `POST /api/system/event-log/search`
-    pub const EVENT_SEARCH: &str = "event_search";
+    EventSearch,
     /// `GET /api/system/event-log/search`
-    pub const EVENT_SEARCH_GET: &str = "event_search_get";
+    EventSearchGet,
     /// `GET /api/system/event-log/{eventLogId}`
-    pub const EVENT_RETRIEVE: &str = "event_retrieve";
+    EventRetrieve,
+}
+
+impl Route {
+    /// Every route, in the order [`IdentityProviderPlugin::routes`] declares them.
+    pub const ALL: [Route; 26] = [
+        Route::Create,
+        Route::CreateWithId,
+        Route::RetrieveAll,
+        Route::Retrieve,
+        Route::Update,
+        Route::Patch,
+        Route::Delete,
+        Route::Lookup,
+        Route::Login,
+        Route::Reconcile,
+        Route::LinkRetrieve,
+        Route::LinkCreate,
+        Route::LinkDelete,
+        Route::LinkPending,
+        Route::User,
+        Route::UserQuery,
+        Route::LambdaCreate,
+        Route::LambdaCreateWithId,
+        Route::LambdaRetrieveAll,
+        Route::LambdaRetrieve,
+        Route::LambdaUpdate,
+        Route::LambdaPatch,
+        Route::LambdaDelete,
+        Route::EventSearch,
+        Route::EventSearchGet,
+        Route::EventRetrieve,
+    ];
+
+    /// Returns the route's name, as given to [`RouteSpec::name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Create => "idp_create",
+            Route::CreateWithId => "idp_create_with_id",
+            Route::RetrieveAll => "idp_retrieve_all",
+            Route::Retrieve => "idp_retrieve",
+            Route::Update => "idp_update",
+            Route::Patch => "idp_patch",
+            Route::Delete => "idp_delete",
+            Route::Lookup => "idp_lookup",
+            Route::Login => "idp_login",
+            Route::Reconcile => "jwt_reconcile",
+            Route::LinkRetrieve => "link_retrieve",
+            Route::LinkCreate => "link_create",
+            Route::LinkDelete => "link_delete",
+            Route::LinkPending => "link_pending",
+            Route::User => "user_retrieve",
+            Route::UserQuery => "user_query",
+            Route::LambdaCreate => "lambda_create",
+            Route::LambdaCreateWithId => "lambda_create_with_id",
+            Route::LambdaRetrieveAll => "lambda_retrieve_all",
+            Route::LambdaRetrieve => "lambda_retrieve",
+            Route::LambdaUpdate => "lambda_update",
+            Route::LambdaPatch => "lambda_patch",
+            Route::LambdaDelete => "lambda_delete",
+            Route::EventSearch => "event_search",
+            Route::EventSearchGet => "event_search_get",
+            Route::EventRetrieve => "event_retrieve",
+        }
+    }
+
+    /// Returns the route's method, path template and name.
+    pub fn spec(self) -> RouteSpec {
+        let (method, path) = match self {
+            Route::Create => (Method::POST, IDP),
+            Route::CreateWithId => (Method::POST, IDP_ID),
+            Route::RetrieveAll => (Method::GET, IDP),
+            Route::Retrieve => (Method::GET, IDP_ID),
+            Route::Update => (Method::PUT, IDP_ID),
+            Route::Patch => (Method::PATCH, IDP_ID),
+            Route::Delete => (Method::DELETE, IDP_ID),
+            Route::Lookup => (Method::GET, "/api/identity-provider/lookup"),
+            Route::Login => (Method::POST, "/api/identity-provider/login"),
+            Route::Reconcile => (Method::POST, "/api/jwt/reconcile"),
+            Route::LinkRetrieve => (Method::GET, LINK),
+            Route::LinkCreate => (Method::POST, LINK),
+            Route::LinkDelete => (Method::DELETE, LINK),
+            Route::LinkPending => (
+                Method::GET,
+                "/api/identity-provider/link/pending/{pendingLinkId}",
+            ),
+            Route::User => (Method::GET, "/api/user/{userId}"),
+            Route::UserQuery => (Method::GET, "/api/user"),
+            Route::LambdaCreate => (Method::POST, LAMBDA),
+            Route::LambdaCreateWithId => (Method::POST, LAMBDA_ID),
+            Route::LambdaRetrieveAll => (Method::GET, LAMBDA),
+            Route::LambdaRetrieve => (Method::GET, LAMBDA_ID),
+            Route::LambdaUpdate => (Method::PUT, LAMBDA_ID),
+            Route::LambdaPatch => (Method::PATCH, LAMBDA_ID),
+            Route::LambdaDelete => (Method::DELETE, LAMBDA_ID),
+            Route::EventSearch => (Method::POST, EVENT_SEARCH),
+            Route::EventSearchGet => (Method::GET, EVENT_SEARCH),
+            Route::EventRetrieve => (Method::GET, "/api/system/event-log/{eventLogId}"),
+        };
+        RouteSpec::new(method, path, self.name())
+    }
+
+    /// Returns the route whose [`RouteSpec::name`] is `name`, if any.
+    pub fn from_name(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 /// The identity-provider plugin. Its only state is the in-memory pending links.
@@ -138,51 +252,7 @@ impl Plugin for IdentityProviderPlugin {
     }
 
     fn routes(&self) -> Vec<RouteSpec> {
-        use route::*;
-        let idp = "/api/identity-provider";
-        let idp_id = "/api/identity-provider/{identityProviderId}";
-        let link = "/api/identity-provider/link";
-        let lambda_id = "/api/lambda/{lambdaId}";
-        vec![
-            RouteSpec::new(Method::POST, idp, CREATE),
-            RouteSpec::new(Method::POST, idp_id, CREATE_WITH_ID),
-            RouteSpec::new(Method::GET, idp, RETRIEVE_ALL),
-            RouteSpec::new(Method::GET, idp_id, RETRIEVE),
-            RouteSpec::new(Method::PUT, idp_id, UPDATE),
-            RouteSpec::new(Method::PATCH, idp_id, PATCH),
-            RouteSpec::new(Method::DELETE, idp_id, DELETE),
-            RouteSpec::new(Method::GET, "/api/identity-provider/lookup", LOOKUP),
-            RouteSpec::new(Method::POST, "/api/identity-provider/login", LOGIN),
-            RouteSpec::new(Method::POST, "/api/jwt/reconcile", RECONCILE),
-            RouteSpec::new(Method::GET, link, LINK_RETRIEVE),
-            RouteSpec::new(Method::POST, link, LINK_CREATE),
-            RouteSpec::new(Method::DELETE, link, LINK_DELETE),
-            RouteSpec::new(
-                Method::GET,
-                "/api/identity-provider/link/pending/{pendingLinkId}",
-                LINK_PENDING,
-            ),
-            RouteSpec::new(Method::GET, "/api/user/{userId}", USER),
-            RouteSpec::new(Method::GET, "/api/user", USER_QUERY),
-            RouteSpec::new(Method::POST, "/api/lambda", LAMBDA_CREATE),
-            RouteSpec::new(Method::POST, lambda_id, LAMBDA_CREATE_WITH_ID),
-            RouteSpec::new(Method::GET, "/api/lambda", LAMBDA_RETRIEVE_ALL),
-            RouteSpec::new(Method::GET, lambda_id, LAMBDA_RETRIEVE),
-            RouteSpec::new(Method::PUT, lambda_id, LAMBDA_UPDATE),
-            RouteSpec::new(Method::PATCH, lambda_id, LAMBDA_PATCH),
-            RouteSpec::new(Method::DELETE, lambda_id, LAMBDA_DELETE),
-            RouteSpec::new(Method::POST, "/api/system/event-log/search", EVENT_SEARCH),
-            RouteSpec::new(
-                Method::GET,
-                "/api/system/event-log/search",
-                EVENT_SEARCH_GET,
-            ),
-            RouteSpec::new(
-                Method::GET,
-                "/api/system/event-log/{eventLogId}",
-                EVENT_RETRIEVE,
-            ),
-        ]
+        Route::ALL.into_iter().map(Route::spec).collect()
     }
 
     async fn handle(
@@ -197,41 +267,45 @@ impl Plugin for IdentityProviderPlugin {
             pending: &self.pending,
             limits,
         };
-        match route.name {
-            route::CREATE => manage::create(&request, context, None).await,
-            route::CREATE_WITH_ID => {
-                let id = path_uuid(&request, "identityProviderId")?;
-                manage::create(&request, context, Some(id)).await
-            }
-            route::RETRIEVE_ALL => manage::retrieve_all(&request, context).await,
-            route::RETRIEVE => manage::retrieve(&request, context).await,
-            route::UPDATE => manage::update(&request, context).await,
-            route::PATCH => manage::patch(&request, context).await,
-            route::DELETE => manage::delete(&request, context).await,
-            route::LOOKUP => manage::lookup(&request, context).await,
-            route::LOGIN => login::login(&request, &login_env(), Endpoint::Login).await,
-            route::RECONCILE => login::login(&request, &login_env(), Endpoint::Reconcile).await,
-            route::LINK_RETRIEVE => links::retrieve(&request, context).await,
-            route::LINK_CREATE => links::create(&request, context, &self.pending).await,
-            route::LINK_DELETE => links::delete(&request, context).await,
-            route::LINK_PENDING => links::retrieve_pending(&request, context, &self.pending).await,
-            route::USER => users::retrieve(&request, context).await,
-            route::USER_QUERY => users::retrieve_by_query(&request, context).await,
-            route::LAMBDA_CREATE => lambdas::create(&request, context, None, limits).await,
-            route::LAMBDA_CREATE_WITH_ID => {
-                let id = path_uuid(&request, "lambdaId")?;
-                lambdas::create(&request, context, Some(id), limits).await
-            }
-            route::LAMBDA_RETRIEVE_ALL => lambdas::retrieve_all(&request, context).await,
-            route::LAMBDA_RETRIEVE => lambdas::retrieve(&request, context).await,
-            route::LAMBDA_UPDATE => lambdas::update(&request, context, limits).await,
-            route::LAMBDA_PATCH => lambdas::patch(&request, context, limits).await,
-            route::LAMBDA_DELETE => lambdas::delete(&request, context).await,
-            route::EVENT_SEARCH | route::EVENT_SEARCH_GET => {
-                events::search(&request, context).await
-            }
-            route::EVENT_RETRIEVE => events::retrieve(&request, context).await,
-            _ => Err(ApiError::NotFound),
+        match Route::from_name(route.name) {
+            None => Err(ApiError::NotFound),
+            Some(r) => match r {
+                Route::Create => manage::create(&request, context, None).await,
+                Route::CreateWithId => {
+                    let id = path_uuid(&request, "identityProviderId")?;
+                    manage::create(&request, context, Some(id)).await
+                }
+                Route::RetrieveAll => manage::retrieve_all(&request, context).await,
+                Route::Retrieve => manage::retrieve(&request, context).await,
+                Route::Update => manage::update(&request, context).await,
+                Route::Patch => manage::patch(&request, context).await,
+                Route::Delete => manage::delete(&request, context).await,
+                Route::Lookup => manage::lookup(&request, context).await,
+                Route::Login => login::login(&request, &login_env(), Endpoint::Login).await,
+                Route::Reconcile => login::login(&request, &login_env(), Endpoint::Reconcile).await,
+                Route::LinkRetrieve => links::retrieve(&request, context).await,
+                Route::LinkCreate => links::create(&request, context, &self.pending).await,
+                Route::LinkDelete => links::delete(&request, context).await,
+                Route::LinkPending => {
+                    links::retrieve_pending(&request, context, &self.pending).await
+                }
+                Route::User => users::retrieve(&request, context).await,
+                Route::UserQuery => users::retrieve_by_query(&request, context).await,
+                Route::LambdaCreate => lambdas::create(&request, context, None, limits).await,
+                Route::LambdaCreateWithId => {
+                    let id = path_uuid(&request, "lambdaId")?;
+                    lambdas::create(&request, context, Some(id), limits).await
+                }
+                Route::LambdaRetrieveAll => lambdas::retrieve_all(&request, context).await,
+                Route::LambdaRetrieve => lambdas::retrieve(&request, context).await,
+                Route::LambdaUpdate => lambdas::update(&request, context, limits).await,
+                Route::LambdaPatch => lambdas::patch(&request, context, limits).await,
+                Route::LambdaDelete => lambdas::delete(&request, context).await,
+                Route::EventSearch | Route::EventSearchGet => {
+                    events::search(&request, context).await
+                }
+                Route::EventRetrieve => events::retrieve(&request, context).await,
+            },
         }
     }
 }
@@ -247,6 +321,72 @@ mod tests {
         assert!(factory(&json!({"lambdaTimeLimitMillis": 500})).is_ok());
         let err = factory(&json!({"bogus": 1})).err().expect("refused");
         assert!(err.contains("`bogus`"), "{err}");
+    }
+
+    #[test]
+    fn every_route_round_trips_through_its_name() {
+        for (i, route) in Route::ALL.into_iter().enumerate() {
+            let spec = route.spec();
+            assert_eq!(Route::from_name(spec.name), Some(route), "{}", spec.name);
+            for other in &Route::ALL[i + 1..] {
+                assert_ne!(spec.name, other.spec().name);
+            }
+        }
+        assert_eq!(Route::from_name("no_such_route"), None);
+    }
+
+    #[test]
+    fn route_names_and_paths_are_unchanged() {
+        let specs: Vec<(String, &str, &str)> = Route::ALL
+            .into_iter()
+            .map(|r| r.spec())
+            .map(|s| (s.method.to_string(), s.path, s.name))
+            .collect();
+        let idp_id = "/api/identity-provider/{identityProviderId}";
+        let link = "/api/identity-provider/link";
+        let lambda_id = "/api/lambda/{lambdaId}";
+        let search = "/api/system/event-log/search";
+        let event_id = "/api/system/event-log/{eventLogId}";
+        let expected = [
+            ("POST", "/api/identity-provider", "idp_create"),
+            ("POST", idp_id, "idp_create_with_id"),
+            ("GET", "/api/identity-provider", "idp_retrieve_all"),
+            ("GET", idp_id, "idp_retrieve"),
+            ("PUT", idp_id, "idp_update"),
+            ("PATCH", idp_id, "idp_patch"),
+            ("DELETE", idp_id, "idp_delete"),
+            ("GET", "/api/identity-provider/lookup", "idp_lookup"),
+            ("POST", "/api/identity-provider/login", "idp_login"),
+            ("POST", "/api/jwt/reconcile", "jwt_reconcile"),
+            ("GET", link, "link_retrieve"),
+            ("POST", link, "link_create"),
+            ("DELETE", link, "link_delete"),
+            (
+                "GET",
+                "/api/identity-provider/link/pending/{pendingLinkId}",
+                "link_pending",
+            ),
+            ("GET", "/api/user/{userId}", "user_retrieve"),
+            ("GET", "/api/user", "user_query"),
+            ("POST", "/api/lambda", "lambda_create"),
+            ("POST", lambda_id, "lambda_create_with_id"),
+            ("GET", "/api/lambda", "lambda_retrieve_all"),
+            ("GET", lambda_id, "lambda_retrieve"),
+            ("PUT", lambda_id, "lambda_update"),
+            ("PATCH", lambda_id, "lambda_patch"),
+            ("DELETE", lambda_id, "lambda_delete"),
+            ("POST", search, "event_search"),
+            ("GET", search, "event_search_get"),
+            ("GET", event_id, "event_retrieve"),
+        ];
+        assert_eq!(specs.len(), expected.len());
+        for (spec, (method, path, name)) in specs.iter().zip(expected) {
+            assert_eq!(
+                (spec.0.as_str(), spec.1, spec.2),
+                (method, path, name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

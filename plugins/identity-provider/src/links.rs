@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gatehouse_plugin_api::helpers::{parse_uuid, uuid_param};
-use gatehouse_plugin_api::model::IdentityProviderLink;
+use gatehouse_plugin_api::model::{IdentityProviderLink, User};
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -158,80 +158,109 @@ pub async fn create(
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let body = json_body(request)?;
-    let inner = body
-        .get("identityProviderLink")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let field = |name: &str| -> Option<String> {
-        inner
-            .get(name)
-            .or_else(|| body.get(name))
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let user_id = field("userId")
-        .map(|s| parse_uuid("identityProviderLink.userId", &s))
+    let wanted = parse_create(&body, pending)?;
+    let provider = link_provider(context, wanted.provider_id).await?;
+    let user = link_user(context, &grant, wanted.user_id).await?;
+    check_same_tenant(&provider, &user, wanted.pending.as_ref())?;
+    check_not_linked(context, &wanted, &user).await?;
+    check_link_count(context, &provider, &wanted, &user).await?;
+    let pending_id = wanted.pending.as_ref().map(|(id, _)| id.clone());
+    let link = new_link(context.clock.now_millis(), &provider, &user, wanted);
+    context.store.put_link(&link).await?;
+    if let Some(id) = pending_id {
+        pending.take(&id);
+    }
+    Ok(PluginResponse::json(
+        200,
+        &json!({ "identityProviderLink": link }),
+    ))
+}
+
+/// What a create-link request asks for.
+struct LinkRequest {
+    /// The user to link.
+    user_id: Uuid,
+    /// The provider.
+    provider_id: Uuid,
+    /// The provider's user id.
+    provider_user_id: String,
+    /// The link's display name, when given.
+    display_name: Option<String>,
+    /// The provider's refresh token, when given.
+    token: Option<String>,
+    /// The pending link being completed, with its id.
+    pending: Option<(String, PendingLink)>,
+}
+
+/// Returns the trimmed, non-empty string `name` of `identityProviderLink`, else of the body
+/// (the older top-level form).
+fn link_field(body: &Value, name: &str) -> Option<String> {
+    body.get("identityProviderLink")
+        .and_then(|inner| inner.get(name))
+        .or_else(|| body.get(name))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Returns the UUID `name` of the request (400 naming `identityProviderLink.{name}` when it is
+/// missing or not a UUID).
+fn link_uuid(body: &Value, name: &str) -> Result<Uuid, ApiError> {
+    let path = format!("identityProviderLink.{name}");
+    link_field(body, name)
+        .map(|s| parse_uuid(&path, &s))
         .transpose()?
-        .ok_or_else(|| {
-            ApiError::field(
-                "identityProviderLink.userId",
-                "blank",
-                "You must specify the userId.",
-            )
-        })?;
+        .ok_or_else(|| ApiError::field(&path, "blank", format!("You must specify the {name}.")))
+}
+
+/// Returns what the body asks to link: `userId`, and either the pending link `pendingIdPLinkId`
+/// names (400 when it does not exist or has expired) or `identityProviderId` and
+/// `identityProviderUserId` (400 when missing).
+fn parse_create(body: &Value, pending: &PendingLinks) -> Result<LinkRequest, ApiError> {
+    let user_id = link_uuid(body, "userId")?;
     let pending_id = body
         .get("pendingIdPLinkId")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
-
-    let (provider_id, provider_user_id, display_name, token, pending_link) = match pending_id {
-        Some(pid) => {
-            let p = pending.get(pid).ok_or_else(|| {
-                ApiError::field(
-                    "pendingIdPLinkId",
-                    "invalid",
-                    "The pending link does not exist or has expired.",
-                )
-            })?;
-            (
-                p.identity_provider_id,
-                p.identity_provider_user_id.clone(),
-                Some(p.display_name.clone()),
-                p.token.clone(),
-                Some((pid.to_string(), p)),
+    if let Some(id) = pending_id {
+        let p = pending.get(id).ok_or_else(|| {
+            ApiError::field(
+                "pendingIdPLinkId",
+                "invalid",
+                "The pending link does not exist or has expired.",
             )
-        }
-        None => {
-            let provider_id = field("identityProviderId")
-                .map(|s| parse_uuid("identityProviderLink.identityProviderId", &s))
-                .transpose()?
-                .ok_or_else(|| {
-                    ApiError::field(
-                        "identityProviderLink.identityProviderId",
-                        "blank",
-                        "You must specify the identityProviderId.",
-                    )
-                })?;
-            let provider_user_id = field("identityProviderUserId").ok_or_else(|| {
-                ApiError::field(
-                    "identityProviderLink.identityProviderUserId",
-                    "blank",
-                    "You must specify the identityProviderUserId.",
-                )
-            })?;
-            (
-                provider_id,
-                provider_user_id,
-                field("displayName"),
-                field("token"),
-                None,
-            )
-        }
-    };
+        })?;
+        return Ok(LinkRequest {
+            user_id,
+            provider_id: p.identity_provider_id,
+            provider_user_id: p.identity_provider_user_id.clone(),
+            display_name: Some(p.display_name.clone()),
+            token: p.token.clone(),
+            pending: Some((id.to_string(), p)),
+        });
+    }
+    let provider_id = link_uuid(body, "identityProviderId")?;
+    let provider_user_id = link_field(body, "identityProviderUserId").ok_or_else(|| {
+        ApiError::field(
+            "identityProviderLink.identityProviderUserId",
+            "blank",
+            "You must specify the identityProviderUserId.",
+        )
+    })?;
+    Ok(LinkRequest {
+        user_id,
+        provider_id,
+        provider_user_id,
+        display_name: link_field(body, "displayName"),
+        token: link_field(body, "token"),
+        pending: None,
+    })
+}
 
-    let provider = context
+/// Returns the ExternalJWT provider `provider_id` (400 when there is none).
+async fn link_provider(context: &PluginContext, provider_id: Uuid) -> Result<Provider, ApiError> {
+    context
         .store
         .get_identity_provider(provider_id)
         .await?
@@ -243,8 +272,16 @@ pub async fn create(
                 "invalid",
                 "No identity provider exists with this id.",
             )
-        })?;
-    let user = context
+        })
+}
+
+/// Returns the user `user_id` when the API key may see it (400 when not, or when there is none).
+async fn link_user(
+    context: &PluginContext,
+    grant: &ApiKeyGrant,
+    user_id: Uuid,
+) -> Result<User, ApiError> {
+    context
         .store
         .get_user(user_id)
         .await?
@@ -255,11 +292,17 @@ pub async fn create(
                 "invalid",
                 "No user exists with this id.",
             )
-        })?;
+        })
+}
+
+/// Returns a 400 when the user is outside the provider's tenant or the pending link's tenant.
+fn check_same_tenant(
+    provider: &Provider,
+    user: &User,
+    pending: Option<&(String, PendingLink)>,
+) -> Result<(), ApiError> {
     if provider.tenant_id.is_some_and(|t| t != user.tenant_id)
-        || pending_link
-            .as_ref()
-            .is_some_and(|(_, p)| p.tenant_id != user.tenant_id)
+        || pending.is_some_and(|(_, p)| p.tenant_id != user.tenant_id)
     {
         return Err(ApiError::field(
             "identityProviderLink.userId",
@@ -267,56 +310,81 @@ pub async fn create(
             "The user is not in the identity provider's tenant.",
         ));
     }
+    Ok(())
+}
+
+/// Returns a `[duplicate]identityProviderLink` error when the provider user is already linked
+/// in the user's tenant (to this user or another).
+async fn check_not_linked(
+    context: &PluginContext,
+    wanted: &LinkRequest,
+    user: &User,
+) -> Result<(), ApiError> {
+    let provider_user_id = Some(wanted.provider_user_id.as_str());
     let existing = context
         .store
-        .find_links(Some(provider_id), None, Some(&provider_user_id))
+        .find_links(Some(wanted.provider_id), None, provider_user_id)
         .await?
         .into_iter()
         .find(|l| l.tenant_id == user.tenant_id);
-    if let Some(existing) = existing {
-        if existing.user_id == user.id {
-            return Err(ApiError::general(
-                "[duplicate]identityProviderLink",
-                "This link already exists.",
-            ));
-        }
-        return Err(ApiError::general(
-            "[duplicate]identityProviderLink",
-            "This identity provider user is already linked to another user.",
-        ));
-    }
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    let message = if existing.user_id == user.id {
+        "This link already exists."
+    } else {
+        "This identity provider user is already linked to another user."
+    };
+    Err(ApiError::general(
+        "[duplicate]identityProviderLink",
+        message,
+    ))
+}
+
+/// Returns a `[LinkLimitReached]` error when the user already has the provider's link limit
+/// for the user's tenant.
+async fn check_link_count(
+    context: &PluginContext,
+    provider: &Provider,
+    wanted: &LinkRequest,
+    user: &User,
+) -> Result<(), ApiError> {
     if let Some(max) = provider.link_limit(user.tenant_id) {
         let count = context
             .store
-            .find_links(Some(provider_id), Some(user.id), None)
+            .find_links(Some(wanted.provider_id), Some(user.id), None)
             .await?
             .len();
         if count as i64 >= max {
             return Err(limit_error(max));
         }
     }
-    let now = context.clock.now_millis();
-    let link = IdentityProviderLink {
+    Ok(())
+}
+
+/// Returns the link the request makes, created at `now` (its display name defaults to the
+/// provider's user id).
+fn new_link(
+    now: i64,
+    provider: &Provider,
+    user: &User,
+    wanted: LinkRequest,
+) -> IdentityProviderLink {
+    IdentityProviderLink {
         data: Default::default(),
-        display_name: display_name.or_else(|| Some(provider_user_id.clone())),
-        identity_provider_id: provider_id,
+        display_name: wanted
+            .display_name
+            .or_else(|| Some(wanted.provider_user_id.clone())),
+        identity_provider_id: wanted.provider_id,
         identity_provider_name: Some(provider.name.clone()),
         identity_provider_type: Some(EXTERNAL_JWT.into()),
-        identity_provider_user_id: provider_user_id,
+        identity_provider_user_id: wanted.provider_user_id,
         insert_instant: now,
         last_login_instant: now,
         tenant_id: user.tenant_id,
-        token,
+        token: wanted.token,
         user_id: user.id,
-    };
-    context.store.put_link(&link).await?;
-    if let Some((pid, _)) = pending_link {
-        pending.take(&pid);
     }
-    Ok(PluginResponse::json(
-        200,
-        &json!({ "identityProviderLink": link }),
-    ))
 }
 
 /// `DELETE /api/identity-provider/link?identityProviderId=&identityProviderUserId=&userId=`.

@@ -30,10 +30,10 @@ use gatehouse_plugin_api::helpers::{
 use gatehouse_plugin_api::model::{
     Application, DeviceInfo, IdentityProviderLink, RefreshTokenMetaData, Registration, Tenant, User,
 };
-use gatehouse_plugin_api::refresh::issue_refresh_token;
 use gatehouse_plugin_api::{
     AccessTokenRequest, ApiError, Errors, PluginContext, PluginRequest, PluginResponse,
 };
+use gatehouse_refresh::issue_refresh_token;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -321,6 +321,64 @@ pub async fn login(
     response
 }
 
+/// One login attempt: the request, and what every step of [`run`] reads.
+struct Attempt<'a> {
+    /// The HTTP request (client address, TLS).
+    request: &'a PluginRequest,
+    /// The context, pending links and lambda limits.
+    env: &'a LoginEnv<'a>,
+    /// The parsed body.
+    req: &'a LoginRequest,
+    /// When the attempt started (ms).
+    now: i64,
+}
+
+/// What step 1 loads.
+struct Target {
+    /// The ExternalJWT provider, enabled for the application.
+    provider: Provider,
+    /// The active application, in the request's tenant scope.
+    application: Application,
+    /// The application's tenant.
+    tenant: Tenant,
+}
+
+/// The user step 4 finds or creates.
+struct LoginUser {
+    /// The user (the claim map and the lambda change it).
+    user: User,
+    /// True when this login creates the user.
+    created: bool,
+    /// The user as stored, to write back only if no one changed it meanwhile (`None` when
+    /// created).
+    read_user: Option<User>,
+    /// The provider user's link in the application's tenant, when one exists.
+    existing_link: Option<IdentityProviderLink>,
+}
+
+/// What step 4 decides.
+enum UserStep {
+    /// Log this user in.
+    Found(Box<LoginUser>),
+    /// `CreatePendingLink`: answer with this pending link id and nothing else.
+    Pending(String),
+}
+
+/// The registration step 5 works on.
+struct Registrations {
+    /// The user's stored registration to the application, if any.
+    stored: Option<Registration>,
+    /// True when the login registers the user (none stored, and `createRegistration`).
+    registering: bool,
+    /// The stored registration or a new one, with the claim map and the lambda applied.
+    working: Registration,
+}
+
+/// One attempt of a login, the pipeline of the module's documentation: load provider → verify
+/// token → resolve identity → find or create user → claims and lambda → persist → tokens.
+///
+/// Returns the answer (200 or 202 with the user, or 200 with a pending link id), or why the
+/// login did not complete ([`Failure::Concurrent`]: start over).
 async fn run(
     request: &PluginRequest,
     env: &LoginEnv<'_>,
@@ -329,9 +387,39 @@ async fn run(
     debug: &mut DebugLog,
 ) -> Result<PluginResponse, Failure> {
     let context = env.context;
-    let now = context.clock.now_millis();
-
+    let at = Attempt {
+        request,
+        env,
+        req,
+        now: context.clock.now_millis(),
+    };
     // 1. provider and application
+    let provider = load_provider(context, req, debug).await?;
+    let target = load_application(context, req, scope, provider).await?;
+    // 2. the JWT
+    let claims = verify_token(context, &target.provider, req, debug)?;
+    // 3. identity
+    let who = resolve_identity(&target.provider, &claims, debug)?;
+    // 4. the user
+    let mut login = match find_or_create_user(&at, &target, &who, debug).await? {
+        UserStep::Found(login) => *login,
+        UserStep::Pending(id) => return Ok(pending_response(id)),
+    };
+    // 5. claim map and lambda
+    let registrations = reconcile_user(&at, &target, &mut login.user, &claims, debug).await?;
+    // 6. persist
+    let (user, registration) = persist(&at, &target, &who, login, registrations, debug).await?;
+    // 7. tokens
+    respond(&at, &target, user, registration, debug).await
+}
+
+/// Step 1, the provider: returns the ExternalJWT provider the request names (401 when there is
+/// none) and turns the debug log on when the provider asks for it.
+async fn load_provider(
+    context: &PluginContext,
+    req: &LoginRequest,
+    debug: &mut DebugLog,
+) -> Result<Provider, Failure> {
     let doc = context
         .store
         .get_identity_provider(req.identity_provider_id)
@@ -351,6 +439,18 @@ async fn run(
         provider.name,
         provider.linking_strategy.name()
     ));
+    Ok(provider)
+}
+
+/// Step 1, the application: returns the provider with the active application the request names
+/// and its tenant; 401 when the application is unknown, inactive, outside the request's tenant
+/// scope or the provider's tenant, or when the provider is disabled (for it).
+async fn load_application(
+    context: &PluginContext,
+    req: &LoginRequest,
+    scope: Option<Uuid>,
+    provider: Provider,
+) -> Result<Target, Failure> {
     let application = context
         .store
         .get_application(req.application_id)
@@ -389,8 +489,21 @@ async fn run(
         .get_tenant(application.tenant_id)
         .await?
         .ok_or_else(|| ApiError::internal("the application's tenant is missing"))?;
+    Ok(Target {
+        provider,
+        application,
+        tenant,
+    })
+}
 
-    // 2. the JWT
+/// Step 2: returns the claims of the request's JWT, verified with the provider's keys (or a key
+/// of the gateway's ring); 401 when it does not verify or its claims could not be stored.
+fn verify_token(
+    context: &PluginContext,
+    provider: &Provider,
+    req: &LoginRequest,
+    debug: &mut DebugLog,
+) -> Result<Map<String, Value>, Failure> {
     let ring = |id: &str| {
         context
             .tokens
@@ -431,44 +544,58 @@ async fn run(
             "The JWT carries claims that cannot be stored.",
         ));
     }
+    Ok(verified.claims)
+}
 
-    // 3. identity
-    let who = identity(&provider, &verified.claims)?;
+/// Step 3: returns who the token names (unique id, email, username); 401 when a needed claim is
+/// missing or the email's domain is not one of the provider's `domains`.
+fn resolve_identity(
+    provider: &Provider,
+    claims: &Map<String, Value>,
+    debug: &mut DebugLog,
+) -> Result<Identity, Failure> {
+    let who = identity(provider, claims)?;
     debug.line(format!(
         "Unique id claim [{}] = [{}]",
         provider.unique_id_claim, who.unique_id
     ));
+    Ok(who)
+}
 
-    // 4. the user
+/// Step 4: returns the linked user, else what the linking strategy decides (a found or new user,
+/// or a pending link); 404 for `noLink` without a link, 401 for a deactivated user (and the
+/// strategy's refusals).
+async fn find_or_create_user(
+    at: &Attempt<'_>,
+    target: &Target,
+    who: &Identity,
+    debug: &mut DebugLog,
+) -> Result<UserStep, Failure> {
+    let context = at.env.context;
     let existing_link = context
         .store
-        .find_links(Some(provider.id), None, Some(&who.unique_id))
+        .find_links(Some(target.provider.id), None, Some(&who.unique_id))
         .await?
         .into_iter()
-        .find(|l| l.tenant_id == application.tenant_id);
+        .find(|l| l.tenant_id == target.application.tenant_id);
     let linked_user = match &existing_link {
         Some(link) => context.store.get_user(link.user_id).await?,
         None => None,
     };
-    let (mut user, created) = match linked_user {
+    let (user, created) = match linked_user {
         Some(user) => {
             debug.line(format!("Existing link to user [{}]", user.id));
             (user, false)
         }
         None => {
-            if req.no_link {
+            if at.req.no_link {
                 debug.line("No link exists and noLink was requested");
                 return Err(Refusal::NotLinked.into());
             }
-            match resolve(env, &provider, &application, &who, req, now, debug).await? {
+            let (provider, application) = (&target.provider, &target.application);
+            match resolve(at.env, provider, application, who, at.req, at.now, debug).await? {
                 Resolved::User(user, created) => (*user, created),
-                Resolved::Pending(id) => {
-                    let body = LoginResponse {
-                        pending_idp_link_id: Some(id),
-                        ..Default::default()
-                    };
-                    return Ok(PluginResponse::json(200, &body));
-                }
+                Resolved::Pending(id) => return Ok(UserStep::Pending(id)),
             }
         }
     };
@@ -477,51 +604,96 @@ async fn run(
     }
     // The user as stored, to write back only if no one changed it meanwhile.
     let read_user = (!created).then(|| user.clone());
+    Ok(UserStep::Found(Box::new(LoginUser {
+        user,
+        created,
+        read_user,
+        existing_link,
+    })))
+}
 
-    // 5. claim map and lambda
+/// Returns the `CreatePendingLink` answer: 200 with `pendingIdPLinkId` and nothing else.
+fn pending_response(id: String) -> PluginResponse {
+    let body = LoginResponse {
+        pending_idp_link_id: Some(id),
+        ..Default::default()
+    };
+    PluginResponse::json(200, &body)
+}
+
+/// Step 5: applies `claimMap`, then the reconcile lambda (not for `LinkAnonymously`), to `user`
+/// and to the registration (the stored one, else a new one with the application's default
+/// roles); returns the registrations. A failing lambda is a 401 `[LambdaInvocationFailed]`.
+async fn reconcile_user(
+    at: &Attempt<'_>,
+    target: &Target,
+    user: &mut User,
+    claims: &Map<String, Value>,
+    debug: &mut DebugLog,
+) -> Result<Registrations, Failure> {
+    let (provider, application) = (&target.provider, &target.application);
     let app_config = provider.applications.get(&application.id).copied();
-    let mut registration = context
+    let stored = at
+        .env
+        .context
         .store
         .get_registration(user.id, application.id)
         .await?;
-    let registering = registration.is_none() && app_config.is_some_and(|c| c.create_registration);
-    let mut working_registration = registration.clone().unwrap_or_else(|| Registration {
+    let registering = stored.is_none() && app_config.is_some_and(|c| c.create_registration);
+    let mut working = stored.clone().unwrap_or_else(|| Registration {
         id: Uuid::new_v4(),
         application_id: application.id,
         user_id: Some(user.id),
         roles: application.default_roles(),
-        insert_instant: now,
+        insert_instant: at.now,
         verified: true,
         ..Default::default()
     });
-    let applied = apply_claim_map(
-        &provider.claim_map,
-        &verified.claims,
-        &mut user,
-        &mut working_registration.data,
-    );
+    let applied = apply_claim_map(&provider.claim_map, claims, user, &mut working.data);
     if !applied.is_empty() {
         debug.line(format!("claimMap applied claims [{}]", applied.join(", ")));
     }
     if let Some(lambda_id) = provider.reconcile_lambda_id {
         if provider.linking_strategy != LinkingStrategy::LinkAnonymously {
-            let (u, r) = run_lambda(
-                env,
-                lambda_id,
-                &user,
-                &working_registration,
-                &verified.claims,
-                debug,
-            )
-            .await?;
-            user = u;
-            working_registration = r;
+            let (u, r) = run_lambda(at.env, lambda_id, user, &working, claims, debug).await?;
+            *user = u;
+            working = r;
         }
     }
+    Ok(Registrations {
+        stored,
+        registering,
+        working,
+    })
+}
 
-    // 6. persist, in one transaction (nothing is written when what the claims and the lambda
-    // made is over the document limits: it could not be read back; nor when the user changed
-    // since it was read: the login then starts over)
+/// Step 6: saves, in one transaction, the user (`lastLoginInstant`, a newer
+/// `lastUpdateInstant`), the registration when the user is or becomes registered, and the link;
+/// returns the user and the registration in force.
+///
+/// Nothing is written when what the claims and the lambda made is over the document limits (it
+/// could not be read back: 400), nor when the user changed since it was read
+/// ([`Failure::Concurrent`]: the login starts over).
+async fn persist(
+    at: &Attempt<'_>,
+    target: &Target,
+    who: &Identity,
+    login: LoginUser,
+    registrations: Registrations,
+    debug: &mut DebugLog,
+) -> Result<(User, Option<Registration>), Failure> {
+    let LoginUser {
+        mut user,
+        created,
+        read_user,
+        existing_link,
+    } = login;
+    let Registrations {
+        stored,
+        registering,
+        working: mut working_registration,
+    } = registrations;
+    let now = at.now;
     check_document("user", &user)?;
     check_document("registration", &working_registration)?;
     user.last_login_instant = Some(now);
@@ -529,47 +701,21 @@ async fn run(
     user.last_update_instant = read_user
         .as_ref()
         .map_or(now, |read| now.max(read.last_update_instant + 1));
-    let registered = registration.is_some() || registering;
+    let registered = stored.is_some() || registering;
     if registered {
         working_registration.last_login_instant = Some(now);
         working_registration.last_update_instant = now;
     }
     let new_link = existing_link.is_none();
-    let mut link = existing_link.unwrap_or_else(|| IdentityProviderLink {
-        data: Default::default(),
-        display_name: Some(who.display_name()),
-        identity_provider_id: provider.id,
-        identity_provider_name: Some(provider.name.clone()),
-        identity_provider_type: Some(EXTERNAL_JWT.into()),
-        identity_provider_user_id: who.unique_id.clone(),
-        insert_instant: now,
-        last_login_instant: now,
-        tenant_id: application.tenant_id,
-        token: None,
-        user_id: user.id,
-    });
-    link.last_login_instant = now;
-    link.identity_provider_name = Some(provider.name.clone());
-    if let Some(token) = &req.provider_refresh_token {
-        link.token = Some(token.clone());
-    }
-    let saved = context
-        .store
-        .save_login(
-            &user,
-            read_user.as_ref(),
-            registered.then_some(&working_registration),
-            &link,
-        )
-        .await;
-    match saved {
-        Ok(true) => {}
-        // Changed meanwhile, or created by a concurrent login: start over.
-        Ok(false) | Err(gatehouse_plugin_api::StoreError::Conflict(_)) => {
-            return Err(Failure::Concurrent)
-        }
-        Err(e) => return Err(e.into()),
-    }
+    let link = login_link(at, target, who, existing_link, user.id);
+    save_login(
+        at.env.context,
+        &user,
+        read_user.as_ref(),
+        registered.then_some(&working_registration),
+        &link,
+    )
+    .await?;
     if created {
         debug.line(format!("Created user [{}]", user.id));
     }
@@ -579,73 +725,94 @@ async fn run(
             working_registration.roles.join(", ")
         ));
     }
-    if registered {
-        registration = Some(working_registration);
-    }
+    let registration = if registered {
+        Some(working_registration)
+    } else {
+        stored
+    };
     if new_link {
         debug.line(format!("Linked the provider user to user [{}]", user.id));
     }
+    Ok((user, registration))
+}
 
-    // 7. tokens
-    let ip = req.ip_address.clone().or_else(|| request.client_ip());
+/// Writes the user (unless it changed since `read_user` was read), the registration and the
+/// link in one transaction; returns [`Failure::Concurrent`] when the user changed meanwhile or
+/// was created by a concurrent login (the login then starts over).
+async fn save_login(
+    context: &PluginContext,
+    user: &User,
+    read_user: Option<&User>,
+    registration: Option<&Registration>,
+    link: &IdentityProviderLink,
+) -> Result<(), Failure> {
+    let saved = context
+        .store
+        .save_login(user, read_user, registration, link)
+        .await;
+    match saved {
+        Ok(true) => Ok(()),
+        // Changed meanwhile, or created by a concurrent login: start over.
+        Ok(false) | Err(gatehouse_plugin_api::StoreError::Conflict(_)) => Err(Failure::Concurrent),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Returns the link of the provider user to `user_id` as this login leaves it: the existing one
+/// or a new one, with this login's `lastLoginInstant`, the provider's current name and the
+/// provider's refresh token when the request gives one.
+fn login_link(
+    at: &Attempt<'_>,
+    target: &Target,
+    who: &Identity,
+    existing_link: Option<IdentityProviderLink>,
+    user_id: Uuid,
+) -> IdentityProviderLink {
+    let (provider, now) = (&target.provider, at.now);
+    let mut link = existing_link.unwrap_or_else(|| IdentityProviderLink {
+        data: Default::default(),
+        display_name: Some(who.display_name()),
+        identity_provider_id: provider.id,
+        identity_provider_name: Some(provider.name.clone()),
+        identity_provider_type: Some(EXTERNAL_JWT.into()),
+        identity_provider_user_id: who.unique_id.clone(),
+        insert_instant: now,
+        last_login_instant: now,
+        tenant_id: target.application.tenant_id,
+        token: None,
+        user_id,
+    });
+    link.last_login_instant = now;
+    link.identity_provider_name = Some(provider.name.clone());
+    if let Some(token) = &at.req.provider_refresh_token {
+        link.token = Some(token.clone());
+    }
+    link
+}
+
+/// Step 7: returns the answer: the user, 200 when registered to the application and 202 when
+/// not, and unless `noJWT` the tokens, in the body and in cookies.
+async fn respond(
+    at: &Attempt<'_>,
+    target: &Target,
+    user: User,
+    registration: Option<Registration>,
+    debug: &mut DebugLog,
+) -> Result<PluginResponse, Failure> {
+    let ip = at.req.ip_address.clone().or_else(|| at.request.client_ip());
     debug.line(format!(
         "Login from [{}]",
         ip.as_deref().unwrap_or("unknown")
     ));
     let mut body = LoginResponse::default();
     let mut response_cookies = Vec::new();
-    if !req.no_jwt {
-        let secure = secure_cookies(request, context);
-        let refresh = match &registration {
-            Some(_) if application.login_configuration.generate_refresh_tokens => {
-                let mut device = req.device.clone();
-                if device.last_accessed_address.is_none() {
-                    device.last_accessed_address = ip.clone();
-                }
-                device.last_accessed_instant = Some(now);
-                let meta = RefreshTokenMetaData {
-                    device,
-                    scopes: Vec::new(),
-                };
-                Some(
-                    issue_refresh_token(
-                        context.refresh_env(),
-                        &user,
-                        &tenant,
-                        Some(&application),
-                        meta,
-                    )
-                    .await?,
-                )
-            }
-            _ => None,
-        };
-        let issued = issue(
-            context,
-            &user,
-            &tenant,
-            &application,
-            registration.as_ref(),
-            refresh.as_ref().map(|r| r.id),
-        )?;
-        response_cookies.push(session_cookie("access_token", &issued.token, secure));
-        if let Some(r) = &refresh {
-            response_cookies.push(expiring_cookie(
-                "refresh_token",
-                &r.token,
-                r.expiration_instant,
-                now,
-                secure,
-            ));
-        }
-        body.token = Some(issued.token);
-        body.token_expiration_instant = Some(issued.expiration_instant);
-        body.refresh_token_id = refresh.as_ref().map(|r| r.id);
-        body.refresh_token = refresh.map(|r| r.token);
+    if !at.req.no_jwt {
+        response_cookies =
+            issue_tokens(at, target, &user, registration.as_ref(), ip, &mut body).await?;
     }
     let status = if registration.is_some() { 200 } else { 202 };
     debug.line(format!("Answered {status} for user [{}]", user.id));
-    body.user = Some(full_user(context, user).await?);
+    body.user = Some(full_user(at.env.context, user).await?);
     let mut response = PluginResponse::json(status, &body);
     for cookie in &response_cookies {
         response = response.with_cookie(cookie);
@@ -653,6 +820,82 @@ async fn run(
     Ok(response)
 }
 
+/// Issues the tokens of a login into `body`: a refresh token when the user is registered and the
+/// application generates them, and an access token (`sid` = the refresh token's id). Returns
+/// their cookies (`access_token`, a session cookie, and `refresh_token`).
+async fn issue_tokens(
+    at: &Attempt<'_>,
+    target: &Target,
+    user: &User,
+    registration: Option<&Registration>,
+    ip: Option<String>,
+    body: &mut LoginResponse,
+) -> Result<Vec<gatehouse_plugin_api::Cookie>, Failure> {
+    let context = at.env.context;
+    let secure = secure_cookies(at.request, context);
+    let generates = target
+        .application
+        .login_configuration
+        .generate_refresh_tokens;
+    let refresh = match registration {
+        Some(_) if generates => Some(issue_refresh(at, target, user, ip).await?),
+        _ => None,
+    };
+    let issued = issue(
+        context,
+        user,
+        &target.tenant,
+        &target.application,
+        registration,
+        refresh.as_ref().map(|r| r.id),
+    )?;
+    let mut cookies = vec![session_cookie("access_token", &issued.token, secure)];
+    if let Some(r) = &refresh {
+        cookies.push(expiring_cookie(
+            "refresh_token",
+            &r.token,
+            r.expiration_instant,
+            at.now,
+            secure,
+        ));
+    }
+    body.token = Some(issued.token);
+    body.token_expiration_instant = Some(issued.expiration_instant);
+    body.refresh_token_id = refresh.as_ref().map(|r| r.id);
+    body.refresh_token = refresh.map(|r| r.token);
+    Ok(cookies)
+}
+
+/// Returns a new refresh token of `user` for the application, with the request's device (whose
+/// address defaults to the client's `ip`).
+async fn issue_refresh(
+    at: &Attempt<'_>,
+    target: &Target,
+    user: &User,
+    ip: Option<String>,
+) -> Result<gatehouse_plugin_api::model::RefreshToken, Failure> {
+    let mut device = at.req.device.clone();
+    if device.last_accessed_address.is_none() {
+        device.last_accessed_address = ip;
+    }
+    device.last_accessed_instant = Some(at.now);
+    let meta = RefreshTokenMetaData {
+        device,
+        scopes: Vec::new(),
+    };
+    let token = issue_refresh_token(
+        crate::common::refresh_env(at.env.context),
+        user,
+        &target.tenant,
+        Some(&target.application),
+        meta,
+    )
+    .await?;
+    Ok(token)
+}
+
+/// Returns the access token of a login (`authenticationType` `FEDERATED_JWT`, `sid` =
+/// `session_id`).
 fn issue(
     context: &PluginContext,
     user: &User,

@@ -10,10 +10,10 @@
 //!   token expiration policy; otherwise it is silently left out (see
 //!   [`issue_sso_refresh_token`]).
 
-use gatehouse_plugin_api::refresh::issue_sso_refresh_token;
 use gatehouse_plugin_api::{
-    AccessTokenRequest, ApiError, PluginContext, PluginRequest, PluginResponse, RefreshEnv,
+    AccessTokenRequest, ApiError, PluginContext, PluginRequest, PluginResponse,
 };
+use gatehouse_refresh::issue_sso_refresh_token;
 use serde::Serialize;
 
 use crate::common::{request_tenant_scope, signing_error, uuid_param};
@@ -92,7 +92,7 @@ pub async fn issue(
     let refresh_token = match (&registration, presented_refresh_token(request)) {
         (Some(_), Some(value)) => {
             issue_sso_refresh_token(
-                RefreshEnv::from(context),
+                crate::common::refresh_env(context),
                 &value,
                 &user,
                 &tenant,

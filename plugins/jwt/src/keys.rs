@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_plugin_api::refresh::effective_jwt_configuration;
 use gatehouse_plugin_api::tokens::PublicKeyInfo;
 use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_refresh::effective_jwt_configuration;
 use serde_json::{json, Value};
 
 use crate::common::{request_tenant_scope, scoped_tenant, uuid_param};

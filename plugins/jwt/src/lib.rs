@@ -10,7 +10,7 @@
 //! | `POST /api/jwt/vend` | [`vend`] |
 //!
 //! Build it with [`factory`] (settings: none). Refresh-token rules live in
-//! [`gatehouse_plugin_api::refresh`], shared with the proxy's transparent refresh.
+//! [`gatehouse_refresh`], shared with the proxy's transparent refresh.
 #![warn(missing_docs)]
 
 use std::sync::Arc;
@@ -35,30 +35,89 @@ mod testkit;
 /// The plugin's name under `plugins:`.
 pub const NAME: &str = "jwt";
 
-/// Route names, as given to [`RouteSpec::name`] and matched in [`JwtPlugin::handle`].
-pub mod route {
+/// The plugin's endpoints. [`Route::spec`] gives each its method, path template and name (the
+/// name is what [`JwtPlugin::handle`] receives back in [`RouteSpec::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
     /// `GET /api/jwt/issue`
-    pub const ISSUE: &str = "issue";
+    Issue,
     /// `GET /api/jwt/public-key`
-    pub const PUBLIC_KEY: &str = "public_key";
+    PublicKey,
     /// `GET /.well-known/jwks.json`
-    pub const JWKS: &str = "jwks";
+    Jwks,
     /// `GET /.well-known/openid-configuration`
-    pub const OPENID_CONFIGURATION: &str = "openid_configuration";
+    OpenidConfiguration,
     /// `POST /api/jwt/refresh`
-    pub const REFRESH: &str = "refresh";
+    Refresh,
     /// `GET /api/jwt/refresh?userId=`
-    pub const RETRIEVE_REFRESH_TOKENS: &str = "retrieve_refresh_tokens";
+    RetrieveRefreshTokens,
     /// `GET /api/jwt/refresh/{tokenId}`
-    pub const RETRIEVE_REFRESH_TOKEN: &str = "retrieve_refresh_token";
+    RetrieveRefreshToken,
     /// `DELETE /api/jwt/refresh`
-    pub const REVOKE_REFRESH_TOKENS: &str = "revoke_refresh_tokens";
+    RevokeRefreshTokens,
     /// `DELETE /api/jwt/refresh/{tokenId}`
-    pub const REVOKE_REFRESH_TOKEN: &str = "revoke_refresh_token";
+    RevokeRefreshToken,
     /// `GET /api/jwt/validate`
-    pub const VALIDATE: &str = "validate";
+    Validate,
     /// `POST /api/jwt/vend`
-    pub const VEND: &str = "vend";
+    Vend,
+}
+
+impl Route {
+    /// Every route, in the order [`JwtPlugin::routes`] declares them.
+    pub const ALL: [Route; 11] = [
+        Route::Issue,
+        Route::PublicKey,
+        Route::Jwks,
+        Route::OpenidConfiguration,
+        Route::Refresh,
+        Route::RetrieveRefreshTokens,
+        Route::RetrieveRefreshToken,
+        Route::RevokeRefreshTokens,
+        Route::RevokeRefreshToken,
+        Route::Validate,
+        Route::Vend,
+    ];
+
+    /// Returns the route's name, as given to [`RouteSpec::name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Issue => "issue",
+            Route::PublicKey => "public_key",
+            Route::Jwks => "jwks",
+            Route::OpenidConfiguration => "openid_configuration",
+            Route::Refresh => "refresh",
+            Route::RetrieveRefreshTokens => "retrieve_refresh_tokens",
+            Route::RetrieveRefreshToken => "retrieve_refresh_token",
+            Route::RevokeRefreshTokens => "revoke_refresh_tokens",
+            Route::RevokeRefreshToken => "revoke_refresh_token",
+            Route::Validate => "validate",
+            Route::Vend => "vend",
+        }
+    }
+
+    /// Returns the route's method, path template and name.
+    pub fn spec(self) -> RouteSpec {
+        let (method, path) = match self {
+            Route::Issue => (Method::GET, "/api/jwt/issue"),
+            Route::PublicKey => (Method::GET, "/api/jwt/public-key"),
+            Route::Jwks => (Method::GET, "/.well-known/jwks.json"),
+            Route::OpenidConfiguration => (Method::GET, "/.well-known/openid-configuration"),
+            Route::Refresh => (Method::POST, "/api/jwt/refresh"),
+            Route::RetrieveRefreshTokens => (Method::GET, "/api/jwt/refresh"),
+            Route::RetrieveRefreshToken => (Method::GET, "/api/jwt/refresh/{tokenId}"),
+            Route::RevokeRefreshTokens => (Method::DELETE, "/api/jwt/refresh"),
+            Route::RevokeRefreshToken => (Method::DELETE, "/api/jwt/refresh/{tokenId}"),
+            Route::Validate => (Method::GET, "/api/jwt/validate"),
+            Route::Vend => (Method::POST, "/api/jwt/vend"),
+        };
+        RouteSpec::new(method, path, self.name())
+    }
+
+    /// Returns the route whose [`RouteSpec::name`] is `name`, if any.
+    pub fn from_name(name: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 /// The JWT API plugin. Stateless: everything lives in the [`PluginContext`].
@@ -112,39 +171,7 @@ impl Plugin for JwtPlugin {
     }
 
     fn routes(&self) -> Vec<RouteSpec> {
-        vec![
-            RouteSpec::new(Method::GET, "/api/jwt/issue", route::ISSUE),
-            RouteSpec::new(Method::GET, "/api/jwt/public-key", route::PUBLIC_KEY),
-            RouteSpec::new(Method::GET, "/.well-known/jwks.json", route::JWKS),
-            RouteSpec::new(
-                Method::GET,
-                "/.well-known/openid-configuration",
-                route::OPENID_CONFIGURATION,
-            ),
-            RouteSpec::new(Method::POST, "/api/jwt/refresh", route::REFRESH),
-            RouteSpec::new(
-                Method::GET,
-                "/api/jwt/refresh",
-                route::RETRIEVE_REFRESH_TOKENS,
-            ),
-            RouteSpec::new(
-                Method::GET,
-                "/api/jwt/refresh/{tokenId}",
-                route::RETRIEVE_REFRESH_TOKEN,
-            ),
-            RouteSpec::new(
-                Method::DELETE,
-                "/api/jwt/refresh",
-                route::REVOKE_REFRESH_TOKENS,
-            ),
-            RouteSpec::new(
-                Method::DELETE,
-                "/api/jwt/refresh/{tokenId}",
-                route::REVOKE_REFRESH_TOKEN,
-            ),
-            RouteSpec::new(Method::GET, "/api/jwt/validate", route::VALIDATE),
-            RouteSpec::new(Method::POST, "/api/jwt/vend", route::VEND),
-        ]
+        Route::ALL.into_iter().map(Route::spec).collect()
     }
 
     async fn handle(
@@ -153,19 +180,21 @@ impl Plugin for JwtPlugin {
         request: PluginRequest,
         context: &PluginContext,
     ) -> Result<PluginResponse, ApiError> {
-        match route.name {
-            route::ISSUE => issue::issue(&request, context).await,
-            route::PUBLIC_KEY => keys::public_key(&request, context).await,
-            route::JWKS => Ok(keys::jwks(context)),
-            route::OPENID_CONFIGURATION => keys::openid_configuration(&request, context).await,
-            route::REFRESH => refresh::exchange(&request, context).await,
-            route::RETRIEVE_REFRESH_TOKENS => refresh::retrieve_for_user(&request, context).await,
-            route::RETRIEVE_REFRESH_TOKEN => refresh::retrieve_by_id(&request, context).await,
-            route::REVOKE_REFRESH_TOKENS => refresh::revoke(&request, context).await,
-            route::REVOKE_REFRESH_TOKEN => refresh::revoke_by_id(&request, context).await,
-            route::VALIDATE => validate::validate(&request, context),
-            route::VEND => vend::vend(&request, context).await,
-            _ => Err(ApiError::NotFound),
+        match Route::from_name(route.name) {
+            None => Err(ApiError::NotFound),
+            Some(r) => match r {
+                Route::Issue => issue::issue(&request, context).await,
+                Route::PublicKey => keys::public_key(&request, context).await,
+                Route::Jwks => Ok(keys::jwks(context)),
+                Route::OpenidConfiguration => keys::openid_configuration(&request, context).await,
+                Route::Refresh => refresh::exchange(&request, context).await,
+                Route::RetrieveRefreshTokens => refresh::retrieve_for_user(&request, context).await,
+                Route::RetrieveRefreshToken => refresh::retrieve_by_id(&request, context).await,
+                Route::RevokeRefreshTokens => refresh::revoke(&request, context).await,
+                Route::RevokeRefreshToken => refresh::revoke_by_id(&request, context).await,
+                Route::Validate => validate::validate(&request, context),
+                Route::Vend => vend::vend(&request, context).await,
+            },
         }
     }
 }
@@ -183,6 +212,53 @@ mod tests {
         assert!(err.contains("`issuer`"), "{err}");
         let err = factory(&json!(["x"])).err().expect("refused");
         assert!(err.contains("sequence"), "{err}");
+    }
+
+    #[test]
+    fn every_route_round_trips_through_its_name() {
+        for (i, route) in Route::ALL.into_iter().enumerate() {
+            let spec = route.spec();
+            assert_eq!(Route::from_name(spec.name), Some(route), "{}", spec.name);
+            for other in &Route::ALL[i + 1..] {
+                assert_ne!(spec.name, other.spec().name);
+            }
+        }
+        assert_eq!(Route::from_name("no_such_route"), None);
+    }
+
+    #[test]
+    fn route_names_and_paths_are_unchanged() {
+        let specs: Vec<(String, &str, &str)> = Route::ALL
+            .into_iter()
+            .map(|r| r.spec())
+            .map(|s| (s.method.to_string(), s.path, s.name))
+            .collect();
+        let token_id = "/api/jwt/refresh/{tokenId}";
+        let expected = [
+            ("GET", "/api/jwt/issue", "issue"),
+            ("GET", "/api/jwt/public-key", "public_key"),
+            ("GET", "/.well-known/jwks.json", "jwks"),
+            (
+                "GET",
+                "/.well-known/openid-configuration",
+                "openid_configuration",
+            ),
+            ("POST", "/api/jwt/refresh", "refresh"),
+            ("GET", "/api/jwt/refresh", "retrieve_refresh_tokens"),
+            ("GET", token_id, "retrieve_refresh_token"),
+            ("DELETE", "/api/jwt/refresh", "revoke_refresh_tokens"),
+            ("DELETE", token_id, "revoke_refresh_token"),
+            ("GET", "/api/jwt/validate", "validate"),
+            ("POST", "/api/jwt/vend", "vend"),
+        ];
+        assert_eq!(specs.len(), expected.len());
+        for (spec, (method, path, name)) in specs.iter().zip(expected) {
+            assert_eq!(
+                (spec.0.as_str(), spec.1, spec.2),
+                (method, path, name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

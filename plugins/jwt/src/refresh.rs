@@ -11,12 +11,10 @@
 //! Every revocation is also recorded with the token service, so access tokens minted from the
 //! revoked tokens (or, for user/application revocations, all of them) stop working at the edge.
 
-use gatehouse_plugin_api::refresh::exchange_refresh_token_scoped;
 use gatehouse_plugin_api::store::RevokeScope;
 use gatehouse_plugin_api::tokens::RevocationScope;
-use gatehouse_plugin_api::{
-    ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse, RefreshEnv,
-};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_refresh::exchange_refresh_token_scoped;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -108,7 +106,7 @@ pub async fn exchange(
     })?;
     let client_ip = request.client_ip();
     let outcome = exchange_refresh_token_scoped(
-        RefreshEnv::from(context),
+        crate::common::refresh_env(context),
         &value,
         client_ip.as_deref(),
         tenant_scope,

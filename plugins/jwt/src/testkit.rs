@@ -13,13 +13,16 @@ use gatehouse_plugin_api::model::{
     ApiKey, Application, EventLog, IdentityProviderLink, JwtConfiguration, KeyMaterial,
     LoginConfiguration, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
 };
-use gatehouse_plugin_api::refresh::issue_refresh_token;
-use gatehouse_plugin_api::store::{RevokeScope, Rotation, StoreResult};
+use gatehouse_plugin_api::store::{
+    Directory, IdentityProviderStore, RefreshTokenStore, RevokeScope, Rotation, StoreResult,
+    UserStore, RETIRED_VALUE_MEMORY_MS,
+};
 use gatehouse_plugin_api::tokens::{PublicKeyInfo, RevocationScope};
 use gatehouse_plugin_api::{
-    AccessTokenRequest, ApiKeyRing, Clock, IssuedToken, PluginContext, RefreshEnv, Store,
-    StoreError, TokenError, TokenService, VerifiedClaims,
+    AccessTokenRequest, ApiKeyRing, Clock, IssuedToken, PluginContext, StoreError, TokenError,
+    TokenService, VerifiedClaims,
 };
+use gatehouse_refresh::issue_refresh_token;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -66,8 +69,19 @@ struct State {
     users: Vec<User>,
     registrations: Vec<Registration>,
     tokens: Vec<RefreshToken>,
-    /// Rotated-away values: (old value, token id, rotated at).
-    rotated: Vec<(String, Uuid, i64)>,
+    /// Values one-time-use rotation retired.
+    rotated: Vec<Retired>,
+    /// Edge revocations: scope and instant (seconds), the latest per scope.
+    revocations: Vec<(RevocationScope, i64)>,
+}
+
+/// A retired value: what replaced it, when, and the rotation's outcome while it is kept.
+struct Retired {
+    old_value: String,
+    id: Uuid,
+    rotated_at: i64,
+    /// The access token issued with the rotation, and until when (ms) it is handed out.
+    outcome: Option<(String, i64)>,
 }
 
 /// An in-memory store with the semantics the trait documents.
@@ -127,13 +141,30 @@ impl FakeStore {
 
 /// What replaced a retired value, as the real stores answer it (without a recorded outcome).
 fn retired(s: &State, old_value: &str) -> Option<Rotation> {
-    let (_, id, rotated_at) = s.rotated.iter().find(|(old, _, _)| old == old_value)?;
-    let current = s.tokens.iter().find(|t| t.id == *id)?;
+    let retired = s.rotated.iter().find(|r| r.old_value == old_value)?;
+    let current = s.tokens.iter().find(|t| t.id == retired.id)?;
     Some(Rotation::AlreadyRotated {
         current: current.clone(),
-        rotated_at: *rotated_at,
-        access_token: None,
+        rotated_at: retired.rotated_at,
+        access_token: retired.outcome.as_ref().map(|(token, _)| token.clone()),
     })
+}
+
+/// Records an edge revocation, keeping the latest instant per scope.
+fn record_revocation(s: &mut State, scope: &RevocationScope, instant: i64) {
+    match s.revocations.iter_mut().find(|(known, _)| known == scope) {
+        Some((_, at)) => *at = (*at).max(instant),
+        None => s.revocations.push((*scope, instant)),
+    }
+}
+
+/// True when `user` has this email (`Some`) or this username, ignoring case.
+fn same_login(user: &User, email: Option<&str>, username: Option<&str>) -> bool {
+    let equal = |a: &Option<String>, b: Option<&str>| match (a, b) {
+        (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
+        _ => false,
+    };
+    equal(&user.email, email) || equal(&user.username, username)
 }
 
 fn unsupported<T>() -> StoreResult<T> {
@@ -143,16 +174,7 @@ fn unsupported<T>() -> StoreResult<T> {
 }
 
 #[async_trait]
-impl Store for FakeStore {
-    async fn ping(&self) -> StoreResult<()> {
-        Ok(())
-    }
-    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let mut s = lock(&self.state);
-        s.tenants.retain(|t| t.id != tenant.id);
-        s.tenants.push(tenant.clone());
-        Ok(())
-    }
+impl Directory for FakeStore {
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
         Ok(lock(&self.state)
             .tenants
@@ -162,12 +184,6 @@ impl Store for FakeStore {
     }
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
         Ok(lock(&self.state).tenants.clone())
-    }
-    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
-        let mut s = lock(&self.state);
-        s.applications.retain(|a| a.id != application.id);
-        s.applications.push(application.clone());
-        Ok(())
     }
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
         Ok(lock(&self.state)
@@ -179,20 +195,23 @@ impl Store for FakeStore {
     async fn list_applications(&self) -> StoreResult<Vec<Application>> {
         Ok(lock(&self.state).applications.clone())
     }
-    async fn get_key_material(&self, _id: Uuid) -> StoreResult<Option<KeyMaterial>> {
-        Ok(None)
-    }
-    async fn insert_key_material(&self, _material: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        unsupported()
-    }
-    async fn replace_api_keys(&self, _keys: &[ApiKey]) -> StoreResult<()> {
-        unsupported()
-    }
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        Ok(Vec::new())
-    }
+}
+
+#[async_trait]
+impl UserStore for FakeStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        lock(&self.state).users.push(user.clone());
+        let mut s = lock(&self.state);
+        let taken = s.users.iter().any(|u| {
+            u.id == user.id
+                || (u.tenant_id == user.tenant_id
+                    && same_login(u, user.email.as_deref(), user.username.as_deref()))
+        });
+        if taken {
+            return Err(StoreError::Conflict(
+                "a user has this email or username".into(),
+            ));
+        }
+        s.users.push(user.clone());
         Ok(())
     }
     async fn update_user(&self, user: &User) -> StoreResult<()> {
@@ -208,19 +227,30 @@ impl Store for FakeStore {
     async fn get_user(&self, id: Uuid) -> StoreResult<Option<User>> {
         Ok(lock(&self.state).users.iter().find(|u| u.id == id).cloned())
     }
-    async fn find_user_by_email(
-        &self,
-        _tenant_id: Uuid,
-        _email: &str,
-    ) -> StoreResult<Option<User>> {
-        Ok(None)
+    async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
+        let s = lock(&self.state);
+        let found = s.users.iter().filter(|u| same_login(u, Some(email), None));
+        Ok(found.cloned().collect())
+    }
+    async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
+        let s = lock(&self.state);
+        let found = s
+            .users
+            .iter()
+            .find(|u| u.tenant_id == tenant_id && same_login(u, Some(email), None));
+        Ok(found.cloned())
     }
     async fn find_user_by_username(
         &self,
-        _tenant_id: Uuid,
-        _username: &str,
+        tenant_id: Uuid,
+        username: &str,
     ) -> StoreResult<Option<User>> {
-        Ok(None)
+        let s = lock(&self.state);
+        let found = s
+            .users
+            .iter()
+            .find(|u| u.tenant_id == tenant_id && same_login(u, None, Some(username)));
+        Ok(found.cloned())
     }
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
         let mut s = lock(&self.state);
@@ -249,6 +279,10 @@ impl Store for FakeStore {
             .cloned()
             .collect())
     }
+}
+
+#[async_trait]
+impl RefreshTokenStore for FakeStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         lock(&self.state).tokens.push(token.clone());
         Ok(())
@@ -259,10 +293,10 @@ impl Store for FakeStore {
             return Ok(Some(t.clone()));
         }
         if self.find_rotated.load(Ordering::SeqCst) {
-            if let Some((old, id, _)) = s.rotated.iter().find(|(old, _, _)| old == value) {
-                if let Some(t) = s.tokens.iter().find(|t| t.id == *id) {
+            if let Some(retired) = s.rotated.iter().find(|r| r.old_value == value) {
+                if let Some(t) = s.tokens.iter().find(|t| t.id == retired.id) {
                     let mut as_was = t.clone();
-                    as_was.token = old.clone();
+                    as_was.token = retired.old_value.clone();
                     return Ok(Some(as_was));
                 }
             }
@@ -296,28 +330,45 @@ impl Store for FakeStore {
             None => Err(StoreError::NotFound),
         }
     }
-    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
-        Ok(retired(&lock(&self.state), old_value))
-    }
-
-    async fn prune_rotations(&self, _now_ms: i64) -> StoreResult<u64> {
-        Ok(0)
-    }
-
     async fn rotate_refresh_token(
         &self,
         old_value: &str,
         next: &RefreshToken,
-        _outcome: Option<(&str, i64)>,
+        outcome: Option<(&str, i64)>,
     ) -> StoreResult<Rotation> {
-        let now = self.now();
         let mut s = lock(&self.state);
         if let Some(t) = s.tokens.iter_mut().find(|t| t.token == old_value) {
             *t = next.clone();
-            s.rotated.push((old_value.to_string(), next.id, now));
+            s.rotated.push(Retired {
+                old_value: old_value.to_string(),
+                id: next.id,
+                rotated_at: next.insert_instant,
+                outcome: outcome.map(|(token, until)| (token.to_string(), until)),
+            });
             return Ok(Rotation::Rotated(next.clone()));
         }
         retired(&s, old_value).ok_or(StoreError::NotFound)
+    }
+    async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64> {
+        let mut s = lock(&self.state);
+        let mut changed = 0;
+        for retired in &mut s.rotated {
+            if retired
+                .outcome
+                .as_ref()
+                .is_some_and(|(_, until)| *until < now_ms)
+            {
+                retired.outcome = None;
+                changed += 1;
+            }
+        }
+        let before = s.rotated.len();
+        s.rotated
+            .retain(|r| r.rotated_at >= now_ms - RETIRED_VALUE_MEMORY_MS);
+        Ok(changed + (before - s.rotated.len()) as u64)
+    }
+    async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
+        Ok(retired(&lock(&self.state), old_value))
     }
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
         let mut s = lock(&self.state);
@@ -330,7 +381,67 @@ impl Store for FakeStore {
         };
         let (revoked, kept): (Vec<_>, Vec<_>) = s.tokens.drain(..).partition(|t| matches(t));
         s.tokens = kept;
+        let now_seconds = self.now() / 1000;
+        for edge in scope.edge_scopes(&revoked) {
+            record_revocation(&mut s, &edge, now_seconds);
+        }
         Ok(revoked)
+    }
+    async fn add_revocation(&self, scope: &RevocationScope, instant: i64) -> StoreResult<()> {
+        record_revocation(&mut lock(&self.state), scope, instant);
+        Ok(())
+    }
+    async fn list_revocations(&self, since: i64) -> StoreResult<Vec<(RevocationScope, i64)>> {
+        let s = lock(&self.state);
+        let recent = s.revocations.iter().filter(|(_, at)| *at >= since);
+        Ok(recent.cloned().collect())
+    }
+}
+
+/// The host-only directory writes, as plain methods (the host's `DirectoryStore` is not
+/// reachable from a plugin crate).
+#[allow(dead_code)]
+impl FakeStore {
+    pub async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+    pub async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.tenants.retain(|t| t.id != tenant.id);
+        s.tenants.push(tenant.clone());
+        Ok(())
+    }
+    pub async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
+        let mut s = lock(&self.state);
+        s.applications.retain(|a| a.id != application.id);
+        s.applications.push(application.clone());
+        Ok(())
+    }
+    pub async fn get_key_material(&self, _id: Uuid) -> StoreResult<Option<KeyMaterial>> {
+        Ok(None)
+    }
+    pub async fn insert_key_material(&self, _material: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        unsupported()
+    }
+    pub async fn replace_api_keys(&self, _keys: &[ApiKey]) -> StoreResult<()> {
+        unsupported()
+    }
+    pub async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl IdentityProviderStore for FakeStore {
+    async fn save_login(
+        &self,
+        _user: &User,
+        _expected_user: Option<&User>,
+        _registration: Option<&Registration>,
+        _link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        // Logins are the identity-provider plugin's, tested against the real stores.
+        unsupported()
     }
     async fn put_identity_provider(&self, _id: Uuid, _provider: &Value) -> StoreResult<()> {
         unsupported()
@@ -356,16 +467,6 @@ impl Store for FakeStore {
     async fn put_link(&self, _link: &IdentityProviderLink) -> StoreResult<()> {
         unsupported()
     }
-    async fn save_login(
-        &self,
-        _user: &User,
-        _expected_user: Option<&User>,
-        _registration: Option<&Registration>,
-        _link: &IdentityProviderLink,
-    ) -> StoreResult<bool> {
-        // Logins are the identity-provider plugin's, tested against the real stores.
-        unsupported()
-    }
     async fn find_links(
         &self,
         _identity_provider_id: Option<Uuid>,
@@ -381,12 +482,6 @@ impl Store for FakeStore {
         _user_id: Uuid,
     ) -> StoreResult<IdentityProviderLink> {
         unsupported()
-    }
-    async fn add_event(&self, _log_type: &str, _message: &str) -> StoreResult<i64> {
-        Ok(0)
-    }
-    async fn find_users_by_email_any_tenant(&self, _email: &str) -> StoreResult<Vec<User>> {
-        Ok(Vec::new())
     }
     async fn put_lambda(&self, _id: Uuid, _lambda: &Value) -> StoreResult<()> {
         Ok(())
@@ -408,11 +503,8 @@ impl Store for FakeStore {
     async fn delete_lambda(&self, _id: Uuid) -> StoreResult<()> {
         Err(StoreError::NotFound)
     }
-    async fn add_revocation(&self, _scope: &RevocationScope, _instant: i64) -> StoreResult<()> {
-        Ok(())
-    }
-    async fn list_revocations(&self, _since: i64) -> StoreResult<Vec<(RevocationScope, i64)>> {
-        Ok(Vec::new())
+    async fn add_event(&self, _log_type: &str, _message: &str) -> StoreResult<i64> {
+        Ok(0)
     }
     async fn list_events(&self, _limit: u32) -> StoreResult<Vec<EventLog>> {
         Ok(Vec::new())
@@ -796,7 +888,7 @@ impl Kit {
         let application =
             application.and_then(|a| block_on(self.store.get_application(a.id)).ok().flatten());
         block_on(issue_refresh_token(
-            RefreshEnv::from(&self.context),
+            crate::common::refresh_env(&self.context),
             user,
             &tenant,
             application.as_ref(),
@@ -804,4 +896,39 @@ impl Kit {
         ))
         .unwrap_or_else(|e| panic!("issue_refresh_token: {e}"))
     }
+}
+
+/// The in-memory store passes the same port suite as the real backends.
+#[cfg(test)]
+mod store_suite {
+    use super::*;
+    use gatehouse_plugin_api::store_suite::{SuiteFixture, SuiteStore};
+
+    #[async_trait]
+    impl SuiteStore for FakeStore {
+        async fn seed(&self, tenants: &[Tenant], applications: &[Application]) {
+            for tenant in tenants {
+                self.upsert_tenant(tenant).await.expect("tenant");
+            }
+            for application in applications {
+                self.upsert_application(application)
+                    .await
+                    .expect("application");
+            }
+        }
+    }
+
+    struct Fixture(FakeStore);
+
+    impl SuiteFixture for Fixture {
+        fn store(&self) -> &dyn SuiteStore {
+            &self.0
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        Fixture(FakeStore::default())
+    }
+
+    gatehouse_plugin_api::store_port_suite!(fixture);
 }

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use crate::common::{authenticate, scoped_tenant, signing_error, Accept, Caller};
 
 /// The default access-token lifetime when neither the request nor the tenant sets one
-/// (FusionAuth's default `timeToLiveInSeconds`).
-pub const DEFAULT_TIME_TO_LIVE_IN_SECONDS: i64 = 3600;
+/// (FusionAuth's default `timeToLiveInSeconds`, defined with the other JWT defaults).
+pub use gatehouse_refresh::DEFAULT_TIME_TO_LIVE_IN_SECONDS;
 
 /// The largest `timeToLiveInSeconds` accepted: FusionAuth reads the field as a Java `Integer`.
 pub const MAX_TIME_TO_LIVE_IN_SECONDS: i64 = i32::MAX as i64;

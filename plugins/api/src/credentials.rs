@@ -1,4 +1,6 @@
-//! The credentials of a proxied request, read once and refused when ambiguous.
+//! Reading credentials and the client address, shared by the proxy and the plugins: the
+//! credentials of a proxied request, read once and refused when ambiguous ([`read`]), and the
+//! small readers the plugin requests use ([`cookie_value`], [`bearer_of`], [`ip_address`]).
 //!
 //! A request carries at most one access token (the `Authorization: Bearer` header, or the
 //! `access_token` cookie, or both with the same value) and at most one refresh token (the
@@ -88,7 +90,7 @@ pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
     if authorizations.next().is_some() {
         return Err(Ambiguity::SeveralAuthorizationHeaders);
     }
-    let bearer = authorization.and_then(bearer_of);
+    let bearer = authorization.and_then(bearer_bytes);
     let cookies = token_cookies(headers)?;
     let access_token = match (bearer, cookies.access_token) {
         (Some(header), Some(cookie)) if header != cookie => {
@@ -105,7 +107,7 @@ pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
 
 /// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive); `None`
 /// for another scheme. A `Bearer` value with no token is an empty (and so invalid) token.
-fn bearer_of(value: &[u8]) -> Option<&[u8]> {
+fn bearer_bytes(value: &[u8]) -> Option<&[u8]> {
     let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
     if !value[..scheme_end].eq_ignore_ascii_case(b"bearer") {
         return None;
@@ -120,7 +122,12 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])>
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
+        .flat_map(|line| line_pairs(line.as_bytes()))
+}
+
+/// The cookies of one `Cookie` header value, as [`cookie_pairs`] reads them.
+fn line_pairs(line: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    line.split(|&b| b == b';')
         .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -289,6 +296,33 @@ pub fn cookie_needs_rewrite(headers: &HeaderMap, access: AccessCookie<'_>) -> bo
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `text` as an IP address in canonical form (a `host:port` or `[v6]:port` form gives its
+/// address), or `None`: only addresses are recorded as `lastAccessedAddress`, never arbitrary
+/// text a client put in `X-Forwarded-For`.
+pub fn ip_address(text: &str) -> Option<String> {
+    let text = text.trim();
+    text.parse::<std::net::IpAddr>()
+        .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
+/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive).
+/// `None` also for a `Bearer` value without a token.
+pub fn bearer_of(value: &str) -> Option<&str> {
+    let token = bearer_bytes(value.as_bytes())?;
+    let token = std::str::from_utf8(token).ok()?;
+    (!token.is_empty()).then_some(token)
+}
+
+/// The value of cookie `name` in one `Cookie` header value, when it is text; the other
+/// cookies may hold any bytes.
+pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
+    line_pairs(header)
+        .find(|(key, _)| *key == name.as_bytes())
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
 }
 
 #[cfg(test)]

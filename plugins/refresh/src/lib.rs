@@ -1,9 +1,11 @@
-//! Refresh tokens: issuing them, exchanging them for access tokens, and the policy that governs
+//! Refresh-token rules: issuing refresh tokens, exchanging them for access tokens (rotation,
+//! grace period, the cluster-wide race window, reuse detection), and the policy that governs
 //! both.
 //!
-//! Shared by the JWT plugin (`POST /api/jwt/refresh`, `GET /api/jwt/issue`) and the proxy's
-//! transparent refresh, so it is written only against [`Store`], [`TokenService`] and [`Clock`]
-//! (bundled as a [`RefreshEnv`]).
+//! A crate of its own, shared by the JWT plugin (`POST /api/jwt/refresh`, `GET /api/jwt/issue`),
+//! the identity-provider plugin (login) and the proxy's transparent refresh. It is written only
+//! against the plugin API's [`Store`], [`TokenService`] and [`Clock`] (bundled as a
+//! [`RefreshEnv`]) and names no plugin context.
 //!
 //! The policy (lifetime, expiration and usage policies, one-time-use grace period) comes from the
 //! application's `jwtConfiguration` when it is enabled, each unset field falling back to the
@@ -18,14 +20,19 @@ use std::fmt;
 
 use uuid::Uuid;
 
-use crate::clock::Clock;
-use crate::error::ApiError;
-use crate::model::{
+use gatehouse_plugin_api::clock::Clock;
+use gatehouse_plugin_api::error::ApiError;
+use gatehouse_plugin_api::model::{
     Application, JwtConfiguration, RefreshToken, RefreshTokenExpirationPolicy,
     RefreshTokenMetaData, RefreshTokenUsagePolicy, Registration, Tenant, User,
 };
-use crate::store::{RevokeScope, Rotation, Store, StoreError};
-use crate::tokens::{AccessTokenRequest, IssuedToken, RevocationScope, TokenError, TokenService};
+use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError};
+use gatehouse_plugin_api::tokens::{
+    AccessTokenRequest, IssuedToken, RevocationScope, TokenError, TokenService,
+};
+
+/// FusionAuth's default `timeToLiveInSeconds` of access tokens (1 hour).
+pub const DEFAULT_TIME_TO_LIVE_IN_SECONDS: i64 = 3600;
 
 /// FusionAuth's default `refreshTokenTimeToLiveInMinutes` (30 days).
 pub const DEFAULT_REFRESH_TOKEN_TIME_TO_LIVE_IN_MINUTES: i64 = 43_200;
@@ -50,6 +57,60 @@ pub const OUTCOME_MARGIN_MS: i64 = 5_000;
 /// the owner's own rotation. After it (and the grace period), the value is refused as before.
 pub const DEFAULT_RACE_WINDOW_MS: i64 = 10_000;
 
+/// The JWT settings in force for one tenant/application pair: every field present, each
+/// FusionAuth default written once, here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    /// `timeToLiveInSeconds` of access tokens.
+    pub time_to_live_in_seconds: i64,
+    /// `accessTokenKeyId` (the config gives every tenant one; `None` only for stored tenants
+    /// written without one).
+    pub access_token_key_id: Option<Uuid>,
+    /// `idTokenKeyId`.
+    pub id_token_key_id: Option<Uuid>,
+    /// The refresh-token rules.
+    pub refresh: RefreshPolicy,
+}
+
+impl JwtSettings {
+    /// The settings for tokens of `application` (or of no application) in `tenant`: the
+    /// application's `jwtConfiguration` when enabled, gaps filled from the tenant's, then from
+    /// FusionAuth's defaults.
+    pub fn resolve(tenant: &Tenant, application: Option<&Application>) -> JwtSettings {
+        JwtSettings::of(&effective_jwt_configuration(tenant, application))
+    }
+
+    /// The settings of one JWT configuration, FusionAuth's defaults filling the gaps.
+    pub fn of(configuration: &JwtConfiguration) -> JwtSettings {
+        JwtSettings {
+            time_to_live_in_seconds: configuration
+                .time_to_live_in_seconds
+                .unwrap_or(DEFAULT_TIME_TO_LIVE_IN_SECONDS),
+            access_token_key_id: configuration.access_token_key_id,
+            id_token_key_id: configuration.id_token_key_id,
+            refresh: refresh_policy_of(configuration),
+        }
+    }
+
+    /// Writes FusionAuth's defaults into the unset fields of a tenant's configuration, so what
+    /// the tenant API returns shows the values in force.
+    pub fn fill_defaults(configuration: &mut JwtConfiguration) {
+        let settings = JwtSettings::of(configuration);
+        configuration
+            .time_to_live_in_seconds
+            .get_or_insert(settings.time_to_live_in_seconds);
+        configuration
+            .refresh_token_time_to_live_in_minutes
+            .get_or_insert(settings.refresh.time_to_live_in_minutes);
+        configuration
+            .refresh_token_expiration_policy
+            .get_or_insert(settings.refresh.expiration_policy);
+        configuration
+            .refresh_token_usage_policy
+            .get_or_insert(settings.refresh.usage_policy);
+    }
+}
+
 /// The services refresh-token logic needs: borrowed, so the plugin and the proxy can both build
 /// one from what they hold.
 #[derive(Clone, Copy)]
@@ -62,6 +123,24 @@ pub struct RefreshEnv<'a> {
     pub clock: &'a dyn Clock,
     /// The race window (ms) of one-time-use rotations (see [`DEFAULT_RACE_WINDOW_MS`]).
     pub race_window_ms: i64,
+}
+
+impl<'a> RefreshEnv<'a> {
+    /// Bundles the services a refresh needs (the race window in ms, see
+    /// [`DEFAULT_RACE_WINDOW_MS`]).
+    pub fn new(
+        store: &'a dyn Store,
+        tokens: &'a dyn TokenService,
+        clock: &'a dyn Clock,
+        race_window_ms: i64,
+    ) -> Self {
+        RefreshEnv {
+            store,
+            tokens,
+            clock,
+            race_window_ms,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -307,7 +386,7 @@ pub fn after_use(
     next
 }
 
-pub use crate::request::ip_address;
+use gatehouse_plugin_api::credentials::ip_address;
 
 /// The one-time-use successor of `token`: same id, new `value`, issued now, window per
 /// [`after_use`].
@@ -813,7 +892,7 @@ pub async fn issue_sso_refresh_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
+    use gatehouse_plugin_api::model::{
         LoginConfiguration, RefreshTokenOneTimeUseConfiguration,
         RefreshTokenSlidingWindowConfiguration,
     };

@@ -1,0 +1,457 @@
+//! Validation of a provider document's content, one section at a time ([`validate_document`]).
+//!
+//! The validators run in a fixed order (unknown fields; `name`, `type`, `headerKeyParameter`;
+//! the other top-level scalars; `keys`; `claimMap`; `domains`; `oauth2`; `lambdaConfiguration`;
+//! `applicationConfiguration`; `tenantConfiguration`) and each adds field errors named with
+//! FusionAuth's codes (`[blank]identityProvider.name`, `[invalid]identityProvider.keys.kid-1`…).
+//! References (known applications, tenants, lambdas, whether `defaultKeyId` names a key of the
+//! map or of the gateway's ring) are checked by the caller ([`crate::manage`]).
+
+use gatehouse_plugin_api::Errors;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{LinkingStrategy, CLAIM_MAP_TARGETS, EXTERNAL_JWT, REDACTED};
+use crate::keys::parse_key;
+
+/// The fields a provider document may carry (FusionAuth's `ExternalJWTIdentityProvider`).
+const KNOWN_FIELDS: &[&str] = &[
+    "applicationConfiguration",
+    "attributeMappings",
+    "claimMap",
+    "data",
+    "debug",
+    "defaultKeyId",
+    "domains",
+    "enabled",
+    "headerKeyParameter",
+    "id",
+    "insertInstant",
+    "keys",
+    "lambdaConfiguration",
+    "lastUpdateInstant",
+    "linkingStrategy",
+    "name",
+    "oauth2",
+    "source",
+    "tenantConfiguration",
+    "tenantId",
+    "type",
+    "uniqueIdentityClaim",
+];
+
+/// The fields that must be non-blank strings, each with the message of its `[blank]` error.
+const REQUIRED_STRINGS: [(&str, &str); 3] = [
+    (
+        "name",
+        "You must specify the name of the identity provider.",
+    ),
+    ("type", "You must specify the type: ExternalJWT."),
+    (
+        "headerKeyParameter",
+        "You must specify the headerKeyParameter, e.g. kid or x5t.",
+    ),
+];
+
+/// The `oauth2` members that, when present, are strings.
+const OAUTH2_STRING_FIELDS: &[&str] = &[
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "issuer",
+    "client_id",
+    "client_secret",
+    "scope",
+    "clientAuthenticationMethod",
+    "emailClaim",
+    "emailVerifiedClaim",
+    "uniqueIdClaim",
+    "usernameClaim",
+];
+
+/// The `oauth2` members that, when non-empty strings, are http(s) URLs.
+const OAUTH2_URL_FIELDS: [&str; 3] = [
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+];
+
+/// The JSON type of `value`, with its article (`an object`), for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Where the validators put their field errors: the errors, and the prefix of every path.
+struct Report<'a> {
+    prefix: &'a str,
+    errors: &'a mut Errors,
+}
+
+impl Report<'_> {
+    /// Adds the field error `[kind]{prefix}{path}`.
+    fn add(&mut self, path: &str, kind: &str, message: impl Into<String>) {
+        self.errors
+            .field(&format!("{}{path}", self.prefix), kind, message);
+    }
+
+    /// Adds "Expected {expected}, found …" at `path` when `value` is present, not `null` and
+    /// not accepted by `is_ok`.
+    fn expect_type(
+        &mut self,
+        value: Option<&Value>,
+        path: &str,
+        expected: &str,
+        is_ok: fn(&Value) -> bool,
+    ) {
+        if let Some(v) = value.filter(|v| !v.is_null() && !is_ok(v)) {
+            self.add(
+                path,
+                "invalid",
+                format!("Expected {expected}, found {}.", kind(v)),
+            );
+        }
+    }
+
+    /// Adds "The {name} must be a UUID." at `path` when `value` is present, not `null` and not
+    /// a UUID string.
+    fn expect_uuid(&mut self, value: Option<&Value>, path: &str, name: &str) {
+        if let Some(v) = value {
+            if !v.is_null() && v.as_str().and_then(|s| Uuid::parse_str(s).ok()).is_none() {
+                self.add(path, "invalid", format!("The {name} must be a UUID."));
+            }
+        }
+    }
+
+    /// Returns the object `value` is; `None` when it is absent or `null`, and also when it is
+    /// anything else, after adding "Expected {expected}, found …" at `path`.
+    fn object_at<'v>(
+        &mut self,
+        value: Option<&'v Value>,
+        path: &str,
+        expected: &str,
+    ) -> Option<&'v Map<String, Value>> {
+        match value {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(members)) => Some(members),
+            Some(other) => {
+                self.add(
+                    path,
+                    "invalid",
+                    format!("Expected {expected}, found {}.", kind(other)),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Validates a provider document's content (not references). `prefix` is prepended to field
+/// names (`identityProvider.` for the API, empty for the host's configuration check).
+pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
+    let Some(obj) = doc.as_object() else {
+        errors.field(
+            prefix.trim_end_matches('.'),
+            "invalid",
+            format!("Expected an object, found {}.", kind(doc)),
+        );
+        return;
+    };
+    let report = &mut Report { prefix, errors };
+    check_known_fields(obj, report);
+    check_required_strings(obj, report);
+    check_type(obj, report);
+    check_optional_scalars(obj, report);
+    check_keys(obj, report);
+    check_claim_map(obj, report);
+    check_domains(obj, report);
+    check_oauth2(obj, report);
+    check_lambda_configuration(obj, report);
+    check_application_configuration(obj, report);
+    check_tenant_configuration(obj, report);
+}
+
+/// Reports each member that is not a field of an ExternalJWT provider as `[unknown]`.
+fn check_known_fields(obj: &Map<String, Value>, report: &mut Report) {
+    for key in obj.keys() {
+        if !KNOWN_FIELDS.contains(&key.as_str()) {
+            report.add(
+                key,
+                "unknown",
+                "This is not a field of an ExternalJWT identity provider.",
+            );
+        }
+    }
+}
+
+/// Reports `name`, `type` and `headerKeyParameter` when missing or blank (`[blank]`) or not
+/// strings (`[invalid]`).
+fn check_required_strings(obj: &Map<String, Value>, report: &mut Report) {
+    for (name, message) in REQUIRED_STRINGS {
+        match obj.get(name) {
+            None | Some(Value::Null) => report.add(name, "blank", message),
+            Some(Value::String(s)) if s.trim().is_empty() => report.add(name, "blank", message),
+            Some(Value::String(_)) => {}
+            Some(other) => report.add(
+                name,
+                "invalid",
+                format!("Expected a string, found {}.", kind(other)),
+            ),
+        }
+    }
+}
+
+/// Reports a `type` other than `ExternalJWT` (a blank one is reported as `[blank]` already).
+fn check_type(obj: &Map<String, Value>, report: &mut Report) {
+    if let Some(Value::String(t)) = obj.get("type") {
+        if !t.trim().is_empty() && t != EXTERNAL_JWT {
+            report.add(
+                "type",
+                "invalid",
+                "This type is not supported; Gatehouse manages ExternalJWT providers.",
+            );
+        }
+    }
+}
+
+/// Checks the optional top-level scalars: `enabled`/`debug` (booleans), `defaultKeyId`,
+/// `uniqueIdentityClaim`, `source` (strings), `id`/`tenantId` (UUIDs), `linkingStrategy`, and
+/// `data`/`attributeMappings` (objects).
+fn check_optional_scalars(obj: &Map<String, Value>, report: &mut Report) {
+    for name in ["enabled", "debug"] {
+        report.expect_type(obj.get(name), name, "a boolean", Value::is_boolean);
+    }
+    for name in ["defaultKeyId", "uniqueIdentityClaim", "source"] {
+        report.expect_type(obj.get(name), name, "a string", Value::is_string);
+    }
+    report.expect_uuid(obj.get("id"), "id", "id");
+    report.expect_uuid(obj.get("tenantId"), "tenantId", "tenantId");
+    check_linking_strategy(obj.get("linkingStrategy"), report);
+    for name in ["data", "attributeMappings"] {
+        report.expect_type(obj.get(name), name, "an object", Value::is_object);
+    }
+}
+
+/// Reports a `linkingStrategy` that is present, not `null` and not one of [`LinkingStrategy`].
+fn check_linking_strategy(value: Option<&Value>, report: &mut Report) {
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if LinkingStrategy::parse(s).is_some() => {}
+        Some(_) => {
+            let names: Vec<&str> = LinkingStrategy::ALL.iter().map(|s| s.name()).collect();
+            report.add(
+                "linkingStrategy",
+                "invalid",
+                format!("The linkingStrategy must be one of {}.", names.join(", ")),
+            );
+        }
+    }
+}
+
+/// Checks `keys`: an object whose every entry is a usable key (`keys.{id}`).
+fn check_keys(obj: &Map<String, Value>, report: &mut Report) {
+    let Some(keys) = report.object_at(obj.get("keys"), "keys", "an object of key id to key") else {
+        return;
+    };
+    for (id, value) in keys {
+        if let Some(message) = key_problem(value) {
+            report.add(&format!("keys.{id}"), "invalid", message);
+        }
+    }
+}
+
+/// Returns what is wrong with one `keys` entry, or `None` when it is a usable key.
+fn key_problem(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) if text == REDACTED => {
+            Some("No stored secret can be kept for this key id; give the secret.".into())
+        }
+        Value::String(text) => parse_key(text)
+            .err()
+            .map(|message| format!("The key cannot be used: {message}.")),
+        other => Some(format!(
+            "Expected a PEM key, certificate or HMAC secret string, found {}.",
+            kind(other)
+        )),
+    }
+}
+
+/// Checks `claimMap`: an object whose every target is one of [`CLAIM_MAP_TARGETS`].
+fn check_claim_map(obj: &Map<String, Value>, report: &mut Report) {
+    let Some(map) = report.object_at(
+        obj.get("claimMap"),
+        "claimMap",
+        "an object of claim to target",
+    ) else {
+        return;
+    };
+    for (claim, target) in map {
+        let known = target
+            .as_str()
+            .is_some_and(|t| CLAIM_MAP_TARGETS.contains(&t));
+        if !known {
+            report.add(
+                &format!("claimMap.{claim}"),
+                "invalid",
+                format!(
+                    "A claim must map to one of {}.",
+                    CLAIM_MAP_TARGETS.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Checks `domains`: an array of domain names (`domains[i]`).
+fn check_domains(obj: &Map<String, Value>, report: &mut Report) {
+    let items = match obj.get("domains") {
+        None | Some(Value::Null) => return,
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            report.add(
+                "domains",
+                "invalid",
+                format!("Expected an array of domains, found {}.", kind(other)),
+            );
+            return;
+        }
+    };
+    for (i, d) in items.iter().enumerate() {
+        if !d.as_str().is_some_and(is_domain_name) {
+            report.add(
+                &format!("domains[{i}]"),
+                "invalid",
+                format!("The domain {d} is not a valid domain name."),
+            );
+        }
+    }
+}
+
+/// Returns true when `s` is non-blank, without `@` and without whitespace.
+fn is_domain_name(s: &str) -> bool {
+    !s.trim().is_empty() && !s.contains('@') && !s.contains(char::is_whitespace)
+}
+
+/// Checks `oauth2`: an object of strings, whose endpoints are http(s) URLs when not empty.
+fn check_oauth2(obj: &Map<String, Value>, report: &mut Report) {
+    let Some(oauth2) = report.object_at(obj.get("oauth2"), "oauth2", "an object") else {
+        return;
+    };
+    for name in OAUTH2_STRING_FIELDS {
+        let path = format!("oauth2.{name}");
+        report.expect_type(oauth2.get(*name), &path, "a string", Value::is_string);
+    }
+    for name in OAUTH2_URL_FIELDS {
+        if let Some(Value::String(s)) = oauth2.get(name) {
+            if !(s.is_empty() || s.starts_with("https://") || s.starts_with("http://")) {
+                report.add(
+                    &format!("oauth2.{name}"),
+                    "invalid",
+                    "Expected an http(s) URL.",
+                );
+            }
+        }
+    }
+}
+
+/// Checks `lambdaConfiguration`: an object whose `reconcileId` is a UUID.
+fn check_lambda_configuration(obj: &Map<String, Value>, report: &mut Report) {
+    let path = "lambdaConfiguration";
+    if let Some(lambdas) = report.object_at(obj.get(path), path, "an object") {
+        report.expect_uuid(
+            lambdas.get("reconcileId"),
+            "lambdaConfiguration.reconcileId",
+            "reconcileId",
+        );
+    }
+}
+
+/// Returns the path of `section`'s entry `id`: `section[id]` when `id` is a UUID, else just
+/// `section` (a key that is not an id is not echoed back in the field path).
+fn entry_path(section: &str, id: &str) -> String {
+    match Uuid::parse_str(id) {
+        Ok(_) => format!("{section}[{id}]"),
+        Err(_) => section.to_string(),
+    }
+}
+
+/// Checks `applicationConfiguration`: an object keyed by application id whose entries are
+/// objects with boolean `enabled` and `createRegistration`.
+fn check_application_configuration(obj: &Map<String, Value>, report: &mut Report) {
+    let section = "applicationConfiguration";
+    let expected = "an object keyed by application id";
+    let Some(apps) = report.object_at(obj.get(section), section, expected) else {
+        return;
+    };
+    for (id, config) in apps {
+        let base = entry_path(section, id);
+        if Uuid::parse_str(id).is_err() {
+            let message = "The key must be an application id (UUID).";
+            report.add(&base, "invalid", message);
+        }
+        match config {
+            Value::Object(c) => {
+                for name in ["enabled", "createRegistration"] {
+                    let path = format!("{base}.{name}");
+                    report.expect_type(c.get(name), &path, "a boolean", Value::is_boolean);
+                }
+            }
+            other => report.add(
+                &base,
+                "invalid",
+                format!("Expected an object, found {}.", kind(other)),
+            ),
+        }
+    }
+}
+
+/// Checks `tenantConfiguration`: an object keyed by tenant id whose entries are objects with
+/// an optional `limitUserLinkCount`.
+fn check_tenant_configuration(obj: &Map<String, Value>, report: &mut Report) {
+    let section = "tenantConfiguration";
+    let expected = "an object keyed by tenant id";
+    let Some(tenants) = report.object_at(obj.get(section), section, expected) else {
+        return;
+    };
+    for (id, config) in tenants {
+        let base = entry_path(section, id);
+        if Uuid::parse_str(id).is_err() {
+            report.add(&base, "invalid", "The key must be a tenant id (UUID).");
+        }
+        check_link_limit(config.get("limitUserLinkCount"), &base, report);
+        if !config.is_object() {
+            report.add(
+                &base,
+                "invalid",
+                format!("Expected an object, found {}.", kind(config)),
+            );
+        }
+    }
+}
+
+/// Checks a tenant's `limitUserLinkCount` (at `{base}.limitUserLinkCount`): an object with a
+/// boolean `enabled` and an integer `maximumLinks` of at least 1.
+fn check_link_limit(limit: Option<&Value>, base: &str, report: &mut Report) {
+    let path = format!("{base}.limitUserLinkCount");
+    let Some(limit) = report.object_at(limit, &path, "an object") else {
+        return;
+    };
+    let enabled = limit.get("enabled");
+    let enabled_path = format!("{path}.enabled");
+    report.expect_type(enabled, &enabled_path, "a boolean", Value::is_boolean);
+    if let Some(v) = limit.get("maximumLinks") {
+        if !v.is_null() && v.as_i64().is_none_or(|n| n < 1) {
+            report.add(
+                &format!("{path}.maximumLinks"),
+                "invalid",
+                "The maximumLinks must be an integer of at least 1.",
+            );
+        }
+    }
+}

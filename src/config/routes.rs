@@ -1,0 +1,302 @@
+//! Validation of `routes:` and `paths:`: each route's canonical path, upstreams, policy and
+//! identity headers, every problem reported with its path (`routes[2].auth.roles[0]`).
+
+use std::collections::HashSet;
+
+use gatehouse_plugin_api::model::Application;
+use http::HeaderName;
+
+use super::raw::{RawAuth, RawPaths, RawRoute};
+use super::sections::Problems;
+use super::{IdentityHeader, Route, RouteAuth, Upstream};
+use crate::request::canonical::{canonical_path, PathOptions};
+
+/// Headers a route may not set from claims: they carry credentials or control the connection.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+];
+
+/// How request paths are put into their canonical form (`paths:`), FusionAuth-neutral defaults:
+/// slashes merged, `;` parameters refused.
+pub(super) fn path_options(raw: &RawPaths) -> PathOptions {
+    PathOptions {
+        merge_slashes: raw.merge_slashes.unwrap_or(true),
+        allow_semicolons: raw.allow_semicolons.unwrap_or(false),
+    }
+}
+
+/// The validated routes, longest prefix first (host-specific before any-host at equal length).
+pub(super) fn routes(
+    p: &mut Problems,
+    raw: &[RawRoute],
+    applications: &[Application],
+    options: PathOptions,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, r) in raw.iter().enumerate() {
+        let route = route(p, index, r, applications, options);
+        if !seen.insert((route.host.clone(), route.path.clone())) {
+            p.add(
+                format!("routes[{index}].path"),
+                "another route has the same host and path",
+            );
+        }
+        routes.push(route);
+    }
+    routes.sort_by(|a, b| {
+        b.path
+            .len()
+            .cmp(&a.path.len())
+            .then(b.host.is_some().cmp(&a.host.is_some()))
+    });
+    routes
+}
+
+/// One route, problems reported under `routes[index]`.
+fn route(
+    p: &mut Problems,
+    index: usize,
+    r: &RawRoute,
+    applications: &[Application],
+    options: PathOptions,
+) -> Route {
+    let path = format!("routes[{index}]");
+    Route {
+        index,
+        path: canonical_route_path(p, &path, &r.path, options),
+        host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        upstreams: upstreams(p, &path, r),
+        auth: match &r.auth {
+            None => RouteAuth::default_required(),
+            Some(auth) => route_auth(p, &path, auth, applications),
+        },
+        identity_headers: identity_headers(p, &path, r),
+        case_sensitive: r.case_sensitive.unwrap_or(true),
+    }
+}
+
+/// The canonical form of a route's path, or a problem at `path`: a route must name a path
+/// requests can have, or it would never match (or match more than it says).
+fn canonical_route_path(p: &mut Problems, path: &str, raw: &str, options: PathOptions) -> String {
+    if !raw.starts_with('/') {
+        p.add(format!("{path}.path"), "must start with /");
+        return raw.to_string();
+    }
+    match canonical_path(raw.as_bytes(), options) {
+        Ok(canonical) => canonical.into_owned(),
+        Err(refusal) => {
+            p.add(
+                format!("{path}.path"),
+                format!("has no canonical form: {}", refusal.message()),
+            );
+            raw.to_string()
+        }
+    }
+}
+
+/// The route's upstreams (`upstream` or `upstreams`, exactly one of them).
+fn upstreams(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<Upstream> {
+    let urls: Vec<(String, &String)> = match (&r.upstream, r.upstreams.is_empty()) {
+        (Some(u), true) => vec![(format!("{path}.upstream"), u)],
+        (None, false) => r
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(j, u)| (format!("{path}.upstreams[{j}]"), u))
+            .collect(),
+        (Some(_), false) => {
+            p.add(path, "give upstream or upstreams, not both");
+            Vec::new()
+        }
+        (None, true) => {
+            p.add(format!("{path}.upstream"), "a route needs an upstream");
+            Vec::new()
+        }
+    };
+    let mut upstreams = Vec::new();
+    for (upstream_path, url) in urls {
+        match parse_upstream(url) {
+            Ok(u) => upstreams.push(u),
+            Err(e) => p.add(upstream_path, e),
+        }
+    }
+    upstreams
+}
+
+/// Parses `http://host[:port]` or `https://host[:port]`.
+pub(super) fn parse_upstream(url: &str) -> Result<Upstream, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("must be an http:// or https:// URL")?;
+    let tls = match scheme {
+        "http" => false,
+        "https" => true,
+        _ => return Err(format!("scheme `{scheme}` is not http or https")),
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() {
+        return Err("has no host".into());
+    }
+    if authority.contains('/') || authority.contains('?') {
+        return Err("must not have a path (routes forward the request path as is)".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("port `{p}` is not a number"))?;
+            (h.to_string(), port)
+        }
+        _ => (authority.to_string(), if tls { 443 } else { 80 }),
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let sni = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok(Upstream {
+        address: format!("{host}:{port}"),
+        tls,
+        sni,
+    })
+}
+
+impl RouteAuth {
+    /// The policy of a route without `auth:`: a valid token is required, any application.
+    fn default_required() -> RouteAuth {
+        RouteAuth {
+            enabled: true,
+            required: true,
+            application_id: None,
+            application_tenant_id: None,
+            roles: Vec::new(),
+            login_url: None,
+            refresh: false,
+            refresh_before_expiry_seconds: 0,
+        }
+    }
+}
+
+/// A route's validated `auth:` policy.
+fn route_auth(
+    p: &mut Problems,
+    path: &str,
+    a: &RawAuth,
+    applications: &[Application],
+) -> RouteAuth {
+    check_auth_switches(p, path, a);
+    let application = a.application_id.and_then(|id| {
+        let found = applications.iter().find(|app| app.id == id);
+        if found.is_none() {
+            p.add(
+                format!("{path}.auth.applicationId"),
+                "no application with this id",
+            );
+        }
+        found
+    });
+    if let Some(app) = application {
+        check_roles(p, path, &a.roles, app);
+    }
+    if let Some(url) = &a.login_url {
+        if !(url.starts_with("http://") || url.starts_with("https://") || url.starts_with('/')) {
+            p.add(
+                format!("{path}.auth.loginUrl"),
+                "must be an absolute URL or a path starting with /",
+            );
+        }
+    }
+    let enabled = a.enabled.unwrap_or(true);
+    RouteAuth {
+        enabled,
+        required: enabled && a.required.unwrap_or(true),
+        application_id: a.application_id,
+        application_tenant_id: application.map(|app| app.tenant_id),
+        roles: a.roles.clone(),
+        login_url: a.login_url.clone(),
+        refresh: a.refresh,
+        refresh_before_expiry_seconds: a.refresh_before_expiry_seconds.unwrap_or(0),
+    }
+}
+
+/// Settings that contradict each other: a disabled policy with checks, a refresh lead time
+/// out of range or without refresh.
+fn check_auth_switches(p: &mut Problems, path: &str, a: &RawAuth) {
+    let checks_something = a.required == Some(true)
+        || a.application_id.is_some()
+        || !a.roles.is_empty()
+        || a.login_url.is_some()
+        || a.refresh;
+    if a.enabled == Some(false) && checks_something {
+        p.add(
+            format!("{path}.auth.enabled"),
+            "a route with enabled: false validates nothing: remove required, applicationId, roles, loginUrl and refresh",
+        );
+    }
+    if a.refresh_before_expiry_seconds
+        .is_some_and(|s| !(0..=86_400).contains(&s))
+    {
+        p.add(
+            format!("{path}.auth.refreshBeforeExpirySeconds"),
+            "must be between 0 and 86400",
+        );
+    }
+    if a.refresh_before_expiry_seconds.is_some() && !a.refresh {
+        p.add(
+            format!("{path}.auth.refreshBeforeExpirySeconds"),
+            "only applies with refresh: true",
+        );
+    }
+}
+
+/// Each required role must be one of the application's.
+fn check_roles(p: &mut Problems, path: &str, roles: &[String], app: &Application) {
+    for (j, role) in roles.iter().enumerate() {
+        if !app.roles.iter().any(|ar| &ar.name == role) {
+            p.add(
+                format!("{path}.auth.roles[{j}]"),
+                format!("application {} has no role with this name", app.name),
+            );
+        }
+    }
+}
+
+/// The route's identity headers: valid names, not reserved, no `_`, a claim named.
+fn identity_headers(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<IdentityHeader> {
+    let mut headers = Vec::new();
+    for (header, claim) in &r.identity_headers {
+        let header_path = format!("{path}.identityHeaders.{header}");
+        match HeaderName::from_bytes(header.as_bytes()) {
+            Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
+                p.add(&header_path, "this header cannot be set from a claim")
+            }
+            Ok(name) if name.as_str().contains('_') => p.add(
+                &header_path,
+                "header names with _ are dropped on the way upstream: use -",
+            ),
+            Ok(name) => headers.push(IdentityHeader {
+                name,
+                written: bytes::Bytes::copy_from_slice(header.as_bytes()),
+                claim: claim.clone(),
+            }),
+            Err(_) => p.add(&header_path, "not a valid header name"),
+        }
+        if claim.trim().is_empty() {
+            p.add(header_path, "claim name must not be blank");
+        }
+    }
+    headers
+}

@@ -1,0 +1,602 @@
+//! One validator per section of the file (listener, store, keys, tenants, applications, API
+//! keys, identity documents, plugins, limits): each turns its raw section into validated values
+//! and adds every problem it finds, with its path, to [`Problems`].
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gatehouse_plugin_api::model::{ApiKey, Application, JwtConfiguration, Tenant};
+use gatehouse_refresh::JwtSettings;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::raw::{RawApiKey, RawConfig, RawKey};
+use super::{ConfigError, KeySource, KeySpec, LogFormat, StoreLocation, DEMO_API_KEY};
+use crate::keys::{self, KeyAlgorithm};
+
+/// Collects problems with their paths.
+#[derive(Default)]
+pub(super) struct Problems(pub(super) Vec<ConfigError>);
+
+impl Problems {
+    /// Records that the value at `path` is wrong, and why.
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// `base.field`, or `base` when the field path is empty.
+fn join_path(base: &str, field: &str) -> String {
+    if field.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{field}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listener and store
+// ---------------------------------------------------------------------------------------------
+
+/// The main listener's address (`listen`).
+pub(super) fn listen_address(p: &mut Problems, listen: &str) -> SocketAddr {
+    listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.add("listen", "must be an address such as 127.0.0.1:9011");
+        SocketAddr::from(([127, 0, 0, 1], 9011))
+    })
+}
+
+/// The certificate and key files (`tls`), resolved against `base_dir`; both must exist.
+pub(super) fn tls_files(
+    p: &mut Problems,
+    raw: &RawConfig,
+    base_dir: &Path,
+) -> Option<(PathBuf, PathBuf)> {
+    let t = raw.tls.as_ref()?;
+    let cert = base_dir.join(&t.certificate_file);
+    let key = base_dir.join(&t.private_key_file);
+    if !cert.is_file() {
+        p.add(
+            "tls.certificateFile",
+            format!("no file at {}", cert.display()),
+        );
+    }
+    if !key.is_file() {
+        p.add(
+            "tls.privateKeyFile",
+            format!("no file at {}", key.display()),
+        );
+    }
+    Some((cert, key))
+}
+
+/// The worker thread count (`threads`, default 2).
+pub(super) fn thread_count(p: &mut Problems, threads: Option<usize>) -> usize {
+    let threads = threads.unwrap_or(2);
+    if threads == 0 || threads > 1024 {
+        p.add("threads", "must be between 1 and 1024");
+    }
+    threads
+}
+
+/// Where state is kept (`store`, default `sqlite://data/gatehouse.db`); a relative SQLite path
+/// is resolved against `base_dir`.
+pub(super) fn store_location(
+    p: &mut Problems,
+    store: Option<&str>,
+    base_dir: &Path,
+) -> StoreLocation {
+    let url = store.unwrap_or("sqlite://data/gatehouse.db");
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            p.add(
+                "store",
+                "sqlite:// needs a file path, e.g. sqlite://data/gatehouse.db",
+            );
+        }
+        let path = PathBuf::from(path);
+        StoreLocation::Sqlite(if path.is_absolute() {
+            path
+        } else {
+            base_dir.join(path)
+        })
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        StoreLocation::Postgres(url.to_string())
+    } else {
+        p.add("store", "must start with sqlite:// or postgres://");
+        StoreLocation::Sqlite(PathBuf::from("data/gatehouse.db"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+// ---------------------------------------------------------------------------------------------
+
+/// The declared keys (`keys`); a key with a problem is left out.
+pub(super) fn keys(p: &mut Problems, raw: &[RawKey], base_dir: &Path) -> Vec<KeySpec> {
+    let mut keys = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, k) in raw.iter().enumerate() {
+        let path = format!("keys[{i}]");
+        if !ids.insert(k.id) {
+            p.add(format!("{path}.id"), "another key has this id");
+        }
+        if let Some(spec) = key_spec(p, &path, k, base_dir) {
+            keys.push(spec);
+        }
+    }
+    keys
+}
+
+/// One key, or `None` when it has a problem (reported under `path`).
+fn key_spec(p: &mut Problems, path: &str, k: &RawKey, base_dir: &Path) -> Option<KeySpec> {
+    let Some(algorithm) = KeyAlgorithm::from_name(&k.algorithm) else {
+        let names: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.name()).collect();
+        p.add(
+            format!("{path}.algorithm"),
+            format!("must be one of {}", names.join(" ")),
+        );
+        return None;
+    };
+    let source = if algorithm.is_hmac() {
+        hmac_source(p, path, k, algorithm, base_dir)?
+    } else {
+        pem_source(p, path, k, base_dir)
+    };
+    let spec = KeySpec {
+        id: k.id,
+        name: k.name.clone().unwrap_or_else(|| k.id.to_string()),
+        algorithm,
+        source,
+    };
+    if spec.source != KeySource::Generate {
+        if let Err(e) = keys::SigningKey::from_spec(&spec, None) {
+            p.add(path, e);
+            return None;
+        }
+    }
+    Some(spec)
+}
+
+/// Minimum HMAC secret length in bytes: the hash output size (RFC 7518 §3.2).
+pub(super) fn hmac_min_len(algorithm: KeyAlgorithm) -> usize {
+    match algorithm {
+        KeyAlgorithm::HS384 => 48,
+        KeyAlgorithm::HS512 => 64,
+        _ => 32,
+    }
+}
+
+/// The secret of an HMAC key (generated when none is given), or `None` when it is too short.
+fn hmac_source(
+    p: &mut Problems,
+    path: &str,
+    k: &RawKey,
+    algorithm: KeyAlgorithm,
+    base_dir: &Path,
+) -> Option<KeySource> {
+    let (private, public) = pem_texts(p, path, k, base_dir);
+    if private.is_some() || public.is_some() {
+        p.add(path, "HMAC keys take a secret, not PEM keys");
+    }
+    match &k.secret {
+        Some(s) if s.len() >= hmac_min_len(algorithm) => Some(KeySource::Secret(s.clone())),
+        Some(_) => {
+            p.add(
+                format!("{path}.secret"),
+                format!(
+                    "must be at least {} bytes for {}",
+                    hmac_min_len(algorithm),
+                    k.algorithm
+                ),
+            );
+            None
+        }
+        None => Some(KeySource::Generate),
+    }
+}
+
+/// The PEM material of an asymmetric key (generated when none is given).
+fn pem_source(p: &mut Problems, path: &str, k: &RawKey, base_dir: &Path) -> KeySource {
+    let (private, public) = pem_texts(p, path, k, base_dir);
+    if k.secret.is_some() {
+        p.add(
+            format!("{path}.secret"),
+            format!("{} keys take PEM keys, not a secret", k.algorithm),
+        );
+    }
+    if private.is_none() && public.is_none() {
+        KeySource::Generate
+    } else {
+        KeySource::Pem { private, public }
+    }
+}
+
+/// The private and public PEM texts, inline or read from their files (each given one way).
+fn pem_texts(
+    p: &mut Problems,
+    path: &str,
+    k: &RawKey,
+    base_dir: &Path,
+) -> (Option<String>, Option<String>) {
+    let private = inline_or_file(
+        p,
+        (
+            format!("{path}.privateKey"),
+            format!("{path}.privateKeyFile"),
+        ),
+        (&k.private_key, &k.private_key_file),
+        base_dir,
+    );
+    let public = inline_or_file(
+        p,
+        (format!("{path}.publicKey"), format!("{path}.publicKeyFile")),
+        (&k.public_key, &k.public_key_file),
+        base_dir,
+    );
+    (private, public)
+}
+
+/// A text given inline or as a file (not both); the file's text wins when both are given.
+fn inline_or_file(
+    p: &mut Problems,
+    (inline_path, file_path): (String, String),
+    (inline, file): (&Option<String>, &Option<String>),
+    base_dir: &Path,
+) -> Option<String> {
+    if inline.is_some() && file.is_some() {
+        let field = inline_path
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        p.add(
+            &inline_path,
+            format!("give {field} or {field}File, not both"),
+        );
+    }
+    let Some(file) = file else {
+        return inline.clone();
+    };
+    let full = base_dir.join(file);
+    match std::fs::read_to_string(&full) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            p.add(file_path, format!("cannot read {}: {e}", full.display()));
+            inline.clone()
+        }
+    }
+}
+
+/// The ids of keys that can sign (secrets, generated keys, PEM keys with private material), and
+/// the first of them, the tenants' default access-token key.
+pub(super) fn signing_keys(keys: &[KeySpec]) -> (HashSet<Uuid>, Option<Uuid>) {
+    let can_sign = |k: &&KeySpec| match &k.source {
+        KeySource::Pem { private, .. } => private.is_some(),
+        _ => true,
+    };
+    let ids = keys.iter().filter(can_sign).map(|k| k.id).collect();
+    let first = keys.iter().find(can_sign).map(|k| k.id);
+    (ids, first)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants, applications, API keys
+// ---------------------------------------------------------------------------------------------
+
+/// The tenants, each with its JWT settings complete (FusionAuth's defaults filled in, the first
+/// signing key as access-token key when none is named).
+pub(super) fn tenants(
+    p: &mut Problems,
+    raw: &[Tenant],
+    (signing_key_ids, first_signing_key): &(HashSet<Uuid>, Option<Uuid>),
+) -> Vec<Tenant> {
+    let mut tenants = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, t) in raw.iter().enumerate() {
+        let path = format!("tenants[{i}]");
+        if !ids.insert(t.id) {
+            p.add(format!("{path}.id"), "another tenant has this id");
+        }
+        if t.name.trim().is_empty() {
+            p.add(format!("{path}.name"), "must not be blank");
+        }
+        if t.issuer.trim().is_empty() {
+            p.add(format!("{path}.issuer"), "must not be blank");
+        }
+        let mut tenant = t.clone();
+        let jwt = &mut tenant.jwt_configuration;
+        let jwt_path = format!("{path}.jwtConfiguration");
+        check_jwt_configuration(p, &jwt_path, jwt, signing_key_ids);
+        if jwt.access_token_key_id.is_none() {
+            jwt.access_token_key_id = *first_signing_key;
+            if first_signing_key.is_none() {
+                p.add(
+                    format!("{jwt_path}.accessTokenKeyId"),
+                    "no key can sign tokens: declare one under keys:",
+                );
+            }
+        }
+        JwtSettings::fill_defaults(jwt);
+        tenants.push(tenant);
+    }
+    tenants
+}
+
+/// The applications: unique ids and role names, a known tenant, role ids derived from names.
+pub(super) fn applications(
+    p: &mut Problems,
+    raw: &[Application],
+    tenants: &[Tenant],
+    signing_key_ids: &HashSet<Uuid>,
+) -> Vec<Application> {
+    let mut applications = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, a) in raw.iter().enumerate() {
+        let path = format!("applications[{i}]");
+        if !ids.insert(a.id) {
+            p.add(format!("{path}.id"), "another application has this id");
+        }
+        if !tenants.iter().any(|t| t.id == a.tenant_id) {
+            p.add(format!("{path}.tenantId"), "no tenant with this id");
+        }
+        if a.name.trim().is_empty() {
+            p.add(format!("{path}.name"), "must not be blank");
+        }
+        let mut application = a.clone();
+        application_roles(p, &path, &mut application);
+        let jwt_path = format!("{path}.jwtConfiguration");
+        check_jwt_configuration(
+            p,
+            &jwt_path,
+            &mut application.jwt_configuration,
+            signing_key_ids,
+        );
+        applications.push(application);
+    }
+    applications
+}
+
+/// Role names are present and unique; a role without an id gets one derived from its name.
+fn application_roles(p: &mut Problems, path: &str, application: &mut Application) {
+    let mut names = HashSet::new();
+    for (r, role) in application.roles.iter().enumerate() {
+        if role.name.trim().is_empty() {
+            p.add(format!("{path}.roles[{r}].name"), "must not be blank");
+        } else if !names.insert(role.name.clone()) {
+            p.add(
+                format!("{path}.roles[{r}].name"),
+                "another role has this name",
+            );
+        }
+    }
+    let application_id = application.id;
+    for role in &mut application.roles {
+        role.id
+            .get_or_insert_with(|| Uuid::new_v5(&application_id, role.name.as_bytes()));
+    }
+}
+
+/// The checks shared by tenants' and applications' `jwtConfiguration`.
+fn check_jwt_configuration(
+    p: &mut Problems,
+    path: &str,
+    jwt: &mut JwtConfiguration,
+    signing_key_ids: &HashSet<Uuid>,
+) {
+    if let Some(id) = jwt.access_token_key_id {
+        if !signing_key_ids.contains(&id) {
+            p.add(
+                format!("{path}.accessTokenKeyId"),
+                "no key with this id that can sign (declare it under keys: with private material)",
+            );
+        }
+    }
+    if jwt.time_to_live_in_seconds.is_some_and(|t| t <= 0) {
+        p.add(
+            format!("{path}.timeToLiveInSeconds"),
+            "must be greater than 0",
+        );
+    }
+    if jwt
+        .refresh_token_time_to_live_in_minutes
+        .is_some_and(|t| t <= 0)
+    {
+        p.add(
+            format!("{path}.refreshTokenTimeToLiveInMinutes"),
+            "must be greater than 0",
+        );
+    }
+    if let Some(grace) = &jwt.refresh_token_one_time_use_configuration {
+        if !(0..=86_400).contains(&grace.grace_period_in_seconds) {
+            p.add(
+                format!("{path}.refreshTokenOneTimeUseConfiguration.gracePeriodInSeconds"),
+                "must be between 0 and 86400",
+            );
+        }
+    }
+}
+
+/// The API keys, and whether one of them is the shipped demo key.
+pub(super) fn api_keys(
+    p: &mut Problems,
+    raw: &[RawApiKey],
+    tenants: &[Tenant],
+) -> (Vec<ApiKey>, bool) {
+    let mut api_keys = Vec::new();
+    let mut uses_demo_api_key = false;
+    let mut seen = HashSet::new();
+    for (i, k) in raw.iter().enumerate() {
+        let path = format!("apiKeys[{i}]");
+        if k.key.trim().len() < 16 {
+            p.add(format!("{path}.key"), "must be at least 16 characters");
+        }
+        if !seen.insert(k.key.clone()) {
+            p.add(format!("{path}.key"), "another API key has the same value");
+        }
+        if k.tenant_id
+            .is_some_and(|t| !tenants.iter().any(|x| x.id == t))
+        {
+            p.add(format!("{path}.tenantId"), "no tenant with this id");
+        }
+        uses_demo_api_key |= k.key == DEMO_API_KEY;
+        api_keys.push(ApiKey {
+            id: k
+                .id
+                .unwrap_or_else(|| Uuid::new_v5(&Uuid::NAMESPACE_OID, k.key.as_bytes())),
+            key: k.key.clone(),
+            tenant_id: k.tenant_id,
+            description: k.description.clone(),
+        });
+    }
+    (api_keys, uses_demo_api_key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identity documents and plugins
+// ---------------------------------------------------------------------------------------------
+
+/// Identity providers and lambdas, validated and normalised by the identity-provider plugin.
+pub(super) fn identity_documents(p: &mut Problems, raw: &RawConfig) -> (Vec<Value>, Vec<Value>) {
+    let lambdas = documents(
+        p,
+        "lambdas",
+        &raw.lambdas,
+        gatehouse_plugin_identity_provider::validate_config_lambda,
+    );
+    let providers = documents(
+        p,
+        "identityProviders",
+        &raw.identity_providers,
+        gatehouse_plugin_identity_provider::validate_config_provider,
+    );
+    if (!providers.is_empty() || !lambdas.is_empty())
+        && !raw
+            .plugins
+            .contains_key(gatehouse_plugin_identity_provider::NAME)
+    {
+        p.add(
+            "plugins",
+            "identityProviders and lambdas need the identity-provider plugin: add `identity-provider: {}`",
+        );
+    }
+    (providers, lambdas)
+}
+
+/// A document validator: the normalised document, or each problem's field path and message.
+type DocumentValidator = fn(&Value) -> Result<Value, Vec<(String, String)>>;
+
+/// The documents of one section that pass `validate`, the others' problems under `section[i]`.
+fn documents(
+    p: &mut Problems,
+    section: &str,
+    raw: &[Value],
+    validate: DocumentValidator,
+) -> Vec<Value> {
+    let mut valid = Vec::new();
+    for (i, document) in raw.iter().enumerate() {
+        match validate(document) {
+            Ok(normalised) => valid.push(normalised),
+            Err(errors) => {
+                for (field, message) in errors {
+                    p.add(join_path(&format!("{section}[{i}]"), &field), message);
+                }
+            }
+        }
+    }
+    valid
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits and the rest
+// ---------------------------------------------------------------------------------------------
+
+/// A number with its default, checked against a range (`field` names it in the message).
+pub(super) fn bounded<T: PartialOrd + Copy>(
+    p: &mut Problems,
+    field: &str,
+    value: Option<T>,
+    default: T,
+    (min, max): (T, T),
+    message: &str,
+) -> T {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        p.add(field, message);
+    }
+    value
+}
+
+/// The admin listener's address: a socket address other than the main listener's.
+pub(super) fn admin_listener(
+    p: &mut Problems,
+    admin: Option<&super::raw::RawAdmin>,
+    listen: SocketAddr,
+) -> Option<SocketAddr> {
+    let address = admin?.listen.parse::<SocketAddr>();
+    match address {
+        Ok(address) if address == listen => {
+            p.add("admin.listen", "must differ from listen");
+            None
+        }
+        Ok(address) => Some(address),
+        Err(_) => {
+            p.add("admin.listen", "must be an address such as 127.0.0.1:9013");
+            None
+        }
+    }
+}
+
+/// The log format (`log.format`: text or json).
+pub(super) fn log_format(p: &mut Problems, format: Option<&str>) -> LogFormat {
+    match format {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(_) => {
+            p.add("log.format", "must be text or json");
+            LogFormat::Text
+        }
+    }
+}
+
+/// The demo upstream's address, when one is configured; it must differ from `listen`.
+pub(super) fn demo_upstream(
+    p: &mut Problems,
+    raw: &RawConfig,
+    listen: SocketAddr,
+) -> Option<SocketAddr> {
+    let address = raw.demo_upstream.as_ref().and_then(|d| {
+        d.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                p.add(
+                    "demoUpstream.listen",
+                    "must be an address such as 127.0.0.1:9012",
+                )
+            })
+            .ok()
+    });
+    if address == Some(listen) {
+        p.add("demoUpstream.listen", "must differ from listen");
+    }
+    address
+}
+
+/// The enabled plugins with their settings, each checked by building it once.
+pub(super) fn plugins(
+    p: &mut Problems,
+    raw: &std::collections::BTreeMap<String, Value>,
+) -> Vec<(String, Value)> {
+    let mut plugins = Vec::new();
+    for (name, settings) in raw {
+        match crate::plugins::build(name, settings) {
+            Ok(_) => plugins.push((name.clone(), settings.clone())),
+            Err(e) => p.add(format!("plugins.{name}"), e),
+        }
+    }
+    plugins
+}
