@@ -8,14 +8,51 @@ use gatehouse_plugin_api::{Plugin, RouteSpec};
 use http::Method;
 use serde_json::Value;
 
-/// Builds the plugin called `name` from its settings. The error names the problem.
-pub fn build(name: &str, settings: &Value) -> Result<Arc<dyn Plugin>, String> {
-    match name {
-        "jwt" => gatehouse_plugin_jwt::factory(settings),
-        "identity-provider" => gatehouse_plugin_identity_provider::factory(settings),
-        other => Err(format!(
-            "no plugin called `{other}` (available: jwt, identity-provider)"
-        )),
+use crate::store::GatewayStore;
+
+/// A plugin's settings, read once from its `plugins.<name>` section into the plugin's own
+/// typed form (which refuses unknown keys); the plugin is built from them once, at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSettings {
+    /// `plugins.jwt`.
+    Jwt(gatehouse_plugin_jwt::Settings),
+    /// `plugins.identity-provider`.
+    IdentityProvider(gatehouse_plugin_identity_provider::Settings),
+}
+
+impl PluginSettings {
+    /// The settings of the plugin called `name`; the error names the problem.
+    pub fn parse(name: &str, settings: &Value) -> Result<PluginSettings, String> {
+        match name {
+            gatehouse_plugin_jwt::NAME => {
+                gatehouse_plugin_jwt::Settings::parse(settings).map(PluginSettings::Jwt)
+            }
+            gatehouse_plugin_identity_provider::NAME => {
+                gatehouse_plugin_identity_provider::Settings::parse(settings)
+                    .map(PluginSettings::IdentityProvider)
+            }
+            other => Err(format!(
+                "no plugin called `{other}` (available: jwt, identity-provider)"
+            )),
+        }
+    }
+
+    /// The plugin's name under `plugins:`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PluginSettings::Jwt(_) => gatehouse_plugin_jwt::NAME,
+            PluginSettings::IdentityProvider(_) => gatehouse_plugin_identity_provider::NAME,
+        }
+    }
+
+    /// The plugin, with the storage port it declares (when it has one) on `store`.
+    pub fn build(&self, store: &Arc<dyn GatewayStore>) -> Arc<dyn Plugin> {
+        match self {
+            PluginSettings::Jwt(settings) => gatehouse_plugin_jwt::build(*settings),
+            PluginSettings::IdentityProvider(settings) => {
+                gatehouse_plugin_identity_provider::build(*settings, store.clone())
+            }
+        }
     }
 }
 
@@ -292,7 +329,7 @@ mod tests {
 
     #[test]
     fn unknown_plugins_are_named() {
-        let err = build("nope", &Value::Null).err().expect("error");
+        let err = PluginSettings::parse("nope", &Value::Null).expect_err("error");
         assert!(err.contains("nope"));
     }
 }

@@ -180,15 +180,11 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         tokens.record_revocation(scope, at);
     }
 
-    let mut plugins = Vec::new();
-    for (name, settings) in &config.plugins {
-        let plugin =
-            crate::plugins::build(name, settings).map_err(|message| StartError::Setup {
-                path: format!("plugins.{name}"),
-                message,
-            })?;
-        plugins.push(plugin);
-    }
+    let plugins: Vec<_> = config
+        .plugins
+        .iter()
+        .map(|settings| settings.build(&store))
+        .collect();
     let router = PluginRouter::new(&plugins).map_err(|message| StartError::Setup {
         path: "plugins".into(),
         message,

@@ -170,8 +170,8 @@ pub struct Config {
     pub identity_providers: Vec<serde_json::Value>,
     /// Lambda documents, validated and normalised.
     pub lambdas: Vec<serde_json::Value>,
-    /// Enabled plugins with their settings, in name order.
-    pub plugins: Vec<(String, serde_json::Value)>,
+    /// Enabled plugins' settings, each read once into its plugin's type, in name order.
+    pub plugins: Vec<crate::plugins::PluginSettings>,
     /// Routes, longest prefix first.
     pub routes: Vec<Route>,
     /// Largest body.

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::raw::{RawApiKey, RawConfig, RawKey};
 use super::{ConfigError, KeySource, KeySpec, LogFormat, StoreLocation, DEMO_API_KEY};
 use crate::keys::{self, KeyAlgorithm};
+use crate::plugins::PluginSettings;
 
 /// Collects problems with their paths.
 #[derive(Default)]
@@ -586,15 +587,15 @@ pub(super) fn demo_upstream(
     address
 }
 
-/// The enabled plugins with their settings, each checked by building it once.
+/// The enabled plugins' settings, each section read once by its plugin.
 pub(super) fn plugins(
     p: &mut Problems,
     raw: &std::collections::BTreeMap<String, Value>,
-) -> Vec<(String, Value)> {
+) -> Vec<PluginSettings> {
     let mut plugins = Vec::new();
     for (name, settings) in raw {
-        match crate::plugins::build(name, settings) {
-            Ok(_) => plugins.push((name.clone(), settings.clone())),
+        match PluginSettings::parse(name, settings) {
+            Ok(settings) => plugins.push(settings),
             Err(e) => p.add(format!("plugins.{name}"), e),
         }
     }

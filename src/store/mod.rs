@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use gatehouse_plugin_api::model::{ApiKey, Application, KeyMaterial, Tenant};
 use gatehouse_plugin_api::store::{Directory, Store, StoreError, StoreResult};
 use gatehouse_plugin_api::tokens::RevocationScope;
+use gatehouse_plugin_identity_provider::IdentityProviderStore;
 use uuid::Uuid;
 
 use crate::config::StoreLocation;
@@ -48,11 +49,12 @@ pub trait DirectoryStore: Directory {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
 }
 
-/// Every port a backend implements: what the plugins and the refresh rules use ([`Store`]) and
-/// the host's [`DirectoryStore`].
-pub trait GatewayStore: Store + DirectoryStore {}
+/// Every port a backend implements: what the plugins and the refresh rules use through the
+/// host's context ([`Store`]), the identity-provider plugin's own port, and the host's
+/// [`DirectoryStore`].
+pub trait GatewayStore: Store + IdentityProviderStore + DirectoryStore {}
 
-impl<T: Store + DirectoryStore + ?Sized> GatewayStore for T {}
+impl<T: Store + IdentityProviderStore + DirectoryStore + ?Sized> GatewayStore for T {}
 
 /// Opens (creating and migrating when needed) the store at `location`. For PostgreSQL this
 /// connects the pool, checks the server answers and applies pending migrations.

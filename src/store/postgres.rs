@@ -40,12 +40,13 @@ use gatehouse_plugin_api::model::{
     RefreshTokenMetaData, Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{
-    Directory, IdentityProviderStore, RefreshTokenStore, RevokeScope, Rotation, StoreError,
-    StoreResult, UserStore, RETIRED_VALUE_MEMORY_MS,
+    Directory, RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult, UserStore,
+    RETIRED_VALUE_MEMORY_MS,
 };
 
 use super::DirectoryStore;
 use gatehouse_plugin_api::tokens::RevocationScope;
+use gatehouse_plugin_identity_provider::IdentityProviderStore;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

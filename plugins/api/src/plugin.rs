@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use http::Method;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::apikeys::ApiKeyRing;
@@ -74,6 +75,26 @@ pub trait Plugin: Send + Sync {
     ) -> Result<PluginResponse, ApiError>;
 }
 
-/// Builds a plugin from its `plugins:` settings; an `Err` names the problem (the host adds the
-/// path `plugins.<name>`).
-pub type PluginFactory = fn(settings: &Value) -> Result<Arc<dyn Plugin>, String>;
+/// Reads a plugin's `plugins.<name>` section into its typed settings `T` (which should refuse
+/// unknown keys): nothing (`null`) gives `T::default()`. An `Err` names the problem without
+/// echoing the value (the host adds the path `plugins.<name>`).
+pub fn parse_settings<T: DeserializeOwned + Default>(settings: &Value) -> Result<T, String> {
+    if settings.is_null() {
+        return Ok(T::default());
+    }
+    if !settings.is_object() {
+        return Err("expected a mapping (or nothing)".into());
+    }
+    serde_path_to_error::deserialize(settings).map_err(|e| {
+        let message = e.inner().to_string();
+        if message.starts_with("unknown field") {
+            // Names only keys, which the operator wrote: keep them.
+            return message;
+        }
+        let message = crate::json::sanitized(&message);
+        match e.path().to_string() {
+            path if path == "." => message,
+            path => format!("{path}: {message}"),
+        }
+    })
+}

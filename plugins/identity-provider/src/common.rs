@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest};
+use serde::Deserialize;
+
+use crate::store::IdentityProviderStore;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -74,6 +77,23 @@ pub fn errors_result(errors: Errors) -> Result<(), ApiError> {
     errors.into_result()
 }
 
+/// What a handler works with: the host's context (users, refresh tokens, tokens, API keys,
+/// clock; reached through `Deref`) and the plugin's own records.
+pub struct Env<'a> {
+    /// The host's context.
+    pub host: &'a PluginContext,
+    /// The plugin's storage port.
+    pub records: &'a dyn IdentityProviderStore,
+}
+
+impl std::ops::Deref for Env<'_> {
+    type Target = PluginContext;
+
+    fn deref(&self) -> &PluginContext {
+        self.host
+    }
+}
+
 /// The plugin's settings (`plugins.identity-provider`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -92,42 +112,44 @@ impl Default for Settings {
     }
 }
 
+/// `plugins.identity-provider` as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSettings {
+    lambda_time_limit_millis: Option<u64>,
+    lambda_memory_limit_bytes: Option<u64>,
+    pending_link_time_to_live_in_seconds: Option<u64>,
+}
+
 impl Settings {
-    /// Parses the settings mapping: `lambdaTimeLimitMillis` (1–60000), `lambdaMemoryLimitBytes`
-    /// (1 MiB–1 GiB), `pendingLinkTimeToLiveInSeconds` (1–86400); unknown keys are refused.
+    /// Parses the settings mapping once into its typed form: `lambdaTimeLimitMillis`
+    /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `pendingLinkTimeToLiveInSeconds`
+    /// (1–86400); unknown keys are refused by name.
     pub fn parse(settings: &Value) -> Result<Settings, String> {
+        let raw: RawSettings = gatehouse_plugin_api::plugin::parse_settings(settings)?;
         let mut out = Settings::default();
-        let map = match settings {
-            Value::Null => return Ok(out),
-            Value::Object(map) => map,
-            _ => return Err("expected a mapping (or nothing)".into()),
-        };
-        for (key, value) in map {
-            let number = |min: u64, max: u64| {
-                value
-                    .as_u64()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| format!("`{key}` must be an integer from {min} to {max}"))
-            };
-            match key.as_str() {
-                "lambdaTimeLimitMillis" => {
-                    out.lambda.time = Duration::from_millis(number(1, 60_000)?)
-                }
-                "lambdaMemoryLimitBytes" => {
-                    out.lambda.memory_bytes =
-                        usize::try_from(number(1 << 20, 1 << 30)?).map_err(|e| e.to_string())?
-                }
-                "pendingLinkTimeToLiveInSeconds" => {
-                    out.pending_link_ttl = Duration::from_secs(number(1, 86_400)?)
-                }
-                other => {
-                    return Err(format!(
-                        "unknown setting `{other}` (known: lambdaTimeLimitMillis, lambdaMemoryLimitBytes, pendingLinkTimeToLiveInSeconds)"
-                    ))
-                }
-            }
+        if let Some(millis) = raw.lambda_time_limit_millis {
+            let millis = in_range("lambdaTimeLimitMillis", millis, (1, 60_000))?;
+            out.lambda.time = Duration::from_millis(millis);
+        }
+        if let Some(bytes) = raw.lambda_memory_limit_bytes {
+            let bytes = in_range("lambdaMemoryLimitBytes", bytes, (1 << 20, 1 << 30))?;
+            out.lambda.memory_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
+        }
+        if let Some(seconds) = raw.pending_link_time_to_live_in_seconds {
+            let seconds = in_range("pendingLinkTimeToLiveInSeconds", seconds, (1, 86_400))?;
+            out.pending_link_ttl = Duration::from_secs(seconds);
         }
         Ok(out)
+    }
+}
+
+/// `value` when it is within `min..=max`, else a message naming the setting.
+fn in_range(key: &str, value: u64, (min, max): (u64, u64)) -> Result<u64, String> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("`{key}` must be an integer from {min} to {max}"))
     }
 }
 

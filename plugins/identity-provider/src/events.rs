@@ -9,10 +9,10 @@
 //! searched.
 
 use gatehouse_plugin_api::model::EventLog;
-use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{ApiError, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 
-use crate::common::api_key;
+use crate::common::{api_key, Env};
 
 /// How many of the newest entries a search looks at.
 const SEARCH_WINDOW: u32 = 10_000;
@@ -59,9 +59,9 @@ impl DebugLog {
 
     /// Writes the entry (type `Debug`); a store failure is ignored, as the login's outcome must
     /// not depend on its debug log.
-    pub async fn flush(self, context: &PluginContext, heading: &str) {
+    pub async fn flush(self, context: &Env<'_>, heading: &str) {
         if let Some(message) = self.message(heading) {
-            let _ = context.store.add_event("Debug", &message).await;
+            let _ = context.records.add_event("Debug", &message).await;
         }
     }
 }
@@ -149,7 +149,7 @@ fn bad(name: &str) -> ApiError {
 /// `POST /api/system/event-log/search` (`{"search": {...}}`) or `GET` with query parameters.
 pub async fn search(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     let criteria = if request.method == http::Method::POST {
@@ -159,7 +159,7 @@ pub async fn search(
     } else {
         Criteria::from_lookup(&|name| request.query_param(name).map(Value::String))?
     };
-    let events = context.store.list_events(SEARCH_WINDOW).await?;
+    let events = context.records.list_events(SEARCH_WINDOW).await?;
     let (page, total) = criteria.apply(events);
     Ok(PluginResponse::json(
         200,
@@ -170,7 +170,7 @@ pub async fn search(
 /// `GET /api/system/event-log/{eventLogId}`.
 pub async fn retrieve(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     let raw = request.path_param("eventLogId").unwrap_or_default();
@@ -178,7 +178,7 @@ pub async fn retrieve(
         ApiError::field("eventLogId", "invalid", "The eventLogId must be a number.")
     })?;
     let event = context
-        .store
+        .records
         .list_events(SEARCH_WINDOW)
         .await?
         .into_iter()

@@ -9,13 +9,11 @@
 //! uses cannot be deleted.
 
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
-use gatehouse_plugin_api::{
-    ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse,
-};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, json_body, patch_body, wrapped};
+use crate::common::{api_key, json_body, patch_body, wrapped, Env};
 use crate::engine::{check, Limits};
 use crate::patch::{apply, PatchFormat};
 
@@ -167,7 +165,7 @@ fn prepared(
     mut doc: Value,
     insert: Option<i64>,
     limits: Limits,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<Value, ApiError> {
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
@@ -194,7 +192,7 @@ const MAX_ATTEMPTS: usize = 32;
 /// updates are serialized, never merged or lost.
 async fn update_with(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     limits: Limits,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<PluginResponse, ApiError> {
@@ -202,7 +200,7 @@ async fn update_with(
         let (id, existing) = load(request, context).await?;
         let insert = existing.get("insertInstant").and_then(Value::as_i64);
         let doc = prepared(id, change(&existing)?, insert, limits, context)?;
-        if context.store.replace_lambda(id, &existing, &doc).await? {
+        if context.records.replace_lambda(id, &existing, &doc).await? {
             return Ok(one(&doc));
         }
     }
@@ -217,7 +215,7 @@ async fn update_with(
 /// `POST /api/lambda[/{lambdaId}]`.
 pub async fn create(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     path_id: Option<Uuid>,
     limits: Limits,
 ) -> Result<PluginResponse, ApiError> {
@@ -230,7 +228,7 @@ pub async fn create(
             None => Uuid::new_v4(),
         },
     };
-    if context.store.get_lambda(id).await?.is_some() {
+    if context.records.get_lambda(id).await?.is_some() {
         return Err(ApiError::field(
             "lambdaId",
             "duplicate",
@@ -238,14 +236,14 @@ pub async fn create(
         ));
     }
     let doc = prepared(id, doc, None, limits, context)?;
-    context.store.put_lambda(id, &doc).await?;
+    context.records.put_lambda(id, &doc).await?;
     Ok(one(&doc))
 }
 
-async fn load(request: &PluginRequest, context: &PluginContext) -> Result<(Uuid, Value), ApiError> {
+async fn load(request: &PluginRequest, context: &Env<'_>) -> Result<(Uuid, Value), ApiError> {
     let id = path_uuid(request, "lambdaId")?;
     let doc = context
-        .store
+        .records
         .get_lambda(id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -255,7 +253,7 @@ async fn load(request: &PluginRequest, context: &PluginContext) -> Result<(Uuid,
 /// `GET /api/lambda/{lambdaId}`.
 pub async fn retrieve(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     Ok(one(&load(request, context).await?.1))
@@ -264,12 +262,12 @@ pub async fn retrieve(
 /// `GET /api/lambda` (optionally `?type=`).
 pub async fn retrieve_all(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     api_key(request, context)?;
     let wanted = request.query_param("type");
     let mut docs: Vec<Value> = context
-        .store
+        .records
         .list_lambdas()
         .await?
         .into_iter()
@@ -287,7 +285,7 @@ pub async fn retrieve_all(
 /// `PUT /api/lambda/{lambdaId}`.
 pub async fn update(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     limits: Limits,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
@@ -298,7 +296,7 @@ pub async fn update(
 /// `PATCH /api/lambda/{lambdaId}` in any of the three formats.
 pub async fn patch(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     limits: Limits,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
@@ -316,12 +314,12 @@ pub async fn patch(
 /// `DELETE /api/lambda/{lambdaId}`; 400 while a provider uses it.
 pub async fn delete(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let (id, _) = load(request, context).await?;
     let users: Vec<String> = context
-        .store
+        .records
         .list_identity_providers()
         .await?
         .iter()
@@ -342,7 +340,7 @@ pub async fn delete(
             ),
         ));
     }
-    context.store.delete_lambda(id).await?;
+    context.records.delete_lambda(id).await?;
     Ok(PluginResponse::empty(200))
 }
 

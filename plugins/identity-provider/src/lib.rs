@@ -14,7 +14,8 @@
 //! (key parsing, selection, verification), [`reconcile`] (identity, linking decisions, claim
 //! mapping), [`patch`] (the three PATCH formats) and [`engine`] (the sandboxed lambda runtime).
 //!
-//! Build it with [`factory`]; settings: see [`common::Settings::parse`]. For configuration
+//! Build it with [`build`] from its [`Settings`] (read once with [`Settings::parse`]) and its
+//! storage port, [`IdentityProviderStore`]. For configuration
 //! files the host can call [`validate_config_provider`] and [`validate_config_lambda`].
 #![warn(missing_docs)]
 
@@ -26,7 +27,6 @@ use gatehouse_plugin_api::{
     ApiError, Plugin, PluginContext, PluginRequest, PluginResponse, RouteSpec,
 };
 use http::Method;
-use serde_json::Value;
 
 pub mod common;
 pub mod engine;
@@ -39,12 +39,16 @@ pub mod manage;
 pub mod patch;
 pub mod provider;
 pub mod reconcile;
+pub mod store;
 pub mod users;
 
 pub use lambdas::validate_config_lambda;
 pub use provider::validate_config_provider;
 
-use common::Settings;
+pub use common::Settings;
+pub use store::IdentityProviderStore;
+
+use common::Env;
 use links::PendingLinks;
 use login::{Endpoint, LoginEnv};
 
@@ -222,27 +226,27 @@ impl Route {
 }
 
 /// The identity-provider plugin. Its only state is the in-memory pending links.
-#[derive(Debug)]
 pub struct IdentityProviderPlugin {
     settings: Settings,
     pending: PendingLinks,
+    records: Arc<dyn IdentityProviderStore>,
 }
 
 impl IdentityProviderPlugin {
-    /// The plugin with these settings.
-    pub fn new(settings: Settings) -> Self {
+    /// The plugin with these settings, keeping its records in `records`.
+    pub fn new(settings: Settings, records: Arc<dyn IdentityProviderStore>) -> Self {
         IdentityProviderPlugin {
             settings,
             pending: PendingLinks::new(settings.pending_link_ttl),
+            records,
         }
     }
 }
 
-/// Builds the plugin from its `plugins.identity-provider` settings (see
-/// [`Settings::parse`]); an unknown or out-of-range setting is refused by name.
-pub fn factory(settings: &Value) -> Result<Arc<dyn Plugin>, String> {
-    let settings = Settings::parse(settings)?;
-    Ok(Arc::new(IdentityProviderPlugin::new(settings)))
+/// Builds the plugin from its settings (read once from `plugins.identity-provider` with
+/// [`Settings::parse`]) and its storage port.
+pub fn build(settings: Settings, records: Arc<dyn IdentityProviderStore>) -> Arc<dyn Plugin> {
+    Arc::new(IdentityProviderPlugin::new(settings, records))
 }
 
 #[async_trait]
@@ -262,6 +266,11 @@ impl Plugin for IdentityProviderPlugin {
         context: &PluginContext,
     ) -> Result<PluginResponse, ApiError> {
         let limits = self.settings.lambda;
+        let env = Env {
+            host: context,
+            records: self.records.as_ref(),
+        };
+        let context = &env;
         let login_env = || LoginEnv {
             context,
             pending: &self.pending,
@@ -313,13 +322,13 @@ impl Plugin for IdentityProviderPlugin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
-    fn factory_checks_settings() {
-        assert!(factory(&Value::Null).is_ok());
-        assert!(factory(&json!({"lambdaTimeLimitMillis": 500})).is_ok());
-        let err = factory(&json!({"bogus": 1})).err().expect("refused");
+    fn settings_are_read_once_into_their_type() {
+        assert_eq!(Settings::parse(&Value::Null), Ok(Settings::default()));
+        assert!(Settings::parse(&json!({"lambdaTimeLimitMillis": 500})).is_ok());
+        let err = Settings::parse(&json!({"bogus": 1})).expect_err("refused");
         assert!(err.contains("`bogus`"), "{err}");
     }
 
@@ -391,9 +400,7 @@ mod tests {
 
     #[test]
     fn routes_are_unique_and_named() {
-        let plugin = IdentityProviderPlugin::new(Settings::default());
-        assert_eq!(plugin.name(), NAME);
-        let routes = plugin.routes();
+        let routes: Vec<RouteSpec> = Route::ALL.into_iter().map(Route::spec).collect();
         for (i, a) in routes.iter().enumerate() {
             for b in &routes[i + 1..] {
                 assert!(

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use gatehouse_plugin_api::helpers::{parse_uuid, uuid_param};
 use gatehouse_plugin_api::model::{IdentityProviderLink, User};
-use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginRequest, PluginResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, json_body};
+use crate::common::{api_key, json_body, Env};
 use crate::provider::{Provider, EXTERNAL_JWT};
 
 /// A login that found no link under the `CreatePendingLink` strategy.
@@ -106,7 +106,7 @@ fn visible_link(grant: &ApiKeyGrant, link: &IdentityProviderLink) -> bool {
 /// `GET /api/identity-provider/link`.
 pub async fn retrieve(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let provider_id = uuid_param(request, "identityProviderId")?;
@@ -120,7 +120,7 @@ pub async fn retrieve(
         ));
     }
     let links: Vec<IdentityProviderLink> = context
-        .store
+        .records
         .find_links(provider_id, user_id, provider_user_id.as_deref())
         .await?
         .into_iter()
@@ -153,7 +153,7 @@ fn limit_error(max: i64) -> ApiError {
 /// `identityProviderId`/`identityProviderUserId`/`userId`/`displayName` are accepted too).
 pub async fn create(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     pending: &PendingLinks,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
@@ -166,7 +166,7 @@ pub async fn create(
     check_link_count(context, &provider, &wanted, &user).await?;
     let pending_id = wanted.pending.as_ref().map(|(id, _)| id.clone());
     let link = new_link(context.clock.now_millis(), &provider, &user, wanted);
-    context.store.put_link(&link).await?;
+    context.records.put_link(&link).await?;
     if let Some(id) = pending_id {
         pending.take(&id);
     }
@@ -259,9 +259,9 @@ fn parse_create(body: &Value, pending: &PendingLinks) -> Result<LinkRequest, Api
 }
 
 /// Returns the ExternalJWT provider `provider_id` (400 when there is none).
-async fn link_provider(context: &PluginContext, provider_id: Uuid) -> Result<Provider, ApiError> {
+async fn link_provider(context: &Env<'_>, provider_id: Uuid) -> Result<Provider, ApiError> {
     context
-        .store
+        .records
         .get_identity_provider(provider_id)
         .await?
         .as_ref()
@@ -277,7 +277,7 @@ async fn link_provider(context: &PluginContext, provider_id: Uuid) -> Result<Pro
 
 /// Returns the user `user_id` when the API key may see it (400 when not, or when there is none).
 async fn link_user(
-    context: &PluginContext,
+    context: &Env<'_>,
     grant: &ApiKeyGrant,
     user_id: Uuid,
 ) -> Result<User, ApiError> {
@@ -316,13 +316,13 @@ fn check_same_tenant(
 /// Returns a `[duplicate]identityProviderLink` error when the provider user is already linked
 /// in the user's tenant (to this user or another).
 async fn check_not_linked(
-    context: &PluginContext,
+    context: &Env<'_>,
     wanted: &LinkRequest,
     user: &User,
 ) -> Result<(), ApiError> {
     let provider_user_id = Some(wanted.provider_user_id.as_str());
     let existing = context
-        .store
+        .records
         .find_links(Some(wanted.provider_id), None, provider_user_id)
         .await?
         .into_iter()
@@ -344,14 +344,14 @@ async fn check_not_linked(
 /// Returns a `[LinkLimitReached]` error when the user already has the provider's link limit
 /// for the user's tenant.
 async fn check_link_count(
-    context: &PluginContext,
+    context: &Env<'_>,
     provider: &Provider,
     wanted: &LinkRequest,
     user: &User,
 ) -> Result<(), ApiError> {
     if let Some(max) = provider.link_limit(user.tenant_id) {
         let count = context
-            .store
+            .records
             .find_links(Some(wanted.provider_id), Some(user.id), None)
             .await?
             .len();
@@ -390,7 +390,7 @@ fn new_link(
 /// `DELETE /api/identity-provider/link?identityProviderId=&identityProviderUserId=&userId=`.
 pub async fn delete(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let provider_id = uuid_param(request, "identityProviderId")?.ok_or_else(|| {
@@ -412,7 +412,7 @@ pub async fn delete(
             )
         })?;
     let found = context
-        .store
+        .records
         .find_links(Some(provider_id), Some(user_id), Some(&provider_user_id))
         .await?
         .into_iter()
@@ -421,7 +421,7 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     let link = context
-        .store
+        .records
         .delete_link(provider_id, &provider_user_id, user_id)
         .await?;
     Ok(PluginResponse::json(
@@ -434,7 +434,7 @@ pub async fn delete(
 /// with `userId` how many links that user has to the provider.
 pub async fn retrieve_pending(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     pending: &PendingLinks,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
@@ -444,7 +444,7 @@ pub async fn retrieve_pending(
         .filter(|l| grant.allows_tenant(l.tenant_id))
         .ok_or(ApiError::NotFound)?;
     let provider = context
-        .store
+        .records
         .get_identity_provider(link.identity_provider_id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -459,7 +459,7 @@ pub async fn retrieve_pending(
     }
     if let Some(user_id) = uuid_param(request, "userId")? {
         let links = context
-            .store
+            .records
             .find_links(Some(link.identity_provider_id), Some(user_id), None)
             .await?;
         body["linkCount"] = json!(links.len());

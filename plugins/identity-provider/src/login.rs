@@ -30,15 +30,13 @@ use gatehouse_plugin_api::helpers::{
 use gatehouse_plugin_api::model::{
     Application, DeviceInfo, IdentityProviderLink, RefreshTokenMetaData, Registration, Tenant, User,
 };
-use gatehouse_plugin_api::{
-    AccessTokenRequest, ApiError, Errors, PluginContext, PluginRequest, PluginResponse,
-};
+use gatehouse_plugin_api::{AccessTokenRequest, ApiError, Errors, PluginRequest, PluginResponse};
 use gatehouse_refresh::issue_refresh_token;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::common::json_body;
+use crate::common::{json_body, Env};
 use crate::engine::{run_reconcile, Limits};
 use crate::events::DebugLog;
 use crate::keys::{verify, KeyChoice};
@@ -237,7 +235,7 @@ fn refused(code: &'static str, message: impl Into<String>) -> Failure {
 /// What the plugin passes to a login besides the request.
 pub struct LoginEnv<'a> {
     /// The context.
-    pub context: &'a PluginContext,
+    pub context: &'a Env<'a>,
     /// Pending links.
     pub pending: &'a PendingLinks,
     /// Lambda limits.
@@ -246,10 +244,7 @@ pub struct LoginEnv<'a> {
 
 /// The tenant a login is scoped to: a presented API key's (a wrong key is a 401), else the
 /// `X-FusionAuth-TenantId` header.
-fn tenant_scope(
-    request: &PluginRequest,
-    context: &PluginContext,
-) -> Result<Option<Uuid>, ApiError> {
+fn tenant_scope(request: &PluginRequest, context: &Env<'_>) -> Result<Option<Uuid>, ApiError> {
     if request
         .header("authorization")
         .is_some_and(|h| !h.trim().is_empty())
@@ -416,12 +411,12 @@ async fn run(
 /// Step 1, the provider: returns the ExternalJWT provider the request names (401 when there is
 /// none) and turns the debug log on when the provider asks for it.
 async fn load_provider(
-    context: &PluginContext,
+    context: &Env<'_>,
     req: &LoginRequest,
     debug: &mut DebugLog,
 ) -> Result<Provider, Failure> {
     let doc = context
-        .store
+        .records
         .get_identity_provider(req.identity_provider_id)
         .await?;
     let provider = doc
@@ -446,7 +441,7 @@ async fn load_provider(
 /// and its tenant; 401 when the application is unknown, inactive, outside the request's tenant
 /// scope or the provider's tenant, or when the provider is disabled (for it).
 async fn load_application(
-    context: &PluginContext,
+    context: &Env<'_>,
     req: &LoginRequest,
     scope: Option<Uuid>,
     provider: Provider,
@@ -499,7 +494,7 @@ async fn load_application(
 /// Step 2: returns the claims of the request's JWT, verified with the provider's keys (or a key
 /// of the gateway's ring); 401 when it does not verify or its claims could not be stored.
 fn verify_token(
-    context: &PluginContext,
+    context: &Env<'_>,
     provider: &Provider,
     req: &LoginRequest,
     debug: &mut DebugLog,
@@ -573,7 +568,7 @@ async fn find_or_create_user(
 ) -> Result<UserStep, Failure> {
     let context = at.env.context;
     let existing_link = context
-        .store
+        .records
         .find_links(Some(target.provider.id), None, Some(&who.unique_id))
         .await?
         .into_iter()
@@ -740,14 +735,14 @@ async fn persist(
 /// link in one transaction; returns [`Failure::Concurrent`] when the user changed meanwhile or
 /// was created by a concurrent login (the login then starts over).
 async fn save_login(
-    context: &PluginContext,
+    context: &Env<'_>,
     user: &User,
     read_user: Option<&User>,
     registration: Option<&Registration>,
     link: &IdentityProviderLink,
 ) -> Result<(), Failure> {
     let saved = context
-        .store
+        .records
         .save_login(user, read_user, registration, link)
         .await;
     match saved {
@@ -897,7 +892,7 @@ async fn issue_refresh(
 /// Returns the access token of a login (`authenticationType` `FEDERATED_JWT`, `sid` =
 /// `session_id`).
 fn issue(
-    context: &PluginContext,
+    context: &Env<'_>,
     user: &User,
     tenant: &Tenant,
     application: &Application,
@@ -978,7 +973,7 @@ async fn resolve(
         Decision::Link(user) => {
             if let Some(max) = provider.link_limit(tenant_id) {
                 let count = context
-                    .store
+                    .records
                     .find_links(Some(provider.id), Some(user.id), None)
                     .await?
                     .len();
@@ -1040,7 +1035,7 @@ async fn run_lambda(
 ) -> Result<(User, Registration), Failure> {
     let lambda = env
         .context
-        .store
+        .records
         .get_lambda(lambda_id)
         .await?
         .ok_or_else(|| {
@@ -1094,7 +1089,7 @@ async fn run_lambda(
             "Reconcile lambda [{name}] ({lambda_id}) console output:\n  {}",
             reconciled.logs.join("\n  ")
         );
-        let _ = env.context.store.add_event("Debug", &message).await;
+        let _ = env.context.records.add_event("Debug", &message).await;
     }
     debug.line(format!("Reconcile lambda [{lambda_id}] ran"));
     let bad = |what: &str, e: serde_json::Error| {

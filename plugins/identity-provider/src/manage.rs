@@ -9,13 +9,13 @@
 //! a provider it creates is scoped to its tenant.
 
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
-use gatehouse_plugin_api::{
-    ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest, PluginResponse,
-};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, document_tenant, json_body, patch_body, visible, wrapped, writable};
+use crate::common::{
+    api_key, document_tenant, json_body, patch_body, visible, wrapped, writable, Env,
+};
 use crate::lambdas::{lambda_type, RECONCILE_TYPE};
 use crate::patch::{apply, PatchFormat};
 use crate::provider::{
@@ -34,7 +34,7 @@ async fn validate_all(
     doc: &Value,
     id: Uuid,
     grant: &ApiKeyGrant,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<(), ApiError> {
     let mut errors = Errors::new();
     validate_document(doc, PREFIX, &mut errors);
@@ -96,7 +96,7 @@ async fn validate_all(
         .and_then(Value::as_str)
     {
         if let Ok(lambda_id) = Uuid::parse_str(reconcile) {
-            match context.store.get_lambda(lambda_id).await? {
+            match context.records.get_lambda(lambda_id).await? {
                 None => {
                     errors.field(
                         "identityProvider.lambdaConfiguration.reconcileId",
@@ -132,7 +132,7 @@ async fn validate_all(
     }
     if let Some(domains) = doc.get("domains").and_then(Value::as_array) {
         let others: Vec<Provider> = context
-            .store
+            .records
             .list_identity_providers()
             .await?
             .iter()
@@ -175,7 +175,7 @@ fn finish(mut doc: Value, id: Uuid, grant: &ApiKeyGrant, insert: i64, now: i64) 
 /// `POST /api/identity-provider[/{identityProviderId}]`.
 pub async fn create(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
     path_id: Option<Uuid>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
@@ -193,7 +193,7 @@ pub async fn create(
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
     }
-    if context.store.get_identity_provider(id).await?.is_some() {
+    if context.records.get_identity_provider(id).await?.is_some() {
         return Err(ApiError::field(
             "identityProviderId",
             "duplicate",
@@ -203,14 +203,14 @@ pub async fn create(
     validate_all(&doc, id, &grant, context).await?;
     let now = context.clock.now_millis();
     let doc = finish(doc, id, &grant, now, now);
-    context.store.put_identity_provider(id, &doc).await?;
+    context.records.put_identity_provider(id, &doc).await?;
     Ok(one(&doc))
 }
 
 /// The stored provider `id`, when the request may see it.
-async fn load(id: Uuid, grant: &ApiKeyGrant, context: &PluginContext) -> Result<Value, ApiError> {
+async fn load(id: Uuid, grant: &ApiKeyGrant, context: &Env<'_>) -> Result<Value, ApiError> {
     context
-        .store
+        .records
         .get_identity_provider(id)
         .await?
         .filter(|doc| visible(grant, doc))
@@ -220,7 +220,7 @@ async fn load(id: Uuid, grant: &ApiKeyGrant, context: &PluginContext) -> Result<
 /// `GET /api/identity-provider/{identityProviderId}`.
 pub async fn retrieve(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
@@ -230,12 +230,12 @@ pub async fn retrieve(
 /// `GET /api/identity-provider` (optionally `?type=`).
 pub async fn retrieve_all(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let wanted = request.query_param("type");
     let mut docs: Vec<Value> = context
-        .store
+        .records
         .list_identity_providers()
         .await?
         .into_iter()
@@ -269,7 +269,7 @@ const MAX_ATTEMPTS: usize = 32;
 async fn update_with(
     id: Uuid,
     grant: &ApiKeyGrant,
-    context: &PluginContext,
+    context: &Env<'_>,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<PluginResponse, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
@@ -279,7 +279,7 @@ async fn update_with(
         }
         let doc = replacement(id, &existing, change(&existing)?, grant, context).await?;
         if context
-            .store
+            .records
             .replace_identity_provider(id, &existing, &doc)
             .await?
         {
@@ -301,7 +301,7 @@ async fn replacement(
     existing: &Value,
     mut doc: Value,
     grant: &ApiKeyGrant,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<Value, ApiError> {
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
@@ -323,7 +323,7 @@ async fn replacement(
 /// `PUT /api/identity-provider/{identityProviderId}`: full replacement.
 pub async fn update(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
@@ -332,10 +332,7 @@ pub async fn update(
 }
 
 /// `PATCH /api/identity-provider/{identityProviderId}` in any of the three formats.
-pub async fn patch(
-    request: &PluginRequest,
-    context: &PluginContext,
-) -> Result<PluginResponse, ApiError> {
+pub async fn patch(request: &PluginRequest, context: &Env<'_>) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
@@ -360,7 +357,7 @@ pub async fn patch(
 /// `DELETE /api/identity-provider/{identityProviderId}`: the provider and its links.
 pub async fn delete(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
@@ -368,7 +365,7 @@ pub async fn delete(
     if !writable(&grant, &existing) {
         return Err(ApiError::NotFound);
     }
-    context.store.delete_identity_provider(id).await?;
+    context.records.delete_identity_provider(id).await?;
     Ok(PluginResponse::empty(200))
 }
 
@@ -377,7 +374,7 @@ pub async fn delete(
 /// details, 404 when no enabled provider manages the domain.
 pub async fn lookup(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let raw = request.query_param("domain").ok_or_else(|| {
@@ -396,7 +393,7 @@ pub async fn lookup(
         Some(t) => Some(parse_uuid("tenantId", &t)?),
         None => grant.tenant_id,
     };
-    let docs = context.store.list_identity_providers().await?;
+    let docs = context.records.list_identity_providers().await?;
     let candidates: Vec<(&Value, Provider)> = docs
         .iter()
         .filter(|d| visible(&grant, d))

@@ -8,14 +8,14 @@
 
 use gatehouse_plugin_api::helpers::path_uuid;
 use gatehouse_plugin_api::model::User;
-use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{ApiError, PluginRequest, PluginResponse};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::api_key;
+use crate::common::{api_key, Env};
 
 /// The user with its registrations.
-pub async fn full_user(context: &PluginContext, mut user: User) -> Result<User, ApiError> {
+pub async fn full_user(context: &Env<'_>, mut user: User) -> Result<User, ApiError> {
     user.registrations = context.store.list_registrations(user.id).await?;
     user.registrations.iter_mut().for_each(|r| r.user_id = None);
     Ok(user)
@@ -28,7 +28,7 @@ fn one(user: &User) -> PluginResponse {
 /// `GET /api/user/{userId}`.
 pub async fn retrieve(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "userId")?;
@@ -51,7 +51,7 @@ fn ambiguous() -> ApiError {
 /// The user with this email, in the request's tenant or (unscoped) in the one tenant that has
 /// it; a 400 when several tenants do.
 async fn by_email(
-    context: &PluginContext,
+    context: &Env<'_>,
     tenant: Option<Uuid>,
     email: &str,
 ) -> Result<Option<User>, ApiError> {
@@ -67,7 +67,7 @@ async fn by_email(
 
 /// The user with this username, as [`by_email`] finds one by email.
 async fn by_username(
-    context: &PluginContext,
+    context: &Env<'_>,
     tenant: Option<Uuid>,
     username: &str,
 ) -> Result<Option<User>, ApiError> {
@@ -127,7 +127,7 @@ fn login_id_types(request: &PluginRequest) -> Result<Vec<String>, ApiError> {
 /// `GET /api/user?email=`, `?username=`, or `?loginId=` (with optional `loginIdTypes`).
 pub async fn retrieve_by_query(
     request: &PluginRequest,
-    context: &PluginContext,
+    context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let tenant = grant.tenant_id;

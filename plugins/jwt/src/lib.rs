@@ -9,7 +9,7 @@
 //! | `GET /api/jwt/validate` | [`validate`] |
 //! | `POST /api/jwt/vend` | [`vend`] |
 //!
-//! Build it with [`factory`] (settings: none). Refresh-token rules live in
+//! Build it with [`build`] (its [`Settings`] take no keys). Refresh-token rules live in
 //! [`gatehouse_refresh`], shared with the proxy's transparent refresh.
 #![warn(missing_docs)]
 
@@ -131,37 +131,21 @@ impl JwtPlugin {
     }
 }
 
-/// Builds the plugin from its `plugins.jwt` settings. It takes none: `null` or an empty mapping;
-/// any key is refused by name.
-pub fn factory(settings: &Value) -> Result<Arc<dyn Plugin>, String> {
-    match settings {
-        Value::Null => {}
-        Value::Object(map) => {
-            if let Some(key) = map.keys().next() {
-                return Err(format!(
-                    "unknown setting `{key}`: the jwt plugin takes no settings"
-                ));
-            }
-        }
-        other => {
-            return Err(format!(
-                "expected a mapping (or nothing), found {}",
-                json_kind(other)
-            ))
-        }
+/// `plugins.jwt`: the plugin takes no settings, so any key is refused by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {}
+
+impl Settings {
+    /// Reads `plugins.jwt` once: `null` or an empty mapping.
+    pub fn parse(settings: &Value) -> Result<Settings, String> {
+        gatehouse_plugin_api::plugin::parse_settings(settings)
     }
-    Ok(Arc::new(JwtPlugin::new()))
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a sequence",
-        Value::Object(_) => "a mapping",
-    }
+/// Builds the plugin from its settings.
+pub fn build(_settings: Settings) -> Arc<dyn Plugin> {
+    Arc::new(JwtPlugin::new())
 }
 
 #[async_trait]
@@ -205,13 +189,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn factory_takes_no_settings() {
-        assert!(factory(&Value::Null).is_ok());
-        assert!(factory(&json!({})).is_ok());
-        let err = factory(&json!({"issuer": "x"})).err().expect("refused");
+    fn settings_take_no_keys() {
+        assert!(Settings::parse(&Value::Null).is_ok());
+        assert!(Settings::parse(&json!({})).is_ok());
+        let err = Settings::parse(&json!({"issuer": "x"})).expect_err("refused");
         assert!(err.contains("`issuer`"), "{err}");
-        let err = factory(&json!(["x"])).err().expect("refused");
-        assert!(err.contains("sequence"), "{err}");
+        let err = Settings::parse(&json!(["x"])).expect_err("refused");
+        assert!(err.contains("mapping"), "{err}");
     }
 
     #[test]

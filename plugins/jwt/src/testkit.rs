@@ -10,12 +10,12 @@ use std::task::{Context, Poll, Waker};
 
 use async_trait::async_trait;
 use gatehouse_plugin_api::model::{
-    ApiKey, Application, EventLog, IdentityProviderLink, JwtConfiguration, KeyMaterial,
-    LoginConfiguration, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
+    ApiKey, Application, JwtConfiguration, LoginConfiguration, RefreshToken, RefreshTokenMetaData,
+    Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{
-    Directory, IdentityProviderStore, RefreshTokenStore, RevokeScope, Rotation, StoreResult,
-    UserStore, RETIRED_VALUE_MEMORY_MS,
+    Directory, RefreshTokenStore, RevokeScope, Rotation, StoreResult, UserStore,
+    RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::{PublicKeyInfo, RevocationScope};
 use gatehouse_plugin_api::{
@@ -165,12 +165,6 @@ fn same_login(user: &User, email: Option<&str>, username: Option<&str>) -> bool 
         _ => false,
     };
     equal(&user.email, email) || equal(&user.username, username)
-}
-
-fn unsupported<T>() -> StoreResult<T> {
-    Err(StoreError::Backend(
-        "not supported by the fake store".into(),
-    ))
 }
 
 #[async_trait]
@@ -398,13 +392,9 @@ impl RefreshTokenStore for FakeStore {
     }
 }
 
-/// The host-only directory writes, as plain methods (the host's `DirectoryStore` is not
-/// reachable from a plugin crate).
-#[allow(dead_code)]
+/// The directory writes the suite seeds with (the host's `DirectoryStore` is not reachable
+/// from a plugin crate).
 impl FakeStore {
-    pub async fn ping(&self) -> StoreResult<()> {
-        Ok(())
-    }
     pub async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         let mut s = lock(&self.state);
         s.tenants.retain(|t| t.id != tenant.id);
@@ -416,98 +406,6 @@ impl FakeStore {
         s.applications.retain(|a| a.id != application.id);
         s.applications.push(application.clone());
         Ok(())
-    }
-    pub async fn get_key_material(&self, _id: Uuid) -> StoreResult<Option<KeyMaterial>> {
-        Ok(None)
-    }
-    pub async fn insert_key_material(&self, _material: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        unsupported()
-    }
-    pub async fn replace_api_keys(&self, _keys: &[ApiKey]) -> StoreResult<()> {
-        unsupported()
-    }
-    pub async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
-        Ok(Vec::new())
-    }
-}
-
-#[async_trait]
-impl IdentityProviderStore for FakeStore {
-    async fn save_login(
-        &self,
-        _user: &User,
-        _expected_user: Option<&User>,
-        _registration: Option<&Registration>,
-        _link: &IdentityProviderLink,
-    ) -> StoreResult<bool> {
-        // Logins are the identity-provider plugin's, tested against the real stores.
-        unsupported()
-    }
-    async fn put_identity_provider(&self, _id: Uuid, _provider: &Value) -> StoreResult<()> {
-        unsupported()
-    }
-    async fn get_identity_provider(&self, _id: Uuid) -> StoreResult<Option<Value>> {
-        Ok(None)
-    }
-    async fn replace_identity_provider(
-        &self,
-        _id: Uuid,
-        _expected: &Value,
-        _provider: &Value,
-    ) -> StoreResult<bool> {
-        // This store keeps no providers: there is nothing to replace.
-        Err(StoreError::NotFound)
-    }
-    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
-        Ok(Vec::new())
-    }
-    async fn delete_identity_provider(&self, _id: Uuid) -> StoreResult<()> {
-        unsupported()
-    }
-    async fn put_link(&self, _link: &IdentityProviderLink) -> StoreResult<()> {
-        unsupported()
-    }
-    async fn find_links(
-        &self,
-        _identity_provider_id: Option<Uuid>,
-        _user_id: Option<Uuid>,
-        _identity_provider_user_id: Option<&str>,
-    ) -> StoreResult<Vec<IdentityProviderLink>> {
-        Ok(Vec::new())
-    }
-    async fn delete_link(
-        &self,
-        _identity_provider_id: Uuid,
-        _identity_provider_user_id: &str,
-        _user_id: Uuid,
-    ) -> StoreResult<IdentityProviderLink> {
-        unsupported()
-    }
-    async fn put_lambda(&self, _id: Uuid, _lambda: &Value) -> StoreResult<()> {
-        Ok(())
-    }
-    async fn get_lambda(&self, _id: Uuid) -> StoreResult<Option<Value>> {
-        Ok(None)
-    }
-    async fn replace_lambda(
-        &self,
-        _id: Uuid,
-        _expected: &Value,
-        _lambda: &Value,
-    ) -> StoreResult<bool> {
-        Err(StoreError::NotFound)
-    }
-    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
-        Ok(Vec::new())
-    }
-    async fn delete_lambda(&self, _id: Uuid) -> StoreResult<()> {
-        Err(StoreError::NotFound)
-    }
-    async fn add_event(&self, _log_type: &str, _message: &str) -> StoreResult<i64> {
-        Ok(0)
-    }
-    async fn list_events(&self, _limit: u32) -> StoreResult<Vec<EventLog>> {
-        Ok(Vec::new())
     }
 }
 

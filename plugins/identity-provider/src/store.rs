@@ -1,0 +1,90 @@
+//! The plugin's storage port: identity providers, links, lambdas, the debug event log, and a
+//! login's write of user, registration and link in one transaction. The host's backends
+//! (`src/store/`) implement it; the plugin gets it when it is built ([`crate::build`]).
+
+use async_trait::async_trait;
+use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
+use gatehouse_plugin_api::store::StoreResult;
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The identity-provider plugin's records: providers, links, lambdas, the event log, and a
+/// login's write of user, registration and link in one transaction.
+#[async_trait]
+pub trait IdentityProviderStore: Send + Sync {
+    /// Writes what a login changed, in one transaction, whole or not at all: the user (created
+    /// when `expected_user` is `None`, else replaced only while the stored user still has
+    /// `expected_user`'s `lastUpdateInstant`, its version: a writer must move it forward), the
+    /// registration when given, and the link. `Ok(false)` when the user changed meanwhile:
+    /// nothing was written, and the login should start over.
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool>;
+
+    /// Inserts or replaces an identity provider document.
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()>;
+
+    /// The identity provider document, or `None`.
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>>;
+
+    /// Replaces provider `id` with `provider` only while the stored document is still
+    /// `expected` (one conditional update): `false` when a concurrent change came first and
+    /// nothing was written; `NotFound` when it is gone.
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool>;
+
+    /// All identity provider documents.
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>>;
+
+    /// Deletes a provider and its links; `NotFound` when absent.
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()>;
+
+    /// Inserts or replaces a link (keyed by provider and provider user id).
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()>;
+
+    /// Links matching every given filter.
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>>;
+
+    /// Deletes one link; returns it, or `NotFound`.
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink>;
+
+    /// Inserts or replaces a lambda document.
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()>;
+
+    /// The lambda document, or `None`.
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>>;
+
+    /// Replaces lambda `id` as [`IdentityProviderStore::replace_identity_provider`] replaces a provider.
+    async fn replace_lambda(&self, id: Uuid, expected: &Value, lambda: &Value)
+        -> StoreResult<bool>;
+
+    /// All lambda documents.
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>>;
+
+    /// Deletes a lambda; `NotFound` when absent.
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()>;
+
+    /// Appends an event; returns its id.
+    async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64>;
+
+    /// The newest `limit` events, newest first.
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>>;
+}
