@@ -24,6 +24,11 @@ pub enum GatewayError {
     /// The request's framing could be read in more than one way (several or malformed
     /// `Content-Length` headers).
     AmbiguousFraming,
+    /// The engine could not read the request (bad request line, header syntax); carries the
+    /// 4xx status it chose.
+    Malformed(u16),
+    /// A plugin serves this path, but not with this method.
+    MethodNotAllowed(http::Method),
     /// No route matches the host and path.
     NoRoute,
     /// A required route got no token.
@@ -58,6 +63,9 @@ impl GatewayError {
             | GatewayError::AmbiguousHost
             | GatewayError::AmbiguousPathCase
             | GatewayError::AmbiguousFraming => 400,
+            GatewayError::Malformed(code) if (400..500).contains(code) => *code,
+            GatewayError::Malformed(_) => 400,
+            GatewayError::MethodNotAllowed(_) => 405,
             GatewayError::NoRoute => 404,
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
@@ -84,6 +92,8 @@ impl GatewayError {
             | GatewayError::AmbiguousHost
             | GatewayError::AmbiguousPathCase
             | GatewayError::AmbiguousFraming
+            | GatewayError::Malformed(_)
+            | GatewayError::MethodNotAllowed(_)
             | GatewayError::NoRoute
             | GatewayError::BodyTooLarge
             | GatewayError::HeadersTooLarge
@@ -112,6 +122,14 @@ impl GatewayError {
             GatewayError::AmbiguousFraming => (
                 "[AmbiguousRequest]",
                 "The request must have at most one valid Content-Length.".to_string(),
+            ),
+            GatewayError::Malformed(_) => (
+                "[BadRequest]",
+                "The request could not be processed.".to_string(),
+            ),
+            GatewayError::MethodNotAllowed(method) => (
+                "[MethodNotAllowed]",
+                format!("{method} is not allowed on this path."),
             ),
             GatewayError::NoRoute => ("[NotFound]", "No route matches this request.".to_string()),
             GatewayError::MissingToken => (
@@ -167,7 +185,9 @@ impl GatewayError {
             | GatewayError::Ambiguous(_)
             | GatewayError::AmbiguousHost
             | GatewayError::AmbiguousPathCase
-            | GatewayError::AmbiguousFraming => "bad_request",
+            | GatewayError::AmbiguousFraming
+            | GatewayError::Malformed(_) => "bad_request",
+            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
             GatewayError::NoRoute => "no_route",
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
@@ -202,6 +222,10 @@ mod tests {
             (GatewayError::HeadersTooLarge, 431),
             (GatewayError::UpstreamUnavailable, 502),
             (GatewayError::Internal("abc".into()), 500),
+            (GatewayError::Malformed(400), 400),
+            (GatewayError::Malformed(414), 414),
+            (GatewayError::Malformed(200), 400),
+            (GatewayError::MethodNotAllowed(http::Method::PUT), 405),
         ];
         for (error, status) in cases {
             assert_eq!(error.status(), status);

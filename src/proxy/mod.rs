@@ -486,13 +486,7 @@ impl Gateway {
                 Ok(true)
             }
             RouteMatch::MethodNotAllowed => {
-                let mut errors = gatehouse_plugin_api::Errors::new();
-                errors.general(
-                    "[MethodNotAllowed]",
-                    format!("{method} is not allowed on this path."),
-                );
-                let body = serde_json::to_vec(&errors).unwrap_or_default();
-                answer::respond(session, 405, &[("Content-Type", "application/json")], body)
+                self.deny(session, ctx, GatewayError::MethodNotAllowed(method))
                     .await?;
                 Ok(true)
             }
@@ -1051,12 +1045,12 @@ impl ProxyHttp for Gateway {
         let error = match e.etype() {
             HTTPStatus(413) => GatewayError::BodyTooLarge,
             HTTPStatus(431) => GatewayError::HeadersTooLarge,
-            HTTPStatus(code) if *code < 500 => return failed(bad_request(session, *code).await),
+            HTTPStatus(code) if *code < 500 => GatewayError::Malformed(*code),
             _ => match e.esource() {
                 ErrorSource::Upstream => GatewayError::UpstreamUnavailable,
                 ErrorSource::Downstream => match e.etype() {
                     WriteError | ReadError | ConnectionClosed => return failed(0),
-                    _ => return failed(bad_request(session, 400).await),
+                    _ => GatewayError::Malformed(400),
                 },
                 ErrorSource::Internal | ErrorSource::Unset => internal_failure(e),
             },
@@ -1072,15 +1066,6 @@ impl ProxyHttp for Gateway {
         }
         failed(code)
     }
-}
-
-/// Answers a malformed request the engine refused with `code`; the status written.
-async fn bad_request(session: &mut Session, code: u16) -> u16 {
-    let mut errors = gatehouse_plugin_api::Errors::new();
-    errors.general("[BadRequest]", "The request could not be processed.");
-    let body = serde_json::to_vec(&errors).unwrap_or_default();
-    let _ = answer::respond(session, code, &[("Content-Type", "application/json")], body).await;
-    code
 }
 
 /// The gateway error of an internal proxy failure: an upstream that cannot be reached, or an

@@ -3,10 +3,23 @@
 //! A plugin is a value implementing [`Plugin`]: it declares the routes it serves
 //! ([`RouteSpec`]: a method and a path template such as `/api/jwt/refresh/{tokenId}`) and
 //! handles a matched request ([`PluginRequest`]) with the [`PluginContext`] the host gives it:
-//! the [`Store`], the [`TokenService`], the [`ApiKeyRing`] and a [`Clock`].
+//! the [`Store`], the [`TokenService`], the [`ApiKeyRing`] and a [`Clock`]. It reads its
+//! `plugins.<name>` settings once with [`plugin::parse_settings`].
 //!
-//! Nothing here depends on the proxy engine, so a plugin can be unit-tested with plain values.
-//! Errors are [`ApiError`], which renders FusionAuth's Errors JSON.
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`plugin`] | the [`Plugin`] trait, [`RouteSpec`], [`PluginContext`] |
+//! | [`request`], [`response`], [`credentials`] | the request and answer values; reading tokens, cookies and the client address (the proxy uses the same readers) |
+//! | [`error`], [`json`] | FusionAuth's Errors JSON; JSON bodies within limits |
+//! | [`model`] | FusionAuth's records (tenant, application, user, refresh token, …) |
+//! | [`store`] | the storage ports: `Directory`, `UserStore`, `RefreshTokenStore` ([`Store`] is all three) |
+//! | [`tokens`], [`apikeys`], [`clock`] | the services: minting and verifying tokens, API keys, time |
+//! | `store_suite` | (feature `store-suite`) the tests every store implementation passes |
+//!
+//! The refresh-token rules are not here: they are the `gatehouse-refresh` crate, which both
+//! the JWT plugin and the proxy use. Nothing here depends on the proxy engine, so a plugin can
+//! be unit-tested with plain values. Errors are [`ApiError`], which renders FusionAuth's Errors
+//! JSON.
 #![warn(missing_docs)]
 
 pub mod apikeys;
