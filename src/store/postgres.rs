@@ -48,15 +48,16 @@ use super::DirectoryStore;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use gatehouse_plugin_identity_provider::IdentityProviderStore;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use tokio_postgres::config::Host;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use super::{revocation_row, revocation_scope, token_hash, UserRow, UserWrite};
+use super::rows::{
+    encode, live_match, revocation_row, revocation_scope, token_hash, LinkRow, RegistrationRow,
+    RotationRow, UserRow, UserWrite, PRUNE_BATCH, TOKEN_COLUMNS,
+};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -70,9 +71,6 @@ const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
 /// The advisory lock key replacing the API keys runs under, so two nodes starting together
 /// replace the set one after the other instead of clashing on its unique keys.
 const API_KEYS_LOCK: i64 = MIGRATION_LOCK + 1;
-
-/// The most rows one background prune changes per kind.
-const PRUNE_BATCH: i64 = 1_000;
 
 /// Connections per gateway.
 const POOL_SIZE: usize = 16;
@@ -152,12 +150,8 @@ fn pool_error(e: PoolError) -> StoreError {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encode: {e}")))
-}
-
 fn from_json<T: DeserializeOwned>(text: &str) -> StoreResult<T> {
-    super::decode_document(text).map_err(|e| StoreError::Backend(format!("decode: {e}")))
+    super::rows::decode_document(text).map_err(|e| StoreError::Backend(format!("decode: {e}")))
 }
 
 /// Column `index` of `row`.
@@ -219,9 +213,6 @@ async fn list_bodies<C: GenericClient, T: DeserializeOwned>(
         .collect()
 }
 
-const TOKEN_COLUMNS: &str = "id, token, user_id, application_id, tenant_id, insert_instant, \
-     start_instant, first_issued_instant, expiration_instant, meta_data";
-
 fn token_from_row(row: &Row) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
         id: col(row, 0)?,
@@ -260,8 +251,56 @@ async fn find_live_token<C: GenericClient>(
         .await?
         .into_iter()
         .next();
-    // The hash found the row; compare the value itself in constant time as well.
-    Ok(found.filter(|t| bool::from(t.token.as_bytes().ct_eq(value.as_bytes()))))
+    Ok(live_match(found, value))
+}
+
+/// Replaces the retired value with `next` and records the rotation, conditional on the old
+/// value still being live: a concurrent rotation (on this node or another) that got the row
+/// first makes this wait for its commit, then match nothing. True when this call rotated.
+async fn rotate_live<C: GenericClient>(
+    c: &C,
+    row: &RotationRow,
+    next: &RefreshToken,
+) -> StoreResult<bool> {
+    let changed = execute(
+        c,
+        "UPDATE refresh_tokens SET token_hash = $3, token = $4, insert_instant = $5, \
+         start_instant = $6, expiration_instant = $7, meta_data = $8 \
+         WHERE id = $1 AND token_hash = $2",
+        &[
+            &next.id,
+            &row.old_hash,
+            &row.next_hash,
+            &next.token,
+            &next.insert_instant,
+            &next.start_instant,
+            &next.expiration_instant,
+            &row.next_meta,
+        ],
+    )
+    .await?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    execute(
+        c,
+        "INSERT INTO rotated_refresh_tokens (token_hash, token_id, rotated_at) \
+         VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO UPDATE SET \
+         token_id = excluded.token_id, rotated_at = excluded.rotated_at",
+        &[&row.old_hash, &row.token_id, &row.rotated_at],
+    )
+    .await?;
+    if let Some((token, until)) = &row.outcome {
+        execute(
+            c,
+            "INSERT INTO rotation_outcomes (token_hash, access_token, until) \
+             VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO UPDATE SET \
+             access_token = excluded.access_token, until = excluded.until",
+            &[&row.old_hash, token, until],
+        )
+        .await?;
+    }
+    Ok(true)
 }
 
 /// What replaced a rotated value, by the value's hash.
@@ -358,20 +397,12 @@ async fn write_user<C: GenericClient>(c: &C, row: &UserRow, how: UserWrite) -> S
 }
 
 /// Inserts or replaces the user's registration to its application.
-async fn write_registration<C: GenericClient>(
-    c: &C,
-    registration: &Registration,
-) -> StoreResult<()> {
-    let user_id = registration
-        .user_id
-        .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
-    let body = to_json(registration)?;
-    let (id, app) = (registration.id, registration.application_id);
+async fn write_registration<C: GenericClient>(c: &C, row: &RegistrationRow) -> StoreResult<()> {
     execute(
         c,
         "INSERT INTO registrations (id, user_id, application_id, body) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
-        &[&id, &user_id, &app, &body],
+        &[&row.id, &row.user_id, &row.application_id, &row.body],
     )
     .await
     .map_err(conflict_is_not_found)?;
@@ -379,14 +410,13 @@ async fn write_registration<C: GenericClient>(
 }
 
 /// Inserts or replaces a link.
-async fn write_link<C: GenericClient>(c: &C, link: &IdentityProviderLink) -> StoreResult<()> {
-    let body = to_json(link)?;
+async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreResult<()> {
     execute(
         c,
         "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
          DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-        &[&link.identity_provider_id, &link.identity_provider_user_id, &link.user_id, &body],
+        &[&row.provider, &row.provider_user, &row.user, &row.body],
     )
     .await
     .map_err(conflict_is_not_found)?;
@@ -537,7 +567,7 @@ impl PostgresStore {
         id: Uuid,
         document: &Value,
     ) -> StoreResult<()> {
-        let body = to_json(document)?;
+        let body = encode(document)?;
         self.run(move |c| async move {
             execute(
                 &c,
@@ -563,7 +593,7 @@ impl PostgresStore {
         expected: &Value,
         document: &Value,
     ) -> StoreResult<bool> {
-        let (expected, body) = (to_json(expected)?, to_json(document)?);
+        let (expected, body) = (encode(expected)?, encode(document)?);
         self.run(move |c| async move {
             let changed = execute(
                 &c,
@@ -736,8 +766,8 @@ impl UserStore for PostgresStore {
         .await
     }
     async fn upsert_registration(&self, registration: &Registration) -> StoreResult<()> {
-        let registration = registration.clone();
-        self.run(move |c| async move { write_registration(&c, &registration).await })
+        let row = RegistrationRow::of(registration)?;
+        self.run(move |c| async move { write_registration(&c, &row).await })
             .await
     }
     async fn get_registration(
@@ -772,7 +802,7 @@ impl UserStore for PostgresStore {
 impl RefreshTokenStore for PostgresStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
-        let meta = to_json(&t.meta_data)?;
+        let meta = encode(&t.meta_data)?;
         self.run(move |c| async move {
             execute(
                 &c,
@@ -818,7 +848,7 @@ impl RefreshTokenStore for PostgresStore {
     }
     async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
-        let meta = to_json(&t.meta_data)?;
+        let meta = encode(&t.meta_data)?;
         self.run(move |c| async move {
             let changed = execute(
                 &c,
@@ -848,62 +878,18 @@ impl RefreshTokenStore for PostgresStore {
     ) -> StoreResult<Rotation> {
         let old = old_value.to_string();
         let next = next.clone();
-        let (access_token, outcome_until) = outcome.map(|(t, u)| (t.to_string(), u)).unzip();
-        let meta = to_json(&next.meta_data)?;
+        let outcome = outcome.map(|(t, u)| (t.to_string(), u));
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
-            let old_hash = token_hash(&old);
             if let Some(live) = find_live_token(&tx, &old).await? {
-                if live.id != next.id {
-                    return Err(StoreError::Conflict(
-                        "rotation must keep the token id".into(),
-                    ));
-                }
-                // Conditional on the old value still being live: a concurrent rotation (on this
-                // node or another) that got the row first makes this wait for its commit, then
-                // match nothing.
-                let changed = execute(
-                    &tx,
-                    "UPDATE refresh_tokens SET token_hash = $3, token = $4, insert_instant = $5, \
-                     start_instant = $6, expiration_instant = $7, meta_data = $8 \
-                     WHERE id = $1 AND token_hash = $2",
-                    &[
-                        &next.id,
-                        &old_hash,
-                        &token_hash(&next.token),
-                        &next.token,
-                        &next.insert_instant,
-                        &next.start_instant,
-                        &next.expiration_instant,
-                        &meta,
-                    ],
-                )
-                .await?;
-                if changed == 1 {
-                    execute(
-                        &tx,
-                        "INSERT INTO rotated_refresh_tokens (token_hash, token_id, rotated_at) \
-                         VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO UPDATE SET \
-                         token_id = excluded.token_id, rotated_at = excluded.rotated_at",
-                        &[&old_hash, &next.id, &next.insert_instant],
-                    )
-                    .await?;
-                    if let (Some(token), Some(until)) = (&access_token, outcome_until) {
-                        execute(
-                            &tx,
-                            "INSERT INTO rotation_outcomes (token_hash, access_token, until) \
-                             VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO UPDATE SET \
-                             access_token = excluded.access_token, until = excluded.until",
-                            &[&old_hash, token, &until],
-                        )
-                        .await?;
-                    }
+                let row = RotationRow::of(&old, &live, &next, outcome)?;
+                if rotate_live(&tx, &row, &next).await? {
                     tx.commit().await.map_err(pg)?;
                     return Ok(Rotation::Rotated(next));
                 }
             }
             // READ COMMITTED: this statement sees what a concurrent rotation committed.
-            let rotated = find_rotated(&tx, &old_hash).await?;
+            let rotated = find_rotated(&tx, &token_hash(&old)).await?;
             tx.commit().await.map_err(pg)?;
             rotated.ok_or(StoreError::NotFound)
         })
@@ -1033,7 +1019,7 @@ impl DirectoryStore for PostgresStore {
         .await
     }
     async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let (id, body) = (tenant.id, to_json(tenant)?);
+        let (id, body) = (tenant.id, encode(tenant)?);
         self.run(move |c| async move {
             execute(
                 &c,
@@ -1047,7 +1033,7 @@ impl DirectoryStore for PostgresStore {
         .await
     }
     async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
-        let (id, tenant, body) = (application.id, application.tenant_id, to_json(application)?);
+        let (id, tenant, body) = (application.id, application.tenant_id, encode(application)?);
         self.run(move |c| async move {
             execute(
                 &c,
@@ -1174,8 +1160,8 @@ impl IdentityProviderStore for PostgresStore {
         let how = expected_user.map_or(UserWrite::Insert, |u| {
             UserWrite::ReplaceIf(u.last_update_instant)
         });
-        let registration = registration.cloned();
-        let link = link.clone();
+        let registration = registration.map(RegistrationRow::of).transpose()?;
+        let link = LinkRow::of(link)?;
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             if !write_user(&tx, &row, how).await? {
@@ -1228,8 +1214,8 @@ impl IdentityProviderStore for PostgresStore {
         .await
     }
     async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
-        let link = link.clone();
-        self.run(move |c| async move { write_link(&c, &link).await })
+        let row = LinkRow::of(link)?;
+        self.run(move |c| async move { write_link(&c, &row).await })
             .await
     }
     async fn find_links(

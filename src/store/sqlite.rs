@@ -25,12 +25,13 @@ use gatehouse_plugin_api::tokens::RevocationScope;
 use gatehouse_plugin_identity_provider::IdentityProviderStore;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{revocation_row, revocation_scope, token_hash, UserRow, UserWrite};
+use super::rows::{
+    encode, live_match, revocation_row, revocation_scope, token_hash, LinkRow, RegistrationRow,
+    RotationRow, UserRow, UserWrite, PRUNE_BATCH, TOKEN_COLUMNS,
+};
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -39,9 +40,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_rotation_outcome.sql"),
     include_str!("migrations/0004_rotation_retention.sql"),
 ];
-
-/// The most rows one background prune changes per kind.
-const PRUNE_BATCH: i64 = 1_000;
 
 /// A SQLite database file.
 pub struct SqliteStore {
@@ -79,12 +77,8 @@ fn backend(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encode: {e}")))
-}
-
 fn from_json<T: DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
-    super::decode_document(text).map_err(|e| {
+    super::rows::decode_document(text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
@@ -109,9 +103,6 @@ fn opt_uuid_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Uuid>> {
     })
     .transpose()
 }
-
-const TOKEN_COLUMNS: &str = "id, token, user_id, application_id, tenant_id, insert_instant, \
-     start_instant, first_issued_instant, expiration_instant, meta_data";
 
 fn token_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
     let meta: String = row.get(9)?;
@@ -207,7 +198,7 @@ impl SqliteStore {
         id: Uuid,
         document: &Value,
     ) -> StoreResult<()> {
-        let body = to_json(document)?;
+        let body = encode(document)?;
         self.tx(move |tx| {
             tx.execute(
                 &format!(
@@ -231,7 +222,7 @@ impl SqliteStore {
         expected: &Value,
         document: &Value,
     ) -> StoreResult<bool> {
-        let (expected, body) = (to_json(expected)?, to_json(document)?);
+        let (expected, body) = (encode(expected)?, encode(document)?);
         self.tx(move |tx| {
             let changed = tx
                 .execute(
@@ -372,56 +363,20 @@ fn write_user(tx: &Connection, row: &UserRow, how: UserWrite) -> StoreResult<boo
     Ok(changed == 1)
 }
 
-/// A registration as its row.
-struct RegistrationRow {
-    id: String,
-    user_id: String,
-    application_id: String,
-    body: String,
-}
-
-impl RegistrationRow {
-    fn of(registration: &Registration) -> StoreResult<RegistrationRow> {
-        let user_id = registration
-            .user_id
-            .ok_or_else(|| StoreError::Backend("registration without user id".into()))?;
-        Ok(RegistrationRow {
-            id: registration.id.to_string(),
-            user_id: user_id.to_string(),
-            application_id: registration.application_id.to_string(),
-            body: to_json(registration)?,
-        })
-    }
-}
-
 /// Inserts or replaces the user's registration to its application.
 fn write_registration(tx: &Connection, row: &RegistrationRow) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO registrations (id, user_id, application_id, body) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (user_id, application_id) DO UPDATE SET body = excluded.body",
-        params![row.id, row.user_id, row.application_id, row.body],
+        params![
+            row.id.to_string(),
+            row.user_id.to_string(),
+            row.application_id.to_string(),
+            row.body
+        ],
     )
     .map_err(conflict_is_not_found)?;
     Ok(())
-}
-
-/// A link as its row.
-struct LinkRow {
-    provider: String,
-    provider_user: String,
-    user: String,
-    body: String,
-}
-
-impl LinkRow {
-    fn of(link: &IdentityProviderLink) -> StoreResult<LinkRow> {
-        Ok(LinkRow {
-            provider: link.identity_provider_id.to_string(),
-            provider_user: link.identity_provider_user_id.clone(),
-            user: link.user_id.to_string(),
-            body: to_json(link)?,
-        })
-    }
 }
 
 /// Inserts or replaces a link.
@@ -430,7 +385,12 @@ fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
         "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
          DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-        params![row.provider, row.provider_user, row.user, row.body],
+        params![
+            row.provider.to_string(),
+            row.provider_user,
+            row.user.to_string(),
+            row.body
+        ],
     )
     .map_err(conflict_is_not_found)?;
     Ok(())
@@ -458,8 +418,7 @@ fn find_live_token(tx: &Connection, value: &str) -> StoreResult<Option<RefreshTo
         .map_err(backend)?
         .into_iter()
         .next();
-    // The hash found the row; compare the value itself in constant time as well.
-    Ok(found.filter(|t| bool::from(t.token.as_bytes().ct_eq(value.as_bytes()))))
+    Ok(live_match(found, value))
 }
 
 fn insert_revocation(
@@ -475,6 +434,47 @@ fn insert_revocation(
     )
     .map_err(backend)?;
     Ok(())
+}
+
+/// Replaces the retired value with `next` and records the rotation, conditional on the old
+/// value still being live: a concurrent rotation that committed first makes this match
+/// nothing. True when this call rotated.
+fn rotate_live(tx: &Connection, row: &RotationRow, next: &RefreshToken) -> StoreResult<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE refresh_tokens SET token_hash = ?2, token = ?3, insert_instant = ?4, \
+             start_instant = ?5, expiration_instant = ?6, meta_data = ?7 \
+             WHERE id = ?1 AND token_hash = ?8",
+            params![
+                next.id.to_string(),
+                row.next_hash,
+                next.token,
+                next.insert_instant,
+                next.start_instant,
+                next.expiration_instant,
+                row.next_meta,
+                row.old_hash
+            ],
+        )
+        .map_err(backend)?;
+    if changed != 1 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO rotated_refresh_tokens (token_hash, token_id, rotated_at) \
+         VALUES (?1, ?2, ?3)",
+        params![row.old_hash, row.token_id.to_string(), row.rotated_at],
+    )
+    .map_err(backend)?;
+    if let Some((token, until)) = &row.outcome {
+        tx.execute(
+            "INSERT OR REPLACE INTO rotation_outcomes (token_hash, access_token, until) \
+             VALUES (?1, ?2, ?3)",
+            params![row.old_hash, token, until],
+        )
+        .map_err(backend)?;
+    }
+    Ok(true)
 }
 
 /// What replaced a rotated value, by the value's hash.
@@ -610,7 +610,7 @@ impl UserStore for SqliteStore {
 impl RefreshTokenStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
-        let meta = to_json(&t.meta_data)?;
+        let meta = encode(&t.meta_data)?;
         self.tx(move |tx| {
             tx.execute(
                 "INSERT INTO refresh_tokens (id, token_hash, token, user_id, application_id, tenant_id, \
@@ -656,7 +656,7 @@ impl RefreshTokenStore for SqliteStore {
     }
     async fn touch_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
-        let meta = to_json(&t.meta_data)?;
+        let meta = encode(&t.meta_data)?;
         self.tx(move |tx| {
             let changed = tx
                 .execute(
@@ -686,52 +686,15 @@ impl RefreshTokenStore for SqliteStore {
     ) -> StoreResult<Rotation> {
         let old = old_value.to_string();
         let next = next.clone();
-        let (access_token, outcome_until) = outcome.map(|(t, u)| (t.to_string(), u)).unzip();
-        let meta = to_json(&next.meta_data)?;
+        let outcome = outcome.map(|(t, u)| (t.to_string(), u));
         self.tx(move |tx| {
-            let old_hash = token_hash(&old);
             if let Some(live) = find_live_token(tx, &old)? {
-                if live.id != next.id {
-                    return Err(StoreError::Conflict("rotation must keep the token id".into()));
-                }
-                // Conditional on the old value still being live: a concurrent rotation that
-                // committed first makes this match nothing.
-                let changed = tx
-                    .execute(
-                        "UPDATE refresh_tokens SET token_hash = ?2, token = ?3, insert_instant = ?4, \
-                         start_instant = ?5, expiration_instant = ?6, meta_data = ?7 \
-                         WHERE id = ?1 AND token_hash = ?8",
-                        params![
-                            next.id.to_string(),
-                            token_hash(&next.token),
-                            next.token,
-                            next.insert_instant,
-                            next.start_instant,
-                            next.expiration_instant,
-                            meta,
-                            old_hash
-                        ],
-                    )
-                    .map_err(backend)?;
-                if changed == 1 {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO rotated_refresh_tokens \
-                         (token_hash, token_id, rotated_at) VALUES (?1, ?2, ?3)",
-                        params![old_hash, next.id.to_string(), next.insert_instant],
-                    )
-                    .map_err(backend)?;
-                    if let (Some(token), Some(until)) = (&access_token, outcome_until) {
-                        tx.execute(
-                            "INSERT OR REPLACE INTO rotation_outcomes (token_hash, access_token, until) \
-                             VALUES (?1, ?2, ?3)",
-                            params![old_hash, token, until],
-                        )
-                        .map_err(backend)?;
-                    }
+                let row = RotationRow::of(&old, &live, &next, outcome)?;
+                if rotate_live(tx, &row, &next)? {
                     return Ok(Rotation::Rotated(next));
                 }
             }
-            find_rotated(tx, &old_hash)?.ok_or(StoreError::NotFound)
+            find_rotated(tx, &token_hash(&old))?.ok_or(StoreError::NotFound)
         })
         .await
     }
@@ -851,7 +814,7 @@ impl DirectoryStore for SqliteStore {
             .await
     }
     async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        let (id, body) = (tenant.id.to_string(), to_json(tenant)?);
+        let (id, body) = (tenant.id.to_string(), encode(tenant)?);
         self.tx(move |tx| {
             tx.execute(
                 "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
@@ -866,7 +829,7 @@ impl DirectoryStore for SqliteStore {
         let (id, tenant, body) = (
             application.id.to_string(),
             application.tenant_id.to_string(),
-            to_json(application)?,
+            encode(application)?,
         );
         self.tx(move |tx| {
             tx.execute(
