@@ -7,6 +7,7 @@
 //! of the literal values they would otherwise echo.
 
 pub mod env;
+mod locate;
 pub mod raw;
 mod read;
 mod routes;
@@ -247,13 +248,25 @@ pub fn parse(
     };
     // Every problem in one run: the file's shape first (unknown keys, wrong types), then
     // what the rest of it means.
-    let (raw, mut problems) = read::read_all::<RawConfig>(&substituted.text);
+    // Positions are those of the file as written (a substituted value may span lines), or,
+    // when `${…}` makes the text as written unreadable (inside a flow mapping), those of the
+    // substituted text.
+    let mut positions = locate::locations(text);
+    if positions.is_empty() {
+        positions = locate::locations(&substituted.text);
+    }
+    let (raw, mut problems) = read::read_all::<RawConfig>(&substituted.text, &positions);
     let config = match raw.map(|raw| validate(raw, base_dir)) {
         Some(Ok(config)) if problems.is_empty() => return Ok(config),
         Some(Ok(_)) | None => None,
         Some(Err(errors)) => Some(errors),
     };
-    problems.extend(config.into_iter().flatten());
+    problems.extend(config.into_iter().flatten().map(|mut problem| {
+        if let Some((line, column)) = read::position_of(&positions, &problem.path) {
+            problem.message = format!("{} (line {line}, column {column})", problem.message);
+        }
+        problem
+    }));
     Err(ConfigErrors(
         problems
             .into_iter()

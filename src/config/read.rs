@@ -1,12 +1,13 @@
 //! Reading the file as written into its serde structs, reporting every problem of its shape in
 //! one run: an unknown key or a value of the wrong type is recorded with its path, removed,
 //! and the rest read again, so `gatehouse check` on a file with three mistakes names all
-//! three. The first problem carries the line and column the YAML parser gives.
+//! three, each with the line and column where it is written ([`super::locate`]).
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use serde_yaml::Value;
 
+use super::locate::Positions;
 use super::ConfigError;
 
 /// How many shape problems are collected before giving up on a file.
@@ -15,7 +16,10 @@ const MAX_PROBLEMS: usize = 64;
 /// `text` read into `T`: the value when the file (less its offending keys) reads, and every
 /// shape problem found. `None` with the problems when it cannot be read at all (bad YAML, a
 /// missing required key).
-pub fn read_all<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<ConfigError>) {
+pub fn read_all<T: DeserializeOwned>(
+    text: &str,
+    positions: &Positions,
+) -> (Option<T>, Vec<ConfigError>) {
     let mut doc: Value = match serde_yaml::from_str(text) {
         Ok(doc) => doc,
         Err(e) => return (None, vec![problem(String::new(), &e.to_string())]),
@@ -35,10 +39,12 @@ pub fn read_all<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<ConfigError>
             }
         }
         let path = path_text(&segments);
-        let location = problems
-            .is_empty()
-            .then(|| first_location::<T>(text))
-            .flatten();
+        let location = position_of(positions, &path).or_else(|| {
+            problems
+                .is_empty()
+                .then(|| first_location::<T>(text))
+                .flatten()
+        });
         let message = match location {
             Some((line, column)) => format!("{message} (line {line}, column {column})"),
             None => message,
@@ -49,6 +55,22 @@ pub fn read_all<T: DeserializeOwned>(text: &str) -> (Option<T>, Vec<ConfigError>
         }
     }
     (None, problems)
+}
+
+/// Where the node at `path` is written, or else its nearest written parent (a missing key is
+/// placed at the mapping that lacks it).
+pub fn position_of(positions: &Positions, path: &str) -> Option<(usize, usize)> {
+    let mut path = path;
+    loop {
+        if let Some(position) = positions.get(path) {
+            return Some(*position);
+        }
+        let parent = path.rfind(['.', '[']).map(|at| &path[..at])?;
+        if parent.is_empty() {
+            return None;
+        }
+        path = parent;
+    }
 }
 
 /// `routes[1].auth`, as the rest of the configuration names paths.
@@ -145,7 +167,7 @@ mod tests {
     #[test]
     fn every_shape_problem_is_reported_in_one_run() {
         let text = "name: x\nbogus: 1\ncount: many\nitems:\n  - {id: 1, extra: 2}\n  - {id: 2, label: [1]}\n";
-        let (doc, problems) = read_all::<Doc>(text);
+        let (doc, problems) = read_all::<Doc>(text, &crate::config::locate::locations(text));
         assert!(doc.is_some(), "{problems:?}");
         let mut paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         paths.sort_unstable();
@@ -162,14 +184,14 @@ mod tests {
 
     #[test]
     fn a_missing_required_key_stops_reading() {
-        let (doc, problems) = read_all::<Doc>("bogus: 1\n");
+        let (doc, problems) = read_all::<Doc>("bogus: 1\n", &Default::default());
         assert!(doc.is_none());
         assert_eq!(problems[0].path, "bogus");
         assert!(
             problems.iter().any(|p| p.message.contains("missing field")),
             "{problems:?}"
         );
-        let (doc, problems) = read_all::<Doc>("name: [unclosed\n");
+        let (doc, problems) = read_all::<Doc>("name: [unclosed\n", &Default::default());
         assert!(doc.is_none());
         assert_eq!(problems.len(), 1);
     }

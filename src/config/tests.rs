@@ -158,3 +158,29 @@ fn upstream_urls_are_parsed() {
     assert!(parse_upstream("http://h/path").is_err());
     assert!(parse_upstream("http://h:notaport").is_err());
 }
+
+#[test]
+fn a_file_with_several_mistakes_gets_every_one_with_its_line_and_column_in_one_run() {
+    let text = format!(
+        "{}  - path: /b\n    upstream: http://127.0.0.1:9\n    bogus: 1\n",
+        base().replace(
+            &format!("applicationId: {APP}"),
+            "applicationId: 44444444-4444-4444-4444-444444444444",
+        )
+    );
+    let line_of = |needle: &str| 1 + text.lines().position(|l| l.contains(needle)).expect("line");
+    let errors = parse_str(&text).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let unknown = lines
+        .iter()
+        .find(|l| l.starts_with("routes[1].bogus: unknown field"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let at = format!("(line {}, column 5)", line_of("bogus: 1"));
+    assert!(unknown.ends_with(&at), "{unknown}");
+    let application = lines
+        .iter()
+        .find(|l| l.starts_with("routes[0].auth.applicationId: no application"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let at = format!("(line {}, column 12)", line_of("applicationId: 4444"));
+    assert!(application.ends_with(&at), "{application}");
+}
