@@ -3,9 +3,11 @@
 //!
 //! Layout:
 //! - [`config`]: the file as written, substitution, validation into [`config::Config`];
-//! - [`store`]: the storage backends behind the plugin API's `Store` trait;
+//! - [`store`]: the storage backends behind the storage ports (the plugin API's, the
+//!   identity-provider plugin's, the host's), and the revocation feed;
+//! - [`revocation_sync`]: the in-memory revocation set kept in step with the store;
 //! - [`keys`] and [`tokens`]: the key ring and the token service;
-//! - [`request`]: a client request read once: canonical target, credentials;
+//! - [`request`]: a client request read once: its canonical target;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation; [`plugins`]: the plugin host;
 //! - [`admin`]: the admin listener (`/metrics`, `/health` with details);
 //! - [`server`]: start-up (store, keys, plugins, listeners) and shutdown; [`cli`]: commands.
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod plugins;
 pub mod proxy;
 pub mod request;
+pub mod revocation_sync;
 pub mod server;
 pub mod store;
 pub mod tokens;

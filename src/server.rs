@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::plugins::PluginRouter;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, ProxySettings};
+use crate::revocation_sync::RevocationSync;
 use crate::store::GatewayStore;
 use crate::tokens::{CacheLimits, Tokens};
 use gatehouse_plugin_api::model::KeyMaterial;
@@ -238,11 +239,8 @@ fn check_bindable(addr: SocketAddr, what: &str) -> Result<(), StartError> {
         .map_err(|e| StartError::Listen(format!("cannot listen on {addr} ({what}): {e}")))
 }
 
-/// How often revocations written to the store by other nodes are picked up.
-const REVOCATION_POLL: Duration = Duration::from_secs(1);
-
-/// Starts the thread that keeps the in-memory revocation set in step with the store (other
-/// nodes, direct store changes) and prunes entries no unexpired token can match any more.
+/// Starts the thread that keeps the in-memory revocation set in step with the store (see
+/// [`RevocationSync`]).
 fn spawn_revocation_sync(
     tokens: Arc<Tokens>,
     store: Arc<dyn GatewayStore>,
@@ -257,55 +255,14 @@ fn spawn_revocation_sync(
     std::thread::Builder::new()
         .name("revocation-sync".into())
         .spawn(move || {
-            let mut since = tokens.revocation_horizon();
-            let mut polls: u64 = 0;
-            loop {
-                std::thread::sleep(REVOCATION_POLL);
-                let polled_at = SystemClock.now_seconds();
-                match runtime.block_on(store.list_revocations(since)) {
-                    Ok(revocations) => {
-                        for (scope, at) in revocations {
-                            tokens.record_revocation(scope, at);
-                        }
-                        // Overlap a little: rows are stamped with the writer's clock.
-                        since = polled_at - 5;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot read revocations from the store"),
-                }
-                polls += 1;
-                if polls.is_multiple_of(60) {
-                    tokens.prune_revocations();
-                }
-                if polls.is_multiple_of(PRUNE_EVERY_POLLS) {
-                    prune_rotations(&runtime, store.as_ref());
-                }
-            }
+            let sync = runtime.block_on(async { RevocationSync::new(tokens, store) });
+            runtime.block_on(sync.run());
         })
         .map(drop)
         .map_err(|e| StartError::Setup {
             path: String::new(),
             message: format!("cannot start the revocation thread: {e}"),
         })
-}
-
-/// How often (in revocation polls, about a second each) rotation records are pruned.
-const PRUNE_EVERY_POLLS: u64 = 5;
-/// The most prune batches one tick runs (each changes at most a thousand rows per kind).
-const PRUNE_BATCHES_PER_TICK: usize = 50;
-
-/// Clears rotation outcomes past their time and deletes old retired values, batch after batch
-/// until none is left (or the tick's bound), so the store keeps up with any rotation rate.
-fn prune_rotations(runtime: &tokio::runtime::Runtime, store: &dyn GatewayStore) {
-    for _ in 0..PRUNE_BATCHES_PER_TICK {
-        match runtime.block_on(store.prune_rotations(SystemClock.now_millis())) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot prune rotated refresh tokens");
-                return;
-            }
-        }
-    }
 }
 
 /// Starts the thread that resolves upstream host names again every [`DNS_REFRESH_INTERVAL`].

@@ -4,6 +4,7 @@
 
 mod it {
     pub mod boundary;
+    pub mod cluster;
     pub mod config;
     pub mod edge;
     pub mod identity_provider;

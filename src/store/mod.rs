@@ -6,6 +6,7 @@
 //!
 //! The shared test suite in `suite.rs` runs against every backend.
 
+pub mod feed;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
@@ -18,6 +19,8 @@ use async_trait::async_trait;
 use gatehouse_plugin_api::model::{ApiKey, Application, KeyMaterial, Tenant};
 use gatehouse_plugin_api::store::{Directory, Store, StoreError, StoreResult};
 use gatehouse_plugin_identity_provider::IdentityProviderStore;
+
+use feed::RevocationFeed;
 use uuid::Uuid;
 
 use crate::config::StoreLocation;
@@ -50,11 +53,14 @@ pub trait DirectoryStore: Directory {
 }
 
 /// Every port a backend implements: what the plugins and the refresh rules use through the
-/// host's context ([`Store`]), the identity-provider plugin's own port, and the host's
-/// [`DirectoryStore`].
-pub trait GatewayStore: Store + IdentityProviderStore + DirectoryStore {}
+/// host's context ([`Store`]), the identity-provider plugin's own port, the host's
+/// [`DirectoryStore`], and the revocation feed (pushed on PostgreSQL, none on SQLite).
+pub trait GatewayStore: Store + IdentityProviderStore + DirectoryStore + RevocationFeed {}
 
-impl<T: Store + IdentityProviderStore + DirectoryStore + ?Sized> GatewayStore for T {}
+impl<T: Store + IdentityProviderStore + DirectoryStore + RevocationFeed + ?Sized> GatewayStore
+    for T
+{
+}
 
 /// Opens (creating and migrating when needed) the store at `location`. For PostgreSQL this
 /// connects the pool, checks the server answers and applies pending migrations.

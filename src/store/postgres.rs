@@ -1,6 +1,7 @@
 //! The PostgreSQL backend, for a cluster of gateways sharing one database: users, providers,
 //! refresh tokens, one-time-use rotations and revocations written through one node are seen by
-//! every other (each node polls revocations every second, see `server::spawn_revocation_sync`).
+//! every other. Revocations are pushed: their transaction notifies, and every node listens
+//! ([`super::feed`]; polling takes over while a node's listener is reconnecting).
 //!
 //! Connections come from a deadpool-postgres pool of tokio-postgres clients **without TLS**
 //! (`NoTls`): put the database on loopback or a trusted private network. TLS to the database is
@@ -55,8 +56,8 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::rows::{
-    encode, live_match, revocation_row, revocation_scope, token_hash, LinkRow, RegistrationRow,
-    RotationRow, UserRow, UserWrite, PRUNE_BATCH, TOKEN_COLUMNS,
+    encode, live_match, revocation_payload, revocation_row, revocation_scope, token_hash, LinkRow,
+    RegistrationRow, RotationRow, UserRow, UserWrite, PRUNE_BATCH, TOKEN_COLUMNS,
 };
 
 /// Migrations in order; the index + 1 is the schema version.
@@ -87,6 +88,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A PostgreSQL database shared by every gateway of a cluster.
 pub struct PostgresStore {
     pool: Pool,
+    /// What the revocation listener connects with.
+    config: tokio_postgres::Config,
     /// The store's runtime, where every call runs (see the module documentation).
     runtime: tokio::runtime::Handle,
     /// Dropping it stops the store's runtime thread.
@@ -328,6 +331,8 @@ async fn find_rotated<C: GenericClient>(c: &C, old_hash: &str) -> StoreResult<Op
     }))
 }
 
+/// Records a revocation and announces it on the revocation channel; call it inside the
+/// revocation's transaction, so the announcement goes out exactly when it commits.
 async fn insert_revocation<C: GenericClient>(
     c: &C,
     scope: &RevocationScope,
@@ -340,6 +345,13 @@ async fn insert_revocation<C: GenericClient>(
          ON CONFLICT (scope, first_id, second_id) \
          DO UPDATE SET instant = GREATEST(revocations.instant, excluded.instant)",
         &[&kind, &first, &second, &instant_seconds],
+    )
+    .await?;
+    let payload = revocation_payload(scope, instant_seconds);
+    query(
+        c,
+        "SELECT pg_notify($1, $2)",
+        &[&super::feed::CHANNEL, &payload],
     )
     .await?;
     Ok(())
@@ -502,7 +514,7 @@ impl PostgresStore {
         let target = describe(&config);
         let (runtime, stop) = start_runtime()?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             // Verified: a connection is tested before reuse (one round trip), so one left
             // behind by a call that timed out on a stalled link is replaced, not reused.
@@ -520,6 +532,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
         let store = PostgresStore {
             pool,
+            config,
             runtime,
             _stop: stop,
         };
@@ -981,8 +994,12 @@ impl RefreshTokenStore for PostgresStore {
         instant_seconds: i64,
     ) -> StoreResult<()> {
         let scope = *scope;
-        self.run(move |c| async move { insert_revocation(&c, &scope, instant_seconds).await })
-            .await
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            insert_revocation(&tx, &scope, instant_seconds).await?;
+            tx.commit().await.map_err(pg)
+        })
+        .await
     }
     async fn list_revocations(
         &self,
@@ -1006,6 +1023,19 @@ impl RefreshTokenStore for PostgresStore {
             Ok(out)
         })
         .await
+    }
+}
+
+/// Revocations are pushed: one connection of this node listens on the revocation channel (see
+/// [`super::feed`]).
+impl super::feed::RevocationFeed for PostgresStore {
+    fn revocation_feed(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::feed::FeedEvent>> {
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.runtime
+            .spawn(super::feed::listen(self.config.clone(), events));
+        Some(receiver)
     }
 }
 

@@ -805,6 +805,15 @@ impl RefreshTokenStore for SqliteStore {
     }
 }
 
+/// SQLite cannot push: gateways on one file poll the revocations table every second.
+impl super::feed::RevocationFeed for SqliteStore {
+    fn revocation_feed(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<super::feed::FeedEvent>> {
+        None
+    }
+}
+
 #[async_trait]
 impl DirectoryStore for SqliteStore {
     /// Healthy means writable: like every call, the check runs in an immediate transaction,

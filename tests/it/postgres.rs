@@ -1,6 +1,6 @@
 //! A cluster on PostgreSQL: two gateways sharing one database see each other's logins,
-//! one-time-use rotations (the grace period answers on either node) and revocations (within
-//! the revocation poll), and a restarted gateway keeps everything.
+//! one-time-use rotations (the grace period answers on either node) and revocations, and a
+//! restarted gateway keeps everything. Three-node behaviour is in `cluster.rs`.
 //!
 //! The server comes from `GATEHOUSE_TEST_POSTGRES_URL`, else `scripts/bootstrap`'s
 //! (`postgres://gatehouse:gatehouse@127.0.0.1:5432/postgres`) when it answers; without either
@@ -96,7 +96,7 @@ impl Database {
     }
 
     /// Runs one query returning a count in the database.
-    fn count(&self, sql: &str, id: Uuid) -> i64 {
+    pub fn count(&self, sql: &str, id: Uuid) -> i64 {
         block_on(async {
             let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
                 .await
@@ -130,7 +130,7 @@ impl Drop for Database {
 }
 
 /// Options for a gateway on `db`, with a refreshing `/app` route and `app_jwt` settings.
-fn options(db: &Database, app_jwt: &str) -> Options {
+pub fn options(db: &Database, app_jwt: &str) -> Options {
     Options {
         app_jwt: app_jwt.into(),
         extra_routes: format!(
@@ -149,11 +149,11 @@ fn refresh(node: &TestGateway, refresh_token: &str) -> reqwest::blocking::Respon
         .expect("send")
 }
 
-fn status_with_token(node: &TestGateway, token: &str) -> u16 {
+pub fn status_with_token(node: &TestGateway, token: &str) -> u16 {
     node.get_as("/x", token).status().as_u16()
 }
 
-fn cookie_value(response: &reqwest::blocking::Response, name: &str) -> Option<String> {
+pub fn cookie_value(response: &reqwest::blocking::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")
