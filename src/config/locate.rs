@@ -16,11 +16,22 @@ pub type Positions = HashMap<String, (usize, usize)>;
 pub fn locations(text: &str) -> Positions {
     let mut walker = Walker::default();
     let mut parser = Parser::new_from_str(text);
-    if parser.load(&mut walker, false).is_err() {
-        return HashMap::new();
+    // Event by event (the parser's own loader recurses once per level): a file nested deeper
+    // than anything a configuration needs gets no positions, the deserializer refuses it.
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => return walker.found,
+            Ok((event, mark)) => walker.on_event(event, mark),
+            Err(_) => return HashMap::new(),
+        }
+        if walker.stack.len() > MAX_DEPTH {
+            return HashMap::new();
+        }
     }
-    walker.found
 }
+
+/// The deepest nesting located; serde_yaml refuses deeper documents anyway (128 levels).
+const MAX_DEPTH: usize = 128;
 
 /// A container being walked: a mapping (waiting for a key, or for the value of `key`) or a
 /// sequence (at item `next`).
@@ -131,5 +142,15 @@ mod tests {
     #[test]
     fn text_that_is_not_yaml_has_no_locations() {
         assert!(locations("a: [").is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_gets_no_locations_and_no_stack_overflow() {
+        let block = format!("bogus:\n  {}x\n", "- ".repeat(20_000));
+        assert!(locations(&block).is_empty());
+        let flow = format!("bogus: {}x{}\n", "[".repeat(250), "]".repeat(250));
+        assert!(locations(&flow).is_empty());
+        let fine = format!("ok: {}x{}\n", "[".repeat(10), "]".repeat(10));
+        assert_eq!(locations(&fine).get("ok"), Some(&(1, 1)));
     }
 }

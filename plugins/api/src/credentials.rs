@@ -319,10 +319,16 @@ pub fn bearer_of(value: &str) -> Option<&str> {
 
 /// The value of cookie `name` in one `Cookie` header value, when it is text; the other
 /// cookies may hold any bytes.
+/// A pair without `=`, or whose value is not text, is passed over for a later one.
 pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
-    line_pairs(header)
-        .find(|(key, _)| *key == name.as_bytes())
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    header.split(|&b| b == b';').find_map(|pair| {
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
+        if key != name.as_bytes() {
+            return None;
+        }
+        std::str::from_utf8(value).ok().map(|v| v.trim_matches('"'))
+    })
 }
 
 #[cfg(test)]
@@ -355,6 +361,23 @@ mod tests {
         refresh: Option<&str>,
     ) -> Result<(Option<String>, Option<String>), Ambiguity> {
         Ok((access.map(str::to_string), refresh.map(str::to_string)))
+    }
+
+    #[test]
+    fn the_plugins_cookie_reader_passes_over_bare_and_non_text_pairs() {
+        assert_eq!(
+            cookie_value(b"access_token; access_token=t", "access_token"),
+            Some("t")
+        );
+        assert_eq!(
+            cookie_value(b"access_token=\xff; access_token=t", "access_token"),
+            Some("t")
+        );
+        assert_eq!(
+            cookie_value(b"a=1; access_token=\"t\"", "access_token"),
+            Some("t")
+        );
+        assert_eq!(cookie_value(b"access_tokens=x", "access_token"), None);
     }
 
     #[test]

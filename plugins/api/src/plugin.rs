@@ -82,8 +82,13 @@ pub fn parse_settings<T: DeserializeOwned + Default>(settings: &Value) -> Result
     if settings.is_null() {
         return Ok(T::default());
     }
-    if !settings.is_object() {
+    let Some(map) = settings.as_object() else {
         return Err("expected a mapping (or nothing)".into());
+    };
+    // A key written without a value (`key:`, or `${VAR:-}` left empty) is a mistake, not a
+    // request for the default.
+    if let Some((key, _)) = map.iter().find(|(_, value)| value.is_null()) {
+        return Err(format!("`{key}` has no value"));
     }
     serde_path_to_error::deserialize(settings).map_err(|e| {
         let message = e.inner().to_string();

@@ -37,6 +37,7 @@ macro_rules! store_port_suite {
             users_are_unique_per_tenant_ignoring_case,
             users_are_found_by_email_and_username,
             updating_a_user_replaces_it_and_a_missing_one_is_not_found,
+            updating_a_user_to_a_taken_email_is_a_conflict,
             users_are_found_by_email_across_tenants,
             registrations_are_kept_per_user_and_application,
             refresh_tokens_are_found_by_their_exact_value,
@@ -194,6 +195,24 @@ pub async fn updating_a_user_replaces_it_and_a_missing_one_is_not_found(store: &
         store.update_user(&stranger).await,
         Err(StoreError::NotFound)
     );
+}
+
+/// An update cannot take another user's email (in any case); the user is left as it was.
+pub async fn updating_a_user_to_a_taken_email_is_a_conflict(store: &dyn SuiteStore) {
+    seeded(store).await;
+    store.create_user(&ann()).await.expect("user");
+    let mut bob = ann();
+    bob.id = Uuid::from_u128(0x3336);
+    bob.email = Some("bob@example.com".into());
+    bob.username = None;
+    store.create_user(&bob).await.expect("user");
+    let mut taking = bob.clone();
+    taking.email = Some("ANN@example.com".into());
+    assert!(matches!(
+        store.update_user(&taking).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_user(bob.id).await.expect("get"), Some(bob));
 }
 
 /// Users are found by email whatever their tenant.

@@ -330,6 +330,13 @@ mod tests {
         assert!(Settings::parse(&json!({"lambdaTimeLimitMillis": 500})).is_ok());
         let err = Settings::parse(&json!({"bogus": 1})).expect_err("refused");
         assert!(err.contains("`bogus`"), "{err}");
+        let err = Settings::parse(&json!({"lambdaTimeLimitMillis": null})).expect_err("refused");
+        assert!(
+            err.contains("`lambdaTimeLimitMillis` has no value"),
+            "{err}"
+        );
+        let err = Settings::parse(&json!({"lambdaTimeLimitMillis": 0})).expect_err("refused");
+        assert!(err.contains("from 1 to 60000"), "{err}");
     }
 
     #[test]

@@ -139,7 +139,8 @@ impl FakeStore {
     }
 }
 
-/// What replaced a retired value, as the real stores answer it (without a recorded outcome).
+/// What replaced a retired value, as the real stores answer it (with the rotation's outcome
+/// while it is kept).
 fn retired(s: &State, old_value: &str) -> Option<Rotation> {
     let retired = s.rotated.iter().find(|r| r.old_value == old_value)?;
     let current = s.tokens.iter().find(|t| t.id == retired.id)?;
@@ -210,6 +211,19 @@ impl UserStore for FakeStore {
     }
     async fn update_user(&self, user: &User) -> StoreResult<()> {
         let mut s = lock(&self.state);
+        if !s.users.iter().any(|u| u.id == user.id) {
+            return Err(StoreError::NotFound);
+        }
+        let taken = s.users.iter().any(|u| {
+            u.id != user.id
+                && u.tenant_id == user.tenant_id
+                && same_login(u, user.email.as_deref(), user.username.as_deref())
+        });
+        if taken {
+            return Err(StoreError::Conflict(
+                "a user has this email or username".into(),
+            ));
+        }
         match s.users.iter_mut().find(|u| u.id == user.id) {
             Some(u) => {
                 *u = user.clone();
@@ -332,6 +346,11 @@ impl RefreshTokenStore for FakeStore {
     ) -> StoreResult<Rotation> {
         let mut s = lock(&self.state);
         if let Some(t) = s.tokens.iter_mut().find(|t| t.token == old_value) {
+            if t.id != next.id {
+                return Err(StoreError::Conflict(
+                    "rotation must keep the token id".into(),
+                ));
+            }
             *t = next.clone();
             s.rotated.push(Retired {
                 old_value: old_value.to_string(),
