@@ -1,4 +1,5 @@
-//! The plugin host: the registry of plugins by name (the one place plugins are wired in) and
+//! The plugin host: the registry of plugins by name (the one place plugins are wired in: their
+//! typed settings, how each is built, the documents they validate for the configuration) and
 //! the router that maps a method and path to a plugin route.
 
 use std::collections::HashMap;
@@ -9,6 +10,20 @@ use http::Method;
 use serde_json::Value;
 
 use crate::store::GatewayStore;
+
+/// The name of the plugin that owns the file's `identityProviders:` and `lambdas:`.
+pub const IDENTITY_PROVIDER: &str = gatehouse_plugin_identity_provider::NAME;
+
+/// Validates and normalises an identity provider written in the file (`identityProviders:`);
+/// the errors are (field path, message) pairs.
+pub fn validate_provider_document(document: &Value) -> Result<Value, Vec<(String, String)>> {
+    gatehouse_plugin_identity_provider::validate_config_provider(document)
+}
+
+/// Validates and normalises a lambda written in the file (`lambdas:`).
+pub fn validate_lambda_document(document: &Value) -> Result<Value, Vec<(String, String)>> {
+    gatehouse_plugin_identity_provider::validate_config_lambda(document)
+}
 
 /// A plugin's settings, read once from its `plugins.<name>` section into the plugin's own
 /// typed form (which refuses unknown keys); the plugin is built from them once, at start.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::raw::{RawApiKey, RawConfig, RawKey};
 use super::{ConfigError, KeySource, KeySpec, LogFormat, StoreLocation, DEMO_API_KEY};
 use crate::keys::{self, KeyAlgorithm};
-use crate::plugins::PluginSettings;
+use crate::plugins::{self, PluginSettings};
 
 /// Collects problems with their paths.
 #[derive(Default)]
@@ -467,18 +467,16 @@ pub(super) fn identity_documents(p: &mut Problems, raw: &RawConfig) -> (Vec<Valu
         p,
         "lambdas",
         &raw.lambdas,
-        gatehouse_plugin_identity_provider::validate_config_lambda,
+        plugins::validate_lambda_document,
     );
     let providers = documents(
         p,
         "identityProviders",
         &raw.identity_providers,
-        gatehouse_plugin_identity_provider::validate_config_provider,
+        plugins::validate_provider_document,
     );
     if (!providers.is_empty() || !lambdas.is_empty())
-        && !raw
-            .plugins
-            .contains_key(gatehouse_plugin_identity_provider::NAME)
+        && !raw.plugins.contains_key(plugins::IDENTITY_PROVIDER)
     {
         p.add(
             "plugins",
