@@ -1,8 +1,8 @@
 //! Keeps this gateway's in-memory revocation set in step with the store, where every gateway
-//! sharing it records revocations: applied as they are pushed (PostgreSQL, see
-//! [`crate::store::feed`]), and read from the revocations table every second while nothing is
-//! pushed (SQLite, or a PostgreSQL listener reconnecting), once after every (re)connection,
-//! and every [`SAFETY_POLL_TICKS`] seconds anyway. Also the store's upkeep: pruning revocations
+//! sharing it records revocations. The revocations table is read from a cursor in commit order:
+//! as soon as the store says a revocation committed (PostgreSQL, see [`crate::store::feed`]),
+//! every second while it cannot say so (SQLite, or a PostgreSQL listener reconnecting), once
+//! after every (re)connection, and every [`SAFETY_POLL_TICKS`] seconds anyway. Also the store's upkeep: pruning revocations
 //! no unexpired token can match and rotation records past their time.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use gatehouse_plugin_api::{Clock, SystemClock, TokenService};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::store::feed::FeedEvent;
+use crate::store::feed::{FeedEvent, RevocationCursor};
 use crate::store::GatewayStore;
 use crate::tokens::Tokens;
 
@@ -25,8 +25,6 @@ const PRUNE_REVOCATIONS_TICKS: u64 = 60;
 const PRUNE_ROTATIONS_TICKS: u64 = 5;
 /// The most prune batches one tick runs (each changes at most a thousand rows per kind).
 const PRUNE_BATCHES_PER_TICK: usize = 50;
-/// How far back a poll reads before the previous one: rows carry the writer's clock.
-const POLL_OVERLAP_SECONDS: i64 = 5;
 
 /// The loop's state.
 pub struct RevocationSync {
@@ -35,15 +33,15 @@ pub struct RevocationSync {
     feed: Option<UnboundedReceiver<FeedEvent>>,
     /// True while the store's listener reports it is listening.
     listening: bool,
-    /// Revocations at or after this instant (s) are read by the next poll.
-    since: i64,
+    /// Where the next read of the revocations table starts (commit order).
+    cursor: RevocationCursor,
 }
 
 impl RevocationSync {
     /// The loop for this gateway, subscribed to the store's pushed revocations when it has any.
     pub fn new(tokens: Arc<Tokens>, store: Arc<dyn GatewayStore>) -> RevocationSync {
         RevocationSync {
-            since: tokens.revocation_horizon(),
+            cursor: RevocationCursor::default(),
             feed: store.revocation_feed(),
             listening: false,
             tokens,
@@ -70,7 +68,10 @@ impl RevocationSync {
     /// Applies one event of the feed (`None`: the feed ended; polling alone from now on).
     async fn apply(&mut self, event: Option<FeedEvent>) {
         match event {
-            Some(FeedEvent::Revoked(scope, at)) => self.tokens.record_revocation(scope, at),
+            Some(FeedEvent::Changed) => {
+                self.drain_wake_ups();
+                self.poll().await;
+            }
             Some(FeedEvent::Connected) => {
                 self.listening = true;
                 self.poll().await;
@@ -96,15 +97,29 @@ impl RevocationSync {
         }
     }
 
-    /// Reads the revocations recorded since the last poll.
+    /// Takes the wake-ups already queued behind the one being handled: one read serves them.
+    fn drain_wake_ups(&mut self) {
+        let Some(feed) = self.feed.as_mut() else {
+            return;
+        };
+        while let Ok(event) = feed.try_recv() {
+            match event {
+                FeedEvent::Changed => {}
+                FeedEvent::Connected => self.listening = true,
+                FeedEvent::Disconnected => self.listening = false,
+            }
+        }
+    }
+
+    /// Reads the revocations committed since the last read (of those that can still matter).
     async fn poll(&mut self) {
-        let polled_at = SystemClock.now_seconds();
-        match self.store.list_revocations(self.since).await {
-            Ok(revocations) => {
+        let horizon = self.tokens.revocation_horizon();
+        match self.store.revocations_since(&self.cursor, horizon).await {
+            Ok((revocations, cursor)) => {
                 for (scope, at) in revocations {
                     self.tokens.record_revocation(scope, at);
                 }
-                self.since = polled_at - POLL_OVERLAP_SECONDS;
+                self.cursor = cursor;
             }
             Err(e) => tracing::warn!(error = %e, "cannot read revocations from the store"),
         }

@@ -2,24 +2,30 @@
 //!
 //! On PostgreSQL a revocation's transaction also runs `pg_notify` on [`CHANNEL`], so it is
 //! announced exactly when it commits, to every gateway listening. Each gateway keeps one
-//! connection of its own (outside the pool) on `LISTEN`, and applies what arrives to its
-//! in-memory revocation set within milliseconds. A notification is delivered only to listeners
-//! connected at commit time, so after every (re)connection the listener reports
-//! [`FeedEvent::Connected`] *after* its `LISTEN` took effect, and the consumer reads the
-//! revocations table again: nothing committed while it was away is missed. The connection is
-//! checked every [`PING_EVERY`]; a dead one is reported ([`FeedEvent::Disconnected`]) and
-//! replaced, and the consumer polls every second meanwhile.
+//! connection of its own (outside the pool) on `LISTEN`; a notification is only a wake-up call
+//! ([`FeedEvent::Changed`]): the gateway then reads the revocations table from its
+//! [`RevocationCursor`], so what it applies is what the table holds, never what a notification
+//! says (any database login may `NOTIFY`). A burst of notifications is one read.
+//!
+//! A notification reaches only the listeners connected at commit time, so after every
+//! (re)connection the listener reports [`FeedEvent::Connected`] *after* its `LISTEN` took
+//! effect, and the consumer reads the table: nothing committed while it was away is missed. The
+//! connection is checked every [`PING_EVERY`]; a dead one is reported
+//! ([`FeedEvent::Disconnected`]) and replaced, and the consumer polls every second meanwhile.
+//!
+//! The cursor follows the order rows were committed, not the writers' clocks, so a revocation
+//! whose commit was delayed (or written by a node whose clock is behind) is still read.
 //!
 //! SQLite has no such channel (and its gateways share one machine): there the consumer polls
-//! every second, as before.
+//! every second.
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+use gatehouse_plugin_api::store::StoreResult;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_postgres::{AsyncMessage, NoTls};
-
-use super::rows::revocation_from_payload;
 
 /// The notification channel revocations are announced on.
 pub const CHANNEL: &str = "gatehouse_revocations";
@@ -38,17 +44,31 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 pub enum FeedEvent {
     /// Listening (again): read the revocations table once to catch up.
     Connected,
-    /// A revocation another gateway (or this one) committed.
-    Revoked(RevocationScope, i64),
+    /// A revocation was committed: read the table.
+    Changed,
     /// The listening connection is gone: poll until [`FeedEvent::Connected`].
     Disconnected,
 }
 
-/// A store that can push revocations as they commit.
+/// Where a reader of the revocations table got to, in the order rows were committed; the
+/// default reads from the start. Opaque: each backend writes its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationCursor(pub String);
+
+/// The revocations table as a stream: read in commit order, pushed where the backend can.
+#[async_trait]
 pub trait RevocationFeed {
     /// Starts listening and returns the events, or `None` when this backend cannot push (the
     /// caller polls).
     fn revocation_feed(&self) -> Option<UnboundedReceiver<FeedEvent>>;
+
+    /// The revocations dated at or after `horizon_seconds` that were committed after `cursor`
+    /// was taken (possibly some read before, too), and the cursor to read from next.
+    async fn revocations_since(
+        &self,
+        cursor: &RevocationCursor,
+        horizon_seconds: i64,
+    ) -> StoreResult<(Vec<(RevocationScope, i64)>, RevocationCursor)>;
 }
 
 /// Listens on [`CHANNEL`] through connections made from `config`, reconnecting forever, until
@@ -99,15 +119,15 @@ async fn listen_once(
         Ok(pair) => pair,
         Err(e) => return lost(false, e),
     };
-    let (forward, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+    // One pending wake-up is enough: a flood of notifications is one read, never a queue.
+    let (forward, mut notifications) = tokio::sync::mpsc::channel::<()>(1);
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if forward.send(n.payload().to_string()).is_err() {
-                        return;
-                    }
-                }
+                Ok(AsyncMessage::Notification(_)) => match forward.try_send(()) {
+                    Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(())) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(())) => return,
+                },
                 Ok(_) => {}
                 Err(_) => return,
             }
@@ -128,24 +148,21 @@ async fn listen_once(
     ended
 }
 
-/// Forwards each notification as a [`FeedEvent::Revoked`] and checks the connection every
+/// Forwards notifications as [`FeedEvent::Changed`] and checks the connection every
 /// [`PING_EVERY`], until the connection fails or nobody listens.
 async fn forward_until_lost(
     client: &tokio_postgres::Client,
-    notifications: &mut UnboundedReceiver<String>,
+    notifications: &mut tokio::sync::mpsc::Receiver<()>,
     events: &UnboundedSender<FeedEvent>,
 ) -> Listened {
     let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
-            payload = notifications.recv() => {
-                let Some(payload) = payload else {
+            woken = notifications.recv() => {
+                if woken.is_none() {
                     return lost(true, "connection closed");
-                };
-                let Some((scope, at)) = revocation_from_payload(&payload) else {
-                    continue;
-                };
-                if events.send(FeedEvent::Revoked(scope, at)).is_err() {
+                }
+                if events.send(FeedEvent::Changed).is_err() {
                     return Listened::ReceiverGone;
                 }
             }

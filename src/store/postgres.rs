@@ -45,6 +45,7 @@ use gatehouse_plugin_api::store::{
     RETIRED_VALUE_MEMORY_MS,
 };
 
+use super::feed::RevocationCursor;
 use super::DirectoryStore;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use gatehouse_plugin_identity_provider::IdentityProviderStore;
@@ -56,14 +57,15 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::rows::{
-    encode, live_match, revocation_payload, revocation_row, revocation_scope, token_hash, LinkRow,
-    RegistrationRow, RotationRow, UserRow, UserWrite, PRUNE_BATCH, TOKEN_COLUMNS,
+    encode, live_match, revocation_row, revocation_scope, token_hash, LinkRow, RegistrationRow,
+    RotationRow, UserRow, UserWrite, PRUNE_BATCH, TOKEN_COLUMNS,
 };
 
 /// Migrations in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_init.sql"),
     include_str!("migrations/postgres/0002_rotation_retention.sql"),
+    include_str!("migrations/postgres/0003_revocation_order.sql"),
 ];
 
 /// The advisory lock key migrations run under ("gatehous" in ASCII).
@@ -343,17 +345,13 @@ async fn insert_revocation<C: GenericClient>(
         c,
         "INSERT INTO revocations (scope, first_id, second_id, instant) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (scope, first_id, second_id) \
-         DO UPDATE SET instant = GREATEST(revocations.instant, excluded.instant)",
+         DO UPDATE SET instant = GREATEST(revocations.instant, excluded.instant), \
+         xact = pg_current_xact_id()",
         &[&kind, &first, &second, &instant_seconds],
     )
     .await?;
-    let payload = revocation_payload(scope, instant_seconds);
-    query(
-        c,
-        "SELECT pg_notify($1, $2)",
-        &[&super::feed::CHANNEL, &payload],
-    )
-    .await?;
+    // A wake-up call only: listeners read the table, never a payload.
+    query(c, "SELECT pg_notify($1, '')", &[&super::feed::CHANNEL]).await?;
     Ok(())
 }
 
@@ -969,10 +967,10 @@ impl RefreshTokenStore for PostgresStore {
                 .map(token_from_row)
                 .collect::<StoreResult<Vec<_>>>()?;
             revoked.sort_by_key(|t| t.insert_instant);
-            let now_seconds = now_millis() / 1000;
             let edge = scope.edge_scopes(&revoked);
+            let at = dated_revocation(&tx, &edge, now_millis() / 1000).await?;
             for s in &edge {
-                insert_revocation(&tx, s, now_seconds).await?;
+                insert_revocation(&tx, s, at).await?;
             }
             if !revoked.is_empty() {
                 let ids: Vec<Uuid> = revoked.iter().map(|t| t.id).collect();
@@ -1012,22 +1010,17 @@ impl RefreshTokenStore for PostgresStore {
                 &[&since_seconds],
             )
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let (kind, first, second): (String, String, String) =
-                    (col(row, 0)?, col(row, 1)?, col(row, 2)?);
-                if let Some(scope) = revocation_scope(&kind, &first, &second) {
-                    out.push((scope, col(row, 3)?));
-                }
-            }
-            Ok(out)
+            revocations_of(&rows)
         })
         .await
     }
 }
 
 /// Revocations are pushed: one connection of this node listens on the revocation channel (see
-/// [`super::feed`]).
+/// [`super::feed`]). The table is read by transaction visibility: rows written by transactions
+/// at or after the previous read's snapshot `xmin`, which includes every transaction still in
+/// progress then, however late it commits.
+#[async_trait]
 impl super::feed::RevocationFeed for PostgresStore {
     fn revocation_feed(
         &self,
@@ -1037,6 +1030,77 @@ impl super::feed::RevocationFeed for PostgresStore {
             .spawn(super::feed::listen(self.config.clone(), events));
         Some(receiver)
     }
+
+    async fn revocations_since(
+        &self,
+        cursor: &RevocationCursor,
+        horizon_seconds: i64,
+    ) -> StoreResult<(Vec<(RevocationScope, i64)>, RevocationCursor)> {
+        let after = match cursor.0.as_str() {
+            "" => "0".to_string(),
+            text => text.to_string(),
+        };
+        self.run(move |mut c| async move {
+            let tx = c
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg)?;
+            let snapshot = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";
+            let xmin: String = match query_opt(&tx, snapshot, &[]).await? {
+                Some(row) => col(&row, 0)?,
+                None => return Err(StoreError::Backend("no snapshot xmin".into())),
+            };
+            let rows = query(
+                &tx,
+                "SELECT scope, first_id, second_id, instant FROM revocations \
+                 WHERE xact >= $1::text::xid8 AND instant >= $2",
+                &[&after, &horizon_seconds],
+            )
+            .await?;
+            tx.commit().await.map_err(pg)?;
+            Ok((revocations_of(&rows)?, RevocationCursor(xmin)))
+        })
+        .await
+    }
+}
+
+/// The instant (s) a revocation of `scopes` at `now_seconds` is dated, by the rule every node
+/// applies ([`gatehouse_plugin_api::tokens::revocation_instant`]) over the revocations dated
+/// now or later.
+async fn dated_revocation<C: GenericClient>(
+    c: &C,
+    scopes: &[RevocationScope],
+    now_seconds: i64,
+) -> StoreResult<i64> {
+    let rows = query(
+        c,
+        "SELECT scope, first_id, second_id, instant FROM revocations WHERE instant >= $1",
+        &[&now_seconds],
+    )
+    .await?;
+    let recent = revocations_of(&rows)?;
+    Ok(gatehouse_plugin_api::tokens::revocation_instant(
+        scopes,
+        now_seconds,
+        recent.iter().map(|(scope, at)| (scope, *at)),
+    ))
+}
+
+/// The revocations of `scope, first_id, second_id, instant` rows (rows of a kind this version
+/// does not know are passed over).
+fn revocations_of(rows: &[Row]) -> StoreResult<Vec<(RevocationScope, i64)>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (kind, first, second): (String, String, String) =
+            (col(row, 0)?, col(row, 1)?, col(row, 2)?);
+        if let Some(scope) = revocation_scope(&kind, &first, &second) {
+            out.push((scope, col(row, 3)?));
+        }
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -1507,6 +1571,46 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(versions, MIGRATIONS.len() as i64);
+    }
+
+    /// A revocation whose transaction commits late (after others were read) is still read:
+    /// the cursor follows transaction visibility, not the writer's clock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revocation_committed_late_is_still_read() {
+        use crate::store::feed::{RevocationCursor, RevocationFeed};
+        let fixture = fixture().await;
+        let store = &fixture.store;
+        let (late, early) = (Uuid::new_v4(), Uuid::new_v4());
+        let (mut client, connection) = fixture._db.config.connect(NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        let slow = client.transaction().await.expect("begin");
+        slow.execute(
+            "INSERT INTO revocations (scope, first_id, second_id, instant) \
+             VALUES ('user', $1, '', 100)",
+            &[&late.to_string()],
+        )
+        .await
+        .expect("insert, not committed");
+        let (_, cursor) = store
+            .revocations_since(&RevocationCursor::default(), 0)
+            .await
+            .expect("read");
+        store
+            .add_revocation(&RevocationScope::User(early), 200)
+            .await
+            .expect("revoke");
+        let (seen, cursor) = store.revocations_since(&cursor, 0).await.expect("read");
+        assert!(
+            seen.contains(&(RevocationScope::User(early), 200)),
+            "{seen:?}"
+        );
+        assert!(!seen.iter().any(|(s, _)| *s == RevocationScope::User(late)));
+        slow.commit().await.expect("commit, late");
+        let (seen, _) = store.revocations_since(&cursor, 0).await.expect("read");
+        assert!(
+            seen.contains(&(RevocationScope::User(late), 100)),
+            "{seen:?}"
+        );
     }
 
     /// Two gateways on one database: they migrate together once, and of concurrent rotations

@@ -122,33 +122,6 @@ pub(crate) fn revocation_row(scope: &RevocationScope) -> (&'static str, String, 
     }
 }
 
-/// The notification payload announcing a revocation: `kind first second instant`, `-` for an
-/// empty id.
-pub(crate) fn revocation_payload(scope: &RevocationScope, instant_seconds: i64) -> String {
-    let (kind, first, second) = revocation_row(scope);
-    let second = if second.is_empty() {
-        "-".into()
-    } else {
-        second
-    };
-    format!("{kind} {first} {second} {instant_seconds}")
-}
-
-/// The revocation a payload of [`revocation_payload`] announces; `None` for anything else.
-pub(crate) fn revocation_from_payload(payload: &str) -> Option<(RevocationScope, i64)> {
-    let mut parts = payload.split(' ');
-    let (kind, first, second, instant) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let second = if second == "-" { "" } else { second };
-    Some((
-        revocation_scope(kind, first, second)?,
-        instant.parse().ok()?,
-    ))
-}
-
 /// The scope of a revocation row; `None` for a row this version does not know.
 pub(crate) fn revocation_scope(kind: &str, first: &str, second: &str) -> Option<RevocationScope> {
     let first = Uuid::parse_str(first).ok()?;
@@ -228,37 +201,4 @@ impl UserWrite {
 pub fn token_hash(value: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revocation_payloads_round_trip_and_garbage_is_ignored() {
-        let (user, app) = (Uuid::new_v4(), Uuid::new_v4());
-        for scope in [
-            RevocationScope::User(user),
-            RevocationScope::Application(app),
-            RevocationScope::UserApplication(user, app),
-            RevocationScope::Session(user),
-        ] {
-            let payload = revocation_payload(&scope, 1_700_000_000);
-            assert_eq!(
-                revocation_from_payload(&payload),
-                Some((scope, 1_700_000_000)),
-                "{payload}"
-            );
-        }
-        for garbage in [
-            "",
-            "user",
-            "user x - 1",
-            "user 1 - x",
-            "nope 00000000-0000-0000-0000-000000000000 - 1",
-            "user 00000000-0000-0000-0000-000000000000 - 1 extra",
-        ] {
-            assert_eq!(revocation_from_payload(garbage), None, "{garbage}");
-        }
-    }
 }

@@ -1355,6 +1355,28 @@ fn a_login_right_after_revoking_all_of_a_users_tokens_is_not_refused() {
     assert_eq!(validate_status(&gw, token), 200, "refreshed token refused");
 }
 
+/// A token dated after a first revocation (issued in its second) is still refused by a second
+/// revocation in that same second: the second one is dated after it.
+#[test]
+fn a_second_revocation_in_the_same_second_refuses_a_token_the_first_one_dated_after_it() {
+    let gw = TestGateway::start();
+    let app = gw.login("twice@example.com", &[]);
+    let other = gw.login_to(OTHER_APP, "twice@example.com", &[]);
+    check_status(
+        revoke_query(&gw, &format!("userId={}&applicationId={APP}", app.user_id)),
+        200,
+    );
+    let issued = check_status(
+        gw.get_as(&format!("/api/jwt/issue?applicationId={APP}"), &other.token),
+        200,
+    );
+    let token = issued["token"].as_str().expect("token");
+    assert_eq!(validate_status(&gw, token), 200, "issued after the first");
+    check_status(revoke_query(&gw, &format!("userId={}", app.user_id)), 200);
+    assert_eq!(validate_status(&gw, token), 401, "missed by the second");
+    assert_eq!(proxied_status(&gw, token), 401);
+}
+
 #[test]
 fn revoking_an_application_cuts_off_its_access_tokens_only() {
     let gw = TestGateway::start();

@@ -343,6 +343,54 @@ pub trait TokenService: Send + Sync {
     /// Records that tokens of `scope` issued before `instant_seconds` are revoked, so that
     /// [`TokenService::verify`] refuses them from now on.
     fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64);
+
+    /// The instant (s) a revocation of `scopes` made at `now_seconds` is dated: see
+    /// [`revocation_instant`]. A service that knows no revocations dates it `now_seconds`.
+    fn revocation_instant(&self, _scopes: &[RevocationScope], now_seconds: i64) -> i64 {
+        now_seconds
+    }
+}
+
+/// True when a token dated after a revocation of `earlier` (a token issued in the same second
+/// is dated one second after it) can fall under a revocation of `later`, so `later` must be
+/// dated after `earlier`. Session revocations never date tokens, so they never count as
+/// `earlier`.
+pub fn revocation_dates_tokens_of(earlier: &RevocationScope, later: &RevocationScope) -> bool {
+    use RevocationScope::{Application, Session, User, UserApplication};
+    match (later, earlier) {
+        (_, Session(_)) => false,
+        (Session(_), _) => true,
+        (User(u), User(e)) | (User(u), UserApplication(e, _)) => u == e,
+        (User(_), Application(_)) | (Application(_), User(_)) => true,
+        (Application(a), Application(e)) | (Application(a), UserApplication(_, e)) => a == e,
+        (UserApplication(u, _), User(e)) => u == e,
+        (UserApplication(_, a), Application(e)) => a == e,
+        (UserApplication(u, a), UserApplication(eu, ea)) => u == eu && a == ea,
+    }
+}
+
+/// The instant (s) a revocation of `scopes` made at `now_seconds` is dated, given the
+/// revocations already `known` (scope and instant): `now_seconds`, or one second after the
+/// latest known revocation dated now or later whose tokens these scopes cover. Revocations
+/// refuse tokens issued at or before their second, and a token issued in the same second as a
+/// revocation is dated just after it (so a login right after "log out everywhere" works); a
+/// second revocation in that second must then be dated after that token, or it would miss it.
+/// Every node and store applies this same rule.
+pub fn revocation_instant<'a>(
+    scopes: &[RevocationScope],
+    now_seconds: i64,
+    known: impl IntoIterator<Item = (&'a RevocationScope, i64)>,
+) -> i64 {
+    known
+        .into_iter()
+        .filter(|(_, at)| *at >= now_seconds)
+        .filter(|(earlier, _)| {
+            scopes
+                .iter()
+                .any(|s| revocation_dates_tokens_of(earlier, s))
+        })
+        .map(|(_, at)| at.saturating_add(1))
+        .fold(now_seconds, i64::max)
 }
 
 /// What a revocation cuts off at the edge.
@@ -356,4 +404,53 @@ pub enum RevocationScope {
     UserApplication(Uuid, Uuid),
     /// Tokens minted from one refresh token (`sid`).
     Session(Uuid),
+}
+
+#[cfg(test)]
+mod revocation_instant_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_revocation_in_the_same_second_is_dated_after_the_tokens_the_first_dated() {
+        let (u, v, a, b) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let known = [(RevocationScope::UserApplication(u, a), 100)];
+        let known = || known.iter().map(|(s, at)| (s, *at));
+        assert_eq!(
+            revocation_instant(&[RevocationScope::User(u)], 100, known()),
+            101
+        );
+        assert_eq!(
+            revocation_instant(&[RevocationScope::Application(a)], 100, known()),
+            101
+        );
+        assert_eq!(
+            revocation_instant(&[RevocationScope::Session(b)], 100, known()),
+            101
+        );
+        // Unrelated scopes, and revocations of earlier seconds, change nothing.
+        assert_eq!(
+            revocation_instant(&[RevocationScope::User(v)], 100, known()),
+            100
+        );
+        assert_eq!(
+            revocation_instant(&[RevocationScope::Application(b)], 100, known()),
+            100
+        );
+        assert_eq!(
+            revocation_instant(&[RevocationScope::User(u)], 101, known()),
+            101
+        );
+        // Session revocations date no token.
+        let sessions = [(RevocationScope::Session(b), 100)];
+        let sessions = sessions.iter().map(|(s, at)| (s, *at));
+        assert_eq!(
+            revocation_instant(&[RevocationScope::User(u)], 100, sessions),
+            100
+        );
+    }
 }

@@ -335,7 +335,8 @@ pub async fn revoke(
     };
     let now = context.clock.now_seconds();
     context.store.revoke_refresh_tokens(&scope).await?;
-    context.tokens.record_revocation(revocation, now);
+    let at = context.tokens.revocation_instant(&[revocation], now);
+    context.tokens.record_revocation(revocation, at);
     Ok(PluginResponse::empty(200))
 }
 
@@ -384,9 +385,11 @@ async fn revoke_one(context: &PluginContext, id: Uuid) -> Result<(), ApiError> {
         .store
         .revoke_refresh_tokens(&RevokeScope::Id(id))
         .await?;
-    context
+    let session = RevocationScope::Session(id);
+    let at = context
         .tokens
-        .record_revocation(RevocationScope::Session(id), context.clock.now_seconds());
+        .revocation_instant(&[session], context.clock.now_seconds());
+    context.tokens.record_revocation(session, at);
     Ok(())
 }
 

@@ -394,9 +394,15 @@ impl RefreshTokenStore for FakeStore {
         };
         let (revoked, kept): (Vec<_>, Vec<_>) = s.tokens.drain(..).partition(|t| matches(t));
         s.tokens = kept;
-        let now_seconds = self.now() / 1000;
-        for edge in scope.edge_scopes(&revoked) {
-            record_revocation(&mut s, &edge, now_seconds);
+        let edges = scope.edge_scopes(&revoked);
+        let known: Vec<_> = s.revocations.clone();
+        let at = gatehouse_plugin_api::tokens::revocation_instant(
+            &edges,
+            self.now() / 1000,
+            known.iter().map(|(scope, at)| (scope, *at)),
+        );
+        for edge in edges {
+            record_revocation(&mut s, &edge, at);
         }
         Ok(revoked)
     }

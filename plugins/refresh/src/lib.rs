@@ -820,8 +820,9 @@ async fn revoke_reused(env: RefreshEnv<'_>, id: Uuid, now: i64) -> Result<(), Re
     env.store
         .revoke_refresh_tokens(&RevokeScope::Id(id))
         .await?;
-    env.tokens
-        .record_revocation(RevocationScope::Session(id), now / 1000);
+    let session = RevocationScope::Session(id);
+    let at = env.tokens.revocation_instant(&[session], now / 1000);
+    env.tokens.record_revocation(session, at);
     Ok(())
 }
 
