@@ -378,6 +378,11 @@ mod tests {
             Some("t")
         );
         assert_eq!(cookie_value(b"access_tokens=x", "access_token"), None);
+        assert_eq!(
+            cookie_value(b"a=1; access_token=xyz; b=2", "access_token"),
+            Some("xyz")
+        );
+        assert_eq!(cookie_value(b"a=1", "access_token"), None);
     }
 
     #[test]

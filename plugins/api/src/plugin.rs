@@ -103,3 +103,47 @@ pub fn parse_settings<T: DeserializeOwned + Default>(settings: &Value) -> Result
         }
     })
 }
+
+/// A plugin's routes as an enum, one variant per endpoint: the routes a plugin declares are
+/// [`PluginRoute::specs`], and its `handle` matches [`PluginRoute::from_name`] exhaustively, so
+/// the compiler keeps declared and handled routes the same.
+pub trait PluginRoute: Copy + PartialEq + std::fmt::Debug + 'static {
+    /// Every route, in the order the plugin declares them.
+    const ALL: &'static [Self];
+
+    /// The route's name, as given to [`RouteSpec::name`].
+    fn name(self) -> &'static str;
+
+    /// The route's method, path template and name.
+    fn spec(self) -> RouteSpec;
+
+    /// The route whose [`RouteSpec::name`] is `name`, if any.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.name() == name)
+    }
+
+    /// The declared routes.
+    fn specs() -> Vec<RouteSpec> {
+        Self::ALL.iter().map(|r| r.spec()).collect()
+    }
+}
+
+/// For a plugin's tests: panics unless every route comes back from its name and no two routes
+/// share a name, or a method and path.
+pub fn check_route_table<R: PluginRoute>() {
+    for (i, route) in R::ALL.iter().enumerate() {
+        let spec = route.spec();
+        assert_eq!(spec.name, route.name());
+        assert_eq!(R::from_name(spec.name), Some(*route), "{}", spec.name);
+        for other in R::ALL[i + 1..].iter().map(|r| r.spec()) {
+            assert_ne!(spec.name, other.name);
+            assert!(
+                !(spec.method == other.method && spec.path == other.path),
+                "{} {}",
+                spec.method,
+                spec.path
+            );
+        }
+    }
+    assert_eq!(R::from_name("no_such_route"), None);
+}

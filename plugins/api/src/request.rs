@@ -213,15 +213,14 @@ mod tests {
 
     #[test]
     fn cookies_and_query_are_parsed() {
-        assert_eq!(
-            cookie_value(b"a=1; access_token=xyz; b=2", "access_token"),
-            Some("xyz")
+        let mut req = PluginRequest::new(Method::GET, "/x");
+        req.headers.insert(
+            http::header::COOKIE,
+            http::HeaderValue::from_bytes(b"theme=\xc3\xa9\xff; access_token=\"xyz\"")
+                .expect("header"),
         );
-        assert_eq!(
-            cookie_value(b"theme=\xc3\xa9\xff; access_token=\"xyz\"", "access_token"),
-            Some("xyz")
-        );
-        assert_eq!(cookie_value(b"a=1", "access_token"), None);
+        assert_eq!(req.cookie("access_token"), Some("xyz"));
+        assert_eq!(req.cookie("refresh_token"), None);
         let req = PluginRequest::new(Method::GET, "/x?applicationId=a%2Db&x=1+2&empty=");
         assert_eq!(req.query_param("applicationId").as_deref(), Some("a-b"));
         assert_eq!(req.query_param("x").as_deref(), Some("1 2"));

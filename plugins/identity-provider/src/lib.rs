@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gatehouse_plugin_api::helpers::path_uuid;
+use gatehouse_plugin_api::plugin::PluginRoute;
 use gatehouse_plugin_api::{
     ApiError, Plugin, PluginContext, PluginRequest, PluginResponse, RouteSpec,
 };
@@ -62,7 +63,7 @@ const LAMBDA: &str = "/api/lambda";
 const LAMBDA_ID: &str = "/api/lambda/{lambdaId}";
 const EVENT_SEARCH: &str = "/api/system/event-log/search";
 
-/// The plugin's endpoints. [`Route::spec`] gives each its method, path template and name (the
+/// The plugin's endpoints. [`PluginRoute::spec`] gives each its method, path template and name (the
 /// name is what [`IdentityProviderPlugin::handle`] receives back in [`RouteSpec::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -120,9 +121,9 @@ pub enum Route {
     EventRetrieve,
 }
 
-impl Route {
+impl PluginRoute for Route {
     /// Every route, in the order [`IdentityProviderPlugin::routes`] declares them.
-    pub const ALL: [Route; 26] = [
+    const ALL: &'static [Route] = &[
         Route::Create,
         Route::CreateWithId,
         Route::RetrieveAll,
@@ -152,7 +153,7 @@ impl Route {
     ];
 
     /// Returns the route's name, as given to [`RouteSpec::name`].
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Route::Create => "idp_create",
             Route::CreateWithId => "idp_create_with_id",
@@ -184,7 +185,7 @@ impl Route {
     }
 
     /// Returns the route's method, path template and name.
-    pub fn spec(self) -> RouteSpec {
+    fn spec(self) -> RouteSpec {
         let (method, path) = match self {
             Route::Create => (Method::POST, IDP),
             Route::CreateWithId => (Method::POST, IDP_ID),
@@ -217,11 +218,6 @@ impl Route {
             Route::EventRetrieve => (Method::GET, "/api/system/event-log/{eventLogId}"),
         };
         RouteSpec::new(method, path, self.name())
-    }
-
-    /// Returns the route whose [`RouteSpec::name`] is `name`, if any.
-    pub fn from_name(name: &str) -> Option<Route> {
-        Route::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 
@@ -256,7 +252,7 @@ impl Plugin for IdentityProviderPlugin {
     }
 
     fn routes(&self) -> Vec<RouteSpec> {
-        Route::ALL.into_iter().map(Route::spec).collect()
+        Route::specs()
     }
 
     async fn handle(
@@ -341,20 +337,13 @@ mod tests {
 
     #[test]
     fn every_route_round_trips_through_its_name() {
-        for (i, route) in Route::ALL.into_iter().enumerate() {
-            let spec = route.spec();
-            assert_eq!(Route::from_name(spec.name), Some(route), "{}", spec.name);
-            for other in &Route::ALL[i + 1..] {
-                assert_ne!(spec.name, other.spec().name);
-            }
-        }
-        assert_eq!(Route::from_name("no_such_route"), None);
+        gatehouse_plugin_api::plugin::check_route_table::<Route>();
     }
 
     #[test]
     fn route_names_and_paths_are_unchanged() {
         let specs: Vec<(String, &str, &str)> = Route::ALL
-            .into_iter()
+            .iter()
             .map(|r| r.spec())
             .map(|s| (s.method.to_string(), s.path, s.name))
             .collect();
@@ -402,22 +391,6 @@ mod tests {
                 (method, path, name),
                 "{name}"
             );
-        }
-    }
-
-    #[test]
-    fn routes_are_unique_and_named() {
-        let routes: Vec<RouteSpec> = Route::ALL.into_iter().map(Route::spec).collect();
-        for (i, a) in routes.iter().enumerate() {
-            for b in &routes[i + 1..] {
-                assert!(
-                    !(a.method == b.method && a.path == b.path),
-                    "{} {}",
-                    a.method,
-                    a.path
-                );
-                assert_ne!(a.name, b.name);
-            }
         }
     }
 }

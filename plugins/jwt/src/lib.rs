@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gatehouse_plugin_api::plugin::PluginRoute;
 use gatehouse_plugin_api::{
     ApiError, Plugin, PluginContext, PluginRequest, PluginResponse, RouteSpec,
 };
@@ -35,7 +36,7 @@ mod testkit;
 /// The plugin's name under `plugins:`.
 pub const NAME: &str = "jwt";
 
-/// The plugin's endpoints. [`Route::spec`] gives each its method, path template and name (the
+/// The plugin's endpoints. [`PluginRoute::spec`] gives each its method, path template and name (the
 /// name is what [`JwtPlugin::handle`] receives back in [`RouteSpec::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -63,9 +64,9 @@ pub enum Route {
     Vend,
 }
 
-impl Route {
+impl PluginRoute for Route {
     /// Every route, in the order [`JwtPlugin::routes`] declares them.
-    pub const ALL: [Route; 11] = [
+    const ALL: &'static [Route] = &[
         Route::Issue,
         Route::PublicKey,
         Route::Jwks,
@@ -80,7 +81,7 @@ impl Route {
     ];
 
     /// Returns the route's name, as given to [`RouteSpec::name`].
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Route::Issue => "issue",
             Route::PublicKey => "public_key",
@@ -97,7 +98,7 @@ impl Route {
     }
 
     /// Returns the route's method, path template and name.
-    pub fn spec(self) -> RouteSpec {
+    fn spec(self) -> RouteSpec {
         let (method, path) = match self {
             Route::Issue => (Method::GET, "/api/jwt/issue"),
             Route::PublicKey => (Method::GET, "/api/jwt/public-key"),
@@ -112,11 +113,6 @@ impl Route {
             Route::Vend => (Method::POST, "/api/jwt/vend"),
         };
         RouteSpec::new(method, path, self.name())
-    }
-
-    /// Returns the route whose [`RouteSpec::name`] is `name`, if any.
-    pub fn from_name(name: &str) -> Option<Route> {
-        Route::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 
@@ -155,7 +151,7 @@ impl Plugin for JwtPlugin {
     }
 
     fn routes(&self) -> Vec<RouteSpec> {
-        Route::ALL.into_iter().map(Route::spec).collect()
+        Route::specs()
     }
 
     async fn handle(
@@ -200,20 +196,13 @@ mod tests {
 
     #[test]
     fn every_route_round_trips_through_its_name() {
-        for (i, route) in Route::ALL.into_iter().enumerate() {
-            let spec = route.spec();
-            assert_eq!(Route::from_name(spec.name), Some(route), "{}", spec.name);
-            for other in &Route::ALL[i + 1..] {
-                assert_ne!(spec.name, other.spec().name);
-            }
-        }
-        assert_eq!(Route::from_name("no_such_route"), None);
+        gatehouse_plugin_api::plugin::check_route_table::<Route>();
     }
 
     #[test]
     fn route_names_and_paths_are_unchanged() {
         let specs: Vec<(String, &str, &str)> = Route::ALL
-            .into_iter()
+            .iter()
             .map(|r| r.spec())
             .map(|s| (s.method.to_string(), s.path, s.name))
             .collect();

@@ -625,7 +625,7 @@ pub async fn exchange_refresh_token_scoped(
         token.id,
     )?;
 
-    let (mut refresh_token, rotated) = match policy.usage_policy {
+    let (refresh_token, rotated) = match policy.usage_policy {
         RefreshTokenUsagePolicy::Reusable => {
             let used = after_use(&policy, &token, now, client_ip);
             env.store
@@ -661,9 +661,31 @@ pub async fn exchange_refresh_token_scoped(
             }
         }
     };
-    refresh_token.expiration_instant = token_expiration_instant(&policy, &refresh_token);
+    Ok(outcome(
+        (user, tenant, application, registration),
+        policy,
+        access_token,
+        refresh_token,
+        rotated,
+    ))
+}
 
-    Ok(RefreshOutcome {
+/// The outcome of an exchange for this subject, the refresh token's expiry computed under
+/// `policy`.
+fn outcome(
+    (user, tenant, application, registration): (
+        User,
+        Tenant,
+        Option<Application>,
+        Option<Registration>,
+    ),
+    policy: RefreshPolicy,
+    access_token: IssuedToken,
+    mut refresh_token: RefreshToken,
+    rotated: bool,
+) -> RefreshOutcome {
+    refresh_token.expiration_instant = token_expiration_instant(&policy, &refresh_token);
+    RefreshOutcome {
         access_token,
         refresh_token,
         user,
@@ -672,7 +694,7 @@ pub async fn exchange_refresh_token_scoped(
         registration,
         policy,
         rotated,
-    })
+    }
 }
 
 /// A new access token for the session of refresh token `session_id` (`sid`), authentication
@@ -792,18 +814,13 @@ async fn exchange_retired_value(
             current.id,
         )?,
     };
-    let mut refresh_token = current;
-    refresh_token.expiration_instant = token_expiration_instant(&policy, &refresh_token);
-    Ok(RefreshOutcome {
-        access_token,
-        refresh_token,
-        user,
-        tenant,
-        application,
-        registration,
+    Ok(outcome(
+        (user, tenant, application, registration),
         policy,
-        rotated: true,
-    })
+        access_token,
+        current,
+        true,
+    ))
 }
 
 /// A store `NotFound` during touch/rotate means the token died meanwhile (revoked): an invalid
