@@ -17,4 +17,5 @@ mod it {
     pub mod python_idp;
     pub mod readme;
     pub mod restart;
+    pub mod tenancy;
 }

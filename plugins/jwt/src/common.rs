@@ -7,6 +7,7 @@ pub use gatehouse_plugin_api::helpers::{
     default_tenant, expiring_cookie, max_age_seconds, parse_uuid, path_uuid, scoped_tenant,
     secure_cookies, signing_error, tenant_header, uuid_param,
 };
+use gatehouse_plugin_api::model::User;
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, VerifiedClaims};
 use uuid::Uuid;
 
@@ -37,8 +38,9 @@ pub enum Accept {
 ///
 /// An `Authorization: Bearer …` header is a JWT; any other `Authorization` value is an API key;
 /// without the header, the `access_token` cookie is a JWT. JWTs are accepted only with
-/// [`Accept::ApiKeyOrJwt`]. Anything missing or invalid is a 401.
-pub fn authenticate(
+/// [`Accept::ApiKeyOrJwt`], and only as [`verified_user`] binds them to their tenant. Anything
+/// missing or invalid is a 401.
+pub async fn authenticate(
     request: &PluginRequest,
     context: &PluginContext,
     accept: Accept,
@@ -51,19 +53,56 @@ pub fn authenticate(
         request.cookie("access_token").filter(|c| !c.is_empty())
     };
     match (jwt, accept) {
-        (Some(jwt), Accept::ApiKeyOrJwt) => verified_user(jwt, context),
+        (Some(jwt), Accept::ApiKeyOrJwt) => verified_user(jwt, context).await,
         _ => Err(ApiError::Unauthorized),
     }
 }
 
-/// Verifies a JWT that must name a user (`sub` a UUID).
-pub fn verified_user(jwt: &str, context: &PluginContext) -> Result<Caller, ApiError> {
+/// Verifies a JWT that must name a user of its own tenant.
+///
+/// Returns the caller when the signature, expiry and revocation hold, `sub` names an existing
+/// user, the token's `tid` is that user's tenant, and its `applicationId` (when present) names
+/// no application of another tenant. Anything else is a 401: a token minted in one tenant never
+/// acts on another tenant's user (see [`tenant_bound_user`]).
+pub async fn verified_user(jwt: &str, context: &PluginContext) -> Result<Caller, ApiError> {
     let claims = context
         .tokens
         .verify(jwt)
         .map_err(|_| ApiError::Unauthorized)?;
+    let user = tenant_bound_user(&claims, context).await?;
+    Ok(Caller::User {
+        user_id: user.id,
+        claims,
+    })
+}
+
+/// The user a verified token speaks for, when the token is bound to the user's tenant: `sub`
+/// names an existing user, `tid` names the user's tenant, and `applicationId`, when it names an
+/// existing application, names one of that tenant. `Unauthorized` otherwise.
+pub async fn tenant_bound_user(
+    claims: &VerifiedClaims,
+    context: &PluginContext,
+) -> Result<User, ApiError> {
     let user_id = claims.subject.ok_or(ApiError::Unauthorized)?;
-    Ok(Caller::User { user_id, claims })
+    let user = context
+        .store
+        .get_user(user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if claims.tenant_id != Some(user.tenant_id) {
+        return Err(ApiError::Unauthorized);
+    }
+    if let Some(application_id) = claims.application_id {
+        let foreign = context
+            .store
+            .get_application(application_id)
+            .await?
+            .is_some_and(|a| a.tenant_id != user.tenant_id);
+        if foreign {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(user)
 }
 
 /// The `{tokenId}` path segment.

@@ -16,7 +16,7 @@ use gatehouse_plugin_api::{
 use gatehouse_refresh::issue_sso_refresh_token;
 use serde::Serialize;
 
-use crate::common::{request_tenant_scope, signing_error, uuid_param};
+use crate::common::{request_tenant_scope, signing_error, tenant_bound_user, uuid_param};
 
 /// The `authenticationType` of tokens issued here.
 pub const JWT_SSO: &str = "JWT_SSO";
@@ -51,7 +51,6 @@ pub async fn issue(
         .tokens
         .verify(jwt)
         .map_err(|_| ApiError::Unauthorized)?;
-    let user_id = claims.subject.ok_or(ApiError::Unauthorized)?;
     let application_id = uuid_param(request, "applicationId")?.ok_or_else(|| {
         ApiError::field(
             "applicationId",
@@ -61,10 +60,8 @@ pub async fn issue(
     })?;
     let tenant_scope = request_tenant_scope(request, context)?;
 
-    let user = context
-        .store
-        .get_user(user_id)
-        .await?
+    // The token speaks for its user only within its own tenant.
+    let user = Some(tenant_bound_user(&claims, context).await?)
         .filter(|u| u.active && tenant_scope.is_none_or(|t| t == u.tenant_id))
         .ok_or(ApiError::Unauthorized)?;
     let tenant = context

@@ -144,8 +144,11 @@ pub async fn exchange(
 // ---------------------------------------------------------------------------------------------
 
 /// The API-key grant of the request; a JWT is refused.
-fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKeyGrant, ApiError> {
-    match authenticate(request, context, Accept::ApiKey)? {
+async fn api_key(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<ApiKeyGrant, ApiError> {
+    match authenticate(request, context, Accept::ApiKey).await? {
         Caller::ApiKey(grant) => Ok(grant),
         Caller::User { .. } => Err(ApiError::Unauthorized),
     }
@@ -157,7 +160,7 @@ pub async fn retrieve_by_id(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let grant = api_key(request, context)?;
+    let grant = api_key(request, context).await?;
     let id = token_id_path(request)?;
     let token = context
         .store
@@ -177,7 +180,7 @@ pub async fn retrieve_for_user(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let caller = authenticate(request, context, Accept::ApiKeyOrJwt)?;
+    let caller = authenticate(request, context, Accept::ApiKeyOrJwt).await?;
     let asked = uuid_param(request, "userId")?;
     let (user_id, tenant_scope) = match caller {
         Caller::ApiKey(grant) => {
@@ -297,7 +300,7 @@ pub async fn revoke(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let caller = authenticate(request, context, Accept::ApiKeyOrJwt)?;
+    let caller = authenticate(request, context, Accept::ApiKeyOrJwt).await?;
     let (scope, revocation) = match revoke_request_target(request)? {
         RevokeTarget::Token(value) => {
             let token = context
@@ -347,7 +350,7 @@ pub async fn revoke_by_id(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let caller = authenticate(request, context, Accept::ApiKeyOrJwt)?;
+    let caller = authenticate(request, context, Accept::ApiKeyOrJwt).await?;
     let id = token_id_path(request)?;
     let token = context
         .store

@@ -108,7 +108,7 @@ pub async fn vend(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let grant = match authenticate(request, context, Accept::ApiKey)? {
+    let grant = match authenticate(request, context, Accept::ApiKey).await? {
         Caller::ApiKey(grant) => grant,
         Caller::User { .. } => return Err(ApiError::Unauthorized),
     };
@@ -156,7 +156,8 @@ fn application_ids(value: Option<&Value>) -> Vec<Uuid> {
 }
 
 /// Binds the claims of a tenant-scoped vend to `tenant`: `tid` set to it (400 for another one),
-/// and 400 when `applicationId` or `aud` names an application of another tenant.
+/// and 400 when `sub` names a user, or `applicationId` or `aud` an application, of another
+/// tenant.
 pub async fn bind_to_tenant(
     claims: &mut Map<String, Value>,
     tenant: &Tenant,
@@ -173,6 +174,26 @@ pub async fn bind_to_tenant(
                 "claims.tid",
                 "invalid",
                 "A request scoped to a tenant can only vend tokens of that tenant.",
+            );
+        }
+    }
+    // `sub` may not name another tenant's user: the edge and the API would take the token
+    // as that user.
+    if let Some(user_id) = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s.trim()).ok())
+    {
+        let foreign = context
+            .store
+            .get_user(user_id)
+            .await?
+            .is_some_and(|u| u.tenant_id != tenant.id);
+        if foreign {
+            errors.field(
+                "claims.sub",
+                "invalid",
+                "A request scoped to a tenant cannot vend tokens for another tenant's user.",
             );
         }
     }

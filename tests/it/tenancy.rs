@@ -1,0 +1,142 @@
+//! Tenant isolation through the binary: a credential of one tenant (a tenant-locked API key, or
+//! a token minted in that tenant) never mints, lists, exchanges or revokes anything of another
+//! tenant's users or applications.
+
+use reqwest::blocking::RequestBuilder;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::kit::*;
+
+/// `POST /api/jwt/vend` with `claims`, under the key locked to [`OTHER_TENANT`].
+fn locked_vend(gw: &TestGateway, claims: Value) -> reqwest::blocking::Response {
+    client()
+        .post(gw.url("/api/jwt/vend"))
+        .header("Authorization", TENANT_API_KEY)
+        .json(&json!({ "claims": claims }))
+        .send()
+        .expect("send")
+}
+
+/// The spellings of one UUID that a UUID parser reads as the same id.
+fn spellings(id: &str) -> Vec<String> {
+    let parsed = Uuid::parse_str(id).expect("uuid");
+    vec![
+        id.to_string(),
+        id.to_uppercase(),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+        parsed.simple().to_string(),
+        format!(" {id} "),
+    ]
+}
+
+#[test]
+fn a_tenant_locked_key_cannot_vend_a_token_naming_another_tenants_user() {
+    let gw = TestGateway::start();
+    let victim = gw.login("victim@example.com", &["admin"]);
+    for sub in spellings(&victim.user_id) {
+        let body = check_status(locked_vend(&gw, json!({ "sub": sub })), 400);
+        assert_eq!(
+            body["fieldErrors"]["claims.sub"][0]["code"], "[invalid]claims.sub",
+            "{sub}: {body}"
+        );
+        // With the victim's tenant named too, or an application of the victim's tenant.
+        check_status(
+            locked_vend(
+                &gw,
+                json!({ "sub": sub, "tid": TENANT, "applicationId": APP }),
+            ),
+            400,
+        );
+    }
+    // Its own tenant's users, and subjects that name no user, are vended as before.
+    let mine = Uuid::new_v4().to_string();
+    let body = check_status(locked_vend(&gw, json!({ "sub": mine })), 200);
+    assert!(body["token"]
+        .as_str()
+        .is_some_and(|t| t.split('.').count() == 3));
+    check_status(locked_vend(&gw, json!({ "sub": "not-a-uuid" })), 200);
+}
+
+/// A token that claims the victim's `sub` but was minted in another tenant (`tid`): what a
+/// tenant-locked key could vend before, or any token of the other tenant with a borrowed `sub`.
+fn foreign_token(gw: &TestGateway, victim: &str, tenant: Option<&str>) -> String {
+    let issuer = if tenant == Some(OTHER_TENANT) {
+        "other.test"
+    } else {
+        ISSUER
+    };
+    let mut claims = json!({
+        "sub": victim,
+        "iss": issuer,
+        "iat": now(),
+        "exp": now() + 600,
+    });
+    if let Some(tenant) = tenant {
+        claims["tid"] = json!(tenant);
+    }
+    gw.token(jsonwebtoken::Algorithm::RS256, &claims)
+}
+
+#[test]
+fn a_token_of_another_tenant_never_acts_as_the_user_it_names() {
+    let gw = TestGateway::start();
+    let victim = gw.login("victim@example.com", &["admin"]);
+    let http = client();
+    let bearer = |request: RequestBuilder, token: &str| {
+        request.header("Authorization", format!("Bearer {token}"))
+    };
+    for token in [
+        foreign_token(&gw, &victim.user_id, Some(OTHER_TENANT)),
+        foreign_token(&gw, &victim.user_id, None),
+    ] {
+        // The token itself is valid: it is the tenant binding that refuses it below.
+        assert_eq!(gw.get_as("/api/jwt/validate", &token).status(), 200);
+        // Single sign-on into the victim's application.
+        let issue = bearer(
+            http.get(gw.url(&format!("/api/jwt/issue?applicationId={APP}"))),
+            &token,
+        )
+        .send()
+        .expect("send");
+        assert_eq!(issue.status(), 401);
+        // The same through the cookie.
+        let issue = http
+            .get(gw.url(&format!("/api/jwt/issue?applicationId={APP}")))
+            .header("Cookie", format!("access_token={token}"))
+            .send()
+            .expect("send");
+        assert_eq!(issue.status(), 401);
+        // Listing, and revoking, the victim's refresh tokens.
+        let list = bearer(
+            http.get(gw.url(&format!("/api/jwt/refresh?userId={}", victim.user_id))),
+            &token,
+        )
+        .send()
+        .expect("send");
+        assert_eq!(list.status(), 401);
+        for path in [
+            format!("/api/jwt/refresh/{}", victim.refresh_token_id),
+            format!("/api/jwt/refresh?userId={}", victim.user_id),
+            format!("/api/jwt/refresh?token={}", victim.refresh_token),
+        ] {
+            let revoke = bearer(http.delete(gw.url(&path)), &token)
+                .send()
+                .expect("send");
+            assert_eq!(revoke.status(), 401, "{path}");
+        }
+    }
+    // The victim's own token still works, and the victim's session was not touched.
+    let own = gw.get_as(
+        &format!("/api/jwt/refresh?userId={}", victim.user_id),
+        &victim.token,
+    );
+    let body = check_status(own, 200);
+    assert_eq!(body["refreshTokens"].as_array().map(Vec::len), Some(1));
+    let issued = gw.get_as(
+        &format!("/api/jwt/issue?applicationId={APP}"),
+        &victim.token,
+    );
+    check_status(issued, 200);
+}
