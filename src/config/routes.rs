@@ -10,6 +10,7 @@ use super::raw::{RawAuth, RawPaths, RawRoute};
 use super::sections::Problems;
 use super::{IdentityHeader, Route, RouteAuth, Upstream};
 use crate::request::canonical::{canonical_path, PathOptions};
+use crate::request::host::canonical_authority;
 
 /// Headers a route may not set from claims: they carry credentials or control the connection.
 const RESERVED_HEADERS: &[&str] = &[
@@ -75,7 +76,7 @@ fn route(
     Route {
         index,
         path: canonical_route_path(p, &path, &r.path, options),
-        host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        host: r.host.as_ref().map(|h| route_host(p, &path, h)),
         upstreams: upstreams(p, &path, r),
         auth: match &r.auth {
             None => RouteAuth::default_required(),
@@ -83,6 +84,19 @@ fn route(
         },
         identity_headers: identity_headers(p, &path, r),
         case_sensitive: r.case_sensitive.unwrap_or(true),
+    }
+}
+
+/// The canonical form of a route's host (lower case, no trailing dot; see
+/// [`crate::request::host`]), so it matches every spelling of the host requests can use; a
+/// problem at `path.host` when it is not a host name.
+fn route_host(p: &mut Problems, path: &str, raw: &str) -> String {
+    match canonical_authority(raw, 80) {
+        Some(host) => host.into_owned(),
+        None => {
+            p.add(format!("{path}.host"), "is not a host name");
+            raw.to_ascii_lowercase()
+        }
     }
 }
 

@@ -36,6 +36,7 @@ use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginRouter, RouteMatch};
 use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
+use crate::request::host::{authority_of, request_host};
 use crate::store::GatewayStore;
 use crate::tokens::Tokens;
 use gatehouse_plugin_api::credentials::{self, Credentials};
@@ -50,8 +51,8 @@ pub struct RequestContext {
     /// The request target to send upstream (canonical path and the query as sent), when it
     /// differs from the target the client wrote.
     target: Option<String>,
-    /// The `Host` to send upstream, when the client named the host only in an absolute-form
-    /// target.
+    /// The canonical `Host` to route by and send upstream, when the client wrote another
+    /// spelling of it (`Admin.example.:80`) or named it only in an absolute-form target.
     host: Option<String>,
     /// The verified token, when one was presented and passed the route's policy.
     identity: Option<Arc<VerifiedClaims>>,
@@ -418,7 +419,8 @@ impl Gateway {
 
     /// Reads the request target into its canonical form (see [`crate::request`]): sets
     /// `ctx.target` when the upstream must get another target than the one the client wrote,
-    /// and `ctx.host` when the client named the host only in the target. Refuses a request
+    /// and `ctx.host` when the upstream must get another spelling of the host than the client
+    /// wrote (see [`crate::request::host`]). Refuses a request
     /// with several, invalid, or (HTTP/1.1) no `Host`, a target that is neither origin-form
     /// nor an absolute `http(s)` URI, and several or malformed `Content-Length` headers.
     fn read_target(
@@ -428,7 +430,6 @@ impl Gateway {
     ) -> std::result::Result<(), GatewayError> {
         let header = session.req_header();
         check_framing(&header.headers)?;
-        let host = single_host(&header.headers)?;
         let raw = header.raw_path();
         let absolute_form = !raw.starts_with(b"/");
         let authority = if absolute_form {
@@ -436,16 +437,16 @@ impl Gateway {
         } else {
             header.uri.authority().map(|a| a.as_str())
         };
-        match (host, authority) {
-            (Some(_), _) => {}
-            (None, Some(authority)) if is_valid_host(authority) => {
-                ctx.host = Some(authority.to_string());
+        let default_port = if self.settings.tls { 443 } else { 80 };
+        let http11 = header.version >= http::Version::HTTP_11;
+        let host = request_host(&header.headers, authority, http11, default_port)
+            .map_err(|()| GatewayError::AmbiguousHost)?;
+        // Routes judge the canonical host, and the upstream receives it.
+        if let Some(host) = host {
+            let sent = header.headers.get(HOST).map(|h| h.as_bytes());
+            if sent != Some(host.as_bytes()) {
+                ctx.host = Some(host.into_owned());
             }
-            (None, Some(_)) => return Err(GatewayError::AmbiguousHost),
-            (None, None) if header.version >= http::Version::HTTP_11 => {
-                return Err(GatewayError::AmbiguousHost)
-            }
-            (None, None) => {}
         }
         let path = canonical_path(header.uri.path().as_bytes(), self.settings.path_options)
             .map_err(GatewayError::InvalidPath)?;
@@ -605,62 +606,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-real-ip",
     "forwarded",
 ];
-
-/// The authority of an absolute-form `http` or `https` request target
-/// (`http://host:port/path`), when it is a valid host.
-fn authority_of(target: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(target).ok()?;
-    let (scheme, rest) = text.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return None;
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    is_valid_host(authority).then_some(authority)
-}
-
-/// The request's one `Host`, when it has one; several, or one that is not a valid host, are
-/// refused.
-fn single_host(headers: &http::HeaderMap) -> std::result::Result<Option<&str>, GatewayError> {
-    let mut hosts = headers.get_all(HOST).iter();
-    let Some(host) = hosts.next() else {
-        return Ok(None);
-    };
-    if hosts.next().is_some() {
-        return Err(GatewayError::AmbiguousHost);
-    }
-    match host.to_str() {
-        Ok(host) if is_valid_host(host) => Ok(Some(host)),
-        _ => Err(GatewayError::AmbiguousHost),
-    }
-}
-
-/// True for `name[:port]` or `[v6]:port`: a DNS name or IPv4 address (letters, digits, `-`,
-/// `.`, `_`) or an IPv6 literal, and a port of 1–5 digits up to 65535.
-fn is_valid_host(host: &str) -> bool {
-    let (name, port) = match host.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((v6, port)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => ("v6", port),
-            _ => return false,
-        },
-        None => match host.find(':') {
-            Some(colon) => host.split_at(colon),
-            None => (host, ""),
-        },
-    };
-    let port_ok = match port {
-        "" => true,
-        _ => port
-            .strip_prefix(':')
-            .filter(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-            .is_some_and(|p| p.parse::<u16>().is_ok()),
-    };
-    let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    port_ok && name_ok
-}
 
 /// Refuses framing two readers could take differently: more than one `Content-Length`
 /// header, or one that is not a plain decimal number (`4,4`, `+4`, ` 4 `).
@@ -862,12 +807,13 @@ impl ProxyHttp for Gateway {
         if self.serve_builtin(session, ctx).await? {
             return Ok(true);
         }
-        let host = session
-            .req_header()
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(ctx.host.as_deref());
+        let host = ctx.host.as_deref().or_else(|| {
+            session
+                .req_header()
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+        });
         let index = match self.routes.find(host, canonical_path_of(session, ctx)) {
             RouteLookup::Route(index) => index,
             RouteLookup::NoRoute => {
@@ -1085,48 +1031,4 @@ fn internal_failure(e: &Error) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn absolute_form_targets_name_their_authority() {
-        assert_eq!(authority_of(b"http://app.example/x"), Some("app.example"));
-        assert_eq!(
-            authority_of(b"http://app.example:8080?q"),
-            Some("app.example:8080")
-        );
-        assert_eq!(authority_of(b"http://user@evil/x"), None);
-        assert_eq!(authority_of(b"http:///x"), None);
-        assert_eq!(authority_of(b"garbage"), None);
-        assert_eq!(authority_of(b"ftp://host/x"), None);
-        assert_eq!(authority_of(b"HTTPS://[::1]:8443/x"), Some("[::1]:8443"));
-    }
-
-    #[test]
-    fn hosts_must_be_hosts() {
-        for good in [
-            "a",
-            "app.example",
-            "127.0.0.1:9011",
-            "[::1]",
-            "[::1]:80",
-            "a_b-c.d:65535",
-        ] {
-            assert!(is_valid_host(good), "{good}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "127.0.0.1/admin",
-            ":99999",
-            "a:99999",
-            "a:",
-            "a:+1",
-            "[zz]:1",
-            "[::1",
-            "a@b",
-            "a:1:2",
-            "é.example",
-        ] {
-            assert!(!is_valid_host(bad), "{bad}");
-        }
-    }
 }

@@ -923,3 +923,122 @@ fn a_token_naming_a_claim_twice_is_refused() {
     assert_eq!(gw.get_as("/admin", &token).status().as_u16(), 401);
     assert_eq!(gw.get_as("/app", &token).status().as_u16(), 401);
 }
+
+/// A site behind a host route (admin role required) and the same path public on any other
+/// host: every spelling of the admin host must reach the host route.
+const HOST_ROUTES: &str = "  - host: admin.example
+    path: /site
+    upstream: $UPSTREAM
+    auth: {applicationId: 3c219e58-ed0e-4b18-ad48-f4f92793ae32, roles: [admin]}
+  - path: /site
+    upstream: $UPSTREAM
+    auth: {required: false}
+";
+
+/// `GET target` with `host` as the `Host` header, as raw bytes.
+fn get_on_host(gw: &TestGateway, target: &str, host: &str, headers: &[String]) -> (u16, String) {
+    let mut request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    raw_http(gw.port, request.as_bytes())
+}
+
+#[test]
+fn every_spelling_of_a_host_reaches_its_host_route() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra_routes: HOST_ROUTES.into(),
+            ..Options::default()
+        },
+    );
+    let spellings = [
+        ("/site", "admin.example"),
+        ("/site", "ADMIN.EXAMPLE"),
+        ("/site", "admin.example."),
+        ("/site", "Admin.Example."),
+        ("/site", "admin.example:80"),
+        ("/site", "admin.example.:80"),
+        ("/site", "admin.example:080"),
+        ("/site", "admin.example.:00080"),
+        ("http://admin.example./site", "admin.example."),
+        ("http://admin.example.:80/site", "admin.example.:80"),
+        ("http://ADMIN.example/site", "ADMIN.example"),
+    ];
+    for (target, host) in spellings {
+        let before = upstream.received().len();
+        let (status, response) = get_on_host(&gw, target, host, &[]);
+        assert_eq!(status, 401, "{target} Host: {host}\n{response}");
+        assert_eq!(upstream.received().len(), before, "{target} Host: {host}");
+    }
+    // With the admin role, the upstream receives the canonical host.
+    let admin = format!("Authorization: Bearer {}", user_token(&gw, &["admin"]));
+    for (target, host) in spellings {
+        let (status, response) = get_on_host(&gw, target, host, std::slice::from_ref(&admin));
+        assert_eq!(status, 200, "{target} Host: {host}\n{response}");
+        let body = raw_body(&response);
+        assert_eq!(
+            body["headers"]["host"],
+            json!(["admin.example"]),
+            "{target} {host}"
+        );
+        assert_eq!(body["target"], "/site");
+    }
+    // Another host is public, and its canonical host goes upstream too.
+    let (status, response) = get_on_host(&gw, "/site", "WWW.example.:80", &[]);
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(
+        raw_body(&response)["headers"]["host"],
+        json!(["www.example"])
+    );
+}
+
+#[test]
+fn hosts_without_one_reading_are_refused() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra_routes: HOST_ROUTES.into(),
+            ..Options::default()
+        },
+    );
+    for (target, host) in [
+        ("/site", "admin.example.."),
+        ("/site", "admin..example"),
+        ("/site", ".admin.example"),
+        ("/site", "admin.example:0"),
+        ("/site", "admin.example:65536"),
+        ("/site", "0x7f.0.0.1"),
+        ("/site", "2130706433"),
+        ("/site", "127.000.0.1"),
+        ("/site", "admin.example%2e"),
+    ] {
+        let before = upstream.received().len();
+        let (status, response) = get_on_host(&gw, target, host, &[]);
+        assert_eq!(status, 400, "{target} Host: {host}\n{response}");
+        assert_eq!(
+            raw_body(&response)["generalErrors"][0]["code"],
+            "[AmbiguousRequest]",
+            "{target} {host}: {response}"
+        );
+        assert_eq!(upstream.received().len(), before, "{target} Host: {host}");
+    }
+    // An absolute-form target naming another host, or another spelling of it, than `Host`:
+    // refused (by the engine, before any route is read).
+    for (target, host) in [
+        ("http://admin.example/site", "www.example"),
+        ("http://www.example/site", "admin.example"),
+        ("http://admin.example./site", "admin.example"),
+        ("http://admin.example/site", "admin.example:80"),
+    ] {
+        let before = upstream.received().len();
+        let (status, response) = get_on_host(&gw, target, host, &[]);
+        assert_eq!(status, 400, "{target} Host: {host}\n{response}");
+        assert_eq!(upstream.received().len(), before, "{target} Host: {host}");
+    }
+}

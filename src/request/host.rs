@@ -1,0 +1,321 @@
+//! The request's host, read one way only: the one `Host` header or the authority of an
+//! absolute-form target, in canonical form. Routes match on it and the upstream receives it.
+//!
+//! One host has many spellings (`ADMIN.example`, `admin.example.`, `admin.example:80`,
+//! `admin.example.:080`); a name-based upstream reads them all as one site, so a route that
+//! matched only one of them would be bypassed by the others. The canonical form is lower case,
+//! without the trailing dot of a fully qualified name, without the listener's default port, and
+//! with IP literals in their standard text. Spellings with no single reading are refused: empty
+//! labels (`a..b`, `.a`), two trailing dots, numeric hosts that are no dotted-decimal IPv4
+//! address (`0x7f.1`, `2130706433`, `127.000.0.1`), port 0 or ports out of range.
+
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The longest host name accepted (RFC 1035: 253 characters without the trailing dot).
+const MAX_NAME_LENGTH: usize = 253;
+/// The longest label accepted (RFC 1035).
+const MAX_LABEL_LENGTH: usize = 63;
+
+/// The canonical form of `authority` (`name[:port]` or `[v6]:port`) on a listener whose default
+/// port is `default_port` (80, or 443 with TLS).
+///
+/// Returns the authority itself, borrowed, when it is already canonical (the common case costs
+/// no allocation), the canonical form when it is another spelling of a host, and `None` when it
+/// is not a host at all or has no single reading.
+pub fn canonical_authority(authority: &str, default_port: u16) -> Option<Cow<'_, str>> {
+    let (name_as_sent, port_text) = split_authority(authority)?;
+    let port = match port_text {
+        None => None,
+        Some(text) => Some(parse_port(text)?),
+    };
+    let name = canonical_name(name_as_sent)?;
+    let keep_port = port.filter(|p| *p != default_port);
+    let port_as_sent = match (port_text, keep_port) {
+        (None, None) => true,
+        (Some(text), Some(port)) => text.len() == decimal_len(port),
+        _ => false,
+    };
+    if port_as_sent {
+        if matches!(name, Cow::Borrowed(_)) && name.len() == name_as_sent.len() {
+            return Some(Cow::Borrowed(authority));
+        }
+    }
+    Some(Cow::Owned(match keep_port {
+        Some(port) => format!("{name}:{port}"),
+        None => name.into_owned(),
+    }))
+}
+
+/// The authority of an absolute-form `http` or `https` request target
+/// (`http://host:port/path`), when it is a host (see [`canonical_authority`]); `None` for any
+/// other target.
+pub fn authority_of(target: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(target).ok()?;
+    let (scheme, rest) = text.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    canonical_authority(authority, 80).map(|_| authority)
+}
+
+/// The one canonical host of a request: from its one `Host` header and the authority of its
+/// absolute-form target, which must name the same host when both are present.
+///
+/// Returns `Ok(None)` for an HTTP/1.0 request that names no host, and `Err(())` for several
+/// `Host` headers, one that is no host, two that disagree, or an HTTP/1.1 request without one.
+#[allow(clippy::result_unit_err)]
+pub fn request_host<'a>(
+    headers: &'a http::HeaderMap,
+    target_authority: Option<&'a str>,
+    http11: bool,
+    default_port: u16,
+) -> Result<Option<Cow<'a, str>>, ()> {
+    let mut values = headers.get_all(http::header::HOST).iter();
+    let header = values.next();
+    if values.next().is_some() {
+        return Err(());
+    }
+    let from_header = match header {
+        None => None,
+        Some(value) => {
+            let text = value.to_str().map_err(|_| ())?;
+            Some(canonical_authority(text, default_port).ok_or(())?)
+        }
+    };
+    let from_target = match target_authority {
+        None => None,
+        Some(authority) => Some(canonical_authority(authority, default_port).ok_or(())?),
+    };
+    match (from_header, from_target) {
+        (Some(header), Some(target)) if header != target => Err(()),
+        (Some(host), _) | (None, Some(host)) => Ok(Some(host)),
+        (None, None) if http11 => Err(()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The name (for IPv6 with its brackets) and the port text after `:`, if any.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    if authority.starts_with('[') {
+        let close = authority.find(']')?;
+        let (name, rest) = authority.split_at(close + 1);
+        return match rest {
+            "" => Some((name, None)),
+            _ => Some((name, Some(rest.strip_prefix(':')?))),
+        };
+    }
+    match authority.split_once(':') {
+        Some((name, port)) => Some((name, Some(port))),
+        None => Some((authority, None)),
+    }
+}
+
+/// A port of 1 to 5 digits, 1–65535.
+fn parse_port(text: &str) -> Option<u16> {
+    if !(1..=5).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// The number of decimal digits of `port`.
+fn decimal_len(port: u16) -> usize {
+    match port {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    }
+}
+
+/// The canonical form of a host name or IP literal; `None` when it has no single reading.
+fn canonical_name(name: &str) -> Option<Cow<'_, str>> {
+    if let Some(v6) = name.strip_prefix('[') {
+        let address: Ipv6Addr = v6.strip_suffix(']')?.parse().ok()?;
+        let canonical = format!("[{address}]");
+        return Some(if canonical == name {
+            Cow::Borrowed(name)
+        } else {
+            Cow::Owned(canonical)
+        });
+    }
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    let valid = !bare.is_empty()
+        && bare.len() <= MAX_NAME_LENGTH
+        && bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && bare
+            .split('.')
+            .all(|label| (1..=MAX_LABEL_LENGTH).contains(&label.len()));
+    if !valid {
+        return None;
+    }
+    if is_numeric_host(bare) {
+        // Rust reads dotted decimal only, without leading zeros: its one spelling.
+        bare.parse::<Ipv4Addr>().ok()?;
+    }
+    let lower = !bare.bytes().any(|b| b.is_ascii_uppercase());
+    Some(match (lower, bare.len() == name.len()) {
+        (true, true) => Cow::Borrowed(name),
+        (true, false) => Cow::Borrowed(bare),
+        (false, _) => Cow::Owned(bare.to_ascii_lowercase()),
+    })
+}
+
+/// True when URL parsers (WHATWG) read `name` as an IPv4 address: its last label is a number
+/// (decimal, or hexadecimal with `0x`).
+fn is_numeric_host(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || last.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canonical(authority: &str) -> Option<String> {
+        canonical_authority(authority, 80).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn one_host_has_one_spelling() {
+        for (sent, expected) in [
+            ("admin.example", "admin.example"),
+            ("admin.example.", "admin.example"),
+            ("ADMIN.Example", "admin.example"),
+            ("ADMIN.example.", "admin.example"),
+            ("admin.example:80", "admin.example"),
+            ("admin.example.:80", "admin.example"),
+            ("admin.example:080", "admin.example"),
+            ("admin.example:00080", "admin.example"),
+            ("admin.example:8080", "admin.example:8080"),
+            ("admin.example:08080", "admin.example:8080"),
+            ("admin.example.:443", "admin.example:443"),
+            ("localhost", "localhost"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("127.0.0.1:9011", "127.0.0.1:9011"),
+            ("127.0.0.1.:80", "127.0.0.1"),
+            ("[::1]", "[::1]"),
+            ("[::1]:80", "[::1]"),
+            ("[0:0:0:0:0:0:0:1]:8080", "[::1]:8080"),
+            ("[::FFFF:7F00:1]", "[::ffff:127.0.0.1]"),
+            ("my_host.internal", "my_host.internal"),
+            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ] {
+            assert_eq!(canonical(sent).as_deref(), Some(expected), "{sent}");
+        }
+        assert_eq!(
+            canonical_authority("admin.example:443", 443).as_deref(),
+            Some("admin.example")
+        );
+        assert_eq!(
+            canonical_authority("admin.example:80", 443).as_deref(),
+            Some("admin.example:80")
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets_name_their_authority() {
+        assert_eq!(authority_of(b"http://app.example/x"), Some("app.example"));
+        assert_eq!(
+            authority_of(b"http://app.example:8080?q"),
+            Some("app.example:8080")
+        );
+        assert_eq!(authority_of(b"http://user@evil/x"), None);
+        assert_eq!(authority_of(b"http:///x"), None);
+        assert_eq!(authority_of(b"garbage"), None);
+        assert_eq!(authority_of(b"ftp://host/x"), None);
+        assert_eq!(authority_of(b"HTTPS://[::1]:8443/x"), Some("[::1]:8443"));
+        assert_eq!(
+            authority_of(b"http://admin.example./x"),
+            Some("admin.example.")
+        );
+    }
+
+    #[test]
+    fn a_request_has_one_host() {
+        let headers = |hosts: &[&str]| {
+            let mut map = http::HeaderMap::new();
+            for host in hosts {
+                map.append(http::header::HOST, host.parse().expect("value"));
+            }
+            map
+        };
+        let one = |hosts: &[&str], target: Option<&str>| {
+            request_host(&headers(hosts), target, true, 80).map(|h| h.map(Cow::into_owned))
+        };
+        assert_eq!(one(&["A.example."], None), Ok(Some("a.example".into())));
+        assert_eq!(one(&[], Some("a.example:80")), Ok(Some("a.example".into())));
+        assert_eq!(
+            one(&["a.example"], Some("A.EXAMPLE.")),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(one(&["a.example"], Some("b.example")), Err(()));
+        assert_eq!(one(&["a.example", "a.example"], None), Err(()));
+        assert_eq!(one(&["a..example"], None), Err(()));
+        assert_eq!(one(&[], None), Err(()));
+        assert_eq!(request_host(&headers(&[]), None, false, 80), Ok(None));
+    }
+
+    #[test]
+    fn a_canonical_host_is_borrowed() {
+        for host in ["admin.example", "127.0.0.1:9011", "[::1]:8443", "a.b.c"] {
+            assert!(
+                matches!(canonical_authority(host, 80), Some(Cow::Borrowed(_))),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn hosts_without_a_single_reading_are_refused() {
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = format!("{}.example", "abcdefghi.".repeat(26));
+        for bad in [
+            "",
+            ".",
+            "..",
+            "admin.example..",
+            ".admin.example",
+            "admin..example",
+            "admin.example:",
+            "admin.example:0",
+            "admin.example:65536",
+            "admin.example:123456",
+            "admin.example:+80",
+            "admin.example:80:80",
+            "admin example",
+            "admin.example/",
+            "admin.example\\",
+            "admin.example%2e",
+            "user@admin.example",
+            "admin.éxample",
+            "0x7f.0.0.1",
+            "0x7f000001",
+            "2130706433",
+            "127.1",
+            "127.000.0.1",
+            "0177.0.0.1",
+            "127.0.0.256",
+            "1.2.3.4.5",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[not-v6]",
+            "[v1.fe]",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert_eq!(canonical(bad), None, "{bad:?}");
+        }
+    }
+}
