@@ -1027,8 +1027,3 @@ fn internal_failure(e: &Error) -> GatewayError {
     tracing::error!(correlation_id = %id, error = %e, "proxy failure");
     GatewayError::Internal(id)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

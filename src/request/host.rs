@@ -36,10 +36,8 @@ pub fn canonical_authority(authority: &str, default_port: u16) -> Option<Cow<'_,
         (Some(text), Some(port)) => text.len() == decimal_len(port),
         _ => false,
     };
-    if port_as_sent {
-        if matches!(name, Cow::Borrowed(_)) && name.len() == name_as_sent.len() {
-            return Some(Cow::Borrowed(authority));
-        }
+    if port_as_sent && matches!(name, Cow::Borrowed(_)) && name.len() == name_as_sent.len() {
+        return Some(Cow::Borrowed(authority));
     }
     Some(Cow::Owned(match keep_port {
         Some(port) => format!("{name}:{port}"),
