@@ -3,6 +3,7 @@
 //! over HTTP.
 
 mod it {
+    pub mod api_boundary;
     pub mod boundary;
     pub mod cluster;
     pub mod config;

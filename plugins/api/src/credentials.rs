@@ -85,6 +85,20 @@ pub struct Credentials<'a> {
 
 /// Reads the request's credentials; `Err` when they are ambiguous (see the module header).
 pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
+    read_with(headers, false)
+}
+
+/// Reads the credentials of an API request with the edge's rules but one: an `Authorization`
+/// header of another scheme is an API key there, which FusionAuth's API takes next to the
+/// `access_token` cookie (a tenant-locked key scoping `GET /api/jwt/issue`), so that pair is
+/// not ambiguous. No upstream reads the request after the API.
+pub fn read_api(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
+    read_with(headers, true)
+}
+
+/// [`read`], taking an `Authorization` header of another scheme next to the `access_token`
+/// cookie when `api_key_with_cookie`.
+fn read_with(headers: &HeaderMap, api_key_with_cookie: bool) -> Result<Credentials<'_>, Ambiguity> {
     let mut authorizations = headers.get_all(AUTHORIZATION).iter();
     let authorization = authorizations.next().map(|v| v.as_bytes());
     if authorizations.next().is_some() {
@@ -96,7 +110,9 @@ pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
         (Some(header), Some(cookie)) if header != cookie => {
             return Err(Ambiguity::HeaderAndCookieDiffer)
         }
-        (None, Some(_)) if authorization.is_some() => return Err(Ambiguity::TwoCredentials),
+        (None, Some(_)) if authorization.is_some() && !api_key_with_cookie => {
+            return Err(Ambiguity::TwoCredentials)
+        }
         (header, cookie) => header.or(cookie),
     };
     Ok(Credentials {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 
-use crate::credentials::{bearer_of, cookie_value, ip_address};
+use crate::credentials::{bearer_of, ip_address, Credentials};
 use crate::error::ApiError;
 
 /// An HTTP request routed to a plugin, with its body already read (within the size limit).
@@ -96,13 +96,14 @@ impl PluginRequest {
         self.path_params.get(name).map(String::as_str)
     }
 
-    /// The value of cookie `name`, from any `Cookie` header. Cookies are read as bytes: another
-    /// cookie holding bytes outside ASCII never hides this one.
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .find_map(|header| cookie_value(header.as_bytes(), name))
+    /// The request's token credentials, read with the edge's rules
+    /// ([`crate::credentials::read_api`]): one access token (Bearer header or `access_token`
+    /// cookie), one `refresh_token` cookie. A 400 `[AmbiguousRequest]` when they could be read
+    /// two ways (two different cookies of one name, a Bearer token and a cookie that differ, a
+    /// look-alike cookie name, two `Authorization` headers…), as at the edge.
+    pub fn credentials(&self) -> Result<Credentials<'_>, ApiError> {
+        crate::credentials::read_api(&self.headers)
+            .map_err(|ambiguity| ApiError::general("[AmbiguousRequest]", ambiguity.message()))
     }
 
     /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
@@ -110,13 +111,22 @@ impl PluginRequest {
         self.header("authorization").and_then(bearer_of)
     }
 
-    /// The JWT of the request: the `Authorization: Bearer` token, else the `access_token` cookie.
-    pub fn jwt(&self) -> Option<&str> {
-        self.bearer_token().or_else(|| self.cookie("access_token"))
+    /// The JWT of the request: the `Authorization: Bearer` token, else the `access_token`
+    /// cookie; `Ok(None)` without either, and the 400 of [`PluginRequest::credentials`] when
+    /// they are ambiguous. A token that is not text is returned empty (it verifies as nothing).
+    pub fn jwt(&self) -> Result<Option<&str>, ApiError> {
+        Ok(self.credentials()?.access_token.map(as_text))
+    }
+
+    /// The `refresh_token` cookie (non-empty); the 400 of [`PluginRequest::credentials`] when
+    /// the credentials are ambiguous. A value that is not text is returned empty.
+    pub fn refresh_cookie(&self) -> Result<Option<&str>, ApiError> {
+        Ok(self.credentials()?.refresh_token.map(as_text))
     }
 
     /// The body as a JSON value of any shape (a JSON Patch is an array), parsed and checked
-    /// against the document limits ([`crate::json`]); a 400 with Errors JSON otherwise.
+    /// against the document limits ([`crate::json`]); a 400 with Errors JSON otherwise, and a
+    /// 415 when the request does not declare it JSON ([`PluginRequest::declares_json`]).
     pub fn json_value(&self) -> Result<serde_json::Value, ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::general(
@@ -124,7 +134,24 @@ impl PluginRequest {
                 "The request body is empty but this API requires a JSON body.",
             ));
         }
+        if !self.declares_json() {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         crate::json::parse(&self.body)
+    }
+
+    /// True when the request has exactly one `Content-Type` and it is JSON: `application/json`
+    /// or an `application/…+json` type (JSON Patch, merge patch), with any parameters.
+    ///
+    /// A body of another type is never read as JSON: `text/plain`, forms and multipart are
+    /// what a cross-site HTML form or a no-CORS `fetch` can send, so taking them would let
+    /// another site log a browser in or act for it (login CSRF).
+    pub fn declares_json(&self) -> bool {
+        let mut values = self.headers.get_all(http::header::CONTENT_TYPE).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().is_ok_and(is_json_media_type),
+            _ => false,
+        }
     }
 
     /// The body parsed as a JSON object into `T`; a 400 with Errors JSON when it is malformed,
@@ -169,6 +196,26 @@ impl PluginRequest {
             .and_then(ip_address)
             .or_else(|| self.peer_ip.map(|ip| ip.to_string()))
     }
+}
+
+/// The bytes of a token as text; empty when they are not UTF-8 (no token is valid then).
+fn as_text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// True for `application/json` and `application/<subtype>+json`, parameters allowed, case
+/// insensitive.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = media_type.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5
+                && subtype
+                    .get(subtype.len() - 5..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case("+json")))
 }
 
 /// Parses `a=1&b=two` with `+` and percent-decoding.
@@ -219,8 +266,14 @@ mod tests {
             http::HeaderValue::from_bytes(b"theme=\xc3\xa9\xff; access_token=\"xyz\"")
                 .expect("header"),
         );
-        assert_eq!(req.cookie("access_token"), Some("xyz"));
-        assert_eq!(req.cookie("refresh_token"), None);
+        assert_eq!(req.jwt().expect("one reading"), Some("xyz"));
+        assert_eq!(req.refresh_cookie().expect("one reading"), None);
+        // Two access_token cookies that differ: one reading only, as at the edge.
+        req.headers.append(
+            http::header::COOKIE,
+            http::HeaderValue::from_static("access_token=other"),
+        );
+        assert_eq!(req.jwt().map_err(|e| e.status()), Err(400));
         let req = PluginRequest::new(Method::GET, "/x?applicationId=a%2Db&x=1+2&empty=");
         assert_eq!(req.query_param("applicationId").as_deref(), Some("a-b"));
         assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
@@ -248,8 +301,50 @@ mod tests {
     #[test]
     fn malformed_json_is_a_400() {
         let mut req = PluginRequest::new(Method::POST, "/x");
+        req.headers
+            .insert("content-type", "application/json".parse().expect("header"));
         req.body = b"{not json".to_vec();
         let err = req.json::<serde_json::Value>().unwrap_err();
         assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn only_a_body_declared_json_is_read_as_json() {
+        for (content_type, json) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON;charset=UTF-8", true),
+            ("application/json-patch+json", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("text/plain; a=application/json", false),
+            ("application/x-www-form-urlencoded", false),
+            ("multipart/form-data; boundary=x", false),
+            ("text/json", false),
+            ("application/jsonx", false),
+            ("application/+json", false),
+            ("json", false),
+            ("", false),
+        ] {
+            let mut req = PluginRequest::new(Method::POST, "/x");
+            req.headers
+                .insert("content-type", content_type.parse().expect("header"));
+            req.body = b"{}".to_vec();
+            assert_eq!(req.declares_json(), json, "{content_type}");
+            let read = req.json::<serde_json::Value>().map_err(|e| e.status());
+            assert_eq!(read.is_ok(), json, "{content_type}");
+            if !json {
+                assert_eq!(read, Err(415), "{content_type}");
+            }
+        }
+        // No Content-Type, or two.
+        let mut req = PluginRequest::new(Method::POST, "/x");
+        req.body = b"{}".to_vec();
+        assert!(!req.declares_json());
+        req.headers
+            .append("content-type", "application/json".parse().expect("header"));
+        req.headers
+            .append("content-type", "application/json".parse().expect("header"));
+        assert!(!req.declares_json());
     }
 }

@@ -37,7 +37,8 @@ pub enum Accept {
 /// Authenticates the request.
 ///
 /// An `Authorization: Bearer …` header is a JWT; any other `Authorization` value is an API key;
-/// without the header, the `access_token` cookie is a JWT. JWTs are accepted only with
+/// without the header, the `access_token` cookie is a JWT. Credentials that read two ways
+/// (see [`PluginRequest::credentials`]) are a 400. JWTs are accepted only with
 /// [`Accept::ApiKeyOrJwt`], and only as [`verified_user`] binds them to their tenant. Anything
 /// missing or invalid is a 401.
 pub async fn authenticate(
@@ -45,13 +46,13 @@ pub async fn authenticate(
     context: &PluginContext,
     accept: Accept,
 ) -> Result<Caller, ApiError> {
-    let jwt = if let Some(bearer) = request.bearer_token() {
-        Some(bearer)
-    } else if request.header("authorization").is_some() {
+    // The edge's reading: an ambiguous pair of credentials is a 400, never a guess.
+    let jwt = request.jwt()?;
+    let api_key = request.headers.contains_key(http::header::AUTHORIZATION)
+        && request.bearer_token().is_none();
+    if api_key {
         return context.api_keys.authenticate(request).map(Caller::ApiKey);
-    } else {
-        request.cookie("access_token").filter(|c| !c.is_empty())
-    };
+    }
     match (jwt, accept) {
         (Some(jwt), Accept::ApiKeyOrJwt) => verified_user(jwt, context).await,
         _ => Err(ApiError::Unauthorized),

@@ -33,12 +33,12 @@ pub struct IssueResponse {
 }
 
 /// The presented refresh token: the `refresh_token` cookie, else the `refreshToken` parameter.
-pub fn presented_refresh_token(request: &PluginRequest) -> Option<String> {
-    request
-        .cookie("refresh_token")
-        .map(str::to_string)
+pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>, ApiError> {
+    Ok(request
+        .refresh_cookie()?
         .filter(|v| !v.is_empty())
-        .or_else(|| request.query_param("refreshToken"))
+        .map(str::to_string)
+        .or_else(|| request.query_param("refreshToken")))
 }
 
 /// Handles `GET /api/jwt/issue`.
@@ -46,7 +46,7 @@ pub async fn issue(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let jwt = request.jwt().ok_or(ApiError::Unauthorized)?;
+    let jwt = request.jwt()?.ok_or(ApiError::Unauthorized)?;
     let claims = context
         .tokens
         .verify(jwt)
@@ -86,7 +86,7 @@ pub async fn issue(
         .get_registration(user.id, application.id)
         .await?;
 
-    let refresh_token = match (&registration, presented_refresh_token(request)) {
+    let refresh_token = match (&registration, presented_refresh_token(request)?) {
         (Some(_), Some(value)) => {
             issue_sso_refresh_token(
                 crate::common::refresh_env(context),
@@ -169,10 +169,20 @@ mod tests {
     #[test]
     fn cookie_wins_over_parameter() {
         let mut req = PluginRequest::new(Method::GET, "/api/jwt/issue?refreshToken=param");
-        assert_eq!(presented_refresh_token(&req).as_deref(), Some("param"));
+        assert_eq!(
+            presented_refresh_token(&req)
+                .expect("one reading")
+                .as_deref(),
+            Some("param")
+        );
         req.headers
             .insert("cookie", "refresh_token=cookie".parse().expect("header"));
-        assert_eq!(presented_refresh_token(&req).as_deref(), Some("cookie"));
+        assert_eq!(
+            presented_refresh_token(&req)
+                .expect("one reading")
+                .as_deref(),
+            Some("cookie")
+        );
     }
 
     #[test]

@@ -57,14 +57,6 @@ pub struct JwtRefreshResponse {
     pub token: String,
 }
 
-/// True when the request body is form-encoded.
-fn is_form(request: &PluginRequest) -> bool {
-    request.header("content-type").is_some_and(|ct| {
-        ct.to_ascii_lowercase()
-            .starts_with("application/x-www-form-urlencoded")
-    })
-}
-
 /// True when the request body is declared JSON.
 fn is_json(request: &PluginRequest) -> bool {
     request
@@ -72,18 +64,14 @@ fn is_json(request: &PluginRequest) -> bool {
         .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
 }
 
-/// The refresh token to exchange: the `refresh_token` cookie, else `refreshToken` from the body
-/// (JSON, or a form). The body is only parsed when there is no cookie.
+/// The refresh token to exchange: the `refresh_token` cookie, else `refreshToken` from the JSON
+/// body (a body of another type is a 415). The body is only parsed when there is no cookie.
 pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>, ApiError> {
-    if let Some(cookie) = request
-        .cookie(REFRESH_TOKEN_COOKIE)
-        .filter(|c| !c.is_empty())
-    {
+    if let Some(cookie) = request.refresh_cookie()?.filter(|c| !c.is_empty()) {
         return Ok(Some(cookie.to_string()));
     }
-    if is_form(request) {
-        return Ok(request.param("refreshToken"));
-    }
+    // JSON only: a form is what another site can post, and this answer sets the browser's
+    // token cookies (login CSRF).
     let body: RefreshRequest = request.json_or_default()?;
     Ok(body.refresh_token.filter(|v| !v.trim().is_empty()))
 }

@@ -11,7 +11,7 @@ pub fn validate(
     request: &PluginRequest,
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
-    let jwt = request.jwt().ok_or(ApiError::Unauthorized)?;
+    let jwt = request.jwt()?.ok_or(ApiError::Unauthorized)?;
     // FusionAuth validates any token it signed, whatever its issuer (vended tokens may carry
     // their own `iss`); the proxy, which also checks the issuer, uses `verify`.
     let claims = context

@@ -136,7 +136,7 @@ fn cookies_are_secure_over_tls_or_when_configured() {
 }
 
 #[test]
-fn cookie_wins_over_body_and_forms_work() {
+fn cookie_wins_over_body_and_forms_are_refused() {
     let kit = Kit::new();
     let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
     let req = refresh_request(
@@ -154,10 +154,23 @@ fn cookie_wins_over_body_and_forms_work() {
         "application/x-www-form-urlencoded".parse().expect("header"),
     );
     req.body = format!("refreshToken={}", rt.token).into_bytes();
+    // A form is what another site can post; this answer sets token cookies (login CSRF).
     assert_eq!(
-        block_on(exchange(&req, &kit.context)).expect("ok").status,
-        200
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        415
     );
+    for content_type in ["text/plain", "multipart/form-data; boundary=x"] {
+        req.headers
+            .insert("content-type", content_type.parse().expect("header"));
+        req.body = serde_json::json!({"refreshToken": rt.token})
+            .to_string()
+            .into_bytes();
+        assert_eq!(
+            block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+            415,
+            "{content_type}"
+        );
+    }
 }
 
 #[test]
