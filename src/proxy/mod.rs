@@ -43,6 +43,9 @@ use gatehouse_plugin_api::credentials::{self, Credentials};
 use refresh::{Refreshed, Refresher};
 use routes::{RouteLookup, RouteTable};
 
+/// What a transparent refresh gave: the new pair, or why there is none.
+type RefreshOutcome = std::result::Result<Arc<Refreshed>, RefreshError>;
+
 /// Per-request state carried between the proxy phases.
 #[derive(Default)]
 pub struct RequestContext {
@@ -169,12 +172,17 @@ impl Gateway {
             // The rest of this connection cannot be trusted to be read the same way.
             session.set_keepalive(None);
         }
-        let cleared = (status == 401 && ctx.clear_cookies).then(answer::cleared_cookies);
+        // A refresh done for this request hands its pair to the browser whatever the answer
+        // (a refused role, an upstream down): a one-time-use value is never used up unseen.
+        let cookies = match &ctx.refreshed {
+            Some(refreshed) => self.refreshed_cookies(refreshed),
+            None if status == 401 && ctx.clear_cookies => answer::cleared_cookies().to_vec(),
+            None => Vec::new(),
+        };
         let challenge = error.challenge();
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(5);
-        if let Some([access, refresh]) = &cleared {
-            headers.push(("Set-Cookie", access));
-            headers.push(("Set-Cookie", refresh));
+        for cookie in &cookies {
+            headers.push(("Set-Cookie", cookie));
         }
         let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
         if let (401, Some(url), true) = (status, login_url, answer::wants_html(session)) {
@@ -189,6 +197,32 @@ impl Gateway {
             headers.push(("Retry-After", "2"));
         }
         answer::respond(session, status, &headers, error.body()).await
+    }
+
+    /// The `Set-Cookie` values that hand a transparent refresh's outcome to the browser: the
+    /// new access token, and the refresh token when it rotated or its window moved.
+    fn refreshed_cookies(&self, refreshed: &Refreshed) -> Vec<String> {
+        let now = self.context.clock.now_millis();
+        let secure = self.settings.tls || self.settings.secure_cookies;
+        let mut cookies = vec![gatehouse_plugin_api::Cookie::expiring(
+            "access_token",
+            &refreshed.access_token,
+            refreshed.access_expiration_ms,
+            now,
+            secure,
+        )
+        .to_header_value()];
+        if refreshed.set_refresh_cookie {
+            let refresh = gatehouse_plugin_api::Cookie::expiring(
+                "refresh_token",
+                &refreshed.refresh_token,
+                refreshed.refresh_expiration_ms,
+                now,
+                secure,
+            );
+            cookies.push(refresh.to_header_value());
+        }
+        cookies
     }
 
     /// Refuses a request whose declared body is over the limit, at once, without reading it,
@@ -340,7 +374,9 @@ impl Gateway {
     /// Returns the token state to judge. A refresh token that is unknown, expired or revoked
     /// marks both cookies for clearing, and an access token past its `exp` then counts as
     /// expired; a store that cannot be reached is `Err(StoreUnavailable)` (503, cookies kept,
-    /// nothing consumed) unless the access token is still valid.
+    /// nothing consumed) unless the access token is still valid. Another application's refresh
+    /// token is left alone (see [`Self::refresh_for_route`]); an outcome is handed to the
+    /// browser whatever the answer (see [`Self::deny`]).
     async fn refresh_if_needed(
         &self,
         session: &Session,
@@ -362,15 +398,17 @@ impl Gateway {
         let Some(value) = refresh_token.filter(|_| route.auth.refresh && wanted) else {
             return Ok(state);
         };
+        let still_valid = matches!(&state, TokenState::Valid(claims) if now < claims.exp);
         let outcome = match std::str::from_utf8(value) {
             Ok(value) => {
-                self.refresher
-                    .refresh(value, client_ip(session).as_deref())
-                    .await
+                self.refresh_for_route(session, route, value, still_valid)
+                    .await?
             }
-            Err(_) => Err(RefreshError::NotFound),
+            Err(_) => Some(Err(RefreshError::NotFound)),
         };
-        let still_valid = matches!(&state, TokenState::Valid(claims) if now < claims.exp);
+        let Some(outcome) = outcome else {
+            return Ok(state);
+        };
         match outcome {
             Ok(refreshed) => {
                 let claims = refreshed.claims.clone();
@@ -390,6 +428,39 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// Exchanges `value` for a request on `route`, unless it is another application's refresh
+    /// token: exchanging that here would use it up (one-time use) for a token this route
+    /// refuses, logging its owner out. `Ok(None)` leaves the token alone; a store that cannot
+    /// say is a 503 unless the access token is `still_valid` (then `Ok(None)`).
+    async fn refresh_for_route(
+        &self,
+        session: &Session,
+        route: &Route,
+        value: &str,
+        still_valid: bool,
+    ) -> std::result::Result<Option<RefreshOutcome>, GatewayError> {
+        if let Some(application) = route.auth.application_id {
+            match self
+                .refresher
+                .is_for_other_application(value, application)
+                .await
+            {
+                Ok(false) => {}
+                Ok(true) => return Ok(None),
+                Err(_) if still_valid => return Ok(None),
+                Err(error) => {
+                    tracing::warn!(error = %error, "transparent refresh failed on the store");
+                    return Err(GatewayError::StoreUnavailable);
+                }
+            }
+        }
+        Ok(Some(
+            self.refresher
+                .refresh(value, client_ip(session).as_deref())
+                .await,
+        ))
     }
 
     /// Applies the route's policy. `Ok(())` lets the request through, with `ctx.identity` set
@@ -936,25 +1007,8 @@ impl ProxyHttp for Gateway {
         Self::CTX: Send + Sync,
     {
         if let Some(refreshed) = &ctx.refreshed {
-            let now = self.context.clock.now_millis();
-            let secure = self.settings.tls || self.settings.secure_cookies;
-            let access = gatehouse_plugin_api::Cookie::expiring(
-                "access_token",
-                &refreshed.access_token,
-                refreshed.access_expiration_ms,
-                now,
-                secure,
-            );
-            upstream_response.append_header("Set-Cookie", access.to_header_value())?;
-            if refreshed.set_refresh_cookie {
-                let refresh = gatehouse_plugin_api::Cookie::expiring(
-                    "refresh_token",
-                    &refreshed.refresh_token,
-                    refreshed.refresh_expiration_ms,
-                    now,
-                    secure,
-                );
-                upstream_response.append_header("Set-Cookie", refresh.to_header_value())?;
+            for cookie in self.refreshed_cookies(refreshed) {
+                upstream_response.append_header("Set-Cookie", cookie)?;
             }
         } else if ctx.clear_cookies {
             for cookie in answer::cleared_cookies() {

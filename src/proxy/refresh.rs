@@ -13,9 +13,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_plugin_api::{Clock, Store, TokenService, VerifiedClaims};
+use gatehouse_plugin_api::{Clock, Store, StoreError, TokenService, VerifiedClaims};
 use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use tokio::sync::OnceCell;
+use uuid::Uuid;
 
 use crate::metrics::Metrics;
 use crate::tokens::Tokens;
@@ -51,6 +52,8 @@ pub struct Refresher {
     /// The race window (ms) of one-time-use rotations.
     race_window_ms: i64,
     in_flight: Mutex<HashMap<String, Shared>>,
+    /// The application of recently seen live refresh-token values (`None`: no application).
+    applications: moka::sync::Cache<String, Option<Uuid>>,
     /// Recent outcomes by the refresh token value presented, with the instant they lapse.
     recent: moka::sync::Cache<String, (Arc<Refreshed>, Instant)>,
 }
@@ -71,11 +74,39 @@ impl Refresher {
             metrics,
             race_window_ms,
             in_flight: Mutex::new(HashMap::new()),
+            applications: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
             recent: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(86_400))
                 .build(),
         }
+    }
+
+    /// True when `value` is a live refresh token of another application than `application`
+    /// (or of none): exchanging it for a route of `application` would consume it for a token
+    /// the route refuses. False for a value of `application`, and for a value the store does
+    /// not hold live (the exchange decides what it is). The application of a value never
+    /// changes, so it is remembered: a burst of requests reads the store once.
+    pub async fn is_for_other_application(
+        &self,
+        value: &str,
+        application: Uuid,
+    ) -> Result<bool, StoreError> {
+        let holder = match self.applications.get(value) {
+            Some(holder) => holder,
+            None => match self.store.find_refresh_token(value).await? {
+                Some(token) => {
+                    self.applications
+                        .insert(value.to_string(), token.application_id);
+                    token.application_id
+                }
+                None => return Ok(false),
+            },
+        };
+        Ok(holder != Some(application))
     }
 
     /// Exchanges `value`, or joins the exchange already running for it, or returns the outcome

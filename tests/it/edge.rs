@@ -439,3 +439,65 @@ fn a_token_close_to_expiry_is_refreshed_ahead_when_configured() {
         "{cookies:?}"
     );
 }
+
+/// Refresh routes of another application, behind a role the user lacks, and to an upstream
+/// that is down, beside the /app route.
+fn cross_route_options() -> Options {
+    let mut options =
+        options("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse");
+    options.extra_routes.push_str(&format!(
+        "  - path: /other-app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {OTHER_APP}, refresh: true}}\n  - path: /staff\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, roles: [admin], refresh: true}}\n  - path: /gone\n    upstream: http://127.0.0.1:{}\n    auth: {{applicationId: {APP}, refresh: true}}\n",
+        free_port()
+    ));
+    options
+}
+
+/// `GET path` carrying only `refresh_token`.
+fn with_refresh_cookie(gw: &TestGateway, path: &str, value: &str) -> reqwest::blocking::Response {
+    client()
+        .get(gw.url(path))
+        .header("Cookie", format!("refresh_token={value}"))
+        .send()
+        .expect("send")
+}
+
+#[test]
+fn another_applications_route_never_uses_up_a_refresh_token() {
+    let gw = TestGateway::start_with(cross_route_options());
+    let session = gw.login("cross-app@example.com", &["user"]);
+    for _ in 0..3 {
+        let response = with_refresh_cookie(&gw, "/other-app/page", &session.refresh_token);
+        assert!(
+            set_cookies(&response).is_empty(),
+            "another application's route touched the cookies: {:?}",
+            set_cookies(&response)
+        );
+        assert_eq!(response.status(), 401);
+    }
+    // The token is intact: its own application's route refreshes with it.
+    let response = with_refresh_cookie(&gw, "/app/page", &session.refresh_token);
+    let cookies = set_cookies(&response);
+    check_status(response, 200);
+    assert!(cookie_value(&cookies, "refresh_token").is_some_and(|v| v != session.refresh_token));
+}
+
+#[test]
+fn a_refresh_whose_request_is_refused_still_hands_over_the_new_pair() {
+    let gw = TestGateway::start_with(cross_route_options());
+    for path in ["/staff/page", "/gone/page"] {
+        let session = gw.login(&format!("handover{}@example.com", path.len()), &["user"]);
+        let response = with_refresh_cookie(&gw, path, &session.refresh_token);
+        let status = response.status().as_u16();
+        let cookies = set_cookies(&response);
+        assert!([403, 502].contains(&status), "{path}: {status}");
+        let access = cookie_value(&cookies, "access_token")
+            .unwrap_or_else(|| panic!("{path}: no access_token handed over: {cookies:?}"));
+        let refresh = cookie_value(&cookies, "refresh_token")
+            .unwrap_or_else(|| panic!("{path}: no refresh_token handed over: {cookies:?}"));
+        assert_ne!(refresh, session.refresh_token);
+        assert!(!access.is_empty());
+        // The browser's new pair works where the user belongs.
+        let response = with_refresh_cookie(&gw, "/app/page", &refresh);
+        check_status(response, 200);
+    }
+}
