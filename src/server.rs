@@ -221,6 +221,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             secure_cookies: config.secure_cookies,
             path_options: config.path_options,
             idle_timeout_seconds: config.idle_timeout_seconds,
+            trusted_proxies: config.trusted_proxies.clone(),
         },
     );
     Ok(Prepared {

@@ -205,6 +205,8 @@ pub struct Config {
     pub shutdown_timeout_seconds: u64,
     /// True when an API key is the shipped demo key.
     pub uses_demo_api_key: bool,
+    /// Proxies whose `X-Forwarded-For` hops are believed (see [`crate::request::client`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Reads, substitutes, parses and validates a configuration file.
@@ -362,6 +364,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     );
     let log_format = sections::log_format(&mut p, raw.log.format.as_deref());
     let demo_upstream = sections::demo_upstream(&mut p, &raw, listen);
+    let trusted_proxies = sections::trusted_proxies(&mut p, &raw.trusted_proxies);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -393,6 +396,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         demo_upstream,
         shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
         uses_demo_api_key,
+        trusted_proxies,
     })
 }
 

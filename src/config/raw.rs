@@ -47,6 +47,10 @@ pub struct RawConfig {
     /// Proxied routes.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Proxies in front of the gateway (IP addresses or CIDR ranges) whose `X-Forwarded-For`
+    /// hops are believed; none by default (the client is the connection's peer).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Request size limits and timeouts.
     #[serde(default)]
     pub limits: RawLimits,

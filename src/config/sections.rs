@@ -562,6 +562,27 @@ pub(super) fn log_format(p: &mut Problems, format: Option<&str>) -> LogFormat {
     }
 }
 
+/// The trusted proxies: each an IP address (a single host) or a CIDR range.
+pub(super) fn trusted_proxies(p: &mut Problems, raw: &[String]) -> Vec<ipnet::IpNet> {
+    let mut ranges = Vec::with_capacity(raw.len());
+    for (index, text) in raw.iter().enumerate() {
+        let text = text.trim();
+        let range = text.parse::<ipnet::IpNet>().ok().or_else(|| {
+            text.parse::<std::net::IpAddr>()
+                .ok()
+                .map(ipnet::IpNet::from)
+        });
+        match range {
+            Some(range) => ranges.push(range.trunc()),
+            None => p.add(
+                format!("trustedProxies[{index}]"),
+                "must be an IP address or a CIDR range such as 10.0.0.0/8",
+            ),
+        }
+    }
+    ranges
+}
+
 /// The demo upstream's address, when one is configured; it must differ from `listen`.
 pub(super) fn demo_upstream(
     p: &mut Problems,

@@ -36,6 +36,7 @@ use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::plugins::{PluginRouter, RouteMatch};
 use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
+use crate::request::client::client_address;
 use crate::request::host::{authority_of, request_host};
 use crate::store::GatewayStore;
 use crate::tokens::Tokens;
@@ -91,6 +92,8 @@ pub struct ProxySettings {
     pub path_options: PathOptions,
     /// Seconds an idle keep-alive client connection stays open.
     pub idle_timeout_seconds: u64,
+    /// Proxies whose `X-Forwarded-For` hops are believed (see [`crate::request::client`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The gateway's [`ProxyHttp`] implementation.
@@ -315,10 +318,7 @@ impl Gateway {
             query: header.uri.query().unwrap_or("").to_string(),
             headers: header.headers.clone(),
             body,
-            peer_ip: session
-                .client_addr()
-                .and_then(SocketAddr::as_inet)
-                .map(|a| a.ip()),
+            client_address: client_ip(session, &self.settings.trusted_proxies),
             tls: self.settings.tls,
             path_params,
         }
@@ -458,7 +458,12 @@ impl Gateway {
         }
         Ok(Some(
             self.refresher
-                .refresh(value, client_ip(session).as_deref())
+                .refresh(
+                    value,
+                    client_ip(session, &self.settings.trusted_proxies)
+                        .map(|ip| ip.to_string())
+                        .as_deref(),
+                )
                 .await,
         ))
     }
@@ -640,8 +645,8 @@ impl Gateway {
         session: &Session,
         upstream_request: &mut RequestHeader,
     ) -> Result<()> {
-        if let Some(addr) = session.client_addr().and_then(SocketAddr::as_inet) {
-            upstream_request.insert_header("X-Forwarded-For", addr.ip().to_string())?;
+        if let Some(address) = client_ip(session, &self.settings.trusted_proxies) {
+            upstream_request.insert_header("X-Forwarded-For", address.to_string())?;
         }
         upstream_request.insert_header(
             "X-Forwarded-Proto",
@@ -761,21 +766,14 @@ async fn write_plugin_response(session: &mut Session, response: PluginResponse) 
     answer::respond(session, status, &headers, body).await
 }
 
-/// The client address: the first `X-Forwarded-For` hop, else the peer.
-fn client_ip(session: &Session) -> Option<String> {
-    session
-        .req_header()
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(gatehouse_plugin_api::credentials::ip_address)
-        .or_else(|| {
-            session
-                .client_addr()
-                .and_then(SocketAddr::as_inet)
-                .map(|a| a.ip().to_string())
-        })
+/// The client's address (see [`crate::request::client`]): the peer, or behind `trusted`
+/// proxies the first hop they do not own.
+fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let peer = session
+        .client_addr()
+        .and_then(SocketAddr::as_inet)
+        .map(|a| a.ip());
+    client_address(peer, &session.req_header().headers, trusted)
 }
 
 /// The route's checks against verified claims: application (its `applicationId`, its tenant,

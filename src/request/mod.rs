@@ -4,4 +4,5 @@
 //! be read one way only is refused here. Plain functions over `http` types: no proxy engine.
 
 pub mod canonical;
+pub mod client;
 pub mod host;

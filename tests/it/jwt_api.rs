@@ -601,7 +601,11 @@ fn jwks_and_openid_configuration_publish_the_asymmetric_keys() {
 
 #[test]
 fn refresh_returns_an_access_token_cookies_and_records_the_use() {
-    let gw = TestGateway::start();
+    // The gateway sits behind a proxy it trusts on loopback, so X-Forwarded-For is believed.
+    let gw = TestGateway::start_with(Options {
+        extra: "trustedProxies: [127.0.0.1]".into(),
+        ..Options::default()
+    });
     let session = gw.login("refresh@example.com", &["admin"]);
     let before = now_millis();
     let response = client()
@@ -649,7 +653,8 @@ fn refresh_returns_an_access_token_cookies_and_records_the_use() {
         "{refresh_cookie}"
     );
 
-    // The use is recorded on the token: address (first X-Forwarded-For hop) and instant.
+    // The use is recorded on the token: address (the hop the trusted proxy forwarded) and
+    // instant.
     let stored = check_status(retrieve(&gw, &session.refresh_token_id), 200);
     let device = &stored["refreshToken"]["metaData"]["device"];
     assert_eq!(device["lastAccessedAddress"], "203.0.113.9", "{stored}");
@@ -1819,6 +1824,51 @@ fn a_tenant_locked_key_cannot_vend_tokens_for_another_tenants_applications() {
     let body = check_status(vend(&gw, API_KEY, json!({ "claims": forged })), 200);
     let token = body["token"].as_str().expect("token");
     assert_eq!(proxied_status(&gw, token), 200);
+}
+
+#[test]
+fn a_clients_own_forwarded_address_is_never_believed() {
+    let upstream = RecordingUpstream::start();
+    for (trusted, expected) in [
+        ("", "127.0.0.1"),
+        ("trustedProxies: [10.0.0.0/8]", "127.0.0.1"),
+        ("trustedProxies: [127.0.0.0/8]", "203.0.113.9"),
+    ] {
+        let gw = TestGateway::start_with(Options {
+            extra: trusted.into(),
+            upstream: Some(upstream.url()),
+            ..Options::default()
+        });
+        let session = gw.login("xff-trust@example.com", &[]);
+        check_status(
+            client()
+                .post(gw.url("/api/jwt/refresh"))
+                .header("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+                .json(&json!({"refreshToken": session.refresh_token}))
+                .send()
+                .expect("send"),
+            200,
+        );
+        let stored = check_status(retrieve(&gw, &session.refresh_token_id), 200);
+        assert_eq!(
+            stored["refreshToken"]["metaData"]["device"]["lastAccessedAddress"], expected,
+            "{trusted:?}"
+        );
+        // The upstream gets the same one address.
+        let echoed = check_status(
+            client()
+                .get(gw.url("/public/x"))
+                .header("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+                .send()
+                .expect("send"),
+            200,
+        );
+        assert_eq!(
+            echoed["headers"]["x-forwarded-for"],
+            json!([expected]),
+            "{trusted:?}"
+        );
+    }
 }
 
 #[test]

@@ -24,10 +24,42 @@ pub const ISSUER: &str = "acme.test";
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free TCP ports on loopback: all are held open together while they are chosen,
+/// so no two are the same.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("address").port())
+}
+
+/// The shipped `config.yaml` with every listener moved to a free port: `[listen, demo,
+/// admin]`. Panics when the file names a fixed address this does not replace, so no test ever
+/// binds the shipped config's ports (which the README's first command uses).
+pub fn shipped_config_on_free_ports() -> (String, [u16; 3]) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ports = free_ports::<3>();
+    let mut config = std::fs::read_to_string(repo.join("config.yaml")).expect("config.yaml");
+    for (variable, port) in [
+        ("GATEHOUSE_LISTEN", ports[0]),
+        ("GATEHOUSE_DEMO_LISTEN", ports[1]),
+        ("GATEHOUSE_ADMIN_LISTEN", ports[2]),
+    ] {
+        let opening = format!("${{{variable}:-");
+        assert!(config.contains(&opening), "config.yaml has no {opening}…}}");
+        while let Some(start) = config.find(&opening) {
+            let end = start + config[start..].find('}').expect("closing brace") + 1;
+            config.replace_range(start..end, &format!("127.0.0.1:{port}"));
+        }
+    }
+    assert!(
+        !config.contains("LISTEN:-"),
+        "config.yaml has a listener this helper does not move"
+    );
+    (config, ports)
 }
 
 /// The gateway's algorithm for one of the JWT library's (same JOSE name).
@@ -228,10 +260,11 @@ impl TestGateway {
     pub fn start_with_keys(options: Options, keys: Keys) -> TestGateway {
         let keys = std::sync::Arc::new(keys);
         let dir = tempfile::tempdir().expect("tempdir");
+        let ports = free_ports::<3>();
         let mut gateway = TestGateway {
-            port: free_port(),
-            demo_port: free_port(),
-            admin_port: free_port(),
+            port: ports[0],
+            demo_port: ports[1],
+            admin_port: ports[2],
             config_path: dir.path().join("config.yaml"),
             store: dir.path().join("data").join("gatehouse.db"),
             tls: options.extra.contains("tls:"),
@@ -247,10 +280,11 @@ impl TestGateway {
     /// Starts a second gateway (another node) with the same keys and the same SQLite store.
     pub fn start_peer(&self, options: &Options) -> TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
+        let ports = free_ports::<3>();
         let mut gateway = TestGateway {
-            port: free_port(),
-            demo_port: free_port(),
-            admin_port: free_port(),
+            port: ports[0],
+            demo_port: ports[1],
+            admin_port: ports[2],
             config_path: dir.path().join("config.yaml"),
             store: self.store.clone(),
             tls: options.extra.contains("tls:"),

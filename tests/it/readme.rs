@@ -27,29 +27,14 @@ fn external_token(email: &str) -> String {
 
 #[test]
 fn the_readme_flow_works_on_the_shipped_config() {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("dir");
-    let (port, demo, admin) = (free_port(), free_port(), free_port());
-    let config = std::fs::read_to_string(repo.join("config.yaml"))
-        .expect("config")
-        .replace(
-            "${GATEHOUSE_LISTEN:-127.0.0.1:9011}",
-            &format!("127.0.0.1:{port}"),
-        )
-        .replace(
-            "${GATEHOUSE_DEMO_LISTEN:-127.0.0.1:9012}",
-            &format!("127.0.0.1:{demo}"),
-        )
-        .replace(
-            "${GATEHOUSE_ADMIN_LISTEN:-127.0.0.1:9013}",
-            &format!("127.0.0.1:{admin}"),
-        );
+    let (config, [port, ..]) = shipped_config_on_free_ports();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).expect("write");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["serve", "--config", path.to_str().expect("p")])
         .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("gatehouse.log")).expect("log file"))
         .spawn()
         .expect("spawn");
     let g = format!("http://127.0.0.1:{port}");
@@ -61,7 +46,11 @@ fn the_readme_flow_works_on_the_shipped_config() {
             .is_ok_and(|r| r.status().as_u16() == 200)
     });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        assert!(healthy, "the shipped config did not start");
+        assert!(
+            healthy,
+            "the shipped config did not start:\n{}",
+            std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap_or_default()
+        );
         // No token: refused.
         check_status(http.get(format!("{g}/hello")).send().expect("send"), 401);
         // A vended token reaches the upstream with identity headers; spoofed ones are replaced.

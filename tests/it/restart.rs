@@ -6,19 +6,7 @@ use super::kit::*;
 fn generated_keys_and_tokens_survive_a_restart() {
     // The shipped config's key has no material: it is generated on first start.
     let dir = tempfile::tempdir().expect("dir");
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let port = free_port();
-    let demo = free_port();
-    let config = std::fs::read_to_string(repo.join("config.yaml"))
-        .expect("config")
-        .replace(
-            "${GATEHOUSE_LISTEN:-127.0.0.1:9011}",
-            &format!("127.0.0.1:{port}"),
-        )
-        .replace(
-            "${GATEHOUSE_DEMO_LISTEN:-127.0.0.1:9012}",
-            &format!("127.0.0.1:{demo}"),
-        );
+    let (config, [port, ..]) = shipped_config_on_free_ports();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).expect("write");
     let token_args = [
@@ -37,7 +25,13 @@ fn generated_keys_and_tokens_survive_a_restart() {
         std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["serve", "--config", path.to_str().expect("p")])
             .current_dir(dir.path())
-            .stderr(std::process::Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("gatehouse.log"))
+                    .expect("log file"),
+            )
             .spawn()
             .expect("spawn")
     };
@@ -52,7 +46,10 @@ fn generated_keys_and_tokens_survive_a_restart() {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("not healthy");
+        panic!(
+            "not healthy:\n{}",
+            std::fs::read_to_string(dir.path().join("gatehouse.log")).unwrap_or_default()
+        );
     };
     let stop = |child: &mut std::process::Child| {
         let _ = std::process::Command::new("kill")

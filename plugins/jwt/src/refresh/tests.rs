@@ -38,7 +38,7 @@ fn refresh_request(json_body: Option<Value>, cookie: Option<&str>) -> PluginRequ
     if let Some(c) = cookie {
         req.headers.insert("cookie", c.parse().expect("header"));
     }
-    req.peer_ip = Some([10, 0, 0, 7].into());
+    req.client_address = Some([10, 0, 0, 7].into());
     req
 }
 
