@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use crate::store::GatewayStore;
 use async_trait::async_trait;
-use pingora::apps::http_app::ServeHttp;
+use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
@@ -44,11 +47,15 @@ impl Admin {
     }
 }
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+/// The body of the answer to a request that cannot be read.
+const MALFORMED: &[u8] =
+    br#"{"generalErrors":[{"code":"[MalformedRequest]","message":"The request could not be read."}]}"#;
+
+impl Admin {
+    /// The answer to a request that was read: status, content type and body.
+    async fn answer(&self, session: &ServerSession) -> (u16, &'static str, Vec<u8>) {
         let header = session.req_header();
-        let (status, content_type, body) = match (header.method.as_str(), header.uri.path()) {
+        match (header.method.as_str(), header.uri.path()) {
             ("GET", "/metrics") => (200, "text/plain; version=0.0.4", self.metrics.render()),
             ("GET", "/health") => self.health().await,
             _ => (
@@ -56,12 +63,56 @@ impl ServeHttp for Admin {
                 "application/json",
                 br#"{"generalErrors":[{"code":"[NotFound]","message":"Not found."}]}"#.to_vec(),
             ),
-        };
-        http::Response::builder()
-            .status(status)
-            .header("Content-Type", content_type)
-            .header("Content-Length", body.len())
-            .body(body)
-            .unwrap_or_default()
+        }
+    }
+}
+
+/// Writes one complete answer on `session`.
+async fn respond(
+    session: &mut ServerSession,
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(status, Some(3))?;
+    header.insert_header("Content-Type", content_type)?;
+    header.insert_header("Content-Length", body.len().to_string())?;
+    header.insert_header("Cache-Control", "no-store")?;
+    session.write_response_header(Box::new(header)).await?;
+    session.write_response_body(Bytes::from(body), true).await?;
+    session.finish_body().await
+}
+
+/// The admin listener's HTTP application. Unlike the engine's generic one, a request that
+/// cannot be read gets a 400 with Errors JSON, and the log names only the kind of failure: the
+/// engine's error would carry the raw header block (cookies, `Authorization`).
+#[async_trait]
+impl HttpServerApp for Admin {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(kind = ?e.etype(), "admin listener: a request that cannot be read was refused");
+                session.set_keepalive(None);
+                let _ = respond(&mut session, 400, "application/json", MALFORMED.to_vec()).await;
+                return None;
+            }
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let (status, content_type, body) = self.answer(&session).await;
+        if let Err(e) = respond(&mut session, status, content_type, body).await {
+            tracing::debug!(kind = ?e.etype(), "admin listener: the answer could not be written");
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(_) => None,
+        }
     }
 }

@@ -23,10 +23,19 @@ static WINDOW_LINES: AtomicU64 = AtomicU64::new(0);
 /// Engine lines dropped since the last report.
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
-/// True when an event of `target` at `level` may be written: everything but the proxy engine's
-/// warnings and errors, and of those at most [`ENGINE_LINES_PER_WINDOW`] per [`WINDOW`].
+/// True when an event of `target` at `level` may be written: everything of the gateway's own;
+/// of the proxy engine's, info lines, and warnings and errors at most
+/// [`ENGINE_LINES_PER_WINDOW`] per [`WINDOW`]. The engine's debug and trace lines are never
+/// written, at any configured level: they dump raw request and response headers, credentials
+/// included.
 fn admit(target: &str, level: &tracing::Level) -> bool {
-    if !target.starts_with("pingora") || *level > tracing::Level::WARN {
+    if !target.starts_with("pingora") {
+        return true;
+    }
+    if *level > tracing::Level::INFO {
+        return false;
+    }
+    if *level > tracing::Level::WARN {
         return true;
     }
     let window = SystemTime::now()
@@ -100,5 +109,17 @@ mod tests {
         assert!(SUPPRESSED.load(Ordering::Relaxed) > 0);
         assert!((0..1000).all(|_| admit("gatehouse::proxy", &tracing::Level::ERROR)));
         assert!((0..1000).all(|_| admit("pingora_core", &tracing::Level::INFO)));
+    }
+
+    #[test]
+    fn the_engines_header_dumps_are_never_written() {
+        for target in [
+            "pingora_core::protocols::http::v1::client",
+            "pingora_proxy::proxy_h1",
+        ] {
+            assert!(!admit(target, &tracing::Level::DEBUG), "{target}");
+            assert!(!admit(target, &tracing::Level::TRACE), "{target}");
+        }
+        assert!(admit("gatehouse::proxy", &tracing::Level::DEBUG));
     }
 }

@@ -1016,12 +1016,15 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    /// The engine's own error line is replaced by ours: a client's failure at debug level, an
+    /// upstream's once by [`Self::fail_to_proxy`]; neither carries the error's context, which
+    /// can hold raw header bytes (cookies, `Authorization`).
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
-        let client = is_client_failure(error);
-        if client {
-            tracing::debug!(error = %error, "client request failed");
+        if is_client_failure(error) {
+            tracing::debug!(kind = error.etype().as_str(), "client request failed");
+            return true;
         }
-        client
+        matches!(error.esource(), ErrorSource::Upstream)
     }
 
     async fn fail_to_proxy(
@@ -1054,7 +1057,9 @@ impl ProxyHttp for Gateway {
             },
         };
         if matches!(error, GatewayError::UpstreamUnavailable) {
-            tracing::warn!(error = %e, "upstream unavailable");
+            // The kind and the root cause (`Connection refused`…), never the context, which
+            // can quote the upstream's raw response header.
+            tracing::warn!(kind = e.etype().as_str(), cause = %e.root_cause(), "upstream unavailable");
         }
         let code = error.status();
         // Headers may already be on the wire (a failure mid-response): then nothing more can

@@ -703,3 +703,66 @@ fn the_race_window_answers_a_retired_value_with_the_same_pair_then_refuses() {
     assert_eq!(refresh(&gw, &session.refresh_token).status().as_u16(), 400);
     check_status(refresh(&gw, new_refresh), 200);
 }
+
+/// Logs never hold a credential, at any level: the engine's header dumps are not written even
+/// with `RUST_LOG=trace`, and a request neither listener can read gets a 400 and a log line
+/// that names its kind only.
+#[test]
+fn credentials_never_reach_the_log_at_any_level() {
+    let gw = TestGateway::start_with(Options {
+        rust_log: "trace".into(),
+        ..Options::default()
+    });
+    let session = gw.login("logs@example.com", &["user"]);
+    let http = client();
+    let secret_cookie = "sessionsecret-0d9f8e7a6b5c4d3e2f1a";
+    // A proxied request, an API request, a refresh, and a refused token.
+    let _ = http
+        .get(gw.url("/hello"))
+        .bearer_auth(&session.token)
+        .header("Cookie", format!("theme=1; other={secret_cookie}"))
+        .send()
+        .expect("send");
+    let _ = http
+        .post(gw.url("/api/jwt/refresh"))
+        .json(&serde_json::json!({"refreshToken": session.refresh_token}))
+        .send()
+        .expect("send");
+    let _ = http
+        .get(gw.url("/hello"))
+        .header("Cookie", format!("refresh_token={}", session.refresh_token))
+        .send()
+        .expect("send");
+    // Requests that cannot be read, with credentials in their header block.
+    let malformed = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nCookie: other={secret_cookie}\r\nAuthorization: Bearer {}\r\nBad Header\r\n\r\n",
+        session.token
+    );
+    for port in [gw.port, gw.admin_port] {
+        let (status, response) = raw_http(port, malformed.as_bytes());
+        assert_eq!(status, 400, "port {port}: {response}");
+    }
+    let (status, response) = raw_http(gw.admin_port, malformed.as_bytes());
+    assert_eq!(status, 400);
+    assert_eq!(
+        raw_body(&response)["generalErrors"][0]["code"],
+        "[MalformedRequest]"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = gw.log();
+    assert!(!log.is_empty());
+    for secret in [
+        session.token.as_str(),
+        session.refresh_token.as_str(),
+        secret_cookie,
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a credential reached the log:\n{}",
+            log.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -210,6 +210,8 @@ pub struct Options {
     /// `rotation.raceWindowSeconds`: 0 by default in the tests, which check FusionAuth's
     /// grace-period rule on its own; the race window has tests of its own.
     pub race_window_seconds: u64,
+    /// `RUST_LOG` for the gateway process (`info` by default).
+    pub rust_log: String,
 }
 
 impl Default for Options {
@@ -225,6 +227,7 @@ impl Default for Options {
             leeway_seconds: 0,
             idle_timeout_seconds: 60,
             race_window_seconds: 0,
+            rust_log: "info".into(),
         }
     }
 }
@@ -242,6 +245,8 @@ pub struct TestGateway {
     store: PathBuf,
     /// The listener speaks TLS (the options' `extra` configures `tls:`).
     pub tls: bool,
+    /// `RUST_LOG` for the process (the options' `rust_log`).
+    rust_log: String,
     child: Option<Child>,
 }
 
@@ -270,6 +275,7 @@ impl TestGateway {
             tls: options.extra.contains("tls:"),
             dir,
             keys,
+            rust_log: options.rust_log.clone(),
             child: None,
         };
         gateway.write_config(&options);
@@ -290,6 +296,7 @@ impl TestGateway {
             tls: options.extra.contains("tls:"),
             dir,
             keys: self.keys.clone(),
+            rust_log: options.rust_log.clone(),
             child: None,
         };
         gateway.write_config(options);
@@ -398,7 +405,7 @@ routes:
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["serve", "--config"])
             .arg(&self.config_path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.rust_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
