@@ -3,24 +3,26 @@
 //! `POST /api/jwt/refresh`, and the request goes on with the new token.
 //!
 //! Parallel requests presenting the same refresh token cause exactly one exchange: the first
-//! runs it, the others wait for its result (one in flight per token). The result is kept for a
-//! short window — at least [`MIN_RETAIN`], or the one-time-use grace period when longer — so a
-//! request arriving just after the rotation gets the same new pair instead of being logged out.
-//! Across nodes, and after a restart, the store's record of the rotation serves the same purpose
-//! within the grace period.
+//! runs it, the others wait for its result (one in flight per token). A later request presenting
+//! a value a one-time-use rotation retired gets the same result from memory only as long as the
+//! refresh rules allow it (the grace period or the opt-in race window, see
+//! `RefreshOutcome::replay_until`); after that it goes to the store, which refuses it as a reuse.
+//! A `Reusable` token's result is kept [`MIN_RETAIN`]. Across nodes, and after a restart, the
+//! store's record of the rotation answers within the grace period.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_plugin_api::{Clock, Store, TokenService, VerifiedClaims};
-use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
+use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService, VerifiedClaims};
+use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError, RefreshOutcome};
 use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;
 use crate::tokens::Tokens;
 
-/// The shortest time a refresh outcome is kept for requests that arrive after it completed.
+/// How long the outcome of a refresh that retired nothing (`Reusable`) is kept for requests that
+/// arrive after it completed.
 pub const MIN_RETAIN: Duration = Duration::from_secs(2);
 
 /// The outcome of a refresh, shared by every request that presented the same token.
@@ -50,6 +52,8 @@ pub struct Refresher {
     metrics: Arc<Metrics>,
     /// The race window (ms) of one-time-use rotations.
     race_window_ms: i64,
+    /// The process's rotations under way or unconfirmed.
+    rotations: Arc<RotationLedger>,
     in_flight: Mutex<HashMap<String, Shared>>,
     /// Recent outcomes by the refresh token value presented, with the instant they lapse.
     recent: moka::sync::Cache<String, (Arc<Refreshed>, Instant)>,
@@ -63,6 +67,7 @@ impl Refresher {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         race_window_ms: i64,
+        rotations: Arc<RotationLedger>,
     ) -> Self {
         Refresher {
             store,
@@ -70,6 +75,7 @@ impl Refresher {
             clock,
             metrics,
             race_window_ms,
+            rotations,
             in_flight: Mutex::new(HashMap::new()),
             recent: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -134,8 +140,10 @@ impl Refresher {
             tokens: self.tokens.as_ref(),
             clock: self.clock.as_ref(),
             race_window_ms: self.race_window_ms,
+            rotations: &self.rotations,
         };
         let outcome = exchange_refresh_token(env, value, client_ip).await?;
+        let retain = retention(&outcome, self.clock.now_millis());
         let claims = self
             .tokens
             .verify(&outcome.access_token.token)
@@ -148,11 +156,23 @@ impl Refresher {
             set_refresh_cookie: outcome.rotated || outcome.policy.slides(),
             claims,
         });
-        let grace = Duration::from_secs(outcome.policy.grace_period_in_seconds.max(0) as u64);
-        self.recent.insert(
-            value.to_string(),
-            (refreshed.clone(), Instant::now() + grace.max(MIN_RETAIN)),
-        );
+        if let Some(retain) = retain {
+            self.recent.insert(
+                value.to_string(),
+                (refreshed.clone(), Instant::now() + retain),
+            );
+        }
         Ok(refreshed)
     }
+}
+
+/// How long an outcome may answer later requests presenting the same value, from `now_ms`:
+/// [`MIN_RETAIN`] when nothing was retired; for a retired value, what is left of the time the
+/// refresh rules allow its reuse (`None`: not at all).
+fn retention(outcome: &RefreshOutcome, now_ms: i64) -> Option<Duration> {
+    if !outcome.rotated {
+        return Some(MIN_RETAIN);
+    }
+    let left = outcome.replay_until?.saturating_sub(now_ms);
+    (left >= 0).then(|| Duration::from_millis(left as u64 + 1))
 }
