@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService, VerifiedClaims};
-use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError, RefreshOutcome};
+use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;
@@ -143,7 +143,11 @@ impl Refresher {
             rotations: &self.rotations,
         };
         let outcome = exchange_refresh_token(env, value, client_ip).await?;
-        let retain = retention(&outcome, self.clock.now_millis());
+        let retain = retention(
+            outcome.rotated,
+            outcome.replay_until,
+            self.clock.now_millis(),
+        );
         let claims = self
             .tokens
             .verify(&outcome.access_token.token)
@@ -167,12 +171,36 @@ impl Refresher {
 }
 
 /// How long an outcome may answer later requests presenting the same value, from `now_ms`:
-/// [`MIN_RETAIN`] when nothing was retired; for a retired value, what is left of the time the
-/// refresh rules allow its reuse (`None`: not at all).
-fn retention(outcome: &RefreshOutcome, now_ms: i64) -> Option<Duration> {
-    if !outcome.rotated {
+/// [`MIN_RETAIN`] when nothing was retired (`rotated` false); for a retired value, what is left
+/// until `replay_until` (inclusive), the last instant the refresh rules allow its reuse (`None`:
+/// not at all, and then neither does the cache).
+fn retention(rotated: bool, replay_until: Option<i64>, now_ms: i64) -> Option<Duration> {
+    if !rotated {
         return Some(MIN_RETAIN);
     }
-    let left = outcome.replay_until?.saturating_sub(now_ms);
+    let left = replay_until?.saturating_sub(now_ms);
     (left >= 0).then(|| Duration::from_millis(left as u64 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_value_is_answered_from_memory_only_while_the_rules_allow_it() {
+        // grace period 0 and no race window: never (true overlap is the in-flight cell)
+        assert_eq!(retention(true, None, 1_000), None);
+        // what is left of the grace period, to its inclusive end
+        assert_eq!(
+            retention(true, Some(5_000), 1_000),
+            Some(Duration::from_millis(4_001))
+        );
+        assert_eq!(
+            retention(true, Some(1_000), 1_000),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(retention(true, Some(999), 1_000), None, "already over");
+        // nothing retired (Reusable): a short cache of the same answer
+        assert_eq!(retention(false, None, 1_000), Some(MIN_RETAIN));
+    }
 }
