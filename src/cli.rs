@@ -238,13 +238,15 @@ async fn mint(
             .upsert_registration(&registration)
             .await
             .map_err(|e| e.to_string())?;
-        let env = gatehouse_refresh::RefreshEnv {
-            store: store.as_ref(),
-            tokens: prepared.tokens.as_ref(),
-            clock: &SystemClock,
-            // Issuing only: no rotation happens here.
-            race_window_ms: gatehouse_refresh::DEFAULT_RACE_WINDOW_MS,
-        };
+        // Issuing only: no rotation happens here.
+        let rotations = gatehouse_plugin_api::RotationLedger::new();
+        let env = gatehouse_refresh::RefreshEnv::new(
+            store.as_ref(),
+            prepared.tokens.as_ref(),
+            &SystemClock,
+            gatehouse_refresh::DEFAULT_RACE_WINDOW_MS,
+            &rotations,
+        );
         Some(
             gatehouse_refresh::issue_refresh_token(
                 env,

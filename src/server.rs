@@ -201,6 +201,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         clock,
         secure_cookies: config.secure_cookies,
         race_window_ms: config.race_window_ms,
+        rotations: Arc::default(),
     };
     let upstream_resolver = routes.resolver();
     let admin = Admin {

@@ -191,7 +191,7 @@ pub struct Config {
     pub path_options: PathOptions,
     /// The admin listener (`/metrics`, `/health`), when configured.
     pub admin_listen: Option<SocketAddr>,
-    /// The race window (ms) of one-time-use rotations.
+    /// The race window (ms) of one-time-use rotations: 0 (none) unless configured.
     pub race_window_ms: i64,
     /// Always mark cookies `Secure`.
     pub secure_cookies: bool,
@@ -350,7 +350,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         &mut p,
         "rotation.raceWindowSeconds",
         raw.rotation.race_window_seconds,
-        10,
+        0,
         (0, 60),
         "must be at most 60",
     );

@@ -221,8 +221,9 @@ pub struct RawPaths {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawRotation {
-    /// Seconds after a rotation during which the retired value still yields its outcome;
-    /// default 10, 0 to follow FusionAuth's grace period alone.
+    /// Seconds after a rotation during which the retired value still yields its outcome on any
+    /// node, whatever the grace period: an opt-in for clusters behind non-sticky load
+    /// balancers; default 0 (FusionAuth's grace period alone), at most 60.
     #[serde(default)]
     pub race_window_seconds: Option<u64>,
 }

@@ -63,6 +63,28 @@ fn a_valid_file_is_accepted_with_defaults_filled_in() {
 }
 
 #[test]
+fn the_race_window_is_an_opt_in_of_at_most_a_minute() {
+    assert_eq!(
+        parse_str(&base()).expect("valid").race_window_ms,
+        0,
+        "none by default"
+    );
+    let with = |seconds: u32| {
+        parse_str(&format!(
+            "{}rotation: {{raceWindowSeconds: {seconds}}}\n",
+            base()
+        ))
+    };
+    assert_eq!(with(5).expect("valid").race_window_ms, 5_000);
+    assert_eq!(with(60).expect("valid").race_window_ms, 60_000);
+    let errors = with(61).unwrap_err().to_string();
+    assert!(
+        errors.contains("rotation.raceWindowSeconds: must be at most 60"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported_with_its_path() {
     let text = base()
         .replace(

@@ -141,6 +141,7 @@ impl Gateway {
                 context.clock.clone(),
                 metrics.clone(),
                 context.race_window_ms,
+                context.rotations.clone(),
             ),
             store,
             allowed_requests: metrics.requests.with_label_values(&["allowed"]),

@@ -3,17 +3,20 @@
 //! `POST /api/jwt/refresh`, and the request goes on with the new token.
 //!
 //! Parallel requests presenting the same refresh token cause exactly one exchange: the first
-//! runs it, the others wait for its result (one in flight per token). The result is kept for a
-//! short window — at least [`MIN_RETAIN`], or the one-time-use grace period when longer — so a
-//! request arriving just after the rotation gets the same new pair instead of being logged out.
-//! Across nodes, and after a restart, the store's record of the rotation serves the same purpose
-//! within the grace period.
+//! runs it, the others wait for its result (one in flight per token). A later request presenting
+//! a value a one-time-use rotation retired gets the same result from memory only as long as the
+//! refresh rules allow it (the grace period or the opt-in race window, see
+//! `RefreshOutcome::replay_until`); after that it goes to the store, which refuses it as a reuse.
+//! A `Reusable` token's result is kept [`MIN_RETAIN`]. Across nodes, and after a restart, the
+//! store's record of the rotation answers within the grace period.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_plugin_api::{Clock, Store, StoreError, TokenService, VerifiedClaims};
+use gatehouse_plugin_api::{
+    Clock, RotationLedger, Store, StoreError, TokenService, VerifiedClaims,
+};
 use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -21,7 +24,8 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 use crate::tokens::Tokens;
 
-/// The shortest time a refresh outcome is kept for requests that arrive after it completed.
+/// How long the outcome of a refresh that retired nothing (`Reusable`) is kept for requests that
+/// arrive after it completed.
 pub const MIN_RETAIN: Duration = Duration::from_secs(2);
 
 /// The outcome of a refresh, shared by every request that presented the same token.
@@ -51,6 +55,8 @@ pub struct Refresher {
     metrics: Arc<Metrics>,
     /// The race window (ms) of one-time-use rotations.
     race_window_ms: i64,
+    /// The process's rotations under way or unconfirmed.
+    rotations: Arc<RotationLedger>,
     in_flight: Mutex<HashMap<String, Shared>>,
     /// The application of recently seen live refresh-token values (`None`: no application).
     applications: moka::sync::Cache<String, Option<Uuid>>,
@@ -66,6 +72,7 @@ impl Refresher {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         race_window_ms: i64,
+        rotations: Arc<RotationLedger>,
     ) -> Self {
         Refresher {
             store,
@@ -73,6 +80,7 @@ impl Refresher {
             clock,
             metrics,
             race_window_ms,
+            rotations,
             in_flight: Mutex::new(HashMap::new()),
             applications: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -165,8 +173,14 @@ impl Refresher {
             tokens: self.tokens.as_ref(),
             clock: self.clock.as_ref(),
             race_window_ms: self.race_window_ms,
+            rotations: &self.rotations,
         };
         let outcome = exchange_refresh_token(env, value, client_ip).await?;
+        let retain = retention(
+            outcome.rotated,
+            outcome.replay_until,
+            self.clock.now_millis(),
+        );
         let claims = self
             .tokens
             .verify(&outcome.access_token.token)
@@ -179,11 +193,47 @@ impl Refresher {
             set_refresh_cookie: outcome.rotated || outcome.policy.slides(),
             claims,
         });
-        let grace = Duration::from_secs(outcome.policy.grace_period_in_seconds.max(0) as u64);
-        self.recent.insert(
-            value.to_string(),
-            (refreshed.clone(), Instant::now() + grace.max(MIN_RETAIN)),
-        );
+        if let Some(retain) = retain {
+            self.recent.insert(
+                value.to_string(),
+                (refreshed.clone(), Instant::now() + retain),
+            );
+        }
         Ok(refreshed)
+    }
+}
+
+/// How long an outcome may answer later requests presenting the same value, from `now_ms`:
+/// [`MIN_RETAIN`] when nothing was retired (`rotated` false); for a retired value, what is left
+/// until `replay_until` (inclusive), the last instant the refresh rules allow its reuse (`None`:
+/// not at all, and then neither does the cache).
+fn retention(rotated: bool, replay_until: Option<i64>, now_ms: i64) -> Option<Duration> {
+    if !rotated {
+        return Some(MIN_RETAIN);
+    }
+    let left = replay_until?.saturating_sub(now_ms);
+    (left >= 0).then(|| Duration::from_millis(left as u64 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_value_is_answered_from_memory_only_while_the_rules_allow_it() {
+        // grace period 0 and no race window: never (true overlap is the in-flight cell)
+        assert_eq!(retention(true, None, 1_000), None);
+        // what is left of the grace period, to its inclusive end
+        assert_eq!(
+            retention(true, Some(5_000), 1_000),
+            Some(Duration::from_millis(4_001))
+        );
+        assert_eq!(
+            retention(true, Some(1_000), 1_000),
+            Some(Duration::from_millis(1))
+        );
+        assert_eq!(retention(true, Some(999), 1_000), None, "already over");
+        // nothing retired (Reusable): a short cache of the same answer
+        assert_eq!(retention(false, None, 1_000), Some(MIN_RETAIN));
     }
 }

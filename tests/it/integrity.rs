@@ -640,7 +640,7 @@ fn the_race_window_answers_a_retired_value_with_the_same_pair_then_refuses() {
         Options {
         app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse"
             .into(),
-        race_window_seconds: 3,
+        race_window_seconds: Some(3),
         extra_routes: format!(
             "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true}}\n"
         ),

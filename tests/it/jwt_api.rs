@@ -748,6 +748,8 @@ fn one_time_use_rotates_and_refuses_the_old_value() {
     assert_eq!(tokens_of(&gw, &session.user_id).len(), 1);
 }
 
+/// Parallel refreshes with one one-time-use value (grace period 0): one rotation; a request
+/// that overlapped it gets its outcome (the same pair), one that came after it is refused.
 #[test]
 fn concurrent_one_time_use_refreshes_rotate_exactly_once() {
     let gw = TestGateway::start_with(Options {
@@ -776,7 +778,21 @@ fn concurrent_one_time_use_refreshes_rotate_exactly_once() {
         .filter(|(status, _)| *status == 200)
         .map(|(_, body)| body)
         .collect();
-    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    assert!(!winners.is_empty(), "{outcomes:?}");
+    let pairs: std::collections::HashSet<(String, String)> = winners
+        .iter()
+        .map(|b| (b["refreshToken"].to_string(), b["token"].to_string()))
+        .collect();
+    assert_eq!(pairs.len(), 1, "one rotation, one pair: {outcomes:?}");
+    let db = rusqlite::Connection::open(gw.store_path()).expect("open store");
+    let rotations: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM rotated_refresh_tokens WHERE token_id = ?1",
+            [&session.refresh_token_id],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(rotations, 1);
     for (status, body) in &outcomes {
         assert!(*status == 200 || *status == 400, "{status}: {body}");
         if *status == 400 {
@@ -1873,7 +1889,11 @@ fn a_clients_own_forwarded_address_is_never_believed() {
 
 #[test]
 fn a_forwarded_address_that_is_not_an_ip_is_not_recorded() {
-    let gw = TestGateway::start();
+    // Behind trusted proxies, so the header is read at all.
+    let gw = TestGateway::start_with(Options {
+        extra: "trustedProxies: [127.0.0.1, 10.0.0.0/8]".into(),
+        ..Options::default()
+    });
     let session = gw.login("xff@example.com", &[]);
     for forwarded in ["<script>alert(1)</script>", "unknown", ""] {
         check_status(
@@ -1996,6 +2016,8 @@ fn a_rotated_value_reused_inside_the_grace_period_gets_the_same_pair() {
     assert_ne!(second["refreshToken"], first["refreshToken"]);
 }
 
+/// Under the shipped configuration (no race window) and FusionAuth's default grace period of 0,
+/// the retired value presented right after the rotation is a reuse.
 #[test]
 fn reusing_a_rotated_value_revokes_the_token_when_the_policy_says_so() {
     let gw = TestGateway::start_with(Options {
@@ -2021,6 +2043,42 @@ fn reusing_a_rotated_value_revokes_the_token_when_the_policy_says_so() {
     check_status(retrieve(&gw, &session.refresh_token_id), 404);
     assert_eq!(validate_status(&gw, &minted), 401);
     assert_eq!(validate_status(&gw, &session.token), 401);
+}
+
+/// A grace period of 2 s: the retired value yields the rotation's pair at about 1 s, and is a
+/// reuse past 2 s (refused, and `onOneTimeTokenReuse` revokes the token).
+#[test]
+fn a_short_grace_period_serves_the_retired_value_then_counts_a_reuse_past_it() {
+    let gw = TestGateway::start_with(Options {
+        app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse, \
+                  refreshTokenOneTimeUseConfiguration: {gracePeriodInSeconds: 2}, \
+                  refreshTokenRevocationPolicy: {onOneTimeTokenReuse: true}"
+            .into(),
+        ..Options::default()
+    });
+    let session = gw.login("short-grace@example.com", &[]);
+    let rotated_at = std::time::Instant::now();
+    let (first, _) = refresh_ok(&gw, &session.refresh_token);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let (late, _) = refresh_ok(&gw, &session.refresh_token);
+    assert_eq!(late["refreshToken"], first["refreshToken"]);
+    assert_eq!(late["token"], first["token"]);
+    check_status(retrieve(&gw, &session.refresh_token_id), 200);
+    // Past the grace period (rounded up to the next whole second): a reuse.
+    std::thread::sleep(Duration::from_millis(3_100).saturating_sub(rotated_at.elapsed()));
+    assert_refresh_refused(
+        refresh(&gw, json!({"refreshToken": session.refresh_token})),
+        "[invalid]refreshToken",
+    );
+    check_status(retrieve(&gw, &session.refresh_token_id), 404);
+    assert_refresh_refused(
+        refresh(&gw, json!({"refreshToken": first["refreshToken"]})),
+        "[invalid]refreshToken",
+    );
+    assert_eq!(
+        validate_status(&gw, first["token"].as_str().expect("token")),
+        401
+    );
 }
 
 #[test]

@@ -207,9 +207,10 @@ pub struct Options {
     pub leeway_seconds: u64,
     /// `limits.idleTimeoutSeconds`.
     pub idle_timeout_seconds: u64,
-    /// `rotation.raceWindowSeconds`: 0 by default in the tests, which check FusionAuth's
-    /// grace-period rule on its own; the race window has tests of its own.
-    pub race_window_seconds: u64,
+    /// `rotation.raceWindowSeconds`, an opt-in: absent by default (the gateway's default, no
+    /// window), so the tests check FusionAuth's grace-period rule as shipped; the window has
+    /// tests of its own.
+    pub race_window_seconds: Option<u64>,
     /// `RUST_LOG` for the gateway process (`info` by default).
     pub rust_log: String,
 }
@@ -226,7 +227,7 @@ impl Default for Options {
             store_url: None,
             leeway_seconds: 0,
             idle_timeout_seconds: 60,
-            race_window_seconds: 0,
+            race_window_seconds: None,
             rust_log: "info".into(),
         }
     }
@@ -350,8 +351,7 @@ admin:
   listen: 127.0.0.1:{admin}
 limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
 validation: {{leewaySeconds: {leeway}}}
-rotation: {{raceWindowSeconds: {race}}}
-{extra}
+{race}{extra}
 routes:
   - path: /
     upstream: {upstream}
@@ -381,7 +381,10 @@ routes:
             admin = self.admin_port,
             leeway = options.leeway_seconds,
             idle = options.idle_timeout_seconds,
-            race = options.race_window_seconds,
+            race = options
+                .race_window_seconds
+                .map(|s| format!("rotation: {{raceWindowSeconds: {s}}}\n"))
+                .unwrap_or_default(),
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options

@@ -32,6 +32,7 @@ pub mod model;
 pub mod plugin;
 pub mod request;
 pub mod response;
+pub mod rotations;
 pub mod store;
 #[cfg(feature = "store-suite")]
 pub mod store_suite;
@@ -43,6 +44,7 @@ pub use error::{ApiError, ErrorItem, Errors};
 pub use plugin::{Plugin, PluginContext, RouteSpec};
 pub use request::PluginRequest;
 pub use response::{Cookie, PluginResponse};
+pub use rotations::RotationLedger;
 pub use store::{Store, StoreError};
 pub use tokens::{
     AccessTokenRequest, ClaimHeader, IssuedToken, TokenError, TokenService, VerifiedClaims,

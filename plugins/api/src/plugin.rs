@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::request::PluginRequest;
 use crate::response::PluginResponse;
+use crate::rotations::RotationLedger;
 use crate::store::Store;
 use crate::tokens::TokenService;
 
@@ -50,6 +51,9 @@ pub struct PluginContext {
     /// The race window (ms) of one-time-use rotations: see
     /// `gatehouse_refresh::DEFAULT_RACE_WINDOW_MS`.
     pub race_window_ms: i64,
+    /// This node's one-time-use rotations under way or unconfirmed, shared by every caller of
+    /// the refresh rules in the process (the plugins and the proxy).
+    pub rotations: Arc<RotationLedger>,
 }
 
 /// An in-process extension serving part of the REST API.

@@ -160,6 +160,7 @@ pub fn refresh_env(context: &PluginContext) -> gatehouse_refresh::RefreshEnv<'_>
         context.tokens.as_ref(),
         context.clock.as_ref(),
         context.race_window_ms,
+        &context.rotations,
     )
 }
 

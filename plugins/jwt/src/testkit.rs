@@ -91,6 +91,11 @@ pub struct FakeStore {
     /// When set, `find_refresh_token` also returns tokens for values rotated away (as they were),
     /// as a store keeping old values for the grace period would.
     pub find_rotated: std::sync::atomic::AtomicBool,
+    /// When set, `rotate_refresh_token` commits the rotation and then answers `Unavailable`, as
+    /// a store whose acknowledgement of the commit was lost does.
+    pub lose_rotation_ack: std::sync::atomic::AtomicBool,
+    /// When set, `rotate_refresh_token` answers `Unavailable` without rotating.
+    pub fail_rotation: std::sync::atomic::AtomicBool,
     clock: Option<Arc<FakeClock>>,
 }
 
@@ -344,6 +349,9 @@ impl RefreshTokenStore for FakeStore {
         next: &RefreshToken,
         outcome: Option<(&str, i64)>,
     ) -> StoreResult<Rotation> {
+        if self.fail_rotation.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("rotation failed".into()));
+        }
         let mut s = lock(&self.state);
         if let Some(t) = s.tokens.iter_mut().find(|t| t.token == old_value) {
             if t.id != next.id {
@@ -358,6 +366,9 @@ impl RefreshTokenStore for FakeStore {
                 rotated_at: next.insert_instant,
                 outcome: outcome.map(|(token, until)| (token.to_string(), until)),
             });
+            if self.lose_rotation_ack.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("acknowledgement lost".into()));
+            }
             return Ok(Rotation::Rotated(next.clone()));
         }
         retired(&s, old_value).ok_or(StoreError::NotFound)
@@ -758,6 +769,7 @@ impl Kit {
             // FusionAuth's rule alone: a retired value is refused at once without a grace
             // period (the race window is tested on its own).
             race_window_ms: 0,
+            rotations: Arc::default(),
         };
         Kit {
             context,

@@ -1,6 +1,18 @@
 //! Refresh-token rules: issuing refresh tokens, exchanging them for access tokens (rotation,
-//! grace period, the cluster-wide race window, reuse detection), and the policy that governs
-//! both.
+//! grace period, the opt-in cluster-wide race window, reuse detection), and the policy that
+//! governs both.
+//!
+//! One-time use means one-time use: once a rotation commits, the value it retired is refused
+//! (and `onOneTimeTokenReuse` acts) except
+//! - within the configured grace period (`gracePeriodInSeconds`, inclusive) or the opt-in race
+//!   window (`rotation.raceWindowSeconds`, 0 by default);
+//! - for a request that really overlaps the rotation: one that found the value live and lost the
+//!   rotation race (on any node), or one arriving while this node is still rotating the value;
+//! - once, for a retry after the store's answer to the rotation was an error (the client got a
+//!   503 although the rotation may have committed), within [`UNCONFIRMED_RETRY_MS`], on the node
+//!   that saw the error.
+//!
+//! Those get the rotation's outcome: the new refresh token and the access token minted with it.
 //!
 //! A crate of its own, shared by the JWT plugin (`POST /api/jwt/refresh`, `GET /api/jwt/issue`),
 //! the identity-provider plugin (login) and the proxy's transparent refresh. It is written only
@@ -26,6 +38,7 @@ use gatehouse_plugin_api::model::{
     Application, JwtConfiguration, RefreshToken, RefreshTokenExpirationPolicy,
     RefreshTokenMetaData, RefreshTokenUsagePolicy, Registration, Tenant, User,
 };
+use gatehouse_plugin_api::rotations::RotationLedger;
 use gatehouse_plugin_api::store::{RevokeScope, Rotation, Store, StoreError};
 use gatehouse_plugin_api::tokens::{
     AccessTokenRequest, IssuedToken, RevocationScope, TokenError, TokenService,
@@ -48,14 +61,19 @@ pub const REFRESH_TOKEN_AUTHENTICATION_TYPE: &str = "REFRESH_TOKEN";
 /// nodes sharing the store.
 pub const OUTCOME_MARGIN_MS: i64 = 5_000;
 
-/// The default race window (ms): for this long after a one-time-use rotation, a request presenting the
-/// value it retired gets the rotation's outcome — the same refresh token and the same access
-/// token — instead of a refusal, whatever the grace period (even 0). It covers parallel
-/// requests of one browser spread over several gateways, and a client that retries after its
-/// answer was lost (a store link cut after the commit). It gives a thief nothing they would not
-/// get by racing the owner: the same pair the owner gets, and only in the seconds right after
-/// the owner's own rotation. After it (and the grace period), the value is refused as before.
-pub const DEFAULT_RACE_WINDOW_MS: i64 = 10_000;
+/// The default race window (ms): none. When configured (`rotation.raceWindowSeconds`, an opt-in
+/// for clusters behind load balancers that spread one browser's parallel requests over several
+/// gateways), for that long after a one-time-use rotation a request presenting the value it
+/// retired gets the rotation's outcome — the same refresh token and the same access token —
+/// instead of a refusal, whatever the grace period. It gives a thief nothing they would not get
+/// by racing the owner: the same pair the owner gets, and only in the seconds right after the
+/// owner's own rotation. After it (and the grace period), the value is refused.
+pub const DEFAULT_RACE_WINDOW_MS: i64 = 0;
+
+/// How long (ms) a client whose refresh failed because the store's answer to the rotation was
+/// an error (so the rotation may have committed) may retry once with the value it presented
+/// and get the rotation's outcome, on the node that saw the error.
+pub const UNCONFIRMED_RETRY_MS: i64 = 30_000;
 
 /// The JWT settings in force for one tenant/application pair: every field present, each
 /// FusionAuth default written once, here.
@@ -123,22 +141,26 @@ pub struct RefreshEnv<'a> {
     pub clock: &'a dyn Clock,
     /// The race window (ms) of one-time-use rotations (see [`DEFAULT_RACE_WINDOW_MS`]).
     pub race_window_ms: i64,
+    /// This node's rotations under way or unconfirmed (one ledger per process).
+    pub rotations: &'a RotationLedger,
 }
 
 impl<'a> RefreshEnv<'a> {
     /// Bundles the services a refresh needs (the race window in ms, see
-    /// [`DEFAULT_RACE_WINDOW_MS`]).
+    /// [`DEFAULT_RACE_WINDOW_MS`]; the process's rotation ledger).
     pub fn new(
         store: &'a dyn Store,
         tokens: &'a dyn TokenService,
         clock: &'a dyn Clock,
         race_window_ms: i64,
+        rotations: &'a RotationLedger,
     ) -> Self {
         RefreshEnv {
             store,
             tokens,
             clock,
             race_window_ms,
+            rotations,
         }
     }
 }
@@ -217,10 +239,21 @@ impl RefreshPolicy {
     }
 
     /// True when a one-time-use value rotated at `rotated_at` may still be exchanged at `now`
-    /// for the rotation's outcome: within the race window (`race_window_ms`, see
-    /// [`DEFAULT_RACE_WINDOW_MS`]) or the grace period.
+    /// for the rotation's outcome by the configured rules: within the grace period (inclusive)
+    /// or the race window (`race_window_ms`, see [`DEFAULT_RACE_WINDOW_MS`]).
     pub fn reuse_allowed(&self, rotated_at: i64, now: i64, race_window_ms: i64) -> bool {
-        now.saturating_sub(rotated_at) < race_window_ms || self.grace_covers(rotated_at, now)
+        self.replay_until(rotated_at, race_window_ms)
+            .is_some_and(|until| now <= until)
+    }
+
+    /// The last instant (ms, inclusive) at which a value retired at `rotated_at` may be
+    /// exchanged for its rotation's outcome by the configured rules: the end of the grace period
+    /// or of the race window, whichever is later; `None` when neither is configured.
+    pub fn replay_until(&self, rotated_at: i64, race_window_ms: i64) -> Option<i64> {
+        let grace = (self.grace_period_in_seconds > 0)
+            .then(|| rotated_at.saturating_add(self.grace_period_in_seconds.saturating_mul(1000)));
+        let window = (race_window_ms > 0).then(|| rotated_at.saturating_add(race_window_ms - 1));
+        grace.max(window)
     }
 
     /// How long after a rotation at `now` its outcome must be kept (ms): the race window or
@@ -542,6 +575,11 @@ pub struct RefreshOutcome {
     pub policy: RefreshPolicy,
     /// True when the value changed (one-time use), so clients must store the new one.
     pub rotated: bool,
+    /// One-time use: the last instant (ms, the clock's time) at which the value presented may
+    /// be answered with this outcome again under the grace period or the race window (see
+    /// [`RefreshPolicy::replay_until`]); `None` when it may not (neither is configured, or the
+    /// value was not retired: `Reusable`).
+    pub replay_until: Option<i64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,11 +626,15 @@ pub async fn exchange_refresh_token(
 /// user registered. Then signs the access token first (so a signing failure never burns a
 /// one-time-use value) and:
 /// - `Reusable`: records the use (last access, sliding window) and returns the same token;
-/// - `OneTimeUse`: rotates to a new value with the same id. A rotation that lost a race, or a
-///   value presented again, is refused unless the race window ([`RefreshEnv::race_window_ms`]) or the grace
-///   period covers it, in which case the rotation's outcome is returned: the token that replaced
-///   it and the access token the rotation issued. Outside both, when the revocation policy says
-///   `onOneTimeTokenReuse`, the token is revoked.
+/// - `OneTimeUse`: rotates to a new value with the same id. A request that lost the rotation race
+///   gets the winning rotation's outcome (the token that replaced it and the access token the
+///   rotation issued); a retired value presented again gets it only under the rules of the
+///   crate docs (grace period, race window, overlap with this node's rotation, one retry after
+///   an unconfirmed commit), and is otherwise refused with [`RefreshError::AlreadyRotated`] —
+///   the token revoked first when the revocation policy says `onOneTimeTokenReuse`.
+///
+/// Returns the outcome, or why the value cannot be exchanged (store failures as
+/// [`RefreshError::Store`]: a 503, the value left usable).
 pub async fn exchange_refresh_token_scoped(
     env: RefreshEnv<'_>,
     value: &str,
@@ -605,8 +647,8 @@ pub async fn exchange_refresh_token_scoped(
     }
     let token = match env.store.find_refresh_token(value).await? {
         Some(token) => token,
-        // Not live: maybe a one-time-use value retired by a rotation within the grace period.
-        None => return exchange_retired_value(env, value, tenant_id).await,
+        // Not live: maybe a one-time-use value a rotation retired.
+        None => return exchange_retired_value(env, value, tenant_id, Presented::Retired).await,
     };
     if tenant_id.is_some_and(|t| t != token.tenant_id) {
         return Err(RefreshError::NotFound);
@@ -619,6 +661,10 @@ pub async fn exchange_refresh_token_scoped(
         return Err(RefreshError::Expired);
     }
 
+    // From here until the answer, a request presenting this value on this node overlaps the
+    // rotation (its value may already be retired in the store).
+    let _rotating = (policy.usage_policy == RefreshTokenUsagePolicy::OneTimeUse)
+        .then(|| env.rotations.begin_rotation(value));
     let access_token = session_access_token(
         env,
         (&user, &tenant, application.as_ref(), registration.as_ref()),
@@ -642,32 +688,67 @@ pub async fn exchange_refresh_token_scoped(
                 now,
                 client_ip,
             );
-            // The access token is kept with the retired value while the race window or the
-            // grace period can hand it out again.
-            let until = policy.outcome_until(now, env.race_window_ms);
-            let outcome = Some((access_token.token.as_str(), until));
-            match env
-                .store
-                .rotate_refresh_token(value, &next, outcome)
-                .await
-                .map_err(not_found_is_invalid)?
-            {
+            match rotate(env, value, &next, &policy, &access_token, now).await? {
                 Rotation::Rotated(rotated) => (rotated, true),
-                // A concurrent request rotated this value first: answer with its outcome
-                // (the same pair), as for any value presented again.
+                // A concurrent request rotated this value after this one found it live: it
+                // overlapped that rotation and gets its outcome (the same pair).
                 Rotation::AlreadyRotated { .. } => {
-                    return exchange_retired_value(env, value, tenant_id).await;
+                    let presented = Presented::LostRace { found_at: now };
+                    return exchange_retired_value(env, value, tenant_id, presented).await;
                 }
             }
         }
     };
+    let replay_until = rotated
+        .then(|| policy.replay_until(now, env.race_window_ms))
+        .flatten();
     Ok(outcome(
         (user, tenant, application, registration),
         policy,
         access_token,
-        refresh_token,
-        rotated,
+        (refresh_token, rotated),
+        replay_until,
     ))
+}
+
+/// Rotates `value` to `next`, the access token kept with the retired value while the grace
+/// period or the race window can hand it out again (and a margin for clock skew). When the
+/// store's answer is an error other than `NotFound`, the rotation may have committed without
+/// this node learning it: the value is marked unconfirmed in the ledger so that one retry gets
+/// the rotation's outcome (see [`UNCONFIRMED_RETRY_MS`]). Returns the store's [`Rotation`].
+async fn rotate(
+    env: RefreshEnv<'_>,
+    value: &str,
+    next: &RefreshToken,
+    policy: &RefreshPolicy,
+    access_token: &IssuedToken,
+    now: i64,
+) -> Result<Rotation, RefreshError> {
+    // A value found live again means an earlier unconfirmed rotation did not commit.
+    env.rotations.clear_unconfirmed(value);
+    let until = policy.outcome_until(now, env.race_window_ms);
+    let outcome = Some((access_token.token.as_str(), until));
+    match env.store.rotate_refresh_token(value, next, outcome).await {
+        Ok(rotation) => Ok(rotation),
+        Err(StoreError::NotFound) => Err(RefreshError::NotFound),
+        Err(e) => {
+            env.rotations
+                .mark_unconfirmed(value, now.saturating_add(UNCONFIRMED_RETRY_MS), now);
+            Err(RefreshError::Store(e))
+        }
+    }
+}
+
+/// How a request came to present a retired value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented {
+    /// The value was already retired when the request looked it up.
+    Retired,
+    /// The request found the value live at `found_at` (ms) and lost the rotation race.
+    LostRace {
+        /// When the request found the value live.
+        found_at: i64,
+    },
 }
 
 /// The outcome of an exchange for this subject, the refresh token's expiry computed under
@@ -681,8 +762,8 @@ fn outcome(
     ),
     policy: RefreshPolicy,
     access_token: IssuedToken,
-    mut refresh_token: RefreshToken,
-    rotated: bool,
+    (mut refresh_token, rotated): (RefreshToken, bool),
+    replay_until: Option<i64>,
 ) -> RefreshOutcome {
     refresh_token.expiration_instant = token_expiration_instant(&policy, &refresh_token);
     RefreshOutcome {
@@ -694,6 +775,7 @@ fn outcome(
         registration,
         policy,
         rotated,
+        replay_until,
     }
 }
 
@@ -761,14 +843,17 @@ async fn load_subject(
     Ok((user, tenant, Some(application), Some(registration)))
 }
 
-/// A late request with a value a one-time-use rotation retired: inside the grace period it gets
-/// the pair the rotation produced (the access token recorded with it, when still valid, else a
-/// fresh one for the same session); outside it the request is refused and, when the policy says
-/// so, the whole token is revoked as a stolen-token signal.
+/// A request with a value a one-time-use rotation retired. When [`retired_value_allowed`] says
+/// so it gets the pair the rotation produced (the access token recorded with it, when still
+/// valid, else a fresh one for the same session); otherwise it is refused with
+/// [`RefreshError::AlreadyRotated`] and, when the policy says `onOneTimeTokenReuse`, the whole
+/// token is revoked first, as a stolen-token signal. `NotFound` when the value was never
+/// rotated (or its token is gone, or belongs to another tenant than `tenant_id`).
 async fn exchange_retired_value(
     env: RefreshEnv<'_>,
     value: &str,
     tenant_id: Option<Uuid>,
+    presented: Presented,
 ) -> Result<RefreshOutcome, RefreshError> {
     let Some(Rotation::AlreadyRotated {
         current,
@@ -784,7 +869,8 @@ async fn exchange_retired_value(
     let (user, tenant, application, registration) = load_subject(env, &current).await?;
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
-    if !policy.reuse_allowed(rotated_at, now, env.race_window_ms) {
+    let rules = (env.rotations, env.race_window_ms);
+    if !retired_value_allowed(rules, &policy, value, presented, (rotated_at, now)) {
         if policy.revoke_on_one_time_token_reuse {
             revoke_reused(env, current.id, now).await?;
         }
@@ -814,13 +900,38 @@ async fn exchange_retired_value(
             current.id,
         )?,
     };
+    let replay_until = policy.replay_until(rotated_at, env.race_window_ms);
     Ok(outcome(
         (user, tenant, application, registration),
         policy,
         access_token,
-        current,
-        true,
+        (current, true),
+        replay_until,
     ))
+}
+
+/// True when a retired `value` (rotated at `rotated_at`, presented at `now`, both ms) may get its
+/// rotation's outcome: within the grace period or the race window; or the request overlapped the
+/// rotation — it found the value live and lost the race (a rotation dated no more than
+/// [`OUTCOME_MARGIN_MS`] before it found the value, for clocks of other nodes), or this node is
+/// still rotating the value; or it is the one retry allowed after this node saw the rotation's
+/// commit unconfirmed (that allowance is used up).
+fn retired_value_allowed(
+    (rotations, race_window_ms): (&RotationLedger, i64),
+    policy: &RefreshPolicy,
+    value: &str,
+    presented: Presented,
+    (rotated_at, now): (i64, i64),
+) -> bool {
+    let overlapped = match presented {
+        Presented::LostRace { found_at } => {
+            rotated_at.saturating_add(OUTCOME_MARGIN_MS) >= found_at
+        }
+        Presented::Retired => rotations.is_rotating(value),
+    };
+    policy.reuse_allowed(rotated_at, now, race_window_ms)
+        || overlapped
+        || rotations.take_unconfirmed(value, now)
 }
 
 /// A store `NotFound` during touch/rotate means the token died meanwhile (revoked): an invalid
@@ -1172,6 +1283,129 @@ mod tests {
         assert!(!policy.grace_covers(1_000, 11_001));
         // another instance's clock slightly ahead
         assert!(policy.grace_covers(2_000, 1_000));
+    }
+
+    #[test]
+    fn the_configured_policy_bounds_the_reuse_of_a_retired_value() {
+        let mut policy = RefreshPolicy::default();
+        // grace 0, no window: refused at once, even in the rotation's own millisecond
+        assert_eq!(policy.replay_until(1_000, 0), None);
+        assert!(!policy.reuse_allowed(1_000, 1_000, 0));
+        // grace 5 s: inclusive bound, nothing after it
+        policy.grace_period_in_seconds = 5;
+        assert_eq!(policy.replay_until(1_000, 0), Some(6_000));
+        assert!(policy.reuse_allowed(1_000, 6_000, 0));
+        assert!(!policy.reuse_allowed(1_000, 6_001, 0));
+        // a shorter race window does not shorten the grace period; a longer one extends it
+        assert!(policy.reuse_allowed(1_000, 6_000, 2_000));
+        assert_eq!(policy.replay_until(1_000, 10_000), Some(10_999));
+        assert!(policy.reuse_allowed(1_000, 10_999, 10_000));
+        assert!(!policy.reuse_allowed(1_000, 11_000, 10_000));
+        // the opt-in window alone, exclusive as configured in whole seconds
+        policy.grace_period_in_seconds = 0;
+        assert!(policy.reuse_allowed(1_000, 3_999, 3_000));
+        assert!(!policy.reuse_allowed(1_000, 4_000, 3_000));
+    }
+
+    #[test]
+    fn only_a_request_that_overlapped_the_rotation_gets_its_outcome_without_grace() {
+        let policy = RefreshPolicy::default();
+        let ledger = RotationLedger::new();
+        let rules = (&ledger, 0);
+        let at = (10_000, 10_000);
+        // sequential: refused
+        assert!(!retired_value_allowed(
+            rules,
+            &policy,
+            "v",
+            Presented::Retired,
+            at
+        ));
+        // this node is still rotating the value: overlapped
+        let rotating = ledger.begin_rotation("v");
+        assert!(retired_value_allowed(
+            rules,
+            &policy,
+            "v",
+            Presented::Retired,
+            at
+        ));
+        assert!(!retired_value_allowed(
+            rules,
+            &policy,
+            "w",
+            Presented::Retired,
+            at
+        ));
+        drop(rotating);
+        assert!(!retired_value_allowed(
+            rules,
+            &policy,
+            "v",
+            Presented::Retired,
+            at
+        ));
+        // found live, then lost the race: overlapped, unless the rotation is dated well before
+        // the lookup (a stale read, not a race)
+        let lost = |found_at| Presented::LostRace { found_at };
+        assert!(retired_value_allowed(rules, &policy, "v", lost(9_000), at));
+        assert!(retired_value_allowed(rules, &policy, "v", lost(15_000), at));
+        assert!(!retired_value_allowed(
+            rules,
+            &policy,
+            "v",
+            lost(15_001),
+            at
+        ));
+    }
+
+    #[test]
+    fn one_retry_after_an_unconfirmed_commit_gets_the_outcome() {
+        let policy = RefreshPolicy::default();
+        let ledger = RotationLedger::new();
+        let rules = (&ledger, 0);
+        ledger.mark_unconfirmed("v", 10_000 + UNCONFIRMED_RETRY_MS, 10_000);
+        let retry = (10_000, 12_000);
+        assert!(retired_value_allowed(
+            rules,
+            &policy,
+            "v",
+            Presented::Retired,
+            retry
+        ));
+        assert!(
+            !retired_value_allowed(rules, &policy, "v", Presented::Retired, retry),
+            "only once"
+        );
+        ledger.mark_unconfirmed("v", 10_000 + UNCONFIRMED_RETRY_MS, 10_000);
+        let late = (10_000, 10_001 + UNCONFIRMED_RETRY_MS);
+        assert!(!retired_value_allowed(
+            rules,
+            &policy,
+            "v",
+            Presented::Retired,
+            late
+        ));
+        // within the grace period the mark is not used up
+        let grace = RefreshPolicy {
+            grace_period_in_seconds: 5,
+            ..Default::default()
+        };
+        ledger.mark_unconfirmed("w", 10_000 + UNCONFIRMED_RETRY_MS, 10_000);
+        assert!(retired_value_allowed(
+            rules,
+            &grace,
+            "w",
+            Presented::Retired,
+            retry
+        ));
+        assert!(retired_value_allowed(
+            rules,
+            &policy,
+            "w",
+            Presented::Retired,
+            retry
+        ));
     }
 
     #[test]

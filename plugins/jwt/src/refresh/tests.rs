@@ -284,9 +284,6 @@ fn one_time_use_rotates_and_the_old_value_dies() {
 #[test]
 fn grace_period_returns_the_current_token() {
     let kit = Kit::new();
-    kit.store
-        .find_rotated
-        .store(true, std::sync::atomic::Ordering::SeqCst);
     use_one_time_tokens(&kit, 10, false);
     let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
     let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
@@ -294,7 +291,14 @@ fn grace_period_returns_the_current_token() {
     kit.clock.advance_millis(5_000);
     let again = body(&block_on(exchange(&req, &kit.context)).expect("within grace"));
     assert_eq!(again["refreshToken"], first["refreshToken"]);
-    kit.clock.advance_millis(6_000);
+    assert_eq!(
+        again["token"], first["token"],
+        "the rotation's own access token"
+    );
+    // the bound is inclusive, as FusionAuth documents it
+    kit.clock.advance_millis(5_000);
+    block_on(exchange(&req, &kit.context)).expect("at the end of the grace period");
+    kit.clock.advance_millis(1);
     assert_eq!(
         block_on(exchange(&req, &kit.context)).unwrap_err().status(),
         400
@@ -304,11 +308,37 @@ fn grace_period_returns_the_current_token() {
 }
 
 #[test]
+fn reuse_one_second_past_the_grace_period_revokes_when_the_policy_says_so() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 2, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let first = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    kit.clock.advance_millis(2_000);
+    block_on(exchange(&req, &kit.context)).expect("within grace");
+    assert_eq!(
+        kit.store.token_count(),
+        1,
+        "a reuse inside the grace period is no reuse"
+    );
+    kit.clock.advance_millis(1_000);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    assert_eq!(kit.store.token_count(), 0, "revoked");
+    let current = Some(serde_json::json!({"refreshToken": first["refreshToken"]}));
+    assert_eq!(
+        block_on(exchange(&refresh_request(current, None), &kit.context))
+            .unwrap_err()
+            .status(),
+        400
+    );
+}
+
+#[test]
 fn reuse_after_grace_revokes_when_the_policy_says_so() {
     let kit = Kit::new();
-    kit.store
-        .find_rotated
-        .store(true, std::sync::atomic::Ordering::SeqCst);
     use_one_time_tokens(&kit, 0, true);
     let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
     let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
@@ -701,5 +731,128 @@ fn the_race_window_serves_the_same_pair_without_a_grace_period_then_refuses() {
         400
     );
     // Past the window a replay is a reuse: the policy revokes the token.
+    assert_eq!(kit.store.token_count(), 0);
+}
+
+#[test]
+fn a_request_that_found_the_value_live_and_lost_the_rotation_race_gets_its_outcome() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    // The store answers the lookup with the value as it was: as if the request read it just
+    // before the concurrent rotation committed.
+    kit.store
+        .find_rotated
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let first = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    let loser = body(&block_on(exchange(&req, &kit.context)).expect("overlapped"));
+    assert_eq!(loser["refreshToken"], first["refreshToken"]);
+    assert_eq!(loser["token"], first["token"]);
+    assert_eq!(kit.store.token_count(), 1, "no reuse");
+    // A rotation dated long before the lookup is no race: a reuse, and the policy acts.
+    kit.clock.advance_millis(6_000);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    assert_eq!(kit.store.token_count(), 0);
+}
+
+#[test]
+fn a_retired_value_presented_while_this_node_still_rotates_it_gets_the_outcome() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    // The first exchange has committed its rotation but not answered yet.
+    let rotating = kit.context.rotations.begin_rotation(&rt.token);
+    let first = body(&block_on(exchange(&req, &kit.context)).expect("ok"));
+    let overlapping = body(&block_on(exchange(&req, &kit.context)).expect("overlapped"));
+    assert_eq!(overlapping["refreshToken"], first["refreshToken"]);
+    assert_eq!(kit.store.token_count(), 1);
+    // Once it has answered, the same value is a reuse.
+    drop(rotating);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    assert_eq!(kit.store.token_count(), 0);
+}
+
+#[test]
+fn a_retry_after_an_unconfirmed_rotation_gets_its_outcome_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    // The rotation commits but its acknowledgement is lost: the client sees a 503.
+    kit.store.lose_rotation_ack.store(true, SeqCst);
+    let lost = block_on(exchange(&req, &kit.context)).unwrap_err();
+    assert_eq!(lost.status(), 503);
+    let successor = kit.store.token_by_value(&rt.token);
+    assert!(successor.is_none(), "the rotation committed");
+    kit.store.lose_rotation_ack.store(false, SeqCst);
+    // The retry with the old value gets the rotation's outcome…
+    kit.clock.advance_millis(2_000);
+    let retry = body(&block_on(exchange(&req, &kit.context)).expect("retry"));
+    let current = retry["refreshToken"].as_str().expect("value").to_string();
+    assert!(
+        kit.store.token_by_value(&current).is_some(),
+        "the live successor"
+    );
+    assert_eq!(retry["refreshTokenId"], rt.id.to_string());
+    // …once: presenting it again is a reuse, and the policy acts.
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    assert_eq!(kit.store.token_count(), 0);
+}
+
+#[test]
+fn a_retry_after_an_unconfirmed_rotation_is_bounded_in_time() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    kit.store.lose_rotation_ack.store(true, SeqCst);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        503
+    );
+    kit.store.lose_rotation_ack.store(false, SeqCst);
+    kit.clock
+        .advance_millis(gatehouse_refresh::UNCONFIRMED_RETRY_MS + 1);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+    assert_eq!(kit.store.token_count(), 0, "a late replay is a reuse");
+}
+
+#[test]
+fn a_rotation_that_failed_before_committing_leaves_no_extra_allowance() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    kit.store.fail_rotation.store(true, SeqCst);
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        503
+    );
+    kit.store.fail_rotation.store(false, SeqCst);
+    // Nothing committed: the value is still live and rotates normally…
+    let rotated = body(&block_on(exchange(&req, &kit.context)).expect("the retry rotates"));
+    assert_ne!(rotated["refreshToken"], rt.token.as_str());
+    // …and a replay of it afterwards is a reuse: the 503 left no allowance behind.
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
     assert_eq!(kit.store.token_count(), 0);
 }
