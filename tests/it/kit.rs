@@ -178,6 +178,10 @@ pub struct Options {
     /// `rotation.raceWindowSeconds`: 0 by default in the tests, which check FusionAuth's
     /// grace-period rule on its own; the race window has tests of its own.
     pub race_window_seconds: u64,
+    /// The settings of the identity-provider plugin (YAML flow mapping body).
+    pub identity_provider: String,
+    /// `limits.maxBodyBytes`.
+    pub max_body_bytes: u64,
 }
 
 impl Default for Options {
@@ -193,6 +197,8 @@ impl Default for Options {
             leeway_seconds: 0,
             idle_timeout_seconds: 60,
             race_window_seconds: 0,
+            identity_provider: String::new(),
+            max_body_bytes: 65_536,
         }
     }
 }
@@ -302,12 +308,12 @@ applications:
     loginConfiguration: {{generateRefreshTokens: true}}
 plugins:
   jwt: {{}}
-  identity-provider: {{}}
+  identity-provider: {{{idp}}}
 demoUpstream:
   listen: 127.0.0.1:{demo}
 admin:
   listen: 127.0.0.1:{admin}
-limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
+limits: {{maxBodyBytes: {max_body}, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
 validation: {{leewaySeconds: {leeway}}}
 rotation: {{raceWindowSeconds: {race}}}
 {extra}
@@ -341,6 +347,8 @@ routes:
             leeway = options.leeway_seconds,
             idle = options.idle_timeout_seconds,
             race = options.race_window_seconds,
+            idp = options.identity_provider,
+            max_body = options.max_body_bytes,
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options
@@ -407,6 +415,11 @@ routes:
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The process id of the running gateway.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Stops and starts again on the same config and store.
