@@ -9,6 +9,7 @@ mod it {
     pub mod config;
     pub mod edge;
     pub mod identity_provider;
+    pub mod idp_safety;
     pub mod integrity;
     pub mod jwt_api;
     pub mod kit;

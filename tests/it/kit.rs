@@ -213,6 +213,10 @@ pub struct Options {
     pub race_window_seconds: Option<u64>,
     /// `RUST_LOG` for the gateway process (`info` by default).
     pub rust_log: String,
+    /// The settings of the identity-provider plugin (YAML flow mapping body).
+    pub identity_provider: String,
+    /// `limits.maxBodyBytes`.
+    pub max_body_bytes: u64,
 }
 
 impl Default for Options {
@@ -229,6 +233,8 @@ impl Default for Options {
             idle_timeout_seconds: 60,
             race_window_seconds: None,
             rust_log: "info".into(),
+            identity_provider: String::new(),
+            max_body_bytes: 65_536,
         }
     }
 }
@@ -344,12 +350,12 @@ applications:
     loginConfiguration: {{generateRefreshTokens: true}}
 plugins:
   jwt: {{}}
-  identity-provider: {{}}
+  identity-provider: {{{idp}}}
 demoUpstream:
   listen: 127.0.0.1:{demo}
 admin:
   listen: 127.0.0.1:{admin}
-limits: {{maxBodyBytes: 65536, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
+limits: {{maxBodyBytes: {max_body}, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
 validation: {{leewaySeconds: {leeway}}}
 {race}{extra}
 routes:
@@ -385,6 +391,8 @@ routes:
                 .race_window_seconds
                 .map(|s| format!("rotation: {{raceWindowSeconds: {s}}}\n"))
                 .unwrap_or_default(),
+            idp = options.identity_provider,
+            max_body = options.max_body_bytes,
             extra = options.extra,
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options
@@ -451,6 +459,11 @@ routes:
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The process id of the running gateway.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Stops and starts again on the same config and store.

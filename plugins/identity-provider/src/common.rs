@@ -12,6 +12,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::engine::Limits;
+use crate::pending::{PendingLinkLimits, MAX_PENDING_LINK_BYTES};
 
 /// Authenticates the request's API key (401 without a valid one).
 pub fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKeyGrant, ApiError> {
@@ -94,22 +95,14 @@ impl std::ops::Deref for Env<'_> {
     }
 }
 
-/// The plugin's settings (`plugins.identity-provider`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The plugin's settings (`plugins.identity-provider`); the default is what an empty mapping
+/// gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Settings {
     /// Lambda limits.
     pub lambda: Limits,
-    /// How long a pending link lives.
-    pub pending_link_ttl: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            lambda: Limits::default(),
-            pending_link_ttl: Duration::from_secs(3600),
-        }
-    }
+    /// How long pending links live, and how many and how many bytes of them are kept.
+    pub pending_links: PendingLinkLimits,
 }
 
 /// `plugins.identity-provider` as written: every key optional, unknown keys refused.
@@ -119,12 +112,17 @@ struct RawSettings {
     lambda_time_limit_millis: Option<u64>,
     lambda_memory_limit_bytes: Option<u64>,
     pending_link_time_to_live_in_seconds: Option<u64>,
+    max_pending_links: Option<u64>,
+    max_pending_links_per_provider: Option<u64>,
+    max_pending_link_bytes: Option<u64>,
+    max_pending_link_bytes_per_provider: Option<u64>,
 }
 
 impl Settings {
     /// Parses the settings mapping once into its typed form: `lambdaTimeLimitMillis`
     /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `pendingLinkTimeToLiveInSeconds`
-    /// (1–86400); unknown keys are refused by name.
+    /// (1–86400), and the pending-link bounds ([`parse_pending_limits`]); unknown keys are
+    /// refused by name. The error names the key at fault.
     pub fn parse(settings: &Value) -> Result<Settings, String> {
         let raw: RawSettings = gatehouse_plugin_api::plugin::parse_settings(settings)?;
         let mut out = Settings::default();
@@ -136,12 +134,54 @@ impl Settings {
             let bytes = in_range("lambdaMemoryLimitBytes", bytes, (1 << 20, 1 << 30))?;
             out.lambda.memory_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
         }
-        if let Some(seconds) = raw.pending_link_time_to_live_in_seconds {
-            let seconds = in_range("pendingLinkTimeToLiveInSeconds", seconds, (1, 86_400))?;
-            out.pending_link_ttl = Duration::from_secs(seconds);
-        }
+        parse_pending_limits(&raw, &mut out.pending_links)?;
         Ok(out)
     }
+}
+
+/// Reads the pending-link settings into `limits`: `pendingLinkTimeToLiveInSeconds` (1–86400),
+/// `maxPendingLinks` and `maxPendingLinksPerProvider` (1–1000000), `maxPendingLinkBytes` and
+/// `maxPendingLinkBytesPerProvider` (from [`MAX_PENDING_LINK_BYTES`], so any link fits, to
+/// 1 GiB). The error names the key at fault.
+fn parse_pending_limits(raw: &RawSettings, limits: &mut PendingLinkLimits) -> Result<(), String> {
+    if let Some(seconds) = raw.pending_link_time_to_live_in_seconds {
+        let seconds = in_range("pendingLinkTimeToLiveInSeconds", seconds, (1, 86_400))?;
+        limits.ttl = Duration::from_secs(seconds);
+    }
+    let counts = (1, 1_000_000);
+    let bytes = (MAX_PENDING_LINK_BYTES as u64, 1 << 30);
+    let fields = [
+        (
+            "maxPendingLinks",
+            raw.max_pending_links,
+            counts,
+            &mut limits.max_links,
+        ),
+        (
+            "maxPendingLinksPerProvider",
+            raw.max_pending_links_per_provider,
+            counts,
+            &mut limits.max_links_per_provider,
+        ),
+        (
+            "maxPendingLinkBytes",
+            raw.max_pending_link_bytes,
+            bytes,
+            &mut limits.max_bytes,
+        ),
+        (
+            "maxPendingLinkBytesPerProvider",
+            raw.max_pending_link_bytes_per_provider,
+            bytes,
+            &mut limits.max_bytes_per_provider,
+        ),
+    ];
+    for (key, value, range, target) in fields {
+        if let Some(value) = value {
+            *target = usize::try_from(in_range(key, value, range)?).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// `value` when it is within `min..=max`, else a message naming the setting.
@@ -180,7 +220,28 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(s.lambda.time, Duration::from_millis(250));
-        assert_eq!(s.pending_link_ttl, Duration::from_secs(60));
+        assert_eq!(s.pending_links.ttl, Duration::from_secs(60));
+        let bounded = Settings::parse(&json!({"maxPendingLinks": 5, "maxPendingLinksPerProvider": 2,
+            "maxPendingLinkBytes": 1 << 20, "maxPendingLinkBytesPerProvider": MAX_PENDING_LINK_BYTES}))
+        .expect("ok");
+        assert_eq!(
+            (
+                bounded.pending_links.max_links,
+                bounded.pending_links.max_links_per_provider,
+                bounded.pending_links.max_bytes,
+                bounded.pending_links.max_bytes_per_provider
+            ),
+            (5, 2, 1 << 20, MAX_PENDING_LINK_BYTES)
+        );
+        for (key, value) in [
+            ("maxPendingLinks", json!(0)),
+            ("maxPendingLinksPerProvider", json!(-1)),
+            ("maxPendingLinkBytes", json!(MAX_PENDING_LINK_BYTES - 1)),
+            ("maxPendingLinkBytesPerProvider", json!(2u64 << 30)),
+        ] {
+            let err = Settings::parse(&json!({key: value})).expect_err(key);
+            assert!(err.contains(key), "{err}");
+        }
         assert!(Settings::parse(&json!({"lambdaTimeLimitMillis": 0})).is_err());
         assert!(Settings::parse(&json!({"nope": 1}))
             .unwrap_err()

@@ -12,8 +12,14 @@
 //! (algorithm confusion, `none`).
 //!
 //! Key selection ([`select_key`]): the header parameter the provider names
-//! (`headerKeyParameter`, e.g. `kid` or `x5t`) when the header carries it (an unknown value is
-//! refused); otherwise `defaultKeyId`; otherwise the entry with the empty key.
+//! (`headerKeyParameter`, e.g. `kid` or `x5t`) when the header carries it — a key of the
+//! provider's `keys` map, else one of its `verificationKeyIds` (an unknown value is refused);
+//! otherwise `defaultKeyId`; otherwise the first of `verificationKeyIds`; otherwise the entry
+//! with the empty key.
+//!
+//! `verificationKeyIds` (FusionAuth 1.70) name keys of the gateway's own key ring by id, the
+//! way FusionAuth names keys of Key Master; a token verified with one of them must carry that
+//! key's own algorithm (an `RS256` key verifies `RS256` only).
 //!
 //! The DER reader here is deliberately small: it walks TLV structures only as far as needed to
 //! find the algorithm identifier and the public key bits.
@@ -23,6 +29,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 /// How many seconds of clock skew `exp` and `nbf` allow.
 pub const LEEWAY_SECONDS: i64 = 5;
@@ -293,6 +300,8 @@ pub enum KeySource {
     Header(String),
     /// `defaultKeyId` (a key of the provider's map or of the gateway's key ring).
     DefaultKeyId(String),
+    /// A key of the gateway's ring named by `verificationKeyIds`.
+    VerificationKey(String),
     /// The entry with the empty key.
     EmptyKey,
 }
@@ -302,9 +311,19 @@ impl std::fmt::Display for KeySource {
         match self {
             KeySource::Header(id) => write!(f, "header key [{id}]"),
             KeySource::DefaultKeyId(id) => write!(f, "defaultKeyId [{id}]"),
+            KeySource::VerificationKey(id) => write!(f, "verification key [{id}]"),
             KeySource::EmptyKey => f.write_str("the empty-key entry"),
         }
     }
+}
+
+/// A public key of the gateway's key ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingKey {
+    /// SubjectPublicKeyInfo PEM.
+    pub pem: String,
+    /// The key's one algorithm (its JOSE name, e.g. `RS256`).
+    pub algorithm: String,
 }
 
 /// The inputs of key selection for one provider.
@@ -316,52 +335,106 @@ pub struct KeyChoice<'a> {
     pub keys: &'a BTreeMap<String, String>,
     /// `defaultKeyId`.
     pub default_key_id: Option<&'a str>,
+    /// `verificationKeyIds`: ids of keys of the gateway's ring.
+    pub verification_key_ids: &'a [Uuid],
 }
 
-/// Picks the key text for a token header: see the module documentation. `ring` resolves a
-/// `defaultKeyId` that is not in the provider's map to a key of the gateway's ring (PEM).
+/// The key [`select_key`] picked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// Where it came from.
+    pub source: KeySource,
+    /// Its text: PEM key or certificate, or HMAC secret.
+    pub text: String,
+    /// The one algorithm a token may carry for it, when the key is bound to one (a ring key
+    /// named by `verificationKeyIds`); `None`: any algorithm of the key's type.
+    pub algorithm: Option<String>,
+}
+
+impl Selected {
+    fn of(source: KeySource, text: &str) -> Selected {
+        Selected {
+            source,
+            text: text.to_string(),
+            algorithm: None,
+        }
+    }
+}
+
+/// Picks the key for a token header: see the module documentation. `ring` resolves an id to a
+/// public key of the gateway's ring (for `defaultKeyId` and `verificationKeyIds`). Returns the
+/// key, or [`VerifyError::UnknownKey`] when the header names a key the provider does not have
+/// or no key applies.
 pub fn select_key(
     choice: KeyChoice<'_>,
     header: &Map<String, Value>,
-    ring: &dyn Fn(&str) -> Option<String>,
-) -> Result<(KeySource, String), VerifyError> {
+    ring: &dyn Fn(&str) -> Option<RingKey>,
+) -> Result<Selected, VerifyError> {
     let named = header
         .get(choice.header_key_parameter)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
     if let Some(id) = named {
-        return choice
-            .keys
-            .get(id)
-            .map(|k| (KeySource::Header(id.to_string()), k.clone()))
-            .ok_or_else(|| {
-                VerifyError::UnknownKey(format!(
-                    "the provider has no key [{id}] (header parameter [{}])",
-                    choice.header_key_parameter
-                ))
-            });
+        if let Some(k) = choice.keys.get(id) {
+            return Ok(Selected::of(KeySource::Header(id.to_string()), k));
+        }
+        let listed = Uuid::parse_str(id)
+            .ok()
+            .filter(|u| choice.verification_key_ids.contains(u));
+        return match listed {
+            Some(key_id) => verification_key(key_id, ring),
+            None => Err(VerifyError::UnknownKey(format!(
+                "the provider has no key [{id}] (header parameter [{}])",
+                choice.header_key_parameter
+            ))),
+        };
     }
     if let Some(id) = choice.default_key_id.filter(|s| !s.is_empty()) {
         if let Some(k) = choice.keys.get(id) {
-            return Ok((KeySource::DefaultKeyId(id.to_string()), k.clone()));
+            return Ok(Selected::of(KeySource::DefaultKeyId(id.to_string()), k));
         }
-        if let Some(pem) = ring(id) {
-            return Ok((KeySource::DefaultKeyId(id.to_string()), pem));
+        if let Some(key) = ring(id) {
+            return Ok(Selected::of(
+                KeySource::DefaultKeyId(id.to_string()),
+                &key.pem,
+            ));
         }
         return Err(VerifyError::UnknownKey(format!(
             "defaultKeyId [{id}] names no key"
         )));
     }
+    if let Some(first) = choice.verification_key_ids.first() {
+        return verification_key(*first, ring);
+    }
     choice
         .keys
         .get("")
-        .map(|k| (KeySource::EmptyKey, k.clone()))
+        .map(|k| Selected::of(KeySource::EmptyKey, k))
         .ok_or_else(|| {
             VerifyError::UnknownKey(format!(
-                "the JWT header has no [{}] and the provider has neither a defaultKeyId nor an empty-key entry",
+                "the JWT header has no [{}] and the provider has neither a defaultKeyId, verificationKeyIds nor an empty-key entry",
                 choice.header_key_parameter
             ))
         })
+}
+
+/// The ring key `key_id` of `verificationKeyIds`, bound to its own algorithm; `UnknownKey` when
+/// the ring no longer has it (or it is not a public key).
+fn verification_key(
+    key_id: Uuid,
+    ring: &dyn Fn(&str) -> Option<RingKey>,
+) -> Result<Selected, VerifyError> {
+    let id = key_id.to_string();
+    let key = ring(&id).ok_or_else(|| {
+        VerifyError::UnknownKey(format!(
+            "verificationKeyIds names [{id}], which is no public key of the gateway"
+        ))
+    })?;
+    Ok(Selected {
+        source: KeySource::VerificationKey(id),
+        text: key.pem,
+        algorithm: Some(key.algorithm),
+    })
 }
 
 /// A verified external JWT.
@@ -394,7 +467,7 @@ pub fn decode_header(token: &str) -> Result<Map<String, Value>, VerifyError> {
 pub fn verify(
     token: &str,
     choice: KeyChoice<'_>,
-    ring: &dyn Fn(&str) -> Option<String>,
+    ring: &dyn Fn(&str) -> Option<RingKey>,
     now_seconds: i64,
 ) -> Result<Verified, VerifyError> {
     let token = token.trim();
@@ -407,8 +480,14 @@ pub fn verify(
         .and_then(Value::as_str)
         .ok_or(VerifyError::Malformed)?
         .to_string();
-    let (source, text) = select_key(choice, &header, ring)?;
-    let key = parse_key(&text).map_err(VerifyError::BadKey)?;
+    let selected = select_key(choice, &header, ring)?;
+    let key = parse_key(&selected.text).map_err(VerifyError::BadKey)?;
+    if let Some(bound) = selected.algorithm.as_deref().filter(|a| *a != alg_name) {
+        return Err(VerifyError::AlgorithmMismatch(format!(
+            "[{alg_name}] is not the algorithm of the selected key ({bound})"
+        )));
+    }
+    let source = selected.source;
     let algorithm = key
         .allowed_algorithms()
         .iter()
@@ -528,7 +607,7 @@ mod tests {
         )
     }
 
-    fn no_ring(_: &str) -> Option<String> {
+    fn no_ring(_: &str) -> Option<RingKey> {
         None
     }
 
@@ -591,35 +670,141 @@ mod tests {
             header_key_parameter: "kid",
             keys: &keys,
             default_key_id: Some("d"),
+            verification_key_ids: &[],
         };
         let header = |v: Value| v.as_object().cloned().expect("object");
-        let (s, k) = select_key(choice, &header(json!({"kid": "k1"})), &no_ring).expect("kid");
-        assert_eq!((s, k.as_str()), (KeySource::Header("k1".into()), "one"));
+        let pick = |choice: KeyChoice<'_>, h: Value, ring: &dyn Fn(&str) -> Option<RingKey>| {
+            select_key(choice, &header(h), ring).map(|s| (s.source, s.text, s.algorithm))
+        };
+        assert_eq!(
+            pick(choice, json!({"kid": "k1"}), &no_ring),
+            Ok((KeySource::Header("k1".into()), "one".into(), None))
+        );
         assert!(matches!(
-            select_key(choice, &header(json!({"kid": "zz"})), &no_ring),
+            pick(choice, json!({"kid": "zz"}), &no_ring),
             Err(VerifyError::UnknownKey(_))
         ));
-        let (s, k) = select_key(choice, &header(json!({})), &no_ring).expect("default");
         assert_eq!(
-            (s, k.as_str()),
-            (KeySource::DefaultKeyId("d".into()), "default")
+            pick(choice, json!({}), &no_ring),
+            Ok((KeySource::DefaultKeyId("d".into()), "default".into(), None))
         );
         let no_default = KeyChoice {
             default_key_id: None,
             ..choice
         };
-        let (s, _) = select_key(no_default, &header(json!({"x5t": "k1"})), &no_ring).expect("e");
+        let (s, _, _) = pick(no_default, json!({"x5t": "k1"}), &no_ring).expect("e");
         assert_eq!(s, KeySource::EmptyKey);
         let ring_default = KeyChoice {
             default_key_id: Some("ring-key"),
             ..choice
         };
-        let ring = |id: &str| (id == "ring-key").then(|| "PEM".to_string());
-        let (s, k) = select_key(ring_default, &header(json!({})), &ring).expect("ring");
+        let ring = |id: &str| {
+            (id == "ring-key").then(|| RingKey {
+                pem: "PEM".into(),
+                algorithm: "RS256".into(),
+            })
+        };
+        // a ring key named by defaultKeyId is not bound to its algorithm (as before)
         assert_eq!(
-            (s, k.as_str()),
-            (KeySource::DefaultKeyId("ring-key".into()), "PEM")
+            pick(ring_default, json!({}), &ring),
+            Ok((
+                KeySource::DefaultKeyId("ring-key".into()),
+                "PEM".into(),
+                None
+            ))
         );
+    }
+
+    #[test]
+    fn verification_key_ids_name_ring_keys_bound_to_their_algorithm() {
+        let (first, second, gone) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let keys: BTreeMap<String, String> = [
+            ("k1".to_string(), "one".to_string()),
+            ("".to_string(), "empty".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let ids = [first, second, gone];
+        let choice = KeyChoice {
+            header_key_parameter: "kid",
+            keys: &keys,
+            default_key_id: None,
+            verification_key_ids: &ids,
+        };
+        let ring = |id: &str| {
+            let algorithm = if id == first.to_string() {
+                "ES256"
+            } else if id == second.to_string() {
+                "RS384"
+            } else {
+                return None;
+            };
+            Some(RingKey {
+                pem: format!("PEM {id}"),
+                algorithm: algorithm.into(),
+            })
+        };
+        let header = |v: Value| v.as_object().cloned().expect("object");
+        let pick = |h: Value| select_key(choice, &header(h), &ring);
+        // the header names a listed ring key (in any case): that key, bound to its algorithm
+        let named = pick(json!({"kid": second.to_string().to_uppercase()})).expect("second");
+        assert_eq!(named.source, KeySource::VerificationKey(second.to_string()));
+        assert_eq!(named.text, format!("PEM {second}"));
+        assert_eq!(named.algorithm.as_deref(), Some("RS384"));
+        // the provider's own map still wins for its ids
+        let own = pick(json!({"kid": "k1"})).expect("map");
+        assert_eq!((own.text.as_str(), own.algorithm), ("one", None));
+        // no header key: the first listed key, before the empty-key entry
+        let first_key = pick(json!({})).expect("first");
+        assert_eq!(
+            first_key.source,
+            KeySource::VerificationKey(first.to_string())
+        );
+        assert_eq!(first_key.algorithm.as_deref(), Some("ES256"));
+        // a listed id the ring no longer has, and a ring key that is not listed, are refused
+        assert!(matches!(
+            pick(json!({"kid": gone.to_string()})),
+            Err(VerifyError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            pick(json!({"kid": Uuid::new_v4().to_string()})),
+            Err(VerifyError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_verification_key_verifies_only_its_own_algorithm() {
+        let secret = "a-shared-secret-for-this-test-only";
+        let id = Uuid::new_v4();
+        let ids = [id];
+        let keys = BTreeMap::new();
+        let choice = KeyChoice {
+            header_key_parameter: "kid",
+            keys: &keys,
+            default_key_id: None,
+            verification_key_ids: &ids,
+        };
+        let ring = |_: &str| {
+            Some(RingKey {
+                pem: secret.into(),
+                algorithm: "HS384".into(),
+            })
+        };
+        let mut header = Header::new(Algorithm::HS384);
+        header.kid = Some(id.to_string());
+        let token = hs(secret, header, &json!({"sub": "a"}));
+        assert_eq!(
+            verify(&token, choice, &ring, 0).expect("ok").algorithm,
+            "HS384"
+        );
+        // the same secret, another HMAC algorithm of the family: refused
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(id.to_string());
+        let other = hs(secret, header, &json!({"sub": "a"}));
+        assert!(matches!(
+            verify(&other, choice, &ring, 0),
+            Err(VerifyError::AlgorithmMismatch(_))
+        ));
     }
 
     #[test]
@@ -631,6 +816,7 @@ mod tests {
             header_key_parameter: "kid",
             keys: &keys,
             default_key_id: None,
+            verification_key_ids: &[],
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("k".into());
@@ -693,6 +879,7 @@ mod tests {
             header_key_parameter: "kid",
             keys: &keys,
             default_key_id: None,
+            verification_key_ids: &[],
         };
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let sign = |header: Value, claims: Value| {

@@ -29,6 +29,7 @@ use gatehouse_plugin_api::{
 };
 use http::Method;
 
+pub mod clash;
 pub mod common;
 pub mod engine;
 pub mod events;
@@ -38,6 +39,7 @@ pub mod links;
 pub mod login;
 pub mod manage;
 pub mod patch;
+pub mod pending;
 pub mod provider;
 pub mod reconcile;
 pub mod store;
@@ -50,8 +52,8 @@ pub use common::Settings;
 pub use store::IdentityProviderStore;
 
 use common::Env;
-use links::PendingLinks;
 use login::{Endpoint, LoginEnv};
+use pending::PendingLinks;
 
 /// The plugin's name under `plugins:`.
 pub const NAME: &str = "identity-provider";
@@ -233,7 +235,7 @@ impl IdentityProviderPlugin {
     pub fn new(settings: Settings, records: Arc<dyn IdentityProviderStore>) -> Self {
         IdentityProviderPlugin {
             settings,
-            pending: PendingLinks::new(settings.pending_link_ttl),
+            pending: PendingLinks::new(settings.pending_links),
             records,
         }
     }

@@ -3,101 +3,18 @@
 //! (link a user, or complete a pending link), `DELETE /api/identity-provider/link`, and
 //! `GET /api/identity-provider/link/pending/{pendingLinkId}`; plus the pending-link store.
 //!
-//! Pending links (from the `CreatePendingLink` strategy) live in memory, keyed by a 256-bit
-//! random id, for a limited time (one hour by default): they are short-lived hand-offs between a
-//! login and the Link API call that completes it, so they are not written to the store and do not
-//! survive a restart (the user simply logs in again).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! Pending links (from the `CreatePendingLink` strategy) are kept in memory, bounded, by
+//! [`crate::pending`].
 
 use gatehouse_plugin_api::helpers::{parse_uuid, uuid_param};
 use gatehouse_plugin_api::model::{IdentityProviderLink, User};
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginRequest, PluginResponse};
-use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::common::{api_key, json_body, Env};
+use crate::pending::{PendingLink, PendingLinks};
 use crate::provider::{Provider, EXTERNAL_JWT};
-
-/// A login that found no link under the `CreatePendingLink` strategy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingLink {
-    /// The provider.
-    pub identity_provider_id: Uuid,
-    /// Its name.
-    pub identity_provider_name: String,
-    /// Always `ExternalJWT`.
-    pub identity_provider_type: &'static str,
-    /// The provider's user id.
-    pub identity_provider_user_id: String,
-    /// Display name for the link.
-    pub display_name: String,
-    /// The token's email, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// The token's username, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// The tenant of the application the login was for.
-    #[serde(skip)]
-    pub tenant_id: Uuid,
-    /// The provider's refresh token, stored on the link when it is made.
-    #[serde(skip)]
-    pub token: Option<String>,
-}
-
-/// Pending links in memory, each with an expiry.
-#[derive(Debug)]
-pub struct PendingLinks {
-    ttl: Duration,
-    entries: Mutex<HashMap<String, (Instant, PendingLink)>>,
-}
-
-impl PendingLinks {
-    /// An empty store whose entries live `ttl`.
-    pub fn new(ttl: Duration) -> Self {
-        PendingLinks {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, PendingLink)>> {
-        // A panic while holding the lock cannot leave the map inconsistent (single inserts and
-        // removes), so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Stores `link` under `id` (dropping expired entries).
-    pub fn insert(&self, id: String, link: PendingLink) {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        entries.retain(|_, (expires, _)| *expires > now);
-        entries.insert(id, (now + self.ttl, link));
-    }
-
-    /// The live pending link `id`.
-    pub fn get(&self, id: &str) -> Option<PendingLink> {
-        let now = Instant::now();
-        self.lock()
-            .get(id)
-            .filter(|(expires, _)| *expires > now)
-            .map(|(_, l)| l.clone())
-    }
-
-    /// Removes and returns the live pending link `id`.
-    pub fn take(&self, id: &str) -> Option<PendingLink> {
-        let now = Instant::now();
-        self.lock()
-            .remove(id)
-            .filter(|(expires, _)| *expires > now)
-            .map(|(_, l)| l)
-    }
-}
 
 fn visible_link(grant: &ApiKeyGrant, link: &IdentityProviderLink) -> bool {
     grant.allows_tenant(link.tenant_id)
@@ -474,39 +391,4 @@ pub async fn retrieve_pending(
         }
     }
     Ok(PluginResponse::json(200, &body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link() -> PendingLink {
-        PendingLink {
-            identity_provider_id: Uuid::new_v4(),
-            identity_provider_name: "p".into(),
-            identity_provider_type: EXTERNAL_JWT,
-            identity_provider_user_id: "u".into(),
-            display_name: "d".into(),
-            email: None,
-            username: None,
-            tenant_id: Uuid::new_v4(),
-            token: Some("secret".into()),
-        }
-    }
-
-    #[test]
-    fn pending_links_expire_and_are_taken_once() {
-        let store = PendingLinks::new(Duration::from_secs(60));
-        store.insert("a".into(), link());
-        assert!(store.get("a").is_some());
-        assert!(store.take("a").is_some());
-        assert!(store.take("a").is_none());
-        let short = PendingLinks::new(Duration::from_millis(1));
-        short.insert("b".into(), link());
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(short.get("b").is_none());
-        // the provider's token never appears in the JSON of a pending link
-        let text = serde_json::to_string(&link()).expect("json");
-        assert!(!text.contains("secret"), "{text}");
-    }
 }

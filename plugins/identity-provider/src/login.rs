@@ -36,11 +36,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::clash::{self, Clash};
 use crate::common::{json_body, Env};
 use crate::engine::{run_reconcile, Limits};
 use crate::events::DebugLog;
-use crate::keys::{verify, KeyChoice};
-use crate::links::{PendingLink, PendingLinks};
+use crate::keys::{verify, KeyChoice, RingKey};
+use crate::pending::{PendingLink, PendingLinks};
 use crate::provider::{LinkingStrategy, Provider, EXTERNAL_JWT};
 use crate::reconcile::{apply_claim_map, decide, identity, Decision, Identity, Refusal};
 use crate::users::full_user;
@@ -76,6 +77,9 @@ pub struct LoginRequest {
     pub no_link: bool,
     /// The provider's refresh token (`refresh_token` or `data.refresh_token`).
     pub provider_refresh_token: Option<String>,
+    /// Where the request gave the provider's refresh token (`refresh_token` or
+    /// `data.refresh_token`), for error messages.
+    pub provider_refresh_token_field: &'static str,
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -158,6 +162,11 @@ pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, A
             no_link,
             provider_refresh_token: text(body.get("refresh_token"))
                 .or_else(|| text(data.and_then(|d| d.get("refresh_token")))),
+            provider_refresh_token_field: if text(body.get("refresh_token")).is_some() {
+                "refresh_token"
+            } else {
+                "data.refresh_token"
+            },
         }),
         _ => Err(ApiError::general("[invalid]", "The request is incomplete.")),
     }
@@ -499,18 +508,12 @@ fn verify_token(
     req: &LoginRequest,
     debug: &mut DebugLog,
 ) -> Result<Map<String, Value>, Failure> {
-    let ring = |id: &str| {
-        context
-            .tokens
-            .public_keys()
-            .into_iter()
-            .find(|k| k.key_id == id)
-            .map(|k| k.pem)
-    };
+    let ring = |id: &str| ring_key(context, id);
     let choice = KeyChoice {
         header_key_parameter: &provider.header_key_parameter,
         keys: &provider.keys,
         default_key_id: provider.default_key_id.as_deref(),
+        verification_key_ids: &provider.verification_key_ids,
     };
     let verified = verify(&req.token, choice, &ring, context.clock.now_seconds()).map_err(|e| {
         debug.line(format!("JWT verification failed: {e}"));
@@ -540,6 +543,21 @@ fn verify_token(
         ));
     }
     Ok(verified.claims)
+}
+
+/// Returns the public key `id` of the gateway's ring (the id as written, or the same UUID in
+/// any case), with its algorithm; `None` when there is none (HMAC keys have no public key).
+pub fn ring_key(context: &Env<'_>, id: &str) -> Option<RingKey> {
+    let wanted = Uuid::parse_str(id).ok();
+    context
+        .tokens
+        .public_keys()
+        .into_iter()
+        .find(|k| k.key_id == id || (wanted.is_some() && Uuid::parse_str(&k.key_id).ok() == wanted))
+        .map(|k| RingKey {
+            pem: k.pem,
+            algorithm: k.algorithm,
+        })
 }
 
 /// Step 3: returns who the token names (unique id, email, username); 401 when a needed claim is
@@ -703,7 +721,7 @@ async fn persist(
     }
     let new_link = existing_link.is_none();
     let link = login_link(at, target, who, existing_link, user.id);
-    save_login(
+    let saved = save_login(
         at.env.context,
         &user,
         read_user.as_ref(),
@@ -711,6 +729,17 @@ async fn persist(
         &link,
     )
     .await?;
+    if saved == Saved::Taken {
+        let write = clash::Write {
+            provider_id: target.provider.id,
+            tenant_id: target.application.tenant_id,
+            who,
+            user: &user,
+            created,
+            had_link: !new_link,
+        };
+        return Err(taken(at.env.context, &write, debug).await);
+    }
     if created {
         debug.line(format!("Created user [{}]", user.id));
     }
@@ -731,24 +760,48 @@ async fn persist(
     Ok((user, registration))
 }
 
+/// Returns why a login's write found a unique value taken: [`Failure::Concurrent`] for a race
+/// (start over), else the 400 naming the field another user's value is in.
+async fn taken(context: &Env<'_>, write: &clash::Write<'_>, debug: &mut DebugLog) -> Failure {
+    match clash::classify(context, write).await {
+        Ok(Clash::Race) => Failure::Concurrent,
+        Ok(Clash::Taken(error)) => {
+            debug.line("The user's email or username is another user's; nothing was saved");
+            Failure::Api(error)
+        }
+        Err(e) => e.into(),
+    }
+}
+
+/// What [`save_login`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Saved {
+    /// The user, registration and link are written.
+    Written,
+    /// Nothing was written: a unique value is taken.
+    Taken,
+}
+
 /// Writes the user (unless it changed since `read_user` was read), the registration and the
-/// link in one transaction; returns [`Failure::Concurrent`] when the user changed meanwhile or
-/// was created by a concurrent login (the login then starts over).
+/// link in one transaction; returns [`Failure::Concurrent`] when the user changed meanwhile (the
+/// login then starts over), and [`Saved::Taken`] when a unique value (email, username, the
+/// link) is taken, which [`clash::classify`] tells a race from a permanent conflict.
 async fn save_login(
     context: &Env<'_>,
     user: &User,
     read_user: Option<&User>,
     registration: Option<&Registration>,
     link: &IdentityProviderLink,
-) -> Result<(), Failure> {
+) -> Result<Saved, Failure> {
     let saved = context
         .records
         .save_login(user, read_user, registration, link)
         .await;
     match saved {
-        Ok(true) => Ok(()),
-        // Changed meanwhile, or created by a concurrent login: start over.
-        Ok(false) | Err(gatehouse_plugin_api::StoreError::Conflict(_)) => Err(Failure::Concurrent),
+        Ok(true) => Ok(Saved::Written),
+        // Changed meanwhile: start over.
+        Ok(false) => Err(Failure::Concurrent),
+        Err(gatehouse_plugin_api::StoreError::Conflict(_)) => Ok(Saved::Taken),
         Err(e) => Err(e.into()),
     }
 }
@@ -951,22 +1004,21 @@ async fn resolve(
     };
     match decide(strategy, provider, who, found) {
         Decision::Pending => {
-            let id = context.tokens.new_refresh_token_value();
-            env.pending.insert(
-                id.clone(),
-                PendingLink {
-                    identity_provider_id: provider.id,
-                    identity_provider_name: provider.name.clone(),
-                    identity_provider_type: EXTERNAL_JWT,
-                    identity_provider_user_id: who.unique_id.clone(),
-                    display_name: who.display_name(),
-                    email: who.email.clone(),
-                    username: who.username.clone(),
-                    tenant_id,
-                    token: req.provider_refresh_token.clone(),
-                },
-            );
-            debug.line("Created a pending link");
+            let link = PendingLink {
+                identity_provider_id: provider.id,
+                identity_provider_name: provider.name.clone(),
+                identity_provider_type: EXTERNAL_JWT,
+                identity_provider_user_id: who.unique_id.clone(),
+                display_name: who.display_name(),
+                email: who.email.clone(),
+                username: who.username.clone(),
+                tenant_id,
+                token: req.provider_refresh_token.clone(),
+            };
+            link.check_size(req.provider_refresh_token_field)?;
+            let new_id = context.tokens.new_refresh_token_value();
+            let id = env.pending.insert(new_id, link);
+            debug.line("Created (or renewed) the provider user's pending link");
             Ok(Resolved::Pending(id))
         }
         Decision::Refuse(r) => Err(r.into()),

@@ -17,6 +17,7 @@ use crate::common::{
     api_key, document_tenant, json_body, patch_body, visible, wrapped, writable, Env,
 };
 use crate::lambdas::{lambda_type, RECONCILE_TYPE};
+use crate::login::ring_key;
 use crate::patch::{apply, PatchFormat};
 use crate::provider::{
     normalize, redact, restore_redacted, validate_document, Provider, EXTERNAL_JWT,
@@ -90,6 +91,42 @@ async fn validate_all(
             }
         }
     }
+    check_reconcile_lambda(doc, context, &mut errors).await?;
+    check_default_key(doc, context, &mut errors);
+    check_verification_keys(doc, context, &mut errors);
+    if let Some(domains) = doc.get("domains").and_then(Value::as_array) {
+        let others: Vec<Provider> = context
+            .records
+            .list_identity_providers()
+            .await?
+            .iter()
+            .filter_map(Provider::from_document)
+            .filter(|p| p.id != id)
+            .collect();
+        for (i, d) in domains.iter().enumerate() {
+            let Some(d) = d.as_str() else { continue };
+            if let Some(owner) = others.iter().find(|p| p.manages_domain(d)) {
+                errors.field(
+                    &format!("identityProvider.domains[{i}]"),
+                    "duplicate",
+                    format!(
+                        "This domain is already managed by the identity provider [{}].",
+                        owner.id
+                    ),
+                );
+            }
+        }
+    }
+    errors.into_result()
+}
+
+/// Adds a field error `identityProvider.lambdaConfiguration.reconcileId` when it names no
+/// lambda, or one that is not of type `ExternalJWTReconcile`.
+async fn check_reconcile_lambda(
+    doc: &Value,
+    context: &Env<'_>,
+    errors: &mut Errors,
+) -> Result<(), ApiError> {
     if let Some(reconcile) = doc
         .get("lambdaConfiguration")
         .and_then(|l| l.get("reconcileId"))
@@ -115,6 +152,12 @@ async fn validate_all(
             }
         }
     }
+    Ok(())
+}
+
+/// Adds a field error `identityProvider.defaultKeyId` when it names neither a key of the
+/// document's `keys` nor a public key of the gateway's ring.
+fn check_default_key(doc: &Value, context: &Env<'_>, errors: &mut Errors) {
     if let Some(default_key) = doc.get("defaultKeyId").and_then(Value::as_str) {
         let in_map = doc.get("keys").and_then(|k| k.get(default_key)).is_some();
         let in_ring = context
@@ -130,30 +173,34 @@ async fn validate_all(
             );
         }
     }
-    if let Some(domains) = doc.get("domains").and_then(Value::as_array) {
-        let others: Vec<Provider> = context
-            .records
-            .list_identity_providers()
-            .await?
-            .iter()
-            .filter_map(Provider::from_document)
-            .filter(|p| p.id != id)
-            .collect();
-        for (i, d) in domains.iter().enumerate() {
-            let Some(d) = d.as_str() else { continue };
-            if let Some(owner) = others.iter().find(|p| p.manages_domain(d)) {
-                errors.field(
-                    &format!("identityProvider.domains[{i}]"),
-                    "duplicate",
-                    format!(
-                        "This domain is already managed by the identity provider [{}].",
-                        owner.id
-                    ),
-                );
-            }
+}
+
+/// Adds a field error `identityProvider.verificationKeyIds` for each id of `verificationKeyIds`
+/// that names no public key of the gateway's ring: `[missing]` when the ring has no such key,
+/// `[cannotVerify]` when it is an HMAC key (its secret signs the gateway's own tokens and is
+/// never handed to a plugin). Ids that are not UUIDs were reported by the content check.
+fn check_verification_keys(doc: &Value, context: &Env<'_>, errors: &mut Errors) {
+    let field = "identityProvider.verificationKeyIds";
+    let Some(ids) = doc.get("verificationKeyIds").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let Some(id) = id.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok()) else {
+            continue;
+        };
+        if ring_key(context, &id.to_string()).is_some() {
+            continue;
+        }
+        if context.tokens.has_key(&id.to_string()) {
+            let message = format!(
+                "The verificationKeyIds[{i}] names an HMAC key of the gateway, which cannot verify external JWTs; name a public key or certificate."
+            );
+            errors.field(field, "cannotVerify", message);
+        } else {
+            let message = format!("The verificationKeyIds[{i}] names no key of the gateway.");
+            errors.field(field, "missing", message);
         }
     }
-    errors.into_result()
 }
 
 /// Finishes a document for storage: id, tenant of a scoped request, defaults, instants.

@@ -154,6 +154,8 @@ pub struct Provider {
     pub default_key_id: Option<String>,
     /// Verification keys by identifier (`""`: the empty-key entry).
     pub keys: BTreeMap<String, String>,
+    /// `verificationKeyIds`: keys of the gateway's ring that verify the provider's tokens.
+    pub verification_key_ids: Vec<Uuid>,
     /// Incoming claim → target.
     pub claim_map: BTreeMap<String, String>,
     /// Managed email domains (lower case).
@@ -187,6 +189,20 @@ fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The UUIDs of a document's `verificationKeyIds`, in order (entries that are not UUIDs, which
+/// validation refuses, are skipped).
+pub fn verification_key_ids(doc: &Value) -> Vec<Uuid> {
+    doc.get("verificationKeyIds")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .filter_map(|s| Uuid::parse_str(s.trim()).ok())
                 .collect()
         })
         .unwrap_or_default()
@@ -256,6 +272,7 @@ impl Provider {
                 .to_string(),
             default_key_id: str_at(doc, "defaultKeyId").map(str::to_string),
             keys: string_map(doc.get("keys")),
+            verification_key_ids: verification_key_ids(doc),
             claim_map: string_map(doc.get("claimMap")),
             domains: doc
                 .get("domains")
@@ -324,8 +341,9 @@ impl Provider {
 }
 
 /// Fills the defaults FusionAuth reports (`enabled`, `debug`, `linkingStrategy`, each
-/// application's `enabled`/`createRegistration`, each tenant's link limit), lower-cases domains
-/// and drops `null` members, so the stored document says what is in force.
+/// application's `enabled`/`createRegistration`, each tenant's link limit), lower-cases domains,
+/// writes `verificationKeyIds` as canonical UUIDs without repeats, and drops `null` members, so
+/// the stored document says what is in force.
 pub fn normalize(doc: &mut Value) {
     let Some(obj) = doc.as_object_mut() else {
         return;
@@ -346,6 +364,19 @@ pub fn normalize(doc: &mut Value) {
             }
         }
         *domains = seen;
+    }
+    if let Some(Value::Array(ids)) = obj.get_mut("verificationKeyIds") {
+        // Canonical UUIDs, each once, in order (validation has refused anything else).
+        let mut seen: Vec<Value> = Vec::new();
+        for id in ids.iter() {
+            if let Some(u) = id.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok()) {
+                let v = Value::String(u.to_string());
+                if !seen.contains(&v) {
+                    seen.push(v);
+                }
+            }
+        }
+        *ids = seen;
     }
     if let Some(Value::Object(apps)) = obj.get_mut("applicationConfiguration") {
         for config in apps.values_mut() {
@@ -580,6 +611,35 @@ mod tests {
         );
         doc["type"] = json!("Google");
         assert!(Provider::from_document(&doc).is_none());
+    }
+
+    #[test]
+    fn verification_key_ids_are_checked_and_normalised() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut doc = valid();
+        doc["verificationKeyIds"] = json!([a.to_string().to_uppercase(), b, a]);
+        assert!(codes(&doc).is_empty(), "{:?}", codes(&doc));
+        normalize(&mut doc);
+        assert_eq!(doc["verificationKeyIds"], json!([a, b]));
+        assert_eq!(
+            Provider::from_document(&{
+                let mut d = doc.clone();
+                d["id"] = json!(Uuid::new_v4());
+                d
+            })
+            .expect("provider")
+            .verification_key_ids,
+            vec![a, b]
+        );
+        for bad in [json!("not-a-list"), json!([a, "nope"]), json!([1])] {
+            let mut doc = valid();
+            doc["verificationKeyIds"] = bad.clone();
+            assert_eq!(
+                codes(&doc),
+                ["[invalid]identityProvider.verificationKeyIds"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

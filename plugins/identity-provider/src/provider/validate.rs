@@ -1,11 +1,12 @@
 //! Validation of a provider document's content, one section at a time ([`validate_document`]).
 //!
 //! The validators run in a fixed order (unknown fields; `name`, `type`, `headerKeyParameter`;
-//! the other top-level scalars; `keys`; `claimMap`; `domains`; `oauth2`; `lambdaConfiguration`;
+//! the other top-level scalars; `keys`; `verificationKeyIds`; `claimMap`; `domains`; `oauth2`; `lambdaConfiguration`;
 //! `applicationConfiguration`; `tenantConfiguration`) and each adds field errors named with
 //! FusionAuth's codes (`[blank]identityProvider.name`, `[invalid]identityProvider.keys.kid-1`…).
 //! References (known applications, tenants, lambdas, whether `defaultKeyId` names a key of the
-//! map or of the gateway's ring) are checked by the caller ([`crate::manage`]).
+//! map or of the gateway's ring, whether `verificationKeyIds` name public keys of the ring) are
+//! checked by the caller ([`crate::manage`]).
 
 use gatehouse_plugin_api::Errors;
 use serde_json::{Map, Value};
@@ -38,6 +39,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "tenantId",
     "type",
     "uniqueIdentityClaim",
+    "verificationKeyIds",
 ];
 
 /// The fields that must be non-blank strings, each with the message of its `[blank]` error.
@@ -169,6 +171,7 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
     check_type(obj, report);
     check_optional_scalars(obj, report);
     check_keys(obj, report);
+    check_verification_key_ids(obj, report);
     check_claim_map(obj, report);
     check_domains(obj, report);
     check_oauth2(obj, report);
@@ -279,6 +282,32 @@ fn key_problem(value: &Value) -> Option<String> {
             "Expected a PEM key, certificate or HMAC secret string, found {}.",
             kind(other)
         )),
+    }
+}
+
+/// Checks `verificationKeyIds`: an array of key ids (UUIDs). Every problem is reported at
+/// `verificationKeyIds`, the message naming the entry's index.
+fn check_verification_key_ids(obj: &Map<String, Value>, report: &mut Report) {
+    let path = "verificationKeyIds";
+    let ids = match obj.get(path) {
+        None | Some(Value::Null) => return,
+        Some(Value::Array(ids)) => ids,
+        Some(other) => {
+            let found = kind(other);
+            let message = format!("Expected an array of key ids, found {found}.");
+            report.add(path, "invalid", message);
+            return;
+        }
+    };
+    for (i, id) in ids.iter().enumerate() {
+        if id
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s.trim()).ok())
+            .is_none()
+        {
+            let message = format!("The verificationKeyIds[{i}] must be the id (a UUID) of a key.");
+            report.add(path, "invalid", message);
+        }
     }
 }
 
