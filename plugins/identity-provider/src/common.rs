@@ -101,6 +101,8 @@ pub struct Settings {
     pub lambda: Limits,
     /// How long a pending link lives.
     pub pending_link_ttl: Duration,
+    /// How many lambda worker processes may run at once.
+    pub lambda_workers: usize,
 }
 
 impl Default for Settings {
@@ -108,6 +110,7 @@ impl Default for Settings {
         Settings {
             lambda: Limits::default(),
             pending_link_ttl: Duration::from_secs(3600),
+            lambda_workers: crate::sandbox::DEFAULT_WORKERS,
         }
     }
 }
@@ -119,12 +122,13 @@ struct RawSettings {
     lambda_time_limit_millis: Option<u64>,
     lambda_memory_limit_bytes: Option<u64>,
     pending_link_time_to_live_in_seconds: Option<u64>,
+    lambda_workers: Option<u64>,
 }
 
 impl Settings {
     /// Parses the settings mapping once into its typed form: `lambdaTimeLimitMillis`
-    /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `pendingLinkTimeToLiveInSeconds`
-    /// (1–86400); unknown keys are refused by name.
+    /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `lambdaWorkers` (1–64),
+    /// `pendingLinkTimeToLiveInSeconds` (1–86400); unknown keys are refused by name.
     pub fn parse(settings: &Value) -> Result<Settings, String> {
         let raw: RawSettings = gatehouse_plugin_api::plugin::parse_settings(settings)?;
         let mut out = Settings::default();
@@ -135,6 +139,10 @@ impl Settings {
         if let Some(bytes) = raw.lambda_memory_limit_bytes {
             let bytes = in_range("lambdaMemoryLimitBytes", bytes, (1 << 20, 1 << 30))?;
             out.lambda.memory_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
+        }
+        if let Some(workers) = raw.lambda_workers {
+            let workers = in_range("lambdaWorkers", workers, (1, 64))?;
+            out.lambda_workers = usize::try_from(workers).map_err(|e| e.to_string())?;
         }
         if let Some(seconds) = raw.pending_link_time_to_live_in_seconds {
             let seconds = in_range("pendingLinkTimeToLiveInSeconds", seconds, (1, 86_400))?;
@@ -175,9 +183,13 @@ mod tests {
             Settings::default()
         );
         let s = Settings::parse(
-            &json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60}),
+            &json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60,
+                    "lambdaWorkers": 2}),
         )
         .expect("ok");
+        assert_eq!(s.lambda_workers, 2);
+        assert!(Settings::parse(&json!({"lambdaWorkers": 0})).is_err());
+        assert!(Settings::parse(&json!({"lambdaWorkers": 65})).is_err());
         assert_eq!(s.lambda.time, Duration::from_millis(250));
         assert_eq!(s.pending_link_ttl, Duration::from_secs(60));
         assert!(Settings::parse(&json!({"lambdaTimeLimitMillis": 0})).is_err());

@@ -1,6 +1,10 @@
 //! The reconcile-lambda engine: FusionAuth's `function reconcile(user, registration, jwt)` run
 //! in an embedded QuickJS (via `rquickjs`).
 //!
+//! This is the evaluator a lambda worker process runs ([`crate::worker`]); the gateway itself
+//! never calls it on untrusted code, it goes through [`crate::sandbox`], which enforces the time
+//! and memory limits from outside the interpreter as well.
+//!
 //! Each run gets a fresh runtime and context, so nothing leaks between logins. The sandbox
 //! exposes only the ECMAScript built-ins and a `console` whose output is collected (for the event
 //! log): no file system, no network, no timers, no modules. A memory limit bounds the heap, an
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rquickjs::{Context, Ctx, Function, Object, Runtime};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Resource limits of one lambda run.
@@ -37,7 +42,7 @@ impl Default for Limits {
 
 /// Why a lambda run failed. Messages come from the script (exception text) or the engine and
 /// never include the user's data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LambdaError {
     /// The body does not compile or throws while being evaluated.
     Compile(String),
@@ -51,6 +56,10 @@ pub enum LambdaError {
     OutOfMemory,
     /// The engine could not be set up, or the objects could not be read back.
     Engine(String),
+    /// The worker process running the lambda died or answered with something unreadable.
+    Crashed(String),
+    /// Every lambda worker stayed busy for the whole queueing time.
+    Busy,
 }
 
 impl std::fmt::Display for LambdaError {
@@ -64,12 +73,14 @@ impl std::fmt::Display for LambdaError {
             LambdaError::Timeout => f.write_str("the lambda exceeded its time limit"),
             LambdaError::OutOfMemory => f.write_str("the lambda exceeded its memory limit"),
             LambdaError::Engine(m) => write!(f, "the lambda engine failed: {m}"),
+            LambdaError::Crashed(m) => write!(f, "the lambda worker failed: {m}"),
+            LambdaError::Busy => f.write_str("every lambda worker is busy; try again"),
         }
     }
 }
 
 /// The objects after a successful run, and what the lambda logged.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reconciled {
     /// The user, as the lambda left it.
     pub user: Value,
@@ -99,8 +110,28 @@ var console = (function () {
 struct Sandbox {
     // Declared before the runtime so it is dropped first.
     context: Context,
-    _runtime: Runtime,
+    runtime: Runtime,
     timed_out: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// `error` as it should be reported: a failure while the heap is (nearly) full is the memory
+    /// limit, whatever QuickJS could still throw (it throws `null` when it cannot even allocate
+    /// the error object).
+    fn reported(&self, error: LambdaError) -> LambdaError {
+        match error {
+            LambdaError::Compile(_) | LambdaError::Thrown(_) if self.heap_full() => {
+                LambdaError::OutOfMemory
+            }
+            other => other,
+        }
+    }
+
+    /// True when the heap uses at least 90% of its limit.
+    fn heap_full(&self) -> bool {
+        let usage = self.runtime.memory_usage();
+        usage.malloc_limit > 0 && usage.malloc_size >= usage.malloc_limit / 10 * 9
+    }
 }
 
 fn sandbox(limits: Limits) -> Result<Sandbox, LambdaError> {
@@ -120,7 +151,7 @@ fn sandbox(limits: Limits) -> Result<Sandbox, LambdaError> {
     let context = Context::full(&runtime).map_err(|e| LambdaError::Engine(e.to_string()))?;
     Ok(Sandbox {
         context,
-        _runtime: runtime,
+        runtime,
         timed_out,
     })
 }
@@ -199,6 +230,7 @@ pub fn check(body: &str, limits: Limits) -> Result<(), LambdaError> {
     sandbox
         .context
         .with(|ctx| load(&ctx, body, &timed_out).map(|_| ()))
+        .map_err(|e| sandbox.reported(e))
 }
 
 fn to_json<'js>(
@@ -225,34 +257,37 @@ pub fn run_reconcile(
 ) -> Result<Reconciled, LambdaError> {
     let sandbox = sandbox(limits)?;
     let timed_out = sandbox.timed_out.clone();
-    sandbox.context.with(|ctx| {
-        let function = load(&ctx, body, &timed_out)?;
-        let parse = |v: &Value| {
-            ctx.json_parse(v.to_string())
-                .map_err(|e| LambdaError::Engine(e.to_string()))
-        };
-        let user_js = parse(user)?;
-        let registration_js = parse(registration)?;
-        let jwt_js = parse(jwt)?;
-        function
-            .call::<_, rquickjs::Value>((user_js.clone(), registration_js.clone(), jwt_js))
-            .map_err(|e| failure(&ctx, e, &timed_out, LambdaError::Thrown))?;
-        let user = to_json(&ctx, user_js, "user")?;
-        let registration = to_json(&ctx, registration_js, "registration")?;
-        let logs = ctx
-            .globals()
-            .get::<_, Object>("console")
-            .and_then(|c| c.get::<_, rquickjs::Value>("__logs"))
-            .ok()
-            .and_then(|v| to_json(&ctx, v, "console output").ok())
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
-            .unwrap_or_default();
-        Ok(Reconciled {
-            user,
-            registration,
-            logs,
+    sandbox
+        .context
+        .with(|ctx| {
+            let function = load(&ctx, body, &timed_out)?;
+            let parse = |v: &Value| {
+                ctx.json_parse(v.to_string())
+                    .map_err(|e| LambdaError::Engine(e.to_string()))
+            };
+            let user_js = parse(user)?;
+            let registration_js = parse(registration)?;
+            let jwt_js = parse(jwt)?;
+            function
+                .call::<_, rquickjs::Value>((user_js.clone(), registration_js.clone(), jwt_js))
+                .map_err(|e| failure(&ctx, e, &timed_out, LambdaError::Thrown))?;
+            let user = to_json(&ctx, user_js, "user")?;
+            let registration = to_json(&ctx, registration_js, "registration")?;
+            let logs = ctx
+                .globals()
+                .get::<_, Object>("console")
+                .and_then(|c| c.get::<_, rquickjs::Value>("__logs"))
+                .ok()
+                .and_then(|v| to_json(&ctx, v, "console output").ok())
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+                .unwrap_or_default();
+            Ok(Reconciled {
+                user,
+                registration,
+                logs,
+            })
         })
-    })
+        .map_err(|e| sandbox.reported(e))
 }
 
 #[cfg(test)]
@@ -326,6 +361,14 @@ mod tests {
             run("function reconcile(u, r, j) { require('fs'); }"),
             Err(LambdaError::Thrown(_))
         ));
+        assert_eq!(
+            run("let a = []; while (true) a.push(new Array(1e6));"),
+            Err(LambdaError::OutOfMemory)
+        );
+        assert_eq!(
+            check("function f() { f(); } f();", quick()),
+            Err(LambdaError::OutOfMemory)
+        );
         assert!(check("function reconcile(u, r, j) {}", quick()).is_ok());
         assert!(check("function nope() {}", quick()).is_err());
     }
