@@ -110,28 +110,8 @@ var console = (function () {
 struct Sandbox {
     // Declared before the runtime so it is dropped first.
     context: Context,
-    runtime: Runtime,
+    _runtime: Runtime,
     timed_out: Arc<AtomicBool>,
-}
-
-impl Sandbox {
-    /// `error` as it should be reported: a failure while the heap is (nearly) full is the memory
-    /// limit, whatever QuickJS could still throw (it throws `null` when it cannot even allocate
-    /// the error object).
-    fn reported(&self, error: LambdaError) -> LambdaError {
-        match error {
-            LambdaError::Compile(_) | LambdaError::Thrown(_) if self.heap_full() => {
-                LambdaError::OutOfMemory
-            }
-            other => other,
-        }
-    }
-
-    /// True when the heap uses at least 90% of its limit.
-    fn heap_full(&self) -> bool {
-        let usage = self.runtime.memory_usage();
-        usage.malloc_limit > 0 && usage.malloc_size >= usage.malloc_limit / 10 * 9
-    }
 }
 
 fn sandbox(limits: Limits) -> Result<Sandbox, LambdaError> {
@@ -151,7 +131,7 @@ fn sandbox(limits: Limits) -> Result<Sandbox, LambdaError> {
     let context = Context::full(&runtime).map_err(|e| LambdaError::Engine(e.to_string()))?;
     Ok(Sandbox {
         context,
-        runtime,
+        _runtime: runtime,
         timed_out,
     })
 }
@@ -164,7 +144,11 @@ fn classify(ctx: &Ctx<'_>, error: rquickjs::Error, timed_out: &AtomicBool) -> (b
     let message = match error {
         rquickjs::Error::Exception => {
             let value = ctx.catch();
-            if let Some(ex) = value.as_exception() {
+            if value.is_null() {
+                // What QuickJS leaves when it could not even allocate the "out of memory" error
+                // (a script's own `throw null` reads the same).
+                "out of memory".into()
+            } else if let Some(ex) = value.as_exception() {
                 ex.message()
                     .unwrap_or_else(|| "an exception without a message".into())
             } else if let Some(s) = value.as_string() {
@@ -230,7 +214,6 @@ pub fn check(body: &str, limits: Limits) -> Result<(), LambdaError> {
     sandbox
         .context
         .with(|ctx| load(&ctx, body, &timed_out).map(|_| ()))
-        .map_err(|e| sandbox.reported(e))
 }
 
 fn to_json<'js>(
@@ -257,37 +240,34 @@ pub fn run_reconcile(
 ) -> Result<Reconciled, LambdaError> {
     let sandbox = sandbox(limits)?;
     let timed_out = sandbox.timed_out.clone();
-    sandbox
-        .context
-        .with(|ctx| {
-            let function = load(&ctx, body, &timed_out)?;
-            let parse = |v: &Value| {
-                ctx.json_parse(v.to_string())
-                    .map_err(|e| LambdaError::Engine(e.to_string()))
-            };
-            let user_js = parse(user)?;
-            let registration_js = parse(registration)?;
-            let jwt_js = parse(jwt)?;
-            function
-                .call::<_, rquickjs::Value>((user_js.clone(), registration_js.clone(), jwt_js))
-                .map_err(|e| failure(&ctx, e, &timed_out, LambdaError::Thrown))?;
-            let user = to_json(&ctx, user_js, "user")?;
-            let registration = to_json(&ctx, registration_js, "registration")?;
-            let logs = ctx
-                .globals()
-                .get::<_, Object>("console")
-                .and_then(|c| c.get::<_, rquickjs::Value>("__logs"))
-                .ok()
-                .and_then(|v| to_json(&ctx, v, "console output").ok())
-                .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
-                .unwrap_or_default();
-            Ok(Reconciled {
-                user,
-                registration,
-                logs,
-            })
+    sandbox.context.with(|ctx| {
+        let function = load(&ctx, body, &timed_out)?;
+        let parse = |v: &Value| {
+            ctx.json_parse(v.to_string())
+                .map_err(|e| LambdaError::Engine(e.to_string()))
+        };
+        let user_js = parse(user)?;
+        let registration_js = parse(registration)?;
+        let jwt_js = parse(jwt)?;
+        function
+            .call::<_, rquickjs::Value>((user_js.clone(), registration_js.clone(), jwt_js))
+            .map_err(|e| failure(&ctx, e, &timed_out, LambdaError::Thrown))?;
+        let user = to_json(&ctx, user_js, "user")?;
+        let registration = to_json(&ctx, registration_js, "registration")?;
+        let logs = ctx
+            .globals()
+            .get::<_, Object>("console")
+            .and_then(|c| c.get::<_, rquickjs::Value>("__logs"))
+            .ok()
+            .and_then(|v| to_json(&ctx, v, "console output").ok())
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+            .unwrap_or_default();
+        Ok(Reconciled {
+            user,
+            registration,
+            logs,
         })
-        .map_err(|e| sandbox.reported(e))
+    })
 }
 
 #[cfg(test)]
@@ -363,6 +343,10 @@ mod tests {
         ));
         assert_eq!(
             run("let a = []; while (true) a.push(new Array(1e6));"),
+            Err(LambdaError::OutOfMemory)
+        );
+        assert_eq!(
+            run("function reconcile(u, r, j) { let a = []; while (true) a.push(new Array(1e6)); }"),
             Err(LambdaError::OutOfMemory)
         );
         assert_eq!(
