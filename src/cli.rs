@@ -1,5 +1,6 @@
-//! Command-line interface: `serve` (the default), `check`, and `token` (a development helper
-//! that signs an access token with the configured keys).
+//! Command-line interface: `serve` (the default), `check`, `token` (a development helper
+//! that signs an access token with the configured keys), and the hidden `lambda-worker` (the
+//! process the gateway runs reconcile lambdas in; see [`crate::plugins::lambda_worker`]).
 
 use std::path::PathBuf;
 
@@ -50,6 +51,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
+    /// Internal: a lambda worker, started by the gateway; reads jobs on stdin, answers on stdout.
+    #[command(hide = true)]
+    LambdaWorker,
 }
 
 fn init_logging(config: Option<&Config>) {
@@ -61,6 +65,12 @@ fn init_logging(config: Option<&Config>) {
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::LambdaWorker)) {
+        // No configuration, no logging: the worker only speaks its protocol.
+        let stdin = std::io::stdin();
+        let stdout = std::io::stdout();
+        return gatehouse_plugin_identity_provider::worker::serve(stdin.lock(), stdout.lock());
+    }
     let loaded = config::load(&cli.config);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Check => match loaded {
@@ -131,6 +141,7 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::LambdaWorker => unreachable!("handled before the configuration is read"),
     }
 }
 

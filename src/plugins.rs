@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gatehouse_plugin_api::{Plugin, RouteSpec};
+use gatehouse_plugin_identity_provider::WorkerCommand;
 use http::Method;
 use serde_json::Value;
 
@@ -20,9 +21,24 @@ pub fn validate_provider_document(document: &Value) -> Result<Value, Vec<(String
     gatehouse_plugin_identity_provider::validate_config_provider(document)
 }
 
-/// Validates and normalises a lambda written in the file (`lambdas:`).
+/// Validates and normalises a lambda written in the file (`lambdas:`), compiling its body in a
+/// one-off lambda worker with the default limits.
 pub fn validate_lambda_document(document: &Value) -> Result<Value, Vec<(String, String)>> {
-    gatehouse_plugin_identity_provider::validate_config_lambda(document)
+    let worker = lambda_worker();
+    let limits = gatehouse_plugin_identity_provider::engine::Limits::default();
+    gatehouse_plugin_identity_provider::validate_config_lambda(document, &|body| {
+        gatehouse_plugin_identity_provider::sandbox::check_blocking(&worker, body, limits)
+    })
+}
+
+/// How the identity-provider plugin starts a lambda worker: this executable with the hidden
+/// `lambda-worker` subcommand (see [`crate::cli`]).
+pub fn lambda_worker() -> WorkerCommand {
+    let program = std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(Into::into))
+        .unwrap_or_else(|| "gatehouse".into());
+    WorkerCommand::new(program, &["lambda-worker"])
 }
 
 /// A plugin's settings, read once from its `plugins.<name>` section into the plugin's own
@@ -65,7 +81,7 @@ impl PluginSettings {
         match self {
             PluginSettings::Jwt(settings) => gatehouse_plugin_jwt::build(*settings),
             PluginSettings::IdentityProvider(settings) => {
-                gatehouse_plugin_identity_provider::build(*settings, store.clone())
+                gatehouse_plugin_identity_provider::build(*settings, store.clone(), lambda_worker())
             }
         }
     }

@@ -13,6 +13,7 @@ mod it {
     pub mod integrity;
     pub mod jwt_api;
     pub mod kit;
+    pub mod lambda_sandbox;
     pub mod postgres;
     pub mod proxy;
     pub mod python_client;

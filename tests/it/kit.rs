@@ -466,6 +466,36 @@ routes:
         self.child.as_ref().map(Child::id)
     }
 
+    /// The gateway's child processes (its lambda workers), with the CPU time (clock ticks) each
+    /// has used so far.
+    pub fn child_processes(&self) -> Vec<(u32, u64)> {
+        let Some(child) = self.child.as_ref() else {
+            return Vec::new();
+        };
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).expect("tasks");
+        let mut pids: Vec<u32> = tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        pids.sort_unstable();
+        pids.into_iter()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // After the `(comm)` field: state, then fields 4–13; utime and stime are 14, 15.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let ticks =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                Some((pid, ticks))
+            })
+            .collect()
+    }
+
     /// Stops and starts again on the same config and store.
     pub fn restart(&mut self) {
         self.stop();

@@ -97,12 +97,24 @@ impl std::ops::Deref for Env<'_> {
 
 /// The plugin's settings (`plugins.identity-provider`); the default is what an empty mapping
 /// gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
     /// Lambda limits.
     pub lambda: Limits,
     /// How long pending links live, and how many and how many bytes of them are kept.
     pub pending_links: PendingLinkLimits,
+    /// How many lambda worker processes may run at once.
+    pub lambda_workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lambda: Limits::default(),
+            pending_links: PendingLinkLimits::default(),
+            lambda_workers: crate::sandbox::DEFAULT_WORKERS,
+        }
+    }
 }
 
 /// `plugins.identity-provider` as written: every key optional, unknown keys refused.
@@ -116,13 +128,15 @@ struct RawSettings {
     max_pending_links_per_provider: Option<u64>,
     max_pending_link_bytes: Option<u64>,
     max_pending_link_bytes_per_provider: Option<u64>,
+    lambda_workers: Option<u64>,
 }
 
 impl Settings {
     /// Parses the settings mapping once into its typed form: `lambdaTimeLimitMillis`
-    /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `pendingLinkTimeToLiveInSeconds`
-    /// (1–86400), and the pending-link bounds ([`parse_pending_limits`]); unknown keys are
-    /// refused by name. The error names the key at fault.
+    /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `lambdaWorkers` (1–64),
+    /// `pendingLinkTimeToLiveInSeconds` (1–86400), and the pending-link bounds
+    /// ([`parse_pending_limits`]); unknown keys are refused by name. The error names the key at
+    /// fault.
     pub fn parse(settings: &Value) -> Result<Settings, String> {
         let raw: RawSettings = gatehouse_plugin_api::plugin::parse_settings(settings)?;
         let mut out = Settings::default();
@@ -133,6 +147,10 @@ impl Settings {
         if let Some(bytes) = raw.lambda_memory_limit_bytes {
             let bytes = in_range("lambdaMemoryLimitBytes", bytes, (1 << 20, 1 << 30))?;
             out.lambda.memory_bytes = usize::try_from(bytes).map_err(|e| e.to_string())?;
+        }
+        if let Some(workers) = raw.lambda_workers {
+            let workers = in_range("lambdaWorkers", workers, (1, 64))?;
+            out.lambda_workers = usize::try_from(workers).map_err(|e| e.to_string())?;
         }
         parse_pending_limits(&raw, &mut out.pending_links)?;
         Ok(out)
@@ -216,9 +234,13 @@ mod tests {
             Settings::default()
         );
         let s = Settings::parse(
-            &json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60}),
+            &json!({"lambdaTimeLimitMillis": 250, "pendingLinkTimeToLiveInSeconds": 60,
+                    "lambdaWorkers": 2}),
         )
         .expect("ok");
+        assert_eq!(s.lambda_workers, 2);
+        assert!(Settings::parse(&json!({"lambdaWorkers": 0})).is_err());
+        assert!(Settings::parse(&json!({"lambdaWorkers": 65})).is_err());
         assert_eq!(s.lambda.time, Duration::from_millis(250));
         assert_eq!(s.pending_links.ttl, Duration::from_secs(60));
         let bounded = Settings::parse(&json!({"maxPendingLinks": 5, "maxPendingLinksPerProvider": 2,

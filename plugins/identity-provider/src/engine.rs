@@ -1,6 +1,10 @@
 //! The reconcile-lambda engine: FusionAuth's `function reconcile(user, registration, jwt)` run
 //! in an embedded QuickJS (via `rquickjs`).
 //!
+//! This is the evaluator a lambda worker process runs ([`crate::worker`]); the gateway itself
+//! never calls it on untrusted code, it goes through [`crate::sandbox`], which enforces the time
+//! and memory limits from outside the interpreter as well.
+//!
 //! Each run gets a fresh runtime and context, so nothing leaks between logins. The sandbox
 //! exposes only the ECMAScript built-ins and a `console` whose output is collected (for the event
 //! log): no file system, no network, no timers, no modules. A memory limit bounds the heap, an
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rquickjs::{Context, Ctx, Function, Object, Runtime};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Resource limits of one lambda run.
@@ -37,7 +42,7 @@ impl Default for Limits {
 
 /// Why a lambda run failed. Messages come from the script (exception text) or the engine and
 /// never include the user's data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LambdaError {
     /// The body does not compile or throws while being evaluated.
     Compile(String),
@@ -51,6 +56,10 @@ pub enum LambdaError {
     OutOfMemory,
     /// The engine could not be set up, or the objects could not be read back.
     Engine(String),
+    /// The worker process running the lambda died or answered with something unreadable.
+    Crashed(String),
+    /// Every lambda worker stayed busy for the whole queueing time.
+    Busy,
 }
 
 impl std::fmt::Display for LambdaError {
@@ -64,12 +73,14 @@ impl std::fmt::Display for LambdaError {
             LambdaError::Timeout => f.write_str("the lambda exceeded its time limit"),
             LambdaError::OutOfMemory => f.write_str("the lambda exceeded its memory limit"),
             LambdaError::Engine(m) => write!(f, "the lambda engine failed: {m}"),
+            LambdaError::Crashed(m) => write!(f, "the lambda worker failed: {m}"),
+            LambdaError::Busy => f.write_str("every lambda worker is busy; try again"),
         }
     }
 }
 
 /// The objects after a successful run, and what the lambda logged.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reconciled {
     /// The user, as the lambda left it.
     pub user: Value,
@@ -133,7 +144,11 @@ fn classify(ctx: &Ctx<'_>, error: rquickjs::Error, timed_out: &AtomicBool) -> (b
     let message = match error {
         rquickjs::Error::Exception => {
             let value = ctx.catch();
-            if let Some(ex) = value.as_exception() {
+            if value.is_null() {
+                // What QuickJS leaves when it could not even allocate the "out of memory" error
+                // (a script's own `throw null` reads the same).
+                "out of memory".into()
+            } else if let Some(ex) = value.as_exception() {
                 ex.message()
                     .unwrap_or_else(|| "an exception without a message".into())
             } else if let Some(s) = value.as_string() {
@@ -326,6 +341,18 @@ mod tests {
             run("function reconcile(u, r, j) { require('fs'); }"),
             Err(LambdaError::Thrown(_))
         ));
+        assert_eq!(
+            run("let a = []; while (true) a.push(new Array(1e6));"),
+            Err(LambdaError::OutOfMemory)
+        );
+        assert_eq!(
+            run("function reconcile(u, r, j) { let a = []; while (true) a.push(new Array(1e6)); }"),
+            Err(LambdaError::OutOfMemory)
+        );
+        assert_eq!(
+            check("function f() { f(); } f();", quick()),
+            Err(LambdaError::OutOfMemory)
+        );
         assert!(check("function reconcile(u, r, j) {}", quick()).is_ok());
         assert!(check("function nope() {}", quick()).is_err());
     }

@@ -3,8 +3,10 @@
 //! `DELETE /api/lambda/{lambdaId}`.
 //!
 //! Gatehouse runs one lambda type, `ExternalJWTReconcile`; a lambda of another type is refused
-//! rather than stored and silently never run. The body is compiled when saved, so a syntax error
-//! or a missing `reconcile` function is a 400 naming `lambda.body`. Lambdas are global: a
+//! rather than stored and silently never run. The body is compiled when saved, in a lambda worker
+//! process ([`crate::sandbox`]), so a syntax error, a missing `reconcile` function, or top-level
+//! code that overruns the time or memory limit or kills its worker is a 400 naming
+//! `lambda.body` (as is a check that found every worker busy). Lambdas are global: a
 //! request scoped to a tenant may read them but not change them (401). A lambda that a provider
 //! uses cannot be deleted.
 
@@ -14,8 +16,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::common::{api_key, json_body, patch_body, wrapped, Env};
-use crate::engine::{check, Limits};
+use crate::engine::LambdaError;
 use crate::patch::{apply, PatchFormat};
+use crate::sandbox::Sandbox;
 
 /// The lambda type this plugin runs.
 pub const RECONCILE_TYPE: &str = "ExternalJWTReconcile";
@@ -37,8 +40,10 @@ pub fn lambda_type(doc: &Value) -> Option<&str> {
     doc.get("type").and_then(Value::as_str)
 }
 
-/// Validates a lambda document; `prefix` is prepended to field names (`lambda.` for the API).
-pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut Errors) {
+/// Validates the shape of a lambda document; `prefix` is prepended to field names (`lambda.`
+/// for the API). Returns the body to compile when there is one (the caller checks it, see
+/// [`body_checked`]); a missing or blank body is already an error.
+pub fn validate_lambda<'a>(doc: &'a Value, prefix: &str, errors: &mut Errors) -> Option<&'a str> {
     let f = |n: &str| format!("{prefix}{n}");
     let Some(obj) = doc.as_object() else {
         errors.field(
@@ -46,7 +51,7 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
             "invalid",
             "Expected an object.",
         );
-        return;
+        return None;
     };
     for key in obj.keys() {
         if !KNOWN_FIELDS.contains(&key.as_str()) {
@@ -97,18 +102,22 @@ pub fn validate_lambda(doc: &Value, prefix: &str, limits: Limits, errors: &mut E
         }
     }
     match obj.get("body").and_then(Value::as_str) {
-        Some(b) if !b.trim().is_empty() => {
-            if let Err(e) = check(b, limits) {
-                errors.field(&f("body"), "invalid", e.to_string());
-            }
-        }
+        Some(b) if !b.trim().is_empty() => Some(b),
         _ => {
             errors.field(
                 &f("body"),
                 "blank",
                 "You must specify the body of the lambda.",
             );
+            None
         }
+    }
+}
+
+/// Records the outcome of compiling the body as an `invalid` error on `{prefix}body`.
+pub fn body_checked(checked: Result<(), LambdaError>, prefix: &str, errors: &mut Errors) {
+    if let Err(e) = checked {
+        errors.field(&format!("{prefix}body"), "invalid", e.to_string());
     }
 }
 
@@ -122,11 +131,17 @@ pub fn normalize_lambda(doc: &mut Value) {
 }
 
 /// For the host: validates and normalises a lambda declared in `config.yaml` (same JSON shape
-/// as the API's `lambda`, with an `id`). Returns the document to store with `put_lambda`, or
-/// `(field path relative to the entry, message)` pairs.
-pub fn validate_config_lambda(doc: &Value) -> Result<Value, Vec<(String, String)>> {
+/// as the API's `lambda`, with an `id`), compiling the body with `check` (the host runs it in a
+/// worker, [`crate::sandbox::check_blocking`]). Returns the document to store with
+/// `put_lambda`, or `(field path relative to the entry, message)` pairs.
+pub fn validate_config_lambda(
+    doc: &Value,
+    check: &dyn Fn(&str) -> Result<(), LambdaError>,
+) -> Result<Value, Vec<(String, String)>> {
     let mut errors = Errors::new();
-    validate_lambda(doc, "", Limits::default(), &mut errors);
+    if let Some(body) = validate_lambda(doc, "", &mut errors) {
+        body_checked(check(body), "", &mut errors);
+    }
     if doc
         .get("id")
         .and_then(Value::as_str)
@@ -159,12 +174,13 @@ fn unscoped(grant: &ApiKeyGrant) -> Result<(), ApiError> {
     }
 }
 
-/// `doc` validated and ready to store as lambda `id`: the id and instants set.
-fn prepared(
+/// `doc` validated (the body compiled in a worker) and ready to store as lambda `id`: the id
+/// and instants set. A 400 with every problem otherwise.
+async fn prepared(
     id: Uuid,
     mut doc: Value,
     insert: Option<i64>,
-    limits: Limits,
+    sandbox: &Sandbox,
     context: &Env<'_>,
 ) -> Result<Value, ApiError> {
     if let Some(obj) = doc.as_object_mut() {
@@ -173,7 +189,9 @@ fn prepared(
         obj.remove("lastUpdateInstant");
     }
     let mut errors = Errors::new();
-    validate_lambda(&doc, "lambda.", limits, &mut errors);
+    if let Some(body) = validate_lambda(&doc, "lambda.", &mut errors) {
+        body_checked(sandbox.check(body).await, "lambda.", &mut errors);
+    }
     errors.into_result()?;
     normalize_lambda(&mut doc);
     let now = context.clock.now_millis();
@@ -193,13 +211,13 @@ const MAX_ATTEMPTS: usize = 32;
 async fn update_with(
     request: &PluginRequest,
     context: &Env<'_>,
-    limits: Limits,
+    sandbox: &Sandbox,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<PluginResponse, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
         let (id, existing) = load(request, context).await?;
         let insert = existing.get("insertInstant").and_then(Value::as_i64);
-        let doc = prepared(id, change(&existing)?, insert, limits, context)?;
+        let doc = prepared(id, change(&existing)?, insert, sandbox, context).await?;
         if context.records.replace_lambda(id, &existing, &doc).await? {
             return Ok(one(&doc));
         }
@@ -217,7 +235,7 @@ pub async fn create(
     request: &PluginRequest,
     context: &Env<'_>,
     path_id: Option<Uuid>,
-    limits: Limits,
+    sandbox: &Sandbox,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
@@ -235,7 +253,7 @@ pub async fn create(
             "A lambda with this id already exists.",
         ));
     }
-    let doc = prepared(id, doc, None, limits, context)?;
+    let doc = prepared(id, doc, None, sandbox, context).await?;
     context.records.put_lambda(id, &doc).await?;
     Ok(one(&doc))
 }
@@ -286,24 +304,24 @@ pub async fn retrieve_all(
 pub async fn update(
     request: &PluginRequest,
     context: &Env<'_>,
-    limits: Limits,
+    sandbox: &Sandbox,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
-    update_with(request, context, limits, |_| Ok(doc.clone())).await
+    update_with(request, context, sandbox, |_| Ok(doc.clone())).await
 }
 
 /// `PATCH /api/lambda/{lambdaId}` in any of the three formats.
 pub async fn patch(
     request: &PluginRequest,
     context: &Env<'_>,
-    limits: Limits,
+    sandbox: &Sandbox,
 ) -> Result<PluginResponse, ApiError> {
     unscoped(&api_key(request, context)?)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
     let body = patch_body(request)?;
-    update_with(request, context, limits, |existing| {
+    update_with(request, context, sandbox, |existing| {
         let patched = apply(format, &json!({ "lambda": existing }), &body)
             .map_err(|e| ApiError::general(e.code, e.message))?;
         wrapped(&patched, "lambda")
@@ -347,16 +365,20 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{check, Limits};
+
+    fn in_process(body: &str) -> Result<(), LambdaError> {
+        check(body, Limits::default())
+    }
 
     #[test]
     fn lambdas_are_validated() {
         let mut errors = Errors::new();
-        validate_lambda(
-            &json!({"type": "JWTPopulate", "body": "function reconcile( {", "debug": 1, "x": 1}),
-            "lambda.",
-            Limits::default(),
-            &mut errors,
-        );
+        let doc =
+            json!({"type": "JWTPopulate", "body": "function reconcile( {", "debug": 1, "x": 1});
+        let body = validate_lambda(&doc, "lambda.", &mut errors);
+        assert_eq!(body, Some("function reconcile( {"));
+        body_checked(in_process(body.expect("body")), "lambda.", &mut errors);
         let codes: Vec<&str> = errors
             .field_errors
             .values()
@@ -372,12 +394,30 @@ mod tests {
         ] {
             assert!(codes.contains(&c), "{c} not in {codes:?}");
         }
-        let ok = validate_config_lambda(&json!({
-            "id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE,
-            "body": "function reconcile(user, registration, jwt) { user.firstName = jwt.name; }"
-        }))
+        let ok = validate_config_lambda(
+            &json!({
+                "id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE,
+                "body": "function reconcile(user, registration, jwt) { user.firstName = jwt.name; }"
+            }),
+            &in_process,
+        )
         .expect("valid");
         assert_eq!(ok["engineType"], "GraalJS");
-        assert!(validate_config_lambda(&json!({"name": "r"})).is_err());
+        assert!(validate_config_lambda(&json!({"name": "r"}), &in_process).is_err());
+        let looping = validate_config_lambda(
+            &json!({"id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE, "body": "while (true) {}"}),
+            &|_| Err(LambdaError::Timeout),
+        )
+        .expect_err("refused");
+        assert_eq!(
+            looping,
+            vec![("body".to_string(), LambdaError::Timeout.to_string())]
+        );
+        let mut errors = Errors::new();
+        assert_eq!(
+            validate_lambda(&json!({"name": "r", "body": " "}), "lambda.", &mut errors),
+            None
+        );
+        assert!(errors.field_errors.contains_key("lambda.body"));
     }
 }

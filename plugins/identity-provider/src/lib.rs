@@ -12,10 +12,13 @@
 //!
 //! Pure logic lives apart from the endpoints: [`provider`] (document validation), [`keys`]
 //! (key parsing, selection, verification), [`reconcile`] (identity, linking decisions, claim
-//! mapping), [`patch`] (the three PATCH formats) and [`engine`] (the sandboxed lambda runtime).
+//! mapping), [`patch`] (the three PATCH formats) and [`engine`] (the lambda runtime). Lambda
+//! code never runs in the gateway's threads: [`sandbox`] runs it in worker processes that speak
+//! [`worker`]'s protocol.
 //!
-//! Build it with [`build`] from its [`Settings`] (read once with [`Settings::parse`]) and its
-//! storage port, [`IdentityProviderStore`]. For configuration
+//! Build it with [`build`] from its [`Settings`] (read once with [`Settings::parse`]), its
+//! storage port, [`IdentityProviderStore`], and the [`WorkerCommand`] that starts a lambda
+//! worker (the host's executable; its entry point calls [`worker::serve`]). For configuration
 //! files the host can call [`validate_config_provider`] and [`validate_config_lambda`].
 #![warn(missing_docs)]
 
@@ -42,18 +45,22 @@ pub mod patch;
 pub mod pending;
 pub mod provider;
 pub mod reconcile;
+pub mod sandbox;
 pub mod store;
 pub mod users;
+pub mod worker;
 
 pub use lambdas::validate_config_lambda;
 pub use provider::validate_config_provider;
 
 pub use common::Settings;
+pub use sandbox::WorkerCommand;
 pub use store::IdentityProviderStore;
 
 use common::Env;
 use login::{Endpoint, LoginEnv};
 use pending::PendingLinks;
+use sandbox::Sandbox;
 
 /// The plugin's name under `plugins:`.
 pub const NAME: &str = "identity-provider";
@@ -223,28 +230,38 @@ impl PluginRoute for Route {
     }
 }
 
-/// The identity-provider plugin. Its only state is the in-memory pending links.
+/// The identity-provider plugin. Its state is the in-memory pending links and the pool of
+/// lambda workers.
 pub struct IdentityProviderPlugin {
-    settings: Settings,
     pending: PendingLinks,
     records: Arc<dyn IdentityProviderStore>,
+    sandbox: Sandbox,
 }
 
 impl IdentityProviderPlugin {
-    /// The plugin with these settings, keeping its records in `records`.
-    pub fn new(settings: Settings, records: Arc<dyn IdentityProviderStore>) -> Self {
+    /// The plugin with these settings, keeping its records in `records` and running lambdas in
+    /// workers started with `worker`.
+    pub fn new(
+        settings: Settings,
+        records: Arc<dyn IdentityProviderStore>,
+        worker: WorkerCommand,
+    ) -> Self {
         IdentityProviderPlugin {
-            settings,
             pending: PendingLinks::new(settings.pending_links),
             records,
+            sandbox: Sandbox::new(worker, settings.lambda, settings.lambda_workers),
         }
     }
 }
 
 /// Builds the plugin from its settings (read once from `plugins.identity-provider` with
-/// [`Settings::parse`]) and its storage port.
-pub fn build(settings: Settings, records: Arc<dyn IdentityProviderStore>) -> Arc<dyn Plugin> {
-    Arc::new(IdentityProviderPlugin::new(settings, records))
+/// [`Settings::parse`]), its storage port and the command that starts a lambda worker.
+pub fn build(
+    settings: Settings,
+    records: Arc<dyn IdentityProviderStore>,
+    worker: WorkerCommand,
+) -> Arc<dyn Plugin> {
+    Arc::new(IdentityProviderPlugin::new(settings, records, worker))
 }
 
 #[async_trait]
@@ -263,7 +280,7 @@ impl Plugin for IdentityProviderPlugin {
         request: PluginRequest,
         context: &PluginContext,
     ) -> Result<PluginResponse, ApiError> {
-        let limits = self.settings.lambda;
+        let sandbox = &self.sandbox;
         let env = Env {
             host: context,
             records: self.records.as_ref(),
@@ -272,7 +289,7 @@ impl Plugin for IdentityProviderPlugin {
         let login_env = || LoginEnv {
             context,
             pending: &self.pending,
-            limits,
+            sandbox,
         };
         match Route::from_name(route.name) {
             None => Err(ApiError::NotFound),
@@ -298,15 +315,15 @@ impl Plugin for IdentityProviderPlugin {
                 }
                 Route::User => users::retrieve(&request, context).await,
                 Route::UserQuery => users::retrieve_by_query(&request, context).await,
-                Route::LambdaCreate => lambdas::create(&request, context, None, limits).await,
+                Route::LambdaCreate => lambdas::create(&request, context, None, sandbox).await,
                 Route::LambdaCreateWithId => {
                     let id = path_uuid(&request, "lambdaId")?;
-                    lambdas::create(&request, context, Some(id), limits).await
+                    lambdas::create(&request, context, Some(id), sandbox).await
                 }
                 Route::LambdaRetrieveAll => lambdas::retrieve_all(&request, context).await,
                 Route::LambdaRetrieve => lambdas::retrieve(&request, context).await,
-                Route::LambdaUpdate => lambdas::update(&request, context, limits).await,
-                Route::LambdaPatch => lambdas::patch(&request, context, limits).await,
+                Route::LambdaUpdate => lambdas::update(&request, context, sandbox).await,
+                Route::LambdaPatch => lambdas::patch(&request, context, sandbox).await,
                 Route::LambdaDelete => lambdas::delete(&request, context).await,
                 Route::EventSearch | Route::EventSearchGet => {
                     events::search(&request, context).await

@@ -38,12 +38,12 @@ use uuid::Uuid;
 
 use crate::clash::{self, Clash};
 use crate::common::{json_body, Env};
-use crate::engine::{run_reconcile, Limits};
 use crate::events::DebugLog;
 use crate::keys::{verify, KeyChoice, RingKey};
 use crate::pending::{PendingLink, PendingLinks};
 use crate::provider::{LinkingStrategy, Provider, EXTERNAL_JWT};
 use crate::reconcile::{apply_claim_map, decide, identity, Decision, Identity, Refusal};
+use crate::sandbox::Sandbox;
 use crate::users::full_user;
 
 /// The `authenticationType` of access tokens issued here.
@@ -247,8 +247,8 @@ pub struct LoginEnv<'a> {
     pub context: &'a Env<'a>,
     /// Pending links.
     pub pending: &'a PendingLinks,
-    /// Lambda limits.
-    pub limits: Limits,
+    /// The lambda workers.
+    pub sandbox: &'a Sandbox,
 }
 
 /// The tenant a login is scoped to: a presented API key's (a wrong key is a 401), else the
@@ -329,7 +329,7 @@ pub async fn login(
 struct Attempt<'a> {
     /// The HTTP request (client address, TLS).
     request: &'a PluginRequest,
-    /// The context, pending links and lambda limits.
+    /// The context, pending links and lambda workers.
     env: &'a LoginEnv<'a>,
     /// The parsed body.
     req: &'a LoginRequest,
@@ -1117,15 +1117,10 @@ async fn run_lambda(
         obj.remove("userId");
     }
     let jwt = Value::Object(claims.clone());
-    let limits = env.limits;
-    let job = move || run_reconcile(&body, &user_json, &registration_json, &jwt, limits);
-    let result = match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(job)
-            .await
-            .map_err(|e| ApiError::internal(format!("lambda task failed: {e}")))?,
-        Err(_) => job(),
-    };
+    let result = env
+        .sandbox
+        .reconcile(&body, &user_json, &registration_json, &jwt)
+        .await;
     let reconciled = match result {
         Ok(r) => r,
         Err(e) => {
