@@ -53,6 +53,18 @@ fn the_readme_flow_works_on_the_shipped_config() {
         );
         // No token: refused.
         check_status(http.get(format!("{g}/hello")).send().expect("send"), 401);
+        // The discovery document names a URL issuer, as OpenID Connect libraries require.
+        let discovery = check_status(
+            http.get(format!("{g}/.well-known/openid-configuration"))
+                .send()
+                .expect("send"),
+            200,
+        );
+        let issuer = discovery["issuer"].as_str().expect("issuer");
+        assert!(
+            issuer.starts_with("https://") || issuer.starts_with("http://"),
+            "{issuer}"
+        );
         // A vended token reaches the upstream with identity headers; spoofed ones are replaced.
         let vended = check_status(
             http.post(format!("{g}/api/jwt/vend"))
