@@ -68,14 +68,8 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Where state is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// A SQLite database file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL connection URL.
-    Postgres(String),
-}
+// Where state is kept is the store's own type (config depends on store, never the reverse).
+pub use crate::store::StoreLocation;
 
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]

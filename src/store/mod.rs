@@ -23,7 +23,6 @@ use gatehouse_plugin_identity_provider::IdentityProviderStore;
 use feed::RevocationFeed;
 use uuid::Uuid;
 
-use crate::config::StoreLocation;
 
 /// The host's side of the directory: writes of tenants and applications (applied from the
 /// configuration file at start), key material, API keys, and the health check.
@@ -60,6 +59,15 @@ pub trait GatewayStore: Store + IdentityProviderStore + DirectoryStore + Revocat
 impl<T: Store + IdentityProviderStore + DirectoryStore + RevocationFeed + ?Sized> GatewayStore
     for T
 {
+}
+
+/// Where state is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite database file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
 }
 
 /// Opens (creating and migrating when needed) the store at `location`. For PostgreSQL this
