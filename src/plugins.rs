@@ -205,11 +205,6 @@ impl PluginRouter {
         })
     }
 
-    /// True when no plugin route exists.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Finds the route for `method` and `path`.
     pub fn find(&self, method: &Method, path: &str) -> RouteMatch<'_> {
         // `/api/jwt/validate/` is `/api/jwt/validate`.

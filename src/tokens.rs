@@ -164,11 +164,6 @@ impl Tokens {
         Ok(verified)
     }
 
-    /// The key ring.
-    pub fn ring(&self) -> &KeyRing {
-        &self.ring
-    }
-
     /// `exp` and `nbf` against `now`, with the clock-skew leeway: a token is expired from its
     /// `exp` second on (RFC 7519 §4.1.4: "on or after"), valid from its `nbf` second.
     fn check_times(&self, claims: &VerifiedClaims, now: i64) -> Result<(), TokenError> {

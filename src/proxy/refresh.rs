@@ -93,6 +93,15 @@ impl Refresher {
         }
     }
 
+    /// The map of exchanges in flight. A panic while it was held cannot leave it half-changed
+    /// (each use is one insert or one remove), so a poisoned lock is taken as it is rather than
+    /// turning every later refresh into an error.
+    fn in_flight_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Shared>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// True when `value` is a live refresh token of another application than `application`
     /// (or of none): exchanging it for a route of `application` would consume it for a token
     /// the route refuses. False for a value of `application`, and for a value the store does
@@ -133,14 +142,11 @@ impl Refresher {
             }
             self.recent.invalidate(value);
         }
-        let cell = {
-            let mut in_flight = self.in_flight.lock().map_err(|_| {
-                RefreshError::Store(gatehouse_plugin_api::StoreError::Backend(
-                    "refresh map poisoned".into(),
-                ))
-            })?;
-            in_flight.entry(value.to_string()).or_default().clone()
-        };
+        let cell = self
+            .in_flight_map()
+            .entry(value.to_string())
+            .or_default()
+            .clone();
         let mut ran_here = false;
         let result = cell
             .get_or_init(|| {
@@ -150,9 +156,7 @@ impl Refresher {
             .await
             .clone();
         if ran_here {
-            if let Ok(mut in_flight) = self.in_flight.lock() {
-                in_flight.remove(value);
-            }
+            self.in_flight_map().remove(value);
         }
         let label = match (&result, ran_here) {
             (Ok(_), true) => "done",

@@ -23,7 +23,6 @@ use gatehouse_plugin_identity_provider::IdentityProviderStore;
 use feed::RevocationFeed;
 use uuid::Uuid;
 
-
 /// The host's side of the directory: writes of tenants and applications (applied from the
 /// configuration file at start), key material, API keys, and the health check.
 #[async_trait]

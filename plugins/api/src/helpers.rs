@@ -74,27 +74,11 @@ pub fn secure_cookies(request: &PluginRequest, context: &PluginContext) -> bool 
     request.tls || context.secure_cookies
 }
 
-/// An HttpOnly cookie living until `expiration_ms` (a `Max-Age` from `now_ms`, at least 0).
-pub fn expiring_cookie(
-    name: &str,
-    value: &str,
-    expiration_ms: i64,
-    now_ms: i64,
-    secure: bool,
-) -> Cookie {
-    Cookie::expiring(name, value, expiration_ms, now_ms, secure)
-}
-
 /// An HttpOnly session cookie (no `Max-Age`): gone when the browser closes.
 pub fn session_cookie(name: &str, value: &str, secure: bool) -> Cookie {
     let mut cookie = Cookie::new(name, value);
     cookie.secure = secure;
     cookie
-}
-
-/// Whole seconds from `now_ms` to `expiration_ms`, never negative.
-pub fn max_age_seconds(expiration_ms: i64, now_ms: i64) -> i64 {
-    expiration_ms.saturating_sub(now_ms).max(0) / 1000
 }
 
 /// A server-side signing failure as an API error.
@@ -152,14 +136,11 @@ mod tests {
     }
 
     #[test]
-    fn cookies_and_max_age() {
-        assert_eq!(max_age_seconds(10_999, 1_000), 9);
-        assert_eq!(max_age_seconds(1_000, 5_000), 0);
-        assert_eq!(max_age_seconds(i64::MIN, i64::MAX), 0);
+    fn session_and_expiring_cookies() {
         let c = session_cookie("access_token", "v", true);
         assert_eq!(c.max_age, None);
         assert!(c.secure && c.http_only);
-        let c = expiring_cookie("refresh_token", "v", 61_000, 1_000, false);
+        let c = Cookie::expiring("refresh_token", "v", 61_000, 1_000, false);
         assert_eq!(c.max_age, Some(60));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginContext, PluginRequest};
+use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest};
 use serde::Deserialize;
 
 use crate::store::IdentityProviderStore;
@@ -71,11 +71,6 @@ pub fn writable(grant: &ApiKeyGrant, doc: &Value) -> bool {
         None => true,
         Some(t) => document_tenant(doc) == Some(t),
     }
-}
-
-/// A 400 carrying `errors`, or `Ok` when there are none.
-pub fn errors_result(errors: Errors) -> Result<(), ApiError> {
-    errors.into_result()
 }
 
 /// What a handler works with: the host's context (users, refresh tokens, tokens, API keys,

@@ -24,13 +24,13 @@
 //! body with a general error naming the reason (never token content). With `debug: true` on the
 //! provider every attempt writes a `Debug` event-log entry.
 
-use gatehouse_plugin_api::helpers::{
-    expiring_cookie, secure_cookies, session_cookie, signing_error, tenant_header,
-};
+use gatehouse_plugin_api::helpers::{secure_cookies, session_cookie, signing_error, tenant_header};
 use gatehouse_plugin_api::model::{
     Application, DeviceInfo, IdentityProviderLink, RefreshTokenMetaData, Registration, Tenant, User,
 };
-use gatehouse_plugin_api::{AccessTokenRequest, ApiError, Errors, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{
+    AccessTokenRequest, ApiError, Cookie, Errors, PluginRequest, PluginResponse,
+};
 use gatehouse_refresh::issue_refresh_token;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -899,7 +899,7 @@ async fn issue_tokens(
     )?;
     let mut cookies = vec![session_cookie("access_token", &issued.token, secure)];
     if let Some(r) = &refresh {
-        cookies.push(expiring_cookie(
+        cookies.push(Cookie::expiring(
             "refresh_token",
             &r.token,
             r.expiration_instant,

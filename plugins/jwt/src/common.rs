@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 pub use gatehouse_plugin_api::helpers::{
-    default_tenant, expiring_cookie, max_age_seconds, parse_uuid, path_uuid, scoped_tenant,
-    secure_cookies, signing_error, tenant_header, uuid_param,
+    default_tenant, parse_uuid, path_uuid, scoped_tenant, secure_cookies, signing_error,
+    tenant_header, uuid_param,
 };
 use gatehouse_plugin_api::model::User;
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, VerifiedClaims};

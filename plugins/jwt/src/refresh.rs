@@ -13,15 +13,17 @@
 
 use gatehouse_plugin_api::store::RevokeScope;
 use gatehouse_plugin_api::tokens::RevocationScope;
-use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{
+    ApiError, ApiKeyGrant, Cookie, PluginContext, PluginRequest, PluginResponse,
+};
 use gatehouse_refresh::exchange_refresh_token_scoped;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::{
-    authenticate, expiring_cookie, parse_uuid, request_tenant_scope, secure_cookies, token_id_path,
-    uuid_param, Accept, Caller,
+    authenticate, parse_uuid, request_tenant_scope, secure_cookies, token_id_path, uuid_param,
+    Accept, Caller,
 };
 
 /// The name of the access-token cookie.
@@ -103,14 +105,14 @@ pub async fn exchange(
 
     let now = context.clock.now_millis();
     let secure = secure_cookies(request, context);
-    let access_cookie = expiring_cookie(
+    let access_cookie = Cookie::expiring(
         ACCESS_TOKEN_COOKIE,
         &outcome.access_token.token,
         outcome.access_token.expiration_instant,
         now,
         secure,
     );
-    let refresh_cookie = expiring_cookie(
+    let refresh_cookie = Cookie::expiring(
         REFRESH_TOKEN_COOKIE,
         &outcome.refresh_token.token,
         outcome.refresh_token.expiration_instant,
