@@ -216,40 +216,13 @@ pub fn is_json_media_type(content_type: &str) -> bool {
                     .is_some_and(|tail| tail.eq_ignore_ascii_case("+json")))
 }
 
-/// Parses `a=1&b=two` with `+` and percent-decoding.
+/// Parses `a=1&b=two` as `application/x-www-form-urlencoded` (`+` is a space,
+/// percent-encodings are decoded, bytes that are not UTF-8 become U+FFFD), in order; empty
+/// pairs are skipped.
 pub fn parse_form(input: &str) -> Vec<(String, String)> {
-    input
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    form_urlencoded::parse(input.as_bytes())
+        .into_owned()
         .collect()
-}
-
-fn percent_decode(input: &str) -> String {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -276,9 +249,12 @@ mod tests {
         assert_eq!(req.query_param("applicationId").as_deref(), Some("a-b"));
         assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
         assert_eq!(req.query_param("empty"), None);
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        let form = parse_form("a=%&b=%4&c=%zz&d=%41&&e");
+        assert_eq!(
+            form,
+            [("a", "%"), ("b", "%4"), ("c", "%zz"), ("d", "A"), ("e", "")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 
     #[test]
