@@ -21,8 +21,8 @@
 //! way FusionAuth names keys of Key Master; a token verified with one of them must carry that
 //! key's own algorithm (an `RS256` key verifies `RS256` only).
 //!
-//! The DER reader here is deliberately small: it walks TLV structures only as far as needed to
-//! find the algorithm identifier and the public key bits.
+//! PEM, DER, SubjectPublicKeyInfo and X.509 are read by the `pem` and `x509-parser` crates; this
+//! module only maps what they read to a verifying key.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +30,13 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use uuid::Uuid;
+use x509_parser::der_parser::asn1_rs::Tag;
+use x509_parser::der_parser::parse_der;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+};
+use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo, X509Certificate};
 
 /// How many seconds of clock skew `exp` and `nbf` allow.
 pub const LEEWAY_SECONDS: i64 = 5;
@@ -110,20 +117,23 @@ pub fn parse_key(text: &str) -> Result<VerifyingKey, String> {
     if !trimmed.starts_with("-----BEGIN ") {
         return Ok(VerifyingKey::Hmac(text.as_bytes().to_vec()));
     }
-    let (label, der) = pem_block(trimmed)?;
-    match label.as_str() {
-        "PUBLIC KEY" => parse_spki(&der),
-        "RSA PUBLIC KEY" => {
-            // Check it is a SEQUENCE of two INTEGERs.
-            let (tag, body, _) = read_tlv(&der)?;
-            let (t1, _, rest) = read_tlv(body)?;
-            let (t2, _, _) = read_tlv(rest)?;
-            if tag != 0x30 || t1 != 0x02 || t2 != 0x02 {
-                return Err("the RSA public key is malformed".into());
+    let block = pem::parse(trimmed).map_err(|_| "the PEM text is malformed".to_string())?;
+    let der = block.contents();
+    match block.tag() {
+        "PUBLIC KEY" => {
+            let (rest, spki) = SubjectPublicKeyInfo::from_der(der)
+                .map_err(|_| "the public key is malformed".to_string())?;
+            if !rest.is_empty() {
+                return Err("the public key is malformed".into());
             }
-            Ok(VerifyingKey::Rsa(der))
+            spki_key(&spki)
         }
-        "CERTIFICATE" => parse_spki(&certificate_spki(&der)?),
+        "RSA PUBLIC KEY" => rsa_public_key(der),
+        "CERTIFICATE" => {
+            let (_, certificate) = X509Certificate::from_der(der)
+                .map_err(|_| "the certificate is malformed".to_string())?;
+            spki_key(certificate.public_key())
+        }
         l if l.contains("PRIVATE KEY") => {
             Err("a private key was given; give the public key or certificate".into())
         }
@@ -131,84 +141,41 @@ pub fn parse_key(text: &str) -> Result<VerifyingKey, String> {
     }
 }
 
-/// The label and decoded body of the first PEM block of `text`.
-fn pem_block(text: &str) -> Result<(String, Vec<u8>), String> {
-    let bad = || "the PEM text is malformed".to_string();
-    let rest = text.strip_prefix("-----BEGIN ").ok_or_else(bad)?;
-    let (label, rest) = rest.split_once("-----").ok_or_else(bad)?;
-    let end = format!("-----END {label}-----");
-    let (body, _) = rest.split_once(end.as_str()).ok_or_else(bad)?;
-    let cleaned: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(cleaned)
-        .map_err(|_| bad())?;
-    Ok((label.to_string(), der))
-}
-
-/// Reads one DER TLV: `(tag, contents, rest)`.
-fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
-    let bad = || "the DER structure is malformed".to_string();
-    let (&tag, rest) = input.split_first().ok_or_else(bad)?;
-    let (&first, mut rest) = rest.split_first().ok_or_else(bad)?;
-    let length = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return Err(bad());
-        }
-        let mut length = 0usize;
-        for &b in &rest[..count] {
-            length = (length << 8) | usize::from(b);
-        }
-        rest = &rest[count..];
-        length
-    };
-    if rest.len() < length {
+/// A PKCS#1 `RSAPublicKey`: a SEQUENCE of two INTEGERs (modulus, exponent), kept as DER.
+fn rsa_public_key(der: &[u8]) -> Result<VerifyingKey, String> {
+    let bad = || "the RSA public key is malformed".to_string();
+    let (rest, object) = parse_der(der).map_err(|_| bad())?;
+    let items = object.as_sequence().map_err(|_| bad())?;
+    let integers = items.len() == 2 && items.iter().all(|i| i.header.tag() == Tag::Integer);
+    if !rest.is_empty() || !integers {
         return Err(bad());
     }
-    Ok((tag, &rest[..length], &rest[length..]))
+    Ok(VerifyingKey::Rsa(der.to_vec()))
 }
 
-const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
-
-/// Parses a SubjectPublicKeyInfo.
-fn parse_spki(der: &[u8]) -> Result<VerifyingKey, String> {
+/// The verifying key of a SubjectPublicKeyInfo: RSA, EC on P-256/P-384/P-521 (a P-521 point
+/// must be on the curve), or Ed25519.
+fn spki_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<VerifyingKey, String> {
     let bad = || "the public key is malformed".to_string();
-    let (tag, spki, _) = read_tlv(der)?;
-    if tag != 0x30 {
+    if spki.subject_public_key.unused_bits != 0 {
         return Err(bad());
     }
-    let (tag, algorithm, rest) = read_tlv(spki)?;
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    let (tag, oid, params) = read_tlv(algorithm)?;
-    if tag != 0x06 {
-        return Err(bad());
-    }
-    let (tag, bits, _) = read_tlv(rest)?;
-    if tag != 0x03 || bits.first() != Some(&0) {
-        return Err(bad());
-    }
-    let key = bits[1..].to_vec();
-    if oid == OID_RSA {
+    let key = spki.subject_public_key.data.to_vec();
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
         Ok(VerifyingKey::Rsa(key))
-    } else if oid == OID_EC {
-        let (tag, curve, _) = read_tlv(params)?;
-        if tag != 0x06 {
-            return Err(bad());
-        }
-        if curve == OID_P256 {
+    } else if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .ok_or_else(bad)?;
+        if curve == OID_EC_P256 {
             Ok(VerifyingKey::Ec(Curve::P256, key))
-        } else if curve == OID_P384 {
+        } else if curve == OID_NIST_EC_P384 {
             Ok(VerifyingKey::Ec(Curve::P384, key))
-        } else if curve == OID_P521 {
+        } else if curve == OID_NIST_EC_P521 {
             aws_lc_rs::signature::ParsedPublicKey::new(
                 &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
                 &key,
@@ -218,7 +185,7 @@ fn parse_spki(der: &[u8]) -> Result<VerifyingKey, String> {
         } else {
             Err("unsupported EC curve: use P-256, P-384 or P-521".into())
         }
-    } else if oid == OID_ED25519 {
+    } else if *algorithm == OID_SIG_ED25519 {
         if key.len() != 32 {
             return Err(bad());
         }
@@ -226,38 +193,6 @@ fn parse_spki(der: &[u8]) -> Result<VerifyingKey, String> {
     } else {
         Err("unsupported public key algorithm: use RSA, EC P-256/P-384/P-521 or Ed25519".into())
     }
-}
-
-/// The SubjectPublicKeyInfo (whole TLV) of an X.509 certificate.
-fn certificate_spki(der: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = || "the certificate is malformed".to_string();
-    let (tag, certificate, _) = read_tlv(der)?;
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    let (tag, mut tbs, _) = read_tlv(certificate)?;
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    // [0] version (optional), serial, signature, issuer, validity, subject, then the SPKI.
-    let (tag, _, rest) = read_tlv(tbs)?;
-    if tag == 0xa0 {
-        tbs = rest;
-        let (_, _, rest) = read_tlv(tbs)?; // serial
-        tbs = rest;
-    } else {
-        tbs = rest; // that was the serial
-    }
-    for _ in 0..4 {
-        let (_, _, rest) = read_tlv(tbs)?;
-        tbs = rest;
-    }
-    let before = tbs;
-    let (tag, _, after) = read_tlv(tbs)?;
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    Ok(before[..before.len() - after.len()].to_vec())
 }
 
 /// Why an external JWT was refused.
@@ -643,18 +578,43 @@ mod tests {
         der.extend_from_slice(&[7u8; 32]);
         let key = parse_key(&pem("PUBLIC KEY", &der)).expect("ed25519");
         assert_eq!(key.allowed_algorithms(), &["EdDSA"]);
-        // the same key inside a minimal certificate
+        // A self-signed Ed25519 certificate: its subject public key is used.
+        let certificate = "-----BEGIN CERTIFICATE-----
+MIIBSDCB+6ADAgECAhQruxI4XNLr5bBUTVc9dX3DiBHULDAFBgMrZXAwGTEXMBUG
+A1UEAwwOZ2F0ZWhvdXNlIHRlc3QwIBcNMjYxMjA1MjMyNjU2WhgPMjEyNjExMTEy
+MzI2NTZaMBkxFzAVBgNVBAMMDmdhdGVob3VzZSB0ZXN0MCowBQYDK2VwAyEA0yxG
+GBWsaFy4dHJYKoh04LSZogplWUbvZYPbZu8itKujUzBRMB0GA1UdDgQWBBTrEFwU
+3XjLMf41bDg1hw3xJUmCizAfBgNVHSMEGDAWgBTrEFwU3XjLMf41bDg1hw3xJUmC
+izAPBgNVHRMBAf8EBTADAQH/MAUGAytlcANBAK4R2T1w/k2FCkFqWjGnqL8Wr7Mc
+B1UHHgEIYITtg+fSHTWDbGvqdWJGg3mEJTtRbItkINfVh3BQWPzhVVnhvwg=
+-----END CERTIFICATE-----";
+        let key = parse_key(certificate).expect("certificate");
+        let VerifyingKey::Ed25519(raw) = &key else {
+            panic!("{key:?}");
+        };
+        let public = parse_key(
+            "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEA0yxGGBWsaFy4dHJYKoh04LSZogplWUbvZYPbZu8itKs=
+-----END PUBLIC KEY-----",
+        )
+        .expect("public key");
+        assert!(matches!(&public, VerifyingKey::Ed25519(p) if p == raw));
+        // A structure that is no certificate, trailing bytes after a key, a bit string with
+        // unused bits: refused.
         let mut tbs = vec![0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x01];
         for _ in 0..4 {
             tbs.extend_from_slice(&[0x30, 0x00]);
         }
         tbs.extend_from_slice(&der);
-        let mut inner = vec![0x30, tbs.len() as u8];
-        inner.extend_from_slice(&tbs);
-        let mut cert = vec![0x30, inner.len() as u8];
-        cert.extend_from_slice(&inner);
-        let key = parse_key(&pem("CERTIFICATE", &cert)).expect("certificate");
-        assert!(matches!(key, VerifyingKey::Ed25519(_)));
+        let mut fake = vec![0x30, tbs.len() as u8];
+        fake.extend_from_slice(&tbs);
+        assert!(parse_key(&pem("CERTIFICATE", &fake)).is_err());
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(parse_key(&pem("PUBLIC KEY", &trailing)).is_err());
+        let mut unused = der.clone();
+        unused[11] = 1;
+        assert!(parse_key(&pem("PUBLIC KEY", &unused)).is_err());
     }
 
     #[test]
