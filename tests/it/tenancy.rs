@@ -21,13 +21,32 @@ fn locked_vend(gw: &TestGateway, claims: Value) -> reqwest::blocking::Response {
 /// The spellings of one UUID that a UUID parser reads as the same id.
 fn spellings(id: &str) -> Vec<String> {
     let parsed = Uuid::parse_str(id).expect("uuid");
+    let groups: Vec<&str> = id.split('-').collect();
+    let hex = parsed.simple().to_string();
     vec![
         id.to_string(),
         id.to_uppercase(),
         format!("{{{id}}}"),
         format!("urn:uuid:{id}"),
-        parsed.simple().to_string(),
+        hex.clone(),
         format!(" {id} "),
+        format!("\t{id}"),
+        // Hyphens moved (PostgreSQL, Python), leading zeros dropped (Java), signs and
+        // prefixes (Python's int), digits of other scripts (Python).
+        hex.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).expect("ascii"))
+            .collect::<Vec<_>>()
+            .join("-"),
+        format!(
+            "{}-{}",
+            groups[0].trim_start_matches('0'),
+            groups[1..].join("-")
+        ),
+        format!("+{}", &id[1..]),
+        format!("0x{}", &id[2..]),
+        id.replace('0', "\u{ff10}"),
+        id.replace('0', "\u{660}"),
     ]
 }
 
@@ -49,6 +68,13 @@ fn a_tenant_locked_key_cannot_vend_a_token_naming_another_tenants_user() {
             ),
             400,
         );
+    }
+    // Another tenant's application, in any spelling, alone or in an array.
+    for app in spellings(APP) {
+        for claims in [json!({ "applicationId": app }), json!({ "aud": [app] })] {
+            let body = check_status(locked_vend(&gw, claims.clone()), 400);
+            assert!(body["fieldErrors"].is_object(), "{claims}: {body}");
+        }
     }
     // Its own tenant's users, and subjects that name no user, are vended as before.
     let mine = Uuid::new_v4().to_string();

@@ -145,19 +145,104 @@ pub async fn vend(
     Ok(PluginResponse::json(200, &json!({ "token": issued.token })))
 }
 
-/// The application ids a claim names: a UUID string, or the UUID strings of an array.
-fn application_ids(value: Option<&Value>) -> Vec<Uuid> {
-    let parse = |v: &Value| v.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok());
-    match value {
-        Some(Value::Array(items)) => items.iter().filter_map(parse).collect(),
-        Some(other) => parse(other).into_iter().collect(),
-        None => Vec::new(),
+/// How a claim value reads as an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdSpelling {
+    /// No UUID parser would read it as one: letters other than hex digits or other text
+    /// around it, and fewer than 32 digits of any kind.
+    NotAnId,
+    /// A UUID in its one canonical spelling: lower-case hex, hyphenated.
+    Canonical(Uuid),
+    /// Something some UUID parser reads as one, in another spelling: upper case, braces,
+    /// `urn:uuid:`, moved or missing hyphens, `0x`, `+`, whitespace, non-ASCII digits…
+    Ambiguous,
+}
+
+/// How `text` reads as an id. Parsers differ (Rust's `uuid`, PostgreSQL's `uuid`, Java's
+/// `UUID.fromString`, Python's `uuid.UUID` each accept other spellings), so anything with 32 or
+/// more digits of any script that is not the canonical spelling is [`IdSpelling::Ambiguous`]:
+/// an upstream could read it as an id this check never saw.
+fn id_spelling(text: &str) -> IdSpelling {
+    if let Ok(id) = Uuid::try_parse(text) {
+        if id.hyphenated().to_string() == text {
+            return IdSpelling::Canonical(id);
+        }
     }
+    let is_digit = |c: char| c.is_ascii_hexdigit() || c.is_numeric();
+    let digits = text.chars().filter(|&c| is_digit(c)).count();
+    // Java reads `82d917-76a8-…` (leading zeros dropped) as an id, Python `+…` and `0x…`: any
+    // text made of nothing but digits and the punctuation of id spellings is one.
+    let bare = strip_prefix_ignore_case(text.trim(), "urn:uuid:");
+    let id_shaped = bare
+        .chars()
+        .all(|c| is_digit(c) || c.is_whitespace() || "-{}+_xX".contains(c));
+    if digits >= 32 || (digits > 0 && id_shaped) {
+        IdSpelling::Ambiguous
+    } else {
+        IdSpelling::NotAnId
+    }
+}
+
+/// `text` without `prefix` (ASCII case ignored) when it starts with it.
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> &'a str {
+    match text.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => &text[prefix.len()..],
+        _ => text,
+    }
+}
+
+/// The ids a claim names (a string, or the strings of an array), and whether any string
+/// spells an id ambiguously (see [`id_spelling`]).
+fn claimed_ids(value: Option<&Value>) -> (Vec<Uuid>, bool) {
+    // Numbers count by their digits too (a 32-digit number is an integer some parsers take).
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let strings: Vec<String> = match value {
+        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+        Some(other) => text(other).into_iter().collect(),
+        None => Vec::new(),
+    };
+    let mut ids = Vec::new();
+    let mut ambiguous = false;
+    for text in &strings {
+        match id_spelling(text) {
+            IdSpelling::Canonical(id) => ids.push(id),
+            IdSpelling::Ambiguous => ambiguous = true,
+            IdSpelling::NotAnId => {}
+        }
+    }
+    (ids, ambiguous)
+}
+
+/// True when `id`, named by claim `name`, is a user (`sub`) or an application of another
+/// tenant than `tenant_id`.
+async fn belongs_to_another_tenant(
+    context: &PluginContext,
+    name: &str,
+    id: Uuid,
+    tenant_id: Uuid,
+) -> Result<bool, ApiError> {
+    Ok(if name == "sub" {
+        context
+            .store
+            .get_user(id)
+            .await?
+            .is_some_and(|u| u.tenant_id != tenant_id)
+    } else {
+        context
+            .store
+            .get_application(id)
+            .await?
+            .is_some_and(|a| a.tenant_id != tenant_id)
+    })
 }
 
 /// Binds the claims of a tenant-scoped vend to `tenant`: `tid` set to it (400 for another one),
 /// and 400 when `sub` names a user, or `applicationId` or `aud` an application, of another
-/// tenant.
+/// tenant, or spells an id in any but the canonical form.
 pub async fn bind_to_tenant(
     claims: &mut Map<String, Value>,
     tenant: &Tenant,
@@ -177,38 +262,27 @@ pub async fn bind_to_tenant(
             );
         }
     }
-    // `sub` may not name another tenant's user: the edge and the API would take the token
-    // as that user.
-    if let Some(user_id) = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s.trim()).ok())
-    {
-        let foreign = context
-            .store
-            .get_user(user_id)
-            .await?
-            .is_some_and(|u| u.tenant_id != tenant.id);
-        if foreign {
+    // `sub` may not name another tenant's user (the edge and the API would take the token as
+    // that user), nor `applicationId`/`aud` another tenant's application; and each must spell
+    // an id canonically, or an upstream could read another id than the one checked here.
+    for name in ["sub", "applicationId", "aud"] {
+        let field = format!("claims.{name}");
+        let (ids, ambiguous) = claimed_ids(claims.get(name));
+        if ambiguous {
             errors.field(
-                "claims.sub",
+                &field,
                 "invalid",
-                "A request scoped to a tenant cannot vend tokens for another tenant's user.",
+                "A request scoped to a tenant must spell ids as lower-case hyphenated UUIDs.",
             );
+            continue;
         }
-    }
-    for name in ["applicationId", "aud"] {
-        for id in application_ids(claims.get(name)) {
-            let foreign = context
-                .store
-                .get_application(id)
-                .await?
-                .is_some_and(|a| a.tenant_id != tenant.id);
-            if foreign {
+        for id in ids {
+            if belongs_to_another_tenant(context, name, id, tenant.id).await? {
+                let what = if name == "sub" { "user" } else { "application" };
                 errors.field(
-                    &format!("claims.{name}"),
+                    &field,
                     "invalid",
-                    "A request scoped to a tenant cannot vend tokens for another tenant's application.",
+                    format!("A request scoped to a tenant cannot vend tokens for another tenant's {what}."),
                 );
                 break;
             }
@@ -220,6 +294,41 @@ pub async fn bind_to_tenant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_has_one_spelling() {
+        let id = "0082d917-76a8-44c5-9049-37ad3574778d";
+        let canonical = Uuid::parse_str(id).expect("uuid");
+        assert_eq!(id_spelling(id), IdSpelling::Canonical(canonical));
+        for other in [
+            "0082D917-76A8-44C5-9049-37AD3574778D".to_string(),
+            format!("{{{id}}}"),
+            format!("urn:uuid:{id}"),
+            id.replace('-', ""),
+            "0082-d917-76a8-44c5-9049-37ad-3574-778d".into(),
+            "+082d917-76a8-44c5-9049-37ad3574778d".into(),
+            "0x82d917-76a8-44c5-9049-37ad3574778d".into(),
+            format!("\t{id}"),
+            format!(" {id}"),
+            id.replace('0', "\u{ff10}"),
+            id.replace('0', "\u{660}"),
+            format!("{id}0"),
+            "82d917-76a8-44c5-9049-37ad3574778d".into(),
+            "1-1-1-1-1".into(),
+            "cafe".into(),
+            "12345".into(),
+        ] {
+            assert_eq!(id_spelling(&other), IdSpelling::Ambiguous, "{other:?}");
+        }
+        for not_an_id in ["svc", "user-1234", "ann@example.com", "", "service-account"] {
+            assert_eq!(id_spelling(not_an_id), IdSpelling::NotAnId, "{not_an_id}");
+        }
+        let (ids, ambiguous) = claimed_ids(Some(&json!([id, "x"])));
+        assert_eq!((ids, ambiguous), (vec![canonical], false));
+        let (_, ambiguous) = claimed_ids(Some(&json!(123456789012345678901234567890123_f64)));
+        assert!(!ambiguous, "a float renders with an exponent");
+        assert!(claimed_ids(Some(&json!(12345))).1, "a number is all digits");
+    }
     use crate::testkit::{block_on, Kit};
     use http::Method;
 
