@@ -62,6 +62,9 @@ pub struct RequestContext {
     identity: Option<Arc<VerifiedClaims>>,
     /// Request body bytes seen so far (for the size limit on streamed bodies).
     body_bytes: usize,
+    /// When the request's header had been read (for telling a request that overlapped a
+    /// refresh from one that came after it).
+    arrived: Option<std::time::Instant>,
     /// The outcome of a transparent refresh done for this request.
     refreshed: Option<Arc<Refreshed>>,
     /// A refresh failed: clear both cookies on the response.
@@ -402,7 +405,8 @@ impl Gateway {
         let still_valid = matches!(&state, TokenState::Valid(claims) if now < claims.exp);
         let outcome = match std::str::from_utf8(value) {
             Ok(value) => {
-                self.refresh_for_route(session, route, value, still_valid)
+                let arrived = ctx.arrived.unwrap_or_else(std::time::Instant::now);
+                self.refresh_for_route(session, route, value, still_valid, arrived)
                     .await?
             }
             Err(_) => Some(Err(RefreshError::NotFound)),
@@ -421,8 +425,10 @@ impl Gateway {
                 tracing::warn!(error = %error.reason(), "transparent refresh failed on the store");
                 Err(GatewayError::StoreUnavailable)
             }
-            Err(_) => {
-                ctx.clear_cookies = true;
+            Err(error) => {
+                // A value a rotation retired: the browser may already hold its successor from
+                // another answer, which clearing the cookies now could overwrite.
+                ctx.clear_cookies = !matches!(error, RefreshError::AlreadyRotated);
                 Ok(match state {
                     TokenState::Valid(_) => TokenState::Invalid(TokenError::Expired),
                     other => other,
@@ -441,6 +447,7 @@ impl Gateway {
         route: &Route,
         value: &str,
         still_valid: bool,
+        arrived: std::time::Instant,
     ) -> std::result::Result<Option<RefreshOutcome>, GatewayError> {
         if let Some(application) = route.auth.application_id {
             match self
@@ -464,6 +471,7 @@ impl Gateway {
                     client_ip(session, &self.settings.trusted_proxies)
                         .map(|ip| ip.to_string())
                         .as_deref(),
+                    arrived,
                 )
                 .await,
         ))
@@ -844,11 +852,8 @@ impl ProxyHttp for Gateway {
         RequestContext::default()
     }
 
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        ctx.arrived = Some(std::time::Instant::now());
         // A client that half-closes after its request still gets the answer.
         session.set_abort_on_close(false);
         // An idle keep-alive connection is closed after the timeout (never re-enabling

@@ -3,10 +3,12 @@
 //! `POST /api/jwt/refresh`, and the request goes on with the new token.
 //!
 //! Parallel requests presenting the same refresh token cause exactly one exchange: the first
-//! runs it, the others wait for its result (one in flight per token). A later request presenting
-//! a value a one-time-use rotation retired gets the same result from memory only as long as the
-//! refresh rules allow it (the grace period or the opt-in race window, see
-//! `RefreshOutcome::replay_until`); after that it goes to the store, which refuses it as a reuse.
+//! runs it, the others wait for its result (one in flight per token), and a request that
+//! arrived before the exchange completed gets its result too, however late it is looked at (it
+//! was sent with the old value before any answer could carry the new one). A request that
+//! arrived after it, presenting a value a one-time-use rotation retired, gets the same result
+//! only as long as the refresh rules allow it (the grace period or the opt-in race window, see
+//! `RefreshOutcome::replay_until`); otherwise it goes to the store, which refuses it as a reuse.
 //! A `Reusable` token's result is kept [`MIN_RETAIN`]. Across nodes, and after a restart, the
 //! store's record of the rotation answers within the grace period.
 
@@ -47,6 +49,27 @@ pub struct Refreshed {
 
 type Shared = Arc<OnceCell<Result<Arc<Refreshed>, RefreshError>>>;
 
+/// A completed refresh, kept for the requests that overlapped it.
+#[derive(Clone)]
+struct Recent {
+    /// Its outcome.
+    outcome: Arc<Refreshed>,
+    /// When it completed: a request that arrived before then overlapped it.
+    completed: Instant,
+    /// Until when the refresh rules let any later request have it too (the grace period or
+    /// the race window; a `Reusable` token's [`MIN_RETAIN`]); `None`: no later request.
+    replay_until: Option<Instant>,
+}
+
+impl Recent {
+    /// True when a request that `arrived` then may have this outcome `now`: it arrived before
+    /// the refresh completed (it really overlapped it: sent with the old value before any answer
+    /// could carry the new one), or the rules still allow a replay.
+    fn serves(&self, arrived: Instant, now: Instant) -> bool {
+        arrived <= self.completed || self.replay_until.is_some_and(|until| now < until)
+    }
+}
+
 /// Exchanges refresh tokens for the proxy, coalescing concurrent requests.
 pub struct Refresher {
     store: Arc<dyn Store>,
@@ -61,7 +84,7 @@ pub struct Refresher {
     /// The application of recently seen live refresh-token values (`None`: no application).
     applications: moka::sync::Cache<String, Option<Uuid>>,
     /// Recent outcomes by the refresh token value presented, with the instant they lapse.
-    recent: moka::sync::Cache<String, (Arc<Refreshed>, Instant)>,
+    recent: moka::sync::Cache<String, Recent>,
 }
 
 impl Refresher {
@@ -126,21 +149,25 @@ impl Refresher {
         Ok(holder != Some(application))
     }
 
-    /// Exchanges `value`, or joins the exchange already running for it, or returns the outcome
-    /// of one that just completed. `client_ip` is recorded on the token's device metadata.
+    /// Exchanges `value` for a request that `arrived` at that instant, or joins the exchange
+    /// already running for it, or returns the outcome of one that completed after the request
+    /// arrived (the two overlapped) or that the refresh rules still let it replay.
+    /// `client_ip` is recorded on the token's device metadata.
     pub async fn refresh(
         &self,
         value: &str,
         client_ip: Option<&str>,
+        arrived: Instant,
     ) -> Result<Arc<Refreshed>, RefreshError> {
-        if let Some((outcome, until)) = self.recent.get(value) {
-            // Served again only while its access token still verifies: a revocation since
-            // (of the session, user or application) ends the reuse at once.
-            if Instant::now() < until && self.tokens.verify(&outcome.access_token).is_ok() {
+        if let Some(recent) = self.recent.get(value) {
+            // Served only while its access token still verifies: a revocation since (of the
+            // session, user or application) ends it at once.
+            if recent.serves(arrived, Instant::now())
+                && self.tokens.verify(&recent.outcome.access_token).is_ok()
+            {
                 self.metrics.refreshes.with_label_values(&["grace"]).inc();
-                return Ok(outcome);
+                return Ok(recent.outcome);
             }
-            self.recent.invalidate(value);
         }
         let cell = self
             .in_flight_map()
@@ -197,12 +224,15 @@ impl Refresher {
             set_refresh_cookie: outcome.rotated || outcome.policy.slides(),
             claims,
         });
-        if let Some(retain) = retain {
-            self.recent.insert(
-                value.to_string(),
-                (refreshed.clone(), Instant::now() + retain),
-            );
-        }
+        let completed = Instant::now();
+        self.recent.insert(
+            value.to_string(),
+            Recent {
+                outcome: refreshed.clone(),
+                completed,
+                replay_until: retain.map(|retain| completed + retain),
+            },
+        );
         Ok(refreshed)
     }
 }
