@@ -36,6 +36,12 @@ const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // generally trailers are an uncommonly used HTTP/1.1 feature, this is a somewhat
 // arbitrary cap on trailer size after the 0 chunk size (like header buf)
 const TRAILER_SIZE_LIMIT: usize = 1024 * 64;
+// Chunk extensions (RFC 9112 §7.1.1) are never used by this engine: at most this many bytes of
+// them (everything after a chunk size's digits, up to the CRLF) over all chunk-size lines of a
+// message, so a small body cannot come wrapped in megabytes of extensions.
+const CHUNK_EXT_LIMIT: usize = 1024 * 4;
+// A chunk size is 1 to 16 hex digits (a u64).
+const CHUNK_SIZE_DIGITS_LIMIT: usize = 16;
 
 const LAST_CHUNK: &[u8; 5] = &[b'0', CR, LF, CR, LF];
 const CR: u8 = b'\r';
@@ -151,6 +157,8 @@ pub struct BodyReader {
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
+    // Chunk extension bytes seen so far in this message, see `CHUNK_EXT_LIMIT`.
+    chunk_ext_read: usize,
 }
 
 impl BodyReader {
@@ -162,6 +170,7 @@ impl BodyReader {
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
+            chunk_ext_read: 0,
         }
     }
 
@@ -221,6 +230,7 @@ impl BodyReader {
 
     pub fn init_chunked(&mut self, buf_to_rewind: &[u8]) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
+        self.chunk_ext_read = 0;
         self.prepare_buf(buf_to_rewind);
     }
 
@@ -231,6 +241,7 @@ impl BodyReader {
     /// possibly of following pipelined requests) keep their original allocation.
     pub fn init_chunked_owned(&mut self, buf_to_rewind: BytesMut) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
+        self.chunk_ext_read = 0;
         self.prepare_owned_buf(buf_to_rewind);
     }
 
@@ -666,7 +677,29 @@ impl BodyReader {
         buf_index_end: usize,
     ) -> Result<(Option<BufRef>, Option<usize>)> {
         let buf = &self.body_buf.as_ref().unwrap()[buf_index_start..buf_index_end];
-        let chunk_status = httparse::parse_chunk_size(buf);
+        let chunk_status = parse_chunk_head(buf);
+        if let Ok(head) = &chunk_status {
+            let ext_len = match head {
+                ChunkHead::Complete { ext_len, .. } | ChunkHead::Partial { ext_len } => *ext_len,
+            };
+            // Counted when the line is complete; a partial line is checked with what it has.
+            let total = self.chunk_ext_read + ext_len;
+            if total > CHUNK_EXT_LIMIT {
+                self.body_state = self.body_state.done(0);
+                return Error::e_explain(INVALID_CHUNK, "Chunk ext over limit");
+            }
+            if matches!(head, ChunkHead::Complete { .. }) {
+                self.chunk_ext_read = total;
+            }
+        }
+        let chunk_status = chunk_status.map(|head| match head {
+            ChunkHead::Complete {
+                payload_index,
+                size,
+                ..
+            } => httparse::Status::Complete((payload_index, size)),
+            ChunkHead::Partial { .. } => httparse::Status::Partial,
+        });
         match chunk_status {
             Ok(status) => {
                 match status {
@@ -796,11 +829,8 @@ impl BodyReader {
                 }
             }
             Err(e) => {
-                let context = format!("Invalid chunked encoding: {e:?}");
-                debug!(
-                    "{context}, {:?}",
-                    String::from_utf8_lossy(buf).escape_default()
-                );
+                let context = format!("Invalid chunked encoding: {e}");
+                debug!("{context}");
                 self.body_state = self.body_state.done(0);
                 Error::e_explain(INVALID_CHUNK, context)
             }
@@ -873,6 +903,17 @@ impl BodyReader {
 
                     if end_read == 0 {
                         // find the next CRLF sequence / potential end
+                        let field_end = buf
+                            .iter()
+                            .position(|b| *b == CR || *b == LF)
+                            .unwrap_or(buf.len());
+                        if buf[..field_end].iter().any(|b| is_forbidden_ctl(*b)) {
+                            self.body_state = self.body_state.done(0);
+                            return Error::e_explain(
+                                INVALID_TRAILER_END,
+                                "Invalid chunked encoding: control byte in trailer section",
+                            );
+                        }
                         let (trailers_read, no_crlf) =
                             if let Some(p) = buf.iter().position(|b| *b == CR || *b == LF) {
                                 buf = &buf[p..];
@@ -1072,6 +1113,77 @@ impl BodyReader {
             }
         }
     }
+}
+
+/// A chunk-size line (RFC 9112 §7.1), as far as it has arrived.
+enum ChunkHead {
+    /// The whole line: where the chunk data starts, the chunk size, and the length of what
+    /// followed the size's digits (whitespace and extensions, without the CRLF).
+    Complete {
+        payload_index: usize,
+        size: u64,
+        ext_len: usize,
+    },
+    /// The line so far is valid but not complete; `ext_len` as above, so far.
+    Partial { ext_len: usize },
+}
+
+/// True for the control bytes a chunk extension or trailer field never contains: every CTL
+/// (0x00-0x1F, 0x7F) but HTAB. CR and LF are among them: they only end a line.
+fn is_forbidden_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Parses a chunk-size line strictly: `1*16HEXDIG [ *(SP / HTAB) ";" chunk-ext ] CRLF`.
+///
+/// Refused (the error says which, never quoting the bytes): no digits, a byte other than a hex
+/// digit first, more than 16 digits, anything after the digits but whitespace followed by `;`
+/// (trailing junk, or whitespace before the CRLF), and in the extension a control byte other
+/// than HTAB (NUL, a bare LF, a CR not followed by LF, DEL...). The extension's grammar beyond
+/// that is not checked: extensions are ignored. Errors are found as soon as the offending byte
+/// has arrived, even before the line is complete.
+fn parse_chunk_head(buf: &[u8]) -> std::result::Result<ChunkHead, &'static str> {
+    let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits > CHUNK_SIZE_DIGITS_LIMIT {
+        return Err("chunk size over 16 hex digits");
+    }
+    if digits == buf.len() {
+        return Ok(ChunkHead::Partial { ext_len: 0 });
+    }
+    if digits == 0 {
+        return Err("chunk size does not start with a hex digit");
+    }
+    let size = buf[..digits].iter().fold(0u64, |size, b| {
+        // Safe: at most 16 hex digits, checked above.
+        (size << 4) | u64::from((*b as char).to_digit(16).unwrap_or(0))
+    });
+    let rest = &buf[digits..];
+    let mut in_ext = false;
+    for (i, b) in rest.iter().enumerate() {
+        match *b {
+            CR => {
+                return match rest.get(i + 1) {
+                    None => Ok(ChunkHead::Partial { ext_len: i }),
+                    Some(&LF) if in_ext || i == 0 => Ok(ChunkHead::Complete {
+                        payload_index: digits + i + 2,
+                        size,
+                        ext_len: i,
+                    }),
+                    Some(&LF) => Err("whitespace after the chunk size"),
+                    Some(_) => Err("bare CR in chunk extension"),
+                };
+            }
+            LF => return Err("bare LF in chunk-size line"),
+            b' ' | b'\t' => {}
+            b';' if !in_ext => in_ext = true,
+            b if in_ext && !is_forbidden_ctl(b) => {}
+            _ if in_ext => return Err("control byte in chunk extension"),
+            _ => return Err("junk after the chunk size"),
+        }
+    }
+    Ok(ChunkHead::Partial {
+        ext_len: rest.len(),
+    })
 }
 
 pub enum TrailersEndParseState {
