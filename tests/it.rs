@@ -8,6 +8,7 @@ mod it {
     pub mod cluster;
     pub mod config;
     pub mod edge;
+    pub mod framing;
     pub mod identity_provider;
     pub mod idp_safety;
     pub mod integrity;

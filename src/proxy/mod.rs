@@ -10,6 +10,7 @@
 //! header writes.
 
 mod answer;
+mod body;
 pub mod refresh;
 pub mod routes;
 
@@ -23,7 +24,7 @@ use gatehouse_plugin_api::{
     ApiError, ClaimHeader, PluginContext, PluginRequest, PluginResponse, TokenError, VerifiedClaims,
 };
 use gatehouse_refresh::RefreshError;
-use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, COOKIE, HOST};
+use http::header::{HeaderName, AUTHORIZATION, CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr;
@@ -40,6 +41,7 @@ use crate::request::client::client_address;
 use crate::request::host::{authority_of, request_host};
 use crate::store::GatewayStore;
 use crate::tokens::Tokens;
+use body::HeldBody;
 use gatehouse_plugin_api::credentials::{self, Credentials};
 use refresh::{Refreshed, Refresher};
 use routes::{RouteLookup, RouteTable};
@@ -65,6 +67,8 @@ pub struct RequestContext {
     /// When the request's header had been read (for telling a request that overlapped a
     /// refresh from one that came after it).
     arrived: Option<std::time::Instant>,
+    /// How the request body goes upstream: streamed, or (chunked) judged first.
+    held_body: HeldBody,
     /// The outcome of a transparent refresh done for this request.
     refreshed: Option<Arc<Refreshed>>,
     /// A refresh failed: clear both cookies on the response.
@@ -856,6 +860,8 @@ impl ProxyHttp for Gateway {
         ctx.arrived = Some(std::time::Instant::now());
         // A client that half-closes after its request still gets the answer.
         session.set_abort_on_close(false);
+        // Pipelined requests are answered one after the other, in order, on the connection.
+        session.set_pipelining_enabled(true);
         // An idle keep-alive connection is closed after the timeout (never re-enabling
         // keep-alive the engine turned off).
         if session.get_keepalive().is_some() {
@@ -932,6 +938,13 @@ impl ProxyHttp for Gateway {
             self.deny(session, ctx, error).await?;
             return Ok(true);
         }
+        if session.req_header().headers.contains_key(TRANSFER_ENCODING) {
+            // Judged before the upstream hears of it (see `body`); a refusal is answered by
+            // `fail_to_proxy`.
+            ctx.held_body =
+                HeldBody::prefetch(session, self.settings.max_body_bytes, &mut ctx.body_bytes)
+                    .await?;
+        }
         self.allowed_requests.inc();
         Ok(false)
     }
@@ -940,16 +953,15 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(chunk) = body {
-            ctx.body_bytes += chunk.len();
-            if ctx.body_bytes > self.settings.max_body_bytes {
-                return Error::e_explain(HTTPStatus(413), "request body over the limit");
-            }
-        }
-        Ok(())
+        ctx.held_body.filter(
+            body,
+            end_of_stream,
+            &mut ctx.body_bytes,
+            self.settings.max_body_bytes,
+        )
     }
 
     async fn upstream_peer(

@@ -1,0 +1,332 @@
+//! Chunked request bodies on proxied routes: judged before any of them reaches the upstream.
+//!
+//! The engine's chunked parser (the patched copy in `vendor/pingora-core`, see its README)
+//! refuses malformed framing — control bytes or bare CR/LF in a chunk extension, more than
+//! 4 KiB of extensions in a body, junk around a chunk size, more than 16 hex digits, an
+//! oversized or malformed trailer section — but only as the body is read, and the engine
+//! sends the request header upstream before it reads the body. So a chunked body is read
+//! here, in the request phase, before the upstream is contacted:
+//!
+//! - a body that ends within the engine's retry buffer (64 KiB) is read whole; the engine then
+//!   sends it upstream from that buffer, as it does when it retries a request. A malformed one
+//!   is refused with 400 and the upstream never hears of the request;
+//! - a longer body is read up to the buffer, then the rest streams through
+//!   [`HeldBody::filter`], which holds every byte back until the body's last chunk has been
+//!   parsed (at most `limits.maxBodyBytes` of it). A malformed one is refused with 400 and
+//!   the upstream, which already has the request header, gets no byte of the body: the
+//!   gateway closes that upstream connection.
+//!
+//! Bodies framed by `Content-Length` have no chunk framing to judge and stream as before.
+
+use bytes::{Bytes, BytesMut};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+/// What the proxy does with the request body it streams upstream.
+#[derive(Debug, Default)]
+pub enum HeldBody {
+    /// Not a chunked body: streamed as read, only counted against the limit.
+    #[default]
+    Streaming,
+    /// A chunked body read whole before the upstream was contacted; the engine sends it from
+    /// its retry buffer. Already counted.
+    Replayed,
+    /// A chunked body longer than the engine's retry buffer: what was read so far, held back
+    /// until the last chunk has been parsed.
+    Holding(BytesMut),
+}
+
+impl HeldBody {
+    /// Reads a chunked request body before the upstream is contacted (see the module
+    /// documentation). `max_body_bytes` is the body limit; `counted` the body bytes seen so
+    /// far, updated.
+    ///
+    /// Returns how the rest of the body is to be handled, or the error that refuses the
+    /// request: `HTTPStatus(413)` over the limit, or the engine's read error marked as the
+    /// client's (a framing error is answered 400 by the proxy's failure path; a connection
+    /// the client closed gets no answer).
+    pub async fn prefetch(
+        session: &mut Session,
+        max_body_bytes: usize,
+        counted: &mut usize,
+    ) -> Result<HeldBody> {
+        session.as_mut().enable_retry_buffering();
+        let mut held = BytesMut::new();
+        loop {
+            if session.as_ref().retry_buffer_truncated() {
+                // The engine cannot replay this body: a data piece was just read, so the body
+                // is not done (its end is only ever reported by a read with no data).
+                return Ok(HeldBody::Holding(held));
+            }
+            match session.read_request_body().await {
+                Ok(Some(piece)) => {
+                    count(counted, piece.len(), max_body_bytes)?;
+                    held.extend_from_slice(&piece);
+                }
+                Ok(None) => return Ok(HeldBody::Replayed),
+                Err(e) => return Err(e.into_down()),
+            }
+        }
+    }
+
+    /// The request body filter: counts the bytes of a streamed body against the limit, and
+    /// holds back every byte of a long chunked body until its end, then hands the whole body
+    /// on at once. `body` is the piece the engine is about to send upstream (an empty piece is
+    /// not sent), `end_of_stream` whether the client's body has ended.
+    ///
+    /// Returns `HTTPStatus(413)` when the body goes over `max_body_bytes`.
+    pub fn filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        counted: &mut usize,
+        max_body_bytes: usize,
+    ) -> Result<()> {
+        match self {
+            HeldBody::Replayed => Ok(()),
+            HeldBody::Streaming => match body {
+                Some(piece) => count(counted, piece.len(), max_body_bytes),
+                None => Ok(()),
+            },
+            HeldBody::Holding(held) => {
+                if let Some(piece) = body.take() {
+                    count(counted, piece.len(), max_body_bytes)?;
+                    held.extend_from_slice(&piece);
+                }
+                *body = Some(if end_of_stream {
+                    std::mem::take(held).freeze()
+                } else {
+                    Bytes::new()
+                });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Adds `more` body bytes to `counted`; `HTTPStatus(413)` once over `max_body_bytes`.
+fn count(counted: &mut usize, more: usize, max_body_bytes: usize) -> Result<()> {
+    *counted += more;
+    if *counted > max_body_bytes {
+        return Error::e_explain(HTTPStatus(413), "request body over the limit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(
+        held: &mut HeldBody,
+        piece: Option<&'static [u8]>,
+        end: bool,
+        counted: &mut usize,
+    ) -> Result<Option<Bytes>> {
+        let mut body = piece.map(Bytes::from_static);
+        held.filter(&mut body, end, counted, 10)?;
+        Ok(body)
+    }
+
+    #[test]
+    fn a_long_chunked_body_is_held_back_until_its_end() {
+        let mut held = HeldBody::Holding(BytesMut::from(&b"abc"[..]));
+        let mut counted = 3;
+        let out = filter(&mut held, Some(b"de"), false, &mut counted).expect("within");
+        assert_eq!(
+            out.as_deref(),
+            Some(&b""[..]),
+            "nothing is sent before the end"
+        );
+        let out = filter(&mut held, Some(b"f"), false, &mut counted).expect("within");
+        assert_eq!(out.as_deref(), Some(&b""[..]));
+        let out = filter(&mut held, None, true, &mut counted).expect("within");
+        assert_eq!(
+            out.as_deref(),
+            Some(&b"abcdef"[..]),
+            "the whole body at the end"
+        );
+        assert_eq!(counted, 6);
+    }
+
+    #[test]
+    fn the_last_piece_and_the_end_can_come_together() {
+        let mut held = HeldBody::Holding(BytesMut::from(&b"ab"[..]));
+        let mut counted = 2;
+        let out = filter(&mut held, Some(b"cd"), true, &mut counted).expect("within");
+        assert_eq!(out.as_deref(), Some(&b"abcd"[..]));
+    }
+
+    #[test]
+    fn the_limit_holds_for_held_and_streamed_bodies() {
+        let mut held = HeldBody::Holding(BytesMut::from(&b"12345678"[..]));
+        let mut counted = 8;
+        let error = filter(&mut held, Some(b"abc"), false, &mut counted).expect_err("over");
+        assert_eq!(*error.etype(), HTTPStatus(413));
+        let mut streaming = HeldBody::Streaming;
+        let mut counted = 0;
+        let out = filter(&mut streaming, Some(b"12345"), false, &mut counted).expect("within");
+        assert_eq!(out.as_deref(), Some(&b"12345"[..]), "streamed as read");
+        let error = filter(&mut streaming, Some(b"123456"), true, &mut counted).expect_err("over");
+        assert_eq!(*error.etype(), HTTPStatus(413));
+    }
+
+    #[test]
+    fn a_replayed_body_passes_as_the_engine_sends_it_and_is_not_counted_twice() {
+        let mut held = HeldBody::Replayed;
+        let mut counted = 9;
+        let out = filter(&mut held, Some(b"123456789"), true, &mut counted).expect("counted");
+        assert_eq!(out.as_deref(), Some(&b"123456789"[..]));
+        assert_eq!(counted, 9);
+    }
+
+    /// Sends `request` to an engine session over TCP and reads its body to the end: the body,
+    /// or the engine's error kind.
+    async fn engine_reads(request: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+        use pingora::protocols::http::v1::server::HttpSession;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            // The client may be cut off once the engine refuses the body.
+            let _ = stream.write_all(&request).await;
+            stream
+        });
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut session = HttpSession::new(Box::new(pingora::protocols::l4::stream::Stream::from(
+            stream,
+        )));
+        session.read_request().await.expect("request header");
+        let mut body = Vec::new();
+        let outcome = loop {
+            match session.read_body_bytes().await {
+                Ok(Some(piece)) => body.extend_from_slice(&piece),
+                Ok(None) => break Ok(body),
+                Err(e) => break Err(e.etype().as_str().to_string()),
+            }
+        };
+        drop(client.await);
+        outcome
+    }
+
+    fn chunked(body: &[u8]) -> Vec<u8> {
+        let mut request =
+            b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        request.extend_from_slice(body);
+        request
+    }
+
+    #[tokio::test]
+    async fn the_engine_refuses_malformed_chunk_size_lines() {
+        let long_ext = format!("5;{}\r\nhello\r\n0\r\n\r\n", "a".repeat(4100));
+        let spread_ext = format!(
+            "{}0\r\n\r\n",
+            format!("1;{}\r\nx\r\n", "e".repeat(1000)).repeat(5)
+        );
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "bare LF in an extension",
+                b"5;a\nb\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "bare CR in an extension",
+                b"5;a\rb\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "NUL in an extension",
+                b"5;a\x00b\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "ESC in an extension",
+                b"5;a=\x1b\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "DEL in an extension",
+                b"5;a\x7f\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "a bare LF ending the line",
+                b"5\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            ("an empty chunk size", b"\r\nhello\r\n0\r\n\r\n".to_vec()),
+            (
+                "an extension without a size",
+                b";a=b\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            ("leading space", b" 5\r\nhello\r\n0\r\n\r\n".to_vec()),
+            ("leading sign", b"+5\r\nhello\r\n0\r\n\r\n".to_vec()),
+            ("a 0x prefix", b"0x5\r\nhello\r\n0\r\n\r\n".to_vec()),
+            ("trailing junk", b"5x\r\nhello\r\n0\r\n\r\n".to_vec()),
+            (
+                "junk after whitespace",
+                b"5 x\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            ("trailing whitespace", b"5 \r\nhello\r\n0\r\n\r\n".to_vec()),
+            (
+                "17 hex digits",
+                b"00000000000000005\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            ("one extension over 4 KiB", long_ext.into_bytes()),
+            ("extensions over 4 KiB in all", spread_ext.into_bytes()),
+            (
+                "NUL in the last chunk's extension",
+                b"0;\x00\r\n\r\n".to_vec(),
+            ),
+            ("NUL in a trailer", b"0\r\nX-T: a\x00b\r\n\r\n".to_vec()),
+            (
+                "a bare LF in a trailer",
+                b"0\r\nX-T: a\nX-U: b\r\n\r\n".to_vec(),
+            ),
+        ];
+        for (what, body) in cases {
+            let outcome = engine_reads(chunked(&body)).await;
+            assert!(outcome.is_err(), "{what}: accepted as {outcome:?}");
+        }
+        let mut oversized = b"0\r\n".to_vec();
+        for i in 0..2000 {
+            oversized
+                .extend_from_slice(format!("X-Trailer-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+        }
+        oversized.extend_from_slice(b"\r\n");
+        let outcome = engine_reads(chunked(&oversized)).await;
+        assert!(
+            outcome.is_err(),
+            "an oversized trailer section: {outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_engine_accepts_well_formed_chunked_bodies() {
+        let budget = format!("5;{}\r\nhello\r\n0\r\n\r\n", "a".repeat(4095));
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("plain", b"5\r\nhello\r\n0\r\n\r\n".to_vec()),
+            ("an extension", b"5;a=b\r\nhello\r\n0\r\n\r\n".to_vec()),
+            (
+                "whitespace before extensions",
+                b"5 ;a=b ;c\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "a quoted value with HTAB and obs-text",
+                b"5;a=\"x\ty\xff\"\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            (
+                "16 hex digits, upper case",
+                b"0000000000000005\r\nhello\r\n0\r\n\r\n".to_vec(),
+            ),
+            ("extensions of exactly 4 KiB", budget.into_bytes()),
+            (
+                "trailers",
+                b"5\r\nhello\r\n0;last\r\nX-T: v\tw\r\nX-U: z\r\n\r\n".to_vec(),
+            ),
+        ];
+        for (what, body) in cases {
+            let outcome = engine_reads(chunked(&body)).await;
+            assert_eq!(outcome.as_deref(), Ok(&b"hello"[..]), "{what}");
+        }
+        let outcome = engine_reads(chunked(b"A\r\n0123456789\r\n0\r\n\r\n")).await;
+        assert_eq!(outcome.as_deref(), Ok(&b"0123456789"[..]), "upper-case hex");
+    }
+}

@@ -1,0 +1,443 @@
+//! HTTP/1.1 framing at the engine: chunked request bodies with malformed chunk-size lines,
+//! extensions or trailers are refused with 400 and `Connection: close` before the upstream
+//! hears of the request (proxied routes) or the plugin runs (API routes); well-formed ones,
+//! extensions included, pass; pipelined requests are answered in order.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::kit::*;
+
+const CHUNKED_POST: &str =
+    "Host: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json";
+
+/// Malformed chunked bodies (after the request header), each with what is wrong with it.
+fn malformed_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let mut trailers = b"0\r\n".to_vec();
+    for i in 0..2000 {
+        trailers.extend_from_slice(format!("X-Trailer-{i}: {}\r\n", "v".repeat(40)).as_bytes());
+    }
+    trailers.extend_from_slice(b"\r\n");
+    vec![
+        (
+            "bare LF in an extension",
+            b"2;a\nb\r\n{}\r\n0\r\n\r\n".to_vec(),
+        ),
+        (
+            "bare CR in an extension",
+            b"2;a\rb\r\n{}\r\n0\r\n\r\n".to_vec(),
+        ),
+        (
+            "NUL in an extension",
+            b"2;a\x00b\r\n{}\r\n0\r\n\r\n".to_vec(),
+        ),
+        (
+            "a control byte in an extension",
+            b"2;a=\x01\r\n{}\r\n0\r\n\r\n".to_vec(),
+        ),
+        ("an empty chunk size", b"\r\n{}\r\n0\r\n\r\n".to_vec()),
+        ("leading junk", b" 2\r\n{}\r\n0\r\n\r\n".to_vec()),
+        ("trailing junk", b"2x\r\n{}\r\n0\r\n\r\n".to_vec()),
+        (
+            "17 hex digits",
+            b"00000000000000002\r\n{}\r\n0\r\n\r\n".to_vec(),
+        ),
+        (
+            "5 KiB of extensions",
+            format!("2;{}\r\n{{}}\r\n0\r\n\r\n", "a".repeat(5000)).into_bytes(),
+        ),
+        (
+            "NUL in a trailer",
+            b"2\r\n{}\r\n0\r\nX-T: \x00\r\n\r\n".to_vec(),
+        ),
+        ("an oversized trailer section", trailers),
+    ]
+}
+
+/// Sends `request` on a new connection and reads the answer until the gateway closes the
+/// connection. The status, the raw answer, and whether it was closed within 10 s.
+fn send_and_read(port: u16, request: &[u8]) -> (u16, String, bool) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // The gateway may stop reading (and close) before all of it was sent.
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    let mut buf = [0u8; 8192];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text, closed)
+}
+
+fn says_close(response: &str) -> bool {
+    let head = response.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .any(|l| l.eq_ignore_ascii_case("connection: close"))
+}
+
+#[test]
+fn malformed_chunked_bodies_are_refused_before_the_upstream_hears_of_them() {
+    let upstream = RecordingUpstream::start();
+    let gw = TestGateway::start_with(Options {
+        upstream: Some(upstream.url()),
+        ..Default::default()
+    });
+    for (what, body) in malformed_bodies() {
+        for head in [
+            format!("POST /public/upload HTTP/1.1\r\n{CHUNKED_POST}\r\n\r\n"),
+            format!(
+                "POST /api/jwt/vend HTTP/1.1\r\n{CHUNKED_POST}\r\nAuthorization: {API_KEY}\r\n\r\n"
+            ),
+        ] {
+            let mut request = head.clone().into_bytes();
+            request.extend_from_slice(&body);
+            let (status, response, closed) = send_and_read(gw.port, &request);
+            let target = head.split(' ').nth(1).unwrap_or("");
+            assert_eq!(status, 400, "{target}, {what}: {response}");
+            assert!(says_close(&response), "{target}, {what}: {response}");
+            assert!(closed, "{target}, {what}: the connection stays open");
+            let errors = raw_body(&response);
+            assert!(
+                errors.get("generalErrors").is_some() || errors.get("fieldErrors").is_some(),
+                "{target}, {what}: {response}"
+            );
+        }
+    }
+    assert_eq!(upstream.received(), Vec::<String>::new());
+    // Nothing was signed for a refused body.
+    let log = gw.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The gateway's resident set size in KiB.
+fn rss_kib(gw: &TestGateway) -> u64 {
+    let pid = gw.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Sends a chunked POST whose extensions (`shape`: one huge line, or many lines) total 16 MB
+/// around a 2 KB body, from a writer thread, and reads the answer. The status, how long the
+/// answer took, and the raw answer.
+fn sixteen_megabytes_of_extensions(port: u16, many_lines: bool) -> (u16, Duration, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        let head = format!("POST /public/upload HTTP/1.1\r\n{CHUNKED_POST}\r\n\r\n");
+        writer.write_all(head.as_bytes())?;
+        let total = 16 * 1024 * 1024;
+        if many_lines {
+            // 1-byte chunks, each with an extension of 1000 bytes.
+            let line = format!("1;{}\r\nx\r\n", "e".repeat(1000));
+            for _ in 0..total / line.len() {
+                writer.write_all(line.as_bytes())?;
+            }
+        } else {
+            writer.write_all(b"800;")?;
+            let block = vec![b'a'; 64 * 1024];
+            for _ in 0..total / block.len() {
+                writer.write_all(&block)?;
+            }
+            writer.write_all(b"\r\n")?;
+            writer.write_all(&[b'b'; 2048])?;
+            writer.write_all(b"\r\n")?;
+        }
+        writer.write_all(b"0\r\n\r\n")
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                response.extend_from_slice(&buf[..n]);
+                if response.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(stream);
+    let _ = sender.join();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, elapsed, text)
+}
+
+#[test]
+fn sixteen_megabytes_of_chunk_extensions_are_refused_at_once_without_buffering() {
+    let upstream = RecordingUpstream::start();
+    let gw = TestGateway::start_with(Options {
+        upstream: Some(upstream.url()),
+        max_body_bytes: 32 * 1024 * 1024,
+        ..Default::default()
+    });
+    let before = rss_kib(&gw);
+    for many_lines in [false, true] {
+        let (status, elapsed, response) = sixteen_megabytes_of_extensions(gw.port, many_lines);
+        assert_eq!(status, 400, "many lines: {many_lines}: {response}");
+        assert!(says_close(&response), "{response}");
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "many lines: {many_lines}: {elapsed:?}"
+        );
+    }
+    let grown = rss_kib(&gw).saturating_sub(before);
+    assert!(grown < 8 * 1024, "the gateway grew by {grown} KiB");
+    assert_eq!(upstream.received(), Vec::<String>::new());
+}
+
+/// A chunked POST of `body` in chunks of `chunk` bytes, each with the extension `;a=b`.
+fn chunked_with_extensions(target: &str, extra_header: &str, body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut request = format!(
+        "POST {target} HTTP/1.1\r\n{CHUNKED_POST}\r\n{extra_header}Connection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for piece in body.chunks(chunk) {
+        request.extend_from_slice(format!("{:x};a=b\r\n", piece.len()).as_bytes());
+        request.extend_from_slice(piece);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0;last\r\nX-Checksum: none\r\n\r\n");
+    request
+}
+
+#[test]
+fn well_formed_chunked_bodies_with_extensions_pass_whole() {
+    let gw = TestGateway::start_with(Options {
+        max_body_bytes: 1024 * 1024,
+        ..Default::default()
+    });
+    // Proxied to the echo upstream: a short body (read before the upstream is contacted) and
+    // one longer than the engine's 64 KiB retry buffer (held back until its end).
+    for size in [5usize, 200 * 1024] {
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let request = chunked_with_extensions("/public/echo", "", &body, 4096);
+        let (status, response) = raw_http(gw.port, &request);
+        assert_eq!(
+            status,
+            200,
+            "{size}: {}",
+            &response[..response.len().min(300)]
+        );
+        let echoed = raw_body(&response);
+        assert_eq!(
+            echoed["body"].as_str().map(str::len),
+            Some(size),
+            "{size} bytes"
+        );
+        assert_eq!(echoed["body"].as_str().map(str::as_bytes), Some(&body[..]));
+    }
+    // And through the API.
+    let claims =
+        json!({"claims": {"sub": "00000000-0000-4000-8000-000000000001", "applicationId": APP}});
+    let request = chunked_with_extensions(
+        "/api/jwt/vend",
+        &format!("Authorization: {API_KEY}\r\n"),
+        claims.to_string().as_bytes(),
+        16,
+    );
+    let (status, response) = raw_http(gw.port, &request);
+    assert_eq!(status, 200, "{response}");
+    assert!(raw_body(&response)["token"].is_string(), "{response}");
+}
+
+/// An upstream that keeps every byte it receives and never answers: what reached it.
+fn raw_upstream() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    kept.lock().expect("lock").extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn a_long_chunked_body_malformed_past_the_retry_buffer_is_refused_and_never_forwarded() {
+    let (port, seen) = raw_upstream();
+    let gw = TestGateway::start_with(Options {
+        max_body_bytes: 1024 * 1024,
+        extra_routes: format!(
+            "  - path: /raw\n    upstream: http://127.0.0.1:{port}\n    auth: {{required: false}}\n"
+        ),
+        ..Default::default()
+    });
+    // 128 KiB of good chunks, then a NUL in an extension: longer than what is read before
+    // the upstream is contacted, so the upstream has the request header, but it must get no
+    // byte of the body.
+    let mut request = format!("POST /raw/up HTTP/1.1\r\n{CHUNKED_POST}\r\n\r\n").into_bytes();
+    for _ in 0..32 {
+        request.extend_from_slice(b"1000\r\n");
+        request.extend_from_slice(&[b'z'; 4096]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"2;\x00\r\n{}\r\n0\r\n\r\n");
+    let (status, response, closed) = send_and_read(gw.port, &request);
+    assert_eq!(status, 400, "{response}");
+    assert!(says_close(&response), "{response}");
+    assert!(closed);
+    std::thread::sleep(Duration::from_millis(200));
+    let seen = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    assert!(seen.starts_with("POST /raw/up HTTP/1.1\r\n"), "{seen}");
+    let body = seen.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert_eq!(body, "", "body bytes reached the upstream");
+    // The same body without the NUL passes whole (held back, then sent at its end).
+    let good = String::from_utf8_lossy(&request)
+        .replace("2;\u{0}\r\n", "2;a=b\r\n")
+        .replace("/raw/up", "/public/echo");
+    let (status, response) = raw_http(
+        gw.port,
+        good.replace("\r\n\r\n1000", "\r\nConnection: close\r\n\r\n1000")
+            .as_bytes(),
+    );
+    assert_eq!(status, 200, "{}", &response[..response.len().min(300)]);
+    assert_eq!(
+        raw_body(&response)["body"].as_str().map(str::len),
+        Some(32 * 4096 + 2)
+    );
+}
+
+/// Reads `count` HTTP responses (with `Content-Length` bodies) from `stream`: the status,
+/// whether it said `Connection: close`, and the body of each.
+fn read_responses(stream: &mut TcpStream, count: usize) -> Vec<(u16, bool, String)> {
+    let mut buffer = Vec::new();
+    let mut responses = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while responses.len() < count {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buffer.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&buffer[end + 4..end + 4 + length]).into_owned();
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                responses.push((status, says_close(&head), body));
+                buffer.drain(..end + 4 + length);
+                continue;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    responses
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let upstream = RecordingUpstream::start();
+    // The recording upstream reads no chunked body: the chunked POST goes to the echo service.
+    let gw = TestGateway::start_with(Options {
+        upstream: Some(upstream.url()),
+        extra_routes: "  - path: /echo\n    upstream: http://127.0.0.1:DEMO_PORT\n    auth: {required: false}\n".into(),
+        ..Default::default()
+    });
+    let claims =
+        json!({"claims": {"sub": "00000000-0000-4000-8000-000000000001", "applicationId": APP}})
+            .to_string();
+    // Sent in one write: a built-in answer, a proxied request, a refusal (no token), an API
+    // call with a body, a chunked proxied POST, and a last proxied GET.
+    let requests = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /public/one HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /app HTTP/1.1\r\nHost: x\r\n\r\n\
+         POST /api/jwt/vend HTTP/1.1\r\nHost: x\r\nAuthorization: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{claims}\
+         POST /echo/two HTTP/1.1\r\n{CHUNKED_POST}\r\n\r\n2;a=b\r\n{{}}\r\n0\r\n\r\n\
+         GET /public/three HTTP/1.1\r\nHost: x\r\n\r\n",
+        claims.len()
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(requests.as_bytes()).expect("write");
+    let responses = read_responses(&mut stream, 6);
+    let statuses: Vec<u16> = responses.iter().map(|r| r.0).collect();
+    assert_eq!(statuses, [200, 200, 401, 200, 200, 200], "{responses:?}");
+    assert!(responses.iter().all(|r| !r.1), "kept open: {responses:?}");
+    assert!(responses[0].2.contains("ok"), "{responses:?}");
+    assert!(responses[1].2.contains("/public/one"), "{responses:?}");
+    assert!(responses[3].2.contains("token"), "{responses:?}");
+    assert!(responses[4].2.contains("/echo/two"), "{responses:?}");
+    let echoed: serde_json::Value = serde_json::from_str(&responses[4].2).expect("echo JSON");
+    assert_eq!(echoed["body"], "{}", "{responses:?}");
+    assert!(responses[5].2.contains("/public/three"), "{responses:?}");
+    assert_eq!(upstream.received(), ["/public/one", "/public/three"]);
+    // The connection is still usable afterwards.
+    stream
+        .write_all(b"GET /public/four HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let more = read_responses(&mut stream, 1);
+    assert_eq!(more.first().map(|r| r.0), Some(200), "{more:?}");
+}
+
+#[test]
+fn requests_pipelined_after_a_refused_body_are_not_lost_silently() {
+    let upstream = RecordingUpstream::start();
+    let gw = TestGateway::start_with(Options {
+        upstream: Some(upstream.url()),
+        ..Default::default()
+    });
+    // After a malformed body the rest of the connection cannot be read the same way: the
+    // refusal says `Connection: close`, so the client knows to send the next one again.
+    let requests = format!(
+        "POST /public/bad HTTP/1.1\r\n{CHUNKED_POST}\r\n\r\n2;\x00\r\n{{}}\r\n0\r\n\r\n\
+         GET /public/next HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    let (status, response, closed) = send_and_read(gw.port, requests.as_bytes());
+    assert_eq!(status, 400, "{response}");
+    assert!(says_close(&response), "{response}");
+    assert!(closed);
+    assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{response}");
+    assert_eq!(upstream.received(), Vec::<String>::new());
+}
