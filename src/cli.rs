@@ -59,7 +59,8 @@ enum Command {
 fn init_logging(config: Option<&Config>) {
     let level = config.map_or("info", |c| c.log_level.as_str());
     let format = config.map_or(LogFormat::Text, |c| c.log_format);
-    crate::logging::init(level, format);
+    let access = config.is_some_and(|c| c.access_log);
+    crate::logging::init(level, format, access);
 }
 
 /// Runs the CLI; returns the process exit code.

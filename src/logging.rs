@@ -1,6 +1,8 @@
 //! Logging set-up: `tracing` to stderr, as text or JSON, with the proxy engine's own log lines
 //! (it logs through the `log` crate) rate-limited, so a flood of malformed client traffic
 //! cannot fill a disk. Client mistakes the gateway sees itself are logged at debug level.
+//! The access log (one line per request, target [`ACCESS_TARGET`]) goes through the same
+//! output, and a panic is one log line whose source location names no build directory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,9 +53,24 @@ fn admit(target: &str, level: &tracing::Level) -> bool {
     false
 }
 
-/// Installs the subscriber: `level` (a `tracing` filter; `RUST_LOG` wins when set) in `format`.
-pub fn init(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+/// The `tracing` target of access log lines: filter them with `gatehouse::access=off`.
+pub const ACCESS_TARGET: &str = "gatehouse::access";
+
+/// The filter for the configured `level`: with the access log on, its lines are written
+/// whatever the level (unless the level names the access target itself).
+fn configured_filter(level: &str, access: bool) -> String {
+    if access && !level.contains(ACCESS_TARGET) {
+        format!("{level},{ACCESS_TARGET}=info")
+    } else {
+        level.to_string()
+    }
+}
+
+/// Installs the subscriber: `level` (a `tracing` filter; `RUST_LOG` wins when set) in `format`,
+/// with access lines whatever the level when `access` is on; and the panic hook.
+pub fn init(level: &str, format: LogFormat, access: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(configured_filter(level, access)));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -75,11 +92,49 @@ pub fn init(level: &str, format: LogFormat) {
         eprintln!("logging was already initialised");
         return;
     }
+    std::panic::set_hook(Box::new(log_panic));
     let reporter = std::thread::Builder::new()
         .name("log-report".into())
         .spawn(report_suppressed);
     if let Err(e) = reporter {
         tracing::warn!(error = %e, "cannot start the log reporter");
+    }
+}
+
+/// The panic hook: one error line with the thread, the message and where it happened, the
+/// location relative to its crate (never the absolute path of a build or registry directory).
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}:{}", relative_source(l.file()), l.line(), l.column()));
+    let thread = std::thread::current();
+    tracing::error!(
+        thread = thread.name().unwrap_or("unnamed"),
+        location = location.as_deref().unwrap_or("unknown"),
+        "panic: {message}"
+    );
+}
+
+/// A source file's path without the machine's directories: an absolute path (a dependency in
+/// the registry, the standard library) is cut to its crate's directory
+/// (`pingora-core-0.9.1/src/server.rs`); a relative one is kept (`src/proxy/mod.rs`).
+pub fn relative_source(file: &str) -> &str {
+    if !file.starts_with('/') && !file.contains(":\\") {
+        return file;
+    }
+    let file_name = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    let Some(src) = file.rfind("/src/") else {
+        return file_name;
+    };
+    match file[..src].rfind('/') {
+        Some(start) => &file[start + 1..],
+        None => file_name,
     }
 }
 
@@ -109,6 +164,39 @@ mod tests {
         assert!(SUPPRESSED.load(Ordering::Relaxed) > 0);
         assert!((0..1000).all(|_| admit("gatehouse::proxy", &tracing::Level::ERROR)));
         assert!((0..1000).all(|_| admit("pingora_core", &tracing::Level::INFO)));
+    }
+
+    #[test]
+    fn source_locations_name_no_build_directory() {
+        let cases = [
+            ("src/proxy/mod.rs", "src/proxy/mod.rs"),
+            (
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/pingora-core-0.9.1/src/server/mod.rs",
+                "pingora-core-0.9.1/src/server/mod.rs",
+            ),
+            (
+                "/rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/core/src/option.rs",
+                "core/src/option.rs",
+            ),
+            ("/home/build/gatehouse/src/main.rs", "gatehouse/src/main.rs"),
+            ("/tmp/generated.rs", "generated.rs"),
+        ];
+        for (file, shown) in cases {
+            assert_eq!(relative_source(file), shown, "{file}");
+        }
+    }
+
+    #[test]
+    fn the_access_log_is_written_whatever_the_level_unless_it_is_off() {
+        assert_eq!(
+            configured_filter("warn", true),
+            "warn,gatehouse::access=info"
+        );
+        assert_eq!(configured_filter("warn", false), "warn");
+        assert_eq!(
+            configured_filter("info,gatehouse::access=off", true),
+            "info,gatehouse::access=off"
+        );
     }
 
     #[test]

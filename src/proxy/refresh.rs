@@ -124,11 +124,12 @@ impl Refresher {
         value: &str,
         client_ip: Option<&str>,
     ) -> Result<Arc<Refreshed>, RefreshError> {
+        let started = Instant::now();
         if let Some((outcome, until)) = self.recent.get(value) {
             // Served again only while its access token still verifies: a revocation since
             // (of the session, user or application) ends the reuse at once.
-            if Instant::now() < until && self.tokens.verify(&outcome.access_token).is_ok() {
-                self.metrics.refreshes.with_label_values(&["grace"]).inc();
+            if started < until && self.tokens.verify(&outcome.access_token).is_ok() {
+                self.count("grace", started);
                 return Ok(outcome);
             }
             self.recent.invalidate(value);
@@ -159,8 +160,17 @@ impl Refresher {
             (Ok(_), false) => "coalesced",
             (Err(_), _) => "failed",
         };
-        self.metrics.refreshes.with_label_values(&[label]).inc();
+        self.count(label, started);
         result
+    }
+
+    /// Counts a refresh with its `outcome` and the time since `started`.
+    fn count(&self, outcome: &str, started: Instant) {
+        self.metrics.refreshes.with_label_values(&[outcome]).inc();
+        self.metrics
+            .refresh_duration
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     async fn exchange(
