@@ -74,7 +74,7 @@ pub fn init(level: &str, format: LogFormat, access: bool) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
+            .event_format(JsonLines)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -135,6 +135,82 @@ pub fn relative_source(file: &str) -> &str {
     match file[..src].rfind('/') {
         Some(start) => &file[start + 1..],
         None => file_name,
+    }
+}
+
+/// The JSON line format: `{"timestamp", "level", "fields": {…}, "target"}`, one object per
+/// line. Unlike the stock JSON format, the bridge's `log.file`, `log.line` and
+/// `log.module_path` fields of the engine's lines (an absolute path into the build machine's
+/// registry) are left out, and such a line's target is the engine module that wrote it.
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::time::FormatTime;
+        let mut timestamp = String::new();
+        tracing_subscriber::fmt::time::SystemTime.format_time(
+            &mut tracing_subscriber::fmt::format::Writer::new(&mut timestamp),
+        )?;
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let metadata = event.metadata();
+        let target = fields.log_target.as_deref().unwrap_or(metadata.target());
+        let line = serde_json::json!({
+            "timestamp": timestamp,
+            "level": metadata.level().as_str(),
+            "fields": fields.map,
+            "target": target,
+        });
+        writeln!(writer, "{line}")
+    }
+}
+
+/// An event's fields as JSON, less the `log` bridge's own (see [`JsonLines`]).
+#[derive(Default)]
+struct JsonFields {
+    map: serde_json::Map<String, serde_json::Value>,
+    log_target: Option<String>,
+}
+
+impl JsonFields {
+    fn insert(&mut self, field: &tracing::field::Field, value: serde_json::Value) {
+        match field.name() {
+            "log.target" => self.log_target = value.as_str().map(str::to_string),
+            name if name.starts_with("log.") => {}
+            name => {
+                self.map.insert(name.to_string(), value);
+            }
+        }
+    }
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.insert(field, format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.insert(field, value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.insert(field, value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.insert(field, value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.insert(field, value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.insert(field, value.into());
     }
 }
 

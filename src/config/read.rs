@@ -27,13 +27,15 @@ pub fn read_all<T: DeserializeOwned>(
         Err(e) => return (None, vec![syntax_problem(&e)]),
     };
     let mut problems: Vec<ConfigError> = Vec::new();
+    // List items removed so far: (the list's path as written, the item's index as written).
+    let mut removed: Vec<(String, usize)> = Vec::new();
     while problems.len() < MAX_PROBLEMS {
         let error = match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
             Ok(value) => return (Some(value), problems),
             Err(error) => error,
         };
         let message = error.inner().to_string();
-        if let Some(field) = reported_missing(&message, error.path(), &problems) {
+        if let Some(field) = reported_missing(&message, error.path(), &problems, &removed) {
             // A required value already reported for its type: stand in for it, or stop.
             if stand_in::<T>(&mut doc, error.path(), field) {
                 continue;
@@ -47,7 +49,7 @@ pub fn read_all<T: DeserializeOwned>(
                 segments.pop();
             }
         }
-        let path = path_text(&segments);
+        let path = written_path(&segments, &removed);
         let location = position_of(positions, &path).or_else(|| {
             problems
                 .is_empty()
@@ -57,6 +59,13 @@ pub fn read_all<T: DeserializeOwned>(
         let mut problem = problem(path, &message);
         if let Some((line, column)) = location {
             problem.message = format!("{} (line {line}, column {column})", problem.message);
+        }
+        if let Some((Segment::Seq { .. }, parents)) = segments.split_last() {
+            let written = &problem.path;
+            let index = written[written.rfind('[').map_or(0, |at| at + 1)..written.len() - 1]
+                .parse()
+                .unwrap_or(0);
+            removed.push((written_path(parents, &removed), index));
         }
         problems.push(problem);
         if !remove(&mut doc, &segments) {
@@ -80,6 +89,39 @@ pub fn position_of(positions: &Positions, path: &str) -> Option<(usize, usize)> 
         }
         path = parent;
     }
+}
+
+/// The path as written in the file of a node at `segments` of the document after the list
+/// items in `removed` (each by its list's path and its index as written) were taken out.
+fn written_path(segments: &[&Segment], removed: &[(String, usize)]) -> String {
+    let mut text = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => {
+                let mut taken: Vec<usize> = removed
+                    .iter()
+                    .filter(|(list, _)| *list == text)
+                    .map(|(_, at)| *at)
+                    .collect();
+                taken.sort_unstable();
+                let mut index = *index;
+                for at in taken {
+                    if at <= index {
+                        index += 1;
+                    }
+                }
+                text.push_str(&format!("[{index}]"));
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    text
 }
 
 /// `routes[1].auth`, as the rest of the configuration names paths.
@@ -130,10 +172,11 @@ fn reported_missing<'a>(
     message: &'a str,
     path: &serde_path_to_error::Path,
     problems: &[ConfigError],
+    removed: &[(String, usize)],
 ) -> Option<&'a str> {
     let field = message.strip_prefix("missing field `")?.strip_suffix('`')?;
     let segments: Vec<&Segment> = path.iter().collect();
-    let parent = path_text(&segments);
+    let parent = written_path(&segments, removed);
     let full = if parent.is_empty() {
         field.to_string()
     } else {
@@ -289,6 +332,18 @@ mod tests {
         let (doc, problems) = read_all::<Doc>("name: [unclosed\n", &Default::default());
         assert!(doc.is_none());
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn items_after_a_removed_item_keep_their_index_as_written() {
+        let text = "name: x\nitems: [1, {id: 2, extra: 1}, 3, {id: 4, bogus: 1}]\n";
+        let (_, problems) = read_all::<Doc>(text, &Default::default());
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["items[0]", "items[1].extra", "items[2]", "items[3].bogus"],
+            "{problems:?}"
+        );
     }
 
     #[test]
