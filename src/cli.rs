@@ -59,7 +59,8 @@ enum Command {
 fn init_logging(config: Option<&Config>) {
     let level = config.map_or("info", |c| c.log_level.as_str());
     let format = config.map_or(LogFormat::Text, |c| c.log_format);
-    crate::logging::init(level, format);
+    let access = config.is_some_and(|c| c.access_log);
+    crate::logging::init(level, format, access);
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -73,19 +74,25 @@ pub fn main() -> i32 {
     }
     let loaded = config::load(&cli.config);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Check => match loaded {
-            Ok(_) => {
-                println!("{}: ok", cli.config.display());
-                0
-            }
-            Err(errors) => {
-                eprintln!("{}: invalid configuration", cli.config.display());
-                for e in &errors.0 {
-                    eprintln!("  {e}");
+        Command::Check => {
+            match loaded {
+                Ok(config) => {
+                    // A warning, not an error: the gateway may run where the name resolves.
+                    for warning in crate::proxy::routes::unresolvable(&config.routes) {
+                        eprintln!("warning: {warning} (the gateway does not start while it does not resolve)");
+                    }
+                    println!("{}: ok", cli.config.display());
+                    0
                 }
-                1
+                Err(errors) => {
+                    eprintln!("{}: invalid configuration", cli.config.display());
+                    for e in &errors.0 {
+                        eprintln!("  {e}");
+                    }
+                    1
+                }
             }
-        },
+        }
         Command::Serve => {
             let config = match loaded {
                 Ok(c) => c,

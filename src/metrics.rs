@@ -1,6 +1,16 @@
-//! Prometheus metrics, served on `/metrics`.
+//! Prometheus metrics, served on `/metrics`: counters of the proxy's outcomes, latency
+//! histograms (requests by route and outcome, upstream answers by route, transparent refreshes
+//! by outcome) and the process' own metrics (`process_*`). Every label is bounded: a route is
+//! named by its configured path (never the request's), an outcome comes from a fixed set.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets, in seconds: from 0.5 ms (a cached token, a local upstream) to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The gateway's metrics, in their own registry.
 pub struct Metrics {
@@ -15,46 +25,74 @@ pub struct Metrics {
     pub refreshes: IntCounterVec,
     /// Entries in the revocation set.
     pub revocations: IntGauge,
+    /// Seconds from a request's arrival to the end of its answer, by route and outcome.
+    pub request_duration: HistogramVec,
+    /// Seconds from choosing an upstream to its response header, by route.
+    pub upstream_duration: HistogramVec,
+    /// Seconds a transparent refresh took, by outcome (`done`, `coalesced`, `grace`, `failed`).
+    pub refresh_duration: HistogramVec,
+}
+
+/// A histogram family with the latency buckets.
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("static metric definition")
 }
 
 impl Metrics {
     /// Fresh metrics, registered.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_proxy_requests_total",
-                "Proxied requests by outcome",
-            ),
-            &["outcome"],
-        )
-        .expect("static metric definition");
-        let validations = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_token_validations_total",
-                "Token validations by result",
-            ),
-            &["result"],
-        )
-        .expect("static metric definition");
-        let refreshes = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_refreshes_total",
-                "Transparent refreshes by outcome",
-            ),
-            &["outcome"],
-        )
-        .expect("static metric definition");
+        let counter = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label]).expect("static metric definition")
+        };
+        let requests = counter(
+            "gatehouse_proxy_requests_total",
+            "Proxied requests by outcome",
+            "outcome",
+        );
+        let validations = counter(
+            "gatehouse_token_validations_total",
+            "Token validations by result",
+            "result",
+        );
+        let refreshes = counter(
+            "gatehouse_refreshes_total",
+            "Transparent refreshes by outcome",
+            "outcome",
+        );
         let revocations = IntGauge::new(
             "gatehouse_revocation_set_size",
             "Entries in the in-memory revocation set",
         )
         .expect("static metric definition");
+        let request_duration = histogram(
+            "gatehouse_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by route and outcome",
+            &["route", "outcome"],
+        );
+        let upstream_duration = histogram(
+            "gatehouse_upstream_duration_seconds",
+            "Time from choosing an upstream to its response header, by route",
+            &["route"],
+        );
+        let refresh_duration = histogram(
+            "gatehouse_refresh_duration_seconds",
+            "Time a transparent refresh took, by outcome",
+            &["outcome"],
+        );
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(validations.clone()),
             Box::new(refreshes.clone()),
             Box::new(revocations.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(upstream_duration.clone()),
+            Box::new(refresh_duration.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
                 .register(collector)
@@ -66,6 +104,9 @@ impl Metrics {
             validations,
             refreshes,
             revocations,
+            request_duration,
+            upstream_duration,
+            refresh_duration,
         }
     }
 
@@ -81,5 +122,39 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_and_process_metrics_are_rendered() {
+        let metrics = Metrics::new();
+        metrics
+            .request_duration
+            .with_label_values(&["/", "allowed"])
+            .observe(0.002);
+        metrics
+            .upstream_duration
+            .with_label_values(&["/"])
+            .observe(0.001);
+        metrics
+            .refresh_duration
+            .with_label_values(&["done"])
+            .observe(0.02);
+        let text = String::from_utf8(metrics.render()).expect("utf-8");
+        for expected in [
+            "gatehouse_request_duration_seconds_bucket{outcome=\"allowed\",route=\"/\",le=\"0.0025\"} 1",
+            "gatehouse_upstream_duration_seconds_count{route=\"/\"} 1",
+            "gatehouse_refresh_duration_seconds_sum{outcome=\"done\"} 0.02",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+            "process_cpu_seconds_total ",
+        ] {
+            assert!(text.contains(expected), "{expected} missing:\n{text}");
+        }
     }
 }

@@ -223,6 +223,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             path_options: config.path_options,
             idle_timeout_seconds: config.idle_timeout_seconds,
             trusted_proxies: config.trusted_proxies.clone(),
+            access_log: config.access_log,
         },
     );
     Ok(Prepared {

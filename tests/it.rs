@@ -15,6 +15,7 @@ mod it {
     pub mod jwt_api;
     pub mod kit;
     pub mod lambda_sandbox;
+    pub mod operability;
     pub mod postgres;
     pub mod proxy;
     pub mod python_client;

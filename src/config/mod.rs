@@ -12,6 +12,7 @@ pub mod raw;
 mod read;
 mod routes;
 mod sections;
+mod wording;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -193,6 +194,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// One access log line per request (target `gatehouse::access`).
+    pub access_log: bool,
     /// Echo service listener.
     pub demo_upstream: Option<SocketAddr>,
     /// Graceful shutdown timeout.
@@ -257,6 +260,23 @@ pub fn parse(
         Some(Ok(_)) | None => None,
         Some(Err(errors)) => Some(errors),
     };
+    // A value reported for its shape stood in for by a placeholder (see [`read`]) is not
+    // reported again for what the placeholder means.
+    let shape_paths: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    let reported = |path: &str| {
+        shape_paths.iter().any(|at| {
+            !at.is_empty()
+                && path.strip_prefix(at.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+                })
+        })
+    };
+    let config = config.map(|errors| {
+        errors
+            .into_iter()
+            .filter(|e| !reported(&e.path))
+            .collect::<Vec<_>>()
+    });
     problems.extend(config.into_iter().flatten().map(|mut problem| {
         if let Some((line, column)) = read::position_of(&positions, &problem.path) {
             problem.message = format!("{} (line {line}, column {column})", problem.message);
@@ -387,6 +407,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         secure_cookies: raw.cookies.secure,
         log_format,
         log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+        access_log: raw.log.access.unwrap_or(true),
         demo_upstream,
         shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
         uses_demo_api_key,

@@ -270,6 +270,9 @@ pub struct RawLog {
     /// A `tracing` filter such as `info` or `gatehouse=debug`; `RUST_LOG` wins when set.
     #[serde(default)]
     pub level: Option<String>,
+    /// One access log line per request (default `true`).
+    #[serde(default)]
+    pub access: Option<bool>,
 }
 
 /// `demoUpstream:`

@@ -1,7 +1,9 @@
 //! Reading the file as written into its serde structs, reporting every problem of its shape in
 //! one run: an unknown key or a value of the wrong type is recorded with its path, removed,
 //! and the rest read again, so `gatehouse check` on a file with three mistakes names all
-//! three, each with the line and column where it is written ([`super::locate`]).
+//! three, each with the line and column where it is written ([`super::locate`]), in plain
+//! words ([`super::wording`]). A wrongly typed required value is reported once: it is replaced
+//! by a stand-in of the right type rather than reported again as missing.
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
@@ -22,15 +24,24 @@ pub fn read_all<T: DeserializeOwned>(
 ) -> (Option<T>, Vec<ConfigError>) {
     let mut doc: Value = match serde_yaml::from_str(text) {
         Ok(doc) => doc,
-        Err(e) => return (None, vec![problem(String::new(), &e.to_string())]),
+        Err(e) => return (None, vec![syntax_problem(&e)]),
     };
-    let mut problems = Vec::new();
+    let mut problems: Vec<ConfigError> = Vec::new();
+    // List items removed so far: (the list's path as written, the item's index as written).
+    let mut removed: Vec<(String, usize)> = Vec::new();
     while problems.len() < MAX_PROBLEMS {
         let error = match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
             Ok(value) => return (Some(value), problems),
             Err(error) => error,
         };
         let message = error.inner().to_string();
+        if let Some(field) = reported_missing(&message, error.path(), &problems, &removed) {
+            // A required value already reported for its type: stand in for it, or stop.
+            if stand_in::<T>(&mut doc, error.path(), field) {
+                continue;
+            }
+            return (None, problems);
+        }
         let mut segments: Vec<&Segment> = error.path().iter().collect();
         // An unknown key can be recorded twice (as the key, then as its value's place).
         if let [.., Segment::Map { key: a }, Segment::Map { key: b }] = segments.as_slice() {
@@ -38,18 +49,25 @@ pub fn read_all<T: DeserializeOwned>(
                 segments.pop();
             }
         }
-        let path = path_text(&segments);
+        let path = written_path(&segments, &removed);
         let location = position_of(positions, &path).or_else(|| {
             problems
                 .is_empty()
                 .then(|| first_location::<T>(text))
                 .flatten()
         });
-        let message = match location {
-            Some((line, column)) => format!("{message} (line {line}, column {column})"),
-            None => message,
-        };
-        problems.push(problem(path, &message));
+        let mut problem = problem(path, &message);
+        if let Some((line, column)) = location {
+            problem.message = format!("{} (line {line}, column {column})", problem.message);
+        }
+        if let Some((Segment::Seq { .. }, parents)) = segments.split_last() {
+            let written = &problem.path;
+            let index = written[written.rfind('[').map_or(0, |at| at + 1)..written.len() - 1]
+                .parse()
+                .unwrap_or(0);
+            removed.push((written_path(parents, &removed), index));
+        }
+        problems.push(problem);
         if !remove(&mut doc, &segments) {
             return (None, problems);
         }
@@ -73,6 +91,39 @@ pub fn position_of(positions: &Positions, path: &str) -> Option<(usize, usize)> 
     }
 }
 
+/// The path as written in the file of a node at `segments` of the document after the list
+/// items in `removed` (each by its list's path and its index as written) were taken out.
+fn written_path(segments: &[&Segment], removed: &[(String, usize)]) -> String {
+    let mut text = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => {
+                let mut taken: Vec<usize> = removed
+                    .iter()
+                    .filter(|(list, _)| *list == text)
+                    .map(|(_, at)| *at)
+                    .collect();
+                taken.sort_unstable();
+                let mut index = *index;
+                for at in taken {
+                    if at <= index {
+                        index += 1;
+                    }
+                }
+                text.push_str(&format!("[{index}]"));
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    text
+}
+
 /// `routes[1].auth`, as the rest of the configuration names paths.
 fn path_text(segments: &[&Segment]) -> String {
     let mut text = String::new();
@@ -91,15 +142,102 @@ fn path_text(segments: &[&Segment]) -> String {
     text
 }
 
-/// A problem at `path`, its message stripped of literal values (they may be secrets).
+/// A problem at `path`, its message stripped of literal values (they may be secrets) and put
+/// in plain words.
 fn problem(path: String, message: &str) -> ConfigError {
     let message = super::redact_serde_message(message);
     // serde_yaml appends its own position; the caller adds the original one when it has it.
     let message = match message.find(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message,
+        Some(at) => &message[..at],
+        None => &message,
     };
+    let message = super::wording::plain(&path, message);
     ConfigError { path, message }
+}
+
+/// A YAML syntax error, with the line and column where the parser stopped.
+fn syntax_problem(error: &serde_yaml::Error) -> ConfigError {
+    let mut problem = problem(String::new(), &error.to_string());
+    problem.message = format!("YAML syntax error: {}", problem.message);
+    if let Some(location) = error.location() {
+        let (line, column) = (location.line(), location.column());
+        problem.message = format!("{} (line {line}, column {column})", problem.message);
+    }
+    problem
+}
+
+/// The field of a `missing field` error whose value was already reported (for its type) and
+/// removed, so that it is not reported twice.
+fn reported_missing<'a>(
+    message: &'a str,
+    path: &serde_path_to_error::Path,
+    problems: &[ConfigError],
+    removed: &[(String, usize)],
+) -> Option<&'a str> {
+    let field = message.strip_prefix("missing field `")?.strip_suffix('`')?;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let parent = written_path(&segments, removed);
+    let full = if parent.is_empty() {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    };
+    problems.iter().any(|p| p.path == full).then_some(field)
+}
+
+/// Values that stand in for a removed required value, one of which has its type.
+fn stand_ins() -> [Value; 6] {
+    [
+        Value::String(String::new()),
+        Value::Number(0.into()),
+        Value::Bool(false),
+        Value::Mapping(Default::default()),
+        Value::Sequence(Vec::new()),
+        Value::String("00000000-0000-0000-0000-000000000000".into()),
+    ]
+}
+
+/// Puts at `field` of the mapping at `parent` the first stand-in the deserializer accepts
+/// there. False when none is accepted (the caller stops reading).
+fn stand_in<T: DeserializeOwned>(
+    doc: &mut Value,
+    parent: &serde_path_to_error::Path,
+    field: &str,
+) -> bool {
+    let parents: Vec<&Segment> = parent.iter().collect();
+    let key = Value::String(field.to_string());
+    for value in stand_ins() {
+        let Some(Value::Mapping(map)) = node(doc, &parents) else {
+            return false;
+        };
+        map.insert(key.clone(), value);
+        let rejected = match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
+            Ok(_) => false,
+            Err(error) => {
+                let segments: Vec<&Segment> = error.path().iter().collect();
+                let at = path_text(&segments);
+                let here = path_text(&parents);
+                at == join_path(&here, field)
+                    || (at == here && error.inner().to_string().contains(&format!("`{field}`")))
+            }
+        };
+        if !rejected {
+            return true;
+        }
+    }
+    if let Some(Value::Mapping(map)) = node(doc, &parents) {
+        map.remove(&key);
+    }
+    false
+}
+
+/// `base.key`, or `key` at the top.
+fn join_path(base: &str, key: &str) -> String {
+    if base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
 }
 
 /// The line and column of the first problem reading `text` into `T`, as the parser gives it.
@@ -194,5 +332,51 @@ mod tests {
         let (doc, problems) = read_all::<Doc>("name: [unclosed\n", &Default::default());
         assert!(doc.is_none());
         assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn items_after_a_removed_item_keep_their_index_as_written() {
+        let text = "name: x\nitems: [1, {id: 2, extra: 1}, 3, {id: 4, bogus: 1}]\n";
+        let (_, problems) = read_all::<Doc>(text, &Default::default());
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["items[0]", "items[1].extra", "items[2]", "items[3].bogus"],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_names_its_line_and_column() {
+        let text = "name: x\nitems:\n  - id: 1\n   label: y\n";
+        let (doc, problems) = read_all::<Doc>(text, &Default::default());
+        assert!(doc.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let message = &problems[0].message;
+        assert!(message.starts_with("YAML syntax error: "), "{message}");
+        assert!(message.contains("(line 4, column 4)"), "{message}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_required_value_is_one_problem() {
+        let text = "name: [1, 2]\ncount: many\nitems:\n  - {id: x}\n";
+        let (doc, problems) = read_all::<Doc>(text, &crate::config::locate::locations(text));
+        let mut paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(paths, vec!["count", "items[0].id", "name"], "{problems:?}");
+        assert!(
+            doc.is_some(),
+            "the stand-ins let the rest be read: {problems:?}"
+        );
+        assert!(
+            problems.iter().all(|p| !p.message.contains("missing")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .all(|p| !super::super::wording::has_jargon(&p.message)),
+            "{problems:?}"
+        );
     }
 }

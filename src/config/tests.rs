@@ -206,3 +206,38 @@ fn a_file_with_several_mistakes_gets_every_one_with_its_line_and_column_in_one_r
     let at = format!("(line {}, column 12)", line_of("applicationId: 4444"));
     assert!(application.ends_with(&at), "{application}");
 }
+
+#[test]
+fn shape_problems_are_in_plain_words_and_each_reported_once() {
+    let cases = [
+        ("listen: 127.0.0.1:0", "listen: 18081"),
+        ("  - path: /\n", "  - path: 7\n"),
+        ("upstream: http://127.0.0.1:9", "upstream: [a]"),
+        ("issuer: acme.com}", "issuer: acme.com, jwtConfiguration: {timeToLiveInSeconds: x, refreshTokenUsagePolicy: 5, refreshTokenExpirationPolicy: [1]}}"),
+        ("roles: [admin]", "roles: admin, enabled: 3, refresh: {}"),
+        ("store: sqlite://test.db", "store: sqlite://test.db\nthreads: -2\nlimits: {maxBodyBytes: 1.5}\nlog: [x]\ncookies: {secure: 1}\nshutdownTimeoutSeconds: x\nvalidation: {cacheCapacity: -1}"),
+        ("name: App", "name: {a: 1}"),
+        ("{id: 3", "{id: x3"),
+    ];
+    for (from, to) in cases {
+        let text = base().replacen(from, to, 1);
+        assert_ne!(text, base(), "{from}");
+        let errors = parse_str(&text).expect_err(to).0;
+        let mut paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        for e in &errors {
+            assert!(!wording::has_jargon(&e.message), "{to}: {e}");
+            assert!(!e.message.contains("missing field"), "{to}: {e}");
+            assert!(e.message.contains("(line "), "{to}: {e}");
+        }
+        paths.sort_unstable();
+        let before = paths.len();
+        paths.dedup();
+        assert_eq!(before, paths.len(), "{to}: {errors:?}");
+    }
+    let errors = parse_str("listen: 18081\n").expect_err("listen").0;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "listen: invalid type: expected an address such as 127.0.0.1:9011, found a whole number (line 1, column 1)"
+    );
+}

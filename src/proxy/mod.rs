@@ -9,6 +9,7 @@
 //! parsing and no signature check: one path scan, one cache lookup, a few comparisons, and the
 //! header writes.
 
+mod access;
 mod answer;
 mod body;
 pub mod refresh;
@@ -16,7 +17,7 @@ pub mod routes;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,6 +42,7 @@ use crate::request::client::client_address;
 use crate::request::host::{authority_of, request_host};
 use crate::store::GatewayStore;
 use crate::tokens::Tokens;
+use access::RequestId;
 use body::HeldBody;
 use gatehouse_plugin_api::credentials::{self, Credentials};
 use refresh::{Refreshed, Refresher};
@@ -52,6 +54,16 @@ type RefreshOutcome = std::result::Result<Arc<Refreshed>, RefreshError>;
 /// Per-request state carried between the proxy phases.
 #[derive(Default)]
 pub struct RequestContext {
+    /// The request's id in the access log.
+    id: RequestId,
+    /// When the request was read (its latency starts here).
+    started: Option<Instant>,
+    /// How the request ended (see [`access::Line::outcome`]); set where it is decided.
+    outcome: Option<&'static str>,
+    /// The route label of a request served by the gateway itself (`/health`, a plugin).
+    builtin: Option<&'static str>,
+    /// The upstream chosen, and when.
+    upstream: Option<(std::net::SocketAddr, Instant)>,
     /// The matched route's position in the table.
     route: Option<usize>,
     /// The request target to send upstream (canonical path and the query as sent), when it
@@ -64,9 +76,6 @@ pub struct RequestContext {
     identity: Option<Arc<VerifiedClaims>>,
     /// Request body bytes seen so far (for the size limit on streamed bodies).
     body_bytes: usize,
-    /// When the request's header had been read (for telling a request that overlapped a
-    /// refresh from one that came after it).
-    arrived: Option<std::time::Instant>,
     /// How the request body goes upstream: streamed, or (chunked) judged first.
     held_body: HeldBody,
     /// The outcome of a transparent refresh done for this request.
@@ -101,6 +110,8 @@ pub struct ProxySettings {
     pub idle_timeout_seconds: u64,
     /// Proxies whose `X-Forwarded-For` hops are believed (see [`crate::request::client`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Write one access log line per request.
+    pub access_log: bool,
 }
 
 /// The gateway's [`ProxyHttp`] implementation.
@@ -115,6 +126,11 @@ pub struct Gateway {
     /// Counters of the hot path, resolved once (a label lookup hashes on every call).
     allowed_requests: prometheus::IntCounter,
     valid_tokens: prometheus::IntCounter,
+    /// Each route's label (see [`access::route_label`]), by position in the table.
+    route_labels: Vec<String>,
+    /// Each route's latency histograms of allowed requests and of its upstream, resolved once.
+    allowed_durations: Vec<prometheus::Histogram>,
+    upstream_durations: Vec<prometheus::Histogram>,
     /// Every identity header any route sets, and the [`RESERVED_HEADERS`]: stripped from every
     /// client request.
     controlled_headers: Vec<HeaderName>,
@@ -139,6 +155,23 @@ impl Gateway {
             .collect();
         controlled_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         controlled_headers.dedup();
+        let route_labels: Vec<String> = routes.iter().map(access::route_label).collect();
+        let allowed_durations = route_labels
+            .iter()
+            .map(|label| {
+                metrics
+                    .request_duration
+                    .with_label_values(&[label.as_str(), access::ALLOWED])
+            })
+            .collect();
+        let upstream_durations = route_labels
+            .iter()
+            .map(|label| {
+                metrics
+                    .upstream_duration
+                    .with_label_values(&[label.as_str()])
+            })
+            .collect();
         Gateway {
             routes,
             plugins,
@@ -153,6 +186,9 @@ impl Gateway {
             store,
             allowed_requests: metrics.requests.with_label_values(&["allowed"]),
             valid_tokens: metrics.validations.with_label_values(&["valid"]),
+            route_labels,
+            allowed_durations,
+            upstream_durations,
             context,
             tokens,
             metrics,
@@ -171,9 +207,10 @@ impl Gateway {
     async fn deny(
         &self,
         session: &mut Session,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         error: GatewayError,
     ) -> Result<()> {
+        ctx.outcome = Some(error.outcome());
         self.metrics
             .requests
             .with_label_values(&[error.outcome()])
@@ -241,7 +278,7 @@ impl Gateway {
     async fn refuse_declared_body(
         &self,
         session: &mut Session,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
     ) -> Result<()> {
         self.deny(session, ctx, GatewayError::BodyTooLarge).await?;
         answer::discard_refused_body(session, self.settings.max_body_bytes).await;
@@ -409,7 +446,9 @@ impl Gateway {
         let still_valid = matches!(&state, TokenState::Valid(claims) if now < claims.exp);
         let outcome = match std::str::from_utf8(value) {
             Ok(value) => {
-                let arrived = ctx.arrived.unwrap_or_else(std::time::Instant::now);
+                // When the header had been read: it tells a request that overlapped a refresh
+                // from one that came after it.
+                let arrived = ctx.started.unwrap_or_else(Instant::now);
                 self.refresh_for_route(session, route, value, still_valid, arrived)
                     .await?
             }
@@ -557,9 +596,10 @@ impl Gateway {
 
     /// Serves the request when a plugin route or the health check matches its canonical path.
     /// True when it was answered.
-    async fn serve_builtin(&self, session: &mut Session, ctx: &RequestContext) -> Result<bool> {
+    async fn serve_builtin(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
         let path = canonical_path_of(session, ctx).to_string();
         if path == "/health" {
+            (ctx.outcome, ctx.builtin) = (Some(access::HEALTH), Some(access::HEALTH_ROUTE));
             self.serve_health(session).await?;
             return Ok(true);
         }
@@ -571,6 +611,7 @@ impl Gateway {
                 params,
             } => {
                 let (plugin, spec) = (plugin.clone(), spec.clone());
+                (ctx.outcome, ctx.builtin) = (Some(access::API), Some(plugin.name()));
                 self.serve_plugin(session, &plugin, &spec, path, params)
                     .await?;
                 Ok(true)
@@ -581,6 +622,7 @@ impl Gateway {
                 Ok(true)
             }
             RouteMatch::UnknownApiPath => {
+                ctx.outcome = Some(access::API);
                 write_plugin_response(session, ApiError::NotFound.to_response()).await?;
                 Ok(true)
             }
@@ -650,6 +692,43 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Records a finished request: its latency in the request histogram (by route and
+    /// outcome) and, when the access log is on, its line (see [`access::Line`]).
+    fn record(&self, session: &Session, ctx: &RequestContext) {
+        let latency = ctx.started.map_or(Duration::ZERO, |s| s.elapsed());
+        let outcome = ctx.outcome.unwrap_or(access::CLIENT_CLOSED);
+        let route = match (ctx.route, ctx.builtin) {
+            (Some(index), _) => self.route_labels.get(index).map(String::as_str),
+            (None, builtin) => builtin,
+        }
+        .unwrap_or(access::NO_ROUTE);
+        match ctx.route.and_then(|i| self.allowed_durations.get(i)) {
+            Some(histogram) if outcome == access::ALLOWED => {
+                histogram.observe(latency.as_secs_f64());
+            }
+            _ => self
+                .metrics
+                .request_duration
+                .with_label_values(&[route, outcome])
+                .observe(latency.as_secs_f64()),
+        }
+        if !self.settings.access_log {
+            return;
+        }
+        access::Line {
+            id: ctx.id,
+            method: session.req_header().method.as_str(),
+            path: canonical_path_of(session, ctx),
+            route,
+            status: session.response_written().map_or(0, |h| h.status.as_u16()),
+            outcome,
+            user: ctx.identity.as_deref().map(access::User),
+            upstream: ctx.upstream.map(|(address, _)| address),
+            latency,
+        }
+        .write();
+    }
+
     /// `X-Forwarded-For` (the peer: the edge trusts no client's claim of an address) and
     /// `X-Forwarded-Proto`. The client's `X-Real-IP`, `X-Forwarded-Host` and `Forwarded` were
     /// removed with the [`RESERVED_HEADERS`]; `Host` is the host the route judged.
@@ -853,11 +932,18 @@ impl ProxyHttp for Gateway {
     type CTX = RequestContext;
 
     fn new_ctx(&self) -> Self::CTX {
-        RequestContext::default()
+        RequestContext {
+            id: RequestId::next(),
+            started: Some(Instant::now()),
+            ..RequestContext::default()
+        }
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
-        ctx.arrived = Some(std::time::Instant::now());
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
         // A client that half-closes after its request still gets the answer.
         session.set_abort_on_close(false);
         // Pipelined requests are answered one after the other, in order, on the connection.
@@ -946,6 +1032,7 @@ impl ProxyHttp for Gateway {
                     .await?;
         }
         self.allowed_requests.inc();
+        ctx.outcome = Some(access::ALLOWED);
         Ok(false)
     }
 
@@ -973,6 +1060,7 @@ impl ProxyHttp for Gateway {
             .route
             .and_then(|i| self.routes.next_upstream(i))
             .ok_or_else(|| Error::explain(InternalError, "no upstream for the route"))?;
+        ctx.upstream = Some((upstream.addr, Instant::now()));
         let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni);
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
@@ -1013,6 +1101,24 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        // The first response header (an informational one included) ends the wait.
+        if let (Some(index), Some((_, sent))) = (ctx.route, ctx.upstream) {
+            if let Some(histogram) = self.upstream_durations.get(index) {
+                histogram.observe(sent.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -1022,6 +1128,10 @@ impl ProxyHttp for Gateway {
     where
         Self::CTX: Send + Sync,
     {
+        // The client is answered in the gateway's HTTP version, whatever the upstream spoke:
+        // an HTTP/1.0 upstream must not turn the answer into HTTP/1.0 (no keep-alive, no
+        // chunked framing) for a client that asked in HTTP/1.1.
+        upstream_response.set_version(http::Version::HTTP_11);
         if let Some(refreshed) = &ctx.refreshed {
             for cookie in self.refreshed_cookies(refreshed) {
                 upstream_response.append_header("Set-Cookie", cookie)?;
@@ -1045,6 +1155,13 @@ impl ProxyHttp for Gateway {
         matches!(error.esource(), ErrorSource::Upstream)
     }
 
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX)
+    where
+        Self::CTX: Send + Sync,
+    {
+        self.record(session, ctx);
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -1061,6 +1178,7 @@ impl ProxyHttp for Gateway {
             error_code,
             can_reuse_downstream: false,
         };
+        ctx.outcome = Some(access::CLIENT_CLOSED);
         let error = match e.etype() {
             HTTPStatus(413) => GatewayError::BodyTooLarge,
             HTTPStatus(431) => GatewayError::HeadersTooLarge,
@@ -1080,6 +1198,7 @@ impl ProxyHttp for Gateway {
             tracing::warn!(kind = e.etype().as_str(), cause = %e.root_cause(), "upstream unavailable");
         }
         let code = error.status();
+        ctx.outcome = Some(error.outcome());
         // Headers may already be on the wire (a failure mid-response): then nothing more can
         // be said to the client.
         if session.response_written().is_none() {

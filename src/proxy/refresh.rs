@@ -159,13 +159,14 @@ impl Refresher {
         client_ip: Option<&str>,
         arrived: Instant,
     ) -> Result<Arc<Refreshed>, RefreshError> {
+        let started = Instant::now();
         if let Some(recent) = self.recent.get(value) {
             // Served only while its access token still verifies: a revocation since (of the
             // session, user or application) ends it at once.
-            if recent.serves(arrived, Instant::now())
+            if recent.serves(arrived, started)
                 && self.tokens.verify(&recent.outcome.access_token).is_ok()
             {
-                self.metrics.refreshes.with_label_values(&["grace"]).inc();
+                self.count("grace", started);
                 return Ok(recent.outcome);
             }
         }
@@ -190,8 +191,17 @@ impl Refresher {
             (Ok(_), false) => "coalesced",
             (Err(_), _) => "failed",
         };
-        self.metrics.refreshes.with_label_values(&[label]).inc();
+        self.count(label, started);
         result
+    }
+
+    /// Counts a refresh with its `outcome` and the time since `started`.
+    fn count(&self, outcome: &str, started: Instant) {
+        self.metrics.refreshes.with_label_values(&[outcome]).inc();
+        self.metrics
+            .refresh_duration
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     async fn exchange(

@@ -111,6 +111,26 @@ fn resolve_all(
         .collect()
 }
 
+/// Every upstream of `routes` whose host name the system resolver cannot resolve now, each
+/// as `routes[N].upstream: cannot resolve …` (`gatehouse check` warns with them; `serve`
+/// would not start). Empty when all resolve.
+pub fn unresolvable(routes: &[Route]) -> Vec<String> {
+    unresolvable_with(routes, &system_lookup)
+}
+
+fn unresolvable_with(routes: &[Route], lookup: &Lookup<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for route in routes {
+        for upstream in &route.upstreams {
+            if let Err(e) = lookup(&upstream.address) {
+                problems.push(format!("routes[{}].upstream: {e}", route.index));
+            }
+        }
+    }
+    problems.sort();
+    problems
+}
+
 /// True when `prefix` matches `path` on a segment boundary (ignoring ASCII case unless
 /// `case_sensitive`). A `;` ends a segment too: with path parameters allowed, `/admin;x` is
 /// `/admin` to Tomcat and others, so it must meet `/admin`'s policy.
@@ -357,6 +377,34 @@ mod tests {
         }
         assert_eq!(table.find(None, "/Administrator"), RouteLookup::Route(1));
         assert_eq!(table.find(None, "/other"), RouteLookup::Route(1));
+    }
+
+    #[test]
+    fn unresolvable_upstreams_are_named_by_their_route() {
+        let mut named = route("/a", None);
+        named.index = 3;
+        named.upstreams = vec![
+            Upstream {
+                address: "ok.example:80".into(),
+                tls: false,
+                sni: "ok.example".into(),
+            },
+            Upstream {
+                address: "gone.example:80".into(),
+                tls: false,
+                sni: "gone.example".into(),
+            },
+        ];
+        let lookup = |address: &str| match address {
+            "gone.example:80" => Err(format!("cannot resolve {address}: not found")),
+            _ => Ok(vec!["127.0.0.1:80".parse().expect("addr")]),
+        };
+        assert_eq!(
+            unresolvable_with(&[named.clone()], &lookup),
+            vec!["routes[3].upstream: cannot resolve gone.example:80: not found".to_string()]
+        );
+        named.upstreams.truncate(1);
+        assert!(unresolvable_with(&[named], &lookup).is_empty());
     }
 
     #[test]

@@ -147,3 +147,100 @@ fn check_reports_unknown_keys_wrong_types_and_meaning_in_one_run() {
     );
     assert!(!stderr.contains("many"), "{stderr}");
 }
+
+#[test]
+fn check_gives_syntax_errors_their_position_and_every_message_plain_words() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.yaml");
+    let check = |text: &str| {
+        std::fs::write(&path, text).expect("write");
+        let (code, _, stderr) = run_cli(
+            &["check", "--config", path.to_str().expect("p")],
+            dir.path(),
+        );
+        assert_ne!(code, 0, "{text}");
+        // The header line, then one line per problem.
+        stderr
+            .lines()
+            .skip(1)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let lines = check("listen: 127.0.0.1:1\nroutes:\n  - path: /\n   upstream: x\n");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("YAML syntax error"), "{lines:?}");
+    assert!(lines[0].contains("(line 4, column 4)"), "{lines:?}");
+
+    let lines = check("listen: 18081\n");
+    assert_eq!(
+        lines,
+        vec!["  listen: invalid type: expected an address such as 127.0.0.1:9011, found a whole number (line 1, column 1)"]
+    );
+
+    let lines = check(
+        "listen: 127.0.0.1:1\nthreads: x\nshutdownTimeoutSeconds: -1\nlimits: {maxBodyBytes: 1.5}\n\
+         log: [1]\ncookies: {secure: 3}\nkeys:\n  - {id: x, algorithm: 5}\n\
+         tenants: [{id: 1, name: [a], issuer: b}]\nroutes: [3, {path: 4, upstream: 5}]\n",
+    );
+    let text = lines.join("\n");
+    for expected in [
+        "threads: invalid type: expected a whole number, 0 or more, found text (line 2",
+        "shutdownTimeoutSeconds: invalid value: expected a whole number, 0 or more (line 3",
+        "limits.maxBodyBytes: invalid type: expected a whole number, 0 or more, found a number with a fraction",
+        "log: invalid type: expected a mapping, found a list",
+        "cookies.secure: invalid type: expected true or false, found a whole number",
+        "keys[0].id: invalid value: expected a UUID such as",
+        "keys[0].algorithm: invalid type: expected text, found a whole number",
+        "tenants[0].id: invalid type: expected a UUID such as",
+        "tenants[0].name: invalid type: expected text, found a list",
+        "routes[0]: invalid type: expected a mapping, found a whole number",
+        "routes[1].path: invalid type: expected text, found a whole number",
+        "routes[1].upstream: invalid type: expected a URL such as http://127.0.0.1:9012",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    for jargon in [
+        "usize",
+        "u64",
+        "i64",
+        "struct",
+        "enum",
+        "Raw",
+        "missing field",
+        "sequence",
+        "floating",
+    ] {
+        assert!(!text.contains(jargon), "{jargon}:\n{text}");
+    }
+    // Each path once.
+    let mut paths: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.trim().split(": ").next())
+        .collect();
+    let all = paths.len();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(all, paths.len(), "{text}");
+}
+
+#[test]
+fn check_warns_about_an_upstream_that_does_not_resolve() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:1\nroutes:\n  - path: /\n    upstream: http://127.0.0.1:2\n    auth: {enabled: false}\n  - path: /gone\n    upstream: http://no-such-host.invalid:8080\n    auth: {enabled: false}\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run_cli(
+        &["check", "--config", path.to_str().expect("p")],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "a warning, not an error:\n{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    assert!(
+        stderr.contains("warning: routes[1].upstream: cannot resolve no-such-host.invalid:8080"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -1,0 +1,175 @@
+//! The access log: one line per request the proxy listener reads (proxied, refused, served by
+//! a plugin, the public `/health`), written in the logging phase with the target
+//! [`crate::logging::ACCESS_TARGET`].
+//!
+//! A line names the request by its method and canonical path (never the query string, which
+//! can hold secrets, and never a header: no credential, no cookie), the route that judged it,
+//! the status, the outcome, the user (`sub`) when a token was verified, the upstream address
+//! when one was used, the latency and a request id. Writing one allocates nothing beyond what
+//! the log writer itself does.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use gatehouse_plugin_api::VerifiedClaims;
+
+use crate::config::Route;
+
+/// The outcome of a request the proxy let through to its upstream.
+pub const ALLOWED: &str = "allowed";
+/// The outcome of a request a plugin answered (its status tells how).
+pub const API: &str = "api";
+/// The outcome of the public health check.
+pub const HEALTH: &str = "health";
+/// The outcome of a request whose client went away before an answer could be written.
+pub const CLIENT_CLOSED: &str = "client_closed";
+/// The route label of a request no route judged (refused first, or no route matches).
+pub const NO_ROUTE: &str = "none";
+/// The route label of the public health check.
+pub const HEALTH_ROUTE: &str = "/health";
+
+/// A request id: unique within the process (a counter) and, in practice, across processes and
+/// restarts (a random prefix drawn once). Printed as `prefix-counter`, in hex.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestId(u64);
+
+/// The process' random prefix of request ids.
+static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+/// The last request id handed out.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl RequestId {
+    /// The next request id.
+    pub fn next() -> RequestId {
+        RequestId(COUNTER.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = PREFIX.get_or_init(rand::random::<u32>);
+        write!(f, "{prefix:08x}-{:x}", self.0)
+    }
+}
+
+/// The label of a configured route in metrics and the access log: its path, after its host
+/// when it has one (`admin.example/`). Bounded by the configuration, never by requests.
+pub fn route_label(route: &Route) -> String {
+    match &route.host {
+        Some(host) => format!("{host}{}", route.path),
+        None => route.path.clone(),
+    }
+}
+
+/// The user of a verified token as the access log shows it: `sub`, a UUID as is, any other
+/// string with its control characters escaped (it cannot break the line); nothing without one.
+pub struct User<'a>(pub &'a VerifiedClaims);
+
+impl fmt::Display for User<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(subject) = self.0.subject {
+            return subject.fmt(f);
+        }
+        match self.0.claims.get("sub").and_then(|s| s.as_str()) {
+            Some(sub) => write!(f, "{}", sub.escape_debug()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One request, as the access log records it.
+pub struct Line<'a> {
+    /// The request id.
+    pub id: RequestId,
+    /// The method.
+    pub method: &'a str,
+    /// The canonical path (the path as sent when it has none: the request was refused).
+    pub path: &'a str,
+    /// The route label (see [`route_label`]), a plugin's name, or [`NO_ROUTE`].
+    pub route: &'a str,
+    /// The status sent; 0 when none was.
+    pub status: u16,
+    /// The outcome: [`ALLOWED`], [`API`], [`HEALTH`], [`CLIENT_CLOSED`] or a refusal's
+    /// [`crate::error::GatewayError::outcome`].
+    pub outcome: &'a str,
+    /// The verified token's user, when there is one.
+    pub user: Option<User<'a>>,
+    /// The upstream's address, when one was chosen.
+    pub upstream: Option<SocketAddr>,
+    /// Time from the request's arrival to the end of its answer.
+    pub latency: Duration,
+}
+
+impl Line<'_> {
+    /// Writes the line: info level, target `gatehouse::access`.
+    pub fn write(&self) {
+        tracing::info!(
+            target: "gatehouse::access",
+            request_id = %self.id,
+            method = self.method,
+            path = self.path,
+            route = self.route,
+            status = self.status,
+            outcome = self.outcome,
+            user = self.user.as_ref().map(tracing::field::display),
+            upstream = self.upstream.map(tracing::field::display),
+            latency_ms = milliseconds(self.latency),
+            "request"
+        );
+    }
+}
+
+/// `latency` in milliseconds, to the microsecond.
+fn milliseconds(latency: Duration) -> f64 {
+    latency.as_micros() as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_share_the_process_prefix() {
+        let (a, b) = (RequestId::next(), RequestId::next());
+        assert_ne!(a, b);
+        let (a, b) = (a.to_string(), b.to_string());
+        assert_ne!(a, b);
+        assert_eq!(a.split('-').next(), b.split('-').next());
+        assert_eq!(a.split('-').next().map(str::len), Some(8));
+    }
+
+    #[test]
+    fn latency_is_in_milliseconds_to_the_microsecond() {
+        assert_eq!(milliseconds(Duration::from_micros(1_234)), 1.234);
+        assert_eq!(milliseconds(Duration::from_nanos(999)), 0.0);
+    }
+
+    #[test]
+    fn a_user_that_is_not_a_uuid_cannot_break_the_line() {
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), serde_json::json!("svc\nfake=1"));
+        let verified = VerifiedClaims {
+            claims,
+            key_id: String::new(),
+            exp: 0,
+            iat: 0,
+            not_before: None,
+            subject: None,
+            application_id: None,
+            tenant_id: None,
+            session_id: None,
+            roles: Vec::new(),
+            audience: None,
+            header_values: Default::default(),
+        };
+        assert_eq!(User(&verified).to_string(), "svc\\nfake=1");
+        let id = uuid::Uuid::new_v4();
+        let verified = VerifiedClaims {
+            subject: Some(id),
+            ..verified
+        };
+        assert_eq!(User(&verified).to_string(), id.to_string());
+    }
+}

@@ -1,0 +1,290 @@
+//! Operability through the real binary: the access log (one line per request, no
+//! credential), the latency histograms and process metrics on `/metrics`, a dead upstream
+//! logged once, and HTTP/1.1 answers whatever version the upstream spoke.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::kit::*;
+
+/// The access lines of a JSON log.
+fn access_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "gatehouse::access")
+        .collect()
+}
+
+/// The access lines of `path`, waiting a little for the last one to be written.
+fn lines_for(gw: &TestGateway, path: &str, count: usize) -> Vec<Value> {
+    for _ in 0..50 {
+        let lines: Vec<Value> = access_lines(&gw.log())
+            .into_iter()
+            .filter(|l| l["fields"]["path"] == path)
+            .collect();
+        if lines.len() >= count {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("fewer than {count} access lines for {path}:\n{}", gw.log());
+}
+
+const REFRESH_ROUTE: &str = "  - path: /fresh\n    upstream: $UPSTREAM\n    auth: {applicationId: 3c219e58-ed0e-4b18-ad48-f4f92793ae32, refresh: true}\n";
+
+#[test]
+fn every_request_gets_one_access_line_without_credentials() {
+    let gw = TestGateway::start_with(Options {
+        extra: "log: {format: json}\n".into(),
+        extra_routes: REFRESH_ROUTE.into(),
+        ..Options::default()
+    });
+    let user = Uuid::new_v4();
+    let token = gw.token(
+        jsonwebtoken::Algorithm::RS256,
+        &claims(user, APP, &["user"]),
+    );
+    let http = client();
+    let ok = http
+        .get(gw.url("/hello/./there?secret=query-s3cret"))
+        .bearer_auth(&token)
+        .header("Cookie", "session=cookie-s3cret")
+        .send()
+        .expect("send");
+    assert_eq!(ok.status(), 200);
+    let refused = http.get(gw.url("/nope")).send().expect("send");
+    assert_eq!(refused.status(), 401);
+    let forbidden = gw.get_as("/admin/x", &token);
+    assert_eq!(forbidden.status(), 403);
+    let api = http
+        .get(gw.url("/api/jwt/validate"))
+        .bearer_auth(&token)
+        .send()
+        .expect("send");
+    assert_eq!(api.status(), 200);
+    let bad = raw_http(
+        gw.port,
+        b"GET /a/../../b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(bad.0, 400);
+    let session = gw.login("ann@example.com", &[]);
+    let refreshed = http
+        .get(gw.url("/fresh/page"))
+        .header("Cookie", format!("refresh_token={}", session.refresh_token))
+        .send()
+        .expect("send");
+    assert_eq!(refreshed.status(), 200);
+
+    let line = &lines_for(&gw, "/hello/there", 1)[0];
+    let fields = &line["fields"];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["outcome"], "allowed");
+    assert_eq!(fields["user"], user.to_string());
+    assert_eq!(fields["upstream"], format!("127.0.0.1:{}", gw.demo_port));
+    assert!(
+        fields["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{line}"
+    );
+    assert!(
+        fields["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{line}"
+    );
+
+    let expect = |path: &str, status: u64, outcome: &str, route: &str| {
+        let lines = lines_for(&gw, path, 1);
+        assert_eq!(lines.len(), 1, "one line per request: {lines:?}");
+        let fields = &lines[0]["fields"];
+        assert_eq!(fields["status"], status, "{path}: {fields}");
+        assert_eq!(fields["outcome"], outcome, "{path}: {fields}");
+        assert_eq!(fields["route"], route, "{path}: {fields}");
+        fields.clone()
+    };
+    let fields = expect("/nope", 401, "unauthenticated", "/");
+    assert!(
+        fields.get("user").is_none() && fields.get("upstream").is_none(),
+        "{fields}"
+    );
+    expect("/admin/x", 403, "forbidden", "/admin");
+    expect("/api/jwt/validate", 200, "api", "jwt");
+    expect("/a/../../b", 400, "bad_request", "none");
+    let fields = expect("/fresh/page", 200, "allowed", "/fresh");
+    assert_eq!(fields["user"], session.user_id);
+    assert!(lines_for(&gw, "/health", 1)
+        .iter()
+        .all(|l| l["fields"]["outcome"] == "health" && l["fields"]["route"] == "/health"));
+
+    let log = gw.log();
+    for secret in [
+        token.as_str(),
+        "query-s3cret",
+        "cookie-s3cret",
+        session.refresh_token.as_str(),
+        "secret=",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    let repo = env!("CARGO_MANIFEST_DIR");
+    assert!(
+        !log.contains(repo) && !log.contains(".cargo/registry"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_access_log_is_text_by_default_and_can_be_turned_off() {
+    let gw = TestGateway::start();
+    let response = client().get(gw.url("/public/t")).send().expect("send");
+    assert_eq!(response.status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("path=\"/public/t\""))
+        .unwrap_or_else(|| panic!("no access line:\n{log}"));
+    assert!(line.contains("gatehouse::access"), "{line}");
+    assert!(
+        line.contains("status=200") && line.contains("outcome=\"allowed\""),
+        "{line}"
+    );
+    assert!(line.contains("route=\"/public\""), "{line}");
+    assert!(!log.contains(".cargo/registry"), "no build paths:\n{log}");
+
+    let off = TestGateway::start_with(Options {
+        extra: "log: {access: false}\n".into(),
+        ..Options::default()
+    });
+    let response = client().get(off.url("/public/t")).send().expect("send");
+    assert_eq!(response.status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = off.log();
+    assert!(!log.contains("gatehouse::access"), "{log}");
+}
+
+#[test]
+fn metrics_have_latency_histograms_by_route_and_process_metrics() {
+    let gw = TestGateway::start_with(Options {
+        extra_routes: REFRESH_ROUTE.into(),
+        ..Options::default()
+    });
+    let token = gw.token(
+        jsonwebtoken::Algorithm::RS256,
+        &claims(Uuid::new_v4(), APP, &["user"]),
+    );
+    let http = client();
+    for i in 0..3 {
+        let path = format!("/unique-path-{i}");
+        assert_eq!(gw.get_as(&path, &token).status(), 200);
+    }
+    assert_eq!(http.get(gw.url("/x")).send().expect("send").status(), 401);
+    let session = gw.login("bob@example.com", &[]);
+    let refreshed = http
+        .get(gw.url("/fresh/page"))
+        .header("Cookie", format!("refresh_token={}", session.refresh_token))
+        .send()
+        .expect("send");
+    assert_eq!(refreshed.status(), 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let text = http
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .expect("send")
+        .text()
+        .expect("text");
+    for expected in [
+        "gatehouse_request_duration_seconds_count{outcome=\"allowed\",route=\"/\"} 3",
+        "gatehouse_request_duration_seconds_count{outcome=\"unauthenticated\",route=\"/\"} 1",
+        "gatehouse_request_duration_seconds_bucket{outcome=\"health\",route=\"/health\",le=\"10\"}",
+        "gatehouse_upstream_duration_seconds_count{route=\"/\"} 3",
+        "gatehouse_upstream_duration_seconds_count{route=\"/fresh\"} 1",
+        "gatehouse_refresh_duration_seconds_count{outcome=\"done\"} 1",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    assert!(!text.contains("unique-path"), "labels are bounded:\n{text}");
+}
+
+#[test]
+fn a_dead_upstream_is_logged_once() {
+    let gw = TestGateway::start();
+    let response = client().get(gw.url("/down/x")).send().expect("send");
+    assert_eq!(response.status(), 502);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = gw.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .filter(|l| !l.contains("demo"))
+        .collect();
+    assert_eq!(failures.len(), 1, "one line for the failure:\n{log}");
+    assert!(failures[0].contains("upstream unavailable"), "{log}");
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("gatehouse::access") && l.contains("path=\"/down/x\""))
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert!(access[0].contains("status=502"), "{log}");
+    assert!(
+        access[0].contains("outcome=\"upstream_unavailable\""),
+        "{log}"
+    );
+}
+
+/// An upstream that answers every request with `answer` in HTTP/1.0 and closes.
+fn http10_upstream(answer: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let _ = stream.write_all(answer);
+        }
+    });
+    port
+}
+
+#[test]
+fn clients_are_answered_in_http11_whatever_the_upstream_spoke() {
+    let sized = http10_upstream(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nsized");
+    let unsized_ =
+        http10_upstream(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close");
+    let gw = TestGateway::start_with(Options {
+        extra_routes: format!(
+            "  - path: /old\n    upstream: http://127.0.0.1:{sized}\n    auth: {{enabled: false}}\n\
+             \x20 - path: /older\n    upstream: http://127.0.0.1:{unsized_}\n    auth: {{enabled: false}}\n"
+        ),
+        ..Options::default()
+    });
+    for (path, body) in [("/old/x", "sized"), ("/older/x", "until-close")] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let (status, response) = raw_http(gw.port, request.as_bytes());
+        assert_eq!(status, 200, "{response}");
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        assert!(response.contains(body), "{path}: {response}");
+    }
+    // Through an HTTP/1.1 client too, with keep-alive.
+    let http = client();
+    for _ in 0..2 {
+        let response = http.get(gw.url("/old/y")).send().expect("send");
+        assert_eq!(response.version(), reqwest::Version::HTTP_11);
+        assert_eq!(response.text().expect("body"), "sized");
+    }
+}
