@@ -100,6 +100,18 @@ fn bodies_that_are_not_declared_json_are_refused_everywhere() {
             assert_refused_media_type(response, &format!("{name} {content_type:?}"));
         }
     }
+    // With the refresh cookie too: a body that is not JSON is refused, nothing rotates.
+    for content_type in NOT_JSON {
+        let response = with_type(
+            http.post(gw.url("/api/jwt/refresh"))
+                .header("Cookie", format!("refresh_token={}", session.refresh_token)),
+            *content_type,
+        )
+        .body("refreshToken=x")
+        .send()
+        .expect("send");
+        assert_refused_media_type(response, &format!("refresh with cookie {content_type:?}"));
+    }
     // Nothing happened: the refresh token still exchanges, once, with a JSON body.
     let response = http
         .post(gw.url("/api/jwt/refresh"))

@@ -67,14 +67,14 @@ fn is_json(request: &PluginRequest) -> bool {
 }
 
 /// The refresh token to exchange: the `refresh_token` cookie, else `refreshToken` from the JSON
-/// body (a body of another type is a 415). The body is only parsed when there is no cookie.
+/// body. A body of another type is a 415 and a malformed one a 400, with the cookie too.
 pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>, ApiError> {
+    // A body is JSON or refused (415), cookie or not: a form or `text/plain` is what another
+    // site can post, and this answer rotates and sets the browser's token cookies.
+    let body: RefreshRequest = request.json_or_default()?;
     if let Some(cookie) = request.refresh_cookie()?.filter(|c| !c.is_empty()) {
         return Ok(Some(cookie.to_string()));
     }
-    // JSON only: a form is what another site can post, and this answer sets the browser's
-    // token cookies (login CSRF).
-    let body: RefreshRequest = request.json_or_default()?;
     Ok(body.refresh_token.filter(|v| !v.trim().is_empty()))
 }
 
