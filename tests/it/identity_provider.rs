@@ -1307,6 +1307,30 @@ fn claim_map_lambdas_debug_events_and_users() {
     let id = event["id"].as_i64().expect("id");
     let one = check_status(t.get(&format!("/api/system/event-log/{id}")), 200);
     assert_eq!(one["eventLog"]["id"], id);
+    // The log holds every tenant's logins: a request scoped to a tenant reads none of it.
+    for (key, tenant) in [(TENANT_API_KEY, None), (API_KEY, Some(OTHER_TENANT))] {
+        let scoped = |request: reqwest::blocking::RequestBuilder| {
+            let request = request.header("Authorization", key);
+            match tenant {
+                Some(tenant) => request.header("X-FusionAuth-TenantId", tenant),
+                None => request,
+            }
+        };
+        for response in [
+            scoped(t.http.get(t.gw.url(&format!("/api/system/event-log/{id}")))),
+            scoped(
+                t.http
+                    .get(t.gw.url("/api/system/event-log/search?message=External")),
+            ),
+            scoped(
+                t.http
+                    .post(t.gw.url("/api/system/event-log/search"))
+                    .json(&json!({"search": {}})),
+            ),
+        ] {
+            assert_eq!(response.send().expect("send").status().as_u16(), 401);
+        }
+    }
     let console = check_status(
         t.get("/api/system/event-log/search?message=console+output"),
         200,

@@ -19,6 +19,20 @@ pub fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKe
     context.api_keys.authenticate(request)
 }
 
+/// The grant of an API key for a system-wide API (lambdas, the event log): these hold records
+/// of every tenant, so a request scoped to one tenant (a tenant-locked key, or
+/// `X-FusionAuth-TenantId`) is a 401.
+pub fn system_api_key(
+    request: &PluginRequest,
+    context: &PluginContext,
+) -> Result<ApiKeyGrant, ApiError> {
+    let grant = api_key(request, context)?;
+    match grant.tenant_id {
+        None => Ok(grant),
+        Some(_) => Err(ApiError::Unauthorized),
+    }
+}
+
 /// The request body as a JSON object (400 when missing, malformed, not an object, or over
 /// the document limits).
 pub fn json_body(request: &PluginRequest) -> Result<Value, ApiError> {

@@ -1,6 +1,7 @@
 //! The event log: the debug entries logins write ([`DebugLog`]) and the System API calls that
 //! read them back, `POST /api/system/event-log/search` (also `GET` with query parameters) and
-//! `GET /api/system/event-log/{eventLogId}` (API key).
+//! `GET /api/system/event-log/{eventLogId}` (an API key of no tenant: the log holds every
+//! tenant's logins).
 //!
 //! Search criteria follow FusionAuth's `EventLogSearchCriteria`: `message` (case-insensitive
 //! substring; `*` wildcards are ignored), `type` (`Debug`, `Information`, `Error`), `start`/`end`
@@ -12,7 +13,7 @@ use gatehouse_plugin_api::model::EventLog;
 use gatehouse_plugin_api::{ApiError, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 
-use crate::common::{api_key, Env};
+use crate::common::{system_api_key, Env};
 
 /// How many of the newest entries a search looks at.
 const SEARCH_WINDOW: u32 = 10_000;
@@ -151,7 +152,7 @@ pub async fn search(
     request: &PluginRequest,
     context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
-    api_key(request, context)?;
+    system_api_key(request, context)?;
     let criteria = if request.method == http::Method::POST {
         let body: Value = request.json_or_default()?;
         let search = body.get("search").cloned().unwrap_or(Value::Null);
@@ -172,7 +173,7 @@ pub async fn retrieve(
     request: &PluginRequest,
     context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
-    api_key(request, context)?;
+    system_api_key(request, context)?;
     let raw = request.path_param("eventLogId").unwrap_or_default();
     let id: i64 = raw.parse().map_err(|_| {
         ApiError::field("eventLogId", "invalid", "The eventLogId must be a number.")

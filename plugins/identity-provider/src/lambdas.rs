@@ -11,11 +11,11 @@
 //! uses cannot be deleted.
 
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
-use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginRequest, PluginResponse};
+use gatehouse_plugin_api::{ApiError, Errors, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, json_body, patch_body, wrapped, Env};
+use crate::common::{api_key, json_body, patch_body, system_api_key, wrapped, Env};
 use crate::engine::LambdaError;
 use crate::patch::{apply, PatchFormat};
 use crate::sandbox::Sandbox;
@@ -167,13 +167,6 @@ fn one(doc: &Value) -> PluginResponse {
     PluginResponse::json(200, &json!({ "lambda": doc }))
 }
 
-fn unscoped(grant: &ApiKeyGrant) -> Result<(), ApiError> {
-    match grant.tenant_id {
-        None => Ok(()),
-        Some(_) => Err(ApiError::Unauthorized),
-    }
-}
-
 /// `doc` validated (the body compiled in a worker) and ready to store as lambda `id`: the id
 /// and instants set. A 400 with every problem otherwise.
 async fn prepared(
@@ -237,7 +230,7 @@ pub async fn create(
     path_id: Option<Uuid>,
     sandbox: &Sandbox,
 ) -> Result<PluginResponse, ApiError> {
-    unscoped(&api_key(request, context)?)?;
+    system_api_key(request, context)?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
     let id = match path_id {
         Some(id) => id,
@@ -306,7 +299,7 @@ pub async fn update(
     context: &Env<'_>,
     sandbox: &Sandbox,
 ) -> Result<PluginResponse, ApiError> {
-    unscoped(&api_key(request, context)?)?;
+    system_api_key(request, context)?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
     update_with(request, context, sandbox, |_| Ok(doc.clone())).await
 }
@@ -317,7 +310,7 @@ pub async fn patch(
     context: &Env<'_>,
     sandbox: &Sandbox,
 ) -> Result<PluginResponse, ApiError> {
-    unscoped(&api_key(request, context)?)?;
+    system_api_key(request, context)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
     let body = patch_body(request)?;
@@ -334,7 +327,7 @@ pub async fn delete(
     request: &PluginRequest,
     context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
-    unscoped(&api_key(request, context)?)?;
+    system_api_key(request, context)?;
     let (id, _) = load(request, context).await?;
     let users: Vec<String> = context
         .records
