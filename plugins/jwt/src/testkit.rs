@@ -770,6 +770,7 @@ impl Kit {
             // period (the race window is tested on its own).
             race_window_ms: 0,
             rotations: Arc::default(),
+            cpu: gatehouse_plugin_api::CpuPool::default(),
         };
         Kit {
             context,
