@@ -5,7 +5,6 @@
 //! on API requests in flight (the excess is a 503 at once, never queued).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
@@ -83,7 +82,7 @@ fn heavy_json_patches_do_not_hold_up_proxied_requests() {
     let stop = AtomicBool::new(false);
     let answered = AtomicUsize::new(0);
     let statuses = std::sync::Mutex::new(Vec::new());
-    let (loaded, took) = std::thread::scope(|s| {
+    let loaded = std::thread::scope(|s| {
         for _ in 0..16 {
             s.spawn(|| {
                 let http = client();
@@ -111,7 +110,7 @@ fn heavy_json_patches_do_not_hold_up_proxied_requests() {
         std::thread::sleep(Duration::from_millis(300));
         let loaded = proxied_latencies(&t.gw, &token, Duration::from_secs(4));
         stop.store(true, Ordering::SeqCst);
-        (loaded, Instant::now())
+        loaded
     });
     let statuses = statuses.into_inner().expect("statuses");
     eprintln!(
@@ -126,7 +125,6 @@ fn heavy_json_patches_do_not_hold_up_proxied_requests() {
         answered.load(Ordering::SeqCst),
         statuses.iter().map(|(_, _, d)| *d).max(),
     );
-    let _ = took;
     assert!(
         statuses.len() >= 16,
         "the patches were served meanwhile: {}",
@@ -147,4 +145,163 @@ fn heavy_json_patches_do_not_hold_up_proxied_requests() {
         assert!(message.contains("work limit"), "{body}");
     }
     assert_eq!(check_status(t.get(&path), 200), before);
+}
+
+/// A gateway with `api` settings and a 5 s lambda limit, a provider whose reconcile lambda
+/// `body` runs at login, and a function logging user `n` in (with the time it took).
+struct SlowLogins {
+    t: Idp,
+    key: ExternalKey,
+    idp: Uuid,
+}
+
+impl SlowLogins {
+    fn start(api: &str, body: &str) -> SlowLogins {
+        let t = Idp {
+            gw: TestGateway::start_with(Options {
+                extra: format!("api: {{{api}}}\n"),
+                identity_provider: "lambdaTimeLimitMillis: 5000".into(),
+                ..Default::default()
+            }),
+            http: client(),
+        };
+        let key = ExternalKey::generate(Algorithm::RS256);
+        let lambda = check_status(
+            t.post(
+                "/api/lambda",
+                &json!({"lambda": {"name": "slow", "type": "ExternalJWTReconcile", "body": body}}),
+            ),
+            200,
+        );
+        let idp = t.provider(json!({
+            "keys": {"k": key.verifying}, "linkingStrategy": "LinkByEmail",
+            "lambdaConfiguration": {"reconcileId": lambda["lambda"]["id"]},
+        }));
+        SlowLogins { t, key, idp }
+    }
+
+    /// Logs user `n` in: the status, the body and how long it took.
+    fn login(&self, n: usize) -> (u16, Value, Duration, Option<String>) {
+        let email = format!("slow{n}@example.com");
+        let token = self.key.sign(
+            Some("k"),
+            None,
+            &ext_claims(&format!("s-{n}"), Some(&email), json!({})),
+        );
+        let start = Instant::now();
+        let r = self.t.login(self.idp, &token, json!({}));
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (
+            status,
+            r.json().unwrap_or(Value::Null),
+            start.elapsed(),
+            retry,
+        )
+    }
+}
+
+const SPIN: &str = "function reconcile(user, registration, jwt) { while (true) {} }";
+
+#[test]
+fn an_api_request_over_the_time_limit_is_a_503_and_writes_nothing() {
+    let s = SlowLogins::start("timeLimitSeconds: 1", SPIN);
+    let token =
+        s.t.gw
+            .token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, &["user"]));
+    let (answer, latencies) = std::thread::scope(|scope| {
+        let login = scope.spawn(|| s.login(1));
+        let latencies = proxied_latencies(&s.t.gw, &token, Duration::from_millis(1500));
+        (login.join().expect("login"), latencies)
+    });
+    let (status, body, took, retry) = answer;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["generalErrors"][0]["code"], "[Timeout]", "{body}");
+    assert_eq!(retry.as_deref(), Some("2"));
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "answered after {took:?}"
+    );
+    assert!(
+        latencies.max() < 300.0,
+        "proxied: {:.1} ms",
+        latencies.max()
+    );
+    // The aborted login wrote nothing, and its lambda worker was killed with it.
+    assert_eq!(
+        s.t.get("/api/user?email=slow1@example.com")
+            .status()
+            .as_u16(),
+        404
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let before = s.t.gw.child_processes();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = s.t.gw.child_processes();
+        let spinning = after
+            .iter()
+            .any(|(pid, ticks)| before.iter().any(|(p, t0)| p == pid && ticks - t0 > 5));
+        if !spinning {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a lambda worker kept spinning");
+    }
+    // The API still answers.
+    check_status(s.t.get("/api/lambda"), 200);
+}
+
+#[test]
+fn api_requests_over_the_in_flight_bound_are_refused_at_once() {
+    let s = SlowLogins::start(
+        "maxInFlight: 2",
+        "function reconcile(user, registration, jwt) { var end = Date.now() + 2500; while (Date.now() < end) {} }",
+    );
+    let token =
+        s.t.gw
+            .token(Algorithm::RS256, &claims(Uuid::new_v4(), APP, &["user"]));
+    let busy = std::thread::scope(|scope| {
+        let s = &s;
+        let logins: Vec<_> = (0..2).map(|n| scope.spawn(move || s.login(n))).collect();
+        // While both are in flight, the next API request is refused without waiting.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let busy = loop {
+            let start = Instant::now();
+            let r = s.t.get("/api/jwt/public-key");
+            let took = start.elapsed();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body: Value = r.json().unwrap_or(Value::Null);
+            if status == 503 {
+                break (body, retry, took);
+            }
+            assert_eq!(status, 200, "{body}");
+            assert!(Instant::now() < deadline, "never refused");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        // Proxied traffic is not counted against the API's bound.
+        assert_eq!(s.t.gw.get_as("/hello", &token).status().as_u16(), 200);
+        for login in logins {
+            let (status, body, _, _) = login.join().expect("login");
+            assert_eq!(status, 200, "{body}");
+        }
+        busy
+    });
+    let (body, retry, took) = busy;
+    assert_eq!(
+        body["generalErrors"][0]["code"], "[TooManyRequests]",
+        "{body}"
+    );
+    assert_eq!(retry.as_deref(), Some("2"));
+    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    // Once they are done, the API admits requests again.
+    check_status(s.t.get("/api/jwt/public-key"), 200);
 }

@@ -466,6 +466,60 @@ mod tests {
     }
 
     #[test]
+    fn json_patch_work_is_bounded_by_operations_times_document_size() {
+        // A 20k-value document: 100 operations are 2M values of work, just over the bound.
+        let big: Vec<u32> = (0..20_000).collect();
+        let target = json!({ "big": big, "small": 1 });
+        let ops = |n: usize| -> Value {
+            (0..n)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        json!({"op": "copy", "from": "/small", "path": "/x"})
+                    } else {
+                        json!({"op": "remove", "path": "/x"})
+                    }
+                })
+                .collect()
+        };
+        assert!(apply(PatchFormat::JsonPatch, &target, &ops(90)).is_ok());
+        let refused = apply(PatchFormat::JsonPatch, &target, &ops(100)).unwrap_err();
+        assert_eq!(refused.code, "[tooLarge]");
+        assert!(
+            refused.message.contains("work limit")
+                && refused.message.contains(&MAX_WORK.to_string()),
+            "{}",
+            refused.message
+        );
+        // The same operations on a small document are nowhere near it.
+        let small = json!({ "small": 1 });
+        assert!(apply(PatchFormat::JsonPatch, &small, &ops(MAX_OPERATIONS)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn offloaded_patches_run_on_the_cpu_pool_and_fail_as_400() {
+        let cpu = CpuPool::new(1);
+        let target = json!({"a": 1});
+        let patched = apply_offloaded(
+            &cpu,
+            PatchFormat::JsonPatch,
+            target.clone(),
+            Arc::new(json!([{"op": "add", "path": "/b", "value": 2}])),
+        )
+        .await
+        .expect("patched");
+        assert_eq!(patched, json!({"a": 1, "b": 2}));
+        let failed = apply_offloaded(
+            &cpu,
+            PatchFormat::JsonPatch,
+            target,
+            Arc::new(json!([{"op": "remove", "path": "/nope"}])),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(failed.status(), 400);
+    }
+
+    #[test]
     fn rfc6902_failures_are_clean() {
         let target = json!({"foo": "bar", "list": [1]});
         let failed = apply(
