@@ -9,12 +9,14 @@
 //! - [`keys`] and [`tokens`]: the key ring and the token service;
 //! - [`request`]: a client request read once: its canonical target;
 //! - [`proxy`]: the Pingora `ProxyHttp` implementation; [`plugins`]: the plugin host;
+//!   [`api_executor`]: the REST API's own runtime, with its time and in-flight bounds;
 //! - [`admin`]: the admin listener (`/metrics`, `/health` with details);
 //! - [`server`]: start-up (store, keys, plugins, listeners) and shutdown; [`cli`]: commands.
 #![deny(clippy::unwrap_used, clippy::todo, clippy::unimplemented)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod admin;
+pub mod api_executor;
 pub mod cli;
 pub mod config;
 pub mod echo;

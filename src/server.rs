@@ -1,6 +1,7 @@
 //! Start-up and shutdown: open the store and apply the declared entities, load or generate the
-//! keys, build the token service and the plugins, then run the Pingora server (proxy listener,
-//! optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT (fast).
+//! keys, build the token service, the plugins and the API's runtime, then run the Pingora server
+//! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
+//! (fast).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -8,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_plugin_api::{
-    ApiKeyRing, Clock, PluginContext, Store, StoreError, SystemClock, TokenService,
+    ApiKeyRing, Clock, CpuPool, PluginContext, Store, StoreError, SystemClock, TokenService,
 };
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::api_executor::ApiExecutor;
 use crate::config::{Config, KeySource, KeySpec};
 use crate::echo::Echo;
 use crate::keys::{generate_material, KeyRing, SigningKey};
@@ -202,7 +204,12 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         secure_cookies: config.secure_cookies,
         race_window_ms: config.race_window_ms,
         rotations: Arc::default(),
+        cpu: CpuPool::new(config.api.threads),
     };
+    let api = ApiExecutor::start(config.api).map_err(|e| StartError::Setup {
+        path: "api.threads".into(),
+        message: format!("cannot start the API runtime: {e}"),
+    })?;
     let upstream_resolver = routes.resolver();
     let admin = Admin {
         metrics: metrics.clone(),
@@ -225,6 +232,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             trusted_proxies: config.trusted_proxies.clone(),
             access_log: config.access_log,
         },
+        api,
     );
     Ok(Prepared {
         gateway,

@@ -4,6 +4,7 @@
 
 mod it {
     pub mod api_boundary;
+    pub mod api_isolation;
     pub mod boundary;
     pub mod cluster;
     pub mod config;

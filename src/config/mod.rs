@@ -152,6 +152,8 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Worker threads.
     pub threads: usize,
+    /// The REST API's own threads and bounds (`api:`).
+    pub api: crate::api_executor::ApiSettings,
     /// The store.
     pub store: StoreLocation,
     /// API keys.
@@ -316,6 +318,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let listen = sections::listen_address(&mut p, &raw.listen);
     let tls = sections::tls_files(&mut p, &raw, base_dir);
     let threads = sections::thread_count(&mut p, raw.threads);
+    let api = sections::api_settings(&mut p, &raw.api, threads);
     let store = sections::store_location(&mut p, raw.store.as_deref(), base_dir);
     let keys = sections::keys(&mut p, &raw.keys, base_dir);
     let signing = sections::signing_keys(&keys);
@@ -386,6 +389,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         listen,
         tls,
         threads,
+        api,
         store,
         api_keys,
         keys,

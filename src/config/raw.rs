@@ -63,6 +63,9 @@ pub struct RawConfig {
     /// One-time-use refresh token rotation across requests and nodes.
     #[serde(default)]
     pub rotation: RawRotation,
+    /// The REST API's threads and bounds.
+    #[serde(default)]
+    pub api: RawApi,
     /// Token validation settings.
     #[serde(default)]
     pub validation: RawValidation,
@@ -226,6 +229,21 @@ pub struct RawRotation {
     /// balancers; default 0 (FusionAuth's grace period alone), at most 60.
     #[serde(default)]
     pub race_window_seconds: Option<u64>,
+}
+
+/// `api:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawApi {
+    /// Threads of the API's own runtime; default half of `threads` (at least 1).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Seconds an API request may take before it is answered 503; default 10.
+    #[serde(default)]
+    pub time_limit_seconds: Option<u64>,
+    /// The most API requests in progress at once (more are answered 503); default 128.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// `admin:`

@@ -1,18 +1,20 @@
 //! One validator per section of the file (listener, store, keys, tenants, applications, API
-//! keys, identity documents, plugins, limits): each turns its raw section into validated values
+//! keys, identity documents, plugins, limits, the API's threads and bounds): each turns its raw section into validated values
 //! and adds every problem it finds, with its path, to [`Problems`].
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use gatehouse_plugin_api::model::{ApiKey, Application, JwtConfiguration, Tenant};
 use gatehouse_refresh::JwtSettings;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::raw::{RawApiKey, RawConfig, RawKey};
+use super::raw::{RawApi, RawApiKey, RawConfig, RawKey};
 use super::{ConfigError, KeySource, KeySpec, LogFormat, StoreLocation, DEMO_API_KEY};
+use crate::api_executor::{ApiSettings, DEFAULT_TIME_LIMIT_SECONDS};
 use crate::keys::{self, KeyAlgorithm};
 use crate::plugins::{self, PluginSettings};
 
@@ -82,6 +84,42 @@ pub(super) fn thread_count(p: &mut Problems, threads: Option<usize>) -> usize {
         p.add("threads", "must be between 1 and 1024");
     }
     threads
+}
+
+/// The REST API's threads and bounds (`api`): `threads` 1–1024 (default half of the proxy's
+/// `threads`, at least 1), `timeLimitSeconds` 1–300 (default 10), `maxInFlight` 1–100000
+/// (default 128).
+pub(super) fn api_settings(p: &mut Problems, raw: &RawApi, proxy_threads: usize) -> ApiSettings {
+    let defaults = ApiSettings::defaults(proxy_threads);
+    let threads = bounded(
+        p,
+        "api.threads",
+        raw.threads,
+        defaults.threads,
+        (1, 1024),
+        "must be between 1 and 1024",
+    );
+    let time_limit_seconds = bounded(
+        p,
+        "api.timeLimitSeconds",
+        raw.time_limit_seconds,
+        DEFAULT_TIME_LIMIT_SECONDS,
+        (1, 300),
+        "must be between 1 and 300",
+    );
+    let max_in_flight = bounded(
+        p,
+        "api.maxInFlight",
+        raw.max_in_flight,
+        defaults.max_in_flight,
+        (1, 100_000),
+        "must be between 1 and 100000",
+    );
+    ApiSettings {
+        threads,
+        time_limit: Duration::from_secs(time_limit_seconds),
+        max_in_flight,
+    }
 }
 
 /// Where state is kept (`store`, default `sqlite://data/gatehouse.db`); a relative SQLite path

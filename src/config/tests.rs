@@ -241,3 +241,45 @@ fn shape_problems_are_in_plain_words_and_each_reported_once() {
         "listen: invalid type: expected an address such as 127.0.0.1:9011, found a whole number (line 1, column 1)"
     );
 }
+
+#[test]
+fn the_api_section_sets_threads_and_bounds_within_their_ranges() {
+    let defaults = parse_str(&base()).expect("valid").api;
+    assert_eq!(defaults.threads, 1, "half of the default 2 threads");
+    assert_eq!(defaults.time_limit, std::time::Duration::from_secs(10));
+    assert_eq!(defaults.max_in_flight, 128);
+    let set = parse_str(&format!(
+        "{}threads: 8\napi: {{threads: 3, timeLimitSeconds: 30, maxInFlight: 16}}\n",
+        base()
+    ))
+    .expect("valid")
+    .api;
+    assert_eq!(set.threads, 3);
+    assert_eq!(set.time_limit, std::time::Duration::from_secs(30));
+    assert_eq!(set.max_in_flight, 16);
+    assert_eq!(
+        parse_str(&format!("{}threads: 8\n", base()))
+            .expect("valid")
+            .api
+            .threads,
+        4
+    );
+    for (field, value) in [
+        ("threads", "0"),
+        ("timeLimitSeconds", "0"),
+        ("timeLimitSeconds", "301"),
+        ("maxInFlight", "0"),
+    ] {
+        let errors = parse_str(&format!("{}api: {{{field}: {value}}}\n", base()))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            errors.contains(&format!("api.{field}: must be")),
+            "{errors}"
+        );
+    }
+    let errors = parse_str(&format!("{}api: {{queue: 5}}\n", base()))
+        .expect_err("refused")
+        .to_string();
+    assert!(errors.contains("queue"), "{errors}");
+}

@@ -5,6 +5,9 @@
 //! the route's policy, and forwards exactly the request it judged — the canonical target, the
 //! verified credential, and identity headers the gateway controls.
 //!
+//! Plugin requests are read here (the body, within the limit) and answered here, but handled on
+//! the API's own runtime ([`ApiExecutor`]), so API work never runs on the proxy's threads.
+//!
 //! The hot path (a proxied request with a token seen before) does no store read, no key
 //! parsing and no signature check: one path scan, one cache lookup, a few comparisons, and the
 //! header writes.
@@ -33,6 +36,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use uuid::Uuid;
 
+use crate::api_executor::ApiExecutor;
 use crate::config::Route;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
@@ -135,10 +139,13 @@ pub struct Gateway {
     /// client request.
     controlled_headers: Vec<HeaderName>,
     settings: ProxySettings,
+    /// Where plugin requests are handled.
+    api: ApiExecutor,
 }
 
 impl Gateway {
-    /// A gateway over these parts.
+    /// A gateway over these parts; plugin requests are handled on `api`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         routes: RouteTable,
         plugins: PluginRouter,
@@ -147,6 +154,7 @@ impl Gateway {
         tokens: Arc<Tokens>,
         metrics: Arc<Metrics>,
         settings: ProxySettings,
+        api: ApiExecutor,
     ) -> Self {
         let mut controlled_headers: Vec<HeaderName> = routes
             .iter()
@@ -194,6 +202,7 @@ impl Gateway {
             metrics,
             controlled_headers,
             settings,
+            api,
         }
     }
 
@@ -313,13 +322,14 @@ impl Gateway {
         }
     }
 
-    /// Serves a plugin route: reads the body, calls the plugin, writes its response. `path` is
-    /// the canonical path.
+    /// Serves a plugin route: reads the body, has the plugin handle the request on the API's
+    /// runtime (within its time and in-flight bounds), writes the response. `path` is the
+    /// canonical path.
     async fn serve_plugin(
         &self,
         session: &mut Session,
-        plugin: &Arc<dyn gatehouse_plugin_api::Plugin>,
-        spec: &gatehouse_plugin_api::RouteSpec,
+        plugin: Arc<dyn gatehouse_plugin_api::Plugin>,
+        spec: gatehouse_plugin_api::RouteSpec,
         path: String,
         params: std::collections::HashMap<String, String>,
     ) -> Result<()> {
@@ -331,7 +341,8 @@ impl Gateway {
         let response = match body {
             Ok(body) => {
                 let request = self.plugin_request(session, path, body, params);
-                match plugin.handle(spec, request, &self.context).await {
+                let context = self.context.clone();
+                match self.api.run(plugin, spec, request, context).await {
                     Ok(response) => response,
                     Err(error) => render_api_error(&error),
                 }
@@ -612,7 +623,7 @@ impl Gateway {
             } => {
                 let (plugin, spec) = (plugin.clone(), spec.clone());
                 (ctx.outcome, ctx.builtin) = (Some(access::API), Some(plugin.name()));
-                self.serve_plugin(session, &plugin, &spec, path, params)
+                self.serve_plugin(session, plugin, spec, path, params)
                     .await?;
                 Ok(true)
             }

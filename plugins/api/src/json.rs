@@ -48,6 +48,12 @@ impl fmt::Display for LimitExceeded {
 
 /// Checks `value` against the limits: `Ok` when it may be stored.
 pub fn check(value: &Value) -> Result<(), LimitExceeded> {
+    check_counting(value).map(drop)
+}
+
+/// [`check`], also returning how many values `value` holds (every scalar, array and object
+/// counts one), which is the work of the check and of copying the value.
+pub fn check_counting(value: &Value) -> Result<usize, LimitExceeded> {
     let mut values = 0usize;
     let mut bytes = 0usize;
     let mut stack: Vec<(&Value, usize)> = vec![(value, 1)];
@@ -86,7 +92,7 @@ pub fn check(value: &Value) -> Result<(), LimitExceeded> {
         }
         stack.extend(children.map(|c| (c, depth + 1)));
     }
-    Ok(())
+    Ok(values)
 }
 
 /// [`check`] as an API error naming `field` (a 400, nothing written).

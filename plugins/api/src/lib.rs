@@ -14,6 +14,7 @@
 //! | [`model`] | FusionAuth's records (tenant, application, user, refresh token, …) |
 //! | [`store`] | the storage ports: `Directory`, `UserStore`, `RefreshTokenStore` ([`Store`] is all three) |
 //! | [`tokens`], [`apikeys`], [`clock`] | the services: minting and verifying tokens, API keys, time |
+//! | [`cpu`] | [`CpuPool`]: where CPU-heavy synchronous steps of a handler run, a bounded number at once |
 //! | `store_suite` | (feature `store-suite`) the tests every store implementation passes |
 //!
 //! The refresh-token rules are not here: they are the `gatehouse-refresh` crate, which both
@@ -24,6 +25,7 @@
 
 pub mod apikeys;
 pub mod clock;
+pub mod cpu;
 pub mod credentials;
 pub mod error;
 pub mod helpers;
@@ -40,6 +42,7 @@ pub mod tokens;
 
 pub use apikeys::{ApiKeyGrant, ApiKeyRing};
 pub use clock::{Clock, SystemClock};
+pub use cpu::CpuPool;
 pub use error::{ApiError, ErrorItem, Errors};
 pub use plugin::{Plugin, PluginContext, RouteSpec};
 pub use request::PluginRequest;

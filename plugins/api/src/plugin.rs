@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::apikeys::ApiKeyRing;
 use crate::clock::Clock;
+use crate::cpu::CpuPool;
 use crate::error::ApiError;
 use crate::request::PluginRequest;
 use crate::response::PluginResponse;
@@ -54,6 +55,9 @@ pub struct PluginContext {
     /// This node's one-time-use rotations under way or unconfirmed, shared by every caller of
     /// the refresh rules in the process (the plugins and the proxy).
     pub rotations: Arc<RotationLedger>,
+    /// Where CPU-heavy synchronous steps (applying a JSON Patch, …) run, a bounded number at
+    /// once, off the threads that serve requests.
+    pub cpu: CpuPool,
 }
 
 /// An in-process extension serving part of the REST API.

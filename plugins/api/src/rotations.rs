@@ -61,6 +61,35 @@ impl Drop for Rotating<'_> {
     }
 }
 
+/// A rotation sent to the store whose answer has not come back yet: dropped before
+/// [`Unanswered::answered`] (the request was abandoned, e.g. its handler aborted at the API's
+/// time limit), it marks the value unconfirmed, as an error from the store does, since the
+/// rotation may have committed unseen.
+#[must_use = "the value is marked unconfirmed when this is dropped unanswered"]
+pub struct Unanswered<'a> {
+    ledger: &'a RotationLedger,
+    value: String,
+    until_ms: i64,
+    now_ms: i64,
+    armed: bool,
+}
+
+impl Unanswered<'_> {
+    /// The store answered: nothing is marked.
+    pub fn answered(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.ledger
+                .mark_unconfirmed(&self.value, self.until_ms, self.now_ms);
+        }
+    }
+}
+
 impl RotationLedger {
     /// An empty ledger.
     pub fn new() -> Self {
@@ -100,6 +129,19 @@ impl RotationLedger {
         }
         state.unconfirmed.insert(value.to_string(), until_ms);
         true
+    }
+
+    /// Records that the rotation of `value` was sent to the store at `now_ms`: unless the
+    /// returned guard is told the store [answered](Unanswered::answered), dropping it marks the
+    /// value unconfirmed until `until_ms` (see [`Self::mark_unconfirmed`]).
+    pub fn await_rotation(&self, value: &str, until_ms: i64, now_ms: i64) -> Unanswered<'_> {
+        Unanswered {
+            ledger: self,
+            value: value.to_string(),
+            until_ms,
+            now_ms,
+            armed: true,
+        }
     }
 
     /// Takes the unconfirmed mark of `value`: true (once) when one was set and has not lapsed
@@ -150,6 +192,16 @@ mod tests {
         assert!(ledger.mark_unconfirmed("c", 1_000, 0));
         ledger.clear_unconfirmed("c");
         assert!(!ledger.take_unconfirmed("c", 0));
+    }
+
+    #[test]
+    fn a_rotation_abandoned_before_the_store_answered_is_unconfirmed() {
+        let ledger = RotationLedger::new();
+        ledger.await_rotation("answered", 1_000, 0).answered();
+        assert!(!ledger.take_unconfirmed("answered", 0));
+        drop(ledger.await_rotation("abandoned", 1_000, 0));
+        assert!(ledger.take_unconfirmed("abandoned", 500));
+        assert!(!ledger.take_unconfirmed("abandoned", 500), "once");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! visibility of documents, and the plugin's settings. Helpers shared with other plugins live in
 //! [`gatehouse_plugin_api::helpers`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginContext, PluginRequest};
@@ -43,6 +45,10 @@ pub fn json_body(request: &PluginRequest) -> Result<Value, ApiError> {
 pub fn patch_body(request: &PluginRequest) -> Result<Value, ApiError> {
     request.json_value()
 }
+
+/// The replacement an update computes from the stored document (PUT: the body; PATCH: the
+/// patched document, computed on the CPU pool): a future, so the update can await it.
+pub type Change<'a> = Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send + 'a>>;
 
 /// The member `name` of a request body that must be an object (`identityProvider`, `lambda`…);
 /// a 400 `[blank]name` when absent.

@@ -10,14 +10,16 @@
 //! request scoped to a tenant may read them but not change them (401). A lambda that a provider
 //! uses cannot be deleted.
 
+use std::sync::Arc;
+
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
 use gatehouse_plugin_api::{ApiError, Errors, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, json_body, patch_body, system_api_key, wrapped, Env};
+use crate::common::{api_key, json_body, patch_body, system_api_key, wrapped, Change, Env};
 use crate::engine::LambdaError;
-use crate::patch::{apply, PatchFormat};
+use crate::patch::{apply_offloaded, PatchFormat};
 use crate::sandbox::Sandbox;
 
 /// The lambda type this plugin runs.
@@ -205,12 +207,13 @@ async fn update_with(
     request: &PluginRequest,
     context: &Env<'_>,
     sandbox: &Sandbox,
-    change: impl Fn(&Value) -> Result<Value, ApiError>,
+    change: impl for<'v> Fn(&'v Value) -> Change<'v>,
 ) -> Result<PluginResponse, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
         let (id, existing) = load(request, context).await?;
         let insert = existing.get("insertInstant").and_then(Value::as_i64);
-        let doc = prepared(id, change(&existing)?, insert, sandbox, context).await?;
+        let changed = change(&existing).await?;
+        let doc = prepared(id, changed, insert, sandbox, context).await?;
         if context.records.replace_lambda(id, &existing, &doc).await? {
             return Ok(one(&doc));
         }
@@ -301,7 +304,10 @@ pub async fn update(
 ) -> Result<PluginResponse, ApiError> {
     system_api_key(request, context)?;
     let doc = wrapped(&json_body(request)?, "lambda")?;
-    update_with(request, context, sandbox, |_| Ok(doc.clone())).await
+    update_with(request, context, sandbox, |_| {
+        Box::pin(std::future::ready(Ok(doc.clone())))
+    })
+    .await
 }
 
 /// `PATCH /api/lambda/{lambdaId}` in any of the three formats.
@@ -313,11 +319,14 @@ pub async fn patch(
     system_api_key(request, context)?;
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
-    let body = patch_body(request)?;
+    let body = Arc::new(patch_body(request)?);
     update_with(request, context, sandbox, |existing| {
-        let patched = apply(format, &json!({ "lambda": existing }), &body)
-            .map_err(|e| ApiError::general(e.code, e.message))?;
-        wrapped(&patched, "lambda")
+        let target = json!({ "lambda": existing });
+        let (body, cpu) = (body.clone(), context.cpu.clone());
+        Box::pin(async move {
+            let patched = apply_offloaded(&cpu, format, target, body).await?;
+            wrapped(&patched, "lambda")
+        })
     })
     .await
 }

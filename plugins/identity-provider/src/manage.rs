@@ -8,17 +8,19 @@
 //! `X-FusionAuth-TenantId`) sees global providers and its tenant's, and changes only its tenant's;
 //! a provider it creates is scoped to its tenant.
 
+use std::sync::Arc;
+
 use gatehouse_plugin_api::helpers::{parse_uuid, path_uuid};
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, Errors, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::common::{
-    api_key, document_tenant, json_body, patch_body, visible, wrapped, writable, Env,
+    api_key, document_tenant, json_body, patch_body, visible, wrapped, writable, Change, Env,
 };
 use crate::lambdas::{lambda_type, RECONCILE_TYPE};
 use crate::login::ring_key;
-use crate::patch::{apply, PatchFormat};
+use crate::patch::{apply_offloaded, PatchFormat};
 use crate::provider::{
     normalize, redact, restore_redacted, validate_document, Provider, EXTERNAL_JWT,
 };
@@ -317,14 +319,15 @@ async fn update_with(
     id: Uuid,
     grant: &ApiKeyGrant,
     context: &Env<'_>,
-    change: impl Fn(&Value) -> Result<Value, ApiError>,
+    change: impl for<'v> Fn(&'v Value) -> Change<'v>,
 ) -> Result<PluginResponse, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
         let existing = load(id, grant, context).await?;
         if !writable(grant, &existing) {
             return Err(ApiError::NotFound);
         }
-        let doc = replacement(id, &existing, change(&existing)?, grant, context).await?;
+        let changed = change(&existing).await?;
+        let doc = replacement(id, &existing, changed, grant, context).await?;
         if context
             .records
             .replace_identity_provider(id, &existing, &doc)
@@ -375,7 +378,10 @@ pub async fn update(
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
     let doc = wrapped(&json_body(request)?, "identityProvider")?;
-    update_with(id, &grant, context, |_| Ok(doc.clone())).await
+    update_with(id, &grant, context, |_| {
+        Box::pin(std::future::ready(Ok(doc.clone())))
+    })
+    .await
 }
 
 /// `PATCH /api/identity-provider/{identityProviderId}` in any of the three formats.
@@ -384,19 +390,22 @@ pub async fn patch(request: &PluginRequest, context: &Env<'_>) -> Result<PluginR
     let format = PatchFormat::from_content_type(request.header("content-type"))
         .ok_or(ApiError::UnsupportedMediaType)?;
     let id = path_uuid(request, "identityProviderId")?;
-    let body = patch_body(request)?;
+    let body = Arc::new(patch_body(request)?);
     update_with(id, &grant, context, |existing| {
-        let patched = apply(format, &json!({ "identityProvider": existing }), &body)
-            .map_err(|e| ApiError::general(e.code, e.message))?;
-        let doc = wrapped(&patched, "identityProvider")?;
-        if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
-            return Err(ApiError::field(
-                "identityProvider.type",
-                "invalid",
-                "The type of an identity provider cannot be changed.",
-            ));
-        }
-        Ok(doc)
+        let target = json!({ "identityProvider": existing });
+        let (body, cpu) = (body.clone(), context.cpu.clone());
+        Box::pin(async move {
+            let patched = apply_offloaded(&cpu, format, target, body).await?;
+            let doc = wrapped(&patched, "identityProvider")?;
+            if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
+                return Err(ApiError::field(
+                    "identityProvider.type",
+                    "invalid",
+                    "The type of an identity provider cannot be changed.",
+                ));
+            }
+            Ok(doc)
+        })
     })
     .await
 }

@@ -8,7 +8,13 @@
 //!   differs) leaves the document untouched and reports which operation failed.
 //!
 //! Patches apply to the request shape (`{"identityProvider": {...}}`, `{"lambda": {...}}`).
+//! The work is bounded ([`MAX_OPERATIONS`], [`MAX_WORK`], the document limits after every
+//! operation), and handlers run it on the [`CpuPool`] ([`apply_offloaded`]), never on the
+//! threads that serve requests.
 
+use std::sync::Arc;
+
+use gatehouse_plugin_api::{ApiError, CpuPool};
 use serde_json::Value;
 
 /// The PATCH format named by a Content-Type.
@@ -78,6 +84,19 @@ pub fn apply(format: PatchFormat, target: &Value, patch: &Value) -> Result<Value
     gatehouse_plugin_api::json::check(&doc)
         .map_err(|limit| error("[tooLarge]", format!("The patched document is {limit}.")))?;
     Ok(doc)
+}
+
+/// [`apply`] on `cpu`, off the threads that serve requests: the patched document, or a 400
+/// (FusionAuth's Errors JSON) naming what failed.
+pub async fn apply_offloaded(
+    cpu: &CpuPool,
+    format: PatchFormat,
+    target: Value,
+    patch: Arc<Value>,
+) -> Result<Value, ApiError> {
+    cpu.run(move || apply(format, &target, &patch))
+        .await?
+        .map_err(|e| ApiError::general(e.code, e.message))
 }
 
 /// FusionAuth's `application/json` PATCH merge: arrays are appended to.
@@ -248,13 +267,26 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
         ));
     }
     let mut doc = target.clone();
+    let mut work = 0usize;
     for (index, op) in ops.iter().enumerate() {
         apply_operation(&mut doc, op, index)?;
-        // The work is bounded while it is done: a result over the document limits stops here.
-        if let Err(limit) = gatehouse_plugin_api::json::check(&doc) {
-            return Err(error(
+        // The work is bounded while it is done: a result over the document limits stops here,
+        // and so does a patch whose operations have visited too many values in all.
+        let values = gatehouse_plugin_api::json::check_counting(&doc).map_err(|limit| {
+            error(
                 "[tooLarge]",
                 format!("Operation {index} makes the document {limit}."),
+            )
+        })?;
+        work = work.saturating_add(values);
+        if work > MAX_WORK {
+            return Err(error(
+                "[tooLarge]",
+                format!(
+                    "The JSON Patch is over its work limit at operation {index}: its operations \
+                     may visit at most {MAX_WORK} document values in all (the number of \
+                     operations times the values of the document)."
+                ),
             ));
         }
     }
@@ -263,6 +295,12 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
 
 /// The most operations one JSON Patch may have.
 pub const MAX_OPERATIONS: usize = 1000;
+
+/// The most work one JSON Patch may do: the values of the document summed over its operations
+/// (each operation costs at most one walk of the document, and checking the result is one).
+/// 1000 operations on a 2000-value document fit, as do 20 on a document at
+/// [`gatehouse_plugin_api::json::MAX_VALUES`]; a provider or lambda is a few dozen values.
+pub const MAX_WORK: usize = 2_000_000;
 
 /// Applies operation `index` of a JSON Patch to `doc`.
 fn apply_operation(doc: &mut Value, op: &Value, index: usize) -> Result<(), PatchError> {
@@ -425,6 +463,60 @@ mod tests {
             out,
             json!({"foo": "baz", "list": [1, 9, 2, 3], "copy": "baz", "moved": 1})
         );
+    }
+
+    #[test]
+    fn json_patch_work_is_bounded_by_operations_times_document_size() {
+        // A 20k-value document: 100 operations are 2M values of work, just over the bound.
+        let big: Vec<u32> = (0..20_000).collect();
+        let target = json!({ "big": big, "small": 1 });
+        let ops = |n: usize| -> Value {
+            (0..n)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        json!({"op": "copy", "from": "/small", "path": "/x"})
+                    } else {
+                        json!({"op": "remove", "path": "/x"})
+                    }
+                })
+                .collect()
+        };
+        assert!(apply(PatchFormat::JsonPatch, &target, &ops(90)).is_ok());
+        let refused = apply(PatchFormat::JsonPatch, &target, &ops(100)).unwrap_err();
+        assert_eq!(refused.code, "[tooLarge]");
+        assert!(
+            refused.message.contains("work limit")
+                && refused.message.contains(&MAX_WORK.to_string()),
+            "{}",
+            refused.message
+        );
+        // The same operations on a small document are nowhere near it.
+        let small = json!({ "small": 1 });
+        assert!(apply(PatchFormat::JsonPatch, &small, &ops(MAX_OPERATIONS)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn offloaded_patches_run_on_the_cpu_pool_and_fail_as_400() {
+        let cpu = CpuPool::new(1);
+        let target = json!({"a": 1});
+        let patched = apply_offloaded(
+            &cpu,
+            PatchFormat::JsonPatch,
+            target.clone(),
+            Arc::new(json!([{"op": "add", "path": "/b", "value": 2}])),
+        )
+        .await
+        .expect("patched");
+        assert_eq!(patched, json!({"a": 1, "b": 2}));
+        let failed = apply_offloaded(
+            &cpu,
+            PatchFormat::JsonPatch,
+            target,
+            Arc::new(json!([{"op": "remove", "path": "/nope"}])),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(failed.status(), 400);
     }
 
     #[test]

@@ -96,10 +96,42 @@ pub struct FakeStore {
     pub lose_rotation_ack: std::sync::atomic::AtomicBool,
     /// When set, `rotate_refresh_token` answers `Unavailable` without rotating.
     pub fail_rotation: std::sync::atomic::AtomicBool,
+    /// When set, `rotate_refresh_token` commits the rotation and then never answers, as a
+    /// store whose reply is still on its way when the request is abandoned.
+    pub stall_after_rotation: std::sync::atomic::AtomicBool,
     clock: Option<Arc<FakeClock>>,
 }
 
 impl FakeStore {
+    /// `rotate_refresh_token` without its stall: the store's answer.
+    fn rotate_now(
+        &self,
+        old_value: &str,
+        next: &RefreshToken,
+        outcome: Option<(&str, i64)>,
+    ) -> StoreResult<Rotation> {
+        let mut s = lock(&self.state);
+        if let Some(t) = s.tokens.iter_mut().find(|t| t.token == old_value) {
+            if t.id != next.id {
+                return Err(StoreError::Conflict(
+                    "rotation must keep the token id".into(),
+                ));
+            }
+            *t = next.clone();
+            s.rotated.push(Retired {
+                old_value: old_value.to_string(),
+                id: next.id,
+                rotated_at: next.insert_instant,
+                outcome: outcome.map(|(token, until)| (token.to_string(), until)),
+            });
+            if self.lose_rotation_ack.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("acknowledgement lost".into()));
+            }
+            return Ok(Rotation::Rotated(next.clone()));
+        }
+        retired(&s, old_value).ok_or(StoreError::NotFound)
+    }
+
     fn now(&self) -> i64 {
         self.clock.as_ref().map(|c| c.now_millis()).unwrap_or(0)
     }
@@ -352,26 +384,13 @@ impl RefreshTokenStore for FakeStore {
         if self.fail_rotation.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("rotation failed".into()));
         }
-        let mut s = lock(&self.state);
-        if let Some(t) = s.tokens.iter_mut().find(|t| t.token == old_value) {
-            if t.id != next.id {
-                return Err(StoreError::Conflict(
-                    "rotation must keep the token id".into(),
-                ));
-            }
-            *t = next.clone();
-            s.rotated.push(Retired {
-                old_value: old_value.to_string(),
-                id: next.id,
-                rotated_at: next.insert_instant,
-                outcome: outcome.map(|(token, until)| (token.to_string(), until)),
-            });
-            if self.lose_rotation_ack.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("acknowledgement lost".into()));
-            }
-            return Ok(Rotation::Rotated(next.clone()));
+        let answer = self.rotate_now(old_value, next, outcome);
+        if matches!(answer, Ok(Rotation::Rotated(_)))
+            && self.stall_after_rotation.load(Ordering::SeqCst)
+        {
+            std::future::pending::<()>().await;
         }
-        retired(&s, old_value).ok_or(StoreError::NotFound)
+        answer
     }
     async fn prune_rotations(&self, now_ms: i64) -> StoreResult<u64> {
         let mut s = lock(&self.state);
@@ -770,6 +789,7 @@ impl Kit {
             // period (the race window is tested on its own).
             race_window_ms: 0,
             rotations: Arc::default(),
+            cpu: gatehouse_plugin_api::CpuPool::default(),
         };
         Kit {
             context,

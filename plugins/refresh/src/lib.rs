@@ -715,7 +715,8 @@ pub async fn exchange_refresh_token_scoped(
 /// period or the race window can hand it out again (and a margin for clock skew). When the
 /// store's answer is an error other than `NotFound`, the rotation may have committed without
 /// this node learning it: the value is marked unconfirmed in the ledger so that one retry gets
-/// the rotation's outcome (see [`UNCONFIRMED_RETRY_MS`]). Returns the store's [`Rotation`].
+/// the rotation's outcome (see [`UNCONFIRMED_RETRY_MS`]); so it is when the request is abandoned
+/// before the store answered. Returns the store's [`Rotation`].
 async fn rotate(
     env: RefreshEnv<'_>,
     value: &str,
@@ -728,12 +729,22 @@ async fn rotate(
     env.rotations.clear_unconfirmed(value);
     let until = policy.outcome_until(now, env.race_window_ms);
     let outcome = Some((access_token.token.as_str(), until));
+    // Marks the value unconfirmed unless the store answers: also when this request is
+    // abandoned while waiting (its handler aborted at the API's time limit).
+    let unanswered =
+        env.rotations
+            .await_rotation(value, now.saturating_add(UNCONFIRMED_RETRY_MS), now);
     match env.store.rotate_refresh_token(value, next, outcome).await {
-        Ok(rotation) => Ok(rotation),
-        Err(StoreError::NotFound) => Err(RefreshError::NotFound),
+        Ok(rotation) => {
+            unanswered.answered();
+            Ok(rotation)
+        }
+        Err(StoreError::NotFound) => {
+            unanswered.answered();
+            Err(RefreshError::NotFound)
+        }
         Err(e) => {
-            env.rotations
-                .mark_unconfirmed(value, now.saturating_add(UNCONFIRMED_RETRY_MS), now);
+            drop(unanswered);
             Err(RefreshError::Store(e))
         }
     }

@@ -812,6 +812,40 @@ fn a_retry_after_an_unconfirmed_rotation_gets_its_outcome_once() {
 }
 
 #[test]
+fn a_refresh_abandoned_while_the_store_rotates_leaves_one_retry() {
+    use std::future::Future;
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::task::{Context, Poll, Waker};
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    // The rotation commits, and the request is dropped before the store's reply arrives (its
+    // handler aborted at the API's time limit): the client got a 503.
+    kit.store.stall_after_rotation.store(true, SeqCst);
+    {
+        let mut abandoned = std::pin::pin!(exchange(&req, &kit.context));
+        let polled = abandoned
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert!(matches!(polled, Poll::Pending), "waiting for the store");
+    }
+    kit.store.stall_after_rotation.store(false, SeqCst);
+    assert!(
+        kit.store.token_by_value(&rt.token).is_none(),
+        "the rotation committed"
+    );
+    // The retry with the old value gets the rotation's outcome, once.
+    kit.clock.advance_millis(2_000);
+    let retry = body(&block_on(exchange(&req, &kit.context)).expect("retry"));
+    assert_eq!(retry["refreshTokenId"], rt.id.to_string());
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+}
+
+#[test]
 fn a_retry_after_an_unconfirmed_rotation_is_bounded_in_time() {
     use std::sync::atomic::Ordering::SeqCst;
     let kit = Kit::new();
