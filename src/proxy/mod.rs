@@ -82,6 +82,9 @@ pub struct RequestContext {
     body_bytes: usize,
     /// How the request body goes upstream: streamed, or (chunked) judged first.
     held_body: HeldBody,
+    /// The refresh-token value a transparent refresh for this request retired (a one-time-use
+    /// rotation), until the answer carrying its successor is written.
+    retired: Option<String>,
     /// The outcome of a transparent refresh done for this request.
     refreshed: Option<Arc<Refreshed>>,
     /// A refresh failed: clear both cookies on the response.
@@ -471,6 +474,11 @@ impl Gateway {
         match outcome {
             Ok(refreshed) => {
                 let claims = refreshed.claims.clone();
+                // The value a rotation retired, in case the answer never reaches the client.
+                ctx.retired = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| *v != refreshed.refresh_token)
+                    .map(str::to_string);
                 ctx.refreshed = Some(refreshed);
                 Ok(TokenState::Valid(claims))
             }
@@ -1166,10 +1174,19 @@ impl ProxyHttp for Gateway {
         matches!(error.esource(), ErrorSource::Upstream)
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX)
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX)
     where
         Self::CTX: Send + Sync,
     {
+        // A rotation whose answer never reached the client (it went away, the write failed):
+        // the client still holds the retired value, so one retry with it may have the outcome.
+        if let Some(retired) = &ctx.retired {
+            let undelivered = session.response_written().is_none()
+                || e.is_some_and(|e| matches!(e.esource(), ErrorSource::Downstream));
+            if undelivered {
+                self.refresher.mark_undelivered(retired);
+            }
+        }
         self.record(session, ctx);
     }
 

@@ -149,6 +149,19 @@ impl Refresher {
         Ok(holder != Some(application))
     }
 
+    /// Remembers that the answer to a rotation that retired `value` never reached its client:
+    /// the client still holds `value`, and one retry with it within
+    /// [`gatehouse_refresh::UNCONFIRMED_RETRY_MS`] gets the rotation's outcome, on this node
+    /// (as for a rotation whose commit the store did not confirm). Never a second one.
+    pub fn mark_undelivered(&self, value: &str) {
+        let now = self.clock.now_millis();
+        self.rotations.mark_unconfirmed(
+            value,
+            now.saturating_add(gatehouse_refresh::UNCONFIRMED_RETRY_MS),
+            now,
+        );
+    }
+
     /// Exchanges `value` for a request that `arrived` at that instant, or joins the exchange
     /// already running for it, or returns the outcome of one that completed after the request
     /// arrived (the two overlapped) or that the refresh rules still let it replay.

@@ -621,3 +621,75 @@ fn parallel_refreshes(gw: &TestGateway, value: &str, count: usize) -> Vec<(u16, 
         .map(|t| t.join().expect("thread"))
         .collect()
 }
+
+/// An upstream that reads a request and answers it only after `delay`.
+fn slow_upstream(delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(8) {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                std::thread::sleep(delay);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            });
+        }
+    });
+    port
+}
+
+/// A client that goes away (a reset) after its refresh ran but before the answer with the
+/// successor came back still holds the old value: one retry with it gets the rotation's pair,
+/// at grace period 0; a second one does not.
+#[test]
+fn a_rotation_whose_answer_never_arrived_can_be_retried_once() {
+    use std::io::Write;
+    let port = slow_upstream(Duration::from_millis(1500));
+    let mut options =
+        options("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse");
+    options.extra_routes.push_str(&format!(
+        "  - path: /slow\n    upstream: http://127.0.0.1:{port}\n    auth: {{applicationId: {APP}, refresh: true}}\n"
+    ));
+    let gw = TestGateway::start_with(options);
+    let session = gw.login("gone@example.com", &["user"]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .write_all(
+            format!(
+                "GET /slow/x HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: refresh_token={}\r\n\r\n",
+                session.refresh_token
+            )
+            .as_bytes(),
+        )
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(500));
+    // Reset, not a polite close: the gateway's answer cannot be written.
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(2000));
+    let retry = |path: &str| {
+        client()
+            .get(gw.url(path))
+            .header("Cookie", format!("refresh_token={}", session.refresh_token))
+            .send()
+            .expect("send")
+    };
+    let first = retry("/app/retry");
+    let cookies = set_cookies(&first);
+    check_status(first, 200);
+    let successor = cookie_value(&cookies, "refresh_token").expect("the rotation's pair");
+    assert_ne!(successor, session.refresh_token);
+    check_status(retry("/app/again"), 401);
+    // The successor is the live token.
+    let response = client()
+        .get(gw.url("/app/next"))
+        .header("Cookie", format!("refresh_token={successor}"))
+        .send()
+        .expect("send");
+    check_status(response, 200);
+}
