@@ -36,7 +36,8 @@ pub(super) fn path_options(raw: &RawPaths) -> PathOptions {
     }
 }
 
-/// The validated routes, longest prefix first (host-specific before any-host at equal length).
+/// The validated routes: the routes naming a host first, then the others, each longest prefix
+/// first.
 pub(super) fn routes(
     p: &mut Problems,
     raw: &[RawRoute],
@@ -55,11 +56,14 @@ pub(super) fn routes(
         }
         routes.push(route);
     }
+    // A request to a host some route names is served by that host's routes first, as a
+    // name-based upstream serves that host's site: an any-host route with a longer path must
+    // not take `/pub/x` on `admin.example` away from `admin.example`'s `/` route.
     routes.sort_by(|a, b| {
-        b.path
-            .len()
-            .cmp(&a.path.len())
-            .then(b.host.is_some().cmp(&a.host.is_some()))
+        b.host
+            .is_some()
+            .cmp(&a.host.is_some())
+            .then(b.path.len().cmp(&a.path.len()))
     });
     routes
 }

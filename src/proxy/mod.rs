@@ -585,15 +585,16 @@ impl Gateway {
             header.uri.authority().map(|a| a.as_str())
         };
         let default_port = if self.settings.tls { 443 } else { 80 };
-        let http11 = header.version >= http::Version::HTTP_11;
-        let host = request_host(&header.headers, authority, http11, default_port)
+        if absolute_form && !scheme_matches(raw, self.settings.tls) {
+            // `https://…` on the plain listener (or the reverse): the client and the upstream
+            // would disagree on what was asked for.
+            return Err(GatewayError::AmbiguousHost);
+        }
+        let host = request_host(&header.headers, authority, default_port)
             .map_err(|()| GatewayError::AmbiguousHost)?;
         // Routes judge the canonical host, and the upstream receives it.
-        if let Some(host) = host {
-            let sent = header.headers.get(HOST).map(|h| h.as_bytes());
-            if sent != Some(host.as_bytes()) {
-                ctx.host = Some(host.into_owned());
-            }
+        if header.headers.get(HOST).map(|h| h.as_bytes()) != Some(host.as_bytes()) {
+            ctx.host = Some(host.into_owned());
         }
         let path = canonical_path(header.uri.path().as_bytes(), self.settings.path_options)
             .map_err(GatewayError::InvalidPath)?;
@@ -793,6 +794,15 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-real-ip",
     "forwarded",
 ];
+
+/// True when an absolute-form `target` names the listener's scheme: `http://` on a plain
+/// listener, `https://` on a TLS one (any case).
+fn scheme_matches(target: &[u8], tls: bool) -> bool {
+    let scheme: &[u8] = if tls { b"https://" } else { b"http://" };
+    target
+        .get(..scheme.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+}
 
 /// Refuses framing two readers could take differently: more than one `Content-Length`
 /// header, or one that is not a plain decimal number (`4,4`, `+4`, ` 4 `).

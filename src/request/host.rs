@@ -62,15 +62,14 @@ pub fn authority_of(target: &[u8]) -> Option<&str> {
 /// The one canonical host of a request: from its one `Host` header and the authority of its
 /// absolute-form target, which must name the same host when both are present.
 ///
-/// Returns `Ok(None)` for an HTTP/1.0 request that names no host, and `Err(())` for several
-/// `Host` headers, one that is no host, two that disagree, or an HTTP/1.1 request without one.
+/// Returns the canonical host, or `Err(())` for several `Host` headers, one that is no host,
+/// two that disagree, or a request (of any HTTP version) without one.
 #[allow(clippy::result_unit_err)]
 pub fn request_host<'a>(
     headers: &'a http::HeaderMap,
     target_authority: Option<&'a str>,
-    http11: bool,
     default_port: u16,
-) -> Result<Option<Cow<'a, str>>, ()> {
+) -> Result<Cow<'a, str>, ()> {
     let mut values = headers.get_all(http::header::HOST).iter();
     let header = values.next();
     if values.next().is_some() {
@@ -89,9 +88,10 @@ pub fn request_host<'a>(
     };
     match (from_header, from_target) {
         (Some(header), Some(target)) if header != target => Err(()),
-        (Some(host), _) | (None, Some(host)) => Ok(Some(host)),
-        (None, None) if http11 => Err(()),
-        (None, None) => Ok(None),
+        (Some(host), _) | (None, Some(host)) => Ok(host),
+        // HTTP/1.0 may leave the host out, but an upstream would then serve its default site
+        // under a policy judged for no host: refused as well.
+        (None, None) => Err(()),
     }
 }
 
@@ -249,19 +249,18 @@ mod tests {
             map
         };
         let one = |hosts: &[&str], target: Option<&str>| {
-            request_host(&headers(hosts), target, true, 80).map(|h| h.map(Cow::into_owned))
+            request_host(&headers(hosts), target, 80).map(Cow::into_owned)
         };
-        assert_eq!(one(&["A.example."], None), Ok(Some("a.example".into())));
-        assert_eq!(one(&[], Some("a.example:80")), Ok(Some("a.example".into())));
+        assert_eq!(one(&["A.example."], None), Ok("a.example".into()));
+        assert_eq!(one(&[], Some("a.example:80")), Ok("a.example".into()));
         assert_eq!(
             one(&["a.example"], Some("A.EXAMPLE.")),
-            Ok(Some("a.example".into()))
+            Ok("a.example".into())
         );
         assert_eq!(one(&["a.example"], Some("b.example")), Err(()));
         assert_eq!(one(&["a.example", "a.example"], None), Err(()));
         assert_eq!(one(&["a..example"], None), Err(()));
         assert_eq!(one(&[], None), Err(()));
-        assert_eq!(request_host(&headers(&[]), None, false, 80), Ok(None));
     }
 
     #[test]

@@ -856,12 +856,51 @@ fn hosts_targets_and_lengths_that_read_two_ways_are_refused() {
         assert_eq!(status, 400, "{request}\n{response}");
     }
     assert!(upstream.received().is_empty(), "{:?}", upstream.received());
-    // HTTP/1.0 without Host is fine, and so is a normal request.
-    let (status, response) = raw_http(
-        gw.port,
-        format!("GET /app HTTP/1.0\r\n{auth}\r\n\r\n").as_bytes(),
+    // HTTP/1.0 without Host is refused too (an upstream would serve its default site under a
+    // policy judged for no host), and so is an absolute-form target of the other scheme.
+    for request in [
+        format!("GET /app HTTP/1.0\r\n{auth}\r\n\r\n"),
+        format!("GET https://x/app HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"),
+        format!("GET HTTPS://x/public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    ] {
+        let (status, response) = raw_http(gw.port, request.as_bytes());
+        assert_eq!(status, 400, "{request}\n{response}");
+    }
+    assert!(upstream.received().is_empty(), "{:?}", upstream.received());
+    // HTTP/1.0 with a Host, and absolute-form of the listener's scheme, are fine.
+    for request in [
+        format!("GET /app HTTP/1.0\r\nHost: x\r\n{auth}\r\n\r\n"),
+        format!("GET HTTP://x/app HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"),
+    ] {
+        let (status, response) = raw_http(gw.port, request.as_bytes());
+        assert_eq!(status, 200, "{request}\n{response}");
+    }
+}
+
+#[test]
+fn a_hosts_own_routes_come_before_any_host_routes() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra_routes: "  - host: admin.example
+    path: /
+    upstream: $UPSTREAM
+    auth: {applicationId: 3c219e58-ed0e-4b18-ad48-f4f92793ae32, roles: [admin]}
+"
+            .into(),
+            ..Options::default()
+        },
     );
-    assert_eq!(status, 200, "{response}");
+    // `/public` is a public any-host route with a longer path than admin.example's `/`: on
+    // admin.example it is admin.example's site, so admin.example's route judges it.
+    for host in ["admin.example", "ADMIN.example.", "admin.example:80"] {
+        let (status, response) = get_on_host(&gw, "/public/x", host, &[]);
+        assert_eq!(status, 401, "{host}\n{response}");
+    }
+    assert!(upstream.received().is_empty(), "{:?}", upstream.received());
+    let (status, _) = get_on_host(&gw, "/public/x", "www.example", &[]);
+    assert_eq!(status, 200);
 }
 
 #[test]
