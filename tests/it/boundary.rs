@@ -861,7 +861,7 @@ fn hosts_targets_and_lengths_that_read_two_ways_are_refused() {
     for request in [
         format!("GET /app HTTP/1.0\r\n{auth}\r\n\r\n"),
         format!("GET https://x/app HTTP/1.1\r\nHost: x\r\n{auth}\r\nConnection: close\r\n\r\n"),
-        format!("GET HTTPS://x/public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        "GET HTTPS://x/public HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(),
     ] {
         let (status, response) = raw_http(gw.port, request.as_bytes());
         assert_eq!(status, 400, "{request}\n{response}");
