@@ -237,3 +237,38 @@ fn the_api_reads_credentials_with_the_edges_rules() {
         .expect("send");
     assert_eq!(response.status(), 200);
 }
+
+#[test]
+fn error_bodies_never_echo_the_keys_a_client_sent() {
+    let gw = TestGateway::start();
+    let http = client();
+    let long = "k".repeat(5000);
+    for (path, body) in [
+        (
+            "/api/lambda",
+            json!({"lambda": {"type": "ExternalJWTReconcile", "name": "x",
+                              "body": "function reconcile(u, r, j) {}",
+                              "<img src=x onerror=alert(1)>": 1, long.clone(): 2}}),
+        ),
+        (
+            "/api/identity-provider",
+            json!({"identityProvider": {"type": "ExternalJWT", "name": "x",
+                                        "headerKeyParameter": "kid",
+                                        "<script>": 1, long.clone(): 2}}),
+        ),
+    ] {
+        let response = http
+            .post(gw.url(path))
+            .header("Authorization", API_KEY)
+            .json(&body)
+            .send()
+            .expect("send");
+        assert_eq!(response.status(), 400, "{path}");
+        let text = response.text().expect("text");
+        assert!(
+            !text.contains('<') && !text.contains("kkkkkkkk") && text.len() < 2000,
+            "{path}: {text}"
+        );
+        assert!(text.contains("[unknown]"), "{path}: {text}");
+    }
+}

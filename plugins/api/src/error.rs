@@ -31,6 +31,30 @@ pub struct Errors {
     pub field_errors: BTreeMap<String, Vec<ErrorItem>>,
 }
 
+/// The longest segment of a field name an error repeats as it is.
+pub const MAX_FIELD_SEGMENT: usize = 64;
+
+/// `field` with every segment (between dots) that is not a plain name replaced by `?`
+/// (see [`Errors::field`]). Borrowed when every segment is plain.
+pub fn safe_field_name(field: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |segment: &str| {
+        segment.len() <= MAX_FIELD_SEGMENT
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-[]:".contains(&b))
+    };
+    if field.split('.').all(plain) {
+        return std::borrow::Cow::Borrowed(field);
+    }
+    std::borrow::Cow::Owned(
+        field
+            .split('.')
+            .map(|segment| if plain(segment) { segment } else { "?" })
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}
+
 impl Errors {
     /// An empty collection; add to it and check [`Errors::is_empty`].
     pub fn new() -> Self {
@@ -38,7 +62,13 @@ impl Errors {
     }
 
     /// Adds a field error whose code is `[kind]field`, FusionAuth's convention.
+    ///
+    /// Field names are often built from the client's own keys (an unknown property, a map
+    /// key): a segment that is not a plain name (letters, digits, `_`, `-`, `[`, `]`, `:`; at
+    /// most [`MAX_FIELD_SEGMENT`] characters) is replaced by `?`, so an error never echoes
+    /// markup, control bytes or a long value the client sent.
     pub fn field(&mut self, field: &str, kind: &str, message: impl Into<String>) -> &mut Self {
+        let field = safe_field_name(field);
         self.field_errors
             .entry(field.to_string())
             .or_default()
@@ -247,6 +277,35 @@ impl From<crate::store::StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_names_never_echo_what_a_client_sent() {
+        let mut errors = Errors::new();
+        errors.field("lambda.<img src=x onerror=alert(1)>", "unknown", "m");
+        errors.field(
+            &format!("identityProvider.{}", "k".repeat(5000)),
+            "unknown",
+            "m",
+        );
+        errors.field(
+            "identityProvider.applicationConfiguration.{abc}.enabled",
+            "invalid",
+            "m",
+        );
+        errors.field("identityProvider.keys[0]", "invalid", "m");
+        let rendered = serde_json::to_string(&errors).expect("json");
+        assert!(
+            !rendered.contains('<') && !rendered.contains("kkkk"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("[unknown]lambda.?"), "{rendered}");
+        assert!(rendered.contains("identityProvider.applicationConfiguration.?.enabled"));
+        assert!(
+            rendered.contains("[invalid]identityProvider.keys[0]"),
+            "{rendered}"
+        );
+        assert_eq!(safe_field_name("a.b-c.d_e"), "a.b-c.d_e");
+    }
 
     #[test]
     fn every_variant_has_its_status() {
