@@ -81,6 +81,9 @@ pub fn main() -> i32 {
                     for warning in crate::proxy::routes::unresolvable(&config.routes) {
                         eprintln!("warning: {warning} (the gateway does not start while it does not resolve)");
                     }
+                    for warning in config::issuer_warnings(&config.tenants) {
+                        eprintln!("warning: {warning}");
+                    }
                     println!("{}: ok", cli.config.display());
                     0
                 }

@@ -208,6 +208,33 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// Warnings about tenants' issuers that are not absolute `http(s)` URLs: the gateway accepts
+/// any issuer (FusionAuth does), but OpenID Connect clients refuse a discovery document whose
+/// `issuer` is not a URL. Each names the tenant by its position in the file.
+pub fn issuer_warnings(tenants: &[Tenant]) -> Vec<String> {
+    tenants
+        .iter()
+        .enumerate()
+        .filter(|(_, tenant)| !is_url_issuer(&tenant.issuer))
+        .map(|(index, _)| {
+            format!(
+                "tenants[{index}].issuer: is not an http(s) URL; OpenID Connect clients reject a discovery document whose issuer is not one (use e.g. https://auth.example.com)"
+            )
+        })
+        .collect()
+}
+
+/// True for an absolute `https://host…` or `http://host…` URL.
+fn is_url_issuer(issuer: &str) -> bool {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"));
+    rest.is_some_and(|rest| {
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !issuer.contains(char::is_whitespace)
+    })
+}
+
 /// Reads, substitutes, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -283,3 +283,24 @@ fn the_api_section_sets_threads_and_bounds_within_their_ranges() {
         .to_string();
     assert!(errors.contains("queue"), "{errors}");
 }
+
+#[test]
+fn a_non_url_issuer_is_a_warning() {
+    let tenant = |issuer: &str| {
+        serde_json::from_value::<Tenant>(
+            serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "t", "issuer": issuer}),
+        )
+        .expect("tenant")
+    };
+    let tenants = [
+        tenant("https://auth.example.com"),
+        tenant("acme.com"),
+        tenant("http://127.0.0.1:9011"),
+        tenant("https://"),
+        tenant("urn:example"),
+    ];
+    let warnings = issuer_warnings(&tenants);
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings[0].starts_with("tenants[1].issuer:"), "{warnings:?}");
+    assert!(warnings[1].starts_with("tenants[3].issuer:"), "{warnings:?}");
+}

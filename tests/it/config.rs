@@ -8,6 +8,24 @@ fn check_accepts_the_shipped_config() {
     let (code, stdout, stderr) = run_cli(&["check", "--config", "config.yaml"], repo);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("ok"));
+    // The shipped issuer is a URL: no warning about it.
+    assert!(!stderr.contains("issuer"), "{stderr}");
+}
+
+#[test]
+fn check_warns_about_an_issuer_that_is_not_a_url() {
+    let gw = TestGateway::start();
+    // The test tenants' issuers are `acme.test` and `other.test`.
+    let (code, stdout, stderr) = run_cli(
+        &["check", "--config", gw.config_path.to_str().expect("utf-8")],
+        gw.dir.path(),
+    );
+    assert_eq!(code, 0, "a warning, not an error: {stdout}{stderr}");
+    assert!(
+        stderr.contains("warning: tenants[0].issuer: is not an http(s) URL"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("warning: tenants[1].issuer:"), "{stderr}");
 }
 
 #[test]
