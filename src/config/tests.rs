@@ -301,6 +301,12 @@ fn a_non_url_issuer_is_a_warning() {
     ];
     let warnings = issuer_warnings(&tenants);
     assert_eq!(warnings.len(), 3, "{warnings:?}");
-    assert!(warnings[0].starts_with("tenants[1].issuer:"), "{warnings:?}");
-    assert!(warnings[1].starts_with("tenants[3].issuer:"), "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("tenants[1].issuer:"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("tenants[3].issuer:"),
+        "{warnings:?}"
+    );
 }

@@ -47,6 +47,13 @@ fn spellings(id: &str) -> Vec<String> {
         format!("0x{}", &id[2..]),
         id.replace('0', "\u{ff10}"),
         id.replace('0', "\u{660}"),
+        // Full-width hex letters (Java's parser reads them).
+        id.chars()
+            .map(|c| match c {
+                'a'..='f' => char::from_u32(c as u32 - 'a' as u32 + 0xff41).expect("char"),
+                c => c,
+            })
+            .collect(),
     ]
 }
 
@@ -71,7 +78,12 @@ fn a_tenant_locked_key_cannot_vend_a_token_naming_another_tenants_user() {
     }
     // Another tenant's application, in any spelling, alone or in an array.
     for app in spellings(APP) {
-        for claims in [json!({ "applicationId": app }), json!({ "aud": [app] })] {
+        for claims in [
+            json!({ "applicationId": app }),
+            json!({ "aud": [app] }),
+            json!({ "aud": [[app]] }),
+            json!({ "aud": {"id": app} }),
+        ] {
             let body = check_status(locked_vend(&gw, claims.clone()), 400);
             assert!(body["fieldErrors"].is_object(), "{claims}: {body}");
         }
@@ -165,4 +177,59 @@ fn a_token_of_another_tenant_never_acts_as_the_user_it_names() {
         &victim.token,
     );
     check_status(issued, 200);
+}
+
+#[test]
+fn two_keys_or_two_tenant_scopes_in_one_request_are_refused() {
+    let gw = TestGateway::start();
+    let http = client();
+    let cases: Vec<Vec<(&str, &str)>> = vec![
+        vec![
+            ("Authorization", API_KEY),
+            ("Authorization", TENANT_API_KEY),
+        ],
+        vec![
+            ("Authorization", TENANT_API_KEY),
+            ("Authorization", API_KEY),
+        ],
+        vec![
+            ("Authorization", API_KEY),
+            ("X-FusionAuth-TenantId", ""),
+            ("X-FusionAuth-TenantId", TENANT),
+        ],
+        vec![
+            ("Authorization", API_KEY),
+            ("X-FusionAuth-TenantId", TENANT),
+            ("X-FusionAuth-TenantId", TENANT),
+        ],
+    ];
+    for headers in &cases {
+        for (method, path) in [
+            ("POST", "/api/system/event-log/search"),
+            (
+                "GET",
+                "/api/jwt/refresh?userId=00000000-0000-4000-8000-000000000001",
+            ),
+            ("POST", "/api/jwt/vend"),
+        ] {
+            let mut request = match method {
+                "POST" => http.post(gw.url(path)).json(&json!({})),
+                _ => http.get(gw.url(path)),
+            };
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = request.send().expect("send");
+            assert_eq!(response.status(), 400, "{method} {path} {headers:?}");
+        }
+    }
+    // Without a key, on an endpoint the tenant header scopes: the same.
+    let response = http
+        .post(gw.url("/api/jwt/refresh"))
+        .header("X-FusionAuth-TenantId", TENANT)
+        .header("X-FusionAuth-TenantId", OTHER_TENANT)
+        .json(&json!({"refreshToken": "x"}))
+        .send()
+        .expect("send");
+    assert_eq!(response.status(), 400);
 }

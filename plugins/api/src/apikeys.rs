@@ -51,8 +51,18 @@ impl ApiKeyRing {
     /// time taken does not depend on which key (if any) matched.
     ///
     /// Returns the grant, `Unauthorized` for a missing or unknown key or a tenant header that a
-    /// tenant-locked key does not allow, and 400 for a malformed tenant header.
+    /// tenant-locked key does not allow, and 400 for a malformed tenant header or for several
+    /// `Authorization` or `X-FusionAuth-TenantId` headers.
     pub fn authenticate(&self, request: &PluginRequest) -> Result<ApiKeyGrant, ApiError> {
+        // Two keys, or two tenant scopes, in one request: which one counts is a guess.
+        for name in ["authorization", "x-fusionauth-tenantid"] {
+            if request.headers.get_all(name).iter().nth(1).is_some() {
+                return Err(ApiError::general(
+                    "[AmbiguousRequest]",
+                    format!("The request has more than one {name} header."),
+                ));
+            }
+        }
         let presented = request
             .header("authorization")
             .map(str::trim)
@@ -143,6 +153,19 @@ mod tests {
         assert_eq!(grant.tenant_id, Some(tenant));
         assert!(grant.allows_tenant(tenant));
         assert!(!grant.allows_tenant(Uuid::new_v4()));
+    }
+
+    #[test]
+    fn several_keys_or_scopes_are_ambiguous() {
+        let (ring, tenant) = ring();
+        let mut req = request(Some("global-key"), Some(&tenant.to_string()));
+        req.headers
+            .append("x-fusionauth-tenantid", "".parse().expect("header"));
+        assert_eq!(ring.authenticate(&req).map_err(|e| e.status()), Err(400));
+        let mut req = request(Some("global-key"), None);
+        req.headers
+            .append("authorization", "tenant-key".parse().expect("header"));
+        assert_eq!(ring.authenticate(&req).map_err(|e| e.status()), Err(400));
     }
 
     #[test]

@@ -34,6 +34,18 @@ pub fn path_uuid(request: &PluginRequest, name: &str) -> Result<Uuid, ApiError> 
 /// The `X-FusionAuth-TenantId` header, for endpoints without API-key authentication (which
 /// reads it itself); 400 when it is not a UUID.
 pub fn tenant_header(request: &PluginRequest) -> Result<Option<Uuid>, ApiError> {
+    if request
+        .headers
+        .get_all("x-fusionauth-tenantid")
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(ApiError::general(
+            "[AmbiguousRequest]",
+            "The request has more than one x-fusionauth-tenantid header.",
+        ));
+    }
     match request.header("x-fusionauth-tenantid").map(str::trim) {
         Some(raw) if !raw.is_empty() => Uuid::parse_str(raw).map(Some).map_err(|_| {
             ApiError::general(

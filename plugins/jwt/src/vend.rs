@@ -168,7 +168,10 @@ fn id_spelling(text: &str) -> IdSpelling {
             return IdSpelling::Canonical(id);
         }
     }
-    let is_digit = |c: char| c.is_ascii_hexdigit() || c.is_numeric();
+    // Non-ASCII letters and digits count as digits: some parsers read full-width `ａ`–`ｆ`
+    // or other scripts' digits as hex digits.
+    let is_digit =
+        |c: char| c.is_ascii_hexdigit() || c.is_numeric() || (!c.is_ascii() && c.is_alphanumeric());
     let digits = text.chars().filter(|&c| is_digit(c)).count();
     // Java reads `82d917-76a8-…` (leading zeros dropped) as an id, Python `+…` and `0x…`: any
     // text made of nothing but digits and the punctuation of id spellings is one.
@@ -200,13 +203,18 @@ fn claimed_ids(value: Option<&Value>) -> (Vec<Uuid>, bool) {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
-    let strings: Vec<String> = match value {
-        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
-        Some(other) => text(other).into_iter().collect(),
-        None => Vec::new(),
+    // Nested arrays and objects are no spelling of an id this check could read: ambiguous.
+    let nested = |v: &Value| matches!(v, Value::Array(_) | Value::Object(_));
+    let (strings, mut ambiguous): (Vec<String>, bool) = match value {
+        Some(Value::Array(items)) => (
+            items.iter().filter_map(text).collect(),
+            items.iter().any(nested),
+        ),
+        Some(Value::Object(_)) => (Vec::new(), true),
+        Some(other) => (text(other).into_iter().collect(), false),
+        None => (Vec::new(), false),
     };
     let mut ids = Vec::new();
-    let mut ambiguous = false;
     for text in &strings {
         match id_spelling(text) {
             IdSpelling::Canonical(id) => ids.push(id),
@@ -312,6 +320,8 @@ mod tests {
             format!(" {id}"),
             id.replace('0', "\u{ff10}"),
             id.replace('0', "\u{660}"),
+            id.replace('d', "\u{ff44}").replace('a', "\u{ff41}"),
+            id.replace('d', "\u{ff24}"),
             format!("{id}0"),
             "82d917-76a8-44c5-9049-37ad3574778d".into(),
             "1-1-1-1-1".into(),
@@ -328,6 +338,8 @@ mod tests {
         let (_, ambiguous) = claimed_ids(Some(&json!(123456789012345678901234567890123_f64)));
         assert!(!ambiguous, "a float renders with an exponent");
         assert!(claimed_ids(Some(&json!(12345))).1, "a number is all digits");
+        assert!(claimed_ids(Some(&json!([[id]]))).1, "nested");
+        assert!(claimed_ids(Some(&json!({"id": id}))).1, "an object");
     }
     use crate::testkit::{block_on, Kit};
     use http::Method;
