@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2000}
+# ACCESS_LOG=false measures without the access log line (it is on by default).
 for tool in valgrind callgrind_control nginx python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is required" >&2; exit 1; }
 done
@@ -36,7 +37,7 @@ cat > "$work/config.yaml" <<YAML
 listen: 127.0.0.1:$gw
 threads: 1
 store: sqlite://$work/gatehouse.db
-log: {level: warn}
+log: {level: warn, access: ${ACCESS_LOG:-true}}
 keys:
   - {id: 5d8f4b8e-1c8a-4a5e-9d6b-2f3a1c4e5b60, algorithm: RS256}
 tenants:

@@ -135,33 +135,7 @@ async fn generated_material(
 /// Opens the store, applies the declared entities, and builds the gateway.
 pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let store = crate::store::open(&config.store).await?;
-    // The file is the source of truth for what it declares.
-    for tenant in &config.tenants {
-        store.upsert_tenant(tenant).await?;
-    }
-    for application in &config.applications {
-        store.upsert_application(application).await?;
-    }
-    store.replace_api_keys(&config.api_keys).await?;
-    for lambda in &config.lambdas {
-        if let Some(id) = lambda
-            .get("id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        {
-            store.put_lambda(id, lambda).await?;
-        }
-    }
-    for provider in &config.identity_providers {
-        if let Some(id) = provider
-            .get("id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        {
-            store.put_identity_provider(id, provider).await?;
-        }
-    }
-
+    apply_declared(config, store.as_ref()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let ring = load_keys(config, store.as_ref(), clock.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
@@ -241,6 +215,35 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         upstream_resolver,
         admin,
     })
+}
+
+/// Writes what the file declares into the store (the file is the source of truth for what it
+/// declares): tenants, applications, API keys, lambdas and identity providers with an id.
+async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result<(), StartError> {
+    for tenant in &config.tenants {
+        store.upsert_tenant(tenant).await?;
+    }
+    for application in &config.applications {
+        store.upsert_application(application).await?;
+    }
+    store.replace_api_keys(&config.api_keys).await?;
+    let id_of = |document: &serde_json::Value| {
+        document
+            .get("id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+    };
+    for lambda in &config.lambdas {
+        if let Some(id) = id_of(lambda) {
+            store.put_lambda(id, lambda).await?;
+        }
+    }
+    for provider in &config.identity_providers {
+        if let Some(id) = id_of(provider) {
+            store.put_identity_provider(id, provider).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Fails early, with a clear message, when an address cannot be bound.

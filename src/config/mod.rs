@@ -338,6 +338,36 @@ pub(crate) fn redact_serde_message(message: &str) -> String {
     message.to_string()
 }
 
+/// The `limits` section: the largest body and header block (bytes) and the idle keep-alive
+/// timeout (seconds), each within its range or a problem at its path.
+fn request_limits(p: &mut Problems, limits: &raw::RawLimits) -> (usize, usize, u64) {
+    let max_body_bytes = sections::bounded(
+        p,
+        "limits.maxBodyBytes",
+        limits.max_body_bytes,
+        1024 * 1024,
+        (1, usize::MAX),
+        "must be greater than 0",
+    );
+    let max_header_bytes = sections::bounded(
+        p,
+        "limits.maxHeaderBytes",
+        limits.max_header_bytes,
+        32 * 1024,
+        (1024, usize::MAX),
+        "must be at least 1024",
+    );
+    let idle_timeout_seconds = sections::bounded(
+        p,
+        "limits.idleTimeoutSeconds",
+        limits.idle_timeout_seconds,
+        60,
+        (1, 3600),
+        "must be between 1 and 3600",
+    );
+    (max_body_bytes, max_header_bytes, idle_timeout_seconds)
+}
+
 /// Turns the file as written into a validated [`Config`], or every problem found: a driver
 /// over the section validators of [`sections`] and [`routes`].
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -356,31 +386,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let plugins = sections::plugins(&mut p, &raw.plugins);
     let path_options = routes::path_options(&raw.paths);
     let routes = routes::routes(&mut p, &raw.routes, &raw.applications, path_options);
-    let limits = &raw.limits;
-    let max_body_bytes = sections::bounded(
-        &mut p,
-        "limits.maxBodyBytes",
-        limits.max_body_bytes,
-        1024 * 1024,
-        (1, usize::MAX),
-        "must be greater than 0",
-    );
-    let max_header_bytes = sections::bounded(
-        &mut p,
-        "limits.maxHeaderBytes",
-        limits.max_header_bytes,
-        32 * 1024,
-        (1024, usize::MAX),
-        "must be at least 1024",
-    );
-    let idle_timeout_seconds = sections::bounded(
-        &mut p,
-        "limits.idleTimeoutSeconds",
-        limits.idle_timeout_seconds,
-        60,
-        (1, 3600),
-        "must be between 1 and 3600",
-    );
+    let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
+        request_limits(&mut p, &raw.limits);
     let token_cache_max_bytes = sections::bounded(
         &mut p,
         "validation.cacheMaxBytes",

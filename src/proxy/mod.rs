@@ -749,8 +749,8 @@ impl Gateway {
         .write();
     }
 
-    /// `X-Forwarded-For` (the peer: the edge trusts no client's claim of an address) and
-    /// `X-Forwarded-Proto`. The client's `X-Real-IP`, `X-Forwarded-Host` and `Forwarded` were
+    /// `X-Forwarded-For` (the client's address, see [`crate::request::client`]: the peer, or
+    /// what trusted proxies vouch for) and `X-Forwarded-Proto`. The client's `X-Real-IP`, `X-Forwarded-Host` and `Forwarded` were
     /// removed with the [`RESERVED_HEADERS`]; `Host` is the host the route judged.
     fn set_forwarding_headers(
         &self,

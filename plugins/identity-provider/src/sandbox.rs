@@ -392,13 +392,17 @@ mod tests {
         shell(&format!("while read -r line; do echo '{reply}'; done"))
     }
 
-    /// The live child processes of this process (all its threads).
-    /// True once the process has at most `count` children, waiting up to 3 s: other tests
-    /// of this crate may be starting or reaping their own children at the same moment.
-    fn settles_to(count: usize) -> bool {
+    /// True once no child process of this one runs a command line containing `marker`,
+    /// waiting up to 3 s for it to be reaped. Other tests of this crate start and keep their
+    /// own workers meanwhile, so only the marked children are this test's.
+    fn no_child_runs(marker: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
-            if children() <= count {
+            let running = child_pids().into_iter().any(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|line| String::from_utf8_lossy(&line).contains(marker))
+            });
+            if !running {
                 return true;
             }
             if Instant::now() > deadline {
@@ -408,6 +412,21 @@ mod tests {
         }
     }
 
+    /// The pids of this process's children (all its threads).
+    fn child_pids() -> Vec<u32> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|pid| pid.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+
+    /// The live child processes of this process (all its threads).
     fn children() -> usize {
         let mut count = 0;
         for task in std::fs::read_dir("/proc/self/task")
@@ -524,14 +543,13 @@ mod tests {
     #[test]
     fn the_blocking_check_kills_and_reports() {
         let _serial = SERIAL.blocking_lock();
-        let before = children();
         assert_eq!(
             check_blocking(&answering("\"checked\""), "x", limits()),
             Ok(())
         );
         let start = Instant::now();
         assert_eq!(
-            check_blocking(&shell("read -r line; sleep 30"), "x", limits()),
+            check_blocking(&shell("read -r line; sleep 31"), "x", limits()),
             Err(LambdaError::Timeout)
         );
         assert!(start.elapsed() < Duration::from_secs(2));
@@ -543,6 +561,6 @@ mod tests {
             check_blocking(&answering(r#"{"failed":"MissingFunction"}"#), "x", limits()),
             Err(LambdaError::MissingFunction)
         );
-        assert!(settles_to(before), "a worker was left running");
+        assert!(no_child_runs("sleep 31"), "the hanging worker was left running");
     }
 }
