@@ -561,6 +561,9 @@ mod tests {
             check_blocking(&answering(r#"{"failed":"MissingFunction"}"#), "x", limits()),
             Err(LambdaError::MissingFunction)
         );
-        assert!(no_child_runs("sleep 31"), "the hanging worker was left running");
+        assert!(
+            no_child_runs("sleep 31"),
+            "the hanging worker was left running"
+        );
     }
 }
