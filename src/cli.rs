@@ -1,6 +1,6 @@
 //! Command-line interface: `serve` (the default), `check`, `token` (a development helper
 //! that signs an access token with the configured keys), and the hidden `lambda-worker` (the
-//! process the gateway runs reconcile lambdas in; see [`crate::plugins::lambda_worker`]).
+//! process the gateway runs reconcile lambdas in; see [`crate::api::plugins::lambda_worker`]).
 
 use std::path::PathBuf;
 
@@ -60,7 +60,7 @@ fn init_logging(config: Option<&Config>) {
     let level = config.map_or("info", |c| c.log_level.as_str());
     let format = config.map_or(LogFormat::Text, |c| c.log_format);
     let access = config.is_some_and(|c| c.access_log);
-    crate::logging::init(level, format, access);
+    crate::observe::logging::init(level, format, access);
 }
 
 /// Runs the CLI; returns the process exit code.

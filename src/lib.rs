@@ -1,33 +1,28 @@
 //! Gatehouse: an authentication gateway. A Pingora reverse proxy that validates access tokens
 //! inline and applies per-route policy, with FusionAuth's REST API hosted in-process by plugins.
 //!
-//! Layout:
+//! The host, by layer (the plugin contract and the shared refresh rules are the library crates
+//! under `crates/`, the plugins live under `plugins/`):
+//! - [`cli`]: the commands; [`server`]: start-up (store, keys, plugins, listeners), shutdown,
+//!   the admin listener and the demo upstream;
 //! - [`config`]: the file as written, substitution, validation into [`config::Config`];
-//! - [`store`]: the storage backends behind the storage ports (the plugin API's, the
-//!   identity-provider plugin's, the host's), and the revocation feed;
-//! - [`revocation_sync`]: the in-memory revocation set kept in step with the store;
-//! - [`keys`] and [`tokens`]: the key ring and the token service;
-//! - [`request`]: a client request read once: its canonical target;
-//! - [`proxy`]: the Pingora `ProxyHttp` implementation; [`plugins`]: the plugin host;
-//!   [`api_executor`]: the REST API's own runtime, with its time and in-flight bounds;
-//! - [`admin`]: the admin listener (`/metrics`, `/health` with details);
-//! - [`server`]: start-up (store, keys, plugins, listeners) and shutdown; [`cli`]: commands.
+//! - [`request`]: a client request read once (target, host, client address, canonical path);
+//! - [`proxy`]: the Pingora `ProxyHttp` implementation, its phases in request order, and the
+//!   proxy's one error type;
+//! - [`auth`]: the key ring, the token service with its verified-token cache, and the revocation
+//!   set kept in step with the store;
+//! - [`api`]: the plugin host (typed settings, router) and the REST API's own runtime;
+//! - [`store`]: the storage backends behind the storage ports, and the revocation feed;
+//! - [`observe`]: logging and metrics, used by every layer.
 #![deny(clippy::unwrap_used, clippy::todo, clippy::unimplemented)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod admin;
-pub mod api_executor;
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod echo;
-pub mod error;
-pub mod keys;
-pub mod logging;
-pub mod metrics;
-pub mod plugins;
+pub mod observe;
 pub mod proxy;
 pub mod request;
-pub mod revocation_sync;
 pub mod server;
 pub mod store;
-pub mod tokens;

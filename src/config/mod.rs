@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 /// Declared keys: defined beside the key ring that reads them (`config` uses `keys`, never
 /// the other way).
-pub use crate::keys::{KeySource, KeySpec};
+pub use crate::auth::keys::{KeySource, KeySpec};
+pub use crate::observe::logging::LogFormat;
 use crate::request::canonical::PathOptions;
 use gatehouse_plugin_api::model::{ApiKey, Application, Tenant};
 use http::HeaderName;
@@ -134,15 +135,6 @@ pub struct Route {
     pub case_sensitive: bool,
 }
 
-/// Logging output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -153,7 +145,7 @@ pub struct Config {
     /// Worker threads.
     pub threads: usize,
     /// The REST API's own threads and bounds (`api:`).
-    pub api: crate::api_executor::ApiSettings,
+    pub api: crate::api::executor::ApiSettings,
     /// The store.
     pub store: StoreLocation,
     /// API keys.
@@ -169,7 +161,7 @@ pub struct Config {
     /// Lambda documents, validated and normalised.
     pub lambdas: Vec<serde_json::Value>,
     /// Enabled plugins' settings, each read once into its plugin's type, in name order.
-    pub plugins: Vec<crate::plugins::PluginSettings>,
+    pub plugins: Vec<crate::api::plugins::PluginSettings>,
     /// Routes, longest prefix first.
     pub routes: Vec<Route>,
     /// Largest body.

@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::raw::{RawApi, RawApiKey, RawConfig, RawKey};
 use super::{ConfigError, KeySource, KeySpec, LogFormat, StoreLocation, DEMO_API_KEY};
-use crate::api_executor::{ApiSettings, DEFAULT_TIME_LIMIT_SECONDS};
-use crate::keys::{self, KeyAlgorithm};
-use crate::plugins::{self, PluginSettings};
+use crate::api::executor::{ApiSettings, DEFAULT_TIME_LIMIT_SECONDS};
+use crate::api::plugins::{self, PluginSettings};
+use crate::auth::keys::{self, KeyAlgorithm};
 
 /// Collects problems with their paths.
 #[derive(Default)]

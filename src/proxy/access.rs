@@ -1,6 +1,6 @@
 //! The access log: one line per request the proxy listener reads (proxied, refused, served by
 //! a plugin, the public `/health`), written in the logging phase with the target
-//! [`crate::logging::ACCESS_TARGET`].
+//! [`crate::observe::logging::ACCESS_TARGET`].
 //!
 //! A line names the request by its method and canonical path (never the query string, which
 //! can hold secrets, and never a header: no credential, no cookie), the route that judged it,
@@ -92,7 +92,7 @@ pub struct Line<'a> {
     /// The status sent; 0 when none was.
     pub status: u16,
     /// The outcome: [`ALLOWED`], [`API`], [`HEALTH`], [`CLIENT_CLOSED`] or a refusal's
-    /// [`crate::error::GatewayError::outcome`].
+    /// [`crate::proxy::error::GatewayError::outcome`].
     pub outcome: &'a str,
     /// The verified token's user, when there is one.
     pub user: Option<User<'a>>,

@@ -15,6 +15,7 @@
 mod access;
 mod answer;
 mod body;
+pub mod error;
 pub mod refresh;
 pub mod routes;
 
@@ -36,16 +37,16 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use uuid::Uuid;
 
-use crate::api_executor::ApiExecutor;
+use crate::api::executor::ApiExecutor;
+use crate::api::plugins::{PluginRouter, RouteMatch};
+use crate::auth::tokens::Tokens;
 use crate::config::Route;
-use crate::error::GatewayError;
-use crate::metrics::Metrics;
-use crate::plugins::{PluginRouter, RouteMatch};
+use crate::observe::metrics::Metrics;
+use crate::proxy::error::GatewayError;
 use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
 use crate::request::client::client_address;
 use crate::request::host::{authority_of, request_host};
 use crate::store::GatewayStore;
-use crate::tokens::Tokens;
 use access::RequestId;
 use body::HeldBody;
 use gatehouse_plugin_api::credentials::{self, Credentials};

@@ -23,8 +23,8 @@ use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
-use crate::tokens::Tokens;
+use crate::auth::tokens::Tokens;
+use crate::observe::metrics::Metrics;
 
 /// How long the outcome of a refresh that retired nothing (`Reusable`) is kept for requests that
 /// arrive after it completed.

@@ -6,8 +6,8 @@
 //! External providers sign with keys of their own, generated here like the kit's, plus a fixed
 //! self-signed certificate (`fixtures/idp_cert.pem`, x5t below) for X.509 key selection.
 
+use gatehouse::auth::keys::{generate_material, SigningKey};
 use gatehouse::config::{KeySource, KeySpec};
-use gatehouse::keys::{generate_material, SigningKey};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};

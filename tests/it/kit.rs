@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gatehouse::auth::keys::generate_material;
 use gatehouse::config::{KeySource, KeySpec};
-use gatehouse::keys::generate_material;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -63,8 +63,8 @@ pub fn shipped_config_on_free_ports() -> (String, [u16; 3]) {
 }
 
 /// The gateway's algorithm for one of the JWT library's (same JOSE name).
-pub fn key_algorithm(algorithm: Algorithm) -> gatehouse::keys::KeyAlgorithm {
-    gatehouse::keys::KeyAlgorithm::from_name(&format!("{algorithm:?}")).expect("a JOSE name")
+pub fn key_algorithm(algorithm: Algorithm) -> gatehouse::auth::keys::KeyAlgorithm {
+    gatehouse::auth::keys::KeyAlgorithm::from_name(&format!("{algorithm:?}")).expect("a JOSE name")
 }
 
 /// Key material per algorithm, as PEM text or secrets the tests also sign with.

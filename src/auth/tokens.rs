@@ -21,8 +21,8 @@ use gatehouse_plugin_api::tokens::{
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::keys::KeyRing;
-use crate::metrics::Metrics;
+use crate::auth::keys::KeyRing;
+use crate::observe::metrics::Metrics;
 
 /// Expires each cached token at its own `exp`.
 struct ExpireAtExp;
@@ -218,7 +218,7 @@ impl Tokens {
         now: i64,
         strict_issuer: bool,
     ) -> Result<VerifiedClaims, TokenError> {
-        let header = crate::keys::TokenHeader::parse(token)?;
+        let header = crate::auth::keys::TokenHeader::parse(token)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self.ring.get(&kid).ok_or(TokenError::UnknownKey)?;
         if header.alg != key.algorithm.name() {
@@ -245,7 +245,7 @@ impl Tokens {
     fn signing_key_for(
         &self,
         key_id: Option<Uuid>,
-    ) -> Result<&Arc<crate::keys::SigningKey>, TokenError> {
+    ) -> Result<&Arc<crate::auth::keys::SigningKey>, TokenError> {
         let kid = key_id.ok_or(TokenError::CannotSign)?.to_string();
         let key = self.ring.get(&kid).ok_or(TokenError::CannotSign)?;
         if !key.can_sign() {
@@ -477,9 +477,9 @@ impl TokenService for Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::KeyAlgorithm as Algorithm;
+    use crate::auth::keys::{generate_material, SigningKey};
     use crate::config::{KeySource, KeySpec};
-    use crate::keys::KeyAlgorithm as Algorithm;
-    use crate::keys::{generate_material, SigningKey};
     use gatehouse_plugin_api::model::{JwtConfiguration, Registration, User};
     use gatehouse_plugin_api::SystemClock;
 

@@ -13,7 +13,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use uuid::Uuid;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// The admin service.
 pub struct Admin {

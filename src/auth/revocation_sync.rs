@@ -11,9 +11,9 @@ use std::time::Duration;
 use gatehouse_plugin_api::{Clock, SystemClock, TokenService};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::auth::tokens::Tokens;
 use crate::store::feed::{FeedEvent, RevocationCursor};
 use crate::store::GatewayStore;
-use crate::tokens::Tokens;
 
 /// The period of the loop's clock: polls while nothing is pushed, upkeep.
 const TICK: Duration = Duration::from_secs(1);

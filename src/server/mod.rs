@@ -1,7 +1,10 @@
 //! Start-up and shutdown: open the store and apply the declared entities, load or generate the
 //! keys, build the token service, the plugins and the API's runtime, then run the Pingora server
 //! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
-//! (fast).
+//! (fast). [`admin`] is the admin listener (`/metrics`, `/health`), [`echo`] the demo upstream.
+
+pub mod admin;
+pub mod echo;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,18 +18,18 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
-use crate::admin::Admin;
-use crate::api_executor::ApiExecutor;
+use crate::api::executor::ApiExecutor;
+use crate::api::plugins::PluginRouter;
+use crate::auth::keys::{generate_material, KeyRing, SigningKey};
+use crate::auth::revocation_sync::RevocationSync;
+use crate::auth::tokens::{CacheLimits, Tokens};
 use crate::config::{Config, KeySource, KeySpec};
-use crate::echo::Echo;
-use crate::keys::{generate_material, KeyRing, SigningKey};
-use crate::metrics::Metrics;
-use crate::plugins::PluginRouter;
+use crate::observe::metrics::Metrics;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, ProxySettings};
-use crate::revocation_sync::RevocationSync;
+use crate::server::admin::Admin;
+use crate::server::echo::Echo;
 use crate::store::GatewayStore;
-use crate::tokens::{CacheLimits, Tokens};
 use gatehouse_plugin_api::model::KeyMaterial;
 
 /// Why the gateway could not start.

@@ -1,0 +1,5 @@
+//! Observability shared by every layer: structured logging ([`logging`]) and the Prometheus
+//! metrics ([`metrics`]).
+
+pub mod logging;
+pub mod metrics;
