@@ -1,20 +1,32 @@
 //! The three PATCH formats FusionAuth accepts, as pure functions over JSON documents.
 //!
-//! - `application/json`: FusionAuth's merge — objects merge recursively, `null` removes a
-//!   member, and arrays are *appended* to (the documented limitation).
-//! - `application/merge-patch+json`: RFC 7396 — like the above, but arrays are replaced.
-//! - `application/json-patch+json`: RFC 6902 — `add`, `remove`, `replace`, `move`, `copy` and
-//!   `test`, applied in order to a copy; any failing operation (including a `test` whose value
-//!   differs) leaves the document untouched and reports which operation failed.
+//! - `application/json`: FusionAuth's merge ([`fusionauth_merge`], FusionAuth's own semantics,
+//!   so ours to keep): objects merge recursively, `null` removes a member, and arrays are
+//!   *appended* to (the documented limitation).
+//! - `application/merge-patch+json`: RFC 7396, by the `json-patch` crate ([`json_patch::merge`]).
+//! - `application/json-patch+json`: RFC 6902, each operation applied by the `json-patch` crate,
+//!   in order, to a copy; any failing operation (including a `test` whose value differs) leaves
+//!   the document untouched and reports which operation failed.
 //!
-//! Patches apply to the request shape (`{"identityProvider": {...}}`, `{"lambda": {...}}`).
-//! The work is bounded ([`MAX_OPERATIONS`], [`MAX_WORK`], the document limits after every
-//! operation), and handlers run it on the [`CpuPool`] ([`apply_offloaded`]), never on the
+//! Around the crate this module is a thin adapter that keeps what clients see: operations are
+//! read one at a time, in order, with our error codes and messages (`[invalid]`, `[TestFailed]`,
+//! `[tooLarge]`), and the crate's collapsed error kinds are explained back into them
+//! ([`explain`]). Two of our readings of a pointer differ from the crate's and are kept: an
+//! invalid escape (`~2`) is a literal part of a member name, and an array index may carry a `+`
+//! sign (`/list/+1`). Patches apply to the request shape (`{"identityProvider": {...}}`,
+//! `{"lambda": {...}}`). The work is bounded ([`MAX_OPERATIONS`], [`MAX_WORK`], the document
+//! limits after every operation: operations go to the crate one by one, so the bound stops a
+//! patch mid-way), and handlers run it on the [`CpuPool`] ([`apply_offloaded`]), never on the
 //! threads that serve requests.
 
 use std::sync::Arc;
 
 use gatehouse_plugin_api::{ApiError, CpuPool};
+use json_patch::jsonptr::{Pointer, PointerBuf};
+use json_patch::{
+    AddOperation, CopyOperation, MoveOperation, PatchErrorKind, PatchOperation, RemoveOperation,
+    ReplaceOperation, TestOperation,
+};
 use serde_json::Value;
 
 /// The PATCH format named by a Content-Type.
@@ -66,7 +78,25 @@ fn error(code: &'static str, message: impl Into<String>) -> PatchError {
     }
 }
 
-/// Applies `patch` in `format` to `target`, returning the patched document.
+/// `[invalid]`: a path (or `from`) names nothing in the document.
+fn missing() -> PatchError {
+    error("[invalid]", "A path does not exist in the document.")
+}
+
+/// `[invalid]`: `remove` (or `move`) of the root.
+fn whole_document() -> PatchError {
+    error("[invalid]", "The whole document cannot be removed.")
+}
+
+/// `[TestFailed]` for operation `index`, saying `why`.
+fn test_failed(index: usize, why: &str) -> PatchError {
+    error(
+        "[TestFailed]",
+        format!("Operation {index} (test) failed: {why}."),
+    )
+}
+
+/// Applies `patch` in `format` to `target`: the patched document, or what failed (a 400).
 pub fn apply(format: PatchFormat, target: &Value, patch: &Value) -> Result<Value, PatchError> {
     let doc = match format {
         PatchFormat::FusionAuthMerge => {
@@ -76,7 +106,7 @@ pub fn apply(format: PatchFormat, target: &Value, patch: &Value) -> Result<Value
         }
         PatchFormat::MergePatch => {
             let mut doc = target.clone();
-            merge_patch(&mut doc, patch);
+            json_patch::merge(&mut doc, patch);
             doc
         }
         PatchFormat::JsonPatch => json_patch(target, patch)?,
@@ -99,7 +129,8 @@ pub async fn apply_offloaded(
         .map_err(|e| ApiError::general(e.code, e.message))
 }
 
-/// FusionAuth's `application/json` PATCH merge: arrays are appended to.
+/// FusionAuth's `application/json` PATCH merge: like RFC 7396, except that an array patched
+/// with an array is appended to.
 pub fn fusionauth_merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(t), Value::Object(p)) => {
@@ -118,141 +149,7 @@ pub fn fusionauth_merge(target: &mut Value, patch: &Value) {
     }
 }
 
-/// RFC 7396 JSON Merge Patch.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Default::default());
-    }
-    if let Value::Object(t) = target {
-        for (key, value) in p {
-            if value.is_null() {
-                t.remove(key);
-            } else {
-                merge_patch(t.entry(key.clone()).or_insert(Value::Null), value);
-            }
-        }
-    }
-}
-
-/// Splits an RFC 6901 JSON pointer into unescaped tokens.
-fn pointer_tokens(pointer: &str) -> Result<Vec<String>, PatchError> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rest = pointer.strip_prefix('/').ok_or_else(|| {
-        error(
-            "[invalid]",
-            "A path is not a JSON pointer (it must start with /).",
-        )
-    })?;
-    Ok(rest
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect())
-}
-
-fn array_index(token: &str, len: usize, allow_end: bool) -> Option<usize> {
-    if allow_end && token == "-" {
-        return Some(len);
-    }
-    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
-        return None;
-    }
-    let index: usize = token.parse().ok()?;
-    let limit = if allow_end {
-        len
-    } else {
-        len.saturating_sub(1)
-    };
-    (index <= limit && (allow_end || len > 0)).then_some(index)
-}
-
-fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Result<&'a mut Value, PatchError> {
-    let mut current = doc;
-    for token in tokens {
-        current = match current {
-            Value::Object(map) => map.get_mut(token),
-            Value::Array(items) => {
-                let len = items.len();
-                array_index(token, len, false).and_then(move |i| items.get_mut(i))
-            }
-            _ => None,
-        }
-        .ok_or_else(|| error("[invalid]", "A path does not exist in the document."))?;
-    }
-    Ok(current)
-}
-
-fn get<'a>(doc: &'a Value, path: &str) -> Result<&'a Value, PatchError> {
-    let tokens = pointer_tokens(path)?;
-    let mut current = doc;
-    for token in &tokens {
-        current = match current {
-            Value::Object(map) => map.get(token),
-            Value::Array(items) => {
-                array_index(token, items.len(), false).and_then(|i| items.get(i))
-            }
-            _ => None,
-        }
-        .ok_or_else(|| error("[invalid]", "A path does not exist in the document."))?;
-    }
-    Ok(current)
-}
-
-fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
-    let tokens = pointer_tokens(path)?;
-    let Some((last, parents)) = tokens.split_last() else {
-        *doc = value;
-        return Ok(());
-    };
-    match parent_mut(doc, parents)? {
-        Value::Object(map) => {
-            map.insert(last.clone(), value);
-            Ok(())
-        }
-        Value::Array(items) => {
-            let index = array_index(last, items.len(), true)
-                .ok_or_else(|| error("[invalid]", "An array index is out of bounds."))?;
-            items.insert(index, value);
-            Ok(())
-        }
-        _ => Err(error(
-            "[invalid]",
-            "The parent of a path is neither an object nor an array.",
-        )),
-    }
-}
-
-fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
-    let tokens = pointer_tokens(path)?;
-    let Some((last, parents)) = tokens.split_last() else {
-        return Err(error("[invalid]", "The whole document cannot be removed."));
-    };
-    let missing = || error("[invalid]", "A path does not exist in the document.");
-    match parent_mut(doc, parents)? {
-        Value::Object(map) => map.remove(last).ok_or_else(missing),
-        Value::Array(items) => {
-            let index = array_index(last, items.len(), false).ok_or_else(missing)?;
-            Ok(items.remove(index))
-        }
-        _ => Err(missing()),
-    }
-}
-
-fn op_string<'a>(op: &'a Value, name: &str, index: usize) -> Result<&'a str, PatchError> {
-    op.get(name).and_then(Value::as_str).ok_or_else(|| {
-        error(
-            "[invalid]",
-            format!("Operation {index} needs a string member [{name}]."),
-        )
-    })
-}
-
-/// RFC 6902 JSON Patch, all or nothing.
+/// RFC 6902 JSON Patch, all or nothing: the patched copy of `target`, or the first failure.
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
     let ops = patch.as_array().ok_or_else(|| {
         error(
@@ -302,70 +199,204 @@ pub const MAX_OPERATIONS: usize = 1000;
 /// [`gatehouse_plugin_api::json::MAX_VALUES`]; a provider or lambda is a few dozen values.
 pub const MAX_WORK: usize = 2_000_000;
 
-/// Applies operation `index` of a JSON Patch to `doc`.
-fn apply_operation(doc: &mut Value, op: &Value, index: usize) -> Result<(), PatchError> {
-    let name = op_string(op, "op", index)?;
-    let path = op_string(op, "path", index)?;
+/// Applies operation `index` (`raw`, as the client sent it) to `doc` with the crate. On an
+/// error `doc` may be half-changed: the caller drops it.
+fn apply_operation(doc: &mut Value, raw: &Value, index: usize) -> Result<(), PatchError> {
+    let steps = read_operation(doc, raw, index)?;
+    json_patch::patch_unsafe(doc, &steps)
+        .map_err(|failure| explain(doc, &steps[failure.operation], failure.kind, index))
+}
+
+/// The string member `name` of operation `index`, or an `[invalid]` error naming it.
+fn member<'a>(op: &'a Value, name: &str, index: usize) -> Result<&'a str, PatchError> {
+    op.get(name).and_then(Value::as_str).ok_or_else(|| {
+        error(
+            "[invalid]",
+            format!("Operation {index} needs a string member [{name}]."),
+        )
+    })
+}
+
+/// Reads operation `index` into the crate's operations (one, or two for a `move` see
+/// [`read_move`]), reporting its first problem in the order the members are needed: `op`,
+/// `path`, then `value` or `from`, then the pointers (a `from` that names nothing is reported
+/// before a `path` that is not a pointer).
+fn read_operation(
+    doc: &Value,
+    raw: &Value,
+    index: usize,
+) -> Result<Vec<PatchOperation>, PatchError> {
+    let name = member(raw, "op", index)?;
+    let path = member(raw, "path", index)?;
     let value = || {
-        op.get("value").cloned().ok_or_else(|| {
+        raw.get("value").cloned().ok_or_else(|| {
             error(
                 "[invalid]",
                 format!("Operation {index} ({name}) needs a [value]."),
             )
         })
     };
-    match name {
-        "add" => add(doc, path, value()?),
-        "remove" => remove(doc, path).map(drop),
+    let op = match name {
+        "add" => {
+            let value = value()?;
+            PatchOperation::Add(AddOperation {
+                path: pointer(doc, path)?,
+                value,
+            })
+        }
+        "remove" => PatchOperation::Remove(RemoveOperation {
+            path: pointer(doc, path)?,
+        }),
         "replace" => {
-            let v = value()?;
-            get(doc, path)?;
-            if path.is_empty() {
-                *doc = v;
-                return Ok(());
-            }
-            remove(doc, path)?;
-            add(doc, path, v)
+            let value = value()?;
+            PatchOperation::Replace(ReplaceOperation {
+                path: pointer(doc, path)?,
+                value,
+            })
         }
-        "move" => {
-            let from = op_string(op, "from", index)?;
-            if path.starts_with(&format!("{from}/")) {
-                return Err(error(
-                    "[invalid]",
-                    format!("Operation {index} moves a value into its own child."),
-                ));
-            }
-            let v = remove(doc, from)?;
-            add(doc, path, v)
-        }
+        "move" => return read_move(doc, path, member(raw, "from", index)?, index),
         "copy" => {
-            let from = op_string(op, "from", index)?;
-            let v = get(doc, from)?.clone();
-            add(doc, path, v)
+            let from = pointer(doc, member(raw, "from", index)?)?;
+            let path = tokens(path).map_err(|e| source_problem(doc, &from, false).unwrap_or(e))?;
+            PatchOperation::Copy(CopyOperation {
+                path: canonical(doc, path),
+                from,
+            })
         }
-        "test" => test(doc, path, &value()?, index),
-        _ => Err(error(
+        "test" => {
+            let value = value()?;
+            let path =
+                pointer(doc, path).map_err(|_| test_failed(index, "the path does not exist"))?;
+            PatchOperation::Test(TestOperation { path, value })
+        }
+        _ => {
+            return Err(error(
+                "[invalid]",
+                format!("Operation {index} has an unknown op."),
+            ))
+        }
+    };
+    Ok(vec![op])
+}
+
+/// Reads a `move` from `from` to `path`: a removal, then an add of what was removed. A `path`
+/// below `from` as written is refused; one that is below it only once read (`/0` to `/+0/x`,
+/// where the next item moves up into `/0`) is the removal and the add, as two operations,
+/// which the crate's `move` would refuse. A `path` with a `+` index is read against the
+/// document as it is once `from` is removed.
+fn read_move(
+    doc: &Value,
+    path: &str,
+    from: &str,
+    index: usize,
+) -> Result<Vec<PatchOperation>, PatchError> {
+    if path.starts_with(&format!("{from}/")) {
+        return Err(error(
             "[invalid]",
-            format!("Operation {index} has an unknown op."),
-        )),
+            format!("Operation {index} moves a value into its own child."),
+        ));
+    }
+    let from = pointer(doc, from)?;
+    let path = tokens(path).map_err(|e| source_problem(doc, &from, true).unwrap_or(e))?;
+    let path = if path.iter().any(|t| t.starts_with('+')) {
+        let mut after = doc.clone();
+        let remove = PatchOperation::Remove(RemoveOperation { path: from.clone() });
+        // Whether it works or not, applying the move below gives the answer.
+        let _ = json_patch::patch_unsafe(&mut after, &[remove]);
+        canonical(&after, path)
+    } else {
+        canonical(doc, path)
+    };
+    if path.starts_with(&from) && path != from {
+        let value = doc.pointer(from.as_str()).cloned().ok_or_else(missing)?;
+        let remove = PatchOperation::Remove(RemoveOperation { path: from });
+        return Ok(vec![
+            remove,
+            PatchOperation::Add(AddOperation { path, value }),
+        ]);
+    }
+    Ok(vec![PatchOperation::Move(MoveOperation { from, path })])
+}
+
+/// The error a `move` (`removes`) or `copy` of `from` meets before its `path` is read: the
+/// root cannot be removed, and `from` must name a value; `None` when it has none.
+fn source_problem(doc: &Value, from: &Pointer, removes: bool) -> Option<PatchError> {
+    if removes && from.is_root() {
+        Some(whole_document())
+    } else {
+        doc.pointer(from.as_str()).is_none().then(missing)
     }
 }
 
-/// The `test` operation: the value at `path` must equal `expected`.
-fn test(doc: &Value, path: &str, expected: &Value, index: usize) -> Result<(), PatchError> {
-    let actual = get(doc, path).map_err(|_| {
+/// Splits a JSON pointer into its unescaped tokens our way: `~1` is `/`, then `~0` is `~`, and
+/// any other `~` is kept as it is (the crate would refuse it).
+fn tokens(pointer: &str) -> Result<Vec<String>, PatchError> {
+    if pointer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/').ok_or_else(|| {
         error(
-            "[TestFailed]",
-            format!("Operation {index} (test) failed: the path does not exist."),
+            "[invalid]",
+            "A path is not a JSON pointer (it must start with /).",
         )
     })?;
-    if actual != expected {
-        return Err(error(
-            "[TestFailed]",
-            format!("Operation {index} (test) failed: the value differs."),
-        ));
+    Ok(rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect())
+}
+
+/// `raw` as the crate's pointer, read against `doc` (see [`canonical`]).
+fn pointer(doc: &Value, raw: &str) -> Result<PointerBuf, PatchError> {
+    Ok(canonical(doc, tokens(raw)?))
+}
+
+/// The crate's pointer for `tokens`, where a token with a `+` sign (`+1`, which we have always
+/// read as an array index) that addresses an array of `doc` is written as the plain index the
+/// crate reads. Tokens are followed as far as `doc` has them.
+fn canonical(doc: &Value, tokens: Vec<String>) -> PointerBuf {
+    if !tokens.iter().any(|t| t.starts_with('+')) {
+        return PointerBuf::from_tokens(tokens);
     }
-    Ok(())
+    let mut out = PointerBuf::new();
+    let mut at = Some(doc);
+    for token in tokens {
+        let token = match (at, token.parse::<usize>()) {
+            (Some(Value::Array(_)), Ok(i)) if token.starts_with('+') => i.to_string(),
+            _ => token,
+        };
+        let step = PointerBuf::from_tokens([token.as_str()]);
+        at = at.and_then(|v| v.pointer(step.as_str()));
+        out.push_back(token);
+    }
+    out
+}
+
+/// Our error for the crate's failure `kind` of `op` (operation `index`) on `doc` as the crate
+/// left it (for a `move`, with `from` removed once the failure is in adding at `path`).
+fn explain(doc: &Value, op: &PatchOperation, kind: PatchErrorKind, index: usize) -> PatchError {
+    use PatchOperation::{Add, Copy, Move, Remove, Test};
+    match (op, kind) {
+        (Test(_), PatchErrorKind::TestFailed) => test_failed(index, "the value differs"),
+        (Test(_), _) => test_failed(index, "the path does not exist"),
+        (Remove(r), _) if r.path.is_root() => whole_document(),
+        (Move(m), PatchErrorKind::InvalidFromPointer) if m.from.is_root() => whole_document(),
+        (Add(AddOperation { path, .. }), PatchErrorKind::InvalidPointer)
+        | (Copy(CopyOperation { path, .. }), PatchErrorKind::InvalidPointer)
+        | (Move(MoveOperation { path, .. }), PatchErrorKind::InvalidPointer) => {
+            match path.parent().and_then(|p| doc.pointer(p.as_str())) {
+                Some(Value::Array(_)) => error("[invalid]", "An array index is out of bounds."),
+                Some(Value::Object(_)) | None => missing(),
+                Some(_) => error(
+                    "[invalid]",
+                    "The parent of a path is neither an object nor an array.",
+                ),
+            }
+        }
+        // The rest names a value that is not there: a `remove`, `replace`, or `copy`/`move`
+        // source (a `move` into its own child is refused before, by `read_move`).
+        _ => missing(),
+    }
 }
 
 #[cfg(test)]
@@ -546,5 +577,200 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The result of a one-operation JSON Patch: the document, or `code message`.
+    fn one(target: &Value, op: Value) -> Result<Value, String> {
+        apply(PatchFormat::JsonPatch, target, &json!([op]))
+            .map_err(|e| format!("{} {}", e.code, e.message))
+    }
+
+    const MISSING: &str = "[invalid] A path does not exist in the document.";
+
+    #[test]
+    fn test_compares_numbers_as_written() {
+        let doc = json!({"n": 1, "f": 1.0});
+        assert!(one(&doc, json!({"op": "test", "path": "/n", "value": 1})).is_ok());
+        assert!(one(&doc, json!({"op": "test", "path": "/f", "value": 1.0})).is_ok());
+        for (path, value) in [("/n", json!(1.0)), ("/f", json!(1))] {
+            assert_eq!(
+                one(&doc, json!({"op": "test", "path": path, "value": value})).unwrap_err(),
+                "[TestFailed] Operation 0 (test) failed: the value differs."
+            );
+        }
+        for path in ["/nope", "n", "/n/0"] {
+            assert_eq!(
+                one(&doc, json!({"op": "test", "path": path, "value": 1})).unwrap_err(),
+                "[TestFailed] Operation 0 (test) failed: the path does not exist.",
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn moves_into_their_own_child_as_written_are_refused_and_others_are_remove_then_add() {
+        let doc = json!({"a": {"b": 1}, "list": [{"x": 1}, {"y": 2}], "s": ["t", "u"]});
+        let own_child = "[invalid] Operation 0 moves a value into its own child.";
+        for (from, path) in [("/a", "/a/c"), ("", "/x"), ("/list", "/list/0")] {
+            let op = json!({"op": "move", "from": from, "path": path});
+            assert_eq!(one(&doc, op).unwrap_err(), own_child, "{from} {path}");
+        }
+        // `/+0/z` is below `/0` only once read: the item is removed, and the next one,
+        // now at 0, receives it (the crate's move alone would refuse).
+        let op = json!({"op": "move", "from": "/list/0", "path": "/list/+0/z"});
+        assert_eq!(
+            one(&doc, op).expect("moved")["list"],
+            json!([{"y": 2, "z": {"x": 1}}])
+        );
+        // The same into a string: the old answer for a parent that is no container.
+        let op = json!({"op": "move", "from": "/s/+0", "path": "/s/0/v"});
+        assert_eq!(
+            one(&doc, op).unwrap_err(),
+            "[invalid] The parent of a path is neither an object nor an array."
+        );
+        let op = json!({"op": "move", "from": "", "path": ""});
+        assert_eq!(
+            one(&doc, op).unwrap_err(),
+            "[invalid] The whole document cannot be removed."
+        );
+        let op = json!({"op": "move", "from": "/a", "path": "/a"});
+        assert_eq!(one(&doc, op).expect("same place"), doc);
+    }
+
+    #[test]
+    fn the_end_index_only_adds() {
+        let doc = json!({"list": [1, 2]});
+        let add = json!({"op": "add", "path": "/list/-", "value": 3});
+        assert_eq!(one(&doc, add).expect("appended")["list"], json!([1, 2, 3]));
+        let copy = json!({"op": "copy", "from": "/list/0", "path": "/list/-"});
+        assert_eq!(one(&doc, copy).expect("copied")["list"], json!([1, 2, 1]));
+        for op in [
+            json!({"op": "remove", "path": "/list/-"}),
+            json!({"op": "replace", "path": "/list/-", "value": 0}),
+            json!({"op": "copy", "from": "/list/-", "path": "/x"}),
+            json!({"op": "move", "from": "/list/-", "path": "/x"}),
+            json!({"op": "add", "path": "/list/-/x", "value": 0}),
+        ] {
+            assert_eq!(one(&doc, op.clone()).unwrap_err(), MISSING, "{op}");
+        }
+    }
+
+    #[test]
+    fn pointers_unescape_our_way() {
+        let doc = json!({"a/b": 1, "m~n": 2, "~1": 3, "~2": 4, "~": 5, "+1": 6, "list": [7, 8]});
+        let get = |path: &str| {
+            one(&doc, json!({"op": "copy", "from": path, "path": "/out"})).map(|d| d["out"].clone())
+        };
+        assert_eq!(get("/a~1b"), Ok(json!(1)));
+        assert_eq!(get("/m~0n"), Ok(json!(2)));
+        assert_eq!(get("/~01"), Ok(json!(3)));
+        // Not escapes at all: kept as written (the crate refuses such pointers).
+        assert_eq!(get("/~2"), Ok(json!(4)));
+        assert_eq!(get("/~"), Ok(json!(5)));
+        // A `+` index addresses an array's item, and is a plain name in an object.
+        assert_eq!(get("/+1"), Ok(json!(6)));
+        assert_eq!(get("/list/+1"), Ok(json!(8)));
+        assert_eq!(get("/list/+01"), Ok(json!(8)));
+        assert_eq!(get("/list/01"), Err(MISSING.into()));
+        let add = json!({"op": "add", "path": "/list/+0", "value": 0});
+        assert_eq!(one(&doc, add).expect("added")["list"], json!([0, 7, 8]));
+        let add = json!({"op": "add", "path": "/~2", "value": 0});
+        assert_eq!(one(&doc, add).expect("added")["~2"], 0);
+    }
+
+    #[test]
+    fn each_failure_keeps_its_message() {
+        let doc = json!({"s": "x", "list": [1], "o": {}});
+        for (op, expected) in [
+            (
+                json!({"op": "add", "path": "/list/5", "value": 0}),
+                "[invalid] An array index is out of bounds.",
+            ),
+            (
+                json!({"op": "add", "path": "/list/01", "value": 0}),
+                "[invalid] An array index is out of bounds.",
+            ),
+            (
+                json!({"op": "add", "path": "/s/x", "value": 0}),
+                "[invalid] The parent of a path is neither an object nor an array.",
+            ),
+            (json!({"op": "add", "path": "/o/x/y", "value": 0}), MISSING),
+            (
+                json!({"op": "add", "path": "o", "value": 0}),
+                "[invalid] A path is not a JSON pointer (it must start with /).",
+            ),
+            (
+                json!({"op": "add", "path": "o"}),
+                "[invalid] Operation 0 (add) needs a [value].",
+            ),
+            (
+                json!({"op": "remove", "path": ""}),
+                "[invalid] The whole document cannot be removed.",
+            ),
+            (json!({"op": "remove", "path": "/s/0"}), MISSING),
+            (
+                json!({"op": "replace", "path": "/nope", "value": 0}),
+                MISSING,
+            ),
+            (
+                json!({"op": "copy", "path": "/x"}),
+                "[invalid] Operation 0 needs a string member [from].",
+            ),
+            // A `from` that names nothing is the first problem, before a `path` that is no pointer.
+            (json!({"op": "copy", "from": "/nope", "path": "x"}), MISSING),
+            (
+                json!({"op": "copy", "from": "/s", "path": "x"}),
+                "[invalid] A path is not a JSON pointer (it must start with /).",
+            ),
+            (
+                json!({"op": "move", "from": "", "path": "x"}),
+                "[invalid] The whole document cannot be removed.",
+            ),
+            (json!({"op": "move", "from": "/nope", "path": "x"}), MISSING),
+            (
+                json!({"op": "move", "from": "/list/0", "path": "/list/1"}),
+                "[invalid] An array index is out of bounds.",
+            ),
+            (
+                json!({"path": "/s"}),
+                "[invalid] Operation 0 needs a string member [op].",
+            ),
+            (
+                json!({"op": "jump"}),
+                "[invalid] Operation 0 needs a string member [path].",
+            ),
+            (
+                json!({"op": "jump", "path": "/s"}),
+                "[invalid] Operation 0 has an unknown op.",
+            ),
+        ] {
+            assert_eq!(one(&doc, op.clone()).unwrap_err(), expected, "{op}");
+        }
+    }
+
+    #[test]
+    fn copies_of_a_large_value_count_against_the_work_bound() {
+        // A 40 002-value document (the root, `big` and its items) whose `big` is copied next to
+        // it and the copy removed, over and over: 80 003 then 40 002 values after each pair's
+        // operations, so operation 32 (a copy) brings the work to 2 000 083, over the bound,
+        // although the document stays within its limits.
+        let numbers: Vec<u32> = (0..40_000).collect();
+        let target = json!({ "big": numbers });
+        let ops: Vec<Value> = (0..40)
+            .map(|i| match i % 2 {
+                0 => json!({"op": "copy", "from": "/big", "path": "/x"}),
+                _ => json!({"op": "remove", "path": "/x"}),
+            })
+            .collect();
+        let refused = apply(PatchFormat::JsonPatch, &target, &json!(ops)).unwrap_err();
+        assert_eq!(refused.code, "[tooLarge]");
+        assert!(
+            refused
+                .message
+                .starts_with("The JSON Patch is over its work limit at operation 32:"),
+            "{}",
+            refused.message
+        );
+        assert!(apply(PatchFormat::JsonPatch, &target, &json!(ops[..32])).is_ok());
     }
 }
