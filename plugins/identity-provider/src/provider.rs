@@ -7,16 +7,25 @@
 //! Checks that need the store (known applications, tenants, lambdas, ring keys, domains taken by
 //! another provider) are in [`crate::manage`].
 //!
-//! [`Provider`] is the typed view the login code works with, with defaults applied.
+//! [`Provider`] is the typed view the login code works with, with defaults applied, read from
+//! the document by serde (`document.rs`).
+//!
+//! A new provider type (FusionAuth's `OpenIDConnect`, say) starts here: its document struct in
+//! `document.rs` and its arm in [`Provider::from_document`], its validation rules in
+//! `validate.rs` (its fields, and the section checks it shares with ExternalJWT), then its login
+//! steps in [`crate::login`].
 
 use std::collections::BTreeMap;
 
 use gatehouse_plugin_api::Errors;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::keys::parse_key;
+use document::ExternalJwtDocument;
 
+mod document;
 mod validate;
 
 pub use validate::validate_document;
@@ -178,133 +187,14 @@ pub struct Provider {
     pub reconcile_lambda_id: Option<Uuid>,
 }
 
-fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-}
-
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The UUIDs of a document's `verificationKeyIds`, in order (entries that are not UUIDs, which
-/// validation refuses, are skipped).
-pub fn verification_key_ids(doc: &Value) -> Vec<Uuid> {
-    doc.get("verificationKeyIds")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .filter_map(|s| Uuid::parse_str(s.trim()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl Provider {
     /// The typed view of a (validated) document; `None` when it is not an ExternalJWT provider
-    /// with an id.
+    /// with an id. Each type's document is read by its serde struct ([`document`]).
     pub fn from_document(doc: &Value) -> Option<Provider> {
-        if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
-            return None;
+        match doc.get("type").and_then(Value::as_str) {
+            Some(EXTERNAL_JWT) => ExternalJwtDocument::deserialize(doc).ok()?.into_provider(),
+            _ => None,
         }
-        let id = str_at(doc, "id").and_then(|s| Uuid::parse_str(s).ok())?;
-        let oauth2 = doc.get("oauth2").cloned().unwrap_or(Value::Null);
-        let applications = doc
-            .get("applicationConfiguration")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        Some((
-                            Uuid::parse_str(k).ok()?,
-                            ApplicationConfiguration {
-                                enabled: v.get("enabled").and_then(Value::as_bool).unwrap_or(false),
-                                create_registration: v
-                                    .get("createRegistration")
-                                    .and_then(Value::as_bool)
-                                    .unwrap_or(true),
-                            },
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let link_limits = doc
-            .get("tenantConfiguration")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| {
-                        let limit = v.get("limitUserLinkCount");
-                        Some((
-                            Uuid::parse_str(k).ok()?,
-                            LinkLimit {
-                                enabled: limit
-                                    .and_then(|l| l.get("enabled"))
-                                    .and_then(Value::as_bool)
-                                    .unwrap_or(false),
-                                maximum_links: limit
-                                    .and_then(|l| l.get("maximumLinks"))
-                                    .and_then(Value::as_i64)
-                                    .unwrap_or(DEFAULT_MAXIMUM_LINKS),
-                            },
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(Provider {
-            id,
-            name: str_at(doc, "name").unwrap_or_default().to_string(),
-            enabled: doc.get("enabled").and_then(Value::as_bool).unwrap_or(false),
-            debug: doc.get("debug").and_then(Value::as_bool).unwrap_or(false),
-            tenant_id: str_at(doc, "tenantId").and_then(|s| Uuid::parse_str(s).ok()),
-            header_key_parameter: str_at(doc, "headerKeyParameter")
-                .unwrap_or("kid")
-                .to_string(),
-            default_key_id: str_at(doc, "defaultKeyId").map(str::to_string),
-            keys: string_map(doc.get("keys")),
-            verification_key_ids: verification_key_ids(doc),
-            claim_map: string_map(doc.get("claimMap")),
-            domains: doc
-                .get("domains")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(|d| d.trim().to_ascii_lowercase())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            linking_strategy: str_at(doc, "linkingStrategy")
-                .and_then(LinkingStrategy::parse)
-                .unwrap_or(LinkingStrategy::LinkByEmail),
-            email_claim: str_at(&oauth2, "emailClaim").unwrap_or("email").to_string(),
-            email_verified_claim: str_at(&oauth2, "emailVerifiedClaim")
-                .unwrap_or("email_verified")
-                .to_string(),
-            unique_id_claim: str_at(&oauth2, "uniqueIdClaim")
-                .or_else(|| str_at(doc, "uniqueIdentityClaim"))
-                .unwrap_or("sub")
-                .to_string(),
-            username_claim: str_at(&oauth2, "usernameClaim")
-                .unwrap_or("preferred_username")
-                .to_string(),
-            applications,
-            link_limits,
-            reconcile_lambda_id: doc
-                .get("lambdaConfiguration")
-                .and_then(|l| str_at(l, "reconcileId"))
-                .and_then(|s| Uuid::parse_str(s).ok()),
-        })
     }
 
     /// True when the provider may log users into `application_id`.
