@@ -11,9 +11,9 @@
 //! Around the crate this module is a thin adapter that keeps what clients see: operations are
 //! read one at a time, in order, with our error codes and messages (`[invalid]`, `[TestFailed]`,
 //! `[tooLarge]`), and the crate's collapsed error kinds are explained back into them
-//! ([`explain`]). Two of our readings of a pointer differ from the crate's and are kept: an
-//! invalid escape (`~2`) is a literal part of a member name, and an array index may carry a `+`
-//! sign (`/list/+1`). Patches apply to the request shape (`{"identityProvider": {...}}`,
+//! ([`explain`]). Pointers are read strictly, as RFC 6901 and the crate read them: an invalid
+//! escape (`~2`) is refused, and an array index is digits only (`+1`, `01`, `1e0` are not
+//! indexes). Patches apply to the request shape (`{"identityProvider": {...}}`,
 //! `{"lambda": {...}}`). The work is bounded ([`MAX_OPERATIONS`], [`MAX_WORK`], the document
 //! limits after every operation: operations go to the crate one by one, so the bound stops a
 //! patch mid-way), and handlers run it on the [`CpuPool`] ([`apply_offloaded`]), never on the
@@ -202,9 +202,9 @@ pub const MAX_WORK: usize = 2_000_000;
 /// Applies operation `index` (`raw`, as the client sent it) to `doc` with the crate. On an
 /// error `doc` may be half-changed: the caller drops it.
 fn apply_operation(doc: &mut Value, raw: &Value, index: usize) -> Result<(), PatchError> {
-    let steps = read_operation(doc, raw, index)?;
-    json_patch::patch_unsafe(doc, &steps)
-        .map_err(|failure| explain(doc, &steps[failure.operation], failure.kind, index))
+    let op = read_operation(doc, raw, index)?;
+    json_patch::patch_unsafe(doc, std::slice::from_ref(&op))
+        .map_err(|failure| explain(doc, &op, failure.kind, index))
 }
 
 /// The string member `name` of operation `index`, or an `[invalid]` error naming it.
@@ -217,15 +217,10 @@ fn member<'a>(op: &'a Value, name: &str, index: usize) -> Result<&'a str, PatchE
     })
 }
 
-/// Reads operation `index` into the crate's operations (one, or two for a `move` see
-/// [`read_move`]), reporting its first problem in the order the members are needed: `op`,
+/// Reads operation `index` into the crate's operation, reporting its first problem in the order the members are needed: `op`,
 /// `path`, then `value` or `from`, then the pointers (a `from` that names nothing is reported
 /// before a `path` that is not a pointer).
-fn read_operation(
-    doc: &Value,
-    raw: &Value,
-    index: usize,
-) -> Result<Vec<PatchOperation>, PatchError> {
+fn read_operation(doc: &Value, raw: &Value, index: usize) -> Result<PatchOperation, PatchError> {
     let name = member(raw, "op", index)?;
     let path = member(raw, "path", index)?;
     let value = || {
@@ -240,33 +235,29 @@ fn read_operation(
         "add" => {
             let value = value()?;
             PatchOperation::Add(AddOperation {
-                path: pointer(doc, path)?,
+                path: pointer(path)?,
                 value,
             })
         }
         "remove" => PatchOperation::Remove(RemoveOperation {
-            path: pointer(doc, path)?,
+            path: pointer(path)?,
         }),
         "replace" => {
             let value = value()?;
             PatchOperation::Replace(ReplaceOperation {
-                path: pointer(doc, path)?,
+                path: pointer(path)?,
                 value,
             })
         }
-        "move" => return read_move(doc, path, member(raw, "from", index)?, index),
+        "move" => read_move(doc, path, member(raw, "from", index)?, index)?,
         "copy" => {
-            let from = pointer(doc, member(raw, "from", index)?)?;
-            let path = tokens(path).map_err(|e| source_problem(doc, &from, false).unwrap_or(e))?;
-            PatchOperation::Copy(CopyOperation {
-                path: canonical(doc, path),
-                from,
-            })
+            let from = pointer(member(raw, "from", index)?)?;
+            let path = pointer(path).map_err(|e| source_problem(doc, &from, false).unwrap_or(e))?;
+            PatchOperation::Copy(CopyOperation { path, from })
         }
         "test" => {
             let value = value()?;
-            let path =
-                pointer(doc, path).map_err(|_| test_failed(index, "the path does not exist"))?;
+            let path = pointer(path).map_err(|_| test_failed(index, "the path does not exist"))?;
             PatchOperation::Test(TestOperation { path, value })
         }
         _ => {
@@ -276,46 +267,26 @@ fn read_operation(
             ))
         }
     };
-    Ok(vec![op])
+    Ok(op)
 }
 
-/// Reads a `move` from `from` to `path`: a removal, then an add of what was removed. A `path`
-/// below `from` as written is refused; one that is below it only once read (`/0` to `/+0/x`,
-/// where the next item moves up into `/0`) is the removal and the add, as two operations,
-/// which the crate's `move` would refuse. A `path` with a `+` index is read against the
-/// document as it is once `from` is removed.
+/// Reads a `move` from `from` to `path`. A `path` below `from` (a value moved into its own
+/// child) is refused, as RFC 6902 requires.
 fn read_move(
     doc: &Value,
     path: &str,
     from: &str,
     index: usize,
-) -> Result<Vec<PatchOperation>, PatchError> {
+) -> Result<PatchOperation, PatchError> {
     if path.starts_with(&format!("{from}/")) {
         return Err(error(
             "[invalid]",
             format!("Operation {index} moves a value into its own child."),
         ));
     }
-    let from = pointer(doc, from)?;
-    let path = tokens(path).map_err(|e| source_problem(doc, &from, true).unwrap_or(e))?;
-    let path = if path.iter().any(|t| t.starts_with('+')) {
-        let mut after = doc.clone();
-        let remove = PatchOperation::Remove(RemoveOperation { path: from.clone() });
-        // Whether it works or not, applying the move below gives the answer.
-        let _ = json_patch::patch_unsafe(&mut after, &[remove]);
-        canonical(&after, path)
-    } else {
-        canonical(doc, path)
-    };
-    if path.starts_with(&from) && path != from {
-        let value = doc.pointer(from.as_str()).cloned().ok_or_else(missing)?;
-        let remove = PatchOperation::Remove(RemoveOperation { path: from });
-        return Ok(vec![
-            remove,
-            PatchOperation::Add(AddOperation { path, value }),
-        ]);
-    }
-    Ok(vec![PatchOperation::Move(MoveOperation { from, path })])
+    let from = pointer(from)?;
+    let path = pointer(path).map_err(|e| source_problem(doc, &from, true).unwrap_or(e))?;
+    Ok(PatchOperation::Move(MoveOperation { from, path }))
 }
 
 /// The error a `move` (`removes`) or `copy` of `from` meets before its `path` is read: the
@@ -328,48 +299,15 @@ fn source_problem(doc: &Value, from: &Pointer, removes: bool) -> Option<PatchErr
     }
 }
 
-/// Splits a JSON pointer into its unescaped tokens our way: `~1` is `/`, then `~0` is `~`, and
-/// any other `~` is kept as it is (the crate would refuse it).
-fn tokens(pointer: &str) -> Result<Vec<String>, PatchError> {
-    if pointer.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rest = pointer.strip_prefix('/').ok_or_else(|| {
+/// `raw` as a JSON pointer (RFC 6901): empty, or `/`-separated tokens in which `~` is only
+/// ever `~0` or `~1`. Anything else is refused rather than read some other way.
+fn pointer(raw: &str) -> Result<PointerBuf, PatchError> {
+    PointerBuf::parse(raw).map_err(|_| {
         error(
             "[invalid]",
-            "A path is not a JSON pointer (it must start with /).",
+            "A path is not a JSON pointer (it must start with / and write ~ only as ~0 or ~1).",
         )
-    })?;
-    Ok(rest
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect())
-}
-
-/// `raw` as the crate's pointer, read against `doc` (see [`canonical`]).
-fn pointer(doc: &Value, raw: &str) -> Result<PointerBuf, PatchError> {
-    Ok(canonical(doc, tokens(raw)?))
-}
-
-/// The crate's pointer for `tokens`, where a token with a `+` sign (`+1`, which we have always
-/// read as an array index) that addresses an array of `doc` is written as the plain index the
-/// crate reads. Tokens are followed as far as `doc` has them.
-fn canonical(doc: &Value, tokens: Vec<String>) -> PointerBuf {
-    if !tokens.iter().any(|t| t.starts_with('+')) {
-        return PointerBuf::from_tokens(tokens);
-    }
-    let mut out = PointerBuf::new();
-    let mut at = Some(doc);
-    for token in tokens {
-        let token = match (at, token.parse::<usize>()) {
-            (Some(Value::Array(_)), Ok(i)) if token.starts_with('+') => i.to_string(),
-            _ => token,
-        };
-        let step = PointerBuf::from_tokens([token.as_str()]);
-        at = at.and_then(|v| v.pointer(step.as_str()));
-        out.push_back(token);
-    }
-    out
+    })
 }
 
 /// Our error for the crate's failure `kind` of `op` (operation `index`) on `doc` as the crate
@@ -608,26 +546,18 @@ mod tests {
     }
 
     #[test]
-    fn moves_into_their_own_child_as_written_are_refused_and_others_are_remove_then_add() {
+    fn moves_into_their_own_child_are_refused() {
         let doc = json!({"a": {"b": 1}, "list": [{"x": 1}, {"y": 2}], "s": ["t", "u"]});
         let own_child = "[invalid] Operation 0 moves a value into its own child.";
         for (from, path) in [("/a", "/a/c"), ("", "/x"), ("/list", "/list/0")] {
             let op = json!({"op": "move", "from": from, "path": path});
             assert_eq!(one(&doc, op).unwrap_err(), own_child, "{from} {path}");
         }
-        // `/+0/z` is below `/0` only once read: the item is removed, and the next one,
-        // now at 0, receives it (the crate's move alone would refuse).
+        // A `+` is no index: `/list/+0` is no item, before or after the move.
         let op = json!({"op": "move", "from": "/list/0", "path": "/list/+0/z"});
-        assert_eq!(
-            one(&doc, op).expect("moved")["list"],
-            json!([{"y": 2, "z": {"x": 1}}])
-        );
-        // The same into a string: the old answer for a parent that is no container.
+        assert_eq!(one(&doc, op).unwrap_err(), MISSING);
         let op = json!({"op": "move", "from": "/s/+0", "path": "/s/0/v"});
-        assert_eq!(
-            one(&doc, op).unwrap_err(),
-            "[invalid] The parent of a path is neither an object nor an array."
-        );
+        assert_eq!(one(&doc, op).unwrap_err(), MISSING);
         let op = json!({"op": "move", "from": "", "path": ""});
         assert_eq!(
             one(&doc, op).unwrap_err(),
@@ -656,26 +586,29 @@ mod tests {
     }
 
     #[test]
-    fn pointers_unescape_our_way() {
-        let doc = json!({"a/b": 1, "m~n": 2, "~1": 3, "~2": 4, "~": 5, "+1": 6, "list": [7, 8]});
+    fn pointers_are_read_as_rfc_6901_says() {
+        let doc = json!({"a/b": 1, "m~n": 2, "~1": 3, "+1": 6, "list": [7, 8]});
         let get = |path: &str| {
             one(&doc, json!({"op": "copy", "from": path, "path": "/out"})).map(|d| d["out"].clone())
         };
         assert_eq!(get("/a~1b"), Ok(json!(1)));
         assert_eq!(get("/m~0n"), Ok(json!(2)));
         assert_eq!(get("/~01"), Ok(json!(3)));
-        // Not escapes at all: kept as written (the crate refuses such pointers).
-        assert_eq!(get("/~2"), Ok(json!(4)));
-        assert_eq!(get("/~"), Ok(json!(5)));
-        // A `+` index addresses an array's item, and is a plain name in an object.
+        // A `~` that is no escape makes no pointer: refused, never read as a name.
+        let not_a_pointer = "[invalid] A path is not a JSON pointer (it must start with / and \
+                             write ~ only as ~0 or ~1).";
+        for path in ["/~2", "/~", "/a~", "x", "/list/~2"] {
+            assert_eq!(get(path), Err(not_a_pointer.into()), "{path}");
+            let add = json!({"op": "add", "path": path, "value": 0});
+            assert_eq!(one(&doc, add).unwrap_err(), not_a_pointer, "{path}");
+        }
+        // An array index is digits without a sign or leading zero; `+1` is only a member name.
         assert_eq!(get("/+1"), Ok(json!(6)));
-        assert_eq!(get("/list/+1"), Ok(json!(8)));
-        assert_eq!(get("/list/+01"), Ok(json!(8)));
-        assert_eq!(get("/list/01"), Err(MISSING.into()));
+        for path in ["/list/+1", "/list/+01", "/list/01", "/list/1e0", "/list/ 1"] {
+            assert_eq!(get(path), Err(MISSING.into()), "{path}");
+        }
         let add = json!({"op": "add", "path": "/list/+0", "value": 0});
-        assert_eq!(one(&doc, add).expect("added")["list"], json!([0, 7, 8]));
-        let add = json!({"op": "add", "path": "/~2", "value": 0});
-        assert_eq!(one(&doc, add).expect("added")["~2"], 0);
+        assert!(one(&doc, add).is_err());
     }
 
     #[test]
@@ -697,7 +630,7 @@ mod tests {
             (json!({"op": "add", "path": "/o/x/y", "value": 0}), MISSING),
             (
                 json!({"op": "add", "path": "o", "value": 0}),
-                "[invalid] A path is not a JSON pointer (it must start with /).",
+                "[invalid] A path is not a JSON pointer (it must start with / and write ~ only as ~0 or ~1).",
             ),
             (
                 json!({"op": "add", "path": "o"}),
@@ -720,7 +653,7 @@ mod tests {
             (json!({"op": "copy", "from": "/nope", "path": "x"}), MISSING),
             (
                 json!({"op": "copy", "from": "/s", "path": "x"}),
-                "[invalid] A path is not a JSON pointer (it must start with /).",
+                "[invalid] A path is not a JSON pointer (it must start with / and write ~ only as ~0 or ~1).",
             ),
             (
                 json!({"op": "move", "from": "", "path": "x"}),
