@@ -11,8 +11,7 @@ use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
 use super::{
-    col, conflict_is_not_found, execute, get_body, list_bodies, now_millis, pg, query, query_opt,
-    PostgresStore,
+    col, conflict_is_not_found, execute, get_body, list_bodies, pg, query, query_opt, PostgresStore,
 };
 use crate::store::rows::{LinkRow, RegistrationRow, UserRow, UserWrite};
 
@@ -171,11 +170,12 @@ impl IdentityProviderStore for PostgresStore {
     }
     async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
         let (log_type, message) = (log_type.to_string(), message.to_string());
+        let clock = self.clock.clone();
         self.run(move |c| async move {
             let row = query_opt(
                 &c,
                 "INSERT INTO event_logs (insert_instant, type, message) VALUES ($1, $2, $3) RETURNING id",
-                &[&now_millis(), &log_type, &message],
+                &[&clock.now_millis(), &log_type, &message],
             )
             .await?
             .ok_or_else(|| StoreError::Backend("INSERT ... RETURNING returned no row".into()))?;

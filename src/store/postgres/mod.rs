@@ -40,11 +40,13 @@ mod revocations;
 mod users;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use gatehouse_plugin_api::clock::Clock;
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 
 use super::DirectoryStore;
@@ -90,6 +92,8 @@ pub struct PostgresStore {
     config: tokio_postgres::Config,
     /// The store's runtime, where every call runs (see the module documentation).
     runtime: tokio::runtime::Handle,
+    /// Where every instant the store writes itself comes from.
+    clock: Arc<dyn Clock>,
     /// Dropping it stops the store's runtime thread.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -223,13 +227,6 @@ pub(super) fn conflict_is_not_found(e: StoreError) -> StoreError {
     }
 }
 
-pub(super) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// `host:port/db` of a configuration, for messages (never the password).
 fn describe(config: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = config
@@ -283,16 +280,20 @@ fn start_runtime() -> StoreResult<(tokio::runtime::Handle, tokio::sync::oneshot:
 
 impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:5432/db`, without
-    /// TLS), checks it answers, and applies pending migrations.
-    pub async fn open(url: &str) -> StoreResult<Self> {
+    /// TLS), checks it answers, and applies pending migrations. The instants the store writes
+    /// itself (when a migration was applied, an event logged, a revocation dated) are `clock`'s.
+    pub async fn open(url: &str, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("store: not a valid PostgreSQL URL ({e})")))?;
-        Self::open_config(config).await
+        Self::open_config(config, clock).await
     }
 
     /// [`PostgresStore::open`] with a parsed configuration.
-    pub async fn open_config(mut config: tokio_postgres::Config) -> StoreResult<Self> {
+    pub async fn open_config(
+        mut config: tokio_postgres::Config,
+        clock: Arc<dyn Clock>,
+    ) -> StoreResult<Self> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -322,6 +323,7 @@ impl PostgresStore {
             pool,
             config,
             runtime,
+            clock,
             _stop: stop,
         };
         let context = |e: StoreError| match e {
@@ -332,7 +334,8 @@ impl PostgresStore {
             other => other,
         };
         store.ping().await.map_err(context)?;
-        store.run(migrate).await.map_err(context)?;
+        let now = store.clock.clone();
+        store.run(move |c| migrate(c, now)).await.map_err(context)?;
         Ok(store)
     }
 
@@ -445,7 +448,7 @@ impl PostgresStore {
 }
 
 /// Applies pending migrations, one transaction each, under the migration lock.
-async fn migrate(mut c: Object) -> StoreResult<()> {
+async fn migrate(mut c: Object, clock: Arc<dyn Clock>) -> StoreResult<()> {
     loop {
         let tx = c.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -481,7 +484,7 @@ async fn migrate(mut c: Object) -> StoreResult<()> {
         let version = current as i32 + 1;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[&version, &now_millis()],
+            &[&version, &clock.now_millis()],
         )
         .await
         .map_err(pg)?;
@@ -493,6 +496,7 @@ async fn migrate(mut c: Object) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gatehouse_plugin_api::clock::SystemClock;
     use gatehouse_plugin_api::model::{RefreshToken, User};
     use gatehouse_plugin_api::store::{RefreshTokenStore, RevokeScope, Rotation, UserStore};
     use gatehouse_plugin_api::tokens::RevocationScope;
@@ -599,8 +603,12 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
+        fixture_on(Arc::new(SystemClock)).await
+    }
+
+    async fn fixture_on(clock: Arc<dyn Clock>) -> Fixture {
         let db = TestDatabase::create().await;
-        let store = PostgresStore::open_config(db.config.clone())
+        let store = PostgresStore::open_config(db.config.clone(), clock)
             .await
             .expect("open");
         Fixture { store, _db: db }
@@ -620,18 +628,18 @@ mod tests {
 
     suite_store_via_directory!(PostgresStore);
     gatehouse_plugin_api::store_port_suite!(fixture);
-    host_store_suite!(fixture);
+    host_store_suite!(fixture, fixture_on);
 
     #[tokio::test]
     async fn what_was_written_is_there_after_a_reopen() {
         let db = TestDatabase::create().await;
-        let store = PostgresStore::open_config(db.config.clone())
+        let store = PostgresStore::open_config(db.config.clone(), Arc::new(SystemClock))
             .await
             .expect("open");
         crate::store::suite::write_for_reopen(&store).await;
         drop(store);
         // Reopening applies no migration twice and keeps the data.
-        let reopened = PostgresStore::open_config(db.config.clone())
+        let reopened = PostgresStore::open_config(db.config.clone(), Arc::new(SystemClock))
             .await
             .expect("reopen");
         crate::store::suite::check_persisted(&reopened).await;
@@ -695,8 +703,8 @@ mod tests {
     async fn two_nodes_migrate_once_and_rotate_a_value_once() {
         let db = TestDatabase::create().await;
         let (a, b) = tokio::join!(
-            PostgresStore::open_config(db.config.clone()),
-            PostgresStore::open_config(db.config.clone())
+            PostgresStore::open_config(db.config.clone(), Arc::new(SystemClock)),
+            PostgresStore::open_config(db.config.clone(), Arc::new(SystemClock))
         );
         let (a, b) = (
             std::sync::Arc::new(a.expect("open a")),
@@ -790,7 +798,11 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_server_is_unavailable_and_the_password_stays_out_of_the_message() {
         // Nothing listens on port 1.
-        let result = PostgresStore::open("postgres://someone:s3cret-password@127.0.0.1:1/db").await;
+        let result = PostgresStore::open(
+            "postgres://someone:s3cret-password@127.0.0.1:1/db",
+            Arc::new(SystemClock),
+        )
+        .await;
         match result {
             Err(StoreError::Unavailable(message)) => {
                 assert!(message.contains("127.0.0.1:1/db"), "{message}");

@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::revocations::{dated_revocation, insert_revocation, revocations_of};
-use super::{col, execute, from_json, now_millis, pg, query, query_opt, PostgresStore};
+use super::{col, execute, from_json, pg, query, query_opt, PostgresStore};
 use crate::store::rows::{encode, live_match, token_hash, RotationRow, PRUNE_BATCH, TOKEN_COLUMNS};
 
 pub(super) fn token_from_row(row: &Row) -> StoreResult<RefreshToken> {
@@ -262,6 +262,7 @@ impl RefreshTokenStore for PostgresStore {
     }
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
         let scope = scope.clone();
+        let clock = self.clock.clone();
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             let delete = |filter: &str| {
@@ -292,7 +293,7 @@ impl RefreshTokenStore for PostgresStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             revoked.sort_by_key(|t| t.insert_instant);
             let edge = scope.edge_scopes(&revoked);
-            let at = dated_revocation(&tx, &edge, now_millis() / 1000).await?;
+            let at = dated_revocation(&tx, &edge, clock.now_seconds()).await?;
             for s in &edge {
                 insert_revocation(&tx, s, at).await?;
             }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
-use super::{backend, conflict_is_not_found, list_bodies, now_millis, SqliteStore};
+use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
 use crate::store::rows::{LinkRow, RegistrationRow, UserRow, UserWrite};
 
 /// Inserts or replaces a link.
@@ -178,10 +178,11 @@ impl IdentityProviderStore for SqliteStore {
     }
     async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
         let (log_type, message) = (log_type.to_string(), message.to_string());
+        let clock = self.clock.clone();
         self.tx(move |tx| {
             tx.execute(
                 "INSERT INTO event_logs (insert_instant, type, message) VALUES (?1, ?2, ?3)",
-                params![now_millis(), log_type, message],
+                params![clock.now_millis(), log_type, message],
             )
             .map_err(backend)?;
             Ok(tx.last_insert_rowid())

@@ -23,6 +23,7 @@ mod users;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use gatehouse_plugin_api::clock::Clock;
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -44,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
 /// A SQLite database file.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Where every instant the store writes itself comes from.
+    clock: Arc<dyn Clock>,
 }
 
 /// The store error of a SQLite failure: a file that cannot be used (busy, locked, unreadable,
@@ -104,17 +107,11 @@ pub(super) fn opt_uuid_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Opti
     .transpose()
 }
 
-pub(super) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl SqliteStore {
     /// Opens or creates the database file (and its directory), sets WAL and durability
-    /// pragmas, and applies pending migrations.
-    pub fn open(path: &Path) -> StoreResult<Self> {
+    /// pragmas, and applies pending migrations. The instants the store writes itself (when a
+    /// migration was applied, an event logged, a revocation dated) are `clock`'s.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -131,9 +128,10 @@ impl SqliteStore {
             .map_err(backend)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, clock.now_millis())?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            clock,
         })
     }
 
@@ -243,7 +241,8 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+/// Applies pending migrations, each recorded as applied at `now_ms`.
+fn migrate(conn: &mut Connection, now_ms: i64) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
@@ -268,7 +267,7 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.execute_batch(sql).map_err(backend)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![index as i64 + 1, now_millis()],
+            params![index as i64 + 1, now_ms],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -315,6 +314,7 @@ pub(super) fn conflict_is_not_found(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gatehouse_plugin_api::clock::SystemClock;
 
     use crate::store::suite::{host_store_suite, suite_store_via_directory, HostFixture};
     use gatehouse_plugin_api::store_suite::{SuiteFixture, SuiteStore};
@@ -326,8 +326,13 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
+        fixture_on(Arc::new(SystemClock)).await
+    }
+
+    async fn fixture_on(clock: Arc<dyn Clock>) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("nested").join("g.db")).expect("open");
+        let store =
+            SqliteStore::open(&dir.path().join("nested").join("g.db"), clock).expect("open");
         Fixture { _dir: dir, store }
     }
 
@@ -345,17 +350,17 @@ mod tests {
 
     suite_store_via_directory!(SqliteStore);
     gatehouse_plugin_api::store_port_suite!(fixture);
-    host_store_suite!(fixture);
+    host_store_suite!(fixture, fixture_on);
 
     #[tokio::test]
     async fn what_was_written_is_there_after_a_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested").join("g.db");
-        let store = SqliteStore::open(&path).expect("open");
+        let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
         crate::store::suite::write_for_reopen(&store).await;
         drop(store);
         // Reopening applies no migration twice and keeps the data.
-        let reopened = SqliteStore::open(&path).expect("reopen");
+        let reopened = SqliteStore::open(&path, Arc::new(SystemClock)).expect("reopen");
         crate::store::suite::check_persisted(&reopened).await;
     }
 }

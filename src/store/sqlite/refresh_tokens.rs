@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::revocations::{dated_revocation, insert_revocation, read_revocations};
-use super::{backend, from_json, now_millis, opt_uuid_col, uuid_col, SqliteStore};
+use super::{backend, from_json, opt_uuid_col, uuid_col, SqliteStore};
 use crate::store::rows::{encode, live_match, token_hash, RotationRow, PRUNE_BATCH, TOKEN_COLUMNS};
 
 pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
@@ -238,6 +238,7 @@ impl RefreshTokenStore for SqliteStore {
     }
     async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
         let scope = scope.clone();
+        let clock = self.clock.clone();
         self.tx(move |tx| {
             let (filter, args): (&str, Vec<String>) = match &scope {
                 RevokeScope::Id(id) => ("id = ?1", vec![id.to_string()]),
@@ -259,7 +260,7 @@ impl RefreshTokenStore for SqliteStore {
                 args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
             let revoked = select_tokens(tx, filter, &params).map_err(backend)?;
             let edge = scope.edge_scopes(&revoked);
-            let at = dated_revocation(tx, &edge, now_millis() / 1000)?;
+            let at = dated_revocation(tx, &edge, clock.now_seconds())?;
             for s in &edge {
                 insert_revocation(tx, s, at)?;
             }
