@@ -10,10 +10,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
-use super::{
-    col, conflict_is_not_found, execute, get_body, list_bodies, pg, query, query_opt, PostgresStore,
-};
-use crate::store::rows::{LinkRow, RegistrationRow, UserRow, UserWrite};
+use super::{col, execute, get_body, list_bodies, pg, query, query_opt, PostgresStore};
+use crate::store::rows::{conflict_is_not_found, LinkRow, LoginRows};
 
 /// Inserts or replaces a link.
 pub(super) async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreResult<()> {
@@ -38,21 +36,16 @@ impl IdentityProviderStore for PostgresStore {
         registration: Option<&Registration>,
         link: &IdentityProviderLink,
     ) -> StoreResult<bool> {
-        let row = UserRow::of(user)?;
-        let how = expected_user.map_or(UserWrite::Insert, |u| {
-            UserWrite::ReplaceIf(u.last_update_instant)
-        });
-        let registration = registration.map(RegistrationRow::of).transpose()?;
-        let link = LinkRow::of(link)?;
+        let rows = LoginRows::of(user, expected_user, registration, link)?;
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
-            if !write_user(&tx, &row, how).await? {
+            if !write_user(&tx, &rows.user, rows.how).await? {
                 return Ok(false);
             }
-            if let Some(registration) = &registration {
+            if let Some(registration) = &rows.registration {
                 write_registration(&tx, registration).await?;
             }
-            write_link(&tx, &link).await?;
+            write_link(&tx, &rows.link).await?;
             tx.commit().await.map_err(pg)?;
             Ok(true)
         })

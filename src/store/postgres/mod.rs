@@ -104,7 +104,7 @@ pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
         let code = db.code().code();
         let detail = format!("{} {code}: {}", db.severity(), db.message());
         return if code.starts_with("23") {
-            StoreError::Conflict("a record with the same unique value already exists".into())
+            super::rows::unique_violation()
         } else if unavailable_code(code) {
             StoreError::Unavailable(detail)
         } else {
@@ -216,15 +216,6 @@ pub(super) async fn list_bodies<C: GenericClient, T: DeserializeOwned>(
         .iter()
         .map(|row| from_json(&col::<String>(row, 0)?))
         .collect()
-}
-
-/// A failed reference (registration of a missing user, link to a missing provider) is
-/// `NotFound`, as in SQLite.
-pub(super) fn conflict_is_not_found(e: StoreError) -> StoreError {
-    match e {
-        StoreError::Conflict(_) => StoreError::NotFound,
-        other => other,
-    }
 }
 
 /// `host:port/db` of a configuration, for messages (never the password).
@@ -470,12 +461,7 @@ async fn migrate(mut c: Object, clock: Arc<dyn Clock>) -> StoreResult<()> {
             .try_get(0)
             .map_err(pg)?;
         let current = usize::try_from(current).unwrap_or(0);
-        if current > MIGRATIONS.len() {
-            return Err(StoreError::Unavailable(format!(
-                "the database is at schema version {current}, newer than this gatehouse ({}); upgrade gatehouse",
-                MIGRATIONS.len()
-            )));
-        }
+        super::rows::check_schema_version(current, MIGRATIONS.len())?;
         let Some(sql) = MIGRATIONS.get(current) else {
             tx.commit().await.map_err(pg)?;
             return Ok(());

@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use super::revocations::{dated_revocation, insert_revocation, revocations_of};
 use super::{col, execute, from_json, pg, query, query_opt, PostgresStore};
-use crate::store::rows::{encode, live_match, token_hash, RotationRow, PRUNE_BATCH, TOKEN_COLUMNS};
+use crate::store::rows::{
+    column_filter, encode, live_match, token_hash, RevokeTarget, RotationRow, PRUNE_BATCH,
+    TOKEN_COLUMNS,
+};
 
 pub(super) fn token_from_row(row: &Row) -> StoreResult<RefreshToken> {
     Ok(RefreshToken {
@@ -268,25 +271,19 @@ impl RefreshTokenStore for PostgresStore {
             let delete = |filter: &str| {
                 format!("DELETE FROM refresh_tokens WHERE {filter} RETURNING {TOKEN_COLUMNS}")
             };
-            let rows = match &scope {
-                RevokeScope::Id(id) => query(&tx, &delete("id = $1"), &[id]).await?,
-                RevokeScope::Token(value) => match find_live_token(&tx, value).await? {
-                    Some(t) => query(&tx, &delete("id = $1"), &[&t.id]).await?,
+            let columns = match RevokeTarget::of(&scope) {
+                RevokeTarget::Columns(columns) => columns,
+                RevokeTarget::Value(value) => match find_live_token(&tx, value).await? {
+                    Some(t) => vec![("id", t.id)],
                     None => return Ok(Vec::new()),
                 },
-                RevokeScope::User(user) => query(&tx, &delete("user_id = $1"), &[user]).await?,
-                RevokeScope::Application(app) => {
-                    query(&tx, &delete("application_id = $1"), &[app]).await?
-                }
-                RevokeScope::UserApplication(user, app) => {
-                    query(
-                        &tx,
-                        &delete("user_id = $1 AND application_id = $2"),
-                        &[user, app],
-                    )
-                    .await?
-                }
             };
+            let filter = column_filter(&columns, |n| format!("${n}"));
+            let params: Vec<&(dyn ToSql + Sync)> = columns
+                .iter()
+                .map(|(_, id)| id as &(dyn ToSql + Sync))
+                .collect();
+            let rows = query(&tx, &delete(&filter), &params).await?;
             let mut revoked = rows
                 .iter()
                 .map(token_from_row)

@@ -8,17 +8,10 @@ use gatehouse_plugin_api::store::{StoreError, StoreResult, UserStore};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::{conflict_is_not_found, execute, get_body, list_bodies, PostgresStore};
-use crate::store::rows::{RegistrationRow, UserRow, UserWrite};
-
-pub(super) fn user_conflict(e: StoreError) -> StoreError {
-    match e {
-        StoreError::Conflict(_) => StoreError::Conflict(
-            "a user with this email or username already exists in the tenant".into(),
-        ),
-        other => other,
-    }
-}
+use super::{execute, get_body, list_bodies, PostgresStore};
+use crate::store::rows::{
+    conflict_is_not_found, user_conflict, RegistrationRow, UserRow, UserWrite,
+};
 
 /// Writes the user row as `how` says: true when it was written, false when no row matched an
 /// update (gone, or changed since the expected version).

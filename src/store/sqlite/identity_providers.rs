@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
 use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
-use crate::store::rows::{LinkRow, RegistrationRow, UserRow, UserWrite};
+use crate::store::rows::{LinkRow, LoginRows};
 
 /// Inserts or replaces a link.
 pub(super) fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
@@ -39,20 +39,15 @@ impl IdentityProviderStore for SqliteStore {
         registration: Option<&Registration>,
         link: &IdentityProviderLink,
     ) -> StoreResult<bool> {
-        let row = UserRow::of(user)?;
-        let how = expected_user.map_or(UserWrite::Insert, |u| {
-            UserWrite::ReplaceIf(u.last_update_instant)
-        });
-        let registration = registration.map(RegistrationRow::of).transpose()?;
-        let link = LinkRow::of(link)?;
+        let rows = LoginRows::of(user, expected_user, registration, link)?;
         self.tx(move |tx| {
-            if !write_user(tx, &row, how)? {
+            if !write_user(tx, &rows.user, rows.how)? {
                 return Ok(false);
             }
-            if let Some(registration) = &registration {
+            if let Some(registration) = &rows.registration {
                 write_registration(tx, registration)?;
             }
-            write_link(tx, &link)?;
+            write_link(tx, &rows.link)?;
             Ok(true)
         })
         .await

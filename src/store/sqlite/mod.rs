@@ -74,7 +74,7 @@ pub(super) fn backend(e: rusqlite::Error) -> StoreError {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            StoreError::Conflict("a record with the same unique value already exists".into())
+            super::rows::unique_violation()
         }
         _ => StoreError::Backend(e.to_string()),
     }
@@ -254,12 +254,7 @@ fn migrate(conn: &mut Connection, now_ms: i64) -> StoreResult<()> {
             |r| r.get(0),
         )
         .map_err(backend)?;
-    if current as usize > MIGRATIONS.len() {
-        return Err(StoreError::Unavailable(format!(
-            "the database is at schema version {current}, newer than this gatehouse ({}); upgrade gatehouse",
-            MIGRATIONS.len()
-        )));
-    }
+    super::rows::check_schema_version(current as usize, MIGRATIONS.len())?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -305,10 +300,7 @@ pub(super) fn list_bodies<T: DeserializeOwned>(
 
 /// A foreign-key failure (the user or provider is gone) is `NotFound`.
 pub(super) fn conflict_is_not_found(e: rusqlite::Error) -> StoreError {
-    match backend(e) {
-        StoreError::Conflict(_) => StoreError::NotFound,
-        other => other,
-    }
+    super::rows::conflict_is_not_found(backend(e))
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use uuid::Uuid;
 
 use super::revocations::{dated_revocation, insert_revocation, read_revocations};
 use super::{backend, from_json, opt_uuid_col, uuid_col, SqliteStore};
-use crate::store::rows::{encode, live_match, token_hash, RotationRow, PRUNE_BATCH, TOKEN_COLUMNS};
+use crate::store::rows::{
+    column_filter, encode, live_match, token_hash, RevokeTarget, RotationRow, PRUNE_BATCH,
+    TOKEN_COLUMNS,
+};
 
 pub(super) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshToken> {
     let meta: String = row.get(9)?;
@@ -240,25 +243,18 @@ impl RefreshTokenStore for SqliteStore {
         let scope = scope.clone();
         let clock = self.clock.clone();
         self.tx(move |tx| {
-            let (filter, args): (&str, Vec<String>) = match &scope {
-                RevokeScope::Id(id) => ("id = ?1", vec![id.to_string()]),
-                RevokeScope::Token(value) => {
-                    let live = find_live_token(tx, value)?;
-                    match live {
-                        Some(t) => ("id = ?1", vec![t.id.to_string()]),
-                        None => return Ok(Vec::new()),
-                    }
-                }
-                RevokeScope::User(user) => ("user_id = ?1", vec![user.to_string()]),
-                RevokeScope::Application(app) => ("application_id = ?1", vec![app.to_string()]),
-                RevokeScope::UserApplication(user, app) => (
-                    "user_id = ?1 AND application_id = ?2",
-                    vec![user.to_string(), app.to_string()],
-                ),
+            let columns = match RevokeTarget::of(&scope) {
+                RevokeTarget::Columns(columns) => columns,
+                RevokeTarget::Value(value) => match find_live_token(tx, value)? {
+                    Some(t) => vec![("id", t.id)],
+                    None => return Ok(Vec::new()),
+                },
             };
+            let filter = column_filter(&columns, |n| format!("?{n}"));
+            let args: Vec<String> = columns.iter().map(|(_, id)| id.to_string()).collect();
             let params: Vec<&dyn rusqlite::ToSql> =
                 args.iter().map(|a| a as &dyn rusqlite::ToSql).collect();
-            let revoked = select_tokens(tx, filter, &params).map_err(backend)?;
+            let revoked = select_tokens(tx, &filter, &params).map_err(backend)?;
             let edge = scope.edge_scopes(&revoked);
             let at = dated_revocation(tx, &edge, clock.now_seconds())?;
             for s in &edge {

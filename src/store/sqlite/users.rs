@@ -8,7 +8,7 @@ use rusqlite::{params, Connection};
 use uuid::Uuid;
 
 use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
-use crate::store::rows::{RegistrationRow, UserRow, UserWrite};
+use crate::store::rows::{self, RegistrationRow, UserRow, UserWrite};
 
 /// Writes the user row as `how` says: true when it was written, false when no row matched an
 /// update (gone, or changed since the expected version).
@@ -60,13 +60,9 @@ pub(super) fn write_registration(tx: &Connection, row: &RegistrationRow) -> Stor
     Ok(())
 }
 
-pub(super) fn user_conflict(e: rusqlite::Error) -> StoreError {
-    match backend(e) {
-        StoreError::Conflict(_) => StoreError::Conflict(
-            "a user with this email or username already exists in the tenant".into(),
-        ),
-        other => other,
-    }
+/// A user write's failure: a broken uniqueness rule is a taken email or username.
+fn user_conflict(e: rusqlite::Error) -> StoreError {
+    rows::user_conflict(backend(e))
 }
 
 #[async_trait]
