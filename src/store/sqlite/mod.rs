@@ -144,9 +144,10 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Backend("connection mutex poisoned".into()))?;
+            // A call that panicked rolled its transaction back while unwinding: the connection
+            // is sound, and is used on (the fault logged as an internal error).
+            let mut guard =
+                crate::observe::poison::lock_or_take_over(&conn, "SQLite store connection");
             let tx = guard
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
@@ -343,6 +344,37 @@ mod tests {
     suite_store_via_directory!(SqliteStore);
     gatehouse_plugin_api::store_port_suite!(fixture);
     host_store_suite!(fixture, fixture_on);
+
+    /// A call that panics inside its transaction poisons the connection's lock: the
+    /// transaction is rolled back, and later calls are served, not failed as a broken store.
+    #[tokio::test]
+    async fn a_call_that_panicked_is_rolled_back_and_the_store_serves_on() {
+        use crate::store::DirectoryStore;
+        use gatehouse_plugin_api::store::Directory;
+        let fixture = fixture().await;
+        let store = &fixture.store;
+        let tenant = gatehouse_plugin_api::store_suite::tenant();
+        let body = crate::store::rows::encode(&tenant).expect("encode");
+        let id = tenant.id.to_string();
+        let panicked = store
+            .tx(move |tx| {
+                tx.execute(
+                    "INSERT INTO tenants (id, body) VALUES (?1, ?2)",
+                    rusqlite::params![id, body],
+                )
+                .map_err(backend)?;
+                panic!("a bug inside a transaction");
+            })
+            .await;
+        assert!(matches!(panicked, Err::<(), _>(StoreError::Backend(_))));
+        store.ping().await.expect("the store serves on");
+        assert_eq!(store.get_tenant(tenant.id).await.expect("get"), None);
+        crate::store::suite::seed(store, &[tenant.clone()], &[]).await;
+        assert_eq!(
+            store.get_tenant(tenant.id).await.expect("get"),
+            Some(tenant)
+        );
+    }
 
     #[tokio::test]
     async fn what_was_written_is_there_after_a_reopen() {
