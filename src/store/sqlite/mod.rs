@@ -369,7 +369,7 @@ mod tests {
         assert!(matches!(panicked, Err::<(), _>(StoreError::Backend(_))));
         store.ping().await.expect("the store serves on");
         assert_eq!(store.get_tenant(tenant.id).await.expect("get"), None);
-        crate::store::suite::seed(store, &[tenant.clone()], &[]).await;
+        crate::store::suite::seed(store, std::slice::from_ref(&tenant), &[]).await;
         assert_eq!(
             store.get_tenant(tenant.id).await.expect("get"),
             Some(tenant)
