@@ -117,12 +117,10 @@ impl Refresher {
     }
 
     /// The map of exchanges in flight. A panic while it was held cannot leave it half-changed
-    /// (each use is one insert or one remove), so a poisoned lock is taken as it is rather than
-    /// turning every later refresh into an error.
+    /// (each use is one insert or one remove), so a poisoned lock is taken over (logged once as
+    /// an internal error) rather than turning every later refresh into an error.
     fn in_flight_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Shared>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::observe::poison::lock_or_take_over(&self.in_flight, "refresh in-flight map")
     }
 
     /// True when `value` is a live refresh token of another application than `application`

@@ -137,9 +137,9 @@ async fn generated_material(
 
 /// Opens the store, applies the declared entities, and builds the gateway.
 pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
-    let store = crate::store::open(&config.store).await?;
-    apply_declared(config, store.as_ref()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = crate::store::open(&config.store, clock.clone()).await?;
+    apply_declared(config, store.as_ref()).await?;
     let ring = load_keys(config, store.as_ref(), clock.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
     let tokens = Arc::new(Tokens::new(

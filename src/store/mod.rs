@@ -16,6 +16,7 @@ mod suite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use gatehouse_plugin_api::clock::Clock;
 use gatehouse_plugin_api::model::{ApiKey, Application, KeyMaterial, Tenant};
 use gatehouse_plugin_api::store::{Directory, Store, StoreError, StoreResult};
 use gatehouse_plugin_identity_provider::IdentityProviderStore;
@@ -70,10 +71,16 @@ pub enum StoreLocation {
 }
 
 /// Opens (creating and migrating when needed) the store at `location`. For PostgreSQL this
-/// connects the pool, checks the server answers and applies pending migrations.
-pub async fn open(location: &StoreLocation) -> Result<Arc<dyn GatewayStore>, StoreError> {
+/// connects the pool, checks the server answers and applies pending migrations. Every instant
+/// the store writes itself is `clock`'s.
+pub async fn open(
+    location: &StoreLocation,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn GatewayStore>, StoreError> {
     match location {
-        StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path)?)),
-        StoreLocation::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
+        StoreLocation::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path, clock)?)),
+        StoreLocation::Postgres(url) => {
+            Ok(Arc::new(postgres::PostgresStore::open(url, clock).await?))
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! The rules every backend applies that are not SQL, written once: how a record becomes its
-//! row (users, registrations, links, revocations, refresh-token columns), how a value is
-//! hashed and matched, how a rotation is recorded, how stored documents are decoded. The
-//! backends differ only in their SQL and in reading columns.
+//! row (users, registrations, links, a login's rows, revocations, refresh-token columns), which
+//! rows a revocation addresses, how a value is hashed and matched, how a rotation is recorded,
+//! how stored documents are decoded, what a broken rule is reported as, which schema versions a
+//! gateway can use. The backends differ only in their SQL and in reading columns.
 
-use gatehouse_plugin_api::model::{IdentityProviderLink, RefreshToken, Registration};
-use gatehouse_plugin_api::store::StoreError;
+use gatehouse_plugin_api::model::{IdentityProviderLink, RefreshToken, Registration, User};
+use gatehouse_plugin_api::store::{RevokeScope, StoreError};
 use gatehouse_plugin_api::tokens::RevocationScope;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
@@ -201,4 +202,153 @@ impl UserWrite {
 pub fn token_hash(value: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The conflict a broken uniqueness or integrity rule is reported as, by every backend.
+pub(crate) fn unique_violation() -> StoreError {
+    StoreError::Conflict("a record with the same unique value already exists".into())
+}
+
+/// A user write's conflict (a taken email or username) in the words the API shows; other
+/// errors unchanged.
+pub(crate) fn user_conflict(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(_) => StoreError::Conflict(
+            "a user with this email or username already exists in the tenant".into(),
+        ),
+        other => other,
+    }
+}
+
+/// A failed reference (the registration of a missing user, a link to a missing provider) is
+/// `NotFound`; other errors unchanged.
+pub(crate) fn conflict_is_not_found(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Conflict(_) => StoreError::NotFound,
+        other => other,
+    }
+}
+
+/// Whether a database at schema version `current` can be used by a gateway that knows `known`
+/// migrations: `Ok` (the pending ones are then applied), or `Unavailable` when the database is
+/// newer than this gateway.
+pub(crate) fn check_schema_version(current: usize, known: usize) -> Result<(), StoreError> {
+    if current > known {
+        return Err(StoreError::Unavailable(format!(
+            "the database is at schema version {current}, newer than this gatehouse ({known}); \
+             upgrade gatehouse"
+        )));
+    }
+    Ok(())
+}
+
+/// What an identity-provider login writes in one transaction: the user (inserted, or replaced
+/// only while it is still the version the login read), its registration, its link.
+pub(crate) struct LoginRows {
+    pub user: UserRow,
+    pub how: UserWrite,
+    pub registration: Option<RegistrationRow>,
+    pub link: LinkRow,
+}
+
+impl LoginRows {
+    /// The rows of a login that read `expected_user` (`None`: the user is new).
+    pub fn of(
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> Result<LoginRows, StoreError> {
+        Ok(LoginRows {
+            user: UserRow::of(user)?,
+            how: expected_user.map_or(UserWrite::Insert, |u| {
+                UserWrite::ReplaceIf(u.last_update_instant)
+            }),
+            registration: registration.map(RegistrationRow::of).transpose()?,
+            link: LinkRow::of(link)?,
+        })
+    }
+}
+
+/// The refresh-token rows a revocation addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RevokeTarget<'a> {
+    /// The live token with this value (the backend looks it up; none revoked when none is live).
+    Value(&'a str),
+    /// The rows whose columns hold these ids, all of them.
+    Columns(Vec<(&'static str, Uuid)>),
+}
+
+impl RevokeTarget<'_> {
+    /// The rows `scope` addresses.
+    pub fn of(scope: &RevokeScope) -> RevokeTarget<'_> {
+        RevokeTarget::Columns(match scope {
+            RevokeScope::Token(value) => return RevokeTarget::Value(value),
+            RevokeScope::Id(id) => vec![("id", *id)],
+            RevokeScope::User(user) => vec![("user_id", *user)],
+            RevokeScope::Application(app) => vec![("application_id", *app)],
+            RevokeScope::UserApplication(user, app) => {
+                vec![("user_id", *user), ("application_id", *app)]
+            }
+        })
+    }
+}
+
+/// The SQL condition `column = P1 AND …` over `columns`, each placeholder written by
+/// `placeholder` from its position (1-based): `?1` for SQLite, `$1` for PostgreSQL.
+pub(crate) fn column_filter(
+    columns: &[(&'static str, Uuid)],
+    placeholder: fn(usize) -> String,
+) -> String {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(index, (column, _))| format!("{column} = {}", placeholder(index + 1)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revocation_addresses_its_scope_columns_or_a_value() {
+        let (user, app) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(
+            RevokeTarget::of(&RevokeScope::Token("v".into())),
+            RevokeTarget::Value("v")
+        );
+        let scope = RevokeScope::UserApplication(user, app);
+        let RevokeTarget::Columns(columns) = RevokeTarget::of(&scope) else {
+            panic!("columns expected");
+        };
+        assert_eq!(columns, vec![("user_id", user), ("application_id", app)]);
+        assert_eq!(
+            column_filter(&columns, |n| format!("${n}")),
+            "user_id = $1 AND application_id = $2"
+        );
+        assert_eq!(
+            RevokeTarget::of(&RevokeScope::Id(user)),
+            RevokeTarget::Columns(vec![("id", user)])
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_and_conflicts_are_named() {
+        assert!(check_schema_version(3, 3).is_ok());
+        assert!(check_schema_version(0, 3).is_ok());
+        let newer = check_schema_version(4, 3);
+        assert!(
+            matches!(&newer, Err(StoreError::Unavailable(m)) if m.contains("version 4")),
+            "{newer:?}"
+        );
+        assert_eq!(
+            conflict_is_not_found(unique_violation()),
+            StoreError::NotFound
+        );
+        let taken = user_conflict(unique_violation());
+        assert!(matches!(taken, StoreError::Conflict(m) if m.contains("email or username")));
+        assert_eq!(user_conflict(StoreError::NotFound), StoreError::NotFound);
+    }
 }

@@ -3,18 +3,31 @@
 //! log). The plugin ports' half is `gatehouse_plugin_api::store_suite`. Each backend generates
 //! both with [`host_store_suite!`] and `store_port_suite!`, one named test per behaviour.
 
+use gatehouse_plugin_api::clock::Clock;
 use gatehouse_plugin_api::model::{ApiKey, Application, IdentityProviderLink, KeyMaterial, Tenant};
-use gatehouse_plugin_api::store::StoreError;
+use gatehouse_plugin_api::store::{RevokeScope, StoreError};
 use gatehouse_plugin_api::store_suite::{tenant, TENANT, USER};
+use gatehouse_plugin_api::tokens::RevocationScope;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{DirectoryStore, GatewayStore};
 
 /// Generates the host suite's `#[tokio::test]` functions on fresh fixtures from
-/// `$fixture: async fn() -> impl HostFixture`.
+/// `$fixture: async fn() -> impl HostFixture` (a store on the wall clock), and the test of the
+/// store's own instants on one from `$clocked: async fn(Arc<dyn Clock>) -> impl HostFixture`.
 macro_rules! host_store_suite {
-    ($fixture:path) => {
+    ($fixture:path, $clocked:path) => {
+        #[tokio::test]
+        async fn the_store_dates_what_it_writes_by_its_clock() {
+            let clock = std::sync::Arc::new($crate::store::suite::FixedClock);
+            let fixture = $clocked(clock).await;
+            $crate::store::suite::the_store_dates_what_it_writes_by_its_clock(
+                fixture.gateway_store(),
+            )
+            .await;
+        }
+
         $crate::store::suite::host_store_suite!(@each $fixture;
             the_store_answers_a_ping,
             the_first_key_material_wins,
@@ -216,6 +229,38 @@ pub async fn the_event_log_lists_newest_first(store: &dyn GatewayStore) {
     let events = store.list_events(10).await.expect("events");
     assert_eq!(events[0].message, "second");
     assert_eq!(store.list_events(1).await.expect("events").len(), 1);
+}
+
+/// The instant (ms) a [`FixedClock`] stands at: long past, so no wall clock reads it.
+pub const FIXED_INSTANT_MS: i64 = 1_234_567_890_123;
+
+/// A clock standing at [`FIXED_INSTANT_MS`].
+pub struct FixedClock;
+
+impl Clock for FixedClock {
+    fn now_millis(&self) -> i64 {
+        FIXED_INSTANT_MS
+    }
+}
+
+/// A store on a [`FixedClock`] writes that clock's instants, not the wall clock's: an event
+/// logged is dated by it, and so is the revocation a revoke records for the edge.
+pub async fn the_store_dates_what_it_writes_by_its_clock(store: &dyn GatewayStore) {
+    store
+        .add_event("Information", "dated")
+        .await
+        .expect("event");
+    let events = store.list_events(1).await.expect("events");
+    assert_eq!(events[0].insert_instant, FIXED_INSTANT_MS);
+    store
+        .revoke_refresh_tokens(&RevokeScope::User(USER))
+        .await
+        .expect("revoke");
+    let revocations = store.list_revocations(0).await.expect("revocations");
+    assert_eq!(
+        revocations,
+        vec![(RevocationScope::User(USER), FIXED_INSTANT_MS / 1000)]
+    );
 }
 
 /// Writes a little of everything, for [`check_persisted`] after a reopen.

@@ -595,8 +595,11 @@ impl TestGateway {
     pub fn age_refresh_token(&self, id: &str, millis: i64) {
         use gatehouse_plugin_api::store::RefreshTokenStore;
         let id = Uuid::parse_str(id).expect("refresh token id is a UUID");
-        let store = gatehouse::store::sqlite::SqliteStore::open(&self.store_path())
-            .expect("open the store");
+        let store = gatehouse::store::sqlite::SqliteStore::open(
+            &self.store_path(),
+            std::sync::Arc::new(gatehouse_plugin_api::SystemClock),
+        )
+        .expect("open the store");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,5 +1,5 @@
 -- Gatehouse schema, version 1 (PostgreSQL): the tables, keys and uniqueness rules of the SQLite
--- schema at its version 3 (migrations/0001..0003), in PostgreSQL types. Ids are `uuid`,
+-- schema at its version 3 (sqlite/migrations/0001..0003), in PostgreSQL types. Ids are `uuid`,
 -- instants `bigint` milliseconds (revocations: seconds), JSON documents `text` holding the
 -- serde_json encoding byte for byte (as in SQLite; `jsonb` would reject \u0000 and reorder keys).
 -- identity_provider_links.identity_provider_user_id, the one free-text column results are sorted

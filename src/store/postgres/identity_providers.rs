@@ -1,0 +1,201 @@
+//! The identity-provider plugin's records on PostgreSQL ([`IdentityProviderStore`]): providers,
+//! the login's user, registration and link written together, links, lambdas, the event log.
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
+use gatehouse_plugin_api::store::{StoreError, StoreResult};
+use gatehouse_plugin_identity_provider::IdentityProviderStore;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::users::{write_registration, write_user};
+use super::{col, execute, get_body, list_bodies, pg, query, query_opt, PostgresStore};
+use crate::store::rows::{conflict_is_not_found, LinkRow, LoginRows};
+
+/// Inserts or replaces a link.
+pub(super) async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreResult<()> {
+    execute(
+        c,
+        "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+         DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+        &[&row.provider, &row.provider_user, &row.user, &row.body],
+    )
+    .await
+    .map_err(conflict_is_not_found)?;
+    Ok(())
+}
+
+#[async_trait]
+impl IdentityProviderStore for PostgresStore {
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        let rows = LoginRows::of(user, expected_user, registration, link)?;
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            if !write_user(&tx, &rows.user, rows.how).await? {
+                return Ok(false);
+            }
+            if let Some(registration) = &rows.registration {
+                write_registration(&tx, registration).await?;
+            }
+            write_link(&tx, &rows.link).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
+        self.put_document("identity_providers", id, provider).await
+    }
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("identity_providers", id).await
+    }
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("identity_providers", id, expected, provider)
+            .await
+    }
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("identity_providers").await
+    }
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            execute(
+                &tx,
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = $1",
+                &[&id],
+            )
+            .await?;
+            let deleted =
+                execute(&tx, "DELETE FROM identity_providers WHERE id = $1", &[&id]).await?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+        let row = LinkRow::of(link)?;
+        self.run(move |c| async move { write_link(&c, &row).await })
+            .await
+    }
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>> {
+        let idp_user = identity_provider_user_id.map(str::to_string);
+        self.run(move |c| async move {
+            list_bodies(
+                &c,
+                "SELECT body FROM identity_provider_links \
+                 WHERE ($1::uuid IS NULL OR identity_provider_id = $1) \
+                 AND ($2::uuid IS NULL OR user_id = $2) \
+                 AND ($3::text IS NULL OR identity_provider_user_id = $3) \
+                 ORDER BY identity_provider_id, identity_provider_user_id",
+                &[&identity_provider_id, &user_id, &idp_user],
+            )
+            .await
+        })
+        .await
+    }
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink> {
+        let idp_user = identity_provider_user_id.to_string();
+        self.run(move |c| async move {
+            // One statement: the row is deleted only when it links this user.
+            let link: Option<IdentityProviderLink> = get_body(
+                &c,
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = $1 \
+                 AND identity_provider_user_id = $2 AND user_id = $3 RETURNING body",
+                &[&identity_provider_id, &idp_user, &user_id],
+            )
+            .await?;
+            link.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
+        self.put_document("lambdas", id, lambda).await
+    }
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("lambdas", id).await
+    }
+    async fn replace_lambda(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        lambda: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("lambdas", id, expected, lambda).await
+    }
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("lambdas").await
+    }
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
+        self.run(move |c| async move {
+            let deleted = execute(&c, "DELETE FROM lambdas WHERE id = $1", &[&id]).await?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
+        let (log_type, message) = (log_type.to_string(), message.to_string());
+        let clock = self.clock.clone();
+        self.run(move |c| async move {
+            let row = query_opt(
+                &c,
+                "INSERT INTO event_logs (insert_instant, type, message) VALUES ($1, $2, $3) RETURNING id",
+                &[&clock.now_millis(), &log_type, &message],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Backend("INSERT ... RETURNING returned no row".into()))?;
+            col(&row, 0)
+        })
+        .await
+    }
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>> {
+        let limit = i64::from(limit);
+        self.run(move |c| async move {
+            query(
+                &c,
+                "SELECT id, insert_instant, type, message FROM event_logs ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(EventLog {
+                    id: col(r, 0)?,
+                    insert_instant: col(r, 1)?,
+                    log_type: col(r, 2)?,
+                    message: col(r, 3)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,147 @@
+//! The directory on SQLite: tenants and applications, read by plugins ([`Directory`]), and the
+//! host's side ([`DirectoryStore`]): their writes, key material, API keys, the health check.
+
+use async_trait::async_trait;
+use gatehouse_plugin_api::model::{ApiKey, Application, KeyMaterial, Tenant};
+use gatehouse_plugin_api::store::{Directory, StoreError, StoreResult};
+use rusqlite::{params, OptionalExtension};
+use uuid::Uuid;
+
+use super::{backend, opt_uuid_col, uuid_col, SqliteStore};
+use crate::store::rows::encode;
+use crate::store::DirectoryStore;
+
+#[async_trait]
+impl Directory for SqliteStore {
+    async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
+        self.get_document("tenants", id).await
+    }
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.list_documents("tenants").await
+    }
+    async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
+        self.get_document("applications", id).await
+    }
+    async fn list_applications(&self) -> StoreResult<Vec<Application>> {
+        self.list_documents("applications").await
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    /// Healthy means writable: like every call, the check runs in an immediate transaction,
+    /// which takes the write lock (a file locked by another process is `Unavailable`).
+    async fn ping(&self) -> StoreResult<()> {
+        self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+    async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
+        let (id, body) = (tenant.id.to_string(), encode(tenant)?);
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![id, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
+        let (id, tenant, body) = (
+            application.id.to_string(),
+            application.tenant_id.to_string(),
+            encode(application)?,
+        );
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO applications (id, tenant_id, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
+                params![id, tenant, body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+    async fn get_key_material(&self, id: Uuid) -> StoreResult<Option<KeyMaterial>> {
+        self.tx(move |tx| {
+            tx.query_row(
+                "SELECT id, algorithm, private_key, secret, insert_instant FROM key_material WHERE id = ?1",
+                [id.to_string()],
+                |r| {
+                    Ok(KeyMaterial {
+                        id: uuid_col(r, 0)?,
+                        algorithm: r.get(1)?,
+                        private_key: r.get(2)?,
+                        secret: r.get(3)?,
+                        insert_instant: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+    async fn insert_key_material(&self, material: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        let m = material.clone();
+        let id = m.id;
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO key_material (id, algorithm, private_key, secret, insert_instant) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                params![
+                    m.id.to_string(),
+                    m.algorithm,
+                    m.private_key,
+                    m.secret,
+                    m.insert_instant
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await?;
+        self.get_key_material(id).await?.ok_or(StoreError::NotFound)
+    }
+    async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
+        let keys = keys.to_vec();
+        self.tx(move |tx| {
+            tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        k.id.to_string(),
+                        k.key,
+                        k.tenant_id.map(|t| t.to_string()),
+                        k.description
+                    ],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        self.tx(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, key, tenant_id, description FROM api_keys ORDER BY id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(ApiKey {
+                        id: uuid_col(r, 0)?,
+                        key: r.get(1)?,
+                        tenant_id: opt_uuid_col(r, 2)?,
+                        description: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}

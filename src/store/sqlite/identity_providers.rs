@@ -1,0 +1,206 @@
+//! The identity-provider plugin's records on SQLite ([`IdentityProviderStore`]): providers,
+//! the login's user, registration and link written together, links, lambdas, the event log.
+
+use async_trait::async_trait;
+use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
+use gatehouse_plugin_api::store::{StoreError, StoreResult};
+use gatehouse_plugin_identity_provider::IdentityProviderStore;
+use rusqlite::{params, Connection};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::users::{write_registration, write_user};
+use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
+use crate::store::rows::{LinkRow, LoginRows};
+
+/// Inserts or replaces a link.
+pub(super) fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+         DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+        params![
+            row.provider.to_string(),
+            row.provider_user,
+            row.user.to_string(),
+            row.body
+        ],
+    )
+    .map_err(conflict_is_not_found)?;
+    Ok(())
+}
+
+#[async_trait]
+impl IdentityProviderStore for SqliteStore {
+    async fn save_login(
+        &self,
+        user: &User,
+        expected_user: Option<&User>,
+        registration: Option<&Registration>,
+        link: &IdentityProviderLink,
+    ) -> StoreResult<bool> {
+        let rows = LoginRows::of(user, expected_user, registration, link)?;
+        self.tx(move |tx| {
+            if !write_user(tx, &rows.user, rows.how)? {
+                return Ok(false);
+            }
+            if let Some(registration) = &rows.registration {
+                write_registration(tx, registration)?;
+            }
+            write_link(tx, &rows.link)?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
+        self.put_document("identity_providers", id, provider).await
+    }
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("identity_providers", id).await
+    }
+    async fn replace_identity_provider(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        provider: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("identity_providers", id, expected, provider)
+            .await
+    }
+    async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("identity_providers").await
+    }
+    async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()> {
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1",
+                [id.to_string()],
+            )
+            .map_err(backend)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM identity_providers WHERE id = ?1",
+                    [id.to_string()],
+                )
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+        let row = LinkRow::of(link)?;
+        self.tx(move |tx| write_link(tx, &row)).await
+    }
+    async fn find_links(
+        &self,
+        identity_provider_id: Option<Uuid>,
+        user_id: Option<Uuid>,
+        identity_provider_user_id: Option<&str>,
+    ) -> StoreResult<Vec<IdentityProviderLink>> {
+        let idp = identity_provider_id.map(|i| i.to_string());
+        let user = user_id.map(|u| u.to_string());
+        let idp_user = identity_provider_user_id.map(str::to_string);
+        self.tx(move |tx| {
+            list_bodies(
+                tx,
+                "SELECT body FROM identity_provider_links WHERE (?1 IS NULL OR identity_provider_id = ?1) \
+                 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR identity_provider_user_id = ?3) \
+                 ORDER BY identity_provider_id, identity_provider_user_id",
+                &[&idp, &user, &idp_user],
+            )
+        })
+        .await
+    }
+    async fn delete_link(
+        &self,
+        identity_provider_id: Uuid,
+        identity_provider_user_id: &str,
+        user_id: Uuid,
+    ) -> StoreResult<IdentityProviderLink> {
+        let (idp, idp_user, user) = (
+            identity_provider_id.to_string(),
+            identity_provider_user_id.to_string(),
+            user_id.to_string(),
+        );
+        self.tx(move |tx| {
+            let found: Vec<IdentityProviderLink> = list_bodies(
+                tx,
+                "SELECT body FROM identity_provider_links WHERE identity_provider_id = ?1 \
+                 AND identity_provider_user_id = ?2 AND user_id = ?3",
+                &[&idp, &idp_user, &user],
+            )?;
+            let link = found.into_iter().next().ok_or(StoreError::NotFound)?;
+            tx.execute(
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1 AND identity_provider_user_id = ?2",
+                params![idp, idp_user],
+            )
+            .map_err(backend)?;
+            Ok(link)
+        })
+        .await
+    }
+    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
+        self.put_document("lambdas", id, lambda).await
+    }
+    async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
+        self.get_document("lambdas", id).await
+    }
+    async fn replace_lambda(
+        &self,
+        id: Uuid,
+        expected: &Value,
+        lambda: &Value,
+    ) -> StoreResult<bool> {
+        self.replace_document("lambdas", id, expected, lambda).await
+    }
+    async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
+        self.list_documents("lambdas").await
+    }
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
+        self.tx(move |tx| {
+            let deleted = tx
+                .execute("DELETE FROM lambdas WHERE id = ?1", [id.to_string()])
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
+    }
+    async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64> {
+        let (log_type, message) = (log_type.to_string(), message.to_string());
+        let clock = self.clock.clone();
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO event_logs (insert_instant, type, message) VALUES (?1, ?2, ?3)",
+                params![clock.now_millis(), log_type, message],
+            )
+            .map_err(backend)?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+    }
+    async fn list_events(&self, limit: u32) -> StoreResult<Vec<EventLog>> {
+        self.tx(move |tx| {
+            let mut stmt = tx
+                .prepare("SELECT id, insert_instant, type, message FROM event_logs ORDER BY id DESC LIMIT ?1")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([limit], |r| {
+                    Ok(EventLog {
+                        id: r.get(0)?,
+                        insert_instant: r.get(1)?,
+                        log_type: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}

@@ -1,0 +1,390 @@
+//! The SQLite backend: one database file in WAL mode with `synchronous=FULL`, so an
+//! acknowledged write survives a crash or power loss. Schema migrations are SQL files under
+//! `sqlite/migrations/`, applied in order inside one transaction each and recorded in
+//! `schema_migrations`.
+//!
+//! rusqlite is synchronous: each call runs on tokio's blocking pool against a connection
+//! behind a mutex (SQLite has one writer at a time anyway). Every trait method is one
+//! transaction.
+//!
+//! This module opens the file, holds the connection, runs transactions and migrations and
+//! reads columns; each storage port has a file of its own with its SQL: `directory.rs`
+//! (tenants, applications, key material, API keys, the health check), `users.rs` (users and
+//! registrations), `refresh_tokens.rs` (tokens and one-time-use rotations), `revocations.rs`
+//! (the edge's revocations and their feed), `identity_providers.rs` (providers, links, lambdas,
+//! the event log). `postgres/` has the same files.
+
+mod directory;
+mod identity_providers;
+mod refresh_tokens;
+mod revocations;
+mod users;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use gatehouse_plugin_api::clock::Clock;
+use gatehouse_plugin_api::store::{StoreError, StoreResult};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::rows::encode;
+
+/// Migrations in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_lambdas_revocations.sql"),
+    include_str!("migrations/0003_rotation_outcome.sql"),
+    include_str!("migrations/0004_rotation_retention.sql"),
+    include_str!("migrations/0005_revocation_order.sql"),
+];
+
+/// A SQLite database file.
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// Where every instant the store writes itself comes from.
+    clock: Arc<dyn Clock>,
+}
+
+/// The store error of a SQLite failure: a file that cannot be used (busy, locked, unreadable,
+/// unwritable, full, damaged) is `Unavailable` (503, nothing lost: try again), a broken
+/// uniqueness rule `Conflict`, anything else `Backend`.
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::PermissionDenied
+                    | rusqlite::ErrorCode::NotADatabase
+                    | rusqlite::ErrorCode::DatabaseCorrupt
+                    | rusqlite::ErrorCode::FileLockingProtocolFailed
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            super::rows::unique_violation()
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+pub(super) fn from_json<T: DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    super::rows::decode_document(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub(super) fn uuid_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
+    let text: String = row.get(index)?;
+    Uuid::parse_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub(super) fn opt_uuid_col(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Uuid>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| {
+        Uuid::parse_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
+    })
+    .transpose()
+}
+
+impl SqliteStore {
+    /// Opens or creates the database file (and its directory), sets WAL and durability
+    /// pragmas, and applies pending migrations. The instants the store writes itself (when a
+    /// migration was applied, an event logged, a revocation dated) are `clock`'s.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let mut conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        migrate(&mut conn, clock.now_millis())?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            clock,
+        })
+    }
+
+    /// Runs `f` in one immediate (write-locking) transaction on the blocking pool, committing
+    /// when it returns `Ok`.
+    pub(super) async fn tx<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            // A call that panicked rolled its transaction back while unwinding: the connection
+            // is sound, and is used on (the fault logged as an internal error).
+            let mut guard =
+                crate::observe::poison::lock_or_take_over(&conn, "SQLite store connection");
+            let tx = guard
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(backend)?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+}
+
+impl SqliteStore {
+    /// Inserts or replaces the JSON document `id` of a `(id, body)` table.
+    pub(super) async fn put_document(
+        &self,
+        table: &'static str,
+        id: Uuid,
+        document: &Value,
+    ) -> StoreResult<()> {
+        let body = encode(document)?;
+        self.tx(move |tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+                ),
+                params![id.to_string(), body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces document `id` of `table` with `document` only while its stored body is still
+    /// `expected`: true when it was replaced, false when it changed meanwhile (nothing
+    /// written); `NotFound` when it is gone.
+    pub(super) async fn replace_document(
+        &self,
+        table: &'static str,
+        id: Uuid,
+        expected: &Value,
+        document: &Value,
+    ) -> StoreResult<bool> {
+        let (expected, body) = (encode(expected)?, encode(document)?);
+        self.tx(move |tx| {
+            let changed = tx
+                .execute(
+                    &format!("UPDATE {table} SET body = ?2 WHERE id = ?1 AND body = ?3"),
+                    params![id.to_string(), body, expected],
+                )
+                .map_err(backend)?;
+            if changed == 1 {
+                return Ok(true);
+            }
+            let exists = tx
+                .query_row(
+                    &format!("SELECT 1 FROM {table} WHERE id = ?1"),
+                    [id.to_string()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(backend)?;
+            exists.map(|()| false).ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// The JSON document with this id in `table` (a table of `id`, `body` rows), if any.
+    pub(super) async fn get_document<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+        id: Uuid,
+    ) -> StoreResult<Option<T>> {
+        self.tx(move |tx| {
+            get_body(
+                tx,
+                &format!("SELECT body FROM {table} WHERE id = ?1"),
+                id.to_string(),
+            )
+        })
+        .await
+    }
+
+    /// Every JSON document in `table`, by id.
+    pub(super) async fn list_documents<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        self.tx(move |tx| list_bodies(tx, &format!("SELECT body FROM {table} ORDER BY id"), &[]))
+            .await
+    }
+}
+
+/// Applies pending migrations, each recorded as applied at `now_ms`.
+fn migrate(conn: &mut Connection, now_ms: i64) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(backend)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    super::rows::check_schema_version(current as usize, MIGRATIONS.len())?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![index as i64 + 1, now_ms],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+pub(super) fn get_body<T: DeserializeOwned>(
+    tx: &Connection,
+    sql: &str,
+    id: String,
+) -> StoreResult<Option<T>> {
+    let body: Option<String> = tx
+        .query_row(sql, [id], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    body.map(|b| from_json(&b).map_err(backend)).transpose()
+}
+
+pub(super) fn list_bodies<T: DeserializeOwned>(
+    tx: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Vec<T>> {
+    let mut stmt = tx.prepare(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(args, |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(from_json(&row.map_err(backend)?).map_err(backend)?);
+    }
+    Ok(out)
+}
+
+/// A foreign-key failure (the user or provider is gone) is `NotFound`.
+pub(super) fn conflict_is_not_found(e: rusqlite::Error) -> StoreError {
+    super::rows::conflict_is_not_found(backend(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_plugin_api::clock::SystemClock;
+
+    use crate::store::suite::{host_store_suite, suite_store_via_directory, HostFixture};
+    use gatehouse_plugin_api::store_suite::{SuiteFixture, SuiteStore};
+
+    /// A store on a file of its own, in a nested directory the store creates.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: SqliteStore,
+    }
+
+    async fn fixture() -> Fixture {
+        fixture_on(Arc::new(SystemClock)).await
+    }
+
+    async fn fixture_on(clock: Arc<dyn Clock>) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            SqliteStore::open(&dir.path().join("nested").join("g.db"), clock).expect("open");
+        Fixture { _dir: dir, store }
+    }
+
+    impl SuiteFixture for Fixture {
+        fn store(&self) -> &dyn SuiteStore {
+            &self.store
+        }
+    }
+
+    impl HostFixture for Fixture {
+        fn gateway_store(&self) -> &dyn crate::store::GatewayStore {
+            &self.store
+        }
+    }
+
+    suite_store_via_directory!(SqliteStore);
+    gatehouse_plugin_api::store_port_suite!(fixture);
+    host_store_suite!(fixture, fixture_on);
+
+    /// A call that panics inside its transaction poisons the connection's lock: the
+    /// transaction is rolled back, and later calls are served, not failed as a broken store.
+    #[tokio::test]
+    async fn a_call_that_panicked_is_rolled_back_and_the_store_serves_on() {
+        use crate::store::DirectoryStore;
+        use gatehouse_plugin_api::store::Directory;
+        let fixture = fixture().await;
+        let store = &fixture.store;
+        let tenant = gatehouse_plugin_api::store_suite::tenant();
+        let body = crate::store::rows::encode(&tenant).expect("encode");
+        let id = tenant.id.to_string();
+        let panicked = store
+            .tx(move |tx| {
+                tx.execute(
+                    "INSERT INTO tenants (id, body) VALUES (?1, ?2)",
+                    rusqlite::params![id, body],
+                )
+                .map_err(backend)?;
+                panic!("a bug inside a transaction");
+            })
+            .await;
+        assert!(matches!(panicked, Err::<(), _>(StoreError::Backend(_))));
+        store.ping().await.expect("the store serves on");
+        assert_eq!(store.get_tenant(tenant.id).await.expect("get"), None);
+        crate::store::suite::seed(store, std::slice::from_ref(&tenant), &[]).await;
+        assert_eq!(
+            store.get_tenant(tenant.id).await.expect("get"),
+            Some(tenant)
+        );
+    }
+
+    #[tokio::test]
+    async fn what_was_written_is_there_after_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested").join("g.db");
+        let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
+        crate::store::suite::write_for_reopen(&store).await;
+        drop(store);
+        // Reopening applies no migration twice and keeps the data.
+        let reopened = SqliteStore::open(&path, Arc::new(SystemClock)).expect("reopen");
+        crate::store::suite::check_persisted(&reopened).await;
+    }
+}
