@@ -233,7 +233,7 @@ impl Tokens {
             outcome = remote.verify(index, token, self.clock.now_seconds());
         }
         match outcome {
-            issuers::Remote::Valid(claims) => Ok(claims),
+            issuers::Remote::Valid(claims) => Ok(*claims),
             issuers::Remote::Refused(TokenError::KeysUnavailable)
             | issuers::Remote::NeedsKey(_) => {
                 remote.count_unavailable(index);

@@ -104,13 +104,13 @@ impl JwksError {
     }
 }
 
+/// Keys a JWKS held that were skipped: `(kid or position, why)`.
+pub type Skipped = Vec<(String, &'static str)>;
+
 /// Parses a JWKS document into the keys usable with `allowed` algorithms. `Err` when the
 /// document is not a JWKS or has no usable key; keys that are skipped are listed in the second
-/// value as `(kid or index, why)` for the log.
-pub fn parse_jwks(
-    body: &[u8],
-    allowed: &[KeyAlgorithm],
-) -> Result<(KeyMap, Vec<(String, &'static str)>), JwksError> {
+/// value for the log.
+pub fn parse_jwks(body: &[u8], allowed: &[KeyAlgorithm]) -> Result<(KeyMap, Skipped), JwksError> {
     let document: Value = serde_json::from_slice(body).map_err(|_| JwksError::NotAJwks)?;
     let keys = document
         .get("keys")

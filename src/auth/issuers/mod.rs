@@ -35,7 +35,7 @@ use keyset::{IssuerMetrics, KeySet, Lookup};
 #[derive(Debug)]
 pub enum Remote {
     /// Valid: its claims, with `roles` read from the issuer's roles claim.
-    Valid(VerifiedClaims),
+    Valid(Box<VerifiedClaims>),
     /// Refused, or (`KeysUnavailable`) not checkable now.
     Refused(TokenError),
     /// Its `kid` is not in the set: a refetch may find it (see [`Issuers::refetch`]).
@@ -178,7 +178,7 @@ impl Issuers {
             Lookup::Fetch => return Remote::NeedsKey(kid),
         };
         match check(set, &key, &header.alg, token, kid, now) {
-            Ok(claims) => Remote::Valid(claims),
+            Ok(claims) => Remote::Valid(Box::new(claims)),
             Err(e) => Remote::Refused(e),
         }
     }
