@@ -13,6 +13,7 @@ mod it {
     pub mod identity_provider;
     pub mod idp_safety;
     pub mod integrity;
+    pub mod issuers;
     pub mod jwt_api;
     pub mod kit;
     pub mod lambda_sandbox;

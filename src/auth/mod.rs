@@ -1,7 +1,9 @@
 //! Authentication at the edge: the key ring ([`keys`]), the token service with its cache of
-//! verified tokens ([`tokens`]), and the in-memory revocation set kept in step with the store
-//! ([`revocation_sync`]).
+//! verified tokens ([`tokens`]), the in-memory revocation set kept in step with the store
+//! ([`revocation_sync`]), and the trusted issuers whose JWKS keys are fetched and kept
+//! ([`issuers`]).
 
+pub mod issuers;
 pub mod keys;
 pub mod revocation_sync;
 pub mod tokens;

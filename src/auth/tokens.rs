@@ -21,6 +21,7 @@ use gatehouse_plugin_api::tokens::{
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::auth::issuers::{self, Issuers};
 use crate::auth::keys::KeyRing;
 use crate::observe::metrics::Metrics;
 
@@ -97,6 +98,9 @@ pub struct Tokens {
     leeway: i64,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// Trusted issuers whose tokens the edge accepts (see [`Tokens::verify_at_edge`]); `None`
+    /// when none is configured.
+    remote: Option<Arc<Issuers>>,
 }
 
 impl Tokens {
@@ -140,7 +144,21 @@ impl Tokens {
             leeway: leeway_seconds as i64,
             clock,
             metrics,
+            remote: None,
         }
+    }
+
+    /// This service, also accepting at the edge the tokens of `issuers` (when any is
+    /// configured).
+    pub fn with_issuers(mut self, issuers: Arc<Issuers>) -> Self {
+        self.remote = (!issuers.is_empty()).then_some(issuers);
+        self
+    }
+
+    /// The position of the trusted issuer that verified `claims`; `None` for tokens of the
+    /// gateway's own key ring.
+    pub fn remote_issuer_of(&self, claims: &VerifiedClaims) -> Option<usize> {
+        self.remote.as_ref()?.index_of_claims(claims)
     }
 
     /// [`TokenService::verify`] for a token given as the bytes of a header: a cached token is
@@ -150,6 +168,10 @@ impl Tokens {
         let now = self.clock.now_seconds();
         if let Some(cache) = &self.cache {
             if let Some(hit) = cache.get(token) {
+                if self.remote_issuer_of(&hit).is_some() {
+                    // Cached at the edge for a trusted issuer: no key of the ring signed it.
+                    return Err(TokenError::UnknownKey);
+                }
                 self.check_times(&hit, now)?;
                 self.check_revoked(&hit)?;
                 return Ok(hit);
@@ -162,6 +184,63 @@ impl Tokens {
             cache.insert(Arc::from(token), verified.clone());
         }
         Ok(verified)
+    }
+
+    /// Verifies a token presented at the edge (the proxy): like [`Tokens::verify_bytes`], and
+    /// a token whose `iss` is a trusted issuer's is checked with that issuer's keys instead,
+    /// sharing the verified-token cache. The one wait: a `kid` the issuer's set lacks asks for
+    /// a refetch and waits briefly for it. `KeysUnavailable` when the keys cannot be had (the
+    /// answer is a 503, not a 401).
+    pub async fn verify_at_edge(&self, token: &[u8]) -> Result<Arc<VerifiedClaims>, TokenError> {
+        let Some(remote) = &self.remote else {
+            return self.verify_bytes(token);
+        };
+        let now = self.clock.now_seconds();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(token)) {
+            let leeway = remote
+                .index_of_claims(&hit)
+                .map_or(self.leeway, |i| remote.leeway(i));
+            check_times_with(&hit, now, leeway)?;
+            self.check_revoked(&hit)?;
+            return Ok(hit);
+        }
+        let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+        let index = issuers::unverified_issuer(text).and_then(|iss| remote.index_of(&iss));
+        let verified = match index {
+            None => self.verify_uncached(text, now, true)?,
+            Some(index) => self.verify_remote(remote, index, text, now).await?,
+        };
+        let verified = Arc::new(verified);
+        self.check_revoked(&verified)?;
+        if let Some(cache) = &self.cache {
+            cache.insert(Arc::from(token), verified.clone());
+        }
+        Ok(verified)
+    }
+
+    /// Checks `token` with trusted issuer `index`'s keys, refetching them once when its `kid`
+    /// is not among them.
+    async fn verify_remote(
+        &self,
+        remote: &Issuers,
+        index: usize,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedClaims, TokenError> {
+        let mut outcome = remote.verify(index, token, now);
+        if let issuers::Remote::NeedsKey(kid) = &outcome {
+            remote.refetch(index, kid).await;
+            outcome = remote.verify(index, token, self.clock.now_seconds());
+        }
+        match outcome {
+            issuers::Remote::Valid(claims) => Ok(*claims),
+            issuers::Remote::Refused(TokenError::KeysUnavailable)
+            | issuers::Remote::NeedsKey(_) => {
+                remote.count_unavailable(index);
+                Err(TokenError::KeysUnavailable)
+            }
+            issuers::Remote::Refused(error) => Err(error),
+        }
     }
 
     /// `exp` and `nbf` against `now`, with the clock-skew leeway: a token is expired from its
@@ -293,9 +372,21 @@ impl Tokens {
     }
 }
 
+/// `exp` and `nbf` against `now` with `leeway`, as [`Tokens::check_times`] does with the
+/// gateway's own.
+fn check_times_with(claims: &VerifiedClaims, now: i64, leeway: i64) -> Result<(), TokenError> {
+    if now >= claims.exp + leeway {
+        return Err(TokenError::Expired);
+    }
+    if claims.not_before.is_some_and(|nbf| nbf - leeway > now) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
 /// Refuses a payload that names a claim twice: the gateway would read one value and an
 /// upstream that parses the token itself perhaps the other (RFC 7515 §5.2 allows refusing).
-fn refuse_duplicate_claims(token: &str) -> Result<(), TokenError> {
+pub(crate) fn refuse_duplicate_claims(token: &str) -> Result<(), TokenError> {
     let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)

@@ -7,6 +7,7 @@
 //! of the literal values they would otherwise echo.
 
 pub mod env;
+mod issuers;
 mod locate;
 pub mod raw;
 mod read;
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 /// Declared keys: defined beside the key ring that reads them (`config` uses `keys`, never
 /// the other way).
+pub use crate::auth::issuers::config::{IssuerSpec, JwksSource};
+pub use crate::auth::issuers::policy::TokenPolicy;
 pub use crate::auth::keys::{KeySource, KeySpec};
 pub use crate::observe::logging::LogFormat;
 use crate::request::canonical::PathOptions;
@@ -103,6 +106,8 @@ pub struct RouteAuth {
     pub refresh: bool,
     /// Refresh a valid token this many seconds before its expiry (0: only once expired).
     pub refresh_before_expiry_seconds: i64,
+    /// The issuers, audiences and exact claims the token must have (any issuer's token).
+    pub policy: TokenPolicy,
 }
 
 /// A header the gateway sets upstream from a claim.
@@ -162,6 +167,8 @@ pub struct Config {
     pub lambdas: Vec<serde_json::Value>,
     /// Enabled plugins' settings, each read once into its plugin's type, in name order.
     pub plugins: Vec<crate::api::plugins::PluginSettings>,
+    /// Trusted issuers whose tokens the edge accepts, checked with their JWKS.
+    pub issuers: Vec<IssuerSpec>,
     /// Routes, longest prefix first.
     pub routes: Vec<Route>,
     /// Largest body.
@@ -376,8 +383,21 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let (api_keys, uses_demo_api_key) = sections::api_keys(&mut p, &raw.api_keys, &tenants);
     let (identity_providers, lambdas) = sections::identity_documents(&mut p, &raw);
     let plugins = sections::plugins(&mut p, &raw.plugins);
+    let leeway_seconds = sections::bounded(
+        &mut p,
+        "validation.leewaySeconds",
+        raw.validation.leeway_seconds,
+        5,
+        (0, 300),
+        "must be at most 300",
+    );
+    let issuers = issuers::issuers(&mut p, &raw.issuers, &tenants, leeway_seconds, base_dir);
     let path_options = routes::path_options(&raw.paths);
-    let routes = routes::routes(&mut p, &raw.routes, &raw.applications, path_options);
+    let known = routes::KnownIssuers {
+        remote: issuers.iter().map(|i| i.issuer.clone()).collect(),
+        own: tenants.iter().map(|t| t.issuer.clone()).collect(),
+    };
+    let routes = routes::routes(&mut p, &raw.routes, &raw.applications, path_options, &known);
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
         request_limits(&mut p, &raw.limits);
     let token_cache_max_bytes = sections::bounded(
@@ -396,14 +416,6 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         0,
         (0, 60),
         "must be at most 60",
-    );
-    let leeway_seconds = sections::bounded(
-        &mut p,
-        "validation.leewaySeconds",
-        raw.validation.leeway_seconds,
-        5,
-        (0, 300),
-        "must be at most 300",
     );
     let log_format = sections::log_format(&mut p, raw.log.format.as_deref());
     let demo_upstream = sections::demo_upstream(&mut p, &raw, listen);
@@ -424,6 +436,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         identity_providers,
         lambdas,
         plugins,
+        issuers,
         routes,
         max_body_bytes,
         max_header_bytes,

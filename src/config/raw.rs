@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// Plugins to enable, by name, with their settings.
     #[serde(default)]
     pub plugins: BTreeMap<String, serde_json::Value>,
+    /// Trusted issuers: tokens they sign are accepted at the edge, checked with their JWKS.
+    #[serde(default)]
+    pub issuers: Vec<RawIssuer>,
     /// Proxied routes.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -191,6 +194,62 @@ pub struct RawAuth {
     /// Also refresh a still-valid token this many seconds before it expires.
     #[serde(default)]
     pub refresh_before_expiry_seconds: Option<i64>,
+    /// The issuers accepted (their `iss`); default: the gateway's own key ring only.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// `aud` must name one of these.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims (dotted paths) that must have exactly these values.
+    #[serde(default)]
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+/// One `issuers:` entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawIssuer {
+    /// The `iss` accepted, compared exactly.
+    pub issuer: String,
+    /// Find `jwks_uri` in `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery: Option<bool>,
+    /// The JWKS URL (instead of discovery).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Accepted algorithms (default `[RS256]`).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// When given, `aud` must name one of these.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Dotted path of the roles claim (default `roles`).
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// `exp`/`nbf` leeway (default `validation.leewaySeconds`).
+    #[serde(default)]
+    pub leeway_seconds: Option<u64>,
+    /// How often the keys are fetched again (default 300).
+    #[serde(default)]
+    pub refresh_interval_seconds: Option<u64>,
+    /// At most one fetch for unknown `kid`s per this many seconds (default 10).
+    #[serde(default)]
+    pub min_refetch_seconds: Option<u64>,
+    /// How long an unknown `kid` is refused without a fetch (default 60).
+    #[serde(default)]
+    pub unknown_key_cache_seconds: Option<u64>,
+    /// How long the last good key set serves while the issuer is unreachable (default 86400).
+    #[serde(default)]
+    pub max_stale_seconds: Option<u64>,
+    /// Time limit of one fetch (default 5).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// How long a request with an unknown `kid` waits for the refetch (default 2000).
+    #[serde(default)]
+    pub unknown_key_wait_millis: Option<u64>,
+    /// PEM file of CA certificates trusted besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// `limits:`

@@ -8,7 +8,7 @@ use http::HeaderName;
 
 use super::raw::{RawAuth, RawPaths, RawRoute};
 use super::sections::Problems;
-use super::{IdentityHeader, Route, RouteAuth, Upstream};
+use super::{IdentityHeader, Route, RouteAuth, TokenPolicy, Upstream};
 use crate::request::canonical::{canonical_path, PathOptions};
 use crate::request::host::canonical_authority;
 
@@ -36,6 +36,14 @@ pub(super) fn path_options(raw: &RawPaths) -> PathOptions {
     }
 }
 
+/// The issuers a route may name: trusted issuers (`issuers:`) and the tenants' own.
+pub(super) struct KnownIssuers {
+    /// The trusted issuers' `iss`.
+    pub remote: Vec<String>,
+    /// The tenants' issuers (the gateway's own key ring).
+    pub own: Vec<String>,
+}
+
 /// The validated routes: the routes naming a host first, then the others, each longest prefix
 /// first.
 pub(super) fn routes(
@@ -43,11 +51,12 @@ pub(super) fn routes(
     raw: &[RawRoute],
     applications: &[Application],
     options: PathOptions,
+    known: &KnownIssuers,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
     for (index, r) in raw.iter().enumerate() {
-        let route = route(p, index, r, applications, options);
+        let route = route(p, index, r, applications, options, known);
         if !seen.insert((route.host.clone(), route.path.clone())) {
             p.add(
                 format!("routes[{index}].path"),
@@ -75,6 +84,7 @@ fn route(
     r: &RawRoute,
     applications: &[Application],
     options: PathOptions,
+    known: &KnownIssuers,
 ) -> Route {
     let path = format!("routes[{index}]");
     Route {
@@ -84,7 +94,7 @@ fn route(
         upstreams: upstreams(p, &path, r),
         auth: match &r.auth {
             None => RouteAuth::default_required(),
-            Some(auth) => route_auth(p, &path, auth, applications),
+            Some(auth) => route_auth(p, &path, auth, applications, known),
         },
         identity_headers: identity_headers(p, &path, r),
         case_sensitive: r.case_sensitive.unwrap_or(true),
@@ -204,6 +214,7 @@ impl RouteAuth {
             login_url: None,
             refresh: false,
             refresh_before_expiry_seconds: 0,
+            policy: TokenPolicy::default(),
         }
     }
 }
@@ -214,11 +225,15 @@ fn route_auth(
     path: &str,
     a: &RawAuth,
     applications: &[Application],
+    known: &KnownIssuers,
 ) -> RouteAuth {
     check_auth_switches(p, path, a);
+    let policy = token_policy(p, path, a, known);
+    // A route for trusted issuers alone may name an application only they know.
+    let remote_only = !a.issuers.is_empty() && !a.issuers.iter().any(|i| known.own.contains(i));
     let application = a.application_id.and_then(|id| {
         let found = applications.iter().find(|app| app.id == id);
-        if found.is_none() {
+        if found.is_none() && !remote_only {
             p.add(
                 format!("{path}.auth.applicationId"),
                 "no application with this id",
@@ -247,6 +262,42 @@ fn route_auth(
         login_url: a.login_url.clone(),
         refresh: a.refresh,
         refresh_before_expiry_seconds: a.refresh_before_expiry_seconds.unwrap_or(0),
+        policy,
+    }
+}
+
+/// The route's issuer, audience and claim checks: each issuer named must be a trusted issuer
+/// or a tenant's, no audience blank, every claim path made of names.
+fn token_policy(p: &mut Problems, path: &str, a: &RawAuth, known: &KnownIssuers) -> TokenPolicy {
+    for (j, issuer) in a.issuers.iter().enumerate() {
+        if !known.remote.contains(issuer) && !known.own.contains(issuer) {
+            p.add(
+                format!("{path}.auth.issuers[{j}]"),
+                "no issuer with this name: declare it under issuers: or name a tenant's issuer",
+            );
+        }
+    }
+    for (j, audience) in a.audiences.iter().enumerate() {
+        if audience.trim().is_empty() {
+            p.add(format!("{path}.auth.audiences[{j}]"), "must not be blank");
+        }
+    }
+    for claim in a.claims.keys() {
+        if claim.split('.').any(|segment| segment.trim().is_empty()) {
+            p.add(
+                format!("{path}.auth.claims.{claim}"),
+                "must be a claim name or a dotted path such as realm_access.roles",
+            );
+        }
+    }
+    TokenPolicy {
+        issuers: a.issuers.clone(),
+        audiences: a.audiences.clone(),
+        claims: a
+            .claims
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
@@ -257,11 +308,14 @@ fn check_auth_switches(p: &mut Problems, path: &str, a: &RawAuth) {
         || a.application_id.is_some()
         || !a.roles.is_empty()
         || a.login_url.is_some()
-        || a.refresh;
+        || a.refresh
+        || !a.issuers.is_empty()
+        || !a.audiences.is_empty()
+        || !a.claims.is_empty();
     if a.enabled == Some(false) && checks_something {
         p.add(
             format!("{path}.auth.enabled"),
-            "a route with enabled: false validates nothing: remove required, applicationId, roles, loginUrl and refresh",
+            "a route with enabled: false validates nothing: remove required, applicationId, roles, loginUrl, refresh, issuers, audiences and claims",
         );
     }
     if a.refresh_before_expiry_seconds

@@ -1,10 +1,12 @@
 //! Prometheus metrics, served on `/metrics`: counters of the proxy's outcomes, latency
 //! histograms (requests by route and outcome, upstream answers by route, transparent refreshes
-//! by outcome) and the process' own metrics (`process_*`). Every label is bounded: a route is
+//! by outcome), trusted issuers' key fetches, keys held, key-set age and 503s for unavailable
+//! keys (by configured issuer), and the process' own metrics (`process_*`). Every label is bounded: a route is
 //! named by its configured path (never the request's), an outcome comes from a fixed set.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets, in seconds: from 0.5 ms (a cached token, a local upstream) to 10 s.
@@ -31,6 +33,14 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     /// Seconds a transparent refresh took, by outcome (`done`, `coalesced`, `grace`, `failed`).
     pub refresh_duration: HistogramVec,
+    /// Fetches of trusted issuers' keys, by issuer (as configured) and outcome.
+    pub issuer_fetches: IntCounterVec,
+    /// Keys held per trusted issuer.
+    pub issuer_keys: IntGaugeVec,
+    /// Seconds since each trusted issuer's key set was last fetched (-1: never).
+    pub issuer_key_age: IntGaugeVec,
+    /// Tokens answered 503 because their issuer's keys were unavailable, by issuer.
+    pub issuer_unavailable: IntCounterVec,
 }
 
 /// A histogram family with the latency buckets.
@@ -84,6 +94,27 @@ impl Metrics {
             "Time a transparent refresh took, by outcome",
             &["outcome"],
         );
+        let issuer_fetches = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_issuer_key_fetches_total",
+                "Fetches of trusted issuers' keys, by issuer and outcome",
+            ),
+            &["issuer", "outcome"],
+        )
+        .expect("static metric definition");
+        let gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["issuer"]).expect("static metric definition")
+        };
+        let issuer_keys = gauge("gatehouse_issuer_keys", "Keys held per trusted issuer");
+        let issuer_key_age = gauge(
+            "gatehouse_issuer_key_set_age_seconds",
+            "Seconds since the issuer's key set was last fetched successfully (-1: never)",
+        );
+        let issuer_unavailable = counter(
+            "gatehouse_issuer_keys_unavailable_total",
+            "Tokens answered 503 because their issuer's keys were unavailable",
+            "issuer",
+        );
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(validations.clone()),
@@ -92,6 +123,10 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(upstream_duration.clone()),
             Box::new(refresh_duration.clone()),
+            Box::new(issuer_fetches.clone()),
+            Box::new(issuer_keys.clone()),
+            Box::new(issuer_key_age.clone()),
+            Box::new(issuer_unavailable.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
@@ -107,6 +142,10 @@ impl Metrics {
             request_duration,
             upstream_duration,
             refresh_duration,
+            issuer_fetches,
+            issuer_keys,
+            issuer_key_age,
+            issuer_unavailable,
         }
     }
 

@@ -41,6 +41,12 @@ pub enum GatewayError {
     WrongApplication,
     /// The token lacks every role the route accepts.
     MissingRole,
+    /// The token's `aud` names none of the route's audiences, or a claim lacks the value the
+    /// route requires.
+    UnmetClaim,
+    /// The keys that check the token cannot be had now (its issuer is unreachable and no
+    /// fresh enough key set is held): try again shortly; the token may be fine.
+    KeysUnavailable,
     /// The request body is over the limit.
     BodyTooLarge,
     /// The request headers are over the limit.
@@ -70,11 +76,13 @@ impl GatewayError {
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::UnforwardableClaim => 401,
-            GatewayError::WrongApplication | GatewayError::MissingRole => 403,
+            GatewayError::WrongApplication
+            | GatewayError::MissingRole
+            | GatewayError::UnmetClaim => 403,
             GatewayError::BodyTooLarge => 413,
             GatewayError::HeadersTooLarge => 431,
             GatewayError::UpstreamUnavailable => 502,
-            GatewayError::StoreUnavailable => 503,
+            GatewayError::StoreUnavailable | GatewayError::KeysUnavailable => 503,
             GatewayError::Internal(_) => 500,
         }
     }
@@ -86,7 +94,9 @@ impl GatewayError {
         let error = match self {
             GatewayError::MissingToken => return Some(format!("Bearer realm=\"{REALM}\"")),
             GatewayError::InvalidToken(_) | GatewayError::UnforwardableClaim => "invalid_token",
-            GatewayError::WrongApplication | GatewayError::MissingRole => "insufficient_scope",
+            GatewayError::WrongApplication
+            | GatewayError::MissingRole
+            | GatewayError::UnmetClaim => "insufficient_scope",
             GatewayError::InvalidPath(_)
             | GatewayError::Ambiguous(_)
             | GatewayError::AmbiguousHost
@@ -99,6 +109,7 @@ impl GatewayError {
             | GatewayError::HeadersTooLarge
             | GatewayError::UpstreamUnavailable
             | GatewayError::StoreUnavailable
+            | GatewayError::KeysUnavailable
             | GatewayError::Internal(_) => return None,
         };
         Some(format!("Bearer realm=\"{REALM}\", error=\"{error}\""))
@@ -152,6 +163,14 @@ impl GatewayError {
                 "[Forbidden]",
                 "The access token does not carry a role this resource requires.".to_string(),
             ),
+            GatewayError::UnmetClaim => (
+                "[Forbidden]",
+                "The access token does not carry a claim this resource requires.".to_string(),
+            ),
+            GatewayError::KeysUnavailable => (
+                "[ServiceUnavailable]",
+                "The keys that check this access token cannot be fetched right now; try again shortly.".to_string(),
+            ),
             GatewayError::BodyTooLarge => (
                 "[TooLarge]",
                 "The request body is larger than allowed.".to_string(),
@@ -192,7 +211,10 @@ impl GatewayError {
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::UnforwardableClaim => "unauthenticated",
-            GatewayError::WrongApplication | GatewayError::MissingRole => "forbidden",
+            GatewayError::WrongApplication
+            | GatewayError::MissingRole
+            | GatewayError::UnmetClaim => "forbidden",
+            GatewayError::KeysUnavailable => "keys_unavailable",
             GatewayError::BodyTooLarge | GatewayError::HeadersTooLarge => "too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::StoreUnavailable => "store_unavailable",
@@ -213,6 +235,8 @@ mod tests {
             (GatewayError::AmbiguousHost, 400),
             (GatewayError::UnforwardableClaim, 401),
             (GatewayError::StoreUnavailable, 503),
+            (GatewayError::KeysUnavailable, 503),
+            (GatewayError::UnmetClaim, 403),
             (GatewayError::NoRoute, 404),
             (GatewayError::MissingToken, 401),
             (GatewayError::InvalidToken(TokenError::Expired), 401),
@@ -247,5 +271,10 @@ mod tests {
             Some("Bearer realm=\"gatehouse\", error=\"insufficient_scope\"")
         );
         assert_eq!(GatewayError::NoRoute.challenge(), None);
+        assert_eq!(GatewayError::KeysUnavailable.challenge(), None);
+        assert_eq!(
+            GatewayError::UnmetClaim.challenge().as_deref(),
+            Some("Bearer realm=\"gatehouse\", error=\"insufficient_scope\"")
+        );
     }
 }

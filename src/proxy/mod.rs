@@ -403,8 +403,9 @@ impl Gateway {
         .await
     }
 
-    /// Verifies the request's token, counting the outcome.
-    fn token_state(&self, token: Option<&[u8]>) -> TokenState {
+    /// Verifies the request's token, counting the outcome. A trusted issuer's token whose `kid`
+    /// is new waits briefly for its issuer's keys (see [`Tokens::verify_at_edge`]).
+    async fn token_state(&self, token: Option<&[u8]>) -> TokenState {
         let Some(token) = token else {
             self.metrics
                 .validations
@@ -412,7 +413,7 @@ impl Gateway {
                 .inc();
             return TokenState::Absent;
         };
-        match self.tokens.verify_bytes(token) {
+        match self.tokens.verify_at_edge(token).await {
             Ok(claims) => {
                 self.valid_tokens.inc();
                 TokenState::Valid(claims)
@@ -551,9 +552,12 @@ impl Gateway {
         let required = route.auth.required;
         match state {
             TokenState::Absent if required => Err(GatewayError::MissingToken),
+            TokenState::Invalid(TokenError::KeysUnavailable) if required => {
+                Err(GatewayError::KeysUnavailable)
+            }
             TokenState::Invalid(reason) if required => Err(GatewayError::InvalidToken(reason)),
             TokenState::Absent | TokenState::Invalid(_) => Ok(()),
-            TokenState::Valid(claims) => match check_policy(route, &claims) {
+            TokenState::Valid(claims) => match self.check_route_policy(route, &claims) {
                 Ok(()) => {
                     ctx.identity = Some(claims);
                     Ok(())
@@ -563,6 +567,27 @@ impl Gateway {
                 Err(_) => Ok(()),
             },
         }
+    }
+
+    /// The route's policy for a valid token of any issuer: the issuers, audiences and claims it
+    /// requires, then [`check_policy`] (application, roles through the issuer's roles claim,
+    /// forwardable claims).
+    fn check_route_policy(
+        &self,
+        route: &Route,
+        claims: &VerifiedClaims,
+    ) -> std::result::Result<(), GatewayError> {
+        use crate::auth::issuers::policy::PolicyFailure;
+        let remote = self.tokens.remote_issuer_of(claims).is_some();
+        route
+            .auth
+            .policy
+            .check(claims, remote)
+            .map_err(|failure| match failure {
+                PolicyFailure::Issuer => GatewayError::InvalidToken(TokenError::InvalidIssuer),
+                PolicyFailure::Audience | PolicyFailure::Claim => GatewayError::UnmetClaim,
+            })?;
+        check_policy(route, claims, remote)
     }
 
     /// Reads the request target into its canonical form (see [`crate::request`]): sets
@@ -663,7 +688,7 @@ impl Gateway {
             access_token,
             refresh_token,
         } = credentials::read(&session.req_header().headers).map_err(GatewayError::Ambiguous)?;
-        let state = self.token_state(access_token);
+        let state = self.token_state(access_token).await;
         let state = self
             .refresh_if_needed(session, ctx, route, state, refresh_token)
             .await?;
@@ -900,16 +925,23 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> Option<std::net::Ip
 
 /// The route's checks against verified claims: application (its `applicationId`, its tenant,
 /// and `aud` when present), roles, and that every claim the route forwards can be a header.
-fn check_policy(route: &Route, claims: &VerifiedClaims) -> std::result::Result<(), GatewayError> {
+/// A `remote` token (a trusted issuer's) names its issuer's tenants, not the gateway's: its
+/// `tid` is not compared.
+fn check_policy(
+    route: &Route,
+    claims: &VerifiedClaims,
+    remote: bool,
+) -> std::result::Result<(), GatewayError> {
     if let Some(app) = route.auth.application_id {
         if claims.application_id != Some(app) || !claims.audience_allows(app) {
             return Err(GatewayError::WrongApplication);
         }
         // The application belongs to one tenant: a token of another tenant naming it is not
         // for this application.
-        if claims
-            .tenant_id
-            .is_some_and(|tid| Some(tid) != route.auth.application_tenant_id)
+        if !remote
+            && claims
+                .tenant_id
+                .is_some_and(|tid| Some(tid) != route.auth.application_tenant_id)
         {
             return Err(GatewayError::WrongApplication);
         }

@@ -314,6 +314,7 @@ mod tests {
                 login_url: None,
                 refresh: false,
                 refresh_before_expiry_seconds: 0,
+                policy: Default::default(),
             },
             identity_headers: vec![],
             case_sensitive: true,

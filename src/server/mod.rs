@@ -20,6 +20,7 @@ use pingora::services::listening::Service;
 
 use crate::api::executor::ApiExecutor;
 use crate::api::plugins::PluginRouter;
+use crate::auth::issuers::Issuers;
 use crate::auth::keys::{generate_material, KeyRing, SigningKey};
 use crate::auth::revocation_sync::RevocationSync;
 use crate::auth::tokens::{CacheLimits, Tokens};
@@ -78,6 +79,8 @@ pub struct Prepared {
     pub upstream_resolver: Option<UpstreamResolver>,
     /// The admin service (`/metrics`, `/health`).
     pub admin: Admin,
+    /// The trusted issuers, whose keys are fetched once the server runs.
+    pub issuers: Arc<Issuers>,
 }
 
 /// Loads the key ring: declared material as is, generated keys from the store (generating and
@@ -142,18 +145,27 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     apply_declared(config, store.as_ref()).await?;
     let ring = load_keys(config, store.as_ref(), clock.as_ref()).await?;
     let metrics = Arc::new(Metrics::new());
-    let tokens = Arc::new(Tokens::new(
-        ring,
-        &config.tenants,
-        &config.applications,
-        config.leeway_seconds,
-        CacheLimits {
-            entries: config.token_cache_capacity,
-            bytes: config.token_cache_max_bytes,
+    let issuers = Arc::new(Issuers::new(&config.issuers, &metrics).map_err(
+        |(index, message)| StartError::Setup {
+            path: format!("issuers[{index}].caFile"),
+            message,
         },
-        clock.clone(),
-        metrics.clone(),
-    ));
+    )?);
+    let tokens = Arc::new(
+        Tokens::new(
+            ring,
+            &config.tenants,
+            &config.applications,
+            config.leeway_seconds,
+            CacheLimits {
+                entries: config.token_cache_capacity,
+                bytes: config.token_cache_max_bytes,
+            },
+            clock.clone(),
+            metrics.clone(),
+        )
+        .with_issuers(issuers.clone()),
+    );
 
     // Revocations recorded earlier (by this node or another sharing the store) still apply.
     for (scope, at) in store.list_revocations(tokens.revocation_horizon()).await? {
@@ -217,6 +229,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         store,
         upstream_resolver,
         admin,
+        issuers,
     })
 }
 
@@ -361,6 +374,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tracing::info!(address = %address, "admin listener (/metrics, /health)");
     }
     spawn_revocation_sync(prepared.tokens, prepared.store)?;
+    prepared.issuers.start().map_err(|e| StartError::Setup {
+        path: "issuers".into(),
+        message: format!("cannot start the key fetching thread: {e}"),
+    })?;
     if let Some(resolver) = prepared.upstream_resolver {
         spawn_upstream_dns(resolver)?;
     }
@@ -369,6 +386,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         address = %config.listen,
         tls = config.tls.is_some(),
         routes = config.routes.len(),
+        issuers = config.issuers.len(),
         plugins = config.plugins.len(),
         "gatehouse listening"
     );

@@ -217,6 +217,9 @@ pub struct Options {
     pub identity_provider: String,
     /// `limits.maxBodyBytes`.
     pub max_body_bytes: u64,
+    /// The main tenant's issuer ([`ISSUER`] when `None`); `$PORT` in it stands for this
+    /// gateway's port (e.g. `http://127.0.0.1:$PORT`, for OpenID Connect discovery).
+    pub issuer: Option<String>,
 }
 
 impl Default for Options {
@@ -235,6 +238,7 @@ impl Default for Options {
             rust_log: "info".into(),
             identity_provider: String::new(),
             max_body_bytes: 65_536,
+            issuer: None,
         }
     }
 }
@@ -330,7 +334,7 @@ apiKeys:
 tenants:
   - id: {TENANT}
     name: Default
-    issuer: {ISSUER}
+    issuer: {issuer}
     jwtConfiguration: {{accessTokenKeyId: {rs}, {tenant_jwt}}}
   - id: {OTHER_TENANT}
     name: Other
@@ -381,6 +385,11 @@ routes:
                 .clone()
                 .unwrap_or_else(|| format!("sqlite://{}", self.store_path().display())),
             keys = self.keys.yaml(),
+            issuer = options
+                .issuer
+                .as_deref()
+                .unwrap_or(ISSUER)
+                .replace("$PORT", &self.port.to_string()),
             tenant_jwt = options.tenant_jwt,
             app_jwt = options.app_jwt,
             demo = self.demo_port,

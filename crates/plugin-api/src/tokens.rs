@@ -33,6 +33,11 @@ pub enum TokenError {
     Revoked,
     /// The key cannot sign (public-only) or signing failed.
     CannotSign,
+    /// `aud` names none of the audiences the token's issuer is trusted for.
+    InvalidAudience,
+    /// The keys that would check the token cannot be had right now (its issuer cannot be
+    /// reached and no fresh enough key set is held): not the token's fault.
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -49,6 +54,8 @@ impl TokenError {
             TokenError::InvalidIssuer => "invalid_issuer",
             TokenError::Revoked => "revoked",
             TokenError::CannotSign => "cannot_sign",
+            TokenError::InvalidAudience => "invalid_audience",
+            TokenError::KeysUnavailable => "keys_unavailable",
         }
     }
 }

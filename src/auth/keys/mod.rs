@@ -102,6 +102,11 @@ impl KeyAlgorithm {
         })
     }
 
+    /// The JWT library's algorithm; `None` for ES512 (see [`es512`]).
+    pub fn jwt_algorithm(self) -> Option<Algorithm> {
+        self.jwt()
+    }
+
     /// True for the HMAC algorithms (a shared secret, no public key).
     pub fn is_hmac(self) -> bool {
         matches!(

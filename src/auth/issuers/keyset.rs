@@ -1,0 +1,446 @@
+//! One issuer's key set and the policy of when to fetch it.
+//!
+//! - The keys are swapped in atomically ([`ArcSwapOption`]): a lookup takes no lock.
+//! - A background task fetches them at start, then every refresh interval (a
+//!   `Cache-Control: max-age` within bounds decides), and after a failure again with a growing
+//!   delay; a request never waits for it.
+//! - A `kid` that is not in the set asks for one refetch: requests coalesce on the fetch in
+//!   progress, and at most one such fetch starts per `minRefetch` window; requests wait for it
+//!   up to `unknownKeyWait`. A `kid` still unknown after a successful fetch is remembered as
+//!   unknown for a while (the negative cache), so made-up `kid`s cost no fetch.
+//! - When fetches fail, the last good set keeps serving up to `maxStale` (stale-if-error);
+//!   after that, or when no set was ever fetched, the keys are unavailable (a 503, never a
+//!   401: the token may be fine).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::{watch, Notify};
+
+use super::config::{IssuerSpec, JwksSource};
+use super::fetch::{next_refresh, Document, FetchError, Fetcher};
+use super::jwks::{parse_jwks, JwksError, KeyMap, RemoteKey};
+
+/// The most `kid`s the negative cache holds; beyond, expired ones are dropped, then all.
+const MAX_UNKNOWN_KIDS: usize = 10_000;
+
+/// What a lookup of a `kid` found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The key.
+    Found(Arc<RemoteKey>),
+    /// The `kid` is not the issuer's: it was not in the set a fetch just brought (a 401).
+    Unknown,
+    /// No usable key set: never fetched, or older than `maxStale` (a 503).
+    Unavailable,
+    /// Not in the set, and not known to be unknown: a refetch may find it.
+    Fetch,
+}
+
+/// The outcome of the fetches so far, published after each one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Generation {
+    /// Fetches completed.
+    count: u64,
+    /// Whether the last one succeeded.
+    ok: bool,
+}
+
+/// The fetch schedule's state, behind a mutex never held across an await.
+struct State {
+    /// A fetch is under way or asked for.
+    fetching: bool,
+    /// When the last fetch asked for by an unknown `kid` started.
+    last_demand: Option<Instant>,
+    /// `kid`s a successful fetch did not have, until when they are refused without a fetch.
+    unknown: HashMap<String, Instant>,
+}
+
+/// Counters and gauges of one issuer (label: its configured issuer string).
+pub struct IssuerMetrics {
+    /// Fetches by issuer and outcome (`ok`, `network`, `http_status`, `too_large`,
+    /// `discovery`, `invalid`, `no_usable_keys`).
+    pub fetches: prometheus::IntCounterVec,
+    /// Keys held.
+    pub keys: prometheus::IntGauge,
+    /// Seconds since the key set was last fetched successfully (-1: never).
+    pub age: prometheus::IntGauge,
+    /// Tokens answered 503 because the keys were unavailable.
+    pub unavailable: prometheus::IntCounter,
+}
+
+/// One issuer's keys.
+pub struct KeySet {
+    /// The issuer's settings.
+    pub spec: IssuerSpec,
+    keys: ArcSwapOption<KeyMap>,
+    /// When the set was last fetched successfully: milliseconds after `born`, plus one (0:
+    /// never).
+    last_success: AtomicU64,
+    born: Instant,
+    state: Mutex<State>,
+    generation: watch::Sender<Generation>,
+    wake: Notify,
+    /// Its metrics.
+    pub metrics: IssuerMetrics,
+}
+
+impl KeySet {
+    /// An empty key set for `spec`; [`KeySet::run`] fills it.
+    pub fn new(spec: IssuerSpec, metrics: IssuerMetrics) -> KeySet {
+        KeySet {
+            spec,
+            keys: ArcSwapOption::empty(),
+            last_success: AtomicU64::new(0),
+            born: Instant::now(),
+            state: Mutex::new(State {
+                // The background task fetches at once.
+                fetching: true,
+                last_demand: None,
+                unknown: HashMap::new(),
+            }),
+            generation: watch::channel(Generation::default()).0,
+            wake: Notify::new(),
+            metrics,
+        }
+    }
+
+    /// The schedule's state. A panic while it was held leaves nothing half-changed (each use
+    /// sets fields outright), so a poisoned lock is taken as it is.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long ago the set was last fetched successfully; `None` when never.
+    pub fn age(&self) -> Option<Duration> {
+        match self.last_success.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(
+                self.born
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
+        }
+    }
+
+    /// The key for `kid`, without waiting: see [`Lookup`].
+    pub fn lookup(&self, kid: &str) -> Lookup {
+        let keys = self.keys.load();
+        let Some(keys) = keys.as_ref() else {
+            return Lookup::Fetch;
+        };
+        if self.age().is_none_or(|age| age > self.spec.max_stale) {
+            return Lookup::Unavailable;
+        }
+        if let Some(key) = keys.get(kid) {
+            return Lookup::Found(key.clone());
+        }
+        let state = self.state();
+        match state.unknown.get(kid) {
+            Some(until) if Instant::now() < *until => Lookup::Unknown,
+            _ => Lookup::Fetch,
+        }
+    }
+
+    /// For a `kid` the set lacks: joins the fetch under way, or starts one unless one started
+    /// less than `minRefetch` ago, and waits for it up to `unknownKeyWait`. Afterwards
+    /// [`KeySet::lookup`] answers for good: the key, `Unknown` (a successful fetch lacked it;
+    /// remembered in the negative cache), or `Fetch` when no fresh fetch could say (the issuer
+    /// is down or slow: the caller answers 503).
+    pub async fn refetch(&self, kid: &str) {
+        let mut receiver = self.generation.subscribe();
+        let started = {
+            let mut state = self.state();
+            let started = *receiver.borrow_and_update();
+            if !state.fetching {
+                let limited = state
+                    .last_demand
+                    .is_some_and(|at| at.elapsed() < self.spec.min_refetch);
+                if limited {
+                    if started.ok && self.keys.load().is_some() {
+                        self.remember_unknown(&mut state, kid);
+                    }
+                    return;
+                }
+                state.fetching = true;
+                state.last_demand = Some(Instant::now());
+                self.wake.notify_one();
+            }
+            started
+        };
+        let done = tokio::time::timeout(
+            self.spec.unknown_key_wait,
+            receiver.wait_for(|g| g.count > started.count),
+        )
+        .await;
+        let ok = match done {
+            Ok(Ok(generation)) => generation.ok,
+            _ => false,
+        };
+        let known = self
+            .keys
+            .load()
+            .as_ref()
+            .is_some_and(|k| k.contains_key(kid));
+        if ok && !known {
+            self.remember_unknown(&mut self.state(), kid);
+        }
+    }
+
+    /// Records `kid` as unknown for `unknownKeyCache`, keeping the cache bounded.
+    fn remember_unknown(&self, state: &mut State, kid: &str) {
+        let now = Instant::now();
+        if state.unknown.len() >= MAX_UNKNOWN_KIDS {
+            state.unknown.retain(|_, until| *until > now);
+            if state.unknown.len() >= MAX_UNKNOWN_KIDS {
+                state.unknown.clear();
+            }
+        }
+        let until = now + self.spec.unknown_key_cache;
+        state.unknown.insert(kid.to_string(), until);
+    }
+
+    /// The background task: fetches now, then on schedule and on demand, forever.
+    pub async fn run(self: Arc<Self>, fetcher: Fetcher) {
+        let mut jwks_uri = match &self.spec.jwks {
+            JwksSource::Uri(uri) => Some(uri.clone()),
+            JwksSource::Discovery => None,
+        };
+        let mut failures: u32 = 0;
+        loop {
+            self.state().fetching = true;
+            let outcome = self.fetch_once(&fetcher, &mut jwks_uri).await;
+            let delay = match &outcome {
+                Ok(max_age) => {
+                    failures = 0;
+                    next_refresh(*max_age, self.spec.min_refetch, self.spec.refresh_interval)
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    retry_delay(failures, self.spec.min_refetch, self.spec.refresh_interval)
+                }
+            };
+            {
+                let mut state = self.state();
+                state.fetching = false;
+                self.generation.send_modify(|g| {
+                    g.count += 1;
+                    g.ok = outcome.is_ok();
+                });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One fetch (discovery first when the JWKS URL is not known yet): the new set swapped in,
+    /// or the old one kept. The document's `max-age`, or the outcome's label.
+    async fn fetch_once(
+        &self,
+        fetcher: &Fetcher,
+        jwks_uri: &mut Option<String>,
+    ) -> Result<Option<Duration>, &'static str> {
+        let result = self.fetch_document(fetcher, jwks_uri).await;
+        let outcome = match result {
+            Ok(document) => self.install(&document),
+            Err(error) => {
+                if matches!(self.spec.jwks, JwksSource::Discovery) {
+                    // Discovered again next time: the issuer may have moved its keys.
+                    *jwks_uri = None;
+                }
+                tracing::warn!(issuer = %self.spec.issuer, error = %error,
+                    "cannot fetch the issuer's keys; the last good set keeps serving");
+                Err(error.reason())
+            }
+        };
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(reason) => reason,
+        };
+        self.metrics
+            .fetches
+            .with_label_values(&[self.spec.issuer.as_str(), label])
+            .inc();
+        outcome
+    }
+
+    /// The JWKS document, discovering its URL first when needed.
+    async fn fetch_document(
+        &self,
+        fetcher: &Fetcher,
+        jwks_uri: &mut Option<String>,
+    ) -> Result<Document, FetchError> {
+        let uri = match jwks_uri {
+            Some(uri) => uri.clone(),
+            None => {
+                let uri = fetcher.discover(&self.spec.issuer).await?;
+                *jwks_uri = Some(uri.clone());
+                uri
+            }
+        };
+        fetcher.get(&uri).await
+    }
+
+    /// Parses a fetched JWKS and swaps it in; a document that is not a JWKS or has no usable
+    /// key is refused and the last good set kept.
+    fn install(&self, document: &Document) -> Result<Option<Duration>, &'static str> {
+        match parse_jwks(&document.body, &self.spec.algorithms) {
+            Ok((keys, skipped)) => {
+                for (kid, why) in skipped {
+                    tracing::debug!(issuer = %self.spec.issuer, kid = %kid, why, "JWK skipped");
+                }
+                self.metrics.keys.set(keys.len() as i64);
+                self.set_keys(keys);
+                Ok(document.max_age)
+            }
+            Err(error) => {
+                tracing::warn!(issuer = %self.spec.issuer, error = error.reason(),
+                    "the issuer's JWKS is refused; the last good set keeps serving");
+                Err(match error {
+                    JwksError::NotAJwks => "invalid",
+                    JwksError::NoUsableKeys => "no_usable_keys",
+                })
+            }
+        }
+    }
+
+    /// Swaps in `keys` as fetched now.
+    pub fn set_keys(&self, keys: KeyMap) {
+        self.keys.store(Some(Arc::new(keys)));
+        let at = self.born.elapsed().as_millis() as u64 + 1;
+        self.last_success.store(at, Ordering::Release);
+    }
+}
+
+/// The delay before the next fetch after `failures` failures in a row: the rate-limit window,
+/// doubling, never past the refresh interval, and at least a second.
+pub fn retry_delay(failures: u32, window: Duration, interval: Duration) -> Duration {
+    let doubled = window.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    doubled.min(interval).max(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn spec(min_refetch: Duration, max_stale: Duration) -> IssuerSpec {
+        IssuerSpec {
+            issuer: "https://login.example.com".into(),
+            jwks: JwksSource::Uri("https://login.example.com/keys".into()),
+            algorithms: vec![crate::auth::keys::KeyAlgorithm::ES256],
+            audiences: vec![],
+            roles_claim: "roles".into(),
+            leeway_seconds: 0,
+            refresh_interval: Duration::from_secs(300),
+            min_refetch,
+            unknown_key_cache: Duration::from_secs(60),
+            max_stale,
+            timeout: Duration::from_secs(1),
+            unknown_key_wait: Duration::from_millis(500),
+            ca_file: None,
+        }
+    }
+
+    fn metrics() -> IssuerMetrics {
+        let m = crate::observe::metrics::Metrics::new();
+        IssuerMetrics {
+            fetches: m.issuer_fetches.clone(),
+            keys: m.issuer_keys.with_label_values(&["t"]),
+            age: m.issuer_key_age.with_label_values(&["t"]),
+            unavailable: m.issuer_unavailable.with_label_values(&["t"]),
+        }
+    }
+
+    /// A key set holding an empty key map, as fetched, and a stand-in for the
+    /// background task that completes a successful fetch whenever asked, counting them.
+    fn fetched_set(min_refetch: Duration) -> (Arc<KeySet>, Arc<AtomicUsize>) {
+        let set = Arc::new(KeySet::new(
+            spec(min_refetch, Duration::from_secs(60)),
+            metrics(),
+        ));
+        set.set_keys(KeyMap::new());
+        let fetches = Arc::new(AtomicUsize::new(0));
+        {
+            let mut state = set.state();
+            state.fetching = false;
+            set.generation.send_modify(|g| {
+                g.count = 1;
+                g.ok = true;
+            });
+        }
+        let (task_set, count) = (set.clone(), fetches.clone());
+        tokio::spawn(async move {
+            loop {
+                task_set.wake.notified().await;
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut state = task_set.state();
+                state.fetching = false;
+                task_set.generation.send_modify(|g| {
+                    g.count += 1;
+                    g.ok = true;
+                });
+            }
+        });
+        (set, fetches)
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_cost_one_fetch_per_window_and_are_then_remembered() {
+        let (set, fetches) = fetched_set(Duration::from_millis(300));
+        assert!(matches!(set.lookup("a"), Lookup::Fetch));
+        set.refetch("a").await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert!(matches!(set.lookup("a"), Lookup::Unknown), "negative cache");
+        // A flood of other kids inside the window: no fetch, each remembered as unknown.
+        for i in 0..50 {
+            let kid = format!("garbage-{i}");
+            assert!(matches!(set.lookup(&kid), Lookup::Fetch));
+            set.refetch(&kid).await;
+            assert!(matches!(set.lookup(&kid), Lookup::Unknown));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "rate limited");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        set.refetch("b").await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 2, "a new window");
+    }
+
+    #[tokio::test]
+    async fn a_stale_set_is_unavailable_and_a_failed_refetch_is_not_an_unknown_kid() {
+        let set = Arc::new(KeySet::new(
+            spec(Duration::from_secs(10), Duration::from_millis(100)),
+            metrics(),
+        ));
+        // Never fetched: a refetch is due; the background task never answers here, so the
+        // wait ends at its deadline and nothing is remembered as unknown.
+        assert!(matches!(set.lookup("a"), Lookup::Fetch));
+        set.state().fetching = false;
+        let started = Instant::now();
+        set.refetch("a").await;
+        assert!(started.elapsed() >= Duration::from_millis(450));
+        assert!(matches!(set.lookup("a"), Lookup::Fetch));
+        set.set_keys(KeyMap::new());
+        assert!(matches!(set.lookup("a"), Lookup::Fetch));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            matches!(set.lookup("a"), Lookup::Unavailable),
+            "older than maxStale"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_delay(1, s(10), s(300)), s(10));
+        assert_eq!(retry_delay(2, s(10), s(300)), s(20));
+        assert_eq!(retry_delay(5, s(10), s(300)), s(160));
+        assert_eq!(retry_delay(6, s(10), s(300)), s(300));
+        assert_eq!(retry_delay(60, s(10), s(300)), s(300));
+        assert_eq!(retry_delay(1, Duration::ZERO, s(300)), s(1));
+    }
+}

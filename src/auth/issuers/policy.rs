@@ -1,0 +1,174 @@
+//! Reading claims by path and the route checks that hold for tokens of every issuer: which
+//! issuers a route accepts, `aud`, and exact-match claims. Roles go through
+//! [`roles_at`], with the issuer's roles claim.
+
+use gatehouse_plugin_api::VerifiedClaims;
+use serde_json::{Map, Value};
+
+/// A route's checks on the token's issuer and claims (`routes[].auth.issuers`, `audiences`,
+/// `claims`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenPolicy {
+    /// The `iss` values accepted; empty: the gateway's own key ring only.
+    pub issuers: Vec<String>,
+    /// When not empty, `aud` (a string or an array) must name one of these.
+    pub audiences: Vec<String>,
+    /// Claims (by dotted path) that must have exactly these values.
+    pub claims: Vec<(String, Value)>,
+}
+
+/// Which check a token failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFailure {
+    /// Its issuer is not one the route accepts (a 401: it cannot authenticate here).
+    Issuer,
+    /// Its `aud` names none of the route's audiences (a 403).
+    Audience,
+    /// A claim does not have the value the route requires (a 403).
+    Claim,
+}
+
+impl TokenPolicy {
+    /// Checks `claims`; `remote` says the token was verified with a trusted issuer's keys (not
+    /// the gateway's own key ring). `Ok` when every check passes.
+    pub fn check(&self, claims: &VerifiedClaims, remote: bool) -> Result<(), PolicyFailure> {
+        let issuer = claims.claims.get("iss").and_then(Value::as_str);
+        let issuer_ok = if self.issuers.is_empty() {
+            !remote
+        } else {
+            issuer.is_some_and(|iss| self.issuers.iter().any(|accepted| accepted == iss))
+        };
+        if !issuer_ok {
+            return Err(PolicyFailure::Issuer);
+        }
+        if !self.audiences.is_empty()
+            && !audiences_of(&claims.claims).any(|aud| self.audiences.iter().any(|a| a == aud))
+        {
+            return Err(PolicyFailure::Audience);
+        }
+        for (path, wanted) in &self.claims {
+            if claim_at(&claims.claims, path) != Some(wanted) {
+                return Err(PolicyFailure::Claim);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The claim at a dotted `path`: a claim named `path` itself first (namespaced claims such as
+/// `https://example.com/roles` contain dots), else the members of nested objects
+/// (`realm_access.roles`). `None` when absent.
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    let mut segments = path.split('.');
+    let mut value = claims.get(segments.next()?)?;
+    for segment in segments {
+        value = value.as_object()?.get(segment)?;
+    }
+    Some(value)
+}
+
+/// The roles at `path`: the strings of an array (other items ignored), or a single string;
+/// none for anything else.
+pub fn roles_at(claims: &Map<String, Value>, path: &str) -> Vec<String> {
+    match claim_at(claims, path) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(role)) => vec![role.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The audiences `aud` names: a string, or the strings of an array.
+pub fn audiences_of(claims: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    let (one, many) = match claims.get("aud") {
+        Some(Value::String(aud)) => (Some(aud.as_str()), None),
+        Some(Value::Array(items)) => (None, Some(items.iter().filter_map(Value::as_str))),
+        _ => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(value: Value) -> VerifiedClaims {
+        let Value::Object(mut map) = value else {
+            panic!("object")
+        };
+        map.insert("exp".into(), json!(4_000_000_000i64));
+        VerifiedClaims::from_claims(map, "k".into()).expect("claims")
+    }
+
+    #[test]
+    fn claims_are_read_by_dotted_path() {
+        let c = claims(json!({
+            "realm_access": {"roles": ["analyst", "user"]},
+            "https://example.com/roles": ["admin"],
+            "groups": "ops",
+            "permissions": ["read:reports", 7],
+            "deep": {"a": {"b": true}},
+        }));
+        assert_eq!(
+            roles_at(&c.claims, "realm_access.roles"),
+            ["analyst", "user"]
+        );
+        assert_eq!(roles_at(&c.claims, "https://example.com/roles"), ["admin"]);
+        assert_eq!(roles_at(&c.claims, "groups"), ["ops"]);
+        assert_eq!(roles_at(&c.claims, "permissions"), ["read:reports"]);
+        assert!(roles_at(&c.claims, "realm_access").is_empty());
+        assert!(roles_at(&c.claims, "missing.path").is_empty());
+        assert_eq!(claim_at(&c.claims, "deep.a.b"), Some(&json!(true)));
+        assert_eq!(claim_at(&c.claims, "deep.a.b.c"), None);
+        assert_eq!(claim_at(&c.claims, "groups.x"), None);
+    }
+
+    #[test]
+    fn aud_is_a_string_or_an_array() {
+        let one = claims(json!({"aud": "my-api"}));
+        let many = claims(json!({"aud": ["other", "my-api", 3]}));
+        let none = claims(json!({}));
+        assert_eq!(audiences_of(&one.claims).collect::<Vec<_>>(), ["my-api"]);
+        assert_eq!(
+            audiences_of(&many.claims).collect::<Vec<_>>(),
+            ["other", "my-api"]
+        );
+        assert_eq!(audiences_of(&none.claims).count(), 0);
+        let policy = TokenPolicy {
+            audiences: vec!["my-api".into()],
+            ..TokenPolicy::default()
+        };
+        assert_eq!(policy.check(&one, false), Ok(()));
+        assert_eq!(policy.check(&many, false), Ok(()));
+        assert_eq!(policy.check(&none, false), Err(PolicyFailure::Audience));
+    }
+
+    #[test]
+    fn issuers_and_exact_claims() {
+        let remote = claims(json!({"iss": "https://login.example.com", "email_verified": true}));
+        let local = claims(json!({"iss": "acme.test", "email_verified": "true"}));
+        let own_only = TokenPolicy::default();
+        assert_eq!(own_only.check(&local, false), Ok(()));
+        assert_eq!(own_only.check(&remote, true), Err(PolicyFailure::Issuer));
+        let named = TokenPolicy {
+            issuers: vec!["https://login.example.com".into()],
+            claims: vec![("email_verified".into(), json!(true))],
+            ..TokenPolicy::default()
+        };
+        assert_eq!(named.check(&remote, true), Ok(()));
+        assert_eq!(named.check(&local, false), Err(PolicyFailure::Issuer));
+        let both = TokenPolicy {
+            issuers: vec!["https://login.example.com".into(), "acme.test".into()],
+            claims: vec![("email_verified".into(), json!(true))],
+            ..TokenPolicy::default()
+        };
+        // "true" the string is not true the boolean.
+        assert_eq!(both.check(&local, false), Err(PolicyFailure::Claim));
+    }
+}
