@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gatehouse_plugin_api::VerifiedClaims;
+use pingora::proxy::Session;
 
+use super::{canonical_path_of, Gateway, RequestContext};
 use crate::config::Route;
 
 /// The outcome of a request the proxy let through to its upstream.
@@ -124,6 +126,45 @@ impl Line<'_> {
 /// `latency` in milliseconds, to the microsecond.
 fn milliseconds(latency: Duration) -> f64 {
     latency.as_micros() as f64 / 1000.0
+}
+
+impl Gateway {
+    /// Records a finished request: its latency in the request histogram (by route and
+    /// outcome) and, when the access log is on, its line (see [`Line`]).
+    pub(super) fn record(&self, session: &Session, ctx: &RequestContext) {
+        let latency = ctx.started.map_or(Duration::ZERO, |s| s.elapsed());
+        let outcome = ctx.outcome.unwrap_or(CLIENT_CLOSED);
+        let route = match (ctx.route, ctx.builtin) {
+            (Some(index), _) => self.route_labels.get(index).map(String::as_str),
+            (None, builtin) => builtin,
+        }
+        .unwrap_or(NO_ROUTE);
+        match ctx.route.and_then(|i| self.allowed_durations.get(i)) {
+            Some(histogram) if outcome == ALLOWED => {
+                histogram.observe(latency.as_secs_f64());
+            }
+            _ => self
+                .metrics
+                .request_duration
+                .with_label_values(&[route, outcome])
+                .observe(latency.as_secs_f64()),
+        }
+        if !self.settings.access_log {
+            return;
+        }
+        Line {
+            id: ctx.id,
+            method: session.req_header().method.as_str(),
+            path: canonical_path_of(session, ctx),
+            route,
+            status: session.response_written().map_or(0, |h| h.status.as_u16()),
+            outcome,
+            user: ctx.identity.as_deref().map(User),
+            upstream: ctx.upstream.map(|(address, _)| address),
+            latency,
+        }
+        .write();
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Answers the gateway writes itself (refusals, plugin responses, `/health`), and what it does
-//! with a request body it refuses.
+//! Answers: the gateway's own ([`Gateway::deny`]: every refusal, from a [`GatewayError`];
+//! plugin responses and `/health` through [`respond`]), what it does with a request body it
+//! refuses, and the token cookies a transparent refresh hands to the browser on any answer.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,10 @@ use http::header::CONTENT_LENGTH;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+
+use super::{Gateway, RequestContext};
+use crate::proxy::error::GatewayError;
+use crate::proxy::refresh::Refreshed;
 
 /// The most of a refused body the gateway reads, after answering, before it closes the
 /// connection: enough that a client still sending a modest body reads the answer instead of
@@ -89,4 +94,125 @@ pub fn cleared_cookies() -> [String; 2] {
         gatehouse_plugin_api::Cookie::cleared("access_token").to_header_value(),
         gatehouse_plugin_api::Cookie::cleared("refresh_token").to_header_value(),
     ]
+}
+
+impl Gateway {
+    /// Answers with a gateway error: Errors JSON, the `WWW-Authenticate` challenge where one
+    /// applies, `Retry-After` for 503, cleared cookies after a failed refresh, or a redirect to
+    /// the route's login page for browsers. Counts the outcome and closes the connection after
+    /// a 400 or 413.
+    pub(super) async fn deny(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        error: GatewayError,
+    ) -> Result<()> {
+        ctx.outcome = Some(error.outcome());
+        if !error.is_api_answer() {
+            self.metrics
+                .requests
+                .with_label_values(&[error.outcome()])
+                .inc();
+        }
+        let status = error.status();
+        if status == 400 || status == 413 {
+            // The rest of this connection cannot be trusted to be read the same way.
+            session.set_keepalive(None);
+        }
+        // A refresh done for this request hands its pair to the browser whatever the answer
+        // (a refused role, an upstream down): a one-time-use value is never used up unseen.
+        let cookies = match &ctx.refreshed {
+            Some(refreshed) => self.refreshed_cookies(refreshed),
+            None if status == 401 && ctx.clear_cookies => cleared_cookies().to_vec(),
+            None => Vec::new(),
+        };
+        let challenge = error.challenge();
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(5);
+        for cookie in &cookies {
+            headers.push(("Set-Cookie", cookie));
+        }
+        let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
+        if let (401, Some(url), true) = (status, login_url, wants_html(session)) {
+            headers.push(("Location", url));
+            return respond(session, 302, &headers, Vec::new()).await;
+        }
+        let body = error.body();
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        if let Some(challenge) = &challenge {
+            headers.push(("WWW-Authenticate", challenge));
+        }
+        if status == 503 {
+            headers.push(("Retry-After", "2"));
+        }
+        respond(session, status, &headers, body).await
+    }
+
+    /// A refusal in the request phase: [`Self::deny`], then, for a declared body over the
+    /// limit, a short and bounded discard of it before the connection closes. `Ok(true)`: the
+    /// request was answered.
+    pub(super) async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        error: GatewayError,
+    ) -> Result<bool> {
+        let too_large = error == GatewayError::BodyTooLarge;
+        self.deny(session, ctx, error).await?;
+        if too_large {
+            discard_refused_body(session, self.settings.max_body_bytes).await;
+        }
+        Ok(true)
+    }
+
+    /// True when the request declares a body over the limit.
+    pub(super) fn declares_oversized_body(&self, session: &Session) -> bool {
+        declared_length(session).is_some_and(|len| len > self.settings.max_body_bytes as u64)
+    }
+
+    /// The `Set-Cookie` values that hand a transparent refresh's outcome to the browser: the
+    /// new access token, and the refresh token when it rotated or its window moved.
+    fn refreshed_cookies(&self, refreshed: &Refreshed) -> Vec<String> {
+        let now = self.context.clock.now_millis();
+        let secure = self.settings.tls || self.settings.secure_cookies;
+        let mut cookies = vec![gatehouse_plugin_api::Cookie::expiring(
+            "access_token",
+            &refreshed.access_token,
+            refreshed.access_expiration_ms,
+            now,
+            secure,
+        )
+        .to_header_value()];
+        if refreshed.set_refresh_cookie {
+            let refresh = gatehouse_plugin_api::Cookie::expiring(
+                "refresh_token",
+                &refreshed.refresh_token,
+                refreshed.refresh_expiration_ms,
+                now,
+                secure,
+            );
+            cookies.push(refresh.to_header_value());
+        }
+        cookies
+    }
+
+    /// On the upstream's answer: the cookies of a transparent refresh done for the request, or
+    /// both token cookies cleared after a refresh token was refused.
+    pub(super) fn set_session_cookies(
+        &self,
+        upstream_response: &mut ResponseHeader,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        if let Some(refreshed) = &ctx.refreshed {
+            for cookie in self.refreshed_cookies(refreshed) {
+                upstream_response.append_header("Set-Cookie", cookie)?;
+            }
+        } else if ctx.clear_cookies {
+            for cookie in cleared_cookies() {
+                upstream_response.append_header("Set-Cookie", cookie)?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -19,8 +19,11 @@
 //! Bodies framed by `Content-Length` have no chunk framing to judge and stream as before.
 
 use bytes::{Bytes, BytesMut};
+use http::header::TRANSFER_ENCODING;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+
+use super::{Gateway, RequestContext};
 
 /// What the proxy does with the request body it streams upstream.
 #[derive(Debug, Default)]
@@ -111,6 +114,24 @@ fn count(counted: &mut usize, more: usize, max_body_bytes: usize) -> Result<()> 
         return Error::e_explain(HTTPStatus(413), "request body over the limit");
     }
     Ok(())
+}
+
+impl Gateway {
+    /// For an admitted request with a chunked body: judges the body before the upstream hears
+    /// of the request ([`HeldBody::prefetch`]). A refusal is an `Err`, answered by
+    /// `fail_to_proxy`; a body framed by `Content-Length` streams as it comes.
+    pub(super) async fn hold_chunked_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<()> {
+        if session.req_header().headers.contains_key(TRANSFER_ENCODING) {
+            ctx.held_body =
+                HeldBody::prefetch(session, self.settings.max_body_bytes, &mut ctx.body_bytes)
+                    .await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

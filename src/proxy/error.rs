@@ -1,9 +1,15 @@
-//! Errors of the proxy layer and their one mapping to HTTP. Every failure a client sees from
-//! the proxy carries FusionAuth's Errors JSON, like the REST API.
+//! Errors of the proxy layer and their one mapping to HTTP: every answer the proxy gives
+//! instead of forwarding a request is a [`GatewayError`], whatever phase refused it (a request
+//! with no single reading, a policy, a failure of the engine or the upstream — see
+//! [`GatewayError::of_failure`]). Every one carries FusionAuth's Errors JSON, like the REST
+//! API, but the API's own empty 404 for an unknown API path.
 
 use gatehouse_plugin_api::{Errors, TokenError};
+use pingora::prelude::*;
+use uuid::Uuid;
 
 use crate::request::canonical::PathRefusal;
+use crate::request::target::TargetRefusal;
 use gatehouse_plugin_api::credentials::Ambiguity;
 
 /// The realm of the gateway's `WWW-Authenticate` challenges.
@@ -29,6 +35,9 @@ pub enum GatewayError {
     Malformed(u16),
     /// A plugin serves this path, but not with this method.
     MethodNotAllowed(http::Method),
+    /// A path under a plugin's prefix (`/api/jwt/…`) that no plugin serves: never proxied,
+    /// answered as FusionAuth's API does (an empty 404).
+    UnknownApiPath,
     /// No route matches the host and path.
     NoRoute,
     /// A required route got no token.
@@ -72,7 +81,7 @@ impl GatewayError {
             GatewayError::Malformed(code) if (400..500).contains(code) => *code,
             GatewayError::Malformed(_) => 400,
             GatewayError::MethodNotAllowed(_) => 405,
-            GatewayError::NoRoute => 404,
+            GatewayError::NoRoute | GatewayError::UnknownApiPath => 404,
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::UnforwardableClaim => 401,
@@ -105,6 +114,7 @@ impl GatewayError {
             | GatewayError::Malformed(_)
             | GatewayError::MethodNotAllowed(_)
             | GatewayError::NoRoute
+            | GatewayError::UnknownApiPath
             | GatewayError::BodyTooLarge
             | GatewayError::HeadersTooLarge
             | GatewayError::UpstreamUnavailable
@@ -115,9 +125,10 @@ impl GatewayError {
         Some(format!("Bearer realm=\"{REALM}\", error=\"{error}\""))
     }
 
-    /// The Errors JSON body.
+    /// The body: Errors JSON, or nothing for [`GatewayError::UnknownApiPath`].
     pub fn body(&self) -> Vec<u8> {
         let (code, message) = match self {
+            GatewayError::UnknownApiPath => return Vec::new(),
             GatewayError::InvalidPath(refusal) => ("[InvalidPath]", refusal.message().to_string()),
             GatewayError::Ambiguous(ambiguity) => {
                 ("[AmbiguousRequest]", ambiguity.message().to_string())
@@ -197,6 +208,38 @@ impl GatewayError {
         serde_json::to_vec(&errors).unwrap_or_default()
     }
 
+    /// True for an answer of the REST API's rather than a refusal of a proxied request
+    /// ([`GatewayError::UnknownApiPath`]): not counted among proxied requests.
+    pub fn is_api_answer(&self) -> bool {
+        matches!(self, GatewayError::UnknownApiPath)
+    }
+
+    /// The error to answer for a failure of the engine (a request it could not read, a limit)
+    /// or of the upstream; `None` when the client went away (nobody to answer). An internal
+    /// failure is logged with the correlation id the answer carries.
+    pub fn of_failure(e: &Error) -> Option<GatewayError> {
+        Some(match e.etype() {
+            HTTPStatus(413) => GatewayError::BodyTooLarge,
+            HTTPStatus(431) => GatewayError::HeadersTooLarge,
+            HTTPStatus(code) if *code < 500 => GatewayError::Malformed(*code),
+            _ => match e.esource() {
+                ErrorSource::Upstream => GatewayError::UpstreamUnavailable,
+                ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => return None,
+                    _ => GatewayError::Malformed(400),
+                },
+                ErrorSource::Internal | ErrorSource::Unset => internal_failure(e),
+            },
+        })
+        .inspect(|error| {
+            if matches!(error, GatewayError::UpstreamUnavailable) {
+                // The kind and the root cause (`Connection refused`…), never the context,
+                // which can quote the upstream's raw response header.
+                tracing::warn!(kind = e.etype().as_str(), cause = %e.root_cause(), "upstream unavailable");
+            }
+        })
+    }
+
     /// A short label for metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
@@ -208,6 +251,7 @@ impl GatewayError {
             | GatewayError::Malformed(_) => "bad_request",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
             GatewayError::NoRoute => "no_route",
+            GatewayError::UnknownApiPath => "api",
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::UnforwardableClaim => "unauthenticated",
@@ -220,6 +264,39 @@ impl GatewayError {
             GatewayError::StoreUnavailable => "store_unavailable",
             GatewayError::Internal(_) => "internal",
         }
+    }
+}
+
+impl From<TargetRefusal> for GatewayError {
+    fn from(refusal: TargetRefusal) -> Self {
+        match refusal {
+            TargetRefusal::Framing => GatewayError::AmbiguousFraming,
+            TargetRefusal::Host => GatewayError::AmbiguousHost,
+            TargetRefusal::Path(refusal) => GatewayError::InvalidPath(refusal),
+        }
+    }
+}
+
+/// The gateway error of an internal proxy failure: an upstream that cannot be reached, or an
+/// internal error logged with its correlation id.
+fn internal_failure(e: &Error) -> GatewayError {
+    if matches!(
+        e.etype(),
+        ConnectTimedout | ConnectRefused | ConnectError | ConnectNoRoute | TLSHandshakeFailure
+    ) {
+        return GatewayError::UpstreamUnavailable;
+    }
+    let id = Uuid::new_v4().to_string();
+    tracing::error!(correlation_id = %id, error = %e, "proxy failure");
+    GatewayError::Internal(id)
+}
+
+/// True for failures that are the client's doing (a malformed request, a connection it
+/// closed): logged at debug level, never as errors, so bad traffic cannot fill a disk.
+pub fn is_client_failure(e: &Error) -> bool {
+    match e.etype() {
+        HTTPStatus(code) => *code < 500,
+        _ => matches!(e.esource(), ErrorSource::Downstream),
     }
 }
 
@@ -252,6 +329,7 @@ mod tests {
             (GatewayError::MethodNotAllowed(http::Method::PUT), 405),
         ];
         for (error, status) in cases {
+            assert!(!error.is_api_answer());
             assert_eq!(error.status(), status);
             let body: serde_json::Value = serde_json::from_slice(&error.body()).expect("json");
             assert!(body["generalErrors"][0]["code"].is_string());
@@ -276,5 +354,63 @@ mod tests {
             GatewayError::UnmetClaim.challenge().as_deref(),
             Some("Bearer realm=\"gatehouse\", error=\"insufficient_scope\"")
         );
+        // The API's answer to a path no plugin serves: FusionAuth's empty 404.
+        let unknown = GatewayError::UnknownApiPath;
+        assert_eq!((unknown.status(), unknown.body()), (404, Vec::new()));
+        assert_eq!((unknown.challenge(), unknown.outcome()), (None, "api"));
+        assert!(unknown.is_api_answer());
+    }
+
+    #[test]
+    fn target_refusals_keep_their_answers() {
+        for (refusal, error) in [
+            (TargetRefusal::Framing, GatewayError::AmbiguousFraming),
+            (TargetRefusal::Host, GatewayError::AmbiguousHost),
+            (
+                TargetRefusal::Path(PathRefusal::AboveRoot),
+                GatewayError::InvalidPath(PathRefusal::AboveRoot),
+            ),
+        ] {
+            assert_eq!(GatewayError::from(refusal), error);
+            assert_eq!(GatewayError::from(refusal).status(), 400);
+        }
+    }
+
+    #[test]
+    fn engine_failures_map_to_one_answer_each() {
+        let of =
+            |etype, source| GatewayError::of_failure(&Error::create(etype, source, None, None));
+        assert_eq!(
+            of(HTTPStatus(413), ErrorSource::Downstream),
+            Some(GatewayError::BodyTooLarge)
+        );
+        assert_eq!(
+            of(HTTPStatus(431), ErrorSource::Downstream),
+            Some(GatewayError::HeadersTooLarge)
+        );
+        assert_eq!(
+            of(HTTPStatus(414), ErrorSource::Downstream),
+            Some(GatewayError::Malformed(414))
+        );
+        assert_eq!(
+            of(ReadError, ErrorSource::Upstream),
+            Some(GatewayError::UpstreamUnavailable)
+        );
+        assert_eq!(
+            of(ConnectRefused, ErrorSource::Internal),
+            Some(GatewayError::UpstreamUnavailable)
+        );
+        assert_eq!(of(ConnectionClosed, ErrorSource::Downstream), None);
+        assert_eq!(of(WriteError, ErrorSource::Downstream), None);
+        assert_eq!(
+            of(InvalidHTTPHeader, ErrorSource::Downstream),
+            Some(GatewayError::Malformed(400))
+        );
+        assert!(matches!(
+            of(InternalError, ErrorSource::Internal),
+            Some(GatewayError::Internal(_))
+        ));
+        assert!(is_client_failure(&Error::new(HTTPStatus(400))));
+        assert!(!is_client_failure(&Error::new(HTTPStatus(502))));
     }
 }

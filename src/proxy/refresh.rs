@@ -270,6 +270,26 @@ fn retention(rotated: bool, replay_until: Option<i64>, now_ms: i64) -> Option<Du
     (left >= 0).then(|| Duration::from_millis(left as u64 + 1))
 }
 
+impl super::Gateway {
+    /// In the logging phase: a rotation whose answer never reached the client (it went away,
+    /// the write failed) leaves the client holding the retired value, so one retry with it may
+    /// have the outcome (see [`Refresher::mark_undelivered`]).
+    pub(super) fn note_undelivered_rotation(
+        &self,
+        session: &pingora::proxy::Session,
+        e: Option<&pingora::Error>,
+        ctx: &super::RequestContext,
+    ) {
+        if let Some(retired) = &ctx.retired {
+            let undelivered = session.response_written().is_none()
+                || e.is_some_and(|e| matches!(e.esource(), pingora::ErrorSource::Downstream));
+            if undelivered {
+                self.refresher.mark_undelivered(retired);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,13 +26,13 @@ pub fn client_address(
         return Some(peer);
     }
     let mut client = peer;
-    // Every X-Forwarded-For header is one list, in order; read it from the right.
-    let hops: Vec<&[u8]> = headers
+    // Every X-Forwarded-For header is one list, in order; read it from the right (nothing
+    // allocated).
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .collect();
-    for hop in hops.into_iter().rev() {
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','));
+    for hop in hops.rev() {
         let Some(address) = hop_address(hop) else {
             break;
         };

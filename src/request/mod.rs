@@ -1,8 +1,12 @@
-//! What a client request is, read once before any route or plugin sees it: the canonical
-//! form of its target ([`canonical`]) and host ([`host`]), and its credentials (`gatehouse_plugin_api::credentials`,
-//! shared with the plugins). Whatever cannot
-//! be read one way only is refused here. Plain functions over `http` types: no proxy engine.
+//! What a client request is, read once before any route or plugin sees it, in request order:
+//! the framing, target form and canonical host and path ([`target`], over [`host`] and
+//! [`canonical`]), the credentials ([`credentials`], through the reader the plugins share) and
+//! the client's address ([`client`]). Whatever cannot be read one way only is refused here,
+//! with a reason the proxy turns into its answer. Plain functions over `http` types: no proxy
+//! engine.
 
 pub mod canonical;
 pub mod client;
+pub mod credentials;
 pub mod host;
+pub mod target;

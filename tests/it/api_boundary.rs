@@ -149,6 +149,53 @@ fn assert_ambiguous(response: Response, what: &str) {
     );
 }
 
+/// One `Cookie` line, at the edge (a protected route) and at the API (`/api/jwt/validate`):
+/// the one credential reader splits it the same way for both, so each line gets the same
+/// verdict — quotes, bare pairs, spaces around pairs and a cookie hidden after a `,` included.
+#[test]
+fn the_edge_and_the_api_read_one_cookie_line_the_same_way() {
+    let gw = TestGateway::start();
+    let ann = gw.login("ann@example.com", &[]);
+    let bob = gw.login("bob@example.com", &[]);
+    let (a, b) = (&ann.token, &bob.token);
+    for (cookies, expected) in [
+        (format!("access_token=\"{a}\""), 200),
+        (format!("access_token; access_token={a}"), 200),
+        (format!("  theme=dark ;; access_token={a} ;"), 200),
+        (format!("access_token=\"{a}\"; access_token={a}"), 200),
+        (format!("note=\"x, y\"; access_token={a}"), 200),
+        (format!("access_token=\"{a}\"; access_token={b}"), 400),
+        (
+            format!("access_token=; access_token={a}; access_token={b}"),
+            400,
+        ),
+        (
+            format!("note=\"1, access_token={b}\"; access_token={a}"),
+            400,
+        ),
+        (format!("theme=dark access_token={a}"), 400),
+        (format!("Access_Token={b}; access_token={a}"), 400),
+    ] {
+        let edge = client()
+            .get(gw.url("/x"))
+            .header("Cookie", &cookies)
+            .send()
+            .expect("send");
+        let api = client()
+            .get(gw.url("/api/jwt/validate"))
+            .header("Cookie", &cookies)
+            .send()
+            .expect("send");
+        for (who, response) in [("edge", edge), ("api", api)] {
+            if expected == 400 {
+                assert_ambiguous(response, &format!("{who} with {cookies}"));
+            } else {
+                assert_eq!(response.status().as_u16(), expected, "{who} with {cookies}");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_api_reads_credentials_with_the_edges_rules() {
     let gw = TestGateway::start();

@@ -458,6 +458,27 @@ fn unknown_paths_under_the_plugins_prefixes_are_404_and_never_proxied() {
     assert_eq!(response.status().as_u16(), 401);
 }
 
+/// The answer to a path under a plugin's prefix that no plugin serves is FusionAuth's: an
+/// empty 404, with no Errors JSON and no challenge, whatever credentials come with it.
+#[test]
+fn an_unknown_api_path_is_the_apis_empty_404() {
+    let gw = TestGateway::start();
+    let session = gw.login("unknown-path@example.com", &[]);
+    for request in [
+        client().get(gw.url("/api/jwt/nope")),
+        client().post(gw.url("/api/identity-provider/a/b/c")),
+        client()
+            .get(gw.url("/api/user/x/y"))
+            .bearer_auth(&session.token),
+    ] {
+        let response = request.send().expect("send");
+        assert_eq!(response.status().as_u16(), 404);
+        assert!(response.headers().get("content-type").is_none());
+        assert!(response.headers().get("www-authenticate").is_none());
+        assert_eq!(response.text().expect("body"), "");
+    }
+}
+
 /// A gateway whose `/app` route refreshes one-time-use tokens, on `store_url` (its SQLite file
 /// when `None`).
 fn refreshing_gateway(store_url: Option<String>) -> TestGateway {

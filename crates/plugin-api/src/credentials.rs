@@ -1,17 +1,20 @@
-//! Reading credentials and the client address, shared by the proxy and the plugins: the
-//! credentials of a proxied request, read once and refused when ambiguous ([`read`]), and the
-//! small readers the plugin requests use ([`cookie_value`], [`bearer_of`], [`ip_address`]).
+//! The one reader of a request's credentials, for the edge and the plugins alike: the access
+//! and refresh tokens, read once and refused when ambiguous ([`read`]), the cookies they come
+//! from ([`cookies`]), and the small readers built on the same rules ([`bearer_token`],
+//! [`names_a_token`], [`ip_address`]). The host rewrites cookies for the upstream with
+//! [`cookies`] too, so every reader splits a `Cookie` header the same way.
 //!
 //! A request carries at most one access token (the `Authorization: Bearer` header, or the
 //! `access_token` cookie, or both with the same value) and at most one refresh token (the
 //! `refresh_token` cookie). Anything that could make the gateway verify one credential while
-//! the upstream reads another is refused with 400, before any policy runs:
+//! the upstream (or a plugin) reads another is refused with 400, before any policy runs:
 //!
 //! - more than one `Authorization` header;
 //! - an `access_token` (or `refresh_token`) cookie given more than once with different values;
 //! - a Bearer token and an `access_token` cookie that differ;
-//! - an `Authorization` header of another scheme next to an `access_token` cookie (two
-//!   credentials, and the upstream could take either);
+//! - at the edge, an `Authorization` header of another scheme next to an `access_token` cookie
+//!   (two credentials, and the upstream could take either; the API reads it as an API key, see
+//!   [`OtherScheme`]);
 //! - a cookie whose name a framework could read as one of those two (`Access_Token`,
 //!   `access%5Ftoken`, `access.token` — PHP turns `.` and spaces into `_`);
 //! - a cookie that holds another one after a `,` or whitespace (`a=1, access_token=…`, RFC
@@ -19,8 +22,7 @@
 //!   either).
 //!
 //! Cookies are read as bytes: another cookie holding bytes outside ASCII never hides the
-//! credentials. The rewritten `Cookie` header for the upstream keeps every other cookie, in
-//! order, and never the refresh token.
+//! credentials.
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
@@ -83,34 +85,36 @@ pub struct Credentials<'a> {
     pub refresh_token: Option<&'a [u8]>,
 }
 
-/// Reads the request's credentials; `Err` when they are ambiguous (see the module header).
-pub fn read(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
-    read_with(headers, false)
+/// What an `Authorization` header of another scheme than `Bearer` is next to an
+/// `access_token` cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtherScheme {
+    /// A second credential: the pair is ambiguous. The edge reads it so, because an upstream
+    /// could take either credential.
+    Credential,
+    /// An API key: FusionAuth's API takes one next to the `access_token` cookie (a
+    /// tenant-locked key scoping `GET /api/jwt/issue`), and no upstream reads the request after
+    /// the API, so the pair is not ambiguous.
+    ApiKey,
 }
 
-/// Reads the credentials of an API request with the edge's rules but one: an `Authorization`
-/// header of another scheme is an API key there, which FusionAuth's API takes next to the
-/// `access_token` cookie (a tenant-locked key scoping `GET /api/jwt/issue`), so that pair is
-/// not ambiguous. No upstream reads the request after the API.
-pub fn read_api(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
-    read_with(headers, true)
-}
-
-/// [`read`], taking an `Authorization` header of another scheme next to the `access_token`
-/// cookie when `api_key_with_cookie`.
-fn read_with(headers: &HeaderMap, api_key_with_cookie: bool) -> Result<Credentials<'_>, Ambiguity> {
+/// Reads the request's credentials: `Ok` with the access token (the Bearer token, else the
+/// `access_token` cookie) and the `refresh_token` cookie, each `None` when absent; `Err` with
+/// the reason when they could be read more than one way (see the module header). `other`
+/// says what an `Authorization` header of another scheme is next to an `access_token` cookie.
+pub fn read(headers: &HeaderMap, other: OtherScheme) -> Result<Credentials<'_>, Ambiguity> {
     let mut authorizations = headers.get_all(AUTHORIZATION).iter();
     let authorization = authorizations.next().map(|v| v.as_bytes());
     if authorizations.next().is_some() {
         return Err(Ambiguity::SeveralAuthorizationHeaders);
     }
-    let bearer = authorization.and_then(bearer_bytes);
+    let bearer = authorization.and_then(bearer_token);
     let cookies = token_cookies(headers)?;
     let access_token = match (bearer, cookies.access_token) {
         (Some(header), Some(cookie)) if header != cookie => {
             return Err(Ambiguity::HeaderAndCookieDiffer)
         }
-        (None, Some(_)) if authorization.is_some() && !api_key_with_cookie => {
+        (None, Some(_)) if authorization.is_some() && other == OtherScheme::Credential => {
             return Err(Ambiguity::TwoCredentials)
         }
         (header, cookie) => header.or(cookie),
@@ -121,9 +125,10 @@ fn read_with(headers: &HeaderMap, api_key_with_cookie: bool) -> Result<Credentia
     })
 }
 
-/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive); `None`
-/// for another scheme. A `Bearer` value with no token is an empty (and so invalid) token.
-fn bearer_bytes(value: &[u8]) -> Option<&[u8]> {
+/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive, then one
+/// or more spaces); `None` for another scheme. A `Bearer` value with no token is `Some` of an
+/// empty (and so invalid) token.
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let scheme_end = value.iter().position(|&b| b == b' ').unwrap_or(value.len());
     if !value[..scheme_end].eq_ignore_ascii_case(b"bearer") {
         return None;
@@ -131,19 +136,26 @@ fn bearer_bytes(value: &[u8]) -> Option<&[u8]> {
     Some(value[scheme_end..].trim_ascii())
 }
 
-/// The name and value of each cookie of every `Cookie` header, in order, as bytes: pairs are
-/// split on `;`, trimmed, and split at the first `=` (a pair without one has an empty value);
-/// a value's surrounding double quotes are removed.
-pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+/// One cookie of a `Cookie` header, as bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookiePair<'a> {
+    /// The name: the bytes before the first `=`, trimmed.
+    pub name: &'a [u8],
+    /// The value: the bytes after the first `=`, trimmed, without surrounding double quotes;
+    /// empty for a pair without `=`.
+    pub value: &'a [u8],
+    /// The whole pair as sent (trimmed), for passing it on unchanged.
+    pub pair: &'a [u8],
+}
+
+/// Every cookie of every `Cookie` header, in order: each line is split on `;`, each pair
+/// trimmed (empty ones skipped) and split at its first `=` (see [`CookiePair`]). The one way
+/// the gateway splits cookies, for reading credentials and for rewriting the header.
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = CookiePair<'_>> {
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|line| line_pairs(line.as_bytes()))
-}
-
-/// The cookies of one `Cookie` header value, as [`cookie_pairs`] reads them.
-fn line_pairs(line: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    line.split(|&b| b == b';')
+        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
         .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -153,14 +165,18 @@ fn line_pairs(line: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
                 .strip_prefix(b"\"")
                 .and_then(|v| v.strip_suffix(b"\""))
                 .unwrap_or(value);
-            (pair[..eq].trim_ascii(), value)
+            CookiePair {
+                name: pair[..eq].trim_ascii(),
+                value,
+                pair,
+            }
         })
 }
 
 /// The token cookies of a request, each given once (or several times with one value).
 fn token_cookies(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
     let mut found = Credentials::default();
-    for (name, value) in cookie_pairs(headers) {
+    for CookiePair { name, value, .. } in cookies(headers) {
         if hides_a_cookie(name, value) {
             return Err(Ambiguity::HiddenCookie);
         }
@@ -168,7 +184,7 @@ fn token_cookies(headers: &HeaderMap) -> Result<Credentials<'_>, Ambiguity> {
             &mut found.access_token
         } else if name == REFRESH_COOKIE {
             &mut found.refresh_token
-        } else if is_lookalike(name) {
+        } else if names_a_token(name) {
             return Err(Ambiguity::LookalikeCookie);
         } else {
             continue;
@@ -196,51 +212,42 @@ fn hides_a_cookie(name: &[u8], value: &[u8]) -> bool {
             .is_some_and(|at| value[at..].contains(&b'='))
 }
 
-/// True when `name` is not a token cookie's name but a framework could read it as one: equal
-/// to one after percent-decoding, lower-casing and turning every byte other than a letter or a
-/// digit into `_` (PHP turns `.`, spaces and a lone `[` into `_`), or whose part before a `[`
-/// is one (PHP reads `access_token[]` and `access_token[x]` as an array named `access_token`).
-fn is_lookalike(name: &[u8]) -> bool {
+/// True when a framework could read `name` (of a cookie or a query parameter) as
+/// `access_token` or `refresh_token`: equal to one after percent-decoding, lower-casing and
+/// turning every byte other than a letter or a digit into `_` (PHP turns `.`, spaces and a
+/// lone `[` into `_`), or whose part before a `[` is one (PHP reads `access_token[]` and
+/// `access_token[x]` as an array named `access_token`). True for the exact names too.
+pub fn names_a_token(name: &[u8]) -> bool {
     if name.len() < ACCESS_COOKIE.len() {
         return false;
     }
-    let folded = fold(name);
-    let base = name
-        .iter()
-        .position(|&b| b == b'[')
-        .map(|bracket| fold(&name[..bracket]));
-    let is_token_name = |n: &[u8]| n == ACCESS_COOKIE || n == REFRESH_COOKIE;
-    is_token_name(&folded) || base.as_deref().is_some_and(is_token_name)
+    if name == ACCESS_COOKIE || name == REFRESH_COOKIE {
+        return true;
+    }
+    let folds_to_token = |n: &[u8]| {
+        folded(n).eq(ACCESS_COOKIE.iter().copied()) || folded(n).eq(REFRESH_COOKIE.iter().copied())
+    };
+    let base = name.iter().position(|&b| b == b'[').map(|at| &name[..at]);
+    folds_to_token(name) || base.is_some_and(folds_to_token)
 }
 
-/// `name` percent-decoded, lower-cased, every byte but a letter or a digit made `_`.
-fn fold(name: &[u8]) -> Vec<u8> {
-    let mut folded = Vec::with_capacity(name.len());
+/// `name` percent-decoded, lower-cased, every byte but a letter or a digit made `_`, byte by
+/// byte (nothing allocated).
+fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut i = 0;
-    while i < name.len() {
-        let mut byte = name[i];
+    std::iter::from_fn(move || {
+        let mut byte = *name.get(i)?;
         if byte == b'%' {
             if let Some(decoded) = name.get(i + 1..i + 3).and_then(hex_byte) {
                 byte = decoded;
                 i += 2;
             }
         }
-        folded.push(match byte.to_ascii_lowercase() {
+        i += 1;
+        Some(match byte.to_ascii_lowercase() {
             b @ (b'a'..=b'z' | b'0'..=b'9') => b,
             _ => b'_',
-        });
-        i += 1;
-    }
-    folded
-}
-
-/// True when the query string has a parameter a framework could take as a token
-/// (`access_token`, RFC 6750 §2.3, or `refresh_token`, or a lookalike of either): the gateway
-/// reads tokens from headers only, so such a request is ambiguous.
-pub fn query_has_token(query: &str) -> bool {
-    query.split('&').any(|pair| {
-        let name = pair.split('=').next().unwrap_or(pair).as_bytes();
-        name == ACCESS_COOKIE || name == REFRESH_COOKIE || is_lookalike(name)
+        })
     })
 }
 
@@ -248,70 +255,6 @@ pub fn query_has_token(query: &str) -> bool {
 fn hex_byte(digits: &[u8]) -> Option<u8> {
     let text = std::str::from_utf8(digits).ok()?;
     u8::from_str_radix(text, 16).ok()
-}
-
-/// What becomes of the `access_token` cookie on the way upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessCookie<'a> {
-    /// Forwarded as the client sent it.
-    Keep,
-    /// Replaced by (or, when absent, added with) this token.
-    Replace(&'a str),
-    /// Removed: the token did not pass the route's policy.
-    Remove,
-}
-
-/// The `Cookie` header for the upstream: every cookie of every `Cookie` line in order, joined
-/// into one line, never the `refresh_token` cookie, and `access_token` as `access` says.
-/// `None` when no cookie is left.
-pub fn upstream_cookie(headers: &HeaderMap, access: AccessCookie<'_>) -> Option<Vec<u8>> {
-    let mut line: Vec<u8> = Vec::new();
-    let mut push = |pair: &[&[u8]]| {
-        if !line.is_empty() {
-            line.extend_from_slice(b"; ");
-        }
-        pair.iter().for_each(|part| line.extend_from_slice(part));
-    };
-    let mut replaced = false;
-    for pair in headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
-        .map(<[u8]>::trim_ascii)
-        .filter(|pair| !pair.is_empty())
-    {
-        let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());
-        match (pair[..eq].trim_ascii(), access) {
-            (REFRESH_COOKIE, _) | (ACCESS_COOKIE, AccessCookie::Remove) => {}
-            (ACCESS_COOKIE, AccessCookie::Replace(token)) => {
-                if !replaced {
-                    push(&[ACCESS_COOKIE, b"=", token.as_bytes()]);
-                    replaced = true;
-                }
-            }
-            _ => push(&[pair]),
-        }
-    }
-    if let (AccessCookie::Replace(token), false) = (access, replaced) {
-        push(&[ACCESS_COOKIE, b"=", token.as_bytes()]);
-    }
-    (!line.is_empty()).then_some(line)
-}
-
-/// True when the request's `Cookie` headers must be rewritten for the upstream: `access` is not
-/// [`AccessCookie::Keep`], or they hold a refresh token, or there is more than one line to join.
-pub fn cookie_needs_rewrite(headers: &HeaderMap, access: AccessCookie<'_>) -> bool {
-    let mut lines = headers.get_all(COOKIE).iter();
-    let Some(first) = lines.next() else {
-        return matches!(access, AccessCookie::Replace(_));
-    };
-    access != AccessCookie::Keep
-        || lines.next().is_some()
-        || contains(first.as_bytes(), REFRESH_COOKIE)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `text` as an IP address in canonical form (a `host:port` or `[v6]:port` form gives its
@@ -323,28 +266,6 @@ pub fn ip_address(text: &str) -> Option<String> {
         .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()))
         .ok()
         .map(|ip| ip.to_string())
-}
-
-/// The token of an `Authorization` value with the `Bearer` scheme (case-insensitive).
-/// `None` also for a `Bearer` value without a token.
-pub fn bearer_of(value: &str) -> Option<&str> {
-    let token = bearer_bytes(value.as_bytes())?;
-    let token = std::str::from_utf8(token).ok()?;
-    (!token.is_empty()).then_some(token)
-}
-
-/// The value of cookie `name` in one `Cookie` header value, when it is text; the other
-/// cookies may hold any bytes.
-/// A pair without `=`, or whose value is not text, is passed over for a later one.
-pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        let (key, value) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii());
-        if key != name.as_bytes() {
-            return None;
-        }
-        std::str::from_utf8(value).ok().map(|v| v.trim_matches('"'))
-    })
 }
 
 #[cfg(test)]
@@ -369,7 +290,7 @@ mod tests {
     fn read_of(pairs: &[(&str, &[u8])]) -> Read {
         let map = headers(pairs);
         let text = |v: Option<&[u8]>| v.map(|b| String::from_utf8_lossy(b).into_owned());
-        read(&map).map(|c| (text(c.access_token), text(c.refresh_token)))
+        read(&map, OtherScheme::Credential).map(|c| (text(c.access_token), text(c.refresh_token)))
     }
 
     fn ok(
@@ -380,25 +301,86 @@ mod tests {
     }
 
     #[test]
-    fn the_plugins_cookie_reader_passes_over_bare_and_non_text_pairs() {
+    fn cookies_are_split_one_way() {
+        let map = headers(&[
+            ("cookie", b" a=1;; access_token ; b = \"x y\" ;c=\"q;d=e=f"),
+            ("cookie", b"theme=\xff"),
+        ]);
+        let read: Vec<(&[u8], &[u8], &[u8])> =
+            cookies(&map).map(|c| (c.name, c.value, c.pair)).collect();
+        let expected: [(&[u8], &[u8], &[u8]); 6] = [
+            (b"a", b"1", b"a=1"),
+            (b"access_token", b"", b"access_token"),
+            (b"b", b"x y", b"b = \"x y\""),
+            (b"c", b"\"q", b"c=\"q"),
+            (b"d", b"e=f", b"d=e=f"),
+            (b"theme", b"\xff", b"theme=\xff"),
+        ];
+        assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn a_bare_or_quoted_token_cookie_reads_as_at_the_edge() {
+        // A bare `access_token` is an empty (cleared) cookie, never a reason to look further
+        // for another reading; quotes are removed before values are compared.
+        let map = headers(&[("cookie", b"access_token; access_token=t")]);
         assert_eq!(
-            cookie_value(b"access_token; access_token=t", "access_token"),
-            Some("t")
+            read(&map, OtherScheme::ApiKey).map(|c| c.access_token),
+            Ok(Some(&b"t"[..]))
+        );
+        let map = headers(&[("cookie", b"access_token=\"t\"; access_token=t")]);
+        assert_eq!(
+            read(&map, OtherScheme::ApiKey).map(|c| c.access_token),
+            Ok(Some(&b"t"[..]))
+        );
+        let map = headers(&[("cookie", b"access_token=\xff; access_token=t")]);
+        assert_eq!(
+            read(&map, OtherScheme::ApiKey),
+            Err(Ambiguity::ConflictingCookies)
+        );
+    }
+
+    #[test]
+    fn an_api_key_next_to_the_cookie_is_ambiguous_only_at_the_edge() {
+        let map = headers(&[
+            ("authorization", b"some-api-key"),
+            ("cookie", b"access_token=t"),
+        ]);
+        assert_eq!(
+            read(&map, OtherScheme::Credential),
+            Err(Ambiguity::TwoCredentials)
         );
         assert_eq!(
-            cookie_value(b"access_token=\xff; access_token=t", "access_token"),
-            Some("t")
+            read(&map, OtherScheme::ApiKey).map(|c| c.access_token),
+            Ok(Some(&b"t"[..]))
         );
+        // Every other rule holds for the API too.
+        let map = headers(&[
+            ("authorization", b"Bearer a"),
+            ("cookie", b"access_token=b"),
+        ]);
         assert_eq!(
-            cookie_value(b"a=1; access_token=\"t\"", "access_token"),
-            Some("t")
+            read(&map, OtherScheme::ApiKey),
+            Err(Ambiguity::HeaderAndCookieDiffer)
         );
-        assert_eq!(cookie_value(b"access_tokens=x", "access_token"), None);
-        assert_eq!(
-            cookie_value(b"a=1; access_token=xyz; b=2", "access_token"),
-            Some("xyz")
-        );
-        assert_eq!(cookie_value(b"a=1", "access_token"), None);
+    }
+
+    #[test]
+    fn token_names_are_found_however_a_framework_folds_them() {
+        for name in [
+            "access_token",
+            "refresh_token",
+            "Access_Token",
+            "access%5Ftoken",
+            "access.token",
+            "access_token[]",
+            "REFRESH-TOKEN[x]",
+        ] {
+            assert!(names_a_token(name.as_bytes()), "{name}");
+        }
+        for name in ["", "token", "access_tokens", "my_access_token", "access%5"] {
+            assert!(!names_a_token(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]
@@ -560,86 +542,5 @@ mod tests {
         for (pairs, expected) in cases {
             assert_eq!(read_of(&pairs), expected, "{pairs:?}");
         }
-    }
-
-    fn rewritten(pairs: &[(&str, &[u8])], token: Option<&str>) -> Option<String> {
-        let access = token.map_or(AccessCookie::Keep, AccessCookie::Replace);
-        upstream_cookie(&headers(pairs), access).map(|l| String::from_utf8_lossy(&l).into_owned())
-    }
-
-    #[test]
-    fn tokens_in_the_query_are_found() {
-        for query in [
-            "access_token=x",
-            "a=1&access_token=x",
-            "refresh_token",
-            "Access_Token=x",
-            "access%5Ftoken=x",
-            "access_token[]=x",
-        ] {
-            assert!(query_has_token(query), "{query}");
-        }
-        for query in ["", "a=access_token", "token=x", "my_access_token=x"] {
-            assert!(!query_has_token(query), "{query}");
-        }
-    }
-
-    #[test]
-    fn the_upstream_cookie_keeps_every_other_cookie_in_order() {
-        assert_eq!(
-            rewritten(&[("cookie", b"a=1; refresh_token=s; b=2")], None).as_deref(),
-            Some("a=1; b=2")
-        );
-        assert_eq!(
-            rewritten(
-                &[
-                    ("cookie", b"a=1; refresh_token=s"),
-                    ("cookie", b"refresh_token=s; b=\xc3\xa9; flag")
-                ],
-                None
-            )
-            .as_deref(),
-            Some("a=1; b=é; flag")
-        );
-        assert_eq!(rewritten(&[("cookie", b"refresh_token=s")], None), None);
-        assert_eq!(
-            rewritten(&[("cookie", b"access_token=old; a=1")], Some("new")).as_deref(),
-            Some("access_token=new; a=1")
-        );
-        assert_eq!(
-            rewritten(&[("cookie", b"a=1; refresh_token=s")], Some("new")).as_deref(),
-            Some("a=1; access_token=new")
-        );
-        assert_eq!(
-            rewritten(&[], Some("new")).as_deref(),
-            Some("access_token=new")
-        );
-        assert_eq!(
-            upstream_cookie(
-                &headers(&[("cookie", b"a=1; access_token=t; b=2")]),
-                AccessCookie::Remove
-            )
-            .as_deref(),
-            Some(&b"a=1; b=2"[..])
-        );
-        let keep = AccessCookie::Keep;
-        assert!(cookie_needs_rewrite(
-            &headers(&[("cookie", b"x=1; refresh_token=s")]),
-            keep
-        ));
-        assert!(cookie_needs_rewrite(
-            &headers(&[("cookie", b"x=1"), ("cookie", b"y=2")]),
-            keep
-        ));
-        assert!(!cookie_needs_rewrite(
-            &headers(&[("cookie", b"x=1; access_token=a")]),
-            keep
-        ));
-        assert!(!cookie_needs_rewrite(&headers(&[]), keep));
-        assert!(!cookie_needs_rewrite(&headers(&[]), AccessCookie::Remove));
-        assert!(cookie_needs_rewrite(
-            &headers(&[]),
-            AccessCookie::Replace("t")
-        ));
     }
 }

@@ -9,7 +9,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`plugin`] | the [`Plugin`] trait, [`RouteSpec`], [`PluginContext`] |
-//! | [`request`], [`response`], [`credentials`] | the request and answer values; reading tokens, cookies and the client address (the proxy uses the same readers) |
+//! | [`request`], [`response`], [`credentials`] | the request and answer values; the one reader of tokens and cookies, with the edge's ambiguity rules (the proxy reads with it too) |
 //! | [`error`], [`json`] | FusionAuth's Errors JSON; JSON bodies within limits |
 //! | [`model`] | FusionAuth's records (tenant, application, user, refresh token, …) |
 //! | [`store`] | the storage ports: `Directory`, `UserStore`, `RefreshTokenStore` ([`Store`] is all three) |

@@ -1,6 +1,7 @@
 //! The request a plugin receives: a plain value, no proxy types, and the readers of its parts
-//! (JSON body, query and form parameters; cookies, bearer token and client address through
-//! [`crate::credentials`], the readers the proxy uses too).
+//! (JSON body, query and form parameters; the token credentials through
+//! [`crate::credentials`], the reader the edge uses too; the client address as the host read
+//! it).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,7 +9,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 
-use crate::credentials::{bearer_of, Credentials};
+use crate::credentials::{Credentials, OtherScheme};
 use crate::error::ApiError;
 
 /// An HTTP request routed to a plugin, with its body already read (within the size limit).
@@ -99,18 +100,23 @@ impl PluginRequest {
     }
 
     /// The request's token credentials, read with the edge's rules
-    /// ([`crate::credentials::read_api`]): one access token (Bearer header or `access_token`
-    /// cookie), one `refresh_token` cookie. A 400 `[AmbiguousRequest]` when they could be read
-    /// two ways (two different cookies of one name, a Bearer token and a cookie that differ, a
-    /// look-alike cookie name, two `Authorization` headers…), as at the edge.
+    /// ([`crate::credentials::read`], an `Authorization` header of another scheme being an API
+    /// key): one access token (Bearer header or `access_token` cookie), one `refresh_token`
+    /// cookie. A 400 `[AmbiguousRequest]` when they could be read two ways (two different
+    /// cookies of one name, a Bearer token and a cookie that differ, a look-alike cookie name,
+    /// a cookie hidden after a `,`, two `Authorization` headers…), as at the edge.
     pub fn credentials(&self) -> Result<Credentials<'_>, ApiError> {
-        crate::credentials::read_api(&self.headers)
+        crate::credentials::read(&self.headers, OtherScheme::ApiKey)
             .map_err(|ambiguity| ApiError::general("[AmbiguousRequest]", ambiguity.message()))
     }
 
-    /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+    /// The token of an `Authorization: Bearer …` header (scheme case-insensitive, read by
+    /// [`crate::credentials::bearer_token`]); `None` for another scheme, a `Bearer` without a
+    /// token, or no header. Only tells an API key from a JWT: the JWT itself is [`Self::jwt`].
     pub fn bearer_token(&self) -> Option<&str> {
-        self.header("authorization").and_then(bearer_of)
+        let value = self.header("authorization")?;
+        let token = crate::credentials::bearer_token(value.as_bytes())?;
+        std::str::from_utf8(token).ok().filter(|t| !t.is_empty())
     }
 
     /// The JWT of the request: the `Authorization: Bearer` token, else the `access_token`

@@ -1,0 +1,321 @@
+//! Admitting a proxied request: the route ([`super::routes`]), the declared body size, the
+//! credentials (read once with the edge's rules, [`crate::request::credentials`]), the token's
+//! state, a transparent refresh (through [`super::refresh::Refresher`]) and the route's policy
+//! (application, audience, tenant, roles, forwardable claims). `Ok` lets the request through,
+//! with `ctx.identity` set when a token passed the policy; every refusal is a [`GatewayError`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gatehouse_plugin_api::credentials::Credentials;
+use gatehouse_plugin_api::{ClaimHeader, TokenError, VerifiedClaims};
+use gatehouse_refresh::RefreshError;
+use pingora::proxy::Session;
+
+use super::refresh::Refreshed;
+use super::routes::RouteLookup;
+use super::{canonical_host_of, canonical_path_of, Gateway, RequestContext};
+use crate::config::Route;
+use crate::proxy::error::GatewayError;
+use crate::request::credentials;
+
+/// What a transparent refresh gave: the new pair, or why there is none.
+type RefreshOutcome = Result<Arc<Refreshed>, RefreshError>;
+
+/// What the request's access token amounts to, before policy.
+enum TokenState {
+    /// No token was presented.
+    Absent,
+    /// A token was presented and refused.
+    Invalid(TokenError),
+    /// A valid token.
+    Valid(Arc<VerifiedClaims>),
+}
+
+impl Gateway {
+    /// Admits a request no built-in served: chooses its route, refuses a declared body over
+    /// the limit, reads its credentials (ambiguous ones are refused on every route, public
+    /// passthroughs included) and, on an auth-enabled route, authenticates it. `Ok` lets it
+    /// through.
+    pub(super) async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+    ) -> Result<(), GatewayError> {
+        let route = self.choose_route(session, ctx)?;
+        if self.declares_oversized_body(session) {
+            return Err(GatewayError::BodyTooLarge);
+        }
+        let header = session.req_header();
+        let credentials = credentials::read(&header.headers, header.uri.query())
+            .map_err(GatewayError::Ambiguous)?;
+        if !route.auth.enabled {
+            // A public passthrough verifies nothing, and forwards no credential (see
+            // `Gateway::forward_credentials`).
+            return Ok(());
+        }
+        self.authenticate(session, ctx, route, credentials).await
+    }
+
+    /// The route for the request's canonical host and path, its position recorded in
+    /// `ctx.route`: `Err` when none matches, or when the path matches a more specific route in
+    /// all but case.
+    fn choose_route(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+    ) -> Result<&Route, GatewayError> {
+        let host = canonical_host_of(session, ctx);
+        let index = match self.routes.find(host, canonical_path_of(session, ctx)) {
+            RouteLookup::Route(index) => index,
+            RouteLookup::NoRoute => return Err(GatewayError::NoRoute),
+            RouteLookup::AmbiguousCase => return Err(GatewayError::AmbiguousPathCase),
+        };
+        ctx.route = Some(index);
+        self.routes.get(index).ok_or(GatewayError::NoRoute)
+    }
+
+    /// Authenticates a request on an auth-enabled route from its `credentials`: the token's
+    /// state, a transparent refresh, the policy. `Ok` lets it through.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+        route: &Route,
+        credentials: Credentials<'_>,
+    ) -> Result<(), GatewayError> {
+        let state = self.token_state(credentials.access_token).await;
+        let state = self
+            .refresh_if_needed(session, ctx, route, state, credentials.refresh_token)
+            .await?;
+        self.apply_policy(ctx, route, state)
+    }
+
+    /// Verifies the request's token, counting the outcome. A trusted issuer's token whose `kid`
+    /// is new waits briefly for its issuer's keys (see [`Tokens::verify_at_edge`]).
+    ///
+    /// [`Tokens::verify_at_edge`]: crate::auth::tokens::Tokens::verify_at_edge
+    async fn token_state(&self, token: Option<&[u8]>) -> TokenState {
+        let Some(token) = token else {
+            self.metrics
+                .validations
+                .with_label_values(&["absent"])
+                .inc();
+            return TokenState::Absent;
+        };
+        match self.tokens.verify_at_edge(token).await {
+            Ok(claims) => {
+                self.valid_tokens.inc();
+                TokenState::Valid(claims)
+            }
+            Err(reason) => {
+                self.metrics
+                    .validations
+                    .with_label_values(&[reason.reason()])
+                    .inc();
+                TokenState::Invalid(reason)
+            }
+        }
+    }
+
+    /// On a refresh route with a `refresh_token` cookie: exchanges it when the access token is
+    /// missing, past its `exp` (whatever the leeway: the upstream never gets an expired
+    /// token when a refresh is possible), or (if configured) about to expire.
+    ///
+    /// Returns the token state to judge. A refresh token that is unknown, expired or revoked
+    /// marks both cookies for clearing, and an access token past its `exp` then counts as
+    /// expired; a store that cannot be reached is `Err(StoreUnavailable)` (503, cookies kept,
+    /// nothing consumed) unless the access token is still valid. Another application's refresh
+    /// token is left alone (see [`Self::refresh_for_route`]); an outcome is handed to the
+    /// browser whatever the answer (see [`Self::deny`]).
+    async fn refresh_if_needed(
+        &self,
+        session: &Session,
+        ctx: &mut RequestContext,
+        route: &Route,
+        state: TokenState,
+        refresh_token: Option<&[u8]>,
+    ) -> Result<TokenState, GatewayError> {
+        let now = self.context.clock.now_seconds();
+        let wanted = match &state {
+            TokenState::Absent | TokenState::Invalid(TokenError::Expired) => true,
+            TokenState::Valid(claims) => {
+                now >= claims.exp
+                    || (route.auth.refresh_before_expiry_seconds > 0
+                        && claims.exp - now <= route.auth.refresh_before_expiry_seconds)
+            }
+            TokenState::Invalid(_) => false,
+        };
+        let Some(value) = refresh_token.filter(|_| route.auth.refresh && wanted) else {
+            return Ok(state);
+        };
+        let still_valid = matches!(&state, TokenState::Valid(claims) if now < claims.exp);
+        let outcome = match std::str::from_utf8(value) {
+            Ok(value) => {
+                // When the header had been read: it tells a request that overlapped a refresh
+                // from one that came after it.
+                let arrived = ctx.started.unwrap_or_else(Instant::now);
+                self.refresh_for_route(session, route, value, still_valid, arrived)
+                    .await?
+            }
+            Err(_) => Some(Err(RefreshError::NotFound)),
+        };
+        let Some(outcome) = outcome else {
+            return Ok(state);
+        };
+        match outcome {
+            Ok(refreshed) => {
+                let claims = refreshed.claims.clone();
+                // The value a rotation retired, in case the answer never reaches the client.
+                ctx.retired = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|v| *v != refreshed.refresh_token)
+                    .map(str::to_string);
+                ctx.refreshed = Some(refreshed);
+                Ok(TokenState::Valid(claims))
+            }
+            Err(_) if still_valid => Ok(state),
+            Err(error) if !error.is_invalid_token() => {
+                tracing::warn!(error = %error.reason(), "transparent refresh failed on the store");
+                Err(GatewayError::StoreUnavailable)
+            }
+            Err(error) => {
+                // A value a rotation retired: the browser may already hold its successor from
+                // another answer, which clearing the cookies now could overwrite.
+                ctx.clear_cookies = !matches!(error, RefreshError::AlreadyRotated);
+                Ok(match state {
+                    TokenState::Valid(_) => TokenState::Invalid(TokenError::Expired),
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Exchanges `value` for a request on `route`, unless it is another application's refresh
+    /// token: exchanging that here would use it up (one-time use) for a token this route
+    /// refuses, logging its owner out. `Ok(None)` leaves the token alone; a store that cannot
+    /// say is a 503 unless the access token is `still_valid` (then `Ok(None)`).
+    async fn refresh_for_route(
+        &self,
+        session: &Session,
+        route: &Route,
+        value: &str,
+        still_valid: bool,
+        arrived: Instant,
+    ) -> Result<Option<RefreshOutcome>, GatewayError> {
+        if let Some(application) = route.auth.application_id {
+            match self
+                .refresher
+                .is_for_other_application(value, application)
+                .await
+            {
+                Ok(false) => {}
+                Ok(true) => return Ok(None),
+                Err(_) if still_valid => return Ok(None),
+                Err(error) => {
+                    tracing::warn!(error = %error, "transparent refresh failed on the store");
+                    return Err(GatewayError::StoreUnavailable);
+                }
+            }
+        }
+        Ok(Some(
+            self.refresher
+                .refresh(
+                    value,
+                    self.client_address(session)
+                        .map(|ip| ip.to_string())
+                        .as_deref(),
+                    arrived,
+                )
+                .await,
+        ))
+    }
+
+    /// Applies the route's policy. `Ok(())` lets the request through, with `ctx.identity` set
+    /// when a valid token passed the policy.
+    fn apply_policy(
+        &self,
+        ctx: &mut RequestContext,
+        route: &Route,
+        state: TokenState,
+    ) -> Result<(), GatewayError> {
+        let required = route.auth.required;
+        match state {
+            TokenState::Absent if required => Err(GatewayError::MissingToken),
+            TokenState::Invalid(TokenError::KeysUnavailable) if required => {
+                Err(GatewayError::KeysUnavailable)
+            }
+            TokenState::Invalid(reason) if required => Err(GatewayError::InvalidToken(reason)),
+            TokenState::Absent | TokenState::Invalid(_) => Ok(()),
+            TokenState::Valid(claims) => match self.check_route_policy(route, &claims) {
+                Ok(()) => {
+                    ctx.identity = Some(claims);
+                    Ok(())
+                }
+                Err(e) if required => Err(e),
+                // Optional routes never refuse: forward without an identity (or credential).
+                Err(_) => Ok(()),
+            },
+        }
+    }
+}
+
+impl Gateway {
+    /// The route's policy for a valid token of any issuer: the issuers, audiences and claims it
+    /// requires, then [`check_policy`] (application, roles through the issuer's roles claim,
+    /// forwardable claims).
+    fn check_route_policy(
+        &self,
+        route: &Route,
+        claims: &VerifiedClaims,
+    ) -> Result<(), GatewayError> {
+        use crate::auth::issuers::policy::PolicyFailure;
+        let remote = self.tokens.remote_issuer_of(claims).is_some();
+        route
+            .auth
+            .policy
+            .check(claims, remote)
+            .map_err(|failure| match failure {
+                PolicyFailure::Issuer => GatewayError::InvalidToken(TokenError::InvalidIssuer),
+                PolicyFailure::Audience | PolicyFailure::Claim => GatewayError::UnmetClaim,
+            })?;
+        check_policy(route, claims, remote)
+    }
+}
+
+/// The route's checks against verified claims: application (its `applicationId`, its tenant,
+/// and `aud` when present), roles, and that every claim the route forwards can be a header.
+/// A `remote` token (a trusted issuer's) names its issuer's tenants, not the gateway's: its
+/// `tid` is not compared.
+fn check_policy(route: &Route, claims: &VerifiedClaims, remote: bool) -> Result<(), GatewayError> {
+    if let Some(app) = route.auth.application_id {
+        if claims.application_id != Some(app) || !claims.audience_allows(app) {
+            return Err(GatewayError::WrongApplication);
+        }
+        // The application belongs to one tenant: a token of another tenant naming it is not
+        // for this application.
+        if !remote
+            && claims
+                .tenant_id
+                .is_some_and(|tid| Some(tid) != route.auth.application_tenant_id)
+        {
+            return Err(GatewayError::WrongApplication);
+        }
+    }
+    if !route.auth.roles.is_empty()
+        && !claims
+            .roles
+            .iter()
+            .any(|r| route.auth.roles.iter().any(|w| w == r))
+    {
+        return Err(GatewayError::MissingRole);
+    }
+    if route
+        .identity_headers
+        .iter()
+        .any(|h| claims.header_value(&h.claim) == ClaimHeader::Unrepresentable)
+    {
+        return Err(GatewayError::UnforwardableClaim);
+    }
+    Ok(())
+}

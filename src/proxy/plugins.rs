@@ -1,0 +1,183 @@
+//! The gateway's built-in answers: the public `/health`, and plugin paths — a plugin request
+//! is read here (the body, within `limits.maxBodyBytes`), handled on the API's own runtime
+//! ([`crate::api::executor::ApiExecutor`], within its time and in-flight bounds) and its
+//! response written here. A path under a plugin's prefix that no plugin serves, or served
+//! with another method, is refused through [`GatewayError`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_plugin_api::{ApiError, Plugin, PluginRequest, PluginResponse, RouteSpec};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::{access, answer, canonical_path_of, Gateway, RequestContext};
+use crate::api::plugins::RouteMatch;
+use crate::proxy::error::GatewayError;
+
+impl Gateway {
+    /// Serves the request when the health check or a plugin route matches its canonical path
+    /// (a plugin path no plugin serves with this method is refused). True when it was
+    /// answered; a request for an upstream costs no allocation here.
+    pub(super) async fn serve_builtin(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
+        let path = canonical_path_of(session, ctx);
+        if path == "/health" {
+            (ctx.outcome, ctx.builtin) = (Some(access::HEALTH), Some(access::HEALTH_ROUTE));
+            self.serve_health(session).await?;
+            return Ok(true);
+        }
+        let method = &session.req_header().method;
+        let refusal = match self.plugins.find(method, path) {
+            RouteMatch::None => return Ok(false),
+            RouteMatch::Found {
+                plugin,
+                spec,
+                params,
+            } => {
+                let path = path.to_string();
+                (ctx.outcome, ctx.builtin) = (Some(access::API), Some(plugin.name()));
+                let (plugin, spec) = (plugin.clone(), spec.clone());
+                self.serve_plugin(session, plugin, spec, path, params)
+                    .await?;
+                return Ok(true);
+            }
+            RouteMatch::MethodNotAllowed => GatewayError::MethodNotAllowed(method.clone()),
+            RouteMatch::UnknownApiPath => GatewayError::UnknownApiPath,
+        };
+        self.deny(session, ctx, refusal).await?;
+        Ok(true)
+    }
+
+    /// Serves a plugin route: reads the body, has the plugin handle the request on the API's
+    /// runtime (within its time and in-flight bounds), writes the response. `path` is the
+    /// canonical path.
+    async fn serve_plugin(
+        &self,
+        session: &mut Session,
+        plugin: Arc<dyn Plugin>,
+        spec: RouteSpec,
+        path: String,
+        params: HashMap<String, String>,
+    ) -> Result<()> {
+        let body = if self.declares_oversized_body(session) {
+            Err(ApiError::PayloadTooLarge)
+        } else {
+            self.read_body(session).await
+        };
+        let response = match body {
+            Ok(body) => {
+                let request = self.plugin_request(session, path, body, params);
+                let context = self.context.clone();
+                match self.api.run(plugin, spec, request, context).await {
+                    Ok(response) => response,
+                    Err(error) => render_api_error(&error),
+                }
+            }
+            Err(error) => {
+                // A refused body: answer now, and do not read the rest of this connection.
+                session.set_keepalive(None);
+                let response = render_api_error(&error);
+                write_plugin_response(session, response).await?;
+                answer::discard_refused_body(session, self.settings.max_body_bytes).await;
+                return Ok(());
+            }
+        };
+        write_plugin_response(session, response).await
+    }
+
+    /// Reads the whole request body, refusing more than the limit.
+    async fn read_body(&self, session: &mut Session) -> std::result::Result<Vec<u8>, ApiError> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.settings.max_body_bytes {
+                        return Err(ApiError::PayloadTooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(_) => {
+                    return Err(ApiError::general(
+                        "[invalid]",
+                        "The request body could not be read.",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The plugin's view of the request: the canonical path, the query as sent.
+    fn plugin_request(
+        &self,
+        session: &Session,
+        path: String,
+        body: Vec<u8>,
+        path_params: HashMap<String, String>,
+    ) -> PluginRequest {
+        let header = session.req_header();
+        PluginRequest {
+            method: header.method.clone(),
+            path,
+            query: header.uri.query().unwrap_or("").to_string(),
+            headers: header.headers.clone(),
+            body,
+            client_address: self.client_address(session),
+            tls: self.settings.tls,
+            path_params,
+        }
+    }
+
+    /// The public health check: the status and nothing about internals (details are on the
+    /// admin listener).
+    async fn serve_health(&self, session: &mut Session) -> Result<()> {
+        let (status, body) = match self.store.ping().await {
+            Ok(()) => (200, &br#"{"status":"ok"}"#[..]),
+            Err(e) => {
+                tracing::warn!(error = %e, "health check: store unreachable");
+                (503, &br#"{"status":"unavailable"}"#[..])
+            }
+        };
+        answer::respond(
+            session,
+            status,
+            &[("Content-Type", "application/json")],
+            body.to_vec(),
+        )
+        .await
+    }
+}
+
+/// Writes a plugin's response.
+async fn write_plugin_response(session: &mut Session, response: PluginResponse) -> Result<()> {
+    let PluginResponse {
+        status,
+        headers,
+        body,
+    } = response;
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    answer::respond(session, status, &headers, body).await
+}
+
+/// Renders an API error, logging internal ones with their correlation id.
+fn render_api_error(error: &ApiError) -> PluginResponse {
+    if let ApiError::Internal {
+        correlation_id,
+        detail,
+    }
+    | ApiError::Unavailable {
+        correlation_id,
+        detail,
+    } = error
+    {
+        tracing::error!(correlation_id = %correlation_id, error = %detail, "API request failed");
+    }
+    error.to_response()
+}

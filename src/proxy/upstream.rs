@@ -1,0 +1,229 @@
+//! What the upstream gets: the peer ([`Gateway::peer`]), and the request header policy, applied
+//! in this order — exactly the target and host the policy judged; every client header the
+//! gateway controls stripped (identity headers of any route, [`RESERVED_HEADERS`], names with
+//! characters other than letters, digits and `-`); the verified credential only
+//! (`Authorization` as the verified Bearer token, the `Cookie` line without the refresh token);
+//! `X-Forwarded-For` and `X-Forwarded-Proto`; the route's identity headers from the verified
+//! claims.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_plugin_api::credentials::bearer_token;
+use gatehouse_plugin_api::ClaimHeader;
+use http::header::{HeaderName, AUTHORIZATION, COOKIE, HOST};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+
+use super::routes::RouteTable;
+use super::{Gateway, RequestContext};
+use crate::request::credentials::{cookie_needs_rewrite, upstream_cookie, AccessCookie};
+
+impl Gateway {
+    /// The next upstream of the request's route (round-robin), with the gateway's connection
+    /// timeouts; the choice and its time are recorded in `ctx.upstream`.
+    pub(super) fn peer(&self, ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        let upstream = ctx
+            .route
+            .and_then(|i| self.routes.next_upstream(i))
+            .ok_or_else(|| Error::explain(InternalError, "no upstream for the route"))?;
+        ctx.upstream = Some((upstream.addr, Instant::now()));
+        let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni);
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        peer.options.total_connection_timeout = Some(Duration::from_secs(10));
+        peer.options.read_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    /// The upstream's wait (upstream chosen to its first response header, an informational
+    /// one included), in the route's histogram.
+    pub(super) fn observe_upstream_wait(&self, ctx: &RequestContext) {
+        if let (Some(index), Some((_, sent))) = (ctx.route, ctx.upstream) {
+            if let Some(histogram) = self.upstream_durations.get(index) {
+                histogram.observe(sent.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    /// Exactly the target the policy judged, in origin form, and the canonical host.
+    pub(super) fn set_judged_target(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        if let Some(target) = &ctx.target {
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|_| Error::explain(InternalError, "canonical target"))?;
+            upstream_request.set_uri(uri);
+        }
+        if let Some(host) = &ctx.host {
+            upstream_request.insert_header(HOST, host.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// The request's credentials for the upstream: `Authorization` and `Cookie` as the route's
+    /// verdict allows. A token reaches the upstream only when it passed the policy, and then
+    /// only the one that was verified (or its refreshed successor); never on a public
+    /// passthrough, which verifies nothing.
+    pub(super) fn forward_credentials(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let verified = ctx.identity.is_some();
+        let access = match (&ctx.refreshed, verified) {
+            (_, false) => AccessCookie::Remove,
+            (Some(refreshed), true) => AccessCookie::Replace(&refreshed.access_token),
+            (None, true) => AccessCookie::Keep,
+        };
+        // `Authorization` reaches the upstream only as the verified Bearer token: any other
+        // scheme (Basic, Digest…) is a credential the gateway did not verify.
+        match access {
+            AccessCookie::Replace(token) => {
+                upstream_request.insert_header(AUTHORIZATION, format!("Bearer {token}"))?;
+            }
+            AccessCookie::Keep if is_bearer(upstream_request) => {}
+            _ => {
+                upstream_request.remove_header(&AUTHORIZATION);
+            }
+        }
+        if cookie_needs_rewrite(&upstream_request.headers, access) {
+            match upstream_cookie(&upstream_request.headers, access) {
+                Some(cookie) => {
+                    let value = http::HeaderValue::from_bytes(&cookie)
+                        .map_err(|_| Error::explain(InternalError, "cookie header"))?;
+                    upstream_request.insert_header(COOKIE, value)?;
+                }
+                None => {
+                    upstream_request.remove_header(&COOKIE);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `X-Forwarded-For` (the client's address, see [`crate::request::client`]: the peer, or
+    /// what trusted proxies vouch for) and `X-Forwarded-Proto`. The client's `X-Real-IP`,
+    /// `X-Forwarded-Host` and `Forwarded` were removed with the [`RESERVED_HEADERS`]; `Host` is
+    /// the host the route judged.
+    pub(super) fn set_forwarding_headers(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+    ) -> Result<()> {
+        if let Some(address) = self.client_address(session) {
+            upstream_request.insert_header("X-Forwarded-For", address.to_string())?;
+        }
+        upstream_request.insert_header(
+            "X-Forwarded-Proto",
+            if self.settings.tls { "https" } else { "http" },
+        )?;
+        Ok(())
+    }
+
+    /// The route's identity headers, from the claims of the token that passed its policy.
+    pub(super) fn set_identity_headers(
+        &self,
+        upstream_request: &mut RequestHeader,
+        ctx: &RequestContext,
+    ) -> Result<()> {
+        let Some(route) = self.route(ctx) else {
+            return Error::e_explain(InternalError, "no route");
+        };
+        if let Some(claims) = &ctx.identity {
+            for header in &route.identity_headers {
+                if let ClaimHeader::Value(value) = claims.header_value(&header.claim) {
+                    upstream_request.insert_header(header.written.clone(), value.clone())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every client header no upstream gets from the client, sorted by name for
+/// [`strip_client_headers`]: each identity header any route sets, and the [`RESERVED_HEADERS`].
+pub(super) fn controlled_headers(routes: &RouteTable) -> Vec<HeaderName> {
+    let mut controlled: Vec<HeaderName> = routes
+        .iter()
+        .flat_map(|r| r.identity_headers.iter().map(|h| h.name.clone()))
+        .chain(RESERVED_HEADERS.iter().map(|h| HeaderName::from_static(h)))
+        .collect();
+    controlled.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    controlled.dedup();
+    controlled
+}
+
+/// True when the request's `Authorization` header uses the Bearer scheme (read as the
+/// credentials were, [`bearer_token`]).
+fn is_bearer(request: &RequestHeader) -> bool {
+    request
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| bearer_token(v.as_bytes()))
+        .is_some()
+}
+
+/// Client headers never forwarded on any route, besides the routes' identity headers: headers
+/// some upstreams take as the request's path (`X-Original-URL`, `X-Rewrite-URL`: IIS, Symfony),
+/// as the authenticated user (what other auth proxies set), or as the client's address or
+/// the original request (the gateway sets its own).
+const RESERVED_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+    "x-remote-user",
+    "remote-user",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// True for a header name other than letters, digits and `-`: CGI, PHP, Django and Rails map
+/// every other character (`_`, `.`, …) to `_`, so `X_User_Id` or `X.User.Id` reads as
+/// `X-User-Id` there and could pass for an identity header.
+fn is_unconventional_name(name: &HeaderName) -> bool {
+    !name
+        .as_str()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Removes the client headers that never pass: the gateway's own (`controlled`, sorted by
+/// name) and every name that is not made of letters, digits and `-` (see
+/// [`is_unconventional_name`]; nginx drops names with `_` by default, `underscores_in_headers
+/// off`). One pass over the request's headers; nothing is allocated when none is present.
+pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &[HeaderName]) {
+    let doomed = |name: &HeaderName| {
+        is_unconventional_name(name)
+            || controlled
+                .binary_search_by(|c| c.as_str().cmp(name.as_str()))
+                .is_ok()
+    };
+    if !request.headers.keys().any(doomed) {
+        return;
+    }
+    let names: Vec<HeaderName> = request
+        .headers
+        .keys()
+        .filter(|n| doomed(n))
+        .cloned()
+        .collect();
+    for name in names {
+        request.remove_header(&name);
+    }
+}
