@@ -135,7 +135,7 @@ impl Gateway {
     /// The public health check: the status and nothing about internals (details are on the
     /// admin listener).
     async fn serve_health(&self, session: &mut Session) -> Result<()> {
-        let (status, body) = match self.store.ping().await {
+        let (status, body) = match crate::store::check_health(self.store.as_ref()).await {
             Ok(()) => (200, &br#"{"status":"ok"}"#[..]),
             Err(e) => {
                 tracing::warn!(error = %e, "health check: store unreachable");

@@ -27,7 +27,7 @@ impl Admin {
     /// The health check with details: 200 when the store answers, else 503 with a correlation
     /// id that the log line carries too.
     async fn health(&self) -> (u16, &'static str, Vec<u8>) {
-        let body = match self.store.ping().await {
+        let body = match crate::store::check_health(self.store.as_ref()).await {
             Ok(()) => {
                 return (
                     200,

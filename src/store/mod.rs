@@ -61,6 +61,23 @@ impl<T: Store + IdentityProviderStore + DirectoryStore + RevocationFeed + ?Sized
 {
 }
 
+/// How long a health check waits for the store. A locked SQLite file or a stalled PostgreSQL
+/// connection makes calls wait (SQLite's busy timeout, queued behind other calls); a health
+/// check answers within this bound instead, as unavailable.
+pub const HEALTH_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The store's answer to a health check: `Ok` when it answered a trivial query within
+/// [`HEALTH_CHECK_WAIT`], else why not (no answer in time is `Unavailable`).
+pub async fn check_health(store: &dyn GatewayStore) -> StoreResult<()> {
+    match tokio::time::timeout(HEALTH_CHECK_WAIT, store.ping()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} s",
+            HEALTH_CHECK_WAIT.as_secs()
+        ))),
+    }
+}
+
 /// Where state is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
