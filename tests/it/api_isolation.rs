@@ -267,6 +267,9 @@ fn api_requests_over_the_in_flight_bound_are_refused_at_once() {
     let busy = std::thread::scope(|scope| {
         let s = &s;
         let logins: Vec<_> = (0..2).map(|n| scope.spawn(move || s.login(n))).collect();
+        // Both logins take their slots first (each runs 2.5 s): a probe sent before the
+        // second login arrived would take its slot instead and have it refused.
+        std::thread::sleep(Duration::from_millis(700));
         // While both are in flight, the next API request is refused without waiting.
         let deadline = Instant::now() + Duration::from_secs(2);
         let busy = loop {
