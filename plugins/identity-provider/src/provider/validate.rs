@@ -460,7 +460,7 @@ fn check_domains(obj: &Map<String, Value>, report: &mut Report) {
             report.add(
                 &format!("domains[{i}]"),
                 "invalid",
-                format!("The domain {d} is not a valid domain name."),
+                format!("The domains[{i}] is not a valid domain name."),
             );
         }
     }
@@ -607,7 +607,7 @@ fn check_openid_connect_oauth2(obj: &Map<String, Value>, report: &mut Report) {
         report.add(
             "oauth2.client_secret",
             "missing",
-            "You must specify the client_secret: the clientAuthenticationMethod (client_secret_basic by default) sends it.",
+            "You must specify the client_secret unless the clientAuthenticationMethod is none (it defaults to client_secret_basic).",
         );
     }
     if absent(oauth2, "issuer") {
