@@ -376,7 +376,7 @@ fn validation_names_each_bad_field() {
         t.post(
             "/api/identity-provider",
             &json!({"identityProvider": {
-                "type": "OpenIDConnect", "enabled": "yes",
+                "type": "Google", "enabled": "yes",
                 "keys": {"bad": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"},
                 "claimMap": {"x": "email"}, "linkingStrategy": "Sometimes",
                 "applicationConfiguration": {Uuid::new_v4().to_string(): {"enabled": true}},

@@ -2,8 +2,11 @@
 //! `GET /api/lambda[/{lambdaId}]` (all, or `?type=`), `PUT` and `PATCH /api/lambda/{lambdaId}`,
 //! `DELETE /api/lambda/{lambdaId}`.
 //!
-//! Gatehouse runs one lambda type, `ExternalJWTReconcile`; a lambda of another type is refused
-//! rather than stored and silently never run. The body is compiled when saved, in a lambda worker
+//! Gatehouse keeps the reconcile lambdas of the provider types it manages,
+//! `ExternalJWTReconcile` and `OpenIDReconcile` (run once OpenID Connect logins complete; until
+//! then such a login is refused, so none is silently skipped); a lambda of another type is
+//! refused rather than stored and never run. A lambda's type cannot change, so a provider's
+//! lambda stays of the type it was checked for. The body is compiled when saved, in a lambda worker
 //! process ([`crate::sandbox`]), so a syntax error, a missing `reconcile` function, or top-level
 //! code that overruns the time or memory limit or kills its worker is a 400 naming
 //! `lambda.body` (as is a check that found every worker busy). Lambdas are global: a
@@ -22,8 +25,11 @@ use crate::engine::LambdaError;
 use crate::patch::{apply_offloaded, PatchFormat};
 use crate::sandbox::Sandbox;
 
-/// The lambda type this plugin runs.
+/// The lambda type ExternalJWT logins run.
 pub const RECONCILE_TYPE: &str = "ExternalJWTReconcile";
+
+/// The lambda types this plugin keeps: each managed provider type's reconcile lambda.
+pub const LAMBDA_TYPES: [&str; 2] = [RECONCILE_TYPE, "OpenIDReconcile"];
 
 const KNOWN_FIELDS: &[&str] = &[
     "body",
@@ -71,19 +77,19 @@ pub fn validate_lambda<'a>(doc: &'a Value, prefix: &str, errors: &mut Errors) ->
         }
     }
     match obj.get("type").and_then(Value::as_str) {
-        Some(RECONCILE_TYPE) => {}
+        Some(t) if LAMBDA_TYPES.contains(&t) => {}
         Some(t) if !t.trim().is_empty() => {
             errors.field(
                 &f("type"),
                 "invalid",
-                "This lambda type is not supported; Gatehouse runs ExternalJWTReconcile lambdas.",
+                "This lambda type is not supported; Gatehouse keeps ExternalJWTReconcile and OpenIDReconcile lambdas.",
             );
         }
         _ => {
             errors.field(
                 &f("type"),
                 "blank",
-                "You must specify the type: ExternalJWTReconcile.",
+                "You must specify the type: ExternalJWTReconcile or OpenIDReconcile.",
             );
         }
     }
@@ -169,21 +175,29 @@ fn one(doc: &Value) -> PluginResponse {
     PluginResponse::json(200, &json!({ "lambda": doc }))
 }
 
-/// `doc` validated (the body compiled in a worker) and ready to store as lambda `id`: the id
-/// and instants set. A 400 with every problem otherwise.
+/// `doc` validated (the body compiled in a worker) and ready to store as lambda `id`, the
+/// replacement of `existing` when it is an update (whose type cannot change): the id and
+/// instants set. A 400 with every problem otherwise.
 async fn prepared(
     id: Uuid,
     mut doc: Value,
-    insert: Option<i64>,
+    existing: Option<&Value>,
     sandbox: &Sandbox,
     context: &Env<'_>,
 ) -> Result<Value, ApiError> {
+    let insert = existing.and_then(|e| e.get("insertInstant").and_then(Value::as_i64));
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
         obj.remove("insertInstant");
         obj.remove("lastUpdateInstant");
     }
     let mut errors = Errors::new();
+    if let Some(old_type) = existing.and_then(lambda_type) {
+        if lambda_type(&doc).is_some_and(|t| t != old_type) {
+            let message = "The type of a lambda cannot be changed.";
+            errors.field("lambda.type", "invalid", message);
+        }
+    }
     if let Some(body) = validate_lambda(&doc, "lambda.", &mut errors) {
         body_checked(sandbox.check(body).await, "lambda.", &mut errors);
     }
@@ -211,9 +225,8 @@ async fn update_with(
 ) -> Result<PluginResponse, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
         let (id, existing) = load(request, context).await?;
-        let insert = existing.get("insertInstant").and_then(Value::as_i64);
         let changed = change(&existing).await?;
-        let doc = prepared(id, changed, insert, sandbox, context).await?;
+        let doc = prepared(id, changed, Some(&existing), sandbox, context).await?;
         if context.records.replace_lambda(id, &existing, &doc).await? {
             return Ok(one(&doc));
         }
@@ -405,6 +418,12 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(ok["engineType"], "GraalJS");
+        for t in LAMBDA_TYPES {
+            let mut errors = Errors::new();
+            let doc = json!({"name": "r", "type": t, "body": "function reconcile() {}"});
+            validate_lambda(&doc, "lambda.", &mut errors);
+            assert!(errors.is_empty(), "{t}: {errors:?}");
+        }
         assert!(validate_config_lambda(&json!({"name": "r"}), &in_process).is_err());
         let looping = validate_config_lambda(
             &json!({"id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE, "body": "while (true) {}"}),

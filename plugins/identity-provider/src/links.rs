@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::common::{api_key, json_body, Env};
 use crate::pending::{PendingLink, PendingLinks};
-use crate::provider::{Provider, EXTERNAL_JWT};
+use crate::provider::Provider;
 
 fn visible_link(grant: &ApiKeyGrant, link: &IdentityProviderLink) -> bool {
     grant.allows_tenant(link.tenant_id)
@@ -175,7 +175,7 @@ fn parse_create(body: &Value, pending: &PendingLinks) -> Result<LinkRequest, Api
     })
 }
 
-/// Returns the ExternalJWT provider `provider_id` (400 when there is none).
+/// Returns the provider `provider_id`, of any managed type (400 when there is none).
 async fn link_provider(context: &Env<'_>, provider_id: Uuid) -> Result<Provider, ApiError> {
     context
         .records
@@ -294,7 +294,7 @@ fn new_link(
             .or_else(|| Some(wanted.provider_user_id.clone())),
         identity_provider_id: wanted.provider_id,
         identity_provider_name: Some(provider.name.clone()),
-        identity_provider_type: Some(EXTERNAL_JWT.into()),
+        identity_provider_type: Some(provider.kind.name().into()),
         identity_provider_user_id: wanted.provider_user_id,
         insert_instant: now,
         last_login_instant: now,

@@ -40,8 +40,9 @@ use crate::clash::{self, Clash};
 use crate::common::{json_body, Env};
 use crate::events::DebugLog;
 use crate::keys::{verify, KeyChoice, RingKey};
+use crate::lambdas::{lambda_type, RECONCILE_TYPE};
 use crate::pending::{PendingLink, PendingLinks};
-use crate::provider::{LinkingStrategy, Provider, EXTERNAL_JWT};
+use crate::provider::{LinkingStrategy, Provider, ProviderType, EXTERNAL_JWT};
 use crate::reconcile::{apply_claim_map, decide, identity, Decision, Identity, Refusal};
 use crate::sandbox::Sandbox;
 use crate::users::full_user;
@@ -274,7 +275,15 @@ pub async fn login(
     endpoint: Endpoint,
 ) -> Result<PluginResponse, ApiError> {
     let body = json_body(request)?;
-    let parsed = parse_request(&body, endpoint)?;
+    let parsed = match parse_request(&body, endpoint) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // An OpenID Connect login request carries `data.code`, not a JWT: name the real
+            // reason rather than the missing `encodedJWT`.
+            refuse_unfinished_type(&body, env.context).await?;
+            return Err(e);
+        }
+    };
     let scope = tenant_scope(request, env.context)?;
     let mut debug = DebugLog::new(false);
     let heading = format!(
@@ -417,8 +426,37 @@ async fn run(
     respond(&at, &target, user, registration, debug).await
 }
 
+/// The 400 for a login with a provider of type `kind`, which cannot complete logins here yet:
+/// a field error `[unsupported]identityProviderId`.
+fn unfinished_type(kind: ProviderType) -> ApiError {
+    ApiError::field(
+        "identityProviderId",
+        "unsupported",
+        format!(
+            "The identity provider is of type {}: Gatehouse cannot complete its logins yet (the OpenID Connect authorization code exchange is not available). Log in with an ExternalJWT provider.",
+            kind.name()
+        ),
+    )
+}
+
+/// Returns [`unfinished_type`] when the body's `identityProviderId` names a stored provider
+/// whose type cannot complete logins here yet; `Ok` otherwise (whatever else is wrong with the
+/// request is reported by the caller).
+async fn refuse_unfinished_type(body: &Value, context: &Env<'_>) -> Result<(), ApiError> {
+    let Some(id) = text(body.get("identityProviderId")).and_then(|s| Uuid::parse_str(&s).ok())
+    else {
+        return Ok(());
+    };
+    let doc = context.records.get_identity_provider(id).await?;
+    match doc.as_ref().and_then(ProviderType::of) {
+        Some(kind) if !kind.can_complete_logins() => Err(unfinished_type(kind)),
+        _ => Ok(()),
+    }
+}
+
 /// Step 1, the provider: returns the ExternalJWT provider the request names (401 when there is
-/// none) and turns the debug log on when the provider asks for it.
+/// none; 400 when it is of a type that cannot complete logins yet) and turns the debug log on
+/// when the provider asks for it.
 async fn load_provider(
     context: &Env<'_>,
     req: &LoginRequest,
@@ -437,6 +475,9 @@ async fn load_provider(
                 "No ExternalJWT identity provider exists with this identityProviderId.",
             )
         })?;
+    if !provider.kind.can_complete_logins() {
+        return Err(Failure::Api(unfinished_type(provider.kind)));
+    }
     debug.set_enabled(provider.debug);
     debug.line(format!(
         "Provider [{}] linking strategy [{}]",
@@ -1096,6 +1137,12 @@ async fn run_lambda(
                 "The reconcile lambda of the identity provider does not exist.",
             )
         })?;
+    if lambda_type(&lambda) != Some(RECONCILE_TYPE) {
+        return Err(refused(
+            "[LambdaInvocationFailed]",
+            "The reconcile lambda of the identity provider is not of type ExternalJWTReconcile.",
+        ));
+    }
     let body = lambda
         .get("body")
         .and_then(Value::as_str)

@@ -18,11 +18,11 @@ use uuid::Uuid;
 use crate::common::{
     api_key, document_tenant, json_body, patch_body, visible, wrapped, writable, Change, Env,
 };
-use crate::lambdas::{lambda_type, RECONCILE_TYPE};
+use crate::lambdas::lambda_type;
 use crate::login::ring_key;
 use crate::patch::{apply_offloaded, PatchFormat};
 use crate::provider::{
-    normalize, redact, restore_redacted, validate_document, Provider, EXTERNAL_JWT,
+    normalize, redact, restore_redacted, validate_document, Provider, ProviderType,
 };
 
 const PREFIX: &str = "identityProvider.";
@@ -32,15 +32,46 @@ fn one(doc: &Value) -> PluginResponse {
     PluginResponse::json(200, &json!({ "identityProvider": redact(doc) }))
 }
 
-/// Validates `doc` fully (content and references) for provider `id`; `errors` collects.
+/// Validates `doc` fully (content and references) for provider `id`, the replacement of
+/// `existing` when it is an update (whose `type` cannot change); every problem is a field error
+/// of one 400.
 async fn validate_all(
     doc: &Value,
     id: Uuid,
+    existing: Option<&Value>,
     grant: &ApiKeyGrant,
     context: &Env<'_>,
 ) -> Result<(), ApiError> {
     let mut errors = Errors::new();
     validate_document(doc, PREFIX, &mut errors);
+    let new_type = doc.get("type").and_then(Value::as_str);
+    if let Some(old_type) = existing.and_then(|e| e.get("type")).and_then(Value::as_str) {
+        if new_type.is_some_and(|t| t != old_type) {
+            errors.field(
+                "identityProvider.type",
+                "invalid",
+                "The type of an identity provider cannot be changed.",
+            );
+        }
+    }
+    check_references(doc, grant, context, &mut errors).await?;
+    check_reconcile_lambda(doc, context, &mut errors).await?;
+    if ProviderType::of(doc) != Some(ProviderType::OpenIdConnect) {
+        check_default_key(doc, context, &mut errors);
+        check_verification_keys(doc, context, &mut errors);
+    }
+    check_domains_free(doc, id, context, &mut errors).await?;
+    errors.into_result()
+}
+
+/// Adds a field error for the tenant, each application and each tenant `doc` names that does
+/// not exist, or that the request (or the provider's own tenant) cannot reach.
+async fn check_references(
+    doc: &Value,
+    grant: &ApiKeyGrant,
+    context: &Env<'_>,
+    errors: &mut Errors,
+) -> Result<(), ApiError> {
     if let Some(t) = document_tenant(doc) {
         if context.store.get_tenant(t).await?.is_none() {
             errors.field(
@@ -93,9 +124,17 @@ async fn validate_all(
             }
         }
     }
-    check_reconcile_lambda(doc, context, &mut errors).await?;
-    check_default_key(doc, context, &mut errors);
-    check_verification_keys(doc, context, &mut errors);
+    Ok(())
+}
+
+/// Adds a `[duplicate]` field error for each domain of `doc` that another provider (of any
+/// type) manages.
+async fn check_domains_free(
+    doc: &Value,
+    id: Uuid,
+    context: &Env<'_>,
+    errors: &mut Errors,
+) -> Result<(), ApiError> {
     if let Some(domains) = doc.get("domains").and_then(Value::as_array) {
         let others: Vec<Provider> = context
             .records
@@ -119,11 +158,12 @@ async fn validate_all(
             }
         }
     }
-    errors.into_result()
+    Ok(())
 }
 
 /// Adds a field error `identityProvider.lambdaConfiguration.reconcileId` when it names no
-/// lambda, or one that is not of type `ExternalJWTReconcile`.
+/// lambda, or one that is not of the provider type's reconcile type (`ExternalJWTReconcile`,
+/// `OpenIDReconcile`).
 async fn check_reconcile_lambda(
     doc: &Value,
     context: &Env<'_>,
@@ -134,6 +174,8 @@ async fn check_reconcile_lambda(
         .and_then(|l| l.get("reconcileId"))
         .and_then(Value::as_str)
     {
+        let kind = ProviderType::of(doc).unwrap_or(ProviderType::ExternalJwt);
+        let wanted = kind.reconcile_lambda_type();
         if let Ok(lambda_id) = Uuid::parse_str(reconcile) {
             match context.records.get_lambda(lambda_id).await? {
                 None => {
@@ -143,11 +185,11 @@ async fn check_reconcile_lambda(
                         "No lambda exists with this id.",
                     );
                 }
-                Some(l) if lambda_type(&l) != Some(RECONCILE_TYPE) => {
+                Some(l) if lambda_type(&l) != Some(wanted) => {
                     errors.field(
                         "identityProvider.lambdaConfiguration.reconcileId",
                         "invalid",
-                        "The lambda must be of type ExternalJWTReconcile.",
+                        format!("The lambda must be of type {wanted}."),
                     );
                 }
                 Some(_) => {}
@@ -249,7 +291,7 @@ pub async fn create(
             "An identity provider with this id already exists.",
         ));
     }
-    validate_all(&doc, id, &grant, context).await?;
+    validate_all(&doc, id, None, &grant, context).await?;
     let now = context.clock.now_millis();
     let doc = finish(doc, id, &grant, now, now);
     context.records.put_identity_provider(id, &doc).await?;
@@ -344,8 +386,8 @@ async fn update_with(
     Err(ApiError::Conflict(errors))
 }
 
-/// The validated replacement of `existing` by `doc`: the id, tenant, redacted secrets and
-/// instants carried over.
+/// The validated replacement of `existing` by `doc`: the id, tenant, secrets it does not give
+/// anew ([`restore_redacted`]) and instants carried over; the type must stay the same.
 async fn replacement(
     id: Uuid,
     existing: &Value,
@@ -362,7 +404,7 @@ async fn replacement(
         }
     }
     restore_redacted(&mut doc, existing);
-    validate_all(&doc, id, grant, context).await?;
+    validate_all(&doc, id, Some(existing), grant, context).await?;
     let insert = existing
         .get("insertInstant")
         .and_then(Value::as_i64)
@@ -396,15 +438,8 @@ pub async fn patch(request: &PluginRequest, context: &Env<'_>) -> Result<PluginR
         let (body, cpu) = (body.clone(), context.cpu.clone());
         Box::pin(async move {
             let patched = apply_offloaded(&cpu, format, target, body).await?;
-            let doc = wrapped(&patched, "identityProvider")?;
-            if doc.get("type").and_then(Value::as_str) != Some(EXTERNAL_JWT) {
-                return Err(ApiError::field(
-                    "identityProvider.type",
-                    "invalid",
-                    "The type of an identity provider cannot be changed.",
-                ));
-            }
-            Ok(doc)
+            // A changed type is refused with the other problems ([`replacement`]).
+            wrapped(&patched, "identityProvider")
         })
     })
     .await
@@ -473,7 +508,7 @@ pub async fn lookup(
         "applicationIds": application_ids,
         "id": provider.id,
         "name": provider.name,
-        "type": EXTERNAL_JWT,
+        "type": provider.kind.name(),
     });
     if let Some(oauth2) = redact(doc).get("oauth2") {
         details["oauth2"] = oauth2.clone();

@@ -1,4 +1,5 @@
-//! The External JWT identity provider: its document, validation and typed view.
+//! Identity providers (`ExternalJWT`, `OpenIDConnect`): their documents, validation and typed
+//! view.
 //!
 //! Providers are stored as JSON documents (FusionAuth's shape, see the module's tests). Input is
 //! validated field by field ([`validate_document`]), naming each bad field with FusionAuth's
@@ -10,10 +11,11 @@
 //! [`Provider`] is the typed view the login code works with, with defaults applied, read from
 //! the document by serde (`document.rs`).
 //!
-//! A new provider type (FusionAuth's `OpenIDConnect`, say) starts here: its document struct in
+//! A new provider type starts here: its [`ProviderType`] variant, its document struct in
 //! `document.rs` and its arm in [`Provider::from_document`], its validation rules in
-//! `validate.rs` (its fields, and the section checks it shares with ExternalJWT), then its login
-//! steps in [`crate::login`].
+//! `validate.rs` (its fields, and the section checks it shares with the other types), then its
+//! login steps in [`crate::login`]. `OpenIDConnect` providers are managed (stored, validated,
+//! listed, linked) but cannot complete a login yet ([`ProviderType::can_complete_logins`]).
 
 use std::collections::BTreeMap;
 
@@ -23,15 +25,149 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::keys::parse_key;
-use document::ExternalJwtDocument;
+use document::{CommonDocument, ExternalJwtDocument, OpenIdConnectDocument};
 
 mod document;
 mod validate;
 
 pub use validate::validate_document;
 
-/// The only provider type this plugin manages.
+/// The `type` of External JWT providers.
 pub const EXTERNAL_JWT: &str = "ExternalJWT";
+
+/// The `type` of OpenID Connect providers.
+pub const OPENID_CONNECT: &str = "OpenIDConnect";
+
+/// The provider types this plugin manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderType {
+    /// `ExternalJWT`: logins with a JWT the provider signed.
+    ExternalJwt,
+    /// `OpenIDConnect`: logins through an OpenID Connect provider's authorization code.
+    OpenIdConnect,
+}
+
+impl ProviderType {
+    /// Every type, in FusionAuth's order.
+    pub const ALL: [ProviderType; 2] = [ProviderType::ExternalJwt, ProviderType::OpenIdConnect];
+
+    /// The JSON name (the document's `type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderType::ExternalJwt => EXTERNAL_JWT,
+            ProviderType::OpenIdConnect => OPENID_CONNECT,
+        }
+    }
+
+    /// Parses a JSON name; `None` for a type this plugin does not manage.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The type of a document (`None` when its `type` is missing or not managed here).
+    pub fn of(doc: &Value) -> Option<Self> {
+        doc.get("type")
+            .and_then(Value::as_str)
+            .and_then(Self::parse)
+    }
+
+    /// The lambda type `lambdaConfiguration.reconcileId` must name (FusionAuth's pairing).
+    pub fn reconcile_lambda_type(self) -> &'static str {
+        match self {
+            ProviderType::ExternalJwt => "ExternalJWTReconcile",
+            ProviderType::OpenIdConnect => "OpenIDReconcile",
+        }
+    }
+
+    /// True when `POST /api/identity-provider/login` can complete a login with this type (the
+    /// OpenID Connect code exchange is not built yet).
+    pub fn can_complete_logins(self) -> bool {
+        matches!(self, ProviderType::ExternalJwt)
+    }
+}
+
+/// `oauth2.clientAuthenticationMethod`: how the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthenticationMethod {
+    /// No client secret (a public client).
+    None,
+    /// HTTP Basic authentication with the client id and secret (FusionAuth's default).
+    ClientSecretBasic,
+    /// The client id and secret in the form body.
+    ClientSecretPost,
+}
+
+impl ClientAuthenticationMethod {
+    /// Every method, in FusionAuth's order.
+    pub const ALL: [ClientAuthenticationMethod; 3] = [
+        ClientAuthenticationMethod::None,
+        ClientAuthenticationMethod::ClientSecretBasic,
+        ClientAuthenticationMethod::ClientSecretPost,
+    ];
+
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAuthenticationMethod::None => "none",
+            ClientAuthenticationMethod::ClientSecretBasic => "client_secret_basic",
+            ClientAuthenticationMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    /// Parses a JSON name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// True when the method sends a client secret (so one is required).
+    pub fn needs_secret(self) -> bool {
+        !matches!(self, ClientAuthenticationMethod::None)
+    }
+}
+
+/// A secret read from a document: usable as a string, shown as [`REDACTED`] by `Debug`, so a
+/// typed view printed in a log or a test failure never carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it (the token endpoint).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// The settings of an `OpenIDConnect` provider (`oauth2`, `buttonText`, `postRequest`), as the
+/// code exchange will read them. Endpoints that are `None` are found by discovery from `issuer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenIdConnect {
+    /// `oauth2.client_id`.
+    pub client_id: String,
+    /// `oauth2.client_secret` (`None` for the `none` method).
+    pub client_secret: Option<Secret>,
+    /// `oauth2.clientAuthenticationMethod` (default `client_secret_basic`).
+    pub client_authentication_method: ClientAuthenticationMethod,
+    /// `oauth2.issuer`: discovery at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: Option<String>,
+    /// `oauth2.authorization_endpoint`.
+    pub authorization_endpoint: Option<String>,
+    /// `oauth2.token_endpoint`.
+    pub token_endpoint: Option<String>,
+    /// `oauth2.userinfo_endpoint`.
+    pub userinfo_endpoint: Option<String>,
+    /// `oauth2.scope`, as written (space-separated).
+    pub scope: Option<String>,
+    /// `buttonText`.
+    pub button_text: String,
+    /// `postRequest`: POST binding instead of a redirect to the authorization endpoint.
+    pub post_request: bool,
+}
 
 /// The `claimMap` targets FusionAuth documents.
 pub const CLAIM_MAP_TARGETS: &[&str] = &[
@@ -144,11 +280,14 @@ pub struct LinkLimit {
     pub maximum_links: i64,
 }
 
-/// The typed view of a stored provider document, defaults applied.
+/// The typed view of a stored provider document, defaults applied. The members named
+/// "ExternalJWT only" are empty for other types.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
     /// Id.
     pub id: Uuid,
+    /// The provider's type.
+    pub kind: ProviderType,
     /// Name.
     pub name: String,
     /// Globally enabled.
@@ -157,15 +296,16 @@ pub struct Provider {
     pub debug: bool,
     /// The tenant the provider is scoped to (absent: global).
     pub tenant_id: Option<Uuid>,
-    /// The header parameter naming the key (`kid`, `x5t`…).
+    /// The header parameter naming the key (`kid`, `x5t`…). ExternalJWT only.
     pub header_key_parameter: String,
-    /// The key used when the header has no key parameter.
+    /// The key used when the header has no key parameter. ExternalJWT only.
     pub default_key_id: Option<String>,
-    /// Verification keys by identifier (`""`: the empty-key entry).
+    /// Verification keys by identifier (`""`: the empty-key entry). ExternalJWT only.
     pub keys: BTreeMap<String, String>,
     /// `verificationKeyIds`: keys of the gateway's ring that verify the provider's tokens.
+    /// ExternalJWT only.
     pub verification_key_ids: Vec<Uuid>,
-    /// Incoming claim → target.
+    /// Incoming claim → target. ExternalJWT only.
     pub claim_map: BTreeMap<String, String>,
     /// Managed email domains (lower case).
     pub domains: Vec<String>,
@@ -185,15 +325,24 @@ pub struct Provider {
     pub link_limits: BTreeMap<Uuid, LinkLimit>,
     /// `lambdaConfiguration.reconcileId`.
     pub reconcile_lambda_id: Option<Uuid>,
+    /// The OpenID Connect settings (`Some` exactly for `OpenIDConnect` providers).
+    pub openid_connect: Option<OpenIdConnect>,
 }
 
 impl Provider {
-    /// The typed view of a (validated) document; `None` when it is not an ExternalJWT provider
-    /// with an id. Each type's document is read by its serde struct ([`document`]).
+    /// The typed view of a (validated) document; `None` when it is not a provider of a type
+    /// managed here ([`ProviderType`]) with an id. The members every type has are read by
+    /// [`CommonDocument`], each type's own by its serde struct ([`document`]).
     pub fn from_document(doc: &Value) -> Option<Provider> {
-        match doc.get("type").and_then(Value::as_str) {
-            Some(EXTERNAL_JWT) => ExternalJwtDocument::deserialize(doc).ok()?.into_provider(),
-            _ => None,
+        let kind = ProviderType::of(doc)?;
+        let common = CommonDocument::deserialize(doc).ok()?;
+        match kind {
+            ProviderType::ExternalJwt => ExternalJwtDocument::deserialize(doc)
+                .ok()?
+                .into_provider(common),
+            ProviderType::OpenIdConnect => OpenIdConnectDocument::deserialize(doc)
+                .ok()?
+                .into_provider(common),
         }
     }
 
@@ -231,10 +380,12 @@ impl Provider {
 }
 
 /// Fills the defaults FusionAuth reports (`enabled`, `debug`, `linkingStrategy`, each
-/// application's `enabled`/`createRegistration`, each tenant's link limit), lower-cases domains,
-/// writes `verificationKeyIds` as canonical UUIDs without repeats, and drops `null` members, so
-/// the stored document says what is in force.
+/// application's `enabled`/`createRegistration`, each tenant's link limit; for `OpenIDConnect`
+/// also `postRequest` and `oauth2.clientAuthenticationMethod`), lower-cases domains, writes
+/// `verificationKeyIds` as canonical UUIDs without repeats, and drops `null` members, so the
+/// stored document says what is in force.
 pub fn normalize(doc: &mut Value) {
+    let kind = ProviderType::of(doc);
     let Some(obj) = doc.as_object_mut() else {
         return;
     };
@@ -268,12 +419,28 @@ pub fn normalize(doc: &mut Value) {
         }
         *ids = seen;
     }
+    normalize_sections(obj);
+    for name in ["oauth2", "lambdaConfiguration", "keys", "claimMap"] {
+        if let Some(Value::Object(o)) = obj.get_mut(name) {
+            o.retain(|_, v| !v.is_null());
+        }
+    }
+    if kind == Some(ProviderType::OpenIdConnect) {
+        normalize_openid_connect(obj);
+    }
+}
+
+/// Fills the defaults of each `applicationConfiguration` and `tenantConfiguration` entry.
+fn normalize_sections(obj: &mut Map<String, Value>) {
     if let Some(Value::Object(apps)) = obj.get_mut("applicationConfiguration") {
         for config in apps.values_mut() {
             if let Some(c) = config.as_object_mut() {
                 c.retain(|_, v| !v.is_null());
                 c.entry("enabled").or_insert(Value::Bool(false));
                 c.entry("createRegistration").or_insert(Value::Bool(true));
+                if let Some(Value::Object(oauth2)) = c.get_mut("oauth2") {
+                    oauth2.retain(|_, v| !v.is_null());
+                }
             }
         }
     }
@@ -292,18 +459,61 @@ pub fn normalize(doc: &mut Value) {
             }
         }
     }
-    for name in ["oauth2", "lambdaConfiguration", "keys", "claimMap"] {
-        if let Some(Value::Object(o)) = obj.get_mut(name) {
-            o.retain(|_, v| !v.is_null());
-        }
+}
+
+/// The `OpenIDConnect` defaults: `postRequest` false, `oauth2.clientAuthenticationMethod`
+/// `client_secret_basic`.
+fn normalize_openid_connect(obj: &mut Map<String, Value>) {
+    obj.entry("postRequest").or_insert(Value::Bool(false));
+    if let Some(Value::Object(oauth2)) = obj.get_mut("oauth2") {
+        let method = ClientAuthenticationMethod::ClientSecretBasic.name();
+        oauth2
+            .entry("clientAuthenticationMethod")
+            .or_insert_with(|| Value::String(method.into()));
     }
 }
 
 /// What responses show instead of a secret (HMAC keys, `oauth2.client_secret`).
 pub const REDACTED: &str = "********";
 
-/// The document as responses show it: HMAC secrets in `keys` and `oauth2.client_secret`
-/// replaced by [`REDACTED`]. Public keys and certificates are shown as stored.
+/// The JSON pointers of the `oauth2` objects of `doc` that may hold a `client_secret`: the
+/// provider's own (`/oauth2`) and each application's override
+/// (`/applicationConfiguration/{id}/oauth2`), whether or not they hold one.
+fn oauth2_sections(doc: &Value) -> Vec<String> {
+    let mut pointers = Vec::new();
+    if doc.get("oauth2").is_some_and(Value::is_object) {
+        pointers.push("/oauth2".to_string());
+    }
+    if let Some(apps) = doc
+        .get("applicationConfiguration")
+        .and_then(Value::as_object)
+    {
+        for (id, config) in apps {
+            if config.get("oauth2").is_some_and(Value::is_object) {
+                let id = id.replace('~', "~0").replace('/', "~1");
+                pointers.push(format!("/applicationConfiguration/{id}/oauth2"));
+            }
+        }
+    }
+    pointers
+}
+
+/// The client id in force for the `oauth2` object at `pointer`: its own `client_id`, else (for
+/// an application's override) the provider's; `None` when there is none.
+fn client_id_at<'d>(doc: &'d Value, pointer: &str) -> Option<&'d str> {
+    let own = |p: &str| {
+        doc.pointer(p)
+            .and_then(|o| o.get("client_id"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    own(pointer).or_else(|| own("/oauth2"))
+}
+
+/// The document as responses show it: HMAC secrets in `keys` and every `client_secret`
+/// (`oauth2`, and each application's `oauth2` override) replaced by [`REDACTED`]. Public keys
+/// and certificates are shown as stored.
 pub fn redact(doc: &Value) -> Value {
     let mut out = doc.clone();
     if let Some(Value::Object(keys)) = out.get_mut("keys") {
@@ -316,8 +526,11 @@ pub fn redact(doc: &Value) -> Value {
             }
         }
     }
-    if let Some(Value::Object(oauth2)) = out.get_mut("oauth2") {
-        if let Some(secret) = oauth2.get_mut("client_secret") {
+    for pointer in oauth2_sections(doc) {
+        if let Some(secret) = out
+            .pointer_mut(&pointer)
+            .and_then(|o| o.get_mut("client_secret"))
+        {
             if secret.is_string() {
                 *secret = Value::String(REDACTED.into());
             }
@@ -326,8 +539,14 @@ pub fn redact(doc: &Value) -> Value {
     out
 }
 
-/// Puts back into `doc` the stored secrets that a client sent back as [`REDACTED`] (a retrieve,
-/// edit, update round trip), so a redacted value never replaces a secret.
+/// Puts back into `doc` (an update's replacement) the stored secrets it does not give anew, so
+/// a secret is never replaced by what a client could not know:
+/// - a secret sent back as [`REDACTED`] (a retrieve, edit, update round trip) is the stored one;
+/// - for `OpenIDConnect`, so is a `client_secret` left out of an `oauth2` object (FusionAuth's
+///   clients never get it back, so they cannot resend it); send `null` to remove it.
+///
+/// An `OpenIDConnect` client secret is carried over only while the client id it belongs to
+/// stays the same: a new `client_id` needs its own secret.
 pub fn restore_redacted(doc: &mut Value, existing: &Value) {
     if let Some(Value::Object(keys)) = doc.get_mut("keys") {
         for (id, value) in keys.iter_mut() {
@@ -338,13 +557,26 @@ pub fn restore_redacted(doc: &mut Value, existing: &Value) {
             }
         }
     }
-    if let Some(Value::Object(oauth2)) = doc.get_mut("oauth2") {
-        if let Some(secret) = oauth2.get_mut("client_secret") {
-            if secret.as_str() == Some(REDACTED) {
-                if let Some(stored) = existing.get("oauth2").and_then(|o| o.get("client_secret")) {
-                    *secret = stored.clone();
-                }
-            }
+    let openid = ProviderType::of(doc) == Some(ProviderType::OpenIdConnect);
+    for pointer in oauth2_sections(doc) {
+        let sent = doc.pointer(&pointer).and_then(|o| o.get("client_secret"));
+        let carry = match sent {
+            Some(Value::String(s)) => s == REDACTED,
+            None => openid,
+            Some(_) => false,
+        };
+        let stored = existing
+            .pointer(&pointer)
+            .and_then(|o| o.get("client_secret"))
+            .filter(|v| v.is_string());
+        let Some(stored) = stored.filter(|_| carry).cloned() else {
+            continue;
+        };
+        if openid && client_id_at(doc, &pointer) != client_id_at(existing, &pointer) {
+            continue;
+        }
+        if let Some(Value::Object(oauth2)) = doc.pointer_mut(&pointer) {
+            oauth2.insert("client_secret".into(), stored);
         }
     }
 }
@@ -434,8 +666,9 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
+        // A type this plugin does not manage is reported, and the ExternalJWT rules apply.
         let doc = json!({
-            "type": "OpenIDConnect",
+            "type": "Google",
             "name": "",
             "enabled": "yes",
             "keys": {"k1": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", "k2": 5},
@@ -561,5 +794,253 @@ mod tests {
         for s in LinkingStrategy::ALL {
             assert_eq!(LinkingStrategy::parse(s.name()), Some(s));
         }
+    }
+
+    fn oidc() -> Value {
+        json!({
+            "id": "1b9c2b0e-8d4f-4e3a-9c1b-2a3b4c5d6e7f",
+            "type": "OpenIDConnect",
+            "name": "Corporate SSO",
+            "buttonText": "Log in with SSO",
+            "enabled": true,
+            "oauth2": {"issuer": "https://sso.example.com", "client_id": "gatehouse",
+                       "client_secret": "sso-secret", "scope": "openid email profile offline_access",
+                       "emailClaim": "mail", "uniqueIdClaim": "oid"},
+            "domains": ["Example.com"],
+            "linkingStrategy": "LinkByUsername",
+            "applicationConfiguration": {"3c219e58-ed0e-4b18-ad48-f4f92793ae32":
+                {"enabled": true, "oauth2": {"client_id": "app-client", "client_secret": "app-secret"}}},
+        })
+    }
+
+    #[test]
+    fn an_openid_connect_document_passes_normalises_and_reads() {
+        let mut doc = oidc();
+        assert!(codes(&doc).is_empty(), "{:?}", codes(&doc));
+        normalize(&mut doc);
+        assert_eq!(doc["postRequest"], false);
+        assert_eq!(
+            doc["oauth2"]["clientAuthenticationMethod"],
+            "client_secret_basic"
+        );
+        assert_eq!(doc["domains"], json!(["example.com"]));
+        let p = Provider::from_document(&doc).expect("provider");
+        assert_eq!(p.kind, ProviderType::OpenIdConnect);
+        assert_eq!(
+            (p.email_claim.as_str(), p.unique_id_claim.as_str()),
+            ("mail", "oid")
+        );
+        assert_eq!(p.linking_strategy, LinkingStrategy::LinkByUsername);
+        assert!(p.keys.is_empty() && p.header_key_parameter.is_empty());
+        let o = p.openid_connect.expect("settings");
+        assert_eq!(o.client_id, "gatehouse");
+        assert_eq!(
+            o.client_secret.as_ref().map(Secret::expose),
+            Some("sso-secret")
+        );
+        assert_eq!(
+            o.client_authentication_method,
+            ClientAuthenticationMethod::ClientSecretBasic
+        );
+        assert_eq!(o.issuer.as_deref(), Some("https://sso.example.com"));
+        assert_eq!(o.token_endpoint, None);
+        assert_eq!(o.button_text, "Log in with SSO");
+        // The typed view never prints the secret.
+        assert!(!format!("{o:?}").contains("sso-secret"));
+        // An ExternalJWT document is not read as OpenIDConnect, nor the other way round.
+        let jwt = Provider::from_document(&{
+            let mut d = valid();
+            d["id"] = json!(Uuid::new_v4());
+            d
+        })
+        .expect("provider");
+        assert_eq!(
+            (jwt.kind, jwt.openid_connect),
+            (ProviderType::ExternalJwt, None)
+        );
+    }
+
+    #[test]
+    fn openid_connect_requirements_are_reported_at_once() {
+        let doc =
+            json!({"type": "OpenIDConnect", "name": " ", "keys": {}, "headerKeyParameter": "kid"});
+        let mut found = codes(&doc);
+        found.sort();
+        let mut expected = vec![
+            "[blank]identityProvider.name",
+            "[blank]identityProvider.buttonText",
+            "[blank]identityProvider.oauth2.client_id",
+            "[missing]identityProvider.oauth2.client_secret",
+            "[blank]identityProvider.oauth2.authorization_endpoint",
+            "[blank]identityProvider.oauth2.token_endpoint",
+            "[blank]identityProvider.oauth2.userinfo_endpoint",
+            "[unknown]identityProvider.keys",
+            "[unknown]identityProvider.headerKeyParameter",
+        ];
+        expected.sort();
+        assert_eq!(found, expected);
+        // All three endpoints instead of an issuer; the `none` method needs no secret.
+        let mut doc = oidc();
+        doc["oauth2"] = json!({"client_id": "c", "clientAuthenticationMethod": "none",
+            "authorization_endpoint": "https://sso.example.com/authorize",
+            "token_endpoint": "https://sso.example.com/token",
+            "userinfo_endpoint": "http://127.0.0.1:8080/userinfo"});
+        assert!(codes(&doc).is_empty(), "{:?}", codes(&doc));
+        for method in ["client_secret_basic", "client_secret_post"] {
+            doc["oauth2"]["clientAuthenticationMethod"] = json!(method);
+            assert_eq!(
+                codes(&doc),
+                ["[missing]identityProvider.oauth2.client_secret"]
+            );
+        }
+    }
+
+    #[test]
+    fn openid_connect_values_are_checked_without_echoing_them() {
+        let mut doc = oidc();
+        doc["oauth2"] = json!({"client_id": 7, "client_secret": REDACTED,
+            "clientAuthenticationMethod": "private_key_jwt", "issuer": "https://sso.example.com/?tenant=x",
+            "token_endpoint": "ftp://sso.example.com/token", "authorization_endpoint": "/authorize",
+            "userinfo_endpoint": " https://sso.example.com/userinfo", "scope": ["openid"]});
+        doc["postRequest"] = json!("yes");
+        doc["buttonImageURL"] = json!("javascript:alert(1)");
+        doc["linkingStrategy"] = json!("Unsupported");
+        doc["applicationConfiguration"]["3c219e58-ed0e-4b18-ad48-f4f92793ae32"] = json!({
+            "enabled": true, "buttonText": 1, "oauth2": {"client_secret": REDACTED, "scope": 2}});
+        let app = "identityProvider.applicationConfiguration[3c219e58-ed0e-4b18-ad48-f4f92793ae32]";
+        let mut errors = Errors::new();
+        validate_document(&doc, "identityProvider.", &mut errors);
+        let found: Vec<String> = errors
+            .field_errors
+            .values()
+            .flatten()
+            .map(|e| e.code.clone())
+            .collect();
+        for expected in [
+            "[invalid]identityProvider.oauth2.client_id".to_string(),
+            "[invalid]identityProvider.oauth2.client_secret".into(),
+            "[invalid]identityProvider.oauth2.clientAuthenticationMethod".into(),
+            "[invalid]identityProvider.oauth2.issuer".into(),
+            "[invalid]identityProvider.oauth2.token_endpoint".into(),
+            "[invalid]identityProvider.oauth2.authorization_endpoint".into(),
+            "[invalid]identityProvider.oauth2.userinfo_endpoint".into(),
+            "[invalid]identityProvider.oauth2.scope".into(),
+            "[invalid]identityProvider.postRequest".into(),
+            "[invalid]identityProvider.buttonImageURL".into(),
+            "[invalid]identityProvider.linkingStrategy".into(),
+            format!("[invalid]{app}.buttonText"),
+            format!("[invalid]{app}.oauth2.client_secret"),
+            format!("[invalid]{app}.oauth2.scope"),
+        ] {
+            assert!(
+                found.contains(&expected),
+                "{expected} missing from {found:?}"
+            );
+        }
+        // A wrongly typed client_id is [invalid], not also [blank].
+        assert!(!found.contains(&"[blank]identityProvider.oauth2.client_id".to_string()));
+        let text = serde_json::to_string(&errors).expect("json");
+        for value in ["private_key_jwt", "tenant=x", "ftp://", "javascript"] {
+            assert!(!text.contains(value), "{value} echoed in {text}");
+        }
+    }
+
+    #[test]
+    fn openid_connect_secrets_are_redacted_and_carried_over() {
+        let app = "3c219e58-ed0e-4b18-ad48-f4f92793ae32";
+        let stored = oidc();
+        let shown = redact(&stored);
+        assert_eq!(shown["oauth2"]["client_secret"], REDACTED);
+        assert_eq!(
+            shown["applicationConfiguration"][app]["oauth2"]["client_secret"],
+            REDACTED
+        );
+        let text = shown.to_string();
+        assert!(
+            !text.contains("sso-secret") && !text.contains("app-secret"),
+            "{text}"
+        );
+        // Sent back redacted, or left out: the stored secrets are kept.
+        let mut back = shown.clone();
+        restore_redacted(&mut back, &stored);
+        assert_eq!(back, stored);
+        let mut omitted = stored.clone();
+        omitted["oauth2"]
+            .as_object_mut()
+            .expect("oauth2")
+            .remove("client_secret");
+        omitted["applicationConfiguration"][app]["oauth2"]
+            .as_object_mut()
+            .expect("oauth2")
+            .remove("client_secret");
+        restore_redacted(&mut omitted, &stored);
+        assert_eq!(omitted, stored);
+        // `null` removes it; a new secret replaces it.
+        let mut removed = stored.clone();
+        removed["oauth2"]["client_secret"] = Value::Null;
+        restore_redacted(&mut removed, &stored);
+        assert_eq!(removed["oauth2"]["client_secret"], Value::Null);
+        let mut replaced = stored.clone();
+        replaced["oauth2"]["client_secret"] = json!("new");
+        restore_redacted(&mut replaced, &stored);
+        assert_eq!(replaced["oauth2"]["client_secret"], "new");
+        // A new client id does not inherit the old client's secret.
+        let mut moved = shown.clone();
+        moved["oauth2"]["client_id"] = json!("another-client");
+        moved["applicationConfiguration"][app]["oauth2"]
+            .as_object_mut()
+            .expect("oauth2")
+            .remove("client_secret");
+        restore_redacted(&mut moved, &stored);
+        assert_eq!(moved["oauth2"]["client_secret"], REDACTED);
+        assert_eq!(
+            moved["applicationConfiguration"][app]["oauth2"]["client_secret"], "app-secret",
+            "the application's own client id did not change"
+        );
+        assert!(codes(&moved).contains(&"[invalid]identityProvider.oauth2.client_secret".into()));
+        // ExternalJWT keeps its rules: an omitted client_secret stays omitted.
+        let mut jwt = valid();
+        jwt["oauth2"]["client_secret"] = json!("cs");
+        let mut sent = jwt.clone();
+        sent["oauth2"]
+            .as_object_mut()
+            .expect("oauth2")
+            .remove("client_secret");
+        restore_redacted(&mut sent, &jwt);
+        assert!(sent["oauth2"].get("client_secret").is_none());
+    }
+
+    #[test]
+    fn provider_types_and_methods_round_trip() {
+        for t in ProviderType::ALL {
+            assert_eq!(ProviderType::parse(t.name()), Some(t));
+        }
+        assert_eq!(ProviderType::of(&json!({"type": "Google"})), None);
+        assert!(ProviderType::ExternalJwt.can_complete_logins());
+        assert!(!ProviderType::OpenIdConnect.can_complete_logins());
+        assert_eq!(
+            ProviderType::OpenIdConnect.reconcile_lambda_type(),
+            "OpenIDReconcile"
+        );
+        for m in ClientAuthenticationMethod::ALL {
+            assert_eq!(ClientAuthenticationMethod::parse(m.name()), Some(m));
+        }
+        assert!(!ClientAuthenticationMethod::None.needs_secret());
+        let errs =
+            validate_config_provider(&json!({"type": "OpenIDConnect", "name": "x"})).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
+        for f in [
+            "id",
+            "buttonText",
+            "oauth2.client_id",
+            "oauth2.client_secret",
+        ] {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+        let stored = validate_config_provider(&oidc()).expect("valid");
+        assert_eq!(
+            stored["oauth2"]["clientAuthenticationMethod"],
+            "client_secret_basic"
+        );
     }
 }

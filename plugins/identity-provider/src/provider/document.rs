@@ -6,9 +6,10 @@
 //! what they should be are skipped ([`Lenient`]; a section that is not an object reads as
 //! empty, [`Section`]). Only the `type` and a UUID `id` are required.
 //!
-//! A new provider type is one struct here (its members, `#[serde(rename_all = "camelCase")]`,
-//! each wrapped in [`Lenient`] or [`Section`]), a `match` arm in [`Provider::from_document`] on its `type`,
-//! and its validation rules in `validate.rs`.
+//! The members every type has are read by [`CommonDocument`]. A new provider type is one struct
+//! here for its own members (`#[serde(rename_all = "camelCase")]`, each wrapped in [`Lenient`]
+//! or [`Section`]), a `match` arm in [`Provider::from_document`] on its `type`, and its
+//! validation rules in `validate.rs`.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    ApplicationConfiguration, LinkLimit, LinkingStrategy, Provider, DEFAULT_MAXIMUM_LINKS,
+    ApplicationConfiguration, ClientAuthenticationMethod, LinkLimit, LinkingStrategy,
+    OpenIdConnect, Provider, ProviderType, Secret, DEFAULT_MAXIMUM_LINKS,
 };
 
 /// A member read leniently: `Some` when it has the type `T`, `None` when it is absent, `null`
@@ -99,29 +101,62 @@ impl<T> Lenient<BTreeMap<String, Section<T>>> {
     }
 }
 
-/// An `ExternalJWT` provider document (FusionAuth's `ExternalJWTIdentityProvider`): the
-/// members the login code uses.
+/// The members every provider document has (FusionAuth's `BaseIdentityProvider`, and the
+/// `oauth2` claim names both managed types share).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub(super) struct ExternalJwtDocument {
+pub(super) struct CommonDocument {
     id: Lenient<String>,
     name: Lenient<String>,
     enabled: Lenient<bool>,
     debug: Lenient<bool>,
     tenant_id: Lenient<String>,
+    domains: Lenient<Vec<Lenient<String>>>,
+    linking_strategy: Lenient<String>,
+    oauth2: Section<ClaimNames>,
+    application_configuration: Lenient<BTreeMap<String, Section<ApplicationDocument>>>,
+    tenant_configuration: Lenient<BTreeMap<String, Section<TenantDocument>>>,
+    lambda_configuration: Section<LambdaDocument>,
+}
+
+/// An `ExternalJWT` provider document (FusionAuth's `ExternalJWTIdentityProvider`): its own
+/// members, the ones the login code uses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct ExternalJwtDocument {
     header_key_parameter: Lenient<String>,
     default_key_id: Lenient<String>,
     keys: Lenient<BTreeMap<String, Lenient<String>>>,
     verification_key_ids: Lenient<Vec<Lenient<String>>>,
     claim_map: Lenient<BTreeMap<String, Lenient<String>>>,
-    domains: Lenient<Vec<Lenient<String>>>,
-    linking_strategy: Lenient<String>,
-    oauth2: Section<ClaimNames>,
     /// Deprecated: `oauth2.uniqueIdClaim` wins.
     unique_identity_claim: Lenient<String>,
-    application_configuration: Lenient<BTreeMap<String, Section<ApplicationDocument>>>,
-    tenant_configuration: Lenient<BTreeMap<String, Section<TenantDocument>>>,
-    lambda_configuration: Section<LambdaDocument>,
+}
+
+/// An `OpenIDConnect` provider document (FusionAuth's `OpenIdConnectIdentityProvider`): its own
+/// members.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct OpenIdConnectDocument {
+    oauth2: Section<OpenIdConnectOauth2>,
+    button_text: Lenient<String>,
+    post_request: Lenient<bool>,
+}
+
+/// The `oauth2` members of an `OpenIDConnect` provider (FusionAuth's
+/// `IdentityProviderOauth2Configuration`; the endpoint names are OpenID Connect's own).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct OpenIdConnectOauth2 {
+    client_id: Lenient<String>,
+    client_secret: Lenient<String>,
+    #[serde(rename = "clientAuthenticationMethod")]
+    client_authentication_method: Lenient<String>,
+    issuer: Lenient<String>,
+    authorization_endpoint: Lenient<String>,
+    token_endpoint: Lenient<String>,
+    userinfo_endpoint: Lenient<String>,
+    scope: Lenient<String>,
 }
 
 /// The `oauth2` members naming the claims an ExternalJWT login reads.
@@ -164,23 +199,30 @@ struct LambdaDocument {
     reconcile_id: Lenient<String>,
 }
 
-impl ExternalJwtDocument {
-    /// The typed view, defaults applied; `None` without a UUID `id`.
-    pub(super) fn into_provider(self) -> Option<Provider> {
+impl CommonDocument {
+    /// The typed view of these members for a provider of type `kind`, defaults applied, the
+    /// members of other types empty; `None` without a UUID `id`. `unique_id_fallback` is the
+    /// type's own fallback for `oauth2.uniqueIdClaim` (before `sub`).
+    fn into_provider(
+        self,
+        kind: ProviderType,
+        unique_id_fallback: Option<String>,
+    ) -> Option<Provider> {
         let oauth2 = self.oauth2.0.unwrap_or_default();
         let applications = self.application_configuration.by_uuid();
         let tenants = self.tenant_configuration.by_uuid();
         Some(Provider {
             id: self.id.uuid()?,
+            kind,
             name: self.name.text().unwrap_or_default(),
             enabled: self.enabled.0.unwrap_or(false),
             debug: self.debug.0.unwrap_or(false),
             tenant_id: self.tenant_id.uuid(),
-            header_key_parameter: self.header_key_parameter.text().unwrap_or("kid".into()),
-            default_key_id: self.default_key_id.text(),
-            keys: self.keys.members(),
-            verification_key_ids: uuids(self.verification_key_ids),
-            claim_map: self.claim_map.members(),
+            header_key_parameter: String::new(),
+            default_key_id: None,
+            keys: BTreeMap::new(),
+            verification_key_ids: Vec::new(),
+            claim_map: BTreeMap::new(),
             domains: self
                 .domains
                 .entries()
@@ -193,7 +235,7 @@ impl ExternalJwtDocument {
             email_verified_claim: (oauth2.email_verified_claim.text())
                 .unwrap_or("email_verified".into()),
             unique_id_claim: (oauth2.unique_id_claim.text())
-                .or(self.unique_identity_claim.text())
+                .or(unique_id_fallback)
                 .unwrap_or("sub".into()),
             username_claim: (oauth2.username_claim.text()).unwrap_or("preferred_username".into()),
             applications: applications
@@ -205,7 +247,49 @@ impl ExternalJwtDocument {
                 .lambda_configuration
                 .0
                 .and_then(|l| l.reconcile_id.uuid()),
+            openid_connect: None,
         })
+    }
+}
+
+impl ExternalJwtDocument {
+    /// The typed view of an ExternalJWT provider, defaults applied (`headerKeyParameter`
+    /// `kid`); `None` without a UUID `id`.
+    pub(super) fn into_provider(self, common: CommonDocument) -> Option<Provider> {
+        let fallback = self.unique_identity_claim.text();
+        let mut provider = common.into_provider(ProviderType::ExternalJwt, fallback)?;
+        provider.header_key_parameter = self.header_key_parameter.text().unwrap_or("kid".into());
+        provider.default_key_id = self.default_key_id.text();
+        provider.keys = self.keys.members();
+        provider.verification_key_ids = uuids(self.verification_key_ids);
+        provider.claim_map = self.claim_map.members();
+        Some(provider)
+    }
+}
+
+impl OpenIdConnectDocument {
+    /// The typed view of an OpenIDConnect provider, defaults applied
+    /// (`clientAuthenticationMethod` `client_secret_basic`, `postRequest` false); `None`
+    /// without a UUID `id`. Blank endpoints read as absent (found by discovery).
+    pub(super) fn into_provider(self, common: CommonDocument) -> Option<Provider> {
+        let mut provider = common.into_provider(ProviderType::OpenIdConnect, None)?;
+        let oauth2 = self.oauth2.0.unwrap_or_default();
+        let method = (oauth2.client_authentication_method.text().as_deref())
+            .and_then(ClientAuthenticationMethod::parse)
+            .unwrap_or(ClientAuthenticationMethod::ClientSecretBasic);
+        provider.openid_connect = Some(OpenIdConnect {
+            client_id: oauth2.client_id.text().unwrap_or_default(),
+            client_secret: oauth2.client_secret.text().map(Secret),
+            client_authentication_method: method,
+            issuer: oauth2.issuer.text(),
+            authorization_endpoint: oauth2.authorization_endpoint.text(),
+            token_endpoint: oauth2.token_endpoint.text(),
+            userinfo_endpoint: oauth2.userinfo_endpoint.text(),
+            scope: oauth2.scope.text(),
+            button_text: self.button_text.text().unwrap_or_default(),
+            post_request: self.post_request.0.unwrap_or(false),
+        });
+        Some(provider)
     }
 }
 
@@ -244,8 +328,10 @@ mod tests {
 
     const APP: &str = "3c219e58-ed0e-4b18-ad48-f4f92793ae32";
 
-    fn read(doc: Value) -> Option<Provider> {
-        ExternalJwtDocument::deserialize(&doc).ok()?.into_provider()
+    /// Reads `doc` as an ExternalJWT provider (its `type` set).
+    fn read(mut doc: Value) -> Option<Provider> {
+        doc["type"] = json!("ExternalJWT");
+        Provider::from_document(&doc)
     }
 
     #[test]
@@ -315,5 +401,32 @@ mod tests {
             p.link_limit(Uuid::parse_str(APP).expect("uuid")),
             Some(DEFAULT_MAXIMUM_LINKS)
         );
+    }
+
+    #[test]
+    fn openid_connect_members_are_read_leniently() {
+        let doc = json!({
+            "id": APP, "type": "OpenIDConnect", "buttonText": 3, "postRequest": "yes",
+            "oauth2": {"client_id": " ", "client_secret": 5, "clientAuthenticationMethod": "bogus",
+                       "issuer": "", "token_endpoint": "https://idp.example/token", "scope": ["openid"]},
+        });
+        let p = Provider::from_document(&doc).expect("provider");
+        let o = p.openid_connect.expect("settings");
+        assert_eq!((o.client_id.as_str(), o.client_secret), ("", None));
+        assert_eq!(
+            o.client_authentication_method,
+            ClientAuthenticationMethod::ClientSecretBasic
+        );
+        assert_eq!((o.issuer, o.scope), (None, None));
+        assert_eq!(
+            o.token_endpoint.as_deref(),
+            Some("https://idp.example/token")
+        );
+        assert_eq!((o.button_text.as_str(), o.post_request), ("", false));
+        // An oauth2 that is not an object reads as empty, as for ExternalJWT.
+        let p =
+            Provider::from_document(&json!({"id": APP, "type": "OpenIDConnect", "oauth2": [1]}))
+                .expect("provider");
+        assert_eq!(p.openid_connect.expect("settings").client_id, "");
     }
 }

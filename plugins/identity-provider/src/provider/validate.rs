@@ -1,9 +1,14 @@
 //! Validation of a provider document's content, one section at a time ([`validate_document`]).
 //!
-//! The validators run in a fixed order (unknown fields; `name`, `type`, `headerKeyParameter`;
-//! the other top-level scalars; `keys`; `verificationKeyIds`; `claimMap`; `domains`; `oauth2`; `lambdaConfiguration`;
-//! `applicationConfiguration`; `tenantConfiguration`) and each adds field errors named with
-//! FusionAuth's codes (`[blank]identityProvider.name`, `[invalid]identityProvider.keys.kid-1`…).
+//! The document's `type` chooses the rules ([`Rules`]; a missing or unsupported type is
+//! reported and the ExternalJWT rules apply). The validators run in a fixed order (unknown
+//! fields; the required strings; `type`; the other top-level scalars; the type's own sections —
+//! ExternalJWT: `keys`, `verificationKeyIds`, `claimMap`, `oauth2`; OpenIDConnect: `oauth2` with
+//! FusionAuth's requirements and each application's overrides —; `domains`;
+//! `lambdaConfiguration`; `applicationConfiguration`; `tenantConfiguration`) and each adds field
+//! errors named with FusionAuth's codes (`[blank]identityProvider.name`,
+//! `[invalid]identityProvider.keys.kid-1`, `[missing]identityProvider.oauth2.client_secret`…),
+//! never with a value the client sent.
 //! References (known applications, tenants, lambdas, whether `defaultKeyId` names a key of the
 //! map or of the gateway's ring, whether `verificationKeyIds` name public keys of the ring) are
 //! checked by the caller ([`crate::manage`]).
@@ -12,11 +17,14 @@ use gatehouse_plugin_api::Errors;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{LinkingStrategy, CLAIM_MAP_TARGETS, EXTERNAL_JWT, REDACTED};
+use super::{
+    ClientAuthenticationMethod, LinkingStrategy, ProviderType, CLAIM_MAP_TARGETS, REDACTED,
+};
 use crate::keys::parse_key;
 
-/// The fields a provider document may carry (FusionAuth's `ExternalJWTIdentityProvider`).
-const KNOWN_FIELDS: &[&str] = &[
+/// The fields an ExternalJWT provider document may carry (FusionAuth's
+/// `ExternalJWTIdentityProvider`).
+const EXTERNAL_JWT_FIELDS: &[&str] = &[
     "applicationConfiguration",
     "attributeMappings",
     "claimMap",
@@ -42,18 +50,99 @@ const KNOWN_FIELDS: &[&str] = &[
     "verificationKeyIds",
 ];
 
-/// The fields that must be non-blank strings, each with the message of its `[blank]` error.
-const REQUIRED_STRINGS: [(&str, &str); 3] = [
-    (
-        "name",
-        "You must specify the name of the identity provider.",
-    ),
-    ("type", "You must specify the type: ExternalJWT."),
+/// The fields an OpenIDConnect provider document may carry (FusionAuth's
+/// `OpenIdConnectIdentityProvider`).
+const OPENID_CONNECT_FIELDS: &[&str] = &[
+    "applicationConfiguration",
+    "attributeMappings",
+    "buttonImageURL",
+    "buttonText",
+    "data",
+    "debug",
+    "domains",
+    "enabled",
+    "id",
+    "insertInstant",
+    "lambdaConfiguration",
+    "lastUpdateInstant",
+    "linkingStrategy",
+    "name",
+    "oauth2",
+    "postRequest",
+    "source",
+    "tenantConfiguration",
+    "tenantId",
+    "type",
+];
+
+/// The `[blank]` message of `name`.
+const NAME_BLANK: (&str, &str) = (
+    "name",
+    "You must specify the name of the identity provider.",
+);
+
+/// The `[blank]` message of `type`.
+const TYPE_BLANK: (&str, &str) = (
+    "type",
+    "You must specify the type: ExternalJWT or OpenIDConnect.",
+);
+
+/// The fields of an ExternalJWT provider that must be non-blank strings, each with the message
+/// of its `[blank]` error.
+const EXTERNAL_JWT_REQUIRED: &[(&str, &str)] = &[
+    NAME_BLANK,
+    TYPE_BLANK,
     (
         "headerKeyParameter",
         "You must specify the headerKeyParameter, e.g. kid or x5t.",
     ),
 ];
+
+/// The fields of an OpenIDConnect provider that must be non-blank strings.
+const OPENID_CONNECT_REQUIRED: &[(&str, &str)] = &[
+    NAME_BLANK,
+    TYPE_BLANK,
+    (
+        "buttonText",
+        "You must specify the buttonText, the text of the provider's login button.",
+    ),
+];
+
+/// What a provider type's document may and must carry.
+struct Rules {
+    /// The type's name, for messages.
+    name: &'static str,
+    /// Every member it may have.
+    fields: &'static [&'static str],
+    /// The members that must be non-blank strings, with their `[blank]` messages.
+    required: &'static [(&'static str, &'static str)],
+    /// Its optional top-level strings.
+    strings: &'static [&'static str],
+    /// Its optional top-level booleans.
+    booleans: &'static [&'static str],
+}
+
+impl Rules {
+    /// The rules of `kind`.
+    fn of(kind: ProviderType) -> Rules {
+        match kind {
+            ProviderType::ExternalJwt => Rules {
+                name: "ExternalJWT",
+                fields: EXTERNAL_JWT_FIELDS,
+                required: EXTERNAL_JWT_REQUIRED,
+                strings: &["defaultKeyId", "uniqueIdentityClaim", "source"],
+                booleans: &["enabled", "debug"],
+            },
+            ProviderType::OpenIdConnect => Rules {
+                name: "OpenIDConnect",
+                fields: OPENID_CONNECT_FIELDS,
+                required: OPENID_CONNECT_REQUIRED,
+                strings: &["buttonImageURL", "source"],
+                booleans: &["enabled", "debug", "postRequest"],
+            },
+        }
+    }
+}
 
 /// The `oauth2` members that, when present, are strings.
 const OAUTH2_STRING_FIELDS: &[&str] = &[
@@ -166,37 +255,50 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
         return;
     };
     let report = &mut Report { prefix, errors };
-    check_known_fields(obj, report);
-    check_required_strings(obj, report);
+    let kind = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(ProviderType::parse);
+    let rules = Rules::of(kind.unwrap_or(ProviderType::ExternalJwt));
+    check_known_fields(obj, &rules, report);
+    check_required_strings(obj, &rules, report);
     check_type(obj, report);
-    check_optional_scalars(obj, report);
-    check_keys(obj, report);
-    check_verification_key_ids(obj, report);
-    check_claim_map(obj, report);
+    check_optional_scalars(obj, &rules, report);
+    match kind {
+        Some(ProviderType::OpenIdConnect) => {
+            check_openid_connect_oauth2(obj, report);
+            check_button_image(obj.get("buttonImageURL"), "buttonImageURL", report);
+        }
+        _ => {
+            check_keys(obj, report);
+            check_verification_key_ids(obj, report);
+            check_claim_map(obj, report);
+            check_oauth2(obj, report);
+        }
+    }
     check_domains(obj, report);
-    check_oauth2(obj, report);
     check_lambda_configuration(obj, report);
-    check_application_configuration(obj, report);
+    check_application_configuration(obj, kind, report);
     check_tenant_configuration(obj, report);
 }
 
-/// Reports each member that is not a field of an ExternalJWT provider as `[unknown]`.
-fn check_known_fields(obj: &Map<String, Value>, report: &mut Report) {
+/// Reports each member that is not a field of the type's providers as `[unknown]`.
+fn check_known_fields(obj: &Map<String, Value>, rules: &Rules, report: &mut Report) {
     for key in obj.keys() {
-        if !KNOWN_FIELDS.contains(&key.as_str()) {
-            report.add(
-                key,
-                "unknown",
-                "This is not a field of an ExternalJWT identity provider.",
+        if !rules.fields.contains(&key.as_str()) {
+            let message = format!(
+                "This is not a field of an {} identity provider.",
+                rules.name
             );
+            report.add(key, "unknown", message);
         }
     }
 }
 
-/// Reports `name`, `type` and `headerKeyParameter` when missing or blank (`[blank]`) or not
-/// strings (`[invalid]`).
-fn check_required_strings(obj: &Map<String, Value>, report: &mut Report) {
-    for (name, message) in REQUIRED_STRINGS {
+/// Reports the type's required strings (`name`, `type`, and `headerKeyParameter` or
+/// `buttonText`) when missing or blank (`[blank]`) or not strings (`[invalid]`).
+fn check_required_strings(obj: &Map<String, Value>, rules: &Rules, report: &mut Report) {
+    for &(name, message) in rules.required {
         match obj.get(name) {
             None | Some(Value::Null) => report.add(name, "blank", message),
             Some(Value::String(s)) if s.trim().is_empty() => report.add(name, "blank", message),
@@ -210,27 +312,29 @@ fn check_required_strings(obj: &Map<String, Value>, report: &mut Report) {
     }
 }
 
-/// Reports a `type` other than `ExternalJWT` (a blank one is reported as `[blank]` already).
+/// Reports a `type` this plugin does not manage (a blank one is reported as `[blank]`
+/// already).
 fn check_type(obj: &Map<String, Value>, report: &mut Report) {
     if let Some(Value::String(t)) = obj.get("type") {
-        if !t.trim().is_empty() && t != EXTERNAL_JWT {
+        if !t.trim().is_empty() && ProviderType::parse(t).is_none() {
             report.add(
                 "type",
                 "invalid",
-                "This type is not supported; Gatehouse manages ExternalJWT providers.",
+                "This type is not supported; Gatehouse manages ExternalJWT and OpenIDConnect providers.",
             );
         }
     }
 }
 
-/// Checks the optional top-level scalars: `enabled`/`debug` (booleans), `defaultKeyId`,
-/// `uniqueIdentityClaim`, `source` (strings), `id`/`tenantId` (UUIDs), `linkingStrategy`, and
-/// `data`/`attributeMappings` (objects).
-fn check_optional_scalars(obj: &Map<String, Value>, report: &mut Report) {
-    for name in ["enabled", "debug"] {
+/// Checks the optional top-level scalars: the type's booleans (`enabled`, `debug`,
+/// `postRequest`) and strings (`defaultKeyId`, `uniqueIdentityClaim`, `buttonImageURL`,
+/// `source`), `id`/`tenantId` (UUIDs), `linkingStrategy`, and `data`/`attributeMappings`
+/// (objects).
+fn check_optional_scalars(obj: &Map<String, Value>, rules: &Rules, report: &mut Report) {
+    for &name in rules.booleans {
         report.expect_type(obj.get(name), name, "a boolean", Value::is_boolean);
     }
-    for name in ["defaultKeyId", "uniqueIdentityClaim", "source"] {
+    for &name in rules.strings {
         report.expect_type(obj.get(name), name, "a string", Value::is_string);
     }
     report.expect_uuid(obj.get("id"), "id", "id");
@@ -356,7 +460,7 @@ fn check_domains(obj: &Map<String, Value>, report: &mut Report) {
             report.add(
                 &format!("domains[{i}]"),
                 "invalid",
-                format!("The domain {d} is not a valid domain name."),
+                format!("The domains[{i}] is not a valid domain name."),
             );
         }
     }
@@ -389,6 +493,174 @@ fn check_oauth2(obj: &Map<String, Value>, report: &mut Report) {
     }
 }
 
+/// The `oauth2` endpoints of an OpenIDConnect provider, found by discovery from `issuer` when
+/// not given.
+const DISCOVERED_ENDPOINTS: [&str; 3] = [
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+];
+
+/// The non-blank string `name` of `section`, when it is one.
+fn text<'v>(section: &'v Map<String, Value>, name: &str) -> Option<&'v str> {
+    section
+        .get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// True when `name` of `section` is missing, `null` or a blank string (a value of another type
+/// is reported as `[invalid]` instead).
+fn absent(section: &Map<String, Value>, name: &str) -> bool {
+    match section.get(name) {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// Returns what is wrong with `s` as an http(s) URL (absolute, with a host, without a
+/// fragment, without surrounding blanks; for an issuer also without a query, as OpenID Connect
+/// Discovery requires), or `None` when it is one.
+fn url_problem(s: &str, issuer: bool) -> Option<&'static str> {
+    let parsed = (s.trim() == s).then(|| url::Url::parse(s).ok()).flatten();
+    let Some(url) = parsed.filter(|u| matches!(u.scheme(), "http" | "https")) else {
+        return Some("Expected an absolute http(s) URL.");
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return Some("Expected an http(s) URL with a host.");
+    }
+    if url.fragment().is_some() || (issuer && url.query().is_some()) {
+        return Some(if issuer {
+            "The issuer must be an http(s) URL without a query or fragment."
+        } else {
+            "The URL must not have a fragment."
+        });
+    }
+    None
+}
+
+/// Checks the members of an OpenIDConnect `oauth2` object (the provider's, or an
+/// application's override at `base`): strings, `issuer` and the endpoints http(s) URLs when
+/// given, `clientAuthenticationMethod` one of FusionAuth's, a `client_secret` that is not
+/// [`REDACTED`] (the stored secret could not be kept: none is stored, or `client_id` changed).
+fn check_oauth2_members(oauth2: &Map<String, Value>, base: &str, report: &mut Report) {
+    for name in OAUTH2_STRING_FIELDS {
+        let path = format!("{base}.{name}");
+        report.expect_type(oauth2.get(*name), &path, "a string", Value::is_string);
+    }
+    for name in DISCOVERED_ENDPOINTS.iter().chain(&["issuer"]) {
+        if let Some(problem) = text(oauth2, name).and_then(|s| url_problem(s, *name == "issuer")) {
+            report.add(&format!("{base}.{name}"), "invalid", problem);
+        }
+    }
+    if let Some(method) = text(oauth2, "clientAuthenticationMethod") {
+        if ClientAuthenticationMethod::parse(method).is_none() {
+            let names: Vec<&str> = ClientAuthenticationMethod::ALL.map(|m| m.name()).to_vec();
+            let message = format!(
+                "The clientAuthenticationMethod must be one of {}.",
+                names.join(", ")
+            );
+            report.add(
+                &format!("{base}.clientAuthenticationMethod"),
+                "invalid",
+                message,
+            );
+        }
+    }
+    if oauth2.get("client_secret").and_then(Value::as_str) == Some(REDACTED) {
+        report.add(
+            &format!("{base}.client_secret"),
+            "invalid",
+            "No stored secret can be kept here (none is stored, or the client_id changed); give the secret.",
+        );
+    }
+}
+
+/// Checks the `oauth2` of an OpenIDConnect provider with FusionAuth's requirements (an absent
+/// `oauth2` reads as empty, so each requirement is reported): its members
+/// ([`check_oauth2_members`]); `client_id` (`[blank]`); `client_secret` unless
+/// `clientAuthenticationMethod` is `none` (`[missing]`; the default method is
+/// `client_secret_basic`); without an `issuer`, each endpoint (`[blank]`).
+fn check_openid_connect_oauth2(obj: &Map<String, Value>, report: &mut Report) {
+    let empty = Map::new();
+    let oauth2 = match obj.get("oauth2") {
+        None | Some(Value::Null) => &empty,
+        value => match report.object_at(value, "oauth2", "an object") {
+            Some(oauth2) => oauth2,
+            None => return,
+        },
+    };
+    check_oauth2_members(oauth2, "oauth2", report);
+    if absent(oauth2, "client_id") {
+        report.add(
+            "oauth2.client_id",
+            "blank",
+            "You must specify the client_id the provider knows the gateway by.",
+        );
+    }
+    let method = text(oauth2, "clientAuthenticationMethod").map_or(
+        Some(ClientAuthenticationMethod::ClientSecretBasic),
+        ClientAuthenticationMethod::parse,
+    );
+    if method.is_some_and(|m| m.needs_secret()) && absent(oauth2, "client_secret") {
+        report.add(
+            "oauth2.client_secret",
+            "missing",
+            "You must specify the client_secret unless the clientAuthenticationMethod is none (it defaults to client_secret_basic).",
+        );
+    }
+    if absent(oauth2, "issuer") {
+        for name in DISCOVERED_ENDPOINTS {
+            if absent(oauth2, name) {
+                report.add(
+                    &format!("oauth2.{name}"),
+                    "blank",
+                    format!("You must specify the {name}, or the issuer whose discovery document names it."),
+                );
+            }
+        }
+    }
+}
+
+/// Checks an optional button image URL at `path`: an http(s) URL when it is a non-blank string
+/// (its type is checked with the other strings).
+fn check_button_image(value: Option<&Value>, path: &str, report: &mut Report) {
+    if let Some(problem) = value
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| url_problem(s, false))
+    {
+        report.add(path, "invalid", problem);
+    }
+}
+
+/// Checks the overrides an OpenIDConnect application entry (at `base`) may carry:
+/// `buttonText` and `buttonImageURL` (strings, the image an http(s) URL), `data` (an object),
+/// and `oauth2` (an object, [`check_oauth2_members`]).
+fn check_openid_connect_application(config: &Map<String, Value>, base: &str, report: &mut Report) {
+    for name in ["buttonText", "buttonImageURL"] {
+        let path = format!("{base}.{name}");
+        report.expect_type(config.get(name), &path, "a string", Value::is_string);
+    }
+    check_button_image(
+        config.get("buttonImageURL"),
+        &format!("{base}.buttonImageURL"),
+        report,
+    );
+    let data_path = format!("{base}.data");
+    report.expect_type(
+        config.get("data"),
+        &data_path,
+        "an object",
+        Value::is_object,
+    );
+    let path = format!("{base}.oauth2");
+    if let Some(oauth2) = report.object_at(config.get("oauth2"), &path, "an object") {
+        check_oauth2_members(oauth2, &path, report);
+    }
+}
+
 /// Checks `lambdaConfiguration`: an object whose `reconcileId` is a UUID.
 fn check_lambda_configuration(obj: &Map<String, Value>, report: &mut Report) {
     let path = "lambdaConfiguration";
@@ -411,8 +683,13 @@ fn entry_path(section: &str, id: &str) -> String {
 }
 
 /// Checks `applicationConfiguration`: an object keyed by application id whose entries are
-/// objects with boolean `enabled` and `createRegistration`.
-fn check_application_configuration(obj: &Map<String, Value>, report: &mut Report) {
+/// objects with boolean `enabled` and `createRegistration` (and, for OpenIDConnect, the
+/// overrides of [`check_openid_connect_application`]).
+fn check_application_configuration(
+    obj: &Map<String, Value>,
+    provider_type: Option<ProviderType>,
+    report: &mut Report,
+) {
     let section = "applicationConfiguration";
     let expected = "an object keyed by application id";
     let Some(apps) = report.object_at(obj.get(section), section, expected) else {
@@ -429,6 +706,9 @@ fn check_application_configuration(obj: &Map<String, Value>, report: &mut Report
                 for name in ["enabled", "createRegistration"] {
                     let path = format!("{base}.{name}");
                     report.expect_type(c.get(name), &path, "a boolean", Value::is_boolean);
+                }
+                if provider_type == Some(ProviderType::OpenIdConnect) {
+                    check_openid_connect_application(c, &base, report);
                 }
             }
             other => report.add(
