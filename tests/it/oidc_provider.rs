@@ -295,7 +295,6 @@ fn oidc_validation_names_every_field_at_once_without_echoing_values() {
         &empty,
         &[
             "[blank]identityProvider.name",
-            "[blank]identityProvider.buttonText",
             "[blank]identityProvider.oauth2.client_id",
             "[missing]identityProvider.oauth2.client_secret",
             "[blank]identityProvider.oauth2.authorization_endpoint",
@@ -587,7 +586,6 @@ fn check_reports_a_bad_oidc_declaration_with_path_and_line() {
         "linkingStrategy",
         line_of(&text, "    linkingStrategy: LinkBySomething"),
     );
-    expect("buttonText", line_of(&text, "  - id: 2c9c2b0e"));
     assert!(
         !err.contains("identityProviders[0]"),
         "the first one is valid: {err}"
@@ -602,4 +600,32 @@ fn check_reports_a_bad_oidc_declaration_with_path_and_line() {
     let (code, _, err) = check(None);
     assert_eq!(code, Some(1));
     assert!(err.contains("SSO_SECRET is not set"), "{err}");
+}
+
+/// `buttonText` defaults to the provider's `name` (FusionAuth requires it; the config contract's
+/// example leaves it out), and one sent is kept.
+#[test]
+fn a_missing_button_text_is_the_providers_name() {
+    let t = Idp::start();
+    let mut document = oidc_document("Corporate SSO");
+    document
+        .as_object_mut()
+        .expect("object")
+        .remove("buttonText");
+    let created = json_of(
+        t.post(
+            "/api/identity-provider",
+            &json!({"identityProvider": document}),
+        ),
+        200,
+    );
+    assert_eq!(created["identityProvider"]["buttonText"], "Corporate SSO");
+    let created = json_of(
+        t.post(
+            "/api/identity-provider",
+            &json!({"identityProvider": oidc_document("Other SSO")}),
+        ),
+        200,
+    );
+    assert_eq!(created["identityProvider"]["buttonText"], "Log in with SSO");
 }

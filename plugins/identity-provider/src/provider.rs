@@ -462,9 +462,17 @@ fn normalize_sections(obj: &mut Map<String, Value>) {
 }
 
 /// The `OpenIDConnect` defaults: `postRequest` false, `oauth2.clientAuthenticationMethod`
-/// `client_secret_basic`.
+/// `client_secret_basic`, and `buttonText` the provider's `name` when missing or blank.
 fn normalize_openid_connect(obj: &mut Map<String, Value>) {
     obj.entry("postRequest").or_insert(Value::Bool(false));
+    let blank = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_none_or(|t| t.trim().is_empty())
+    };
+    if blank(obj.get("buttonText")) && !blank(obj.get("name")) {
+        let name = obj.get("name").cloned().unwrap_or_default();
+        obj.insert("buttonText".into(), name);
+    }
     if let Some(Value::Object(oauth2)) = obj.get_mut("oauth2") {
         let method = ClientAuthenticationMethod::ClientSecretBasic.name();
         oauth2
@@ -868,7 +876,6 @@ mod tests {
         found.sort();
         let mut expected = vec![
             "[blank]identityProvider.name",
-            "[blank]identityProvider.buttonText",
             "[blank]identityProvider.oauth2.client_id",
             "[missing]identityProvider.oauth2.client_secret",
             "[blank]identityProvider.oauth2.authorization_endpoint",
@@ -1029,12 +1036,7 @@ mod tests {
         let errs =
             validate_config_provider(&json!({"type": "OpenIDConnect", "name": "x"})).unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|(f, _)| f.as_str()).collect();
-        for f in [
-            "id",
-            "buttonText",
-            "oauth2.client_id",
-            "oauth2.client_secret",
-        ] {
+        for f in ["id", "oauth2.client_id", "oauth2.client_secret"] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
         let stored = validate_config_provider(&oidc()).expect("valid");

@@ -98,15 +98,10 @@ const EXTERNAL_JWT_REQUIRED: &[(&str, &str)] = &[
     ),
 ];
 
-/// The fields of an OpenIDConnect provider that must be non-blank strings.
-const OPENID_CONNECT_REQUIRED: &[(&str, &str)] = &[
-    NAME_BLANK,
-    TYPE_BLANK,
-    (
-        "buttonText",
-        "You must specify the buttonText, the text of the provider's login button.",
-    ),
-];
+/// The fields of an OpenIDConnect provider that must be non-blank strings. FusionAuth also
+/// requires `buttonText`; here a missing one defaults to the provider's `name` (see
+/// [`super::normalize`]), so a declaration in `config.yaml` need not repeat it.
+const OPENID_CONNECT_REQUIRED: &[(&str, &str)] = &[NAME_BLANK, TYPE_BLANK];
 
 /// What a provider type's document may and must carry.
 struct Rules {
@@ -137,7 +132,7 @@ impl Rules {
                 name: "OpenIDConnect",
                 fields: OPENID_CONNECT_FIELDS,
                 required: OPENID_CONNECT_REQUIRED,
-                strings: &["buttonImageURL", "source"],
+                strings: &["buttonText", "buttonImageURL", "source"],
                 booleans: &["enabled", "debug", "postRequest"],
             },
         }
