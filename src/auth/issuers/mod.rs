@@ -31,6 +31,9 @@ use config::IssuerSpec;
 use fetch::Fetcher;
 use keyset::{IssuerMetrics, KeySet, Lookup};
 
+/// Called with an issuer's name and the `kid`s a fetch of its keys removed or replaced.
+pub type IssuerKeysDropped = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
+
 /// What checking a token against an issuer's keys gave.
 #[derive(Debug)]
 pub enum Remote {
@@ -195,7 +198,7 @@ impl Issuers {
 
     /// Calls `listener` with an issuer's name and the `kid`s a fetch of its keys removed or
     /// replaced, for every issuer (see [`KeySet::on_keys_dropped`]).
-    pub fn on_keys_dropped(&self, listener: Arc<dyn Fn(&str, &[String]) + Send + Sync>) {
+    pub fn on_keys_dropped(&self, listener: IssuerKeysDropped) {
         for set in &self.sets {
             let (listener, issuer) = (listener.clone(), set.spec.issuer.clone());
             set.on_keys_dropped(Box::new(move |kids: &[String]| listener(&issuer, kids)));
