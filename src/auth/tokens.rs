@@ -125,6 +125,7 @@ impl Tokens {
                     u32::try_from(weight).unwrap_or(u32::MAX)
                 })
                 .expire_after(ExpireAtExp)
+                .support_invalidation_closures()
                 .build_with_hasher(ahash::RandomState::new())
         });
         let max_access_ttl = tenants
@@ -149,8 +150,21 @@ impl Tokens {
     }
 
     /// This service, also accepting at the edge the tokens of `issuers` (when any is
-    /// configured).
+    /// configured). Tokens of an issuer's key that a fetch removes or replaces leave the
+    /// verified-token cache.
     pub fn with_issuers(mut self, issuers: Arc<Issuers>) -> Self {
+        if let Some(cache) = self.cache.clone() {
+            issuers.on_keys_dropped(Arc::new(move |issuer: &str, kids: &[String]| {
+                let (issuer, kids) = (issuer.to_string(), kids.to_vec());
+                let dropped = cache.invalidate_entries_if(move |_, claims| {
+                    kids.contains(&claims.key_id)
+                        && claims.claims.get("iss").and_then(Value::as_str) == Some(&issuer)
+                });
+                if let Err(error) = dropped {
+                    tracing::warn!(%error, "cannot drop the cached tokens of removed keys");
+                }
+            }));
+        }
         self.remote = (!issuers.is_empty()).then_some(issuers);
         self
     }
@@ -196,12 +210,7 @@ impl Tokens {
             return self.verify_bytes(token);
         };
         let now = self.clock.now_seconds();
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(token)) {
-            let leeway = remote
-                .index_of_claims(&hit)
-                .map_or(self.leeway, |i| remote.leeway(i));
-            check_times_with(&hit, now, leeway)?;
-            self.check_revoked(&hit)?;
+        if let Some(hit) = self.cached_at_edge(remote, token, now)? {
             return Ok(hit);
         }
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
@@ -216,6 +225,41 @@ impl Tokens {
             cache.insert(Arc::from(token), verified.clone());
         }
         Ok(verified)
+    }
+
+    /// The cached verification of `token` at the edge, when it still holds: `Ok(None)` when it
+    /// is not cached, or was verified by a trusted issuer's key the issuer no longer publishes
+    /// (then it leaves the cache and is checked again); `KeysUnavailable` when that issuer's
+    /// key set is too old to trust.
+    fn cached_at_edge(
+        &self,
+        remote: &Issuers,
+        token: &[u8],
+        now: i64,
+    ) -> Result<Option<Arc<VerifiedClaims>>, TokenError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        let Some(hit) = cache.get(token) else {
+            return Ok(None);
+        };
+        let leeway = match remote.index_of_claims(&hit) {
+            None => self.leeway,
+            Some(index) => match remote.holds(index, &hit.key_id) {
+                issuers::keyset::Lookup::Found(_) => remote.leeway(index),
+                issuers::keyset::Lookup::Unavailable => {
+                    remote.count_unavailable(index);
+                    return Err(TokenError::KeysUnavailable);
+                }
+                _ => {
+                    cache.invalidate(token);
+                    return Ok(None);
+                }
+            },
+        };
+        check_times_with(&hit, now, leeway)?;
+        self.check_revoked(&hit)?;
+        Ok(Some(hit))
     }
 
     /// Checks `token` with trusted issuer `index`'s keys, refetching them once when its `kid`

@@ -29,6 +29,8 @@ enum Mode {
     Garbage,
     /// 200 with two mebibytes of JSON.
     Huge,
+    /// 200 with a JWKS of 101 copies of the first key, under other kids.
+    TooMany,
 }
 
 /// A JWKS server the test controls: it counts fetches and can be switched between [`Mode`]s.
@@ -100,8 +102,21 @@ fn serve_jwks(
     let body = match mode {
         Mode::Down => return,
         Mode::Slow(delay) => {
+            // The keys as they were when the request arrived, answered late.
+            let body = json!({ "keys": *keys.lock().expect("lock") }).to_string();
             std::thread::sleep(delay);
-            json!({ "keys": *keys.lock().expect("lock") }).to_string()
+            body
+        }
+        Mode::TooMany => {
+            let first = keys.lock().expect("lock")[0].clone();
+            let many: Vec<Value> = (0..101)
+                .map(|i| {
+                    let mut key = first.clone();
+                    key["kid"] = json!(format!("copy-{i}"));
+                    key
+                })
+                .collect();
+            json!({ "keys": many }).to_string()
         }
         Mode::Up => json!({ "keys": *keys.lock().expect("lock") }).to_string(),
         Mode::Garbage => "<html>maintenance</html>".to_string(),
@@ -313,7 +328,11 @@ fn outages_keep_serving_cached_keys_and_answer_503_never_401() {
     assert_eq!(status(&edge, "/remote", &forged), 401);
 
     // Garbage, then a huge answer: refused, the last good set kept.
-    for (mode, outcome) in [(Mode::Garbage, "invalid"), (Mode::Huge, "too_large")] {
+    for (mode, outcome) in [
+        (Mode::Garbage, "invalid"),
+        (Mode::Huge, "too_large"),
+        (Mode::TooMany, "too_many_keys"),
+    ] {
         server.set_mode(mode);
         let metric = format!("outcome=\"{outcome}\"");
         assert!(eventually(Duration::from_secs(10), || metrics(&edge)
@@ -488,4 +507,219 @@ fn the_issuers_section_is_checked_with_paths() {
     ] {
         assert!(stderr.contains(expected), "{expected} missing:\n{stderr}");
     }
+}
+
+/// A gateway trusting a Keycloak-shaped [`IDP`] (roles under `realm_access.roles`) whose JWKS
+/// `server` serves, with a route `/kc` forwarding the roles header and one `/level` requiring
+/// `level: 1`.
+fn keycloak_edge(server: &JwksServer) -> TestGateway {
+    TestGateway::start_with(Options {
+        extra: format!(
+            "issuers:\n  - {{issuer: {IDP}, jwksUri: {}, algorithms: [ES256], rolesClaim: realm_access.roles}}\n",
+            server.url()
+        ),
+        extra_routes: format!(
+            "  - path: /kc\n    upstream: $UPSTREAM\n    auth: {{issuers: [{IDP}]}}\n    identityHeaders: {{X-User-Id: sub, X-User-Roles: roles}}\n  - path: /level\n    upstream: $UPSTREAM\n    auth: {{issuers: [{IDP}], claims: {{level: 1, email_verified: true}}}}\n"
+        ),
+        ..Options::default()
+    })
+}
+
+#[test]
+fn roles_of_the_issuers_roles_claim_reach_the_roles_header_as_local_ones_do() {
+    let key = IssuerKey::generate("k", KeyAlgorithm::ES256);
+    let server = JwksServer::start(vec![key.jwk.clone()]);
+    let edge = keycloak_edge(&server);
+    let token = |extra: Value| {
+        let mut claims = idp_claims();
+        for (name, value) in extra.as_object().expect("object") {
+            claims[name] = value.clone();
+        }
+        key.sign(&claims)
+    };
+    let send = |token: &str| {
+        client()
+            .get(edge.url("/kc"))
+            .bearer_auth(token)
+            .header("X-User-Roles", "admin")
+            .header("X-User-Id", "someone-else")
+            .send()
+            .expect("send")
+    };
+    // The roles at realm_access.roles, not a top-level `roles` claim, and never the client's.
+    let body = check_status(
+        send(&token(
+            json!({"realm_access": {"roles": ["analyst", "user"]}, "roles": ["admin"]}),
+        )),
+        200,
+    );
+    assert_eq!(body["headers"]["x-user-roles"], "analyst,user");
+    assert_eq!(body["headers"]["x-user-id"], "user-1");
+    // No roles there: no roles header, whatever the token's top level or the client says.
+    let body = check_status(send(&token(json!({"roles": ["admin"]}))), 200);
+    assert!(body["headers"].get("x-user-roles").is_none(), "{body}");
+    // A role with a comma would read as two roles: refused (401, the claim cannot be
+    // forwarded) as for the gateway's own tokens.
+    for roles in [json!(["user,admin"]), json!(["user", 7]), json!([" admin"])] {
+        let response = send(&token(json!({"realm_access": {"roles": roles}})));
+        assert_eq!(response.status().as_u16(), 401, "{roles}");
+    }
+}
+
+#[test]
+fn claims_and_headers_of_remote_tokens_are_read_strictly() {
+    let key = IssuerKey::generate("k", KeyAlgorithm::ES256);
+    let other = IssuerKey::generate("k", KeyAlgorithm::ES256);
+    let server = JwksServer::start(vec![key.jwk.clone()]);
+    let edge = keycloak_edge(&server);
+    let with = |changes: Value| {
+        let mut claims = idp_claims();
+        claims["level"] = json!(1);
+        claims["email_verified"] = json!(true);
+        for (name, value) in changes.as_object().expect("object") {
+            match value {
+                Value::Null => drop(claims.as_object_mut().expect("object").remove(name)),
+                _ => claims[name] = value.clone(),
+            }
+        }
+        claims
+    };
+    assert_eq!(status(&edge, "/level", &key.sign(&with(json!({})))), 200);
+    // 1.0 is the number 1; "1", true for 1, and "true" for true are not.
+    assert_eq!(
+        status(&edge, "/level", &key.sign(&with(json!({"level": 1.0})))),
+        200
+    );
+    for changes in [
+        json!({"level": "1"}),
+        json!({"level": true}),
+        json!({"level": 2}),
+        json!({"email_verified": "true"}),
+    ] {
+        assert_eq!(
+            status(&edge, "/level", &key.sign(&with(changes.clone()))),
+            403,
+            "{changes}"
+        );
+    }
+    // Times that are not numbers, no exp, an issuer spelled another way: 401.
+    for changes in [
+        json!({"exp": null}),
+        json!({"exp": (now() + 300).to_string()}),
+        json!({"exp": 1e300}),
+        json!({"nbf": "0"}),
+        json!({"exp": now() - 5}),
+        json!({"iss": format!("{IDP}/")}),
+        json!({"iss": IDP.to_uppercase()}),
+        json!({"iss": format!(" {IDP}")}),
+        json!({"iss": null}),
+        json!({"iss": [IDP]}),
+    ] {
+        assert_eq!(
+            status(&edge, "/level", &key.sign(&with(changes.clone()))),
+            401,
+            "{changes}"
+        );
+    }
+    // Signed by another key under the same kid, no kid, alg none, a payload naming a claim
+    // twice: 401.
+    assert_eq!(status(&edge, "/level", &other.sign(&with(json!({})))), 401);
+    let good = key.sign(&with(json!({})));
+    let parts: Vec<&str> = good.split('.').collect();
+    let b64 = |v: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
+    };
+    let no_kid = {
+        let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("JWT".into());
+        let pem = EncodingKey::from_ec_pem(key.pem.as_bytes()).expect("key");
+        jsonwebtoken::encode(&header, &with(json!({})), &pem).expect("sign")
+    };
+    assert_eq!(status(&edge, "/level", &no_kid), 401);
+    for alg in ["none", "None", "NONE", "HS256"] {
+        let header = b64(&format!(r#"{{"alg":"{alg}","kid":"k","typ":"JWT"}}"#));
+        let forged = format!("{header}.{}.{}", parts[1], parts[2]);
+        assert_eq!(status(&edge, "/level", &forged), 401, "{alg}");
+        assert_eq!(
+            status(&edge, "/level", &format!("{header}.{}.", parts[1])),
+            401,
+            "{alg}"
+        );
+    }
+    let payload = serde_json::to_string(&with(json!({}))).expect("json");
+    let doubled = format!("{{\"level\":2,{}", &payload[1..]);
+    let sign_raw = |payload: &str| {
+        let header = b64(r#"{"alg":"ES256","kid":"k","typ":"JWT"}"#);
+        let input = format!("{header}.{}", b64(payload));
+        let pem = EncodingKey::from_ec_pem(key.pem.as_bytes()).expect("key");
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &pem, jsonwebtoken::Algorithm::ES256)
+                .expect("sign");
+        format!("{input}.{signature}")
+    };
+    assert_eq!(
+        status(&edge, "/level", &sign_raw(&payload)),
+        200,
+        "raw signing works"
+    );
+    assert_eq!(
+        status(&edge, "/level", &sign_raw(&doubled)),
+        401,
+        "a claim named twice"
+    );
+}
+
+#[test]
+fn cached_tokens_of_a_removed_or_replaced_key_are_refused_after_the_next_fetch() {
+    let a = IssuerKey::generate("a", KeyAlgorithm::ES256);
+    let b = IssuerKey::generate("b", KeyAlgorithm::ES256);
+    let b2 = IssuerKey::generate("b", KeyAlgorithm::ES256);
+    let server = JwksServer::start(vec![a.jwk.clone(), b.jwk.clone()]);
+    let edge = edge_for(
+        &server,
+        "refreshIntervalSeconds: 1, minRefetchSeconds: 1, unknownKeyCacheSeconds: 1",
+    );
+    let by_a = a.sign(&idp_claims());
+    let by_b = b.sign(&idp_claims());
+    for _ in 0..3 {
+        // Cached after the first.
+        assert_eq!(status(&edge, "/remote", &by_a), 200);
+        assert_eq!(status(&edge, "/remote", &by_b), 200);
+    }
+    // The issuer drops key a and publishes another key under kid b.
+    server.set_keys(vec![b2.jwk.clone()]);
+    let fetches = server.fetches();
+    assert!(eventually(Duration::from_secs(10), || server.fetches() >= fetches + 2));
+    assert_eq!(status(&edge, "/remote", &by_a), 401, "removed key");
+    assert_eq!(status(&edge, "/remote", &by_b), 401, "replaced key");
+    assert_eq!(status(&edge, "/remote", &b2.sign(&idp_claims())), 200);
+}
+
+#[test]
+fn a_key_published_while_a_fetch_is_under_way_is_found_by_one_follow_up_fetch() {
+    let a = IssuerKey::generate("a", KeyAlgorithm::ES256);
+    let b = IssuerKey::generate("b", KeyAlgorithm::ES256);
+    let server = JwksServer::start(vec![a.jwk.clone()]);
+    let edge = edge_for(
+        &server,
+        "refreshIntervalSeconds: 2, minRefetchSeconds: 30, unknownKeyWaitMillis: 6000",
+    );
+    assert_eq!(status(&edge, "/remote", &a.sign(&idp_claims())), 200);
+    // The scheduled fetch begins and takes 1.5 s; key b is published after it began.
+    server.set_mode(Mode::Slow(Duration::from_millis(1500)));
+    let fetches = server.fetches();
+    assert!(eventually(Duration::from_secs(10), || server.fetches() > fetches));
+    server.set_keys(vec![a.jwk.clone(), b.jwk.clone()]);
+    let before = server.fetches();
+    let started = Instant::now();
+    // The request saw kid b after the fetch under way began: it is not answered from that
+    // fetch, but from the one that follows it.
+    assert_eq!(status(&edge, "/remote", &b.sign(&idp_claims())), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.fetches(), before + 1, "one follow-up fetch");
 }

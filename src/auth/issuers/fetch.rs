@@ -144,7 +144,8 @@ pub fn discovery_url(issuer: &str) -> String {
 }
 
 /// The `jwks_uri` of a discovery document for `issuer`: its `issuer` must be `issuer` exactly,
-/// and `jwks_uri` an http(s) URL.
+/// and `jwks_uri` an http(s) URL, `https` when the issuer is (another host is allowed: Google
+/// publishes its keys on another host than its issuer's).
 pub fn jwks_uri_of(body: &[u8], issuer: &str) -> Result<String, FetchError> {
     let document: Value =
         serde_json::from_slice(body).map_err(|_| FetchError::Discovery("not JSON"))?;
@@ -160,22 +161,24 @@ pub fn jwks_uri_of(body: &[u8], issuer: &str) -> Result<String, FetchError> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(FetchError::Discovery("jwks_uri is not an http(s) URL"));
     }
+    if parsed.scheme() == "http" && !issuer.starts_with("http://") {
+        return Err(FetchError::Discovery(
+            "jwks_uri is plain http for an https issuer",
+        ));
+    }
     Ok(uri.to_string())
 }
 
-/// Redirects are followed only to the same host and port (at most 3), never to another host:
-/// a compromised or misconfigured page must not point the gateway at keys elsewhere.
+/// Redirects are followed only to the same host and port (at most 3), never to another host
+/// and never from `https` to `http`: a compromised or misconfigured page must not point the
+/// gateway at keys elsewhere, nor let them be swapped on the wire (see [`may_follow`]).
 fn same_host_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first().cloned();
-        let same = first.is_some_and(|first| {
-            first.host_str() == attempt.url().host_str()
-                && first.port_or_known_default() == attempt.url().port_or_known_default()
-                || first.host_str() == attempt.url().host_str()
-                    && first.scheme() == "http"
-                    && attempt.url().scheme() == "https"
-        });
-        if !same {
+        let allowed = attempt
+            .previous()
+            .iter()
+            .all(|from| may_follow(from, attempt.url()));
+        if !allowed {
             attempt.stop()
         } else if attempt.previous().len() > 3 {
             attempt.error("too many redirects")
@@ -183,6 +186,20 @@ fn same_host_redirects() -> reqwest::redirect::Policy {
             attempt.follow()
         }
     })
+}
+
+/// Whether a redirect from `from` to `to` may be followed: the same host (compared as the URL
+/// parser normalizes it), and either the same scheme and port, or an upgrade from `http` to
+/// `https`. `false` for anything else, downgrades to `http` included.
+pub fn may_follow(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    if from.host_str().is_none() || from.host_str() != to.host_str() {
+        return false;
+    }
+    match (from.scheme(), to.scheme()) {
+        ("http", "https") => true,
+        (a, b) if a == b => from.port_or_known_default() == to.port_or_known_default(),
+        _ => false,
+    }
 }
 
 /// A fetch error in words, without the URL's query or any body.
@@ -263,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn redirects_stay_on_the_host_and_never_downgrade() {
+        let url = |u: &str| reqwest::Url::parse(u).expect("url");
+        let follows = |a: &str, b: &str| may_follow(&url(a), &url(b));
+        assert!(follows("https://a.example/k", "https://a.example/keys"));
+        assert!(follows("http://a.example/k", "https://a.example/k"));
+        assert!(follows("https://A.example/k", "https://a.example:443/k"));
+        assert!(!follows(
+            "https://a.example:8443/k",
+            "http://a.example:8443/k"
+        ));
+        assert!(!follows("https://a.example/k", "http://a.example/k"));
+        assert!(!follows("https://a.example/k", "https://b.example/k"));
+        assert!(!follows("https://a.example/k", "https://a.example:8443/k"));
+        assert!(!follows(
+            "http://a.example/k",
+            "http://a.example.evil.test/k"
+        ));
+        assert!(!follows("https://a.example/k", "file:///etc/passwd"));
+    }
+
+    #[test]
     fn discovery_must_name_the_same_issuer() {
         let issuer = "https://login.example.com";
         let good = br#"{"issuer":"https://login.example.com","jwks_uri":"https://login.example.com/keys"}"#;
@@ -283,6 +321,20 @@ mod tests {
         ] {
             assert!(jwks_uri_of(bad, issuer).is_err());
         }
+        let downgrade =
+            br#"{"issuer":"https://login.example.com","jwks_uri":"http://login.example.com/k"}"#;
+        assert!(jwks_uri_of(downgrade, issuer).is_err(), "no downgrade");
+        let elsewhere =
+            br#"{"issuer":"https://login.example.com","jwks_uri":"https://keys.example.net/k"}"#;
+        assert!(
+            jwks_uri_of(elsewhere, issuer).is_ok(),
+            "another host, over https"
+        );
+        let plain = br#"{"issuer":"http://127.0.0.1:9","jwks_uri":"http://127.0.0.1:9/k"}"#;
+        assert!(
+            jwks_uri_of(plain, "http://127.0.0.1:9").is_ok(),
+            "a plain issuer"
+        );
         assert_eq!(
             discovery_url("https://a.example/realms/x/"),
             "https://a.example/realms/x/.well-known/openid-configuration"

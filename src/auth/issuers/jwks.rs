@@ -4,7 +4,8 @@
 //! (algorithm confusion). Keys that cannot verify signatures for us are skipped, never fatal:
 //! `use` other than `sig`, `key_ops` without `verify`, symmetric (`oct`) keys, RSA moduli under
 //! 2048 bits, points not on their curve, unknown key types. A `kid` published twice is dropped
-//! (which key would be meant is ambiguous). A set without one usable key is refused whole.
+//! (which key would be meant is ambiguous). A set without one usable key, or with more than
+//! [`MAX_KEYS`] entries, is refused whole.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +21,10 @@ use crate::auth::keys::KeyAlgorithm;
 
 /// The smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
+
+/// The most entries a JWKS may have (real issuers publish a handful; a set of thousands is a
+/// mistake or an attack on the parser, and is refused whole).
+pub const MAX_KEYS: usize = 100;
 
 /// How a remote key checks a signature.
 enum Verifier {
@@ -38,6 +43,9 @@ pub struct RemoteKey {
     pub kid: String,
     /// The algorithms it verifies (its type's, the issuer's, and its own `alg` when given).
     pub algorithms: Vec<KeyAlgorithm>,
+    /// Its public material and algorithms as text: equal for the same key published again,
+    /// different when a `kid` is reused for another key.
+    pub fingerprint: String,
     verifier: Verifier,
 }
 
@@ -92,6 +100,8 @@ pub enum JwksError {
     NotAJwks,
     /// No key in it can verify tokens for this issuer.
     NoUsableKeys,
+    /// More than [`MAX_KEYS`] entries.
+    TooManyKeys,
 }
 
 impl JwksError {
@@ -100,6 +110,7 @@ impl JwksError {
         match self {
             JwksError::NotAJwks => "invalid",
             JwksError::NoUsableKeys => "no_usable_keys",
+            JwksError::TooManyKeys => "too_many_keys",
         }
     }
 }
@@ -108,14 +119,17 @@ impl JwksError {
 pub type Skipped = Vec<(String, &'static str)>;
 
 /// Parses a JWKS document into the keys usable with `allowed` algorithms. `Err` when the
-/// document is not a JWKS or has no usable key; keys that are skipped are listed in the second
-/// value for the log.
+/// document is not a JWKS, has more than [`MAX_KEYS`] entries or no usable key; keys that are
+/// skipped are listed in the second value for the log.
 pub fn parse_jwks(body: &[u8], allowed: &[KeyAlgorithm]) -> Result<(KeyMap, Skipped), JwksError> {
     let document: Value = serde_json::from_slice(body).map_err(|_| JwksError::NotAJwks)?;
     let keys = document
         .get("keys")
         .and_then(Value::as_array)
         .ok_or(JwksError::NotAJwks)?;
+    if keys.len() > MAX_KEYS {
+        return Err(JwksError::TooManyKeys);
+    }
     let mut usable: KeyMap = HashMap::new();
     let mut skipped = Vec::new();
     let mut duplicated = Vec::new();
@@ -183,9 +197,16 @@ fn parse_key(jwk: &Value, allowed: &[KeyAlgorithm]) -> Result<RemoteKey, &'stati
         return Err("no algorithm of this key is accepted for the issuer");
     }
     let verifier = verifier(jwk, kty, &algorithms)?;
+    let fingerprint = ["kty", "crv", "n", "e", "x", "y"]
+        .iter()
+        .map(|name| field(name).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("|")
+        + &format!("|{algorithms:?}");
     Ok(RemoteKey {
         kid,
         algorithms,
+        fingerprint,
         verifier,
     })
 }
@@ -425,5 +446,30 @@ mod tests {
             parse_jwks(b"{\"keys\": []}", &[ES256]).err(),
             Some(JwksError::NoUsableKeys)
         );
+    }
+
+    #[test]
+    fn a_set_of_too_many_keys_is_refused_whole() {
+        let (_, jwk) = key(ES256, "k");
+        let many: Vec<Value> = (0..=MAX_KEYS)
+            .map(|i| {
+                let mut k = jwk.clone();
+                k["kid"] = json!(format!("k{i}"));
+                k
+            })
+            .collect();
+        let refs: Vec<&Value> = many.iter().collect();
+        assert_eq!(
+            parse_jwks(&jwks(&refs), &[ES256]).err(),
+            Some(JwksError::TooManyKeys)
+        );
+        let (keys, _) = parse_jwks(&jwks(&refs[..MAX_KEYS]), &[ES256]).expect("at the limit");
+        assert_eq!(keys.len(), MAX_KEYS);
+        // The same key published again has the same fingerprint; another key under its kid not.
+        let (again, _) = parse_jwks(&jwks(&[&jwk]), &[ES256]).expect("usable");
+        assert_eq!(again["k"].fingerprint, keys["k0"].fingerprint.clone());
+        let (_, other) = key(ES256, "k");
+        let (other, _) = parse_jwks(&jwks(&[&other]), &[ES256]).expect("usable");
+        assert_ne!(again["k"].fingerprint, other["k"].fingerprint);
     }
 }

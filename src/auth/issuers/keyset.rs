@@ -4,10 +4,14 @@
 //! - A background task fetches them at start, then every refresh interval (a
 //!   `Cache-Control: max-age` within bounds decides), and after a failure again with a growing
 //!   delay; a request never waits for it.
-//! - A `kid` that is not in the set asks for one refetch: requests coalesce on the fetch in
-//!   progress, and at most one such fetch starts per `minRefetch` window; requests wait for it
-//!   up to `unknownKeyWait`. A `kid` still unknown after a successful fetch is remembered as
-//!   unknown for a while (the negative cache), so made-up `kid`s cost no fetch.
+//! - A `kid` that is not in the set asks for one refetch that starts after the request saw
+//!   the `kid` (a fetch already under way may have begun before the key was published, so it
+//!   is followed by one more): requests coalesce on the fetch asked for, and at most one such
+//!   fetch is asked for per `minRefetch` window; requests wait for it up to `unknownKeyWait`.
+//!   A `kid` still unknown after a successful fetch that began after it was seen is remembered
+//!   as unknown for a while (the negative cache), so made-up `kid`s cost no fetch.
+//! - A `kid` whose key is removed or replaced by a fetch is reported to the listener set with
+//!   [`KeySet::on_keys_dropped`] (the verified-token cache drops the tokens it verified).
 //! - When fetches fail, the last good set keeps serving up to `maxStale` (stale-if-error);
 //!   after that, or when no set was ever fetched, the keys are unavailable (a 503, never a
 //!   401: the token may be fine).
@@ -22,7 +26,7 @@ use tokio::sync::{watch, Notify};
 
 use super::config::{IssuerSpec, JwksSource};
 use super::fetch::{next_refresh, Document, FetchError, Fetcher};
-use super::jwks::{parse_jwks, JwksError, KeyMap, RemoteKey};
+use super::jwks::{parse_jwks, KeyMap, RemoteKey};
 
 /// The most `kid`s the negative cache holds; beyond, expired ones are dropped, then all.
 const MAX_UNKNOWN_KIDS: usize = 10_000;
@@ -43,7 +47,7 @@ pub enum Lookup {
 /// The outcome of the fetches so far, published after each one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Generation {
-    /// Fetches completed.
+    /// Fetches completed (fetches run one at a time, so the last completed is fetch `count`).
     count: u64,
     /// Whether the last one succeeded.
     ok: bool,
@@ -51,18 +55,26 @@ struct Generation {
 
 /// The fetch schedule's state, behind a mutex never held across an await.
 struct State {
-    /// A fetch is under way or asked for.
-    fetching: bool,
-    /// When the last fetch asked for by an unknown `kid` started.
+    /// Fetches started so far; the one under way, if any, is fetch `started`.
+    started: u64,
+    /// A fetch is under way.
+    in_flight: bool,
+    /// A fetch is asked for and has not started yet (it starts after every request that
+    /// asked for or joined it arrived).
+    requested: bool,
+    /// When the last fetch asked for by an unknown `kid` was asked for.
     last_demand: Option<Instant>,
     /// `kid`s a successful fetch did not have, until when they are refused without a fetch.
     unknown: HashMap<String, Instant>,
 }
 
+/// Called with the `kid`s whose keys a fetch removed or replaced.
+pub type DroppedKeys = Box<dyn Fn(&[String]) + Send + Sync>;
+
 /// Counters and gauges of one issuer (label: its configured issuer string).
 pub struct IssuerMetrics {
     /// Fetches by issuer and outcome (`ok`, `network`, `http_status`, `too_large`,
-    /// `discovery`, `invalid`, `no_usable_keys`).
+    /// `discovery`, `invalid`, `no_usable_keys`, `too_many_keys`).
     pub fetches: prometheus::IntCounterVec,
     /// Keys held.
     pub keys: prometheus::IntGauge,
@@ -84,6 +96,7 @@ pub struct KeySet {
     state: Mutex<State>,
     generation: watch::Sender<Generation>,
     wake: Notify,
+    dropped: std::sync::OnceLock<DroppedKeys>,
     /// Its metrics.
     pub metrics: IssuerMetrics,
 }
@@ -97,13 +110,16 @@ impl KeySet {
             last_success: AtomicU64::new(0),
             born: Instant::now(),
             state: Mutex::new(State {
+                started: 0,
+                in_flight: false,
                 // The background task fetches at once.
-                fetching: true,
+                requested: true,
                 last_demand: None,
                 unknown: HashMap::new(),
             }),
             generation: watch::channel(Generation::default()).0,
             wake: Notify::new(),
+            dropped: std::sync::OnceLock::new(),
             metrics,
         }
     }
@@ -145,35 +161,48 @@ impl KeySet {
         }
     }
 
-    /// For a `kid` the set lacks: joins the fetch under way, or starts one unless one started
-    /// less than `minRefetch` ago, and waits for it up to `unknownKeyWait`. Afterwards
-    /// [`KeySet::lookup`] answers for good: the key, `Unknown` (a successful fetch lacked it;
-    /// remembered in the negative cache), or `Fetch` when no fresh fetch could say (the issuer
-    /// is down or slow: the caller answers 503).
+    /// Sets what is called with the `kid`s a fetch removes or replaces (once; later calls are
+    /// ignored). `false` when a listener was already set.
+    pub fn on_keys_dropped(&self, listener: DroppedKeys) -> bool {
+        self.dropped.set(listener).is_ok()
+    }
+
+    /// For a `kid` the set lacks: waits, up to `unknownKeyWait`, for a fetch that starts after
+    /// this call — the one already asked for, or one it asks for unless one was asked for less
+    /// than `minRefetch` ago (a fetch under way began before the call, so it is followed by
+    /// this one). Rate-limited, it waits for the fetch under way, if any, and remembers `kid`
+    /// as unknown only when the last fetch succeeded and none is under way. Afterwards
+    /// [`KeySet::lookup`] answers for good: the key, `Unknown` (remembered in the negative
+    /// cache), or `Fetch` when no fresh fetch could say (the issuer is down or slow: the
+    /// caller answers 503, or 401 when only a fetch that began before the call lacked it).
     pub async fn refetch(&self, kid: &str) {
         let mut receiver = self.generation.subscribe();
-        let started = {
+        let (wanted, authoritative) = {
             let mut state = self.state();
-            let started = *receiver.borrow_and_update();
-            if !state.fetching {
-                let limited = state
-                    .last_demand
-                    .is_some_and(|at| at.elapsed() < self.spec.min_refetch);
-                if limited {
-                    if started.ok && self.keys.load().is_some() {
-                        self.remember_unknown(&mut state, kid);
-                    }
-                    return;
-                }
-                state.fetching = true;
+            let last = *receiver.borrow_and_update();
+            let limited = state
+                .last_demand
+                .is_some_and(|at| at.elapsed() < self.spec.min_refetch);
+            if state.requested {
+                (state.started + 1, true)
+            } else if !limited {
+                state.requested = true;
                 state.last_demand = Some(Instant::now());
                 self.wake.notify_one();
+                (state.started + 1, true)
+            } else if state.in_flight {
+                // Its answer may miss a key published after it began: never negative-cached.
+                (state.started, false)
+            } else {
+                if last.ok && self.keys.load().is_some() {
+                    self.remember_unknown(&mut state, kid);
+                }
+                return;
             }
-            started
         };
         let done = tokio::time::timeout(
             self.spec.unknown_key_wait,
-            receiver.wait_for(|g| g.count > started.count),
+            receiver.wait_for(|g| g.count >= wanted),
         )
         .await;
         let ok = match done {
@@ -185,9 +214,29 @@ impl KeySet {
             .load()
             .as_ref()
             .is_some_and(|k| k.contains_key(kid));
-        if ok && !known {
+        if ok && !known && authoritative {
             self.remember_unknown(&mut self.state(), kid);
         }
+    }
+
+    /// Marks a fetch as started: the next fetch number.
+    fn begin_fetch(&self) -> u64 {
+        let mut state = self.state();
+        state.requested = false;
+        state.in_flight = true;
+        state.started += 1;
+        state.started
+    }
+
+    /// Marks fetch `number` as done, with its outcome, and wakes the requests waiting for it.
+    fn finish_fetch(&self, number: u64, ok: bool) {
+        let mut state = self.state();
+        state.in_flight = false;
+        self.generation.send_modify(|g| {
+            g.count = number;
+            g.ok = ok;
+        });
+        drop(state);
     }
 
     /// Records `kid` as unknown for `unknownKeyCache`, keeping the cache bounded.
@@ -211,7 +260,7 @@ impl KeySet {
         };
         let mut failures: u32 = 0;
         loop {
-            self.state().fetching = true;
+            let number = self.begin_fetch();
             let outcome = self.fetch_once(&fetcher, &mut jwks_uri).await;
             let delay = match &outcome {
                 Ok(max_age) => {
@@ -223,16 +272,21 @@ impl KeySet {
                     retry_delay(failures, self.spec.min_refetch, self.spec.refresh_interval)
                 }
             };
-            {
-                let mut state = self.state();
-                state.fetching = false;
-                self.generation.send_modify(|g| {
-                    g.count += 1;
-                    g.ok = outcome.is_ok();
-                });
+            self.finish_fetch(number, outcome.is_ok());
+            self.sleep_unless_asked(delay).await;
+        }
+    }
+
+    /// Sleeps for `delay`, or until a fetch is asked for (at once when one was asked for while
+    /// the last fetch was under way). A wake-up without a fetch asked for is ignored.
+    async fn sleep_unless_asked(&self, delay: Duration) {
+        let deadline = tokio::time::Instant::now() + delay;
+        loop {
+            if self.state().requested {
+                return;
             }
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep_until(deadline) => return,
                 _ = self.wake.notified() => {}
             }
         }
@@ -301,19 +355,49 @@ impl KeySet {
             Err(error) => {
                 tracing::warn!(issuer = %self.spec.issuer, error = error.reason(),
                     "the issuer's JWKS is refused; the last good set keeps serving");
-                Err(match error {
-                    JwksError::NotAJwks => "invalid",
-                    JwksError::NoUsableKeys => "no_usable_keys",
-                })
+                Err(error.reason())
             }
         }
     }
 
-    /// Swaps in `keys` as fetched now.
+    /// Swaps in `keys` as fetched now, then reports the `kid`s whose key is gone or was
+    /// replaced (see [`KeySet::on_keys_dropped`]).
     pub fn set_keys(&self, keys: KeyMap) {
-        self.keys.store(Some(Arc::new(keys)));
+        let old = self.keys.swap(Some(Arc::new(keys)));
         let at = self.born.elapsed().as_millis() as u64 + 1;
         self.last_success.store(at, Ordering::Release);
+        let Some(old) = old else { return };
+        let new = self.keys.load();
+        let dropped: Vec<String> = old
+            .iter()
+            .filter(|(kid, key)| {
+                new.as_ref()
+                    .and_then(|n| n.get(*kid))
+                    .is_none_or(|now| now.fingerprint != key.fingerprint)
+            })
+            .map(|(kid, _)| kid.clone())
+            .collect();
+        if !dropped.is_empty() {
+            tracing::info!(issuer = %self.spec.issuer, kids = ?dropped,
+                "keys removed or replaced by the issuer; tokens they verified are checked again");
+            if let Some(listener) = self.dropped.get() {
+                listener(&dropped);
+            }
+        }
+    }
+
+    /// Whether `kid` is still in a usable key set: `Found` with its key, `Unavailable` when
+    /// the set is too old (or was never fetched), otherwise `Unknown` (no such key now).
+    pub fn holds(&self, kid: &str) -> Lookup {
+        let keys = self.keys.load();
+        let Some(keys) = keys.as_ref() else {
+            return Lookup::Unavailable;
+        };
+        if self.age().is_none_or(|age| age > self.spec.max_stale) {
+            return Lookup::Unavailable;
+        }
+        keys.get(kid)
+            .map_or(Lookup::Unknown, |key| Lookup::Found(key.clone()))
     }
 }
 
@@ -357,42 +441,121 @@ mod tests {
         }
     }
 
-    /// A key set holding an empty key map, as fetched, and a stand-in for the
-    /// background task that completes a successful fetch whenever asked, counting them.
-    fn fetched_set(min_refetch: Duration) -> (Arc<KeySet>, Arc<AtomicUsize>) {
+    /// A key set holding an empty key map, as fetched once, and a stand-in for the
+    /// background task that runs a successful fetch whenever one is asked for, counting them;
+    /// each fetch brings the keys in `served` (none when empty).
+    fn fetched_set(
+        min_refetch: Duration,
+    ) -> (Arc<KeySet>, Arc<AtomicUsize>, Arc<Mutex<Option<KeyMap>>>) {
         let set = Arc::new(KeySet::new(
             spec(min_refetch, Duration::from_secs(60)),
             metrics(),
         ));
+        let first = set.begin_fetch();
         set.set_keys(KeyMap::new());
+        set.finish_fetch(first, true);
         let fetches = Arc::new(AtomicUsize::new(0));
-        {
-            let mut state = set.state();
-            state.fetching = false;
-            set.generation.send_modify(|g| {
-                g.count = 1;
-                g.ok = true;
-            });
-        }
-        let (task_set, count) = (set.clone(), fetches.clone());
+        let served = Arc::new(Mutex::new(None));
+        let (task_set, count, keys) = (set.clone(), fetches.clone(), served.clone());
         tokio::spawn(async move {
             loop {
-                task_set.wake.notified().await;
+                task_set.sleep_unless_asked(Duration::from_secs(3600)).await;
+                // One fetch at a time, as the background task runs them.
+                while task_set.state().in_flight {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let number = task_set.begin_fetch();
                 count.fetch_add(1, Ordering::SeqCst);
-                let mut state = task_set.state();
-                state.fetching = false;
-                task_set.generation.send_modify(|g| {
-                    g.count += 1;
-                    g.ok = true;
-                });
+                let map = keys.lock().expect("lock").clone().unwrap_or_default();
+                task_set.set_keys(map);
+                task_set.finish_fetch(number, true);
             }
         });
-        (set, fetches)
+        (set, fetches, served)
+    }
+
+    /// A key map with one ES256 key under `kid`.
+    fn one_key(kid: &str) -> KeyMap {
+        let spec = crate::config::KeySpec {
+            id: uuid::Uuid::new_v4(),
+            name: "k".into(),
+            algorithm: crate::auth::keys::KeyAlgorithm::ES256,
+            source: crate::config::KeySource::Generate,
+        };
+        let material = crate::auth::keys::generate_material(&spec, 0).expect("generate");
+        let key = crate::auth::keys::SigningKey::from_spec(&spec, Some(&material)).expect("key");
+        let mut jwk = key.public().expect("public").jwk.clone();
+        jwk["kid"] = serde_json::json!(kid);
+        let body = serde_json::to_vec(&serde_json::json!({ "keys": [jwk] })).expect("json");
+        parse_jwks(&body, &[crate::auth::keys::KeyAlgorithm::ES256])
+            .expect("usable")
+            .0
+    }
+
+    #[tokio::test]
+    async fn a_fetch_under_way_when_the_kid_is_seen_is_followed_by_one_more() {
+        let (set, fetches, served) = fetched_set(Duration::from_secs(10));
+        // A fetch begins (the background schedule's), then the issuer publishes kid "new",
+        // then a request sees "new": the fetch under way cannot answer for it.
+        let early = set.begin_fetch();
+        *served.lock().expect("lock") = Some(one_key("new"));
+        let waiting = {
+            let set = set.clone();
+            tokio::spawn(async move { set.refetch("new").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        set.set_keys(KeyMap::new());
+        set.finish_fetch(early, true);
+        waiting.await.expect("refetch");
+        assert!(matches!(set.lookup("new"), Lookup::Found(_)), "follow-up");
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "one follow-up fetch");
+        // Within the window, a request joining a fetch under way (begun before it) gets that
+        // fetch's answer but never a negative-cache entry from it.
+        let again = set.begin_fetch();
+        let joining = {
+            let set = set.clone();
+            tokio::spawn(async move { set.refetch("later").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        set.finish_fetch(again, true);
+        joining.await.expect("refetch");
+        assert!(
+            matches!(set.lookup("later"), Lookup::Fetch),
+            "not remembered"
+        );
+        assert_eq!(fetches.load(Ordering::SeqCst), 1, "rate limited");
+    }
+
+    #[tokio::test]
+    async fn removed_and_replaced_keys_are_reported() {
+        let set = KeySet::new(
+            spec(Duration::from_secs(1), Duration::from_secs(60)),
+            metrics(),
+        );
+        let reported = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = reported.clone();
+        assert!(set.on_keys_dropped(Box::new(move |kids: &[String]| {
+            sink.lock().expect("lock").extend(kids.iter().cloned())
+        })));
+        let mut keys = one_key("a");
+        keys.extend(one_key("b"));
+        set.set_keys(keys.clone());
+        assert!(reported.lock().expect("lock").is_empty(), "first set");
+        // The same keys again: nothing dropped.
+        set.set_keys(keys.clone());
+        assert!(reported.lock().expect("lock").is_empty(), "unchanged");
+        // "a" removed, "b" replaced by other material under the same kid.
+        set.set_keys(one_key("b"));
+        let mut got = reported.lock().expect("lock").clone();
+        got.sort();
+        assert_eq!(got, ["a", "b"]);
+        assert!(matches!(set.holds("a"), Lookup::Unknown));
+        assert!(matches!(set.holds("b"), Lookup::Found(_)));
     }
 
     #[tokio::test]
     async fn unknown_kids_cost_one_fetch_per_window_and_are_then_remembered() {
-        let (set, fetches) = fetched_set(Duration::from_millis(300));
+        let (set, fetches, _) = fetched_set(Duration::from_millis(300));
         assert!(matches!(set.lookup("a"), Lookup::Fetch));
         set.refetch("a").await;
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
@@ -419,7 +582,7 @@ mod tests {
         // Never fetched: a refetch is due; the background task never answers here, so the
         // wait ends at its deadline and nothing is remembered as unknown.
         assert!(matches!(set.lookup("a"), Lookup::Fetch));
-        set.state().fetching = false;
+        set.state().requested = false;
         let started = Instant::now();
         set.refetch("a").await;
         assert!(started.elapsed() >= Duration::from_millis(450));

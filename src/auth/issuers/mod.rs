@@ -31,6 +31,9 @@ use config::IssuerSpec;
 use fetch::Fetcher;
 use keyset::{IssuerMetrics, KeySet, Lookup};
 
+/// Called with an issuer's name and the `kid`s a fetch of its keys removed or replaced.
+pub type IssuerKeysDropped = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
+
 /// What checking a token against an issuer's keys gave.
 #[derive(Debug)]
 pub enum Remote {
@@ -183,6 +186,25 @@ impl Issuers {
         }
     }
 
+    /// Whether the key that verified a cached token of issuer `index` (its `kid`) still
+    /// serves: `Found` when it does, `Unavailable` when the issuer's set is too old to trust
+    /// (a 503), `Unknown` when the issuer no longer publishes it (the token must be checked
+    /// again).
+    pub fn holds(&self, index: usize, kid: &str) -> Lookup {
+        self.sets
+            .get(index)
+            .map_or(Lookup::Unknown, |set| set.holds(kid))
+    }
+
+    /// Calls `listener` with an issuer's name and the `kid`s a fetch of its keys removed or
+    /// replaced, for every issuer (see [`KeySet::on_keys_dropped`]).
+    pub fn on_keys_dropped(&self, listener: IssuerKeysDropped) {
+        for set in &self.sets {
+            let (listener, issuer) = (listener.clone(), set.spec.issuer.clone());
+            set.on_keys_dropped(Box::new(move |kids: &[String]| listener(&issuer, kids)));
+        }
+    }
+
     /// Waits (briefly) for issuer `index` to fetch its keys again because `kid` was not in
     /// them; see [`KeySet::refetch`].
     pub async fn refetch(&self, index: usize, kid: &str) {
@@ -199,7 +221,10 @@ impl Issuers {
     }
 }
 
-/// The signature and claims of `token` checked with `key` of `set`'s issuer.
+/// The signature and claims of `token` checked with `key` of `set`'s issuer. The roles are
+/// read through the issuer's roles claim, and the `roles` claim becomes what it holds, so the
+/// upstream's roles header says what the route's policy judged (see
+/// [`policy::publish_roles`]).
 fn check(
     set: &KeySet,
     key: &jwks::RemoteKey,
@@ -230,6 +255,7 @@ fn check(
         return Err(TokenError::NotYetValid);
     }
     verified.roles = policy::roles_at(&verified.claims, &spec.roles_claim);
+    policy::publish_roles(&mut verified.claims, &spec.roles_claim);
     Ok(verified)
 }
 

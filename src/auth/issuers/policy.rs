@@ -47,7 +47,7 @@ impl TokenPolicy {
             return Err(PolicyFailure::Audience);
         }
         for (path, wanted) in &self.claims {
-            if claim_at(&claims.claims, path) != Some(wanted) {
+            if !claim_at(&claims.claims, path).is_some_and(|claim| same_value(claim, wanted)) {
                 return Err(PolicyFailure::Claim);
             }
         }
@@ -80,6 +80,46 @@ pub fn roles_at(claims: &Map<String, Value>, path: &str) -> Vec<String> {
             .collect(),
         Some(Value::String(role)) => vec![role.clone()],
         _ => Vec::new(),
+    }
+}
+
+/// Makes the `roles` claim of a trusted issuer's token hold the roles at its roles claim
+/// `path`, as identity headers read it: the array there as it is (a non-string item or one with
+/// a `,` then makes the roles header unrepresentable, as for the gateway's own tokens), a
+/// single string as an array of it, and no `roles` claim when the path holds anything else or
+/// nothing (a top-level `roles` the issuer does not use for roles never reaches the upstream).
+pub fn publish_roles(claims: &mut Map<String, Value>, path: &str) {
+    let published = match claim_at(claims, path) {
+        Some(Value::Array(items)) => Some(Value::Array(items.clone())),
+        Some(Value::String(role)) => Some(Value::Array(vec![Value::String(role.clone())])),
+        _ => None,
+    };
+    match published {
+        Some(roles) => claims.insert("roles".into(), roles),
+        None => claims.remove("roles"),
+    };
+}
+
+/// Whether a claim has the value a route requires: equal JSON values, except that numbers are
+/// compared by value (`1` and `1.0` are the same number; a boolean is never a string).
+pub fn same_value(claim: &Value, wanted: &Value) -> bool {
+    match (claim, wanted) {
+        (Value::Number(a), Value::Number(b)) => {
+            match (a.as_i64(), b.as_i64(), a.as_u64(), b.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => a.as_f64().zip(b.as_f64()).is_some_and(|(x, y)| x == y),
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(k, x)| b.get(k).is_some_and(|y| same_value(x, y)))
+        }
+        _ => claim == wanted,
     }
 }
 
@@ -170,5 +210,50 @@ mod tests {
         };
         // "true" the string is not true the boolean.
         assert_eq!(both.check(&local, false), Err(PolicyFailure::Claim));
+    }
+
+    #[test]
+    fn numbers_match_by_value_and_nothing_else_is_coerced() {
+        let same = |a: Value, b: Value| same_value(&a, &b);
+        assert!(same(json!(1), json!(1.0)));
+        assert!(same(json!({"n": [1, 2.0]}), json!({"n": [1.0, 2]})));
+        assert!(!same(json!(1), json!(1.5)));
+        assert!(!same(json!(1), json!("1")));
+        assert!(!same(json!(true), json!("true")));
+        assert!(!same(json!(u64::MAX), json!(-1)));
+        assert!(!same(
+            json!(9_007_199_254_740_993u64),
+            json!(9_007_199_254_740_992u64)
+        ));
+        assert!(!same(json!([1]), json!([1, 1])));
+        assert!(!same(json!({"a": 1}), json!({"a": 1, "b": 2})));
+    }
+
+    #[test]
+    fn the_roles_claim_becomes_what_the_roles_path_holds() {
+        let published = |value: Value, path: &str| {
+            let Value::Object(mut map) = value else {
+                panic!("object")
+            };
+            publish_roles(&mut map, path);
+            map.get("roles").cloned()
+        };
+        let kc = json!({"realm_access": {"roles": ["analyst", "user"]}, "roles": ["admin"]});
+        assert_eq!(
+            published(kc, "realm_access.roles"),
+            Some(json!(["analyst", "user"]))
+        );
+        assert_eq!(
+            published(json!({"groups": "ops"}), "groups"),
+            Some(json!(["ops"]))
+        );
+        // Items the policy ignores stay, so the header refuses them as for local tokens.
+        assert_eq!(
+            published(json!({"permissions": ["a,b", 7]}), "permissions"),
+            Some(json!(["a,b", 7]))
+        );
+        // A top-level `roles` the issuer does not use for roles is not forwarded.
+        assert_eq!(published(json!({"roles": ["admin"]}), "groups"), None);
+        assert_eq!(published(json!({"roles": {"x": 1}}), "roles"), None);
     }
 }
