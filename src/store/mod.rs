@@ -1,5 +1,6 @@
 //! Storage: the ports (small traits beside their domains: the plugin API's [`Directory`],
-//! `UserStore` and `RefreshTokenStore`, the host's [`DirectoryStore`] here), one module per
+//! `UserStore` and `RefreshTokenStore`, the identity-provider plugin's `IdentityProviderStore`,
+//! the host's [`DirectoryStore`] and the revocation feed's [`feed::RevocationFeed`]), one module per
 //! backend ([`sqlite`] for one gateway, [`postgres`] for a cluster of gateways sharing one
 //! database) implementing all of them, and the row logic both backends share. [`open`] picks the
 //! backend from the configured location and hands it out as a [`GatewayStore`].

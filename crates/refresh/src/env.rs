@@ -41,3 +41,14 @@ impl<'a> RefreshEnv<'a> {
         }
     }
 }
+
+/// The services a refresh-token rule needs, taken from a plugin's context.
+pub fn refresh_env(context: &gatehouse_plugin_api::PluginContext) -> RefreshEnv<'_> {
+    RefreshEnv::new(
+        context.store.as_ref(),
+        context.tokens.as_ref(),
+        context.clock.as_ref(),
+        context.race_window_ms,
+        &context.rotations,
+    )
+}

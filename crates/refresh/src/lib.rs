@@ -46,7 +46,7 @@ mod policy;
 #[cfg(test)]
 mod testkit;
 
-pub use env::RefreshEnv;
+pub use env::{refresh_env, RefreshEnv};
 pub use error::RefreshError;
 pub use exchange::{
     exchange_refresh_token, exchange_refresh_token_scoped, RefreshOutcome, UNCONFIRMED_RETRY_MS,

@@ -226,16 +226,7 @@ fn in_range(key: &str, value: u64, (min, max): (u64, u64)) -> Result<u64, String
     }
 }
 
-/// The services a refresh-token rule needs, taken from the plugin's context.
-pub fn refresh_env(context: &PluginContext) -> gatehouse_refresh::RefreshEnv<'_> {
-    gatehouse_refresh::RefreshEnv::new(
-        context.store.as_ref(),
-        context.tokens.as_ref(),
-        context.clock.as_ref(),
-        context.race_window_ms,
-        &context.rotations,
-    )
-}
+pub use gatehouse_refresh::refresh_env;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
-//! FusionAuth's External JWT identity provider API as a Gatehouse plugin: providers, login and
-//! reconcile, links, the users they produce, reconcile lambdas and the debug event log.
+//! FusionAuth's identity-provider API (ExternalJWT and OpenIDConnect providers) as a
+//! Gatehouse plugin: providers, login and reconcile, links, the users they produce, reconcile
+//! lambdas and the debug event log.
 //!
 //! | route | module |
 //! | --- | --- |

@@ -145,16 +145,7 @@ pub fn request_tenant_scope(
     }
 }
 
-/// The services a refresh-token rule needs, taken from the plugin's context.
-pub fn refresh_env(context: &PluginContext) -> gatehouse_refresh::RefreshEnv<'_> {
-    gatehouse_refresh::RefreshEnv::new(
-        context.store.as_ref(),
-        context.tokens.as_ref(),
-        context.clock.as_ref(),
-        context.race_window_ms,
-        &context.rotations,
-    )
-}
+pub use gatehouse_refresh::refresh_env;
 
 #[cfg(test)]
 mod tests {
