@@ -603,9 +603,35 @@ fn installed(name: &str, candidates: &[&str]) -> PathBuf {
         })
 }
 
-/// The nginx recipe of the README, on `port`, with Gatehouse on `gatehouse` and the app on
-/// `app`.
+/// The recipe under `heading` in the README (its first code block fenced as `fence`), with
+/// Gatehouse's address (`127.0.0.1:9011`) and the app's (`127.0.0.1:8080`) moved to these
+/// ports: the tests run exactly what the README shows.
+fn readme_recipe(heading: &str, fence: &str, gatehouse: u16, app: u16) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
+    let section = readme
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README.md has no `{heading}`"))
+        .1;
+    let block = section
+        .split_once(&format!("```{fence}\n"))
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .unwrap_or_else(|| panic!("no ```{fence} block under `{heading}`"))
+        .0;
+    for address in ["127.0.0.1:9011", "127.0.0.1:8080"] {
+        assert!(
+            block.contains(address),
+            "the {heading} recipe names no {address}"
+        );
+    }
+    block
+        .replace("127.0.0.1:9011", &format!("127.0.0.1:{gatehouse}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{app}"))
+}
+
+/// nginx with the README's recipe as its server, on `port`, its files in `dir`.
 fn nginx_config(dir: &Path, port: u16, gatehouse: u16, app: u16) -> String {
+    let recipe = readme_recipe("### nginx", "nginx", gatehouse, app);
     let dir = dir.display();
     format!(
         r#"daemon off;
@@ -621,85 +647,22 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
-
   server {{
     listen 127.0.0.1:{port};
-
-    location / {{
-      auth_request /_gatehouse_auth;
-      # The identity, for the app; empty values send no header (a client's is replaced).
-      auth_request_set $gatehouse_user_id $upstream_http_x_user_id;
-      auth_request_set $gatehouse_user_roles $upstream_http_x_user_roles;
-      proxy_set_header X-User-Id $gatehouse_user_id;
-      proxy_set_header X-User-Roles $gatehouse_user_roles;
-      # A transparent refresh's cookies, one header each (auth_request_set keeps one value).
-      auth_request_set $gatehouse_access_cookie $upstream_http_x_gatehouse_set_cookie_access;
-      auth_request_set $gatehouse_refresh_cookie $upstream_http_x_gatehouse_set_cookie_refresh;
-      add_header Set-Cookie $gatehouse_access_cookie;
-      add_header Set-Cookie $gatehouse_refresh_cookie;
-      # 401: to the login page when Gatehouse names one.
-      auth_request_set $gatehouse_redirect $upstream_http_x_gatehouse_redirect;
-      error_page 401 = @gatehouse_login;
-      proxy_pass http://127.0.0.1:{app};
-    }}
-
-    location = /_gatehouse_auth {{
-      internal;
-      proxy_pass http://127.0.0.1:{gatehouse}/_gatehouse/auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-
-    # auth_request passes Gatehouse's WWW-Authenticate on with the 401.
-    location @gatehouse_login {{
-      add_header Set-Cookie $gatehouse_access_cookie always;
-      add_header Set-Cookie $gatehouse_refresh_cookie always;
-      if ($gatehouse_redirect) {{
-        return 302 $gatehouse_redirect;
-      }}
-      return 401;
-    }}
+{recipe}
   }}
 }}
 "#
     )
 }
 
-/// The Caddy recipe of the README, on `port`, with Gatehouse on `gatehouse` and the app on
-/// `app`.
+/// Caddy with the README's recipe as its site, served on `port` over plain HTTP.
 fn caddy_config(port: u16, gatehouse: u16, app: u16) -> String {
-    format!(
-        r#"{{
-	admin off
-	auto_https off
-}}
-
-http://:{port} {{
-	bind 127.0.0.1
-	# forward_auth, written out as reverse_proxy to copy the refresh's Set-Cookie headers too.
-	reverse_proxy 127.0.0.1:{gatehouse} {{
-		method GET
-		rewrite /_gatehouse/auth
-		header_up X-Forwarded-Method {{method}}
-		header_up X-Forwarded-Uri {{uri}}
-		@allowed status 2xx
-		handle_response @allowed {{
-			request_header X-User-Id {{rp.header.X-User-Id}}
-			request_header X-User-Roles {{rp.header.X-User-Roles}}
-			copy_response_headers {{
-				include Set-Cookie
-			}}
-		}}
-	}}
-	reverse_proxy 127.0.0.1:{app}
-}}
-"#
-    )
+    let recipe = readme_recipe("### Caddy", "caddyfile", gatehouse, app);
+    let site = "app.example.com {";
+    assert!(recipe.starts_with(site), "the Caddy recipe's site changed");
+    let recipe = recipe.replacen(site, &format!("http://:{port} {{\n\tbind 127.0.0.1"), 1);
+    format!("{{\n\tadmin off\n\tauto_https off\n}}\n\n{recipe}\n")
 }
 
 /// Through a front proxy at `url` (a function of the path) in front of `app`, with Gatehouse
