@@ -425,6 +425,35 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_refusals_answer_as_on_the_proxy_path() {
+        // A host or path with no single reading: the proxy path's own answer.
+        assert_eq!(
+            GatewayError::from(ForwardedRefusal::Target(TargetRefusal::Host)),
+            GatewayError::AmbiguousHost
+        );
+        assert_eq!(
+            GatewayError::from(ForwardedRefusal::Target(TargetRefusal::Path(
+                PathRefusal::AboveRoot
+            ))),
+            GatewayError::InvalidPath(PathRefusal::AboveRoot)
+        );
+        for (refusal, code) in [
+            (ForwardedRefusal::TwoReadings, "[AmbiguousRequest]"),
+            (ForwardedRefusal::NoTarget, "[BadRequest]"),
+            (ForwardedRefusal::NotOriginForm, "[BadRequest]"),
+            (ForwardedRefusal::Method, "[BadRequest]"),
+            (ForwardedRefusal::Scheme, "[BadRequest]"),
+        ] {
+            let error = GatewayError::from(refusal);
+            assert_eq!((error.status(), error.outcome()), (400, "bad_request"));
+            let body: serde_json::Value = serde_json::from_slice(&error.body()).expect("json");
+            assert_eq!(body["generalErrors"][0]["code"], code);
+        }
+        assert_eq!(GatewayError::UntrustedProxy.challenge(), None);
+        assert_eq!(GatewayError::DecisionOnlyRoute.outcome(), "no_route");
+    }
+
+    #[test]
     fn engine_failures_map_to_one_answer_each() {
         let of =
             |etype, source| GatewayError::of_failure(&Error::create(etype, source, None, None));
