@@ -9,6 +9,7 @@ mod it {
     pub mod cluster;
     pub mod config;
     pub mod edge;
+    pub mod forward_auth;
     pub mod framing;
     pub mod identity_provider;
     pub mod idp_safety;

@@ -140,6 +140,16 @@ pub struct Route {
     pub case_sensitive: bool,
 }
 
+/// Forward-auth mode (`forwardAuth:`): where decisions are asked for, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// The decision endpoint's canonical path (`/_gatehouse/auth`): the request to judge comes
+    /// in its headers; under `{path}/` it is the rest of the path (Envoy's `path_prefix`).
+    pub path: String,
+    /// The peers allowed to ask (never read from `X-Forwarded-For`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -205,6 +215,8 @@ pub struct Config {
     pub uses_demo_api_key: bool,
     /// Proxies whose `X-Forwarded-For` hops are believed (see [`crate::request::client`]).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Forward-auth mode, when configured.
+    pub forward_auth: Option<ForwardAuth>,
 }
 
 /// Warnings about tenants' issuers that are not absolute `http(s)` URLs: the gateway accepts
@@ -397,7 +409,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         remote: issuers.iter().map(|i| i.issuer.clone()).collect(),
         own: tenants.iter().map(|t| t.issuer.clone()).collect(),
     };
-    let routes = routes::routes(&mut p, &raw.routes, &raw.applications, path_options, &known);
+    let forward_auth = raw
+        .forward_auth
+        .as_ref()
+        .map(|fa| routes::forward_auth(&mut p, fa, path_options));
+    let routes = routes::routes(
+        &mut p,
+        &raw.routes,
+        &raw.applications,
+        path_options,
+        &known,
+        forward_auth.is_some(),
+    );
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
         request_limits(&mut p, &raw.limits);
     let token_cache_max_bytes = sections::bounded(
@@ -419,7 +442,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     );
     let log_format = sections::log_format(&mut p, raw.log.format.as_deref());
     let demo_upstream = sections::demo_upstream(&mut p, &raw, listen);
-    let trusted_proxies = sections::trusted_proxies(&mut p, &raw.trusted_proxies);
+    let trusted_proxies = sections::trusted_proxies(&mut p, "trustedProxies", &raw.trusted_proxies);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -455,6 +478,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
         uses_demo_api_key,
         trusted_proxies,
+        forward_auth,
     })
 }
 

@@ -54,6 +54,10 @@ pub struct RawConfig {
     /// hops are believed; none by default (the client is the connection's peer).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Forward-auth mode: an endpoint that judges requests other proxies forward; off when
+    /// absent.
+    #[serde(default)]
+    pub forward_auth: Option<RawForwardAuth>,
     /// Request size limits and timeouts.
     #[serde(default)]
     pub limits: RawLimits,
@@ -250,6 +254,18 @@ pub struct RawIssuer {
     /// PEM file of CA certificates trusted besides the system roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+}
+
+/// `forwardAuth:`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawForwardAuth {
+    /// The path of the decision endpoint (e.g. `/_gatehouse/auth`); paths under it are the
+    /// path-prefix convention (Envoy `ext_authz`).
+    pub path: String,
+    /// The proxies (IP addresses or CIDR ranges) allowed to ask for decisions.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `limits:`

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use gatehouse_plugin_api::model::Application;
 use http::HeaderName;
 
-use super::raw::{RawAuth, RawPaths, RawRoute};
-use super::sections::Problems;
-use super::{IdentityHeader, Route, RouteAuth, TokenPolicy, Upstream};
+use super::raw::{RawAuth, RawForwardAuth, RawPaths, RawRoute};
+use super::sections::{self, Problems};
+use super::{ForwardAuth, IdentityHeader, Route, RouteAuth, TokenPolicy, Upstream};
 use crate::request::canonical::{canonical_path, PathOptions};
 use crate::request::host::canonical_authority;
 
@@ -45,18 +45,20 @@ pub(super) struct KnownIssuers {
 }
 
 /// The validated routes: the routes naming a host first, then the others, each longest prefix
-/// first.
+/// first. With `decisions` (forward-auth mode is on) a route may leave out its upstream: it is
+/// then only judged in forward-auth decisions, never proxied.
 pub(super) fn routes(
     p: &mut Problems,
     raw: &[RawRoute],
     applications: &[Application],
     options: PathOptions,
     known: &KnownIssuers,
+    decisions: bool,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
     for (index, r) in raw.iter().enumerate() {
-        let route = route(p, index, r, applications, options, known);
+        let route = route(p, index, r, applications, options, known, decisions);
         if !seen.insert((route.host.clone(), route.path.clone())) {
             p.add(
                 format!("routes[{index}].path"),
@@ -77,7 +79,7 @@ pub(super) fn routes(
     routes
 }
 
-/// One route, problems reported under `routes[index]`.
+/// One route, problems reported under `routes[index]`; `decisions`: see [`routes`].
 fn route(
     p: &mut Problems,
     index: usize,
@@ -85,13 +87,14 @@ fn route(
     applications: &[Application],
     options: PathOptions,
     known: &KnownIssuers,
+    decisions: bool,
 ) -> Route {
     let path = format!("routes[{index}]");
     Route {
         index,
         path: canonical_route_path(p, &path, &r.path, options),
         host: r.host.as_ref().map(|h| route_host(p, &path, h)),
-        upstreams: upstreams(p, &path, r),
+        upstreams: upstreams(p, &path, r, decisions),
         auth: match &r.auth {
             None => RouteAuth::default_required(),
             Some(auth) => route_auth(p, &path, auth, applications, known),
@@ -133,8 +136,9 @@ fn canonical_route_path(p: &mut Problems, path: &str, raw: &str, options: PathOp
     }
 }
 
-/// The route's upstreams (`upstream` or `upstreams`, exactly one of them).
-fn upstreams(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<Upstream> {
+/// The route's upstreams (`upstream` or `upstreams`, exactly one of them); none only when
+/// `decisions` allows a route judged in forward-auth decisions alone.
+fn upstreams(p: &mut Problems, path: &str, r: &RawRoute, decisions: bool) -> Vec<Upstream> {
     let urls: Vec<(String, &String)> = match (&r.upstream, r.upstreams.is_empty()) {
         (Some(u), true) => vec![(format!("{path}.upstream"), u)],
         (None, false) => r
@@ -147,8 +151,12 @@ fn upstreams(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<Upstream> {
             p.add(path, "give upstream or upstreams, not both");
             Vec::new()
         }
+        (None, true) if decisions => Vec::new(),
         (None, true) => {
-            p.add(format!("{path}.upstream"), "a route needs an upstream");
+            p.add(
+                format!("{path}.upstream"),
+                "a route needs an upstream (only with forwardAuth: configured may a route leave it out, to be judged in decisions only)",
+            );
             Vec::new()
         }
     };
@@ -160,6 +168,49 @@ fn upstreams(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<Upstream> {
         }
     }
     upstreams
+}
+
+/// Prefixes of paths the gateway serves itself (the health check, the plugins' APIs): the
+/// forward-auth endpoint may not be one of them.
+const BUILTIN_PATHS: &[&str] = &["/health", "/api", "/.well-known"];
+
+/// The validated `forwardAuth:` section: a canonical path of its own (not `/`, not ending in
+/// `/`, not the health check or under a plugin's prefix) and at least one trusted proxy.
+pub(super) fn forward_auth(
+    p: &mut Problems,
+    raw: &RawForwardAuth,
+    options: PathOptions,
+) -> ForwardAuth {
+    let path = canonical_route_path(p, "forwardAuth", &raw.path, options);
+    if path.starts_with('/') && (path == "/" || path.ends_with('/')) {
+        p.add(
+            "forwardAuth.path",
+            "must name a path of its own, such as /_gatehouse/auth (not / nor ending in /)",
+        );
+    }
+    if BUILTIN_PATHS.iter().any(|builtin| {
+        path.eq_ignore_ascii_case(builtin)
+            || path
+                .get(..builtin.len() + 1)
+                .is_some_and(|head| head.eq_ignore_ascii_case(&format!("{builtin}/")))
+    }) {
+        p.add(
+            "forwardAuth.path",
+            "is a path the gateway serves itself (/health, /api/…, /.well-known/…)",
+        );
+    }
+    let trusted_proxies =
+        sections::trusted_proxies(p, "forwardAuth.trustedProxies", &raw.trusted_proxies);
+    if raw.trusted_proxies.is_empty() {
+        p.add(
+            "forwardAuth.trustedProxies",
+            "list the proxies that ask for decisions (e.g. [127.0.0.1/32, ::1/128]): no one else may",
+        );
+    }
+    ForwardAuth {
+        path,
+        trusted_proxies,
+    }
 }
 
 /// Parses `http://host[:port]` or `https://host[:port]`.

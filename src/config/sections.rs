@@ -600,8 +600,9 @@ pub(super) fn log_format(p: &mut Problems, format: Option<&str>) -> LogFormat {
     }
 }
 
-/// The trusted proxies: each an IP address (a single host) or a CIDR range.
-pub(super) fn trusted_proxies(p: &mut Problems, raw: &[String]) -> Vec<ipnet::IpNet> {
+/// The trusted proxies listed at `at` (`trustedProxies`, `forwardAuth.trustedProxies`): each an
+/// IP address (a single host) or a CIDR range; a problem at `at[index]` for anything else.
+pub(super) fn trusted_proxies(p: &mut Problems, at: &str, raw: &[String]) -> Vec<ipnet::IpNet> {
     let mut ranges = Vec::with_capacity(raw.len());
     for (index, text) in raw.iter().enumerate() {
         let text = text.trim();
@@ -613,7 +614,7 @@ pub(super) fn trusted_proxies(p: &mut Problems, raw: &[String]) -> Vec<ipnet::Ip
         match range {
             Some(range) => ranges.push(range.trunc()),
             None => p.add(
-                format!("trustedProxies[{index}]"),
+                format!("{at}[{index}]"),
                 "must be an IP address or a CIDR range such as 10.0.0.0/8",
             ),
         }

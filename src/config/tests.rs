@@ -310,3 +310,101 @@ fn a_non_url_issuer_is_a_warning() {
         "{warnings:?}"
     );
 }
+
+/// The problems of `text` as `path: message` lines (empty when it is valid).
+fn problems_of(text: &str) -> Vec<String> {
+    match parse_str(text) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn forward_auth_is_read_with_its_trusted_proxies() {
+    let text = format!(
+        "{}forwardAuth: {{path: /_gatehouse/auth, trustedProxies: [127.0.0.1/32, '::1/128', 10.1.2.3]}}\n",
+        base()
+    );
+    let config = parse_str(&text).expect("valid");
+    let fa = config.forward_auth.expect("forwardAuth");
+    assert_eq!(fa.path, "/_gatehouse/auth");
+    let ranges: Vec<String> = fa.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(ranges, ["127.0.0.1/32", "::1/128", "10.1.2.3/32"]);
+    assert!(parse_str(&base()).expect("valid").forward_auth.is_none());
+}
+
+#[test]
+fn forward_auth_paths_and_proxies_are_checked() {
+    for (section, expected) in [
+        (
+            "{path: /, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: must name a path of its own",
+        ),
+        (
+            "{path: /auth/, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: must name a path of its own",
+        ),
+        (
+            "{path: auth, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: must start with /",
+        ),
+        (
+            "{path: /a/../../b, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: has no canonical form",
+        ),
+        (
+            "{path: /health, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: is a path the gateway serves itself",
+        ),
+        (
+            "{path: /API/auth, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: is a path the gateway serves itself",
+        ),
+        (
+            "{path: /.well-known/x, trustedProxies: [127.0.0.1]}",
+            "forwardAuth.path: is a path the gateway serves itself",
+        ),
+        (
+            "{path: /_gatehouse/auth}",
+            "forwardAuth.trustedProxies: list the proxies",
+        ),
+        (
+            "{path: /_gatehouse/auth, trustedProxies: [nginx]}",
+            "forwardAuth.trustedProxies[0]: must be an IP address",
+        ),
+        (
+            "{path: /_gatehouse/auth, trustedProxies: [127.0.0.1], extra: 1}",
+            "forwardAuth.extra: unknown field `extra`",
+        ),
+    ] {
+        let problems = problems_of(&format!("{}forwardAuth: {section}\n", base()));
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{section}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn a_route_may_leave_out_its_upstream_only_with_forward_auth() {
+    let route = "  - path: /decided\n    auth: {required: true}\n";
+    let without = problems_of(&format!("{}{route}", base()));
+    assert!(
+        without.iter().any(
+            |p| p.starts_with("routes[1].upstream: a route needs an upstream")
+                && p.contains("forwardAuth")
+        ),
+        "{without:?}"
+    );
+    let with = format!(
+        "{}{route}forwardAuth: {{path: /_gatehouse/auth, trustedProxies: [127.0.0.1]}}\n",
+        base()
+    );
+    let config = parse_str(&with).expect("valid");
+    let decided = config
+        .routes
+        .iter()
+        .find(|r| r.path == "/decided")
+        .expect("route");
+    assert!(decided.upstreams.is_empty());
+}

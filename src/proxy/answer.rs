@@ -10,7 +10,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::{Gateway, RequestContext};
+use super::{forward_auth, Gateway, RequestContext};
 use crate::proxy::error::GatewayError;
 use crate::proxy::refresh::Refreshed;
 
@@ -99,8 +99,10 @@ pub fn cleared_cookies() -> [String; 2] {
 impl Gateway {
     /// Answers with a gateway error: Errors JSON, the `WWW-Authenticate` challenge where one
     /// applies, `Retry-After` for 503, cleared cookies after a failed refresh, or a redirect to
-    /// the route's login page for browsers. Counts the outcome and closes the connection after
-    /// a 400 or 413.
+    /// the route's login page for browsers. A forward-auth decision also names each cookie in
+    /// a header of its own and the login page in `X-Gatehouse-Redirect`, and answers the nginx
+    /// convention 401 instead of redirecting (see [`forward_auth`]). Counts the outcome and
+    /// closes the connection after a 400 or 413.
     pub(super) async fn deny(
         &self,
         session: &mut Session,
@@ -122,7 +124,7 @@ impl Gateway {
         // A refresh done for this request hands its pair to the browser whatever the answer
         // (a refused role, an upstream down): a one-time-use value is never used up unseen.
         let cookies = match &ctx.refreshed {
-            Some(refreshed) => self.refreshed_cookies(refreshed),
+            Some(refreshed) => self.refreshed_cookies(refreshed, ctx),
             None if status == 401 && ctx.clear_cookies => cleared_cookies().to_vec(),
             None => Vec::new(),
         };
@@ -131,10 +133,20 @@ impl Gateway {
         for cookie in &cookies {
             headers.push(("Set-Cookie", cookie));
         }
+        // A decision also offers each cookie in a header of its own, and the login page.
+        let decision = ctx.decision;
+        if decision.is_some() {
+            headers.extend(forward_auth::cookie_copies(&cookies));
+        }
         let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
         if let (401, Some(url), true) = (status, login_url, wants_html(session)) {
-            headers.push(("Location", url));
-            return respond(session, 302, &headers, Vec::new()).await;
+            if decision.is_some() {
+                headers.push((forward_auth::REDIRECT_HEADER, url));
+            }
+            if decision.is_none_or(|d| d.redirects()) {
+                headers.push(("Location", url));
+                return respond(session, 302, &headers, Vec::new()).await;
+            }
         }
         let body = error.body();
         if !body.is_empty() {
@@ -172,10 +184,14 @@ impl Gateway {
     }
 
     /// The `Set-Cookie` values that hand a transparent refresh's outcome to the browser: the
-    /// new access token, and the refresh token when it rotated or its window moved.
-    fn refreshed_cookies(&self, refreshed: &Refreshed) -> Vec<String> {
+    /// new access token, and the refresh token when it rotated or its window moved. They are
+    /// `Secure` on a TLS listener, with `cookies.secure`, or when a forward-auth decision says
+    /// the browser came over TLS.
+    fn refreshed_cookies(&self, refreshed: &Refreshed, ctx: &RequestContext) -> Vec<String> {
         let now = self.context.clock.now_millis();
-        let secure = self.settings.tls || self.settings.secure_cookies;
+        let secure = self.settings.tls
+            || self.settings.secure_cookies
+            || ctx.decision.is_some_and(|d| d.https);
         let mut cookies = vec![gatehouse_plugin_api::Cookie::expiring(
             "access_token",
             &refreshed.access_token,
@@ -197,21 +213,30 @@ impl Gateway {
         cookies
     }
 
-    /// On the upstream's answer: the cookies of a transparent refresh done for the request, or
-    /// both token cookies cleared after a refresh token was refused.
+    /// The `Set-Cookie` values of a request let through: the cookies of a transparent refresh
+    /// done for it, or both token cookies cleared after a refresh token was refused; none
+    /// otherwise.
+    pub(super) fn session_cookies(&self, ctx: &RequestContext) -> Vec<String> {
+        if let Some(refreshed) = &ctx.refreshed {
+            self.refreshed_cookies(refreshed, ctx)
+        } else if ctx.clear_cookies {
+            cleared_cookies().to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// On the upstream's answer: the [`Self::session_cookies`].
     pub(super) fn set_session_cookies(
         &self,
         upstream_response: &mut ResponseHeader,
         ctx: &RequestContext,
     ) -> Result<()> {
-        if let Some(refreshed) = &ctx.refreshed {
-            for cookie in self.refreshed_cookies(refreshed) {
-                upstream_response.append_header("Set-Cookie", cookie)?;
-            }
-        } else if ctx.clear_cookies {
-            for cookie in cleared_cookies() {
-                upstream_response.append_header("Set-Cookie", cookie)?;
-            }
+        if ctx.refreshed.is_none() && !ctx.clear_cookies {
+            return Ok(());
+        }
+        for cookie in self.session_cookies(ctx) {
+            upstream_response.append_header("Set-Cookie", cookie)?;
         }
         Ok(())
     }

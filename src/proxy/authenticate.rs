@@ -14,7 +14,7 @@ use pingora::proxy::Session;
 
 use super::refresh::Refreshed;
 use super::routes::RouteLookup;
-use super::{canonical_host_of, canonical_path_of, Gateway, RequestContext};
+use super::{canonical_host_of, canonical_path_of, query_of, Gateway, RequestContext};
 use crate::config::Route;
 use crate::proxy::error::GatewayError;
 use crate::request::credentials;
@@ -33,21 +33,24 @@ enum TokenState {
 }
 
 impl Gateway {
-    /// Admits a request no built-in served: chooses its route, refuses a declared body over
-    /// the limit, reads its credentials (ambiguous ones are refused on every route, public
-    /// passthroughs included) and, on an auth-enabled route, authenticates it. `Ok` lets it
-    /// through.
+    /// Admits a request no built-in served, or the request a forward-auth decision judges:
+    /// chooses its route (a route without an upstream only in a decision), refuses a declared
+    /// body over the limit, reads its credentials (ambiguous ones are refused on every route,
+    /// public passthroughs included) and, on an auth-enabled route, authenticates it. `Ok`
+    /// lets it through.
     pub(super) async fn admit(
         &self,
         session: &Session,
         ctx: &mut RequestContext,
     ) -> Result<(), GatewayError> {
         let route = self.choose_route(session, ctx)?;
+        if route.upstreams.is_empty() && ctx.decision.is_none() {
+            return Err(GatewayError::DecisionOnlyRoute);
+        }
         if self.declares_oversized_body(session) {
             return Err(GatewayError::BodyTooLarge);
         }
-        let header = session.req_header();
-        let credentials = credentials::read(&header.headers, header.uri.query())
+        let credentials = credentials::read(&session.req_header().headers, query_of(session, ctx))
             .map_err(GatewayError::Ambiguous)?;
         if !route.auth.enabled {
             // A public passthrough verifies nothing, and forwards no credential (see
@@ -155,7 +158,8 @@ impl Gateway {
                 // When the header had been read: it tells a request that overlapped a refresh
                 // from one that came after it.
                 let arrived = ctx.started.unwrap_or_else(Instant::now);
-                self.refresh_for_route(session, route, value, still_valid, arrived)
+                let client = self.judged_client_address(session, ctx);
+                self.refresh_for_route(route, value, still_valid, arrived, client)
                     .await?
             }
             Err(_) => Some(Err(RefreshError::NotFound)),
@@ -194,14 +198,15 @@ impl Gateway {
     /// Exchanges `value` for a request on `route`, unless it is another application's refresh
     /// token: exchanging that here would use it up (one-time use) for a token this route
     /// refuses, logging its owner out. `Ok(None)` leaves the token alone; a store that cannot
-    /// say is a 503 unless the access token is `still_valid` (then `Ok(None)`).
+    /// say is a 503 unless the access token is `still_valid` (then `Ok(None)`). `client` is
+    /// recorded on the refresh token.
     async fn refresh_for_route(
         &self,
-        session: &Session,
         route: &Route,
         value: &str,
         still_valid: bool,
         arrived: Instant,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Option<RefreshOutcome>, GatewayError> {
         if let Some(application) = route.auth.application_id {
             match self
@@ -220,13 +225,7 @@ impl Gateway {
         }
         Ok(Some(
             self.refresher
-                .refresh(
-                    value,
-                    self.client_address(session)
-                        .map(|ip| ip.to_string())
-                        .as_deref(),
-                    arrived,
-                )
+                .refresh(value, client.map(|ip| ip.to_string()).as_deref(), arrived)
                 .await,
         ))
     }

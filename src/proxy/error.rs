@@ -9,6 +9,7 @@ use pingora::prelude::*;
 use uuid::Uuid;
 
 use crate::request::canonical::PathRefusal;
+use crate::request::forwarded::ForwardedRefusal;
 use crate::request::target::TargetRefusal;
 use gatehouse_plugin_api::credentials::Ambiguity;
 
@@ -30,6 +31,14 @@ pub enum GatewayError {
     /// The request's framing could be read in more than one way (several or malformed
     /// `Content-Length` headers).
     AmbiguousFraming,
+    /// A forward-auth request whose request to judge has no single reading (a target or host
+    /// with none is [`GatewayError::InvalidPath`] or [`GatewayError::AmbiguousHost`]).
+    Forwarded(ForwardedRefusal),
+    /// A forward-auth request from a peer outside `forwardAuth.trustedProxies`.
+    UntrustedProxy,
+    /// A proxied request matched a route without an upstream: such a route is only judged in
+    /// forward-auth decisions.
+    DecisionOnlyRoute,
     /// The engine could not read the request (bad request line, header syntax); carries the
     /// 4xx status it chose.
     Malformed(u16),
@@ -77,17 +86,21 @@ impl GatewayError {
             | GatewayError::Ambiguous(_)
             | GatewayError::AmbiguousHost
             | GatewayError::AmbiguousPathCase
-            | GatewayError::AmbiguousFraming => 400,
+            | GatewayError::AmbiguousFraming
+            | GatewayError::Forwarded(_) => 400,
             GatewayError::Malformed(code) if (400..500).contains(code) => *code,
             GatewayError::Malformed(_) => 400,
             GatewayError::MethodNotAllowed(_) => 405,
-            GatewayError::NoRoute | GatewayError::UnknownApiPath => 404,
+            GatewayError::NoRoute
+            | GatewayError::UnknownApiPath
+            | GatewayError::DecisionOnlyRoute => 404,
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
             | GatewayError::UnforwardableClaim => 401,
             GatewayError::WrongApplication
             | GatewayError::MissingRole
-            | GatewayError::UnmetClaim => 403,
+            | GatewayError::UnmetClaim
+            | GatewayError::UntrustedProxy => 403,
             GatewayError::BodyTooLarge => 413,
             GatewayError::HeadersTooLarge => 431,
             GatewayError::UpstreamUnavailable => 502,
@@ -111,6 +124,9 @@ impl GatewayError {
             | GatewayError::AmbiguousHost
             | GatewayError::AmbiguousPathCase
             | GatewayError::AmbiguousFraming
+            | GatewayError::Forwarded(_)
+            | GatewayError::UntrustedProxy
+            | GatewayError::DecisionOnlyRoute
             | GatewayError::Malformed(_)
             | GatewayError::MethodNotAllowed(_)
             | GatewayError::NoRoute
@@ -144,6 +160,22 @@ impl GatewayError {
             GatewayError::AmbiguousFraming => (
                 "[AmbiguousRequest]",
                 "The request must have at most one valid Content-Length.".to_string(),
+            ),
+            GatewayError::Forwarded(refusal) => {
+                let code = match refusal {
+                    ForwardedRefusal::TwoReadings => "[AmbiguousRequest]",
+                    _ => "[BadRequest]",
+                };
+                (code, refusal.message().to_string())
+            }
+            GatewayError::UntrustedProxy => (
+                "[Forbidden]",
+                "Only the configured trusted proxies may ask for forward-auth decisions.".to_string(),
+            ),
+            GatewayError::DecisionOnlyRoute => (
+                "[NotFound]",
+                "No upstream serves this path: its route only answers forward-auth decisions."
+                    .to_string(),
             ),
             GatewayError::Malformed(_) => (
                 "[BadRequest]",
@@ -248,9 +280,11 @@ impl GatewayError {
             | GatewayError::AmbiguousHost
             | GatewayError::AmbiguousPathCase
             | GatewayError::AmbiguousFraming
+            | GatewayError::Forwarded(_)
             | GatewayError::Malformed(_) => "bad_request",
             GatewayError::MethodNotAllowed(_) => "method_not_allowed",
-            GatewayError::NoRoute => "no_route",
+            GatewayError::NoRoute | GatewayError::DecisionOnlyRoute => "no_route",
+            GatewayError::UntrustedProxy => "untrusted_proxy",
             GatewayError::UnknownApiPath => "api",
             GatewayError::MissingToken
             | GatewayError::InvalidToken(_)
@@ -263,6 +297,16 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
             GatewayError::StoreUnavailable => "store_unavailable",
             GatewayError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<ForwardedRefusal> for GatewayError {
+    /// A host or path with no single reading keeps the answer it has on the proxy path.
+    fn from(refusal: ForwardedRefusal) -> Self {
+        match refusal {
+            ForwardedRefusal::Target(refusal) => GatewayError::from(refusal),
+            other => GatewayError::Forwarded(other),
         }
     }
 }
@@ -327,6 +371,10 @@ mod tests {
             (GatewayError::Malformed(414), 414),
             (GatewayError::Malformed(200), 400),
             (GatewayError::MethodNotAllowed(http::Method::PUT), 405),
+            (GatewayError::Forwarded(ForwardedRefusal::TwoReadings), 400),
+            (GatewayError::Forwarded(ForwardedRefusal::NoTarget), 400),
+            (GatewayError::UntrustedProxy, 403),
+            (GatewayError::DecisionOnlyRoute, 404),
         ];
         for (error, status) in cases {
             assert!(!error.is_api_answer());
@@ -374,6 +422,35 @@ mod tests {
             assert_eq!(GatewayError::from(refusal), error);
             assert_eq!(GatewayError::from(refusal).status(), 400);
         }
+    }
+
+    #[test]
+    fn forwarded_refusals_answer_as_on_the_proxy_path() {
+        // A host or path with no single reading: the proxy path's own answer.
+        assert_eq!(
+            GatewayError::from(ForwardedRefusal::Target(TargetRefusal::Host)),
+            GatewayError::AmbiguousHost
+        );
+        assert_eq!(
+            GatewayError::from(ForwardedRefusal::Target(TargetRefusal::Path(
+                PathRefusal::AboveRoot
+            ))),
+            GatewayError::InvalidPath(PathRefusal::AboveRoot)
+        );
+        for (refusal, code) in [
+            (ForwardedRefusal::TwoReadings, "[AmbiguousRequest]"),
+            (ForwardedRefusal::NoTarget, "[BadRequest]"),
+            (ForwardedRefusal::NotOriginForm, "[BadRequest]"),
+            (ForwardedRefusal::Method, "[BadRequest]"),
+            (ForwardedRefusal::Scheme, "[BadRequest]"),
+        ] {
+            let error = GatewayError::from(refusal);
+            assert_eq!((error.status(), error.outcome()), (400, "bad_request"));
+            let body: serde_json::Value = serde_json::from_slice(&error.body()).expect("json");
+            assert_eq!(body["generalErrors"][0]["code"], code);
+        }
+        assert_eq!(GatewayError::UntrustedProxy.challenge(), None);
+        assert_eq!(GatewayError::DecisionOnlyRoute.outcome(), "no_route");
     }
 
     #[test]

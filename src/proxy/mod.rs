@@ -5,19 +5,22 @@
 //! 2. **read** (`request_filter`, here, over [`crate::request`]): the framing, the target and
 //!    host in canonical form — whatever has no single reading is refused before anything
 //!    else sees the request;
-//! 3. **built-ins** ([`plugins`]): the public `/health`, and plugin paths, whose request is
+//! 3. **decisions** ([`forward_auth`]): in forward-auth mode, a request to the decision
+//!    endpoint from a trusted proxy is turned into the request to judge, which goes through
+//!    the same admission (4) and is answered with the decision instead of being proxied;
+//! 4. **built-ins** ([`plugins`]): the public `/health`, and plugin paths, whose request is
 //!    read here (the body, within the limit), handled on the API's own runtime
 //!    ([`ApiExecutor`]) and answered here;
-//! 4. **admit** ([`authenticate`]): the route ([`routes`]), the declared body size, the
+//! 5. **admit** ([`authenticate`]): the route ([`routes`]), the declared body size, the
 //!    credentials (read once with the edge's rules, [`crate::request::credentials`]), the
 //!    token, a transparent refresh ([`refresh`]) and the route's policy; a chunked body is
 //!    then judged before the upstream hears of it ([`body`]);
-//! 5. **upstream** ([`upstream`]): the peer, and the request it gets — exactly the target and
+//! 6. **upstream** ([`upstream`]): the peer, and the request it gets — exactly the target and
 //!    host the policy judged, client headers the gateway controls stripped, the verified
 //!    credential only, `X-Forwarded-*`, the identity headers;
-//! 6. **answer** ([`answer`]): the refresh's cookies on the upstream's answer; the gateway's own
+//! 7. **answer** ([`answer`]): the refresh's cookies on the upstream's answer; the gateway's own
 //!    answers — every refusal is a [`GatewayError`] ([`error`]: its one status mapping);
-//! 7. **log** ([`access`]): the latency histograms and the access line.
+//! 8. **log** ([`access`]): the latency histograms and the access line.
 //!
 //! The hot path (a proxied request with a token seen before) does no store read, no key
 //! parsing and no signature check: one path scan, one cache lookup, a few comparisons, and the
@@ -28,6 +31,7 @@ mod answer;
 mod authenticate;
 mod body;
 pub mod error;
+mod forward_auth;
 mod plugins;
 pub mod refresh;
 pub mod routes;
@@ -85,6 +89,9 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         if let Err(error) = self.read_request(session, ctx) {
             return self.refuse(session, ctx, error).await;
+        }
+        if self.serve_forward_auth(session, ctx).await? {
+            return Ok(true);
         }
         if self.serve_builtin(session, ctx).await? {
             return Ok(true);
@@ -253,6 +260,9 @@ pub struct RequestContext {
     refreshed: Option<Arc<Refreshed>>,
     /// A refresh failed: clear both cookies on the response.
     clear_cookies: bool,
+    /// In a forward-auth decision: how the request to judge was named (set once the asking
+    /// peer is trusted). `None` for a request to proxy.
+    decision: Option<forward_auth::Decision>,
 }
 
 /// Settings the proxy needs at request time.
@@ -273,6 +283,8 @@ pub struct ProxySettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Write one access log line per request.
     pub access_log: bool,
+    /// Forward-auth mode, when configured.
+    pub forward_auth: Option<crate::config::ForwardAuth>,
 }
 
 /// The gateway's [`ProxyHttp`] implementation.
@@ -296,6 +308,9 @@ pub struct Gateway {
     /// [`upstream::controlled_headers`]): stripped from every client request, sorted by name.
     controlled_headers: Vec<http::HeaderName>,
     settings: ProxySettings,
+    /// The proxies whose `X-Forwarded-For` is believed in a forward-auth decision: the
+    /// gateway's `trustedProxies` and `forwardAuth.trustedProxies`.
+    decision_proxies: Vec<ipnet::IpNet>,
     /// Where plugin requests are handled.
     api: ApiExecutor,
 }
@@ -314,6 +329,13 @@ impl Gateway {
         api: ApiExecutor,
     ) -> Self {
         let controlled_headers = upstream::controlled_headers(&routes);
+        let decision_proxies = settings
+            .forward_auth
+            .iter()
+            .flat_map(|fa| fa.trusted_proxies.iter())
+            .chain(settings.trusted_proxies.iter())
+            .copied()
+            .collect();
         let route_labels: Vec<String> = routes.iter().map(access::route_label).collect();
         let allowed_durations = route_labels
             .iter()
@@ -353,6 +375,7 @@ impl Gateway {
             metrics,
             controlled_headers,
             settings,
+            decision_proxies,
             api,
         }
     }
@@ -412,16 +435,38 @@ impl Gateway {
     /// [`crate::request::client`]): the connection's peer, or behind the configured trusted
     /// proxies the first hop they do not own. `None` without a peer address.
     fn client_address(&self, session: &Session) -> Option<std::net::IpAddr> {
-        let peer = session
-            .client_addr()
-            .and_then(SocketAddr::as_inet)
-            .map(|a| a.ip());
         client_address(
-            peer,
+            peer_address(session),
             &session.req_header().headers,
             &self.settings.trusted_proxies,
         )
     }
+
+    /// The client of the request `ctx` judges: [`Self::client_address`], or in a forward-auth
+    /// decision the first `X-Forwarded-For` hop that neither the gateway's trusted proxies nor
+    /// the front proxies (`forwardAuth.trustedProxies`) own.
+    fn judged_client_address(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+    ) -> Option<std::net::IpAddr> {
+        if ctx.decision.is_none() {
+            return self.client_address(session);
+        }
+        client_address(
+            peer_address(session),
+            &session.req_header().headers,
+            &self.decision_proxies,
+        )
+    }
+}
+
+/// The IP address of the connection's peer; `None` for a Unix socket.
+fn peer_address(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(SocketAddr::as_inet)
+        .map(|a| a.ip())
 }
 
 /// The canonical `Host` of the request: from `ctx.host` when it was rewritten, else the
@@ -434,6 +479,15 @@ fn canonical_host_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> Optio
             .get(HOST)
             .and_then(|h| h.to_str().ok())
     })
+}
+
+/// The query of the request as sent: from `ctx.target` when the target was rewritten (in a
+/// forward-auth decision, the judged target's), else the request line's.
+fn query_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> Option<&'a str> {
+    match &ctx.target {
+        Some(target) => target.split_once('?').map(|(_, query)| query),
+        None => session.req_header().uri.query(),
+    }
 }
 
 /// The canonical path of the request: from `ctx.target` when the target was rewritten, else

@@ -129,17 +129,33 @@ impl Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &RequestContext,
     ) -> Result<()> {
-        let Some(route) = self.route(ctx) else {
+        if self.route(ctx).is_none() {
             return Error::e_explain(InternalError, "no route");
-        };
-        if let Some(claims) = &ctx.identity {
-            for header in &route.identity_headers {
-                if let ClaimHeader::Value(value) = claims.header_value(&header.claim) {
-                    upstream_request.insert_header(header.written.clone(), value.clone())?;
-                }
-            }
+        }
+        for (name, value) in self.identity_values(ctx) {
+            upstream_request.insert_header(name.clone(), value.clone())?;
         }
         Ok(())
+    }
+
+    /// The identity headers of the request's route, as written in the configuration, with
+    /// their values from the claims of the token that passed its policy; none without such a
+    /// token (or a route), and none for a claim the token does not carry.
+    pub(super) fn identity_values<'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+    ) -> impl Iterator<Item = (&'a bytes::Bytes, &'a http::HeaderValue)> + 'a {
+        let headers = match (self.route(ctx), &ctx.identity) {
+            (Some(route), Some(_)) => route.identity_headers.as_slice(),
+            _ => &[],
+        };
+        headers.iter().filter_map(move |header| {
+            let claims = ctx.identity.as_ref()?;
+            match claims.header_value(&header.claim) {
+                ClaimHeader::Value(value) => Some((&header.written, value)),
+                _ => None,
+            }
+        })
     }
 }
 
@@ -169,10 +185,15 @@ fn is_bearer(request: &RequestHeader) -> bool {
 /// Client headers never forwarded on any route, besides the routes' identity headers: headers
 /// some upstreams take as the request's path (`X-Original-URL`, `X-Rewrite-URL`: IIS, Symfony),
 /// as the authenticated user (what other auth proxies set), or as the client's address or
-/// the original request (the gateway sets its own).
+/// the original request (the gateway sets its own; the forward-auth conventions'
+/// `X-Forwarded-Uri`/`-Method` and `X-Original-URI`/`-Method` are read only in a decision).
 const RESERVED_HEADERS: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-method",
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-preferred-username",

@@ -46,7 +46,7 @@ pub fn client_address(
 
 /// True when `address` is in one of the `trusted` ranges (an IPv4-mapped IPv6 address counts
 /// as its IPv4 address).
-fn is_trusted(address: IpAddr, trusted: &[IpNet]) -> bool {
+pub fn is_trusted(address: IpAddr, trusted: &[IpNet]) -> bool {
     let address = canonical(address);
     trusted.iter().any(|net| net.contains(&address))
 }

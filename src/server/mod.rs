@@ -220,6 +220,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
             idle_timeout_seconds: config.idle_timeout_seconds,
             trusted_proxies: config.trusted_proxies.clone(),
             access_log: config.access_log,
+            forward_auth: config.forward_auth.clone(),
         },
         api,
     );
