@@ -8,7 +8,7 @@
 //! 3. **decisions** ([`forward_auth`]): in forward-auth mode, a request to the decision
 //!    endpoint from a trusted proxy is turned into the request to judge, which goes through
 //!    the same admission (4) and is answered with the decision instead of being proxied;
-//! 4. **built-ins** ([`plugins`]): the public `/health`, and plugin paths, whose request is
+//! 4. **built-ins** ([`builtins`]): the public `/health`, and plugin paths, whose request is
 //!    read here (the body, within the limit), handled on the API's own runtime
 //!    ([`ApiExecutor`]) and answered here;
 //! 5. **admit** ([`authenticate`]): the route ([`routes`]), the declared body size, the
@@ -32,7 +32,7 @@ mod authenticate;
 mod body;
 pub mod error;
 mod forward_auth;
-mod plugins;
+mod builtins;
 pub mod refresh;
 pub mod routes;
 mod upstream;
