@@ -10,6 +10,7 @@ mod it {
     pub mod config;
     pub mod edge;
     pub mod framing;
+    pub mod http2;
     pub mod identity_provider;
     pub mod idp_safety;
     pub mod integrity;
