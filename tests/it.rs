@@ -19,6 +19,7 @@ mod it {
     pub mod kit;
     pub mod lambda_sandbox;
     pub mod operability;
+    pub mod packaging;
     pub mod postgres;
     pub mod proxy;
     pub mod python_client;
@@ -26,4 +27,5 @@ mod it {
     pub mod readme;
     pub mod restart;
     pub mod tenancy;
+    pub mod websocket;
 }
