@@ -11,6 +11,7 @@ mod it {
     pub mod edge;
     pub mod forward_auth;
     pub mod framing;
+    pub mod http2;
     pub mod identity_provider;
     pub mod idp_safety;
     pub mod integrity;
@@ -20,6 +21,7 @@ mod it {
     pub mod lambda_sandbox;
     pub mod oidc_provider;
     pub mod operability;
+    pub mod packaging;
     pub mod postgres;
     pub mod proxy;
     pub mod python_client;
@@ -27,4 +29,5 @@ mod it {
     pub mod readme;
     pub mod restart;
     pub mod tenancy;
+    pub mod websocket;
 }

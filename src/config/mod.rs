@@ -8,6 +8,7 @@
 
 pub mod env;
 mod issuers;
+mod listen;
 mod locate;
 pub mod raw;
 mod read;
@@ -30,6 +31,7 @@ use gatehouse_plugin_api::model::{ApiKey, Application, Tenant};
 use http::HeaderName;
 use uuid::Uuid;
 
+pub use listen::ListenProtocols;
 use raw::RawConfig;
 use sections::Problems;
 
@@ -83,6 +85,8 @@ pub struct Upstream {
     pub address: String,
     /// Connect with TLS.
     pub tls: bool,
+    /// Speak HTTP/2 to it: with prior knowledge (`h2c://`), or by ALPN over TLS (`h2://`).
+    pub http2: bool,
     /// Host name for SNI and certificate checks.
     pub sni: String,
 }
@@ -157,6 +161,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// TLS certificate and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The HTTP versions the listener speaks besides HTTP/1.1 (`listenOptions`).
+    pub protocols: ListenProtocols,
     /// Worker threads.
     pub threads: usize,
     /// The REST API's own threads and bounds (`api:`).
@@ -385,6 +391,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let mut p = Problems::default();
     let listen = sections::listen_address(&mut p, &raw.listen);
     let tls = sections::tls_files(&mut p, &raw, base_dir);
+    let protocols = listen::listen_protocols(&mut p, &raw.listen_options, tls.is_some());
     let threads = sections::thread_count(&mut p, raw.threads);
     let api = sections::api_settings(&mut p, &raw.api, threads);
     let store = sections::store_location(&mut p, raw.store.as_deref(), base_dir);
@@ -449,6 +456,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     Ok(Config {
         listen,
         tls,
+        protocols,
         threads,
         api,
         store,

@@ -17,6 +17,9 @@ pub struct RawConfig {
     /// TLS on the listener.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// The HTTP versions the listener speaks besides HTTP/1.1.
+    #[serde(default)]
+    pub listen_options: RawListenOptions,
     /// Worker threads.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -98,6 +101,18 @@ pub struct RawTls {
     pub certificate_file: String,
     /// PEM private key.
     pub private_key_file: String,
+}
+
+/// `listenOptions:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawListenOptions {
+    /// Offer HTTP/2 by ALPN on a TLS listener (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Accept HTTP/2 with prior knowledge on a plain listener (default false).
+    #[serde(default)]
+    pub h2c: Option<bool>,
 }
 
 /// One `apiKeys:` entry.

@@ -213,15 +213,19 @@ pub(super) fn forward_auth(
     }
 }
 
-/// Parses `http://host[:port]` or `https://host[:port]`.
+/// Parses an upstream URL, `SCHEME://host[:port]`: `http` (HTTP/1.1), `https` (TLS, HTTP/1.1),
+/// `h2c` (HTTP/2 with prior knowledge, no TLS: gRPC servers) or `h2` (TLS, HTTP/2 by ALPN).
+/// Returns the upstream, or why the URL is not one.
 pub(super) fn parse_upstream(url: &str) -> Result<Upstream, String> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or("must be an http:// or https:// URL")?;
-    let tls = match scheme {
-        "http" => false,
-        "https" => true,
-        _ => return Err(format!("scheme `{scheme}` is not http or https")),
+        .ok_or("must be an http://, https://, h2c:// or h2:// URL")?;
+    let (tls, http2) = match scheme {
+        "http" => (false, false),
+        "https" => (true, false),
+        "h2c" => (false, true),
+        "h2" => (true, true),
+        _ => return Err(format!("scheme `{scheme}` is not http, https, h2c or h2")),
     };
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() {
@@ -249,6 +253,7 @@ pub(super) fn parse_upstream(url: &str) -> Result<Upstream, String> {
     Ok(Upstream {
         address: format!("{host}:{port}"),
         tls,
+        http2,
         sni,
     })
 }

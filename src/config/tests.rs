@@ -100,7 +100,7 @@ fn every_problem_is_reported_with_its_path() {
         "{text}"
     );
     assert!(
-        text.contains("routes[0].upstream: scheme `ftp` is not http or https"),
+        text.contains("routes[0].upstream: scheme `ftp` is not http, https, h2c or h2"),
         "{text}"
     );
     assert!(text.contains("listen: must be an address"), "{text}");
@@ -179,6 +179,49 @@ fn upstream_urls_are_parsed() {
     assert_eq!(u.address, "127.0.0.1:8080");
     assert!(parse_upstream("http://h/path").is_err());
     assert!(parse_upstream("http://h:notaport").is_err());
+}
+
+#[test]
+fn http2_upstreams_are_named_by_their_scheme() {
+    for (url, address, tls, http2) in [
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", false, false),
+        ("https://example.com", "example.com:443", true, false),
+        ("h2c://127.0.0.1:50051", "127.0.0.1:50051", false, true),
+        ("h2c://grpc.internal", "grpc.internal:80", false, true),
+        ("h2://grpc.example.com", "grpc.example.com:443", true, true),
+        ("h2://[::1]:8443/", "[::1]:8443", true, true),
+    ] {
+        let u = parse_upstream(url).expect(url);
+        assert_eq!(
+            (u.address.as_str(), u.tls, u.http2),
+            (address, tls, http2),
+            "{url}"
+        );
+    }
+    for url in ["h2c://h/path", "grpc://h:1", "h3://h:1", "H2C//h"] {
+        assert!(parse_upstream(url).is_err(), "{url}");
+    }
+}
+
+#[test]
+fn listen_options_are_read_and_checked_against_tls() {
+    let config = parse_str(&base()).expect("valid");
+    assert_eq!(
+        config.protocols,
+        super::ListenProtocols {
+            http2: true,
+            h2c: false
+        }
+    );
+    let text = format!("listenOptions: {{h2c: true}}\n{}", base());
+    let config = parse_str(&text).expect("valid");
+    assert!(config.protocols.h2c);
+    let text = format!("listenOptions: {{h2c: true, http2: false}}\n{}", base());
+    let errors = parse_str(&text).expect_err("h2c without http2").to_string();
+    assert!(errors.contains("listenOptions.h2c"), "{errors}");
+    let text = format!("listenOptions: {{http3: true}}\n{}", base());
+    let errors = parse_str(&text).expect_err("unknown key").to_string();
+    assert!(errors.contains("listenOptions"), "{errors}");
 }
 
 #[test]

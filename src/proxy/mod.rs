@@ -138,6 +138,7 @@ impl ProxyHttp for Gateway {
         upstream::strip_client_headers(upstream_request, &self.controlled_headers);
         self.forward_credentials(upstream_request, ctx)?;
         self.set_forwarding_headers(session, upstream_request)?;
+        self.set_te_for_http2(session, upstream_request)?;
         self.set_identity_headers(upstream_request, ctx)
     }
 

@@ -25,6 +25,8 @@ pub struct ResolvedUpstream {
     pub addr: SocketAddr,
     /// Connect with TLS.
     pub tls: bool,
+    /// Speak HTTP/2 (see [`Upstream::http2`]).
+    pub http2: bool,
     /// SNI and certificate name.
     pub sni: String,
 }
@@ -105,6 +107,7 @@ fn resolve_all(
                 addr: pick(&answers, None)
                     .ok_or_else(|| format!("{} resolves to no address", upstream.address))?,
                 tls: upstream.tls,
+                http2: upstream.http2,
                 sni: upstream.sni.clone(),
             })
         })
@@ -297,11 +300,13 @@ mod tests {
                 Upstream {
                     address: "127.0.0.1:1".into(),
                     tls: false,
+                    http2: false,
                     sni: "a".into(),
                 },
                 Upstream {
                     address: "127.0.0.2:1".into(),
                     tls: false,
+                    http2: false,
                     sni: "b".into(),
                 },
             ],
@@ -388,11 +393,13 @@ mod tests {
             Upstream {
                 address: "ok.example:80".into(),
                 tls: false,
+                http2: false,
                 sni: "ok.example".into(),
             },
             Upstream {
                 address: "gone.example:80".into(),
                 tls: false,
+                http2: false,
                 sni: "gone.example".into(),
             },
         ];

@@ -4,14 +4,16 @@
 //! characters other than letters, digits and `-`); the verified credential only
 //! (`Authorization` as the verified Bearer token, the `Cookie` line without the refresh token);
 //! `X-Forwarded-For` and `X-Forwarded-Proto`; the route's identity headers from the verified
-//! claims.
+//! claims. An HTTP/2 upstream (`h2c://`, `h2://`) also gets `te: trailers` when the client sent
+//! it ([`Gateway::set_te_for_http2`]): gRPC servers require it, and trailers pass both ways.
 
 use std::time::{Duration, Instant};
 
 use gatehouse_plugin_api::credentials::bearer_token;
 use gatehouse_plugin_api::ClaimHeader;
-use http::header::{HeaderName, AUTHORIZATION, COOKIE, HOST};
+use http::header::{HeaderName, AUTHORIZATION, COOKIE, HOST, TE};
 use pingora::prelude::*;
+use pingora::protocols::ALPN;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
@@ -32,7 +34,34 @@ impl Gateway {
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
         peer.options.read_timeout = Some(Duration::from_secs(60));
+        if upstream.http2 {
+            // HTTP/2 only: by ALPN over TLS (`h2://`), with prior knowledge without (`h2c://`,
+            // the engine trusts that the server speaks h2c). Streams share a connection.
+            peer.options.alpn = ALPN::H2;
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
         Ok(Box::new(peer))
+    }
+
+    /// `te: trailers` on a request to an HTTP/2 upstream when the client's `TE` names
+    /// `trailers` (gRPC clients send it, and gRPC servers refuse a request without it); any
+    /// other `TE` is removed, since HTTP/2 allows no other value (RFC 9113 §8.2.2). The engine
+    /// strips `TE` as hop-by-hop from an HTTP/1.1 client's request, so it is set here from the
+    /// client's request. Nothing changes for an HTTP/1.1 upstream.
+    pub(super) fn set_te_for_http2(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+    ) -> Result<()> {
+        if upstream_request.version != http::Version::HTTP_2 {
+            return Ok(());
+        }
+        if asks_for_trailers(&session.req_header().headers) {
+            upstream_request.insert_header(TE, "trailers")?;
+        } else {
+            upstream_request.remove_header(&TE);
+        }
+        Ok(())
     }
 
     /// The upstream's wait (upstream chosen to its first response header, an informational
@@ -172,6 +201,21 @@ pub(super) fn controlled_headers(routes: &RouteTable) -> Vec<HeaderName> {
     controlled
 }
 
+/// How many requests share one connection to an HTTP/2 upstream before another is opened.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// True when a `TE` header of `headers` lists `trailers` (any case, among other codings).
+fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|coding| {
+            let name = coding.split(|&b| b == b';').next().unwrap_or_default();
+            name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+        })
+}
+
 /// True when the request's `Authorization` header uses the Bearer scheme (read as the
 /// credentials were, [`bearer_token`]).
 fn is_bearer(request: &RequestHeader) -> bool {
@@ -246,5 +290,34 @@ pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &[He
         .collect();
     for name in names {
         request.remove_header(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn te(values: &[&str]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for value in values {
+            map.append(TE, value.parse().expect("value"));
+        }
+        map
+    }
+
+    #[test]
+    fn trailers_are_found_among_te_codings() {
+        for values in [
+            &["trailers"][..],
+            &["Trailers"],
+            &["gzip, trailers"],
+            &["deflate;q=0.5 , TRAILERS;q=1"],
+            &["gzip", "trailers"],
+        ] {
+            assert!(asks_for_trailers(&te(values)), "{values:?}");
+        }
+        for values in [&[][..], &["gzip"], &["trailersx"], &["chunked; trailers"]] {
+            assert!(!asks_for_trailers(&te(values)), "{values:?}");
+        }
     }
 }

@@ -201,6 +201,34 @@ mod tests {
     }
 
     #[test]
+    fn http2_cookie_crumbs_are_one_list() {
+        // HTTP/2 sends each cookie in its own `cookie` field (RFC 9113 §8.2.3); they are read
+        // as if joined with "; ", with the same rules as one HTTP/1.1 line.
+        let crumbs = headers(&[
+            ("cookie", b"a=1"),
+            ("cookie", b"access_token=t"),
+            ("cookie", b"refresh_token=r"),
+            ("cookie", b"b=2"),
+        ]);
+        assert_eq!(
+            read(&crumbs, None),
+            Ok(Credentials {
+                access_token: Some(b"t"),
+                refresh_token: Some(b"r"),
+            })
+        );
+        assert!(cookie_needs_rewrite(&crumbs, AccessCookie::Keep));
+        assert_eq!(
+            upstream_cookie(&crumbs, AccessCookie::Keep).as_deref(),
+            Some(&b"a=1; access_token=t; b=2"[..])
+        );
+        let conflicting = headers(&[("cookie", b"access_token=t"), ("cookie", b"access_token=u")]);
+        assert_eq!(read(&conflicting, None), Err(Ambiguity::ConflictingCookies));
+        let lookalike = headers(&[("cookie", b"access_token=t"), ("cookie", b"Access_Token=u")]);
+        assert_eq!(read(&lookalike, None), Err(Ambiguity::LookalikeCookie));
+    }
+
+    #[test]
     fn cookies_are_rewritten_only_when_needed() {
         let keep = AccessCookie::Keep;
         assert!(cookie_needs_rewrite(

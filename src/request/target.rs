@@ -3,6 +3,14 @@
 //! scheme), the one canonical host ([`crate::request::host`]) and the canonical path
 //! ([`crate::request::canonical`]). What routes judge and what the upstream receives come from
 //! here; a request that cannot be read one way only is refused.
+//!
+//! An HTTP/2 request is read by the same rules: the engine gives it a URI made of its
+//! pseudo-headers (`:scheme://:authority:path`) and its `:path` as the raw target, so
+//! `:authority` is the target's authority and must name the same host as a `host` header when
+//! both are sent (RFC 9113 §8.3.1), either alone is the host, and `:scheme` must be `http` or
+//! `https` (it never reaches the upstream, which learns the listener's scheme from
+//! `X-Forwarded-Proto`). Its `cookie` fields, which HTTP/2 splits (RFC 9113 §8.2.3), are read as
+//! one list by [`crate::request::credentials`].
 
 use std::borrow::Cow;
 
@@ -55,6 +63,14 @@ pub fn read_target(
 ) -> Result<Target, TargetRefusal> {
     check_framing(headers)?;
     let absolute_form = !raw.starts_with(b"/");
+    if !absolute_form
+        && uri
+            .scheme_str()
+            .is_some_and(|s| s != "http" && s != "https")
+    {
+        // An HTTP/2 `:scheme` that is no web scheme: nothing to route it by.
+        return Err(TargetRefusal::Host);
+    }
     let authority = if absolute_form {
         Some(authority_of(raw).ok_or(TargetRefusal::Path(PathRefusal::NotAbsolute))?)
     } else {
@@ -185,6 +201,91 @@ mod tests {
         assert_eq!(
             read("HTTPS://a.example/x", &[], TLS),
             rewritten(Some("/x"), Some("a.example"))
+        );
+    }
+
+    /// An HTTP/2 request as the engine presents it: the URI built from `:scheme`,
+    /// `:authority` and `:path`, and `:path` as the raw target.
+    fn read_h2(
+        scheme: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        listener: Listener,
+    ) -> Result<Target, TargetRefusal> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                value.parse().expect("value"),
+            );
+        }
+        let uri: Uri = format!("{scheme}://{authority}{path}")
+            .parse()
+            .expect("uri");
+        read_target(&uri, path.as_bytes(), &map, listener)
+    }
+
+    #[test]
+    fn http2_authority_and_host_name_one_host() {
+        // `:authority` alone is the host, and the upstream gets it in `Host`.
+        assert_eq!(
+            read_h2("https", "a.example", "/x", &[], TLS),
+            rewritten(None, Some("a.example"))
+        );
+        assert_eq!(
+            read_h2("http", "A.Example.:80", "/x", &[], PLAIN),
+            rewritten(None, Some("a.example"))
+        );
+        // Both, naming the same host in any spelling: accepted.
+        assert_eq!(
+            read_h2("https", "a.example", "/x", &[("host", "a.example")], TLS),
+            rewritten(None, None)
+        );
+        assert_eq!(
+            read_h2(
+                "https",
+                "a.example:443",
+                "/x",
+                &[("host", "A.example")],
+                TLS
+            ),
+            rewritten(None, Some("a.example"))
+        );
+        // The path is put in canonical form as on HTTP/1.1.
+        assert_eq!(
+            read_h2("https", "a.example", "/p/../%61dmin?q=1", &[], TLS),
+            rewritten(Some("/admin?q=1"), Some("a.example"))
+        );
+        // `:scheme` is not the listener's: still one reading (it is never forwarded).
+        assert_eq!(
+            read_h2("https", "a.example", "/x", &[("host", "a.example")], PLAIN),
+            rewritten(None, None)
+        );
+    }
+
+    #[test]
+    fn http2_requests_without_a_single_reading_are_refused() {
+        for (scheme, authority, headers) in [
+            ("https", "a.example", vec![("host", "b.example")]),
+            ("https", "a.example", vec![("host", "a.example:8443")]),
+            (
+                "https",
+                "a.example",
+                vec![("host", "a.example"), ("host", "a.example")],
+            ),
+            ("https", "a..example", vec![]),
+            ("ftp", "a.example", vec![("host", "a.example")]),
+        ] {
+            assert_eq!(
+                read_h2(scheme, authority, "/x", &headers, TLS),
+                Err(TargetRefusal::Host),
+                "{scheme}://{authority} {headers:?}"
+            );
+        }
+        assert_eq!(
+            read_h2("https", "a.example", "/a/../../b", &[], TLS),
+            Err(TargetRefusal::Path(PathRefusal::AboveRoot))
         );
     }
 

@@ -1,7 +1,9 @@
 //! Start-up and shutdown: open the store and apply the declared entities, load or generate the
 //! keys, build the token service, the plugins and the API's runtime, then run the Pingora server
 //! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
-//! (fast). [`admin`] is the admin listener (`/metrics`, `/health`), [`echo`] the demo upstream.
+//! (fast). The proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on
+//! TLS, with prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the
+//! admin listener (`/metrics`, `/health`), [`echo`] the demo upstream.
 
 pub mod admin;
 pub mod echo;
@@ -14,6 +16,9 @@ use std::time::Duration;
 use gatehouse_plugin_api::{
     ApiKeyRing, Clock, CpuPool, PluginContext, Store, StoreError, SystemClock, TokenService,
 };
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
@@ -24,7 +29,7 @@ use crate::auth::issuers::Issuers;
 use crate::auth::keys::{generate_material, KeyRing, SigningKey};
 use crate::auth::revocation_sync::RevocationSync;
 use crate::auth::tokens::{CacheLimits, Tokens};
-use crate::config::{Config, KeySource, KeySpec};
+use crate::config::{Config, KeySource, KeySpec, ListenProtocols};
 use crate::observe::metrics::Metrics;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, ProxySettings};
@@ -313,6 +318,40 @@ fn spawn_upstream_dns(resolver: UpstreamResolver) -> Result<(), StartError> {
         })
 }
 
+/// Adds the proxy's listener at `listen`: TLS with these certificate and key files when `tls`
+/// is given, offering `h2` and `http/1.1` by ALPN when `protocols.http2`; plain otherwise,
+/// reading a connection that opens with the HTTP/2 preface as h2c when `protocols.h2c` (any
+/// other as HTTP/1.1). `Err` when the TLS settings cannot be made.
+fn add_proxy_listener(
+    proxy: &mut Service<HttpProxy<crate::proxy::Gateway>>,
+    listen: &str,
+    tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    protocols: ListenProtocols,
+) -> Result<(), StartError> {
+    match tls {
+        Some((cert, key)) => {
+            let mut settings =
+                TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
+                    .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?;
+            if protocols.http2 {
+                settings.enable_h2();
+            }
+            proxy.add_tls_with_settings(listen, None, settings);
+        }
+        None => {
+            proxy.add_tcp(listen);
+            if protocols.h2c {
+                let mut options = HttpServerOptions::default();
+                options.h2c = true;
+                if let Some(app) = proxy.app_logic_mut() {
+                    app.server_options = Some(options);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the gateway until it is told to stop.
 pub fn run(config: Config) -> Result<(), StartError> {
     check_bindable(config.listen, "gateway")?;
@@ -351,12 +390,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let listen = config.listen.to_string();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, prepared.gateway);
-    match &config.tls {
-        Some((cert, key)) => proxy
-            .add_tls(&listen, &cert.to_string_lossy(), &key.to_string_lossy())
-            .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?,
-        None => proxy.add_tcp(&listen),
-    }
+    add_proxy_listener(&mut proxy, &listen, config.tls.as_ref(), config.protocols)?;
     server.add_service(proxy);
     if let Some(demo) = config.demo_upstream {
         let mut echo = Service::new("demo upstream".to_string(), Echo);
@@ -386,6 +420,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(
         address = %config.listen,
         tls = config.tls.is_some(),
+        http2 = config.protocols.http2 && config.tls.is_some(),
+        h2c = config.protocols.h2c,
         routes = config.routes.len(),
         issuers = config.issuers.len(),
         plugins = config.plugins.len(),

@@ -936,3 +936,127 @@ impl CuttableLink {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// The Python of `target/pyenv` with what the protocol tests drive the gateway with (`grpcio`,
+/// `websockets`, `cryptography`), running `scripts/bootstrap --tests` first when one is missing
+/// (once per test run, even with tests in parallel).
+pub fn protocol_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let python = repo.join("target/pyenv/bin/python");
+            let usable = |python: &Path| {
+                Command::new(python)
+                    .args(["-c", "import grpc, websockets, cryptography"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if !usable(&python) {
+                let output = Command::new("bash")
+                    .args(["scripts/bootstrap", "--tests"])
+                    .current_dir(repo)
+                    .output()
+                    .expect("run scripts/bootstrap --tests");
+                assert!(
+                    output.status.success() && usable(&python),
+                    "scripts/bootstrap --tests did not give {} grpcio and websockets ({}):\n{}\n{}",
+                    python.display(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            python
+        })
+        .clone()
+}
+
+/// A Python script of `tests/python/` run as a server: started by [`PythonServer::start`],
+/// which waits for it to print `ready`, and killed on drop.
+pub struct PythonServer {
+    child: Child,
+}
+
+impl PythonServer {
+    /// Runs `tests/python/{script}` with `args` and waits (up to 20 s) for its `ready` line.
+    pub fn start(script: &str, args: &[&str]) -> PythonServer {
+        use std::io::BufRead;
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new(protocol_python())
+            .arg(repo.join("tests/python").join(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the Python server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = PythonServer { child };
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line == "ready" => server,
+            other => {
+                let _ = server.child.kill();
+                panic!("{script} did not start: {other:?}");
+            }
+        }
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tests/python/{script}` with `args` to completion; returns its last stdout line as
+/// JSON, panicking with its output when it fails or prints none.
+pub fn python_json(script: &str, args: &[&str]) -> Value {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(protocol_python())
+        .arg(repo.join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("run the Python script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let parsed = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok());
+    match parsed {
+        Some(value) if output.status.success() => value,
+        _ => panic!(
+            "{script} {args:?} failed ({}):\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, made for the test in `dir`
+/// (`cert.pem`, `key.pem`); returns the `tls:` line of a configuration using it.
+pub fn self_signed_tls(dir: &Path) -> String {
+    let output = Command::new(protocol_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_echo.py"))
+        .arg("cert")
+        .arg(dir)
+        .output()
+        .expect("make a certificate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    format!(
+        "tls: {{certificateFile: {}, privateKeyFile: {}}}\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    )
+}

@@ -313,6 +313,9 @@ pub enum H2Accept {
     Rejected,
 }
 
+/// Gatehouse: the body of the 400 answering a request refused by [`invalid_request_authority`].
+const AUTHORITY_REJECTION_BODY: &[u8] = br#"{"generalErrors":[{"code":"[AmbiguousRequest]","message":"The request must name exactly one valid host."}]}"#;
+
 /// Reject ambiguous H2 authority representations:
 ///
 /// - duplicate `Host` ([RFC 9112 section 3.2]);
@@ -476,11 +479,28 @@ impl HttpSession {
         if invalid_request_authority(&request_header) {
             let mut response = Response::new(());
             *response.status_mut() = StatusCode::BAD_REQUEST;
+            // Gatehouse: the refusal says why, in FusionAuth's Errors JSON, as the gateway's own
+            // refusals of an ambiguous host do.
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            headers.insert(
+                header::CONTENT_LENGTH,
+                header::HeaderValue::from(AUTHORITY_REJECTION_BODY.len()),
+            );
             // An immediate PROTOCOL_ERROR reset would replace this observable 400 in h2. Dropping
             // an unfinished request body can still reset the stream.
-            if let Err(e) = send_response.send_response(response, true) {
+            match send_response.send_response(response, false) {
+                Ok(mut body) => {
+                    let data = bytes::Bytes::from_static(AUTHORITY_REJECTION_BODY);
+                    if let Err(e) = body.send_data(data, true) {
+                        debug!("failed to send downstream h2 authority rejection body: {e}");
+                    }
+                }
                 // A client reset before the write is stream-local; siblings survive.
-                debug!("failed to send downstream h2 authority rejection: {e}");
+                Err(e) => debug!("failed to send downstream h2 authority rejection: {e}"),
             }
             account_malformed_stream(malformed_streams)?;
             return Ok(Some(H2Accept::Rejected));

@@ -1,0 +1,101 @@
+//! WebSockets through a protected route, with a real server and client (the Python
+//! `websockets` library, `tests/python/websocket_echo.py`): the upgrade passes with a token (in
+//! `Authorization` or, as browsers send it, in the `access_token` cookie) and reaches the
+//! upstream with the identity headers; without one, or with a refused one, the client gets the
+//! gateway's 401 (or 403) before any upgrade. An open socket is judged once, at the upgrade: it
+//! stays open when its token expires (see README, *Protocols*).
+
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::kit::*;
+
+/// A gateway whose `/ws` route (users of the app) and `/ws-admin` route (admins) lead to the
+/// WebSocket echo server at `ws_port`.
+fn websocket_gateway(ws_port: u16) -> TestGateway {
+    TestGateway::start_with(Options {
+        extra_routes: format!(
+            "  - path: /ws\n    upstream: http://127.0.0.1:{ws_port}\n    \
+             auth: {{applicationId: {APP}}}\n    \
+             identityHeaders: {{X-User-Id: sub, X-User-Roles: roles}}\n  \
+             - path: /ws-admin\n    upstream: http://127.0.0.1:{ws_port}\n    \
+             auth: {{applicationId: {APP}, roles: [admin]}}\n"
+        ),
+        ..Default::default()
+    })
+}
+
+/// Opens a WebSocket at `path` through `gw`; `extra` are the client's options.
+fn open(gw: &TestGateway, path: &str, extra: &[&str]) -> Value {
+    let url = format!("ws://127.0.0.1:{}{path}", gw.port);
+    let mut args = vec!["client", url.as_str()];
+    args.extend_from_slice(extra);
+    python_json("websocket_echo.py", &args)
+}
+
+#[test]
+fn a_websocket_upgrade_passes_a_protected_route_only_with_a_token() {
+    let port = free_port();
+    let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
+    let gw = websocket_gateway(port);
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::ES256, &claims(user, APP, &["user"]));
+
+    let opened = open(&gw, "/ws/chat?room=1", &["--token", &token]);
+    assert_eq!(opened["status"], 101, "{opened}");
+    assert_eq!(opened["echo"], "ping");
+    let upgrade = &opened["upgrade"];
+    assert_eq!(upgrade["path"], "/ws/chat?room=1");
+    let headers = &upgrade["headers"];
+    assert_eq!(headers["x-user-id"], json!([user.to_string()]), "{upgrade}");
+    assert_eq!(headers["x-user-roles"], json!(["user"]));
+    assert_eq!(headers["upgrade"], json!(["websocket"]));
+    assert_eq!(headers["authorization"], json!([format!("Bearer {token}")]));
+
+    // Browsers cannot set Authorization on a WebSocket: the access_token cookie opens it too.
+    let opened = open(
+        &gw,
+        "/ws",
+        &["--cookie", &format!("access_token={token}; a=1")],
+    );
+    assert_eq!(opened["status"], 101, "{opened}");
+    assert_eq!(
+        opened["upgrade"]["headers"]["x-user-id"],
+        json!([user.to_string()])
+    );
+
+    // Refused before any upgrade: no token, a bad token, a token without the route's role.
+    let refused = open(&gw, "/ws", &[]);
+    assert_eq!(refused["status"], 401, "{refused}");
+    assert_eq!(
+        refused["headers"]["www-authenticate"],
+        "Bearer realm=\"gatehouse\""
+    );
+    let body: Value = serde_json::from_str(refused["body"].as_str().expect("body")).expect("json");
+    assert_eq!(body["generalErrors"][0]["code"], "[MissingToken]");
+    let refused = open(&gw, "/ws", &["--token", "not-a-token"]);
+    assert_eq!(refused["status"], 401, "{refused}");
+    let refused = open(&gw, "/ws-admin", &["--token", &token]);
+    assert_eq!(refused["status"], 403, "{refused}");
+    let other_app = gw.token(Algorithm::ES256, &claims(user, OTHER_APP, &["user"]));
+    let refused = open(&gw, "/ws", &["--token", &other_app]);
+    assert_eq!(refused["status"], 403, "{refused}");
+}
+
+#[test]
+fn an_open_websocket_is_judged_at_its_upgrade_only() {
+    let port = free_port();
+    let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
+    let gw = websocket_gateway(port);
+    let mut short = claims(Uuid::new_v4(), APP, &["user"]);
+    short["exp"] = json!(now() + 2);
+    let token = gw.token(Algorithm::ES256, &short);
+    // The token expires while the socket is open: the socket stays open (documented).
+    let opened = open(&gw, "/ws", &["--token", &token, "--wait", "3"]);
+    assert_eq!(opened["status"], 101, "{opened}");
+    assert_eq!(opened["after_wait"], "again", "{opened}");
+    // A new upgrade with the expired token is refused.
+    let refused = open(&gw, "/ws", &["--token", &token]);
+    assert_eq!(refused["status"], 401, "{refused}");
+}
