@@ -385,6 +385,34 @@ fn request_limits(p: &mut Problems, limits: &raw::RawLimits) -> (usize, usize, u
     (max_body_bytes, max_header_bytes, idle_timeout_seconds)
 }
 
+/// The `forwardAuth:` section and the routes, which may name the trusted `issuers` and the
+/// `tenants`' own issuers, and may leave out `upstream` only when forward-auth is on.
+fn routing(
+    p: &mut Problems,
+    raw: &RawConfig,
+    path_options: PathOptions,
+    issuers: &[IssuerSpec],
+    tenants: &[Tenant],
+) -> (Option<ForwardAuth>, Vec<Route>) {
+    let known = routes::KnownIssuers {
+        remote: issuers.iter().map(|i| i.issuer.clone()).collect(),
+        own: tenants.iter().map(|t| t.issuer.clone()).collect(),
+    };
+    let forward_auth = raw
+        .forward_auth
+        .as_ref()
+        .map(|fa| routes::forward_auth(p, fa, path_options));
+    let routes = routes::routes(
+        p,
+        &raw.routes,
+        &raw.applications,
+        path_options,
+        &known,
+        forward_auth.is_some(),
+    );
+    (forward_auth, routes)
+}
+
 /// Turns the file as written into a validated [`Config`], or every problem found: a driver
 /// over the section validators of [`sections`] and [`routes`].
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
@@ -412,22 +440,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     );
     let issuers = issuers::issuers(&mut p, &raw.issuers, &tenants, leeway_seconds, base_dir);
     let path_options = routes::path_options(&raw.paths);
-    let known = routes::KnownIssuers {
-        remote: issuers.iter().map(|i| i.issuer.clone()).collect(),
-        own: tenants.iter().map(|t| t.issuer.clone()).collect(),
-    };
-    let forward_auth = raw
-        .forward_auth
-        .as_ref()
-        .map(|fa| routes::forward_auth(&mut p, fa, path_options));
-    let routes = routes::routes(
-        &mut p,
-        &raw.routes,
-        &raw.applications,
-        path_options,
-        &known,
-        forward_auth.is_some(),
-    );
+    let (forward_auth, routes) = routing(&mut p, &raw, path_options, &issuers, &tenants);
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
         request_limits(&mut p, &raw.limits);
     let token_cache_max_bytes = sections::bounded(
