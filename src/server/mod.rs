@@ -20,6 +20,9 @@ use pingora::services::listening::Service;
 
 use crate::api::executor::ApiExecutor;
 use crate::api::plugins::PluginRouter;
+use crate::auth::issuers::config::DEFAULT_TIMEOUT_SECONDS;
+use crate::auth::issuers::fetch::Fetcher;
+use crate::auth::issuers::remote::RemoteKeySets;
 use crate::auth::issuers::Issuers;
 use crate::auth::keys::{generate_material, KeyRing, SigningKey};
 use crate::auth::revocation_sync::RevocationSync;
@@ -185,6 +188,14 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         path: "routes".into(),
         message,
     })?;
+    // The plugins' outbound client: the key fetches' limits, the system roots.
+    let outbound =
+        Fetcher::new(Duration::from_secs(DEFAULT_TIMEOUT_SECONDS), None).map_err(|message| {
+            StartError::Setup {
+                path: "plugins".into(),
+                message,
+            }
+        })?;
     let context = PluginContext {
         store: store.clone() as Arc<dyn Store>,
         tokens: tokens.clone() as Arc<dyn TokenService>,
@@ -194,6 +205,8 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         race_window_ms: config.race_window_ms,
         rotations: Arc::default(),
         cpu: CpuPool::new(config.api.threads),
+        http: Arc::new(outbound.clone()),
+        remote_keys: Arc::new(RemoteKeySets::new(outbound, metrics.clone())),
     };
     let api = ApiExecutor::start(config.api).map_err(|e| StartError::Setup {
         path: "api.threads".into(),
