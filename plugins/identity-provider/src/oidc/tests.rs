@@ -14,6 +14,9 @@ const APP: Uuid = Uuid::from_u128(7);
 
 type Answer = Box<dyn Fn(&HttpCall) -> Result<HttpAnswer, HttpFailure> + Send + Sync>;
 
+/// How a case's token endpoint answers.
+type TokenAnswerFn = Box<dyn Fn() -> Result<HttpAnswer, HttpFailure> + Send + Sync>;
+
 /// A provider: `answer` answers each request, which is recorded.
 struct FakeHttp {
     answer: Answer,
@@ -241,11 +244,7 @@ fn client_authentication_follows_the_method() {
 async fn each_provider_failure_has_its_status() {
     let s = settings(ClientAuthenticationMethod::ClientSecretPost);
     let info = json!({"sub": "u1"});
-    let cases: Vec<(
-        Box<dyn Fn() -> Result<HttpAnswer, HttpFailure> + Send + Sync>,
-        u16,
-        &str,
-    )> = vec![
+    let cases: Vec<(TokenAnswerFn, u16, &str)> = vec![
         (
             Box::new(|| Err(HttpFailure::Timeout)),
             504,
