@@ -19,6 +19,7 @@ mod it {
     pub mod jwt_api;
     pub mod kit;
     pub mod lambda_sandbox;
+    pub mod oidc_login;
     pub mod oidc_provider;
     pub mod operability;
     pub mod packaging;

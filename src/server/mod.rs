@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_plugin_api::{
-    ApiKeyRing, Clock, CpuPool, PluginContext, Store, StoreError, SystemClock, TokenService,
+    ApiKeyRing, Clock, CpuPool, HttpClient, PluginContext, RemoteKeys, Store, StoreError,
+    SystemClock, TokenService,
 };
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -25,6 +26,9 @@ use pingora::services::listening::Service;
 
 use crate::api::executor::ApiExecutor;
 use crate::api::plugins::PluginRouter;
+use crate::auth::issuers::config::DEFAULT_TIMEOUT_SECONDS;
+use crate::auth::issuers::fetch::Fetcher;
+use crate::auth::issuers::remote::RemoteKeySets;
 use crate::auth::issuers::Issuers;
 use crate::auth::keys::{generate_material, KeyRing, SigningKey};
 use crate::auth::revocation_sync::RevocationSync;
@@ -143,6 +147,23 @@ async fn generated_material(
     Ok(stored)
 }
 
+/// Outbound HTTP and remote keys, as the plugin context holds them.
+type OutboundPorts = (Arc<dyn HttpClient>, Arc<dyn RemoteKeys>);
+
+/// The plugins' ports to other servers: outbound HTTP with the key fetches' client and limits
+/// (system roots), and key sets of issuers named at run time, counted in `metrics`.
+fn outbound_ports(metrics: &Arc<Metrics>) -> Result<OutboundPorts, StartError> {
+    let outbound =
+        Fetcher::new(Duration::from_secs(DEFAULT_TIMEOUT_SECONDS), None).map_err(|message| {
+            StartError::Setup {
+                path: "plugins".into(),
+                message,
+            }
+        })?;
+    let keys = RemoteKeySets::new(outbound.clone(), metrics.clone());
+    Ok((Arc::new(outbound), Arc::new(keys)))
+}
+
 /// Opens the store, applies the declared entities, and builds the gateway.
 pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -190,6 +211,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         path: "routes".into(),
         message,
     })?;
+    let (http, remote_keys) = outbound_ports(&metrics)?;
     let context = PluginContext {
         store: store.clone() as Arc<dyn Store>,
         tokens: tokens.clone() as Arc<dyn TokenService>,
@@ -199,6 +221,8 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         race_window_ms: config.race_window_ms,
         rotations: Arc::default(),
         cpu: CpuPool::new(config.api.threads),
+        http,
+        remote_keys,
     };
     let api = ApiExecutor::start(config.api).map_err(|e| StartError::Setup {
         path: "api.threads".into(),

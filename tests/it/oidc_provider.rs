@@ -2,8 +2,8 @@
 //! formats next to ExternalJWT providers, FusionAuth's validation with every field path at
 //! once, the client secret (redacted in every answer, kept across updates, never logged),
 //! reconcile lambdas of type `OpenIDReconcile`, the Link API, declaration in `config.yaml`
-//! (served and checked), and the clear 400 a login with such a provider gets until the
-//! authorization code exchange exists.
+//! (served and checked), and what a login request with such a provider must carry (the logins
+//! themselves: `oidc_login.rs`).
 
 use gatehouse_plugin_api::SystemClock;
 use gatehouse_plugin_identity_provider::IdentityProviderStore;
@@ -419,7 +419,7 @@ fn oidc_validation_names_every_field_at_once_without_echoing_values() {
 }
 
 #[test]
-fn oidc_logins_are_refused_with_a_clear_400() {
+fn oidc_login_requests_name_what_they_lack() {
     let t = Idp::start();
     let body = json!({"identityProvider": oidc_document("Corporate SSO")});
     let created = json_of(t.post("/api/identity-provider", &body), 200);
@@ -427,16 +427,6 @@ fn oidc_logins_are_refused_with_a_clear_400() {
         .as_str()
         .expect("id")
         .to_string();
-    let expect_refusal = |response: Response| {
-        let body = json_of(response, 400);
-        let errors = &body["fieldErrors"]["identityProviderId"];
-        assert_eq!(
-            errors[0]["code"], "[unsupported]identityProviderId",
-            "{body}"
-        );
-        let message = errors[0]["message"].as_str().expect("message");
-        assert!(message.contains("OpenIDConnect"), "{message}");
-    };
     let post = |path: &str, body: Value| {
         t.http
             .post(t.gw.url(path))
@@ -444,26 +434,22 @@ fn oidc_logins_are_refused_with_a_clear_400() {
             .send()
             .expect("send")
     };
-    let login = "/api/identity-provider/login";
-    // With a JWT, as an ExternalJWT login would send.
-    expect_refusal(post(
-        login,
-        json!({"applicationId": APP, "identityProviderId": id, "encodedJWT": "a.b.c"}),
-    ));
-    // As FusionAuth's OpenID Connect login request: an authorization code, no JWT.
-    expect_refusal(post(
-        login,
-        json!({"applicationId": APP, "identityProviderId": id,
-               "data": {"code": "an-authorization-code", "redirect_uri": "https://app.example/cb"}}),
-    ));
-    expect_refusal(post(
-        "/api/jwt/reconcile",
-        json!({"applicationId": APP, "identityProviderId": id, "data": {"token": "a.b.c"}}),
-    ));
+    // An OpenIDConnect login takes an authorization code, not a JWT, on both endpoints.
+    for path in ["/api/identity-provider/login", "/api/jwt/reconcile"] {
+        let body = json_of(
+            post(
+                path,
+                json!({"applicationId": APP, "identityProviderId": id, "encodedJWT": "a.b.c",
+                       "data": {"token": "a.b.c"}}),
+            ),
+            400,
+        );
+        assert_codes(&body, &["[blank]data.code", "[blank]data.redirect_uri"]);
+    }
     // A request that is wrong in other ways still names its own problems.
     let body = json_of(
         post(
-            login,
+            "/api/identity-provider/login",
             json!({"identityProviderId": Uuid::new_v4(), "data": {"code": "x"}}),
         ),
         400,
@@ -513,7 +499,7 @@ fn declared_oidc_providers_are_stored_and_listed() {
     assert_eq!(provider["postRequest"], false);
     assert_eq!(stored(&t.gw, id)["oauth2"]["client_secret"], default_secret);
     assert!(!t.gw.log().contains(default_secret));
-    // It cannot log users in yet, and says so.
+    // Its logins take a code and a redirect URI.
     let body = check_status(
         t.http
             .post(t.gw.url("/api/identity-provider/login"))
@@ -522,7 +508,7 @@ fn declared_oidc_providers_are_stored_and_listed() {
             .expect("send"),
         400,
     );
-    assert_codes(&body, &["[unsupported]identityProviderId"]);
+    assert_codes(&body, &["[blank]data.redirect_uri"]);
 }
 
 /// The 1-based number of the first line of `text` that starts with `prefix`.

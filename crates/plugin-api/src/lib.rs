@@ -3,7 +3,8 @@
 //! A plugin is a value implementing [`Plugin`]: it declares the routes it serves
 //! ([`RouteSpec`]: a method and a path template such as `/api/jwt/refresh/{tokenId}`) and
 //! handles a matched request ([`PluginRequest`]) with the [`PluginContext`] the host gives it:
-//! the [`Store`], the [`TokenService`], the [`ApiKeyRing`] and a [`Clock`]. It reads its
+//! the [`Store`], the [`TokenService`], the [`ApiKeyRing`], a [`Clock`], and the ports to
+//! other servers ([`HttpClient`], [`RemoteKeys`]). It reads its
 //! `plugins.<name>` settings once with [`plugin::parse_settings`].
 //!
 //! | module | what it holds |
@@ -15,6 +16,7 @@
 //! | [`store`] | the storage ports: `Directory`, `UserStore`, `RefreshTokenStore` ([`Store`] is all three) |
 //! | [`tokens`], [`apikeys`], [`clock`] | the services: minting and verifying tokens, API keys, time |
 //! | [`cpu`] | [`CpuPool`]: where CPU-heavy synchronous steps of a handler run, a bounded number at once |
+//! | [`remote`] | the ports to other servers: [`HttpClient`] (outbound HTTP with the host's limits) and [`RemoteKeys`] (JWTs verified with an issuer's published keys) |
 //! | `store_suite` | (feature `store-suite`) the tests every store implementation passes |
 //!
 //! The refresh-token rules are not here: they are the `gatehouse-refresh` crate, which both
@@ -32,6 +34,7 @@ pub mod helpers;
 pub mod json;
 pub mod model;
 pub mod plugin;
+pub mod remote;
 pub mod request;
 pub mod response;
 pub mod rotations;
@@ -45,6 +48,9 @@ pub use clock::{Clock, SystemClock};
 pub use cpu::CpuPool;
 pub use error::{ApiError, ErrorItem, Errors};
 pub use plugin::{Plugin, PluginContext, RouteSpec};
+pub use remote::{
+    HttpAnswer, HttpCall, HttpClient, HttpFailure, HttpMethod, Offline, RemoteKeyError, RemoteKeys,
+};
 pub use request::PluginRequest;
 pub use response::{Cookie, PluginResponse};
 pub use rotations::RotationLedger;

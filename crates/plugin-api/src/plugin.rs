@@ -11,6 +11,7 @@ use crate::apikeys::ApiKeyRing;
 use crate::clock::Clock;
 use crate::cpu::CpuPool;
 use crate::error::ApiError;
+use crate::remote::{HttpClient, RemoteKeys};
 use crate::request::PluginRequest;
 use crate::response::PluginResponse;
 use crate::rotations::RotationLedger;
@@ -58,6 +59,10 @@ pub struct PluginContext {
     /// Where CPU-heavy synchronous steps (applying a JSON Patch, …) run, a bounded number at
     /// once, off the threads that serve requests.
     pub cpu: CpuPool,
+    /// Outbound HTTP (an identity provider's endpoints), with the host's limits.
+    pub http: Arc<dyn HttpClient>,
+    /// JWTs verified with the keys an issuer publishes (an OpenID Connect ID token).
+    pub remote_keys: Arc<dyn RemoteKeys>,
 }
 
 /// An in-process extension serving part of the REST API.

@@ -120,7 +120,18 @@ pub struct Settings {
     pub pending_links: PendingLinkLimits,
     /// How many lambda worker processes may run at once.
     pub lambda_workers: usize,
+    /// The time limit of each request to an OpenID Connect provider (discovery, token,
+    /// userinfo).
+    pub provider_timeout: Duration,
+    /// Clock-skew allowance for an ID token's `exp` and `iat` (seconds).
+    pub provider_leeway_seconds: i64,
 }
+
+/// The default of `providerTimeoutMillis`.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default of `providerLeewaySeconds`.
+pub const DEFAULT_PROVIDER_LEEWAY_SECONDS: i64 = 60;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -128,6 +139,8 @@ impl Default for Settings {
             lambda: Limits::default(),
             pending_links: PendingLinkLimits::default(),
             lambda_workers: crate::sandbox::DEFAULT_WORKERS,
+            provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
+            provider_leeway_seconds: DEFAULT_PROVIDER_LEEWAY_SECONDS,
         }
     }
 }
@@ -144,14 +157,17 @@ struct RawSettings {
     max_pending_link_bytes: Option<u64>,
     max_pending_link_bytes_per_provider: Option<u64>,
     lambda_workers: Option<u64>,
+    provider_timeout_millis: Option<u64>,
+    provider_leeway_seconds: Option<u64>,
 }
 
 impl Settings {
     /// Parses the settings mapping once into its typed form: `lambdaTimeLimitMillis`
     /// (1–60000), `lambdaMemoryLimitBytes` (1 MiB–1 GiB), `lambdaWorkers` (1–64),
-    /// `pendingLinkTimeToLiveInSeconds` (1–86400), and the pending-link bounds
-    /// ([`parse_pending_limits`]); unknown keys are refused by name. The error names the key at
-    /// fault.
+    /// `pendingLinkTimeToLiveInSeconds` (1–86400), the pending-link bounds
+    /// ([`parse_pending_limits`]), `providerTimeoutMillis` (100–60000) and
+    /// `providerLeewaySeconds` (0–600); unknown keys are refused by name. The error names the
+    /// key at fault.
     pub fn parse(settings: &Value) -> Result<Settings, String> {
         let raw: RawSettings = gatehouse_plugin_api::plugin::parse_settings(settings)?;
         let mut out = Settings::default();
@@ -168,6 +184,14 @@ impl Settings {
             out.lambda_workers = usize::try_from(workers).map_err(|e| e.to_string())?;
         }
         parse_pending_limits(&raw, &mut out.pending_links)?;
+        if let Some(millis) = raw.provider_timeout_millis {
+            let millis = in_range("providerTimeoutMillis", millis, (100, 60_000))?;
+            out.provider_timeout = Duration::from_millis(millis);
+        }
+        if let Some(seconds) = raw.provider_leeway_seconds {
+            let seconds = in_range("providerLeewaySeconds", seconds, (0, 600))?;
+            out.provider_leeway_seconds = i64::try_from(seconds).map_err(|e| e.to_string())?;
+        }
         Ok(out)
     }
 }
@@ -245,6 +269,14 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(s.lambda_workers, 2);
+        assert_eq!(s.provider_timeout, DEFAULT_PROVIDER_TIMEOUT);
+        let provider =
+            Settings::parse(&json!({"providerTimeoutMillis": 750, "providerLeewaySeconds": 0}))
+                .expect("ok");
+        assert_eq!(provider.provider_timeout, Duration::from_millis(750));
+        assert_eq!(provider.provider_leeway_seconds, 0);
+        assert!(Settings::parse(&json!({"providerTimeoutMillis": 99})).is_err());
+        assert!(Settings::parse(&json!({"providerLeewaySeconds": 601})).is_err());
         assert!(Settings::parse(&json!({"lambdaWorkers": 0})).is_err());
         assert!(Settings::parse(&json!({"lambdaWorkers": 65})).is_err());
         assert_eq!(s.lambda.time, Duration::from_millis(250));

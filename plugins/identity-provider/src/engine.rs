@@ -230,12 +230,16 @@ fn to_json<'js>(
         .map_err(|e| LambdaError::Engine(format!("cannot read back the {what}: {e}")))
 }
 
-/// Runs `reconcile(user, registration, jwt)` from `body` with the given objects.
+/// Runs `reconcile(user, registration, jwt, ...rest)` from `body` with the given objects:
+/// `rest` is empty for an ExternalJWT lambda, `[id_token, tokens]` for an OpenID Connect one
+/// (FusionAuth's `reconcile(user, registration, jwt, id_token, tokens)`); missing arguments are
+/// `undefined`.
 pub fn run_reconcile(
     body: &str,
     user: &Value,
     registration: &Value,
     jwt: &Value,
+    rest: &[Value],
     limits: Limits,
 ) -> Result<Reconciled, LambdaError> {
     let sandbox = sandbox(limits)?;
@@ -249,8 +253,20 @@ pub fn run_reconcile(
         let user_js = parse(user)?;
         let registration_js = parse(registration)?;
         let jwt_js = parse(jwt)?;
+        let argument = |i: usize| match rest.get(i) {
+            Some(v) => parse(v),
+            None => Ok(rquickjs::Value::new_undefined(ctx.clone())),
+        };
+        let (id_token_js, tokens_js) = (argument(0)?, argument(1)?);
+        let arguments = (
+            user_js.clone(),
+            registration_js.clone(),
+            jwt_js,
+            id_token_js,
+            tokens_js,
+        );
         function
-            .call::<_, rquickjs::Value>((user_js.clone(), registration_js.clone(), jwt_js))
+            .call::<_, rquickjs::Value>(arguments)
             .map_err(|e| failure(&ctx, e, &timed_out, LambdaError::Thrown))?;
         let user = to_json(&ctx, user_js, "user")?;
         let registration = to_json(&ctx, registration_js, "registration")?;
@@ -283,6 +299,40 @@ mod tests {
     }
 
     #[test]
+    fn an_openid_connect_lambda_gets_the_id_token_and_the_tokens() {
+        let body = r#"
+            function reconcile(user, registration, jwt, id_token, tokens) {
+              registration.roles = jwt.roles;
+              user.data = {nonce: id_token.nonce, hasAccess: typeof tokens.access_token};
+            }"#;
+        let out = run_reconcile(
+            body,
+            &json!({}),
+            &json!({"roles": []}),
+            &json!({"sub": "s", "roles": ["editor"]}),
+            &[
+                json!({"sub": "s", "nonce": "n1"}),
+                json!({"access_token": "a"}),
+            ],
+            quick(),
+        )
+        .expect("runs");
+        assert_eq!(out.registration["roles"], json!(["editor"]));
+        assert_eq!(
+            out.user["data"],
+            json!({"nonce": "n1", "hasAccess": "string"})
+        );
+        // An ExternalJWT lambda declaring five parameters sees `undefined` for the last two.
+        let body = "function reconcile(u, r, j, i, t) { u.data = {i: typeof i, t: typeof t}; }";
+        let out =
+            run_reconcile(body, &json!({}), &json!({}), &json!({}), &[], quick()).expect("runs");
+        assert_eq!(
+            out.user["data"],
+            json!({"i": "undefined", "t": "undefined"})
+        );
+    }
+
+    #[test]
     fn the_lambda_mutates_user_and_registration() {
         let body = r#"
             function reconcile(user, registration, jwt) {
@@ -297,6 +347,7 @@ mod tests {
             &json!({"email": "a@b.c"}),
             &json!({"roles": []}),
             &json!({"sub": "s1", "given_name": "Ann", "dept": "ops"}),
+            &[],
             quick(),
         )
         .expect("runs");
@@ -309,7 +360,8 @@ mod tests {
 
     #[test]
     fn failures_are_errors_not_crashes() {
-        let run = |body: &str| run_reconcile(body, &json!({}), &json!({}), &json!({}), quick());
+        let run =
+            |body: &str| run_reconcile(body, &json!({}), &json!({}), &json!({}), &[], quick());
         assert_eq!(
             run("function reconcile(u, r, j) { throw new Error('nope'); }"),
             Err(LambdaError::Thrown("nope".into()))

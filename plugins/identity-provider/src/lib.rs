@@ -5,7 +5,7 @@
 //! | route | module |
 //! | --- | --- |
 //! | `POST /api/identity-provider[/{identityProviderId}]`, `GET /api/identity-provider[/{identityProviderId}]`, `PUT`/`PATCH`/`DELETE /api/identity-provider/{identityProviderId}`, `GET /api/identity-provider/lookup` | [`manage`] |
-//! | `POST /api/identity-provider/login`, `POST /api/jwt/reconcile` | [`login`] |
+//! | `POST /api/identity-provider/login`, `POST /api/jwt/reconcile` | [`login`] (OpenID Connect's code exchange: [`oidc`]) |
 //! | `GET`/`POST`/`DELETE /api/identity-provider/link`, `GET /api/identity-provider/link/pending/{pendingLinkId}` | [`links`] |
 //! | `GET /api/user/{userId}`, `GET /api/user?email=` | [`users`] |
 //! | `POST /api/lambda[/{lambdaId}]`, `GET /api/lambda[/{lambdaId}]`, `PUT`/`PATCH`/`DELETE /api/lambda/{lambdaId}` | [`lambdas`] |
@@ -42,6 +42,7 @@ pub mod lambdas;
 pub mod links;
 pub mod login;
 pub mod manage;
+pub mod oidc;
 pub mod patch;
 pub mod pending;
 pub mod provider;
@@ -231,12 +232,14 @@ impl PluginRoute for Route {
     }
 }
 
-/// The identity-provider plugin. Its state is the in-memory pending links and the pool of
-/// lambda workers.
+/// The identity-provider plugin. Its state is the in-memory pending links, the pool of
+/// lambda workers and the OpenID Connect discovery documents fetched.
 pub struct IdentityProviderPlugin {
     pending: PendingLinks,
     records: Arc<dyn IdentityProviderStore>,
     sandbox: Sandbox,
+    settings: Settings,
+    discovery: oidc::discovery::DiscoveryCache,
 }
 
 impl IdentityProviderPlugin {
@@ -251,6 +254,8 @@ impl IdentityProviderPlugin {
             pending: PendingLinks::new(settings.pending_links),
             records,
             sandbox: Sandbox::new(worker, settings.lambda, settings.lambda_workers),
+            settings,
+            discovery: Default::default(),
         }
     }
 }
@@ -291,6 +296,8 @@ impl Plugin for IdentityProviderPlugin {
             context,
             pending: &self.pending,
             sandbox,
+            discovery: &self.discovery,
+            settings: &self.settings,
         };
         match Route::from_name(route.name) {
             None => Err(ApiError::NotFound),

@@ -1,21 +1,28 @@
-//! Login with an external JWT: `POST /api/identity-provider/login` and `POST /api/jwt/reconcile`
-//! (no authentication; a tenant-locked API key or `X-FusionAuth-TenantId` scopes the request).
-//!
-//! The JWT is `encodedJWT` or `data.token` on either endpoint. The flow:
-//! 1. the provider (ExternalJWT, enabled, enabled for the application) and the application
-//!    (active, in the request's tenant scope) — else 401;
-//! 2. the JWT, verified with the provider's keys ([`crate::keys`]) — else 401;
+//! Login with an identity provider: `POST /api/identity-provider/login` and
+//! `POST /api/jwt/reconcile` (no authentication; a tenant-locked API key or
+//! `X-FusionAuth-TenantId` scopes the request). Both take FusionAuth's
+//! `IdentityProviderLoginRequest`: for an ExternalJWT provider the JWT is `encodedJWT` or
+//! `data.token`; for an OpenIDConnect provider `data.code` and `data.redirect_uri` (with
+//! `data.code_verifier` and `data.nonce` when the authorization request had them). The flow:
+//! 1. the provider (enabled, enabled for the application) and the application (active, in the
+//!    request's tenant scope) — else 401;
+//! 2. the claims: the JWT verified with the provider's keys ([`crate::keys`]) — else 401; or
+//!    the authorization code exchanged once ([`crate::oidc`]: ID token, userinfo) — else 401,
+//!    or 502/503/504 when the provider fails, is down or does not answer in time;
 //! 3. the identity ([`crate::reconcile::identity`]): unique id, email (its domain must be one of
 //!    `domains` when any are set), username — else 401;
 //! 4. the user: the linked one, else (`noLink` → 404) the linking strategy's decision
 //!    ([`crate::reconcile::decide`]); `CreatePendingLink` answers 200 with `pendingIdPLinkId`
 //!    and nothing else; strategies that cannot link answer 404; an unverified email, a link
 //!    limit, or a missing claim answer 401;
-//! 5. `claimMap`, then the reconcile lambda (not for `LinkAnonymously`); a failing lambda is a
-//!    401 `[LambdaInvocationFailed]` and nothing is saved;
+//! 5. `claimMap`, then the reconcile lambda (not for `LinkAnonymously`): ExternalJWT's
+//!    `reconcile(user, registration, jwt)`, OpenID Connect's `reconcile(user, registration,
+//!    jwt, id_token, tokens)` with the userinfo answer as `jwt`; a failing lambda is a 401
+//!    `[LambdaInvocationFailed]` and nothing is saved;
 //! 6. the user (created or updated, `lastLoginInstant`), the registration (created with the
 //!    application's default roles when `createRegistration`), the link (`lastLoginInstant`, and
-//!    the provider's refresh token from `refresh_token`/`data.refresh_token` in `token`);
+//!    the provider's refresh token in `token`: from `refresh_token`/`data.refresh_token` for
+//!    ExternalJWT, from the token endpoint's answer for OpenID Connect);
 //! 7. unless `noJWT`: a refresh token (when registered and the application generates them) and
 //!    an access token (`authenticationType` `FEDERATED_JWT`, `sid` = the refresh token id), in
 //!    the body and in the `access_token` (session) and `refresh_token` cookies.
@@ -40,9 +47,10 @@ use crate::clash::{self, Clash};
 use crate::common::{json_body, Env};
 use crate::events::DebugLog;
 use crate::keys::{verify, KeyChoice, RingKey};
-use crate::lambdas::{lambda_type, RECONCILE_TYPE};
+use crate::lambdas::lambda_type;
+use crate::oidc::{self, CodeGrant, Completed};
 use crate::pending::{PendingLink, PendingLinks};
-use crate::provider::{LinkingStrategy, Provider, ProviderType, EXTERNAL_JWT};
+use crate::provider::{LinkingStrategy, Provider, ProviderType};
 use crate::reconcile::{apply_claim_map, decide, identity, Decision, Identity, Refusal};
 use crate::sandbox::Sandbox;
 use crate::users::full_user;
@@ -66,8 +74,8 @@ pub struct LoginRequest {
     pub application_id: Uuid,
     /// `identityProviderId`.
     pub identity_provider_id: Uuid,
-    /// `encodedJWT` or `data.token`.
-    pub token: String,
+    /// What proves the user's identity.
+    pub credential: Credential,
     /// `ipAddress`.
     pub ip_address: Option<String>,
     /// `metaData.device`.
@@ -83,6 +91,15 @@ pub struct LoginRequest {
     pub provider_refresh_token_field: &'static str,
 }
 
+/// What a login request presents to the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// ExternalJWT: `encodedJWT` or `data.token`.
+    Jwt(String),
+    /// OpenIDConnect: `data.code`, `data.redirect_uri`, `data.code_verifier`, `data.nonce`.
+    Code(CodeGrant),
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str)
         .map(str::trim)
@@ -90,8 +107,41 @@ fn text(v: Option<&Value>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Parses and checks the body; every problem is a field error of one 400.
-pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, ApiError> {
+/// What `data` must carry for an OpenID Connect login: the code and the redirect URI (each a
+/// field error when missing), with the optional verifier and nonce.
+fn code_grant(data: Option<&Value>, errors: &mut Errors) -> Option<CodeGrant> {
+    let member = |name: &str| text(data.and_then(|d| d.get(name)));
+    let (code, redirect_uri) = (member("code"), member("redirect_uri"));
+    if code.is_none() {
+        errors.field(
+            "data.code",
+            "blank",
+            "You must specify the authorization code returned by the identity provider.",
+        );
+    }
+    if redirect_uri.is_none() {
+        errors.field(
+            "data.redirect_uri",
+            "blank",
+            "You must specify the redirect_uri of the authorization request.",
+        );
+    }
+    Some(CodeGrant {
+        code: code?,
+        redirect_uri: redirect_uri?,
+        code_verifier: member("code_verifier"),
+        nonce: member("nonce"),
+    })
+}
+
+/// Parses and checks the body; every problem is a field error of one 400. `with_code`: the
+/// provider is an OpenID Connect one, so `data.code` and `data.redirect_uri` are required
+/// instead of a JWT.
+pub fn parse_request(
+    body: &Value,
+    endpoint: Endpoint,
+    with_code: bool,
+) -> Result<LoginRequest, ApiError> {
     let mut errors = Errors::new();
     let mut uuid = |name: &str| -> Option<Uuid> {
         match text(body.get(name)) {
@@ -112,7 +162,12 @@ pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, A
     let identity_provider_id = uuid("identityProviderId");
     let data = body.get("data");
     let token = text(data.and_then(|d| d.get("token"))).or_else(|| text(body.get("encodedJWT")));
-    if token.is_none() {
+    let credential = if with_code {
+        code_grant(data, &mut errors).map(Credential::Code)
+    } else {
+        token.clone().map(Credential::Jwt)
+    };
+    if token.is_none() && !with_code {
         let field = match endpoint {
             Endpoint::Login => "encodedJWT",
             Endpoint::Reconcile => "data.token",
@@ -152,11 +207,11 @@ pub fn parse_request(body: &Value, endpoint: Endpoint) -> Result<LoginRequest, A
         }
     }
     errors.into_result()?;
-    match (application_id, identity_provider_id, token) {
-        (Some(application_id), Some(identity_provider_id), Some(token)) => Ok(LoginRequest {
+    match (application_id, identity_provider_id, credential) {
+        (Some(application_id), Some(identity_provider_id), Some(credential)) => Ok(LoginRequest {
             application_id,
             identity_provider_id,
-            token,
+            credential,
             ip_address: text(body.get("ipAddress")),
             device,
             no_jwt,
@@ -250,6 +305,10 @@ pub struct LoginEnv<'a> {
     pub pending: &'a PendingLinks,
     /// The lambda workers.
     pub sandbox: &'a Sandbox,
+    /// OpenID Connect discovery documents already fetched.
+    pub discovery: &'a oidc::discovery::DiscoveryCache,
+    /// The plugin's settings (the OpenID Connect time limit and leeway).
+    pub settings: &'a crate::common::Settings,
 }
 
 /// The tenant a login is scoped to: a presented API key's (a wrong key is a 401), else the
@@ -275,24 +334,26 @@ pub async fn login(
     endpoint: Endpoint,
 ) -> Result<PluginResponse, ApiError> {
     let body = json_body(request)?;
-    let parsed = match parse_request(&body, endpoint) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            // An OpenID Connect login request carries `data.code`, not a JWT: name the real
-            // reason rather than the missing `encodedJWT`.
-            refuse_unfinished_type(&body, env.context).await?;
-            return Err(e);
-        }
-    };
+    let kind = named_type(&body, env.context).await?;
+    let with_code = kind.is_some_and(ProviderType::logs_in_with_code);
+    let parsed = parse_request(&body, endpoint, with_code)?;
     let scope = tenant_scope(request, env.context)?;
     let mut debug = DebugLog::new(false);
     let heading = format!(
-        "External JWT login with identity provider [{}] for application [{}]",
-        parsed.identity_provider_id, parsed.application_id
+        "{} login with identity provider [{}] for application [{}]",
+        if with_code {
+            "OpenID Connect"
+        } else {
+            "External JWT"
+        },
+        parsed.identity_provider_id,
+        parsed.application_id
     );
+    // The authorization code is exchanged once, whatever attempts the login takes.
+    let mut exchanged = None;
     let mut outcome = Err(Failure::Concurrent);
     for _ in 0..MAX_ATTEMPTS {
-        outcome = run(request, env, &parsed, scope, &mut debug).await;
+        outcome = run(request, env, &parsed, scope, &mut exchanged, &mut debug).await;
         if !matches!(outcome, Err(Failure::Concurrent)) {
             break;
         }
@@ -314,7 +375,12 @@ pub async fn login(
             } else {
                 let mut errors = Errors::new();
                 errors.general(code, message);
-                Ok(PluginResponse::json(status, &errors))
+                let answer = PluginResponse::json(status, &errors);
+                // The provider's keys may be back soon (as the edge answers for them).
+                Ok(match status {
+                    503 => answer.with_header("Retry-After", "5"),
+                    _ => answer,
+                })
             }
         }
         Err(Failure::Api(e)) => {
@@ -342,8 +408,24 @@ struct Attempt<'a> {
     env: &'a LoginEnv<'a>,
     /// The parsed body.
     req: &'a LoginRequest,
+    /// What the provider says about the user.
+    proven: &'a Proven,
     /// When the attempt started (ms).
     now: i64,
+}
+
+/// What step 2 established about the user, whichever the provider's type.
+struct Proven {
+    /// The claims the user is read from (identity, `claimMap`).
+    claims: Map<String, Value>,
+    /// The reconcile lambda's `jwt`.
+    jwt: Value,
+    /// The lambda's arguments after `jwt` (OpenID Connect: `id_token`, `tokens`).
+    rest: Vec<Value>,
+    /// The provider's refresh token, for the link.
+    provider_refresh_token: Option<String>,
+    /// Where it came from, for error messages.
+    provider_refresh_token_field: &'static str,
 }
 
 /// What step 1 loads.
@@ -397,66 +479,52 @@ async fn run(
     env: &LoginEnv<'_>,
     req: &LoginRequest,
     scope: Option<Uuid>,
+    exchanged: &mut Option<Completed>,
     debug: &mut DebugLog,
 ) -> Result<PluginResponse, Failure> {
     let context = env.context;
+    // 1. provider and application
+    let provider = load_provider(context, req, debug).await?;
+    let target = load_application(context, req, scope, provider).await?;
+    // 2. the claims
+    let proven = prove(env, &target, req, exchanged, debug).await?;
     let at = Attempt {
         request,
         env,
         req,
+        proven: &proven,
         now: context.clock.now_millis(),
     };
-    // 1. provider and application
-    let provider = load_provider(context, req, debug).await?;
-    let target = load_application(context, req, scope, provider).await?;
-    // 2. the JWT
-    let claims = verify_token(context, &target.provider, req, debug)?;
+    let claims = &proven.claims;
     // 3. identity
-    let who = resolve_identity(&target.provider, &claims, debug)?;
+    let who = resolve_identity(&target.provider, claims, debug)?;
     // 4. the user
     let mut login = match find_or_create_user(&at, &target, &who, debug).await? {
         UserStep::Found(login) => *login,
         UserStep::Pending(id) => return Ok(pending_response(id)),
     };
     // 5. claim map and lambda
-    let registrations = reconcile_user(&at, &target, &mut login.user, &claims, debug).await?;
+    let registrations = reconcile_user(&at, &target, &mut login.user, debug).await?;
     // 6. persist
     let (user, registration) = persist(&at, &target, &who, login, registrations, debug).await?;
     // 7. tokens
     respond(&at, &target, user, registration, debug).await
 }
 
-/// The 400 for a login with a provider of type `kind`, which cannot complete logins here yet:
-/// a field error `[unsupported]identityProviderId`.
-fn unfinished_type(kind: ProviderType) -> ApiError {
-    ApiError::field(
-        "identityProviderId",
-        "unsupported",
-        format!(
-            "The identity provider is of type {}: Gatehouse cannot complete its logins yet (the OpenID Connect authorization code exchange is not available). Log in with an ExternalJWT provider.",
-            kind.name()
-        ),
-    )
-}
-
-/// Returns [`unfinished_type`] when the body's `identityProviderId` names a stored provider
-/// whose type cannot complete logins here yet; `Ok` otherwise (whatever else is wrong with the
-/// request is reported by the caller).
-async fn refuse_unfinished_type(body: &Value, context: &Env<'_>) -> Result<(), ApiError> {
+/// The type of the stored provider the body's `identityProviderId` names; `None` when it
+/// names none (whatever is wrong with the request is reported by the caller).
+async fn named_type(body: &Value, context: &Env<'_>) -> Result<Option<ProviderType>, ApiError> {
     let Some(id) = text(body.get("identityProviderId")).and_then(|s| Uuid::parse_str(&s).ok())
     else {
-        return Ok(());
+        return Ok(None);
     };
     let doc = context.records.get_identity_provider(id).await?;
-    match doc.as_ref().and_then(ProviderType::of) {
-        Some(kind) if !kind.can_complete_logins() => Err(unfinished_type(kind)),
-        _ => Ok(()),
-    }
+    Ok(doc.as_ref().and_then(ProviderType::of))
 }
 
-/// Step 1, the provider: returns the ExternalJWT provider the request names (401 when there is
-/// none; 400 when it is of a type that cannot complete logins yet) and turns the debug log on
-/// when the provider asks for it.
+/// Step 1, the provider: returns the provider the request names (401 when there is none, or
+/// when it is not of the type the request was read for) and turns the debug log on when the
+/// provider asks for it.
 async fn load_provider(
     context: &Env<'_>,
     req: &LoginRequest,
@@ -472,11 +540,16 @@ async fn load_provider(
         .ok_or_else(|| {
             refused(
                 "[InvalidIdentityProvider]",
-                "No ExternalJWT identity provider exists with this identityProviderId.",
+                "No identity provider exists with this identityProviderId.",
             )
         })?;
-    if !provider.kind.can_complete_logins() {
-        return Err(Failure::Api(unfinished_type(provider.kind)));
+    // The type was read before the body was (a provider replaced meanwhile by one of another
+    // type is refused, never read with the other type's rules).
+    if provider.kind.logs_in_with_code() != matches!(req.credential, Credential::Code(_)) {
+        return Err(refused(
+            "[InvalidIdentityProvider]",
+            "The identity provider is not of the type the request was read for.",
+        ));
     }
     debug.set_enabled(provider.debug);
     debug.line(format!(
@@ -546,7 +619,7 @@ async fn load_application(
 fn verify_token(
     context: &Env<'_>,
     provider: &Provider,
-    req: &LoginRequest,
+    token: &str,
     debug: &mut DebugLog,
 ) -> Result<Map<String, Value>, Failure> {
     let ring = |id: &str| ring_key(context, id);
@@ -556,7 +629,7 @@ fn verify_token(
         default_key_id: provider.default_key_id.as_deref(),
         verification_key_ids: &provider.verification_key_ids,
     };
-    let verified = verify(&req.token, choice, &ring, context.clock.now_seconds()).map_err(|e| {
+    let verified = verify(token, choice, &ring, context.clock.now_seconds()).map_err(|e| {
         debug.line(format!("JWT verification failed: {e}"));
         refused(
             "[InvalidJWT]",
@@ -584,6 +657,86 @@ fn verify_token(
         ));
     }
     Ok(verified.claims)
+}
+
+/// Step 2: returns what the provider says about the user: the verified JWT's claims
+/// (ExternalJWT), or the outcome of the authorization code exchange (OpenID Connect), which
+/// runs once per login (`exchanged` keeps it for the attempts after the first).
+async fn prove(
+    env: &LoginEnv<'_>,
+    target: &Target,
+    req: &LoginRequest,
+    exchanged: &mut Option<Completed>,
+    debug: &mut DebugLog,
+) -> Result<Proven, Failure> {
+    let context = env.context;
+    let grant = match &req.credential {
+        Credential::Jwt(token) => {
+            let claims = verify_token(context, &target.provider, token, debug)?;
+            return Ok(Proven {
+                jwt: Value::Object(claims.clone()),
+                claims,
+                rest: Vec::new(),
+                provider_refresh_token: req.provider_refresh_token.clone(),
+                provider_refresh_token_field: req.provider_refresh_token_field,
+            });
+        }
+        Credential::Code(grant) => grant,
+    };
+    let completed = match exchanged {
+        Some(done) => done.clone(),
+        None => {
+            let done = exchange(env, target, grant, debug).await?;
+            *exchanged = Some(done.clone());
+            done
+        }
+    };
+    // What a login may copy into the store must be storable (no NUL, within the limits).
+    if gatehouse_plugin_api::json::check(&Value::Object(completed.claims.clone())).is_err() {
+        return Err(refused(
+            "[InvalidUserInfo]",
+            "The identity provider's claims cannot be stored.",
+        ));
+    }
+    Ok(Proven {
+        claims: completed.claims,
+        jwt: completed.jwt,
+        rest: vec![completed.id_token, completed.tokens],
+        provider_refresh_token: completed.refresh_token,
+        provider_refresh_token_field: "refresh_token",
+    })
+}
+
+/// The authorization code exchange of an OpenID Connect login ([`oidc::complete`]), its
+/// failures as refusals with their status.
+async fn exchange(
+    env: &LoginEnv<'_>,
+    target: &Target,
+    grant: &CodeGrant,
+    debug: &mut DebugLog,
+) -> Result<Completed, Failure> {
+    let context = env.context;
+    let settings = (target.provider.openid_connect.as_ref())
+        .ok_or_else(|| ApiError::internal("an OpenIDConnect provider without its settings"))?;
+    let ex = oidc::Exchange {
+        http: context.http.as_ref(),
+        keys: context.remote_keys.as_ref(),
+        discovery: env.discovery,
+        timeout: env.settings.provider_timeout,
+        leeway: env.settings.provider_leeway_seconds,
+        now: context.clock.now_seconds(),
+    };
+    let application_id = target.application.id;
+    oidc::complete(&ex, settings, application_id, grant, debug)
+        .await
+        .map_err(|f| {
+            debug.line(format!("The code exchange failed: {}", f.message));
+            Failure::Refused {
+                status: f.status,
+                code: f.code,
+                message: f.message,
+            }
+        })
 }
 
 /// Returns the public key `id` of the gateway's ring (the id as written, or the same UUID in
@@ -647,7 +800,7 @@ async fn find_or_create_user(
                 return Err(Refusal::NotLinked.into());
             }
             let (provider, application) = (&target.provider, &target.application);
-            match resolve(at.env, provider, application, who, at.req, at.now, debug).await? {
+            match resolve(at.env, provider, application, who, at.proven, at.now, debug).await? {
                 Resolved::User(user, created) => (*user, created),
                 Resolved::Pending(id) => return Ok(UserStep::Pending(id)),
             }
@@ -682,9 +835,9 @@ async fn reconcile_user(
     at: &Attempt<'_>,
     target: &Target,
     user: &mut User,
-    claims: &Map<String, Value>,
     debug: &mut DebugLog,
 ) -> Result<Registrations, Failure> {
+    let claims = &at.proven.claims;
     let (provider, application) = (&target.provider, &target.application);
     let app_config = provider.applications.get(&application.id).copied();
     let stored = at
@@ -709,7 +862,8 @@ async fn reconcile_user(
     }
     if let Some(lambda_id) = provider.reconcile_lambda_id {
         if provider.linking_strategy != LinkingStrategy::LinkAnonymously {
-            let (u, r) = run_lambda(at.env, lambda_id, user, &working, claims, debug).await?;
+            let lambda = (lambda_id, provider.kind);
+            let (u, r) = run_lambda(at.env, lambda, user, &working, at.proven, debug).await?;
             *user = u;
             working = r;
         }
@@ -849,7 +1003,7 @@ async fn save_login(
 
 /// Returns the link of the provider user to `user_id` as this login leaves it: the existing one
 /// or a new one, with this login's `lastLoginInstant`, the provider's current name and the
-/// provider's refresh token when the request gives one.
+/// provider's refresh token when the login has one.
 fn login_link(
     at: &Attempt<'_>,
     target: &Target,
@@ -863,7 +1017,7 @@ fn login_link(
         display_name: Some(who.display_name()),
         identity_provider_id: provider.id,
         identity_provider_name: Some(provider.name.clone()),
-        identity_provider_type: Some(EXTERNAL_JWT.into()),
+        identity_provider_type: Some(provider.kind.name().into()),
         identity_provider_user_id: who.unique_id.clone(),
         insert_instant: now,
         last_login_instant: now,
@@ -873,7 +1027,7 @@ fn login_link(
     });
     link.last_login_instant = now;
     link.identity_provider_name = Some(provider.name.clone());
-    if let Some(token) = &at.req.provider_refresh_token {
+    if let Some(token) = &at.proven.provider_refresh_token {
         link.token = Some(token.clone());
     }
     link
@@ -1018,7 +1172,7 @@ async fn resolve(
     provider: &Provider,
     application: &Application,
     who: &Identity,
-    req: &LoginRequest,
+    proven: &Proven,
     now: i64,
     debug: &mut DebugLog,
 ) -> Result<Resolved, Failure> {
@@ -1048,15 +1202,15 @@ async fn resolve(
             let link = PendingLink {
                 identity_provider_id: provider.id,
                 identity_provider_name: provider.name.clone(),
-                identity_provider_type: EXTERNAL_JWT,
+                identity_provider_type: provider.kind.name(),
                 identity_provider_user_id: who.unique_id.clone(),
                 display_name: who.display_name(),
                 email: who.email.clone(),
                 username: who.username.clone(),
                 tenant_id,
-                token: req.provider_refresh_token.clone(),
+                token: proven.provider_refresh_token.clone(),
             };
-            link.check_size(req.provider_refresh_token_field)?;
+            link.check_size(proven.provider_refresh_token_field)?;
             let new_id = context.tokens.new_refresh_token_value();
             let id = env.pending.insert(new_id, link);
             debug.line("Created (or renewed) the provider user's pending link");
@@ -1117,13 +1271,14 @@ async fn resolve(
     }
 }
 
-/// Runs the reconcile lambda and merges its result; identifiers cannot be changed by it.
+/// Runs the reconcile lambda `(id, provider type)` and merges its result; identifiers cannot
+/// be changed by it. The lambda must be of the type the provider's type pairs with.
 async fn run_lambda(
     env: &LoginEnv<'_>,
-    lambda_id: Uuid,
+    (lambda_id, kind): (Uuid, ProviderType),
     user: &User,
     registration: &Registration,
-    claims: &Map<String, Value>,
+    proven: &Proven,
     debug: &mut DebugLog,
 ) -> Result<(User, Registration), Failure> {
     let lambda = env
@@ -1137,10 +1292,11 @@ async fn run_lambda(
                 "The reconcile lambda of the identity provider does not exist.",
             )
         })?;
-    if lambda_type(&lambda) != Some(RECONCILE_TYPE) {
+    let wanted = kind.reconcile_lambda_type();
+    if lambda_type(&lambda) != Some(wanted) {
         return Err(refused(
             "[LambdaInvocationFailed]",
-            "The reconcile lambda of the identity provider is not of type ExternalJWTReconcile.",
+            format!("The reconcile lambda of the identity provider is not of type {wanted}."),
         ));
     }
     let body = lambda
@@ -1163,10 +1319,15 @@ async fn run_lambda(
     if let Some(obj) = registration_json.as_object_mut() {
         obj.remove("userId");
     }
-    let jwt = Value::Object(claims.clone());
     let result = env
         .sandbox
-        .reconcile(&body, &user_json, &registration_json, &jwt)
+        .reconcile(
+            &body,
+            &user_json,
+            &registration_json,
+            &proven.jwt,
+            &proven.rest,
+        )
         .await;
     let reconciled = match result {
         Ok(r) => r,
@@ -1235,22 +1396,25 @@ mod tests {
             &json!({"applicationId": app, "identityProviderId": idp, "data": {"token": "t", "refresh_token": "r"},
                     "ipAddress": "10.0.0.1", "noJWT": true, "metaData": {"device": {"name": "n", "type": "BROWSER"}}}),
             Endpoint::Reconcile,
+            false,
         )
         .expect("ok");
-        assert_eq!(ok.token, "t");
+        assert_eq!(ok.credential, Credential::Jwt("t".into()));
         assert_eq!(ok.provider_refresh_token.as_deref(), Some("r"));
         assert!(ok.no_jwt && !ok.no_link);
         assert_eq!(ok.device.device_type.as_deref(), Some("BROWSER"));
         let legacy = parse_request(
             &json!({"applicationId": app, "identityProviderId": idp, "encodedJWT": "e"}),
             Endpoint::Login,
+            false,
         )
         .expect("ok");
-        assert_eq!(legacy.token, "e");
+        assert_eq!(legacy.credential, Credential::Jwt("e".into()));
 
         let err = parse_request(
             &json!({"applicationId": "x", "noLink": "yes"}),
             Endpoint::Login,
+            false,
         )
         .unwrap_err();
         let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
@@ -1262,9 +1426,52 @@ mod tests {
         ] {
             assert!(body["fieldErrors"][field].is_array(), "{field}: {body}");
         }
-        let err = parse_request(&json!({}), Endpoint::Reconcile).unwrap_err();
+        let err = parse_request(&json!({}), Endpoint::Reconcile, false).unwrap_err();
         let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
         assert!(body["fieldErrors"]["data.token"].is_array());
+    }
+
+    #[test]
+    fn openid_connect_requests_need_a_code_and_a_redirect_uri() {
+        let (app, idp) = (Uuid::new_v4(), Uuid::new_v4());
+        for endpoint in [Endpoint::Login, Endpoint::Reconcile] {
+            let ok = parse_request(
+                &json!({"applicationId": app, "identityProviderId": idp,
+                        "data": {"code": "c", "redirect_uri": "https://a/cb",
+                                 "code_verifier": "v", "nonce": "n"}}),
+                endpoint,
+                true,
+            )
+            .expect("ok");
+            let Credential::Code(grant) = ok.credential else {
+                panic!("a code grant")
+            };
+            assert_eq!(
+                (grant.code.as_str(), grant.redirect_uri.as_str()),
+                ("c", "https://a/cb")
+            );
+            assert_eq!(grant.code_verifier.as_deref(), Some("v"));
+            assert_eq!(grant.nonce.as_deref(), Some("n"));
+            assert!(
+                !format!("{grant:?}").contains("\"c\""),
+                "the code is not printed"
+            );
+        }
+        // A JWT is no substitute; every missing member is named at once.
+        let err = parse_request(
+            &json!({"applicationId": app, "identityProviderId": idp, "encodedJWT": "e",
+                    "data": {"code": " "}}),
+            Endpoint::Login,
+            true,
+        )
+        .unwrap_err();
+        let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
+        assert!(body["fieldErrors"]["data.code"].is_array(), "{body}");
+        assert!(
+            body["fieldErrors"]["data.redirect_uri"].is_array(),
+            "{body}"
+        );
+        assert!(body["fieldErrors"]["encodedJWT"].is_null(), "{body}");
     }
 
     #[test]

@@ -14,8 +14,8 @@
 //! A new provider type starts here: its [`ProviderType`] variant, its document struct in
 //! `document.rs` and its arm in [`Provider::from_document`], its validation rules in
 //! `validate.rs` (its fields, and the section checks it shares with the other types), then its
-//! login steps in [`crate::login`]. `OpenIDConnect` providers are managed (stored, validated,
-//! listed, linked) but cannot complete a login yet ([`ProviderType::can_complete_logins`]).
+//! login steps in [`crate::login`] (`OpenIDConnect`: the authorization code exchange in
+//! [`crate::oidc`]).
 
 use std::collections::BTreeMap;
 
@@ -79,10 +79,10 @@ impl ProviderType {
         }
     }
 
-    /// True when `POST /api/identity-provider/login` can complete a login with this type (the
-    /// OpenID Connect code exchange is not built yet).
-    pub fn can_complete_logins(self) -> bool {
-        matches!(self, ProviderType::ExternalJwt)
+    /// What a login request must carry for this type: `encodedJWT` (or `data.token`) for
+    /// ExternalJWT, `data.code` and `data.redirect_uri` for OpenID Connect.
+    pub fn logs_in_with_code(self) -> bool {
+        matches!(self, ProviderType::OpenIdConnect)
     }
 }
 
@@ -131,6 +131,11 @@ impl ClientAuthenticationMethod {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret.
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
     /// The secret itself, for the one place that sends it (the token endpoint).
     pub fn expose(&self) -> &str {
         &self.0
@@ -167,6 +172,33 @@ pub struct OpenIdConnect {
     pub button_text: String,
     /// `postRequest`: POST binding instead of a redirect to the authorization endpoint.
     pub post_request: bool,
+    /// `applicationConfiguration[applicationId].oauth2`: the client an application logs in
+    /// with, when it overrides the provider's.
+    pub application_clients: BTreeMap<Uuid, ClientOverride>,
+}
+
+/// `applicationConfiguration[applicationId].oauth2.{client_id, client_secret}`: each one,
+/// when given, replaces the provider's for logins to that application.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientOverride {
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `client_secret`.
+    pub client_secret: Option<Secret>,
+}
+
+impl OpenIdConnect {
+    /// The client id and secret logins to `application_id` use: the application's override
+    /// of each, else the provider's.
+    pub fn client_for(&self, application_id: Uuid) -> (&str, Option<&Secret>) {
+        let own = self.application_clients.get(&application_id);
+        let id = own.and_then(|o| o.client_id.as_deref());
+        let secret = own.and_then(|o| o.client_secret.as_ref());
+        (
+            id.unwrap_or(&self.client_id),
+            secret.or(self.client_secret.as_ref()),
+        )
+    }
 }
 
 /// The `claimMap` targets FusionAuth documents.
@@ -855,6 +887,19 @@ mod tests {
         assert_eq!(o.button_text, "Log in with SSO");
         // The typed view never prints the secret.
         assert!(!format!("{o:?}").contains("sso-secret"));
+        assert!(!format!("{o:?}").contains("app-secret"));
+        // The application's client overrides the provider's for its logins only.
+        let app = Uuid::parse_str("3c219e58-ed0e-4b18-ad48-f4f92793ae32").expect("uuid");
+        let (id, secret) = o.client_for(app);
+        assert_eq!(
+            (id, secret.map(Secret::expose)),
+            ("app-client", Some("app-secret"))
+        );
+        let (id, secret) = o.client_for(Uuid::new_v4());
+        assert_eq!(
+            (id, secret.map(Secret::expose)),
+            ("gatehouse", Some("sso-secret"))
+        );
         // An ExternalJWT document is not read as OpenIDConnect, nor the other way round.
         let jwt = Provider::from_document(&{
             let mut d = valid();
@@ -1023,8 +1068,8 @@ mod tests {
             assert_eq!(ProviderType::parse(t.name()), Some(t));
         }
         assert_eq!(ProviderType::of(&json!({"type": "Google"})), None);
-        assert!(ProviderType::ExternalJwt.can_complete_logins());
-        assert!(!ProviderType::OpenIdConnect.can_complete_logins());
+        assert!(!ProviderType::ExternalJwt.logs_in_with_code());
+        assert!(ProviderType::OpenIdConnect.logs_in_with_code());
         assert_eq!(
             ProviderType::OpenIdConnect.reconcile_lambda_type(),
             "OpenIDReconcile"

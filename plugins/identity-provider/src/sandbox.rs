@@ -234,20 +234,23 @@ impl Sandbox {
         }
     }
 
-    /// Runs `reconcile(user, registration, jwt)` from `body`; returns the objects as the lambda
-    /// left them, or why it failed.
+    /// Runs `reconcile(user, registration, jwt, ...rest)` from `body` (`rest`: nothing for
+    /// ExternalJWT, `[id_token, tokens]` for OpenID Connect); returns the objects as the
+    /// lambda left them, or why it failed.
     pub async fn reconcile(
         &self,
         body: &str,
         user: &Value,
         registration: &Value,
         jwt: &Value,
+        rest: &[Value],
     ) -> Result<Reconciled, LambdaError> {
         let job = Job::Reconcile {
             body: body.to_string(),
             user: user.clone(),
             registration: registration.clone(),
             jwt: jwt.clone(),
+            rest: rest.to_vec(),
             limits: self.limits.into(),
         };
         match self.run(&job).await? {
@@ -449,7 +452,7 @@ mod tests {
         assert_eq!(sandbox.started(), 1);
         let failing = Sandbox::new(answering(r#"{"failed":{"Thrown":"nope"}}"#), limits(), 1);
         let out = failing
-            .reconcile("b", &json!({}), &json!({}), &json!({}))
+            .reconcile("b", &json!({}), &json!({}), &json!({}), &[])
             .await;
         assert_eq!(out, Err(LambdaError::Thrown("nope".into())));
         // a clean failure keeps the worker
@@ -503,7 +506,7 @@ mod tests {
         let wrong = Sandbox::new(answering("\"checked\""), limits(), 1);
         assert!(matches!(
             wrong
-                .reconcile("b", &json!({}), &json!({}), &json!({}))
+                .reconcile("b", &json!({}), &json!({}), &json!({}), &[])
                 .await,
             Err(LambdaError::Crashed(_))
         ));

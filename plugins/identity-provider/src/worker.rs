@@ -62,7 +62,7 @@ pub enum Job {
         /// The run's limits.
         limits: WireLimits,
     },
-    /// Run `reconcile(user, registration, jwt)` from `body` (a login).
+    /// Run `reconcile(user, registration, jwt, ...rest)` from `body` (a login).
     Reconcile {
         /// The lambda body.
         body: String,
@@ -70,8 +70,12 @@ pub enum Job {
         user: Value,
         /// The registration object.
         registration: Value,
-        /// The verified claims of the external JWT.
+        /// The verified claims of the external JWT (OpenID Connect: the userinfo answer).
         jwt: Value,
+        /// The arguments after `jwt`: none for ExternalJWT, `[id_token, tokens]` for OpenID
+        /// Connect.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rest: Vec<Value>,
         /// The run's limits.
         limits: WireLimits,
     },
@@ -110,8 +114,9 @@ impl Job {
                 user,
                 registration,
                 jwt,
+                rest,
                 ..
-            } => match run_reconcile(body, user, registration, jwt, limits) {
+            } => match run_reconcile(body, user, registration, jwt, rest, limits) {
                 Ok(r) => Reply::Reconciled(r),
                 Err(e) => Reply::Failed(e),
             },
@@ -266,6 +271,7 @@ mod tests {
                 user: json!({"email": "a@b.c"}),
                 registration: json!({}),
                 jwt: json!({"name": "Ann"}),
+                rest: vec![],
                 limits: limits(),
             },
             Job::Check {

@@ -790,6 +790,8 @@ impl Kit {
             race_window_ms: 0,
             rotations: Arc::default(),
             cpu: gatehouse_plugin_api::CpuPool::default(),
+            http: Arc::new(gatehouse_plugin_api::Offline),
+            remote_keys: Arc::new(gatehouse_plugin_api::Offline),
         };
         Kit {
             context,

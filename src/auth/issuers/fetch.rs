@@ -1,13 +1,20 @@
 //! Fetching an issuer's documents over HTTP(S): the discovery document and the JWKS, with
 //! rustls over the system roots (plus a configured CA file), a time limit, a size limit
 //! enforced while the body streams in, and no redirect to another host. Also the reading of
-//! `Cache-Control: max-age`, which sets when the key set is fetched again (within bounds).
+//! `Cache-Control: max-age`, which sets when the key set is fetched again (within bounds). The
+//! same client sends the plugins' outbound requests (the contract's `HttpClient`).
 
 use std::time::Duration;
 
+use gatehouse_plugin_api::remote::{
+    HttpAnswer, HttpCall, HttpClient, HttpFailure, HttpMethod, MAX_ANSWER_BYTES,
+};
 use serde_json::Value;
 
 use super::config::MAX_DOCUMENT_BYTES;
+
+// The contract's limit is the one the client enforces.
+const _: () = assert!(MAX_ANSWER_BYTES == MAX_DOCUMENT_BYTES);
 
 /// Why a fetch failed. Never carries a response body (it could be anything).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,29 +107,16 @@ impl Fetcher {
         if response.status() != reqwest::StatusCode::OK {
             return Err(FetchError::Status(response.status().as_u16()));
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(FetchError::TooLarge);
-        }
         let max_age = response
             .headers()
             .get_all(reqwest::header::CACHE_CONTROL)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(max_age);
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Network(describe(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(&mut response).await.map_err(|e| match e {
+            ReadError::TooLarge => FetchError::TooLarge,
+            ReadError::Broken(e) => FetchError::Network(describe(&e)),
+        })?;
         Ok(Document { body, max_age })
     }
 
@@ -132,6 +126,89 @@ impl Fetcher {
         let url = discovery_url(issuer);
         let document = self.get(&url).await?;
         jwks_uri_of(&document.body, issuer)
+    }
+}
+
+/// Why a body could not be read whole.
+enum ReadError {
+    /// It is over [`MAX_DOCUMENT_BYTES`].
+    TooLarge,
+    /// The connection broke or timed out.
+    Broken(reqwest::Error),
+}
+
+/// Reads `response`'s body in chunks, refused as soon as it passes [`MAX_DOCUMENT_BYTES`] (a
+/// declared `Content-Length` over it is refused before reading).
+async fn read_limited(response: &mut reqwest::Response) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Broken)? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The plugins' outbound requests (an identity provider's endpoints) go through the same
+/// client and limits as the key fetches: [`MAX_DOCUMENT_BYTES`] (the contract's
+/// [`MAX_ANSWER_BYTES`]), redirects only on the same host, never to `http` from `https`, and
+/// the call's own time limit over the whole exchange.
+#[async_trait::async_trait]
+impl HttpClient for Fetcher {
+    async fn send(&self, call: HttpCall) -> Result<HttpAnswer, HttpFailure> {
+        let url = reqwest::Url::parse(&call.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| HttpFailure::Refused("not an http(s) URL".into()))?;
+        let method = match call.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+        };
+        let mut request = self.client.request(method, url).timeout(call.timeout);
+        for (name, value) in &call.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = call.body {
+            request = request.body(body);
+        }
+        let failure = |e: reqwest::Error| {
+            if e.is_timeout() {
+                HttpFailure::Timeout
+            } else if e.is_redirect() {
+                HttpFailure::Refused("a redirect to another host or to plain http".into())
+            } else {
+                HttpFailure::Unreachable(describe(&e))
+            }
+        };
+        let mut response = request.send().await.map_err(failure)?;
+        if response.status().is_redirection() {
+            // A redirect the policy stopped (another host, or a downgrade).
+            return Err(HttpFailure::Refused(
+                "a redirect to another host or to plain http".into(),
+            ));
+        }
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = read_limited(&mut response).await.map_err(|e| match e {
+            ReadError::TooLarge => HttpFailure::TooLarge,
+            ReadError::Broken(e) => failure(e),
+        })?;
+        Ok(HttpAnswer {
+            status,
+            content_type,
+            body,
+        })
     }
 }
 

@@ -6,7 +6,9 @@
 //! - [`fetch`]: the HTTP client (discovery, JWKS, limits, `Cache-Control`);
 //! - [`keyset`]: one issuer's key set and when to fetch it (background refresh, coalesced
 //!   refetch on an unknown `kid`, rate limit, negative cache, stale-if-error);
-//! - [`policy`]: claims by path and the route checks that hold for every issuer.
+//! - [`policy`]: claims by path and the route checks that hold for every issuer;
+//! - [`remote`]: key sets created on demand for issuers the plugins name (an OpenID Connect
+//!   provider's ID tokens), the host's `RemoteKeys` port.
 //!
 //! A token goes to an issuer's keys only when its (unverified) `iss` is that issuer exactly; a
 //! token claiming the gateway's own issuer, or another issuer, is never checked with them.
@@ -17,6 +19,7 @@ pub mod fetch;
 pub mod jwks;
 pub mod keyset;
 pub mod policy;
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -261,7 +264,7 @@ fn check(
 
 /// Refuses a header that carries or points at keys (`jku`, `x5u`, `jwk`, `x5c`): keys come
 /// from the issuer's JWKS only, never from the token (RFC 8725 §3.10).
-fn refuse_header_keys(token: &str) -> Result<(), TokenError> {
+pub(crate) fn refuse_header_keys(token: &str) -> Result<(), TokenError> {
     let segment = token.split('.').next().ok_or(TokenError::Malformed)?;
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)

@@ -19,8 +19,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    ApplicationConfiguration, ClientAuthenticationMethod, LinkLimit, LinkingStrategy,
-    OpenIdConnect, Provider, ProviderType, Secret, DEFAULT_MAXIMUM_LINKS,
+    ApplicationConfiguration, ClientAuthenticationMethod, ClientOverride, LinkLimit,
+    LinkingStrategy, OpenIdConnect, Provider, ProviderType, Secret, DEFAULT_MAXIMUM_LINKS,
 };
 
 /// A member read leniently: `Some` when it has the type `T`, `None` when it is absent, `null`
@@ -141,6 +141,22 @@ pub(super) struct OpenIdConnectDocument {
     oauth2: Section<OpenIdConnectOauth2>,
     button_text: Lenient<String>,
     post_request: Lenient<bool>,
+    application_configuration: Lenient<BTreeMap<String, Section<ApplicationClientDocument>>>,
+}
+
+/// The client overrides of `applicationConfiguration[applicationId]` (OpenIDConnect).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ApplicationClientDocument {
+    oauth2: Section<ClientDocument>,
+}
+
+/// `applicationConfiguration[applicationId].oauth2`: the client an application logs in with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ClientDocument {
+    client_id: Lenient<String>,
+    client_secret: Lenient<String>,
 }
 
 /// The `oauth2` members of an `OpenIDConnect` provider (FusionAuth's
@@ -288,6 +304,17 @@ impl OpenIdConnectDocument {
             scope: oauth2.scope.text(),
             button_text: self.button_text.text().unwrap_or_default(),
             post_request: self.post_request.0.unwrap_or(false),
+            application_clients: (self.application_configuration.by_uuid().into_iter())
+                .filter_map(|(id, app)| {
+                    let client = app.oauth2.0?;
+                    let client = ClientOverride {
+                        client_id: client.client_id.text(),
+                        client_secret: client.client_secret.text().map(Secret),
+                    };
+                    let any = client.client_id.is_some() || client.client_secret.is_some();
+                    any.then_some((id, client))
+                })
+                .collect(),
         });
         Some(provider)
     }

@@ -1,0 +1,505 @@
+//! Completing an OpenID Connect login through the API: the authorization code the caller got
+//! from the provider is exchanged at its token endpoint, the ID token verified, the userinfo
+//! endpoint read, and what they say about the user returned to [`crate::login`], which
+//! reconciles it like an External JWT's claims.
+//!
+//! 1. the endpoints ([`discovery`]): the provider's own, the rest discovered from its issuer;
+//! 2. the token request (RFC 6749 §4.1.3): `grant_type=authorization_code`, the code, the
+//!    `redirect_uri`, the PKCE `code_verifier` when given, and the client authentication the
+//!    provider names (`client_secret_basic`: the id and secret form-urlencoded, then Base64,
+//!    RFC 6749 §2.3.1; `client_secret_post`; `none`: the client id alone);
+//! 3. the ID token, when the token endpoint returns one and the issuer is known: its
+//!    signature by the issuer's published keys (the host's `RemoteKeys`: asymmetric
+//!    algorithms only, never `none`, never the client secret), then its claims
+//!    ([`id_token::check`]);
+//! 4. the userinfo answer, when the provider has the endpoint (a JSON object whose `sub` is
+//!    the ID token's);
+//! 5. the claims the user is read from: the ID token's, with the userinfo answer's over them.
+//!
+//! Every failure is a [`OidcFailure`] with its status: 401 for a code the provider refuses
+//! or a token or answer that fails a check, 502 for a provider that answers wrongly or cannot
+//! be reached, 503 when its keys cannot be had, 504 when it does not answer in time. Messages
+//! never carry a code, a token, a secret or an answer's body.
+
+pub mod discovery;
+pub mod id_token;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use gatehouse_plugin_api::remote::{
+    HttpAnswer, HttpCall, HttpClient, HttpFailure, HttpMethod, RemoteKeyError, RemoteKeys,
+};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::events::DebugLog;
+use crate::provider::{ClientAuthenticationMethod, OpenIdConnect};
+use discovery::{discovery_url, DiscoveryCache, Endpoints};
+use id_token::Expected;
+
+/// The algorithms an ID token may be signed with (the key's own type must agree): never
+/// `none`, never HMAC.
+pub const ID_TOKEN_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+];
+
+/// What the caller sends in `data` to complete a login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CodeGrant {
+    /// `data.code`: the authorization code.
+    pub code: String,
+    /// `data.redirect_uri`: the one the authorization request named.
+    pub redirect_uri: String,
+    /// `data.code_verifier`: the PKCE verifier, when the authorization request had a challenge.
+    pub code_verifier: Option<String>,
+    /// `data.nonce`: the nonce of the authorization request; the ID token must carry it.
+    pub nonce: Option<String>,
+}
+
+impl std::fmt::Debug for CodeGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeGrant")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("code_verifier", &self.code_verifier.is_some())
+            .field("nonce", &self.nonce.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a completed exchange says about the user.
+#[derive(Clone)]
+pub struct Completed {
+    /// The claims the user is read from: the ID token's, the userinfo answer's over them.
+    pub claims: Map<String, Value>,
+    /// The reconcile lambda's `jwt`: the userinfo answer (the ID token's claims when the
+    /// provider has no userinfo endpoint).
+    pub jwt: Value,
+    /// The lambda's `id_token`: the ID token's claims (`null` without one).
+    pub id_token: Value,
+    /// The lambda's `tokens`: `access_token` and, when given, `id_token`, encoded.
+    pub tokens: Value,
+    /// The provider's refresh token, for the link.
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Completed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completed")
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an exchange failed: the status and general error of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcFailure {
+    /// 401, 502, 503 or 504.
+    pub status: u16,
+    /// The general error code.
+    pub code: &'static str,
+    /// The message (no secret, no token, no body).
+    pub message: String,
+}
+
+fn failure(status: u16, code: &'static str, message: impl Into<String>) -> OidcFailure {
+    OidcFailure {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+/// A provider that answered wrongly: 502 `[InvalidIdentityProviderResponse]`.
+fn bad_answer(what: &str, why: impl std::fmt::Display) -> OidcFailure {
+    failure(
+        502,
+        "[InvalidIdentityProviderResponse]",
+        format!("The identity provider's {what} {why}."),
+    )
+}
+
+/// A request that got no answer: 504 when it timed out, else 502.
+fn no_answer(what: &str, error: HttpFailure) -> OidcFailure {
+    match error {
+        HttpFailure::Timeout => failure(
+            504,
+            "[IdentityProviderTimeout]",
+            format!("The identity provider's {what} did not answer in time."),
+        ),
+        HttpFailure::Unreachable(_) => failure(
+            502,
+            "[IdentityProviderUnreachable]",
+            format!("The identity provider's {what} {error}."),
+        ),
+        HttpFailure::TooLarge | HttpFailure::Refused(_) => bad_answer(what, error),
+    }
+}
+
+/// What an exchange works with.
+pub struct Exchange<'a> {
+    /// Outbound HTTP.
+    pub http: &'a dyn HttpClient,
+    /// The issuers' published keys.
+    pub keys: &'a dyn RemoteKeys,
+    /// Discovery documents already fetched.
+    pub discovery: &'a DiscoveryCache,
+    /// The time limit of each request to the provider.
+    pub timeout: Duration,
+    /// Clock-skew allowance for the ID token's `exp` and `iat` (seconds).
+    pub leeway: i64,
+    /// Now (seconds since the epoch).
+    pub now: i64,
+}
+
+impl Exchange<'_> {
+    /// Sends `call` with the exchange's time limit.
+    async fn send(
+        &self,
+        method: HttpMethod,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpAnswer, HttpFailure> {
+        let call = HttpCall {
+            method,
+            url: url.to_string(),
+            headers,
+            body,
+            timeout: self.timeout,
+        };
+        self.http.send(call).await
+    }
+}
+
+/// Completes a login to `application_id` with the provider `settings` and the caller's
+/// `grant`. Returns what the provider says about the user, or why not ([`OidcFailure`]).
+pub async fn complete(
+    ex: &Exchange<'_>,
+    settings: &OpenIdConnect,
+    application_id: Uuid,
+    grant: &CodeGrant,
+    debug: &mut DebugLog,
+) -> Result<Completed, OidcFailure> {
+    let endpoints = endpoints(ex, settings).await?;
+    let (client_id, _) = settings.client_for(application_id);
+    let tokens = exchange_code(ex, settings, application_id, &endpoints.token, grant).await?;
+    debug.line(format!(
+        "The token endpoint answered (an ID token: {}, a refresh token: {})",
+        tokens.id_token.is_some(),
+        tokens.refresh_token.is_some()
+    ));
+    let id_claims = match (&tokens.id_token, &endpoints.keys) {
+        (Some(token), Some((issuer, jwks_uri))) => {
+            let expected = Expected {
+                issuer,
+                client_id,
+                nonce: grant.nonce.as_deref(),
+                now: ex.now,
+                leeway: ex.leeway,
+            };
+            let claims = verify_id_token(ex, token, jwks_uri, &expected).await?;
+            debug.line("The ID token is verified");
+            Some(claims)
+        }
+        (Some(_), None) => {
+            debug.line("No issuer is configured: the ID token is not used, the userinfo answer is");
+            None
+        }
+        (None, _) => None,
+    };
+    if grant.nonce.is_some() && id_claims.is_none() {
+        return Err(failure(
+            401,
+            "[InvalidIdToken]",
+            "A nonce was given and the identity provider returned no ID token that could carry it.",
+        ));
+    }
+    let userinfo = match &endpoints.userinfo {
+        Some(url) => Some(read_userinfo(ex, url, &tokens.access_token, id_claims.as_ref()).await?),
+        None => None,
+    };
+    if userinfo.is_some() {
+        debug.line("The userinfo endpoint answered");
+    }
+    combine(id_claims, userinfo, tokens)
+}
+
+/// Step 5: the claims, the lambda's arguments and the refresh token, from a verified ID token
+/// and a checked userinfo answer; 502 when there is neither.
+fn combine(
+    id_claims: Option<Map<String, Value>>,
+    userinfo: Option<Map<String, Value>>,
+    tokens: TokenAnswer,
+) -> Result<Completed, OidcFailure> {
+    let mut claims = id_claims.clone().unwrap_or_default();
+    if id_claims.is_none() && userinfo.is_none() {
+        return Err(bad_answer(
+            "answers",
+            "give no verifiable ID token and there is no userinfo endpoint",
+        ));
+    }
+    if let Some(info) = &userinfo {
+        claims.extend(info.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let id_token = id_claims.map(Value::Object).unwrap_or(Value::Null);
+    let jwt = userinfo
+        .map(Value::Object)
+        .unwrap_or_else(|| id_token.clone());
+    let mut encoded = json!({"access_token": tokens.access_token});
+    if let Some(token) = &tokens.id_token {
+        encoded["id_token"] = json!(token);
+    }
+    Ok(Completed {
+        claims,
+        jwt,
+        id_token,
+        tokens: encoded,
+        refresh_token: tokens.refresh_token,
+    })
+}
+
+/// Step 1: the provider's endpoints, discovering what its document leaves out (and the keys,
+/// which only discovery names) when it has an issuer.
+async fn endpoints(ex: &Exchange<'_>, settings: &OpenIdConnect) -> Result<Endpoints, OidcFailure> {
+    let discovered = match &settings.issuer {
+        Some(issuer) => Some(discover(ex, issuer).await?),
+        None => None,
+    };
+    let found = discovered.clone().unwrap_or_default();
+    let token = (settings.token_endpoint.clone())
+        .or(found.token_endpoint)
+        .ok_or_else(|| bad_answer("discovery document", "names no token_endpoint"))?;
+    let keys = match (&settings.issuer, found.jwks_uri) {
+        (Some(issuer), Some(uri)) => Some((issuer.clone(), uri)),
+        _ => None,
+    };
+    Ok(Endpoints {
+        token,
+        userinfo: settings
+            .userinfo_endpoint
+            .clone()
+            .or(found.userinfo_endpoint),
+        keys,
+    })
+}
+
+/// The discovery document of `issuer`, from the cache or fetched (and kept when good).
+async fn discover(ex: &Exchange<'_>, issuer: &str) -> Result<discovery::Discovered, OidcFailure> {
+    if let Some(found) = ex.discovery.get(issuer) {
+        return Ok(found);
+    }
+    let what = "discovery document";
+    let headers = vec![("Accept".to_string(), "application/json".to_string())];
+    let answer = ex
+        .send(HttpMethod::Get, &discovery_url(issuer), headers, None)
+        .await
+        .map_err(|e| no_answer(what, e))?;
+    if answer.status != 200 {
+        return Err(bad_answer(what, format!("answered HTTP {}", answer.status)));
+    }
+    let found = discovery::parse(&answer.body, issuer).map_err(|why| bad_answer(what, why))?;
+    ex.discovery.put(issuer, found.clone());
+    Ok(found)
+}
+
+/// What the token endpoint returned.
+struct TokenAnswer {
+    access_token: String,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// The token request's headers and form body for `grant`, with the client authentication
+/// `settings` names for `application_id`.
+fn token_request(
+    settings: &OpenIdConnect,
+    application_id: Uuid,
+    grant: &CodeGrant,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    let (client_id, secret) = settings.client_for(application_id);
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "authorization_code");
+    form.append_pair("code", &grant.code);
+    form.append_pair("redirect_uri", &grant.redirect_uri);
+    if let Some(verifier) = &grant.code_verifier {
+        form.append_pair("code_verifier", verifier);
+    }
+    let mut headers = vec![
+        (
+            "Content-Type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+        ("Accept".to_string(), "application/json".to_string()),
+    ];
+    let secret = secret.map(|s| s.expose()).unwrap_or_default();
+    match settings.client_authentication_method {
+        ClientAuthenticationMethod::ClientSecretBasic => {
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(client_id), encode(secret));
+            headers.push((
+                "Authorization".to_string(),
+                format!("Basic {}", STANDARD.encode(pair)),
+            ));
+        }
+        ClientAuthenticationMethod::ClientSecretPost => {
+            form.append_pair("client_id", client_id);
+            form.append_pair("client_secret", secret);
+        }
+        ClientAuthenticationMethod::None => {
+            form.append_pair("client_id", client_id);
+        }
+    }
+    (headers, form.finish().into_bytes())
+}
+
+/// Step 2: exchanges the code. 401 when the provider refuses the grant, 502 when it refuses
+/// the client or answers wrongly, 504 when it does not answer in time.
+async fn exchange_code(
+    ex: &Exchange<'_>,
+    settings: &OpenIdConnect,
+    application_id: Uuid,
+    url: &str,
+    grant: &CodeGrant,
+) -> Result<TokenAnswer, OidcFailure> {
+    let what = "token endpoint";
+    let (headers, body) = token_request(settings, application_id, grant);
+    let answer = ex
+        .send(HttpMethod::Post, url, headers, Some(body))
+        .await
+        .map_err(|e| no_answer(what, e))?;
+    let document: Option<Map<String, Value>> = serde_json::from_slice(&answer.body).ok();
+    if answer.status != 200 {
+        let error = document
+            .as_ref()
+            .and_then(|d| d.get("error"))
+            .and_then(Value::as_str);
+        return Err(match error {
+            Some(error) if (400..500).contains(&answer.status) => oauth_error(error),
+            _ => bad_answer(what, format!("answered HTTP {}", answer.status)),
+        });
+    }
+    let document = document.ok_or_else(|| bad_answer(what, "answered with no JSON object"))?;
+    let text = |name: &str| {
+        document
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let access_token =
+        text("access_token").ok_or_else(|| bad_answer(what, "answered with no access_token"))?;
+    if let Some(kind) = document.get("token_type") {
+        if !kind
+            .as_str()
+            .is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(bad_answer(
+                what,
+                "answered with a token_type other than Bearer",
+            ));
+        }
+    }
+    Ok(TokenAnswer {
+        access_token,
+        id_token: text("id_token"),
+        refresh_token: text("refresh_token"),
+    })
+}
+
+/// The answer to an OAuth error of the token endpoint (RFC 6749 §5.2): the client's
+/// configuration (`invalid_client`, `unauthorized_client`) is the gateway's problem, a 502;
+/// anything else (`invalid_grant`: a code that is wrong, used or expired…) a 401. The error
+/// code is quoted only when it is a plain token.
+fn oauth_error(error: &str) -> OidcFailure {
+    let plain = !error.is_empty()
+        && error.len() <= 64
+        && error.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let name = if plain { error } else { "an error" };
+    match error {
+        "invalid_client" | "unauthorized_client" => failure(
+            502,
+            "[IdentityProviderRejectedClient]",
+            format!("The identity provider refused the gateway's client credentials ({name})."),
+        ),
+        _ => failure(
+            401,
+            "[InvalidAuthorizationCode]",
+            format!("The identity provider refused the authorization code ({name})."),
+        ),
+    }
+}
+
+/// Step 3: the ID token's signature (503 when the keys cannot be had, 401 when it does not
+/// verify), then its claims (401); returns them.
+async fn verify_id_token(
+    ex: &Exchange<'_>,
+    token: &str,
+    jwks_uri: &str,
+    expected: &Expected<'_>,
+) -> Result<Map<String, Value>, OidcFailure> {
+    let claims = ex
+        .keys
+        .verify(expected.issuer, jwks_uri, ID_TOKEN_ALGORITHMS, token)
+        .await
+        .map_err(|e| match e {
+            RemoteKeyError::Unavailable => failure(
+                503,
+                "[IdentityProviderKeysUnavailable]",
+                "The identity provider's keys cannot be fetched now; try again later.",
+            ),
+            RemoteKeyError::Invalid(reason) => failure(
+                401,
+                "[InvalidIdToken]",
+                format!("The ID token is not signed by the identity provider's keys ({reason})."),
+            ),
+        })?;
+    id_token::check(&claims, expected)
+        .map_err(|p| failure(401, "[InvalidIdToken]", p.message()))?;
+    Ok(claims)
+}
+
+/// Step 4: the userinfo answer for `access_token`, a JSON object naming the ID token's `sub`
+/// (401 otherwise); 502 for any other answer, 504 when none in time.
+async fn read_userinfo(
+    ex: &Exchange<'_>,
+    url: &str,
+    access_token: &str,
+    id_claims: Option<&Map<String, Value>>,
+) -> Result<Map<String, Value>, OidcFailure> {
+    let what = "userinfo endpoint";
+    let headers = vec![
+        (
+            "Authorization".to_string(),
+            format!("Bearer {access_token}"),
+        ),
+        ("Accept".to_string(), "application/json".to_string()),
+    ];
+    let answer = ex
+        .send(HttpMethod::Get, url, headers, None)
+        .await
+        .map_err(|e| no_answer(what, e))?;
+    if answer.status != 200 {
+        return Err(bad_answer(what, format!("answered HTTP {}", answer.status)));
+    }
+    if answer
+        .content_type
+        .as_deref()
+        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/jwt"))
+    {
+        return Err(bad_answer(
+            what,
+            "answered with a signed JWT, which is not supported",
+        ));
+    }
+    let info: Map<String, Value> = serde_json::from_slice(&answer.body)
+        .map_err(|_| bad_answer(what, "answered with no JSON object"))?;
+    id_token::check_userinfo(&info, id_claims)
+        .map_err(|p| failure(401, "[InvalidUserInfo]", p.message()))?;
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,393 @@
+//! The exchange against a provider played by closures: the requests it sends (client
+//! authentication, PKCE) and the answer to each way a provider can fail.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::*;
+use crate::provider::Secret;
+
+const ISSUER: &str = "https://idp.example";
+const APP: Uuid = Uuid::from_u128(7);
+
+type Answer = Box<dyn Fn(&HttpCall) -> Result<HttpAnswer, HttpFailure> + Send + Sync>;
+
+/// How a case's token endpoint answers.
+type TokenAnswerFn = Box<dyn Fn() -> Result<HttpAnswer, HttpFailure> + Send + Sync>;
+
+/// A provider: `answer` answers each request, which is recorded.
+struct FakeHttp {
+    answer: Answer,
+    calls: Mutex<Vec<HttpCall>>,
+}
+
+#[async_trait]
+impl HttpClient for FakeHttp {
+    async fn send(&self, call: HttpCall) -> Result<HttpAnswer, HttpFailure> {
+        let answer = (self.answer)(&call);
+        self.calls.lock().expect("lock").push(call);
+        answer
+    }
+}
+
+/// Keys that "verify" any token into these claims, or fail.
+struct FakeKeys(Result<Map<String, Value>, RemoteKeyError>);
+
+#[async_trait]
+impl RemoteKeys for FakeKeys {
+    async fn verify(
+        &self,
+        issuer: &str,
+        jwks_uri: &str,
+        algorithms: &[&str],
+        _token: &str,
+    ) -> Result<Map<String, Value>, RemoteKeyError> {
+        assert_eq!((issuer, jwks_uri), (ISSUER, "https://idp.example/jwks"));
+        assert!(!algorithms
+            .iter()
+            .any(|a| a.starts_with("HS") || *a == "none"));
+        self.0.clone()
+    }
+}
+
+fn ok(status: u16, body: Value) -> Result<HttpAnswer, HttpFailure> {
+    Ok(HttpAnswer {
+        status,
+        content_type: Some("application/json".into()),
+        body: body.to_string().into_bytes(),
+    })
+}
+
+/// A provider whose token endpoint answers `token` and userinfo answers `userinfo`.
+fn provider(
+    token: impl Fn() -> Result<HttpAnswer, HttpFailure> + Send + Sync + 'static,
+    userinfo: Value,
+) -> FakeHttp {
+    FakeHttp {
+        answer: Box::new(move |call| match call.url.rsplit('/').next() {
+            Some("openid-configuration") => ok(
+                200,
+                json!({"issuer": ISSUER, "token_endpoint": "https://idp.example/token",
+                       "userinfo_endpoint": "https://idp.example/userinfo",
+                       "jwks_uri": "https://idp.example/jwks"}),
+            ),
+            Some("token") => token(),
+            Some("userinfo") => ok(200, userinfo.clone()),
+            _ => Err(HttpFailure::Unreachable("no such path".into())),
+        }),
+        calls: Mutex::new(Vec::new()),
+    }
+}
+
+fn good_tokens() -> Result<HttpAnswer, HttpFailure> {
+    ok(
+        200,
+        json!({"access_token": "at", "token_type": "Bearer", "id_token": "h.p.s",
+               "refresh_token": "provider-refresh"}),
+    )
+}
+
+fn id_claims() -> Map<String, Value> {
+    json!({"iss": ISSUER, "aud": "gatehouse", "sub": "u1", "exp": 2_000_000_000i64,
+           "iat": 1_700_000_000i64, "nonce": "n1", "email": "old@example.com"})
+    .as_object()
+    .cloned()
+    .expect("object")
+}
+
+fn settings(method: ClientAuthenticationMethod) -> OpenIdConnect {
+    OpenIdConnect {
+        client_id: "gatehouse".into(),
+        client_secret: Some(Secret::new("s3cret")),
+        client_authentication_method: method,
+        issuer: Some(ISSUER.into()),
+        authorization_endpoint: None,
+        token_endpoint: None,
+        userinfo_endpoint: None,
+        scope: None,
+        button_text: "b".into(),
+        post_request: false,
+        application_clients: Default::default(),
+    }
+}
+
+fn grant(nonce: Option<&str>) -> CodeGrant {
+    CodeGrant {
+        code: "the-code".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_verifier: Some("verifier".into()),
+        nonce: nonce.map(str::to_string),
+    }
+}
+
+/// Runs one exchange; returns its outcome and the requests sent.
+async fn run(
+    http: &FakeHttp,
+    keys: FakeKeys,
+    settings: &OpenIdConnect,
+    grant: &CodeGrant,
+) -> (Result<Completed, OidcFailure>, Vec<HttpCall>) {
+    let cache = DiscoveryCache::default();
+    let ex = Exchange {
+        http,
+        keys: &keys,
+        discovery: &cache,
+        timeout: Duration::from_secs(1),
+        leeway: 30,
+        now: 1_700_000_000,
+    };
+    let mut debug = DebugLog::new(true);
+    let outcome = complete(&ex, settings, APP, grant, &mut debug).await;
+    let message = debug.message("h").unwrap_or_default();
+    for secret in [
+        "s3cret",
+        "the-code",
+        "provider-refresh",
+        "verifier",
+        "h.p.s",
+    ] {
+        assert!(!message.contains(secret), "{message}");
+    }
+    (outcome, http.calls.lock().expect("lock").clone())
+}
+
+fn header<'a>(call: &'a HttpCall, name: &str) -> Option<&'a str> {
+    call.headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn form(call: &HttpCall) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(call.body.as_deref().unwrap_or_default())
+        .into_owned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_login_completes_with_the_id_token_and_userinfo() {
+    let http = provider(
+        good_tokens,
+        json!({"sub": "u1", "email": "ann@example.com", "roles": ["editor"]}),
+    );
+    let s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    let (outcome, calls) = run(&http, FakeKeys(Ok(id_claims())), &s, &grant(Some("n1"))).await;
+    let done = outcome.expect("completed");
+    assert_eq!(done.claims["email"], "ann@example.com", "userinfo wins");
+    assert_eq!(done.claims["nonce"], "n1");
+    assert_eq!(done.jwt["roles"], json!(["editor"]));
+    assert_eq!(done.id_token["sub"], "u1");
+    assert_eq!(
+        done.tokens,
+        json!({"access_token": "at", "id_token": "h.p.s"})
+    );
+    assert_eq!(done.refresh_token.as_deref(), Some("provider-refresh"));
+    assert_eq!(calls.len(), 3);
+    let token = &calls[1];
+    assert_eq!(token.method, HttpMethod::Post);
+    let body = form(token);
+    let pairs: Vec<(&str, &str)> = body.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", "the-code"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("code_verifier", "verifier"),
+        ]
+    );
+    assert_eq!(
+        header(token, "authorization"),
+        Some(format!("Basic {}", STANDARD.encode("gatehouse:s3cret")).as_str())
+    );
+    assert_eq!(header(&calls[2], "authorization"), Some("Bearer at"));
+}
+
+#[test]
+fn client_authentication_follows_the_method() {
+    // RFC 6749 §2.3.1: the id and secret are form-urlencoded before Base64.
+    let mut s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    s.client_id = "a b:c".into();
+    s.client_secret = Some(Secret::new("p%s&s"));
+    let (headers, _) = token_request(&s, APP, &grant(None));
+    let basic = headers
+        .iter()
+        .find(|(n, _)| n == "Authorization")
+        .expect("basic");
+    assert_eq!(
+        basic.1,
+        format!("Basic {}", STANDARD.encode("a+b%3Ac:p%25s%26s"))
+    );
+
+    let s = settings(ClientAuthenticationMethod::ClientSecretPost);
+    let (headers, body) = token_request(&s, APP, &grant(None));
+    assert!(!headers.iter().any(|(n, _)| n == "Authorization"));
+    let body: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    assert!(body.contains(&("client_id".into(), "gatehouse".into())));
+    assert!(body.contains(&("client_secret".into(), "s3cret".into())));
+
+    let s = settings(ClientAuthenticationMethod::None);
+    let mut no_pkce = grant(None);
+    no_pkce.code_verifier = None;
+    let (headers, body) = token_request(&s, APP, &no_pkce);
+    assert!(!headers.iter().any(|(n, _)| n == "Authorization"));
+    let body: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    assert!(body.contains(&("client_id".into(), "gatehouse".into())));
+    assert!(!body
+        .iter()
+        .any(|(n, _)| n == "client_secret" || n == "code_verifier"));
+}
+
+#[tokio::test]
+async fn each_provider_failure_has_its_status() {
+    let s = settings(ClientAuthenticationMethod::ClientSecretPost);
+    let info = json!({"sub": "u1"});
+    let cases: Vec<(TokenAnswerFn, u16, &str)> = vec![
+        (
+            Box::new(|| Err(HttpFailure::Timeout)),
+            504,
+            "[IdentityProviderTimeout]",
+        ),
+        (
+            Box::new(|| Err(HttpFailure::Unreachable("cannot connect".into()))),
+            502,
+            "[IdentityProviderUnreachable]",
+        ),
+        (
+            Box::new(|| ok(400, json!({"error": "invalid_grant"}))),
+            401,
+            "[InvalidAuthorizationCode]",
+        ),
+        (
+            Box::new(|| ok(401, json!({"error": "invalid_client"}))),
+            502,
+            "[IdentityProviderRejectedClient]",
+        ),
+        (
+            Box::new(|| ok(500, json!({}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| {
+                Ok(HttpAnswer {
+                    status: 200,
+                    content_type: None,
+                    body: b"<html>".to_vec(),
+                })
+            }),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| ok(200, json!({"token_type": "Bearer"}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| ok(200, json!({"access_token": "a", "token_type": "DPoP"}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+    ];
+    for (token, status, code) in cases {
+        let http = provider(token, info.clone());
+        let (outcome, _) = run(&http, FakeKeys(Ok(id_claims())), &s, &grant(None)).await;
+        let error = outcome.expect_err("fails");
+        assert_eq!((error.status, error.code), (status, code), "{error:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_id_token_and_userinfo_are_checked() {
+    let s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    let check = |keys: FakeKeys, info: Value, nonce: Option<&'static str>| {
+        let s = s.clone();
+        async move {
+            let http = provider(good_tokens, info);
+            let (outcome, _) = run(&http, keys, &s, &grant(nonce)).await;
+            outcome.expect_err("refused")
+        }
+    };
+    let e = check(
+        FakeKeys(Err(RemoteKeyError::Unavailable)),
+        json!({"sub": "u1"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (e.status, e.code),
+        (503, "[IdentityProviderKeysUnavailable]")
+    );
+    let e = check(
+        FakeKeys(Err(RemoteKeyError::Invalid("bad_signature"))),
+        json!({"sub": "u1"}),
+        None,
+    )
+    .await;
+    assert_eq!((e.status, e.code), (401, "[InvalidIdToken]"));
+    assert!(e.message.contains("bad_signature"), "{}", e.message);
+    let e = check(
+        FakeKeys(Ok(id_claims())),
+        json!({"sub": "u1"}),
+        Some("other"),
+    )
+    .await;
+    assert_eq!((e.status, e.code), (401, "[InvalidIdToken]"));
+    let e = check(FakeKeys(Ok(id_claims())), json!({"sub": "u2"}), None).await;
+    assert_eq!((e.status, e.code), (401, "[InvalidUserInfo]"));
+    let e = check(
+        FakeKeys(Ok(id_claims())),
+        json!(["not", "an", "object"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (e.status, e.code),
+        (502, "[InvalidIdentityProviderResponse]")
+    );
+}
+
+#[tokio::test]
+async fn without_an_issuer_the_userinfo_answer_is_used() {
+    let mut s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    s.issuer = None;
+    s.token_endpoint = Some("https://idp.example/token".into());
+    s.userinfo_endpoint = Some("https://idp.example/userinfo".into());
+    s.application_clients.insert(
+        APP,
+        crate::provider::ClientOverride {
+            client_id: Some("app-client".into()),
+            client_secret: None,
+        },
+    );
+    let http = provider(good_tokens, json!({"sub": "u9", "email": "x@example.com"}));
+    let (outcome, calls) = run(
+        &http,
+        FakeKeys(Err(RemoteKeyError::Unavailable)),
+        &s,
+        &grant(None),
+    )
+    .await;
+    let done = outcome.expect("completed");
+    assert_eq!(done.claims["sub"], "u9");
+    assert_eq!(done.id_token, Value::Null);
+    assert_eq!(calls.len(), 2, "no discovery without an issuer");
+    assert_eq!(
+        header(&calls[0], "authorization"),
+        Some(format!("Basic {}", STANDARD.encode("app-client:s3cret")).as_str()),
+        "the application's client id, the provider's secret"
+    );
+    // A nonce cannot be checked without an ID token: refused.
+    let http = provider(good_tokens, json!({"sub": "u9"}));
+    let (outcome, _) = run(
+        &http,
+        FakeKeys(Err(RemoteKeyError::Unavailable)),
+        &s,
+        &grant(Some("n")),
+    )
+    .await;
+    assert_eq!(outcome.expect_err("refused").status, 401);
+}
