@@ -23,13 +23,15 @@ use uuid::Uuid;
 use crate::common::{api_key, json_body, patch_body, system_api_key, wrapped, Change, Env};
 use crate::engine::LambdaError;
 use crate::patch::{apply_offloaded, PatchFormat};
+use crate::provider::ProviderType;
 use crate::sandbox::Sandbox;
 
-/// The lambda type ExternalJWT logins run.
-pub const RECONCILE_TYPE: &str = "ExternalJWTReconcile";
-
-/// The lambda types this plugin keeps: each managed provider type's reconcile lambda.
-pub const LAMBDA_TYPES: [&str; 2] = [RECONCILE_TYPE, "OpenIDReconcile"];
+/// The lambda types this plugin keeps: each provider type's reconcile lambda.
+fn lambda_types() -> impl Iterator<Item = &'static str> {
+    ProviderType::ALL
+        .into_iter()
+        .map(ProviderType::reconcile_lambda_type)
+}
 
 const KNOWN_FIELDS: &[&str] = &[
     "body",
@@ -77,7 +79,7 @@ pub fn validate_lambda<'a>(doc: &'a Value, prefix: &str, errors: &mut Errors) ->
         }
     }
     match obj.get("type").and_then(Value::as_str) {
-        Some(t) if LAMBDA_TYPES.contains(&t) => {}
+        Some(t) if lambda_types().any(|known| known == t) => {}
         Some(t) if !t.trim().is_empty() => {
             errors.field(
                 &f("type"),
@@ -411,14 +413,14 @@ mod tests {
         }
         let ok = validate_config_lambda(
             &json!({
-                "id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE,
+                "id": Uuid::new_v4(), "name": "r", "type": "ExternalJWTReconcile",
                 "body": "function reconcile(user, registration, jwt) { user.firstName = jwt.name; }"
             }),
             &in_process,
         )
         .expect("valid");
         assert_eq!(ok["engineType"], "GraalJS");
-        for t in LAMBDA_TYPES {
+        for t in lambda_types() {
             let mut errors = Errors::new();
             let doc = json!({"name": "r", "type": t, "body": "function reconcile() {}"});
             validate_lambda(&doc, "lambda.", &mut errors);
@@ -426,7 +428,7 @@ mod tests {
         }
         assert!(validate_config_lambda(&json!({"name": "r"}), &in_process).is_err());
         let looping = validate_config_lambda(
-            &json!({"id": Uuid::new_v4(), "name": "r", "type": RECONCILE_TYPE, "body": "while (true) {}"}),
+            &json!({"id": Uuid::new_v4(), "name": "r", "type": "ExternalJWTReconcile", "body": "while (true) {}"}),
             &|_| Err(LambdaError::Timeout),
         )
         .expect_err("refused");

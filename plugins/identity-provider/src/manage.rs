@@ -56,9 +56,14 @@ async fn validate_all(
     }
     check_references(doc, grant, context, &mut errors).await?;
     check_reconcile_lambda(doc, context, &mut errors).await?;
-    if ProviderType::of(doc) != Some(ProviderType::OpenIdConnect) {
-        check_default_key(doc, context, &mut errors);
-        check_verification_keys(doc, context, &mut errors);
+    match ProviderType::of(doc) {
+        // An unknown type was reported by the document's validation; its keys are read as
+        // ExternalJWT's so every problem is named at once.
+        Some(ProviderType::ExternalJwt) | None => {
+            check_default_key(doc, context, &mut errors);
+            check_verification_keys(doc, context, &mut errors);
+        }
+        Some(ProviderType::OpenIdConnect) => {}
     }
     check_domains_free(doc, id, context, &mut errors).await?;
     errors.into_result()

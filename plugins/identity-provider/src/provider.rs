@@ -457,8 +457,9 @@ pub fn normalize(doc: &mut Value) {
             o.retain(|_, v| !v.is_null());
         }
     }
-    if kind == Some(ProviderType::OpenIdConnect) {
-        normalize_openid_connect(obj);
+    match kind {
+        Some(ProviderType::OpenIdConnect) => normalize_openid_connect(obj),
+        Some(ProviderType::ExternalJwt) | None => {}
     }
 }
 
@@ -597,7 +598,11 @@ pub fn restore_redacted(doc: &mut Value, existing: &Value) {
             }
         }
     }
-    let openid = ProviderType::of(doc) == Some(ProviderType::OpenIdConnect);
+    // Whether an omitted secret is kept: OpenIDConnect's `oauth2.client_secret` is.
+    let openid = match ProviderType::of(doc) {
+        Some(ProviderType::OpenIdConnect) => true,
+        Some(ProviderType::ExternalJwt) | None => false,
+    };
     for pointer in oauth2_sections(doc) {
         let sent = doc.pointer(&pointer).and_then(|o| o.get("client_secret"));
         let carry = match sent {

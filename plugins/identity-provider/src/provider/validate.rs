@@ -264,7 +264,8 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
             check_openid_connect_oauth2(obj, report);
             check_button_image(obj.get("buttonImageURL"), "buttonImageURL", report);
         }
-        _ => {
+        // An unknown type is reported by `check_type`; its members are read as ExternalJWT's.
+        Some(ProviderType::ExternalJwt) | None => {
             check_keys(obj, report);
             check_verification_key_ids(obj, report);
             check_claim_map(obj, report);
