@@ -25,7 +25,16 @@ pub(super) const LOGIN: &str = "https://login.example/login";
 /// `/hosted` (public, on `app.example` only) have no upstream: they are judged in decisions
 /// only.
 pub(super) fn gateway(upstream: &RecordingUpstream) -> TestGateway {
+    gateway_with(upstream, None)
+}
+
+/// [`gateway`], with the one-time-use race window of `race_window_seconds`.
+pub(super) fn gateway_with(
+    upstream: &RecordingUpstream,
+    race_window_seconds: Option<u64>,
+) -> TestGateway {
     TestGateway::start_with(Options {
+        race_window_seconds,
         upstream: Some(upstream.url()),
         app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse"
             .into(),
@@ -132,7 +141,7 @@ pub(super) fn allowed(request: RequestBuilder) -> Response {
 }
 
 /// Asserts a refusal with `status` and FusionAuth's Errors JSON; returns its first error code.
-pub(super) fn refused(request: RequestBuilder, status: u16) -> String {
+fn refused(request: RequestBuilder, status: u16) -> String {
     let body = check_status(request.send().expect("send"), status);
     body["generalErrors"][0]["code"]
         .as_str()
