@@ -10,6 +10,7 @@ mod it {
     pub mod config;
     pub mod edge;
     pub mod forward_auth;
+    pub mod forward_auth_attacks;
     pub mod framing;
     pub mod http2;
     pub mod identity_provider;

@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 pub use listen::ListenProtocols;
 use raw::RawConfig;
+pub use routes::DECISION_ANSWER_HEADERS;
 use sections::Problems;
 
 /// The API key the shipped `config.yaml` falls back to; the gateway warns loudly when it is used.
@@ -408,7 +409,7 @@ fn routing(
         &raw.applications,
         path_options,
         &known,
-        forward_auth.is_some(),
+        forward_auth.as_ref().map(|fa| fa.path.as_str()),
     );
     (forward_auth, routes)
 }

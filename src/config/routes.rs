@@ -27,6 +27,18 @@ const RESERVED_HEADERS: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// Headers of a forward-auth decision's own answer (besides every `X-Gatehouse-…` header),
+/// which a route may not set from claims while forward-auth is on: front proxies hand some of
+/// them to the browser (`Set-Cookie`) or act on them.
+pub const DECISION_ANSWER_HEADERS: &[&str] = &[
+    "set-cookie",
+    "location",
+    "www-authenticate",
+    "retry-after",
+    "cache-control",
+    "content-type",
+];
+
 /// How request paths are put into their canonical form (`paths:`), FusionAuth-neutral defaults:
 /// slashes merged, `;` parameters refused.
 pub(super) fn path_options(raw: &RawPaths) -> PathOptions {
@@ -45,15 +57,18 @@ pub(super) struct KnownIssuers {
 }
 
 /// The validated routes: the routes naming a host first, then the others, each longest prefix
-/// first. With `decisions` (forward-auth mode is on) a route may leave out its upstream: it is
-/// then only judged in forward-auth decisions, never proxied.
+/// first. With `decisions` (forward-auth mode is on, at this endpoint path) a route may leave
+/// out its upstream: it is then only judged in forward-auth decisions, never proxied; and a
+/// route may not set from claims a header of the decisions' own answers
+/// ([`DECISION_ANSWER_HEADERS`]), nor proxy a path at or under the endpoint, which never
+/// reaches it.
 pub(super) fn routes(
     p: &mut Problems,
     raw: &[RawRoute],
     applications: &[Application],
     options: PathOptions,
     known: &KnownIssuers,
-    decisions: bool,
+    decisions: Option<&str>,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
@@ -87,19 +102,28 @@ fn route(
     applications: &[Application],
     options: PathOptions,
     known: &KnownIssuers,
-    decisions: bool,
+    decisions: Option<&str>,
 ) -> Route {
     let path = format!("routes[{index}]");
+    let route_path = canonical_route_path(p, &path, &r.path, options);
+    let upstreams = upstreams(p, &path, r, decisions.is_some());
+    if let Some(endpoint) = decisions.filter(|e| !upstreams.is_empty() && is_under(&route_path, e))
+    {
+        p.add(
+            format!("{path}.path"),
+            format!("is at or under forwardAuth.path ({endpoint}): requests to it are forward-auth decisions and never reach its upstream"),
+        );
+    }
     Route {
         index,
-        path: canonical_route_path(p, &path, &r.path, options),
+        path: route_path,
         host: r.host.as_ref().map(|h| route_host(p, &path, h)),
-        upstreams: upstreams(p, &path, r, decisions),
+        upstreams,
         auth: match &r.auth {
             None => RouteAuth::default_required(),
             Some(auth) => route_auth(p, &path, auth, applications, known),
         },
-        identity_headers: identity_headers(p, &path, r),
+        identity_headers: identity_headers(p, &path, r, decisions.is_some()),
         case_sensitive: r.case_sensitive.unwrap_or(true),
     }
 }
@@ -402,8 +426,27 @@ fn check_roles(p: &mut Problems, path: &str, roles: &[String], app: &Application
     }
 }
 
-/// The route's identity headers: valid names, not reserved, no `_`, a claim named.
-fn identity_headers(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<IdentityHeader> {
+/// True when route path `path` is `endpoint` or under it (`{endpoint}/…`, `{endpoint};…`).
+fn is_under(path: &str, endpoint: &str) -> bool {
+    path.strip_prefix(endpoint)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with(';'))
+}
+
+/// True for a header a forward-auth decision's answer carries itself: setting it from a claim
+/// would let the claim speak for the gateway (a `Set-Cookie`, or the headers the nginx recipe
+/// turns into cookies and redirects).
+fn is_decision_answer_header(name: &str) -> bool {
+    DECISION_ANSWER_HEADERS.contains(&name) || name.starts_with("x-gatehouse-")
+}
+
+/// The route's identity headers: valid names, not reserved, no `_`, a claim named; with
+/// `decisions`, none a decision's answer carries itself ([`is_decision_answer_header`]).
+fn identity_headers(
+    p: &mut Problems,
+    path: &str,
+    r: &RawRoute,
+    decisions: bool,
+) -> Vec<IdentityHeader> {
     let mut headers = Vec::new();
     for (header, claim) in &r.identity_headers {
         let header_path = format!("{path}.identityHeaders.{header}");
@@ -411,6 +454,10 @@ fn identity_headers(p: &mut Problems, path: &str, r: &RawRoute) -> Vec<IdentityH
             Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
                 p.add(&header_path, "this header cannot be set from a claim")
             }
+            Ok(name) if decisions && is_decision_answer_header(name.as_str()) => p.add(
+                &header_path,
+                "this header is part of the forward-auth answer and cannot be set from a claim",
+            ),
             Ok(name) if name.as_str().contains('_') => p.add(
                 &header_path,
                 "header names with _ are dropped on the way upstream: use -",

@@ -451,3 +451,47 @@ fn a_route_may_leave_out_its_upstream_only_with_forward_auth() {
         .expect("route");
     assert!(decided.upstreams.is_empty());
 }
+
+#[test]
+fn with_forward_auth_no_claim_may_speak_for_the_decision_and_no_route_hides_under_it() {
+    let forward_auth = "forwardAuth: {path: /_gatehouse/auth, trustedProxies: [127.0.0.1]}\n";
+    for (route, expected) in [
+        (
+            "  - {path: /a, upstream: 'http://127.0.0.1:9', identityHeaders: {Set-Cookie: sub}}\n",
+            "routes[1].identityHeaders.Set-Cookie: this header is part of the forward-auth answer",
+        ),
+        (
+            "  - {path: /a, upstream: 'http://127.0.0.1:9', identityHeaders: {X-Gatehouse-Set-Cookie-Access: email}}\n",
+            "routes[1].identityHeaders.X-Gatehouse-Set-Cookie-Access: this header is part of the forward-auth answer",
+        ),
+        (
+            "  - {path: /a, upstream: 'http://127.0.0.1:9', identityHeaders: {location: sub}}\n",
+            "routes[1].identityHeaders.location: this header is part of the forward-auth answer",
+        ),
+        (
+            "  - {path: /_gatehouse/auth/x, upstream: 'http://127.0.0.1:9'}\n",
+            "routes[1].path: is at or under forwardAuth.path (/_gatehouse/auth)",
+        ),
+        (
+            "  - {path: /_gatehouse/auth, upstream: 'http://127.0.0.1:9'}\n",
+            "routes[1].path: is at or under forwardAuth.path (/_gatehouse/auth)",
+        ),
+    ] {
+        let problems = problems_of(&format!("{}{route}{forward_auth}", base()));
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{route}: {problems:?}"
+        );
+        // Without forward-auth these are a request header and a route like any other.
+        assert_eq!(problems_of(&format!("{}{route}", base())), Vec::<String>::new());
+    }
+    // A route beside the endpoint, and one judged in decisions only under it, are fine.
+    for route in [
+        "  - {path: /_gatehouse, upstream: 'http://127.0.0.1:9'}\n",
+        "  - {path: /_gatehouse/authx, upstream: 'http://127.0.0.1:9'}\n",
+        "  - {path: /_gatehouse/auth/x}\n",
+    ] {
+        let problems = problems_of(&format!("{}{route}{forward_auth}", base()));
+        assert_eq!(problems, Vec::<String>::new(), "{route}");
+    }
+}

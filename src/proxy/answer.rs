@@ -78,14 +78,43 @@ pub async fn discard_refused_body(session: &mut Session, max_body_bytes: usize) 
     }
 }
 
-/// True when the client is a browser asking for a page.
-pub fn wants_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"))
+/// True when the request is a browser's navigation to a page, the only request a login page
+/// is any use to: its `Accept` names `text/html` (with a q-value above 0), and nothing marks
+/// it as a script's (`X-Requested-With`, sent by jQuery and other XHR libraries, or a
+/// `Sec-Fetch-Mode` other than `navigate`, sent by every current browser). A script's
+/// `fetch` or XHR gets the 401: it would follow a redirect to a page it cannot use.
+pub fn is_navigation(headers: &http::HeaderMap) -> bool {
+    if headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let navigates = headers
+        .get_all("sec-fetch-mode")
+        .iter()
+        .all(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"));
+    navigates
+        && headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(accepts_html)
+}
+
+/// True when one media range of an `Accept` header is `text/html` with a q-value other than 0.
+fn accepts_html(range: &str) -> bool {
+    let mut parts = range.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|media| media.eq_ignore_ascii_case("text/html"))
+    {
+        return false;
+    }
+    !parts.any(|param| {
+        param.split_once('=').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("q")
+                && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        })
+    })
 }
 
 /// The `Set-Cookie` values that delete both token cookies.
@@ -139,7 +168,8 @@ impl Gateway {
             headers.extend(forward_auth::cookie_copies(&cookies));
         }
         let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
-        if let (401, Some(url), true) = (status, login_url, wants_html(session)) {
+        let navigation = is_navigation(&session.req_header().headers);
+        if let (401, Some(url), true) = (status, login_url, navigation) {
             if decision.is_some() {
                 headers.push((forward_auth::REDIRECT_HEADER, url));
             }
@@ -239,5 +269,54 @@ impl Gateway {
             upstream_response.append_header("Set-Cookie", cookie)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn only_a_browser_navigation_is_sent_to_the_login_page() {
+        let page = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        for (pairs, navigation) in [
+            (vec![("accept", page)], true),
+            (vec![("accept", "TEXT/HTML")], true),
+            (vec![("accept", page), ("sec-fetch-mode", "navigate")], true),
+            (
+                vec![("accept", "application/json"), ("accept", "text/html")],
+                true,
+            ),
+            // Scripts: XHR libraries, fetch in cors/same-origin/no-cors mode.
+            (
+                vec![("accept", page), ("x-requested-with", "XMLHttpRequest")],
+                false,
+            ),
+            (vec![("accept", page), ("sec-fetch-mode", "cors")], false),
+            (
+                vec![("accept", "text/html"), ("sec-fetch-mode", "same-origin")],
+                false,
+            ),
+            // No page wanted: JSON, anything, or text/html refused by its q-value.
+            (vec![("accept", "application/json, text/plain, */*")], false),
+            (vec![("accept", "*/*")], false),
+            (vec![("accept", "application/json, text/html;q=0")], false),
+            (vec![("accept", "text/html; q=0.000")], false),
+            (vec![("accept", "text/html-fragment")], false),
+            (vec![], false),
+        ] {
+            assert_eq!(is_navigation(&headers(&pairs)), navigation, "{pairs:?}");
+        }
     }
 }

@@ -2,14 +2,17 @@
 //! `forward_auth`, Envoy `ext_authz`) asks whether a request may pass, and the gateway judges
 //! it as if it had come to the proxy itself.
 //!
-//! A request whose canonical path is `forwardAuth.path`, or under it, is a decision, never
-//! proxied: only peers in `forwardAuth.trustedProxies` may ask (anyone else: 403). The request
+//! A request whose path is `forwardAuth.path`, or under it, is a decision, never proxied:
+//! read from the target as sent as well as from its canonical form ([`decision_form`]), so a
+//! path-prefix target whose dot-segments climb out of the endpoint (`{path}/../x`) is still a
+//! decision (refused) and never a request to proxy, whose answer a front proxy would read as
+//! its allowing. Only peers in `forwardAuth.trustedProxies` may ask (anyone else: 403). The request
 //! to judge is read by [`crate::request::forwarded`] (its method, scheme, canonical host and
 //! target), set as the request's target and host, and goes through the very admission a
 //! proxied request does ([`Gateway::admit`]: route choice, credentials, token state,
 //! transparent refresh, policy), a route without an upstream included. The answers:
 //! - allowed: `200`, no body, with the route's identity headers as the upstream would get them
-//!   and, after a transparent refresh (or a refused refresh token), the `Set-Cookie` headers
+//!   — and every other identity header any route sets, empty ([`Gateway::allow`]) — and, after a transparent refresh (or a refused refresh token), the `Set-Cookie` headers
 //!   and each cookie again in a header of its own ([`cookie_copies`]: nginx's
 //!   `auth_request_set` keeps only the first value of a header);
 //! - refused: the answer a proxied request gets ([`Gateway::deny`]): 401 with
@@ -64,6 +67,44 @@ fn endpoint_form(endpoint: &str, path: &str) -> Option<bool> {
     }
 }
 
+/// Where the asking request stands to the endpoint's `path`, read from its target as sent
+/// (`raw_target`, the request line's) first, then from its `canonical` path: `Some(false)`
+/// for the endpoint itself (with an optional query), `Some(true)` under it (`{path}/…`, or
+/// `{path};…`, which the path-prefix reading then refuses), `None` for a request to proxy.
+///
+/// The target as sent comes first because Envoy's `path_prefix` convention appends the
+/// original path to the prefix unnormalized: `{path}/../public/../admin` is canonically
+/// `/_gatehouse/admin`, which a route would let through, while the app behind Envoy serves
+/// `/admin`. Read as sent it is a decision, whose target `/../public/../admin` has no
+/// canonical form: refused.
+fn decision_form(endpoint: &str, raw_target: &[u8], canonical: &str) -> Option<bool> {
+    let rest = raw_path(raw_target).strip_prefix(endpoint.as_bytes());
+    let as_sent = rest.and_then(|rest| match rest.first() {
+        None | Some(b'?') => Some(false),
+        Some(b'/' | b';') => Some(true),
+        Some(_) => None,
+    });
+    as_sent.or_else(|| endpoint_form(endpoint, canonical))
+}
+
+/// The path (and query) of a request target as sent: an origin-form target itself, an
+/// absolute-form one (`http://host/path`) from the first `/` or `?` after its authority
+/// (empty when it has neither).
+fn raw_path(raw_target: &[u8]) -> &[u8] {
+    if raw_target.starts_with(b"/") {
+        return raw_target;
+    }
+    let Some(at) = raw_target.windows(3).position(|w| w == b"://") else {
+        return raw_target;
+    };
+    let rest = &raw_target[at + 3..];
+    let start = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    &rest[start..]
+}
+
 /// The headers that repeat each token cookie of `cookies` (`Set-Cookie` values) in a header of
 /// its own, [`ACCESS_COOKIE_HEADER`] and [`REFRESH_COOKIE_HEADER`]; any other cookie has none.
 pub fn cookie_copies(cookies: &[String]) -> Vec<(&'static str, &str)> {
@@ -93,7 +134,9 @@ impl Gateway {
         let Some(endpoint) = &self.settings.forward_auth else {
             return Ok(false);
         };
-        let Some(under) = endpoint_form(&endpoint.path, canonical_path_of(session, ctx)) else {
+        let raw_target = session.req_header().raw_path();
+        let canonical = canonical_path_of(session, ctx);
+        let Some(under) = decision_form(&endpoint.path, raw_target, canonical) else {
             return Ok(false);
         };
         match self.judge(session, ctx, under).await {
@@ -147,11 +190,22 @@ impl Gateway {
 
     /// Writes an allowed decision: `200` with the route's identity headers and the session's
     /// cookies, each also in its own header (see the module header).
+    ///
+    /// Every identity header any route sets is present, empty when this request has no value
+    /// for it (no token on an optional or public route, a claim the token lacks, another
+    /// route's header): a front proxy that copies it then always replaces the client's own,
+    /// and never sends the app a template of its own for a header that was missing (Caddy's
+    /// `{rp.header.…}` placeholders stay unreplaced when the header is absent).
     async fn allow(&self, session: &mut Session, ctx: &RequestContext) -> Result<()> {
         let cookies = self.session_cookies(ctx);
-        let mut header = ResponseHeader::build(200, Some(8))?;
+        let mut header = ResponseHeader::build(200, Some(8 + self.identity_names.len()))?;
         for (name, value) in self.identity_values(ctx) {
             header.append_header(name.clone(), value.clone())?;
+        }
+        for name in &self.identity_names {
+            if !header.headers.contains_key(name) {
+                header.append_header(name.clone(), "")?;
+            }
         }
         for cookie in &cookies {
             header.append_header("Set-Cookie", cookie.as_str())?;
@@ -185,6 +239,51 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoint_is_recognised_as_sent_even_when_its_canonical_form_leaves_it() {
+        let endpoint = "/_gatehouse/auth";
+        for (raw, canonical, form) in [
+            // Dot-segments that climb out of the endpoint: still decisions (then refused).
+            (
+                "/_gatehouse/auth/../public/../admin",
+                "/_gatehouse/admin",
+                Some(true),
+            ),
+            (
+                "/_gatehouse/auth/%2e%2e/admin",
+                "/_gatehouse/admin",
+                Some(true),
+            ),
+            ("/_gatehouse/auth/..", "/_gatehouse", Some(true)),
+            ("/_gatehouse/auth;x", "/_gatehouse/auth;x", Some(true)),
+            ("/_gatehouse/auth?x=1", "/_gatehouse/auth", Some(false)),
+            (
+                "http://gatehouse:9011/_gatehouse/auth/../x",
+                "/_gatehouse/x",
+                Some(true),
+            ),
+            (
+                "http://gatehouse:9011/_gatehouse/auth",
+                "/_gatehouse/auth",
+                Some(false),
+            ),
+            // Other spellings of the endpoint: decisions by their canonical form.
+            ("//_gatehouse/auth", "/_gatehouse/auth", Some(false)),
+            ("/_gatehouse/%61uth/x", "/_gatehouse/auth/x", Some(true)),
+            // Not the endpoint.
+            ("/_gatehouse/authx", "/_gatehouse/authx", None),
+            ("/_gatehouse/Auth", "/_gatehouse/Auth", None),
+            ("/x/../_gatehouse", "/_gatehouse", None),
+            ("http://gatehouse:9011", "/", None),
+        ] {
+            assert_eq!(
+                decision_form(endpoint, raw.as_bytes(), canonical),
+                form,
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
     fn each_token_cookie_is_offered_in_a_header_of_its_own() {
         let cookies = vec![
             "access_token=a.b.c; Path=/; HttpOnly".to_string(),
@@ -199,6 +298,31 @@ mod tests {
             ]
         );
         assert!(cookie_copies(&[]).is_empty());
+    }
+
+    #[test]
+    fn no_route_may_set_a_header_of_the_decisions_own_answers() {
+        // The configuration refuses identity headers of these names with forward-auth on, so
+        // a claim never speaks for the gateway in a decision's answer.
+        for name in [REDIRECT_HEADER, ACCESS_COOKIE_HEADER, REFRESH_COOKIE_HEADER] {
+            assert!(
+                name.to_ascii_lowercase().starts_with("x-gatehouse-"),
+                "{name}"
+            );
+        }
+        for name in [
+            "set-cookie",
+            "location",
+            "www-authenticate",
+            "retry-after",
+            "cache-control",
+            "content-type",
+        ] {
+            assert!(
+                crate::config::DECISION_ANSWER_HEADERS.contains(&name),
+                "{name}"
+            );
+        }
     }
 
     #[test]

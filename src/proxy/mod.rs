@@ -308,6 +308,9 @@ pub struct Gateway {
     /// Every identity header any route sets, and the client headers no upstream gets (see
     /// [`upstream::controlled_headers`]): stripped from every client request, sorted by name.
     controlled_headers: Vec<http::HeaderName>,
+    /// Every identity header any route sets, sorted by name: an allowed forward-auth decision
+    /// carries each of them (see [`forward_auth`]).
+    identity_names: Vec<http::HeaderName>,
     settings: ProxySettings,
     /// The proxies whose `X-Forwarded-For` is believed in a forward-auth decision: the
     /// gateway's `trustedProxies` and `forwardAuth.trustedProxies`.
@@ -330,6 +333,7 @@ impl Gateway {
         api: ApiExecutor,
     ) -> Self {
         let controlled_headers = upstream::controlled_headers(&routes);
+        let identity_names = upstream::identity_names(&routes);
         let decision_proxies = settings
             .forward_auth
             .iter()
@@ -375,6 +379,7 @@ impl Gateway {
             tokens,
             metrics,
             controlled_headers,
+            identity_names,
             settings,
             decision_proxies,
             api,

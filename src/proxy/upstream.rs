@@ -188,6 +188,17 @@ impl Gateway {
     }
 }
 
+/// Every identity header any route sets, sorted by name, each once.
+pub(super) fn identity_names(routes: &RouteTable) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = routes
+        .iter()
+        .flat_map(|r| r.identity_headers.iter().map(|h| h.name.clone()))
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
 /// Every client header no upstream gets from the client, sorted by name for
 /// [`strip_client_headers`]: each identity header any route sets, and the [`RESERVED_HEADERS`].
 pub(super) fn controlled_headers(routes: &RouteTable) -> Vec<HeaderName> {

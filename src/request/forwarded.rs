@@ -8,7 +8,10 @@
 //! - the endpoint's path itself: the target is the one `X-Forwarded-Uri` (Traefik, Caddy) or
 //!   the one `X-Original-URI` (nginx `auth_request`), never both; the method the one
 //!   `X-Forwarded-Method` or `X-Original-Method`, or the asking request's own; the host the one
-//!   `X-Forwarded-Host`, or the asking request's `Host`;
+//!   `X-Forwarded-Host`, which must be present: the asking request's own `Host` names the
+//!   gateway when nginx asks (`proxy_pass` sets it), so falling back to it would judge every
+//!   request on the gateway's host and skip the host-specific routes (Traefik and Caddy always
+//!   send it, and the nginx recipe sets it);
 //! - a path under it (`{path}/…`): the target is the rest of the target as sent, from its `/`
 //!   (query included); the method and `Host` are the asking request's own, and none of the
 //!   headers above may be present;
@@ -56,6 +59,8 @@ pub enum Convention {
 pub enum ForwardedRefusal {
     /// The endpoint's path was asked without `X-Forwarded-Uri` or `X-Original-URI`.
     NoTarget,
+    /// The endpoint's path was asked without `X-Forwarded-Host`.
+    NoHost,
     /// A header of the request to judge was given twice, or by both conventions (or by a
     /// header beside a path that names it already).
     TwoReadings,
@@ -76,6 +81,9 @@ impl ForwardedRefusal {
         match self {
             ForwardedRefusal::NoTarget => {
                 "The forward-auth request must name the request to judge in X-Forwarded-Uri or X-Original-URI."
+            }
+            ForwardedRefusal::NoHost => {
+                "The forward-auth request must name the host of the request to judge in X-Forwarded-Host."
             }
             ForwardedRefusal::TwoReadings => {
                 "The forward-auth request names the request to judge more than once."
@@ -167,11 +175,8 @@ pub fn read_forwarded(
             }
             (None, None) => asking.method.clone(),
         };
-        let host = match one(headers, FORWARDED_HOST)? {
-            Some(host) => Some(host),
-            None => one(headers, HOST.as_str())?,
-        };
-        (convention, target, method, host)
+        let host = one(headers, FORWARDED_HOST)?.ok_or(ForwardedRefusal::NoHost)?;
+        (convention, target, method, Some(host))
     };
     let (target, host) = canonical_target(target, host, https, listener)?;
     Ok(Judged {
@@ -328,13 +333,13 @@ mod tests {
                 "app.example"
             ))
         );
-        // Without X-Forwarded-Host, the asking request's Host (Caddy keeps the original one);
         // `wss` is Traefik's word for an upgrade over TLS.
         let asked = read(
             "GET",
             ENDPOINT,
             &[
-                ("host", "app.example"),
+                ("host", "gatehouse:9011"),
+                ("x-forwarded-host", "app.example"),
                 ("x-forwarded-uri", "/ws"),
                 ("x-forwarded-proto", "wss"),
             ],
@@ -418,22 +423,38 @@ mod tests {
     fn what_has_two_readings_is_refused() {
         use ForwardedRefusal::*;
         let host = ("host", "app.example");
+        let xfh = ("x-forwarded-host", "app.example");
         for (raw, pairs, refusal) in [
             (ENDPOINT, vec![host], NoTarget),
+            // The asking request's Host is the gateway's (nginx's `proxy_pass`): never the
+            // judged request's.
+            (ENDPOINT, vec![host, ("x-forwarded-uri", "/a")], NoHost),
+            (ENDPOINT, vec![host, ("x-original-uri", "/a")], NoHost),
             (
                 ENDPOINT,
-                vec![host, ("x-forwarded-uri", "/a"), ("x-forwarded-uri", "/b")],
-                TwoReadings,
-            ),
-            (
-                ENDPOINT,
-                vec![host, ("x-forwarded-uri", "/a"), ("x-original-uri", "/a")],
+                vec![
+                    host,
+                    xfh,
+                    ("x-forwarded-uri", "/a"),
+                    ("x-forwarded-uri", "/b"),
+                ],
                 TwoReadings,
             ),
             (
                 ENDPOINT,
                 vec![
                     host,
+                    xfh,
+                    ("x-forwarded-uri", "/a"),
+                    ("x-original-uri", "/a"),
+                ],
+                TwoReadings,
+            ),
+            (
+                ENDPOINT,
+                vec![
+                    host,
+                    xfh,
                     ("x-forwarded-uri", "/a"),
                     ("x-forwarded-method", "GET"),
                     ("x-original-method", "GET"),
@@ -454,6 +475,7 @@ mod tests {
                 ENDPOINT,
                 vec![
                     host,
+                    xfh,
                     ("x-forwarded-uri", "/a"),
                     ("x-forwarded-proto", "http"),
                     ("x-forwarded-proto", "https"),
@@ -477,23 +499,27 @@ mod tests {
             ),
             (
                 ENDPOINT,
-                vec![host, ("x-forwarded-uri", "http://app.example/a")],
+                vec![host, xfh, ("x-forwarded-uri", "http://app.example/a")],
                 NotOriginForm,
             ),
             (
                 ENDPOINT,
-                vec![host, ("x-forwarded-uri", "*")],
-                NotOriginForm,
-            ),
-            (ENDPOINT, vec![host, ("x-forwarded-uri", "")], NotOriginForm),
-            (
-                ENDPOINT,
-                vec![host, ("x-forwarded-uri", "/a#b")],
+                vec![host, xfh, ("x-forwarded-uri", "*")],
                 NotOriginForm,
             ),
             (
                 ENDPOINT,
-                vec![host, ("x-forwarded-uri", "/a b")],
+                vec![host, xfh, ("x-forwarded-uri", "")],
+                NotOriginForm,
+            ),
+            (
+                ENDPOINT,
+                vec![host, xfh, ("x-forwarded-uri", "/a#b")],
+                NotOriginForm,
+            ),
+            (
+                ENDPOINT,
+                vec![host, xfh, ("x-forwarded-uri", "/a b")],
                 NotOriginForm,
             ),
             ("/_gatehouse//auth/a", vec![host], NotOriginForm),
@@ -501,6 +527,7 @@ mod tests {
                 ENDPOINT,
                 vec![
                     host,
+                    xfh,
                     ("x-forwarded-uri", "/a"),
                     ("x-forwarded-method", "GE T"),
                 ],
@@ -508,13 +535,19 @@ mod tests {
             ),
             (
                 ENDPOINT,
-                vec![host, ("x-forwarded-uri", "/a"), ("x-forwarded-method", "")],
+                vec![
+                    host,
+                    xfh,
+                    ("x-forwarded-uri", "/a"),
+                    ("x-forwarded-method", ""),
+                ],
                 Method,
             ),
             (
                 ENDPOINT,
                 vec![
                     host,
+                    xfh,
                     ("x-forwarded-uri", "/a"),
                     ("x-forwarded-proto", "ftp"),
                 ],
@@ -524,6 +557,7 @@ mod tests {
                 ENDPOINT,
                 vec![
                     host,
+                    xfh,
                     ("x-forwarded-uri", "/a"),
                     ("x-forwarded-proto", "https, http"),
                 ],
@@ -547,15 +581,11 @@ mod tests {
                 ],
                 Target(TargetRefusal::Host),
             ),
-            (
-                ENDPOINT,
-                vec![("x-forwarded-uri", "/a")],
-                Target(TargetRefusal::Host),
-            ),
+            (ENDPOINT, vec![("x-forwarded-uri", "/a")], NoHost),
             ("/_gatehouse/auth/a", vec![], Target(TargetRefusal::Host)),
             (
                 ENDPOINT,
-                vec![host, ("x-forwarded-uri", "/a/../../admin")],
+                vec![host, xfh, ("x-forwarded-uri", "/a/../../admin")],
                 Target(TargetRefusal::Path(PathRefusal::AboveRoot)),
             ),
             (

@@ -16,16 +16,25 @@ use uuid::Uuid;
 use super::kit::*;
 
 /// The decision endpoint every test configures.
-const ENDPOINT: &str = "/_gatehouse/auth";
+pub(super) const ENDPOINT: &str = "/_gatehouse/auth";
 /// The login page of the routes that send browsers there.
-const LOGIN: &str = "https://login.example/login";
+pub(super) const LOGIN: &str = "https://login.example/login";
 
 /// A gateway in forward-auth mode whose routes (the kit's, and these) proxy to `upstream`:
 /// `/app` refreshes one-time-use tokens and names the login page, `/staff` (admins) and
 /// `/hosted` (public, on `app.example` only) have no upstream: they are judged in decisions
 /// only.
-fn gateway(upstream: &RecordingUpstream) -> TestGateway {
+pub(super) fn gateway(upstream: &RecordingUpstream) -> TestGateway {
+    gateway_with(upstream, None)
+}
+
+/// [`gateway`], with the one-time-use race window of `race_window_seconds`.
+pub(super) fn gateway_with(
+    upstream: &RecordingUpstream,
+    race_window_seconds: Option<u64>,
+) -> TestGateway {
     TestGateway::start_with(Options {
+        race_window_seconds,
         upstream: Some(upstream.url()),
         app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse"
             .into(),
@@ -33,20 +42,20 @@ fn gateway(upstream: &RecordingUpstream) -> TestGateway {
             "forwardAuth: {{path: {ENDPOINT}, trustedProxies: [127.0.0.1/32, '::1/128']}}\n"
         ),
         extra_routes: format!(
-            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, loginUrl: \"{LOGIN}\"}}\n    identityHeaders: {{X-User-Id: sub, X-User-Roles: roles}}\n  - path: /staff\n    auth: {{applicationId: {APP}, roles: [admin]}}\n    identityHeaders: {{X-User-Id: sub}}\n  - path: /hosted\n    host: app.example\n    auth: {{enabled: false}}\n"
+            "  - path: /app\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, loginUrl: \"{LOGIN}\"}}\n    identityHeaders: {{X-User-Id: sub, X-User-Roles: roles}}\n  - path: /app/staff\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true, roles: [admin]}}\n    identityHeaders: {{X-User-Id: sub}}\n  - path: /staff\n    auth: {{applicationId: {APP}, roles: [admin]}}\n    identityHeaders: {{X-User-Id: sub}}\n  - path: /hosted\n    host: app.example\n    auth: {{enabled: false}}\n"
         ),
         ..Default::default()
     })
 }
 
 /// A token of the main application with `roles`, for a new user.
-fn token(gw: &TestGateway, roles: &[&str]) -> (Uuid, String) {
+pub(super) fn token(gw: &TestGateway, roles: &[&str]) -> (Uuid, String) {
     let user = Uuid::new_v4();
     (user, gw.token(Algorithm::RS256, &claims(user, APP, roles)))
 }
 
 /// An access token of `user` that expired 30 s ago.
-fn expired_token(gw: &TestGateway, user: &str) -> String {
+pub(super) fn expired_token(gw: &TestGateway, user: &str) -> String {
     let mut claims = claims(Uuid::parse_str(user).expect("uuid"), APP, &["user"]);
     claims["exp"] = json!(now() - 30);
     claims["iat"] = json!(now() - 330);
@@ -55,12 +64,12 @@ fn expired_token(gw: &TestGateway, user: &str) -> String {
 
 /// A decision asked in the Traefik/Caddy convention for `method` `uri` on `host`, which the
 /// browser reached over http.
-fn traefik(gw: &TestGateway, method: &str, uri: &str, host: &str) -> RequestBuilder {
+pub(super) fn traefik(gw: &TestGateway, method: &str, uri: &str, host: &str) -> RequestBuilder {
     traefik_over(gw, "http", method, uri, host)
 }
 
 /// A decision asked in the Traefik/Caddy convention, the browser on `proto`.
-fn traefik_over(
+pub(super) fn traefik_over(
     gw: &TestGateway,
     proto: &str,
     method: &str,
@@ -76,7 +85,7 @@ fn traefik_over(
 }
 
 /// A decision asked in the nginx convention for `method` `uri`.
-fn nginx(gw: &TestGateway, method: &str, uri: &str) -> RequestBuilder {
+pub(super) fn nginx(gw: &TestGateway, method: &str, uri: &str) -> RequestBuilder {
     client()
         .get(gw.url(ENDPOINT))
         .header("X-Original-Method", method)
@@ -85,12 +94,12 @@ fn nginx(gw: &TestGateway, method: &str, uri: &str) -> RequestBuilder {
 }
 
 /// A decision asked in Envoy's convention (`path_prefix`) for `uri`, with the request's method.
-fn envoy(gw: &TestGateway, method: reqwest::Method, uri: &str) -> RequestBuilder {
+pub(super) fn envoy(gw: &TestGateway, method: reqwest::Method, uri: &str) -> RequestBuilder {
     client().request(method, gw.url(&format!("{ENDPOINT}{uri}")))
 }
 
 /// A header's one value as text, if present.
-fn header(response: &Response, name: &str) -> Option<String> {
+pub(super) fn header(response: &Response, name: &str) -> Option<String> {
     response
         .headers()
         .get(name)
@@ -99,7 +108,7 @@ fn header(response: &Response, name: &str) -> Option<String> {
 }
 
 /// Every `Set-Cookie` value of the response.
-fn set_cookies(response: &Response) -> Vec<String> {
+pub(super) fn set_cookies(response: &Response) -> Vec<String> {
     response
         .headers()
         .get_all("set-cookie")
@@ -110,7 +119,7 @@ fn set_cookies(response: &Response) -> Vec<String> {
 }
 
 /// The value of cookie `name` among `Set-Cookie` values.
-fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+pub(super) fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
     cookies.iter().find_map(|c| {
         let (k, v) = c.split(';').next()?.split_once('=')?;
         (k == name).then(|| v.to_string())
@@ -118,7 +127,7 @@ fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
 }
 
 /// Asserts an allowed decision (200, no body) and returns its response for its headers.
-fn allowed(request: RequestBuilder) -> Response {
+pub(super) fn allowed(request: RequestBuilder) -> Response {
     let response = request.send().expect("send");
     let status = response.status().as_u16();
     assert_eq!(
@@ -206,8 +215,11 @@ fn identity_headers_come_from_the_token_only() {
             .header("X-User-Id", "admin")
             .header("X-User-Roles", "admin"),
     );
-    assert_eq!(header(&response, "x-user-id"), None);
-    assert_eq!(header(&response, "x-user-roles"), None);
+    // Every identity header is there, empty: a front proxy copying it replaces the client's
+    // own and never sends a template of its own in its place.
+    assert_eq!(header(&response, "x-user-id").as_deref(), Some(""));
+    assert_eq!(header(&response, "x-user-roles").as_deref(), Some(""));
+    assert_eq!(header(&response, "x-user-email").as_deref(), Some(""));
     // With a token, its claims, whatever the request claimed.
     let (user, user_token) = token(&gw, &["user"]);
     let response = allowed(
@@ -409,40 +421,42 @@ fn what_has_two_readings_is_refused() {
     let gw = gateway(&upstream);
     let (_, admin_token) = token(&gw, &["admin"]);
     let ask = || client().get(gw.url(ENDPOINT)).bearer_auth(&admin_token);
+    let on_app = || ask().header("X-Forwarded-Host", "app.example");
     for (request, code) in [
         (ask(), "[BadRequest]"),
+        (ask().header("X-Forwarded-Uri", "/app"), "[BadRequest]"),
         (
-            ask()
+            on_app()
                 .header("X-Forwarded-Uri", "/app")
                 .header("X-Forwarded-Uri", "/admin"),
             "[AmbiguousRequest]",
         ),
         (
-            ask()
+            on_app()
                 .header("X-Forwarded-Uri", "/app")
                 .header("X-Original-URI", "/admin"),
             "[AmbiguousRequest]",
         ),
         (
-            ask()
+            on_app()
                 .header("X-Forwarded-Uri", "/app")
                 .header("X-Forwarded-Method", "GET")
                 .header("X-Original-Method", "POST"),
             "[AmbiguousRequest]",
         ),
         (
-            ask().header("X-Forwarded-Uri", "http://app.example/app"),
+            on_app().header("X-Forwarded-Uri", "http://app.example/app"),
             "[BadRequest]",
         ),
-        (ask().header("X-Forwarded-Uri", "*"), "[BadRequest]"),
+        (on_app().header("X-Forwarded-Uri", "*"), "[BadRequest]"),
         (
-            ask()
+            on_app()
                 .header("X-Forwarded-Uri", "/app")
                 .header("X-Forwarded-Method", "GE T"),
             "[BadRequest]",
         ),
         (
-            ask()
+            on_app()
                 .header("X-Forwarded-Uri", "/app")
                 .header("X-Forwarded-Proto", "gopher"),
             "[BadRequest]",
@@ -461,7 +475,7 @@ fn what_has_two_readings_is_refused() {
             "[AmbiguousRequest]",
         ),
         (
-            ask().header("X-Forwarded-Uri", "/a/../../admin"),
+            on_app().header("X-Forwarded-Uri", "/a/../../admin"),
             "[InvalidPath]",
         ),
         (
@@ -738,6 +752,50 @@ fn check_front_proxy(gw: &TestGateway, app: &RecordingUpstream, url: &dyn Fn(&st
             .expect("send"),
         200,
     );
+    // A refresh for a request the policy then refuses (403): the browser still gets the new
+    // pair, or the rotated one-time-use value would be lost with the session.
+    let staff = gw.login(&format!("{}@example.com", Uuid::new_v4()), &["user"]);
+    let expired = expired_token(gw, &staff.user_id);
+    let response = http
+        .get(url("/app/staff"))
+        .header(
+            "Cookie",
+            format!(
+                "access_token={expired}; refresh_token={}",
+                staff.refresh_token
+            ),
+        )
+        .send()
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 403);
+    let cookies = set_cookies(&response);
+    let access = cookie_value(&cookies, "access_token").expect("access_token cookie on a 403");
+    let refresh = cookie_value(&cookies, "refresh_token").expect("refresh_token cookie on a 403");
+    assert_ne!(refresh, staff.refresh_token);
+    check_status(
+        http.get(url("/app/after-403"))
+            .header(
+                "Cookie",
+                format!("access_token={access}; refresh_token={refresh}"),
+            )
+            .send()
+            .expect("send"),
+        200,
+    );
+    // A route that lets a request without a token through: the client's own identity headers
+    // never reach the app (nothing, or an empty value, in their place).
+    let body = check_status(
+        http.get(url("/public/anonymous"))
+            .header("X-User-Id", "admin")
+            .send()
+            .expect("send"),
+        200,
+    );
+    let spoofed = body["headers"]["x-user-id"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(spoofed.iter().all(|v| v == ""), "{body}");
     // A browser without a session: to the login page; an API client: a 401.
     let response = http
         .get(url("/app/page"))
@@ -748,7 +806,13 @@ fn check_front_proxy(gw: &TestGateway, app: &RecordingUpstream, url: &dyn Fn(&st
     assert_eq!(header(&response, "location").as_deref(), Some(LOGIN));
     assert_eq!(
         app.received(),
-        ["/app/page?x=1", "/app/refreshed", "/app/again"],
+        [
+            "/app/page?x=1",
+            "/app/refreshed",
+            "/app/again",
+            "/app/after-403",
+            "/public/anonymous"
+        ],
         "only allowed requests reach the app"
     );
 }

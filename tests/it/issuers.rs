@@ -18,7 +18,7 @@ use super::kit::{check_status, client, now, run_cli, Options, TestGateway, APP};
 
 /// How the test JWKS server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     /// The current key set, with `Cache-Control: max-age=1`.
     Up,
     /// Connections are closed unanswered.
@@ -34,7 +34,7 @@ enum Mode {
 }
 
 /// A JWKS server the test controls: it counts fetches and can be switched between [`Mode`]s.
-struct JwksServer {
+pub(super) struct JwksServer {
     port: u16,
     keys: Arc<Mutex<Vec<Value>>>,
     mode: Arc<Mutex<Mode>>,
@@ -42,7 +42,7 @@ struct JwksServer {
 }
 
 impl JwksServer {
-    fn start(keys: Vec<Value>) -> JwksServer {
+    pub(super) fn start(keys: Vec<Value>) -> JwksServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let server = JwksServer {
@@ -65,11 +65,11 @@ impl JwksServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/jwks", self.port)
     }
 
-    fn set_mode(&self, mode: Mode) {
+    pub(super) fn set_mode(&self, mode: Mode) {
         *self.mode.lock().expect("lock") = mode;
     }
 
@@ -130,15 +130,15 @@ fn serve_jwks(
 }
 
 /// A key of an outside issuer: its private PEM and public JWK under `kid`.
-struct IssuerKey {
+pub(super) struct IssuerKey {
     kid: String,
     algorithm: jsonwebtoken::Algorithm,
     pem: String,
-    jwk: Value,
+    pub(super) jwk: Value,
 }
 
 impl IssuerKey {
-    fn generate(kid: &str, algorithm: KeyAlgorithm) -> IssuerKey {
+    pub(super) fn generate(kid: &str, algorithm: KeyAlgorithm) -> IssuerKey {
         let spec = KeySpec {
             id: Uuid::new_v4(),
             name: "issuer".into(),
@@ -173,15 +173,15 @@ impl IssuerKey {
         jsonwebtoken::encode(&header, claims, &key).expect("sign")
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(super) fn sign(&self, claims: &Value) -> String {
         self.sign_as(&self.kid, claims)
     }
 }
 
-const IDP: &str = "https://idp.test";
+pub(super) const IDP: &str = "https://idp.test";
 
 /// Claims of a token from [`IDP`]; each call differs (`jti`), so no two hit the cache.
-fn idp_claims() -> Value {
+pub(super) fn idp_claims() -> Value {
     json!({"iss": IDP, "sub": "user-1", "exp": now() + 300, "iat": now(), "jti": Uuid::new_v4()})
 }
 
