@@ -112,7 +112,7 @@ impl std::ops::Deref for Env<'_> {
 
 /// The plugin's settings (`plugins.identity-provider`); the default is what an empty mapping
 /// gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Lambda limits.
     pub lambda: Limits,
@@ -125,6 +125,9 @@ pub struct Settings {
     pub provider_timeout: Duration,
     /// Clock-skew allowance for an ID token's `exp` and `iat` (seconds).
     pub provider_leeway_seconds: i64,
+    /// The hosted-backend routes' settings: the host's `login:` section (not a key of
+    /// `plugins.identity-provider`); `None` serves no `/app/*` route.
+    pub app: Option<crate::app::AppSettings>,
 }
 
 /// The default of `providerTimeoutMillis`.
@@ -141,6 +144,7 @@ impl Default for Settings {
             lambda_workers: crate::sandbox::DEFAULT_WORKERS,
             provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
             provider_leeway_seconds: DEFAULT_PROVIDER_LEEWAY_SECONDS,
+            app: None,
         }
     }
 }
