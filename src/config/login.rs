@@ -16,6 +16,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::raw::RawRoute;
 use super::sections::Problems;
 use super::Route;
 use crate::api::plugins::PluginSettings;
@@ -81,11 +82,14 @@ fn base_path(text: &str) -> Result<String, &'static str> {
 pub(super) fn login(
     p: &mut Problems,
     raw: Option<&RawLogin>,
-    logins: &[(usize, bool)],
+    raw_routes: &[RawRoute],
     routes: &mut [Route],
     providers: &[Value],
     plugins: &mut [PluginSettings],
 ) -> Option<LoginSettings> {
+    let logins: Vec<(usize, bool)> = (raw_routes.iter().enumerate())
+        .map(|(i, r)| (i, r.auth.as_ref().is_some_and(|a| a.login)))
+        .collect();
     let used = logins.iter().any(|(_, login)| *login);
     if raw.is_none() && !used {
         return None;
@@ -131,7 +135,7 @@ pub(super) fn login(
         base_path: base?,
         redirects,
     };
-    check_routes(p, logins, routes, providers, &settings.base_path);
+    check_routes(p, &logins, routes, providers, &settings.base_path);
     if let Some(plugin) = plugin {
         plugin.app = Some(settings.clone());
     }

@@ -445,16 +445,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let issuers = issuers::issuers(&mut p, &raw.issuers, &tenants, leeway_seconds, base_dir);
     let path_options = routes::path_options(&raw.paths);
     let (forward_auth, mut routes) = routing(&mut p, &raw, path_options, &issuers, &tenants);
-    let logins: Vec<(usize, bool)> = raw
-        .routes
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (i, r.auth.as_ref().is_some_and(|a| a.login)))
-        .collect();
     login::login(
         &mut p,
         raw.login.as_ref(),
-        &logins,
+        &raw.routes,
         &mut routes,
         &identity_providers,
         &mut plugins,

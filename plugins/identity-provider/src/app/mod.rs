@@ -31,23 +31,7 @@ use uuid::Uuid;
 
 use crate::provider::Provider;
 
-/// The `login:` section as the host read and checked it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSettings {
-    /// `login.publicOrigin`: where browsers reach the gateway (`scheme://host[:port]`).
-    pub public_origin: String,
-    /// `login.basePath`: the routes' prefix (`/app`), without a trailing `/`.
-    pub base_path: String,
-    /// `login.redirects`: the other origins a redirect may name.
-    pub redirects: Vec<String>,
-}
-
-impl AppSettings {
-    /// `{publicOrigin}{basePath}/callback`: the `redirect_uri` of every authorization request.
-    pub fn callback_url(&self) -> String {
-        format!("{}{}/callback", self.public_origin, self.base_path)
-    }
-}
+pub use crate::common::AppSettings;
 
 /// The hosted-backend endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
