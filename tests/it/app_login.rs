@@ -15,6 +15,12 @@ const IDP: &str = "1b9c2b0e-8d4f-4e3a-9c1b-2a3b4c5d6e7f";
 
 /// A gateway whose `/web` route has `login: true`, with `provider` declared in the file.
 fn gateway(provider: &Provider) -> TestGateway {
+    gateway_for(&provider.issuer())
+}
+
+/// A gateway whose `/web` route has `login: true`, with the provider of `issuer` declared in
+/// the file.
+fn gateway_for(issuer: &str) -> TestGateway {
     let extra = format!(
         r#"login:
   publicOrigin: http://127.0.0.1:$PORT
@@ -29,8 +35,7 @@ identityProviders:
              clientAuthenticationMethod: client_secret_basic, scope: openid email offline_access}}
     linkingStrategy: LinkByEmail
     applicationConfiguration: {{{APP}: {{enabled: true, createRegistration: true}}}}
-"#,
-        issuer = provider.issuer()
+"#
     );
     TestGateway::start_with(Options {
         extra,
@@ -646,4 +651,359 @@ fn check_reports_login_routes_without_what_they_need() {
         "{stderr}"
     );
     assert!(stderr.contains("(line "), "{stderr}");
+}
+
+/// The npm `oidc-provider` (a certified OpenID Provider) on `port`, for the client the
+/// gateway is, stopped on drop. Its output stays open while it runs (a closed pipe would end
+/// it at its next line).
+struct RealProvider(
+    std::process::Child,
+    #[allow(dead_code)] std::io::BufReader<std::process::ChildStdout>,
+);
+
+impl RealProvider {
+    fn start(port: u16, redirect_uri: &str, post_logout: &str) -> RealProvider {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = repo.join("target/oidc-provider");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "run `scripts/bootstrap --tests` (it installs oidc-provider in target/oidc-provider)"
+        );
+        let mut child = std::process::Command::new("node")
+            .arg(repo.join("tests/oidc/provider.mjs"))
+            .args([&port.to_string(), CLIENT_SECRET, redirect_uri, post_logout])
+            .env("OIDC_PROVIDER_DIR", &dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).expect("ready");
+        assert_eq!(line.trim(), "ready");
+        RealProvider(child, out)
+    }
+}
+
+impl Drop for RealProvider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The form of an HTML page: its action and its inputs' names and values.
+fn form_of(html: &str) -> (String, Vec<(String, String)>) {
+    let attribute = |tag: &str, name: &str| {
+        let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(tag[start..].split('"').next()?.replace("&amp;", "&"))
+    };
+    let form_at = html.find("<form").expect("a form");
+    let form = &html[form_at..];
+    let action = attribute(&form[..form.find('>').expect("tag")], "action").expect("action");
+    let inputs = form
+        .split("<input")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = &tag[..tag.find('>')?];
+            Some((
+                attribute(tag, "name")?,
+                attribute(tag, "value").unwrap_or_default(),
+            ))
+        })
+        .collect();
+    (action, inputs)
+}
+
+/// Follows the provider's redirects and fills its forms (the development login, any user; the
+/// consent) until it sends the browser back to `until`; returns that URL.
+fn through_provider(browser: &mut Browser, issuer: &str, start: &str, until: &str) -> String {
+    let mut next = browser.open(start);
+    for _ in 0..12 {
+        if (300..400).contains(&next.status) {
+            let location = if next.location.starts_with('/') {
+                format!("{issuer}{}", next.location)
+            } else {
+                next.location.clone()
+            };
+            if location.starts_with(until) {
+                return location;
+            }
+            next = browser.open(&location);
+            continue;
+        }
+        assert_eq!(next.status, 200, "{}", next.body);
+        let (action, mut fields) = form_of(&next.body);
+        fields.retain(|(name, _)| name != "login" && name != "password");
+        fields.push(("login".into(), "ann".into()));
+        fields.push(("password".into(), "any".into()));
+        let url = if action.starts_with('/') {
+            format!("{issuer}{action}")
+        } else {
+            action
+        };
+        next = browser.send(client().post(&url).form(&fields));
+    }
+    panic!("the provider never sent the browser back");
+}
+
+#[test]
+fn a_real_openid_provider_logs_a_browser_in_and_out() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let gw = gateway_for(&issuer);
+    let _provider = RealProvider::start(port, &gw.url("/app/callback"), &gw.url("/bye"));
+    let mut browser = Browser::default();
+    let first = browser.open(&gw.url("/web/page"));
+    assert_eq!(first.status, 302);
+    let login = browser.open(&gw.url(&first.location));
+    assert_eq!(login.status, 302, "{}", login.body);
+    let callback = through_provider(
+        &mut browser,
+        &issuer,
+        &login.location,
+        &gw.url("/app/callback"),
+    );
+    assert_eq!(
+        params(&callback)["iss"],
+        issuer,
+        "the provider names itself (RFC 9207)"
+    );
+    let done = browser.open(&callback);
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/web/page");
+    let page = browser.open(&gw.url("/web/page"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.json()["headers"]["x-user-email"], "ann@example.com");
+    // The provider issued a refresh token (offline_access with consent): the link holds it.
+    let user = page.json()["headers"]["x-user-id"]
+        .as_str()
+        .expect("user")
+        .to_string();
+    let links: Value = client()
+        .get(gw.url(&format!(
+            "/api/identity-provider/link?identityProviderId={IDP}&userId={user}"
+        )))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("links")
+        .json()
+        .expect("json");
+    assert!(
+        links["identityProviderLinks"][0]["token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{links}"
+    );
+    // Logout goes to the provider's end_session_endpoint, which accepts the hint and returns
+    // the browser to the gateway.
+    let out = browser.open(&gw.url(&format!("/app/logout/{APP}?post_logout_redirect_uri=/bye")));
+    assert_eq!(out.status, 302, "{}", out.body);
+    assert!(
+        out.location.starts_with(&format!("{issuer}/session/end?")),
+        "{}",
+        out.location
+    );
+    let back = through_provider(&mut browser, &issuer, &out.location, &gw.url("/bye"));
+    assert!(back.starts_with(&gw.url("/bye")), "{back}");
+    assert_eq!(browser.open(&gw.url("/web/page")).status, 302, "logged out");
+}
+
+/// Debian's Chromium, headless, driven through `chromedriver` (W3C WebDriver); the session and
+/// the driver end on drop.
+struct Chromium {
+    driver: std::process::Child,
+    base: String,
+}
+
+impl Chromium {
+    fn start() -> Chromium {
+        assert!(
+            std::path::Path::new("/usr/bin/chromedriver").exists(),
+            "run `scripts/bootstrap --tests` (it installs chromium and chromium-driver)"
+        );
+        let port = free_port();
+        let driver = std::process::Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let mut chromium = Chromium {
+            driver,
+            base: url.clone(),
+        };
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]}}}});
+        for _ in 0..100 {
+            if let Ok(response) = client()
+                .post(format!("{url}/session"))
+                .json(&capabilities)
+                .send()
+            {
+                let body: Value = response.json().expect("json");
+                let id = body["value"]["sessionId"]
+                    .as_str()
+                    .expect("a session")
+                    .to_string();
+                chromium.base = format!("{url}/session/{id}");
+                return chromium;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("chromedriver did not start");
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = match method {
+            "GET" => client().get(url),
+            _ => client().post(url).json(&body),
+        };
+        let answer: Value = request.send().expect("webdriver").json().expect("json");
+        answer["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", json!({"url": url}));
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", Value::Null)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", Value::Null)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The first element matching `css`, if any.
+    fn find(&self, css: &str) -> Option<String> {
+        let found = self.call(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        found
+            .as_object()?
+            .values()
+            .next()?
+            .as_str()
+            .map(str::to_string)
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).expect("the field");
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({"text": text}),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let element = self.find(css).expect("the button");
+        self.call("POST", &format!("/element/{element}/click"), json!({}));
+    }
+
+    /// Fills the provider's forms (login, consent, logout confirmation) until the browser is on
+    /// a page starting with `until`.
+    fn through_provider(&self, until: &str) {
+        for _ in 0..10 {
+            if self.url().starts_with(until) {
+                return;
+            }
+            if self.find("input[name=login]").is_some() {
+                self.type_into("input[name=login]", "ann");
+                self.type_into("input[name=password]", "any");
+            }
+            self.click("button[type=submit], button[autofocus], button");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        panic!("never reached {until}: at {}", self.url());
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = client().delete(&self.base).send();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn chromium_logs_in_at_a_real_provider_and_out() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let gw = gateway_for(&issuer);
+    let _provider = RealProvider::start(port, &gw.url("/app/callback"), &gw.url("/bye"));
+    let chromium = Chromium::start();
+    // A protected page without cookies: to the provider's login form.
+    chromium.go(&gw.url("/web/page?from=chromium"));
+    assert!(chromium.url().starts_with(&issuer), "{}", chromium.url());
+    chromium.through_provider(&gw.url("/web/page"));
+    assert_eq!(chromium.url(), gw.url("/web/page?from=chromium"));
+    let source = chromium.source();
+    assert!(source.contains("ann@example.com"), "{source}");
+    assert!(source.contains("x-user-id"), "{source}");
+    // Logout: through the provider's confirmation, back on the gateway, logged out.
+    chromium.go(&gw.url(&format!("/app/logout/{APP}?post_logout_redirect_uri=/bye")));
+    chromium.through_provider(&gw.url("/bye"));
+    chromium.go(&gw.url("/web/page"));
+    assert!(
+        chromium.url().starts_with(&issuer),
+        "logged out: {}",
+        chromium.url()
+    );
+}
+
+#[test]
+fn chromium_shows_the_provider_page_and_follows_a_choice() {
+    let provider = Provider::start();
+    let gw = gateway(&provider);
+    let second = json!({"identityProvider": {"type": "OpenIDConnect", "name": "Second", "enabled": true,
+        "buttonText": "Log in with Second", "oauth2": {"issuer": provider.issuer(), "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET}, "applicationConfiguration": {APP: {"enabled": true}}}});
+    let created = client()
+        .post(gw.url("/api/identity-provider"))
+        .header("Authorization", API_KEY)
+        .json(&second)
+        .send()
+        .expect("send");
+    assert_eq!(created.status().as_u16(), 200);
+    let chromium = Chromium::start();
+    chromium.go(&gw.url("/web"));
+    assert!(
+        chromium
+            .url()
+            .starts_with(&gw.url(&format!("/app/login/{APP}"))),
+        "{}",
+        chromium.url()
+    );
+    let source = chromium.source();
+    assert!(
+        source.contains("Log in with Test SSO") && source.contains("Log in with Second"),
+        "{source}"
+    );
+    assert!(chromium
+        .find("nav[aria-label='Identity providers'] a.idp")
+        .is_some());
+    // Choosing the first provider goes to its authorization endpoint (the test provider logs
+    // no one in without a user set: it answers 400, which is enough to see where the link led).
+    chromium.click(&format!("a[href*='idp_hint={IDP}']"));
+    assert!(
+        chromium
+            .url()
+            .starts_with(&format!("{}/authorize?", provider.issuer())),
+        "{}",
+        chromium.url()
+    );
 }
