@@ -174,8 +174,9 @@ pub fn cleared_at(name: &str, path: &str, secure: bool) -> Cookie {
     cookie
 }
 
-/// The `app.at_exp` cookie FusionAuth's SDKs read: the access token's expiry in seconds, not
-/// HttpOnly (scripts read it to know when to refresh), living as long as `refresh_expiry_ms`.
+/// The `app.at_exp` cookie FusionAuth's SDKs read: the access token's expiry (`access_expiry_ms`)
+/// in seconds, not HttpOnly (scripts read it to know when to refresh), with `Max-Age`
+/// `max_age_seconds` (`None`: a session cookie, like the `access_token` cookie of a login).
 pub fn at_exp_cookie(access_expiry_ms: i64, max_age_seconds: Option<i64>, secure: bool) -> Cookie {
     let mut cookie = Cookie::new(AT_EXP_COOKIE, (access_expiry_ms / 1000).to_string());
     cookie.http_only = false;
