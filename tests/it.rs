@@ -5,10 +5,12 @@
 mod it {
     pub mod api_boundary;
     pub mod api_isolation;
+    pub mod app_login;
     pub mod boundary;
     pub mod cluster;
     pub mod config;
     pub mod edge;
+    pub mod fake_oidc;
     pub mod forward_auth;
     pub mod forward_auth_attacks;
     pub mod framing;

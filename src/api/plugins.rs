@@ -81,7 +81,11 @@ impl PluginSettings {
         match self {
             PluginSettings::Jwt(settings) => gatehouse_plugin_jwt::build(*settings),
             PluginSettings::IdentityProvider(settings) => {
-                gatehouse_plugin_identity_provider::build(*settings, store.clone(), lambda_worker())
+                gatehouse_plugin_identity_provider::build(
+                    settings.clone(),
+                    store.clone(),
+                    lambda_worker(),
+                )
             }
         }
     }

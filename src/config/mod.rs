@@ -10,6 +10,7 @@ pub mod env;
 mod issuers;
 mod listen;
 mod locate;
+pub mod login;
 pub mod raw;
 mod read;
 mod routes;
@@ -107,6 +108,9 @@ pub struct RouteAuth {
     pub roles: Vec<String>,
     /// Browsers get a 302 here instead of a 401.
     pub login_url: Option<String>,
+    /// `login: true`: browser navigations without credentials get a 302 to this path
+    /// (`{login.basePath}/login/{applicationId}`) with `?redirect_uri=` the request's path.
+    pub login_path: Option<String>,
     /// Transparent refresh from the `refresh_token` cookie.
     pub refresh: bool,
     /// Refresh a valid token this many seconds before its expiry (0: only once expired).
@@ -430,7 +434,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let applications = sections::applications(&mut p, &raw.applications, &tenants, &signing.0);
     let (api_keys, uses_demo_api_key) = sections::api_keys(&mut p, &raw.api_keys, &tenants);
     let (identity_providers, lambdas) = sections::identity_documents(&mut p, &raw);
-    let plugins = sections::plugins(&mut p, &raw.plugins);
+    let mut plugins = sections::plugins(&mut p, &raw.plugins);
     let leeway_seconds = sections::bounded(
         &mut p,
         "validation.leewaySeconds",
@@ -441,7 +445,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     );
     let issuers = issuers::issuers(&mut p, &raw.issuers, &tenants, leeway_seconds, base_dir);
     let path_options = routes::path_options(&raw.paths);
-    let (forward_auth, routes) = routing(&mut p, &raw, path_options, &issuers, &tenants);
+    let (forward_auth, mut routes) = routing(&mut p, &raw, path_options, &issuers, &tenants);
+    login::login(
+        &mut p,
+        raw.login.as_ref(),
+        &raw.routes,
+        &mut routes,
+        &identity_providers,
+        &mut plugins,
+    );
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
         request_limits(&mut p, &raw.limits);
     let token_cache_max_bytes = sections::bounded(

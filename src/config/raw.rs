@@ -53,6 +53,9 @@ pub struct RawConfig {
     /// Proxied routes.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Browser login at the edge (the hosted-backend routes).
+    #[serde(default)]
+    pub login: Option<super::login::RawLogin>,
     /// Proxies in front of the gateway (IP addresses or CIDR ranges) whose `X-Forwarded-For`
     /// hops are believed; none by default (the client is the connection's peer).
     #[serde(default)]
@@ -210,6 +213,9 @@ pub struct RawAuth {
     /// Refresh expired access tokens from the `refresh_token` cookie.
     #[serde(default)]
     pub refresh: bool,
+    /// Browser navigations without credentials go to `{login.basePath}/login/{applicationId}`.
+    #[serde(default)]
+    pub login: bool,
     /// Also refresh a still-valid token this many seconds before it expires.
     #[serde(default)]
     pub refresh_before_expiry_seconds: Option<i64>,

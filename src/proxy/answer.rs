@@ -167,6 +167,11 @@ impl Gateway {
         if decision.is_some() {
             headers.extend(forward_auth::cookie_copies(&cookies));
         }
+        let login = self.login_redirect(session, ctx, status);
+        if let Some(location) = &login {
+            headers.push(("Location", location));
+            return respond(session, 302, &headers, Vec::new()).await;
+        }
         let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
         let navigation = is_navigation(&session.req_header().headers);
         if let (401, Some(url), true) = (status, login_url, navigation) {
@@ -206,6 +211,23 @@ impl Gateway {
             discard_refused_body(session, self.settings.max_body_bytes).await;
         }
         Ok(true)
+    }
+
+    /// The hosted-backend login to send a 401'd browser navigation to, on a `login: true`
+    /// route (never in a forward-auth decision); `None` otherwise.
+    fn login_redirect(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        status: u16,
+    ) -> Option<String> {
+        let login_path = self.route(ctx)?.auth.login_path.as_deref()?;
+        let request = session.req_header();
+        let browser = super::login::navigation(&request.method, &request.headers);
+        (status == 401 && ctx.decision.is_none() && browser).then(|| {
+            let path = super::canonical_path_of(session, ctx);
+            super::login::location(login_path, path, super::query_of(session, ctx))
+        })
     }
 
     /// True when the request declares a body over the limit.

@@ -33,6 +33,7 @@ mod body;
 mod builtins;
 pub mod error;
 mod forward_auth;
+mod login;
 pub mod refresh;
 pub mod routes;
 mod upstream;

@@ -317,6 +317,7 @@ mod tests {
                 application_tenant_id: None,
                 roles: vec![],
                 login_url: None,
+                login_path: None,
                 refresh: false,
                 refresh_before_expiry_seconds: 0,
                 policy: Default::default(),

@@ -193,7 +193,7 @@ pub struct Options {
     /// Extra YAML appended to the `routes:` list; in it `$UPSTREAM` is the main upstream and
     /// `DEMO_PORT` the demo upstream's port.
     pub extra_routes: String,
-    /// Extra top-level YAML.
+    /// Extra top-level YAML; `$PORT` in it is this gateway's port.
     pub extra: String,
     /// Upstream for the main routes; the demo upstream when `None`.
     pub upstream: Option<String>,
@@ -402,7 +402,8 @@ routes:
                 .unwrap_or_default(),
             idp = options.identity_provider,
             max_body = options.max_body_bytes,
-            extra = options.extra,
+            // `$PORT` in extra YAML stands for this gateway's port.
+            extra = options.extra.replace("$PORT", &self.port.to_string()),
             // `$UPSTREAM` in extra routes stands for this gateway's upstream.
             extra_routes = options
                 .extra_routes

@@ -1,5 +1,6 @@
 //! Helpers of this plugin's endpoint modules: API-key authentication, JSON bodies, tenant
-//! visibility of documents, and the plugin's settings. Helpers shared with other plugins live in
+//! visibility of documents, and the plugin's settings (with the hosted-backend routes'
+//! [`AppSettings`], which [`crate::app`] serves). Helpers shared with other plugins live in
 //! [`gatehouse_plugin_api::helpers`].
 
 use std::future::Future;
@@ -112,7 +113,7 @@ impl std::ops::Deref for Env<'_> {
 
 /// The plugin's settings (`plugins.identity-provider`); the default is what an empty mapping
 /// gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Lambda limits.
     pub lambda: Limits,
@@ -125,6 +126,9 @@ pub struct Settings {
     pub provider_timeout: Duration,
     /// Clock-skew allowance for an ID token's `exp` and `iat` (seconds).
     pub provider_leeway_seconds: i64,
+    /// The hosted-backend routes' settings: the host's `login:` section (not a key of
+    /// `plugins.identity-provider`); `None` serves no `/app/*` route.
+    pub app: Option<AppSettings>,
 }
 
 /// The default of `providerTimeoutMillis`.
@@ -141,6 +145,7 @@ impl Default for Settings {
             lambda_workers: crate::sandbox::DEFAULT_WORKERS,
             provider_timeout: DEFAULT_PROVIDER_TIMEOUT,
             provider_leeway_seconds: DEFAULT_PROVIDER_LEEWAY_SECONDS,
+            app: None,
         }
     }
 }
@@ -247,6 +252,24 @@ fn in_range(key: &str, value: u64, (min, max): (u64, u64)) -> Result<u64, String
         Ok(value)
     } else {
         Err(format!("`{key}` must be an integer from {min} to {max}"))
+    }
+}
+
+/// The `login:` section as the host read and checked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSettings {
+    /// `login.publicOrigin`: where browsers reach the gateway (`scheme://host[:port]`).
+    pub public_origin: String,
+    /// `login.basePath`: the routes' prefix (`/app`), without a trailing `/`.
+    pub base_path: String,
+    /// `login.redirects`: the other origins a redirect may name.
+    pub redirects: Vec<String>,
+}
+
+impl AppSettings {
+    /// `{publicOrigin}{basePath}/callback`: the `redirect_uri` of every authorization request.
+    pub fn callback_url(&self) -> String {
+        format!("{}{}/callback", self.public_origin, self.base_path)
     }
 }
 

@@ -10,6 +10,7 @@
 //! | `GET /api/user/{userId}`, `GET /api/user?email=` | [`users`] |
 //! | `POST /api/lambda[/{lambdaId}]`, `GET /api/lambda[/{lambdaId}]`, `PUT`/`PATCH`/`DELETE /api/lambda/{lambdaId}` | [`lambdas`] |
 //! | `POST`/`GET /api/system/event-log/search`, `GET /api/system/event-log/{eventLogId}` | [`events`] |
+//! | the hosted-backend routes under `login.basePath` (`/app/login`, `/app/callback`, `/app/refresh`, `/app/me`, `/app/logout`), when the host gives [`Settings::app`] | [`app`] |
 //!
 //! Pure logic lives apart from the endpoints: [`provider`] (document validation), [`keys`]
 //! (key parsing, selection, verification), [`reconcile`] (identity, linking decisions, claim
@@ -33,6 +34,7 @@ use gatehouse_plugin_api::{
 };
 use http::Method;
 
+pub mod app;
 pub mod clash;
 pub mod common;
 pub mod engine;
@@ -240,6 +242,10 @@ pub struct IdentityProviderPlugin {
     sandbox: Sandbox,
     settings: Settings,
     discovery: oidc::discovery::DiscoveryCache,
+    /// The hosted-backend routes (none without [`Settings::app`]).
+    app_routes: Vec<RouteSpec>,
+    /// The key of the hosted-backend login states.
+    state_key: app::state::StateKey,
 }
 
 impl IdentityProviderPlugin {
@@ -254,8 +260,12 @@ impl IdentityProviderPlugin {
             pending: PendingLinks::new(settings.pending_links),
             records,
             sandbox: Sandbox::new(worker, settings.lambda, settings.lambda_workers),
+            app_routes: (settings.app.as_ref())
+                .map(|a| app::AppRoute::specs(&a.base_path))
+                .unwrap_or_default(),
             settings,
             discovery: Default::default(),
+            state_key: app::state::StateKey::generate(),
         }
     }
 }
@@ -277,7 +287,9 @@ impl Plugin for IdentityProviderPlugin {
     }
 
     fn routes(&self) -> Vec<RouteSpec> {
-        Route::specs()
+        let mut routes = Route::specs();
+        routes.extend(self.app_routes.iter().cloned());
+        routes
     }
 
     async fn handle(
@@ -299,6 +311,29 @@ impl Plugin for IdentityProviderPlugin {
             discovery: &self.discovery,
             settings: &self.settings,
         };
+        if let (Some(r), Some(settings)) =
+            (app::AppRoute::from_name(route.name), &self.settings.app)
+        {
+            let env = login_env();
+            let app = app::flow::App {
+                settings,
+                key: &self.state_key,
+                env: &env,
+            };
+            return match r {
+                app::AppRoute::Login | app::AppRoute::LoginByClientId => {
+                    app::flow::login(&request, &app).await
+                }
+                app::AppRoute::Callback => app::flow::callback(&request, &app).await,
+                app::AppRoute::Refresh | app::AppRoute::RefreshByClientId => {
+                    app::session::refresh(&request, &app).await
+                }
+                app::AppRoute::Me => app::session::me(&request, context).await,
+                app::AppRoute::Logout | app::AppRoute::LogoutByClientId => {
+                    app::session::logout(&request, &app).await
+                }
+            };
+        }
         match Route::from_name(route.name) {
             None => Err(ApiError::NotFound),
             Some(r) => match r {

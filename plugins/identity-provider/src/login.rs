@@ -333,6 +333,17 @@ pub async fn login(
     env: &LoginEnv<'_>,
     endpoint: Endpoint,
 ) -> Result<PluginResponse, ApiError> {
+    Ok(login_keeping_id_token(request, env, endpoint).await?.0)
+}
+
+/// A login as [`login`] answers it, with the provider's encoded ID token when an OpenID
+/// Connect login's code exchange returned one (`None` otherwise, whatever the answer), for the
+/// hosted-backend routes, which keep it for the provider's logout.
+pub async fn login_keeping_id_token(
+    request: &PluginRequest,
+    env: &LoginEnv<'_>,
+    endpoint: Endpoint,
+) -> Result<(PluginResponse, Option<String>), ApiError> {
     let body = json_body(request)?;
     let kind = named_type(&body, env.context).await?;
     let with_code = kind.is_some_and(ProviderType::logs_in_with_code);
@@ -397,7 +408,12 @@ pub async fn login(
         }
     };
     debug.flush(env.context, &heading).await;
-    response
+    let id_token = exchanged
+        .as_ref()
+        .and_then(|done| done.tokens.get("id_token"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    response.map(|answer| (answer, id_token))
 }
 
 /// One login attempt: the request, and what every step of [`run`] reads.

@@ -285,6 +285,35 @@ async fn endpoints(ex: &Exchange<'_>, settings: &OpenIdConnect) -> Result<Endpoi
     })
 }
 
+/// Where a browser logs in and out at a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserEndpoints {
+    /// The authorization endpoint: the provider's own, else the discovered one.
+    pub authorization: String,
+    /// The discovered `end_session_endpoint`, when the provider has one.
+    pub end_session: Option<String>,
+}
+
+/// The endpoints a browser is sent to for `settings`: its `authorization_endpoint` (else the
+/// discovered one) and the discovered `end_session_endpoint`. Returns why not as a failure
+/// (502 for a discovery document without an authorization endpoint).
+pub async fn browser_endpoints(
+    ex: &Exchange<'_>,
+    settings: &OpenIdConnect,
+) -> Result<BrowserEndpoints, OidcFailure> {
+    let discovered = match &settings.issuer {
+        Some(issuer) => discover(ex, issuer).await?,
+        None => discovery::Discovered::default(),
+    };
+    let authorization = (settings.authorization_endpoint.clone())
+        .or(discovered.authorization_endpoint)
+        .ok_or_else(|| bad_answer("discovery document", "names no authorization_endpoint"))?;
+    Ok(BrowserEndpoints {
+        authorization,
+        end_session: discovered.end_session_endpoint,
+    })
+}
+
 /// The discovery document of `issuer`, from the cache or fetched (and kept when good).
 async fn discover(ex: &Exchange<'_>, issuer: &str) -> Result<discovery::Discovered, OidcFailure> {
     if let Some(found) = ex.discovery.get(issuer) {

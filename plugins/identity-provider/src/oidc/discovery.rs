@@ -24,6 +24,11 @@ pub struct Discovered {
     pub userinfo_endpoint: Option<String>,
     /// `jwks_uri`.
     pub jwks_uri: Option<String>,
+    /// `authorization_endpoint`: where a browser is sent to log in.
+    pub authorization_endpoint: Option<String>,
+    /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout): where a browser is sent to
+    /// log out at the provider, when it has one.
+    pub end_session_endpoint: Option<String>,
 }
 
 /// The endpoints a login uses.
@@ -75,6 +80,8 @@ pub fn parse(body: &[u8], issuer: &str) -> Result<Discovered, String> {
         token_endpoint: endpoint(&document, "token_endpoint", issuer)?,
         userinfo_endpoint: endpoint(&document, "userinfo_endpoint", issuer)?,
         jwks_uri: endpoint(&document, "jwks_uri", issuer)?,
+        authorization_endpoint: endpoint(&document, "authorization_endpoint", issuer)?,
+        end_session_endpoint: endpoint(&document, "end_session_endpoint", issuer)?,
     })
 }
 

@@ -1,0 +1,348 @@
+//! The login itself: `GET {base}/login/{applicationId}` sends the browser to the provider,
+//! `GET {base}/callback` brings it back logged in.
+//!
+//! The login: the application's enabled OpenID Connect providers (the `idp_hint` one, the only
+//! one, or a page to choose from several), the target checked ([`super::redirect`]), then a 302
+//! to the provider's authorization endpoint with `response_type=code`, the client id, the
+//! scopes (`prompt=consent` when they include `offline_access`, OpenID Connect Core §11),
+//! `redirect_uri = {publicOrigin}{base}/callback`, a fresh `state` and `nonce`, and a PKCE
+//! S256 challenge, all kept in the signed login-state cookie ([`super::state`]).
+//!
+//! The callback: the cookie opened (its MAC, its age), its `state` equal to the parameter
+//! (constant time) and used once, the provider's `iss` parameter (RFC 9207) equal to its
+//! issuer when sent (no mix-up between providers), an `error=` answer refused, then the login
+//! completed exactly as `POST /api/identity-provider/login` completes it (code exchange with the
+//! verifier, the ID token checked with the `nonce`, userinfo, reconcile, link), and a 302 to
+//! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies. Every
+//! refusal is a 4xx (or the login's 502/503/504) with Errors JSON, and clears the state
+//! cookie.
+
+use gatehouse_plugin_api::helpers::secure_cookies;
+use gatehouse_plugin_api::{ApiError, Cookie, PluginRequest, PluginResponse};
+use http::{HeaderMap, Method};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::page::{self, Choice};
+use super::state::{self, LoginState, StateKey, STATE_COOKIE, STATE_TTL_SECONDS};
+use super::{redirect, AppSettings};
+use crate::login::{login_keeping_id_token, Endpoint, LoginEnv};
+use crate::oidc;
+use crate::provider::Provider;
+
+/// What the hosted-backend routes work with besides the request.
+pub struct App<'a> {
+    /// The `login:` section.
+    pub settings: &'a AppSettings,
+    /// The login-state key and the states used.
+    pub key: &'a StateKey,
+    /// The login's context (records, discovery, settings).
+    pub env: &'a LoginEnv<'a>,
+}
+
+impl App<'_> {
+    /// The exchange settings for a request to a provider.
+    fn exchange(&self) -> oidc::Exchange<'_> {
+        let context = self.env.context;
+        oidc::Exchange {
+            http: context.http.as_ref(),
+            keys: context.remote_keys.as_ref(),
+            discovery: self.env.discovery,
+            timeout: self.env.settings.provider_timeout,
+            leeway: self.env.settings.provider_leeway_seconds,
+            now: context.clock.now_seconds(),
+        }
+    }
+
+    /// The state cookie: `value` at `{base}/callback`, HttpOnly, Lax, ten minutes (`0`: cleared).
+    fn state_cookie(&self, value: &str, max_age: i64, secure: bool) -> Cookie {
+        let mut cookie = Cookie::new(STATE_COOKIE, value);
+        cookie.path = format!("{}/callback", self.settings.base_path);
+        cookie.max_age = Some(max_age);
+        cookie.secure = secure;
+        cookie
+    }
+}
+
+/// `GET {base}/login/{applicationId}`: a 302 to the provider (or the choice page, 200); 400
+/// for an unknown application id form, a target not allowed, an `idp_hint` that is not one
+/// of the application's providers, or an application without any.
+pub async fn login(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
+    let application = super::application_id(request)?;
+    let target = request
+        .query_param("redirect_uri")
+        .unwrap_or_else(|| "/".into());
+    let Some(target) = redirect::allowed(&target, app.settings) else {
+        return Err(ApiError::field(
+            "redirect_uri",
+            "invalid",
+            "The redirect_uri must be a path on this site or an allowed origin.",
+        ));
+    };
+    let providers = super::providers_for(app.env.context.records, application).await?;
+    let hint = request.query_param("idp_hint");
+    let chosen: Vec<&Provider> = match &hint {
+        Some(hint) => providers
+            .iter()
+            .filter(|p| p.id.to_string() == *hint)
+            .collect(),
+        None => providers.iter().collect(),
+    };
+    match chosen.as_slice() {
+        [] => Ok(super::general(
+            400,
+            "[InvalidIdentityProvider]",
+            "No enabled OpenID Connect identity provider of this application matches.",
+        )),
+        [provider] => redirect_to(request, app, provider, application, target).await,
+        several => Ok(choice_page(request, several)),
+    }
+}
+
+/// The page listing `providers` (200, HTML, not cached).
+fn choice_page(request: &PluginRequest, providers: &[&Provider]) -> PluginResponse {
+    let query: Vec<&str> = (request.query.split('&'))
+        .filter(|p| !p.is_empty() && !p.starts_with("idp_hint="))
+        .collect();
+    let choices: Vec<Choice> = providers
+        .iter()
+        .map(|p| {
+            let text = p.openid_connect.as_ref().map(|o| o.button_text.clone());
+            Choice {
+                text: text
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or_else(|| p.name.clone()),
+                provider: p.id,
+            }
+        })
+        .collect();
+    let html = page::render(&request.path, &query.join("&"), &choices);
+    PluginResponse {
+        status: 200,
+        headers: vec![
+            ("Content-Type".into(), "text/html; charset=utf-8".into()),
+            ("Cache-Control".into(), "no-store".into()),
+            ("X-Frame-Options".into(), "DENY".into()),
+            (
+                "Content-Security-Policy".into(),
+                "default-src 'none'; frame-ancestors 'none'".into(),
+            ),
+        ],
+        body: html.into_bytes(),
+    }
+}
+
+/// The 302 to `provider`'s authorization endpoint, with the state cookie set.
+async fn redirect_to(
+    request: &PluginRequest,
+    app: &App<'_>,
+    provider: &Provider,
+    application: Uuid,
+    target: String,
+) -> Result<PluginResponse, ApiError> {
+    let Some(oidc_settings) = provider.openid_connect.as_ref() else {
+        return Err(ApiError::internal(
+            "an OpenIDConnect provider without its settings",
+        ));
+    };
+    let endpoints = match oidc::browser_endpoints(&app.exchange(), oidc_settings).await {
+        Ok(found) => found,
+        Err(f) => return Ok(super::general(f.status, f.code, &f.message)),
+    };
+    let now = app.env.context.clock.now_seconds();
+    let login = LoginState {
+        state: state::random_value(),
+        nonce: state::random_value(),
+        verifier: state::random_value(),
+        provider: provider.id,
+        application,
+        redirect: target,
+        app_state: request.query_param("state"),
+        expires: now + STATE_TTL_SECONDS,
+    };
+    let scope = oidc_settings
+        .scope
+        .clone()
+        .unwrap_or_else(|| "openid".into());
+    let (client_id, _) = oidc_settings.client_for(application);
+    let mut url = url::Url::parse(&endpoints.authorization)
+        .map_err(|_| ApiError::internal("an authorization endpoint that is not a URL"))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", &app.settings.callback_url())
+            .append_pair("scope", &scope)
+            .append_pair("state", &login.state)
+            .append_pair("nonce", &login.nonce)
+            .append_pair("code_challenge", &state::challenge(&login.verifier))
+            .append_pair("code_challenge_method", "S256");
+        if scope.split(' ').any(|s| s == "offline_access") {
+            query.append_pair("prompt", "consent");
+        }
+    }
+    let secure = secure_cookies(request, app.env.context);
+    let cookie = app.state_cookie(&app.key.seal(&login), STATE_TTL_SECONDS, secure);
+    Ok(super::found(url.as_str()).with_cookie(&cookie))
+}
+
+/// `GET {base}/callback`: the checks of the module documentation, the login, and a 302 to
+/// the saved target with the session cookies; a refusal is an Errors JSON answer.
+pub async fn callback(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
+    let secure = secure_cookies(request, app.env.context);
+    let clear = app.state_cookie("", 0, secure);
+    let answer = match checked_state(request, app).await {
+        Ok((login, code)) => complete(request, app, &login, code, secure).await?,
+        Err(refusal) => refusal,
+    };
+    Ok(answer.with_cookie(&clear))
+}
+
+/// The login state of a callback whose cookie, `state`, `iss` and provider answer pass, with
+/// the code; else the refusal to send.
+async fn checked_state(
+    request: &PluginRequest,
+    app: &App<'_>,
+) -> Result<(LoginState, String), PluginResponse> {
+    let refuse = |code: &str, message: &str| super::general(400, code, message);
+    let cookie = super::cookie(request, STATE_COOKIE).map_err(|_| {
+        refuse(
+            "[InvalidState]",
+            "The login state cookie is ambiguous; log in again.",
+        )
+    })?;
+    let now = app.env.context.clock.now_seconds();
+    let login = cookie.and_then(|c| app.key.open(c, now)).ok_or_else(|| {
+        refuse(
+            "[InvalidState]",
+            "This browser started no login, or it expired; log in again.",
+        )
+    })?;
+    let given = request.query_param("state").unwrap_or_default();
+    if !state::same(&given, &login.state) {
+        return Err(refuse(
+            "[InvalidState]",
+            "The state does not match this browser's login.",
+        ));
+    }
+    if !app.key.use_once(&login.state, login.expires, now) {
+        return Err(refuse(
+            "[InvalidState]",
+            "This login was already completed.",
+        ));
+    }
+    check_issuer(request, app, &login).await?;
+    if request.query_param("error").is_some() {
+        return Err(refuse(
+            "[IdentityProviderError]",
+            "The identity provider did not log the user in.",
+        ));
+    }
+    let code = request.query_param("code").ok_or_else(|| {
+        refuse(
+            "[InvalidAuthorizationCode]",
+            "The identity provider sent no code.",
+        )
+    })?;
+    Ok((login, code))
+}
+
+/// RFC 9207: when the provider names itself (`iss`), it must be the provider this login
+/// went to.
+async fn check_issuer(
+    request: &PluginRequest,
+    app: &App<'_>,
+    login: &LoginState,
+) -> Result<(), PluginResponse> {
+    let Some(iss) = request.query_param("iss") else {
+        return Ok(());
+    };
+    let doc = app
+        .env
+        .context
+        .records
+        .get_identity_provider(login.provider)
+        .await;
+    let issuer = (doc.ok().flatten().as_ref())
+        .and_then(Provider::from_document)
+        .and_then(|p| p.openid_connect)
+        .and_then(|o| o.issuer);
+    match issuer {
+        Some(issuer) if issuer == iss => Ok(()),
+        _ => Err(super::general(
+            400,
+            "[InvalidIssuer]",
+            "The answer names another identity provider than the one this login went to.",
+        )),
+    }
+}
+
+/// The login through the same steps as `POST /api/identity-provider/login`, then the 302 to
+/// the target with the session cookies (or the login's refusal).
+async fn complete(
+    request: &PluginRequest,
+    app: &App<'_>,
+    login: &LoginState,
+    code: String,
+    secure: bool,
+) -> Result<PluginResponse, ApiError> {
+    let body = json!({
+        "applicationId": login.application,
+        "identityProviderId": login.provider,
+        "data": {"code": code, "redirect_uri": app.settings.callback_url(),
+                 "code_verifier": login.verifier, "nonce": login.nonce},
+    });
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    let inner = PluginRequest {
+        method: Method::POST,
+        path: "/api/identity-provider/login".into(),
+        query: String::new(),
+        headers,
+        body: body.to_string().into_bytes(),
+        client_address: request.client_address,
+        tls: request.tls,
+        path_params: Default::default(),
+    };
+    let (answer, id_token) = login_keeping_id_token(&inner, app.env, Endpoint::Login).await?;
+    if !matches!(answer.status, 200 | 202) {
+        return Ok(answer);
+    }
+    let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    if parsed.get("token").is_none() {
+        // A pending link, or no token: nothing to log in with here.
+        return Ok(super::general(
+            400,
+            "[LoginNotCompleted]",
+            "The login needs a step this page cannot take (a pending link); use the API.",
+        ));
+    }
+    let mut target = login.redirect.clone();
+    if let Some(app_state) = &login.app_state {
+        let separator = if target.contains('?') { '&' } else { '?' };
+        let encoded: String = url::form_urlencoded::byte_serialize(app_state.as_bytes()).collect();
+        target = format!("{target}{separator}state={encoded}");
+    }
+    let mut out = super::found(&target);
+    out.headers.extend(
+        (answer.headers.into_iter()).filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie")),
+    );
+    let expiry = parsed["tokenExpirationInstant"]
+        .as_i64()
+        .unwrap_or_default();
+    out = out.with_cookie(&super::at_exp_cookie(expiry, None, secure));
+    if let Some(token) = id_token.filter(|t| t.len() <= super::MAX_ID_TOKEN_BYTES) {
+        let mut cookie = Cookie::new(
+            super::ID_TOKEN_COOKIE,
+            format!("{}:{token}", login.provider),
+        );
+        cookie.path = format!("{}/logout", app.settings.base_path);
+        cookie.secure = secure;
+        out = out.with_cookie(&cookie);
+    }
+    Ok(out)
+}
