@@ -22,6 +22,10 @@
 //!    answers — every refusal is a [`GatewayError`] ([`error`]: its one status mapping);
 //! 8. **log** ([`access`]): the latency histograms and the access line.
 //!
+//! The [`Gateway`] is everything one configuration makes; Pingora runs the [`LiveGateway`], which a
+//! reload points at a new one. Each request loads the gateway in force once, when it arrives, and
+//! keeps it in its context to its end.
+//!
 //! The hot path (a proxied request with a token seen before) does no store read, no key
 //! parsing and no signature check: one path scan, one cache lookup, a few comparisons, and the
 //! header writes.

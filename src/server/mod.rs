@@ -1,9 +1,11 @@
-//! Start-up and shutdown: open the store and apply the declared entities, load or generate the
-//! keys, build the token service, the plugins and the API's runtime, then run the Pingora server
+//! Start-up and shutdown: open what lasts as long as the process ([`Process`]: the store, with
+//! the declared entities applied, the metrics, the API's runtime), [`build`] the gateway of the
+//! configuration (keys, token service, issuers, plugins, routes), then run the Pingora server
 //! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
-//! (fast). The proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on
-//! TLS, with prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the
-//! admin listener (`/metrics`, `/health`), [`echo`] the demo upstream.
+//! (fast); SIGHUP builds the gateway again from the file and swaps it in ([`reload`]). The
+//! proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on TLS, with
+//! prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the admin
+//! listener (`/metrics`, `/health`, `POST /reload`), [`echo`] the demo upstream.
 
 pub mod admin;
 pub mod echo;
