@@ -1,4 +1,5 @@
-//! Command-line interface: `serve` (the default), `check`, `token` (a development helper
+//! Command-line interface: `serve` (the default), `check`, `reload` (asks the running gateway's
+//! admin listener to reload the configuration file), `token` (a development helper
 //! that signs an access token with the configured keys), and the hidden `lambda-worker` (the
 //! process the gateway runs reconcile lambdas in; see [`crate::api::plugins::lambda_worker`]).
 
@@ -28,6 +29,14 @@ enum Command {
     Serve,
     /// Validate a configuration file without starting; prints every problem with its path.
     Check,
+    /// Reload the running gateway's configuration from its file (as SIGHUP does), through its
+    /// admin listener; prints what happened: the new generation, or every problem (the running
+    /// configuration then stays in force).
+    Reload {
+        /// The admin listener to ask (default: `admin.listen` of the configuration file).
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+    },
     /// Development helper: print an access token for a user of an application, signed with the
     /// configured keys (uses the same store, so generated keys match the running gateway).
     Token {
@@ -108,7 +117,7 @@ pub fn main() -> i32 {
                 }
             };
             init_logging(Some(&config));
-            match crate::server::run(config) {
+            match crate::server::run(config, &cli.config) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!("cannot start: {e}");
@@ -117,6 +126,7 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Reload { admin } => reload(&cli.config, admin, loaded),
         Command::Token {
             application_id,
             user_id,
@@ -153,6 +163,99 @@ pub fn main() -> i32 {
         }
         Command::LambdaWorker => unreachable!("handled before the configuration is read"),
     }
+}
+
+/// `gatehouse reload`: asks the admin listener at `admin` (else the file's `admin.listen`) to
+/// reload; returns the exit code (0: applied).
+fn reload(
+    path: &std::path::Path,
+    admin: Option<std::net::SocketAddr>,
+    loaded: Result<Config, config::ConfigErrors>,
+) -> i32 {
+    let address = match (admin, &loaded) {
+        (Some(address), _) => address,
+        (None, Ok(config)) => match config.admin_listen {
+            Some(address) => address,
+            None => {
+                eprintln!("{}: no admin.listen to ask; give --admin, or send SIGHUP to the gateway's process", path.display());
+                return 1;
+            }
+        },
+        (None, Err(errors)) => {
+            eprintln!("{}: invalid configuration; nothing was sent, the running configuration stays in force", path.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return 1;
+        }
+    };
+    let (status, body) = match post_reload(address) {
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!("cannot reach the admin listener at {address}: {e}");
+            return 1;
+        }
+    };
+    print_reload_answer(path, status, &body)
+}
+
+/// Sends `POST /reload` to the admin listener at `address`; its status and JSON body.
+fn post_reload(address: std::net::SocketAddr) -> std::io::Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    stream.write_all(
+        format!("POST /reload HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let text = String::from_utf8_lossy(&answer);
+    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(invalid)?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    Ok((
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// Prints the admin listener's answer to a reload; returns the exit code (0: applied).
+fn print_reload_answer(path: &std::path::Path, status: u16, body: &serde_json::Value) -> i32 {
+    if status == 200 {
+        println!(
+            "{}: reloaded (generation {}, hash {})",
+            path.display(),
+            body["generation"],
+            body["hash"].as_str().unwrap_or("")
+        );
+        for warning in body["warnings"].as_array().into_iter().flatten() {
+            eprintln!("warning: {}", warning.as_str().unwrap_or(""));
+        }
+        return 0;
+    }
+    if status == 400 {
+        eprintln!(
+            "{}: invalid configuration; the running configuration stays in force",
+            path.display()
+        );
+        let fields = body["fieldErrors"]
+            .as_object()
+            .into_iter()
+            .flat_map(|f| f.values());
+        let general = std::iter::once(&body["generalErrors"]);
+        for error in fields.chain(general).filter_map(|v| v.as_array()).flatten() {
+            eprintln!("  {}", error["message"].as_str().unwrap_or(""));
+        }
+        return 1;
+    }
+    eprintln!("the gateway refused the reload ({status}): {body}");
+    1
 }
 
 /// What `gatehouse token` was asked for.

@@ -31,6 +31,7 @@ mod it {
     pub mod python_client;
     pub mod python_idp;
     pub mod readme;
+    pub mod reload;
     pub mod restart;
     pub mod tenancy;
     pub mod websocket;

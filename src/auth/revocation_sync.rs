@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_plugin_api::{Clock, SystemClock, TokenService};
+use gatehouse_plugin_api::{Clock, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::auth::tokens::Tokens;
+use crate::auth::tokens::RevocationSet;
 use crate::store::feed::{FeedEvent, RevocationCursor};
 use crate::store::GatewayStore;
 
@@ -28,7 +28,7 @@ const PRUNE_BATCHES_PER_TICK: usize = 50;
 
 /// The loop's state.
 pub struct RevocationSync {
-    tokens: Arc<Tokens>,
+    revocations: Arc<RevocationSet>,
     store: Arc<dyn GatewayStore>,
     feed: Option<UnboundedReceiver<FeedEvent>>,
     /// True while the store's listener reports it is listening.
@@ -39,12 +39,12 @@ pub struct RevocationSync {
 
 impl RevocationSync {
     /// The loop for this gateway, subscribed to the store's pushed revocations when it has any.
-    pub fn new(tokens: Arc<Tokens>, store: Arc<dyn GatewayStore>) -> RevocationSync {
+    pub fn new(revocations: Arc<RevocationSet>, store: Arc<dyn GatewayStore>) -> RevocationSync {
         RevocationSync {
             cursor: RevocationCursor::default(),
             feed: store.revocation_feed(),
             listening: false,
-            tokens,
+            revocations,
             store,
         }
     }
@@ -90,7 +90,7 @@ impl RevocationSync {
             self.poll().await;
         }
         if ticks.is_multiple_of(PRUNE_REVOCATIONS_TICKS) {
-            self.tokens.prune_revocations();
+            self.revocations.prune();
         }
         if ticks.is_multiple_of(PRUNE_ROTATIONS_TICKS) {
             self.prune_rotations().await;
@@ -113,11 +113,11 @@ impl RevocationSync {
 
     /// Reads the revocations committed since the last read (of those that can still matter).
     async fn poll(&mut self) {
-        let horizon = self.tokens.revocation_horizon();
+        let horizon = self.revocations.horizon();
         match self.store.revocations_since(&self.cursor, horizon).await {
             Ok((revocations, cursor)) => {
                 for (scope, at) in revocations {
-                    self.tokens.record_revocation(scope, at);
+                    self.revocations.record(scope, at);
                 }
                 self.cursor = cursor;
             }

@@ -7,6 +7,7 @@
 //! after a token was cached still apply.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,16 +89,11 @@ pub struct Tokens {
     /// Verified tokens by their bytes. aHash (keyed per process) instead of SipHash: tokens are
     /// long, and this lookup is on every proxied request. Bounded in entries and in bytes.
     cache: Option<moka::sync::Cache<Arc<[u8]>, Arc<VerifiedClaims>, ahash::RandomState>>,
-    /// Tokens of a scope issued at or before the instant (seconds) are refused.
-    revocations: DashMap<RevocationScope, i64>,
-    /// The number of entries in `revocations`: checked on every verification, and cheaper than
-    /// asking the map (which locks every shard).
-    revocation_count: std::sync::atomic::AtomicUsize,
-    /// The longest access-token lifetime (seconds): revocations older than this are pruned.
-    max_access_ttl: i64,
+    /// The revocations in force, shared by every token service of the process (a reload
+    /// builds a new service over the same set).
+    revocations: Arc<RevocationSet>,
     leeway: i64,
     clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
     /// Trusted issuers whose tokens the edge accepts (see [`Tokens::verify_at_edge`]); `None`
     /// when none is configured.
     remote: Option<Arc<Issuers>>,
@@ -139,14 +135,30 @@ impl Tokens {
             ring,
             issuers: tenants.iter().map(|t| (t.id, t.issuer.clone())).collect(),
             cache,
-            revocations: DashMap::new(),
-            revocation_count: std::sync::atomic::AtomicUsize::new(0),
-            max_access_ttl,
+            revocations: Arc::new(RevocationSet::new(
+                max_access_ttl + leeway_seconds as i64,
+                clock.clone(),
+                metrics.clone(),
+            )),
             leeway: leeway_seconds as i64,
             clock,
-            metrics,
             remote: None,
         }
+    }
+
+    /// This service over `revocations` (those of the service it replaces, on a reload)
+    /// instead of its own empty set. The set then keeps revocations at least as long as this
+    /// service's tokens can live, and as long as it did before (tokens issued under the old
+    /// settings are still out there).
+    pub fn sharing_revocations(mut self, revocations: Arc<RevocationSet>) -> Self {
+        revocations.keep_at_least(self.revocations.span.load(Ordering::Relaxed));
+        self.revocations = revocations;
+        self
+    }
+
+    /// The revocation set this service checks (see [`Tokens::sharing_revocations`]).
+    pub fn revocation_set(&self) -> Arc<RevocationSet> {
+        self.revocations.clone()
     }
 
     /// This service, also accepting at the edge the tokens of `issuers` (when any is
@@ -302,14 +314,10 @@ impl Tokens {
     }
 
     fn check_revoked(&self, claims: &VerifiedClaims) -> Result<(), TokenError> {
-        if self
-            .revocation_count
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
+        if self.revocations.is_empty() {
             return Ok(());
         }
-        let revoked_at = |scope: RevocationScope| self.revocations.get(&scope).map(|v| *v);
+        let revoked_at = |scope: RevocationScope| self.revocations.at(&scope);
         let mut scopes = Vec::with_capacity(4);
         if let Some(user) = claims.subject {
             scopes.push(RevocationScope::User(user));
@@ -380,11 +388,7 @@ impl Tokens {
     /// The newest revocation (seconds) that would refuse a token of `user` for `application`
     /// issued now, if any.
     fn latest_revocation(&self, user: uuid::Uuid, application: Option<uuid::Uuid>) -> Option<i64> {
-        if self
-            .revocation_count
-            .load(std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
+        if self.revocations.is_empty() {
             return None;
         }
         let mut scopes = vec![RevocationScope::User(user)];
@@ -394,24 +398,92 @@ impl Tokens {
         }
         scopes
             .into_iter()
-            .filter_map(|s| self.revocations.get(&s).map(|v| *v))
+            .filter_map(|s| self.revocations.at(&s))
             .max()
     }
 
     /// The horizon before which revocations cannot matter (seconds): every token they could
     /// refuse has expired.
     pub fn revocation_horizon(&self) -> i64 {
-        self.clock.now_seconds() - self.max_access_ttl - self.leeway
+        self.revocations.horizon()
     }
 
     /// Drops revocations older than the longest access-token lifetime: every token they
     /// could refuse has expired.
     pub fn prune_revocations(&self) {
-        let horizon = self.revocation_horizon();
-        self.revocations.retain(|_, at| *at >= horizon);
-        let count = self.revocations.len();
-        self.revocation_count
-            .store(count, std::sync::atomic::Ordering::Relaxed);
+        self.revocations.prune();
+    }
+}
+
+/// The revocations in force: tokens of a scope issued at or before its instant (seconds) are
+/// refused. One set per process, kept in step with the store by the revocation sync and
+/// shared by each token service a reload builds.
+pub struct RevocationSet {
+    map: DashMap<RevocationScope, i64>,
+    /// The number of entries in `map`: checked on every verification, and cheaper than asking
+    /// the map (which locks every shard).
+    count: AtomicUsize,
+    /// How long (seconds) a revocation can matter: the longest access-token lifetime plus the
+    /// leeway, the largest any configuration of the process had.
+    span: AtomicI64,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl RevocationSet {
+    /// An empty set whose revocations matter for `span` seconds.
+    fn new(span: i64, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
+        RevocationSet {
+            map: DashMap::new(),
+            count: AtomicUsize::new(0),
+            span: AtomicI64::new(span),
+            clock,
+            metrics,
+        }
+    }
+
+    /// Keeps revocations for at least `span` seconds from now on.
+    fn keep_at_least(&self, span: i64) {
+        self.span.fetch_max(span, Ordering::Relaxed);
+    }
+
+    /// True when no revocation is recorded (the common case, checked without locking).
+    fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Relaxed) == 0
+    }
+
+    /// The instant (seconds) of `scope`'s revocation, if it has one.
+    fn at(&self, scope: &RevocationScope) -> Option<i64> {
+        self.map.get(scope).map(|v| *v)
+    }
+
+    /// The horizon before which revocations cannot matter (seconds): every token they could
+    /// refuse has expired.
+    pub fn horizon(&self) -> i64 {
+        self.clock.now_seconds() - self.span.load(Ordering::Relaxed)
+    }
+
+    /// Records that tokens of `scope` issued at or before `instant_seconds` are refused (a
+    /// later instant than the one recorded wins).
+    pub fn record(&self, scope: RevocationScope, instant_seconds: i64) {
+        self.map
+            .entry(scope)
+            .and_modify(|at| *at = (*at).max(instant_seconds))
+            .or_insert(instant_seconds);
+        self.counted();
+    }
+
+    /// Drops revocations older than [`RevocationSet::horizon`].
+    pub fn prune(&self) {
+        let horizon = self.horizon();
+        self.map.retain(|_, at| *at >= horizon);
+        self.counted();
+    }
+
+    /// Updates the count and its gauge after a change.
+    fn counted(&self) {
+        let count = self.map.len();
+        self.count.store(count, Ordering::Relaxed);
         self.metrics.revocations.set(count as i64);
     }
 }
@@ -586,6 +658,7 @@ impl TokenService for Tokens {
     fn revocation_instant(&self, scopes: &[RevocationScope], now_seconds: i64) -> i64 {
         let known: Vec<(RevocationScope, i64)> = self
             .revocations
+            .map
             .iter()
             .filter(|entry| *entry.value() >= now_seconds)
             .map(|entry| (*entry.key(), *entry.value()))
@@ -598,14 +671,7 @@ impl TokenService for Tokens {
     }
 
     fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64) {
-        self.revocations
-            .entry(scope)
-            .and_modify(|at| *at = (*at).max(instant_seconds))
-            .or_insert(instant_seconds);
-        let count = self.revocations.len();
-        self.revocation_count
-            .store(count, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.revocations.set(count as i64);
+        self.revocations.record(scope, instant_seconds);
     }
 }
 
@@ -970,6 +1036,27 @@ mod tests {
         assert_eq!(tokens.verify(&token), Err(TokenError::InvalidIssuer));
         // The validate API accepts it: the gateway signed it.
         assert!(tokens.verify_any_issuer(&token).is_ok());
+    }
+
+    #[test]
+    fn a_service_built_by_a_reload_shares_the_revocations_and_keeps_them_as_long() {
+        let (tokens, _, _, user, _) = fixture(Algorithm::HS256);
+        let (other, _, _, _, _) = fixture(Algorithm::HS256);
+        let reloaded = other.sharing_revocations(tokens.revocation_set());
+        assert!(Arc::ptr_eq(
+            &tokens.revocation_set(),
+            &reloaded.revocation_set()
+        ));
+        // Recorded through the old service (as the revocation sync did before the reload):
+        // in force for the new one.
+        let now = SystemClock.now_seconds();
+        tokens.record_revocation(RevocationScope::User(user.id), now);
+        assert_eq!(reloaded.latest_revocation(user.id, None), Some(now));
+        // The span only grows: tokens issued under a longer lifetime are still out there.
+        let set = reloaded.revocation_set();
+        set.keep_at_least(10_000);
+        set.keep_at_least(5);
+        assert!(set.horizon() <= SystemClock.now_seconds() - 10_000);
     }
 
     #[test]

@@ -257,6 +257,12 @@ fn is_url_issuer(issuer: &str) -> bool {
     })
 }
 
+/// The line and column where `path` (e.g. `routes[1].upstream`, or a prefix of it that is
+/// written) is found in the configuration `text`; `None` when nothing of it is.
+pub fn position(text: &str, path: &str) -> Option<(usize, usize)> {
+    read::position_of(&locate::locations(text), path)
+}
+
 /// Reads, substitutes, parses and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -41,6 +41,12 @@ pub struct Metrics {
     pub issuer_key_age: IntGaugeVec,
     /// Tokens answered 503 because their issuer's keys were unavailable, by issuer.
     pub issuer_unavailable: IntCounterVec,
+    /// Configuration reloads by outcome (`applied`, `refused`).
+    pub reloads: IntCounterVec,
+    /// The generation of the configuration in force: 1 at start, one more per applied reload.
+    pub config_generation: IntGauge,
+    /// The first 32 bits of the SHA-256 of the configuration file in force, as a number.
+    pub config_hash: IntGauge,
 }
 
 /// A histogram family with the latency buckets.
@@ -50,6 +56,39 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
         labels,
     )
     .expect("static metric definition")
+}
+
+/// The reload counter and the configuration's generation and hash gauges, registered in
+/// `registry`.
+fn reload_metrics(registry: &Registry) -> (IntCounterVec, IntGauge, IntGauge) {
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            "gatehouse_config_reloads_total",
+            "Configuration reloads by outcome (applied, refused)",
+        ),
+        &["outcome"],
+    )
+    .expect("static metric definition");
+    let generation = IntGauge::new(
+        "gatehouse_config_generation",
+        "The generation of the configuration in force (1 at start, +1 per applied reload)",
+    )
+    .expect("static metric definition");
+    let hash = IntGauge::new(
+        "gatehouse_config_hash",
+        "The first 32 bits of the SHA-256 of the configuration file in force",
+    )
+    .expect("static metric definition");
+    for collector in [
+        Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(generation.clone()),
+        Box::new(hash.clone()),
+    ] {
+        registry
+            .register(collector)
+            .expect("metric names are unique");
+    }
+    (reloads, generation, hash)
 }
 
 impl Metrics {
@@ -115,6 +154,7 @@ impl Metrics {
             "Tokens answered 503 because their issuer's keys were unavailable",
             "issuer",
         );
+        let (reloads, config_generation, config_hash) = reload_metrics(&registry);
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(validations.clone()),
@@ -146,6 +186,9 @@ impl Metrics {
             issuer_keys,
             issuer_key_age,
             issuer_unavailable,
+            reloads,
+            config_generation,
+            config_hash,
         }
     }
 

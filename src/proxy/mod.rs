@@ -22,6 +22,10 @@
 //!    answers — every refusal is a [`GatewayError`] ([`error`]: its one status mapping);
 //! 8. **log** ([`access`]): the latency histograms and the access line.
 //!
+//! The [`Gateway`] is everything one configuration makes; Pingora runs the [`LiveGateway`], which a
+//! reload points at a new one. Each request loads the gateway in force once, when it arrives, and
+//! keeps it in its context to its end.
+//!
 //! The hot path (a proxied request with a token seen before) does no store read, no key
 //! parsing and no signature check: one path scan, one cache lookup, a few comparisons, and the
 //! header writes.
@@ -41,6 +45,7 @@ mod upstream;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gatehouse_plugin_api::{PluginContext, VerifiedClaims};
@@ -67,27 +72,181 @@ use refresh::{Refreshed, Refresher};
 use routes::RouteTable;
 
 #[async_trait]
-impl ProxyHttp for Gateway {
+impl ProxyHttp for LiveGateway {
     type CTX = RequestContext;
 
+    /// The request is served by the gateway in force now, to its end (one atomic load).
     fn new_ctx(&self) -> Self::CTX {
         RequestContext {
             id: RequestId::next(),
             started: Some(Instant::now()),
+            gateway: Some(self.current()),
             ..RequestContext::default()
         }
     }
 
-    async fn early_request_filter(
-        &self,
-        session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<()> {
-        self.configure_connection(session);
-        self.check_header_size(session)
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        let gateway = self.take(ctx);
+        gateway.configure_connection(session);
+        let result = gateway.check_header_size(session);
+        ctx.gateway = Some(gateway);
+        result
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let gateway = self.take(ctx);
+        let result = gateway.request_filter(session, ctx).await;
+        ctx.gateway = Some(gateway);
+        result
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let max_body_bytes = match &ctx.gateway {
+            Some(gateway) => gateway.settings.max_body_bytes,
+            None => self.current().settings.max_body_bytes,
+        };
+        ctx.held_body
+            .filter(body, end_of_stream, &mut ctx.body_bytes, max_body_bytes)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let gateway = self.take(ctx);
+        let result = gateway.peer(ctx);
+        ctx.gateway = Some(gateway);
+        result
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let gateway = self.take(ctx);
+        let result = gateway.upstream_request_filter(session, upstream_request, ctx);
+        ctx.gateway = Some(gateway);
+        result
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        let gateway = self.take(ctx);
+        gateway.observe_upstream_wait(ctx);
+        ctx.gateway = Some(gateway);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()>
+    where
+        Self::CTX: Send + Sync,
+    {
+        // The client is answered in the gateway's HTTP version, whatever the upstream spoke:
+        // an HTTP/1.0 upstream must not turn the answer into HTTP/1.0 (no keep-alive, no
+        // chunked framing) for a client that asked in HTTP/1.1.
+        upstream_response.set_version(http::Version::HTTP_11);
+        let gateway = self.take(ctx);
+        let result = gateway.set_session_cookies(upstream_response, ctx);
+        ctx.gateway = Some(gateway);
+        result
+    }
+
+    /// The engine's own error line is replaced by ours: a client's failure at debug level, an
+    /// upstream's once by [`Self::fail_to_proxy`]; neither carries the error's context, which
+    /// can hold raw header bytes (cookies, `Authorization`).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        if error::is_client_failure(error) {
+            tracing::debug!(kind = error.etype().as_str(), "client request failed");
+            return true;
+        }
+        matches!(error.esource(), ErrorSource::Upstream)
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX)
+    where
+        Self::CTX: Send + Sync,
+    {
+        let gateway = self.take(ctx);
+        gateway.note_undelivered_rotation(session, e, ctx);
+        gateway.record(session, ctx);
+        ctx.gateway = Some(gateway);
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy
+    where
+        Self::CTX: Send + Sync,
+    {
+        let gateway = self.take(ctx);
+        let result = gateway.fail_to_proxy(session, e, ctx).await;
+        ctx.gateway = Some(gateway);
+        result
+    }
+}
+
+/// The gateway in force: the proxy Pingora runs. A reload ([`crate::server::reload`]) puts a
+/// whole new [`Gateway`] in its place; each request keeps the one that was in force when it
+/// arrived, to its end.
+#[derive(Clone)]
+pub struct LiveGateway(Arc<ArcSwap<Gateway>>);
+
+impl LiveGateway {
+    /// The live gateway, starting with `gateway`.
+    pub fn new(gateway: Gateway) -> Self {
+        LiveGateway(Arc::new(ArcSwap::from_pointee(gateway)))
+    }
+
+    /// The gateway in force now.
+    pub fn current(&self) -> Arc<Gateway> {
+        self.0.load_full()
+    }
+
+    /// Puts `gateway` in force for the requests that arrive from now on; returns the one it
+    /// replaces (requests under way keep it until they end).
+    pub fn replace(&self, gateway: Gateway) -> Arc<Gateway> {
+        self.0.swap(Arc::new(gateway))
+    }
+
+    /// The request's gateway, taken out of `ctx` for a phase (which puts it back); the one in
+    /// force when a phase before panicked and left none.
+    fn take(&self, ctx: &mut RequestContext) -> Arc<Gateway> {
+        ctx.gateway.take().unwrap_or_else(|| self.current())
+    }
+}
+
+impl Gateway {
+    /// Phases 2–5 (see the module's documentation): `Ok(true)` when the gateway answered the
+    /// request itself, `Ok(false)` when it goes upstream.
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
         if let Err(error) = self.read_request(session, ctx) {
             return self.refuse(session, ctx, error).await;
         }
@@ -106,34 +265,12 @@ impl ProxyHttp for Gateway {
         Ok(false)
     }
 
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Self::CTX,
-    ) -> Result<()> {
-        ctx.held_body.filter(
-            body,
-            end_of_stream,
-            &mut ctx.body_bytes,
-            self.settings.max_body_bytes,
-        )
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut Self::CTX,
-    ) -> Result<Box<HttpPeer>> {
-        self.peer(ctx)
-    }
-
-    async fn upstream_request_filter(
+    /// Phase 6: the request the upstream gets.
+    fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        ctx: &mut Self::CTX,
+        ctx: &mut RequestContext,
     ) -> Result<()> {
         self.set_judged_target(upstream_request, ctx)?;
         upstream::strip_client_headers(upstream_request, &self.controlled_headers);
@@ -143,63 +280,13 @@ impl ProxyHttp for Gateway {
         self.set_identity_headers(upstream_request, ctx)
     }
 
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        ctx: &mut Self::CTX,
-    ) -> Result<()>
-    where
-        Self::CTX: Send + Sync,
-    {
-        self.observe_upstream_wait(ctx);
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut Self::CTX,
-    ) -> Result<()>
-    where
-        Self::CTX: Send + Sync,
-    {
-        // The client is answered in the gateway's HTTP version, whatever the upstream spoke:
-        // an HTTP/1.0 upstream must not turn the answer into HTTP/1.0 (no keep-alive, no
-        // chunked framing) for a client that asked in HTTP/1.1.
-        upstream_response.set_version(http::Version::HTTP_11);
-        self.set_session_cookies(upstream_response, ctx)
-    }
-
-    /// The engine's own error line is replaced by ours: a client's failure at debug level, an
-    /// upstream's once by [`Self::fail_to_proxy`]; neither carries the error's context, which
-    /// can hold raw header bytes (cookies, `Authorization`).
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
-        if error::is_client_failure(error) {
-            tracing::debug!(kind = error.etype().as_str(), "client request failed");
-            return true;
-        }
-        matches!(error.esource(), ErrorSource::Upstream)
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX)
-    where
-        Self::CTX: Send + Sync,
-    {
-        self.note_undelivered_rotation(session, e, ctx);
-        self.record(session, ctx);
-    }
-
+    /// A failure before or while proxying: answered when nothing was written yet.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut Self::CTX,
-    ) -> FailToProxy
-    where
-        Self::CTX: Send + Sync,
-    {
+        ctx: &mut RequestContext,
+    ) -> FailToProxy {
         // The connection is not reused after a failure: say so in the answer (`Connection:
         // close`), so clients do not send their next request on a socket about to close.
         session.set_keepalive(None);
@@ -265,6 +352,9 @@ pub struct RequestContext {
     /// In a forward-auth decision: how the request to judge was named (set once the asking
     /// peer is trusted). `None` for a request to proxy.
     decision: Option<forward_auth::Decision>,
+    /// The gateway that serves this request, from its arrival to its end (see
+    /// [`LiveGateway`]); `None` only while a phase has it out.
+    gateway: Option<Arc<Gateway>>,
 }
 
 /// Settings the proxy needs at request time.
@@ -316,8 +406,9 @@ pub struct Gateway {
     /// The proxies whose `X-Forwarded-For` is believed in a forward-auth decision: the
     /// gateway's `trustedProxies` and `forwardAuth.trustedProxies`.
     decision_proxies: Vec<ipnet::IpNet>,
-    /// Where plugin requests are handled.
-    api: ApiExecutor,
+    /// Where plugin requests are handled (one runtime for the process, shared by every
+    /// gateway a reload builds).
+    api: Arc<ApiExecutor>,
 }
 
 impl Gateway {
@@ -331,7 +422,7 @@ impl Gateway {
         tokens: Arc<Tokens>,
         metrics: Arc<Metrics>,
         settings: ProxySettings,
-        api: ApiExecutor,
+        api: Arc<ApiExecutor>,
     ) -> Self {
         let controlled_headers = upstream::controlled_headers(&routes);
         let identity_names = upstream::identity_names(&routes);
@@ -385,6 +476,21 @@ impl Gateway {
             decision_proxies,
             api,
         }
+    }
+
+    /// This gateway, built by a reload to replace `previous`: the transparent refreshes under
+    /// way or recent on `previous` are shared (see [`Refresher::succeeded_by`]), so parallel
+    /// requests on either side of the reload still make one exchange.
+    pub fn succeeding(mut self, previous: &Gateway) -> Self {
+        self.refresher = previous
+            .refresher
+            .succeeded_by(self.tokens.clone(), self.context.race_window_ms);
+        self
+    }
+
+    /// The token service this gateway verifies with.
+    pub fn tokens(&self) -> &Arc<Tokens> {
+        &self.tokens
     }
 
     /// The route that judged the request, once one was chosen.

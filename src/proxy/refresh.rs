@@ -80,7 +80,8 @@ pub struct Refresher {
     race_window_ms: i64,
     /// The process's rotations under way or unconfirmed.
     rotations: Arc<RotationLedger>,
-    in_flight: Mutex<HashMap<String, Shared>>,
+    /// Exchanges under way, shared with the refresher a reload replaces this one by.
+    in_flight: Arc<Mutex<HashMap<String, Shared>>>,
     /// The application of recently seen live refresh-token values (`None`: no application).
     applications: moka::sync::Cache<String, Option<Uuid>>,
     /// Recent outcomes by the refresh token value presented, with the instant they lapse.
@@ -104,7 +105,7 @@ impl Refresher {
             metrics,
             race_window_ms,
             rotations,
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Arc::default(),
             applications: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(300))
@@ -113,6 +114,23 @@ impl Refresher {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(86_400))
                 .build(),
+        }
+    }
+
+    /// The refresher a reload puts in this one's place: over the new token service and race
+    /// window, sharing the exchanges under way and the recent outcomes, so parallel requests
+    /// on either side of the reload still make one exchange.
+    pub fn succeeded_by(&self, tokens: Arc<Tokens>, race_window_ms: i64) -> Refresher {
+        Refresher {
+            store: self.store.clone(),
+            tokens,
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+            race_window_ms,
+            rotations: self.rotations.clone(),
+            in_flight: self.in_flight.clone(),
+            applications: self.applications.clone(),
+            recent: self.recent.clone(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The admin listener: `/metrics` (Prometheus text) and `/health` with details, for operators
 //! and monitoring. It listens apart from the public listener (loopback in the shipped config),
 //! so neither the metrics nor the store's state are visible to the clients of the proxy.
+//! `POST /reload` (from loopback only) reloads the configuration file (see
+//! [`crate::server::reload`]).
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use pingora::server::ShutdownWatch;
 use uuid::Uuid;
 
 use crate::observe::metrics::Metrics;
+use crate::server::reload::{ReloadHandle, Report};
 
 /// The admin service.
 pub struct Admin {
@@ -21,6 +24,8 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     /// The store, for the health check.
     pub store: Arc<dyn GatewayStore>,
+    /// Asks for a configuration reload (`POST /reload`); `None` answers it 404.
+    pub reload: Option<ReloadHandle>,
 }
 
 impl Admin {
@@ -58,6 +63,7 @@ impl Admin {
         match (header.method.as_str(), header.uri.path()) {
             ("GET", "/metrics") => (200, "text/plain; version=0.0.4", self.metrics.render()),
             ("GET", "/health") => self.health().await,
+            ("POST", "/reload") if self.reload.is_some() => self.reload(session).await,
             _ => (
                 404,
                 "application/json",
@@ -66,6 +72,80 @@ impl Admin {
         }
     }
 }
+
+impl Admin {
+    /// `POST /reload`, from loopback only: reloads the configuration file and answers what
+    /// happened — 200 `{"status":"applied","generation","hash","warnings"}`, or 400 with the
+    /// file's problems as Errors JSON (`fieldErrors` by path; `generalErrors` for problems of
+    /// the whole file) and the running configuration kept; 403 from any other address, 503
+    /// when the reload thread is gone.
+    async fn reload(&self, session: &ServerSession) -> (u16, &'static str, Vec<u8>) {
+        let loopback = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|a| a.ip().is_loopback());
+        if !loopback {
+            return (403, "application/json", FORBIDDEN.to_vec());
+        }
+        let report = match &self.reload {
+            Some(handle) => handle.reload().await,
+            None => None,
+        };
+        match report {
+            Some(report) => reload_answer(&report),
+            None => (503, "application/json", UNAVAILABLE.to_vec()),
+        }
+    }
+}
+
+/// The answer to `POST /reload` for `report`: status, content type and body.
+fn reload_answer(report: &Report) -> (u16, &'static str, Vec<u8>) {
+    let body = match report {
+        Report::Applied {
+            generation,
+            hash,
+            warnings,
+        } => {
+            let body = serde_json::json!({
+                "status": "applied",
+                "generation": generation,
+                "hash": hash,
+                "warnings": warnings,
+            });
+            return (200, "application/json", body.to_string().into_bytes());
+        }
+        Report::Refused { problems } => {
+            let mut fields = serde_json::Map::new();
+            let mut general = Vec::new();
+            for problem in problems {
+                let error = |code: String| serde_json::json!({"code": code, "message": problem.to_string()});
+                if problem.path.is_empty() {
+                    general.push(error("[InvalidConfiguration]".into()));
+                } else if let serde_json::Value::Array(list) = fields
+                    .entry(problem.path.clone())
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                {
+                    list.push(error(format!("[invalid]{}", problem.path)));
+                }
+            }
+            let mut body = serde_json::Map::new();
+            if !fields.is_empty() {
+                body.insert("fieldErrors".into(), fields.into());
+            }
+            if !general.is_empty() {
+                body.insert("generalErrors".into(), general.into());
+            }
+            serde_json::Value::Object(body)
+        }
+    };
+    (400, "application/json", body.to_string().into_bytes())
+}
+
+/// The answer to `POST /reload` from an address other than loopback.
+const FORBIDDEN: &[u8] = br#"{"generalErrors":[{"code":"[Forbidden]","message":"Reloads are accepted from loopback only."}]}"#;
+
+/// The answer to `POST /reload` when the reload thread is gone.
+const UNAVAILABLE: &[u8] = br#"{"generalErrors":[{"code":"[Unavailable]","message":"The reload thread is not running."}]}"#;
 
 /// Writes one complete answer on `session`.
 async fn respond(

@@ -1,21 +1,27 @@
-//! Start-up and shutdown: open the store and apply the declared entities, load or generate the
-//! keys, build the token service, the plugins and the API's runtime, then run the Pingora server
+//! Start-up and shutdown: open what lasts as long as the process ([`Process`]: the store, with
+//! the declared entities applied, the metrics, the API's runtime), [`build`] the gateway of the
+//! configuration (keys, token service, issuers, plugins, routes), then run the Pingora server
 //! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
-//! (fast). The proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on
-//! TLS, with prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the
-//! admin listener (`/metrics`, `/health`), [`echo`] the demo upstream.
+//! (fast); SIGHUP builds the gateway again from the file and swaps it in ([`reload`]). The
+//! proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on TLS, with
+//! prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the admin
+//! listener (`/metrics`, `/health`, `POST /reload`), [`echo`] the demo upstream.
 
 pub mod admin;
 pub mod echo;
+pub mod reload;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
+
 use gatehouse_plugin_api::{
-    ApiKeyRing, Clock, CpuPool, HttpClient, PluginContext, RemoteKeys, Store, StoreError,
-    SystemClock, TokenService,
+    ApiKeyRing, Clock, CpuPool, HttpClient, PluginContext, RemoteKeys, RotationLedger, Store,
+    StoreError, SystemClock, TokenService,
 };
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
@@ -32,11 +38,11 @@ use crate::auth::issuers::remote::RemoteKeySets;
 use crate::auth::issuers::Issuers;
 use crate::auth::keys::{generate_material, KeyRing, SigningKey};
 use crate::auth::revocation_sync::RevocationSync;
-use crate::auth::tokens::{CacheLimits, Tokens};
+use crate::auth::tokens::{CacheLimits, RevocationSet, Tokens};
 use crate::config::{Config, KeySource, KeySpec, ListenProtocols};
 use crate::observe::metrics::Metrics;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
-use crate::proxy::{Gateway, ProxySettings};
+use crate::proxy::{Gateway, LiveGateway, ProxySettings};
 use crate::server::admin::Admin;
 use crate::server::echo::Echo;
 use crate::store::GatewayStore;
@@ -76,6 +82,50 @@ impl From<StoreError> for StartError {
     }
 }
 
+/// What every gateway of the process is built on, opened once at start and kept by reloads:
+/// the store, the metrics, the clock, the API's runtime, the rotations under way and the
+/// plugins' ports to other servers.
+#[derive(Clone)]
+pub struct Process {
+    /// The store.
+    pub store: Arc<dyn GatewayStore>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The REST API's runtime.
+    pub api: Arc<ApiExecutor>,
+    /// The one-time-use rotations under way or unconfirmed on this node.
+    pub rotations: Arc<RotationLedger>,
+    /// The bound on the API handlers' CPU-heavy steps.
+    pub cpu: CpuPool,
+    /// The plugins' outbound HTTP client (the key fetches' client and limits).
+    pub http: Arc<dyn HttpClient>,
+    /// The key sets of issuers plugins name at run time (OpenID Connect providers).
+    pub remote_keys: Arc<dyn RemoteKeys>,
+}
+
+/// A gateway built from one configuration, with the parts that run beside it.
+pub struct Built {
+    /// The proxy.
+    pub gateway: Gateway,
+    /// Its token service.
+    pub tokens: Arc<Tokens>,
+    /// Its trusted issuers, whose keys are fetched once started.
+    pub issuers: Arc<Issuers>,
+    /// What resolves its upstream host names again; `None` when every upstream is an IP
+    /// address.
+    pub upstream_resolver: Option<UpstreamResolver>,
+}
+
+/// The gateway a new one replaces on a reload, and its issuers.
+pub struct Previous<'a> {
+    /// The gateway in force.
+    pub gateway: &'a Gateway,
+    /// Its trusted issuers.
+    pub issuers: &'a Issuers,
+}
+
 /// Everything the proxy needs, ready to serve.
 pub struct Prepared {
     /// The proxy.
@@ -90,6 +140,8 @@ pub struct Prepared {
     pub admin: Admin,
     /// The trusted issuers, whose keys are fetched once the server runs.
     pub issuers: Arc<Issuers>,
+    /// What the gateway is built on (kept for reloads).
+    pub process: Process,
 }
 
 /// Loads the key ring: declared material as is, generated keys from the store (generating and
@@ -169,39 +221,91 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = crate::store::open(&config.store, clock.clone()).await?;
     apply_declared(config, store.as_ref()).await?;
-    let ring = load_keys(config, store.as_ref(), clock.as_ref()).await?;
+    let api = ApiExecutor::start(config.api).map_err(|e| StartError::Setup {
+        path: "api.threads".into(),
+        message: format!("cannot start the API runtime: {e}"),
+    })?;
     let metrics = Arc::new(Metrics::new());
-    let issuers = Arc::new(Issuers::new(&config.issuers, &metrics).map_err(
-        |(index, message)| StartError::Setup {
+    let (http, remote_keys) = outbound_ports(&metrics)?;
+    let process = Process {
+        store: store.clone(),
+        metrics,
+        clock,
+        api: Arc::new(api),
+        rotations: Arc::default(),
+        cpu: CpuPool::new(config.api.threads),
+        http,
+        remote_keys,
+    };
+    let built = build(config, &process, None).await?;
+    // Revocations recorded earlier (by this node or another sharing the store) still apply.
+    for (scope, at) in store
+        .list_revocations(built.tokens.revocation_horizon())
+        .await?
+    {
+        built.tokens.record_revocation(scope, at);
+    }
+    let admin = Admin {
+        metrics: process.metrics.clone(),
+        store: store.clone(),
+        reload: None,
+    };
+    Ok(Prepared {
+        gateway: built.gateway,
+        tokens: built.tokens,
+        store,
+        upstream_resolver: built.upstream_resolver,
+        admin,
+        issuers: built.issuers,
+        process,
+    })
+}
+
+/// Builds a gateway for `config` on `process`: the key ring (generated keys read from the
+/// store, or generated and stored), the trusted issuers, the token service, the plugins and
+/// the route table (host names resolved). For a reload, `previous` is the gateway it replaces:
+/// the revocations, the transparent refreshes under way and the keys of unchanged issuers
+/// carry over. Writes nothing but generated key material; `Err` names the configuration path
+/// at fault.
+pub async fn build(
+    config: &Config,
+    process: &Process,
+    previous: Option<Previous<'_>>,
+) -> Result<Built, StartError> {
+    let ring = load_keys(config, process.store.as_ref(), process.clock.as_ref()).await?;
+    let metrics = &process.metrics;
+    let issuers = Arc::new(
+        Issuers::after(
+            &config.issuers,
+            metrics,
+            previous.as_ref().map(|p| p.issuers),
+        )
+        .map_err(|(index, message)| StartError::Setup {
             path: format!("issuers[{index}].caFile"),
             message,
-        },
-    )?);
-    let tokens = Arc::new(
-        Tokens::new(
-            ring,
-            &config.tenants,
-            &config.applications,
-            config.leeway_seconds,
-            CacheLimits {
-                entries: config.token_cache_capacity,
-                bytes: config.token_cache_max_bytes,
-            },
-            clock.clone(),
-            metrics.clone(),
-        )
-        .with_issuers(issuers.clone()),
+        })?,
     );
-
-    // Revocations recorded earlier (by this node or another sharing the store) still apply.
-    for (scope, at) in store.list_revocations(tokens.revocation_horizon()).await? {
-        tokens.record_revocation(scope, at);
+    let mut tokens = Tokens::new(
+        ring,
+        &config.tenants,
+        &config.applications,
+        config.leeway_seconds,
+        CacheLimits {
+            entries: config.token_cache_capacity,
+            bytes: config.token_cache_max_bytes,
+        },
+        process.clock.clone(),
+        metrics.clone(),
+    )
+    .with_issuers(issuers.clone());
+    if let Some(previous) = &previous {
+        tokens = tokens.sharing_revocations(previous.gateway.tokens().revocation_set());
     }
-
+    let tokens = Arc::new(tokens);
     let plugins: Vec<_> = config
         .plugins
         .iter()
-        .map(|settings| settings.build(&store))
+        .map(|settings| settings.build(&process.store))
         .collect();
     let router = PluginRouter::new(&plugins).map_err(|message| StartError::Setup {
         path: "plugins".into(),
@@ -211,61 +315,58 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         path: "routes".into(),
         message,
     })?;
-    let (http, remote_keys) = outbound_ports(&metrics)?;
     let context = PluginContext {
-        store: store.clone() as Arc<dyn Store>,
+        store: process.store.clone() as Arc<dyn Store>,
         tokens: tokens.clone() as Arc<dyn TokenService>,
         api_keys: Arc::new(ApiKeyRing::new(config.api_keys.clone())),
-        clock,
+        clock: process.clock.clone(),
         secure_cookies: config.secure_cookies,
         race_window_ms: config.race_window_ms,
-        rotations: Arc::default(),
-        cpu: CpuPool::new(config.api.threads),
-        http,
-        remote_keys,
+        rotations: process.rotations.clone(),
+        cpu: process.cpu.clone(),
+        http: process.http.clone(),
+        remote_keys: process.remote_keys.clone(),
     };
-    let api = ApiExecutor::start(config.api).map_err(|e| StartError::Setup {
-        path: "api.threads".into(),
-        message: format!("cannot start the API runtime: {e}"),
-    })?;
     let upstream_resolver = routes.resolver();
-    let admin = Admin {
-        metrics: metrics.clone(),
-        store: store.clone(),
-    };
-    let gateway = Gateway::new(
+    let mut gateway = Gateway::new(
         routes,
         router,
-        store.clone(),
+        process.store.clone(),
         context,
         tokens.clone(),
-        metrics,
-        ProxySettings {
-            max_body_bytes: config.max_body_bytes,
-            max_header_bytes: config.max_header_bytes,
-            tls: config.tls.is_some(),
-            secure_cookies: config.secure_cookies,
-            path_options: config.path_options,
-            idle_timeout_seconds: config.idle_timeout_seconds,
-            trusted_proxies: config.trusted_proxies.clone(),
-            access_log: config.access_log,
-            forward_auth: config.forward_auth.clone(),
-        },
-        api,
+        metrics.clone(),
+        proxy_settings(config),
+        process.api.clone(),
     );
-    Ok(Prepared {
+    if let Some(previous) = &previous {
+        gateway = gateway.succeeding(previous.gateway);
+    }
+    Ok(Built {
         gateway,
         tokens,
-        store,
-        upstream_resolver,
-        admin,
         issuers,
+        upstream_resolver,
     })
+}
+
+/// The proxy's request-time settings in `config`.
+fn proxy_settings(config: &Config) -> ProxySettings {
+    ProxySettings {
+        max_body_bytes: config.max_body_bytes,
+        max_header_bytes: config.max_header_bytes,
+        tls: config.tls.is_some(),
+        secure_cookies: config.secure_cookies,
+        path_options: config.path_options,
+        idle_timeout_seconds: config.idle_timeout_seconds,
+        trusted_proxies: config.trusted_proxies.clone(),
+        access_log: config.access_log,
+        forward_auth: config.forward_auth.clone(),
+    }
 }
 
 /// Writes what the file declares into the store (the file is the source of truth for what it
 /// declares): tenants, applications, API keys, lambdas and identity providers with an id.
-async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result<(), StartError> {
+pub async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result<(), StartError> {
     for tenant in &config.tenants {
         store.upsert_tenant(tenant).await?;
     }
@@ -302,7 +403,7 @@ fn check_bindable(addr: SocketAddr, what: &str) -> Result<(), StartError> {
 /// Starts the thread that keeps the in-memory revocation set in step with the store (see
 /// [`RevocationSync`]).
 fn spawn_revocation_sync(
-    tokens: Arc<Tokens>,
+    revocations: Arc<RevocationSet>,
     store: Arc<dyn GatewayStore>,
 ) -> Result<(), StartError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -315,7 +416,7 @@ fn spawn_revocation_sync(
     std::thread::Builder::new()
         .name("revocation-sync".into())
         .spawn(move || {
-            let sync = runtime.block_on(async { RevocationSync::new(tokens, store) });
+            let sync = runtime.block_on(async { RevocationSync::new(revocations, store) });
             runtime.block_on(sync.run());
         })
         .map(drop)
@@ -325,12 +426,16 @@ fn spawn_revocation_sync(
         })
 }
 
-/// Starts the thread that resolves upstream host names again every [`DNS_REFRESH_INTERVAL`].
-fn spawn_upstream_dns(resolver: UpstreamResolver) -> Result<(), StartError> {
+/// Starts the thread that resolves upstream host names again every [`DNS_REFRESH_INTERVAL`]:
+/// those of the route table in force (`resolver`, which a reload replaces).
+fn spawn_upstream_dns(resolver: Arc<ArcSwapOption<UpstreamResolver>>) -> Result<(), StartError> {
     std::thread::Builder::new()
         .name("upstream-dns".into())
         .spawn(move || loop {
             std::thread::sleep(DNS_REFRESH_INTERVAL);
+            let Some(resolver) = resolver.load_full() else {
+                continue;
+            };
             for failure in resolver.refresh() {
                 tracing::warn!(error = %failure, "upstream lookup failed; keeping the last address");
             }
@@ -347,7 +452,7 @@ fn spawn_upstream_dns(resolver: UpstreamResolver) -> Result<(), StartError> {
 /// reading a connection that opens with the HTTP/2 preface as h2c when `protocols.h2c` (any
 /// other as HTTP/1.1). `Err` when the TLS settings cannot be made.
 fn add_proxy_listener(
-    proxy: &mut Service<HttpProxy<crate::proxy::Gateway>>,
+    proxy: &mut Service<HttpProxy<LiveGateway>>,
     listen: &str,
     tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
     protocols: ListenProtocols,
@@ -376,8 +481,13 @@ fn add_proxy_listener(
     Ok(())
 }
 
-/// Runs the gateway until it is told to stop.
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]).
+pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
+    // First of all: from here on SIGHUP no longer ends the process.
+    let hangup = reload::listen_for_hangup().map_err(|e| StartError::Setup {
+        path: String::new(),
+        message: format!("cannot listen for SIGHUP: {e}"),
+    })?;
     check_bindable(config.listen, "gateway")?;
     if let Some(demo) = config.demo_upstream {
         check_bindable(demo, "demo upstream")?;
@@ -412,8 +522,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let live = LiveGateway::new(prepared.gateway);
+    let dns = Arc::new(ArcSwapOption::new(prepared.upstream_resolver.map(Arc::new)));
+    spawn_revocation_sync(prepared.tokens.revocation_set(), prepared.store.clone())?;
+    prepared.issuers.start().map_err(|e| StartError::Setup {
+        path: "issuers".into(),
+        message: format!("cannot start the key fetching thread: {e}"),
+    })?;
+    spawn_upstream_dns(dns.clone())?;
+    let reloader = reload::Reloader::new(
+        path,
+        config.clone(),
+        prepared.process,
+        live.clone(),
+        prepared.issuers,
+        dns,
+    );
+    let reloads = reload::spawn(reloader, hangup).map_err(|e| StartError::Setup {
+        path: String::new(),
+        message: format!("cannot start the reload thread: {e}"),
+    })?;
+
     let listen = config.listen.to_string();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, prepared.gateway);
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, live);
     add_proxy_listener(&mut proxy, &listen, config.tls.as_ref(), config.protocols)?;
     server.add_service(proxy);
     if let Some(demo) = config.demo_upstream {
@@ -427,18 +558,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         if !address.ip().is_loopback() {
             tracing::warn!(address = %address, "the admin listener (/metrics, /health) is not on loopback: keep it on a private network");
         }
-        let mut admin = Service::new("admin".to_string(), prepared.admin);
+        let admin = Admin {
+            reload: Some(reloads.handle),
+            ..prepared.admin
+        };
+        let mut admin = Service::new("admin".to_string(), admin);
         admin.add_tcp(&address.to_string());
         server.add_service(admin);
-        tracing::info!(address = %address, "admin listener (/metrics, /health)");
-    }
-    spawn_revocation_sync(prepared.tokens, prepared.store)?;
-    prepared.issuers.start().map_err(|e| StartError::Setup {
-        path: "issuers".into(),
-        message: format!("cannot start the key fetching thread: {e}"),
-    })?;
-    if let Some(resolver) = prepared.upstream_resolver {
-        spawn_upstream_dns(resolver)?;
+        tracing::info!(address = %address, "admin listener (/metrics, /health, POST /reload)");
     }
 
     tracing::info!(

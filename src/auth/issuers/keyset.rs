@@ -104,11 +104,26 @@ pub struct KeySet {
 impl KeySet {
     /// An empty key set for `spec`; [`KeySet::run`] fills it.
     pub fn new(spec: IssuerSpec, metrics: IssuerMetrics) -> KeySet {
+        Self::after(spec, metrics, None)
+    }
+
+    /// A key set for `spec` that starts with the keys `previous` holds, and their age (the set
+    /// a reload replaces, for the same settings: tokens keep verifying while [`KeySet::run`]
+    /// fetches again); empty without one.
+    pub fn after(spec: IssuerSpec, metrics: IssuerMetrics, previous: Option<&KeySet>) -> KeySet {
+        let (keys, last_success, born) = match previous {
+            Some(previous) => (
+                ArcSwapOption::new(previous.keys.load_full()),
+                previous.last_success.load(Ordering::Acquire),
+                previous.born,
+            ),
+            None => (ArcSwapOption::empty(), 0, Instant::now()),
+        };
         KeySet {
             spec,
-            keys: ArcSwapOption::empty(),
-            last_success: AtomicU64::new(0),
-            born: Instant::now(),
+            keys,
+            last_success: AtomicU64::new(last_success),
+            born,
             state: Mutex::new(State {
                 started: 0,
                 in_flight: false,
@@ -524,6 +539,34 @@ mod tests {
             "not remembered"
         );
         assert_eq!(fetches.load(Ordering::SeqCst), 1, "rate limited");
+    }
+
+    #[tokio::test]
+    async fn a_set_after_another_starts_with_its_keys_and_their_age() {
+        let before = KeySet::new(
+            spec(Duration::from_secs(1), Duration::from_secs(60)),
+            metrics(),
+        );
+        before.set_keys(one_key("a"));
+        let after = KeySet::after(
+            spec(Duration::from_secs(1), Duration::from_secs(60)),
+            metrics(),
+            Some(&before),
+        );
+        assert!(matches!(after.lookup("a"), Lookup::Found(_)));
+        let (old, new) = (
+            before.age().expect("fetched"),
+            after.age().expect("inherited"),
+        );
+        assert!(new >= old && new - old < Duration::from_secs(1));
+        // Without one: empty, never fetched.
+        let fresh = KeySet::after(
+            spec(Duration::from_secs(1), Duration::from_secs(60)),
+            metrics(),
+            None,
+        );
+        assert!(matches!(fresh.lookup("a"), Lookup::Fetch));
+        assert!(fresh.age().is_none());
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ pub mod keyset;
 pub mod policy;
 pub mod remote;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -52,6 +53,15 @@ pub enum Remote {
 pub struct Issuers {
     sets: Vec<Arc<KeySet>>,
     fetchers: Vec<Fetcher>,
+    /// Set when these issuers are dropped (replaced by a reload): their fetching thread ends
+    /// within a second, and its tasks with it.
+    retired: Arc<AtomicBool>,
+}
+
+impl Drop for Issuers {
+    fn drop(&mut self) {
+        self.retired.store(true, Ordering::Release);
+    }
 }
 
 impl Issuers {
@@ -59,6 +69,16 @@ impl Issuers {
     /// metrics. `Err((index, message))` when an issuer's HTTP client cannot be set up (its
     /// CA file).
     pub fn new(specs: &[IssuerSpec], metrics: &Metrics) -> Result<Issuers, (usize, String)> {
+        Self::after(specs, metrics, None)
+    }
+
+    /// [`Issuers::new`] for a reload: an issuer whose settings are the same as one of
+    /// `previous` starts with the keys it holds (see [`KeySet::after`]).
+    pub fn after(
+        specs: &[IssuerSpec],
+        metrics: &Metrics,
+        previous: Option<&Issuers>,
+    ) -> Result<Issuers, (usize, String)> {
         let mut sets = Vec::with_capacity(specs.len());
         let mut fetchers = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
@@ -71,7 +91,10 @@ impl Issuers {
                 };
             fetchers.push(Fetcher::new(spec.timeout, ca.as_deref()).map_err(|e| (index, e))?);
             let issuer = spec.issuer.as_str();
-            let set = Arc::new(KeySet::new(
+            let before = previous
+                .and_then(|p| p.sets.iter().find(|set| set.spec == *spec))
+                .map(Arc::as_ref);
+            let set = Arc::new(KeySet::after(
                 spec.clone(),
                 IssuerMetrics {
                     fetches: metrics.issuer_fetches.clone(),
@@ -79,10 +102,15 @@ impl Issuers {
                     age: metrics.issuer_key_age.with_label_values(&[issuer]),
                     unavailable: metrics.issuer_unavailable.with_label_values(&[issuer]),
                 },
+                before,
             ));
             sets.push(set);
         }
-        Ok(Issuers { sets, fetchers })
+        Ok(Issuers {
+            sets,
+            fetchers,
+            retired: Arc::default(),
+        })
     }
 
     /// True when no issuer is configured.
@@ -119,7 +147,7 @@ impl Issuers {
 
     /// Starts the thread that fetches every issuer's keys in the background (its own
     /// runtime: no proxy thread ever waits on a fetch it did not ask for), and updates the
-    /// key-set age gauges.
+    /// key-set age gauges, until these issuers are dropped.
     pub fn start(&self) -> std::io::Result<()> {
         if self.sets.is_empty() {
             return Ok(());
@@ -139,15 +167,17 @@ impl Issuers {
                     "keys of a trusted issuer are fetched over plain http: anyone on the path can swap them (use https outside tests and private networks)");
             }
         }
+        let retired = self.retired.clone();
         std::thread::Builder::new()
             .name("issuer-keys".into())
             .spawn(move || {
+                // When the loop ends, the runtime is dropped with the fetching tasks.
                 runtime.block_on(async move {
                     let ages: Vec<Arc<KeySet>> = work.iter().map(|(s, _)| s.clone()).collect();
                     for (set, fetcher) in work {
                         tokio::spawn(set.run(fetcher));
                     }
-                    loop {
+                    while !retired.load(Ordering::Acquire) {
                         for set in &ages {
                             set.metrics
                                 .age
