@@ -292,6 +292,9 @@ pub struct BrowserEndpoints {
     pub authorization: String,
     /// The discovered `end_session_endpoint`, when the provider has one.
     pub end_session: Option<String>,
+    /// The provider names itself (`iss`) in every authorization answer (RFC 9207): one
+    /// without it is refused.
+    pub iss_required: bool,
 }
 
 /// The endpoints a browser is sent to for `settings`: its `authorization_endpoint` (else the
@@ -311,6 +314,7 @@ pub async fn browser_endpoints(
     Ok(BrowserEndpoints {
         authorization,
         end_session: discovered.end_session_endpoint,
+        iss_required: discovered.iss_parameter_supported,
     })
 }
 

@@ -29,6 +29,9 @@ pub struct Discovered {
     /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout): where a browser is sent to
     /// log out at the provider, when it has one.
     pub end_session_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): the provider names
+    /// itself in `iss` on every authorization answer, so an answer without it is refused.
+    pub iss_parameter_supported: bool,
 }
 
 /// The endpoints a login uses.
@@ -82,6 +85,10 @@ pub fn parse(body: &[u8], issuer: &str) -> Result<Discovered, String> {
         jwks_uri: endpoint(&document, "jwks_uri", issuer)?,
         authorization_endpoint: endpoint(&document, "authorization_endpoint", issuer)?,
         end_session_endpoint: endpoint(&document, "end_session_endpoint", issuer)?,
+        iss_parameter_supported: document
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -143,6 +150,10 @@ mod tests {
             Some("https://idp.example/token")
         );
         assert_eq!(found.jwks_uri.as_deref(), Some("https://keys.example/k"));
+        assert!(!found.iss_parameter_supported);
+        let promised = br#"{"issuer":"https://idp.example",
+            "authorization_response_iss_parameter_supported":true}"#;
+        assert!(parse(promised, ISSUER).expect("ok").iss_parameter_supported);
         let bad: [&[u8]; 7] = [
             b"<html>",
             b"[1]",
