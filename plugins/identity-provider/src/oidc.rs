@@ -203,9 +203,21 @@ pub async fn complete(
             debug.line("The ID token is verified");
             Some(claims)
         }
+        // With an issuer, the ID token is the proof of the login: without the keys to check
+        // it, or without it when `openid` was asked for (OpenID Connect Core §3.1.3.3), the
+        // userinfo answer alone is not taken instead.
+        (Some(_), None) if settings.issuer.is_some() => {
+            return Err(bad_answer(
+                "discovery document",
+                "names no jwks_uri to check the ID token with",
+            ))
+        }
         (Some(_), None) => {
             debug.line("No issuer is configured: the ID token is not used, the userinfo answer is");
             None
+        }
+        (None, _) if settings.issuer.is_some() && asks_openid(settings) => {
+            return Err(bad_answer("token endpoint", "answered with no id_token"))
         }
         (None, _) => None,
     };
@@ -224,6 +236,12 @@ pub async fn complete(
         debug.line("The userinfo endpoint answered");
     }
     combine(id_claims, userinfo, tokens)
+}
+
+/// True when the login asks for `openid` (the provider's `scope`, `openid` when it has none,
+/// as the authorization request sends): the token endpoint must then return an ID token.
+pub fn asks_openid(settings: &OpenIdConnect) -> bool {
+    (settings.scope.as_deref()).is_none_or(|scope| scope.split_whitespace().any(|s| s == "openid"))
 }
 
 /// Step 5: the claims, the lambda's arguments and the refresh token, from a verified ID token
