@@ -642,3 +642,60 @@ fn no_secret_or_token_of_the_provider_reaches_the_log_or_an_answer() {
         assert!(!listed.contains(secret), "{secret} in the provider");
     }
 }
+
+#[test]
+fn a_provider_off_this_machine_must_use_https() {
+    // Plain http would carry the client secret, the code and the tokens in clear.
+    let gw = TestGateway::start();
+    let create = |oauth2: Value| {
+        let body = json!({"identityProvider": {"type": "OpenIDConnect", "name": "Plain",
+            "enabled": true, "oauth2": oauth2}});
+        let response = client()
+            .post(gw.url("/api/identity-provider"))
+            .header("Authorization", API_KEY)
+            .json(&body)
+            .send()
+            .expect("send");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    let secret = json!({"client_id": "c", "client_secret": CLIENT_SECRET});
+    let with = |extra: Value| {
+        let mut oauth2 = secret.clone();
+        for (k, v) in extra.as_object().expect("object") {
+            oauth2[k] = v.clone();
+        }
+        oauth2
+    };
+    for (field, value) in [
+        ("issuer", "http://sso.example.com"),
+        ("issuer", "http://10.0.0.7:8080/realms/a"),
+        ("token_endpoint", "http://sso.example.com/token"),
+        ("userinfo_endpoint", "http://192.168.1.2/userinfo"),
+        (
+            "authorization_endpoint",
+            "http://localhost.evil.example/authorize",
+        ),
+    ] {
+        let (status, body) = create(with(
+            json!({"issuer": "https://sso.example.com", field: value}),
+        ));
+        assert_eq!(status, 400, "{field}={value}: {body}");
+        let path = format!("identityProvider.oauth2.{field}");
+        assert_eq!(
+            body["fieldErrors"][&path][0]["code"],
+            format!("[invalid]{path}"),
+            "{body}"
+        );
+        assert!(!body.to_string().contains(CLIENT_SECRET));
+    }
+    for issuer in [
+        "https://sso.example.com",
+        "http://127.0.0.1:9000",
+        "http://localhost:9000",
+        "http://[::1]:9000",
+    ] {
+        let (status, body) = create(with(json!({"issuer": issuer})));
+        assert_eq!(status, 200, "{issuer}: {body}");
+    }
+}
