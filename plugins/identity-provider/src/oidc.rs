@@ -442,6 +442,17 @@ async fn exchange_code(
     };
     let access_token =
         text("access_token").ok_or_else(|| bad_answer(what, "answered with no access_token"))?;
+    let (id_token, refresh_token) = (text("id_token"), text("refresh_token"));
+    // The tokens go into request headers and cookies: only the characters they may have.
+    let tokens_ok = vschar(&access_token)
+        && refresh_token.as_deref().is_none_or(vschar)
+        && id_token.as_deref().is_none_or(compact_jws);
+    if !tokens_ok {
+        return Err(bad_answer(
+            what,
+            "answered with a token holding characters no token has",
+        ));
+    }
     if let Some(kind) = document.get("token_type") {
         if !kind
             .as_str()
@@ -455,9 +466,23 @@ async fn exchange_code(
     }
     Ok(TokenAnswer {
         access_token,
-        id_token: text("id_token"),
-        refresh_token: text("refresh_token"),
+        id_token,
+        refresh_token,
     })
+}
+
+/// True for an access or refresh token's characters (RFC 6749 Appendix A: `VSCHAR`, printable
+/// ASCII and space; no control byte, so nothing can be added to a header it goes into).
+fn vschar(token: &str) -> bool {
+    token.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// True for a compact JWS (RFC 7515 §7.1): three base64url parts, separated by dots.
+pub fn compact_jws(token: &str) -> bool {
+    let base64url =
+        |part: &str| (part.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| base64url(p))
 }
 
 /// The answer to an OAuth error of the token endpoint (RFC 6749 §5.2): the client's

@@ -246,6 +246,26 @@ async fn each_provider_failure_has_its_status() {
     let info = json!({"sub": "u1"});
     let cases: Vec<(TokenAnswerFn, u16, &str)> = vec![
         (
+            Box::new(|| ok(200, json!({"access_token": "a\r\nX-Evil: 1"}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| ok(200, json!({"access_token": "a", "refresh_token": "r\u{1}"}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| {
+                ok(
+                    200,
+                    json!({"access_token": "a", "id_token": "h.p.s; Domain=evil"}),
+                )
+            }),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
             Box::new(|| Err(HttpFailure::Timeout)),
             504,
             "[IdentityProviderTimeout]",
@@ -429,4 +449,12 @@ async fn with_an_issuer_an_id_token_that_cannot_be_checked_is_no_login() {
     assert_eq!(e.status, 502);
     assert!(e.message.contains("jwks_uri"), "{}", e.message);
     assert!(asks_openid(&s) && !asks_openid(&plain));
+}
+
+#[test]
+fn an_id_token_is_a_compact_jws() {
+    assert!(compact_jws("eyJh.eyJz.c2ln") && compact_jws("a-_.b.") && compact_jws(".."));
+    for bad in ["a.b", "a.b.c.d", "a.b.c;x", "a.b.c\r\n", "a.b+.c", "a.b.c="] {
+        assert!(!compact_jws(bad), "{bad}");
+    }
 }
