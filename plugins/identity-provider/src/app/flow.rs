@@ -12,7 +12,8 @@
 //! (constant time) and used once, the provider's `iss` parameter (RFC 9207) equal to its
 //! issuer when sent (no mix-up between providers), an `error=` answer refused, then the login
 //! completed exactly as `POST /api/identity-provider/login` completes it (code exchange with the
-//! verifier, the ID token checked with the `nonce`, userinfo, reconcile, link), and a 302 to
+//! verifier, the ID token checked with the `nonce` — a provider without an issuer has no ID
+//! token to check, and its userinfo answer says who logged in —, userinfo, reconcile, link), and a 302 to
 //! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies. Every
 //! refusal is a 4xx (or the login's 502/503/504) with Errors JSON, and clears the state
 //! cookie.
@@ -224,7 +225,7 @@ pub async fn callback(request: &PluginRequest, app: &App<'_>) -> Result<PluginRe
     let secure = secure_cookies(request, app.env.context);
     let clear = app.state_cookie("", 0, secure);
     let answer = match checked_state(request, app).await {
-        Ok((login, code)) => complete(request, app, &login, code, secure).await?,
+        Ok(checked) => complete(request, app, &checked, secure).await?,
         // Another login's cookie (a newer tab's) is left for its own callback.
         Err(Refusal::OtherLogin(refusal)) => return Ok(refusal),
         Err(Refusal::Spent(refusal)) => refusal,
@@ -244,10 +245,7 @@ enum Refusal {
 
 /// The login state of a callback whose cookie, `state`, `iss` and provider answer pass, with
 /// the code; else the refusal to send ([`Refusal`]).
-async fn checked_state(
-    request: &PluginRequest,
-    app: &App<'_>,
-) -> Result<(LoginState, String), Refusal> {
+async fn checked_state(request: &PluginRequest, app: &App<'_>) -> Result<Checked, Refusal> {
     let refuse = |code: &str, message: &str| Refusal::Spent(super::general(400, code, message));
     let cookie = super::cookie(request, STATE_COOKIE).map_err(|_| {
         refuse(
@@ -276,7 +274,7 @@ async fn checked_state(
             "This login was already completed.",
         ));
     }
-    check_issuer(request, app, &login)
+    let has_issuer = check_issuer(request, app, &login)
         .await
         .map_err(Refusal::Spent)?;
     if request.query_param("error").is_some() {
@@ -291,19 +289,34 @@ async fn checked_state(
             "The identity provider sent no code.",
         )
     })?;
-    Ok((login, code))
+    Ok(Checked {
+        login,
+        code,
+        has_issuer,
+    })
+}
+
+/// A callback that passed the checks.
+struct Checked {
+    /// This browser's login.
+    login: LoginState,
+    /// The provider's code.
+    code: String,
+    /// The provider has an issuer, whose ID token carries the login's `nonce` (without one,
+    /// its userinfo answer says who logged in, and the code is bound by PKCE and `state`).
+    has_issuer: bool,
 }
 
 /// RFC 9207: when the provider names itself (`iss`), it must be the provider this login
 /// went to; a provider whose discovery document promises `iss`
 /// (`authorization_response_iss_parameter_supported`) must send it with a code (§2.4: an
 /// answer without it may come from another provider, and its code must not be sent to this
-/// one's token endpoint).
+/// one's token endpoint). `Ok(true)` when the provider has an issuer.
 async fn check_issuer(
     request: &PluginRequest,
     app: &App<'_>,
     login: &LoginState,
-) -> Result<(), PluginResponse> {
+) -> Result<bool, PluginResponse> {
     let doc = app
         .env
         .context
@@ -333,10 +346,10 @@ async fn check_issuer(
                 "The identity provider names itself in every answer, and this one names no iss.",
             ));
         }
-        return Ok(());
+        return Ok(issuer.is_some());
     };
     match issuer {
-        Some(issuer) if issuer == iss => Ok(()),
+        Some(issuer) if issuer == iss => Ok(true),
         _ => Err(super::general(
             400,
             "[InvalidIssuer]",
@@ -350,16 +363,19 @@ async fn check_issuer(
 async fn complete(
     request: &PluginRequest,
     app: &App<'_>,
-    login: &LoginState,
-    code: String,
+    checked: &Checked,
     secure: bool,
 ) -> Result<PluginResponse, ApiError> {
-    let body = json!({
+    let login = &checked.login;
+    let mut body = json!({
         "applicationId": login.application,
         "identityProviderId": login.provider,
-        "data": {"code": code, "redirect_uri": app.settings.callback_url(),
-                 "code_verifier": login.verifier, "nonce": login.nonce},
+        "data": {"code": checked.code, "redirect_uri": app.settings.callback_url(),
+                 "code_verifier": login.verifier},
     });
+    if checked.has_issuer {
+        body["data"]["nonce"] = json!(login.nonce);
+    }
     let mut headers = HeaderMap::new();
     headers.insert(
         "content-type",
@@ -402,7 +418,12 @@ async fn complete(
         .as_i64()
         .unwrap_or_default();
     out = out.with_cookie(&super::at_exp_cookie(expiry, None, secure));
-    if let Some(token) = id_token.filter(|t| t.len() <= super::MAX_ID_TOKEN_BYTES) {
+    // Only a verified ID token (a provider with an issuer) is kept, and only a compact JWS:
+    // the provider's logout is found by discovery, and the value goes into a Set-Cookie.
+    let kept = id_token.filter(|t| {
+        checked.has_issuer && t.len() <= super::MAX_ID_TOKEN_BYTES && oidc::compact_jws(t)
+    });
+    if let Some(token) = kept {
         let mut cookie = Cookie::new(
             super::ID_TOKEN_COOKIE,
             format!("{}:{token}", login.provider),
