@@ -699,3 +699,105 @@ fn a_provider_off_this_machine_must_use_https() {
         assert_eq!(status, 200, "{issuer}: {body}");
     }
 }
+
+/// A gateway whose `/web` route has `login: true` with a provider declared without an issuer
+/// (its three endpoints on `provider`).
+fn browser_gateway_without_issuer(provider: &Scripted) -> TestGateway {
+    let at = provider.issuer();
+    let extra = format!(
+        r#"login:
+  publicOrigin: http://127.0.0.1:$PORT
+identityProviders:
+  - id: 5a1e2b0e-8d4f-4e3a-9c1b-2a3b4c5d6e7f
+    type: OpenIDConnect
+    name: Plain OAuth
+    enabled: true
+    oauth2: {{client_id: {CLIENT_ID}, client_secret: "{CLIENT_SECRET}", scope: email,
+             authorization_endpoint: "{at}/authorize", token_endpoint: "{at}/token",
+             userinfo_endpoint: "{at}/userinfo"}}
+    applicationConfiguration: {{{APP}: {{enabled: true, createRegistration: true}}}}
+"#
+    );
+    TestGateway::start_with(Options {
+        extra,
+        identity_provider: "providerTimeoutMillis: 1000".into(),
+        extra_routes: format!(
+            "  - path: /web\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, login: true}}\n"
+        ),
+        ..Options::default()
+    })
+}
+
+/// A browser login up to the callback: the `/app/login` redirect's state and the state
+/// cookie, then the callback with `code`; returns the callback's answer.
+fn browser_login(gw: &TestGateway) -> reqwest::blocking::Response {
+    let login = client()
+        .get(gw.url(&format!("/app/login/{APP}?redirect_uri=/web")))
+        .send()
+        .expect("send");
+    assert_eq!(login.status().as_u16(), 302);
+    let location = login.headers()["location"].to_str().expect("ascii");
+    let sent: HashMap<String, String> = reqwest::Url::parse(location)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii");
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    client()
+        .get(gw.url(&format!("/app/callback?state={}&code=c-1", sent["state"])))
+        .header("Cookie", pair)
+        .send()
+        .expect("send")
+}
+
+#[test]
+fn a_provider_without_an_issuer_logs_browsers_in_and_cannot_inject_cookies() {
+    let provider = Scripted::start();
+    provider.tokens(None);
+    let info = json!({"sub": "p1", "email": "p1@example.com", "email_verified": true});
+    provider.set("/userinfo", reply(200, info.to_string()));
+    let gw = browser_gateway_without_issuer(&provider);
+    // No ID token to carry a nonce: the userinfo answer says who logged in.
+    let done = browser_login(&gw);
+    assert_eq!(done.status().as_u16(), 302, "{:?}", done.text());
+    assert_eq!(done.headers()["location"], "/web");
+    let cookies: Vec<&str> = (done.headers().get_all("set-cookie").iter())
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("access_token=")),
+        "{cookies:?}"
+    );
+    // Token answers whose values would reach a header or a cookie with more in them.
+    for (case, answer) in [
+        (
+            "an id_token with cookie attributes",
+            json!({"access_token": "a", "token_type": "Bearer",
+            "id_token": "h.p.s; Domain=127.0.0.1; Path=/; Max-Age=99999"}),
+        ),
+        (
+            "an access token with a line break",
+            json!({"access_token": "a\r\nX-Injected: 1",
+            "token_type": "Bearer"}),
+        ),
+        (
+            "a refresh token with a control byte",
+            json!({"access_token": "a", "token_type": "Bearer",
+            "refresh_token": "r\u{7}"}),
+        ),
+    ] {
+        provider.set("/token", reply(200, answer.to_string()));
+        let refused = browser_login(&gw);
+        assert_eq!(refused.status().as_u16(), 502, "{case}");
+        let cookies: Vec<String> = (refused.headers().get_all("set-cookie").iter())
+            .map(|v| v.to_str().expect("ascii").to_string())
+            .collect();
+        assert!(
+            cookies
+                .iter()
+                .all(|c| c.starts_with("gatehouse_login=") && !c.contains("Domain")),
+            "{case}: {cookies:?}"
+        );
+    }
+}
