@@ -134,7 +134,7 @@ fn to_callback(gw: &TestGateway, browser: &mut Browser) -> String {
 }
 
 /// Sends `head` (a request line and headers, without the final blank line) as is and returns
-/// the status and the head of the answer.
+/// the status and the whole answer (head and body).
 fn raw(gw: &TestGateway, head: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
     let request = format!("{head}\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
@@ -143,12 +143,7 @@ fn raw(gw: &TestGateway, head: &str) -> (u16, String) {
     let _ = stream.read_to_end(&mut answer);
     let text = String::from_utf8_lossy(&answer).to_string();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let head = text
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    (status, head)
+    (status, text)
 }
 
 #[test]
@@ -429,4 +424,101 @@ fn me_refuses_a_token_of_a_session_logged_out() {
         .send()
         .expect("send");
     assert_eq!(me.status().as_u16(), 401);
+}
+
+/// Creates a provider through the API; returns its id.
+fn create_provider(gw: &TestGateway, provider: Value) -> String {
+    let created = client()
+        .post(gw.url("/api/identity-provider"))
+        .header("Authorization", API_KEY)
+        .json(&json!({ "identityProvider": provider }))
+        .send()
+        .expect("send");
+    let created = check_status(created, 200);
+    created["identityProvider"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+#[test]
+fn a_login_goes_only_to_an_enabled_oidc_provider_of_the_application() {
+    let provider = Provider::start();
+    let gw = gateway(&provider);
+    let oauth2 = json!({"issuer": provider.issuer(), "client_id": CLIENT_ID,
+                        "client_secret": CLIENT_SECRET});
+    let disabled = create_provider(
+        &gw,
+        json!({"type": "OpenIDConnect", "name": "Off", "enabled": false, "oauth2": oauth2,
+               "applicationConfiguration": {APP: {"enabled": true}}}),
+    );
+    let not_for_app = create_provider(
+        &gw,
+        json!({"type": "OpenIDConnect", "name": "Elsewhere", "enabled": true, "oauth2": oauth2,
+               "applicationConfiguration": {APP: {"enabled": false}, OTHER_APP: {"enabled": true}}}),
+    );
+    let external = create_provider(
+        &gw,
+        json!({"type": "ExternalJWT", "name": "Ext", "enabled": true, "headerKeyParameter": "kid",
+               "claimMap": {}, "applicationConfiguration": {APP: {"enabled": true}}}),
+    );
+    for (case, query) in [
+        ("disabled", format!("/app/login/{APP}?idp_hint={disabled}")),
+        (
+            "not for the app",
+            format!("/app/login/{APP}?idp_hint={not_for_app}"),
+        ),
+        (
+            "External JWT",
+            format!("/app/login/{APP}?idp_hint={external}"),
+        ),
+        ("not an id", format!("/app/login/{APP}?idp_hint=%3Cx%3E")),
+        ("unknown application", format!("/app/login/{OTHER_TENANT}")),
+        (
+            "an application of no provider's",
+            format!("/app/login/{OTHER_APP}?idp_hint={IDP}"),
+        ),
+        (
+            "a client_id that is no id",
+            "/app/login?client_id=..%2F..%2Fapi".to_string(),
+        ),
+    ] {
+        let answer = Browser::default().open(&gw.url(&query));
+        assert_eq!(answer.status, 400, "{case}: {}", answer.body);
+        assert!(answer.location.is_empty(), "{case}");
+        assert!(answer.cookie("gatehouse_login").is_none(), "{case}");
+        assert!(!answer.body.contains("<x>"), "{case}");
+    }
+    // The one the application has is chosen without a page (the others do not count).
+    let only = Browser::default().open(&gw.url(&format!("/app/login/{APP}")));
+    assert_eq!(only.status, 302, "{}", only.body);
+    assert!(only.location.starts_with(&provider.issuer()));
+    // The application's other provider makes a page; what the request adds to it is escaped.
+    let second = create_provider(
+        &gw,
+        json!({"type": "OpenIDConnect", "name": "<img src=x onerror=alert(1)>", "enabled": true,
+               "buttonText": "\"><script>alert(1)</script>", "oauth2": oauth2,
+               "applicationConfiguration": {APP: {"enabled": true}}}),
+    );
+    let (status, head) = raw(
+        &gw,
+        &format!("GET /app/login/{APP}?redirect_uri=/web&x=\"><script>alert(2)</script> HTTP/1.1\r\nAccept: text/html"),
+    );
+    // The server refuses such a request line before any route sees it.
+    assert_eq!(status, 400, "{head}");
+    assert!(
+        !head.contains("<script") && !head.contains("<img"),
+        "{head}"
+    );
+    let page = Browser::default().open(&gw.url(&format!(
+        "/app/login/{APP}?redirect_uri=/web&x=%22%3E%3Cscript%3Ealert(2)%3C%2Fscript%3E"
+    )));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        !page.body.contains("<script") && !page.body.contains("<img"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(&format!("idp_hint={second}")));
+    assert!(page.set_cookies.is_empty(), "the page starts no login");
 }
