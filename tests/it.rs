@@ -22,6 +22,8 @@ mod it {
     pub mod jwt_api;
     pub mod kit;
     pub mod lambda_sandbox;
+    pub mod login_attacks;
+    pub mod oidc_attacks;
     pub mod oidc_login;
     pub mod oidc_provider;
     pub mod operability;

@@ -24,14 +24,31 @@ pub fn navigation(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 /// The login redirect for `path` (canonical) and `query` (as sent): `login_path` with
-/// `redirect_uri` the form-encoded path and query.
+/// `redirect_uri` the form-encoded path and query. A query byte a URL cannot carry as it is
+/// (a control, a space, a non-ASCII byte, `\`, `"`, `<`, `>`, `` ` ``, `{`, `|`, `}`, `^`) is
+/// percent-encoded, which a page reads the same, so the login accepts the target and the
+/// browser comes back to the page it asked for.
 pub fn location(login_path: &str, path: &str, query: Option<&str>) -> String {
     let target = match query {
-        Some(q) => format!("{path}?{q}"),
+        Some(q) => format!("{path}?{}", url_safe(q)),
         None => path.to_string(),
     };
     let encoded: String = url::form_urlencoded::byte_serialize(target.as_bytes()).collect();
     format!("{login_path}?redirect_uri={encoded}")
+}
+
+/// `query` with each byte a URL cannot carry as it is percent-encoded (`%` itself is kept).
+fn url_safe(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    for byte in query.bytes() {
+        let plain = byte.is_ascii_graphic() && !b"\\\"<>`{|}^".contains(&byte);
+        if plain {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -83,6 +100,15 @@ mod tests {
         assert_eq!(
             location("/app/login/a", "/", None),
             "/app/login/a?redirect_uri=%2F"
+        );
+        // Bytes a URL cannot carry are encoded before the whole is form-encoded.
+        assert_eq!(
+            url_safe("q=caf\u{e9} x\\y&z=\"<a>\"%41"),
+            "q=caf%C3%A9%20x%5Cy&z=%22%3Ca%3E%22%41"
+        );
+        assert_eq!(
+            location("/app/login/a", "/p", Some("x=\\")),
+            "/app/login/a?redirect_uri=%2Fp%3Fx%3D%255C"
         );
     }
 }

@@ -289,7 +289,8 @@ pub fn serve(
         "/.well-known/openid-configuration" => {
             let document = json!({"issuer": issuer, "authorization_endpoint": format!("{issuer}/authorize"),
                 "token_endpoint": format!("{issuer}/token"), "userinfo_endpoint": format!("{issuer}/userinfo"),
-                "jwks_uri": format!("{issuer}/jwks"), "end_session_endpoint": format!("{issuer}/logout")});
+                "jwks_uri": format!("{issuer}/jwks"), "end_session_endpoint": format!("{issuer}/logout"),
+                "authorization_response_iss_parameter_supported": true});
             respond(&mut stream, 200, &document.to_string());
         }
         "/jwks" if fault == Fault::KeysDown => {}

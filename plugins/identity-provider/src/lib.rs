@@ -314,6 +314,7 @@ impl Plugin for IdentityProviderPlugin {
         if let (Some(r), Some(settings)) =
             (app::AppRoute::from_name(route.name), &self.settings.app)
         {
+            app::unambiguous(&request)?;
             let env = login_env();
             let app = app::flow::App {
                 settings,

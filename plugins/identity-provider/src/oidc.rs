@@ -203,9 +203,21 @@ pub async fn complete(
             debug.line("The ID token is verified");
             Some(claims)
         }
+        // With an issuer, the ID token is the proof of the login: without the keys to check
+        // it, or without it when `openid` was asked for (OpenID Connect Core §3.1.3.3), the
+        // userinfo answer alone is not taken instead.
+        (Some(_), None) if settings.issuer.is_some() => {
+            return Err(bad_answer(
+                "discovery document",
+                "names no jwks_uri to check the ID token with",
+            ))
+        }
         (Some(_), None) => {
             debug.line("No issuer is configured: the ID token is not used, the userinfo answer is");
             None
+        }
+        (None, _) if settings.issuer.is_some() && asks_openid(settings) => {
+            return Err(bad_answer("token endpoint", "answered with no id_token"))
         }
         (None, _) => None,
     };
@@ -224,6 +236,12 @@ pub async fn complete(
         debug.line("The userinfo endpoint answered");
     }
     combine(id_claims, userinfo, tokens)
+}
+
+/// True when the login asks for `openid` (the provider's `scope`, `openid` when it has none,
+/// as the authorization request sends): the token endpoint must then return an ID token.
+pub fn asks_openid(settings: &OpenIdConnect) -> bool {
+    (settings.scope.as_deref()).is_none_or(|scope| scope.split_whitespace().any(|s| s == "openid"))
 }
 
 /// Step 5: the claims, the lambda's arguments and the refresh token, from a verified ID token
@@ -292,6 +310,9 @@ pub struct BrowserEndpoints {
     pub authorization: String,
     /// The discovered `end_session_endpoint`, when the provider has one.
     pub end_session: Option<String>,
+    /// The provider names itself (`iss`) in every authorization answer (RFC 9207): one
+    /// without it is refused.
+    pub iss_required: bool,
 }
 
 /// The endpoints a browser is sent to for `settings`: its `authorization_endpoint` (else the
@@ -311,6 +332,7 @@ pub async fn browser_endpoints(
     Ok(BrowserEndpoints {
         authorization,
         end_session: discovered.end_session_endpoint,
+        iss_required: discovered.iss_parameter_supported,
     })
 }
 
@@ -420,6 +442,17 @@ async fn exchange_code(
     };
     let access_token =
         text("access_token").ok_or_else(|| bad_answer(what, "answered with no access_token"))?;
+    let (id_token, refresh_token) = (text("id_token"), text("refresh_token"));
+    // The tokens go into request headers and cookies: only the characters they may have.
+    let tokens_ok = vschar(&access_token)
+        && refresh_token.as_deref().is_none_or(vschar)
+        && id_token.as_deref().is_none_or(compact_jws);
+    if !tokens_ok {
+        return Err(bad_answer(
+            what,
+            "answered with a token holding characters no token has",
+        ));
+    }
     if let Some(kind) = document.get("token_type") {
         if !kind
             .as_str()
@@ -433,9 +466,23 @@ async fn exchange_code(
     }
     Ok(TokenAnswer {
         access_token,
-        id_token: text("id_token"),
-        refresh_token: text("refresh_token"),
+        id_token,
+        refresh_token,
     })
+}
+
+/// True for an access or refresh token's characters (RFC 6749 Appendix A: `VSCHAR`, printable
+/// ASCII and space; no control byte, so nothing can be added to a header it goes into).
+fn vschar(token: &str) -> bool {
+    token.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// True for a compact JWS (RFC 7515 §7.1): three base64url parts, separated by dots.
+pub fn compact_jws(token: &str) -> bool {
+    let base64url =
+        |part: &str| (part.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| base64url(p))
 }
 
 /// The answer to an OAuth error of the token endpoint (RFC 6749 §5.2): the client's

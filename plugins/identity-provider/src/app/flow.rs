@@ -12,7 +12,8 @@
 //! (constant time) and used once, the provider's `iss` parameter (RFC 9207) equal to its
 //! issuer when sent (no mix-up between providers), an `error=` answer refused, then the login
 //! completed exactly as `POST /api/identity-provider/login` completes it (code exchange with the
-//! verifier, the ID token checked with the `nonce`, userinfo, reconcile, link), and a 302 to
+//! verifier, the ID token checked with the `nonce` — a provider without an issuer has no ID
+//! token to check, and its userinfo answer says who logged in —, userinfo, reconcile, link), and a 302 to
 //! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies. Every
 //! refusal is a 4xx (or the login's 502/503/504) with Errors JSON, and clears the state
 //! cookie.
@@ -64,14 +65,40 @@ impl App<'_> {
     }
 }
 
+/// The most bytes of `redirect_uri` a login keeps.
+pub const MAX_REDIRECT_BYTES: usize = 1536;
+
+/// The most bytes of the app's `state` a login keeps.
+pub const MAX_APP_STATE_BYTES: usize = 1024;
+
+/// The most bytes of the login-state cookie's value: browsers drop a cookie over 4 KiB
+/// (name, value and attributes) without a word, and the callback would then fail.
+pub const MAX_STATE_COOKIE_BYTES: usize = 3800;
+
+/// A 400 naming `field`, too long to be kept.
+fn too_long(field: &str, most: usize) -> ApiError {
+    ApiError::field(
+        field,
+        "tooLong",
+        format!("The {field} is too long to be kept during the login (at most {most} bytes)."),
+    )
+}
+
 /// `GET {base}/login/{applicationId}`: a 302 to the provider (or the choice page, 200); 400
-/// for an unknown application id form, a target not allowed, an `idp_hint` that is not one
-/// of the application's providers, or an application without any.
+/// for an unknown application id form, a target not allowed, a `redirect_uri` or `state` too
+/// long to keep, an `idp_hint` that is not one of the application's providers, or an
+/// application without any.
 pub async fn login(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
     let application = super::application_id(request)?;
     let target = request
         .query_param("redirect_uri")
         .unwrap_or_else(|| "/".into());
+    if target.len() > MAX_REDIRECT_BYTES {
+        return Err(too_long("redirect_uri", MAX_REDIRECT_BYTES));
+    }
+    if (request.query_param("state")).is_some_and(|s| s.len() > MAX_APP_STATE_BYTES) {
+        return Err(too_long("state", MAX_APP_STATE_BYTES));
+    }
     let Some(target) = redirect::allowed(&target, app.settings) else {
         return Err(ApiError::field(
             "redirect_uri",
@@ -183,7 +210,12 @@ async fn redirect_to(
         }
     }
     let secure = secure_cookies(request, app.env.context);
-    let cookie = app.state_cookie(&app.key.seal(&login), STATE_TTL_SECONDS, secure);
+    let sealed = app.key.seal(&login);
+    if sealed.len() > MAX_STATE_COOKIE_BYTES {
+        // Only the app's state can grow in the cookie (escaped control characters).
+        return Err(too_long("state", MAX_APP_STATE_BYTES));
+    }
+    let cookie = app.state_cookie(&sealed, STATE_TTL_SECONDS, secure);
     Ok(super::found(url.as_str()).with_cookie(&cookie))
 }
 
@@ -193,19 +225,28 @@ pub async fn callback(request: &PluginRequest, app: &App<'_>) -> Result<PluginRe
     let secure = secure_cookies(request, app.env.context);
     let clear = app.state_cookie("", 0, secure);
     let answer = match checked_state(request, app).await {
-        Ok((login, code)) => complete(request, app, &login, code, secure).await?,
-        Err(refusal) => refusal,
+        Ok(checked) => complete(request, app, &checked, secure).await?,
+        // Another login's cookie (a newer tab's) is left for its own callback.
+        Err(Refusal::OtherLogin(refusal)) => return Ok(refusal),
+        Err(Refusal::Spent(refusal)) => refusal,
     };
     Ok(answer.with_cookie(&clear))
 }
 
+/// Why a callback is refused, and whether the browser's login-state cookie goes with it.
+enum Refusal {
+    /// The cookie is for another login than this callback's `state` (a login started later
+    /// in another tab, or a callback URL an attacker made the browser open): it is kept, so
+    /// that login still completes.
+    OtherLogin(PluginResponse),
+    /// The cookie is unusable or its login is over: it is cleared.
+    Spent(PluginResponse),
+}
+
 /// The login state of a callback whose cookie, `state`, `iss` and provider answer pass, with
-/// the code; else the refusal to send.
-async fn checked_state(
-    request: &PluginRequest,
-    app: &App<'_>,
-) -> Result<(LoginState, String), PluginResponse> {
-    let refuse = |code: &str, message: &str| super::general(400, code, message);
+/// the code; else the refusal to send ([`Refusal`]).
+async fn checked_state(request: &PluginRequest, app: &App<'_>) -> Result<Checked, Refusal> {
+    let refuse = |code: &str, message: &str| Refusal::Spent(super::general(400, code, message));
     let cookie = super::cookie(request, STATE_COOKIE).map_err(|_| {
         refuse(
             "[InvalidState]",
@@ -221,10 +262,11 @@ async fn checked_state(
     })?;
     let given = request.query_param("state").unwrap_or_default();
     if !state::same(&given, &login.state) {
-        return Err(refuse(
+        return Err(Refusal::OtherLogin(super::general(
+            400,
             "[InvalidState]",
-            "The state does not match this browser's login.",
-        ));
+            "The state is not the one of this browser's latest login; log in again.",
+        )));
     }
     if !app.key.use_once(&login.state, login.expires, now) {
         return Err(refuse(
@@ -232,7 +274,9 @@ async fn checked_state(
             "This login was already completed.",
         ));
     }
-    check_issuer(request, app, &login).await?;
+    let has_issuer = check_issuer(request, app, &login)
+        .await
+        .map_err(Refusal::Spent)?;
     if request.query_param("error").is_some() {
         return Err(refuse(
             "[IdentityProviderError]",
@@ -245,31 +289,67 @@ async fn checked_state(
             "The identity provider sent no code.",
         )
     })?;
-    Ok((login, code))
+    Ok(Checked {
+        login,
+        code,
+        has_issuer,
+    })
+}
+
+/// A callback that passed the checks.
+struct Checked {
+    /// This browser's login.
+    login: LoginState,
+    /// The provider's code.
+    code: String,
+    /// The provider has an issuer, whose ID token carries the login's `nonce` (without one,
+    /// its userinfo answer says who logged in, and the code is bound by PKCE and `state`).
+    has_issuer: bool,
 }
 
 /// RFC 9207: when the provider names itself (`iss`), it must be the provider this login
-/// went to.
+/// went to; a provider whose discovery document promises `iss`
+/// (`authorization_response_iss_parameter_supported`) must send it with a code (§2.4: an
+/// answer without it may come from another provider, and its code must not be sent to this
+/// one's token endpoint). `Ok(true)` when the provider has an issuer.
 async fn check_issuer(
     request: &PluginRequest,
     app: &App<'_>,
     login: &LoginState,
-) -> Result<(), PluginResponse> {
-    let Some(iss) = request.query_param("iss") else {
-        return Ok(());
-    };
+) -> Result<bool, PluginResponse> {
     let doc = app
         .env
         .context
         .records
         .get_identity_provider(login.provider)
         .await;
-    let issuer = (doc.ok().flatten().as_ref())
+    let settings = (doc.ok().flatten().as_ref())
         .and_then(Provider::from_document)
-        .and_then(|p| p.openid_connect)
-        .and_then(|o| o.issuer);
+        .and_then(|p| p.openid_connect);
+    let issuer = settings.as_ref().and_then(|o| o.issuer.clone());
+    let Some(iss) = request.query_param("iss") else {
+        // An error answer logs no one in: it is refused as such below.
+        let carries_code = request.query_param("error").is_none();
+        let promised = match &settings {
+            Some(s) if issuer.is_some() && carries_code => {
+                oidc::browser_endpoints(&app.exchange(), s)
+                    .await
+                    .map_err(|f| super::general(f.status, f.code, &f.message))?
+                    .iss_required
+            }
+            _ => false,
+        };
+        if promised {
+            return Err(super::general(
+                400,
+                "[InvalidIssuer]",
+                "The identity provider names itself in every answer, and this one names no iss.",
+            ));
+        }
+        return Ok(issuer.is_some());
+    };
     match issuer {
-        Some(issuer) if issuer == iss => Ok(()),
+        Some(issuer) if issuer == iss => Ok(true),
         _ => Err(super::general(
             400,
             "[InvalidIssuer]",
@@ -283,16 +363,19 @@ async fn check_issuer(
 async fn complete(
     request: &PluginRequest,
     app: &App<'_>,
-    login: &LoginState,
-    code: String,
+    checked: &Checked,
     secure: bool,
 ) -> Result<PluginResponse, ApiError> {
-    let body = json!({
+    let login = &checked.login;
+    let mut body = json!({
         "applicationId": login.application,
         "identityProviderId": login.provider,
-        "data": {"code": code, "redirect_uri": app.settings.callback_url(),
-                 "code_verifier": login.verifier, "nonce": login.nonce},
+        "data": {"code": checked.code, "redirect_uri": app.settings.callback_url(),
+                 "code_verifier": login.verifier},
     });
+    if checked.has_issuer {
+        body["data"]["nonce"] = json!(login.nonce);
+    }
     let mut headers = HeaderMap::new();
     headers.insert(
         "content-type",
@@ -335,7 +418,12 @@ async fn complete(
         .as_i64()
         .unwrap_or_default();
     out = out.with_cookie(&super::at_exp_cookie(expiry, None, secure));
-    if let Some(token) = id_token.filter(|t| t.len() <= super::MAX_ID_TOKEN_BYTES) {
+    // Only a verified ID token (a provider with an issuer) is kept, and only a compact JWS:
+    // the provider's logout is found by discovery, and the value goes into a Set-Cookie.
+    let kept = id_token.filter(|t| {
+        checked.has_issuer && t.len() <= super::MAX_ID_TOKEN_BYTES && oidc::compact_jws(t)
+    });
+    if let Some(token) = kept {
         let mut cookie = Cookie::new(
             super::ID_TOKEN_COOKIE,
             format!("{}:{token}", login.provider),

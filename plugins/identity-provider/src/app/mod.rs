@@ -134,6 +134,37 @@ pub fn application_id(request: &PluginRequest) -> Result<Uuid, ApiError> {
         })
 }
 
+/// The query parameters the hosted-backend routes act on.
+pub const READ_PARAMETERS: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "post_logout_redirect_uri",
+    "state",
+    "idp_hint",
+    "code",
+    "iss",
+    "error",
+];
+
+/// `Ok` when no parameter the routes act on ([`READ_PARAMETERS`]) is given more than once; a
+/// 400 `[AmbiguousRequest]` naming it otherwise (`?state=a&state=b`: which one was meant
+/// cannot be told, and a proxy or the provider may have read the other one).
+pub fn unambiguous(request: &PluginRequest) -> Result<(), ApiError> {
+    let names: Vec<String> = gatehouse_plugin_api::request::parse_form(&request.query)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for name in READ_PARAMETERS {
+        if names.iter().filter(|n| n.as_str() == *name).count() > 1 {
+            return Err(ApiError::general(
+                "[AmbiguousRequest]",
+                format!("The parameter {name} is given more than once."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The enabled OpenID Connect providers enabled for `application_id`, in name order.
 pub async fn providers_for(
     records: &dyn crate::store::IdentityProviderStore,
@@ -244,6 +275,29 @@ mod tests {
         assert_eq!(application_id(&by_client).ok(), Some(id));
         let bad = PluginRequest::new(Method::GET, "/app/login?client_id=nope");
         assert_eq!(application_id(&bad).map_err(|e| e.status()), Err(400));
+    }
+
+    #[test]
+    fn a_parameter_the_routes_read_is_given_once_at_most() {
+        for query in [
+            "state=a&state=b",
+            "state=&state=b",
+            "code=a&state=s&code=a",
+            "redirect_uri=%2F&redirect_uri=%2F%2Fevil",
+            "client_id=a&client_id=b",
+            "iss=a&iss=a",
+        ] {
+            let request = PluginRequest::new(Method::GET, &format!("/app/callback?{query}"));
+            assert_eq!(
+                unambiguous(&request).map_err(|e| e.status()),
+                Err(400),
+                "{query}"
+            );
+        }
+        for query in ["", "state=a&code=b&iss=c", "x=1&x=2&state=a"] {
+            let request = PluginRequest::new(Method::GET, &format!("/app/callback?{query}"));
+            assert!(unambiguous(&request).is_ok(), "{query}");
+        }
     }
 
     #[test]

@@ -15,8 +15,11 @@ pub fn allowed(target: &str, settings: &AppSettings) -> Option<String> {
     if unsafe_text(target) {
         return None;
     }
-    // What a server that decodes once more would read must be safe too.
-    let decoded = percent_decoded(target)?;
+    // What a server that decodes the path once more would read must be safe too. The query
+    // and the fragment name no host: their encoded bytes (`?q=%5C`, `?t=a%0Ab`, `?n=%2F%2F`)
+    // are the page's own and are kept as they are.
+    let path_end = target.find(['?', '#']).unwrap_or(target.len());
+    let decoded = percent_decoded(&target[..path_end])?;
     if decoded.chars().any(|c| c == '\\' || c.is_control()) {
         return None;
     }
@@ -93,6 +96,11 @@ mod tests {
             "/",
             "/dashboard?tab=1#x",
             "/a/b%20c",
+            "/p?q=C%3A%5Cdir",
+            "/p?t=one%0Atwo",
+            "/p?next=%2F%2Fevil.example",
+            "/p?a=%25&b=%",
+            "/p#%5C",
             "https://app.example/x",
             "https://other.example/",
             "https://other.example",
@@ -133,6 +141,12 @@ mod tests {
             "/\tevil",
             "/%",
             "/%zz",
+            "/%?q=1",
+            "/%2F%2Fevil.example?q=1",
+            "/%5Cevil.example#x",
+            "/p?q=\\x",
+            "/p?q=a b",
+            "/p?q=\u{e9}",
             "javascript:alert(1)",
             "data:text/html,x",
             "evil.example",

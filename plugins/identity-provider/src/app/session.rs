@@ -6,9 +6,11 @@
 //! `POST` (a form on another site) carries none, and neither does a cross-site image or fetch.
 //! Lax cookies do follow a cross-site top-level `GET` link, and logout is a `GET` (FusionAuth's
 //! shape), so both routes also refuse (403 `[CrossSiteRequest]`, nothing revoked or changed) a
-//! request a browser marks as cross-site (`Sec-Fetch-Site: cross-site`) or whose `Origin` is
-//! neither `login.publicOrigin` nor one of `login.redirects`, unless its `Referer` is on one of
-//! those origins (an allowed app linking to logout). Clients that send neither header (not
+//! request a browser marks as coming from another origin of another or the same site
+//! (`Sec-Fetch-Site: cross-site` or `same-site`: a sibling subdomain gets Lax cookies even on a
+//! form POST) or whose `Origin` is neither `login.publicOrigin` nor one of `login.redirects`,
+//! unless its `Referer` (or, for `Sec-Fetch-Site`, its `Origin`) is on one of those origins
+//! (an allowed app linking to logout or calling refresh). Clients that send neither header (not
 //! browsers) are not refused: they can only act on cookies they already hold.
 
 use gatehouse_plugin_api::helpers::secure_cookies;
@@ -30,12 +32,15 @@ pub fn cross_site(request: &PluginRequest, settings: &AppSettings) -> bool {
         origin.is_ok_and(|o| o == settings.public_origin || settings.redirects.contains(&o))
     };
     let referer_ok = request.header("referer").is_some_and(allowed);
-    if let Some(origin) = request.header("origin") {
-        if !allowed(origin) && !referer_ok {
-            return true;
-        }
+    let origin = request.header("origin");
+    if origin.is_some_and(|o| !allowed(o)) && !referer_ok {
+        return true;
     }
-    request.header("sec-fetch-site") == Some("cross-site") && !referer_ok
+    // `same-site` is another origin of the same site (a sibling subdomain), which Lax
+    // cookies follow even on a form POST: refused like another site unless it is vouched for.
+    let vouched = referer_ok || origin.is_some_and(allowed);
+    let site = request.header("sec-fetch-site");
+    matches!(site, Some("cross-site" | "same-site")) && !vouched
 }
 
 fn cross_site_refusal() -> PluginResponse {
@@ -310,5 +315,19 @@ mod tests {
             ("referer", "https://evil.example/"),
         ];
         assert!(cross_site(&with(&evil), &s));
+        // A sibling subdomain: same site, another origin.
+        assert!(cross_site(&with(&[("sec-fetch-site", "same-site")]), &s));
+        let sibling = [
+            ("sec-fetch-site", "same-site"),
+            ("referer", "https://blog.app.example/"),
+        ];
+        assert!(cross_site(&with(&sibling), &s));
+        // An allowed origin's script that sends no Referer is vouched for by its Origin.
+        let script = [
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://other.example"),
+        ];
+        assert!(!cross_site(&with(&script), &s));
+        assert!(!cross_site(&with(&[("sec-fetch-site", "none")]), &s));
     }
 }

@@ -29,6 +29,9 @@ pub struct Discovered {
     /// `end_session_endpoint` (OpenID Connect RP-Initiated Logout): where a browser is sent to
     /// log out at the provider, when it has one.
     pub end_session_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): the provider names
+    /// itself in `iss` on every authorization answer, so an answer without it is refused.
+    pub iss_parameter_supported: bool,
 }
 
 /// The endpoints a login uses.
@@ -63,7 +66,24 @@ fn endpoint(
     if url.scheme() == "http" && !issuer.starts_with("http://") {
         return Err(format!("its {member} is plain http for an https issuer"));
     }
+    if url.scheme() == "http" && !loopback(&url) {
+        return Err(format!("its {member} is plain http off this machine"));
+    }
     Ok(Some(text.to_string()))
+}
+
+/// True when `url`'s host is this machine: a loopback address (`127.0.0.0/8`, `::1`) or
+/// `localhost`, the only hosts a provider may be reached on over plain http.
+pub fn loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
 }
 
 /// Reads a discovery document fetched for `issuer`. `Err` says what is wrong with it (never
@@ -82,6 +102,10 @@ pub fn parse(body: &[u8], issuer: &str) -> Result<Discovered, String> {
         jwks_uri: endpoint(&document, "jwks_uri", issuer)?,
         authorization_endpoint: endpoint(&document, "authorization_endpoint", issuer)?,
         end_session_endpoint: endpoint(&document, "end_session_endpoint", issuer)?,
+        iss_parameter_supported: document
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -143,6 +167,10 @@ mod tests {
             Some("https://idp.example/token")
         );
         assert_eq!(found.jwks_uri.as_deref(), Some("https://keys.example/k"));
+        assert!(!found.iss_parameter_supported);
+        let promised = br#"{"issuer":"https://idp.example",
+            "authorization_response_iss_parameter_supported":true}"#;
+        assert!(parse(promised, ISSUER).expect("ok").iss_parameter_supported);
         let bad: [&[u8]; 7] = [
             b"<html>",
             b"[1]",
@@ -158,6 +186,25 @@ mod tests {
         }
         let plain = br#"{"issuer":"http://127.0.0.1:9","token_endpoint":"http://127.0.0.1:9/t"}"#;
         assert!(parse(plain, "http://127.0.0.1:9").is_ok());
+        // A local issuer cannot send the secret over the network in clear either.
+        let away = br#"{"issuer":"http://127.0.0.1:9","token_endpoint":"http://idp.example/t"}"#;
+        assert!(parse(away, "http://127.0.0.1:9").is_err());
+        for (url, local) in [
+            ("http://127.0.0.1:9/", true),
+            ("http://127.3.2.1/", true),
+            ("http://[::1]:8/", true),
+            ("http://LOCALHOST/", true),
+            ("http://a.localhost/", true),
+            ("http://idp.example/", false),
+            ("http://10.0.0.1/", false),
+            ("http://localhost.evil.example/", false),
+        ] {
+            assert_eq!(
+                loopback(&url::Url::parse(url).expect("url")),
+                local,
+                "{url}"
+            );
+        }
         assert_eq!(
             discovery_url("https://idp.example/realms/a/"),
             "https://idp.example/realms/a/.well-known/openid-configuration"

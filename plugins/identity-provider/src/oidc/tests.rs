@@ -246,6 +246,26 @@ async fn each_provider_failure_has_its_status() {
     let info = json!({"sub": "u1"});
     let cases: Vec<(TokenAnswerFn, u16, &str)> = vec![
         (
+            Box::new(|| ok(200, json!({"access_token": "a\r\nX-Evil: 1"}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| ok(200, json!({"access_token": "a", "refresh_token": "r\u{1}"}))),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
+            Box::new(|| {
+                ok(
+                    200,
+                    json!({"access_token": "a", "id_token": "h.p.s; Domain=evil"}),
+                )
+            }),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+        (
             Box::new(|| Err(HttpFailure::Timeout)),
             504,
             "[IdentityProviderTimeout]",
@@ -390,4 +410,51 @@ async fn without_an_issuer_the_userinfo_answer_is_used() {
     )
     .await;
     assert_eq!(outcome.expect_err("refused").status, 401);
+}
+
+#[tokio::test]
+async fn with_an_issuer_an_id_token_that_cannot_be_checked_is_no_login() {
+    let s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    // The token endpoint gives no ID token although `openid` was asked for.
+    let no_id_token = || ok(200, json!({"access_token": "at", "token_type": "Bearer"}));
+    let http = provider(no_id_token, json!({"sub": "u1"}));
+    let (outcome, _) = run(&http, FakeKeys(Ok(id_claims())), &s, &grant(None)).await;
+    let e = outcome.expect_err("refused");
+    assert_eq!(
+        (e.status, e.code),
+        (502, "[InvalidIdentityProviderResponse]")
+    );
+    assert!(e.message.contains("id_token"), "{}", e.message);
+    // Without `openid` in the scope no ID token is expected: the userinfo answer is used.
+    let mut plain = s.clone();
+    plain.scope = Some("email profile".into());
+    let http = provider(no_id_token, json!({"sub": "u1"}));
+    let (outcome, _) = run(&http, FakeKeys(Ok(id_claims())), &plain, &grant(None)).await;
+    assert_eq!(outcome.expect("completed").claims["sub"], "u1");
+    // A discovery document without `jwks_uri`: the ID token cannot be checked.
+    let no_keys = FakeHttp {
+        answer: Box::new(|call| match call.url.rsplit('/').next() {
+            Some("openid-configuration") => ok(
+                200,
+                json!({"issuer": ISSUER, "token_endpoint": "https://idp.example/token",
+                       "userinfo_endpoint": "https://idp.example/userinfo"}),
+            ),
+            Some("token") => good_tokens(),
+            _ => ok(200, json!({"sub": "u1"})),
+        }),
+        calls: Mutex::new(Vec::new()),
+    };
+    let (outcome, _) = run(&no_keys, FakeKeys(Ok(id_claims())), &s, &grant(None)).await;
+    let e = outcome.expect_err("refused");
+    assert_eq!(e.status, 502);
+    assert!(e.message.contains("jwks_uri"), "{}", e.message);
+    assert!(asks_openid(&s) && !asks_openid(&plain));
+}
+
+#[test]
+fn an_id_token_is_a_compact_jws() {
+    assert!(compact_jws("eyJh.eyJz.c2ln") && compact_jws("a-_.b.") && compact_jws(".."));
+    for bad in ["a.b", "a.b.c.d", "a.b.c;x", "a.b.c\r\n", "a.b+.c", "a.b.c="] {
+        assert!(!compact_jws(bad), "{bad}");
+    }
 }

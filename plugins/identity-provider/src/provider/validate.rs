@@ -536,6 +536,16 @@ fn url_problem(s: &str, issuer: bool) -> Option<&'static str> {
     None
 }
 
+/// `None` when the provider URL `s` is `https`, or plain `http` on this machine (a loopback
+/// address or `localhost`); else why not: the client secret, the codes and the tokens would
+/// cross the network in clear.
+fn plain_http_problem(s: &str) -> Option<&'static str> {
+    let url = url::Url::parse(s).ok()?;
+    (url.scheme() == "http" && !crate::oidc::discovery::loopback(&url)).then_some(
+        "A provider reached over the network must use https; plain http is allowed only on this machine (a loopback address or localhost).",
+    )
+}
+
 /// Checks the members of an OpenIDConnect `oauth2` object (the provider's, or an
 /// application's override at `base`): strings, `issuer` and the endpoints http(s) URLs when
 /// given, `clientAuthenticationMethod` one of FusionAuth's, a `client_secret` that is not
@@ -546,7 +556,9 @@ fn check_oauth2_members(oauth2: &Map<String, Value>, base: &str, report: &mut Re
         report.expect_type(oauth2.get(*name), &path, "a string", Value::is_string);
     }
     for name in DISCOVERED_ENDPOINTS.iter().chain(&["issuer"]) {
-        if let Some(problem) = text(oauth2, name).and_then(|s| url_problem(s, *name == "issuer")) {
+        let problem = text(oauth2, name)
+            .and_then(|s| url_problem(s, *name == "issuer").or_else(|| plain_http_problem(s)));
+        if let Some(problem) = problem {
             report.add(&format!("{base}.{name}"), "invalid", problem);
         }
     }
