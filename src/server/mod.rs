@@ -307,6 +307,12 @@ pub async fn build(
         .iter()
         .map(|settings| settings.build(&process.store))
         .collect();
+    for plugin in &plugins {
+        plugin.start().await.map_err(|message| StartError::Setup {
+            path: format!("plugins.{}", plugin.name()),
+            message,
+        })?;
+    }
     let router = PluginRouter::new(&plugins).map_err(|message| StartError::Setup {
         path: "plugins".into(),
         message,

@@ -9,8 +9,9 @@
 //! S256 challenge, all kept in the signed login-state cookie ([`super::state`]).
 //!
 //! The callback: the cookie opened (its MAC, its age), its `state` equal to the parameter
-//! (constant time) and used once, the provider's `iss` parameter (RFC 9207) equal to its
-//! issuer when sent (no mix-up between providers), an `error=` answer refused, then the login
+//! (constant time), the provider's `iss` parameter (RFC 9207) equal to its
+//! issuer when sent (no mix-up between providers), an `error=` answer refused, the `state`
+//! recorded as used in the store (once, whichever gateway the callback reaches), then the login
 //! completed exactly as `POST /api/identity-provider/login` completes it (code exchange with the
 //! verifier, the ID token checked with the `nonce`, userinfo, reconcile, link), and a 302 to
 //! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies. Every
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::page::{self, Choice};
-use super::state::{self, LoginState, StateKey, STATE_COOKIE, STATE_TTL_SECONDS};
+use super::state::{self, LoginState, SharedStateKey, StateKey, STATE_COOKIE, STATE_TTL_SECONDS};
 use super::{redirect, AppSettings};
 use crate::login::{login_keeping_id_token, Endpoint, LoginEnv};
 use crate::oidc;
@@ -34,8 +35,8 @@ use crate::provider::Provider;
 pub struct App<'a> {
     /// The `login:` section.
     pub settings: &'a AppSettings,
-    /// The login-state key and the states used.
-    pub key: &'a StateKey,
+    /// The login-state key, shared through the store.
+    pub key: &'a SharedStateKey,
     /// The login's context (records, discovery, settings).
     pub env: &'a LoginEnv<'a>,
 }
@@ -52,6 +53,11 @@ impl App<'_> {
             leeway: self.env.settings.provider_leeway_seconds,
             now: context.clock.now_seconds(),
         }
+    }
+
+    /// The login-state key (read from the store once); a 503 when the store cannot be read.
+    async fn state_key(&self) -> Result<&StateKey, ApiError> {
+        Ok(self.key.load(self.env.context.records).await?)
     }
 
     /// The state cookie: `value` at `{base}/callback`, HttpOnly, Lax, ten minutes (`0`: cleared).
@@ -183,7 +189,8 @@ async fn redirect_to(
         }
     }
     let secure = secure_cookies(request, app.env.context);
-    let cookie = app.state_cookie(&app.key.seal(&login), STATE_TTL_SECONDS, secure);
+    let sealed = app.state_key().await?.seal(&login);
+    let cookie = app.state_cookie(&sealed, STATE_TTL_SECONDS, secure);
     Ok(super::found(url.as_str()).with_cookie(&cookie))
 }
 
@@ -192,18 +199,28 @@ async fn redirect_to(
 pub async fn callback(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
     let secure = secure_cookies(request, app.env.context);
     let clear = app.state_cookie("", 0, secure);
-    let answer = match checked_state(request, app).await {
-        Ok((login, code)) => complete(request, app, &login, code, secure).await?,
+    let key = app.state_key().await?;
+    let answer = match checked_state(request, app, key).await {
+        Ok((login, code)) => {
+            let now = app.env.context.clock.now_seconds();
+            let records = app.env.context.records;
+            if state::use_once(records, &login.state, login.expires, now).await? {
+                complete(request, app, &login, code, secure).await?
+            } else {
+                super::general(400, "[InvalidState]", "This login was already completed.")
+            }
+        }
         Err(refusal) => refusal,
     };
     Ok(answer.with_cookie(&clear))
 }
 
-/// The login state of a callback whose cookie, `state`, `iss` and provider answer pass, with
-/// the code; else the refusal to send.
+/// The login state of a callback whose cookie (opened with `key`), `state`, `iss` and provider
+/// answer pass, with the code; else the refusal to send. The state is not yet marked used.
 async fn checked_state(
     request: &PluginRequest,
     app: &App<'_>,
+    key: &StateKey,
 ) -> Result<(LoginState, String), PluginResponse> {
     let refuse = |code: &str, message: &str| super::general(400, code, message);
     let cookie = super::cookie(request, STATE_COOKIE).map_err(|_| {
@@ -213,7 +230,7 @@ async fn checked_state(
         )
     })?;
     let now = app.env.context.clock.now_seconds();
-    let login = cookie.and_then(|c| app.key.open(c, now)).ok_or_else(|| {
+    let login = cookie.and_then(|c| key.open(c, now)).ok_or_else(|| {
         refuse(
             "[InvalidState]",
             "This browser started no login, or it expired; log in again.",
@@ -224,12 +241,6 @@ async fn checked_state(
         return Err(refuse(
             "[InvalidState]",
             "The state does not match this browser's login.",
-        ));
-    }
-    if !app.key.use_once(&login.state, login.expires, now) {
-        return Err(refuse(
-            "[InvalidState]",
-            "This login was already completed.",
         ));
     }
     check_issuer(request, app, &login).await?;
