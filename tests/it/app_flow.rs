@@ -1,0 +1,98 @@
+//! The browser login's reconcile and linking steps through the real binary: the provider's
+//! `OpenIDReconcile` lambda maps a userinfo claim (`roles`) to the registration's roles, which a
+//! route's role policy then lets through, with the identity headers showing them.
+
+use serde_json::{json, Value};
+
+use super::app_login::{login_options, Browser};
+use super::fake_oidc::Provider;
+use super::kit::*;
+
+const LAMBDA: &str = "5a7c3e10-2b4d-4f6a-8c9e-0d1f2a3b4c5d";
+
+/// A gateway whose file declares the provider of `provider` with a reconcile lambda mapping
+/// the userinfo `roles` to the registration, and a `/staff` route (`login: true`) for admins.
+fn gateway_with_lambda(provider: &Provider) -> TestGateway {
+    let mut options = login_options(&provider.issuer(), "http://127.0.0.1:$PORT");
+    options.extra = options.extra.replace(
+        "    linkingStrategy: LinkByEmail\n",
+        &format!("    linkingStrategy: LinkByEmail\n    lambdaConfiguration: {{reconcileId: {LAMBDA}}}\n"),
+    );
+    options.extra.push_str(&format!(
+        r#"lambdas:
+  - id: {LAMBDA}
+    name: Provider roles
+    type: OpenIDReconcile
+    enabled: true
+    body: "function reconcile(user, registration, jwt, id_token, tokens) {{ registration.roles = jwt.roles || []; user.data = {{sso: id_token.sub}}; }}"
+"#
+    ));
+    options.extra_routes.push_str(&format!(
+        "  - path: /staff\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, roles: [admin], login: true}}\n    identityHeaders: {{X-User-Id: sub, X-User-Email: email, X-User-Roles: roles}}\n"
+    ));
+    TestGateway::start_with(options)
+}
+
+/// From a navigation to `path` without cookies, through the provider, back to `path`: the
+/// answer of the page.
+fn log_in_through_the_browser(gw: &TestGateway, browser: &mut Browser, path: &str) -> Value {
+    let first = browser.open(&gw.url(path));
+    assert_eq!(first.status, 302, "{}", first.body);
+    let login = browser.open(&gw.url(&first.location));
+    assert_eq!(login.status, 302, "{}", login.body);
+    let at_provider = client().get(&login.location).send().expect("authorize");
+    let callback = at_provider.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let done = browser.open(&callback);
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, path);
+    let page = browser.open(&gw.url(path));
+    json!({"status": page.status, "body": page.json()})
+}
+
+#[test]
+fn the_reconcile_lambda_maps_provider_roles_that_the_route_policy_lets_through() {
+    let provider = Provider::start();
+    let gw = gateway_with_lambda(&provider);
+    provider.log_in_as(
+        "sso-ann",
+        json!({"sub": "sso-ann", "email": "ann@example.com", "email_verified": true,
+               "roles": ["admin", "editor"]}),
+    );
+    let mut ann = Browser::default();
+    let page = log_in_through_the_browser(&gw, &mut ann, "/staff/board");
+    assert_eq!(page["status"], 200, "{page}");
+    let headers = &page["body"]["headers"];
+    assert_eq!(headers["x-user-email"], "ann@example.com", "{page}");
+    assert_eq!(headers["x-user-roles"], "admin,editor", "{page}");
+    // The user as the lambda left it.
+    let user = check_status(
+        client()
+            .get(gw.url("/api/user?email=ann@example.com"))
+            .header("Authorization", API_KEY)
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert_eq!(user["user"]["data"]["sso"], "sso-ann", "{user}");
+    assert_eq!(
+        user["user"]["registrations"][0]["roles"],
+        json!(["admin", "editor"])
+    );
+
+    // A provider user without the role: logged in, refused by the policy.
+    provider.log_in_as(
+        "sso-bob",
+        json!({"sub": "sso-bob", "email": "bob@example.com", "email_verified": true,
+               "roles": ["editor"]}),
+    );
+    let mut bob = Browser::default();
+    let page = log_in_through_the_browser(&gw, &mut bob, "/staff/board");
+    assert_eq!(page["status"], 403, "{page}");
+    // The same session opens the routes the role allows.
+    let web = bob.open(&gw.url("/web/page"));
+    assert_eq!(web.status, 200, "{}", web.body);
+    assert_eq!(web.json()["headers"]["x-user-roles"], "editor");
+}
