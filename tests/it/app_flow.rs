@@ -96,3 +96,90 @@ fn the_reconcile_lambda_maps_provider_roles_that_the_route_policy_lets_through()
     assert_eq!(web.status, 200, "{}", web.body);
     assert_eq!(web.json()["headers"]["x-user-roles"], "editor");
 }
+
+#[test]
+fn a_pending_link_goes_back_to_the_app_which_completes_it_through_the_api() {
+    let provider = Provider::start();
+    let mut options = login_options(&provider.issuer(), "http://127.0.0.1:$PORT");
+    options.extra = options.extra.replace(
+        "linkingStrategy: LinkByEmail",
+        "linkingStrategy: CreatePendingLink",
+    );
+    let gw = TestGateway::start_with(options);
+    // The person already has an account here, under another email.
+    let local = gw.login("ann.local@example.com", &["user"]);
+    provider.log_in_as("sso-ann", super::app_login::ann());
+
+    let mut browser = Browser::default();
+    let back = to_the_app(&gw, &mut browser, "/web/done", "app-state");
+    assert_eq!(back.status, 302, "{}", back.body);
+    let sent = super::app_login::params(&back.location);
+    assert!(back.location.starts_with("/web/done?"), "{}", back.location);
+    assert_eq!(sent["state"], "app-state");
+    let pending = sent["pendingIdPLinkId"].clone();
+    assert!(!pending.is_empty());
+    assert!(
+        back.cookie("access_token").is_none(),
+        "no session before the link"
+    );
+    assert!(back.cookie("refresh_token").is_none());
+    // Without a session, the protected page still sends the browser to log in.
+    assert_eq!(browser.open(&gw.url("/web/done")).status, 302);
+
+    // The app completes the link for the user it knows, through the Link API.
+    let api = |method: reqwest::Method, path: &str| {
+        client()
+            .request(method, gw.url(path))
+            .header("Authorization", API_KEY)
+    };
+    let found = check_status(
+        api(
+            reqwest::Method::GET,
+            &format!("/api/identity-provider/link/pending/{pending}"),
+        )
+        .send()
+        .expect("send"),
+        200,
+    );
+    assert_eq!(
+        found["pendingIdPLink"]["identityProviderUserId"], "sso-ann",
+        "{found}"
+    );
+    check_status(
+        api(reqwest::Method::POST, "/api/identity-provider/link")
+            .json(&json!({"pendingIdPLinkId": pending,
+                          "identityProviderLink": {"userId": local.user_id}}))
+            .send()
+            .expect("send"),
+        200,
+    );
+    // The next login is the linked user's, with a session.
+    let mut again = Browser::default();
+    let done = to_the_app(&gw, &mut again, "/web/done", "s2");
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert_eq!(done.location, "/web/done?state=s2");
+    assert!(done.cookie("access_token").is_some());
+    let page = again.open(&gw.url("/web/done"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.json()["headers"]["x-user-id"], local.user_id);
+}
+
+/// `/app/login` with `redirect_uri` and the app's `state`, through the provider, to the
+/// callback's answer.
+fn to_the_app(
+    gw: &TestGateway,
+    browser: &mut Browser,
+    target: &str,
+    state: &str,
+) -> super::app_login::Answer {
+    let login = browser.open(&gw.url(&format!(
+        "/app/login/{APP}?redirect_uri={target}&state={state}"
+    )));
+    assert_eq!(login.status, 302, "{}", login.body);
+    let at_provider = client().get(&login.location).send().expect("authorize");
+    let callback = at_provider.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    browser.open(&callback)
+}

@@ -14,7 +14,9 @@
 //! recorded as used in the store (once, whichever gateway the callback reaches), then the login
 //! completed exactly as `POST /api/identity-provider/login` completes it (code exchange with the
 //! verifier, the ID token checked with the `nonce`, userinfo, reconcile, link), and a 302 to
-//! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies. Every
+//! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies (for a
+//! `CreatePendingLink` provider whose user is not linked yet: a 302 to the target with
+//! `pendingIdPLinkId`, no session, for the app to complete the link through the Link API). Every
 //! refusal is a 4xx (or the login's 502/503/504) with Errors JSON, and clears the state
 //! cookie.
 
@@ -289,8 +291,29 @@ async fn check_issuer(
     }
 }
 
+/// `target` with each given `(name, value)` added to its query (form-encoded), before any
+/// fragment.
+fn with_params(target: &str, params: &[Option<(&str, &str)>]) -> String {
+    let (base, fragment) = match target.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (target, None),
+    };
+    let mut out = base.to_string();
+    for (name, value) in params.iter().flatten() {
+        out.push(if out.contains('?') { '&' } else { '?' });
+        let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        out.push_str(&format!("{name}={encoded}"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
 /// The login through the same steps as `POST /api/identity-provider/login`, then the 302 to
-/// the target with the session cookies (or the login's refusal).
+/// the target with the session cookies (or the login's refusal). A `CreatePendingLink`
+/// provider's pending link goes to the target as `pendingIdPLinkId`, without a session.
 async fn complete(
     request: &PluginRequest,
     app: &App<'_>,
@@ -324,20 +347,21 @@ async fn complete(
         return Ok(answer);
     }
     let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    let app_state = login.app_state.as_deref().map(|s| ("state", s));
+    if let Some(pending) = parsed["pendingIdPLinkId"].as_str() {
+        // CreatePendingLink: no session; the app completes the link through the Link API
+        // (with the user it asks to sign in some other way), then logs the user in again.
+        let params = [Some(("pendingIdPLinkId", pending)), app_state];
+        return Ok(super::found(&with_params(&login.redirect, &params)));
+    }
     if parsed.get("token").is_none() {
-        // A pending link, or no token: nothing to log in with here.
         return Ok(super::general(
             400,
             "[LoginNotCompleted]",
-            "The login needs a step this page cannot take (a pending link); use the API.",
+            "The identity provider's login gave no token; log in again.",
         ));
     }
-    let mut target = login.redirect.clone();
-    if let Some(app_state) = &login.app_state {
-        let separator = if target.contains('?') { '&' } else { '?' };
-        let encoded: String = url::form_urlencoded::byte_serialize(app_state.as_bytes()).collect();
-        target = format!("{target}{separator}state={encoded}");
-    }
+    let target = with_params(&login.redirect, &[app_state]);
     let mut out = super::found(&target);
     out.headers.extend(
         (answer.headers.into_iter()).filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie")),
@@ -356,4 +380,23 @@ async fn complete(
         out = out.with_cookie(&cookie);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_join_the_query_before_the_fragment_encoded() {
+        let state = Some(("state", "a b&c"));
+        assert_eq!(with_params("/", &[state]), "/?state=a+b%26c");
+        assert_eq!(
+            with_params("/p?x=1#top", &[Some(("pendingIdPLinkId", "id")), state]),
+            "/p?x=1&pendingIdPLinkId=id&state=a+b%26c#top"
+        );
+        assert_eq!(
+            with_params("https://o.example/p", &[None]),
+            "https://o.example/p"
+        );
+    }
 }
