@@ -183,3 +183,56 @@ fn to_the_app(
         .to_string();
     browser.open(&callback)
 }
+
+#[test]
+fn a_login_route_may_use_a_provider_created_through_the_api() {
+    let provider = Provider::start();
+    let mut options = login_options(&provider.issuer(), "http://127.0.0.1:$PORT");
+    let file_only = options
+        .extra
+        .split("identityProviders:")
+        .next()
+        .expect("login");
+    options.extra = file_only.to_string();
+    let gw = TestGateway::start_with(options);
+    let warning = "routes[4].auth.login: no enabled OpenIDConnect identity provider in the store";
+    assert!(gw.log().contains(warning), "{}", gw.log());
+    // Until a provider exists, a browser sent to log in gets a clear 400.
+    let mut browser = Browser::default();
+    let first = browser.open(&gw.url("/web/page"));
+    assert_eq!(first.status, 302, "{}", first.body);
+    let none = browser.open(&gw.url(&first.location));
+    assert_eq!(none.status, 400, "{}", none.body);
+    assert_eq!(
+        none.json()["generalErrors"][0]["code"],
+        "[InvalidIdentityProvider]"
+    );
+
+    let body = json!({"identityProvider": {
+        "type": "OpenIDConnect", "name": "Made through the API", "enabled": true,
+        "oauth2": {"issuer": provider.issuer(), "client_id": super::fake_oidc::CLIENT_ID,
+                   "client_secret": super::fake_oidc::CLIENT_SECRET,
+                   "clientAuthenticationMethod": "client_secret_basic", "scope": "openid email"},
+        "linkingStrategy": "LinkByEmail",
+        "applicationConfiguration": {APP: {"enabled": true, "createRegistration": true}}}});
+    check_status(
+        client()
+            .post(gw.url("/api/identity-provider"))
+            .header("Authorization", API_KEY)
+            .json(&body)
+            .send()
+            .expect("send"),
+        200,
+    );
+    provider.log_in_as("sso-ann", super::app_login::ann());
+    let page = log_in_through_the_browser(&gw, &mut Browser::default(), "/web/page");
+    assert_eq!(page["status"], 200, "{page}");
+    assert_eq!(page["body"]["headers"]["x-user-email"], "ann@example.com");
+    // A reload finds the provider in the store: no new warning.
+    let reload = client()
+        .post(gw.admin_url("/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(reload.status().as_u16(), 200);
+    assert_eq!(gw.log().matches(warning).count(), 1, "{}", gw.log());
+}
