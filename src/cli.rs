@@ -93,6 +93,9 @@ pub fn main() -> i32 {
                     for warning in config::issuer_warnings(&config.tenants) {
                         eprintln!("warning: {warning}");
                     }
+                    for warning in config::login_warnings(&config) {
+                        eprintln!("warning: {warning}");
+                    }
                     println!("{}: ok", cli.config.display());
                     0
                 }

@@ -5,6 +5,8 @@
 mod it {
     pub mod api_boundary;
     pub mod api_isolation;
+    pub mod app_cluster;
+    pub mod app_flow;
     pub mod app_login;
     pub mod boundary;
     pub mod cluster;

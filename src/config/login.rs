@@ -7,14 +7,19 @@
 //!   redirects: [https://other.example.com]  # extra origins a redirect may name
 //! ```
 //!
-//! A route's `auth.login: true` needs `login.publicOrigin`, an `applicationId`, the
-//! `identity-provider` plugin, and an enabled `OpenIDConnect` provider declared in
-//! `identityProviders:` that is enabled for that application; each problem is reported with
-//! its path. The validated section is handed to the identity-provider plugin, which serves
-//! the `{basePath}/*` routes, and each such route gets its login path.
+//! A route's `auth.login: true` needs `login.publicOrigin`, an `applicationId` and the
+//! `identity-provider` plugin; each problem is reported with its path. It also needs an enabled
+//! `OpenIDConnect` provider enabled for that application, which may be declared in
+//! `identityProviders:` or created through the API: the file alone cannot tell, so a route
+//! without one in the file is a warning of `gatehouse check` (which never reads the store), and
+//! the gateway warns at start and on reload for a route whose application has none in the
+//! store ([`routes_without_provider`] serves both). The validated section is handed to the
+//! identity-provider plugin, which serves the `{basePath}/*` routes, and each such route gets
+//! its login path.
 
 use serde::Deserialize;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::raw::RawRoute;
 use super::sections::Problems;
@@ -84,7 +89,6 @@ pub(super) fn login(
     raw: Option<&RawLogin>,
     raw_routes: &[RawRoute],
     routes: &mut [Route],
-    providers: &[Value],
     plugins: &mut [PluginSettings],
 ) -> Option<LoginSettings> {
     let logins: Vec<(usize, bool)> = (raw_routes.iter().enumerate())
@@ -135,22 +139,15 @@ pub(super) fn login(
         base_path: base?,
         redirects,
     };
-    check_routes(p, &logins, routes, providers, &settings.base_path);
+    check_routes(p, &logins, routes, &settings.base_path);
     if let Some(plugin) = plugin {
         plugin.app = Some(settings.clone());
     }
     Some(settings)
 }
 
-/// Each `login: true` route: an application with an enabled OpenID Connect provider declared
-/// for it; its login path set.
-fn check_routes(
-    p: &mut Problems,
-    logins: &[(usize, bool)],
-    routes: &mut [Route],
-    providers: &[Value],
-    base: &str,
-) {
+/// Each `login: true` route: an application; its login path set.
+fn check_routes(p: &mut Problems, logins: &[(usize, bool)], routes: &mut [Route], base: &str) {
     for (index, _) in logins.iter().filter(|(_, login)| *login) {
         let path = format!("routes[{index}].auth.login");
         let Some(route) = routes.iter_mut().find(|r| r.index == *index) else {
@@ -163,18 +160,23 @@ fn check_routes(
             );
             continue;
         };
-        if !providers
-            .iter()
-            .any(|doc| oidc_enabled_for(doc, &app.to_string()))
-        {
-            p.add(
-                path,
-                format!("no enabled OpenIDConnect identity provider in identityProviders is enabled for application {app}"),
-            );
-            continue;
-        }
         route.auth.login_path = Some(format!("{base}/login/{app}"));
     }
+}
+
+/// The `login: true` routes (those with a login path) whose application has no enabled
+/// `OpenIDConnect` provider enabled for it among `providers` (the file's declarations, or the
+/// store's documents): each route's `routes[i].auth.login` path and application. A browser
+/// sent to log in on such a route gets a 400 `[InvalidIdentityProvider]`.
+pub fn routes_without_provider(routes: &[Route], providers: &[Value]) -> Vec<(String, Uuid)> {
+    (routes.iter())
+        .filter(|route| route.auth.login_path.is_some())
+        .filter_map(|route| {
+            let app = route.auth.application_id?;
+            let served = (providers.iter()).any(|doc| oidc_enabled_for(doc, &app.to_string()));
+            (!served).then(|| (format!("routes[{}].auth.login", route.index), app))
+        })
+        .collect()
 }
 
 /// True for an enabled `OpenIDConnect` provider document enabled for `application`.

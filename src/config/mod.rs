@@ -246,6 +246,21 @@ pub fn issuer_warnings(tenants: &[Tenant]) -> Vec<String> {
         .collect()
 }
 
+/// Warnings about `login: true` routes whose application has no enabled `OpenIDConnect`
+/// provider declared in the file. Not errors: the provider may be created through the API,
+/// which `gatehouse check` cannot see (it never reads the store); the gateway checks the store
+/// at start and on reload and warns then.
+pub fn login_warnings(config: &Config) -> Vec<String> {
+    login::routes_without_provider(&config.routes, &config.identity_providers)
+        .into_iter()
+        .map(|(path, app)| {
+            format!(
+                "{path}: no enabled OpenIDConnect identity provider in identityProviders is enabled for application {app}; providers created through the API are not seen by check (the gateway warns at start if the store has none either, and browsers then get a 400 at the login)"
+            )
+        })
+        .collect()
+}
+
 /// True for an absolute `https://host…` or `http://host…` URL.
 fn is_url_issuer(issuer: &str) -> bool {
     let rest = issuer
@@ -457,7 +472,6 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         raw.login.as_ref(),
         &raw.routes,
         &mut routes,
-        &identity_providers,
         &mut plugins,
     );
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =

@@ -355,6 +355,49 @@ fn a_non_url_issuer_is_a_warning() {
 }
 
 /// The problems of `text` as `path: message` lines (empty when it is valid).
+#[test]
+fn a_login_route_without_a_declared_provider_is_a_warning_naming_the_api() {
+    let routes = format!(
+        "  - path: /web\n    upstream: http://127.0.0.1:9\n    auth: {{applicationId: {APP}, login: true}}\n"
+    );
+    let login = "plugins: {identity-provider: {}}\nlogin: {publicOrigin: https://app.example}\n";
+    let config = parse_str(&format!("{login}{}{routes}", base())).expect("valid: a warning only");
+    let web = (config.routes.iter())
+        .find(|r| r.index == 1)
+        .expect("the /web route");
+    assert_eq!(
+        web.auth.login_path.as_deref(),
+        Some(format!("/app/login/{APP}").as_str())
+    );
+    let warnings = login_warnings(&config);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("routes[1].auth.login: no enabled OpenIDConnect"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].contains("created through the API are not seen"),
+        "{warnings:?}"
+    );
+    // The store's documents (or the file's) with one for the application: no warning; one
+    // disabled, or for another application, or of another type: still one.
+    let provider = |enabled: bool, app: &str, kind: &str| {
+        serde_json::json!({"type": kind, "enabled": enabled,
+                           "applicationConfiguration": {app: {"enabled": true}}})
+    };
+    let served = [provider(true, APP, "OpenIDConnect")];
+    assert!(login::routes_without_provider(&config.routes, &served).is_empty());
+    for unserved in [
+        provider(false, APP, "OpenIDConnect"),
+        provider(true, TENANT, "OpenIDConnect"),
+        provider(true, APP, "ExternalJWT"),
+    ] {
+        let found = login::routes_without_provider(&config.routes, &[unserved]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "routes[1].auth.login");
+    }
+}
+
 fn problems_of(text: &str) -> Vec<String> {
     match parse_str(text) {
         Ok(_) => Vec::new(),

@@ -236,7 +236,10 @@ impl Gateway {
     }
 
     /// The `Set-Cookie` values that hand a transparent refresh's outcome to the browser: the
-    /// new access token, and the refresh token when it rotated or its window moved. They are
+    /// new access token, its expiry in `app.at_exp` (readable by scripts, as the login sets it:
+    /// FusionAuth's SDKs schedule their refreshes by it, so a stale value would make them
+    /// refresh in a loop or never), and the refresh token when it rotated or its window moved.
+    /// They are
     /// `Secure` on a TLS listener, with `cookies.secure`, or when a forward-auth decision says
     /// the browser came over TLS.
     fn refreshed_cookies(&self, refreshed: &Refreshed, ctx: &RequestContext) -> Vec<String> {
@@ -252,6 +255,10 @@ impl Gateway {
             secure,
         )
         .to_header_value()];
+        cookies.push(
+            gatehouse_plugin_api::Cookie::access_expiry(refreshed.access_expiration_ms, secure)
+                .to_header_value(),
+        );
         if refreshed.set_refresh_cookie {
             let refresh = gatehouse_plugin_api::Cookie::expiring(
                 "refresh_token",

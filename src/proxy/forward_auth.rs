@@ -37,6 +37,8 @@ pub const REDIRECT_HEADER: &str = "X-Gatehouse-Redirect";
 pub const ACCESS_COOKIE_HEADER: &str = "X-Gatehouse-Set-Cookie-Access";
 /// The header repeating the `Set-Cookie` value of the `refresh_token` cookie.
 pub const REFRESH_COOKIE_HEADER: &str = "X-Gatehouse-Set-Cookie-Refresh";
+/// The header repeating the `Set-Cookie` value of the `app.at_exp` cookie.
+pub const AT_EXP_COOKIE_HEADER: &str = "X-Gatehouse-Set-Cookie-At-Exp";
 
 /// What a decision needs to know about the request it judges, beyond its target and host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +117,7 @@ pub fn cookie_copies(cookies: &[String]) -> Vec<(&'static str, &str)> {
             let header = match name {
                 "access_token" => ACCESS_COOKIE_HEADER,
                 "refresh_token" => REFRESH_COOKIE_HEADER,
+                gatehouse_plugin_api::AT_EXP_COOKIE => AT_EXP_COOKIE_HEADER,
                 _ => return None,
             };
             Some((header, cookie.as_str()))
@@ -222,6 +225,24 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_session_cookie_is_copied_into_a_header_of_its_own() {
+        let cookies = vec![
+            "access_token=a; Path=/; HttpOnly".to_string(),
+            "app.at_exp=17; Path=/; SameSite=Lax".to_string(),
+            "refresh_token=r; Path=/; HttpOnly".to_string(),
+            "other=x; Path=/".to_string(),
+        ];
+        assert_eq!(
+            cookie_copies(&cookies),
+            vec![
+                (ACCESS_COOKIE_HEADER, cookies[0].as_str()),
+                (AT_EXP_COOKIE_HEADER, cookies[1].as_str()),
+                (REFRESH_COOKIE_HEADER, cookies[2].as_str()),
+            ]
+        );
+    }
 
     #[test]
     fn the_endpoint_and_paths_under_it_are_decisions() {

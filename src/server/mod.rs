@@ -221,6 +221,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = crate::store::open(&config.store, clock.clone()).await?;
     apply_declared(config, store.as_ref()).await?;
+    warn_login_routes_without_provider(config, store.as_ref()).await;
     let api = ApiExecutor::start(config.api).map_err(|e| StartError::Setup {
         path: "api.threads".into(),
         message: format!("cannot start the API runtime: {e}"),
@@ -307,6 +308,12 @@ pub async fn build(
         .iter()
         .map(|settings| settings.build(&process.store))
         .collect();
+    for plugin in &plugins {
+        plugin.start().await.map_err(|message| StartError::Setup {
+            path: format!("plugins.{}", plugin.name()),
+            message,
+        })?;
+    }
     let router = PluginRouter::new(&plugins).map_err(|message| StartError::Setup {
         path: "plugins".into(),
         message,
@@ -391,6 +398,28 @@ pub async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result
         }
     }
     Ok(())
+}
+
+/// Logs a warning per `login: true` route whose application has no enabled `OpenIDConnect`
+/// provider in the store (declared in the file or created through the API): browsers sent to
+/// log in there get a 400 until one is created. A store that cannot be read is logged too (the
+/// start goes on: the check is advice, not a condition).
+pub async fn warn_login_routes_without_provider(config: &Config, store: &dyn GatewayStore) {
+    if !config.routes.iter().any(|r| r.auth.login_path.is_some()) {
+        return;
+    }
+    let providers = match store.list_identity_providers().await {
+        Ok(providers) => providers,
+        Err(e) => {
+            tracing::warn!("cannot list the identity providers to check the login routes: {e}");
+            return;
+        }
+    };
+    for (path, app) in crate::config::login::routes_without_provider(&config.routes, &providers) {
+        tracing::warn!(
+            "{path}: no enabled OpenIDConnect identity provider in the store is enabled for application {app}; browsers sent to log in get a 400 until one is created"
+        );
+    }
 }
 
 /// Fails early, with a clear message, when an address cannot be bound.

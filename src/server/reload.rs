@@ -20,7 +20,9 @@ use crate::auth::issuers::Issuers;
 use crate::config::{self, Config, ConfigError};
 use crate::proxy::routes::UpstreamResolver;
 use crate::proxy::LiveGateway;
-use crate::server::{apply_declared, build, Previous, Process, StartError};
+use crate::server::{
+    apply_declared, build, warn_login_routes_without_provider, Previous, Process, StartError,
+};
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +132,7 @@ impl Reloader {
         apply_declared(&config, self.process.store.as_ref())
             .await
             .map_err(|e| vec![located(&text, e)])?;
+        warn_login_routes_without_provider(&config, self.process.store.as_ref()).await;
         built.issuers.start().map_err(|e| {
             vec![ConfigError {
                 path: "issuers".into(),

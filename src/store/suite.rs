@@ -35,7 +35,8 @@ macro_rules! host_store_suite {
             identity_providers_are_stored_and_deleted_with_their_links,
             links_are_found_by_any_filter_and_deleted_once,
             lambdas_are_stored_and_deleted_once,
-            the_event_log_lists_newest_first
+            the_event_log_lists_newest_first,
+            the_login_state_key_is_created_once_and_states_are_used_once
         );
     };
     (@each $fixture:path; $($name:ident),* $(,)?) => {
@@ -216,6 +217,29 @@ pub async fn lambdas_are_stored_and_deleted_once(store: &dyn GatewayStore) {
     assert_eq!(store.list_lambdas().await.expect("list").len(), 1);
     store.delete_lambda(lambda).await.expect("delete");
     assert_eq!(store.delete_lambda(lambda).await, Err(StoreError::NotFound));
+}
+
+/// The first login-state key stored wins and is read back by every later caller; a state is
+/// recorded once (a second use is refused until it expires and is pruned).
+pub async fn the_login_state_key_is_created_once_and_states_are_used_once(
+    store: &dyn GatewayStore,
+) {
+    let first = store.login_state_key(&[1u8; 32]).await.expect("key");
+    assert_eq!(first, vec![1u8; 32]);
+    let again = store.login_state_key(&[2u8; 32]).await.expect("key");
+    assert_eq!(again, first, "the stored key wins");
+
+    assert!(store.use_login_state("s1", 100, 10).await.expect("use"));
+    assert!(!store.use_login_state("s1", 100, 20).await.expect("reuse"));
+    assert!(store.use_login_state("s2", 100, 20).await.expect("another"));
+    // Once expired, the record is pruned by a later call (and a state that old would be
+    // refused before reaching the store: its cookie has expired).
+    assert!(store.use_login_state("s3", 300, 200).await.expect("prunes"));
+    assert!(store.use_login_state("s1", 300, 200).await.expect("pruned"));
+    assert!(!store
+        .use_login_state("s1", 300, 201)
+        .await
+        .expect("reused again"));
 }
 
 /// Events get increasing ids and are listed newest first, at most `limit`.

@@ -79,7 +79,9 @@ fn an_expired_token_with_a_refresh_cookie_reaches_the_upstream_with_a_fresh_one(
     assert_ne!(new_access, expired);
     assert_ne!(new_refresh, session.refresh_token, "OneTimeUse rotates");
     assert!(
-        cookies.iter().all(|c| c.contains("HttpOnly")),
+        (cookies.iter())
+            .filter(|c| !c.starts_with("app.at_exp="))
+            .all(|c| c.contains("HttpOnly")),
         "{cookies:?}"
     );
     // The upstream saw the new token, in the header and the cookie, and never the refresh token.
@@ -100,6 +102,86 @@ fn an_expired_token_with_a_refresh_cookie_reaches_the_upstream_with_a_fresh_one(
         .header("Cookie", format!("refresh_token={new_refresh}"))
         .send()
         .expect("send");
+    check_status(response, 200);
+}
+
+/// The `exp` claim of a JWT (not verified: the test only reads it).
+fn exp_of(token: &str) -> i64 {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice::<serde_json::Value>(&json).expect("json")["exp"]
+        .as_i64()
+        .expect("exp")
+}
+
+#[test]
+fn every_edge_refresh_sets_app_at_exp_to_the_new_tokens_expiry() {
+    // Reusable: the refresh cookie is not set again, app.at_exp still is.
+    let (gw, _) =
+        gateway("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable");
+    let session = gw.login("edge-at-exp@example.com", &["user"]);
+    let expired = expired_token(&gw, &session.user_id);
+    for (path, cookie) in [
+        // An expired access token, as a page of an SDK-driven app sends it with a stale
+        // app.at_exp; then a missing one; then one within refreshBeforeExpirySeconds.
+        (
+            "/app/page",
+            format!(
+                "access_token={expired}; refresh_token={}; app.at_exp=1",
+                session.refresh_token
+            ),
+        ),
+        (
+            "/app/page",
+            format!("refresh_token={}", session.refresh_token),
+        ),
+        (
+            "/soon/page",
+            format!(
+                "access_token={}; refresh_token={}",
+                session.token, session.refresh_token
+            ),
+        ),
+    ] {
+        let response = client()
+            .get(gw.url(path))
+            .header("Cookie", cookie)
+            .send()
+            .expect("send");
+        let cookies = set_cookies(&response);
+        check_status(response, 200);
+        let access = cookie_value(&cookies, "access_token").expect("access_token cookie");
+        assert_eq!(cookie_value(&cookies, "refresh_token"), None, "Reusable");
+        let at_exp = (cookies.iter())
+            .find(|c| c.starts_with("app.at_exp="))
+            .unwrap_or_else(|| panic!("no app.at_exp on {path}: {cookies:?}"));
+        assert_eq!(
+            cookie_value(&cookies, "app.at_exp"),
+            Some(exp_of(&access).to_string()),
+            "{at_exp}"
+        );
+        assert!(exp_of(&access) > now(), "a fresh token");
+        // The attributes the login sets: readable by scripts, Path=/, Lax, a session cookie.
+        assert!(!at_exp.contains("HttpOnly"), "{at_exp}");
+        assert!(
+            at_exp.contains("Path=/;") || at_exp.ends_with("Path=/"),
+            "{at_exp}"
+        );
+        assert!(
+            at_exp.contains("SameSite=Lax") && !at_exp.contains("Max-Age"),
+            "{at_exp}"
+        );
+    }
+    // No refresh, no app.at_exp: a valid token passes with no cookie set.
+    let response = client()
+        .get(gw.url("/app/page"))
+        .header("Cookie", format!("access_token={}", session.token))
+        .send()
+        .expect("send");
+    assert!(set_cookies(&response).is_empty());
     check_status(response, 200);
 }
 
@@ -580,7 +662,8 @@ fn parallel_requests_of_one_page_never_log_the_user_out() {
             assert_eq!(pairs.len(), 1, "{grace} round {round}: {answers:?}");
             for (status, cookies) in &answers {
                 match status {
-                    200 => assert_eq!(cookies.len(), 2, "{answers:?}"),
+                    // access_token, refresh_token, app.at_exp
+                    200 => assert_eq!(cookies.len(), 3, "{answers:?}"),
                     401 if !all_served => assert!(cookies.is_empty(), "{answers:?}"),
                     _ => panic!("{grace} round {round}: {answers:?}"),
                 }

@@ -56,6 +56,20 @@ pub enum Fault {
     AlgNone,
     /// The userinfo answer names another `sub`.
     UserinfoSubject,
+    /// The ID token is HS256 under the client secret (OpenID Connect Core §10.1).
+    HmacSigned,
+    /// The ID token is HS256 under another secret.
+    HmacWrongSecret,
+    /// The ID token is HS256 with the provider's public key (its JWK) as the secret: the
+    /// algorithm confusion of someone who knows only the published key.
+    HmacWithPublicKey,
+    /// The userinfo answer is a JWT (`application/jwt`) the provider's key signs, with `iss`
+    /// and `aud`.
+    SignedUserinfo,
+    /// The userinfo answer is a JWT signed by another key under the provider's `kid`.
+    SignedUserinfoForged,
+    /// The userinfo answer is a JWT for another audience.
+    SignedUserinfoWrongAudience,
 }
 
 /// What the authorization endpoint would have recorded for a code.
@@ -265,6 +279,41 @@ pub fn respond(stream: &mut TcpStream, status: u16, body: &str) {
     let _ = stream.write_all(response.as_bytes());
 }
 
+/// The userinfo answer as a JWT, when the fault asks for one: `info` with `iss` and `aud`,
+/// ES256 by the provider's key (or another key, or for another audience).
+fn signed_userinfo(
+    info: &Value,
+    issuer: &str,
+    fault: Fault,
+    key: &(String, Value),
+    other: &str,
+) -> Option<String> {
+    let (pem, audience) = match fault {
+        Fault::SignedUserinfo => (key.0.as_str(), CLIENT_ID),
+        Fault::SignedUserinfoForged => (other, CLIENT_ID),
+        Fault::SignedUserinfoWrongAudience => (key.0.as_str(), "someone-else"),
+        _ => return None,
+    };
+    let mut claims = info.clone();
+    claims["iss"] = json!(issuer);
+    claims["aud"] = json!(audience);
+    Some(sign(
+        &claims,
+        Fault::None,
+        &(pem.to_string(), key.1.clone()),
+        other,
+    ))
+}
+
+/// A 200 with `body` as `content_type`.
+fn respond_typed(stream: &mut TcpStream, content_type: &str, body: &str) {
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+}
+
 /// Answers one request as the provider would, with the fault switched on.
 pub fn serve(
     mut stream: TcpStream,
@@ -318,7 +367,10 @@ pub fn serve(
                     if fault == Fault::UserinfoSubject {
                         info["sub"] = json!("someone-else");
                     }
-                    respond(&mut stream, 200, &info.to_string())
+                    match signed_userinfo(&info, &issuer, fault, key, other) {
+                        Some(jwt) => respond_typed(&mut stream, "application/jwt", &jwt),
+                        None => respond(&mut stream, 200, &info.to_string()),
+                    }
                 }
                 None => respond(&mut stream, 401, r#"{"error":"invalid_token"}"#),
             }
@@ -406,8 +458,20 @@ pub fn token(
     )
 }
 
+/// A compact JWS of `claims`, HS256 under `secret`.
+fn hs256(claims: &Value, secret: &[u8]) -> String {
+    let header = Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).expect("sign")
+}
+
 /// The ID token: ES256 by the provider's key, or as the fault says.
 pub fn sign(claims: &Value, fault: Fault, key: &(String, Value), other: &str) -> String {
+    match fault {
+        Fault::HmacSigned => return hs256(claims, CLIENT_SECRET.as_bytes()),
+        Fault::HmacWrongSecret => return hs256(claims, b"not-the-client-secret"),
+        Fault::HmacWithPublicKey => return hs256(claims, key.1.to_string().as_bytes()),
+        _ => {}
+    }
     if fault == Fault::AlgNone {
         let b = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
         return format!(

@@ -351,6 +351,18 @@ fn a_refresh_hands_its_cookies_to_the_front_proxy() {
     );
     assert!(cookies.contains(&access_header) && cookies.contains(&refresh_header));
     assert!(access_header.contains("Secure") && refresh_header.contains("Secure"));
+    // The access token's expiry for FusionAuth's SDKs, readable by scripts, in its header too.
+    let at_exp = own("x-gatehouse-set-cookie-at-exp");
+    assert!(cookies.contains(&at_exp), "{cookies:?}");
+    assert!(
+        at_exp.contains("Secure") && !at_exp.contains("HttpOnly"),
+        "{at_exp}"
+    );
+    let seconds: i64 = cookie_value(&cookies, "app.at_exp")
+        .expect("app.at_exp cookie")
+        .parse()
+        .expect("seconds");
+    assert!(seconds > super::kit::now(), "{seconds}");
     // The new access token is a valid one; the retired refresh token is spent.
     allowed(traefik(&gw, "GET", "/app/page", "app.example").bearer_auth(&access));
     let reuse = traefik(&gw, "GET", "/app/page", "app.example")
@@ -742,6 +754,10 @@ fn check_front_proxy(gw: &TestGateway, app: &RecordingUpstream, url: &dyn Fn(&st
     let access = cookie_value(&cookies, "access_token").expect("access_token cookie");
     let refresh = cookie_value(&cookies, "refresh_token").expect("refresh_token cookie");
     assert_ne!(refresh, session.refresh_token);
+    assert!(
+        cookie_value(&cookies, "app.at_exp").is_some(),
+        "app.at_exp reaches the browser: {cookies:?}"
+    );
     check_status(
         http.get(url("/app/again"))
             .header(

@@ -189,6 +189,7 @@ pub fn claims(user: Uuid, application: &str, roles: &[&str]) -> Value {
 }
 
 /// Options for the generated configuration.
+#[derive(Clone)]
 pub struct Options {
     /// Extra YAML appended to the `routes:` list; in it `$UPSTREAM` is the main upstream and
     /// `DEMO_PORT` the demo upstream's port.

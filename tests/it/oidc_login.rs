@@ -275,3 +275,36 @@ fn every_provider_fault_is_a_clear_error() {
         "a provider refresh token in the log"
     );
 }
+
+#[test]
+fn hmac_id_tokens_and_signed_userinfo_answers_are_verified() {
+    let provider = Provider::start();
+    let (gw, idp) = gateway_for(&provider, "providerTimeoutMillis: 1000");
+    // Refused first: no refused login may create the user.
+    let refused = [
+        (Fault::HmacWrongSecret, "[InvalidIdToken]"),
+        (Fault::HmacWithPublicKey, "[InvalidIdToken]"),
+        (Fault::SignedUserinfoForged, "[InvalidUserInfo]"),
+        (Fault::SignedUserinfoWrongAudience, "[InvalidUserInfo]"),
+    ];
+    for (fault, code) in refused {
+        let (status, body, _) = attempt(&gw, &provider, &idp, fault, Some("the-nonce"));
+        assert_eq!(status, 401, "{fault:?}: {body}");
+        assert_eq!(body["generalErrors"][0]["code"], code, "{fault:?}: {body}");
+    }
+    let users = api(&gw, "GET", "/api/user?email=ann@example.com", None);
+    assert_eq!(users.status().as_u16(), 404);
+    // An HS256 ID token under the client secret, then a userinfo answer the provider signed.
+    for fault in [Fault::HmacSigned, Fault::SignedUserinfo] {
+        let (status, body, _) = attempt(&gw, &provider, &idp, fault, Some("the-nonce"));
+        assert_eq!(status, 200, "{fault:?}: {body}");
+        assert_eq!(
+            body["user"]["email"], "ann@example.com",
+            "{fault:?}: {body}"
+        );
+    }
+    assert!(
+        !gw.log().contains(CLIENT_SECRET),
+        "the client secret in the log"
+    );
+}

@@ -52,7 +52,7 @@ pub use remote::{
     HttpAnswer, HttpCall, HttpClient, HttpFailure, HttpMethod, Offline, RemoteKeyError, RemoteKeys,
 };
 pub use request::PluginRequest;
-pub use response::{Cookie, PluginResponse};
+pub use response::{Cookie, PluginResponse, AT_EXP_COOKIE};
 pub use rotations::RotationLedger;
 pub use store::{Store, StoreError};
 pub use tokens::{

@@ -71,6 +71,13 @@ pub trait Plugin: Send + Sync {
     /// The plugin's name, as written under `plugins:` in the configuration.
     fn name(&self) -> &'static str;
 
+    /// Prepares what the plugin reads once (from the store, say) before it serves a request.
+    /// The host calls it after building the plugin, at start and on each reload; an `Err`
+    /// (what went wrong, no secret) fails the start or refuses the reload. Nothing by default.
+    async fn start(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The routes it serves. Called once at start; the host refuses two plugins claiming the
     /// same method and path.
     fn routes(&self) -> Vec<RouteSpec>;

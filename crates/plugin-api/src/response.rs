@@ -2,6 +2,10 @@
 
 use serde::Serialize;
 
+/// The cookie scripts read the access token's expiry from (seconds), set with the token
+/// cookies by a login, a refresh through `/app/refresh` and a transparent refresh at the edge.
+pub const AT_EXP_COOKIE: &str = "app.at_exp";
+
 /// A cookie to set on the response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cookie {
@@ -47,6 +51,16 @@ impl Cookie {
     ) -> Self {
         let mut cookie = Cookie::new(name, value);
         cookie.max_age = Some(expiration_ms.saturating_sub(now_ms).max(0) / 1000);
+        cookie.secure = secure;
+        cookie
+    }
+
+    /// The `app.at_exp` cookie ([`AT_EXP_COOKIE`]) FusionAuth's SDKs read to schedule refreshes:
+    /// the access token's expiry `access_expiry_ms` in seconds, not HttpOnly (scripts read it),
+    /// `Path=/`, `SameSite=Lax`, a session cookie like the `access_token` cookie of a login.
+    pub fn access_expiry(access_expiry_ms: i64, secure: bool) -> Self {
+        let mut cookie = Cookie::new(AT_EXP_COOKIE, (access_expiry_ms / 1000).to_string());
+        cookie.http_only = false;
         cookie.secure = secure;
         cookie
     }
@@ -127,6 +141,18 @@ impl PluginResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_expiry_cookie_is_seconds_readable_by_scripts() {
+        let cookie = Cookie::access_expiry(1_700_000_123_999, true);
+        assert_eq!(
+            cookie.to_header_value(),
+            "app.at_exp=1700000123; Path=/; Secure; SameSite=Lax"
+        );
+        assert!(!Cookie::access_expiry(5_000, false)
+            .to_header_value()
+            .contains("Secure"));
+    }
 
     #[test]
     fn cookie_header_value() {

@@ -362,6 +362,13 @@ mod tests {
     fn failures_are_errors_not_crashes() {
         let run =
             |body: &str| run_reconcile(body, &json!({}), &json!({}), &json!({}), &[], quick());
+        // Filling the memory limit takes longer than the quick time limit on a loaded machine:
+        // the memory cases get time enough that only the memory limit can stop them.
+        let roomy = Limits {
+            time: Duration::from_secs(10),
+            ..quick()
+        };
+        let fill = |body: &str| run_reconcile(body, &json!({}), &json!({}), &json!({}), &[], roomy);
         assert_eq!(
             run("function reconcile(u, r, j) { throw new Error('nope'); }"),
             Err(LambdaError::Thrown("nope".into()))
@@ -376,11 +383,11 @@ mod tests {
         );
         assert_eq!(run("while (true) {}"), Err(LambdaError::Timeout));
         assert_eq!(
-            run("function reconcile(u, r, j) { var a = []; while (true) { a.push(new Array(100000).fill(1)); } }"),
+            fill("function reconcile(u, r, j) { var a = []; while (true) { a.push(new Array(100000).fill(1)); } }"),
             Err(LambdaError::OutOfMemory)
         );
         assert_eq!(
-            run("function reconcile(u, r, j) { return reconcile(u, r, j); }"),
+            fill("function reconcile(u, r, j) { return reconcile(u, r, j); }"),
             Err(LambdaError::OutOfMemory)
         );
         assert!(matches!(
@@ -394,15 +401,17 @@ mod tests {
             Err(LambdaError::Thrown(_))
         ));
         assert_eq!(
-            run("let a = []; while (true) a.push(new Array(1e6));"),
+            fill("let a = []; while (true) a.push(new Array(1e6));"),
             Err(LambdaError::OutOfMemory)
         );
         assert_eq!(
-            run("function reconcile(u, r, j) { let a = []; while (true) a.push(new Array(1e6)); }"),
+            fill(
+                "function reconcile(u, r, j) { let a = []; while (true) a.push(new Array(1e6)); }"
+            ),
             Err(LambdaError::OutOfMemory)
         );
         assert_eq!(
-            check("function f() { f(); } f();", quick()),
+            check("function f() { f(); } f();", roomy),
             Err(LambdaError::OutOfMemory)
         );
         assert!(check("function reconcile(u, r, j) {}", quick()).is_ok());

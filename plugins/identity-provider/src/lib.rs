@@ -59,7 +59,7 @@ pub use provider::validate_config_provider;
 
 pub use common::Settings;
 pub use sandbox::WorkerCommand;
-pub use store::IdentityProviderStore;
+pub use store::{IdentityProviderStore, LoginStateStore};
 
 use common::Env;
 use login::{Endpoint, LoginEnv};
@@ -244,8 +244,8 @@ pub struct IdentityProviderPlugin {
     discovery: oidc::discovery::DiscoveryCache,
     /// The hosted-backend routes (none without [`Settings::app`]).
     app_routes: Vec<RouteSpec>,
-    /// The key of the hosted-backend login states.
-    state_key: app::state::StateKey,
+    /// The key of the hosted-backend login states, read from the store at start.
+    state_key: app::state::SharedStateKey,
 }
 
 impl IdentityProviderPlugin {
@@ -265,7 +265,7 @@ impl IdentityProviderPlugin {
                 .unwrap_or_default(),
             settings,
             discovery: Default::default(),
-            state_key: app::state::StateKey::generate(),
+            state_key: Default::default(),
         }
     }
 }
@@ -284,6 +284,17 @@ pub fn build(
 impl Plugin for IdentityProviderPlugin {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// Reads the login-state key from the store when the hosted-backend routes are served, so
+    /// that no login waits for it and a store that cannot be read fails the start (or the
+    /// reload) instead of the first login.
+    async fn start(&self) -> Result<(), String> {
+        if self.settings.app.is_some() {
+            (self.state_key.load(self.records.as_ref()).await)
+                .map_err(|e| format!("cannot read the login-state key from the store: {e}"))?;
+        }
+        Ok(())
     }
 
     fn routes(&self) -> Vec<RouteSpec> {

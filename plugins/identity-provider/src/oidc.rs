@@ -10,10 +10,13 @@
 //!    RFC 6749 §2.3.1; `client_secret_post`; `none`: the client id alone);
 //! 3. the ID token, when the token endpoint returns one and the issuer is known: its
 //!    signature by the issuer's published keys (the host's `RemoteKeys`: asymmetric
-//!    algorithms only, never `none`, never the client secret), then its claims
-//!    ([`id_token::check`]);
-//! 4. the userinfo answer, when the provider has the endpoint (a JSON object whose `sub` is
-//!    the ID token's);
+//!    algorithms only, never `none`), or for `HS256`/`HS384`/`HS512` by the client secret
+//!    ([`signed`]: only when the provider has one; each key bound to its algorithm family),
+//!    then its claims ([`id_token::check`]);
+//! 4. the userinfo answer, when the provider has the endpoint: a JSON object whose `sub` is
+//!    the ID token's, or a signed JWT (`Content-Type: application/jwt`, OpenID Connect Core
+//!    §5.3.2) verified as the ID token is, whose `iss` must be the issuer and `aud` contain
+//!    the client id when present, never used unverified;
 //! 5. the claims the user is read from: the ID token's, with the userinfo answer's over them.
 //!
 //! Every failure is a [`OidcFailure`] with its status: 401 for a code the provider refuses
@@ -23,6 +26,7 @@
 
 pub mod discovery;
 pub mod id_token;
+pub mod signed;
 
 use std::time::Duration;
 
@@ -39,8 +43,8 @@ use crate::provider::{ClientAuthenticationMethod, OpenIdConnect};
 use discovery::{discovery_url, DiscoveryCache, Endpoints};
 use id_token::Expected;
 
-/// The algorithms an ID token may be signed with (the key's own type must agree): never
-/// `none`, never HMAC.
+/// The algorithms an ID token may be signed with by the issuer's published keys (the key's own
+/// type must agree): never `none`, never HMAC (HMAC is the client secret's, see [`signed`]).
 pub const ID_TOKEN_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 ];
@@ -183,30 +187,37 @@ pub async fn complete(
     debug: &mut DebugLog,
 ) -> Result<Completed, OidcFailure> {
     let endpoints = endpoints(ex, settings).await?;
-    let (client_id, _) = settings.client_for(application_id);
+    let (client_id, secret) = settings.client_for(application_id);
     let tokens = exchange_code(ex, settings, application_id, &endpoints.token, grant).await?;
     debug.line(format!(
         "The token endpoint answered (an ID token: {}, a refresh token: {})",
         tokens.id_token.is_some(),
         tokens.refresh_token.is_some()
     ));
-    let id_claims = match (&tokens.id_token, &endpoints.keys) {
-        (Some(token), Some((issuer, jwks_uri))) => {
+    let signers = settings.issuer.as_deref().map(|issuer| Signers {
+        issuer,
+        jwks_uri: endpoints.keys.as_ref().map(|(_, uri)| uri.as_str()),
+        secret: secret.map(|s| s.expose()),
+        client_id,
+    });
+    let id_claims = match (&tokens.id_token, &signers) {
+        (Some(token), Some(signers)) if signers.can_verify(token) => {
             let expected = Expected {
-                issuer,
+                issuer: signers.issuer,
                 client_id,
                 nonce: grant.nonce.as_deref(),
                 now: ex.now,
                 leeway: ex.leeway,
             };
-            let claims = verify_id_token(ex, token, jwks_uri, &expected).await?;
+            let claims = verify_id_token(ex, token, signers, &expected).await?;
             debug.line("The ID token is verified");
             Some(claims)
         }
         // With an issuer, the ID token is the proof of the login: without the keys to check
-        // it, or without it when `openid` was asked for (OpenID Connect Core §3.1.3.3), the
-        // userinfo answer alone is not taken instead.
-        (Some(_), None) if settings.issuer.is_some() => {
+        // it (no `jwks_uri` for a signature that is not the client secret's HMAC), or without
+        // it when `openid` was asked for (OpenID Connect Core §3.1.3.3), the userinfo answer
+        // alone is not taken instead.
+        (Some(_), Some(_)) => {
             return Err(bad_answer(
                 "discovery document",
                 "names no jwks_uri to check the ID token with",
@@ -229,7 +240,11 @@ pub async fn complete(
         ));
     }
     let userinfo = match &endpoints.userinfo {
-        Some(url) => Some(read_userinfo(ex, url, &tokens.access_token, id_claims.as_ref()).await?),
+        Some(url) => {
+            let signers = signers.as_ref();
+            let access = &tokens.access_token;
+            Some(read_userinfo(ex, url, access, id_claims.as_ref(), signers).await?)
+        }
         None => None,
     };
     if userinfo.is_some() {
@@ -508,17 +523,63 @@ fn oauth_error(error: &str) -> OidcFailure {
     }
 }
 
-/// Step 3: the ID token's signature (503 when the keys cannot be had, 401 when it does not
-/// verify), then its claims (401); returns them.
-async fn verify_id_token(
+/// Who may sign what a provider sends signed (the ID token, a signed userinfo answer): the
+/// issuer's published keys (asymmetric algorithms) and the client secret (HMAC).
+pub struct Signers<'a> {
+    /// The provider's issuer.
+    pub issuer: &'a str,
+    /// Where the issuer publishes its keys, when discovery named it.
+    pub jwks_uri: Option<&'a str>,
+    /// The client secret, when the provider has one.
+    pub secret: Option<&'a str>,
+    /// The client id (a signed userinfo answer's `aud`, when present, must contain it).
+    pub client_id: &'a str,
+}
+
+impl Signers<'_> {
+    /// True when a key that could verify `token` is known: the client secret for an HMAC
+    /// token (one without a secret is still checked, and refused), the issuer's keys for any
+    /// other.
+    fn can_verify(&self, token: &str) -> bool {
+        self.jwks_uri.is_some() || signed::algorithm(token).is_some_and(|a| signed::is_hmac(&a))
+    }
+}
+
+/// The claims of `token` (the provider's `what`, e.g. "ID token") once its signature verifies:
+/// `HS*` with the client secret only (401 `code` when the provider has none or it does not
+/// verify), any other algorithm with the issuer's published keys only (503 when they cannot be
+/// had, 401 `code` when it does not verify). The claims are not checked here.
+async fn verify_signature(
     ex: &Exchange<'_>,
     token: &str,
-    jwks_uri: &str,
-    expected: &Expected<'_>,
+    signers: &Signers<'_>,
+    code: &'static str,
+    what: &str,
 ) -> Result<Map<String, Value>, OidcFailure> {
-    let claims = ex
-        .keys
-        .verify(expected.issuer, jwks_uri, ID_TOKEN_ALGORITHMS, token)
+    if let Some(alg) = signed::algorithm(token).filter(|a| signed::is_hmac(a)) {
+        let secret = signers.secret.ok_or_else(|| {
+            let message = format!(
+                "The {what} is signed with {alg}, and the identity provider has no client secret to verify it with."
+            );
+            failure(401, code, message)
+        })?;
+        return signed::verify_hmac(token, secret).map_err(|why| {
+            failure(
+                401,
+                code,
+                format!("The {what} is not signed with the client secret ({why})."),
+            )
+        });
+    }
+    let Some(jwks_uri) = signers.jwks_uri else {
+        return Err(failure(
+            401,
+            code,
+            format!("The {what} cannot be verified: the identity provider publishes no keys."),
+        ));
+    };
+    ex.keys
+        .verify(signers.issuer, jwks_uri, ID_TOKEN_ALGORITHMS, token)
         .await
         .map_err(|e| match e {
             RemoteKeyError::Unavailable => failure(
@@ -528,22 +589,37 @@ async fn verify_id_token(
             ),
             RemoteKeyError::Invalid(reason) => failure(
                 401,
-                "[InvalidIdToken]",
-                format!("The ID token is not signed by the identity provider's keys ({reason})."),
+                code,
+                format!("The {what} is not signed by the identity provider's keys ({reason})."),
             ),
-        })?;
+        })
+}
+
+/// Step 3: the ID token's signature ([`verify_signature`]), then its claims (401); returns
+/// them.
+async fn verify_id_token(
+    ex: &Exchange<'_>,
+    token: &str,
+    signers: &Signers<'_>,
+    expected: &Expected<'_>,
+) -> Result<Map<String, Value>, OidcFailure> {
+    let claims = verify_signature(ex, token, signers, "[InvalidIdToken]", "ID token").await?;
     id_token::check(&claims, expected)
         .map_err(|p| failure(401, "[InvalidIdToken]", p.message()))?;
     Ok(claims)
 }
 
-/// Step 4: the userinfo answer for `access_token`, a JSON object naming the ID token's `sub`
-/// (401 otherwise); 502 for any other answer, 504 when none in time.
+/// Step 4: the userinfo answer for `access_token`: a JSON object, or a signed JWT
+/// (`application/jwt`) verified with `signers` and whose `iss` and `aud` are checked
+/// ([`id_token::check_signed_userinfo`]); either must name the ID token's `sub`. 401 for an
+/// answer that fails a check (a signed one without an issuer to check it against included),
+/// 502 for any other answer, 504 when none in time.
 async fn read_userinfo(
     ex: &Exchange<'_>,
     url: &str,
     access_token: &str,
     id_claims: Option<&Map<String, Value>>,
+    signers: Option<&Signers<'_>>,
 ) -> Result<Map<String, Value>, OidcFailure> {
     let what = "userinfo endpoint";
     let headers = vec![
@@ -551,7 +627,10 @@ async fn read_userinfo(
             "Authorization".to_string(),
             format!("Bearer {access_token}"),
         ),
-        ("Accept".to_string(), "application/json".to_string()),
+        (
+            "Accept".to_string(),
+            "application/json, application/jwt".to_string(),
+        ),
     ];
     let answer = ex
         .send(HttpMethod::Get, url, headers, None)
@@ -560,21 +639,44 @@ async fn read_userinfo(
     if answer.status != 200 {
         return Err(bad_answer(what, format!("answered HTTP {}", answer.status)));
     }
-    if answer
-        .content_type
-        .as_deref()
-        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/jwt"))
-    {
-        return Err(bad_answer(
-            what,
-            "answered with a signed JWT, which is not supported",
-        ));
-    }
-    let info: Map<String, Value> = serde_json::from_slice(&answer.body)
-        .map_err(|_| bad_answer(what, "answered with no JSON object"))?;
+    let is_jwt = (answer.content_type.as_deref())
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/jwt"));
+    let info: Map<String, Value> = if is_jwt {
+        signed_userinfo(ex, &answer.body, signers).await?
+    } else {
+        serde_json::from_slice(&answer.body)
+            .map_err(|_| bad_answer(what, "answered with no JSON object"))?
+    };
     id_token::check_userinfo(&info, id_claims)
         .map_err(|p| failure(401, "[InvalidUserInfo]", p.message()))?;
     Ok(info)
+}
+
+/// The claims of a signed userinfo answer (`body`, a compact JWS), verified with `signers`
+/// and checked for `iss` and `aud`; 401 `[InvalidUserInfo]` otherwise (never used unverified).
+async fn signed_userinfo(
+    ex: &Exchange<'_>,
+    body: &[u8],
+    signers: Option<&Signers<'_>>,
+) -> Result<Map<String, Value>, OidcFailure> {
+    let code = "[InvalidUserInfo]";
+    let Some(signers) = signers else {
+        return Err(failure(
+            401,
+            code,
+            "The userinfo answer is signed and the identity provider has no issuer to verify it against.",
+        ));
+    };
+    let token = std::str::from_utf8(body)
+        .map(str::trim)
+        .ok()
+        .filter(|t| t.split('.').count() == 3)
+        .ok_or_else(|| bad_answer("userinfo endpoint", "answered with a malformed JWT"))?;
+    let claims = verify_signature(ex, token, signers, code, "userinfo answer").await?;
+    id_token::check_signed_userinfo(&claims, signers.issuer, signers.client_id)
+        .map_err(|p| failure(401, code, p.message()))?;
+    Ok(claims)
 }
 
 #[cfg(test)]

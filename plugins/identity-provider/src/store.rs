@@ -1,6 +1,8 @@
-//! The plugin's storage port: identity providers, links, lambdas, the debug event log, and a
-//! login's write of user, registration and link in one transaction. The host's backends
-//! (`src/store/`) implement it; the plugin gets it when it is built ([`crate::build`]).
+//! The plugin's storage ports: identity providers, links, lambdas, the debug event log, and a
+//! login's write of user, registration and link in one transaction ([`IdentityProviderStore`]);
+//! the hosted-backend login's shared state, its signing key and the one-use `state`s
+//! ([`LoginStateStore`]). The host's backends (`src/store/`) implement both; the plugin gets
+//! them when it is built ([`crate::build`]).
 
 use async_trait::async_trait;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
@@ -8,10 +10,32 @@ use gatehouse_plugin_api::store::StoreResult;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// The identity-provider plugin's records: providers, links, lambdas, the event log, and a
-/// login's write of user, registration and link in one transaction.
+/// What the browser login (`{basePath}/login` → provider → `{basePath}/callback`) shares between
+/// the gateways of a cluster, so that a callback may reach any of them: the key that signs the
+/// login-state cookie, and the `state`s already completed.
 #[async_trait]
-pub trait IdentityProviderStore: Send + Sync {
+pub trait LoginStateStore: Send + Sync {
+    /// Stores `candidate` as the login-state key unless one is stored already; returns the key
+    /// stored afterwards (the first gateway's wins a race between two starting gateways, and
+    /// every later start and reload reads the same key).
+    async fn login_state_key(&self, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+
+    /// Records that the login `state` (a digest of it: the caller passes what it wants kept)
+    /// was completed, accepted until `expires` (seconds since the epoch), in one insert-if-absent.
+    /// `Ok(true)` when this call recorded it, `Ok(false)` when it was already recorded (a
+    /// replayed callback, on this gateway or another). Records expired at `now` (seconds) are
+    /// pruned on the way, a bounded batch per call.
+    async fn use_login_state(&self, state: &str, expires: i64, now: i64) -> StoreResult<bool>;
+}
+
+/// The most expired login states one [`LoginStateStore::use_login_state`] call prunes.
+pub const LOGIN_STATE_PRUNE_BATCH: i64 = 100;
+
+/// The identity-provider plugin's records: providers, links, lambdas, the event log, and a
+/// login's write of user, registration and link in one transaction; with the login states
+/// ([`LoginStateStore`]).
+#[async_trait]
+pub trait IdentityProviderStore: LoginStateStore + Send + Sync {
     /// Writes what a login changed, in one transaction, whole or not at all: the user (created
     /// when `expected_user` is `None`, else replaced only while the stored user still has
     /// `expected_user`'s `lastUpdateInstant`, its version: a writer must move it forward), the

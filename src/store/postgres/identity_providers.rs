@@ -1,11 +1,15 @@
 //! The identity-provider plugin's records on PostgreSQL ([`IdentityProviderStore`]): providers,
-//! the login's user, registration and link written together, links, lambdas, the event log.
+//! the login's user, registration and link written together, links, lambdas, the event log;
+//! and the browser login's shared state ([`LoginStateStore`]).
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use deadpool_postgres::GenericClient;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
-use gatehouse_plugin_identity_provider::IdentityProviderStore;
+use gatehouse_plugin_identity_provider::store::LOGIN_STATE_PRUNE_BATCH;
+use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -195,6 +199,61 @@ impl IdentityProviderStore for PostgresStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LoginStateStore for PostgresStore {
+    async fn login_state_key(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let candidate = STANDARD.encode(candidate);
+        let now = self.clock.now_millis();
+        let stored: String = self
+            .run(move |mut c| async move {
+                let tx = c.transaction().await.map_err(pg)?;
+                // A concurrent insert makes this one wait for it, then do nothing; the select
+                // (a new snapshot) reads the winner's key.
+                execute(
+                    &tx,
+                    "INSERT INTO login_state_keys (id, secret, insert_instant) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&candidate, &now],
+                )
+                .await?;
+                let row = query_opt(&tx, "SELECT secret FROM login_state_keys WHERE id = 1", &[])
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let secret: String = col(&row, 0)?;
+                tx.commit().await.map_err(pg)?;
+                Ok(secret)
+            })
+            .await?;
+        STANDARD
+            .decode(stored)
+            .map_err(|e| StoreError::Backend(format!("a login-state key that is not Base64: {e}")))
+    }
+    async fn use_login_state(&self, state: &str, expires: i64, now: i64) -> StoreResult<bool> {
+        let state = state.to_string();
+        self.run(move |c| async move {
+            execute(
+                &c,
+                "DELETE FROM login_states_used WHERE state IN \
+                 (SELECT state FROM login_states_used WHERE expires <= $1 LIMIT $2 \
+                  FOR UPDATE SKIP LOCKED)",
+                &[&now, &LOGIN_STATE_PRUNE_BATCH],
+            )
+            .await?;
+            // Two gateways inserting the same state: the second waits for the first's commit,
+            // then inserts nothing.
+            let inserted = execute(
+                &c,
+                "INSERT INTO login_states_used (state, expires) VALUES ($1, $2) \
+                 ON CONFLICT (state) DO NOTHING",
+                &[&state, &expires],
+            )
+            .await?;
+            Ok(inserted == 1)
         })
         .await
     }

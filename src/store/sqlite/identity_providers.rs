@@ -1,10 +1,14 @@
 //! The identity-provider plugin's records on SQLite ([`IdentityProviderStore`]): providers,
-//! the login's user, registration and link written together, links, lambdas, the event log.
+//! the login's user, registration and link written together, links, lambdas, the event log;
+//! and the browser login's shared state ([`LoginStateStore`]).
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
-use gatehouse_plugin_identity_provider::IdentityProviderStore;
+use gatehouse_plugin_identity_provider::store::LOGIN_STATE_PRUNE_BATCH;
+use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use rusqlite::{params, Connection};
 use serde_json::Value;
 use uuid::Uuid;
@@ -200,6 +204,53 @@ impl IdentityProviderStore for SqliteStore {
                 })
                 .map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl LoginStateStore for SqliteStore {
+    async fn login_state_key(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let candidate = STANDARD.encode(candidate);
+        let now = self.clock.now_millis();
+        let stored: String = self
+            .tx(move |tx| {
+                tx.execute(
+                    "INSERT INTO login_state_keys (id, secret, insert_instant) VALUES (1, ?1, ?2) \
+                     ON CONFLICT (id) DO NOTHING",
+                    params![candidate, now],
+                )
+                .map_err(backend)?;
+                tx.query_row(
+                    "SELECT secret FROM login_state_keys WHERE id = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)
+            })
+            .await?;
+        STANDARD
+            .decode(stored)
+            .map_err(|e| StoreError::Backend(format!("a login-state key that is not Base64: {e}")))
+    }
+    async fn use_login_state(&self, state: &str, expires: i64, now: i64) -> StoreResult<bool> {
+        let state = state.to_string();
+        self.tx(move |tx| {
+            tx.execute(
+                "DELETE FROM login_states_used WHERE state IN \
+                 (SELECT state FROM login_states_used WHERE expires <= ?1 LIMIT ?2)",
+                params![now, LOGIN_STATE_PRUNE_BATCH],
+            )
+            .map_err(backend)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO login_states_used (state, expires) VALUES (?1, ?2) \
+                     ON CONFLICT (state) DO NOTHING",
+                    params![state, expires],
+                )
+                .map_err(backend)?;
+            Ok(inserted == 1)
         })
         .await
     }

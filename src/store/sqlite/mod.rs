@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_rotation_outcome.sql"),
     include_str!("migrations/0004_rotation_retention.sql"),
     include_str!("migrations/0005_revocation_order.sql"),
+    include_str!("migrations/0006_login_states.sql"),
 ];
 
 /// A SQLite database file.

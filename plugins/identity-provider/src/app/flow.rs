@@ -9,12 +9,15 @@
 //! S256 challenge, all kept in the signed login-state cookie ([`super::state`]).
 //!
 //! The callback: the cookie opened (its MAC, its age), its `state` equal to the parameter
-//! (constant time) and used once, the provider's `iss` parameter (RFC 9207) equal to its
-//! issuer when sent (no mix-up between providers), an `error=` answer refused, then the login
+//! (constant time), the provider's `iss` parameter (RFC 9207) equal to its
+//! issuer when sent (no mix-up between providers), an `error=` answer refused, the `state`
+//! recorded as used in the store (once, whichever gateway the callback reaches), then the login
 //! completed exactly as `POST /api/identity-provider/login` completes it (code exchange with the
 //! verifier, the ID token checked with the `nonce` — a provider without an issuer has no ID
-//! token to check, and its userinfo answer says who logged in —, userinfo, reconcile, link), and a 302 to
-//! the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies. Every
+//! token to check, and its userinfo answer says who logged in —, userinfo, reconcile, link), and
+//! a 302 to the saved target with the `access_token`, `refresh_token` and `app.at_exp` cookies
+//! (for a `CreatePendingLink` provider whose user is not linked yet: a 302 to the target with
+//! `pendingIdPLinkId`, no session, for the app to complete the link through the Link API). Every
 //! refusal is a 4xx (or the login's 502/503/504) with Errors JSON, and clears the state
 //! cookie.
 
@@ -25,7 +28,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::page::{self, Choice};
-use super::state::{self, LoginState, StateKey, STATE_COOKIE, STATE_TTL_SECONDS};
+use super::state::{self, LoginState, SharedStateKey, StateKey, STATE_COOKIE, STATE_TTL_SECONDS};
 use super::{redirect, AppSettings};
 use crate::login::{login_keeping_id_token, Endpoint, LoginEnv};
 use crate::oidc;
@@ -35,8 +38,8 @@ use crate::provider::Provider;
 pub struct App<'a> {
     /// The `login:` section.
     pub settings: &'a AppSettings,
-    /// The login-state key and the states used.
-    pub key: &'a StateKey,
+    /// The login-state key, shared through the store.
+    pub key: &'a SharedStateKey,
     /// The login's context (records, discovery, settings).
     pub env: &'a LoginEnv<'a>,
 }
@@ -53,6 +56,11 @@ impl App<'_> {
             leeway: self.env.settings.provider_leeway_seconds,
             now: context.clock.now_seconds(),
         }
+    }
+
+    /// The login-state key (read from the store once); a 503 when the store cannot be read.
+    async fn state_key(&self) -> Result<&StateKey, ApiError> {
+        Ok(self.key.load(self.env.context.records).await?)
     }
 
     /// The state cookie: `value` at `{base}/callback`, HttpOnly, Lax, ten minutes (`0`: cleared).
@@ -210,7 +218,7 @@ async fn redirect_to(
         }
     }
     let secure = secure_cookies(request, app.env.context);
-    let sealed = app.key.seal(&login);
+    let sealed = app.state_key().await?.seal(&login);
     if sealed.len() > MAX_STATE_COOKIE_BYTES {
         // Only the app's state can grow in the cookie (escaped control characters).
         return Err(too_long("state", MAX_APP_STATE_BYTES));
@@ -224,8 +232,18 @@ async fn redirect_to(
 pub async fn callback(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
     let secure = secure_cookies(request, app.env.context);
     let clear = app.state_cookie("", 0, secure);
-    let answer = match checked_state(request, app).await {
-        Ok(checked) => complete(request, app, &checked, secure).await?,
+    let key = app.state_key().await?;
+    let answer = match checked_state(request, app, key).await {
+        Ok(checked) => {
+            let now = app.env.context.clock.now_seconds();
+            let records = app.env.context.records;
+            let login = &checked.login;
+            if state::use_once(records, &login.state, login.expires, now).await? {
+                complete(request, app, &checked, secure).await?
+            } else {
+                super::general(400, "[InvalidState]", "This login was already completed.")
+            }
+        }
         // Another login's cookie (a newer tab's) is left for its own callback.
         Err(Refusal::OtherLogin(refusal)) => return Ok(refusal),
         Err(Refusal::Spent(refusal)) => refusal,
@@ -243,9 +261,14 @@ enum Refusal {
     Spent(PluginResponse),
 }
 
-/// The login state of a callback whose cookie, `state`, `iss` and provider answer pass, with
-/// the code; else the refusal to send ([`Refusal`]).
-async fn checked_state(request: &PluginRequest, app: &App<'_>) -> Result<Checked, Refusal> {
+/// The login state of a callback whose cookie (opened with `key`), `state`, `iss` and provider
+/// answer pass, with the code; else the refusal to send ([`Refusal`]). The state is not yet
+/// marked used.
+async fn checked_state(
+    request: &PluginRequest,
+    app: &App<'_>,
+    key: &StateKey,
+) -> Result<Checked, Refusal> {
     let refuse = |code: &str, message: &str| Refusal::Spent(super::general(400, code, message));
     let cookie = super::cookie(request, STATE_COOKIE).map_err(|_| {
         refuse(
@@ -254,7 +277,7 @@ async fn checked_state(request: &PluginRequest, app: &App<'_>) -> Result<Checked
         )
     })?;
     let now = app.env.context.clock.now_seconds();
-    let login = cookie.and_then(|c| app.key.open(c, now)).ok_or_else(|| {
+    let login = cookie.and_then(|c| key.open(c, now)).ok_or_else(|| {
         refuse(
             "[InvalidState]",
             "This browser started no login, or it expired; log in again.",
@@ -267,12 +290,6 @@ async fn checked_state(request: &PluginRequest, app: &App<'_>) -> Result<Checked
             "[InvalidState]",
             "The state is not the one of this browser's latest login; log in again.",
         )));
-    }
-    if !app.key.use_once(&login.state, login.expires, now) {
-        return Err(refuse(
-            "[InvalidState]",
-            "This login was already completed.",
-        ));
     }
     let has_issuer = check_issuer(request, app, &login)
         .await
@@ -358,8 +375,29 @@ async fn check_issuer(
     }
 }
 
+/// `target` with each given `(name, value)` added to its query (form-encoded), before any
+/// fragment.
+fn with_params(target: &str, params: &[Option<(&str, &str)>]) -> String {
+    let (base, fragment) = match target.split_once('#') {
+        Some((base, fragment)) => (base, Some(fragment)),
+        None => (target, None),
+    };
+    let mut out = base.to_string();
+    for (name, value) in params.iter().flatten() {
+        out.push(if out.contains('?') { '&' } else { '?' });
+        let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        out.push_str(&format!("{name}={encoded}"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
 /// The login through the same steps as `POST /api/identity-provider/login`, then the 302 to
-/// the target with the session cookies (or the login's refusal).
+/// the target with the session cookies (or the login's refusal). A `CreatePendingLink`
+/// provider's pending link goes to the target as `pendingIdPLinkId`, without a session.
 async fn complete(
     request: &PluginRequest,
     app: &App<'_>,
@@ -396,20 +434,21 @@ async fn complete(
         return Ok(answer);
     }
     let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+    let app_state = login.app_state.as_deref().map(|s| ("state", s));
+    if let Some(pending) = parsed["pendingIdPLinkId"].as_str() {
+        // CreatePendingLink: no session; the app completes the link through the Link API
+        // (with the user it asks to sign in some other way), then logs the user in again.
+        let params = [Some(("pendingIdPLinkId", pending)), app_state];
+        return Ok(super::found(&with_params(&login.redirect, &params)));
+    }
     if parsed.get("token").is_none() {
-        // A pending link, or no token: nothing to log in with here.
         return Ok(super::general(
             400,
             "[LoginNotCompleted]",
-            "The login needs a step this page cannot take (a pending link); use the API.",
+            "The identity provider's login gave no token; log in again.",
         ));
     }
-    let mut target = login.redirect.clone();
-    if let Some(app_state) = &login.app_state {
-        let separator = if target.contains('?') { '&' } else { '?' };
-        let encoded: String = url::form_urlencoded::byte_serialize(app_state.as_bytes()).collect();
-        target = format!("{target}{separator}state={encoded}");
-    }
+    let target = with_params(&login.redirect, &[app_state]);
     let mut out = super::found(&target);
     out.headers.extend(
         (answer.headers.into_iter()).filter(|(name, _)| name.eq_ignore_ascii_case("set-cookie")),
@@ -433,4 +472,23 @@ async fn complete(
         out = out.with_cookie(&cookie);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_join_the_query_before_the_fragment_encoded() {
+        let state = Some(("state", "a b&c"));
+        assert_eq!(with_params("/", &[state]), "/?state=a+b%26c");
+        assert_eq!(
+            with_params("/p?x=1#top", &[Some(("pendingIdPLinkId", "id")), state]),
+            "/p?x=1&pendingIdPLinkId=id&state=a+b%26c#top"
+        );
+        assert_eq!(
+            with_params("https://o.example/p", &[None]),
+            "https://o.example/p"
+        );
+    }
 }

@@ -208,16 +208,15 @@ pub fn cleared_at(name: &str, path: &str, secure: bool) -> Cookie {
 /// The `app.at_exp` cookie FusionAuth's SDKs read: the access token's expiry (`access_expiry_ms`)
 /// in seconds, not HttpOnly (scripts read it to know when to refresh), with `Max-Age`
 /// `max_age_seconds` (`None`: a session cookie, like the `access_token` cookie of a login).
+/// The same cookie the edge sets on a transparent refresh ([`Cookie::access_expiry`]).
 pub fn at_exp_cookie(access_expiry_ms: i64, max_age_seconds: Option<i64>, secure: bool) -> Cookie {
-    let mut cookie = Cookie::new(AT_EXP_COOKIE, (access_expiry_ms / 1000).to_string());
-    cookie.http_only = false;
-    cookie.secure = secure;
+    let mut cookie = Cookie::access_expiry(access_expiry_ms, secure);
     cookie.max_age = max_age_seconds;
     cookie
 }
 
 /// The cookie scripts read the access token's expiry from.
-pub const AT_EXP_COOKIE: &str = "app.at_exp";
+pub const AT_EXP_COOKIE: &str = gatehouse_plugin_api::AT_EXP_COOKIE;
 
 /// The HttpOnly cookie holding the provider and its ID token for the provider's logout
 /// (`{providerId}:{id token}`), sent only to the logout routes.

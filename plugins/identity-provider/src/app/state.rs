@@ -4,24 +4,27 @@
 //! challenge, and keeps them, with the provider, the application and where to return, in the
 //! `gatehouse_login` cookie: HttpOnly, `SameSite=Lax` (the provider's redirect back is a
 //! top-level navigation, which Lax cookies follow), `Path={base}/callback`, ten minutes. The
-//! cookie is `payload.mac`, the MAC an HMAC-SHA256 under a key drawn at random when the plugin
-//! starts, checked in constant time: a browser cannot forge or alter it, and a `state` that is
-//! not the one in this browser's cookie (an attacker's callback URL: login CSRF) is refused.
-//! Each `state` completes one login ([`StateKey::use_once`]), so a replayed callback is refused
-//! even with its cookie. The cookie is readable by no script; it holds the PKCE verifier, which
-//! is worth nothing without the code the provider sends to this browser only.
+//! cookie is `payload.mac`, the MAC an HMAC-SHA256 checked in constant time: a browser cannot
+//! forge or alter it, and a `state` that is not the one in this browser's cookie (an attacker's
+//! callback URL: login CSRF) is refused. The cookie is readable by no script; it holds the PKCE
+//! verifier, which is worth nothing without the code the provider sends to this browser only.
 //!
-//! The key lives in this process: in a cluster, the callback must reach the node that started
-//! the login (sticky sessions for `{base}/`), or the login starts over.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! **Shared through the store, so a cluster needs no sticky sessions.** The key is 32 random
+//! bytes created once, by the first gateway that starts with the store
+//! ([`LoginStateStore::login_state_key`]: insert-if-absent), read by every gateway at start
+//! ([`SharedStateKey::load`]) and kept in memory, across reloads too (a reload reads the same
+//! key). Each `state` completes one login: its SHA-256 is recorded in the store with one
+//! insert-if-absent ([`use_once`]), so a replayed callback is refused on whichever gateway it
+//! reaches, and two gateways cannot both accept the same state.
 
 use aws_lc_rs::{digest, hmac, rand};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use gatehouse_plugin_api::store::{StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::store::LoginStateStore;
 
 /// The login-state cookie's name.
 pub const STATE_COOKIE: &str = "gatehouse_login";
@@ -29,9 +32,8 @@ pub const STATE_COOKIE: &str = "gatehouse_login";
 /// How long a login may take, from the redirect to the provider to the callback (seconds).
 pub const STATE_TTL_SECONDS: i64 = 600;
 
-/// The most completed states remembered (each for [`STATE_TTL_SECONDS`]); beyond it the
-/// oldest are forgotten first (their codes are spent at the provider anyway).
-pub const MAX_USED_STATES: usize = 100_000;
+/// The length of the login-state key created for a store (bytes).
+pub const KEY_BYTES: usize = 32;
 
 /// What a login keeps between the redirect to the provider and the callback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,28 +56,22 @@ pub struct LoginState {
     pub expires: i64,
 }
 
-/// The key that signs login states, and the states already used.
+/// The key that signs login states.
 pub struct StateKey {
     key: hmac::Key,
-    used: Mutex<HashMap<String, i64>>,
-}
-
-impl Default for StateKey {
-    fn default() -> Self {
-        StateKey::generate()
-    }
 }
 
 impl StateKey {
-    /// A key of 32 random bytes.
-    pub fn generate() -> StateKey {
-        let mut bytes = [0u8; 32];
-        // The system's random source failing is not recoverable; a fixed key would be worse.
-        rand::fill(&mut bytes).expect("random bytes for the login-state key");
+    /// The key of `bytes` (the store's shared key).
+    pub fn from_bytes(bytes: &[u8]) -> StateKey {
         StateKey {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
-            used: Mutex::new(HashMap::new()),
+            key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
         }
+    }
+
+    /// A key of [`KEY_BYTES`] random bytes, kept nowhere (tests).
+    pub fn generate() -> StateKey {
+        StateKey::from_bytes(&random_key())
     }
 
     /// The cookie value of `state`: `base64url(JSON).base64url(HMAC)`.
@@ -97,25 +93,51 @@ impl StateKey {
         let state: LoginState = serde_json::from_slice(&json).ok()?;
         (state.expires > now).then_some(state)
     }
+}
 
-    /// Marks `state` used; false when it already was (a replayed callback).
-    pub fn use_once(&self, state: &str, expires: i64, now: i64) -> bool {
-        // Entries are inserted whole: a panic while held leaves nothing half-changed.
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if used.contains_key(state) {
-            return false;
-        }
-        if used.len() >= MAX_USED_STATES {
-            used.retain(|_, until| *until > now);
-        }
-        if used.len() >= MAX_USED_STATES {
-            if let Some(oldest) = used.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k.clone()) {
-                used.remove(&oldest);
-            }
-        }
-        used.insert(state.to_string(), expires);
-        true
+/// The store's login-state key, read once and kept for the plugin's life.
+#[derive(Default)]
+pub struct SharedStateKey {
+    loaded: tokio::sync::OnceCell<StateKey>,
+}
+
+impl SharedStateKey {
+    /// The key, read from `store` the first time (storing a new random one when the store has
+    /// none), from memory afterwards. An `Err` when the store cannot be read: nothing is kept,
+    /// and the next call tries again.
+    pub async fn load(&self, store: &dyn LoginStateStore) -> StoreResult<&StateKey> {
+        self.loaded
+            .get_or_try_init(|| async {
+                let bytes = store.login_state_key(&random_key()).await?;
+                if bytes.len() < 16 {
+                    return Err(StoreError::Backend(
+                        "the stored login-state key is shorter than 16 bytes".into(),
+                    ));
+                }
+                Ok(StateKey::from_bytes(&bytes))
+            })
+            .await
     }
+}
+
+/// Marks `state` (kept as its SHA-256, Base64) used until `expires` in the store shared by
+/// every gateway: `Ok(false)` when it already was (a replayed callback, on any gateway).
+pub async fn use_once(
+    store: &dyn LoginStateStore,
+    state: &str,
+    expires: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let digest = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, state.as_bytes()));
+    store.use_login_state(&digest, expires, now).await
+}
+
+/// [`KEY_BYTES`] random bytes.
+fn random_key() -> [u8; KEY_BYTES] {
+    let mut bytes = [0u8; KEY_BYTES];
+    // The system's random source failing is not recoverable; a fixed key would be worse.
+    rand::fill(&mut bytes).expect("random bytes for the login-state key");
+    bytes
 }
 
 /// 256 random bits, URL-safe Base64 (43 characters): a `state`, a `nonce` or a PKCE verifier
@@ -171,15 +193,53 @@ mod tests {
         assert_eq!(key.open("", 0), None);
     }
 
-    #[test]
-    fn a_state_is_used_once_and_the_memory_is_bounded() {
-        let key = StateKey::generate();
-        assert!(key.use_once("s", 10, 0));
-        assert!(!key.use_once("s", 10, 5));
-        for i in 0..MAX_USED_STATES + 5 {
-            key.use_once(&format!("x{i}"), 10 + i as i64, 0);
+    /// A store that keeps the key and the used states in memory.
+    #[derive(Default)]
+    struct Memory {
+        key: std::sync::Mutex<Option<Vec<u8>>>,
+        used: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl LoginStateStore for Memory {
+        async fn login_state_key(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut key = self.key.lock().expect("lock");
+            Ok(key.get_or_insert_with(|| candidate.to_vec()).clone())
         }
-        assert!(key.used.lock().expect("lock").len() <= MAX_USED_STATES);
+        async fn use_login_state(&self, state: &str, expires: i64, now: i64) -> StoreResult<bool> {
+            let mut used = self.used.lock().expect("lock");
+            used.retain(|_, until| *until > now);
+            Ok(used.insert(state.to_string(), expires).is_none())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_key_is_the_stores_read_once_and_shared_by_every_plugin_instance() {
+        let store = Memory::default();
+        let (a, b) = (SharedStateKey::default(), SharedStateKey::default());
+        let sealed = a.load(&store).await.expect("key").seal(&state());
+        // Another node, or the plugin after a reload, opens what this one sealed.
+        assert!(b
+            .load(&store)
+            .await
+            .expect("key")
+            .open(&sealed, 0)
+            .is_some());
+        a.load(&store).await.expect("cached");
+        assert_eq!(store.reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(StateKey::generate().open(&sealed, 0), None);
+    }
+
+    #[tokio::test]
+    async fn a_state_is_used_once_and_kept_as_a_digest() {
+        let store = Memory::default();
+        assert!(use_once(&store, "s", 10, 0).await.expect("first"));
+        assert!(!use_once(&store, "s", 10, 5).await.expect("replay"));
+        assert!(use_once(&store, "t", 10, 5).await.expect("another"));
+        let used = store.used.lock().expect("lock");
+        assert!(used.keys().all(|k| k.len() == 43 && k != "s"), "{used:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The claim checks of an OpenID Connect ID token whose signature the provider's keys verified
-//! (OpenID Connect Core §3.1.3.7): `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `sub`; and the
-//! userinfo answer's `sub` against the ID token's (§5.3.2).
+//! (OpenID Connect Core §3.1.3.7): `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `sub`; the
+//! userinfo answer's `sub` against the ID token's, and a signed userinfo answer's `iss` and
+//! `aud` (§5.3.2).
 
 use serde_json::{Map, Value};
 
@@ -45,6 +46,10 @@ pub enum Problem {
     MissingSubject,
     /// The userinfo answer names another `sub` than the ID token.
     UserInfoSubject,
+    /// A signed userinfo answer's `iss` is not the provider's issuer.
+    UserInfoIssuer,
+    /// A signed userinfo answer's `aud` does not contain the client id.
+    UserInfoAudience,
 }
 
 impl Problem {
@@ -64,6 +69,12 @@ impl Problem {
             Problem::Nonce => "The ID token's nonce is not the one of the login request.",
             Problem::MissingSubject => "The ID token has no sub.",
             Problem::UserInfoSubject => "The userinfo answer names another sub than the ID token.",
+            Problem::UserInfoIssuer => {
+                "The signed userinfo answer's iss is not the identity provider's issuer."
+            }
+            Problem::UserInfoAudience => {
+                "The signed userinfo answer's aud does not contain the client id."
+            }
         }
     }
 }
@@ -137,6 +148,22 @@ pub fn check_userinfo(
         Some(expected) if expected != sub => Err(Problem::UserInfoSubject),
         _ => Ok(()),
     }
+}
+
+/// Checks a signed userinfo answer's `iss` (required, the provider's issuer) and `aud` (when
+/// present, it must contain `client_id`), as OpenID Connect Core §5.3.2 asks.
+pub fn check_signed_userinfo(
+    claims: &Map<String, Value>,
+    issuer: &str,
+    client_id: &str,
+) -> Result<(), Problem> {
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(Problem::UserInfoIssuer);
+    }
+    if claims.contains_key("aud") && !audiences(claims).contains(&client_id) {
+        return Err(Problem::UserInfoAudience);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -224,6 +251,33 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_userinfo_answer_must_name_the_issuer_and_the_client() {
+        let info = |v: Value| v.as_object().cloned().expect("object");
+        let check = |v: Value| check_signed_userinfo(&info(v), "https://idp.example", "gatehouse");
+        assert_eq!(
+            check(json!({"iss": "https://idp.example", "sub": "u1"})),
+            Ok(())
+        );
+        assert_eq!(
+            check(json!({"iss": "https://idp.example", "aud": ["x", "gatehouse"]})),
+            Ok(())
+        );
+        assert_eq!(check(json!({"sub": "u1"})), Err(Problem::UserInfoIssuer));
+        assert_eq!(
+            check(json!({"iss": "https://evil.example"})),
+            Err(Problem::UserInfoIssuer)
+        );
+        assert_eq!(
+            check(json!({"iss": "https://idp.example", "aud": "other"})),
+            Err(Problem::UserInfoAudience)
+        );
+        assert_eq!(
+            check(json!({"iss": "https://idp.example", "aud": 5})),
+            Err(Problem::UserInfoAudience)
+        );
+    }
+
+    #[test]
     fn userinfo_must_name_the_same_subject() {
         let token = claims(json!({}));
         let info = |v: Value| v.as_object().cloned().expect("object");
@@ -240,7 +294,13 @@ mod tests {
             Err(Problem::MissingSubject)
         );
         assert_eq!(check_userinfo(&info(json!({"sub": "u2"})), None), Ok(()));
-        for p in [Problem::Issuer, Problem::Nonce, Problem::UserInfoSubject] {
+        for p in [
+            Problem::Issuer,
+            Problem::Nonce,
+            Problem::UserInfoSubject,
+            Problem::UserInfoIssuer,
+            Problem::UserInfoAudience,
+        ] {
             assert!(p.message().ends_with('.'));
         }
     }

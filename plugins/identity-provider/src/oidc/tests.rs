@@ -458,3 +458,164 @@ fn an_id_token_is_a_compact_jws() {
         assert!(!compact_jws(bad), "{bad}");
     }
 }
+
+/// A compact JWS of `claims` signed with `alg` (an HMAC) under `secret`.
+fn hmac_signed(alg: &str, claims: &Value, secret: &[u8]) -> String {
+    use aws_lc_rs::hmac;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let family = match alg {
+        "HS384" => hmac::HMAC_SHA384,
+        "HS512" => hmac::HMAC_SHA512,
+        _ => hmac::HMAC_SHA256,
+    };
+    let tag = hmac::sign(
+        &hmac::Key::new(family, secret),
+        format!("{header}.{payload}").as_bytes(),
+    );
+    format!(
+        "{header}.{payload}.{}",
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    )
+}
+
+/// A provider whose token endpoint returns `id_token` and whose userinfo endpoint answers
+/// `userinfo` with `content_type`.
+fn provider_answering(id_token: String, content_type: &'static str, userinfo: String) -> FakeHttp {
+    FakeHttp {
+        answer: Box::new(move |call| match call.url.rsplit('/').next() {
+            Some("openid-configuration") => ok(
+                200,
+                json!({"issuer": ISSUER, "token_endpoint": "https://idp.example/token",
+                       "userinfo_endpoint": "https://idp.example/userinfo",
+                       "jwks_uri": "https://idp.example/jwks"}),
+            ),
+            Some("token") => ok(
+                200,
+                json!({"access_token": "at", "token_type": "Bearer", "id_token": id_token}),
+            ),
+            Some("userinfo") => Ok(HttpAnswer {
+                status: 200,
+                content_type: Some(content_type.into()),
+                body: userinfo.clone().into_bytes(),
+            }),
+            _ => Err(HttpFailure::Unreachable("no such path".into())),
+        }),
+        calls: Mutex::new(Vec::new()),
+    }
+}
+
+#[tokio::test]
+async fn hmac_id_tokens_verify_with_the_client_secret_only() {
+    let claims = Value::Object(id_claims());
+    let info = json!({"sub": "u1"}).to_string();
+    // The issuer's keys are never asked for an HMAC token (they would fail the login).
+    let keys = || FakeKeys(Err(RemoteKeyError::Unavailable));
+    let s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    for alg in ["HS256", "HS384", "HS512"] {
+        let token = hmac_signed(alg, &claims, b"s3cret");
+        let http = provider_answering(token, "application/json", info.clone());
+        let (outcome, _) = run(&http, keys(), &s, &grant(Some("n1"))).await;
+        let done = outcome.unwrap_or_else(|e| panic!("{alg}: {e:?}"));
+        assert_eq!(done.id_token["sub"], "u1");
+    }
+    // Refused: another secret; the issuer's public key as the secret (algorithm confusion);
+    // claims that fail their checks; a provider without a client secret.
+    let refused = [
+        (hmac_signed("HS256", &claims, b"not-the-secret"), s.clone()),
+        (
+            hmac_signed("HS256", &claims, br#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#),
+            s.clone(),
+        ),
+        (
+            hmac_signed("HS256", &json!({"aud": "other", "iss": ISSUER}), b"s3cret"),
+            s.clone(),
+        ),
+        (hmac_signed("HS256", &claims, b""), {
+            let mut none = s.clone();
+            none.client_secret = None;
+            none.client_authentication_method = ClientAuthenticationMethod::None;
+            none
+        }),
+    ];
+    for (token, settings) in refused {
+        let http = provider_answering(token, "application/json", info.clone());
+        let (outcome, _) = run(&http, keys(), &settings, &grant(Some("n1"))).await;
+        let e = outcome.expect_err("refused");
+        assert_eq!(
+            (e.status, e.code),
+            (401, "[InvalidIdToken]"),
+            "{}",
+            e.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_signed_userinfo_answer_is_verified_and_checked() {
+    let s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+    let id = hmac_signed("HS256", &Value::Object(id_claims()), b"s3cret");
+    let info = |claims: Value, secret: &[u8]| hmac_signed("HS256", &claims, secret);
+    let good = json!({"iss": ISSUER, "aud": "gatehouse", "sub": "u1", "roles": ["admin"]});
+    // Signed with the client secret, and by the issuer's keys (which the fake keys verify).
+    let http = provider_answering(
+        id.clone(),
+        "application/jwt; charset=utf-8",
+        info(good.clone(), b"s3cret"),
+    );
+    let keys = FakeKeys(Err(RemoteKeyError::Unavailable));
+    let (outcome, calls) = run(&http, keys, &s, &grant(None)).await;
+    let done = outcome.expect("signed userinfo accepted");
+    assert_eq!(done.jwt["roles"], json!(["admin"]));
+    let asked = header(calls.last().expect("userinfo"), "accept").unwrap_or_default();
+    assert!(asked.contains("application/jwt"), "{asked}");
+    let rs = "eyJhbGciOiJSUzI1NiJ9.e30.c2ln".to_string();
+    let http = provider_answering(id.clone(), "application/jwt", rs.clone());
+    let keys = FakeKeys(Ok(good.as_object().cloned().expect("object")));
+    let (outcome, _) = run(&http, keys, &s, &grant(None)).await;
+    assert_eq!(outcome.expect("by the issuer's keys").jwt["sub"], "u1");
+    // Refused, never used unverified.
+    let cases = [
+        (info(good.clone(), b"wrong"), 401, "[InvalidUserInfo]"),
+        (
+            info(
+                json!({"iss": "https://evil.example", "sub": "u1"}),
+                b"s3cret",
+            ),
+            401,
+            "[InvalidUserInfo]",
+        ),
+        (
+            info(
+                json!({"iss": ISSUER, "aud": "other", "sub": "u1"}),
+                b"s3cret",
+            ),
+            401,
+            "[InvalidUserInfo]",
+        ),
+        (
+            info(json!({"iss": ISSUER, "sub": "u2"}), b"s3cret"),
+            401,
+            "[InvalidUserInfo]",
+        ),
+        (
+            "not a jwt".to_string(),
+            502,
+            "[InvalidIdentityProviderResponse]",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let http = provider_answering(id.clone(), "application/jwt", body.clone());
+        let keys = FakeKeys(Err(RemoteKeyError::Unavailable));
+        let (outcome, _) = run(&http, keys, &s, &grant(None)).await;
+        let e = outcome.expect_err("refused");
+        assert_eq!((e.status, e.code), (status, code), "{body}: {}", e.message);
+    }
+    // An asymmetric signature the issuer's keys refuse.
+    let http = provider_answering(id, "application/jwt", rs);
+    let keys = FakeKeys(Err(RemoteKeyError::Invalid("bad_signature")));
+    let (outcome, _) = run(&http, keys, &s, &grant(None)).await;
+    let e = outcome.expect_err("refused");
+    assert_eq!((e.status, e.code), (401, "[InvalidUserInfo]"));
+}
