@@ -45,7 +45,7 @@ use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, LiveGateway, ProxySettings};
 use crate::server::admin::Admin;
 use crate::server::echo::Echo;
-use crate::store::GatewayStore;
+use crate::store::{Declared, GatewayStore};
 use gatehouse_plugin_api::model::KeyMaterial;
 
 /// Why the gateway could not start.
@@ -365,32 +365,32 @@ fn proxy_settings(config: &Config) -> ProxySettings {
 }
 
 /// Writes what the file declares into the store (the file is the source of truth for what it
-/// declares): tenants, applications, API keys, lambdas and identity providers with an id.
+/// declares): tenants, applications, API keys, lambdas and identity providers with an id, in
+/// one transaction: `Err` when any write failed, and then none was made.
 pub async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result<(), StartError> {
-    for tenant in &config.tenants {
-        store.upsert_tenant(tenant).await?;
-    }
-    for application in &config.applications {
-        store.upsert_application(application).await?;
-    }
-    store.replace_api_keys(&config.api_keys).await?;
-    let id_of = |document: &serde_json::Value| {
-        document
-            .get("id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-    };
-    for lambda in &config.lambdas {
-        if let Some(id) = id_of(lambda) {
-            store.put_lambda(id, lambda).await?;
-        }
-    }
-    for provider in &config.identity_providers {
-        if let Some(id) = id_of(provider) {
-            store.put_identity_provider(id, provider).await?;
-        }
-    }
+    store.apply_declared(&declared(config)).await?;
     Ok(())
+}
+
+/// What `config` declares for the store: lambdas and identity providers only when their
+/// document has an `id` (a UUID).
+fn declared(config: &Config) -> Declared {
+    let with_id = |documents: &[serde_json::Value]| {
+        documents
+            .iter()
+            .filter_map(|document| {
+                let id = document.get("id")?.as_str()?;
+                Some((uuid::Uuid::parse_str(id).ok()?, document.clone()))
+            })
+            .collect()
+    };
+    Declared {
+        tenants: config.tenants.clone(),
+        applications: config.applications.clone(),
+        api_keys: config.api_keys.clone(),
+        lambdas: with_id(&config.lambdas),
+        identity_providers: with_id(&config.identity_providers),
+    }
 }
 
 /// Fails early, with a clear message, when an address cannot be bound.
