@@ -32,6 +32,7 @@ mod it {
     pub mod python_idp;
     pub mod readme;
     pub mod reload;
+    pub mod reload_attacks;
     pub mod restart;
     pub mod tenancy;
     pub mod websocket;

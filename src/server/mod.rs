@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod echo;
 pub mod reload;
+pub mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, LiveGateway, ProxySettings};
 use crate::server::admin::Admin;
 use crate::server::echo::Echo;
+use crate::server::tls::Certificates;
 use crate::store::{Declared, GatewayStore};
 use gatehouse_plugin_api::model::KeyMaterial;
 
@@ -447,21 +449,22 @@ fn spawn_upstream_dns(resolver: Arc<ArcSwapOption<UpstreamResolver>>) -> Result<
         })
 }
 
-/// Adds the proxy's listener at `listen`: TLS with these certificate and key files when `tls`
-/// is given, offering `h2` and `http/1.1` by ALPN when `protocols.http2`; plain otherwise,
-/// reading a connection that opens with the HTTP/2 preface as h2c when `protocols.h2c` (any
-/// other as HTTP/1.1). `Err` when the TLS settings cannot be made.
+/// Adds the proxy's listener at `listen`: TLS with the certificate in force in `tls` (which a
+/// reload can replace) when given, offering `h2` and `http/1.1` by ALPN when
+/// `protocols.http2`; plain otherwise, reading a connection that opens with the HTTP/2 preface
+/// as h2c when `protocols.h2c` (any other as HTTP/1.1). `Err` when the TLS settings cannot be
+/// made.
 fn add_proxy_listener(
     proxy: &mut Service<HttpProxy<LiveGateway>>,
     listen: &str,
-    tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    tls: Option<Arc<Certificates>>,
     protocols: ListenProtocols,
 ) -> Result<(), StartError> {
     match tls {
-        Some((cert, key)) => {
-            let mut settings =
-                TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
-                    .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?;
+        Some(certificates) => {
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?;
+            settings.set_cert_resolver(certificates);
             if protocols.http2 {
                 settings.enable_h2();
             }
@@ -503,6 +506,17 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
             path: "threads".into(),
             message: format!("cannot start a runtime: {e}"),
         })?;
+    let certificates = match &config.tls {
+        Some((cert, key)) => {
+            Some(
+                Certificates::load(cert, key).map_err(|e| StartError::Setup {
+                    path: e.field.to_string(),
+                    message: e.message,
+                })?,
+            )
+        }
+        None => None,
+    };
     let prepared = runtime.block_on(prepare(&config))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -525,6 +539,9 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
     let live = LiveGateway::new(prepared.gateway);
     let dns = Arc::new(ArcSwapOption::new(prepared.upstream_resolver.map(Arc::new)));
     spawn_revocation_sync(prepared.tokens.revocation_set(), prepared.store.clone())?;
+    // The first gateway's token service lives in the gateway from here on: kept here too, it
+    // (and its trusted issuers' key fetching) would outlive the reload that retires it.
+    drop(prepared.tokens);
     prepared.issuers.start().map_err(|e| StartError::Setup {
         path: "issuers".into(),
         message: format!("cannot start the key fetching thread: {e}"),
@@ -537,7 +554,8 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
         live.clone(),
         prepared.issuers,
         dns,
-    );
+    )
+    .serving(certificates.clone());
     let reloads = reload::spawn(reloader, hangup).map_err(|e| StartError::Setup {
         path: String::new(),
         message: format!("cannot start the reload thread: {e}"),
@@ -545,7 +563,7 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
 
     let listen = config.listen.to_string();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, live);
-    add_proxy_listener(&mut proxy, &listen, config.tls.as_ref(), config.protocols)?;
+    add_proxy_listener(&mut proxy, &listen, certificates, config.protocols)?;
     server.add_service(proxy);
     if let Some(demo) = config.demo_upstream {
         let mut echo = Service::new("demo upstream".to_string(), Echo);
