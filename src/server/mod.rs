@@ -484,6 +484,32 @@ fn add_proxy_listener(
     Ok(())
 }
 
+/// The TLS listener's certificate and key, read from the files `config.tls` names; `None`
+/// without TLS. `Err` names the file's field.
+fn load_certificates(config: &Config) -> Result<Option<Arc<Certificates>>, StartError> {
+    let Some((cert, key)) = &config.tls else {
+        return Ok(None);
+    };
+    Certificates::load(cert, key)
+        .map(Some)
+        .map_err(|e| StartError::Setup {
+            path: e.field.to_string(),
+            message: e.message,
+        })
+}
+
+/// The admin listener's service at `address`, serving `admin` (a warning when `address` is
+/// not on loopback).
+fn admin_service(address: SocketAddr, admin: Admin) -> Service<Admin> {
+    if !address.ip().is_loopback() {
+        tracing::warn!(address = %address, "the admin listener (/metrics, /health) is not on loopback: keep it on a private network");
+    }
+    let mut service = Service::new("admin".to_string(), admin);
+    service.add_tcp(&address.to_string());
+    tracing::info!(address = %address, "admin listener (/metrics, /health, POST /reload)");
+    service
+}
+
 /// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]).
 pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
     // First of all: from here on SIGHUP no longer ends the process.
@@ -506,17 +532,7 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
             path: "threads".into(),
             message: format!("cannot start a runtime: {e}"),
         })?;
-    let certificates = match &config.tls {
-        Some((cert, key)) => {
-            Some(
-                Certificates::load(cert, key).map_err(|e| StartError::Setup {
-                    path: e.field.to_string(),
-                    message: e.message,
-                })?,
-            )
-        }
-        None => None,
-    };
+    let certificates = load_certificates(&config)?;
     let prepared = runtime.block_on(prepare(&config))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -573,17 +589,11 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
     }
 
     if let Some(address) = config.admin_listen {
-        if !address.ip().is_loopback() {
-            tracing::warn!(address = %address, "the admin listener (/metrics, /health) is not on loopback: keep it on a private network");
-        }
         let admin = Admin {
             reload: Some(reloads.handle),
             ..prepared.admin
         };
-        let mut admin = Service::new("admin".to_string(), admin);
-        admin.add_tcp(&address.to_string());
-        server.add_service(admin);
-        tracing::info!(address = %address, "admin listener (/metrics, /health, POST /reload)");
+        server.add_service(admin_service(address, admin));
     }
 
     tracing::info!(
