@@ -15,6 +15,7 @@ mod it {
     pub mod forward_auth_attacks;
     pub mod framing;
     pub mod http2;
+    pub mod http2_attacks;
     pub mod identity_provider;
     pub mod idp_safety;
     pub mod integrity;
