@@ -37,6 +37,7 @@ mod body;
 mod builtins;
 pub mod error;
 mod forward_auth;
+mod grpc;
 mod login;
 pub mod refresh;
 pub mod routes;
