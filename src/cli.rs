@@ -194,6 +194,13 @@ fn reload(
     };
     let (status, body) = match post_reload(address) {
         Ok(answer) => answer,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            eprintln!("the admin listener at {address} did not answer within 60 s: is this Gatehouse's admin listener (admin.listen)?");
+            return 1;
+        }
         Err(e) => {
             eprintln!("cannot reach the admin listener at {address}: {e}");
             return 1;
@@ -207,7 +214,9 @@ fn post_reload(address: std::net::SocketAddr) -> std::io::Result<(u16, serde_jso
     use std::io::{Read, Write};
     let mut stream =
         std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    // A reload waits for a file being written (at most 5 s) and builds the gateway (the store,
+    // upstream names); an address that accepts and never answers is not the gateway.
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
     stream.write_all(
         format!("POST /reload HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .as_bytes(),
@@ -257,7 +266,14 @@ fn print_reload_answer(path: &std::path::Path, status: u16, body: &serde_json::V
         }
         return 1;
     }
-    eprintln!("the gateway refused the reload ({status}): {body}");
+    // The admin listener's own refusals: not from loopback (403), no reload thread (503).
+    if matches!(status, 403 | 503) && body.get("generalErrors").is_some() {
+        eprintln!("the gateway refused the reload ({status}): {body}");
+    } else {
+        eprintln!(
+            "the admin listener answered {status}, not a reload's answer: is this Gatehouse's admin listener (admin.listen)?"
+        );
+    }
     1
 }
 

@@ -17,6 +17,7 @@ mod it {
     pub mod forward_auth_attacks;
     pub mod framing;
     pub mod http2;
+    pub mod http2_attacks;
     pub mod identity_provider;
     pub mod idp_safety;
     pub mod integrity;
@@ -36,6 +37,7 @@ mod it {
     pub mod python_idp;
     pub mod readme;
     pub mod reload;
+    pub mod reload_attacks;
     pub mod restart;
     pub mod tenancy;
     pub mod websocket;

@@ -10,7 +10,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::{forward_auth, Gateway, RequestContext};
+use super::{forward_auth, grpc, Gateway, RequestContext};
 use crate::proxy::error::GatewayError;
 use crate::proxy::refresh::Refreshed;
 
@@ -183,12 +183,18 @@ impl Gateway {
                 return respond(session, 302, &headers, Vec::new()).await;
             }
         }
+        if let Some(challenge) = &challenge {
+            headers.push(("WWW-Authenticate", challenge));
+        }
+        // A gRPC call is refused in gRPC's terms (a forward-auth decision never is: the front
+        // proxy reads the HTTP status).
+        if decision.is_none() && grpc::is_grpc(&session.req_header().headers) {
+            let message = error.code_and_message().map(|(_, m)| m).unwrap_or_default();
+            return grpc::refuse(session, status, &message, &headers).await;
+        }
         let body = error.body();
         if !body.is_empty() {
             headers.push(("Content-Type", "application/json"));
-        }
-        if let Some(challenge) = &challenge {
-            headers.push(("WWW-Authenticate", challenge));
         }
         if status == 503 {
             headers.push(("Retry-After", "2"));

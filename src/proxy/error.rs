@@ -143,8 +143,19 @@ impl GatewayError {
 
     /// The body: Errors JSON, or nothing for [`GatewayError::UnknownApiPath`].
     pub fn body(&self) -> Vec<u8> {
-        let (code, message) = match self {
-            GatewayError::UnknownApiPath => return Vec::new(),
+        let Some((code, message)) = self.code_and_message() else {
+            return Vec::new();
+        };
+        let mut errors = Errors::new();
+        errors.general(code, message);
+        serde_json::to_vec(&errors).unwrap_or_default()
+    }
+
+    /// The refusal's FusionAuth error code and message; `None` for
+    /// [`GatewayError::UnknownApiPath`], which has no body.
+    pub fn code_and_message(&self) -> Option<(&'static str, String)> {
+        Some(match self {
+            GatewayError::UnknownApiPath => return None,
             GatewayError::InvalidPath(refusal) => ("[InvalidPath]", refusal.message().to_string()),
             GatewayError::Ambiguous(ambiguity) => {
                 ("[AmbiguousRequest]", ambiguity.message().to_string())
@@ -234,10 +245,7 @@ impl GatewayError {
                 "[InternalError]",
                 format!("An internal error occurred. Correlation id: {id}"),
             ),
-        };
-        let mut errors = Errors::new();
-        errors.general(code, message);
-        serde_json::to_vec(&errors).unwrap_or_default()
+        })
     }
 
     /// True for an answer of the REST API's rather than a refusal of a proxied request

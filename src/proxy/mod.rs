@@ -37,6 +37,7 @@ mod body;
 mod builtins;
 pub mod error;
 mod forward_auth;
+mod grpc;
 mod login;
 pub mod refresh;
 pub mod routes;
@@ -140,8 +141,8 @@ impl ProxyHttp for LiveGateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()>
     where
@@ -150,7 +151,7 @@ impl ProxyHttp for LiveGateway {
         let gateway = self.take(ctx);
         gateway.observe_upstream_wait(ctx);
         ctx.gateway = Some(gateway);
-        Ok(())
+        upstream::check_switch(&session.req_header().headers, upstream_response)
     }
 
     async fn response_filter(
@@ -277,6 +278,7 @@ impl Gateway {
         self.forward_credentials(upstream_request, ctx)?;
         self.set_forwarding_headers(session, upstream_request)?;
         self.set_te_for_http2(session, upstream_request)?;
+        upstream::keep_websocket_upgrade_only(upstream_request)?;
         self.set_identity_headers(upstream_request, ctx)
     }
 

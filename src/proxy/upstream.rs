@@ -6,6 +6,9 @@
 //! `X-Forwarded-For` and `X-Forwarded-Proto`; the route's identity headers from the verified
 //! claims. An HTTP/2 upstream (`h2c://`, `h2://`) also gets `te: trailers` when the client sent
 //! it ([`Gateway::set_te_for_http2`]): gRPC servers require it, and trailers pass both ways.
+//! Upgrades are WebSocket only, both ways: another `Upgrade` is removed from the request
+//! ([`keep_websocket_upgrade_only`]), and a `101` the client did not ask for is an upstream
+//! failure ([`check_switch`]).
 
 use std::time::{Duration, Instant};
 
@@ -227,6 +230,58 @@ fn asks_for_trailers(headers: &http::HeaderMap) -> bool {
         })
 }
 
+/// True when a header `name` of `headers` lists `token` (any case) among its comma-separated
+/// values.
+fn lists_token(headers: &http::HeaderMap, name: http::header::HeaderName, token: &[u8]) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|value| value.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// True when `headers` ask for a WebSocket upgrade: `Upgrade` lists `websocket` and
+/// `Connection` lists `upgrade` (any case).
+pub(super) fn asks_for_websocket(headers: &http::HeaderMap) -> bool {
+    lists_token(headers, http::header::UPGRADE, b"websocket")
+        && lists_token(headers, http::header::CONNECTION, b"upgrade")
+}
+
+/// Keeps the upstream request's upgrade to WebSocket only: a WebSocket upgrade is forwarded as
+/// `Upgrade: websocket` alone, any other (`h2c`, with its `HTTP2-Settings`; `TLS/1.0`…) is
+/// removed, so the upstream answers the request itself. A tunnel is judged once, at its
+/// request: an h2c tunnel would carry further requests to any path, none judged (h2c
+/// smuggling).
+pub(super) fn keep_websocket_upgrade_only(request: &mut RequestHeader) -> Result<()> {
+    if asks_for_websocket(&request.headers) {
+        request.insert_header(http::header::UPGRADE, "websocket")?;
+    } else {
+        request.remove_header(&http::header::UPGRADE);
+    }
+    request.remove_header("HTTP2-Settings");
+    Ok(())
+}
+
+/// `Err` (an upstream failure: 502) when the upstream switches protocols (101) for a request
+/// that did not ask for a WebSocket upgrade (`request`), or to another protocol than WebSocket:
+/// the connection would become a tunnel the gateway never judged.
+pub(super) fn check_switch(request: &http::HeaderMap, response: &ResponseHeader) -> Result<()> {
+    if response.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(());
+    }
+    if asks_for_websocket(request)
+        && lists_token(&response.headers, http::header::UPGRADE, b"websocket")
+    {
+        return Ok(());
+    }
+    let mut error = Error::explain(
+        ErrorType::InvalidHTTPHeader,
+        "the upstream switched protocols for a request that did not ask for a WebSocket",
+    );
+    error.esource = ErrorSource::Upstream;
+    Err(error)
+}
+
 /// True when the request's `Authorization` header uses the Bearer scheme (read as the
 /// credentials were, [`bearer_token`]).
 fn is_bearer(request: &RequestHeader) -> bool {
@@ -330,5 +385,59 @@ mod tests {
         for values in [&[][..], &["gzip"], &["trailersx"], &["chunked; trailers"]] {
             assert!(!asks_for_trailers(&te(values)), "{values:?}");
         }
+    }
+
+    fn request(fields: &[(&str, &str)]) -> RequestHeader {
+        let mut request = RequestHeader::build("GET", b"/", None).expect("request");
+        for (name, value) in fields {
+            request
+                .append_header(name.to_string(), *value)
+                .expect("field");
+        }
+        request
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_reaches_the_upstream() {
+        let mut websocket = request(&[
+            ("Connection", "keep-alive, Upgrade"),
+            ("Upgrade", "WebSocket"),
+        ]);
+        assert!(asks_for_websocket(&websocket.headers));
+        keep_websocket_upgrade_only(&mut websocket).expect("kept");
+        assert_eq!(websocket.headers["upgrade"], "websocket");
+        let mut h2c = request(&[
+            ("Connection", "Upgrade, HTTP2-Settings"),
+            ("Upgrade", "h2c"),
+            ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+        ]);
+        assert!(!asks_for_websocket(&h2c.headers));
+        keep_websocket_upgrade_only(&mut h2c).expect("removed");
+        assert!(h2c.headers.get("upgrade").is_none());
+        assert!(h2c.headers.get("http2-settings").is_none());
+        // `Upgrade` without `Connection: upgrade` asks for nothing.
+        assert!(!asks_for_websocket(
+            &request(&[("Upgrade", "websocket")]).headers
+        ));
+    }
+
+    #[test]
+    fn a_switch_is_accepted_only_to_the_websocket_the_client_asked_for() {
+        let switch = |upgrade: &str| {
+            let mut response = ResponseHeader::build(101, None).expect("response");
+            response
+                .insert_header("Upgrade", upgrade.to_string())
+                .expect("field");
+            response
+        };
+        let asked = request(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        let plain = request(&[]);
+        let (asked, plain) = (&asked.headers, &plain.headers);
+        assert!(check_switch(asked, &switch("websocket")).is_ok());
+        assert!(check_switch(asked, &switch("h2c")).is_err());
+        let refused = check_switch(plain, &switch("websocket")).unwrap_err();
+        assert_eq!(refused.esource, ErrorSource::Upstream);
+        let ok = ResponseHeader::build(200, None).expect("response");
+        assert!(check_switch(plain, &ok).is_ok());
     }
 }

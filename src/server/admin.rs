@@ -74,7 +74,8 @@ impl Admin {
 }
 
 impl Admin {
-    /// `POST /reload`, from loopback only: reloads the configuration file and answers what
+    /// `POST /reload`, from loopback only (an IPv4 loopback address seen through a dual-stack
+    /// IPv6 listener, `::ffff:127.0.0.1`, is loopback too): reloads the configuration file and answers what
     /// happened — 200 `{"status":"applied","generation","hash","warnings"}`, or 400 with the
     /// file's problems as Errors JSON (`fieldErrors` by path; `generalErrors` for problems of
     /// the whole file) and the running configuration kept; 403 from any other address, 503
@@ -83,7 +84,7 @@ impl Admin {
         let loopback = session
             .client_addr()
             .and_then(|a| a.as_inet())
-            .is_some_and(|a| a.ip().is_loopback());
+            .is_some_and(|a| a.ip().to_canonical().is_loopback());
         if !loopback {
             return (403, "application/json", FORBIDDEN.to_vec());
         }

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod echo;
 pub mod reload;
+pub mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -45,7 +46,8 @@ use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, LiveGateway, ProxySettings};
 use crate::server::admin::Admin;
 use crate::server::echo::Echo;
-use crate::store::GatewayStore;
+use crate::server::tls::Certificates;
+use crate::store::{Declared, GatewayStore};
 use gatehouse_plugin_api::model::KeyMaterial;
 
 /// Why the gateway could not start.
@@ -372,31 +374,10 @@ fn proxy_settings(config: &Config) -> ProxySettings {
 }
 
 /// Writes what the file declares into the store (the file is the source of truth for what it
-/// declares): tenants, applications, API keys, lambdas and identity providers with an id.
+/// declares): tenants, applications, API keys, lambdas and identity providers with an id, in
+/// one transaction: `Err` when any write failed, and then none was made.
 pub async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result<(), StartError> {
-    for tenant in &config.tenants {
-        store.upsert_tenant(tenant).await?;
-    }
-    for application in &config.applications {
-        store.upsert_application(application).await?;
-    }
-    store.replace_api_keys(&config.api_keys).await?;
-    let id_of = |document: &serde_json::Value| {
-        document
-            .get("id")
-            .and_then(|v| v.as_str())
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-    };
-    for lambda in &config.lambdas {
-        if let Some(id) = id_of(lambda) {
-            store.put_lambda(id, lambda).await?;
-        }
-    }
-    for provider in &config.identity_providers {
-        if let Some(id) = id_of(provider) {
-            store.put_identity_provider(id, provider).await?;
-        }
-    }
+    store.apply_declared(&declared(config)).await?;
     Ok(())
 }
 
@@ -419,6 +400,27 @@ pub async fn warn_login_routes_without_provider(config: &Config, store: &dyn Gat
         tracing::warn!(
             "{path}: no enabled OpenIDConnect identity provider in the store is enabled for application {app}; browsers sent to log in get a 400 until one is created"
         );
+    }
+}
+
+/// What `config` declares for the store: lambdas and identity providers only when their
+/// document has an `id` (a UUID).
+fn declared(config: &Config) -> Declared {
+    let with_id = |documents: &[serde_json::Value]| {
+        documents
+            .iter()
+            .filter_map(|document| {
+                let id = document.get("id")?.as_str()?;
+                Some((uuid::Uuid::parse_str(id).ok()?, document.clone()))
+            })
+            .collect()
+    };
+    Declared {
+        tenants: config.tenants.clone(),
+        applications: config.applications.clone(),
+        api_keys: config.api_keys.clone(),
+        lambdas: with_id(&config.lambdas),
+        identity_providers: with_id(&config.identity_providers),
     }
 }
 
@@ -476,21 +478,22 @@ fn spawn_upstream_dns(resolver: Arc<ArcSwapOption<UpstreamResolver>>) -> Result<
         })
 }
 
-/// Adds the proxy's listener at `listen`: TLS with these certificate and key files when `tls`
-/// is given, offering `h2` and `http/1.1` by ALPN when `protocols.http2`; plain otherwise,
-/// reading a connection that opens with the HTTP/2 preface as h2c when `protocols.h2c` (any
-/// other as HTTP/1.1). `Err` when the TLS settings cannot be made.
+/// Adds the proxy's listener at `listen`: TLS with the certificate in force in `tls` (which a
+/// reload can replace) when given, offering `h2` and `http/1.1` by ALPN when
+/// `protocols.http2`; plain otherwise, reading a connection that opens with the HTTP/2 preface
+/// as h2c when `protocols.h2c` (any other as HTTP/1.1). `Err` when the TLS settings cannot be
+/// made.
 fn add_proxy_listener(
     proxy: &mut Service<HttpProxy<LiveGateway>>,
     listen: &str,
-    tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    tls: Option<Arc<Certificates>>,
     protocols: ListenProtocols,
 ) -> Result<(), StartError> {
     match tls {
-        Some((cert, key)) => {
-            let mut settings =
-                TlsSettings::intermediate(&cert.to_string_lossy(), &key.to_string_lossy())
-                    .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?;
+        Some(certificates) => {
+            let mut settings = TlsSettings::intermediate("", "")
+                .map_err(|e| StartError::Listen(format!("TLS on {listen}: {e}")))?;
+            settings.set_cert_resolver(certificates);
             if protocols.http2 {
                 settings.enable_h2();
             }
@@ -508,6 +511,32 @@ fn add_proxy_listener(
         }
     }
     Ok(())
+}
+
+/// The TLS listener's certificate and key, read from the files `config.tls` names; `None`
+/// without TLS. `Err` names the file's field.
+fn load_certificates(config: &Config) -> Result<Option<Arc<Certificates>>, StartError> {
+    let Some((cert, key)) = &config.tls else {
+        return Ok(None);
+    };
+    Certificates::load(cert, key)
+        .map(Some)
+        .map_err(|e| StartError::Setup {
+            path: e.field.to_string(),
+            message: e.message,
+        })
+}
+
+/// The admin listener's service at `address`, serving `admin` (a warning when `address` is
+/// not on loopback).
+fn admin_service(address: SocketAddr, admin: Admin) -> Service<Admin> {
+    if !address.ip().is_loopback() {
+        tracing::warn!(address = %address, "the admin listener (/metrics, /health) is not on loopback: keep it on a private network");
+    }
+    let mut service = Service::new("admin".to_string(), admin);
+    service.add_tcp(&address.to_string());
+    tracing::info!(address = %address, "admin listener (/metrics, /health, POST /reload)");
+    service
 }
 
 /// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]).
@@ -532,6 +561,7 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
             path: "threads".into(),
             message: format!("cannot start a runtime: {e}"),
         })?;
+    let certificates = load_certificates(&config)?;
     let prepared = runtime.block_on(prepare(&config))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
 
@@ -554,6 +584,9 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
     let live = LiveGateway::new(prepared.gateway);
     let dns = Arc::new(ArcSwapOption::new(prepared.upstream_resolver.map(Arc::new)));
     spawn_revocation_sync(prepared.tokens.revocation_set(), prepared.store.clone())?;
+    // The first gateway's token service lives in the gateway from here on: kept here too, it
+    // (and its trusted issuers' key fetching) would outlive the reload that retires it.
+    drop(prepared.tokens);
     prepared.issuers.start().map_err(|e| StartError::Setup {
         path: "issuers".into(),
         message: format!("cannot start the key fetching thread: {e}"),
@@ -566,7 +599,8 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
         live.clone(),
         prepared.issuers,
         dns,
-    );
+    )
+    .serving(certificates.clone());
     let reloads = reload::spawn(reloader, hangup).map_err(|e| StartError::Setup {
         path: String::new(),
         message: format!("cannot start the reload thread: {e}"),
@@ -574,7 +608,7 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
 
     let listen = config.listen.to_string();
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, live);
-    add_proxy_listener(&mut proxy, &listen, config.tls.as_ref(), config.protocols)?;
+    add_proxy_listener(&mut proxy, &listen, certificates, config.protocols)?;
     server.add_service(proxy);
     if let Some(demo) = config.demo_upstream {
         let mut echo = Service::new("demo upstream".to_string(), Echo);
@@ -584,17 +618,11 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
     }
 
     if let Some(address) = config.admin_listen {
-        if !address.ip().is_loopback() {
-            tracing::warn!(address = %address, "the admin listener (/metrics, /health) is not on loopback: keep it on a private network");
-        }
         let admin = Admin {
             reload: Some(reloads.handle),
             ..prepared.admin
         };
-        let mut admin = Service::new("admin".to_string(), admin);
-        admin.add_tcp(&address.to_string());
-        server.add_service(admin);
-        tracing::info!(address = %address, "admin listener (/metrics, /health, POST /reload)");
+        server.add_service(admin_service(address, admin));
     }
 
     tracing::info!(

@@ -20,9 +20,15 @@ use crate::auth::issuers::Issuers;
 use crate::config::{self, Config, ConfigError};
 use crate::proxy::routes::UpstreamResolver;
 use crate::proxy::LiveGateway;
+use crate::server::tls::Certificates;
 use crate::server::{
     apply_declared, build, warn_login_routes_without_provider, Previous, Process, StartError,
 };
+
+/// How long the file must have gone unmodified for a reload to read it.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a reload waits for a file that keeps being modified before it gives up.
+const QUIET_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +68,8 @@ pub struct Reloader {
     /// What the upstream DNS thread re-resolves: the route table in force's names.
     dns: Arc<ArcSwapOption<UpstreamResolver>>,
     in_force: tokio::sync::Mutex<InForce>,
+    /// The TLS listener's certificate, read again at every reload; `None` without TLS.
+    certificates: Option<Arc<Certificates>>,
 }
 
 impl Reloader {
@@ -90,7 +98,15 @@ impl Reloader {
                 issuers,
                 generation: 1,
             }),
+            certificates: None,
         }
+    }
+
+    /// The same reloader, also reading the TLS listener's certificate and key files again at
+    /// every reload into `certificates` (when `Some`).
+    pub fn serving(mut self, certificates: Option<Arc<Certificates>>) -> Reloader {
+        self.certificates = certificates;
+        self
     }
 
     /// Reads the file again and puts it in force, or changes nothing when it has a problem.
@@ -108,16 +124,12 @@ impl Reloader {
     /// The steps of a reload: read and validate, build, write the declared entities, swap.
     /// `Err` with every problem found, before anything is in force.
     async fn apply(&self, in_force: &mut InForce) -> Result<Report, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            vec![ConfigError {
-                path: String::new(),
-                message: format!("cannot read {}: {e}", self.path.display()),
-            }]
-        })?;
+        let text = read_settled(&self.path).await.map_err(|e| vec![e])?;
         let base_dir = self.path.parent().unwrap_or(Path::new("."));
         let mut config = config::parse(&text, base_dir, |name| std::env::var(name).ok())
             .map_err(|errors| errors.0)?;
         let warnings = keep_restart_only(&in_force.config, &mut config);
+        let certificate = self.read_certificate(&config, &text)?;
         let previous = self.live.current();
         let built = build(
             &config,
@@ -142,6 +154,9 @@ impl Reloader {
         // The swap: requests from now on are served by the new gateway; those under way keep
         // `previous`, which ends (with its issuers' fetching) when the last of them does.
         self.live.replace(built.gateway);
+        if let (Some(certificates), Some(pair)) = (&self.certificates, certificate) {
+            certificates.install(pair);
+        }
         self.dns.store(built.upstream_resolver.map(Arc::new));
         in_force.generation += 1;
         in_force.config = config;
@@ -150,6 +165,27 @@ impl Reloader {
             generation: in_force.generation,
             hash: hash_of(text.as_bytes()),
             warnings,
+        })
+    }
+
+    /// The TLS certificate and key of `config` (whose file is `text`), read and checked but not
+    /// yet in force; `None` without TLS. `Err` names the file's field, with its line.
+    fn read_certificate(
+        &self,
+        config: &Config,
+        text: &str,
+    ) -> Result<Option<pingora::tls::sign::CertifiedKey>, Vec<ConfigError>> {
+        let (Some(_), Some((cert, key))) = (&self.certificates, &config.tls) else {
+            return Ok(None);
+        };
+        Certificates::read(cert, key).map(Some).map_err(|e| {
+            vec![located(
+                text,
+                StartError::Setup {
+                    path: e.field.to_string(),
+                    message: e.message,
+                },
+            )]
         })
     }
 
@@ -182,6 +218,44 @@ impl Reloader {
     }
 }
 
+/// The text of the file at `path` once it has not been modified for [`QUIET`], so a file
+/// that is being written while a reload asks for it is read when its writer is done, not
+/// half-written (a writer that pauses longer than that mid-file is not seen; writing the new
+/// file beside the old one and renaming it over is atomic). `Err` when it cannot be read, is
+/// not UTF-8, or is still being modified after [`QUIET_LIMIT`].
+async fn read_settled(path: &Path) -> Result<String, ConfigError> {
+    let problem = |message: String| ConfigError {
+        path: String::new(),
+        message,
+    };
+    let cannot = |e: std::io::Error| problem(format!("cannot read {}: {e}", path.display()));
+    let deadline = std::time::Instant::now() + QUIET_LIMIT;
+    loop {
+        let before = std::fs::metadata(path).map_err(cannot)?;
+        // `None` for a modification time in the future (a copied file's): only the reads'
+        // agreement below is checked then.
+        let age = before.modified().ok().and_then(|m| m.elapsed().ok());
+        let settled = age.is_none_or(|age| age >= QUIET);
+        if settled {
+            let bytes = std::fs::read(path).map_err(cannot)?;
+            let after = std::fs::metadata(path).map_err(cannot)?;
+            if after.modified().ok() == before.modified().ok() && after.len() == bytes.len() as u64
+            {
+                return String::from_utf8(bytes)
+                    .map_err(|_| problem(format!("{} is not UTF-8 text", path.display())));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(problem(format!(
+                "{} kept changing while it was read; write the new file beside it and rename it over",
+                path.display()
+            )));
+        }
+        let wait = age.map_or(QUIET, |age| QUIET.saturating_sub(age));
+        tokio::time::sleep(wait.max(std::time::Duration::from_millis(10))).await;
+    }
+}
+
 /// A start-up error of a reload as a configuration problem, with the line of its path in
 /// `text` when it has one there.
 fn located(text: &str, error: StartError) -> ConfigError {
@@ -210,7 +284,8 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         }
     };
     keep(running.listen != new.listen, "listen");
-    keep(running.tls != new.tls, "tls");
+    // New certificate files are read at every reload; turning TLS on or off needs a restart.
+    keep(running.tls.is_some() != new.tls.is_some(), "tls");
     keep(running.protocols != new.protocols, "listenOptions");
     keep(running.threads != new.threads, "threads");
     keep(running.api != new.api, "api");
@@ -224,7 +299,9 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         "shutdownTimeoutSeconds",
     );
     new.listen = running.listen;
-    new.tls = running.tls.clone();
+    if running.tls.is_some() != new.tls.is_some() {
+        new.tls = running.tls.clone();
+    }
     new.protocols = running.protocols;
     new.threads = running.threads;
     new.api = running.api;

@@ -50,6 +50,27 @@ pub trait DirectoryStore: Directory {
 
     /// All API keys.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+
+    /// Writes everything a configuration file declares in one transaction: the tenants and
+    /// applications (inserted or replaced), the API keys (replacing the stored set), the lambdas
+    /// and identity providers (inserted or replaced by id). `Ok` when all of it was committed;
+    /// `Err` when any write failed, and then nothing was written.
+    async fn apply_declared(&self, declared: &Declared) -> StoreResult<()>;
+}
+
+/// What a configuration file declares for the store (see [`DirectoryStore::apply_declared`]).
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    /// Tenants, inserted or replaced.
+    pub tenants: Vec<Tenant>,
+    /// Applications, inserted or replaced.
+    pub applications: Vec<Application>,
+    /// The API keys, which replace the stored set.
+    pub api_keys: Vec<ApiKey>,
+    /// Lambdas with an id: the id and the document, inserted or replaced.
+    pub lambdas: Vec<(Uuid, serde_json::Value)>,
+    /// Identity providers with an id: the id and the document, inserted or replaced.
+    pub identity_providers: Vec<(Uuid, serde_json::Value)>,
 }
 
 /// Every port a backend implements: what the plugins and the refresh rules use through the

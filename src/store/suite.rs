@@ -32,6 +32,7 @@ macro_rules! host_store_suite {
             the_store_answers_a_ping,
             the_first_key_material_wins,
             api_keys_are_replaced_as_a_set,
+            declared_entities_are_written_all_or_nothing,
             identity_providers_are_stored_and_deleted_with_their_links,
             links_are_found_by_any_filter_and_deleted_once,
             lambdas_are_stored_and_deleted_once,
@@ -135,6 +136,66 @@ pub async fn api_keys_are_replaced_as_a_set(store: &dyn GatewayStore) {
     store.replace_api_keys(&keys).await.expect("keys");
     store.replace_api_keys(&keys).await.expect("keys again");
     assert_eq!(store.list_api_keys().await.expect("list"), keys);
+}
+
+/// The declared entities are written in one transaction: when one write fails (here two API
+/// keys with the same value, which the table refuses), the tenant, application, lambda and
+/// provider written before it are rolled back and the stored API keys are kept.
+pub async fn declared_entities_are_written_all_or_nothing(store: &dyn GatewayStore) {
+    let key = |n: u128, text: &str| ApiKey {
+        id: Uuid::from_u128(n),
+        key: text.repeat(20),
+        tenant_id: None,
+        description: None,
+    };
+    let mut renamed = tenant();
+    renamed.name = "Renamed".into();
+    let lambda_id = Uuid::from_u128(21);
+    let provider_id = Uuid::from_u128(22);
+    let mut declared = super::Declared {
+        tenants: vec![tenant()],
+        applications: Vec::new(),
+        api_keys: vec![key(8, "a")],
+        lambdas: Vec::new(),
+        identity_providers: Vec::new(),
+    };
+    store.apply_declared(&declared).await.expect("first");
+    declared.tenants = vec![renamed.clone()];
+    declared.lambdas = vec![(lambda_id, json!({"id": lambda_id.to_string(), "body": "x"}))];
+    declared.identity_providers = vec![(provider_id, json!({"id": provider_id.to_string()}))];
+    declared.api_keys = vec![key(9, "b"), key(10, "b")];
+    assert!(store.apply_declared(&declared).await.is_err());
+    let stored = store
+        .get_tenant(TENANT)
+        .await
+        .expect("get")
+        .expect("tenant");
+    assert_eq!(
+        stored.name,
+        tenant().name,
+        "the failed write's tenant was kept"
+    );
+    assert_eq!(
+        store.list_api_keys().await.expect("keys"),
+        vec![key(8, "a")]
+    );
+    assert!(store.get_lambda(lambda_id).await.expect("lambda").is_none());
+    let provider = store.get_identity_provider(provider_id).await;
+    assert!(provider.expect("provider").is_none());
+    // The same entities without the failing write are written, all of them.
+    declared.api_keys = vec![key(9, "b")];
+    store.apply_declared(&declared).await.expect("second");
+    let stored = store
+        .get_tenant(TENANT)
+        .await
+        .expect("get")
+        .expect("tenant");
+    assert_eq!(stored.name, "Renamed");
+    assert!(store.get_lambda(lambda_id).await.expect("lambda").is_some());
+    assert_eq!(
+        store.list_api_keys().await.expect("keys"),
+        vec![key(9, "b")]
+    );
 }
 
 fn link(idp: Uuid, user_id: &str) -> IdentityProviderLink {

@@ -384,13 +384,20 @@ fn grpc_through(gw: &TestGateway, cert: Option<&std::path::Path>) {
         (&json!("NOT_FOUND"), &json!("no such thing"))
     );
 
-    // Refusals, as gRPC clients read the gateway's 401 and 403.
+    // Refusals, answered trailers-only in gRPC's terms: the status and the gateway's message
+    // (not a client's reading of an HTTP 401, "Received http2 header with status: 401").
     let refused = grpc_call(&target, cert, None, "Who");
     assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
+    assert_eq!(
+        refused["details"], "This resource requires an access token.",
+        "{refused}"
+    );
     let refused = grpc_call(&target, cert, Some("not-a-token"), "Who");
     assert_eq!(refused["code"], "UNAUTHENTICATED", "{refused}");
     let refused = grpc_call(&target, cert, Some(&token), "Fail");
     assert_eq!(refused["code"], "PERMISSION_DENIED", "{refused}");
+    let details = refused["details"].as_str().unwrap_or_default();
+    assert!(!details.contains("http2 header"), "{refused}");
 }
 
 #[test]

@@ -950,7 +950,7 @@ pub fn protocol_python() -> PathBuf {
             let python = repo.join("target/pyenv/bin/python");
             let usable = |python: &Path| {
                 Command::new(python)
-                    .args(["-c", "import grpc, websockets, cryptography"])
+                    .args(["-c", "import grpc, websockets, cryptography, h2"])
                     .status()
                     .is_ok_and(|s| s.success())
             };
@@ -962,7 +962,7 @@ pub fn protocol_python() -> PathBuf {
                     .expect("run scripts/bootstrap --tests");
                 assert!(
                     output.status.success() && usable(&python),
-                    "scripts/bootstrap --tests did not give {} grpcio and websockets ({}):\n{}\n{}",
+                    "scripts/bootstrap --tests did not give {} grpcio, websockets and h2 ({}):\n{}\n{}",
                     python.display(),
                     output.status,
                     String::from_utf8_lossy(&output.stdout),

@@ -20,7 +20,7 @@ use super::kit::{claims, client, run_cli, Options, TestGateway, APP};
 const NEW_SECRET: &str = "a-key-added-by-a-reload-0123456789abcdef";
 
 /// Sends `SIGHUP` to the gateway.
-fn hangup(gateway: &TestGateway) {
+pub(crate) fn hangup(gateway: &TestGateway) {
     let pid = gateway.pid().expect("running").to_string();
     let status = Command::new("kill")
         .args(["-HUP", &pid])
@@ -30,7 +30,7 @@ fn hangup(gateway: &TestGateway) {
 }
 
 /// Waits (up to 10 s) until the gateway's log contains `text`; the log.
-fn log_with(gateway: &TestGateway, text: &str) -> String {
+pub(crate) fn log_with(gateway: &TestGateway, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = gateway.log();
@@ -43,7 +43,7 @@ fn log_with(gateway: &TestGateway, text: &str) -> String {
 }
 
 /// The value of an unlabelled (or fully labelled) metric line on the admin listener.
-fn metric(gateway: &TestGateway, series: &str) -> Option<f64> {
+pub(crate) fn metric(gateway: &TestGateway, series: &str) -> Option<f64> {
     let text = client()
         .get(gateway.admin_url("/metrics"))
         .send()
@@ -77,7 +77,7 @@ fn token_of_new_key(id: Uuid) -> String {
 }
 
 /// `POST /reload` on the admin listener: status and JSON body.
-fn reload_by_admin(gateway: &TestGateway) -> (u16, Value) {
+pub(crate) fn reload_by_admin(gateway: &TestGateway) -> (u16, Value) {
     let response = client()
         .post(gateway.admin_url("/reload"))
         .send()
@@ -87,7 +87,8 @@ fn reload_by_admin(gateway: &TestGateway) -> (u16, Value) {
 }
 
 /// A route that needs no token, added by the reloads below.
-const FRESH_ROUTE: &str = "  - path: /fresh\n    upstream: $UPSTREAM\n    auth: {enabled: false}\n";
+pub(crate) const FRESH_ROUTE: &str =
+    "  - path: /fresh\n    upstream: $UPSTREAM\n    auth: {enabled: false}\n";
 
 #[test]
 fn a_bad_file_keeps_the_running_configuration_and_names_each_problem_with_its_line() {
@@ -419,7 +420,7 @@ fn a_route_and_a_key_change_under_load_fail_no_request_and_take_effect_within_a_
 impl Options {
     /// A copy of the fields the reload tests set, for starting with the same options they
     /// change afterwards.
-    fn clone_for_reload(&self) -> Options {
+    pub(crate) fn clone_for_reload(&self) -> Options {
         Options {
             extra_routes: self.extra_routes.clone(),
             extra: self.extra.clone(),

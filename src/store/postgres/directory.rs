@@ -9,7 +9,77 @@ use uuid::Uuid;
 
 use super::{col, execute, pg, query, query_opt, PostgresStore, API_KEYS_LOCK};
 use crate::store::rows::encode;
-use crate::store::DirectoryStore;
+use crate::store::{Declared, DirectoryStore};
+
+const UPSERT_TENANT: &str = "INSERT INTO tenants (id, body) VALUES ($1, $2) \
+     ON CONFLICT (id) DO UPDATE SET body = excluded.body";
+const UPSERT_APPLICATION: &str =
+    "INSERT INTO applications (id, tenant_id, body) VALUES ($1, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body";
+
+/// Replaces the stored API keys with `keys` inside `tx` (under the API keys' lock, so two nodes
+/// replacing them at once do not interleave).
+async fn write_api_keys<C: GenericClient>(tx: &C, keys: &[ApiKey]) -> StoreResult<()> {
+    execute(tx, "SELECT pg_advisory_xact_lock($1)", &[&API_KEYS_LOCK]).await?;
+    execute(tx, "DELETE FROM api_keys", &[]).await?;
+    for k in keys {
+        execute(
+            tx,
+            "INSERT INTO api_keys (id, key, tenant_id, description) VALUES ($1, $2, $3, $4)",
+            &[&k.id, &k.key, &k.tenant_id, &k.description],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The error of a declared row without its encoded body (a bug: the bodies are encoded from
+/// the same lists).
+fn missing_body() -> StoreError {
+    StoreError::Backend("a declared row without its encoded body".into())
+}
+
+/// Writes every row of `declared` (encoded in `bodies`: tenants, applications, then lambdas
+/// and identity providers, in that order) inside `tx`; the first failure ends it.
+async fn write_declared<C: GenericClient>(
+    tx: &C,
+    declared: &Declared,
+    bodies: &[String],
+) -> StoreResult<()> {
+    let mut bodies = bodies.iter();
+    for tenant in &declared.tenants {
+        let body = bodies.next().ok_or_else(missing_body)?;
+        execute(tx, UPSERT_TENANT, &[&tenant.id, body]).await?;
+    }
+    for application in &declared.applications {
+        let body = bodies.next().ok_or_else(missing_body)?;
+        execute(
+            tx,
+            UPSERT_APPLICATION,
+            &[&application.id, &application.tenant_id, body],
+        )
+        .await?;
+    }
+    write_api_keys(tx, &declared.api_keys).await?;
+    let lambdas = declared.lambdas.iter().map(|(id, _)| ("lambdas", id));
+    let providers = declared
+        .identity_providers
+        .iter()
+        .map(|(id, _)| ("identity_providers", id));
+    for (table, id) in lambdas.chain(providers) {
+        let body = bodies.next().ok_or_else(missing_body)?;
+        execute(
+            tx,
+            &format!(
+                "INSERT INTO {table} (id, body) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+            ),
+            &[id, body],
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl Directory for PostgresStore {
@@ -39,13 +109,7 @@ impl DirectoryStore for PostgresStore {
     async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         let (id, body) = (tenant.id, encode(tenant)?);
         self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO tenants (id, body) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                &[&id, &body],
-            )
-            .await?;
+            execute(&c, UPSERT_TENANT, &[&id, &body]).await?;
             Ok(())
         })
         .await
@@ -53,13 +117,7 @@ impl DirectoryStore for PostgresStore {
     async fn upsert_application(&self, application: &Application) -> StoreResult<()> {
         let (id, tenant, body) = (application.id, application.tenant_id, encode(application)?);
         self.run(move |c| async move {
-            execute(
-                &c,
-                "INSERT INTO applications (id, tenant_id, body) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
-                &[&id, &tenant, &body],
-            )
-            .await?;
+            execute(&c, UPSERT_APPLICATION, &[&id, &tenant, &body]).await?;
             Ok(())
         })
         .await
@@ -127,16 +185,7 @@ impl DirectoryStore for PostgresStore {
         let keys = keys.to_vec();
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
-            execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&API_KEYS_LOCK]).await?;
-            execute(&tx, "DELETE FROM api_keys", &[]).await?;
-            for k in &keys {
-                execute(
-                    &tx,
-                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES ($1, $2, $3, $4)",
-                    &[&k.id, &k.key, &k.tenant_id, &k.description],
-                )
-                .await?;
-            }
+            write_api_keys(&tx, &keys).await?;
             tx.commit().await.map_err(pg)?;
             Ok(())
         })
@@ -160,6 +209,27 @@ impl DirectoryStore for PostgresStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+    async fn apply_declared(&self, declared: &Declared) -> StoreResult<()> {
+        let tenants = declared.tenants.iter().map(encode);
+        let applications = declared.applications.iter().map(encode);
+        let documents = declared
+            .lambdas
+            .iter()
+            .chain(&declared.identity_providers)
+            .map(|(_, body)| encode(body));
+        let bodies = tenants
+            .chain(applications)
+            .chain(documents)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let declared = declared.clone();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            write_declared(&tx, &declared, &bodies).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(())
         })
         .await
     }

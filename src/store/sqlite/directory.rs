@@ -9,7 +9,95 @@ use uuid::Uuid;
 
 use super::{backend, opt_uuid_col, uuid_col, SqliteStore};
 use crate::store::rows::encode;
-use crate::store::DirectoryStore;
+use crate::store::{Declared, DirectoryStore};
+
+const UPSERT_TENANT: &str = "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body";
+const UPSERT_APPLICATION: &str =
+    "INSERT INTO applications (id, tenant_id, body) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body";
+const INSERT_API_KEY: &str =
+    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)";
+
+/// Replaces the stored API keys with `keys` inside `tx`.
+fn write_api_keys(tx: &rusqlite::Transaction<'_>, keys: &[ApiKey]) -> StoreResult<()> {
+    tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
+    for k in keys {
+        tx.execute(
+            INSERT_API_KEY,
+            params![
+                k.id.to_string(),
+                k.key,
+                k.tenant_id.map(|t| t.to_string()),
+                k.description
+            ],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The rows of a [`Declared`], encoded before its transaction: `(id, body)` documents per table
+/// and the applications' `(id, tenant id, body)`.
+struct DeclaredRows {
+    tenants: Vec<(String, String)>,
+    applications: Vec<(String, String, String)>,
+    api_keys: Vec<ApiKey>,
+    documents: Vec<(&'static str, String, String)>,
+}
+
+impl DeclaredRows {
+    /// Encodes `declared`; `Err` when a document cannot be encoded (nothing is written then).
+    fn of(declared: &Declared) -> StoreResult<DeclaredRows> {
+        let tenants = declared
+            .tenants
+            .iter()
+            .map(|t| Ok((t.id.to_string(), encode(t)?)))
+            .collect::<StoreResult<_>>()?;
+        let applications = declared
+            .applications
+            .iter()
+            .map(|a| Ok((a.id.to_string(), a.tenant_id.to_string(), encode(a)?)))
+            .collect::<StoreResult<_>>()?;
+        let lambdas = declared.lambdas.iter().map(|l| ("lambdas", l));
+        let providers = declared
+            .identity_providers
+            .iter()
+            .map(|p| ("identity_providers", p));
+        let documents = lambdas
+            .chain(providers)
+            .map(|(table, (id, body))| Ok((table, id.to_string(), encode(body)?)))
+            .collect::<StoreResult<_>>()?;
+        Ok(DeclaredRows {
+            tenants,
+            applications,
+            api_keys: declared.api_keys.clone(),
+            documents,
+        })
+    }
+
+    /// Writes every row inside `tx`; the first failure ends it (and the caller rolls back).
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
+        for (id, body) in &self.tenants {
+            tx.execute(UPSERT_TENANT, params![id, body])
+                .map_err(backend)?;
+        }
+        for (id, tenant, body) in &self.applications {
+            tx.execute(UPSERT_APPLICATION, params![id, tenant, body])
+                .map_err(backend)?;
+        }
+        write_api_keys(tx, &self.api_keys)?;
+        for (table, id, body) in &self.documents {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {table} (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+                ),
+                params![id, body],
+            )
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl Directory for SqliteStore {
@@ -38,11 +126,8 @@ impl DirectoryStore for SqliteStore {
     async fn upsert_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
         let (id, body) = (tenant.id.to_string(), encode(tenant)?);
         self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                params![id, body],
-            )
-            .map_err(backend)?;
+            tx.execute(UPSERT_TENANT, params![id, body])
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -54,12 +139,8 @@ impl DirectoryStore for SqliteStore {
             encode(application)?,
         );
         self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO applications (id, tenant_id, body) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id, body = excluded.body",
-                params![id, tenant, body],
-            )
-            .map_err(backend)?;
+            tx.execute(UPSERT_APPLICATION, params![id, tenant, body])
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -107,23 +188,7 @@ impl DirectoryStore for SqliteStore {
     }
     async fn replace_api_keys(&self, keys: &[ApiKey]) -> StoreResult<()> {
         let keys = keys.to_vec();
-        self.tx(move |tx| {
-            tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
-            for k in &keys {
-                tx.execute(
-                    "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        k.id.to_string(),
-                        k.key,
-                        k.tenant_id.map(|t| t.to_string()),
-                        k.description
-                    ],
-                )
-                .map_err(backend)?;
-            }
-            Ok(())
-        })
-        .await
+        self.tx(move |tx| write_api_keys(tx, &keys)).await
     }
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         self.tx(|tx| {
@@ -143,5 +208,9 @@ impl DirectoryStore for SqliteStore {
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
         })
         .await
+    }
+    async fn apply_declared(&self, declared: &Declared) -> StoreResult<()> {
+        let rows = DeclaredRows::of(declared)?;
+        self.tx(move |tx| rows.write(tx)).await
     }
 }
