@@ -195,16 +195,18 @@ def summary_extra(extra):
     signs, refreshes = {}, {}
     for kind, name, values in extra:
         if kind == "sign":
-            signs.setdefault(name, []).append(float(values[0]))
+            signs.setdefault(name, []).append([float(v) for v in values])
         elif kind == "refresh":
             refreshes.setdefault(name, []).append([float(v) for v in values])
     if signs:
         print()
-        print("| key type | signing limit /s (1 thread) | refreshes /s through the proxy "
-              "| ratio | gateway CPU µs per refresh | gateway CPU busy |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print("| key type (store) | signing limit /s (1 thread) | µs to sign / verify one "
+              "| refreshes /s through the proxy | ratio | gateway CPU µs per refresh "
+              "| gateway CPU busy |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for name in signs:
-            limit = median(signs[name])
+            limit = median([s[0] for s in signs[name]])
+            verify = median([s[1] for s in signs[name]])
             for store, rs in sorted(refreshes.items()):
                 if store.split("/")[0] != name:
                     continue
@@ -212,8 +214,8 @@ def summary_extra(extra):
                 cpu = median([r[1] for r in rs])
                 busy = median([r[2] for r in rs])
                 where = store.split("/")[1]
-                print(f"| {name} ({where}) | {limit:.0f} | {rate:.0f} | {rate / limit:.2f} "
-                      f"| {cpu:.0f} | {busy:.0%} |")
+                print(f"| {name} ({where}) | {limit:.0f} | {1e6 / limit:.0f} / {verify:.0f} "
+                      f"| {rate:.0f} | {rate / limit:.2f} | {cpu:.0f} | {busy:.0%} |")
     for kind, name, values in extra:
         if kind in ("memory", "start", "note"):
             print(f"{kind}: {name} {' '.join(values)}")

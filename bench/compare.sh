@@ -451,9 +451,9 @@ if part refresh; then
   for round in 1 2; do
     for pair in rs:RS256 es:ES256 ed:EdDSA; do
       kind=${pair%%:*}; alg=${pair#*:}
-      read -r _ limit _ < <("$sign_bin" "$alg" "$REFRESH_SECONDS")
-      printf 'sign\t%s\t%s\n' "$alg" "$limit" >> "$results"
-      echo "compare: signing limit $alg: $limit /s" >&2
+      read -r _ limit _ verify < <("$sign_bin" "$alg" "$REFRESH_SECONDS")
+      printf 'sign\t%s\t%s\t%s\n' "$alg" "$limit" "$verify" >> "$results"
+      echo "compare: signing limit $alg: $limit /s (a verification: $verify us)" >&2
       refresh_run "$kind" "$alg" "$gw" "$gw_pid" disk
       [ -n "$gw2_pid" ] && refresh_run "$kind" "$alg" "$gw2" "$gw2_pid" tmpfs
     done
