@@ -169,6 +169,13 @@ def summary(results_path):
         else:
             extra.append((kind, name, values))
     med = {name: [median([r[i] for r in rs]) for i in range(4)] for name, rs in rows.items()}
+    if med:
+        summary_rows(med, labels, order)
+    summary_extra(extra)
+
+
+def summary_rows(med, labels, order):
+    """The proxy rows' table and their ratios."""
     print("| target | req/s (median) | CPU µs per request | p50 µs | p99 µs |")
     print("| --- | --- | --- | --- | --- |")
     for name in order:
@@ -187,7 +194,6 @@ def summary(results_path):
     for protected in ("rs256", "es256", "hs256", "remote"):
         if protected in med and "open" in med:
             print(f"| added p99, {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
-    summary_extra(extra)
 
 
 def summary_extra(extra):
