@@ -10,8 +10,8 @@
 #             transparent refreshes per second through the proxy (distinct refresh tokens, no
 #             access token), on the durable store and, to show what fsync costs, on tmpfs;
 #   start     cold start to the first answered /health (release binary, existing store);
-#   memory    RSS after MEMORY_TOKENS distinct valid tokens, one request each (default cache
-#             bounds, and a byte bound large enough to keep every token).
+#   memory    RSS after MEMORY_TOKENS distinct valid tokens, one request each: with the default
+#             cache bounds, with bounds that keep every token, and with the cache off.
 # Needs wrk, nginx, curl, openssl, target/pyenv (`scripts/bootstrap --tests`); HAProxy (jwt_verify
 # rows) and Apache httpd with mod_oauth2 are optional rows, skipped with a note when absent:
 #   apt-get install -y wrk haproxy apache2 libapache2-mod-oauth2
@@ -64,10 +64,12 @@ trap cleanup EXIT
 # Starts a command in the background and remembers it for the cleanup; sets $last_pid.
 spawn() { "$@" & last_pid=$!; pids+=("$last_pid"); }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# Waits until URL answers (any status); fails the run after 10 s.
-wait_for() {
+# Waits until URL answers (any status); fails the run after 10 s, showing LOG when given.
+wait_for() { # URL [LOG]
   for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "compare: nothing answers at $1" >&2; exit 1
+  echo "compare: nothing answers at $1" >&2
+  [ -n "${2:-}" ] && tail -20 "$2" >&2
+  exit 1
 }
 results=$work/results
 : > "$results"
@@ -191,10 +193,10 @@ fi
 
 spawn "$bin" serve --config "$work/config.yaml" 2>"$work/gatehouse.log"
 gw_pid=$last_pid
-wait_for "http://127.0.0.1:$gw/health"
+wait_for "http://127.0.0.1:$gw/health" "$work/gatehouse.log"
 spawn "$bare_bin" "127.0.0.1:$bare" "127.0.0.1:$up" "$THREADS" 2>"$work/bare.log"
 bare_pid=$last_pid
-wait_for "http://127.0.0.1:$bare/"
+wait_for "http://127.0.0.1:$bare/" "$work/bare.log"
 
 # HAProxy: a passthrough, and jwt_verify of the same RS256 token with the alg/kid/iss/aud/exp
 # checks and one identity header (the gateway's public key, fetched from its own API).
@@ -234,7 +236,7 @@ frontend jwt
 HAPROXY
   spawn haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log"
   hap_pid=$last_pid
-  wait_for "http://127.0.0.1:$hap/"
+  wait_for "http://127.0.0.1:$hap/" "$work/haproxy.log"
 elif ! $has_haproxy; then
   echo "note	haproxy	HAProxy is not installed: its rows are skipped (apt-get install -y haproxy)" >> "$results"
 fi
@@ -284,9 +286,10 @@ KeepAliveTimeout 60
   ProxyPass http://127.0.0.1:$up/
 </Location>
 APACHE
-  spawn taskset -c "0-$((THREADS - 1))" apache2 -f "$work/apache.conf" -DFOREGROUND 2>"$work/apache.log"
+  cores=$((THREADS < $(nproc) ? THREADS : $(nproc)))
+  spawn taskset -c "0-$((cores - 1))" apache2 -f "$work/apache.conf" -DFOREGROUND 2>"$work/apache.log"
   apache_pid=$last_pid
-  wait_for "http://127.0.0.1:$apache/"
+  wait_for "http://127.0.0.1:$apache/" "$work/apache.err"
 elif wanted mod_oauth2; then
   echo "note	mod_oauth2	Apache httpd with mod_oauth2 is not installed: its row is skipped (apt-get install -y apache2 libapache2-mod-oauth2)" >> "$results"
 fi
@@ -446,7 +449,7 @@ if part refresh; then
     gateway_config "$gw2" "$shm/gatehouse.db" > "$work/config_tmpfs.yaml"
     spawn "$bin" serve --config "$work/config_tmpfs.yaml" 2>"$work/gatehouse_tmpfs.log"
     gw2_pid=$last_pid
-    wait_for "http://127.0.0.1:$gw2/health"
+    wait_for "http://127.0.0.1:$gw2/health" "$work/gatehouse_tmpfs.log"
   fi
   for round in 1 2; do
     for pair in rs:RS256 es:ES256 ed:EdDSA; do
@@ -480,10 +483,14 @@ if part memory; then
   echo "compare: minting $MEMORY_TOKENS tokens" >&2
   "$py" bench/compare.py mint "$work/mem.pem" bench.test "$app_mem" "$tenant" "$k_mem" \
     "$MEMORY_TOKENS" "$work/mem.tokens"
-  for bound in default 1073741824; do
+  for bound in default all off; do
     mem=$(free_port)
-    validation=""
-    [ "$bound" != default ] && validation="validation: {cacheCapacity: $MEMORY_TOKENS, cacheMaxBytes: $bound}"
+    case $bound in
+      default) validation=""; what="default cache bounds" ;;
+      all) validation="validation: {cacheCapacity: $MEMORY_TOKENS, cacheMaxBytes: 4294967296}"
+           what="cache bounds that keep every token" ;;
+      off) validation="validation: {cacheCapacity: 0}"; what="cache off (what is not the cache)" ;;
+    esac
     cat > "$work/mem_$bound.yaml" <<YAML
 listen: 127.0.0.1:$mem
 threads: $THREADS
@@ -501,13 +508,12 @@ $(route /mem "applicationId: $app_mem, roles: [user]")
 YAML
     spawn "$bin" serve --config "$work/mem_$bound.yaml" 2>"$work/mem_$bound.log"
     mem_pid=$last_pid
-    wait_for "http://127.0.0.1:$mem/health"
+    wait_for "http://127.0.0.1:$mem/health" "$work/mem_$bound.log"
     head -1 "$work/mem.tokens" > "$work/mem.first"
     "$py" bench/compare.py once "$mem" /mem/ "$work/mem.first" 1
     rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status")
     "$py" bench/compare.py once "$mem" /mem/ "$work/mem.tokens" 4
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$mem_pid/status"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$mem_pid/status")
-    what="default cache bounds"; [ "$bound" != default ] && what="cacheMaxBytes $bound (every token kept)"
     printf 'memory\t%s\tafter %s tokens: VmRSS %s MB, VmHWM %s MB (after one request: %s MB)\n' "$what" \
       "$MEMORY_TOKENS" $((rss / 1024)) $((hwm / 1024)) $((rss_before / 1024)) >> "$results"
     tail -1 "$results" >&2
