@@ -243,7 +243,8 @@ fi
 
 # Apache httpd with mod_oauth2: the same RS256 token verified against the gateway's key as a
 # JWK (exp required, iss and aud required by claim), the subject in one header, then proxied.
-# Apache runs a thread per request: one process of CONNECTIONS threads on THREADS cores.
+# Apache runs a thread per request: one process of 2 x CONNECTIONS threads (with fewer, its event
+# MPM closes keep-alive connections when every thread is busy) on THREADS cores.
 if $has_apache && wanted mod_oauth2; then
   jwk=$("$py" -c "import json, sys, jwt; from cryptography.hazmat.primitives import serialization
 key = serialization.load_pem_public_key(open(sys.argv[1], 'rb').read())
@@ -267,11 +268,11 @@ LoadModule proxy_http_module $modules/mod_proxy_http.so
 LoadModule oauth2_module $modules/mod_oauth2.so
 StartServers 1
 ServerLimit 1
-ThreadLimit $CONNECTIONS
-ThreadsPerChild $CONNECTIONS
-MaxRequestWorkers $CONNECTIONS
+ThreadLimit $((2 * CONNECTIONS))
+ThreadsPerChild $((2 * CONNECTIONS))
+MaxRequestWorkers $((2 * CONNECTIONS))
 MinSpareThreads 1
-MaxSpareThreads $CONNECTIONS
+MaxSpareThreads $((2 * CONNECTIONS))
 KeepAlive On
 MaxKeepAliveRequests 0
 KeepAliveTimeout 60
