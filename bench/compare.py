@@ -1,0 +1,234 @@
+"""Helpers of bench/compare.sh (run with target/pyenv's Python: `mint` needs `cryptography`).
+
+  mint PEM ISSUER APPLICATION TENANT COUNT OUT   COUNT distinct valid ES256 access tokens, the
+                                                 claims of the gateway's own (one user each)
+  jwks PORT PEM OUT                              serve PEM's RSA public key as a JWKS on loopback
+                                                 (the remote issuer) and write a token it signed
+  once PORT PATH TOKENS CONNECTIONS              one request per token (keep-alive); exits
+                                                 non-zero unless every answer is 200
+  start BIN CONFIG PORT STARTS                   cold start: spawn BIN serve, poll /health until
+                                                 200; prints the milliseconds of each start
+  summary RESULTS                                the table and the ratios of compare.sh's results
+"""
+
+import base64
+import http.client
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def mint_part(args):
+    """Signs tokens[start:end] (run in a worker process); returns their text."""
+    pem, issuer, app, tenant, kid, start, end, now = args
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = serialization.load_pem_private_key(pem, None)
+    header = b64(json.dumps({"alg": "ES256", "typ": "JWT", "kid": kid}).encode())
+    out = []
+    for i in range(start, end):
+        claims = {"aud": app, "exp": now + 7200, "iat": now, "iss": issuer,
+                  "sub": str(uuid.UUID(int=i + 1)), "jti": str(uuid.uuid4()),
+                  "authenticationType": "PASSWORD", "email": f"{i}.bench@example.com",
+                  "email_verified": True, "applicationId": app, "roles": ["user"],
+                  "auth_time": now, "tid": tenant}
+        signing_input = header + b"." + b64(json.dumps(claims, separators=(",", ":")).encode())
+        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        out.append((signing_input + b"." + b64(signature)).decode())
+    return out
+
+
+def mint(pem_path, issuer, app, tenant, kid, count, out_path):
+    import multiprocessing
+
+    pem = open(pem_path, "rb").read()
+    count = int(count)
+    workers = max(1, os.cpu_count() or 1)
+    step = math.ceil(count / workers)
+    now = int(time.time())
+    parts = [(pem, issuer, app, tenant, kid, i, min(count, i + step), now)
+             for i in range(0, count, step)]
+    with multiprocessing.Pool(workers) as pool, open(out_path, "w") as out:
+        for tokens in pool.map(mint_part, parts):
+            out.write("\n".join(tokens) + "\n")
+
+
+def jwks(port, pem_path, out_path):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    pem = open(pem_path, "rb").read()
+    key = serialization.load_pem_private_key(pem, None)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="bench-remote", alg="RS256", use="sig")
+    body = json.dumps({"keys": [jwk]}).encode()
+    now = int(time.time())
+    issuer = f"http://127.0.0.1:{port}"
+    claims = {"iss": issuer, "sub": "remote-user", "aud": "bench-api", "iat": now,
+              "exp": now + 7200, "roles": ["user"]}
+    token = jwt.encode(claims, pem, algorithm="RS256", headers={"kid": "bench-remote"})
+    import http.server
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", int(port)), Jwks)
+    with open(out_path + ".tmp", "w") as out:
+        out.write(token)
+    os.rename(out_path + ".tmp", out_path)
+    server.serve_forever()
+
+
+def once(port, path, tokens_path, connections):
+    tokens = open(tokens_path).read().split()
+    failures = []
+    lock = threading.Lock()
+    connections = int(connections)
+
+    def worker(part):
+        c = http.client.HTTPConnection("127.0.0.1", int(port))
+        for token in part:
+            c.request("GET", path, headers={"Authorization": "Bearer " + token})
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                with lock:
+                    failures.append(r.status)
+
+    threads = [threading.Thread(target=worker, args=(tokens[i::connections],))
+               for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        sys.exit(f"once: {len(failures)} of {len(tokens)} answers were not 200 "
+                 f"(first: {failures[0]})")
+
+
+def start(binary, config, port, starts):
+    for _ in range(int(starts)):
+        began = time.monotonic()
+        child = subprocess.Popen([binary, "serve", "--config", config],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                if child.poll() is not None:
+                    sys.exit(f"start: the gateway exited ({child.returncode}) before answering")
+                if time.monotonic() - began > 30:
+                    sys.exit("start: no answer from /health within 30 s")
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", int(port), timeout=1)
+                    c.request("GET", "/health")
+                    if c.getresponse().status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.001)
+            print("%.1f" % ((time.monotonic() - began) * 1000), flush=True)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def summary(results_path):
+    """Reads `kind name value...` lines; prints the markdown tables and the ratios."""
+    rows, labels, order, extra = {}, {}, [], []
+    for line in open(results_path):
+        kind, name, *values = line.rstrip("\n").split("\t")
+        if kind == "label":
+            labels[name] = values[0]
+            order.append(name)
+        elif kind == "round":
+            rows.setdefault(name, []).append([float(v) for v in values])
+        else:
+            extra.append((kind, name, values))
+    med = {name: [median([r[i] for r in rs]) for i in range(4)] for name, rs in rows.items()}
+    if med:
+        summary_rows(med, labels, order)
+    summary_extra(extra)
+
+
+def summary_rows(med, labels, order):
+    """The proxy rows' table and their ratios."""
+    print("| target | req/s (median) | CPU µs per request | p50 µs | p99 µs |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in order:
+        if name in med:
+            rps, cpu, p50, p99 = med[name]
+            print(f"| {labels[name]} | {rps / 1000:.1f}k | {cpu:.1f} | {p50:.0f} | {p99:.0f} |")
+    print()
+    ratios = [("open", "bare"), ("rs256", "bare"), ("rs256", "open"), ("es256", "open"),
+              ("hs256", "open"), ("remote", "rs256"), ("rs256", "haproxy_jwt"),
+              ("rs256", "mod_oauth2"), ("forward_auth", "nginx_pass"), ("bare", "haproxy")]
+    print("| ratio | req/s | CPU cost (inverse) |")
+    print("| --- | --- | --- |")
+    for a, b in ratios:
+        if a in med and b in med:
+            print(f"| {a} / {b} | {med[a][0] / med[b][0]:.3f} | {med[b][1] / med[a][1]:.3f} |")
+    for protected in ("rs256", "es256", "hs256", "remote"):
+        if protected in med and "open" in med:
+            print(f"| added p99, {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
+
+
+def summary_extra(extra):
+    """The refresh, memory and start lines."""
+    signs, refreshes = {}, {}
+    for kind, name, values in extra:
+        if kind == "sign":
+            signs.setdefault(name, []).append([float(v) for v in values])
+        elif kind == "refresh":
+            refreshes.setdefault(name, []).append([float(v) for v in values])
+    if signs:
+        print()
+        print("| key type (store) | signing limit /s (1 thread) | µs to sign / verify one "
+              "| refreshes /s through the proxy | ratio | gateway CPU µs per refresh "
+              "| gateway CPU busy |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name in signs:
+            limit = median([s[0] for s in signs[name]])
+            verify = median([s[1] for s in signs[name]])
+            for store, rs in sorted(refreshes.items()):
+                if store.split("/")[0] != name:
+                    continue
+                rate = median([r[0] for r in rs])
+                cpu = median([r[1] for r in rs])
+                busy = median([r[2] for r in rs])
+                where = store.split("/")[1]
+                print(f"| {name} ({where}) | {limit:.0f} | {1e6 / limit:.0f} / {verify:.0f} "
+                      f"| {rate:.0f} | {rate / limit:.2f} | {cpu:.0f} | {busy:.0%} |")
+    for kind, name, values in extra:
+        if kind in ("memory", "start", "note"):
+            print(f"{kind}: {name} {' '.join(values)}")
+
+
+if __name__ == "__main__":
+    commands = {"mint": mint, "jwks": jwks, "once": once, "start": start, "summary": summary}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    commands[sys.argv[1]](*sys.argv[2:])
