@@ -5,8 +5,8 @@
 //! A line names the request by its method and canonical path (never the query string, which
 //! can hold secrets, and never a header: no credential, no cookie), the route that judged it,
 //! the status, the outcome, the user (`sub`) when a token was verified, the upstream address
-//! when one was used, the latency and a request id. Writing one allocates nothing beyond what
-//! the log writer itself does.
+//! when one was used, the latency and a request id. A line is formatted into a buffer the thread
+//! reuses and written in one call ([`crate::observe::line`]): nothing is allocated per line.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use pingora::proxy::Session;
 
 use super::{canonical_path_of, Gateway, RequestContext};
 use crate::config::Route;
+use crate::observe::line::{self, Value};
+use crate::observe::logging::ACCESS_TARGET;
 
 /// The outcome of a request the proxy let through to its upstream.
 pub const ALLOWED: &str = "allowed";
@@ -105,8 +107,36 @@ pub struct Line<'a> {
 }
 
 impl Line<'_> {
-    /// Writes the line: info level, target `gatehouse::access`.
+    /// Writes the line: info level, target `gatehouse::access`, when the log's filter wants it.
+    /// Formatted directly (see [`crate::observe::line`]), the same bytes as the event below.
     pub fn write(&self) {
+        if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
+            return;
+        }
+        let user = self.user.as_ref().map(|u| u as &dyn fmt::Display);
+        let upstream = self.upstream.as_ref().map(|u| u as &dyn fmt::Display);
+        let fields = [
+            ("request_id", Some(Value::Display(&self.id))),
+            ("method", Some(Value::Str(self.method))),
+            ("path", Some(Value::Str(self.path))),
+            ("route", Some(Value::Str(self.route))),
+            ("status", Some(Value::U64(self.status.into()))),
+            ("outcome", Some(Value::Str(self.outcome))),
+            ("user", user.map(Value::Display)),
+            ("upstream", upstream.map(Value::Display)),
+            ("latency_ms", Some(Value::F64(milliseconds(self.latency)))),
+        ];
+        let mut present = [("", Value::U64(0)); 9];
+        let mut count = 0;
+        for (name, value) in fields {
+            if let Some(value) = value {
+                present[count] = (name, value);
+                count += 1;
+            }
+        }
+        if line::write_info(ACCESS_TARGET, "request", &present[..count]) {
+            return;
+        }
         tracing::info!(
             target: "gatehouse::access",
             request_id = %self.id,
