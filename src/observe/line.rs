@@ -28,8 +28,13 @@ pub enum Value<'a> {
     U64(u64),
     /// A float, in `Debug` form in text (`1.5`, `2.0`), a JSON number.
     F64(f64),
+    /// A duration in microseconds, written as the float of its milliseconds would be
+    /// (`0.512`, `2.0`: [`Value::F64`] of `micros as f64 / 1000.0`).
+    Micros(u64),
     /// A value recorded by its `Display` form (`field = %value`): as is in text, a JSON string.
     Display(&'a dyn fmt::Display),
+    /// A value recorded by its `Display` form, already rendered.
+    Shown(&'a str),
 }
 
 thread_local! {
@@ -81,9 +86,113 @@ fn write_line(
 
 /// The current time as the subscriber writes it (RFC 3339, UTC, microseconds).
 fn push_timestamp(into: &mut String) {
+    let now = std::time::SystemTime::now();
+    if push_rfc3339(into, now) {
+        return;
+    }
+    // Before 1970 or after 9999: the subscriber's own formatter.
     if SystemTime.format_time(&mut Writer::new(into)).is_err() {
         into.push_str("<unknown time>");
     }
+}
+
+/// `time` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), as the subscriber writes it; `false` (and
+/// nothing written) for an instant before 1970 or after the year 9999.
+fn push_rfc3339(into: &mut String, time: std::time::SystemTime) -> bool {
+    let Ok(since) = time.duration_since(std::time::UNIX_EPOCH) else {
+        return false;
+    };
+    let seconds = since.as_secs();
+    let (year, month, day) = civil_date(seconds / 86_400);
+    if year > 9999 {
+        return false;
+    }
+    let of_day = seconds % 86_400;
+    let parts = [
+        (year, 4, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b'T'),
+        (of_day / 3600, 2, b':'),
+        (of_day / 60 % 60, 2, b':'),
+        (of_day % 60, 2, b'.'),
+        (u64::from(since.subsec_micros()), 6, b'Z'),
+    ];
+    for (value, width, then) in parts {
+        push_padded(into, value, width);
+        into.push(char::from(then));
+    }
+    true
+}
+
+/// The proleptic Gregorian date (year, month, day) of `days` after 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `value` in decimal, zero-padded to `width` digits.
+fn push_padded(into: &mut String, value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let start = at.min(digits.len() - width.min(digits.len()));
+    // Only ASCII digits were written.
+    into.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+}
+
+/// `value` in decimal.
+fn push_u64(into: &mut String, value: u64) {
+    push_padded(into, value, 1);
+}
+
+/// `micros` in milliseconds, as `Debug` writes the float `micros as f64 / 1000.0`: the
+/// shortest decimal that reads back as that float, which below 2^53 µs is the exact decimal
+/// with its trailing zeros dropped (and `.0` for a whole number).
+fn push_millis(into: &mut String, micros: u64) -> fmt::Result {
+    if micros >= 1 << 53 {
+        return write!(into, "{:?}", micros as f64 / 1000.0);
+    }
+    push_u64(into, micros / 1000);
+    into.push('.');
+    let fraction = micros % 1000;
+    if fraction == 0 {
+        into.push('0');
+        return Ok(());
+    }
+    let mut digits = [
+        b'0' + (fraction / 100) as u8,
+        b'0' + (fraction / 10 % 10) as u8,
+        b'0' + (fraction % 10) as u8,
+    ];
+    let mut len = 3;
+    while digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    digits[len..].fill(b'0');
+    into.push_str(std::str::from_utf8(&digits[..len]).unwrap_or_default());
+    Ok(())
 }
 
 /// The text line after its timestamp: ` INFO target: message name=value…` and a newline.
@@ -103,9 +212,11 @@ fn format_text(
         line.push('=');
         match value {
             Value::Str(text) => push_debug_str(line, text)?,
-            Value::U64(number) => write!(line, "{number}")?,
+            Value::U64(number) => push_u64(line, *number),
             Value::F64(number) => write!(line, "{number:?}")?,
+            Value::Micros(micros) => push_millis(line, *micros)?,
             Value::Display(shown) => write!(line, "{shown}")?,
+            Value::Shown(shown) => line.push_str(shown),
         }
     }
     line.push('\n');
@@ -142,7 +253,9 @@ fn format_json(
             Value::Str(text) => (*text).into(),
             Value::U64(number) => (*number).into(),
             Value::F64(number) => (*number).into(),
+            Value::Micros(micros) => (*micros as f64 / 1000.0).into(),
             Value::Display(shown) => shown.to_string().into(),
+            Value::Shown(shown) => (*shown).into(),
         };
         map.insert((*name).to_string(), value);
     }
@@ -184,7 +297,9 @@ mod tests {
             let captured = captured.clone();
             move || captured.clone()
         };
-        let builder = tracing_subscriber::fmt().with_ansi(false).with_writer(writer);
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(writer);
         let emit = || {
             tracing::info!(
                 target: "gatehouse::access",
@@ -288,8 +403,86 @@ mod tests {
     }
 
     #[test]
+    fn milliseconds_are_written_as_the_float_debug_form() {
+        let large = [1 << 40, (1 << 53) - 1, 1 << 53, u64::MAX / 3];
+        for micros in (0..200_000)
+            .chain((0..2_000).map(|i| i * 999_983))
+            .chain(large)
+        {
+            let mut line = String::new();
+            push_millis(&mut line, micros).expect("write");
+            assert_eq!(line, format!("{:?}", micros as f64 / 1000.0), "{micros}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for number in [0, 7, 10, 200, 404, 65_535, u64::MAX] {
+            let mut line = String::new();
+            push_u64(&mut line, number);
+            assert_eq!(line, number.to_string());
+        }
+        let mut line = String::new();
+        push_padded(&mut line, 42, 6);
+        assert_eq!(line, "000042");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc_to_the_microsecond() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let cases = [
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.000005Z"),
+            (951_868_799, 999_999, "2000-02-29T23:59:59.999999Z"),
+            (1_709_164_800, 120_000, "2024-02-29T00:00:00.120000Z"),
+            (1_796_514_062, 123_456, "2026-12-05T23:41:02.123456Z"),
+            (4_102_444_800, 0, "2100-01-01T00:00:00.000000Z"),
+            (253_402_300_799, 1, "9999-12-31T23:59:59.000001Z"),
+        ];
+        for (seconds, micros, expected) in cases {
+            let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros);
+            let mut line = String::new();
+            assert!(push_rfc3339(&mut line, time), "{expected}");
+            assert_eq!(line, expected);
+        }
+        let mut line = String::new();
+        let later = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+        assert!(!push_rfc3339(&mut line, later) && line.is_empty());
+        assert!(!push_rfc3339(
+            &mut line,
+            UNIX_EPOCH - Duration::from_secs(1)
+        ));
+    }
+
+    #[test]
+    fn the_timestamp_is_the_subscribers() {
+        // Both read the clock: compare to the minute, again when a minute turned in between.
+        for _ in 0..3 {
+            let mut ours = String::new();
+            push_timestamp(&mut ours);
+            let mut theirs = String::new();
+            SystemTime
+                .format_time(&mut Writer::new(&mut theirs))
+                .expect("time");
+            assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+            if ours[..16] == theirs[..16] {
+                return;
+            }
+        }
+        panic!("the timestamps never agreed to the minute");
+    }
+
+    #[test]
     fn only_printable_ascii_is_copied_unescaped() {
-        for text in ["/plain/path;x=1", "", "a\"b", "a\\b", "\u{1b}[31m", "é", "\u{7f}"] {
+        for text in [
+            "/plain/path;x=1",
+            "",
+            "a\"b",
+            "a\\b",
+            "\u{1b}[31m",
+            "é",
+            "\u{7f}",
+        ] {
             let mut line = String::new();
             push_debug_str(&mut line, text).expect("write");
             assert_eq!(line, format!("{text:?}"));

@@ -51,6 +51,27 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// The most bytes of an id's text: 8 hex digits, `-`, 16 hex digits.
+    pub const TEXT_BYTES: usize = 25;
+
+    /// The id's text (as [`fmt::Display`] shows it), written into `buffer`.
+    pub fn text<'a>(&self, buffer: &'a mut [u8; Self::TEXT_BYTES]) -> &'a str {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+        for (i, byte) in buffer[..8].iter_mut().enumerate() {
+            *byte = HEX[(prefix >> (28 - 4 * i) & 0xf) as usize];
+        }
+        buffer[8] = b'-';
+        let digits = (64 - self.0.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, byte) in buffer[9..9 + digits].iter_mut().enumerate() {
+            *byte = HEX[(self.0 >> (4 * (digits - 1 - i)) & 0xf) as usize];
+        }
+        // Only ASCII hex digits and `-` were written.
+        std::str::from_utf8(&buffer[..9 + digits]).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let prefix = PREFIX.get_or_init(rand::random::<u32>);
@@ -115,8 +136,9 @@ impl Line<'_> {
         }
         let user = self.user.as_ref().map(|u| u as &dyn fmt::Display);
         let upstream = self.upstream.as_ref().map(|u| u as &dyn fmt::Display);
+        let mut id = [0u8; RequestId::TEXT_BYTES];
         let fields = [
-            ("request_id", Some(Value::Display(&self.id))),
+            ("request_id", Some(Value::Shown(self.id.text(&mut id)))),
             ("method", Some(Value::Str(self.method))),
             ("path", Some(Value::Str(self.path))),
             ("route", Some(Value::Str(self.route))),
@@ -124,7 +146,7 @@ impl Line<'_> {
             ("outcome", Some(Value::Str(self.outcome))),
             ("user", user.map(Value::Display)),
             ("upstream", upstream.map(Value::Display)),
-            ("latency_ms", Some(Value::F64(milliseconds(self.latency)))),
+            ("latency_ms", Some(Value::Micros(micros(self.latency)))),
         ];
         let mut present = [("", Value::U64(0)); 9];
         let mut count = 0;
@@ -151,6 +173,11 @@ impl Line<'_> {
             "request"
         );
     }
+}
+
+/// `latency` in whole microseconds (saturating).
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// `latency` in milliseconds, to the microsecond.
@@ -212,7 +239,18 @@ mod tests {
     }
 
     #[test]
+    fn an_ids_text_is_its_display_form() {
+        for counter in [0, 1, 9, 10, 15, 16, 255, 4096, 0xdead_beef, u64::MAX] {
+            let id = RequestId(counter);
+            let mut buffer = [0u8; RequestId::TEXT_BYTES];
+            assert_eq!(id.text(&mut buffer), id.to_string());
+        }
+    }
+
+    #[test]
     fn latency_is_in_milliseconds_to_the_microsecond() {
+        assert_eq!(micros(Duration::from_nanos(1_234_999)), 1_234);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
         assert_eq!(milliseconds(Duration::from_micros(1_234)), 1.234);
         assert_eq!(milliseconds(Duration::from_nanos(999)), 0.0);
     }
