@@ -168,10 +168,11 @@ fn push_u64(into: &mut String, value: u64) {
 }
 
 /// `micros` in milliseconds, as `Debug` writes the float `micros as f64 / 1000.0`: the
-/// shortest decimal that reads back as that float, which below 2^53 µs is the exact decimal
-/// with its trailing zeros dropped (and `.0` for a whole number).
+/// shortest decimal that reads back as that float, which below 2^43 µs (about 100 days; the
+/// float's spacing there is under 2e-6) is the exact decimal with its trailing zeros dropped
+/// (and `.0` for a whole number); `Debug` itself beyond.
 fn push_millis(into: &mut String, micros: u64) -> fmt::Result {
-    if micros >= 1 << 53 {
+    if micros >= 1 << 43 {
         return write!(into, "{:?}", micros as f64 / 1000.0);
     }
     push_u64(into, micros / 1000);
@@ -404,7 +405,7 @@ mod tests {
 
     #[test]
     fn milliseconds_are_written_as_the_float_debug_form() {
-        let large = [1 << 40, (1 << 53) - 1, 1 << 53, u64::MAX / 3];
+        let large = [1 << 40, (1 << 43) - 1, 1 << 43, (1 << 53) - 1, u64::MAX / 3];
         for micros in (0..200_000)
             .chain((0..2_000).map(|i| i * 999_983))
             .chain(large)

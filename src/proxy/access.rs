@@ -131,7 +131,23 @@ impl Line<'_> {
     /// Writes the line: info level, target `gatehouse::access`, when the log's filter wants it.
     /// Formatted directly (see [`crate::observe::line`]), the same bytes as the event below.
     pub fn write(&self) {
-        if !tracing::enabled!(target: "gatehouse::access", tracing::Level::INFO) {
+        // The event's own target, level and field names: the filter judges it as the event.
+        let wanted = tracing::enabled!(
+            kind: tracing::metadata::Kind::EVENT,
+            target: "gatehouse::access",
+            tracing::Level::INFO,
+            message,
+            request_id,
+            method,
+            path,
+            route,
+            status,
+            outcome,
+            user,
+            upstream,
+            latency_ms
+        );
+        if !wanted {
             return;
         }
         let user = self.user.as_ref().map(|u| u as &dyn fmt::Display);
