@@ -19,6 +19,7 @@
 #![deny(clippy::unwrap_used, clippy::todo, clippy::unimplemented)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -5,6 +5,7 @@
 //! output, and a panic is one log line whose source location names no build directory.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -73,6 +74,16 @@ fn configured_filter(level: &str, access: bool) -> String {
     }
 }
 
+/// The output [`init`] installed: its format, and whether text lines carry ANSI colours.
+static OUTPUT: OnceLock<(LogFormat, bool)> = OnceLock::new();
+
+/// The output [`init`] installed (see [`crate::observe::line`]): the format and whether text
+/// lines carry ANSI colours; `None` before `init`, or when a subscriber installed elsewhere
+/// writes the lines.
+pub(super) fn output() -> Option<(LogFormat, bool)> {
+    OUTPUT.get().copied()
+}
+
 /// Installs the subscriber: `level` (a `tracing` filter; `RUST_LOG` wins when set) in `format`,
 /// with access lines whatever the level when `access` is on; and the panic hook.
 pub fn init(level: &str, format: LogFormat, access: bool) {
@@ -99,6 +110,7 @@ pub fn init(level: &str, format: LogFormat, access: bool) {
         eprintln!("logging was already initialised");
         return;
     }
+    let _ = OUTPUT.set((format, ansi && format == LogFormat::Text));
     std::panic::set_hook(Box::new(log_panic));
     let reporter = std::thread::Builder::new()
         .name("log-report".into())
@@ -149,7 +161,7 @@ pub fn relative_source(file: &str) -> &str {
 /// line. Unlike the stock JSON format, the bridge's `log.file`, `log.line` and
 /// `log.module_path` fields of the engine's lines (an absolute path into the build machine's
 /// registry) are left out, and such a line's target is the engine module that wrote it.
-struct JsonLines;
+pub(super) struct JsonLines;
 
 impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
 where
@@ -171,14 +183,24 @@ where
         event.record(&mut fields);
         let metadata = event.metadata();
         let target = fields.log_target.as_deref().unwrap_or(metadata.target());
-        let line = serde_json::json!({
-            "timestamp": timestamp,
-            "level": metadata.level().as_str(),
-            "fields": fields.map,
-            "target": target,
-        });
+        let line = json_line(timestamp, metadata.level(), fields.map, target);
         writeln!(writer, "{line}")
     }
+}
+
+/// One JSON line (without its newline): `timestamp`, `level`, the event's `fields`, `target`.
+pub(super) fn json_line(
+    timestamp: String,
+    level: &tracing::Level,
+    fields: serde_json::Map<String, serde_json::Value>,
+    target: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": timestamp,
+        "level": level.as_str(),
+        "fields": fields,
+        "target": target,
+    })
 }
 
 /// An event's fields as JSON, less the `log` bridge's own (see [`JsonLines`]).

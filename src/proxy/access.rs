@@ -5,8 +5,8 @@
 //! A line names the request by its method and canonical path (never the query string, which
 //! can hold secrets, and never a header: no credential, no cookie), the route that judged it,
 //! the status, the outcome, the user (`sub`) when a token was verified, the upstream address
-//! when one was used, the latency and a request id. Writing one allocates nothing beyond what
-//! the log writer itself does.
+//! when one was used, the latency and a request id. A line is formatted into a buffer the thread
+//! reuses and written in one call ([`crate::observe::line`]): nothing is allocated per line.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use pingora::proxy::Session;
 
 use super::{canonical_path_of, Gateway, RequestContext};
 use crate::config::Route;
+use crate::observe::line::{self, Value};
+use crate::observe::logging::ACCESS_TARGET;
 
 /// The outcome of a request the proxy let through to its upstream.
 pub const ALLOWED: &str = "allowed";
@@ -46,6 +48,27 @@ impl RequestId {
     /// The next request id.
     pub fn next() -> RequestId {
         RequestId(COUNTER.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+impl RequestId {
+    /// The most bytes of an id's text: 8 hex digits, `-`, 16 hex digits.
+    pub const TEXT_BYTES: usize = 25;
+
+    /// The id's text (as [`fmt::Display`] shows it), written into `buffer`.
+    pub fn text<'a>(&self, buffer: &'a mut [u8; Self::TEXT_BYTES]) -> &'a str {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+        for (i, byte) in buffer[..8].iter_mut().enumerate() {
+            *byte = HEX[(prefix >> (28 - 4 * i) & 0xf) as usize];
+        }
+        buffer[8] = b'-';
+        let digits = (64 - self.0.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, byte) in buffer[9..9 + digits].iter_mut().enumerate() {
+            *byte = HEX[(self.0 >> (4 * (digits - 1 - i)) & 0xf) as usize];
+        }
+        // Only ASCII hex digits and `-` were written.
+        std::str::from_utf8(&buffer[..9 + digits]).unwrap_or_default()
     }
 }
 
@@ -105,8 +128,53 @@ pub struct Line<'a> {
 }
 
 impl Line<'_> {
-    /// Writes the line: info level, target `gatehouse::access`.
+    /// Writes the line: info level, target `gatehouse::access`, when the log's filter wants it.
+    /// Formatted directly (see [`crate::observe::line`]), the same bytes as the event below.
     pub fn write(&self) {
+        // The event's own target, level and field names: the filter judges it as the event.
+        let wanted = tracing::enabled!(
+            kind: tracing::metadata::Kind::EVENT,
+            target: "gatehouse::access",
+            tracing::Level::INFO,
+            message,
+            request_id,
+            method,
+            path,
+            route,
+            status,
+            outcome,
+            user,
+            upstream,
+            latency_ms
+        );
+        if !wanted {
+            return;
+        }
+        let user = self.user.as_ref().map(|u| u as &dyn fmt::Display);
+        let upstream = self.upstream.as_ref().map(|u| u as &dyn fmt::Display);
+        let mut id = [0u8; RequestId::TEXT_BYTES];
+        let fields = [
+            ("request_id", Some(Value::Shown(self.id.text(&mut id)))),
+            ("method", Some(Value::Str(self.method))),
+            ("path", Some(Value::Str(self.path))),
+            ("route", Some(Value::Str(self.route))),
+            ("status", Some(Value::U64(self.status.into()))),
+            ("outcome", Some(Value::Str(self.outcome))),
+            ("user", user.map(Value::Display)),
+            ("upstream", upstream.map(Value::Display)),
+            ("latency_ms", Some(Value::Micros(micros(self.latency)))),
+        ];
+        let mut present = [("", Value::U64(0)); 9];
+        let mut count = 0;
+        for (name, value) in fields {
+            if let Some(value) = value {
+                present[count] = (name, value);
+                count += 1;
+            }
+        }
+        if line::write_info(ACCESS_TARGET, "request", &present[..count]) {
+            return;
+        }
         tracing::info!(
             target: "gatehouse::access",
             request_id = %self.id,
@@ -121,6 +189,11 @@ impl Line<'_> {
             "request"
         );
     }
+}
+
+/// `latency` in whole microseconds (saturating).
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// `latency` in milliseconds, to the microsecond.
@@ -182,7 +255,18 @@ mod tests {
     }
 
     #[test]
+    fn an_ids_text_is_its_display_form() {
+        for counter in [0, 1, 9, 10, 15, 16, 255, 4096, 0xdead_beef, u64::MAX] {
+            let id = RequestId(counter);
+            let mut buffer = [0u8; RequestId::TEXT_BYTES];
+            assert_eq!(id.text(&mut buffer), id.to_string());
+        }
+    }
+
+    #[test]
     fn latency_is_in_milliseconds_to_the_microsecond() {
+        assert_eq!(micros(Duration::from_nanos(1_234_999)), 1_234);
+        assert_eq!(micros(Duration::MAX), u64::MAX);
         assert_eq!(milliseconds(Duration::from_micros(1_234)), 1.234);
         assert_eq!(milliseconds(Duration::from_nanos(999)), 0.0);
     }

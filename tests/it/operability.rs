@@ -168,6 +168,92 @@ fn the_access_log_is_text_by_default_and_can_be_turned_off() {
     assert!(!log.contains("gatehouse::access"), "{log}");
 }
 
+/// The text access line of `path` in `log`, when there is one.
+fn text_line<'a>(log: &'a str, path: &str) -> Option<&'a str> {
+    let field = format!("path=\"{path}\"");
+    log.lines()
+        .find(|l| l.contains("gatehouse::access") && l.contains(&field))
+}
+
+#[test]
+fn the_text_access_line_has_the_subscribers_format_field_for_field() {
+    let gw = TestGateway::start();
+    let user = Uuid::new_v4();
+    let token = gw.token(
+        jsonwebtoken::Algorithm::RS256,
+        &claims(user, APP, &["user"]),
+    );
+    assert_eq!(gw.get_as("/hello/fmt", &token).status(), 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = gw.log();
+    let line = text_line(&log, "/hello/fmt").unwrap_or_else(|| panic!("no line:\n{log}"));
+    // `2026-12-06T04:41:15.123456Z  INFO gatehouse::access: request request_id=… …`
+    let (timestamp, rest) = line.split_at(27);
+    let shape = timestamp.bytes().enumerate().all(|(i, b)| match i {
+        4 | 7 => b == b'-',
+        10 => b == b'T',
+        13 | 16 => b == b':',
+        19 => b == b'.',
+        26 => b == b'Z',
+        _ => b.is_ascii_digit(),
+    });
+    assert!(shape, "{line}");
+    let rest = rest
+        .strip_prefix("  INFO gatehouse::access: request request_id=")
+        .unwrap_or_else(|| panic!("{line}"));
+    let (id, rest) = rest.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+    let (prefix, counter) = id.split_once('-').unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        prefix.len() == 8 && u32::from_str_radix(prefix, 16).is_ok(),
+        "{line}"
+    );
+    assert!(u64::from_str_radix(counter, 16).is_ok(), "{line}");
+    let expected = format!(
+        "method=\"GET\" path=\"/hello/fmt\" route=\"/\" status=200 outcome=\"allowed\" \
+         user={user} upstream=127.0.0.1:{} latency_ms=",
+        gw.demo_port
+    );
+    let latency = rest
+        .strip_prefix(&expected)
+        .unwrap_or_else(|| panic!("{line}\nexpected {expected}"));
+    let (whole, fraction) = latency.split_once('.').unwrap_or_else(|| panic!("{line}"));
+    assert!(whole.parse::<u64>().is_ok(), "{line}");
+    assert!(
+        (1..=3).contains(&fraction.len()) && fraction.bytes().all(|b| b.is_ascii_digit()),
+        "{line}"
+    );
+    assert!(fraction == "0" || !fraction.ends_with('0'), "{line}");
+}
+
+#[test]
+fn rust_log_decides_whether_access_lines_are_written() {
+    for (rust_log, written) in [
+        ("info,gatehouse::access=off", false),
+        ("warn", false),
+        ("warn,gatehouse::access=info", true),
+    ] {
+        let gw = TestGateway::start_with(Options {
+            rust_log: rust_log.into(),
+            ..Options::default()
+        });
+        assert_eq!(
+            client()
+                .get(gw.url("/public/l"))
+                .send()
+                .expect("send")
+                .status(),
+            200
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let log = gw.log();
+        assert_eq!(
+            text_line(&log, "/public/l").is_some(),
+            written,
+            "RUST_LOG={rust_log}:\n{log}"
+        );
+    }
+}
+
 #[test]
 fn metrics_have_latency_histograms_by_route_and_process_metrics() {
     let gw = TestGateway::start_with(Options {
