@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gatehouse::allocator::Allocator = gatehouse::allocator::Allocator;
 
 /// The claims of an access token a refresh issues for a registered user with an email (what
 /// `Tokens::issue_access_token` builds), with a fresh `jti` and the times of `now` (seconds).
