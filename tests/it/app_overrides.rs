@@ -254,3 +254,61 @@ fn overrides_of_the_wrong_type_are_named_by_their_path() {
         .expect("text")
         .contains("javascript"));
 }
+
+#[test]
+fn logout_under_another_application_ends_this_browsers_session_with_its_own_client() {
+    let provider = Provider::start();
+    provider.register_client(OTHER_CLIENT, OTHER_SECRET);
+    provider.log_in_as("sso-ann", ann());
+    let gw = gateway(&provider);
+    let mut browser = Browser::default();
+    let location = authorization_request(&gw, &mut browser, OTHER_APP);
+    let at_provider = client().get(&location).send().expect("authorize");
+    let callback = at_provider.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(browser.open(&callback).status, 302);
+    let refresh = browser.cookies["refresh_token"].clone();
+    let id_token = provider.state.lock().expect("lock").id_tokens[0].clone();
+
+    // The session was made for OTHER_APP; the logout link of APP still ends it.
+    let out = browser.open(&gw.url(&format!("/app/logout/{APP}?post_logout_redirect_uri=/bye")));
+    assert_eq!(out.status, 302, "{}", out.body);
+    assert!(out
+        .location
+        .starts_with(&format!("{}/logout?", provider.issuer())));
+    let end = params(&out.location);
+    assert_eq!(
+        end["client_id"], OTHER_CLIENT,
+        "the client the ID token was issued to"
+    );
+    assert_eq!(end["id_token_hint"], id_token);
+    for name in ["access_token", "refresh_token", "app.at_exp"] {
+        let cleared = out.cookie(name).unwrap_or_else(|| panic!("{name} cleared"));
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+    let refreshed = client()
+        .post(gw.url("/api/jwt/refresh"))
+        .json(&json!({"refreshToken": refresh}))
+        .send()
+        .expect("send");
+    assert_ne!(
+        refreshed.status().as_u16(),
+        200,
+        "the session's refresh token is revoked"
+    );
+
+    // Without a live session, the provider's logout goes with the path's application's client.
+    let mut stale = Browser::default();
+    stale.cookies.insert("refresh_token".into(), refresh);
+    let kept = format!("{IDP}:{id_token}");
+    stale.cookies.insert("app.idt".into(), kept);
+    let out = stale.open(&gw.url(&format!("/app/logout/{APP}")));
+    assert_eq!(
+        params(&out.location)["client_id"],
+        CLIENT_ID,
+        "{}",
+        out.location
+    );
+}
