@@ -8,6 +8,7 @@ mod it {
     pub mod app_cluster;
     pub mod app_flow;
     pub mod app_login;
+    pub mod app_overrides;
     pub mod boundary;
     pub mod cluster;
     pub mod config;

@@ -1,7 +1,8 @@
 //! An OpenID Connect provider the tests play: discovery (with an `end_session_endpoint`), a
 //! JWKS, an authorization endpoint that logs a set user in at once and redirects back with a
 //! code bound to the request's redirect URI, PKCE challenge and nonce, a token endpoint that
-//! checks the client's authentication, the redirect URI, the PKCE verifier and that each code
+//! checks the client's authentication (the gateway's client, or others registered, each code
+//! bound to the client it was issued to), the redirect URI, the PKCE verifier and that each code
 //! is used once, a userinfo endpoint and an end-session endpoint that records its calls; with
 //! faults switched on one at a time (down, slow, garbage, ID tokens that fail each check,
 //! userinfo naming another user, keys that cannot be fetched, another `iss` on the redirect).
@@ -81,6 +82,8 @@ pub struct Issued {
     /// the authorization endpoint); `None`: the fixed [`REDIRECT_URI`] and [`VERIFIER`].
     pub redirect_uri: Option<String>,
     pub challenge: Option<String>,
+    /// The client the authorization request named; `None`: [`CLIENT_ID`].
+    pub client_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -99,6 +102,10 @@ pub struct State {
     pub logouts: Vec<String>,
     /// The ID tokens issued, newest last.
     pub id_tokens: Vec<String>,
+    /// Clients registered besides [`CLIENT_ID`] (id → secret), e.g. an application's own.
+    pub clients: HashMap<String, String>,
+    /// The client each successful token request authenticated as, newest last.
+    pub token_clients: Vec<String>,
 }
 
 /// The provider: a plain HTTP server on a thread per connection.
@@ -167,9 +174,26 @@ impl Provider {
                 userinfo,
                 redirect_uri: None,
                 challenge: None,
+                client_id: None,
             },
         );
         code
+    }
+
+    /// A code for the user `sub` issued to the registered client `client_id`.
+    pub fn code_for_client(&self, sub: &str, userinfo: Value, client_id: &str) -> String {
+        let code = self.code_for(sub, None, userinfo);
+        let mut state = self.state.lock().expect("lock");
+        if let Some(issued) = state.codes.get_mut(&code) {
+            issued.client_id = Some(client_id.into());
+        }
+        code
+    }
+
+    /// Registers another client (an application's own) with its secret.
+    pub fn register_client(&self, client_id: &str, secret: &str) {
+        let mut state = self.state.lock().expect("lock");
+        state.clients.insert(client_id.into(), secret.into());
     }
 
     /// The authorization endpoint will log in `sub` with this userinfo answer.
@@ -235,8 +259,9 @@ fn authorize(
     let param = |n: &str| params.get(n).cloned();
     let mut state = state.lock().expect("lock");
     state.authorizations.push(query.to_string());
+    let client = param("client_id").unwrap_or_default();
     let well_formed = param("response_type").as_deref() == Some("code")
-        && param("client_id").as_deref() == Some(CLIENT_ID)
+        && (client == CLIENT_ID || state.clients.contains_key(&client))
         && param("code_challenge_method").as_deref() == Some("S256")
         && param("state").is_some();
     let (Some((sub, userinfo)), true, Some(redirect_uri)) =
@@ -253,6 +278,7 @@ fn authorize(
             userinfo,
             redirect_uri: Some(redirect_uri.clone()),
             challenge: param("code_challenge"),
+            client_id: Some(client),
         },
     );
     let iss = if fault == Fault::MixUp {
@@ -391,22 +417,9 @@ pub fn token(
     key: &(String, Value),
     other: &str,
 ) -> (u16, Value) {
-    let expected_basic = {
-        let enc = |s: &str| {
-            reqwest::Url::parse_with_params("http://x/", &[("v", s)])
-                .expect("url")
-                .query()
-                .expect("query")[2..]
-                .to_string()
-        };
-        format!(
-            "Basic {}",
-            STANDARD.encode(format!("{}:{}", enc(CLIENT_ID), enc(CLIENT_SECRET)))
-        )
-    };
-    if headers.get("authorization") != Some(&expected_basic) {
+    let Some(client) = basic_client(state, headers) else {
         return (401, json!({"error": "invalid_client"}));
-    }
+    };
     let url =
         reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(body))).expect("form");
     let form: HashMap<String, String> = url.query_pairs().into_owned().collect();
@@ -420,13 +433,18 @@ pub fn token(
         None => field("code_verifier") == Some(VERIFIER),
     };
     let redirect = issued.redirect_uri.as_deref().unwrap_or(REDIRECT_URI);
+    // A code is for the client that asked for it (RFC 6749 §4.1.3).
+    if issued.client_id.as_deref().unwrap_or(CLIENT_ID) != client {
+        return (400, json!({"error": "invalid_grant"}));
+    }
     if field("grant_type") != Some("authorization_code")
         || field("redirect_uri") != Some(redirect)
         || !verifier_ok
     {
         return (400, json!({"error": "invalid_grant"}));
     }
-    let mut claims = json!({"iss": issuer, "aud": CLIENT_ID, "sub": issued.sub,
+    state.token_clients.push(client.clone());
+    let mut claims = json!({"iss": issuer, "aud": client, "sub": issued.sub,
                             "iat": now(), "exp": now() + 300});
     if let Some(nonce) = &issued.nonce {
         claims["nonce"] = json!(nonce);
@@ -456,6 +474,29 @@ pub fn token(
         json!({"access_token": access_token, "token_type": "Bearer", "expires_in": 300,
                "id_token": id_token, "refresh_token": refresh_token}),
     )
+}
+
+/// The client a token request authenticates as with HTTP Basic (id and secret
+/// form-urlencoded before Base64, RFC 6749 §2.3.1): [`CLIENT_ID`] or a registered one; `None`
+/// when the header names no known client with its secret.
+fn basic_client(state: &Mutex<State>, headers: &HashMap<String, String>) -> Option<String> {
+    let enc = |s: &str| {
+        reqwest::Url::parse_with_params("http://x/", &[("v", s)])
+            .expect("url")
+            .query()
+            .expect("query")[2..]
+            .to_string()
+    };
+    let mut clients = state.lock().expect("lock").clients.clone();
+    clients.insert(CLIENT_ID.into(), CLIENT_SECRET.into());
+    let given = headers.get("authorization")?;
+    clients.into_iter().find_map(|(id, secret)| {
+        let expected = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:{}", enc(&id), enc(&secret)))
+        );
+        (*given == expected).then_some(id)
+    })
 }
 
 /// A compact JWS of `claims`, HS256 under `secret`.

@@ -227,7 +227,7 @@ pub async fn complete(
             debug.line("No issuer is configured: the ID token is not used, the userinfo answer is");
             None
         }
-        (None, _) if settings.issuer.is_some() && asks_openid(settings) => {
+        (None, _) if settings.issuer.is_some() && settings.asks_for(application_id, "openid") => {
             return Err(bad_answer("token endpoint", "answered with no id_token"))
         }
         (None, _) => None,
@@ -251,12 +251,6 @@ pub async fn complete(
         debug.line("The userinfo endpoint answered");
     }
     combine(id_claims, userinfo, tokens)
-}
-
-/// True when the login asks for `openid` (the provider's `scope`, `openid` when it has none,
-/// as the authorization request sends): the token endpoint must then return an ID token.
-pub fn asks_openid(settings: &OpenIdConnect) -> bool {
-    (settings.scope.as_deref()).is_none_or(|scope| scope.split_whitespace().any(|s| s == "openid"))
 }
 
 /// Step 5: the claims, the lambda's arguments and the refresh token, from a verified ID token

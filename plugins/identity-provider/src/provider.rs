@@ -148,8 +148,10 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// The settings of an `OpenIDConnect` provider (`oauth2`, `buttonText`, `postRequest`), as the
-/// code exchange will read them. Endpoints that are `None` are found by discovery from `issuer`.
+/// The settings of an `OpenIDConnect` provider (`oauth2`, `buttonText`, `buttonImageURL`,
+/// `postRequest`), as the login reads them. Endpoints that are `None` are found by discovery
+/// from `issuer`. What a login to one application uses is read through the `*_for` methods,
+/// which apply that application's overrides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenIdConnect {
     /// `oauth2.client_id`.
@@ -170,34 +172,87 @@ pub struct OpenIdConnect {
     pub scope: Option<String>,
     /// `buttonText`.
     pub button_text: String,
+    /// `buttonImageURL`.
+    pub button_image_url: Option<String>,
     /// `postRequest`: POST binding instead of a redirect to the authorization endpoint.
     pub post_request: bool,
-    /// `applicationConfiguration[applicationId].oauth2`: the client an application logs in
-    /// with, when it overrides the provider's.
-    pub application_clients: BTreeMap<Uuid, ClientOverride>,
+    /// `applicationConfiguration[applicationId]`: what an application overrides of the
+    /// provider's settings for its own logins (only applications with an override).
+    pub application_overrides: BTreeMap<Uuid, ApplicationOverride>,
 }
 
-/// `applicationConfiguration[applicationId].oauth2.{client_id, client_secret}`: each one,
-/// when given, replaces the provider's for logins to that application.
+/// The overrides of `applicationConfiguration[applicationId]` (FusionAuth's
+/// `OpenIdConnectApplicationConfiguration`): each one, when given and not blank, replaces the
+/// provider's for logins to that application.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ClientOverride {
-    /// `client_id`.
+pub struct ApplicationOverride {
+    /// `oauth2.client_id`.
     pub client_id: Option<String>,
-    /// `client_secret`.
+    /// `oauth2.client_secret`.
     pub client_secret: Option<Secret>,
+    /// `oauth2.scope`.
+    pub scope: Option<String>,
+    /// `buttonText`.
+    pub button_text: Option<String>,
+    /// `buttonImageURL`.
+    pub button_image_url: Option<String>,
 }
+
+impl ApplicationOverride {
+    /// True when the entry overrides nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &ApplicationOverride::default()
+    }
+}
+
+/// The scope a login asks for when neither the provider nor the application names one.
+pub const DEFAULT_SCOPE: &str = "openid";
 
 impl OpenIdConnect {
+    /// The application's overrides, when it has any.
+    fn overrides(&self, application_id: Uuid) -> Option<&ApplicationOverride> {
+        self.application_overrides.get(&application_id)
+    }
+
     /// The client id and secret logins to `application_id` use: the application's override
     /// of each, else the provider's.
     pub fn client_for(&self, application_id: Uuid) -> (&str, Option<&Secret>) {
-        let own = self.application_clients.get(&application_id);
+        let own = self.overrides(application_id);
         let id = own.and_then(|o| o.client_id.as_deref());
         let secret = own.and_then(|o| o.client_secret.as_ref());
         (
             id.unwrap_or(&self.client_id),
             secret.or(self.client_secret.as_ref()),
         )
+    }
+
+    /// The scope (space-separated) logins to `application_id` ask for: the application's
+    /// `oauth2.scope`, else the provider's, else [`DEFAULT_SCOPE`].
+    pub fn scope_for(&self, application_id: Uuid) -> &str {
+        let own = self
+            .overrides(application_id)
+            .and_then(|o| o.scope.as_deref());
+        own.or(self.scope.as_deref()).unwrap_or(DEFAULT_SCOPE)
+    }
+
+    /// True when the scope of logins to `application_id` ([`Self::scope_for`]) includes
+    /// `value` (compared whole, case-sensitively, as OAuth 2.0 scope tokens are).
+    pub fn asks_for(&self, application_id: Uuid, value: &str) -> bool {
+        (self.scope_for(application_id).split_whitespace()).any(|s| s == value)
+    }
+
+    /// The button text of the provider for `application_id`: the application's `buttonText`,
+    /// else the provider's (empty when neither has one).
+    pub fn button_text_for(&self, application_id: Uuid) -> &str {
+        let own = self.overrides(application_id);
+        (own.and_then(|o| o.button_text.as_deref())).unwrap_or(&self.button_text)
+    }
+
+    /// The button image URL of the provider for `application_id`: the application's
+    /// `buttonImageURL`, else the provider's; `None` when neither has one.
+    pub fn button_image_for(&self, application_id: Uuid) -> Option<&str> {
+        let own = self.overrides(application_id);
+        (own.and_then(|o| o.button_image_url.as_deref())).or(self.button_image_url.as_deref())
     }
 }
 

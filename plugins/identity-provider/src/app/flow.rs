@@ -3,8 +3,9 @@
 //!
 //! The login: the application's enabled OpenID Connect providers (the `idp_hint` one, the only
 //! one, or a page to choose from several), the target checked ([`super::redirect`]), then a 302
-//! to the provider's authorization endpoint with `response_type=code`, the client id, the
-//! scopes (`prompt=consent` when they include `offline_access`, OpenID Connect Core §11),
+//! to the provider's authorization endpoint with `response_type=code`, the client id and the
+//! scopes of the application (its `applicationConfiguration` overrides, else the provider's;
+//! `prompt=consent` when they include `offline_access`, OpenID Connect Core §11),
 //! `redirect_uri = {publicOrigin}{base}/callback`, a fresh `state` and `nonce`, and a PKCE
 //! S256 challenge, all kept in the signed login-state cookie ([`super::state`]).
 //!
@@ -130,38 +131,46 @@ pub async fn login(request: &PluginRequest, app: &App<'_>) -> Result<PluginRespo
             "No enabled OpenID Connect identity provider of this application matches.",
         )),
         [provider] => redirect_to(request, app, provider, application, target).await,
-        several => Ok(choice_page(request, several)),
+        several => Ok(choice_page(request, several, application)),
     }
 }
 
-/// The page listing `providers` (200, HTML, not cached).
-fn choice_page(request: &PluginRequest, providers: &[&Provider]) -> PluginResponse {
+/// The page listing `providers` with their buttons for `application` (each provider's text and
+/// image, or the application's overrides of them; the provider's name when it has no text):
+/// 200, HTML, not cached.
+fn choice_page(
+    request: &PluginRequest,
+    providers: &[&Provider],
+    application: Uuid,
+) -> PluginResponse {
     let query: Vec<&str> = (request.query.split('&'))
         .filter(|p| !p.is_empty() && !p.starts_with("idp_hint="))
         .collect();
     let choices: Vec<Choice> = providers
         .iter()
         .map(|p| {
-            let text = p.openid_connect.as_ref().map(|o| o.button_text.clone());
+            let settings = p.openid_connect.as_ref();
+            let text = settings.map(|o| o.button_text_for(application));
             Choice {
-                text: text
-                    .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| p.name.clone()),
+                text: (text.filter(|t| !t.trim().is_empty()))
+                    .map_or_else(|| p.name.clone(), str::to_string),
+                image: settings.and_then(|o| o.button_image_for(application).map(str::to_string)),
                 provider: p.id,
             }
         })
         .collect();
     let html = page::render(&request.path, &query.join("&"), &choices);
+    let policy = format!(
+        "default-src 'none'; {}frame-ancestors 'none'",
+        page::image_sources(&choices)
+    );
     PluginResponse {
         status: 200,
         headers: vec![
             ("Content-Type".into(), "text/html; charset=utf-8".into()),
             ("Cache-Control".into(), "no-store".into()),
             ("X-Frame-Options".into(), "DENY".into()),
-            (
-                "Content-Security-Policy".into(),
-                "default-src 'none'; frame-ancestors 'none'".into(),
-            ),
+            ("Content-Security-Policy".into(), policy),
         ],
         body: html.into_bytes(),
     }
@@ -195,10 +204,7 @@ async fn redirect_to(
         app_state: request.query_param("state"),
         expires: now + STATE_TTL_SECONDS,
     };
-    let scope = oidc_settings
-        .scope
-        .clone()
-        .unwrap_or_else(|| "openid".into());
+    let scope = oidc_settings.scope_for(application);
     let (client_id, _) = oidc_settings.client_for(application);
     let mut url = url::Url::parse(&endpoints.authorization)
         .map_err(|_| ApiError::internal("an authorization endpoint that is not a URL"))?;
@@ -208,12 +214,12 @@ async fn redirect_to(
             .append_pair("response_type", "code")
             .append_pair("client_id", client_id)
             .append_pair("redirect_uri", &app.settings.callback_url())
-            .append_pair("scope", &scope)
+            .append_pair("scope", scope)
             .append_pair("state", &login.state)
             .append_pair("nonce", &login.nonce)
             .append_pair("code_challenge", &state::challenge(&login.verifier))
             .append_pair("code_challenge_method", "S256");
-        if scope.split(' ').any(|s| s == "offline_access") {
+        if oidc_settings.asks_for(application, "offline_access") {
             query.append_pair("prompt", "consent");
         }
     }

@@ -158,10 +158,13 @@ pub async fn me(
     Ok(PluginResponse::json(200, &Value::Object(info)).with_header("Cache-Control", "no-store"))
 }
 
-/// `GET {base}/logout/{applicationId}`: the session's refresh token revoked (its access tokens
-/// refused at once at the edge), every cookie the gateway set cleared, and a 302 to the
-/// provider's `end_session_endpoint` (with `id_token_hint`, `client_id` and the target made
-/// absolute as `post_logout_redirect_uri`) when it has one, else to the target
+/// `GET {base}/logout/{applicationId}`: this browser's session ended whatever application the
+/// path names (as FusionAuth's hosted backend: the cookies are the browser's, not the
+/// application's) — its refresh token revoked (its access tokens refused at once at the edge),
+/// every cookie the gateway set cleared, and a 302 to the provider's `end_session_endpoint`
+/// (with `id_token_hint`, the `client_id` of the application the session logged into — the
+/// path's when there is no live session — and the target made absolute as
+/// `post_logout_redirect_uri`) when it has one, else to the target
 /// (`post_logout_redirect_uri`, else `redirect_uri`, else `/`). 400 for a target not allowed,
 /// 403 for a cross-site request.
 pub async fn logout(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
@@ -180,13 +183,16 @@ pub async fn logout(request: &PluginRequest, app: &App<'_>) -> Result<PluginResp
         ));
     };
     let context: &PluginContext = app.env.context;
+    let mut session_application = None;
     if let Some(value) = request
         .credentials()?
         .refresh_token
         .and_then(|v| std::str::from_utf8(v).ok())
     {
-        revoke(context, value).await?;
+        session_application = revoke(context, value).await?;
     }
+    // The provider's logout is for the client this browser's session logged in with.
+    let application = session_application.unwrap_or(application);
     let location = match super::cookie(request, super::ID_TOKEN_COOKIE)
         .ok()
         .flatten()
@@ -215,8 +221,10 @@ pub async fn logout(request: &PluginRequest, app: &App<'_>) -> Result<PluginResp
     Ok(out)
 }
 
-/// Revokes the refresh token `value` and every access token minted from it.
-async fn revoke(context: &PluginContext, value: &str) -> Result<(), ApiError> {
+/// Revokes the refresh token `value` and every access token minted from it, whatever the
+/// application it was issued for. Returns that application (`None` when no live token has the
+/// value).
+async fn revoke(context: &PluginContext, value: &str) -> Result<Option<uuid::Uuid>, ApiError> {
     let scope = RevokeScope::Token(value.to_string());
     let revoked = context.store.revoke_refresh_tokens(&scope).await?;
     let edge = scope.edge_scopes(&revoked);
@@ -228,7 +236,7 @@ async fn revoke(context: &PluginContext, value: &str) -> Result<(), ApiError> {
             context.tokens.record_revocation(one, at);
         }
     }
-    Ok(())
+    Ok(revoked.iter().find_map(|t| t.application_id))
 }
 
 /// The provider's logout URL for the kept `{providerId}:{id token}`, when the provider still

@@ -108,8 +108,9 @@ fn settings(method: ClientAuthenticationMethod) -> OpenIdConnect {
         userinfo_endpoint: None,
         scope: None,
         button_text: "b".into(),
+        button_image_url: None,
         post_request: false,
-        application_clients: Default::default(),
+        application_overrides: Default::default(),
     }
 }
 
@@ -376,11 +377,11 @@ async fn without_an_issuer_the_userinfo_answer_is_used() {
     s.issuer = None;
     s.token_endpoint = Some("https://idp.example/token".into());
     s.userinfo_endpoint = Some("https://idp.example/userinfo".into());
-    s.application_clients.insert(
+    s.application_overrides.insert(
         APP,
-        crate::provider::ClientOverride {
+        crate::provider::ApplicationOverride {
             client_id: Some("app-client".into()),
-            client_secret: None,
+            ..Default::default()
         },
     );
     let http = provider(good_tokens, json!({"sub": "u9", "email": "x@example.com"}));
@@ -448,7 +449,45 @@ async fn with_an_issuer_an_id_token_that_cannot_be_checked_is_no_login() {
     let e = outcome.expect_err("refused");
     assert_eq!(e.status, 502);
     assert!(e.message.contains("jwks_uri"), "{}", e.message);
-    assert!(asks_openid(&s) && !asks_openid(&plain));
+    assert!(s.asks_for(APP, "openid") && !plain.asks_for(APP, "openid"));
+}
+
+#[tokio::test]
+async fn the_application_scope_decides_whether_an_id_token_is_due() {
+    use crate::provider::ApplicationOverride;
+    let no_id_token = || ok(200, json!({"access_token": "at", "token_type": "Bearer"}));
+    let with_scope = |provider: Option<&str>, app: Option<&str>| {
+        let mut s = settings(ClientAuthenticationMethod::ClientSecretBasic);
+        s.scope = provider.map(str::to_string);
+        let own = ApplicationOverride {
+            scope: app.map(str::to_string),
+            ..Default::default()
+        };
+        s.application_overrides.insert(APP, own);
+        s
+    };
+    // The provider asks for openid, the application does not: the userinfo answer is used.
+    let s = with_scope(Some("openid email"), Some("email profile"));
+    let http = provider(no_id_token, json!({"sub": "u1"}));
+    let (outcome, _) = run(&http, FakeKeys(Ok(id_claims())), &s, &grant(None)).await;
+    assert_eq!(outcome.expect("completed").claims["sub"], "u1");
+    // The application asks for openid, the provider does not: the ID token is due.
+    let s = with_scope(Some("email"), Some("email openid"));
+    let http = provider(no_id_token, json!({"sub": "u1"}));
+    let (outcome, _) = run(&http, FakeKeys(Ok(id_claims())), &s, &grant(None)).await;
+    let e = outcome.expect_err("refused");
+    assert_eq!(e.status, 502);
+    assert!(e.message.contains("id_token"), "{}", e.message);
+    // Another application's override changes nothing for this one.
+    let mut other = with_scope(Some("email"), None);
+    let own = ApplicationOverride {
+        scope: Some("openid".into()),
+        ..Default::default()
+    };
+    other.application_overrides.insert(Uuid::from_u128(8), own);
+    let http = provider(no_id_token, json!({"sub": "u1"}));
+    let (outcome, _) = run(&http, FakeKeys(Ok(id_claims())), &other, &grant(None)).await;
+    assert_eq!(outcome.expect("completed").claims["sub"], "u1");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    ApplicationConfiguration, ClientAuthenticationMethod, ClientOverride, LinkLimit,
+    ApplicationConfiguration, ApplicationOverride, ClientAuthenticationMethod, LinkLimit,
     LinkingStrategy, OpenIdConnect, Provider, ProviderType, Secret, DEFAULT_MAXIMUM_LINKS,
 };
 
@@ -140,23 +140,46 @@ pub(super) struct ExternalJwtDocument {
 pub(super) struct OpenIdConnectDocument {
     oauth2: Section<OpenIdConnectOauth2>,
     button_text: Lenient<String>,
+    #[serde(rename = "buttonImageURL")]
+    button_image_url: Lenient<String>,
     post_request: Lenient<bool>,
-    application_configuration: Lenient<BTreeMap<String, Section<ApplicationClientDocument>>>,
+    application_configuration: Lenient<BTreeMap<String, Section<ApplicationOverrideDocument>>>,
 }
 
-/// The client overrides of `applicationConfiguration[applicationId]` (OpenIDConnect).
+/// The overrides of `applicationConfiguration[applicationId]` (OpenIDConnect, FusionAuth's
+/// `OpenIdConnectApplicationConfiguration`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-struct ApplicationClientDocument {
+struct ApplicationOverrideDocument {
     oauth2: Section<ClientDocument>,
+    #[serde(rename = "buttonText")]
+    button_text: Lenient<String>,
+    #[serde(rename = "buttonImageURL")]
+    button_image_url: Lenient<String>,
 }
 
-/// `applicationConfiguration[applicationId].oauth2`: the client an application logs in with.
+/// `applicationConfiguration[applicationId].oauth2`: the client an application logs in with,
+/// and the scope it asks for.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct ClientDocument {
     client_id: Lenient<String>,
     client_secret: Lenient<String>,
+    scope: Lenient<String>,
+}
+
+impl From<ApplicationOverrideDocument> for ApplicationOverride {
+    /// The overrides given (blank strings and members of the wrong type read as absent).
+    fn from(app: ApplicationOverrideDocument) -> Self {
+        let client = app.oauth2.0.unwrap_or_default();
+        ApplicationOverride {
+            client_id: client.client_id.text(),
+            client_secret: client.client_secret.text().map(Secret),
+            scope: client.scope.text(),
+            button_text: app.button_text.text(),
+            button_image_url: app.button_image_url.text(),
+        }
+    }
 }
 
 /// The `oauth2` members of an `OpenIDConnect` provider (FusionAuth's
@@ -303,17 +326,11 @@ impl OpenIdConnectDocument {
             userinfo_endpoint: oauth2.userinfo_endpoint.text(),
             scope: oauth2.scope.text(),
             button_text: self.button_text.text().unwrap_or_default(),
+            button_image_url: self.button_image_url.text(),
             post_request: self.post_request.0.unwrap_or(false),
-            application_clients: (self.application_configuration.by_uuid().into_iter())
-                .filter_map(|(id, app)| {
-                    let client = app.oauth2.0?;
-                    let client = ClientOverride {
-                        client_id: client.client_id.text(),
-                        client_secret: client.client_secret.text().map(Secret),
-                    };
-                    let any = client.client_id.is_some() || client.client_secret.is_some();
-                    any.then_some((id, client))
-                })
+            application_overrides: (self.application_configuration.by_uuid().into_iter())
+                .map(|(id, app)| (id, ApplicationOverride::from(app)))
+                .filter(|(_, o)| !o.is_empty())
                 .collect(),
         });
         Some(provider)
@@ -455,5 +472,69 @@ mod tests {
             Provider::from_document(&json!({"id": APP, "type": "OpenIDConnect", "oauth2": [1]}))
                 .expect("provider");
         assert_eq!(p.openid_connect.expect("settings").client_id, "");
+    }
+
+    #[test]
+    fn application_overrides_are_read_per_application() {
+        let other = "9a1b2c3d-0000-4000-8000-000000000001";
+        let none = "9a1b2c3d-0000-4000-8000-000000000002";
+        let doc = json!({
+            "id": APP, "type": "OpenIDConnect", "buttonText": "SSO",
+            "buttonImageURL": "https://cdn.example/sso.png",
+            "oauth2": {"client_id": "gh", "client_secret": "s", "scope": "openid email"},
+            "applicationConfiguration": {
+                APP: {"enabled": true, "buttonText": "Staff login",
+                      "buttonImageURL": "https://cdn.example/staff.png",
+                      "oauth2": {"client_id": "staff", "client_secret": "staff-secret",
+                                 "scope": "openid offline_access"}},
+                other: {"enabled": true, "buttonText": " ", "buttonImageURL": 3,
+                        "oauth2": {"scope": ["openid"], "client_id": ""}},
+                none: {"enabled": true},
+            },
+        });
+        let o = Provider::from_document(&doc)
+            .expect("provider")
+            .openid_connect
+            .expect("settings");
+        let (app, other, none) = (
+            Uuid::parse_str(APP),
+            Uuid::parse_str(other),
+            Uuid::parse_str(none),
+        );
+        let (app, other, none) = (
+            app.expect("uuid"),
+            other.expect("uuid"),
+            none.expect("uuid"),
+        );
+        let (id, secret) = o.client_for(app);
+        assert_eq!(
+            (id, secret.map(Secret::expose)),
+            ("staff", Some("staff-secret"))
+        );
+        assert_eq!(o.scope_for(app), "openid offline_access");
+        assert!(o.asks_for(app, "offline_access") && !o.asks_for(app, "email"));
+        assert_eq!(o.button_text_for(app), "Staff login");
+        assert_eq!(
+            o.button_image_for(app),
+            Some("https://cdn.example/staff.png")
+        );
+        // Blank or mistyped overrides read as absent: the provider's values apply.
+        for id in [other, none] {
+            assert_eq!(o.client_for(id).0, "gh");
+            assert_eq!(o.scope_for(id), "openid email");
+            assert_eq!(o.button_text_for(id), "SSO");
+            assert_eq!(o.button_image_for(id), Some("https://cdn.example/sso.png"));
+        }
+        assert!(o.application_overrides.keys().eq([app].iter()));
+        // Without any scope, a login asks for openid.
+        let bare = json!({"id": APP, "type": "OpenIDConnect", "oauth2": {"client_id": "gh"}});
+        let o = Provider::from_document(&bare)
+            .expect("provider")
+            .openid_connect
+            .expect("settings");
+        assert_eq!(
+            (o.scope_for(app), o.button_image_for(app)),
+            ("openid", None)
+        );
     }
 }
