@@ -105,9 +105,14 @@ fn message(body: &Value, path: &str) -> String {
 }
 
 /// The message of a hostile body's failure names the limit it hit.
+///
+/// Which limit stops a lambda that allocates without end depends on how fast this machine runs
+/// it (on a loaded one the 1 s time limit comes first); that memory is the limit it then meets
+/// is pinned by the engine's unit test with time enough (`failures_are_errors_not_crashes`).
+/// Deep recursion meets the stack's memory limit long before any time limit.
 fn names_a_limit(name: &str, message: &str) {
     let expected: &[&str] = match name {
-        "memory" | "recursion" => &["memory limit"],
+        "recursion" => &["memory limit"],
         _ => &["time limit", "memory limit"],
     };
     assert!(
