@@ -40,5 +40,6 @@ mod it {
     pub mod reload_attacks;
     pub mod restart;
     pub mod tenancy;
+    pub mod upgrade;
     pub mod websocket;
 }
