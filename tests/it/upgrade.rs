@@ -15,7 +15,7 @@ use jsonwebtoken::Algorithm;
 use uuid::Uuid;
 
 use super::kit::{claims, client, run_cli, Options, TestGateway, APP};
-use super::reload::log_with;
+use super::reload::{log_with, named_upstream};
 
 /// The grace period the tests give the old gateway to drain.
 const SHUTDOWN_SECONDS: u64 = 3;
@@ -290,4 +290,76 @@ fn an_unsafe_upgrade_socket_is_a_configuration_error_with_its_line() {
     std::fs::write(&file, good).expect("write");
     let (code, out, err) = run_cli(&["check", "--config", file.to_str().unwrap()], dir);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Options with a `/slow` route to an upstream that answers after `delay`.
+fn with_slow_route(delay: Duration) -> Options {
+    let port = named_upstream("slow", delay);
+    Options {
+        extra_routes: format!(
+            "  - path: /slow\n    upstream: http://127.0.0.1:{port}\n    auth: {{enabled: false}}\n"
+        ),
+        ..options()
+    }
+}
+
+/// Starts `GET /slow` on `gateway`; its status and body once answered.
+fn slow_request(gateway: &TestGateway) -> std::thread::JoinHandle<(u16, String)> {
+    let url = gateway.url("/slow");
+    std::thread::spawn(move || {
+        let response = client()
+            .get(url)
+            .send()
+            .expect("a request under way is answered");
+        (response.status().as_u16(), response.text().expect("body"))
+    })
+}
+
+#[test]
+fn a_request_under_way_at_the_hand_over_is_answered_before_the_old_gateway_exits() {
+    // Longer than the close timeout, shorter than it and the grace period together.
+    let delay = Duration::from_millis((CLOSE_SECONDS * 1000) + 1500);
+    let options = with_slow_route(delay);
+    let mut old = TestGateway::start_with(options.clone());
+    let under_way = slow_request(&old);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = old.dir.path().join("gatehouse-new.log");
+    let new = start_upgrade(&old.config_path, &log);
+    wait_for_socket(&socket_of(&old), Duration::from_secs(30), &log);
+    signal(old.pid().expect("running"), "-QUIT");
+    assert_eq!(under_way.join().expect("join"), (200, "slow".to_string()));
+    let status = old.wait_exit(Duration::from_secs(SHUTDOWN_SECONDS + 2));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        old.log()
+    );
+    assert!(
+        old.log().contains("drained: nothing under way"),
+        "{}",
+        old.log()
+    );
+    stop(new);
+}
+
+#[test]
+fn sigterm_answers_the_requests_under_way_then_exits_at_once() {
+    let mut gateway = TestGateway::start_with(with_slow_route(Duration::from_millis(1500)));
+    let under_way = slow_request(&gateway);
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    signal(gateway.pid().expect("running"), "-TERM");
+    assert_eq!(under_way.join().expect("join"), (200, "slow".to_string()));
+    let status = gateway.wait_exit(Duration::from_secs(SHUTDOWN_SECONDS + 2));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        gateway.log()
+    );
+    // It did not sit out its whole grace period once the request was answered.
+    assert!(
+        asked.elapsed() < Duration::from_millis(2900),
+        "{:?}",
+        asked.elapsed()
+    );
 }
