@@ -2,9 +2,11 @@
 //! the declared entities applied, the metrics, the API's runtime), [`build`] the gateway of the
 //! configuration (keys, token service, issuers, plugins, routes), then run the Pingora server
 //! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
-//! (fast); SIGHUP builds the gateway again from the file and swaps it in ([`reload`]). The
+//! (fast); SIGHUP builds the gateway again from the file and swaps it in ([`reload`]); SIGQUIT
+//! hands the listeners to a new binary started with `--upgrade` ([`upgrade`]), and both ways
+//! out end as soon as the proxy has nothing under way ([`drain`]). The
 //! proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on TLS, with
-//! prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the admin
+//! prior knowledge (h2c) on a plain listener ([`proxy_service`]). [`admin`] is the admin
 //! listener (`/metrics`, `/health`, `POST /reload`), [`echo`] the demo upstream.
 
 pub mod admin;
@@ -586,6 +588,55 @@ fn pingora_server(config: &Config, upgrade: bool) -> Server {
     server
 }
 
+/// The drain of the proxy, with the thread that ends the process once it is drained in a
+/// graceful shutdown (see [`drain`]).
+fn start_drain(server: &Server, config: &Config) -> Result<Arc<Drain>, StartError> {
+    let drain = Arc::new(Drain::default());
+    drain::spawn_exit_when_drained(
+        server.watch_execution_phase(),
+        drain.clone(),
+        Duration::from_secs(config.shutdown_timeout_seconds),
+    )
+    .map_err(|e| StartError::Setup {
+        path: String::new(),
+        message: format!("cannot start the drain thread: {e}"),
+    })?;
+    Ok(drain)
+}
+
+/// Adds the services of `config` to `server`: the proxy serving `live` (counted in `drain`),
+/// the demo upstream, and the admin listener serving `admin`, each when configured. `Err` when
+/// the proxy's TLS settings cannot be made.
+fn add_services(
+    server: &mut Server,
+    config: &Config,
+    live: LiveGateway,
+    drain: Arc<Drain>,
+    certificates: Option<Arc<Certificates>>,
+    admin: Admin,
+) -> Result<(), StartError> {
+    let listen = config.listen.to_string();
+    let proxy = proxy_service(
+        &server.configuration,
+        live,
+        drain,
+        &listen,
+        certificates,
+        config.protocols,
+    )?;
+    server.add_service(proxy);
+    if let Some(demo) = config.demo_upstream {
+        let mut echo = Service::new("demo upstream".to_string(), Echo);
+        echo.add_tcp(&demo.to_string());
+        server.add_service(echo);
+        tracing::info!(address = %demo, "demo upstream (echo) listening");
+    }
+    if let Some(address) = config.admin_listen {
+        server.add_service(admin_service(address, admin));
+    }
+    Ok(())
+}
+
 /// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]). With
 /// `upgrade`, the listeners are received from the running gateway over `upgradeSocket` instead
 /// of bound (see [`upgrade`]); `SIGQUIT` hands this gateway's listeners to the next one.
@@ -599,11 +650,6 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError>
         upgrade::check_receivable(&config.upgrade_socket)?;
     } else {
         check_listeners_free(&config)?;
-        if let Some(problem) = crate::config::upgrade::socket_problem(&config.upgrade_socket) {
-            tracing::warn!(
-                "upgradeSocket: {problem}; binary upgrades (SIGQUIT) are refused until it is fixed"
-            );
-        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -615,6 +661,12 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError>
         })?;
     let certificates = load_certificates(&config)?;
     let prepared = runtime.block_on(prepare(&config))?;
+    // After the store is open: its directory, the default socket's, exists from then on.
+    if let Some(problem) = crate::config::upgrade::socket_problem(&config.upgrade_socket) {
+        tracing::warn!(
+            "upgradeSocket: {problem}; binary upgrades (SIGQUIT) are refused until it is fixed"
+        );
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     if config.uses_demo_api_key {
@@ -650,39 +702,19 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError>
         message: format!("cannot start the reload thread: {e}"),
     })?;
 
-    let drain = Arc::new(Drain::default());
-    drain::spawn_exit_when_drained(
-        server.watch_execution_phase(),
-        drain.clone(),
-        Duration::from_secs(config.shutdown_timeout_seconds),
-    )
-    .map_err(|e| StartError::Setup {
-        path: String::new(),
-        message: format!("cannot start the drain thread: {e}"),
-    })?;
-    let listen = config.listen.to_string();
-    server.add_service(proxy_service(
-        &server.configuration,
+    let drain = start_drain(&server, &config)?;
+    let admin = Admin {
+        reload: Some(reloads.handle),
+        ..prepared.admin
+    };
+    add_services(
+        &mut server,
+        &config,
         live,
         drain.clone(),
-        &listen,
         certificates,
-        config.protocols,
-    )?);
-    if let Some(demo) = config.demo_upstream {
-        let mut echo = Service::new("demo upstream".to_string(), Echo);
-        echo.add_tcp(&demo.to_string());
-        server.add_service(echo);
-        tracing::info!(address = %demo, "demo upstream (echo) listening");
-    }
-
-    if let Some(address) = config.admin_listen {
-        let admin = Admin {
-            reload: Some(reloads.handle),
-            ..prepared.admin
-        };
-        server.add_service(admin_service(address, admin));
-    }
+        admin,
+    )?;
 
     tracing::info!(
         address = %config.listen,
