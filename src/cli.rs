@@ -26,7 +26,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Serve,
+    Serve {
+        /// Binary upgrade: receive the listeners of the gateway running with this configuration
+        /// over its `upgradeSocket` (send it SIGQUIT once this one waits) instead of binding
+        /// them; fails when none are handed over within 5 seconds.
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Validate a configuration file without starting; prints every problem with its path.
     Check,
     /// Reload the running gateway's configuration from its file (as SIGHUP does), through its
@@ -82,7 +88,7 @@ pub fn main() -> i32 {
         return gatehouse_plugin_identity_provider::worker::serve(stdin.lock(), stdout.lock());
     }
     let loaded = config::load(&cli.config);
-    match cli.command.unwrap_or(Command::Serve) {
+    match cli.command.unwrap_or(Command::Serve { upgrade: false }) {
         Command::Check => {
             match loaded {
                 Ok(config) => {
@@ -108,7 +114,7 @@ pub fn main() -> i32 {
                 }
             }
         }
-        Command::Serve => {
+        Command::Serve { upgrade } => {
             let config = match loaded {
                 Ok(c) => c,
                 Err(errors) => {
@@ -120,7 +126,7 @@ pub fn main() -> i32 {
                 }
             };
             init_logging(Some(&config));
-            match crate::server::run(config, &cli.config) {
+            match crate::server::run(config, &cli.config, upgrade) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!("cannot start: {e}");

@@ -41,5 +41,6 @@ mod it {
     pub mod reload_attacks;
     pub mod restart;
     pub mod tenancy;
+    pub mod upgrade;
     pub mod websocket;
 }

@@ -15,6 +15,7 @@ pub mod raw;
 mod read;
 mod routes;
 mod sections;
+pub mod upgrade;
 mod wording;
 
 use std::fmt;
@@ -222,6 +223,9 @@ pub struct Config {
     pub demo_upstream: Option<SocketAddr>,
     /// Graceful shutdown timeout.
     pub shutdown_timeout_seconds: u64,
+    /// The Unix socket a binary upgrade hands the listeners over on (see
+    /// [`crate::server::upgrade`]).
+    pub upgrade_socket: PathBuf,
     /// True when an API key is the shipped demo key.
     pub uses_demo_api_key: bool,
     /// Proxies whose `X-Forwarded-For` hops are believed (see [`crate::request::client`]).
@@ -496,6 +500,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let log_format = sections::log_format(&mut p, raw.log.format.as_deref());
     let demo_upstream = sections::demo_upstream(&mut p, &raw, listen);
     let trusted_proxies = sections::trusted_proxies(&mut p, "trustedProxies", &raw.trusted_proxies);
+    let upgrade_socket =
+        upgrade::upgrade_socket(&mut p, raw.upgrade_socket.as_deref(), &store, base_dir);
     if !p.0.is_empty() {
         return Err(p.0);
     }
@@ -530,6 +536,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         access_log: raw.log.access.unwrap_or(true),
         demo_upstream,
         shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
+        upgrade_socket,
         uses_demo_api_key,
         trusted_proxies,
         forward_auth,

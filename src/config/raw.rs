@@ -94,6 +94,9 @@ pub struct RawConfig {
     /// Seconds to let in-flight requests finish on SIGTERM.
     #[serde(default)]
     pub shutdown_timeout_seconds: Option<u64>,
+    /// The Unix socket a binary upgrade hands the listeners over on.
+    #[serde(default)]
+    pub upgrade_socket: Option<String>,
 }
 
 /// `tls:`

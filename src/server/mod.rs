@@ -2,15 +2,19 @@
 //! the declared entities applied, the metrics, the API's runtime), [`build`] the gateway of the
 //! configuration (keys, token service, issuers, plugins, routes), then run the Pingora server
 //! (proxy listener, optional TLS, optional demo upstream) until SIGTERM (graceful) or SIGINT
-//! (fast); SIGHUP builds the gateway again from the file and swaps it in ([`reload`]). The
+//! (fast); SIGHUP builds the gateway again from the file and swaps it in ([`reload`]); SIGQUIT
+//! hands the listeners to a new binary started with `--upgrade` ([`upgrade`]), and both ways
+//! out end as soon as the proxy has nothing under way ([`drain`]). The
 //! proxy listener speaks HTTP/1.1, and HTTP/2 as `listenOptions` says: by ALPN on TLS, with
-//! prior knowledge (h2c) on a plain listener ([`add_proxy_listener`]). [`admin`] is the admin
+//! prior knowledge (h2c) on a plain listener ([`proxy_service`]). [`admin`] is the admin
 //! listener (`/metrics`, `/health`, `POST /reload`), [`echo`] the demo upstream.
 
 pub mod admin;
+pub mod drain;
 pub mod echo;
 pub mod reload;
 pub mod tls;
+pub mod upgrade;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -27,7 +31,7 @@ use gatehouse_plugin_api::{
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::HttpProxy;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::listening::Service;
 
@@ -45,6 +49,7 @@ use crate::observe::metrics::Metrics;
 use crate::proxy::routes::{RouteTable, UpstreamResolver, DNS_REFRESH_INTERVAL};
 use crate::proxy::{Gateway, LiveGateway, ProxySettings};
 use crate::server::admin::Admin;
+use crate::server::drain::{Drain, Draining};
 use crate::server::echo::Echo;
 use crate::server::tls::Certificates;
 use crate::store::{Declared, GatewayStore};
@@ -431,6 +436,18 @@ fn check_bindable(addr: SocketAddr, what: &str) -> Result<(), StartError> {
         .map_err(|e| StartError::Listen(format!("cannot listen on {addr} ({what}): {e}")))
 }
 
+/// Fails early, with a clear message, when an address of a listener is taken.
+fn check_listeners_free(config: &Config) -> Result<(), StartError> {
+    check_bindable(config.listen, "gateway")?;
+    if let Some(demo) = config.demo_upstream {
+        check_bindable(demo, "demo upstream")?;
+    }
+    if let Some(admin) = config.admin_listen {
+        check_bindable(admin, "admin")?;
+    }
+    Ok(())
+}
+
 /// Starts the thread that keeps the in-memory revocation set in step with the store (see
 /// [`RevocationSync`]).
 fn spawn_revocation_sync(
@@ -478,17 +495,30 @@ fn spawn_upstream_dns(resolver: Arc<ArcSwapOption<UpstreamResolver>>) -> Result<
         })
 }
 
-/// Adds the proxy's listener at `listen`: TLS with the certificate in force in `tls` (which a
-/// reload can replace) when given, offering `h2` and `http/1.1` by ALPN when
-/// `protocols.http2`; plain otherwise, reading a connection that opens with the HTTP/2 preface
-/// as h2c when `protocols.h2c` (any other as HTTP/1.1). `Err` when the TLS settings cannot be
-/// made.
-fn add_proxy_listener(
-    proxy: &mut Service<HttpProxy<LiveGateway>>,
+/// The proxy's service, serving `live` and counted in `drain`, listening at `listen`: TLS with
+/// the certificate in force in `tls` (which a reload can replace) when given, offering `h2`
+/// and `http/1.1` by ALPN when `protocols.http2`; plain otherwise, reading a connection that
+/// opens with the HTTP/2 preface as h2c when `protocols.h2c` (any other as HTTP/1.1). `Err`
+/// when the TLS settings cannot be made.
+fn proxy_service(
+    conf: &Arc<ServerConf>,
+    live: LiveGateway,
+    drain: Arc<Drain>,
     listen: &str,
     tls: Option<Arc<Certificates>>,
     protocols: ListenProtocols,
-) -> Result<(), StartError> {
+) -> Result<Service<Draining<HttpProxy<LiveGateway>>>, StartError> {
+    let mut app = HttpProxy::new(live, conf.clone());
+    app.handle_init_modules();
+    if tls.is_none() && protocols.h2c {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    let mut proxy = Service::new(
+        "Pingora HTTP Proxy Service".to_string(),
+        Draining::new(app, drain),
+    );
     match tls {
         Some(certificates) => {
             let mut settings = TlsSettings::intermediate("", "")
@@ -499,18 +529,9 @@ fn add_proxy_listener(
             }
             proxy.add_tls_with_settings(listen, None, settings);
         }
-        None => {
-            proxy.add_tcp(listen);
-            if protocols.h2c {
-                let mut options = HttpServerOptions::default();
-                options.h2c = true;
-                if let Some(app) = proxy.app_logic_mut() {
-                    app.server_options = Some(options);
-                }
-            }
-        }
+        None => proxy.add_tcp(listen),
     }
-    Ok(())
+    Ok(proxy)
 }
 
 /// The TLS listener's certificate and key, read from the files `config.tls` names; `None`
@@ -539,19 +560,96 @@ fn admin_service(address: SocketAddr, admin: Admin) -> Service<Admin> {
     service
 }
 
-/// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]).
-pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
+/// The Pingora server for `config`, its listeners received from the running gateway when
+/// `upgrade` (this waits up to [`upgrade::RECEIVE_SECONDS`]; without them Pingora ends the
+/// process with status 1).
+fn pingora_server(config: &Config, upgrade: bool) -> Server {
+    let conf = ServerConf {
+        threads: config.threads,
+        // The drain thread ends the grace period as soon as nothing is under way.
+        grace_period_seconds: Some(config.shutdown_timeout_seconds),
+        graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout_seconds),
+        upgrade_sock: config.upgrade_socket.to_string_lossy().into_owned(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    if upgrade {
+        tracing::info!(socket = %config.upgrade_socket.display(), seconds = upgrade::RECEIVE_SECONDS,
+            "waiting for the running gateway's listeners: send it SIGQUIT");
+    }
+    server.bootstrap();
+    if upgrade {
+        tracing::info!("listeners received from the running gateway");
+    }
+    server
+}
+
+/// The drain of the proxy, with the thread that ends the process once it is drained in a
+/// graceful shutdown (see [`drain`]).
+fn start_drain(server: &Server, config: &Config) -> Result<Arc<Drain>, StartError> {
+    let drain = Arc::new(Drain::default());
+    drain::spawn_exit_when_drained(
+        server.watch_execution_phase(),
+        drain.clone(),
+        Duration::from_secs(config.shutdown_timeout_seconds),
+    )
+    .map_err(|e| StartError::Setup {
+        path: String::new(),
+        message: format!("cannot start the drain thread: {e}"),
+    })?;
+    Ok(drain)
+}
+
+/// Adds the services of `config` to `server`: the proxy serving `live` (counted in `drain`),
+/// the demo upstream, and the admin listener serving `admin`, each when configured. `Err` when
+/// the proxy's TLS settings cannot be made.
+fn add_services(
+    server: &mut Server,
+    config: &Config,
+    live: LiveGateway,
+    drain: Arc<Drain>,
+    certificates: Option<Arc<Certificates>>,
+    admin: Admin,
+) -> Result<(), StartError> {
+    let listen = config.listen.to_string();
+    let proxy = proxy_service(
+        &server.configuration,
+        live,
+        drain,
+        &listen,
+        certificates,
+        config.protocols,
+    )?;
+    server.add_service(proxy);
+    if let Some(demo) = config.demo_upstream {
+        let mut echo = Service::new("demo upstream".to_string(), Echo);
+        echo.add_tcp(&demo.to_string());
+        server.add_service(echo);
+        tracing::info!(address = %demo, "demo upstream (echo) listening");
+    }
+    if let Some(address) = config.admin_listen {
+        server.add_service(admin_service(address, admin));
+    }
+    Ok(())
+}
+
+/// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]). With
+/// `upgrade`, the listeners are received from the running gateway over `upgradeSocket` instead
+/// of bound (see [`upgrade`]); `SIGQUIT` hands this gateway's listeners to the next one.
+pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError> {
     // First of all: from here on SIGHUP no longer ends the process.
     let hangup = reload::listen_for_hangup().map_err(|e| StartError::Setup {
         path: String::new(),
         message: format!("cannot listen for SIGHUP: {e}"),
     })?;
-    check_bindable(config.listen, "gateway")?;
-    if let Some(demo) = config.demo_upstream {
-        check_bindable(demo, "demo upstream")?;
-    }
-    if let Some(admin) = config.admin_listen {
-        check_bindable(admin, "admin")?;
+    if upgrade {
+        upgrade::check_receivable(&config.upgrade_socket)?;
+    } else {
+        check_listeners_free(&config)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -563,6 +661,12 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
         })?;
     let certificates = load_certificates(&config)?;
     let prepared = runtime.block_on(prepare(&config))?;
+    // After the store is open: its directory, the default socket's, exists from then on.
+    if let Some(problem) = crate::config::upgrade::socket_problem(&config.upgrade_socket) {
+        tracing::warn!(
+            "upgradeSocket: {problem}; binary upgrades (SIGQUIT) are refused until it is fixed"
+        );
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
 
     if config.uses_demo_api_key {
@@ -572,15 +676,7 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
         );
     }
 
-    let conf = ServerConf {
-        threads: config.threads,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(config.shutdown_timeout_seconds),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-
+    let mut server = pingora_server(&config, upgrade);
     let live = LiveGateway::new(prepared.gateway);
     let dns = Arc::new(ArcSwapOption::new(prepared.upstream_resolver.map(Arc::new)));
     spawn_revocation_sync(prepared.tokens.revocation_set(), prepared.store.clone())?;
@@ -606,24 +702,19 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
         message: format!("cannot start the reload thread: {e}"),
     })?;
 
-    let listen = config.listen.to_string();
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, live);
-    add_proxy_listener(&mut proxy, &listen, certificates, config.protocols)?;
-    server.add_service(proxy);
-    if let Some(demo) = config.demo_upstream {
-        let mut echo = Service::new("demo upstream".to_string(), Echo);
-        echo.add_tcp(&demo.to_string());
-        server.add_service(echo);
-        tracing::info!(address = %demo, "demo upstream (echo) listening");
-    }
-
-    if let Some(address) = config.admin_listen {
-        let admin = Admin {
-            reload: Some(reloads.handle),
-            ..prepared.admin
-        };
-        server.add_service(admin_service(address, admin));
-    }
+    let drain = start_drain(&server, &config)?;
+    let admin = Admin {
+        reload: Some(reloads.handle),
+        ..prepared.admin
+    };
+    add_services(
+        &mut server,
+        &config,
+        live,
+        drain.clone(),
+        certificates,
+        admin,
+    )?;
 
     tracing::info!(
         address = %config.listen,
@@ -635,7 +726,12 @@ pub fn run(config: Config, path: &Path) -> Result<(), StartError> {
         plugins = config.plugins.len(),
         "gatehouse listening"
     );
-    server.run(RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(upgrade::Signals {
+            socket: config.upgrade_socket.clone(),
+            drain,
+        }),
+    });
     tracing::info!("gatehouse stopped");
     Ok(())
 }

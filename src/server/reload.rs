@@ -298,6 +298,10 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         running.shutdown_timeout_seconds != new.shutdown_timeout_seconds,
         "shutdownTimeoutSeconds",
     );
+    keep(
+        running.upgrade_socket != new.upgrade_socket,
+        "upgradeSocket",
+    );
     new.listen = running.listen;
     if running.tls.is_some() != new.tls.is_some() {
         new.tls = running.tls.clone();
@@ -311,6 +315,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     new.log_format = running.log_format;
     new.log_level = running.log_level.clone();
     new.shutdown_timeout_seconds = running.shutdown_timeout_seconds;
+    new.upgrade_socket = running.upgrade_socket.clone();
     warnings
 }
 

@@ -472,6 +472,23 @@ routes:
         }
     }
 
+    /// Waits up to `timeout` for the process to end by itself; its exit status, or `None`
+    /// while it still runs (it is then left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id of the running gateway.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

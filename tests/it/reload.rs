@@ -239,7 +239,7 @@ fn gatehouse_reload_asks_the_admin_listener_and_prints_the_outcome() {
 }
 
 /// An upstream answering every request with `name`, after `delay`.
-fn named_upstream(name: &'static str, delay: Duration) -> u16 {
+pub(crate) fn named_upstream(name: &'static str, delay: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     std::thread::spawn(move || {
