@@ -800,7 +800,10 @@ fn a_token_signed_at_an_edge_refresh_is_judged_on_its_claims_and_revocable_for_e
         let response = with_refresh_cookie(&gw, "/app/page", &session.refresh_token);
         let cookies = set_cookies(&response);
         let body = check_status(response, 200);
-        assert_eq!(body["headers"]["x-user-id"], session.user_id, "{algorithm:?}");
+        assert_eq!(
+            body["headers"]["x-user-id"], session.user_id,
+            "{algorithm:?}"
+        );
         let access = cookie_value(&cookies, "access_token").expect("access_token cookie");
         let header = jsonwebtoken::decode_header(&access).expect("header");
         assert_eq!(header.alg, algorithm);

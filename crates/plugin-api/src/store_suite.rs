@@ -347,18 +347,35 @@ pub async fn a_refresh_subject_is_read_with_its_token(store: &dyn SuiteStore) {
     let mut bare = token(Uuid::from_u128(0x7777), "value-bare");
     bare.application_id = None;
     store.insert_refresh_token(&bare).await.expect("insert");
-    let subject = store.find_refresh_subject("value-bare").await.expect("find");
+    let subject = store
+        .find_refresh_subject("value-bare")
+        .await
+        .expect("find");
     let subject = subject.expect("live");
-    assert_eq!((subject.token, subject.application, subject.registration), (bare, None, None));
+    assert_eq!(
+        (subject.token, subject.application, subject.registration),
+        (bare, None, None)
+    );
     assert!(subject.user.is_some() && subject.tenant == Some(tenant()));
     // a prefix, an unknown value, a retired one
     for value in ["value-on", "value-one ", "nothing"] {
-        assert!(store.find_refresh_subject(value).await.expect("find").is_none(), "{value}");
+        assert!(
+            store
+                .find_refresh_subject(value)
+                .await
+                .expect("find")
+                .is_none(),
+            "{value}"
+        );
     }
     let next = token(first.id, "value-two");
     let rotation = store.rotate_refresh_token("value-one", &next, None).await;
     assert_eq!(rotation.expect("rotate"), Rotation::Rotated(next.clone()));
-    assert!(store.find_refresh_subject("value-one").await.expect("find").is_none());
+    assert!(store
+        .find_refresh_subject("value-one")
+        .await
+        .expect("find")
+        .is_none());
     let subject = store.find_refresh_subject("value-two").await.expect("find");
     assert_eq!(subject.expect("live").token, next);
 }
