@@ -359,18 +359,46 @@ impl Tokens {
         refuse_duplicate_claims(token)?;
         let parsed = parse_claims(claims, kid)?;
         self.check_times(&parsed, now)?;
-        // The issuer must be the issuer of the token's tenant; without `tid`, any tenant's.
         let iss = parsed.claims.get("iss").and_then(Value::as_str);
-        let issuer_ok = match (parsed.tenant_id, iss) {
-            (Some(tid), Some(iss)) => self.issuers.get(&tid).is_some_and(|i| i == iss),
-            (None, Some(iss)) => self.issuers.values().any(|i| i == iss),
-            (_, None) => false,
-        };
+        let issuer_ok = self.is_tenant_issuer(&parsed);
         let custom_issuer = iss.is_some_and(|iss| !self.issuers.values().any(|i| i == iss));
         if !issuer_ok && (strict_issuer || !custom_issuer) {
             return Err(TokenError::InvalidIssuer);
         }
         Ok(parsed)
+    }
+
+    /// True when the token's `iss` is the issuer of its tenant (`tid`); without `tid`, any
+    /// tenant's. False without `iss`.
+    fn is_tenant_issuer(&self, claims: &VerifiedClaims) -> bool {
+        match (
+            claims.tenant_id,
+            claims.claims.get("iss").and_then(Value::as_str),
+        ) {
+            (Some(tid), Some(iss)) => self.issuers.get(&tid).is_some_and(|i| i == iss),
+            (None, Some(iss)) => self.issuers.values().any(|i| i == iss),
+            (_, None) => false,
+        }
+    }
+
+    /// Puts `token`, which this service has just signed with key `kid` over `claims`, in the
+    /// verified-token cache with exactly those claims, so that its first verification (the
+    /// proxy's, right after a transparent refresh) costs a lookup, not a signature check. Only
+    /// a token that [`Tokens::verify_uncached`] would accept (strict issuer, times as of `now`)
+    /// goes in: the signature is the key's by construction and the claims are what the token
+    /// carries, so a cache hit is the same verdict. Revocations are checked at each lookup, as
+    /// for every cached token. Does nothing without a cache.
+    fn remember_signed(&self, token: &str, claims: Map<String, Value>, kid: &str, now: i64) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let Ok(parsed) = parse_claims(claims, kid.to_string()) else {
+            return;
+        };
+        if self.check_times(&parsed, now).is_err() || !self.is_tenant_issuer(&parsed) {
+            return;
+        }
+        cache.insert(Arc::from(token.as_bytes()), Arc::new(parsed));
     }
 
     fn signing_key_for(
@@ -578,6 +606,7 @@ impl TokenService for Tokens {
             claims.insert("sid".into(), json!(sid));
         }
         let token = key.sign(&claims)?;
+        self.remember_signed(&token, claims, &key.kid, now);
         Ok(IssuedToken {
             token,
             expiration_instant: exp * 1000,
@@ -1075,6 +1104,77 @@ mod tests {
         assert!(tokens.verify(&token).is_ok());
         tokens.record_revocation(RevocationScope::User(user.id), SystemClock.now_seconds());
         assert_eq!(tokens.verify(&token), Err(TokenError::Revoked));
+    }
+
+    #[test]
+    fn a_token_just_signed_is_cached_with_the_claims_a_verification_finds() {
+        for algorithm in [Algorithm::RS256, Algorithm::ES256, Algorithm::HS256] {
+            let (tokens, tenant, app, user, registration) = fixture(algorithm);
+            let request = AccessTokenRequest {
+                user: &user,
+                tenant: &tenant,
+                application: Some(&app),
+                registration: Some(&registration),
+                authentication_type: "REFRESH_TOKEN",
+                expires_at: None,
+                session_id: Some(Uuid::new_v4()),
+            };
+            let token = tokens.issue_access_token(&request).expect("issue").token;
+            let cache = tokens.cache.as_ref().expect("cache");
+            let cached = cache.get(token.as_bytes()).expect("cached when signed");
+            let now = SystemClock.now_seconds();
+            let verified = tokens.verify_uncached(&token, now, true).expect("verifies");
+            assert_eq!(*cached, verified, "{algorithm:?}: the same claims");
+            assert_eq!(tokens.verify(&token), Ok(cached));
+            // and revocations still apply to it at each lookup
+            tokens.record_revocation(RevocationScope::User(user.id), now);
+            assert_eq!(tokens.verify(&token), Err(TokenError::Revoked));
+        }
+    }
+
+    #[test]
+    fn a_token_signed_for_an_issuer_the_service_does_not_know_is_not_cached() {
+        let (tokens, mut tenant, app, user, registration) = fixture(Algorithm::ES256);
+        tenant.issuer = "changed.example".into();
+        let request = AccessTokenRequest {
+            user: &user,
+            tenant: &tenant,
+            application: Some(&app),
+            registration: Some(&registration),
+            authentication_type: "REFRESH_TOKEN",
+            expires_at: None,
+            session_id: None,
+        };
+        let token = tokens.issue_access_token(&request).expect("issue").token;
+        assert!(tokens
+            .cache
+            .as_ref()
+            .expect("cache")
+            .get(token.as_bytes())
+            .is_none());
+        assert_eq!(tokens.verify(&token), Err(TokenError::InvalidIssuer));
+        // nor one already expired when signed
+        let request = AccessTokenRequest {
+            tenant: &tokens_tenant(&tokens, &tenant),
+            expires_at: Some(SystemClock.now_seconds() - 120),
+            ..request
+        };
+        let token = tokens.issue_access_token(&request).expect("issue").token;
+        assert!(tokens
+            .cache
+            .as_ref()
+            .expect("cache")
+            .get(token.as_bytes())
+            .is_none());
+        assert_eq!(tokens.verify(&token), Err(TokenError::Expired));
+    }
+
+    /// `tenant` with the issuer the service knows for it.
+    fn tokens_tenant(tokens: &Tokens, tenant: &Tenant) -> Tenant {
+        Tenant {
+            issuer: tokens.issuers[&tenant.id].clone(),
+            ..tenant.clone()
+        }
     }
 
     #[test]

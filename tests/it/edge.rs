@@ -776,3 +776,51 @@ fn a_rotation_whose_answer_never_arrived_can_be_retried_once() {
         .expect("send");
     check_status(response, 200);
 }
+
+/// A token the gateway has just signed at a transparent refresh goes on with exactly the claims
+/// it carries, for every kind of key (the edge takes them from what it signed, not from a
+/// second verification): its identity headers are its own, it is valid alone at the edge and
+/// the API afterwards, and a revocation of its user refuses it at once.
+#[test]
+fn a_token_signed_at_an_edge_refresh_is_judged_on_its_claims_and_revocable_for_every_key() {
+    for algorithm in [
+        Algorithm::RS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+        Algorithm::HS256,
+    ] {
+        let keys = Keys::generate();
+        let key = keys.get(algorithm).0;
+        let jwt = format!(
+            "enabled: true, accessTokenKeyId: {key}, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable"
+        );
+        let gw = TestGateway::start_with_keys(options(&jwt), keys);
+        let email = format!("edge-signed-{algorithm:?}@example.com").to_lowercase();
+        let session = gw.login(&email, &["user"]);
+        let response = with_refresh_cookie(&gw, "/app/page", &session.refresh_token);
+        let cookies = set_cookies(&response);
+        let body = check_status(response, 200);
+        assert_eq!(
+            body["headers"]["x-user-id"], session.user_id,
+            "{algorithm:?}"
+        );
+        let access = cookie_value(&cookies, "access_token").expect("access_token cookie");
+        let header = jsonwebtoken::decode_header(&access).expect("header");
+        assert_eq!(header.alg, algorithm);
+        assert_eq!(header.kid, Some(key.to_string()));
+        // Alone, at the edge and at the API.
+        let alone = check_status(gw.get_as("/app/alone", &access), 200);
+        assert_eq!(alone["headers"]["x-user-id"], session.user_id);
+        let validated = check_status(gw.get_as("/api/jwt/validate", &access), 200);
+        assert_eq!(validated["jwt"]["sid"], session.refresh_token_id);
+        // Revoked with its user: refused at once.
+        let revoked = client()
+            .delete(gw.url(&format!("/api/jwt/refresh?userId={}", session.user_id)))
+            .header("Authorization", API_KEY)
+            .send()
+            .expect("send");
+        assert_eq!(revoked.status().as_u16(), 200);
+        check_status(gw.get_as("/app/alone", &access), 401);
+        check_status(gw.get_as("/api/jwt/validate", &access), 401);
+    }
+}

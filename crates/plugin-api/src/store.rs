@@ -161,6 +161,11 @@ pub trait RefreshTokenStore: Send + Sync {
     /// The live token with this value (compared in constant time), or `None`.
     async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>>;
 
+    /// The live token with this value (as [`RefreshTokenStore::find_refresh_token`]) and the
+    /// records a refresh checks, read in one call (one round trip to the backend): what a
+    /// refresh reads before it signs. `None` when no live token has this value.
+    async fn find_refresh_subject(&self, value: &str) -> StoreResult<Option<RefreshSubject>>;
+
     /// The live token with this id, or `None`.
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>>;
 
@@ -210,6 +215,51 @@ pub trait RefreshTokenStore: Send + Sync {
         &self,
         since_seconds: i64,
     ) -> StoreResult<Vec<(RevocationScope, i64)>>;
+}
+
+/// A refresh token and the records a refresh checks before it signs: its user, the user's
+/// tenant, its application and the user's registration to it, each `None` when missing.
+#[derive(Debug, Clone)]
+pub struct RefreshSubject {
+    /// The live token.
+    pub token: RefreshToken,
+    /// Its user.
+    pub user: Option<User>,
+    /// The user's tenant (`None` also when the user is missing).
+    pub tenant: Option<Tenant>,
+    /// Its application (`None` also when the token has none).
+    pub application: Option<Application>,
+    /// The user's registration to that application (`None` also without user or application).
+    pub registration: Option<Registration>,
+}
+
+/// The records a refresh of `token` checks, read one call at a time from `store`: for a
+/// backend without a combined read, and for a token found otherwise (a rotation's current
+/// token). Returns them, each `None` when missing.
+pub async fn read_refresh_subject<S: Directory + UserStore + ?Sized>(
+    store: &S,
+    token: RefreshToken,
+) -> StoreResult<RefreshSubject> {
+    let user = store.get_user(token.user_id).await?;
+    let tenant = match &user {
+        Some(user) => store.get_tenant(user.tenant_id).await?,
+        None => None,
+    };
+    let (application, registration) = match (token.application_id, &user) {
+        (Some(application_id), Some(user)) => (
+            store.get_application(application_id).await?,
+            store.get_registration(user.id, application_id).await?,
+        ),
+        (Some(application_id), None) => (store.get_application(application_id).await?, None),
+        (None, _) => (None, None),
+    };
+    Ok(RefreshSubject {
+        token,
+        user,
+        tenant,
+        application,
+        registration,
+    })
 }
 
 /// Everything the refresh-token rules and the plugins read and write through the host's

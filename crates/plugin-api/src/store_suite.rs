@@ -42,6 +42,7 @@ macro_rules! store_port_suite {
             registrations_are_kept_per_user_and_application,
             refresh_tokens_are_found_by_their_exact_value,
             a_touch_records_the_use,
+            a_refresh_subject_is_read_with_its_token,
             a_value_is_rotated_once_and_later_callers_get_the_outcome,
             rotating_an_unknown_value_is_not_found,
             retired_values_are_found_as_rotations,
@@ -309,6 +310,74 @@ pub async fn a_touch_records_the_use(store: &dyn SuiteStore) {
         store.touch_refresh_token(&touched).await,
         Err(StoreError::NotFound)
     );
+}
+
+/// `find_refresh_subject` finds the live token by its exact value with its user, the user's
+/// tenant, its application and the registration, each what the single reads return; without
+/// an application neither application nor registration; a retired or unknown value is `None`.
+pub async fn a_refresh_subject_is_read_with_its_token(store: &dyn SuiteStore) {
+    seeded(store).await;
+    store.create_user(&ann()).await.expect("user");
+    let first = token(Uuid::from_u128(0x6666), "value-one");
+    store.insert_refresh_token(&first).await.expect("insert");
+    // not registered yet
+    let subject = store.find_refresh_subject("value-one").await.expect("find");
+    let subject = subject.expect("live");
+    assert_eq!(subject.token, first);
+    let user = store.get_user(USER).await.expect("user");
+    assert!(user.is_some());
+    assert_eq!(subject.user, user);
+    assert_eq!(subject.tenant, Some(tenant()));
+    assert_eq!(subject.application, Some(application()));
+    assert_eq!(subject.registration, None);
+    let registration = Registration {
+        id: Uuid::from_u128(0x5555),
+        application_id: APP,
+        user_id: Some(USER),
+        roles: vec!["user".into()],
+        ..Default::default()
+    };
+    store
+        .upsert_registration(&registration)
+        .await
+        .expect("registration");
+    let subject = store.find_refresh_subject("value-one").await.expect("find");
+    assert_eq!(subject.expect("live").registration, Some(registration));
+    // a token of no application
+    let mut bare = token(Uuid::from_u128(0x7777), "value-bare");
+    bare.application_id = None;
+    store.insert_refresh_token(&bare).await.expect("insert");
+    let subject = store
+        .find_refresh_subject("value-bare")
+        .await
+        .expect("find");
+    let subject = subject.expect("live");
+    assert_eq!(
+        (subject.token, subject.application, subject.registration),
+        (bare, None, None)
+    );
+    assert!(subject.user.is_some() && subject.tenant == Some(tenant()));
+    // a prefix, an unknown value, a retired one
+    for value in ["value-on", "value-one ", "nothing"] {
+        assert!(
+            store
+                .find_refresh_subject(value)
+                .await
+                .expect("find")
+                .is_none(),
+            "{value}"
+        );
+    }
+    let next = token(first.id, "value-two");
+    let rotation = store.rotate_refresh_token("value-one", &next, None).await;
+    assert_eq!(rotation.expect("rotate"), Rotation::Rotated(next.clone()));
+    assert!(store
+        .find_refresh_subject("value-one")
+        .await
+        .expect("find")
+        .is_none());
+    let subject = store.find_refresh_subject("value-two").await.expect("find");
+    assert_eq!(subject.expect("live").token, next);
 }
 
 /// Rotates `value-one` to `value-two` (at 50, outcome `access-one`) on a fresh token.

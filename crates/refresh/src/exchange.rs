@@ -9,7 +9,9 @@ use gatehouse_plugin_api::model::{
     Application, RefreshToken, RefreshTokenUsagePolicy, Registration, Tenant, User,
 };
 use gatehouse_plugin_api::rotations::RotationLedger;
-use gatehouse_plugin_api::store::{RevokeScope, Rotation, StoreError};
+use gatehouse_plugin_api::store::{
+    read_refresh_subject, RefreshSubject, RevokeScope, Rotation, StoreError,
+};
 use gatehouse_plugin_api::tokens::{IssuedToken, RevocationScope};
 
 use crate::env::RefreshEnv;
@@ -87,15 +89,17 @@ pub async fn exchange_refresh_token_scoped(
     if value.is_empty() {
         return Err(RefreshError::NotFound);
     }
-    let token = match env.store.find_refresh_token(value).await? {
-        Some(token) => token,
+    // The token and what it belongs to, in one read.
+    let subject = match env.store.find_refresh_subject(value).await? {
+        Some(subject) => subject,
         // Not live: maybe a one-time-use value a rotation retired.
         None => return exchange_retired_value(env, value, tenant_id, Presented::Retired).await,
     };
-    if tenant_id.is_some_and(|t| t != token.tenant_id) {
+    if tenant_id.is_some_and(|t| t != subject.token.tenant_id) {
         return Err(RefreshError::NotFound);
     }
-    let (user, tenant, application, registration) = load_subject(env, &token).await?;
+    let token = subject.token.clone();
+    let (user, tenant, application, registration) = check_subject(subject)?;
 
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
@@ -232,42 +236,29 @@ fn outcome(
     }
 }
 
-/// The user, tenant, application and registration a refresh token belongs to, each checked:
-/// the user active, the application active and allowing refresh, the user registered to it.
-async fn load_subject(
-    env: RefreshEnv<'_>,
-    token: &RefreshToken,
+/// The user, tenant, application and registration a refresh token belongs to, each checked in
+/// this order: the user exists and is active, the tenant exists, the application (when the
+/// token has one) exists, is active and allows refresh, the user is registered to it. Returns
+/// them, or the first check that failed.
+pub(crate) fn check_subject(
+    subject: RefreshSubject,
 ) -> Result<(User, Tenant, Option<Application>, Option<Registration>), RefreshError> {
-    let user = env
-        .store
-        .get_user(token.user_id)
-        .await?
-        .ok_or(RefreshError::UserNotFound)?;
+    let user = subject.user.ok_or(RefreshError::UserNotFound)?;
     if !user.active {
         return Err(RefreshError::UserInactive);
     }
-    let tenant = env
-        .store
-        .get_tenant(user.tenant_id)
-        .await?
-        .ok_or(RefreshError::UserNotFound)?;
-    let Some(application_id) = token.application_id else {
+    let tenant = subject.tenant.ok_or(RefreshError::UserNotFound)?;
+    if subject.token.application_id.is_none() {
         return Ok((user, tenant, None, None));
-    };
-    let application = env
-        .store
-        .get_application(application_id)
-        .await?
+    }
+    let application = subject
+        .application
         .filter(|a| a.active)
         .ok_or(RefreshError::ApplicationUnavailable)?;
     if application.login_configuration.allow_token_refresh == Some(false) {
         return Err(RefreshError::RefreshNotAllowed);
     }
-    let registration = env
-        .store
-        .get_registration(user.id, application_id)
-        .await?
-        .ok_or(RefreshError::NotRegistered)?;
+    let registration = subject.registration.ok_or(RefreshError::NotRegistered)?;
     Ok((user, tenant, Some(application), Some(registration)))
 }
 
@@ -294,7 +285,8 @@ async fn exchange_retired_value(
     if tenant_id.is_some_and(|t| t != current.tenant_id) {
         return Err(RefreshError::NotFound);
     }
-    let (user, tenant, application, registration) = load_subject(env, &current).await?;
+    let subject = read_refresh_subject(env.store, current.clone()).await?;
+    let (user, tenant, application, registration) = check_subject(subject)?;
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
     let rules = (env.rotations, env.race_window_ms);

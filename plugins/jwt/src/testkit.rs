@@ -14,8 +14,8 @@ use gatehouse_plugin_api::model::{
     Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{
-    Directory, RefreshTokenStore, RevokeScope, Rotation, StoreResult, UserStore,
-    RETIRED_VALUE_MEMORY_MS,
+    read_refresh_subject, Directory, RefreshSubject, RefreshTokenStore, RevokeScope, Rotation,
+    StoreResult, UserStore, RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::{PublicKeyInfo, RevocationScope};
 use gatehouse_plugin_api::{
@@ -347,6 +347,12 @@ impl RefreshTokenStore for FakeStore {
             }
         }
         Ok(None)
+    }
+    async fn find_refresh_subject(&self, value: &str) -> StoreResult<Option<RefreshSubject>> {
+        match self.find_refresh_token(value).await? {
+            Some(token) => read_refresh_subject(self, token).await.map(Some),
+            None => Ok(None),
+        }
     }
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
         Ok(lock(&self.state)

@@ -2,9 +2,12 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use gatehouse_plugin_api::model::{RefreshToken, RefreshTokenMetaData};
+use gatehouse_plugin_api::model::{
+    Application, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
+};
 use gatehouse_plugin_api::store::{
-    RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult, RETIRED_VALUE_MEMORY_MS,
+    RefreshSubject, RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult,
+    RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::RevocationScope;
 use tokio_postgres::types::ToSql;
@@ -12,7 +15,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::revocations::{dated_revocation, insert_revocation, revocations_of};
-use super::{col, execute, from_json, pg, query, query_opt, PostgresStore};
+use super::{col, execute, from_json, get_body, pg, query, query_opt, PostgresStore};
 use crate::store::rows::{
     column_filter, encode, live_match, token_hash, RevokeTarget, RotationRow, PRUNE_BATCH,
     TOKEN_COLUMNS,
@@ -136,6 +139,53 @@ pub(super) async fn find_rotated<C: GenericClient>(
     }))
 }
 
+/// The records a refresh of `token` checks (see [`RefreshSubject`]), read on one connection
+/// with the statements of the single-record reads.
+async fn subject_of<C: GenericClient>(c: &C, token: RefreshToken) -> StoreResult<RefreshSubject> {
+    let user: Option<User> =
+        get_body(c, "SELECT body FROM users WHERE id = $1", &[&token.user_id]).await?;
+    let tenant: Option<Tenant> = match &user {
+        Some(user) => {
+            get_body(
+                c,
+                "SELECT body FROM tenants WHERE id = $1",
+                &[&user.tenant_id],
+            )
+            .await?
+        }
+        None => None,
+    };
+    let (application, registration) = match token.application_id {
+        Some(application_id) => {
+            let application: Option<Application> = get_body(
+                c,
+                "SELECT body FROM applications WHERE id = $1",
+                &[&application_id],
+            )
+            .await?;
+            let registration: Option<Registration> =
+                match &user {
+                    Some(user) => get_body(
+                        c,
+                        "SELECT body FROM registrations WHERE user_id = $1 AND application_id = $2",
+                        &[&user.id, &application_id],
+                    )
+                    .await?,
+                    None => None,
+                };
+            (application, registration)
+        }
+        None => (None, None),
+    };
+    Ok(RefreshSubject {
+        token,
+        user,
+        tenant,
+        application,
+        registration,
+    })
+}
+
 #[async_trait]
 impl RefreshTokenStore for PostgresStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
@@ -170,6 +220,16 @@ impl RefreshTokenStore for PostgresStore {
         let value = value.to_string();
         self.run(move |c| async move { find_live_token(&c, &value).await })
             .await
+    }
+    async fn find_refresh_subject(&self, value: &str) -> StoreResult<Option<RefreshSubject>> {
+        let value = value.to_string();
+        self.run(move |c| async move {
+            match find_live_token(&c, &value).await? {
+                Some(token) => subject_of(&c, token).await.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
     }
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
         self.run(move |c| async move {

@@ -43,6 +43,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_login_states.sql"),
 ];
 
+/// How many prepared statements the connection keeps for reuse.
+const STATEMENT_CACHE: usize = 128;
+
 /// A SQLite database file.
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -129,6 +132,9 @@ impl SqliteStore {
             .map_err(backend)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
+        // Statements are prepared once and kept (`prepare_cached`): the refresh path alone
+        // runs about ten distinct ones.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn, clock.now_millis())?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -278,8 +284,8 @@ pub(super) fn get_body<T: DeserializeOwned>(
     id: String,
 ) -> StoreResult<Option<T>> {
     let body: Option<String> = tx
-        .query_row(sql, [id], |r| r.get(0))
-        .optional()
+        .prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
         .map_err(backend)?;
     body.map(|b| from_json(&b).map_err(backend)).transpose()
 }
@@ -289,7 +295,7 @@ pub(super) fn list_bodies<T: DeserializeOwned>(
     sql: &str,
     args: &[&dyn rusqlite::ToSql],
 ) -> StoreResult<Vec<T>> {
-    let mut stmt = tx.prepare(sql).map_err(backend)?;
+    let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
     let rows = stmt
         .query_map(args, |r| r.get::<_, String>(0))
         .map_err(backend)?;

@@ -1,16 +1,19 @@
 //! Refresh tokens and their one-time-use rotations on SQLite ([`RefreshTokenStore`]).
 
 use async_trait::async_trait;
-use gatehouse_plugin_api::model::{RefreshToken, RefreshTokenMetaData};
+use gatehouse_plugin_api::model::{
+    Application, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
+};
 use gatehouse_plugin_api::store::{
-    RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult, RETIRED_VALUE_MEMORY_MS,
+    RefreshSubject, RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult,
+    RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::RevocationScope;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::revocations::{dated_revocation, insert_revocation, read_revocations};
-use super::{backend, from_json, opt_uuid_col, uuid_col, SqliteStore};
+use super::{backend, from_json, get_body, list_bodies, opt_uuid_col, uuid_col, SqliteStore};
 use crate::store::rows::{
     column_filter, encode, live_match, token_hash, RevokeTarget, RotationRow, PRUNE_BATCH,
     TOKEN_COLUMNS,
@@ -40,7 +43,7 @@ pub(super) fn select_tokens(
     let sql = format!(
         "SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE {filter} ORDER BY insert_instant"
     );
-    let mut stmt = tx.prepare(&sql)?;
+    let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(args, token_from_row)?;
     rows.collect()
 }
@@ -123,6 +126,52 @@ pub(super) fn find_rotated(tx: &Connection, old_hash: &str) -> StoreResult<Optio
     }))
 }
 
+/// The records a refresh of `token` checks (see [`RefreshSubject`]), read in `tx` with the
+/// statements of the single-record reads.
+fn subject_of(tx: &Connection, token: RefreshToken) -> StoreResult<RefreshSubject> {
+    let user: Option<User> = get_body(
+        tx,
+        "SELECT body FROM users WHERE id = ?1",
+        token.user_id.to_string(),
+    )?;
+    let tenant: Option<Tenant> = match &user {
+        Some(user) => get_body(
+            tx,
+            "SELECT body FROM tenants WHERE id = ?1",
+            user.tenant_id.to_string(),
+        )?,
+        None => None,
+    };
+    let (application, registration) = match token.application_id {
+        Some(application_id) => {
+            let application: Option<Application> = get_body(
+                tx,
+                "SELECT body FROM applications WHERE id = ?1",
+                application_id.to_string(),
+            )?;
+            let registration: Option<Registration> = match &user {
+                Some(user) => list_bodies(
+                    tx,
+                    "SELECT body FROM registrations WHERE user_id = ?1 AND application_id = ?2",
+                    &[&user.id.to_string(), &application_id.to_string()],
+                )?
+                .into_iter()
+                .next(),
+                None => None,
+            };
+            (application, registration)
+        }
+        None => (None, None),
+    };
+    Ok(RefreshSubject {
+        token,
+        user,
+        tenant,
+        application,
+        registration,
+    })
+}
+
 #[async_trait]
 impl RefreshTokenStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
@@ -156,6 +205,14 @@ impl RefreshTokenStore for SqliteStore {
         let value = value.to_string();
         self.tx(move |tx| find_live_token(tx, &value)).await
     }
+    async fn find_refresh_subject(&self, value: &str) -> StoreResult<Option<RefreshSubject>> {
+        let value = value.to_string();
+        self.tx(move |tx| match find_live_token(tx, &value)? {
+            Some(token) => subject_of(tx, token).map(Some),
+            None => Ok(None),
+        })
+        .await
+    }
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
         self.tx(move |tx| {
             Ok(select_tokens(tx, "id = ?1", &[&id.to_string()])
@@ -176,17 +233,19 @@ impl RefreshTokenStore for SqliteStore {
         let meta = encode(&t.meta_data)?;
         self.tx(move |tx| {
             let changed = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE refresh_tokens SET start_instant = ?2, expiration_instant = ?3, meta_data = ?4 \
                      WHERE id = ?1 AND token_hash = ?5",
-                    params![
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
                         t.id.to_string(),
                         t.start_instant,
                         t.expiration_instant,
                         meta,
                         token_hash(&t.token)
-                    ],
-                )
+                    ])
+                })
                 .map_err(backend)?;
             if changed == 0 {
                 return Err(StoreError::NotFound);
