@@ -256,6 +256,20 @@ impl OpenIdConnect {
     }
 }
 
+/// True when `url`'s host is this machine: a loopback address (`127.0.0.0/8`, `::1`) or
+/// `localhost`, the only hosts a provider may be reached on over plain http.
+pub fn loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
 /// The `claimMap` targets FusionAuth documents.
 pub const CLAIM_MAP_TARGETS: &[&str] = &[
     "birthDate",

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use crate::provider::loopback;
+
 /// How long a discovery document is used before it is fetched again.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 
@@ -70,20 +72,6 @@ fn endpoint(
         return Err(format!("its {member} is plain http off this machine"));
     }
     Ok(Some(text.to_string()))
-}
-
-/// True when `url`'s host is this machine: a loopback address (`127.0.0.0/8`, `::1`) or
-/// `localhost`, the only hosts a provider may be reached on over plain http.
-pub fn loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => {
-            name.eq_ignore_ascii_case("localhost")
-                || name.to_ascii_lowercase().ends_with(".localhost")
-        }
-        None => false,
-    }
 }
 
 /// Reads a discovery document fetched for `issuer`. `Err` says what is wrong with it (never

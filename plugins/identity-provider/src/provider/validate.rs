@@ -541,7 +541,7 @@ fn url_problem(s: &str, issuer: bool) -> Option<&'static str> {
 /// cross the network in clear.
 fn plain_http_problem(s: &str) -> Option<&'static str> {
     let url = url::Url::parse(s).ok()?;
-    (url.scheme() == "http" && !crate::oidc::discovery::loopback(&url)).then_some(
+    (url.scheme() == "http" && !super::loopback(&url)).then_some(
         "A provider reached over the network must use https; plain http is allowed only on this machine (a loopback address or localhost).",
     )
 }
