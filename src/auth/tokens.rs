@@ -26,26 +26,13 @@ use crate::auth::issuers::{self, Issuers};
 use crate::auth::keys::KeyRing;
 use crate::observe::metrics::Metrics;
 
-/// The key of a cached token: the SHA-256 digest of its bytes. A cached entry holds these 32
-/// bytes instead of the token (about 0.6 kB), and a hit still means that exactly this token
-/// was verified: finding another token with the same digest is a SHA-256 collision.
-pub type TokenDigest = [u8; 32];
-
-/// The [`TokenDigest`] of `token`.
-pub fn token_digest(token: &[u8]) -> TokenDigest {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
-}
-
 /// Expires each cached token at its own `exp`.
 struct ExpireAtExp;
 
-impl moka::Expiry<TokenDigest, Arc<VerifiedClaims>> for ExpireAtExp {
+impl moka::Expiry<Arc<[u8]>, Arc<VerifiedClaims>> for ExpireAtExp {
     fn expire_after_create(
         &self,
-        _key: &TokenDigest,
+        _key: &Arc<[u8]>,
         value: &Arc<VerifiedClaims>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -68,12 +55,12 @@ pub struct CacheLimits {
     pub bytes: u64,
 }
 
-/// Roughly what one cached token costs in memory (bytes): its digest, its decoded claims (the
+/// Roughly what one cached token costs in memory (bytes): its bytes, its decoded claims (the
 /// JSON tree), its parsed roles, the most its rendered header values can hold (the text of
 /// every claim once more; only the claims a route forwards are rendered), and a fixed 512 for
 /// the parsed fields and the cache's own bookkeeping. An estimate on the high side, so the byte
 /// bound holds.
-pub fn estimated_entry_bytes(claims: &VerifiedClaims) -> u64 {
+pub fn estimated_entry_bytes(token: &[u8], claims: &VerifiedClaims) -> u64 {
     const NODE: usize = 48;
     fn tree(value: &Value) -> usize {
         match value {
@@ -103,7 +90,7 @@ pub fn estimated_entry_bytes(claims: &VerifiedClaims) -> u64 {
         .map(|(k, v)| (NODE + k.len() + tree(v), 64 + k.len() + text(v)))
         .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     let roles: usize = claims.roles.iter().map(|r| 24 + r.len()).sum();
-    (std::mem::size_of::<TokenDigest>() + claims_tree + claims_text + roles + 512) as u64
+    (token.len() + claims_tree + claims_text + roles + 512) as u64
 }
 
 /// The token service over the gateway's key ring and configured tenants.
@@ -111,9 +98,9 @@ pub struct Tokens {
     ring: KeyRing,
     /// Tenant id → issuer, for checking `iss` against the token's `tid`.
     issuers: HashMap<Uuid, String>,
-    /// Verified tokens by their [`TokenDigest`], hashed with aHash (keyed per process; this
-    /// lookup is on every proxied request). Bounded in entries and in bytes.
-    cache: Option<moka::sync::Cache<TokenDigest, Arc<VerifiedClaims>, ahash::RandomState>>,
+    /// Verified tokens by their bytes. aHash (keyed per process) instead of SipHash: tokens are
+    /// long, and this lookup is on every proxied request. Bounded in entries and in bytes.
+    cache: Option<moka::sync::Cache<Arc<[u8]>, Arc<VerifiedClaims>, ahash::RandomState>>,
     /// The revocations in force, shared by every token service of the process (a reload
     /// builds a new service over the same set).
     revocations: Arc<RevocationSet>,
@@ -141,8 +128,8 @@ impl Tokens {
         let cache = (cache.entries > 0).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(cache.bytes)
-                .weigher(move |_: &TokenDigest, claims: &Arc<VerifiedClaims>| {
-                    let weight = estimated_entry_bytes(claims).max(least_weight);
+                .weigher(move |token: &Arc<[u8]>, claims: &Arc<VerifiedClaims>| {
+                    let weight = estimated_entry_bytes(token, claims).max(least_weight);
                     u32::try_from(weight).unwrap_or(u32::MAX)
                 })
                 .expire_after(ExpireAtExp)
@@ -217,9 +204,8 @@ impl Tokens {
     /// and then it must be UTF-8). The verified claims, or why the token is refused.
     pub fn verify_bytes(&self, token: &[u8]) -> Result<Arc<VerifiedClaims>, TokenError> {
         let now = self.clock.now_seconds();
-        let key = self.cache.as_ref().map(|_| token_digest(token));
-        if let (Some(cache), Some(key)) = (&self.cache, &key) {
-            if let Some(hit) = cache.get(key) {
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(token) {
                 if self.remote_issuer_of(&hit).is_some() {
                     // Cached at the edge for a trusted issuer: no key of the ring signed it.
                     return Err(TokenError::UnknownKey);
@@ -232,8 +218,8 @@ impl Tokens {
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
         let verified = Arc::new(self.verify_uncached(text, now, true)?);
         self.check_revoked(&verified)?;
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.insert(key, verified.clone());
+        if let Some(cache) = &self.cache {
+            cache.insert(Arc::from(token), verified.clone());
         }
         Ok(verified)
     }
@@ -248,8 +234,7 @@ impl Tokens {
             return self.verify_bytes(token);
         };
         let now = self.clock.now_seconds();
-        let key = self.cache.as_ref().map(|_| token_digest(token));
-        if let Some(hit) = self.cached_at_edge(remote, key.as_ref(), now)? {
+        if let Some(hit) = self.cached_at_edge(remote, token, now)? {
             return Ok(hit);
         }
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
@@ -260,26 +245,26 @@ impl Tokens {
         };
         let verified = Arc::new(verified);
         self.check_revoked(&verified)?;
-        if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.insert(key, verified.clone());
+        if let Some(cache) = &self.cache {
+            cache.insert(Arc::from(token), verified.clone());
         }
         Ok(verified)
     }
 
-    /// The cached verification of the token of digest `key` at the edge (`None` when the cache
-    /// is off), when it still holds: `Ok(None)` when it is not cached, or was verified by a trusted issuer's key the issuer no longer publishes
+    /// The cached verification of `token` at the edge, when it still holds: `Ok(None)` when it
+    /// is not cached, or was verified by a trusted issuer's key the issuer no longer publishes
     /// (then it leaves the cache and is checked again); `KeysUnavailable` when that issuer's
     /// key set is too old to trust.
     fn cached_at_edge(
         &self,
         remote: &Issuers,
-        key: Option<&TokenDigest>,
+        token: &[u8],
         now: i64,
     ) -> Result<Option<Arc<VerifiedClaims>>, TokenError> {
-        let (Some(cache), Some(key)) = (&self.cache, key) else {
+        let Some(cache) = &self.cache else {
             return Ok(None);
         };
-        let Some(hit) = cache.get(key) else {
+        let Some(hit) = cache.get(token) else {
             return Ok(None);
         };
         let leeway = match remote.index_of_claims(&hit) {
@@ -291,7 +276,7 @@ impl Tokens {
                     return Err(TokenError::KeysUnavailable);
                 }
                 _ => {
-                    cache.invalidate(key);
+                    cache.invalidate(token);
                     return Ok(None);
                 }
             },
@@ -1048,25 +1033,20 @@ mod tests {
         let small = signed(&header, &json!({"iss": "acme.com", "exp": now() + 60}));
         let weigh = |token: &str| {
             let claims = tokens.verify(token).expect("verify");
-            estimated_entry_bytes(&claims)
+            estimated_entry_bytes(token.as_bytes(), &claims)
         };
         assert!(weigh(&big) > 100_000, "{}", weigh(&big));
         assert!(weigh(&small) < 2_000, "{}", weigh(&small));
     }
 
     #[test]
-    fn the_cache_is_keyed_by_the_digest_of_the_exact_bytes() {
+    fn a_cache_hit_needs_the_exact_bytes() {
         let (tokens, tenant, _, _, _) = fixture(Algorithm::HS256);
         let token = tokens
             .vend(&tenant, None, Map::new(), 60)
             .expect("vend")
             .token;
         let first = tokens.verify(&token).expect("verify");
-        assert_eq!(token_digest(token.as_bytes()).len(), 32);
-        assert_ne!(
-            token_digest(token.as_bytes()),
-            token_digest(format!("{token} ").as_bytes())
-        );
         // Any other bytes are another key: verified on their own, not served from the cache.
         let mut changed = token.clone().into_bytes();
         let last = changed.len() - 1;
