@@ -55,12 +55,14 @@ pub struct CacheLimits {
     pub bytes: u64,
 }
 
-/// Roughly what one cached token costs in memory: the token's bytes, and its decoded claims
-/// twice (the JSON tree, and the rendered header values and roles), with per-allocation
-/// overhead. An estimate on the high side, so the byte bound holds.
+/// Roughly what one cached token costs in memory (bytes): its bytes, its decoded claims (the
+/// JSON tree), its parsed roles, the most its rendered header values can hold (the text of
+/// every claim once more; only the claims a route forwards are rendered), and a fixed 512 for
+/// the parsed fields and the cache's own bookkeeping. An estimate on the high side, so the byte
+/// bound holds.
 pub fn estimated_entry_bytes(token: &[u8], claims: &VerifiedClaims) -> u64 {
+    const NODE: usize = 48;
     fn tree(value: &Value) -> usize {
-        const NODE: usize = 48;
         match value {
             Value::String(s) => NODE + s.len(),
             Value::Array(items) => NODE + items.iter().map(tree).sum::<usize>(),
@@ -73,12 +75,22 @@ pub fn estimated_entry_bytes(token: &[u8], claims: &VerifiedClaims) -> u64 {
             Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
         }
     }
-    let claims_tree: usize = claims
+    /// The header text a value renders to, at most.
+    fn text(value: &Value) -> usize {
+        match value {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(|v| text(v) + 1).sum(),
+            Value::Object(_) | Value::Null => 0,
+            Value::Bool(_) | Value::Number(_) => 24,
+        }
+    }
+    let (claims_tree, claims_text) = claims
         .claims
         .iter()
-        .map(|(k, v)| 48 + k.len() + tree(v))
-        .sum();
-    (token.len() + 2 * claims_tree + 512) as u64
+        .map(|(k, v)| (NODE + k.len() + tree(v), 64 + k.len() + text(v)))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let roles: usize = claims.roles.iter().map(|r| 24 + r.len()).sum();
+    (token.len() + claims_tree + claims_text + roles + 512) as u64
 }
 
 /// The token service over the gateway's key ring and configured tenants.
@@ -1054,6 +1066,67 @@ mod tests {
         };
         assert!(weigh(&big) > 100_000, "{}", weigh(&big));
         assert!(weigh(&small) < 2_000, "{}", weigh(&small));
+    }
+
+    #[test]
+    fn a_cache_hit_needs_the_exact_bytes() {
+        let (tokens, tenant, _, _, _) = fixture(Algorithm::HS256);
+        let token = tokens
+            .vend(&tenant, None, Map::new(), 60)
+            .expect("vend")
+            .token;
+        let first = tokens.verify(&token).expect("verify");
+        // Any other bytes are another key: verified on their own, not served from the cache.
+        let mut changed = token.clone().into_bytes();
+        let last = changed.len() - 1;
+        changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+        assert!(tokens.verify_bytes(&changed).is_err());
+        assert!(tokens.verify_bytes(format!("{token}x").as_bytes()).is_err());
+        assert!(tokens.verify_bytes(&token.as_bytes()[1..]).is_err());
+        // The same bytes are a hit, and a hit still checks revocations.
+        let again = tokens.verify(&token).expect("verify");
+        assert!(Arc::ptr_eq(&first, &again));
+        let cache = tokens.cache.as_ref().expect("cache");
+        cache.run_pending_tasks();
+        assert_eq!(cache.entry_count(), 1, "refused tokens are not cached");
+    }
+
+    #[test]
+    fn a_cached_token_keeps_header_values_only_for_the_claims_asked_for() {
+        let (tokens, tenant, app, user, registration) = fixture(Algorithm::HS256);
+        let request = AccessTokenRequest {
+            user: &user,
+            tenant: &tenant,
+            application: Some(&app),
+            registration: Some(&registration),
+            authentication_type: "PASSWORD",
+            expires_at: None,
+            session_id: None,
+        };
+        let token = tokens.issue_access_token(&request).expect("issue").token;
+        let claims = tokens.verify(&token).expect("verify");
+        assert!(claims.header_values.is_empty(), "nothing rendered up front");
+        let sub = user.id.to_string();
+        let expected = http::HeaderValue::from_str(&sub).expect("value");
+        assert_eq!(
+            claims.header_value("sub"),
+            gatehouse_plugin_api::tokens::ClaimHeader::Value(&expected)
+        );
+        assert_eq!(
+            claims.header_value("missing"),
+            gatehouse_plugin_api::tokens::ClaimHeader::Absent
+        );
+        // The next request with the token gets the same entry, with the value rendered once.
+        let again = tokens.verify(&token).expect("verify");
+        assert_eq!(
+            again.header_value("sub"),
+            gatehouse_plugin_api::tokens::ClaimHeader::Value(&expected)
+        );
+        assert_eq!(
+            again.header_values.len(),
+            2,
+            "sub and missing, not every claim"
+        );
     }
 
     #[test]

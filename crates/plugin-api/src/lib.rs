@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod apikeys;
+pub mod claim_headers;
 pub mod clock;
 pub mod cpu;
 pub mod credentials;

@@ -94,9 +94,10 @@ pub struct VerifiedClaims {
     /// `aud` when present: the UUIDs it names (a string or an array; other values name no
     /// application). `None` when the token has no `aud`.
     pub audience: Option<Vec<Uuid>>,
-    /// Header values of the claims, sorted by claim name, rendered once on first use (see
-    /// [`VerifiedClaims::header_value`]); a cached token renders nothing again.
-    pub header_values: std::sync::OnceLock<Vec<(String, Option<http::HeaderValue>)>>,
+    /// Header values of the claims asked for so far, each rendered the first time it is asked
+    /// for (see [`VerifiedClaims::header_value`]); a cached token renders nothing again, and
+    /// keeps no value for a claim no route forwards.
+    pub header_values: crate::claim_headers::RenderedHeaders,
 }
 
 /// A claim as the value of an identity header.
@@ -168,7 +169,7 @@ impl VerifiedClaims {
             roles,
             key_id,
             claims,
-            header_values: std::sync::OnceLock::new(),
+            header_values: Default::default(),
         })
     }
 
@@ -179,33 +180,26 @@ impl VerifiedClaims {
             .is_none_or(|audience| audience.contains(&application))
     }
 
-    /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; every claim is
-    /// rendered once, the first time any is asked for, so the proxy's hot path only looks up.
+    /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; each claim is
+    /// rendered once, the first time it is asked for, so the proxy's hot path only looks up.
     /// A claim that cannot be told apart from another in header form is unrepresentable: an
     /// array element with a `,` or surrounding whitespace (`["user,admin"]` would read as two
     /// roles), a nested array or object, or a `roles` claim that is not an array of strings (the
     /// policy sees no roles in it, so the upstream must not see any either).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
-        let values = self.header_values.get_or_init(|| {
-            let mut values: Vec<(String, Option<http::HeaderValue>)> = self
-                .claims
-                .iter()
-                .filter(|(_, v)| !matches!(v, Value::Null | Value::Object(_)))
-                .map(|(k, v)| {
-                    let text = header_text(k, v);
-                    let value = text.and_then(|t| http::HeaderValue::from_bytes(t.as_bytes()).ok());
-                    (k.clone(), value)
-                })
-                .collect();
-            values.sort_by(|a, b| a.0.cmp(&b.0));
-            values
-        });
-        match values.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            Err(_) => ClaimHeader::Absent,
-            Ok(i) => match &values[i].1 {
-                Some(value) => ClaimHeader::Value(value),
-                None => ClaimHeader::Unrepresentable,
-            },
+        use crate::claim_headers::Rendered;
+        let rendered = self
+            .header_values
+            .get_or_render(name, || match self.claims.get(name) {
+                None | Some(Value::Null | Value::Object(_)) => Rendered::Absent,
+                Some(value) => header_text(name, value)
+                    .and_then(|text| http::HeaderValue::from_bytes(text.as_bytes()).ok())
+                    .map_or(Rendered::Unrepresentable, Rendered::Value),
+            });
+        match rendered {
+            Rendered::Absent => ClaimHeader::Absent,
+            Rendered::Value(value) => ClaimHeader::Value(value),
+            Rendered::Unrepresentable => ClaimHeader::Unrepresentable,
         }
     }
 
