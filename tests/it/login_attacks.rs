@@ -4,13 +4,12 @@
 //! and RFC 6749/6819/9207/9700 would try it, against the provider the tests play
 //! ([`super::fake_oidc`]).
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
 
+use super::app_login::{ann, params, Answer, Browser};
 use super::fake_oidc::{Provider, CLIENT_ID, CLIENT_SECRET};
 use super::kit::*;
 
@@ -44,81 +43,9 @@ identityProviders:
     })
 }
 
-/// An answer: status, `Location`, every `Set-Cookie`, body.
-struct Answer {
-    status: u16,
-    location: String,
-    set_cookies: Vec<String>,
-    body: String,
-}
-
-impl Answer {
-    fn code(&self) -> Value {
-        let body: Value = serde_json::from_str(&self.body).unwrap_or(Value::Null);
-        body["generalErrors"][0]["code"].clone()
-    }
-
-    fn cookie(&self, name: &str) -> Option<&String> {
-        (self.set_cookies.iter()).find(|c| c.starts_with(&format!("{name}=")))
-    }
-}
-
-/// A client that keeps cookies by name, as a browser on one site does.
-#[derive(Default, Clone)]
-struct Browser {
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn send(&mut self, request: RequestBuilder) -> Answer {
-        let line: Vec<String> = (self.cookies.iter())
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let request = if line.is_empty() {
-            request
-        } else {
-            request.header("Cookie", line.join("; "))
-        };
-        let response = request.send().expect("send");
-        let status = response.status().as_u16();
-        let location = (response.headers().get("location"))
-            .map(|v| v.to_str().expect("ascii").to_string())
-            .unwrap_or_default();
-        let set_cookies: Vec<String> = (response.headers().get_all("set-cookie").iter())
-            .map(|v| v.to_str().expect("ascii").to_string())
-            .collect();
-        for cookie in &set_cookies {
-            let pair = cookie.split(';').next().unwrap_or_default();
-            let (name, value) = pair.split_once('=').expect("a cookie");
-            if cookie.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_string(), value.to_string());
-            }
-        }
-        let body = response.text().unwrap_or_default();
-        Answer {
-            status,
-            location,
-            set_cookies,
-            body,
-        }
-    }
-
-    /// A navigation to `url` (Accept: text/html).
-    fn open(&mut self, url: &str) -> Answer {
-        self.send(client().get(url).header("Accept", "text/html,*/*;q=0.8"))
-    }
-}
-
-/// The query parameters of a URL (the last value of each name).
-fn params(url: &str) -> HashMap<String, String> {
-    let parsed = reqwest::Url::parse(url).expect("url");
-    parsed.query_pairs().into_owned().collect()
-}
-
-fn ann() -> Value {
-    json!({"sub": "sso-ann", "email": "ann@example.com", "email_verified": true})
+/// The code of an answer's first general error.
+fn error_code(answer: &Answer) -> Value {
+    answer.json()["generalErrors"][0]["code"].clone()
 }
 
 /// Starts a login in `browser` and returns the provider's redirect back (the callback URL).
@@ -167,7 +94,7 @@ fn repeated_parameters_are_refused_not_guessed() {
             .clone()
             .open(&gw.url(&format!("/app/callback?{twice}")));
         assert_eq!(answer.status, 400, "{twice}: {}", answer.body);
-        assert_eq!(answer.code(), "[AmbiguousRequest]", "{twice}");
+        assert_eq!(error_code(&answer), "[AmbiguousRequest]", "{twice}");
         assert!(answer.cookie("access_token").is_none());
     }
     // The login, the logout and the refresh: two targets, two hints, two applications.
@@ -179,7 +106,7 @@ fn repeated_parameters_are_refused_not_guessed() {
     ] {
         let answer = Browser::default().open(&gw.url(&twice));
         assert_eq!(answer.status, 400, "{twice}: {}", answer.body);
-        assert_eq!(answer.code(), "[AmbiguousRequest]", "{twice}");
+        assert_eq!(error_code(&answer), "[AmbiguousRequest]", "{twice}");
     }
     let refresh = client()
         .post(gw.url(&format!("/app/refresh?client_id={APP}&client_id={APP}")))
@@ -204,7 +131,7 @@ fn a_stale_tab_or_a_stray_callback_leaves_the_newest_login_intact() {
     // The first tab comes back: refused cleanly, and the second tab's login is kept.
     let stale = browser.open(&first);
     assert_eq!(stale.status, 400, "{}", stale.body);
-    assert_eq!(stale.code(), "[InvalidState]");
+    assert_eq!(error_code(&stale), "[InvalidState]");
     assert!(stale.cookie("gatehouse_login").is_none(), "kept");
     // A callback an attacker makes the browser open does not cancel the login either.
     let stray = browser.open(&gw.url("/app/callback?state=forged&code=attackers-code"));
@@ -237,7 +164,7 @@ fn an_iss_the_provider_promises_must_be_sent() {
     ));
     let answer = browser.clone().open(&without);
     assert_eq!(answer.status, 400, "{}", answer.body);
-    assert_eq!(answer.code(), "[InvalidIssuer]");
+    assert_eq!(error_code(&answer), "[InvalidIssuer]");
     assert!(answer.cookie("access_token").is_none());
 }
 
@@ -338,7 +265,7 @@ fn same_site_pages_cannot_log_out_or_refresh() {
             .header("Referer", "https://blog.127.0.0.1.example/"),
     );
     assert_eq!(logout.status, 403, "{}", logout.body);
-    assert_eq!(logout.code(), "[CrossSiteRequest]");
+    assert_eq!(error_code(&logout), "[CrossSiteRequest]");
     let refresh = browser.send(
         client()
             .post(gw.url(&format!("/app/refresh/{APP}")))

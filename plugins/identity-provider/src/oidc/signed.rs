@@ -63,11 +63,12 @@ pub fn verify_hmac(token: &str, secret: &str) -> Result<Map<String, Value>, &'st
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn sign(alg: &str, claims: &Value, secret: &[u8]) -> String {
+    /// A compact JWS of `claims` signed with `alg` (an HMAC) under `secret`.
+    pub(crate) fn sign(alg: &str, claims: &Value, secret: &[u8]) -> String {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let family = match alg {

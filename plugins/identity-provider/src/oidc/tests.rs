@@ -500,23 +500,7 @@ fn an_id_token_is_a_compact_jws() {
 
 /// A compact JWS of `claims` signed with `alg` (an HMAC) under `secret`.
 fn hmac_signed(alg: &str, claims: &Value, secret: &[u8]) -> String {
-    use aws_lc_rs::hmac;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let family = match alg {
-        "HS384" => hmac::HMAC_SHA384,
-        "HS512" => hmac::HMAC_SHA512,
-        _ => hmac::HMAC_SHA256,
-    };
-    let tag = hmac::sign(
-        &hmac::Key::new(family, secret),
-        format!("{header}.{payload}").as_bytes(),
-    );
-    format!(
-        "{header}.{payload}.{}",
-        URL_SAFE_NO_PAD.encode(tag.as_ref())
-    )
+    super::signed::tests::sign(alg, claims, secret)
 }
 
 /// A provider whose token endpoint returns `id_token` and whose userinfo endpoint answers
