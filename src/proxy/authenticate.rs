@@ -159,7 +159,8 @@ impl Gateway {
                 // from one that came after it.
                 let arrived = ctx.started.unwrap_or_else(Instant::now);
                 let client = self.judged_client_address(session, ctx);
-                self.refresh_for_route(route, value, still_valid, arrived, client)
+                // Boxed: the request's future, which every request carries, stays small.
+                Box::pin(self.refresh_for_route(route, value, still_valid, arrived, client))
                     .await?
             }
             Err(_) => Some(Err(RefreshError::NotFound)),

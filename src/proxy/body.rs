@@ -126,9 +126,9 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         if session.req_header().headers.contains_key(TRANSFER_ENCODING) {
-            ctx.held_body =
-                HeldBody::prefetch(session, self.settings.max_body_bytes, &mut ctx.body_bytes)
-                    .await?;
+            let prefetch =
+                HeldBody::prefetch(session, self.settings.max_body_bytes, &mut ctx.body_bytes);
+            ctx.held_body = Box::pin(prefetch).await?;
         }
         Ok(())
     }

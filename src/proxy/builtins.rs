@@ -27,7 +27,7 @@ impl Gateway {
         let path = canonical_path_of(session, ctx);
         if path == "/health" {
             (ctx.outcome, ctx.builtin) = (Some(access::HEALTH), Some(access::HEALTH_ROUTE));
-            self.serve_health(session).await?;
+            Box::pin(self.serve_health(session)).await?;
             return Ok(true);
         }
         let method = &session.req_header().method;
@@ -41,14 +41,13 @@ impl Gateway {
                 let path = path.to_string();
                 (ctx.outcome, ctx.builtin) = (Some(access::API), Some(plugin.name()));
                 let (plugin, spec) = (plugin.clone(), spec.clone());
-                self.serve_plugin(session, plugin, spec, path, params)
-                    .await?;
+                Box::pin(self.serve_plugin(session, plugin, spec, path, params)).await?;
                 return Ok(true);
             }
             RouteMatch::MethodNotAllowed => GatewayError::MethodNotAllowed(method.clone()),
             RouteMatch::UnknownApiPath => GatewayError::UnknownApiPath,
         };
-        self.deny(session, ctx, refusal).await?;
+        Box::pin(self.deny(session, ctx, refusal)).await?;
         Ok(true)
     }
 

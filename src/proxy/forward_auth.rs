@@ -142,14 +142,15 @@ impl Gateway {
         let Some(under) = decision_form(&endpoint.path, raw_target, canonical) else {
             return Ok(false);
         };
-        match self.judge(session, ctx, under).await {
+        // Boxed: a proxied request awaits this future inline, and never these.
+        match Box::pin(self.judge(session, ctx, under)).await {
             Ok(()) => {
                 self.allowed_requests.inc();
                 ctx.outcome = Some(access::ALLOWED);
-                self.allow(session, ctx).await?;
+                Box::pin(self.allow(session, ctx)).await?;
                 Ok(true)
             }
-            Err(error) => self.refuse(session, ctx, error).await,
+            Err(error) => Box::pin(self.refuse(session, ctx, error)).await,
         }
     }
 

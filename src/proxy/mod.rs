@@ -248,8 +248,10 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<bool> {
+        // The rare paths' futures (a refusal's answer, below and in the steps) are boxed where
+        // they are awaited: this future, which the engine boxes for every request, stays small.
         if let Err(error) = self.read_request(session, ctx) {
-            return self.refuse(session, ctx, error).await;
+            return Box::pin(self.refuse(session, ctx, error)).await;
         }
         if self.serve_forward_auth(session, ctx).await? {
             return Ok(true);
@@ -258,7 +260,7 @@ impl Gateway {
             return Ok(true);
         }
         if let Err(error) = self.admit(session, ctx).await {
-            return self.refuse(session, ctx, error).await;
+            return Box::pin(self.refuse(session, ctx, error)).await;
         }
         self.hold_chunked_body(session, ctx).await?;
         self.allowed_requests.inc();
