@@ -160,8 +160,7 @@ impl Gateway {
                 let arrived = ctx.started.unwrap_or_else(Instant::now);
                 let client = self.judged_client_address(session, ctx);
                 // Boxed: the request's future, which every request carries, stays small.
-                Box::pin(self.refresh_for_route(route, value, still_valid, arrived, client))
-                    .await?
+                Box::pin(self.refresh_for_route(route, value, still_valid, arrived, client)).await?
             }
             Err(_) => Some(Err(RefreshError::NotFound)),
         };

@@ -401,8 +401,8 @@ pub struct Gateway {
     allowed_durations: Vec<prometheus::Histogram>,
     upstream_durations: Vec<prometheus::Histogram>,
     /// Every identity header any route sets, and the client headers no upstream gets (see
-    /// [`upstream::controlled_headers`]): stripped from every client request, sorted by name.
-    controlled_headers: Vec<http::HeaderName>,
+    /// [`upstream::ControlledHeaders`]): stripped from every client request.
+    controlled_headers: upstream::ControlledHeaders,
     /// Every identity header any route sets, sorted by name: an allowed forward-auth decision
     /// carries each of them (see [`forward_auth`]).
     identity_names: Vec<http::HeaderName>,
@@ -428,7 +428,7 @@ impl Gateway {
         settings: ProxySettings,
         api: Arc<ApiExecutor>,
     ) -> Self {
-        let controlled_headers = upstream::controlled_headers(&routes);
+        let controlled_headers = upstream::ControlledHeaders::of(&routes);
         let identity_names = upstream::identity_names(&routes);
         let decision_proxies = settings
             .forward_auth

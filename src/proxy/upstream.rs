@@ -10,11 +10,13 @@
 //! ([`keep_websocket_upgrade_only`]), and a `101` the client did not ask for is an upstream
 //! failure ([`check_switch`]).
 
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use gatehouse_plugin_api::credentials::bearer_token;
 use gatehouse_plugin_api::ClaimHeader;
-use http::header::{HeaderName, AUTHORIZATION, COOKIE, HOST, TE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST, TE, UPGRADE};
 use pingora::prelude::*;
 use pingora::protocols::ALPN;
 use pingora::proxy::Session;
@@ -146,12 +148,13 @@ impl Gateway {
         upstream_request: &mut RequestHeader,
     ) -> Result<()> {
         if let Some(address) = self.client_address(session) {
-            upstream_request.insert_header("X-Forwarded-For", address.to_string())?;
+            upstream_request.insert_header("X-Forwarded-For", forwarded_for(address))?;
         }
-        upstream_request.insert_header(
-            "X-Forwarded-Proto",
-            if self.settings.tls { "https" } else { "http" },
-        )?;
+        let scheme = match self.settings.tls {
+            true => HeaderValue::from_static("https"),
+            false => HeaderValue::from_static("http"),
+        };
+        upstream_request.insert_header("X-Forwarded-Proto", scheme)?;
         Ok(())
     }
 
@@ -202,17 +205,88 @@ pub(super) fn identity_names(routes: &RouteTable) -> Vec<HeaderName> {
     names
 }
 
-/// Every client header no upstream gets from the client, sorted by name for
-/// [`strip_client_headers`]: each identity header any route sets, and the [`RESERVED_HEADERS`].
-pub(super) fn controlled_headers(routes: &RouteTable) -> Vec<HeaderName> {
-    let mut controlled: Vec<HeaderName> = routes
-        .iter()
-        .flat_map(|r| r.identity_headers.iter().map(|h| h.name.clone()))
-        .chain(RESERVED_HEADERS.iter().map(|h| HeaderName::from_static(h)))
-        .collect();
-    controlled.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    controlled.dedup();
-    controlled
+/// Every client header no upstream gets from the client (see [`strip_client_headers`]): each
+/// identity header any route sets, and the [`RESERVED_HEADERS`].
+pub(super) struct ControlledHeaders {
+    /// The names, sorted.
+    names: Vec<HeaderName>,
+    /// A filter over the names: the bit of [`ControlledHeaders::bit`] is set for each, so a
+    /// name whose bit is clear (most of a request's headers) is not looked up at all.
+    filter: [u64; 4],
+}
+
+impl ControlledHeaders {
+    /// The controlled headers of `routes`.
+    pub(super) fn of(routes: &RouteTable) -> ControlledHeaders {
+        Self::with_identity_headers(
+            routes
+                .iter()
+                .flat_map(|r| r.identity_headers.iter().map(|h| h.name.clone())),
+        )
+    }
+
+    /// The [`RESERVED_HEADERS`] and these identity headers.
+    fn with_identity_headers(identity: impl Iterator<Item = HeaderName>) -> ControlledHeaders {
+        let mut names: Vec<HeaderName> = identity
+            .chain(RESERVED_HEADERS.iter().map(|h| HeaderName::from_static(h)))
+            .collect();
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        let mut filter = [0u64; 4];
+        for name in &names {
+            let bit = Self::bit(name);
+            filter[bit / 64] |= 1 << (bit % 64);
+        }
+        ControlledHeaders { names, filter }
+    }
+
+    /// The filter bit of `name` (0–255), from its length and its last byte.
+    fn bit(name: &HeaderName) -> usize {
+        let name = name.as_str().as_bytes();
+        let last = name.last().copied().unwrap_or(0);
+        usize::from((name.len() as u8).wrapping_mul(31).wrapping_add(last))
+    }
+
+    /// True when `name` is controlled.
+    pub(super) fn contains(&self, name: &HeaderName) -> bool {
+        let bit = Self::bit(name);
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0
+            && self
+                .names
+                .binary_search_by(|c| c.as_str().cmp(name.as_str()))
+                .is_ok()
+    }
+}
+
+/// The `X-Forwarded-For` value of `address`: its text, rendered once for a run of requests from
+/// the same client on this thread (a keep-alive connection's requests) and then shared.
+fn forwarded_for(address: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((seen, value)) if *seen == address => value.clone(),
+            _ => {
+                let value = render_address(address);
+                *last = Some((address, value.clone()));
+                value
+            }
+        }
+    })
+}
+
+/// `address` as text (`Display`), as a header value, formatted without a `String`.
+fn render_address(address: IpAddr) -> HeaderValue {
+    use std::io::Write;
+    // The longest text of an address: an IPv6 address with an embedded IPv4 one.
+    let mut buffer = [0u8; 45];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    let _ = write!(cursor, "{address}");
+    let written = usize::try_from(cursor.position()).unwrap_or(0);
+    // Digits, `.`, `:` and hex letters only: always a valid header value.
+    HeaderValue::from_bytes(&buffer[..written]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// How many requests share one connection to an HTTP/2 upstream before another is opened.
@@ -253,12 +327,17 @@ pub(super) fn asks_for_websocket(headers: &http::HeaderMap) -> bool {
 /// request: an h2c tunnel would carry further requests to any path, none judged (h2c
 /// smuggling).
 pub(super) fn keep_websocket_upgrade_only(request: &mut RequestHeader) -> Result<()> {
-    if asks_for_websocket(&request.headers) {
-        request.insert_header(http::header::UPGRADE, "websocket")?;
-    } else {
-        request.remove_header(&http::header::UPGRADE);
+    if request.headers.contains_key(UPGRADE) {
+        if asks_for_websocket(&request.headers) {
+            request.insert_header(UPGRADE, HeaderValue::from_static("websocket"))?;
+        } else {
+            request.remove_header(&UPGRADE);
+        }
     }
-    request.remove_header("HTTP2-Settings");
+    let http2_settings = HeaderName::from_static("http2-settings");
+    if request.headers.contains_key(&http2_settings) {
+        request.remove_header(&http2_settings);
+    }
     Ok(())
 }
 
@@ -334,17 +413,12 @@ fn is_unconventional_name(name: &HeaderName) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Removes the client headers that never pass: the gateway's own (`controlled`, sorted by
-/// name) and every name that is not made of letters, digits and `-` (see
-/// [`is_unconventional_name`]; nginx drops names with `_` by default, `underscores_in_headers
-/// off`). One pass over the request's headers; nothing is allocated when none is present.
-pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &[HeaderName]) {
-    let doomed = |name: &HeaderName| {
-        is_unconventional_name(name)
-            || controlled
-                .binary_search_by(|c| c.as_str().cmp(name.as_str()))
-                .is_ok()
-    };
+/// Removes the client headers that never pass: the gateway's own (`controlled`) and every
+/// name that is not made of letters, digits and `-` (see [`is_unconventional_name`]; nginx
+/// drops names with `_` by default, `underscores_in_headers off`). One pass over the
+/// request's headers; nothing is allocated when none is present.
+pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &ControlledHeaders) {
+    let doomed = |name: &HeaderName| is_unconventional_name(name) || controlled.contains(name);
     if !request.headers.keys().any(doomed) {
         return;
     }
@@ -419,6 +493,102 @@ mod tests {
         assert!(!asks_for_websocket(
             &request(&[("Upgrade", "websocket")]).headers
         ));
+    }
+
+    #[test]
+    fn an_h2c_upgrade_s_settings_are_removed_even_without_its_upgrade() {
+        let mut settings = request(&[("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")]);
+        keep_websocket_upgrade_only(&mut settings).expect("removed");
+        assert!(settings.headers.get("http2-settings").is_none());
+        let mut plain = request(&[("Accept", "*/*")]);
+        keep_websocket_upgrade_only(&mut plain).expect("kept");
+        assert_eq!(plain.headers.len(), 1);
+        let mut wire = Vec::new();
+        plain.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"Accept: */*\r\n");
+    }
+
+    #[test]
+    fn an_address_is_rendered_as_its_display_form_and_reused_only_for_itself() {
+        let addresses: Vec<IpAddr> = [
+            "127.0.0.1",
+            "198.51.100.7",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.128",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "0.0.0.0",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("address"))
+        .collect();
+        for address in &addresses {
+            assert_eq!(render_address(*address), address.to_string().as_str());
+        }
+        // The same address twice in a row, then others, then back: always its own text.
+        for address in addresses.iter().chain(addresses.iter().rev()) {
+            assert_eq!(forwarded_for(*address), address.to_string().as_str());
+            assert_eq!(forwarded_for(*address), address.to_string().as_str());
+        }
+    }
+
+    #[test]
+    fn controlled_headers_are_found_exactly() {
+        let identity = [
+            "x-user-id",
+            "x-user-roles",
+            "x-tenant",
+            "a",
+            "x-verylongidentityheadername-of-more-than-sixty-four-bytes-in-all",
+        ];
+        let controlled = ControlledHeaders::with_identity_headers(
+            identity.iter().map(|n| HeaderName::from_static(n)),
+        );
+        let mut names: Vec<&str> = identity.to_vec();
+        names.extend(RESERVED_HEADERS);
+        for name in &names {
+            assert!(
+                controlled.contains(&HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+        let others = [
+            "host",
+            "accept",
+            "accept-encoding",
+            "authorization",
+            "content-length",
+            "content-type",
+            "cookie",
+            "user-agent",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-user-i",
+            "x-user-idd",
+            "b",
+            "x-real-ipx",
+            "forwarde",
+            "te",
+            "upgrade",
+        ];
+        for name in others {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            assert!(!controlled.contains(&name), "{name}");
+        }
+        // Every name that differs from a controlled one in a byte: never taken for it.
+        for name in &names {
+            for i in 0..name.len() {
+                let mut near = name.as_bytes().to_vec();
+                near[i] = if near[i] == b'z' { b'y' } else { b'z' };
+                let near = HeaderName::from_bytes(&near).expect("name");
+                assert_eq!(
+                    controlled.contains(&near),
+                    names.contains(&near.as_str()),
+                    "{near}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -508,6 +508,48 @@ fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
     );
 }
 
+/// The upstream's header block, byte for byte: header names in the client's case and order,
+/// controlled and unconventional names dropped, the unverified credential and a non-WebSocket
+/// upgrade removed, `X-Forwarded-For` and `X-Forwarded-Proto` replaced by the gateway's.
+#[test]
+fn the_upstream_receives_exactly_this_header_block() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    let headers = [
+        "User-Agent: Case-Kept/1.0",
+        "x-forwarded-for: 203.0.113.9",
+        "X-Real-IP: 203.0.113.9",
+        "Authorization: Basic dXNlcjpwYXNz",
+        "X_User_Id: spoofed",
+        "X-User-Id: spoofed",
+        "Upgrade: h2c",
+        "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+        "ACCEPT: */*",
+        "X-Forwarded-Proto: ftp",
+        "x-request-id: Kept",
+    ];
+    let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+    for _ in 0..2 {
+        let (status, response) = get(&gw, "/public/a?b=c", &headers);
+        assert_eq!(status, 200, "{response}");
+        let head = raw_body(&response)["head"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            head,
+            "GET /public/a?b=c HTTP/1.1\r\n\
+             Host: 127.0.0.1\r\n\
+             User-Agent: Case-Kept/1.0\r\n\
+             X-Forwarded-For: 127.0.0.1\r\n\
+             ACCEPT: */*\r\n\
+             x-request-id: Kept\r\n\
+             X-Forwarded-Proto: http",
+            "{response}"
+        );
+    }
+}
+
 /// A token signed with the RS256 test key, with this header.
 fn token_with_header(gw: &TestGateway, header: Value, claims: &Value) -> String {
     use base64::Engine;

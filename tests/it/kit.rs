@@ -729,7 +729,8 @@ pub fn fusionauth_python() -> PathBuf {
 
 /// An upstream that records the request target of every request it receives and answers 200
 /// with it and with the path a typical web framework would serve for it
-/// ([`framework_path`]), as JSON: `{"target": …, "served": …, "headers": {…}}`.
+/// ([`framework_path`]), as JSON: `{"target": …, "served": …, "headers": {…}, "head": …}`
+/// (`head`: the header block as received, request line and header lines, byte for byte).
 pub struct RecordingUpstream {
     pub port: u16,
     targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -803,8 +804,13 @@ fn serve_recorded(mut stream: std::net::TcpStream, seen: &std::sync::Mutex<Vec<S
         }
         buffer.drain(..(end + 4 + length).min(buffer.len()));
         seen.lock().expect("lock").push(target.clone());
-        let body = json!({"target": target, "served": framework_path(&target), "headers": headers})
-            .to_string();
+        let body = json!({
+            "target": target,
+            "served": framework_path(&target),
+            "headers": headers,
+            "head": head,
+        })
+        .to_string();
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
