@@ -24,6 +24,9 @@ const MAX_LABEL_LENGTH: usize = 63;
 /// no allocation), the canonical form when it is another spelling of a host, and `None` when it
 /// is not a host at all or has no single reading.
 pub fn canonical_authority(authority: &str, default_port: u16) -> Option<Cow<'_, str>> {
+    if is_plainly_canonical(authority.as_bytes(), default_port) {
+        return Some(Cow::Borrowed(authority));
+    }
     let (name_as_sent, port_text) = split_authority(authority)?;
     let port = match port_text {
         None => None,
@@ -43,6 +46,70 @@ pub fn canonical_authority(authority: &str, default_port: u16) -> Option<Cow<'_,
         Some(port) => format!("{name}:{port}"),
         None => name.into_owned(),
     }))
+}
+
+/// The common case in one scan, without allocating: true when `authority` is a lower-case host
+/// name whose last label is not numeric, or a dotted-decimal IPv4 address in its one spelling,
+/// with no port or a port other than `default_port` written without leading zeros — what
+/// [`canonical_authority`] would return unchanged. False means only that the full reading must
+/// decide.
+fn is_plainly_canonical(authority: &[u8], default_port: u16) -> bool {
+    let (name, port) = match authority.iter().position(|&b| b == b':') {
+        Some(colon) => (&authority[..colon], Some(&authority[colon + 1..])),
+        None => (authority, None),
+    };
+    if let Some(port) = port {
+        let digits_only = port.iter().all(u8::is_ascii_digit);
+        if !(1..=5).contains(&port.len()) || !digits_only || port[0] == b'0' {
+            return false;
+        }
+        let value = port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+        if value > u32::from(u16::MAX) || value == u32::from(default_port) {
+            return false;
+        }
+    }
+    // A trailing dot is another spelling of the name: the full reading drops it.
+    if name.is_empty() || name.len() > MAX_NAME_LENGTH || name.ends_with(b".") {
+        return false;
+    }
+    // Per label: its length, whether it is all digits, and its value as a number.
+    let (mut labels, mut length, mut digits, mut value) = (0, 0, true, 0u32);
+    let mut octets_valid = true;
+    for (i, &byte) in name.iter().enumerate() {
+        match byte {
+            b'a'..=b'z' | b'-' | b'_' => digits = false,
+            b'0'..=b'9' => {
+                value = value
+                    .saturating_mul(10)
+                    .saturating_add(u32::from(byte - b'0'))
+            }
+            b'.' => {}
+            _ => return false,
+        }
+        if byte != b'.' {
+            length += 1;
+        }
+        if byte == b'.' || i + 1 == name.len() {
+            if !(1..=MAX_LABEL_LENGTH).contains(&length) {
+                return false;
+            }
+            let leading_zero =
+                length > 1 && name[i + 1 - length - usize::from(byte == b'.')] == b'0';
+            octets_valid &= digits && value <= 255 && !leading_zero;
+            labels += 1;
+            if byte == b'.' {
+                (length, digits, value) = (0, true, 0);
+            }
+        }
+    }
+    // A numeric last label makes the name an IPv4 address to URL parsers: then it must be one,
+    // in its one spelling. A last label such as `0x7f` is left to the full reading.
+    let last_numeric = digits;
+    let last = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
+    if last.len() > 1 && last[0] == b'0' && matches!(last[1], b'x' | b'X') {
+        return false;
+    }
+    !last_numeric || (labels == 4 && octets_valid)
 }
 
 /// The authority of an absolute-form `http` or `https` request target
@@ -261,6 +328,103 @@ mod tests {
         assert_eq!(one(&["a.example", "a.example"], None), Err(()));
         assert_eq!(one(&["a..example"], None), Err(()));
         assert_eq!(one(&[], None), Err(()));
+    }
+
+    /// Whatever the fast path takes as canonical, the full reading returns unchanged: over
+    /// the spellings of these tests and every string of up to 4 characters from an alphabet of
+    /// the bytes that matter, with and without ports.
+    #[test]
+    fn the_one_scan_agrees_with_the_full_reading() {
+        let alphabet = [
+            "a", "Z", "0", "1", "9", "2", "5", ".", "-", "_", "x", ":", "[", " ",
+        ];
+        let mut samples: Vec<String> = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = samples
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            samples.extend(longer);
+        }
+        samples.sort();
+        samples.dedup();
+        let spelled = [
+            "admin.example",
+            "admin.example.",
+            "ADMIN.Example",
+            "127.0.0.1",
+            "127.0.0.1:9011",
+            "127.000.0.1",
+            "0x7f.1",
+            "0x7f",
+            "2130706433",
+            "1.2.3.256",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "256.1.1.1",
+            "1.2.3",
+            "a.1",
+            "a.b.c.1",
+            "example.com:0",
+            "example.com:65535",
+            "example.com:65536",
+            "example.com:080",
+            "example.com:80",
+            "example.com:443",
+            "my_host.internal",
+            "a..b",
+            ".a",
+            "a.",
+            "10.0.0.1:8080",
+            "0.0.0.0",
+            "x:1:2",
+            "[::1]:8080",
+            "0.0.0.00",
+            "0.0.0.0:1",
+            "1.1.1.1.",
+            "a-b.c-d:1",
+        ];
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = format!("{}a", "a.".repeat(127));
+        let mut checked = 0;
+        for sample in samples
+            .iter()
+            .map(String::as_str)
+            .chain(spelled)
+            .chain([long_label.as_str(), long_name.as_str()])
+        {
+            for authority in [
+                sample.to_string(),
+                format!("{sample}:8080"),
+                format!("{sample}:80"),
+            ] {
+                for default_port in [80, 443] {
+                    let full = canonical_authority_read_in_full(&authority, default_port);
+                    if is_plainly_canonical(authority.as_bytes(), default_port) {
+                        checked += 1;
+                        assert_eq!(full.as_deref(), Some(authority.as_str()), "{authority:?}");
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        assert!(is_plainly_canonical(b"127.0.0.1:9011", 80));
+        assert!(is_plainly_canonical(b"admin.example", 443));
+        assert!(!is_plainly_canonical(b"Admin.example", 443));
+    }
+
+    /// [`canonical_authority`] without its fast path.
+    fn canonical_authority_read_in_full(authority: &str, default_port: u16) -> Option<String> {
+        let (name_as_sent, port_text) = split_authority(authority)?;
+        let port = match port_text {
+            None => None,
+            Some(text) => Some(parse_port(text)?),
+        };
+        let name = canonical_name(name_as_sent)?;
+        Some(match port.filter(|p| *p != default_port) {
+            Some(port) => format!("{name}:{port}"),
+            None => name.into_owned(),
+        })
     }
 
     #[test]
