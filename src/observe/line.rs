@@ -11,7 +11,6 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::Write as _;
 
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -59,7 +58,8 @@ pub fn write_info(target: &str, message: &'static str, fields: &[(&str, Value<'_
     written.is_ok()
 }
 
-/// Formats the line into `line` (cleared first) and writes it to stderr in one call.
+/// Formats the line into `line` (cleared first) and hands it whole to the thread's buffer of
+/// lines ([`super::sink`]), which writes it to stderr.
 fn write_line(
     line: &mut String,
     format: LogFormat,
@@ -80,8 +80,8 @@ fn write_line(
             let _ = writeln!(line, "{json}");
         }
     }
-    // As the subscriber's writer: one write of the whole line, an error ignored.
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    // Whole, into this thread's buffer (see `sink`): many lines to one write.
+    super::sink::push(line.as_bytes());
 }
 
 /// The current time as the subscriber writes it (RFC 3339, UTC, microseconds).
