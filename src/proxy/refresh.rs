@@ -144,13 +144,11 @@ impl Refresher {
         crate::observe::poison::lock_or_take_over(&self.in_flight, "refresh in-flight map")
     }
 
-    /// True when `value` is known to be a live refresh token of another application than
-    /// `application` (or of none), from an exchange for a route that found it so within the
-    /// last 5 minutes: no store read. The application of a value never changes.
-    fn known_for_other_application(&self, value: &str, application: Uuid) -> bool {
-        self.applications
-            .get(value)
-            .is_some_and(|holder| holder != Some(application))
+    /// The application of `value` (`Some(None)`: none) when an exchange for a route refused it
+    /// as another application's within the last 5 minutes: no store read. The application of
+    /// a value never changes.
+    fn known_holder(&self, value: &str) -> Option<Option<Uuid>> {
+        self.applications.get(value)
     }
 
     /// Remembers that the answer to a rotation that retired `value` never reached its client:
@@ -189,8 +187,8 @@ impl Refresher {
                 .filter(|app| holder != Some(*app))
                 .map(|_| RefreshError::OtherApplication(holder))
         };
-        if application.is_some_and(|app| self.known_for_other_application(value, app)) {
-            return Err(RefreshError::OtherApplication(None));
+        if let Some(other) = self.known_holder(value).and_then(&other) {
+            return Err(other);
         }
         if let Some(recent) = self.recent.get(value) {
             if let Some(other) = other(recent.outcome.application_id) {
