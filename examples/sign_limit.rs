@@ -1,7 +1,8 @@
 //! The signing-bound limit of a transparent refresh, for the benchmarks only: one thread signs
 //! the claims an access token issued by a refresh carries (the same claim set, in the same
-//! order, as the token service builds), with the gateway's own key code (`SigningKey`, the same
-//! JWT crate and aws-lc backend), as fast as it can for a fixed time. A refresh through the proxy
+//! order, as the token service builds), with the gateway's own key code (`SigningKey::sign`: the
+//! aws-lc key parsed once at load and the header encoded once, as the gateway signs), as fast as
+//! it can for a fixed time. A refresh through the proxy
 //! also writes the store, so its rate over this one is what everything but the signature costs.
 //! Not part of the product; `bench/compare.sh` runs it.
 //!

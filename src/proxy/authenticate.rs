@@ -160,7 +160,7 @@ impl Gateway {
                 let arrived = ctx.started.unwrap_or_else(Instant::now);
                 let client = self.judged_client_address(session, ctx);
                 // Boxed: the request's future, which every request carries, stays small.
-                Box::pin(self.refresh_for_route(route, value, still_valid, arrived, client)).await?
+                Box::pin(self.refresh_for_route(route, value, arrived, client)).await
             }
             Err(_) => Some(Err(RefreshError::NotFound)),
         };
@@ -197,37 +197,27 @@ impl Gateway {
 
     /// Exchanges `value` for a request on `route`, unless it is another application's refresh
     /// token: exchanging that here would use it up (one-time use) for a token this route
-    /// refuses, logging its owner out. `Ok(None)` leaves the token alone; a store that cannot
-    /// say is a 503 unless the access token is `still_valid` (then `Ok(None)`). `client` is
-    /// recorded on the refresh token.
+    /// refuses, logging its owner out. `None` leaves the token alone; a store that cannot say
+    /// is the outcome's store error (a 503 unless the access token is still valid).
+    /// `client` is recorded on the refresh token. One store read decides both (see
+    /// [`super::refresh::Refresher::refresh`]).
     async fn refresh_for_route(
         &self,
         route: &Route,
         value: &str,
-        still_valid: bool,
         arrived: Instant,
         client: Option<std::net::IpAddr>,
-    ) -> Result<Option<RefreshOutcome>, GatewayError> {
-        if let Some(application) = route.auth.application_id {
-            match self
-                .refresher
-                .is_for_other_application(value, application)
-                .await
-            {
-                Ok(false) => {}
-                Ok(true) => return Ok(None),
-                Err(_) if still_valid => return Ok(None),
-                Err(error) => {
-                    tracing::warn!(error = %error, "transparent refresh failed on the store");
-                    return Err(GatewayError::StoreUnavailable);
-                }
-            }
+    ) -> Option<RefreshOutcome> {
+        let client = client.map(|ip| ip.to_string());
+        let application = route.auth.application_id;
+        match self
+            .refresher
+            .refresh(value, client.as_deref(), arrived, application)
+            .await
+        {
+            Err(RefreshError::OtherApplication(_)) => None,
+            outcome => Some(outcome),
         }
-        Ok(Some(
-            self.refresher
-                .refresh(value, client.map(|ip| ip.to_string()).as_deref(), arrived)
-                .await,
-        ))
     }
 
     /// Applies the route's policy. `Ok(())` lets the request through, with `ctx.identity` set

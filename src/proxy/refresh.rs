@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_plugin_api::{
-    Clock, RotationLedger, Store, StoreError, TokenService, VerifiedClaims,
+use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService, VerifiedClaims};
+use gatehouse_refresh::{
+    exchange_refresh_token, exchange_refresh_token_for_application, RefreshEnv, RefreshError,
 };
-use gatehouse_refresh::{exchange_refresh_token, RefreshEnv, RefreshError};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -45,6 +45,8 @@ pub struct Refreshed {
     pub set_refresh_cookie: bool,
     /// The new token's verified claims.
     pub claims: Arc<VerifiedClaims>,
+    /// The refresh token's application (`None`: none).
+    pub application_id: Option<Uuid>,
 }
 
 type Shared = Arc<OnceCell<Result<Arc<Refreshed>, RefreshError>>>;
@@ -82,7 +84,8 @@ pub struct Refresher {
     rotations: Arc<RotationLedger>,
     /// Exchanges under way, shared with the refresher a reload replaces this one by.
     in_flight: Arc<Mutex<HashMap<String, Shared>>>,
-    /// The application of recently seen live refresh-token values (`None`: no application).
+    /// The application of live refresh-token values an exchange recently refused for another
+    /// route's application (`None`: no application).
     applications: moka::sync::Cache<String, Option<Uuid>>,
     /// Recent outcomes by the refresh token value presented, with the instant they lapse.
     recent: moka::sync::Cache<String, Recent>,
@@ -141,28 +144,11 @@ impl Refresher {
         crate::observe::poison::lock_or_take_over(&self.in_flight, "refresh in-flight map")
     }
 
-    /// True when `value` is a live refresh token of another application than `application`
-    /// (or of none): exchanging it for a route of `application` would consume it for a token
-    /// the route refuses. False for a value of `application`, and for a value the store does
-    /// not hold live (the exchange decides what it is). The application of a value never
-    /// changes, so it is remembered: a burst of requests reads the store once.
-    pub async fn is_for_other_application(
-        &self,
-        value: &str,
-        application: Uuid,
-    ) -> Result<bool, StoreError> {
-        let holder = match self.applications.get(value) {
-            Some(holder) => holder,
-            None => match self.store.find_refresh_token(value).await? {
-                Some(token) => {
-                    self.applications
-                        .insert(value.to_string(), token.application_id);
-                    token.application_id
-                }
-                None => return Ok(false),
-            },
-        };
-        Ok(holder != Some(application))
+    /// The application of `value` (`Some(None)`: none) when an exchange for a route refused it
+    /// as another application's within the last 5 minutes: no store read. The application of
+    /// a value never changes.
+    fn known_holder(&self, value: &str) -> Option<Option<Uuid>> {
+        self.applications.get(value)
     }
 
     /// Remembers that the answer to a rotation that retired `value` never reached its client:
@@ -182,14 +168,32 @@ impl Refresher {
     /// already running for it, or returns the outcome of one that completed after the request
     /// arrived (the two overlapped) or that the refresh rules still let it replay.
     /// `client_ip` is recorded on the token's device metadata.
+    ///
+    /// With an `application` (the route's), a live value of another application (or of none)
+    /// is not exchanged: exchanging it here would use it up (one-time use) for a token the
+    /// route refuses, logging its owner out. That is [`RefreshError::OtherApplication`],
+    /// decided on the exchange's one store read (or on an outcome or a read of the last 5
+    /// minutes), never counted as a refresh.
     pub async fn refresh(
         &self,
         value: &str,
         client_ip: Option<&str>,
         arrived: Instant,
+        application: Option<Uuid>,
     ) -> Result<Arc<Refreshed>, RefreshError> {
         let started = Instant::now();
+        let other = |holder: Option<Uuid>| {
+            application
+                .filter(|app| holder != Some(*app))
+                .map(|_| RefreshError::OtherApplication(holder))
+        };
+        if let Some(other) = self.known_holder(value).and_then(&other) {
+            return Err(other);
+        }
         if let Some(recent) = self.recent.get(value) {
+            if let Some(other) = other(recent.outcome.application_id) {
+                return Err(other);
+            }
             // Served only while its access token still verifies: a revocation since (of the
             // session, user or application) ends it at once.
             if recent.serves(arrived, started)
@@ -199,6 +203,44 @@ impl Refresher {
                 return Ok(recent.outcome);
             }
         }
+        // Ends: a round that ran no exchange for this request's application was run by a request
+        // that read the applications cache before the value's holder was recorded there, and
+        // there are only finitely many of those.
+        loop {
+            let (result, ran_here) = self.exchange_once(value, client_ip, application).await;
+            let result = match result {
+                Ok(refreshed) => match other(refreshed.application_id) {
+                    // Another route's exchange of a value of another application than this
+                    // route's: not for this request.
+                    Some(other) => return Err(other),
+                    None => Ok(refreshed),
+                },
+                // Not an exchange: refused for another route's application, and this route's
+                // is the value's (or this route has none): run this request's own.
+                Err(RefreshError::OtherApplication(holder)) if other(holder).is_none() => continue,
+                Err(RefreshError::OtherApplication(holder)) => {
+                    return Err(RefreshError::OtherApplication(holder))
+                }
+                Err(e) => Err(e),
+            };
+            let label = match (&result, ran_here) {
+                (Ok(_), true) => "done",
+                (Ok(_), false) => "coalesced",
+                (Err(_), _) => "failed",
+            };
+            self.count(label, started);
+            return result;
+        }
+    }
+
+    /// Runs the exchange of `value` for `application`, or joins the one in flight (which may be
+    /// another route's). Returns its result and whether it ran here.
+    async fn exchange_once(
+        &self,
+        value: &str,
+        client_ip: Option<&str>,
+        application: Option<Uuid>,
+    ) -> (Result<Arc<Refreshed>, RefreshError>, bool) {
         let cell = self
             .in_flight_map()
             .entry(value.to_string())
@@ -208,20 +250,14 @@ impl Refresher {
         let result = cell
             .get_or_init(|| {
                 ran_here = true;
-                self.exchange(value, client_ip)
+                self.exchange(value, client_ip, application)
             })
             .await
             .clone();
         if ran_here {
             self.in_flight_map().remove(value);
         }
-        let label = match (&result, ran_here) {
-            (Ok(_), true) => "done",
-            (Ok(_), false) => "coalesced",
-            (Err(_), _) => "failed",
-        };
-        self.count(label, started);
-        result
+        (result, ran_here)
     }
 
     /// Counts a refresh with its `outcome` and the time since `started`.
@@ -233,10 +269,13 @@ impl Refresher {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// One exchange of `value` (for a route of `application`, when given), its outcome kept
+    /// for the requests that overlap it.
     async fn exchange(
         &self,
         value: &str,
         client_ip: Option<&str>,
+        application: Option<Uuid>,
     ) -> Result<Arc<Refreshed>, RefreshError> {
         let env = RefreshEnv {
             store: self.store.as_ref(),
@@ -245,7 +284,17 @@ impl Refresher {
             race_window_ms: self.race_window_ms,
             rotations: &self.rotations,
         };
-        let outcome = exchange_refresh_token(env, value, client_ip).await?;
+        let outcome = match application {
+            Some(application) => {
+                exchange_refresh_token_for_application(env, value, client_ip, application).await
+            }
+            None => exchange_refresh_token(env, value, client_ip).await,
+        };
+        let outcome = outcome.inspect_err(|e| {
+            if let RefreshError::OtherApplication(holder) = e {
+                self.applications.insert(value.to_string(), *holder);
+            }
+        })?;
         let retain = retention(
             outcome.rotated,
             outcome.replay_until,
@@ -261,6 +310,7 @@ impl Refresher {
             refresh_token: outcome.refresh_token.token,
             refresh_expiration_ms: outcome.refresh_token.expiration_instant,
             set_refresh_cookie: outcome.rotated || outcome.policy.slides(),
+            application_id: outcome.refresh_token.application_id,
             claims,
         });
         let completed = Instant::now();

@@ -366,3 +366,29 @@ pub async fn check_persisted(store: &dyn GatewayStore) {
     assert_eq!(private_key.as_deref(), Some("first"));
     assert_eq!(store.list_events(10).await.expect("events").len(), 2);
 }
+
+/// How many `Reusable` touches [`write_concurrent_refreshes`] makes at once.
+const CONCURRENT_TOUCHES: usize = 32;
+
+/// Refreshes' writes made at once (touches, a failing touch, a rotation race, an unknown
+/// rotation; see [`gatehouse_plugin_api::store_suite::concurrent_refresh_writes`]), each
+/// answered as if it had run alone, for [`check_concurrent_refreshes_persisted`] through
+/// another connection or after a reopen.
+pub async fn write_concurrent_refreshes(store: &dyn GatewayStore) {
+    use gatehouse_plugin_api::store_suite::{
+        check_concurrent_refresh_writes, concurrent_refresh_writes,
+    };
+    let outcomes = concurrent_refresh_writes(store, CONCURRENT_TOUCHES).await;
+    check_concurrent_refresh_writes(store, CONCURRENT_TOUCHES, Some(&outcomes)).await;
+}
+
+/// After [`write_concurrent_refreshes`] was answered: every write it answered is committed,
+/// as another connection (or the reopened store) reads it.
+pub async fn check_concurrent_refreshes_persisted(store: &dyn GatewayStore) {
+    gatehouse_plugin_api::store_suite::check_concurrent_refresh_writes(
+        store,
+        CONCURRENT_TOUCHES,
+        None,
+    )
+    .await;
+}

@@ -614,6 +614,60 @@ fn another_applications_route_never_uses_up_a_refresh_token() {
     assert!(cookie_value(&cookies, "refresh_token").is_some_and(|v| v != session.refresh_token));
 }
 
+/// One page's parallel requests with one refresh cookie to its own application's route and to
+/// another application's route, released together: the other route never uses the value up
+/// nor touches the cookies (decided on the exchange's one store read, whichever request reads
+/// first), and the owner's route makes exactly one rotation.
+#[test]
+fn parallel_requests_to_two_applications_rotate_once_for_the_owner_only() {
+    let gw = TestGateway::start_with(cross_route_options());
+    for round in 0..4 {
+        let session = gw.login(&format!("two-apps{round}@example.com"), &["user"]);
+        let count = 8;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(count));
+        let threads: Vec<_> = (0..count)
+            .map(|i| {
+                let path = if i % 2 == 0 { "/other-app/x" } else { "/app/x" };
+                let (barrier, url) = (barrier.clone(), gw.url(path));
+                let value = session.refresh_token.clone();
+                std::thread::spawn(move || {
+                    let http = client();
+                    barrier.wait();
+                    let response = http
+                        .get(url)
+                        .header("Cookie", format!("refresh_token={value}"))
+                        .send()
+                        .expect("send");
+                    (path, response.status().as_u16(), set_cookies(&response))
+                })
+            })
+            .collect();
+        let answers: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        let mut pairs = std::collections::HashSet::new();
+        for (path, status, cookies) in &answers {
+            match (*path, status) {
+                ("/other-app/x", 401) | ("/app/x", 401) => {
+                    assert!(cookies.is_empty(), "round {round}: {answers:?}")
+                }
+                ("/app/x", 200) => {
+                    pairs.insert(cookie_value(cookies, "refresh_token").expect("pair"));
+                }
+                _ => panic!("round {round}: {answers:?}"),
+            }
+        }
+        assert_eq!(pairs.len(), 1, "round {round}: one rotation: {answers:?}");
+        // The other route leaves the new value alone too, and it works where it belongs.
+        let pair = pairs.into_iter().next().expect("a pair");
+        let response = with_refresh_cookie(&gw, "/other-app/next", &pair);
+        assert!(set_cookies(&response).is_empty());
+        assert_eq!(response.status(), 401);
+        check_status(with_refresh_cookie(&gw, "/app/next", &pair), 200);
+    }
+}
+
 #[test]
 fn a_refresh_whose_request_is_refused_still_hands_over_the_new_pair() {
     let gw = TestGateway::start_with(cross_route_options());

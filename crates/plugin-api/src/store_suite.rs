@@ -49,7 +49,8 @@ macro_rules! store_port_suite {
             revoking_by_value_then_by_user_and_application,
             revoking_refresh_tokens_records_edge_revocations,
             revocations_keep_the_latest_instant_and_drop_old_ones,
-            rotation_outcomes_and_retired_values_are_pruned
+            rotation_outcomes_and_retired_values_are_pruned,
+            concurrent_refresh_writes_keep_each_outcome
         );
     };
     (@each $fixture:path; $($name:ident),* $(,)?) => {
@@ -579,4 +580,158 @@ async fn outcome(store: &dyn SuiteStore, value: &str) -> Option<Option<String>> 
         Ok(_) => None,
         Err(e) => panic!("find_rotated_refresh_token: {e}"),
     }
+}
+
+/// The refresh path's writes of several refreshes at once (which a store may commit together):
+/// `touches` `Reusable` uses of distinct live tokens (value `c-i`, address `10.0.0.i`, expiry
+/// `20_000 + i`), one of a revoked token, two rotations of the same value `c-rot` (to `c-rot-a`
+/// and `c-rot-b`) and one of an unknown value. Returns the outcomes in that order: the touches',
+/// the revoked one's, the two rotations', the unknown one's.
+pub async fn concurrent_refresh_writes(store: &dyn Store, touches: usize) -> ConcurrentOutcomes {
+    let used: Vec<RefreshToken> = (0..touches)
+        .map(|i| {
+            let mut t = token(Uuid::from_u128(0x7000 + i as u128), &format!("c-{i}"));
+            t.meta_data.device.last_accessed_address = Some(format!("10.0.0.{i}"));
+            t.expiration_instant = 20_000 + i as i64;
+            t
+        })
+        .collect();
+    for t in &used {
+        let mut fresh = t.clone();
+        fresh.meta_data = Default::default();
+        fresh.expiration_instant = 10_000;
+        store.insert_refresh_token(&fresh).await.expect("insert");
+    }
+    let gone = token(Uuid::from_u128(0x7fff), "c-gone");
+    store.insert_refresh_token(&gone).await.expect("insert");
+    store
+        .revoke_refresh_tokens(&RevokeScope::Id(gone.id))
+        .await
+        .expect("revoke");
+    let rotating = token(Uuid::from_u128(0x7ffe), "c-rot");
+    store.insert_refresh_token(&rotating).await.expect("insert");
+    let (next_a, next_b) = (token(rotating.id, "c-rot-a"), token(rotating.id, "c-rot-b"));
+    let never = token(Uuid::from_u128(0x7ffd), "c-x");
+    // Every write is started before any is answered.
+    let (touches_done, gone_done, rot_a, rot_b, unknown) = tokio::join!(
+        join_all(used.iter().map(|t| store.touch_refresh_token(t)).collect()),
+        store.touch_refresh_token(&gone),
+        store.rotate_refresh_token("c-rot", &next_a, Some(("access-a", i64::MAX))),
+        store.rotate_refresh_token("c-rot", &next_b, Some(("access-b", i64::MAX))),
+        store.rotate_refresh_token("c-never", &never, None),
+    );
+    (touches_done, gone_done, [rot_a, rot_b], unknown)
+}
+
+/// Polls every future of `futures` until all are ready; their outputs in order.
+async fn join_all<T>(
+    mut futures: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>,
+) -> Vec<T> {
+    use std::task::Poll;
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, out) in futures.iter_mut().zip(out.iter_mut()) {
+            if out.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *out = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Checks the outcomes of [`concurrent_refresh_writes`] — each write answered as if it had run
+/// alone — and that the store holds exactly what they answered: every touch, the winning
+/// rotation (the other one got its outcome), nothing of the failed writes.
+pub async fn check_concurrent_refresh_writes(
+    store: &dyn Store,
+    touches: usize,
+    outcomes: Option<&ConcurrentOutcomes>,
+) {
+    let winner = match outcomes {
+        Some((touched, gone, [a, b], unknown)) => {
+            assert!(touched.iter().all(|t| t.is_ok()), "{touched:?}");
+            assert_eq!(gone, &Err(StoreError::NotFound));
+            assert_eq!(unknown, &Err(StoreError::NotFound));
+            let (winner, loser) = match (a, b) {
+                (Ok(Rotation::Rotated(w)), loser) | (loser, Ok(Rotation::Rotated(w))) => {
+                    (w.clone(), loser)
+                }
+                other => panic!("one rotation must win: {other:?}"),
+            };
+            match loser {
+                Ok(Rotation::AlreadyRotated {
+                    current,
+                    access_token,
+                    ..
+                }) => {
+                    assert_eq!(current, &winner);
+                    let expected = if winner.token == "c-rot-a" {
+                        "access-a"
+                    } else {
+                        "access-b"
+                    };
+                    assert_eq!(access_token.as_deref(), Some(expected));
+                }
+                other => panic!("the other rotation gets the winner's outcome: {other:?}"),
+            }
+            Some(winner.token)
+        }
+        None => None,
+    };
+    for i in 0..touches {
+        let stored = store
+            .find_refresh_token(&format!("c-{i}"))
+            .await
+            .expect("find")
+            .expect("a touched token is live");
+        assert_eq!(
+            stored.meta_data.device.last_accessed_address,
+            Some(format!("10.0.0.{i}"))
+        );
+        assert_eq!(stored.expiration_instant, 20_000 + i as i64);
+    }
+    assert_eq!(
+        store.find_refresh_token("c-gone").await.expect("find"),
+        None
+    );
+    assert_eq!(store.find_refresh_token("c-rot").await.expect("find"), None);
+    let a = store.find_refresh_token("c-rot-a").await.expect("find");
+    let b = store.find_refresh_token("c-rot-b").await.expect("find");
+    assert!(a.is_some() != b.is_some(), "exactly one successor is live");
+    if let Some(winner) = winner {
+        assert_eq!(a.or(b).map(|t| t.token), Some(winner));
+    }
+    assert_eq!(
+        store
+            .get_refresh_token(Uuid::from_u128(0x7ffd))
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+/// The outcomes [`concurrent_refresh_writes`] returns.
+pub type ConcurrentOutcomes = (
+    Vec<Result<(), StoreError>>,
+    Result<(), StoreError>,
+    [Result<Rotation, StoreError>; 2],
+    Result<Rotation, StoreError>,
+);
+
+/// Refreshes' writes made at once (a store may commit them together) each keep their own
+/// outcome — a failing one fails alone — and what was answered is what the store holds.
+pub async fn concurrent_refresh_writes_keep_each_outcome(store: &dyn SuiteStore) {
+    seeded(store).await;
+    let outcomes = concurrent_refresh_writes(store, 16).await;
+    check_concurrent_refresh_writes(store, 16, Some(&outcomes)).await;
 }

@@ -28,6 +28,9 @@ pub enum RefreshError {
     NotRegistered,
     /// A one-time-use value presented again after it was rotated, outside any grace period.
     AlreadyRotated,
+    /// A live token of another application (the one named, or none) than the one the exchange
+    /// was for: left untouched (only the edge's transparent refresh asks for an application).
+    OtherApplication(Option<uuid::Uuid>),
     /// The store failed.
     Store(StoreError),
     /// Signing the access token failed.
@@ -51,6 +54,7 @@ impl RefreshError {
             RefreshError::RefreshNotAllowed => "refresh_not_allowed",
             RefreshError::NotRegistered => "not_registered",
             RefreshError::AlreadyRotated => "already_rotated",
+            RefreshError::OtherApplication(_) => "other_application",
             RefreshError::Store(_) => "store_error",
             RefreshError::Token(_) => "signing_error",
         }
@@ -58,7 +62,9 @@ impl RefreshError {
 
     fn message(&self) -> &'static str {
         match self {
-            RefreshError::NotFound | RefreshError::AlreadyRotated => {
+            RefreshError::NotFound
+            | RefreshError::AlreadyRotated
+            | RefreshError::OtherApplication(_) => {
                 "The refresh token is not valid: it was not found or has been revoked."
             }
             RefreshError::Expired => "The refresh token has expired.",

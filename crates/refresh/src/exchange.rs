@@ -85,6 +85,32 @@ pub async fn exchange_refresh_token_scoped(
     client_ip: Option<&str>,
     tenant_id: Option<Uuid>,
 ) -> Result<RefreshOutcome, RefreshError> {
+    exchange(env, value, client_ip, (tenant_id, None)).await
+}
+
+/// Exchanges a refresh token value for a route of `application` (the edge's transparent
+/// refresh): as [`exchange_refresh_token`], except that a live value of another application
+/// (or of none) is not exchanged — that would use it up (one-time use) for a token the route
+/// refuses — and is answered [`RefreshError::OtherApplication`] with its application, nothing
+/// written. The check is made on the exchange's one read. A value that is not live (unknown,
+/// or retired by a rotation) is decided as by [`exchange_refresh_token`].
+pub async fn exchange_refresh_token_for_application(
+    env: RefreshEnv<'_>,
+    value: &str,
+    client_ip: Option<&str>,
+    application: Uuid,
+) -> Result<RefreshOutcome, RefreshError> {
+    exchange(env, value, client_ip, (None, Some(application))).await
+}
+
+/// The exchange of [`exchange_refresh_token_scoped`], limited to a live token of `tenant_id`
+/// (`NotFound` otherwise) and of `application` (`OtherApplication` otherwise) when given.
+async fn exchange(
+    env: RefreshEnv<'_>,
+    value: &str,
+    client_ip: Option<&str>,
+    (tenant_id, application): (Option<Uuid>, Option<Uuid>),
+) -> Result<RefreshOutcome, RefreshError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(RefreshError::NotFound);
@@ -95,6 +121,9 @@ pub async fn exchange_refresh_token_scoped(
         // Not live: maybe a one-time-use value a rotation retired.
         None => return exchange_retired_value(env, value, tenant_id, Presented::Retired).await,
     };
+    if application.is_some_and(|app| subject.token.application_id != Some(app)) {
+        return Err(RefreshError::OtherApplication(subject.token.application_id));
+    }
     if tenant_id.is_some_and(|t| t != subject.token.tenant_id) {
         return Err(RefreshError::NotFound);
     }

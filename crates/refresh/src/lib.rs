@@ -49,7 +49,8 @@ mod testkit;
 pub use env::{refresh_env, RefreshEnv};
 pub use error::RefreshError;
 pub use exchange::{
-    exchange_refresh_token, exchange_refresh_token_scoped, RefreshOutcome, UNCONFIRMED_RETRY_MS,
+    exchange_refresh_token, exchange_refresh_token_for_application, exchange_refresh_token_scoped,
+    RefreshOutcome, UNCONFIRMED_RETRY_MS,
 };
 pub use issue::{
     after_use, issue_refresh_token, issue_sso_refresh_token, new_refresh_token, rotated_successor,

@@ -6,6 +6,7 @@
 //! goes through the JWT library; ES512 (P-521), which it lacks, through [`es512`].
 
 pub mod es512;
+mod prepared;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,12 +17,13 @@ use base64::Engine as _;
 use gatehouse_plugin_api::model::KeyMaterial;
 use gatehouse_plugin_api::tokens::{PublicKeyInfo, TokenError};
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use es512::Es512Key;
+use prepared::PreparedSigner;
 
 /// The algorithm a key is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,9 +215,10 @@ impl TokenHeader {
 
 /// How a key signs and verifies.
 enum Engine {
-    /// Through the JWT library.
+    /// Verified through the JWT library; signed with the key parsed once (the same bytes the
+    /// library would produce, see [`prepared`]).
     Jwt {
-        encoding: Option<EncodingKey>,
+        signer: Option<PreparedSigner>,
         decoding: DecodingKey,
         validation: Box<Validation>,
     },
@@ -492,7 +495,7 @@ impl SigningKey {
     /// True when the key has private material.
     pub fn can_sign(&self) -> bool {
         match &self.engine {
-            Engine::Jwt { encoding, .. } => encoding.is_some(),
+            Engine::Jwt { signer, .. } => signer.is_some(),
             Engine::Es512(key) => key.can_sign(),
         }
     }
@@ -505,16 +508,8 @@ impl SigningKey {
     /// Signs `claims` with this key's algorithm and `kid`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
         match &self.engine {
-            Engine::Jwt {
-                encoding,
-                validation,
-                ..
-            } => {
-                let encoding = encoding.as_ref().ok_or(TokenError::CannotSign)?;
-                let mut header = Header::new(validation.algorithms[0]);
-                header.kid = Some(self.kid.clone());
-                header.typ = Some("JWT".into());
-                jsonwebtoken::encode(&header, claims, encoding).map_err(|_| TokenError::CannotSign)
+            Engine::Jwt { signer, .. } => {
+                signer.as_ref().ok_or(TokenError::CannotSign)?.sign(claims)
             }
             Engine::Es512(key) => key.sign(&self.kid, claims),
         }
@@ -614,9 +609,12 @@ fn jwt_engine(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.set_required_spec_claims::<&str>(&[]);
+    let signer = encoding
+        .map(|encoding| PreparedSigner::new(algorithm, &encoding, &spec.id.to_string()))
+        .transpose()?;
     Ok((
         Engine::Jwt {
-            encoding,
+            signer,
             decoding,
             validation: Box::new(validation),
         },
@@ -748,7 +746,7 @@ mod tests {
             .expect("rsa");
         // An HS256 token whose secret is the RSA public key PEM: the classic confusion attack.
         let pem = rsa_key.public().expect("public").pem.clone();
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
         header.kid = Some(rsa_key.kid.clone());
         let forged = jsonwebtoken::encode(
             &header,

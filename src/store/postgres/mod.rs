@@ -617,6 +617,21 @@ mod tests {
     gatehouse_plugin_api::store_port_suite!(fixture);
     host_store_suite!(fixture, fixture_on);
 
+    /// Refreshes' writes answered are durable: a second store on the same database sees
+    /// them while the first is still open, and so does the store reopened.
+    #[tokio::test]
+    async fn concurrent_refresh_writes_are_committed_when_answered() {
+        let db = TestDatabase::create().await;
+        let open = || PostgresStore::open_config(db.config.clone(), Arc::new(SystemClock));
+        let store = open().await.expect("open");
+        crate::store::suite::write_concurrent_refreshes(&store).await;
+        let other = open().await.expect("second store");
+        crate::store::suite::check_concurrent_refreshes_persisted(&other).await;
+        drop((store, other));
+        let reopened = open().await.expect("reopen");
+        crate::store::suite::check_concurrent_refreshes_persisted(&reopened).await;
+    }
+
     #[tokio::test]
     async fn what_was_written_is_there_after_a_reopen() {
         let db = TestDatabase::create().await;

@@ -3,9 +3,10 @@
 //! `sqlite/migrations/`, applied in order inside one transaction each and recorded in
 //! `schema_migrations`.
 //!
-//! rusqlite is synchronous: each call runs on tokio's blocking pool against a connection
-//! behind a mutex (SQLite has one writer at a time anyway). Every trait method is one
-//! transaction.
+//! rusqlite is synchronous: the one connection belongs to a thread of its own (`writer.rs`;
+//! SQLite has one writer at a time anyway), which runs each trait method's call in a
+//! transaction — the calls queued while it was busy together, each in a savepoint, under one
+//! commit and one fsync (group commit), each answered only once its writes are durable.
 //!
 //! This module opens the file, holds the connection, runs transactions and migrations and
 //! reads columns; each storage port has a file of its own with its SQL: `directory.rs`
@@ -19,9 +20,10 @@ mod identity_providers;
 mod refresh_tokens;
 mod revocations;
 mod users;
+mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gatehouse_plugin_api::clock::Clock;
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
@@ -48,7 +50,8 @@ const STATEMENT_CACHE: usize = 128;
 
 /// A SQLite database file.
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    /// The thread that owns the connection and runs the calls.
+    writer: writer::Writer,
     /// Where every instant the store writes itself comes from.
     clock: Arc<dyn Clock>,
 }
@@ -137,33 +140,21 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn, clock.now_millis())?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: writer::Writer::start(conn)?,
             clock,
         })
     }
 
-    /// Runs `f` in one immediate (write-locking) transaction on the blocking pool, committing
-    /// when it returns `Ok`.
+    /// Runs `f` in an immediate (write-locking) transaction on the store's thread, perhaps with
+    /// other calls (each in its own savepoint, see `writer.rs`). Returns its value once its
+    /// writes are committed, its own error (its writes rolled back; a panic is a `Backend`
+    /// error), or the error that kept the transaction from committing.
     pub(super) async fn tx<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            // A call that panicked rolled its transaction back while unwinding: the connection
-            // is sound, and is used on (the fault logged as an internal error).
-            let mut guard =
-                crate::observe::poison::lock_or_take_over(&conn, "SQLite store connection");
-            let tx = guard
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let value = f(&tx)?;
-            tx.commit().map_err(backend)?;
-            Ok(value)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        self.writer.call(f).await
     }
 }
 
@@ -393,5 +384,20 @@ mod tests {
         // Reopening applies no migration twice and keeps the data.
         let reopened = SqliteStore::open(&path, Arc::new(SystemClock)).expect("reopen");
         crate::store::suite::check_persisted(&reopened).await;
+    }
+
+    /// Refreshes' writes answered (committed together or not) are durable: a second
+    /// connection sees them while the first is still open, and so does the store reopened.
+    #[tokio::test]
+    async fn concurrent_refresh_writes_are_committed_when_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.db");
+        let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
+        crate::store::suite::write_concurrent_refreshes(&store).await;
+        let other = SqliteStore::open(&path, Arc::new(SystemClock)).expect("second connection");
+        crate::store::suite::check_concurrent_refreshes_persisted(&other).await;
+        drop((store, other));
+        let reopened = SqliteStore::open(&path, Arc::new(SystemClock)).expect("reopen");
+        crate::store::suite::check_concurrent_refreshes_persisted(&reopened).await;
     }
 }

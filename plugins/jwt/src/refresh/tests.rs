@@ -890,3 +890,48 @@ fn a_rotation_that_failed_before_committing_leaves_no_extra_allowance() {
     );
     assert_eq!(kit.store.token_count(), 0);
 }
+
+/// The edge's exchange for a route's application: a live value of another application (or of
+/// none) is refused as `OtherApplication` naming its holder, with nothing written (a
+/// one-time-use value is not rotated); a value of the route's application is exchanged; a
+/// value that is not live is decided as by the unscoped exchange.
+#[test]
+fn an_exchange_for_an_application_leaves_another_applications_token_untouched() {
+    use gatehouse_refresh::{exchange_refresh_token_for_application, RefreshError};
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let token = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let unscoped = kit.refresh_token_for(&kit.user, None);
+    let env = || crate::common::refresh_env(&kit.context);
+    for (value, holder) in [(&token.token, Some(kit.app.id)), (&unscoped.token, None)] {
+        let refused = block_on(exchange_refresh_token_for_application(
+            env(),
+            value,
+            None,
+            kit.app2.id,
+        ));
+        assert_eq!(refused.err(), Some(RefreshError::OtherApplication(holder)));
+        assert_eq!(
+            kit.store.token_by_value(value).map(|t| t.meta_data),
+            Some(Default::default()),
+            "nothing written"
+        );
+    }
+    let exchanged = block_on(exchange_refresh_token_for_application(
+        env(),
+        &token.token,
+        None,
+        kit.app.id,
+    ))
+    .expect("the route's own application exchanges");
+    assert!(exchanged.rotated);
+    assert_eq!(kit.store.token_by_value(&token.token), None);
+    // The retired value is now decided as a reuse, whatever the route's application.
+    let reused = block_on(exchange_refresh_token_for_application(
+        env(),
+        &token.token,
+        None,
+        kit.app2.id,
+    ));
+    assert_eq!(reused.err(), Some(RefreshError::AlreadyRotated));
+}
