@@ -1,16 +1,19 @@
-//! The verified-token cache: verified tokens by a keyed BLAKE3 digest of their bytes, in a
-//! sharded, weighted S3-FIFO cache (`quick_cache`) bounded in entries and in estimated bytes.
+//! The verified-token cache: verified tokens by a keyed digest of their bytes (AES-128-CMAC),
+//! in a sharded, weighted S3-FIFO cache (`quick_cache`) bounded in entries and in estimated
+//! bytes.
 //!
 //! **Why a digest is as good as the bytes.** A hit must mean that exactly these bytes were
-//! verified. The key is the first 128 bits of BLAKE3 in keyed mode (a PRF) over the whole
-//! token, under 32 random bytes drawn for each cache when it is built and never shown or
-//! logged. Another token — another payload, another header, or an attacker's own signature on
-//! a forged payload — hits an entry only if its digest equals that entry's; without the key the
-//! digest of a chosen input is unpredictable, so each attempt succeeds with probability at most
-//! (entries held) / 2^128 (below 2^-111 with 100k entries), and the answer to an attempt (a
-//! hit or a miss) tells nothing about the key. Nothing of the digests leaves the process. The
-//! table's own hash is 64 bits of the digest (already uniform and secret), so there is no
-//! second hash.
+//! verified. The key is the 128-bit CMAC (NIST SP 800-38B) with AES-128 of the whole token,
+//! under 16 random bytes drawn for each cache when it is built and never shown or logged. CMAC
+//! is a pseudorandom function as long as AES is a pseudorandom permutation: without the key,
+//! the digest of any chosen input — another payload, another header, or an attacker's own
+//! signature on a forged payload — is unpredictable, so a token other than a cached one hits
+//! that entry with probability at most (entries held) / 2^128 per attempt (below 2^-111 with
+//! 100k entries), and an answer (a hit or a miss) tells nothing usable about the key. Nothing
+//! of the digests leaves the process. The table's own hash is 64 bits of the digest (already
+//! uniform and secret), so there is no second hash. (Keyed BLAKE3 was measured first: about
+//! 7.9k instructions for an 800-byte RS256 token on this machine's SSE4.1 path, against about
+//! 1.5k here with AES-NI; SHA-256 without SHA extensions, 35k.)
 //!
 //! **Expiry, revocation, eviction.** The cache does not expire entries by time: the caller
 //! checks `exp`/`nbf` and revocations on every hit ([`TokenCache::get`] drops an entry its
@@ -21,7 +24,7 @@
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
-/// A token's cache key: 128 bits of its keyed BLAKE3 digest.
+/// A token's cache key: its 128-bit CMAC under the cache's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Digest(u128);
 
@@ -87,7 +90,8 @@ impl<V> quick_cache::Weighter<Digest, Weighed<V>> for ByWeight {
 
 /// Verified tokens by digest, bounded in entries and in estimated bytes.
 pub struct TokenCache<V: Clone> {
-    key: [u8; 32],
+    /// CMAC with the cache's random key, ready to be cloned for each digest.
+    mac: cmac::Cmac<aes::Aes128>,
     least_weight: u64,
     map: quick_cache::sync::Cache<Digest, Weighed<V>, ByWeight, DigestHash>,
 }
@@ -112,8 +116,9 @@ impl<V: Clone> TokenCache<V> {
             DigestHash,
             Default::default(),
         );
+        let mac = <cmac::Cmac<aes::Aes128> as cmac::Mac>::new_from_slice(&random_key()).ok()?;
         Some(TokenCache {
-            key: random_key(),
+            mac,
             least_weight,
             map,
         })
@@ -121,10 +126,11 @@ impl<V: Clone> TokenCache<V> {
 
     /// The digest `token` is cached under.
     pub fn digest(&self, token: &[u8]) -> Digest {
-        let hash = blake3::keyed_hash(&self.key, token);
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&hash.as_bytes()[..16]);
-        Digest(u128::from_le_bytes(first))
+        use cmac::Mac;
+        let mut mac = self.mac.clone();
+        mac.update(token);
+        let tag: [u8; 16] = mac.finalize().into_bytes().into();
+        Digest(u128::from_le_bytes(tag))
     }
 
     /// The value cached for the token of `digest`, if any.
@@ -171,12 +177,11 @@ impl<V: Clone> TokenCache<V> {
     }
 }
 
-/// 32 bytes from the CSPRNG (two v4 UUIDs, also CSPRNG-backed, if it fails).
-fn random_key() -> [u8; 32] {
-    let mut key = [0u8; 32];
+/// 16 bytes from the CSPRNG (a v4 UUID, also CSPRNG-backed, if it fails: 122 random bits).
+fn random_key() -> [u8; 16] {
+    let mut key = [0u8; 16];
     if aws_lc_rs::rand::fill(&mut key).is_err() {
-        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     }
     key
 }
