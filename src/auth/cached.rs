@@ -367,6 +367,8 @@ mod tests {
             "{}",
             token.estimated_bytes()
         );
+        // With its `Arc`'s counts, one 256-byte allocation.
+        assert!(std::mem::size_of::<CachedToken>() <= 240);
     }
 
     #[test]
