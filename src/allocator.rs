@@ -6,14 +6,36 @@
 //! smaller blocks to their size class). [`Allocator`] calls `mi_malloc` for those and the
 //! aligned functions only for the rest. A proxied request makes some ninety allocations, most
 //! in the HTTP engine.
+//!
+//! [`commit_arenas_on_use`] turns off mimalloc's eager commit of its arenas, which on a
+//! system with overcommit keeps about 9 MB more of an idle gateway resident (measured: 12 MB
+//! of anonymous memory against 3.5 MB, `VmRSS` 31 MB against 21 MB, cache off and idle).
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::ffi::c_void;
+use std::ffi::{c_int, c_long, c_void};
 
 use libmimalloc_sys as mi;
 
 /// The alignment every `mi_malloc` block of at least that size has (`MI_MAX_ALIGN_SIZE`).
 const MI_MAX_ALIGN: usize = 16;
+
+/// `mi_option_arena_eager_commit` of mimalloc's `mi_option_t` (`mimalloc.h`, v2).
+const MI_OPTION_ARENA_EAGER_COMMIT: c_int = 4;
+
+extern "C" {
+    /// mimalloc's `mi_option_set` (`libmimalloc-sys` declares it only with its `extended`
+    /// feature).
+    fn mi_option_set(option: c_int, value: c_long);
+}
+
+/// Makes mimalloc commit its arenas' memory as it is used, not all at once when an arena is
+/// reserved (its default on systems with overcommit). Takes effect for arenas reserved after
+/// the call, so the binary calls it before `main` (see `src/main.rs`).
+pub fn commit_arenas_on_use() {
+    // SAFETY: setting an option is allowed at any time; this one is read when an arena is
+    // reserved.
+    unsafe { mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+}
 
 /// mimalloc as the global allocator (see the module's documentation).
 pub struct Allocator;

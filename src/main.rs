@@ -6,6 +6,18 @@
 #[global_allocator]
 static ALLOCATOR: gatehouse::allocator::Allocator = gatehouse::allocator::Allocator;
 
+/// Runs before `main`, so before the first arena is reserved: mimalloc commits arena memory as
+/// it is used (see [`gatehouse::allocator::commit_arenas_on_use`]).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static COMMIT_ARENAS_ON_USE: extern "C" fn() = {
+    extern "C" fn commit_arenas_on_use() {
+        gatehouse::allocator::commit_arenas_on_use();
+    }
+    commit_arenas_on_use
+};
+
 fn main() {
     std::process::exit(gatehouse::cli::main());
 }

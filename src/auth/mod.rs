@@ -3,7 +3,10 @@
 //! ([`revocation_sync`]), and the trusted issuers whose JWKS keys are fetched and kept
 //! ([`issuers`]).
 
+pub mod aes_cmac;
+pub mod cached;
 pub mod issuers;
 pub mod keys;
 pub mod revocation_sync;
+pub mod token_cache;
 pub mod tokens;

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use base64::Engine;
 use dashmap::DashMap;
@@ -22,75 +21,19 @@ use gatehouse_plugin_api::tokens::{
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::auth::cached::{CachedToken, ClaimPlan, Facts, Interner};
 use crate::auth::issuers::{self, Issuers};
 use crate::auth::keys::KeyRing;
+use crate::auth::token_cache::{Digest, TokenCache};
 use crate::observe::metrics::Metrics;
-
-/// Expires each cached token at its own `exp`.
-struct ExpireAtExp;
-
-impl moka::Expiry<Arc<[u8]>, Arc<VerifiedClaims>> for ExpireAtExp {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<[u8]>,
-        value: &Arc<VerifiedClaims>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        Some(Duration::from_secs(
-            value.exp.saturating_sub(now).max(0) as u64
-        ))
-    }
-}
 
 /// The bounds of the verified-token cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheLimits {
     /// The most tokens it holds; 0 disables the cache.
     pub entries: u64,
-    /// The most memory (bytes, as [`estimated_entry_bytes`] counts it) it holds.
+    /// The most memory (bytes, as [`CachedToken::estimated_bytes`] counts it) it holds.
     pub bytes: u64,
-}
-
-/// Roughly what one cached token costs in memory (bytes): its bytes, its decoded claims (the
-/// JSON tree), its parsed roles, the most its rendered header values can hold (the text of
-/// every claim once more; only the claims a route forwards are rendered), and a fixed 512 for
-/// the parsed fields and the cache's own bookkeeping. An estimate on the high side, so the byte
-/// bound holds.
-pub fn estimated_entry_bytes(token: &[u8], claims: &VerifiedClaims) -> u64 {
-    const NODE: usize = 48;
-    fn tree(value: &Value) -> usize {
-        match value {
-            Value::String(s) => NODE + s.len(),
-            Value::Array(items) => NODE + items.iter().map(tree).sum::<usize>(),
-            Value::Object(map) => {
-                NODE + map
-                    .iter()
-                    .map(|(k, v)| NODE + k.len() + tree(v))
-                    .sum::<usize>()
-            }
-            Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
-        }
-    }
-    /// The header text a value renders to, at most.
-    fn text(value: &Value) -> usize {
-        match value {
-            Value::String(s) => s.len(),
-            Value::Array(items) => items.iter().map(|v| text(v) + 1).sum(),
-            Value::Object(_) | Value::Null => 0,
-            Value::Bool(_) | Value::Number(_) => 24,
-        }
-    }
-    let (claims_tree, claims_text) = claims
-        .claims
-        .iter()
-        .map(|(k, v)| (NODE + k.len() + tree(v), 64 + k.len() + text(v)))
-        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
-    let roles: usize = claims.roles.iter().map(|r| 24 + r.len()).sum();
-    (token.len() + claims_tree + claims_text + roles + 512) as u64
 }
 
 /// The token service over the gateway's key ring and configured tenants.
@@ -98,9 +41,13 @@ pub struct Tokens {
     ring: KeyRing,
     /// Tenant id → issuer, for checking `iss` against the token's `tid`.
     issuers: HashMap<Uuid, String>,
-    /// Verified tokens by their bytes. aHash (keyed per process) instead of SipHash: tokens are
-    /// long, and this lookup is on every proxied request. Bounded in entries and in bytes.
-    cache: Option<moka::sync::Cache<Arc<[u8]>, Arc<VerifiedClaims>, ahash::RandomState>>,
+    /// Verified tokens in compact form by a keyed digest of their bytes (see [`TokenCache`]),
+    /// bounded in entries and in estimated bytes; `None` when the cache is off.
+    cache: Option<Arc<TokenCache<Arc<CachedToken>>>>,
+    /// The claims a compact token renders and checks (from the routes).
+    plan: Arc<ClaimPlan>,
+    /// The strings compact tokens share.
+    interner: Interner,
     /// The revocations in force, shared by every token service of the process (a reload
     /// builds a new service over the same set).
     revocations: Arc<RevocationSet>,
@@ -122,20 +69,7 @@ impl Tokens {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        // Weighed in bytes; every entry weighs at least its share of the byte bound under the
-        // entry bound, so both hold.
-        let least_weight = cache.bytes.checked_div(cache.entries).unwrap_or(0);
-        let cache = (cache.entries > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(cache.bytes)
-                .weigher(move |token: &Arc<[u8]>, claims: &Arc<VerifiedClaims>| {
-                    let weight = estimated_entry_bytes(token, claims).max(least_weight);
-                    u32::try_from(weight).unwrap_or(u32::MAX)
-                })
-                .expire_after(ExpireAtExp)
-                .support_invalidation_closures()
-                .build_with_hasher(ahash::RandomState::new())
-        });
+        let cache = TokenCache::new(cache.entries, cache.bytes).map(Arc::new);
         let max_access_ttl = tenants
             .iter()
             .map(|t| &t.jwt_configuration)
@@ -147,6 +81,8 @@ impl Tokens {
             ring,
             issuers: tenants.iter().map(|t| (t.id, t.issuer.clone())).collect(),
             cache,
+            plan: Arc::default(),
+            interner: Interner::default(),
             revocations: Arc::new(RevocationSet::new(
                 max_access_ttl + leeway_seconds as i64,
                 clock.clone(),
@@ -156,6 +92,19 @@ impl Tokens {
             clock,
             remote: None,
         }
+    }
+
+    /// This service, rendering and checking the claims of `plan` when it caches a token (the
+    /// routes' identity headers and claim checks). Entries cached under another plan are
+    /// dropped: none may serve values rendered for another configuration.
+    pub fn with_claim_plan(mut self, plan: ClaimPlan) -> Self {
+        if *self.plan != plan {
+            if let Some(cache) = &self.cache {
+                cache.clear();
+            }
+            self.plan = Arc::new(plan);
+        }
+        self
     }
 
     /// This service over `revocations` (those of the service it replaces, on a reload)
@@ -179,110 +128,147 @@ impl Tokens {
     pub fn with_issuers(mut self, issuers: Arc<Issuers>) -> Self {
         if let Some(cache) = self.cache.clone() {
             issuers.on_keys_dropped(Arc::new(move |issuer: &str, kids: &[String]| {
-                let (issuer, kids) = (issuer.to_string(), kids.to_vec());
-                let dropped = cache.invalidate_entries_if(move |_, claims| {
-                    kids.contains(&claims.key_id)
-                        && claims.claims.get("iss").and_then(Value::as_str) == Some(&issuer)
+                cache.remove_if(|token| {
+                    kids.iter().any(|kid| **kid == *token.key_id)
+                        && token.issuer.as_deref() == Some(issuer)
                 });
-                if let Err(error) = dropped {
-                    tracing::warn!(%error, "cannot drop the cached tokens of removed keys");
-                }
             }));
         }
         self.remote = (!issuers.is_empty()).then_some(issuers);
         self
     }
 
-    /// The position of the trusted issuer that verified `claims`; `None` for tokens of the
+    /// The position of the trusted issuer whose `iss` is `issuer`; `None` for the gateway's
+    /// own tokens (or without trusted issuers).
+    fn remote_index(&self, issuer: Option<&str>) -> Option<usize> {
+        self.remote.as_ref()?.index_of(issuer?)
+    }
+
+    /// The position of the trusted issuer that verified `token`; `None` for tokens of the
     /// gateway's own key ring.
-    pub fn remote_issuer_of(&self, claims: &VerifiedClaims) -> Option<usize> {
-        self.remote.as_ref()?.index_of_claims(claims)
+    pub fn remote_issuer_of(&self, token: &CachedToken) -> Option<usize> {
+        self.remote_index(token.issuer.as_deref())
+    }
+
+    /// `verified` in the compact form the proxy reads (the plan's claims rendered).
+    pub fn compact(&self, verified: &VerifiedClaims) -> Arc<CachedToken> {
+        Arc::new(self.interner.compact(verified, &self.plan))
     }
 
     /// [`TokenService::verify`] for a token given as the bytes of a header: a cached token is
-    /// found without validating its text first (only a token that is not cached is decoded,
-    /// and then it must be UTF-8). The verified claims, or why the token is refused.
+    /// found by its digest without validating its text first. A cache hit is checked (times,
+    /// revocations) and its full claims decoded again from these bytes (the cache keeps only
+    /// what the proxy reads; the bytes are the ones verified). The verified claims, or why the
+    /// token is refused.
     pub fn verify_bytes(&self, token: &[u8]) -> Result<Arc<VerifiedClaims>, TokenError> {
         let now = self.clock.now_seconds();
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(token) {
+        let digest = self.cache.as_ref().map(|cache| cache.digest(token));
+        if let Some((cache, digest)) = self.cache.as_ref().zip(digest.as_ref()) {
+            if let Some(hit) = cache.get(digest) {
                 if self.remote_issuer_of(&hit).is_some() {
                     // Cached at the edge for a trusted issuer: no key of the ring signed it.
                     return Err(TokenError::UnknownKey);
                 }
-                self.check_times(&hit, now)?;
-                self.check_revoked(&hit)?;
-                return Ok(hit);
+                self.check_hit_times(cache, digest, &hit, now, self.leeway)?;
+                self.check_revoked(&hit.facts())?;
+                let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+                return decoded_claims(text, &hit.key_id).map(Arc::new);
             }
         }
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
-        let verified = Arc::new(self.verify_uncached(text, now, true)?);
-        self.check_revoked(&verified)?;
-        if let Some(cache) = &self.cache {
-            cache.insert(Arc::from(token), verified.clone());
-        }
-        Ok(verified)
+        let verified = self.verify_uncached(text, now, true)?;
+        self.check_revoked(&Facts::of(&verified))?;
+        self.remember(digest, &verified);
+        Ok(Arc::new(verified))
     }
 
-    /// Verifies a token presented at the edge (the proxy): like [`Tokens::verify_bytes`], and
-    /// a token whose `iss` is a trusted issuer's is checked with that issuer's keys instead,
-    /// sharing the verified-token cache. The one wait: a `kid` the issuer's set lacks asks for
-    /// a refetch and waits briefly for it. `KeysUnavailable` when the keys cannot be had (the
-    /// answer is a 503, not a 401).
-    pub async fn verify_at_edge(&self, token: &[u8]) -> Result<Arc<VerifiedClaims>, TokenError> {
-        let Some(remote) = &self.remote else {
-            return self.verify_bytes(token);
-        };
+    /// Verifies a token presented at the edge (the proxy): its compact form, from the cache
+    /// (found by digest; times and revocations checked on every hit) or verified now and
+    /// cached. A token whose `iss` is a trusted issuer's is checked with that issuer's keys.
+    /// The one wait: a `kid` the issuer's set lacks asks for a refetch and waits briefly for
+    /// it. `KeysUnavailable` when the keys cannot be had (the answer is a 503, not a 401).
+    pub async fn verify_at_edge(&self, token: &[u8]) -> Result<Arc<CachedToken>, TokenError> {
         let now = self.clock.now_seconds();
-        if let Some(hit) = self.cached_at_edge(remote, token, now)? {
+        let digest = self.cache.as_ref().map(|cache| cache.digest(token));
+        if let Some(hit) = self.cached_at_edge(digest.as_ref(), now)? {
             return Ok(hit);
         }
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
-        let index = issuers::unverified_issuer(text).and_then(|iss| remote.index_of(&iss));
-        let verified = match index {
+        let remote = self.remote.as_ref().and_then(|remote| {
+            let index = issuers::unverified_issuer(text).and_then(|iss| remote.index_of(&iss));
+            Some((remote, index?))
+        });
+        let verified = match remote {
             None => self.verify_uncached(text, now, true)?,
-            Some(index) => self.verify_remote(remote, index, text, now).await?,
+            Some((remote, index)) => self.verify_remote(remote, index, text, now).await?,
         };
-        let verified = Arc::new(verified);
-        self.check_revoked(&verified)?;
-        if let Some(cache) = &self.cache {
-            cache.insert(Arc::from(token), verified.clone());
-        }
-        Ok(verified)
+        self.check_revoked(&Facts::of(&verified))?;
+        Ok(self
+            .remember(digest, &verified)
+            .unwrap_or_else(|| self.compact(&verified)))
     }
 
-    /// The cached verification of `token` at the edge, when it still holds: `Ok(None)` when it
-    /// is not cached, or was verified by a trusted issuer's key the issuer no longer publishes
-    /// (then it leaves the cache and is checked again); `KeysUnavailable` when that issuer's
-    /// key set is too old to trust.
+    /// Caches `verified` in compact form under `digest`; the entry, or `None` without a cache.
+    fn remember(
+        &self,
+        digest: Option<Digest>,
+        verified: &VerifiedClaims,
+    ) -> Option<Arc<CachedToken>> {
+        let (cache, digest) = self.cache.as_ref().zip(digest)?;
+        let token = self.compact(verified);
+        cache.insert(digest, token.clone(), token.estimated_bytes());
+        Some(token)
+    }
+
+    /// `exp`/`nbf` of a cache hit against `now` with `leeway`; an expired entry leaves the
+    /// cache at once (it can never be valid again).
+    fn check_hit_times(
+        &self,
+        cache: &TokenCache<Arc<CachedToken>>,
+        digest: &Digest,
+        hit: &CachedToken,
+        now: i64,
+        leeway: i64,
+    ) -> Result<(), TokenError> {
+        let checked = check_times_with(&hit.facts(), now, leeway);
+        if checked == Err(TokenError::Expired) {
+            cache.remove(digest);
+        }
+        checked
+    }
+
+    /// The cached verification of the token of `digest` at the edge, when it still holds:
+    /// `Ok(None)` when it is not cached, or was verified by a trusted issuer's key the issuer
+    /// no longer publishes (then it leaves the cache and is checked again); `KeysUnavailable`
+    /// when that issuer's key set is too old to trust.
     fn cached_at_edge(
         &self,
-        remote: &Issuers,
-        token: &[u8],
+        digest: Option<&Digest>,
         now: i64,
-    ) -> Result<Option<Arc<VerifiedClaims>>, TokenError> {
-        let Some(cache) = &self.cache else {
+    ) -> Result<Option<Arc<CachedToken>>, TokenError> {
+        let Some((cache, digest)) = self.cache.as_ref().zip(digest) else {
             return Ok(None);
         };
-        let Some(hit) = cache.get(token) else {
+        let Some(hit) = cache.get(digest) else {
             return Ok(None);
         };
-        let leeway = match remote.index_of_claims(&hit) {
+        let remote = self.remote.as_ref().zip(self.remote_issuer_of(&hit));
+        let leeway = match remote {
             None => self.leeway,
-            Some(index) => match remote.holds(index, &hit.key_id) {
+            Some((remote, index)) => match remote.holds(index, &hit.key_id) {
                 issuers::keyset::Lookup::Found(_) => remote.leeway(index),
                 issuers::keyset::Lookup::Unavailable => {
                     remote.count_unavailable(index);
                     return Err(TokenError::KeysUnavailable);
                 }
                 _ => {
-                    cache.invalidate(token);
+                    cache.remove(digest);
                     return Ok(None);
                 }
             },
         };
-        check_times_with(&hit, now, leeway)?;
-        self.check_revoked(&hit)?;
+        self.check_hit_times(cache, digest, &hit, now, leeway)?;
+        self.check_revoked(&hit.facts())?;
         Ok(Some(hit))
     }
 
@@ -314,18 +300,11 @@ impl Tokens {
     /// `exp` and `nbf` against `now`, with the clock-skew leeway: a token is expired from its
     /// `exp` second on (RFC 7519 §4.1.4: "on or after"), valid from its `nbf` second.
     fn check_times(&self, claims: &VerifiedClaims, now: i64) -> Result<(), TokenError> {
-        if now >= claims.exp + self.leeway {
-            return Err(TokenError::Expired);
-        }
-        if let Some(nbf) = claims.not_before {
-            if nbf - self.leeway > now {
-                return Err(TokenError::NotYetValid);
-            }
-        }
-        Ok(())
+        check_times_with(&Facts::of(claims), now, self.leeway)
     }
 
-    fn check_revoked(&self, claims: &VerifiedClaims) -> Result<(), TokenError> {
+    /// `Err(Revoked)` when a revocation in force covers a token of these facts.
+    fn check_revoked(&self, claims: &Facts) -> Result<(), TokenError> {
         if self.revocations.is_empty() {
             return Ok(());
         }
@@ -410,7 +389,9 @@ impl Tokens {
         if self.check_times(&parsed, now).is_err() || !self.is_tenant_issuer(&parsed) {
             return;
         }
-        cache.insert(Arc::from(token.as_bytes()), Arc::new(parsed));
+        let compact = self.compact(&parsed);
+        let weight = compact.estimated_bytes();
+        cache.insert(cache.digest(token.as_bytes()), compact, weight);
     }
 
     fn signing_key_for(
@@ -530,7 +511,7 @@ impl RevocationSet {
 
 /// `exp` and `nbf` against `now` with `leeway`, as [`Tokens::check_times`] does with the
 /// gateway's own.
-fn check_times_with(claims: &VerifiedClaims, now: i64, leeway: i64) -> Result<(), TokenError> {
+fn check_times_with(claims: &Facts, now: i64, leeway: i64) -> Result<(), TokenError> {
     if now >= claims.exp + leeway {
         return Err(TokenError::Expired);
     }
@@ -550,6 +531,19 @@ pub(crate) fn refuse_duplicate_claims(token: &str) -> Result<(), TokenError> {
     gatehouse_plugin_api::json::parse(&bytes)
         .map(drop)
         .map_err(|_| TokenError::Malformed)
+}
+
+/// The claims of `token`, which was verified with key `kid` before (a cache hit for exactly
+/// these bytes), decoded again from its payload.
+fn decoded_claims(token: &str, kid: &str) -> Result<VerifiedClaims, TokenError> {
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(claims)) => parse_claims(claims, kid.to_string()),
+        _ => Err(TokenError::Malformed),
+    }
 }
 
 /// Extracts the claims policy needs; `exp` is required and must be a number.
@@ -667,7 +661,7 @@ impl TokenService for Tokens {
         match self.verify(token) {
             Err(TokenError::InvalidIssuer) => {
                 let verified = self.verify_uncached(token, self.clock.now_seconds(), false)?;
-                self.check_revoked(&verified)?;
+                self.check_revoked(&Facts::of(&verified))?;
                 Ok(Arc::new(verified))
             }
             other => other,
@@ -826,14 +820,14 @@ mod tests {
             300,
             "the application's TTL applies"
         );
-        // Second verification is a cache hit returning the same value.
+        // Second verification is a cache hit: the same claims, decoded again from the token.
+        assert!(cached(&tokens, &issued.token).is_some());
         let again = tokens.verify(&issued.token).expect("verify");
-        assert!(Arc::ptr_eq(&claims, &again));
-        // The proxy looks the same token up by its header bytes: the same cache entry.
+        assert_eq!(claims, again);
         let by_bytes = tokens
             .verify_bytes(issued.token.as_bytes())
             .expect("verify");
-        assert!(Arc::ptr_eq(&claims, &by_bytes));
+        assert_eq!(claims, by_bytes);
         // Bytes that are not text are refused, not decoded.
         let mut garbled = issued.token.clone().into_bytes();
         garbled[10] = 0xff;
@@ -876,6 +870,11 @@ mod tests {
     /// A token service with one HS256 key of secret [`SECRET`], its kid, and a signer of raw
     /// headers and claims.
     fn raw_fixture() -> (Tokens, String) {
+        raw_fixture_at(Arc::new(SystemClock))
+    }
+
+    /// [`raw_fixture`] on `clock`.
+    fn raw_fixture_at(clock: Arc<dyn Clock>) -> (Tokens, String) {
         let spec = KeySpec {
             id: Uuid::new_v4(),
             name: "k".into(),
@@ -900,7 +899,7 @@ mod tests {
             &[],
             0,
             limits,
-            Arc::new(SystemClock),
+            clock,
             Arc::new(Metrics::new()),
         );
         (tokens, spec.id.to_string())
@@ -1061,11 +1060,11 @@ mod tests {
         );
         let small = signed(&header, &json!({"iss": "acme.com", "exp": now() + 60}));
         let weigh = |token: &str| {
-            let claims = tokens.verify(token).expect("verify");
-            estimated_entry_bytes(token.as_bytes(), &claims)
+            tokens.verify(token).expect("verify");
+            cached(&tokens, token).expect("cached").estimated_bytes()
         };
-        assert!(weigh(&big) > 100_000, "{}", weigh(&big));
-        assert!(weigh(&small) < 2_000, "{}", weigh(&small));
+        assert!(weigh(&big) > 30_000, "{}", weigh(&big));
+        assert!(weigh(&small) < 600, "{}", weigh(&small));
     }
 
     #[test]
@@ -1083,17 +1082,132 @@ mod tests {
         assert!(tokens.verify_bytes(&changed).is_err());
         assert!(tokens.verify_bytes(format!("{token}x").as_bytes()).is_err());
         assert!(tokens.verify_bytes(&token.as_bytes()[1..]).is_err());
-        // The same bytes are a hit, and a hit still checks revocations.
+        // The same bytes are a hit.
         let again = tokens.verify(&token).expect("verify");
-        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(first, again);
         let cache = tokens.cache.as_ref().expect("cache");
-        cache.run_pending_tasks();
-        assert_eq!(cache.entry_count(), 1, "refused tokens are not cached");
+        assert_eq!(cache.len(), 1, "refused tokens are not cached");
+    }
+
+    /// A clock tests move by hand.
+    struct ManualClock(AtomicI64);
+
+    impl Clock for ManualClock {
+        fn now_millis(&self) -> i64 {
+            self.0.load(Ordering::Relaxed) * 1000
+        }
     }
 
     #[test]
-    fn a_cached_token_keeps_header_values_only_for_the_claims_asked_for() {
+    fn a_cache_hit_is_refused_once_expired_and_leaves_the_cache() {
+        let clock = Arc::new(ManualClock(AtomicI64::new(now())));
+        let (tokens, kid) = raw_fixture_at(clock.clone());
+        let header = json!({"alg": "HS256", "kid": kid});
+        let t = now();
+        let token = signed(
+            &header,
+            &json!({"iss": "acme.com", "exp": t + 10, "nbf": t + 2}),
+        );
+        // Not yet valid: refused, and not cached.
+        assert_eq!(tokens.verify(&token), Err(TokenError::NotYetValid));
+        clock.0.store(t + 2, Ordering::Relaxed);
+        let first = tokens.verify(&token).expect("valid");
+        assert!(cached(&tokens, &token).is_some());
+        clock.0.store(t + 9, Ordering::Relaxed);
+        assert_eq!(first, tokens.verify(&token).expect("a hit"));
+        // From its exp second on, the hit is refused and the entry dropped.
+        clock.0.store(t + 10, Ordering::Relaxed);
+        assert_eq!(tokens.verify(&token), Err(TokenError::Expired));
+        assert!(cached(&tokens, &token).is_none());
+        assert_eq!(tokens.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_differing_in_one_byte_of_payload_or_signature_misses() {
+        let (tokens, kid) = raw_fixture();
+        let header = json!({"alg": "HS256", "kid": kid});
+        let token = signed(
+            &header,
+            &json!({"iss": "acme.com", "exp": now() + 60, "sub": "a"}),
+        );
+        tokens.verify(&token).expect("valid");
+        let dots: Vec<usize> = token.match_indices('.').map(|(i, _)| i).collect();
+        // One byte of the payload, one of the signature, one of the header.
+        for at in [dots[0] + 3, dots[1] + 3, token.len() - 2, 2] {
+            let mut other = token.clone().into_bytes();
+            other[at] = if other[at] == b'A' { b'B' } else { b'A' };
+            let other = String::from_utf8(other).expect("text");
+            assert!(cached(&tokens, &other).is_none(), "byte {at}");
+            assert!(tokens.verify(&other).is_err(), "byte {at}");
+        }
+        // A forged payload with a valid signature of its own key under another secret.
+        let forged = {
+            let b64 = |t: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t);
+            let payload = json!({"iss": "acme.com", "exp": now() + 60, "sub": "admin"});
+            let input = format!("{}.{}", b64(&header.to_string()), b64(&payload.to_string()));
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"another-secret");
+            let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+            format!(
+                "{input}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag)
+            )
+        };
+        assert!(cached(&tokens, &forged).is_none());
+        assert_eq!(tokens.verify(&forged), Err(TokenError::BadSignature));
+        assert_eq!(tokens.cache.as_ref().expect("cache").len(), 1);
+    }
+
+    #[test]
+    fn the_cache_keeps_to_its_byte_bound() {
+        let spec = KeySpec {
+            id: Uuid::new_v4(),
+            name: "k".into(),
+            algorithm: Algorithm::HS256,
+            source: KeySource::Secret(SECRET.into()),
+        };
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: "t".into(),
+            issuer: "acme.com".into(),
+            jwt_configuration: JwtConfiguration::default(),
+            data: None,
+        };
+        let limits = CacheLimits {
+            entries: 10_000,
+            bytes: 256 << 10,
+        };
+        let tokens = Tokens::new(
+            KeyRing::new(vec![SigningKey::from_spec(&spec, None).expect("key")]),
+            std::slice::from_ref(&tenant),
+            &[],
+            0,
+            limits,
+            Arc::new(SystemClock),
+            Arc::new(Metrics::new()),
+        );
+        let header = json!({"alg": "HS256", "kid": spec.id.to_string()});
+        for i in 0..2000 {
+            let claims = json!({"iss": "acme.com", "exp": now() + 60, "sub": format!("user-{i}")});
+            tokens.verify(&signed(&header, &claims)).expect("valid");
+        }
+        let cache = tokens.cache.as_ref().expect("cache");
+        assert!(cache.weight() <= 256 << 10, "{}", cache.weight());
+        assert!(cache.len() < 2000 && cache.len() > 100, "{}", cache.len());
+    }
+
+    /// [`Tokens::verify_at_edge`], run to completion.
+    fn at_edge(tokens: &Tokens, token: &str) -> Result<Arc<CachedToken>, TokenError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(tokens.verify_at_edge(token.as_bytes()))
+    }
+
+    #[test]
+    fn a_cached_token_keeps_the_planned_header_values_and_no_claim_map() {
+        use gatehouse_plugin_api::tokens::ClaimHeader;
         let (tokens, tenant, app, user, registration) = fixture(Algorithm::HS256);
+        let tokens = tokens.with_claim_plan(ClaimPlan::of(&["sub", "missing"], &[]));
         let request = AccessTokenRequest {
             user: &user,
             tenant: &tenant,
@@ -1104,29 +1218,65 @@ mod tests {
             session_id: None,
         };
         let token = tokens.issue_access_token(&request).expect("issue").token;
-        let claims = tokens.verify(&token).expect("verify");
-        assert!(claims.header_values.is_empty(), "nothing rendered up front");
-        let sub = user.id.to_string();
-        let expected = http::HeaderValue::from_str(&sub).expect("value");
+        let first = at_edge(&tokens, &token).expect("valid");
+        let expected = http::HeaderValue::from_str(&user.id.to_string()).expect("value");
+        assert_eq!(first.header_value("sub"), ClaimHeader::Value(&expected));
+        assert_eq!(first.header_value("missing"), ClaimHeader::Absent);
+        assert_eq!(first.header_value("email"), ClaimHeader::Unrepresentable);
+        // The next request gets the same entry.
+        let again = at_edge(&tokens, &token).expect("valid");
+        assert!(Arc::ptr_eq(&first, &again));
+        // The API still gets every claim, decoded from the token.
         assert_eq!(
-            claims.header_value("sub"),
-            gatehouse_plugin_api::tokens::ClaimHeader::Value(&expected)
+            tokens.verify(&token).expect("valid").claims["email"],
+            json!("a@b.c")
         );
-        assert_eq!(
-            claims.header_value("missing"),
-            gatehouse_plugin_api::tokens::ClaimHeader::Absent
+    }
+
+    #[test]
+    fn another_claim_plan_never_serves_values_rendered_for_the_old_one() {
+        use gatehouse_plugin_api::tokens::ClaimHeader;
+        let (tokens, tenant, _, _, _) = fixture(Algorithm::HS256);
+        let mut claims = Map::new();
+        claims.insert("email".into(), json!("x@y.z"));
+        let token = tokens.vend(&tenant, None, claims, 60).expect("vend").token;
+        let tokens = tokens.with_claim_plan(ClaimPlan::of(&["sub"], &[]));
+        let old = at_edge(&tokens, &token).expect("valid");
+        assert_eq!(old.header_value("email"), ClaimHeader::Unrepresentable);
+        assert!(cached(&tokens, &token).is_some());
+        // A reload's configuration forwards `email`: the cache is emptied, the token rendered
+        // again with the new plan.
+        let tokens = tokens.with_claim_plan(ClaimPlan::of(&["sub", "email"], &[]));
+        assert!(cached(&tokens, &token).is_none());
+        let new = at_edge(&tokens, &token).expect("valid");
+        let email = http::HeaderValue::from_static("x@y.z");
+        assert_eq!(new.header_value("email"), ClaimHeader::Value(&email));
+        // The same plan again keeps what is cached.
+        let tokens = tokens.with_claim_plan(ClaimPlan::of(&["sub", "email"], &[]));
+        assert!(cached(&tokens, &token).is_some());
+    }
+
+    #[test]
+    fn revocation_applies_to_cache_hits_at_the_edge() {
+        let (tokens, tenant, app, user, registration) = fixture(Algorithm::ES256);
+        let request = AccessTokenRequest {
+            user: &user,
+            tenant: &tenant,
+            application: Some(&app),
+            registration: Some(&registration),
+            authentication_type: "PASSWORD",
+            expires_at: None,
+            session_id: Some(Uuid::new_v4()),
+        };
+        let token = tokens.issue_access_token(&request).expect("issue").token;
+        assert!(at_edge(&tokens, &token).is_ok());
+        assert!(cached(&tokens, &token).is_some());
+        tokens.record_revocation(
+            RevocationScope::Session(request.session_id.expect("sid")),
+            now(),
         );
-        // The next request with the token gets the same entry, with the value rendered once.
-        let again = tokens.verify(&token).expect("verify");
-        assert_eq!(
-            again.header_value("sub"),
-            gatehouse_plugin_api::tokens::ClaimHeader::Value(&expected)
-        );
-        assert_eq!(
-            again.header_values.len(),
-            2,
-            "sub and missing, not every claim"
-        );
+        assert_eq!(at_edge(&tokens, &token).err(), Some(TokenError::Revoked));
+        assert_eq!(tokens.verify(&token).err(), Some(TokenError::Revoked));
     }
 
     #[test]
@@ -1194,11 +1344,21 @@ mod tests {
             };
             let token = tokens.issue_access_token(&request).expect("issue").token;
             let cache = tokens.cache.as_ref().expect("cache");
-            let cached = cache.get(token.as_bytes()).expect("cached when signed");
+            let cached = cache
+                .get(&cache.digest(token.as_bytes()))
+                .expect("cached when signed");
             let now = SystemClock.now_seconds();
             let verified = tokens.verify_uncached(&token, now, true).expect("verifies");
-            assert_eq!(*cached, verified, "{algorithm:?}: the same claims");
-            assert_eq!(tokens.verify(&token), Ok(cached));
+            assert_eq!(cached.facts(), Facts::of(&verified), "{algorithm:?}");
+            assert_eq!(*cached.key_id, verified.key_id);
+            let roles: Vec<&str> = cached.roles.iter().map(|r| &**r).collect();
+            assert_eq!(roles, verified.roles);
+            assert_eq!(
+                cached.issuer.as_deref(),
+                verified.claims["iss"].as_str(),
+                "{algorithm:?}"
+            );
+            assert_eq!(tokens.verify(&token), Ok(Arc::new(verified)));
             // and revocations still apply to it at each lookup
             tokens.record_revocation(RevocationScope::User(user.id), now);
             assert_eq!(tokens.verify(&token), Err(TokenError::Revoked));
@@ -1219,12 +1379,7 @@ mod tests {
             session_id: None,
         };
         let token = tokens.issue_access_token(&request).expect("issue").token;
-        assert!(tokens
-            .cache
-            .as_ref()
-            .expect("cache")
-            .get(token.as_bytes())
-            .is_none());
+        assert!(cached(&tokens, &token).is_none());
         assert_eq!(tokens.verify(&token), Err(TokenError::InvalidIssuer));
         // nor one already expired when signed
         let request = AccessTokenRequest {
@@ -1233,13 +1388,14 @@ mod tests {
             ..request
         };
         let token = tokens.issue_access_token(&request).expect("issue").token;
-        assert!(tokens
-            .cache
-            .as_ref()
-            .expect("cache")
-            .get(token.as_bytes())
-            .is_none());
+        assert!(cached(&tokens, &token).is_none());
         assert_eq!(tokens.verify(&token), Err(TokenError::Expired));
+    }
+
+    /// The cache entry of `token`, if any.
+    fn cached(tokens: &Tokens, token: &str) -> Option<Arc<CachedToken>> {
+        let cache = tokens.cache.as_ref().expect("cache");
+        cache.get(&cache.digest(token.as_bytes()))
     }
 
     /// `tenant` with the issuer the service knows for it.

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gatehouse_plugin_api::VerifiedClaims;
+use crate::auth::cached::CachedToken;
 use pingora::proxy::Session;
 
 use super::{canonical_path_of, Gateway, RequestContext};
@@ -90,14 +90,14 @@ pub fn route_label(route: &Route) -> String {
 
 /// The user of a verified token as the access log shows it: `sub`, a UUID as is, any other
 /// string with its control characters escaped (it cannot break the line); nothing without one.
-pub struct User<'a>(pub &'a VerifiedClaims);
+pub struct User<'a>(pub &'a CachedToken);
 
 impl fmt::Display for User<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(subject) = self.0.subject {
             return subject.fmt(f);
         }
-        match self.0.claims.get("sub").and_then(|s| s.as_str()) {
+        match self.0.subject_text() {
             Some(sub) => write!(f, "{}", sub.escape_debug()),
             None => Ok(()),
         }
@@ -273,28 +273,20 @@ mod tests {
 
     #[test]
     fn a_user_that_is_not_a_uuid_cannot_break_the_line() {
-        let mut claims = serde_json::Map::new();
-        claims.insert("sub".into(), serde_json::json!("svc\nfake=1"));
-        let verified = VerifiedClaims {
-            claims,
-            key_id: String::new(),
-            exp: 0,
-            iat: 0,
-            not_before: None,
-            subject: None,
-            application_id: None,
-            tenant_id: None,
-            session_id: None,
-            roles: Vec::new(),
-            audience: None,
-            header_values: Default::default(),
+        let plan = std::sync::Arc::new(crate::auth::cached::ClaimPlan::default());
+        let interner = crate::auth::cached::Interner::default();
+        let compact = |claims: serde_json::Value| {
+            let serde_json::Value::Object(map) = claims else {
+                panic!("an object")
+            };
+            let verified = gatehouse_plugin_api::VerifiedClaims::from_claims(map, String::new())
+                .expect("claims");
+            interner.compact(&verified, &plan)
         };
+        let verified = compact(serde_json::json!({"exp": 0, "sub": "svc\nfake=1"}));
         assert_eq!(User(&verified).to_string(), "svc\\nfake=1");
         let id = uuid::Uuid::new_v4();
-        let verified = VerifiedClaims {
-            subject: Some(id),
-            ..verified
-        };
+        let verified = compact(serde_json::json!({"exp": 0, "sub": id}));
         assert_eq!(User(&verified).to_string(), id.to_string());
     }
 }

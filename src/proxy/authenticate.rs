@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gatehouse_plugin_api::credentials::Credentials;
-use gatehouse_plugin_api::{ClaimHeader, TokenError, VerifiedClaims};
+use gatehouse_plugin_api::{ClaimHeader, TokenError};
 use gatehouse_refresh::RefreshError;
 use pingora::proxy::Session;
 
 use super::refresh::Refreshed;
 use super::routes::RouteLookup;
 use super::{canonical_host_of, canonical_path_of, query_of, Gateway, RequestContext};
+use crate::auth::cached::CachedToken;
 use crate::config::Route;
 use crate::proxy::error::GatewayError;
 use crate::request::credentials;
@@ -29,7 +30,7 @@ enum TokenState {
     /// A token was presented and refused.
     Invalid(TokenError),
     /// A valid token.
-    Valid(Arc<VerifiedClaims>),
+    Valid(Arc<CachedToken>),
 }
 
 impl Gateway {
@@ -169,7 +170,7 @@ impl Gateway {
         };
         match outcome {
             Ok(refreshed) => {
-                let claims = refreshed.claims.clone();
+                let claims = self.tokens.compact(&refreshed.claims);
                 // The value a rotation retired, in case the answer never reaches the client.
                 ctx.retired = std::str::from_utf8(value)
                     .ok()
@@ -253,11 +254,7 @@ impl Gateway {
     /// The route's policy for a valid token of any issuer: the issuers, audiences and claims it
     /// requires, then [`check_policy`] (application, roles through the issuer's roles claim,
     /// forwardable claims).
-    fn check_route_policy(
-        &self,
-        route: &Route,
-        claims: &VerifiedClaims,
-    ) -> Result<(), GatewayError> {
+    fn check_route_policy(&self, route: &Route, claims: &CachedToken) -> Result<(), GatewayError> {
         use crate::auth::issuers::policy::PolicyFailure;
         let remote = self.tokens.remote_issuer_of(claims).is_some();
         route
@@ -276,7 +273,7 @@ impl Gateway {
 /// and `aud` when present), roles, and that every claim the route forwards can be a header.
 /// A `remote` token (a trusted issuer's) names its issuer's tenants, not the gateway's: its
 /// `tid` is not compared.
-fn check_policy(route: &Route, claims: &VerifiedClaims, remote: bool) -> Result<(), GatewayError> {
+fn check_policy(route: &Route, claims: &CachedToken, remote: bool) -> Result<(), GatewayError> {
     if let Some(app) = route.auth.application_id {
         if claims.application_id != Some(app) || !claims.audience_allows(app) {
             return Err(GatewayError::WrongApplication);
@@ -295,7 +292,7 @@ fn check_policy(route: &Route, claims: &VerifiedClaims, remote: bool) -> Result<
         && !claims
             .roles
             .iter()
-            .any(|r| route.auth.roles.iter().any(|w| w == r))
+            .any(|r| route.auth.roles.iter().any(|w| **w == **r))
     {
         return Err(GatewayError::MissingRole);
     }

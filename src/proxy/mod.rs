@@ -49,7 +49,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use gatehouse_plugin_api::{PluginContext, VerifiedClaims};
+use gatehouse_plugin_api::PluginContext;
 use http::header::HOST;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -341,7 +341,7 @@ pub struct RequestContext {
     /// spelling of it (`Admin.example.:80`) or named it only in an absolute-form target.
     host: Option<String>,
     /// The verified token, when one was presented and passed the route's policy.
-    identity: Option<Arc<VerifiedClaims>>,
+    identity: Option<Arc<crate::auth::cached::CachedToken>>,
     /// Request body bytes seen so far (for the size limit on streamed bodies).
     body_bytes: usize,
     /// How the request body goes upstream: streamed, or (chunked) judged first.

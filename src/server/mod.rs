@@ -37,6 +37,7 @@ use pingora::services::listening::Service;
 
 use crate::api::executor::ApiExecutor;
 use crate::api::plugins::PluginRouter;
+use crate::auth::cached::ClaimPlan;
 use crate::auth::issuers::config::DEFAULT_TIMEOUT_SECONDS;
 use crate::auth::issuers::fetch::Fetcher;
 use crate::auth::issuers::remote::RemoteKeySets;
@@ -305,6 +306,7 @@ pub async fn build(
         process.clock.clone(),
         metrics.clone(),
     )
+    .with_claim_plan(ClaimPlan::new(&config.routes))
     .with_issuers(issuers.clone());
     if let Some(previous) = &previous {
         tokens = tokens.sharing_revocations(previous.gateway.tokens().revocation_set());

@@ -428,3 +428,35 @@ impl Options {
         }
     }
 }
+
+/// A route whose one identity header carries claim `claim`.
+fn who_route(claim: &str) -> String {
+    format!(
+        "  - path: /who\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}}}\n    identityHeaders: {{X-Who: {claim}}}\n"
+    )
+}
+
+#[test]
+fn a_reload_that_changes_identity_headers_never_serves_values_rendered_before_it() {
+    let mut options = Options {
+        extra_routes: who_route("sub"),
+        ..Options::default()
+    };
+    let mut gateway = TestGateway::start_with(options.clone_for_reload());
+    let user = Uuid::new_v4();
+    let token = gateway.token(Algorithm::RS256, &claims(user, APP, &["user"]));
+    // Twice: verified, then a hit of the cached token with its rendered value.
+    for _ in 0..2 {
+        let echoed: Value = gateway.get_as("/who", &token).json().expect("json");
+        assert_eq!(echoed["headers"]["x-who"], user.to_string(), "{echoed}");
+    }
+    options.extra_routes = who_route("email");
+    gateway.write_config(&options);
+    let (status, body) = reload_by_admin(&gateway);
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..2 {
+        let echoed: Value = gateway.get_as("/who", &token).json().expect("json");
+        assert_eq!(echoed["headers"]["x-who"], "ann@example.com", "{echoed}");
+    }
+    gateway.stop();
+}

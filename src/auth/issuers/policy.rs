@@ -2,8 +2,9 @@
 //! issuers a route accepts, `aud`, and exact-match claims. Roles go through
 //! [`roles_at`], with the issuer's roles claim.
 
-use gatehouse_plugin_api::VerifiedClaims;
 use serde_json::{Map, Value};
+
+use crate::auth::cached::CachedToken;
 
 /// A route's checks on the token's issuer and claims (`routes[].auth.issuers`, `audiences`,
 /// `claims`).
@@ -31,8 +32,8 @@ pub enum PolicyFailure {
 impl TokenPolicy {
     /// Checks `claims`; `remote` says the token was verified with a trusted issuer's keys (not
     /// the gateway's own key ring). `Ok` when every check passes.
-    pub fn check(&self, claims: &VerifiedClaims, remote: bool) -> Result<(), PolicyFailure> {
-        let issuer = claims.claims.get("iss").and_then(Value::as_str);
+    pub fn check(&self, claims: &CachedToken, remote: bool) -> Result<(), PolicyFailure> {
+        let issuer = claims.issuer.as_deref();
         let issuer_ok = if self.issuers.is_empty() {
             !remote
         } else {
@@ -42,12 +43,14 @@ impl TokenPolicy {
             return Err(PolicyFailure::Issuer);
         }
         if !self.audiences.is_empty()
-            && !audiences_of(&claims.claims).any(|aud| self.audiences.iter().any(|a| a == aud))
+            && !claims
+                .audiences()
+                .any(|aud| self.audiences.iter().any(|a| a == aud))
         {
             return Err(PolicyFailure::Audience);
         }
         for (path, wanted) in &self.claims {
-            if !claim_at(&claims.claims, path).is_some_and(|claim| same_value(claim, wanted)) {
+            if !claims.claim_matches(path, wanted) {
                 return Err(PolicyFailure::Claim);
             }
         }
@@ -136,7 +139,16 @@ pub fn audiences_of(claims: &Map<String, Value>) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::cached::{ClaimPlan, Interner};
+    use gatehouse_plugin_api::VerifiedClaims;
     use serde_json::json;
+    use std::sync::Arc;
+
+    /// `value` in the compact form the policy reads, with the tests' claim check planned.
+    fn compact(value: Value) -> CachedToken {
+        let plan = Arc::new(ClaimPlan::of(&[], &[("email_verified", json!(true))]));
+        Interner::default().compact(&claims(value), &plan)
+    }
 
     fn claims(value: Value) -> VerifiedClaims {
         let Value::Object(mut map) = value else {
@@ -184,6 +196,8 @@ mod tests {
             audiences: vec!["my-api".into()],
             ..TokenPolicy::default()
         };
+        let compact_of = |c: &VerifiedClaims| compact(Value::Object(c.claims.clone()));
+        let (one, many, none) = (compact_of(&one), compact_of(&many), compact_of(&none));
         assert_eq!(policy.check(&one, false), Ok(()));
         assert_eq!(policy.check(&many, false), Ok(()));
         assert_eq!(policy.check(&none, false), Err(PolicyFailure::Audience));
@@ -191,8 +205,8 @@ mod tests {
 
     #[test]
     fn issuers_and_exact_claims() {
-        let remote = claims(json!({"iss": "https://login.example.com", "email_verified": true}));
-        let local = claims(json!({"iss": "acme.test", "email_verified": "true"}));
+        let remote = compact(json!({"iss": "https://login.example.com", "email_verified": true}));
+        let local = compact(json!({"iss": "acme.test", "email_verified": "true"}));
         let own_only = TokenPolicy::default();
         assert_eq!(own_only.check(&local, false), Ok(()));
         assert_eq!(own_only.check(&remote, true), Err(PolicyFailure::Issuer));
