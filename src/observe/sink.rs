@@ -103,15 +103,44 @@ fn start() {
     }
 }
 
-/// The exit hook: writes what is buffered, skipping a buffer another thread holds at that
-/// instant rather than waiting (the process is ending).
+/// How long the exit hook waits for a lock another thread holds (the flushing thread in the
+/// middle of a write, a worker appending a line) before it gives that buffer up.
+const EXIT_WAIT: Duration = Duration::from_millis(500);
+
+/// The exit hook: writes what is buffered. A lock another thread holds at that instant is
+/// waited for (up to [`EXIT_WAIT`] in all): skipping it would lose that buffer's lines, or the
+/// whole list's when the flushing thread held it, and cut short a write under way.
 extern "C" fn flush_at_exit() {
-    let Ok(buffers) = BUFFERS.try_lock() else {
-        return;
+    flush_within(&BUFFERS, &mut std::io::stderr(), EXIT_WAIT);
+}
+
+/// Writes every buffer of `buffers` to `out`, waiting at most `wait` in all for locks held
+/// elsewhere. Returns how many buffers had to be given up (0 when every line was written).
+fn flush_within(buffers: &Mutex<Vec<Buffer>>, out: &mut impl Write, wait: Duration) -> usize {
+    let deadline = std::time::Instant::now() + wait;
+    let Some(buffers) = lock_until(buffers, deadline) else {
+        return usize::MAX;
     };
+    let mut given_up = 0;
     for buffer in buffers.iter() {
-        if let Ok(mut buffer) = buffer.try_lock() {
-            write_out(&mut buffer, &mut std::io::stderr());
+        match lock_until(buffer, deadline) {
+            Some(mut buffer) => write_out(&mut buffer, out),
+            None => given_up += 1,
+        }
+    }
+    given_up
+}
+
+/// `mutex` locked (taken over if poisoned), trying until `deadline`; `None` past it.
+fn lock_until<T>(mutex: &Mutex<T>, deadline: std::time::Instant) -> Option<MutexGuard<'_, T>> {
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         }
     }
 }
@@ -195,5 +224,40 @@ mod tests {
         );
         push(b"");
         assert!(OWN.with(|own| lock(&BUFFERS).iter().any(|b| Arc::ptr_eq(b, own))));
+    }
+
+    #[test]
+    fn the_exit_waits_for_a_buffer_held_elsewhere_instead_of_losing_its_lines() {
+        let held: Buffer = Arc::new(Mutex::new(b"held line\n".to_vec()));
+        let free: Buffer = Arc::new(Mutex::new(b"free line\n".to_vec()));
+        let list = Mutex::new(vec![held.clone(), free.clone()]);
+        // Another thread is inside a write of `held` (the flushing thread, a worker) for a
+        // moment when the process exits.
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let holder = {
+            let (held, barrier) = (held.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut guard = held.lock().expect("lock");
+                barrier.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                guard.extend_from_slice(b"appended while held\n");
+            })
+        };
+        barrier.wait();
+        let mut calls = Calls::default();
+        assert_eq!(flush_within(&list, &mut calls, Duration::from_secs(5)), 0);
+        holder.join().expect("holder");
+        assert_eq!(
+            calls.0.concat(),
+            b"held line\nappended while held\nfree line\n".to_vec()
+        );
+        // A lock held past the wait is given up, not waited for forever.
+        let stuck = held.lock().expect("lock");
+        let mut calls = Calls::default();
+        assert_eq!(
+            flush_within(&list, &mut calls, Duration::from_millis(20)),
+            1
+        );
+        drop(stuck);
     }
 }
