@@ -41,6 +41,7 @@ mod it {
     pub mod reload;
     pub mod reload_attacks;
     pub mod restart;
+    pub mod store_attacks;
     pub mod tenancy;
     pub mod upgrade;
     pub mod websocket;

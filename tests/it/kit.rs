@@ -524,6 +524,16 @@ routes:
             .collect()
     }
 
+    /// Kills the process at once (SIGKILL: no shutdown, nothing flushed by the process), then
+    /// starts it again on the same config and store.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
     /// Stops and starts again on the same config and store.
     pub fn restart(&mut self) {
         self.stop();
