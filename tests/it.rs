@@ -17,6 +17,7 @@ mod it {
     pub mod fake_oidc;
     pub mod forward_auth;
     pub mod forward_auth_attacks;
+    pub mod forwarded_attacks;
     pub mod framing;
     pub mod http2;
     pub mod http2_attacks;
