@@ -413,6 +413,38 @@ mod tests {
         assert!(!is_plainly_canonical(b"Admin.example", 443));
     }
 
+    /// The same agreement over longer random spellings (up to 40 bytes: several labels, ports,
+    /// octets past 255, leading zeros, `xn--` labels, a colon too many).
+    #[test]
+    fn the_one_scan_agrees_with_the_full_reading_on_random_spellings() {
+        let pieces = [
+            "a", "b", "z", "0", "00", "1", "25", "255", "256", "9", "99999", ".", ".", "-", "_",
+            "xn--", "0x", "A", ":", ":80", ":443", ":8080", ":0", ":65536", "%", "@", "[",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut taken = 0;
+        for _ in 0..200_000 {
+            let mut authority = String::new();
+            while authority.len() < (next() % 40) as usize + 1 {
+                authority.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            for default_port in [80, 443] {
+                if is_plainly_canonical(authority.as_bytes(), default_port) {
+                    taken += 1;
+                    let full = canonical_authority_read_in_full(&authority, default_port);
+                    assert_eq!(full.as_deref(), Some(authority.as_str()), "{authority:?}");
+                }
+            }
+        }
+        assert!(taken > 1000, "{taken}");
+    }
+
     /// [`canonical_authority`] without its fast path.
     fn canonical_authority_read_in_full(authority: &str, default_port: u16) -> Option<String> {
         let (name_as_sent, port_text) = split_authority(authority)?;
