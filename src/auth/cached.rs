@@ -19,7 +19,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::issuers::policy::{audiences_of, claim_at, same_value};
-use crate::config::Route;
 
 /// The claims the configuration reads from a token on the hot path: the claims of every
 /// route's identity headers (forward-auth answers carry the same), and every route's
@@ -31,19 +30,21 @@ pub struct ClaimPlan {
 }
 
 impl ClaimPlan {
-    /// The plan of `routes`, each claim and check once.
-    pub fn new(routes: &[Route]) -> Self {
+    /// The plan of these header claims and claim checks (a configuration's routes give them:
+    /// see [`crate::server`]), each claim and check once, in their first order.
+    pub fn new(
+        headers: impl IntoIterator<Item = String>,
+        checks: impl IntoIterator<Item = (String, Value)>,
+    ) -> Self {
         let mut plan = ClaimPlan::default();
-        for route in routes {
-            for header in &route.identity_headers {
-                if !plan.headers.contains(&header.claim) {
-                    plan.headers.push(header.claim.clone());
-                }
+        for claim in headers {
+            if !plan.headers.contains(&claim) {
+                plan.headers.push(claim);
             }
-            for check in &route.auth.policy.claims {
-                if !plan.checks.contains(check) {
-                    plan.checks.push(check.clone());
-                }
+        }
+        for check in checks {
+            if !plan.checks.contains(&check) {
+                plan.checks.push(check);
             }
         }
         plan

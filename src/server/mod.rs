@@ -306,7 +306,7 @@ pub async fn build(
         process.clock.clone(),
         metrics.clone(),
     )
-    .with_claim_plan(ClaimPlan::new(&config.routes))
+    .with_claim_plan(claim_plan(&config.routes))
     .with_issuers(issuers.clone());
     if let Some(previous) = &previous {
         tokens = tokens.sharing_revocations(previous.gateway.tokens().revocation_set());
@@ -736,4 +736,16 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError>
     });
     tracing::info!("gatehouse stopped");
     Ok(())
+}
+
+/// The claims the hot path reads from a cached token under `routes`: every identity header's
+/// claim and every exact-match claim check.
+fn claim_plan(routes: &[crate::config::Route]) -> ClaimPlan {
+    let headers = routes
+        .iter()
+        .flat_map(|r| r.identity_headers.iter().map(|h| h.claim.clone()));
+    let checks = routes
+        .iter()
+        .flat_map(|r| r.auth.policy.claims.iter().cloned());
+    ClaimPlan::new(headers, checks)
 }
