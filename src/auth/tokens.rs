@@ -875,6 +875,15 @@ mod tests {
 
     /// [`raw_fixture`] on `clock`.
     fn raw_fixture_at(clock: Arc<dyn Clock>) -> (Tokens, String) {
+        let limits = CacheLimits {
+            entries: 100,
+            bytes: 1 << 20,
+        };
+        raw_fixture_with(clock, limits)
+    }
+
+    /// [`raw_fixture`] on `clock`, its cache bounded by `limits`.
+    fn raw_fixture_with(clock: Arc<dyn Clock>, limits: CacheLimits) -> (Tokens, String) {
         let spec = KeySpec {
             id: Uuid::new_v4(),
             name: "k".into(),
@@ -888,10 +897,6 @@ mod tests {
             issuer: "acme.com".into(),
             jwt_configuration: JwtConfiguration::default(),
             data: None,
-        };
-        let limits = CacheLimits {
-            entries: 100,
-            bytes: 1 << 20,
         };
         let tokens = Tokens::new(
             KeyRing::new(vec![key]),
@@ -1159,33 +1164,12 @@ mod tests {
 
     #[test]
     fn the_cache_keeps_to_its_byte_bound() {
-        let spec = KeySpec {
-            id: Uuid::new_v4(),
-            name: "k".into(),
-            algorithm: Algorithm::HS256,
-            source: KeySource::Secret(SECRET.into()),
-        };
-        let tenant = Tenant {
-            id: Uuid::new_v4(),
-            name: "t".into(),
-            issuer: "acme.com".into(),
-            jwt_configuration: JwtConfiguration::default(),
-            data: None,
-        };
         let limits = CacheLimits {
             entries: 10_000,
             bytes: 256 << 10,
         };
-        let tokens = Tokens::new(
-            KeyRing::new(vec![SigningKey::from_spec(&spec, None).expect("key")]),
-            std::slice::from_ref(&tenant),
-            &[],
-            0,
-            limits,
-            Arc::new(SystemClock),
-            Arc::new(Metrics::new()),
-        );
-        let header = json!({"alg": "HS256", "kid": spec.id.to_string()});
+        let (tokens, kid) = raw_fixture_with(Arc::new(SystemClock), limits);
+        let header = json!({"alg": "HS256", "kid": kid});
         for i in 0..2000 {
             let claims = json!({"iss": "acme.com", "exp": now() + 60, "sub": format!("user-{i}")});
             tokens.verify(&signed(&header, &claims)).expect("valid");

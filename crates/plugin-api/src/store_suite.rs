@@ -231,17 +231,22 @@ pub async fn users_are_found_by_email_across_tenants(store: &dyn SuiteStore) {
     assert!(none.expect("find").is_empty());
 }
 
-/// A registration is stored per user and application, and replaced on upsert.
-pub async fn registrations_are_kept_per_user_and_application(store: &dyn SuiteStore) {
-    seeded(store).await;
-    store.create_user(&ann()).await.expect("user");
-    let mut registration = Registration {
+/// Ann's registration to [`APP`] with the role `user`.
+fn ann_registration() -> Registration {
+    Registration {
         id: Uuid::from_u128(0x5555),
         application_id: APP,
         user_id: Some(USER),
         roles: vec!["user".into()],
         ..Default::default()
-    };
+    }
+}
+
+/// A registration is stored per user and application, and replaced on upsert.
+pub async fn registrations_are_kept_per_user_and_application(store: &dyn SuiteStore) {
+    seeded(store).await;
+    store.create_user(&ann()).await.expect("user");
+    let mut registration = ann_registration();
     store
         .upsert_registration(&registration)
         .await
@@ -331,13 +336,7 @@ pub async fn a_refresh_subject_is_read_with_its_token(store: &dyn SuiteStore) {
     assert_eq!(subject.tenant, Some(tenant()));
     assert_eq!(subject.application, Some(application()));
     assert_eq!(subject.registration, None);
-    let registration = Registration {
-        id: Uuid::from_u128(0x5555),
-        application_id: APP,
-        user_id: Some(USER),
-        roles: vec!["user".into()],
-        ..Default::default()
-    };
+    let registration = ann_registration();
     store
         .upsert_registration(&registration)
         .await
