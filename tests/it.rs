@@ -42,7 +42,9 @@ mod it {
     pub mod reload;
     pub mod reload_attacks;
     pub mod restart;
+    pub mod revocation_attacks;
     pub mod store_attacks;
+    pub mod store_stress;
     pub mod tenancy;
     pub mod upgrade;
     pub mod websocket;
