@@ -240,9 +240,28 @@ impl Gateway {
     }
 }
 
+/// How the engine's own error and warning lines (a failed or retried upstream attempt) name a
+/// request: its method, its path as sent without the query string, and its request id (the
+/// access line's), never a header. The engine's default would print the whole target and the
+/// `Host`, so a secret in a query string would reach the log.
+pub(super) fn request_summary(method: &http::Method, uri: &http::Uri, id: RequestId) -> String {
+    format!("{method} {} (request_id={id})", uri.path())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_summary_holds_no_query_string() {
+        let uri: http::Uri = "/a/b?token=secret&q=1".parse().expect("uri");
+        let id = RequestId(7);
+        let summary = request_summary(&http::Method::GET, &uri, id);
+        assert_eq!(summary, format!("GET /a/b (request_id={id})"));
+        let absolute: http::Uri = "http://h.example/p?access_token=x".parse().expect("uri");
+        let summary = request_summary(&http::Method::POST, &absolute, id);
+        assert_eq!(summary, format!("POST /p (request_id={id})"));
+    }
 
     #[test]
     fn request_ids_are_unique_and_share_the_process_prefix() {

@@ -208,6 +208,12 @@ impl ProxyHttp for LiveGateway {
         ctx.gateway = Some(gateway);
         result
     }
+
+    /// The request as the engine's own log lines name it: no query string, no header.
+    fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
+        let request = session.req_header();
+        access::request_summary(&request.method, &request.uri, ctx.id)
+    }
 }
 
 /// The gateway in force: the proxy Pingora runs. A reload ([`crate::server::reload`]) puts a

@@ -33,7 +33,7 @@ fn options() -> Options {
 }
 
 /// Sends `signal` (e.g. `-QUIT`) to `pid`.
-fn signal(pid: u32, signal: &str) {
+pub(crate) fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &pid.to_string()])
         .status()
@@ -42,7 +42,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 /// The default upgrade socket of `gateway`: beside its SQLite store.
-fn socket_of(gateway: &TestGateway) -> PathBuf {
+pub(crate) fn socket_of(gateway: &TestGateway) -> PathBuf {
     gateway
         .store_path()
         .parent()
@@ -51,7 +51,7 @@ fn socket_of(gateway: &TestGateway) -> PathBuf {
 }
 
 /// Starts `gatehouse serve --upgrade` on `config`, its log in `log`.
-fn start_upgrade(config: &Path, log: &Path) -> Child {
+pub(crate) fn start_upgrade(config: &Path, log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["serve", "--upgrade", "--config"])
         .arg(config)
@@ -63,7 +63,7 @@ fn start_upgrade(config: &Path, log: &Path) -> Child {
 }
 
 /// Waits up to `timeout` for `path` to be a socket.
-fn wait_for_socket(path: &Path, timeout: Duration, log: &Path) {
+pub(crate) fn wait_for_socket(path: &Path, timeout: Duration, log: &Path) {
     let deadline = Instant::now() + timeout;
     while !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
         assert!(
@@ -95,7 +95,7 @@ fn load(url: String, token: String, stop: Arc<AtomicBool>) -> (u64, Vec<String>)
 }
 
 /// Ends the new gateway: `SIGTERM`, then waits.
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     signal(child.id(), "-TERM");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
