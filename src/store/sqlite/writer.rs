@@ -12,7 +12,9 @@
 //! - an error of the batch itself (the file locked, unwritable or full when the transaction
 //!   begins or commits) fails exactly the calls of that batch, with the error each would have
 //!   had alone;
-//! - a call alone in its batch runs as before, in a transaction of its own and no savepoint.
+//! - a call alone in its batch runs as before, in a transaction of its own and no savepoint;
+//! - a call whose caller has gone when its turn comes (its request answered past the API's time
+//!   limit) is not run, so a write its client was told failed is not committed later.
 //!
 //! Under load, calls queue while a commit's fsync runs, so one fsync serves many of them, and
 //! the thread takes the next batch without sleeping; calls no longer hop to tokio's blocking
@@ -55,6 +57,15 @@ where
     F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send,
 {
     fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        if self.reply.is_closed() {
+            // The caller has gone (its request answered 503 past the API's time limit, or
+            // abandoned): a write it was told failed must not be committed later.
+            self.f = None;
+            self.result = Some(Err(StoreError::Backend(
+                "store task failed: the caller went away".into(),
+            )));
+            return false;
+        }
         let Some(f) = self.f.take() else {
             return false;
         };
@@ -327,6 +338,29 @@ mod tests {
         assert_eq!((x, z), (Ok(()), Ok(())));
         drop(Arc::into_inner(writer).expect("the last handle"));
         assert_eq!(keys_on(&path), ["x", "z"]);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_caller_went_away_before_it_ran_is_not_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = Arc::new(writer_on(&path));
+        let (barrier, held) = hold(&writer).await;
+        // Queued behind the held call, then given up (a request past its time limit).
+        let abandoned = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.call(insert("gone")).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        let release = release_later(barrier);
+        let kept = writer.call(insert("kept")).await;
+        release.join().expect("release");
+        held.await.expect("held");
+        assert_eq!(kept, Ok(()));
+        drop(Arc::into_inner(writer).expect("the last handle"));
+        assert_eq!(keys_on(&path), ["kept"]);
     }
 
     /// The keys in `t`, read through a new connection.
