@@ -50,16 +50,11 @@ fn traffic(
     (answered, failures)
 }
 
+/// A traffic thread: the paths answered and the failures.
+type Traffic = std::thread::JoinHandle<(Vec<String>, Vec<String>)>;
+
 /// Starts `clients` traffic threads on `url`; the stop flag and the threads.
-#[allow(clippy::type_complexity)]
-fn start_traffic(
-    url: &str,
-    token: &str,
-    clients: usize,
-) -> (
-    Arc<AtomicBool>,
-    Vec<std::thread::JoinHandle<(Vec<String>, Vec<String>)>>,
-) {
+fn start_traffic(url: &str, token: &str, clients: usize) -> (Arc<AtomicBool>, Vec<Traffic>) {
     let stop = Arc::new(AtomicBool::new(false));
     let threads = (0..clients)
         .map(|c| {
@@ -71,10 +66,7 @@ fn start_traffic(
 }
 
 /// Stops the traffic; every path answered, after asserting none failed.
-fn end_traffic(
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<(Vec<String>, Vec<String>)>>,
-) -> Vec<String> {
+fn end_traffic(stop: Arc<AtomicBool>, threads: Vec<Traffic>) -> Vec<String> {
     stop.store(true, Ordering::Relaxed);
     let mut answered = Vec::new();
     for thread in threads {

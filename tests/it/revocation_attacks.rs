@@ -89,6 +89,9 @@ fn revoke(gw: &TestGateway, query: &str, form: Option<String>) -> u16 {
     request.send().expect("send").status().as_u16()
 }
 
+/// A revocation request made from the sessions: its path and query, and its form body.
+type Revocation = fn(&[Session]) -> (String, Option<String>);
+
 fn encoded(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
@@ -97,7 +100,7 @@ fn encoded(value: &str) -> String {
 fn every_revocation_form_refuses_the_cached_tokens_it_covers_at_once_and_no_other() {
     let gw = TestGateway::start_with(options());
     // (form, the sessions it covers, the sessions it spares), each on fresh users.
-    let forms: [(&str, fn(&[Session]) -> (String, Option<String>)); 5] = [
+    let forms: [(&str, Revocation); 5] = [
         ("by id", |s| (format!("/{}", s[0].refresh_token_id), None)),
         ("by value", |s| {
             (format!("?token={}", encoded(&s[0].refresh_token)), None)
