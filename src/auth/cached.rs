@@ -93,40 +93,86 @@ impl Facts {
     }
 }
 
-/// A verified token as the cache keeps it (see the module's documentation).
+/// What many tokens share: the plan they were rendered under, the key that verified them,
+/// their issuer, roles and audiences, and the outcomes of the plan's claim checks. Interned
+/// (see [`Interner`]), so an entry holds one thin pointer to it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Shape {
+    /// The plan, compared and hashed by its address (one plan per token service).
+    plan: PlanRef,
+    /// `kid` of the key that verified the token.
+    key_id: Arc<str>,
+    /// `iss`, when a string.
+    issuer: Option<Arc<str>>,
+    /// The roles, as the policy reads them.
+    roles: Arc<[Arc<str>]>,
+    /// The application ids `aud` names; `None` without `aud`.
+    audience: Option<Arc<[Uuid]>>,
+    /// The strings `aud` names (a route's `audiences` compare them).
+    audience_texts: Arc<[Arc<str>]>,
+    /// The outcome of each of the plan's claim checks, in its order.
+    checks: Box<[bool]>,
+}
+
+/// A [`ClaimPlan`] compared and hashed by address: two shapes are one only under one plan.
+#[derive(Debug, Clone)]
+struct PlanRef(Arc<ClaimPlan>);
+
+impl PartialEq for PlanRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PlanRef {}
+
+impl Hash for PlanRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state);
+    }
+}
+
+/// `nbf` of a token without one. A token whose `nbf` is this very second (the start of time)
+/// gets the same verdict from the time check as one without `nbf` (see
+/// [`crate::auth::tokens`]' `check_times_with`), so the two need not be told apart.
+const NO_NOT_BEFORE: i64 = i64::MIN;
+
+/// A UUID claim kept inline: its 16 bytes, present when its bit is set in
+/// [`CachedToken::present`].
+type RawId = [u8; 16];
+
+/// The bits of [`CachedToken::present`].
+const HAS_APPLICATION: u8 = 1;
+const HAS_TENANT: u8 = 2;
+const HAS_SESSION: u8 = 4;
+
+/// A verified token as the cache keeps it (see the module's documentation): times and ids
+/// inline, what many tokens share behind one interned pointer, the rendered header values in
+/// one slice. 136 bytes, so with its `Arc`'s counts one allocation of mimalloc's 160-byte
+/// class.
 #[derive(Debug)]
 pub struct CachedToken {
     /// `exp`, seconds.
     pub exp: i64,
     /// `iat`, seconds (0 when absent).
     pub iat: i64,
-    /// `nbf`, seconds, when present.
-    pub not_before: Option<i64>,
+    /// `nbf`, seconds, or [`NO_NOT_BEFORE`].
+    not_before: i64,
     /// `sub` as a UUID, when it is one.
     pub subject: Option<Uuid>,
-    /// `applicationId`, when present and a UUID.
-    pub application_id: Option<Uuid>,
-    /// `tid`, when present and a UUID.
-    pub tenant_id: Option<Uuid>,
-    /// `sid`, when present and a UUID.
-    pub session_id: Option<Uuid>,
-    /// `kid` of the key that verified it.
-    pub key_id: Arc<str>,
-    /// `iss`, when a string.
-    pub issuer: Option<Arc<str>>,
-    /// The roles, as the policy reads them.
-    pub roles: Arc<[Arc<str>]>,
-    /// The application ids `aud` names; `None` without `aud`.
-    pub audience: Option<Arc<[Uuid]>>,
-    /// The strings `aud` names (a route's `audiences` compare them).
-    audience_texts: Arc<[Arc<str>]>,
-    /// `sub` when it is a string but not a UUID (the access log shows it).
-    subject_text: Option<Box<str>>,
+    /// Which of the ids below are present (`HAS_*` bits).
+    present: u8,
+    /// The bytes this entry holds beyond its struct and its slice of header values that no
+    /// interner holds: its own shape, header values and `sub` text (see
+    /// [`CachedToken::estimated_bytes`]). In what would be padding.
+    own_bytes: u32,
+    /// `applicationId`, `tid`, `sid`, in that order.
+    ids: [RawId; 3],
+    shape: Arc<Shape>,
     /// The rendered header value of each of the plan's header claims, in its order.
     headers: Box<[Rendered]>,
-    /// The outcome of each of the plan's claim checks, in its order.
-    checks: Box<[bool]>,
-    plan: Arc<ClaimPlan>,
+    /// `sub` when it is a string but not a UUID (the access log shows it).
+    subject_text: Option<Box<str>>,
 }
 
 impl CachedToken {
@@ -134,24 +180,65 @@ impl CachedToken {
     pub fn facts(&self) -> Facts {
         Facts {
             exp: self.exp,
-            not_before: self.not_before,
+            not_before: self.not_before(),
             iat: self.iat,
             subject: self.subject,
-            application_id: self.application_id,
-            session_id: self.session_id,
+            application_id: self.application_id(),
+            session_id: self.session_id(),
         }
+    }
+
+    /// The id of bit `bit` (slot `slot` of `ids`), when present.
+    fn id(&self, bit: u8, slot: usize) -> Option<Uuid> {
+        (self.present & bit != 0).then(|| Uuid::from_bytes(self.ids[slot]))
+    }
+
+    /// `nbf`, seconds, when present.
+    pub fn not_before(&self) -> Option<i64> {
+        (self.not_before != NO_NOT_BEFORE).then_some(self.not_before)
+    }
+
+    /// `applicationId`, when present and a UUID.
+    pub fn application_id(&self) -> Option<Uuid> {
+        self.id(HAS_APPLICATION, 0)
+    }
+
+    /// `tid`, when present and a UUID.
+    pub fn tenant_id(&self) -> Option<Uuid> {
+        self.id(HAS_TENANT, 1)
+    }
+
+    /// `sid`, when present and a UUID.
+    pub fn session_id(&self) -> Option<Uuid> {
+        self.id(HAS_SESSION, 2)
+    }
+
+    /// `kid` of the key that verified the token.
+    pub fn key_id(&self) -> &str {
+        &self.shape.key_id
+    }
+
+    /// `iss`, when a string.
+    pub fn issuer(&self) -> Option<&str> {
+        self.shape.issuer.as_deref()
+    }
+
+    /// The roles, as the policy reads them.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.shape.roles.iter().map(|r| &**r)
     }
 
     /// True when the token may be used for `application`: its `aud`, when present, names it.
     pub fn audience_allows(&self, application: Uuid) -> bool {
-        self.audience
+        self.shape
+            .audience
             .as_ref()
             .is_none_or(|audience| audience.contains(&application))
     }
 
     /// The strings `aud` names.
     pub fn audiences(&self) -> impl Iterator<Item = &str> {
-        self.audience_texts.iter().map(|a| &**a)
+        self.shape.audience_texts.iter().map(|a| &**a)
     }
 
     /// `sub` for the access log: the UUID, or the text of a string that is not one.
@@ -162,7 +249,7 @@ impl CachedToken {
     /// Claim `name` as a header value, rendered when the token was verified. A claim the plan
     /// does not name is unrepresentable (refused rather than silently left out).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
-        let slot = self.plan.headers.iter().position(|h| h == name);
+        let slot = self.shape.plan.0.headers.iter().position(|h| h == name);
         match slot.and_then(|i| self.headers.get(i)) {
             Some(Rendered::Absent) => ClaimHeader::Absent,
             Some(Rendered::Value(value)) => ClaimHeader::Value(value),
@@ -173,43 +260,52 @@ impl CachedToken {
     /// Whether the claim at `path` has exactly the value `wanted`, as checked when the token
     /// was verified; false for a check the plan does not name.
     pub fn claim_matches(&self, path: &str, wanted: &Value) -> bool {
-        self.plan
+        self.shape
+            .plan
+            .0
             .checks
             .iter()
             .position(|(p, w)| p == path && w == wanted)
-            .and_then(|i| self.checks.get(i).copied())
+            .and_then(|i| self.shape.checks.get(i).copied())
             .unwrap_or(false)
     }
 
-    /// Roughly what this entry costs in memory (bytes): the struct and its `Arc`, the rendered
-    /// values, roles and audiences (interned, but counted as if each entry had its own copy),
-    /// and 96 for the cache's
-    /// own bookkeeping (its slot, table and ghost entries). On the high side, so the byte
-    /// bound holds.
+    /// Roughly what this entry costs in memory (bytes), on the high side so the byte bound
+    /// holds: the struct with its `Arc`'s counts rounded up to a multiple of 32 (the
+    /// allocator's size classes are no coarser here), its slice of header values, what it
+    /// holds that no interner holds (a value, a shape, a `sub` text the interner is full for,
+    /// each counted with its allocations' headers: see [`value_bytes`], [`shape_bytes`]),
+    /// and 96 for the cache's own bookkeeping (its slot, table and ghost entries). What an
+    /// interner holds is bounded by its [`INTERNED`] entries, not by the cache.
     pub fn estimated_bytes(&self) -> u64 {
-        let rendered: usize = self
-            .headers
-            .iter()
-            .map(|r| match r {
-                Rendered::Value(v) => v.len() + 32,
-                _ => 0,
-            })
-            .sum();
-        // Counted as if not shared (an interner full of other values shares nothing).
-        let texts = |list: &[Arc<str>]| list.iter().map(|t| 32 + t.len()).sum::<usize>();
-        let shared = texts(&self.roles)
-            + texts(&self.audience_texts)
-            + self.audience.as_ref().map_or(0, |a| a.len() * 16);
-        let size = std::mem::size_of::<CachedToken>()
-            + 16
+        let size = (std::mem::size_of::<CachedToken>() + 16).next_multiple_of(32)
             + self.headers.len() * std::mem::size_of::<Rendered>()
-            + rendered
-            + self.checks.len()
-            + self.subject_text.as_ref().map_or(0, |s| s.len() + 16)
-            + shared
+            + self.own_bytes as usize
             + 96;
         size as u64
     }
+}
+
+/// What a header value of its own costs besides its place in the slice: its buffer (up to 16
+/// bytes of rounding) and the shared header its first clone allocates (32).
+fn value_bytes(value: &http::HeaderValue) -> usize {
+    value.len() + 48
+}
+
+/// What a shape of its own costs: itself and its `Arc`'s counts, and its strings and lists
+/// counted as if none were shared (32 bytes per string for its counts and rounding, 16 per
+/// list).
+fn shape_bytes(shape: &Shape) -> usize {
+    let text = |t: &Arc<str>| 32 + t.len();
+    let texts = |list: &[Arc<str>]| 16 + list.iter().map(|t| 16 + text(t)).sum::<usize>();
+    std::mem::size_of::<Shape>()
+        + 16
+        + text(&shape.key_id)
+        + shape.issuer.as_ref().map_or(0, text)
+        + texts(&shape.roles)
+        + texts(&shape.audience_texts)
+        + shape.audience.as_ref().map_or(0, |a| 16 + a.len() * 16)
+        + shape.checks.len()
 }
 
 /// The rendered values of one header slot, by their bytes.
@@ -218,13 +314,20 @@ type ValuesOfSlot = HashMap<Box<[u8]>, http::HeaderValue>;
 /// The most distinct values one interner keeps; past it, values are allocated per entry.
 const INTERNED: usize = 4096;
 
-/// Shares the strings and lists many tokens repeat (key ids, issuers, roles, audiences, and
-/// header values such as the roles'), up to [`INTERNED`] of each kind.
+/// The largest shape (bytes, as [`shape_bytes`] counts them) the interner keeps, so that the
+/// shapes it holds outside the cache's byte bound stay within [`INTERNED`] times this (4 MiB);
+/// a larger one (a token with hundreds of roles) is its entry's own and weighs in its estimate.
+const LARGEST_SHARED_SHAPE: usize = 1024;
+
+/// Shares the strings and lists many tokens repeat (key ids, issuers, roles, audiences, the
+/// shapes made of them, and header values such as the roles'), up to [`INTERNED`] of each
+/// kind.
 #[derive(Default)]
 pub struct Interner {
     strings: Mutex<HashSet<Arc<str>>>,
     lists: Mutex<HashSet<Arc<[Arc<str>]>>>,
     audiences: Mutex<HashSet<Arc<[Uuid]>>>,
+    shapes: Mutex<HashSet<Arc<Shape>>>,
     /// Per header slot: rendered values by their bytes. A slot whose values are all distinct
     /// (a subject) fills up and then stops interning.
     values: Mutex<HashMap<usize, ValuesOfSlot>>,
@@ -232,16 +335,22 @@ pub struct Interner {
 
 /// `value` from `set`, or `value` added to it while it has room.
 fn shared<T: Eq + Hash + ?Sized>(set: &Mutex<HashSet<Arc<T>>>, value: Arc<T>) -> Arc<T> {
+    held(set, value).0
+}
+
+/// [`shared`], and whether `set` holds the value returned (false once the set is full).
+fn held<T: Eq + Hash + ?Sized>(set: &Mutex<HashSet<Arc<T>>>, value: Arc<T>) -> (Arc<T>, bool) {
     let Ok(mut set) = set.lock() else {
-        return value;
+        return (value, false);
     };
     if let Some(found) = set.get(&value) {
-        return found.clone();
+        return (found.clone(), true);
     }
-    if set.len() < INTERNED {
+    let room = set.len() < INTERNED;
+    if room {
         set.insert(value.clone());
     }
-    value
+    (value, room)
 }
 
 impl Interner {
@@ -254,31 +363,42 @@ impl Interner {
         shared(&self.lists, Arc::from(items))
     }
 
-    fn value(&self, slot: usize, value: &http::HeaderValue) -> http::HeaderValue {
+    /// `value` of header slot `slot`, shared when it can be; and whether the interner holds
+    /// it (false once the slot's values are full).
+    fn value(&self, slot: usize, value: &http::HeaderValue) -> (http::HeaderValue, bool) {
         let Ok(mut values) = self.values.lock() else {
-            return value.clone();
+            return (value.clone(), false);
         };
         let values = values.entry(slot).or_default();
         if let Some(found) = values.get(value.as_bytes()) {
-            return found.clone();
+            return (found.clone(), true);
         }
-        if values.len() < INTERNED {
+        let room = values.len() < INTERNED;
+        if room {
             values.insert(value.as_bytes().into(), value.clone());
         }
-        value.clone()
+        (value.clone(), room)
     }
 
     /// The compact form of `claims` under `plan`: the plan's header claims rendered (as
     /// [`VerifiedClaims::header_value`] renders them) and its claim checks applied.
     pub fn compact(&self, claims: &VerifiedClaims, plan: &Arc<ClaimPlan>) -> CachedToken {
         let map = &claims.claims;
+        // What this entry holds that no interner does (see `CachedToken::estimated_bytes`).
+        let mut own_bytes = 0;
         let headers = plan
             .headers
             .iter()
             .enumerate()
             .map(|(slot, name)| match claims.header_value(name) {
                 ClaimHeader::Absent => Rendered::Absent,
-                ClaimHeader::Value(value) => Rendered::Value(self.value(slot, value)),
+                ClaimHeader::Value(value) => {
+                    let (value, held) = self.value(slot, value);
+                    if !held {
+                        own_bytes += value_bytes(&value);
+                    }
+                    Rendered::Value(value)
+                }
                 ClaimHeader::Unrepresentable => Rendered::Unrepresentable,
             })
             .collect();
@@ -287,15 +407,8 @@ impl Interner {
             .iter()
             .map(|(path, wanted)| claim_at(map, path).is_some_and(|c| same_value(c, wanted)))
             .collect();
-        let sub = map.get("sub").and_then(Value::as_str);
-        CachedToken {
-            exp: claims.exp,
-            iat: claims.iat,
-            not_before: claims.not_before,
-            subject: claims.subject,
-            application_id: claims.application_id,
-            tenant_id: claims.tenant_id,
-            session_id: claims.session_id,
+        let shape = Shape {
+            plan: PlanRef(plan.clone()),
             key_id: self.string(&claims.key_id),
             issuer: map
                 .get("iss")
@@ -307,10 +420,37 @@ impl Interner {
                 .as_ref()
                 .map(|a| shared(&self.audiences, Arc::from(a.as_slice()))),
             audience_texts: self.list(audiences_of(map)),
-            subject_text: sub.filter(|_| claims.subject.is_none()).map(Box::from),
-            headers,
             checks,
-            plan: plan.clone(),
+        };
+        let bytes = shape_bytes(&shape);
+        let (shape, shape_held) = match bytes <= LARGEST_SHARED_SHAPE {
+            true => held(&self.shapes, Arc::new(shape)),
+            false => (Arc::new(shape), false),
+        };
+        if !shape_held {
+            own_bytes += bytes;
+        }
+        let sub = map.get("sub").and_then(Value::as_str);
+        let subject_text: Option<Box<str>> =
+            sub.filter(|_| claims.subject.is_none()).map(Box::from);
+        own_bytes += subject_text.as_ref().map_or(0, |s| s.len() + 16);
+        let ids = [claims.application_id, claims.tenant_id, claims.session_id];
+        let present = [HAS_APPLICATION, HAS_TENANT, HAS_SESSION]
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_some())
+            .fold(0, |bits, (bit, _)| bits | bit);
+        CachedToken {
+            exp: claims.exp,
+            iat: claims.iat,
+            not_before: claims.not_before.unwrap_or(NO_NOT_BEFORE),
+            subject: claims.subject,
+            present,
+            ids: ids.map(|id| id.map_or([0; 16], Uuid::into_bytes)),
+            own_bytes: u32::try_from(own_bytes).unwrap_or(u32::MAX),
+            shape,
+            headers,
+            subject_text,
         }
     }
 }
@@ -360,7 +500,7 @@ mod tests {
         assert!(token.claim_matches("level", &json!(2)));
         assert!(!token.claim_matches("org.tier", &json!("silver")));
         assert_eq!(token.audiences().collect::<Vec<_>>(), ["x", "y"]);
-        assert_eq!(token.issuer.as_deref(), Some("acme.com"));
+        assert_eq!(token.issuer(), Some("acme.com"));
         assert_eq!(token.subject, Some(sub));
         assert_eq!(token.subject_text(), None);
         assert!(
@@ -368,8 +508,61 @@ mod tests {
             "{}",
             token.estimated_bytes()
         );
-        // With its `Arc`'s counts, one 256-byte allocation.
-        assert!(std::mem::size_of::<CachedToken>() <= 240);
+        // With its `Arc`'s counts, one allocation of the 160-byte class.
+        assert!(std::mem::size_of::<CachedToken>() + 16 <= 160);
+    }
+
+    #[test]
+    fn ids_and_times_read_back_as_the_full_claims_have_them() {
+        let plan = Arc::new(ClaimPlan::of(&[], &[]));
+        let interner = Interner::default();
+        let (app, tenant, session) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let every = json!({"exp": 100, "iat": 5, "nbf": -7, "sub": "svc", "applicationId": app,
+                           "tid": tenant, "sid": session});
+        let partial = json!({"exp": 100, "applicationId": "not-a-uuid", "sid": session});
+        for claims in [every, partial, json!({"exp": 1})] {
+            let full = verified(claims);
+            let token = interner.compact(&full, &plan);
+            assert_eq!(token.facts(), Facts::of(&full));
+            assert_eq!(token.tenant_id(), full.tenant_id);
+            assert_eq!(token.application_id(), full.application_id);
+            assert_eq!(token.not_before(), full.not_before);
+        }
+    }
+
+    #[test]
+    fn an_entry_weighs_what_no_interner_holds_for_it() {
+        let plan = Arc::new(ClaimPlan::of(&["sub", "roles"], &[]));
+        let interner = Interner::default();
+        let token = |i: usize, role: &str| {
+            let claims = json!({"exp": 100, "iss": "acme.com", "sub": Uuid::new_v4(),
+                                "aud": "a", "roles": [role], "n": i});
+            interner.compact(&verified(claims), &plan)
+        };
+        let first = token(0, "user");
+        // Struct and `Arc` (160), two header slots (80), 96: the interner holds the rest.
+        assert_eq!(first.estimated_bytes(), 160 + 80 + 96);
+        // Fill the shapes (each with a role of its own) and the subject slot's values.
+        for i in 1..=INTERNED {
+            token(i, &format!("role-{i}"));
+        }
+        // Now the subject's value is the entry's own (36 + 48), the shape still shared.
+        let shared = token(0, "user");
+        assert!(Arc::ptr_eq(&shared.shape, &first.shape));
+        assert_eq!(shared.estimated_bytes(), first.estimated_bytes() + 84);
+        // A new shape is the entry's own too, and so is its roles' value.
+        let own = token(0, "new-role");
+        let extra = 84 + shape_bytes(&own.shape) as u64 + 8 + 48;
+        assert_eq!(own.estimated_bytes(), first.estimated_bytes() + extra);
+        // A large shape is never shared, so the cache's byte bound counts it.
+        let roles: Vec<String> = (0..100).map(|i| format!("role-{i:05}")).collect();
+        let claims = json!({"exp": 100, "roles": roles});
+        let large = Interner::default().compact(&verified(claims), &plan);
+        assert!(
+            large.estimated_bytes() > 100 * 48,
+            "{}",
+            large.estimated_bytes()
+        );
     }
 
     #[test]
@@ -379,12 +572,10 @@ mod tests {
         let claims = json!({"exp": 100, "iss": "acme.com", "roles": ["user"], "sub": "svc"});
         let a = interner.compact(&verified(claims.clone()), &plan);
         let b = interner.compact(&verified(claims), &plan);
-        assert!(Arc::ptr_eq(&a.roles, &b.roles));
-        assert!(Arc::ptr_eq(&a.key_id, &b.key_id));
-        assert!(Arc::ptr_eq(
-            a.issuer.as_ref().expect("iss"),
-            b.issuer.as_ref().expect("iss")
-        ));
+        assert!(Arc::ptr_eq(&a.shape, &b.shape), "one shape");
+        assert_eq!(a.roles().collect::<Vec<_>>(), ["user"]);
+        assert_eq!(a.key_id(), "k1");
+        assert_eq!(a.issuer(), Some("acme.com"));
         assert_eq!(a.subject_text(), Some("svc"));
         let (ClaimHeader::Value(x), ClaimHeader::Value(y)) =
             (a.header_value("roles"), b.header_value("roles"))

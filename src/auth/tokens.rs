@@ -129,8 +129,7 @@ impl Tokens {
         if let Some(cache) = self.cache.clone() {
             issuers.on_keys_dropped(Arc::new(move |issuer: &str, kids: &[String]| {
                 cache.remove_if(|token| {
-                    kids.iter().any(|kid| **kid == *token.key_id)
-                        && token.issuer.as_deref() == Some(issuer)
+                    kids.iter().any(|kid| kid == token.key_id()) && token.issuer() == Some(issuer)
                 });
             }));
         }
@@ -147,7 +146,7 @@ impl Tokens {
     /// The position of the trusted issuer that verified `token`; `None` for tokens of the
     /// gateway's own key ring.
     pub fn remote_issuer_of(&self, token: &CachedToken) -> Option<usize> {
-        self.remote_index(token.issuer.as_deref())
+        self.remote_index(token.issuer())
     }
 
     /// `verified` in the compact form the proxy reads (the plan's claims rendered).
@@ -172,7 +171,7 @@ impl Tokens {
                 self.check_hit_times(cache, digest, &hit, now, self.leeway)?;
                 self.check_revoked(&hit.facts())?;
                 let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
-                return decoded_claims(text, &hit.key_id).map(Arc::new);
+                return decoded_claims(text, hit.key_id()).map(Arc::new);
             }
         }
         let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
@@ -255,7 +254,7 @@ impl Tokens {
         let remote = self.remote.as_ref().zip(self.remote_issuer_of(&hit));
         let leeway = match remote {
             None => self.leeway,
-            Some((remote, index)) => match remote.holds(index, &hit.key_id) {
+            Some((remote, index)) => match remote.holds(index, hit.key_id()) {
                 issuers::keyset::Lookup::Found(_) => remote.leeway(index),
                 issuers::keyset::Lookup::Unavailable => {
                     remote.count_unavailable(index);
@@ -512,10 +511,14 @@ impl RevocationSet {
 /// `exp` and `nbf` against `now` with `leeway`, as [`Tokens::check_times`] does with the
 /// gateway's own.
 fn check_times_with(claims: &Facts, now: i64, leeway: i64) -> Result<(), TokenError> {
-    if now >= claims.exp + leeway {
+    // Saturating: `exp`/`nbf` may be any integer a token carries, up to the ends of `i64`.
+    if now >= claims.exp.saturating_add(leeway) {
         return Err(TokenError::Expired);
     }
-    if claims.not_before.is_some_and(|nbf| nbf - leeway > now) {
+    if claims
+        .not_before
+        .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
+    {
         return Err(TokenError::NotYetValid);
     }
     Ok(())
@@ -967,6 +970,40 @@ mod tests {
     }
 
     #[test]
+    fn the_ends_of_time_are_times_like_any_other_on_a_miss_and_on_a_hit() {
+        let (tokens, kid) = raw_fixture();
+        let header = json!({"alg": "HS256", "kid": kid});
+        let t = now();
+        // The compact form reads an `nbf` of `i64::MIN` as none: the same verdict at any time.
+        let cases = [
+            (
+                json!({"exp": i64::MAX, "nbf": i64::MIN}),
+                Ok((i64::MAX, i64::MIN)),
+            ),
+            (json!({"exp": i64::MAX}), Ok((i64::MAX, i64::MIN))),
+            (
+                json!({"exp": i64::MAX, "nbf": i64::MAX}),
+                Err(TokenError::NotYetValid),
+            ),
+            (json!({"exp": i64::MIN}), Err(TokenError::Expired)),
+            (json!({"exp": t + 60, "nbf": t - 60}), Ok((t + 60, t - 60))),
+        ];
+        for (claims, expected) in cases {
+            let mut claims = claims;
+            claims["iss"] = json!("acme.com");
+            let token = signed(&header, &claims);
+            for round in ["miss", "hit"] {
+                let full = tokens.verify(&token);
+                let full = full.map(|c| (c.exp, c.not_before.unwrap_or(i64::MIN)));
+                assert_eq!(full, expected, "{claims} {round}");
+                let edge = at_edge(&tokens, &token);
+                let edge = edge.map(|c| (c.exp, c.not_before().unwrap_or(i64::MIN)));
+                assert_eq!(edge, expected, "{claims} {round} at the edge");
+            }
+        }
+    }
+
+    #[test]
     fn times_are_numeric_dates_integer_or_not() {
         let (tokens, kid) = raw_fixture();
         let header = json!({"alg": "HS256", "kid": kid});
@@ -1334,11 +1371,12 @@ mod tests {
             let now = SystemClock.now_seconds();
             let verified = tokens.verify_uncached(&token, now, true).expect("verifies");
             assert_eq!(cached.facts(), Facts::of(&verified), "{algorithm:?}");
-            assert_eq!(*cached.key_id, verified.key_id);
-            let roles: Vec<&str> = cached.roles.iter().map(|r| &**r).collect();
+            assert_eq!(cached.key_id(), verified.key_id);
+            let roles: Vec<&str> = cached.roles().collect();
             assert_eq!(roles, verified.roles);
+            assert_eq!(cached.tenant_id(), verified.tenant_id, "{algorithm:?}");
             assert_eq!(
-                cached.issuer.as_deref(),
+                cached.issuer(),
                 verified.claims["iss"].as_str(),
                 "{algorithm:?}"
             );

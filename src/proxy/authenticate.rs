@@ -275,14 +275,14 @@ impl Gateway {
 /// `tid` is not compared.
 fn check_policy(route: &Route, claims: &CachedToken, remote: bool) -> Result<(), GatewayError> {
     if let Some(app) = route.auth.application_id {
-        if claims.application_id != Some(app) || !claims.audience_allows(app) {
+        if claims.application_id() != Some(app) || !claims.audience_allows(app) {
             return Err(GatewayError::WrongApplication);
         }
         // The application belongs to one tenant: a token of another tenant naming it is not
         // for this application.
         if !remote
             && claims
-                .tenant_id
+                .tenant_id()
                 .is_some_and(|tid| Some(tid) != route.auth.application_tenant_id)
         {
             return Err(GatewayError::WrongApplication);
@@ -290,9 +290,8 @@ fn check_policy(route: &Route, claims: &CachedToken, remote: bool) -> Result<(),
     }
     if !route.auth.roles.is_empty()
         && !claims
-            .roles
-            .iter()
-            .any(|r| route.auth.roles.iter().any(|w| **w == **r))
+            .roles()
+            .any(|r| route.auth.roles.iter().any(|w| **w == *r))
     {
         return Err(GatewayError::MissingRole);
     }

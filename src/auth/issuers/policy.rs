@@ -33,7 +33,7 @@ impl TokenPolicy {
     /// Checks `claims`; `remote` says the token was verified with a trusted issuer's keys (not
     /// the gateway's own key ring). `Ok` when every check passes.
     pub fn check(&self, claims: &CachedToken, remote: bool) -> Result<(), PolicyFailure> {
-        let issuer = claims.issuer.as_deref();
+        let issuer = claims.issuer();
         let issuer_ok = if self.issuers.is_empty() {
             !remote
         } else {
