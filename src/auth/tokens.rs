@@ -633,6 +633,10 @@ impl TokenService for Tokens {
         let now = self.clock.now_seconds();
         let key = self.signing_key_for(key_id.or(tenant.jwt_configuration.access_token_key_id))?;
         let exp = now + ttl_seconds;
+        // A vended token may outlive every configured lifetime: revocations that could refuse
+        // it are kept as long as it lives (on this node; see the README on revocation).
+        self.revocations
+            .keep_at_least(ttl_seconds.saturating_add(self.leeway));
         claims.insert("exp".into(), json!(exp));
         claims.insert("iat".into(), json!(now));
         claims.entry("iss").or_insert_with(|| json!(tenant.issuer));
@@ -1330,6 +1334,35 @@ mod tests {
         set.keep_at_least(10_000);
         set.keep_at_least(5);
         assert!(set.horizon() <= SystemClock.now_seconds() - 10_000);
+    }
+
+    #[test]
+    fn a_token_vended_for_longer_than_any_lifetime_keeps_its_revocations_in_force() {
+        let clock = Arc::new(ManualClock(AtomicI64::new(now())));
+        let (tokens, kid) = raw_fixture_at(clock.clone());
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: "t".into(),
+            issuer: "acme.com".into(),
+            jwt_configuration: JwtConfiguration::default(),
+            data: None,
+        };
+        let user = Uuid::new_v4();
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(user));
+        let key = Some(Uuid::parse_str(&kid).expect("kid"));
+        // Thirty days, against the configuration's one hour.
+        let vended = tokens
+            .vend(&tenant, key, claims, 30 * 86_400)
+            .expect("vend");
+        let t = now();
+        clock.0.store(t + 1, Ordering::Relaxed);
+        tokens.record_revocation(RevocationScope::User(user), t + 1);
+        // A week later, far past the configured lifetime: the revocation is still in force.
+        clock.0.store(t + 7 * 86_400, Ordering::Relaxed);
+        tokens.prune_revocations();
+        assert_eq!(tokens.latest_revocation(user, None), Some(t + 1));
+        assert_eq!(tokens.verify(&vended.token), Err(TokenError::Revoked));
     }
 
     #[test]
