@@ -533,6 +533,63 @@ mod tests {
         }
     }
 
+    /// The engine's request read from `request` over TCP.
+    async fn engine_request(request: Vec<u8>) -> RequestHeader {
+        use pingora::protocols::http::v1::server::HttpSession;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(&request).await.expect("write");
+            stream
+        });
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut session = HttpSession::new(Box::new(pingora::protocols::l4::stream::Stream::from(
+            stream,
+        )));
+        session.read_request().await.expect("request header");
+        drop(client.await);
+        session.req_header().clone()
+    }
+
+    /// The engine sizes a request's maps with room for the forwarding headers, so the upstream's
+    /// copy takes them without growing; the bytes are as they were, in the client's order.
+    #[tokio::test]
+    async fn the_upstream_copy_has_room_for_the_forwarding_headers() {
+        for count in 0..40 {
+            let mut request = b"GET / HTTP/1.1\r\n".to_vec();
+            let mut expected = Vec::new();
+            for i in 0..count {
+                let field = format!("X-Field-{i}: value {i}\r\n");
+                request.extend_from_slice(field.as_bytes());
+                expected.extend_from_slice(field.as_bytes());
+            }
+            request.extend_from_slice(b"\r\n");
+            // What the proxy sends upstream starts as a clone of the client's request.
+            let mut upstream = engine_request(request).await.clone();
+            assert_eq!(upstream.headers.len(), count);
+            assert!(
+                upstream.headers.capacity() >= count + 2,
+                "{count} headers: room for {}",
+                upstream.headers.capacity()
+            );
+            upstream
+                .insert_header("X-Forwarded-For", "127.0.0.1")
+                .expect("inserted");
+            upstream
+                .insert_header("X-Forwarded-Proto", "http")
+                .expect("inserted");
+            expected
+                .extend_from_slice(b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n");
+            let mut wire = Vec::new();
+            upstream.header_to_h1_wire(&mut wire);
+            assert_eq!(wire, expected, "{count} headers");
+        }
+    }
+
     #[test]
     fn controlled_headers_are_found_exactly() {
         let identity = [
