@@ -29,7 +29,7 @@ use http::request::Parts as ReqParts;
 use http::response::Builder as RespBuilder;
 use http::response::Parts as RespParts;
 use http::uri::Uri;
-use pingora_error::{ErrorType::*, OrErr, Result};
+use pingora_error::{Error, ErrorType::*, OrErr, Result};
 use std::borrow::Cow;
 use std::ops::Deref;
 
@@ -237,6 +237,25 @@ impl RequestHeader {
         &'a N: 'a + AsHeaderName,
     {
         remove_header(self.header_name_map.as_mut(), &mut self.base.headers, name)
+    }
+
+    /// As [Self::insert_header()] with a name already parsed: `name` and the spelling sent on
+    /// the wire, `case` (the same name in any case, e.g. a `&'static str`), so the name is
+    /// neither parsed nor copied again. An error, and nothing inserted, when `case` is not
+    /// `name` in another case.
+    pub fn insert_parsed_header(
+        &mut self,
+        name: &HeaderName,
+        case: impl IntoCaseHeaderName,
+        value: HeaderValue,
+    ) -> Result<()> {
+        insert_parsed_header_value(
+            self.header_name_map.as_mut(),
+            &mut self.base.headers,
+            name,
+            case,
+            value,
+        )
     }
 
     /// Write the header to the `buf` in HTTP/1.1 wire format.
@@ -891,6 +910,29 @@ fn insert_header_value<T>(
         name_map.insert(header_name.clone(), case_header_name);
     }
     value_map.insert(header_name, value);
+    Ok(())
+}
+
+/// [insert_header_value] for a name already parsed (`name`), spelled `case` on the wire.
+#[inline]
+fn insert_parsed_header_value<T>(
+    name_map: Option<&mut CaseMap>,
+    value_map: &mut HMap<T>,
+    name: &HeaderName,
+    case: impl IntoCaseHeaderName,
+    value: T,
+) -> Result<()> {
+    let case_header_name = case.into_case_header_name();
+    if !case_header_name
+        .as_slice()
+        .eq_ignore_ascii_case(name.as_str().as_bytes())
+    {
+        return Error::e_explain(InvalidHTTPHeader, "header name and its case differ");
+    }
+    if let Some(name_map) = name_map {
+        name_map.insert(name.clone(), case_header_name);
+    }
+    value_map.insert(name.clone(), value);
     Ok(())
 }
 
