@@ -97,12 +97,49 @@ fn push_timestamp(into: &mut String) {
 }
 
 /// `time` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), as the subscriber writes it; `false` (and
-/// nothing written) for an instant before 1970 or after the year 9999.
+/// nothing written) for an instant before 1970 or after the year 9999. The text up to the
+/// second (`YYYY-MM-DDTHH:MM:SS.`) is rendered once per second on each thread and copied: lines
+/// come many a second.
 fn push_rfc3339(into: &mut String, time: std::time::SystemTime) -> bool {
+    thread_local! {
+        /// The last second rendered, and its text up to the fraction.
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let Ok(since) = time.duration_since(std::time::UNIX_EPOCH) else {
         return false;
     };
     let seconds = since.as_secs();
+    let cached = SECOND.try_with(|second| {
+        let Ok(mut second) = second.try_borrow_mut() else {
+            return false;
+        };
+        if second.0 != seconds {
+            second.1.clear();
+            if !push_second(&mut second.1, seconds) {
+                return false;
+            }
+            second.0 = seconds;
+        }
+        into.push_str(&second.1);
+        true
+    });
+    match cached {
+        Ok(true) => {}
+        // Out of range, or the thread's copy is not at hand: rendered here.
+        Ok(false) | Err(_) => {
+            if !push_second(into, seconds) {
+                return false;
+            }
+        }
+    }
+    push_padded(into, u64::from(since.subsec_micros()), 6);
+    into.push('Z');
+    true
+}
+
+/// `seconds` after the epoch as `YYYY-MM-DDTHH:MM:SS.` (UTC); `false` (and nothing written)
+/// after the year 9999.
+fn push_second(into: &mut String, seconds: u64) -> bool {
     let (year, month, day) = civil_date(seconds / 86_400);
     if year > 9999 {
         return false;
@@ -115,7 +152,6 @@ fn push_rfc3339(into: &mut String, time: std::time::SystemTime) -> bool {
         (of_day / 3600, 2, b':'),
         (of_day / 60 % 60, 2, b':'),
         (of_day % 60, 2, b'.'),
-        (u64::from(since.subsec_micros()), 6, b'Z'),
     ];
     for (value, width, then) in parts {
         push_padded(into, value, width);
@@ -158,8 +194,11 @@ fn push_padded(into: &mut String, value: u64, width: usize) {
         }
     }
     let start = at.min(digits.len() - width.min(digits.len()));
-    // Only ASCII digits were written.
-    into.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+    // ASCII digits, each a one-byte char: appended without a UTF-8 check of the run.
+    into.reserve(digits.len() - start);
+    for &digit in &digits[start..] {
+        into.push(char::from(digit));
+    }
 }
 
 /// `value` in decimal.
@@ -182,7 +221,7 @@ fn push_millis(into: &mut String, micros: u64) -> fmt::Result {
         into.push('0');
         return Ok(());
     }
-    let mut digits = [
+    let digits = [
         b'0' + (fraction / 100) as u8,
         b'0' + (fraction / 10 % 10) as u8,
         b'0' + (fraction % 10) as u8,
@@ -191,8 +230,9 @@ fn push_millis(into: &mut String, micros: u64) -> fmt::Result {
     while digits[len - 1] == b'0' {
         len -= 1;
     }
-    digits[len..].fill(b'0');
-    into.push_str(std::str::from_utf8(&digits[..len]).unwrap_or_default());
+    for &digit in &digits[..len] {
+        into.push(char::from(digit));
+    }
     Ok(())
 }
 
@@ -453,6 +493,35 @@ mod tests {
             &mut line,
             UNIX_EPOCH - Duration::from_secs(1)
         ));
+    }
+
+    #[test]
+    fn a_seconds_text_is_reused_only_within_that_second() {
+        use std::time::{Duration, UNIX_EPOCH};
+        // The thread's cached second against a fresh rendering, over runs of instants in the
+        // same second, next seconds, and jumps back and forth (days, years, leap days).
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut seconds = 1_796_514_062_u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            seconds = match state % 8 {
+                0..=3 => seconds,
+                4 | 5 => seconds + 1,
+                6 => seconds.wrapping_sub(state % 100_000) % 253_402_300_799,
+                _ => (state >> 8) % 253_402_300_800,
+            };
+            let micros = (state >> 20) % 1_000_000;
+            let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros);
+            let mut cached = String::new();
+            assert!(push_rfc3339(&mut cached, time));
+            let mut fresh = String::new();
+            assert!(push_second(&mut fresh, seconds));
+            push_padded(&mut fresh, micros, 6);
+            fresh.push('Z');
+            assert_eq!(cached, fresh, "{seconds}.{micros}");
+        }
     }
 
     #[test]

@@ -104,6 +104,59 @@ impl fmt::Display for User<'_> {
     }
 }
 
+impl<'a> User<'a> {
+    /// The user as a line's value: a UUID `sub` rendered into `buffer` (its `Display` form,
+    /// lowercase and hyphenated), any other through [`fmt::Display`].
+    fn value<'b>(&'b self, buffer: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> Value<'b> {
+        match self.0.subject {
+            Some(subject) => Value::Shown(subject.hyphenated().encode_lower(buffer)),
+            None => Value::Display(self),
+        }
+    }
+}
+
+/// The most bytes of a socket address' text: `[`, an IPv6 address with an embedded IPv4 one
+/// (45), `%` and a 32-bit scope id (11), `]:` and a port (7).
+const ADDRESS_BYTES: usize = 64;
+
+/// `address` as [`fmt::Display`] writes it, into `buffer`: an IPv4 one byte by byte (the
+/// upstreams of most configurations), an IPv6 one through `Display`.
+fn address_text(address: SocketAddr, buffer: &mut [u8; ADDRESS_BYTES]) -> &str {
+    let written = match address {
+        SocketAddr::V4(v4) => {
+            let mut at = 0;
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    buffer[at] = b'.';
+                    at += 1;
+                }
+                at += decimal(u32::from(octet), &mut buffer[at..]);
+            }
+            buffer[at] = b':';
+            at + 1 + decimal(u32::from(v4.port()), &mut buffer[at + 1..])
+        }
+        SocketAddr::V6(_) => {
+            use std::io::Write;
+            let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+            let _ = write!(cursor, "{address}");
+            usize::try_from(cursor.position()).unwrap_or(0)
+        }
+    };
+    // ASCII digits, `.`, `:`, `[`, `]`, `%` and hex letters only.
+    std::str::from_utf8(&buffer[..written]).unwrap_or_default()
+}
+
+/// Writes `value` in decimal at the start of `into` (room for 10 digits); the digits written.
+fn decimal(value: u32, into: &mut [u8]) -> usize {
+    let digits = value.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut rest = value;
+    for slot in into[..digits].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    digits
+}
+
 /// One request, as the access log records it.
 pub struct Line<'a> {
     /// The request id.
@@ -150,9 +203,13 @@ impl Line<'_> {
         if !wanted {
             return;
         }
-        let user = self.user.as_ref().map(|u| u as &dyn fmt::Display);
-        let upstream = self.upstream.as_ref().map(|u| u as &dyn fmt::Display);
         let mut id = [0u8; RequestId::TEXT_BYTES];
+        let mut subject = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let user = self.user.as_ref().map(|u| u.value(&mut subject));
+        let mut address = [0u8; ADDRESS_BYTES];
+        let upstream = self
+            .upstream
+            .map(|a| Value::Shown(address_text(a, &mut address)));
         let fields = [
             ("request_id", Some(Value::Shown(self.id.text(&mut id)))),
             ("method", Some(Value::Str(self.method))),
@@ -160,8 +217,8 @@ impl Line<'_> {
             ("route", Some(Value::Str(self.route))),
             ("status", Some(Value::U64(self.status.into()))),
             ("outcome", Some(Value::Str(self.outcome))),
-            ("user", user.map(Value::Display)),
-            ("upstream", upstream.map(Value::Display)),
+            ("user", user),
+            ("upstream", upstream),
             ("latency_ms", Some(Value::Micros(micros(self.latency)))),
         ];
         let mut present = [("", Value::U64(0)); 9];
@@ -283,6 +340,46 @@ mod tests {
     }
 
     #[test]
+    fn an_address_is_written_as_its_display_form() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut addresses: Vec<SocketAddr> = [
+            "0.0.0.0:0",
+            "127.0.0.1:8080",
+            "255.255.255.255:65535",
+            "10.0.0.9:80",
+            "[::1]:443",
+            "[2001:db8::8a2e:370:7334]:1",
+            "[::ffff:192.0.2.128]:65535",
+            "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("address"))
+        .collect();
+        addresses.push(SocketAddr::V6(std::net::SocketAddrV6::new(
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .expect("v6"),
+            65535,
+            0,
+            u32::MAX,
+        )));
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let octets = (state as u32).to_be_bytes();
+            let port = (state >> 32) as u16;
+            addresses.push(SocketAddr::from((octets, port)));
+            let v6 = std::net::Ipv6Addr::from(u128::from(state) << (state % 64));
+            addresses.push(SocketAddr::from((v6, port)));
+        }
+        for address in addresses {
+            let mut buffer = [0u8; ADDRESS_BYTES];
+            assert_eq!(address_text(address, &mut buffer), address.to_string());
+        }
+    }
+
+    #[test]
     fn latency_is_in_milliseconds_to_the_microsecond() {
         assert_eq!(micros(Duration::from_nanos(1_234_999)), 1_234);
         assert_eq!(micros(Duration::MAX), u64::MAX);
@@ -307,5 +404,19 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let verified = compact(serde_json::json!({"exp": 0, "sub": id}));
         assert_eq!(User(&verified).to_string(), id.to_string());
+        for _ in 0..1_000 {
+            let id = uuid::Uuid::new_v4();
+            let verified = compact(serde_json::json!({"exp": 0, "sub": id}));
+            let user = User(&verified);
+            let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            match user.value(&mut buffer) {
+                Value::Shown(text) => assert_eq!(text, id.to_string()),
+                _ => panic!("a UUID is rendered"),
+            }
+        }
+        let verified = compact(serde_json::json!({"exp": 0, "sub": "svc"}));
+        let user = User(&verified);
+        let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        assert!(matches!(user.value(&mut buffer), Value::Display(_)));
     }
 }

@@ -24,6 +24,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use super::routes::RouteTable;
 use super::{Gateway, RequestContext};
+use crate::config::IdentityHeader;
 use crate::request::credentials::{cookie_needs_rewrite, upstream_cookie, AccessCookie};
 
 impl Gateway {
@@ -147,14 +148,21 @@ impl Gateway {
         session: &Session,
         upstream_request: &mut RequestHeader,
     ) -> Result<()> {
+        // Parsed names with their spelling on the wire: nothing is parsed or copied per request.
+        static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+        static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
         if let Some(address) = self.client_address(session) {
-            upstream_request.insert_header("X-Forwarded-For", forwarded_for(address))?;
+            upstream_request.insert_parsed_header(
+                &FORWARDED_FOR,
+                "X-Forwarded-For",
+                forwarded_for(address),
+            )?;
         }
         let scheme = match self.settings.tls {
             true => HeaderValue::from_static("https"),
             false => HeaderValue::from_static("http"),
         };
-        upstream_request.insert_header("X-Forwarded-Proto", scheme)?;
+        upstream_request.insert_parsed_header(&FORWARDED_PROTO, "X-Forwarded-Proto", scheme)?;
         Ok(())
     }
 
@@ -167,19 +175,23 @@ impl Gateway {
         if self.route(ctx).is_none() {
             return Error::e_explain(InternalError, "no route");
         }
-        for (name, value) in self.identity_values(ctx) {
-            upstream_request.insert_header(name.clone(), value.clone())?;
+        for (header, value) in self.identity_values(ctx) {
+            upstream_request.insert_parsed_header(
+                &header.name,
+                header.written.clone(),
+                value.clone(),
+            )?;
         }
         Ok(())
     }
 
-    /// The identity headers of the request's route, as written in the configuration, with
-    /// their values from the claims of the token that passed its policy; none without such a
-    /// token (or a route), and none for a claim the token does not carry.
+    /// The identity headers of the request's route (name, and name as written in the
+    /// configuration), with their values from the claims of the token that passed its policy;
+    /// none without such a token (or a route), and none for a claim the token does not carry.
     pub(super) fn identity_values<'a>(
         &'a self,
         ctx: &'a RequestContext,
-    ) -> impl Iterator<Item = (&'a bytes::Bytes, &'a http::HeaderValue)> + 'a {
+    ) -> impl Iterator<Item = (&'a IdentityHeader, &'a http::HeaderValue)> + 'a {
         let headers = match (self.route(ctx), &ctx.identity) {
             (Some(route), Some(_)) => route.identity_headers.as_slice(),
             _ => &[],
@@ -187,7 +199,7 @@ impl Gateway {
         headers.iter().filter_map(move |header| {
             let claims = ctx.identity.as_ref()?;
             match claims.header_value(&header.claim) {
-                ClaimHeader::Value(value) => Some((&header.written, value)),
+                ClaimHeader::Value(value) => Some((header, value)),
                 _ => None,
             }
         })
@@ -530,6 +542,98 @@ mod tests {
         for address in addresses.iter().chain(addresses.iter().rev()) {
             assert_eq!(forwarded_for(*address), address.to_string().as_str());
             assert_eq!(forwarded_for(*address), address.to_string().as_str());
+        }
+    }
+
+    /// The engine's request read from `request` over TCP.
+    async fn engine_request(request: Vec<u8>) -> RequestHeader {
+        use pingora::protocols::http::v1::server::HttpSession;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(&request).await.expect("write");
+            stream
+        });
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut session = HttpSession::new(Box::new(pingora::protocols::l4::stream::Stream::from(
+            stream,
+        )));
+        session.read_request().await.expect("request header");
+        drop(client.await);
+        session.req_header().clone()
+    }
+
+    /// The engine sizes a request's maps with room for the forwarding headers, so the upstream's
+    /// copy takes them without growing; the bytes are as they were, in the client's order.
+    #[tokio::test]
+    async fn the_upstream_copy_has_room_for_the_forwarding_headers() {
+        for count in 0..40 {
+            let mut request = b"GET / HTTP/1.1\r\n".to_vec();
+            let mut expected = Vec::new();
+            for i in 0..count {
+                let field = format!("X-Field-{i}: value {i}\r\n");
+                request.extend_from_slice(field.as_bytes());
+                expected.extend_from_slice(field.as_bytes());
+            }
+            request.extend_from_slice(b"\r\n");
+            // What the proxy sends upstream starts as a clone of the client's request.
+            let mut upstream = engine_request(request).await.clone();
+            assert_eq!(upstream.headers.len(), count);
+            assert!(
+                upstream.headers.capacity() >= count + 2,
+                "{count} headers: room for {}",
+                upstream.headers.capacity()
+            );
+            upstream
+                .insert_header("X-Forwarded-For", "127.0.0.1")
+                .expect("inserted");
+            upstream
+                .insert_header("X-Forwarded-Proto", "http")
+                .expect("inserted");
+            expected
+                .extend_from_slice(b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n");
+            let mut wire = Vec::new();
+            upstream.header_to_h1_wire(&mut wire);
+            assert_eq!(wire, expected, "{count} headers");
+        }
+    }
+
+    /// A parsed name with its spelling goes on the wire as `insert_header` puts it, replacing
+    /// any field of that name; a spelling of another name is refused and nothing changes.
+    #[test]
+    fn a_parsed_name_is_inserted_as_spelled() {
+        let spellings = [
+            "X-Forwarded-For",
+            "x-forwarded-proto",
+            "X-USER-ID",
+            "Host",
+            "x-Tenant",
+        ];
+        for spelling in spellings {
+            let name = HeaderName::from_bytes(spelling.as_bytes()).expect("name");
+            let fields = [("Accept", "*/*"), (spelling, "old"), ("User-Agent", "t")];
+            let (mut parsed, mut plain) = (request(&fields), request(&fields));
+            parsed
+                .insert_parsed_header(&name, spelling, HeaderValue::from_static("new"))
+                .expect("inserted");
+            plain.insert_header(spelling, "new").expect("inserted");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            parsed.header_to_h1_wire(&mut a);
+            plain.header_to_h1_wire(&mut b);
+            assert_eq!(a, b, "{spelling}");
+            let other = request(&fields[..1]);
+            let mut refused = other.clone();
+            assert!(refused
+                .insert_parsed_header(&name, "X-Other", HeaderValue::from_static("v"))
+                .is_err());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            refused.header_to_h1_wire(&mut a);
+            other.header_to_h1_wire(&mut b);
+            assert_eq!(a, b, "{spelling}: unchanged");
         }
     }
 

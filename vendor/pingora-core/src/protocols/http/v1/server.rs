@@ -353,7 +353,11 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            // Room for the headers a proxy adds (`X-Forwarded-For`,
+                            // `X-Forwarded-Proto`): a clone for the upstream keeps the maps'
+                            // index size, which the client's count alone fills exactly, so each
+                            // insert would grow and rehash both maps.
+                            Some(req.headers.len() + UPSTREAM_HEADER_ROOM),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1755,6 +1759,10 @@ impl HttpSession {
 }
 
 // Regex to parse request line that has illegal chars in it
+/// Header slots a request's maps get beyond the client's headers, for those a proxy adds to
+/// the upstream's copy (`X-Forwarded-For`, `X-Forwarded-Proto`) without growing them.
+pub const UPSTREAM_HEADER_ROOM: usize = 2;
+
 static REQUEST_LINE_REGEX: Lazy<Regex> =
     Lazy::new(|| Regex::new(r"^\w+ (?P<uri>.+) HTTP/\d(?:\.\d)?").unwrap());
 
