@@ -19,7 +19,7 @@ const INSERT_API_KEY: &str =
     "INSERT INTO api_keys (id, key, tenant_id, description) VALUES (?1, ?2, ?3, ?4)";
 
 /// Replaces the stored API keys with `keys` inside `tx`.
-fn write_api_keys(tx: &rusqlite::Transaction<'_>, keys: &[ApiKey]) -> StoreResult<()> {
+fn write_api_keys(tx: &rusqlite::Connection, keys: &[ApiKey]) -> StoreResult<()> {
     tx.execute("DELETE FROM api_keys", []).map_err(backend)?;
     for k in keys {
         tx.execute(
@@ -76,7 +76,7 @@ impl DeclaredRows {
     }
 
     /// Writes every row inside `tx`; the first failure ends it (and the caller rolls back).
-    fn write(&self, tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
+    fn write(&self, tx: &rusqlite::Connection) -> StoreResult<()> {
         for (id, body) in &self.tenants {
             tx.execute(UPSERT_TENANT, params![id, body])
                 .map_err(backend)?;

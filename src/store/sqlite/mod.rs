@@ -28,7 +28,7 @@ use std::sync::Arc;
 use gatehouse_plugin_api::clock::Clock;
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
@@ -152,7 +152,7 @@ impl SqliteStore {
     pub(super) async fn tx<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.writer.call(f).await
     }

@@ -26,7 +26,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::backend;
 
@@ -35,8 +35,9 @@ pub(super) const MAX_BATCH: usize = 64;
 
 /// One queued call.
 trait Call: Send {
-    /// Runs the call in `tx`; true when it succeeded (its writes are to be committed).
-    fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Runs the call in the transaction open on `tx`; true when it succeeded (its writes are
+    /// to be committed).
+    fn run(&mut self, tx: &Connection) -> bool;
     /// The call's own error, when it ran and failed.
     fn error(&self) -> Option<StoreError>;
     /// Answers the caller: its own error when it failed; else its value when `commit` is `Ok`,
@@ -54,9 +55,9 @@ struct Pending<T, F> {
 impl<T, F> Call for Pending<T, F>
 where
     T: Send,
-    F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+    fn run(&mut self, tx: &Connection) -> bool {
         if self.reply.is_closed() {
             // The caller has gone (its request answered 503 past the API's time limit, or
             // abandoned): a write it was told failed must not be committed later.
@@ -136,7 +137,7 @@ impl Writer {
     pub(super) async fn call<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let pending = Box::new(Pending {
@@ -171,7 +172,7 @@ impl Drop for Writer {
 
 /// The writer thread: takes the calls queued since its last transaction (at least one, at most
 /// [`MAX_BATCH`]), runs and answers them, until the queue is closed.
-fn serve(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, transactions: &AtomicU64) {
+fn serve(conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, transactions: &AtomicU64) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -180,7 +181,7 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, transaction
                 Err(_) => break,
             }
         }
-        let commit = run_batch(&mut conn, &mut batch);
+        let commit = run_batch(&conn, &mut batch);
         transactions.fetch_add(1, Ordering::Relaxed);
         for call in batch {
             call.answer(&commit);
@@ -191,39 +192,65 @@ fn serve(mut conn: Connection, queue: mpsc::Receiver<Box<dyn Call>>, transaction
 /// Runs `batch` in one immediate transaction and commits it. Returns the commit's outcome: `Ok`
 /// when the writes of the calls that succeeded are durable, else the error that kept them
 /// from being committed (the transaction rolled back).
-fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn Call>]) -> StoreResult<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)?;
+///
+/// The transaction's own statements (`BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`) are prepared
+/// once and kept with the others, instead of being parsed again for every batch.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Call>]) -> StoreResult<()> {
+    statement(conn, "BEGIN IMMEDIATE")?;
+    let outcome = match run_calls(conn, batch) {
+        Ok(true) => statement(conn, "COMMIT"),
+        // A lone call that failed: its writes are rolled back, and it has its own answer.
+        Ok(false) => {
+            roll_back(conn);
+            return Ok(());
+        }
+        Err(e) => Err(e),
+    };
+    if outcome.is_err() {
+        roll_back(conn);
+    }
+    outcome
+}
+
+/// Rolls back what is still open on `conn` (SQLite may already have done so: an I/O error, a
+/// full disk), as dropping a rusqlite transaction does.
+fn roll_back(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = statement(conn, "ROLLBACK");
+    }
+}
+
+/// Runs the calls of `batch` in the transaction open on `conn`. Returns whether there is
+/// anything to commit (false: a call alone in its batch failed, and the transaction is to be
+/// rolled back), or the error of the batch (SQLite rolled the whole transaction back on a
+/// call's error, or a savepoint statement failed).
+fn run_calls(conn: &Connection, batch: &mut [Box<dyn Call>]) -> StoreResult<bool> {
     if let [only] = batch {
-        // Alone: the transaction is the call's; a failure rolls it back on drop.
-        return match only.run(&tx) {
-            true => tx.commit().map_err(backend),
-            false => Ok(()),
-        };
+        // Alone: the transaction is the call's, without a savepoint.
+        return Ok(only.run(conn));
     }
     for call in batch.iter_mut() {
-        savepoint(&tx, "SAVEPOINT call")?;
-        if call.run(&tx) {
-            savepoint(&tx, "RELEASE call")?;
+        statement(conn, "SAVEPOINT call")?;
+        if call.run(conn) {
+            statement(conn, "RELEASE call")?;
             continue;
         }
-        if tx.is_autocommit() {
+        if conn.is_autocommit() {
             // SQLite rolled the whole transaction back on this call's error (a full disk, an
             // I/O error): nothing of the batch is kept, and the others fail with that error.
             return Err(call.error().unwrap_or_else(|| {
                 StoreError::Backend("store task failed: the transaction was rolled back".into())
             }));
         }
-        savepoint(&tx, "ROLLBACK TO call")?;
-        savepoint(&tx, "RELEASE call")?;
+        statement(conn, "ROLLBACK TO call")?;
+        statement(conn, "RELEASE call")?;
     }
-    tx.commit().map_err(backend)
+    Ok(true)
 }
 
-/// Runs one savepoint statement (prepared once).
-fn savepoint(tx: &Transaction<'_>, sql: &str) -> StoreResult<()> {
-    tx.prepare_cached(sql)
+/// Runs one statement of the transaction's own (prepared once, kept in the connection's cache).
+fn statement(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute([]))
         .map(|_| ())
         .map_err(backend)
@@ -247,7 +274,7 @@ mod tests {
     }
 
     /// Inserts `k`: `Conflict` when it is there already.
-    fn insert(k: &'static str) -> impl FnOnce(&Transaction<'_>) -> StoreResult<()> + Send {
+    fn insert(k: &'static str) -> impl FnOnce(&Connection) -> StoreResult<()> + Send {
         move |tx| {
             tx.execute("INSERT INTO t (k) VALUES (?1)", [k])
                 .map(|_| ())
@@ -262,7 +289,7 @@ mod tests {
         let (entered, inside) = tokio::sync::oneshot::channel();
         let (held, writer) = (barrier.clone(), writer.clone());
         let call = tokio::spawn(async move {
-            let hold = move |_: &Transaction<'_>| {
+            let hold = move |_: &Connection| {
                 let _ = entered.send(());
                 held.wait();
                 Ok(())
@@ -361,6 +388,45 @@ mod tests {
         assert_eq!(kept, Ok(()));
         drop(Arc::into_inner(writer).expect("the last handle"));
         assert_eq!(keys_on(&path), ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_call_that_fails_is_rolled_back_and_leaves_no_transaction_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = Arc::new(writer_on(&path));
+        // Alone, many times over: each is its own transaction, begun and ended by the kept
+        // statements, whether it failed (rolled back), panicked or succeeded (committed).
+        for round in 0..3 {
+            let fails = writer
+                .call(|tx| -> StoreResult<()> {
+                    tx.execute("INSERT INTO t (k) VALUES ('lost')", [])
+                        .map_err(backend)?;
+                    Err(StoreError::NotFound)
+                })
+                .await;
+            assert_eq!(fails, Err(StoreError::NotFound), "round {round}");
+            let panics = writer
+                .call(|tx| -> StoreResult<()> {
+                    tx.execute("INSERT INTO t (k) VALUES ('lost')", [])
+                        .map_err(backend)?;
+                    panic!("a bug inside a lone call");
+                })
+                .await;
+            assert!(matches!(panics, Err(StoreError::Backend(_))), "{panics:?}");
+            let open = writer.call(|tx| Ok(tx.is_autocommit())).await;
+            assert_eq!(open, Ok(false), "each call runs inside a transaction");
+            let kept: &'static str = ["k0", "k1", "k2"][round];
+            assert_eq!(writer.call(insert(kept)).await, Ok(()));
+        }
+        assert_eq!(writer.transactions(), 12);
+        // Nothing is left open between calls: another connection can take the write lock.
+        let other = Connection::open(&path).expect("other");
+        other
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK")
+            .expect("unlocked");
+        drop(Arc::into_inner(writer).expect("the last handle"));
+        assert_eq!(keys_on(&path), ["k0", "k1", "k2"]);
     }
 
     /// The keys in `t`, read through a new connection.
