@@ -889,6 +889,17 @@ mod tests {
         raw_fixture_with(clock, limits)
     }
 
+    /// A tenant of issuer `acme.com` with the default JWT settings.
+    fn acme_tenant() -> Tenant {
+        Tenant {
+            id: Uuid::new_v4(),
+            name: "t".into(),
+            issuer: "acme.com".into(),
+            jwt_configuration: JwtConfiguration::default(),
+            data: None,
+        }
+    }
+
     /// [`raw_fixture`] on `clock`, its cache bounded by `limits`.
     fn raw_fixture_with(clock: Arc<dyn Clock>, limits: CacheLimits) -> (Tokens, String) {
         let spec = KeySpec {
@@ -898,13 +909,7 @@ mod tests {
             source: KeySource::Secret(SECRET.into()),
         };
         let key = SigningKey::from_spec(&spec, None).expect("key");
-        let tenant = Tenant {
-            id: Uuid::new_v4(),
-            name: "t".into(),
-            issuer: "acme.com".into(),
-            jwt_configuration: JwtConfiguration::default(),
-            data: None,
-        };
+        let tenant = acme_tenant();
         let tokens = Tokens::new(
             KeyRing::new(vec![key]),
             std::slice::from_ref(&tenant),
@@ -1340,13 +1345,7 @@ mod tests {
     fn a_token_vended_for_longer_than_any_lifetime_keeps_its_revocations_in_force() {
         let clock = Arc::new(ManualClock(AtomicI64::new(now())));
         let (tokens, kid) = raw_fixture_at(clock.clone());
-        let tenant = Tenant {
-            id: Uuid::new_v4(),
-            name: "t".into(),
-            issuer: "acme.com".into(),
-            jwt_configuration: JwtConfiguration::default(),
-            data: None,
-        };
+        let tenant = acme_tenant();
         let user = Uuid::new_v4();
         let mut claims = Map::new();
         claims.insert("sub".into(), json!(user));

@@ -135,7 +135,7 @@ impl Gateway {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn filter(
@@ -201,9 +201,14 @@ mod tests {
         assert_eq!(counted, 9);
     }
 
-    /// Sends `request` to an engine session over TCP and reads its body to the end: the body,
-    /// or the engine's error kind.
-    async fn engine_reads(request: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    /// An engine session that has read the request header of `request`, sent over TCP, and
+    /// the client's task (its stream, once the whole request is written or refused).
+    pub(in crate::proxy) async fn engine_session(
+        request: Vec<u8>,
+    ) -> (
+        pingora::protocols::http::v1::server::HttpSession,
+        tokio::task::JoinHandle<tokio::net::TcpStream>,
+    ) {
         use pingora::protocols::http::v1::server::HttpSession;
         use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -221,6 +226,13 @@ mod tests {
             stream,
         )));
         session.read_request().await.expect("request header");
+        (session, client)
+    }
+
+    /// Sends `request` to an engine session over TCP and reads its body to the end: the body,
+    /// or the engine's error kind.
+    async fn engine_reads(request: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+        let (mut session, client) = engine_session(request).await;
         let mut body = Vec::new();
         let outcome = loop {
             match session.read_body_bytes().await {

@@ -547,22 +547,7 @@ mod tests {
 
     /// The engine's request read from `request` over TCP.
     async fn engine_request(request: Vec<u8>) -> RequestHeader {
-        use pingora::protocols::http::v1::server::HttpSession;
-        use tokio::io::AsyncWriteExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = tokio::spawn(async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            stream.write_all(&request).await.expect("write");
-            stream
-        });
-        let (stream, _) = listener.accept().await.expect("accept");
-        let mut session = HttpSession::new(Box::new(pingora::protocols::l4::stream::Stream::from(
-            stream,
-        )));
-        session.read_request().await.expect("request header");
+        let (session, client) = crate::proxy::body::tests::engine_session(request).await;
         drop(client.await);
         session.req_header().clone()
     }

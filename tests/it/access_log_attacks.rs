@@ -79,8 +79,14 @@ fn end_traffic(stop: Arc<AtomicBool>, threads: Vec<Traffic>) -> Vec<String> {
 
 /// Checks `logs` against the `answered` paths: every line is whole (starts with a
 /// timestamp, one access line holds one request), every answered path has exactly one access
-/// line, no access line is for a path not answered, and no secret appears anywhere.
-fn assert_one_whole_line_each(logs: &[String], answered: &[String], secrets: &[&str]) {
+/// line, no access line is for a path not answered, and no secret (of `secrets`, the
+/// traffic's cookie or query string) appears anywhere.
+fn assert_one_whole_line_each(logs: &[String], answered: &[String], secrets: &[String]) {
+    let secrets: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .chain([COOKIE_SECRET, QUERY_SECRET])
+        .collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for log in logs {
         for line in log.lines() {
@@ -88,7 +94,7 @@ fn assert_one_whole_line_each(logs: &[String], answered: &[String], secrets: &[&
                 line.len() > 20 && line.starts_with("20") && line.as_bytes()[10] == b'T',
                 "a line that is not whole: {line:?}"
             );
-            for secret in secrets {
+            for secret in &secrets {
                 assert!(!line.contains(secret), "a secret in the log: {line}");
             }
             if !line.contains("gatehouse::access") || !line.contains("path=\"/n/") {
@@ -166,11 +172,6 @@ fn every_request_answered_across_a_storm_of_reloads_has_exactly_one_whole_access
     // Lines are written at least every 100 ms.
     std::thread::sleep(Duration::from_millis(400));
     secrets.push(token);
-    let secrets: Vec<&str> = secrets
-        .iter()
-        .map(String::as_str)
-        .chain([COOKIE_SECRET, QUERY_SECRET])
-        .collect();
     assert_one_whole_line_each(&[gw.log()], &answered, &secrets);
     eprintln!(
         "{} requests across 15 reloads, one access line each",
@@ -201,11 +202,6 @@ fn every_request_answered_across_the_hand_over_has_exactly_one_whole_access_line
     // The new gateway writes its last lines at its exit.
     stop(new);
     secrets.push(token);
-    let secrets: Vec<&str> = secrets
-        .iter()
-        .map(String::as_str)
-        .chain([COOKIE_SECRET, QUERY_SECRET])
-        .collect();
     let logs = [
         old.log(),
         std::fs::read_to_string(&new_log).expect("new log"),
