@@ -5,7 +5,8 @@
 //! large to share: a hit answers exactly what the miss did, on the proxy and in forward-auth
 //! decisions), and the upstream headers inserted by their parsed name (every spelling and
 //! duplicate of a controlled header the client sends, with 0 to 200 other headers, over
-//! HTTP/1.0 and 1.1: the upstream gets exactly one of each, the gateway's).
+//! HTTP/1.0 and 1.1: the upstream gets exactly one of each, the gateway's); and a vended
+//! token living past every configured lifetime stays refused by its user's revocation.
 
 use std::time::{Duration, Instant};
 
@@ -574,5 +575,61 @@ fn forged_controlled_headers_in_every_spelling_reach_the_upstream_once_as_the_ga
         upstream.received().len(),
         before,
         "nothing reached the upstream"
+    );
+}
+
+/// Vends a token for `user` of the main application living `ttl` seconds.
+fn vend(gw: &TestGateway, user: Uuid, ttl: u64) -> String {
+    let response = client()
+        .post(gw.url("/api/jwt/vend"))
+        .header("Authorization", API_KEY)
+        .json(&json!({
+            "claims": {"sub": user, "applicationId": APP, "aud": APP, "roles": ["user"]},
+            "timeToLiveInSeconds": ttl,
+        }))
+        .send()
+        .expect("vend");
+    check_status(response, 200)["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
+#[test]
+fn a_vended_token_outliving_every_configured_lifetime_stays_revoked_past_the_prune() {
+    // Configured lifetimes of 1 s: revocations would otherwise leave memory at the first
+    // prune (every 60 s) after that.
+    let gw = TestGateway::start_with(Options {
+        app_jwt: "enabled: true, timeToLiveInSeconds: 1, refreshTokenUsagePolicy: Reusable".into(),
+        tenant_jwt: "timeToLiveInSeconds: 1".into(),
+        ..Options::default()
+    });
+    let user_of = |email: &str| Uuid::parse_str(&gw.login(email, &["user"]).user_id).expect("id");
+    let (revoked_user, kept_user) = (user_of("vended@example.com"), user_of("kept@example.com"));
+    let revoked = vend(&gw, revoked_user, 3_600);
+    let kept = vend(&gw, kept_user, 3_600);
+    // Both verified and cached.
+    assert_eq!(gw.get_as("/", &revoked).status().as_u16(), 200);
+    assert_eq!(gw.get_as("/", &kept).status().as_u16(), 200);
+    std::thread::sleep(Duration::from_millis(1_100));
+    let status = client()
+        .delete(gw.url(&format!("/api/jwt/refresh?userId={revoked_user}")))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("revoke")
+        .status()
+        .as_u16();
+    assert_eq!(status, 200);
+    // Past the configured lifetimes and at least one prune, the vended token stays refused.
+    let deadline = Instant::now() + Duration::from_secs(64);
+    while Instant::now() < deadline {
+        assert_eq!(gw.get_as("/", &revoked).status().as_u16(), 401, "revoked");
+        assert_eq!(gw.get_as("/", &kept).status().as_u16(), 200, "not revoked");
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    assert_eq!(
+        gw.get_as("/", &revoked).status().as_u16(),
+        401,
+        "after the prune"
     );
 }
