@@ -89,7 +89,10 @@ pub fn route_label(route: &Route) -> String {
 }
 
 /// The user of a verified token as the access log shows it: `sub`, a UUID as is, any other
-/// string with its control characters escaped (it cannot break the line); nothing without one.
+/// string with its control characters and backslashes escaped as `escape_debug` does, and `"`
+/// and every other whitespace character (a space, a no-break space…) as `\u{…}`, so it can
+/// neither break the line nor end its field (a `sub` of `a status=200` would otherwise read as
+/// a second `status` field in a text line); nothing without one.
 pub struct User<'a>(pub &'a CachedToken);
 
 impl fmt::Display for User<'_> {
@@ -98,10 +101,30 @@ impl fmt::Display for User<'_> {
             return subject.fmt(f);
         }
         match self.0.subject_text() {
-            Some(sub) => write!(f, "{}", sub.escape_debug()),
+            Some(sub) => write_escaped_subject(f, sub),
             None => Ok(()),
         }
     }
+}
+
+/// Writes `sub` as [`User`] shows a subject that is not a UUID: one field value without
+/// whitespace or control characters.
+fn write_escaped_subject(f: &mut fmt::Formatter<'_>, sub: &str) -> fmt::Result {
+    // `\t`, `\n` and `\r` are escaped by `escape_debug` itself; `"` is escaped as `\u{22}`
+    // rather than `\"`, so a reader that takes quotes as grouping never sees one.
+    let splits = |c: char| c == '"' || (c.is_whitespace() && !matches!(c, '\t' | '\n' | '\r'));
+    let mut rest = sub;
+    while let Some(at) = rest.find(splits) {
+        let space = rest[at..].chars().next().unwrap_or(' ');
+        write!(
+            f,
+            "{}\\u{{{:x}}}",
+            rest[..at].escape_debug(),
+            u32::from(space)
+        )?;
+        rest = &rest[at + space.len_utf8()..];
+    }
+    write!(f, "{}", rest.escape_debug())
 }
 
 impl<'a> User<'a> {
@@ -401,6 +424,28 @@ mod tests {
         };
         let verified = compact(serde_json::json!({"exp": 0, "sub": "svc\nfake=1"}));
         assert_eq!(User(&verified).to_string(), "svc\\nfake=1");
+        // Whitespace cannot end the field: a text line would read a second `status`.
+        let cases = [
+            ("a status=200", "a\\u{20}status=200"),
+            (" lead  two ", "\\u{20}lead\\u{20}\\u{20}two\\u{20}"),
+            (
+                "nb\u{a0}sp\u{2028}ls\u{3000}",
+                "nb\\u{a0}sp\\u{2028}ls\\u{3000}",
+            ),
+            (
+                "q\"uote\\ tab\t cr\r",
+                "q\\u{22}uote\\\\\\u{20}tab\\t\\u{20}cr\\r",
+            ),
+            ("ünï", "ünï"),
+        ];
+        for (sub, shown) in cases {
+            let verified = compact(serde_json::json!({"exp": 0, "sub": sub}));
+            let text = User(&verified).to_string();
+            assert_eq!(text, shown, "{sub:?}");
+            assert!(!text
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '"'));
+        }
         let id = uuid::Uuid::new_v4();
         let verified = compact(serde_json::json!({"exp": 0, "sub": id}));
         assert_eq!(User(&verified).to_string(), id.to_string());
