@@ -16,13 +16,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService, VerifiedClaims};
+use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService};
 use gatehouse_refresh::{
     exchange_refresh_token, exchange_refresh_token_for_application, RefreshEnv, RefreshError,
 };
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use crate::auth::cached::CachedToken;
 use crate::auth::tokens::Tokens;
 use crate::observe::metrics::Metrics;
 
@@ -43,8 +44,9 @@ pub struct Refreshed {
     pub refresh_expiration_ms: i64,
     /// Whether the refresh cookie must be set again (rotated, or a sliding window moved).
     pub set_refresh_cookie: bool,
-    /// The new token's verified claims.
-    pub claims: Arc<VerifiedClaims>,
+    /// The new token as the edge reads a verified token: the compact form the token cache
+    /// holds (cached when it was signed, so this is a lookup, not a verification).
+    pub claims: Arc<CachedToken>,
     /// The refresh token's application (`None`: none).
     pub application_id: Option<Uuid>,
 }
@@ -302,7 +304,8 @@ impl Refresher {
         );
         let claims = self
             .tokens
-            .verify(&outcome.access_token.token)
+            .verify_at_edge(outcome.access_token.token.as_bytes())
+            .await
             .map_err(RefreshError::Token)?;
         let refreshed = Arc::new(Refreshed {
             access_token: outcome.access_token.token,
