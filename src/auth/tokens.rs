@@ -721,20 +721,14 @@ impl TokenService for Tokens {
 mod tests {
     use super::*;
     use crate::auth::keys::KeyAlgorithm as Algorithm;
-    use crate::auth::keys::{generate_material, SigningKey};
+    use crate::auth::keys::{generated_for_tests, SigningKey};
     use crate::config::{KeySource, KeySpec};
     use gatehouse_plugin_api::model::{JwtConfiguration, Registration, User};
     use gatehouse_plugin_api::SystemClock;
 
     fn fixture(algorithm: Algorithm) -> (Tokens, Tenant, Application, User, Registration) {
-        let spec = KeySpec {
-            id: Uuid::new_v4(),
-            name: "k".into(),
-            algorithm,
-            source: KeySource::Generate,
-        };
-        let key = SigningKey::from_spec(&spec, Some(&generate_material(&spec, 0).expect("g")))
-            .expect("key");
+        let (spec, material) = generated_for_tests(algorithm);
+        let key = SigningKey::from_spec(&spec, Some(&material)).expect("key");
         let tenant = Tenant {
             id: Uuid::new_v4(),
             name: "t".into(),
@@ -789,19 +783,31 @@ mod tests {
         (tokens, tenant, app, user, registration)
     }
 
+    /// A `PASSWORD` access-token request of `user` for `app` in `tenant`, with `registration`
+    /// and the session (`sid`) `session_id`.
+    fn token_request<'a>(
+        tenant: &'a Tenant,
+        app: &'a Application,
+        user: &'a User,
+        registration: &'a Registration,
+        session_id: Option<Uuid>,
+    ) -> AccessTokenRequest<'a> {
+        AccessTokenRequest {
+            user,
+            tenant,
+            application: Some(app),
+            registration: Some(registration),
+            authentication_type: "PASSWORD",
+            expires_at: None,
+            session_id,
+        }
+    }
+
     #[test]
     fn issued_tokens_carry_fusionauth_claims_and_verify() {
         let (tokens, tenant, app, user, registration) = fixture(Algorithm::RS256);
         let issued = tokens
-            .issue_access_token(&AccessTokenRequest {
-                user: &user,
-                tenant: &tenant,
-                application: Some(&app),
-                registration: Some(&registration),
-                authentication_type: "PASSWORD",
-                expires_at: None,
-                session_id: None,
-            })
+            .issue_access_token(&token_request(&tenant, &app, &user, &registration, None))
             .expect("issue");
         let claims = tokens.verify(&issued.token).expect("verify");
         for name in [
@@ -1238,15 +1244,7 @@ mod tests {
         use gatehouse_plugin_api::tokens::ClaimHeader;
         let (tokens, tenant, app, user, registration) = fixture(Algorithm::HS256);
         let tokens = tokens.with_claim_plan(ClaimPlan::of(&["sub", "missing"], &[]));
-        let request = AccessTokenRequest {
-            user: &user,
-            tenant: &tenant,
-            application: Some(&app),
-            registration: Some(&registration),
-            authentication_type: "PASSWORD",
-            expires_at: None,
-            session_id: None,
-        };
+        let request = token_request(&tenant, &app, &user, &registration, None);
         let token = tokens.issue_access_token(&request).expect("issue").token;
         let first = at_edge(&tokens, &token).expect("valid");
         let expected = http::HeaderValue::from_str(&user.id.to_string()).expect("value");
@@ -1289,15 +1287,7 @@ mod tests {
     #[test]
     fn revocation_applies_to_cache_hits_at_the_edge() {
         let (tokens, tenant, app, user, registration) = fixture(Algorithm::ES256);
-        let request = AccessTokenRequest {
-            user: &user,
-            tenant: &tenant,
-            application: Some(&app),
-            registration: Some(&registration),
-            authentication_type: "PASSWORD",
-            expires_at: None,
-            session_id: Some(Uuid::new_v4()),
-        };
+        let request = token_request(&tenant, &app, &user, &registration, Some(Uuid::new_v4()));
         let token = tokens.issue_access_token(&request).expect("issue").token;
         assert!(at_edge(&tokens, &token).is_ok());
         assert!(cached(&tokens, &token).is_some());
@@ -1367,15 +1357,7 @@ mod tests {
     #[test]
     fn revocation_applies_to_cached_tokens_issued_before_it() {
         let (tokens, tenant, app, user, registration) = fixture(Algorithm::HS256);
-        let request = AccessTokenRequest {
-            user: &user,
-            tenant: &tenant,
-            application: Some(&app),
-            registration: Some(&registration),
-            authentication_type: "PASSWORD",
-            expires_at: None,
-            session_id: None,
-        };
+        let request = token_request(&tenant, &app, &user, &registration, None);
         let token = tokens.issue_access_token(&request).expect("issue").token;
         assert!(tokens.verify(&token).is_ok());
         tokens.record_revocation(RevocationScope::User(user.id), SystemClock.now_seconds());
@@ -1387,13 +1369,8 @@ mod tests {
         for algorithm in [Algorithm::RS256, Algorithm::ES256, Algorithm::HS256] {
             let (tokens, tenant, app, user, registration) = fixture(algorithm);
             let request = AccessTokenRequest {
-                user: &user,
-                tenant: &tenant,
-                application: Some(&app),
-                registration: Some(&registration),
                 authentication_type: "REFRESH_TOKEN",
-                expires_at: None,
-                session_id: Some(Uuid::new_v4()),
+                ..token_request(&tenant, &app, &user, &registration, Some(Uuid::new_v4()))
             };
             let token = tokens.issue_access_token(&request).expect("issue").token;
             let cache = tokens.cache.as_ref().expect("cache");
@@ -1424,13 +1401,8 @@ mod tests {
         let (tokens, mut tenant, app, user, registration) = fixture(Algorithm::ES256);
         tenant.issuer = "changed.example".into();
         let request = AccessTokenRequest {
-            user: &user,
-            tenant: &tenant,
-            application: Some(&app),
-            registration: Some(&registration),
             authentication_type: "REFRESH_TOKEN",
-            expires_at: None,
-            session_id: None,
+            ..token_request(&tenant, &app, &user, &registration, None)
         };
         let token = tokens.issue_access_token(&request).expect("issue").token;
         assert!(cached(&tokens, &token).is_none());

@@ -623,29 +623,10 @@ fn parallel_requests_to_two_applications_rotate_once_for_the_owner_only() {
     let gw = TestGateway::start_with(cross_route_options());
     for round in 0..4 {
         let session = gw.login(&format!("two-apps{round}@example.com"), &["user"]);
-        let count = 8;
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(count));
-        let threads: Vec<_> = (0..count)
-            .map(|i| {
-                let path = if i % 2 == 0 { "/other-app/x" } else { "/app/x" };
-                let (barrier, url) = (barrier.clone(), gw.url(path));
-                let value = session.refresh_token.clone();
-                std::thread::spawn(move || {
-                    let http = client();
-                    barrier.wait();
-                    let response = http
-                        .get(url)
-                        .header("Cookie", format!("refresh_token={value}"))
-                        .send()
-                        .expect("send");
-                    (path, response.status().as_u16(), set_cookies(&response))
-                })
-            })
+        let paths: Vec<&'static str> = (0..8)
+            .map(|i| if i % 2 == 0 { "/other-app/x" } else { "/app/x" })
             .collect();
-        let answers: Vec<_> = threads
-            .into_iter()
-            .map(|t| t.join().expect("thread"))
-            .collect();
+        let answers = parallel_refreshes_on(&gw, &session.refresh_token, &paths);
         let mut pairs = std::collections::HashSet::new();
         for (path, status, cookies) in &answers {
             match (*path, status) {
@@ -737,10 +718,24 @@ fn parallel_requests_of_one_page_never_log_the_user_out() {
 /// `count` requests to /app presenting only `value`, released together on separate
 /// connections: each answer's status and `Set-Cookie` values.
 fn parallel_refreshes(gw: &TestGateway, value: &str, count: usize) -> Vec<(u16, Vec<String>)> {
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(count));
-    let threads: Vec<_> = (0..count)
-        .map(|_| {
-            let (barrier, url, value) = (barrier.clone(), gw.url("/app/asset"), value.to_string());
+    let paths = vec!["/app/asset"; count];
+    let answers = parallel_refreshes_on(gw, value, &paths);
+    (answers.into_iter())
+        .map(|(_, status, cookies)| (status, cookies))
+        .collect()
+}
+
+/// One request to each of `paths` presenting only `value`, released together on separate
+/// connections: each answer's path, status and `Set-Cookie` values, in the order of `paths`.
+fn parallel_refreshes_on(
+    gw: &TestGateway,
+    value: &str,
+    paths: &[&'static str],
+) -> Vec<(&'static str, u16, Vec<String>)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(paths.len()));
+    let threads: Vec<_> = (paths.iter())
+        .map(|&path| {
+            let (barrier, url, value) = (barrier.clone(), gw.url(path), value.to_string());
             std::thread::spawn(move || {
                 let http = client();
                 barrier.wait();
@@ -749,7 +744,7 @@ fn parallel_refreshes(gw: &TestGateway, value: &str, count: usize) -> Vec<(u16, 
                     .header("Cookie", format!("refresh_token={value}"))
                     .send()
                     .expect("send");
-                (response.status().as_u16(), set_cookies(&response))
+                (path, response.status().as_u16(), set_cookies(&response))
             })
         })
         .collect();

@@ -302,20 +302,13 @@ fn validation(algorithm: jsonwebtoken::Algorithm) -> Validation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::{generate_material, SigningKey};
-    use crate::config::{KeySource, KeySpec};
+    use crate::auth::keys::{generated_for_tests, SigningKey};
     use serde_json::json;
     use KeyAlgorithm::*;
 
     /// A key of `algorithm` that signs, and its public JWK with `kid`.
     fn key(algorithm: KeyAlgorithm, kid: &str) -> (SigningKey, Value) {
-        let spec = KeySpec {
-            id: uuid::Uuid::new_v4(),
-            name: "k".into(),
-            algorithm,
-            source: KeySource::Generate,
-        };
-        let material = generate_material(&spec, 0).expect("generate");
+        let (spec, material) = generated_for_tests(algorithm);
         let key = SigningKey::from_spec(&spec, Some(&material)).expect("key");
         let mut jwk = key.public().expect("public").jwk.clone();
         jwk["kid"] = json!(kid);

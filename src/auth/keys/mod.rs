@@ -268,6 +268,20 @@ fn pem_decode(pem: &str, labels: &[&str]) -> Option<Vec<u8>> {
     labels.contains(&block.tag()).then(|| block.into_contents())
 }
 
+/// A fresh key of `algorithm` for tests: its spec (a new id, generated material) and that
+/// material.
+#[cfg(test)]
+pub(crate) fn generated_for_tests(algorithm: KeyAlgorithm) -> (KeySpec, KeyMaterial) {
+    let spec = KeySpec {
+        id: uuid::Uuid::new_v4(),
+        name: "k".into(),
+        algorithm,
+        source: KeySource::Generate,
+    };
+    let material = generate_material(&spec, 0).expect("generate");
+    (spec, material)
+}
+
 /// Generates material for `spec`: a 2048-bit RSA key, an EC key on the algorithm's curve, an
 /// Ed25519 key, or a 64-byte HMAC secret.
 pub fn generate_material(spec: &KeySpec, now_millis: i64) -> Result<KeyMaterial, String> {

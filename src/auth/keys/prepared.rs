@@ -116,18 +116,12 @@ impl PreparedSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::{generate_material, KeyAlgorithm, KeySource, KeySpec};
+    use crate::auth::keys::{generated_for_tests, KeyAlgorithm};
     use serde_json::json;
 
     /// The encoding key the JWT library builds for a generated key of `algorithm`.
     fn encoding_for(algorithm: KeyAlgorithm) -> EncodingKey {
-        let spec = KeySpec {
-            id: uuid::Uuid::new_v4(),
-            name: "k".into(),
-            algorithm,
-            source: KeySource::Generate,
-        };
-        let material = generate_material(&spec, 0).expect("generate");
+        let (_, material) = generated_for_tests(algorithm);
         if algorithm.is_hmac() {
             return EncodingKey::from_secret(material.secret.expect("secret").as_bytes());
         }
