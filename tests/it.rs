@@ -20,6 +20,7 @@ mod it {
     pub mod forward_auth_attacks;
     pub mod forwarded_attacks;
     pub mod framing;
+    pub mod h2_forgery_attacks;
     pub mod http2;
     pub mod http2_attacks;
     pub mod identity_provider;

@@ -8,6 +8,12 @@ normalisation of the h2 library are turned off, so the fields go on the wire as 
     h2_raw.py request PORT HEADERS_JSON [BODY]     one request over h2c (prior knowledge);
                                                     prints {"status", "headers", "body",
                                                     "reset", "goaway"} as JSON
+    h2_raw.py send PORT SPEC_JSON                   one request as SPEC says: {"headers": [[n, v]…],
+                                                    "body": str or null, "trailers": [[n, v]…] or
+                                                    null, "tls": bool (h2 by ALPN, certificate not
+                                                    checked), "frame_size": bytes per HEADERS or
+                                                    CONTINUATION frame (the block is split in as
+                                                    many frames as it takes)}; prints as `request`
     h2_raw.py rapid-reset PORT STREAMS PATH TOKEN   opens STREAMS streams and resets each at once,
                                                     then asks PATH with TOKEN on a new connection;
                                                     prints {"seconds", "goaway", "status"}
@@ -15,6 +21,7 @@ normalisation of the h2 library are turned off, so the fields go on the wire as 
 
 import json
 import socket
+import ssl
 import sys
 import time
 
@@ -23,9 +30,18 @@ import h2.connection
 import h2.events
 
 
-def connect(port):
-    """An h2c connection (prior knowledge) to 127.0.0.1:PORT that sends fields as given."""
+def connect(port, tls=False):
+    """An h2c connection (prior knowledge) to 127.0.0.1:PORT that sends fields as given; with
+    `tls`, HTTP/2 over TLS (ALPN `h2`, the certificate not checked)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["h2"])
+        sock = context.wrap_socket(sock, server_hostname="localhost")
+        if sock.selected_alpn_protocol() != "h2":
+            sys.exit("the server did not agree to h2")
     config = h2.config.H2Configuration(
         client_side=True,
         validate_outbound_headers=False,
@@ -46,7 +62,7 @@ def exchange(sock, conn, stream):
     while time.time() < deadline:
         try:
             data = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except (ConnectionResetError, socket.timeout, ssl.SSLError):
             break
         if not data:
             break
@@ -86,6 +102,27 @@ def request(port, headers, body):
     conn.send_headers(stream, fields, end_stream=body is None)
     if body is not None:
         conn.send_data(stream, body.encode(), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    answer = exchange(sock, conn, stream)
+    sock.close()
+    return answer
+
+
+def send(port, spec):
+    """One request as SPEC says (see the module's doc)."""
+    sock, conn = connect(port, spec.get("tls", False))
+    if spec.get("frame_size"):
+        # Header blocks are cut into frames of this size: HEADERS, then CONTINUATION frames.
+        conn.max_outbound_frame_size = int(spec["frame_size"])
+    stream = conn.get_next_available_stream_id()
+    fields = [(name.encode(), value.encode()) for name, value in spec["headers"]]
+    body, trailers = spec.get("body"), spec.get("trailers")
+    conn.send_headers(stream, fields, end_stream=body is None and trailers is None)
+    if body is not None:
+        conn.send_data(stream, body.encode(), end_stream=trailers is None)
+    if trailers is not None:
+        trailer_fields = [(name.encode(), value.encode()) for name, value in trailers]
+        conn.send_headers(stream, trailer_fields, end_stream=True)
     sock.sendall(conn.data_to_send())
     answer = exchange(sock, conn, stream)
     sock.close()
@@ -136,6 +173,8 @@ def main(argv):
     if argv[0] == "request":
         body = argv[3] if len(argv) > 3 else None
         print(json.dumps(request(int(argv[1]), json.loads(argv[2]), body)))
+    elif argv[0] == "send":
+        print(json.dumps(send(int(argv[1]), json.loads(argv[2]))))
     elif argv[0] == "rapid-reset":
         print(json.dumps(rapid_reset(int(argv[1]), int(argv[2]), argv[3], argv[4])))
     else:
