@@ -12,6 +12,7 @@ mod it {
     pub mod app_overrides;
     pub mod boundary;
     pub mod cache_attacks;
+    pub mod client_address_attacks;
     pub mod cluster;
     pub mod config;
     pub mod edge;

@@ -15,13 +15,15 @@ use ipnet::IpNet;
 
 /// The client's address: `peer` itself unless `peer` is one of `trusted`, in which case the
 /// rightmost `X-Forwarded-For` hop that is not a trusted proxy (see the module header).
-/// `None` only when there is no peer address (a Unix socket).
+/// An IPv4-mapped IPv6 address (a dual-stack listener's IPv4 peer, or such a hop) is returned
+/// as its IPv4 address, so one client has one form whichever way it came. `None` only when
+/// there is no peer address (a Unix socket).
 pub fn client_address(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     trusted: &[IpNet],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = canonical(peer?);
     if !is_trusted(peer, trusted) {
         return Some(peer);
     }
@@ -104,6 +106,35 @@ mod tests {
             Some(ip("198.51.100.7"))
         );
         assert_eq!(client_address(None, &forged, &[]), None);
+    }
+
+    #[test]
+    fn a_mapped_peer_is_its_ipv4_address_trusted_or_not() {
+        let mapped = Some(ip("::ffff:127.0.0.1"));
+        let forged = headers(&["203.0.113.9"]);
+        // Not trusted: the peer, in its IPv4 form.
+        assert_eq!(client_address(mapped, &forged, &[]), Some(ip("127.0.0.1")));
+        // Trusted by its IPv4 range: its hops are read; with none, the proxy itself, as IPv4.
+        let trusted = nets(&["127.0.0.0/8"]);
+        assert_eq!(
+            client_address(mapped, &forged, &trusted),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(mapped, &headers(&[]), &trusted),
+            Some(ip("127.0.0.1"))
+        );
+        assert_eq!(
+            client_address(mapped, &headers(&["::ffff:127.0.0.2"]), &trusted),
+            Some(ip("127.0.0.2"))
+        );
+        // Other IPv6 addresses are kept as they are.
+        for other in ["::1", "2001:db8::1", "::127.0.0.1", "64:ff9b::7f00:1"] {
+            assert_eq!(
+                client_address(Some(ip(other)), &forged, &[]),
+                Some(ip(other))
+            );
+        }
     }
 
     #[test]
