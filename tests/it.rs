@@ -3,6 +3,7 @@
 //! over HTTP.
 
 mod it {
+    pub mod access_line_threads;
     pub mod access_log_attacks;
     pub mod api_boundary;
     pub mod api_isolation;
