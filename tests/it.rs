@@ -53,4 +53,5 @@ mod it {
     pub mod tenancy;
     pub mod upgrade;
     pub mod websocket;
+    pub mod websocket_attacks;
 }
