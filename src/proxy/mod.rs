@@ -282,11 +282,17 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         self.set_judged_target(upstream_request, ctx)?;
-        upstream::strip_client_headers(upstream_request, &self.controlled_headers);
-        self.forward_credentials(upstream_request, ctx)?;
+        // One pass over the names the upstream would get tells which steps below have work.
+        let present = upstream::Present::scan(upstream_request, &self.controlled_headers);
+        if present.any(upstream::Present::CONTROLLED) {
+            upstream::strip_client_headers(upstream_request, &self.controlled_headers);
+        }
+        self.forward_credentials(upstream_request, ctx, present)?;
         self.set_forwarding_headers(session, upstream_request)?;
         self.set_te_for_http2(session, upstream_request)?;
-        upstream::keep_websocket_upgrade_only(upstream_request)?;
+        if present.any(upstream::Present::UPGRADES) {
+            upstream::keep_websocket_upgrade_only(upstream_request)?;
+        }
         self.set_identity_headers(upstream_request, ctx)
     }
 
