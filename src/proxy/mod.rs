@@ -442,6 +442,9 @@ impl Gateway {
     ) -> Self {
         let controlled_headers = upstream::ControlledHeaders::of(&routes);
         let identity_names = upstream::identity_names(&routes);
+        pingora::protocols::http::v1::server::set_upstream_header_room(upstream::header_room(
+            &routes,
+        ));
         let decision_proxies = settings
             .forward_auth
             .iter()

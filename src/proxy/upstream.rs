@@ -212,6 +212,20 @@ impl Gateway {
     }
 }
 
+/// The most header fields the upstream steps add to a request of `routes` beyond the client's
+/// (after the strip): `X-Forwarded-For`, `X-Forwarded-Proto`, the `Authorization` of a
+/// transparent refresh, and the identity headers of the route that sets the most. The engine
+/// sizes a request's header maps with this much room (see `vendor/README.md`), so the upstream's
+/// copy takes them without growing and rehashing both maps.
+pub(super) fn header_room(routes: &RouteTable) -> usize {
+    let identity = routes
+        .iter()
+        .map(|r| r.identity_headers.len())
+        .max()
+        .unwrap_or(0);
+    3 + identity
+}
+
 /// Every identity header any route sets, sorted by name, each once.
 pub(super) fn identity_names(routes: &RouteTable) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = routes
@@ -782,6 +796,53 @@ mod tests {
             if !present.any(Present::UPGRADES) {
                 assert_eq!(a, b, "{fields:?}");
             }
+        }
+    }
+
+    /// The engine's room covers what the upstream steps can add on the route that adds the
+    /// most, and a request whose maps have that room takes it all without growing them.
+    #[test]
+    fn the_header_room_covers_the_route_that_adds_the_most() {
+        use crate::proxy::routes::tests::route;
+        let identity = |names: &[&str]| -> Vec<IdentityHeader> {
+            names
+                .iter()
+                .map(|n| IdentityHeader {
+                    name: HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                    written: bytes::Bytes::copy_from_slice(n.as_bytes()),
+                    claim: "sub".into(),
+                })
+                .collect()
+        };
+        let mut few = route("/a", None);
+        few.identity_headers = identity(&["X-User-Id"]);
+        let mut most = route("/b", None);
+        most.identity_headers = identity(&["X-User-Id", "X-User-Roles", "X-Tenant"]);
+        let none = RouteTable::new(vec![route("/", None)]).expect("table");
+        assert_eq!(header_room(&none), 3);
+        let table = RouteTable::new(vec![few, most, route("/", None)]).expect("table");
+        let room = header_room(&table);
+        assert_eq!(room, 6);
+        for count in 0..20 {
+            let mut request = RequestHeader::build("GET", b"/", Some(count + room)).expect("r");
+            for i in 0..count {
+                request
+                    .append_header(format!("X-Field-{i}"), "v")
+                    .expect("field");
+            }
+            let mut upstream = request.clone();
+            let capacity = upstream.headers.capacity();
+            for name in [
+                "X-Forwarded-For",
+                "X-Forwarded-Proto",
+                "Authorization",
+                "X-User-Id",
+                "X-User-Roles",
+                "X-Tenant",
+            ] {
+                upstream.insert_header(name, "v").expect("inserted");
+            }
+            assert_eq!(upstream.headers.capacity(), capacity, "{count} headers");
         }
     }
 
