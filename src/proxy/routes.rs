@@ -287,11 +287,12 @@ impl UpstreamResolver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::RouteAuth;
 
-    fn route(path: &str, host: Option<&str>) -> Route {
+    /// A route of `path` (and `host`) with two upstreams, auth on, no identity header.
+    pub(in crate::proxy) fn route(path: &str, host: Option<&str>) -> Route {
         Route {
             index: 0,
             path: path.into(),

@@ -102,10 +102,13 @@ impl Gateway {
     /// verdict allows. A token reaches the upstream only when it passed the policy, and then
     /// only the one that was verified (or its refreshed successor); never on a public
     /// passthrough, which verifies nothing.
+    /// `present` is what [`Present::scan`] found in `upstream_request` (or more): a header it
+    /// did not find is not looked for.
     pub(super) fn forward_credentials(
         &self,
         upstream_request: &mut RequestHeader,
         ctx: &RequestContext,
+        present: Present,
     ) -> Result<()> {
         let verified = ctx.identity.is_some();
         let access = match (&ctx.refreshed, verified) {
@@ -120,11 +123,14 @@ impl Gateway {
                 upstream_request.insert_header(AUTHORIZATION, format!("Bearer {token}"))?;
             }
             AccessCookie::Keep if is_bearer(upstream_request) => {}
-            _ => {
+            _ if present.any(Present::AUTHORIZATION) => {
                 upstream_request.remove_header(&AUTHORIZATION);
             }
+            _ => {}
         }
-        if cookie_needs_rewrite(&upstream_request.headers, access) {
+        let may_rewrite =
+            present.any(Present::COOKIE) || matches!(access, AccessCookie::Replace(_));
+        if may_rewrite && cookie_needs_rewrite(&upstream_request.headers, access) {
             match upstream_cookie(&upstream_request.headers, access) {
                 Some(cookie) => {
                     let value = http::HeaderValue::from_bytes(&cookie)
@@ -206,6 +212,20 @@ impl Gateway {
     }
 }
 
+/// The most header fields the upstream steps add to a request of `routes` beyond the client's
+/// (after the strip): `X-Forwarded-For`, `X-Forwarded-Proto`, the `Authorization` of a
+/// transparent refresh, and the identity headers of the route that sets the most. The engine
+/// sizes a request's header maps with this much room (see `vendor/README.md`), so the upstream's
+/// copy takes them without growing and rehashing both maps.
+pub(super) fn header_room(routes: &RouteTable) -> usize {
+    let identity = routes
+        .iter()
+        .map(|r| r.identity_headers.len())
+        .max()
+        .unwrap_or(0);
+    3 + identity
+}
+
 /// Every identity header any route sets, sorted by name, each once.
 pub(super) fn identity_names(routes: &RouteTable) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = routes
@@ -269,6 +289,52 @@ impl ControlledHeaders {
                 .is_ok()
     }
 }
+
+/// Which headers of interest a request has, found in one pass over its names
+/// ([`Present::scan`]), so that the upstream steps look up, strip or rewrite only what is there.
+/// A bit set means "may be present"; a bit clear means the scanned request had no such header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Present(u8);
+
+impl Present {
+    /// A header to strip: controlled, or with an unconventional name
+    /// (see [`strip_client_headers`]).
+    pub(super) const CONTROLLED: u8 = 1;
+    /// `Upgrade` or `HTTP2-Settings` (see [`keep_websocket_upgrade_only`]).
+    pub(super) const UPGRADES: u8 = 2;
+    /// `Authorization`.
+    pub(super) const AUTHORIZATION: u8 = 4;
+    /// `Cookie`.
+    pub(super) const COOKIE: u8 = 8;
+
+    /// What `request`'s header names hold, `controlled` saying which names are the gateway's.
+    pub(super) fn scan(request: &RequestHeader, controlled: &ControlledHeaders) -> Present {
+        let mut found = 0;
+        for name in request.headers.keys() {
+            if is_unconventional_name(name) || controlled.contains(name) {
+                found |= Self::CONTROLLED;
+            }
+            found |= if *name == AUTHORIZATION {
+                Self::AUTHORIZATION
+            } else if *name == COOKIE {
+                Self::COOKIE
+            } else if *name == UPGRADE || name.as_str() == HTTP2_SETTINGS {
+                Self::UPGRADES
+            } else {
+                0
+            };
+        }
+        Present(found)
+    }
+
+    /// True when any of `bits` (the constants above, or'ed) may be present.
+    pub(super) fn any(self, bits: u8) -> bool {
+        self.0 & bits != 0
+    }
+}
+
+/// The name of the h2c upgrade's settings header.
+const HTTP2_SETTINGS: &str = "http2-settings";
 
 /// The `X-Forwarded-For` value of `address`: its text, rendered once for a run of requests from
 /// the same client on this thread (a keep-alive connection's requests) and then shared.
@@ -346,7 +412,7 @@ pub(super) fn keep_websocket_upgrade_only(request: &mut RequestHeader) -> Result
             request.remove_header(&UPGRADE);
         }
     }
-    let http2_settings = HeaderName::from_static("http2-settings");
+    let http2_settings = HeaderName::from_static(HTTP2_SETTINGS);
     if request.headers.contains_key(&http2_settings) {
         request.remove_header(&http2_settings);
     }
@@ -428,12 +494,10 @@ fn is_unconventional_name(name: &HeaderName) -> bool {
 /// Removes the client headers that never pass: the gateway's own (`controlled`) and every
 /// name that is not made of letters, digits and `-` (see [`is_unconventional_name`]; nginx
 /// drops names with `_` by default, `underscores_in_headers off`). One pass over the
-/// request's headers; nothing is allocated when none is present.
+/// request's headers; nothing is allocated when none is present. (The proxy calls it only when
+/// [`Present::scan`] found one.)
 pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &ControlledHeaders) {
     let doomed = |name: &HeaderName| is_unconventional_name(name) || controlled.contains(name);
-    if !request.headers.keys().any(doomed) {
-        return;
-    }
     let names: Vec<HeaderName> = request
         .headers
         .keys()
@@ -677,6 +741,108 @@ mod tests {
                     "{near}"
                 );
             }
+        }
+    }
+
+    /// The scan finds every header the upstream steps act on, whatever its case or place, and
+    /// marks nothing that is absent; a request whose scan is empty is left as it was by the
+    /// steps the scan lets the proxy skip.
+    #[test]
+    fn the_scan_finds_exactly_the_headers_the_upstream_steps_act_on() {
+        let controlled = ControlledHeaders::with_identity_headers(
+            ["x-user-id"].iter().map(|n| HeaderName::from_static(n)),
+        );
+        let cases: &[(&[(&str, &str)], u8)] = &[
+            (&[("Accept", "*/*"), ("User-Agent", "t")], 0),
+            (&[], 0),
+            (&[("authorization", "Bearer x")], Present::AUTHORIZATION),
+            (&[("Cookie", "a=b"), ("Accept", "*/*")], Present::COOKIE),
+            (&[("Accept", "*/*"), ("UPGRADE", "h2c")], Present::UPGRADES),
+            (&[("HTTP2-Settings", "AAMA")], Present::UPGRADES),
+            (
+                &[("Accept", "*/*"), ("X-User-Id", "forged")],
+                Present::CONTROLLED,
+            ),
+            (&[("X-Real-IP", "1.2.3.4")], Present::CONTROLLED),
+            (&[("X_User_Id", "forged")], Present::CONTROLLED),
+            (&[("x.user.id", "forged")], Present::CONTROLLED),
+            (
+                &[
+                    ("Cookie", "a=b"),
+                    ("Authorization", "Basic eA=="),
+                    ("Forwarded", "for=1.2.3.4"),
+                    ("Upgrade", "websocket"),
+                ],
+                Present::CONTROLLED | Present::AUTHORIZATION | Present::COOKIE | Present::UPGRADES,
+            ),
+        ];
+        for (fields, expected) in cases {
+            let scanned = request(fields);
+            let present = Present::scan(&scanned, &controlled);
+            assert_eq!(present, Present(*expected), "{fields:?}");
+            // Where the scan finds nothing, the step it lets the proxy skip changes nothing.
+            let mut stripped = scanned.clone();
+            strip_client_headers(&mut stripped, &controlled);
+            assert_eq!(
+                present.any(Present::CONTROLLED),
+                stripped.headers.len() != scanned.headers.len(),
+                "{fields:?}"
+            );
+            let mut upgraded = scanned.clone();
+            keep_websocket_upgrade_only(&mut upgraded).expect("kept");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            upgraded.header_to_h1_wire(&mut a);
+            scanned.header_to_h1_wire(&mut b);
+            if !present.any(Present::UPGRADES) {
+                assert_eq!(a, b, "{fields:?}");
+            }
+        }
+    }
+
+    /// The engine's room covers what the upstream steps can add on the route that adds the
+    /// most, and a request whose maps have that room takes it all without growing them.
+    #[test]
+    fn the_header_room_covers_the_route_that_adds_the_most() {
+        use crate::proxy::routes::tests::route;
+        let identity = |names: &[&str]| -> Vec<IdentityHeader> {
+            names
+                .iter()
+                .map(|n| IdentityHeader {
+                    name: HeaderName::from_bytes(n.as_bytes()).expect("name"),
+                    written: bytes::Bytes::copy_from_slice(n.as_bytes()),
+                    claim: "sub".into(),
+                })
+                .collect()
+        };
+        let mut few = route("/a", None);
+        few.identity_headers = identity(&["X-User-Id"]);
+        let mut most = route("/b", None);
+        most.identity_headers = identity(&["X-User-Id", "X-User-Roles", "X-Tenant"]);
+        let none = RouteTable::new(vec![route("/", None)]).expect("table");
+        assert_eq!(header_room(&none), 3);
+        let table = RouteTable::new(vec![few, most, route("/", None)]).expect("table");
+        let room = header_room(&table);
+        assert_eq!(room, 6);
+        for count in 0..20 {
+            let mut request = RequestHeader::build("GET", b"/", Some(count + room)).expect("r");
+            for i in 0..count {
+                request
+                    .append_header(format!("X-Field-{i}"), "v")
+                    .expect("field");
+            }
+            let mut upstream = request.clone();
+            let capacity = upstream.headers.capacity();
+            for name in [
+                "X-Forwarded-For",
+                "X-Forwarded-Proto",
+                "Authorization",
+                "X-User-Id",
+                "X-User-Roles",
+                "X-Tenant",
+            ] {
+                upstream.insert_header(name, "v").expect("inserted");
+            }
+            assert_eq!(upstream.headers.capacity(), capacity, "{count} headers");
         }
     }
 

@@ -5,8 +5,11 @@
 //! upgrade's hand-over, or a shutdown) every answer says `Connection: close` and no keep-alive
 //! connection is used again: its client opens a new one, which the new process accepts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -72,6 +75,21 @@ impl Drop for InFlight {
     }
 }
 
+/// A session's future, counted in a [`Drain`] while it lives (until it is done or dropped).
+struct Counted<F: ?Sized> {
+    inner: Pin<Box<F>>,
+    _counted: InFlight,
+}
+
+impl<F: Future + ?Sized> Future for Counted<F> {
+    type Output = F::Output;
+
+    /// The inner future's poll.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.get_mut().inner.as_mut().poll(cx)
+    }
+}
+
 /// An HTTP application (the proxy) whose sessions are counted in a [`Drain`].
 pub struct Draining<A> {
     inner: Arc<A>,
@@ -91,17 +109,27 @@ impl<A> Draining<A> {
 #[async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Draining<A> {
     /// The inner application's answer; once draining, the connection is not used again.
-    async fn process_new_http(
-        self: &Arc<Self>,
+    /// Not an `async fn`: the inner application's future (already boxed) is returned with the
+    /// session's count beside it, so the session is not moved into a second future of its own.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
         mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        let _counted = InFlight::new(&self.drain);
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let counted = InFlight::new(&self.drain);
         if self.drain.is_draining() {
             // Read by the answer's `Connection` header; the client's own wish cannot undo it.
             session.set_keepalive_reuses_remaining(Some(0));
         }
-        self.inner.process_new_http(session, shutdown).await
+        Box::pin(Counted {
+            inner: self.inner.process_new_http(session, shutdown),
+            _counted: counted,
+        })
     }
 
     fn h2_options(&self) -> Option<pingora::protocols::http::v2::server::H2Options> {
@@ -195,6 +223,34 @@ mod tests {
         assert!(drain.wait_idle(Duration::from_secs(5)));
         assert!(started.elapsed() < Duration::from_secs(2));
         ender.join().expect("join");
+    }
+
+    /// A session's future is counted from its start until it ends or is dropped, and its
+    /// output is the inner future's.
+    #[tokio::test]
+    async fn a_counted_future_is_counted_until_it_ends_or_is_dropped() {
+        type Boxed = Pin<Box<dyn Future<Output = Option<u8>> + Send>>;
+        let drain = Arc::new(Drain::default());
+        let (answer, answered) = tokio::sync::oneshot::channel::<u8>();
+        let inner: Boxed = Box::pin(async move { answered.await.ok() });
+        let task = tokio::spawn(Counted {
+            inner,
+            _counted: InFlight::new(&drain),
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(drain.in_flight(), 1);
+        answer.send(7).expect("sent");
+        assert_eq!(task.await.expect("joined"), Some(7));
+        assert_eq!(drain.in_flight(), 0);
+        let (_answer, answered) = tokio::sync::oneshot::channel::<u8>();
+        let inner: Boxed = Box::pin(async move { answered.await.ok() });
+        let abandoned = Counted {
+            inner,
+            _counted: InFlight::new(&drain),
+        };
+        assert_eq!(drain.in_flight(), 1);
+        drop(abandoned);
+        assert!(drain.wait_idle(Duration::ZERO));
     }
 
     #[test]

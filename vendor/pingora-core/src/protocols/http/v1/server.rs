@@ -357,7 +357,7 @@ impl HttpSession {
                             // `X-Forwarded-Proto`): a clone for the upstream keeps the maps'
                             // index size, which the client's count alone fills exactly, so each
                             // insert would grow and rehash both maps.
-                            Some(req.headers.len() + UPSTREAM_HEADER_ROOM),
+                            Some(req.headers.len() + upstream_header_room()),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1760,8 +1760,25 @@ impl HttpSession {
 
 // Regex to parse request line that has illegal chars in it
 /// Header slots a request's maps get beyond the client's headers, for those a proxy adds to
-/// the upstream's copy (`X-Forwarded-For`, `X-Forwarded-Proto`) without growing them.
+/// the upstream's copy (`X-Forwarded-For`, `X-Forwarded-Proto`) without growing them, unless
+/// the proxy says otherwise with [set_upstream_header_room()].
 pub const UPSTREAM_HEADER_ROOM: usize = 2;
+
+/// The header slots in force (see [UPSTREAM_HEADER_ROOM]).
+static HEADER_ROOM: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(UPSTREAM_HEADER_ROOM);
+
+/// Sets the header slots a request's maps get beyond the client's headers (at most 64): the
+/// most headers the proxy adds to an upstream request, so that its copy takes them without
+/// growing and rehashing both maps. Requests read from then on get it.
+pub fn set_upstream_header_room(room: usize) {
+    HEADER_ROOM.store(room.min(64), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The header slots in force: [UPSTREAM_HEADER_ROOM] or what [set_upstream_header_room()] set.
+pub fn upstream_header_room() -> usize {
+    HEADER_ROOM.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 static REQUEST_LINE_REGEX: Lazy<Regex> =
     Lazy::new(|| Regex::new(r"^\w+ (?P<uri>.+) HTTP/\d(?:\.\d)?").unwrap());
