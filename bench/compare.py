@@ -222,6 +222,19 @@ def summary_extra(extra):
                 where = store.split("/")[1]
                 print(f"| {name} ({where}) | {limit:.0f} | {1e6 / limit:.0f} / {verify:.0f} "
                       f"| {rate:.0f} | {rate / limit:.2f} | {cpu:.0f} | {busy:.0%} |")
+    besides = {}
+    for kind, name, values in extra:
+        if kind == "beside":
+            besides.setdefault(name, []).append([float(v) for v in values])
+    if besides:
+        print()
+        print("| store | open route p99 alone | open route p99 beside RS256 refreshes "
+              "| open req/s beside | RS256 refreshes/s beside |")
+        print("| --- | --- | --- | --- | --- |")
+        for store, bs in sorted(besides.items()):
+            print(f"| {store} | {median([b[0] for b in bs]):.0f} µs "
+                  f"| {median([b[1] for b in bs]):.0f} µs | {median([b[2] for b in bs]):.0f} "
+                  f"| {median([b[3] for b in bs]):.0f} |")
     for kind, name, values in extra:
         if kind in ("memory", "start", "note"):
             print(f"{kind}: {name} {' '.join(values)}")

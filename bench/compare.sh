@@ -9,6 +9,7 @@
 #   refresh   the signing-only limit per key type (examples/sign_limit.rs, one thread) beside
 #             transparent refreshes per second through the proxy (distinct refresh tokens, no
 #             access token), on the durable store and, to show what fsync costs, on tmpfs;
+#             and the open route's p99 alone and while RS256 refreshes run beside it;
 #   start     cold start to the first answered /health (release binary, existing store);
 #   memory    RSS after MEMORY_TOKENS distinct valid tokens, one request each: with the default
 #             cache bounds, with bounds that keep every token, and with the cache off.
@@ -443,6 +444,25 @@ cpu = ($after - $before) / $hz
 print('refresh\t$2/$5\t%s\t%.0f\t%.3f' % (r, cpu * 1e6 / n, cpu / ($took / 1e9)))" >> "$results"
   tail -1 "$results" | awk -F'\t' '{printf "compare: refresh %-12s %6.0f /s, %5.0f us gateway CPU each, gateway busy %.0f%%\n", $2, $3, $4, $5 * 100}' >&2
 }
+# The open route's latency on the same gateway, alone and while RS256 refreshes run beside it
+# (the refresh run's wrk and a second wrk of 2 connections on /open, at once): appends "beside
+# STORE open-p99-alone-µs open-p99-beside-µs open-req/s-beside refreshes/s-beside". An RSA
+# signature made on the worker thread holds every other request on it.
+beside_run() { # PORT STORE
+  local alone beside refresh_pid
+  alone=$(wrk -t1 -c2 -d"${REFRESH_SECONDS}s" --latency "http://127.0.0.1:$1/open/")
+  wrk -t1 -c"$REFRESH_CONNECTIONS" -d"${REFRESH_SECONDS}s" -s "$work/refresh_rs.lua" \
+    "http://127.0.0.1:$1/refresh-rs/" > "$work/beside_refresh.out" &
+  refresh_pid=$!
+  beside=$(wrk -t1 -c2 -d"${REFRESH_SECONDS}s" --latency "http://127.0.0.1:$1/open/")
+  wait "$refresh_pid"
+  printf 'beside\t%s\t%s\t%s\t%s\t%s\n' "$2" \
+    "$(micros "$(awk '$1 == "99%" {print $2}' <<< "$alone")")" \
+    "$(micros "$(awk '$1 == "99%" {print $2}' <<< "$beside")")" \
+    "$(awk '/Requests\/sec/ {print $2}' <<< "$beside")" \
+    "$(awk '/Requests\/sec/ {print $2}' "$work/beside_refresh.out")" >> "$results"
+  tail -1 "$results" | awk -F'\t' '{printf "compare: open route p99 on %s: %.0f us alone, %.0f us beside RS256 refreshes (%.0f open req/s, %.0f refreshes/s)\n", $2, $3, $4, $5, $6}' >&2
+}
 if part refresh; then
   gw2_pid=""
   if [ -n "$shm" ]; then
@@ -461,6 +481,8 @@ if part refresh; then
       refresh_run "$kind" "$alg" "$gw" "$gw_pid" disk
       [ -n "$gw2_pid" ] && refresh_run "$kind" "$alg" "$gw2" "$gw2_pid" tmpfs
     done
+    beside_run "$gw" disk
+    [ -n "$gw2_pid" ] && beside_run "$gw2" tmpfs
   done
   [ -n "$gw2_pid" ] && kill "$gw2_pid"
 fi

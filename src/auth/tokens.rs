@@ -18,12 +18,13 @@ use gatehouse_plugin_api::tokens::{
     AccessTokenRequest, IssuedToken, PublicKeyInfo, RevocationScope, TokenError, TokenService,
     VerifiedClaims,
 };
+use gatehouse_plugin_api::{CpuPool, PendingToken};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::auth::cached::{CachedToken, ClaimPlan, Facts, Interner};
 use crate::auth::issuers::{self, Issuers};
-use crate::auth::keys::KeyRing;
+use crate::auth::keys::{KeyRing, SigningKey};
 use crate::auth::token_cache::{Digest, TokenCache};
 use crate::observe::metrics::Metrics;
 
@@ -56,6 +57,9 @@ pub struct Tokens {
     /// Trusted issuers whose tokens the edge accepts (see [`Tokens::verify_at_edge`]); `None`
     /// when none is configured.
     remote: Option<Arc<Issuers>>,
+    /// Where expensive signatures (RSA keys) of tokens prepared for async callers are made
+    /// (see [`TokenService::prepare_access_token`]); `None`: every signature is made at once.
+    signer: Option<CpuPool>,
 }
 
 impl Tokens {
@@ -91,7 +95,16 @@ impl Tokens {
             leeway: leeway_seconds as i64,
             clock,
             remote: None,
+            signer: None,
         }
+    }
+
+    /// This service, making the expensive signatures of tokens prepared for async callers
+    /// (RSA keys; see [`SigningKey::signs_slowly`]) on `pool`, so that they never hold the
+    /// thread that serves requests. One pool per process: it bounds the signatures at once.
+    pub fn signing_on(mut self, pool: CpuPool) -> Self {
+        self.signer = Some(pool);
+        self
     }
 
     /// This service, rendering and checking the claims of `plan` when it caches a token (the
@@ -379,18 +392,52 @@ impl Tokens {
     /// carries, so a cache hit is the same verdict. Revocations are checked at each lookup, as
     /// for every cached token. Does nothing without a cache.
     fn remember_signed(&self, token: &str, claims: Map<String, Value>, kid: &str, now: i64) {
-        let Some(cache) = &self.cache else {
-            return;
-        };
-        let Ok(parsed) = parse_claims(claims, kid.to_string()) else {
-            return;
-        };
-        if self.check_times(&parsed, now).is_err() || !self.is_tenant_issuer(&parsed) {
-            return;
+        if let Some(entry) = self.signed_entry(claims, kid, now) {
+            entry.remember(token);
         }
-        let compact = self.compact(&parsed);
-        let weight = compact.estimated_bytes();
-        cache.insert(cache.digest(token.as_bytes()), compact, weight);
+    }
+
+    /// The cache entry [`Tokens::remember_signed`] would make for a token of `claims` signed
+    /// with key `kid`, made before the token is signed (it depends on the claims alone); `None`
+    /// without a cache or for a token that does not go in.
+    fn signed_entry(&self, claims: Map<String, Value>, kid: &str, now: i64) -> Option<Entry> {
+        let cache = self.cache.as_ref()?;
+        let parsed = parse_claims(claims, kid.to_string()).ok()?;
+        if self.check_times(&parsed, now).is_err() || !self.is_tenant_issuer(&parsed) {
+            return None;
+        }
+        Some(Entry {
+            cache: cache.clone(),
+            token: self.compact(&parsed),
+        })
+    }
+
+    /// `unsigned` as a token for an async caller: signed on the signing pool when its key signs
+    /// slowly and the service has a pool, else signed now. With `remember_at` (the time the
+    /// claims were decided at), the token goes in the verified-token cache once signed, as by
+    /// [`Tokens::remember_signed`]. `CannotSign` when signing now failed.
+    fn pending(
+        &self,
+        unsigned: Unsigned,
+        remember_at: Option<i64>,
+    ) -> Result<PendingToken, TokenError> {
+        let Some(pool) = self.signer.as_ref().filter(|_| unsigned.key.signs_slowly()) else {
+            let token = unsigned.key.sign(&unsigned.claims)?;
+            let issued = unsigned.issued(token.clone());
+            if let Some(now) = remember_at {
+                self.remember_signed(&token, unsigned.claims, &unsigned.key.kid, now);
+            }
+            return Ok(PendingToken::signed(issued));
+        };
+        let entry = remember_at
+            .and_then(|now| self.signed_entry(unsigned.claims.clone(), &unsigned.key.kid, now));
+        Ok(PendingToken::on_pool(pool.clone(), move || {
+            let token = unsigned.key.sign(&unsigned.claims)?;
+            if let Some(entry) = entry {
+                entry.remember(&token);
+            }
+            Ok(unsigned.issued(token))
+        }))
     }
 
     fn signing_key_for(
@@ -567,12 +614,15 @@ pub fn access_token_settings(
     )
 }
 
-impl TokenService for Tokens {
-    fn issue_access_token(
+impl Tokens {
+    /// The claims of the access token `request` asks for, decided at `now` (seconds), and the
+    /// key that signs it (the application's JWT settings when enabled, else the tenant's).
+    /// `CannotSign` when that key is missing or public-only.
+    fn access_token_claims(
         &self,
         request: &AccessTokenRequest<'_>,
-    ) -> Result<IssuedToken, TokenError> {
-        let now = self.clock.now_seconds();
+        now: i64,
+    ) -> Result<Unsigned, TokenError> {
         let (key_id, ttl) = access_token_settings(request.tenant, request.application);
         let key = self.signing_key_for(key_id)?;
         let exp = request.expires_at.unwrap_or(now + ttl);
@@ -614,22 +664,86 @@ impl TokenService for Tokens {
         if let Some(sid) = request.session_id {
             claims.insert("sid".into(), json!(sid));
         }
-        let token = key.sign(&claims)?;
-        self.remember_signed(&token, claims, &key.kid, now);
-        Ok(IssuedToken {
-            token,
-            expiration_instant: exp * 1000,
+        Ok(Unsigned {
+            key: key.clone(),
+            claims,
+            exp,
             jti,
         })
+    }
+}
+
+/// A token decided and not yet signed: the key that signs it, its claims, `exp` (seconds) and
+/// `jti`. Owned, so that it can be signed on another thread.
+struct Unsigned {
+    key: Arc<SigningKey>,
+    claims: Map<String, Value>,
+    exp: i64,
+    jti: Uuid,
+}
+
+impl Unsigned {
+    /// The answer for `token`, this token signed.
+    fn issued(&self, token: String) -> IssuedToken {
+        IssuedToken {
+            token,
+            expiration_instant: self.exp * 1000,
+            jti: self.jti,
+        }
+    }
+}
+
+/// A signed token's entry in the verified-token cache, made before it was signed (see
+/// [`Tokens::signed_entry`]).
+struct Entry {
+    cache: Arc<TokenCache<Arc<CachedToken>>>,
+    token: Arc<CachedToken>,
+}
+
+impl Entry {
+    /// Puts the entry in its cache under the digest of `token`, the signed token's text.
+    fn remember(self, token: &str) {
+        let weight = self.token.estimated_bytes();
+        self.cache
+            .insert(self.cache.digest(token.as_bytes()), self.token, weight);
+    }
+}
+
+impl TokenService for Tokens {
+    fn issue_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<IssuedToken, TokenError> {
+        self.prepare_access_token(request)?.sign_here()
     }
 
     fn vend(
         &self,
         tenant: &Tenant,
         key_id: Option<Uuid>,
-        mut claims: Map<String, Value>,
+        claims: Map<String, Value>,
         ttl_seconds: i64,
     ) -> Result<IssuedToken, TokenError> {
+        self.prepare_vend(tenant, key_id, claims, ttl_seconds)?
+            .sign_here()
+    }
+
+    fn prepare_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<PendingToken, TokenError> {
+        let now = self.clock.now_seconds();
+        let unsigned = self.access_token_claims(request, now)?;
+        self.pending(unsigned, Some(now))
+    }
+
+    fn prepare_vend(
+        &self,
+        tenant: &Tenant,
+        key_id: Option<Uuid>,
+        mut claims: Map<String, Value>,
+        ttl_seconds: i64,
+    ) -> Result<PendingToken, TokenError> {
         let now = self.clock.now_seconds();
         let key = self.signing_key_for(key_id.or(tenant.jwt_configuration.access_token_key_id))?;
         let exp = now + ttl_seconds;
@@ -652,12 +766,13 @@ impl TokenService for Tokens {
                 j
             }
         };
-        let token = key.sign(&claims)?;
-        Ok(IssuedToken {
-            token,
-            expiration_instant: exp * 1000,
+        let unsigned = Unsigned {
+            key: key.clone(),
+            claims,
+            exp,
             jti,
-        })
+        };
+        self.pending(unsigned, None)
     }
 
     fn verify(&self, token: &str) -> Result<Arc<VerifiedClaims>, TokenError> {
@@ -801,6 +916,87 @@ mod tests {
             expires_at: None,
             session_id,
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn rsa_signatures_of_async_callers_run_on_the_pool_and_give_the_same_tokens() {
+        for algorithm in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ] {
+            let (tokens, tenant, app, user, registration) = fixture(algorithm);
+            let tokens = tokens.signing_on(CpuPool::new(1));
+            let request = token_request(&tenant, &app, &user, &registration, None);
+            let pending = tokens.prepare_access_token(&request).expect("prepare");
+            assert!(pending.is_on_pool(), "{algorithm:?} signs on the pool");
+            let issued = pending.sign().await.expect("signed");
+            // In the verified-token cache at once, as a token signed inline is.
+            assert!(cached(&tokens, &issued.token).is_some(), "{algorithm:?}");
+            let claims = tokens.verify(&issued.token).expect("verify");
+            let inline = tokens.issue_access_token(&request).expect("issue");
+            let inline_claims = tokens.verify(&inline.token).expect("verify");
+            assert_eq!(claims.exp * 1000, issued.expiration_instant);
+            assert_eq!(claims.claims["jti"], json!(issued.jti));
+            let without_ids = |c: &VerifiedClaims| {
+                let mut c = c.claims.clone();
+                for volatile in ["jti", "iat", "exp", "auth_time"] {
+                    c.remove(volatile);
+                }
+                c
+            };
+            assert_eq!(without_ids(&claims), without_ids(&inline_claims));
+            // Vended tokens are not cached, on the pool or not.
+            let vended = tokens
+                .prepare_vend(&tenant, None, Map::new(), 60)
+                .expect("prepare");
+            assert!(vended.is_on_pool());
+            let vended = vended.sign().await.expect("vend");
+            assert!(cached(&tokens, &vended.token).is_none());
+            assert!(tokens.verify_any_issuer(&vended.token).is_ok());
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn cheap_signatures_and_services_without_a_pool_sign_at_once() {
+        for algorithm in [
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::ES512,
+            Algorithm::EdDSA,
+            Algorithm::HS256,
+        ] {
+            let (tokens, tenant, app, user, registration) = fixture(algorithm);
+            let tokens = tokens.signing_on(CpuPool::new(1));
+            let request = token_request(&tenant, &app, &user, &registration, None);
+            let pending = tokens.prepare_access_token(&request).expect("prepare");
+            assert!(!pending.is_on_pool(), "{algorithm:?} signs at once");
+            let issued = pending.sign().await.expect("signed");
+            assert!(cached(&tokens, &issued.token).is_some(), "{algorithm:?}");
+            assert!(tokens.verify(&issued.token).is_ok());
+        }
+        let (tokens, tenant, app, user, registration) = fixture(Algorithm::RS256);
+        let request = token_request(&tenant, &app, &user, &registration, None);
+        let pending = tokens.prepare_access_token(&request).expect("prepare");
+        assert!(!pending.is_on_pool(), "no pool: signed at once");
+        assert!(tokens
+            .verify(&pending.sign().await.expect("signed").token)
+            .is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_key_that_cannot_sign_is_refused_when_prepared_not_on_the_pool() {
+        let (tokens, mut tenant, app, user, registration) = fixture(Algorithm::RS256);
+        let tokens = tokens.signing_on(CpuPool::new(1));
+        tenant.jwt_configuration.access_token_key_id = Some(Uuid::new_v4());
+        let request = token_request(&tenant, &app, &user, &registration, None);
+        assert_eq!(
+            tokens.prepare_access_token(&request).map(drop),
+            Err(TokenError::CannotSign)
+        );
     }
 
     #[test]

@@ -107,6 +107,10 @@ pub struct Process {
     pub rotations: Arc<RotationLedger>,
     /// The bound on the API handlers' CPU-heavy steps.
     pub cpu: CpuPool,
+    /// Where the proxy and the API make expensive (RSA) signatures: one slot per core, its own
+    /// pool so that a refresh never waits behind an API handler's step (see
+    /// [`Tokens::signing_on`]).
+    pub signer: CpuPool,
     /// The plugins' outbound HTTP client (the key fetches' client and limits).
     pub http: Arc<dyn HttpClient>,
     /// The key sets of issuers plugins name at run time (OpenID Connect providers).
@@ -243,6 +247,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         api: Arc::new(api),
         rotations: Arc::default(),
         cpu: CpuPool::new(config.api.threads),
+        signer: CpuPool::default(),
         http,
         remote_keys,
     };
@@ -307,7 +312,8 @@ pub async fn build(
         metrics.clone(),
     )
     .with_claim_plan(claim_plan(&config.routes))
-    .with_issuers(issuers.clone());
+    .with_issuers(issuers.clone())
+    .signing_on(process.signer.clone());
     if let Some(previous) = &previous {
         tokens = tokens.sharing_revocations(previous.gateway.tokens().revocation_set());
     }

@@ -873,3 +873,83 @@ fn a_token_signed_at_an_edge_refresh_is_judged_on_its_claims_and_revocable_for_e
         check_status(gw.get_as("/api/jwt/validate", &access), 401);
     }
 }
+
+/// With one worker thread, transparent refreshes signed with a large RSA key (each signature
+/// milliseconds of CPU) must not hold that thread: the proxy keeps answering other requests
+/// while the signatures are made. Measured by ordering, not by a time limit: while a batch of
+/// refreshes is in flight, a client sending open-route requests one after another gets many
+/// answers (40–90 here). Were the signatures made on the worker thread, each open request would
+/// wait behind the signatures queued before it, so that there could be at most about one
+/// answer per signature, and in fact the batch ends after a handful (0–4 here with the
+/// signatures inline).
+#[test]
+fn the_worker_thread_keeps_serving_while_rsa_refreshes_are_signed() {
+    const REFRESHES: usize = 12;
+    let kid = Uuid::new_v4();
+    // An 8192-bit key (a test fixture: generating one takes seconds): each signature is tens
+    // of milliseconds of CPU, so a held worker thread cannot go unnoticed.
+    let keys =
+        Keys::generate().with_pem_key(kid, "PS512", include_str!("fixtures/rsa8192_key.pem"));
+    let options = options(&format!(
+        "enabled: true, accessTokenKeyId: {kid}, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable"
+    ));
+    let mut gw = TestGateway::start_with_keys(options.clone(), keys);
+    let text = gw.config_text(&options);
+    assert!(text.contains("\nthreads: 2\n"), "the kit's thread count");
+    std::fs::write(
+        &gw.config_path,
+        text.replace("\nthreads: 2\n", "\nthreads: 1\n"),
+    )
+    .expect("config");
+    gw.restart();
+    let sessions: Vec<_> = (0..=REFRESHES)
+        .map(|i| gw.login(&format!("rsa-refresh-{i}@example.com"), &["user"]))
+        .collect();
+    // Warm: a refresh (the signing pool's thread started) and the open route.
+    check_status(
+        with_refresh_cookie(&gw, "/app/page", &sessions[REFRESHES].refresh_token),
+        200,
+    );
+    check_status(client().get(gw.url("/public/x")).send().expect("send"), 200);
+
+    let started = std::sync::Arc::new(std::sync::Barrier::new(REFRESHES + 1));
+    let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(REFRESHES));
+    let refreshes: Vec<_> = sessions[..REFRESHES]
+        .iter()
+        .map(|session| {
+            let (url, value) = (gw.url("/app/page"), session.refresh_token.clone());
+            let (started, pending) = (started.clone(), pending.clone());
+            std::thread::spawn(move || {
+                let client = client();
+                started.wait();
+                let response = client
+                    .get(url)
+                    .header("Cookie", format!("refresh_token={value}"))
+                    .send()
+                    .expect("send");
+                pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    let open = client();
+    started.wait();
+    let mut answered_meanwhile = 0;
+    while pending.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        check_status(open.get(gw.url("/public/x")).send().expect("send"), 200);
+        if pending.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            answered_meanwhile += 1;
+        }
+    }
+    let statuses: Vec<u16> = refreshes
+        .into_iter()
+        .map(|t| t.join().expect("refresh thread"))
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    eprintln!("{answered_meanwhile} open-route answers while {REFRESHES} refreshes ran");
+    assert!(
+        answered_meanwhile > REFRESHES * 3 / 2,
+        "only {answered_meanwhile} open-route requests were answered while {REFRESHES} RSA \
+         refreshes were in flight: the worker thread was held by their signatures"
+    );
+}

@@ -16,6 +16,7 @@
 //! | [`store`] | the storage ports: `Directory`, `UserStore`, `RefreshTokenStore` ([`Store`] is all three) |
 //! | [`tokens`], [`apikeys`], [`clock`] | the services: minting and verifying tokens, API keys, time |
 //! | [`cpu`] | [`CpuPool`]: where CPU-heavy synchronous steps of a handler run, a bounded number at once |
+//! | [`signing`] | [`PendingToken`]: a prepared token, signed at once (cheap keys) or on a [`CpuPool`] when awaited (RSA) |
 //! | [`remote`] | the ports to other servers: [`HttpClient`] (outbound HTTP with the host's limits) and [`RemoteKeys`] (JWTs verified with an issuer's published keys) |
 //! | `store_suite` | (feature `store-suite`) the tests every store implementation passes |
 //!
@@ -39,6 +40,7 @@ pub mod remote;
 pub mod request;
 pub mod response;
 pub mod rotations;
+pub mod signing;
 pub mod store;
 #[cfg(feature = "store-suite")]
 pub mod store_suite;
@@ -55,6 +57,7 @@ pub use remote::{
 pub use request::PluginRequest;
 pub use response::{Cookie, PluginResponse, AT_EXP_COOKIE};
 pub use rotations::RotationLedger;
+pub use signing::PendingToken;
 pub use store::{Store, StoreError};
 pub use tokens::{
     AccessTokenRequest, ClaimHeader, IssuedToken, TokenError, TokenService, VerifiedClaims,

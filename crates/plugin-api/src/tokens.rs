@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::model::{Application, Registration, Tenant, User};
+use crate::signing::PendingToken;
 
 /// Why a token was not accepted, or could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -320,6 +321,31 @@ pub trait TokenService: Send + Sync {
         claims: Map<String, Value>,
         ttl_seconds: i64,
     ) -> Result<IssuedToken, TokenError>;
+
+    /// [`TokenService::issue_access_token`] for an async caller: the claims decided and the key
+    /// chosen now, the signature made now when it is cheap, else when the caller awaits
+    /// [`PendingToken::sign`] (on a pool, off the caller's thread). The same token either way.
+    /// By default signed at once.
+    fn prepare_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<PendingToken, TokenError> {
+        self.issue_access_token(request).map(PendingToken::signed)
+    }
+
+    /// [`TokenService::vend`] for an async caller, as
+    /// [`TokenService::prepare_access_token`] is for `issue_access_token`. By default signed at
+    /// once.
+    fn prepare_vend(
+        &self,
+        tenant: &Tenant,
+        key_id: Option<Uuid>,
+        claims: Map<String, Value>,
+        ttl_seconds: i64,
+    ) -> Result<PendingToken, TokenError> {
+        self.vend(tenant, key_id, claims, ttl_seconds)
+            .map(PendingToken::signed)
+    }
 
     /// Verifies a token's signature (with the key's own algorithm), `exp`/`nbf` and issuer.
     /// Returns the parsed claims, shared with the verified-token cache.

@@ -144,7 +144,8 @@ async fn exchange(
         env,
         (&user, &tenant, application.as_ref(), registration.as_ref()),
         token.id,
-    )?;
+    )
+    .await?;
 
     let (refresh_token, rotated) = match policy.usage_policy {
         RefreshTokenUsagePolicy::Reusable => {
@@ -343,11 +344,14 @@ async fn exchange_retired_value(
     });
     let access_token = match recorded {
         Some(token) => token,
-        None => session_access_token(
-            env,
-            (&user, &tenant, application.as_ref(), registration.as_ref()),
-            current.id,
-        )?,
+        None => {
+            session_access_token(
+                env,
+                (&user, &tenant, application.as_ref(), registration.as_ref()),
+                current.id,
+            )
+            .await?
+        }
     };
     let replay_until = policy.replay_until(rotated_at, env.race_window_ms);
     Ok(outcome(

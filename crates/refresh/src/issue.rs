@@ -107,8 +107,11 @@ pub async fn issue_refresh_token(
 }
 
 /// A new access token for the session of refresh token `session_id` (`sid`), authentication
-/// type `REFRESH_TOKEN`.
-pub(crate) fn session_access_token(
+/// type `REFRESH_TOKEN`. Its claims are decided when called; an expensive signature (RSA) is
+/// made on the token service's signing pool while the caller's thread serves other requests,
+/// a cheap one at once. Abandoned while the signature is made, nothing is written: the caller
+/// has not reached the store yet.
+pub(crate) async fn session_access_token(
     env: RefreshEnv<'_>,
     (user, tenant, application, registration): (
         &User,
@@ -118,8 +121,9 @@ pub(crate) fn session_access_token(
     ),
     session_id: Uuid,
 ) -> Result<IssuedToken, RefreshError> {
-    env.tokens
-        .issue_access_token(&AccessTokenRequest {
+    let pending = env
+        .tokens
+        .prepare_access_token(&AccessTokenRequest {
             user,
             tenant,
             application,
@@ -128,7 +132,8 @@ pub(crate) fn session_access_token(
             expires_at: None,
             session_id: Some(session_id),
         })
-        .map_err(RefreshError::Token)
+        .map_err(RefreshError::Token)?;
+    pending.sign().await.map_err(RefreshError::Token)
 }
 
 /// For `GET /api/jwt/issue`: a refresh token for `target` derived from the presented `value`,

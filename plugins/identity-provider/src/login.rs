@@ -1107,7 +1107,8 @@ async fn issue_tokens(
         &target.application,
         registration,
         refresh.as_ref().map(|r| r.id),
-    )?;
+    )
+    .await?;
     let mut cookies = vec![session_cookie("access_token", &issued.token, secure)];
     if let Some(r) = &refresh {
         cookies.push(Cookie::expiring(
@@ -1154,8 +1155,9 @@ async fn issue_refresh(
 }
 
 /// Returns the access token of a login (`authenticationType` `FEDERATED_JWT`, `sid` =
-/// `session_id`).
-fn issue(
+/// `session_id`): an expensive signature (RSA) made on the token service's signing pool, off
+/// the thread serving requests; a signing failure is an internal error.
+async fn issue(
     context: &Env<'_>,
     user: &User,
     tenant: &Tenant,
@@ -1163,9 +1165,9 @@ fn issue(
     registration: Option<&Registration>,
     session_id: Option<Uuid>,
 ) -> Result<gatehouse_plugin_api::IssuedToken, Failure> {
-    context
+    let pending = context
         .tokens
-        .issue_access_token(&AccessTokenRequest {
+        .prepare_access_token(&AccessTokenRequest {
             user,
             tenant,
             application: Some(application),
@@ -1174,6 +1176,10 @@ fn issue(
             expires_at: None,
             session_id,
         })
+        .map_err(|e| Failure::Api(signing_error(e)))?;
+    pending
+        .sign()
+        .await
         .map_err(|e| Failure::Api(signing_error(e)))
 }
 

@@ -100,9 +100,10 @@ pub async fn issue(
         _ => None,
     };
 
+    // An RSA signature is made on the signing pool, off the thread serving requests.
     let issued = context
         .tokens
-        .issue_access_token(&AccessTokenRequest {
+        .prepare_access_token(&AccessTokenRequest {
             user: &user,
             tenant: &tenant,
             application: Some(&application),
@@ -111,6 +112,9 @@ pub async fn issue(
             expires_at: Some(claims.exp),
             session_id: refresh_token.as_ref().map(|t| t.id).or(claims.session_id),
         })
+        .map_err(signing_error)?
+        .sign()
+        .await
         .map_err(signing_error)?;
 
     let status = if registration.is_some() { 200 } else { 202 };

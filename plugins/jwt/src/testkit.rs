@@ -492,6 +492,25 @@ pub struct FakeTokens {
     key_id: String,
     /// When set, signing fails.
     pub fail_signing: std::sync::atomic::AtomicBool,
+    /// When set, access tokens prepared for async callers are signed on a pool, as RSA keys
+    /// are by the host's token service, and the signing step behaves as this says.
+    pub pool_signing: Mutex<Option<PoolSigning>>,
+}
+
+/// How the signing step of a token prepared on a pool behaves (see [`FakeTokens`]).
+#[derive(Clone)]
+pub enum PoolSigning {
+    /// It signs.
+    Signs,
+    /// Its thread panics.
+    Panics,
+    /// It sends on `started` when it starts, then waits for `release` before it signs.
+    Gated {
+        /// Told when the step has started.
+        started: std::sync::mpsc::SyncSender<()>,
+        /// Waited for before signing.
+        release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+    },
 }
 
 impl FakeTokens {
@@ -512,6 +531,30 @@ impl FakeTokens {
 }
 
 impl TokenService for FakeTokens {
+    fn prepare_access_token(
+        &self,
+        request: &AccessTokenRequest<'_>,
+    ) -> Result<gatehouse_plugin_api::PendingToken, TokenError> {
+        let signing = lock(&self.pool_signing).clone();
+        let issued = self.issue_access_token(request)?;
+        let Some(signing) = signing else {
+            return Ok(gatehouse_plugin_api::PendingToken::signed(issued));
+        };
+        let pool = gatehouse_plugin_api::CpuPool::new(1);
+        Ok(gatehouse_plugin_api::PendingToken::on_pool(
+            pool,
+            move || match signing {
+                PoolSigning::Signs => Ok(issued),
+                PoolSigning::Panics => panic!("the signing step failed"),
+                PoolSigning::Gated { started, release } => {
+                    started.send(()).expect("the test waits");
+                    lock(&release).recv().expect("the test releases");
+                    Ok(issued)
+                }
+            },
+        ))
+    }
+
     fn issue_access_token(
         &self,
         request: &AccessTokenRequest<'_>,
@@ -694,6 +737,7 @@ impl Kit {
             revocations: Mutex::default(),
             key_id: key_id.clone(),
             fail_signing: Default::default(),
+            pool_signing: Mutex::default(),
         });
         let store = Arc::new(FakeStore {
             clock: Some(clock.clone()),

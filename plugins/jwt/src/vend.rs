@@ -131,9 +131,11 @@ pub async fn vend(
     if grant.tenant_id.is_some() {
         bind_to_tenant(&mut claims, &tenant, context).await?;
     }
+    // A key that cannot sign is the request's fault; a signature that fails on the signing
+    // pool (where RSA keys sign, off the thread serving requests) is an internal error.
     let issued = context
         .tokens
-        .vend(&tenant, valid.key_id, claims, ttl)
+        .prepare_vend(&tenant, valid.key_id, claims, ttl)
         .map_err(|e| match (e, valid.key_id) {
             (TokenError::CannotSign | TokenError::UnknownKey, Some(_)) => ApiError::field(
                 "keyId",
@@ -141,7 +143,10 @@ pub async fn vend(
                 "The key with this keyId cannot sign tokens.",
             ),
             (other, _) => signing_error(other),
-        })?;
+        })?
+        .sign()
+        .await
+        .map_err(signing_error)?;
     Ok(PluginResponse::json(200, &json!({ "token": issued.token })))
 }
 

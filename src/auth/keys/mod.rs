@@ -519,6 +519,23 @@ impl SigningKey {
         self.public.as_ref()
     }
 
+    /// True when a signature with this key costs more than a hop to another thread: RSA
+    /// (RS/PS 256/384/512, a private-key operation of hundreds of µs at 2048 bits, more for
+    /// larger keys), which callers that serve other requests on their thread sign on a pool.
+    /// False for ECDSA, Ed25519 and HMAC (about 20 µs or less: signed where they are asked
+    /// for). Decided by the key's type, never by a timer.
+    pub fn signs_slowly(&self) -> bool {
+        matches!(
+            self.algorithm,
+            KeyAlgorithm::RS256
+                | KeyAlgorithm::RS384
+                | KeyAlgorithm::RS512
+                | KeyAlgorithm::PS256
+                | KeyAlgorithm::PS384
+                | KeyAlgorithm::PS512
+        )
+    }
+
     /// Signs `claims` with this key's algorithm and `kid`.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
         match &self.engine {

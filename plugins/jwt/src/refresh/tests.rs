@@ -384,6 +384,89 @@ fn a_signing_failure_does_not_burn_a_one_time_token() {
     );
 }
 
+/// A current-thread Tokio runtime, as the API's handlers run on one (its blocking pool is the
+/// signing pool's).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_signature_on_the_pool_gives_the_same_exchange() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, false);
+    *kit.tokens.pool_signing.lock().expect("lock") = Some(crate::testkit::PoolSigning::Signs);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let res = runtime()
+        .block_on(exchange(&req, &kit.context))
+        .expect("ok");
+    assert_eq!(res.status, 200);
+    let rotated = body(&res);
+    assert_ne!(rotated["refreshToken"], rt.token.as_str());
+    let claims = kit
+        .tokens
+        .claims_of(rotated["token"].as_str().expect("token"))
+        .expect("issued");
+    assert_eq!(claims.session_id, Some(rt.id));
+}
+
+#[test]
+fn a_pool_failure_while_signing_is_a_500_and_does_not_burn_a_one_time_token() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, false);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    *kit.tokens.pool_signing.lock().expect("lock") = Some(crate::testkit::PoolSigning::Panics);
+    let failed = runtime()
+        .block_on(exchange(&req, &kit.context))
+        .unwrap_err();
+    assert_eq!(failed.status(), 500);
+    assert!(kit.store.token_by_value(&rt.token).is_some(), "not rotated");
+    *kit.tokens.pool_signing.lock().expect("lock") = None;
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).expect("ok").status,
+        200
+    );
+}
+
+#[test]
+fn a_refresh_abandoned_while_its_token_is_signed_leaves_the_value_as_it_was() {
+    let kit = Kit::new();
+    use_one_time_tokens(&kit, 0, true);
+    let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+    let req = refresh_request(Some(serde_json::json!({"refreshToken": rt.token})), None);
+    let (started, wait) = std::sync::mpsc::sync_channel(1);
+    let (release, gate) = std::sync::mpsc::channel();
+    *kit.tokens.pool_signing.lock().expect("lock") = Some(crate::testkit::PoolSigning::Gated {
+        started,
+        release: std::sync::Arc::new(std::sync::Mutex::new(gate)),
+    });
+    let runtime = runtime();
+    runtime.block_on(async {
+        let context = kit.context.clone();
+        let request = req.clone();
+        let abandoned = tokio::spawn(async move { exchange(&request, &context).await.is_ok() });
+        tokio::task::spawn_blocking(move || wait.recv().expect("signing started"))
+            .await
+            .expect("join");
+        abandoned.abort();
+        assert!(abandoned.await.expect_err("aborted").is_cancelled());
+    });
+    release.send(()).expect("release");
+    *kit.tokens.pool_signing.lock().expect("lock") = None;
+    // Nothing was written and nothing is pending: the value is live and rotates once, and a
+    // replay of it afterwards is a reuse (no allowance was left behind).
+    assert!(kit.store.token_by_value(&rt.token).is_some(), "not rotated");
+    let rotated = body(&block_on(exchange(&req, &kit.context)).expect("rotates"));
+    assert_ne!(rotated["refreshToken"], rt.token.as_str());
+    assert_eq!(
+        block_on(exchange(&req, &kit.context)).unwrap_err().status(),
+        400
+    );
+}
+
 // --- retrieve --------------------------------------------------------------------------------
 
 fn get_by_id(id: &str, authorization: Option<&str>) -> PluginRequest {
