@@ -219,12 +219,14 @@ def summary_rows(med, labels, order, latency):
             print(f"| {a} / {b} | {med[a][0] / med[b][0]:.3f} | {med[b][1] / med[a][1]:.3f} |")
     for protected in ("rs256", "es256", "hs256", "remote"):
         if protected in med and "open" in med:
-            print(f"| added p99, {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
+            print(f"| added p99 at saturation (wrk), {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
 
 
-def added_p99(runs, open_runs):
-    """The median over rounds of a target's p99 minus the open route's p99 in the same round."""
-    return median([values[P99] - open_runs[r][P99] for r, values in runs.items() if r in open_runs])
+def added(runs, open_runs, column):
+    """The median over rounds of a target's `column` (a percentile) minus the open route's in
+    the same round."""
+    return median([values[column] - open_runs[r][column]
+                   for r, values in runs.items() if r in open_runs])
 
 
 def summary_latency(latency, labels, order, base):
@@ -237,20 +239,20 @@ def summary_latency(latency, labels, order, base):
               + (f" ({base:.0f} req/s)" if base else "") + f": {offered:.0f} req/s offered")
         print()
         print("| target | answered req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs "
-              "| added p99 over open µs | CPU µs per request | not 2xx / errors / missed |")
+              "| added p50 / p99 over open µs | CPU µs per request | not 2xx / errors / missed |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name in order:
             if name not in targets:
                 continue
             runs = targets[name]
             values = [latency_median(runs, c) for c in (ANSWERED, P50, P90, P99, P999, MAX, CPU)]
-            added = ""
+            more = ""
             if name != "open" and "open" in targets and name in ("rs256", "es256", "hs256", "remote"):
-                added = f"{added_p99(runs, targets['open']):+.0f}"
+                more = " / ".join(f"{added(runs, targets['open'], c):+.0f}" for c in (P50, P99))
             faults = " / ".join(f"{sum(v[c] for v in runs.values()):.0f}"
                                 for c in (NON_2XX, ERRORS, MISSED))
             print(f"| {labels[name]} | {values[0] / 1000:.1f}k | {values[1]:.0f} | {values[2]:.0f} "
-                  f"| {values[3]:.0f} | {values[4]:.0f} | {values[5]:.0f} | {added} "
+                  f"| {values[3]:.0f} | {values[4]:.0f} | {values[5]:.0f} | {more} "
                   f"| {values[6]:.1f} | {faults} |")
 
 

@@ -24,7 +24,8 @@
 # Tunables: DURATION (s), ROUNDS, CONNECTIONS, THREADS, TARGETS (space-separated subset of the
 # names below), PARTS (proxy refresh start memory), SESSIONS (refresh tokens per key type),
 # REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS, LATENCY_PERCENTS, LATENCY_SECONDS,
-# LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's).
+# LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's);
+# RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-3}
@@ -587,6 +588,7 @@ YAML
   done
 fi
 
+[ -n "${RESULTS:-}" ] && cp "$results" "$RESULTS"
 echo
 echo "THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS LATENCY_SECONDS=$LATENCY_SECONDS, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%Y-%m-%d)"
 "$py" bench/compare.py summary "$results"
