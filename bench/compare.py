@@ -158,7 +158,7 @@ def median(values):
 
 def summary(results_path):
     """Reads `kind name value...` lines; prints the markdown tables and the ratios."""
-    rows, labels, order, extra = {}, {}, [], []
+    rows, labels, order, extra, latency, base = {}, {}, [], [], {}, None
     for line in open(results_path):
         kind, name, *values = line.rstrip("\n").split("\t")
         if kind == "label":
@@ -166,22 +166,48 @@ def summary(results_path):
             order.append(name)
         elif kind == "round":
             rows.setdefault(name, []).append([float(v) for v in values])
+        elif kind == "latency":
+            # PERCENT ROUND NAME offered answered requests non-2xx errors missed p50 p90 p99
+            # p99.9 max cpu: keyed by percent, then target, then round.
+            percent, round_, target, *numbers = [name] + values
+            latency.setdefault(int(percent), {}).setdefault(target, {})[int(round_)] = \
+                [float(v) for v in numbers]
+        elif kind == "base":
+            base = float(values[0])
         else:
             extra.append((kind, name, values))
     med = {name: [median([r[i] for r in rs]) for i in range(4)] for name, rs in rows.items()}
     if med:
-        summary_rows(med, labels, order)
+        summary_rows(med, labels, order, latency)
+    if latency:
+        summary_latency(latency, labels, order, base)
     summary_extra(extra)
 
 
-def summary_rows(med, labels, order):
-    """The proxy rows' table and their ratios."""
-    print("| target | req/s (median) | CPU µs per request | p50 µs | p99 µs |")
-    print("| --- | --- | --- | --- | --- |")
+# Columns of a `latency` result after PERCENT, ROUND and NAME.
+OFFERED, ANSWERED, REQUESTS, NON_2XX, ERRORS, MISSED, P50, P90, P99, P999, MAX, CPU = range(12)
+
+
+def latency_median(runs, column):
+    """The median over rounds of one column of a target's fixed-rate runs ({round: values})."""
+    return median([values[column] for values in runs.values()])
+
+
+def summary_rows(med, labels, order, latency):
+    """The proxy rows' table (saturation, wrk closed loop; then the fixed-rate p99 of each
+    percentage when the latency part ran) and their ratios."""
+    percents = sorted(latency)
+    extra = "".join(f" p99 µs at {p}% (open loop) |" for p in percents)
+    print("| target | req/s (median) | CPU µs per request | p50 µs | p99 µs |" + extra)
+    print("| --- | --- | --- | --- | --- |" + " --- |" * len(percents))
     for name in order:
         if name in med:
             rps, cpu, p50, p99 = med[name]
-            print(f"| {labels[name]} | {rps / 1000:.1f}k | {cpu:.1f} | {p50:.0f} | {p99:.0f} |")
+            fixed = "".join(
+                f" {latency_median(latency[p][name], P99):.0f} |" if name in latency[p] else " |"
+                for p in percents)
+            print(f"| {labels[name]} | {rps / 1000:.1f}k | {cpu:.1f} | {p50:.0f} | {p99:.0f} |"
+                  + fixed)
     print()
     ratios = [("open", "bare"), ("rs256", "bare"), ("rs256", "open"), ("es256", "open"),
               ("hs256", "open"), ("remote", "rs256"), ("rs256", "haproxy_jwt"),
@@ -193,7 +219,41 @@ def summary_rows(med, labels, order):
             print(f"| {a} / {b} | {med[a][0] / med[b][0]:.3f} | {med[b][1] / med[a][1]:.3f} |")
     for protected in ("rs256", "es256", "hs256", "remote"):
         if protected in med and "open" in med:
-            print(f"| added p99, {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
+            print(f"| added p99 at saturation (wrk), {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
+
+
+def added(runs, open_runs, column):
+    """The median over rounds of a target's `column` (a percentile) minus the open route's in
+    the same round."""
+    return median([values[column] - open_runs[r][column]
+                   for r, values in runs.items() if r in open_runs])
+
+
+def summary_latency(latency, labels, order, base):
+    """One table per fixed rate: medians over rounds, and the p99 added over the open route."""
+    for percent in sorted(latency):
+        targets = latency[percent]
+        offered = median([v[OFFERED] for runs in targets.values() for v in runs.values()])
+        print()
+        print(f"Open loop at {percent}% of the bare engine's saturation"
+              + (f" ({base:.0f} req/s)" if base else "") + f": {offered:.0f} req/s offered")
+        print()
+        print("| target | answered req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs "
+              "| added p50 / p99 over open µs | CPU µs per request | not 2xx / errors / missed |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name in order:
+            if name not in targets:
+                continue
+            runs = targets[name]
+            values = [latency_median(runs, c) for c in (ANSWERED, P50, P90, P99, P999, MAX, CPU)]
+            more = ""
+            if name != "open" and "open" in targets and name in ("rs256", "es256", "hs256", "remote"):
+                more = " / ".join(f"{added(runs, targets['open'], c):+.0f}" for c in (P50, P99))
+            faults = " / ".join(f"{sum(v[c] for v in runs.values()):.0f}"
+                                for c in (NON_2XX, ERRORS, MISSED))
+            print(f"| {labels[name]} | {values[0] / 1000:.1f}k | {values[1]:.0f} | {values[2]:.0f} "
+                  f"| {values[3]:.0f} | {values[4]:.0f} | {values[5]:.0f} | {more} "
+                  f"| {values[6]:.1f} | {faults} |")
 
 
 def summary_extra(extra):

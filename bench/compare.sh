@@ -6,6 +6,12 @@
 # in a rotated order, so a shared machine's noise hits all alike. Per target: req/s median, CPU
 # µs per request (from /proc of the proxy's processes), p50/p99 latency; then the ratios.
 # Then, in the same run:
+#   latency   open-loop latency at fixed rates (examples/open_loop.rs, the wrk2 method): for each
+#             of LATENCY_PERCENTS of the bare engine's saturation (its req/s median from the proxy
+#             part, or measured here), ROUNDS interleaved rounds of LATENCY_SECONDS over
+#             LATENCY_TARGETS, each request timed from its scheduled send time; p50/p90/p99/p99.9
+#             per target and the p99 each protected route adds over the open route (median of the
+#             per-round differences);
 #   refresh   the signing-only limit per key type (examples/sign_limit.rs, one thread) beside
 #             transparent refreshes per second through the proxy (distinct refresh tokens, no
 #             access token), on the durable store and, to show what fsync costs, on tmpfs;
@@ -18,7 +24,9 @@
 #   apt-get install -y wrk haproxy apache2 libapache2-mod-oauth2
 # Tunables: DURATION (s), ROUNDS, CONNECTIONS, THREADS, TARGETS (space-separated subset of the
 # names below), PARTS (proxy refresh start memory), SESSIONS (refresh tokens per key type),
-# REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS.
+# REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS, LATENCY_PERCENTS, LATENCY_SECONDS,
+# LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's);
+# RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-3}
@@ -27,12 +35,16 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 ALL_TARGETS="nginx bare open rs256 es256 hs256 remote haproxy haproxy_jwt mod_oauth2 nginx_pass forward_auth"
 TARGETS=${TARGETS:-$ALL_TARGETS}
-PARTS=${PARTS:-proxy refresh start memory}
+PARTS=${PARTS:-proxy latency refresh start memory}
 SESSIONS=${SESSIONS:-12000}
 REFRESH_SECONDS=${REFRESH_SECONDS:-3}
 REFRESH_CONNECTIONS=${REFRESH_CONNECTIONS:-8}
 MEMORY_TOKENS=${MEMORY_TOKENS:-100000}
 STARTS=${STARTS:-10}
+LATENCY_PERCENTS=${LATENCY_PERCENTS:-50 80}
+LATENCY_SECONDS=${LATENCY_SECONDS:-5}
+LATENCY_TARGETS=${LATENCY_TARGETS:-nginx bare open rs256 es256 hs256 remote}
+LATENCY_BASE=${LATENCY_BASE:-}
 
 for tool in wrk nginx curl openssl python3 awk; do
   command -v "$tool" >/dev/null || { echo "compare: $tool is required (apt-get install -y $tool)" >&2; exit 1; }
@@ -45,11 +57,12 @@ if command -v apache2 >/dev/null && [ -f /usr/lib/apache2/modules/mod_oauth2.so 
 wanted() { [[ " $TARGETS " == *" $1 "* ]]; }
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 
-cargo build --release -q --bin gatehouse --example bare_pingora --example sign_limit
+cargo build --release -q --bin gatehouse --example bare_pingora --example sign_limit --example open_loop
 target_dir=${CARGO_TARGET_DIR:-target}
 bin=$target_dir/release/gatehouse
 bare_bin=$target_dir/release/examples/bare_pingora
 sign_bin=$target_dir/release/examples/sign_limit
+load_bin=$target_dir/release/examples/open_loop
 
 work=$(mktemp -d)
 shm=""
@@ -417,6 +430,59 @@ if part proxy; then
   done
 fi
 
+# Open-loop latency at fixed rates. The rate is a share of the bare engine's saturation: its
+# req/s median from the proxy part when it ran, else LATENCY_BASE, else measured here (wrk, the
+# median of three runs of DURATION seconds).
+saturation() {
+  if [ -n "$LATENCY_BASE" ]; then echo "$LATENCY_BASE"; return; fi
+  local measured
+  measured=$(awk -F'\t' '$1 == "round" && $2 == "bare" {print $3}' "$results")
+  if [ -z "$measured" ]; then
+    measured=$(for _ in 1 2 3; do
+      wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -H "Authorization: Bearer $token_rs" \
+        "http://127.0.0.1:$bare/" | awk '/Requests\/sec/ {print $2}'
+    done)
+  fi
+  sort -g <<< "$measured" | awk '{a[NR]=$1} END {printf "%.0f\n", a[int((NR+1)/2)]}'
+}
+# One open_loop run against NAME at RATE; appends "latency PERCENT ROUND NAME offered answered
+# requests non-2xx errors missed p50 p90 p99 p99.9 max cpu-µs/request".
+measure_latency() { # NAME PERCENT RATE ROUND
+  local name=$1 before after out
+  # shellcheck disable=SC2086
+  before=$(ticks ${procs[$name]})
+  out=$("$load_bin" "${url[$name]}" --rate "$3" --duration "$LATENCY_SECONDS" --warmup 0.5 \
+    --connections "$CONNECTIONS" -H "Authorization: Bearer ${bearer[$name]}" 2>"$work/open_loop.err") \
+    || { cat "$work/open_loop.err" >&2; exit 1; }
+  # shellcheck disable=SC2086
+  after=$(ticks ${procs[$name]})
+  grep -q 'first error' "$work/open_loop.err" && grep 'first error' "$work/open_loop.err" >&2
+  python3 -c "
+f = '$out'.split('\t')
+print('latency\t$2\t$4\t$name\t' + '\t'.join(f[:11]) + '\t%.2f' % (($after - $before) / $hz * 1e6 / max(1, int(f[2]))))" >> "$results"
+  tail -1 "$results" | awk -F'\t' '{printf "compare: %3s%% %-8s %6.0f/s offered %6.0f/s answered, %s not 2xx, %s missed; p50 %5d p99 %6d p99.9 %6d us\n", $2, $4, $5, $6, $8, $10, $11, $13, $14}' >&2
+}
+if part latency; then
+  base=$(saturation)
+  printf 'base\tbare\t%s\n' "$base" >> "$results"
+  latency_active=()
+  for name in "${active[@]}"; do [[ " $LATENCY_TARGETS " == *" $name "* ]] && latency_active+=("$name"); done
+  n=${#latency_active[@]}
+  for name in "${latency_active[@]}"; do  # warm-up at the lowest rate: pools, caches, issuer keys
+    "$load_bin" "${url[$name]}" --rate 1000 --duration 1 --connections "$CONNECTIONS" \
+      -H "Authorization: Bearer ${bearer[$name]}" >/dev/null 2>&1
+  done
+  for percent in $LATENCY_PERCENTS; do
+    rate=$((base * percent / 100))
+    echo "compare: latency at $percent% of the bare engine's $base req/s: $rate req/s" >&2
+    for round in $(seq "$ROUNDS"); do
+      for i in $(seq 0 $((n - 1))); do
+        measure_latency "${latency_active[$(((i + round - 1) % n))]}" "$percent" "$rate" "$round"
+      done
+    done
+  done
+fi
+
 # Refresh throughput: per key type, the signing-only limit (one thread) and then transparent
 # refreshes through the proxy (a different refresh token per request, no access token), on the
 # durable store and on the tmpfs copy; appends "sign ALG per-second" and
@@ -544,6 +610,7 @@ YAML
   done
 fi
 
+[ -n "${RESULTS:-}" ] && cp "$results" "$RESULTS"
 echo
-echo "THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS LATENCY_SECONDS=$LATENCY_SECONDS, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%Y-%m-%d)"
 "$py" bench/compare.py summary "$results"
