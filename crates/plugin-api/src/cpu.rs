@@ -7,7 +7,24 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::error::ApiError;
+/// Why a step did not return: the pool is closed, or the step panicked (its message). An
+/// internal error for the API ([`crate::error::ApiError`] converts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuPoolError {
+    /// The pool no longer takes steps.
+    Closed,
+    /// The step panicked or could not run: the runtime's message.
+    Failed(String),
+}
+
+impl std::fmt::Display for CpuPoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CpuPoolError::Closed => f.write_str("the CPU pool is closed"),
+            CpuPoolError::Failed(message) => write!(f, "a CPU-heavy step failed: {message}"),
+        }
+    }
+}
 
 /// A bound on the CPU-heavy steps running at once (see the module documentation).
 #[derive(Debug, Clone)]
@@ -32,10 +49,10 @@ impl CpuPool {
     }
 
     /// Runs `work` on the blocking pool of the current Tokio runtime once a slot is free (steps
-    /// wait their turn in order). Returns what `work` returned; an internal error (500) when it
-    /// panicked. The slot is held until `work` has returned, even when the caller stopped
-    /// waiting, so abandoned steps still count against the bound.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// wait their turn in order). Returns what `work` returned; a [`CpuPoolError`] when it
+    /// panicked or the pool is closed. The slot is held until `work` has returned, even when
+    /// the caller stopped waiting, so abandoned steps still count against the bound.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, CpuPoolError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -45,13 +62,13 @@ impl CpuPool {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| ApiError::internal("the CPU pool is closed"))?;
+            .map_err(|_| CpuPoolError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             work()
         })
         .await
-        .map_err(|e| ApiError::internal(format!("a CPU-heavy step failed: {e}")))
+        .map_err(|e| CpuPoolError::Failed(e.to_string()))
     }
 }
 
@@ -101,8 +118,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_step_is_an_internal_error_and_frees_its_slot() {
         let pool = CpuPool::new(1);
-        let failed: Result<(), ApiError> = pool.run(|| panic!("boom")).await;
-        assert_eq!(failed.expect_err("failed").status(), 500);
+        let failed: Result<(), CpuPoolError> = pool.run(|| panic!("boom")).await;
+        let failed = failed.expect_err("failed");
+        assert!(matches!(failed, CpuPoolError::Failed(_)), "{failed:?}");
+        assert_eq!(crate::error::ApiError::from(failed).status(), 500);
         assert_eq!(pool.run(|| 7).await.expect("ran"), 7);
     }
 

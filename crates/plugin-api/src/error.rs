@@ -256,6 +256,13 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// A step the CPU pool could not run to its end: an internal error (500, correlation id).
+impl From<crate::cpu::CpuPoolError> for ApiError {
+    fn from(e: crate::cpu::CpuPoolError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {

@@ -40,7 +40,6 @@ pub mod remote;
 pub mod request;
 pub mod response;
 pub mod rotations;
-pub mod signing;
 pub mod store;
 #[cfg(feature = "store-suite")]
 pub mod store_suite;
@@ -48,7 +47,7 @@ pub mod tokens;
 
 pub use apikeys::{ApiKeyGrant, ApiKeyRing};
 pub use clock::{Clock, SystemClock};
-pub use cpu::CpuPool;
+pub use cpu::{CpuPool, CpuPoolError};
 pub use error::{ApiError, ErrorItem, Errors};
 pub use plugin::{Plugin, PluginContext, RouteSpec};
 pub use remote::{
@@ -57,8 +56,9 @@ pub use remote::{
 pub use request::PluginRequest;
 pub use response::{Cookie, PluginResponse, AT_EXP_COOKIE};
 pub use rotations::RotationLedger;
-pub use signing::PendingToken;
 pub use store::{Store, StoreError};
+pub use tokens::signing;
+pub use tokens::signing::PendingToken;
 pub use tokens::{
     AccessTokenRequest, ClaimHeader, IssuedToken, TokenError, TokenService, VerifiedClaims,
 };

@@ -1,13 +1,15 @@
 //! The token service plugins and the proxy share: signs access tokens, vends arbitrary JWTs,
 //! verifies tokens against the key ring, and lists public keys. Implemented by the host.
 
+pub mod signing;
+
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::model::{Application, Registration, Tenant, User};
-use crate::signing::PendingToken;
+use signing::PendingToken;
 
 /// Why a token was not accepted, or could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,8 +10,8 @@
 
 use std::fmt;
 
+use super::{IssuedToken, TokenError};
 use crate::cpu::CpuPool;
-use crate::tokens::{IssuedToken, TokenError};
 
 /// The signing step of a prepared token: owned, runs once, on any thread.
 type SignStep = Box<dyn FnOnce() -> Result<IssuedToken, TokenError> + Send + 'static>;
