@@ -213,14 +213,7 @@ impl Provider {
 
 /// Reads one request: its head (lower-case header names) and its body.
 pub fn read_request(stream: &mut TcpStream) -> Option<(String, HashMap<String, String>, Vec<u8>)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
+    let head = super::kit::read_head(stream)?;
     let head = String::from_utf8(head).ok()?;
     let mut lines = head.split("\r\n");
     let request_line = lines.next()?.to_string();

@@ -2,7 +2,7 @@
 //! JWKS server the test controls — key rotation, a flood of made-up `kid`s, an issuer that is
 //! down, slow, or answers garbage, and Keycloak- and Auth0-shaped tokens against route policy.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,13 +89,8 @@ fn serve_jwks(
     mode: &Mutex<Mode>,
     fetches: &AtomicUsize,
 ) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
+    if super::kit::read_head(&mut stream).is_none() {
+        return;
     }
     fetches.fetch_add(1, Ordering::SeqCst);
     let mode = *mode.lock().expect("lock");

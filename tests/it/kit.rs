@@ -1095,3 +1095,18 @@ pub fn self_signed_tls(dir: &Path) -> String {
         dir.join("key.pem").display()
     )
 }
+
+/// Reads a request's or answer's head from `stream` byte by byte, up to and including the
+/// blank line (nothing of a body or of a next message is consumed). `None` when the stream
+/// ends or fails first.
+pub fn read_head(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}

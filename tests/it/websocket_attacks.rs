@@ -31,14 +31,9 @@ fn switching_upstream() -> (u16, Arc<AtomicUsize>) {
         for mut stream in listener.incoming().flatten() {
             counted.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match stream.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
+                let Some(head) = super::kit::read_head(&mut stream) else {
+                    return;
+                };
                 let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
                 let _ = stream.write_all(answer.as_bytes());
                 let _ = stream.write_all(&head);
