@@ -35,9 +35,10 @@ fn switching_upstream() -> (u16, Arc<AtomicUsize>) {
                     return;
                 };
                 let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-                let _ = stream.write_all(answer.as_bytes());
-                let _ = stream.write_all(&head);
-                let _ = stream.write_all(END.as_bytes());
+                let mut all = answer.as_bytes().to_vec();
+                all.extend_from_slice(&head);
+                all.extend_from_slice(END.as_bytes());
+                let _ = stream.write_all(&all);
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = stream.read(&mut buf) {
                     if n == 0 || stream.write_all(&buf[..n]).is_err() {
