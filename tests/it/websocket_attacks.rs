@@ -77,11 +77,11 @@ fn upgrade(path: &str, extra: &str) -> String {
 }
 
 /// Opens a connection, writes `request`, and reads until `until` was read, the connection
-/// closed, or 3 s of silence; the stream (for more) and what was read.
+/// closed, or 10 s of silence (a loaded machine); the stream (for more) and what was read.
 fn exchange(port: u16, request: &str, until: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     stream.write_all(request.as_bytes()).expect("write");
     let text = read_until(&mut stream, until);
