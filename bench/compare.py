@@ -158,7 +158,7 @@ def median(values):
 
 def summary(results_path):
     """Reads `kind name value...` lines; prints the markdown tables and the ratios."""
-    rows, labels, order, extra, latency, base = {}, {}, [], [], {}, None
+    rows, labels, order, extra, latency, mixed, base = {}, {}, [], [], {}, {}, None
     for line in open(results_path):
         kind, name, *values = line.rstrip("\n").split("\t")
         if kind == "label":
@@ -172,6 +172,12 @@ def summary(results_path):
             percent, round_, target, *numbers = [name] + values
             latency.setdefault(int(percent), {}).setdefault(target, {})[int(round_)] = \
                 [float(v) for v in numbers]
+        elif kind == "mixed":
+            # PERCENT ROUND NAME offered answered requests non-2xx errors missed p50 p90 p99
+            # p99.9 max (no CPU: the routes share one gateway and one run).
+            percent, round_, target, *numbers = [name] + values
+            mixed.setdefault(int(percent), {}).setdefault(target, {})[int(round_)] = \
+                [float(v) for v in numbers]
         elif kind == "base":
             base = float(values[0])
         else:
@@ -181,6 +187,8 @@ def summary(results_path):
         summary_rows(med, labels, order, latency)
     if latency:
         summary_latency(latency, labels, order, base)
+    if mixed:
+        summary_mixed(mixed, labels, order)
     summary_extra(extra)
 
 
@@ -254,6 +262,35 @@ def summary_latency(latency, labels, order, base):
             print(f"| {labels[name]} | {values[0] / 1000:.1f}k | {values[1]:.0f} | {values[2]:.0f} "
                   f"| {values[3]:.0f} | {values[4]:.0f} | {values[5]:.0f} | {more} "
                   f"| {values[6]:.1f} | {faults} |")
+
+
+def summary_mixed(mixed, labels, order):
+    """One table per fixed rate of the mixed runs (the gateway's routes interleaved in one run):
+    medians over rounds, and what each protected route adds over the open route of the same run."""
+    for percent in sorted(mixed):
+        targets = mixed[percent]
+        offered = median([sum(runs[r][OFFERED] for runs in targets.values() if r in runs)
+                          for r in targets.get("open", {})])
+        print()
+        print(f"Mixed runs at {percent}%: the gateway's routes interleaved request by request in "
+              f"one open-loop run, {offered:.0f} req/s offered in all")
+        print()
+        print("| route | answered req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs "
+              "| added p50 / p90 / p99 / p99.9 over open µs | not 2xx / errors / missed |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name in order:
+            if name not in targets:
+                continue
+            runs = targets[name]
+            values = [latency_median(runs, c) for c in (ANSWERED, P50, P90, P99, P999, MAX)]
+            more = ""
+            if name != "open" and "open" in targets:
+                more = " / ".join(f"{added(runs, targets['open'], c):+.0f}"
+                                  for c in (P50, P90, P99, P999))
+            faults = " / ".join(f"{sum(v[c] for v in runs.values()):.0f}"
+                                for c in (NON_2XX, ERRORS, MISSED))
+            print(f"| {labels[name]} | {values[0] / 1000:.2f}k | {values[1]:.0f} | {values[2]:.0f} "
+                  f"| {values[3]:.0f} | {values[4]:.0f} | {values[5]:.0f} | {more} | {faults} |")
 
 
 def summary_extra(extra):

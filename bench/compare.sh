@@ -11,7 +11,8 @@
 #             part, or measured here), ROUNDS interleaved rounds of LATENCY_SECONDS over
 #             LATENCY_TARGETS, each request timed from its scheduled send time; p50/p90/p99/p99.9
 #             per target and the p99 each protected route adds over the open route (median of the
-#             per-round differences);
+#             per-round differences); and per round one mixed run on the gateway interleaving the
+#             open route's requests with each protected route's (what a route adds, same moments);
 #   refresh   the signing-only limit per key type (examples/sign_limit.rs, one thread) beside
 #             transparent refreshes per second through the proxy (distinct refresh tokens, no
 #             access token), on the durable store and, to show what fsync costs, on tmpfs;
@@ -25,7 +26,8 @@
 # Tunables: DURATION (s), ROUNDS, CONNECTIONS, THREADS, TARGETS (space-separated subset of the
 # names below), PARTS (proxy refresh start memory), SESSIONS (refresh tokens per key type),
 # REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS, LATENCY_PERCENTS, LATENCY_SECONDS,
-# LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's);
+# LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's),
+# LATENCY_CONNECTIONS, PIN=1 (proxies on the last core, nginx and load generators on the others);
 # RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +47,8 @@ LATENCY_PERCENTS=${LATENCY_PERCENTS:-50 80}
 LATENCY_SECONDS=${LATENCY_SECONDS:-5}
 LATENCY_TARGETS=${LATENCY_TARGETS:-nginx bare open rs256 es256 hs256 remote}
 LATENCY_BASE=${LATENCY_BASE:-}
+LATENCY_CONNECTIONS=${LATENCY_CONNECTIONS:-$CONNECTIONS}
+PIN=${PIN:-}
 
 for tool in wrk nginx curl openssl python3 awk; do
   command -v "$tool" >/dev/null || { echo "compare: $tool is required (apt-get install -y $tool)" >&2; exit 1; }
@@ -56,6 +60,12 @@ has_apache=false
 if command -v apache2 >/dev/null && [ -f /usr/lib/apache2/modules/mod_oauth2.so ]; then has_apache=true; fi
 wanted() { [[ " $TARGETS " == *" $1 "* ]]; }
 part() { [[ " $PARTS " == *" $1 "* ]]; }
+# PIN=1: the proxy under test on the last core, nginx and the load generators on the others, so
+# a measured proxy does not share its core with what loads it (with one worker thread).
+on_proxy_core=(); on_load_cores=()
+if [ -n "$PIN" ] && [ "$(nproc)" -ge 2 ]; then
+  on_proxy_core=(taskset -c "$(($(nproc) - 1))"); on_load_cores=(taskset -c "0-$(($(nproc) - 2))")
+fi
 
 cargo build --release -q --bin gatehouse --example bare_pingora --example sign_limit --example open_loop
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -106,7 +116,7 @@ http {
   server { listen 127.0.0.1:$up; root $work/www; location / { try_files /file =404; } }
 }
 NGINX
-nginx -c "$work/upstream.conf"
+"${on_load_cores[@]}" nginx -c "$work/upstream.conf"
 
 # The remote issuer: an RSA key whose JWKS a small local server publishes, and a token it signed.
 openssl genrsa -out "$work/issuer.pem" 2048 2>/dev/null
@@ -205,10 +215,10 @@ if part refresh; then
   fi
 fi
 
-spawn "$bin" serve --config "$work/config.yaml" 2>"$work/gatehouse.log"
+spawn "${on_proxy_core[@]}" "$bin" serve --config "$work/config.yaml" 2>"$work/gatehouse.log"
 gw_pid=$last_pid
 wait_for "http://127.0.0.1:$gw/health" "$work/gatehouse.log"
-spawn "$bare_bin" "127.0.0.1:$bare" "127.0.0.1:$up" "$THREADS" 2>"$work/bare.log"
+spawn "${on_proxy_core[@]}" "$bare_bin" "127.0.0.1:$bare" "127.0.0.1:$up" "$THREADS" 2>"$work/bare.log"
 bare_pid=$last_pid
 wait_for "http://127.0.0.1:$bare/" "$work/bare.log"
 
@@ -248,7 +258,7 @@ frontend jwt
   http-request set-header X-User-Id %[var(txn.bearer),jwt_payload_query('\$.sub')]
   default_backend upstream
 HAPROXY
-  spawn haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log"
+  spawn "${on_proxy_core[@]}" haproxy -db -f "$work/haproxy.cfg" 2>"$work/haproxy.log"
   hap_pid=$last_pid
   wait_for "http://127.0.0.1:$hap/" "$work/haproxy.log"
 elif ! $has_haproxy; then
@@ -354,7 +364,7 @@ http {
   }
 }
 NGINX
-  nginx -c "$work/front.conf"
+  "${on_load_cores[@]}" nginx -c "$work/front.conf"
 fi
 
 # The targets: NAME, label, URL, bearer token, the processes whose CPU time a request costs.
@@ -451,8 +461,8 @@ measure_latency() { # NAME PERCENT RATE ROUND
   local name=$1 before after out
   # shellcheck disable=SC2086
   before=$(ticks ${procs[$name]})
-  out=$("$load_bin" "${url[$name]}" --rate "$3" --duration "$LATENCY_SECONDS" --warmup 0.5 \
-    --connections "$CONNECTIONS" -H "Authorization: Bearer ${bearer[$name]}" 2>"$work/open_loop.err") \
+  out=$("${on_load_cores[@]}" "$load_bin" "${url[$name]}" --rate "$3" --duration "$LATENCY_SECONDS" --warmup 0.5 \
+    --connections "$LATENCY_CONNECTIONS" -H "Authorization: Bearer ${bearer[$name]}" 2>"$work/open_loop.err") \
     || { cat "$work/open_loop.err" >&2; exit 1; }
   # shellcheck disable=SC2086
   after=$(ticks ${procs[$name]})
@@ -461,6 +471,25 @@ measure_latency() { # NAME PERCENT RATE ROUND
 f = '$out'.split('\t')
 print('latency\t$2\t$4\t$name\t' + '\t'.join(f[:11]) + '\t%.2f' % (($after - $before) / $hz * 1e6 / max(1, int(f[2]))))" >> "$results"
   tail -1 "$results" | awk -F'\t' '{printf "compare: %3s%% %-8s %6.0f/s offered %6.0f/s answered, %s not 2xx, %s missed; p50 %5d p99 %6d p99.9 %6d us\n", $2, $4, $5, $6, $8, $10, $11, $13, $14}' >&2
+}
+# One mixed open_loop run on the gateway at RATE: the open route's requests interleaved with each
+# protected route's in LATENCY_TARGETS (open_loop --mix), so all of them meet the same machine at
+# the same moments; appends one "mixed PERCENT ROUND NAME offered answered …" line per route.
+measure_mixed() { # PERCENT RATE ROUND
+  local mixes=() name out
+  for name in rs256 es256 hs256 remote; do
+    [[ " ${latency_active[*]} " == *" $name "* ]] || continue
+    mixes+=(--mix "$name ${url[$name]#http://127.0.0.1:$gw} Authorization: Bearer ${bearer[$name]}")
+  done
+  [ ${#mixes[@]} -gt 0 ] || return 0
+  out=$("${on_load_cores[@]}" "$load_bin" "${url[open]}" --rate "$2" --duration "$LATENCY_SECONDS" \
+    --warmup 0.5 --connections "$LATENCY_CONNECTIONS" -H "Authorization: Bearer ${bearer[open]}" \
+    --label open "${mixes[@]}" 2>"$work/open_loop.err") || { cat "$work/open_loop.err" >&2; exit 1; }
+  grep -q 'first error' "$work/open_loop.err" && grep 'first error' "$work/open_loop.err" >&2
+  while IFS=$'\t' read -r name rest; do
+    printf 'mixed\t%s\t%s\t%s\t%s\n' "$1" "$3" "$name" "$rest" >> "$results"
+  done <<< "$out"
+  awk -F'\t' -v p="$1" -v r="$3" '$1 == "mixed" && $2 == p && $3 == r {printf "compare: %3s%% mixed %-7s p50 %5d p99 %6d p99.9 %6d us\n", $2, $4, $11, $13, $14}' "$results" >&2
 }
 if part latency; then
   base=$(saturation)
@@ -479,6 +508,7 @@ if part latency; then
       for i in $(seq 0 $((n - 1))); do
         measure_latency "${latency_active[$(((i + round - 1) % n))]}" "$percent" "$rate" "$round"
       done
+      [[ " ${latency_active[*]} " == *" open "* ]] && measure_mixed "$percent" "$rate" "$round"
     done
   done
 fi

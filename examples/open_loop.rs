@@ -16,10 +16,17 @@
 //! reconnected, and its request not timed. Requests due in the run but never sent by its end (the
 //! target fell behind) are counted as `missed`.
 //!
-//! Usage: `open_loop URL --rate R --duration S [--connections C] [--warmup S] [-H 'Name: value']…`.
-//! Prints a summary on stderr and one tab-separated line on stdout:
-//! `RATE ACHIEVED REQUESTS NON2XX ERRORS MISSED P50 P90 P99 P99.9 MAX` (rates per second,
-//! latencies in µs). Exits non-zero when nothing was answered.
+//! Mixed runs (`--mix 'LABEL PATH [Name: value]'`, repeatable) interleave requests for other
+//! paths of the same host and port with the URL's: the schedule's slot `j` sends variant
+//! `j mod m` (the URL's own request is variant 0, labelled by `--label`), so every variant sees
+//! the same machine at the same moments, and the difference between two variants' percentiles
+//! is what the paths themselves cost, not the noise of when each was measured.
+//!
+//! Usage: `open_loop URL --rate R --duration S [--connections C] [--warmup S] [-H 'Name: value']…
+//! [--label L --mix 'LABEL PATH [Name: value]'…]`. Prints a summary on stderr and one
+//! tab-separated line on stdout: `RATE ACHIEVED REQUESTS NON2XX ERRORS MISSED P50 P90 P99 P99.9
+//! MAX` (rates per second, latencies in µs); in a mixed run, one such line per variant with its
+//! label in front (its share of the rate). Exits non-zero when a variant had no answer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,7 +35,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 /// Command-line options (see the module comment).
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "Open-loop HTTP/1.1 load at a fixed rate, latency from the scheduled send time")]
 struct Options {
     /// `http://host:port/path` (plain HTTP/1.1, keep-alive).
@@ -48,6 +55,12 @@ struct Options {
     /// A request header, `Name: value` (repeatable), e.g. `Authorization: Bearer …`.
     #[arg(short = 'H', long = "header")]
     headers: Vec<String>,
+    /// The URL's label in a mixed run.
+    #[arg(long, default_value = "url")]
+    label: String,
+    /// Another request in the mix, `LABEL PATH [Name: value]`, to the URL's host and port.
+    #[arg(long = "mix")]
+    mixes: Vec<String>,
 }
 
 /// Sub-buckets per power of two above the exact range: three significant digits.
@@ -230,7 +243,8 @@ fn chunked_length(body: &[u8]) -> Result<Option<usize>, String> {
 /// One keep-alive connection: the request's bytes and a read buffer.
 struct Connection {
     address: String,
-    request: Vec<u8>,
+    /// The request's bytes, per variant.
+    requests: Vec<Vec<u8>>,
     stream: Option<TcpStream>,
     buffer: Vec<u8>,
 }
@@ -238,15 +252,15 @@ struct Connection {
 impl Connection {
     /// Sends the request and reads one whole answer; returns its status. On an error the
     /// connection is dropped (the next call reconnects).
-    fn exchange(&mut self) -> Result<u16, String> {
-        let result = self.try_exchange();
+    fn exchange(&mut self, variant: usize) -> Result<u16, String> {
+        let result = self.try_exchange(variant);
         if result.is_err() {
             self.stream = None;
         }
         result
     }
 
-    fn try_exchange(&mut self) -> Result<u16, String> {
+    fn try_exchange(&mut self, variant: usize) -> Result<u16, String> {
         if self.stream.is_none() {
             let stream = TcpStream::connect(&self.address).map_err(|e| e.to_string())?;
             stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -258,7 +272,9 @@ impl Connection {
             self.buffer.clear();
         }
         let stream = self.stream.as_mut().expect("connected above");
-        stream.write_all(&self.request).map_err(|e| e.to_string())?;
+        stream
+            .write_all(&self.requests[variant])
+            .map_err(|e| e.to_string())?;
         let mut chunk = [0u8; 16384];
         let (status, head, body, close) = loop {
             if let Some(head) = parse_head(&self.buffer) {
@@ -298,13 +314,41 @@ impl Connection {
     }
 }
 
-/// What one connection's thread measured.
+/// What one connection's thread measured of one variant.
+#[derive(Clone)]
 struct Tally {
     histogram: Histogram,
     non_2xx: u64,
     errors: u64,
     missed: u64,
     first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            histogram: Histogram::new(),
+            non_2xx: 0,
+            errors: 0,
+            missed: 0,
+            first_error: None,
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        self.histogram.merge(&other.histogram);
+        self.non_2xx += other.non_2xx;
+        self.errors += other.errors;
+        self.missed += other.missed;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+}
+
+/// The variant slot `connection + k × connections` of the schedule sends, of `variants`.
+fn variant_of(connection: usize, k: u64, connections: usize, variants: usize) -> usize {
+    ((connection as u64 + k * connections as u64) % variants as u64) as usize
 }
 
 /// Asks for a 1 ns timer slack for the process's main thread, which the threads it starts
@@ -316,6 +360,7 @@ fn fine_timer_slack() -> bool {
 
 /// Runs connection `index`'s schedule from `start`: requests due before `start + warmup` are
 /// sent but not recorded; none is sent once `end` has passed (those still due are `missed`).
+/// Returns what it measured, per variant.
 fn run_connection(
     mut connection: Connection,
     index: usize,
@@ -323,35 +368,35 @@ fn run_connection(
     start: Instant,
     record_from: Instant,
     end: Instant,
-) -> Tally {
-    let mut tally = Tally {
-        histogram: Histogram::new(),
-        non_2xx: 0,
-        errors: 0,
-        missed: 0,
-        first_error: None,
-    };
+) -> Vec<Tally> {
+    let variants = connection.requests.len();
+    let mut tallies = vec![Tally::new(); variants];
     for k in 0u64.. {
         let intended = start + due(index, k, options.connections, options.rate);
         if intended >= end {
             break;
         }
-        let now = Instant::now();
-        if now >= end {
+        let variant = variant_of(index, k, options.connections, variants);
+        if Instant::now() >= end {
             // Due in the run, never sent: this and every later one of this connection.
-            let remaining = end.duration_since(intended).as_secs_f64() * options.rate
-                / options.connections as f64;
-            tally.missed += remaining.ceil() as u64;
+            for later in k.. {
+                if start + due(index, later, options.connections, options.rate) >= end {
+                    break;
+                }
+                tallies[variant_of(index, later, options.connections, variants)].missed += 1;
+            }
             break;
         }
+        let now = Instant::now();
         if intended > now {
             std::thread::sleep(intended - now);
         }
-        let result = connection.exchange();
+        let result = connection.exchange(variant);
         let took = intended.elapsed();
         if intended < record_from {
             continue;
         }
+        let tally = &mut tallies[variant];
         match result {
             Ok(status) => {
                 tally.histogram.record(took.as_micros() as u64);
@@ -365,7 +410,36 @@ fn run_connection(
             }
         }
     }
-    tally
+    tallies
+}
+
+/// A variant of a mixed run: its label and its request's bytes.
+type Variant = (String, Vec<u8>);
+
+/// The address to connect to and each variant's label and request bytes: the URL's with its
+/// headers first, then each `--mix` (a path of the same host and port, with one header or none).
+fn requests_for(options: &Options) -> Result<(String, Vec<Variant>), String> {
+    let (address, request) = request_for(options)?;
+    let mut variants = vec![(options.label.clone(), request)];
+    for mix in &options.mixes {
+        let mut parts = mix.trim().splitn(3, ' ');
+        let (Some(label), Some(path)) = (parts.next(), parts.next()) else {
+            return Err(format!("--mix {mix:?} is not 'LABEL PATH [Name: value]'"));
+        };
+        if !path.starts_with('/') || variants.iter().any(|(l, _)| l == label) {
+            return Err(format!(
+                "--mix {mix:?}: a new label and a path starting with /"
+            ));
+        }
+        let mut one = Options::parse_from(["open_loop", "http://x/", "--rate", "1"]);
+        one.url = format!("http://{address}{path}");
+        one.headers = parts
+            .next()
+            .map(|h| vec![h.to_string()])
+            .unwrap_or_default();
+        variants.push((label.to_string(), request_for(&one)?.1));
+    }
+    Ok((address, variants))
 }
 
 /// The request's bytes and the address to connect to, from the URL and headers.
@@ -398,7 +472,7 @@ fn main() {
         eprintln!("open_loop: --rate, --duration and --connections must be positive");
         std::process::exit(2);
     }
-    let (address, request) = request_for(&options).unwrap_or_else(|e| {
+    let (address, variants) = requests_for(&options).unwrap_or_else(|e| {
         eprintln!("open_loop: {e}");
         std::process::exit(2)
     });
@@ -409,12 +483,12 @@ fn main() {
     let start = Instant::now() + Duration::from_millis(50);
     let record_from = start + Duration::from_secs_f64(options.warmup);
     let end = record_from + Duration::from_secs_f64(options.duration);
-    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+    let tallies: Vec<Vec<Tally>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..options.connections)
             .map(|index| {
                 let connection = Connection {
                     address: address.clone(),
-                    request: request.clone(),
+                    requests: variants.iter().map(|(_, r)| r.clone()).collect(),
                     stream: None,
                     buffer: Vec::with_capacity(16384),
                 };
@@ -429,37 +503,54 @@ fn main() {
             .map(|h| h.join().expect("a connection thread panicked"))
             .collect()
     });
-    report(&options, &tallies);
-}
-
-/// Prints the summary (stderr) and the tab-separated line (stdout); exits 1 when nothing was
-/// answered.
-fn report(options: &Options, tallies: &[Tally]) {
-    let mut histogram = Histogram::new();
-    let (mut non_2xx, mut errors, mut missed) = (0, 0, 0);
-    for tally in tallies {
-        histogram.merge(&tally.histogram);
-        non_2xx += tally.non_2xx;
-        errors += tally.errors;
-        missed += tally.missed;
+    let labels: Vec<&str> = variants.iter().map(|(label, _)| label.as_str()).collect();
+    let mut answered_all = true;
+    for (variant, label) in labels.iter().enumerate() {
+        let mut tally = Tally::new();
+        for connection in &tallies {
+            tally.merge(&connection[variant]);
+        }
+        let prefix = (labels.len() > 1).then_some(*label);
+        answered_all &= report(&options, prefix, labels.len(), &tally);
     }
-    let achieved = histogram.total as f64 / options.duration;
-    let [p50, p90, p99, p999] = [50.0, 90.0, 99.0, 99.9].map(|p| histogram.percentile(p));
-    eprintln!(
-        "open_loop: {} at {:.0}/s offered, {achieved:.0}/s answered ({} answers, {non_2xx} not 2xx, \
-         {errors} errors, {missed} missed); µs p50 {p50} p90 {p90} p99 {p99} p99.9 {p999} max {}",
-        options.url, options.rate, histogram.total, histogram.max
-    );
-    if let Some(error) = tallies.iter().find_map(|t| t.first_error.as_ref()) {
-        eprintln!("open_loop: first error: {error}");
-    }
-    println!(
-        "{:.0}\t{achieved:.0}\t{}\t{non_2xx}\t{errors}\t{missed}\t{p50}\t{p90}\t{p99}\t{p999}\t{}",
-        options.rate, histogram.total, histogram.max
-    );
-    if histogram.total == 0 {
+    if !answered_all {
         std::process::exit(1);
     }
+}
+
+/// Prints one variant's summary (stderr) and tab-separated line (stdout; after `label` and a tab
+/// in a mixed run, whose rate is shared by `variants`); returns whether anything was answered.
+fn report(options: &Options, label: Option<&str>, variants: usize, tally: &Tally) -> bool {
+    let Tally {
+        histogram,
+        non_2xx,
+        errors,
+        missed,
+        first_error,
+    } = tally;
+    let rate = options.rate / variants as f64;
+    let achieved = histogram.total as f64 / options.duration;
+    let url = match label {
+        Some(label) => format!("{} [{label}]", options.url),
+        None => options.url.clone(),
+    };
+    let [p50, p90, p99, p999] = [50.0, 90.0, 99.0, 99.9].map(|p| histogram.percentile(p));
+    eprintln!(
+        "open_loop: {url} at {rate:.0}/s offered, {achieved:.0}/s answered ({} answers, {non_2xx} \
+         not 2xx, {errors} errors, {missed} missed); µs p50 {p50} p90 {p90} p99 {p99} p99.9 {p999} \
+         max {}",
+        histogram.total, histogram.max
+    );
+    if let Some(error) = first_error {
+        eprintln!("open_loop: first error: {error}");
+    }
+    let prefix = label.map(|label| format!("{label}\t")).unwrap_or_default();
+    println!(
+        "{prefix}{rate:.0}\t{achieved:.0}\t{}\t{non_2xx}\t{errors}\t{missed}\t{p50}\t{p90}\t{p99}\t\
+         {p999}\t{}",
+        histogram.total, histogram.max
+    );
+    histogram.total > 0
 }
 
 #[cfg(test)]
@@ -617,5 +708,69 @@ mod tests {
         );
         let https = Options::parse_from(["open_loop", "https://example.com/", "--rate", "1"]);
         assert!(request_for(&https).is_err());
+    }
+
+    #[test]
+    fn a_mix_interleaves_its_variants_evenly_across_the_schedule() {
+        let (connections, variants) = (32, 3);
+        let mut per_variant = vec![0u64; variants];
+        let mut previous = None;
+        for slot in 0..(connections as u64 * 30) {
+            let (connection, k) = (
+                (slot % connections as u64) as usize,
+                slot / connections as u64,
+            );
+            let variant = variant_of(connection, k, connections, variants);
+            // Consecutive slots of the schedule (1 / rate apart) take the variants in turn.
+            if let Some(previous) = previous {
+                assert_eq!(variant, (previous + 1) % variants);
+            }
+            previous = Some(variant);
+            per_variant[variant] += 1;
+        }
+        assert_eq!(per_variant, vec![320; 3]);
+    }
+
+    #[test]
+    fn mixed_requests_go_to_the_urls_host_with_their_own_path_and_header() {
+        let options = Options::parse_from([
+            "open_loop",
+            "http://127.0.0.1:8080/open/",
+            "--rate",
+            "100",
+            "-H",
+            "Authorization: Bearer abc",
+            "--label",
+            "open",
+            "--mix",
+            "hs /hs/x Authorization: Bearer d e f",
+            "--mix",
+            "bare /plain",
+        ]);
+        let (address, variants) = requests_for(&options).unwrap();
+        assert_eq!(address, "127.0.0.1:8080");
+        let text: Vec<(String, String)> = variants
+            .into_iter()
+            .map(|(label, bytes)| (label, String::from_utf8(bytes).unwrap()))
+            .collect();
+        assert_eq!(text[0].0, "open");
+        assert!(text[0].1.starts_with("GET /open/ HTTP/1.1\r\n"));
+        assert_eq!(
+            text[1],
+            (
+                "hs".to_string(),
+                "GET /hs/x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer d e f\r\n\r\n"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            text[2].1,
+            "GET /plain HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+        );
+        for bad in ["lonely", "x nopath", "open /again"] {
+            let mut wrong = options.clone();
+            wrong.mixes = vec![bad.to_string()];
+            assert!(requests_for(&wrong).is_err(), "{bad}");
+        }
     }
 }
