@@ -289,7 +289,7 @@ fn base64_url(text: &str) -> Vec<u8> {
 /// Sends `edges` edge refreshes and `apis` API refreshes of `value` at once (a barrier), each
 /// on its own connection. Returns the answers, edge ones first.
 fn all_at_once(gw: &TestGateway, value: &str, edges: usize, apis: usize) -> Vec<Answer> {
-    let gw_ref = &*gw;
+    let gw_ref = gw;
     let barrier = Barrier::new(edges + apis);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..edges + apis)
