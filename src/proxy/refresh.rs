@@ -197,12 +197,16 @@ impl Refresher {
                 return Err(other);
             }
             // Served only while its access token still verifies: a revocation since (of the
-            // session, user or application) ends it at once.
-            if recent.serves(arrived, started)
-                && self.tokens.verify(&recent.outcome.access_token).is_ok()
-            {
-                self.count("grace", started);
-                return Ok(recent.outcome);
+            // session, user or application) ends it at once, and a key a reload removed is
+            // never handed out again.
+            if recent.serves(arrived, started) {
+                if self.tokens.verify(&recent.outcome.access_token).is_ok() {
+                    self.count("grace", started);
+                    return Ok(recent.outcome);
+                }
+                if arrived <= recent.completed {
+                    return self.rederive(value, client_ip, application, started).await;
+                }
             }
         }
         // Ends: a round that ran no exchange for this request's application was run by a request
@@ -215,6 +219,11 @@ impl Refresher {
                     // Another route's exchange of a value of another application than this
                     // route's: not for this request.
                     Some(other) => return Err(other),
+                    // Joined an exchange run under another configuration (a reload since
+                    // removed or replaced its key) or revoked since: not handed out as it is.
+                    None if !ran_here && self.tokens.verify(&refreshed.access_token).is_err() => {
+                        return self.rederive(value, client_ip, application, started).await;
+                    }
                     None => Ok(refreshed),
                 },
                 // Not an exchange: refused for another route's application, and this route's
@@ -260,6 +269,40 @@ impl Refresher {
             self.in_flight_map().remove(value);
         }
         (result, ran_here)
+    }
+
+    /// The outcome of an exchange this request overlapped (it joined it, or arrived before it
+    /// completed) whose access token this request's configuration does not accept: a reload
+    /// removed or replaced its key since, or a revocation ended its session. Derived again from
+    /// the store under this configuration, as a request overlapping this node's rotation of
+    /// `value` (which it did): a value the exchange retired gets that rotation's refresh token
+    /// with an access token the token service verifies now (a fresh one for the same session
+    /// when the recorded one no longer verifies); a revoked session is refused. Not coalesced:
+    /// the exchange in flight for `value` may be the one whose outcome is not accepted here.
+    async fn rederive(
+        &self,
+        value: &str,
+        client_ip: Option<&str>,
+        application: Option<Uuid>,
+        started: Instant,
+    ) -> Result<Arc<Refreshed>, RefreshError> {
+        let _overlapping = self.rotations.begin_rotation(value);
+        let result = self
+            .exchange(value, client_ip, application)
+            .await
+            .and_then(|refreshed| match application {
+                Some(app) if refreshed.application_id != Some(app) => {
+                    Err(RefreshError::OtherApplication(refreshed.application_id))
+                }
+                _ => Ok(refreshed),
+            });
+        let label = if result.is_ok() {
+            "coalesced"
+        } else {
+            "failed"
+        };
+        self.count(label, started);
+        result
     }
 
     /// Counts a refresh with its `outcome` and the time since `started`.
