@@ -287,7 +287,7 @@ impl Gateway {
     pub(super) fn record(&self, session: &Session, ctx: &RequestContext) {
         let latency = ctx.started.map_or(Duration::ZERO, |s| s.elapsed());
         let outcome = ctx.outcome.unwrap_or(CLIENT_CLOSED);
-        let route = match (ctx.route, ctx.builtin) {
+        let route = match (ctx.route, ctx.builtin()) {
             (Some(index), _) => self.route_labels.get(index).map(String::as_str),
             (None, builtin) => builtin,
         }
