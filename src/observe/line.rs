@@ -36,6 +36,26 @@ pub enum Value<'a> {
     Shown(&'a str),
 }
 
+/// A field's name as a line writes it: in text with the space before it and the `=` after it
+/// (` name=`, appended in one piece), in JSON as the name alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(&'static str);
+
+impl Key {
+    /// The key of a field, given in its text form ` name=`. Panics on any other form; a
+    /// constant key of another form does not compile.
+    pub const fn new(text: &'static str) -> Key {
+        let bytes = text.as_bytes();
+        assert!(bytes.len() > 2 && bytes[0] == b' ' && bytes[bytes.len() - 1] == b'=');
+        Key(text)
+    }
+
+    /// The field's name: the text form without its space and `=`.
+    pub fn name(self) -> &'static str {
+        self.0.get(1..self.0.len() - 1).unwrap_or_default()
+    }
+}
+
 thread_local! {
     /// The line being written, reused from one line to the next.
     static BUFFER: RefCell<String> = RefCell::new(String::with_capacity(256));
@@ -46,7 +66,7 @@ thread_local! {
 /// subscriber's way — [`super::logging::init`] did not install the output, or text lines carry
 /// ANSI colours —: the caller then emits the event through `tracing`. The caller has already
 /// asked the subscriber whether the line is wanted.
-pub fn write_info(target: &str, message: &'static str, fields: &[(&str, Value<'_>)]) -> bool {
+pub fn write_info(target: &str, message: &'static str, fields: &[(Key, Value<'_>)]) -> bool {
     let Some((format, false)) = output() else {
         return false;
     };
@@ -65,7 +85,7 @@ fn write_line(
     format: LogFormat,
     target: &str,
     message: &str,
-    fields: &[(&str, Value<'_>)],
+    fields: &[(Key, Value<'_>)],
 ) {
     line.clear();
     match format {
@@ -241,16 +261,14 @@ fn format_text(
     line: &mut String,
     target: &str,
     message: &str,
-    fields: &[(&str, Value<'_>)],
+    fields: &[(Key, Value<'_>)],
 ) -> fmt::Result {
     line.push_str("  INFO ");
     line.push_str(target);
     line.push_str(": ");
     line.push_str(message);
-    for (name, value) in fields {
-        line.push(' ');
-        line.push_str(name);
-        line.push('=');
+    for (key, value) in fields {
+        line.push_str(key.0);
         match value {
             Value::Str(text) => push_debug_str(line, text)?,
             Value::U64(number) => push_u64(line, *number),
@@ -285,11 +303,11 @@ fn format_json(
     timestamp: String,
     target: &str,
     message: &str,
-    fields: &[(&str, Value<'_>)],
+    fields: &[(Key, Value<'_>)],
 ) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     map.insert("message".to_string(), message.into());
-    for (name, value) in fields {
+    for (key, value) in fields {
         let value = match value {
             Value::Str(text) => (*text).into(),
             Value::U64(number) => (*number).into(),
@@ -298,7 +316,7 @@ fn format_json(
             Value::Display(shown) => shown.to_string().into(),
             Value::Shown(shown) => (*shown).into(),
         };
-        map.insert((*name).to_string(), value);
+        map.insert(key.name().to_string(), value);
     }
     json_line(timestamp, &tracing::Level::INFO, map, target)
 }
@@ -364,15 +382,15 @@ mod tests {
     /// The same line, written here.
     fn direct(format: LogFormat, fields: &Fields<'_>) -> String {
         let mut values = vec![
-            ("request_id", Value::Display(&fields.id)),
-            ("method", Value::Str(fields.method)),
-            ("path", Value::Str(fields.path)),
-            ("status", Value::U64(fields.status)),
+            (Key::new(" request_id="), Value::Display(&fields.id)),
+            (Key::new(" method="), Value::Str(fields.method)),
+            (Key::new(" path="), Value::Str(fields.path)),
+            (Key::new(" status="), Value::U64(fields.status)),
         ];
         if let Some(user) = fields.user {
-            values.push(("user", Value::Display(user)));
+            values.push((Key::new(" user="), Value::Display(user)));
         }
-        values.push(("latency_ms", Value::F64(fields.latency)));
+        values.push((Key::new(" latency_ms="), Value::F64(fields.latency)));
         let mut line = String::new();
         let mut timestamp = String::new();
         push_timestamp(&mut timestamp);
@@ -409,6 +427,19 @@ mod tests {
             }
         }
         .expect("a line")
+    }
+
+    #[test]
+    fn a_key_is_its_text_form_and_its_name() {
+        let key = Key::new(" latency_ms=");
+        assert_eq!((key.0, key.name()), (" latency_ms=", "latency_ms"));
+        assert_eq!(Key::new(" a=").name(), "a");
+    }
+
+    #[test]
+    #[should_panic]
+    fn a_key_without_its_text_form_is_refused() {
+        let _ = Key::new("latency_ms");
     }
 
     #[test]

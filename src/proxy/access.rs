@@ -18,7 +18,7 @@ use pingora::proxy::Session;
 
 use super::{canonical_path_of, Gateway, RequestContext};
 use crate::config::Route;
-use crate::observe::line::{self, Value};
+use crate::observe::line::{self, Key, Value};
 use crate::observe::logging::ACCESS_TARGET;
 
 /// The outcome of a request the proxy let through to its upstream.
@@ -233,18 +233,30 @@ impl Line<'_> {
         let upstream = self
             .upstream
             .map(|a| Value::Shown(address_text(a, &mut address)));
-        let fields = [
-            ("request_id", Some(Value::Shown(self.id.text(&mut id)))),
-            ("method", Some(Value::Str(self.method))),
-            ("path", Some(Value::Str(self.path))),
-            ("route", Some(Value::Str(self.route))),
-            ("status", Some(Value::U64(self.status.into()))),
-            ("outcome", Some(Value::Str(self.outcome))),
-            ("user", user),
-            ("upstream", upstream),
-            ("latency_ms", Some(Value::Micros(micros(self.latency)))),
+        const KEYS: [Key; 9] = [
+            Key::new(" request_id="),
+            Key::new(" method="),
+            Key::new(" path="),
+            Key::new(" route="),
+            Key::new(" status="),
+            Key::new(" outcome="),
+            Key::new(" user="),
+            Key::new(" upstream="),
+            Key::new(" latency_ms="),
         ];
-        let mut present = [("", Value::U64(0)); 9];
+        let values = [
+            Some(Value::Shown(self.id.text(&mut id))),
+            Some(Value::Str(self.method)),
+            Some(Value::Str(self.path)),
+            Some(Value::Str(self.route)),
+            Some(Value::U64(self.status.into())),
+            Some(Value::Str(self.outcome)),
+            user,
+            upstream,
+            Some(Value::Micros(micros(self.latency))),
+        ];
+        let fields = KEYS.into_iter().zip(values);
+        let mut present = [(KEYS[0], Value::U64(0)); 9];
         let mut count = 0;
         for (name, value) in fields {
             if let Some(value) = value {
@@ -287,7 +299,7 @@ impl Gateway {
     pub(super) fn record(&self, session: &Session, ctx: &RequestContext) {
         let latency = ctx.started.map_or(Duration::ZERO, |s| s.elapsed());
         let outcome = ctx.outcome.unwrap_or(CLIENT_CLOSED);
-        let route = match (ctx.route, ctx.builtin) {
+        let route = match (ctx.route, ctx.builtin()) {
             (Some(index), _) => self.route_labels.get(index).map(String::as_str),
             (None, builtin) => builtin,
         }

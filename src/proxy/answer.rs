@@ -152,9 +152,9 @@ impl Gateway {
         }
         // A refresh done for this request hands its pair to the browser whatever the answer
         // (a refused role, an upstream down): a one-time-use value is never used up unseen.
-        let cookies = match &ctx.refreshed {
+        let cookies = match ctx.refreshed() {
             Some(refreshed) => self.refreshed_cookies(refreshed, ctx),
-            None if status == 401 && ctx.clear_cookies => cleared_cookies().to_vec(),
+            None if status == 401 && ctx.clear_cookies() => cleared_cookies().to_vec(),
             None => Vec::new(),
         };
         let challenge = error.challenge();
@@ -163,7 +163,7 @@ impl Gateway {
             headers.push(("Set-Cookie", cookie));
         }
         // A decision also offers each cookie in a header of its own, and the login page.
-        let decision = ctx.decision;
+        let decision = ctx.decision();
         if decision.is_some() {
             headers.extend(forward_auth::cookie_copies(&cookies));
         }
@@ -230,7 +230,7 @@ impl Gateway {
         let login_path = self.route(ctx)?.auth.login_path.as_deref()?;
         let request = session.req_header();
         let browser = super::login::navigation(&request.method, &request.headers);
-        (status == 401 && ctx.decision.is_none() && browser).then(|| {
+        (status == 401 && ctx.decision().is_none() && browser).then(|| {
             let path = super::canonical_path_of(session, ctx);
             super::login::location(login_path, path, super::query_of(session, ctx))
         })
@@ -252,7 +252,7 @@ impl Gateway {
         let now = self.context.clock.now_millis();
         let secure = self.settings.tls
             || self.settings.secure_cookies
-            || ctx.decision.is_some_and(|d| d.https);
+            || ctx.decision().is_some_and(|d| d.https);
         let mut cookies = vec![gatehouse_plugin_api::Cookie::expiring(
             "access_token",
             &refreshed.access_token,
@@ -282,9 +282,9 @@ impl Gateway {
     /// done for it, or both token cookies cleared after a refresh token was refused; none
     /// otherwise.
     pub(super) fn session_cookies(&self, ctx: &RequestContext) -> Vec<String> {
-        if let Some(refreshed) = &ctx.refreshed {
+        if let Some(refreshed) = ctx.refreshed() {
             self.refreshed_cookies(refreshed, ctx)
-        } else if ctx.clear_cookies {
+        } else if ctx.clear_cookies() {
             cleared_cookies().to_vec()
         } else {
             Vec::new()
@@ -297,7 +297,7 @@ impl Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &RequestContext,
     ) -> Result<()> {
-        if ctx.refreshed.is_none() && !ctx.clear_cookies {
+        if ctx.refreshed().is_none() && !ctx.clear_cookies() {
             return Ok(());
         }
         for cookie in self.session_cookies(ctx) {

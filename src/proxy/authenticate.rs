@@ -45,7 +45,7 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<(), GatewayError> {
         let route = self.choose_route(session, ctx)?;
-        if route.upstreams.is_empty() && ctx.decision.is_none() {
+        if route.upstreams.is_empty() && ctx.decision().is_none() {
             return Err(GatewayError::DecisionOnlyRoute);
         }
         if self.declares_oversized_body(session) {
@@ -172,11 +172,12 @@ impl Gateway {
             Ok(refreshed) => {
                 let claims = refreshed.claims.clone();
                 // The value a rotation retired, in case the answer never reaches the client.
-                ctx.retired = std::str::from_utf8(value)
+                let uncommon = ctx.uncommon_mut();
+                uncommon.retired = std::str::from_utf8(value)
                     .ok()
                     .filter(|v| *v != refreshed.refresh_token)
                     .map(str::to_string);
-                ctx.refreshed = Some(refreshed);
+                uncommon.refreshed = Some(refreshed);
                 Ok(TokenState::Valid(claims))
             }
             Err(_) if still_valid => Ok(state),
@@ -187,7 +188,7 @@ impl Gateway {
             Err(error) => {
                 // A value a rotation retired: the browser may already hold its successor from
                 // another answer, which clearing the cookies now could overwrite.
-                ctx.clear_cookies = !matches!(error, RefreshError::AlreadyRotated);
+                ctx.uncommon_mut().clear_cookies = !matches!(error, RefreshError::AlreadyRotated);
                 Ok(match state {
                     TokenState::Valid(_) => TokenState::Invalid(TokenError::Expired),
                     other => other,

@@ -128,7 +128,8 @@ impl Gateway {
         if session.req_header().headers.contains_key(TRANSFER_ENCODING) {
             let prefetch =
                 HeldBody::prefetch(session, self.settings.max_body_bytes, &mut ctx.body_bytes);
-            ctx.held_body = Box::pin(prefetch).await?;
+            let held = Box::pin(prefetch).await?;
+            ctx.uncommon_mut().held_body = held;
         }
         Ok(())
     }

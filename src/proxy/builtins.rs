@@ -26,7 +26,8 @@ impl Gateway {
     ) -> Result<bool> {
         let path = canonical_path_of(session, ctx);
         if path == "/health" {
-            (ctx.outcome, ctx.builtin) = (Some(access::HEALTH), Some(access::HEALTH_ROUTE));
+            ctx.outcome = Some(access::HEALTH);
+            ctx.uncommon_mut().builtin = Some(access::HEALTH_ROUTE);
             Box::pin(self.serve_health(session)).await?;
             return Ok(true);
         }
@@ -39,7 +40,8 @@ impl Gateway {
                 params,
             } => {
                 let path = path.to_string();
-                (ctx.outcome, ctx.builtin) = (Some(access::API), Some(plugin.name()));
+                ctx.outcome = Some(access::API);
+                ctx.uncommon_mut().builtin = Some(plugin.name());
                 let (plugin, spec) = (plugin.clone(), spec.clone());
                 Box::pin(self.serve_plugin(session, plugin, spec, path, params)).await?;
                 return Ok(true);

@@ -184,11 +184,12 @@ impl Gateway {
             path_options: self.settings.path_options,
         };
         let judged = read_forwarded(&asking, &endpoint.path, under, listener)?;
-        ctx.decision = Some(Decision {
+        let uncommon = ctx.uncommon_mut();
+        uncommon.decision = Some(Decision {
             convention: judged.convention,
             https: judged.https,
         });
-        (ctx.target, ctx.host) = (Some(judged.target), Some(judged.host));
+        (uncommon.target, uncommon.host) = (Some(judged.target), Some(judged.host));
         self.admit(session, ctx).await
     }
 

@@ -112,8 +112,13 @@ impl ProxyHttp for LiveGateway {
             Some(gateway) => gateway.settings.max_body_bytes,
             None => self.current().settings.max_body_bytes,
         };
-        ctx.held_body
-            .filter(body, end_of_stream, &mut ctx.body_bytes, max_body_bytes)
+        // A body held back lives in the uncommon state; any other streams.
+        let mut streaming = HeldBody::Streaming;
+        let held = match ctx.uncommon.as_deref_mut() {
+            Some(uncommon) => &mut uncommon.held_body,
+            None => &mut streaming,
+        };
+        held.filter(body, end_of_stream, &mut ctx.body_bytes, max_body_bytes)
     }
 
     async fn upstream_peer(
@@ -331,7 +336,10 @@ fn failed(error_code: u16) -> FailToProxy {
     }
 }
 
-/// Per-request state carried between the proxy phases.
+/// Per-request state carried between the proxy phases. What most requests need is here;
+/// what only some do (a rewritten target, a refresh, a held body, a decision, a built-in's
+/// label) is in [`Uncommon`], allocated the first time one of them is set: the context lives in
+/// the engine's future of every request, which is copied whole when it is boxed.
 #[derive(Default)]
 pub struct RequestContext {
     /// The request's id in the access log.
@@ -340,22 +348,32 @@ pub struct RequestContext {
     started: Option<Instant>,
     /// How the request ended (see [`access::Line::outcome`]); set where it is decided.
     outcome: Option<&'static str>,
-    /// The route label of a request served by the gateway itself (`/health`, a plugin).
-    builtin: Option<&'static str>,
     /// The upstream chosen, and when.
     upstream: Option<(std::net::SocketAddr, Instant)>,
     /// The matched route's position in the table.
     route: Option<usize>,
+    /// The verified token, when one was presented and passed the route's policy.
+    identity: Option<Arc<crate::auth::cached::CachedToken>>,
+    /// Request body bytes seen so far (for the size limit on streamed bodies).
+    body_bytes: usize,
+    /// The state only some requests have; `None` (nothing allocated) until one is set.
+    uncommon: Option<Box<Uncommon>>,
+    /// The gateway that serves this request, from its arrival to its end (see
+    /// [`LiveGateway`]); `None` only while a phase has it out.
+    gateway: Option<Arc<Gateway>>,
+}
+
+/// The part of a [`RequestContext`] only some requests have (see [`RequestContext::uncommon`]).
+#[derive(Default)]
+struct Uncommon {
+    /// The route label of a request served by the gateway itself (`/health`, a plugin).
+    builtin: Option<&'static str>,
     /// The request target to send upstream (canonical path and the query as sent), when it
     /// differs from the target the client wrote.
     target: Option<String>,
     /// The canonical `Host` to route by and send upstream, when the client wrote another
     /// spelling of it (`Admin.example.:80`) or named it only in an absolute-form target.
     host: Option<String>,
-    /// The verified token, when one was presented and passed the route's policy.
-    identity: Option<Arc<crate::auth::cached::CachedToken>>,
-    /// Request body bytes seen so far (for the size limit on streamed bodies).
-    body_bytes: usize,
     /// How the request body goes upstream: streamed, or (chunked) judged first.
     held_body: HeldBody,
     /// The refresh-token value a transparent refresh for this request retired (a one-time-use
@@ -368,9 +386,50 @@ pub struct RequestContext {
     /// In a forward-auth decision: how the request to judge was named (set once the asking
     /// peer is trusted). `None` for a request to proxy.
     decision: Option<forward_auth::Decision>,
-    /// The gateway that serves this request, from its arrival to its end (see
-    /// [`LiveGateway`]); `None` only while a phase has it out.
-    gateway: Option<Arc<Gateway>>,
+}
+
+impl RequestContext {
+    /// The uncommon state, allocated empty the first time it is asked for this way.
+    fn uncommon_mut(&mut self) -> &mut Uncommon {
+        self.uncommon.get_or_insert_with(Box::default)
+    }
+
+    /// The route label of a request served by the gateway itself; `None` for any other.
+    fn builtin(&self) -> Option<&'static str> {
+        self.uncommon.as_ref().and_then(|u| u.builtin)
+    }
+
+    /// The target the upstream gets instead of the client's; `None` when it is the client's.
+    fn target(&self) -> Option<&str> {
+        self.uncommon.as_ref().and_then(|u| u.target.as_deref())
+    }
+
+    /// The canonical `Host` when the client wrote another (or none); `None` when the `Host`
+    /// header as sent is canonical.
+    fn host(&self) -> Option<&str> {
+        self.uncommon.as_ref().and_then(|u| u.host.as_deref())
+    }
+
+    /// The refresh-token value a transparent refresh for this request retired; `None` when
+    /// none did.
+    fn retired(&self) -> Option<&str> {
+        self.uncommon.as_ref().and_then(|u| u.retired.as_deref())
+    }
+
+    /// The outcome of a transparent refresh done for this request; `None` when none was.
+    fn refreshed(&self) -> Option<&Arc<Refreshed>> {
+        self.uncommon.as_ref().and_then(|u| u.refreshed.as_ref())
+    }
+
+    /// True when a refresh failed and both cookies are cleared on the response.
+    fn clear_cookies(&self) -> bool {
+        self.uncommon.as_ref().is_some_and(|u| u.clear_cookies)
+    }
+
+    /// How a forward-auth decision's request was named; `None` for a request to proxy.
+    fn decision(&self) -> Option<forward_auth::Decision> {
+        self.uncommon.as_ref().and_then(|u| u.decision)
+    }
 }
 
 /// Settings the proxy needs at request time.
@@ -559,7 +618,12 @@ impl Gateway {
             path_options: self.settings.path_options,
         };
         let read = read_target(&header.uri, header.raw_path(), &header.headers, listener)?;
-        (ctx.target, ctx.host) = (read.target, read.host);
+        if read.target.is_some() || read.host.is_some() {
+            let uncommon = ctx.uncommon_mut();
+            (uncommon.target, uncommon.host) = (read.target, read.host);
+        } else if let Some(uncommon) = ctx.uncommon.as_deref_mut() {
+            (uncommon.target, uncommon.host) = (None, None);
+        }
         Ok(())
     }
 
@@ -582,7 +646,7 @@ impl Gateway {
         session: &Session,
         ctx: &RequestContext,
     ) -> Option<std::net::IpAddr> {
-        if ctx.decision.is_none() {
+        if ctx.decision().is_none() {
             return self.client_address(session);
         }
         client_address(
@@ -604,7 +668,7 @@ fn peer_address(session: &Session) -> Option<std::net::IpAddr> {
 /// The canonical `Host` of the request: from `ctx.host` when it was rewritten, else the
 /// `Host` header as sent (already canonical).
 fn canonical_host_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> Option<&'a str> {
-    ctx.host.as_deref().or_else(|| {
+    ctx.host().or_else(|| {
         session
             .req_header()
             .headers
@@ -616,7 +680,7 @@ fn canonical_host_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> Optio
 /// The query of the request as sent: from `ctx.target` when the target was rewritten (in a
 /// forward-auth decision, the judged target's), else the request line's.
 fn query_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> Option<&'a str> {
-    match &ctx.target {
+    match ctx.target() {
         Some(target) => target.split_once('?').map(|(_, query)| query),
         None => session.req_header().uri.query(),
     }
@@ -625,10 +689,8 @@ fn query_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> Option<&'a str
 /// The canonical path of the request: from `ctx.target` when the target was rewritten, else
 /// the path as sent (already canonical).
 fn canonical_path_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> &'a str {
-    match &ctx.target {
-        Some(target) => target
-            .split_once('?')
-            .map_or(target.as_str(), |(path, _)| path),
+    match ctx.target() {
+        Some(target) => target.split_once('?').map_or(target, |(path, _)| path),
         None => session.req_header().uri.path(),
     }
 }
@@ -636,10 +698,28 @@ fn canonical_path_of<'a>(session: &'a Session, ctx: &'a RequestContext) -> &'a s
 #[cfg(test)]
 mod tests {
     /// The context lives in the engine's future of every request, which is copied whole when
-    /// it is boxed (14 KB a request by the profile): a byte added here is copied on every
-    /// request. Rare state belongs behind a pointer.
+    /// it is boxed (14 KB a request by the profile; the context is in it three times): a byte
+    /// added here is copied on every request. Rare state belongs in [`super::Uncommon`].
     #[test]
     fn the_request_context_stays_small() {
-        assert!(std::mem::size_of::<super::RequestContext>() <= 272);
+        assert!(std::mem::size_of::<super::RequestContext>() <= 136);
+    }
+
+    /// A request that sets none of the uncommon state allocates none, and each reader of it
+    /// says "none" until it is set.
+    #[test]
+    fn uncommon_state_is_allocated_when_first_set() {
+        let mut ctx = super::RequestContext::default();
+        assert!(ctx.uncommon.is_none());
+        assert_eq!(
+            (ctx.target(), ctx.host(), ctx.builtin(), ctx.retired()),
+            (None, None, None, None)
+        );
+        assert!(ctx.refreshed().is_none() && ctx.decision().is_none() && !ctx.clear_cookies());
+        ctx.uncommon_mut().host = Some("example.com".into());
+        assert_eq!((ctx.host(), ctx.target()), (Some("example.com"), None));
+        ctx.uncommon_mut().clear_cookies = true;
+        assert!(ctx.clear_cookies());
+        assert_eq!(ctx.host(), Some("example.com"));
     }
 }

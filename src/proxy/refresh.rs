@@ -394,7 +394,7 @@ impl super::Gateway {
         e: Option<&pingora::Error>,
         ctx: &super::RequestContext,
     ) {
-        if let Some(retired) = &ctx.retired {
+        if let Some(retired) = ctx.retired() {
             let undelivered = session.response_written().is_none()
                 || e.is_some_and(|e| matches!(e.esource(), pingora::ErrorSource::Downstream));
             if undelivered {

@@ -86,14 +86,14 @@ impl Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &RequestContext,
     ) -> Result<()> {
-        if let Some(target) = &ctx.target {
+        if let Some(target) = ctx.target() {
             let uri = target
                 .parse::<http::Uri>()
                 .map_err(|_| Error::explain(InternalError, "canonical target"))?;
             upstream_request.set_uri(uri);
         }
-        if let Some(host) = &ctx.host {
-            upstream_request.insert_header(HOST, host.as_str())?;
+        if let Some(host) = ctx.host() {
+            upstream_request.insert_header(HOST, host)?;
         }
         Ok(())
     }
@@ -111,7 +111,7 @@ impl Gateway {
         present: Present,
     ) -> Result<()> {
         let verified = ctx.identity.is_some();
-        let access = match (&ctx.refreshed, verified) {
+        let access = match (ctx.refreshed(), verified) {
             (_, false) => AccessCookie::Remove,
             (Some(refreshed), true) => AccessCookie::Replace(&refreshed.access_token),
             (None, true) => AccessCookie::Keep,
