@@ -206,6 +206,13 @@ fn read_outcome(via: Via, value: &str, response: reqwest::blocking::Response) ->
             let refresh = refreshed.unwrap_or_else(|| value.to_string());
             Outcome::Pair { access, refresh }
         }
+        // The refresh was done and its cookies set, but the upstream could not answer (the
+        // demo upstream, in the process, stops with it): a browser keeps the cookies whatever
+        // the status, so the client holds the new pair.
+        (Via::Edge, 502..=504, Some(access)) => {
+            let refresh = refreshed.unwrap_or_else(|| value.to_string());
+            Outcome::Pair { access, refresh }
+        }
         (Via::Api, 200, _) => {
             let json: Value = serde_json::from_str(&body).expect("JSON");
             Outcome::Pair {
@@ -285,7 +292,7 @@ fn join_all(handles: Vec<std::thread::ScopedJoinHandle<'_, Timed>>) -> Vec<Timed
 
 /// Edge and API alternately.
 fn alternate(i: usize) -> Via {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Via::Edge
     } else {
         Via::Api
@@ -353,40 +360,43 @@ fn slow_gateway(store_url: Option<String>, extra: &str) -> (TestGateway, Uuid) {
     (TestGateway::start_with_keys(options, slow_keys(kid)), kid)
 }
 
-/// Vends a token signed with `kid` and issues one for the application from `token`; both are
-/// signed on the pool and write nothing: each must be answered 200 with a token that verifies.
-fn vend_and_issue(gw: &TestGateway, kid: Uuid, token: &str) -> Vec<(String, Duration)> {
-    let started = Instant::now();
-    let vended = check_status(
+/// Vends a token signed with `kid`, and issues one for the application from `token`: both are
+/// signed on the pool and read the store (the tenant, the registration). Returns, for each, the
+/// token (`None`: a clean 503 with FusionAuth's Errors JSON, the store unavailable) and how long
+/// the answer took.
+fn vend_and_issue(gw: &TestGateway, kid: Uuid, token: &str) -> Vec<(Option<String>, Duration)> {
+    let requests = [
         patient()
             .post(gw.url("/api/jwt/vend"))
             .header("Authorization", API_KEY)
-            .json(&json!({"keyId": kid, "claims": {"sub": "vended"}}))
-            .send()
-            .expect("send"),
-        200,
-    );
-    let vend_took = started.elapsed();
-    let issued = check_status(
+            .json(&json!({"keyId": kid, "claims": {"sub": "vended"}})),
         patient()
             .get(gw.url(&format!("/api/jwt/issue?applicationId={APP}")))
-            .bearer_auth(token)
-            .send()
-            .expect("send"),
-        200,
-    );
-    vec![
-        (vended["token"].as_str().expect("token").into(), vend_took),
-        (
-            issued["token"].as_str().expect("token").into(),
-            started.elapsed() - vend_took,
-        ),
-    ]
+            .bearer_auth(token),
+    ];
+    requests
+        .into_iter()
+        .map(|request| {
+            let started = Instant::now();
+            let response = request.send().expect("send");
+            let status = response.status().as_u16();
+            let body: Value = response.json().unwrap_or(Value::Null);
+            let took = started.elapsed();
+            match status {
+                200 => (
+                    Some(body["token"].as_str().expect("token").to_string()),
+                    took,
+                ),
+                503 if body["generalErrors"][0]["code"].is_string() => (None, took),
+                _ => panic!("{status} {body}"),
+            }
+        })
+        .collect()
 }
 
 #[test]
 fn a_write_lock_held_past_the_busy_timeout_while_rsa_signatures_are_pending_burns_nothing() {
-    const FILLERS: usize = 24;
+    const FILLERS: usize = 16;
     const TARGETS: usize = 6;
     let (gw, kid) = slow_gateway(None, "");
     let session = gw.login("locked@example.com", &["user"]);
@@ -407,7 +417,9 @@ fn a_write_lock_held_past_the_busy_timeout_while_rsa_signatures_are_pending_burn
     });
     let keys = jwks(&gw);
     for (token, took) in &signed {
-        verified(token, &keys, None);
+        if let Some(token) = token {
+            verified(token, &keys, None);
+        }
         assert!(*took < Duration::from_secs(11), "{took:?}");
     }
     for answer in &target_answers {
