@@ -48,6 +48,7 @@ mod it {
     pub mod restart;
     pub mod revocation_attacks;
     pub mod signing_attacks;
+    pub mod signing_failure_attacks;
     pub mod speed_attacks;
     pub mod store_attacks;
     pub mod store_stress;

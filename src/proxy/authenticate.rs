@@ -200,8 +200,9 @@ impl Gateway {
     /// Exchanges `value` for a request on `route`, unless it is another application's refresh
     /// token: exchanging that here would use it up (one-time use) for a token this route
     /// refuses, logging its owner out. `None` leaves the token alone; a store that cannot say
-    /// is the outcome's store error (a 503 unless the access token is still valid).
-    /// `client` is recorded on the refresh token. One store read decides both (see
+    /// is the outcome's store error (a 503 unless the access token is still valid), and so is a
+    /// refresh not done within `api.timeLimitSeconds` of the request's arrival (see
+    /// [`super::refresh::Refresher::refresh_within`]). `client` is recorded on the refresh token. One store read decides both (see
     /// [`super::refresh::Refresher::refresh`]).
     async fn refresh_for_route(
         &self,
@@ -212,9 +213,11 @@ impl Gateway {
     ) -> Option<RefreshOutcome> {
         let client = client.map(|ip| ip.to_string());
         let application = route.auth.application_id;
+        // Bounded like an API request, from the moment the request's header was read.
+        let deadline = arrived + self.api.settings().time_limit;
         match self
             .refresher
-            .refresh(value, client.as_deref(), arrived, application)
+            .refresh_within(deadline, value, client.as_deref(), arrived, application)
             .await
         {
             Err(RefreshError::OtherApplication(_)) => None,

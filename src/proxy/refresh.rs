@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gatehouse_plugin_api::store::StoreError;
 use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService};
 use gatehouse_refresh::{
     exchange_refresh_token, exchange_refresh_token_for_application, RefreshEnv, RefreshError,
@@ -164,6 +165,39 @@ impl Refresher {
             now.saturating_add(gatehouse_refresh::UNCONFIRMED_RETRY_MS),
             now,
         );
+    }
+
+    /// [`Self::refresh`], bounded in time: a refresh not done by `deadline` (the request's
+    /// arrival plus `api.timeLimitSeconds`, the API's own bound) is abandoned there and is a
+    /// [`RefreshError::Store`] (a 503 with `Retry-After`, cookies kept). Abandoned before its
+    /// rotation was sent to the store, it wrote nothing (the value stays live); abandoned while
+    /// the store had not answered the rotation, the value is marked unconfirmed, so the
+    /// client's one retry with it within [`gatehouse_refresh::UNCONFIRMED_RETRY_MS`] gets the
+    /// rotation's outcome, exactly as for an API refresh over its time limit. A signature that
+    /// is already running on the signing pool finishes there first (its result is dropped).
+    pub async fn refresh_within(
+        &self,
+        deadline: Instant,
+        value: &str,
+        client_ip: Option<&str>,
+        arrived: Instant,
+        application: Option<Uuid>,
+    ) -> Result<Arc<Refreshed>, RefreshError> {
+        let started = Instant::now();
+        let refresh = self.refresh(value, client_ip, arrived, application);
+        match tokio::time::timeout_at(deadline.into(), refresh).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.count("failed", started);
+                tracing::warn!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "transparent refresh over the time limit: answered 503, abandoned"
+                );
+                Err(RefreshError::Store(StoreError::Unavailable(
+                    "the refresh did not complete within the time limit".into(),
+                )))
+            }
+        }
     }
 
     /// Exchanges `value` for a request that `arrived` at that instant, or joins the exchange

@@ -24,13 +24,13 @@ use super::kit::*;
 const RSA8192: &str = include_str!("fixtures/rsa8192_key.pem");
 
 /// The gateway's keys plus the slow RSA key, as PS512 with id `kid`.
-fn slow_keys(kid: Uuid) -> Keys {
+pub fn slow_keys(kid: Uuid) -> Keys {
     Keys::generate().with_pem_key(kid, "PS512", RSA8192)
 }
 
 /// Options whose application signs with `kid` under `policy` (the rest of a `jwtConfiguration`
 /// flow mapping), with a `/app` route that refreshes at the edge.
-fn options(kid: Uuid, policy: &str) -> Options {
+pub fn options(kid: Uuid, policy: &str) -> Options {
     Options {
         app_jwt: format!("enabled: true, accessTokenKeyId: {kid}, timeToLiveInSeconds: 300, {policy}"),
         extra_routes: format!(
@@ -111,7 +111,7 @@ fn live_values(gw: &TestGateway, user: &str) -> Vec<String> {
 
 /// What one refresh answered: the access and refresh token on success, else the status and body.
 #[derive(Debug, Clone)]
-enum Answer {
+pub enum Answer {
     Pair { access: String, refresh: String },
     Refused { status: u16, body: String },
 }
@@ -131,7 +131,7 @@ fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> Option<Stri
 /// A transparent refresh at the edge with the `refresh_token` cookie `value` only. On success
 /// the pair is the cookies set (the refresh token stays `value` when none is set: `Reusable`),
 /// and the token the upstream received must be the new access token.
-fn edge_refresh(client: &reqwest::blocking::Client, gw: &TestGateway, value: &str) -> Answer {
+pub fn edge_refresh(client: &reqwest::blocking::Client, gw: &TestGateway, value: &str) -> Answer {
     let response = client
         .get(gw.url("/app/page"))
         .header("Cookie", format!("refresh_token={value}"))
@@ -156,7 +156,7 @@ fn edge_refresh(client: &reqwest::blocking::Client, gw: &TestGateway, value: &st
 }
 
 /// `POST /api/jwt/refresh` with `value` in the body.
-fn api_refresh(client: &reqwest::blocking::Client, gw: &TestGateway, value: &str) -> Answer {
+pub fn api_refresh(client: &reqwest::blocking::Client, gw: &TestGateway, value: &str) -> Answer {
     let response = client
         .post(gw.url("/api/jwt/refresh"))
         .json(&json!({"refreshToken": value}))
@@ -179,7 +179,7 @@ fn api_refresh(client: &reqwest::blocking::Client, gw: &TestGateway, value: &str
 }
 
 /// The gateway's published JWKS.
-fn jwks(gw: &TestGateway) -> Value {
+pub fn jwks(gw: &TestGateway) -> Value {
     check_status(
         client()
             .get(gw.url("/.well-known/jwks.json"))
@@ -192,7 +192,7 @@ fn jwks(gw: &TestGateway) -> Value {
 /// The header and claims of `token`, after checking its signature with the key the JWKS
 /// publishes under its `kid` (or, for an HMAC token, with `secret`). Panics when the key is not
 /// published or the signature does not verify.
-fn verified(token: &str, jwks: &Value, secret: Option<&str>) -> (Value, Value) {
+pub fn verified(token: &str, jwks: &Value, secret: Option<&str>) -> (Value, Value) {
     let part = |i: usize| -> Value {
         let text = token.split('.').nth(i).expect("three parts");
         let bytes = base64_url(text);
@@ -522,7 +522,7 @@ fn a_reload_removing_the_signing_key_while_signatures_are_pending_hands_out_no_t
 }
 
 /// A client that gives up after `timeout`.
-fn impatient(timeout: Duration) -> reqwest::blocking::Client {
+pub fn impatient(timeout: Duration) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(timeout)
         .build()

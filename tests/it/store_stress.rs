@@ -33,13 +33,13 @@ fn options(store: Option<&Path>) -> Options {
 }
 
 /// The `sqlite3` command holding the write lock of a database file until dropped.
-struct Locker {
+pub struct Locker {
     child: Child,
 }
 
 impl Locker {
     /// Takes the lock (`BEGIN EXCLUSIVE`) and returns once it is held.
-    fn hold(path: &Path) -> Locker {
+    pub fn hold(path: &Path) -> Locker {
         let mut child = Command::new("sqlite3")
             .arg(path)
             .stdin(Stdio::piped())
