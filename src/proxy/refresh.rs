@@ -54,6 +54,27 @@ pub struct Refreshed {
 
 type Shared = Arc<OnceCell<Result<Arc<Refreshed>, RefreshError>>>;
 
+/// Held by each request waiting on an in-flight entry: when the last one lets go (done or
+/// dropped) and the entry is still `cell`, the entry leaves the map.
+struct LastOut<'a> {
+    map: &'a Mutex<HashMap<String, Shared>>,
+    value: &'a str,
+    cell: &'a Shared,
+}
+
+impl Drop for LastOut<'_> {
+    fn drop(&mut self) {
+        let mut map = crate::observe::poison::lock_or_take_over(self.map, "refresh in-flight map");
+        // Two holders: the map's and this request's own clone.
+        if map
+            .get(self.value)
+            .is_some_and(|held| Arc::ptr_eq(held, self.cell) && Arc::strong_count(held) == 2)
+        {
+            map.remove(self.value);
+        }
+    }
+}
+
 /// A completed refresh, kept for the requests that overlapped it.
 #[derive(Clone)]
 struct Recent {
@@ -291,6 +312,13 @@ impl Refresher {
             .entry(value.to_string())
             .or_default()
             .clone();
+        // A request dropped while it waits (its client went away, its time ran out) takes the
+        // entry with it when nobody else waits on it, so abandoned values do not pile up.
+        let _last_out = LastOut {
+            map: &self.in_flight,
+            value,
+            cell: &cell,
+        };
         let mut ran_here = false;
         let result = cell
             .get_or_init(|| {
@@ -458,5 +486,41 @@ mod tests {
         assert_eq!(retention(true, Some(999), 1_000), None, "already over");
         // nothing retired (Reusable): a short cache of the same answer
         assert_eq!(retention(false, None, 1_000), Some(MIN_RETAIN));
+    }
+
+    #[test]
+    fn an_in_flight_entry_leaves_the_map_with_its_last_waiter_done_or_dropped() {
+        let map: Mutex<HashMap<String, Shared>> = Mutex::default();
+        {
+            // As in `exchange_once`: each waiter's clone outlives its guard.
+            let first = map.lock().unwrap().entry("v".into()).or_default().clone();
+            let _first = LastOut {
+                map: &map,
+                value: "v",
+                cell: &first,
+            };
+            {
+                let joiner = map.lock().unwrap().entry("v".into()).or_default().clone();
+                let _joiner = LastOut {
+                    map: &map,
+                    value: "v",
+                    cell: &joiner,
+                };
+            }
+            assert!(map.lock().unwrap().contains_key("v"), "another still waits");
+        }
+        assert!(
+            map.lock().unwrap().is_empty(),
+            "the last waiter took it along"
+        );
+        // An entry that is no longer this request's cell stays.
+        let old = map.lock().unwrap().entry("v".into()).or_default().clone();
+        map.lock().unwrap().insert("v".into(), Shared::default());
+        drop(LastOut {
+            map: &map,
+            value: "v",
+            cell: &old,
+        });
+        assert!(map.lock().unwrap().contains_key("v"));
     }
 }
