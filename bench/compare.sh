@@ -28,7 +28,7 @@
 # (true: the open route's p99 beside RS256 refreshes),
 # REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS, LATENCY_PERCENTS, LATENCY_SECONDS,
 # LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's);
-# RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
+# GATEHOUSE_BIN (the gateway binary; default the release build), RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-3}
@@ -64,7 +64,7 @@ part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 cargo build --release -q --bin gatehouse --example bare_pingora --example sign_limit --example open_loop
 target_dir=${CARGO_TARGET_DIR:-target}
-bin=$target_dir/release/gatehouse
+bin=${GATEHOUSE_BIN:-$target_dir/release/gatehouse}
 bare_bin=$target_dir/release/examples/bare_pingora
 sign_bin=$target_dir/release/examples/sign_limit
 load_bin=$target_dir/release/examples/open_loop
