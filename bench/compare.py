@@ -305,8 +305,8 @@ def summary_extra(extra):
         print()
         print("| key type (store) | signing limit /s (1 thread) | µs to sign / verify one "
               "| refreshes /s through the proxy | ratio | gateway CPU µs per refresh "
-              "| gateway CPU busy |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+              "| gateway CPU busy | context switches per refresh |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for name in signs:
             limit = median([s[0] for s in signs[name]])
             verify = median([s[1] for s in signs[name]])
@@ -316,9 +316,12 @@ def summary_extra(extra):
                 rate = median([r[0] for r in rs])
                 cpu = median([r[1] for r in rs])
                 busy = median([r[2] for r in rs])
+                counted = [r[3] for r in rs if len(r) > 3 and r[3] >= 0]
+                switches = f"{median(counted):.2f}" if counted else "—"
                 where = store.split("/")[1]
                 print(f"| {name} ({where}) | {limit:.0f} | {1e6 / limit:.0f} / {verify:.0f} "
-                      f"| {rate:.0f} | {rate / limit:.2f} | {cpu:.0f} | {busy:.0%} |")
+                      f"| {rate:.0f} | {rate / limit:.2f} | {cpu:.0f} | {busy:.0%} "
+                      f"| {switches} |")
     besides = {}
     for kind, name, values in extra:
         if kind == "beside":

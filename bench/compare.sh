@@ -25,9 +25,12 @@
 #   apt-get install -y wrk haproxy apache2 libapache2-mod-oauth2
 # Tunables: DURATION (s), ROUNDS, CONNECTIONS, THREADS, TARGETS (space-separated subset of the
 # names below), PARTS (proxy refresh start memory), SESSIONS (refresh tokens per key type),
+# REFRESH_KINDS (default "rs:RS256 es:ES256 ed:EdDSA"), REFRESH_ROUNDS (2), REFRESH_BESIDE
+# (true: the open route's p99 beside RS256 refreshes),
 # REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS, LATENCY_PERCENTS, LATENCY_SECONDS,
 # LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's),
-# LATENCY_CONNECTIONS, PIN=1 (proxies on the last core, nginx and load generators on the others);
+# LATENCY_CONNECTIONS, PIN=1 (proxies on the last core, nginx and load generators on the others),
+# GATEHOUSE_BIN (the gateway binary; default the release build);
 # RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +42,9 @@ ALL_TARGETS="nginx bare open rs256 es256 hs256 remote haproxy haproxy_jwt mod_oa
 TARGETS=${TARGETS:-$ALL_TARGETS}
 PARTS=${PARTS:-proxy latency refresh start memory}
 SESSIONS=${SESSIONS:-12000}
+REFRESH_KINDS=${REFRESH_KINDS:-rs:RS256 es:ES256 ed:EdDSA}
+REFRESH_ROUNDS=${REFRESH_ROUNDS:-2}
+REFRESH_BESIDE=${REFRESH_BESIDE:-true}
 REFRESH_SECONDS=${REFRESH_SECONDS:-3}
 REFRESH_CONNECTIONS=${REFRESH_CONNECTIONS:-8}
 MEMORY_TOKENS=${MEMORY_TOKENS:-100000}
@@ -69,7 +75,7 @@ fi
 
 cargo build --release -q --bin gatehouse --example bare_pingora --example sign_limit --example open_loop
 target_dir=${CARGO_TARGET_DIR:-target}
-bin=$target_dir/release/gatehouse
+bin=${GATEHOUSE_BIN:-$target_dir/release/gatehouse}
 bare_bin=$target_dir/release/examples/bare_pingora
 sign_bin=$target_dir/release/examples/sign_limit
 load_bin=$target_dir/release/examples/open_loop
@@ -200,8 +206,8 @@ token_hs=$("$bin" token --config "$work/config.yaml" --application-id "$app_hs")
 token_remote=$(cat "$work/remote.token")
 if part refresh; then
   echo "compare: creating $SESSIONS refresh sessions per key type" >&2
-  for kind in rs es ed; do
-    app_var=app_$kind
+  for pair in $REFRESH_KINDS; do
+    kind=${pair%%:*}; app_var=app_$kind
     "$bin" token --config "$work/config.yaml" --application-id "${!app_var}" \
       --email "$kind.bench@example.com" --refresh --count "$SESSIONS" \
       | python3 -c 'import json,sys; [print(json.loads(l)["refreshToken"]) for l in sys.stdin]' \
@@ -516,9 +522,11 @@ fi
 # Refresh throughput: per key type, the signing-only limit (one thread) and then transparent
 # refreshes through the proxy (a different refresh token per request, no access token), on the
 # durable store and on the tmpfs copy; appends "sign ALG per-second" and
-# "refresh ALG/STORE per-second gateway-cpu-µs/refresh gateway-cpu-busy".
+# "refresh ALG/STORE per-second gateway-cpu-µs/refresh gateway-cpu-busy switches/refresh"
+# (the gateway's context switches per refresh, all its threads, counted by `perf stat` when it
+# can attach; -1 when it cannot).
 refresh_run() { # KIND ALG PORT PID STORE
-  local before after out took start_ns
+  local before after out took start_ns perf_pid="" switches=-1
   cat > "$work/refresh_$1.lua" <<LUA
 local tokens = {}
 for line in io.lines("$work/refresh_$1") do tokens[#tokens + 1] = line end
@@ -528,17 +536,26 @@ request = function()
   return wrk.format("GET", "/refresh-$1/", { ["Cookie"] = "refresh_token=" .. tokens[(i % #tokens) + 1] })
 end
 LUA
+  if command -v perf > /dev/null; then
+    perf stat -x, -e context-switches -p "$4" -o "$work/switches" 2>/dev/null &
+    perf_pid=$!
+  fi
   before=$(ticks "$4"); start_ns=$(date +%s%N)
   out=$(wrk -t1 -c"$REFRESH_CONNECTIONS" -d"${REFRESH_SECONDS}s" -s "$work/refresh_$1.lua" "http://127.0.0.1:$3/refresh-$1/")
   after=$(ticks "$4"); took=$(( $(date +%s%N) - start_ns ))
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null; wait "$perf_pid" 2>/dev/null || true
+    switches=$(awk -F, '$3 == "context-switches" && $1 ~ /^[0-9]+$/ {print $1}' "$work/switches" 2>/dev/null)
+    switches=${switches:--1}
+  fi
   if grep -qE 'Non-2xx|Socket errors' <<< "$out"; then
     echo "compare: refresh $2: $(grep -E 'Non-2xx|Socket errors' <<< "$out")" >&2
   fi
   python3 -c "
 r = $(awk '/Requests\/sec/ {print $2}' <<< "$out"); n = $(awk '/requests in/ {print $1}' <<< "$out")
-cpu = ($after - $before) / $hz
-print('refresh\t$2/$5\t%s\t%.0f\t%.3f' % (r, cpu * 1e6 / n, cpu / ($took / 1e9)))" >> "$results"
-  tail -1 "$results" | awk -F'\t' '{printf "compare: refresh %-12s %6.0f /s, %5.0f us gateway CPU each, gateway busy %.0f%%\n", $2, $3, $4, $5 * 100}' >&2
+cpu = ($after - $before) / $hz; sw = $switches
+print('refresh\t$2/$5\t%s\t%.0f\t%.3f\t%.2f' % (r, cpu * 1e6 / n, cpu / ($took / 1e9), sw / n if sw >= 0 else -1))" >> "$results"
+  tail -1 "$results" | awk -F'\t' '{printf "compare: refresh %-12s %6.0f /s, %5.0f us gateway CPU each, gateway busy %.0f%%, %.2f context switches each\n", $2, $3, $4, $5 * 100, $6}' >&2
 }
 # The open route's latency on the same gateway, alone and while RS256 refreshes run beside it
 # (the refresh run's wrk and a second wrk of 2 connections on /open, at once): appends "beside
@@ -568,8 +585,8 @@ if part refresh; then
     gw2_pid=$last_pid
     wait_for "http://127.0.0.1:$gw2/health" "$work/gatehouse_tmpfs.log"
   fi
-  for round in 1 2; do
-    for pair in rs:RS256 es:ES256 ed:EdDSA; do
+  for round in $(seq "$REFRESH_ROUNDS"); do
+    for pair in $REFRESH_KINDS; do
       kind=${pair%%:*}; alg=${pair#*:}
       read -r _ limit _ verify < <("$sign_bin" "$alg" "$REFRESH_SECONDS")
       printf 'sign\t%s\t%s\t%s\n' "$alg" "$limit" "$verify" >> "$results"
@@ -577,8 +594,10 @@ if part refresh; then
       refresh_run "$kind" "$alg" "$gw" "$gw_pid" disk
       [ -n "$gw2_pid" ] && refresh_run "$kind" "$alg" "$gw2" "$gw2_pid" tmpfs
     done
-    beside_run "$gw" disk
-    [ -n "$gw2_pid" ] && beside_run "$gw2" tmpfs
+    if [ "$REFRESH_BESIDE" = true ] && [ -s "$work/refresh_rs.lua" ]; then
+      beside_run "$gw" disk
+      [ -n "$gw2_pid" ] && beside_run "$gw2" tmpfs
+    fi
   done
   [ -n "$gw2_pid" ] && kill "$gw2_pid"
 fi

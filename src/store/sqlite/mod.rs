@@ -17,6 +17,7 @@
 
 mod directory;
 mod identity_providers;
+mod readers;
 mod refresh_tokens;
 mod revocations;
 mod users;
@@ -52,6 +53,8 @@ const STATEMENT_CACHE: usize = 128;
 pub struct SqliteStore {
     /// The thread that owns the connection and runs the calls.
     writer: writer::Writer,
+    /// Read-only connections for the refresh path's read, on the calling thread.
+    readers: readers::Readers,
     /// Where every instant the store writes itself comes from.
     clock: Arc<dyn Clock>,
 }
@@ -141,6 +144,7 @@ impl SqliteStore {
         migrate(&mut conn, clock.now_millis())?;
         Ok(SqliteStore {
             writer: writer::Writer::start(conn)?,
+            readers: readers::Readers::new(path),
             clock,
         })
     }
@@ -384,6 +388,84 @@ mod tests {
         // Reopening applies no migration twice and keeps the data.
         let reopened = SqliteStore::open(&path, Arc::new(SystemClock)).expect("reopen");
         crate::store::suite::check_persisted(&reopened).await;
+    }
+
+    /// A live token with its user, tenant and application, in `store`.
+    async fn seeded_token(store: &SqliteStore, value: &str) {
+        use gatehouse_plugin_api::store::RefreshTokenStore;
+        use gatehouse_plugin_api::store_suite as suite;
+        let application = suite::application();
+        crate::store::suite::seed(
+            store,
+            &[suite::tenant()],
+            std::slice::from_ref(&application),
+        )
+        .await;
+        let token = suite::token(Uuid::from_u128(0x6666), value);
+        let user = gatehouse_plugin_api::model::User {
+            id: token.user_id,
+            tenant_id: token.tenant_id,
+            email: Some("ann@example.com".into()),
+            active: true,
+            ..Default::default()
+        };
+        gatehouse_plugin_api::store::UserStore::create_user(store, &user)
+            .await
+            .expect("user");
+        store.insert_refresh_token(&token).await.expect("insert");
+    }
+
+    /// The refresh path's read is made on the calling thread: it is answered while the writer
+    /// thread is busy inside a transaction (as during a commit's fsync), and sees what the
+    /// writer committed before it.
+    #[tokio::test]
+    async fn a_refresh_subject_is_read_beside_a_busy_writer() {
+        use gatehouse_plugin_api::store::RefreshTokenStore;
+        let fixture = fixture().await;
+        let store = &fixture.store;
+        seeded_token(store, "value-one").await;
+        let (entered, inside) = std::sync::mpsc::channel();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let busy = store.tx(move |tx| {
+            tx.execute("DELETE FROM refresh_tokens", [])
+                .map_err(backend)?;
+            entered.send(()).expect("entered");
+            gate.recv().expect("released");
+            Err::<(), _>(StoreError::NotFound)
+        });
+        let read = async {
+            tokio::task::spawn_blocking(move || inside.recv().expect("the writer is busy"))
+                .await
+                .expect("join");
+            let found = store.find_refresh_subject("value-one").await;
+            release.send(()).expect("release");
+            found
+        };
+        let (busy, found) = tokio::join!(busy, read);
+        assert_eq!(busy, Err(StoreError::NotFound), "rolled back");
+        let subject = found
+            .expect("read")
+            .expect("live: the delete is not committed");
+        assert_eq!(subject.token.token, "value-one");
+        assert!(subject.user.is_some() && subject.application.is_some());
+        assert_eq!(fixture.store.readers.idle(), 1);
+    }
+
+    /// When the file cannot be read on the calling thread, the same read goes through the
+    /// writer thread and answers the same.
+    #[tokio::test]
+    async fn a_refresh_subject_the_readers_cannot_read_is_read_by_the_writer() {
+        use gatehouse_plugin_api::store::RefreshTokenStore;
+        let mut fixture = fixture().await;
+        seeded_token(&fixture.store, "value-one").await;
+        let missing = fixture._dir.path().join("missing.db");
+        fixture.store.readers = readers::Readers::new(&missing);
+        let store = &fixture.store;
+        let subject = store.find_refresh_subject("value-one").await.expect("read");
+        assert_eq!(subject.expect("live").token.token, "value-one");
+        let other = store.find_refresh_subject("other").await;
+        assert!(matches!(other, Ok(None)), "{other:?}");
+        assert!(!missing.exists());
     }
 
     /// Refreshes' writes answered (committed together or not) are durable: a second

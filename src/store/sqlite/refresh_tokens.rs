@@ -126,6 +126,15 @@ pub(super) fn find_rotated(tx: &Connection, old_hash: &str) -> StoreResult<Optio
     }))
 }
 
+/// The live token `value` names and what it belongs to, read in `tx`; `None` when no live
+/// token has that value.
+fn live_subject(tx: &Connection, value: &str) -> StoreResult<Option<RefreshSubject>> {
+    match find_live_token(tx, value)? {
+        Some(token) => subject_of(tx, token).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// The records a refresh of `token` checks (see [`RefreshSubject`]), read in `tx` with the
 /// statements of the single-record reads.
 fn subject_of(tx: &Connection, token: RefreshToken) -> StoreResult<RefreshSubject> {
@@ -206,12 +215,13 @@ impl RefreshTokenStore for SqliteStore {
         self.tx(move |tx| find_live_token(tx, &value)).await
     }
     async fn find_refresh_subject(&self, value: &str) -> StoreResult<Option<RefreshSubject>> {
+        // On this thread when the file can be read at once (no hop, no wait behind the
+        // writer's commit); else through the writer thread, which decides the answer.
+        if let Some(found) = self.readers.read(|tx| live_subject(tx, value)) {
+            return Ok(found);
+        }
         let value = value.to_string();
-        self.tx(move |tx| match find_live_token(tx, &value)? {
-            Some(token) => subject_of(tx, token).map(Some),
-            None => Ok(None),
-        })
-        .await
+        self.tx(move |tx| live_subject(tx, &value)).await
     }
     async fn get_refresh_token(&self, id: Uuid) -> StoreResult<Option<RefreshToken>> {
         self.tx(move |tx| {
