@@ -53,8 +53,8 @@ const STATEMENT_CACHE: usize = 128;
 pub struct SqliteStore {
     /// The thread that owns the connection and runs the calls.
     writer: writer::Writer,
-    /// Read-only connections for the refresh path's read, on the calling thread.
-    readers: readers::Readers,
+    /// Read-only connections for the refresh path's read, on a blocking thread.
+    readers: Arc<readers::Readers>,
     /// Where every instant the store writes itself comes from.
     clock: Arc<dyn Clock>,
 }
@@ -144,7 +144,7 @@ impl SqliteStore {
         migrate(&mut conn, clock.now_millis())?;
         Ok(SqliteStore {
             writer: writer::Writer::start(conn)?,
-            readers: readers::Readers::new(path),
+            readers: Arc::new(readers::Readers::new(path)),
             clock,
         })
     }
@@ -415,7 +415,7 @@ mod tests {
         store.insert_refresh_token(&token).await.expect("insert");
     }
 
-    /// The refresh path's read is made on the calling thread: it is answered while the writer
+    /// The refresh path's read is made beside the writer: it is answered while the writer
     /// thread is busy inside a transaction (as during a commit's fsync), and sees what the
     /// writer committed before it.
     #[tokio::test]
@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(fixture.store.readers.idle(), 1);
     }
 
-    /// When the file cannot be read on the calling thread, the same read goes through the
+    /// When the file cannot be read by a reader, the same read goes through the
     /// writer thread and answers the same.
     #[tokio::test]
     async fn a_refresh_subject_the_readers_cannot_read_is_read_by_the_writer() {
@@ -459,7 +459,7 @@ mod tests {
         let mut fixture = fixture().await;
         seeded_token(&fixture.store, "value-one").await;
         let missing = fixture._dir.path().join("missing.db");
-        fixture.store.readers = readers::Readers::new(&missing);
+        fixture.store.readers = Arc::new(readers::Readers::new(&missing));
         let store = &fixture.store;
         let subject = store.find_refresh_subject("value-one").await.expect("read");
         assert_eq!(subject.expect("live").token.token, "value-one");

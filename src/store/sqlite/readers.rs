@@ -1,6 +1,7 @@
-//! Read-only connections to the SQLite file, used on the calling thread for the refresh path's
-//! read (the token and its subject), so that read neither hops to the writer thread nor waits
-//! behind the commit (and fsync) the writer is running.
+//! Read-only connections to the SQLite file, used on a blocking thread for the refresh path's
+//! read (the token and its subject), so that read does not wait behind the commit (and fsync)
+//! the writer thread is running. A read runs on the thread that calls [`Readers::read`]: the
+//! store calls it from a blocking thread, never from the event loop.
 //!
 //! WAL mode lets readers run beside the one writer: a read transaction sees everything
 //! committed before it began, so a write the writer thread has answered (answers come only
