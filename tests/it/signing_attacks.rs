@@ -116,16 +116,10 @@ pub enum Answer {
     Refused { status: u16, body: String },
 }
 
+/// The value a `Set-Cookie` of the answer gives cookie `name`; `None` when it sets none or
+/// clears it.
 fn set_cookie(response: &reqwest::blocking::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            let (k, v) = c.split(';').next()?.split_once('=')?;
-            (k == name && !v.is_empty()).then(|| v.to_string())
-        })
+    super::postgres::cookie_value(response, name).filter(|value| !value.is_empty())
 }
 
 /// A transparent refresh at the edge with the `refresh_token` cookie `value` only. On success
