@@ -1,19 +1,29 @@
-//! Where the CPU-heavy synchronous steps of API handlers run (applying a JSON Patch to a large
-//! document, …): on the Tokio runtime's blocking pool, at most [`CpuPool::size`] at once. So a
-//! heavy step never stalls the async threads that serve the other API requests, and never
-//! takes more cores than the host gives the API, however many requests bring one.
+//! Where the CPU-heavy synchronous steps run (an RSA signature, applying a JSON Patch to a large
+//! document, …): on the pool's own threads, at most [`CpuPool::size`] at once, in the order
+//! they were submitted. So a heavy step never stalls the async threads that serve the other
+//! requests, and never takes more cores than the pool was given, however many requests bring
+//! one.
+//!
+//! A thread of the pool takes the next step from the queue as soon as it has finished one, so
+//! a busy pool runs its steps back to back: between two steps no async thread is woken, and a
+//! step costs one wake-up of its caller when it is done. (Behind a semaphore on Tokio's blocking
+//! pool, each step needed the async thread to take the slot a step freed and hand the next step
+//! to a blocking thread: two more wake-ups a step, and a gap in the pool's work between steps.)
 
-use std::sync::Arc;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::oneshot;
 
 /// Why a step did not return: the pool is closed, or the step panicked (its message). An
 /// internal error for the API ([`crate::error::ApiError`] converts it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuPoolError {
-    /// The pool no longer takes steps.
+    /// The pool no longer takes steps (its threads could not be started).
     Closed,
-    /// The step panicked or could not run: the runtime's message.
+    /// The step panicked: its message.
     Failed(String),
 }
 
@@ -26,20 +36,37 @@ impl std::fmt::Display for CpuPoolError {
     }
 }
 
-/// A bound on the CPU-heavy steps running at once (see the module documentation).
+/// A step as the pool's threads run it.
+type Step = Box<dyn FnOnce() + Send>;
+
+/// A bound on the CPU-heavy steps running at once, and the threads that run them (see the
+/// module documentation). Clones share the pool; its threads end when the last clone is
+/// dropped (after the steps already queued).
 #[derive(Debug, Clone)]
 pub struct CpuPool {
-    slots: Arc<Semaphore>,
+    shared: Arc<Shared>,
     size: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Sender<Step>,
+    steps: Receiver<Step>,
+    /// How many threads run (started on the first step, so an unused pool has none).
+    started: Mutex<usize>,
 }
 
 impl CpuPool {
     /// A pool running at most `size` steps at once (at least one).
     pub fn new(size: usize) -> Self {
-        let size = size.max(1);
+        let (queue, steps) = crossbeam_channel::unbounded();
         CpuPool {
-            slots: Arc::new(Semaphore::new(size)),
-            size,
+            shared: Arc::new(Shared {
+                queue,
+                steps,
+                started: Mutex::new(0),
+            }),
+            size: size.max(1),
         }
     }
 
@@ -48,28 +75,67 @@ impl CpuPool {
         self.size
     }
 
-    /// Runs `work` on the blocking pool of the current Tokio runtime once a slot is free (steps
-    /// wait their turn in order). Returns what `work` returned; a [`CpuPoolError`] when it
-    /// panicked or the pool is closed. The slot is held until `work` has returned, even when
-    /// the caller stopped waiting, so abandoned steps still count against the bound.
+    /// Runs `work` on one of the pool's threads once one is free (steps wait their turn in
+    /// order). Returns what `work` returned; a [`CpuPoolError`] when it panicked or the pool's
+    /// threads could not be started. A step whose caller stopped waiting before it began is
+    /// skipped; one that began runs to its end, holding its thread, so abandoned steps still
+    /// count against the bound.
     pub async fn run<T, F>(&self, work: F) -> Result<T, CpuPoolError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let slot = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
+        self.start_threads()?;
+        let (answer, answered) = oneshot::channel();
+        let step: Step = Box::new(move || {
+            if answer.is_closed() {
+                return;
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(work))
+                .map_err(|panic| CpuPoolError::Failed(panic_message(panic.as_ref())));
+            let _ = answer.send(outcome);
+        });
+        self.shared
+            .queue
+            .send(step)
             .map_err(|_| CpuPoolError::Closed)?;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            work()
-        })
-        .await
-        .map_err(|e| CpuPoolError::Failed(e.to_string()))
+        answered.await.map_err(|_| CpuPoolError::Closed)?
     }
+
+    /// Starts the pool's threads if they are not running. `Closed` when not one could start.
+    fn start_threads(&self) -> Result<(), CpuPoolError> {
+        let mut started = self
+            .shared
+            .started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while *started < self.size {
+            let steps = self.shared.steps.clone();
+            let spawned = std::thread::Builder::new()
+                .name("gatehouse-cpu".to_string())
+                .spawn(move || {
+                    // Ends when every sender is gone: the last clone of the pool was dropped.
+                    while let Ok(step) = steps.recv() {
+                        step();
+                    }
+                });
+            match spawned {
+                Ok(_) => *started += 1,
+                Err(_) if *started > 0 => break,
+                Err(_) => return Err(CpuPoolError::Closed),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The message a panic carried (a `&str` or `String` payload), or a placeholder.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 impl Default for CpuPool {
@@ -123,6 +189,56 @@ mod tests {
         assert!(matches!(failed, CpuPoolError::Failed(_)), "{failed:?}");
         assert_eq!(crate::error::ApiError::from(failed).status(), 500);
         assert_eq!(pool.run(|| 7).await.expect("ran"), 7);
+    }
+
+    #[tokio::test]
+    async fn a_step_abandoned_before_it_began_is_skipped() {
+        let pool = CpuPool::new(1);
+        let (started, wait) = std::sync::mpsc::channel();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.run(move || {
+                    started.send(()).expect("started");
+                    gate.recv().expect("released");
+                })
+                .await
+            })
+        };
+        tokio::task::spawn_blocking(move || wait.recv().expect("the first step started"))
+            .await
+            .expect("join");
+        let ran = Arc::new(AtomicUsize::new(0));
+        let queued = {
+            let (pool, ran) = (pool.clone(), ran.clone());
+            tokio::spawn(async move { pool.run(move || ran.fetch_add(1, Ordering::SeqCst)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        queued.abort();
+        let _ = queued.await;
+        release.send(()).expect("release");
+        busy.await.expect("join").expect("ran");
+        assert_eq!(pool.run(|| 3).await.expect("ran"), 3);
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "the abandoned step never ran"
+        );
+    }
+
+    #[test]
+    fn a_step_runs_without_a_multi_threaded_runtime_and_reports_a_panic_message() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let pool = CpuPool::new(2);
+        assert_eq!(runtime.block_on(pool.run(|| 5)).expect("ran"), 5);
+        let failed: Result<(), _> = runtime.block_on(pool.run(|| panic!("the step broke")));
+        assert_eq!(
+            failed,
+            Err(CpuPoolError::Failed("the step broke".to_string()))
+        );
     }
 
     #[tokio::test]

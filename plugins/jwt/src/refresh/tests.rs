@@ -384,8 +384,8 @@ fn a_signing_failure_does_not_burn_a_one_time_token() {
     );
 }
 
-/// A current-thread Tokio runtime, as the API's handlers run on one (its blocking pool is the
-/// signing pool's).
+/// A current-thread Tokio runtime, as the API's handlers run on one (the signing pool has
+/// threads of its own).
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
