@@ -53,8 +53,10 @@ const STATEMENT_CACHE: usize = 128;
 pub struct SqliteStore {
     /// The thread that owns the connection and runs the calls.
     writer: writer::Writer,
-    /// Read-only connections for the refresh path's read, on a blocking thread.
+    /// Read-only connections for the refresh path's read.
     readers: Arc<readers::Readers>,
+    /// The threads the refresh path's read runs on (as many as idle readers are kept).
+    read_threads: gatehouse_plugin_api::CpuPool,
     /// Where every instant the store writes itself comes from.
     clock: Arc<dyn Clock>,
 }
@@ -145,6 +147,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: writer::Writer::start(conn)?,
             readers: Arc::new(readers::Readers::new(path)),
+            read_threads: gatehouse_plugin_api::CpuPool::new(readers::MAX_IDLE),
             clock,
         })
     }

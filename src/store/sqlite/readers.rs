@@ -1,7 +1,8 @@
-//! Read-only connections to the SQLite file, used on a blocking thread for the refresh path's
-//! read (the token and its subject), so that read does not wait behind the commit (and fsync)
-//! the writer thread is running. A read runs on the thread that calls [`Readers::read`]: the
-//! store calls it from a blocking thread, never from the event loop.
+//! Read-only connections to the SQLite file, used for the refresh path's read (the token and
+//! its subject), so that read does not wait behind the commit (and fsync) the writer thread is
+//! running. A read runs on the thread that calls [`Readers::read`]: the store calls it from its
+//! read threads ([`MAX_IDLE`] of them, a `CpuPool`: a busy one takes the next read from the
+//! queue without waking the event loop between reads), never from the event loop.
 //!
 //! WAL mode lets readers run beside the one writer: a read transaction sees everything
 //! committed before it began, so a write the writer thread has answered (answers come only
@@ -21,8 +22,9 @@ use std::sync::Mutex;
 use gatehouse_plugin_api::store::StoreResult;
 use rusqlite::{Connection, OpenFlags};
 
-/// The most idle reader connections kept open (more readers at once each open their own).
-const MAX_IDLE: usize = 4;
+/// The most idle reader connections kept open (more readers at once each open their own), and
+/// the store's read threads.
+pub(super) const MAX_IDLE: usize = 4;
 
 /// Idle read-only connections to one database file (see the module documentation).
 pub(super) struct Readers {

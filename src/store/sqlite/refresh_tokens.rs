@@ -215,13 +215,15 @@ impl RefreshTokenStore for SqliteStore {
         self.tx(move |tx| find_live_token(tx, &value)).await
     }
     async fn find_refresh_subject(&self, value: &str) -> StoreResult<Option<RefreshSubject>> {
-        // On a blocking thread when the file can be read at once (no wait behind the writer's
-        // commit, and no disk read on the caller's event loop); else through the writer
-        // thread, which decides the answer.
+        // On one of the store's read threads when the file can be read at once (no wait
+        // behind the writer's commit, and no disk read on the caller's event loop); else
+        // through the writer thread, which decides the answer.
         let value = value.to_string();
         let readers = self.readers.clone();
         let read = value.clone();
-        let found = tokio::task::spawn_blocking(move || readers.read(|tx| live_subject(tx, &read)));
+        let found = self
+            .read_threads
+            .run(move || readers.read(|tx| live_subject(tx, &read)));
         if let Ok(Some(found)) = found.await {
             return Ok(found);
         }
