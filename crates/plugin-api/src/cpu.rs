@@ -191,9 +191,14 @@ mod tests {
         assert_eq!(pool.run(|| 7).await.expect("ran"), 7);
     }
 
-    #[tokio::test]
-    async fn a_step_abandoned_before_it_began_is_skipped() {
-        let pool = CpuPool::new(1);
+    /// A step holding `pool`'s one thread until the sender returned is sent to: returned once
+    /// it has begun, with its task.
+    async fn occupied(
+        pool: &CpuPool,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), CpuPoolError>>,
+    ) {
         let (started, wait) = std::sync::mpsc::channel();
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let busy = {
@@ -206,9 +211,16 @@ mod tests {
                 .await
             })
         };
-        tokio::task::spawn_blocking(move || wait.recv().expect("the first step started"))
+        tokio::task::spawn_blocking(move || wait.recv().expect("the step started"))
             .await
             .expect("join");
+        (release, busy)
+    }
+
+    #[tokio::test]
+    async fn a_step_abandoned_before_it_began_is_skipped() {
+        let pool = CpuPool::new(1);
+        let (release, busy) = occupied(&pool).await;
         let ran = Arc::new(AtomicUsize::new(0));
         let queued = {
             let (pool, ran) = (pool.clone(), ran.clone());
@@ -244,21 +256,7 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_step_keeps_its_slot_until_it_ends() {
         let pool = CpuPool::new(1);
-        let (started, wait) = std::sync::mpsc::channel();
-        let (release, gate) = std::sync::mpsc::channel::<()>();
-        let abandoned = {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                pool.run(move || {
-                    started.send(()).expect("started");
-                    gate.recv().expect("released");
-                })
-                .await
-            })
-        };
-        tokio::task::spawn_blocking(move || wait.recv().expect("the step started"))
-            .await
-            .expect("join");
+        let (release, abandoned) = occupied(&pool).await;
         abandoned.abort();
         let next = tokio::time::timeout(Duration::from_millis(100), pool.run(|| 1)).await;
         assert!(next.is_err(), "the slot is still held by the running step");
