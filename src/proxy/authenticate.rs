@@ -12,7 +12,7 @@ use gatehouse_plugin_api::{ClaimHeader, TokenError};
 use gatehouse_refresh::RefreshError;
 use pingora::proxy::Session;
 
-use super::refresh::Refreshed;
+use super::refresh::{RefreshRequest, Refreshed};
 use super::routes::RouteLookup;
 use super::{canonical_host_of, canonical_path_of, query_of, Gateway, RequestContext};
 use crate::auth::cached::CachedToken;
@@ -217,7 +217,15 @@ impl Gateway {
         let deadline = arrived + self.api.settings().time_limit;
         match self
             .refresher
-            .refresh_within(deadline, value, client.as_deref(), arrived, application)
+            .refresh_within(
+                deadline,
+                RefreshRequest {
+                    value,
+                    client_ip: client.as_deref(),
+                    arrived,
+                    application,
+                },
+            )
             .await
         {
             Err(RefreshError::OtherApplication(_)) => None,

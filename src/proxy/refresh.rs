@@ -75,6 +75,19 @@ impl Drop for LastOut<'_> {
     }
 }
 
+/// What a request presents for a refresh, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshRequest<'a> {
+    /// The refresh token value presented.
+    pub value: &'a str,
+    /// The client's address, recorded on the token's device metadata.
+    pub client_ip: Option<&'a str>,
+    /// When the request arrived (its header was read).
+    pub arrived: Instant,
+    /// The route's application (`None`: the route has none).
+    pub application: Option<Uuid>,
+}
+
 /// A completed refresh, kept for the requests that overlapped it.
 #[derive(Clone)]
 struct Recent {
@@ -199,13 +212,10 @@ impl Refresher {
     pub async fn refresh_within(
         &self,
         deadline: Instant,
-        value: &str,
-        client_ip: Option<&str>,
-        arrived: Instant,
-        application: Option<Uuid>,
+        request: RefreshRequest<'_>,
     ) -> Result<Arc<Refreshed>, RefreshError> {
         let started = Instant::now();
-        let refresh = self.refresh(value, client_ip, arrived, application);
+        let refresh = self.refresh(request);
         match tokio::time::timeout_at(deadline.into(), refresh).await {
             Ok(result) => result,
             Err(_) => {
@@ -221,8 +231,8 @@ impl Refresher {
         }
     }
 
-    /// Exchanges `value` for a request that `arrived` at that instant, or joins the exchange
-    /// already running for it, or returns the outcome of one that completed after the request
+    /// Exchanges the request's `value` for a request that `arrived` at that instant, or joins
+    /// the exchange already running for it, or returns the outcome of one that completed after the request
     /// arrived (the two overlapped) or that the refresh rules still let it replay.
     /// `client_ip` is recorded on the token's device metadata.
     ///
@@ -233,11 +243,14 @@ impl Refresher {
     /// minutes), never counted as a refresh.
     pub async fn refresh(
         &self,
-        value: &str,
-        client_ip: Option<&str>,
-        arrived: Instant,
-        application: Option<Uuid>,
+        request: RefreshRequest<'_>,
     ) -> Result<Arc<Refreshed>, RefreshError> {
+        let RefreshRequest {
+            value,
+            client_ip,
+            arrived,
+            application,
+        } = request;
         let started = Instant::now();
         let other = |holder: Option<Uuid>| {
             application

@@ -294,7 +294,8 @@ pub(crate) fn check_subject(
 
 /// A request with a value a one-time-use rotation retired. When [`retired_value_allowed`] says
 /// so it gets the pair the rotation produced (the access token recorded with it, when still
-/// valid, else a fresh one for the same session); otherwise it is refused with
+/// valid, else a fresh one for the same session) as long as the value that rotation produced
+/// is still the token's current one; otherwise it is refused with
 /// [`RefreshError::AlreadyRotated`] and, when the policy says `onOneTimeTokenReuse`, the whole
 /// token is revoked first, as a stolen-token signal. `NotFound` when the value was never
 /// rotated (or its token is gone, or belongs to another tenant than `tenant_id`).
@@ -320,7 +321,13 @@ async fn exchange_retired_value(
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
     let rules = (env.rotations, env.race_window_ms);
-    if !retired_value_allowed(rules, &policy, value, presented, (rotated_at, now)) {
+    // Only this value's own rotation's outcome: once the value that replaced it was rotated in
+    // turn (the token's current value came from a later rotation), that outcome is gone, and
+    // handing out the current value would give a later rotation's pair to whoever still holds
+    // this one. Refused as any other reuse.
+    let rotated_since = current.insert_instant > rotated_at;
+    if rotated_since || !retired_value_allowed(rules, &policy, value, presented, (rotated_at, now))
+    {
         if policy.revoke_on_one_time_token_reuse {
             revoke_reused(env, current.id, now).await?;
         }

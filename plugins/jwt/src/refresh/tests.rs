@@ -308,6 +308,44 @@ fn grace_period_returns_the_current_token() {
 }
 
 #[test]
+fn a_value_retired_two_rotations_ago_never_gets_the_newest_pair_even_within_grace() {
+    for revoke_on_reuse in [false, true] {
+        let kit = Kit::new();
+        use_one_time_tokens(&kit, 30, revoke_on_reuse);
+        let rt = kit.refresh_token_for(&kit.user, Some(&kit.app));
+        let first_value = Some(serde_json::json!({"refreshToken": rt.token}));
+        let first = body(
+            &block_on(exchange(
+                &refresh_request(first_value.clone(), None),
+                &kit.context,
+            ))
+            .expect("ok"),
+        );
+        kit.clock.advance_millis(1_000);
+        let second_value = Some(serde_json::json!({"refreshToken": first["refreshToken"]}));
+        let second = body(
+            &block_on(exchange(&refresh_request(second_value, None), &kit.context))
+                .expect("the new value is used"),
+        );
+        assert_ne!(second["refreshToken"], first["refreshToken"]);
+        kit.clock.advance_millis(1_000);
+        // The first value's rotation produced a value that has itself been rotated since.
+        let stale = block_on(exchange(&refresh_request(first_value, None), &kit.context));
+        assert_eq!(
+            stale.unwrap_err().status(),
+            400,
+            "revoke: {revoke_on_reuse}"
+        );
+        let expected = usize::from(!revoke_on_reuse);
+        assert_eq!(
+            kit.store.token_count(),
+            expected,
+            "revoke: {revoke_on_reuse}"
+        );
+    }
+}
+
+#[test]
 fn reuse_one_second_past_the_grace_period_revokes_when_the_policy_says_so() {
     let kit = Kit::new();
     use_one_time_tokens(&kit, 2, true);
