@@ -2016,6 +2016,34 @@ fn a_rotated_value_reused_inside_the_grace_period_gets_the_same_pair() {
     assert_ne!(second["refreshToken"], first["refreshToken"]);
 }
 
+/// Inside the grace period, a value whose successor has itself been rotated is a reuse: it never
+/// gets the newest pair (that would hand a later rotation's value to whoever kept the old one),
+/// and `onOneTimeTokenReuse` revokes the token.
+#[test]
+fn a_value_retired_two_rotations_ago_is_refused_inside_the_grace_period() {
+    let gw = TestGateway::start_with(Options {
+        app_jwt: "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse, \
+                  refreshTokenOneTimeUseConfiguration: {gracePeriodInSeconds: 30}, \
+                  refreshTokenRevocationPolicy: {onOneTimeTokenReuse: true}"
+            .into(),
+        ..Options::default()
+    });
+    let session = gw.login("chain@example.com", &[]);
+    let (first, _) = refresh_ok(&gw, &session.refresh_token);
+    let (second, _) = refresh_ok(&gw, first["refreshToken"].as_str().expect("value"));
+    assert_ne!(second["refreshToken"], first["refreshToken"]);
+    assert_refresh_refused(
+        refresh(&gw, json!({"refreshToken": session.refresh_token})),
+        "[invalid]refreshToken",
+    );
+    // The reuse revoked the token: the newest value is refused too.
+    assert_refresh_refused(
+        refresh(&gw, json!({"refreshToken": second["refreshToken"]})),
+        "[invalid]refreshToken",
+    );
+    check_status(retrieve(&gw, &session.refresh_token_id), 404);
+}
+
 /// Under the shipped configuration (no race window) and FusionAuth's default grace period of 0,
 /// the retired value presented right after the rotation is a reuse.
 #[test]
