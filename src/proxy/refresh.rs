@@ -232,8 +232,8 @@ impl Refresher {
     }
 
     /// Exchanges the request's `value` for a request that `arrived` at that instant, or joins
-    /// the exchange already running for it, or returns the outcome of one that completed after the request
-    /// arrived (the two overlapped) or that the refresh rules still let it replay.
+    /// the exchange already running for it, or returns the outcome of one that completed after
+    /// the request arrived (the two overlapped) or that the refresh rules still let it replay.
     /// `client_ip` is recorded on the token's device metadata.
     ///
     /// With an `application` (the route's), a live value of another application (or of none)
