@@ -129,7 +129,8 @@ impl CpuPool {
     }
 }
 
-/// The message a panic carried (a `&str` or `String` payload), or a placeholder.
+/// The message a panic carried (a `&str` or `String` payload); for any other payload, a fixed
+/// text saying it had none.
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
