@@ -27,8 +27,9 @@
 # names below), PARTS (proxy refresh start memory), SESSIONS (refresh tokens per key type),
 # REFRESH_KINDS (default "rs:RS256 es:ES256 ed:EdDSA"), REFRESH_ROUNDS (2), REFRESH_BESIDE
 # (true: the open route's p99 beside RS256 refreshes),
-# REFRESH_SECONDS, REFRESH_CONNECTIONS, MEMORY_TOKENS, STARTS, LATENCY_PERCENTS, LATENCY_SECONDS,
-# LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are of; default: the bare engine's),
+# REFRESH_SECONDS, REFRESH_CONNECTIONS (default CONNECTIONS), MEMORY_TOKENS, STARTS,
+# LATENCY_PERCENTS, LATENCY_SECONDS, LATENCY_TARGETS, LATENCY_BASE (req/s the percentages are
+# of; default: the bare engine's),
 # LATENCY_CONNECTIONS, PIN=1 (proxies on the last core, nginx and load generators on the others),
 # GATEHOUSE_BIN (the gateway binary; default the release build);
 # RESULTS=FILE keeps the raw results (`target/pyenv/bin/python bench/compare.py summary FILE`).
@@ -46,7 +47,9 @@ REFRESH_KINDS=${REFRESH_KINDS:-rs:RS256 es:ES256 ed:EdDSA}
 REFRESH_ROUNDS=${REFRESH_ROUNDS:-2}
 REFRESH_BESIDE=${REFRESH_BESIDE:-true}
 REFRESH_SECONDS=${REFRESH_SECONDS:-3}
-REFRESH_CONNECTIONS=${REFRESH_CONNECTIONS:-8}
+# Refreshes run over as many connections as the proxy rows: with few (8), the signing threads
+# sit idle while every connection waits on a durable commit's fsync.
+REFRESH_CONNECTIONS=${REFRESH_CONNECTIONS:-$CONNECTIONS}
 MEMORY_TOKENS=${MEMORY_TOKENS:-100000}
 STARTS=${STARTS:-10}
 LATENCY_PERCENTS=${LATENCY_PERCENTS:-50 80}
@@ -661,5 +664,5 @@ fi
 
 [ -n "${RESULTS:-}" ] && cp "$results" "$RESULTS"
 echo
-echo "THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS LATENCY_SECONDS=$LATENCY_SECONDS, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%Y-%m-%d)"
+echo "THREADS=$THREADS DURATION=$DURATION ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS REFRESH_CONNECTIONS=$REFRESH_CONNECTIONS LATENCY_SECONDS=$LATENCY_SECONDS, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, $(date -u +%Y-%m-%d)"
 "$py" bench/compare.py summary "$results"
