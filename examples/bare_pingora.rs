@@ -51,6 +51,8 @@ fn main() {
         threads,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(0),
+        // As the gateway: timeouts of a second or more on Tokio's timer (see its `server` module).
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
