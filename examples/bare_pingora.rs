@@ -58,7 +58,12 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut proxy = http_proxy_service(&server.configuration, Bare { upstream });
-    proxy.add_tcp(&listen);
+    // As the gateway's client listener: a write buffer of four segments.
+    let write = 4 * pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE;
+    proxy.add_listener(
+        pingora::listeners::ListenerConfig::tcp(listen)
+            .l4_buffer(pingora::listeners::L4BufferSettings::default().write(write)),
+    );
     server.add_service(proxy);
     server.run_forever();
 }

@@ -30,6 +30,7 @@ use gatehouse_plugin_api::{
 };
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -535,11 +536,23 @@ fn proxy_service(
             if protocols.http2 {
                 settings.enable_h2();
             }
-            proxy.add_tls_with_settings(listen, None, settings);
+            proxy.add_listener(client_listener(listen).tls(settings));
         }
-        None => proxy.add_tcp(listen),
+        None => proxy.add_listener(client_listener(listen)),
     }
     Ok(proxy)
+}
+
+/// The most bytes of an answer to a client gathered before they are sent: room for a response
+/// header with the cookies of a refresh or a login (two tokens, over 1.4 KB) and a small body,
+/// which the engine's default (one segment, 1460 bytes) sends in two writes, each waking the
+/// client. A connection's buffer is allocated once, when it is accepted.
+const CLIENT_WRITE_BUFFER_BYTES: usize = 4 * DEFAULT_L4_WRITE_BUFFER_SIZE;
+
+/// The client listener on `listen`, its write buffer [`CLIENT_WRITE_BUFFER_BYTES`].
+fn client_listener(listen: &str) -> ListenerConfig {
+    ListenerConfig::tcp(listen)
+        .l4_buffer(L4BufferSettings::default().write(CLIENT_WRITE_BUFFER_BYTES))
 }
 
 /// The TLS listener's certificate and key, read from the files `config.tls` names; `None`
