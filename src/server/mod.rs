@@ -546,7 +546,10 @@ fn proxy_service(
 /// The most bytes of an answer to a client gathered before they are sent: room for a response
 /// header with the cookies of a refresh or a login (two tokens, over 1.4 KB) and a small body,
 /// which the engine's default (one segment, 1460 bytes) sends in two writes, each waking the
-/// client. A connection's buffer is allocated once, when it is accepted.
+/// client. A connection's buffer is allocated once, when it is accepted. The engine sends a
+/// body with a `Content-Length` when the buffer is full or the body complete (so a trickled
+/// one goes out in pieces of up to this size), and a chunked or close-delimited body (a
+/// stream) on every write.
 const CLIENT_WRITE_BUFFER_BYTES: usize = 4 * DEFAULT_L4_WRITE_BUFFER_SIZE;
 
 /// The client listener on `listen`, its write buffer [`CLIENT_WRITE_BUFFER_BYTES`].
