@@ -228,6 +228,66 @@ fn h2c_is_accepted_with_prior_knowledge_only_when_enabled() {
     assert!(h2c(plain.port, vec![get(&uri, &[])]).is_err());
 }
 
+/// Seconds until the gateway closes `stream` (read until end of stream or an error), at most
+/// `limit`; what it sent meanwhile.
+fn closed_within(mut stream: std::net::TcpStream, limit: Duration) -> (Duration, Vec<u8>) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return (started.elapsed(), seen),
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn an_h2c_listener_closes_connections_that_send_less_than_a_preface_within_a_minute() {
+    use std::io::Write;
+    let gw = TestGateway::start_with(Options {
+        extra: "listenOptions: {h2c: true}\n".into(),
+        ..Default::default()
+    });
+    // Silent, a few bytes of an HTTP/1 request, and all but the last byte of the preface.
+    let sends: [&[u8]; 3] = [b"", b"GET /", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r"];
+    let clients: Vec<_> = sends
+        .iter()
+        .map(|bytes| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+            stream.write_all(bytes).expect("write");
+            std::thread::spawn(move || closed_within(stream, Duration::from_secs(75)))
+        })
+        .collect();
+    for (client, sent) in clients.into_iter().zip(sends) {
+        let (after, seen) = client.join().expect("client");
+        let sent = String::from_utf8_lossy(sent);
+        assert!(
+            after < Duration::from_secs(70),
+            "{sent:?} held for {after:?}"
+        );
+        assert!(
+            after > Duration::from_secs(50),
+            "{sent:?} closed early: {after:?}"
+        );
+        assert!(
+            seen.is_empty(),
+            "{sent:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+    // The listener still serves both protocols.
+    let health = client().get(gw.url("/health")).send().expect("health");
+    assert_eq!(health.status().as_u16(), 200);
+    let uri = format!("http://127.0.0.1:{}/health", gw.port);
+    assert_eq!(
+        h2c(gw.port, vec![get(&uri, &[])]).expect("h2c")[0].status,
+        200
+    );
+}
+
 #[test]
 fn http2_requests_follow_the_canonical_request_rules() {
     let upstream = RecordingUpstream::start();

@@ -32,6 +32,11 @@ use crate::protocols::ALPN;
 
 // https://datatracker.ietf.org/doc/html/rfc9113#section-3.4
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The longest a new cleartext connection with h2c on may take to send the preface's 24 bytes
+/// (or the first 24 bytes of an HTTP/1 request), as long as an HTTP/1 request's header may
+/// take to arrive: past it the connection is closed, so a client that sends nothing or a few
+/// bytes cannot hold a socket forever. (Gatehouse patch.)
+const H2C_PREFACE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[async_trait]
 /// This trait defines the interface of a transport layer (TCP or TLS) application.
@@ -281,15 +286,24 @@ where
         // try to read h2 preface
         else if h2c && !custom {
             let mut buf = [0u8; H2_PREFACE.len()];
-            let peeked = stream
-                .try_peek(&mut buf)
-                .await
-                .map_err(|e| {
-                    // this error is normal when h1 reuse and close the connection
-                    debug!("Read error while peeking h2c preface {e}");
-                    e
-                })
-                .ok()?;
+            let peeked = match pingora_timeout::timeout(
+                H2C_PREFACE_TIMEOUT,
+                stream.try_peek(&mut buf),
+            )
+            .await
+            {
+                Ok(peeked) => peeked
+                    .map_err(|e| {
+                        // this error is normal when h1 reuse and close the connection
+                        debug!("Read error while peeking h2c preface {e}");
+                        e
+                    })
+                    .ok()?,
+                Err(_) => {
+                    debug!("No h2c preface or HTTP/1 request within {H2C_PREFACE_TIMEOUT:?}");
+                    return None;
+                }
+            };
             // not all streams support peeking
             if peeked {
                 // turn off h2c (use h1) if h2 preface doesn't exist
