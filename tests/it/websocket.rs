@@ -99,3 +99,23 @@ fn an_open_websocket_is_judged_at_its_upgrade_only() {
     let refused = open(&gw, "/ws", &["--token", &token]);
     assert_eq!(refused["status"], 401, "{refused}");
 }
+
+#[test]
+fn an_open_websocket_carries_more_than_the_body_limit_in_either_direction() {
+    let port = free_port();
+    let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
+    let gw = websocket_gateway(port);
+    let token = gw.token(Algorithm::ES256, &claims(Uuid::new_v4(), APP, &["user"]));
+    // 48 times the test gateway's `limits.maxBodyBytes` (64 KiB), each message echoed intact.
+    let opened = open(&gw, "/ws", &["--token", &token, "--bulk", "3145728"]);
+    assert_eq!(opened["status"], 101, "{opened}");
+    assert_eq!(opened["bulk"], 3_145_728, "{opened}");
+    // A request body over the limit is still refused on the same route.
+    let big = client()
+        .post(gw.url("/ws"))
+        .header("Authorization", format!("Bearer {token}"))
+        .body(vec![b'x'; 70_000])
+        .send()
+        .expect("post");
+    assert_eq!(big.status().as_u16(), 413);
+}

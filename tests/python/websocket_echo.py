@@ -4,11 +4,12 @@
       serve on 127.0.0.1:PORT: the first message to each client is the upgrade request's
       headers as JSON ({"path": …, "headers": {name: [values]}}), then every message is echoed;
       prints "ready" once listening
-  websocket_echo.py client URL [--token T] [--cookie C] [--wait SECONDS]
+  websocket_echo.py client URL [--token T] [--cookie C] [--wait SECONDS] [--bulk BYTES]
       open URL (Authorization: Bearer T and/or Cookie: C, plus a spoofed X-User-Id), read the
-      headers message, send "ping" and read its echo, optionally wait and send "again"; print
-      one JSON line: {"status": 101, "upgrade": {…}, "echo": …, "after_wait": …}, or the
-      refusal: {"status": 401, "body": …}
+      headers message, send "ping" and read its echo, optionally wait and send "again", and
+      optionally send BYTES more in 64 KiB binary messages, each echoed before the next; print
+      one JSON line: {"status": 101, "upgrade": {…}, "echo": …, "after_wait": …, "bulk": the
+      bytes echoed back intact, or "closed CODE after N"}, or the refusal: {"status": 401, …}
 """
 
 import asyncio
@@ -36,7 +37,25 @@ async def run_server(port):
         await asyncio.Future()
 
 
-async def run_client(url, token, cookie, wait):
+async def send_bulk(ws, total):
+    """Sends `total` bytes in 64 KiB messages, each echoed before the next; the bytes echoed
+    back intact, or how the socket closed."""
+    echoed = 0
+    while echoed < total:
+        size = min(65536, total - echoed)
+        message = bytes((echoed + i) % 251 for i in range(size))
+        try:
+            await ws.send(message)
+            back = await asyncio.wait_for(ws.recv(), 10)
+        except ConnectionClosed as e:
+            return f"closed {e.rcvd.code if e.rcvd else None} after {echoed}"
+        if back != message:
+            return f"altered after {echoed}"
+        echoed += size
+    return echoed
+
+
+async def run_client(url, token, cookie, wait, bulk=0):
     headers = [("X-User-Id", "spoofed")]
     if token:
         headers.append(("Authorization", f"Bearer {token}"))
@@ -55,7 +74,14 @@ async def run_client(url, token, cookie, wait):
                     after_wait = await asyncio.wait_for(ws.recv(), 10)
                 except ConnectionClosed as e:
                     after_wait = f"closed {e.rcvd.code if e.rcvd else None}"
-            return {"status": 101, "upgrade": upgrade, "echo": echo, "after_wait": after_wait}
+            sent = await send_bulk(ws, bulk) if bulk else None
+            return {
+                "status": 101,
+                "upgrade": upgrade,
+                "echo": echo,
+                "after_wait": after_wait,
+                "bulk": sent,
+            }
     except InvalidStatus as e:
         response = e.response
         return {
@@ -76,6 +102,7 @@ def main(argv):
                 options.get("--token"),
                 options.get("--cookie"),
                 float(options.get("--wait", "0")),
+                int(options.get("--bulk", "0")),
             )
         )
         print(json.dumps(result), flush=True)
