@@ -103,11 +103,16 @@ impl ProxyHttp for LiveGateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if session.was_upgraded() {
+            // After the upstream's 101 the connection is a WebSocket's byte pipe, judged at its
+            // upgrade: its frames are passed on as they come, not a request body to bound.
+            return Ok(());
+        }
         let max_body_bytes = match &ctx.gateway {
             Some(gateway) => gateway.settings.max_body_bytes,
             None => self.current().settings.max_body_bytes,

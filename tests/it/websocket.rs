@@ -104,12 +104,25 @@ fn an_open_websocket_is_judged_at_its_upgrade_only() {
 fn an_open_websocket_carries_more_than_the_body_limit_in_either_direction() {
     let port = free_port();
     let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
-    let gw = websocket_gateway(port);
+    let gw = TestGateway::start_with(Options {
+        extra_routes: format!(
+            "  - path: /ws\n    upstream: http://127.0.0.1:{port}\n    \
+             auth: {{applicationId: {APP}}}\n  \
+             - path: /ws-open\n    upstream: http://127.0.0.1:{port}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
     let token = gw.token(Algorithm::ES256, &claims(Uuid::new_v4(), APP, &["user"]));
-    // 48 times the test gateway's `limits.maxBodyBytes` (64 KiB), each message echoed intact.
-    let opened = open(&gw, "/ws", &["--token", &token, "--bulk", "3145728"]);
-    assert_eq!(opened["status"], 101, "{opened}");
-    assert_eq!(opened["bulk"], 3_145_728, "{opened}");
+    // 48 times the test gateway's `limits.maxBodyBytes` (64 KiB), each message echoed intact,
+    // on a protected route and on an open one.
+    for (path, extra) in [("/ws", vec!["--token", &token]), ("/ws-open", vec![])] {
+        let mut options = extra;
+        options.extend(["--bulk", "3145728"]);
+        let opened = open(&gw, path, &options);
+        assert_eq!(opened["status"], 101, "{path}: {opened}");
+        assert_eq!(opened["bulk"], 3_145_728, "{path}: {opened}");
+    }
     // A request body over the limit is still refused on the same route.
     let big = client()
         .post(gw.url("/ws"))
@@ -118,4 +131,48 @@ fn an_open_websocket_carries_more_than_the_body_limit_in_either_direction() {
         .send()
         .expect("post");
     assert_eq!(big.status().as_u16(), 413);
+}
+
+#[test]
+fn an_open_websocket_is_a_byte_pipe_past_the_body_limit() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let port = free_port();
+    let _server = PythonServer::start("websocket_echo.py", &["raw-server", &port.to_string()]);
+    let gw = TestGateway::start_with(Options {
+        extra_routes: format!(
+            "  - path: /pipe\n    upstream: http://127.0.0.1:{port}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(
+            b"GET /pipe HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .expect("upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("101 header");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // 20 pieces of 100,000 bytes: 30 times the test gateway's `limits.maxBodyBytes` (64 KiB).
+    for piece in 0..20u8 {
+        let sent = vec![piece; 100_000];
+        stream.write_all(&sent).expect("write");
+        let mut echoed = vec![0u8; sent.len()];
+        let read = stream.read_exact(&mut echoed);
+        assert!(read.is_ok() && echoed == sent, "piece {piece}: {read:?}");
+    }
 }

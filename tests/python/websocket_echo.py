@@ -4,6 +4,9 @@
       serve on 127.0.0.1:PORT: the first message to each client is the upgrade request's
       headers as JSON ({"path": …, "headers": {name: [values]}}), then every message is echoed;
       prints "ready" once listening
+  websocket_echo.py raw-server PORT
+      serve on 127.0.0.1:PORT: answer each upgrade request with its 101, then echo every byte
+      as it comes, as raw bytes (a byte pipe, no framing); prints "ready" once listening
   websocket_echo.py client URL [--token T] [--cookie C] [--wait SECONDS] [--bulk BYTES]
       open URL (Authorization: Bearer T and/or Cookie: C, plus a spoofed X-User-Id), read the
       headers message, send "ping" and read its echo, optionally wait and send "again", and
@@ -13,7 +16,10 @@
 """
 
 import asyncio
+import base64
+import hashlib
 import json
+import random
 import sys
 
 from websockets.asyncio.client import connect
@@ -31,6 +37,33 @@ async def handler(websocket):
         await websocket.send(message)
 
 
+async def raw_echo(reader, writer):
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(
+        hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    )
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def run_raw_server(port):
+    server = await asyncio.start_server(raw_echo, "127.0.0.1", port)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
 async def run_server(port):
     async with serve(handler, "127.0.0.1", port):
         print("ready", flush=True)
@@ -43,7 +76,8 @@ async def send_bulk(ws, total):
     echoed = 0
     while echoed < total:
         size = min(65536, total - echoed)
-        message = bytes((echoed + i) % 251 for i in range(size))
+        # random bytes: permessage-deflate cannot shrink them on the wire
+        message = random.Random(echoed).randbytes(size)
         try:
             await ws.send(message)
             back = await asyncio.wait_for(ws.recv(), 10)
@@ -94,6 +128,8 @@ async def run_client(url, token, cookie, wait, bulk=0):
 def main(argv):
     if argv[0] == "server":
         asyncio.run(run_server(int(argv[1])))
+    elif argv[0] == "raw-server":
+        asyncio.run(run_raw_server(int(argv[1])))
     elif argv[0] == "client":
         options = dict(zip(argv[2::2], argv[3::2]))
         result = asyncio.run(
