@@ -343,6 +343,38 @@ fn a_request_under_way_at_the_hand_over_is_answered_before_the_old_gateway_exits
 }
 
 #[test]
+fn sigterm_ends_the_process_within_the_shutdown_timeout_even_with_a_request_under_way() {
+    let mut gateway = TestGateway::start_with(with_slow_route(Duration::from_secs(15)));
+    let under_way = slow_request_outcome(&gateway);
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    signal(gateway.pid().expect("running"), "-TERM");
+    let status = gateway.wait_exit(Duration::from_secs(SHUTDOWN_SECONDS + 10));
+    let took = asked.elapsed();
+    assert!(status.is_some(), "still running\n{}", gateway.log());
+    assert!(
+        took < Duration::from_millis(SHUTDOWN_SECONDS * 1000 + 1500),
+        "{took:?}\n{}",
+        gateway.log()
+    );
+    // The request still under way was cut, not reported as answered.
+    let outcome = under_way.join().expect("join");
+    assert!(outcome != Ok((200, "slow".to_string())), "{outcome:?}");
+}
+
+/// Starts `GET /slow` on `gateway`; its status and body, or the client's error.
+fn slow_request_outcome(
+    gateway: &TestGateway,
+) -> std::thread::JoinHandle<Result<(u16, String), String>> {
+    let url = gateway.url("/slow");
+    std::thread::spawn(move || {
+        let response = client().get(url).send().map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().map_err(|e| e.to_string())?))
+    })
+}
+
+#[test]
 fn sigterm_answers_the_requests_under_way_then_exits_at_once() {
     let mut gateway = TestGateway::start_with(with_slow_route(Duration::from_millis(1500)));
     let under_way = slow_request(&gateway);
