@@ -303,18 +303,6 @@ fn with_slow_route(delay: Duration) -> Options {
     }
 }
 
-/// Starts `GET /slow` on `gateway`; its status and body once answered.
-fn slow_request(gateway: &TestGateway) -> std::thread::JoinHandle<(u16, String)> {
-    let url = gateway.url("/slow");
-    std::thread::spawn(move || {
-        let response = client()
-            .get(url)
-            .send()
-            .expect("a request under way is answered");
-        (response.status().as_u16(), response.text().expect("body"))
-    })
-}
-
 #[test]
 fn a_request_under_way_at_the_hand_over_is_answered_before_the_old_gateway_exits() {
     // Longer than the close timeout, shorter than it and the grace period together.
@@ -327,7 +315,10 @@ fn a_request_under_way_at_the_hand_over_is_answered_before_the_old_gateway_exits
     let new = start_upgrade(&old.config_path, &log);
     wait_for_socket(&socket_of(&old), Duration::from_secs(30), &log);
     signal(old.pid().expect("running"), "-QUIT");
-    assert_eq!(under_way.join().expect("join"), (200, "slow".to_string()));
+    assert_eq!(
+        under_way.join().expect("join"),
+        Ok((200, "slow".to_string()))
+    );
     let status = old.wait_exit(Duration::from_secs(SHUTDOWN_SECONDS + 2));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -345,7 +336,7 @@ fn a_request_under_way_at_the_hand_over_is_answered_before_the_old_gateway_exits
 #[test]
 fn sigterm_ends_the_process_within_the_shutdown_timeout_even_with_a_request_under_way() {
     let mut gateway = TestGateway::start_with(with_slow_route(Duration::from_secs(15)));
-    let under_way = slow_request_outcome(&gateway);
+    let under_way = slow_request(&gateway);
     std::thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();
     signal(gateway.pid().expect("running"), "-TERM");
@@ -363,9 +354,7 @@ fn sigterm_ends_the_process_within_the_shutdown_timeout_even_with_a_request_unde
 }
 
 /// Starts `GET /slow` on `gateway`; its status and body, or the client's error.
-fn slow_request_outcome(
-    gateway: &TestGateway,
-) -> std::thread::JoinHandle<Result<(u16, String), String>> {
+fn slow_request(gateway: &TestGateway) -> std::thread::JoinHandle<Result<(u16, String), String>> {
     let url = gateway.url("/slow");
     std::thread::spawn(move || {
         let response = client().get(url).send().map_err(|e| e.to_string())?;
@@ -381,7 +370,10 @@ fn sigterm_answers_the_requests_under_way_then_exits_at_once() {
     std::thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();
     signal(gateway.pid().expect("running"), "-TERM");
-    assert_eq!(under_way.join().expect("join"), (200, "slow".to_string()));
+    assert_eq!(
+        under_way.join().expect("join"),
+        Ok((200, "slow".to_string()))
+    );
     let status = gateway.wait_exit(Duration::from_secs(SHUTDOWN_SECONDS + 2));
     assert!(
         status.is_some_and(|s| s.success()),
