@@ -507,23 +507,23 @@ fn spawn_upstream_dns(resolver: Arc<ArcSwapOption<UpstreamResolver>>) -> Result<
 /// The proxy's service, serving `live` and counted in `drain`, listening at `listen`: TLS with
 /// the certificate in force in `tls` (which a reload can replace) when given, offering `h2`
 /// and `http/1.1` by ALPN when `protocols.http2`; plain otherwise, reading a connection that
-/// opens with the HTTP/2 preface as h2c when `protocols.h2c` (any other as HTTP/1.1). `Err`
-/// when the TLS settings cannot be made.
+/// opens with the HTTP/2 preface as h2c when `protocols.h2c` (any other as HTTP/1.1); an
+/// HTTP/2 connection with no stream open for `h2_idle_timeout` is closed. `Err` when the TLS
+/// settings cannot be made.
 fn proxy_service(
     conf: &Arc<ServerConf>,
     live: LiveGateway,
     drain: Arc<Drain>,
     listen: &str,
     tls: Option<Arc<Certificates>>,
-    protocols: ListenProtocols,
+    (protocols, h2_idle_timeout): (ListenProtocols, Duration),
 ) -> Result<Service<Draining<HttpProxy<LiveGateway>>>, StartError> {
     let mut app = HttpProxy::new(live, conf.clone());
     app.handle_init_modules();
-    if tls.is_none() && protocols.h2c {
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        app.server_options = Some(options);
-    }
+    let mut options = HttpServerOptions::default();
+    options.h2c = tls.is_none() && protocols.h2c;
+    options.h2_idle_timeout = Some(h2_idle_timeout);
+    app.server_options = Some(options);
     let mut proxy = Service::new(
         "Pingora HTTP Proxy Service".to_string(),
         Draining::new(app, drain),
@@ -653,7 +653,12 @@ fn add_services(
         drain,
         &listen,
         certificates,
-        config.protocols,
+        // HTTP/2 connections idle as long as HTTP/1 keep-alive ones; the engine takes this at
+        // start, so a reloaded `idleTimeoutSeconds` reaches HTTP/2 at the next start.
+        (
+            config.protocols,
+            Duration::from_secs(config.idle_timeout_seconds),
+        ),
     )?;
     server.add_service(proxy);
     if let Some(demo) = config.demo_upstream {

@@ -288,6 +288,50 @@ fn an_h2c_listener_closes_connections_that_send_less_than_a_preface_within_a_min
     );
 }
 
+/// How long an HTTP/2 connection to `port` (h2c), left open with no stream after `request`
+/// (or after the handshake alone), lasts before the gateway ends it; an error after 30 s.
+fn idle_h2c_closed_after(port: u16, request: Option<Request<()>>) -> Result<Duration, String> {
+    runtime().block_on(async {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut client, connection) = h2::client::handshake(stream)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let connection = tokio::spawn(connection);
+        if let Some(request) = request {
+            let (response, _) = client
+                .send_request(request, true)
+                .map_err(|e| e.to_string())?;
+            let mut body = response.await.map_err(|e| e.to_string())?.into_body();
+            while let Some(chunk) = body.data().await {
+                chunk.map_err(|e| e.to_string())?;
+            }
+        }
+        let idle_from = std::time::Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(30), connection).await;
+        // The client's handle is held until here: the client itself never ends the connection.
+        drop(client);
+        ended.map_err(|_| "still open after 30 s".to_string())?;
+        Ok(idle_from.elapsed())
+    })
+}
+
+#[test]
+fn idle_http2_connections_are_closed_after_the_idle_timeout() {
+    let gw = TestGateway::start_with(Options {
+        extra: "listenOptions: {h2c: true}\n".into(),
+        idle_timeout_seconds: 2,
+        ..Default::default()
+    });
+    let uri = format!("http://127.0.0.1:{}/health", gw.port);
+    for request in [None, Some(get(&uri, &[]))] {
+        let after = idle_h2c_closed_after(gw.port, request).expect("closed");
+        assert!(after >= Duration::from_millis(1500), "{after:?}");
+        assert!(after < Duration::from_secs(6), "{after:?}");
+    }
+}
+
 #[test]
 fn http2_requests_follow_the_canonical_request_rules() {
     let upstream = RecordingUpstream::start();
