@@ -134,8 +134,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path).map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
+        set_wal_mode(&conn)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(backend)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -247,33 +246,58 @@ impl SqliteStore {
     }
 }
 
-/// Applies pending migrations, each recorded as applied at `now_ms`.
+/// Puts the file in WAL mode. A new file's first switch needs it to itself, and SQLite may
+/// answer busy at once rather than wait out the busy timeout: while another process opening
+/// the same new file holds it, the switch is tried again for up to 5 s. `Err` past that, or on
+/// any other error.
+fn set_wal_mode(conn: &Connection) -> StoreResult<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            outcome => return outcome.map_err(backend),
+        }
+    }
+}
+
+/// Applies pending migrations, each recorded as applied at `now_ms`. Each one reads the
+/// schema's version inside its own write-locking transaction, so gateways opening a new file
+/// at the same moment apply each migration once: the second finds it applied and goes on.
 fn migrate(conn: &mut Connection, now_ms: i64) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(backend)?;
-    let current: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(backend)?;
-    super::rows::check_schema_version(current as usize, MIGRATIONS.len())?;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        super::rows::check_schema_version(current as usize, MIGRATIONS.len())?;
+        let Some(sql) = MIGRATIONS.get(current as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql).map_err(backend)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![index as i64 + 1, now_ms],
+            params![current + 1, now_ms],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
-    Ok(())
 }
 
 pub(super) fn get_body<T: DeserializeOwned>(
@@ -379,6 +403,39 @@ mod tests {
             store.get_tenant(tenant.id).await.expect("get"),
             Some(tenant)
         );
+    }
+
+    #[test]
+    fn gateways_opening_one_new_file_at_once_all_start_and_migrate_it_once() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("g.db");
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        SqliteStore::open(&path, Arc::new(SystemClock)).map(drop)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().expect("thread").expect("open");
+            }
+            let conn = Connection::open(&path).expect("connection");
+            let (applied, latest): (i64, i64) = conn
+                .query_row(
+                    "SELECT COUNT(*), MAX(version) FROM schema_migrations",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("versions");
+            assert_eq!(
+                (applied, latest),
+                (MIGRATIONS.len() as i64, MIGRATIONS.len() as i64)
+            );
+        }
     }
 
     #[tokio::test]
