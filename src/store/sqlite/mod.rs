@@ -267,37 +267,49 @@ fn set_wal_mode(conn: &Connection) -> StoreResult<()> {
     }
 }
 
-/// Applies pending migrations, each recorded as applied at `now_ms`. Each one reads the
-/// schema's version inside its own write-locking transaction, so gateways opening a new file
-/// at the same moment apply each migration once: the second finds it applied and goes on.
+/// Applies pending migrations, each recorded as applied at `now_ms`. A file already up to date
+/// is only read. Otherwise each migration reads the schema's version inside its own
+/// write-locking transaction, so gateways opening a new file at the same moment apply each
+/// migration once: the second finds it applied and goes on.
 fn migrate(conn: &mut Connection, now_ms: i64) -> StoreResult<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .map_err(backend)?;
+    if schema_version(conn)? == MIGRATIONS.len() {
+        return Ok(());
+    }
     loop {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let current: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(backend)?;
-        super::rows::check_schema_version(current as usize, MIGRATIONS.len())?;
-        let Some(sql) = MIGRATIONS.get(current as usize) else {
+        let current = schema_version(&tx)?;
+        let Some(sql) = MIGRATIONS.get(current) else {
             return Ok(());
         };
         tx.execute_batch(sql).map_err(backend)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![current + 1, now_ms],
+            params![current as i64 + 1, now_ms],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
+}
+
+/// The number of migrations applied to the file `conn` is open on; `Err` when the file is
+/// newer than this build (see `check_schema_version`) or cannot be read.
+fn schema_version(conn: &Connection) -> StoreResult<usize> {
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    let current = usize::try_from(current).unwrap_or(0);
+    super::rows::check_schema_version(current, MIGRATIONS.len())?;
+    Ok(current)
 }
 
 pub(super) fn get_body<T: DeserializeOwned>(
