@@ -205,6 +205,9 @@ pub struct Config {
     pub token_cache_max_bytes: u64,
     /// Seconds an idle keep-alive client connection stays open.
     pub idle_timeout_seconds: u64,
+    /// Most client connections open at once on the proxy listener (the next waits in the
+    /// kernel's backlog until one closes).
+    pub max_connections: usize,
     /// How request paths are put into their canonical form.
     pub path_options: PathOptions,
     /// The admin listener (`/metrics`, `/health`), when configured.
@@ -415,6 +418,20 @@ fn request_limits(p: &mut Problems, limits: &raw::RawLimits) -> (usize, usize, u
     (max_body_bytes, max_header_bytes, idle_timeout_seconds)
 }
 
+/// `limits.maxConnections`: the most client connections the proxy listener keeps open at once
+/// (default 10,000, about 0.6 GB of idle connections at most), within its range or a problem at
+/// its path.
+fn connection_limit(p: &mut Problems, limits: &raw::RawLimits) -> usize {
+    sections::bounded(
+        p,
+        "limits.maxConnections",
+        limits.max_connections,
+        10_000,
+        (1, 1_000_000),
+        "must be between 1 and 1000000",
+    )
+}
+
 /// The `forwardAuth:` section and the routes, which may name the trusted `issuers` and the
 /// `tenants`' own issuers, and may leave out `upstream` only when forward-auth is on.
 fn routing(
@@ -480,6 +497,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     );
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
         request_limits(&mut p, &raw.limits);
+    let max_connections = connection_limit(&mut p, &raw.limits);
     let token_cache_max_bytes = sections::bounded(
         &mut p,
         "validation.cacheMaxBytes",
@@ -527,6 +545,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         token_cache_capacity: raw.validation.cache_capacity.unwrap_or(100_000),
         token_cache_max_bytes,
         idle_timeout_seconds,
+        max_connections,
         path_options,
         admin_listen,
         race_window_ms: race_window_seconds.min(60) as i64 * 1000,

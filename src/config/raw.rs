@@ -305,6 +305,9 @@ pub struct RawLimits {
     /// Seconds an idle keep-alive connection is kept open; default 60.
     #[serde(default)]
     pub idle_timeout_seconds: Option<u64>,
+    /// Most client connections open at once on the proxy listener; default 10000.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 /// `paths:`

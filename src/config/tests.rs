@@ -85,6 +85,21 @@ fn the_race_window_is_an_opt_in_of_at_most_a_minute() {
 }
 
 #[test]
+fn the_connection_limit_defaults_to_ten_thousand_within_its_range() {
+    assert_eq!(parse_str(&base()).expect("valid").max_connections, 10_000);
+    let with = |limit: u64| parse_str(&format!("{}limits: {{maxConnections: {limit}}}\n", base()));
+    assert_eq!(with(1).expect("valid").max_connections, 1);
+    assert_eq!(with(1_000_000).expect("valid").max_connections, 1_000_000);
+    for limit in [0, 1_000_001] {
+        let errors = with(limit).unwrap_err().to_string();
+        assert!(
+            errors.contains("limits.maxConnections: must be between 1 and 1000000"),
+            "{errors}"
+        );
+    }
+}
+
+#[test]
 fn every_problem_is_reported_with_its_path() {
     let text = base()
         .replace(

@@ -508,15 +508,16 @@ fn spawn_upstream_dns(resolver: Arc<ArcSwapOption<UpstreamResolver>>) -> Result<
 /// the certificate in force in `tls` (which a reload can replace) when given, offering `h2`
 /// and `http/1.1` by ALPN when `protocols.http2`; plain otherwise, reading a connection that
 /// opens with the HTTP/2 preface as h2c when `protocols.h2c` (any other as HTTP/1.1); an
-/// HTTP/2 connection with no stream open for `h2_idle_timeout` is closed. `Err` when the TLS
-/// settings cannot be made.
+/// HTTP/2 connection with no stream open for `h2_idle_timeout` is closed; at most
+/// `max_connections` client connections are open at once (the next is accepted when one
+/// closes). `Err` when the TLS settings cannot be made.
 fn proxy_service(
     conf: &Arc<ServerConf>,
     live: LiveGateway,
     drain: Arc<Drain>,
     listen: &str,
     tls: Option<Arc<Certificates>>,
-    (protocols, h2_idle_timeout): (ListenProtocols, Duration),
+    (protocols, h2_idle_timeout, max_connections): (ListenProtocols, Duration, usize),
 ) -> Result<Service<Draining<HttpProxy<LiveGateway>>>, StartError> {
     let mut app = HttpProxy::new(live, conf.clone());
     app.handle_init_modules();
@@ -528,6 +529,7 @@ fn proxy_service(
         "Pingora HTTP Proxy Service".to_string(),
         Draining::new(app, drain),
     );
+    proxy.set_connection_limit(max_connections);
     match tls {
         Some(certificates) => {
             let mut settings = TlsSettings::intermediate("", "")
@@ -658,6 +660,7 @@ fn add_services(
         (
             config.protocols,
             Duration::from_secs(config.idle_timeout_seconds),
+            config.max_connections,
         ),
     )?;
     server.add_service(proxy);

@@ -302,6 +302,10 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         running.upgrade_socket != new.upgrade_socket,
         "upgradeSocket",
     );
+    keep(
+        running.max_connections != new.max_connections,
+        "limits.maxConnections",
+    );
     new.listen = running.listen;
     if running.tls.is_some() != new.tls.is_some() {
         new.tls = running.tls.clone();
@@ -316,6 +320,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     new.log_level = running.log_level.clone();
     new.shutdown_timeout_seconds = running.shutdown_timeout_seconds;
     new.upgrade_socket = running.upgrade_socket.clone();
+    new.max_connections = running.max_connections;
     warnings
 }
 
@@ -435,6 +440,20 @@ mod tests {
         assert_eq!(new.store, running.store);
         // What a reload may change is the new file's.
         assert_eq!(new.routes[0].path, "/x");
+    }
+
+    #[test]
+    fn the_connection_limit_keeps_its_running_value() {
+        let running = config(BASE);
+        let mut new = config(&format!("{BASE}limits: {{maxConnections: 5}}\n"));
+        assert_eq!(
+            keep_restart_only(&running, &mut new),
+            vec![
+                "limits.maxConnections: changes only with a restart; the running value is kept"
+                    .to_string()
+            ]
+        );
+        assert_eq!(new.max_connections, 10_000);
     }
 
     #[test]

@@ -1123,3 +1123,50 @@ fn hosts_without_one_reading_are_refused() {
         assert_eq!(upstream.received().len(), before, "{target} Host: {host}");
     }
 }
+
+/// At `limits.maxConnections`, the next connection waits in the kernel's backlog, unanswered, and
+/// is served as soon as one of the open ones closes: the gateway never holds more client
+/// connections than the limit, and nothing is refused.
+#[test]
+fn a_connection_over_the_limit_waits_until_one_closes() {
+    let gw = TestGateway::start_with(Options {
+        max_connections: 2,
+        ..Default::default()
+    });
+    let address = ("127.0.0.1", gw.port);
+    let mut open: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(address).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting = std::net::TcpStream::connect(address).expect("connect (the backlog)");
+    waiting
+        .write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    let mut first = [0u8; 1];
+    let early = waiting.read(&mut first);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "answered over the limit: {early:?}"
+    );
+    drop(open.remove(0));
+    let closed_at = Instant::now();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    waiting.read_to_end(&mut answer).expect("answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed_at.elapsed() < Duration::from_secs(5));
+    // The one still open is served too.
+    let mut still_open = open.remove(0);
+    still_open
+        .write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    still_open.read_to_end(&mut answer).expect("answer");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+}

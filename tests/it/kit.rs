@@ -208,6 +208,8 @@ pub struct Options {
     pub leeway_seconds: u64,
     /// `limits.idleTimeoutSeconds`.
     pub idle_timeout_seconds: u64,
+    /// `limits.maxConnections`.
+    pub max_connections: u64,
     /// `rotation.raceWindowSeconds`, an opt-in: absent by default (the gateway's default, no
     /// window), so the tests check FusionAuth's grace-period rule as shipped; the window has
     /// tests of its own.
@@ -235,6 +237,7 @@ impl Default for Options {
             store_url: None,
             leeway_seconds: 0,
             idle_timeout_seconds: 60,
+            max_connections: 10_000,
             race_window_seconds: None,
             rust_log: "info".into(),
             identity_provider: String::new(),
@@ -360,7 +363,7 @@ demoUpstream:
   listen: 127.0.0.1:{demo}
 admin:
   listen: 127.0.0.1:{admin}
-limits: {{maxBodyBytes: {max_body}, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}}}
+limits: {{maxBodyBytes: {max_body}, maxHeaderBytes: 8192, idleTimeoutSeconds: {idle}, maxConnections: {max_connections}}}
 validation: {{leewaySeconds: {leeway}}}
 {race}{extra}
 routes:
@@ -397,6 +400,7 @@ routes:
             admin = self.admin_port,
             leeway = options.leeway_seconds,
             idle = options.idle_timeout_seconds,
+            max_connections = options.max_connections,
             race = options
                 .race_window_seconds
                 .map(|s| format!("rotation: {{raceWindowSeconds: {s}}}\n"))

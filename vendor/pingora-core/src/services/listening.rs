@@ -32,13 +32,14 @@ use crate::server::{RuntimeOpts, ShutdownWatch};
 use crate::services::Service as ServiceTrait;
 
 use async_trait::async_trait;
-use log::{debug, error, info};
+use log::{debug, error, info, warn};
 use pingora_error::Result;
 use pingora_runtime::current_handle;
 use pingora_timeout::timeout;
 use std::fs::Permissions;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
@@ -53,6 +54,7 @@ pub struct Service<A> {
     runtime_opts_override: Option<RuntimeOptsOverride>,
     #[cfg(feature = "connection_filter")]
     connection_filter: Arc<dyn ConnectionFilter>,
+    connection_limit: Option<usize>,
 }
 
 impl<A> Service<A> {
@@ -66,6 +68,7 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            connection_limit: None,
         }
     }
 
@@ -80,12 +83,20 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            connection_limit: None,
         }
     }
 
     /// Set a runtime options override for this service.
     ///
     /// Returning [`None`] from the override uses the global runtime options.
+    /// At most `limit` connections open at once across the service's listeners (taken at
+    /// start): at the limit, the next connection is accepted only when one ends, and waits in
+    /// the kernel's backlog until then. No limit unless set.
+    pub fn set_connection_limit(&mut self, limit: usize) {
+        self.connection_limit = Some(limit.max(1));
+    }
+
     pub fn set_runtime_opts_override(&mut self, override_fn: RuntimeOptsOverride) {
         self.runtime_opts_override = Some(override_fn);
     }
@@ -199,13 +210,50 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         }
     }
 
+    /// A slot of `slots` (the connection limit): at once when one is free, else when a
+    /// connection ends (a warning says the limit was reached). `None` when the system is
+    /// shutting down meanwhile.
+    async fn free_slot(
+        slots: &Arc<Semaphore>,
+        stack: &TransportStack,
+        shutdown: &mut ShutdownWatch,
+    ) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        warn!(
+            "{}: connection limit reached; new connections wait for one to close",
+            stack.as_str()
+        );
+        loop {
+            tokio::select! {
+                slot = slots.clone().acquire_owned() => return slot.ok(),
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     async fn run_endpoint(
         app_logic: Arc<A>,
         mut stack: TransportStack,
         mut shutdown: ShutdownWatch,
+        slots: Option<Arc<Semaphore>>,
     ) {
         // the accept loop, until the system is shutting down
         loop {
+            // With a connection limit, a free slot first: it is held by the connection's task
+            // to its end.
+            let slot = match &slots {
+                None => None,
+                Some(slots) => match Self::free_slot(slots, &stack, &mut shutdown).await {
+                    Some(slot) => Some(slot),
+                    None => break,
+                },
+            };
             let new_io = tokio::select! { // TODO: consider biased for perf reason?
                 new_io = stack.accept() => new_io,
                 shutdown_signal = shutdown.changed() => {
@@ -230,6 +278,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     current_handle().spawn(async move {
+                        let _slot = slot;
                         let peer_addr = io.peer_addr();
                         match timeout(Duration::from_secs(60), io.handshake()).await {
                             Ok(handshake) => {
@@ -299,15 +348,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
         let app_logic = Arc::new(app_logic);
 
         let mut handlers = Vec::new();
+        // One limit for all the service's listeners.
+        let slots = self.connection_limit.map(|n| Arc::new(Semaphore::new(n)));
 
         endpoints.into_iter().for_each(|endpoint| {
             for _ in 0..listeners_per_fd {
                 let shutdown = shutdown.clone();
                 let my_app_logic = app_logic.clone();
                 let endpoint = endpoint.clone();
+                let slots = slots.clone();
 
                 let jh = runtime.spawn(async move {
-                    Self::run_endpoint(my_app_logic, endpoint, shutdown).await;
+                    Self::run_endpoint(my_app_logic, endpoint, shutdown, slots).await;
                 });
 
                 handlers.push(jh);
