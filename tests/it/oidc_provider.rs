@@ -615,3 +615,117 @@ fn a_missing_button_text_is_the_providers_name() {
     );
     assert_eq!(created["identityProvider"]["buttonText"], "Log in with SSO");
 }
+
+/// A PATCH applies to the provider as answers show it, every secret redacted: a new
+/// `client_id` (the provider's or an application's) needs its secret in every format; a
+/// `null` (or a JSON Patch `remove`) removes the stored secret; no `test` can probe a secret,
+/// and no `copy` can put one where an answer shows it. Nothing is written by a refused PATCH.
+#[test]
+fn a_patch_sees_secrets_redacted_so_a_new_client_id_needs_its_secret_and_null_removes_it() {
+    let t = Idp::start();
+    let body = json!({"identityProvider": oidc_document("Patched SSO")});
+    let created = json_of(t.post("/api/identity-provider", &body), 200)["identityProvider"].clone();
+    let id = created["id"].as_str().expect("id").to_string();
+    let path = format!("/api/identity-provider/{id}");
+    let before = stored(&t.gw, &id);
+    let app_pointer = format!("/identityProvider/applicationConfiguration/{APP}/oauth2/client_id");
+    let new_client_id = [
+        (
+            "application/json",
+            json!({"identityProvider": {"oauth2": {"client_id": "client-two"}}}),
+        ),
+        (
+            "application/merge-patch+json",
+            json!({"identityProvider": {"oauth2": {"client_id": "client-two"}}}),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": "/identityProvider/oauth2/client_id", "value": "client-two"}]),
+        ),
+        (
+            "application/json",
+            json!({"identityProvider": {"applicationConfiguration": {APP: {"oauth2": {"client_id": "ac2"}}}}}),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "replace", "path": app_pointer, "value": "ac2"}]),
+        ),
+    ];
+    for (content_type, patch) in &new_client_id {
+        let refused = json_of(t.patch(&path, content_type, patch), 400);
+        let codes = field_codes(&refused);
+        assert!(
+            codes.iter().any(|c| c.ends_with("oauth2.client_secret")),
+            "{content_type} {patch}: {refused}"
+        );
+        assert_eq!(stored(&t.gw, &id), before, "{content_type} {patch}");
+    }
+    // A secret can be neither probed nor copied out.
+    let probe =
+        json!([{"op": "test", "path": "/identityProvider/oauth2/client_secret", "value": SECRET}]);
+    json_of(t.patch(&path, "application/json-patch+json", &probe), 400);
+    let copy = json!([{"op": "copy", "from": "/identityProvider/oauth2/client_secret", "path": "/identityProvider/buttonText"},
+                      {"op": "copy", "from": format!("/identityProvider/applicationConfiguration/{APP}/oauth2/client_secret"),
+                       "path": "/identityProvider/name"}]);
+    let copied = json_of(t.patch(&path, "application/json-patch+json", &copy), 200);
+    assert_eq!(copied["identityProvider"]["buttonText"], "********");
+    let now = stored(&t.gw, &id);
+    assert_eq!(now["buttonText"], "********");
+    assert_eq!(
+        now["oauth2"]["client_secret"], SECRET,
+        "the secret itself is kept"
+    );
+    // A new client id with its secret is taken.
+    let both = json!({"identityProvider": {"oauth2": {"client_id": "client-two", "client_secret": "secret-of-client-two"}}});
+    json_of(t.patch(&path, "application/json", &both), 200);
+    assert_eq!(
+        stored(&t.gw, &id)["oauth2"]["client_secret"],
+        "secret-of-client-two"
+    );
+    // `null` removes the secret, in every format: a method that needs one is then refused.
+    let removals = [
+        (
+            "application/json",
+            json!({"identityProvider": {"oauth2": {"client_secret": null, "clientAuthenticationMethod": "none"}}}),
+        ),
+        (
+            "application/merge-patch+json",
+            json!({"identityProvider": {"oauth2": {"client_secret": null, "clientAuthenticationMethod": "none"}}}),
+        ),
+        (
+            "application/json-patch+json",
+            json!([{"op": "remove", "path": "/identityProvider/oauth2/client_secret"},
+                                               {"op": "replace", "path": "/identityProvider/oauth2/clientAuthenticationMethod", "value": "none"}]),
+        ),
+    ];
+    for (content_type, patch) in &removals {
+        let restore = json!({"identityProvider": {"oauth2": {"client_secret": "secret-of-client-two",
+                                                             "clientAuthenticationMethod": "client_secret_basic"}}});
+        json_of(t.patch(&path, "application/json", &restore), 200);
+        json_of(t.patch(&path, content_type, patch), 200);
+        let removed = stored(&t.gw, &id);
+        assert!(
+            removed["oauth2"].get("client_secret").is_none(),
+            "{content_type}: {removed}"
+        );
+        let basic = json!({"identityProvider": {"oauth2": {"clientAuthenticationMethod": "client_secret_basic"}}});
+        let refused = json_of(t.patch(&path, "application/json", &basic), 400);
+        assert_codes(
+            &refused,
+            &["[missing]identityProvider.oauth2.client_secret"],
+        );
+    }
+    // An application's secret: `null` removes its own (logins then use the provider's).
+    let app_null = json!({"identityProvider": {"applicationConfiguration": {APP: {"oauth2": {"client_secret": null}}}}});
+    json_of(
+        t.patch(&path, "application/merge-patch+json", &app_null),
+        200,
+    );
+    let removed = stored(&t.gw, &id);
+    assert!(
+        removed["applicationConfiguration"][APP]["oauth2"]
+            .get("client_secret")
+            .is_none(),
+        "{removed}"
+    );
+}

@@ -22,7 +22,7 @@ use crate::lambdas::lambda_type;
 use crate::login::ring_key;
 use crate::patch::{apply_offloaded, PatchFormat};
 use crate::provider::{
-    normalize, redact, restore_redacted, validate_document, Provider, ProviderType,
+    normalize, redact, restore_redacted, validate_document, MissingSecret, Provider, ProviderType,
 };
 
 const PREFIX: &str = "identityProvider.";
@@ -362,10 +362,12 @@ const MAX_ATTEMPTS: usize = 32;
 /// back only if nobody changed the provider meanwhile; on a concurrent change it starts over
 /// from the new version. Concurrent updates are so serialized, never merged into one (nor
 /// lost), on one gateway or many sharing the store.
+/// `missing` says what a `client_secret` the replacement lacks means (see [`MissingSecret`]).
 async fn update_with(
     id: Uuid,
     grant: &ApiKeyGrant,
     context: &Env<'_>,
+    missing: MissingSecret,
     change: impl for<'v> Fn(&'v Value) -> Change<'v>,
 ) -> Result<PluginResponse, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
@@ -374,7 +376,7 @@ async fn update_with(
             return Err(ApiError::NotFound);
         }
         let changed = change(&existing).await?;
-        let doc = replacement(id, &existing, changed, grant, context).await?;
+        let doc = replacement(id, &existing, (changed, missing), grant, context).await?;
         if context
             .records
             .replace_identity_provider(id, &existing, &doc)
@@ -396,7 +398,7 @@ async fn update_with(
 async fn replacement(
     id: Uuid,
     existing: &Value,
-    mut doc: Value,
+    (mut doc, missing): (Value, MissingSecret),
     grant: &ApiKeyGrant,
     context: &Env<'_>,
 ) -> Result<Value, ApiError> {
@@ -408,7 +410,7 @@ async fn replacement(
             obj.entry("tenantId").or_insert(json!(t));
         }
     }
-    restore_redacted(&mut doc, existing);
+    restore_redacted(&mut doc, existing, missing);
     validate_all(&doc, id, Some(existing), grant, context).await?;
     let insert = existing
         .get("insertInstant")
@@ -425,7 +427,7 @@ pub async fn update(
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
     let doc = wrapped(&json_body(request)?, "identityProvider")?;
-    update_with(id, &grant, context, |_| {
+    update_with(id, &grant, context, MissingSecret::Kept, |_| {
         Box::pin(std::future::ready(Ok(doc.clone())))
     })
     .await
@@ -438,8 +440,10 @@ pub async fn patch(request: &PluginRequest, context: &Env<'_>) -> Result<PluginR
         .ok_or(ApiError::UnsupportedMediaType)?;
     let id = path_uuid(request, "identityProviderId")?;
     let body = Arc::new(patch_body(request)?);
-    update_with(id, &grant, context, |existing| {
-        let target = json!({ "identityProvider": existing });
+    // The patch applies to the provider as responses show it, every secret [`REDACTED`]: a
+    // `test` cannot probe a secret, nor a `copy` or `move` put one where a response shows it.
+    update_with(id, &grant, context, MissingSecret::Removed, |existing| {
+        let target = json!({ "identityProvider": redact(existing) });
         let (body, cpu) = (body.clone(), context.cpu.clone());
         Box::pin(async move {
             let patched = apply_offloaded(&cpu, format, target, body).await?;

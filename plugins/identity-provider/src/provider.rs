@@ -649,15 +649,26 @@ pub fn redact(doc: &Value) -> Value {
     out
 }
 
+/// What an `OpenIDConnect` `client_secret` missing from an update's replacement means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingSecret {
+    /// Kept (a full replacement, `PUT`: FusionAuth's clients never get the secret back, so
+    /// they cannot resend it; `null` removes it).
+    Kept,
+    /// Removed (a `PATCH`, applied to the document as responses show it, where every stored
+    /// secret reads [`REDACTED`]: one that is missing now was removed by the patch).
+    Removed,
+}
+
 /// Puts back into `doc` (an update's replacement) the stored secrets it does not give anew, so
 /// a secret is never replaced by what a client could not know:
 /// - a secret sent back as [`REDACTED`] (a retrieve, edit, update round trip) is the stored one;
-/// - for `OpenIDConnect`, so is a `client_secret` left out of an `oauth2` object (FusionAuth's
-///   clients never get it back, so they cannot resend it); send `null` to remove it.
+/// - for `OpenIDConnect`, so is a `client_secret` left out of an `oauth2` object when `missing`
+///   says [`MissingSecret::Kept`].
 ///
 /// An `OpenIDConnect` client secret is carried over only while the client id it belongs to
 /// stays the same: a new `client_id` needs its own secret.
-pub fn restore_redacted(doc: &mut Value, existing: &Value) {
+pub fn restore_redacted(doc: &mut Value, existing: &Value, missing: MissingSecret) {
     if let Some(Value::Object(keys)) = doc.get_mut("keys") {
         for (id, value) in keys.iter_mut() {
             if value.as_str() == Some(REDACTED) {
@@ -676,7 +687,7 @@ pub fn restore_redacted(doc: &mut Value, existing: &Value) {
         let sent = doc.pointer(&pointer).and_then(|o| o.get("client_secret"));
         let carry = match sent {
             Some(Value::String(s)) => s == REDACTED,
-            None => openid,
+            None => openid && missing == MissingSecret::Kept,
             Some(_) => false,
         };
         let stored = existing
@@ -891,7 +902,7 @@ mod tests {
         assert_eq!(shown["keys"]["pem"], doc["keys"]["pem"]);
         let mut back = shown.clone();
         back["keys"]["k2"] = json!(REDACTED);
-        restore_redacted(&mut back, &doc);
+        restore_redacted(&mut back, &doc, MissingSecret::Kept);
         assert_eq!(back["keys"]["k1"], "secret");
         assert_eq!(back["oauth2"]["client_secret"], "cs");
         assert_eq!(back["keys"]["k2"], REDACTED);
@@ -1088,7 +1099,7 @@ mod tests {
         );
         // Sent back redacted, or left out: the stored secrets are kept.
         let mut back = shown.clone();
-        restore_redacted(&mut back, &stored);
+        restore_redacted(&mut back, &stored, MissingSecret::Kept);
         assert_eq!(back, stored);
         let mut omitted = stored.clone();
         omitted["oauth2"]
@@ -1099,16 +1110,16 @@ mod tests {
             .as_object_mut()
             .expect("oauth2")
             .remove("client_secret");
-        restore_redacted(&mut omitted, &stored);
+        restore_redacted(&mut omitted, &stored, MissingSecret::Kept);
         assert_eq!(omitted, stored);
         // `null` removes it; a new secret replaces it.
         let mut removed = stored.clone();
         removed["oauth2"]["client_secret"] = Value::Null;
-        restore_redacted(&mut removed, &stored);
+        restore_redacted(&mut removed, &stored, MissingSecret::Kept);
         assert_eq!(removed["oauth2"]["client_secret"], Value::Null);
         let mut replaced = stored.clone();
         replaced["oauth2"]["client_secret"] = json!("new");
-        restore_redacted(&mut replaced, &stored);
+        restore_redacted(&mut replaced, &stored, MissingSecret::Kept);
         assert_eq!(replaced["oauth2"]["client_secret"], "new");
         // A new client id does not inherit the old client's secret.
         let mut moved = shown.clone();
@@ -1117,7 +1128,7 @@ mod tests {
             .as_object_mut()
             .expect("oauth2")
             .remove("client_secret");
-        restore_redacted(&mut moved, &stored);
+        restore_redacted(&mut moved, &stored, MissingSecret::Kept);
         assert_eq!(moved["oauth2"]["client_secret"], REDACTED);
         assert_eq!(
             moved["applicationConfiguration"][app]["oauth2"]["client_secret"], "app-secret",
@@ -1132,7 +1143,7 @@ mod tests {
             .as_object_mut()
             .expect("oauth2")
             .remove("client_secret");
-        restore_redacted(&mut sent, &jwt);
+        restore_redacted(&mut sent, &jwt, MissingSecret::Kept);
         assert!(sent["oauth2"].get("client_secret").is_none());
     }
 
