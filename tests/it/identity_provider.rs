@@ -1538,3 +1538,100 @@ fn the_link_api_links_lists_and_unlinks() {
         404
     );
 }
+
+/// `POST` and `GET /api/identity-provider/search`: FusionAuth's criteria (name with `*`
+/// wildcards or anywhere, type, application), pages with the total, orders, secrets stay
+/// redacted, and a bad criterion is a 400 naming it (never read as a provider id).
+#[test]
+fn providers_are_searched_by_name_type_and_application_in_pages() {
+    let t = Idp::start();
+    let names = ["Acme SSO", "acme partners", "Zeta", "Partner ACME"];
+    for (i, name) in names.iter().enumerate() {
+        let enabled = i % 2 == 0;
+        t.provider(
+            json!({"name": name, "keys": {"k": "an-hmac-secret-value-for-search"},
+            "applicationConfiguration": {APP: {"enabled": enabled}}}),
+        );
+    }
+    // The status and body of a search with `criteria`; no answer holds a secret.
+    let post_search = |criteria: &Value| -> (u16, Value) {
+        let response = t
+            .http
+            .post(t.gw.url("/api/identity-provider/search"))
+            .header("Authorization", API_KEY)
+            .json(&json!({"search": criteria}))
+            .send()
+            .expect("send");
+        let status = response.status().as_u16();
+        let body: Value = response.json().expect("json");
+        assert!(!body.to_string().contains("an-hmac-secret-value"), "{body}");
+        (status, body)
+    };
+    let search = |criteria: Value| -> Value {
+        let (status, body) = post_search(&criteria);
+        assert_eq!(status, 200, "{criteria}: {body}");
+        body
+    };
+    let names_of = |body: &Value| -> Vec<String> {
+        body["identityProviders"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let all = search(json!({}));
+    assert_eq!(all["total"], 4);
+    assert_eq!(
+        names_of(&all),
+        ["acme partners", "Acme SSO", "Partner ACME", "Zeta"]
+    );
+    assert_eq!(names_of(&search(json!({"name": "ACME"}))).len(), 3);
+    assert_eq!(
+        names_of(&search(json!({"name": "acme*"}))),
+        ["acme partners", "Acme SSO"]
+    );
+    assert_eq!(
+        names_of(&search(json!({"name": "*acme"}))),
+        ["Partner ACME"]
+    );
+    assert_eq!(
+        names_of(&search(json!({"applicationId": APP}))),
+        ["Acme SSO", "Zeta"]
+    );
+    assert_eq!(search(json!({"type": "OpenIDConnect"}))["total"], 0);
+    let page = search(json!({"orderBy": "name DESC", "numberOfResults": 2, "startRow": 1}));
+    assert_eq!(page["total"], 4);
+    assert_eq!(names_of(&page), ["Partner ACME", "Acme SSO"]);
+    let by_insert = search(json!({"orderBy": "insertInstant ASC"}));
+    let inserted: Vec<i64> = by_insert["identityProviders"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| p["insertInstant"].as_i64().expect("instant"))
+        .collect();
+    assert!(inserted.windows(2).all(|w| w[0] <= w[1]), "{inserted:?}");
+    // GET takes the same criteria as query parameters.
+    let got = t.get("/api/identity-provider/search?name=zeta&orderBy=id");
+    assert_eq!(got.status().as_u16(), 200);
+    let got: Value = got.json().expect("json");
+    assert_eq!(names_of(&got), ["Zeta"]);
+    // Bad criteria: a 400 naming the member.
+    for (criteria, member) in [
+        (json!({"orderBy": "keys ASC"}), "search.orderBy"),
+        (json!({"numberOfResults": 0}), "search.numberOfResults"),
+        (json!({"applicationId": "x"}), "search.applicationId"),
+        (json!({"type": "Kerberos"}), "search.type"),
+    ] {
+        let (status, body) = post_search(&criteria);
+        assert_eq!(status, 400, "{criteria}");
+        assert!(body["fieldErrors"][member].is_array(), "{criteria}: {body}");
+    }
+    let unauthenticated = t
+        .http
+        .post(t.gw.url("/api/identity-provider/search"))
+        .json(&json!({"search": {}}))
+        .send()
+        .expect("send");
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+}

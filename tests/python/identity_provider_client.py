@@ -136,6 +136,19 @@ def main():
     r = expect_status("update_identity_provider", client.update_identity_provider(idp, current), 200)
     check("update_identity_provider renamed", r.success_response["identityProvider"]["name"] == "Python ADFS (updated)")
 
+    r = expect_status("search_identity_providers", client.search_identity_providers({"search": {
+        "name": "python*", "type": "ExternalJWT", "applicationId": app_id, "orderBy": "name DESC",
+        "numberOfResults": 1}}), 200)
+    found = r.success_response["identityProviders"]
+    check("search pages and orders", r.success_response["total"] == 2 and len(found) == 1
+          and found[0]["name"] == "Python pending", str(r.success_response))
+    check("search redacts secrets", found[0]["keys"]["py"] == "********")
+    r = expect_status("search_identity_providers (start row)", client.search_identity_providers({"search": {
+        "name": "ADFS", "startRow": 0}}), 200)
+    check("search by part of the name", [p["id"] for p in r.success_response["identityProviders"]] == [idp])
+    expect_status("search_identity_providers (bad orderBy)", client.search_identity_providers({"search": {
+        "orderBy": "keys ASC"}}), 400)
+
     r = expect_status("lookup_identity_provider", client.lookup_identity_provider("ann@py.example"), 200)
     check("lookup finds the provider", r.success_response["identityProvider"]["id"] == idp)
     expect_status("lookup_identity_provider (unmanaged)", client.lookup_identity_provider("nobody.example"), 404)

@@ -5,6 +5,7 @@
 //! | route | module |
 //! | --- | --- |
 //! | `POST /api/identity-provider[/{identityProviderId}]`, `GET /api/identity-provider[/{identityProviderId}]`, `PUT`/`PATCH`/`DELETE /api/identity-provider/{identityProviderId}`, `GET /api/identity-provider/lookup` | [`manage`] |
+//! | `POST`/`GET /api/identity-provider/search` | [`search`] |
 //! | `POST /api/identity-provider/login`, `POST /api/jwt/reconcile` | [`login`] (OpenID Connect's code exchange: [`oidc`]) |
 //! | `GET`/`POST`/`DELETE /api/identity-provider/link`, `GET /api/identity-provider/link/pending/{pendingLinkId}` | [`links`] |
 //! | `GET /api/user/{userId}`, `GET /api/user?email=` | [`users`] |
@@ -50,6 +51,7 @@ pub mod pending;
 pub mod provider;
 pub mod reconcile;
 pub mod sandbox;
+pub mod search;
 pub mod store;
 pub mod users;
 pub mod worker;
@@ -72,6 +74,7 @@ pub const NAME: &str = "identity-provider";
 const IDP: &str = "/api/identity-provider";
 const IDP_ID: &str = "/api/identity-provider/{identityProviderId}";
 const LINK: &str = "/api/identity-provider/link";
+const IDP_SEARCH: &str = "/api/identity-provider/search";
 const LAMBDA: &str = "/api/lambda";
 const LAMBDA_ID: &str = "/api/lambda/{lambdaId}";
 const EVENT_SEARCH: &str = "/api/system/event-log/search";
@@ -96,6 +99,10 @@ pub enum Route {
     Delete,
     /// `GET /api/identity-provider/lookup`
     Lookup,
+    /// `POST /api/identity-provider/search`
+    Search,
+    /// `GET /api/identity-provider/search`
+    SearchGet,
     /// `POST /api/identity-provider/login`
     Login,
     /// `POST /api/jwt/reconcile`
@@ -145,6 +152,8 @@ impl PluginRoute for Route {
         Route::Patch,
         Route::Delete,
         Route::Lookup,
+        Route::Search,
+        Route::SearchGet,
         Route::Login,
         Route::Reconcile,
         Route::LinkRetrieve,
@@ -176,6 +185,8 @@ impl PluginRoute for Route {
             Route::Patch => "idp_patch",
             Route::Delete => "idp_delete",
             Route::Lookup => "idp_lookup",
+            Route::Search => "idp_search",
+            Route::SearchGet => "idp_search_get",
             Route::Login => "idp_login",
             Route::Reconcile => "jwt_reconcile",
             Route::LinkRetrieve => "link_retrieve",
@@ -208,6 +219,8 @@ impl PluginRoute for Route {
             Route::Patch => (Method::PATCH, IDP_ID),
             Route::Delete => (Method::DELETE, IDP_ID),
             Route::Lookup => (Method::GET, "/api/identity-provider/lookup"),
+            Route::Search => (Method::POST, IDP_SEARCH),
+            Route::SearchGet => (Method::GET, IDP_SEARCH),
             Route::Login => (Method::POST, "/api/identity-provider/login"),
             Route::Reconcile => (Method::POST, "/api/jwt/reconcile"),
             Route::LinkRetrieve => (Method::GET, LINK),
@@ -360,6 +373,7 @@ impl Plugin for IdentityProviderPlugin {
                 Route::Patch => manage::patch(&request, context).await,
                 Route::Delete => manage::delete(&request, context).await,
                 Route::Lookup => manage::lookup(&request, context).await,
+                Route::Search | Route::SearchGet => search::search(&request, context).await,
                 Route::Login => login::login(&request, &login_env(), Endpoint::Login).await,
                 Route::Reconcile => login::login(&request, &login_env(), Endpoint::Reconcile).await,
                 Route::LinkRetrieve => links::retrieve(&request, context).await,
@@ -435,6 +449,8 @@ mod tests {
             ("PATCH", idp_id, "idp_patch"),
             ("DELETE", idp_id, "idp_delete"),
             ("GET", "/api/identity-provider/lookup", "idp_lookup"),
+            ("POST", "/api/identity-provider/search", "idp_search"),
+            ("GET", "/api/identity-provider/search", "idp_search_get"),
             ("POST", "/api/identity-provider/login", "idp_login"),
             ("POST", "/api/jwt/reconcile", "jwt_reconcile"),
             ("GET", link, "link_retrieve"),
