@@ -26,6 +26,8 @@ pub struct Admin {
     pub store: Arc<dyn GatewayStore>,
     /// Asks for a configuration reload (`POST /reload`); `None` answers it 404.
     pub reload: Option<ReloadHandle>,
+    /// Seconds an idle keep-alive connection stays open: `limits.idleTimeoutSeconds` at start.
+    pub idle_timeout_seconds: u64,
 }
 
 impl Admin {
@@ -184,7 +186,8 @@ impl HttpServerApp for Admin {
                 return None;
             }
         }
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let idle = Some(self.idle_timeout_seconds);
+        session.set_keepalive(if *shutdown.borrow() { None } else { idle });
         let (status, content_type, body) = self.answer(&session).await;
         if let Err(e) = respond(&mut session, status, content_type, body).await {
             tracing::debug!(kind = ?e.etype(), "admin listener: the answer could not be written");

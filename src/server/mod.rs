@@ -264,6 +264,7 @@ pub async fn prepare(config: &Config) -> Result<Prepared, StartError> {
         metrics: process.metrics.clone(),
         store: store.clone(),
         reload: None,
+        idle_timeout_seconds: config.idle_timeout_seconds,
     };
     Ok(Prepared {
         gateway: built.gateway,

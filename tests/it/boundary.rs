@@ -657,6 +657,31 @@ fn a_body_declared_far_over_the_limit_is_refused_at_once() {
     }
 }
 
+/// Sends `request` on a new connection to `port`; returns what was read until the gateway
+/// closed the connection, and how long after the request that was.
+fn read_until_closed(port: u16, request: &str) -> (String, Duration) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                break (
+                    String::from_utf8_lossy(&seen).into_owned(),
+                    started.elapsed(),
+                )
+            }
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
 #[test]
 fn idle_keep_alive_connections_are_closed_and_half_closed_clients_answered() {
     let gw = TestGateway::start_with(Options {
@@ -664,25 +689,18 @@ fn idle_keep_alive_connections_are_closed_and_half_closed_clients_answered() {
         ..Default::default()
     });
     let token = user_token(&gw, &["user"]);
-    // A keep-alive connection that goes quiet is closed after the idle timeout.
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    // A keep-alive connection that goes quiet is closed after the idle timeout, on the proxy
+    // listener and on the admin listener alike.
     let request = format!("GET /app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("write");
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let closed_after = loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break started.elapsed(),
-            Ok(n) => seen.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("read: {e}"),
-        }
-    };
-    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
-    assert!(closed_after < Duration::from_secs(5), "{closed_after:?}");
+    let admin_request = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (port, request) in [(gw.port, request.as_str()), (gw.admin_port, admin_request)] {
+        let (seen, closed_after) = read_until_closed(port, request);
+        assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+        assert!(
+            closed_after < Duration::from_secs(5),
+            "{port}: {closed_after:?}"
+        );
+    }
     // A client that half-closes after sending its request still gets the answer.
     for target in ["/app", "/health", "/api/jwt/validate"] {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
