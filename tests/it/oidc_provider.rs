@@ -650,6 +650,15 @@ fn a_patch_sees_secrets_redacted_so_a_new_client_id_needs_its_secret_and_null_re
             "application/json-patch+json",
             json!([{"op": "replace", "path": app_pointer, "value": "ac2"}]),
         ),
+        // Another spelling is another client id: the secret is not carried over either.
+        (
+            "application/merge-patch+json",
+            json!({"identityProvider": {"oauth2": {"client_id": "gatehouse "}}}),
+        ),
+        (
+            "application/json",
+            json!({"identityProvider": {"applicationConfiguration": {APP: {"oauth2": {"client_id": "\tapp-client"}}}}}),
+        ),
     ];
     for (content_type, patch) in &new_client_id {
         let refused = json_of(t.patch(&path, content_type, patch), 400);
@@ -660,6 +669,12 @@ fn a_patch_sees_secrets_redacted_so_a_new_client_id_needs_its_secret_and_null_re
         );
         assert_eq!(stored(&t.gw, &id), before, "{content_type} {patch}");
     }
+    // A client id with a control character is refused, with its secret or not.
+    let control =
+        json!({"identityProvider": {"oauth2": {"client_id": "gate\nhouse", "client_secret": "s"}}});
+    let refused = json_of(t.patch(&path, "application/json", &control), 400);
+    assert_codes(&refused, &["[invalid]identityProvider.oauth2.client_id"]);
+    assert_eq!(stored(&t.gw, &id), before);
     // A secret can be neither probed nor copied out.
     let probe =
         json!([{"op": "test", "path": "/identityProvider/oauth2/client_secret", "value": SECRET}]);

@@ -609,14 +609,14 @@ fn oauth2_sections(doc: &Value) -> Vec<String> {
 }
 
 /// The client id in force for the `oauth2` object at `pointer`: its own `client_id`, else (for
-/// an application's override) the provider's; `None` when there is none.
+/// an application's override) the provider's; `None` when there is none. As stored, byte for
+/// byte (logins send it so): `" pid"` is another client id than `"pid"`.
 fn client_id_at<'d>(doc: &'d Value, pointer: &str) -> Option<&'d str> {
     let own = |p: &str| {
         doc.pointer(p)
             .and_then(|o| o.get("client_id"))
             .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.trim().is_empty())
     };
     own(pointer).or_else(|| own("/oauth2"))
 }

@@ -562,6 +562,13 @@ fn check_oauth2_members(oauth2: &Map<String, Value>, base: &str, report: &mut Re
             report.add(&format!("{base}.{name}"), "invalid", problem);
         }
     }
+    if text(oauth2, "client_id").is_some_and(|id| id.chars().any(char::is_control)) {
+        report.add(
+            &format!("{base}.client_id"),
+            "invalid",
+            "The client_id must not contain control characters.",
+        );
+    }
     if let Some(method) = text(oauth2, "clientAuthenticationMethod") {
         if ClientAuthenticationMethod::parse(method).is_none() {
             let names: Vec<&str> = ClientAuthenticationMethod::ALL.map(|m| m.name()).to_vec();
