@@ -366,8 +366,8 @@ pub fn parse(
         problems
             .into_iter()
             .map(|e| ConfigError {
-                path: e.path,
-                message: scrub(e.message),
+                path: scrub(wording::shown_path(&e.path)),
+                message: scrub(wording::shown_unknown_key(&e.message)),
             })
             .collect(),
     ))

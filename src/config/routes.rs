@@ -258,17 +258,27 @@ pub(super) fn parse_upstream(url: &str) -> Result<Upstream, String> {
     if authority.contains('/') || authority.contains('?') {
         return Err("must not have a path (routes forward the request path as is)".into());
     }
+    // Never echoed: what comes before an `@` is a user name and password.
+    if authority.contains('@') {
+        return Err(
+            "must not hold credentials (user:password@): give the host and port only".into(),
+        );
+    }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            let port: u16 = p
-                .parse()
-                .map_err(|_| format!("port `{p}` is not a number"))?;
+        Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => {
+            let port = p
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or("has a port that is not a number from 1 to 65535")?;
             (h.to_string(), port)
         }
         _ => (authority.to_string(), if tls { 443 } else { 80 }),
     };
-    if host.is_empty() {
-        return Err("has no host".into());
+    if !is_host(&host) {
+        return Err(
+            "has no valid host (a name, an IPv4 address or a bracketed IPv6 address)".into(),
+        );
     }
     let sni = host
         .trim_start_matches('[')
@@ -280,6 +290,22 @@ pub(super) fn parse_upstream(url: &str) -> Result<Upstream, String> {
         http2,
         sni,
     })
+}
+
+/// True for an upstream host: a bracketed IPv6 address, or a name or IPv4 address of letters,
+/// digits, `-`, `_` and `.`.
+fn is_host(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }
+    }
 }
 
 impl RouteAuth {

@@ -194,6 +194,56 @@ fn upstream_urls_are_parsed() {
     assert_eq!(u.address, "127.0.0.1:8080");
     assert!(parse_upstream("http://h/path").is_err());
     assert!(parse_upstream("http://h:notaport").is_err());
+    assert_eq!(
+        parse_upstream("http://[::1]").expect("ok").address,
+        "[::1]:80"
+    );
+    for bad in [
+        "http://[::1",
+        "http://[::1]x",
+        "http://h:0",
+        "http://h:65536",
+        "http://h h",
+        "http://:80",
+    ] {
+        assert!(parse_upstream(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_value_written_into_a_key_is_not_echoed_in_paths_or_messages() {
+    // `secret:VALUE` without the space YAML needs makes the value part of the key.
+    let glued = base().replace(
+        "secret: ${SECRET}}",
+        "secret:HMACSECRETVALUE0123456789012345678901234567}",
+    );
+    let errors = parse_str(&glued).unwrap_err().to_string();
+    assert!(errors.contains("keys[0].secret:…"), "{errors}");
+    assert!(!errors.contains("HMACSECRETVALUE"), "{errors}");
+    let glued_env = base().replace("  - key: ${API_KEY}", "  - {key:${API_KEY}}");
+    let errors = parse_str(&glued_env).unwrap_err().to_string();
+    assert!(errors.contains("apiKeys[0].key:…"), "{errors}");
+    let api_key = env("API_KEY").expect("set");
+    assert!(!errors.contains(&api_key), "{errors}");
+    let long = format!("  - key: x\n    {}: 1", "k".repeat(80));
+    let errors = parse_str(&base().replace("  - key: ${API_KEY}", &long))
+        .unwrap_err()
+        .to_string();
+    assert!(!errors.contains(&"k".repeat(17)), "{errors}");
+}
+
+#[test]
+fn credentials_in_an_upstream_url_are_refused_and_never_echoed() {
+    for url in [
+        "http://user:SECRETPW@127.0.0.1:1",
+        "https://admin:SECRETPW@upstream.example.internal",
+    ] {
+        let errors = parse_str(&base().replace("http://127.0.0.1:9", url))
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("must not hold credentials"), "{errors}");
+        assert!(!errors.contains("SECRETPW"), "{errors}");
+    }
 }
 
 #[test]

@@ -31,6 +31,51 @@ pub fn plain(path: &str, message: &str) -> String {
     message.to_string()
 }
 
+/// A key as messages show it: as written, unless it may hold a value. A key with a `:` in it is
+/// most often `name:value` written without the space YAML needs (so the value, perhaps a
+/// secret, became part of the key): shown up to its first `:`. A key longer than 64 characters
+/// is cut to its first 16.
+pub fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if let Some(at) = key.find(':') {
+        return format!("{}:…", &key[..at]).into();
+    }
+    if key.chars().count() > 64 {
+        return format!("{}…", key.chars().take(16).collect::<String>()).into();
+    }
+    key.into()
+}
+
+/// `path` as messages show it: each key through [`shown_key`].
+pub fn shown_path(path: &str) -> String {
+    let mut shown = String::with_capacity(path.len());
+    let mut rest = path;
+    while !rest.is_empty() {
+        let end = rest[1..].find(['.', '[']).map_or(rest.len(), |at| at + 1);
+        let (segment, after) = rest.split_at(end);
+        match segment.strip_prefix('.') {
+            Some(key) => {
+                shown.push('.');
+                shown.push_str(&shown_key(key));
+            }
+            None if segment.starts_with('[') => shown.push_str(segment),
+            None => shown.push_str(&shown_key(segment)),
+        }
+        rest = after;
+    }
+    shown
+}
+
+/// `message` with the key it names as unknown (`unknown field `key`, …`) through [`shown_key`].
+pub fn shown_unknown_key(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    match rest.split_once('`') {
+        Some((key, after)) => format!("unknown field `{}`{after}", shown_key(key)),
+        None => message.to_string(),
+    }
+}
+
 /// A UUID, as messages describe one.
 const UUID: &str = "a UUID such as 3c219e58-ed0e-4b18-ad48-f4f92793ae32";
 
