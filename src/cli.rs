@@ -92,6 +92,11 @@ pub fn main() -> i32 {
         Command::Check => {
             match loaded {
                 Ok(config) => {
+                    if let Some(problem) = tls_problem(&config, &cli.config) {
+                        eprintln!("{}: invalid configuration", cli.config.display());
+                        eprintln!("  {problem}");
+                        return 1;
+                    }
                     // A warning, not an error: the gateway may run where the name resolves.
                     for warning in crate::proxy::routes::unresolvable(&config.routes) {
                         eprintln!("warning: {warning} (the gateway does not start while it does not resolve)");
@@ -432,4 +437,17 @@ async fn mint(
         .to_string(),
         None => issued.token,
     })
+}
+
+/// What `serve` (and a reload) would refuse in the TLS files `config` names — a file with no
+/// certificate or no key, a key that does not belong to the certificate — as `field: message
+/// (line, column)` of `file`; `None` without TLS or when the files load.
+fn tls_problem(config: &Config, file: &std::path::Path) -> Option<String> {
+    let (certificate, key) = config.tls.as_ref()?;
+    let error = crate::server::tls::Certificates::read(certificate, key).err()?;
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let at = config::position(&text, error.field)
+        .map(|(line, column)| format!(" (line {line}, column {column})"))
+        .unwrap_or_default();
+    Some(format!("{}: {}{at}", error.field, error.message))
 }

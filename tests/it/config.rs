@@ -262,3 +262,24 @@ fn check_warns_about_an_upstream_that_does_not_resolve() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// `check` reads the TLS files as `serve` does: a certificate file that holds no certificate is
+/// a problem named with its field and line, not `ok` (and `serve` refuses it alike).
+#[test]
+fn check_refuses_tls_files_that_serve_would_refuse() {
+    let gw = TestGateway::start();
+    let dir = gw.dir.path();
+    std::fs::write(dir.join("not-a-cert.pem"), "just a line of text\n").expect("write");
+    std::fs::write(dir.join("not-a-key.pem"), "just a line of text\n").expect("write");
+    let text = format!(
+        "{}\ntls: {{certificateFile: not-a-cert.pem, privateKeyFile: not-a-key.pem}}\n",
+        gw.config_text(&Options::default())
+    );
+    let path = dir.join("tls.yaml");
+    std::fs::write(&path, text).expect("write");
+    let (code, stdout, stderr) = run_cli(&["check", "--config", path.to_str().expect("path")], dir);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("tls.certificateFile:"), "{stderr}");
+    assert!(stderr.contains("(line "), "{stderr}");
+    assert!(!stdout.contains("ok"), "{stdout}");
+}
