@@ -457,6 +457,12 @@ fn claims_that_cannot_be_header_values_refuse_the_token_where_forwarded() {
         ("email", json!("ann\nexample.com")),
         ("email", json!("ann\u{0}@example.com")),
         ("roles", json!(["user", "ad\r\nmin"])),
+        // HTTP drops surrounding whitespace: the upstream would read another identity.
+        ("email", json!(" ann@example.com ")),
+        ("email", json!("ann@example.com\t")),
+        ("email", json!("\u{a0}ann@example.com")),
+        // Roles the policy cannot read are none: the upstream must not get any either.
+        ("roles", json!({"admin": true})),
     ] {
         let mut token_claims = claims(user, APP, &["user"]);
         token_claims[claim] = value.clone();
@@ -478,6 +484,19 @@ fn claims_that_cannot_be_header_values_refuse_the_token_where_forwarded() {
             assert_eq!(forwarded[0], user.to_string());
         }
     }
+    // A `sub` with surrounding spaces is refused where `sub` is forwarded (on the optional
+    // route, the request goes on without an identity).
+    let mut token_claims = claims(user, APP, &["user"]);
+    token_claims["sub"] = json!(" admin ");
+    let token = gw.token(Algorithm::RS256, &token_claims);
+    let (status, response) = get(&gw, "/app", &[format!("Authorization: Bearer {token}")]);
+    assert_eq!(status, 401, "{response}");
+    let (status, response) = get(&gw, "/public", &[format!("Authorization: Bearer {token}")]);
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        raw_body(&response)["headers"]["x-user-id"].is_null(),
+        "{response}"
+    );
 }
 
 #[test]

@@ -185,8 +185,9 @@ impl VerifiedClaims {
 
     /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; each claim is
     /// rendered once, the first time it is asked for, so the proxy's hot path only looks up.
-    /// A claim that cannot be told apart from another in header form is unrepresentable: an
-    /// array element with a `,` or surrounding whitespace (`["user,admin"]` would read as two
+    /// A claim that cannot be told apart from another in header form is unrepresentable: a
+    /// string with surrounding whitespace (HTTP drops it: `" admin "` would arrive as `admin`),
+    /// an array element with a `,` or surrounding whitespace (`["user,admin"]` would read as two
     /// roles), a nested array or object, or a `roles` claim that is not an array of strings (the
     /// policy sees no roles in it, so the upstream must not see any either).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
@@ -194,6 +195,7 @@ impl VerifiedClaims {
         let rendered = self
             .header_values
             .get_or_render(name, || match self.claims.get(name) {
+                Some(Value::Object(_)) if name == "roles" => Rendered::Unrepresentable,
                 None | Some(Value::Null | Value::Object(_)) => Rendered::Absent,
                 Some(value) => header_text(name, value)
                     .and_then(|text| http::HeaderValue::from_bytes(text.as_bytes()).ok())
@@ -246,7 +248,10 @@ fn header_text(name: &str, value: &Value) -> Option<String> {
             texts.map(|t| t.join(","))
         }
         _ if name == "roles" => None,
-        Value::String(s) => Some(s.clone()),
+        // HTTP drops a header value's surrounding whitespace: `" admin "` would arrive as
+        // `admin`, another identity than the policy saw.
+        Value::String(s) if s.trim() == s => Some(s.clone()),
+        Value::String(_) => None,
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Null | Value::Object(_) => None,
