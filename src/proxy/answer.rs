@@ -78,45 +78,6 @@ pub async fn discard_refused_body(session: &mut Session, max_body_bytes: usize) 
     }
 }
 
-/// True when the request is a browser's navigation to a page, the only request a login page
-/// is any use to: its `Accept` names `text/html` (with a q-value above 0), and nothing marks
-/// it as a script's (`X-Requested-With`, sent by jQuery and other XHR libraries, or a
-/// `Sec-Fetch-Mode` other than `navigate`, sent by every current browser). A script's
-/// `fetch` or XHR gets the 401: it would follow a redirect to a page it cannot use.
-pub fn is_navigation(headers: &http::HeaderMap) -> bool {
-    if headers.contains_key("x-requested-with") {
-        return false;
-    }
-    let navigates = headers
-        .get_all("sec-fetch-mode")
-        .iter()
-        .all(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"));
-    navigates
-        && headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(accepts_html)
-}
-
-/// True when one media range of an `Accept` header is `text/html` with a q-value other than 0.
-fn accepts_html(range: &str) -> bool {
-    let mut parts = range.split(';').map(str::trim);
-    if !parts
-        .next()
-        .is_some_and(|media| media.eq_ignore_ascii_case("text/html"))
-    {
-        return false;
-    }
-    !parts.any(|param| {
-        param.split_once('=').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("q")
-                && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
-        })
-    })
-}
-
 /// The `Set-Cookie` values that delete both token cookies.
 pub fn cleared_cookies() -> [String; 2] {
     [
@@ -173,7 +134,7 @@ impl Gateway {
             return respond(session, 302, &headers, Vec::new()).await;
         }
         let login_url = self.route(ctx).and_then(|r| r.auth.login_url.as_deref());
-        let navigation = is_navigation(&session.req_header().headers);
+        let navigation = super::login::is_navigation(&session.req_header().headers);
         if let (401, Some(url), true) = (status, login_url, navigation) {
             if decision.is_some() {
                 headers.push((forward_auth::REDIRECT_HEADER, url));
@@ -351,7 +312,11 @@ mod tests {
             (vec![("accept", "text/html-fragment")], false),
             (vec![], false),
         ] {
-            assert_eq!(is_navigation(&headers(&pairs)), navigation, "{pairs:?}");
+            assert_eq!(
+                super::super::login::is_navigation(&headers(&pairs)),
+                navigation,
+                "{pairs:?}"
+            );
         }
     }
 }

@@ -9,18 +9,49 @@
 
 use http::{HeaderMap, Method};
 
-/// True when the request looks like a browser navigating to a page.
+/// True when the request looks like a browser navigating to a page: a `GET` or `HEAD` that
+/// [`is_navigation`] reads as a navigation (the same rule as `loginUrl` redirects).
 pub fn navigation(method: &Method, headers: &HeaderMap) -> bool {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let page = matches!(*method, Method::GET | Method::HEAD);
-    let html = headers
-        .get_all(http::header::ACCEPT)
+    matches!(*method, Method::GET | Method::HEAD) && is_navigation(headers)
+}
+
+/// True when the request is a browser's navigation to a page, the only request a login page
+/// is any use to: its `Accept` names `text/html` (with a q-value above 0), and nothing marks
+/// it as a script's (`X-Requested-With`, sent by jQuery and other XHR libraries, or a
+/// `Sec-Fetch-Mode` other than `navigate`, sent by every current browser). A script's
+/// `fetch` or XHR gets the 401: it would follow a redirect to a page it cannot use.
+pub fn is_navigation(headers: &http::HeaderMap) -> bool {
+    if headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let navigates = headers
+        .get_all("sec-fetch-mode")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.to_ascii_lowercase().contains("text/html"));
-    let scripted = headers.contains_key("x-requested-with");
-    let mode_ok = text("sec-fetch-mode").is_none_or(|m| m.eq_ignore_ascii_case("navigate"));
-    page && html && !scripted && mode_ok
+        .all(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"));
+    navigates
+        && headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(accepts_html)
+}
+
+/// True when one media range of an `Accept` header is `text/html` with a q-value other than 0.
+fn accepts_html(range: &str) -> bool {
+    let mut parts = range.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|media| media.eq_ignore_ascii_case("text/html"))
+    {
+        return false;
+    }
+    !parts.any(|param| {
+        param.split_once('=').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("q")
+                && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        })
+    })
 }
 
 /// The login redirect for `path` (canonical) and `query` (as sent): `login_path` with
@@ -89,6 +120,17 @@ mod tests {
             &Method::GET,
             &headers(&[html, ("sec-fetch-mode", "no-cors")])
         ));
+        // `text/html` refused by its q-value, or only a longer name that starts with it.
+        for accept in [
+            "text/html;q=0",
+            "application/json, text/html;q=0",
+            "text/htmlx",
+        ] {
+            assert!(
+                !navigation(&Method::GET, &headers(&[("accept", accept)])),
+                "{accept}"
+            );
+        }
     }
 
     #[test]
