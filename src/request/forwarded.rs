@@ -165,15 +165,18 @@ pub fn read_forwarded(
             (Some(uri), None) => (Convention::Forwarded, uri.as_bytes()),
             (None, Some(uri)) => (Convention::Original, uri.as_bytes()),
         };
-        let method = match (
-            one(headers, FORWARDED_METHOD)?,
-            one(headers, ORIGINAL_METHOD)?,
-        ) {
-            (Some(_), Some(_)) => return Err(ForwardedRefusal::TwoReadings),
-            (Some(m), None) | (None, Some(m)) => {
-                Method::from_bytes(m.as_bytes()).map_err(|_| ForwardedRefusal::Method)?
-            }
-            (None, None) => asking.method.clone(),
+        // The method in the target's own convention: the other convention's header beside it
+        // is a second reading of the request (as both target headers are).
+        let (own, other) = match convention {
+            Convention::Original => (ORIGINAL_METHOD, FORWARDED_METHOD),
+            _ => (FORWARDED_METHOD, ORIGINAL_METHOD),
+        };
+        if headers.contains_key(other) {
+            return Err(ForwardedRefusal::TwoReadings);
+        }
+        let method = match one(headers, own)? {
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| ForwardedRefusal::Method)?,
+            None => asking.method.clone(),
         };
         let host = one(headers, FORWARDED_HOST)?.ok_or(ForwardedRefusal::NoHost)?;
         (convention, target, method, Some(host))
@@ -458,6 +461,27 @@ mod tests {
                     ("x-forwarded-uri", "/a"),
                     ("x-forwarded-method", "GET"),
                     ("x-original-method", "GET"),
+                ],
+                TwoReadings,
+            ),
+            // The method of the other convention than the target's.
+            (
+                ENDPOINT,
+                vec![
+                    host,
+                    xfh,
+                    ("x-forwarded-uri", "/a"),
+                    ("x-original-method", "POST"),
+                ],
+                TwoReadings,
+            ),
+            (
+                ENDPOINT,
+                vec![
+                    host,
+                    xfh,
+                    ("x-original-uri", "/a"),
+                    ("x-forwarded-method", "POST"),
                 ],
                 TwoReadings,
             ),
