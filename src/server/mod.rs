@@ -439,21 +439,25 @@ fn declared(config: &Config) -> Declared {
     }
 }
 
-/// Fails early, with a clear message, when an address cannot be bound.
-fn check_bindable(addr: SocketAddr, what: &str) -> Result<(), StartError> {
+/// Fails early, with a clear message naming the configuration `field` that gives `addr`, when
+/// the address cannot be bound.
+fn check_bindable(addr: SocketAddr, field: &str) -> Result<(), StartError> {
     std::net::TcpListener::bind(addr)
         .map(drop)
-        .map_err(|e| StartError::Listen(format!("cannot listen on {addr} ({what}): {e}")))
+        .map_err(|e| StartError::Setup {
+            path: field.to_string(),
+            message: format!("cannot listen on {addr}: {e}"),
+        })
 }
 
 /// Fails early, with a clear message, when an address of a listener is taken.
 fn check_listeners_free(config: &Config) -> Result<(), StartError> {
-    check_bindable(config.listen, "gateway")?;
+    check_bindable(config.listen, "listen")?;
     if let Some(demo) = config.demo_upstream {
-        check_bindable(demo, "demo upstream")?;
+        check_bindable(demo, "demoUpstream.listen")?;
     }
     if let Some(admin) = config.admin_listen {
-        check_bindable(admin, "admin")?;
+        check_bindable(admin, "admin.listen")?;
     }
     Ok(())
 }

@@ -283,3 +283,39 @@ fn check_refuses_tls_files_that_serve_would_refuse() {
     assert!(stderr.contains("(line "), "{stderr}");
     assert!(!stdout.contains("ok"), "{stdout}");
 }
+
+/// A listener whose address is taken stops the start with the field that gives it: `listen`,
+/// `admin.listen`, `demoUpstream.listen`.
+#[test]
+fn a_taken_address_names_its_listeners_field() {
+    let gw = TestGateway::start();
+    let text = gw.config_text(&Options::default());
+    // The running gateway holds every address of its configuration.
+    let path = gw.dir.path().join("again.yaml");
+    std::fs::write(&path, &text).expect("write");
+    let (code, _, stderr) = run_cli(
+        &["serve", "--config", path.to_str().expect("path")],
+        gw.dir.path(),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("listen: cannot listen on"), "{stderr}");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let free_port = free.local_addr().expect("addr").port();
+    drop(free);
+    let moved = text.replacen(
+        &format!("127.0.0.1:{}", gw.port),
+        &format!("127.0.0.1:{free_port}"),
+        1,
+    );
+    std::fs::write(&path, moved).expect("write");
+    let (code, _, stderr) = run_cli(
+        &["serve", "--config", path.to_str().expect("path")],
+        gw.dir.path(),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("demoUpstream.listen: cannot listen on")
+            || stderr.contains("admin.listen: cannot listen on"),
+        "{stderr}"
+    );
+}
