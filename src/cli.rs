@@ -18,7 +18,7 @@ use crate::config::{self, Config, LogFormat};
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// The configuration file (for the default `serve`).
+    /// The configuration file (of every command; `serve` when no command is given).
     #[arg(long, short, global = true, default_value = "config.yaml")]
     config: PathBuf,
 }
@@ -62,8 +62,9 @@ enum Command {
         /// `{"token", "refreshToken", "refreshTokenId", "userId"}`.
         #[arg(long)]
         refresh: bool,
-        /// With `--refresh`: this many users (`0.EMAIL`, `1.EMAIL`, …), one JSON line each.
-        #[arg(long, default_value_t = 1)]
+        /// With `--refresh`: this many users (`0.EMAIL`, `1.EMAIL`, …), one JSON line each
+        /// (1 to 100000).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         count: u32,
     },
     /// Internal: a lambda worker, started by the gateway; reads jobs on stdin, answers on stdout.
