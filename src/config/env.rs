@@ -57,18 +57,126 @@ fn substitute_line(
             out.text.push_str(&rest[start..]);
             return;
         };
-        match expression_value(&after[..end], lookup) {
-            Ok(value) => {
+        let place = Place::of(&line[..line.len() - rest.len() + start], &after[end + 1..]);
+        let written = expression_value(&after[..end], lookup)
+            .and_then(|value| place.written(&value, &after[..end]).map(|w| (value, w)));
+        match written {
+            Ok((value, written)) => {
                 if value.len() >= 4 {
-                    out.values.push(value.clone());
+                    out.values.push(value);
                 }
-                out.text.push_str(&value);
+                out.text.push_str(&written);
             }
             Err(message) => errors.push(format!("line {line_number}: {message}")),
         }
         rest = &after[end + 1..];
     }
     out.text.push_str(rest);
+}
+
+/// Where in the YAML text an expression stands, which decides how its value is written so that
+/// YAML reads back exactly the value: never a comment, a second key, an anchor or a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Inside a double-quoted scalar: written with JSON's escapes (YAML's own).
+    DoubleQuoted,
+    /// Inside a single-quoted scalar: `'` doubled.
+    SingleQuoted,
+    /// The whole of a plain scalar (`key: ${X}`): as is when YAML reads it back as written
+    /// (so `threads: ${N}` stays a number), else as one double-quoted string.
+    Whole { flow: bool },
+    /// Part of a plain scalar (`http://${HOST}`): as is, or refused when YAML would read it
+    /// otherwise.
+    Part { flow: bool },
+}
+
+impl Place {
+    /// The place of an expression after `before` and before `after` on its line.
+    fn of(before: &str, after: &str) -> Place {
+        let (mut double, mut single, mut depth) = (false, false, 0i32);
+        let mut previous = ' ';
+        let mut escaped = false;
+        for c in before.chars() {
+            match c {
+                '"' if !single && (double || starts_scalar(previous)) && !escaped => {
+                    double = !double
+                }
+                '\'' if !double && (single || starts_scalar(previous)) => single = !single,
+                '[' | '{' if !double && !single => depth += 1,
+                ']' | '}' if !double && !single => depth -= 1,
+                _ => {}
+            }
+            escaped = double && c == '\\' && !escaped;
+            if !c.is_whitespace() {
+                previous = c;
+            }
+        }
+        let flow = depth > 0;
+        if double {
+            return Place::DoubleQuoted;
+        }
+        if single {
+            return Place::SingleQuoted;
+        }
+        let opens = starts_scalar(previous);
+        let next = after.trim_start();
+        let closes = next.is_empty()
+            || next.starts_with('#') && after.starts_with(char::is_whitespace)
+            || (flow && next.starts_with([',', ']', '}']));
+        match opens && closes {
+            true => Place::Whole { flow },
+            false => Place::Part { flow },
+        }
+    }
+
+    /// `value` as written at this place, or why it cannot be (naming `expression`, never the
+    /// value).
+    fn written(self, value: &str, expression: &str) -> Result<String, String> {
+        let name = expression.split(":-").next().unwrap_or(expression);
+        match self {
+            Place::DoubleQuoted => {
+                let quoted = serde_json::to_string(value).unwrap_or_default();
+                Ok(quoted[1..quoted.len() - 1].to_string())
+            }
+            Place::SingleQuoted if value.chars().any(char::is_control) => Err(format!(
+                "the value of {name} holds a line break or control character: write \"${{{name}}}\" in double quotes"
+            )),
+            Place::SingleQuoted => Ok(value.replace('\'', "''")),
+            Place::Whole { flow } if value.is_empty() || reads_as_written(value, flow) => {
+                Ok(value.to_string())
+            }
+            Place::Whole { .. } => Ok(serde_json::to_string(value).unwrap_or_default()),
+            Place::Part { flow } if value.is_empty() || reads_as_written(value, flow) => {
+                Ok(value.to_string())
+            }
+            Place::Part { .. } => Err(format!(
+                "the value of {name} would not read as written inside an unquoted value: put the whole value in double quotes"
+            )),
+        }
+    }
+}
+
+/// True when a scalar may start after `previous` (the last non-blank character before it).
+fn starts_scalar(previous: char) -> bool {
+    matches!(previous, ' ' | ':' | '-' | '[' | '{' | ',' | '?')
+}
+
+/// True when YAML reads `value`, written unquoted, back as these same characters: no comment,
+/// no `key: value`, no anchor, alias, tag or block indicator, no quote, no surrounding blank,
+/// no control character, and in a flow collection no `,`, `[`, `]`, `{` or `}`.
+fn reads_as_written(value: &str, flow: bool) -> bool {
+    let Some(first) = value.chars().next() else {
+        return false;
+    };
+    let indicator = "-?:,[]{}#&*!|>'\"%@`".contains(first)
+        && !(first == '-' && value[1..].starts_with(|c: char| c.is_ascii_digit()));
+    !indicator
+        && value.trim() == value
+        && !value.chars().any(char::is_control)
+        && !value.contains(" #")
+        && !value.contains(": ")
+        && !value.ends_with(':')
+        && !(flow && value.contains([',', '[', ']', '{', '}']))
 }
 
 /// The value of one `NAME` or `NAME:-default` expression, or why there is none (naming the
@@ -126,6 +234,64 @@ mod tests {
     fn comments_are_not_substituted() {
         let out = substitute("# uses ${MISSING}\nx: 1\n", env).expect("ok");
         assert!(out.text.contains("${MISSING}"));
+    }
+
+    fn with(value: &str) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| (name == "V").then(|| value.to_string())
+    }
+
+    #[test]
+    fn a_value_is_written_so_yaml_reads_back_exactly_it() {
+        let cases = [
+            // As is where YAML reads it back as written: numbers stay numbers.
+            ("n: ${V}\n", "2", "n: 2\n"),
+            (
+                "url: http://${V}:80\n",
+                "host.example",
+                "url: http://host.example:80\n",
+            ),
+            ("k: ${V} # note\n", "abc", "k: abc # note\n"),
+            // Quoted where it would not: a comment, a key, an anchor, a list, a line break.
+            (
+                "k: ${V}\n",
+                "long secret #tail",
+                "k: \"long secret #tail\"\n",
+            ),
+            ("k: ${V}\n", "*star", "k: \"*star\"\n"),
+            ("k: ${V}\n", "[a]", "k: \"[a]\"\n"),
+            ("k: ${V}\n", "X\n  bogus: [", "k: \"X\\n  bogus: [\"\n"),
+            ("- {key: ${V}}\n", "a,b", "- {key: \"a,b\"}\n"),
+            ("- {key: ${V}, x: 1}\n", "ok", "- {key: ok, x: 1}\n"),
+            // Inside quotes: escaped for them.
+            ("k: \"${V}\"\n", "a\"b\\c", "k: \"a\\\"b\\\\c\"\n"),
+            ("k: 'x${V}'\n", "it's", "k: 'xit''s'\n"),
+        ];
+        for (text, value, expected) in cases {
+            let out = substitute(text, with(value)).expect(text);
+            assert_eq!(out.text, expected, "{text} with {value:?}");
+            let parsed: serde_yaml::Value = serde_yaml::from_str(&out.text).expect("yaml");
+            let read = match &parsed {
+                serde_yaml::Value::Sequence(items) => items[0]["key"].clone(),
+                map => map
+                    .get("k")
+                    .or(map.get("n"))
+                    .or(map.get("url"))
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            if text.starts_with("k: ${V}")
+                || text.starts_with("k: \"")
+                || text.starts_with("- {key: ${V}}")
+            {
+                assert_eq!(read.as_str(), Some(value), "{text} with {value:?}");
+            }
+        }
+        // Inside an unquoted value, a value that would read otherwise is refused, unnamed.
+        let errors = substitute("url: http://${V}:80\n", with("a #b")).unwrap_err();
+        assert!(
+            errors[0].contains("V") && !errors[0].contains("a #b"),
+            "{errors:?}"
+        );
     }
 
     #[test]
