@@ -72,6 +72,12 @@ pub fn read_all<T: DeserializeOwned>(
             return (None, problems);
         }
     }
+    problems.push(ConfigError {
+        path: String::new(),
+        message: format!(
+            "more problems than these {MAX_PROBLEMS} of the file's shape: fix them and check again (what the rest means is not checked yet)"
+        ),
+    });
     (None, problems)
 }
 

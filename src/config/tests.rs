@@ -603,3 +603,17 @@ fn with_forward_auth_no_claim_may_speak_for_the_decision_and_no_route_hides_unde
         assert_eq!(problems, Vec::<String>::new(), "{route}");
     }
 }
+
+#[test]
+fn past_the_cap_on_shape_problems_a_last_line_says_there_are_more() {
+    let mut text = "listen: 127.0.0.1:1\nstore: sqlite://test.db\nroutes:\n".to_string();
+    for i in 0..100 {
+        text.push_str(&format!(
+            "  - path: /p{i}\n    upstream: http://127.0.0.1:1\n    bogus{i}: 1\n"
+        ));
+    }
+    let errors = parse_str(&text).unwrap_err();
+    assert_eq!(errors.0.len(), 65);
+    let last = errors.0.last().expect("a last line").to_string();
+    assert!(last.starts_with("more problems than these 64"), "{last}");
+}
