@@ -153,4 +153,48 @@ mod tests {
             "/app/login/a?redirect_uri=%2Fp%3Fx%3D%255C"
         );
     }
+
+    fn map_of(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn only_a_browser_navigation_is_sent_to_the_login_page() {
+        let page = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+        for (pairs, navigation) in [
+            (vec![("accept", page)], true),
+            (vec![("accept", "TEXT/HTML")], true),
+            (vec![("accept", page), ("sec-fetch-mode", "navigate")], true),
+            (
+                vec![("accept", "application/json"), ("accept", "text/html")],
+                true,
+            ),
+            // Scripts: XHR libraries, fetch in cors/same-origin/no-cors mode.
+            (
+                vec![("accept", page), ("x-requested-with", "XMLHttpRequest")],
+                false,
+            ),
+            (vec![("accept", page), ("sec-fetch-mode", "cors")], false),
+            (
+                vec![("accept", "text/html"), ("sec-fetch-mode", "same-origin")],
+                false,
+            ),
+            // No page wanted: JSON, anything, or text/html refused by its q-value.
+            (vec![("accept", "application/json, text/plain, */*")], false),
+            (vec![("accept", "*/*")], false),
+            (vec![("accept", "application/json, text/html;q=0")], false),
+            (vec![("accept", "text/html; q=0.000")], false),
+            (vec![("accept", "text/html-fragment")], false),
+            (vec![], false),
+        ] {
+            assert_eq!(is_navigation(&map_of(&pairs)), navigation, "{pairs:?}");
+        }
+    }
 }
