@@ -461,6 +461,8 @@ fn claims_that_cannot_be_header_values_refuse_the_token_where_forwarded() {
         ("email", json!(" ann@example.com ")),
         ("email", json!("ann@example.com\t")),
         ("email", json!("\u{a0}ann@example.com")),
+        ("email", json!("\u{feff}ann@example.com")),
+        ("roles", json!(["user\u{200b}"])),
         // Roles the policy cannot read are none: the upstream must not get any either.
         ("roles", json!({"admin": true})),
     ] {

@@ -555,7 +555,16 @@ fn roles_of_the_issuers_roles_claim_reach_the_roles_header_as_local_ones_do() {
     assert!(body["headers"].get("x-user-roles").is_none(), "{body}");
     // A role with a comma would read as two roles: refused (401, the claim cannot be
     // forwarded) as for the gateway's own tokens.
-    for roles in [json!(["user,admin"]), json!(["user", 7]), json!([" admin"])] {
+    // So are roles that are not a list or one string (an object, a number, a boolean): the
+    // policy sees none in them, so the upstream must not get the identity without them.
+    for roles in [
+        json!(["user,admin"]),
+        json!(["user", 7]),
+        json!([" admin"]),
+        json!({"a": "user"}),
+        json!(5),
+        json!(true),
+    ] {
         let response = send(&token(json!({"realm_access": {"roles": roles}})));
         assert_eq!(response.status().as_u16(), 401, "{roles}");
     }

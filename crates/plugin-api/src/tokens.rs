@@ -238,7 +238,7 @@ fn header_text(name: &str, value: &Value) -> Option<String> {
             let texts: Option<Vec<String>> = items
                 .iter()
                 .map(|item| match item {
-                    Value::String(s) if !s.contains(',') && s.trim() == s && !s.is_empty() => {
+                    Value::String(s) if !s.contains(',') && !has_blank_edge(s) && !s.is_empty() => {
                         Some(s.clone())
                     }
                     Value::Number(_) | Value::Bool(_) if name != "roles" => Some(item.to_string()),
@@ -250,12 +250,26 @@ fn header_text(name: &str, value: &Value) -> Option<String> {
         _ if name == "roles" => None,
         // HTTP drops a header value's surrounding whitespace: `" admin "` would arrive as
         // `admin`, another identity than the policy saw.
-        Value::String(s) if s.trim() == s => Some(s.clone()),
+        Value::String(s) if !has_blank_edge(s) => Some(s.clone()),
         Value::String(_) => None,
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Null | Value::Object(_) => None,
     }
+}
+
+/// True when `text` starts or ends with whitespace, or with a format character that string
+/// trimming elsewhere drops (zero-width space and joiners, word joiner, BOM, Mongolian vowel
+/// separator): an upstream that trims would read another value than the policy saw.
+fn has_blank_edge(text: &str) -> bool {
+    let blank = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
+            )
+    };
+    text.starts_with(blank) || text.ends_with(blank)
 }
 
 /// The application ids an `aud` claim names: a UUID string, or the UUID strings of an array.

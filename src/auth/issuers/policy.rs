@@ -89,13 +89,15 @@ pub fn roles_at(claims: &Map<String, Value>, path: &str) -> Vec<String> {
 /// Makes the `roles` claim of a trusted issuer's token hold the roles at its roles claim
 /// `path`, as identity headers read it: the array there as it is (a non-string item or one with
 /// a `,` then makes the roles header unrepresentable, as for the gateway's own tokens), a
-/// single string as an array of it, and no `roles` claim when the path holds anything else or
-/// nothing (a top-level `roles` the issuer does not use for roles never reaches the upstream).
+/// single string as an array of it, any other value as it is (an object, a number or a boolean:
+/// unrepresentable too, so a route forwarding roles refuses the token rather than forward it
+/// with none), and no `roles` claim when the path holds nothing or `null` (a top-level `roles`
+/// the issuer does not use for roles never reaches the upstream).
 pub fn publish_roles(claims: &mut Map<String, Value>, path: &str) {
     let published = match claim_at(claims, path) {
-        Some(Value::Array(items)) => Some(Value::Array(items.clone())),
         Some(Value::String(role)) => Some(Value::Array(vec![Value::String(role.clone())])),
-        _ => None,
+        None | Some(Value::Null) => None,
+        Some(other) => Some(other.clone()),
     };
     match published {
         Some(roles) => claims.insert("roles".into(), roles),
@@ -268,6 +270,13 @@ mod tests {
         );
         // A top-level `roles` the issuer does not use for roles is not forwarded.
         assert_eq!(published(json!({"roles": ["admin"]}), "groups"), None);
-        assert_eq!(published(json!({"roles": {"x": 1}}), "roles"), None);
+        assert_eq!(published(json!({"roles": null}), "roles"), None);
+        // Anything else stays as it is, so a route forwarding roles refuses the token.
+        for other in [json!({"x": 1}), json!(5), json!(true)] {
+            assert_eq!(
+                published(json!({"roles": other.clone()}), "roles"),
+                Some(other)
+            );
+        }
     }
 }
