@@ -506,7 +506,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         (1024 * 1024, u64::MAX),
         "must be at least 1048576 (1 MiB)",
     );
-    let admin_listen = sections::admin_listener(&mut p, raw.admin.as_ref(), listen);
+    let (admin_listen, demo_upstream) = sections::side_listeners(&mut p, &raw, listen);
     let race_window_seconds = sections::bounded(
         &mut p,
         "rotation.raceWindowSeconds",
@@ -516,7 +516,6 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         "must be at most 60",
     );
     let log_format = sections::log_format(&mut p, raw.log.format.as_deref());
-    let demo_upstream = sections::demo_upstream(&mut p, &raw, listen);
     let trusted_proxies = sections::trusted_proxies(&mut p, "trustedProxies", &raw.trusted_proxies);
     let upgrade_socket =
         upgrade::upgrade_socket(&mut p, raw.upgrade_socket.as_deref(), &store, base_dir);

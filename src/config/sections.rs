@@ -576,8 +576,11 @@ pub(super) fn admin_listener(
 ) -> Option<SocketAddr> {
     let address = admin?.listen.parse::<SocketAddr>();
     match address {
-        Ok(address) if address == listen => {
-            p.add("admin.listen", "must differ from listen");
+        Ok(address) if overlap(address, listen) => {
+            p.add(
+                "admin.listen",
+                "must differ from listen (another port, or another address than one listen covers)",
+            );
             None
         }
         Ok(address) => Some(address),
@@ -639,10 +642,43 @@ pub(super) fn demo_upstream(
             })
             .ok()
     });
-    if address == Some(listen) {
-        p.add("demoUpstream.listen", "must differ from listen");
+    if address.is_some_and(|a| overlap(a, listen)) {
+        p.add(
+            "demoUpstream.listen",
+            "must differ from listen (another port, or another address than one listen covers)",
+        );
     }
     address
+}
+
+/// The admin listener and the demo upstream's (see [`admin_listener`], [`demo_upstream`]),
+/// neither taking the other's connections.
+pub(super) fn side_listeners(
+    p: &mut Problems,
+    raw: &RawConfig,
+    listen: SocketAddr,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let admin = admin_listener(p, raw.admin.as_ref(), listen);
+    let demo = demo_upstream(p, raw, listen);
+    if let (Some(admin), Some(demo)) = (admin, demo) {
+        if overlap(admin, demo) {
+            p.add(
+                "demoUpstream.listen",
+                "must differ from admin.listen (another port, or another address than one admin.listen covers)",
+            );
+        }
+    }
+    (admin, demo)
+}
+
+/// True when listeners on `a` and `b` would take the same connections: the same port, and the
+/// same address, or an unspecified one (`0.0.0.0` covers every IPv4 address, `[::]` every
+/// address) beside any of its family.
+pub(super) fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |x: SocketAddr, y: SocketAddr| {
+        x.ip().is_unspecified() && (x.is_ipv6() || x.is_ipv4() == y.is_ipv4())
+    };
+    a.port() == b.port() && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
 /// The enabled plugins' settings, each section read once by its plugin.

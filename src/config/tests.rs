@@ -617,3 +617,44 @@ fn past_the_cap_on_shape_problems_a_last_line_says_there_are_more() {
     let last = errors.0.last().expect("a last line").to_string();
     assert!(last.starts_with("more problems than these 64"), "{last}");
 }
+
+#[test]
+fn listeners_that_would_take_each_others_connections_are_refused() {
+    let with = |extra: &str, listen: &str| {
+        parse_str(&format!(
+            "{}{extra}",
+            base().replace("listen: 127.0.0.1:0", &format!("listen: \"{listen}\""))
+        ))
+    };
+    for (extra, listen, field) in [
+        (
+            "admin: {listen: 127.0.0.1:7001}\ndemoUpstream: {listen: 127.0.0.1:7001}\n",
+            "127.0.0.1:7000",
+            "demoUpstream.listen",
+        ),
+        (
+            "admin: {listen: 127.0.0.1:7000}\n",
+            "0.0.0.0:7000",
+            "admin.listen",
+        ),
+        (
+            "admin: {listen: 127.0.0.1:7000}\n",
+            "[::]:7000",
+            "admin.listen",
+        ),
+        (
+            "demoUpstream: {listen: 0.0.0.0:7000}\n",
+            "127.0.0.1:7000",
+            "demoUpstream.listen",
+        ),
+    ] {
+        let errors = with(extra, listen).unwrap_err().to_string();
+        assert!(
+            errors.contains(&format!("{field}: must differ")),
+            "{extra}: {errors}"
+        );
+    }
+    // Another port, or the other family beside a specific address: fine.
+    assert!(with("admin: {listen: 127.0.0.1:7001}\n", "0.0.0.0:7000").is_ok());
+    assert!(with("admin: {listen: \"[::1]:7000\"}\n", "0.0.0.0:7000").is_ok());
+}
