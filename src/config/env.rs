@@ -58,11 +58,16 @@ fn substitute_line(
             return;
         };
         let place = Place::of(&line[..line.len() - rest.len() + start], &after[end + 1..]);
-        let written = expression_value(&after[..end], lookup)
-            .and_then(|value| place.written(&value, &after[..end]).map(|w| (value, w)));
+        let written = expression_value(&after[..end], lookup).and_then(|(value, from_env)| {
+            place
+                .written(&value, &after[..end])
+                .map(|w| (value, from_env, w))
+        });
         match written {
-            Ok((value, written)) => {
-                if value.len() >= 4 {
+            Ok((value, from_env, written)) => {
+                // The environment's values are scrubbed from messages (a default is written
+                // in the file itself; scrubbing it would garble messages that share its words).
+                if from_env && value.len() >= 4 {
                     out.values.push(value);
                 }
                 out.text.push_str(&written);
@@ -142,7 +147,9 @@ impl Place {
                 "the value of {name} holds a line break or control character: write \"${{{name}}}\" in double quotes"
             )),
             Place::SingleQuoted => Ok(value.replace('\'', "''")),
-            Place::Whole { flow } if value.is_empty() || reads_as_written(value, flow) => {
+            Place::Whole { flow }
+                if value.is_empty() || (reads_as_written(value, flow) && !reads_as_other(value)) =>
+            {
                 Ok(value.to_string())
             }
             Place::Whole { .. } => Ok(serde_json::to_string(value).unwrap_or_default()),
@@ -154,6 +161,17 @@ impl Place {
             )),
         }
     }
+}
+
+/// True when `value`, a whole unquoted scalar, would read as nothing (`null`, `~`) or as a
+/// whole number too large for YAML's integers, rather than as its text.
+fn reads_as_other(value: &str) -> bool {
+    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+    matches!(value, "null" | "Null" | "NULL" | "~")
+        || (!digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && value.parse::<i64>().is_err()
+            && value.parse::<u64>().is_err())
 }
 
 /// True when a scalar may start after `previous` (the last non-blank character before it).
@@ -179,12 +197,12 @@ fn reads_as_written(value: &str, flow: bool) -> bool {
         && !(flow && value.contains([',', '[', ']', '{', '}']))
 }
 
-/// The value of one `NAME` or `NAME:-default` expression, or why there is none (naming the
-/// variable, never a value).
+/// The value of one `NAME` or `NAME:-default` expression, and whether it came from the
+/// environment (not the default); or why there is none (naming the variable, never a value).
 fn expression_value(
     expression: &str,
     lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<(String, bool), String> {
     let (name, default) = match expression.split_once(":-") {
         Some((n, d)) => (n, Some(d)),
         None => (expression, None),
@@ -194,13 +212,13 @@ fn expression_value(
     if !valid_name {
         return Err(format!("`${{{name}}}` is not a valid variable name"));
     }
-    lookup(name)
-        .or_else(|| default.map(str::to_string))
-        .ok_or_else(|| {
-            format!(
+    match (lookup(name), default) {
+        (Some(value), _) => Ok((value, true)),
+        (None, Some(default)) => Ok((default.to_string(), false)),
+        (None, None) => Err(format!(
             "environment variable {name} is not set and has no default (write ${{{name}:-default}})"
-        )
-        })
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +280,14 @@ mod tests {
             ("k: ${V}\n", "X\n  bogus: [", "k: \"X\\n  bogus: [\"\n"),
             ("- {key: ${V}}\n", "a,b", "- {key: \"a,b\"}\n"),
             ("- {key: ${V}, x: 1}\n", "ok", "- {key: ok, x: 1}\n"),
+            // Text that would read as nothing or as a number too large: quoted.
+            ("k: ${V}\n", "null", "k: \"null\"\n"),
+            ("k: ${V}\n", "~", "k: \"~\"\n"),
+            (
+                "k: ${V}\n",
+                "1234567890123456789012",
+                "k: \"1234567890123456789012\"\n",
+            ),
             // Inside quotes: escaped for them.
             ("k: \"${V}\"\n", "a\"b\\c", "k: \"a\\\"b\\\\c\"\n"),
             ("k: 'x${V}'\n", "it's", "k: 'xit''s'\n"),
