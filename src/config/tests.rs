@@ -225,6 +225,14 @@ fn a_value_written_into_a_key_is_not_echoed_in_paths_or_messages() {
     assert!(errors.contains("apiKeys[0].key:…"), "{errors}");
     let api_key = env("API_KEY").expect("set");
     assert!(!errors.contains(&api_key), "{errors}");
+    for glued in ["password=HUNTER2SECRETVAL", "token HUNTER3SECRETVAL"] {
+        let text = base().replace(
+            "  - key: ${API_KEY}",
+            &format!("  - key: x\n    {glued}: 1"),
+        );
+        let errors = parse_str(&text).unwrap_err().to_string();
+        assert!(!errors.contains("SECRETVAL"), "{errors}");
+    }
     let long = format!("  - key: x\n    {}: 1", "k".repeat(80));
     let errors = parse_str(&base().replace("  - key: ${API_KEY}", &long))
         .unwrap_err()

@@ -31,13 +31,14 @@ pub fn plain(path: &str, message: &str) -> String {
     message.to_string()
 }
 
-/// A key as messages show it: as written, unless it may hold a value. A key with a `:` in it is
-/// most often `name:value` written without the space YAML needs (so the value, perhaps a
-/// secret, became part of the key): shown up to its first `:`. A key longer than 64 characters
-/// is cut to its first 16.
+/// A key as messages show it: as written, unless it may hold a value. A key with a `:`, `=` or
+/// blank in it is most often `name:value` written without the space YAML needs, or another
+/// syntax's `name=value` (so the value, perhaps a secret, became part of the key): shown up to
+/// that character. A key longer than 64 characters is cut to its first 16.
 pub fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
-    if let Some(at) = key.find(':') {
-        return format!("{}:…", &key[..at]).into();
+    if let Some(at) = key.find([':', '=', ' ', '\t']) {
+        let separator = &key[at..at + 1];
+        return format!("{}{separator}…", &key[..at]).into();
     }
     if key.chars().count() > 64 {
         return format!("{}…", key.chars().take(16).collect::<String>()).into();
