@@ -108,6 +108,9 @@ pub fn main() -> i32 {
                     for warning in config::login_warnings(&config) {
                         eprintln!("warning: {warning}");
                     }
+                    for warning in config::route_warnings(&config.routes) {
+                        eprintln!("warning: {warning}");
+                    }
                     println!("{}: ok", cli.config.display());
                     0
                 }

@@ -268,6 +268,28 @@ pub fn login_warnings(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// Warnings (`gatehouse check`) for pairs of routes on one host whose paths differ only by a
+/// trailing `/` (`/admin` and `/admin/`) under different policies: the `/`-ended one takes every
+/// path under the other but its bare path, so the other's policy guards that one path alone —
+/// most often not what was meant.
+pub fn route_warnings(routes: &[Route]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for bare in routes {
+        let Some(under) = routes.iter().find(|r| {
+            r.host == bare.host && r.path.len() > 1 && r.path == format!("{}/", bare.path)
+        }) else {
+            continue;
+        };
+        if under.auth != bare.auth {
+            warnings.push(format!(
+                "routes[{}].path: `{}` takes every path under routes[{}]'s `{}`, whose policy then guards `{}` alone; give them the same auth, or one route",
+                under.index, under.path, bare.index, bare.path, bare.path
+            ));
+        }
+    }
+    warnings
+}
+
 /// True for an absolute `https://host…` or `http://host…` URL.
 fn is_url_issuer(issuer: &str) -> bool {
     let rest = issuer

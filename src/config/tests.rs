@@ -666,3 +666,26 @@ fn listeners_that_would_take_each_others_connections_are_refused() {
     assert!(with("admin: {listen: 127.0.0.1:7001}\n", "0.0.0.0:7000").is_ok());
     assert!(with("admin: {listen: \"[::1]:7000\"}\n", "0.0.0.0:7000").is_ok());
 }
+
+#[test]
+fn a_route_that_differs_from_another_by_a_trailing_slash_under_another_policy_is_a_warning() {
+    let text = base().replace(
+        "    identityHeaders: {X-User-Id: sub}\n",
+        "    identityHeaders: {X-User-Id: sub}\n  - path: /admin\n    upstream: http://127.0.0.1:9\n    auth: {applicationId: APP, roles: [admin]}\n  - path: /admin/\n    upstream: http://127.0.0.1:9\n    auth: {enabled: false}\n",
+    )
+    .replace("applicationId: APP", &format!("applicationId: {APP}"));
+    let config = parse_str(&text).expect("valid");
+    let warnings = route_warnings(&config.routes);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .starts_with("routes[2].path: `/admin/` takes every path under routes[1]'s `/admin`"),
+        "{warnings:?}"
+    );
+    // The same policy: no warning.
+    let same = text.replace(
+        "    auth: {enabled: false}\n",
+        &format!("    auth: {{applicationId: {APP}, roles: [admin]}}\n"),
+    );
+    assert!(route_warnings(&parse_str(&same).expect("valid").routes).is_empty());
+}
