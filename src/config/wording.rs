@@ -51,7 +51,11 @@ pub fn shown_path(path: &str) -> String {
     let mut shown = String::with_capacity(path.len());
     let mut rest = path;
     while !rest.is_empty() {
-        let end = rest[1..].find(['.', '[']).map_or(rest.len(), |at| at + 1);
+        // The first character (a `.` or `[` that starts the segment) is never its end.
+        let first = rest.chars().next().map_or(0, char::len_utf8);
+        let end = rest[first..]
+            .find(['.', '['])
+            .map_or(rest.len(), |at| at + first);
         let (segment, after) = rest.split_at(end);
         match segment.strip_prefix('.') {
             Some(key) => {
@@ -225,5 +229,16 @@ mod tests {
         assert!(has_jargon("expected i64"));
         assert!(has_jargon("expected struct RawLog"));
         assert!(!has_jargon("expected a whole number"));
+    }
+
+    #[test]
+    fn paths_are_shown_with_keys_that_hold_values_cut() {
+        assert_eq!(shown_path("routes[2].auth.roles"), "routes[2].auth.roles");
+        assert_eq!(shown_path("keys[0].secret:VALUE"), "keys[0].secret:…");
+        assert_eq!(shown_path("ünï.cödé[1].k=v"), "ünï.cödé[1].k=…");
+        assert_eq!(shown_path("a.é"), "a.é");
+        assert_eq!(shown_path(""), "");
+        let long = format!("data.{}", "x".repeat(70));
+        assert_eq!(shown_path(&long), format!("data.{}…", "x".repeat(16)));
     }
 }

@@ -87,9 +87,6 @@ impl<A> Service<A> {
         }
     }
 
-    /// Set a runtime options override for this service.
-    ///
-    /// Returning [`None`] from the override uses the global runtime options.
     /// At most `limit` connections open at once across the service's listeners (taken at
     /// start): at the limit, the next connection is accepted only when one ends, and waits in
     /// the kernel's backlog until then. No limit unless set.
@@ -97,6 +94,9 @@ impl<A> Service<A> {
         self.connection_limit = Some(limit.max(1));
     }
 
+    /// Set a runtime options override for this service.
+    ///
+    /// Returning [`None`] from the override uses the global runtime options.
     pub fn set_runtime_opts_override(&mut self, override_fn: RuntimeOptsOverride) {
         self.runtime_opts_override = Some(override_fn);
     }
