@@ -139,11 +139,8 @@ impl Place {
     fn written(self, value: &str, expression: &str) -> Result<String, String> {
         let name = expression.split(":-").next().unwrap_or(expression);
         match self {
-            Place::DoubleQuoted => {
-                let quoted = serde_json::to_string(value).unwrap_or_default();
-                Ok(quoted[1..quoted.len() - 1].to_string())
-            }
-            Place::SingleQuoted if value.chars().any(char::is_control) => Err(format!(
+            Place::DoubleQuoted => Ok(escaped(value)),
+            Place::SingleQuoted if value.chars().any(breaks_or_controls) => Err(format!(
                 "the value of {name} holds a line break or control character: write \"${{{name}}}\" in double quotes"
             )),
             Place::SingleQuoted => Ok(value.replace('\'', "''")),
@@ -152,7 +149,7 @@ impl Place {
             {
                 Ok(value.to_string())
             }
-            Place::Whole { .. } => Ok(serde_json::to_string(value).unwrap_or_default()),
+            Place::Whole { .. } => Ok(format!("\"{}\"", escaped(value))),
             Place::Part { flow } if value.is_empty() || reads_as_written(value, flow) => {
                 Ok(value.to_string())
             }
@@ -161,6 +158,29 @@ impl Place {
             )),
         }
     }
+}
+
+/// `value` for the inside of a YAML double-quoted scalar: `"` and `\` escaped, and every
+/// character YAML would not keep as it is (a control character, a line or paragraph separator,
+/// a BOM) as `\uXXXX`, so the scalar holds exactly `value` on one line.
+fn escaped(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if breaks_or_controls(c) || c == '\u{FEFF}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// True for a control character or one YAML reads as a line break (NEL, U+2028, U+2029).
+fn breaks_or_controls(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// True when `value`, a whole unquoted scalar, would read as nothing (`null`, `~`) or as a
@@ -190,7 +210,9 @@ fn reads_as_written(value: &str, flow: bool) -> bool {
         && !(first == '-' && value[1..].starts_with(|c: char| c.is_ascii_digit()));
     !indicator
         && value.trim() == value
-        && !value.chars().any(char::is_control)
+        && !value
+            .chars()
+            .any(|c| breaks_or_controls(c) || c == '\u{FEFF}')
         && !value.contains(" #")
         && !value.contains(": ")
         && !value.ends_with(':')
@@ -277,7 +299,7 @@ mod tests {
             ),
             ("k: ${V}\n", "*star", "k: \"*star\"\n"),
             ("k: ${V}\n", "[a]", "k: \"[a]\"\n"),
-            ("k: ${V}\n", "X\n  bogus: [", "k: \"X\\n  bogus: [\"\n"),
+            ("k: ${V}\n", "X\n  bogus: [", "k: \"X\\u000a  bogus: [\"\n"),
             ("- {key: ${V}}\n", "a,b", "- {key: \"a,b\"}\n"),
             ("- {key: ${V}, x: 1}\n", "ok", "- {key: ok, x: 1}\n"),
             // Text that would read as nothing or as a number too large: quoted.
@@ -287,6 +309,12 @@ mod tests {
                 "k: ${V}\n",
                 "1234567890123456789012",
                 "k: \"1234567890123456789012\"\n",
+            ),
+            // Line separators and controls YAML would fold or refuse: escaped.
+            (
+                "k: ${V}\n",
+                "a\u{2028}b\u{7f}c",
+                "k: \"a\\u2028b\\u007fc\"\n",
             ),
             // Inside quotes: escaped for them.
             ("k: \"${V}\"\n", "a\"b\\c", "k: \"a\\\"b\\\\c\"\n"),
