@@ -279,14 +279,15 @@ impl ControlledHeaders {
         usize::from((name.len() as u8).wrapping_mul(31).wrapping_add(last))
     }
 
-    /// True when `name` is controlled.
+    /// True when `name` is controlled: one of the names, or of a [`RESERVED_PREFIXES`] family.
     pub(super) fn contains(&self, name: &HeaderName) -> bool {
         let bit = Self::bit(name);
-        self.filter[bit / 64] & (1 << (bit % 64)) != 0
+        let named = self.filter[bit / 64] & (1 << (bit % 64)) != 0
             && self
                 .names
                 .binary_search_by(|c| c.as_str().cmp(name.as_str()))
-                .is_ok()
+                .is_ok();
+        named || has_reserved_prefix(name.as_str().as_bytes())
     }
 }
 
@@ -479,7 +480,76 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-server",
     "x-real-ip",
     "forwarded",
+    // What other auth proxies set as the user (Authelia, Grafana's auth proxy, Apache, nginx
+    // setups, Vouch, Pomerium, Traefik's mTLS, Envoy).
+    "remote-groups",
+    "remote-email",
+    "remote-name",
+    "x-remote-group",
+    "x-webauth-user",
+    "x-auth-user",
+    "x-proxy-user",
+    "x-forwarded-client-cert",
+    // The scheme, the client's address, the host or path as a front proxy saw them, and the
+    // method by another name: frameworks read these before what the gateway sets.
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-host",
+    "x-host",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
+
+/// Families of client headers never forwarded, by prefix: the identity and certificate
+/// headers of other auth proxies and platforms (Authelia's `Remote-*`, Cloudflare Access,
+/// Tailscale, AWS ALB, Azure App Service, Google IAP, authentik, Pomerium, Vouch, Traefik's
+/// and nginx's client certificates).
+const RESERVED_PREFIXES: &[&str] = &[
+    "cf-access-",
+    "remote-",
+    "tailscale-user-",
+    "x-amzn-oidc-",
+    "x-authentik-",
+    "x-forwarded-tls-client-cert",
+    "x-goog-authenticated-user-",
+    "x-ms-client-principal",
+    "x-pomerium-",
+    "x-ssl-client-",
+    "x-vouch-",
+];
+
+/// True when `name` (lower case) starts with one of [`RESERVED_PREFIXES`]; at most two
+/// comparisons, picked by the name's first bytes (this runs for every client header).
+fn has_reserved_prefix(name: &[u8]) -> bool {
+    let starts = |prefix: &str| name.starts_with(prefix.as_bytes());
+    match name.first() {
+        Some(b'c') => starts("cf-access-"),
+        Some(b'r') => starts("remote-"),
+        Some(b't') => starts("tailscale-user-"),
+        Some(b'x') if name.get(1) == Some(&b'-') => match name.get(2) {
+            Some(b'a') => starts("x-amzn-oidc-") || starts("x-authentik-"),
+            Some(b'f') => starts("x-forwarded-tls-client-cert"),
+            Some(b'g') => starts("x-goog-authenticated-user-"),
+            Some(b'm') => starts("x-ms-client-principal"),
+            Some(b'p') => starts("x-pomerium-"),
+            Some(b's') => starts("x-ssl-client-"),
+            Some(b'v') => starts("x-vouch-"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
 
 /// True for a header name other than letters, digits and `-`: CGI, PHP, Django and Rails map
 /// every other character (`_`, `.`, …) to `_`, so `X_User_Id` or `X.User.Id` reads as
@@ -706,6 +776,31 @@ mod tests {
                 "{name}"
             );
         }
+        // The families, whatever follows their prefix; their look-alikes are not.
+        for name in [
+            "remote-anything",
+            "cf-access-jwt-assertion",
+            "x-amzn-oidc-data",
+            "x-ms-client-principal-name",
+            "x-pomerium-claim-email",
+            "x-ssl-client-s-dn",
+            "x-forwarded-tls-client-cert-info",
+            "x-vouch-idp-claims-groups",
+        ] {
+            assert!(
+                controlled.contains(&HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+        for name in [
+            "remotes",
+            "x-forwarded-tls",
+            "x-vouc",
+            "cf-accessx",
+            "x-ssl-client",
+        ] {
+            assert!(!has_reserved_prefix(name.as_bytes()), "{name}");
+        }
         let others = [
             "host",
             "accept",
@@ -737,7 +832,7 @@ mod tests {
                 let near = HeaderName::from_bytes(&near).expect("name");
                 assert_eq!(
                     controlled.contains(&near),
-                    names.contains(&near.as_str()),
+                    names.contains(&near.as_str()) || has_reserved_prefix(near.as_str().as_bytes()),
                     "{near}"
                 );
             }

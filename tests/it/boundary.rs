@@ -862,12 +862,24 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
             "Forwarded: for=1.2.3.4;host=evil.example".into(),
             "X-Forwarded-For: 1.2.3.4".into(),
             "X-Real-IP: 1.2.3.4".into(),
+            "Remote-Groups: admins".into(),
+            "X-WEBAUTH-USER: admin".into(),
+            "X-Forwarded-Client-Cert: By=spiffe://x;URI=spiffe://admin".into(),
+            "X-SSL-Client-S-DN: CN=admin".into(),
+            "X-Forwarded-Ssl: on".into(),
+            "True-Client-IP: 10.0.0.1".into(),
+            "X-Envoy-Original-Path: /admin".into(),
+            "X-HTTP-Method-Override: DELETE".into(),
+            "Cf-Access-Authenticated-User-Email: boss@corp".into(),
+            "X-Pomerium-Claim-Email: boss@corp".into(),
+            "X-Request-Id: kept".into(),
         ],
     );
     assert_eq!(status, 200, "{response}");
     let headers = &raw_body(&response)["headers"];
     assert!(headers.get("authorization").is_none(), "{headers}");
     assert_eq!(headers["cookie"], json!(["a=1; b=2"]));
+    assert_eq!(headers["x-request-id"], json!(["kept"]));
     for name in [
         "x-original-url",
         "x-rewrite-url",
@@ -876,6 +888,16 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
         "remote-user",
         "x-auth-request-user",
         "forwarded",
+        "remote-groups",
+        "x-webauth-user",
+        "x-forwarded-client-cert",
+        "x-ssl-client-s-dn",
+        "x-forwarded-ssl",
+        "true-client-ip",
+        "x-envoy-original-path",
+        "x-http-method-override",
+        "cf-access-authenticated-user-email",
+        "x-pomerium-claim-email",
     ] {
         assert!(headers.get(name).is_none(), "{name}: {headers}");
     }
