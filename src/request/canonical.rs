@@ -330,13 +330,43 @@ fn check_characters(run: &[u8]) -> Result<(), PathRefusal> {
     let confusable = text.chars().any(|c| {
         c.to_lowercase().any(|m| m.is_ascii())
             || c.to_uppercase().any(|m| m.is_ascii())
+            || c.to_lowercase()
+                .flat_map(char::to_uppercase)
+                .any(|m| m.is_ascii())
             || std::iter::once(c).nfkc().any(|m| m.is_ascii())
+            || is_default_ignorable(c)
     });
     if confusable {
         Err(PathRefusal::Confusable)
     } else {
         Ok(())
     }
+}
+
+/// True for a Unicode default-ignorable code point (soft hyphen, zero-width space and joiners,
+/// bidirectional controls, variation selectors, BOM…): NFKC_Casefold and many servers delete
+/// them, so `/ad%C2%ADmin` would reach such an upstream as `/admin`.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// Applies the byte and percent-encoding rules: every byte of the result is ASCII and every
@@ -513,6 +543,13 @@ mod tests {
         (b"/public/%EF%BC%8E%EF%BC%8E/admin", D, Err(Confusable)),
         (b"/%EF%BD%81dmin", D, Err(Confusable)),
         (b"/%E2%80%A4%E2%80%A4/x", D, Err(Confusable)),
+        // Default-ignorable code points, which NFKC_Casefold deletes, and a capital sharp s
+        // that case folding makes `ss`.
+        (b"/ad%C2%ADmin", D, Err(Confusable)),
+        (b"/ad%E2%80%8Bmin", D, Err(Confusable)),
+        (b"/admin%EF%BB%BF", D, Err(Confusable)),
+        (b"/a%CD%8Fdmin", D, Err(Confusable)),
+        (b"/cla%E1%BA%9E", D, Err(Confusable)),
         (
             b"/caf%C3%A9/%E6%97%A5%E6%9C%AC",
             D,
