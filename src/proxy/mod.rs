@@ -301,7 +301,7 @@ impl Gateway {
         self.set_forwarding_headers(session, upstream_request)?;
         self.set_te_for_http2(session, upstream_request)?;
         if present.any(upstream::Present::UPGRADES) {
-            upstream::keep_websocket_upgrade_only(upstream_request)?;
+            upstream::keep_websocket_upgrade_only(upstream_request, &session.req_header().headers)?;
         }
         self.set_identity_headers(upstream_request, ctx)
     }

@@ -279,7 +279,8 @@ impl ControlledHeaders {
         usize::from((name.len() as u8).wrapping_mul(31).wrapping_add(last))
     }
 
-    /// True when `name` is controlled: one of the names, or of a [`RESERVED_PREFIXES`] family.
+    /// True when `name` is controlled: one of the names, or of a family [`has_reserved_prefix`]
+    /// knows.
     pub(super) fn contains(&self, name: &HeaderName) -> bool {
         let bit = Self::bit(name);
         let named = self.filter[bit / 64] & (1 << (bit % 64)) != 0
@@ -400,17 +401,26 @@ pub(super) fn asks_for_websocket(headers: &http::HeaderMap) -> bool {
         && lists_token(headers, http::header::CONNECTION, b"upgrade")
 }
 
-/// Keeps the upstream request's upgrade to WebSocket only: a WebSocket upgrade is forwarded as
-/// `Upgrade: websocket` alone, any other (`h2c`, with its `HTTP2-Settings`; `TLS/1.0`…) is
-/// removed, so the upstream answers the request itself. A tunnel is judged once, at its
-/// request: an h2c tunnel would carry further requests to any path, none judged (h2c
-/// smuggling).
-pub(super) fn keep_websocket_upgrade_only(request: &mut RequestHeader) -> Result<()> {
+/// Keeps the upstream request's upgrade to WebSocket only, and only when the client asked for
+/// it (`client`: its `Upgrade` lists `websocket` and its own `Connection` lists `upgrade`; the
+/// engine adds `Connection: upgrade` upstream whenever an `Upgrade` header is present): a
+/// WebSocket upgrade is forwarded as `Upgrade: websocket` alone, any other (`h2c`, with its
+/// `HTTP2-Settings`; `TLS/1.0`; an `Upgrade` without `Connection: upgrade`…) is removed, with
+/// the `Connection` that names it, so the upstream answers the request itself. A tunnel is
+/// judged once, at its request: an h2c tunnel would carry further requests to any path, none
+/// judged (h2c smuggling).
+pub(super) fn keep_websocket_upgrade_only(
+    request: &mut RequestHeader,
+    client: &http::HeaderMap,
+) -> Result<()> {
     if request.headers.contains_key(UPGRADE) {
-        if asks_for_websocket(&request.headers) {
+        if asks_for_websocket(client) {
             request.insert_header(UPGRADE, HeaderValue::from_static("websocket"))?;
         } else {
             request.remove_header(&UPGRADE);
+            if lists_token(&request.headers, http::header::CONNECTION, b"upgrade") {
+                request.remove_header(&http::header::CONNECTION);
+            }
         }
     }
     let http2_settings = HeaderName::from_static(HTTP2_SETTINGS);
@@ -511,26 +521,11 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-method-override",
 ];
 
-/// Families of client headers never forwarded, by prefix: the identity and certificate
-/// headers of other auth proxies and platforms (Authelia's `Remote-*`, Cloudflare Access,
-/// Tailscale, AWS ALB, Azure App Service, Google IAP, authentik, Pomerium, Vouch, Traefik's
-/// and nginx's client certificates).
-const RESERVED_PREFIXES: &[&str] = &[
-    "cf-access-",
-    "remote-",
-    "tailscale-user-",
-    "x-amzn-oidc-",
-    "x-authentik-",
-    "x-forwarded-tls-client-cert",
-    "x-goog-authenticated-user-",
-    "x-ms-client-principal",
-    "x-pomerium-",
-    "x-ssl-client-",
-    "x-vouch-",
-];
-
-/// True when `name` (lower case) starts with one of [`RESERVED_PREFIXES`]; at most two
-/// comparisons, picked by the name's first bytes (this runs for every client header).
+/// True when `name` (lower case) is of a family of client headers never forwarded, by prefix:
+/// the identity and certificate headers of other auth proxies and platforms (Authelia's
+/// `Remote-*`, Cloudflare Access, Tailscale, AWS ALB, Azure App Service, Google IAP, authentik,
+/// Pomerium, Vouch, nginx's and Traefik's client certificates). At most two comparisons, picked
+/// by the name's first bytes: this runs for every client header.
 fn has_reserved_prefix(name: &[u8]) -> bool {
     let starts = |prefix: &str| name.starts_with(prefix.as_bytes());
     match name.first() {
@@ -624,7 +619,8 @@ mod tests {
             ("Upgrade", "WebSocket"),
         ]);
         assert!(asks_for_websocket(&websocket.headers));
-        keep_websocket_upgrade_only(&mut websocket).expect("kept");
+        let client = websocket.headers.clone();
+        keep_websocket_upgrade_only(&mut websocket, &client).expect("kept");
         assert_eq!(websocket.headers["upgrade"], "websocket");
         let mut h2c = request(&[
             ("Connection", "Upgrade, HTTP2-Settings"),
@@ -632,22 +628,29 @@ mod tests {
             ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
         ]);
         assert!(!asks_for_websocket(&h2c.headers));
-        keep_websocket_upgrade_only(&mut h2c).expect("removed");
+        let client = h2c.headers.clone();
+        keep_websocket_upgrade_only(&mut h2c, &client).expect("removed");
         assert!(h2c.headers.get("upgrade").is_none());
         assert!(h2c.headers.get("http2-settings").is_none());
-        // `Upgrade` without `Connection: upgrade` asks for nothing.
-        assert!(!asks_for_websocket(
-            &request(&[("Upgrade", "websocket")]).headers
-        ));
+        // `Upgrade` without `Connection: upgrade` asks for nothing: removed, with the
+        // `Connection: upgrade` the engine adds upstream.
+        let client = request(&[("Connection", "keep-alive"), ("Upgrade", "websocket")]);
+        assert!(!asks_for_websocket(&client.headers));
+        let mut upstream = request(&[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        keep_websocket_upgrade_only(&mut upstream, &client.headers).expect("removed");
+        assert!(upstream.headers.get("upgrade").is_none());
+        assert!(upstream.headers.get("connection").is_none());
     }
 
     #[test]
     fn an_h2c_upgrade_s_settings_are_removed_even_without_its_upgrade() {
         let mut settings = request(&[("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA")]);
-        keep_websocket_upgrade_only(&mut settings).expect("removed");
+        let client = settings.headers.clone();
+        keep_websocket_upgrade_only(&mut settings, &client).expect("removed");
         assert!(settings.headers.get("http2-settings").is_none());
         let mut plain = request(&[("Accept", "*/*")]);
-        keep_websocket_upgrade_only(&mut plain).expect("kept");
+        let client = plain.headers.clone();
+        keep_websocket_upgrade_only(&mut plain, &client).expect("kept");
         assert_eq!(plain.headers.len(), 1);
         let mut wire = Vec::new();
         plain.header_to_h1_wire(&mut wire);
@@ -884,7 +887,7 @@ mod tests {
                 "{fields:?}"
             );
             let mut upgraded = scanned.clone();
-            keep_websocket_upgrade_only(&mut upgraded).expect("kept");
+            keep_websocket_upgrade_only(&mut upgraded, &scanned.headers).expect("kept");
             let (mut a, mut b) = (Vec::new(), Vec::new());
             upgraded.header_to_h1_wire(&mut a);
             scanned.header_to_h1_wire(&mut b);

@@ -1231,3 +1231,25 @@ fn a_connection_over_the_limit_waits_until_one_closes() {
     still_open.read_to_end(&mut answer).expect("answer");
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
 }
+
+/// An `Upgrade` without `Connection: upgrade` asks for nothing: the upstream gets neither the
+/// `Upgrade` nor the `Connection: upgrade` the engine would add for it, and answers the request.
+#[test]
+fn an_upgrade_the_client_did_not_ask_for_does_not_reach_the_upstream() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(&upstream, Options::default());
+    for headers in [
+        vec![
+            "Connection: keep-alive".to_string(),
+            "Upgrade: websocket".into(),
+        ],
+        vec!["Upgrade: websocket".into()],
+    ] {
+        let (status, response) = get(&gw, "/public/x", &headers);
+        assert_eq!(status, 200, "{response}");
+        let seen = &raw_body(&response)["headers"];
+        assert!(seen.get("upgrade").is_none(), "{headers:?}: {seen}");
+        let connection = seen["connection"].to_string().to_ascii_lowercase();
+        assert!(!connection.contains("upgrade"), "{headers:?}: {seen}");
+    }
+}
