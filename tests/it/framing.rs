@@ -441,3 +441,43 @@ fn requests_pipelined_after_a_refused_body_are_not_lost_silently() {
     assert_eq!(response.matches("HTTP/1.1 ").count(), 1, "{response}");
     assert_eq!(upstream.received(), Vec::<String>::new());
 }
+
+/// What the engine refuses by itself, before any route is chosen (a request line, a header or a
+/// framing that cannot be read one way only; `CONNECT`), is answered with Errors JSON too, and
+/// the connection closed; the body never quotes the request.
+#[test]
+fn requests_the_engine_cannot_read_get_errors_json() {
+    let gw = TestGateway::start();
+    let cases: [(&[u8], u16); 5] = [
+        (
+            b"GET /app HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /app HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            400,
+        ),
+        (b"GET /app HTTP/1.2\r\nHost: x\r\n\r\n", 400),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 405),
+    ];
+    for (request, expected) in cases {
+        let (status, response, closed) = send_and_read(gw.port, request);
+        let shown = String::from_utf8_lossy(request);
+        assert_eq!(status, expected, "{shown}: {response}");
+        assert!(closed, "{shown}");
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+        let errors: serde_json::Value = serde_json::from_str(body).expect("Errors JSON");
+        assert!(
+            errors["generalErrors"][0]["code"].is_string(),
+            "{shown}: {response}"
+        );
+        assert!(
+            !body.contains("Folded") && !body.contains("x:443"),
+            "{body}"
+        );
+    }
+}

@@ -35,6 +35,17 @@ pub fn gen_error_response(code: u16) -> ResponseHeader {
     resp
 }
 
+/// The body of an error response the engine writes by itself (a request it cannot read, a
+/// method it does not serve), in the Errors JSON of the API the gateway hosts (FusionAuth's):
+/// empty for any other status. It never quotes the request.
+pub fn errors_body(code: u16) -> &'static [u8] {
+    match code {
+        400 => br#"{"generalErrors":[{"code":"[BadRequest]","message":"The request cannot be read one way only (its request line, a header or its framing); it was refused."}]}"#,
+        405 => br#"{"generalErrors":[{"code":"[MethodNotAllowed]","message":"This method is not served."}]}"#,
+        _ => b"",
+    }
+}
+
 /// Pre-generated 502 response
 pub static HTTP_502_RESPONSE: Lazy<ResponseHeader> = Lazy::new(|| gen_error_response(502));
 /// Pre-generated 400 response

@@ -601,9 +601,17 @@ impl Session {
         }
     }
 
-    /// Send error response to client using a pre-generated error message.
+    /// Send error response to client using a pre-generated error message, with the Errors JSON
+    /// body of [error_resp::errors_body] when it has one.
     pub async fn respond_error(&mut self, error: u16) -> Result<()> {
-        self.respond_error_with_body(error, Bytes::default()).await
+        let body = error_resp::errors_body(error);
+        if body.is_empty() {
+            return self.respond_error_with_body(error, Bytes::default()).await;
+        }
+        let mut resp = Self::generate_error(error);
+        resp.set_content_length(body.len())?;
+        resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+        self.write_error_response(resp, Bytes::from_static(body)).await
     }
 
     /// Send error response to client using a pre-generated error message and custom body.
