@@ -448,9 +448,22 @@ fn requests_pipelined_after_a_refused_body_are_not_lost_silently() {
 #[test]
 fn requests_the_engine_cannot_read_get_errors_json() {
     let gw = TestGateway::start();
-    let cases: [(&[u8], u16); 5] = [
+    let cases: [(&[u8], u16); 8] = [
         (
             b"GET /app HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        ),
+        // A transfer coding other than chunked alone: never decoded, so never passed on.
+        (
+            b"POST /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             400,
         ),
         (

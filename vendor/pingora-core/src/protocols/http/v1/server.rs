@@ -512,6 +512,24 @@ impl HttpSession {
             if !self.is_chunked_encoding() {
                 return Error::e_explain(InvalidHTTPHeader, "non-chunked final Transfer-Encoding");
             }
+            // Chunked alone: another coding before it (`gzip, chunked`) is not decoded, and would
+            // be dropped when the body is framed again for the upstream, which would then read
+            // the coded bytes as the body; `chunked, chunked` frames nothing. RFC 9112 §6.1: a
+            // coding the server does not understand is refused.
+            let mut codings = req_header
+                .headers
+                .get_all(TRANSFER_ENCODING)
+                .iter()
+                .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+                .map(|coding| coding.trim_ascii())
+                .filter(|coding| !coding.is_empty());
+            let chunked_alone = codings
+                .next()
+                .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+                && codings.next().is_none();
+            if !chunked_alone {
+                return Error::e_explain(InvalidHTTPHeader, "a transfer coding other than chunked");
+            }
         }
 
         Ok(())
