@@ -90,39 +90,7 @@ pub fn main() -> i32 {
     }
     let loaded = config::load(&cli.config);
     match cli.command.unwrap_or(Command::Serve { upgrade: false }) {
-        Command::Check => {
-            match loaded {
-                Ok(config) => {
-                    if let Some(problem) = tls_problem(&config, &cli.config) {
-                        eprintln!("{}: invalid configuration", cli.config.display());
-                        eprintln!("  {problem}");
-                        return 1;
-                    }
-                    // A warning, not an error: the gateway may run where the name resolves.
-                    for warning in crate::proxy::routes::unresolvable(&config.routes) {
-                        eprintln!("warning: {warning} (the gateway does not start while it does not resolve)");
-                    }
-                    for warning in config::issuer_warnings(&config.tenants) {
-                        eprintln!("warning: {warning}");
-                    }
-                    for warning in config::login_warnings(&config) {
-                        eprintln!("warning: {warning}");
-                    }
-                    for warning in config::route_warnings(&config.routes) {
-                        eprintln!("warning: {warning}");
-                    }
-                    println!("{}: ok", cli.config.display());
-                    0
-                }
-                Err(errors) => {
-                    eprintln!("{}: invalid configuration", cli.config.display());
-                    for e in &errors.0 {
-                        eprintln!("  {e}");
-                    }
-                    1
-                }
-            }
-        }
+        Command::Check => check(&cli.config, loaded),
         Command::Serve { upgrade } => {
             let config = match loaded {
                 Ok(c) => c,
@@ -441,6 +409,39 @@ async fn mint(
         .to_string(),
         None => issued.token,
     })
+}
+
+/// `gatehouse check`: the exit status for the configuration `loaded` from `file`, with every
+/// problem (1) or warning (0) written out.
+fn check(file: &std::path::Path, loaded: Result<Config, config::ConfigErrors>) -> i32 {
+    let config = match loaded {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{}: invalid configuration", file.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return 1;
+        }
+    };
+    if let Some(problem) = tls_problem(&config, file) {
+        eprintln!("{}: invalid configuration", file.display());
+        eprintln!("  {problem}");
+        return 1;
+    }
+    // A warning, not an error: the gateway may run where the name resolves.
+    for warning in crate::proxy::routes::unresolvable(&config.routes) {
+        eprintln!("warning: {warning} (the gateway does not start while it does not resolve)");
+    }
+    let warnings = config::issuer_warnings(&config.tenants)
+        .into_iter()
+        .chain(config::login_warnings(&config))
+        .chain(config::route_warnings(&config.routes));
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{}: ok", file.display());
+    0
 }
 
 /// What `serve` (and a reload) would refuse in the TLS files `config` names — a file with no
