@@ -376,7 +376,7 @@ async fn update_with(
             return Err(ApiError::NotFound);
         }
         let changed = change(&existing).await?;
-        let doc = replacement(id, &existing, (changed, missing), grant, context).await?;
+        let doc = replacement(id, &existing, changed, missing, grant, context).await?;
         if context
             .records
             .replace_identity_provider(id, &existing, &doc)
@@ -394,11 +394,13 @@ async fn update_with(
 }
 
 /// The validated replacement of `existing` by `doc`: the id, tenant, secrets it does not give
-/// anew ([`restore_redacted`]) and instants carried over; the type must stay the same.
+/// anew ([`restore_redacted`], a secret it lacks read as `missing` says) and instants carried
+/// over; the type must stay the same.
 async fn replacement(
     id: Uuid,
     existing: &Value,
-    (mut doc, missing): (Value, MissingSecret),
+    mut doc: Value,
+    missing: MissingSecret,
     grant: &ApiKeyGrant,
     context: &Env<'_>,
 ) -> Result<Value, ApiError> {
