@@ -964,3 +964,106 @@ mod tests {
         assert!(check_switch(plain, &ok).is_ok());
     }
 }
+
+/// The engine's reused read timer (`vendor/pingora-core/src/protocols/reused_timer.rs`): the
+/// upstream's read timeout and the idle keep-alive timeout of a connection arm one timer, kept
+/// from one read to the next, and each read is still cut at its own deadline, no sooner.
+#[cfg(test)]
+mod reused_timer_tests {
+    use std::time::Duration;
+
+    use pingora::protocols::reused_timer::timed;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_never_ends_is_cut_at_its_deadline() {
+        let mut slot = None;
+        let started = Instant::now();
+        let result = timed(
+            Some(&mut slot),
+            Duration::from_secs(5),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert!(result.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert!(slot.is_some(), "the timer is kept for the next read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_ready_at_once_arms_no_timer() {
+        let mut slot = None;
+        let result = timed(Some(&mut slot), Duration::from_secs(5), async { 7 }).await;
+        assert_eq!(result.unwrap(), 7);
+        assert!(slot.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_left_by_an_earlier_read_does_not_cut_a_later_one_early() {
+        let mut slot = None;
+        // A first read waits 4 s of its 5: the timer stays set for second 5.
+        let first = timed(
+            Some(&mut slot),
+            Duration::from_secs(5),
+            tokio::time::sleep(Duration::from_secs(4)),
+        )
+        .await;
+        assert!(first.is_ok());
+        // A second read, from second 4, has until second 9: the timer firing at 5 is set again.
+        let started = Instant::now();
+        let second = timed(
+            Some(&mut slot),
+            Duration::from_secs(5),
+            tokio::time::sleep(Duration::from_secs(3)),
+        )
+        .await;
+        assert!(second.is_ok(), "cut at the earlier read's deadline");
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        // A third read that never ends is cut 5 s after it began, not before, not after.
+        let started = Instant::now();
+        let third = timed(
+            Some(&mut slot),
+            Duration::from_secs(5),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert!(third.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shorter_timeout_than_the_timer_was_set_for_is_kept() {
+        let mut slot = None;
+        let first = timed(
+            Some(&mut slot),
+            Duration::from_secs(60),
+            tokio::time::sleep(Duration::from_secs(1)),
+        )
+        .await;
+        assert!(first.is_ok());
+        // The timer is set for second 60; this read's deadline is second 3.
+        let started = Instant::now();
+        let second = timed(
+            Some(&mut slot),
+            Duration::from_secs(2),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert!(second.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    /// Without a stream's slot (a TLS stream keeps none), the engine's own timeout cuts the read.
+    #[tokio::test]
+    async fn without_a_slot_the_read_arms_its_own_timer() {
+        let started = std::time::Instant::now();
+        let result = timed(
+            None,
+            Duration::from_millis(50),
+            std::future::pending::<()>(),
+        )
+        .await;
+        assert!(result.is_err());
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+}

@@ -741,6 +741,84 @@ fn idle_keep_alive_connections_are_closed_and_half_closed_clients_answered() {
     }
 }
 
+/// The idle timeout runs from each request's answer, not from the connection's first: a client
+/// that sends a request every 0.6 s keeps a connection with a 1 s idle timeout open past the
+/// first request's deadline (the engine keeps one timer per connection, set for an earlier
+/// request's deadline and moved on when it fires early), and it is closed about 1 s after the
+/// last answer, not later — over plain TCP and over TLS, whose layer passes the timer through.
+#[test]
+fn the_idle_timeout_runs_from_the_last_request_on_a_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for tls in [false, true] {
+        let gw = TestGateway::start_with(Options {
+            idle_timeout_seconds: 1,
+            extra: match tls {
+                true => self_signed_tls(dir.path()),
+                false => String::new(),
+            },
+            ..Default::default()
+        });
+        let token = user_token(&gw, &["user"]);
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let closed_after = match tls {
+            true => {
+                let client = tls_client(&dir.path().join("cert.pem"));
+                requests_until_idle_close(rustls::StreamOwned::new(client, tcp), &token)
+            }
+            false => requests_until_idle_close(tcp, &token),
+        };
+        assert!(
+            closed_after > Duration::from_millis(800) && closed_after < Duration::from_secs(3),
+            "tls {tls}: {closed_after:?}"
+        );
+    }
+}
+
+/// Sends four requests on `stream`, 0.6 s apart, each after the last answer; returns how long
+/// after the last answer the gateway closed the connection.
+fn requests_until_idle_close(mut stream: impl Read + Write, token: &str) -> Duration {
+    let request = format!("GET /app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    for round in 0..4 {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        stream.write_all(request.as_bytes()).expect("write");
+        let head = read_head(&mut stream).unwrap_or_else(|| panic!("round {round}: closed"));
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "round {round}: {head}");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("round {round}: no content-length in {head}"));
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).expect("body");
+    }
+    let last_answer = Instant::now();
+    let mut rest = Vec::new();
+    // A TLS stream may end with its close-notify or without: both mean closed.
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    last_answer.elapsed()
+}
+
+/// A TLS client session for `localhost` trusting the certificate `cert` alone.
+fn tls_client(cert: &std::path::Path) -> rustls::ClientConnection {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let pem = pem::parse(std::fs::read(cert).expect("cert")).expect("pem");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(pem.contents().to_vec().into())
+        .expect("root certificate");
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().expect("name");
+    rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls client")
+}
+
 #[test]
 fn malformed_traffic_does_not_flood_the_log() {
     let gw = TestGateway::start();

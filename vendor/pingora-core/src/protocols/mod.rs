@@ -18,6 +18,7 @@ mod digest;
 pub mod http;
 pub mod l4;
 pub mod raw_connect;
+pub mod reused_timer;
 pub mod tls;
 #[cfg(windows)]
 mod windows;
@@ -95,6 +96,7 @@ pub trait IO:
     + GetProxyDigest
     + GetSocketDigest
     + Peek
+    + reused_timer::ReusedTimer
     + Unpin
     + Debug
     + Send
@@ -116,6 +118,7 @@ impl<
             + GetProxyDigest
             + GetSocketDigest
             + Peek
+            + reused_timer::ReusedTimer
             + Unpin
             + Debug
             + Send
@@ -167,6 +170,7 @@ mod ext_io_impl {
     }
 
     impl Peek for Mock {}
+    impl super::reused_timer::ReusedTimer for Mock {}
 
     use std::io::Cursor;
 
@@ -196,6 +200,7 @@ mod ext_io_impl {
         }
     }
     impl<T> Peek for Cursor<T> {}
+    impl<T> super::reused_timer::ReusedTimer for Cursor<T> {}
 
     use tokio::io::DuplexStream;
 
@@ -226,6 +231,7 @@ mod ext_io_impl {
     }
 
     impl Peek for DuplexStream {}
+    impl super::reused_timer::ReusedTimer for DuplexStream {}
 }
 
 #[cfg(unix)]
@@ -266,6 +272,7 @@ pub mod ext_test {
     }
 
     impl Peek for tokio::net::UnixStream {}
+    impl super::reused_timer::ReusedTimer for tokio::net::UnixStream {}
 }
 
 #[cfg(unix)]

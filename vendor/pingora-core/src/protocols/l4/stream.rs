@@ -39,6 +39,7 @@ use tokio::net::UnixStream;
 use crate::protocols::l4::ext::{set_tcp_keepalive, TcpKeepalive};
 use crate::protocols::l4::virt;
 use crate::protocols::raw_connect::ProxyDigest;
+use crate::protocols::reused_timer::{ReusedTimer, TimerSlot};
 use crate::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType,
@@ -540,6 +541,8 @@ pub struct Stream {
     write_pending_time: AccumulatedDuration,
     /// Last rx timestamp associated with the last recvmsg call.
     pub rx_ts: Option<SystemTime>,
+    /// The timer of this connection's timed reads (see [`ReusedTimer`]).
+    read_timer: TimerSlot,
 }
 
 impl Stream {
@@ -660,6 +663,7 @@ impl From<TcpStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            read_timer: None,
         }
     }
 }
@@ -683,6 +687,7 @@ impl From<virt::VirtualSocketStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            read_timer: None,
         }
     }
 }
@@ -707,6 +712,7 @@ impl From<UnixStream> for Stream {
             read_pending_time: AccumulatedDuration::new(),
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
+            read_timer: None,
         }
     }
 }
@@ -740,6 +746,16 @@ impl UniqueID for Stream {
 }
 
 impl Ssl for Stream {}
+
+impl ReusedTimer for Stream {
+    fn take_read_timer(&mut self) -> Option<TimerSlot> {
+        Some(self.read_timer.take())
+    }
+
+    fn return_read_timer(&mut self, slot: TimerSlot) {
+        self.read_timer = slot;
+    }
+}
 
 #[async_trait]
 impl Peek for Stream {

@@ -94,6 +94,7 @@ impl GetSocketDigest for DummyIO {
 }
 
 impl Peek for DummyIO {}
+impl crate::protocols::reused_timer::ReusedTimer for DummyIO {}
 
 #[async_trait]
 impl crate::protocols::Shutdown for DummyIO {

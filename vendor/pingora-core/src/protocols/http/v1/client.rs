@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::body::{BodyReader, BodyWriter};
 use super::common::*;
 use crate::protocols::http::HttpTask;
+use crate::protocols::reused_timer::timed;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use crate::utils::{BufRef, KVRef};
 
@@ -385,20 +386,23 @@ impl HttpSession {
                 self.response_header_read_buf.reserve(INIT_HEADER_BUF_SIZE);
             }
 
+            // The connection's own timer, reused from request to request (see `reused_timer`).
+            let mut timer = self.underlying_stream.take_read_timer();
             let read_fut = self
                 .underlying_stream
                 .read_buf(&mut self.response_header_read_buf);
             let read_result = match self.read_timeout {
-                Some(t) => match timeout(t, read_fut).await {
-                    Ok(res) => res,
-                    Err(_) => {
-                        return self.fail_response_header_read(Error::explain(
-                            ReadTimedout,
-                            "while reading response headers",
-                        ));
-                    }
-                },
-                None => read_fut.await,
+                Some(t) => timed(timer.as_mut(), t, read_fut).await,
+                None => Ok(read_fut.await),
+            };
+            if let Some(timer) = timer {
+                self.underlying_stream.return_read_timer(timer);
+            }
+            let Ok(read_result) = read_result else {
+                return self.fail_response_header_read(Error::explain(
+                    ReadTimedout,
+                    "while reading response headers",
+                ));
             };
 
             match read_result {
@@ -478,10 +482,19 @@ impl HttpSession {
     /// Return `Ok(None)` if there is no more body to read.
     pub async fn read_body_ref(&mut self) -> Result<Option<&[u8]>> {
         let result = match self.read_timeout {
-            Some(t) => match timeout(t, self.do_read_body()).await {
-                Ok(res) => res,
-                Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
-            },
+            Some(t) => {
+                let mut timer = self.underlying_stream.take_read_timer();
+                let read = timed(timer.as_mut(), t, self.do_read_body()).await;
+                if let Some(timer) = timer {
+                    self.underlying_stream.return_read_timer(timer);
+                }
+                match read {
+                    Ok(res) => res,
+                    Err(_) => {
+                        Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}"))
+                    }
+                }
+            }
             None => self.do_read_body().await,
         };
 

@@ -39,6 +39,7 @@ use crate::protocols::http::{
     authority::validate_request_authority, body_buffer::FixedBuffer, date, HttpTask,
     ReusableHttpStream,
 };
+use crate::protocols::reused_timer::timed;
 use crate::protocols::{Digest, SocketAddr, Stream};
 use crate::utils::{BufRef, KVRef};
 
@@ -215,29 +216,49 @@ impl HttpSession {
         already_read: usize,
     ) -> Result<Option<usize>> {
         let read_result = {
+            // The connection's own timer, reused from request to request (see `reused_timer`).
+            let timed_read = match self.keepalive_timeout {
+                KeepaliveStatus::Timeout(_) => true,
+                KeepaliveStatus::Infinite => false,
+                KeepaliveStatus::Off => self.read_timeout.is_some(),
+            };
+            let mut timer = match timed_read {
+                true => self.underlying_stream.take_read_timer(),
+                false => None,
+            };
             let read_event = self.underlying_stream.read_buf(buf);
-            match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
-                    Ok(res) => res,
+            let result = match self.keepalive_timeout {
+                KeepaliveStatus::Timeout(d) => match timed(timer.as_mut(), d, read_event).await {
+                    Ok(res) => Ok(res),
                     Err(e) => {
                         debug!("keepalive timeout {d:?} reached, {e}");
-                        return Ok(None);
+                        Err(None)
                     }
                 },
                 KeepaliveStatus::Infinite => {
                     // FIXME: this should only apply to reads between requests
-                    read_event.await
+                    Ok(read_event.await)
                 }
                 KeepaliveStatus::Off => match self.read_timeout {
-                    Some(t) => match timeout(t, read_event).await {
-                        Ok(res) => res,
+                    Some(t) => match timed(timer.as_mut(), t, read_event).await {
+                        Ok(res) => Ok(res),
                         Err(e) => {
                             debug!("read timeout {t:?} reached, {e}");
-                            return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                            Err(Some(t))
                         }
                     },
-                    None => read_event.await,
+                    None => Ok(read_event.await),
                 },
+            };
+            if let Some(timer) = timer {
+                self.underlying_stream.return_read_timer(timer);
+            }
+            match result {
+                Ok(read) => read,
+                Err(None) => return Ok(None),
+                Err(Some(t)) => {
+                    return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                }
             }
         };
 

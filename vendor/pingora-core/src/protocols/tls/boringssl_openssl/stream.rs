@@ -219,3 +219,4 @@ impl SslDigest {
 
 // TODO: implement Peek if needed
 impl<T> Peek for SslStream<T> {}
+impl<T> crate::protocols::reused_timer::ReusedTimer for SslStream<T> {}

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::listeners::tls::Acceptor;
 use crate::protocols::raw_connect::ProxyDigest;
+use crate::protocols::reused_timer::{ReusedTimer, TimerSlot};
 use crate::protocols::tls::TlsRef;
 use crate::protocols::{tls::SslDigest, Peek, TimingDigest, UniqueIDType};
 use crate::protocols::{
@@ -429,3 +430,25 @@ impl SslDigest {
 }
 
 impl<S> Peek for TlsStream<S> {}
+/// The timer of the connection under the TLS layer (see [`ReusedTimer`]).
+impl<S: ReusedTimer> ReusedTimer for TlsStream<S> {
+    fn take_read_timer(&mut self) -> Option<TimerSlot> {
+        self.tls.take_read_timer()
+    }
+
+    fn return_read_timer(&mut self, slot: TimerSlot) {
+        self.tls.return_read_timer(slot)
+    }
+}
+
+impl<S: ReusedTimer> ReusedTimer for InnerStream<S> {
+    fn take_read_timer(&mut self) -> Option<TimerSlot> {
+        self.stream.as_mut()?.get_mut().0.take_read_timer()
+    }
+
+    fn return_read_timer(&mut self, slot: TimerSlot) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.get_mut().0.return_read_timer(slot)
+        }
+    }
+}

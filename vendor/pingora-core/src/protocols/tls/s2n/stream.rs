@@ -323,6 +323,10 @@ impl SslDigest {
 }
 
 impl<S: AsyncRead + AsyncWrite + std::marker::Unpin> Peek for TlsStream<S> {}
+impl<S: AsyncRead + AsyncWrite + std::marker::Unpin> crate::protocols::reused_timer::ReusedTimer
+    for TlsStream<S>
+{
+}
 
 #[async_trait]
 impl<S: Shutdown + AsyncRead + AsyncWrite + std::marker::Unpin + Send> Shutdown for TlsStream<S> {
