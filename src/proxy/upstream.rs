@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use gatehouse_plugin_api::credentials::bearer_token;
 use gatehouse_plugin_api::ClaimHeader;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST, TE, UPGRADE};
@@ -154,14 +155,21 @@ impl Gateway {
         session: &Session,
         upstream_request: &mut RequestHeader,
     ) -> Result<()> {
+        let address = self.client_address(session);
+        if upstream_request.version != http::Version::HTTP_2 {
+            // HTTP/1: written after the header map's fields as lines rendered once for a run of
+            // requests from one client (see `forwarding_lines`); the client's own were stripped
+            // with the reserved headers.
+            return upstream_request.set_wire_suffix(forwarding_lines(address, self.settings.tls));
+        }
         // Parsed names with their spelling on the wire: nothing is parsed or copied per request.
         static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
         static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-        if let Some(address) = self.client_address(session) {
+        if let Some(address) = address {
             upstream_request.insert_parsed_header(
                 &FORWARDED_FOR,
                 "X-Forwarded-For",
-                forwarded_for(address),
+                render_address(address),
             )?;
         }
         let scheme = match self.settings.tls {
@@ -172,7 +180,9 @@ impl Gateway {
         Ok(())
     }
 
-    /// The route's identity headers, from the claims of the token that passed its policy.
+    /// The route's identity headers, from the claims of the token that passed its policy. For
+    /// an HTTP/1 upstream they are written after the forwarding lines (one block, see
+    /// [`Gateway::set_forwarding_headers`]), for HTTP/2 into the header map.
     pub(super) fn set_identity_headers(
         &self,
         upstream_request: &mut RequestHeader,
@@ -181,14 +191,30 @@ impl Gateway {
         if self.route(ctx).is_none() {
             return Error::e_explain(InternalError, "no route");
         }
-        for (header, value) in self.identity_values(ctx) {
-            upstream_request.insert_parsed_header(
-                &header.name,
-                header.written.clone(),
-                value.clone(),
-            )?;
+        let mut values = self.identity_values(ctx).peekable();
+        if values.peek().is_none() {
+            return Ok(());
         }
-        Ok(())
+        if upstream_request.version == http::Version::HTTP_2 {
+            for (header, value) in values {
+                upstream_request.insert_parsed_header(
+                    &header.name,
+                    header.written.clone(),
+                    value.clone(),
+                )?;
+            }
+            return Ok(());
+        }
+        let forwarding = upstream_request.wire_suffix().cloned().unwrap_or_default();
+        let mut lines = BytesMut::with_capacity(forwarding.len() + 128);
+        lines.extend_from_slice(&forwarding);
+        for (header, value) in values {
+            lines.extend_from_slice(&header.written);
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value.as_bytes());
+            lines.extend_from_slice(b"\r\n");
+        }
+        upstream_request.set_wire_suffix(lines.freeze())
     }
 
     /// The identity headers of the request's route (name, and name as written in the
@@ -338,20 +364,31 @@ impl Present {
 /// The name of the h2c upgrade's settings header.
 const HTTP2_SETTINGS: &str = "http2-settings";
 
-/// The `X-Forwarded-For` value of `address`: its text, rendered once for a run of requests from
-/// the same client on this thread (a keep-alive connection's requests) and then shared.
-fn forwarded_for(address: IpAddr) -> HeaderValue {
+/// The `X-Forwarded-For` (of `address`, when there is one) and `X-Forwarded-Proto` header lines
+/// of an HTTP/1 upstream request, as they go on the wire: rendered once for a run of requests
+/// from the same client on this thread (a keep-alive connection's requests) and then shared.
+fn forwarding_lines(address: Option<IpAddr>, tls: bool) -> Bytes {
     thread_local! {
-        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Option<(Option<IpAddr>, bool, Bytes)>> = const { RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         match &*last {
-            Some((seen, value)) if *seen == address => value.clone(),
+            Some((seen, seen_tls, lines)) if *seen == address && *seen_tls == tls => lines.clone(),
             _ => {
-                let value = render_address(address);
-                *last = Some((address, value.clone()));
-                value
+                let mut lines = Vec::with_capacity(80);
+                if let Some(address) = address {
+                    lines.extend_from_slice(b"X-Forwarded-For: ");
+                    lines.extend_from_slice(render_address(address).as_bytes());
+                    lines.extend_from_slice(b"\r\n");
+                }
+                lines.extend_from_slice(match tls {
+                    true => b"X-Forwarded-Proto: https\r\n".as_slice(),
+                    false => b"X-Forwarded-Proto: http\r\n".as_slice(),
+                });
+                let lines = Bytes::from(lines);
+                *last = Some((address, tls, lines.clone()));
+                lines
             }
         }
     })
@@ -490,6 +527,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-server",
     "x-real-ip",
     "forwarded",
+    // Set by the gateway (see `Gateway::set_forwarding_headers`).
+    "x-forwarded-for",
+    "x-forwarded-proto",
     // What other auth proxies set as the user (Authelia, Grafana's auth proxy, Apache, nginx
     // setups, Vouch, Pomerium, Traefik's mTLS, Envoy).
     "remote-groups",
@@ -677,8 +717,9 @@ mod tests {
         }
         // The same address twice in a row, then others, then back: always its own text.
         for address in addresses.iter().chain(addresses.iter().rev()) {
-            assert_eq!(forwarded_for(*address), address.to_string().as_str());
-            assert_eq!(forwarded_for(*address), address.to_string().as_str());
+            let expected = format!("X-Forwarded-For: {address}\r\nX-Forwarded-Proto: http\r\n");
+            assert_eq!(forwarding_lines(Some(*address), false), expected.as_bytes());
+            assert_eq!(forwarding_lines(Some(*address), false), expected.as_bytes());
         }
     }
 
@@ -722,6 +763,88 @@ mod tests {
             upstream.header_to_h1_wire(&mut wire);
             assert_eq!(wire, expected, "{count} headers");
         }
+    }
+
+    /// The forwarding lines of an HTTP/1 upstream request: the client's address when there is
+    /// one, the listener's scheme; each run of one client's requests shares one rendering.
+    #[test]
+    fn forwarding_lines_name_the_client_and_the_scheme() {
+        let v4: IpAddr = "203.0.113.9".parse().expect("v4");
+        let v6: IpAddr = "2001:db8::1".parse().expect("v6");
+        let cases = [
+            (
+                Some(v4),
+                false,
+                "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: http\r\n",
+            ),
+            (
+                Some(v4),
+                true,
+                "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n",
+            ),
+            (
+                Some(v6),
+                false,
+                "X-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: http\r\n",
+            ),
+            (None, false, "X-Forwarded-Proto: http\r\n"),
+            (None, true, "X-Forwarded-Proto: https\r\n"),
+            (
+                Some(v4),
+                false,
+                "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: http\r\n",
+            ),
+        ];
+        for (address, tls, expected) in cases {
+            let first = forwarding_lines(address, tls);
+            assert_eq!(first, expected.as_bytes(), "{address:?} {tls}");
+            let again = forwarding_lines(address, tls);
+            assert_eq!(first.as_ptr(), again.as_ptr(), "shared, not rendered again");
+        }
+    }
+
+    /// Header lines set on a request go on the wire after its map's fields, and a copy of the
+    /// request keeps them; anything but whole `Name: value` lines is refused and changes
+    /// nothing, and empty lines clear them.
+    #[test]
+    fn wire_suffix_lines_follow_the_fields_and_only_whole_lines_are_taken() {
+        let mut request = RequestHeader::build("GET", b"/", None).expect("request");
+        request.insert_header("Accept", "*/*").expect("accept");
+        let lines = "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n";
+        request
+            .set_wire_suffix(Bytes::from_static(lines.as_bytes()))
+            .expect("whole lines");
+        let wire = |request: &RequestHeader| {
+            let mut wire = Vec::new();
+            request.header_to_h1_wire(&mut wire);
+            String::from_utf8(wire).expect("text")
+        };
+        let expected = format!("Accept: */*\r\n{lines}");
+        assert_eq!(wire(&request), expected);
+        assert_eq!(wire(&request.clone()), expected);
+        assert!(request.headers.get("x-forwarded-for").is_none());
+        let refused: [&[u8]; 10] = [
+            b"X-A: 1",
+            b"X-A: 1\n",
+            b"X-A: 1\r\n\r\n",
+            b"\r\n",
+            b"X-A: 1\nX-B: 2\r\n",
+            b"X-A: 1\rX-B: 2\r\n",
+            b": 1\r\n",
+            b"X-A 1\r\n",
+            b"X-A: \x001\r\n",
+            b"X-A: 1\r\nX-B: 2",
+        ];
+        for lines in refused {
+            let mut copy = request.clone();
+            assert!(
+                copy.set_wire_suffix(Bytes::from_static(lines)).is_err(),
+                "{lines:?}"
+            );
+            assert_eq!(wire(&copy), expected, "{lines:?} changed the request");
+        }
+        request.set_wire_suffix(Bytes::new()).expect("cleared");
+        assert_eq!(wire(&request), "Accept: */*\r\n");
     }
 
     /// A parsed name with its spelling goes on the wire as `insert_header` puts it, replacing
@@ -813,8 +936,8 @@ mod tests {
             "content-type",
             "cookie",
             "user-agent",
-            "x-forwarded-for",
-            "x-forwarded-proto",
+            "x-forwarded-fo",
+            "x-forwarded-prot",
             "x-user-i",
             "x-user-idd",
             "b",

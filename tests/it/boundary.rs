@@ -531,7 +531,8 @@ fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
 
 /// The upstream's header block, byte for byte: header names in the client's case and order,
 /// controlled and unconventional names dropped, the unverified credential and a non-WebSocket
-/// upgrade removed, `X-Forwarded-For` and `X-Forwarded-Proto` replaced by the gateway's.
+/// upgrade removed, the client's `X-Forwarded-For` and `X-Forwarded-Proto` replaced by the
+/// gateway's, last.
 #[test]
 fn the_upstream_receives_exactly_this_header_block() {
     let upstream = RecordingUpstream::start();
@@ -562,9 +563,9 @@ fn the_upstream_receives_exactly_this_header_block() {
             "GET /public/a?b=c HTTP/1.1\r\n\
              Host: 127.0.0.1\r\n\
              User-Agent: Case-Kept/1.0\r\n\
-             X-Forwarded-For: 127.0.0.1\r\n\
              ACCEPT: */*\r\n\
              x-request-id: Kept\r\n\
+             X-Forwarded-For: 127.0.0.1\r\n\
              X-Forwarded-Proto: http",
             "{response}"
         );

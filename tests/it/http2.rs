@@ -467,6 +467,10 @@ fn grpc_through(gw: &TestGateway, cert: Option<&std::path::Path>) {
     let metadata = &who["reply"]["metadata"];
     assert_eq!(metadata["x-user-id"], json!([user.to_string()]), "{who}");
     assert_eq!(metadata["x-user-roles"], json!(["user"]));
+    // An HTTP/2 upstream gets the forwarding headers in its header block too.
+    assert_eq!(metadata["x-forwarded-for"], json!(["127.0.0.1"]), "{who}");
+    let scheme = if cert.is_some() { "https" } else { "http" };
+    assert_eq!(metadata["x-forwarded-proto"], json!([scheme]), "{who}");
     assert_eq!(
         metadata["te"],
         Value::Null,

@@ -22,7 +22,7 @@
 
 #![allow(clippy::new_without_default)]
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use http::header::{AsHeaderName, HeaderName, HeaderValue};
 use http::request::Builder as ReqBuilder;
 use http::request::Parts as ReqParts;
@@ -88,6 +88,9 @@ pub struct RequestHeader {
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
+    /// Whole header lines (`Name: value\r\n` each) written after the header map's fields in
+    /// HTTP/1 wire format; see [RequestHeader::set_wire_suffix()].
+    wire_suffix: Option<Bytes>,
 }
 
 /// How a request-target is stored, and how [`RequestHeader::raw_path`] recovers it.
@@ -155,6 +158,7 @@ impl RequestHeader {
             header_name_map: None,
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            wire_suffix: None,
         }
     }
 
@@ -262,7 +266,34 @@ impl RequestHeader {
     ///
     /// The header case will be preserved.
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
-        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf)
+        header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf);
+        if let Some(suffix) = &self.wire_suffix {
+            buf.put_slice(suffix);
+        }
+    }
+
+    /// Sets header lines written after the header map's fields in HTTP/1 wire format, for
+    /// fields the caller has already serialized (a proxy's forwarding headers, rendered once
+    /// and shared): no name is hashed into either header map. `lines` is whole lines, each
+    /// `Name: value\r\n` with a valid name and value, none of a name the map holds; an empty
+    /// `lines` clears it. Refused (nothing set) when `lines` does not end with CRLF or holds a
+    /// CR or LF other than a line end. HTTP/1 only: the headers are not in [Self::headers], and
+    /// an HTTP/2 session refuses a request that has them.
+    pub fn set_wire_suffix(&mut self, lines: Bytes) -> Result<()> {
+        if lines.is_empty() {
+            self.wire_suffix = None;
+            return Ok(());
+        }
+        if !whole_header_lines(&lines) {
+            return Error::e_explain(InvalidHTTPHeader, "wire suffix is not whole header lines");
+        }
+        self.wire_suffix = Some(lines);
+        Ok(())
+    }
+
+    /// The header lines set by [Self::set_wire_suffix()], if any.
+    pub fn wire_suffix(&self) -> Option<&Bytes> {
+        self.wire_suffix.as_ref()
     }
 
     /// If case sensitivity is enabled, returns an iterator to iterate over case-sensitive header names and values.
@@ -428,6 +459,7 @@ impl Clone for RequestHeader {
             header_name_map: self.header_name_map.clone(),
             raw_target: self.raw_target.clone(),
             send_end_stream: self.send_end_stream,
+            wire_suffix: self.wire_suffix.clone(),
         }
     }
 }
@@ -444,6 +476,7 @@ impl From<ReqParts> for RequestHeader {
             // The Uri is the only target available here, so it is the one that serializes.
             raw_target: RawTarget::FromUri,
             send_end_stream: true,
+            wire_suffix: None,
         }
     }
 }
@@ -1053,6 +1086,26 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
 }
 
 #[inline]
+/// True when `lines` is one or more whole header lines: each `Name: value` ended by CRLF, with
+/// a name before its `:` and no CR, LF or NUL inside.
+fn whole_header_lines(mut lines: &[u8]) -> bool {
+    if lines.is_empty() {
+        return false;
+    }
+    while !lines.is_empty() {
+        let Some(end) = lines.iter().position(|&b| matches!(b, b'\r' | b'\n' | 0)) else {
+            return false;
+        };
+        let line = &lines[..end];
+        let has_name = line.iter().position(|&b| b == b':').is_some_and(|colon| colon > 0);
+        if !has_name || lines.get(end..end + 2) != Some(b"\r\n".as_slice()) {
+            return false;
+        }
+        lines = &lines[end + 2..];
+    }
+    true
+}
+
 fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl BufMut) {
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";

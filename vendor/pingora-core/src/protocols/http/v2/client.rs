@@ -135,6 +135,10 @@ impl Http2Session {
             return Ok(());
         }
         Self::sanitize_request_header(&mut req)?;
+        if req.wire_suffix().is_some() {
+            // Header lines serialized for HTTP/1 only: HTTP/2 would send the request without.
+            return Error::e_explain(InvalidHTTPHeader, "HTTP/1 header lines on an h2 request");
+        }
         let parts = req.as_owned_parts();
         let request = http::Request::from_parts(parts, ());
         // There is no write timeout for h2 because the actual write happens async from this fn
