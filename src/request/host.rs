@@ -24,7 +24,7 @@ const MAX_LABEL_LENGTH: usize = 63;
 /// no allocation), the canonical form when it is another spelling of a host, and `None` when it
 /// is not a host at all or has no single reading.
 pub fn canonical_authority(authority: &str, default_port: u16) -> Option<Cow<'_, str>> {
-    if is_plainly_canonical(authority.as_bytes(), default_port) {
+    if is_known_canonical(authority.as_bytes(), default_port) {
         return Some(Cow::Borrowed(authority));
     }
     let (name_as_sent, port_text) = split_authority(authority)?;
@@ -46,6 +46,39 @@ pub fn canonical_authority(authority: &str, default_port: u16) -> Option<Cow<'_,
         Some(port) => format!("{name}:{port}"),
         None => name.into_owned(),
     }))
+}
+
+/// [`is_plainly_canonical`], remembered for the last authority this thread found canonical: a
+/// keep-alive connection's requests name one host, so most requests compare bytes instead of
+/// reading the name again. The answer is the same as [`is_plainly_canonical`]'s.
+fn is_known_canonical(authority: &[u8], default_port: u16) -> bool {
+    /// The longest authority remembered (a name of 253 characters and a port).
+    const REMEMBERED_BYTES: usize = 260;
+    thread_local! {
+        /// The default port and the authority last found canonical under it.
+        static LAST: std::cell::RefCell<(u16, Vec<u8>)> =
+            const { std::cell::RefCell::new((0, Vec::new())) };
+    }
+    let remembered = LAST.try_with(|last| {
+        let last = last.try_borrow().ok()?;
+        Some(!authority.is_empty() && last.0 == default_port && last.1 == authority)
+    });
+    if let Ok(Some(true)) = remembered {
+        return true;
+    }
+    if !is_plainly_canonical(authority, default_port) {
+        return false;
+    }
+    if authority.len() <= REMEMBERED_BYTES {
+        let _ = LAST.try_with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                last.0 = default_port;
+                last.1.clear();
+                last.1.extend_from_slice(authority);
+            }
+        });
+    }
+    true
 }
 
 /// The common case in one scan, without allocating: true when `authority` is a lower-case host
@@ -457,6 +490,39 @@ mod tests {
             Some(port) => format!("{name}:{port}"),
             None => name.into_owned(),
         })
+    }
+
+    /// The authority remembered as canonical is remembered with its listener's default port:
+    /// the same bytes read under another port get that port's answer, and an authority read
+    /// after others gets its own.
+    #[test]
+    fn a_remembered_canonical_host_answers_for_its_default_port_only() {
+        let cases: [(&str, u16, Option<&str>); 9] = [
+            ("a.example:80", 443, Some("a.example:80")),
+            ("a.example:80", 443, Some("a.example:80")),
+            ("a.example:80", 80, Some("a.example")),
+            ("a.example:443", 443, Some("a.example")),
+            ("a.example:443", 80, Some("a.example:443")),
+            ("A.example", 80, Some("a.example")),
+            ("a.example", 80, Some("a.example")),
+            ("", 80, None),
+            ("a.example.", 80, Some("a.example")),
+        ];
+        for round in 0..2 {
+            for (authority, port, expected) in cases {
+                let read = canonical_authority(authority, port);
+                assert_eq!(
+                    read.as_deref(),
+                    expected,
+                    "round {round}: {authority} on {port}"
+                );
+                assert_eq!(
+                    read.map(|c| c.into_owned()),
+                    canonical_authority_read_in_full(authority, port),
+                    "{authority} on {port}"
+                );
+            }
+        }
     }
 
     #[test]
