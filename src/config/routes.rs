@@ -12,19 +12,35 @@ use super::{ForwardAuth, IdentityHeader, Route, RouteAuth, TokenPolicy, Upstream
 use crate::request::canonical::{canonical_path, PathOptions};
 use crate::request::host::canonical_authority;
 
-/// Headers a route may not set from claims: they carry credentials or control the connection.
+/// Headers a route may not set from claims: they carry credentials, control the connection
+/// or the message's framing, or are set by the gateway itself (the forwarding headers) or by
+/// proxies on the way (a second line of one of these would reach an HTTP/1 upstream beside
+/// the gateway's).
 const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "cookie",
     "host",
     "connection",
     "content-length",
+    "content-type",
+    "content-encoding",
     "transfer-encoding",
     "upgrade",
+    "http2-settings",
     "te",
     "trailer",
+    "expect",
+    "max-forwards",
     "keep-alive",
+    "proxy-connection",
     "proxy-authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+    "via",
 ];
 
 /// Headers of a forward-auth decision's own answer (besides every `X-Gatehouse-…` header),
@@ -475,13 +491,18 @@ fn identity_headers(
     r: &RawRoute,
     decisions: bool,
 ) -> Vec<IdentityHeader> {
-    let mut headers = Vec::new();
+    let mut headers: Vec<IdentityHeader> = Vec::new();
     for (header, claim) in &r.identity_headers {
         let header_path = format!("{path}.identityHeaders.{header}");
         match HeaderName::from_bytes(header.as_bytes()) {
             Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
                 p.add(&header_path, "this header cannot be set from a claim")
             }
+            // Header names are case-insensitive: two spellings would be two header lines.
+            Ok(name) if headers.iter().any(|h| h.name == name) => p.add(
+                &header_path,
+                "this header is already set by another spelling of its name on this route",
+            ),
             Ok(name) if decisions && is_decision_answer_header(name.as_str()) => p.add(
                 &header_path,
                 "this header is part of the forward-auth answer and cannot be set from a claim",

@@ -171,10 +171,38 @@ fn literal_values_are_not_echoed_by_type_errors() {
 
 #[test]
 fn reserved_identity_headers_are_refused() {
-    let text = base().replace("X-User-Id: sub", "Authorization: sub");
+    // Credentials, connection and framing headers, and the headers the gateway or proxies set:
+    // from a claim, an HTTP/1 upstream would get a second line beside the gateway's own.
+    for name in [
+        "Authorization",
+        "X-Forwarded-For",
+        "x-forwarded-proto",
+        "X-Real-IP",
+        "Forwarded",
+        "Via",
+        "Expect",
+        "Proxy-Connection",
+        "HTTP2-Settings",
+        "Max-Forwards",
+        "Content-Type",
+    ] {
+        let text = base().replace("X-User-Id: sub", &format!("{name}: sub"));
+        let errors = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            errors.contains(&format!("routes[0].identityHeaders.{name}"))
+                && errors.contains("cannot be set from a claim"),
+            "{name}: {errors}"
+        );
+    }
+}
+
+#[test]
+fn an_identity_header_spelled_twice_on_a_route_is_refused() {
+    let text = base().replace("X-User-Id: sub", "X-User-Id: sub, x-user-id: email");
     let errors = parse_str(&text).unwrap_err().to_string();
     assert!(
-        errors.contains("routes[0].identityHeaders.Authorization"),
+        errors.contains("routes[0].identityHeaders.x-user-id")
+            && errors.contains("already set by another spelling"),
         "{errors}"
     );
 }

@@ -14,10 +14,10 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use gatehouse_plugin_api::credentials::bearer_token;
 use gatehouse_plugin_api::ClaimHeader;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST, TE, UPGRADE};
+use pingora::http::{HeaderLines, HeaderLinesBuilder};
 use pingora::prelude::*;
 use pingora::protocols::ALPN;
 use pingora::proxy::Session;
@@ -160,7 +160,8 @@ impl Gateway {
             // HTTP/1: written after the header map's fields as lines rendered once for a run of
             // requests from one client (see `forwarding_lines`); the client's own were stripped
             // with the reserved headers.
-            return upstream_request.set_wire_suffix(forwarding_lines(address, self.settings.tls));
+            upstream_request.set_wire_suffix(forwarding_lines(address, self.settings.tls));
+            return Ok(());
         }
         // Parsed names with their spelling on the wire: nothing is parsed or copied per request.
         static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -206,15 +207,13 @@ impl Gateway {
             return Ok(());
         }
         let forwarding = upstream_request.wire_suffix().cloned().unwrap_or_default();
-        let mut lines = BytesMut::with_capacity(forwarding.len() + 128);
-        lines.extend_from_slice(&forwarding);
+        let mut lines = HeaderLinesBuilder::with_capacity(forwarding.as_bytes().len() + 128);
+        lines.extend(&forwarding);
         for (header, value) in values {
-            lines.extend_from_slice(&header.written);
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value.as_bytes());
-            lines.extend_from_slice(b"\r\n");
+            lines.push(&header.name, &header.written, value)?;
         }
-        upstream_request.set_wire_suffix(lines.freeze())
+        upstream_request.set_wire_suffix(lines.build());
+        Ok(())
     }
 
     /// The identity headers of the request's route (name, and name as written in the
@@ -367,26 +366,31 @@ const HTTP2_SETTINGS: &str = "http2-settings";
 /// The `X-Forwarded-For` (of `address`, when there is one) and `X-Forwarded-Proto` header lines
 /// of an HTTP/1 upstream request, as they go on the wire: rendered once for a run of requests
 /// from the same client on this thread (a keep-alive connection's requests) and then shared.
-fn forwarding_lines(address: Option<IpAddr>, tls: bool) -> Bytes {
+fn forwarding_lines(address: Option<IpAddr>, tls: bool) -> HeaderLines {
+    // Parsed names: nothing is parsed per request, and lines are built only for a new client.
+    static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
     thread_local! {
-        static LAST: RefCell<Option<(Option<IpAddr>, bool, Bytes)>> = const { RefCell::new(None) };
+        static LAST: RefCell<Option<(Option<IpAddr>, bool, HeaderLines)>> =
+            const { RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
         match &*last {
             Some((seen, seen_tls, lines)) if *seen == address && *seen_tls == tls => lines.clone(),
             _ => {
-                let mut lines = Vec::with_capacity(80);
+                let mut lines = HeaderLinesBuilder::with_capacity(80);
+                // Both spellings are of their names: neither push can be refused.
                 if let Some(address) = address {
-                    lines.extend_from_slice(b"X-Forwarded-For: ");
-                    lines.extend_from_slice(render_address(address).as_bytes());
-                    lines.extend_from_slice(b"\r\n");
+                    let value = render_address(address);
+                    let _ = lines.push(&FORWARDED_FOR, b"X-Forwarded-For", &value);
                 }
-                lines.extend_from_slice(match tls {
-                    true => b"X-Forwarded-Proto: https\r\n".as_slice(),
-                    false => b"X-Forwarded-Proto: http\r\n".as_slice(),
-                });
-                let lines = Bytes::from(lines);
+                let scheme = match tls {
+                    true => HeaderValue::from_static("https"),
+                    false => HeaderValue::from_static("http"),
+                };
+                let _ = lines.push(&FORWARDED_PROTO, b"X-Forwarded-Proto", &scheme);
+                let lines = lines.build();
                 *last = Some((address, tls, lines.clone()));
                 lines
             }
@@ -548,6 +552,21 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-url-scheme",
     "front-end-https",
     "x-client-ip",
+    "client-ip",
+    "proxy-client-ip",
+    "wl-proxy-client-ip",
+    "x-original-forwarded-for",
+    "x-forwarded",
+    "forwarded-for",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-originating-ip",
+    "x-envoy-external-address",
+    "x-envoy-internal",
+    "x-arr-clientcert",
+    "x-client-cert",
+    "x-user",
+    "x-email",
     "true-client-ip",
     "cf-connecting-ip",
     "x-cluster-client-ip",
@@ -564,7 +583,8 @@ const RESERVED_HEADERS: &[&str] = &[
 /// True when `name` (lower case) is of a family of client headers never forwarded, by prefix:
 /// the identity and certificate headers of other auth proxies and platforms (Authelia's
 /// `Remote-*`, Cloudflare Access, Tailscale, AWS ALB, Azure App Service, Google IAP, authentik,
-/// Pomerium, Vouch, nginx's and Traefik's client certificates). At most two comparisons, picked
+/// Pomerium, Vouch, nginx's and Traefik's client certificates), and the gateway's own
+/// `X-Gatehouse-*` (its forward-auth answers). At most two comparisons, picked
 /// by the name's first bytes: this runs for every client header.
 fn has_reserved_prefix(name: &[u8]) -> bool {
     let starts = |prefix: &str| name.starts_with(prefix.as_bytes());
@@ -575,7 +595,7 @@ fn has_reserved_prefix(name: &[u8]) -> bool {
         Some(b'x') if name.get(1) == Some(&b'-') => match name.get(2) {
             Some(b'a') => starts("x-amzn-oidc-") || starts("x-authentik-"),
             Some(b'f') => starts("x-forwarded-tls-client-cert"),
-            Some(b'g') => starts("x-goog-authenticated-user-"),
+            Some(b'g') => starts("x-goog-authenticated-user-") || starts("x-gatehouse-"),
             Some(b'm') => starts("x-ms-client-principal"),
             Some(b'p') => starts("x-pomerium-"),
             Some(b's') => starts("x-ssl-client-"),
@@ -718,8 +738,9 @@ mod tests {
         // The same address twice in a row, then others, then back: always its own text.
         for address in addresses.iter().chain(addresses.iter().rev()) {
             let expected = format!("X-Forwarded-For: {address}\r\nX-Forwarded-Proto: http\r\n");
-            assert_eq!(forwarding_lines(Some(*address), false), expected.as_bytes());
-            assert_eq!(forwarding_lines(Some(*address), false), expected.as_bytes());
+            let lines = forwarding_lines(Some(*address), false);
+            assert_eq!(lines.as_bytes(), expected.as_bytes());
+            assert_eq!(lines, forwarding_lines(Some(*address), false));
         }
     }
 
@@ -797,53 +818,60 @@ mod tests {
         ];
         for (address, tls, expected) in cases {
             let first = forwarding_lines(address, tls);
-            assert_eq!(first, expected.as_bytes(), "{address:?} {tls}");
+            assert_eq!(first.as_bytes(), expected.as_bytes(), "{address:?} {tls}");
             let again = forwarding_lines(address, tls);
-            assert_eq!(first.as_ptr(), again.as_ptr(), "shared, not rendered again");
+            assert_eq!(
+                first.as_bytes().as_ptr(),
+                again.as_bytes().as_ptr(),
+                "shared, not rendered again"
+            );
         }
     }
 
     /// Header lines set on a request go on the wire after its map's fields, and a copy of the
-    /// request keeps them; anything but whole `Name: value` lines is refused and changes
-    /// nothing, and empty lines clear them.
+    /// request keeps them; a line is built only from a name's spelling and a header value, and
+    /// a spelling of another name is refused without changing the lines; empty lines clear them.
     #[test]
-    fn wire_suffix_lines_follow_the_fields_and_only_whole_lines_are_taken() {
+    fn header_lines_follow_the_fields_and_only_spellings_of_their_names_are_taken() {
         let mut request = RequestHeader::build("GET", b"/", None).expect("request");
         request.insert_header("Accept", "*/*").expect("accept");
-        let lines = "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n";
-        request
-            .set_wire_suffix(Bytes::from_static(lines.as_bytes()))
-            .expect("whole lines");
+        let user_id = HeaderName::from_static("x-user-id");
+        let roles = HeaderName::from_static("x-user-roles");
+        let mut builder = HeaderLinesBuilder::with_capacity(8);
+        builder.extend(&forwarding_lines(None, false));
+        builder
+            .push(&user_id, b"X-User-ID", &HeaderValue::from_static("u-1"))
+            .expect("a spelling of its name");
+        for spelling in [
+            &b"X-User-Roles "[..],
+            b"X_User_Roles",
+            b"X-User-Role",
+            b"",
+            b"x-user-id",
+        ] {
+            assert!(
+                builder
+                    .push(&roles, spelling, &HeaderValue::from_static("admin"))
+                    .is_err(),
+                "{spelling:?}"
+            );
+        }
+        builder
+            .push(&roles, b"x-user-roles", &HeaderValue::from_static("a, b"))
+            .expect("a spelling of its name");
+        request.set_wire_suffix(builder.build());
         let wire = |request: &RequestHeader| {
             let mut wire = Vec::new();
             request.header_to_h1_wire(&mut wire);
             String::from_utf8(wire).expect("text")
         };
-        let expected = format!("Accept: */*\r\n{lines}");
+        let expected = "Accept: */*\r\nX-Forwarded-Proto: http\r\nX-User-ID: u-1\r\n\
+                        x-user-roles: a, b\r\n";
         assert_eq!(wire(&request), expected);
         assert_eq!(wire(&request.clone()), expected);
-        assert!(request.headers.get("x-forwarded-for").is_none());
-        let refused: [&[u8]; 10] = [
-            b"X-A: 1",
-            b"X-A: 1\n",
-            b"X-A: 1\r\n\r\n",
-            b"\r\n",
-            b"X-A: 1\nX-B: 2\r\n",
-            b"X-A: 1\rX-B: 2\r\n",
-            b": 1\r\n",
-            b"X-A 1\r\n",
-            b"X-A: \x001\r\n",
-            b"X-A: 1\r\nX-B: 2",
-        ];
-        for lines in refused {
-            let mut copy = request.clone();
-            assert!(
-                copy.set_wire_suffix(Bytes::from_static(lines)).is_err(),
-                "{lines:?}"
-            );
-            assert_eq!(wire(&copy), expected, "{lines:?} changed the request");
-        }
-        request.set_wire_suffix(Bytes::new()).expect("cleared");
+        assert!(request.headers.get("x-user-id").is_none());
+        request.set_wire_suffix(HeaderLines::default());
+        assert!(request.wire_suffix().is_none());
         assert_eq!(wire(&request), "Accept: */*\r\n");
     }
 

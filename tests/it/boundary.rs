@@ -529,7 +529,8 @@ fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
     );
 }
 
-/// The upstream's header block, byte for byte: header names in the client's case and order,
+/// The upstream's header block, byte for byte: header names in the client's case and order
+/// (a removal may move the last field into the removed one's place: RFC 9110 §5.3),
 /// controlled and unconventional names dropped, the unverified credential and a non-WebSocket
 /// upgrade removed, the client's `X-Forwarded-For` and `X-Forwarded-Proto` replaced by the
 /// gateway's, last.
@@ -951,6 +952,14 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
             "X-HTTP-Method-Override: DELETE".into(),
             "Cf-Access-Authenticated-User-Email: boss@corp".into(),
             "X-Pomerium-Claim-Email: boss@corp".into(),
+            "Client-IP: 10.0.0.2".into(),
+            "WL-Proxy-Client-IP: 10.0.0.3".into(),
+            "X-Originating-IP: 10.0.0.4".into(),
+            "X-Envoy-External-Address: 10.0.0.5".into(),
+            "X-Original-Forwarded-For: 10.0.0.6".into(),
+            "X-User: admin".into(),
+            "X-Gatehouse-Redirect: https://evil.example/".into(),
+            "X-Forwarded-Proto: https".into(),
             "X-Request-Id: kept".into(),
         ],
     );
@@ -977,10 +986,18 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
         "x-http-method-override",
         "cf-access-authenticated-user-email",
         "x-pomerium-claim-email",
+        "client-ip",
+        "wl-proxy-client-ip",
+        "x-originating-ip",
+        "x-envoy-external-address",
+        "x-original-forwarded-for",
+        "x-user",
+        "x-gatehouse-redirect",
     ] {
         assert!(headers.get(name).is_none(), "{name}: {headers}");
     }
     assert_eq!(headers["x-forwarded-for"], json!(["127.0.0.1"]));
+    assert_eq!(headers["x-forwarded-proto"], json!(["http"]));
     assert!(headers.get("x-real-ip").is_none(), "{headers}");
     assert!(headers.get("x-forwarded-host").is_none(), "{headers}");
     // Ambiguous credentials are refused on a passthrough too.

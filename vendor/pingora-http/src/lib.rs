@@ -88,9 +88,9 @@ pub struct RequestHeader {
     raw_target: RawTarget,
     // whether we send END_STREAM with HEADERS for h2 requests
     send_end_stream: bool,
-    /// Whole header lines (`Name: value\r\n` each) written after the header map's fields in
-    /// HTTP/1 wire format; see [RequestHeader::set_wire_suffix()].
-    wire_suffix: Option<Bytes>,
+    /// Header lines written after the header map's fields in HTTP/1 wire format; see
+    /// [RequestHeader::set_wire_suffix()].
+    wire_suffix: Option<HeaderLines>,
 }
 
 /// How a request-target is stored, and how [`RequestHeader::raw_path`] recovers it.
@@ -268,31 +268,21 @@ impl RequestHeader {
     pub fn header_to_h1_wire(&self, buf: &mut impl BufMut) {
         header_to_h1_wire(self.header_name_map.as_ref(), &self.base.headers, buf);
         if let Some(suffix) = &self.wire_suffix {
-            buf.put_slice(suffix);
+            buf.put_slice(suffix.as_bytes());
         }
     }
 
     /// Sets header lines written after the header map's fields in HTTP/1 wire format, for
     /// fields the caller has already serialized (a proxy's forwarding headers, rendered once
-    /// and shared): no name is hashed into either header map. `lines` is whole lines, each
-    /// `Name: value\r\n` with a valid name and value, none of a name the map holds; an empty
-    /// `lines` clears it. Refused (nothing set) when `lines` does not end with CRLF or holds a
-    /// CR or LF other than a line end. HTTP/1 only: the headers are not in [Self::headers], and
-    /// an HTTP/2 session refuses a request that has them.
-    pub fn set_wire_suffix(&mut self, lines: Bytes) -> Result<()> {
-        if lines.is_empty() {
-            self.wire_suffix = None;
-            return Ok(());
-        }
-        if !whole_header_lines(&lines) {
-            return Error::e_explain(InvalidHTTPHeader, "wire suffix is not whole header lines");
-        }
-        self.wire_suffix = Some(lines);
-        Ok(())
+    /// and shared): no name is hashed into either header map. None of them should be of a name
+    /// the map holds. Empty `lines` clear them. HTTP/1 only: the headers are not in
+    /// [Self::headers], and an HTTP/2 session refuses a request that has them.
+    pub fn set_wire_suffix(&mut self, lines: HeaderLines) {
+        self.wire_suffix = (!lines.is_empty()).then_some(lines);
     }
 
     /// The header lines set by [Self::set_wire_suffix()], if any.
-    pub fn wire_suffix(&self) -> Option<&Bytes> {
+    pub fn wire_suffix(&self) -> Option<&HeaderLines> {
         self.wire_suffix.as_ref()
     }
 
@@ -1085,27 +1075,59 @@ fn normalize_field_value(raw: bytes::Bytes) -> bytes::Bytes {
     bytes::Bytes::from(unfolded)
 }
 
-#[inline]
-/// True when `lines` is one or more whole header lines: each `Name: value` ended by CRLF, with
-/// a name before its `:` and no CR, LF or NUL inside.
-fn whole_header_lines(mut lines: &[u8]) -> bool {
-    if lines.is_empty() {
-        return false;
+/// Header lines serialized for the HTTP/1 wire, `Name: value\r\n` each, valid by construction:
+/// each name a spelling of a [HeaderName], each value a [HeaderValue] (which holds no CR, LF or
+/// NUL). Built with [HeaderLinesBuilder]; cloning shares the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderLines(Bytes);
+
+impl HeaderLines {
+    /// The lines as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
-    while !lines.is_empty() {
-        let Some(end) = lines.iter().position(|&b| matches!(b, b'\r' | b'\n' | 0)) else {
-            return false;
-        };
-        let line = &lines[..end];
-        let has_name = line.iter().position(|&b| b == b':').is_some_and(|colon| colon > 0);
-        if !has_name || lines.get(end..end + 2) != Some(b"\r\n".as_slice()) {
-            return false;
-        }
-        lines = &lines[end + 2..];
+
+    /// True when there is no line.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
-    true
 }
 
+/// Builds [HeaderLines].
+#[derive(Debug, Default)]
+pub struct HeaderLinesBuilder(bytes::BytesMut);
+
+impl HeaderLinesBuilder {
+    /// An empty builder with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        HeaderLinesBuilder(bytes::BytesMut::with_capacity(capacity))
+    }
+
+    /// Appends the lines of `lines`.
+    pub fn extend(&mut self, lines: &HeaderLines) {
+        self.0.extend_from_slice(lines.as_bytes());
+    }
+
+    /// Appends the line `spelling: value`. Refused (nothing appended) when `spelling` is not a
+    /// spelling of `name` (the same name in another letter case).
+    pub fn push(&mut self, name: &HeaderName, spelling: &[u8], value: &HeaderValue) -> Result<()> {
+        if !spelling.eq_ignore_ascii_case(name.as_str().as_bytes()) {
+            return Error::e_explain(InvalidHTTPHeader, "header line spelling of another name");
+        }
+        self.0.extend_from_slice(spelling);
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value.as_bytes());
+        self.0.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// The lines appended.
+    pub fn build(self) -> HeaderLines {
+        HeaderLines(self.0.freeze())
+    }
+}
+
+#[inline]
 fn header_to_h1_wire(key_map: Option<&CaseMap>, value_map: &HMap, buf: &mut impl BufMut) {
     const CRLF: &[u8; 2] = b"\r\n";
     const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
