@@ -25,33 +25,14 @@ pub fn read<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Credentia
 }
 
 /// True when the query string has a parameter a framework could take as a token
-/// (`access_token`, `refresh_token`, or a name that folds to one, see
-/// [`credentials::names_a_token`]), read as leniently as any framework reads one: pairs split at
-/// `;` as well as `&` (Rack, older Python), leading blanks dropped from a name (PHP: `+`, a
-/// space, `%20`, `%09`), and a name cut at a NUL (`%00`, where C strings end).
+/// (`access_token`, `refresh_token`, or a name that folds to one, as leniently as any framework
+/// reads one, see [`credentials::names_a_token`]), pairs split at `;` as well as `&` (Rack,
+/// older Python).
 fn query_has_token(query: &str) -> bool {
     query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or(pair);
-        let name = without_leading_blanks(name);
-        let name = name.split("%00").next().unwrap_or(name);
         credentials::names_a_token(name.as_bytes())
     })
-}
-
-/// `name` without the blanks a framework drops from its start: spaces, tabs and `+`, written
-/// or percent-encoded (`%20`, `%09`).
-fn without_leading_blanks(mut name: &str) -> &str {
-    loop {
-        let rest = name.trim_start_matches([' ', '+', '\t']);
-        let rest = rest
-            .strip_prefix("%20")
-            .or_else(|| rest.strip_prefix("%09"))
-            .unwrap_or(rest);
-        if rest.len() == name.len() {
-            return rest;
-        }
-        name = rest;
-    }
 }
 
 /// What becomes of the `access_token` cookie on the way upstream.

@@ -216,11 +216,14 @@ fn hides_a_cookie(name: &[u8], value: &[u8]) -> bool {
 /// `access_token` or `refresh_token`: equal to one after percent-decoding, lower-casing and
 /// turning every byte other than a letter or a digit into `_` (PHP turns `.`, spaces and a
 /// lone `[` into `_`), or whose part before a `[` is one (PHP reads `access_token[]` and
-/// `access_token[x]` as an array named `access_token`). True for the exact names too.
+/// `access_token[x]` as an array named `access_token`), once the blanks a framework drops
+/// from a name's start are dropped and the name is cut at a NUL ([`as_read_leniently`]). True
+/// for the exact names too.
 pub fn names_a_token(name: &[u8]) -> bool {
     if name.len() < ACCESS_COOKIE.len() {
         return false;
     }
+    let name = as_read_leniently(name);
     if name == ACCESS_COOKIE || name == REFRESH_COOKIE {
         return true;
     }
@@ -229,6 +232,22 @@ pub fn names_a_token(name: &[u8]) -> bool {
     };
     let base = name.iter().position(|&b| b == b'[').map(|at| &name[..at]);
     folds_to_token(name) || base.is_some_and(folds_to_token)
+}
+
+/// `name` as the most lenient framework reads it: without the blanks dropped from its start
+/// (PHP: spaces, tabs and `+`, written or percent-encoded as `%20`, `%09`), and cut at a NUL
+/// (`%00`, where C strings end).
+fn as_read_leniently(mut name: &[u8]) -> &[u8] {
+    loop {
+        let rest = match name {
+            [b' ' | b'+' | b'\t', rest @ ..] => rest,
+            [b'%', b'2', b'0', rest @ ..] | [b'%', b'0', b'9', rest @ ..] => rest,
+            _ => break,
+        };
+        name = rest;
+    }
+    let nul = name.windows(3).position(|w| w == b"%00");
+    nul.map_or(name, |at| &name[..at])
 }
 
 /// `name` percent-decoded, lower-cased, every byte but a letter or a digit made `_`, byte by
@@ -378,7 +397,26 @@ mod tests {
         ] {
             assert!(names_a_token(name.as_bytes()), "{name}");
         }
-        for name in ["", "token", "access_tokens", "my_access_token", "access%5"] {
+        // Leading blanks a framework drops, and a NUL where a C string ends, as written in a
+        // cookie's name or a query's.
+        for name in [
+            " access_token",
+            "+access_token",
+            "%20%09+access_token",
+            "access_token%00x",
+            "+refresh_token%00",
+        ] {
+            assert!(names_a_token(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "",
+            "token",
+            "access_tokens",
+            "my_access_token",
+            "access%5",
+            "x access_token",
+            "%00access_token",
+        ] {
             assert!(!names_a_token(name.as_bytes()), "{name}");
         }
     }
@@ -475,6 +513,18 @@ mod tests {
             ),
             (
                 vec![("cookie", b"access.token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"a=1; %20access_token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"+refresh_token=b")],
+                Err(Ambiguity::LookalikeCookie),
+            ),
+            (
+                vec![("cookie", b"access_token%00x=b")],
                 Err(Ambiguity::LookalikeCookie),
             ),
             (
