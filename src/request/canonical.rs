@@ -334,39 +334,13 @@ fn check_characters(run: &[u8]) -> Result<(), PathRefusal> {
                 .flat_map(char::to_uppercase)
                 .any(|m| m.is_ascii())
             || std::iter::once(c).nfkc().any(|m| m.is_ascii())
-            || is_default_ignorable(c)
+            || gatehouse_plugin_api::text::is_default_ignorable(c)
     });
     if confusable {
         Err(PathRefusal::Confusable)
     } else {
         Ok(())
     }
-}
-
-/// True for a Unicode default-ignorable code point (soft hyphen, zero-width space and joiners,
-/// bidirectional controls, variation selectors, BOM…): NFKC_Casefold and many servers delete
-/// them, so `/ad%C2%ADmin` would reach such an upstream as `/admin`.
-fn is_default_ignorable(c: char) -> bool {
-    matches!(
-        u32::from(c),
-        0x00AD
-            | 0x034F
-            | 0x061C
-            | 0x115F..=0x1160
-            | 0x17B4..=0x17B5
-            | 0x180B..=0x180F
-            | 0x200B..=0x200F
-            | 0x202A..=0x202E
-            | 0x2060..=0x206F
-            | 0x3164
-            | 0xFE00..=0xFE0F
-            | 0xFEFF
-            | 0xFFA0
-            | 0xFFF0..=0xFFF8
-            | 0x1BCA0..=0x1BCA3
-            | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF
-    )
 }
 
 /// Applies the byte and percent-encoding rules: every byte of the result is ASCII and every

@@ -463,6 +463,10 @@ fn claims_that_cannot_be_header_values_refuse_the_token_where_forwarded() {
         ("email", json!("\u{a0}ann@example.com")),
         ("email", json!("\u{feff}ann@example.com")),
         ("roles", json!(["user\u{200b}"])),
+        // Default-ignorable code points besides the zero-width ones: a soft hyphen, a
+        // bidirectional mark.
+        ("email", json!("\u{ad}ann@example.com")),
+        ("roles", json!(["user\u{200e}"])),
         // Roles the policy cannot read are none: the upstream must not get any either.
         ("roles", json!({"admin": true})),
     ] {

@@ -43,6 +43,7 @@ pub mod rotations;
 pub mod store;
 #[cfg(feature = "store-suite")]
 pub mod store_suite;
+pub mod text;
 pub mod tokens;
 
 pub use apikeys::{ApiKeyGrant, ApiKeyRing};

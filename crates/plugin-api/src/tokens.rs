@@ -258,17 +258,12 @@ fn header_text(name: &str, value: &Value) -> Option<String> {
     }
 }
 
-/// True when `text` starts or ends with whitespace, or with a format character that string
-/// trimming elsewhere drops (zero-width space and joiners, word joiner, BOM, Mongolian vowel
-/// separator): an upstream that trims would read another value than the policy saw.
+/// True when `text` starts or ends with whitespace, or with a default-ignorable code point
+/// (zero-width space and joiners, soft hyphen, bidirectional marks, BOM…, see
+/// [`crate::text::is_default_ignorable`]) that string trimming elsewhere drops: an upstream
+/// that trims would read another value than the policy saw.
 fn has_blank_edge(text: &str) -> bool {
-    let blank = |c: char| {
-        c.is_whitespace()
-            || matches!(
-                c,
-                '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}'
-            )
-    };
+    let blank = |c: char| c.is_whitespace() || crate::text::is_default_ignorable(c);
     text.starts_with(blank) || text.ends_with(blank)
 }
 
