@@ -447,12 +447,13 @@ fn check(file: &std::path::Path, loaded: Result<Config, config::ConfigErrors>) -
 /// What `serve` (and a reload) would refuse in the TLS files `config` names — a file with no
 /// certificate or no key, a key that does not belong to the certificate — as `field: message
 /// (line, column)` of `file`; `None` without TLS or when the files load.
-fn tls_problem(config: &Config, file: &std::path::Path) -> Option<String> {
+fn tls_problem(config: &Config, file: &std::path::Path) -> Option<config::ConfigError> {
     let (certificate, key) = config.tls.as_ref()?;
     let error = crate::server::tls::Certificates::read(certificate, key).err()?;
     let text = std::fs::read_to_string(file).unwrap_or_default();
-    let at = config::position(&text, error.field)
-        .map(|(line, column)| format!(" (line {line}, column {column})"))
-        .unwrap_or_default();
-    Some(format!("{}: {}{at}", error.field, error.message))
+    let setup = crate::server::StartError::Setup {
+        path: error.field.to_string(),
+        message: error.message,
+    };
+    Some(crate::server::reload::located(&text, setup))
 }

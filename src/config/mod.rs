@@ -275,9 +275,10 @@ pub fn login_warnings(config: &Config) -> Vec<String> {
 pub fn route_warnings(routes: &[Route]) -> Vec<String> {
     let mut warnings = Vec::new();
     for bare in routes {
-        let Some(under) = routes.iter().find(|r| {
-            r.host == bare.host && r.path.len() > 1 && r.path == format!("{}/", bare.path)
-        }) else {
+        let Some(under) = routes
+            .iter()
+            .find(|r| r.host == bare.host && r.path.strip_suffix('/') == Some(bare.path.as_str()))
+        else {
             continue;
         };
         if under.auth != bare.auth {

@@ -75,7 +75,7 @@ pub fn read_all<T: DeserializeOwned>(
     problems.push(ConfigError {
         path: String::new(),
         message: format!(
-            "more problems than these {MAX_PROBLEMS} of the file's shape: fix them and check again (what the rest means is not checked yet)"
+            "reading stopped after these {MAX_PROBLEMS} problems of the file's shape (there may be more): fix them and check again (what the rest means is not checked yet)"
         ),
     });
     (None, problems)

@@ -10,7 +10,7 @@ use super::raw::{RawAuth, RawForwardAuth, RawPaths, RawRoute};
 use super::sections::{self, Problems};
 use super::{ForwardAuth, IdentityHeader, Route, RouteAuth, TokenPolicy, Upstream};
 use crate::request::canonical::{canonical_path, PathOptions};
-use crate::request::host::canonical_authority;
+use crate::request::host::{canonical_authority, parse_port, split_authority};
 
 /// Headers a route may not set from claims: they carry credentials, control the connection
 /// or the message's framing, or are set by the gateway itself (the forwarding headers) or by
@@ -280,21 +280,15 @@ pub(super) fn parse_upstream(url: &str) -> Result<Upstream, String> {
             "must not hold credentials (user:password@): give the host and port only".into(),
         );
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => {
-            let port = p
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port != 0)
-                .ok_or("has a port that is not a number from 1 to 65535")?;
-            (h.to_string(), port)
-        }
-        _ => (authority.to_string(), if tls { 443 } else { 80 }),
+    const NO_HOST: &str = "has no valid host (a name, an IPv4 address or a bracketed IPv6 address)";
+    let (host, port) = split_authority(authority).ok_or(NO_HOST)?;
+    let port = match port {
+        Some(port) => parse_port(port).ok_or("has a port that is not a number from 1 to 65535")?,
+        None if tls => 443,
+        None => 80,
     };
-    if !is_host(&host) {
-        return Err(
-            "has no valid host (a name, an IPv4 address or a bracketed IPv6 address)".into(),
-        );
+    if !is_host(host) {
+        return Err(NO_HOST.into());
     }
     let sni = host
         .trim_start_matches('[')

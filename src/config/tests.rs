@@ -226,6 +226,10 @@ fn upstream_urls_are_parsed() {
         parse_upstream("http://[::1]").expect("ok").address,
         "[::1]:80"
     );
+    assert_eq!(
+        parse_upstream("h2c://[::1]:50051").expect("ok").address,
+        "[::1]:50051"
+    );
     for bad in [
         "http://[::1",
         "http://[::1]x",
@@ -233,6 +237,10 @@ fn upstream_urls_are_parsed() {
         "http://h:65536",
         "http://h h",
         "http://:80",
+        "http://h:+80",
+        "http://h:",
+        "http://::1",
+        "http://[::1]:+443",
     ] {
         assert!(parse_upstream(bad).is_err(), "{bad}");
     }
@@ -651,7 +659,10 @@ fn past_the_cap_on_shape_problems_a_last_line_says_there_are_more() {
     let errors = parse_str(&text).unwrap_err();
     assert_eq!(errors.0.len(), 65);
     let last = errors.0.last().expect("a last line").to_string();
-    assert!(last.starts_with("more problems than these 64"), "{last}");
+    assert!(
+        last.starts_with("reading stopped after these 64 problems"),
+        "{last}"
+    );
 }
 
 #[test]

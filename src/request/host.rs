@@ -196,7 +196,7 @@ pub fn request_host<'a>(
 }
 
 /// The name (for IPv6 with its brackets) and the port text after `:`, if any.
-fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+pub(crate) fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
     if authority.starts_with('[') {
         let close = authority.find(']')?;
         let (name, rest) = authority.split_at(close + 1);
@@ -212,7 +212,7 @@ fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
 }
 
 /// A port of 1 to 5 digits, 1–65535.
-fn parse_port(text: &str) -> Option<u16> {
+pub(crate) fn parse_port(text: &str) -> Option<u16> {
     if !(1..=5).contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -258,7 +258,7 @@ async fn read_settled(path: &Path) -> Result<String, ConfigError> {
 
 /// A start-up error of a reload as a configuration problem, with the line of its path in
 /// `text` when it has one there.
-fn located(text: &str, error: StartError) -> ConfigError {
+pub(crate) fn located(text: &str, error: StartError) -> ConfigError {
     let (path, message) = match error {
         StartError::Setup { path, message } => (path, message),
         StartError::Store(e) => ("store".to_string(), e.to_string()),
