@@ -17,6 +17,40 @@ use uuid::Uuid;
 use crate::engine::Limits;
 use crate::pending::{PendingLinkLimits, MAX_PENDING_LINK_BYTES};
 
+/// The members of a search request (FusionAuth's search APIs take both forms): the `search`
+/// object of a `POST` body, or the query parameters of a `GET`.
+pub enum SearchMembers<'a> {
+    /// The body's `search` object (`Null` when there is none).
+    Body(Value),
+    /// The request whose query parameters are the members.
+    Query(&'a PluginRequest),
+}
+
+impl<'a> SearchMembers<'a> {
+    /// The members of `request`; `Err` for a body that is not JSON or a `search` member that is
+    /// not an object.
+    pub fn of(request: &'a PluginRequest) -> Result<SearchMembers<'a>, ApiError> {
+        if request.method != http::Method::POST {
+            return Ok(SearchMembers::Query(request));
+        }
+        let body: Value = request.json_or_default()?;
+        match body.get("search") {
+            None | Some(Value::Null) => Ok(SearchMembers::Body(Value::Null)),
+            Some(search @ Value::Object(_)) => Ok(SearchMembers::Body(search.clone())),
+            Some(_) => Err(ApiError::field("search", "invalid", "Expected an object.")),
+        }
+    }
+
+    /// The member `name`: as written in the body, or a query parameter's text; `None` when
+    /// absent.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        match self {
+            SearchMembers::Body(search) => search.get(name).cloned(),
+            SearchMembers::Query(request) => request.query_param(name).map(Value::String),
+        }
+    }
+}
+
 /// Authenticates the request's API key (401 without a valid one).
 pub fn api_key(request: &PluginRequest, context: &PluginContext) -> Result<ApiKeyGrant, ApiError> {
     context.api_keys.authenticate(request)

@@ -13,7 +13,7 @@ use gatehouse_plugin_api::model::EventLog;
 use gatehouse_plugin_api::{ApiError, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 
-use crate::common::{system_api_key, Env};
+use crate::common::{system_api_key, Env, SearchMembers};
 
 /// How many of the newest entries a search looks at.
 const SEARCH_WINDOW: u32 = 10_000;
@@ -153,13 +153,8 @@ pub async fn search(
     context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     system_api_key(request, context)?;
-    let criteria = if request.method == http::Method::POST {
-        let body: Value = request.json_or_default()?;
-        let search = body.get("search").cloned().unwrap_or(Value::Null);
-        Criteria::from_lookup(&|name| search.get(name).cloned())?
-    } else {
-        Criteria::from_lookup(&|name| request.query_param(name).map(Value::String))?
-    };
+    let members = SearchMembers::of(request)?;
+    let criteria = Criteria::from_lookup(&|name| members.get(name))?;
     let events = context.records.list_events(SEARCH_WINDOW).await?;
     let (page, total) = criteria.apply(events);
     Ok(PluginResponse::json(

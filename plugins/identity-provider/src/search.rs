@@ -16,13 +16,11 @@
 //! - `orderBy`: `enabled`, `id`, `insertInstant`, `name` or `type`, then optionally `ASC` or
 //!   `DESC` (default `name ASC`; ties by id).
 
-use std::cmp::Ordering;
-
 use gatehouse_plugin_api::{ApiError, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, document_tenant, visible, Env};
+use crate::common::{api_key, document_tenant, visible, Env, SearchMembers};
 use crate::provider::redact;
 
 /// FusionAuth's identity-provider types (`IdentityProviderType`), the values `type` may take.
@@ -60,8 +58,8 @@ enum OrderField {
 }
 
 /// One search's criteria, read from the body or the query.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Criteria {
+#[derive(Debug)]
+struct Criteria {
     /// The name pattern, lower-cased, split at its `*`s.
     name: Option<Vec<String>>,
     provider_type: Option<String>,
@@ -147,32 +145,48 @@ impl Criteria {
                 .is_none_or(|t| document_tenant(doc).is_none_or(|own| own == t))
     }
 
-    /// `a` against `b` in the requested order (ties by id, ascending).
-    fn compare(&self, a: &Value, b: &Value) -> Ordering {
+    /// `docs` in the requested order, ties by id ascending; each document's sort key is
+    /// rendered once.
+    fn sort(&self, docs: Vec<Value>) -> Vec<Value> {
         let (field, descending) = self.order;
-        let by = |doc: &Value| -> (i64, String) {
-            let text = |name: &str| doc.get(name).and_then(Value::as_str).unwrap_or_default();
+        let text = |doc: &Value, name: &str| {
+            let text = doc.get(name).and_then(Value::as_str).unwrap_or_default();
+            match field {
+                OrderField::Name => text.to_lowercase(),
+                _ => text.to_string(),
+            }
+        };
+        let key = |doc: &Value| -> (i64, String) {
             match field {
                 OrderField::Enabled => (
                     i64::from(doc["enabled"].as_bool() == Some(true)),
                     String::new(),
                 ),
-                OrderField::Id => (0, text("id").to_string()),
                 OrderField::InsertInstant => {
                     (doc["insertInstant"].as_i64().unwrap_or(0), String::new())
                 }
-                OrderField::Name => (0, text("name").to_lowercase()),
-                OrderField::Type => (0, text("type").to_string()),
+                OrderField::Id => (0, text(doc, "id")),
+                OrderField::Name => (0, text(doc, "name")),
+                OrderField::Type => (0, text(doc, "type")),
             }
         };
-        let ordered = by(a).cmp(&by(b));
-        let ordered = if descending {
-            ordered.reverse()
-        } else {
-            ordered
-        };
-        let id = |doc: &Value| doc["id"].as_str().unwrap_or_default().to_string();
-        ordered.then_with(|| id(a).cmp(&id(b)))
+        let mut keyed: Vec<((i64, String), String, Value)> = docs
+            .into_iter()
+            .map(|doc| {
+                let id = doc["id"].as_str().unwrap_or_default().to_string();
+                (key(&doc), id, doc)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            let ordered = a.0.cmp(&b.0);
+            let ordered = if descending {
+                ordered.reverse()
+            } else {
+                ordered
+            };
+            ordered.then_with(|| a.1.cmp(&b.1))
+        });
+        keyed.into_iter().map(|(_, _, doc)| doc).collect()
     }
 }
 
@@ -232,8 +246,9 @@ fn name_pattern(name: &str) -> Vec<String> {
 /// True when `text` matches `pieces` (see [`name_pattern`]): the first piece starts it, the
 /// last ends it, and the ones between follow each other in order.
 fn wildcard_match(pieces: &[String], text: &str) -> bool {
+    // `name_pattern` gives at least two pieces (a pattern without `*` is wrapped in two).
     let [first, middle @ .., last] = pieces else {
-        return pieces.first().is_none_or(|only| only == text);
+        return false;
     };
     let Some(mut rest) = text.strip_prefix(first.as_str()) else {
         return false;
@@ -244,7 +259,7 @@ fn wildcard_match(pieces: &[String], text: &str) -> bool {
             None => return false,
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last.as_str())
+    rest.ends_with(last.as_str())
 }
 
 /// `POST /api/identity-provider/search` or `GET` with query parameters (see the module).
@@ -253,25 +268,16 @@ pub async fn search(
     context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
-    let criteria = if request.method == http::Method::POST {
-        let body: Value = request.json_or_default()?;
-        let search = match body.get("search") {
-            None | Some(Value::Null) => Value::Null,
-            Some(search @ Value::Object(_)) => search.clone(),
-            Some(_) => return Err(ApiError::field("search", "invalid", "Expected an object.")),
-        };
-        Criteria::read(&|name| search.get(name).cloned())?
-    } else {
-        Criteria::read(&|name| request.query_param(name).map(Value::String))?
-    };
-    let mut docs: Vec<Value> = context
+    let members = SearchMembers::of(request)?;
+    let criteria = Criteria::read(&|name| members.get(name))?;
+    let docs: Vec<Value> = context
         .records
         .list_identity_providers()
         .await?
         .into_iter()
         .filter(|d| visible(&grant, d) && criteria.matches(d))
         .collect();
-    docs.sort_by(|a, b| criteria.compare(a, b));
+    let docs = criteria.sort(docs);
     let total = docs.len();
     let page: Vec<Value> = docs
         .iter()
