@@ -158,25 +158,16 @@ impl Gateway {
         let address = self.client_address(session);
         if upstream_request.version != http::Version::HTTP_2 {
             // HTTP/1: written after the header map's fields as lines rendered once for a run of
-            // requests from one client (see `forwarding_lines`); the client's own were stripped
+            // requests from one client (see `forwarding`); the client's own were stripped
             // with the reserved headers.
-            upstream_request.set_wire_suffix(forwarding_lines(address, self.settings.tls));
+            let lines = forwarding(address, self.settings.tls, |f| f.lines.clone());
+            upstream_request.set_wire_suffix(lines);
             return Ok(());
         }
-        // Parsed names with their spelling on the wire: nothing is parsed or copied per request.
-        static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-        static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-        if let Some(address) = address {
-            upstream_request.insert_parsed_header(
-                &FORWARDED_FOR,
-                "X-Forwarded-For",
-                render_address(address),
-            )?;
+        if let Some(client) = forwarding(address, self.settings.tls, |f| f.client.clone()) {
+            upstream_request.insert_parsed_header(&FORWARDED_FOR, "X-Forwarded-For", client)?;
         }
-        let scheme = match self.settings.tls {
-            true => HeaderValue::from_static("https"),
-            false => HeaderValue::from_static("http"),
-        };
+        let scheme = scheme_value(self.settings.tls);
         upstream_request.insert_parsed_header(&FORWARDED_PROTO, "X-Forwarded-Proto", scheme)?;
         Ok(())
     }
@@ -241,7 +232,10 @@ impl Gateway {
 /// (after the strip): `X-Forwarded-For`, `X-Forwarded-Proto`, the `Authorization` of a
 /// transparent refresh, and the identity headers of the route that sets the most. The engine
 /// sizes a request's header maps with this much room (see `vendor/README.md`), so the upstream's
-/// copy takes them without growing and rehashing both maps.
+/// copy takes them without growing and rehashing both maps. (An HTTP/1 upstream request takes
+/// the forwarding and identity headers as wire lines instead, see
+/// [`Gateway::set_forwarding_headers`]; the room serves the refresh's `Authorization` there and
+/// all of them on an HTTP/2 upstream.)
 pub(super) fn header_room(routes: &RouteTable) -> usize {
     let identity = routes
         .iter()
@@ -363,39 +357,57 @@ impl Present {
 /// The name of the h2c upgrade's settings header.
 const HTTP2_SETTINGS: &str = "http2-settings";
 
-/// The `X-Forwarded-For` (of `address`, when there is one) and `X-Forwarded-Proto` header lines
-/// of an HTTP/1 upstream request, as they go on the wire: rendered once for a run of requests
-/// from the same client on this thread (a keep-alive connection's requests) and then shared.
-fn forwarding_lines(address: Option<IpAddr>, tls: bool) -> HeaderLines {
-    // Parsed names: nothing is parsed per request, and lines are built only for a new client.
-    static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// The forwarding headers' names, parsed once: nothing is parsed per request.
+static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// What the forwarding headers of a request from `address` (when there is one) on a listener
+/// with or without TLS carry, rendered once for a run of requests from the same client on this
+/// thread (a keep-alive connection's requests) and then shared.
+struct Forwarding {
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` as the lines of an HTTP/1 upstream request.
+    lines: HeaderLines,
+    /// The `X-Forwarded-For` value, for an HTTP/2 upstream request's header map.
+    client: Option<HeaderValue>,
+}
+
+/// `pick` of the [`Forwarding`] of `address` and `tls` (rendered when the thread's last client
+/// was another).
+fn forwarding<T>(address: Option<IpAddr>, tls: bool, pick: impl FnOnce(&Forwarding) -> T) -> T {
     thread_local! {
-        static LAST: RefCell<Option<(Option<IpAddr>, bool, HeaderLines)>> =
+        static LAST: RefCell<Option<(Option<IpAddr>, bool, Forwarding)>> =
             const { RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        match &*last {
-            Some((seen, seen_tls, lines)) if *seen == address && *seen_tls == tls => lines.clone(),
-            _ => {
-                let mut lines = HeaderLinesBuilder::with_capacity(80);
-                // Both spellings are of their names: neither push can be refused.
-                if let Some(address) = address {
-                    let value = render_address(address);
-                    let _ = lines.push(&FORWARDED_FOR, b"X-Forwarded-For", &value);
-                }
-                let scheme = match tls {
-                    true => HeaderValue::from_static("https"),
-                    false => HeaderValue::from_static("http"),
-                };
-                let _ = lines.push(&FORWARDED_PROTO, b"X-Forwarded-Proto", &scheme);
-                let lines = lines.build();
-                *last = Some((address, tls, lines.clone()));
-                lines
+        if let Some((seen, seen_tls, forwarding)) = &*last {
+            if *seen == address && *seen_tls == tls {
+                return pick(forwarding);
             }
         }
+        let client = address.map(render_address);
+        let mut lines = HeaderLinesBuilder::with_capacity(80);
+        // Both spellings are of their names: neither push can be refused.
+        if let Some(client) = &client {
+            let _ = lines.push(&FORWARDED_FOR, b"X-Forwarded-For", client);
+        }
+        let _ = lines.push(&FORWARDED_PROTO, b"X-Forwarded-Proto", &scheme_value(tls));
+        let forwarding = Forwarding {
+            lines: lines.build(),
+            client,
+        };
+        let picked = pick(&forwarding);
+        *last = Some((address, tls, forwarding));
+        picked
     })
+}
+
+/// The `X-Forwarded-Proto` value of a listener with or without TLS.
+fn scheme_value(tls: bool) -> HeaderValue {
+    match tls {
+        true => HeaderValue::from_static("https"),
+        false => HeaderValue::from_static("http"),
+    }
 }
 
 /// `address` as text (`Display`), as a header value, formatted without a `String`.
@@ -738,9 +750,12 @@ mod tests {
         // The same address twice in a row, then others, then back: always its own text.
         for address in addresses.iter().chain(addresses.iter().rev()) {
             let expected = format!("X-Forwarded-For: {address}\r\nX-Forwarded-Proto: http\r\n");
-            let lines = forwarding_lines(Some(*address), false);
+            let lines = forwarding(Some(*address), false, |f| f.lines.clone());
             assert_eq!(lines.as_bytes(), expected.as_bytes());
-            assert_eq!(lines, forwarding_lines(Some(*address), false));
+            assert_eq!(
+                lines,
+                forwarding(Some(*address), false, |f| f.lines.clone())
+            );
         }
     }
 
@@ -817,9 +832,14 @@ mod tests {
             ),
         ];
         for (address, tls, expected) in cases {
-            let first = forwarding_lines(address, tls);
+            let first = forwarding(address, tls, |f| f.lines.clone());
             assert_eq!(first.as_bytes(), expected.as_bytes(), "{address:?} {tls}");
-            let again = forwarding_lines(address, tls);
+            let again = forwarding(address, tls, |f| f.lines.clone());
+            let client = forwarding(address, tls, |f| f.client.clone());
+            assert_eq!(
+                client.map(|c| c.to_str().unwrap_or_default().to_string()),
+                address.map(|a| a.to_string())
+            );
             assert_eq!(
                 first.as_bytes().as_ptr(),
                 again.as_bytes().as_ptr(),
@@ -838,7 +858,7 @@ mod tests {
         let user_id = HeaderName::from_static("x-user-id");
         let roles = HeaderName::from_static("x-user-roles");
         let mut builder = HeaderLinesBuilder::with_capacity(8);
-        builder.extend(&forwarding_lines(None, false));
+        builder.extend(&forwarding(None, false, |f| f.lines.clone()));
         builder
             .push(&user_id, b"X-User-ID", &HeaderValue::from_static("u-1"))
             .expect("a spelling of its name");

@@ -215,49 +215,35 @@ impl HttpSession {
         buf: &mut BytesMut,
         already_read: usize,
     ) -> Result<Option<usize>> {
-        let read_result = {
-            // The connection's own timer, reused from request to request (see `reused_timer`).
-            let timed_read = match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(_) => true,
-                KeepaliveStatus::Infinite => false,
-                KeepaliveStatus::Off => self.read_timeout.is_some(),
-            };
-            let mut timer = match timed_read {
-                true => self.underlying_stream.take_read_timer(),
-                false => None,
-            };
-            let read_event = self.underlying_stream.read_buf(buf);
-            let result = match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => match timed(timer.as_mut(), d, read_event).await {
-                    Ok(res) => Ok(res),
-                    Err(e) => {
-                        debug!("keepalive timeout {d:?} reached, {e}");
-                        Err(None)
-                    }
-                },
-                KeepaliveStatus::Infinite => {
-                    // FIXME: this should only apply to reads between requests
-                    Ok(read_event.await)
+        // The wait's limit, and whether running out of it ends a keep-alive connection quietly
+        // (`Ok(None)`) rather than failing the read.
+        let limit = match self.keepalive_timeout {
+            KeepaliveStatus::Timeout(d) => Some((d, true)),
+            // FIXME: this should only apply to reads between requests
+            KeepaliveStatus::Infinite => None,
+            KeepaliveStatus::Off => self.read_timeout.map(|t| (t, false)),
+        };
+        let read_result = match limit {
+            None => self.underlying_stream.read_buf(buf).await,
+            Some((limit, keepalive)) => {
+                // The connection's own timer, reused from request to request (see
+                // `reused_timer`).
+                let mut timer = self.underlying_stream.take_read_timer();
+                let read_event = self.underlying_stream.read_buf(buf);
+                let read = timed(timer.as_mut(), limit, read_event).await;
+                if let Some(timer) = timer {
+                    self.underlying_stream.return_read_timer(timer);
                 }
-                KeepaliveStatus::Off => match self.read_timeout {
-                    Some(t) => match timed(timer.as_mut(), t, read_event).await {
-                        Ok(res) => Ok(res),
-                        Err(e) => {
-                            debug!("read timeout {t:?} reached, {e}");
-                            Err(Some(t))
-                        }
-                    },
-                    None => Ok(read_event.await),
-                },
-            };
-            if let Some(timer) = timer {
-                self.underlying_stream.return_read_timer(timer);
-            }
-            match result {
-                Ok(read) => read,
-                Err(None) => return Ok(None),
-                Err(Some(t)) => {
-                    return Error::e_explain(ReadTimedout, format!("timeout: {t:?}"));
+                match read {
+                    Ok(res) => res,
+                    Err(e) if keepalive => {
+                        debug!("keepalive timeout {limit:?} reached, {e}");
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        debug!("read timeout {limit:?} reached, {e}");
+                        return Error::e_explain(ReadTimedout, format!("timeout: {limit:?}"));
+                    }
                 }
             }
         };
