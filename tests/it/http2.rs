@@ -510,17 +510,15 @@ fn grpc_through(gw: &TestGateway, cert: Option<&std::path::Path>) {
 
 #[test]
 fn grpc_passes_a_protected_route_over_tls() {
-    let server = free_port();
-    let _grpc = PythonServer::start("grpc_echo.py", &["server", &server.to_string()]);
+    let grpc = PythonServer::start("grpc_echo.py", &["server"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let gw = grpc_gateway(server, self_signed_tls(dir.path()));
+    let gw = grpc_gateway(grpc.port, self_signed_tls(dir.path()));
     grpc_through(&gw, Some(&dir.path().join("cert.pem")));
 }
 
 #[test]
 fn grpc_passes_a_protected_route_over_h2c() {
-    let server = free_port();
-    let _grpc = PythonServer::start("grpc_echo.py", &["server", &server.to_string()]);
-    let gw = grpc_gateway(server, "listenOptions: {h2c: true}\n".into());
+    let grpc = PythonServer::start("grpc_echo.py", &["server"]);
+    let gw = grpc_gateway(grpc.port, "listenOptions: {h2c: true}\n".into());
     grpc_through(&gw, None);
 }

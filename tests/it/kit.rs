@@ -280,11 +280,10 @@ impl TestGateway {
     pub fn start_with_keys(options: Options, keys: Keys) -> TestGateway {
         let keys = std::sync::Arc::new(keys);
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports = free_ports::<3>();
         let mut gateway = TestGateway {
-            port: ports[0],
-            demo_port: ports[1],
-            admin_port: ports[2],
+            port: 0,
+            demo_port: 0,
+            admin_port: 0,
             config_path: dir.path().join("config.yaml"),
             store: dir.path().join("data").join("gatehouse.db"),
             tls: options.extra.contains("tls:"),
@@ -293,19 +292,17 @@ impl TestGateway {
             rust_log: options.rust_log.clone(),
             child: None,
         };
-        gateway.write_config(&options);
-        gateway.spawn();
+        gateway.spawn_on_free_ports(&options);
         gateway
     }
 
     /// Starts a second gateway (another node) with the same keys and the same SQLite store.
     pub fn start_peer(&self, options: &Options) -> TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports = free_ports::<3>();
         let mut gateway = TestGateway {
-            port: ports[0],
-            demo_port: ports[1],
-            admin_port: ports[2],
+            port: 0,
+            demo_port: 0,
+            admin_port: 0,
             config_path: dir.path().join("config.yaml"),
             store: self.store.clone(),
             tls: options.extra.contains("tls:"),
@@ -314,8 +311,7 @@ impl TestGateway {
             rust_log: options.rust_log.clone(),
             child: None,
         };
-        gateway.write_config(options);
-        gateway.spawn();
+        gateway.spawn_on_free_ports(options);
         gateway
     }
 
@@ -426,7 +422,32 @@ routes:
         std::fs::write(&self.config_path, self.config_text(options)).expect("write config");
     }
 
+    /// Starts the gateway on fresh free ports, choosing again (up to five times) when one was
+    /// taken between its choice and the gateway's bind: another test may bind or connect from a
+    /// port [`free_ports`] just released.
+    fn spawn_on_free_ports(&mut self, options: &Options) {
+        for _ in 0..5 {
+            [self.port, self.demo_port, self.admin_port] = free_ports::<3>();
+            self.write_config(options);
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("gatehouse exited:\n{log}"),
+            }
+        }
+        panic!("gatehouse found no free ports:\n{}", self.log());
+    }
+
+    /// Starts the gateway on its ports (a restart keeps them); panics when it exits.
     fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("gatehouse exited:\n{log}");
+        }
+    }
+
+    /// Starts the gateway and waits (up to 30 s) for its `/health`; `Err` with its log when it
+    /// exits first.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(self.dir.path().join("gatehouse.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["serve", "--config"])
@@ -442,12 +463,13 @@ routes:
         loop {
             if let Ok(r) = client.get(self.url("/health")).send() {
                 if r.status().as_u16() == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("gatehouse exited with {status}:\n{}", self.log());
+                    self.child = None;
+                    return Err(format!("{status}:\n{}", self.log()));
                 }
             }
             if Instant::now() > deadline {
@@ -1012,13 +1034,17 @@ pub fn protocol_python() -> PathBuf {
 }
 
 /// A Python script of `tests/python/` run as a server: started by [`PythonServer::start`],
-/// which waits for it to print `ready`, and killed on drop.
+/// which waits for it to print `ready PORT`, and killed on drop.
 pub struct PythonServer {
     child: Child,
+    /// The loopback port the server chose and listens on: its own choice (it binds port 0),
+    /// so no other test can take it between a choice and a bind.
+    pub port: u16,
 }
 
 impl PythonServer {
-    /// Runs `tests/python/{script}` with `args` and waits (up to 20 s) for its `ready` line.
+    /// Runs `tests/python/{script}` with `args` and waits (up to 20 s) for its `ready PORT`
+    /// line.
     pub fn start(script: &str, args: &[&str]) -> PythonServer {
         use std::io::BufRead;
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1037,12 +1063,17 @@ impl PythonServer {
                 let _ = tx.send(line);
             }
         });
-        let mut server = PythonServer { child };
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line == "ready" => server,
-            other => {
-                let _ = server.child.kill();
-                panic!("{script} did not start: {other:?}");
+        let line = rx.recv_timeout(Duration::from_secs(20));
+        let port = line.as_deref().ok().and_then(|line| {
+            let port = line.strip_prefix("ready ")?;
+            port.parse::<u16>().ok().filter(|&port| port != 0)
+        });
+        match port {
+            Some(port) => PythonServer { child, port },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{script} did not start: {line:?}");
             }
         }
     }

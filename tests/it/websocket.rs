@@ -36,8 +36,8 @@ fn open(gw: &TestGateway, path: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn a_websocket_upgrade_passes_a_protected_route_only_with_a_token() {
-    let port = free_port();
-    let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
+    let server = PythonServer::start("websocket_echo.py", &["server"]);
+    let port = server.port;
     let gw = websocket_gateway(port);
     let user = Uuid::new_v4();
     let token = gw.token(Algorithm::ES256, &claims(user, APP, &["user"]));
@@ -85,8 +85,8 @@ fn a_websocket_upgrade_passes_a_protected_route_only_with_a_token() {
 
 #[test]
 fn an_open_websocket_is_judged_at_its_upgrade_only() {
-    let port = free_port();
-    let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
+    let server = PythonServer::start("websocket_echo.py", &["server"]);
+    let port = server.port;
     let gw = websocket_gateway(port);
     let mut short = claims(Uuid::new_v4(), APP, &["user"]);
     short["exp"] = json!(now() + 2);
@@ -102,8 +102,8 @@ fn an_open_websocket_is_judged_at_its_upgrade_only() {
 
 #[test]
 fn an_open_websocket_carries_more_than_the_body_limit_in_either_direction() {
-    let port = free_port();
-    let _server = PythonServer::start("websocket_echo.py", &["server", &port.to_string()]);
+    let server = PythonServer::start("websocket_echo.py", &["server"]);
+    let port = server.port;
     let gw = TestGateway::start_with(Options {
         extra_routes: format!(
             "  - path: /ws\n    upstream: http://127.0.0.1:{port}\n    \
@@ -137,8 +137,8 @@ fn an_open_websocket_carries_more_than_the_body_limit_in_either_direction() {
 fn an_open_websocket_is_a_byte_pipe_past_the_body_limit() {
     use std::io::{Read, Write};
     use std::time::Duration;
-    let port = free_port();
-    let _server = PythonServer::start("websocket_echo.py", &["raw-server", &port.to_string()]);
+    let server = PythonServer::start("websocket_echo.py", &["raw-server"]);
+    let port = server.port;
     let gw = TestGateway::start_with(Options {
         extra_routes: format!(
             "  - path: /pipe\n    upstream: http://127.0.0.1:{port}\n    \

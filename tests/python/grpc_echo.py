@@ -3,8 +3,8 @@ tests of tests/it/http2.rs.
 
   grpc_echo.py cert DIR                  write a self-signed cert.pem/key.pem for 127.0.0.1 and
                                          localhost into DIR
-  grpc_echo.py server PORT               serve gatehouse.test.Echo over h2c on 127.0.0.1:PORT;
-                                         prints "ready" once listening
+  grpc_echo.py server                    serve gatehouse.test.Echo over h2c on a free port of
+                                         127.0.0.1; prints "ready PORT" once listening
   grpc_echo.py client TARGET [--tls CERT] [--token T] [--method M]
                                          call one method through TARGET (host:port) and print
                                          one JSON line: code, details, reply, trailers
@@ -80,17 +80,21 @@ def fail(request, context):
     context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
 
 
-def serve(port):
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+def serve():
+    # No SO_REUSEPORT (grpc's default is on): the port is this server's alone.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), options=(("grpc.so_reuseport", 0),)
+    )
     handlers = {
         "Who": grpc.unary_unary_rpc_method_handler(who),
         "Count": grpc.unary_stream_rpc_method_handler(count),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    # Port 0: the kernel's choice, never one another test may be about to bind.
+    port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    print("ready", flush=True)
+    print(f"ready {port}", flush=True)
     server.wait_for_termination()
 
 
@@ -130,7 +134,7 @@ def main(argv):
     if argv[0] == "cert":
         write_cert(argv[1])
     elif argv[0] == "server":
-        serve(int(argv[1]))
+        serve()
     elif argv[0] == "client":
         options = dict(zip(argv[2::2], argv[3::2]))
         call(argv[1], options.get("--tls"), options.get("--token"), options.get("--method", "Who"))

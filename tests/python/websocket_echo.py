@@ -1,12 +1,12 @@
 """A real WebSocket server and client (the `websockets` library) for tests/it/websocket.rs.
 
-  websocket_echo.py server PORT
-      serve on 127.0.0.1:PORT: the first message to each client is the upgrade request's
+  websocket_echo.py server
+      serve on a free port of 127.0.0.1: the first message to each client is the upgrade request's
       headers as JSON ({"path": …, "headers": {name: [values]}}), then every message is echoed;
-      prints "ready" once listening
-  websocket_echo.py raw-server PORT
-      serve on 127.0.0.1:PORT: answer each upgrade request with its 101, then echo every byte
-      as it comes, as raw bytes (a byte pipe, no framing); prints "ready" once listening
+      prints "ready PORT" once listening
+  websocket_echo.py raw-server
+      serve on a free port of 127.0.0.1: answer each upgrade request with its 101, then echo every byte
+      as it comes, as raw bytes (a byte pipe, no framing); prints "ready PORT" once listening
   websocket_echo.py client URL [--token T] [--cookie C] [--wait SECONDS] [--bulk BYTES]
       open URL (Authorization: Bearer T and/or Cookie: C, plus a spoofed X-User-Id), read the
       headers message, send "ping" and read its echo, optionally wait and send "again", and
@@ -57,16 +57,17 @@ async def raw_echo(reader, writer):
     writer.close()
 
 
-async def run_raw_server(port):
-    server = await asyncio.start_server(raw_echo, "127.0.0.1", port)
-    print("ready", flush=True)
+async def run_raw_server():
+    # Port 0: the kernel's choice, never one another test may be about to bind.
+    server = await asyncio.start_server(raw_echo, "127.0.0.1", 0)
+    print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 
 
-async def run_server(port):
-    async with serve(handler, "127.0.0.1", port):
-        print("ready", flush=True)
+async def run_server():
+    async with serve(handler, "127.0.0.1", 0) as server:
+        print(f"ready {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Future()
 
 
@@ -127,9 +128,9 @@ async def run_client(url, token, cookie, wait, bulk=0):
 
 def main(argv):
     if argv[0] == "server":
-        asyncio.run(run_server(int(argv[1])))
+        asyncio.run(run_server())
     elif argv[0] == "raw-server":
-        asyncio.run(run_raw_server(int(argv[1])))
+        asyncio.run(run_raw_server())
     elif argv[0] == "client":
         options = dict(zip(argv[2::2], argv[3::2]))
         result = asyncio.run(
