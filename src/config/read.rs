@@ -161,10 +161,24 @@ fn problem(path: String, message: &str) -> ConfigError {
     ConfigError { path, message }
 }
 
-/// A YAML syntax error, with the line and column where the parser stopped.
+/// serde_yaml's words, after the value's path, for an integer it cannot hold (beyond 64 bits).
+const INTEGER_OUT_OF_RANGE: &str = ": invalid type: integer, expected any YAML value";
+
+/// A YAML syntax error, with the line and column where the parser stopped. An integer too
+/// large to read stops the reading too; it is named by its path (shown as any path is, see
+/// [`super::wording::shown_path`]) as a number out of range, not as a syntax error.
 fn syntax_problem(error: &serde_yaml::Error) -> ConfigError {
     let mut problem = problem(String::new(), &error.to_string());
-    problem.message = format!("YAML syntax error: {}", problem.message);
+    match problem.message.strip_suffix(INTEGER_OUT_OF_RANGE) {
+        Some(path) => {
+            problem.path = path.to_string();
+            problem.message =
+                "invalid value: a number out of range (the rest of the file is checked once \
+                 it is fixed)"
+                    .to_string();
+        }
+        None => problem.message = format!("YAML syntax error: {}", problem.message),
+    }
     if let Some(location) = error.location() {
         let (line, column) = (location.line(), location.column());
         problem.message = format!("{} (line {line}, column {column})", problem.message);
@@ -348,6 +362,25 @@ mod tests {
         assert_eq!(
             paths,
             vec!["items[0]", "items[1].extra", "items[2]", "items[3].bogus"],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_integer_beyond_64_bits_is_named_by_its_path_as_out_of_range() {
+        let text = "name: x\nitems:\n  - id: 99999999999999999999999\n";
+        let (doc, problems) = read_all::<Doc>(text, &Default::default());
+        assert!(doc.is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "items[0].id");
+        assert!(
+            problems[0]
+                .message
+                .starts_with("invalid value: a number out of range"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.ends_with("(line 3, column 9)"),
             "{problems:?}"
         );
     }

@@ -728,3 +728,17 @@ fn a_route_that_differs_from_another_by_a_trailing_slash_under_another_policy_is
     );
     assert!(route_warnings(&parse_str(&same).expect("valid").routes).is_empty());
 }
+
+#[test]
+fn a_namespaced_claim_is_named_whole_with_its_line() {
+    let text = base().replace(
+        "roles: [admin]}",
+        "roles: [admin], claims: {\"https://example.com/a..b\": 1}}",
+    );
+    let errors = parse_str(&text).unwrap_err().to_string();
+    assert!(
+        errors.contains("routes[0].auth.claims.https://example.com/a..b: must be a claim name"),
+        "{errors}"
+    );
+    assert!(errors.contains("(line 18, column"), "{errors}");
+}
