@@ -10,7 +10,8 @@
 //! `RUST_LOG` filter these lines as before.
 
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
+use std::fmt;
+use std::io::Write as _;
 
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -34,6 +35,9 @@ pub enum Value<'a> {
     Display(&'a dyn fmt::Display),
     /// A value recorded by its `Display` form, already rendered.
     Shown(&'a str),
+    /// A value recorded by its `Display` form, already rendered as ASCII bytes (a request id,
+    /// an address); bytes that are not all ASCII are written as `from_utf8_lossy` reads them.
+    Ascii(&'a [u8]),
 }
 
 /// A field's name as a line writes it: in text with the space before it and the `=` after it
@@ -58,7 +62,7 @@ impl Key {
 
 thread_local! {
     /// The line being written, reused from one line to the next.
-    static BUFFER: RefCell<String> = RefCell::new(String::with_capacity(256));
+    static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
 }
 
 /// Writes an info line of `target` with `message` (a constant: it is written as is) and
@@ -73,7 +77,7 @@ pub fn write_info(target: &str, message: &'static str, fields: &[(Key, Value<'_>
     let written = BUFFER.try_with(|buffer| match buffer.try_borrow_mut() {
         Ok(mut line) => write_line(&mut line, format, target, message, fields),
         // Only a line written from inside the formatting of another: a buffer of its own.
-        Err(_) => write_line(&mut String::new(), format, target, message, fields),
+        Err(_) => write_line(&mut Vec::new(), format, target, message, fields),
     });
     written.is_ok()
 }
@@ -81,7 +85,7 @@ pub fn write_info(target: &str, message: &'static str, fields: &[(Key, Value<'_>
 /// Formats the line into `line` (cleared first) and hands it whole to the thread's buffer of
 /// lines ([`super::sink`]), which writes it to stderr.
 fn write_line(
-    line: &mut String,
+    line: &mut Vec<u8>,
     format: LogFormat,
     target: &str,
     message: &str,
@@ -91,39 +95,42 @@ fn write_line(
     match format {
         LogFormat::Text => {
             push_timestamp(line);
-            let _ = format_text(line, target, message, fields);
+            format_text(line, target, message, fields);
         }
         LogFormat::Json => {
-            let mut timestamp = String::new();
+            let mut timestamp = Vec::new();
             push_timestamp(&mut timestamp);
+            let timestamp = String::from_utf8_lossy(&timestamp).into_owned();
             let json = format_json(timestamp, target, message, fields);
             let _ = writeln!(line, "{json}");
         }
     }
     // Whole, into this thread's buffer (see `sink`): many lines to one write.
-    super::sink::push(line.as_bytes());
+    super::sink::push(line);
 }
 
 /// The current time as the subscriber writes it (RFC 3339, UTC, microseconds).
-fn push_timestamp(into: &mut String) {
+fn push_timestamp(into: &mut Vec<u8>) {
     let now = std::time::SystemTime::now();
     if push_rfc3339(into, now) {
         return;
     }
     // Before 1970 or after 9999: the subscriber's own formatter.
-    if SystemTime.format_time(&mut Writer::new(into)).is_err() {
-        into.push_str("<unknown time>");
+    let mut text = String::new();
+    if SystemTime.format_time(&mut Writer::new(&mut text)).is_err() {
+        text = "<unknown time>".to_string();
     }
+    into.extend_from_slice(text.as_bytes());
 }
 
 /// `time` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), as the subscriber writes it; `false` (and
 /// nothing written) for an instant before 1970 or after the year 9999. The text up to the
 /// second (`YYYY-MM-DDTHH:MM:SS.`) is rendered once per second on each thread and copied: lines
 /// come many a second.
-fn push_rfc3339(into: &mut String, time: std::time::SystemTime) -> bool {
+fn push_rfc3339(into: &mut Vec<u8>, time: std::time::SystemTime) -> bool {
     thread_local! {
         /// The last second rendered, and its text up to the fraction.
-        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        static SECOND: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
     }
     let Ok(since) = time.duration_since(std::time::UNIX_EPOCH) else {
         return false;
@@ -140,7 +147,7 @@ fn push_rfc3339(into: &mut String, time: std::time::SystemTime) -> bool {
             }
             second.0 = seconds;
         }
-        into.push_str(&second.1);
+        into.extend_from_slice(&second.1);
         true
     });
     match cached {
@@ -153,13 +160,13 @@ fn push_rfc3339(into: &mut String, time: std::time::SystemTime) -> bool {
         }
     }
     push_padded(into, u64::from(since.subsec_micros()), 6);
-    into.push('Z');
+    into.push(b'Z');
     true
 }
 
 /// `seconds` after the epoch as `YYYY-MM-DDTHH:MM:SS.` (UTC); `false` (and nothing written)
 /// after the year 9999.
-fn push_second(into: &mut String, seconds: u64) -> bool {
+fn push_second(into: &mut Vec<u8>, seconds: u64) -> bool {
     let (year, month, day) = civil_date(seconds / 86_400);
     if year > 9999 {
         return false;
@@ -175,7 +182,7 @@ fn push_second(into: &mut String, seconds: u64) -> bool {
     ];
     for (value, width, then) in parts {
         push_padded(into, value, width);
-        into.push(char::from(then));
+        into.push(then);
     }
     true
 }
@@ -201,7 +208,7 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
 }
 
 /// `value` in decimal, zero-padded to `width` digits.
-fn push_padded(into: &mut String, value: u64, width: usize) {
+fn push_padded(into: &mut Vec<u8>, value: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut at = digits.len();
     let mut rest = value;
@@ -214,15 +221,11 @@ fn push_padded(into: &mut String, value: u64, width: usize) {
         }
     }
     let start = at.min(digits.len() - width.min(digits.len()));
-    // ASCII digits, each a one-byte char: appended without a UTF-8 check of the run.
-    into.reserve(digits.len() - start);
-    for &digit in &digits[start..] {
-        into.push(char::from(digit));
-    }
+    into.extend_from_slice(&digits[start..]);
 }
 
 /// `value` in decimal.
-fn push_u64(into: &mut String, value: u64) {
+fn push_u64(into: &mut Vec<u8>, value: u64) {
     push_padded(into, value, 1);
 }
 
@@ -230,16 +233,17 @@ fn push_u64(into: &mut String, value: u64) {
 /// shortest decimal that reads back as that float, which below 2^43 µs (about 100 days; the
 /// float's spacing there is under 2e-6) is the exact decimal with its trailing zeros dropped
 /// (and `.0` for a whole number); `Debug` itself beyond.
-fn push_millis(into: &mut String, micros: u64) -> fmt::Result {
+fn push_millis(into: &mut Vec<u8>, micros: u64) {
     if micros >= 1 << 43 {
-        return write!(into, "{:?}", micros as f64 / 1000.0);
+        let _ = write!(into, "{:?}", micros as f64 / 1000.0);
+        return;
     }
     push_u64(into, micros / 1000);
-    into.push('.');
+    into.push(b'.');
     let fraction = micros % 1000;
     if fraction == 0 {
-        into.push('0');
-        return Ok(());
+        into.push(b'0');
+        return;
     }
     let digits = [
         b'0' + (fraction / 100) as u8,
@@ -250,51 +254,49 @@ fn push_millis(into: &mut String, micros: u64) -> fmt::Result {
     while digits[len - 1] == b'0' {
         len -= 1;
     }
-    for &digit in &digits[..len] {
-        into.push(char::from(digit));
-    }
-    Ok(())
+    into.extend_from_slice(&digits[..len]);
 }
 
 /// The text line after its timestamp: ` INFO target: message name=value…` and a newline.
-fn format_text(
-    line: &mut String,
-    target: &str,
-    message: &str,
-    fields: &[(Key, Value<'_>)],
-) -> fmt::Result {
-    line.push_str("  INFO ");
-    line.push_str(target);
-    line.push_str(": ");
-    line.push_str(message);
+fn format_text(line: &mut Vec<u8>, target: &str, message: &str, fields: &[(Key, Value<'_>)]) {
+    line.extend_from_slice(b"  INFO ");
+    line.extend_from_slice(target.as_bytes());
+    line.extend_from_slice(b": ");
+    line.extend_from_slice(message.as_bytes());
     for (key, value) in fields {
-        line.push_str(key.0);
+        line.extend_from_slice(key.0.as_bytes());
         match value {
-            Value::Str(text) => push_debug_str(line, text)?,
+            Value::Str(text) => push_debug_str(line, text),
             Value::U64(number) => push_u64(line, *number),
-            Value::F64(number) => write!(line, "{number:?}")?,
-            Value::Micros(micros) => push_millis(line, *micros)?,
-            Value::Display(shown) => write!(line, "{shown}")?,
-            Value::Shown(shown) => line.push_str(shown),
+            Value::F64(number) => {
+                let _ = write!(line, "{number:?}");
+            }
+            Value::Micros(micros) => push_millis(line, *micros),
+            Value::Display(shown) => {
+                let _ = write!(line, "{shown}");
+            }
+            Value::Shown(shown) => line.extend_from_slice(shown.as_bytes()),
+            Value::Ascii(bytes) if bytes.is_ascii() => line.extend_from_slice(bytes),
+            Value::Ascii(bytes) => {
+                line.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes());
+            }
         }
     }
-    line.push('\n');
-    Ok(())
+    line.push(b'\n');
 }
 
 /// `text` as `Debug` writes a string: quoted, and escaped. Printable ASCII without `"` or `\`
 /// (a path, a method, a route) is copied as is; anything else goes through `Debug`.
-fn push_debug_str(line: &mut String, text: &str) -> fmt::Result {
+fn push_debug_str(line: &mut Vec<u8>, text: &str) {
     if text
         .bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
-        line.push('"');
-        line.push_str(text);
-        line.push('"');
-        Ok(())
+        line.push(b'"');
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'"');
     } else {
-        write!(line, "{text:?}")
+        let _ = write!(line, "{text:?}");
     }
 }
 
@@ -315,6 +317,7 @@ fn format_json(
             Value::Micros(micros) => (*micros as f64 / 1000.0).into(),
             Value::Display(shown) => shown.to_string().into(),
             Value::Shown(shown) => (*shown).into(),
+            Value::Ascii(bytes) => String::from_utf8_lossy(bytes).into(),
         };
         map.insert(key.name().to_string(), value);
     }
@@ -391,20 +394,26 @@ mod tests {
             values.push((Key::new(" user="), Value::Display(user)));
         }
         values.push((Key::new(" latency_ms="), Value::F64(fields.latency)));
-        let mut line = String::new();
-        let mut timestamp = String::new();
+        let mut line = Vec::new();
+        let mut timestamp = Vec::new();
         push_timestamp(&mut timestamp);
         match format {
             LogFormat::Text => {
-                line.push_str(&timestamp);
-                format_text(&mut line, "gatehouse::access", "request", &values).expect("text");
+                line.extend_from_slice(&timestamp);
+                format_text(&mut line, "gatehouse::access", "request", &values);
             }
             LogFormat::Json => {
+                let timestamp = text(timestamp);
                 let json = format_json(timestamp, "gatehouse::access", "request", &values);
-                line = format!("{json}\n");
+                line = format!("{json}\n").into_bytes();
             }
         }
-        line
+        text(line)
+    }
+
+    /// Bytes a line helper wrote, as text.
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).expect("utf-8")
     }
 
     struct Fields<'a> {
@@ -475,28 +484,56 @@ mod tests {
     }
 
     #[test]
+    fn ascii_values_are_written_as_shown_values_are() {
+        let text_of = |value: Value<'_>| {
+            let mut line = Vec::new();
+            format_text(&mut line, "t", "m", &[(Key::new(" id="), value)]);
+            text(line)
+        };
+        assert_eq!(
+            text_of(Value::Ascii(b"1a2b3c4d-7f")),
+            text_of(Value::Shown("1a2b3c4d-7f"))
+        );
+        assert_eq!(
+            text_of(Value::Ascii(b"a\xffb")),
+            text_of(Value::Shown("a\u{fffd}b"))
+        );
+        let json = format_json(
+            String::new(),
+            "t",
+            "m",
+            &[(Key::new(" id="), Value::Ascii(b"x-1"))],
+        );
+        assert_eq!(json["fields"]["id"], "x-1", "{json}");
+    }
+
+    #[test]
     fn milliseconds_are_written_as_the_float_debug_form() {
         let large = [1 << 40, (1 << 43) - 1, 1 << 43, (1 << 53) - 1, u64::MAX / 3];
         for micros in (0..200_000)
             .chain((0..2_000).map(|i| i * 999_983))
             .chain(large)
         {
-            let mut line = String::new();
-            push_millis(&mut line, micros).expect("write");
-            assert_eq!(line, format!("{:?}", micros as f64 / 1000.0), "{micros}");
+            let mut line = Vec::new();
+            push_millis(&mut line, micros);
+            assert_eq!(
+                text(line),
+                format!("{:?}", micros as f64 / 1000.0),
+                "{micros}"
+            );
         }
     }
 
     #[test]
     fn numbers_are_written_in_decimal() {
         for number in [0, 7, 10, 200, 404, 65_535, u64::MAX] {
-            let mut line = String::new();
+            let mut line = Vec::new();
             push_u64(&mut line, number);
-            assert_eq!(line, number.to_string());
+            assert_eq!(text(line), number.to_string());
         }
-        let mut line = String::new();
+        let mut line = Vec::new();
         push_padded(&mut line, 42, 6);
-        assert_eq!(line, "000042");
+        assert_eq!(text(line), "000042");
     }
 
     #[test]
@@ -513,11 +550,11 @@ mod tests {
         ];
         for (seconds, micros, expected) in cases {
             let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros);
-            let mut line = String::new();
+            let mut line = Vec::new();
             assert!(push_rfc3339(&mut line, time), "{expected}");
-            assert_eq!(line, expected);
+            assert_eq!(text(line), expected);
         }
-        let mut line = String::new();
+        let mut line = Vec::new();
         let later = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
         assert!(!push_rfc3339(&mut line, later) && line.is_empty());
         assert!(!push_rfc3339(
@@ -545,13 +582,13 @@ mod tests {
             };
             let micros = (state >> 20) % 1_000_000;
             let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros);
-            let mut cached = String::new();
+            let mut cached = Vec::new();
             assert!(push_rfc3339(&mut cached, time));
-            let mut fresh = String::new();
+            let mut fresh = Vec::new();
             assert!(push_second(&mut fresh, seconds));
             push_padded(&mut fresh, micros, 6);
-            fresh.push('Z');
-            assert_eq!(cached, fresh, "{seconds}.{micros}");
+            fresh.push(b'Z');
+            assert_eq!(text(cached), text(fresh), "{seconds}.{micros}");
         }
     }
 
@@ -559,8 +596,9 @@ mod tests {
     fn the_timestamp_is_the_subscribers() {
         // Both read the clock: compare to the minute, again when a minute turned in between.
         for _ in 0..3 {
-            let mut ours = String::new();
+            let mut ours = Vec::new();
             push_timestamp(&mut ours);
+            let ours = text(ours);
             let mut theirs = String::new();
             SystemTime
                 .format_time(&mut Writer::new(&mut theirs))
@@ -584,9 +622,9 @@ mod tests {
             "é",
             "\u{7f}",
         ] {
-            let mut line = String::new();
-            push_debug_str(&mut line, text).expect("write");
-            assert_eq!(line, format!("{text:?}"));
+            let mut line = Vec::new();
+            push_debug_str(&mut line, text);
+            assert_eq!(super::tests::text(line), format!("{text:?}"));
         }
     }
 }

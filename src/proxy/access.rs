@@ -55,8 +55,8 @@ impl RequestId {
     /// The most bytes of an id's text: 8 hex digits, `-`, 16 hex digits.
     pub const TEXT_BYTES: usize = 25;
 
-    /// The id's text (as [`fmt::Display`] shows it), written into `buffer`.
-    pub fn text<'a>(&self, buffer: &'a mut [u8; Self::TEXT_BYTES]) -> &'a str {
+    /// The id's text (as [`fmt::Display`] shows it) written into `buffer`: its ASCII bytes.
+    pub fn text<'a>(&self, buffer: &'a mut [u8; Self::TEXT_BYTES]) -> &'a [u8] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let prefix = *PREFIX.get_or_init(rand::random::<u32>);
         for (i, byte) in buffer[..8].iter_mut().enumerate() {
@@ -67,8 +67,7 @@ impl RequestId {
         for (i, byte) in buffer[9..9 + digits].iter_mut().enumerate() {
             *byte = HEX[(self.0 >> (4 * (digits - 1 - i)) & 0xf) as usize];
         }
-        // Only ASCII hex digits and `-` were written.
-        std::str::from_utf8(&buffer[..9 + digits]).unwrap_or_default()
+        &buffer[..9 + digits]
     }
 }
 
@@ -143,8 +142,8 @@ impl<'a> User<'a> {
 const ADDRESS_BYTES: usize = 64;
 
 /// `address` as [`fmt::Display`] writes it, into `buffer`: an IPv4 one byte by byte (the
-/// upstreams of most configurations), an IPv6 one through `Display`.
-fn address_text(address: SocketAddr, buffer: &mut [u8; ADDRESS_BYTES]) -> &str {
+/// upstreams of most configurations), an IPv6 one through `Display`. Its ASCII bytes.
+fn address_text(address: SocketAddr, buffer: &mut [u8; ADDRESS_BYTES]) -> &[u8] {
     let written = match address {
         SocketAddr::V4(v4) => {
             let mut at = 0;
@@ -166,7 +165,7 @@ fn address_text(address: SocketAddr, buffer: &mut [u8; ADDRESS_BYTES]) -> &str {
         }
     };
     // ASCII digits, `.`, `:`, `[`, `]`, `%` and hex letters only.
-    std::str::from_utf8(&buffer[..written]).unwrap_or_default()
+    &buffer[..written]
 }
 
 /// Writes `value` in decimal at the start of `into` (room for 10 digits); the digits written.
@@ -232,7 +231,7 @@ impl Line<'_> {
         let mut address = [0u8; ADDRESS_BYTES];
         let upstream = self
             .upstream
-            .map(|a| Value::Shown(address_text(a, &mut address)));
+            .map(|a| Value::Ascii(address_text(a, &mut address)));
         const KEYS: [Key; 9] = [
             Key::new(" request_id="),
             Key::new(" method="),
@@ -245,7 +244,7 @@ impl Line<'_> {
             Key::new(" latency_ms="),
         ];
         let values = [
-            Some(Value::Shown(self.id.text(&mut id))),
+            Some(Value::Ascii(self.id.text(&mut id))),
             Some(Value::Str(self.method)),
             Some(Value::Str(self.path)),
             Some(Value::Str(self.route)),
@@ -370,7 +369,7 @@ mod tests {
         for counter in [0, 1, 9, 10, 15, 16, 255, 4096, 0xdead_beef, u64::MAX] {
             let id = RequestId(counter);
             let mut buffer = [0u8; RequestId::TEXT_BYTES];
-            assert_eq!(id.text(&mut buffer), id.to_string());
+            assert_eq!(id.text(&mut buffer), id.to_string().as_bytes());
         }
     }
 
@@ -410,7 +409,10 @@ mod tests {
         }
         for address in addresses {
             let mut buffer = [0u8; ADDRESS_BYTES];
-            assert_eq!(address_text(address, &mut buffer), address.to_string());
+            assert_eq!(
+                address_text(address, &mut buffer),
+                address.to_string().as_bytes()
+            );
         }
     }
 
