@@ -161,24 +161,38 @@ fn problem(path: String, message: &str) -> ConfigError {
     ConfigError { path, message }
 }
 
-/// serde_yaml's words, after the value's path, for an integer it cannot hold (beyond 64 bits).
-const INTEGER_OUT_OF_RANGE: &str = ": invalid type: integer, expected any YAML value";
+/// serde_yaml's words, after the value's path and `: ` when it has one, for an integer it
+/// cannot hold (beyond 64 bits).
+const INTEGER_OUT_OF_RANGE: &str = "invalid type: integer, expected any YAML value";
 
 /// A YAML syntax error, with the line and column where the parser stopped. An integer too
 /// large to read stops the reading too; it is named by its path (shown as any path is, see
 /// [`super::wording::shown_path`]) as a number out of range, not as a syntax error.
 fn syntax_problem(error: &serde_yaml::Error) -> ConfigError {
-    let mut problem = problem(String::new(), &error.to_string());
-    match problem.message.strip_suffix(INTEGER_OUT_OF_RANGE) {
-        Some(path) => {
-            problem.path = path.to_string();
-            problem.message =
-                "invalid value: a number out of range (the rest of the file is checked once \
-                 it is fixed)"
-                    .to_string();
+    // Matched once the literal is out of the message (serde quotes the number in it).
+    let text = super::redact_serde_message(&error.to_string());
+    let text = text
+        .find(" at line ")
+        .map_or(text.as_str(), |at| &text[..at]);
+    let out_of_range = text
+        .strip_suffix(INTEGER_OUT_OF_RANGE)
+        .and_then(|before| match before {
+            "" => Some(""),
+            before => before.strip_suffix(": "),
+        });
+    let mut problem = match out_of_range {
+        Some(path) => ConfigError {
+            path: path.to_string(),
+            message: "invalid value: a number out of range (the rest of the file is checked \
+                      once it is fixed)"
+                .to_string(),
+        },
+        None => {
+            let mut problem = problem(String::new(), text);
+            problem.message = format!("YAML syntax error: {}", problem.message);
+            problem
         }
-        None => problem.message = format!("YAML syntax error: {}", problem.message),
-    }
+    };
     if let Some(location) = error.location() {
         let (line, column) = (location.line(), location.column());
         problem.message = format!("{} (line {line}, column {column})", problem.message);
@@ -368,21 +382,31 @@ mod tests {
 
     #[test]
     fn an_integer_beyond_64_bits_is_named_by_its_path_as_out_of_range() {
-        let text = "name: x\nitems:\n  - id: 99999999999999999999999\n";
-        let (doc, problems) = read_all::<Doc>(text, &Default::default());
-        assert!(doc.is_none());
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].path, "items[0].id");
-        assert!(
-            problems[0]
-                .message
-                .starts_with("invalid value: a number out of range"),
-            "{problems:?}"
-        );
-        assert!(
-            problems[0].message.ends_with("(line 3, column 9)"),
-            "{problems:?}"
-        );
+        let cases = [
+            (
+                "name: x\nitems:\n  - id: 99999999999999999999999\n",
+                "items[0].id",
+                3,
+                9,
+            ),
+            ("name: x\ncount: -99999999999999999999999\n", "count", 2, 8),
+            ("name: 0x1ffffffffffffffffffff\n", "name", 1, 7),
+            ("99999999999999999999999: x\n", "", 1, 1),
+        ];
+        for (text, path, line, column) in cases {
+            let (doc, problems) = read_all::<Doc>(text, &Default::default());
+            assert!(doc.is_none(), "{text}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, path, "{problems:?}");
+            assert!(
+                problems[0]
+                    .message
+                    .starts_with("invalid value: a number out of range"),
+                "{problems:?}"
+            );
+            let at = format!("(line {line}, column {column})");
+            assert!(problems[0].message.ends_with(&at), "{problems:?}");
+        }
     }
 
     #[test]
