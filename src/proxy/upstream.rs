@@ -650,6 +650,43 @@ pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &Con
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_upstream_request_is_written_into_a_buffer_of_its_exact_size() {
+        use pingora::protocols::http::v1::client::http_req_header_to_wire;
+        let token = format!("Bearer {}", "t".repeat(900));
+        let mut request = RequestHeader::build("GET", b"/a/b?c=d", None).expect("request");
+        request
+            .insert_header("Authorization", &token)
+            .expect("header");
+        request.append_header("X-Multi", "one").expect("header");
+        request.append_header("x-multi", "two").expect("header");
+        request
+            .insert_header("HOST", "example.test")
+            .expect("header");
+        let mut lines = HeaderLinesBuilder::with_capacity(64);
+        lines
+            .push(
+                &FORWARDED_FOR,
+                b"X-Forwarded-For",
+                &HeaderValue::from_static("10.0.0.1"),
+            )
+            .expect("line");
+        request.set_wire_suffix(lines.build());
+        let wire = http_req_header_to_wire(&request).expect("wire");
+        let text = std::str::from_utf8(&wire).expect("utf-8");
+        assert!(text.starts_with("GET /a/b?c=d HTTP/1.1\r\n"), "{text}");
+        assert!(
+            text.contains(&format!("Authorization: {token}\r\n")),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("X-Forwarded-For: 10.0.0.1\r\n\r\n"),
+            "{text}"
+        );
+        // Written without growing: the size computed first is the size written.
+        assert_eq!(wire.len(), wire.capacity(), "{text}");
+    }
+
     fn te(values: &[&str]) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();
         for value in values {

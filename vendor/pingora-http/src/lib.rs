@@ -272,6 +272,18 @@ impl RequestHeader {
         }
     }
 
+    /// How many bytes [Self::header_to_h1_wire()] writes: `name: value\r\n` for each field
+    /// (a name's spelling in the case map is as long as the name) and the wire suffix.
+    pub fn h1_wire_len(&self) -> usize {
+        let fields: usize = self
+            .base
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        fields + self.wire_suffix.as_ref().map_or(0, |s| s.as_bytes().len())
+    }
+
     /// Sets header lines written after the header map's fields in HTTP/1 wire format, for
     /// fields the caller has already serialized (a proxy's forwarding headers, rendered once
     /// and shared): no name is hashed into either header map. None of them should be of a name

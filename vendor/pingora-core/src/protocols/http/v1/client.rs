@@ -928,20 +928,11 @@ pub(crate) fn request_target_has_forbidden_byte(path: &[u8]) -> bool {
 // TODO: change it to to_buf
 #[inline]
 pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
-    let mut buf = BytesMut::with_capacity(512);
-
-    // Request-Line
     let method = req.method.as_str().as_bytes();
-    buf.put_slice(method);
-    buf.put_u8(b' ');
-
     let path = req.raw_path();
     if request_target_has_forbidden_byte(path) {
         return None;
     }
-    buf.put_slice(path);
-    buf.put_u8(b' ');
-
     let version = match req.version {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",
@@ -951,6 +942,16 @@ pub fn http_req_header_to_wire(req: &RequestHeader) -> Option<BytesMut> {
             return None; /*TODO: unsupported version */
         }
     };
+    // Sized to what is written (the request line, the fields, the blank line): a large field,
+    // such as a forwarded bearer token, does not grow and copy the buffer while it is written.
+    let wire_len = method.len() + path.len() + version.len() + 6 + req.h1_wire_len();
+    let mut buf = BytesMut::with_capacity(wire_len);
+
+    // Request-Line
+    buf.put_slice(method);
+    buf.put_u8(b' ');
+    buf.put_slice(path);
+    buf.put_u8(b' ');
     buf.put_slice(version.as_bytes());
     buf.put_slice(CRLF);
 
