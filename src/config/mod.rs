@@ -388,9 +388,10 @@ pub fn parse(
     Err(ConfigErrors(
         problems
             .into_iter()
+            // Scrubbed before keys are cut: a cut substituted value would no longer match.
             .map(|e| ConfigError {
-                path: scrub(wording::shown_path(&e.path)),
-                message: scrub(wording::shown_unknown_key(&e.message)),
+                path: wording::shown_path(&scrub(e.path)),
+                message: wording::shown_unknown_key(&scrub(e.message)),
             })
             .collect(),
     ))
@@ -399,6 +400,14 @@ pub fn parse(
 /// Removes the literal value from serde's "invalid type/value" messages, which would echo
 /// whatever was written (possibly a secret), keeping the path, the kind and the position.
 pub(crate) fn redact_serde_message(message: &str) -> String {
+    // `unknown variant `VALUE`, expected one of …`: the value written is left out.
+    if let Some(start) = message.find("unknown variant `") {
+        let after = &message[start + "unknown variant `".len()..];
+        if let Some(end) = after.find("`, expected") {
+            let rest = &after[end + 1..];
+            return format!("{}unknown variant{rest}", &message[..start]);
+        }
+    }
     for marker in ["invalid type: ", "invalid value: "] {
         if let Some(start) = message.find(marker) {
             let after = &message[start + marker.len()..];

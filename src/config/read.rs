@@ -165,32 +165,42 @@ fn problem(path: String, message: &str) -> ConfigError {
 /// cannot hold (beyond 64 bits).
 const INTEGER_OUT_OF_RANGE: &str = "invalid type: integer, expected any YAML value";
 
-/// A YAML syntax error, with the line and column where the parser stopped. An integer too
-/// large to read stops the reading too; it is named by its path (shown as any path is, see
-/// [`super::wording::shown_path`]) as a number out of range, not as a syntax error.
+/// How serde_yaml's messages about a value start, after the value's path and `: ` (the
+/// scanner's own messages carry no path).
+const VALUE_MESSAGES: [&str; 9] = [
+    "duplicate entry with key",
+    "invalid type",
+    "invalid value",
+    "invalid length",
+    "unknown variant",
+    "unknown field",
+    "missing field",
+    "recursion limit exceeded",
+    "repetition limit exceeded",
+];
+
+/// A YAML syntax error, with the line and column where the parser stopped. A message about a
+/// value is split from the value's path, which is shown as any path is (see
+/// [`super::wording::shown_path`]); a duplicate key is shown as any key is. An integer too large
+/// to read stops the reading too; it is named as a number out of range, not as a syntax error.
 fn syntax_problem(error: &serde_yaml::Error) -> ConfigError {
     // Matched once the literal is out of the message (serde quotes the number in it).
     let text = super::redact_serde_message(&error.to_string());
     let text = text
         .find(" at line ")
         .map_or(text.as_str(), |at| &text[..at]);
-    let out_of_range = text
-        .strip_suffix(INTEGER_OUT_OF_RANGE)
-        .and_then(|before| match before {
-            "" => Some(""),
-            before => before.strip_suffix(": "),
-        });
-    let mut problem = match out_of_range {
-        Some(path) => ConfigError {
+    let (path, message) = split_path(text);
+    let mut problem = if message == INTEGER_OUT_OF_RANGE {
+        ConfigError {
             path: path.to_string(),
             message: "invalid value: a number out of range (the rest of the file is checked \
                       once it is fixed)"
                 .to_string(),
-        },
-        None => {
-            let mut problem = problem(String::new(), text);
-            problem.message = format!("YAML syntax error: {}", problem.message);
-            problem
+        }
+    } else {
+        ConfigError {
+            path: path.to_string(),
+            message: format!("YAML syntax error: {}", shown_duplicate_key(message)),
         }
     };
     if let Some(location) = error.location() {
@@ -198,6 +208,33 @@ fn syntax_problem(error: &serde_yaml::Error) -> ConfigError {
         problem.message = format!("{} (line {line}, column {column})", problem.message);
     }
     problem
+}
+
+/// serde_yaml's `path: message` split into its path (empty when there is none) and message.
+fn split_path(text: &str) -> (&str, &str) {
+    if VALUE_MESSAGES.iter().any(|m| text.starts_with(m)) {
+        return ("", text);
+    }
+    let split = VALUE_MESSAGES
+        .iter()
+        .filter_map(|m| text.find(&format!(": {m}")))
+        .min();
+    match split {
+        Some(at) => (&text[..at], &text[at + 2..]),
+        None => ("", text),
+    }
+}
+
+/// `message` with the key of a `duplicate entry with key "…"` shown as keys are.
+fn shown_duplicate_key(message: &str) -> String {
+    const DUPLICATE: &str = "duplicate entry with key \"";
+    let Some(key) = message.strip_prefix(DUPLICATE) else {
+        return message.to_string();
+    };
+    match key.rsplit_once('"') {
+        Some((key, after)) => format!("{DUPLICATE}{}\"{after}", super::wording::shown_key(key)),
+        None => "duplicate entry".to_string(),
+    }
 }
 
 /// The field of a `missing field` error whose value was already reported (for its type) and
@@ -407,6 +444,29 @@ mod tests {
             let at = format!("(line {line}, column {column})");
             assert!(problems[0].message.ends_with(&at), "{problems:?}");
         }
+    }
+
+    #[test]
+    fn a_syntax_errors_path_and_duplicate_key_are_split_from_its_message() {
+        let cases = [
+            ("logx:\n  secret:HUNTER2: 1\n  secret:HUNTER2: 2\n", "logx"),
+            ("bogus: {pw:HUNTER2: {a: 1, a: 2}}\n", "bogus.pw:HUNTER2"),
+            ("bogus: {pw:HUNTER2: !!int abc}\n", "bogus.pw:HUNTER2"),
+        ];
+        for (text, path) in cases {
+            let (doc, problems) = read_all::<Doc>(text, &Default::default());
+            assert!(doc.is_none(), "{text}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, path, "{problems:?}");
+            let message = &problems[0].message;
+            assert!(message.starts_with("YAML syntax error: "), "{message}");
+            assert!(!message.contains("HUNTER2"), "{message}");
+            assert!(message.contains("(line "), "{message}");
+        }
+        assert_eq!(
+            shown_duplicate_key("duplicate entry with key \"pw:HUNTER2\""),
+            "duplicate entry with key \"pw:…\""
+        );
     }
 
     #[test]

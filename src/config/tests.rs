@@ -730,15 +730,50 @@ fn a_route_that_differs_from_another_by_a_trailing_slash_under_another_policy_is
 }
 
 #[test]
-fn a_namespaced_claim_is_named_whole_with_its_line() {
-    let text = base().replace(
-        "roles: [admin]}",
-        "roles: [admin], claims: {\"https://example.com/a..b\": 1}}",
-    );
-    let errors = parse_str(&text).unwrap_err().to_string();
-    assert!(
-        errors.contains("routes[0].auth.claims.https://example.com/a..b: must be a claim name"),
-        "{errors}"
-    );
-    assert!(errors.contains("(line 18, column"), "{errors}");
+fn a_claim_key_holding_a_glued_value_is_cut_like_any_key() {
+    // A claim's name is a key like any other in messages: `name:value` written without
+    // YAML's space is cut at the `:`, at the claim and inside its value alike.
+    for claims in [
+        "{\"pw:HUNTER2CLAIMNAME..x\": 1}",
+        "{tier: {\"password:HUNTER2NESTED\": {1: x}}}",
+    ] {
+        let text = base().replace(
+            "roles: [admin]}",
+            &format!("roles: [admin], claims: {claims}}}"),
+        );
+        let errors = parse_str(&text).unwrap_err().to_string();
+        assert!(errors.contains("routes[0].auth.claims."), "{errors}");
+        assert!(!errors.contains("HUNTER2"), "{errors}");
+        assert!(errors.contains("(line 18, column"), "{errors}");
+    }
+}
+
+#[test]
+fn syntax_errors_unknown_variants_and_cut_secrets_echo_nothing_written() {
+    let cases = [
+        base().replace(
+            "routes:",
+            "logx:\n  secret:HUNTER2DUP: 1\n  secret:HUNTER2DUP: 2\nroutes:",
+        ),
+        base().replace("routes:", "bogus: {pw:HUNTER2SYN: {a: 1, a: 2}}\nroutes:"),
+        base().replace(
+            "name: App",
+            "name: App\n    jwtConfiguration: {refreshTokenExpirationPolicy: HUNTER2VARIANT}",
+        ),
+    ];
+    for text in cases {
+        let errors = parse_str(&text).unwrap_err().to_string();
+        assert!(!errors.contains("HUNTER2"), "{errors}");
+        assert!(errors.contains("(line "), "{errors}");
+    }
+    // A substituted secret in a key is scrubbed whole before the key is cut to 16 characters.
+    let long = format!("SECRET{}", "A".repeat(74));
+    let text = base().replace("  - key: ${API_KEY}", "  - {key: x, ${LONG}: 1}");
+    let errors = parse(&text, Path::new("/tmp"), |name: &str| match name {
+        "LONG" => Some(long.clone()),
+        other => env(other),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(!errors.contains("SECRETAAAA"), "{errors}");
 }
