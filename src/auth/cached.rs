@@ -171,7 +171,8 @@ pub struct CachedToken {
     shape: Arc<Shape>,
     /// The rendered header value of each of the plan's header claims, in its order.
     headers: Box<[Rendered]>,
-    /// `sub` when it is a string but not a UUID (the access log shows it).
+    /// `sub` when it is a string but not a UUID in its canonical form, lowercase and
+    /// hyphenated (the access log shows it).
     subject_text: Option<Box<str>>,
 }
 
@@ -431,8 +432,11 @@ impl Interner {
             own_bytes += bytes;
         }
         let sub = map.get("sub").and_then(Value::as_str);
-        let subject_text: Option<Box<str>> =
-            sub.filter(|_| claims.subject.is_none()).map(Box::from);
+        // A UUID written in another form (braces, upper case, no hyphens, a URN) is kept as
+        // written too: the access log shows what the token said, not its canonical form.
+        let subject_text: Option<Box<str>> = sub
+            .filter(|text| claims.subject.is_none_or(|uuid| !is_canonical(uuid, text)))
+            .map(Box::from);
         own_bytes += subject_text.as_ref().map_or(0, |s| s.len() + 16);
         let ids = [claims.application_id, claims.tenant_id, claims.session_id];
         let present = [HAS_APPLICATION, HAS_TENANT, HAS_SESSION]
@@ -455,9 +459,38 @@ impl Interner {
     }
 }
 
+/// True when `text` is `uuid` in its canonical form: lowercase and hyphenated.
+fn is_canonical(uuid: Uuid, text: &str) -> bool {
+    let mut buffer = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid.hyphenated().encode_lower(&mut buffer) == text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uuid_sub_in_another_form_is_kept_as_written() {
+        let plan = Arc::new(ClaimPlan::of(&[], &[]));
+        let interner = Interner::default();
+        let sub = Uuid::new_v4();
+        let upper = sub.to_string().to_uppercase();
+        for written in [
+            format!("{{{sub}}}"),
+            upper,
+            sub.simple().to_string(),
+            sub.urn().to_string(),
+        ] {
+            let claims = json!({"exp": 100, "sub": written});
+            let token = interner.compact(&verified(claims), &plan);
+            // Revocations by user still cover it; the log shows what was written.
+            assert_eq!(token.subject, Some(sub), "{written}");
+            assert_eq!(token.subject_text(), Some(written.as_str()));
+        }
+        let claims = json!({"exp": 100, "sub": sub.to_string()});
+        let token = interner.compact(&verified(claims), &plan);
+        assert_eq!(token.subject_text(), None);
+    }
     use serde_json::json;
 
     fn verified(claims: Value) -> VerifiedClaims {

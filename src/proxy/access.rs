@@ -87,8 +87,8 @@ pub fn route_label(route: &Route) -> String {
     }
 }
 
-/// The user of a verified token as the access log shows it: `sub`, a UUID as is, any other
-/// string with its control characters and backslashes escaped as `escape_debug` does, and `"`
+/// The user of a verified token as the access log shows it: `sub`, a UUID in its canonical form
+/// (lowercase, hyphenated) as is, any other string (a UUID in braces or upper case too) with its control characters and backslashes escaped as `escape_debug` does, and `"`
 /// and every other whitespace character (a space, a no-break space…) as `\u{…}`, so it can
 /// neither break the line nor end its field (a `sub` of `a status=200` would otherwise read as
 /// a second `status` field in a text line); nothing without one.
@@ -96,11 +96,12 @@ pub struct User<'a>(pub &'a CachedToken);
 
 impl fmt::Display for User<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(subject) = self.0.subject {
-            return subject.fmt(f);
+        // The text as written first: a UUID in another form than the canonical one keeps it.
+        if let Some(sub) = self.0.subject_text() {
+            return write_escaped_subject(f, sub);
         }
-        match self.0.subject_text() {
-            Some(sub) => write_escaped_subject(f, sub),
+        match self.0.subject {
+            Some(subject) => subject.fmt(f),
             None => Ok(()),
         }
     }
@@ -130,9 +131,9 @@ impl<'a> User<'a> {
     /// The user as a line's value: a UUID `sub` rendered into `buffer` (its `Display` form,
     /// lowercase and hyphenated), any other through [`fmt::Display`].
     fn value<'b>(&'b self, buffer: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> Value<'b> {
-        match self.0.subject {
-            Some(subject) => Value::Shown(subject.hyphenated().encode_lower(buffer)),
-            None => Value::Display(self),
+        match (self.0.subject, self.0.subject_text()) {
+            (Some(subject), None) => Value::Shown(subject.hyphenated().encode_lower(buffer)),
+            _ => Value::Display(self),
         }
     }
 }
