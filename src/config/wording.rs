@@ -34,16 +34,21 @@ pub fn plain(path: &str, message: &str) -> String {
 /// A key as messages show it: as written, unless it may hold a value. A key with a `:`, `=` or
 /// blank in it is most often `name:value` written without the space YAML needs, or another
 /// syntax's `name=value` (so the value, perhaps a secret, became part of the key): shown up to
-/// that character. A key longer than 64 characters is cut to its first 16.
+/// that character. A key longer than 64 characters is cut to its first 16. Control characters
+/// (a terminal's escape sequence, a line break) are shown escaped, never written as they are.
 pub fn shown_key(key: &str) -> std::borrow::Cow<'_, str> {
-    if let Some(at) = key.find([':', '=', ' ', '\t']) {
+    let shown: std::borrow::Cow<'_, str> = if let Some(at) = key.find([':', '=', ' ', '\t']) {
         let separator = &key[at..at + 1];
-        return format!("{}{separator}…", &key[..at]).into();
+        format!("{}{separator}…", &key[..at]).into()
+    } else if key.chars().count() > 64 {
+        format!("{}…", key.chars().take(16).collect::<String>()).into()
+    } else {
+        key.into()
+    };
+    if shown.chars().any(char::is_control) {
+        return shown.escape_debug().to_string().into();
     }
-    if key.chars().count() > 64 {
-        return format!("{}…", key.chars().take(16).collect::<String>()).into();
-    }
-    key.into()
+    shown
 }
 
 /// `path` as messages show it: each key through [`shown_key`].
@@ -229,6 +234,13 @@ mod tests {
         assert!(has_jargon("expected i64"));
         assert!(has_jargon("expected struct RawLog"));
         assert!(!has_jargon("expected a whole number"));
+    }
+
+    #[test]
+    fn control_characters_in_keys_are_shown_escaped() {
+        assert_eq!(shown_key("bogus\u{1b}[31mRED"), "bogus\\u{1b}[31mRED");
+        assert_eq!(shown_key("a\nb"), "a\\nb");
+        assert_eq!(shown_path("x.a\rb:secret"), "x.a\\rb:…");
     }
 
     #[test]
