@@ -332,6 +332,43 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Records a request the engine refused and answered itself before any phase ran (a request
+    /// it cannot read one way only, a method it does not serve; see
+    /// `pingora::protocols::http::refusals`): in the request histogram and, when the access log
+    /// is on, as a line without a route, user or upstream. `method` and `target` are empty when
+    /// the request could not be read; the target's query string is never shown. Its latency is
+    /// not known: 0.
+    pub fn record_engine_refusal(&self, status: u16, method: &str, target: &[u8]) {
+        // The outcomes of the same refusals made by the gateway (`GatewayError::outcome`).
+        let outcome = if status == 405 {
+            "method_not_allowed"
+        } else {
+            "bad_request"
+        };
+        self.metrics
+            .request_duration
+            .with_label_values(&[NO_ROUTE, outcome])
+            .observe(0.0);
+        if !self.settings.access_log {
+            return;
+        }
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        Line {
+            id: RequestId::next(),
+            method,
+            path: &String::from_utf8_lossy(path),
+            route: NO_ROUTE,
+            status,
+            outcome,
+            user: None,
+            upstream: None,
+            latency: Duration::ZERO,
+        }
+        .write();
+    }
+}
+
 /// How the engine's own error and warning lines (a failed or retried upstream attempt) name a
 /// request: its method, its path as sent without the query string, and its request id (the
 /// access line's), never a header. The engine's default would print the whole target and the

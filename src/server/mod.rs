@@ -722,6 +722,13 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError>
 
     let mut server = pingora_server(&config, upgrade);
     let live = LiveGateway::new(prepared.gateway);
+    // Requests the engine refuses before any proxy phase are recorded as the phases' are.
+    let refused = live.clone();
+    pingora::protocols::http::refusals::set_refusal_hook(Box::new(move |refusal| {
+        refused
+            .current()
+            .record_engine_refusal(refusal.status, refusal.method, refusal.target);
+    }));
     let dns = Arc::new(ArcSwapOption::new(prepared.upstream_resolver.map(Arc::new)));
     spawn_revocation_sync(prepared.tokens.revocation_set(), prepared.store.clone())?;
     // The first gateway's token service lives in the gateway from here on: kept here too, it

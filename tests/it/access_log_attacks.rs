@@ -266,3 +266,69 @@ fn a_failed_upstream_logs_no_query_string_and_no_credential() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+#[test]
+fn requests_the_engine_refuses_before_any_route_each_have_one_access_line() {
+    use std::io::{Read, Write};
+    let gw = TestGateway::start();
+    let query = format!("q={QUERY_SECRET}");
+    let requests: [(Vec<u8>, u16); 6] = [
+        (
+            b"CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n".to_vec(),
+            405,
+        ),
+        (
+            format!("GET http://elsewhere/app/abs?{query} HTTP/1.1\r\nHost: x\r\n\r\n")
+                .into_bytes(),
+            400,
+        ),
+        (
+            b"GET /app/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (b"GET /app/x HTTP/2.0\r\nHost: a\r\n\r\n".to_vec(), 400),
+        (b"GET /app/\xff HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), 400),
+        (
+            b"GET /app/x HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n".to_vec(),
+            400,
+        ),
+    ];
+    for (request, status) in &requests {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream.write_all(request).expect("send");
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let log = gw.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("gatehouse::access") && l.contains("route=\"none\""))
+        .collect();
+    assert_eq!(lines.len(), requests.len(), "{log}");
+    let statuses: Vec<u16> = requests.iter().map(|(_, status)| *status).collect();
+    for (line, status) in lines.iter().zip(statuses) {
+        assert!(line.contains(&format!(" status={status} ")), "{line}");
+        let outcome = if status == 405 {
+            "method_not_allowed"
+        } else {
+            "bad_request"
+        };
+        assert!(line.contains(&format!("outcome=\"{outcome}\"")), "{line}");
+    }
+    assert!(lines[0].contains("method=\"CONNECT\""), "{}", lines[0]);
+    assert!(
+        lines[1].contains("path=\"http://elsewhere/app/abs\""),
+        "{}",
+        lines[1]
+    );
+    assert!(!log.contains(QUERY_SECRET), "{log}");
+}

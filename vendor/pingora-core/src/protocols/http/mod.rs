@@ -23,6 +23,7 @@ pub mod conditional_filter;
 pub mod custom;
 pub mod date;
 pub mod error_resp;
+pub mod refusals;
 pub mod server;
 pub mod subrequest;
 pub mod v1;

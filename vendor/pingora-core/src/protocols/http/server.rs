@@ -611,7 +611,24 @@ impl Session {
         let mut resp = Self::generate_error(error);
         resp.set_content_length(body.len())?;
         resp.insert_header(http::header::CONTENT_TYPE, "application/json")?;
-        self.write_error_response(resp, Bytes::from_static(body)).await
+        let written = self.write_error_response(resp, Bytes::from_static(body)).await;
+        self.report_refusal(error);
+        written
+    }
+
+    /// Tells the refusal hook (see [super::refusals]) of a request the engine refused itself:
+    /// an answer with an Errors JSON body is only ever such a refusal.
+    fn report_refusal(&self, status: u16) {
+        let header = match self {
+            Self::H1(s) => s.try_req_header(),
+            _ => None,
+        };
+        super::refusals::report(&super::refusals::Refusal {
+            status,
+            method: header.map_or("", |h| h.method.as_str()),
+            target: header.map_or(b"", |h| h.raw_path()),
+            client: self.client_addr().and_then(|a| a.as_inet()).copied(),
+        });
     }
 
     /// Send error response to client using a pre-generated error message and custom body.

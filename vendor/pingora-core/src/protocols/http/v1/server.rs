@@ -551,6 +551,11 @@ impl HttpSession {
             .expect("Request header is not read yet")
     }
 
+    /// The `RequestHeader` this session read, if it read one.
+    pub fn try_req_header(&self) -> Option<&RequestHeader> {
+        self.request_header.as_deref()
+    }
+
     /// Return a mutable reference of the `RequestHeader` this session read
     /// # Panics
     /// this function and most other functions will panic if called before [`Self::read_request()`]
