@@ -681,6 +681,16 @@ fn add_services(
     Ok(())
 }
 
+/// Has the requests the engine refuses before any proxy phase (see
+/// `pingora::protocols::http::refusals`) recorded as the phases' are: by the gateway in force.
+fn record_engine_refusals(live: &LiveGateway) {
+    let live = live.clone();
+    pingora::protocols::http::refusals::set_refusal_hook(Box::new(move |refusal| {
+        live.current()
+            .record_engine_refusal(refusal.status, refusal.method, refusal.target);
+    }));
+}
+
 /// Runs the gateway until it is told to stop; `SIGHUP` reloads `path` (see [`reload`]). With
 /// `upgrade`, the listeners are received from the running gateway over `upgradeSocket` instead
 /// of bound (see [`upgrade`]); `SIGQUIT` hands this gateway's listeners to the next one.
@@ -722,13 +732,7 @@ pub fn run(config: Config, path: &Path, upgrade: bool) -> Result<(), StartError>
 
     let mut server = pingora_server(&config, upgrade);
     let live = LiveGateway::new(prepared.gateway);
-    // Requests the engine refuses before any proxy phase are recorded as the phases' are.
-    let refused = live.clone();
-    pingora::protocols::http::refusals::set_refusal_hook(Box::new(move |refusal| {
-        refused
-            .current()
-            .record_engine_refusal(refusal.status, refusal.method, refusal.target);
-    }));
+    record_engine_refusals(&live);
     let dns = Arc::new(ArcSwapOption::new(prepared.upstream_resolver.map(Arc::new)));
     spawn_revocation_sync(prepared.tokens.revocation_set(), prepared.store.clone())?;
     // The first gateway's token service lives in the gateway from here on: kept here too, it
