@@ -317,10 +317,18 @@ impl Gateway {
         if !self.settings.access_log {
             return;
         }
+        let as_sent;
         Line {
             id: ctx.id,
             method: session.req_header().method.as_str(),
-            path: canonical_path_of(session, ctx),
+            path: match ctx.route {
+                // Refused before a route, on a target that is no path (`GET name`): as sent.
+                None if !session.req_header().raw_path().starts_with(b"/") => {
+                    as_sent = path_as_sent(session.req_header().raw_path());
+                    &as_sent
+                }
+                _ => canonical_path_of(session, ctx),
+            },
             route,
             status: session.response_written().map_or(0, |h| h.status.as_u16()),
             outcome,
@@ -353,11 +361,10 @@ impl Gateway {
         if !self.settings.access_log {
             return;
         }
-        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
         Line {
             id: RequestId::next(),
             method,
-            path: &String::from_utf8_lossy(path),
+            path: &path_as_sent(target),
             route: NO_ROUTE,
             status,
             outcome,
@@ -367,6 +374,11 @@ impl Gateway {
         }
         .write();
     }
+}
+
+/// A request target as sent, without its query string: lossy where it is not UTF-8.
+fn path_as_sent(target: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(target.split(|&b| b == b'?').next().unwrap_or_default())
 }
 
 /// How the engine's own error and warning lines (a failed or retried upstream attempt) name a

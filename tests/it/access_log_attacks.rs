@@ -268,11 +268,11 @@ fn a_failed_upstream_logs_no_query_string_and_no_credential() {
 }
 
 #[test]
-fn requests_the_engine_refuses_before_any_route_each_have_one_access_line() {
+fn requests_refused_before_any_route_each_have_one_access_line() {
     use std::io::{Read, Write};
     let gw = TestGateway::start();
     let query = format!("q={QUERY_SECRET}");
-    let requests: [(Vec<u8>, u16); 6] = [
+    let requests: [(Vec<u8>, u16); 7] = [
         (
             b"CONNECT 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n".to_vec(),
             405,
@@ -290,6 +290,11 @@ fn requests_the_engine_refuses_before_any_route_each_have_one_access_line() {
         (b"GET /app/\xff HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), 400),
         (
             b"GET /app/x HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n".to_vec(),
+            400,
+        ),
+        // Refused by the gateway itself, before a route: its target as sent.
+        (
+            format!("GET app-without-slash?{query} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
             400,
         ),
     ];
@@ -329,6 +334,11 @@ fn requests_the_engine_refuses_before_any_route_each_have_one_access_line() {
         lines[1].contains("path=\"http://elsewhere/app/abs\""),
         "{}",
         lines[1]
+    );
+    assert!(
+        lines[6].contains("path=\"app-without-slash\""),
+        "{}",
+        lines[6]
     );
     assert!(!log.contains(QUERY_SECRET), "{log}");
 }
