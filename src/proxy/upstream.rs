@@ -1180,21 +1180,30 @@ mod tests {
 mod reused_timer_tests {
     use std::time::Duration;
 
-    use pingora::protocols::reused_timer::timed;
+    use pingora::protocols::reused_timer::{timed, TimerSlot};
     use tokio::time::Instant;
+
+    /// A read through `slot` under a `timeout` of seconds, which takes `takes` seconds (never
+    /// ends with `None`): whether it finished in time, and how long it ran.
+    async fn read(slot: &mut TimerSlot, timeout: u64, takes: Option<u64>) -> (bool, Duration) {
+        let started = Instant::now();
+        let operation = async {
+            match takes {
+                Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let result = timed(Some(slot), Duration::from_secs(timeout), operation).await;
+        (result.is_ok(), started.elapsed())
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_read_that_never_ends_is_cut_at_its_deadline() {
         let mut slot = None;
-        let started = Instant::now();
-        let result = timed(
-            Some(&mut slot),
-            Duration::from_secs(5),
-            std::future::pending::<()>(),
-        )
-        .await;
-        assert!(result.is_err());
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(
+            read(&mut slot, 5, None).await,
+            (false, Duration::from_secs(5))
+        );
         assert!(slot.is_some(), "the timer is kept for the next read");
     }
 
@@ -1210,58 +1219,34 @@ mod reused_timer_tests {
     async fn a_timer_left_by_an_earlier_read_does_not_cut_a_later_one_early() {
         let mut slot = None;
         // A first read waits 4 s of its 5: the timer stays set for second 5.
-        let first = timed(
-            Some(&mut slot),
-            Duration::from_secs(5),
-            tokio::time::sleep(Duration::from_secs(4)),
-        )
-        .await;
-        assert!(first.is_ok());
+        assert!(read(&mut slot, 5, Some(4)).await.0);
         // A second read, from second 4, has until second 9: the timer firing at 5 is set again.
-        let started = Instant::now();
-        let second = timed(
-            Some(&mut slot),
-            Duration::from_secs(5),
-            tokio::time::sleep(Duration::from_secs(3)),
-        )
-        .await;
-        assert!(second.is_ok(), "cut at the earlier read's deadline");
-        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        let second = read(&mut slot, 5, Some(3)).await;
+        assert_eq!(
+            second,
+            (true, Duration::from_secs(3)),
+            "cut at the earlier deadline"
+        );
         // A third read that never ends is cut 5 s after it began, not before, not after.
-        let started = Instant::now();
-        let third = timed(
-            Some(&mut slot),
-            Duration::from_secs(5),
-            std::future::pending::<()>(),
-        )
-        .await;
-        assert!(third.is_err());
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(
+            read(&mut slot, 5, None).await,
+            (false, Duration::from_secs(5))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_shorter_timeout_than_the_timer_was_set_for_is_kept() {
         let mut slot = None;
-        let first = timed(
-            Some(&mut slot),
-            Duration::from_secs(60),
-            tokio::time::sleep(Duration::from_secs(1)),
-        )
-        .await;
-        assert!(first.is_ok());
+        assert!(read(&mut slot, 60, Some(1)).await.0);
         // The timer is set for second 60; this read's deadline is second 3.
-        let started = Instant::now();
-        let second = timed(
-            Some(&mut slot),
-            Duration::from_secs(2),
-            std::future::pending::<()>(),
-        )
-        .await;
-        assert!(second.is_err());
-        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(
+            read(&mut slot, 2, None).await,
+            (false, Duration::from_secs(2))
+        );
     }
 
-    /// Without a stream's slot (a TLS stream keeps none), the engine's own timeout cuts the read.
+    /// Without a stream's slot (a stream other than plain TCP or rustls keeps none), the
+    /// engine's own timeout cuts the read.
     #[tokio::test]
     async fn without_a_slot_the_read_arms_its_own_timer() {
         let started = std::time::Instant::now();

@@ -218,8 +218,10 @@ impl HttpSession {
         // The wait's limit, and whether running out of it ends a keep-alive connection quietly
         // (`Ok(None)`) rather than failing the read.
         let limit = match self.keepalive_timeout {
+            // Upstream notes that the keep-alive limit should bound only the wait between
+            // requests; it bounds every read of the header, so a kept-alive connection that
+            // sends part of a request and stalls is closed at the idle timeout.
             KeepaliveStatus::Timeout(d) => Some((d, true)),
-            // FIXME: this should only apply to reads between requests
             KeepaliveStatus::Infinite => None,
             KeepaliveStatus::Off => self.read_timeout.map(|t| (t, false)),
         };
