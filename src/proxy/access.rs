@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use crate::auth::cached::CachedToken;
 use pingora::proxy::Session;
+use tracing::callsite::{DefaultCallsite, Identifier};
+use tracing::field::FieldSet;
+use tracing::metadata::Kind;
+use tracing::{Level, Metadata};
 
 use super::{canonical_path_of, Gateway, RequestContext};
 use crate::config::Route;
@@ -207,22 +211,7 @@ impl Line<'_> {
     /// Writes the line: info level, target `gatehouse::access`, when the log's filter wants it.
     /// Formatted directly (see [`crate::observe::line`]), the same bytes as the event below.
     pub fn write(&self) {
-        // The event's own target, level and field names: the filter judges it as the event.
-        let wanted = tracing::enabled!(
-            kind: tracing::metadata::Kind::EVENT,
-            target: "gatehouse::access",
-            tracing::Level::INFO,
-            message,
-            request_id,
-            method,
-            path,
-            route,
-            status,
-            outcome,
-            user,
-            upstream,
-            latency_ms
-        );
+        let wanted = access_lines_wanted();
         if !wanted {
             return;
         }
@@ -281,6 +270,49 @@ impl Line<'_> {
             "request"
         );
     }
+}
+
+/// The access line's callsite, registered with the subscriber as any event's is: its target,
+/// level and field names are the event's in [`Line::write`], so the filter judges the line as
+/// that event, and the subscriber's interest in it is cached here.
+static ACCESS_CALLSITE: DefaultCallsite = DefaultCallsite::new(&ACCESS_METADATA);
+static ACCESS_METADATA: Metadata<'static> = Metadata::new(
+    "access line",
+    ACCESS_TARGET,
+    Level::INFO,
+    Some(file!()),
+    Some(line!()),
+    Some(module_path!()),
+    FieldSet::new(
+        &[
+            "message",
+            "request_id",
+            "method",
+            "path",
+            "route",
+            "status",
+            "outcome",
+            "user",
+            "upstream",
+            "latency_ms",
+        ],
+        Identifier(&ACCESS_CALLSITE),
+    ),
+    Kind::EVENT,
+);
+
+/// True when the log's filter wants access lines. The subscriber is asked only when its
+/// interest in the line's callsite depends on more than the callsite (a filter on spans, say):
+/// `tracing::enabled!` asks it on every call, even when it has said "always".
+fn access_lines_wanted() -> bool {
+    if !tracing::level_enabled!(Level::INFO) {
+        return false;
+    }
+    let interest = ACCESS_CALLSITE.interest();
+    if interest.is_always() {
+        return true;
+    }
+    !interest.is_never() && tracing::dispatcher::get_default(|d| d.enabled(&ACCESS_METADATA))
 }
 
 /// `latency` in whole microseconds (saturating).
@@ -392,6 +424,24 @@ pub(super) fn request_summary(method: &http::Method, uri: &http::Uri, id: Reques
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether access lines are written is the filter's decision, through the callsite's
+    /// cached interest: on by its directive, off by `gatehouse::access=off`, whatever the level.
+    #[test]
+    fn access_lines_are_wanted_as_the_filter_says() {
+        use tracing_subscriber::filter::EnvFilter;
+        use tracing_subscriber::layer::SubscriberExt;
+        for (directives, wanted) in [
+            ("warn,gatehouse::access=info", true),
+            ("info", true),
+            ("info,gatehouse::access=off", false),
+            ("warn", false),
+        ] {
+            let subscriber = tracing_subscriber::registry().with(EnvFilter::new(directives));
+            let answer = tracing::subscriber::with_default(subscriber, access_lines_wanted);
+            assert_eq!(answer, wanted, "{directives}");
+        }
+    }
 
     #[test]
     fn a_request_summary_holds_no_query_string() {

@@ -69,7 +69,11 @@ impl Gateway {
         session: &Session,
         ctx: &mut RequestContext,
     ) -> Result<&Route, GatewayError> {
-        let host = canonical_host_of(session, ctx);
+        // The host matters only to a route that names one.
+        let host = match self.routes.has_hosts() {
+            true => canonical_host_of(session, ctx),
+            false => None,
+        };
         let index = match self.routes.find(host, canonical_path_of(session, ctx)) {
             RouteLookup::Route(index) => index,
             RouteLookup::NoRoute => return Err(GatewayError::NoRoute),

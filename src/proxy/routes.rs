@@ -55,6 +55,8 @@ pub enum RouteLookup {
 /// The routes, in match order.
 pub struct RouteTable {
     routes: Vec<RouteEntry>,
+    /// True when some route names a host (see [`RouteTable::has_hosts`]).
+    hosts: bool,
 }
 
 /// `host` without a `:port` suffix and without IPv6 brackets.
@@ -169,7 +171,11 @@ impl RouteTable {
                 next: AtomicUsize::new(0),
             });
         }
-        Ok(RouteTable { routes: table })
+        let hosts = table.iter().any(|e| e.route.host.is_some());
+        Ok(RouteTable {
+            routes: table,
+            hosts,
+        })
     }
 
     /// The routes in match order.
@@ -203,6 +209,12 @@ impl RouteTable {
         } else {
             RouteLookup::Route(index)
         }
+    }
+
+    /// True when some route names a host; when none does, [`RouteTable::find`] matches any
+    /// host (`None` included) alike, and the caller need not read the request's.
+    pub fn has_hosts(&self) -> bool {
+        self.hosts
     }
 
     /// The route at `index`.

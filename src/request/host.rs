@@ -162,25 +162,33 @@ pub fn authority_of(target: &[u8]) -> Option<&str> {
 /// The one canonical host of a request: from its one `Host` header and the authority of its
 /// absolute-form target, which must name the same host when both are present.
 ///
-/// Returns the canonical host, or `Err(())` for several `Host` headers, one that is no host,
-/// two that disagree, or a request (of any HTTP version) without one.
+/// Returns the canonical host, and `true` when it is the `Host` header as sent, byte for
+/// byte; or `Err(())` for several `Host` headers, one that is no host, two that disagree, or a
+/// request (of any HTTP version) without one.
 #[allow(clippy::result_unit_err)]
 pub fn request_host<'a>(
     headers: &'a http::HeaderMap,
     target_authority: Option<&'a str>,
     default_port: u16,
-) -> Result<Cow<'a, str>, ()> {
+) -> Result<(Cow<'a, str>, bool), ()> {
     let mut values = headers.get_all(http::header::HOST).iter();
     let header = values.next();
     if values.next().is_some() {
         return Err(());
     }
+    let mut header_as_sent = None;
     let from_header = match header {
         None => None,
         Some(value) => {
             let text = value.to_str().map_err(|_| ())?;
+            header_as_sent = Some(text);
             Some(canonical_authority(text, default_port).ok_or(())?)
         }
+    };
+    // The canonical host is the header as sent when it is the header's own text, unchanged.
+    let as_sent = |host: &Cow<'a, str>| match (host, header_as_sent) {
+        (Cow::Borrowed(host), Some(text)) => std::ptr::eq(*host, text),
+        _ => false,
     };
     let from_target = match target_authority {
         None => None,
@@ -188,7 +196,11 @@ pub fn request_host<'a>(
     };
     match (from_header, from_target) {
         (Some(header), Some(target)) if header != target => Err(()),
-        (Some(host), _) | (None, Some(host)) => Ok(host),
+        (Some(host), _) => {
+            let sent = as_sent(&host);
+            Ok((host, sent))
+        }
+        (None, Some(host)) => Ok((host, false)),
         // HTTP/1.0 may leave the host out, but an upstream would then serve its default site
         // under a policy judged for no host: refused as well.
         (None, None) => Err(()),
@@ -349,7 +361,7 @@ mod tests {
             map
         };
         let one = |hosts: &[&str], target: Option<&str>| {
-            request_host(&headers(hosts), target, 80).map(Cow::into_owned)
+            request_host(&headers(hosts), target, 80).map(|(host, _)| host.into_owned())
         };
         assert_eq!(one(&["A.example."], None), Ok("a.example".into()));
         assert_eq!(one(&[], Some("a.example:80")), Ok("a.example".into()));

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Uri};
 
 use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
@@ -82,10 +82,11 @@ pub fn read_target(
         return Err(TargetRefusal::Host);
     }
     let default_port = if listener.tls { 443 } else { 80 };
-    let host = request_host(headers, authority, default_port).map_err(|()| TargetRefusal::Host)?;
+    let (host, as_sent) =
+        request_host(headers, authority, default_port).map_err(|()| TargetRefusal::Host)?;
     let mut read = Target::default();
     // Routes judge the canonical host, and the upstream receives it.
-    if headers.get(HOST).map(|h| h.as_bytes()) != Some(host.as_bytes()) {
+    if !as_sent {
         read.host = Some(host.into_owned());
     }
     let path = canonical_path(uri.path().as_bytes(), listener.path_options)
