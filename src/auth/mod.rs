@@ -3,7 +3,7 @@
 //! ([`revocation_sync`]), and the trusted issuers whose JWKS keys are fetched and kept
 //! ([`issuers`]).
 
-pub mod aes_cmac;
+pub mod aes_pmac;
 pub mod cached;
 pub mod issuers;
 pub mod keys;
