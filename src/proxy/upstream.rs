@@ -1245,6 +1245,49 @@ mod reused_timer_tests {
         );
     }
 
+    /// A pooled upstream connection's timer goes from one request's task to the next: the
+    /// timer registered with the first task's waker must wake the second, which is cut at its
+    /// own deadline, not left waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_kept_by_one_task_wakes_the_next_task_that_reads() {
+        let mut slot = None;
+        // The first task arms the timer (for second 5) and finishes its read at second 1.
+        let (slot_back, first) = tokio::spawn(async move {
+            let outcome = read(&mut slot, 5, Some(1)).await;
+            (slot, outcome)
+        })
+        .await
+        .expect("first task");
+        assert_eq!(first, (true, Duration::from_secs(1)));
+        assert!(slot_back.is_some());
+        let mut slot = slot_back;
+        // A second task's read that never ends: the timer is set for the first task's
+        // deadline (second 5) and must wake this task, which is cut at second 6.
+        let second = tokio::spawn(async move { read(&mut slot, 5, None).await });
+        let outcome = tokio::time::timeout(Duration::from_secs(30), second)
+            .await
+            .expect("the second task was woken")
+            .expect("second task");
+        assert_eq!(outcome, (false, Duration::from_secs(5)));
+    }
+
+    /// A read that waits several times on one task (woken by its operation before the
+    /// deadline) is still cut at its deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_woken_many_times_is_still_cut_at_its_deadline() {
+        let mut slot = None;
+        let started = Instant::now();
+        let operation = async {
+            // Wakes the task every 100 ms, never ready.
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let result = timed(Some(&mut slot), Duration::from_secs(2), operation).await;
+        assert!(result.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
     /// Without a stream's slot (a stream other than plain TCP or rustls keeps none), the
     /// engine's own timeout cuts the read.
     #[tokio::test]

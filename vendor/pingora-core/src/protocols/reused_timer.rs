@@ -20,19 +20,31 @@
 //! the wait for an upstream's answer. A stream that keeps a [`TimerSlot`] ([`ReusedTimer`])
 //! instead arms one timer the first time and leaves it registered: each later read only moves
 //! its own deadline, and when the timer fires before that deadline (it was set for an earlier
-//! read) it is set again, once. The reads are timed exactly as before: never cut before their
-//! own deadline, and woken at it. The gateway's tests of it are in its `src/proxy/upstream.rs`.
+//! read) it is set again, once. A timer registered with the waiting task's waker and not yet
+//! fired is not polled again (polling it only registers the same waker once more). The reads
+//! are timed exactly as before: never cut before their own deadline, and woken at it. The
+//! gateway's tests of it are in its `src/proxy/upstream.rs`.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use pingora_timeout::Elapsed;
 use tokio::time::{Instant, Sleep};
 
-/// A connection's reusable timer: empty until a timed read first had to wait.
-pub type TimerSlot = Option<Pin<Box<Sleep>>>;
+/// A connection's reusable timer: empty until a timed read first had to wait. (Boxed: the slot
+/// is moved in and out of every read's future, one pointer.)
+pub type TimerSlot = Option<Box<KeptTimer>>;
+
+/// The timer a connection keeps, and the waker it was last registered with.
+#[derive(Debug)]
+pub struct KeptTimer {
+    sleep: Pin<Box<Sleep>>,
+    /// The waker of the task that last polled the timer: it stays registered until the timer
+    /// fires.
+    registered: Option<Waker>,
+}
 
 /// A stream that keeps a [`TimerSlot`] for its timed reads (see the module's documentation).
 pub trait ReusedTimer {
@@ -66,17 +78,34 @@ pub async fn timed<F: Future>(
             return Poll::Ready(Ok(output));
         }
         let deadline = *deadline.get_or_insert_with(|| Instant::now() + duration);
-        let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() > deadline {
+        let timer = slot.get_or_insert_with(|| {
+            Box::new(KeptTimer {
+                sleep: Box::pin(tokio::time::sleep_until(deadline)),
+                registered: None,
+            })
+        });
+        if timer.sleep.deadline() > deadline {
             // Set for a longer timeout than this read's.
-            timer.as_mut().reset(deadline);
+            timer.sleep.as_mut().reset(deadline);
+        }
+        let waker = cx.waker();
+        let armed_for_this_task = timer.registered.as_ref().is_some_and(|w| w.will_wake(waker));
+        if armed_for_this_task && !timer.sleep.is_elapsed() {
+            // Armed, not fired, and it wakes this task (its deadline is this read's or
+            // earlier): nothing to do until it fires.
+            return Poll::Pending;
         }
         loop {
-            match timer.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
+            match timer.sleep.as_mut().poll(cx) {
+                Poll::Pending => {
+                    if !armed_for_this_task {
+                        timer.registered = Some(waker.clone());
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(()) if Instant::now() >= deadline => return Poll::Ready(Err(Elapsed)),
                 // It fired for an earlier read's deadline: set it for this one's.
-                Poll::Ready(()) => timer.as_mut().reset(deadline),
+                Poll::Ready(()) => timer.sleep.as_mut().reset(deadline),
             }
         }
     })
