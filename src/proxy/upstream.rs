@@ -622,10 +622,18 @@ fn has_reserved_prefix(name: &[u8]) -> bool {
 /// every other character (`_`, `.`, …) to `_`, so `X_User_Id` or `X.User.Id` reads as
 /// `X-User-Id` there and could pass for an identity header.
 fn is_unconventional_name(name: &HeaderName) -> bool {
-    !name
-        .as_str()
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    /// The bytes of a conventional name: letters, digits and `-`.
+    const CONVENTIONAL: [bool; 256] = {
+        let mut conventional = [false; 256];
+        let mut byte = 0;
+        while byte < 256 {
+            let b = byte as u8;
+            conventional[byte] = b.is_ascii_alphanumeric() || b == b'-';
+            byte += 1;
+        }
+        conventional
+    };
+    !name.as_str().bytes().all(|b| CONVENTIONAL[usize::from(b)])
 }
 
 /// Removes the client headers that never pass: the gateway's own (`controlled`) and every
@@ -649,6 +657,26 @@ pub(super) fn strip_client_headers(request: &mut RequestHeader, controlled: &Con
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_of_other_characters_than_letters_digits_and_dashes_are_unconventional() {
+        for name in [
+            "x_user_id",
+            "x.user.id",
+            "x~user",
+            "x!y",
+            "a+b",
+            "x-user-id_",
+            "_",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("a token");
+            assert!(is_unconventional_name(&name), "{name}");
+        }
+        for name in ["x-user-id", "authorization", "x-9", "content-md5", "a"] {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("a token");
+            assert!(!is_unconventional_name(&name), "{name}");
+        }
+    }
 
     #[test]
     fn the_upstream_request_is_written_into_a_buffer_of_its_exact_size() {

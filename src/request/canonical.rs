@@ -133,7 +133,7 @@ pub fn canonical_path<'a>(
     if raw.first() != Some(&b'/') {
         return Err(PathRefusal::NotAbsolute);
     }
-    if is_canonical(raw, options) {
+    if is_plain(raw) || is_canonical(raw, options) {
         // Canonical paths are ASCII, so this cannot fail.
         if let Ok(path) = std::str::from_utf8(raw) {
             return Ok(Cow::Borrowed(path));
@@ -228,6 +228,32 @@ fn has_trailing_dot_or_space(segment: &[u8], options: PathOptions) -> bool {
         segment
     };
     !matches!(head, b"." | b"..") && (head.ends_with(b".") || head.ends_with(b"%20"))
+}
+
+/// The bytes of a plain path: letters, digits, `-`, `_`, `~` and `/` (see [`is_plain`]).
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        plain[byte] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'/');
+        byte += 1;
+    }
+    plain
+};
+
+/// The fastest path: `raw` starts with `/`, holds only [`PLAIN`] bytes, and no `/` follows
+/// another. Such a path is canonical under every [`PathOptions`] (no dot, no `%`, no `;`, no
+/// empty segment but a last one), as [`is_canonical`] would find, one table look a byte.
+fn is_plain(raw: &[u8]) -> bool {
+    let mut previous = 0u8;
+    for &byte in raw {
+        if !PLAIN[usize::from(byte)] || (byte == b'/' && previous == b'/') {
+            return false;
+        }
+        previous = byte;
+    }
+    raw.first() == Some(&b'/')
 }
 
 /// The fast path: whether `raw` already is canonical. May answer `false` for a canonical
@@ -416,6 +442,69 @@ fn resolve_segments(decoded: &str, options: PathOptions) -> Result<String, PathR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain path is one the full check finds canonical, under every option set; and the
+    /// paths it leaves to that check are the others (dots, `%`, `;`, `//`, anything else).
+    #[test]
+    fn a_plain_path_is_canonical_under_every_option() {
+        let alphabet = b"aZ9-_~/.%;:@!$&'()*+,= \\";
+        let options = [
+            PathOptions::default(),
+            PathOptions {
+                merge_slashes: false,
+                allow_semicolons: true,
+            },
+            PathOptions {
+                merge_slashes: true,
+                allow_semicolons: true,
+            },
+            PathOptions {
+                merge_slashes: false,
+                allow_semicolons: false,
+            },
+        ];
+        // Every path of up to five bytes from the alphabet, after a leading `/`.
+        let mut paths: Vec<Vec<u8>> = vec![b"/".to_vec()];
+        let mut frontier = paths.clone();
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for path in &frontier {
+                for &byte in alphabet {
+                    let mut longer = path.clone();
+                    longer.push(byte);
+                    next.push(longer);
+                }
+            }
+            paths.extend(next.iter().cloned());
+            frontier = next;
+        }
+        let mut plain = 0;
+        for path in &paths {
+            if !is_plain(path) {
+                continue;
+            }
+            plain += 1;
+            for option in options {
+                assert!(
+                    is_canonical(path, option),
+                    "{:?}",
+                    String::from_utf8_lossy(path)
+                );
+            }
+        }
+        assert!(plain > 1000, "{plain}");
+        for refused in [
+            &b"/a//b"[..],
+            b"/a/./b",
+            b"/a/b.",
+            b"/a%41",
+            b"/a;b",
+            b"a/b",
+            b"",
+        ] {
+            assert!(!is_plain(refused), "{:?}", String::from_utf8_lossy(refused));
+        }
+    }
     use PathRefusal::*;
 
     /// Default options: slashes merged, semicolons refused.
