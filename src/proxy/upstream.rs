@@ -1206,6 +1206,7 @@ mod tests {
 /// from one read to the next, and each read is still cut at its own deadline, no sooner.
 #[cfg(test)]
 mod reused_timer_tests {
+    use std::future::Future;
     use std::time::Duration;
 
     use pingora::protocols::reused_timer::{timed, TimerSlot};
@@ -1297,6 +1298,36 @@ mod reused_timer_tests {
             .expect("the second task was woken")
             .expect("second task");
         assert_eq!(outcome, (false, Duration::from_secs(5)));
+    }
+
+    /// A read whose operation used up the task's budget (Tokio's cooperative scheduling) before
+    /// the timer was first polled: the timer is armed all the same, and cuts the read.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_that_used_up_the_task_budget_is_still_cut_at_its_deadline() {
+        let task = tokio::spawn(async {
+            let mut slot = None;
+            let started = Instant::now();
+            let mut first = true;
+            let operation = std::future::poll_fn(|cx| {
+                if std::mem::take(&mut first) {
+                    // Spend the budget: `consume_budget` is refused once it is gone.
+                    let spent = (0..10_000).any(|_| {
+                        std::pin::pin!(tokio::task::consume_budget())
+                            .poll(cx)
+                            .is_pending()
+                    });
+                    assert!(spent, "the budget ran out");
+                }
+                std::task::Poll::<()>::Pending
+            });
+            let result = timed(Some(&mut slot), Duration::from_secs(5), operation).await;
+            (result.is_err(), started.elapsed())
+        });
+        let outcome = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the read was woken by its timer")
+            .expect("task");
+        assert_eq!(outcome, (true, Duration::from_secs(5)));
     }
 
     /// A read that waits several times on one task (woken by its operation before the

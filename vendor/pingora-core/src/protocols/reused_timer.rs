@@ -41,8 +41,9 @@ pub type TimerSlot = Option<Box<KeptTimer>>;
 #[derive(Debug)]
 pub struct KeptTimer {
     sleep: Pin<Box<Sleep>>,
-    /// The waker of the task that last polled the timer: it stays registered until the timer
-    /// fires.
+    /// The waker of the task that last polled the timer (and got `Pending`): it stays
+    /// registered until the timer fires. Kept until another task polls it, so an idle pooled
+    /// connection keeps its last task's allocation alive, as the armed timer itself does.
     registered: Option<Waker>,
 }
 
@@ -96,7 +97,13 @@ pub async fn timed<F: Future>(
             return Poll::Pending;
         }
         loop {
-            match timer.sleep.as_mut().poll(cx) {
+            // Polled outside the task's budget, as Tokio's own `Timeout` polls its timer: a
+            // timer poll refused for want of budget would return `Pending` without
+            // registering the waker (or arming the timer), and the check above would then
+            // wait on a timer that never wakes this task.
+            let poll = std::pin::pin!(tokio::task::coop::unconstrained(timer.sleep.as_mut()))
+                .poll(cx);
+            match poll {
                 Poll::Pending => {
                     if !armed_for_this_task {
                         timer.registered = Some(waker.clone());
