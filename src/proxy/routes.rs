@@ -34,10 +34,19 @@ pub struct ResolvedUpstream {
 /// One route's upstream addresses, replaced whole when a lookup changes them.
 type Addresses = Arc<ArcSwap<Vec<ResolvedUpstream>>>;
 
+/// A route's upstream addresses as requests read them.
+enum RouteAddresses {
+    /// Every upstream is an IP address: nothing ever changes them.
+    Fixed(Vec<ResolvedUpstream>),
+    /// Some upstream is a host name: resolved again in the background (see
+    /// [`UpstreamResolver`]), which swaps them in whole.
+    Resolved(Addresses),
+}
+
 /// A route with its resolved upstreams and its round-robin counter.
 struct RouteEntry {
     route: Route,
-    upstreams: Addresses,
+    upstreams: RouteAddresses,
     next: AtomicUsize,
 }
 
@@ -94,6 +103,14 @@ fn pick(answers: &[SocketAddr], last: Option<SocketAddr>) -> Option<SocketAddr> 
         Some(last) if answers.contains(&last) => Some(last),
         _ => answers.first().copied(),
     }
+}
+
+/// True when some upstream of `route` is a host name (not an IP address and port).
+fn has_host_name(route: &Route) -> bool {
+    route
+        .upstreams
+        .iter()
+        .any(|u| u.address.parse::<SocketAddr>().is_err())
 }
 
 /// Resolves every upstream of a route with `lookup`.
@@ -165,9 +182,13 @@ impl RouteTable {
         for route in routes {
             let resolved = resolve_all(&route.upstreams, lookup)
                 .map_err(|e| format!("routes[{}].upstream: {e}", route.index))?;
+            let upstreams = match has_host_name(&route) {
+                false => RouteAddresses::Fixed(resolved),
+                true => RouteAddresses::Resolved(Arc::new(ArcSwap::from_pointee(resolved))),
+            };
             table.push(RouteEntry {
                 route,
-                upstreams: Arc::new(ArcSwap::from_pointee(resolved)),
+                upstreams,
                 next: AtomicUsize::new(0),
             });
         }
@@ -225,12 +246,17 @@ impl RouteTable {
     /// The next upstream of the route at `index`, round-robin, with its current address.
     pub fn next_upstream(&self, index: usize) -> Option<ResolvedUpstream> {
         let entry = self.routes.get(index)?;
-        let upstreams = entry.upstreams.load();
-        if upstreams.is_empty() {
-            return None;
+        let next = |upstreams: &[ResolvedUpstream]| match upstreams.len() {
+            0 | 1 => upstreams.first().cloned(),
+            len => {
+                let n = entry.next.fetch_add(1, Ordering::Relaxed);
+                upstreams.get(n % len).cloned()
+            }
+        };
+        match &entry.upstreams {
+            RouteAddresses::Fixed(upstreams) => next(upstreams),
+            RouteAddresses::Resolved(addresses) => next(&addresses.load()),
         }
-        let n = entry.next.fetch_add(1, Ordering::Relaxed);
-        upstreams.get(n % upstreams.len()).cloned()
     }
 
     /// What re-resolves this table's host names; `None` when every upstream is an IP address.
@@ -238,18 +264,11 @@ impl RouteTable {
         let routes: Vec<(usize, Vec<Upstream>, Addresses)> = self
             .routes
             .iter()
-            .filter(|e| {
-                e.route
-                    .upstreams
-                    .iter()
-                    .any(|u| u.address.parse::<SocketAddr>().is_err())
-            })
-            .map(|e| {
-                (
-                    e.route.index,
-                    e.route.upstreams.clone(),
-                    e.upstreams.clone(),
-                )
+            .filter_map(|e| match &e.upstreams {
+                RouteAddresses::Fixed(_) => None,
+                RouteAddresses::Resolved(addresses) => {
+                    Some((e.route.index, e.route.upstreams.clone(), addresses.clone()))
+                }
             })
             .collect();
         (!routes.is_empty()).then_some(UpstreamResolver { routes })
