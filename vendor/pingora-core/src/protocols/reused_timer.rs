@@ -86,8 +86,11 @@ pub async fn timed<F: Future>(
             })
         });
         if timer.sleep.deadline() > deadline {
-            // Set for a longer timeout than this read's.
+            // Set for a longer timeout than this read's. Polled again below: Tokio's default
+            // timer keeps the registered waker through a reset, but its alternative one
+            // (`enable_alt_timer`) starts a new entry without one.
             timer.sleep.as_mut().reset(deadline);
+            timer.registered = None;
         }
         let waker = cx.waker();
         let armed_for_this_task = timer.registered.as_ref().is_some_and(|w| w.will_wake(waker));
