@@ -182,7 +182,7 @@ impl<V: Clone> TokenCache<V> {
 /// [`crate::auth::aes_pmac`]), else the `pmac` crate; both give the same tags.
 enum Mac {
     #[cfg(target_arch = "x86_64")]
-    Ni(crate::auth::aes_pmac::NiPmac),
+    Ni(Box<crate::auth::aes_pmac::NiPmac>),
     Generic(Box<pmac::Pmac<aes::Aes128>>),
 }
 
@@ -191,7 +191,7 @@ impl Mac {
     fn new(key: &[u8; 16]) -> Option<Mac> {
         #[cfg(target_arch = "x86_64")]
         if let Some(ni) = crate::auth::aes_pmac::NiPmac::new(key) {
-            return Some(Mac::Ni(ni));
+            return Some(Mac::Ni(Box::new(ni)));
         }
         <pmac::Pmac<aes::Aes128> as pmac::Mac>::new_from_slice(key)
             .ok()
