@@ -469,6 +469,15 @@ fn is_canonical(uuid: Uuid, text: &str) -> bool {
 mod tests {
     use super::*;
 
+    use serde_json::json;
+
+    fn verified(claims: Value) -> VerifiedClaims {
+        let Value::Object(map) = claims else {
+            panic!("an object")
+        };
+        VerifiedClaims::from_claims(map, "k1".into()).expect("claims")
+    }
+
     #[test]
     fn a_uuid_sub_in_another_form_is_kept_as_written() {
         let plan = Arc::new(ClaimPlan::of(&[], &[]));
@@ -490,14 +499,6 @@ mod tests {
         let claims = json!({"exp": 100, "sub": sub.to_string()});
         let token = interner.compact(&verified(claims), &plan);
         assert_eq!(token.subject_text(), None);
-    }
-    use serde_json::json;
-
-    fn verified(claims: Value) -> VerifiedClaims {
-        let Value::Object(map) = claims else {
-            panic!("an object")
-        };
-        VerifiedClaims::from_claims(map, "k1".into()).expect("claims")
     }
 
     #[test]

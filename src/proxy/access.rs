@@ -92,8 +92,9 @@ pub fn route_label(route: &Route) -> String {
 }
 
 /// The user of a verified token as the access log shows it: `sub`, a UUID in its canonical form
-/// (lowercase, hyphenated) as is, any other string (a UUID in braces or upper case too) with its control characters and backslashes escaped as `escape_debug` does, and `"`
-/// and every other whitespace character (a space, a no-break space…) as `\u{…}`, so it can
+/// (lowercase, hyphenated) as is, any other string (a UUID in braces or upper case too) with
+/// its control characters and backslashes escaped as `escape_debug` does, and `"` and every
+/// other whitespace character (a space, a no-break space…) as `\u{…}`, so it can
 /// neither break the line nor end its field (a `sub` of `a status=200` would otherwise read as
 /// a second `status` field in a text line); nothing without one.
 pub struct User<'a>(pub &'a CachedToken);
@@ -370,9 +371,7 @@ impl Gateway {
         }
         .write();
     }
-}
 
-impl Gateway {
     /// Records a request the engine refused and answered itself before any phase ran (a request
     /// it cannot read one way only, a method it does not serve; see
     /// `pingora::protocols::http::refusals`): in the request histogram and, when the access log

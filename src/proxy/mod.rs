@@ -596,12 +596,8 @@ impl Gateway {
     /// block is over `limits.maxHeaderBytes`.
     fn check_header_size(&self, session: &Session) -> Result<()> {
         let header = session.req_header();
-        let header_bytes: usize = header
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>()
-            + header.raw_path().len();
+        // Each field as `name: value` and its line end, and the target.
+        let header_bytes = header.h1_wire_len() + header.raw_path().len();
         if header_bytes > self.settings.max_header_bytes {
             return Error::e_explain(HTTPStatus(431), "request headers over the limit");
         }

@@ -623,16 +623,7 @@ fn has_reserved_prefix(name: &[u8]) -> bool {
 /// `X-User-Id` there and could pass for an identity header.
 fn is_unconventional_name(name: &HeaderName) -> bool {
     /// The bytes of a conventional name: letters, digits and `-`.
-    const CONVENTIONAL: [bool; 256] = {
-        let mut conventional = [false; 256];
-        let mut byte = 0;
-        while byte < 256 {
-            let b = byte as u8;
-            conventional[byte] = b.is_ascii_alphanumeric() || b == b'-';
-            byte += 1;
-        }
-        conventional
-    };
+    const CONVENTIONAL: [bool; 256] = crate::request::alphanumeric_or(b"-");
     !name.as_str().bytes().all(|b| CONVENTIONAL[usize::from(b)])
 }
 
@@ -1226,6 +1217,16 @@ mod reused_timer_tests {
         (result.is_ok(), started.elapsed())
     }
 
+    /// What `task` returns, run on a task of its own; fails when nothing woke it within 30 s.
+    async fn on_its_own_task<T: Send + 'static>(
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> T {
+        tokio::time::timeout(Duration::from_secs(30), tokio::spawn(task))
+            .await
+            .expect("the task was woken")
+            .expect("the task ended")
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_read_that_never_ends_is_cut_at_its_deadline() {
         let mut slot = None;
@@ -1281,30 +1282,25 @@ mod reused_timer_tests {
     async fn a_timer_kept_by_one_task_wakes_the_next_task_that_reads() {
         let mut slot = None;
         // The first task arms the timer (for second 5) and finishes its read at second 1.
-        let (slot_back, first) = tokio::spawn(async move {
+        let (slot_back, first) = on_its_own_task(async move {
             let outcome = read(&mut slot, 5, Some(1)).await;
             (slot, outcome)
         })
-        .await
-        .expect("first task");
+        .await;
         assert_eq!(first, (true, Duration::from_secs(1)));
         assert!(slot_back.is_some());
         let mut slot = slot_back;
         // A second task's read that never ends: the timer is set for the first task's
         // deadline (second 5) and must wake this task, which is cut at second 6.
-        let second = tokio::spawn(async move { read(&mut slot, 5, None).await });
-        let outcome = tokio::time::timeout(Duration::from_secs(30), second)
-            .await
-            .expect("the second task was woken")
-            .expect("second task");
-        assert_eq!(outcome, (false, Duration::from_secs(5)));
+        let second = on_its_own_task(async move { read(&mut slot, 5, None).await }).await;
+        assert_eq!(second, (false, Duration::from_secs(5)));
     }
 
     /// A read whose operation used up the task's budget (Tokio's cooperative scheduling) before
     /// the timer was first polled: the timer is armed all the same, and cuts the read.
     #[tokio::test(start_paused = true)]
     async fn a_read_that_used_up_the_task_budget_is_still_cut_at_its_deadline() {
-        let task = tokio::spawn(async {
+        let outcome = on_its_own_task(async {
             let mut slot = None;
             let started = Instant::now();
             let mut first = true;
@@ -1322,11 +1318,8 @@ mod reused_timer_tests {
             });
             let result = timed(Some(&mut slot), Duration::from_secs(5), operation).await;
             (result.is_err(), started.elapsed())
-        });
-        let outcome = tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .expect("the read was woken by its timer")
-            .expect("task");
+        })
+        .await;
         assert_eq!(outcome, (true, Duration::from_secs(5)));
     }
 

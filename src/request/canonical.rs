@@ -231,16 +231,7 @@ fn has_trailing_dot_or_space(segment: &[u8], options: PathOptions) -> bool {
 }
 
 /// The bytes of a plain path: letters, digits, `-`, `_`, `~` and `/` (see [`is_plain`]).
-const PLAIN: [bool; 256] = {
-    let mut plain = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        plain[byte] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'/');
-        byte += 1;
-    }
-    plain
-};
+const PLAIN: [bool; 256] = super::alphanumeric_or(b"-_~/");
 
 /// The fastest path: `raw` starts with `/`, holds only [`PLAIN`] bytes, and no `/` follows
 /// another. Such a path is canonical under every [`PathOptions`] (no dot, no `%`, no `;`, no

@@ -176,19 +176,12 @@ pub fn request_host<'a>(
     if values.next().is_some() {
         return Err(());
     }
-    let mut header_as_sent = None;
     let from_header = match header {
         None => None,
         Some(value) => {
             let text = value.to_str().map_err(|_| ())?;
-            header_as_sent = Some(text);
             Some(canonical_authority(text, default_port).ok_or(())?)
         }
-    };
-    // The canonical host is the header as sent when it is the header's own text, unchanged.
-    let as_sent = |host: &Cow<'a, str>| match (host, header_as_sent) {
-        (Cow::Borrowed(host), Some(text)) => std::ptr::eq(*host, text),
-        _ => false,
     };
     let from_target = match target_authority {
         None => None,
@@ -197,7 +190,8 @@ pub fn request_host<'a>(
     match (from_header, from_target) {
         (Some(header), Some(target)) if header != target => Err(()),
         (Some(host), _) => {
-            let sent = as_sent(&host);
+            // Borrowed: the header's own text, already canonical (see `canonical_authority`).
+            let sent = matches!(host, Cow::Borrowed(_));
             Ok((host, sent))
         }
         (None, Some(host)) => Ok((host, false)),
@@ -363,6 +357,17 @@ mod tests {
         let one = |hosts: &[&str], target: Option<&str>| {
             request_host(&headers(hosts), target, 80).map(|(host, _)| host.into_owned())
         };
+        // Whether the canonical host is the `Host` header byte for byte.
+        let as_sent = |hosts: &[&str], target: Option<&str>| {
+            request_host(&headers(hosts), target, 80).map(|(_, sent)| sent)
+        };
+        assert_eq!(as_sent(&["a.example"], None), Ok(true));
+        assert_eq!(as_sent(&["a.example:8080"], None), Ok(true));
+        assert_eq!(as_sent(&["a.example"], Some("A.example:80")), Ok(true));
+        for spelled_otherwise in ["A.example", "a.example.", "a.example:80", "a.example:080"] {
+            assert_eq!(as_sent(&[spelled_otherwise], None), Ok(false));
+        }
+        assert_eq!(as_sent(&[], Some("a.example")), Ok(false));
         assert_eq!(one(&["A.example."], None), Ok("a.example".into()));
         assert_eq!(one(&[], Some("a.example:80")), Ok("a.example".into()));
         assert_eq!(

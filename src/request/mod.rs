@@ -12,3 +12,20 @@ pub mod credentials;
 pub mod forwarded;
 pub mod host;
 pub mod target;
+
+/// A table of the bytes that are ASCII letters or digits or one of `extra`: one look a byte for
+/// the hot path's scans (a canonical path, a conventional header name).
+pub(crate) const fn alphanumeric_or(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let mut at = 0;
+    while at < extra.len() {
+        table[extra[at] as usize] = true;
+        at += 1;
+    }
+    table
+}

@@ -2,7 +2,6 @@
 //! only, a method it does not serve) before any proxy phase runs, so a proxy can log it like
 //! the requests its phases answer. Vendored addition, see `vendor/README.md`.
 
-use std::net::SocketAddr as StdSocketAddr;
 use std::sync::OnceLock;
 
 /// A request the engine refused and answered itself.
@@ -14,8 +13,6 @@ pub struct Refusal<'a> {
     /// The request target as read (the query string included: the hook decides what it
     /// shows); empty when the request could not be read.
     pub target: &'a [u8],
-    /// The client's address, when it is an IP one.
-    pub client: Option<StdSocketAddr>,
 }
 
 /// What the hook is called with.

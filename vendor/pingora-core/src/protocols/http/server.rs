@@ -627,7 +627,6 @@ impl Session {
             status,
             method: header.map_or("", |h| h.method.as_str()),
             target: header.map_or(b"", |h| h.raw_path()),
-            client: self.client_addr().and_then(|a| a.as_inet()).copied(),
         });
     }
 
