@@ -204,7 +204,7 @@ impl Gateway {
     async fn allow(&self, session: &mut Session, ctx: &RequestContext) -> Result<()> {
         let cookies = self.session_cookies(ctx);
         let mut header = ResponseHeader::build(200, Some(8 + self.identity_names.len()))?;
-        for (identity, value) in self.identity_values(ctx) {
+        for (_, identity, value) in self.identity_values(ctx) {
             header.append_header(identity.written.clone(), value.clone())?;
         }
         for name in &self.identity_names {

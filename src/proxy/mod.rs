@@ -476,6 +476,9 @@ pub struct Gateway {
     /// Each route's latency histograms of allowed requests and of its upstream, resolved once.
     allowed_durations: Vec<prometheus::Histogram>,
     upstream_durations: Vec<prometheus::Histogram>,
+    /// Each route's identity headers as the starts of their HTTP/1 lines, spelling checked once
+    /// (see [`upstream::identity_lines`]), by position in the table.
+    identity_lines: Vec<Vec<Option<pingora::http::SpelledName>>>,
     /// Every identity header any route sets, and the client headers no upstream gets (see
     /// [`upstream::ControlledHeaders`]): stripped from every client request.
     controlled_headers: upstream::ControlledHeaders,
@@ -506,6 +509,7 @@ impl Gateway {
     ) -> Self {
         let controlled_headers = upstream::ControlledHeaders::of(&routes);
         let identity_names = upstream::identity_names(&routes);
+        let identity_lines = routes.iter().map(upstream::identity_lines).collect();
         pingora::protocols::http::v1::server::set_upstream_header_room(upstream::header_room(
             &routes,
         ));
@@ -550,6 +554,7 @@ impl Gateway {
             route_labels,
             allowed_durations,
             upstream_durations,
+            identity_lines,
             context,
             tokens,
             metrics,

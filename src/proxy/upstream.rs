@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use gatehouse_plugin_api::credentials::bearer_token;
 use gatehouse_plugin_api::ClaimHeader;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST, TE, UPGRADE};
-use pingora::http::{HeaderLines, HeaderLinesBuilder};
+use pingora::http::{HeaderLines, HeaderLinesBuilder, SpelledName};
 use pingora::prelude::*;
 use pingora::protocols::ALPN;
 use pingora::proxy::Session;
@@ -180,15 +180,15 @@ impl Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &RequestContext,
     ) -> Result<()> {
-        if self.route(ctx).is_none() {
+        let Some(spelled) = ctx.route.and_then(|i| self.identity_lines.get(i)) else {
             return Error::e_explain(InternalError, "no route");
-        }
+        };
         let mut values = self.identity_values(ctx).peekable();
         if values.peek().is_none() {
             return Ok(());
         }
         if upstream_request.version == http::Version::HTTP_2 {
-            for (header, value) in values {
+            for (_, header, value) in values {
                 upstream_request.insert_parsed_header(
                     &header.name,
                     header.written.clone(),
@@ -200,28 +200,32 @@ impl Gateway {
         let forwarding = upstream_request.wire_suffix().cloned().unwrap_or_default();
         let mut lines = HeaderLinesBuilder::with_capacity(forwarding.as_bytes().len() + 128);
         lines.extend(&forwarding);
-        for (header, value) in values {
-            lines.push(&header.name, &header.written, value)?;
+        for (at, _, value) in values {
+            let Some(Some(spelled)) = spelled.get(at) else {
+                return Error::e_explain(InvalidHTTPHeader, "identity header spelling");
+            };
+            lines.push_spelled(spelled, value);
         }
         upstream_request.set_wire_suffix(lines.build());
         Ok(())
     }
 
-    /// The identity headers of the request's route (name, and name as written in the
-    /// configuration), with their values from the claims of the token that passed its policy;
-    /// none without such a token (or a route), and none for a claim the token does not carry.
+    /// The identity headers of the request's route (position in the route's list, name, and
+    /// name as written in the configuration), with their values from the claims of the token
+    /// that passed its policy; none without such a token (or a route), and none for a claim the
+    /// token does not carry.
     pub(super) fn identity_values<'a>(
         &'a self,
         ctx: &'a RequestContext,
-    ) -> impl Iterator<Item = (&'a IdentityHeader, &'a http::HeaderValue)> + 'a {
+    ) -> impl Iterator<Item = (usize, &'a IdentityHeader, &'a http::HeaderValue)> + 'a {
         let headers = match (self.route(ctx), &ctx.identity) {
             (Some(route), Some(_)) => route.identity_headers.as_slice(),
             _ => &[],
         };
-        headers.iter().filter_map(move |header| {
+        headers.iter().enumerate().filter_map(move |(at, header)| {
             let claims = ctx.identity.as_ref()?;
             match claims.header_value(&header.claim) {
-                ClaimHeader::Value(value) => Some((header, value)),
+                ClaimHeader::Value(value) => Some((at, header, value)),
                 _ => None,
             }
         })
@@ -243,6 +247,17 @@ pub(super) fn header_room(routes: &RouteTable) -> usize {
         .max()
         .unwrap_or(0);
     3 + identity
+}
+
+/// The starts of the HTTP/1 lines of `route`'s identity headers (`Name: ` as the configuration
+/// spells it), in its order. The configuration parses each name from its spelling, so each
+/// is `Some`; `None` (a spelling of another name) fails the requests that would send it.
+pub(super) fn identity_lines(route: &crate::config::Route) -> Vec<Option<SpelledName>> {
+    route
+        .identity_headers
+        .iter()
+        .map(|h| SpelledName::new(h.name.clone(), &h.written).ok())
+        .collect()
 }
 
 /// Every identity header any route sets, sorted by name, each once.
@@ -949,6 +964,55 @@ mod tests {
         request.set_wire_suffix(HeaderLines::default());
         assert!(request.wire_suffix().is_none());
         assert_eq!(wire(&request), "Accept: */*\r\n");
+    }
+
+    /// A name spelled once is only made from a spelling of that name, and its lines are the
+    /// ones `push` writes; every route's identity headers, as the configuration reads them,
+    /// are spelled (none is left `None`, which would fail its requests).
+    #[test]
+    fn a_spelled_name_writes_the_lines_push_writes_and_only_of_its_name() {
+        let roles = HeaderName::from_static("x-user-roles");
+        for spelling in [&b"X-User-Roles "[..], b"X_User_Roles", b"X-User-Role", b""] {
+            assert!(
+                SpelledName::new(roles.clone(), spelling).is_err(),
+                "{spelling:?}"
+            );
+        }
+        let value = HeaderValue::from_static("a, b");
+        for spelling in [&b"X-User-Roles"[..], b"x-user-roles", b"X-USER-roles"] {
+            let spelled = SpelledName::new(roles.clone(), spelling).expect("a spelling");
+            assert_eq!(spelled.spelling(), spelling);
+            assert_eq!(spelled.name(), &roles);
+            let (mut once, mut each) = (
+                HeaderLinesBuilder::with_capacity(8),
+                HeaderLinesBuilder::with_capacity(8),
+            );
+            once.push_spelled(&spelled, &value);
+            each.push(&roles, spelling, &value).expect("a spelling");
+            assert_eq!(once.build(), each.build());
+        }
+        let config = crate::config::parse(
+            "listen: 127.0.0.1:0\nstore: sqlite://g.db\nroutes:\n  - path: /\n    upstream: \
+             http://127.0.0.1:1\n    identityHeaders: \
+             {X-User-Id: sub, x-USER-roles: roles, X-Tenant: tid}\n",
+            std::path::Path::new("/etc/gatehouse"),
+            |_| None,
+        )
+        .expect("config");
+        let lines = identity_lines(&config.routes[0]);
+        let spellings: Vec<&[u8]> = lines
+            .iter()
+            .map(|l| l.as_ref().expect("spelled").spelling())
+            .collect();
+        let written: Vec<&[u8]> = config.routes[0]
+            .identity_headers
+            .iter()
+            .map(|h| &h.written[..])
+            .collect();
+        assert_eq!(spellings, written, "in the route's order");
+        let mut sorted = spellings.clone();
+        sorted.sort();
+        assert_eq!(sorted, [&b"X-Tenant"[..], b"X-User-Id", b"x-USER-roles"]);
     }
 
     /// A parsed name with its spelling goes on the wire as `insert_header` puts it, replacing

@@ -1105,6 +1105,41 @@ impl HeaderLines {
     }
 }
 
+/// A header name with a spelling of it (the same name, in any letter case), checked once when
+/// made: the start of its lines, `spelling: `, for [HeaderLinesBuilder::push_spelled].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpelledName {
+    name: HeaderName,
+    /// `spelling: `.
+    prefix: Bytes,
+}
+
+impl SpelledName {
+    /// `name` as `spelling` writes it. Refused when `spelling` is not a spelling of `name`.
+    pub fn new(name: HeaderName, spelling: &[u8]) -> Result<Self> {
+        if !spelling.eq_ignore_ascii_case(name.as_str().as_bytes()) {
+            return Error::e_explain(InvalidHTTPHeader, "header line spelling of another name");
+        }
+        let mut prefix = Vec::with_capacity(spelling.len() + 2);
+        prefix.extend_from_slice(spelling);
+        prefix.extend_from_slice(b": ");
+        Ok(SpelledName {
+            name,
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The name.
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+
+    /// The spelling on the wire.
+    pub fn spelling(&self) -> &[u8] {
+        &self.prefix[..self.prefix.len() - 2]
+    }
+}
+
 /// Builds [HeaderLines].
 #[derive(Debug, Default)]
 pub struct HeaderLinesBuilder(bytes::BytesMut);
@@ -1131,6 +1166,14 @@ impl HeaderLinesBuilder {
         self.0.extend_from_slice(value.as_bytes());
         self.0.extend_from_slice(b"\r\n");
         Ok(())
+    }
+
+    /// Appends the line `spelling: value` of a name whose spelling was checked when the
+    /// [SpelledName] was made.
+    pub fn push_spelled(&mut self, name: &SpelledName, value: &HeaderValue) {
+        self.0.extend_from_slice(&name.prefix);
+        self.0.extend_from_slice(value.as_bytes());
+        self.0.extend_from_slice(b"\r\n");
     }
 
     /// The lines appended.
