@@ -509,7 +509,12 @@ impl Gateway {
     ) -> Self {
         let controlled_headers = upstream::ControlledHeaders::of(&routes);
         let identity_names = upstream::identity_names(&routes);
-        let identity_lines = routes.iter().map(upstream::identity_lines).collect();
+        let identity_lines: Vec<Vec<_>> = routes.iter().map(upstream::identity_lines).collect();
+        if identity_lines.iter().flatten().any(Option::is_none) {
+            // Not reachable from a validated configuration (each name is parsed from its
+            // spelling); said at start rather than only in each refused request.
+            tracing::error!("an identity header's spelling is not of its name: its requests fail");
+        }
         pingora::protocols::http::v1::server::set_upstream_header_room(upstream::header_room(
             &routes,
         ));

@@ -577,6 +577,52 @@ fn the_upstream_receives_exactly_this_header_block() {
     }
 }
 
+/// A verified request's upstream header block, byte for byte: the verified Bearer token kept,
+/// the gateway's forwarding lines, then the route's identity headers in the configuration's
+/// spelling and order, a header whose claim the token lacks left out (so the ones after it
+/// keep their own names).
+#[test]
+fn the_identity_lines_follow_the_forwarding_lines_as_configured() {
+    let upstream = RecordingUpstream::start();
+    let gw = gateway_to(
+        &upstream,
+        Options {
+            extra_routes: format!(
+                "  - path: /who\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}}}\n    \
+                 identityHeaders: {{x-USER-roles: roles, X-Absent: nosuchclaim, X-User-Id: sub}}\n"
+            ),
+            ..Default::default()
+        },
+    );
+    let user = Uuid::new_v4();
+    let token = gw.token(Algorithm::RS256, &claims(user, APP, &["user", "admin"]));
+    let headers = [
+        format!("Authorization: Bearer {token}"),
+        "X-User-Id: spoofed".into(),
+    ];
+    for _ in 0..2 {
+        let (status, response) = get(&gw, "/who", &headers);
+        assert_eq!(status, 200, "{response}");
+        let head = raw_body(&response)["head"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            head,
+            format!(
+                "GET /who HTTP/1.1\r\n\
+                 Host: 127.0.0.1\r\n\
+                 Authorization: Bearer {token}\r\n\
+                 X-Forwarded-For: 127.0.0.1\r\n\
+                 X-Forwarded-Proto: http\r\n\
+                 X-User-Id: {user}\r\n\
+                 x-USER-roles: user,admin"
+            ),
+            "{response}"
+        );
+    }
+}
+
 /// A token signed with the RS256 test key, with this header.
 fn token_with_header(gw: &TestGateway, header: Value, claims: &Value) -> String {
     use base64::Engine;
