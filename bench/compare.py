@@ -184,7 +184,7 @@ def summary(results_path):
             extra.append((kind, name, values))
     med = {name: [median([r[i] for r in rs]) for i in range(4)] for name, rs in rows.items()}
     if med:
-        summary_rows(med, labels, order, latency)
+        summary_rows(med, labels, order, latency, rows)
     if latency:
         summary_latency(latency, labels, order, base)
     if mixed:
@@ -201,9 +201,18 @@ def latency_median(runs, column):
     return median([values[column] for values in runs.values()])
 
 
-def summary_rows(med, labels, order, latency):
+def paired(rows, a, b, column, inverse=False):
+    """The median over rounds of a's `column` over b's in the same round (b's over a's when
+    `inverse`): a round's slow or fast moment weighs on both sides of its ratio."""
+    pairs = zip(rows[a], rows[b])
+    return median([(y[column] / x[column]) if inverse else (x[column] / y[column])
+                   for x, y in pairs])
+
+
+def summary_rows(med, labels, order, latency, rows):
     """The proxy rows' table (saturation, wrk closed loop; then the fixed-rate p99 of each
-    percentage when the latency part ran) and their ratios."""
+    percentage when the latency part ran) and their ratios: of the medians, the median of the
+    rounds' own ratios, and of each side's least CPU per request (noise only adds to it)."""
     percents = sorted(latency)
     extra = "".join(f" p99 µs at {p}% (open loop) |" for p in percents)
     print("| target | req/s (median) | CPU µs per request | p50 µs | p99 µs |" + extra)
@@ -220,11 +229,15 @@ def summary_rows(med, labels, order, latency):
     ratios = [("open", "bare"), ("rs256", "bare"), ("rs256", "open"), ("es256", "open"),
               ("hs256", "open"), ("remote", "rs256"), ("rs256", "haproxy_jwt"),
               ("rs256", "mod_oauth2"), ("forward_auth", "nginx_pass"), ("bare", "haproxy")]
-    print("| ratio | req/s | CPU cost (inverse) |")
-    print("| --- | --- | --- |")
+    print("| ratio | req/s | CPU cost (inverse) | req/s, by round | CPU cost, by round "
+          "| least CPU cost |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for a, b in ratios:
         if a in med and b in med:
-            print(f"| {a} / {b} | {med[a][0] / med[b][0]:.3f} | {med[b][1] / med[a][1]:.3f} |")
+            least = min(r[1] for r in rows[b]) / min(r[1] for r in rows[a])
+            print(f"| {a} / {b} | {med[a][0] / med[b][0]:.3f} | {med[b][1] / med[a][1]:.3f} "
+                  f"| {paired(rows, a, b, 0):.3f} | {paired(rows, a, b, 1, inverse=True):.3f} "
+                  f"| {least:.3f} |")
     for protected in ("rs256", "es256", "hs256", "remote"):
         if protected in med and "open" in med:
             print(f"| added p99 at saturation (wrk), {protected} over open | {med[protected][3] - med['open'][3]:+.0f} µs | |")
