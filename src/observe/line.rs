@@ -207,21 +207,20 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
-/// `value` in decimal, zero-padded to `width` digits.
+/// `value` in decimal, zero-padded to `width` digits: the digits written in place, last first,
+/// over the zeros of the padding.
 fn push_padded(into: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
+    let digits = (value.checked_ilog10().unwrap_or(0) as usize + 1).max(width);
+    let start = into.len();
+    into.resize(start + digits, b'0');
     let mut rest = value;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
+    for slot in into[start..].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
         rest /= 10;
         if rest == 0 {
             break;
         }
     }
-    let start = at.min(digits.len() - width.min(digits.len()));
-    into.extend_from_slice(&digits[start..]);
 }
 
 /// `value` in decimal.
@@ -534,6 +533,14 @@ mod tests {
         let mut line = Vec::new();
         push_padded(&mut line, 42, 6);
         assert_eq!(text(line), "000042");
+        let values = (0..1_100).chain([9_999, 10_000, 999_999, 1_000_000, u64::MAX / 7, u64::MAX]);
+        for value in values {
+            for width in [0, 1, 2, 4, 6, 20, 22] {
+                let mut line = b"before ".to_vec();
+                push_padded(&mut line, value, width);
+                assert_eq!(text(line), format!("before {value:0width$}"), "{value} {width}");
+            }
+        }
     }
 
     #[test]
