@@ -538,7 +538,11 @@ mod tests {
             for width in [0, 1, 2, 4, 6, 20, 22] {
                 let mut line = b"before ".to_vec();
                 push_padded(&mut line, value, width);
-                assert_eq!(text(line), format!("before {value:0width$}"), "{value} {width}");
+                assert_eq!(
+                    text(line),
+                    format!("before {value:0width$}"),
+                    "{value} {width}"
+                );
             }
         }
     }

@@ -533,6 +533,16 @@ fn client_headers_that_could_pass_for_identity_headers_are_dropped() {
     );
 }
 
+/// `GET target` with these header lines, which must be answered 200 by the recording upstream:
+/// the request head the upstream received (without its last line end), and the answer.
+fn upstream_head(gw: &TestGateway, target: &str, headers: &[String]) -> (String, String) {
+    let (status, response) = get(gw, target, headers);
+    assert_eq!(status, 200, "{response}");
+    let body = raw_body(&response);
+    let head = body["head"].as_str().unwrap_or_default().to_string();
+    (head, response)
+}
+
 /// The upstream's header block, byte for byte: header names in the client's case and order
 /// (a removal may move the last field into the removed one's place: RFC 9110 §5.3),
 /// controlled and unconventional names dropped, the unverified credential and a non-WebSocket
@@ -557,12 +567,7 @@ fn the_upstream_receives_exactly_this_header_block() {
     ];
     let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     for _ in 0..2 {
-        let (status, response) = get(&gw, "/public/a?b=c", &headers);
-        assert_eq!(status, 200, "{response}");
-        let head = raw_body(&response)["head"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let (head, response) = upstream_head(&gw, "/public/a?b=c", &headers);
         assert_eq!(
             head,
             "GET /public/a?b=c HTTP/1.1\r\n\
@@ -601,12 +606,7 @@ fn the_identity_lines_follow_the_forwarding_lines_as_configured() {
         "X-User-Id: spoofed".into(),
     ];
     for _ in 0..2 {
-        let (status, response) = get(&gw, "/who", &headers);
-        assert_eq!(status, 200, "{response}");
-        let head = raw_body(&response)["head"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let (head, response) = upstream_head(&gw, "/who", &headers);
         assert_eq!(
             head,
             format!(
