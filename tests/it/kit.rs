@@ -574,6 +574,19 @@ routes:
         text
     }
 
+    /// The log once `done` says it holds what a test waits for (access lines are written at
+    /// least every 100 ms, later on a loaded machine), or as it is after 10 s.
+    pub fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if done(&log) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `GET path` with `Authorization: Bearer token`, on a fresh [`client`].
     pub fn get_as(&self, path: &str, token: impl std::fmt::Display) -> reqwest::blocking::Response {
         client()

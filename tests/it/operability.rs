@@ -20,17 +20,19 @@ fn access_lines(log: &str) -> Vec<Value> {
 
 /// The access lines of `path`, waiting a little for the last one to be written.
 fn lines_for(gw: &TestGateway, path: &str, count: usize) -> Vec<Value> {
-    for _ in 0..50 {
-        let lines: Vec<Value> = access_lines(&gw.log())
+    let of_path = |log: &str| -> Vec<Value> {
+        access_lines(log)
             .into_iter()
             .filter(|l| l["fields"]["path"] == path)
-            .collect();
-        if lines.len() >= count {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("fewer than {count} access lines for {path}:\n{}", gw.log());
+            .collect()
+    };
+    let log = gw.log_when(|log| of_path(log).len() >= count);
+    let lines = of_path(&log);
+    assert!(
+        lines.len() >= count,
+        "fewer than {count} access lines for {path}:\n{log}"
+    );
+    lines
 }
 
 const REFRESH_ROUTE: &str = "  - path: /fresh\n    upstream: $UPSTREAM\n    auth: {applicationId: 3c219e58-ed0e-4b18-ad48-f4f92793ae32, refresh: true}\n";
@@ -143,8 +145,7 @@ fn the_access_log_is_text_by_default_and_can_be_turned_off() {
     let gw = TestGateway::start();
     let response = client().get(gw.url("/public/t")).send().expect("send");
     assert_eq!(response.status(), 200);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = gw.log();
+    let log = gw.log_when(|log| log.contains("path=\"/public/t\""));
     let line = log
         .lines()
         .find(|l| l.contains("path=\"/public/t\""))
@@ -324,13 +325,19 @@ fn metrics_have_latency_histograms_by_route_and_process_metrics() {
         .send()
         .expect("send");
     assert_eq!(refreshed.status(), 200);
-    std::thread::sleep(Duration::from_millis(100));
-    let text = http
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .expect("send")
-        .text()
-        .expect("text");
+    // A request's latency is recorded after its answer: waited for, up to 10 s.
+    let metrics = || {
+        let response = http.get(gw.admin_url("/metrics")).send().expect("send");
+        response.text().expect("text")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut text = metrics();
+    while !text.contains("gatehouse_upstream_duration_seconds_count{route=\"/fresh\"} 1")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        text = metrics();
+    }
     for expected in [
         "gatehouse_request_duration_seconds_count{outcome=\"allowed\",route=\"/\"} 3",
         "gatehouse_request_duration_seconds_count{outcome=\"unauthenticated\",route=\"/\"} 1",
@@ -353,7 +360,9 @@ fn a_dead_upstream_is_logged_once() {
     let gw = TestGateway::start();
     let response = client().get(gw.url("/down/x")).send().expect("send");
     assert_eq!(response.status(), 502);
-    std::thread::sleep(Duration::from_millis(300));
+    gw.log_when(|log| log.contains("path=\"/down/x\"") && log.contains("upstream unavailable"));
+    // A second line for the failure would come with the first: a little longer to see one.
+    std::thread::sleep(Duration::from_millis(200));
     let log = gw.log();
     let failures: Vec<&str> = log
         .lines()
