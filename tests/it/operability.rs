@@ -232,8 +232,7 @@ fn the_text_access_line_has_the_subscribers_format_field_for_field() {
         &claims(user, APP, &["user"]),
     );
     assert_eq!(gw.get_as("/hello/fmt", &token).status(), 200);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = gw.log();
+    let log = gw.log_when(|log| text_line(log, "/hello/fmt").is_some());
     let line = text_line(&log, "/hello/fmt").unwrap_or_else(|| panic!("no line:\n{log}"));
     // `2026-12-06T04:41:15.123456Z  INFO gatehouse::access: request request_id=… …`
     let (timestamp, rest) = line.split_at(27);
@@ -292,8 +291,14 @@ fn rust_log_decides_whether_access_lines_are_written() {
                 .status(),
             200
         );
-        std::thread::sleep(Duration::from_millis(200));
-        let log = gw.log();
+        // A line that is written is waited for; one that is not, for as long as one would take.
+        let log = match written {
+            true => gw.log_when(|log| text_line(log, "/public/l").is_some()),
+            false => {
+                std::thread::sleep(Duration::from_millis(300));
+                gw.log()
+            }
+        };
         assert_eq!(
             text_line(&log, "/public/l").is_some(),
             written,
