@@ -11,6 +11,7 @@ use super::sections::{self, Problems};
 use super::{ForwardAuth, IdentityHeader, Route, RouteAuth, TokenPolicy, Upstream};
 use crate::request::canonical::{canonical_path, PathOptions};
 use crate::request::host::{canonical_authority, parse_port, split_authority};
+use crate::request::REQUEST_VIEW_HEADERS;
 
 /// Headers a route may not set from claims: they carry credentials, control the connection
 /// or the message's framing, or are set by the gateway itself (the forwarding headers) or by
@@ -477,7 +478,8 @@ fn is_decision_answer_header(name: &str) -> bool {
     DECISION_ANSWER_HEADERS.contains(&name) || name.starts_with("x-gatehouse-")
 }
 
-/// The route's identity headers: valid names, not reserved, no `_`, a claim named; with
+/// The route's identity headers: valid names of letters, digits and `-` only, not reserved
+/// (nor one of the [`REQUEST_VIEW_HEADERS`]), a claim named; with
 /// `decisions`, none a decision's answer carries itself ([`is_decision_answer_header`]).
 fn identity_headers(
     p: &mut Problems,
@@ -492,6 +494,11 @@ fn identity_headers(
             Ok(name) if RESERVED_HEADERS.contains(&name.as_str()) => {
                 p.add(&header_path, "this header cannot be set from a claim")
             }
+            Ok(name) if REQUEST_VIEW_HEADERS.contains(&name.as_str()) => p.add(
+                &header_path,
+                "this header tells the upstream the request's path, method, scheme, host or \
+                 client address: it cannot be set from a claim",
+            ),
             // Header names are case-insensitive: two spellings would be two header lines.
             Ok(name) if headers.iter().any(|h| h.name == name) => p.add(
                 &header_path,
@@ -501,10 +508,20 @@ fn identity_headers(
                 &header_path,
                 "this header is part of the forward-auth answer and cannot be set from a claim",
             ),
-            Ok(name) if name.as_str().contains('_') => p.add(
-                &header_path,
-                "header names with _ are dropped on the way upstream: use -",
-            ),
+            // The gateway strips a client's header of such a name (frameworks read `_` or `.`
+            // as `-`), but not the client's conventional spelling it would stand for.
+            Ok(name)
+                if !name
+                    .as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                p.add(
+                    &header_path,
+                    "header names with characters other than letters, digits and - are dropped \
+                     on the way upstream: use -",
+                )
+            }
             Ok(name) => headers.push(IdentityHeader {
                 name,
                 written: bytes::Bytes::copy_from_slice(header.as_bytes()),

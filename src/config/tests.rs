@@ -185,7 +185,15 @@ fn reserved_identity_headers_are_refused() {
         "HTTP2-Settings",
         "Max-Forwards",
         "Content-Type",
-    ] {
+        // The request's path, method, scheme, host or client address by another name: the
+        // upstream would act on another request than the one the policy judged.
+        "X-Original-URL",
+        "X-HTTP-Method-Override",
+        "True-Client-IP",
+    ]
+    .into_iter()
+    .chain(crate::request::REQUEST_VIEW_HEADERS.iter().copied())
+    {
         let text = base().replace("X-User-Id: sub", &format!("{name}: sub"));
         let errors = parse_str(&text).unwrap_err().to_string();
         assert!(
@@ -193,6 +201,39 @@ fn reserved_identity_headers_are_refused() {
                 && errors.contains("cannot be set from a claim"),
             "{name}: {errors}"
         );
+    }
+}
+
+#[test]
+fn identity_headers_with_unconventional_names_are_refused() {
+    // A name a framework reads as another (`X.User.Id` as `X-User-Id`): the gateway strips a
+    // client's header of that name, but would forward the client's `X-User-Id` beside it.
+    for name in [
+        "X_User_Id",
+        "X.User.Id",
+        "X~User",
+        "X-Auth!",
+        "X-User'Id",
+        "X+Id",
+        "X*",
+    ] {
+        let text = base().replace("X-User-Id: sub", &format!("\"{name}\": sub"));
+        let errors = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            errors.contains("routes[0].identityHeaders.")
+                && errors.contains("other than letters, digits and -"),
+            "{name}: {errors}"
+        );
+    }
+    // Other auth proxies' user headers stay available (an upstream moved from one keeps them).
+    for name in [
+        "X-Forwarded-User",
+        "X-Auth-Request-Email",
+        "Remote-User",
+        "X-User-Id-2",
+    ] {
+        let text = base().replace("X-User-Id: sub", &format!("{name}: sub"));
+        assert!(parse_str(&text).is_ok(), "{name}");
     }
 }
 

@@ -27,6 +27,7 @@ use super::routes::RouteTable;
 use super::{Gateway, RequestContext};
 use crate::config::IdentityHeader;
 use crate::request::credentials::{cookie_needs_rewrite, upstream_cookie, AccessCookie};
+use crate::request::REQUEST_VIEW_HEADERS;
 
 impl Gateway {
     /// The next upstream of the request's route (round-robin), with the gateway's connection
@@ -292,10 +293,11 @@ impl ControlledHeaders {
         )
     }
 
-    /// The [`RESERVED_HEADERS`] and these identity headers.
+    /// The [`RESERVED_HEADERS`], the [`REQUEST_VIEW_HEADERS`] and these identity headers.
     fn with_identity_headers(identity: impl Iterator<Item = HeaderName>) -> ControlledHeaders {
+        let reserved = RESERVED_HEADERS.iter().chain(REQUEST_VIEW_HEADERS);
         let mut names: Vec<HeaderName> = identity
-            .chain(RESERVED_HEADERS.iter().map(|h| HeaderName::from_static(h)))
+            .chain(reserved.map(|h| HeaderName::from_static(h)))
             .collect();
         names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         names.dedup();
@@ -529,18 +531,13 @@ fn is_bearer(request: &RequestHeader) -> bool {
         .is_some()
 }
 
-/// Client headers never forwarded on any route, besides the routes' identity headers: headers
-/// some upstreams take as the request's path (`X-Original-URL`, `X-Rewrite-URL`: IIS, Symfony),
-/// as the authenticated user (what other auth proxies set), or as the client's address or
-/// the original request (the gateway sets its own; the forward-auth conventions'
-/// `X-Forwarded-Uri`/`-Method` and `X-Original-URI`/`-Method` are read only in a decision).
+/// Client headers never forwarded on any route, besides the routes' identity headers and the
+/// [`REQUEST_VIEW_HEADERS`] (the request's path, method, scheme, host or client address by
+/// another name): headers some upstreams take as the authenticated user (what other auth
+/// proxies set) or as the client's certificate.
 const RESERVED_HEADERS: &[&str] = &[
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-uri",
-    "x-original-method",
-    "x-forwarded-uri",
-    "x-forwarded-method",
+    // What other auth proxies set as the user (oauth2-proxy, Authelia, Grafana's auth proxy,
+    // Apache, nginx setups, Vouch, Pomerium, Traefik's mTLS, Envoy).
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-preferred-username",
@@ -553,17 +550,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-auth-request-access-token",
     "x-remote-user",
     "remote-user",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-real-ip",
-    "forwarded",
-    // Set by the gateway (see `Gateway::set_forwarding_headers`).
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    // What other auth proxies set as the user (Authelia, Grafana's auth proxy, Apache, nginx
-    // setups, Vouch, Pomerium, Traefik's mTLS, Envoy).
     "remote-groups",
     "remote-email",
     "remote-name",
@@ -571,41 +557,12 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-webauth-user",
     "x-auth-user",
     "x-proxy-user",
-    "x-forwarded-client-cert",
-    // The scheme, the client's address, the host or path as a front proxy saw them, and the
-    // method by another name: frameworks read these before what the gateway sets.
-    "x-forwarded-ssl",
-    "x-forwarded-scheme",
-    "x-forwarded-protocol",
-    "x-url-scheme",
-    "front-end-https",
-    "x-client-ip",
-    "client-ip",
-    "proxy-client-ip",
-    "wl-proxy-client-ip",
-    "x-original-forwarded-for",
-    "x-forwarded",
-    "forwarded-for",
-    "x-remote-ip",
-    "x-remote-addr",
-    "x-originating-ip",
-    "x-envoy-external-address",
-    "x-envoy-internal",
-    "x-arr-clientcert",
-    "x-client-cert",
     "x-user",
     "x-email",
-    "true-client-ip",
-    "cf-connecting-ip",
-    "x-cluster-client-ip",
-    "fastly-client-ip",
-    "x-original-host",
-    "x-host",
-    "x-forwarded-path",
-    "x-envoy-original-path",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
+    // Client certificates as a front proxy saw them.
+    "x-forwarded-client-cert",
+    "x-arr-clientcert",
+    "x-client-cert",
 ];
 
 /// True when `name` (lower case) is of a family of client headers never forwarded, by prefix:
@@ -1063,6 +1020,7 @@ mod tests {
         );
         let mut names: Vec<&str> = identity.to_vec();
         names.extend(RESERVED_HEADERS);
+        names.extend(REQUEST_VIEW_HEADERS);
         for name in &names {
             assert!(
                 controlled.contains(&HeaderName::from_static(name)),

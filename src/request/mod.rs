@@ -13,6 +13,59 @@ pub mod forwarded;
 pub mod host;
 pub mod target;
 
+/// Headers that tell an upstream the request's path, method, scheme, host or client address
+/// by another name than the request's own (front proxies' and frameworks' conventions: IIS and
+/// Symfony take `X-Original-URL` as the path, many frameworks `X-HTTP-Method-Override` as the
+/// method, `True-Client-IP` as the client). A client's are never forwarded (the gateway sets
+/// its own `X-Forwarded-For` and `X-Forwarded-Proto`; the forward-auth conventions'
+/// `X-Forwarded-Uri`/`-Method` and `X-Original-URI`/`-Method` are read only in a decision),
+/// and no route may set one from a claim: the upstream would act on another request than the
+/// one the policy judged.
+pub const REQUEST_VIEW_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "x-url-scheme",
+    "front-end-https",
+    "x-client-ip",
+    "client-ip",
+    "proxy-client-ip",
+    "wl-proxy-client-ip",
+    "x-original-forwarded-for",
+    "x-forwarded",
+    "forwarded-for",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-originating-ip",
+    "x-envoy-external-address",
+    "x-envoy-internal",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-host",
+    "x-host",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// A table of the bytes that are ASCII letters or digits or one of `extra`: one look a byte for
 /// the hot path's scans (a canonical path, a conventional header name).
 pub(crate) const fn alphanumeric_or(extra: &[u8]) -> [bool; 256] {

@@ -188,8 +188,9 @@ impl VerifiedClaims {
     /// A claim that cannot be told apart from another in header form is unrepresentable: a
     /// string with surrounding whitespace (HTTP drops it: `" admin "` would arrive as `admin`),
     /// an array element with a `,` or surrounding whitespace (`["user,admin"]` would read as two
-    /// roles), a nested array or object, or a `roles` claim that is not an array of strings (the
-    /// policy sees no roles in it, so the upstream must not see any either).
+    /// roles), a nested array or object, a number that is not an integer within 64 bits (see
+    /// [`exact_number`]), or a `roles` claim that is not an array of strings (the policy sees no
+    /// roles in it, so the upstream must not see any either).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
         use crate::claim_headers::Rendered;
         let rendered = self
@@ -241,7 +242,8 @@ fn header_text(name: &str, value: &Value) -> Option<String> {
                     Value::String(s) if !s.contains(',') && !has_blank_edge(s) && !s.is_empty() => {
                         Some(s.clone())
                     }
-                    Value::Number(_) | Value::Bool(_) if name != "roles" => Some(item.to_string()),
+                    Value::Number(n) if name != "roles" => exact_number(n),
+                    Value::Bool(_) if name != "roles" => Some(item.to_string()),
                     _ => None,
                 })
                 .collect();
@@ -253,9 +255,38 @@ fn header_text(name: &str, value: &Value) -> Option<String> {
         Value::String(s) if !has_blank_edge(s) => Some(s.clone()),
         Value::String(_) => None,
         Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => exact_number(n),
         Value::Null | Value::Object(_) => None,
     }
+}
+
+/// A number's header text, `None` when it may not be the number's own. An integer within 64
+/// bits is exact. Any other number (a fraction, an exponent, an integer beyond 64 bits) was
+/// read as a float, which keeps at most 15 significant digits of its JSON text for sure (and
+/// the JSON reader may be a unit in the last place off): `123456789012345678901234567890` and
+/// `…891` read as the same float. So a float of 10^15 or more, or whose shortest form needs
+/// more than 15 significant digits, is refused; `12.5` or `0.25` are written as read.
+/// (A JSON text of more than 15 digits that reads as a shorter float, `0.10000000000000000001`
+/// as `0.1`, cannot be told from the shorter one: the text itself is not kept.)
+fn exact_number(number: &serde_json::Number) -> Option<String> {
+    if number.is_i64() || number.is_u64() {
+        return Some(number.to_string());
+    }
+    let float = number
+        .as_f64()
+        .filter(|f| f.is_finite() && f.abs() < 1e15)?;
+    let text = serde_json::Number::from_f64(float)?.to_string();
+    let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
+    let last = digits
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(first, |at| at + 1);
+    (last.saturating_sub(first) <= 15).then_some(text)
 }
 
 /// True when `text` starts or ends with whitespace, or with a default-ignorable code point
@@ -495,5 +526,54 @@ mod revocation_instant_tests {
             revocation_instant(&[RevocationScope::User(u)], 100, sessions),
             100
         );
+    }
+}
+
+#[cfg(test)]
+mod header_text_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Integers within 64 bits are written as they are, floats only where the float surely
+    /// kept the JSON text (below 10^15, at most 15 significant digits).
+    #[test]
+    fn only_numbers_that_keep_their_text_become_header_text() {
+        let text = |value: Value| header_text("n", &value);
+        for (value, expected) in [
+            (json!(0), "0"),
+            (json!(-7), "-7"),
+            (json!(i64::MIN), "-9223372036854775808"),
+            (json!(u64::MAX), "18446744073709551615"),
+        ] {
+            assert_eq!(text(value).as_deref(), Some(expected));
+        }
+        for (raw, expected) in [
+            ("12.5", "12.5"),
+            ("0.25", "0.25"),
+            ("1.0", "1.0"),
+            ("1e3", "1000.0"),
+            ("-0.0", "-0.0"),
+            ("123456789.012345", "123456789.012345"),
+            ("123456789012345.0", "123456789012345.0"),
+        ] {
+            let value: Value = serde_json::from_str(raw).expect("json");
+            assert_eq!(text(value).as_deref(), Some(expected), "{raw}");
+        }
+        let lossy = [
+            "18446744073709551616",
+            "18446744073709551617",
+            "123456789012345678901234567890",
+            "9007199254740993.0",
+            "9007199254740991.0",
+            "1e300",
+            "0.12345678901234567",
+            "-1234567890.1234567",
+        ];
+        for raw in lossy {
+            let value: Value = serde_json::from_str(raw).expect("json");
+            assert_eq!(text(value.clone()), None, "{raw}");
+            assert_eq!(text(json!([value, 1])), None, "{raw} in an array");
+        }
+        assert_eq!(text(json!([1, true, "a"])).as_deref(), Some("1,true,a"));
     }
 }
