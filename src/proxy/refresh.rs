@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_plugin_api::store::StoreError;
-use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService};
+use gatehouse_plugin_api::{Clock, RotationLedger, Store, TokenService, VerifiedClaims};
 use gatehouse_refresh::{
     exchange_refresh_token, exchange_refresh_token_for_application, RefreshEnv, RefreshError,
 };
@@ -268,9 +268,9 @@ impl Refresher {
             // session, user or application) ends it at once, and a key a reload removed is
             // never handed out again.
             if recent.serves(arrived, started) {
-                if self.tokens.verify(&recent.outcome.access_token).is_ok() {
+                if let Ok(verified) = self.tokens.verify(&recent.outcome.access_token) {
                     self.count("grace", started);
-                    return Ok(recent.outcome);
+                    return Ok(self.read_now(&recent.outcome, &verified));
                 }
                 if arrived <= recent.completed {
                     return self.rederive(value, client_ip, application, started).await;
@@ -289,9 +289,12 @@ impl Refresher {
                     Some(other) => return Err(other),
                     // Joined an exchange run under another configuration (a reload since
                     // removed or replaced its key) or revoked since: not handed out as it is.
-                    None if !ran_here && self.tokens.verify(&refreshed.access_token).is_err() => {
-                        return self.rederive(value, client_ip, application, started).await;
-                    }
+                    None if !ran_here => match self.tokens.verify(&refreshed.access_token) {
+                        Ok(verified) => Ok(self.read_now(&refreshed, &verified)),
+                        Err(_) => {
+                            return self.rederive(value, client_ip, application, started).await
+                        }
+                    },
                     None => Ok(refreshed),
                 },
                 // Not an exchange: refused for another route's application, and this route's
@@ -310,6 +313,23 @@ impl Refresher {
             self.count(label, started);
             return result;
         }
+    }
+
+    /// `outcome` with its new token's claims read as this refresher's token service reads
+    /// them (`verified`, the new token's full claims): an outcome made before a reload holds
+    /// them as the previous configuration's routes read them (which claims are rendered for
+    /// headers and checks), and the current routes would take a claim they forward or check
+    /// for the first time as missing.
+    fn read_now(&self, outcome: &Refreshed, verified: &VerifiedClaims) -> Arc<Refreshed> {
+        Arc::new(Refreshed {
+            access_token: outcome.access_token.clone(),
+            access_expiration_ms: outcome.access_expiration_ms,
+            refresh_token: outcome.refresh_token.clone(),
+            refresh_expiration_ms: outcome.refresh_expiration_ms,
+            set_refresh_cookie: outcome.set_refresh_cookie,
+            claims: self.tokens.compact(verified),
+            application_id: outcome.application_id,
+        })
     }
 
     /// Runs the exchange of `value` for `application`, or joins the one in flight (which may be

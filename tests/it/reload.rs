@@ -460,3 +460,40 @@ fn a_reload_that_changes_identity_headers_never_serves_values_rendered_before_it
     }
     gateway.stop();
 }
+
+/// A transparent refresh's outcome made before a reload and served again after it (the same
+/// refresh cookie, within its reuse window) is read as the new routes read tokens: a claim the
+/// new configuration forwards for the first time is forwarded, not taken for one that cannot
+/// be passed on.
+#[test]
+fn a_refresh_made_before_a_reload_is_read_by_the_new_routes() {
+    let route = |headers: &str| {
+        format!(
+            "  - path: /r\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, refresh: true}}\n    identityHeaders: {{{headers}}}\n"
+        )
+    };
+    let mut options = Options {
+        extra_routes: route("X-Sub: sub"),
+        ..Options::default()
+    };
+    let gateway = TestGateway::start_with(options.clone_for_reload());
+    let session = gateway.login("reload-refresh@example.com", &["user"]);
+    let get = || {
+        client()
+            .get(gateway.url("/r"))
+            .header("Cookie", format!("refresh_token={}", session.refresh_token))
+            .send()
+            .expect("send")
+    };
+    assert_eq!(get().status(), 200);
+    // A claim no route of the first configuration forwards.
+    options.extra_routes = route("X-Sub: sub, X-Auth-Type: authenticationType");
+    std::fs::write(&gateway.config_path, gateway.config_text(&options)).expect("write");
+    let (status, body) = reload_by_admin(&gateway);
+    assert_eq!(status, 200, "{body}");
+    let again = get();
+    let status = again.status().as_u16();
+    let body = again.text().expect("body");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("REFRESH_TOKEN"), "no X-Auth-Type: {body}");
+}
