@@ -183,7 +183,8 @@ impl VerifiedClaims {
             .is_none_or(|audience| audience.contains(&application))
     }
 
-    /// A claim as a header value, as [`VerifiedClaims::claim_text`] renders it; each claim is
+    /// A claim (a name or a dotted path, read as [`claim_at`] reads it) as a header value, as
+    /// [`VerifiedClaims::claim_text`] renders it; each claim is
     /// rendered once, the first time it is asked for, so the proxy's hot path only looks up.
     /// A claim that cannot be told apart from another in header form is unrepresentable: a
     /// string with surrounding whitespace (HTTP drops it: `" admin "` would arrive as `admin`),
@@ -193,15 +194,15 @@ impl VerifiedClaims {
     /// roles in it, so the upstream must not see any either).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
         use crate::claim_headers::Rendered;
-        let rendered = self
-            .header_values
-            .get_or_render(name, || match self.claims.get(name) {
-                Some(Value::Object(_)) if name == "roles" => Rendered::Unrepresentable,
-                None | Some(Value::Null | Value::Object(_)) => Rendered::Absent,
-                Some(value) => header_text(name, value)
-                    .and_then(|text| http::HeaderValue::from_bytes(text.as_bytes()).ok())
-                    .map_or(Rendered::Unrepresentable, Rendered::Value),
-            });
+        let rendered =
+            self.header_values
+                .get_or_render(name, || match claim_at(&self.claims, name) {
+                    Some(Value::Object(_)) if name == "roles" => Rendered::Unrepresentable,
+                    None | Some(Value::Null | Value::Object(_)) => Rendered::Absent,
+                    Some(value) => header_text(name, value)
+                        .and_then(|text| http::HeaderValue::from_bytes(text.as_bytes()).ok())
+                        .map_or(Rendered::Unrepresentable, Rendered::Value),
+                });
         match rendered {
             Rendered::Absent => ClaimHeader::Absent,
             Rendered::Value(value) => ClaimHeader::Value(value),
@@ -229,6 +230,22 @@ impl VerifiedClaims {
             Value::Null | Value::Object(_) => None,
         }
     }
+}
+
+/// The claim at a dotted `path`: a claim named `path` itself first (namespaced claims such as
+/// `https://example.com/roles` contain dots), else the members of nested objects
+/// (`realm_access.roles`). `None` when absent. Route policies and identity headers read claims
+/// this one way, so a header carries the value its route's checks judged.
+pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    let mut segments = path.split('.');
+    let mut value = claims.get(segments.next()?)?;
+    for segment in segments {
+        value = value.as_object()?.get(segment)?;
+    }
+    Some(value)
 }
 
 /// The header text of claim `name` with value `value` (not null, not an object), or `None`
@@ -575,5 +592,48 @@ mod header_text_tests {
             assert_eq!(text(json!([value, 1])), None, "{raw} in an array");
         }
         assert_eq!(text(json!([1, true, "a"])).as_deref(), Some("1,true,a"));
+    }
+
+    /// A header's claim is read as route checks read it: the claim of that name, else the
+    /// members of nested objects along its dots.
+    #[test]
+    fn a_header_reads_a_dotted_claim_as_the_checks_do() {
+        let claims = json!({
+            "exp": 4_000_000_000u64,
+            "org": {"name": "acme", "deep": {"tier": 2}},
+            "realm_access": {"roles": ["a", "b"]},
+            "a.b": "literal",
+            "a": {"b": "nested"},
+        });
+        let Value::Object(map) = claims else {
+            panic!("an object")
+        };
+        let verified = VerifiedClaims::from_claims(map.clone(), "k".into()).expect("claims");
+        let header = |name: &str| match verified.header_value(name) {
+            ClaimHeader::Value(value) => Some(value.to_str().expect("text").to_string()),
+            _ => None,
+        };
+        assert_eq!(header("org.name").as_deref(), Some("acme"));
+        assert_eq!(header("org.deep.tier").as_deref(), Some("2"));
+        assert_eq!(header("realm_access.roles").as_deref(), Some("a,b"));
+        assert_eq!(
+            header("a.b").as_deref(),
+            Some("literal"),
+            "the claim of that name first"
+        );
+        assert_eq!(
+            verified.header_value("org"),
+            ClaimHeader::Absent,
+            "an object"
+        );
+        assert_eq!(verified.header_value("org.none"), ClaimHeader::Absent);
+        assert_eq!(verified.header_value("org.name.x"), ClaimHeader::Absent);
+        for path in ["org.name", "a.b", "org.deep.tier", "nothing"] {
+            assert_eq!(
+                claim_at(&map, path).is_some(),
+                header(path).is_some(),
+                "{path}"
+            );
+        }
     }
 }

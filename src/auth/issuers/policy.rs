@@ -2,6 +2,7 @@
 //! issuers a route accepts, `aud`, and exact-match claims. Roles go through
 //! [`roles_at`], with the issuer's roles claim.
 
+pub use gatehouse_plugin_api::tokens::claim_at;
 use serde_json::{Map, Value};
 
 use crate::auth::cached::CachedToken;
@@ -56,21 +57,6 @@ impl TokenPolicy {
         }
         Ok(())
     }
-}
-
-/// The claim at a dotted `path`: a claim named `path` itself first (namespaced claims such as
-/// `https://example.com/roles` contain dots), else the members of nested objects
-/// (`realm_access.roles`). `None` when absent.
-pub fn claim_at<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(value) = claims.get(path) {
-        return Some(value);
-    }
-    let mut segments = path.split('.');
-    let mut value = claims.get(segments.next()?)?;
-    for segment in segments {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
 }
 
 /// The roles at `path`: the strings of an array (other items ignored), or a single string;
