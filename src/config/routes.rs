@@ -35,12 +35,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "keep-alive",
     "proxy-connection",
     "proxy-authorization",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-real-ip",
-    "forwarded",
+    // (The forwarding headers the gateway sets are among the `REQUEST_VIEW_HEADERS`.)
     "via",
 ];
 

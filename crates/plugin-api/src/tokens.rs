@@ -189,8 +189,8 @@ impl VerifiedClaims {
     /// A claim that cannot be told apart from another in header form is unrepresentable: a
     /// string with surrounding whitespace (HTTP drops it: `" admin "` would arrive as `admin`),
     /// an array element with a `,` or surrounding whitespace (`["user,admin"]` would read as two
-    /// roles), a nested array or object, a number that is not an integer within 64 bits (see
-    /// [`exact_number`]), or a `roles` claim that is not an array of strings (the policy sees no
+    /// roles), a nested array or object, a number whose float may not have kept its JSON text
+    /// (see [`exact_number`]), or a `roles` claim that is not an array of strings (the policy sees no
     /// roles in it, so the upstream must not see any either).
     pub fn header_value(&self, name: &str) -> ClaimHeader<'_> {
         use crate::claim_headers::Rendered;
@@ -289,21 +289,13 @@ fn exact_number(number: &serde_json::Number) -> Option<String> {
     if number.is_i64() || number.is_u64() {
         return Some(number.to_string());
     }
-    let float = number
+    number
         .as_f64()
         .filter(|f| f.is_finite() && f.abs() < 1e15)?;
-    let text = serde_json::Number::from_f64(float)?.to_string();
+    let text = number.to_string();
     let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let first = digits
-        .iter()
-        .position(|&d| d != b'0')
-        .unwrap_or(digits.len());
-    let last = digits
-        .iter()
-        .rposition(|&d| d != b'0')
-        .map_or(first, |at| at + 1);
-    (last.saturating_sub(first) <= 15).then_some(text)
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    (digits.trim_matches('0').len() <= 15).then_some(text)
 }
 
 /// True when `text` starts or ends with whitespace, or with a default-ignorable code point
