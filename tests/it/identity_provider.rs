@@ -1343,6 +1343,48 @@ fn claim_map_lambdas_debug_events_and_users() {
         "{console}"
     );
 
+    // a lambda that deactivates the user, or ends its account, stops the login: no tokens, and
+    // nothing of the login written (the user stays active, its expiry unset)
+    for (name, body, status) in [
+        (
+            "deactivates",
+            "function reconcile(user, registration, jwt) { user.active = false; }",
+            401,
+        ),
+        (
+            "expires",
+            "function reconcile(user, registration, jwt) { user.expiry = 1000; }",
+            410,
+        ),
+    ] {
+        let r = t
+            .http
+            .put(t.gw.url(&format!("/api/lambda/{lambda_id}")))
+            .header("Authorization", API_KEY)
+            .json(&json!({"lambda": {"name": name, "type": "ExternalJWTReconcile", "body": body}}))
+            .send()
+            .expect("send");
+        check_status(r, 200);
+        let token = key.sign(
+            Some("k"),
+            None,
+            &ext_claims("c-1", Some("gil@example.com"), json!({"family_name": "x"})),
+        );
+        let r = t.login(idp, &token, json!({}));
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        let text = r.text().expect("body");
+        assert!(!text.contains("\"token\""), "{name}: {text}");
+        if status == 401 {
+            let body: Value = serde_json::from_str(&text).expect("errors");
+            assert_eq!(general_code(&body), "[UserInactive]", "{body}");
+        } else {
+            assert_eq!(text, "", "a 410 has no body");
+        }
+        let found = check_status(t.get("/api/user?email=gil@example.com"), 200);
+        assert_eq!(found["user"]["active"], true, "{found}");
+        assert!(found["user"].get("expiry").is_none(), "{found}");
+    }
+
     // a throwing lambda and a looping lambda are clear 401s; the gateway keeps serving
     for (name, body) in [
         (

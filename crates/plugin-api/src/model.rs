@@ -200,6 +200,9 @@ pub struct User {
     /// Whether the user may log in.
     #[serde(default = "default_true")]
     pub active: bool,
+    /// When the account expires (ms): from then on the user may not log in or refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<i64>,
     /// Given name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_name: Option<String>,
@@ -247,6 +250,18 @@ pub struct User {
     pub password_change_required: bool,
 }
 
+impl User {
+    /// True when the account has expired at `now_ms` (its `expiry` is past).
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expiry.is_some_and(|expiry| expiry <= now_ms)
+    }
+
+    /// True when the user may log in or refresh at `now_ms`: active and not expired.
+    pub fn may_log_in(&self, now_ms: i64) -> bool {
+        self.active && !self.expired_at(now_ms)
+    }
+}
+
 impl Default for User {
     /// An active, unverified user with nil ids and no data; callers set what they know.
     fn default() -> Self {
@@ -257,6 +272,7 @@ impl Default for User {
             username: None,
             verified: false,
             active: true,
+            expiry: None,
             first_name: None,
             middle_name: None,
             last_name: None,

@@ -128,7 +128,7 @@ async fn exchange(
         return Err(RefreshError::NotFound);
     }
     let token = subject.token.clone();
-    let (user, tenant, application, registration) = check_subject(subject)?;
+    let (user, tenant, application, registration) = check_subject(subject, env.clock.now_millis())?;
 
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
@@ -267,14 +267,15 @@ fn outcome(
 }
 
 /// The user, tenant, application and registration a refresh token belongs to, each checked in
-/// this order: the user exists and is active, the tenant exists, the application (when the
+/// this order: the user exists, is active and its account not expired at `now_ms`, the tenant exists, the application (when the
 /// token has one) exists, is active and allows refresh, the user is registered to it. Returns
 /// them, or the first check that failed.
 pub(crate) fn check_subject(
     subject: RefreshSubject,
+    now_ms: i64,
 ) -> Result<(User, Tenant, Option<Application>, Option<Registration>), RefreshError> {
     let user = subject.user.ok_or(RefreshError::UserNotFound)?;
-    if !user.active {
+    if !user.may_log_in(now_ms) {
         return Err(RefreshError::UserInactive);
     }
     let tenant = subject.tenant.ok_or(RefreshError::UserNotFound)?;
@@ -317,7 +318,7 @@ async fn exchange_retired_value(
         return Err(RefreshError::NotFound);
     }
     let subject = read_refresh_subject(env.store, current.clone()).await?;
-    let (user, tenant, application, registration) = check_subject(subject)?;
+    let (user, tenant, application, registration) = check_subject(subject, env.clock.now_millis())?;
     let policy = resolve_refresh_policy(&tenant, application.as_ref());
     let now = env.clock.now_millis();
     let rules = (env.rotations, env.race_window_ms);

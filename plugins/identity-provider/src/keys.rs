@@ -212,6 +212,9 @@ pub enum VerifyError {
     Expired,
     /// `nbf` is in the future.
     NotYetValid,
+    /// The header lists critical extensions (`crit`): none is supported, so the JWS is invalid
+    /// (RFC 7515 §4.1.11).
+    UnsupportedHeader,
 }
 
 impl std::fmt::Display for VerifyError {
@@ -224,6 +227,9 @@ impl std::fmt::Display for VerifyError {
             VerifyError::BadSignature => f.write_str("the JWT signature is invalid"),
             VerifyError::Expired => f.write_str("the JWT has expired"),
             VerifyError::NotYetValid => f.write_str("the JWT is not valid yet (nbf)"),
+            VerifyError::UnsupportedHeader => {
+                f.write_str("the JWT's header lists critical extensions (crit), none supported")
+            }
         }
     }
 }
@@ -410,6 +416,9 @@ pub fn verify(
         return Err(VerifyError::Malformed);
     }
     let header = decode_header(token)?;
+    if header.contains_key("crit") {
+        return Err(VerifyError::UnsupportedHeader);
+    }
     let alg_name = header
         .get("alg")
         .and_then(Value::as_str)
@@ -505,7 +514,9 @@ fn verify_es512(token: &str, point: &[u8]) -> Result<Map<String, Value>, VerifyE
 pub fn check_times(claims: &Map<String, Value>, now_seconds: i64) -> Result<(), VerifyError> {
     let number = |name: &str| -> Result<Option<i64>, VerifyError> {
         match claims.get(name) {
-            None | Some(Value::Null) => Ok(None),
+            // Absent: the token does not expire (or is valid from the start). `null` is not
+            // read as absent: it is malformed, as any other value that is not a number.
+            None => Ok(None),
             Some(v) => v
                 .as_f64()
                 .map(|f| Some(f as i64))
@@ -797,6 +808,27 @@ MCowBQYDK2VwAyEA0yxGGBWsaFy4dHJYKoh04LSZogplWUbvZYPbZu8itKs=
         assert_eq!(
             verify(&early, choice, &no_ring, 1_000).unwrap_err(),
             VerifyError::NotYetValid
+        );
+        // `exp` or `nbf` given as null is malformed, not absent
+        for claims in [
+            json!({"exp": null}),
+            json!({"nbf": null}),
+            json!({"exp": "2000"}),
+        ] {
+            let token = hs("secret", header.clone(), &claims);
+            assert_eq!(
+                verify(&token, choice, &no_ring, 1_000).unwrap_err(),
+                VerifyError::Malformed,
+                "{claims}"
+            );
+        }
+        // a critical extension, understood or not, makes the JWS invalid (RFC 7515 §4.1.11)
+        let mut critical = header.clone();
+        critical.crit = Some(vec!["b64".into()]);
+        let token = hs("secret", critical, &json!({"sub": "a"}));
+        assert_eq!(
+            verify(&token, choice, &no_ring, 1_000).unwrap_err(),
+            VerifyError::UnsupportedHeader
         );
         // alg none, and an RSA alg on an HMAC key, are refused before any signature check
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;

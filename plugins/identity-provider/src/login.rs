@@ -381,8 +381,8 @@ pub async fn login_keeping_id_token(
             message,
         }) => {
             debug.line(format!("Refused with {status} {code}: {message}"));
-            if status == 404 {
-                Ok(PluginResponse::empty(404))
+            if status == 404 || status == 410 {
+                Ok(PluginResponse::empty(status))
             } else {
                 let mut errors = Errors::new();
                 errors.general(code, message);
@@ -521,6 +521,9 @@ async fn run(
     };
     // 5. claim map and lambda
     let registrations = reconcile_user(&at, &target, &mut login.user, debug).await?;
+    // The lambda may have deactivated the user or ended its account: then no tokens, and
+    // nothing of this login is written.
+    may_log_in(&login.user, at.now)?;
     // 6. persist
     let (user, registration) = persist(&at, &target, &who, login, registrations, debug).await?;
     // 7. tokens
@@ -822,9 +825,7 @@ async fn find_or_create_user(
             }
         }
     };
-    if !user.active {
-        return Err(refused("[UserInactive]", "The user is deactivated."));
-    }
+    may_log_in(&user, at.now)?;
     // The user as stored, to write back only if no one changed it meanwhile.
     let read_user = (!created).then(|| user.clone());
     Ok(UserStep::Found(Box::new(LoginUser {
@@ -833,6 +834,22 @@ async fn find_or_create_user(
         read_user,
         existing_link,
     })))
+}
+
+/// Whether `user` may log in at `now_ms`: a deactivated user is a 401 `[UserInactive]`, an
+/// expired account a 410 with no body (FusionAuth's answer for an expired user).
+fn may_log_in(user: &User, now_ms: i64) -> Result<(), Failure> {
+    if !user.active {
+        return Err(refused("[UserInactive]", "The user is deactivated."));
+    }
+    if user.expired_at(now_ms) {
+        return Err(Failure::Refused {
+            status: 410,
+            code: "[UserExpired]",
+            message: "The user's account has expired.".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Returns the `CreatePendingLink` answer: 200 with `pendingIdPLinkId` and nothing else.

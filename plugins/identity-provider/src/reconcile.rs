@@ -57,7 +57,9 @@ impl Refusal {
                 format!("The JWT has no [{c}] claim to identify the user.")
             }
             Refusal::MissingEmail(c) => {
-                format!("The JWT has no [{c}] claim, which the linking strategy needs.")
+                format!(
+                    "The JWT has no [{c}] claim holding an email address, which the linking strategy needs."
+                )
             }
             Refusal::MissingUsername(c) => {
                 format!("The JWT has no [{c}] claim, which the linking strategy needs.")
@@ -83,9 +85,10 @@ impl Refusal {
 pub struct Identity {
     /// The provider's user id (`uniqueIdClaim`).
     pub unique_id: String,
-    /// `emailClaim`, trimmed, when present.
+    /// `emailClaim`, trimmed, when present and an email address.
     pub email: Option<String>,
-    /// `emailVerifiedClaim` when present as a boolean (or `"true"`/`"false"`).
+    /// `emailVerifiedClaim` when present: true only for `true` (or `"true"`), false for any
+    /// other value.
     pub email_verified: Option<bool>,
     /// `usernameClaim`, when present.
     pub username: Option<String>,
@@ -111,16 +114,46 @@ pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
     }
 }
 
+/// The email claim: a string (trimmed) that reads as an address, one `@` between a local part
+/// and a domain, with no whitespace, control or invisible (format) characters. Anything else —
+/// a number, a list, `not-an-email`, an address with a zero-width space — is not an email: the
+/// login goes on as without one (and a strategy that needs one refuses it).
+fn email_claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    let Value::String(text) = claims.get(name)? else {
+        return None;
+    };
+    let email = text.trim();
+    let (local, domain) = email.split_once('@')?;
+    let clean = |part: &str| {
+        !part.is_empty()
+            && !part.contains('@')
+            && !part
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+    };
+    (clean(local) && clean(domain)).then(|| email.to_string())
+}
+
+/// True for characters that show nothing (Unicode format characters such as the zero-width
+/// space and joiners, the BOM, bidirectional controls): two addresses that differ only by them
+/// look the same.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+}
+
 /// Reads the identity from verified claims, checking the unique id and the email domain.
 pub fn identity(provider: &Provider, claims: &Map<String, Value>) -> Result<Identity, Refusal> {
     let unique_id = claim_text(claims, &provider.unique_id_claim)
         .ok_or_else(|| Refusal::MissingUniqueId(provider.unique_id_claim.clone()))?;
-    let email = claim_text(claims, &provider.email_claim);
+    let email = email_claim(claims, &provider.email_claim);
     let email_verified = match claims.get(&provider.email_verified_claim) {
+        None => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
+        // Present but not a clear `true` (`false`, `0`, `null`, `"no"`…): not verified.
+        Some(_) => Some(false),
     };
     let username = claim_text(claims, &provider.username_claim);
     if let Some(email) = &email {
@@ -286,6 +319,40 @@ mod tests {
         assert_eq!(who.email_verified, Some(false));
         assert_eq!(who.username.as_deref(), Some("ann"));
         assert_eq!(who.display_name(), "a@ACME.com");
+        // email_verified: only a clear true verifies; any other value present does not
+        for (value, verified) in [
+            (json!(true), Some(true)),
+            (json!("TRUE"), Some(true)),
+            (json!(false), Some(false)),
+            (json!(0), Some(false)),
+            (json!(1), Some(false)),
+            (json!(null), Some(false)),
+            (json!("yes"), Some(false)),
+        ] {
+            let token = claims(json!({"sub": "x", "email_verified": value}));
+            assert_eq!(identity(&p, &token).expect("ok").email_verified, verified);
+        }
+        // an email claim that is not an address is no email
+        for value in [
+            json!(5),
+            json!(["a@acme.com"]),
+            json!("not-an-email"),
+            json!("a@b@acme.com"),
+            json!("@acme.com"),
+            json!("a@"),
+            json!("a b@acme.com"),
+            json!("a\u{200b}@acme.com"),
+            json!("a@acme.com\u{200b}"),
+            json!("a\u{202e}@acme.com"),
+        ] {
+            let token = claims(json!({"sub": "x", "email": value}));
+            assert_eq!(identity(&p, &token).expect("ok").email, None, "{value}");
+        }
+        let spaced = claims(json!({"sub": "x", "email": "  a@acme.com "}));
+        assert_eq!(
+            identity(&p, &spaced).expect("ok").email.as_deref(),
+            Some("a@acme.com")
+        );
         assert_eq!(
             identity(&p, &claims(json!({"email": "a@acme.com"}))).unwrap_err(),
             Refusal::MissingUniqueId("sub".into())

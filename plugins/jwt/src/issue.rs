@@ -62,7 +62,10 @@ pub async fn issue(
 
     // The token speaks for its user only within its own tenant.
     let user = Some(tenant_bound_user(&claims, context).await?)
-        .filter(|u| u.active && tenant_scope.is_none_or(|t| t == u.tenant_id))
+        .filter(|u| {
+            u.may_log_in(context.clock.now_millis())
+                && tenant_scope.is_none_or(|t| t == u.tenant_id)
+        })
         .ok_or(ApiError::Unauthorized)?;
     let tenant = context
         .store
