@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::auth::cached::{CachedToken, ClaimPlan, Facts, Interner};
 use crate::auth::issuers::{self, Issuers};
+use crate::auth::key_scope::KeyScopes;
 use crate::auth::keys::{KeyRing, SigningKey};
 use crate::auth::token_cache::{Digest, TokenCache};
 use crate::observe::metrics::Metrics;
@@ -42,6 +43,8 @@ pub struct Tokens {
     ring: KeyRing,
     /// Tenant id → issuer, for checking `iss` against the token's `tid`.
     issuers: HashMap<Uuid, String>,
+    /// The tenants and applications each key speaks for.
+    scopes: KeyScopes,
     /// Verified tokens in compact form by a keyed digest of their bytes (see [`TokenCache`]),
     /// bounded in entries and in estimated bytes; `None` when the cache is off.
     cache: Option<Arc<TokenCache<Arc<CachedToken>>>>,
@@ -84,6 +87,7 @@ impl Tokens {
         Tokens {
             ring,
             issuers: tenants.iter().map(|t| (t.id, t.issuer.clone())).collect(),
+            scopes: KeyScopes::new(tenants, applications),
             cache,
             plan: Arc::default(),
             interner: Interner::default(),
@@ -367,6 +371,9 @@ impl Tokens {
         let custom_issuer = iss.is_some_and(|iss| !self.issuers.values().any(|i| i == iss));
         if !issuer_ok && (strict_issuer || !custom_issuer) {
             return Err(TokenError::InvalidIssuer);
+        }
+        if !self.scopes.permits(&parsed.key_id, &parsed) {
+            return Err(TokenError::KeyOutOfScope);
         }
         Ok(parsed)
     }
@@ -799,6 +806,10 @@ impl TokenService for Tokens {
 
     fn has_key(&self, key_id: &str) -> bool {
         self.ring.get(key_id).is_some()
+    }
+
+    fn key_speaks_for(&self, key_id: &str, tenant: Uuid) -> bool {
+        self.scopes.may_sign_for(key_id, tenant)
     }
 
     fn new_refresh_token_value(&self) -> String {

@@ -233,3 +233,76 @@ fn two_keys_or_two_tenant_scopes_in_one_request_are_refused() {
         .expect("send");
     assert_eq!(response.status(), 400);
 }
+
+#[test]
+fn a_key_signs_only_for_the_tenant_and_applications_it_is_configured_for() {
+    // The main application signs with its own key (an HMAC secret, which whoever verifies
+    // with it also signs with); the tenants sign with the RS256 key.
+    let keys = Keys::generate();
+    let hmac = keys.get(jsonwebtoken::Algorithm::HS256).0;
+    let options = Options {
+        app_jwt: format!("enabled: true, accessTokenKeyId: {hmac}, timeToLiveInSeconds: 300"),
+        ..Options::default()
+    };
+    let gw = TestGateway::start_with_keys(options, keys);
+    let session = gw.login("owner@example.com", &["admin"]);
+    let hs = |claims: Value| gw.token(jsonwebtoken::Algorithm::HS256, &claims);
+    let base = json!({"sub": session.user_id, "iss": ISSUER, "iat": now(), "exp": now() + 600,
+                      "roles": ["admin"]});
+    let with = |extra: Value| {
+        let mut claims = base.clone();
+        for (k, v) in extra.as_object().expect("object") {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    // Its own application's token passes the edge and the API.
+    let own = hs(with(
+        json!({"applicationId": APP, "tid": TENANT, "aud": APP}),
+    ));
+    assert_eq!(gw.get_as("/admin/x", &own).status(), 200);
+    assert_eq!(gw.get_as("/api/jwt/validate", &own).status(), 200);
+    // Tokens it signs for a sibling application or another tenant are refused everywhere.
+    for forged in [
+        with(json!({"applicationId": OTHER_APP, "tid": TENANT})),
+        with(json!({"aud": [APP, OTHER_APP]})),
+        with(json!({"applicationId": APP, "tid": OTHER_TENANT})),
+        with(json!({"iss": "other.test"})),
+    ] {
+        let token = hs(forged.clone());
+        assert_eq!(
+            gw.get_as("/api/jwt/validate", &token).status(),
+            401,
+            "{forged}"
+        );
+        assert_eq!(gw.get_as("/x", &token).status(), 401, "{forged}");
+    }
+    // A key locked to the other tenant can sign neither with the application's key nor with
+    // the main tenant's issuer.
+    let vend = |body: Value| {
+        client()
+            .post(gw.url("/api/jwt/vend"))
+            .header("Authorization", TENANT_API_KEY)
+            .json(&body)
+            .send()
+            .expect("send")
+    };
+    let body = check_status(vend(json!({"claims": {"sub": "svc"}, "keyId": hmac})), 400);
+    assert_eq!(
+        body["fieldErrors"]["keyId"][0]["code"], "[invalid]keyId",
+        "{body}"
+    );
+    let body = check_status(vend(json!({"claims": {"iss": ISSUER}})), 400);
+    assert_eq!(
+        body["fieldErrors"]["claims.iss"][0]["code"], "[invalid]claims.iss",
+        "{body}"
+    );
+    // Its own issuer, a custom one, and a key both tenants sign with are fine.
+    for ok in [
+        json!({"claims": {"iss": "other.test"}}),
+        json!({"claims": {"iss": "svc.internal"}}),
+        json!({"claims": {}, "keyId": gw.keys.get(jsonwebtoken::Algorithm::RS256).0}),
+    ] {
+        check_status(vend(ok), 200);
+    }
+}

@@ -41,6 +41,9 @@ pub enum TokenError {
     /// The keys that would check the token cannot be had right now (its issuer cannot be
     /// reached and no fresh enough key set is held): not the token's fault.
     KeysUnavailable,
+    /// The key that signed the token is bound to tenants or applications (it signs theirs)
+    /// and the token names another.
+    KeyOutOfScope,
 }
 
 impl TokenError {
@@ -58,6 +61,7 @@ impl TokenError {
             TokenError::Revoked => "revoked",
             TokenError::CannotSign => "cannot_sign",
             TokenError::InvalidAudience => "invalid_audience",
+            TokenError::KeyOutOfScope => "key_out_of_scope",
             TokenError::KeysUnavailable => "keys_unavailable",
         }
     }
@@ -419,6 +423,13 @@ pub trait TokenService: Send + Sync {
 
     /// True when `key_id` names a key of the ring (of any kind).
     fn has_key(&self, key_id: &str) -> bool;
+
+    /// True when key `key_id` may sign tokens of `tenant`: no tenant or application signs
+    /// with it, or `tenant` or one of its applications does (a token of another tenant signed
+    /// with it is refused). Defaults to true.
+    fn key_speaks_for(&self, _key_id: &str, _tenant: Uuid) -> bool {
+        true
+    }
 
     /// A new opaque refresh token value: 256 bits from a CSPRNG, URL-safe base64.
     fn new_refresh_token_value(&self) -> String;

@@ -129,6 +129,17 @@ pub async fn vend(
         .unwrap_or(DEFAULT_TIME_TO_LIVE_IN_SECONDS);
     let mut claims = valid.claims;
     if grant.tenant_id.is_some() {
+        // Only a key of this tenant (or of none) signs its tokens.
+        if valid
+            .key_id
+            .is_some_and(|k| !context.tokens.key_speaks_for(&k.to_string(), tenant.id))
+        {
+            return Err(ApiError::field(
+                "keyId",
+                "invalid",
+                "A request scoped to a tenant can only sign with a key of that tenant.",
+            ));
+        }
         bind_to_tenant(&mut claims, &tenant, context).await?;
     }
     // A key that cannot sign is the request's fault; a signature that fails on the signing
@@ -266,7 +277,9 @@ pub async fn bind_to_tenant(
         None | Some(Value::Null) => {
             claims.insert("tid".into(), json!(tenant.id));
         }
-        Some(Value::String(s)) if Uuid::parse_str(s.trim()).ok() == Some(tenant.id) => {}
+        // Its own tenant's id, in the one canonical spelling (another spelling would reach an
+        // upstream that compares text as another tenant id than the one checked here).
+        Some(Value::String(s)) if id_spelling(s) == IdSpelling::Canonical(tenant.id) => {}
         Some(_) => {
             errors.field(
                 "claims.tid",
@@ -299,6 +312,18 @@ pub async fn bind_to_tenant(
                 );
                 break;
             }
+        }
+    }
+    // Nor `iss` another tenant's issuer: whoever checks the token by the published keys and
+    // its issuer would take it as that tenant's.
+    if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
+        let tenants = context.store.list_tenants().await?;
+        if iss != tenant.issuer && tenants.iter().any(|t| t.issuer == iss) {
+            errors.field(
+                "claims.iss",
+                "invalid",
+                "A request scoped to a tenant cannot vend tokens with another tenant's issuer.",
+            );
         }
     }
     errors.into_result()
@@ -471,14 +496,21 @@ mod tests {
             .vended(body["token"].as_str().expect("token"))
             .expect("vended");
         assert_eq!(vended.claims["tid"], json!(kit.other_tenant.id));
-        // Unknown application ids and a matching tid are left alone.
+        // Unknown application ids and a matching tid are left alone…
         let unknown = Uuid::new_v4();
         let res = vend_body(
             Kit::OTHER_TENANT_KEY,
-            json!({"applicationId": unknown, "tid": kit.other_tenant.id.to_string().to_uppercase()}),
+            json!({"applicationId": unknown, "tid": kit.other_tenant.id}),
         )
         .expect("ok");
         assert_eq!(res.status, 200);
+        // …but the tenant's id spelled any other way is refused, as other ids are.
+        let err = vend_body(
+            Kit::OTHER_TENANT_KEY,
+            json!({"tid": kit.other_tenant.id.to_string().to_uppercase()}),
+        )
+        .unwrap_err();
+        assert_eq!(field_code(&err, "claims.tid"), "[invalid]claims.tid");
         // An unscoped key vends what it is given.
         let res = vend_body(
             Kit::GLOBAL_KEY,
