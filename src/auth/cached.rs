@@ -64,7 +64,7 @@ impl ClaimPlan {
 
 /// What the time and revocation checks read of a verified token, in either form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Facts {
+pub struct Facts<'a> {
     /// `exp`, seconds.
     pub exp: i64,
     /// `nbf`, seconds, when present.
@@ -77,11 +77,15 @@ pub struct Facts {
     pub application_id: Option<Uuid>,
     /// `sid`.
     pub session_id: Option<Uuid>,
+    /// The application ids `aud` names (empty without `aud`): a token names its application
+    /// there too (the gateway's own token for an application the user is not registered to
+    /// has no `applicationId`), so revoking the application's tokens covers them.
+    pub audience: &'a [Uuid],
 }
 
-impl Facts {
+impl Facts<'_> {
     /// The facts of a token's full claims.
-    pub fn of(claims: &VerifiedClaims) -> Facts {
+    pub fn of(claims: &VerifiedClaims) -> Facts<'_> {
         Facts {
             exp: claims.exp,
             not_before: claims.not_before,
@@ -89,6 +93,7 @@ impl Facts {
             subject: claims.subject,
             application_id: claims.application_id,
             session_id: claims.session_id,
+            audience: claims.audience.as_deref().unwrap_or_default(),
         }
     }
 }
@@ -178,7 +183,7 @@ pub struct CachedToken {
 
 impl CachedToken {
     /// What the time and revocation checks read.
-    pub fn facts(&self) -> Facts {
+    pub fn facts(&self) -> Facts<'_> {
         Facts {
             exp: self.exp,
             not_before: self.not_before(),
@@ -186,6 +191,7 @@ impl CachedToken {
             subject: self.subject,
             application_id: self.application_id(),
             session_id: self.session_id(),
+            audience: self.shape.audience.as_deref().unwrap_or_default(),
         }
     }
 

@@ -324,22 +324,25 @@ impl Tokens {
         if self.revocations.is_empty() {
             return Ok(());
         }
-        let revoked_at = |scope: RevocationScope| self.revocations.at(&scope);
-        let mut scopes = Vec::with_capacity(4);
-        if let Some(user) = claims.subject {
-            scopes.push(RevocationScope::User(user));
-            if let Some(app) = claims.application_id {
-                scopes.push(RevocationScope::UserApplication(user, app));
-            }
+        let revoked = |scope: RevocationScope| {
+            self.revocations
+                .at(&scope)
+                .is_some_and(|at| claims.iat <= at)
+        };
+        let user = claims.subject;
+        if user.is_some_and(|user| revoked(RevocationScope::User(user)))
+            || claims
+                .session_id
+                .is_some_and(|session| revoked(RevocationScope::Session(session)))
+        {
+            return Err(TokenError::Revoked);
         }
-        if let Some(app) = claims.application_id {
-            scopes.push(RevocationScope::Application(app));
-        }
-        if let Some(session) = claims.session_id {
-            scopes.push(RevocationScope::Session(session));
-        }
-        for scope in scopes {
-            if revoked_at(scope).is_some_and(|at| claims.iat <= at) {
+        // Its application by `applicationId`, or by `aud`.
+        let applications = claims.application_id.iter().chain(claims.audience);
+        for &app in applications {
+            if revoked(RevocationScope::Application(app))
+                || user.is_some_and(|user| revoked(RevocationScope::UserApplication(user, app)))
+            {
                 return Err(TokenError::Revoked);
             }
         }

@@ -78,6 +78,16 @@ pub async fn discard_refused_body(session: &mut Session, max_body_bytes: usize) 
     }
 }
 
+/// The headers by which an upstream lets caches store its answer: replaced by
+/// `Cache-Control: no-store` on an answer that sets the session's cookies.
+const CACHING_HEADERS: &[&str] = &[
+    "Cache-Control",
+    "Expires",
+    "Surrogate-Control",
+    "CDN-Cache-Control",
+    "Cloudflare-CDN-Cache-Control",
+];
+
 /// The `Set-Cookie` values that delete both token cookies.
 pub fn cleared_cookies() -> [String; 2] {
     [
@@ -252,7 +262,10 @@ impl Gateway {
         }
     }
 
-    /// On the upstream's answer: the [`Self::session_cookies`].
+    /// On the upstream's answer: the [`Self::session_cookies`]. An answer that carries them is
+    /// one user's and must not be stored by any cache: whatever caching the upstream allowed
+    /// (a `public` page, say) gives way to `Cache-Control: no-store`, or a shared cache in
+    /// front could hand the new tokens (or the cleared cookies) to whoever asks next.
     pub(super) fn set_session_cookies(
         &self,
         upstream_response: &mut ResponseHeader,
@@ -264,6 +277,10 @@ impl Gateway {
         for cookie in self.session_cookies(ctx) {
             upstream_response.append_header("Set-Cookie", cookie)?;
         }
+        for caching in CACHING_HEADERS {
+            upstream_response.remove_header(*caching);
+        }
+        upstream_response.insert_header("Cache-Control", "no-store")?;
         Ok(())
     }
 }

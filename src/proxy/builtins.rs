@@ -153,17 +153,25 @@ impl Gateway {
     }
 }
 
-/// Writes a plugin's response.
+/// Writes a plugin's response. Unless the plugin said how it may be cached, it is
+/// `Cache-Control: no-store`: the API's answers carry tokens, users and session cookies, which
+/// no cache on the way may keep (RFC 6749 §5.1 asks the same of token responses).
 async fn write_plugin_response(session: &mut Session, response: PluginResponse) -> Result<()> {
     let PluginResponse {
         status,
         headers,
         body,
     } = response;
-    let headers: Vec<(&str, &str)> = headers
+    let mut headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("Cache-Control"))
+    {
+        headers.push(("Cache-Control", "no-store"));
+    }
     answer::respond(session, status, &headers, body).await
 }
 

@@ -953,3 +953,59 @@ fn the_worker_thread_keeps_serving_while_rsa_refreshes_are_signed() {
          refreshes were in flight: the worker thread was held by their signatures"
     );
 }
+
+#[test]
+fn an_answer_that_sets_the_session_cookies_is_never_cacheable() {
+    let upstream = RecordingUpstream::start();
+    let options = Options {
+        upstream: Some(format!("http://127.0.0.1:{}", upstream.port)),
+        ..options("enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: Reusable")
+    };
+    let gw = TestGateway::start_with(options);
+    let session = gw.login("edge-cache@example.com", &["user"]);
+    let fetch = |path: &str, cookie: &str| {
+        client()
+            .get(gw.url(path))
+            .header("Cookie", cookie)
+            .send()
+            .expect("send")
+    };
+    let caching = |response: &reqwest::blocking::Response| -> Vec<String> {
+        ["cache-control", "expires", "surrogate-control"]
+            .iter()
+            .flat_map(|name| response.headers().get_all(*name).iter())
+            .map(|v| v.to_str().expect("ascii").to_string())
+            .collect()
+    };
+    // The upstream's page is cacheable as it is, with a valid token…
+    let valid = fetch("/app/cacheable", &format!("access_token={}", session.token));
+    assert_eq!(valid.status(), 200);
+    assert!(caching(&valid).contains(&"public, max-age=3600".to_string()));
+    // …but not when it carries a transparent refresh's cookies,
+    let expired = expired_token(&gw, &session.user_id);
+    let refreshed = fetch(
+        "/app/cacheable",
+        &format!(
+            "access_token={expired}; refresh_token={}",
+            session.refresh_token
+        ),
+    );
+    assert_eq!(refreshed.status(), 200);
+    assert!(set_cookies(&refreshed)
+        .iter()
+        .any(|c| c.starts_with("access_token=")));
+    assert_eq!(caching(&refreshed), ["no-store"]);
+    // …nor when it clears them.
+    let unknown = fetch(
+        "/app/cacheable",
+        &format!("access_token={expired}; refresh_token=unknown-value"),
+    );
+    assert!(set_cookies(&unknown)
+        .iter()
+        .any(|c| c.starts_with("refresh_token=;")));
+    assert!(
+        caching(&unknown).iter().all(|v| v == "no-store"),
+        "{:?}",
+        caching(&unknown)
+    );
+}

@@ -1410,6 +1410,51 @@ fn revoking_an_application_cuts_off_its_access_tokens_only() {
     refresh_ok(&gw, &other.refresh_token);
 }
 
+#[test]
+fn revoking_an_application_cuts_off_tokens_that_name_it_only_in_aud() {
+    let gw = TestGateway::start();
+    // The gateway's own token for an application the user is not registered to (202): its
+    // application only in `aud`; and vended ones naming it there.
+    let session = gw.login_to(OTHER_APP, "aud@example.com", &[]);
+    let issued = gw.get_as(
+        &format!("/api/jwt/issue?applicationId={APP}"),
+        &session.token,
+    );
+    let body = check_status(issued, 202);
+    let issued = body["token"].as_str().expect("token").to_string();
+    let vended = |claims: Value| {
+        let response = client()
+            .post(gw.url("/api/jwt/vend"))
+            .header("Authorization", API_KEY)
+            .json(&json!({ "claims": claims }))
+            .send()
+            .expect("send");
+        check_status(response, 200)["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    };
+    let by_aud = vended(json!({"sub": session.user_id, "aud": APP}));
+    let in_list = vended(json!({"sub": session.user_id, "aud": [OTHER_APP, APP]}));
+    let elsewhere = vended(json!({"sub": session.user_id, "aud": OTHER_APP}));
+    for token in [&issued, &by_aud, &in_list, &elsewhere] {
+        assert_eq!(validate_status(&gw, token), 200);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // By user and application, then by application: each covers the tokens naming it.
+    let query = format!("userId={}&applicationId={APP}", session.user_id);
+    check_status(revoke_query(&gw, &query), 200);
+    for token in [&issued, &by_aud, &in_list] {
+        assert_eq!(validate_status(&gw, token), 401);
+    }
+    assert_eq!(validate_status(&gw, &elsewhere), 200);
+    let fresh = vended(json!({"sub": Uuid::new_v4(), "aud": APP}));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    check_status(revoke_query(&gw, &format!("applicationId={APP}")), 200);
+    assert_eq!(validate_status(&gw, &fresh), 401);
+    assert_eq!(validate_status(&gw, &elsewhere), 200);
+}
+
 // ---------------------------------------------------------------------------------------------
 // GET /api/jwt/validate
 // ---------------------------------------------------------------------------------------------

@@ -779,7 +779,8 @@ pub fn fusionauth_python() -> PathBuf {
 /// An upstream that records the request target of every request it receives and answers 200
 /// with it and with the path a typical web framework would serve for it
 /// ([`framework_path`]), as JSON: `{"target": …, "served": …, "headers": {…}, "head": …}`
-/// (`head`: the header block as received, request line and header lines, byte for byte).
+/// (`head`: the header block as received, request line and header lines, byte for byte). A
+/// target with `cacheable` in it is answered with headers that let any cache keep the answer.
 pub struct RecordingUpstream {
     pub port: u16,
     targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -860,8 +861,14 @@ fn serve_recorded(mut stream: std::net::TcpStream, seen: &std::sync::Mutex<Vec<S
             "head": head,
         })
         .to_string();
+        // A target naming `cacheable` is answered as a page any cache may keep.
+        let caching = if target.contains("cacheable") {
+            "Cache-Control: public, max-age=3600\r\nExpires: Thu, 01 Jan 2099 00:00:00 GMT\r\nSurrogate-Control: max-age=3600\r\n"
+        } else {
+            ""
+        };
         let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{caching}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(response.as_bytes()).is_err() {
