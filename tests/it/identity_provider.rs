@@ -1677,3 +1677,41 @@ fn providers_are_searched_by_name_type_and_application_in_pages() {
         .expect("send");
     assert_eq!(unauthenticated.status().as_u16(), 401);
 }
+
+/// The API refuses, as the file does, keys that are no field of the provider's sections
+/// (`oauth2`, an application's or a tenant's configuration), and one application id written
+/// twice in another case.
+#[test]
+fn unknown_keys_inside_sections_and_an_id_written_twice_are_refused() {
+    let t = Idp::start();
+    let upper = APP.to_string().to_uppercase();
+    let doc = json!({"identityProvider": {
+        "name": "typos", "type": "ExternalJWT", "headerKeyParameter": "kid",
+        "oauth2": {"emailClaim": "email", "emailclaim": "mail"},
+        "applicationConfiguration": {
+            APP: {"enabled": true, "createregistration": false},
+            (upper): {"enabled": false}},
+        "tenantConfiguration": {TENANT: {"limitUserLinkCount": {"enabled": true, "maximum": 1}}},
+    }});
+    let body = check_status(t.post("/api/identity-provider", &doc), 400);
+    let fields = body["fieldErrors"].as_object().expect("fieldErrors");
+    let codes: Vec<&str> = (fields.values())
+        .flat_map(|errors| errors.as_array().into_iter().flatten())
+        .filter_map(|e| e["code"].as_str())
+        .collect();
+    for expected in [
+        "[unknown]identityProvider.oauth2.emailclaim".to_string(),
+        format!("[unknown]identityProvider.applicationConfiguration[{APP}].createregistration"),
+        format!(
+            "[unknown]identityProvider.tenantConfiguration[{TENANT}].limitUserLinkCount.maximum"
+        ),
+    ] {
+        assert!(codes.contains(&expected.as_str()), "{expected}: {body}");
+    }
+    assert!(
+        codes
+            .iter()
+            .any(|c| c.starts_with("[duplicate]identityProvider.applicationConfiguration[")),
+        "{body}"
+    );
+}

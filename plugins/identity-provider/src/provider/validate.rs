@@ -155,6 +155,28 @@ const OAUTH2_STRING_FIELDS: &[&str] = &[
     "usernameClaim",
 ];
 
+/// The members of an `applicationConfiguration` entry of any provider (FusionAuth's
+/// `BaseIdentityProviderApplicationConfiguration`).
+const APPLICATION_FIELDS: &[&str] = &["createRegistration", "data", "enabled"];
+
+/// The members of an OpenIDConnect `applicationConfiguration` entry (FusionAuth's
+/// `OpenIdConnectApplicationConfiguration`).
+const OPENID_CONNECT_APPLICATION_FIELDS: &[&str] = &[
+    "buttonImageURL",
+    "buttonText",
+    "createRegistration",
+    "data",
+    "enabled",
+    "oauth2",
+];
+
+/// The members of a `tenantConfiguration` entry (FusionAuth's
+/// `IdentityProviderTenantConfiguration`).
+const TENANT_FIELDS: &[&str] = &["data", "limitUserLinkCount"];
+
+/// The members of a tenant's `limitUserLinkCount`.
+const LINK_LIMIT_FIELDS: &[&str] = &["enabled", "maximumLinks"];
+
 /// The `oauth2` members that, when non-empty strings, are http(s) URLs.
 const OAUTH2_URL_FIELDS: [&str; 3] = [
     "authorization_endpoint",
@@ -276,6 +298,23 @@ pub fn validate_document(doc: &Value, prefix: &str, errors: &mut Errors) {
     check_lambda_configuration(obj, report);
     check_application_configuration(obj, kind, report);
     check_tenant_configuration(obj, report);
+}
+
+/// Reports each member of the object at `base` that is not one of `fields` as
+/// `[unknown]{base}.{member}`, saying it is not a field of `what`: a misspelt key (`emailclaim`)
+/// would otherwise be stored and silently ignored.
+fn check_known_members(
+    section: &Map<String, Value>,
+    base: &str,
+    (fields, what): (&[&str], &str),
+    report: &mut Report,
+) {
+    for key in section.keys() {
+        if !fields.contains(&key.as_str()) {
+            let message = format!("This is not a field of {what}.");
+            report.add(&format!("{base}.{key}"), "unknown", message);
+        }
+    }
 }
 
 /// Reports each member that is not a field of the type's providers as `[unknown]`.
@@ -472,6 +511,7 @@ fn check_oauth2(obj: &Map<String, Value>, report: &mut Report) {
     let Some(oauth2) = report.object_at(obj.get("oauth2"), "oauth2", "an object") else {
         return;
     };
+    check_known_members(oauth2, "oauth2", (OAUTH2_STRING_FIELDS, "oauth2"), report);
     for name in OAUTH2_STRING_FIELDS {
         let path = format!("oauth2.{name}");
         report.expect_type(oauth2.get(*name), &path, "a string", Value::is_string);
@@ -551,6 +591,7 @@ fn plain_http_problem(s: &str) -> Option<&'static str> {
 /// given, `clientAuthenticationMethod` one of FusionAuth's, a `client_secret` that is not
 /// [`REDACTED`] (the stored secret could not be kept: none is stored, or `client_id` changed).
 fn check_oauth2_members(oauth2: &Map<String, Value>, base: &str, report: &mut Report) {
+    check_known_members(oauth2, base, (OAUTH2_STRING_FIELDS, "oauth2"), report);
     for name in OAUTH2_STRING_FIELDS {
         let path = format!("{base}.{name}");
         report.expect_type(oauth2.get(*name), &path, "a string", Value::is_string);
@@ -651,8 +692,8 @@ fn check_button_image(value: Option<&Value>, path: &str, report: &mut Report) {
 }
 
 /// Checks the overrides an OpenIDConnect application entry (at `base`) may carry:
-/// `buttonText` and `buttonImageURL` (strings, the image an http(s) URL), `data` (an object),
-/// and `oauth2` (an object, [`check_oauth2_members`]).
+/// `buttonText` and `buttonImageURL` (strings, the image an http(s) URL) and `oauth2` (an
+/// object, [`check_oauth2_members`]).
 fn check_openid_connect_application(config: &Map<String, Value>, base: &str, report: &mut Report) {
     for name in ["buttonText", "buttonImageURL"] {
         let path = format!("{base}.{name}");
@@ -662,13 +703,6 @@ fn check_openid_connect_application(config: &Map<String, Value>, base: &str, rep
         config.get("buttonImageURL"),
         &format!("{base}.buttonImageURL"),
         report,
-    );
-    let data_path = format!("{base}.data");
-    report.expect_type(
-        config.get("data"),
-        &data_path,
-        "an object",
-        Value::is_object,
     );
     let path = format!("{base}.oauth2");
     if let Some(oauth2) = report.object_at(config.get("oauth2"), &path, "an object") {
@@ -710,14 +744,20 @@ fn check_application_configuration(
     let Some(apps) = report.object_at(obj.get(section), section, expected) else {
         return;
     };
+    let fields = match provider_type {
+        Some(ProviderType::OpenIdConnect) => OPENID_CONNECT_APPLICATION_FIELDS,
+        Some(ProviderType::ExternalJwt) | None => APPLICATION_FIELDS,
+    };
+    let mut seen = Vec::new();
     for (id, config) in apps {
         let base = entry_path(section, id);
-        if Uuid::parse_str(id).is_err() {
-            let message = "The key must be an application id (UUID).";
-            report.add(&base, "invalid", message);
-        }
+        check_entry_key(id, &base, ("application", &mut seen), report);
         match config {
             Value::Object(c) => {
+                let what = "an application's configuration";
+                check_known_members(c, &base, (fields, what), report);
+                let data_path = format!("{base}.data");
+                report.expect_type(c.get("data"), &data_path, "an object", Value::is_object);
                 for name in ["enabled", "createRegistration"] {
                     let path = format!("{base}.{name}");
                     report.expect_type(c.get(name), &path, "a boolean", Value::is_boolean);
@@ -743,19 +783,57 @@ fn check_tenant_configuration(obj: &Map<String, Value>, report: &mut Report) {
     let Some(tenants) = report.object_at(obj.get(section), section, expected) else {
         return;
     };
+    let mut seen = Vec::new();
     for (id, config) in tenants {
         let base = entry_path(section, id);
-        if Uuid::parse_str(id).is_err() {
-            report.add(&base, "invalid", "The key must be a tenant id (UUID).");
-        }
+        check_entry_key(id, &base, ("tenant", &mut seen), report);
         check_link_limit(config.get("limitUserLinkCount"), &base, report);
-        if !config.is_object() {
-            report.add(
+        match config {
+            Value::Object(c) => {
+                let what = "a tenant's configuration";
+                check_known_members(c, &base, (TENANT_FIELDS, what), report);
+                let data_path = format!("{base}.data");
+                report.expect_type(c.get("data"), &data_path, "an object", Value::is_object);
+            }
+            other => report.add(
                 &base,
                 "invalid",
-                format!("Expected an object, found {}.", kind(config)),
-            );
+                format!("Expected an object, found {}.", kind(other)),
+            ),
         }
+    }
+}
+
+/// Checks the key `id` of an entry (at `base`) of a section keyed by `entity` id: a UUID
+/// (`[invalid]`), not one an earlier key of the section names in another spelling (upper case,
+/// without hyphens; `[duplicate]`), as two entries for one id would contradict each other.
+/// `seen` holds the ids of the earlier keys.
+fn check_entry_key(
+    id: &str,
+    base: &str,
+    (entity, seen): (&str, &mut Vec<Uuid>),
+    report: &mut Report,
+) {
+    match Uuid::parse_str(id) {
+        Ok(uuid) if seen.contains(&uuid) => report.add(
+            base,
+            "duplicate",
+            format!("Another key of this object names the same {entity} id."),
+        ),
+        Ok(uuid) => seen.push(uuid),
+        Err(_) => report.add(
+            base,
+            "invalid",
+            format!("The key must be {} {entity} id (UUID).", article(entity)),
+        ),
+    }
+}
+
+/// `a` or `an` before `word`.
+fn article(word: &str) -> &'static str {
+    match word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        true => "an",
+        false => "a",
     }
 }
 
@@ -766,6 +844,12 @@ fn check_link_limit(limit: Option<&Value>, base: &str, report: &mut Report) {
     let Some(limit) = report.object_at(limit, &path, "an object") else {
         return;
     };
+    check_known_members(
+        limit,
+        &path,
+        (LINK_LIMIT_FIELDS, "limitUserLinkCount"),
+        report,
+    );
     let enabled = limit.get("enabled");
     let enabled_path = format!("{path}.enabled");
     report.expect_type(enabled, &enabled_path, "a boolean", Value::is_boolean);
@@ -777,5 +861,92 @@ fn check_link_limit(limit: Option<&Value>, base: &str, report: &mut Report) {
                 "The maximumLinks must be an integer of at least 1.",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const APP: &str = "3c219e58-ed0e-4b18-ad48-f4f92793ae32";
+    const TENANT: &str = "e872a880-b14f-6d62-c312-cb40f22af465";
+
+    /// The codes of `doc`'s field errors, as the API answers them.
+    fn codes(doc: &Value) -> Vec<String> {
+        let mut errors = Errors::new();
+        validate_document(doc, "identityProvider.", &mut errors);
+        let mut codes: Vec<String> = (errors.field_errors.values().flatten())
+            .map(|e| e.code.clone())
+            .collect();
+        codes.sort();
+        codes
+    }
+
+    fn external_jwt() -> Value {
+        json!({"name": "Acme", "type": "ExternalJWT", "headerKeyParameter": "kid",
+            "keys": {"k1": "a-shared-secret-of-enough-length"},
+            "oauth2": {"emailClaim": "mail"},
+            "applicationConfiguration": {APP: {"enabled": true, "data": {}}},
+            "tenantConfiguration": {TENANT: {"limitUserLinkCount": {"enabled": true, "maximumLinks": 2}}}})
+    }
+
+    fn openid_connect() -> Value {
+        json!({"name": "SSO", "type": "OpenIDConnect",
+            "oauth2": {"issuer": "https://sso.example.com", "client_id": "gw", "client_secret": "s"},
+            "applicationConfiguration": {APP: {"enabled": true, "buttonText": "Go",
+                "oauth2": {"client_id": "app", "client_secret": "t", "scope": "openid"}}}})
+    }
+
+    #[test]
+    fn known_members_of_every_section_pass() {
+        assert_eq!(codes(&external_jwt()), Vec::<String>::new());
+        assert_eq!(codes(&openid_connect()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_unknown_key_inside_a_section_is_refused_by_its_path() {
+        let app = format!("identityProvider.applicationConfiguration[{APP}]");
+        let tenant = format!("identityProvider.tenantConfiguration[{TENANT}]");
+        let mut doc = external_jwt();
+        doc["oauth2"]["emailclaim"] = json!("mail");
+        doc["applicationConfiguration"][APP]["createregistration"] = json!(true);
+        doc["applicationConfiguration"][APP]["oauth2"] = json!({});
+        doc["tenantConfiguration"][TENANT]["limit"] = json!(1);
+        doc["tenantConfiguration"][TENANT]["limitUserLinkCount"]["max"] = json!(1);
+        assert_eq!(
+            codes(&doc),
+            vec![
+                format!("[unknown]{app}.createregistration"),
+                format!("[unknown]{app}.oauth2"),
+                "[unknown]identityProvider.oauth2.emailclaim".to_string(),
+                format!("[unknown]{tenant}.limit"),
+                format!("[unknown]{tenant}.limitUserLinkCount.max"),
+            ]
+        );
+        let mut doc = openid_connect();
+        doc["oauth2"]["emailclaim"] = json!("mail");
+        doc["applicationConfiguration"][APP]["oauth2"]["clientid"] = json!("x");
+        doc["applicationConfiguration"][APP]["button"] = json!("x");
+        assert_eq!(
+            codes(&doc),
+            vec![
+                format!("[unknown]{app}.button"),
+                format!("[unknown]{app}.oauth2.clientid"),
+                "[unknown]identityProvider.oauth2.emailclaim".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_id_written_twice_in_another_case_is_a_duplicate() {
+        let upper = APP.to_uppercase();
+        let mut doc = external_jwt();
+        doc["applicationConfiguration"][&upper] = json!({"enabled": false});
+        doc["tenantConfiguration"][TENANT.replace('-', "")] = json!({});
+        let codes = codes(&doc);
+        assert_eq!(codes.len(), 2, "{codes:?}");
+        assert!(codes[0].starts_with("[duplicate]identityProvider.applicationConfiguration["));
+        assert!(codes[1].starts_with("[duplicate]identityProvider.tenantConfiguration["));
     }
 }
