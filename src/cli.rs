@@ -436,7 +436,8 @@ fn check(file: &std::path::Path, loaded: Result<Config, config::ConfigErrors>) -
     let warnings = config::issuer_warnings(&config.tenants)
         .into_iter()
         .chain(config::login_warnings(&config))
-        .chain(config::route_warnings(&config.routes));
+        .chain(config::route_warnings(&config.routes))
+        .chain(config::store_warnings(&config));
     for warning in warnings {
         eprintln!("warning: {warning}");
     }

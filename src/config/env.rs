@@ -1,8 +1,10 @@
 //! `${VAR}` and `${VAR:-default}` substitution in the configuration text, before YAML parsing.
 //!
-//! Lines whose first non-blank character is `#` are left alone, so a comment can mention a
-//! variable that is not set. Substituted values are remembered so that error messages can be
-//! scrubbed of them (they are often secrets).
+//! Comments are left alone, so a comment can mention a variable that is not set: a line whose
+//! first non-blank character is `#`, and the rest of a line from a `#` that YAML reads as a
+//! comment's start (after a blank, outside quotes, not inside a block scalar). Substituted
+//! values are remembered so that error messages can be scrubbed of them (they are often
+//! secrets).
 
 /// The text after substitution, and every value that was substituted in.
 #[derive(Debug, Default)]
@@ -23,11 +25,28 @@ pub fn substitute(
 ) -> Result<Substituted, Vec<String>> {
     let mut out = Substituted::default();
     let mut errors = Vec::new();
+    // The indentation of the line that opened the block scalar (`key: |`) being read, if any.
+    let mut block: Option<usize> = None;
     for (index, line) in input.split_inclusive('\n').enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let blank = line.trim().is_empty();
+        let in_block = block.is_some_and(|opened| blank || indent > opened);
+        if !in_block {
+            block = None;
+        }
         if line.trim_start().starts_with('#') {
             out.text.push_str(line);
-        } else {
-            substitute_line(line, index + 1, &lookup, &mut out, &mut errors);
+            continue;
+        }
+        // Inside a block scalar a `#` is text, not a comment.
+        let code = match in_block {
+            true => line.len(),
+            false => comment_start(line).unwrap_or(line.len()),
+        };
+        substitute_line(&line[..code], index + 1, &lookup, &mut out, &mut errors);
+        out.text.push_str(&line[code..]);
+        if !in_block && opens_block_scalar(&line[..code]) {
+            block = Some(indent);
         }
     }
     if errors.is_empty() {
@@ -35,6 +54,42 @@ pub fn substitute(
     } else {
         Err(errors)
     }
+}
+
+/// Where the comment of `line` starts: the first `#` outside quotes that follows a blank (a
+/// `#` inside a plain scalar, `a#b`, is text); `None` when it has none.
+fn comment_start(line: &str) -> Option<usize> {
+    let (mut double, mut single) = (false, false);
+    let (mut previous, mut last) = (' ', ' ');
+    let mut escaped = false;
+    for (at, c) in line.char_indices() {
+        match c {
+            '"' if !single && (double || starts_scalar(previous)) && !escaped => double = !double,
+            '\'' if !double && (single || starts_scalar(previous)) => single = !single,
+            '#' if !double && !single && last.is_whitespace() => return Some(at),
+            _ => {}
+        }
+        escaped = double && c == '\\' && !escaped;
+        if !c.is_whitespace() {
+            previous = c;
+        }
+        last = c;
+    }
+    None
+}
+
+/// True when `code` (a line without its comment) ends with a block scalar's header (`key: |`,
+/// `- >-`, `key: |2+`), so the lines indented under it are the scalar's text.
+fn opens_block_scalar(code: &str) -> bool {
+    let code = code.trim_end();
+    let header = code.trim_end_matches(|c: char| c.is_ascii_digit() || c == '+' || c == '-');
+    let Some(before) = header
+        .strip_suffix('|')
+        .or_else(|| header.strip_suffix('>'))
+    else {
+        return false;
+    };
+    before.is_empty() || before.ends_with([' ', '\t'])
 }
 
 /// Substitutes the expressions of one line (number `line_number`) into `out`, adding a
@@ -144,9 +199,8 @@ impl Place {
                 "the value of {name} holds a line break or control character: write \"${{{name}}}\" in double quotes"
             )),
             Place::SingleQuoted => Ok(value.replace('\'', "''")),
-            Place::Whole { flow }
-                if value.is_empty() || (reads_as_written(value, flow) && !reads_as_other(value)) =>
-            {
+            // An empty value is written `""`: unquoted, YAML would read nothing (null).
+            Place::Whole { flow } if reads_as_written(value, flow) && !reads_as_other(value) => {
                 Ok(value.to_string())
             }
             Place::Whole { .. } => Ok(format!("\"{}\"", escaped(value))),
@@ -258,7 +312,7 @@ mod tests {
     #[test]
     fn substitutes_and_defaults() {
         let out = substitute("a: ${SET}\nb: ${UNSET:-dflt}\nc: ${EMPTY:-x}\n", env).expect("ok");
-        assert_eq!(out.text, "a: s3cr3t-value\nb: dflt\nc: \n");
+        assert_eq!(out.text, "a: s3cr3t-value\nb: dflt\nc: \"\"\n");
         assert!(out.values.contains(&"s3cr3t-value".to_string()));
     }
 
@@ -274,6 +328,59 @@ mod tests {
     fn comments_are_not_substituted() {
         let out = substitute("# uses ${MISSING}\nx: 1\n", env).expect("ok");
         assert!(out.text.contains("${MISSING}"));
+        // A trailing comment is a comment too; a `#` in quotes or in a plain value is not.
+        let cases = [
+            ("threads: 2 # ${MISSING}\n", "threads: 2 # ${MISSING}\n"),
+            ("k: ${SET} # ${MISSING}\n", "k: s3cr3t-value # ${MISSING}\n"),
+            ("- {a: 1} # ${MISSING}", "- {a: 1} # ${MISSING}"),
+            (
+                "k: \"a #${SET}\" # ${MISSING}\n",
+                "k: \"a #s3cr3t-value\" # ${MISSING}\n",
+            ),
+            ("k: 'a #${SET}'\n", "k: 'a #s3cr3t-value'\n"),
+            ("u: http://h/#${SET}\n", "u: http://h/#s3cr3t-value\n"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(substitute(text, env).expect(text).text, expected, "{text}");
+        }
+        for text in [
+            "k: ${MISSING} # note\n",
+            "k: \"# ${MISSING}\"\n",
+            "u: a#${MISSING}\n",
+        ] {
+            assert!(substitute(text, env).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_hash_inside_a_block_scalar_is_text() {
+        let text = "body: |  # ${MISSING}\n  a # ${SET}\n\n  b\nnext: 1 # ${MISSING}\n";
+        let out = substitute(text, env).expect("ok");
+        assert_eq!(
+            out.text,
+            "body: |  # ${MISSING}\n  a # s3cr3t-value\n\n  b\nnext: 1 # ${MISSING}\n"
+        );
+        assert!(substitute("- >-\n  x # ${MISSING}\n", env).is_err());
+    }
+
+    #[test]
+    fn an_empty_value_reads_as_an_empty_string() {
+        let cases = [
+            ("k: ${EMPTY}\n", "k: \"\"\n"),
+            ("- {k: ${EMPTY}}\n", "- {k: \"\"}\n"),
+            ("k: ${UNSET:-}\n", "k: \"\"\n"),
+            ("u: http://${EMPTY}x\n", "u: http://x\n"),
+            ("k: \"${EMPTY}\"\n", "k: \"\"\n"),
+        ];
+        for (text, expected) in cases {
+            let out = substitute(text, env).expect(text);
+            assert_eq!(out.text, expected, "{text}");
+            let parsed: serde_yaml::Value = serde_yaml::from_str(&out.text).expect("yaml");
+            assert!(
+                !format!("{parsed:?}").contains("Null"),
+                "{text}: {parsed:?}"
+            );
+        }
     }
 
     fn with(value: &str) -> impl Fn(&str) -> Option<String> + '_ {

@@ -268,6 +268,21 @@ pub fn login_warnings(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// Warnings (`gatehouse check`) about the store: a PostgreSQL URL without a password is
+/// refused at start by a server that asks for one (it may let the user in without: `check`
+/// never connects).
+pub fn store_warnings(config: &Config) -> Vec<String> {
+    let StoreLocation::Postgres(url) = &config.store else {
+        return Vec::new();
+    };
+    match crate::store::postgres::parse_url(url) {
+        Ok(settings) if settings.get_password().is_none() => vec![
+            "store: the URL has no password: the gateway starts only if the server lets this user in without one".to_string(),
+        ],
+        Ok(_) | Err(_) => Vec::new(),
+    }
+}
+
 /// Warnings (`gatehouse check`) for pairs of routes on one host whose paths differ only by a
 /// trailing `/` (`/admin` and `/admin/`) under different policies: the `/`-ended one takes every
 /// path under the other but its bare path, so the other's policy guards that one path alone —
@@ -323,12 +338,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(&text, &base_dir, |name| std::env::var(name).ok())
 }
 
+/// The byte order mark some editors write at the start of a UTF-8 file; YAML allows it there.
+const BOM: char = '\u{FEFF}';
+
 /// Parses configuration text; relative file paths are resolved against `base_dir`.
 pub fn parse(
     text: &str,
     base_dir: &Path,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    let text = text.strip_prefix(BOM).unwrap_or(text);
     let substituted = env::substitute(text, lookup).map_err(|messages| {
         ConfigErrors(
             messages
@@ -420,6 +439,15 @@ pub(crate) fn redact_serde_message(message: &str) -> String {
     message.to_string()
 }
 
+/// The largest `limits.maxBodyBytes`: a body is held in memory up to this size.
+const MAX_BODY_BYTES: usize = 1 << 30;
+
+/// The largest `limits.maxHeaderBytes`: the proxy engine reads no header block larger.
+const MAX_HEADER_BYTES: usize = 1_048_575;
+
+/// The largest `shutdownTimeoutSeconds` (an hour).
+const MAX_SHUTDOWN_SECONDS: u64 = 3600;
+
 /// The `limits` section: the largest body and header block (bytes) and the idle keep-alive
 /// timeout (seconds), each within its range or a problem at its path.
 fn request_limits(p: &mut Problems, limits: &raw::RawLimits) -> (usize, usize, u64) {
@@ -428,16 +456,16 @@ fn request_limits(p: &mut Problems, limits: &raw::RawLimits) -> (usize, usize, u
         "limits.maxBodyBytes",
         limits.max_body_bytes,
         1024 * 1024,
-        (1, usize::MAX),
-        "must be greater than 0",
+        (1, MAX_BODY_BYTES),
+        "must be between 1 and 1073741824 (1 GiB)",
     );
     let max_header_bytes = sections::bounded(
         p,
         "limits.maxHeaderBytes",
         limits.max_header_bytes,
         32 * 1024,
-        (1024, usize::MAX),
-        "must be at least 1024",
+        (1024, MAX_HEADER_BYTES),
+        "must be between 1024 and 1048575 (the proxy engine reads no larger header block)",
     );
     let idle_timeout_seconds = sections::bounded(
         p,
@@ -448,6 +476,29 @@ fn request_limits(p: &mut Problems, limits: &raw::RawLimits) -> (usize, usize, u
         "must be between 1 and 3600",
     );
     (max_body_bytes, max_header_bytes, idle_timeout_seconds)
+}
+
+/// The verified-token cache's bounds (`validation`): `cacheCapacity` entries (default 100,000,
+/// 0 turns the cache off, at most 100,000,000) and `cacheMaxBytes` (default 64 MiB, from 1 MiB
+/// to 1 TiB), each within its range or a problem at its path.
+fn token_cache(p: &mut Problems, validation: &raw::RawValidation) -> (u64, u64) {
+    let capacity = sections::bounded(
+        p,
+        "validation.cacheCapacity",
+        validation.cache_capacity,
+        100_000,
+        (0, 100_000_000),
+        "must be at most 100000000",
+    );
+    let max_bytes = sections::bounded(
+        p,
+        "validation.cacheMaxBytes",
+        validation.cache_max_bytes,
+        64 * 1024 * 1024,
+        (1024 * 1024, 1 << 40),
+        "must be between 1048576 (1 MiB) and 1099511627776 (1 TiB)",
+    );
+    (capacity, max_bytes)
 }
 
 /// `limits.maxConnections`: the most client connections the proxy listener keeps open at once
@@ -530,14 +581,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let (max_body_bytes, max_header_bytes, idle_timeout_seconds) =
         request_limits(&mut p, &raw.limits);
     let max_connections = connection_limit(&mut p, &raw.limits);
-    let token_cache_max_bytes = sections::bounded(
-        &mut p,
-        "validation.cacheMaxBytes",
-        raw.validation.cache_max_bytes,
-        64 * 1024 * 1024,
-        (1024 * 1024, u64::MAX),
-        "must be at least 1048576 (1 MiB)",
-    );
+    let (token_cache_capacity, token_cache_max_bytes) = token_cache(&mut p, &raw.validation);
     let (admin_listen, demo_upstream) = sections::side_listeners(&mut p, &raw, listen);
     let race_window_seconds = sections::bounded(
         &mut p,
@@ -548,6 +592,15 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         "must be at most 60",
     );
     let log_format = sections::log_format(&mut p, raw.log.format.as_deref());
+    let log_level = sections::log_level(&mut p, raw.log.level.as_deref());
+    let shutdown_timeout_seconds = sections::bounded(
+        &mut p,
+        "shutdownTimeoutSeconds",
+        raw.shutdown_timeout_seconds,
+        10,
+        (0, MAX_SHUTDOWN_SECONDS),
+        "must be at most 3600",
+    );
     let trusted_proxies = sections::trusted_proxies(&mut p, "trustedProxies", &raw.trusted_proxies);
     let upgrade_socket =
         upgrade::upgrade_socket(&mut p, raw.upgrade_socket.as_deref(), &store, base_dir);
@@ -573,7 +626,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         max_body_bytes,
         max_header_bytes,
         leeway_seconds,
-        token_cache_capacity: raw.validation.cache_capacity.unwrap_or(100_000),
+        token_cache_capacity,
         token_cache_max_bytes,
         idle_timeout_seconds,
         max_connections,
@@ -582,10 +635,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         race_window_ms: race_window_seconds.min(60) as i64 * 1000,
         secure_cookies: raw.cookies.secure,
         log_format,
-        log_level: raw.log.level.unwrap_or_else(|| "info".into()),
+        log_level,
         access_log: raw.log.access.unwrap_or(true),
         demo_upstream,
-        shutdown_timeout_seconds: raw.shutdown_timeout_seconds.unwrap_or(10),
+        shutdown_timeout_seconds,
         upgrade_socket,
         uses_demo_api_key,
         trusted_proxies,

@@ -144,6 +144,10 @@ pub(super) fn store_location(
             base_dir.join(path)
         })
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Read as the store reads it at start, so what it would refuse is refused here.
+        if let Err(message) = crate::store::postgres::parse_url(url) {
+            p.add("store", message);
+        }
         StoreLocation::Postgres(url.to_string())
     } else {
         p.add("store", "must start with sqlite:// or postgres://");
@@ -420,6 +424,10 @@ fn application_roles(p: &mut Problems, path: &str, application: &mut Application
     }
 }
 
+/// The largest token lifetime (`timeToLiveInSeconds`, the refresh token's minutes): the JWT
+/// API's vend cap (FusionAuth reads them as Java `Integer`s).
+pub(super) const MAX_LIFETIME: i64 = gatehouse_plugin_jwt::vend::MAX_TIME_TO_LIVE_IN_SECONDS;
+
 /// The checks shared by tenants' and applications' `jwtConfiguration`.
 fn check_jwt_configuration(
     p: &mut Problems,
@@ -435,20 +443,28 @@ fn check_jwt_configuration(
             );
         }
     }
-    if jwt.time_to_live_in_seconds.is_some_and(|t| t <= 0) {
-        p.add(
-            format!("{path}.timeToLiveInSeconds"),
-            "must be greater than 0",
-        );
-    }
-    if jwt
-        .refresh_token_time_to_live_in_minutes
-        .is_some_and(|t| t <= 0)
-    {
-        p.add(
-            format!("{path}.refreshTokenTimeToLiveInMinutes"),
-            "must be greater than 0",
-        );
+    // The lifetimes are FusionAuth's Java `Integer`s, capped as the API caps them, so an
+    // expiry instant (milliseconds since 1970) never overflows.
+    let lifetimes = [
+        ("timeToLiveInSeconds", jwt.time_to_live_in_seconds),
+        (
+            "refreshTokenTimeToLiveInMinutes",
+            jwt.refresh_token_time_to_live_in_minutes,
+        ),
+        (
+            "refreshTokenSlidingWindowConfiguration.maximumTimeToLiveInMinutes",
+            jwt.refresh_token_sliding_window_configuration
+                .as_ref()
+                .and_then(|w| w.maximum_time_to_live_in_minutes),
+        ),
+    ];
+    for (field, value) in lifetimes {
+        if value.is_some_and(|t| !(1..=MAX_LIFETIME).contains(&t)) {
+            p.add(
+                format!("{path}.{field}"),
+                format!("must be between 1 and {MAX_LIFETIME}"),
+            );
+        }
     }
     if let Some(grace) = &jwt.refresh_token_one_time_use_configuration {
         if !(0..=86_400).contains(&grace.grace_period_in_seconds) {
@@ -601,6 +617,30 @@ pub(super) fn log_format(p: &mut Problems, format: Option<&str>) -> LogFormat {
             LogFormat::Text
         }
     }
+}
+
+/// The log filter (`log.level`, default `info`): a level (`trace`, `debug`, `info`, `warn`,
+/// `error`, `off`), or comma-separated `tracing` directives each naming its level
+/// (`info,gatehouse=debug`). A bare word that is no level (`loud`) would read as a target to log
+/// everything of, and silence the gateway's own lines: refused.
+pub(super) fn log_level(p: &mut Problems, level: Option<&str>) -> String {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::{Directive, LevelFilter};
+    let Some(level) = level else {
+        return "info".to_string();
+    };
+    let valid = |directive: &str| {
+        let directive = directive.trim();
+        LevelFilter::from_str(directive).is_ok()
+            || (directive.contains('=') && Directive::from_str(directive).is_ok())
+    };
+    if level.trim().is_empty() || !level.split(',').all(valid) {
+        p.add(
+            "log.level",
+            "must be a level (trace, debug, info, warn, error or off) or directives that each name one, such as info,gatehouse=debug",
+        );
+    }
+    level.to_string()
 }
 
 /// The trusted proxies listed at `at` (`trustedProxies`, `forwardAuth.trustedProxies`): each an

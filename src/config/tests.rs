@@ -818,3 +818,188 @@ fn syntax_errors_unknown_variants_and_cut_secrets_echo_nothing_written() {
     .to_string();
     assert!(!errors.contains("SECRETAAAA"), "{errors}");
 }
+
+#[test]
+fn every_number_has_an_upper_bound_named_with_its_path_and_line() {
+    let huge = u64::MAX;
+    let cases = [
+        (
+            format!("shutdownTimeoutSeconds: {huge}\n"),
+            "shutdownTimeoutSeconds: must be at most 3600",
+        ),
+        (
+            format!("limits: {{maxBodyBytes: {huge}}}\n"),
+            "limits.maxBodyBytes: must be between 1 and 1073741824",
+        ),
+        (
+            format!("limits: {{maxHeaderBytes: {huge}}}\n"),
+            "limits.maxHeaderBytes: must be between 1024 and 1048575",
+        ),
+        (
+            format!("validation: {{cacheCapacity: {huge}}}\n"),
+            "validation.cacheCapacity: must be at most 100000000",
+        ),
+        (
+            format!("validation: {{cacheMaxBytes: {huge}}}\n"),
+            "validation.cacheMaxBytes: must be between 1048576 (1 MiB) and 1099511627776",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let problems = problems_of(&format!("{}{extra}", base()));
+        assert_eq!(problems.len(), 1, "{extra}: {problems:?}");
+        assert!(problems[0].starts_with(expected), "{extra}: {problems:?}");
+        assert!(problems[0].contains("(line 20, "), "{problems:?}");
+    }
+    let within = "shutdownTimeoutSeconds: 3600\nlimits: {maxBodyBytes: 1073741824, maxHeaderBytes: 1048575}\nvalidation: {cacheCapacity: 0, cacheMaxBytes: 1099511627776}\n";
+    let config = parse_str(&format!("{}{within}", base())).expect("valid");
+    assert_eq!(config.shutdown_timeout_seconds, 3600);
+    assert_eq!(config.token_cache_capacity, 0);
+}
+
+#[test]
+fn token_lifetimes_are_capped_as_the_api_caps_them() {
+    let with = |jwt: &str| {
+        problems_of(&base().replace(
+            "issuer: acme.com}",
+            &format!("issuer: acme.com, jwtConfiguration: {{{jwt}}}}}"),
+        ))
+    };
+    let max = i32::MAX;
+    assert_eq!(
+        with(&format!("timeToLiveInSeconds: {max}")),
+        Vec::<String>::new()
+    );
+    let cases = [
+        ("timeToLiveInSeconds: 9223372036854775807", "timeToLiveInSeconds"),
+        ("timeToLiveInSeconds: 2147483648", "timeToLiveInSeconds"),
+        ("timeToLiveInSeconds: 0", "timeToLiveInSeconds"),
+        (
+            "refreshTokenTimeToLiveInMinutes: 9223372036854775807",
+            "refreshTokenTimeToLiveInMinutes",
+        ),
+        (
+            "refreshTokenSlidingWindowConfiguration: {maximumTimeToLiveInMinutes: 9223372036854775807}",
+            "refreshTokenSlidingWindowConfiguration.maximumTimeToLiveInMinutes",
+        ),
+    ];
+    for (jwt, field) in cases {
+        let problems = with(jwt);
+        let expected = format!(
+            "tenants[0].jwtConfiguration.{field}: must be between 1 and 2147483647 (line 9"
+        );
+        assert_eq!(problems.len(), 1, "{jwt}: {problems:?}");
+        assert!(problems[0].starts_with(&expected), "{jwt}: {problems:?}");
+    }
+    let app = base().replace(
+        "    name: App\n",
+        "    name: App\n    jwtConfiguration: {timeToLiveInSeconds: 9223372036854775807}\n",
+    );
+    let problems = problems_of(&app);
+    assert!(
+        problems[0].starts_with(
+            "applications[0].jwtConfiguration.timeToLiveInSeconds: must be between 1 and 2147483647 (line 14"
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn the_log_level_is_a_level_or_directives_naming_one() {
+    for level in [
+        "info",
+        "WARN",
+        "off",
+        "debug,gatehouse=trace",
+        "gatehouse::access=off",
+    ] {
+        let text = format!("{}log: {{level: \"{level}\"}}\n", base());
+        assert_eq!(parse_str(&text).expect(level).log_level, level);
+    }
+    for level in ["loud", "", "info,loud", "gatehouse=loud"] {
+        let problems = problems_of(&format!("{}log: {{level: \"{level}\"}}\n", base()));
+        assert_eq!(problems.len(), 1, "{level}: {problems:?}");
+        assert!(
+            problems[0]
+                .starts_with("log.level: must be a level (trace, debug, info, warn, error or off)")
+                && problems[0].contains("(line 20"),
+            "{level}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn a_postgres_url_the_store_would_refuse_is_refused_with_its_line() {
+    let with = |url: &str| problems_of(&base().replace("sqlite://test.db", url));
+    let ok = "postgres://gatehouse:pw@127.0.0.1:5432/db?connect_timeout=5&sslmode=disable";
+    assert_eq!(with(ok), Vec::<String>::new());
+    let cases = [
+        ("postgres://u:p@h/db?bogus=1", "unknown option `bogus`"),
+        (
+            "postgres://u:p@h/db?connect_timeout=abc",
+            "invalid value for option `connect_timeout`",
+        ),
+        ("postgres://u:p@h:99999/db", "not a valid PostgreSQL URL"),
+        (
+            "postgres://u:secret-pw@[::1/db",
+            "not a valid PostgreSQL URL",
+        ),
+        ("postgres://", "names no host"),
+        (
+            "postgres://u:p@h/db?sslmode=require",
+            "the store connects without TLS",
+        ),
+        (
+            "postgresql://u:p@h/db?channel_binding=require",
+            "channel binding needs TLS",
+        ),
+    ];
+    for (url, expected) in cases {
+        let problems = with(url);
+        assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+        assert!(
+            problems[0].starts_with("store: ")
+                && problems[0].contains(expected)
+                && problems[0].contains("(line 3, column 1)"),
+            "{url}: {problems:?}"
+        );
+        assert!(!problems[0].contains("secret-pw"), "{problems:?}");
+    }
+    // No password: a warning (the server may let the user in without one).
+    let config = parse_str(&base().replace("sqlite://test.db", "postgresql://u@127.0.0.1/db"))
+        .expect("valid");
+    assert_eq!(store_warnings(&config).len(), 1);
+    let config = parse_str(&base().replace("sqlite://test.db", ok)).expect("valid");
+    assert!(store_warnings(&config).is_empty());
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_read_past() {
+    let config = parse_str(&format!("\u{FEFF}{}", base())).expect("valid");
+    assert_eq!(config.routes.len(), 1);
+    let problems = problems_of(&format!("\u{FEFF}{}bogus: 1\n", base()));
+    assert!(
+        problems[0].starts_with("bogus: unknown field"),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("(line 20, column 1)"), "{problems:?}");
+}
+
+#[test]
+fn an_empty_variable_is_an_empty_string_and_a_trailing_comment_is_not_substituted() {
+    let lookup = |name: &str| match name {
+        "EMPTY" => Some(String::new()),
+        other => env(other),
+    };
+    let text = base().replace("name: Default", "name: ${EMPTY}");
+    let problems = match parse(&text, Path::new("/tmp"), lookup) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].starts_with("tenants[0].name: must not be blank"),
+        "{problems:?}"
+    );
+    let text = format!("{}threads: 2 # ${{NOT_SET_ANYWHERE}}\n", base());
+    assert_eq!(parse_str(&text).expect("valid").threads, 2);
+}

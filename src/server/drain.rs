@@ -46,11 +46,12 @@ impl Drain {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Waits until nothing is under way or `limit` has passed; true when nothing is.
+    /// Waits until nothing is under way or `limit` has passed; true when nothing is. A limit
+    /// beyond what the clock can count waits until nothing is under way.
     pub fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
+        let deadline = Instant::now().checked_add(limit);
         while self.in_flight() > 0 {
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -209,6 +210,14 @@ mod tests {
         assert!(!drain.wait_idle(Duration::from_millis(30)));
         drop(second);
         assert!(drain.wait_idle(Duration::ZERO));
+        // A limit no clock can count (no deadline) waits for the last session, never panics.
+        let third = InFlight::new(&drain);
+        let ends = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(third);
+        });
+        assert!(drain.wait_idle(Duration::MAX));
+        ends.join().expect("joined");
     }
 
     #[test]

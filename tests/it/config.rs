@@ -319,3 +319,73 @@ fn a_taken_address_names_its_listeners_field() {
         "{stderr}"
     );
 }
+
+/// `gatehouse check` on `text` written to a file of its own, with the environment `vars`:
+/// exit code, stdout and stderr.
+fn check_text(text: &str, vars: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, text).expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config", path.to_str().expect("path")])
+        .envs(vars.iter().copied())
+        .current_dir(dir.path())
+        .output()
+        .expect("run gatehouse");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_refuses_numbers_levels_store_urls_and_provider_keys_serve_would_misread() {
+    let text = format!(
+        "listen: 127.0.0.1:1\n\
+         store: postgres://u:pw@127.0.0.1:5432/db?sslmode=require\n\
+         shutdownTimeoutSeconds: 18446744073709551615\n\
+         log: {{level: loud}}\n\
+         keys: [{{id: 11111111-1111-4111-8111-111111111111, algorithm: RS256}}]\n\
+         tenants:\n  - {{id: {TENANT}, name: T, issuer: https://a.example,\n     jwtConfiguration: {{timeToLiveInSeconds: 9223372036854775807}}}}\n\
+         plugins: {{identity-provider: {{}}}}\n\
+         identityProviders:\n  - {{id: 22222222-2222-4222-8222-222222222222, name: P, type: ExternalJWT, headerKeyParameter: kid,\n     oauth2: {{emailclaim: mail}}}}\n"
+    );
+    let (code, _, stderr) = check_text(&text, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        "store: sslmode=require, but the store connects without TLS",
+        "shutdownTimeoutSeconds: must be at most 3600 (line 3",
+        "log.level: must be a level",
+        "tenants[0].jwtConfiguration.timeToLiveInSeconds: must be between 1 and 2147483647 (line 8",
+        "identityProviders[0].oauth2.emailclaim: This is not a field of oauth2. (line 12",
+    ] {
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    assert!(
+        stderr.contains("store: ") && stderr.contains("(line 2, column 1)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw@"), "{stderr}");
+}
+
+#[test]
+fn check_reads_past_a_byte_order_mark_and_trailing_comments_and_quotes_an_empty_variable() {
+    let text = "\u{FEFF}listen: 127.0.0.1:1 # ${GATEHOUSE_TEST_UNSET_VARIABLE}\nthreads: 2\n";
+    let (code, stdout, stderr) = check_text(text, &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // An empty variable is an empty text, refused for what it means, not read as nothing.
+    let text = "listen: 127.0.0.1:1\ntenants:\n  - {id: 0a6a8d1e-3f2b-4c5d-8e9f-1a2b3c4d5e6f, name: ${GATEHOUSE_TEST_EMPTY}, issuer: https://a.example}\n";
+    let (code, _, stderr) = check_text(text, &[("GATEHOUSE_TEST_EMPTY", "")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tenants[0].name: must not be blank (line 3"),
+        "{stderr}"
+    );
+    let text = "\u{FEFF}listen: 127.0.0.1:1\nbogus: 1\n";
+    let (_, _, stderr) = check_text(text, &[]);
+    assert!(
+        stderr.contains("bogus: unknown field") && stderr.contains("(line 2, column 1)"),
+        "{stderr}"
+    );
+}

@@ -248,6 +248,51 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
+/// The connection settings of the `store:` URL, or why a connection could not be made with
+/// them whatever the server says (never naming the password): a URL the driver cannot read,
+/// one without a host, or one that asks for TLS (the store connects without it). `gatehouse
+/// check` runs the same reading, without connecting.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    use std::error::Error;
+    use tokio_postgres::config::{ChannelBinding, SslMode};
+    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        // The driver's reason names an option (`unknown option `x``, `invalid value for option
+        // `port``); other reasons are left out, as they could quote the URL.
+        let reason = e.source().map(ToString::to_string).filter(|r| {
+            r.starts_with("unknown option `") || r.starts_with("invalid value for option `")
+        });
+        match reason {
+            Some(reason) => format!("not a valid PostgreSQL URL: {reason}"),
+            None => {
+                "not a valid PostgreSQL URL (postgres://user:password@host:5432/db)".to_string()
+            }
+        }
+    })?;
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err("names no host (postgres://user:password@host:5432/db)".into());
+    }
+    let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+    if !config.get_hosts().is_empty()
+        && !config.get_hostaddrs().is_empty()
+        && config.get_hosts().len() != config.get_hostaddrs().len()
+    {
+        return Err("names a different number of hosts and hostaddrs".into());
+    }
+    if config.get_ports().len() > 1 && config.get_ports().len() != hosts {
+        return Err("names a different number of ports and hosts".into());
+    }
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err("sslmode=require, but the store connects without TLS (keep the database on loopback or a trusted private network, and leave sslmode out)".into());
+    }
+    if config.get_channel_binding() == ChannelBinding::Require {
+        return Err(
+            "channel_binding=require, but channel binding needs TLS, which the store does not use"
+                .into(),
+        );
+    }
+    Ok(config)
+}
+
 /// Starts the store's runtime on a thread of its own; the thread drops the runtime (outside
 /// any async context) once the returned sender is dropped.
 fn start_runtime() -> StoreResult<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>)> {
@@ -275,9 +320,7 @@ impl PostgresStore {
     /// TLS), checks it answers, and applies pending migrations. The instants the store writes
     /// itself (when a migration was applied, an event logged, a revocation dated) are `clock`'s.
     pub async fn open(url: &str, clock: Arc<dyn Clock>) -> StoreResult<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("store: not a valid PostgreSQL URL ({e})")))?;
+        let config = parse_url(url).map_err(|e| StoreError::Backend(format!("store: {e}")))?;
         Self::open_config(config, clock).await
     }
 
