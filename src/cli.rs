@@ -189,7 +189,12 @@ fn reload(
             return 1;
         }
     };
-    print_reload_answer(path, status, &body)
+    // What the gateway will read: its own file, whatever `path` is; the hash it reports back
+    // tells whether that was this file's content.
+    let expected = std::fs::read(path)
+        .ok()
+        .map(|bytes| crate::server::reload::hash_of(&bytes));
+    print_reload_answer(path, address, expected.as_deref(), status, &body)
 }
 
 /// Sends `POST /reload` to the admin listener at `address`; its status and JSON body.
@@ -220,14 +225,32 @@ fn post_reload(address: std::net::SocketAddr) -> std::io::Result<(u16, serde_jso
     ))
 }
 
-/// Prints the admin listener's answer to a reload; returns the exit code (0: applied).
-fn print_reload_answer(path: &std::path::Path, status: u16, body: &serde_json::Value) -> i32 {
-    if status == 200 {
-        println!(
-            "{}: reloaded (generation {}, hash {})",
+/// Prints the admin listener's answer (at `address`) to a reload of `path`, whose content
+/// hashes to `expected` (`None`: unreadable); returns the exit code (0: `path`'s content is in
+/// force). The gateway reloads the file it was started with: when the hash it reports is not
+/// `path`'s, `path` was not what it reloaded, and that is said (exit 1).
+fn print_reload_answer(
+    path: &std::path::Path,
+    address: std::net::SocketAddr,
+    expected: Option<&str>,
+    status: u16,
+    body: &serde_json::Value,
+) -> i32 {
+    let hash = body["hash"].as_str().unwrap_or("");
+    if status == 200 && expected != Some(hash) {
+        eprintln!(
+            "{}: not reloaded: the gateway at {address} reloaded the file it runs with (generation {}, hash {hash}), and that content is not this file's (hash {}); to put this file in force, start the gateway with it",
             path.display(),
             body["generation"],
-            body["hash"].as_str().unwrap_or("")
+            expected.unwrap_or("unreadable"),
+        );
+        return 1;
+    }
+    if status == 200 {
+        println!(
+            "{}: reloaded (generation {}, hash {hash})",
+            path.display(),
+            body["generation"],
         );
         for warning in body["warnings"].as_array().into_iter().flatten() {
             eprintln!("warning: {}", warning.as_str().unwrap_or(""));
@@ -235,8 +258,9 @@ fn print_reload_answer(path: &std::path::Path, status: u16, body: &serde_json::V
         return 0;
     }
     if status == 400 {
+        // The problems are those of the file the gateway runs with, which may not be `path`.
         eprintln!(
-            "{}: invalid configuration; the running configuration stays in force",
+            "{}: the gateway at {address} refused the file it runs with (this file, unless it was started with another); the running configuration stays in force",
             path.display()
         );
         let fields = body["fieldErrors"]

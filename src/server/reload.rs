@@ -324,8 +324,9 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     warnings
 }
 
-/// The first 16 hex digits of the SHA-256 of `bytes`.
-fn hash_of(bytes: &[u8]) -> String {
+/// The first 16 hex digits of the SHA-256 of `bytes` (what a reload reports of the file it
+/// read; `gatehouse reload` compares it with the file it was given).
+pub(crate) fn hash_of(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref()[..8]
         .iter()

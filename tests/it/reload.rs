@@ -238,6 +238,29 @@ fn gatehouse_reload_asks_the_admin_listener_and_prints_the_outcome() {
     gateway.stop();
 }
 
+/// `gatehouse reload --config OTHER` asks the gateway, which reloads the file it runs with:
+/// the command says OTHER was not what it reloaded (exit 1), never that OTHER is in force.
+#[test]
+fn gatehouse_reload_of_another_file_says_it_was_not_reloaded() {
+    let mut options = Options::default();
+    let mut gateway = TestGateway::start_with(options.clone_for_reload());
+    let dir = gateway.dir.path().to_path_buf();
+    options.extra_routes = FRESH_ROUTE.into();
+    let other = dir.join("other.yaml");
+    std::fs::write(&other, gateway.config_text(&options)).expect("write");
+    let (code, out, err) = run_cli(&["reload", "--config", other.to_str().expect("path")], &dir);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(!out.contains("reloaded"), "{out}");
+    assert!(
+        err.contains("other.yaml: not reloaded: the gateway at")
+            && err.contains("reloaded the file it runs with (generation 2"),
+        "{err}"
+    );
+    let fresh = client().get(gateway.url("/fresh")).send().expect("send");
+    assert_ne!(fresh.status().as_u16(), 200);
+    gateway.stop();
+}
+
 /// An upstream answering every request with `name`, after `delay`.
 pub(crate) fn named_upstream(name: &'static str, delay: Duration) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
