@@ -64,6 +64,14 @@ pub const REQUEST_VIEW_HEADERS: &[&str] = &[
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    // The scheme, path and mount point as other stacks pass them on (Tornado and nginx
+    // ingress read `X-Scheme`, WSGI servers `X-Script-Name`).
+    "x-scheme",
+    "x-original-proto",
+    "x-request-uri",
+    "x-original-path",
+    "x-forwarded-url",
+    "x-script-name",
 ];
 
 /// A table of the bytes that are ASCII letters or digits or one of `extra`: one look a byte for
