@@ -11,6 +11,7 @@
 //! Every revocation is also recorded with the token service, so access tokens minted from the
 //! revoked tokens (or, for user/application revocations, all of them) stop working at the edge.
 
+use gatehouse_plugin_api::helpers::session_cookie;
 use gatehouse_plugin_api::store::RevokeScope;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use gatehouse_plugin_api::{
@@ -79,8 +80,8 @@ pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>
 }
 
 /// Handles `POST /api/jwt/refresh`: 200 with `token`, `refreshToken` and `refreshTokenId`, and
-/// the `access_token` (Max-Age: the access token's lifetime) and `refresh_token` (Max-Age: the
-/// refresh token's remaining lifetime) HttpOnly cookies; 400 `[blank]refreshToken` when none was
+/// the `access_token` (a session cookie, as FusionAuth documents it) and `refresh_token`
+/// (Max-Age: the refresh token's remaining lifetime) HttpOnly cookies; 400 `[blank]refreshToken` when none was
 /// given and `[invalid]refreshToken` when it is unknown, expired or revoked.
 pub async fn exchange(
     request: &PluginRequest,
@@ -105,13 +106,7 @@ pub async fn exchange(
 
     let now = context.clock.now_millis();
     let secure = secure_cookies(request, context);
-    let access_cookie = Cookie::expiring(
-        ACCESS_TOKEN_COOKIE,
-        &outcome.access_token.token,
-        outcome.access_token.expiration_instant,
-        now,
-        secure,
-    );
+    let access_cookie = session_cookie(ACCESS_TOKEN_COOKIE, &outcome.access_token.token, secure);
     let refresh_cookie = Cookie::expiring(
         REFRESH_TOKEN_COOKIE,
         &outcome.refresh_token.token,
