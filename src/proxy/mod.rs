@@ -575,9 +575,11 @@ impl Gateway {
     /// way or recent on `previous` are shared (see [`Refresher::succeeded_by`]), so parallel
     /// requests on either side of the reload still make one exchange.
     pub fn succeeding(mut self, previous: &Gateway) -> Self {
-        self.refresher = previous
-            .refresher
-            .succeeded_by(self.tokens.clone(), self.context.race_window_ms);
+        self.refresher = previous.refresher.succeeded_by(
+            self.context.store.clone(),
+            self.tokens.clone(),
+            self.context.race_window_ms,
+        );
         self
     }
 

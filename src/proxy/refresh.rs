@@ -157,12 +157,18 @@ impl Refresher {
         }
     }
 
-    /// The refresher a reload puts in this one's place: over the new token service and race
-    /// window, sharing the exchanges under way and the recent outcomes, so parallel requests
-    /// on either side of the reload still make one exchange.
-    pub fn succeeded_by(&self, tokens: Arc<Tokens>, race_window_ms: i64) -> Refresher {
+    /// The refresher a reload puts in this one's place: over the new store view (its
+    /// tenants and applications), token service and race window, sharing the exchanges under
+    /// way and the recent outcomes, so parallel requests on either side of the reload still
+    /// make one exchange.
+    pub fn succeeded_by(
+        &self,
+        store: Arc<dyn Store>,
+        tokens: Arc<Tokens>,
+        race_window_ms: i64,
+    ) -> Refresher {
         Refresher {
-            store: self.store.clone(),
+            store,
             tokens,
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),

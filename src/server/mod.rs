@@ -54,6 +54,7 @@ use crate::server::admin::Admin;
 use crate::server::drain::{Drain, Draining};
 use crate::server::echo::Echo;
 use crate::server::tls::Certificates;
+use crate::store::configured::ConfiguredStore;
 use crate::store::{Declared, GatewayStore};
 use gatehouse_plugin_api::model::KeyMaterial;
 
@@ -340,7 +341,12 @@ pub async fn build(
         message,
     })?;
     let context = PluginContext {
-        store: process.store.clone() as Arc<dyn Store>,
+        // Tenants and applications as this node's file declares them (see `ConfiguredStore`).
+        store: Arc::new(ConfiguredStore::new(
+            process.store.clone(),
+            &config.tenants,
+            &config.applications,
+        )) as Arc<dyn Store>,
         tokens: tokens.clone() as Arc<dyn TokenService>,
         api_keys: Arc::new(ApiKeyRing::new(config.api_keys.clone())),
         clock: process.clock.clone(),

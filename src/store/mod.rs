@@ -3,10 +3,13 @@
 //! the host's [`DirectoryStore`] and the revocation feed's [`feed::RevocationFeed`]), one module per
 //! backend ([`sqlite`] for one gateway, [`postgres`] for a cluster of gateways sharing one
 //! database) implementing all of them, and the row logic both backends share. [`open`] picks the
-//! backend from the configured location and hands it out as a [`GatewayStore`].
+//! backend from the configured location and hands it out as a [`GatewayStore`];
+//! [`configured::ConfiguredStore`] is the view a node's plugins read it through (tenants and
+//! applications from the node's own configuration).
 //!
 //! The shared test suite in `suite.rs` runs against every backend.
 
+pub mod configured;
 pub mod feed;
 pub mod postgres;
 pub mod rows;

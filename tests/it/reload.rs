@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::kit::{claims, client, run_cli, Options, TestGateway, APP};
+use super::kit::{check_status, claims, client, run_cli, Options, TestGateway, APP, ISSUER};
 
 /// The secret of the HS256 key a reload adds.
 const NEW_SECRET: &str = "a-key-added-by-a-reload-0123456789abcdef";
@@ -519,4 +519,47 @@ fn a_refresh_made_before_a_reload_is_read_by_the_new_routes() {
     let body = again.text().expect("body");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("REFRESH_TOKEN"), "no X-Auth-Type: {body}");
+}
+
+/// `POST /api/jwt/refresh` of `value` on `node`: the new access token's claims.
+fn refreshed_claims(node: &TestGateway, value: &str) -> (String, serde_json::Value) {
+    let response = client()
+        .post(node.url("/api/jwt/refresh"))
+        .json(&serde_json::json!({ "refreshToken": value }))
+        .send()
+        .expect("send");
+    let body = check_status(response, 200);
+    let token = body["token"].as_str().expect("token").to_string();
+    let claims = check_status(node.get_as("/api/jwt/validate", &token), 200)["jwt"].clone();
+    (token, claims)
+}
+
+#[test]
+fn each_node_signs_with_its_own_tenants_while_a_change_rolls_through_the_cluster() {
+    let a = TestGateway::start();
+    let session = a.login("rolling@example.com", &["user"]);
+    // A node on the same store whose file already gives the tenant its next issuer: starting,
+    // it writes that tenant into the store.
+    let b = a.start_peer(&Options {
+        issuer: Some("https://next.example".into()),
+        ..Options::default()
+    });
+    // Each node still signs (and checks) with its own file's tenant: tokens it mints pass its
+    // own proxy; neither mints tokens the other's proxy would take for its own.
+    let (on_a, claims) = refreshed_claims(&a, &session.refresh_token);
+    assert_eq!(claims["iss"], ISSUER);
+    assert_eq!(a.get_as("/x", &on_a).status(), 200);
+    let (on_b, claims) = refreshed_claims(&b, &session.refresh_token);
+    assert_eq!(claims["iss"], "https://next.example");
+    assert_eq!(b.get_as("/x", &on_b).status(), 200);
+    assert_eq!(a.get_as("/x", &on_b).status(), 401);
+    // Once the first node reloads the new file, it signs as the second does.
+    a.write_config(&Options {
+        issuer: Some("https://next.example".into()),
+        ..Options::default()
+    });
+    assert_eq!(reload_by_admin(&a).0, 200);
+    let (on_a, claims) = refreshed_claims(&a, &session.refresh_token);
+    assert_eq!(claims["iss"], "https://next.example");
+    assert_eq!(b.get_as("/x", &on_a).status(), 200);
 }
