@@ -203,8 +203,36 @@ pub const MAX_WORK: usize = 2_000_000;
 /// error `doc` may be half-changed: the caller drops it.
 fn apply_operation(doc: &mut Value, raw: &Value, index: usize) -> Result<(), PatchError> {
     let op = read_operation(doc, raw, index)?;
+    if let PatchOperation::Test(test) = &op {
+        // Ours, not the crate's: RFC 6902 §4.6 compares numbers by value (`1` is `1.0`).
+        return match doc.pointer(test.path.as_str()) {
+            None => Err(test_failed(index, "the path does not exist")),
+            Some(found) if json_equal(found, &test.value) => Ok(()),
+            Some(_) => Err(test_failed(index, "the value differs")),
+        };
+    }
     json_patch::patch_unsafe(doc, std::slice::from_ref(&op))
         .map_err(|failure| explain(doc, &op, failure.kind, index))
+}
+
+/// RFC 6902 §4.6 equality: numbers are equal when numerically equal (`1`, `1.0`, `1e0`),
+/// arrays item by item, objects member by member (in any order), anything else as JSON.
+pub fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i128(), y.as_i128()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// The string member `name` of operation `index`, or an `[invalid]` error naming it.
@@ -526,14 +554,32 @@ mod tests {
     const MISSING: &str = "[invalid] A path does not exist in the document.";
 
     #[test]
-    fn test_compares_numbers_as_written() {
-        let doc = json!({"n": 1, "f": 1.0});
-        assert!(one(&doc, json!({"op": "test", "path": "/n", "value": 1})).is_ok());
-        assert!(one(&doc, json!({"op": "test", "path": "/f", "value": 1.0})).is_ok());
-        for (path, value) in [("/n", json!(1.0)), ("/f", json!(1))] {
+    fn test_compares_numbers_by_value_at_any_depth() {
+        let doc = json!({"n": 1, "f": 1.0, "deep": {"a": [1, {"b": 2.5}]}, "s": "1"});
+        for (path, value) in [
+            ("/n", json!(1)),
+            ("/n", json!(1.0)),
+            ("/f", json!(1)),
+            ("/f", json!(1.0)),
+            ("/deep", json!({"a": [1.0, {"b": 2.5}]})),
+            ("/deep/a", json!([1e0, {"b": 25e-1}])),
+        ] {
+            let op = json!({"op": "test", "path": path, "value": value});
+            assert!(one(&doc, op).is_ok(), "{path} {value}");
+        }
+        for (path, value) in [
+            ("/n", json!(2)),
+            ("/n", json!("1")),
+            ("/s", json!(1)),
+            ("/f", json!(1.5)),
+            ("/deep", json!({"a": [1.0, {"b": 2.5}], "c": 1})),
+            ("/deep/a", json!([1, {"b": 2}])),
+            ("/deep/a", json!([{"b": 2.5}, 1])),
+        ] {
             assert_eq!(
                 one(&doc, json!({"op": "test", "path": path, "value": value})).unwrap_err(),
-                "[TestFailed] Operation 0 (test) failed: the value differs."
+                "[TestFailed] Operation 0 (test) failed: the value differs.",
+                "{path} {value}"
             );
         }
         for path in ["/nope", "n", "/n/0"] {
