@@ -389,6 +389,35 @@ fn outages_keep_serving_cached_keys_and_answer_503_never_401() {
     }
 }
 
+#[test]
+fn a_key_set_too_old_to_use_is_fetched_again_as_soon_as_the_issuer_is_back() {
+    let a = IssuerKey::generate("a", KeyAlgorithm::ES256);
+    let server = JwksServer::start(vec![a.jwk.clone()]);
+    // A long schedule, so the scheduled fetches after the failures come far apart.
+    let edge = edge_for(
+        &server,
+        "refreshIntervalSeconds: 20, minRefetchSeconds: 1, maxStaleSeconds: 20, timeoutSeconds: 2",
+    );
+    assert_eq!(status(&edge, "/remote", &a.sign(&idp_claims())), 200);
+    server.set_mode(Mode::Down);
+    // Once the set is older than maxStaleSeconds, the issuer's tokens are a 503…
+    assert!(eventually(Duration::from_secs(40), || status(
+        &edge,
+        "/remote",
+        &a.sign(&idp_claims())
+    ) == 503));
+    // …until the issuer is back: then within about minRefetchSeconds, not at the next
+    // scheduled fetch (up to refreshIntervalSeconds away).
+    server.set_mode(Mode::Up);
+    let back = Instant::now();
+    assert!(eventually(Duration::from_secs(4), || status(
+        &edge,
+        "/remote",
+        &a.sign(&idp_claims())
+    ) == 200));
+    assert!(back.elapsed() < Duration::from_secs(4), "{:?}", back.elapsed());
+}
+
 fn metrics(gw: &TestGateway) -> String {
     client()
         .get(gw.admin_url("/metrics"))

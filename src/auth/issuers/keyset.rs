@@ -164,6 +164,7 @@ impl KeySet {
             return Lookup::Fetch;
         };
         if self.age().is_none_or(|age| age > self.spec.max_stale) {
+            self.demand_fetch();
             return Lookup::Unavailable;
         }
         if let Some(key) = keys.get(kid) {
@@ -180,6 +181,23 @@ impl KeySet {
     /// ignored). `false` when a listener was already set.
     pub fn on_keys_dropped(&self, listener: DroppedKeys) -> bool {
         self.dropped.set(listener).is_ok()
+    }
+
+    /// Asks for a fetch now, without waiting for it, unless one is asked for already or was
+    /// less than `minRefetch` ago: a set too old to use (the issuer was down past `maxStale`)
+    /// is fetched again as soon as requests need it, not at the next scheduled fetch (which
+    /// after failures backs off up to the refresh interval), so the issuer's tokens pass again
+    /// within about `minRefetch` of its return.
+    fn demand_fetch(&self) {
+        let mut state = self.state();
+        let limited = state
+            .last_demand
+            .is_some_and(|at| at.elapsed() < self.spec.min_refetch);
+        if !state.requested && !limited {
+            state.requested = true;
+            state.last_demand = Some(Instant::now());
+            self.wake.notify_one();
+        }
     }
 
     /// For a `kid` the set lacks: waits, up to `unknownKeyWait`, for a fetch that starts after
@@ -406,9 +424,11 @@ impl KeySet {
     pub fn holds(&self, kid: &str) -> Lookup {
         let keys = self.keys.load();
         let Some(keys) = keys.as_ref() else {
+            self.demand_fetch();
             return Lookup::Unavailable;
         };
         if self.age().is_none_or(|age| age > self.spec.max_stale) {
+            self.demand_fetch();
             return Lookup::Unavailable;
         }
         keys.get(kid)

@@ -1,5 +1,6 @@
 //! The claim checks of an OpenID Connect ID token whose signature the provider's keys verified
-//! (OpenID Connect Core §3.1.3.7): `iss`, `aud`, `azp`, `exp`, `iat`, `nonce`, `sub`; the
+//! (OpenID Connect Core §3.1.3.7): `iss`, `aud`, `azp`, `exp`, `iat`, `nbf` when present
+//! (RFC 7519 §4.1.5), `nonce`, `sub`; the
 //! userinfo answer's `sub` against the ID token's, and a signed userinfo answer's `iss` and
 //! `aud` (§5.3.2).
 
@@ -16,7 +17,7 @@ pub struct Expected<'a> {
     pub nonce: Option<&'a str>,
     /// Now (seconds since the epoch).
     pub now: i64,
-    /// Clock-skew allowance for `exp` and `iat` (seconds).
+    /// Clock-skew allowance for `exp`, `iat` and `nbf` (seconds).
     pub leeway: i64,
 }
 
@@ -40,6 +41,8 @@ pub enum Problem {
     MissingIssuedAt,
     /// `iat` is in the future (beyond the leeway).
     IssuedInTheFuture,
+    /// `nbf` is in the future (beyond the leeway), or not a number.
+    NotYetValid,
     /// The caller gave a nonce and the token has another one, or none.
     Nonce,
     /// `sub` is missing or not a string.
@@ -66,6 +69,7 @@ impl Problem {
             Problem::Expired => "The ID token has expired.",
             Problem::MissingIssuedAt => "The ID token has no numeric iat.",
             Problem::IssuedInTheFuture => "The ID token's iat is in the future.",
+            Problem::NotYetValid => "The ID token's nbf is in the future or not a number.",
             Problem::Nonce => "The ID token's nonce is not the one of the login request.",
             Problem::MissingSubject => "The ID token has no sub.",
             Problem::UserInfoSubject => "The userinfo answer names another sub than the ID token.",
@@ -120,6 +124,12 @@ pub fn check(claims: &Map<String, Value>, expected: &Expected<'_>) -> Result<(),
     let iat = seconds(claims, "iat").ok_or(Problem::MissingIssuedAt)?;
     if iat.saturating_sub(expected.leeway) > expected.now {
         return Err(Problem::IssuedInTheFuture);
+    }
+    if claims.contains_key("nbf") {
+        let nbf = seconds(claims, "nbf").ok_or(Problem::NotYetValid)?;
+        if nbf.saturating_sub(expected.leeway) > expected.now {
+            return Err(Problem::NotYetValid);
+        }
     }
     if let Some(nonce) = expected.nonce {
         if claims.get("nonce").and_then(Value::as_str) != Some(nonce) {
@@ -203,7 +213,7 @@ mod tests {
         let one_of_two = claims(json!({"aud": ["other", "gatehouse"], "azp": "gatehouse"}));
         assert_eq!(check(&one_of_two, &expected(None)), Ok(()));
         // Within the leeway on both ends.
-        let skewed = claims(json!({"exp": NOW - 10, "iat": NOW + 20}));
+        let skewed = claims(json!({"exp": NOW - 10, "iat": NOW + 20, "nbf": NOW + 20}));
         assert_eq!(check(&skewed, &expected(None)), Ok(()));
         // A fractional time is read.
         assert_eq!(
@@ -231,6 +241,8 @@ mod tests {
             (json!({"exp": NOW - 30}), Problem::Expired),
             (json!({"iat": null}), Problem::MissingIssuedAt),
             (json!({"iat": NOW + 31}), Problem::IssuedInTheFuture),
+            (json!({"nbf": NOW + 31}), Problem::NotYetValid),
+            (json!({"nbf": "now"}), Problem::NotYetValid),
             (json!({"nonce": "other"}), Problem::Nonce),
             (json!({"nonce": null}), Problem::Nonce),
             (json!({"sub": null}), Problem::MissingSubject),
