@@ -205,15 +205,17 @@ async fn check_reconcile_lambda(
 }
 
 /// Adds a field error `identityProvider.defaultKeyId` when it names neither a key of the
-/// document's `keys` nor a public key of the gateway's ring.
+/// document's `keys` nor a public key of the gateway's ring (by any spelling of its UUID, as
+/// `verificationKeyIds` and path ids are read).
 fn check_default_key(doc: &Value, context: &Env<'_>, errors: &mut Errors) {
     if let Some(default_key) = doc.get("defaultKeyId").and_then(Value::as_str) {
         let in_map = doc.get("keys").and_then(|k| k.get(default_key)).is_some();
-        let in_ring = context
-            .tokens
-            .public_keys()
-            .iter()
-            .any(|k| k.key_id == default_key);
+        // A ring key may be named by any spelling of its UUID (stored canonical: [`normalize`]).
+        let as_uuid = Uuid::parse_str(default_key.trim()).ok();
+        let in_ring = context.tokens.public_keys().iter().any(|k| {
+            k.key_id == default_key
+                || as_uuid.is_some_and(|u| Uuid::parse_str(&k.key_id).ok() == Some(u))
+        });
         if !default_key.is_empty() && !in_map && !in_ring {
             errors.field(
                 "identityProvider.defaultKeyId",

@@ -520,6 +520,7 @@ pub fn normalize(doc: &mut Value) {
         }
         *ids = seen;
     }
+    normalize_default_key(obj);
     normalize_sections(obj);
     for name in ["oauth2", "lambdaConfiguration", "keys", "claimMap"] {
         if let Some(Value::Object(o)) = obj.get_mut(name) {
@@ -529,6 +530,20 @@ pub fn normalize(doc: &mut Value) {
     match kind {
         Some(ProviderType::OpenIdConnect) => normalize_openid_connect(obj),
         Some(ProviderType::ExternalJwt) | None => {}
+    }
+}
+
+/// Writes a `defaultKeyId` that is no key of `keys` but a UUID (a ring key, in any spelling:
+/// upper case, without hyphens, braced) as the canonical UUID, as `verificationKeyIds` are.
+fn normalize_default_key(obj: &mut Map<String, Value>) {
+    let Some(Value::String(id)) = obj.get("defaultKeyId") else {
+        return;
+    };
+    if obj.get("keys").and_then(|k| k.get(id.as_str())).is_some() {
+        return;
+    }
+    if let Ok(u) = Uuid::parse_str(id.trim()) {
+        obj.insert("defaultKeyId".into(), Value::String(u.to_string()));
     }
 }
 
@@ -859,6 +874,34 @@ mod tests {
         );
         doc["type"] = json!("Google");
         assert!(Provider::from_document(&doc).is_none());
+    }
+
+    #[test]
+    fn a_default_key_id_naming_a_uuid_is_stored_canonical_and_a_kid_as_written() {
+        let ring = Uuid::new_v4();
+        for spelling in [
+            ring.to_string().to_uppercase(),
+            ring.simple().to_string(),
+            format!(" {} ", ring.braced()),
+        ] {
+            let mut doc = valid();
+            doc["defaultKeyId"] = json!(spelling);
+            normalize(&mut doc);
+            assert_eq!(doc["defaultKeyId"], json!(ring), "{spelling}");
+        }
+        let kid = ring.to_string().to_uppercase();
+        let mut doc = valid();
+        doc["keys"] = json!({ kid.clone(): "secret" });
+        doc["defaultKeyId"] = json!(kid);
+        normalize(&mut doc);
+        assert_eq!(
+            doc["defaultKeyId"],
+            json!(kid),
+            "a kid of keys is kept as written"
+        );
+        doc["defaultKeyId"] = json!("k1");
+        normalize(&mut doc);
+        assert_eq!(doc["defaultKeyId"], json!("k1"));
     }
 
     #[test]
