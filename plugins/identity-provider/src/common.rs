@@ -103,6 +103,28 @@ pub fn wrapped(body: &Value, name: &str) -> Result<Value, ApiError> {
     }
 }
 
+/// Query parameters a route reads as a list, which may so be given more than once.
+const REPEATABLE_PARAMETERS: &[&str] = &["loginIdTypes"];
+
+/// `Ok` when no query parameter (but a list one, [`REPEATABLE_PARAMETERS`]) is given more than
+/// once; else a 400 `[AmbiguousRequest]` naming it: `?type=A&type=B` cannot be read as one
+/// value without guessing which the caller meant (a proxy in front may have read the other).
+pub fn unambiguous_query(request: &PluginRequest) -> Result<(), ApiError> {
+    let names: Vec<String> = gatehouse_plugin_api::request::parse_form(&request.query)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        if !REPEATABLE_PARAMETERS.contains(&name.as_str()) && names[..i].contains(name) {
+            return Err(ApiError::general(
+                "[AmbiguousRequest]",
+                format!("The parameter {name} is given more than once."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The `tenantId` member of a document, when it is a UUID.
 pub fn document_tenant(doc: &Value) -> Option<Uuid> {
     doc.get("tenantId")
@@ -387,5 +409,34 @@ mod tests {
         assert!(visible(&global, &other) && writable(&global, &other));
         assert!(wrapped(&json!({"lambda": 1}), "lambda").is_err());
         assert!(wrapped(&json!({}), "lambda").is_err());
+    }
+
+    #[test]
+    fn a_query_parameter_given_twice_is_ambiguous_but_a_list_one() {
+        let with_query = |query: &str| {
+            PluginRequest::new(
+                http::Method::GET,
+                &format!("/api/identity-provider?{query}"),
+            )
+        };
+        for query in [
+            "",
+            "type=A",
+            "type=A&domain=b",
+            "loginIdTypes=email&loginIdTypes=username",
+        ] {
+            assert!(unambiguous_query(&with_query(query)).is_ok(), "{query}");
+        }
+        for (query, name) in [
+            ("type=A&type=B", "type"),
+            ("type=A&type=A", "type"),
+            ("domain=a&tenantId=t&domain=", "domain"),
+            ("t%79pe=A&type=B", "type"),
+        ] {
+            let err = unambiguous_query(&with_query(query)).expect_err(query);
+            let text = format!("{err:?}");
+            assert!(text.contains("[AmbiguousRequest]"), "{text}");
+            assert!(text.contains(&format!("parameter {name} ")), "{text}");
+        }
     }
 }

@@ -359,6 +359,7 @@ impl Plugin for IdentityProviderPlugin {
                 }
             };
         }
+        common::unambiguous_query(&request)?;
         match Route::from_name(route.name) {
             None => Err(ApiError::NotFound),
             Some(r) => match r {
