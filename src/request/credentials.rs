@@ -131,6 +131,9 @@ mod tests {
             "%20+%09refresh_token=x",
             "+access_token[]=x",
             "access_token%00=x",
+            "access_token%5B0%5D=x",
+            "a=1&access_token[0]=x",
+            "access_token+=x",
         ] {
             assert!(query_has_token(query), "{query}");
             assert_eq!(read(&none, Some(query)), Err(Ambiguity::TokenInQuery));

@@ -215,10 +215,10 @@ fn hides_a_cookie(name: &[u8], value: &[u8]) -> bool {
 /// True when a framework could read `name` (of a cookie or a query parameter) as
 /// `access_token` or `refresh_token`: equal to one after percent-decoding, lower-casing and
 /// turning every byte other than a letter or a digit into `_` (PHP turns `.`, spaces and a
-/// lone `[` into `_`), or whose part before a `[` is one (PHP reads `access_token[]` and
-/// `access_token[x]` as an array named `access_token`), once the blanks a framework drops
-/// from a name's start are dropped and the name is cut at a NUL ([`as_read_leniently`]). True
-/// for the exact names too.
+/// lone `[` into `_`), or whose part before a `[` (written or percent-encoded) is one (PHP
+/// reads `access_token[]`, `access_token[0]` and `access_token%5B0%5D` as an array named
+/// `access_token`), once the blanks a framework drops from a name's start and end are dropped
+/// and the name is cut at a NUL ([`as_read_leniently`]). True for the exact names too.
 pub fn names_a_token(name: &[u8]) -> bool {
     if name.len() < ACCESS_COOKIE.len() {
         return false;
@@ -227,11 +227,39 @@ pub fn names_a_token(name: &[u8]) -> bool {
     if name == ACCESS_COOKIE || name == REFRESH_COOKIE {
         return true;
     }
-    let folds_to_token = |n: &[u8]| {
-        folded(n).eq(ACCESS_COOKIE.iter().copied()) || folded(n).eq(REFRESH_COOKIE.iter().copied())
-    };
-    let base = name.iter().position(|&b| b == b'[').map(|at| &name[..at]);
-    folds_to_token(name) || base.is_some_and(folds_to_token)
+    folds_to_token(decoded(name)) || folds_to_token(decoded(name).take_while(|&b| b != b'['))
+}
+
+/// True when the decoded name `bytes`, without the blanks at its end, folds to
+/// `access_token` or `refresh_token` (nothing allocated: a longer name cannot).
+fn folds_to_token(bytes: impl Iterator<Item = u8>) -> bool {
+    let mut name = [0u8; 16];
+    let mut len = 0;
+    for byte in bytes {
+        if len < name.len() {
+            name[len] = byte;
+            len += 1;
+        } else if !is_blank(byte) {
+            return false;
+        }
+    }
+    let mut name = &name[..len];
+    while let [rest @ .., last] = name {
+        if !is_blank(*last) {
+            break;
+        }
+        name = rest;
+    }
+    let folded = name.iter().map(|&b| match b.to_ascii_lowercase() {
+        b @ (b'a'..=b'z' | b'0'..=b'9') => b,
+        _ => b'_',
+    });
+    folded.clone().eq(ACCESS_COOKIE.iter().copied()) || folded.eq(REFRESH_COOKIE.iter().copied())
+}
+
+/// A blank a framework drops from a name's ends (`+` is a space in a query).
+fn is_blank(byte: u8) -> bool {
+    matches!(byte, b' ' | b'+' | b'\t')
 }
 
 /// `name` as the most lenient framework reads it: without the blanks dropped from its start
@@ -250,9 +278,9 @@ fn as_read_leniently(mut name: &[u8]) -> &[u8] {
     nul.map_or(name, |at| &name[..at])
 }
 
-/// `name` percent-decoded, lower-cased, every byte but a letter or a digit made `_`, byte by
-/// byte (nothing allocated).
-fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+/// `name` percent-decoded, byte by byte (nothing allocated); a `%` not followed by two hex
+/// digits stays as it is.
+fn decoded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
     let mut i = 0;
     std::iter::from_fn(move || {
         let mut byte = *name.get(i)?;
@@ -263,10 +291,7 @@ fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
             }
         }
         i += 1;
-        Some(match byte.to_ascii_lowercase() {
-            b @ (b'a'..=b'z' | b'0'..=b'9') => b,
-            _ => b'_',
-        })
+        Some(byte)
     })
 }
 
@@ -401,6 +426,16 @@ mod tests {
             "%20%09+access_token",
             "access_token%00x",
             "+refresh_token%00",
+            // An array however its brackets are written, and blanks a framework drops at the
+            // end.
+            "access_token[0]",
+            "access_token%5B0%5D",
+            "access_token%5b%5d",
+            "refresh_token%5Bx]",
+            "access_token%20",
+            "access_token+",
+            "access_token%09%20",
+            "access%5Ftoken",
         ] {
             assert!(names_a_token(name.as_bytes()), "{name}");
         }
@@ -412,6 +447,10 @@ mod tests {
             "access%5",
             "x access_token",
             "%00access_token",
+            "access_token_x",
+            "access_token%20x",
+            "access_tokens[0]",
+            "x[access_token]",
         ] {
             assert!(!names_a_token(name.as_bytes()), "{name}");
         }
