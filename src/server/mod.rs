@@ -396,10 +396,17 @@ fn proxy_settings(config: &Config) -> ProxySettings {
 
 /// Writes what the file declares into the store (the file is the source of truth for what it
 /// declares): tenants, applications, API keys, lambdas and identity providers with an id, in
-/// one transaction: `Err` when any write failed, and then none was made.
+/// one transaction: `Err` when any write failed, and then none was made. A declared provider
+/// managing a domain another provider manages is named by its path
+/// (`identityProviders[1].domains[0]`).
 pub async fn apply_declared(config: &Config, store: &dyn GatewayStore) -> Result<(), StartError> {
-    store.apply_declared(&declared(config)).await?;
-    Ok(())
+    store
+        .apply_declared(&declared(config))
+        .await
+        .map_err(|e| match crate::store::declared_problem(&e) {
+            Some((path, message)) => StartError::Setup { path, message },
+            None => StartError::Store(e),
+        })
 }
 
 /// Logs a warning per `login: true` route whose application has no enabled `OpenIDConnect`

@@ -57,7 +57,9 @@ pub trait DirectoryStore: Directory {
     /// Writes everything a configuration file declares in one transaction: the tenants and
     /// applications (inserted or replaced), the API keys (replacing the stored set), the lambdas
     /// and identity providers (inserted or replaced by id). `Ok` when all of it was committed;
-    /// `Err` when any write failed, and then nothing was written.
+    /// `Err` when any write failed, and then nothing was written; among them a declared provider
+    /// managing a domain another provider manages ([`declared_domain_taken`]: one provider per
+    /// domain holds for the file's providers as for the API's).
     async fn apply_declared(&self, declared: &Declared) -> StoreResult<()>;
 }
 
@@ -100,6 +102,31 @@ pub async fn check_health(store: &dyn GatewayStore) -> StoreResult<()> {
             "no answer within {} s",
             HEALTH_CHECK_WAIT.as_secs()
         ))),
+    }
+}
+
+/// How [`DirectoryStore::apply_declared`] names a declared provider's domain that another
+/// provider manages: `identityProviders[index].domains[position]` (the index in
+/// [`Declared::identity_providers`], the file's order), then why, after `: `.
+const DECLARED_DOMAIN_PREFIX: &str = "identityProviders[";
+
+/// The conflict refusing a [`Declared`] whose provider `index` (in
+/// [`Declared::identity_providers`]) has, at `position` of its `domains`, a domain provider
+/// `owner` manages.
+pub fn declared_domain_taken(index: usize, position: usize, owner: Uuid) -> StoreError {
+    StoreError::Conflict(format!(
+        "{DECLARED_DOMAIN_PREFIX}{index}].domains[{position}]: this domain is already managed by the identity provider [{owner}]"
+    ))
+}
+
+/// The configuration path and the message of a [`declared_domain_taken`] conflict; `None` for
+/// any other error.
+pub fn declared_problem(error: &StoreError) -> Option<(String, String)> {
+    match error {
+        StoreError::Conflict(m) if m.starts_with(DECLARED_DOMAIN_PREFIX) => m
+            .split_once(": ")
+            .map(|(path, why)| (path.to_string(), why.to_string())),
+        _ => None,
     }
 }
 

@@ -11,6 +11,8 @@ use gatehouse_plugin_api::tokens::RevocationScope;
 use serde_json::json;
 use uuid::Uuid;
 
+use gatehouse_plugin_identity_provider::store::ProviderWrite;
+
 use super::{DirectoryStore, GatewayStore};
 
 /// Generates the host suite's `#[tokio::test]` functions on fresh fixtures from
@@ -36,6 +38,10 @@ macro_rules! host_store_suite {
             identity_providers_are_stored_and_deleted_with_their_links,
             links_are_found_by_any_filter_and_deleted_once,
             lambdas_are_stored_and_deleted_once,
+            providers_and_lambdas_are_created_once_however_many_race,
+            no_two_providers_manage_one_domain_however_many_race,
+            a_provider_replaced_keeps_its_domains_unique,
+            a_declared_provider_may_not_take_another_providers_domain,
             the_event_log_lists_newest_first,
             the_login_state_key_is_created_once_and_states_are_used_once
         );
@@ -220,10 +226,8 @@ const IDP: Uuid = Uuid::from_u128(0x8888);
 /// `NotFound`.
 pub async fn identity_providers_are_stored_and_deleted_with_their_links(store: &dyn GatewayStore) {
     let document = json!({"id": IDP, "name": "Corp"});
-    store
-        .put_identity_provider(IDP, &document)
-        .await
-        .expect("idp");
+    let written = store.insert_identity_provider(IDP, &document).await;
+    assert_eq!(written, Ok(ProviderWrite::Written));
     assert_eq!(
         store.get_identity_provider(IDP).await.expect("get"),
         Some(document)
@@ -245,10 +249,10 @@ pub async fn identity_providers_are_stored_and_deleted_with_their_links(store: &
 
 /// Links match every given filter; a link is deleted once.
 pub async fn links_are_found_by_any_filter_and_deleted_once(store: &dyn GatewayStore) {
-    store
-        .put_identity_provider(IDP, &json!({"id": IDP}))
-        .await
-        .expect("idp");
+    let written = store
+        .insert_identity_provider(IDP, &json!({"id": IDP}))
+        .await;
+    assert_eq!(written, Ok(ProviderWrite::Written));
     let first = link(IDP, "ext-1");
     store.put_link(&first).await.expect("link");
     let by_provider = store.find_links(Some(IDP), None, None).await.expect("find");
@@ -272,7 +276,7 @@ pub async fn links_are_found_by_any_filter_and_deleted_once(store: &dyn GatewayS
 pub async fn lambdas_are_stored_and_deleted_once(store: &dyn GatewayStore) {
     let lambda = Uuid::from_u128(0x9999);
     let document = json!({"id": lambda, "name": "reconcile"});
-    store.put_lambda(lambda, &document).await.expect("lambda");
+    assert_eq!(store.insert_lambda(lambda, &document).await, Ok(true));
     let read = store.get_lambda(lambda).await.expect("get");
     assert_eq!(read.map(|l| l["name"].clone()), Some(json!("reconcile")));
     assert_eq!(store.list_lambdas().await.expect("list").len(), 1);
@@ -391,4 +395,199 @@ pub async fn check_concurrent_refreshes_persisted(store: &dyn GatewayStore) {
         None,
     )
     .await;
+}
+
+/// Eight calls of `call(i)` at once (one task, interleaved at every await: on PostgreSQL each
+/// has its own connection).
+async fn eight_at_once<F, Fut, T>(call: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let (a, b, c, d, e, f, g, h) = tokio::join!(
+        call(0),
+        call(1),
+        call(2),
+        call(3),
+        call(4),
+        call(5),
+        call(6),
+        call(7)
+    );
+    vec![a, b, c, d, e, f, g, h]
+}
+
+/// A provider document named `name` managing `domains`.
+fn provider(id: Uuid, name: &str, domains: &[&str]) -> serde_json::Value {
+    json!({"id": id, "name": name, "domains": domains})
+}
+
+/// Creates are inserts: of concurrent creates with one id exactly one is written (the others
+/// told the id is taken), and the first stays; a create of an existing id writes nothing.
+pub async fn providers_and_lambdas_are_created_once_however_many_race(store: &dyn GatewayStore) {
+    let outcomes = eight_at_once(|i| {
+        let doc = provider(IDP, &format!("race{i}"), &[]);
+        async move { store.insert_identity_provider(IDP, &doc).await }
+    })
+    .await;
+    let written: Vec<usize> = (outcomes.iter().enumerate())
+        .filter(|(_, o)| **o == Ok(ProviderWrite::Written))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(written.len(), 1, "{outcomes:?}");
+    assert!(
+        (outcomes.iter()).all(|o| matches!(o, Ok(ProviderWrite::Written | ProviderWrite::IdTaken))),
+        "{outcomes:?}"
+    );
+    let stored = store.get_identity_provider(IDP).await.expect("get");
+    assert_eq!(stored.expect("idp")["name"], format!("race{}", written[0]));
+
+    let lambda = Uuid::from_u128(0x9998);
+    let outcomes = eight_at_once(|i| {
+        let doc = json!({"id": lambda, "name": i});
+        async move { store.insert_lambda(lambda, &doc).await }
+    })
+    .await;
+    let inserted: Vec<usize> = (outcomes.iter().enumerate())
+        .filter(|(_, o)| **o == Ok(true))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(inserted.len(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let stored = store
+        .get_lambda(lambda)
+        .await
+        .expect("get")
+        .expect("lambda");
+    assert_eq!(stored["name"], json!(inserted[0]));
+}
+
+/// Of concurrent creates of different providers with one domain exactly one is written; a
+/// provider whose domains are all free is written beside it.
+pub async fn no_two_providers_manage_one_domain_however_many_race(store: &dyn GatewayStore) {
+    let outcomes = eight_at_once(|i| {
+        let id = Uuid::from_u128(0x7000 + i as u128);
+        let doc = provider(id, "p", &["other.example", "shared.example"]);
+        async move { store.insert_identity_provider(id, &doc).await }
+    })
+    .await;
+    let written = (outcomes.iter()).filter(|o| **o == Ok(ProviderWrite::Written));
+    assert_eq!(written.count(), 1, "{outcomes:?}");
+    assert!(
+        (outcomes.iter())
+            .all(|o| matches!(o, Ok(ProviderWrite::Written | ProviderWrite::DomainTaken))),
+        "{outcomes:?}"
+    );
+    let free = Uuid::from_u128(0x7100);
+    let outcome = store
+        .insert_identity_provider(free, &provider(free, "free", &["free.example"]))
+        .await;
+    assert_eq!(outcome, Ok(ProviderWrite::Written));
+    let claiming = |domain: &str| {
+        let providers = store.list_identity_providers();
+        let domain = json!(domain);
+        async move {
+            let providers = providers.await.expect("list");
+            (providers.iter())
+                .filter(|p| p["domains"].as_array().is_some_and(|d| d.contains(&domain)))
+                .count()
+        }
+    };
+    assert_eq!(claiming("shared.example").await, 1);
+    assert_eq!(claiming("free.example").await, 1);
+}
+
+/// A replacement is written only while no other provider manages one of its domains (its own
+/// are its own to keep); concurrent replacements taking one domain leave one owner.
+pub async fn a_provider_replaced_keeps_its_domains_unique(store: &dyn GatewayStore) {
+    let ids: Vec<Uuid> = (0..8).map(|i| Uuid::from_u128(0x7200 + i)).collect();
+    let originals: Vec<serde_json::Value> = (ids.iter().enumerate())
+        .map(|(i, id)| provider(*id, "p", &[&format!("own{i}.example")]))
+        .collect();
+    for (id, doc) in ids.iter().zip(&originals) {
+        let written = store.insert_identity_provider(*id, doc).await;
+        assert_eq!(written, Ok(ProviderWrite::Written));
+    }
+    let taking = provider(ids[1], "p", &["own1.example", "own0.example"]);
+    let outcome = store
+        .replace_identity_provider(ids[1], &originals[1], &taking)
+        .await;
+    assert_eq!(outcome, Ok(ProviderWrite::DomainTaken));
+    let keeping = provider(ids[1], "renamed", &["own1.example"]);
+    let outcome = store
+        .replace_identity_provider(ids[1], &originals[1], &keeping)
+        .await;
+    assert_eq!(outcome, Ok(ProviderWrite::Written));
+    let outcome = store
+        .replace_identity_provider(ids[1], &originals[1], &keeping)
+        .await;
+    assert_eq!(
+        outcome,
+        Ok(ProviderWrite::Changed),
+        "the expected version is gone"
+    );
+    let gone = Uuid::from_u128(0x72ff);
+    let outcome = store
+        .replace_identity_provider(gone, &keeping, &keeping)
+        .await;
+    assert_eq!(outcome, Err(StoreError::NotFound));
+
+    let outcomes = eight_at_once(|i| {
+        let expected = if i == 1 { &keeping } else { &originals[i] };
+        let domains = [format!("own{i}.example"), "contested.example".to_string()];
+        let id = ids[i];
+        let doc = json!({"id": id, "name": "p", "domains": domains});
+        async move { store.replace_identity_provider(id, expected, &doc).await }
+    })
+    .await;
+    let written = (outcomes.iter()).filter(|o| **o == Ok(ProviderWrite::Written));
+    assert_eq!(written.count(), 1, "{outcomes:?}");
+}
+
+/// A declared provider managing a domain another provider manages refuses the whole
+/// declaration, naming `identityProviders[i].domains[j]`; nothing of it is written.
+pub async fn a_declared_provider_may_not_take_another_providers_domain(store: &dyn GatewayStore) {
+    let api = Uuid::from_u128(0x7300);
+    let written = store
+        .insert_identity_provider(api, &provider(api, "api", &["conflict.example"]))
+        .await;
+    assert_eq!(written, Ok(ProviderWrite::Written));
+    let (first, second) = (Uuid::from_u128(0x7301), Uuid::from_u128(0x7302));
+    let mut declared = super::Declared {
+        tenants: vec![tenant()],
+        identity_providers: vec![
+            (first, provider(first, "one", &["one.example"])),
+            (
+                second,
+                provider(second, "two", &["two.example", "conflict.example"]),
+            ),
+        ],
+        ..Default::default()
+    };
+    let refused = store.apply_declared(&declared).await.expect_err("refused");
+    let (path, message) = super::declared_problem(&refused).expect("a declared problem");
+    assert_eq!(path, "identityProviders[1].domains[1]");
+    assert!(message.contains(&api.to_string()), "{message}");
+    assert!(store
+        .get_identity_provider(first)
+        .await
+        .expect("get")
+        .is_none());
+    // Two declared providers sharing a domain are refused too; apart, both are written.
+    declared.identity_providers[1].1 = provider(second, "two", &["one.example"]);
+    let refused = store.apply_declared(&declared).await.expect_err("refused");
+    let (path, _) = super::declared_problem(&refused).expect("a declared problem");
+    assert!(path.starts_with("identityProviders["), "{path}");
+    declared.identity_providers[1].1 = provider(second, "two", &["two.example"]);
+    store.apply_declared(&declared).await.expect("applied");
+    // Applied again (a reload), a declared provider's own domains are its own.
+    store
+        .apply_declared(&declared)
+        .await
+        .expect("applied again");
+    assert!(store
+        .get_identity_provider(second)
+        .await
+        .expect("get")
+        .is_some());
 }

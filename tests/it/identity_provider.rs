@@ -1715,3 +1715,174 @@ fn unknown_keys_inside_sections_and_an_id_written_twice_are_refused() {
         "{body}"
     );
 }
+
+/// `body`'s first field error under `field`: (code, message).
+fn field_error(body: &Value, field: &str) -> (String, String) {
+    let error = &body["fieldErrors"][field][0];
+    let text = |k: &str| error[k].as_str().unwrap_or_default().to_string();
+    (text("code"), text("message"))
+}
+
+#[test]
+fn a_tenant_locked_key_learns_nothing_of_other_tenants_from_reads_or_a_taken_domain() {
+    let t = Idp::start();
+    let global = t.provider(json!({
+        "keys": {"k": "secret"},
+        "domains": ["shared.example"],
+        "tenantConfiguration": {TENANT: {"data": {"t": 1}}, OTHER_TENANT: {"data": {"o": 1}}},
+    }));
+    let hidden = check_status(
+        t.post(
+            "/api/identity-provider",
+            &json!({"identityProvider": {"name": "theirs", "type": "ExternalJWT",
+                "headerKeyParameter": "kid", "tenantId": TENANT, "domains": ["secret.example"]}}),
+        ),
+        200,
+    )["identityProvider"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let scoped = |method: reqwest::Method, path: &str| {
+        t.http
+            .request(method, t.gw.url(path))
+            .header("Authorization", TENANT_API_KEY)
+    };
+    // Reads: the global provider without the other tenant's application and configuration.
+    let read = scoped(
+        reqwest::Method::GET,
+        &format!("/api/identity-provider/{global}"),
+    );
+    let read = check_status(read.send().expect("send"), 200);
+    assert_eq!(
+        read["identityProvider"]["applicationConfiguration"],
+        json!({})
+    );
+    let tenants = read["identityProvider"]["tenantConfiguration"]
+        .as_object()
+        .expect("tenants");
+    assert_eq!(tenants.keys().collect::<Vec<_>>(), [OTHER_TENANT]);
+    let list = scoped(reqwest::Method::GET, "/api/identity-provider");
+    let list = check_status(list.send().expect("send"), 200);
+    assert_eq!(
+        list["identityProviders"][0]["applicationConfiguration"],
+        json!({})
+    );
+    let search = json!({"search": {"applicationId": APP}});
+    let found = scoped(reqwest::Method::POST, "/api/identity-provider/search").json(&search);
+    assert_eq!(check_status(found.send().expect("send"), 200)["total"], 0);
+    assert_eq!(
+        check_status(t.post("/api/identity-provider/search", &search), 200)["total"],
+        1
+    );
+    // A taken domain: the owner is named only when the key may see it.
+    let create = |domain: &str| {
+        scoped(reqwest::Method::POST, "/api/identity-provider")
+            .json(
+                &json!({"identityProvider": {"name": "mine", "type": "ExternalJWT",
+                "headerKeyParameter": "kid", "domains": [domain]}}),
+            )
+            .send()
+            .expect("send")
+    };
+    let body = check_status(create("secret.example"), 400);
+    let (code, message) = field_error(&body, "identityProvider.domains[0]");
+    assert_eq!(code, "[duplicate]identityProvider.domains[0]");
+    assert!(!message.contains(&hidden), "{message}");
+    let body = check_status(create("shared.example"), 400);
+    let (_, message) = field_error(&body, "identityProvider.domains[0]");
+    assert!(message.contains(&global.to_string()), "{message}");
+}
+
+#[test]
+fn creates_racing_with_one_id_or_one_domain_leave_one_written() {
+    let t = Idp::start();
+    let post_all = |paths: Vec<(String, Value)>| -> Vec<(u16, Value)> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (paths.into_iter())
+                .map(|(path, body)| {
+                    let t = &t;
+                    s.spawn(move || {
+                        let r = t.post(&path, &body);
+                        let status = r.status().as_u16();
+                        (status, r.json().unwrap_or(Value::Null))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
+        })
+    };
+    let provider = |name: String, domains: Value| {
+        json!({"identityProvider": {"name": name, "type": "ExternalJWT",
+            "headerKeyParameter": "kid", "domains": domains}})
+    };
+    let id = Uuid::new_v4();
+    let answers = post_all(
+        (0..8)
+            .map(|i| {
+                (
+                    format!("/api/identity-provider/{id}"),
+                    provider(format!("race{i}"), json!([])),
+                )
+            })
+            .collect(),
+    );
+    let ok: Vec<&Value> = (answers.iter())
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(ok.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(
+            field_error(body, "identityProviderId").0,
+            "[duplicate]identityProviderId"
+        );
+    }
+    let stored = check_status(t.get(&format!("/api/identity-provider/{id}")), 200);
+    assert_eq!(
+        stored["identityProvider"]["name"],
+        ok[0]["identityProvider"]["name"]
+    );
+
+    let lambda = Uuid::new_v4();
+    let body = json!({"lambda": {"type": "ExternalJWTReconcile", "name": "l",
+        "body": "function reconcile(user, registration, jwt) {}"}});
+    let answers = post_all(
+        (0..8)
+            .map(|_| (format!("/api/lambda/{lambda}"), body.clone()))
+            .collect(),
+    );
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(field_error(body, "lambdaId").0, "[duplicate]lambdaId");
+    }
+
+    let answers = post_all(
+        (0..8)
+            .map(|i| {
+                (
+                    "/api/identity-provider".to_string(),
+                    provider(format!("d{i}"), json!(["one.example"])),
+                )
+            })
+            .collect(),
+    );
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        let (code, _) = field_error(body, "identityProvider.domains[0]");
+        assert_eq!(code, "[duplicate]identityProvider.domains[0]");
+    }
+}

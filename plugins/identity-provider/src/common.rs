@@ -141,6 +141,44 @@ pub fn visible(grant: &ApiKeyGrant, doc: &Value) -> bool {
     }
 }
 
+/// The providers of `docs` a request scoped as `grant` may see ([`visible`]), each as it may
+/// see it ([`scoped_to`]): a tenant-scoped request reads a global provider without what it
+/// says of other tenants.
+pub async fn visible_providers(
+    grant: &ApiKeyGrant,
+    docs: Vec<Value>,
+    context: &PluginContext,
+) -> Result<Vec<Value>, ApiError> {
+    let mut docs: Vec<Value> = docs.into_iter().filter(|d| visible(grant, d)).collect();
+    if let Some(tenant) = grant.tenant_id {
+        let applications = context.store.list_applications().await?;
+        let tenant_of = |app: Uuid| {
+            (applications.iter())
+                .find(|a| a.id == app)
+                .map(|a| a.tenant_id)
+        };
+        for doc in &mut docs {
+            scoped_to(doc, tenant, &tenant_of);
+        }
+    }
+    Ok(docs)
+}
+
+/// Drops from provider `doc` what a request scoped to `tenant` may not read: the
+/// `applicationConfiguration` entries of applications of other tenants (or of none known,
+/// `tenant_of` telling an application's tenant) and the `tenantConfiguration` entries of other
+/// tenants. Such a request never writes a global provider ([`writable`]), so nothing it reads
+/// this way is ever written back short.
+pub fn scoped_to(doc: &mut Value, tenant: Uuid, tenant_of: &dyn Fn(Uuid) -> Option<Uuid>) {
+    let id = |key: &str| Uuid::parse_str(key).ok();
+    if let Some(Value::Object(apps)) = doc.get_mut("applicationConfiguration") {
+        apps.retain(|key, _| id(key).and_then(tenant_of) == Some(tenant));
+    }
+    if let Some(Value::Object(tenants)) = doc.get_mut("tenantConfiguration") {
+        tenants.retain(|key, _| id(key) == Some(tenant));
+    }
+}
+
 /// True when a request scoped as `grant` may change `doc`: unscoped requests change anything,
 /// scoped ones only their tenant's documents.
 pub fn writable(grant: &ApiKeyGrant, doc: &Value) -> bool {
@@ -409,6 +447,38 @@ mod tests {
         assert!(visible(&global, &other) && writable(&global, &other));
         assert!(wrapped(&json!({"lambda": 1}), "lambda").is_err());
         assert!(wrapped(&json!({}), "lambda").is_err());
+    }
+
+    #[test]
+    fn a_scoped_view_keeps_only_its_tenants_applications_and_configuration() {
+        let (mine, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+        let (my_app, their_app, unknown_app) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let tenant_of = |app: Uuid| {
+            (app == my_app)
+                .then_some(mine)
+                .or((app == their_app).then_some(theirs))
+        };
+        let mut doc = json!({
+            "name": "global",
+            "applicationConfiguration": {
+                my_app.to_string(): {"enabled": true},
+                their_app.to_string(): {"enabled": true},
+                unknown_app.to_string(): {"enabled": true},
+            },
+            "tenantConfiguration": {
+                mine.to_string(): {"data": {}},
+                theirs.to_string(): {"data": {}},
+            },
+        });
+        scoped_to(&mut doc, mine, &tenant_of);
+        assert_eq!(
+            doc,
+            json!({
+                "name": "global",
+                "applicationConfiguration": {my_app.to_string(): {"enabled": true}},
+                "tenantConfiguration": {mine.to_string(): {"data": {}}},
+            })
+        );
     }
 
     #[test]

@@ -142,8 +142,7 @@ pub fn normalize_lambda(doc: &mut Value) {
 
 /// For the host: validates and normalises a lambda declared in `config.yaml` (same JSON shape
 /// as the API's `lambda`, with an `id`), compiling the body with `check` (the host runs it in a
-/// worker, [`crate::sandbox::check_blocking`]). Returns the document to store with
-/// `put_lambda`, or `(field path relative to the entry, message)` pairs.
+/// worker, [`crate::sandbox::check_blocking`]). Returns the document the host stores, or `(field path relative to the entry, message)` pairs.
 pub fn validate_config_lambda(
     doc: &Value,
     check: &dyn Fn(&str) -> Result<(), LambdaError>,
@@ -257,15 +256,21 @@ pub async fn create(
             None => Uuid::new_v4(),
         },
     };
-    if context.records.get_lambda(id).await?.is_some() {
-        return Err(ApiError::field(
+    let duplicate = || {
+        ApiError::field(
             "lambdaId",
             "duplicate",
             "A lambda with this id already exists.",
-        ));
+        )
+    };
+    if context.records.get_lambda(id).await?.is_some() {
+        return Err(duplicate());
     }
     let doc = prepared(id, doc, None, sandbox, context).await?;
-    context.records.put_lambda(id, &doc).await?;
+    // Insert-only: of concurrent creates with one id, one is written, the others are told.
+    if !context.records.insert_lambda(id, &doc).await? {
+        return Err(duplicate());
+    }
     Ok(one(&doc))
 }
 

@@ -6,7 +6,9 @@
 //!
 //! All need an API key. A request scoped to a tenant (tenant-locked key or
 //! `X-FusionAuth-TenantId`) sees global providers and its tenant's, and changes only its tenant's;
-//! a provider it creates is scoped to its tenant.
+//! a provider it creates is scoped to its tenant. It reads a provider without what it says of
+//! other tenants (their applications' and tenants' configuration), and a domain taken by a
+//! provider it cannot see is refused without naming that provider.
 
 use std::sync::Arc;
 
@@ -16,7 +18,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::common::{
-    api_key, document_tenant, json_body, patch_body, visible, wrapped, writable, Change, Env,
+    api_key, document_tenant, json_body, patch_body, visible, visible_providers, wrapped, writable,
+    Change, Env,
 };
 use crate::lambdas::lambda_type;
 use crate::login::ring_key;
@@ -24,6 +27,7 @@ use crate::patch::{apply_offloaded, PatchFormat};
 use crate::provider::{
     normalize, redact, restore_redacted, validate_document, MissingSecret, Provider, ProviderType,
 };
+use crate::store::ProviderWrite;
 
 const PREFIX: &str = "identityProvider.";
 
@@ -65,7 +69,7 @@ async fn validate_all(
         }
         Some(ProviderType::OpenIdConnect) => {}
     }
-    check_domains_free(doc, id, context, &mut errors).await?;
+    check_domains_free(doc, id, grant, context, &mut errors).await?;
     errors.into_result()
 }
 
@@ -133,32 +137,37 @@ async fn check_references(
 }
 
 /// Adds a `[duplicate]` field error for each domain of `doc` that another provider (of any
-/// type) manages.
+/// type) manages. The owner is named only when the request may see it ([`visible`]): a
+/// tenant-scoped request learns that the domain is taken, never another tenant's provider.
 async fn check_domains_free(
     doc: &Value,
     id: Uuid,
+    grant: &ApiKeyGrant,
     context: &Env<'_>,
     errors: &mut Errors,
 ) -> Result<(), ApiError> {
     if let Some(domains) = doc.get("domains").and_then(Value::as_array) {
-        let others: Vec<Provider> = context
-            .records
-            .list_identity_providers()
-            .await?
+        let docs = context.records.list_identity_providers().await?;
+        let others: Vec<(&Value, Provider)> = docs
             .iter()
-            .filter_map(Provider::from_document)
-            .filter(|p| p.id != id)
+            .filter_map(|d| Provider::from_document(d).map(|p| (d, p)))
+            .filter(|(_, p)| p.id != id)
             .collect();
         for (i, d) in domains.iter().enumerate() {
             let Some(d) = d.as_str() else { continue };
-            if let Some(owner) = others.iter().find(|p| p.manages_domain(d)) {
-                errors.field(
-                    &format!("identityProvider.domains[{i}]"),
-                    "duplicate",
+            if let Some((owner_doc, owner)) = others.iter().find(|(_, p)| p.manages_domain(d)) {
+                let message = if visible(grant, owner_doc) {
                     format!(
                         "This domain is already managed by the identity provider [{}].",
                         owner.id
-                    ),
+                    )
+                } else {
+                    "This domain is already managed by another identity provider.".to_string()
+                };
+                errors.field(
+                    &format!("identityProvider.domains[{i}]"),
+                    "duplicate",
+                    message,
                 );
             }
         }
@@ -270,7 +279,8 @@ fn finish(mut doc: Value, id: Uuid, grant: &ApiKeyGrant, insert: i64, now: i64) 
     doc
 }
 
-/// `POST /api/identity-provider[/{identityProviderId}]`.
+/// `POST /api/identity-provider[/{identityProviderId}]`: insert-only, a taken id is a 400
+/// `[duplicate]identityProviderId`.
 pub async fn create(
     request: &PluginRequest,
     context: &Env<'_>,
@@ -291,18 +301,44 @@ pub async fn create(
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
     }
-    if context.records.get_identity_provider(id).await?.is_some() {
-        return Err(ApiError::field(
+    let duplicate = || {
+        ApiError::field(
             "identityProviderId",
             "duplicate",
             "An identity provider with this id already exists.",
-        ));
+        )
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        if context.records.get_identity_provider(id).await?.is_some() {
+            return Err(duplicate());
+        }
+        validate_all(&doc, id, None, &grant, context).await?;
+        let now = context.clock.now_millis();
+        let stored = finish(doc.clone(), id, &grant, now, now);
+        // Insert-only, the domains checked with the write: of concurrent creates with one id
+        // or one domain, one is written and the others are told why.
+        match context
+            .records
+            .insert_identity_provider(id, &stored)
+            .await?
+        {
+            ProviderWrite::Written => return Ok(one(&stored)),
+            ProviderWrite::IdTaken => return Err(duplicate()),
+            // A domain taken since the check: validating again names it.
+            ProviderWrite::DomainTaken | ProviderWrite::Changed => {}
+        }
     }
-    validate_all(&doc, id, None, &grant, context).await?;
-    let now = context.clock.now_millis();
-    let doc = finish(doc, id, &grant, now, now);
-    context.records.put_identity_provider(id, &doc).await?;
-    Ok(one(&doc))
+    Err(kept_changing())
+}
+
+/// The 409 of a write that lost every one of its [`MAX_ATTEMPTS`] to concurrent changes.
+fn kept_changing() -> ApiError {
+    let mut errors = Errors::new();
+    errors.general(
+        "[Conflict]",
+        "The identity providers kept changing while this request wrote; try again.",
+    );
+    ApiError::Conflict(errors)
 }
 
 /// The stored provider `id`, when the request may see it.
@@ -322,7 +358,9 @@ pub async fn retrieve(
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let id = path_uuid(request, "identityProviderId")?;
-    Ok(one(&load(id, &grant, context).await?))
+    let doc = load(id, &grant, context).await?;
+    let mut seen = visible_providers(&grant, vec![doc], context).await?;
+    Ok(one(&seen.pop().ok_or(ApiError::NotFound)?))
 }
 
 /// `GET /api/identity-provider` (optionally `?type=`).
@@ -332,12 +370,10 @@ pub async fn retrieve_all(
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let wanted = request.query_param("type");
-    let mut docs: Vec<Value> = context
-        .records
-        .list_identity_providers()
+    let all = context.records.list_identity_providers().await?;
+    let mut docs: Vec<Value> = visible_providers(&grant, all, context)
         .await?
         .into_iter()
-        .filter(|d| visible(&grant, d))
         .filter(|d| {
             wanted
                 .as_deref()
@@ -379,20 +415,17 @@ async fn update_with(
         }
         let changed = change(&existing).await?;
         let doc = replacement(id, &existing, changed, missing, grant, context).await?;
-        if context
+        // A concurrent change, or a domain taken since the check (named by the next
+        // validation), starts over.
+        let written = context
             .records
             .replace_identity_provider(id, &existing, &doc)
-            .await?
-        {
+            .await?;
+        if written == ProviderWrite::Written {
             return Ok(one(&doc));
         }
     }
-    let mut errors = Errors::new();
-    errors.general(
-        "[Conflict]",
-        "The identity provider kept changing while this request updated it; try again.",
-    );
-    Err(ApiError::Conflict(errors))
+    Err(kept_changing())
 }
 
 /// The validated replacement of `existing` by `doc`: the id, tenant, secrets it does not give
@@ -497,10 +530,10 @@ pub async fn lookup(
         Some(t) => Some(parse_uuid("tenantId", &t)?),
         None => grant.tenant_id,
     };
-    let docs = context.records.list_identity_providers().await?;
+    let all = context.records.list_identity_providers().await?;
+    let docs = visible_providers(&grant, all, context).await?;
     let candidates: Vec<(&Value, Provider)> = docs
         .iter()
-        .filter(|d| visible(&grant, d))
         .filter_map(|d| Provider::from_document(d).map(|p| (d, p)))
         .filter(|(_, p)| p.enabled && p.manages_domain(&domain))
         .filter(|(_, p)| p.tenant_id.is_none() || p.tenant_id == tenant)

@@ -20,7 +20,7 @@ use gatehouse_plugin_api::{ApiError, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{api_key, document_tenant, visible, Env, SearchMembers};
+use crate::common::{api_key, document_tenant, visible_providers, Env, SearchMembers};
 use crate::provider::redact;
 
 /// FusionAuth's identity-provider types (`IdentityProviderType`), the values `type` may take.
@@ -270,12 +270,12 @@ pub async fn search(
     let grant = api_key(request, context)?;
     let members = SearchMembers::of(request)?;
     let criteria = Criteria::read(&|name| members.get(name))?;
-    let docs: Vec<Value> = context
-        .records
-        .list_identity_providers()
+    // Matched as the request may see them: an applicationId of another tenant finds nothing.
+    let all = context.records.list_identity_providers().await?;
+    let docs: Vec<Value> = visible_providers(&grant, all, context)
         .await?
         .into_iter()
-        .filter(|d| visible(&grant, d) && criteria.matches(d))
+        .filter(|d| criteria.matches(d))
         .collect();
     let docs = criteria.sort(docs);
     let total = docs.len();

@@ -2,7 +2,8 @@
 //! login's write of user, registration and link in one transaction ([`IdentityProviderStore`]);
 //! the hosted-backend login's shared state, its signing key and the one-use `state`s
 //! ([`LoginStateStore`]). The host's backends (`src/store/`) implement both; the plugin gets
-//! them when it is built ([`crate::build`]).
+//! them when it is built ([`crate::build`]). Providers and lambdas are created insert-only, and
+//! no two providers manage one domain ([`ProviderWrite`]), however many gateways write at once.
 
 use async_trait::async_trait;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
@@ -28,6 +29,34 @@ pub trait LoginStateStore: Send + Sync {
     async fn use_login_state(&self, state: &str, expires: i64, now: i64) -> StoreResult<bool>;
 }
 
+/// What a conditional write of a provider did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderWrite {
+    /// The document was written.
+    Written,
+    /// Nothing was written: an insert found a provider with this id.
+    IdTaken,
+    /// Nothing was written: a replace found the stored document changed meanwhile.
+    Changed,
+    /// Nothing was written: another provider manages one of the document's `domains`.
+    DomainTaken,
+}
+
+/// The domains a provider document manages, as the stores compare them: the strings of its
+/// `domains` (stored lower-cased and trimmed, [`crate::provider::normalize`]).
+pub fn provider_domains(provider: &Value) -> Vec<String> {
+    provider
+        .get("domains")
+        .and_then(Value::as_array)
+        .map(|d| {
+            d.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The most expired login states one [`LoginStateStore::use_login_state`] call prunes.
 pub const LOGIN_STATE_PRUNE_BATCH: i64 = 100;
 
@@ -49,21 +78,31 @@ pub trait IdentityProviderStore: LoginStateStore + Send + Sync {
         link: &IdentityProviderLink,
     ) -> StoreResult<bool>;
 
-    /// Inserts or replaces an identity provider document.
-    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()>;
+    /// Inserts provider `id`, never replacing one: [`ProviderWrite::IdTaken`] when a provider
+    /// has this id, [`ProviderWrite::DomainTaken`] when another provider manages one of its
+    /// `domains` ([`provider_domains`]); nothing is written then. Checked and written in one
+    /// transaction that excludes every other provider write, so concurrent creates with one id
+    /// or one domain leave exactly one written.
+    async fn insert_identity_provider(
+        &self,
+        id: Uuid,
+        provider: &Value,
+    ) -> StoreResult<ProviderWrite>;
 
     /// The identity provider document, or `None`.
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>>;
 
     /// Replaces provider `id` with `provider` only while the stored document is still
-    /// `expected` (one conditional update): `false` when a concurrent change came first and
-    /// nothing was written; `NotFound` when it is gone.
+    /// `expected` and no other provider manages one of its `domains` (checked and written as
+    /// [`IdentityProviderStore::insert_identity_provider`] is): [`ProviderWrite::Changed`] when
+    /// a concurrent change came first, [`ProviderWrite::DomainTaken`], and nothing was written
+    /// then; `NotFound` when it is gone.
     async fn replace_identity_provider(
         &self,
         id: Uuid,
         expected: &Value,
         provider: &Value,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<ProviderWrite>;
 
     /// All identity provider documents.
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>>;
@@ -90,13 +129,16 @@ pub trait IdentityProviderStore: LoginStateStore + Send + Sync {
         user_id: Uuid,
     ) -> StoreResult<IdentityProviderLink>;
 
-    /// Inserts or replaces a lambda document.
-    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()>;
+    /// Inserts lambda `id`, never replacing one: `false` when a lambda has this id (nothing
+    /// written), so of concurrent creates with one id exactly one is written.
+    async fn insert_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<bool>;
 
     /// The lambda document, or `None`.
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>>;
 
-    /// Replaces lambda `id` as [`IdentityProviderStore::replace_identity_provider`] replaces a provider.
+    /// Replaces lambda `id` with `lambda` only while the stored document is still `expected`
+    /// (one conditional update): `false` when a concurrent change came first and nothing was
+    /// written; `NotFound` when it is gone.
     async fn replace_lambda(&self, id: Uuid, expected: &Value, lambda: &Value)
         -> StoreResult<bool>;
 

@@ -5,11 +5,13 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use gatehouse_plugin_api::model::{ApiKey, Application, KeyMaterial, Tenant};
 use gatehouse_plugin_api::store::{Directory, StoreError, StoreResult};
+use gatehouse_plugin_identity_provider::store::provider_domains;
 use uuid::Uuid;
 
+use super::identity_providers::{domain_owner, lock_providers};
 use super::{col, execute, pg, query, query_opt, PostgresStore, API_KEYS_LOCK};
 use crate::store::rows::encode;
-use crate::store::{Declared, DirectoryStore};
+use crate::store::{declared_domain_taken, Declared, DirectoryStore};
 
 const UPSERT_TENANT: &str = "INSERT INTO tenants (id, body) VALUES ($1, $2) \
      ON CONFLICT (id) DO UPDATE SET body = excluded.body";
@@ -61,6 +63,8 @@ async fn write_declared<C: GenericClient>(
         .await?;
     }
     write_api_keys(tx, &declared.api_keys).await?;
+    // Before any provider is written: the domains checked below stay as read until the commit.
+    lock_providers(tx).await?;
     let lambdas = declared.lambdas.iter().map(|(id, _)| ("lambdas", id));
     let providers = declared
         .identity_providers
@@ -77,6 +81,19 @@ async fn write_declared<C: GenericClient>(
             &[id, body],
         )
         .await?;
+    }
+    check_declared_domains(tx, declared).await
+}
+
+/// `Err` ([`declared_domain_taken`]) when a declared provider manages a domain another
+/// provider (declared or not) manages, read after the writes in the same transaction.
+async fn check_declared_domains<C: GenericClient>(tx: &C, declared: &Declared) -> StoreResult<()> {
+    for (index, (id, body)) in declared.identity_providers.iter().enumerate() {
+        for (position, domain) in provider_domains(body).into_iter().enumerate() {
+            if let Some(owner) = domain_owner(tx, *id, &[domain]).await? {
+                return Err(declared_domain_taken(index, position, owner));
+            }
+        }
     }
     Ok(())
 }

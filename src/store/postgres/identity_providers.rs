@@ -1,6 +1,8 @@
 //! The identity-provider plugin's records on PostgreSQL ([`IdentityProviderStore`]): providers,
 //! the login's user, registration and link written together, links, lambdas, the event log;
-//! and the browser login's shared state ([`LoginStateStore`]).
+//! and the browser login's shared state ([`LoginStateStore`]). Providers and lambdas are
+//! created insert-only; a provider is written only while no other manages one of its domains
+//! (its writes take a table lock: see [`lock_providers`]).
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
@@ -8,14 +10,16 @@ use base64::Engine as _;
 use deadpool_postgres::GenericClient;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
-use gatehouse_plugin_identity_provider::store::LOGIN_STATE_PRUNE_BATCH;
+use gatehouse_plugin_identity_provider::store::{
+    provider_domains, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
+};
 use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
 use super::{col, execute, get_body, list_bodies, pg, query, query_opt, PostgresStore};
-use crate::store::rows::{conflict_is_not_found, LinkRow, LoginRows};
+use crate::store::rows::{conflict_is_not_found, encode, LinkRow, LoginRows};
 
 /// Inserts or replaces a link.
 pub(super) async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreResult<()> {
@@ -29,6 +33,41 @@ pub(super) async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreR
     .await
     .map_err(conflict_is_not_found)?;
     Ok(())
+}
+
+/// Locks the providers against every other write until the transaction ends (reads go on):
+/// a domain checked free stays free until this transaction has written, on every gateway.
+pub(super) async fn lock_providers<C: GenericClient>(tx: &C) -> StoreResult<()> {
+    execute(
+        tx,
+        "LOCK TABLE identity_providers IN SHARE ROW EXCLUSIVE MODE",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The id of a provider other than `id` managing one of `domains` (as stored: lower case), if
+/// any. Read after [`lock_providers`] (each statement of a transaction at READ COMMITTED sees
+/// what was committed before it began), it is the truth until the transaction ends.
+pub(super) async fn domain_owner<C: GenericClient>(
+    tx: &C,
+    id: Uuid,
+    domains: &[String],
+) -> StoreResult<Option<Uuid>> {
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    let domains = domains.to_vec();
+    let row = query_opt(
+        tx,
+        "SELECT id FROM identity_providers WHERE id <> $1 \
+         AND jsonb_typeof(body::jsonb -> 'domains') = 'array' \
+         AND (body::jsonb -> 'domains') ?| $2::text[] ORDER BY id LIMIT 1",
+        &[&id, &domains],
+    )
+    .await?;
+    row.map(|r| col(&r, 0)).transpose()
 }
 
 #[async_trait]
@@ -55,8 +94,32 @@ impl IdentityProviderStore for PostgresStore {
         })
         .await
     }
-    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
-        self.put_document("identity_providers", id, provider).await
+    async fn insert_identity_provider(
+        &self,
+        id: Uuid,
+        provider: &Value,
+    ) -> StoreResult<ProviderWrite> {
+        let (body, domains) = (encode(provider)?, provider_domains(provider));
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            lock_providers(&tx).await?;
+            if domain_owner(&tx, id, &domains).await?.is_some() {
+                return Ok(ProviderWrite::DomainTaken);
+            }
+            let inserted = execute(
+                &tx,
+                "INSERT INTO identity_providers (id, body) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&id, &body],
+            )
+            .await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(if inserted == 1 {
+                ProviderWrite::Written
+            } else {
+                ProviderWrite::IdTaken
+            })
+        })
+        .await
     }
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
         self.get_document("identity_providers", id).await
@@ -66,9 +129,38 @@ impl IdentityProviderStore for PostgresStore {
         id: Uuid,
         expected: &Value,
         provider: &Value,
-    ) -> StoreResult<bool> {
-        self.replace_document("identity_providers", id, expected, provider)
-            .await
+    ) -> StoreResult<ProviderWrite> {
+        let (expected, body) = (encode(expected)?, encode(provider)?);
+        let domains = provider_domains(provider);
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            lock_providers(&tx).await?;
+            let stored = query_opt(
+                &tx,
+                "SELECT body FROM identity_providers WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+            let stored: String = match stored {
+                None => return Err(StoreError::NotFound),
+                Some(row) => col(&row, 0)?,
+            };
+            if stored != expected {
+                return Ok(ProviderWrite::Changed);
+            }
+            if domain_owner(&tx, id, &domains).await?.is_some() {
+                return Ok(ProviderWrite::DomainTaken);
+            }
+            execute(
+                &tx,
+                "UPDATE identity_providers SET body = $2 WHERE id = $1",
+                &[&id, &body],
+            )
+            .await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(ProviderWrite::Written)
+        })
+        .await
     }
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
         self.list_documents("identity_providers").await
@@ -138,8 +230,20 @@ impl IdentityProviderStore for PostgresStore {
         })
         .await
     }
-    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
-        self.put_document("lambdas", id, lambda).await
+    async fn insert_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<bool> {
+        let body = encode(lambda)?;
+        self.run(move |c| async move {
+            // A concurrent insert of the same id makes this one wait for its commit, then
+            // insert nothing.
+            let inserted = execute(
+                &c,
+                "INSERT INTO lambdas (id, body) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                &[&id, &body],
+            )
+            .await?;
+            Ok(inserted == 1)
+        })
+        .await
     }
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
         self.get_document("lambdas", id).await

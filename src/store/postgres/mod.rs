@@ -399,29 +399,6 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
-    /// Inserts or replaces the JSON document `id` of a `(id, body)` table.
-    pub(super) async fn put_document(
-        &self,
-        table: &'static str,
-        id: Uuid,
-        document: &Value,
-    ) -> StoreResult<()> {
-        let body = encode(document)?;
-        self.run(move |c| async move {
-            execute(
-                &c,
-                &format!(
-                    "INSERT INTO {table} (id, body) VALUES ($1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET body = excluded.body"
-                ),
-                &[&id, &body],
-            )
-            .await?;
-            Ok(())
-        })
-        .await
-    }
-
     /// Replaces document `id` of `table` with `document` only while its stored body is still
     /// `expected`: true when it was replaced, false when it changed meanwhile (nothing
     /// written); `NotFound` when it is gone.

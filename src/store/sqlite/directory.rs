@@ -7,9 +7,12 @@ use gatehouse_plugin_api::store::{Directory, StoreError, StoreResult};
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
+use gatehouse_plugin_identity_provider::store::provider_domains;
+
+use super::identity_providers::domain_owner;
 use super::{backend, opt_uuid_col, uuid_col, SqliteStore};
 use crate::store::rows::encode;
-use crate::store::{Declared, DirectoryStore};
+use crate::store::{declared_domain_taken, Declared, DirectoryStore};
 
 const UPSERT_TENANT: &str = "INSERT INTO tenants (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body";
 const UPSERT_APPLICATION: &str =
@@ -43,6 +46,8 @@ struct DeclaredRows {
     applications: Vec<(String, String, String)>,
     api_keys: Vec<ApiKey>,
     documents: Vec<(&'static str, String, String)>,
+    /// Each declared provider's id and domains, in the declaration's order.
+    provider_domains: Vec<(Uuid, Vec<String>)>,
 }
 
 impl DeclaredRows {
@@ -67,11 +72,15 @@ impl DeclaredRows {
             .chain(providers)
             .map(|(table, (id, body))| Ok((table, id.to_string(), encode(body)?)))
             .collect::<StoreResult<_>>()?;
+        let provider_domains = (declared.identity_providers.iter())
+            .map(|(id, body)| (*id, provider_domains(body)))
+            .collect();
         Ok(DeclaredRows {
             tenants,
             applications,
             api_keys: declared.api_keys.clone(),
             documents,
+            provider_domains,
         })
     }
 
@@ -94,6 +103,20 @@ impl DeclaredRows {
                 params![id, body],
             )
             .map_err(backend)?;
+        }
+        self.check_domains(tx)
+    }
+
+    /// `Err` ([`declared_domain_taken`]) when a declared provider manages a domain another
+    /// provider (declared or not) manages, read after the writes in the same transaction.
+    fn check_domains(&self, tx: &rusqlite::Connection) -> StoreResult<()> {
+        for (index, (id, domains)) in self.provider_domains.iter().enumerate() {
+            for (position, domain) in domains.iter().enumerate() {
+                if let Some(owner) = domain_owner(tx, *id, std::slice::from_ref(domain))? {
+                    let owner = Uuid::parse_str(&owner).unwrap_or_default();
+                    return Err(declared_domain_taken(index, position, owner));
+                }
+            }
         }
         Ok(())
     }

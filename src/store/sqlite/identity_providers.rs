@@ -1,21 +1,24 @@
 //! The identity-provider plugin's records on SQLite ([`IdentityProviderStore`]): providers,
 //! the login's user, registration and link written together, links, lambdas, the event log;
-//! and the browser login's shared state ([`LoginStateStore`]).
+//! and the browser login's shared state ([`LoginStateStore`]). Providers and lambdas are
+//! created insert-only; a provider is written only while no other manages one of its domains.
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
-use gatehouse_plugin_identity_provider::store::LOGIN_STATE_PRUNE_BATCH;
+use gatehouse_plugin_identity_provider::store::{
+    provider_domains, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
+};
 use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
 use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
-use crate::store::rows::{LinkRow, LoginRows};
+use crate::store::rows::{encode, LinkRow, LoginRows};
 
 /// Inserts or replaces a link.
 pub(super) fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
@@ -32,6 +35,29 @@ pub(super) fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
     )
     .map_err(conflict_is_not_found)?;
     Ok(())
+}
+
+/// The id of a provider other than `id` managing one of `domains` (as stored: lower case), if
+/// any; read inside the caller's transaction, which holds the write lock.
+pub(super) fn domain_owner(
+    tx: &Connection,
+    id: Uuid,
+    domains: &[String],
+) -> StoreResult<Option<String>> {
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    let wanted = serde_json::to_string(domains)
+        .map_err(|e| StoreError::Backend(format!("cannot encode domains: {e}")))?;
+    tx.query_row(
+        "SELECT p.id FROM identity_providers AS p, json_each(p.body, '$.domains') AS d \
+         WHERE p.id <> ?1 AND d.type = 'text' AND d.value IN (SELECT value FROM json_each(?2)) \
+         ORDER BY p.id LIMIT 1",
+        params![id.to_string(), wanted],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)
 }
 
 #[async_trait]
@@ -56,8 +82,31 @@ impl IdentityProviderStore for SqliteStore {
         })
         .await
     }
-    async fn put_identity_provider(&self, id: Uuid, provider: &Value) -> StoreResult<()> {
-        self.put_document("identity_providers", id, provider).await
+    async fn insert_identity_provider(
+        &self,
+        id: Uuid,
+        provider: &Value,
+    ) -> StoreResult<ProviderWrite> {
+        let (body, domains) = (encode(provider)?, provider_domains(provider));
+        // Every call is an immediate transaction, which holds the write lock: the check and the
+        // insert see and exclude every other writer, of this gateway or another.
+        self.tx(move |tx| {
+            if domain_owner(tx, id, &domains)?.is_some() {
+                return Ok(ProviderWrite::DomainTaken);
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO identity_providers (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                    params![id.to_string(), body],
+                )
+                .map_err(backend)?;
+            Ok(if inserted == 1 {
+                ProviderWrite::Written
+            } else {
+                ProviderWrite::IdTaken
+            })
+        })
+        .await
     }
     async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<Value>> {
         self.get_document("identity_providers", id).await
@@ -67,9 +116,34 @@ impl IdentityProviderStore for SqliteStore {
         id: Uuid,
         expected: &Value,
         provider: &Value,
-    ) -> StoreResult<bool> {
-        self.replace_document("identity_providers", id, expected, provider)
-            .await
+    ) -> StoreResult<ProviderWrite> {
+        let (expected, body) = (encode(expected)?, encode(provider)?);
+        let domains = provider_domains(provider);
+        self.tx(move |tx| {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM identity_providers WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match stored {
+                None => return Err(StoreError::NotFound),
+                Some(stored) if stored != expected => return Ok(ProviderWrite::Changed),
+                Some(_) => {}
+            }
+            if domain_owner(tx, id, &domains)?.is_some() {
+                return Ok(ProviderWrite::DomainTaken);
+            }
+            tx.execute(
+                "UPDATE identity_providers SET body = ?2 WHERE id = ?1",
+                params![id.to_string(), body],
+            )
+            .map_err(backend)?;
+            Ok(ProviderWrite::Written)
+        })
+        .await
     }
     async fn list_identity_providers(&self) -> StoreResult<Vec<Value>> {
         self.list_documents("identity_providers").await
@@ -146,8 +220,18 @@ impl IdentityProviderStore for SqliteStore {
         })
         .await
     }
-    async fn put_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<()> {
-        self.put_document("lambdas", id, lambda).await
+    async fn insert_lambda(&self, id: Uuid, lambda: &Value) -> StoreResult<bool> {
+        let body = encode(lambda)?;
+        self.tx(move |tx| {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO lambdas (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                    params![id.to_string(), body],
+                )
+                .map_err(backend)?;
+            Ok(inserted == 1)
+        })
+        .await
     }
     async fn get_lambda(&self, id: Uuid) -> StoreResult<Option<Value>> {
         self.get_document("lambdas", id).await
