@@ -633,7 +633,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         path_options,
         admin_listen,
         race_window_ms: race_window_seconds.min(60) as i64 * 1000,
-        secure_cookies: raw.cookies.secure,
+        secure_cookies: raw.cookies.secure || reached_over_https(raw.login.as_ref()),
         log_format,
         log_level,
         access_log: raw.log.access.unwrap_or(true),
@@ -644,6 +644,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         trusted_proxies,
         forward_auth,
     })
+}
+
+
+/// True when `login.publicOrigin` is an `https://` origin: browsers reach the gateway over TLS
+/// (terminated in front of it), so its cookies are `Secure` as with `cookies.secure` — else a
+/// browser would send the refresh token over any plain-HTTP request to the host an attacker
+/// can provoke.
+fn reached_over_https(login: Option<&login::RawLogin>) -> bool {
+    login
+        .and_then(|l| l.public_origin.as_deref())
+        .and_then(|origin| origin.trim().get(..8))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
 #[cfg(test)]

@@ -112,9 +112,27 @@ impl fmt::Display for User<'_> {
     }
 }
 
+/// The most bytes of a `sub` an access line shows; a longer one (a token can carry kilobytes)
+/// is cut there and its length told: the line of each request stays short.
+const SUBJECT_BYTES: usize = 256;
+
 /// Writes `sub` as [`User`] shows a subject that is not a UUID: one field value without
-/// whitespace or control characters.
+/// whitespace or control characters, cut after [`SUBJECT_BYTES`] (then `…[N bytes]` tells how
+/// long it was).
 fn write_escaped_subject(f: &mut fmt::Formatter<'_>, sub: &str) -> fmt::Result {
+    let mut shown = sub.len().min(SUBJECT_BYTES);
+    while !sub.is_char_boundary(shown) {
+        shown -= 1;
+    }
+    write_escaped(f, &sub[..shown])?;
+    if shown < sub.len() {
+        write!(f, "…[{} bytes]", sub.len())?;
+    }
+    Ok(())
+}
+
+/// Writes `sub` escaped (see [`write_escaped_subject`]).
+fn write_escaped(f: &mut fmt::Formatter<'_>, sub: &str) -> fmt::Result {
     // `\t`, `\n` and `\r` are escaped by `escape_debug` itself; `"` is escaped as `\u{22}`
     // rather than `\"`, so a reader that takes quotes as grouping never sees one.
     let splits = |c: char| c == '"' || (c.is_whitespace() && !matches!(c, '\t' | '\n' | '\r'));
@@ -551,6 +569,13 @@ mod tests {
             ),
             ("ünï", "ünï"),
         ];
+        // A long one is cut (on a character boundary) and its length told.
+        let long = format!("{}é{}", "a".repeat(255), "b".repeat(20_000));
+        let verified = compact(serde_json::json!({"exp": 0, "sub": long}));
+        assert_eq!(
+            User(&verified).to_string(),
+            format!("{}…[20257 bytes]", "a".repeat(255))
+        );
         for (sub, shown) in cases {
             let verified = compact(serde_json::json!({"exp": 0, "sub": sub}));
             let text = User(&verified).to_string();
