@@ -51,6 +51,7 @@ mod it {
     pub mod signing_failure_attacks;
     pub mod speed_attacks;
     pub mod store_attacks;
+    pub mod store_limits;
     pub mod store_stress;
     pub mod tenancy;
     pub mod upgrade;

@@ -88,7 +88,9 @@ impl ApiExecutor {
     ///
     /// Returns the plugin's answer (`Err` is rendered as Errors JSON by the caller); a 503
     /// with `Retry-After` when `api.maxInFlight` requests are already admitted or the handler
-    /// ran past the time limit (it is then aborted); a 500 when the handler panicked.
+    /// ran past the time limit (it is then aborted); a 500 when the handler panicked. A
+    /// request whose parameters hold a control character is refused before any handler runs
+    /// ([`PluginRequest::check_parameters`]: a 400 naming the parameter).
     pub async fn run(
         &self,
         plugin: Arc<dyn Plugin>,
@@ -96,6 +98,7 @@ impl ApiExecutor {
         request: PluginRequest,
         context: PluginContext,
     ) -> Result<PluginResponse, ApiError> {
+        request.check_parameters()?;
         let route = spec.name;
         self.run_task(route, async move {
             plugin.handle(&spec, request, &context).await

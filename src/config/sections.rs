@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use gatehouse_plugin_api::indexed::MAX_API_KEY_BYTES;
 use gatehouse_plugin_api::model::{ApiKey, Application, JwtConfiguration, Tenant};
 use gatehouse_refresh::JwtSettings;
 use serde_json::Value;
@@ -489,6 +490,15 @@ pub(super) fn api_keys(
         let path = format!("apiKeys[{i}]");
         if k.key.trim().len() < 16 {
             p.add(format!("{path}.key"), "must be at least 16 characters");
+        }
+        if k.key.len() > MAX_API_KEY_BYTES {
+            p.add(
+                format!("{path}.key"),
+                format!("must be at most {MAX_API_KEY_BYTES} bytes (the store indexes it)"),
+            );
+        }
+        if k.key.chars().any(char::is_control) {
+            p.add(format!("{path}.key"), "must not hold control characters");
         }
         if !seen.insert(k.key.clone()) {
             p.add(format!("{path}.key"), "another API key has the same value");

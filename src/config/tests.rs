@@ -1003,3 +1003,41 @@ fn an_empty_variable_is_an_empty_string_and_a_trailing_comment_is_not_substitute
     let text = format!("{}threads: 2 # ${{NOT_SET_ANYWHERE}}\n", base());
     assert_eq!(parse_str(&text).expect("valid").threads, 2);
 }
+
+#[test]
+fn cookies_are_secure_when_browsers_reach_the_gateway_over_https() {
+    let login = |origin: &str| {
+        format!("plugins: {{identity-provider: {{}}}}\nlogin: {{publicOrigin: {origin}}}\n")
+    };
+    for (extra, secure) in [
+        (String::new(), false),
+        (login("http://127.0.0.1:8080"), false),
+        (login("https://app.example"), true),
+        (login("HTTPS://app.example"), true),
+        ("cookies: {secure: true}\n".to_string(), true),
+    ] {
+        let config = parse_str(&format!("{extra}{}", base())).expect("valid");
+        assert_eq!(config.secure_cookies, secure, "{extra}");
+    }
+}
+
+#[test]
+fn api_keys_the_store_cannot_index_are_refused() {
+    let with_key =
+        |key: &str| base().replace("  - key: ${API_KEY}", &format!("  - key: \"{key}\""));
+    assert!(parse_str(&with_key(&"k".repeat(1024))).is_ok());
+    let errors = parse_str(&with_key(&"k".repeat(1025)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("apiKeys[0].key: must be at most 1024 bytes"),
+        "{errors}"
+    );
+    let errors = parse_str(&with_key("an-api-key-with-a-\\0-in-it"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("apiKeys[0].key: must not hold control characters"),
+        "{errors}"
+    );
+}

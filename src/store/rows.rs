@@ -4,6 +4,7 @@
 //! how stored documents are decoded, what a broken rule is reported as, which schema versions a
 //! gateway can use. The backends differ only in their SQL and in reading columns.
 
+use gatehouse_plugin_api::indexed::{self, Indexed};
 use gatehouse_plugin_api::model::{IdentityProviderLink, RefreshToken, Registration, User};
 use gatehouse_plugin_api::store::{RevokeScope, StoreError};
 use gatehouse_plugin_api::tokens::RevocationScope;
@@ -100,8 +101,14 @@ pub(crate) struct LinkRow {
 }
 
 impl LinkRow {
-    /// The row of `link`.
+    /// The row of `link`; refused when its provider user id is not indexable text
+    /// ([`indexable`]).
     pub fn of(link: &IdentityProviderLink) -> Result<LinkRow, StoreError> {
+        indexable(
+            Indexed::ProviderUserId,
+            &link.identity_provider_user_id,
+            "link's identityProviderUserId",
+        )?;
         Ok(LinkRow {
             provider: link.identity_provider_id,
             provider_user: link.identity_provider_user_id.clone(),
@@ -162,8 +169,15 @@ pub(crate) struct UserRow {
 }
 
 impl UserRow {
-    /// The row of `user`.
+    /// The row of `user`; refused when its email or username is not indexable text
+    /// ([`indexable`]).
     pub fn of(user: &gatehouse_plugin_api::model::User) -> Result<UserRow, StoreError> {
+        if let Some(email) = &user.email {
+            indexable(Indexed::Email, email, "user's email")?;
+        }
+        if let Some(username) = &user.username {
+            indexable(Indexed::Username, username, "user's username")?;
+        }
         let mut stored = user.clone();
         stored.registrations.clear();
         Ok(UserRow {
@@ -174,6 +188,23 @@ impl UserRow {
             body: encode(&stored)?,
         })
     }
+}
+
+/// Checks text bound for an indexed column against the shared limits
+/// ([`gatehouse_plugin_api::indexed`]), the same on every backend: the APIs refuse such a
+/// value first (a 400 naming the field), so this refusal (`what` names the value in the log) is
+/// the store's own guarantee that no backend writes what another would refuse.
+pub(crate) fn indexable(kind: Indexed, value: &str, what: &str) -> Result<(), StoreError> {
+    indexed::check(kind, value)
+        .map_err(|flaw| StoreError::Backend(format!("refused to store a {what} {flaw}")))
+}
+
+/// The lower-cased key a lookup of `value` (an email or a username) compares with, or `None`
+/// when no row can hold it (over its limit, or holding a NUL): such a lookup finds nothing,
+/// on every backend, without asking the database.
+pub(crate) fn lookup_key(kind: Indexed, value: &str) -> Option<String> {
+    indexed::check(kind, value).ok()?;
+    Some(value.to_lowercase())
 }
 
 /// How a user row is written.

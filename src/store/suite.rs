@@ -37,6 +37,7 @@ macro_rules! host_store_suite {
             declared_entities_are_written_all_or_nothing,
             identity_providers_are_stored_and_deleted_with_their_links,
             links_are_found_by_any_filter_and_deleted_once,
+            a_link_over_the_indexed_limit_is_refused_and_found_nowhere,
             lambdas_are_stored_and_deleted_once,
             providers_and_lambdas_are_created_once_however_many_race,
             no_two_providers_manage_one_domain_however_many_race,
@@ -270,6 +271,49 @@ pub async fn links_are_found_by_any_filter_and_deleted_once(store: &dyn GatewayS
     );
     let again = store.delete_link(IDP, "ext-1", USER).await;
     assert_eq!(again, Err(StoreError::NotFound));
+}
+
+/// A link whose provider user id is at its limit ([`gatehouse_plugin_api::indexed`]) is stored
+/// and found; one byte more, or a NUL, is refused on every backend, alone or in a login's
+/// transaction, and nothing is written.
+pub async fn a_link_over_the_indexed_limit_is_refused_and_found_nowhere(store: &dyn GatewayStore) {
+    use gatehouse_plugin_api::indexed::MAX_PROVIDER_USER_ID_BYTES;
+    use gatehouse_plugin_api::model::User;
+    use gatehouse_plugin_api::store_suite::incompressible;
+    let declared = super::Declared {
+        identity_providers: vec![(IDP, json!({"id": IDP}))],
+        ..Default::default()
+    };
+    store.apply_declared(&declared).await.expect("idp");
+    let longest = incompressible(MAX_PROVIDER_USER_ID_BYTES, 7);
+    store.put_link(&link(IDP, &longest)).await.expect("link");
+    let found = store.find_links(Some(IDP), None, Some(&longest)).await;
+    assert_eq!(found.expect("find").len(), 1);
+    let user = User {
+        id: USER,
+        tenant_id: TENANT,
+        ..Default::default()
+    };
+    for over in [
+        format!("{longest}x"),
+        incompressible(9000, 8),
+        "a\0b".into(),
+    ] {
+        let refused = store.put_link(&link(IDP, &over)).await;
+        assert!(
+            matches!(refused, Err(StoreError::Backend(_))),
+            "{refused:?}"
+        );
+        let login = store.save_login(&user, None, None, &link(IDP, &over)).await;
+        assert!(matches!(login, Err(StoreError::Backend(_))), "{login:?}");
+        assert_eq!(store.get_user(USER).await.expect("get"), None);
+        if !over.contains('\0') {
+            let found = store.find_links(Some(IDP), None, Some(&over)).await;
+            assert_eq!(found.expect("find"), Vec::new());
+        }
+    }
+    let all = store.find_links(Some(IDP), None, None).await.expect("find");
+    assert_eq!(all.len(), 1);
 }
 
 /// Lambda documents are read back and deleted once.

@@ -12,6 +12,7 @@
 //! | [`plugin`] | the [`Plugin`] trait, [`RouteSpec`], [`PluginContext`] |
 //! | [`request`], [`response`], [`credentials`] | the request and answer values; the one reader of tokens and cookies, with the edge's ambiguity rules (the proxy reads with it too) |
 //! | [`error`], [`json`] | FusionAuth's Errors JSON; JSON bodies within limits |
+//! | [`indexed`] | the limits of the free text the stores index (email, username, provider user id, API key) |
 //! | [`model`] | FusionAuth's records (tenant, application, user, refresh token, …) |
 //! | [`store`] | the storage ports: `Directory`, `UserStore`, `RefreshTokenStore` ([`Store`] is all three) |
 //! | [`tokens`], [`apikeys`], [`clock`] | the services: minting and verifying tokens, API keys, time |
@@ -33,6 +34,7 @@ pub mod cpu;
 pub mod credentials;
 pub mod error;
 pub mod helpers;
+pub mod indexed;
 pub mod json;
 pub mod model;
 pub mod plugin;

@@ -94,6 +94,41 @@ impl PluginRequest {
         })
     }
 
+    /// Checks the parameters a handler may read as text — the query string's, a form body's
+    /// and the path's `{name}` segments — before any handler runs: a name or value holding a
+    /// control character (U+0000–U+001F, U+007F–U+009F; a NUL is what PostgreSQL cannot take
+    /// in a query, and none belongs in an email, a username, an id, a URL or an OAuth
+    /// parameter) is a 400 `[invalid]<name>`, so a lookup answers the same on every store. The
+    /// host calls it for every plugin request. The message never contains the value, and the
+    /// name only as [`crate::error::safe_field_name`] shows it.
+    pub fn check_parameters(&self) -> Result<(), ApiError> {
+        let path = self
+            .path_params
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str(), "path segment"));
+        let query = parse_form(&self.query);
+        let form = self.form_params();
+        let pairs = query
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str(), "query parameter"))
+            .chain(
+                form.iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str(), "form parameter")),
+            )
+            .chain(path);
+        for (name, value, place) in pairs {
+            if name.chars().chain(value.chars()).any(char::is_control) {
+                let shown = crate::error::safe_field_name(name);
+                return Err(ApiError::field(
+                    name,
+                    "invalid",
+                    format!("The {shown} {place} holds a control character."),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The value of a `{name}` path segment.
     pub fn path_param(&self, name: &str) -> Option<&str> {
         self.path_params.get(name).map(String::as_str)
@@ -260,6 +295,58 @@ mod tests {
             form,
             [("a", "%"), ("b", "%4"), ("c", "%zz"), ("d", "A"), ("e", "")]
                 .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn a_parameter_with_a_control_character_is_a_400_naming_it() {
+        let field_code = |req: &PluginRequest| match req.check_parameters() {
+            Ok(()) => None,
+            Err(ApiError::BadRequest(errors)) => {
+                let body = serde_json::to_value(&errors).expect("json");
+                assert!(!body.to_string().contains("a\\u0000b"), "{body}");
+                let (field, items) = body["fieldErrors"]
+                    .as_object()
+                    .and_then(|f| f.iter().next())
+                    .expect("a field error");
+                Some(format!(
+                    "{field} {}",
+                    items[0]["code"].as_str().unwrap_or("")
+                ))
+            }
+            Err(other) => panic!("{other:?}"),
+        };
+        for (query, refused) in [
+            ("email=a%00b", "email [invalid]email"),
+            ("username=x&loginId=a%0Ab", "loginId [invalid]loginId"),
+            (
+                "identityProviderUserId=%7F",
+                "identityProviderUserId [invalid]identityProviderUserId",
+            ),
+            ("state=%C2%85", "state [invalid]state"),
+            ("%00=1", "? [invalid]?"),
+            ("x<y>%01=1", "? [invalid]?"),
+        ] {
+            let req = PluginRequest::new(Method::GET, &format!("/api/user?{query}"));
+            assert_eq!(field_code(&req).as_deref(), Some(refused), "{query}");
+        }
+        for query in ["email=a%40b.c", "q=%E2%80%8B+%C3%A9", "x=%", "", "a&&b="] {
+            let req = PluginRequest::new(Method::GET, &format!("/api/user?{query}"));
+            assert_eq!(field_code(&req), None, "{query}");
+        }
+        let mut form = PluginRequest::new(Method::DELETE, "/api/jwt/refresh");
+        form.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        form.body = b"token=a%00b".to_vec();
+        assert_eq!(field_code(&form).as_deref(), Some("token [invalid]token"));
+        let mut path = PluginRequest::new(Method::GET, "/api/identity-provider/link/pending/x");
+        path.path_params
+            .insert("pendingLinkId".into(), "a\0b".into());
+        assert_eq!(
+            field_code(&path).as_deref(),
+            Some("pendingLinkId [invalid]pendingLinkId")
         );
     }
 

@@ -38,6 +38,7 @@ macro_rules! store_port_suite {
             users_are_found_by_email_and_username,
             updating_a_user_replaces_it_and_a_missing_one_is_not_found,
             updating_a_user_to_a_taken_email_is_a_conflict,
+            user_keys_over_the_indexed_limits_are_refused_and_found_nowhere,
             users_are_found_by_email_across_tenants,
             registrations_are_kept_per_user_and_application,
             refresh_tokens_are_found_by_their_exact_value,
@@ -215,6 +216,90 @@ pub async fn updating_a_user_to_a_taken_email_is_a_conflict(store: &dyn SuiteSto
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.get_user(bob.id).await.expect("get"), Some(bob));
+}
+
+/// Text of exactly `bytes` bytes that no compression shrinks much and that grows when
+/// lower-cased (a third of its characters are `İ`, which becomes `i̇`), from `seed`: the worst
+/// case for an index entry of the lower-cased value.
+pub fn incompressible(bytes: usize, seed: u64) -> String {
+    const ASCII: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut text = String::with_capacity(bytes);
+    while text.len() < bytes {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let pick = (state >> 33) as usize;
+        if pick.is_multiple_of(3) && bytes - text.len() >= 2 {
+            text.push('İ');
+        } else {
+            text.push(char::from(ASCII[pick % ASCII.len()]));
+        }
+    }
+    text
+}
+
+/// An email or username at its limit ([`crate::indexed`]), however it lower-cases, is stored
+/// and found; one byte more, or a NUL, is refused on every backend and nothing is written; a
+/// lookup of a value no row can hold finds nothing.
+pub async fn user_keys_over_the_indexed_limits_are_refused_and_found_nowhere(
+    store: &dyn SuiteStore,
+) {
+    use crate::indexed::{MAX_EMAIL_BYTES, MAX_USERNAME_BYTES};
+    seeded(store).await;
+    let mut longest = ann();
+    longest.email = Some(format!(
+        "{}@{}",
+        incompressible(64, 1),
+        incompressible(MAX_EMAIL_BYTES - 65, 2)
+    ));
+    longest.username = Some(incompressible(MAX_USERNAME_BYTES, 3));
+    store.create_user(&longest).await.expect("at the limits");
+    let email = longest.email.clone().unwrap_or_default();
+    let found = store.find_user_by_email(TENANT, &email).await;
+    assert_eq!(found.expect("find").map(|u| u.id), Some(USER));
+    let username = longest.username.clone().unwrap_or_default();
+    let found = store.find_user_by_username(TENANT, &username).await;
+    assert_eq!(found.expect("find").map(|u| u.id), Some(USER));
+
+    let over = [
+        (Some(format!("{email}x")), None),
+        (Some("a\0b@example.com".to_string()), None),
+        (None, Some(format!("{username}x"))),
+        (None, Some(incompressible(3000, 4))),
+        (None, Some("a\0b".to_string())),
+    ];
+    for (i, (email, username)) in over.into_iter().enumerate() {
+        let user = User {
+            id: Uuid::from_u128(0x4000 + i as u128),
+            email,
+            username,
+            ..ann()
+        };
+        let created = store.create_user(&user).await;
+        assert!(
+            matches!(created, Err(StoreError::Backend(_))),
+            "{i}: {created:?}"
+        );
+        assert_eq!(store.get_user(user.id).await.expect("get"), None);
+        let updated = store.update_user(&User { id: USER, ..user }).await;
+        assert!(
+            matches!(updated, Err(StoreError::Backend(_))),
+            "{i}: {updated:?}"
+        );
+    }
+    assert_eq!(store.get_user(USER).await.expect("get"), Some(longest));
+
+    for value in [
+        "a\0b".to_string(),
+        incompressible(3000, 5),
+        format!("{email}x"),
+    ] {
+        assert_eq!(store.find_user_by_email(TENANT, &value).await, Ok(None));
+        assert_eq!(store.find_user_by_username(TENANT, &value).await, Ok(None));
+        let anywhere = store.find_users_by_email_any_tenant(&value).await;
+        assert_eq!(anywhere, Ok(Vec::new()));
+    }
 }
 
 /// Users are found by email whatever their tenant.

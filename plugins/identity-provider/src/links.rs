@@ -7,6 +7,7 @@
 //! [`crate::pending`].
 
 use gatehouse_plugin_api::helpers::{parse_uuid, uuid_param};
+use gatehouse_plugin_api::indexed::{self, Indexed};
 use gatehouse_plugin_api::model::{IdentityProviderLink, User};
 use gatehouse_plugin_api::{ApiError, ApiKeyGrant, PluginRequest, PluginResponse};
 use serde_json::{json, Value};
@@ -68,6 +69,8 @@ fn limit_error(max: i64) -> ApiError {
 /// identityProviderUserId, userId, displayName, token}}` or, to complete a pending link,
 /// `{"pendingIdPLinkId": …, "identityProviderLink": {"userId": …}}` (the older top-level
 /// `identityProviderId`/`identityProviderUserId`/`userId`/`displayName` are accepted too).
+/// An `identityProviderUserId` longer than the store keeps is a 400
+/// `[tooLong]identityProviderLink.identityProviderUserId`, nothing written.
 pub async fn create(
     request: &PluginRequest,
     context: &Env<'_>,
@@ -76,6 +79,11 @@ pub async fn create(
     let grant = api_key(request, context)?;
     let body = json_body(request)?;
     let wanted = parse_create(&body, pending)?;
+    indexed::check_field(
+        Indexed::ProviderUserId,
+        &wanted.provider_user_id,
+        "identityProviderLink.identityProviderUserId",
+    )?;
     let provider = link_provider(context, wanted.provider_id).await?;
     let user = link_user(context, &grant, wanted.user_id).await?;
     check_same_tenant(&provider, &user, wanted.pending.as_ref())?;

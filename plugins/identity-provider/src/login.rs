@@ -913,7 +913,8 @@ async fn reconcile_user(
 /// returns the user and the registration in force.
 ///
 /// Nothing is written when what the claims and the lambda made is over the document limits (it
-/// could not be read back: 400), nor when the user changed since it was read
+/// could not be read back: 400), or has an email or username longer than the store keeps (400
+/// `[tooLong]user.email`, `[tooLong]user.username`), nor when the user changed since it was read
 /// ([`Failure::Concurrent`]: the login starts over).
 async fn persist(
     at: &Attempt<'_>,
@@ -937,6 +938,7 @@ async fn persist(
     let now = at.now;
     check_document("user", &user)?;
     check_document("registration", &working_registration)?;
+    gatehouse_plugin_api::indexed::check_user(&user)?;
     user.last_login_instant = Some(now);
     // The user's version moves forward, even within one millisecond.
     user.last_update_instant = read_user

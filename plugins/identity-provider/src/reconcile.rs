@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use gatehouse_plugin_api::indexed::Indexed;
 use gatehouse_plugin_api::model::User;
 use serde_json::{Map, Value};
 
@@ -26,6 +27,9 @@ pub enum Refusal {
     LinkLimitReached(i64),
     /// No link exists and none may be made automatically (404).
     NotLinked,
+    /// An identity claim (the unique id, email or username) is longer than the store keeps
+    /// ([`gatehouse_plugin_api::indexed`]): the claim's name and the limit, bytes.
+    ClaimTooLong(String, usize),
 }
 
 impl Refusal {
@@ -47,6 +51,8 @@ impl Refusal {
             Refusal::DomainNotManaged => "[DomainNotManaged]",
             Refusal::LinkLimitReached(_) => "[LinkLimitReached]",
             Refusal::NotLinked => "[NotLinked]",
+            // A token whose claims cannot be kept, as one holding a NUL (see `login.rs`).
+            Refusal::ClaimTooLong(..) => "[InvalidJWT]",
         }
     }
 
@@ -75,6 +81,9 @@ impl Refusal {
             }
             Refusal::NotLinked => {
                 "No link exists for this user and none can be made automatically.".into()
+            }
+            Refusal::ClaimTooLong(c, most) => {
+                format!("The JWT's [{c}] claim is longer than the {most} bytes the gateway keeps.")
             }
         }
     }
@@ -143,10 +152,41 @@ fn is_invisible(c: char) -> bool {
         | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
 }
 
-/// Reads the identity from verified claims, checking the unique id and the email domain.
+/// Refuses a token whose identity claims are longer than the store keeps (the unique id, the
+/// email claim's text whether or not it reads as an address, the username), whatever the
+/// linking strategy does with them: the same token is refused on every store.
+fn check_claim_lengths(provider: &Provider, claims: &Map<String, Value>) -> Result<(), Refusal> {
+    let email = match claims.get(&provider.email_claim) {
+        Some(Value::String(text)) => Some(text.trim().to_string()),
+        _ => None,
+    };
+    let checked = [
+        (
+            &provider.unique_id_claim,
+            Indexed::ProviderUserId,
+            claim_text(claims, &provider.unique_id_claim),
+        ),
+        (&provider.email_claim, Indexed::Email, email),
+        (
+            &provider.username_claim,
+            Indexed::Username,
+            claim_text(claims, &provider.username_claim),
+        ),
+    ];
+    for (claim, kind, text) in checked {
+        if text.is_some_and(|t| t.len() > kind.most()) {
+            return Err(Refusal::ClaimTooLong(claim.clone(), kind.most()));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the identity from verified claims, checking the unique id, the lengths of the
+/// identity claims and the email domain.
 pub fn identity(provider: &Provider, claims: &Map<String, Value>) -> Result<Identity, Refusal> {
     let unique_id = claim_text(claims, &provider.unique_id_claim)
         .ok_or_else(|| Refusal::MissingUniqueId(provider.unique_id_claim.clone()))?;
+    check_claim_lengths(provider, claims)?;
     let email = email_claim(claims, &provider.email_claim);
     let email_verified = match claims.get(&provider.email_verified_claim) {
         None => None,
@@ -367,6 +407,33 @@ mod tests {
                 .display_name(),
             "x"
         );
+    }
+
+    #[test]
+    fn identity_claims_longer_than_the_store_keeps_are_refused() {
+        use gatehouse_plugin_api::indexed::{MAX_EMAIL_BYTES, MAX_PROVIDER_USER_ID_BYTES};
+        let p = provider("LinkByEmail");
+        let local = "a".repeat(MAX_EMAIL_BYTES - "@acme.com".len());
+        let at_limits = claims(json!({
+            "sub": "s".repeat(MAX_PROVIDER_USER_ID_BYTES),
+            "email": format!("{local}@acme.com"),
+            "upn": "u".repeat(1024),
+        }));
+        assert!(identity(&p, &at_limits).is_ok());
+        for (claim, value) in [
+            ("sub", json!("s".repeat(MAX_PROVIDER_USER_ID_BYTES + 1))),
+            ("email", json!(format!("{local}x@acme.com"))),
+            // Not an address, but over the limit all the same.
+            ("email", json!("e".repeat(3000))),
+            ("upn", json!("u".repeat(1025))),
+        ] {
+            let mut token = at_limits.clone();
+            token.insert(claim.into(), value);
+            let refused = identity(&p, &token).expect_err(claim);
+            assert!(matches!(&refused, Refusal::ClaimTooLong(c, _) if c == claim));
+            assert_eq!((refused.status(), refused.code()), (401, "[InvalidJWT]"));
+            assert!(refused.message().len() < 200, "{}", refused.message());
+        }
     }
 
     #[test]

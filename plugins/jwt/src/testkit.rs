@@ -229,9 +229,25 @@ impl Directory for FakeStore {
     }
 }
 
+/// Refuses a user whose email or username no real store could index, as they do.
+fn indexable(user: &User) -> StoreResult<()> {
+    use gatehouse_plugin_api::indexed::{check, Indexed};
+    let keys = [
+        (Indexed::Email, user.email.as_deref()),
+        (Indexed::Username, user.username.as_deref()),
+    ];
+    for (kind, value) in keys {
+        if let Some(flaw) = value.and_then(|v| check(kind, v).err()) {
+            return Err(StoreError::Backend(format!("{kind:?} {flaw}")));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for FakeStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
+        indexable(user)?;
         let mut s = lock(&self.state);
         let taken = s.users.iter().any(|u| {
             u.id == user.id
@@ -247,6 +263,7 @@ impl UserStore for FakeStore {
         Ok(())
     }
     async fn update_user(&self, user: &User) -> StoreResult<()> {
+        indexable(user)?;
         let mut s = lock(&self.state);
         if !s.users.iter().any(|u| u.id == user.id) {
             return Err(StoreError::NotFound);

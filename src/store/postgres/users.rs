@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
+use gatehouse_plugin_api::indexed::Indexed;
 use gatehouse_plugin_api::model::{Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult, UserStore};
 use tokio_postgres::types::ToSql;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 
 use super::{execute, get_body, list_bodies, PostgresStore};
 use crate::store::rows::{
-    conflict_is_not_found, user_conflict, RegistrationRow, UserRow, UserWrite,
+    conflict_is_not_found, lookup_key, user_conflict, RegistrationRow, UserRow, UserWrite,
 };
 
 /// Writes the user row as `how` says: true when it was written, false when no row matched an
@@ -87,7 +88,9 @@ impl UserStore for PostgresStore {
         self.get_document("users", id).await
     }
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
-        let email = email.to_lowercase();
+        let Some(email) = lookup_key(Indexed::Email, email) else {
+            return Ok(Vec::new());
+        };
         self.run(move |c| async move {
             list_bodies(
                 &c,
@@ -99,7 +102,9 @@ impl UserStore for PostgresStore {
         .await
     }
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
-        let email = email.to_lowercase();
+        let Some(email) = lookup_key(Indexed::Email, email) else {
+            return Ok(None);
+        };
         self.run(move |c| async move {
             get_body(
                 &c,
@@ -115,7 +120,9 @@ impl UserStore for PostgresStore {
         tenant_id: Uuid,
         username: &str,
     ) -> StoreResult<Option<User>> {
-        let username = username.to_lowercase();
+        let Some(username) = lookup_key(Indexed::Username, username) else {
+            return Ok(None);
+        };
         self.run(move |c| async move {
             get_body(
                 &c,

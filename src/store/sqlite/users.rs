@@ -2,13 +2,14 @@
 //! are shared with the identity-provider login.
 
 use async_trait::async_trait;
+use gatehouse_plugin_api::indexed::Indexed;
 use gatehouse_plugin_api::model::{Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult, UserStore};
 use rusqlite::{params, Connection};
 use uuid::Uuid;
 
 use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
-use crate::store::rows::{self, RegistrationRow, UserRow, UserWrite};
+use crate::store::rows::{self, lookup_key, RegistrationRow, UserRow, UserWrite};
 
 /// Writes the user row as `how` says: true when it was written, false when no row matched an
 /// update (gone, or changed since the expected version).
@@ -84,7 +85,9 @@ impl UserStore for SqliteStore {
         self.get_document("users", id).await
     }
     async fn find_users_by_email_any_tenant(&self, email: &str) -> StoreResult<Vec<User>> {
-        let email = email.to_lowercase();
+        let Some(email) = lookup_key(Indexed::Email, email) else {
+            return Ok(Vec::new());
+        };
         self.tx(move |tx| {
             list_bodies(
                 tx,
@@ -95,7 +98,9 @@ impl UserStore for SqliteStore {
         .await
     }
     async fn find_user_by_email(&self, tenant_id: Uuid, email: &str) -> StoreResult<Option<User>> {
-        let email = email.to_lowercase();
+        let Some(email) = lookup_key(Indexed::Email, email) else {
+            return Ok(None);
+        };
         self.tx(move |tx| {
             let users: Vec<User> = list_bodies(
                 tx,
@@ -111,7 +116,9 @@ impl UserStore for SqliteStore {
         tenant_id: Uuid,
         username: &str,
     ) -> StoreResult<Option<User>> {
-        let username = username.to_lowercase();
+        let Some(username) = lookup_key(Indexed::Username, username) else {
+            return Ok(None);
+        };
         self.tx(move |tx| {
             let users: Vec<User> = list_bodies(
                 tx,
