@@ -646,7 +646,6 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     })
 }
 
-
 /// True when `login.publicOrigin` is an `https://` origin: browsers reach the gateway over TLS
 /// (terminated in front of it), so its cookies are `Secure` as with `cookies.secure` — else a
 /// browser would send the refresh token over any plain-HTTP request to the host an attacker

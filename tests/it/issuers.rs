@@ -415,7 +415,11 @@ fn a_key_set_too_old_to_use_is_fetched_again_as_soon_as_the_issuer_is_back() {
         "/remote",
         &a.sign(&idp_claims())
     ) == 200));
-    assert!(back.elapsed() < Duration::from_secs(4), "{:?}", back.elapsed());
+    assert!(
+        back.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        back.elapsed()
+    );
 }
 
 fn metrics(gw: &TestGateway) -> String {

@@ -2187,3 +2187,54 @@ fn revocations_still_cut_off_access_tokens_after_a_restart() {
     assert_eq!(validate_status(&gw, &kept.token), 200);
     refresh_ok(&gw, &kept.refresh_token);
 }
+
+#[test]
+fn a_parameter_given_twice_or_two_that_may_disagree_are_refused_never_one_picked() {
+    let gw = TestGateway::start();
+    let session = gw.login("ambiguous@example.com", &[]);
+    let rs = gw.keys.get(jsonwebtoken::Algorithm::RS256).0;
+    let es = gw.keys.get(jsonwebtoken::Algorithm::ES256).0;
+    let ambiguous = |response: Response, what: &str| {
+        let body = check_status(response, 400);
+        assert_eq!(
+            body["generalErrors"][0]["code"], "[AmbiguousRequest]",
+            "{what}: {body}"
+        );
+    };
+    let get = |query: String| {
+        client()
+            .get(gw.url(&format!("/api/jwt/public-key?{query}")))
+            .send()
+            .expect("send")
+    };
+    for query in [
+        format!("kid={rs}&kid={es}"),
+        format!("kid={rs}&kid={rs}"),
+        format!("kid={rs}&keyId={es}"),
+        format!("kid={rs}&applicationId={APP}"),
+        format!("keyId={es}&applicationId={APP}"),
+        format!("applicationId={APP}&applicationId={OTHER_APP}"),
+    ] {
+        ambiguous(get(query.clone()), &query);
+    }
+    // The same key named twice the two ways is one request.
+    check_status(get(format!("kid={rs}&keyId={rs}")), 200);
+    // Revoking: a parameter twice, a token with a user or application, or a query and a body
+    // that disagree.
+    for query in [
+        format!("userId={}&userId={}", session.user_id, Uuid::new_v4()),
+        format!("applicationId={APP}&token={}", session.refresh_token),
+        format!("userId={}&token={}", session.user_id, session.refresh_token),
+    ] {
+        ambiguous(revoke_query(&gw, &query), &query);
+    }
+    let disagreeing = with_api_key(
+        client().delete(gw.url(&format!("/api/jwt/refresh?userId={}", session.user_id))),
+    )
+    .json(&json!({ "userId": Uuid::new_v4() }))
+    .send()
+    .expect("send");
+    ambiguous(disagreeing, "query and body");
+    // Nothing was revoked by any of them.
+    refresh_ok(&gw, &session.refresh_token);
+}

@@ -12,6 +12,29 @@ use crate::response::Cookie;
 use crate::tokens::TokenError;
 use uuid::Uuid;
 
+/// `Ok` when no query parameter but one of `repeatable` (those a route reads as a list) is
+/// given more than once; else a 400 `[AmbiguousRequest]` naming it: `?kid=A&kid=B` cannot be
+/// read as one value without guessing which the caller meant (a proxy in front may have read
+/// the other).
+pub fn unambiguous_query(request: &PluginRequest, repeatable: &[&str]) -> Result<(), ApiError> {
+    let names: Vec<String> = crate::request::parse_form(&request.query)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        if !repeatable.contains(&name.as_str()) && names[..i].contains(name) {
+            return Err(ApiError::general(
+                "[AmbiguousRequest]",
+                format!(
+                    "The parameter {} is given more than once.",
+                    crate::error::safe_field_name(name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses `value` as the UUID parameter `name`; a 400 `[invalid]name` otherwise.
 pub fn parse_uuid(name: &str, value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value.trim())
@@ -101,6 +124,29 @@ pub fn signing_error(e: TokenError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_parameter_given_twice_is_ambiguous_but_a_repeatable_one() {
+        let with_query =
+            |query: &str| PluginRequest::new(http::Method::GET, &format!("/x?{query}"));
+        for query in ["", "type=A", "type=A&domain=b", "list=a&list=b"] {
+            assert!(
+                unambiguous_query(&with_query(query), &["list"]).is_ok(),
+                "{query}"
+            );
+        }
+        for (query, name) in [
+            ("type=A&type=B", "type"),
+            ("type=A&type=A", "type"),
+            ("domain=a&tenantId=t&domain=", "domain"),
+            ("t%79pe=A&type=B", "type"),
+        ] {
+            let err = unambiguous_query(&with_query(query), &["list"]).expect_err(query);
+            let text = format!("{err:?}");
+            assert!(text.contains("[AmbiguousRequest]"), "{text}");
+            assert!(text.contains(&format!("parameter {name} ")), "{text}");
+        }
+    }
     use http::Method;
 
     fn tenant(name: &str) -> Tenant {

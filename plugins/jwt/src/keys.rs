@@ -28,10 +28,20 @@ pub async fn public_key(
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
     let keys = context.tokens.public_keys();
-    if let Some(kid) = request
-        .query_param("kid")
-        .or_else(|| request.query_param("keyId"))
-    {
+    let (kid, key_id) = (request.query_param("kid"), request.query_param("keyId"));
+    let named = [
+        kid.is_some(),
+        key_id.is_some(),
+        request.param("applicationId").is_some(),
+    ];
+    if named.iter().filter(|n| **n).count() > 1 && kid != key_id {
+        // Two ways of naming the key that may name two keys: which one is meant?
+        return Err(ApiError::general(
+            "[AmbiguousRequest]",
+            "Name the key by one of kid, keyId and applicationId.",
+        ));
+    }
+    if let Some(kid) = kid.or(key_id) {
         let key = find_key(&keys, &kid).ok_or(ApiError::NotFound)?;
         return Ok(PluginResponse::json(200, &json!({ "publicKey": key.pem })));
     }

@@ -160,6 +160,8 @@ impl Plugin for JwtPlugin {
         request: PluginRequest,
         context: &PluginContext,
     ) -> Result<PluginResponse, ApiError> {
+        // No parameter of this API is a list: one given twice is ambiguous.
+        gatehouse_plugin_api::helpers::unambiguous_query(&request, &[])?;
         match Route::from_name(route.name) {
             None => Err(ApiError::NotFound),
             Some(r) => match r {

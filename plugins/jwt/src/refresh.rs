@@ -236,7 +236,11 @@ pub fn revoke_target(
     application_id: Option<Uuid>,
 ) -> Result<RevokeTarget, ApiError> {
     match (token, user_id, application_id) {
-        (Some(token), _, _) => Ok(RevokeTarget::Token(token)),
+        (Some(token), None, None) => Ok(RevokeTarget::Token(token)),
+        (Some(_), _, _) => Err(ApiError::general(
+            "[AmbiguousRequest]",
+            "A token names one refresh token: give it alone, without a userId or an applicationId.",
+        )),
         (None, Some(user_id), Some(application_id)) => Ok(RevokeTarget::UserApplication {
             user_id,
             application_id,
@@ -250,8 +254,24 @@ pub fn revoke_target(
     }
 }
 
-/// Reads `token`, `userId` and `applicationId` from the query string or a form body, filling
-/// gaps from a JSON body when the request declares one.
+/// `name` as the query (or form) and the JSON body give it: either one, or both when they
+/// agree; a 400 `[AmbiguousRequest]` when they differ (which one is meant?).
+fn merged<T: PartialEq>(
+    name: &str,
+    query: Option<T>,
+    body: Option<T>,
+) -> Result<Option<T>, ApiError> {
+    match (query, body) {
+        (Some(q), Some(b)) if q != b => Err(ApiError::general(
+            "[AmbiguousRequest]",
+            format!("The query string and the body give {name} different values."),
+        )),
+        (q, b) => Ok(q.or(b)),
+    }
+}
+
+/// Reads `token`, `userId` and `applicationId` from the query string or a form body, and from
+/// a JSON body when the request declares one (a value given in both must agree).
 pub fn revoke_request_target(request: &PluginRequest) -> Result<RevokeTarget, ApiError> {
     let mut token = request.param("token");
     let mut user_id = uuid_param(request, "userId")?;
@@ -259,19 +279,15 @@ pub fn revoke_request_target(request: &PluginRequest) -> Result<RevokeTarget, Ap
     if is_json(request) && !request.body.iter().all(u8::is_ascii_whitespace) {
         let body: RevokeBody = request.json()?;
         let non_empty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-        if token.is_none() {
-            token = non_empty(body.token);
-        }
-        if user_id.is_none() {
-            user_id = non_empty(body.user_id)
-                .map(|v| parse_uuid("userId", &v))
-                .transpose()?;
-        }
-        if application_id.is_none() {
-            application_id = non_empty(body.application_id)
-                .map(|v| parse_uuid("applicationId", &v))
-                .transpose()?;
-        }
+        let uuid =
+            |name: &str, v: Option<String>| non_empty(v).map(|v| parse_uuid(name, &v)).transpose();
+        token = merged("token", token, non_empty(body.token))?;
+        user_id = merged("userId", user_id, uuid("userId", body.user_id)?)?;
+        application_id = merged(
+            "applicationId",
+            application_id,
+            uuid("applicationId", body.application_id)?,
+        )?;
     }
     revoke_target(token, user_id, application_id)
 }

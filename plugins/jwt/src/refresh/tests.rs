@@ -596,9 +596,14 @@ fn delete(query: &str, authorization: &str) -> PluginRequest {
 fn revoke_target_selection() {
     let (u, a) = (Uuid::new_v4(), Uuid::new_v4());
     assert_eq!(
-        revoke_target(Some("t".into()), Some(u), Some(a)).expect("ok"),
+        revoke_target(Some("t".into()), None, None).expect("ok"),
         RevokeTarget::Token("t".into())
     );
+    // A token with a user or an application: which was meant? Refused, never one of them.
+    for (user, app) in [(Some(u), Some(a)), (Some(u), None), (None, Some(a))] {
+        let err = revoke_target(Some("t".into()), user, app).unwrap_err();
+        assert!(format!("{err:?}").contains("[AmbiguousRequest]"), "{err:?}");
+    }
     assert_eq!(
         revoke_target(None, Some(u), Some(a)).expect("ok"),
         RevokeTarget::UserApplication {
