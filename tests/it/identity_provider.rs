@@ -1385,6 +1385,34 @@ fn claim_map_lambdas_debug_events_and_users() {
         assert!(found["user"].get("expiry").is_none(), "{found}");
     }
 
+    // a lambda leaving a birth date or time zone no typed client reads fails the login
+    for (name, body) in [
+        (
+            "bad-date",
+            "function reconcile(user, registration, jwt) { user.birthDate = 'not-a-date'; }",
+        ),
+        (
+            "bad-zone",
+            "function reconcile(user, registration, jwt) { user.timezone = 'Mars/Olympus'; }",
+        ),
+    ] {
+        let r = t
+            .http
+            .put(t.gw.url(&format!("/api/lambda/{lambda_id}")))
+            .header("Authorization", API_KEY)
+            .json(&json!({"lambda": {"name": name, "type": "ExternalJWTReconcile", "body": body}}))
+            .send()
+            .expect("send");
+        check_status(r, 200);
+        let token = key.sign(
+            Some("k"),
+            None,
+            &ext_claims("c-1", Some("gil@example.com"), json!({"family_name": "x"})),
+        );
+        let body = check_status(t.login(idp, &token, json!({})), 401);
+        assert_eq!(general_code(&body), "[LambdaInvocationFailed]", "{body}");
+    }
+
     // a throwing lambda and a looping lambda are clear 401s; the gateway keeps serving
     for (name, body) in [
         (

@@ -51,7 +51,9 @@ use crate::lambdas::lambda_type;
 use crate::oidc::{self, CodeGrant, Completed};
 use crate::pending::{PendingLink, PendingLinks};
 use crate::provider::{LinkingStrategy, Provider, ProviderType};
-use crate::reconcile::{apply_claim_map, decide, identity, Decision, Identity, Refusal};
+use crate::reconcile::{
+    apply_claim_map, decide, identity, is_birth_date, is_time_zone, Decision, Identity, Refusal,
+};
 use crate::sandbox::Sandbox;
 use crate::users::full_user;
 
@@ -105,6 +107,55 @@ fn text(v: Option<&Value>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// Adds a field error for each text field of the request (the JWT, the provider's refresh
+/// token, at the top or in `data`) given as another type than a string — refused, never read
+/// as absent — and for a provider's refresh token no link should keep. True when the JWT
+/// itself was of another type (then it is not also reported as blank).
+fn check_text_fields(body: &Value, errors: &mut Errors) -> bool {
+    let data_field = |name: &str| body.get("data").and_then(|d| d.get(name));
+    let mut jwt_mistyped = false;
+    for (name, value) in [
+        ("encodedJWT", body.get("encodedJWT")),
+        ("data.token", data_field("token")),
+        ("refresh_token", body.get("refresh_token")),
+        ("data.refresh_token", data_field("refresh_token")),
+    ] {
+        if value.is_some_and(|v| !v.is_string() && !v.is_null()) {
+            errors.field(name, "invalid", "Expected a string.");
+            jwt_mistyped |= name == "encodedJWT" || name == "data.token";
+        }
+    }
+    check_provider_refresh_token(body.get("refresh_token"), "refresh_token", errors);
+    check_provider_refresh_token(data_field("refresh_token"), "data.refresh_token", errors);
+    jwt_mistyped
+}
+
+/// Adds a field error when the provider's refresh token given as `name` is one no link should
+/// keep: a control character in it (a CR or LF would reach whoever reads it back), or over
+/// [`crate::pending::MAX_PENDING_TOKEN_BYTES`] (the bound a pending link keeps, now one bound
+/// for every link).
+fn check_provider_refresh_token(value: Option<&Value>, name: &str, errors: &mut Errors) {
+    let Some(token) = value.and_then(Value::as_str) else {
+        return;
+    };
+    if token.chars().any(char::is_control) {
+        errors.field(
+            name,
+            "invalid",
+            "The refresh token holds a control character.",
+        );
+    } else if token.len() > crate::pending::MAX_PENDING_TOKEN_BYTES {
+        errors.field(
+            name,
+            "tooLarge",
+            format!(
+                "The identity provider's refresh token is over {} bytes.",
+                crate::pending::MAX_PENDING_TOKEN_BYTES
+            ),
+        );
+    }
 }
 
 /// What `data` must carry for an OpenID Connect login: the code and the redirect URI (each a
@@ -161,13 +212,14 @@ pub fn parse_request(
     let application_id = uuid("applicationId");
     let identity_provider_id = uuid("identityProviderId");
     let data = body.get("data");
+    let jwt_mistyped = check_text_fields(body, &mut errors);
     let token = text(data.and_then(|d| d.get("token"))).or_else(|| text(body.get("encodedJWT")));
     let credential = if with_code {
         code_grant(data, &mut errors).map(Credential::Code)
     } else {
         token.clone().map(Credential::Jwt)
     };
-    if token.is_none() && !with_code {
+    if token.is_none() && !with_code && !jwt_mistyped {
         let field = match endpoint {
             Endpoint::Login => "encodedJWT",
             Endpoint::Reconcile => "data.token",
@@ -1312,6 +1364,25 @@ async fn resolve(
     }
 }
 
+/// Refuses (401 `[LambdaInvocationFailed]`) a user the lambda `name` left with a birth date or
+/// time zone a typed client cannot read, when it set them (`before` is the user it was given).
+fn check_lambda_user(name: &str, before: &User, after: &User) -> Result<(), Failure> {
+    let invalid = |what: &str| {
+        Err(refused(
+            "[LambdaInvocationFailed]",
+            format!("The reconcile lambda [{name}] left an invalid user: {what}."),
+        ))
+    };
+    let birth_date = after.birth_date.as_deref();
+    if after.birth_date != before.birth_date && !birth_date.is_none_or(is_birth_date) {
+        return invalid("birthDate is not a YYYY-MM-DD date");
+    }
+    if after.timezone != before.timezone && !after.timezone.as_deref().is_none_or(is_time_zone) {
+        return invalid("timezone is not an IANA time zone");
+    }
+    Ok(())
+}
+
 /// Runs the reconcile lambda `(id, provider type)` and merges its result; identifiers cannot
 /// be changed by it. The lambda must be of the type the provider's type pairs with.
 async fn run_lambda(
@@ -1396,6 +1467,7 @@ async fn run_lambda(
     };
     let mut new_user: User =
         serde_json::from_value(strip_nulls(reconciled.user)).map_err(|e| bad("user", e))?;
+    check_lambda_user(&name, user, &new_user)?;
     new_user.id = user.id;
     new_user.tenant_id = user.tenant_id;
     new_user.insert_instant = user.insert_instant;
@@ -1470,6 +1542,48 @@ mod tests {
         let err = parse_request(&json!({}), Endpoint::Reconcile, false).unwrap_err();
         let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
         assert!(body["fieldErrors"]["data.token"].is_array());
+
+        // Text fields of another type, and refresh tokens no link keeps, are named.
+        let base = json!({"applicationId": app, "identityProviderId": idp, "encodedJWT": "e"});
+        let code_of = |extra: Value| {
+            let mut request = base.clone();
+            for (k, v) in extra.as_object().expect("object") {
+                request[k] = v.clone();
+            }
+            let err = parse_request(&request, Endpoint::Login, false).unwrap_err();
+            let body: Value = serde_json::from_slice(&err.to_response().body).expect("json");
+            let errors = body["fieldErrors"]
+                .as_object()
+                .expect("field errors")
+                .clone();
+            assert_eq!(errors.len(), 1, "{body}");
+            errors.values().next().expect("one")[0]["code"]
+                .as_str()
+                .expect("code")
+                .to_string()
+        };
+        assert_eq!(code_of(json!({"encodedJWT": 5})), "[invalid]encodedJWT");
+        assert_eq!(
+            code_of(json!({"refresh_token": 5})),
+            "[invalid]refresh_token"
+        );
+        assert_eq!(
+            code_of(json!({"refresh_token": {"a": 1}})),
+            "[invalid]refresh_token"
+        );
+        assert_eq!(
+            code_of(json!({"data": {"refresh_token": []}})),
+            "[invalid]data.refresh_token"
+        );
+        assert_eq!(
+            code_of(json!({"refresh_token": "a\r\nb"})),
+            "[invalid]refresh_token"
+        );
+        let big = "r".repeat(crate::pending::MAX_PENDING_TOKEN_BYTES + 1);
+        assert_eq!(
+            code_of(json!({"refresh_token": big})),
+            "[tooLarge]refresh_token"
+        );
     }
 
     #[test]

@@ -310,7 +310,13 @@ pub fn apply_claim_map(
             "timezone" => &mut user.timezone,
             _ => continue,
         };
-        if let Some(t) = text() {
+        let valid = |t: &String| match target.as_str() {
+            "birthDate" => is_birth_date(t),
+            "timezone" => is_time_zone(t),
+            _ => true,
+        };
+        // A birth date or time zone a typed client could not read is left out.
+        if let Some(t) = text().filter(valid) {
             *field = Some(t);
             applied.push(claim.clone());
         }
@@ -318,11 +324,95 @@ pub fn apply_claim_map(
     applied
 }
 
+/// True for a calendar date written `YYYY-MM-DD` (as FusionAuth's `birthDate` is): a real
+/// month and day of that month (29 February in leap years only).
+pub fn is_birth_date(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes[range.clone()]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| text[range].parse::<u32>().unwrap_or(0))
+    };
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return false;
+    }
+    let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+        return false;
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day)
+}
+
+/// True for a time zone of the IANA database (`Europe/Paris`, `UTC`), as FusionAuth's
+/// `timezone` is.
+pub fn is_time_zone(text: &str) -> bool {
+    text.parse::<chrono_tz::Tz>().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
     use uuid::Uuid;
+
+    #[test]
+    fn birth_dates_and_time_zones_are_ones_a_typed_client_reads() {
+        for date in ["2000-02-29", "1999-12-31", "0001-01-01"] {
+            assert!(is_birth_date(date), "{date}");
+        }
+        for date in [
+            "1900-02-29",
+            "2001-02-29",
+            "2000-13-01",
+            "2000-04-31",
+            "2000-1-01",
+            "not-a-date",
+            "2000-01-01T00:00",
+            "２０００-01-01",
+            "+200-01-01",
+        ] {
+            assert!(!is_birth_date(date), "{date}");
+        }
+        for zone in ["Europe/Paris", "America/Argentina/Buenos_Aires", "UTC"] {
+            assert!(is_time_zone(zone), "{zone}");
+        }
+        for zone in ["Mars/Olympus", "europe/paris", "", "Europe/Paris "] {
+            assert!(!is_time_zone(zone), "{zone}");
+        }
+        let mut user = User::default();
+        let mut data = BTreeMap::new();
+        let claim_map: BTreeMap<String, String> = [
+            ("bd".to_string(), "birthDate".to_string()),
+            ("tz".to_string(), "timezone".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let applied = apply_claim_map(
+            &claim_map,
+            &claims(json!({"bd": "not-a-date", "tz": "Mars/Olympus"})),
+            &mut user,
+            &mut data,
+        );
+        assert!(applied.is_empty() && user.birth_date.is_none() && user.timezone.is_none());
+        apply_claim_map(
+            &claim_map,
+            &claims(json!({"bd": "1990-05-17", "tz": "Europe/Paris"})),
+            &mut user,
+            &mut data,
+        );
+        assert_eq!(
+            (user.birth_date.as_deref(), user.timezone.as_deref()),
+            (Some("1990-05-17"), Some("Europe/Paris"))
+        );
+    }
 
     fn provider(strategy: &str) -> Provider {
         Provider::from_document(&json!({
