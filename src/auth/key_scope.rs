@@ -13,8 +13,10 @@
 
 use std::collections::HashMap;
 
+use gatehouse_plugin_api::ids::{claimed_ids, id_spelling, IdSpelling};
 use gatehouse_plugin_api::model::{Application, Tenant};
 use gatehouse_plugin_api::tokens::VerifiedClaims;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// The tenants and applications a key is bound to.
@@ -83,6 +85,20 @@ impl KeyScopes {
         let Some(scope) = self.by_kid.get(kid) else {
             return true;
         };
+        // The ids the check reads must be the ids every reader reads: in a token of a bound key,
+        // `tid` is one string and `tid`, `applicationId` and `aud` spell ids canonically (or
+        // name none); a list, or `B000-…` that PostgreSQL reads as tenant B, is refused.
+        let raw = |name: &str| claims.claims.get(name);
+        let tid_canonical = match raw("tid") {
+            None => true,
+            Some(Value::String(text)) => id_spelling(text) != IdSpelling::Ambiguous,
+            Some(_) => false,
+        };
+        let (_, ambiguous_app) = claimed_ids(raw("applicationId"));
+        let (_, ambiguous_aud) = claimed_ids(raw("aud"));
+        if !tid_canonical || ambiguous_app || ambiguous_aud {
+            return false;
+        }
         let tenant_ok = |tenant: Uuid| self.speaks_for_tenant(scope, tenant);
         if claims.tenant_id.is_some_and(|t| !tenant_ok(t)) {
             return false;
@@ -96,14 +112,14 @@ impl KeyScopes {
             }
         }
         let audience = claims.audience.iter().flatten();
-        claims
-            .application_id
-            .iter()
-            .chain(audience)
-            .all(|app| match self.app_tenants.get(app) {
-                Some(tenant) => scope.applications.contains(app) || scope.tenants.contains(tenant),
-                None => true,
-            })
+        let mut named = claims.application_id.iter().chain(audience);
+        let named_ok = named.clone().all(|app| match self.app_tenants.get(app) {
+            Some(tenant) => scope.applications.contains(app) || scope.tenants.contains(tenant),
+            None => true,
+        });
+        // A key only applications sign with speaks for them alone: its token must name one
+        // (else it would pass as any application's of the tenant, at `issue` say).
+        named_ok && (!scope.tenants.is_empty() || named.any(|app| scope.applications.contains(app)))
     }
 
     /// True when key `kid` may sign tokens for `tenant`: it is bound to none, or to the tenant
@@ -206,10 +222,31 @@ mod tests {
             assert!(!scopes.permits(&ka, &claims(refused.clone())), "{refused}");
             assert!(scopes.permits(&free, &claims(refused.clone())), "{refused}");
         }
-        // an application's own key: that application (and its tenant), not a sibling
+        // an application's own key: that application (and its tenant), not a sibling, and not
+        // a token that names no application (it would pass as any of the tenant's)
         assert!(scopes.permits(&k1, &claims(json!({"tid": ta, "applicationId": a1}))));
+        assert!(scopes.permits(&k1, &claims(json!({"tid": ta, "aud": a1}))));
         assert!(!scopes.permits(&k1, &claims(json!({"tid": ta, "applicationId": a2}))));
         assert!(!scopes.permits(&k1, &claims(json!({"tid": tb}))));
+        assert!(!scopes.permits(&k1, &claims(json!({"tid": ta}))));
+        assert!(!scopes.permits(&k1, &claims(json!({"sub": "x"}))));
+        // ids the check reads one way and another reader another: refused for a bound key
+        let moved = |id: Uuid| {
+            let hex = id.simple().to_string();
+            format!("{}-{}", &hex[..4], &hex[4..])
+        };
+        for spelled in [
+            json!({"tid": [tb]}),
+            json!({"tid": moved(tb)}),
+            json!({"tid": tb.to_string().to_uppercase()}),
+            json!({"tid": 5}),
+            json!({"applicationId": moved(b1)}),
+            json!({"aud": [a2, moved(b1)]}),
+            json!({"aud": [[b1]]}),
+        ] {
+            assert!(!scopes.permits(&ka, &claims(spelled.clone())), "{spelled}");
+        }
+        assert!(scopes.permits(&ka, &claims(json!({"aud": ["bench-api", a2]}))));
         // signing for a tenant
         assert!(scopes.may_sign_for(&ka, ta) && scopes.may_sign_for(&k1, ta));
         assert!(!scopes.may_sign_for(&kb, ta) && !scopes.may_sign_for(&k1, tb));

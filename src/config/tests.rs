@@ -944,6 +944,8 @@ fn a_postgres_url_the_store_would_refuse_is_refused_with_its_line() {
             "not a valid PostgreSQL URL",
         ),
         ("postgres://", "names no host"),
+        ("postgres://u:p@:5432/db", "names an empty host"),
+        ("postgres://u:p@h:0/db", "names port 0"),
         (
             "postgres://u:p@h/db?sslmode=require",
             "the store connects without TLS",

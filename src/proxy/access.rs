@@ -117,7 +117,7 @@ impl fmt::Display for User<'_> {
 const SUBJECT_BYTES: usize = 256;
 
 /// Writes `sub` as [`User`] shows a subject that is not a UUID: one field value without
-/// whitespace or control characters, cut after [`SUBJECT_BYTES`] (then `…[N bytes]` tells how
+/// whitespace or control characters, cut after [`SUBJECT_BYTES`] (then `…[N-bytes]` tells how
 /// long it was).
 fn write_escaped_subject(f: &mut fmt::Formatter<'_>, sub: &str) -> fmt::Result {
     let mut shown = sub.len().min(SUBJECT_BYTES);
@@ -126,7 +126,7 @@ fn write_escaped_subject(f: &mut fmt::Formatter<'_>, sub: &str) -> fmt::Result {
     }
     write_escaped(f, &sub[..shown])?;
     if shown < sub.len() {
-        write!(f, "…[{} bytes]", sub.len())?;
+        write!(f, "…[{}-bytes]", sub.len())?;
     }
     Ok(())
 }
@@ -574,7 +574,7 @@ mod tests {
         let verified = compact(serde_json::json!({"exp": 0, "sub": long}));
         assert_eq!(
             User(&verified).to_string(),
-            format!("{}…[20257 bytes]", "a".repeat(255))
+            format!("{}…[20257-bytes]", "a".repeat(255))
         );
         for (sub, shown) in cases {
             let verified = compact(serde_json::json!({"exp": 0, "sub": sub}));

@@ -563,10 +563,16 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-authenticated-userid",
     "x-authenticated-email",
     "x-auth-email",
-    "x-consumer-username",
-    "x-consumer-id",
     "x-credential-identifier",
+    "x-credential-username",
+    "x-anonymous-consumer",
+    "x-authenticated-scope",
+    "x-authenticated-groups",
     "x-userinfo",
+    // Tokens another gateway passed on beside its user (kong-oidc and others): credentials this
+    // gateway never judged.
+    "x-access-token",
+    "x-id-token",
     // Client certificates as a front proxy saw them.
     "x-forwarded-client-cert",
     "x-arr-clientcert",
@@ -575,7 +581,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// True when `name` (lower case) is of a family of client headers never forwarded, by prefix:
 /// the identity and certificate headers of other auth proxies and platforms (Authelia's
-/// `Remote-*`, Cloudflare Access, Tailscale, AWS ALB, Azure App Service, Google IAP, authentik,
+/// `Remote-*`, Kong's `X-Consumer-*`, Cloudflare Access, Tailscale, AWS ALB, Azure App Service, Google IAP, authentik,
 /// Pomerium, Vouch, nginx's and Traefik's client certificates), and the gateway's own
 /// `X-Gatehouse-*` (its forward-auth answers). At most two comparisons, picked
 /// by the name's first bytes: this runs for every client header.
@@ -587,6 +593,7 @@ fn has_reserved_prefix(name: &[u8]) -> bool {
         Some(b't') => starts("tailscale-user-"),
         Some(b'x') if name.get(1) == Some(&b'-') => match name.get(2) {
             Some(b'a') => starts("x-amzn-oidc-") || starts("x-authentik-"),
+            Some(b'c') => starts("x-consumer-"),
             Some(b'f') => starts("x-forwarded-tls-client-cert"),
             Some(b'g') => starts("x-goog-authenticated-user-") || starts("x-gatehouse-"),
             Some(b'm') => starts("x-ms-client-principal"),

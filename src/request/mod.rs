@@ -71,7 +71,13 @@ pub const REQUEST_VIEW_HEADERS: &[&str] = &[
     "x-request-uri",
     "x-original-path",
     "x-forwarded-url",
+    "x-request-url",
+    "x-request-path",
     "x-script-name",
+    "x-script-uri",
+    "x-path-info",
+    "script-name",
+    "path-info",
 ];
 
 /// A table of the bytes that are ASCII letters or digits or one of `extra`: one look a byte for

@@ -1014,6 +1014,10 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
             "X-Authenticated-User: boss".into(),
             "X-Auth-Email: boss@corp".into(),
             "X-Consumer-Username: boss".into(),
+            "X-Consumer-Groups: admins".into(),
+            "X-Anonymous-Consumer: false".into(),
+            "X-Access-Token: unchecked".into(),
+            "Path-Info: /admin".into(),
             "X-Gatehouse-Redirect: https://evil.example/".into(),
             "X-Forwarded-Proto: https".into(),
             "X-Request-Id: kept".into(),
@@ -1054,6 +1058,10 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
         "x-authenticated-user",
         "x-auth-email",
         "x-consumer-username",
+        "x-consumer-groups",
+        "x-anonymous-consumer",
+        "x-access-token",
+        "path-info",
         "x-gatehouse-redirect",
     ] {
         assert!(headers.get(name).is_none(), "{name}: {headers}");

@@ -2235,6 +2235,20 @@ fn a_parameter_given_twice_or_two_that_may_disagree_are_refused_never_one_picked
     .send()
     .expect("send");
     ambiguous(disagreeing, "query and body");
+    for (query, form) in [
+        (String::new(), "token=a&token=b".to_string()),
+        (
+            format!("token={}", session.refresh_token),
+            "token=other".to_string(),
+        ),
+    ] {
+        let response = with_api_key(client().delete(gw.url(&format!("/api/jwt/refresh?{query}"))))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.clone())
+            .send()
+            .expect("send");
+        ambiguous(response, &form);
+    }
     // Nothing was revoked by any of them.
     refresh_ok(&gw, &session.refresh_token);
 }

@@ -263,11 +263,21 @@ fn a_key_signs_only_for_the_tenant_and_applications_it_is_configured_for() {
     assert_eq!(gw.get_as("/admin/x", &own).status(), 200);
     assert_eq!(gw.get_as("/api/jwt/validate", &own).status(), 200);
     // Tokens it signs for a sibling application or another tenant are refused everywhere.
+    let moved = |id: &str| {
+        let hex = id.replace('-', "");
+        format!("{}-{}", &hex[..4], &hex[4..])
+    };
     for forged in [
         with(json!({"applicationId": OTHER_APP, "tid": TENANT})),
         with(json!({"aud": [APP, OTHER_APP]})),
         with(json!({"applicationId": APP, "tid": OTHER_TENANT})),
         with(json!({"iss": "other.test"})),
+        // Ids spelled so that the check and another reader read different ones.
+        with(json!({"applicationId": APP, "tid": [OTHER_TENANT]})),
+        with(json!({"applicationId": APP, "tid": moved(OTHER_TENANT)})),
+        with(json!({"applicationId": moved(OTHER_APP), "tid": TENANT, "aud": APP})),
+        // The application's key naming no application: it would pass as any of the tenant's.
+        with(json!({"tid": TENANT})),
     ] {
         let token = hs(forged.clone());
         assert_eq!(
@@ -276,6 +286,8 @@ fn a_key_signs_only_for_the_tenant_and_applications_it_is_configured_for() {
             "{forged}"
         );
         assert_eq!(gw.get_as("/x", &token).status(), 401, "{forged}");
+        let issue = gw.get_as(&format!("/api/jwt/issue?applicationId={OTHER_APP}"), &token);
+        assert_eq!(issue.status(), 401, "{forged}");
     }
     // A key locked to the other tenant can sign neither with the application's key nor with
     // the main tenant's issuer.

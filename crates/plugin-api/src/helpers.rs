@@ -12,13 +12,16 @@ use crate::response::Cookie;
 use crate::tokens::TokenError;
 use uuid::Uuid;
 
-/// `Ok` when no query parameter but one of `repeatable` (those a route reads as a list) is
-/// given more than once; else a 400 `[AmbiguousRequest]` naming it: `?kid=A&kid=B` cannot be
+/// `Ok` when no query (or form body) parameter but one of `repeatable` (those a route reads as
+/// a list) is given more than once; else a 400 `[AmbiguousRequest]` naming it: `?kid=A&kid=B` cannot be
 /// read as one value without guessing which the caller meant (a proxy in front may have read
 /// the other).
 pub fn unambiguous_query(request: &PluginRequest, repeatable: &[&str]) -> Result<(), ApiError> {
+    // A form body's parameters count with the query's: `token` in both, or twice in the body,
+    // is as ambiguous as twice in the query.
     let names: Vec<String> = crate::request::parse_form(&request.query)
         .into_iter()
+        .chain(request.form_params())
         .map(|(name, _)| name)
         .collect();
     for (i, name) in names.iter().enumerate() {

@@ -34,6 +34,7 @@ pub mod cpu;
 pub mod credentials;
 pub mod error;
 pub mod helpers;
+pub mod ids;
 pub mod indexed;
 pub mod json;
 pub mod model;

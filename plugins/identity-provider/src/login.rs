@@ -115,6 +115,14 @@ fn text(v: Option<&Value>) -> Option<String> {
 /// itself was of another type (then it is not also reported as blank).
 fn check_text_fields(body: &Value, errors: &mut Errors) -> bool {
     let data_field = |name: &str| body.get("data").and_then(|d| d.get(name));
+    for name in ["data", "metaData"] {
+        if body
+            .get(name)
+            .is_some_and(|v| !v.is_object() && !v.is_null())
+        {
+            errors.field(name, "invalid", "Expected an object.");
+        }
+    }
     let mut jwt_mistyped = false;
     for (name, value) in [
         ("encodedJWT", body.get("encodedJWT")),
@@ -1563,6 +1571,8 @@ mod tests {
                 .to_string()
         };
         assert_eq!(code_of(json!({"encodedJWT": 5})), "[invalid]encodedJWT");
+        assert_eq!(code_of(json!({"data": "x"})), "[invalid]data");
+        assert_eq!(code_of(json!({"metaData": "x"})), "[invalid]metaData");
         assert_eq!(
             code_of(json!({"refresh_token": 5})),
             "[invalid]refresh_token"

@@ -62,15 +62,20 @@ pub async fn authenticate(
 /// Verifies a JWT that must name a user of its own tenant.
 ///
 /// Returns the caller when the signature, expiry and revocation hold, `sub` names an existing
-/// user, the token's `tid` is that user's tenant, and its `applicationId` (when present) names
-/// no application of another tenant. Anything else is a 401: a token minted in one tenant never
-/// acts on another tenant's user (see [`tenant_bound_user`]).
+/// user who may log in (active, account not expired), the token's `tid` is that user's
+/// tenant, and its `applicationId` (when present) names no application of another tenant.
+/// Anything else is a 401: a token minted in one tenant never acts on another tenant's user
+/// (see [`tenant_bound_user`]).
 pub async fn verified_user(jwt: &str, context: &PluginContext) -> Result<Caller, ApiError> {
     let claims = context
         .tokens
         .verify(jwt)
         .map_err(|_| ApiError::Unauthorized)?;
     let user = tenant_bound_user(&claims, context).await?;
+    // A deactivated user, or one whose account expired, acts through no token it still holds.
+    if !user.may_log_in(context.clock.now_millis()) {
+        return Err(ApiError::Unauthorized);
+    }
     Ok(Caller::User {
         user_id: user.id,
         claims,

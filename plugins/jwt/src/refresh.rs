@@ -73,6 +73,7 @@ pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>
     // A body is JSON or refused (415), cookie or not: a form or `text/plain` is what another
     // site can post, and this answer rotates and sets the browser's token cookies.
     let body: RefreshRequest = request.json_or_default()?;
+    // "If both are provided, the cookie will take precedence" (FusionAuth's documentation).
     if let Some(cookie) = request.refresh_cookie()?.filter(|c| !c.is_empty()) {
         return Ok(Some(cookie.to_string()));
     }
@@ -81,8 +82,9 @@ pub fn presented_refresh_token(request: &PluginRequest) -> Result<Option<String>
 
 /// Handles `POST /api/jwt/refresh`: 200 with `token`, `refreshToken` and `refreshTokenId`, and
 /// the `access_token` (a session cookie, as FusionAuth documents it) and `refresh_token`
-/// (Max-Age: the refresh token's remaining lifetime) HttpOnly cookies; 400 `[blank]refreshToken` when none was
-/// given and `[invalid]refreshToken` when it is unknown, expired or revoked.
+/// (Max-Age: the refresh token's remaining lifetime) HttpOnly cookies; 400 `[blank]refreshToken`
+/// when none was given and `[invalid]refreshToken` when it is unknown, expired or revoked (the
+/// cookie takes precedence over the body, as FusionAuth documents).
 pub async fn exchange(
     request: &PluginRequest,
     context: &PluginContext,

@@ -281,6 +281,17 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
     if config.get_ports().len() > 1 && config.get_ports().len() != hosts {
         return Err("names a different number of ports and hosts".into());
     }
+    let empty_host = config.get_hosts().iter().any(|host| match host {
+        tokio_postgres::config::Host::Tcp(name) => name.trim().is_empty(),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(path) => path.as_os_str().is_empty(),
+    });
+    if empty_host {
+        return Err("names an empty host (postgres://user:password@host:5432/db)".into());
+    }
+    if config.get_ports().contains(&0) {
+        return Err("names port 0 (postgres://user:password@host:5432/db)".into());
+    }
     if config.get_ssl_mode() == SslMode::Require {
         return Err("sslmode=require, but the store connects without TLS (keep the database on loopback or a trusted private network, and leave sslmode out)".into());
     }
