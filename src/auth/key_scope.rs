@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use gatehouse_plugin_api::ids::{claimed_ids, id_spelling, IdSpelling};
-use gatehouse_plugin_api::model::{Application, Tenant};
+use gatehouse_plugin_api::model::{Application, JwtConfiguration, Tenant};
 use gatehouse_plugin_api::tokens::VerifiedClaims;
 use serde_json::Value;
 use uuid::Uuid;
@@ -42,33 +42,24 @@ impl KeyScopes {
     /// The scopes of the keys `tenants` and `applications` sign with.
     pub fn new(tenants: &[Tenant], applications: &[Application]) -> KeyScopes {
         let mut by_kid: HashMap<String, KeyScope> = HashMap::new();
-        for tenant in tenants {
-            let jwt = &tenant.jwt_configuration;
-            for key in [jwt.access_token_key_id, jwt.id_token_key_id]
+        let keys = |jwt: &JwtConfiguration| {
+            [jwt.access_token_key_id, jwt.id_token_key_id]
                 .into_iter()
                 .flatten()
-            {
-                by_kid
-                    .entry(key.to_string())
-                    .or_default()
-                    .tenants
-                    .push(tenant.id);
+                .map(|key| key.to_string())
+        };
+        for tenant in tenants {
+            for key in keys(&tenant.jwt_configuration) {
+                by_kid.entry(key).or_default().tenants.push(tenant.id);
             }
         }
-        for app in applications {
-            let jwt = &app.jwt_configuration;
-            if jwt.enabled != Some(true) {
-                continue;
-            }
-            for key in [jwt.access_token_key_id, jwt.id_token_key_id]
-                .into_iter()
-                .flatten()
-            {
-                by_kid
-                    .entry(key.to_string())
-                    .or_default()
-                    .applications
-                    .push(app.id);
+        // An application signs with a key of its own only when its JWT settings are enabled.
+        let own_settings = applications
+            .iter()
+            .filter(|app| app.jwt_configuration.enabled == Some(true));
+        for app in own_settings {
+            for key in keys(&app.jwt_configuration) {
+                by_kid.entry(key).or_default().applications.push(app.id);
             }
         }
         KeyScopes {
@@ -144,7 +135,6 @@ impl KeyScopes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_plugin_api::model::JwtConfiguration;
     use serde_json::{json, Map, Value};
 
     fn tenant(id: Uuid, key: Uuid, issuer: &str) -> Tenant {

@@ -114,6 +114,13 @@ pub struct Idp {
 }
 
 impl Idp {
+    /// A request with the key locked to the other tenant.
+    fn scoped(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http
+            .request(method, self.gw.url(path))
+            .header("Authorization", TENANT_API_KEY)
+    }
+
     pub fn start() -> Idp {
         Idp {
             gw: TestGateway::start(),
@@ -435,11 +442,7 @@ fn validation_names_each_bad_field() {
 fn tenant_locked_keys_see_global_providers_and_change_only_their_own() {
     let t = Idp::start();
     let global = t.provider(json!({"keys": {"k": "secret"}}));
-    let scoped = |method: reqwest::Method, path: &str| {
-        t.http
-            .request(method, t.gw.url(path))
-            .header("Authorization", TENANT_API_KEY)
-    };
+    let scoped = |method: reqwest::Method, path: &str| t.scoped(method, path);
     let r = scoped(
         reqwest::Method::GET,
         &format!("/api/identity-provider/{global}"),
@@ -1343,6 +1346,24 @@ fn claim_map_lambdas_debug_events_and_users() {
         "{console}"
     );
 
+    let set_lambda = |name: &str, body: &str| {
+        let r = t
+            .http
+            .put(t.gw.url(&format!("/api/lambda/{lambda_id}")))
+            .header("Authorization", API_KEY)
+            .json(&json!({"lambda": {"name": name, "type": "ExternalJWTReconcile", "body": body}}))
+            .send()
+            .expect("send");
+        check_status(r, 200);
+    };
+    let gil_token = || {
+        key.sign(
+            Some("k"),
+            None,
+            &ext_claims("c-1", Some("gil@example.com"), json!({"family_name": "x"})),
+        )
+    };
+
     // a lambda that deactivates the user, or ends its account, stops the login: no tokens, and
     // nothing of the login written (the user stays active, its expiry unset)
     for (name, body, status) in [
@@ -1357,19 +1378,8 @@ fn claim_map_lambdas_debug_events_and_users() {
             410,
         ),
     ] {
-        let r = t
-            .http
-            .put(t.gw.url(&format!("/api/lambda/{lambda_id}")))
-            .header("Authorization", API_KEY)
-            .json(&json!({"lambda": {"name": name, "type": "ExternalJWTReconcile", "body": body}}))
-            .send()
-            .expect("send");
-        check_status(r, 200);
-        let token = key.sign(
-            Some("k"),
-            None,
-            &ext_claims("c-1", Some("gil@example.com"), json!({"family_name": "x"})),
-        );
+        set_lambda(name, body);
+        let token = gil_token();
         let r = t.login(idp, &token, json!({}));
         assert_eq!(r.status().as_u16(), status, "{name}");
         let text = r.text().expect("body");
@@ -1385,79 +1395,38 @@ fn claim_map_lambdas_debug_events_and_users() {
         assert!(found["user"].get("expiry").is_none(), "{found}");
     }
 
-    // a lambda leaving a birth date or time zone no typed client reads fails the login
-    for (name, body) in [
-        (
-            "bad-date",
-            "function reconcile(user, registration, jwt) { user.birthDate = 'not-a-date'; }",
-        ),
-        (
-            "bad-zone",
-            "function reconcile(user, registration, jwt) { user.timezone = 'Mars/Olympus'; }",
-        ),
-    ] {
-        let r = t
-            .http
-            .put(t.gw.url(&format!("/api/lambda/{lambda_id}")))
-            .header("Authorization", API_KEY)
-            .json(&json!({"lambda": {"name": name, "type": "ExternalJWTReconcile", "body": body}}))
-            .send()
-            .expect("send");
-        check_status(r, 200);
-        let token = key.sign(
-            Some("k"),
-            None,
-            &ext_claims("c-1", Some("gil@example.com"), json!({"family_name": "x"})),
-        );
-        let body = check_status(t.login(idp, &token, json!({})), 401);
-        assert_eq!(general_code(&body), "[LambdaInvocationFailed]", "{body}");
-    }
-
-    // a throwing lambda and a looping lambda are clear 401s; the gateway keeps serving
-    for (name, body) in [
+    // a throwing lambda, a looping one, and one leaving a birth date or time zone no typed
+    // client reads are clear 401s; the gateway keeps serving
+    for (name, body, says) in [
         (
             "throws",
             "function reconcile(user, registration, jwt) { throw new Error('no dept'); }",
+            "no dept",
         ),
         (
             "loops",
             "function reconcile(user, registration, jwt) { while (true) {} }",
+            "time limit",
+        ),
+        (
+            "bad-date",
+            "function reconcile(user, registration, jwt) { user.birthDate = 'not-a-date'; }",
+            "birthDate",
+        ),
+        (
+            "bad-zone",
+            "function reconcile(user, registration, jwt) { user.timezone = 'Mars/Olympus'; }",
+            "timezone",
         ),
     ] {
-        let r = t
-            .http
-            .put(t.gw.url(&format!("/api/lambda/{lambda_id}")))
-            .header("Authorization", API_KEY)
-            .json(&json!({"lambda": {"name": name, "type": "ExternalJWTReconcile", "body": body}}))
-            .send()
-            .expect("send");
-        check_status(r, 200);
+        set_lambda(name, body);
         let started = std::time::Instant::now();
-        let token = key.sign(
-            Some("k"),
-            None,
-            &ext_claims("c-1", Some("gil@example.com"), json!({"family_name": "x"})),
-        );
+        let token = gil_token();
         let body = check_status(t.login(idp, &token, json!({})), 401);
         assert_eq!(general_code(&body), "[LambdaInvocationFailed]", "{body}");
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        if name == "throws" {
-            assert!(
-                body["generalErrors"][0]["message"]
-                    .as_str()
-                    .expect("m")
-                    .contains("no dept"),
-                "{body}"
-            );
-        } else {
-            assert!(
-                body["generalErrors"][0]["message"]
-                    .as_str()
-                    .expect("m")
-                    .contains("time limit"),
-                "{body}"
-            );
-        }
+        let message = body["generalErrors"][0]["message"].as_str().expect("m");
+        assert!(message.contains(says), "{body}");
     }
     assert_eq!(t.get("/health").status().as_u16(), 200);
 
@@ -1770,11 +1739,7 @@ fn a_tenant_locked_key_learns_nothing_of_other_tenants_from_reads_or_a_taken_dom
         .as_str()
         .expect("id")
         .to_string();
-    let scoped = |method: reqwest::Method, path: &str| {
-        t.http
-            .request(method, t.gw.url(path))
-            .header("Authorization", TENANT_API_KEY)
-    };
+    let scoped = |method: reqwest::Method, path: &str| t.scoped(method, path);
     // Reads: the global provider without the other tenant's application and configuration.
     let read = scoped(
         reqwest::Method::GET,
