@@ -532,9 +532,26 @@ fn abandoned_mid_signature(api: bool, policy: &str) {
     let (gw, kid) = gateway(true, policy, None);
     let session = gw.login("gone@example.com", &["user"]);
     let fillers = more_sessions(&gw, &session, FILLERS);
+    // The fillers' signatures fill the pool's queue; once a few are answered the rest are
+    // queued (however slowly a loaded machine started them), so the next request waits.
+    let answered = std::sync::atomic::AtomicUsize::new(0);
+    let answered = &answered;
     std::thread::scope(|scope| {
-        let queue = flood(scope, &gw, &fillers);
-        std::thread::sleep(Duration::from_millis(300));
+        let queue: Vec<_> = fillers
+            .iter()
+            .map(|value| {
+                let gw = &gw;
+                scope.spawn(move || {
+                    let answer = edge_refresh(&client(), gw, value);
+                    answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    answer
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while answered.load(std::sync::atomic::Ordering::SeqCst) < 4 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let quick = impatient(Duration::from_millis(300));
         let gone = if api {
             quick
