@@ -233,6 +233,8 @@ mod tests {
             json!({"applicationId": moved(b1)}),
             json!({"aud": [a2, moved(b1)]}),
             json!({"aud": [[b1]]}),
+            json!({"applicationId": 12345678901234567890123456789012_f64}),
+            json!({"aud": [a2, 1.5]}),
         ] {
             assert!(!scopes.permits(&ka, &claims(spelled.clone())), "{spelled}");
         }

@@ -776,6 +776,11 @@ impl TokenService for Tokens {
                 j
             }
         };
+        // A token its key does not speak for (see `KeyScopes`) would be refused everywhere.
+        let parsed = VerifiedClaims::from_claims(claims.clone(), key.kid.clone());
+        if parsed.is_none_or(|parsed| !self.scopes.permits(&key.kid, &parsed)) {
+            return Err(TokenError::KeyOutOfScope);
+        }
         let unsigned = Unsigned {
             key: key.clone(),
             claims,

@@ -132,10 +132,23 @@ pub(super) fn store_location(
 ) -> StoreLocation {
     let url = store.unwrap_or("sqlite://data/gatehouse.db");
     if let Some(path) = url.strip_prefix("sqlite://") {
-        if path.is_empty() {
+        // A file, named as written: no in-memory database (everything lost at a restart), no
+        // URL query (it would be part of the file's name), no directory.
+        let memory = path.contains(":memory:") || path.contains("mode=memory");
+        if path.is_empty() || path.ends_with('/') || path == "/" {
             p.add(
                 "store",
                 "sqlite:// needs a file path, e.g. sqlite://data/gatehouse.db",
+            );
+        } else if memory {
+            p.add(
+                "store",
+                "an in-memory SQLite database loses everything at a restart: name a file, e.g. sqlite://data/gatehouse.db",
+            );
+        } else if path.contains('?') {
+            p.add(
+                "store",
+                "sqlite:// takes a file path, not URL options (the ? would be part of the file's name)",
             );
         }
         let path = PathBuf::from(path);

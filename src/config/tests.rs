@@ -945,6 +945,11 @@ fn a_postgres_url_the_store_would_refuse_is_refused_with_its_line() {
         ),
         ("postgres://", "names no host"),
         ("postgres://u:p@:5432/db", "names an empty host"),
+        ("\"sqlite://:memory:\"", "in-memory"),
+        ("sqlite://data/g.db?mode=memory", "in-memory"),
+        ("sqlite://data/g.db?cache=shared", "not URL options"),
+        ("sqlite:///", "needs a file path"),
+        ("sqlite://data/", "needs a file path"),
         ("postgres://u:p@h:0/db", "names port 0"),
         (
             "postgres://u:p@h/db?sslmode=require",

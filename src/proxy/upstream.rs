@@ -569,6 +569,15 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-authenticated-scope",
     "x-authenticated-groups",
     "x-userinfo",
+    "x-consumer",
+    "x-real-user",
+    "oidc-access-token",
+    "oidc-id-token",
+    // Client certificates as nginx setups pass them on.
+    "x-client-verify",
+    "x-client-dn",
+    "x-client-s-dn",
+    "x-client-i-dn",
     // Tokens another gateway passed on beside its user (kong-oidc and others): credentials this
     // gateway never judged.
     "x-access-token",
@@ -581,7 +590,8 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// True when `name` (lower case) is of a family of client headers never forwarded, by prefix:
 /// the identity and certificate headers of other auth proxies and platforms (Authelia's
-/// `Remote-*`, Kong's `X-Consumer-*`, Cloudflare Access, Tailscale, AWS ALB, Azure App Service, Google IAP, authentik,
+/// `Remote-*`, Kong's `X-Consumer-*`, mod_auth_openidc's `OIDC-Claim-*`, nginx's
+/// `SSL-Client-*`, Cloudflare Access, Tailscale, AWS ALB, Azure App Service, Google IAP, authentik,
 /// Pomerium, Vouch, nginx's and Traefik's client certificates), and the gateway's own
 /// `X-Gatehouse-*` (its forward-auth answers). At most two comparisons, picked
 /// by the name's first bytes: this runs for every client header.
@@ -589,6 +599,8 @@ fn has_reserved_prefix(name: &[u8]) -> bool {
     let starts = |prefix: &str| name.starts_with(prefix.as_bytes());
     match name.first() {
         Some(b'c') => starts("cf-access-"),
+        Some(b'o') => starts("oidc-claim-"),
+        Some(b's') => starts("ssl-client-"),
         Some(b'r') => starts("remote-"),
         Some(b't') => starts("tailscale-user-"),
         Some(b'x') if name.get(1) == Some(&b'-') => match name.get(2) {

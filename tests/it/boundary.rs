@@ -1018,6 +1018,10 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
             "X-Anonymous-Consumer: false".into(),
             "X-Access-Token: unchecked".into(),
             "Path-Info: /admin".into(),
+            "OIDC-Claim-Email: boss@corp".into(),
+            "SSL-Client-Verify: SUCCESS".into(),
+            "X-Client-DN: CN=boss".into(),
+            "X-Real-User: boss".into(),
             "X-Gatehouse-Redirect: https://evil.example/".into(),
             "X-Forwarded-Proto: https".into(),
             "X-Request-Id: kept".into(),
@@ -1062,6 +1066,10 @@ fn passthrough_routes_forward_no_credential_and_reserved_headers_never_pass() {
         "x-anonymous-consumer",
         "x-access-token",
         "path-info",
+        "oidc-claim-email",
+        "ssl-client-verify",
+        "x-client-dn",
+        "x-real-user",
         "x-gatehouse-redirect",
     ] {
         assert!(headers.get(name).is_none(), "{name}: {headers}");

@@ -775,7 +775,11 @@ fn every_algorithm_signs_the_same_claims_and_verifies_with_its_published_key() {
             client()
                 .post(gw.url("/api/jwt/vend"))
                 .header("Authorization", API_KEY)
-                .json(&json!({"keyId": kid, "claims": {"sub": session.user_id, "scope": "x y"}}))
+                // The application's own key signs only tokens naming the application.
+                .json(
+                    &json!({"keyId": kid, "claims": {"sub": session.user_id, "scope": "x y",
+                                                       "applicationId": APP}}),
+                )
                 .send()
                 .expect("send"),
             200,

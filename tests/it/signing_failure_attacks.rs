@@ -386,7 +386,8 @@ fn vend_and_issue(gw: &TestGateway, kid: Uuid, token: &str) -> Vec<(Option<Strin
         patient()
             .post(gw.url("/api/jwt/vend"))
             .header("Authorization", API_KEY)
-            .json(&json!({"keyId": kid, "claims": {"sub": "vended"}})),
+            // The application's own key signs only tokens naming the application.
+            .json(&json!({"keyId": kid, "claims": {"sub": "vended", "applicationId": APP}})),
         patient()
             .get(gw.url(&format!("/api/jwt/issue?applicationId={APP}")))
             .bearer_auth(token),

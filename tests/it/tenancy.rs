@@ -309,6 +309,32 @@ fn a_key_signs_only_for_the_tenant_and_applications_it_is_configured_for() {
         body["fieldErrors"]["claims.iss"][0]["code"], "[invalid]claims.iss",
         "{body}"
     );
+    // Even the global key gets no token its key would not speak for (it would be refused
+    // everywhere): the application's key for a token naming no application.
+    let body = check_status(
+        client()
+            .post(gw.url("/api/jwt/vend"))
+            .header("Authorization", API_KEY)
+            .json(&json!({"claims": {"sub": "svc"}, "keyId": hmac}))
+            .send()
+            .expect("send"),
+        400,
+    );
+    assert_eq!(
+        body["fieldErrors"]["keyId"][0]["code"], "[invalid]keyId",
+        "{body}"
+    );
+    let body = check_status(
+        client()
+            .post(gw.url("/api/jwt/vend"))
+            .header("Authorization", API_KEY)
+            .json(&json!({"claims": {"sub": "svc", "applicationId": APP}, "keyId": hmac}))
+            .send()
+            .expect("send"),
+        200,
+    );
+    let vended = body["token"].as_str().expect("token");
+    assert_eq!(gw.get_as("/api/jwt/validate", vended).status(), 200);
     // Its own issuer, a custom one, and a key both tenants sign with are fine.
     for ok in [
         json!({"claims": {"iss": "other.test"}}),

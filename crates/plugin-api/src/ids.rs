@@ -64,15 +64,18 @@ pub fn claimed_ids(value: Option<&Value>) -> (Vec<Uuid>, bool) {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
+    // A number beyond 64-bit integers was read as a float: its own digits (32 of them could be
+    // an id to a reader with big integers) are lost, so it is ambiguous.
+    let lossy = |v: &Value| matches!(v, Value::Number(n) if n.is_f64());
     // Nested arrays and objects are no spelling of an id this check could read: ambiguous.
     let nested = |v: &Value| matches!(v, Value::Array(_) | Value::Object(_));
     let (strings, mut ambiguous): (Vec<String>, bool) = match value {
         Some(Value::Array(items)) => (
             items.iter().filter_map(text).collect(),
-            items.iter().any(nested),
+            items.iter().any(|v| nested(v) || lossy(v)),
         ),
         Some(Value::Object(_)) => (Vec::new(), true),
-        Some(other) => (text(other).into_iter().collect(), false),
+        Some(other) => (text(other).into_iter().collect(), lossy(other)),
         None => (Vec::new(), false),
     };
     let mut ids = Vec::new();

@@ -154,6 +154,17 @@ pub async fn vend(
                 "invalid",
                 "The key with this keyId cannot sign tokens.",
             ),
+            // A token its key does not speak for would be refused everywhere: none is vended.
+            (TokenError::KeyOutOfScope, Some(_)) => ApiError::field(
+                "keyId",
+                "invalid",
+                "The key with this keyId does not sign for the tenant or application the claims name.",
+            ),
+            (TokenError::KeyOutOfScope, None) => ApiError::field(
+                "claims",
+                "invalid",
+                "The tenant's key does not sign for the tenant or application the claims name.",
+            ),
             (other, _) => signing_error(other),
         })?
         .sign()
@@ -287,7 +298,7 @@ mod tests {
         let (ids, ambiguous) = claimed_ids(Some(&json!([id, "x"])));
         assert_eq!((ids, ambiguous), (vec![canonical], false));
         let (_, ambiguous) = claimed_ids(Some(&json!(123456789012345678901234567890123_f64)));
-        assert!(!ambiguous, "a float renders with an exponent");
+        assert!(ambiguous, "a number past 64-bit integers lost its digits");
         assert!(claimed_ids(Some(&json!(12345))).1, "a number is all digits");
         assert!(claimed_ids(Some(&json!([[id]]))).1, "nested");
         assert!(claimed_ids(Some(&json!({"id": id}))).1, "an object");
