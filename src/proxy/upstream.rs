@@ -279,8 +279,9 @@ pub(super) struct ControlledHeaders {
     /// The names, sorted.
     names: Vec<HeaderName>,
     /// A filter over the names: the bit of [`ControlledHeaders::bit`] is set for each, so a
-    /// name whose bit is clear (most of a request's headers) is not looked up at all.
-    filter: [u64; 4],
+    /// name whose bit is clear (most of a request's headers) is not looked up at all. 2048 bits
+    /// for about a hundred names: none of the common request headers falls on a set bit.
+    filter: [u64; 32],
 }
 
 impl ControlledHeaders {
@@ -301,7 +302,7 @@ impl ControlledHeaders {
             .collect();
         names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         names.dedup();
-        let mut filter = [0u64; 4];
+        let mut filter = [0u64; 32];
         for name in &names {
             let bit = Self::bit(name);
             filter[bit / 64] |= 1 << (bit % 64);
@@ -309,11 +310,16 @@ impl ControlledHeaders {
         ControlledHeaders { names, filter }
     }
 
-    /// The filter bit of `name` (0–255), from its length and its last byte.
+    /// The filter bit of `name` (0–2047): a multiplicative hash of its length and its second,
+    /// middle and last bytes.
     fn bit(name: &HeaderName) -> usize {
         let name = name.as_str().as_bytes();
-        let last = name.last().copied().unwrap_or(0);
-        usize::from((name.len() as u8).wrapping_mul(31).wrapping_add(last))
+        let byte = |at: usize| u32::from(name.get(at).copied().unwrap_or(0));
+        let key = (name.len() as u32 & 0xff)
+            | byte(name.len().saturating_sub(1)) << 8
+            | byte(name.len() / 2) << 16
+            | byte(1) << 24;
+        (key.wrapping_mul(0x9E37_79B1) >> 21) as usize
     }
 
     /// True when `name` is controlled: one of the names, or of a family [`has_reserved_prefix`]
@@ -1030,6 +1036,33 @@ mod tests {
             refused.header_to_h1_wire(&mut a);
             other.header_to_h1_wire(&mut b);
             assert_eq!(a, b, "{spelling}: unchanged");
+        }
+    }
+
+    #[test]
+    fn the_common_request_headers_pass_the_filter_without_a_lookup() {
+        let controlled = ControlledHeaders::with_identity_headers(
+            ["x-user-id", "x-user-email", "x-user-roles"]
+                .iter()
+                .map(|n| HeaderName::from_static(n)),
+        );
+        for name in [
+            "host",
+            "accept",
+            "accept-encoding",
+            "accept-language",
+            "connection",
+            "user-agent",
+            "authorization",
+            "cookie",
+            "content-length",
+            "content-type",
+            "cache-control",
+            "origin",
+            "referer",
+        ] {
+            let bit = ControlledHeaders::bit(&HeaderName::from_static(name));
+            assert_eq!(controlled.filter[bit / 64] & (1 << (bit % 64)), 0, "{name}");
         }
     }
 
