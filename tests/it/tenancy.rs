@@ -291,14 +291,15 @@ fn a_key_signs_only_for_the_tenant_and_applications_it_is_configured_for() {
     }
     // A key locked to the other tenant can sign neither with the application's key nor with
     // the main tenant's issuer.
-    let vend = |body: Value| {
+    let vend_with = |api_key: &str, body: Value| {
         client()
             .post(gw.url("/api/jwt/vend"))
-            .header("Authorization", TENANT_API_KEY)
+            .header("Authorization", api_key)
             .json(&body)
             .send()
             .expect("send")
     };
+    let vend = |body: Value| vend_with(TENANT_API_KEY, body);
     let body = check_status(vend(json!({"claims": {"sub": "svc"}, "keyId": hmac})), 400);
     assert_eq!(
         body["fieldErrors"]["keyId"][0]["code"], "[invalid]keyId",
@@ -312,25 +313,16 @@ fn a_key_signs_only_for_the_tenant_and_applications_it_is_configured_for() {
     // Even the global key gets no token its key would not speak for (it would be refused
     // everywhere): the application's key for a token naming no application.
     let body = check_status(
-        client()
-            .post(gw.url("/api/jwt/vend"))
-            .header("Authorization", API_KEY)
-            .json(&json!({"claims": {"sub": "svc"}, "keyId": hmac}))
-            .send()
-            .expect("send"),
+        vend_with(API_KEY, json!({"claims": {"sub": "svc"}, "keyId": hmac})),
         400,
     );
     assert_eq!(
         body["fieldErrors"]["keyId"][0]["code"], "[invalid]keyId",
         "{body}"
     );
+    let claims = json!({"sub": "svc", "applicationId": APP});
     let body = check_status(
-        client()
-            .post(gw.url("/api/jwt/vend"))
-            .header("Authorization", API_KEY)
-            .json(&json!({"claims": {"sub": "svc", "applicationId": APP}, "keyId": hmac}))
-            .send()
-            .expect("send"),
+        vend_with(API_KEY, json!({"claims": claims, "keyId": hmac})),
         200,
     );
     let vended = body["token"].as_str().expect("token");
