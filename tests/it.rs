@@ -33,6 +33,7 @@ mod it {
     pub mod kit;
     pub mod lambda_sandbox;
     pub mod login_attacks;
+    pub mod node_client;
     pub mod oidc_attacks;
     pub mod oidc_login;
     pub mod oidc_provider;

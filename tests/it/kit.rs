@@ -753,27 +753,112 @@ pub fn fusionauth_python() -> PathBuf {
                     .status()
                     .is_ok_and(|s| s.success());
             if !usable {
-                let output = Command::new("bash")
-                    .arg("scripts/bootstrap")
-                    .current_dir(repo)
-                    .output()
-                    .expect("run scripts/bootstrap");
-                assert!(
-                    output.status.success(),
-                    "scripts/bootstrap failed ({}):\n{}\n{}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                assert!(
-                    python.exists(),
-                    "scripts/bootstrap did not create {}",
-                    python.display()
-                );
+                bootstrap(&[], &python);
             }
             python
         })
         .clone()
+}
+
+/// The directory holding FusionAuth's npm client (`@fusionauth/typescript-client` 1.69.0 in
+/// `target/node-clients/node_modules`), running `scripts/bootstrap --tests` first when it is
+/// missing (once per test run, even with tests in parallel).
+pub fn node_clients() -> PathBuf {
+    static NODE_CLIENTS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    NODE_CLIENTS
+        .get_or_init(|| {
+            let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let dir = repo.join("target/node-clients");
+            let package = dir.join("node_modules/@fusionauth/typescript-client/package.json");
+            if !package.exists() {
+                bootstrap(&["--tests"], &package);
+            }
+            dir
+        })
+        .clone()
+}
+
+/// Runs `scripts/bootstrap` with `args`; panics with its output when it fails or `made` is
+/// still missing after it.
+fn bootstrap(args: &[&str], made: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("bash")
+        .arg("scripts/bootstrap")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("run scripts/bootstrap");
+    assert!(
+        output.status.success(),
+        "scripts/bootstrap {args:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        made.exists(),
+        "scripts/bootstrap {args:?} did not make {}",
+        made.display()
+    );
+}
+
+/// A login's session as the client scripts read it (`GATEHOUSE_SESSIONS`).
+pub fn session_json(session: &Session) -> Value {
+    json!({
+        "token": session.token,
+        "refreshToken": session.refresh_token,
+        "refreshTokenId": session.refresh_token_id,
+        "userId": session.user_id,
+    })
+}
+
+/// The environment the JWT client scripts (`tests/python/jwt_client.py`,
+/// `tests/node/jwt_client.mjs`) read: the gateway, its keys, tenants and applications, and the
+/// `sessions` logged in for them.
+pub fn jwt_client_env(gw: &TestGateway, sessions: &Value) -> Vec<(&'static str, String)> {
+    vec![
+        ("GATEHOUSE_URL", gw.url("")),
+        ("GATEHOUSE_API_KEY", API_KEY.into()),
+        ("GATEHOUSE_TENANT_API_KEY", TENANT_API_KEY.into()),
+        ("GATEHOUSE_TENANT_ID", TENANT.into()),
+        ("GATEHOUSE_OTHER_TENANT_ID", OTHER_TENANT.into()),
+        ("GATEHOUSE_APP_ID", APP.into()),
+        ("GATEHOUSE_OTHER_APP_ID", OTHER_APP.into()),
+        ("GATEHOUSE_ISSUER", ISSUER.into()),
+        (
+            "GATEHOUSE_RSA_KID",
+            gw.keys.get(Algorithm::RS256).0.to_string(),
+        ),
+        (
+            "GATEHOUSE_HMAC_KID",
+            gw.keys.get(Algorithm::HS256).0.to_string(),
+        ),
+        ("GATEHOUSE_SESSIONS", sessions.to_string()),
+    ]
+}
+
+/// The sessions both JWT client scripts use, of users whose emails start with `prefix`: two
+/// sessions of `main` (an admin), `sso` in both applications, and four more users.
+pub fn jwt_client_sessions(gw: &TestGateway, prefix: &str) -> serde_json::Map<String, Value> {
+    let email = |name: &str| format!("{prefix}-{name}@example.com");
+    let mut sessions = serde_json::Map::new();
+    let mut add = |name: &str, session: Session| {
+        sessions.insert(name.to_string(), session_json(&session));
+    };
+    add("main", gw.login(&email("main"), &["user", "admin"]));
+    add("second", gw.login(&email("main"), &[]));
+    add("sso", gw.login(&email("sso"), &[]));
+    add("sso_other", gw.login_to(OTHER_APP, &email("sso"), &[]));
+    for name in ["carol", "dave", "erin", "frank"] {
+        add(name, gw.login(&email(name), &[]));
+    }
+    sessions
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// An upstream that records the request target of every request it receives and answers 200

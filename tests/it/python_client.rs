@@ -8,20 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine;
-use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::kit::*;
-
-fn session_json(session: &Session) -> serde_json::Value {
-    json!({
-        "token": session.token,
-        "refreshToken": session.refresh_token,
-        "refreshTokenId": session.refresh_token_id,
-        "userId": session.user_id,
-    })
-}
 
 #[test]
 fn the_official_python_client_drives_the_jwt_api() {
@@ -29,41 +19,11 @@ fn the_official_python_client_drives_the_jwt_api() {
     let python = fusionauth_python();
     let gw = TestGateway::start();
 
-    let main = gw.login("py-main@example.com", &["user", "admin"]);
-    let second = gw.login("py-main@example.com", &[]);
-    let sso = gw.login("py-sso@example.com", &[]);
-    let sso_other = gw.login_to(OTHER_APP, "py-sso@example.com", &[]);
-    let sessions = json!({
-        "main": session_json(&main),
-        "second": session_json(&second),
-        "sso": session_json(&sso),
-        "sso_other": session_json(&sso_other),
-        "carol": session_json(&gw.login("py-carol@example.com", &[])),
-        "dave": session_json(&gw.login("py-dave@example.com", &[])),
-        "erin": session_json(&gw.login("py-erin@example.com", &[])),
-        "frank": session_json(&gw.login("py-frank@example.com", &[])),
-    });
-
+    let sessions = Value::Object(jwt_client_sessions(&gw, "py"));
     let output = Command::new(&python)
         .arg(repo.join("tests/python/jwt_client.py"))
         .current_dir(repo)
-        .env("GATEHOUSE_URL", gw.url(""))
-        .env("GATEHOUSE_API_KEY", API_KEY)
-        .env("GATEHOUSE_TENANT_API_KEY", TENANT_API_KEY)
-        .env("GATEHOUSE_TENANT_ID", TENANT)
-        .env("GATEHOUSE_OTHER_TENANT_ID", OTHER_TENANT)
-        .env("GATEHOUSE_APP_ID", APP)
-        .env("GATEHOUSE_OTHER_APP_ID", OTHER_APP)
-        .env("GATEHOUSE_ISSUER", ISSUER)
-        .env(
-            "GATEHOUSE_RSA_KID",
-            gw.keys.get(Algorithm::RS256).0.to_string(),
-        )
-        .env(
-            "GATEHOUSE_HMAC_KID",
-            gw.keys.get(Algorithm::HS256).0.to_string(),
-        )
-        .env("GATEHOUSE_SESSIONS", sessions.to_string())
+        .envs(jwt_client_env(&gw, &sessions))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .expect("run the Python client script");
@@ -79,11 +39,6 @@ fn the_official_python_client_drives_the_jwt_api() {
         stdout.contains("all FusionAuth client checks passed"),
         "{stdout}"
     );
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Runs `tests/python/es512.py` with `args` and `envs`; its standard output.

@@ -59,8 +59,21 @@ impl PluginRequest {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The first value of query parameter `name`, percent-decoded. Empty values count as absent.
+    /// The first value of query parameter `name`, percent-decoded; `None` when it is absent or
+    /// its value says "no value" (see [`is_given`]).
     pub fn query_param(&self, name: &str) -> Option<String> {
+        parse_form(&self.query)
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .filter(|v| is_given(v))
+    }
+
+    /// The first value of query parameter `name` as written, percent-decoded; `None` when it is
+    /// absent or empty. For free text that may be the word `null` (a username, an email, a
+    /// provider's user id) and for the OAuth parameters a provider or browser sends; an API
+    /// parameter is read with [`Self::query_param`].
+    pub fn query_text(&self, name: &str) -> Option<String> {
         parse_form(&self.query)
             .into_iter()
             .find(|(k, _)| k == name)
@@ -90,7 +103,7 @@ impl PluginRequest {
                 .into_iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v)
-                .filter(|v| !v.is_empty())
+                .filter(|v| is_given(v))
         })
     }
 
@@ -257,6 +270,18 @@ pub fn is_json_media_type(content_type: &str) -> bool {
                     .is_some_and(|tail| tail.eq_ignore_ascii_case("+json")))
 }
 
+/// Whether a query or form parameter's `value` gives a value. Empty is no value (as in
+/// FusionAuth, which reads empty parameters as null), and so are the exact words `null` and
+/// `undefined`: FusionAuth's TypeScript client writes every argument of a call into the query
+/// string, a `null` or omitted one as that word, and its documented calls rely on it
+/// (`revokeRefreshToken(token)` sends `token=…&userId=undefined&applicationId=undefined`,
+/// `revokeRefreshToken(null, userId)` sends `token=null&userId=…`). Neither word is a UUID, a
+/// refresh token, a key id, an email or a provider type, so no parameter the API reads loses a
+/// value it could name.
+pub fn is_given(value: &str) -> bool {
+    !matches!(value, "" | "null" | "undefined")
+}
+
 /// Parses `a=1&b=two` as `application/x-www-form-urlencoded` (`+` is a space,
 /// percent-encodings are decoded, bytes that are not UTF-8 become U+FFFD), in order; empty
 /// pairs are skipped.
@@ -290,6 +315,14 @@ mod tests {
         assert_eq!(req.query_param("applicationId").as_deref(), Some("a-b"));
         assert_eq!(req.query_param("x").as_deref(), Some("1 2"));
         assert_eq!(req.query_param("empty"), None);
+        // The TypeScript client's words for an argument it was not given.
+        let req = PluginRequest::new(Method::GET, "/x?a=null&b=undefined&c=Null&d=nulls");
+        assert_eq!(req.query_param("a"), None);
+        assert_eq!(req.query_param("b"), None);
+        assert_eq!(req.query_param("c").as_deref(), Some("Null"));
+        assert_eq!(req.query_param("d").as_deref(), Some("nulls"));
+        assert_eq!(req.query_text("a").as_deref(), Some("null"));
+        assert_eq!(req.query_text("b").as_deref(), Some("undefined"));
         let form = parse_form("a=%&b=%4&c=%zz&d=%41&&e");
         assert_eq!(
             form,

@@ -29,7 +29,7 @@ pub async fn retrieve(
     let grant = api_key(request, context)?;
     let provider_id = uuid_param(request, "identityProviderId")?;
     let user_id = uuid_param(request, "userId")?;
-    let provider_user_id = request.query_param("identityProviderUserId");
+    let provider_user_id = request.query_text("identityProviderUserId");
     if provider_user_id.is_none() && user_id.is_none() {
         return Err(ApiError::field(
             "userId",
@@ -328,7 +328,7 @@ pub async fn delete(
     let user_id = uuid_param(request, "userId")?
         .ok_or_else(|| ApiError::field("userId", "blank", "You must specify the userId."))?;
     let provider_user_id = request
-        .query_param("identityProviderUserId")
+        .query_text("identityProviderUserId")
         .ok_or_else(|| {
             ApiError::field(
                 "identityProviderUserId",

@@ -131,11 +131,11 @@ pub async fn retrieve_by_query(
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
     let tenant = grant.tenant_id;
-    let user = if let Some(email) = request.query_param("email") {
+    let user = if let Some(email) = request.query_text("email") {
         by_email(context, tenant, &email).await?
-    } else if let Some(username) = request.query_param("username") {
+    } else if let Some(username) = request.query_text("username") {
         by_username(context, tenant, &username).await?
-    } else if let Some(login_id) = request.query_param("loginId") {
+    } else if let Some(login_id) = request.query_text("loginId") {
         let mut user = None;
         for kind in login_id_types(request)? {
             user = match kind.as_str() {

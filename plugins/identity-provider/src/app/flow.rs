@@ -100,12 +100,12 @@ fn too_long(field: &str, most: usize) -> ApiError {
 pub async fn login(request: &PluginRequest, app: &App<'_>) -> Result<PluginResponse, ApiError> {
     let application = super::application_id(request)?;
     let target = request
-        .query_param("redirect_uri")
+        .query_text("redirect_uri")
         .unwrap_or_else(|| "/".into());
     if target.len() > MAX_REDIRECT_BYTES {
         return Err(too_long("redirect_uri", MAX_REDIRECT_BYTES));
     }
-    if (request.query_param("state")).is_some_and(|s| s.len() > MAX_APP_STATE_BYTES) {
+    if (request.query_text("state")).is_some_and(|s| s.len() > MAX_APP_STATE_BYTES) {
         return Err(too_long("state", MAX_APP_STATE_BYTES));
     }
     let Some(target) = redirect::allowed(&target, app.settings) else {
@@ -116,7 +116,7 @@ pub async fn login(request: &PluginRequest, app: &App<'_>) -> Result<PluginRespo
         ));
     };
     let providers = super::providers_for(app.env.context.records, application).await?;
-    let hint = request.query_param("idp_hint");
+    let hint = request.query_text("idp_hint");
     let chosen: Vec<&Provider> = match &hint {
         Some(hint) => providers
             .iter()
@@ -201,7 +201,7 @@ async fn redirect_to(
         provider: provider.id,
         application,
         redirect: target,
-        app_state: request.query_param("state"),
+        app_state: request.query_text("state"),
         expires: now + STATE_TTL_SECONDS,
     };
     let scope = oidc_settings.scope_for(application);
@@ -289,7 +289,7 @@ async fn checked_state(
             "This browser started no login, or it expired; log in again.",
         )
     })?;
-    let given = request.query_param("state").unwrap_or_default();
+    let given = request.query_text("state").unwrap_or_default();
     if !state::same(&given, &login.state) {
         return Err(Refusal::OtherLogin(super::general(
             400,
@@ -300,13 +300,13 @@ async fn checked_state(
     let has_issuer = check_issuer(request, app, &login)
         .await
         .map_err(Refusal::Spent)?;
-    if request.query_param("error").is_some() {
+    if request.query_text("error").is_some() {
         return Err(refuse(
             "[IdentityProviderError]",
             "The identity provider did not log the user in.",
         ));
     }
-    let code = request.query_param("code").ok_or_else(|| {
+    let code = request.query_text("code").ok_or_else(|| {
         refuse(
             "[InvalidAuthorizationCode]",
             "The identity provider sent no code.",
@@ -350,9 +350,9 @@ async fn check_issuer(
         .and_then(Provider::from_document)
         .and_then(|p| p.openid_connect);
     let issuer = settings.as_ref().and_then(|o| o.issuer.clone());
-    let Some(iss) = request.query_param("iss") else {
+    let Some(iss) = request.query_text("iss") else {
         // An error answer logs no one in: it is refused as such below.
-        let carries_code = request.query_param("error").is_none();
+        let carries_code = request.query_text("error").is_none();
         let promised = match &settings {
             Some(s) if issuer.is_some() && carries_code => {
                 oidc::browser_endpoints(&app.exchange(), s)

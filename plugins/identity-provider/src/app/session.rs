@@ -172,8 +172,8 @@ pub async fn logout(request: &PluginRequest, app: &App<'_>) -> Result<PluginResp
     if cross_site(request, app.settings) {
         return Ok(cross_site_refusal());
     }
-    let wanted = (request.query_param("post_logout_redirect_uri"))
-        .or_else(|| request.query_param("redirect_uri"))
+    let wanted = (request.query_text("post_logout_redirect_uri"))
+        .or_else(|| request.query_text("redirect_uri"))
         .unwrap_or_else(|| "/".into());
     let Some(target) = redirect::allowed(&wanted, app.settings) else {
         return Err(ApiError::field(
