@@ -95,6 +95,8 @@ impl RegistrationRow {
 /// A link as its row.
 pub(crate) struct LinkRow {
     pub provider: Uuid,
+    /// The tenant of the linked user: a provider's user id is linked once per tenant.
+    pub tenant: Uuid,
     pub provider_user: String,
     pub user: Uuid,
     pub body: String,
@@ -111,6 +113,7 @@ impl LinkRow {
         )?;
         Ok(LinkRow {
             provider: link.identity_provider_id,
+            tenant: link.tenant_id,
             provider_user: link.identity_provider_user_id.clone(),
             user: link.user_id,
             body: encode(link)?,

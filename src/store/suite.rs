@@ -37,6 +37,7 @@ macro_rules! host_store_suite {
             declared_entities_are_written_all_or_nothing,
             identity_providers_are_stored_and_deleted_with_their_links,
             links_are_found_by_any_filter_and_deleted_once,
+            a_provider_user_id_is_linked_once_in_each_tenant,
             a_link_over_the_indexed_limit_is_refused_and_found_nowhere,
             lambdas_are_stored_and_deleted_once,
             providers_and_lambdas_are_created_once_however_many_race,
@@ -271,6 +272,41 @@ pub async fn links_are_found_by_any_filter_and_deleted_once(store: &dyn GatewayS
     );
     let again = store.delete_link(IDP, "ext-1", USER).await;
     assert_eq!(again, Err(StoreError::NotFound));
+}
+
+/// One provider user id is linked once per tenant: a second tenant's link is a link of its
+/// own, never a replacement of the first's; writing a tenant's link again replaces it; deleting
+/// one tenant's link leaves the other's.
+pub async fn a_provider_user_id_is_linked_once_in_each_tenant(store: &dyn GatewayStore) {
+    let written = store
+        .insert_identity_provider(IDP, &json!({"id": IDP}))
+        .await;
+    assert_eq!(written, Ok(ProviderWrite::Written));
+    let first = link(IDP, "shared");
+    let other_user = Uuid::from_u128(0x7777);
+    let second = IdentityProviderLink {
+        tenant_id: Uuid::from_u128(0x6666),
+        user_id: other_user,
+        token: Some("second tenant's".into()),
+        ..link(IDP, "shared")
+    };
+    store.put_link(&first).await.expect("link");
+    store.put_link(&second).await.expect("link");
+    let both = store.find_links(Some(IDP), None, Some("shared")).await;
+    assert_eq!(both.expect("find").len(), 2);
+    let relinked = IdentityProviderLink {
+        last_login_instant: 2,
+        ..first.clone()
+    };
+    store.put_link(&relinked).await.expect("link again");
+    let firsts = store.find_links(Some(IDP), Some(USER), None).await;
+    assert_eq!(firsts.expect("find"), vec![relinked.clone()]);
+    assert_eq!(
+        store.delete_link(IDP, "shared", other_user).await,
+        Ok(second)
+    );
+    let left = store.find_links(Some(IDP), None, Some("shared")).await;
+    assert_eq!(left.expect("find"), vec![relinked]);
 }
 
 /// A link whose provider user id is at its limit ([`gatehouse_plugin_api::indexed`]) is stored

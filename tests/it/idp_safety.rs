@@ -410,3 +410,118 @@ fn a_taken_email_or_username_is_a_400_at_once_on_postgres() {
     });
     a_taken_email_or_username_is_a_400_at_once(&t);
 }
+
+/// The harness on a gateway whose second application ([`OTHER_APP`]) is in the other tenant,
+/// the one [`TENANT_API_KEY`] is locked to.
+fn idp_across_tenants() -> Idp {
+    let options = Options::default();
+    let mut gw = TestGateway::start_with(options.clone());
+    let (in_first, in_other) = (
+        format!("  - id: {OTHER_APP}\n    tenantId: {TENANT}\n"),
+        format!("  - id: {OTHER_APP}\n    tenantId: {OTHER_TENANT}\n"),
+    );
+    let text = gw.config_text(&options);
+    assert!(text.contains(&in_first), "{text}");
+    std::fs::write(&gw.config_path, text.replace(&in_first, &in_other)).expect("config");
+    gw.restart();
+    Idp { gw, http: client() }
+}
+
+/// `GET path` with the API key `key`: status and JSON body (`Null` when empty).
+fn get_with(t: &Idp, key: &str, path: &str) -> (u16, Value) {
+    let response = (t.http.get(t.gw.url(path)).header("Authorization", key))
+        .send()
+        .expect("send");
+    let status = response.status().as_u16();
+    let text = response.text().expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Links `user` to `idp` as `external` with the provider refresh token `secret`, by `key`.
+fn link(t: &Idp, key: &str, idp: Uuid, external: &str, user: &str, secret: &str) {
+    let link = json!({"identityProviderLink": {"identityProviderId": idp,
+        "identityProviderUserId": external, "userId": user, "token": secret}});
+    let response = (t.http.post(t.gw.url("/api/identity-provider/link")))
+        .header("Authorization", key)
+        .json(&link)
+        .send()
+        .expect("send");
+    check_status(response, 200);
+}
+
+#[test]
+fn a_tenants_key_reads_no_other_tenants_links_and_one_external_id_is_never_guessed() {
+    let t = idp_across_tenants();
+    let key = ExternalKey::generate(Algorithm::HS256);
+    let both = json!({"enabled": true, "createRegistration": true});
+    let idp = t.provider(json!({"keys": {"k": key.verifying},
+        "linkingStrategy": "CreatePendingLink",
+        "applicationConfiguration": {APP: both, OTHER_APP: both}}));
+    // Ann, of the first tenant, linked to the global provider with its refresh token.
+    let ann = t.gw.login("ann-links@example.com", &[]).user_id;
+    link(&t, API_KEY, idp, "shared-id", &ann, "FIRST-TENANT-SECRET");
+    // A login to the other tenant's application: a pending link of that tenant, which its
+    // key may read.
+    let token = key.sign(Some("k"), None, &ext_claims("shared-id", None, json!({})));
+    let login = json!({"applicationId": OTHER_APP, "identityProviderId": idp,
+        "encodedJWT": token});
+    let response = (t.http.post(t.gw.url("/api/identity-provider/login")))
+        .json(&login)
+        .send()
+        .expect("send");
+    let pending = pending_id(response);
+    let path = format!("/api/identity-provider/link/pending/{pending}?userId={ann}");
+    let (status, seen) = get_with(&t, TENANT_API_KEY, &path);
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["linkCount"], 0, "{seen}");
+    assert_eq!(seen["pendingIdPLink"]["identityProviderLinks"], json!([]));
+    assert!(!seen.to_string().contains("FIRST-TENANT-SECRET"), "{seen}");
+    assert!(!seen.to_string().contains(&ann), "{seen}");
+    // The global key sees Ann's link there.
+    let (status, seen) = get_with(&t, API_KEY, &path);
+    assert_eq!(
+        (status, seen["linkCount"].clone()),
+        (200, json!(1)),
+        "{seen}"
+    );
+
+    // Bob, of the other tenant, linked to the same provider with the same external id.
+    let bob =
+        t.gw.login_to(OTHER_APP, "bob-links@example.com", &[])
+            .user_id;
+    link(
+        &t,
+        TENANT_API_KEY,
+        idp,
+        "shared-id",
+        &bob,
+        "OTHER-TENANT-SECRET",
+    );
+    let one =
+        |key: &str, query: &str| get_with(&t, key, &format!("/api/identity-provider/link?{query}"));
+    // Without the provider an external id names no single link (the TypeScript client's
+    // `retrieveUserLink(null, id, null)`): a 400, nothing guessed.
+    for query in [
+        "identityProviderUserId=shared-id".to_string(),
+        "identityProviderId=null&identityProviderUserId=shared-id&userId=null".to_string(),
+    ] {
+        let (status, body) = one(API_KEY, &query);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(
+            body["fieldErrors"]["identityProviderId"][0]["code"],
+            "[blank]identityProviderId"
+        );
+    }
+    // Linked in both tenants: the global key must say which user (or tenant) it means.
+    let both_tenants = format!("identityProviderId={idp}&identityProviderUserId=shared-id");
+    let (status, body) = one(API_KEY, &both_tenants);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["generalErrors"][0]["code"], "[AmbiguousRequest]");
+    let (status, body) = one(API_KEY, &format!("{both_tenants}&userId={ann}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["identityProviderLink"]["userId"], ann.as_str());
+    // Each tenant's key finds its own.
+    let (status, body) = one(TENANT_API_KEY, &both_tenants);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["identityProviderLink"]["userId"], bob.as_str());
+}

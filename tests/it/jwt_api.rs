@@ -2252,3 +2252,67 @@ fn a_parameter_given_twice_or_two_that_may_disagree_are_refused_never_one_picked
     // Nothing was revoked by any of them.
     refresh_ok(&gw, &session.refresh_token);
 }
+
+#[test]
+fn a_revocation_body_it_cannot_read_is_refused_and_a_named_key_is_read_as_written() {
+    let gw = TestGateway::start();
+    let http = client();
+    let ann_app = gw.login("unread-body@example.com", &[]);
+    let ann_other = gw.login_to(OTHER_APP, "unread-body@example.com", &[]);
+    let alive = |s: &Session| retrieve(&gw, &s.refresh_token_id).status().as_u16() == 200;
+    let narrowing = json!({"applicationId": APP}).to_string();
+    // A criterion in a body the gateway would not read (JSON sent as a form, as `curl -d`
+    // does; text; multipart; no type): refused, nothing revoked — never the wider revocation
+    // the query alone names.
+    for (content_type, body, status) in [
+        (Some("application/x-www-form-urlencoded"), narrowing.clone(), 400),
+        (Some("text/plain"), narrowing.clone(), 415),
+        (None, narrowing.clone(), 415),
+        (
+            Some("multipart/form-data; boundary=b"),
+            format!("--b\r\nContent-Disposition: form-data; name=\"applicationId\"\r\n\r\n{APP}\r\n--b--\r\n"),
+            415,
+        ),
+        (Some("application/x-www-form-urlencoded"), format!("applicationid={APP}"), 400),
+    ] {
+        let mut request = with_api_key(
+            http.delete(gw.url(&format!("/api/jwt/refresh?userId={}", ann_app.user_id))),
+        )
+        .body(body.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let response = request.send().expect("send");
+        assert_eq!(response.status().as_u16(), status, "{content_type:?} {body}");
+        assert!(alive(&ann_app) && alive(&ann_other), "{content_type:?}: revoked");
+    }
+    // A form with the documented names is read: it narrows the query's revocation.
+    check_status(
+        with_api_key(http.delete(gw.url(&format!("/api/jwt/refresh?userId={}", ann_app.user_id))))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("applicationId={APP}"))
+            .send()
+            .expect("send"),
+        200,
+    );
+    assert!(!alive(&ann_app) && alive(&ann_other));
+
+    // Each public-key call names one key, so its parameter is read as written: the word the
+    // TypeScript client writes for an omitted argument names no key, it never lists them all.
+    let status = |query: &str| {
+        http.get(gw.url(&format!("/api/jwt/public-key?{query}")))
+            .send()
+            .expect("send")
+            .status()
+            .as_u16()
+    };
+    for query in ["kid=null", "kid=undefined", "keyId=null"] {
+        assert_eq!(status(query), 404, "{query}");
+    }
+    assert_eq!(status("applicationId=undefined"), 400);
+    // One key named both ways, in two spellings of its id, is one key.
+    let rs = gw.keys.get(Algorithm::RS256).0.to_string();
+    let upper = rs.to_uppercase();
+    assert_eq!(status(&format!("kid={rs}&keyId={upper}")), 200);
+    assert_eq!(status(&format!("kid={rs}&applicationId={APP}")), 400);
+}

@@ -9,6 +9,7 @@
 // handlers parse the answer; the wrapper only remembers what went out and what came back
 // (ClientResponse has no headers, and the JWT checks look at Set-Cookie).
 
+import { appendFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -29,6 +30,10 @@ if (version !== '1.69.0') {
 /** The last request the client sent and what it got back. */
 let last = null;
 
+// Opt-in: when GATEHOUSE_RECORD_EXCHANGES names a file, every exchange is appended to it as one
+// JSON line (e.g. to check the answers against FusionAuth's OpenAPI schemas). Unset in CI.
+const recordFile = process.env.GATEHOUSE_RECORD_EXCHANGES || null;
+
 class RecordingRESTClient extends DefaultRESTClient {
   async go() {
     const url = new URL(this.getFullUrl());
@@ -46,6 +51,17 @@ class RecordingRESTClient extends DefaultRESTClient {
       exchange.status = response.status;
       exchange.setCookies = response.headers.raw()['set-cookie'] || [];
       exchange.text = await response.text();
+      if (recordFile) {
+        appendFileSync(recordFile, `${JSON.stringify({
+          method: exchange.method,
+          path: url.pathname,
+          query: url.search.replace(/^\?/, ''),
+          requestBody: exchange.body,
+          status: response.status,
+          contentType: response.headers.get('content-type'),
+          responseBody: exchange.text,
+        })}\n`);
+      }
       return handler({
         status: response.status,
         headers: response.headers,

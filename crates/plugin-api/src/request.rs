@@ -96,15 +96,26 @@ impl PluginRequest {
         parse_form(&String::from_utf8_lossy(&self.body))
     }
 
-    /// A parameter from the query string, else from a form-encoded body.
+    /// A parameter from the query string, else from a form-encoded body; `None` when absent or
+    /// it says "no value" (see [`is_given`]).
     pub fn param(&self, name: &str) -> Option<String> {
-        self.query_param(name).or_else(|| {
-            self.form_params()
-                .into_iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v)
-                .filter(|v| is_given(v))
-        })
+        self.query_param(name)
+            .or_else(|| self.form_param(name).filter(|v| is_given(v)))
+    }
+
+    /// A parameter from the query string, else from a form body, as written ([`Self::query_text`]:
+    /// only empty is absent).
+    pub fn param_text(&self, name: &str) -> Option<String> {
+        self.query_text(name)
+            .or_else(|| self.form_param(name).filter(|v| !v.is_empty()))
+    }
+
+    /// The first value of `name` in a form-encoded body, as written.
+    fn form_param(&self, name: &str) -> Option<String> {
+        self.form_params()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     /// Checks the parameters a handler may read as text — the query string's, a form body's

@@ -37,6 +37,15 @@ pub async fn retrieve(
             "You must specify the userId (or identityProviderId and identityProviderUserId).",
         ));
     }
+    // One link is named by its provider and the provider's user id: an external id alone may
+    // be linked on several providers, to different users, and is never matched by guessing.
+    if provider_user_id.is_some() && provider_id.is_none() {
+        return Err(ApiError::field(
+            "identityProviderId",
+            "blank",
+            "You must specify the identityProviderId with the identityProviderUserId.",
+        ));
+    }
     let links: Vec<IdentityProviderLink> = context
         .records
         .find_links(provider_id, user_id, provider_user_id.as_deref())
@@ -45,6 +54,14 @@ pub async fn retrieve(
         .filter(|l| visible_link(&grant, l))
         .collect();
     if provider_user_id.is_some() {
+        if links.len() > 1 {
+            // A global provider's user id linked in more than one tenant.
+            return Err(ApiError::general(
+                "[AmbiguousRequest]",
+                "More than one tenant links this identityProviderUserId: give the userId, or \
+                 scope the request to a tenant.",
+            ));
+        }
         let link = links.into_iter().next().ok_or(ApiError::NotFound)?;
         return Ok(PluginResponse::json(
             200,
@@ -386,7 +403,10 @@ pub async fn retrieve_pending(
         let links = context
             .records
             .find_links(Some(link.identity_provider_id), Some(user_id), None)
-            .await?;
+            .await?
+            .into_iter()
+            .filter(|l| visible_link(&grant, l))
+            .collect::<Vec<_>>();
         body["linkCount"] = json!(links.len());
         body["pendingIdPLink"]["identityProviderLinks"] = json!(links);
         if let Some(user) = context

@@ -514,7 +514,8 @@ pub async fn lookup(
     context: &Env<'_>,
 ) -> Result<PluginResponse, ApiError> {
     let grant = api_key(request, context)?;
-    let raw = request.query_param("domain").ok_or_else(|| {
+    // Free text, as written: a provider may manage the domain `null`.
+    let raw = request.query_text("domain").ok_or_else(|| {
         ApiError::field(
             "domain",
             "blank",

@@ -12,7 +12,7 @@ use gatehouse_plugin_api::{ApiError, PluginContext, PluginRequest, PluginRespons
 use gatehouse_refresh::effective_jwt_configuration;
 use serde_json::{json, Value};
 
-use crate::common::{request_tenant_scope, scoped_tenant, uuid_param};
+use crate::common::{parse_uuid, request_tenant_scope, scoped_tenant};
 
 /// Handles `GET /api/jwt/public-key`.
 ///
@@ -28,13 +28,16 @@ pub async fn public_key(
     context: &PluginContext,
 ) -> Result<PluginResponse, ApiError> {
     let keys = context.tokens.public_keys();
-    let (kid, key_id) = (request.query_param("kid"), request.query_param("keyId"));
-    let named = [
-        kid.is_some(),
-        key_id.is_some(),
-        request.param("applicationId").is_some(),
-    ];
-    if named.iter().filter(|n| **n).count() > 1 && kid != key_id {
+    // Each call names one key, so its parameter is read as written: `kid=null` names no key
+    // (404), it does not ask for every key.
+    let (kid, key_id) = (request.query_text("kid"), request.query_text("keyId"));
+    let application_id = request.param_text("applicationId");
+    let named = [kid.is_some(), key_id.is_some(), application_id.is_some()];
+    let same_key = match (&kid, &key_id) {
+        (Some(kid), Some(key_id)) => kid.trim().eq_ignore_ascii_case(key_id.trim()),
+        _ => false,
+    };
+    if named.iter().filter(|n| **n).count() > 1 && !(same_key && application_id.is_none()) {
         // Two ways of naming the key that may name two keys: which one is meant?
         return Err(ApiError::general(
             "[AmbiguousRequest]",
@@ -45,7 +48,8 @@ pub async fn public_key(
         let key = find_key(&keys, &kid).ok_or(ApiError::NotFound)?;
         return Ok(PluginResponse::json(200, &json!({ "publicKey": key.pem })));
     }
-    if let Some(application_id) = uuid_param(request, "applicationId")? {
+    if let Some(application_id) = application_id {
+        let application_id = parse_uuid("applicationId", &application_id)?;
         let tenant_id = request_tenant_scope(request, context)?;
         let application = context
             .store

@@ -61,10 +61,35 @@ pub struct JwtRefreshResponse {
 }
 
 /// True when the request body is declared JSON.
-fn is_json(request: &PluginRequest) -> bool {
-    request
-        .header("content-type")
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
+/// The parameters a revocation's form body may hold (FusionAuth documents `token` in one).
+const REVOKE_FORM_PARAMETERS: [&str; 3] = ["token", "userId", "applicationId"];
+
+/// `Ok` when a revocation's body can be read whole: none, JSON, or a form body holding only
+/// [`REVOKE_FORM_PARAMETERS`]. A form with other names (a JSON object sent as a form, as
+/// `curl -d` does) is a 400 naming the first, and any other type a 415: a criterion the
+/// gateway cannot read must not leave a wider revocation than the caller asked for.
+fn readable_revoke_body(request: &PluginRequest) -> Result<(), ApiError> {
+    if request.body.iter().all(u8::is_ascii_whitespace) || request.declares_json() {
+        return Ok(());
+    }
+    let form = request.form_params();
+    if form.is_empty() {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    match form
+        .iter()
+        .find(|(name, _)| !REVOKE_FORM_PARAMETERS.contains(&name.as_str()))
+    {
+        Some((name, _)) => Err(ApiError::field(
+            name,
+            "invalid",
+            format!(
+                "A revocation's form body may hold only token, userId and applicationId, not {}.",
+                gatehouse_plugin_api::error::safe_field_name(name)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The refresh token to exchange: the `refresh_token` cookie, else `refreshToken` from the JSON
@@ -275,10 +300,11 @@ fn merged<T: PartialEq>(
 /// Reads `token`, `userId` and `applicationId` from the query string or a form body, and from
 /// a JSON body when the request declares one (a value given in both must agree).
 pub fn revoke_request_target(request: &PluginRequest) -> Result<RevokeTarget, ApiError> {
+    readable_revoke_body(request)?;
     let mut token = request.param("token");
     let mut user_id = uuid_param(request, "userId")?;
     let mut application_id = uuid_param(request, "applicationId")?;
-    if is_json(request) && !request.body.iter().all(u8::is_ascii_whitespace) {
+    if request.declares_json() && !request.body.iter().all(u8::is_ascii_whitespace) {
         let body: RevokeBody = request.json()?;
         let non_empty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let uuid =

@@ -25,10 +25,18 @@ use crate::store::rows::{conflict_is_not_found, encode, LinkRow, LoginRows};
 pub(super) async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreResult<()> {
     execute(
         c,
-        "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+        "INSERT INTO identity_provider_links \
+         (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) \
          DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-        &[&row.provider, &row.provider_user, &row.user, &row.body],
+        &[
+            &row.provider,
+            &row.provider_user,
+            &row.user,
+            &row.body,
+            &row.tenant,
+        ],
     )
     .await
     .map_err(conflict_is_not_found)?;

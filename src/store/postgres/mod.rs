@@ -65,6 +65,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_rotation_retention.sql"),
     include_str!("migrations/0003_revocation_order.sql"),
     include_str!("migrations/0004_login_states.sql"),
+    include_str!("migrations/0005_link_tenants.sql"),
 ];
 
 /// The advisory lock key migrations run under ("gatehous" in ASCII).

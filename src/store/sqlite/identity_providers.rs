@@ -23,14 +23,17 @@ use crate::store::rows::{encode, LinkRow, LoginRows};
 /// Inserts or replaces a link.
 pub(super) fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
     tx.execute(
-        "INSERT INTO identity_provider_links (identity_provider_id, identity_provider_user_id, user_id, body) \
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (identity_provider_id, identity_provider_user_id) \
+        "INSERT INTO identity_provider_links \
+         (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) \
          DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
         params![
             row.provider.to_string(),
             row.provider_user,
             row.user.to_string(),
-            row.body
+            row.body,
+            row.tenant.to_string()
         ],
     )
     .map_err(conflict_is_not_found)?;
@@ -212,8 +215,9 @@ impl IdentityProviderStore for SqliteStore {
             )?;
             let link = found.into_iter().next().ok_or(StoreError::NotFound)?;
             tx.execute(
-                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1 AND identity_provider_user_id = ?2",
-                params![idp, idp_user],
+                "DELETE FROM identity_provider_links WHERE identity_provider_id = ?1 \
+                 AND identity_provider_user_id = ?2 AND user_id = ?3",
+                params![idp, idp_user, user],
             )
             .map_err(backend)?;
             Ok(link)

@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_rotation_retention.sql"),
     include_str!("migrations/0005_revocation_order.sql"),
     include_str!("migrations/0006_login_states.sql"),
+    include_str!("migrations/0007_link_tenants.sql"),
 ];
 
 /// How many prepared statements the connection keeps for reuse.
@@ -427,6 +428,65 @@ mod tests {
                 (MIGRATIONS.len() as i64, MIGRATIONS.len() as i64)
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_link_written_before_links_had_tenants_keeps_its_tenant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.db");
+        let link = serde_json::json!({"identityProviderId": Uuid::from_u128(1),
+            "identityProviderUserId": "ext", "userId": Uuid::from_u128(2),
+            "tenantId": Uuid::from_u128(3), "insertInstant": 1, "lastLoginInstant": 1});
+        {
+            // A file at schema version 6, with one provider and its link.
+            let mut conn = Connection::open(&path).expect("connection");
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            )
+            .expect("versions");
+            for (version, sql) in MIGRATIONS[..6].iter().enumerate() {
+                let tx = conn.transaction().expect("tx");
+                tx.execute_batch(sql).expect("migration");
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                    params![version as i64 + 1],
+                )
+                .expect("version");
+                tx.commit().expect("commit");
+            }
+            conn.execute(
+                "INSERT INTO identity_providers (id, body) VALUES (?1, '{}')",
+                params![Uuid::from_u128(1).to_string()],
+            )
+            .expect("provider");
+            conn.execute(
+                "INSERT INTO identity_provider_links VALUES (?1, 'ext', ?2, ?3)",
+                params![
+                    Uuid::from_u128(1).to_string(),
+                    Uuid::from_u128(2).to_string(),
+                    link.to_string()
+                ],
+            )
+            .expect("link");
+        }
+        let store = SqliteStore::open(&path, Arc::new(SystemClock)).expect("open");
+        let found = gatehouse_plugin_identity_provider::IdentityProviderStore::find_links(
+            &store,
+            None,
+            None,
+            Some("ext"),
+        )
+        .await
+        .expect("find");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].tenant_id, Uuid::from_u128(3));
+        let conn = Connection::open(&path).expect("connection");
+        let tenant: String = conn
+            .query_row("SELECT tenant_id FROM identity_provider_links", [], |r| {
+                r.get(0)
+            })
+            .expect("tenant column");
+        assert_eq!(tenant, Uuid::from_u128(3).to_string());
     }
 
     #[tokio::test]
