@@ -8,6 +8,7 @@ use gatehouse_plugin_api::indexed::{self, Indexed};
 use gatehouse_plugin_api::model::{IdentityProviderLink, RefreshToken, Registration, User};
 use gatehouse_plugin_api::store::{RevokeScope, StoreError};
 use gatehouse_plugin_api::tokens::RevocationScope;
+use gatehouse_plugin_identity_provider::store::LinkWrite;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -119,6 +120,12 @@ impl LinkRow {
             body: encode(link)?,
         })
     }
+}
+
+/// The conflict of a link write whose condition failed: the provider user is linked in the
+/// tenant already, or its link is no longer the one the login read.
+pub(crate) fn link_taken() -> StoreError {
+    StoreError::Conflict("the provider user's link changed".into())
 }
 
 /// The row form of a revocation scope: kind and up to two ids.
@@ -292,6 +299,7 @@ pub(crate) struct LoginRows {
     pub how: UserWrite,
     pub registration: Option<RegistrationRow>,
     pub link: LinkRow,
+    pub link_write: LinkWrite,
 }
 
 impl LoginRows {
@@ -301,6 +309,7 @@ impl LoginRows {
         expected_user: Option<&User>,
         registration: Option<&Registration>,
         link: &IdentityProviderLink,
+        link_write: LinkWrite,
     ) -> Result<LoginRows, StoreError> {
         Ok(LoginRows {
             user: UserRow::of(user)?,
@@ -309,6 +318,7 @@ impl LoginRows {
             }),
             registration: registration.map(RegistrationRow::of).transpose()?,
             link: LinkRow::of(link)?,
+            link_write,
         })
     }
 }

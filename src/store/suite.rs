@@ -11,7 +11,7 @@ use gatehouse_plugin_api::tokens::RevocationScope;
 use serde_json::json;
 use uuid::Uuid;
 
-use gatehouse_plugin_identity_provider::store::ProviderWrite;
+use gatehouse_plugin_identity_provider::store::{LinkInsert, LinkWrite, ProviderWrite};
 
 use super::{DirectoryStore, GatewayStore};
 
@@ -38,6 +38,7 @@ macro_rules! host_store_suite {
             identity_providers_are_stored_and_deleted_with_their_links,
             links_are_found_by_any_filter_and_deleted_once,
             a_provider_user_id_is_linked_once_in_each_tenant,
+            a_login_writes_its_link_only_as_it_found_it,
             a_link_over_the_indexed_limit_is_refused_and_found_nowhere,
             lambdas_are_stored_and_deleted_once,
             providers_and_lambdas_are_created_once_however_many_race,
@@ -238,7 +239,7 @@ pub async fn identity_providers_are_stored_and_deleted_with_their_links(store: &
         store.list_identity_providers().await.expect("list").len(),
         1
     );
-    store.put_link(&link(IDP, "ext-1")).await.expect("link");
+    put(store, &link(IDP, "ext-1")).await;
     store
         .delete_identity_provider(IDP)
         .await
@@ -256,7 +257,7 @@ pub async fn links_are_found_by_any_filter_and_deleted_once(store: &dyn GatewayS
         .await;
     assert_eq!(written, Ok(ProviderWrite::Written));
     let first = link(IDP, "ext-1");
-    store.put_link(&first).await.expect("link");
+    put(store, &first).await;
     let by_provider = store.find_links(Some(IDP), None, None).await.expect("find");
     assert_eq!(by_provider, vec![first.clone()]);
     let by_user = store.find_links(None, Some(USER), Some("ext-1")).await;
@@ -290,23 +291,110 @@ pub async fn a_provider_user_id_is_linked_once_in_each_tenant(store: &dyn Gatewa
         token: Some("second tenant's".into()),
         ..link(IDP, "shared")
     };
-    store.put_link(&first).await.expect("link");
-    store.put_link(&second).await.expect("link");
+    put(store, &first).await;
+    put(store, &second).await;
     let both = store.find_links(Some(IDP), None, Some("shared")).await;
     assert_eq!(both.expect("find").len(), 2);
-    let relinked = IdentityProviderLink {
+    // Linked in the tenant already: to the same user or another, nothing is written.
+    let again = IdentityProviderLink {
         last_login_instant: 2,
         ..first.clone()
     };
-    store.put_link(&relinked).await.expect("link again");
+    assert_eq!(store.insert_link(&again, None).await, Ok(LinkInsert::Taken));
+    let hijack = IdentityProviderLink {
+        user_id: Uuid::from_u128(0x5555),
+        ..first.clone()
+    };
+    assert_eq!(
+        store.insert_link(&hijack, None).await,
+        Ok(LinkInsert::Taken)
+    );
+    // The user's links to the provider count against a limit.
+    let another = link(IDP, "another");
+    let limited = store.insert_link(&another, Some(1)).await;
+    assert_eq!(limited, Ok(LinkInsert::LimitReached));
+    assert_eq!(
+        store.insert_link(&another, Some(2)).await,
+        Ok(LinkInsert::Written)
+    );
     let firsts = store.find_links(Some(IDP), Some(USER), None).await;
-    assert_eq!(firsts.expect("find"), vec![relinked.clone()]);
+    assert_eq!(firsts.expect("find"), vec![another.clone(), first.clone()]);
     assert_eq!(
         store.delete_link(IDP, "shared", other_user).await,
         Ok(second)
     );
     let left = store.find_links(Some(IDP), None, Some("shared")).await;
-    assert_eq!(left.expect("find"), vec![relinked]);
+    assert_eq!(left.expect("find"), vec![first]);
+}
+
+/// Inserts `link`, which must be new.
+async fn put(store: &dyn GatewayStore, link: &IdentityProviderLink) {
+    assert_eq!(store.insert_link(link, None).await, Ok(LinkInsert::Written));
+}
+
+/// A login writes its link only as it found it: a new link only while the provider user is
+/// still unlinked in the tenant, the user's own only while it still links that user; else a
+/// `Conflict`, and nothing of the login (user included) is written.
+pub async fn a_login_writes_its_link_only_as_it_found_it(store: &dyn GatewayStore) {
+    use gatehouse_plugin_api::model::User;
+    let written = store
+        .insert_identity_provider(IDP, &json!({"id": IDP}))
+        .await;
+    assert_eq!(written, Ok(ProviderWrite::Written));
+    let user = User {
+        id: USER,
+        tenant_id: TENANT,
+        ..Default::default()
+    };
+    let ours = link(IDP, "ext");
+    // Linked meanwhile (to someone else): the login's insert is a conflict.
+    let theirs = IdentityProviderLink {
+        user_id: Uuid::from_u128(0x5555),
+        ..ours.clone()
+    };
+    put(store, &theirs).await;
+    let saved = store
+        .save_login(&user, None, None, &ours, LinkWrite::Insert)
+        .await;
+    assert!(matches!(saved, Err(StoreError::Conflict(_))), "{saved:?}");
+    assert_eq!(store.get_user(USER).await.expect("get"), None);
+    // The login read its own link, but it now links someone else: a conflict too.
+    let saved = store
+        .save_login(&user, None, None, &ours, LinkWrite::ReplaceOwn)
+        .await;
+    assert!(matches!(saved, Err(StoreError::Conflict(_))), "{saved:?}");
+    assert_eq!(store.get_user(USER).await.expect("get"), None);
+    // Unlinked meanwhile: the login's rewrite of its link is a conflict, never a relink.
+    store
+        .delete_link(IDP, "ext", theirs.user_id)
+        .await
+        .expect("unlink");
+    let saved = store
+        .save_login(&user, None, None, &ours, LinkWrite::ReplaceOwn)
+        .await;
+    assert!(matches!(saved, Err(StoreError::Conflict(_))), "{saved:?}");
+    assert_eq!(store.find_links(Some(IDP), None, None).await, Ok(vec![]));
+    // As found: written.
+    let saved = store
+        .save_login(&user, None, None, &ours, LinkWrite::Insert)
+        .await;
+    assert_eq!(saved, Ok(true));
+    let next = User {
+        last_update_instant: user.last_update_instant + 1,
+        ..user.clone()
+    };
+    let relogged = IdentityProviderLink {
+        last_login_instant: 9,
+        ..ours
+    };
+    let saved = store
+        .save_login(&next, Some(&user), None, &relogged, LinkWrite::ReplaceOwn)
+        .await;
+    assert_eq!(saved, Ok(true));
+    assert_eq!(
+        store.find_links(Some(IDP), None, None).await,
+        Ok(vec![relogged])
+    );
 }
 
 /// A link whose provider user id is at its limit ([`gatehouse_plugin_api::indexed`]) is stored
@@ -322,7 +410,7 @@ pub async fn a_link_over_the_indexed_limit_is_refused_and_found_nowhere(store: &
     };
     store.apply_declared(&declared).await.expect("idp");
     let longest = incompressible(MAX_PROVIDER_USER_ID_BYTES, 7);
-    store.put_link(&link(IDP, &longest)).await.expect("link");
+    put(store, &link(IDP, &longest)).await;
     let found = store.find_links(Some(IDP), None, Some(&longest)).await;
     assert_eq!(found.expect("find").len(), 1);
     let user = User {
@@ -335,12 +423,13 @@ pub async fn a_link_over_the_indexed_limit_is_refused_and_found_nowhere(store: &
         incompressible(9000, 8),
         "a\0b".into(),
     ] {
-        let refused = store.put_link(&link(IDP, &over)).await;
+        let refused = store.insert_link(&link(IDP, &over), None).await;
         assert!(
             matches!(refused, Err(StoreError::Backend(_))),
             "{refused:?}"
         );
-        let login = store.save_login(&user, None, None, &link(IDP, &over)).await;
+        let over_link = link(IDP, &over);
+        let login = (store.save_login(&user, None, None, &over_link, LinkWrite::Insert)).await;
         assert!(matches!(login, Err(StoreError::Backend(_))), "{login:?}");
         assert_eq!(store.get_user(USER).await.expect("get"), None);
         if !over.contains('\0') {

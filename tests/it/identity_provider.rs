@@ -471,6 +471,68 @@ fn tenant_locked_keys_see_global_providers_and_change_only_their_own() {
         .as_str()
         .expect("id")
         .to_string();
+    // A null tenant is no tenant, never "global": the scoped key's create, replace and patch
+    // with `"tenantId": null` leave the provider in its tenant (and an id in another spelling
+    // is stored in the canonical one).
+    let nulled = scoped(reqwest::Method::POST, "/api/identity-provider")
+        .json(
+            &json!({"identityProvider": {"name": "nulled", "type": "ExternalJWT",
+            "headerKeyParameter": "kid", "tenantId": null}}),
+        )
+        .send()
+        .expect("send");
+    let nulled = check_status(nulled, 200)["identityProvider"].clone();
+    assert_eq!(nulled["tenantId"], OTHER_TENANT);
+    let nulled_id = nulled["id"].as_str().expect("id").to_string();
+    let path = format!("/api/identity-provider/{nulled_id}");
+    let mut replaced = nulled.clone();
+    replaced["tenantId"] = Value::Null;
+    let put = scoped(reqwest::Method::PUT, &path)
+        .json(&json!({"identityProvider": replaced}))
+        .send()
+        .expect("send");
+    assert_eq!(
+        check_status(put, 200)["identityProvider"]["tenantId"],
+        OTHER_TENANT
+    );
+    let patch = scoped(reqwest::Method::PATCH, &path)
+        .header("Content-Type", "application/json-patch+json")
+        .body(r#"[{"op": "replace", "path": "/identityProvider/tenantId", "value": null}]"#)
+        .send()
+        .expect("send");
+    assert_eq!(
+        check_status(patch, 200)["identityProvider"]["tenantId"],
+        OTHER_TENANT
+    );
+    let by_header = t
+        .http
+        .post(t.gw.url("/api/identity-provider"))
+        .header("Authorization", API_KEY)
+        .header("X-FusionAuth-TenantId", OTHER_TENANT)
+        .json(&json!({"identityProvider": {"name": "spelled", "type": "ExternalJWT",
+            "headerKeyParameter": "kid", "tenantId": OTHER_TENANT.to_uppercase().replace('-', "")}}))
+        .send()
+        .expect("send");
+    assert_eq!(
+        check_status(by_header, 200)["identityProvider"]["tenantId"],
+        OTHER_TENANT
+    );
+    let global_list = check_status(t.get("/api/identity-provider"), 200);
+    for provider in global_list["identityProviders"].as_array().expect("list") {
+        if provider["id"] != global.to_string().as_str() {
+            assert_eq!(provider["tenantId"], OTHER_TENANT, "{provider}");
+        }
+    }
+    for name in ["nulled", "spelled"] {
+        let found = check_status(t.get("/api/identity-provider"), 200)["identityProviders"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["id"].as_str().map(str::to_string))
+            .expect("created");
+        check_status(t.delete(&format!("/api/identity-provider/{found}")), 200);
+    }
     // the unscoped key sees both; the header-scoped request to the default tenant does not see it
     assert_eq!(
         check_status(t.get("/api/identity-provider"), 200)["identityProviders"]

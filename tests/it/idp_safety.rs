@@ -525,3 +525,121 @@ fn a_tenants_key_reads_no_other_tenants_links_and_one_external_id_is_never_guess
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["identityProviderLink"]["userId"], bob.as_str());
 }
+
+/// Runs `count` calls of `call` at once; their statuses and bodies.
+fn at_once(
+    count: usize,
+    call: &(dyn Fn(usize) -> reqwest::blocking::Response + Sync),
+) -> Vec<(u16, Value)> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| {
+                s.spawn(move || {
+                    let response = call(i);
+                    let status = response.status().as_u16();
+                    (status, response.json().unwrap_or(Value::Null))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("join"))
+            .collect()
+    })
+}
+
+#[test]
+fn racing_logins_and_link_creates_for_one_provider_user_leave_one_link() {
+    let t = Idp::start();
+    let key = ExternalKey::generate(Algorithm::HS256);
+    let anonymous = t.provider(json!({"keys": {"k": key.verifying},
+        "linkingStrategy": "LinkAnonymously"}));
+    // Logins racing for one new provider user: one user, every login logged in as it.
+    let token = key.sign(Some("k"), None, &ext_claims("ext-race", None, json!({})));
+    let answers = at_once(10, &|_| t.login(anonymous, &token, json!({})));
+    let users: std::collections::BTreeSet<String> = (answers.iter())
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body["user"]["id"].as_str().expect("user id").to_string()
+        })
+        .collect();
+    assert_eq!(users.len(), 1, "{users:?}");
+    let links = check_status(
+        t.get(&format!(
+            "/api/identity-provider/link?identityProviderId={anonymous}&identityProviderUserId=ext-race"
+        )),
+        200,
+    );
+    assert!(users.contains(
+        links["identityProviderLink"]["userId"]
+            .as_str()
+            .expect("user")
+    ));
+
+    // Link creates racing for one provider user, each for another user: one is linked, the
+    // others are told so; never a 200 whose link another one replaced.
+    let linkable = t.provider(json!({"keys": {"k": key.verifying},
+        "linkingStrategy": "CreatePendingLink",
+        "tenantConfiguration": {TENANT: {"limitUserLinkCount":
+            {"enabled": true, "maximumLinks": 2}}}}));
+    let people: Vec<String> = (0..8)
+        .map(|i| t.gw.login(&format!("racer-{i}@example.com"), &[]).user_id)
+        .collect();
+    let create = |external: String, user: &str| {
+        t.post(
+            "/api/identity-provider/link",
+            &json!({"identityProviderLink": {"identityProviderId": linkable,
+                "identityProviderUserId": external, "userId": user}}),
+        )
+    };
+    let answers = at_once(8, &|i| create("ext-shared".into(), &people[i]));
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(
+            body["generalErrors"][0]["code"],
+            "[duplicate]identityProviderLink"
+        );
+    }
+    let stored = check_status(
+        t.get(&format!(
+            "/api/identity-provider/link?identityProviderId={linkable}&identityProviderUserId=ext-shared"
+        )),
+        200,
+    );
+    assert_eq!(
+        stored["identityProviderLink"]["userId"],
+        won[0]["identityProviderLink"]["userId"]
+    );
+
+    // Creates racing for one user, each another provider user: the limit holds.
+    let answers = at_once(8, &|i| create(format!("ext-many-{i}"), &people[1]));
+    let written = answers.iter().filter(|(s, _)| *s == 200).count();
+    let mine = check_status(
+        t.get(&format!(
+            "/api/identity-provider/link?identityProviderId={linkable}&userId={}",
+            people[1]
+        )),
+        200,
+    );
+    let held = mine["identityProviderLinks"]
+        .as_array()
+        .expect("links")
+        .len();
+    assert!(
+        held <= 2
+            && held
+                == written
+                    + usize::from(won[0]["identityProviderLink"]["userId"] == people[1].as_str()),
+        "{answers:?} {mine}"
+    );
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(body["generalErrors"][0]["code"], "[LinkLimitReached]");
+    }
+}

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::common::{api_key, json_body, Env};
 use crate::pending::{PendingLink, PendingLinks};
 use crate::provider::Provider;
+use crate::store::LinkInsert;
 
 fn visible_link(grant: &ApiKeyGrant, link: &IdentityProviderLink) -> bool {
     grant.allows_tenant(link.tenant_id)
@@ -105,10 +106,21 @@ pub async fn create(
     let user = link_user(context, &grant, wanted.user_id).await?;
     check_same_tenant(&provider, &user, wanted.pending.as_ref())?;
     check_not_linked(context, &wanted, &user).await?;
-    check_link_count(context, &provider, &wanted, &user).await?;
+    let limit = provider.link_limit(user.tenant_id);
     let pending_id = wanted.pending.as_ref().map(|(id, _)| id.clone());
     let link = new_link(context.clock.now_millis(), &provider, &user, wanted);
-    context.records.put_link(&link).await?;
+    // Checked again where it is written: of racing creates, one links the provider user and
+    // the others are refused, and together they cannot pass the limit.
+    let limit_u64 = limit.map(|max| u64::try_from(max).unwrap_or(0));
+    match context.records.insert_link(&link, limit_u64).await? {
+        LinkInsert::Written => {}
+        LinkInsert::Taken => {
+            return Err(duplicate_link(
+                "This identity provider user was linked in the tenant meanwhile.",
+            ))
+        }
+        LinkInsert::LimitReached => return Err(limit_error(limit.unwrap_or(0))),
+    }
     if let Some(id) = pending_id {
         pending.take(&id);
     }
@@ -277,31 +289,12 @@ async fn check_not_linked(
     } else {
         "This identity provider user is already linked to another user."
     };
-    Err(ApiError::general(
-        "[duplicate]identityProviderLink",
-        message,
-    ))
+    Err(duplicate_link(message))
 }
 
-/// Returns a `[LinkLimitReached]` error when the user already has the provider's link limit
-/// for the user's tenant.
-async fn check_link_count(
-    context: &Env<'_>,
-    provider: &Provider,
-    wanted: &LinkRequest,
-    user: &User,
-) -> Result<(), ApiError> {
-    if let Some(max) = provider.link_limit(user.tenant_id) {
-        let count = context
-            .records
-            .find_links(Some(wanted.provider_id), Some(user.id), None)
-            .await?
-            .len();
-        if count as i64 >= max {
-            return Err(limit_error(max));
-        }
-    }
-    Ok(())
+/// The `[duplicate]identityProviderLink` error, with `message`.
+fn duplicate_link(message: &str) -> ApiError {
+    ApiError::general("[duplicate]identityProviderLink", message)
 }
 
 /// Returns the link the request makes, created at `now` (its display name defaults to the

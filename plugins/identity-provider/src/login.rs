@@ -55,6 +55,7 @@ use crate::reconcile::{
     apply_claim_map, decide, identity, is_birth_date, is_time_zone, Decision, Identity, Refusal,
 };
 use crate::sandbox::Sandbox;
+use crate::store::LinkWrite;
 use crate::users::full_user;
 
 /// The `authenticationType` of access tokens issued here.
@@ -1011,12 +1012,16 @@ async fn persist(
     }
     let new_link = existing_link.is_none();
     let link = login_link(at, target, who, existing_link, user.id);
+    // The link is written only as this login found it: still absent, or still the user's.
+    let link_write = match new_link {
+        true => LinkWrite::Insert,
+        false => LinkWrite::ReplaceOwn,
+    };
     let saved = save_login(
         at.env.context,
-        &user,
-        read_user.as_ref(),
+        (&user, read_user.as_ref()),
         registered.then_some(&working_registration),
-        &link,
+        (&link, link_write),
     )
     .await?;
     if saved == Saved::Taken {
@@ -1073,19 +1078,19 @@ enum Saved {
 }
 
 /// Writes the user (unless it changed since `read_user` was read), the registration and the
-/// link in one transaction; returns [`Failure::Concurrent`] when the user changed meanwhile (the
-/// login then starts over), and [`Saved::Taken`] when a unique value (email, username, the
-/// link) is taken, which [`clash::classify`] tells a race from a permanent conflict.
+/// link (as `link_write` says) in one transaction; returns [`Failure::Concurrent`] when the
+/// user changed meanwhile (the login then starts over), and [`Saved::Taken`] when a unique
+/// value (email, username) is taken or the link is no longer as the login found it, which
+/// [`clash::classify`] tells a race from a permanent conflict.
 async fn save_login(
     context: &Env<'_>,
-    user: &User,
-    read_user: Option<&User>,
+    (user, read_user): (&User, Option<&User>),
     registration: Option<&Registration>,
-    link: &IdentityProviderLink,
+    (link, link_write): (&IdentityProviderLink, LinkWrite),
 ) -> Result<Saved, Failure> {
     let saved = context
         .records
-        .save_login(user, read_user, registration, link)
+        .save_login(user, read_user, registration, link, link_write)
         .await;
     match saved {
         Ok(true) => Ok(Saved::Written),

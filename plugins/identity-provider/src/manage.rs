@@ -263,13 +263,26 @@ fn check_verification_keys(doc: &Value, context: &Env<'_>, errors: &mut Errors) 
     }
 }
 
+/// Settles the tenant of the provider document `obj`: `tenant` when it names none (no
+/// `tenantId`, or `"tenantId": null` — a null is no tenant, never "global": a tenant-scoped
+/// request cannot make a global provider that way, nor an update turn a tenant's provider into
+/// one), and a UUID in any spelling stored in its canonical one.
+fn settle_tenant(obj: &mut serde_json::Map<String, Value>, tenant: Option<Uuid>) {
+    let named = obj.get("tenantId").filter(|t| !t.is_null());
+    let settled = match named {
+        None => tenant,
+        Some(t) => t.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok()),
+    };
+    if let Some(t) = settled {
+        obj.insert("tenantId".into(), json!(t));
+    }
+}
+
 /// Finishes a document for storage: id, tenant of a scoped request, defaults, instants.
 fn finish(mut doc: Value, id: Uuid, grant: &ApiKeyGrant, insert: i64, now: i64) -> Value {
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
-        if let (Some(t), None) = (grant.tenant_id, obj.get("tenantId")) {
-            obj.insert("tenantId".into(), json!(t));
-        }
+        settle_tenant(obj, grant.tenant_id);
     }
     normalize(&mut doc);
     if let Some(obj) = doc.as_object_mut() {
@@ -295,8 +308,8 @@ pub async fn create(
             None => Uuid::new_v4(),
         },
     };
-    if let (Some(t), Some(obj)) = (grant.tenant_id, doc.as_object_mut()) {
-        obj.entry("tenantId").or_insert(json!(t));
+    if let Some(obj) = doc.as_object_mut() {
+        settle_tenant(obj, grant.tenant_id);
     }
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("id".into(), json!(id));
@@ -443,9 +456,7 @@ async fn replacement(
         obj.insert("id".into(), json!(id));
         obj.remove("insertInstant");
         obj.remove("lastUpdateInstant");
-        if let Some(t) = document_tenant(existing) {
-            obj.entry("tenantId").or_insert(json!(t));
-        }
+        settle_tenant(obj, document_tenant(existing));
     }
     restore_redacted(&mut doc, existing, missing);
     validate_all(&doc, id, Some(existing), grant, context).await?;

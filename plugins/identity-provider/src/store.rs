@@ -57,6 +57,27 @@ pub fn provider_domains(provider: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// How a login's write of its link meets the link stored for its provider, tenant and
+/// provider user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkWrite {
+    /// The login found no link: written only while there is still none.
+    Insert,
+    /// The login found the link to its user: rewritten only while it still links that user.
+    ReplaceOwn,
+}
+
+/// What [`IdentityProviderStore::insert_link`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkInsert {
+    /// The link is written.
+    Written,
+    /// The provider user is linked in the tenant already; nothing written.
+    Taken,
+    /// The user has the provider's link limit already; nothing written.
+    LimitReached,
+}
+
 /// The most expired login states one [`LoginStateStore::use_login_state`] call prunes.
 pub const LOGIN_STATE_PRUNE_BATCH: i64 = 100;
 
@@ -68,14 +89,17 @@ pub trait IdentityProviderStore: LoginStateStore + Send + Sync {
     /// Writes what a login changed, in one transaction, whole or not at all: the user (created
     /// when `expected_user` is `None`, else replaced only while the stored user still has
     /// `expected_user`'s `lastUpdateInstant`, its version: a writer must move it forward), the
-    /// registration when given, and the link. `Ok(false)` when the user changed meanwhile:
-    /// nothing was written, and the login should start over.
+    /// registration when given, and the link as `link_write` says. `Ok(false)` when the user
+    /// changed meanwhile, `Conflict` when a unique value is taken or the link is not as the
+    /// login read it (linked meanwhile, or unlinked or relinked by the Link API): nothing was
+    /// written, and the login should start over or answer the conflict.
     async fn save_login(
         &self,
         user: &User,
         expected_user: Option<&User>,
         registration: Option<&Registration>,
         link: &IdentityProviderLink,
+        link_write: LinkWrite,
     ) -> StoreResult<bool>;
 
     /// Inserts provider `id`, never replacing one: [`ProviderWrite::IdTaken`] when a provider
@@ -110,8 +134,16 @@ pub trait IdentityProviderStore: LoginStateStore + Send + Sync {
     /// Deletes a provider and its links; `NotFound` when absent.
     async fn delete_identity_provider(&self, id: Uuid) -> StoreResult<()>;
 
-    /// Inserts or replaces a link (keyed by provider and provider user id).
-    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()>;
+    /// Inserts a link, never replacing one (links are keyed by provider, tenant and provider
+    /// user id): [`LinkInsert::Taken`] when the provider user is linked in the tenant,
+    /// [`LinkInsert::LimitReached`] when the user already has `limit` links to the provider;
+    /// nothing is written then. Checked and written in one transaction that excludes every
+    /// other link write for the user, so concurrent creates cannot pass a limit together.
+    async fn insert_link(
+        &self,
+        link: &IdentityProviderLink,
+        limit: Option<u64>,
+    ) -> StoreResult<LinkInsert>;
 
     /// Links matching every given filter.
     async fn find_links(

@@ -11,7 +11,7 @@ use deadpool_postgres::GenericClient;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 use gatehouse_plugin_identity_provider::store::{
-    provider_domains, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
+    provider_domains, LinkInsert, LinkWrite, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
 };
 use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use serde_json::Value;
@@ -19,28 +19,44 @@ use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
 use super::{col, execute, get_body, list_bodies, pg, query, query_opt, PostgresStore};
-use crate::store::rows::{conflict_is_not_found, encode, LinkRow, LoginRows};
+use crate::store::rows::{conflict_is_not_found, encode, link_taken, LinkRow, LoginRows};
 
-/// Inserts or replaces a link.
-pub(super) async fn write_link<C: GenericClient>(c: &C, row: &LinkRow) -> StoreResult<()> {
-    execute(
-        c,
-        "INSERT INTO identity_provider_links \
-         (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) \
-         DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-        &[
-            &row.provider,
-            &row.provider_user,
-            &row.user,
-            &row.body,
-            &row.tenant,
-        ],
-    )
-    .await
-    .map_err(conflict_is_not_found)?;
-    Ok(())
+/// Writes a link as `how` says: inserted only while the provider user has no link in the
+/// tenant (a concurrent insert of the same link waits for the first's commit, then inserts
+/// nothing), or rewritten only while it still links the same user. `Err(Conflict)` when that
+/// condition fails (nothing written: the caller drops its transaction), `NotFound` when the
+/// provider is gone.
+pub(super) async fn write_link<C: GenericClient>(
+    c: &C,
+    row: &LinkRow,
+    how: LinkWrite,
+) -> StoreResult<()> {
+    let sql = match how {
+        LinkWrite::Insert => {
+            "INSERT INTO identity_provider_links \
+             (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) DO NOTHING"
+        }
+        LinkWrite::ReplaceOwn => {
+            "UPDATE identity_provider_links SET body = $4 WHERE identity_provider_id = $1 \
+             AND identity_provider_user_id = $2 AND user_id = $3 AND tenant_id = $5"
+        }
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &row.provider,
+        &row.provider_user,
+        &row.user,
+        &row.body,
+        &row.tenant,
+    ];
+    let written = execute(c, sql, &params)
+        .await
+        .map_err(conflict_is_not_found)?;
+    match written {
+        1 => Ok(()),
+        _ => Err(link_taken()),
+    }
 }
 
 /// Locks the providers against every other write until the transaction ends (reads go on):
@@ -86,8 +102,9 @@ impl IdentityProviderStore for PostgresStore {
         expected_user: Option<&User>,
         registration: Option<&Registration>,
         link: &IdentityProviderLink,
+        link_write: LinkWrite,
     ) -> StoreResult<bool> {
-        let rows = LoginRows::of(user, expected_user, registration, link)?;
+        let rows = LoginRows::of(user, expected_user, registration, link, link_write)?;
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             if !write_user(&tx, &rows.user, rows.how).await? {
@@ -96,7 +113,8 @@ impl IdentityProviderStore for PostgresStore {
             if let Some(registration) = &rows.registration {
                 write_registration(&tx, registration).await?;
             }
-            write_link(&tx, &rows.link).await?;
+            // A failed condition returns before the commit: the transaction is rolled back.
+            write_link(&tx, &rows.link, rows.link_write).await?;
             tx.commit().await.map_err(pg)?;
             Ok(true)
         })
@@ -192,10 +210,44 @@ impl IdentityProviderStore for PostgresStore {
         })
         .await
     }
-    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+    async fn insert_link(
+        &self,
+        link: &IdentityProviderLink,
+        limit: Option<u64>,
+    ) -> StoreResult<LinkInsert> {
         let row = LinkRow::of(link)?;
-        self.run(move |c| async move { write_link(&c, &row).await })
-            .await
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            // The user's row is locked first: link creates for one user take turns, so their
+            // counts cannot pass the limit together.
+            execute(
+                &tx,
+                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+                &[&row.user],
+            )
+            .await?;
+            if let Some(max) = limit {
+                let counted = query_opt(
+                    &tx,
+                    "SELECT COUNT(*) FROM identity_provider_links \
+                     WHERE identity_provider_id = $1 AND user_id = $2",
+                    &[&row.provider, &row.user],
+                )
+                .await?;
+                let count: i64 = counted.map(|r| col(&r, 0)).transpose()?.unwrap_or(0);
+                if u64::try_from(count).unwrap_or(0) >= max {
+                    return Ok(LinkInsert::LimitReached);
+                }
+            }
+            match write_link(&tx, &row, LinkWrite::Insert).await {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => return Ok(LinkInsert::Taken),
+                Err(e) => return Err(e),
+            }
+            tx.commit().await.map_err(pg)?;
+            Ok(LinkInsert::Written)
+        })
+        .await
     }
     async fn find_links(
         &self,

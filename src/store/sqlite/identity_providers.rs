@@ -9,7 +9,7 @@ use base64::Engine as _;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 use gatehouse_plugin_identity_provider::store::{
-    provider_domains, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
+    provider_domains, LinkInsert, LinkWrite, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
 };
 use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -18,26 +18,53 @@ use uuid::Uuid;
 
 use super::users::{write_registration, write_user};
 use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
-use crate::store::rows::{encode, LinkRow, LoginRows};
+use crate::store::rows::{encode, link_taken, LinkRow, LoginRows};
 
-/// Inserts or replaces a link.
-pub(super) fn write_link(tx: &Connection, row: &LinkRow) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO identity_provider_links \
-         (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) \
-         DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-        params![
-            row.provider.to_string(),
-            row.provider_user,
-            row.user.to_string(),
-            row.body,
-            row.tenant.to_string()
-        ],
-    )
-    .map_err(conflict_is_not_found)?;
-    Ok(())
+/// Writes a link as `how` says: inserted only while the provider user has no link in the
+/// tenant, or rewritten only while it still links the same user. `Err(Conflict)` when that
+/// condition fails (nothing written), `NotFound` when the provider is gone.
+pub(super) fn write_link(tx: &Connection, row: &LinkRow, how: LinkWrite) -> StoreResult<()> {
+    let sql = match how {
+        LinkWrite::Insert => {
+            "INSERT INTO identity_provider_links \
+             (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) DO NOTHING"
+        }
+        LinkWrite::ReplaceOwn => {
+            "UPDATE identity_provider_links SET body = ?4 WHERE identity_provider_id = ?1 \
+             AND identity_provider_user_id = ?2 AND user_id = ?3 AND tenant_id = ?5"
+        }
+    };
+    let written = tx
+        .execute(
+            sql,
+            params![
+                row.provider.to_string(),
+                row.provider_user,
+                row.user.to_string(),
+                row.body,
+                row.tenant.to_string()
+            ],
+        )
+        .map_err(conflict_is_not_found)?;
+    match written {
+        1 => Ok(()),
+        _ => Err(link_taken()),
+    }
+}
+
+/// How many links `user` has to `provider`.
+fn count_links(tx: &Connection, provider: Uuid, user: Uuid) -> StoreResult<u64> {
+    let count: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM identity_provider_links \
+             WHERE identity_provider_id = ?1 AND user_id = ?2",
+            params![provider.to_string(), user.to_string()],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// The id of a provider other than `id` managing one of `domains` (as stored: lower case), if
@@ -71,8 +98,9 @@ impl IdentityProviderStore for SqliteStore {
         expected_user: Option<&User>,
         registration: Option<&Registration>,
         link: &IdentityProviderLink,
+        link_write: LinkWrite,
     ) -> StoreResult<bool> {
-        let rows = LoginRows::of(user, expected_user, registration, link)?;
+        let rows = LoginRows::of(user, expected_user, registration, link, link_write)?;
         self.tx(move |tx| {
             if !write_user(tx, &rows.user, rows.how)? {
                 return Ok(false);
@@ -80,7 +108,8 @@ impl IdentityProviderStore for SqliteStore {
             if let Some(registration) = &rows.registration {
                 write_registration(tx, registration)?;
             }
-            write_link(tx, &rows.link)?;
+            // A failed condition is an error: the call's writes are rolled back.
+            write_link(tx, &rows.link, rows.link_write)?;
             Ok(true)
         })
         .await
@@ -171,9 +200,27 @@ impl IdentityProviderStore for SqliteStore {
         })
         .await
     }
-    async fn put_link(&self, link: &IdentityProviderLink) -> StoreResult<()> {
+    async fn insert_link(
+        &self,
+        link: &IdentityProviderLink,
+        limit: Option<u64>,
+    ) -> StoreResult<LinkInsert> {
         let row = LinkRow::of(link)?;
-        self.tx(move |tx| write_link(tx, &row)).await
+        // Every call is an immediate transaction, which holds the write lock: the count and
+        // the insert exclude every other writer.
+        self.tx(move |tx| {
+            if let Some(max) = limit {
+                if count_links(tx, row.provider, row.user)? >= max {
+                    return Ok(LinkInsert::LimitReached);
+                }
+            }
+            match write_link(tx, &row, LinkWrite::Insert) {
+                Ok(()) => Ok(LinkInsert::Written),
+                Err(StoreError::Conflict(_)) => Ok(LinkInsert::Taken),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
     async fn find_links(
         &self,
