@@ -354,7 +354,7 @@ pub async fn a_login_writes_its_link_only_as_it_found_it(store: &dyn GatewayStor
     };
     put(store, &theirs).await;
     let saved = store
-        .save_login(&user, None, None, &ours, LinkWrite::Insert)
+        .save_login(&user, None, None, &ours, LinkWrite::Insert { limit: None })
         .await;
     assert!(matches!(saved, Err(StoreError::Conflict(_))), "{saved:?}");
     assert_eq!(store.get_user(USER).await.expect("get"), None);
@@ -376,7 +376,7 @@ pub async fn a_login_writes_its_link_only_as_it_found_it(store: &dyn GatewayStor
     assert_eq!(store.find_links(Some(IDP), None, None).await, Ok(vec![]));
     // As found: written.
     let saved = store
-        .save_login(&user, None, None, &ours, LinkWrite::Insert)
+        .save_login(&user, None, None, &ours, LinkWrite::Insert { limit: None })
         .await;
     assert_eq!(saved, Ok(true));
     let next = User {
@@ -393,8 +393,22 @@ pub async fn a_login_writes_its_link_only_as_it_found_it(store: &dyn GatewayStor
     assert_eq!(saved, Ok(true));
     assert_eq!(
         store.find_links(Some(IDP), None, None).await,
+        Ok(vec![relogged.clone()])
+    );
+    // A new link past the user's limit of links to the provider: a conflict, nothing written.
+    let later = User {
+        last_update_instant: next.last_update_instant + 1,
+        ..next.clone()
+    };
+    let second = link(IDP, "ext-2");
+    let limited = LinkWrite::Insert { limit: Some(1) };
+    let saved = (store.save_login(&later, Some(&next), None, &second, limited)).await;
+    assert!(matches!(saved, Err(StoreError::Conflict(_))), "{saved:?}");
+    assert_eq!(
+        store.find_links(Some(IDP), None, None).await,
         Ok(vec![relogged])
     );
+    assert_eq!(store.get_user(USER).await.expect("get"), Some(next));
 }
 
 /// A link whose provider user id is at its limit ([`gatehouse_plugin_api::indexed`]) is stored
@@ -429,7 +443,14 @@ pub async fn a_link_over_the_indexed_limit_is_refused_and_found_nowhere(store: &
             "{refused:?}"
         );
         let over_link = link(IDP, &over);
-        let login = (store.save_login(&user, None, None, &over_link, LinkWrite::Insert)).await;
+        let login = (store.save_login(
+            &user,
+            None,
+            None,
+            &over_link,
+            LinkWrite::Insert { limit: None },
+        ))
+        .await;
         assert!(matches!(login, Err(StoreError::Backend(_))), "{login:?}");
         assert_eq!(store.get_user(USER).await.expect("get"), None);
         if !over.contains('\0') {

@@ -2286,6 +2286,34 @@ fn a_revocation_body_it_cannot_read_is_refused_and_a_named_key_is_read_as_writte
         assert_eq!(response.status().as_u16(), status, "{content_type:?} {body}");
         assert!(alive(&ann_app) && alive(&ann_other), "{content_type:?}: revoked");
     }
+    // The words FusionAuth's TypeScript client writes for an omitted argument mean "not given"
+    // only in its three-parameter call; anywhere else a word where an id was meant is refused,
+    // never read as a wider revocation.
+    let by_query = |query: String| {
+        with_api_key(http.delete(gw.url(&format!("/api/jwt/refresh?{query}"))))
+            .send()
+            .expect("send")
+            .status()
+            .as_u16()
+    };
+    for query in [
+        format!("userId=undefined&applicationId={APP}"),
+        format!("userId={}&applicationId=undefined", ann_app.user_id),
+        "userId=null".to_string(),
+        format!("token=undefined&userId={}", ann_app.user_id),
+    ] {
+        assert_eq!(by_query(query.clone()), 400, "{query}");
+        assert!(alive(&ann_app) && alive(&ann_other), "{query}: revoked");
+    }
+    let form_word =
+        with_api_key(http.delete(gw.url(&format!("/api/jwt/refresh?userId={}", ann_app.user_id))))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("token=undefined")
+            .send()
+            .expect("send");
+    assert_eq!(form_word.status().as_u16(), 400);
+    assert!(alive(&ann_app) && alive(&ann_other));
+
     // A form with the documented names is read: it narrows the query's revocation.
     check_status(
         with_api_key(http.delete(gw.url(&format!("/api/jwt/refresh?userId={}", ann_app.user_id))))

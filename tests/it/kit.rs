@@ -753,7 +753,7 @@ pub fn fusionauth_python() -> PathBuf {
                     .status()
                     .is_ok_and(|s| s.success());
             if !usable {
-                bootstrap(&[], &python);
+                bootstrap(&["--tests"], &python);
             }
             python
         })

@@ -38,9 +38,10 @@ pub async fn retrieve(
             "You must specify the userId (or identityProviderId and identityProviderUserId).",
         ));
     }
-    // One link is named by its provider and the provider's user id: an external id alone may
-    // be linked on several providers, to different users, and is never matched by guessing.
-    if provider_user_id.is_some() && provider_id.is_none() {
+    // One link is named by its provider and the provider's user id (or the user's id): an
+    // external id alone may be linked on several providers, to different users, and is never
+    // matched by guessing.
+    if provider_user_id.is_some() && provider_id.is_none() && user_id.is_none() {
         return Err(ApiError::field(
             "identityProviderId",
             "blank",
@@ -56,11 +57,12 @@ pub async fn retrieve(
         .collect();
     if provider_user_id.is_some() {
         if links.len() > 1 {
-            // A global provider's user id linked in more than one tenant.
+            // A global provider's user id linked in more than one tenant, or one user's id on
+            // two providers.
             return Err(ApiError::general(
                 "[AmbiguousRequest]",
-                "More than one tenant links this identityProviderUserId: give the userId, or \
-                 scope the request to a tenant.",
+                "More than one link has this identityProviderUserId: give the \
+                 identityProviderId and the userId, or scope the request to a tenant.",
             ));
         }
         let link = links.into_iter().next().ok_or(ApiError::NotFound)?;

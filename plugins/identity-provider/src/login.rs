@@ -1014,7 +1014,10 @@ async fn persist(
     let link = login_link(at, target, who, existing_link, user.id);
     // The link is written only as this login found it: still absent, or still the user's.
     let link_write = match new_link {
-        true => LinkWrite::Insert,
+        true => LinkWrite::Insert {
+            limit: (target.provider.link_limit(target.application.tenant_id))
+                .map(|max| u64::try_from(max).unwrap_or(0)),
+        },
         false => LinkWrite::ReplaceOwn,
     };
     let saved = save_login(

@@ -61,8 +61,13 @@ pub fn provider_domains(provider: &Value) -> Vec<String> {
 /// provider user id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkWrite {
-    /// The login found no link: written only while there is still none.
-    Insert,
+    /// The login found no link: written only while there is still none and, with a `limit`,
+    /// while the user has fewer than `limit` links to the provider (counted in the write's
+    /// transaction, so a Link API create racing the login cannot pass it either).
+    Insert {
+        /// The provider's link limit for the user's tenant.
+        limit: Option<u64>,
+    },
     /// The login found the link to its user: rewritten only while it still links that user.
     ReplaceOwn,
 }

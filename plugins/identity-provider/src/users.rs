@@ -99,7 +99,8 @@ async fn by_username(
 fn login_id_types(request: &PluginRequest) -> Result<Vec<String>, ApiError> {
     let named: Vec<String> = gatehouse_plugin_api::request::parse_form(&request.query)
         .into_iter()
-        .filter(|(k, _)| k == "loginIdTypes")
+        // An omitted argument of the TypeScript client arrives as the word (see `is_given`).
+        .filter(|(k, v)| k == "loginIdTypes" && gatehouse_plugin_api::request::is_given(v))
         .flat_map(|(_, v)| {
             v.split(',')
                 .map(str::trim)

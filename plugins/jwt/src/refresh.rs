@@ -12,6 +12,7 @@
 //! revoked tokens (or, for user/application revocations, all of them) stop working at the edge.
 
 use gatehouse_plugin_api::helpers::session_cookie;
+use gatehouse_plugin_api::request::is_given;
 use gatehouse_plugin_api::store::RevokeScope;
 use gatehouse_plugin_api::tokens::RevocationScope;
 use gatehouse_plugin_api::{
@@ -60,7 +61,6 @@ pub struct JwtRefreshResponse {
     pub token: String,
 }
 
-/// True when the request body is declared JSON.
 /// The parameters a revocation's form body may hold (FusionAuth documents `token` in one).
 const REVOKE_FORM_PARAMETERS: [&str; 3] = ["token", "userId", "applicationId"];
 
@@ -297,13 +297,28 @@ fn merged<T: PartialEq>(
     }
 }
 
+/// The query's (or form body's) `token`, `userId` and `applicationId`. FusionAuth's TypeScript
+/// client's `revokeRefreshToken(token, userId, applicationId)` sends all three, an omitted one
+/// as `null` or `undefined`: only then do those words mean "not given". A request naming fewer
+/// keeps them as written, so a word where an id was meant is refused (`userId=undefined&
+/// applicationId=A` is a 400, never the revocation of every token of the application).
+fn revoke_parameters(request: &PluginRequest) -> (Option<String>, Option<String>, Option<String>) {
+    let named = |name: &str| request.param_text(name);
+    let (token, user_id, application_id) =
+        (named("token"), named("userId"), named("applicationId"));
+    let all_named = token.is_some() && user_id.is_some() && application_id.is_some();
+    let given = |value: Option<String>| value.filter(|v| !all_named || is_given(v));
+    (given(token), given(user_id), given(application_id))
+}
+
 /// Reads `token`, `userId` and `applicationId` from the query string or a form body, and from
 /// a JSON body when the request declares one (a value given in both must agree).
 pub fn revoke_request_target(request: &PluginRequest) -> Result<RevokeTarget, ApiError> {
     readable_revoke_body(request)?;
-    let mut token = request.param("token");
-    let mut user_id = uuid_param(request, "userId")?;
-    let mut application_id = uuid_param(request, "applicationId")?;
+    let (mut token, user_id, application_id) = revoke_parameters(request);
+    let uuid = |name: &str, v: Option<String>| v.map(|v| parse_uuid(name, &v)).transpose();
+    let mut user_id = uuid("userId", user_id)?;
+    let mut application_id = uuid("applicationId", application_id)?;
     if request.declares_json() && !request.body.iter().all(u8::is_ascii_whitespace) {
         let body: RevokeBody = request.json()?;
         let non_empty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());

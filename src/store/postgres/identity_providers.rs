@@ -31,12 +31,20 @@ pub(super) async fn write_link<C: GenericClient>(
     row: &LinkRow,
     how: LinkWrite,
 ) -> StoreResult<()> {
+    if let LinkWrite::Insert { limit: Some(max) } = how {
+        // The user's row is locked first (a login's user write holds it already): link writes
+        // for one user take turns, so their counts cannot pass the limit together.
+        lock_user(c, row.user).await?;
+        if count_links(c, row.provider, row.user).await? >= max {
+            return Err(link_taken());
+        }
+    }
     let sql = match how {
-        LinkWrite::Insert => {
+        LinkWrite::Insert { .. } => {
             "INSERT INTO identity_provider_links \
              (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
              VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) DO NOTHING"
+             ON CONFLICT (identity_provider_id, identity_provider_user_id, tenant_id) DO NOTHING"
         }
         LinkWrite::ReplaceOwn => {
             "UPDATE identity_provider_links SET body = $4 WHERE identity_provider_id = $1 \
@@ -57,6 +65,31 @@ pub(super) async fn write_link<C: GenericClient>(
         1 => Ok(()),
         _ => Err(link_taken()),
     }
+}
+
+/// Locks `user`'s row against other writers of it until the transaction ends (none when the
+/// user does not exist).
+async fn lock_user<C: GenericClient>(c: &C, user: Uuid) -> StoreResult<()> {
+    execute(
+        c,
+        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
+/// How many links `user` has to `provider`.
+async fn count_links<C: GenericClient>(c: &C, provider: Uuid, user: Uuid) -> StoreResult<u64> {
+    let counted = query_opt(
+        c,
+        "SELECT COUNT(*) FROM identity_provider_links \
+         WHERE identity_provider_id = $1 AND user_id = $2",
+        &[&provider, &user],
+    )
+    .await?;
+    let count: i64 = counted.map(|r| col(&r, 0)).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Locks the providers against every other write until the transaction ends (reads go on):
@@ -220,26 +253,13 @@ impl IdentityProviderStore for PostgresStore {
             let tx = c.transaction().await.map_err(pg)?;
             // The user's row is locked first: link creates for one user take turns, so their
             // counts cannot pass the limit together.
-            execute(
-                &tx,
-                "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
-                &[&row.user],
-            )
-            .await?;
+            lock_user(&tx, row.user).await?;
             if let Some(max) = limit {
-                let counted = query_opt(
-                    &tx,
-                    "SELECT COUNT(*) FROM identity_provider_links \
-                     WHERE identity_provider_id = $1 AND user_id = $2",
-                    &[&row.provider, &row.user],
-                )
-                .await?;
-                let count: i64 = counted.map(|r| col(&r, 0)).transpose()?.unwrap_or(0);
-                if u64::try_from(count).unwrap_or(0) >= max {
+                if count_links(&tx, row.provider, row.user).await? >= max {
                     return Ok(LinkInsert::LimitReached);
                 }
             }
-            match write_link(&tx, &row, LinkWrite::Insert).await {
+            match write_link(&tx, &row, LinkWrite::Insert { limit: None }).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => return Ok(LinkInsert::Taken),
                 Err(e) => return Err(e),
@@ -263,7 +283,7 @@ impl IdentityProviderStore for PostgresStore {
                  WHERE ($1::uuid IS NULL OR identity_provider_id = $1) \
                  AND ($2::uuid IS NULL OR user_id = $2) \
                  AND ($3::text IS NULL OR identity_provider_user_id = $3) \
-                 ORDER BY identity_provider_id, identity_provider_user_id",
+                 ORDER BY identity_provider_id, identity_provider_user_id, tenant_id",
                 &[&identity_provider_id, &user_id, &idp_user],
             )
             .await

@@ -21,15 +21,21 @@ use super::{backend, conflict_is_not_found, list_bodies, SqliteStore};
 use crate::store::rows::{encode, link_taken, LinkRow, LoginRows};
 
 /// Writes a link as `how` says: inserted only while the provider user has no link in the
-/// tenant, or rewritten only while it still links the same user. `Err(Conflict)` when that
+/// tenant (and the user fewer than its limit of links to the provider), or rewritten only while
+/// it still links the same user. `Err(Conflict)` when that
 /// condition fails (nothing written), `NotFound` when the provider is gone.
 pub(super) fn write_link(tx: &Connection, row: &LinkRow, how: LinkWrite) -> StoreResult<()> {
+    if let LinkWrite::Insert { limit: Some(max) } = how {
+        if count_links(tx, row.provider, row.user)? >= max {
+            return Err(link_taken());
+        }
+    }
     let sql = match how {
-        LinkWrite::Insert => {
+        LinkWrite::Insert { .. } => {
             "INSERT INTO identity_provider_links \
              (identity_provider_id, identity_provider_user_id, user_id, body, tenant_id) \
              VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (identity_provider_id, tenant_id, identity_provider_user_id) DO NOTHING"
+             ON CONFLICT (identity_provider_id, identity_provider_user_id, tenant_id) DO NOTHING"
         }
         LinkWrite::ReplaceOwn => {
             "UPDATE identity_provider_links SET body = ?4 WHERE identity_provider_id = ?1 \
@@ -214,7 +220,7 @@ impl IdentityProviderStore for SqliteStore {
                     return Ok(LinkInsert::LimitReached);
                 }
             }
-            match write_link(tx, &row, LinkWrite::Insert) {
+            match write_link(tx, &row, LinkWrite::Insert { limit: None }) {
                 Ok(()) => Ok(LinkInsert::Written),
                 Err(StoreError::Conflict(_)) => Ok(LinkInsert::Taken),
                 Err(e) => Err(e),
@@ -236,7 +242,7 @@ impl IdentityProviderStore for SqliteStore {
                 tx,
                 "SELECT body FROM identity_provider_links WHERE (?1 IS NULL OR identity_provider_id = ?1) \
                  AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR identity_provider_user_id = ?3) \
-                 ORDER BY identity_provider_id, identity_provider_user_id",
+                 ORDER BY identity_provider_id, identity_provider_user_id, tenant_id",
                 &[&idp, &user, &idp_user],
             )
         })
