@@ -136,6 +136,16 @@ impl RefreshTokenStore for ConfiguredStore {
         self.backend.insert_refresh_token(token).await
     }
 
+    async fn insert_refresh_token_beside(
+        &self,
+        token: &RefreshToken,
+        source_id: Uuid,
+    ) -> StoreResult<bool> {
+        self.backend
+            .insert_refresh_token_beside(token, source_id)
+            .await
+    }
+
     async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>> {
         self.backend.find_refresh_token(value).await
     }

@@ -2344,3 +2344,74 @@ fn a_revocation_body_it_cannot_read_is_refused_and_a_named_key_is_read_as_writte
     assert_eq!(status(&format!("kid={rs}&keyId={upper}")), 200);
     assert_eq!(status(&format!("kid={rs}&applicationId={APP}")), 400);
 }
+
+/// Issues for the other application in a loop (bearer token and refresh cookie: each answer
+/// earns an SSO refresh token) while the user's tokens are revoked: after the revocation's
+/// answer the user has no live refresh token, and no access token issued during it passes.
+fn issue_racing_a_revocation(gw: &TestGateway) {
+    let main = gw.login("issue-race@example.com", &[]);
+    gw.login_to(OTHER_APP, "issue-race@example.com", &[]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let issued = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let http = client();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = http
+                        .get(gw.url(&format!("/api/jwt/issue?applicationId={OTHER_APP}")))
+                        .bearer_auth(&main.token)
+                        .header("Cookie", format!("refresh_token={}", main.refresh_token))
+                        .send()
+                        .expect("send");
+                    if response.status().as_u16() == 200 {
+                        let body: Value = response.json().expect("json");
+                        let token = body["token"].as_str().expect("token").to_string();
+                        issued.lock().expect("issued").push(token);
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        check_status(revoke_query(gw, &format!("userId={}", main.user_id)), 200);
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(tokens_of(gw, &main.user_id), Vec::<Value>::new());
+    let issued = issued.into_inner().expect("issued");
+    assert!(
+        !issued.is_empty(),
+        "no issue answered before the revocation"
+    );
+    let validate = |token: &str| {
+        client()
+            .get(gw.url("/api/jwt/validate"))
+            .bearer_auth(token)
+            .send()
+            .expect("send")
+            .status()
+            .as_u16()
+    };
+    let passing = issued.iter().filter(|t| validate(t) == 200).count();
+    assert_eq!(
+        passing,
+        0,
+        "{passing} of {} issued tokens outlived the revocation",
+        issued.len()
+    );
+}
+
+#[test]
+fn tokens_issued_while_a_user_is_revoked_do_not_outlive_it_on_sqlite() {
+    issue_racing_a_revocation(&TestGateway::start());
+}
+
+#[test]
+fn tokens_issued_while_a_user_is_revoked_do_not_outlive_it_on_postgres() {
+    let db = super::postgres::Database::create();
+    let gw = TestGateway::start_with(Options {
+        store_url: Some(db.url.clone()),
+        ..Default::default()
+    });
+    issue_racing_a_revocation(&gw);
+}

@@ -158,6 +158,17 @@ pub trait RefreshTokenStore: Send + Sync {
     /// Stores a new refresh token; durable when this returns.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
 
+    /// Stores `token`, made from the refresh token `source_id` (a token one application's
+    /// session earns for another), only while `source_id` is still stored: `false` when it is
+    /// gone (revoked, or rotated away), nothing written. A revocation of the token's user or
+    /// application running at the same time either finds and revokes the new token or makes
+    /// this insert find its source gone: the new token never outlives it.
+    async fn insert_refresh_token_beside(
+        &self,
+        token: &RefreshToken,
+        source_id: Uuid,
+    ) -> StoreResult<bool>;
+
     /// The live token with this value (compared in constant time), or `None`.
     async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>>;
 

@@ -42,6 +42,7 @@ macro_rules! store_port_suite {
             users_are_found_by_email_across_tenants,
             registrations_are_kept_per_user_and_application,
             refresh_tokens_are_found_by_their_exact_value,
+            a_token_made_beside_another_is_stored_only_while_its_source_is,
             a_touch_records_the_use,
             a_refresh_subject_is_read_with_its_token,
             a_value_is_rotated_once_and_later_callers_get_the_outcome,
@@ -378,6 +379,26 @@ pub async fn refresh_tokens_are_found_by_their_exact_value(store: &dyn SuiteStor
         store.list_refresh_tokens(USER).await.expect("list").len(),
         1
     );
+}
+
+/// A token made beside another is stored only while that source is: after the source's
+/// revocation nothing is written.
+pub async fn a_token_made_beside_another_is_stored_only_while_its_source_is(
+    store: &dyn SuiteStore,
+) {
+    seeded(store).await;
+    let source = token(Uuid::from_u128(0x6666), "value-source");
+    store.insert_refresh_token(&source).await.expect("insert");
+    let beside = token(Uuid::from_u128(0x6667), "value-beside");
+    let stored = store.insert_refresh_token_beside(&beside, source.id).await;
+    assert_eq!(stored, Ok(true));
+    let by_user = RevokeScope::User(USER);
+    let revoked = store.revoke_refresh_tokens(&by_user).await.expect("revoke");
+    assert_eq!(revoked.len(), 2);
+    let late = token(Uuid::from_u128(0x6668), "value-late");
+    let stored = store.insert_refresh_token_beside(&late, source.id).await;
+    assert_eq!(stored, Ok(false));
+    assert_eq!(store.find_refresh_token("value-late").await, Ok(None));
 }
 
 /// A touch stores the use's address and the new expiry; a revoked token is `NotFound`.

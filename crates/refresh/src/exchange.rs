@@ -12,7 +12,7 @@ use gatehouse_plugin_api::rotations::RotationLedger;
 use gatehouse_plugin_api::store::{
     read_refresh_subject, RefreshSubject, RevokeScope, Rotation, StoreError,
 };
-use gatehouse_plugin_api::tokens::{IssuedToken, RevocationScope};
+use gatehouse_plugin_api::tokens::{IssuedToken, RevocationScope, TokenError};
 
 use crate::env::RefreshEnv;
 use crate::error::RefreshError;
@@ -337,18 +337,21 @@ async fn exchange_retired_value(
     if token_expiration_instant(&policy, &current) <= now {
         return Err(RefreshError::Expired);
     }
-    let recorded = access_token.and_then(|token| {
-        let claims = env.tokens.verify(&token).ok()?;
-        Some(IssuedToken {
-            expiration_instant: claims.exp * 1000,
-            jti: claims
-                .claims
-                .get("jti")
-                .and_then(|v| v.as_str())
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .unwrap_or_default(),
-            token,
-        })
+    let recorded = match access_token.map(|token| (env.tokens.verify(&token), token)) {
+        // The session (or its user or application) was revoked: no replay.
+        Some((Err(TokenError::Revoked), _)) => return Err(RefreshError::NotFound),
+        Some((Ok(claims), token)) => Some((claims, token)),
+        _ => None,
+    };
+    let recorded = recorded.map(|(claims, token)| IssuedToken {
+        expiration_instant: claims.exp * 1000,
+        jti: claims
+            .claims
+            .get("jti")
+            .and_then(|v| v.as_str())
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .unwrap_or_default(),
+        token,
     });
     let access_token = match recorded {
         Some(token) => token,
@@ -361,6 +364,11 @@ async fn exchange_retired_value(
             .await?
         }
     };
+    // Revoked while this replay ran (after its reads, before its answer): the token is not
+    // handed out. A revocation committed after this read dates the token within it.
+    if env.store.get_refresh_token(current.id).await?.is_none() {
+        return Err(RefreshError::NotFound);
+    }
     let replay_until = policy.replay_until(rotated_at, env.race_window_ms);
     Ok(outcome(
         (user, tenant, application, registration),

@@ -196,7 +196,15 @@ pub async fn issue_sso_refresh_token(
     if token.expiration_instant <= now {
         return Ok(None);
     }
-    env.store.insert_refresh_token(&token).await?;
+    // Only while the source is still stored: a revocation racing this call never leaves the
+    // token it earned behind.
+    if !env
+        .store
+        .insert_refresh_token_beside(&token, source.id)
+        .await?
+    {
+        return Ok(None);
+    }
     Ok(Some(token))
 }
 

@@ -119,6 +119,12 @@ pub async fn issue(
         .sign()
         .await
         .map_err(signing_error)?;
+    // Revoked while this call ran (between the check above and the signature, which a
+    // revocation in the same second dates after it): the token it signed is not handed out.
+    context
+        .tokens
+        .verify(jwt)
+        .map_err(|_| ApiError::Unauthorized)?;
 
     let status = if registration.is_some() { 200 } else { 202 };
     let body = IssueResponse {

@@ -349,6 +349,18 @@ impl RefreshTokenStore for FakeStore {
         lock(&self.state).tokens.push(token.clone());
         Ok(())
     }
+    async fn insert_refresh_token_beside(
+        &self,
+        token: &RefreshToken,
+        source_id: Uuid,
+    ) -> StoreResult<bool> {
+        let mut state = lock(&self.state);
+        if !state.tokens.iter().any(|t| t.id == source_id) {
+            return Ok(false);
+        }
+        state.tokens.push(token.clone());
+        Ok(true)
+    }
     async fn find_refresh_token(&self, value: &str) -> StoreResult<Option<RefreshToken>> {
         let s = lock(&self.state);
         if let Some(t) = s.tokens.iter().find(|t| t.token == value) {

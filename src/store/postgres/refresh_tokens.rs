@@ -186,14 +186,10 @@ async fn subject_of<C: GenericClient>(c: &C, token: RefreshToken) -> StoreResult
     })
 }
 
-#[async_trait]
-impl RefreshTokenStore for PostgresStore {
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
-        let t = token.clone();
-        let meta = encode(&t.meta_data)?;
-        self.run(move |c| async move {
-            execute(
-                &c,
+/// Inserts refresh token `t` with its encoded `meta` data.
+async fn insert_token<C: GenericClient>(c: &C, t: &RefreshToken, meta: &str) -> StoreResult<()> {
+    execute(
+        c,
                 "INSERT INTO refresh_tokens (id, token_hash, token, user_id, application_id, tenant_id, \
                  insert_instant, start_instant, first_issued_instant, expiration_instant, meta_data) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -210,9 +206,70 @@ impl RefreshTokenStore for PostgresStore {
                     &t.expiration_instant,
                     &meta,
                 ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Locks the rows of the user and the application a revocation of `columns` addresses, before
+/// it deletes: a token made beside another at the same time ([`RefreshTokenStore::insert_refresh_token_beside`])
+/// waits for the revocation, or the revocation for it, never both at once.
+async fn lock_revoked<C: GenericClient>(c: &C, columns: &[(&str, Uuid)]) -> StoreResult<()> {
+    for (column, id) in columns {
+        let sql = match *column {
+            "user_id" => "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+            "application_id" => "SELECT 1 FROM applications WHERE id = $1 FOR UPDATE",
+            _ => continue,
+        };
+        execute(c, sql, &[id]).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RefreshTokenStore for PostgresStore {
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let t = token.clone();
+        let meta = encode(&t.meta_data)?;
+        self.run(move |c| async move { insert_token(&c, &t, &meta).await })
+            .await
+    }
+    async fn insert_refresh_token_beside(
+        &self,
+        token: &RefreshToken,
+        source_id: Uuid,
+    ) -> StoreResult<bool> {
+        let t = token.clone();
+        let meta = encode(&t.meta_data)?;
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            // The user's and the application's rows, shared: a revocation of either locks its
+            // row first (see `lock_revoked`), so it runs wholly before this insert (which then
+            // finds the source gone) or after its commit (and its delete finds the new token).
+            execute(
+                &tx,
+                "SELECT 1 FROM users WHERE id = $1 FOR SHARE",
+                &[&t.user_id],
             )
             .await?;
-            Ok(())
+            execute(
+                &tx,
+                "SELECT 1 FROM applications WHERE id = $1 FOR SHARE",
+                &[&t.application_id],
+            )
+            .await?;
+            let source = query_opt(
+                &tx,
+                "SELECT 1 FROM refresh_tokens WHERE id = $1",
+                &[&source_id],
+            )
+            .await?;
+            if source.is_none() {
+                return Ok(false);
+            }
+            insert_token(&tx, &t, &meta).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok(true)
         })
         .await
     }
@@ -338,6 +395,7 @@ impl RefreshTokenStore for PostgresStore {
                     None => return Ok(Vec::new()),
                 },
             };
+            lock_revoked(&tx, &columns).await?;
             let filter = column_filter(&columns, |n| format!("${n}"));
             let params: Vec<&(dyn ToSql + Sync)> = columns
                 .iter()

@@ -181,32 +181,60 @@ fn subject_of(tx: &Connection, token: RefreshToken) -> StoreResult<RefreshSubjec
     })
 }
 
+/// Inserts refresh token `t` with its encoded `meta` data.
+fn insert_token(tx: &Connection, t: &RefreshToken, meta: &str) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO refresh_tokens (id, token_hash, token, user_id, application_id, tenant_id, \
+         insert_instant, start_instant, first_issued_instant, expiration_instant, meta_data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            t.id.to_string(),
+            token_hash(&t.token),
+            t.token,
+            t.user_id.to_string(),
+            t.application_id.map(|a| a.to_string()),
+            t.tenant_id.to_string(),
+            t.insert_instant,
+            t.start_instant,
+            t.first_issued_instant,
+            t.expiration_instant,
+            meta
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl RefreshTokenStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
         let t = token.clone();
         let meta = encode(&t.meta_data)?;
+        self.tx(move |tx| insert_token(tx, &t, &meta)).await
+    }
+    async fn insert_refresh_token_beside(
+        &self,
+        token: &RefreshToken,
+        source_id: Uuid,
+    ) -> StoreResult<bool> {
+        let t = token.clone();
+        let meta = encode(&t.meta_data)?;
+        // One call holds the write lock: a revocation runs wholly before (the source is gone)
+        // or after (it finds the new token).
         self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO refresh_tokens (id, token_hash, token, user_id, application_id, tenant_id, \
-                 insert_instant, start_instant, first_issued_instant, expiration_instant, meta_data) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    t.id.to_string(),
-                    token_hash(&t.token),
-                    t.token,
-                    t.user_id.to_string(),
-                    t.application_id.map(|a| a.to_string()),
-                    t.tenant_id.to_string(),
-                    t.insert_instant,
-                    t.start_instant,
-                    t.first_issued_instant,
-                    t.expiration_instant,
-                    meta
-                ],
-            )
-            .map_err(backend)?;
-            Ok(())
+            let source: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM refresh_tokens WHERE id = ?1",
+                    params![source_id.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if source.is_none() {
+                return Ok(false);
+            }
+            insert_token(tx, &t, &meta)?;
+            Ok(true)
         })
         .await
     }
