@@ -157,6 +157,15 @@ impl Refresher {
         }
     }
 
+    /// True when `refresh_token` is still a live value in the store (a read failure counts as
+    /// not: the store's own path then answers).
+    async fn still_current(&self, refresh_token: &str) -> bool {
+        matches!(
+            self.store.find_refresh_token(refresh_token).await,
+            Ok(Some(_))
+        )
+    }
+
     /// The refresher a reload puts in this one's place: over the new store view (its
     /// tenants and applications), token service and race window, sharing the exchanges under
     /// way and the recent outcomes, so parallel requests on either side of the reload still
@@ -273,7 +282,14 @@ impl Refresher {
             // Served only while its access token still verifies: a revocation since (of the
             // session, user or application) ends it at once, and a key a reload removed is
             // never handed out again.
-            if recent.serves(arrived, started) {
+            // A replay after the exchange (not a request that overlapped it) is served only while
+            // the refresh token it hands out is still the live one: once that value has been
+            // rotated in turn, on this node or another, the presented value is a reuse, which
+            // the store's path refuses (and revokes, as the policy says).
+            let replay = arrived > recent.completed;
+            if recent.serves(arrived, started)
+                && (!replay || self.still_current(&recent.outcome.refresh_token).await)
+            {
                 if let Ok(verified) = self.tokens.verify(&recent.outcome.access_token) {
                     self.count("grace", started);
                     return Ok(self.read_now(&recent.outcome, &verified));

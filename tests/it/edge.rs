@@ -1009,3 +1009,40 @@ fn an_answer_that_sets_the_session_cookies_is_never_cacheable() {
         caching(&unknown)
     );
 }
+
+#[test]
+fn a_value_rotated_twice_is_a_reuse_at_the_edge_within_the_grace_period() {
+    let jwt = "enabled: true, timeToLiveInSeconds: 300, refreshTokenUsagePolicy: OneTimeUse, \
+               refreshTokenOneTimeUseConfiguration: {gracePeriodInSeconds: 20}";
+    let (node_a, options) = gateway(jwt);
+    let node_b = node_a.start_peer(&options);
+    let session = node_a.login("edge-twice@example.com", &["user"]);
+    let through = |node: &TestGateway, value: &str, path: &str| {
+        let response = client()
+            .get(node.url(path))
+            .header("Cookie", format!("refresh_token={value}"))
+            .send()
+            .expect("send");
+        let cookies = set_cookies(&response);
+        (
+            response.status().as_u16(),
+            cookie_value(&cookies, "refresh_token"),
+        )
+    };
+    // rt0 → rt1 on node A; rt1 → rt2 on node A.
+    let (status, rt1) = through(&node_a, &session.refresh_token, "/app/1");
+    assert_eq!(status, 200);
+    let rt1 = rt1.expect("rotated");
+    let (status, rt2) = through(&node_a, &rt1, "/app/2");
+    assert_eq!(status, 200);
+    assert!(rt2.is_some());
+    // rt0 again, inside its grace period: its outcome (rt1) is rotated away, so it is a reuse
+    // on the node that remembers it and on the other one.
+    for node in [&node_a, &node_b] {
+        let (status, handed) = through(node, &session.refresh_token, "/app/3");
+        assert_eq!((status, handed), (401, None));
+    }
+    // The current value still works.
+    let (status, _) = through(&node_b, &rt2.expect("current"), "/app/4");
+    assert_eq!(status, 200);
+}
