@@ -470,8 +470,29 @@ pub async fn lambdas_are_stored_and_deleted_once(store: &dyn GatewayStore) {
     let read = store.get_lambda(lambda).await.expect("get");
     assert_eq!(read.map(|l| l["name"].clone()), Some(json!("reconcile")));
     assert_eq!(store.list_lambdas().await.expect("list").len(), 1);
-    store.delete_lambda(lambda).await.expect("delete");
+    // A provider naming it keeps it; a provider naming a lambda that is gone is not written.
+    let naming =
+        |id: Uuid, lambda: Uuid| json!({"id": id, "lambdaConfiguration": {"reconcileId": lambda}});
+    let user = naming(IDP, lambda);
+    let written = store.insert_identity_provider(IDP, &user).await;
+    assert_eq!(written, Ok(ProviderWrite::Written));
+    assert_eq!(store.delete_lambda(lambda).await, Ok(vec![IDP]));
+    let unused = store
+        .replace_identity_provider(IDP, &user, &json!({"id": IDP}))
+        .await;
+    assert_eq!(unused, Ok(ProviderWrite::Written));
+    assert_eq!(store.delete_lambda(lambda).await, Ok(vec![]));
     assert_eq!(store.delete_lambda(lambda).await, Err(StoreError::NotFound));
+    let other = Uuid::from_u128(0x8889);
+    let missing = store
+        .insert_identity_provider(other, &naming(other, lambda))
+        .await;
+    assert_eq!(missing, Ok(ProviderWrite::LambdaMissing));
+    let replaced = store
+        .replace_identity_provider(IDP, &json!({"id": IDP}), &naming(IDP, lambda))
+        .await;
+    assert_eq!(replaced, Ok(ProviderWrite::LambdaMissing));
+    assert_eq!(store.get_identity_provider(other).await, Ok(None));
 }
 
 /// The first login-state key stored wins and is read back by every later caller; a state is

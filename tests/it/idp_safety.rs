@@ -643,3 +643,44 @@ fn racing_logins_and_link_creates_for_one_provider_user_leave_one_link() {
         assert_eq!(body["generalErrors"][0]["code"], "[LinkLimitReached]");
     }
 }
+
+#[test]
+fn a_lambda_deleted_while_a_provider_names_it_leaves_no_dangling_reference() {
+    let t = Idp::start();
+    let body = "function reconcile(user, registration, jwt) { user.data.x = 1; }";
+    for round in 0..6 {
+        let created = check_status(
+            t.post(
+                "/api/lambda",
+                &json!({"lambda": {"name": format!("race {round}"),
+                    "type": "ExternalJWTReconcile", "body": body}}),
+            ),
+            200,
+        );
+        let lambda = created["lambda"]["id"].as_str().expect("id").to_string();
+        let idp = t.provider(json!({"keys": {"k": "secret"}}));
+        let naming = json!({"identityProvider": {"lambdaConfiguration": {"reconcileId": lambda}}});
+        let answers = at_once(2, &|i| match i {
+            0 => t.patch(
+                &format!("/api/identity-provider/{idp}"),
+                "application/json",
+                &naming,
+            ),
+            _ => t.delete(&format!("/api/lambda/{lambda}")),
+        });
+        let (patched, deleted) = (answers[0].0, answers[1].0);
+        // One of the two wins: a provider never names a lambda that is gone.
+        assert!(
+            (patched, deleted) == (200, 400) || (patched, deleted) == (400, 200),
+            "{answers:?}"
+        );
+        let provider = check_status(t.get(&format!("/api/identity-provider/{idp}")), 200);
+        let named = provider["identityProvider"]["lambdaConfiguration"]["reconcileId"].clone();
+        let exists = t.get(&format!("/api/lambda/{lambda}")).status().as_u16() == 200;
+        assert_eq!(
+            named.as_str() == Some(lambda.as_str()),
+            exists,
+            "{provider}"
+        );
+    }
+}

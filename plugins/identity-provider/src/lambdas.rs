@@ -358,20 +358,11 @@ pub async fn delete(
 ) -> Result<PluginResponse, ApiError> {
     system_api_key(request, context)?;
     let (id, _) = load(request, context).await?;
-    let users: Vec<String> = context
-        .records
-        .list_identity_providers()
-        .await?
-        .iter()
-        .filter(|p| {
-            p.get("lambdaConfiguration")
-                .and_then(|l| l.get("reconcileId"))
-                .and_then(Value::as_str)
-                == Some(id.to_string().as_str())
-        })
-        .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string))
-        .collect();
+    // Checked where it is deleted: a provider naming it at the same time waits, or is told the
+    // lambda is gone.
+    let users = context.records.delete_lambda(id).await?;
     if !users.is_empty() {
+        let users: Vec<String> = users.iter().map(Uuid::to_string).collect();
         return Err(ApiError::general(
             "[InUse]",
             format!(
@@ -380,7 +371,6 @@ pub async fn delete(
             ),
         ));
     }
-    context.records.delete_lambda(id).await?;
     Ok(PluginResponse::empty(200))
 }
 

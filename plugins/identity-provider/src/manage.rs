@@ -337,8 +337,8 @@ pub async fn create(
         {
             ProviderWrite::Written => return Ok(one(&stored)),
             ProviderWrite::IdTaken => return Err(duplicate()),
-            // A domain taken since the check: validating again names it.
-            ProviderWrite::DomainTaken | ProviderWrite::Changed => {}
+            // A domain taken or the lambda deleted since the check: validating again names it.
+            ProviderWrite::DomainTaken | ProviderWrite::LambdaMissing | ProviderWrite::Changed => {}
         }
     }
     Err(kept_changing())
@@ -428,8 +428,8 @@ async fn update_with(
         }
         let changed = change(&existing).await?;
         let doc = replacement(id, &existing, changed, missing, grant, context).await?;
-        // A concurrent change, or a domain taken since the check (named by the next
-        // validation), starts over.
+        // A concurrent change, or a domain taken or the lambda deleted since the check (named
+        // by the next validation), starts over.
         let written = context
             .records
             .replace_identity_provider(id, &existing, &doc)

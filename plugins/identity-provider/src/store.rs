@@ -40,6 +40,30 @@ pub enum ProviderWrite {
     Changed,
     /// Nothing was written: another provider manages one of the document's `domains`.
     DomainTaken,
+    /// Nothing was written: the lambda the document names ([`provider_lambda`]) is gone.
+    LambdaMissing,
+}
+
+/// The ids of the providers among `providers` that name the lambda `lambda`.
+pub fn lambda_users(providers: &[Value], lambda: Uuid) -> Vec<Uuid> {
+    providers
+        .iter()
+        .filter(|p| provider_lambda(p) == Some(lambda))
+        .filter_map(|p| p.get("id").and_then(Value::as_str))
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect()
+}
+
+/// The reconcile lambda a provider document names (`lambdaConfiguration.reconcileId`), if any.
+/// The stores check it exists with the provider's write, and a lambda's delete checks no
+/// provider names it with its own: of a provider naming a lambda and the lambda's delete
+/// running at once, one fails.
+pub fn provider_lambda(provider: &Value) -> Option<Uuid> {
+    provider
+        .get("lambdaConfiguration")
+        .and_then(|l| l.get("reconcileId"))
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s.trim()).ok())
 }
 
 /// The domains a provider document manages, as the stores compare them: the strings of its
@@ -182,8 +206,10 @@ pub trait IdentityProviderStore: LoginStateStore + Send + Sync {
     /// All lambda documents.
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>>;
 
-    /// Deletes a lambda; `NotFound` when absent.
-    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()>;
+    /// Deletes a lambda no provider names ([`provider_lambda`]), checked with the delete and
+    /// excluding provider writes meanwhile: the ids of the providers that name it (nothing
+    /// deleted then), empty when it was deleted; `NotFound` when absent.
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<Vec<Uuid>>;
 
     /// Appends an event; returns its id.
     async fn add_event(&self, log_type: &str, message: &str) -> StoreResult<i64>;

@@ -11,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 use gatehouse_plugin_identity_provider::store::{
-    provider_domains, LinkInsert, LinkWrite, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
+    lambda_users, provider_domains, provider_lambda, LinkInsert, LinkWrite, ProviderWrite,
+    LOGIN_STATE_PRUNE_BATCH,
 };
 use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use serde_json::Value;
@@ -92,6 +93,15 @@ async fn count_links<C: GenericClient>(c: &C, provider: Uuid, user: Uuid) -> Sto
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
+/// True when `lambda` is `None` or a stored lambda.
+async fn lambda_exists<C: GenericClient>(c: &C, lambda: Option<Uuid>) -> StoreResult<bool> {
+    let Some(lambda) = lambda else {
+        return Ok(true);
+    };
+    let found = query_opt(c, "SELECT 1 FROM lambdas WHERE id = $1", &[&lambda]).await?;
+    Ok(found.is_some())
+}
+
 /// Locks the providers against every other write until the transaction ends (reads go on):
 /// a domain checked free stays free until this transaction has written, on every gateway.
 pub(super) async fn lock_providers<C: GenericClient>(tx: &C) -> StoreResult<()> {
@@ -159,11 +169,15 @@ impl IdentityProviderStore for PostgresStore {
         provider: &Value,
     ) -> StoreResult<ProviderWrite> {
         let (body, domains) = (encode(provider)?, provider_domains(provider));
+        let lambda = provider_lambda(provider);
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             lock_providers(&tx).await?;
             if domain_owner(&tx, id, &domains).await?.is_some() {
                 return Ok(ProviderWrite::DomainTaken);
+            }
+            if !lambda_exists(&tx, lambda).await? {
+                return Ok(ProviderWrite::LambdaMissing);
             }
             let inserted = execute(
                 &tx,
@@ -190,7 +204,7 @@ impl IdentityProviderStore for PostgresStore {
         provider: &Value,
     ) -> StoreResult<ProviderWrite> {
         let (expected, body) = (encode(expected)?, encode(provider)?);
-        let domains = provider_domains(provider);
+        let (domains, lambda) = (provider_domains(provider), provider_lambda(provider));
         self.run(move |mut c| async move {
             let tx = c.transaction().await.map_err(pg)?;
             lock_providers(&tx).await?;
@@ -209,6 +223,9 @@ impl IdentityProviderStore for PostgresStore {
             }
             if domain_owner(&tx, id, &domains).await?.is_some() {
                 return Ok(ProviderWrite::DomainTaken);
+            }
+            if !lambda_exists(&tx, lambda).await? {
+                return Ok(ProviderWrite::LambdaMissing);
             }
             execute(
                 &tx,
@@ -339,13 +356,23 @@ impl IdentityProviderStore for PostgresStore {
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
         self.list_documents("lambdas").await
     }
-    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
-        self.run(move |c| async move {
-            let deleted = execute(&c, "DELETE FROM lambdas WHERE id = $1", &[&id]).await?;
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<Vec<Uuid>> {
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await.map_err(pg)?;
+            // The providers' lock: no provider write runs between the check and the delete.
+            lock_providers(&tx).await?;
+            let providers: Vec<Value> =
+                list_bodies(&tx, "SELECT body FROM identity_providers", &[]).await?;
+            let users = lambda_users(&providers, id);
+            if !users.is_empty() {
+                return Ok(users);
+            }
+            let deleted = execute(&tx, "DELETE FROM lambdas WHERE id = $1", &[&id]).await?;
             if deleted == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            tx.commit().await.map_err(pg)?;
+            Ok(Vec::new())
         })
         .await
     }

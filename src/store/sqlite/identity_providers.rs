@@ -9,7 +9,8 @@ use base64::Engine as _;
 use gatehouse_plugin_api::model::{EventLog, IdentityProviderLink, Registration, User};
 use gatehouse_plugin_api::store::{StoreError, StoreResult};
 use gatehouse_plugin_identity_provider::store::{
-    provider_domains, LinkInsert, LinkWrite, ProviderWrite, LOGIN_STATE_PRUNE_BATCH,
+    lambda_users, provider_domains, provider_lambda, LinkInsert, LinkWrite, ProviderWrite,
+    LOGIN_STATE_PRUNE_BATCH,
 };
 use gatehouse_plugin_identity_provider::{IdentityProviderStore, LoginStateStore};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -96,6 +97,22 @@ pub(super) fn domain_owner(
     .map_err(backend)
 }
 
+/// True when `lambda` is `None` or a stored lambda.
+fn lambda_exists(tx: &Connection, lambda: Option<Uuid>) -> StoreResult<bool> {
+    let Some(lambda) = lambda else {
+        return Ok(true);
+    };
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM lambdas WHERE id = ?1",
+            [lambda.to_string()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    Ok(found.is_some())
+}
+
 #[async_trait]
 impl IdentityProviderStore for SqliteStore {
     async fn save_login(
@@ -126,11 +143,15 @@ impl IdentityProviderStore for SqliteStore {
         provider: &Value,
     ) -> StoreResult<ProviderWrite> {
         let (body, domains) = (encode(provider)?, provider_domains(provider));
+        let lambda = provider_lambda(provider);
         // Every call is an immediate transaction, which holds the write lock: the check and the
         // insert see and exclude every other writer, of this gateway or another.
         self.tx(move |tx| {
             if domain_owner(tx, id, &domains)?.is_some() {
                 return Ok(ProviderWrite::DomainTaken);
+            }
+            if !lambda_exists(tx, lambda)? {
+                return Ok(ProviderWrite::LambdaMissing);
             }
             let inserted = tx
                 .execute(
@@ -156,7 +177,7 @@ impl IdentityProviderStore for SqliteStore {
         provider: &Value,
     ) -> StoreResult<ProviderWrite> {
         let (expected, body) = (encode(expected)?, encode(provider)?);
-        let domains = provider_domains(provider);
+        let (domains, lambda) = (provider_domains(provider), provider_lambda(provider));
         self.tx(move |tx| {
             let stored: Option<String> = tx
                 .query_row(
@@ -173,6 +194,9 @@ impl IdentityProviderStore for SqliteStore {
             }
             if domain_owner(tx, id, &domains)?.is_some() {
                 return Ok(ProviderWrite::DomainTaken);
+            }
+            if !lambda_exists(tx, lambda)? {
+                return Ok(ProviderWrite::LambdaMissing);
             }
             tx.execute(
                 "UPDATE identity_providers SET body = ?2 WHERE id = ?1",
@@ -304,15 +328,23 @@ impl IdentityProviderStore for SqliteStore {
     async fn list_lambdas(&self) -> StoreResult<Vec<Value>> {
         self.list_documents("lambdas").await
     }
-    async fn delete_lambda(&self, id: Uuid) -> StoreResult<()> {
+    async fn delete_lambda(&self, id: Uuid) -> StoreResult<Vec<Uuid>> {
+        // One call holds the write lock: no provider write runs between the check and the
+        // delete.
         self.tx(move |tx| {
+            let providers: Vec<Value> =
+                list_bodies(tx, "SELECT body FROM identity_providers", &[])?;
+            let users = lambda_users(&providers, id);
+            if !users.is_empty() {
+                return Ok(users);
+            }
             let deleted = tx
                 .execute("DELETE FROM lambdas WHERE id = ?1", [id.to_string()])
                 .map_err(backend)?;
             if deleted == 0 {
                 return Err(StoreError::NotFound);
             }
-            Ok(())
+            Ok(Vec::new())
         })
         .await
     }
