@@ -2415,3 +2415,27 @@ fn tokens_issued_while_a_user_is_revoked_do_not_outlive_it_on_postgres() {
     });
     issue_racing_a_revocation(&gw);
 }
+
+#[test]
+fn an_issue_on_a_node_that_has_not_heard_of_a_revocation_yet_is_refused() {
+    // Two gateways on one SQLite file: the second hears of the first's revocations within a
+    // second, by polling; an issue there right after the revocation reads the store itself.
+    let options = Options::default();
+    let node_a = TestGateway::start_with(options.clone());
+    let node_b = node_a.start_peer(&options);
+    for round in 0..3 {
+        let email = format!("lagging-{round}@example.com");
+        let session = node_a.login(&email, &[]);
+        node_a.login_to(OTHER_APP, &email, &[]);
+        check_status(
+            revoke_query(&node_b, &format!("userId={}", session.user_id)),
+            200,
+        );
+        let issued = client()
+            .get(node_a.url(&format!("/api/jwt/issue?applicationId={OTHER_APP}")))
+            .bearer_auth(&session.token)
+            .send()
+            .expect("send");
+        assert_eq!(issued.status().as_u16(), 401, "round {round}");
+    }
+}

@@ -120,7 +120,13 @@ pub async fn issue(
         .await
         .map_err(signing_error)?;
     // Revoked while this call ran (between the check above and the signature, which a
-    // revocation in the same second dates after it): the token it signed is not handed out.
+    // revocation in the same second dates after it), on this node or on another that this one
+    // has not heard from yet: the store holds every revocation once committed, and this node
+    // learns those that could cover the presented token now. Then the token it signed is not
+    // handed out, nor can a token signed here escape a revocation it came after.
+    for (scope, instant) in context.store.list_revocations(claims.iat).await? {
+        context.tokens.record_revocation(scope, instant);
+    }
     context
         .tokens
         .verify(jwt)
