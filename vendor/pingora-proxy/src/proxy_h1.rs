@@ -324,9 +324,16 @@ where
                 },
 
                 body = rx.recv(), if !request_done => {
+                    // The end of the body the request had before its upgrade (an empty one
+                    // is sent as soon as the downstream half starts), read only after the
+                    // upstream's 101: it ends the request, not the upgraded connection,
+                    // whose body is still to come. (Patched: before, which of the two was
+                    // read first decided whether the tunnel stayed open.)
+                    let ends_body_before_upgrade = client_session.was_upgraded()
+                        && matches!(body, Some(HttpTask::Body(_, true)));
                     match send_body_to1(client_session, body).await {
                         Ok(send_done) => {
-                            request_done = send_done;
+                            request_done = send_done && !ends_body_before_upgrade;
                             // An upgraded request is terminated when either side is done
                             if request_done && client_session.was_upgraded() {
                                 response_done = true;
