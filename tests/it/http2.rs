@@ -522,3 +522,270 @@ fn grpc_passes_a_protected_route_over_h2c() {
     let gw = grpc_gateway(grpc.port, "listenOptions: {h2c: true}\n".into());
     grpc_through(&gw, None);
 }
+
+/// An HTTP/1.1 upstream as strict as h11 about framing, on keep-alive connections: each
+/// request is read whole (a `Content-Length` or chunked body, no trailers) and answered `200`
+/// with its body echoed; anything else where a request should start (a second chunked
+/// terminator, say) is answered `400` and the connection closed, and is reported. Returns its
+/// port and the reports: one per request, `"<method> <body>"`, or `"stray <bytes>"`.
+fn strict_upstream() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = reports.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let reports = kept.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().expect("clone");
+                let mut reader = BufReader::new(stream);
+                while let Some(head) = read_head(&mut reader) {
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let method = head.split(' ').next().unwrap_or_default().to_string();
+                    if !["GET", "POST"].contains(&method.as_str()) {
+                        reports
+                            .lock()
+                            .expect("reports")
+                            .push(format!("stray {head:?}"));
+                        let _ = writer.write_all(
+                            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let lower = head.to_ascii_lowercase();
+                    let mut body = Vec::new();
+                    if lower.contains("transfer-encoding: chunked") {
+                        loop {
+                            let mut size = String::new();
+                            if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let size = usize::from_str_radix(size.trim_end(), 16).unwrap_or(0);
+                            let mut chunk = vec![0u8; size + 2];
+                            if reader.read_exact(&mut chunk).is_err() {
+                                return;
+                            }
+                            body.extend_from_slice(&chunk[..size]);
+                            if size == 0 {
+                                break;
+                            }
+                        }
+                    } else if let Some(at) = lower.find("content-length: ") {
+                        let length: usize = lower[at + 16..]
+                            .split("\r\n")
+                            .next()
+                            .and_then(|l| l.trim().parse().ok())
+                            .unwrap_or(0);
+                        body.resize(length, 0);
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                    }
+                    let body = String::from_utf8_lossy(&body).to_string();
+                    reports
+                        .lock()
+                        .expect("reports")
+                        .push(format!("{method} {body}"));
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, reports)
+}
+
+/// Sends a POST of `uri` whose body is `parts`, one DATA frame each, then an empty DATA frame
+/// that ends the stream (as `curl -T -` and CDNs streaming to an origin do), then a GET of
+/// `uri`, on one HTTP/2 connection to `port`; returns each answer's status and body.
+fn streamed_post_then_get(
+    port: u16,
+    uri: &str,
+    parts: &[&str],
+) -> Result<Vec<(u16, String)>, String> {
+    runtime().block_on(async {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let (mut client, connection) = h2::client::handshake(stream)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            tokio::spawn(connection);
+            let post = Request::post(uri).body(()).expect("request");
+            let (response, mut body) = client
+                .send_request(post, false)
+                .map_err(|e| format!("send: {e}"))?;
+            for part in parts {
+                body.send_data(bytes::Bytes::from(part.to_string()), false)
+                    .map_err(|e| format!("data: {e}"))?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            body.send_data(bytes::Bytes::new(), true)
+                .map_err(|e| format!("end: {e}"))?;
+            let mut answers = Vec::new();
+            let response = response.await.map_err(|e| format!("response: {e}"))?;
+            answers.push(read_answer(response).await?);
+            // The next request reuses the gateway's pooled connection to the upstream.
+            let mut client = client.ready().await.map_err(|e| format!("ready: {e}"))?;
+            let (response, _) = client
+                .send_request(get(uri, &[]), true)
+                .map_err(|e| format!("send: {e}"))?;
+            let response = response.await.map_err(|e| format!("response: {e}"))?;
+            answers.push(read_answer(response).await?);
+            Ok(answers)
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    })
+}
+
+/// An HTTP/2 response's status and body.
+async fn read_answer(response: http::Response<h2::RecvStream>) -> Result<(u16, String), String> {
+    let (parts, mut body) = response.into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| format!("body: {e}"))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    Ok((
+        parts.status.as_u16(),
+        String::from_utf8_lossy(&data).to_string(),
+    ))
+}
+
+/// An HTTP/2 request body without a length reaches an HTTP/1.1 upstream chunked; when the
+/// client ends it with an empty DATA frame (END_STREAM), the upstream gets one last chunk, not
+/// two: a second `0\r\n\r\n` would be read as the start of the next request on that
+/// keep-alive connection, and the answer to it (a 400) given to whichever request came next.
+#[test]
+fn a_body_ended_by_an_empty_http2_frame_ends_its_upstream_body_once() {
+    let (upstream, reports) = strict_upstream();
+    let gw = TestGateway::start_with(Options {
+        extra: "listenOptions: {h2c: true}\n".into(),
+        extra_routes: format!(
+            "  - path: /strict\n    upstream: http://127.0.0.1:{upstream}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
+    let uri = format!("http://127.0.0.1:{}/strict/echo", gw.port);
+    for round in 0..3 {
+        let answers = streamed_post_then_get(gw.port, &uri, &["hello ", "world"])
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(
+            answers,
+            [(200, "hello world".to_string()), (200, String::new())],
+            "round {round}: {:?}",
+            reports.lock().expect("reports")
+        );
+    }
+    let reports = reports.lock().expect("reports").clone();
+    assert_eq!(
+        reports,
+        ["POST hello world", "GET "].repeat(3),
+        "every request read whole, nothing stray between them"
+    );
+}
+
+/// An `h2c://` upstream that answers every request `200` with the body `first `, an empty
+/// DATA frame that does not end the stream, then `second` ending it.
+fn h2c_upstream_sending_an_empty_frame() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok((_, mut respond))) = connection.accept().await {
+                        tokio::spawn(async move {
+                            let head = http::Response::builder().status(200).body(());
+                            let Ok(mut body) = respond.send_response(head.expect("head"), false)
+                            else {
+                                return;
+                            };
+                            for (data, end) in [("first ", false), ("", false), ("second", true)] {
+                                let _ = body.send_data(bytes::Bytes::from(data), end);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        });
+                    }
+                });
+            }
+        })
+    });
+    port
+}
+
+/// The body of a chunked HTTP/1.1 response in `bytes` (after its head), and what follows its
+/// last chunk; `None` when the chunks do not parse.
+fn dechunk(bytes: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut rest = bytes;
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?, 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some((body, rest.strip_prefix(b"\r\n")?.to_vec()));
+        }
+        body.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}
+
+/// The other direction: an empty DATA frame in the middle of an HTTP/2 upstream's answer is
+/// no chunk at all to an HTTP/1.1 client, never the last chunk (which would end the body
+/// early and leave the rest of it to be read as the next answer on the connection).
+#[test]
+fn an_empty_http2_frame_from_the_upstream_does_not_end_the_clients_body() {
+    use std::io::{Read, Write};
+    let upstream = h2c_upstream_sending_an_empty_frame();
+    let gw = TestGateway::start_with(Options {
+        extra_routes: format!(
+            "  - path: /h2-upstream\n    upstream: h2c://127.0.0.1:{upstream}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    for round in 0..2 {
+        client
+            .write_all(b"GET /h2-upstream/a HTTP/1.1\r\nHost: a.example\r\n\r\n")
+            .expect("write");
+        // Everything the gateway sends until it has been quiet for half a second.
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = client.read(&mut buf) {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer).to_string();
+        assert!(text.starts_with("HTTP/1.1 200"), "round {round}: {text}");
+        let head_end = text.find("\r\n\r\n").expect("head") + 4;
+        assert!(
+            text[..head_end]
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{text}"
+        );
+        let (body, after) = dechunk(&answer[head_end..]).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(String::from_utf8_lossy(&body), "first second", "{text:?}");
+        assert!(after.is_empty(), "bytes after the last chunk: {text:?}");
+    }
+}

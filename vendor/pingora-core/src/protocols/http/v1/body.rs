@@ -1499,6 +1499,12 @@ impl BodyWriter {
         match self.body_mode {
             BM::ChunkedEncoding(written) => {
                 let chunk_size = buf.len();
+                if chunk_size == 0 {
+                    // Patched: a chunk of no bytes is the last chunk on the wire, and `finish`
+                    // writes the last chunk again; the peer would read the second as the start
+                    // of its next message. Only `finish` ends the body.
+                    return Ok(Some(0));
+                }
 
                 let chuck_size_buf = format!("{:X}\r\n", chunk_size);
                 let mut output_buf = Bytes::from(chuck_size_buf).chain(buf).chain(&b"\r\n"[..]);
@@ -1990,6 +1996,13 @@ impl BodyWriter {
         if matches!(self.send_body_state.write_state, WriteState::Idle) {
             if let Some(bytes) = self.send_body_state.pending_bytes.take() {
                 let application_bytes_size = bytes.len();
+                if application_bytes_size == 0 {
+                    // Patched, as in `do_write_chunked_body`: no bytes, no chunk; only
+                    // `finish` writes the last chunk.
+                    self.send_body_state.write_state = WriteState::Done(0);
+                    self.send_body_state.timeout_fut = None;
+                    return Poll::Ready(Ok(Some(0)));
+                }
 
                 // Format the chunk: size\r\ndata\r\n
                 let chunk_size_header = format!("{:X}\r\n", application_bytes_size);
