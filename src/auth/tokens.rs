@@ -831,21 +831,6 @@ impl TokenService for Tokens {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    fn revocation_instant(&self, scopes: &[RevocationScope], now_seconds: i64) -> i64 {
-        let known: Vec<(RevocationScope, i64)> = self
-            .revocations
-            .map
-            .iter()
-            .filter(|entry| *entry.value() >= now_seconds)
-            .map(|entry| (*entry.key(), *entry.value()))
-            .collect();
-        gatehouse_plugin_api::tokens::revocation_instant(
-            scopes,
-            now_seconds,
-            known.iter().map(|(scope, at)| (scope, *at)),
-        )
-    }
-
     fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64) {
         self.revocations.record(scope, instant_seconds);
     }

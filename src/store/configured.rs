@@ -15,7 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use gatehouse_plugin_api::model::{Application, RefreshToken, Registration, Tenant, User};
 use gatehouse_plugin_api::store::{
-    Directory, RefreshSubject, RefreshTokenStore, RevokeScope, Rotation, StoreResult, UserStore,
+    Directory, RefreshSubject, RefreshTokenStore, RevokeScope, Revoked, Rotation, StoreResult,
+    UserStore,
 };
 use gatehouse_plugin_api::tokens::RevocationScope;
 use uuid::Uuid;
@@ -194,7 +195,7 @@ impl RefreshTokenStore for ConfiguredStore {
         self.backend.find_rotated_refresh_token(old_value).await
     }
 
-    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Revoked> {
         self.backend.revoke_refresh_tokens(scope).await
     }
 

@@ -2416,6 +2416,49 @@ fn tokens_issued_while_a_user_is_revoked_do_not_outlive_it_on_postgres() {
     issue_racing_a_revocation(&gw);
 }
 
+/// Two gateways on one SQLite file: node B revokes a user's tokens for one application, and
+/// node A, which has not heard of it yet, revokes all the user's tokens in the same second.
+/// The store dates A's revocation one second after B's (it covers the tokens B's dated), and A
+/// records that date, not its own clock's: a login on A right after it, and that login's
+/// token once both nodes have read the table, are accepted on both nodes.
+#[test]
+fn a_login_after_two_nodes_revoked_in_one_second_is_accepted_by_both() {
+    let options = Options::default();
+    let node_a = TestGateway::start_with(options.clone());
+    let node_b = node_a.start_peer(&options);
+    for round in 0..3 {
+        let email = format!("twice-{round}@example.com");
+        let before = node_a.login(&email, &[]);
+        // Start early in a second, so that both revocations and the login share it.
+        while std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .subsec_millis()
+            > 100
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let pair = format!("userId={}&applicationId={APP}", before.user_id);
+        check_status(revoke_query(&node_b, &pair), 200);
+        check_status(
+            revoke_query(&node_a, &format!("userId={}", before.user_id)),
+            200,
+        );
+        let after = node_a.login(&email, &[]);
+        assert_eq!(validate_status(&node_a, &after.token), 200, "round {round}");
+        // Both nodes poll the shared file within a second.
+        std::thread::sleep(Duration::from_millis(2500));
+        for (name, node) in [("A", &node_a), ("B", &node_b)] {
+            assert_eq!(
+                validate_status(node, &after.token),
+                200,
+                "round {round}: the new login refused by node {name}"
+            );
+            assert_eq!(validate_status(node, &before.token), 401, "round {round}");
+        }
+    }
+}
+
 #[test]
 fn an_issue_on_a_node_that_has_not_heard_of_a_revocation_yet_is_refused() {
     // Two gateways on one SQLite file: the second hears of the first's revocations within a

@@ -73,6 +73,34 @@ impl RevokeScope {
     }
 }
 
+/// What a revocation did, as the store committed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The revoked tokens (empty when none matched).
+    pub tokens: Vec<RefreshToken>,
+    /// What the store recorded for the edge to refuse ([`RevokeScope::edge_scopes`] of
+    /// `tokens`), each dated [`Revoked::at`].
+    pub edge: Vec<RevocationScope>,
+    /// The instant (s) the store dated the revocation, by the rule every node applies
+    /// ([`crate::tokens::revocation_instant`]) over what the store holds. A node records this
+    /// instant, never one of its own: a clock read before the store's transaction can be a
+    /// second earlier under load, and a node then refuses no token another node refuses (or
+    /// the other way round).
+    pub at: i64,
+}
+
+impl Revoked {
+    /// A revocation that matched no token and recorded nothing (a value no live token has),
+    /// at `now_seconds`.
+    pub fn nothing(now_seconds: i64) -> Revoked {
+        Revoked {
+            tokens: Vec::new(),
+            edge: Vec::new(),
+            at: now_seconds,
+        }
+    }
+}
+
 /// How long a store remembers a value that one-time-use rotation retired (ms): a day, so a
 /// replay is recognised as one (and `onOneTimeTokenReuse` can act) long after the race window.
 pub const RETIRED_VALUE_MEMORY_MS: i64 = 86_400_000;
@@ -211,8 +239,9 @@ pub trait RefreshTokenStore: Send + Sync {
     /// Revokes the addressed tokens and, in the same transaction, records the revocation for the
     /// edge (see [`RefreshTokenStore::list_revocations`]): by user, application or both for those scopes,
     /// by session (`sid`) for each token revoked by id or value. Returns the revoked tokens
-    /// (empty when none matched; the scope's revocation is recorded all the same).
-    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>>;
+    /// (empty when none matched; the scope's revocation is recorded all the same), what was
+    /// recorded for the edge, and the instant the store dated it (see [`Revoked`]).
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Revoked>;
 
     /// Records that tokens of `scope` issued at or before `instant_seconds` are revoked.
     async fn add_revocation(

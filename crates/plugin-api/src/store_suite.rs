@@ -394,7 +394,7 @@ pub async fn a_token_made_beside_another_is_stored_only_while_its_source_is(
     assert_eq!(stored, Ok(true));
     let by_user = RevokeScope::User(USER);
     let revoked = store.revoke_refresh_tokens(&by_user).await.expect("revoke");
-    assert_eq!(revoked.len(), 2);
+    assert_eq!(revoked.tokens.len(), 2);
     let late = token(Uuid::from_u128(0x6668), "value-late");
     let stored = store.insert_refresh_token_beside(&late, source.id).await;
     assert_eq!(stored, Ok(false));
@@ -570,18 +570,21 @@ pub async fn revoking_by_value_then_by_user_and_application(store: &dyn SuiteSto
         .await
         .expect("revoke");
     assert_eq!(
-        revoked.iter().map(|t| t.id).collect::<Vec<_>>(),
+        revoked.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
         vec![next.id]
     );
-    assert!(store
+    let again = store
         .revoke_refresh_tokens(&by_value)
         .await
-        .expect("revoke")
-        .is_empty());
+        .expect("revoke");
+    assert!(
+        again.tokens.is_empty() && again.edge.is_empty(),
+        "{again:?}"
+    );
     let by_pair = RevokeScope::UserApplication(USER, APP);
     let revoked = store.revoke_refresh_tokens(&by_pair).await.expect("revoke");
     assert_eq!(
-        revoked.iter().map(|t| t.id).collect::<Vec<_>>(),
+        revoked.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
         vec![other.id]
     );
     assert!(store
@@ -593,19 +596,44 @@ pub async fn revoking_by_value_then_by_user_and_application(store: &dyn SuiteSto
 
 /// Revoking refresh tokens records, in the same transaction, what the edge must refuse: the
 /// sessions of tokens revoked by id or value, the scope itself otherwise.
+/// Each revocation returns what it recorded and the instant it dated it, as the store holds
+/// them: a second revocation of a user in the same second is dated one second later, and it
+/// says so (a node records the store's instant, not its own clock's).
 pub async fn revoking_refresh_tokens_records_edge_revocations(store: &dyn SuiteStore) {
     let next = rotated_once(store).await;
     let by_value = RevokeScope::Token("value-two".into());
-    store
+    let by_session = store
         .revoke_refresh_tokens(&by_value)
         .await
         .expect("revoke");
+    assert_eq!(by_session.edge, [RevocationScope::Session(next.id)]);
     let by_pair = RevokeScope::UserApplication(USER, APP);
-    store.revoke_refresh_tokens(&by_pair).await.expect("revoke");
+    let pair = store.revoke_refresh_tokens(&by_pair).await.expect("revoke");
+    assert_eq!(pair.edge, [RevocationScope::UserApplication(USER, APP)]);
+    let first = store
+        .revoke_refresh_tokens(&RevokeScope::User(USER))
+        .await
+        .expect("revoke");
+    let second = store
+        .revoke_refresh_tokens(&RevokeScope::User(USER))
+        .await
+        .expect("revoke");
+    assert_eq!(second.edge, [RevocationScope::User(USER)]);
+    assert!(second.at > first.at, "{first:?} then {second:?}");
     let edge = store.list_revocations(0).await.expect("list");
-    let has = |scope: RevocationScope| edge.iter().any(|(s, _)| *s == scope);
-    assert!(has(RevocationScope::Session(next.id)), "{edge:?}");
-    assert!(has(RevocationScope::UserApplication(USER, APP)), "{edge:?}");
+    let dated = |scope: RevocationScope| {
+        edge.iter()
+            .filter(|(s, _)| *s == scope)
+            .map(|(_, at)| *at)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(dated(RevocationScope::Session(next.id)), [by_session.at]);
+    assert_eq!(
+        dated(RevocationScope::UserApplication(USER, APP)),
+        [pair.at]
+    );
+    // One row a scope: the later date.
+    assert_eq!(dated(RevocationScope::User(USER)), [second.at]);
 }
 
 /// The latest instant per scope wins; revocations older than the horizon are not listed.

@@ -436,13 +436,10 @@ pub trait TokenService: Send + Sync {
 
     /// Records that tokens of `scope` issued before `instant_seconds` are revoked, so that
     /// [`TokenService::verify`] refuses them from now on.
+    /// The instant is the one the store dated the revocation ([`crate::store::Revoked::at`]
+    /// or what [`crate::store::RefreshTokenStore::list_revocations`] holds), never one of the
+    /// node's own.
     fn record_revocation(&self, scope: RevocationScope, instant_seconds: i64);
-
-    /// The instant (s) a revocation of `scopes` made at `now_seconds` is dated: see
-    /// [`revocation_instant`]. A service that knows no revocations dates it `now_seconds`.
-    fn revocation_instant(&self, _scopes: &[RevocationScope], now_seconds: i64) -> i64 {
-        now_seconds
-    }
 }
 
 /// True when a token dated after a revocation of `earlier` (a token issued in the same second

@@ -12,7 +12,7 @@ use gatehouse_plugin_api::rotations::RotationLedger;
 use gatehouse_plugin_api::store::{
     read_refresh_subject, RefreshSubject, RevokeScope, Rotation, StoreError,
 };
-use gatehouse_plugin_api::tokens::{IssuedToken, RevocationScope, TokenError};
+use gatehouse_plugin_api::tokens::{IssuedToken, TokenError};
 
 use crate::env::RefreshEnv;
 use crate::error::RefreshError;
@@ -330,7 +330,7 @@ async fn exchange_retired_value(
     if rotated_since || !retired_value_allowed(rules, &policy, value, presented, (rotated_at, now))
     {
         if policy.revoke_on_one_time_token_reuse {
-            revoke_reused(env, current.id, now).await?;
+            revoke_reused(env, current.id).await?;
         }
         return Err(RefreshError::AlreadyRotated);
     }
@@ -413,13 +413,15 @@ fn not_found_is_invalid(e: StoreError) -> RefreshError {
 }
 
 /// Revokes a token whose rotated value was reused, and cuts off its access tokens.
-async fn revoke_reused(env: RefreshEnv<'_>, id: Uuid, now: i64) -> Result<(), RefreshError> {
-    env.store
+async fn revoke_reused(env: RefreshEnv<'_>, id: Uuid) -> Result<(), RefreshError> {
+    let revoked = env
+        .store
         .revoke_refresh_tokens(&RevokeScope::Id(id))
         .await?;
-    let session = RevocationScope::Session(id);
-    let at = env.tokens.revocation_instant(&[session], now / 1000);
-    env.tokens.record_revocation(session, at);
+    // Dated as the store dated it, as every other node reads it.
+    for scope in &revoked.edge {
+        env.tokens.record_revocation(*scope, revoked.at);
+    }
     Ok(())
 }
 

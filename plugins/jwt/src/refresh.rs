@@ -13,7 +13,7 @@
 
 use gatehouse_plugin_api::helpers::session_cookie;
 use gatehouse_plugin_api::request::is_given;
-use gatehouse_plugin_api::store::RevokeScope;
+use gatehouse_plugin_api::store::{RevokeScope, Revoked};
 use gatehouse_plugin_api::tokens::RevocationScope;
 use gatehouse_plugin_api::{
     ApiError, ApiKeyGrant, Cookie, PluginContext, PluginRequest, PluginResponse,
@@ -380,10 +380,9 @@ pub async fn revoke(
             )
         }
     };
-    let now = context.clock.now_seconds();
-    context.store.revoke_refresh_tokens(&scope).await?;
-    let at = context.tokens.revocation_instant(&[revocation], now);
-    context.tokens.record_revocation(revocation, at);
+    let revoked = context.store.revoke_refresh_tokens(&scope).await?;
+    debug_assert!(revoked.edge.contains(&revocation));
+    record_revoked(context, &revoked);
     Ok(PluginResponse::empty(200))
 }
 
@@ -428,16 +427,20 @@ fn authorize_single(caller: &Caller, owner: Uuid, tenant_id: Uuid) -> Result<(),
 /// Revokes one token (by id, so a concurrent one-time-use rotation cannot dodge it) and cuts off
 /// the access tokens minted from it.
 async fn revoke_one(context: &PluginContext, id: Uuid) -> Result<(), ApiError> {
-    context
+    let revoked = context
         .store
         .revoke_refresh_tokens(&RevokeScope::Id(id))
         .await?;
-    let session = RevocationScope::Session(id);
-    let at = context
-        .tokens
-        .revocation_instant(&[session], context.clock.now_seconds());
-    context.tokens.record_revocation(session, at);
+    record_revoked(context, &revoked);
     Ok(())
+}
+
+/// Records on this node what a revocation recorded in the store, dated as the store dated it
+/// (the other nodes read the same from the store).
+fn record_revoked(context: &PluginContext, revoked: &Revoked) {
+    for scope in &revoked.edge {
+        context.tokens.record_revocation(*scope, revoked.at);
+    }
 }
 
 /// 404 unless the user exists in the grant's tenant.

@@ -14,8 +14,8 @@ use gatehouse_plugin_api::model::{
     Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{
-    read_refresh_subject, Directory, RefreshSubject, RefreshTokenStore, RevokeScope, Rotation,
-    StoreResult, UserStore, RETIRED_VALUE_MEMORY_MS,
+    read_refresh_subject, Directory, RefreshSubject, RefreshTokenStore, RevokeScope, Revoked,
+    Rotation, StoreResult, UserStore, RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::{PublicKeyInfo, RevocationScope};
 use gatehouse_plugin_api::{
@@ -448,7 +448,7 @@ impl RefreshTokenStore for FakeStore {
     async fn find_rotated_refresh_token(&self, old_value: &str) -> StoreResult<Option<Rotation>> {
         Ok(retired(&lock(&self.state), old_value))
     }
-    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Revoked> {
         let mut s = lock(&self.state);
         let matches = |t: &RefreshToken| match scope {
             RevokeScope::Id(id) => t.id == *id,
@@ -466,10 +466,14 @@ impl RefreshTokenStore for FakeStore {
             self.now() / 1000,
             known.iter().map(|(scope, at)| (scope, *at)),
         );
-        for edge in edges {
-            record_revocation(&mut s, &edge, at);
+        for edge in &edges {
+            record_revocation(&mut s, edge, at);
         }
-        Ok(revoked)
+        Ok(Revoked {
+            tokens: revoked,
+            edge: edges,
+            at,
+        })
     }
     async fn add_revocation(&self, scope: &RevocationScope, instant: i64) -> StoreResult<()> {
         record_revocation(&mut lock(&self.state), scope, instant);

@@ -6,7 +6,7 @@ use gatehouse_plugin_api::model::{
     Application, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{
-    RefreshSubject, RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult,
+    RefreshSubject, RefreshTokenStore, RevokeScope, Revoked, Rotation, StoreError, StoreResult,
     RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::RevocationScope;
@@ -380,7 +380,7 @@ impl RefreshTokenStore for PostgresStore {
         })
         .await
     }
-    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Revoked> {
         let scope = scope.clone();
         let clock = self.clock.clone();
         self.run(move |mut c| async move {
@@ -392,7 +392,7 @@ impl RefreshTokenStore for PostgresStore {
                 RevokeTarget::Columns(columns) => columns,
                 RevokeTarget::Value(value) => match find_live_token(&tx, value).await? {
                     Some(t) => vec![("id", t.id)],
-                    None => return Ok(Vec::new()),
+                    None => return Ok(Revoked::nothing(clock.now_seconds())),
                 },
             };
             lock_revoked(&tx, &columns).await?;
@@ -422,7 +422,11 @@ impl RefreshTokenStore for PostgresStore {
                 .await?;
             }
             tx.commit().await.map_err(pg)?;
-            Ok(revoked)
+            Ok(Revoked {
+                tokens: revoked,
+                edge,
+                at,
+            })
         })
         .await
     }

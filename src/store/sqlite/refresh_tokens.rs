@@ -5,7 +5,7 @@ use gatehouse_plugin_api::model::{
     Application, RefreshToken, RefreshTokenMetaData, Registration, Tenant, User,
 };
 use gatehouse_plugin_api::store::{
-    RefreshSubject, RefreshTokenStore, RevokeScope, Rotation, StoreError, StoreResult,
+    RefreshSubject, RefreshTokenStore, RevokeScope, Revoked, Rotation, StoreError, StoreResult,
     RETIRED_VALUE_MEMORY_MS,
 };
 use gatehouse_plugin_api::tokens::RevocationScope;
@@ -342,7 +342,7 @@ impl RefreshTokenStore for SqliteStore {
         let old_hash = token_hash(old_value);
         self.tx(move |tx| find_rotated(tx, &old_hash)).await
     }
-    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Vec<RefreshToken>> {
+    async fn revoke_refresh_tokens(&self, scope: &RevokeScope) -> StoreResult<Revoked> {
         let scope = scope.clone();
         let clock = self.clock.clone();
         self.tx(move |tx| {
@@ -350,7 +350,7 @@ impl RefreshTokenStore for SqliteStore {
                 RevokeTarget::Columns(columns) => columns,
                 RevokeTarget::Value(value) => match find_live_token(tx, value)? {
                     Some(t) => vec![("id", t.id)],
-                    None => return Ok(Vec::new()),
+                    None => return Ok(Revoked::nothing(clock.now_seconds())),
                 },
             };
             let filter = column_filter(&columns, |n| format!("?{n}"));
@@ -375,7 +375,11 @@ impl RefreshTokenStore for SqliteStore {
                 )
                 .map_err(backend)?;
             }
-            Ok(revoked)
+            Ok(Revoked {
+                tokens: revoked,
+                edge,
+                at,
+            })
         })
         .await
     }

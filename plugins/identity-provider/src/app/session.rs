@@ -227,16 +227,11 @@ pub async fn logout(request: &PluginRequest, app: &App<'_>) -> Result<PluginResp
 async fn revoke(context: &PluginContext, value: &str) -> Result<Option<uuid::Uuid>, ApiError> {
     let scope = RevokeScope::Token(value.to_string());
     let revoked = context.store.revoke_refresh_tokens(&scope).await?;
-    let edge = scope.edge_scopes(&revoked);
-    if !edge.is_empty() {
-        let at = context
-            .tokens
-            .revocation_instant(&edge, context.clock.now_seconds());
-        for one in edge {
-            context.tokens.record_revocation(one, at);
-        }
+    // Dated as the store dated it, as every other node reads it.
+    for one in &revoked.edge {
+        context.tokens.record_revocation(*one, revoked.at);
     }
-    Ok(revoked.iter().find_map(|t| t.application_id))
+    Ok(revoked.tokens.iter().find_map(|t| t.application_id))
 }
 
 /// The provider's logout URL for the kept `{providerId}:{id token}`, when the provider still
