@@ -828,6 +828,86 @@ fn the_idle_timeout_runs_from_the_last_request_on_a_connection() {
     }
 }
 
+/// A client that sends its next request header a byte at a time on a kept-alive connection,
+/// each byte well within the idle timeout of the last (slowloris), is closed one idle timeout
+/// after that header began: the timeout bounds the whole header, not each read of it; over
+/// plain TCP and TLS alike. (A new connection's first header is bounded the same way by the
+/// engine's 60 s, too long to wait for here.)
+#[test]
+fn a_request_header_sent_a_byte_at_a_time_is_cut_off_at_the_idle_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for tls in [false, true] {
+        let gw = TestGateway::start_with(Options {
+            idle_timeout_seconds: 2,
+            extra: match tls {
+                true => self_signed_tls(dir.path()),
+                false => String::new(),
+            },
+            ..Default::default()
+        });
+        let token = user_token(&gw, &["user"]);
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let cut_after = match tls {
+            true => {
+                let client = tls_client(&dir.path().join("cert.pem"));
+                trickled_header_cut_after(rustls::StreamOwned::new(client, tcp), &token)
+            }
+            false => trickled_header_cut_after(tcp, &token),
+        };
+        assert!(
+            cut_after > Duration::from_millis(1500) && cut_after < Duration::from_secs(4),
+            "tls {tls}: cut after {cut_after:?}"
+        );
+    }
+}
+
+/// Sends one whole request, reads its answer, then sends the start of a second request header
+/// and one more byte every 0.4 s without ever ending it; returns how long after that header
+/// began the gateway closed the connection (panics after 10 s).
+fn trickled_header_cut_after(mut stream: impl Read + Write, token: &str) -> Duration {
+    let request = format!("GET /app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let started = Instant::now();
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no answer");
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("closed before the answer"),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let began = Instant::now();
+    let _ = stream.write_all(b"GET /app HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    while began.elapsed() < Duration::from_secs(10) {
+        // Closed: end of stream, an error other than the read timeout, or a write refused.
+        match stream.read(&mut buf) {
+            Ok(0) => return began.elapsed(),
+            Ok(_) => {}
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                return began.elapsed()
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(350));
+        if stream
+            .write_all(b"a")
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            return began.elapsed();
+        }
+    }
+    panic!("a header sent a byte at a time held its connection for 10 s");
+}
+
 /// Sends four requests on `stream`, 0.6 s apart, each after the last answer; returns how long
 /// after the last answer the gateway closed the connection.
 fn requests_until_idle_close(mut stream: impl Read + Write, token: &str) -> Duration {

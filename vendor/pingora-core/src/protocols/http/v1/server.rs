@@ -29,7 +29,7 @@ use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::{BodyReader, BodyWriter};
@@ -214,10 +214,11 @@ impl HttpSession {
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        header_deadline: &mut Option<Instant>,
     ) -> Result<Option<usize>> {
         // The wait's limit, and whether running out of it ends a keep-alive connection quietly
         // (`Ok(None)`) rather than failing the read.
-        let limit = match self.keepalive_timeout {
+        let mut limit = match self.keepalive_timeout {
             // Upstream notes that the keep-alive limit should bound only the wait between
             // requests; it bounds every read of the header, so a kept-alive connection that
             // sends part of a request and stalls is closed at the idle timeout.
@@ -225,6 +226,23 @@ impl HttpSession {
             KeepaliveStatus::Infinite => None,
             KeepaliveStatus::Off => self.read_timeout.map(|t| (t, false)),
         };
+        // Patched: once part of a header has arrived, the rest of it must arrive within one
+        // such limit in all, not within one limit of each read: a client sending a byte now
+        // and then (slowloris) no longer holds its connection for ever. A header that arrives
+        // in one read never gets here.
+        if let (Some((per_read, keepalive)), true) = (limit, already_read > 0) {
+            let now = Instant::now();
+            let deadline = *header_deadline.get_or_insert(now + per_read);
+            let left = deadline.saturating_duration_since(now);
+            if left.is_zero() {
+                debug!("request header not complete within {per_read:?}");
+                return match keepalive {
+                    true => Ok(None),
+                    false => Error::e_explain(ReadTimedout, "request header not complete in time"),
+                };
+            }
+            limit = Some((left.min(per_read), keepalive));
+        }
         let read_result = match limit {
             None => self.underlying_stream.read_buf(buf).await,
             Some((limit, keepalive)) => {
@@ -313,6 +331,8 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // When the rest of a partly read header must have arrived (see `read_request_buf`).
+        let mut header_deadline = None;
         loop {
             if already_read > MAX_HEADER_SIZE {
                 /* NOTE: this check only blocks second read. The first large read is allowed
@@ -332,7 +352,10 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = self
+                .read_request_buf(&mut buf, already_read, &mut header_deadline)
+                .await?
+            {
                 already_read += n;
             } else {
                 return Ok(None);
