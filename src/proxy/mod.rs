@@ -44,7 +44,7 @@ pub mod routes;
 mod upstream;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -595,13 +595,17 @@ impl Gateway {
 
     /// Open: a client that half-closes after its request still gets the answer; pipelined
     /// requests are answered one after the other, in order; an idle keep-alive connection is
-    /// closed after the timeout (never re-enabling keep-alive the engine turned off).
+    /// closed after the timeout (never re-enabling keep-alive the engine turned off), and so is
+    /// one whose client takes no byte of the answer for as long (a client that stops reading
+    /// would otherwise hold its connection, and the upstream's, for ever).
     fn configure_connection(&self, session: &mut Session) {
         session.set_abort_on_close(false);
         session.set_pipelining_enabled(true);
+        let idle = self.settings.idle_timeout_seconds;
         if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(self.settings.idle_timeout_seconds));
+            session.set_keepalive(Some(idle));
         }
+        session.set_write_timeout(Some(Duration::from_secs(idle)));
     }
 
     /// Open: `Err` (a 431, answered by [`ProxyHttp::fail_to_proxy`]) when the request's header

@@ -42,6 +42,10 @@ impl Gateway {
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.total_connection_timeout = Some(Duration::from_secs(10));
         peer.options.read_timeout = Some(Duration::from_secs(60));
+        // An upstream that stops reading the request (it answered early, say, and waits) fails
+        // the write after as long, and its answer, if it sent one, is still passed on; without
+        // it the request would wait for ever.
+        peer.options.write_timeout = Some(Duration::from_secs(60));
         if upstream.http2 {
             // HTTP/2 only: by ALPN over TLS (`h2://`), with prior knowledge without (`h2c://`,
             // the engine trusts that the server speaks h2c). Streams share a connection.

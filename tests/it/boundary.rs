@@ -1507,3 +1507,144 @@ fn an_upgrade_the_client_did_not_ask_for_does_not_reach_the_upstream() {
         assert!(!connection.contains("upgrade"), "{headers:?}: {seen}");
     }
 }
+
+/// An upstream that answers every request `200` with a body of `length` zero bytes, written
+/// as fast as the connection takes it; returns its port.
+fn large_answer_upstream(length: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                if read_head(&mut stream).is_none() {
+                    return;
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let block = vec![0u8; 65_536];
+                let mut left = length;
+                while left > 0 {
+                    let n = left.min(block.len());
+                    if stream.write_all(&block[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A client that reads an answer's head and then stops reading (a slow-read attack) is
+/// disconnected once the gateway could write nothing to it for `limits.idleTimeoutSeconds`:
+/// when it reads again it gets what was already on its way, then the end of the connection,
+/// never the whole body (the gateway let go of it, and of the upstream's connection).
+#[test]
+fn a_client_that_stops_reading_the_answer_is_disconnected_at_the_idle_timeout() {
+    const LENGTH: usize = 256 << 20;
+    let upstream = large_answer_upstream(LENGTH);
+    let gw = TestGateway::start_with(Options {
+        idle_timeout_seconds: 2,
+        extra_routes: format!(
+            "  - path: /large\n    upstream: http://127.0.0.1:{upstream}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /large/file HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let head = read_head(&mut stream).expect("head");
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    // Stop reading for well over the idle timeout.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still reading after a minute: {received} bytes"
+        );
+    }
+    assert!(
+        received < LENGTH,
+        "the whole body arrived: the connection was kept for a client that stopped reading"
+    );
+}
+
+/// An upstream that reads a request's header and a little of its body, answers `413` at
+/// once and then neither reads nor closes (as some servers do with a body they will not
+/// take): the gateway's write of the rest fails after the upstream write timeout (60 s) and
+/// the client gets the upstream's answer, instead of waiting for ever.
+#[test]
+fn an_upstream_that_answers_early_and_stops_reading_does_not_hang_the_request() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            if read_head(&mut stream).is_none() {
+                continue;
+            }
+            let mut some = [0u8; 65_536];
+            let _ = stream.read(&mut some);
+            let _ = stream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!");
+            // Neither read nor closed: held until the test ends.
+            held.push(stream);
+        }
+    });
+    let gw = TestGateway::start_with(Options {
+        max_body_bytes: 512 << 20,
+        extra_routes: format!(
+            "  - path: /upload\n    upstream: http://127.0.0.1:{upstream}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
+    const LENGTH: usize = 256 << 20;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let head = format!("POST /upload/x HTTP/1.1\r\nHost: x\r\nContent-Length: {LENGTH}\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("write");
+    // Send the body until nothing more is taken (every buffer on the way is full).
+    let block = vec![0u8; 65_536];
+    let mut sent = 0usize;
+    while sent < LENGTH {
+        match stream.write(&block) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < LENGTH, "the upstream took the whole body");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(85),
+        "no answer for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        text.starts_with("HTTP/1.1 413") || text.starts_with("HTTP/1.1 502"),
+        "{text}"
+    );
+}
