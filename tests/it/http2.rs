@@ -789,3 +789,77 @@ fn an_empty_http2_frame_from_the_upstream_does_not_end_the_clients_body() {
         assert!(after.is_empty(), "bytes after the last chunk: {text:?}");
     }
 }
+
+/// An HTTP/1.1 upstream that answers every request at once, `200` with a short body, without
+/// reading the request's body; returns its port.
+fn hasty_upstream() -> u16 {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            if read_head(&mut stream).is_none() {
+                continue;
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone");
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// An HTTP/2 client that opens a request stream, sends the start of a body and then nothing
+/// more holds the stream no longer than the body read timeout, 60 s, as over HTTP/1.1, even
+/// when the upstream has already answered: the gateway resets the stream then, so a client
+/// cannot keep streams (and with them its connection, which the idle timeout closes only
+/// when no stream is open) for ever.
+#[test]
+fn a_stalled_http2_request_body_is_cut_off_at_the_read_timeout() {
+    let upstream = hasty_upstream();
+    let gw = TestGateway::start_with(Options {
+        extra: "listenOptions: {h2c: true}\n".into(),
+        extra_routes: format!(
+            "  - path: /stalled\n    upstream: http://127.0.0.1:{upstream}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    });
+    let uri = format!("http://127.0.0.1:{}/stalled/x", gw.port);
+    let started = std::time::Instant::now();
+    let outcome: Result<String, String> = runtime().block_on(async {
+        let stream = TcpStream::connect(("127.0.0.1", gw.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut client, connection) = h2::client::handshake(stream)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let connection = tokio::spawn(connection);
+        let post = Request::post(&uri).body(()).expect("request");
+        let (response, mut body) = client
+            .send_request(post, false)
+            .map_err(|e| format!("send: {e}"))?;
+        body.send_data(bytes::Bytes::from_static(b"the start"), false)
+            .map_err(|e| format!("data: {e}"))?;
+        // Nothing more is sent; the body stays open on the client's side.
+        let ended = async {
+            let reset = std::future::poll_fn(|cx| body.poll_reset(cx)).await;
+            format!("reset {reset:?}")
+        };
+        let closed = async {
+            let _ = connection.await;
+            "connection closed".to_string()
+        };
+        let _ = response;
+        tokio::time::timeout(Duration::from_secs(100), async {
+            tokio::select! { how = ended => how, how = closed => how }
+        })
+        .await
+        .map_err(|_| "the stream still open after 100 s".to_string())
+    });
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::from_secs(50) && waited < Duration::from_secs(80),
+        "ended after {waited:?}: {outcome:?}"
+    );
+}
