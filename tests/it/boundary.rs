@@ -800,10 +800,32 @@ fn idle_keep_alive_connections_are_closed_and_half_closed_clients_answered() {
 /// last answer, not later — over plain TCP and over TLS, whose layer passes the timer through.
 #[test]
 fn the_idle_timeout_runs_from_the_last_request_on_a_connection() {
+    let timings = on_plain_and_tls(1, Duration::from_secs(10), requests_until_idle_close);
+    for (tls, closed_after) in timings {
+        assert!(
+            closed_after > Duration::from_millis(800) && closed_after < Duration::from_secs(3),
+            "tls {tls}: {closed_after:?}"
+        );
+    }
+}
+
+/// A connection over plain TCP or TLS.
+trait Connection: Read + Write {}
+impl<T: Read + Write> Connection for T {}
+
+/// For plain TCP and then TLS: starts a gateway with `limits.idleTimeoutSeconds: idle`, opens
+/// a connection to it whose reads wait at most `read_timeout`, and hands it to `measure` with a
+/// user's token. Returns, for each (`true` for TLS), what `measure` returned.
+fn on_plain_and_tls(
+    idle: u64,
+    read_timeout: Duration,
+    measure: fn(Box<dyn Connection>, &str) -> Duration,
+) -> Vec<(bool, Duration)> {
     let dir = tempfile::tempdir().expect("tempdir");
+    let mut timings = Vec::new();
     for tls in [false, true] {
         let gw = TestGateway::start_with(Options {
-            idle_timeout_seconds: 1,
+            idle_timeout_seconds: idle,
             extra: match tls {
                 true => self_signed_tls(dir.path()),
                 false => String::new(),
@@ -812,20 +834,17 @@ fn the_idle_timeout_runs_from_the_last_request_on_a_connection() {
         });
         let token = user_token(&gw, &["user"]);
         let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let closed_after = match tls {
+        tcp.set_read_timeout(Some(read_timeout)).expect("timeout");
+        let connection: Box<dyn Connection> = match tls {
             true => {
                 let client = tls_client(&dir.path().join("cert.pem"));
-                requests_until_idle_close(rustls::StreamOwned::new(client, tcp), &token)
+                Box::new(rustls::StreamOwned::new(client, tcp))
             }
-            false => requests_until_idle_close(tcp, &token),
+            false => Box::new(tcp),
         };
-        assert!(
-            closed_after > Duration::from_millis(800) && closed_after < Duration::from_secs(3),
-            "tls {tls}: {closed_after:?}"
-        );
+        timings.push((tls, measure(connection, &token)));
     }
+    timings
 }
 
 /// A client that sends its next request header a byte at a time on a kept-alive connection,
@@ -835,27 +854,8 @@ fn the_idle_timeout_runs_from_the_last_request_on_a_connection() {
 /// engine's 60 s, too long to wait for here.)
 #[test]
 fn a_request_header_sent_a_byte_at_a_time_is_cut_off_at_the_idle_timeout() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for tls in [false, true] {
-        let gw = TestGateway::start_with(Options {
-            idle_timeout_seconds: 2,
-            extra: match tls {
-                true => self_signed_tls(dir.path()),
-                false => String::new(),
-            },
-            ..Default::default()
-        });
-        let token = user_token(&gw, &["user"]);
-        let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
-        let cut_after = match tls {
-            true => {
-                let client = tls_client(&dir.path().join("cert.pem"));
-                trickled_header_cut_after(rustls::StreamOwned::new(client, tcp), &token)
-            }
-            false => trickled_header_cut_after(tcp, &token),
-        };
+    let timings = on_plain_and_tls(2, Duration::from_millis(50), trickled_header_cut_after);
+    for (tls, cut_after) in timings {
         assert!(
             cut_after > Duration::from_millis(1500) && cut_after < Duration::from_secs(4),
             "tls {tls}: cut after {cut_after:?}"
@@ -866,7 +866,7 @@ fn a_request_header_sent_a_byte_at_a_time_is_cut_off_at_the_idle_timeout() {
 /// Sends one whole request, reads its answer, then sends the start of a second request header
 /// and one more byte every 0.4 s without ever ending it; returns how long after that header
 /// began the gateway closed the connection (panics after 10 s).
-fn trickled_header_cut_after(mut stream: impl Read + Write, token: &str) -> Duration {
+fn trickled_header_cut_after(mut stream: Box<dyn Connection>, token: &str) -> Duration {
     let request = format!("GET /app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
     stream.write_all(request.as_bytes()).expect("write");
     let mut answer = Vec::new();
@@ -910,7 +910,7 @@ fn trickled_header_cut_after(mut stream: impl Read + Write, token: &str) -> Dura
 
 /// Sends four requests on `stream`, 0.6 s apart, each after the last answer; returns how long
 /// after the last answer the gateway closed the connection.
-fn requests_until_idle_close(mut stream: impl Read + Write, token: &str) -> Duration {
+fn requests_until_idle_close(mut stream: Box<dyn Connection>, token: &str) -> Duration {
     let request = format!("GET /app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
     for round in 0..4 {
         if round > 0 {

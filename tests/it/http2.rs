@@ -523,6 +523,19 @@ fn grpc_passes_a_protected_route_over_h2c() {
     grpc_through(&gw, None);
 }
 
+/// A gateway with an h2c listener and an open route `path` to the HTTP/1.1 upstream at
+/// `upstream`.
+fn h2c_gateway_to(path: &str, upstream: u16) -> TestGateway {
+    TestGateway::start_with(Options {
+        extra: "listenOptions: {h2c: true}\n".into(),
+        extra_routes: format!(
+            "  - path: {path}\n    upstream: http://127.0.0.1:{upstream}\n    \
+             auth: {{enabled: false}}\n"
+        ),
+        ..Default::default()
+    })
+}
+
 /// An HTTP/1.1 upstream as strict as h11 about framing, on keep-alive connections: each
 /// request is read whole (a `Content-Length` or chunked body, no trailers) and answered `200`
 /// with its body echoed; anything else where a request should start (a second chunked
@@ -669,14 +682,7 @@ async fn read_answer(response: http::Response<h2::RecvStream>) -> Result<(u16, S
 #[test]
 fn a_body_ended_by_an_empty_http2_frame_ends_its_upstream_body_once() {
     let (upstream, reports) = strict_upstream();
-    let gw = TestGateway::start_with(Options {
-        extra: "listenOptions: {h2c: true}\n".into(),
-        extra_routes: format!(
-            "  - path: /strict\n    upstream: http://127.0.0.1:{upstream}\n    \
-             auth: {{enabled: false}}\n"
-        ),
-        ..Default::default()
-    });
+    let gw = h2c_gateway_to("/strict", upstream);
     let uri = format!("http://127.0.0.1:{}/strict/echo", gw.port);
     for round in 0..3 {
         let answers = streamed_post_then_get(gw.port, &uri, &["hello ", "world"])
@@ -817,14 +823,7 @@ fn hasty_upstream() -> u16 {
 #[test]
 fn a_stalled_http2_request_body_is_cut_off_at_the_read_timeout() {
     let upstream = hasty_upstream();
-    let gw = TestGateway::start_with(Options {
-        extra: "listenOptions: {h2c: true}\n".into(),
-        extra_routes: format!(
-            "  - path: /stalled\n    upstream: http://127.0.0.1:{upstream}\n    \
-             auth: {{enabled: false}}\n"
-        ),
-        ..Default::default()
-    });
+    let gw = h2c_gateway_to("/stalled", upstream);
     let uri = format!("http://127.0.0.1:{}/stalled/x", gw.port);
     let started = std::time::Instant::now();
     let outcome: Result<String, String> = runtime().block_on(async {
