@@ -33,13 +33,17 @@ pub async fn respond(
         header.append_header(name.to_string(), *value)?;
     }
     header.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    // A failed write is the client's (gone, or not reading: the write timeout): marked as
+    // the downstream's, it is logged at debug level like any failure of the client's.
     session
         .write_response_header(Box::new(header), body.is_empty())
-        .await?;
+        .await
+        .map_err(|e| e.into_down())?;
     if !body.is_empty() {
         session
             .write_response_body(Some(Bytes::from(body)), true)
-            .await?;
+            .await
+            .map_err(|e| e.into_down())?;
     }
     Ok(())
 }

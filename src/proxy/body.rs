@@ -18,6 +18,8 @@
 //!
 //! Bodies framed by `Content-Length` have no chunk framing to judge and stream as before.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use http::header::TRANSFER_ENCODING;
 use pingora::prelude::*;
@@ -52,6 +54,7 @@ impl HeldBody {
         session: &mut Session,
         max_body_bytes: usize,
         counted: &mut usize,
+        started: Option<Instant>,
     ) -> Result<HeldBody> {
         session.as_mut().enable_retry_buffering();
         let mut held = BytesMut::new();
@@ -63,7 +66,7 @@ impl HeldBody {
             }
             match session.read_request_body().await {
                 Ok(Some(piece)) => {
-                    count(counted, piece.len(), max_body_bytes)?;
+                    count(counted, piece.len(), max_body_bytes, started)?;
                     held.extend_from_slice(&piece);
                 }
                 Ok(None) => return Ok(HeldBody::Replayed),
@@ -77,23 +80,25 @@ impl HeldBody {
     /// on at once. `body` is the piece the engine is about to send upstream (an empty piece is
     /// not sent), `end_of_stream` whether the client's body has ended.
     ///
-    /// Returns `HTTPStatus(413)` when the body goes over `max_body_bytes`.
+    /// Returns `HTTPStatus(413)` when the body goes over `max_body_bytes`, `HTTPStatus(408)`
+    /// when it arrives too slowly since the request `started` ([`arrives_too_slowly`]).
     pub fn filter(
         &mut self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         counted: &mut usize,
         max_body_bytes: usize,
+        started: Option<Instant>,
     ) -> Result<()> {
         match self {
             HeldBody::Replayed => Ok(()),
             HeldBody::Streaming => match body {
-                Some(piece) => count(counted, piece.len(), max_body_bytes),
+                Some(piece) => count(counted, piece.len(), max_body_bytes, started),
                 None => Ok(()),
             },
             HeldBody::Holding(held) => {
                 if let Some(piece) = body.take() {
-                    count(counted, piece.len(), max_body_bytes)?;
+                    count(counted, piece.len(), max_body_bytes, started)?;
                     held.extend_from_slice(&piece);
                 }
                 *body = Some(if end_of_stream {
@@ -107,13 +112,41 @@ impl HeldBody {
     }
 }
 
-/// Adds `more` body bytes to `counted`; `HTTPStatus(413)` once over `max_body_bytes`.
-fn count(counted: &mut usize, more: usize, max_body_bytes: usize) -> Result<()> {
+/// Adds `more` body bytes to `counted`; `HTTPStatus(413)` once over `max_body_bytes`,
+/// `HTTPStatus(408)` when the body, `counted` bytes since the request `started`, arrives too
+/// slowly ([`arrives_too_slowly`]; an empty piece is not judged).
+fn count(
+    counted: &mut usize,
+    more: usize,
+    max_body_bytes: usize,
+    started: Option<Instant>,
+) -> Result<()> {
     *counted += more;
     if *counted > max_body_bytes {
         return Error::e_explain(HTTPStatus(413), "request body over the limit");
     }
+    if more > 0 && started.is_some_and(|s| arrives_too_slowly(s, *counted)) {
+        return Error::e_explain(HTTPStatus(408), "request body arriving too slowly");
+    }
     Ok(())
+}
+
+/// How long a request may take before its body must keep up with [`BODY_BYTES_PER_SECOND`].
+const BODY_GRACE_MILLIS: u128 = 20_000;
+
+/// The pace a request body must keep once [`BODY_GRACE_MILLIS`] have passed: each second
+/// more of the request's time takes this many more bytes. Apache's `mod_reqtimeout` default
+/// (`body=20,MinRate=500`).
+const BODY_BYTES_PER_SECOND: u128 = 500;
+
+/// True when a request that `started` has had more time than its body of `received` bytes
+/// earns: 20 s, and one more second for each 500 bytes. A client trickling its body (a slow
+/// POST, a byte every few seconds, each read well within the read timeout) is cut off
+/// instead of holding its connection, and a slot of `limits.maxConnections`, for as long as
+/// it likes; any upload faster than 4 kbit/s is never cut.
+pub(super) fn arrives_too_slowly(started: Instant, received: usize) -> bool {
+    let earned = BODY_GRACE_MILLIS + received as u128 * 1000 / BODY_BYTES_PER_SECOND;
+    started.elapsed().as_millis() > earned
 }
 
 impl Gateway {
@@ -126,8 +159,12 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         if session.req_header().headers.contains_key(TRANSFER_ENCODING) {
-            let prefetch =
-                HeldBody::prefetch(session, self.settings.max_body_bytes, &mut ctx.body_bytes);
+            let prefetch = HeldBody::prefetch(
+                session,
+                self.settings.max_body_bytes,
+                &mut ctx.body_bytes,
+                ctx.started,
+            );
             let held = Box::pin(prefetch).await?;
             ctx.uncommon_mut().held_body = held;
         }
@@ -139,6 +176,29 @@ impl Gateway {
 pub(super) mod tests {
     use super::*;
 
+    /// A body earns 20 s, then one more second each 500 bytes; a piece that arrives after
+    /// the time it earned is refused with 408, an empty piece never.
+    #[test]
+    fn a_body_must_keep_up_with_the_time_it_has_earned() {
+        let ago = |seconds| {
+            Instant::now()
+                .checked_sub(std::time::Duration::from_secs(seconds))
+                .expect("uptime")
+        };
+        assert!(!arrives_too_slowly(ago(0), 0));
+        assert!(!arrives_too_slowly(ago(15), 1));
+        assert!(arrives_too_slowly(ago(25), 1));
+        assert!(!arrives_too_slowly(ago(25), 5_000));
+        assert!(arrives_too_slowly(ago(45), 5_000));
+        assert!(!arrives_too_slowly(ago(300), 200_000));
+        let mut counted = 0;
+        let slow = count(&mut counted, 1, 10, Some(ago(25))).expect_err("too slow");
+        assert_eq!(*slow.etype(), HTTPStatus(408));
+        let mut counted = 0;
+        assert!(count(&mut counted, 0, 10, Some(ago(25))).is_ok());
+        assert!(count(&mut counted, 1, 10, None).is_ok());
+    }
+
     fn filter(
         held: &mut HeldBody,
         piece: Option<&'static [u8]>,
@@ -146,7 +206,7 @@ pub(super) mod tests {
         counted: &mut usize,
     ) -> Result<Option<Bytes>> {
         let mut body = piece.map(Bytes::from_static);
-        held.filter(&mut body, end, counted, 10)?;
+        held.filter(&mut body, end, counted, 10, Some(Instant::now()))?;
         Ok(body)
     }
 

@@ -6,11 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use gatehouse_plugin_api::{ApiError, Plugin, PluginRequest, PluginResponse, RouteSpec};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use super::body::arrives_too_slowly;
 use super::{access, answer, canonical_path_of, Gateway, RequestContext};
 use crate::api::plugins::RouteMatch;
 use crate::proxy::error::GatewayError;
@@ -43,7 +45,9 @@ impl Gateway {
                 ctx.outcome = Some(access::API);
                 ctx.uncommon_mut().builtin = Some(plugin.name());
                 let (plugin, spec) = (plugin.clone(), spec.clone());
-                Box::pin(self.serve_plugin(session, plugin, spec, path, params)).await?;
+                let started = ctx.started;
+                let serve = self.serve_plugin(session, plugin, spec, path, params, started);
+                Box::pin(serve).await?;
                 return Ok(true);
             }
             RouteMatch::MethodNotAllowed => GatewayError::MethodNotAllowed(method.clone()),
@@ -63,11 +67,12 @@ impl Gateway {
         spec: RouteSpec,
         path: String,
         params: HashMap<String, String>,
+        started: Option<Instant>,
     ) -> Result<()> {
         let body = if self.declares_oversized_body(session) {
             Err(ApiError::PayloadTooLarge)
         } else {
-            self.read_body(session).await
+            self.read_body(session, started).await
         };
         let response = match body {
             Ok(body) => {
@@ -90,8 +95,13 @@ impl Gateway {
         write_plugin_response(session, response).await
     }
 
-    /// Reads the whole request body, refusing more than the limit.
-    async fn read_body(&self, session: &mut Session) -> std::result::Result<Vec<u8>, ApiError> {
+    /// Reads the whole request body, refusing more than the limit, and a body arriving too
+    /// slowly since the request `started` (see [`arrives_too_slowly`]).
+    async fn read_body(
+        &self,
+        session: &mut Session,
+        started: Option<Instant>,
+    ) -> std::result::Result<Vec<u8>, ApiError> {
         let mut body = Vec::new();
         loop {
             match session.read_request_body().await {
@@ -100,6 +110,12 @@ impl Gateway {
                         return Err(ApiError::PayloadTooLarge);
                     }
                     body.extend_from_slice(&chunk);
+                    if started.is_some_and(|s| arrives_too_slowly(s, body.len())) {
+                        return Err(ApiError::general(
+                            "[invalid]",
+                            "The request body arrived too slowly.",
+                        ));
+                    }
                 }
                 Ok(None) => return Ok(body),
                 Err(_) => {

@@ -265,7 +265,10 @@ impl GatewayError {
             _ => match e.esource() {
                 ErrorSource::Upstream => GatewayError::UpstreamUnavailable,
                 ErrorSource::Downstream => match e.etype() {
-                    WriteError | ReadError | ConnectionClosed => return None,
+                    // Gone, or not reading or sending in time: nobody to answer.
+                    WriteError | ReadError | ConnectionClosed | WriteTimedout | ReadTimedout => {
+                        return None
+                    }
                     _ => GatewayError::Malformed(400),
                 },
                 ErrorSource::Internal | ErrorSource::Unset => internal_failure(e),
@@ -487,6 +490,14 @@ mod tests {
         );
         assert_eq!(of(ConnectionClosed, ErrorSource::Downstream), None);
         assert_eq!(of(WriteError, ErrorSource::Downstream), None);
+        assert_eq!(of(WriteTimedout, ErrorSource::Downstream), None);
+        assert_eq!(of(ReadTimedout, ErrorSource::Downstream), None);
+        assert!(is_client_failure(&Error::create(
+            WriteTimedout,
+            ErrorSource::Downstream,
+            None,
+            None
+        )));
         assert_eq!(
             of(InvalidHTTPHeader, ErrorSource::Downstream),
             Some(GatewayError::Malformed(400))

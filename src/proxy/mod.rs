@@ -123,7 +123,13 @@ impl ProxyHttp for LiveGateway {
             Some(uncommon) => &mut uncommon.held_body,
             None => &mut streaming,
         };
-        held.filter(body, end_of_stream, &mut ctx.body_bytes, max_body_bytes)
+        held.filter(
+            body,
+            end_of_stream,
+            &mut ctx.body_bytes,
+            max_body_bytes,
+            ctx.started,
+        )
     }
 
     async fn upstream_peer(

@@ -1548,10 +1548,7 @@ fn a_client_that_stops_reading_the_answer_is_disconnected_at_the_idle_timeout() 
     let upstream = large_answer_upstream(LENGTH);
     let gw = TestGateway::start_with(Options {
         idle_timeout_seconds: 2,
-        extra_routes: format!(
-            "  - path: /large\n    upstream: http://127.0.0.1:{upstream}\n    \
-             auth: {{enabled: false}}\n"
-        ),
+        extra_routes: open_route("/large", upstream),
         ..Default::default()
     });
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
@@ -1608,10 +1605,7 @@ fn an_upstream_that_answers_early_and_stops_reading_does_not_hang_the_request() 
     });
     let gw = TestGateway::start_with(Options {
         max_body_bytes: 512 << 20,
-        extra_routes: format!(
-            "  - path: /upload\n    upstream: http://127.0.0.1:{upstream}\n    \
-             auth: {{enabled: false}}\n"
-        ),
+        extra_routes: open_route("/upload", upstream),
         ..Default::default()
     });
     const LENGTH: usize = 256 << 20;
@@ -1647,4 +1641,103 @@ fn an_upstream_that_answers_early_and_stops_reading_does_not_hang_the_request() 
         text.starts_with("HTTP/1.1 413") || text.starts_with("HTTP/1.1 502"),
         "{text}"
     );
+}
+
+/// An upstream that reads each request's head and then its body for as long as it comes,
+/// answering `200` once the connection's body bytes reach the declared length; returns its
+/// port.
+fn body_reading_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                if read_head(&mut stream).is_none() {
+                    return;
+                }
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    let _ = n;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Sends `head` (declaring a 1000-byte body) to `port`, then the body a byte every 3 s;
+/// returns how long after the head the gateway answered or closed, and what it answered.
+fn trickle_body(port: u16, head: &str) -> (Duration, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    stream.write_all(head.as_bytes()).expect("head");
+    let began = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while began.elapsed() < Duration::from_secs(60) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                continue;
+            }
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
+            Err(_) if !answer.is_empty() => break,
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(2900));
+        if stream.write_all(b"x").is_err() {
+            break;
+        }
+    }
+    (
+        began.elapsed(),
+        String::from_utf8_lossy(&answer).to_string(),
+    )
+}
+
+/// A request body trickled a byte every 3 s (each read well within the read timeout: a slow
+/// POST) is cut off once the request has had more time than its body earns (20 s, and a
+/// second more each 500 bytes): 408 on a proxied route, 400 with Errors JSON on an API
+/// route, and the connection closed, instead of a connection held for as long as the client
+/// likes.
+#[test]
+fn a_request_body_trickled_a_byte_at_a_time_is_cut_off() {
+    let upstream = body_reading_upstream();
+    let gw = TestGateway::start_with(Options {
+        extra_routes: open_route("/upload", upstream),
+        ..Default::default()
+    });
+    let port = gw.port;
+    let proxied = std::thread::spawn(move || {
+        trickle_body(
+            port,
+            "POST /upload/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        )
+    });
+    let api = trickle_body(
+        gw.port,
+        &format!(
+            "POST /api/jwt/vend HTTP/1.1\r\nHost: x\r\nAuthorization: {API_KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        ),
+    );
+    let proxied = proxied.join().expect("proxied");
+    for (what, (after, answer), status) in [("proxied", proxied, "408"), ("api", api, "400")] {
+        assert!(
+            after > Duration::from_secs(19) && after < Duration::from_secs(30),
+            "{what}: after {after:?}: {answer}"
+        );
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {answer}"
+        );
+    }
 }

@@ -47,12 +47,7 @@ where
             .map_err(|e| format!("send: {e}"))?;
         let response = response.await.map_err(|e| format!("response: {e}"))?;
         let (parts, mut body) = response.into_parts();
-        let mut data = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| format!("body: {e}"))?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.extend_from_slice(&chunk);
-        }
+        let data = read_h2_body(&mut body).await?;
         answers.push(H2Answer {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -528,10 +523,7 @@ fn grpc_passes_a_protected_route_over_h2c() {
 fn h2c_gateway_to(path: &str, upstream: u16) -> TestGateway {
     TestGateway::start_with(Options {
         extra: "listenOptions: {h2c: true}\n".into(),
-        extra_routes: format!(
-            "  - path: {path}\n    upstream: http://127.0.0.1:{upstream}\n    \
-             auth: {{enabled: false}}\n"
-        ),
+        extra_routes: open_route(path, upstream),
         ..Default::default()
     })
 }
@@ -660,15 +652,22 @@ fn streamed_post_then_get(
     })
 }
 
-/// An HTTP/2 response's status and body.
-async fn read_answer(response: http::Response<h2::RecvStream>) -> Result<(u16, String), String> {
-    let (parts, mut body) = response.into_parts();
+/// An HTTP/2 body read to its end (its flow-control capacity given back as it is read);
+/// `Err` when the stream fails.
+async fn read_h2_body(body: &mut h2::RecvStream) -> Result<Vec<u8>, String> {
     let mut data = Vec::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|e| format!("body: {e}"))?;
         let _ = body.flow_control().release_capacity(chunk.len());
         data.extend_from_slice(&chunk);
     }
+    Ok(data)
+}
+
+/// An HTTP/2 response's status and body.
+async fn read_answer(response: http::Response<h2::RecvStream>) -> Result<(u16, String), String> {
+    let (parts, mut body) = response.into_parts();
+    let data = read_h2_body(&mut body).await?;
     Ok((
         parts.status.as_u16(),
         String::from_utf8_lossy(&data).to_string(),

@@ -188,6 +188,14 @@ pub fn claims(user: Uuid, application: &str, roles: &[&str]) -> Value {
     })
 }
 
+/// An `extra_routes` entry: `path` open (no authentication) to the HTTP/1.1 upstream on
+/// loopback `port`.
+pub fn open_route(path: &str, port: u16) -> String {
+    format!(
+        "  - path: {path}\n    upstream: http://127.0.0.1:{port}\n    auth: {{enabled: false}}\n"
+    )
+}
+
 /// Options for the generated configuration.
 #[derive(Clone)]
 pub struct Options {

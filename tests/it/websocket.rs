@@ -140,10 +140,7 @@ fn an_open_websocket_is_a_byte_pipe_past_the_body_limit() {
     let server = PythonServer::start("websocket_echo.py", &["raw-server"]);
     let port = server.port;
     let gw = TestGateway::start_with(Options {
-        extra_routes: format!(
-            "  - path: /pipe\n    upstream: http://127.0.0.1:{port}\n    \
-             auth: {{enabled: false}}\n"
-        ),
+        extra_routes: open_route("/pipe", port),
         ..Default::default()
     });
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
