@@ -188,6 +188,9 @@ impl HttpServerApp for Admin {
         }
         let idle = Some(self.idle_timeout_seconds);
         session.set_keepalive(if *shutdown.borrow() { None } else { idle });
+        // Requests pipelined behind this one are kept for the connection's next session,
+        // not dropped with a keep-alive answer that promised to read them.
+        session.set_pipelining_enabled(true);
         let (status, content_type, body) = self.answer(&session).await;
         if let Err(e) = respond(&mut session, status, content_type, body).await {
             tracing::debug!(kind = ?e.etype(), "admin listener: the answer could not be written");

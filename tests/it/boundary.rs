@@ -1741,3 +1741,27 @@ fn a_request_body_trickled_a_byte_at_a_time_is_cut_off() {
         );
     }
 }
+
+/// Two requests pipelined on one connection to the admin listener are both answered, in
+/// order, as on the proxy listener: the second is not dropped behind a keep-alive answer.
+#[test]
+fn pipelined_requests_to_the_admin_listener_are_all_answered() {
+    let gw = TestGateway::start();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.admin_port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .write_all(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert!(
+        text.contains("gatehouse_"),
+        "the metrics answered second: {text}"
+    );
+}
