@@ -470,6 +470,22 @@ fn an_unknown_api_path_is_the_apis_empty_404() {
         client()
             .get(gw.url("/api/user/x/y"))
             .bearer_auth(&session.token),
+        // FusionAuth's endpoints for interactive logins and connection tests are not hosted:
+        // not read as a provider id.
+        client()
+            .post(gw.url("/api/identity-provider/start"))
+            .header("Authorization", API_KEY)
+            .json(&serde_json::json!({"identityProviderId": Uuid::new_v4()})),
+        client()
+            .get(gw.url("/api/identity-provider/test?connectionTestId=x"))
+            .header("Authorization", API_KEY),
+        client()
+            .post(gw.url("/api/identity-provider/test"))
+            .header("Authorization", API_KEY)
+            .json(&serde_json::json!({})),
+        client()
+            .delete(gw.url("/api/identity-provider/start"))
+            .header("Authorization", API_KEY),
     ] {
         let response = request.send().expect("send");
         assert_eq!(response.status().as_u16(), 404);

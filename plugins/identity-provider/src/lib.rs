@@ -71,6 +71,12 @@ use sandbox::Sandbox;
 /// The plugin's name under `plugins:`.
 pub const NAME: &str = "identity-provider";
 
+/// FusionAuth's identity-provider endpoints this gateway does not host — a login that needs
+/// the user's interaction (`/start`, HYPR's) and connection tests (`/test`) — answered with
+/// the API's empty 404, as any path it does not host, rather than read as a provider id
+/// (a misleading 400 `[invalid]identityProviderId`).
+const UNHOSTED_ENDPOINTS: [&str; 2] = ["start", "test"];
+
 const IDP: &str = "/api/identity-provider";
 const IDP_ID: &str = "/api/identity-provider/{identityProviderId}";
 const LINK: &str = "/api/identity-provider/link";
@@ -358,6 +364,12 @@ impl Plugin for IdentityProviderPlugin {
                     app::session::logout(&request, &app).await
                 }
             };
+        }
+        if request
+            .path_param("identityProviderId")
+            .is_some_and(|id| UNHOSTED_ENDPOINTS.contains(&id))
+        {
+            return Err(ApiError::NotFound);
         }
         common::unambiguous_query(&request)?;
         match Route::from_name(route.name) {
