@@ -68,6 +68,7 @@ impl HeldBody {
                 Ok(Some(piece)) => {
                     count(counted, piece.len(), max_body_bytes, started)?;
                     held.extend_from_slice(&piece);
+                    keep_pace(session, started, *counted);
                 }
                 Ok(None) => return Ok(HeldBody::Replayed),
                 Err(e) => return Err(e.into_down()),
@@ -145,19 +146,41 @@ const BODY_BYTES_PER_SECOND: u128 = 500;
 /// instead of holding its connection, and a slot of `limits.maxConnections`, for as long as
 /// it likes; any upload faster than 4 kbit/s is never cut.
 pub(super) fn arrives_too_slowly(started: Instant, received: usize) -> bool {
-    let earned = BODY_GRACE_MILLIS + received as u128 * 1000 / BODY_BYTES_PER_SECOND;
-    started.elapsed().as_millis() > earned
+    Instant::now() > body_deadline(started, received)
+}
+
+/// When a request that `started` and has `received` body bytes must have its next piece of
+/// body: see [`arrives_too_slowly`].
+pub(super) fn body_deadline(started: Instant, received: usize) -> Instant {
+    let earned = BODY_GRACE_MILLIS as u64 + received as u64 * 1000 / BODY_BYTES_PER_SECOND as u64;
+    started + std::time::Duration::from_millis(earned)
+}
+
+/// Bounds the engine's next reads of the request body by the time its `received` bytes
+/// earned since the request `started`: bytes that carry no data (chunk extensions, trailers,
+/// a chunk size's leading zeros) earn no time, so a client trickling them is cut off at the
+/// deadline instead of renewing the read timeout with each byte.
+pub(super) fn keep_pace(session: &mut Session, started: Option<Instant>, received: usize) {
+    if let Some(started) = started {
+        session
+            .as_mut()
+            .set_body_deadline(Some(body_deadline(started, received)));
+    }
 }
 
 impl Gateway {
-    /// For an admitted request with a chunked body: judges the body before the upstream hears
-    /// of the request ([`HeldBody::prefetch`]). A refusal is an `Err`, answered by
+    /// For an admitted request with a body: bounds its reads by the pace a body must keep
+    /// ([`keep_pace`]); with a chunked body, judges the body before the upstream hears of the
+    /// request ([`HeldBody::prefetch`]). A refusal is an `Err`, answered by
     /// `fail_to_proxy`; a body framed by `Content-Length` streams as it comes.
     pub(super) async fn hold_chunked_body(
         &self,
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<()> {
+        if !session.as_mut().is_body_empty() {
+            keep_pace(session, ctx.started, 0);
+        }
         if session.req_header().headers.contains_key(TRANSFER_ENCODING) {
             let prefetch = HeldBody::prefetch(
                 session,

@@ -12,7 +12,7 @@ use gatehouse_plugin_api::{ApiError, Plugin, PluginRequest, PluginResponse, Rout
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::body::arrives_too_slowly;
+use super::body::{arrives_too_slowly, keep_pace};
 use super::{access, answer, canonical_path_of, Gateway, RequestContext};
 use crate::api::plugins::RouteMatch;
 use crate::proxy::error::GatewayError;
@@ -103,6 +103,7 @@ impl Gateway {
         started: Option<Instant>,
     ) -> std::result::Result<Vec<u8>, ApiError> {
         let mut body = Vec::new();
+        keep_pace(session, started, 0);
         loop {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
@@ -116,6 +117,7 @@ impl Gateway {
                             "The request body arrived too slowly.",
                         ));
                     }
+                    keep_pace(session, started, body.len());
                 }
                 Ok(None) => return Ok(body),
                 Err(_) => {

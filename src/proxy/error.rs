@@ -265,10 +265,11 @@ impl GatewayError {
             _ => match e.esource() {
                 ErrorSource::Upstream => GatewayError::UpstreamUnavailable,
                 ErrorSource::Downstream => match e.etype() {
-                    // Gone, or not reading or sending in time: nobody to answer.
-                    WriteError | ReadError | ConnectionClosed | WriteTimedout | ReadTimedout => {
-                        return None
-                    }
+                    // Gone, or not reading in time: nobody to answer.
+                    WriteError | ReadError | ConnectionClosed | WriteTimedout => return None,
+                    // A body that did not come in time (the read timeout, or the pace a body
+                    // must keep): 408, as the body pace's own refusal.
+                    ReadTimedout => GatewayError::Malformed(408),
                     _ => GatewayError::Malformed(400),
                 },
                 ErrorSource::Internal | ErrorSource::Unset => internal_failure(e),
@@ -491,7 +492,10 @@ mod tests {
         assert_eq!(of(ConnectionClosed, ErrorSource::Downstream), None);
         assert_eq!(of(WriteError, ErrorSource::Downstream), None);
         assert_eq!(of(WriteTimedout, ErrorSource::Downstream), None);
-        assert_eq!(of(ReadTimedout, ErrorSource::Downstream), None);
+        assert_eq!(
+            of(ReadTimedout, ErrorSource::Downstream),
+            Some(GatewayError::Malformed(408))
+        );
         assert!(is_client_failure(&Error::create(
             WriteTimedout,
             ErrorSource::Downstream,

@@ -129,7 +129,11 @@ impl ProxyHttp for LiveGateway {
             &mut ctx.body_bytes,
             max_body_bytes,
             ctx.started,
-        )
+        )?;
+        if body.as_ref().is_some_and(|piece| !piece.is_empty()) {
+            body::keep_pace(session, ctx.started, ctx.body_bytes);
+        }
+        Ok(())
     }
 
     async fn upstream_peer(

@@ -372,10 +372,20 @@ impl Session {
         }
     }
 
+    /// Patched: sets the instant no read of the request body may wait past (HTTP/1 and
+    /// HTTP/2; `None`: only the read timeout).
+    pub fn set_body_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        match self {
+            Self::H1(s) => s.set_body_deadline(deadline),
+            Self::H2(s) => s.set_body_deadline(deadline),
+            Self::Subrequest(_) | Self::Custom(_) => {}
+        }
+    }
+
     /// Sets the downstream read timeout. This will trigger if we're unable
     /// to read from the stream after `timeout`.
     ///
-    /// This is a noop for h2.
+    /// Patched: for h2, the timeout of each read of the request body.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         match self {
             Self::H1(s) => s.set_read_timeout(timeout),

@@ -103,6 +103,9 @@ pub struct HttpSession {
     /// timeouts:
     keepalive_timeout: KeepaliveStatus,
     read_timeout: Option<Duration>,
+    /// Patched: when set, no read of the request body waits past this instant (see
+    /// [`Self::set_body_deadline`]).
+    body_deadline: Option<Instant>,
     write_timeout: Option<Duration>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
@@ -188,6 +191,7 @@ impl HttpSession {
             response_written: None,
             request_header: None,
             read_timeout: Some(Duration::from_secs(60)),
+            body_deadline: None,
             write_timeout: None,
             total_drain_timeout: None,
             body_bytes_sent: 0,
@@ -663,7 +667,7 @@ impl HttpSession {
 
     /// Read the body into the internal buffer
     async fn read_body(&mut self) -> Result<Option<BufRef>> {
-        match self.read_timeout {
+        match body_read_limit(self.read_timeout, self.body_deadline)? {
             Some(t) => match timeout(t, self.do_read_body()).await {
                 Ok(res) => res,
                 Err(_) => Error::e_explain(ReadTimedout, format!("reading body, timeout: {t:?}")),
@@ -1387,6 +1391,14 @@ impl HttpSession {
         }
     }
 
+    /// Patched: sets the instant no read of the request body may wait past (`None`: only the
+    /// read timeout). A proxy that asks a body to keep a pace sets it as bytes arrive: a
+    /// client trickling bytes that carry no data (chunk extensions, trailers) no longer
+    /// renews the read timeout for ever.
+    pub fn set_body_deadline(&mut self, deadline: Option<Instant>) {
+        self.body_deadline = deadline;
+    }
+
     /// Sets the downstream read timeout. This will trigger if we're unable
     /// to read from the stream after `timeout`.
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
@@ -1932,6 +1944,22 @@ fn http_resp_header_to_buf(
 
     buf.put_slice(CRLF);
     Ok(())
+}
+
+/// Patched: how long a read of a request body may wait: the read timeout, cut short by the
+/// body's deadline; `ReadTimedout` once the deadline has passed.
+pub(crate) fn body_read_limit(
+    read_timeout: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Result<Option<Duration>> {
+    let Some(deadline) = deadline else {
+        return Ok(read_timeout);
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Error::e_explain(ReadTimedout, "reading body: past its deadline");
+    }
+    Ok(Some(read_timeout.map_or(left, |t| t.min(left))))
 }
 
 #[cfg(test)]

@@ -295,6 +295,8 @@ pub struct HttpSession {
     /// default, 60 s). Upstream's reads had no limit: a client that opened a stream and sent
     /// its body slowly or not at all held the stream, and the connection, for ever.
     read_timeout: Option<Duration>,
+    /// Patched: when set, no read of the request body waits past this instant.
+    body_deadline: Option<std::time::Instant>,
 }
 
 /// The outcome of accepting the next event on an HTTP/2 downstream connection.
@@ -524,6 +526,7 @@ impl HttpSession {
             write_timeout: None,
             total_drain_timeout: None,
             read_timeout: Some(Duration::from_secs(60)),
+            body_deadline: None,
         })))
     }
 
@@ -545,8 +548,12 @@ impl HttpSession {
 
     /// Read request body bytes. `None` when there is no more body to read.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        let limit = crate::protocols::http::v1::server::body_read_limit(
+            self.read_timeout,
+            self.body_deadline,
+        )?;
         let read = self.request_body_reader.data();
-        let data = match self.read_timeout {
+        let data = match limit {
             Some(limit) => match timeout(limit, read).await {
                 Ok(data) => data,
                 Err(_) => {
@@ -628,6 +635,12 @@ impl HttpSession {
     /// to write to the stream after `timeout`.
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
         self.write_timeout = timeout;
+    }
+
+    /// Sets the instant no read of the request body may wait past (`None`: only the read
+    /// timeout).
+    pub fn set_body_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.body_deadline = deadline;
     }
 
     /// Sets how long a read of the request body waits for data (`None`: no limit).
