@@ -33,6 +33,13 @@ pub async fn respond(
         header.append_header(name.to_string(), *value)?;
     }
     header.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    // A HEAD answer has the GET answer's header and no body (RFC 9110 §9.3.2). The engine
+    // drops the body of an HTTP/1.1 one itself, not of an HTTP/2 one, where DATA after a
+    // HEAD's answer is a protocol error.
+    let body = match session.req_header().method == http::Method::HEAD {
+        true => Vec::new(),
+        false => body,
+    };
     // A failed write is the client's (gone, or not reading: the write timeout): marked as
     // the downstream's, it is logged at debug level like any failure of the client's.
     session

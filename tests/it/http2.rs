@@ -863,3 +863,30 @@ fn a_stalled_http2_request_body_is_cut_off_at_the_read_timeout() {
         "ended after {waited:?}: {outcome:?}"
     );
 }
+
+/// A HEAD answered by the gateway itself over HTTP/2 (`/health`: the GET answer's status and
+/// `content-length`; the REST API, whose routes answer GET only: its 405) has no DATA: a body after a HEAD's answer is a
+/// protocol error to HTTP/2 clients (HTTP/1.1's is dropped by the engine).
+#[test]
+fn head_answers_of_the_gateway_carry_no_body_over_http2() {
+    let gw = TestGateway::start_with(Options {
+        extra: "listenOptions: {h2c: true}\n".into(),
+        ..Default::default()
+    });
+    for path in ["/health", "/api/jwt/public-key"] {
+        let uri = format!("http://127.0.0.1:{}{path}", gw.port);
+        let head = Request::head(&uri).body(()).expect("request");
+        let answers =
+            h2c(gw.port, vec![head, get(&uri, &[])]).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let (head, get) = (&answers[0], &answers[1]);
+        assert!(head.body.is_empty(), "{path}: {} bytes", head.body.len());
+        assert!(head.headers.contains_key("content-length"), "{path}");
+        if path == "/health" {
+            assert_eq!((head.status, get.status), (200, 200));
+            assert_eq!(
+                head.headers.get("content-length"),
+                Some(&http::HeaderValue::from(get.body.len()))
+            );
+        }
+    }
+}
