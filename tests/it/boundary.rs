@@ -695,10 +695,7 @@ fn token_headers_audience_and_numeric_dates_are_checked() {
 /// Sends a request declaring a 10 GiB body and no body; the status, the time to the answer,
 /// and whether the gateway closed the connection.
 fn declare_huge_body(gw: &TestGateway, target: &str) -> (u16, Duration, bool) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut stream = connect_with_timeout(gw.port, Duration::from_secs(5));
     let started = Instant::now();
     let request = format!(
         "POST {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 10737418240\r\n\r\n{{\"claims\":"
@@ -733,10 +730,7 @@ fn a_body_declared_far_over_the_limit_is_refused_at_once() {
 /// Sends `request` on a new connection to `port`; returns what was read until the gateway
 /// closed the connection, and how long after the request that was.
 fn read_until_closed(port: u16, request: &str) -> (String, Duration) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut stream = connect_with_timeout(port, Duration::from_secs(10));
     stream.write_all(request.as_bytes()).expect("write");
     let started = Instant::now();
     let mut seen = Vec::new();
@@ -776,10 +770,7 @@ fn idle_keep_alive_connections_are_closed_and_half_closed_clients_answered() {
     }
     // A client that half-closes after sending its request still gets the answer.
     for target in ["/app", "/health", "/api/jwt/validate"] {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
+        let mut stream = connect_with_timeout(gw.port, Duration::from_secs(10));
         let request =
             format!("GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
         stream.write_all(request.as_bytes()).expect("write");
@@ -833,8 +824,7 @@ fn on_plain_and_tls(
             ..Default::default()
         });
         let token = user_token(&gw, &["user"]);
-        let tcp = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-        tcp.set_read_timeout(Some(read_timeout)).expect("timeout");
+        let tcp = connect_with_timeout(gw.port, read_timeout);
         let connection: Box<dyn Connection> = match tls {
             true => {
                 let client = tls_client(&dir.path().join("cert.pem"));
@@ -963,10 +953,7 @@ fn malformed_traffic_does_not_flood_the_log() {
     ];
     for round in 0..60 {
         let request = garbage[round % garbage.len()];
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .expect("timeout");
+        let mut stream = connect_with_timeout(gw.port, Duration::from_millis(500));
         let _ = stream.write_all(request);
         let _ = stream.shutdown(std::net::Shutdown::Write);
         let mut sink = Vec::new();
@@ -1551,10 +1538,7 @@ fn a_client_that_stops_reading_the_answer_is_disconnected_at_the_idle_timeout() 
         extra_routes: open_route("/large", upstream),
         ..Default::default()
     });
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    let mut stream = connect_with_timeout(gw.port, Duration::from_secs(10));
     stream
         .write_all(b"GET /large/file HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
@@ -1609,10 +1593,7 @@ fn an_upstream_that_answers_early_and_stops_reading_does_not_hang_the_request() 
         ..Default::default()
     });
     const LENGTH: usize = 256 << 20;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(90)))
-        .expect("timeout");
+    let mut stream = connect_with_timeout(gw.port, Duration::from_secs(90));
     stream
         .set_write_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
@@ -1668,10 +1649,7 @@ fn body_reading_upstream() -> u16 {
 /// Sends `head` (declaring a body) to `port`, then a byte (`x`) every 3 s;
 /// returns how long after the head the gateway answered or closed, and what it answered.
 fn trickle_body(port: u16, head: &str) -> (Duration, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
+    let mut stream = connect_with_timeout(port, Duration::from_millis(100));
     stream.write_all(head.as_bytes()).expect("head");
     let began = Instant::now();
     let mut answer = Vec::new();
@@ -1760,10 +1738,7 @@ fn a_request_body_trickled_a_byte_at_a_time_is_cut_off() {
 #[test]
 fn pipelined_requests_to_the_admin_listener_are_all_answered() {
     let gw = TestGateway::start();
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.admin_port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    let mut stream = connect_with_timeout(gw.admin_port, Duration::from_secs(5));
     stream
         .write_all(
             b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

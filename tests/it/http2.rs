@@ -57,6 +57,26 @@ where
     Ok(answers)
 }
 
+/// An HTTP/2 client connection to loopback `port` with prior knowledge (h2c), driven on a
+/// task of its own: the client, and the task (it ends when the connection does).
+async fn h2c_connect(
+    port: u16,
+) -> Result<
+    (
+        h2::client::SendRequest<bytes::Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ),
+    String,
+> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (client, connection) = h2::client::handshake(stream)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    Ok((client, tokio::spawn(connection)))
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -287,13 +307,7 @@ fn an_h2c_listener_closes_connections_that_send_less_than_a_preface_within_a_min
 /// (or after the handshake alone), lasts before the gateway ends it; an error after 30 s.
 fn idle_h2c_closed_after(port: u16, request: Option<Request<()>>) -> Result<Duration, String> {
     runtime().block_on(async {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut client, connection) = h2::client::handshake(stream)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let connection = tokio::spawn(connection);
+        let (mut client, connection) = h2c_connect(port).await?;
         if let Some(request) = request {
             let (response, _) = client
                 .send_request(request, true)
@@ -827,13 +841,7 @@ fn a_stalled_http2_request_body_is_cut_off_at_the_read_timeout() {
     let uri = format!("http://127.0.0.1:{}/stalled/x", gw.port);
     let started = std::time::Instant::now();
     let outcome: Result<String, String> = runtime().block_on(async {
-        let stream = TcpStream::connect(("127.0.0.1", gw.port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut client, connection) = h2::client::handshake(stream)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        let connection = tokio::spawn(connection);
+        let (mut client, connection) = h2c_connect(gw.port).await?;
         let post = Request::post(&uri).body(()).expect("request");
         let (response, mut body) = client
             .send_request(post, false)

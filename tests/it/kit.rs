@@ -188,6 +188,15 @@ pub fn claims(user: Uuid, application: &str, roles: &[&str]) -> Value {
     })
 }
 
+/// A TCP connection to loopback `port` whose reads wait at most `read_timeout`.
+pub fn connect_with_timeout(port: u16, read_timeout: Duration) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(read_timeout))
+        .expect("read timeout");
+    stream
+}
+
 /// An `extra_routes` entry: `path` open (no authentication) to the HTTP/1.1 upstream on
 /// loopback `port`.
 pub fn open_route(path: &str, port: u16) -> String {
