@@ -209,8 +209,13 @@ impl PluginRouter {
         })
     }
 
-    /// Finds the route for `method` and `path`.
+    /// Finds the route for `method` and `path`. A `HEAD` finds the `GET` route of its path
+    /// (RFC 9110 §9.3.2: the `GET` answer's header without its body).
     pub fn find(&self, method: &Method, path: &str) -> RouteMatch<'_> {
+        let method = match *method {
+            Method::HEAD => &Method::GET,
+            _ => method,
+        };
         // `/api/jwt/validate/` is `/api/jwt/validate`.
         let trimmed = path.trim_start_matches('/');
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
@@ -348,6 +353,25 @@ mod tests {
         assert!(matches!(
             router.find(&Method::GET, "/other/x"),
             RouteMatch::None
+        ));
+    }
+
+    /// A `HEAD` is served by the `GET` route of its path, and refused where there is none.
+    #[test]
+    fn head_finds_the_get_route() {
+        let plugins: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fake)];
+        let router = PluginRouter::new(&plugins).expect("router");
+        match router.find(&Method::HEAD, "/api/x/42") {
+            RouteMatch::Found { spec, params, .. } => {
+                assert_eq!(spec.name, "by-id");
+                assert_eq!(spec.method, Method::GET);
+                assert_eq!(params["id"], "42");
+            }
+            _ => panic!("expected the GET route"),
+        }
+        assert!(matches!(
+            router.find(&Method::HEAD, "/api/x/nope/deeper"),
+            RouteMatch::UnknownApiPath
         ));
     }
 

@@ -21,7 +21,7 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::header::TRANSFER_ENCODING;
+use http::header::{EXPECT, TRANSFER_ENCODING};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
@@ -168,8 +168,41 @@ pub(super) fn keep_pace(session: &mut Session, started: Option<Instant>, receive
     }
 }
 
+/// Whether the request waits for `100 Continue` before it sends its body: `Expect:
+/// 100-continue` on an HTTP/1.1 request (RFC 9110 §10.1.1; an HTTP/1.0 client cannot ask)
+/// that has a body. HTTP/2 clients are not answered early (the engine sends no informational
+/// answer over HTTP/2); they send on after their own wait.
+pub(super) fn waits_for_continue(session: &mut Session) -> bool {
+    let header = session.req_header();
+    header.version == http::Version::HTTP_11
+        && header
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && !session.as_ref().is_http2()
+        && !session.as_mut().is_body_empty()
+}
+
+/// Once a request that [`waits_for_continue`] has been admitted (an API request; a proxied
+/// one, whose body the gateway reads itself, judged whole when chunked): answers `100
+/// Continue`. Without it the client holds its body back until its own timeout (a second, for
+/// curl) while the gateway waits for it, or relies on an upstream that may not answer. The
+/// expectation is then met, and taken off the request: the upstream does not answer it again
+/// (nginx and Envoy do the same). A refused request gets its final answer instead, and its
+/// body is never asked for. `Err` is a write the client did not take.
+pub(super) async fn send_continue(session: &mut Session) -> Result<()> {
+    session
+        .as_mut()
+        .write_continue_response()
+        .await
+        .map_err(|e| e.into_down())?;
+    session.req_header_mut().remove_header(&EXPECT);
+    Ok(())
+}
+
 impl Gateway {
-    /// For an admitted request with a body: bounds its reads by the pace a body must keep
+    /// For an admitted request with a body: tells a client that waits to send it
+    /// ([`send_continue`]); bounds its reads by the pace a body must keep
     /// ([`keep_pace`]); with a chunked body, judges the body before the upstream hears of the
     /// request ([`HeldBody::prefetch`]). A refusal is an `Err`, answered by
     /// `fail_to_proxy`; a body framed by `Content-Length` streams as it comes.
@@ -179,6 +212,9 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         if !session.as_mut().is_body_empty() {
+            if waits_for_continue(session) {
+                Box::pin(send_continue(session)).await?;
+            }
             keep_pace(session, ctx.started, 0);
         }
         if session.req_header().headers.contains_key(TRANSFER_ENCODING) {

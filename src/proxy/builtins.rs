@@ -12,7 +12,7 @@ use gatehouse_plugin_api::{ApiError, Plugin, PluginRequest, PluginResponse, Rout
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::body::{arrives_too_slowly, keep_pace};
+use super::body::{arrives_too_slowly, keep_pace, send_continue, waits_for_continue};
 use super::{access, answer, canonical_path_of, Gateway, RequestContext};
 use crate::api::plugins::RouteMatch;
 use crate::proxy::error::GatewayError;
@@ -103,6 +103,12 @@ impl Gateway {
         started: Option<Instant>,
     ) -> std::result::Result<Vec<u8>, ApiError> {
         let mut body = Vec::new();
+        if waits_for_continue(session) && send_continue(session).await.is_err() {
+            return Err(ApiError::general(
+                "[invalid]",
+                "The request body could not be read.",
+            ));
+        }
         keep_pace(session, started, 0);
         loop {
             match session.read_request_body().await {
@@ -130,7 +136,9 @@ impl Gateway {
         }
     }
 
-    /// The plugin's view of the request: the canonical path, the query as sent.
+    /// The plugin's view of the request: the canonical path, the query as sent. A `HEAD` is
+    /// handed on as the `GET` it asks the header of (the API key's permissions for `GET` apply);
+    /// [`answer::respond`] leaves out the body.
     fn plugin_request(
         &self,
         session: &Session,
@@ -139,8 +147,12 @@ impl Gateway {
         path_params: HashMap<String, String>,
     ) -> PluginRequest {
         let header = session.req_header();
+        let method = match header.method {
+            http::Method::HEAD => http::Method::GET,
+            ref other => other.clone(),
+        };
         PluginRequest {
-            method: header.method.clone(),
+            method,
             path,
             query: header.uri.query().unwrap_or("").to_string(),
             headers: header.headers.clone(),

@@ -59,10 +59,15 @@ const MALFORMED: &[u8] =
     br#"{"generalErrors":[{"code":"[MalformedRequest]","message":"The request could not be read."}]}"#;
 
 impl Admin {
-    /// The answer to a request that was read: status, content type and body.
+    /// The answer to a request that was read: status, content type and body. A `HEAD` is
+    /// answered as the `GET` of the same path (RFC 9110 §9.3.2); [`respond`] leaves out its body.
     async fn answer(&self, session: &ServerSession) -> (u16, &'static str, Vec<u8>) {
         let header = session.req_header();
-        match (header.method.as_str(), header.uri.path()) {
+        let method = match header.method.as_str() {
+            "HEAD" => "GET",
+            other => other,
+        };
+        match (method, header.uri.path()) {
             ("GET", "/metrics") => (200, "text/plain; version=0.0.4", self.metrics.render()),
             ("GET", "/health") => self.health().await,
             ("POST", "/reload") if self.reload.is_some() => self.reload(session).await,
@@ -150,7 +155,8 @@ const FORBIDDEN: &[u8] = br#"{"generalErrors":[{"code":"[Forbidden]","message":"
 /// The answer to `POST /reload` when the reload thread is gone.
 const UNAVAILABLE: &[u8] = br#"{"generalErrors":[{"code":"[Unavailable]","message":"The reload thread is not running."}]}"#;
 
-/// Writes one complete answer on `session`.
+/// Writes one complete answer on `session`: the answer to a `HEAD` has the header of `body`
+/// (its `Content-Length`) and no body.
 async fn respond(
     session: &mut ServerSession,
     status: u16,
@@ -162,7 +168,9 @@ async fn respond(
     header.insert_header("Content-Length", body.len().to_string())?;
     header.insert_header("Cache-Control", "no-store")?;
     session.write_response_header(Box::new(header)).await?;
-    session.write_response_body(Bytes::from(body), true).await?;
+    if session.req_header().method != http::Method::HEAD {
+        session.write_response_body(Bytes::from(body), true).await?;
+    }
     session.finish_body().await
 }
 

@@ -319,3 +319,56 @@ fn error_bodies_never_echo_the_keys_a_client_sent() {
         assert!(text.contains("[unknown]"), "{path}: {text}");
     }
 }
+
+/// A `HEAD` on an API path is answered as its `GET` would be — status and header, the body's
+/// `Content-Length` — without the body (RFC 9110 §9.3.2); a path with no `GET` refuses it as
+/// it refuses any method it does not serve. The admin listener's `/health` answers it too.
+#[test]
+fn a_head_is_answered_as_the_get_without_its_body() {
+    let gw = TestGateway::start();
+    let http = client();
+    for path in ["/api/jwt/public-key", "/api/identity-provider"] {
+        let get = http
+            .get(gw.url(path))
+            .header("Authorization", API_KEY)
+            .send()
+            .expect("send");
+        assert_eq!(get.status(), 200, "GET {path}");
+        let body = get.bytes().expect("body");
+        let head = http
+            .head(gw.url(path))
+            .header("Authorization", API_KEY)
+            .send()
+            .expect("send");
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        let length = head.headers().get("content-length").cloned();
+        assert_eq!(
+            length.as_ref().and_then(|v| v.to_str().ok()),
+            Some(body.len().to_string().as_str()),
+            "HEAD {path}: the GET answer's length"
+        );
+        assert!(
+            head.bytes().expect("body").is_empty(),
+            "HEAD {path}: no body"
+        );
+    }
+    let unknown = http
+        .head(gw.url("/api/identity-provider/00000000-0000-4000-8000-00000000dead"))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("send");
+    assert_eq!(unknown.status(), 404, "an unknown id is the GET's 404");
+    let post_only = http
+        .head(gw.url("/api/jwt/vend"))
+        .header("Authorization", API_KEY)
+        .send()
+        .expect("send");
+    assert_eq!(
+        post_only.status(),
+        405,
+        "no GET: refused like any other method"
+    );
+    let admin = http.head(gw.admin_url("/health")).send().expect("send");
+    assert_eq!(admin.status(), 200, "admin HEAD /health");
+    assert!(admin.bytes().expect("body").is_empty());
+}

@@ -494,3 +494,85 @@ fn requests_the_engine_cannot_read_get_errors_json() {
         );
     }
 }
+
+/// Sends `head` on a new connection and reads the first answer's head: what the gateway says
+/// to a client that waits before sending its body. Returns the stream and the head.
+fn send_head_and_wait(port: u16, head: &str) -> (TcpStream, String) {
+    let mut stream = connect_with_timeout(port, Duration::from_secs(5));
+    stream.write_all(head.as_bytes()).expect("write");
+    let answer = read_head(&mut stream).expect("an answer before the body");
+    (stream, String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// A client that sends `Expect: 100-continue` holds its body back until told to go on: the
+/// gateway says `100 Continue` once it has admitted the request (an API request, a proxied
+/// one whether chunked or framed by its length), then answers as usual; a request it
+/// refuses gets its final answer and no invitation. The upstream is not asked to continue
+/// again.
+#[test]
+fn a_client_that_expects_100_continue_is_told_to_go_on() {
+    let gw = TestGateway::start();
+    let claims = json!({"claims": {"sub": "00000000-0000-4000-8000-000000000001",
+                                   "applicationId": APP}})
+    .to_string();
+    let head = format!(
+        "POST /api/jwt/vend HTTP/1.1\r\nHost: x\r\nAuthorization: {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        claims.len()
+    );
+    let (mut stream, first) = send_head_and_wait(gw.port, &head);
+    assert!(first.starts_with("HTTP/1.1 100 Continue\r\n"), "{first}");
+    stream.write_all(claims.as_bytes()).expect("body");
+    let last = read_head(&mut stream).map(|h| String::from_utf8_lossy(&h).into_owned());
+    assert!(
+        last.as_deref()
+            .is_some_and(|h| h.starts_with("HTTP/1.1 200 ")),
+        "{last:?}"
+    );
+
+    let head = "POST /public/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+                Expect: 100-continue\r\nConnection: close\r\n\r\n";
+    let (mut stream, first) = send_head_and_wait(gw.port, head);
+    assert!(first.starts_with("HTTP/1.1 100 Continue\r\n"), "{first}");
+    stream.write_all(b"5\r\nhello\r\n0\r\n\r\n").expect("body");
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    assert!(rest.starts_with("HTTP/1.1 200 "), "{rest}");
+    let echoed = raw_body(&rest);
+    assert_eq!(echoed["body"], "hello", "{rest}");
+    assert!(echoed["headers"].get("expect").is_none(), "{rest}");
+
+    // A body framed by its length streams upstream; the gateway, not the upstream (which
+    // may not know the expectation), tells the client to send it.
+    let head = "POST /public/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+                Expect: 100-continue\r\nConnection: close\r\n\r\n";
+    let (mut stream, first) = send_head_and_wait(gw.port, head);
+    assert!(first.starts_with("HTTP/1.1 100 Continue\r\n"), "{first}");
+    stream.write_all(b"hello").expect("body");
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    let echoed = raw_body(&rest);
+    assert_eq!(echoed["body"], "hello", "{rest}");
+    assert!(echoed["headers"].get("expect").is_none(), "{rest}");
+
+    // Refused before the body is wanted: the final answer, no `100 Continue`.
+    for (head, status) in [
+        (
+            "POST /private HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+             Expect: 100-continue\r\n\r\n"
+                .to_string(),
+            401,
+        ),
+        (
+            format!(
+                "POST /api/jwt/vend HTTP/1.1\r\nHost: x\r\nAuthorization: {API_KEY}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 99999999\r\n\
+                 Expect: 100-continue\r\n\r\n"
+            ),
+            413,
+        ),
+    ] {
+        let (_, first) = send_head_and_wait(gw.port, &head);
+        assert!(first.starts_with(&format!("HTTP/1.1 {status} ")), "{first}");
+    }
+}
