@@ -889,6 +889,12 @@ impl HttpSession {
             debug!("ignoring informational headers");
             return Ok(None);
         }
+        // Gatehouse: no 1xx to an HTTP/1.0 client (RFC 9110 §15.2), which would read it as
+        // the final answer.
+        if header.status.is_informational() && self.request_before_http11() {
+            debug!("no informational headers to an HTTP/1.0 client");
+            return Ok(None);
+        }
 
         // Check if we already sent a response header
         if let Some(ref resp) = self.response_written {
@@ -899,10 +905,24 @@ impl HttpSession {
         }
 
         // if body unfinished, or request header was not finished reading
+        // (Gatehouse: a final answer only: a `100 Continue` is sent before the body, by
+        // definition, and says nothing of whether the connection is kept)
         if self.close_on_response_before_downstream_finish
+            && !header.status.is_informational()
             && (self.request_header.is_none() || !self.is_body_done())
         {
             debug!("set connection close before downstream finish");
+            self.set_keepalive(None);
+        }
+
+        // Gatehouse: an HTTP/1.0 client cannot read chunked framing (RFC 9112 §6.1): the
+        // body goes as it is and ends with the connection.
+        if !header.status.is_informational()
+            && self.request_before_http11()
+            && is_chunked_encoding_from_headers(&header.headers)
+        {
+            header.remove_header(&header::TRANSFER_ENCODING);
+            header.remove_header(&header::CONTENT_LENGTH);
             self.set_keepalive(None);
         }
 
@@ -986,6 +1006,13 @@ impl HttpSession {
             || header.headers.get(header::CONTENT_LENGTH).is_none();
 
         Ok(Some((write_buf.freeze(), should_flush)))
+    }
+
+    /// Gatehouse: whether the request read is HTTP/1.0 or older.
+    fn request_before_http11(&self) -> bool {
+        self.request_header
+            .as_ref()
+            .is_some_and(|r| r.version < Version::HTTP_11)
     }
 
     fn init_body_writer(&mut self, header: &ResponseHeader) {
