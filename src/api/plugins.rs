@@ -117,6 +117,17 @@ struct Entry {
     plugin: Arc<dyn Plugin>,
 }
 
+impl Entry {
+    /// True when the route's template matches the segments of a path.
+    fn matches(&self, parts: &[&str]) -> bool {
+        self.segments.len() == parts.len()
+            && self.segments.iter().zip(parts).all(|(s, p)| match s {
+                Segment::Literal(l) => l == p,
+                Segment::Param(_) => !p.is_empty(),
+            })
+    }
+}
+
 /// What the router found for a request.
 pub enum RouteMatch<'a> {
     /// A plugin route, with the values of its `{name}` segments.
@@ -210,34 +221,58 @@ impl PluginRouter {
     }
 
     /// Finds the route for `method` and `path`. A `HEAD` finds the `GET` route of its path
-    /// (RFC 9110 §9.3.2: the `GET` answer's header without its body).
+    /// when that route only reads ([`RouteSpec::read_only`]; RFC 9110 §9.3.2: the `GET`
+    /// answer's header without its body), and is not allowed on any other.
     pub fn find(&self, method: &Method, path: &str) -> RouteMatch<'_> {
-        let method = match *method {
-            Method::HEAD => &Method::GET,
-            _ => method,
+        if *method != Method::HEAD {
+            return self.find_route(method, path);
+        }
+        match self.find_route(&Method::GET, path) {
+            RouteMatch::Found { spec, .. } if !spec.read_only => RouteMatch::MethodNotAllowed,
+            found => found,
+        }
+    }
+
+    /// The methods the routes of `path` are served with, as an `Allow` header lists them
+    /// (RFC 9110 §10.2.1): `HEAD` beside a `GET` that only reads. Empty when no route has
+    /// this path.
+    pub fn allowed_methods(&self, path: &str) -> String {
+        let Some(parts) = self.path_parts(path) else {
+            return String::new();
         };
-        // `/api/jwt/validate/` is `/api/jwt/validate`.
+        let mut allowed: Vec<&str> = Vec::new();
+        for entry in self.entries.iter().filter(|e| e.matches(&parts)) {
+            allowed.push(entry.spec.method.as_str());
+        }
+        if matches!(self.find(&Method::HEAD, path), RouteMatch::Found { .. }) {
+            allowed.push("HEAD");
+        }
+        const ORDER: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+        allowed.sort_by_key(|m| ORDER.iter().position(|o| o == m).unwrap_or(ORDER.len()));
+        allowed.dedup();
+        allowed.join(", ")
+    }
+
+    /// The segments of `path` (`/api/jwt/validate/` is `/api/jwt/validate`); `None` when no
+    /// plugin's path starts with its first segment.
+    fn path_parts<'p>(&self, path: &'p str) -> Option<Vec<&'p str>> {
         let trimmed = path.trim_start_matches('/');
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
         let first = trimmed.split('/').next().unwrap_or("");
-        if !self
-            .first_segments
+        self.first_segments
             .iter()
             .any(|s| s.eq_ignore_ascii_case(first))
-        {
+            .then(|| trimmed.split('/').collect())
+    }
+
+    /// Finds the route for `method` and `path`: a literal segment wins over a parameter.
+    fn find_route(&self, method: &Method, path: &str) -> RouteMatch<'_> {
+        let Some(parts) = self.path_parts(path) else {
             return RouteMatch::None;
-        }
-        let parts: Vec<&str> = trimmed.split('/').collect();
+        };
         let mut path_matched = false;
         for entry in &self.entries {
-            if entry.segments.len() != parts.len() {
-                continue;
-            }
-            let literal_match = entry.segments.iter().zip(&parts).all(|(s, p)| match s {
-                Segment::Literal(l) => l == p,
-                Segment::Param(_) => !p.is_empty(),
-            });
-            if !literal_match {
+            if !entry.matches(&parts) {
                 continue;
             }
             if entry.spec.method != method {
@@ -290,7 +325,7 @@ mod tests {
         }
         fn routes(&self) -> Vec<RouteSpec> {
             vec![
-                RouteSpec::new(Method::GET, "/api/x/{id}", "by-id"),
+                RouteSpec::new(Method::GET, "/api/x/{id}", "by-id").reading(),
                 RouteSpec::new(Method::GET, "/api/x/link", "link"),
                 RouteSpec::new(Method::DELETE, "/api/x/{id}", "delete"),
             ]
@@ -356,7 +391,8 @@ mod tests {
         ));
     }
 
-    /// A `HEAD` is served by the `GET` route of its path, and refused where there is none.
+    /// A `HEAD` is served by the `GET` route of its path when that route only reads, and
+    /// refused where there is none or it acts.
     #[test]
     fn head_finds_the_get_route() {
         let plugins: Vec<Arc<dyn Plugin>> = vec![Arc::new(Fake)];
@@ -373,6 +409,14 @@ mod tests {
             router.find(&Method::HEAD, "/api/x/nope/deeper"),
             RouteMatch::UnknownApiPath
         ));
+        // `link` is a GET that acts: a HEAD of it is refused, never run.
+        assert!(matches!(
+            router.find(&Method::HEAD, "/api/x/link"),
+            RouteMatch::MethodNotAllowed
+        ));
+        assert_eq!(router.allowed_methods("/api/x/42"), "GET, HEAD, DELETE");
+        assert_eq!(router.allowed_methods("/api/x/link/"), "GET, DELETE");
+        assert_eq!(router.allowed_methods("/api/y/1"), "");
     }
 
     #[test]

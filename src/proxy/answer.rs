@@ -113,7 +113,7 @@ impl Gateway {
     /// the route's login page for browsers. A forward-auth decision also names each cookie in
     /// a header of its own and the login page in `X-Gatehouse-Redirect`, and answers the nginx
     /// convention 401 instead of redirecting (see [`forward_auth`]). Counts the outcome and
-    /// closes the connection after a 400 or 413.
+    /// closes the connection after a 400, 413 or 417.
     pub(super) async fn deny(
         &self,
         session: &mut Session,
@@ -128,8 +128,9 @@ impl Gateway {
                 .inc();
         }
         let status = error.status();
-        if status == 400 || status == 413 {
-            // The rest of this connection cannot be trusted to be read the same way.
+        if matches!(status, 400 | 413 | 417) {
+            // The rest of this connection cannot be trusted to be read the same way (after a
+            // 417, the body the client may send anyway would be read as a request).
             session.set_keepalive(None);
         }
         // A refresh done for this request hands its pair to the browser whatever the answer
@@ -167,6 +168,10 @@ impl Gateway {
         }
         if let Some(challenge) = &challenge {
             headers.push(("WWW-Authenticate", challenge));
+        }
+        if let GatewayError::MethodNotAllowed { allow, .. } = &error {
+            // RFC 9110 §15.5.6: a 405 lists the methods the path is served with.
+            headers.push(("Allow", allow));
         }
         // A gRPC call is refused in gRPC's terms (a forward-auth decision never is: the front
         // proxy reads the HTTP status).

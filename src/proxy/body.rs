@@ -183,6 +183,25 @@ pub(super) fn waits_for_continue(session: &mut Session) -> bool {
         && !session.as_mut().is_body_empty()
 }
 
+/// True when the request names an expectation the gateway does not meet (RFC 9110 §10.1.1):
+/// an `Expect` member other than `100-continue` (no parameters; any case), on an HTTP/1.1 or
+/// HTTP/2 request. An HTTP/1.0 request's expectations are ignored, as the RFC requires of
+/// `100-continue` there. No upstream ever gets the header: the gateway meets the expectation
+/// itself ([`send_continue`]) and strips it (`src/proxy/upstream.rs`).
+pub(super) fn has_unmet_expectation(header: &RequestHeader) -> bool {
+    let mut values = header.headers.get_all(EXPECT).iter().peekable();
+    if values.peek().is_none() || header.version < http::Version::HTTP_11 {
+        return false;
+    }
+    values.any(|value| {
+        value
+            .as_bytes()
+            .split(|b| *b == b',')
+            .map(<[u8]>::trim_ascii)
+            .any(|member| !member.is_empty() && !member.eq_ignore_ascii_case(b"100-continue"))
+    })
+}
+
 /// Once a request that [`waits_for_continue`] has been admitted (an API request; a proxied
 /// one, whose body the gateway reads itself, judged whole when chunked): answers `100
 /// Continue`. Without it the client holds its body back until its own timeout (a second, for
@@ -256,6 +275,53 @@ pub(super) mod tests {
         let mut counted = 0;
         assert!(count(&mut counted, 0, 10, Some(ago(25))).is_ok());
         assert!(count(&mut counted, 1, 10, None).is_ok());
+    }
+
+    /// Only `100-continue` is an expectation the gateway meets; an HTTP/1.0 request's are
+    /// ignored.
+    #[test]
+    fn expectations_other_than_100_continue_are_unmet() {
+        let request = |version, values: &[&str]| {
+            let mut header = RequestHeader::build("POST", b"/", None).expect("request");
+            header.set_version(version);
+            for value in values {
+                header.append_header("Expect", *value).expect("header");
+            }
+            header
+        };
+        use http::Version;
+        for met in [
+            &[][..],
+            &["100-continue"],
+            &["100-Continue"],
+            &[" 100-continue , "],
+            &["100-continue", "100-CONTINUE"],
+        ] {
+            assert!(
+                !has_unmet_expectation(&request(Version::HTTP_11, met)),
+                "{met:?}"
+            );
+        }
+        for unmet in [
+            &["foo"][..],
+            &["100-continue, foo"],
+            &["100-continue;x=1"],
+            &["100-continue", "bar"],
+            &["100-continuee"],
+        ] {
+            assert!(
+                has_unmet_expectation(&request(Version::HTTP_11, unmet)),
+                "{unmet:?}"
+            );
+            assert!(
+                has_unmet_expectation(&request(Version::HTTP_2, unmet)),
+                "{unmet:?}"
+            );
+            assert!(
+                !has_unmet_expectation(&request(Version::HTTP_10, unmet)),
+                "{unmet:?}"
+            );
+        }
     }
 
     fn filter(

@@ -50,7 +50,10 @@ impl Gateway {
                 Box::pin(serve).await?;
                 return Ok(true);
             }
-            RouteMatch::MethodNotAllowed => GatewayError::MethodNotAllowed(method.clone()),
+            RouteMatch::MethodNotAllowed => GatewayError::MethodNotAllowed {
+                method: method.clone(),
+                allow: self.plugins.allowed_methods(path),
+            },
             RouteMatch::UnknownApiPath => GatewayError::UnknownApiPath,
         };
         Box::pin(self.deny(session, ctx, refusal)).await?;

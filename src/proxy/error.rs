@@ -42,8 +42,18 @@ pub enum GatewayError {
     /// The engine could not read the request (bad request line, header syntax); carries the
     /// 4xx status it chose.
     Malformed(u16),
-    /// A plugin serves this path, but not with this method.
-    MethodNotAllowed(http::Method),
+    /// A plugin serves this path, but not with this method (or the method is one the gateway
+    /// forwards on no route: `TRACE`); `allow` lists the methods served there, the `Allow`
+    /// header's value.
+    MethodNotAllowed {
+        /// The method refused.
+        method: http::Method,
+        /// What the path is served with.
+        allow: String,
+    },
+    /// The request's `Expect` header names an expectation the gateway does not meet: anything
+    /// but `100-continue` (RFC 9110 §10.1.1).
+    ExpectationFailed,
     /// A path under a plugin's prefix (`/api/jwt/…`) that no plugin serves: never proxied,
     /// answered as FusionAuth's API does (an empty 404).
     UnknownApiPath,
@@ -90,7 +100,8 @@ impl GatewayError {
             | GatewayError::Forwarded(_) => 400,
             GatewayError::Malformed(code) if (400..500).contains(code) => *code,
             GatewayError::Malformed(_) => 400,
-            GatewayError::MethodNotAllowed(_) => 405,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::ExpectationFailed => 417,
             GatewayError::NoRoute
             | GatewayError::UnknownApiPath
             | GatewayError::DecisionOnlyRoute => 404,
@@ -128,7 +139,8 @@ impl GatewayError {
             | GatewayError::UntrustedProxy
             | GatewayError::DecisionOnlyRoute
             | GatewayError::Malformed(_)
-            | GatewayError::MethodNotAllowed(_)
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::ExpectationFailed
             | GatewayError::NoRoute
             | GatewayError::UnknownApiPath
             | GatewayError::BodyTooLarge
@@ -192,9 +204,14 @@ impl GatewayError {
                 "[BadRequest]",
                 "The request could not be processed.".to_string(),
             ),
-            GatewayError::MethodNotAllowed(method) => (
+            // The method is not echoed: it is the client's input, up to the header limit.
+            GatewayError::MethodNotAllowed { .. } => (
                 "[MethodNotAllowed]",
-                format!("{method} is not allowed on this path."),
+                "The request method is not allowed on this path.".to_string(),
+            ),
+            GatewayError::ExpectationFailed => (
+                "[ExpectationFailed]",
+                "Only the 100-continue expectation can be met.".to_string(),
             ),
             GatewayError::NoRoute => ("[NotFound]", "No route matches this request.".to_string()),
             GatewayError::MissingToken => (
@@ -294,7 +311,8 @@ impl GatewayError {
             | GatewayError::AmbiguousFraming
             | GatewayError::Forwarded(_)
             | GatewayError::Malformed(_) => "bad_request",
-            GatewayError::MethodNotAllowed(_) => "method_not_allowed",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::ExpectationFailed => "bad_request",
             GatewayError::NoRoute | GatewayError::DecisionOnlyRoute => "no_route",
             GatewayError::UntrustedProxy => "untrusted_proxy",
             GatewayError::UnknownApiPath => "api",
@@ -382,7 +400,14 @@ mod tests {
             (GatewayError::Malformed(400), 400),
             (GatewayError::Malformed(414), 414),
             (GatewayError::Malformed(200), 400),
-            (GatewayError::MethodNotAllowed(http::Method::PUT), 405),
+            (
+                GatewayError::MethodNotAllowed {
+                    method: http::Method::PUT,
+                    allow: "GET".into(),
+                },
+                405,
+            ),
+            (GatewayError::ExpectationFailed, 417),
             (GatewayError::Forwarded(ForwardedRefusal::TwoReadings), 400),
             (GatewayError::Forwarded(ForwardedRefusal::NoTarget), 400),
             (GatewayError::UntrustedProxy, 403),

@@ -171,6 +171,7 @@ impl ProxyHttp for LiveGateway {
         let gateway = self.take(ctx);
         gateway.observe_upstream_wait(ctx);
         ctx.gateway = Some(gateway);
+        upstream::frame_no_content(upstream_response);
         upstream::check_switch(&session.req_header().headers, upstream_response)
     }
 
@@ -640,6 +641,17 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), GatewayError> {
         let header = session.req_header();
+        if header.method == http::Method::TRACE {
+            // A `TRACE` would have the upstream echo back what the gateway forwarded: the
+            // verified credentials and identity headers (cross-site tracing).
+            return Err(GatewayError::MethodNotAllowed {
+                method: http::Method::TRACE,
+                allow: FORWARDED_METHODS.to_string(),
+            });
+        }
+        if body::has_unmet_expectation(header) {
+            return Err(GatewayError::ExpectationFailed);
+        }
         let listener = Listener {
             tls: self.settings.tls,
             path_options: self.settings.path_options,
@@ -683,6 +695,10 @@ impl Gateway {
         )
     }
 }
+
+/// The methods a proxied route forwards, as a 405 to a `TRACE` lists them (`CONNECT` is
+/// refused by the engine).
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// The IP address of the connection's peer; `None` for a Unix socket.
 fn peer_address(session: &Session) -> Option<std::net::IpAddr> {

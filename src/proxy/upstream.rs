@@ -531,6 +531,16 @@ pub(super) fn check_switch(request: &http::HeaderMap, response: &ResponseHeader)
     Err(error)
 }
 
+/// A `204 No Content` answer goes to the client without the framing headers an upstream may
+/// have set on it (RFC 9110 §8.6 and RFC 9112 §6.1: a 204 has neither `Content-Length` nor
+/// `Transfer-Encoding`; the engine sends none of its body either way).
+pub(super) fn frame_no_content(response: &mut ResponseHeader) {
+    if response.status == http::StatusCode::NO_CONTENT {
+        response.remove_header(&http::header::CONTENT_LENGTH);
+        response.remove_header(&http::header::TRANSFER_ENCODING);
+    }
+}
+
 /// True when the request's `Authorization` header uses the Bearer scheme (read as the
 /// credentials were, [`bearer_token`]).
 fn is_bearer(request: &RequestHeader) -> bool {
@@ -596,6 +606,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-client-cert",
     "x-arr-clientcert",
     "x-client-cert",
+    // Expectations are met at the edge (`100 Continue`, see `body.rs`) or refused (417): an
+    // upstream is never asked to meet one again.
+    "expect",
 ];
 
 /// True when `name` (lower case) is of a family of client headers never forwarded, by prefix:

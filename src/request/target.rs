@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Uri};
 
 use crate::request::canonical::{canonical_path, PathOptions, PathRefusal};
@@ -79,6 +79,11 @@ pub fn read_target(
     if absolute_form && !scheme_matches(raw, listener.tls) {
         // `https://…` on the plain listener (or the reverse): the client and the upstream
         // would disagree on what was asked for.
+        return Err(TargetRefusal::Host);
+    }
+    if absolute_form && !headers.contains_key(HOST) {
+        // RFC 9112 §3.2: an HTTP/1.1 request without `Host` is a 400, whatever its target
+        // says (an absolute-form target's authority is no substitute).
         return Err(TargetRefusal::Host);
     }
     let default_port = if listener.tls { 443 } else { 80 };
@@ -194,14 +199,19 @@ mod tests {
             read("/a", &[("host", "a.example:443")], TLS),
             rewritten(None, Some("a.example"))
         );
-        // Absolute form: forwarded in origin form; its host counts when `Host` is missing.
+        // Absolute form: forwarded in origin form; without `Host` it is refused (RFC 9112
+        // §3.2), its authority no substitute.
         assert_eq!(
             read("http://a.example/x/./y", &[("host", "a.example")], PLAIN),
             rewritten(Some("/x/y"), None)
         );
         assert_eq!(
-            read("HTTPS://a.example/x", &[], TLS),
+            read("HTTPS://a.example/x", &[("host", "A.example")], TLS),
             rewritten(Some("/x"), Some("a.example"))
+        );
+        assert_eq!(
+            read("HTTPS://a.example/x", &[], TLS),
+            Err(TargetRefusal::Host)
         );
     }
 

@@ -155,20 +155,21 @@ const FORBIDDEN: &[u8] = br#"{"generalErrors":[{"code":"[Forbidden]","message":"
 /// The answer to `POST /reload` when the reload thread is gone.
 const UNAVAILABLE: &[u8] = br#"{"generalErrors":[{"code":"[Unavailable]","message":"The reload thread is not running."}]}"#;
 
-/// Writes one complete answer on `session`: the answer to a `HEAD` has the header of `body`
-/// (its `Content-Length`) and no body.
+/// Writes one complete answer on `session`: with `head` (the answer to a `HEAD`), the header of
+/// `body` (its `Content-Length`) and no body.
 async fn respond(
     session: &mut ServerSession,
     status: u16,
     content_type: &str,
     body: Vec<u8>,
+    head: bool,
 ) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(status, Some(3))?;
     header.insert_header("Content-Type", content_type)?;
     header.insert_header("Content-Length", body.len().to_string())?;
     header.insert_header("Cache-Control", "no-store")?;
     session.write_response_header(Box::new(header)).await?;
-    if session.req_header().method != http::Method::HEAD {
+    if !head {
         session.write_response_body(Bytes::from(body), true).await?;
     }
     session.finish_body().await
@@ -190,7 +191,14 @@ impl HttpServerApp for Admin {
             Err(e) => {
                 tracing::debug!(kind = ?e.etype(), "admin listener: a request that cannot be read was refused");
                 session.set_keepalive(None);
-                let _ = respond(&mut session, 400, "application/json", MALFORMED.to_vec()).await;
+                let _ = respond(
+                    &mut session,
+                    400,
+                    "application/json",
+                    MALFORMED.to_vec(),
+                    false,
+                )
+                .await;
                 return None;
             }
         }
@@ -200,7 +208,8 @@ impl HttpServerApp for Admin {
         // not dropped with a keep-alive answer that promised to read them.
         session.set_pipelining_enabled(true);
         let (status, content_type, body) = self.answer(&session).await;
-        if let Err(e) = respond(&mut session, status, content_type, body).await {
+        let head = session.req_header().method == http::Method::HEAD;
+        if let Err(e) = respond(&mut session, status, content_type, body, head).await {
             tracing::debug!(kind = ?e.etype(), "admin listener: the answer could not be written");
             return None;
         }

@@ -320,9 +320,9 @@ fn error_bodies_never_echo_the_keys_a_client_sent() {
     }
 }
 
-/// A `HEAD` on an API path is answered as its `GET` would be — status and header, the body's
-/// `Content-Length` — without the body (RFC 9110 §9.3.2); a path with no `GET` refuses it as
-/// it refuses any method it does not serve. The admin listener's `/health` answers it too.
+/// A `HEAD` on an API path whose `GET` only reads is answered as its `GET` would be — status
+/// and header, the body's `Content-Length` — without the body (RFC 9110 §9.3.2); a path with no
+/// `GET`, or whose `GET` acts, refuses it as it refuses any method it does not serve. The admin listener's `/health` answers it too.
 #[test]
 fn a_head_is_answered_as_the_get_without_its_body() {
     let gw = TestGateway::start();

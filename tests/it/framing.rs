@@ -576,3 +576,182 @@ fn a_client_that_expects_100_continue_is_told_to_go_on() {
         assert!(first.starts_with(&format!("HTTP/1.1 {status} ")), "{first}");
     }
 }
+
+/// An upstream that answers every request on a connection with `answer`, reading each
+/// request's head only (none of these requests has a body).
+fn scripted_upstream(answer: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                while read_head(&mut stream).is_some() {
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// An upstream answering an early hint, then `body` in chunked framing.
+fn chunked_upstream(body: &'static str) -> u16 {
+    scripted_upstream(format!(
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+         HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    ))
+}
+
+/// A `204` reaches the client without the `Content-Length` its upstream put on it (RFC 9110
+/// §8.6), and the connection serves the next request.
+#[test]
+fn a_204_carries_no_framing_headers() {
+    let upstream =
+        scripted_upstream("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n".to_string());
+    let gw = TestGateway::start_with(Options {
+        extra_routes: open_route("/empty", upstream),
+        ..Default::default()
+    });
+    let mut stream = connect_with_timeout(gw.port, Duration::from_secs(10));
+    let request = "GET /empty/a HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(request.as_bytes()).expect("write");
+    let head = String::from_utf8(read_head(&mut stream).expect("head")).expect("text");
+    assert!(head.starts_with("HTTP/1.1 204 "), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let head = String::from_utf8(read_head(&mut stream).expect("head")).expect("text");
+    assert!(
+        head.starts_with("HTTP/1.1 204 "),
+        "the connection serves on: {head}"
+    );
+}
+
+/// An HTTP/1.0 client gets no informational answer (RFC 9110 §15.2) and no chunked framing
+/// (RFC 9112 §6.1): the body as it is, ended by the connection's end. An HTTP/1.1 client gets
+/// both, and keeps its connection.
+#[test]
+fn an_http_1_0_client_gets_neither_1xx_nor_chunked_framing() {
+    let upstream = chunked_upstream("hello, old client");
+    let gw = TestGateway::start_with(Options {
+        extra_routes: open_route("/chunky", upstream),
+        ..Default::default()
+    });
+    for keep_alive in ["", "Connection: keep-alive\r\n"] {
+        let request = format!("GET /chunky/x HTTP/1.0\r\nHost: x\r\n{keep_alive}\r\n");
+        let mut stream = connect_with_timeout(gw.port, Duration::from_secs(10));
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 200 "),
+            "{keep_alive:?}: {answer}"
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").expect("head");
+        let head = head.to_ascii_lowercase();
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert_eq!(body, "hello, old client", "{keep_alive:?}");
+    }
+    let (status, answer) = raw_http(
+        gw.port,
+        b"GET /chunky/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 103, "an HTTP/1.1 client gets the hint: {answer}");
+    assert!(answer.contains("Transfer-Encoding: chunked"), "{answer}");
+}
+
+/// `100 Continue` says nothing of the connection: the answer that follows keeps it, and a
+/// request pipelined behind is answered. Expectations other than `100-continue` are refused
+/// with 417 and the connection closed (its body would otherwise be read as a request); an
+/// HTTP/1.0 request's are ignored; no upstream ever gets an `Expect` header.
+#[test]
+fn expectations_are_met_or_refused_at_the_edge() {
+    let gw = TestGateway::start();
+    let head = "POST /public/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\
+                Expect: 100-continue\r\n\r\n";
+    let (mut stream, first) = send_head_and_wait(gw.port, head);
+    assert!(first.starts_with("HTTP/1.1 100 Continue\r\n"), "{first}");
+    stream
+        .write_all(b"hiGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("body and next");
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest);
+    assert_eq!(rest.matches("HTTP/1.1 200 ").count(), 2, "{rest}");
+    assert!(!rest.contains("\r\nConnection: close\r\n\r\n{\n"), "{rest}");
+
+    for expect in ["foo", "100-continue, foo", "100-continue;x=1"] {
+        let head = format!(
+            "POST /public/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: {expect}\r\n\r\n"
+        );
+        let (status, answer) = raw_http(gw.port, head.as_bytes());
+        assert_eq!(status, 417, "{expect}: {answer}");
+        assert!(says_close(&answer), "{expect}: {answer}");
+        assert_eq!(
+            raw_body(&answer)["generalErrors"][0]["code"],
+            "[ExpectationFailed]"
+        );
+    }
+    for (version, expect) in [
+        ("1.0", "100-continue"),
+        ("1.0", "foo"),
+        ("1.1", "100-continue"),
+    ] {
+        let request = format!(
+            "GET /public/echo HTTP/{version}\r\nHost: x\r\nExpect: {expect}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, answer) = raw_http(gw.port, request.as_bytes());
+        assert_eq!(status, 200, "{version} {expect}: {answer}");
+        let echoed = raw_body(&answer);
+        assert!(echoed["headers"].get("expect").is_none(), "{answer}");
+    }
+}
+
+/// A 405 lists what the path is served with (RFC 9110 §15.5.6); a `TRACE` is refused on
+/// every route, never forwarded (its echo would hand back the verified credentials); an
+/// absolute-form request without `Host` is a 400 (RFC 9112 §3.2).
+#[test]
+fn refused_methods_name_the_allowed_ones_and_trace_never_reaches_an_upstream() {
+    let upstream = RecordingUpstream::start();
+    let gw = TestGateway::start_with(Options {
+        upstream: Some(upstream.url()),
+        ..Default::default()
+    });
+    let http = client();
+    let vend = http.get(gw.url("/api/jwt/vend")).send().expect("send");
+    assert_eq!(vend.status(), 405);
+    assert_eq!(
+        vend.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let refresh = http.put(gw.url("/api/jwt/refresh")).send().expect("send");
+    assert_eq!(refresh.status(), 405);
+    assert_eq!(
+        refresh.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD, POST, DELETE")
+    );
+    let session = gw.login("trace@example.com", &[]);
+    for path in ["/public/x", "/hello"] {
+        let request = format!(
+            "TRACE {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            session.token
+        );
+        let (status, answer) = raw_http(gw.port, request.as_bytes());
+        assert_eq!(status, 405, "{path}: {answer}");
+        assert!(answer.contains("\r\nAllow: GET, HEAD, POST"), "{answer}");
+        assert!(!answer.contains(&session.token), "{answer}");
+    }
+    let (status, answer) = raw_http(
+        gw.port,
+        b"GET http://x/public/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(upstream.received(), Vec::<String>::new());
+}

@@ -27,12 +27,27 @@ pub struct RouteSpec {
     pub path: &'static str,
     /// A name the plugin uses to tell its routes apart in [`Plugin::handle`].
     pub name: &'static str,
+    /// A `GET` that only reads: the host answers a `HEAD` of its path with this route's
+    /// header, without the body (RFC 9110 §9.3.2). A `GET` that acts (issues a token, logs
+    /// out, completes a login) leaves it `false`: a `HEAD` of it is refused, never run.
+    pub read_only: bool,
 }
 
 impl RouteSpec {
-    /// A route.
+    /// A route (not [`RouteSpec::read_only`]).
     pub fn new(method: Method, path: &'static str, name: &'static str) -> Self {
-        RouteSpec { method, path, name }
+        RouteSpec {
+            method,
+            path,
+            name,
+            read_only: false,
+        }
+    }
+
+    /// The route, marked as a `GET` that only reads (see [`RouteSpec::read_only`]).
+    pub fn reading(mut self) -> Self {
+        self.read_only = self.method == Method::GET;
+        self
     }
 }
 

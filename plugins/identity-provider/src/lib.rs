@@ -249,7 +249,22 @@ impl PluginRoute for Route {
             Route::EventSearchGet => (Method::GET, EVENT_SEARCH),
             Route::EventRetrieve => (Method::GET, "/api/system/event-log/{eventLogId}"),
         };
-        RouteSpec::new(method, path, self.name())
+        let spec = RouteSpec::new(method, path, self.name());
+        match self {
+            Route::RetrieveAll
+            | Route::Retrieve
+            | Route::Lookup
+            | Route::SearchGet
+            | Route::LinkRetrieve
+            | Route::LinkPending
+            | Route::User
+            | Route::UserQuery
+            | Route::LambdaRetrieveAll
+            | Route::LambdaRetrieve
+            | Route::EventSearchGet
+            | Route::EventRetrieve => spec.reading(),
+            _ => spec,
+        }
     }
 }
 

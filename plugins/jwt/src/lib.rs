@@ -112,7 +112,21 @@ impl PluginRoute for Route {
             Route::Validate => (Method::GET, "/api/jwt/validate"),
             Route::Vend => (Method::POST, "/api/jwt/vend"),
         };
-        RouteSpec::new(method, path, self.name())
+        let spec = RouteSpec::new(method, path, self.name());
+        match self {
+            Route::PublicKey
+            | Route::Jwks
+            | Route::OpenidConfiguration
+            | Route::RetrieveRefreshTokens
+            | Route::RetrieveRefreshToken
+            | Route::Validate => spec.reading(),
+            // `issue` signs a token (and may make a refresh token): a GET that acts.
+            Route::Issue
+            | Route::Refresh
+            | Route::RevokeRefreshTokens
+            | Route::RevokeRefreshToken
+            | Route::Vend => spec,
+        }
     }
 }
 
