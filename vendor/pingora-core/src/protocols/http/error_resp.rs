@@ -18,15 +18,18 @@ use http::header;
 use once_cell::sync::Lazy;
 use pingora_http::ResponseHeader;
 
-use super::SERVER_NAME;
-
 /// Generate an error response with the given status code.
 ///
 /// This error response has a zero `Content-Length` and `Cache-Control: private, no-store`.
 pub fn gen_error_response(code: u16) -> ResponseHeader {
     let mut resp = ResponseHeader::build(code, Some(4)).unwrap();
-    resp.insert_header(header::SERVER, &SERVER_NAME[..])
-        .unwrap();
+    // Gatehouse: no `Server` header (the gateway's own answers name no software), and a 405
+    // lists the methods a proxied route forwards (RFC 9110 §15.5.6; the engine refuses
+    // `CONNECT` this way).
+    if code == 405 {
+        resp.insert_header("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+            .unwrap();
+    }
     resp.insert_header(header::DATE, "Sun, 06 Nov 1994 08:49:37 GMT")
         .unwrap(); // placeholder
     resp.insert_header(header::CONTENT_LENGTH, "0").unwrap();
@@ -42,6 +45,7 @@ pub fn errors_body(code: u16) -> &'static [u8] {
     match code {
         400 => br#"{"generalErrors":[{"code":"[BadRequest]","message":"The request cannot be read one way only (its request line, a header or its framing); it was refused."}]}"#,
         405 => br#"{"generalErrors":[{"code":"[MethodNotAllowed]","message":"This method is not served."}]}"#,
+        431 => br#"{"generalErrors":[{"code":"[RequestHeaderFieldsTooLarge]","message":"The request header is over the limit."}]}"#,
         _ => b"",
     }
 }

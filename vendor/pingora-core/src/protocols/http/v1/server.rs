@@ -342,8 +342,9 @@ impl HttpSession {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
+                // Gatehouse: answered 431 (RFC 6585 §5), not 400.
                 return Error::e_explain(
-                    InvalidHTTPHeader,
+                    HTTPStatus(431),
                     format!("Request header larger than {MAX_HEADER_SIZE}"),
                 );
             }
@@ -501,6 +502,15 @@ impl HttpSession {
                                     e,
                                 );
                             }
+                        }
+                        // Gatehouse: more header fields than the parser holds is a header
+                        // too large (431, RFC 6585 §5), not a malformed one.
+                        httparse::Error::TooManyHeaders => {
+                            debug!("Too many request headers from {:?}", self.underlying_stream);
+                            return Error::e_explain(
+                                HTTPStatus(431),
+                                format!("more than {MAX_HEADERS} request header fields"),
+                            );
                         }
                         _ => {
                             debug!("Invalid request header from {:?}", self.underlying_stream);
