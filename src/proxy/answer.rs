@@ -55,6 +55,16 @@ pub async fn respond(
     Ok(())
 }
 
+/// True when the request's header declares a body: a chunked one, or a `Content-Length` other
+/// than 0.
+pub fn declares_body(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
+        || declared_length(session).is_some_and(|length| length > 0)
+}
+
 /// The body length the request declares, when it declares a valid one.
 pub fn declared_length(session: &Session) -> Option<u64> {
     session

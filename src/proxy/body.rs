@@ -186,8 +186,10 @@ pub(super) fn waits_for_continue(session: &mut Session) -> bool {
 /// True when the request names an expectation the gateway does not meet (RFC 9110 §10.1.1):
 /// an `Expect` member other than `100-continue` (no parameters; any case), on an HTTP/1.1 or
 /// HTTP/2 request. An HTTP/1.0 request's expectations are ignored, as the RFC requires of
-/// `100-continue` there. No upstream ever gets the header: the gateway meets the expectation
-/// itself ([`send_continue`]) and strips it (`src/proxy/upstream.rs`).
+/// `100-continue` there. Asked only of an admitted request with a body (an expectation is
+/// about the body; a request without one has nothing to expect, and costs no lookup). No
+/// upstream ever gets the header: the gateway meets the expectation itself
+/// ([`send_continue`]) and strips it (`src/proxy/upstream.rs`).
 pub(super) fn has_unmet_expectation(header: &RequestHeader) -> bool {
     let mut values = header.headers.get_all(EXPECT).iter().peekable();
     if values.peek().is_none() || header.version < http::Version::HTTP_11 {
@@ -220,7 +222,8 @@ pub(super) async fn send_continue(session: &mut Session) -> Result<()> {
 }
 
 impl Gateway {
-    /// For an admitted request with a body: tells a client that waits to send it
+    /// For an admitted request with a body: refuses an expectation other than `100-continue`
+    /// (`HTTPStatus(417)`, [`has_unmet_expectation`]); tells a client that waits to send it
     /// ([`send_continue`]); bounds its reads by the pace a body must keep
     /// ([`keep_pace`]); with a chunked body, judges the body before the upstream hears of the
     /// request ([`HeldBody::prefetch`]). A refusal is an `Err`, answered by
@@ -231,6 +234,9 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<()> {
         if !session.as_mut().is_body_empty() {
+            if has_unmet_expectation(session.req_header()) {
+                return Error::e_explain(HTTPStatus(417), "an expectation other than 100-continue");
+            }
             if waits_for_continue(session) {
                 Box::pin(send_continue(session)).await?;
             }

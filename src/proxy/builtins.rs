@@ -12,10 +12,13 @@ use gatehouse_plugin_api::{ApiError, Plugin, PluginRequest, PluginResponse, Rout
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::body::{arrives_too_slowly, keep_pace, send_continue, waits_for_continue};
+use super::body::{
+    arrives_too_slowly, has_unmet_expectation, keep_pace, send_continue, waits_for_continue,
+};
 use super::{access, answer, canonical_path_of, Gateway, RequestContext};
 use crate::api::plugins::RouteMatch;
 use crate::proxy::error::GatewayError;
+use answer::declares_body;
 
 impl Gateway {
     /// Serves the request when the health check or a plugin route matches its canonical path
@@ -33,9 +36,13 @@ impl Gateway {
             Box::pin(self.serve_health(session)).await?;
             return Ok(true);
         }
-        let method = &session.req_header().method;
+        let header = session.req_header();
+        let method = &header.method;
         let refusal = match self.plugins.find(method, path) {
             RouteMatch::None => return Ok(false),
+            RouteMatch::Found { .. } if declares_body(session) && has_unmet_expectation(header) => {
+                GatewayError::ExpectationFailed
+            }
             RouteMatch::Found {
                 plugin,
                 spec,

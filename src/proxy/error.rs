@@ -278,6 +278,7 @@ impl GatewayError {
         Some(match e.etype() {
             HTTPStatus(413) => GatewayError::BodyTooLarge,
             HTTPStatus(431) => GatewayError::HeadersTooLarge,
+            HTTPStatus(417) => GatewayError::ExpectationFailed,
             HTTPStatus(code) if *code < 500 => GatewayError::Malformed(*code),
             _ => match e.esource() {
                 ErrorSource::Upstream => GatewayError::UpstreamUnavailable,

@@ -619,13 +619,17 @@ impl Gateway {
         session.set_write_timeout(Some(Duration::from_secs(idle)));
     }
 
-    /// Open: `Err` (a 431, answered by [`ProxyHttp::fail_to_proxy`]) when the request's header
-    /// block is over `limits.maxHeaderBytes`.
+    /// Open: `Err` (answered by [`ProxyHttp::fail_to_proxy`]) when the request's header block
+    /// is over `limits.maxHeaderBytes`: a 414 when its target alone is (RFC 9110 §15.5.15), else
+    /// a 431.
     fn check_header_size(&self, session: &Session) -> Result<()> {
         let header = session.req_header();
         // Each field as `name: value` and its line end, and the target.
         let header_bytes = header.h1_wire_len() + header.raw_path().len();
         if header_bytes > self.settings.max_header_bytes {
+            if header.raw_path().len() > self.settings.max_header_bytes {
+                return Error::e_explain(HTTPStatus(414), "request target over the limit");
+            }
             return Error::e_explain(HTTPStatus(431), "request headers over the limit");
         }
         Ok(())
@@ -648,9 +652,6 @@ impl Gateway {
                 method: http::Method::TRACE,
                 allow: FORWARDED_METHODS.to_string(),
             });
-        }
-        if body::has_unmet_expectation(header) {
-            return Err(GatewayError::ExpectationFailed);
         }
         let listener = Listener {
             tls: self.settings.tls,

@@ -755,3 +755,41 @@ fn refused_methods_name_the_allowed_ones_and_trace_never_reaches_an_upstream() {
     assert_eq!(status, 400, "{answer}");
     assert_eq!(upstream.received(), Vec::<String>::new());
 }
+
+/// A header too large gets the status that says which part: 414 for a target over
+/// `limits.maxHeaderBytes` by itself (RFC 9110 §15.5.15), 431 for more header fields than the
+/// engine holds (RFC 6585 §5), each with Errors JSON. The engine's own 405 (`CONNECT`) lists
+/// the methods a route forwards; no answer names the software.
+#[test]
+fn oversized_headers_say_which_part_is_too_large() {
+    let gw = TestGateway::start();
+    let long = format!(
+        "GET /public/{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let (status, too_long) = raw_http(gw.port, long.as_bytes());
+    assert_eq!(status, 414, "{too_long}");
+    assert!(
+        raw_body(&too_long)["generalErrors"][0]["code"].is_string(),
+        "{too_long}"
+    );
+    let mut many = "GET /public/x HTTP/1.1\r\nHost: x\r\n".to_string();
+    for i in 0..300 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let (status, answer, closed) = send_and_read(gw.port, many.as_bytes());
+    assert_eq!(status, 431, "{answer}");
+    assert!(closed);
+    assert_eq!(
+        raw_body(&answer)["generalErrors"][0]["code"],
+        "[RequestHeaderFieldsTooLarge]"
+    );
+    let (status, answer, _) =
+        send_and_read(gw.port, b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n");
+    assert_eq!(status, 405, "{answer}");
+    assert!(answer.contains("\r\nAllow: GET, HEAD, POST"), "{answer}");
+    for answer in [&answer, &too_long] {
+        assert!(!answer.to_ascii_lowercase().contains("pingora"), "{answer}");
+    }
+}
