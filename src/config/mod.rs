@@ -118,6 +118,9 @@ pub struct RouteAuth {
     pub refresh_before_expiry_seconds: i64,
     /// The issuers, audiences and exact claims the token must have (any issuer's token).
     pub policy: TokenPolicy,
+    /// CORS preflights pass without a token, verifying and forwarding no credential (opt-in:
+    /// browsers send a preflight without credentials, so a protected route refuses it).
+    pub allow_preflight: bool,
 }
 
 /// A header the gateway sets upstream from a claim.

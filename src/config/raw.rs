@@ -231,6 +231,10 @@ pub struct RawAuth {
     /// Claims (dotted paths) that must have exactly these values.
     #[serde(default)]
     pub claims: BTreeMap<String, serde_json::Value>,
+    /// Pass CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+    /// without a token, as a public passthrough would. Default false.
+    #[serde(default)]
+    pub allow_preflight: bool,
 }
 
 /// One `issuers:` entry.

@@ -328,6 +328,7 @@ impl RouteAuth {
             refresh: false,
             refresh_before_expiry_seconds: 0,
             policy: TokenPolicy::default(),
+            allow_preflight: false,
         }
     }
 }
@@ -377,6 +378,7 @@ fn route_auth(
         refresh: a.refresh,
         refresh_before_expiry_seconds: a.refresh_before_expiry_seconds.unwrap_or(0),
         policy,
+        allow_preflight: enabled && a.allow_preflight,
     }
 }
 

@@ -58,6 +58,10 @@ impl Gateway {
             // `Gateway::forward_credentials`).
             return Ok(());
         }
+        if route.auth.allow_preflight && ctx.decision().is_none() && is_cors_preflight(session) {
+            // Passed as on a public passthrough: no identity, no credential forwarded.
+            return Ok(());
+        }
         self.authenticate(session, ctx, route, credentials).await
     }
 
@@ -319,4 +323,14 @@ fn check_policy(route: &Route, claims: &CachedToken, remote: bool) -> Result<(),
         return Err(GatewayError::UnforwardableClaim);
     }
     Ok(())
+}
+/// True for a CORS preflight (Fetch standard): an `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`. Browsers send it without credentials.
+fn is_cors_preflight(session: &Session) -> bool {
+    let header = session.req_header();
+    header.method == http::Method::OPTIONS
+        && header.headers.contains_key(http::header::ORIGIN)
+        && header
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }

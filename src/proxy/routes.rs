@@ -353,6 +353,7 @@ pub(super) mod tests {
                 refresh: false,
                 refresh_before_expiry_seconds: 0,
                 policy: Default::default(),
+                allow_preflight: false,
             },
             identity_headers: vec![],
             case_sensitive: true,

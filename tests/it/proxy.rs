@@ -410,3 +410,60 @@ fn the_listener_speaks_tls_and_cookies_are_secure_over_it() {
         "{cookies:?}"
     );
 }
+
+/// `auth.allowPreflight` (opt-in) lets a CORS preflight through a protected route without a
+/// token, as a public passthrough would: nothing it carries is verified, so no credential and
+/// no identity reach the upstream. Anything short of a preflight is judged as ever, and a
+/// route without the option refuses preflights too.
+#[test]
+fn cors_preflights_pass_only_where_allowed_and_carry_no_identity() {
+    let gw = TestGateway::start_with(Options {
+        extra_routes: format!(
+            "  - path: /cors\n    upstream: $UPSTREAM\n    auth: {{applicationId: {APP}, allowPreflight: true}}\n    identityHeaders: {{X-User-Id: sub}}\n"
+        ),
+        ..Default::default()
+    });
+    let http = client();
+    let session = gw.login("cors@example.com", &[]);
+    let preflight = |path: &str, method: reqwest::Method| {
+        http.request(method, gw.url(path))
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "PUT")
+            .header("X-User-Id", "forged")
+            .send()
+            .expect("send")
+    };
+    // Credentials on a preflight (browsers send none) are neither verified nor forwarded.
+    let passed = http
+        .request(reqwest::Method::OPTIONS, gw.url("/cors/items"))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "PUT")
+        .header("Authorization", format!("Bearer {}", session.token))
+        .header(
+            "Cookie",
+            format!("access_token={}; theme=dark", session.token),
+        )
+        .header("X-User-Id", "forged")
+        .send()
+        .expect("send");
+    assert_eq!(passed.status(), 200);
+    let body: serde_json::Value = passed.json().expect("echo");
+    assert_eq!(body["method"], "OPTIONS");
+    let headers = &body["headers"];
+    assert!(headers.get("authorization").is_none(), "{headers}");
+    assert!(headers.get("x-user-id").is_none(), "{headers}");
+    assert_eq!(headers["cookie"], "theme=dark", "{headers}");
+    assert_eq!(
+        preflight("/cors/items", reqwest::Method::OPTIONS).status(),
+        200
+    );
+    // Not a preflight, or not a route that allows them: judged as any request.
+    assert_eq!(preflight("/cors/items", reqwest::Method::GET).status(), 401);
+    assert_eq!(preflight("/other", reqwest::Method::OPTIONS).status(), 401);
+    let no_method = http
+        .request(reqwest::Method::OPTIONS, gw.url("/cors/items"))
+        .header("Origin", "https://app.example")
+        .send()
+        .expect("send");
+    assert_eq!(no_method.status(), 401);
+}
