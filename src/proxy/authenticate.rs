@@ -45,6 +45,10 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<(), GatewayError> {
         let route = self.choose_route(session, ctx)?;
+        // (A decision's judged method was checked as it was read.)
+        if ctx.decision().is_none() {
+            refuse_traced(&session.req_header().method)?;
+        }
         if route.upstreams.is_empty() && ctx.decision().is_none() {
             return Err(GatewayError::DecisionOnlyRoute);
         }
@@ -324,13 +328,53 @@ fn check_policy(route: &Route, claims: &CachedToken, remote: bool) -> Result<(),
     }
     Ok(())
 }
-/// True for a CORS preflight (Fetch standard): an `OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`. Browsers send it without credentials.
+/// The methods a proxied route forwards, as a 405 to a `TRACE` lists them (`CONNECT` is
+/// refused by the engine).
+const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// Refuses (405) a method that asks the upstream to echo the request back: `TRACE`, and IIS's
+/// `TRACK`, in any case (some frameworks upper-case the method). The echo would hand back what
+/// the gateway forwarded, verified credentials and identity headers (cross-site tracing): such
+/// a request is refused on every route, and in every forward-auth decision.
+pub(super) fn refuse_traced(method: &http::Method) -> Result<(), GatewayError> {
+    let name = method.as_str();
+    if name.len() == 5 && (name.eq_ignore_ascii_case("TRACE") || name.eq_ignore_ascii_case("TRACK"))
+    {
+        return Err(GatewayError::MethodNotAllowed {
+            method: method.clone(),
+            allow: FORWARDED_METHODS.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// True for a CORS preflight (Fetch standard), exactly as browsers send one: an `OPTIONS`
+/// with one non-empty `Origin` and one `Access-Control-Request-Method` naming a method (a
+/// token), no body and no `Upgrade`. Browsers send it without credentials. Anything short of
+/// that is judged as any request: an upstream's CORS layer may hand an `OPTIONS` with an empty
+/// or doubled header to the application as an ordinary request, and an upgrade or a body would
+/// carry more than a preflight past the policy.
 fn is_cors_preflight(session: &Session) -> bool {
+    use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, TRANSFER_ENCODING, UPGRADE};
     let header = session.req_header();
+    let headers = &header.headers;
+    let single = |name| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => Some(value.as_bytes()),
+            _ => None,
+        }
+    };
+    let is_token = |value: &[u8]| {
+        !value.is_empty()
+            && value
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+    };
     header.method == http::Method::OPTIONS
-        && header.headers.contains_key(http::header::ORIGIN)
-        && header
-            .headers
-            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        && single(ORIGIN).is_some_and(|origin| !origin.trim_ascii().is_empty())
+        && single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(is_token)
+        && !headers.contains_key(UPGRADE)
+        && !headers.contains_key(TRANSFER_ENCODING)
+        && super::answer::declared_length(session).is_none_or(|length| length == 0)
 }

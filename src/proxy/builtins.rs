@@ -31,6 +31,15 @@ impl Gateway {
     ) -> Result<bool> {
         let path = canonical_path_of(session, ctx);
         if path == "/health" {
+            let method = &session.req_header().method;
+            if *method != http::Method::GET && *method != http::Method::HEAD {
+                let refusal = GatewayError::MethodNotAllowed {
+                    method: method.clone(),
+                    allow: "GET, HEAD".to_string(),
+                };
+                Box::pin(self.deny(session, ctx, refusal)).await?;
+                return Ok(true);
+            }
             ctx.outcome = Some(access::HEALTH);
             ctx.uncommon_mut().builtin = Some(access::HEALTH_ROUTE);
             Box::pin(self.serve_health(session)).await?;

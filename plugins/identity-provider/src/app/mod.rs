@@ -108,7 +108,12 @@ impl AppRoute {
             .map(|route| {
                 let (method, suffix) = route.method_and_suffix();
                 let path: &'static str = Box::leak(format!("{base_path}{suffix}").into_boxed_str());
-                RouteSpec::new(method, path, route.name())
+                let spec = RouteSpec::new(method, path, route.name());
+                // `me` only reads the session; login, callback and logout act.
+                match route {
+                    AppRoute::Me => spec.reading(),
+                    _ => spec,
+                }
             })
             .collect()
     }
