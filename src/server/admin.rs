@@ -71,11 +71,26 @@ impl Admin {
             ("GET", "/metrics") => (200, "text/plain; version=0.0.4", self.metrics.render()),
             ("GET", "/health") => self.health().await,
             ("POST", "/reload") if self.reload.is_some() => self.reload(session).await,
+            (_, path) if self.allowed_methods(path).is_some() => (
+                405,
+                "application/json",
+                br#"{"generalErrors":[{"code":"[MethodNotAllowed]","message":"The request method is not allowed on this path."}]}"#.to_vec(),
+            ),
             _ => (
                 404,
                 "application/json",
                 br#"{"generalErrors":[{"code":"[NotFound]","message":"Not found."}]}"#.to_vec(),
             ),
+        }
+    }
+
+    /// The methods `path` is answered with, as an `Allow` header lists them; `None` for a path
+    /// the listener does not serve.
+    fn allowed_methods(&self, path: &str) -> Option<&'static str> {
+        match path {
+            "/metrics" | "/health" => Some("GET, HEAD"),
+            "/reload" if self.reload.is_some() => Some("POST"),
+            _ => None,
         }
     }
 }
@@ -156,15 +171,17 @@ const FORBIDDEN: &[u8] = br#"{"generalErrors":[{"code":"[Forbidden]","message":"
 const UNAVAILABLE: &[u8] = br#"{"generalErrors":[{"code":"[Unavailable]","message":"The reload thread is not running."}]}"#;
 
 /// Writes one complete answer on `session`: with `head` (the answer to a `HEAD`), the header of
-/// `body` (its `Content-Length`) and no body.
+/// `body` (its `Content-Length`) and no body; `allow`, the `Allow` header of a 405.
 async fn respond(
     session: &mut ServerSession,
-    status: u16,
-    content_type: &str,
-    body: Vec<u8>,
+    (status, content_type, body): (u16, &str, Vec<u8>),
     head: bool,
+    allow: Option<&str>,
 ) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(status, Some(3))?;
+    let mut header = ResponseHeader::build(status, Some(4))?;
+    if let Some(allow) = allow {
+        header.insert_header("Allow", allow)?;
+    }
     header.insert_header("Content-Type", content_type)?;
     header.insert_header("Content-Length", body.len().to_string())?;
     header.insert_header("Cache-Control", "no-store")?;
@@ -191,14 +208,8 @@ impl HttpServerApp for Admin {
             Err(e) => {
                 tracing::debug!(kind = ?e.etype(), "admin listener: a request that cannot be read was refused");
                 session.set_keepalive(None);
-                let _ = respond(
-                    &mut session,
-                    400,
-                    "application/json",
-                    MALFORMED.to_vec(),
-                    false,
-                )
-                .await;
+                let answer = (400, "application/json", MALFORMED.to_vec());
+                let _ = respond(&mut session, answer, false, None).await;
                 return None;
             }
         }
@@ -207,9 +218,13 @@ impl HttpServerApp for Admin {
         // Requests pipelined behind this one are kept for the connection's next session,
         // not dropped with a keep-alive answer that promised to read them.
         session.set_pipelining_enabled(true);
-        let (status, content_type, body) = self.answer(&session).await;
+        let answer = self.answer(&session).await;
         let head = session.req_header().method == http::Method::HEAD;
-        if let Err(e) = respond(&mut session, status, content_type, body, head).await {
+        let allow = match answer.0 {
+            405 => self.allowed_methods(session.req_header().uri.path()),
+            _ => None,
+        };
+        if let Err(e) = respond(&mut session, answer, head, allow).await {
             tracing::debug!(kind = ?e.etype(), "admin listener: the answer could not be written");
             return None;
         }

@@ -371,4 +371,19 @@ fn a_head_is_answered_as_the_get_without_its_body() {
     let admin = http.head(gw.admin_url("/health")).send().expect("send");
     assert_eq!(admin.status(), 200, "admin HEAD /health");
     assert!(admin.bytes().expect("body").is_empty());
+    // The admin listener's other methods: 405 with what the path answers, 404 elsewhere.
+    for (request, allow) in [
+        (http.post(gw.admin_url("/health")), "GET, HEAD"),
+        (http.delete(gw.admin_url("/metrics")), "GET, HEAD"),
+        (http.get(gw.admin_url("/reload")), "POST"),
+    ] {
+        let answer = request.send().expect("send");
+        assert_eq!(answer.status(), 405);
+        assert_eq!(
+            answer.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow)
+        );
+    }
+    let unknown = http.get(gw.admin_url("/nope")).send().expect("send");
+    assert_eq!(unknown.status(), 404);
 }

@@ -28,12 +28,27 @@ pub fn free_port() -> u16 {
 }
 
 /// `N` distinct free TCP ports on loopback: all are held open together while they are chosen,
-/// so no two are the same.
+/// so no two are the same, and none was handed out before in this test process. A port is
+/// released before its gateway binds it, so the system may offer it again meanwhile; two
+/// gateways given the same port would both bind it (the engine sets `SO_REUSEPORT`) and share
+/// its connections, each test then talking to the other's gateway.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("address").port())
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fresh: Vec<(u16, TcpListener)> = Vec::with_capacity(N);
+    // A port handed out before stays bound here until the end, so the system offers others.
+    let mut skipped = Vec::new();
+    while fresh.len() < N {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("address").port();
+        if handed_out.contains(&port) {
+            skipped.push(listener);
+            continue;
+        }
+        handed_out.push(port);
+        fresh.push((port, listener));
+    }
+    std::array::from_fn(|i| fresh[i].0)
 }
 
 /// The shipped `config.yaml` with every listener moved to a free port: `[listen, demo,
