@@ -355,25 +355,17 @@ pub(super) fn refuse_traced(method: &http::Method) -> Result<(), GatewayError> {
 /// or doubled header to the application as an ordinary request, and an upgrade or a body would
 /// carry more than a preflight past the policy.
 fn is_cors_preflight(session: &Session) -> bool {
+    use crate::request::only_value;
     use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, TRANSFER_ENCODING, UPGRADE};
     let header = session.req_header();
+    if header.method != http::Method::OPTIONS {
+        return false;
+    }
     let headers = &header.headers;
-    let single = |name| {
-        let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => Some(value.as_bytes()),
-            _ => None,
-        }
-    };
-    let is_token = |value: &[u8]| {
-        !value.is_empty()
-            && value
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
-    };
-    header.method == http::Method::OPTIONS
-        && single(ORIGIN).is_some_and(|origin| !origin.trim_ascii().is_empty())
-        && single(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(is_token)
+    let origin = only_value(headers, ORIGIN);
+    let asked = only_value(headers, ACCESS_CONTROL_REQUEST_METHOD);
+    matches!(origin, Ok(Some(v)) if !v.as_bytes().trim_ascii().is_empty())
+        && matches!(asked, Ok(Some(v)) if http::Method::from_bytes(v.as_bytes()).is_ok())
         && !headers.contains_key(UPGRADE)
         && !headers.contains_key(TRANSFER_ENCODING)
         && super::answer::declared_length(session).is_none_or(|length| length == 0)

@@ -196,12 +196,7 @@ fn one<'a>(
     headers: &'a HeaderMap,
     name: &str,
 ) -> Result<Option<&'a HeaderValue>, ForwardedRefusal> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(ForwardedRefusal::TwoReadings);
-    }
-    Ok(first)
+    super::only_value(headers, name).map_err(|()| ForwardedRefusal::TwoReadings)
 }
 
 /// True for `https`/`wss`, false for `http`/`ws` (any case); anything else, a comma list

@@ -96,3 +96,18 @@ pub(crate) const fn alphanumeric_or(extra: &[u8]) -> [bool; 256] {
     }
     table
 }
+
+/// The one value of header `name`: `Ok(None)` when absent, `Err(())` when it is given more than
+/// once (two readings of one field).
+#[allow(clippy::result_unit_err)]
+pub fn only_value(
+    headers: &http::HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> Result<Option<&http::HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(()),
+        None => Ok(first),
+    }
+}

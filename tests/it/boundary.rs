@@ -1498,31 +1498,24 @@ fn an_upgrade_the_client_did_not_ask_for_does_not_reach_the_upstream() {
 /// An upstream that answers every request `200` with a body of `length` zero bytes, written
 /// as fast as the connection takes it; returns its port.
 fn large_answer_upstream(length: usize) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                if read_head(&mut stream).is_none() {
-                    return;
-                }
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
-                if stream.write_all(head.as_bytes()).is_err() {
-                    return;
-                }
-                let block = vec![0u8; 65_536];
-                let mut left = length;
-                while left > 0 {
-                    let n = left.min(block.len());
-                    if stream.write_all(&block[..n]).is_err() {
-                        return;
-                    }
-                    left -= n;
-                }
-            });
+    serve_connections(move |mut stream| {
+        if read_head(&mut stream).is_none() {
+            return;
         }
-    });
-    port
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let block = vec![0u8; 65_536];
+        let mut left = length;
+        while left > 0 {
+            let n = left.min(block.len());
+            if stream.write_all(&block[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    })
 }
 
 /// A client that reads an answer's head and then stops reading (a slow-read attack) is
@@ -1624,26 +1617,16 @@ fn an_upstream_that_answers_early_and_stops_reading_does_not_hang_the_request() 
     );
 }
 
-/// An upstream that reads each request's head and then its body for as long as it comes,
-/// answering `200` once the connection's body bytes reach the declared length; returns its
-/// port.
+/// An upstream that reads a request's head and then its body for as long as it comes, and
+/// never answers; returns its port.
 fn body_reading_upstream() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                if read_head(&mut stream).is_none() {
-                    return;
-                }
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    let _ = n;
-                }
-            });
+    serve_connections(|mut stream| {
+        if read_head(&mut stream).is_none() {
+            return;
         }
-    });
-    port
+        let mut buf = [0u8; 4096];
+        while let Ok(1..) = stream.read(&mut buf) {}
+    })
 }
 
 /// Sends `head` (declaring a body) to `port`, then a byte (`x`) every 3 s;

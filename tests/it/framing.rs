@@ -580,21 +580,13 @@ fn a_client_that_expects_100_continue_is_told_to_go_on() {
 /// An upstream that answers every request on a connection with `answer`, reading each
 /// request's head only (none of these requests has a body).
 fn scripted_upstream(answer: String) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let answer = answer.clone();
-            std::thread::spawn(move || {
-                while read_head(&mut stream).is_some() {
-                    if stream.write_all(answer.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
+    serve_connections(move |mut stream| {
+        while read_head(&mut stream).is_some() {
+            if stream.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
         }
-    });
-    port
+    })
 }
 
 /// An upstream answering an early hint, then `body` in chunked framing.

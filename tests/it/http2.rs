@@ -232,6 +232,11 @@ fn h2c_is_accepted_with_prior_knowledge_only_when_enabled() {
     assert_eq!(answers[0].status, 200);
     assert_eq!(answers[0].json()["headers"]["x-user-id"], user.to_string());
     assert_eq!(answers[0].json()["headers"]["x-forwarded-proto"], "http");
+    // More header fields than an HTTP/1 request may have (256): 431 over HTTP/2 too.
+    let names: Vec<String> = (0..300).map(|i| format!("x-field-{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let answers = h2c(gw.port, vec![get(&uri, &many)]).expect("h2c answers");
+    assert_eq!(answers[0].status, 431);
     // HTTP/1.1 on the same listener is unchanged.
     let response = gw.get_as("/hello", &token);
     assert_eq!(response.version(), reqwest::Version::HTTP_11);

@@ -51,6 +51,21 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     std::array::from_fn(|i| fresh[i].0)
 }
 
+/// A loopback server that runs `serve` on each connection it accepts, each in a thread of its
+/// own (a scripted upstream); returns its port.
+pub fn serve_connections(serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let serve = std::sync::Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
 /// The shipped `config.yaml` with every listener moved to a free port: `[listen, demo,
 /// admin]`. Panics when the file names a fixed address this does not replace, so no test ever
 /// binds the shipped config's ports (which the README's first command uses).
