@@ -356,7 +356,7 @@ pub(super) fn refuse_traced(method: &http::Method) -> Result<(), GatewayError> {
 /// carry more than a preflight past the policy.
 fn is_cors_preflight(session: &Session) -> bool {
     use crate::request::only_value;
-    use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, TRANSFER_ENCODING, UPGRADE};
+    use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, UPGRADE};
     let header = session.req_header();
     if header.method != http::Method::OPTIONS {
         return false;
@@ -367,6 +367,5 @@ fn is_cors_preflight(session: &Session) -> bool {
     matches!(origin, Ok(Some(v)) if !v.as_bytes().trim_ascii().is_empty())
         && matches!(asked, Ok(Some(v)) if http::Method::from_bytes(v.as_bytes()).is_ok())
         && !headers.contains_key(UPGRADE)
-        && !headers.contains_key(TRANSFER_ENCODING)
-        && super::answer::declared_length(session).is_none_or(|length| length == 0)
+        && !super::answer::declares_body(session)
 }
