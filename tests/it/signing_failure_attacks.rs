@@ -479,8 +479,11 @@ fn terminate_backends(db: &Database, stop: &std::sync::atomic::AtomicBool) -> u6
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let row = client
                 .query_one(
+                    // The gateway's connections only: an autovacuum worker on this database
+                    // runs as a superuser, whom this role may not terminate.
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                     AND backend_type = 'client backend' AND usename = current_user",
                     &[],
                 )
                 .await
